@@ -1,0 +1,94 @@
+"""Compile diagnostics: positions, messages and the caret rendering.
+
+A :class:`CompileError` carries every :class:`Diagnostic` that error recovery
+could find, each with ``(file, line, col)``, and renders them the way
+compilers do::
+
+    job.rhai:3:9: error: undefined variable 'y'
+        let x = y + 1;
+                ^
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from peerbox._errors import Error
+
+from ._ast import Span
+
+__all__ = ["Diagnostic", "CompileError", "Diagnostics"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Diagnostic:
+    """One compile error: where it is and what is wrong there."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+    source_line: str = ""
+    width: int = 1
+
+    def render(self) -> str:
+        head = f"{self.file}:{self.line}:{self.col}: error: {self.message}"
+        if not self.source_line:
+            return head
+        text = self.source_line.expandtabs(1)
+        caret = " " * (self.col - 1) + "^" * max(1, min(self.width, len(text) - self.col + 1))
+        return f"{head}\n    {text}\n    {caret}"
+
+
+class CompileError(Error):
+    """The source does not compile. ``diagnostics`` lists every error found.
+
+    ``str(err)`` renders all of them with source lines and carets; ``file``,
+    ``line`` and ``col`` are those of the first.
+    """
+
+    exit_code = 3
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        if not diagnostics:
+            raise ValueError("CompileError needs at least one diagnostic")
+        self.diagnostics = list(diagnostics)
+        first = self.diagnostics[0]
+        self.file, self.line, self.col = first.file, first.line, first.col
+        self.message = first.message
+        super().__init__("\n".join(d.render() for d in self.diagnostics))
+
+
+@dataclass(slots=True)
+class Diagnostics:
+    """Collects diagnostics for one compilation, with the sources to quote."""
+
+    sources: dict[str, str] = field(default_factory=dict)
+    items: list[Diagnostic] = field(default_factory=list)
+    limit: int = 100
+
+    def add_source(self, file: str, text: str) -> None:
+        self.sources[file] = text
+
+    def error(self, span: Span, message: str) -> None:
+        """Record an error at ``span``; past ``limit`` errors, stop recording."""
+        if len(self.items) >= self.limit:
+            return
+        lines = self.sources.get(span.file, "").split("\n")
+        src = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
+        width = span.end_col - span.col if span.end_line == span.line else 1
+        self.items.append(
+            Diagnostic(
+                file=span.file,
+                line=span.line,
+                col=span.col,
+                message=message,
+                source_line=src.rstrip("\r"),
+                width=max(1, width),
+            )
+        )
+
+    def check(self) -> None:
+        """Raise :class:`CompileError` if anything was recorded."""
+        if self.items:
+            raise CompileError(self.items)
