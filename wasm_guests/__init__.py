@@ -1,0 +1,39 @@
+"""Everything that becomes or runs inside a guest: the language and the runtime.
+
+``peerbox.wasm_guests.lang`` compiles scripts to WebAssembly text. The guest
+runtime support code ("rt": allocator, strings, arrays, maps, operators,
+builtins, CBOR in/out) is C in ``wasm_guests/rt/`` compiled once by clang to
+``rt/rt.wasm``, which is committed and shipped in the wheel; the host
+instantiates it next to every script module (see ``ABI.md``).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from importlib import resources
+
+__all__ = ["RT_ABI_VERSION", "rt_wasm_path", "rt_wasm_bytes"]
+
+#: Version of the rt <-> compiler <-> host contract described in ABI.md.
+#: Bump it whenever rt.wasm changes incompatibly, so caches keyed on it are invalidated.
+RT_ABI_VERSION = 1
+
+
+def rt_wasm_path() -> pathlib.Path:
+    """The path of the committed ``rt.wasm`` inside this package.
+
+    Raises FileNotFoundError if the file is missing (a broken install or a
+    checkout where ``make rt`` has not been run).
+    """
+    path = pathlib.Path(__file__).resolve().parent / "rt" / "rt.wasm"
+    if not path.is_file():
+        raise FileNotFoundError(f"guest runtime not found at {path}; run `make rt`")
+    return path
+
+
+def rt_wasm_bytes() -> bytes:
+    """The bytes of ``rt.wasm``, read through importlib.resources (works from a wheel or zip).
+
+    Raises FileNotFoundError if the file is missing.
+    """
+    return resources.files(__name__).joinpath("rt").joinpath("rt.wasm").read_bytes()

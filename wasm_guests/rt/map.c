@@ -1,0 +1,225 @@
+/* map.c - object maps with string keys.
+ *
+ * Entries live in one array in no particular order; the first `sorted` of
+ * them are in key order (bytewise). Maps with more than MAP_SMALL entries
+ * also have an open-addressing hash index (linear probing, load <= 1/2,
+ * backward-shift deletion) of entry index + 1. Anything that walks a map in
+ * order (keys, values, display, CBOR, iteration) calls map_sort first, which
+ * sorts only the unsorted tail and merges it in: inserting keys and then
+ * reading them in order is O(n log n), not O(n^2).
+ *
+ * Removal moves the last entry into the hole (O(1)), shortening the sorted
+ * prefix to the hole.
+ */
+#include "rt.h"
+
+static uint32_t hash_key(V k) {
+    const uint8_t *p = s_ptr(k);
+    uint32_t n = s_len(k), h = 2166136261u;
+    for (uint32_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    h ^= h >> 15;
+    return h;
+}
+
+static inline int key_eq(int64_t a, V b) {
+    return (uint64_t)a >> 32 == s_len(b) && memcmp((void *)(uintptr_t)(uint32_t)a, s_ptr(b), s_len(b)) == 0;
+}
+
+Map *map_new(uint32_t cap) {
+    Map *m = alloc(sizeof(Map));
+    if (cap) m->e = alloc(sz_mul(cap, sizeof(Entry)));
+    m->cap = cap;
+    return m;
+}
+
+/* The index slot of key (found=1) or the empty slot where it would go. */
+static uint32_t probe(const Map *m, V key, uint32_t h, int *found) {
+    uint32_t mask = m->icap - 1, i = h & mask;
+    for (;;) {
+        uint32_t x = m->idx[i];
+        if (!x) {
+            *found = 0;
+            return i;
+        }
+        const Entry *e = &m->e[x - 1];
+        if (e->hash == h && key_eq(e->key, key)) {
+            *found = 1;
+            return i;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static void index_fill(Map *m) {
+    uint32_t mask = m->icap - 1;
+    memset(m->idx, 0, (size_t)m->icap * 4);
+    for (uint32_t k = 0; k < m->len; k++) {
+        uint32_t i = m->e[k].hash & mask;
+        while (m->idx[i]) i = (i + 1) & mask;
+        m->idx[i] = k + 1;
+    }
+}
+
+static void index_build(Map *m, uint32_t icap) {
+    m->idx = alloc(sz_mul(icap, 4));
+    m->icap = icap;
+    index_fill(m);
+}
+
+static int64_t find_linear(const Map *m, V key) {
+    uint32_t n = s_len(key);
+    for (uint32_t i = 0; i < m->len; i++) {
+        if ((uint64_t)m->e[i].key >> 32 == n && key_eq(m->e[i].key, key)) return i;
+    }
+    return -1;
+}
+
+Entry *map_find(Map *m, V key) {
+    if (m->icap) {
+        int found;
+        uint32_t s = probe(m, key, hash_key(key), &found);
+        return found ? &m->e[m->idx[s] - 1] : 0;
+    }
+    int64_t i = find_linear(m, key);
+    return i < 0 ? 0 : &m->e[i];
+}
+
+void map_set(Map *m, V key, V val) {
+    uint32_t h = hash_key(key);
+    uint32_t slot = 0;
+    if (m->icap) {
+        int found;
+        slot = probe(m, key, h, &found);
+        if (found) {
+            Entry *e = &m->e[m->idx[slot] - 1];
+            e->tag = val.tag;
+            e->p = val.p;
+            return;
+        }
+    } else {
+        int64_t i = find_linear(m, key);
+        if (i >= 0) {
+            m->e[i].tag = val.tag;
+            m->e[i].p = val.p;
+            return;
+        }
+    }
+    if (m->len == m->cap) {
+        uint64_t cap = (uint64_t)m->cap * 2;
+        if (cap < 4) cap = 4;
+        Entry *e = alloc(sz_mul(cap, sizeof(Entry)));
+        memcpy(e, m->e, (size_t)m->len * sizeof(Entry));
+        m->e = e;
+        m->cap = (uint32_t)cap;
+    }
+    uint32_t n = m->len;
+    Entry *e = &m->e[n];
+    e->key = key.p;
+    e->tag = val.tag;
+    e->hash = h;
+    e->p = val.p;
+    m->len = n + 1;
+    if (m->sorted == n && (n == 0 || str_cmp(mk(T_STR, m->e[n - 1].key), key) < 0)) m->sorted = n + 1;
+    if (m->icap) {
+        if ((uint64_t)m->len * 2 > m->icap) index_build(m, sz_mul(m->icap, 2));
+        else m->idx[slot] = n + 1;
+    } else if (m->len > MAP_SMALL) {
+        index_build(m, 32);
+    }
+}
+
+int map_remove(Map *m, V key, V *out) {
+    uint32_t i;
+    if (m->icap) {
+        int found;
+        uint32_t s = probe(m, key, hash_key(key), &found);
+        if (!found) return 0;
+        i = m->idx[s] - 1;
+        /* backward-shift deletion of slot s */
+        uint32_t mask = m->icap - 1, hole = s, j = s;
+        for (;;) {
+            j = (j + 1) & mask;
+            uint32_t x = m->idx[j];
+            if (!x) break;
+            uint32_t home = m->e[x - 1].hash & mask;
+            int stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+            if (!stays) {
+                m->idx[hole] = x;
+                hole = j;
+            }
+        }
+        m->idx[hole] = 0;
+    } else {
+        int64_t k = find_linear(m, key);
+        if (k < 0) return 0;
+        i = (uint32_t)k;
+    }
+    *out = entry_val(&m->e[i]);
+    uint32_t last = m->len - 1;
+    if (i != last) {
+        if (m->icap) {
+            uint32_t mask = m->icap - 1, k = m->e[last].hash & mask;
+            while (m->idx[k] != last + 1) k = (k + 1) & mask;
+            m->idx[k] = i + 1;
+        }
+        m->e[i] = m->e[last];
+    }
+    m->len = last;
+    if (m->sorted > i) m->sorted = i;
+    return 1;
+}
+
+/* scratch space for merging the sorted tail (map_sort never re-enters) */
+static Entry *scratch;
+static uint32_t scratch_cap;
+
+void map_sort(Map *m) {
+    uint32_t n = m->len, s = m->sorted;
+    if (s >= n) {
+        m->sorted = n;
+        return;
+    }
+    uint32_t k = n - s;
+    sort_entries(m->e + s, k);
+    if (s > 0 && str_cmp(mk(T_STR, m->e[s - 1].key), mk(T_STR, m->e[s].key)) > 0) {
+        if (scratch_cap < k) {
+            scratch = alloc(sz_mul(k, sizeof(Entry)));
+            scratch_cap = k;
+        }
+        memcpy(scratch, m->e + s, (size_t)k * sizeof(Entry));
+        /* merge backwards: prefix e[0..s) and tail scratch[0..k) into e[0..n) */
+        int64_t a = (int64_t)s - 1, b = (int64_t)k - 1, w = (int64_t)n - 1;
+        while (b >= 0) {
+            if (a >= 0 && str_cmp(mk(T_STR, m->e[a].key), mk(T_STR, scratch[b].key)) > 0) m->e[w--] = m->e[a--];
+            else m->e[w--] = scratch[b--];
+        }
+    }
+    m->sorted = n;
+    if (m->icap) index_fill(m);
+}
+
+Map *map_copy(Map *m, int depth) {
+    if (depth >= MAX_DEPTH) {
+        raise_too_deep();
+        return 0;
+    }
+    uint32_t n = m->len;
+    Map *c = map_new(n);
+    for (uint32_t i = 0; i < n; i++) {
+        Entry e = m->e[i];
+        if (e.tag == T_ARRAY || e.tag == T_MAP || e.tag == T_BLOB) {
+            V x = val_copy(entry_val(&e), depth + 1);
+            if (x.tag == T_EXC) return 0;
+            e.p = x.p;
+        }
+        c->e[i] = e;
+    }
+    c->len = n;
+    c->sorted = m->sorted;
+    if (m->icap) {
+        c->idx = alloc(sz_mul(m->icap, 4));
+        c->icap = m->icap;
+        memcpy(c->idx, m->idx, (size_t)m->icap * 4);
+    }
+    return c;
+}

@@ -1,0 +1,171 @@
+/* str.c - byte buffers, string values and UTF-8 helpers.
+ *
+ * A string is an immutable slice (len << 32 | ptr) of valid UTF-8. Strings
+ * built by rt come from a Buf; the most recently finished Buf stays "open"
+ * (sb_*): if the left operand of a concatenation ends exactly at its used end,
+ * the right operand is appended in place (growing by 1.5x when full), so
+ * `s += x` in a loop is linear. Only bytes past every existing slice are ever
+ * written, so no slice changes.
+ */
+#include "rt.h"
+
+static uint8_t *sb_start; /* the open string buffer */
+static uint32_t sb_used;  /* bytes used from sb_start */
+static uint32_t sb_cap;   /* bytes reserved from sb_start */
+
+void str_reset(void) {
+    sb_start = 0;
+    sb_used = 0;
+    sb_cap = 0;
+}
+
+V vcstr(const char *s) { return vstr((const uint8_t *)s, cstrlen(s)); }
+
+/* ---- Buf ------------------------------------------------------------------ */
+
+void buf_init(Buf *b, uint32_t cap) {
+    if (cap < 16) cap = 16;
+    b->p = alloc(cap);
+    b->len = 0;
+    b->cap = cap;
+}
+
+void buf_reserve(Buf *b, uint32_t extra) {
+    uint64_t need = (uint64_t)b->len + extra;
+    if (need <= b->cap) return;
+    uint64_t cap = (uint64_t)b->cap + b->cap / 2 + 32;
+    if (cap < need) cap = need;
+    if (cap > 0x7fff0000ull) cap = need;
+    uint8_t *p = alloc(cap);
+    memcpy(p, b->p, b->len);
+    b->p = p;
+    b->cap = (uint32_t)cap;
+}
+
+void buf_put(Buf *b, const void *src, uint32_t n) {
+    if (n == 0) return;
+    buf_reserve(b, n);
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+void buf_byte(Buf *b, uint8_t c) {
+    if (b->len == b->cap) buf_reserve(b, 1);
+    b->p[b->len++] = c;
+}
+
+void buf_cstr(Buf *b, const char *s) { buf_put(b, s, cstrlen(s)); }
+
+void buf_sv(Buf *b, V s) { buf_put(b, s_ptr(s), s_len(s)); }
+
+void buf_int(Buf *b, int64_t i) {
+    uint8_t tmp[24];
+    int n = 0;
+    uint64_t u = i < 0 ? (uint64_t)0 - (uint64_t)i : (uint64_t)i;
+    do {
+        tmp[n++] = (uint8_t)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (i < 0) tmp[n++] = '-';
+    buf_reserve(b, (uint32_t)n);
+    while (n) b->p[b->len++] = tmp[--n];
+}
+
+void buf_float(Buf *b, double d) {
+    uint8_t tmp[40];
+    int32_t n = host_fmt_f64(d, tmp);
+    if (n < 0) n = 0;
+    if (n > 32) n = 32;
+    buf_put(b, tmp, (uint32_t)n);
+}
+
+V buf_str(Buf *b) {
+    sb_start = b->p;
+    sb_used = b->len;
+    sb_cap = b->cap;
+    return vstr(b->p, b->len);
+}
+
+V str_from(const void *p, uint32_t n) {
+    Buf b;
+    buf_init(&b, n);
+    buf_put(&b, p, n);
+    return buf_str(&b);
+}
+
+/* a ++ b for two strings. */
+V str_concat(V a, V b) {
+    uint32_t al = s_len(a), bl = s_len(b);
+    if (bl == 0) return a;
+    uint8_t *ap = s_ptr(a);
+    if (sb_start && ap >= sb_start && ap + al == sb_start + sb_used) {
+        /* extend the open buffer in place */
+        Buf buf;
+        buf.p = ap;
+        buf.len = al;
+        buf.cap = (uint32_t)(sb_start + sb_cap - ap);
+        buf_put(&buf, s_ptr(b), bl);
+        return buf_str(&buf);
+    }
+    if (al == 0) return b;
+    uint64_t need = (uint64_t)al + bl;
+    Buf buf;
+    buf_init(&buf, sz_mul(need + need / 2 + 16, 1));
+    buf_put(&buf, ap, al);
+    buf_put(&buf, s_ptr(b), bl);
+    return buf_str(&buf);
+}
+
+/* ---- UTF-8 ------------------------------------------------------------------ */
+
+uint32_t utf8_charlen(uint8_t lead) {
+    if (lead < 0x80) return 1;
+    if (lead >= 0xf0) return 4;
+    if (lead >= 0xe0) return 3;
+    return 2;
+}
+
+uint32_t utf8_count(const uint8_t *p, uint32_t n) {
+    uint32_t c = 0;
+    for (uint32_t i = 0; i < n; i++) c += (p[i] & 0xc0) != 0x80;
+    return c;
+}
+
+uint32_t utf8_offset(const uint8_t *p, uint32_t n, uint32_t chars) {
+    uint32_t i = 0;
+    while (chars && i < n) {
+        i += utf8_charlen(p[i]);
+        chars--;
+    }
+    return i > n ? n : i;
+}
+
+/* ---- comparisons and search ---------------------------------------------------- */
+
+int str_cmp(V a, V b) {
+    uint32_t al = s_len(a), bl = s_len(b);
+    int c = memcmp(s_ptr(a), s_ptr(b), al < bl ? al : bl);
+    if (c) return c;
+    return al < bl ? -1 : al > bl;
+}
+
+int str_eq(V a, V b) {
+    return s_len(a) == s_len(b) && memcmp(s_ptr(a), s_ptr(b), s_len(a)) == 0;
+}
+
+int str_eq_c(V a, const char *c) {
+    uint32_t n = cstrlen(c);
+    return s_len(a) == n && memcmp(s_ptr(a), c, n) == 0;
+}
+
+int64_t str_find(V hay, V needle, uint32_t from) {
+    uint32_t hl = s_len(hay), nl = s_len(needle);
+    const uint8_t *h = s_ptr(hay), *n = s_ptr(needle);
+    if (nl == 0) return from <= hl ? (int64_t)from : -1;
+    if (nl > hl) return -1;
+    uint8_t first = n[0];
+    for (uint32_t i = from; i + nl <= hl; i++) {
+        if (h[i] == first && memcmp(h + i, n, nl) == 0) return i;
+    }
+    return -1;
+}
