@@ -1,0 +1,119 @@
+"""Shared fixtures for the peerbox test suites.
+
+``compile_and_run``, ``run_error`` and ``compile_error`` are factory fixtures:
+each returns a function, so table-driven tests can compile and run many
+small programs with one line each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import peerbox
+
+
+def same(got: Any, expected: Any) -> bool:
+    """True if ``got`` and ``expected`` have the same types and values, recursively.
+
+    Python's ``1 == 1.0 == True`` would hide type errors in results, so types
+    are compared too; floats compare by value and sign, NaN equals NaN.
+    """
+    if type(got) is not type(expected):
+        return False
+    if isinstance(got, float):
+        if math.isnan(got) or math.isnan(expected):
+            return math.isnan(got) and math.isnan(expected)
+        return got == expected and math.copysign(1.0, got) == math.copysign(1.0, expected)
+    if isinstance(got, list):
+        return len(got) == len(expected) and all(same(a, b) for a, b in zip(got, expected))
+    if isinstance(got, dict):
+        return got.keys() == expected.keys() and all(same(got[k], expected[k]) for k in got)
+    return bool(got == expected)
+
+
+@pytest.fixture(name="same")
+def same_fixture() -> Callable[[Any, Any], bool]:
+    """The strict equality :func:`same`, for test modules (conftest is not importable)."""
+    return same
+
+
+def _compile(source: str, filename: str, search_path: Any = None) -> Any:
+    if search_path is None:
+        return peerbox.compile(source, filename=filename)
+    return peerbox.compile(source, filename=filename, search_path=search_path)
+
+
+def _run(prog: Any, params: dict[str, Any] | None, limits: Any) -> Any:
+    kwargs: dict[str, Any] = {}
+    if params is not None:
+        kwargs["params"] = params
+    if limits is not None:
+        kwargs["limits"] = limits
+    return prog.run(**kwargs)
+
+
+@pytest.fixture
+def compile_and_run() -> Callable[..., Any]:
+    """``compile_and_run(source, *, params=None, limits=None, filename="test.rhai", search_path=None)``.
+
+    Compiles and runs ``source``, returning the ``peerbox.Result``; any error
+    propagates so the test shows it.
+    """
+
+    def run(
+        source: str,
+        *,
+        params: dict[str, Any] | None = None,
+        limits: Any = None,
+        filename: str = "test.rhai",
+        search_path: Any = None,
+    ) -> Any:
+        return _run(_compile(source, filename, search_path), params, limits)
+
+    return run
+
+
+@pytest.fixture
+def run_error() -> Callable[..., Any]:
+    """``run_error(source, *, params=None, limits=None, filename="test.rhai", search_path=None)``.
+
+    Compiles (which must succeed) and runs ``source``, asserts the run raises a
+    ``peerbox.Error`` and returns it. A compile error fails the test: a program
+    meant to fail at run time must compile.
+    """
+
+    def run(
+        source: str,
+        *,
+        params: dict[str, Any] | None = None,
+        limits: Any = None,
+        filename: str = "test.rhai",
+        search_path: Any = None,
+    ) -> Any:
+        prog = _compile(source, filename, search_path)
+        with pytest.raises(peerbox.Error) as info:
+            res = _run(prog, params, limits)
+            pytest.fail(f"expected a runtime error, got value {res.value!r}")  # pragma: no cover
+        assert not isinstance(info.value, peerbox.CompileError)
+        return info.value
+
+    return run
+
+
+@pytest.fixture
+def compile_error() -> Callable[..., Any]:
+    """``compile_error(source, *, filename="test.rhai", search_path=None) -> peerbox.CompileError``.
+
+    Asserts compiling ``source`` raises ``peerbox.CompileError`` and returns it.
+    """
+
+    def comp(source: str, *, filename: str = "test.rhai", search_path: Any = None) -> Any:
+        with pytest.raises(peerbox.CompileError) as info:
+            _compile(source, filename, search_path)
+        return info.value
+
+    return comp
