@@ -95,7 +95,7 @@ static V add_str(V a, V b) {
     if (a.tag == T_STR) {
         /* don't finish `t` as a string: `a` must stay the open buffer's tail */
         if (buf_display(&t, b, 0)) return raise_too_deep();
-        return str_concat(a, vstr(t.p, t.len));
+        return str_append(a, t.p, t.len);
     }
     buf_init(&t, 32 + s_len(b));
     if (buf_display(&t, a, 0)) return raise_too_deep();

@@ -9,7 +9,9 @@
  * invalid_argument. Decoded strings and blobs point into the input buffer.
  *
  * Output: definite lengths, minimal int heads, floats always as 8-byte f64,
- * map keys in bytewise-sorted order; closures as "<closure>".
+ * the keys of script maps in bytewise-sorted order (Rhai's iteration order);
+ * closures as "<closure>". The envelope's own keys ({"ok","log","value"} and
+ * the error map) are in canonical CBOR order (shorter keys first).
  *
  * The log: print/debug lines are kept pre-encoded as CBOR text items in one
  * buffer with room for the array head and a u32 length in front of them, so
@@ -182,7 +184,7 @@ static int32_t out_end(Buf *b) {
     return (int32_t)(uintptr_t)b->p;
 }
 
-/* {"error": {...}, "log": [...], "ok": false} for the pending error */
+/* {"ok": false, "log": [...], "error": {...}} for the pending error */
 static int32_t out_error(void) {
     Buf b;
     out_start(&b);
@@ -200,7 +202,12 @@ static int32_t out_error(void) {
         buf_init(&vb, 64);
         has_value = cbor_encode(&vb, val, 0) == 0;
     }
+    /* envelope keys in canonical CBOR order (length first, then bytewise) */
     cbor_head(&b, 5, 3);
+    enc_ctext(&b, "ok");
+    buf_byte(&b, 0xf4);
+    enc_ctext(&b, "log");
+    log_encode(&b);
     enc_ctext(&b, "error");
     cbor_head(&b, 5, has_value ? 5 : 4);
     enc_ctext(&b, "file");
@@ -209,16 +216,12 @@ static int32_t out_error(void) {
     enc_ctext(&b, kind_name(kind));
     enc_ctext(&b, "line");
     cbor_encode(&b, vint(code & 0xffffff), 0);
-    enc_ctext(&b, "message");
-    enc_text(&b, msg);
     if (has_value) {
         enc_ctext(&b, "value");
         buf_put(&b, vb.p, vb.len);
     }
-    enc_ctext(&b, "log");
-    log_encode(&b);
-    enc_ctext(&b, "ok");
-    buf_byte(&b, 0xf4);
+    enc_ctext(&b, "message");
+    enc_text(&b, msg);
     return out_end(&b);
 }
 
@@ -230,10 +233,10 @@ EXPORT("rt_finish") int32_t rt_finish(int32_t t, int64_t p) {
     Buf b;
     out_start(&b);
     cbor_head(&b, 5, 3);
-    enc_ctext(&b, "log");
-    log_encode(&b);
     enc_ctext(&b, "ok");
     buf_byte(&b, 0xf5);
+    enc_ctext(&b, "log");
+    log_encode(&b);
     enc_ctext(&b, "value");
     if (cbor_encode(&b, mk(t, p), 0)) {
         raise_too_deep();

@@ -162,6 +162,7 @@ void buf_int(Buf *b, int64_t i);
 void buf_float(Buf *b, double d);
 V buf_str(Buf *b); /* finish as a string; it becomes the extendable buffer */
 V str_concat(V a, V b); /* a, b strings; in-place extension when possible */
+V str_append(V a, const uint8_t *p, uint32_t n); /* copies p (may be temporary) */
 V str_from(const void *p, uint32_t n); /* fresh copy */
 uint32_t utf8_count(const uint8_t *p, uint32_t n);
 uint32_t utf8_offset(const uint8_t *p, uint32_t n, uint32_t chars); /* byte offset of char index */

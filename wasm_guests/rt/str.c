@@ -93,27 +93,37 @@ V str_from(const void *p, uint32_t n) {
     return buf_str(&b);
 }
 
-/* a ++ b for two strings. */
-V str_concat(V a, V b) {
-    uint32_t al = s_len(a), bl = s_len(b);
-    if (bl == 0) return a;
+static int extendable(V a) {
     uint8_t *ap = s_ptr(a);
-    if (sb_start && ap >= sb_start && ap + al == sb_start + sb_used) {
+    return sb_start && ap >= sb_start && ap + s_len(a) == sb_start + sb_used;
+}
+
+/* a ++ bytes: never returns a slice of `p` (which may be a temporary). */
+V str_append(V a, const uint8_t *p, uint32_t n) {
+    uint32_t al = s_len(a);
+    uint8_t *ap = s_ptr(a);
+    if (n == 0) return a;
+    if (extendable(a)) {
         /* extend the open buffer in place */
         Buf buf;
         buf.p = ap;
         buf.len = al;
         buf.cap = (uint32_t)(sb_start + sb_cap - ap);
-        buf_put(&buf, s_ptr(b), bl);
+        buf_put(&buf, p, n);
         return buf_str(&buf);
     }
-    if (al == 0) return b;
-    uint64_t need = (uint64_t)al + bl;
+    uint64_t need = (uint64_t)al + n;
     Buf buf;
     buf_init(&buf, sz_mul(need + need / 2 + 16, 1));
     buf_put(&buf, ap, al);
-    buf_put(&buf, s_ptr(b), bl);
+    buf_put(&buf, p, n);
     return buf_str(&buf);
+}
+
+/* a ++ b for two strings (an empty side gives the other one, shared). */
+V str_concat(V a, V b) {
+    if (s_len(a) == 0 && !extendable(a)) return b;
+    return str_append(a, s_ptr(b), s_len(b));
 }
 
 /* ---- UTF-8 ------------------------------------------------------------------ */
