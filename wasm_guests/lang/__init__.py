@@ -13,8 +13,11 @@ touches wasmtime, files or the network: imports are read through the
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import _ast as ast
 from ._builtins import BUILTINS, Builtin
@@ -25,7 +28,7 @@ from ._resolver import ModuleInfo, resolve
 
 __all__ = [
     "compile_to_wat", "check", "Compiled", "ModuleSource", "Resolver", "CompileError", "Diagnostic",
-    "BUILTINS", "Builtin", "CODEGEN_VERSION", "MAX_MODULES", "ast",
+    "BUILTINS", "Builtin", "CODEGEN_VERSION", "MAX_MODULES", "ast", "compiler_fingerprint",
 ]
 
 #: Most files (the script and its modules) one compilation may pull in.
@@ -52,6 +55,19 @@ class Compiled:
     files: tuple[str, ...]  # file index (in runtime error lines) -> filename
     deps: tuple[ModuleSource, ...]  # every imported module, transitively
     imports: tuple[tuple[str, str, str], ...]  # (importer file, import name, resolved file)
+
+
+@functools.cache
+def compiler_fingerprint() -> str:
+    """SHA-256 over the compiler's own source files.
+
+    Caches of compiled modules key on it, so any change to the compiler (not
+    only a bump of :data:`CODEGEN_VERSION`) invalidates what it compiled.
+    """
+    h = hashlib.sha256(CODEGEN_VERSION.encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def _load(source: str, filename: str, resolver: Resolver | None,

@@ -132,6 +132,7 @@ class _Fn:
         self.nlabels = 0
         self.handlers: list[str] = []
         self.loops: list[tuple[str, str]] = []
+        self.caught: list[tuple[str, str]] = []  # locals holding what each enclosing catch caught
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -145,6 +146,10 @@ class _Fn:
     def local(self, name: str, ty: str) -> str:
         self.locals.append(f"(local {name} {ty})")
         return name
+
+    def fresh(self, prefix: str, ty: str) -> str:
+        """A new local with a name no other local of this function has."""
+        return self.local(f"${prefix}_{len(self.locals)}", ty)
 
     def temp(self) -> int:
         if self.free_temps:
@@ -314,7 +319,9 @@ class _Fn:
                 self.expr(st.value)
             self.emit("return")
         elif isinstance(st, A.Throw):
-            if st.value is None:
+            if st.value is None and self.caught:  # `throw;` in a catch block re-throws
+                self.emit(*(f"local.get {x}" for x in self.caught[-1]))
+            elif st.value is None:
                 self.unit()
             else:
                 self.value(st.value)
@@ -338,13 +345,15 @@ class _Fn:
         self.block_value(st.body)
         self.handlers.pop()
         self.emit("drop", "drop", f"br {end}", "end")
-        self.emit(f"call {self.mb.use('rt_exc_take')}")
+        caught = (self.fresh("ext", "i32"), self.fresh("exp", "i64"))
+        self.emit(f"call {self.mb.use('rt_exc_take')}", f"local.set {caught[1]}", f"local.set {caught[0]}")
         b = self.res.bindings.get(id(st))
         if b is not None and st.var is not None:
+            self.emit(*(f"local.get {x}" for x in caught))
             self.declare(b)
-        else:
-            self.emit("drop", "drop")
+        self.caught.append(caught)
         self.block_value(st.handler)
+        self.caught.pop()
         self.emit("drop", "drop", "end")
 
     def for_(self, st: A.For) -> None:
@@ -355,8 +364,8 @@ class _Fn:
         if isinstance(it, A.Call) and self.res.calls.get(id(it)) == "range":
             it = A.Range(span=it.span, start=it.args[0], end=it.args[1], inclusive=False)
         if isinstance(it, A.Range):
-            i = self.local(f"$ri{self.nlabels}", "i64")
-            e = self.local(f"$re{self.nlabels}", "i64")
+            i = self.fresh("ri", "i64")
+            e = self.fresh("re", "i64")
             for bound, loc in ((it.start, i), (it.end, e)):
                 self.int_value(bound)
                 self.emit(f"local.set {loc}")
@@ -373,9 +382,9 @@ class _Fn:
             self.emit(f"local.get {i}", "i64.const 1", "i64.add", f"local.set {i}",
                       f"br {top}", "end", "end")
             return
-        arr = self.local(f"$fa{self.nlabels}", "i32")
-        n = self.local(f"$fn{self.nlabels}", "i32")
-        idx = self.local(f"$fi{self.nlabels}", "i32")
+        arr = self.fresh("fa", "i32")
+        n = self.fresh("fn", "i32")
+        idx = self.fresh("fi", "i32")
         self.expr(it)
         self.call("rt_iter", it.span)
         self.emit("i32.wrap_i64", f"local.set {arr}", "drop", f"local.get {arr}", "i32.load",
@@ -699,7 +708,7 @@ class _Fn:
         a, b = left.payload, right.payload
         saved, self.out = self.out, []
         if op in ("+", "-"):
-            r = self.local(f"$r{self.nlabels}_{len(self.locals)}", "i64")
+            r = self.fresh("r", "i64")
             self.emit(f"i32.const {INT}", a, b, "i64.add" if op == "+" else "i64.sub", f"local.tee {r}")
             # overflow iff the sign of the result differs from both (add) / from a and not b (sub)
             if op == "+":
@@ -845,7 +854,7 @@ class _Fn:
                   f"call {self.mb.use('rt_err_arity')}", "drop", "drop")
         self.raise_(e.span)
         self.emit("end")
-        clo = self.local(f"$clo{self.nlabels}_{len(self.locals)}", "i32")
+        clo = self.fresh("clo", "i32")
         self.emit("local.get $xt", f"local.tee {clo}", "i32.load offset=8")
         for a in e.args:
             self.expr(a)
@@ -854,7 +863,7 @@ class _Fn:
 
     def closure(self, e: A.Closure) -> None:
         info = self.res.closures[id(e)]
-        clo = self.local(f"$mk{self.nlabels}_{len(self.locals)}", "i32")
+        clo = self.fresh("mk", "i32")
         self.emit("i32.const 12", f"call {self.mb.use('rt_alloc')}", f"local.tee {clo}",
                   f"i32.const {CLOSURE_TABLE_BASE + info.slot}", "i32.store", f"local.get {clo}",
                   f"i32.const {len(info.params)}", "i32.store offset=4")
@@ -926,7 +935,7 @@ def generate(res: Resolution, init_order: list[int]) -> str:
         for j, b in enumerate(info.captures):
             cell = f.local(f"$c{b.id}", "i32")
             f.cells[b.id] = cell
-            f.emit("local.get 0", "i32.load offset=8", f"i32.load offset={4 * j}", f"local.set {cell}")
+            f.emit("local.get 0", f"i32.load offset={4 * j}", f"local.set {cell}")
         f.bind_params(info.params, 1, c.span)
         f.block_value(c.body)
         mb.closure_arities.add(len(info.params))
