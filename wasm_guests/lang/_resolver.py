@@ -184,11 +184,7 @@ class _Resolver:
             for fn in mod.script.functions:
                 self.frame = _Frame(None, None)
                 ps: list[Binding] = []
-                seen: set[str] = set()
-                for p in fn.params:
-                    if p in seen:
-                        self.diags.error(fn.span, f"parameter '{p}' appears twice")
-                    seen.add(p)
+                for p in fn.params:  # the parser reported duplicate names
                     b = self.res.new_binding(p)
                     self.frame.scopes[-1][p] = b
                     ps.append(b)
@@ -454,11 +450,7 @@ class _Resolver:
         self.res.closure_order.append(e)
         outer = self.frame
         self.frame = _Frame(outer, info)
-        seen: set[str] = set()
         for p in e.params:
-            if p in seen:
-                self.diags.error(e.span, f"parameter '{p}' appears twice")
-            seen.add(p)
             b = self.res.new_binding(p)
             self.frame.scopes[-1][p] = b
             info.params.append(b)
