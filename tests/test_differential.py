@@ -21,10 +21,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import peerbox
+
+# hypothesis warns when it reprs these (large, recursive) strategies; harmless
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
 
 def _load(name: str) -> ModuleType:

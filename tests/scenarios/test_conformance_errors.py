@@ -65,7 +65,7 @@ COMPILE_ERRORS = [
     ce("undefined-function-in-fn-body", "fn f() {\n  bar()\n}", 2, 3, "function", "bar"),
     ce("wrong-arity-script-fn", "fn f(a) { a }\nf(1, 2)", 2, 1, "function", "f"),
     ce("wrong-arity-builtin", "len(1, 2)", 1, 1, "function", "len"),
-    ce("method-that-exists-nowhere", "let a = [1];\na.frobnicate()", 2, None, "function", "frobnicate"),
+    ce("method-that-exists-nowhere", "let a = [1];\na.frobnicate()", 2, None, "frobnicate"),
     ce("module-call-without-import", "m::f(1)", 1, 1),
 ]
 
