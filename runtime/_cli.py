@@ -1,0 +1,360 @@
+"""The ``peerbox`` command (also ``python -m peerbox``): a thin layer over the API.
+
+::
+
+    peerbox compile FILE [--emit wat|wasm] [-o OUT] [-I DIR]...
+    peerbox run FILE [--param k=v]... [--params-json JSON] [--json]
+                     [--fuel N] [--timeout SEC] [--memory BYTES] [--stack BYTES] [-I DIR]...
+    peerbox --version
+
+Exit codes: 0 ok, 2 usage error, 3 compile error, 4 runtime error, 5 resource
+limit, 6 reserved for a policy denial, 1 only for a bug in peerbox (130 after
+Ctrl-C, 141 when stdout is closed early). Errors are printed to stderr, never
+as a traceback; the script's log (``print``/``debug``) goes to stderr too.
+
+``run --json`` prints exactly one JSON document on stdout: the value (``()``
+is ``null``, blobs are base64 strings, NaN and ±inf are ``null``), or
+``{"error": {...}}`` when the command fails (the exit code still says how).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+from ._errors import Error, LimitExceeded, ScriptError, UsageError
+
+__all__ = ["main", "parse_param", "parse_size"]
+
+T = TypeVar("T")
+
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+
+class _ArgError(Exception):
+    """argparse found a usage error (exit 2)."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _ArgError(message, self.format_usage())
+
+
+_SIZE = re.compile(r"(?i)\s*([0-9]+)\s*(k|kb|kib|m|mb|mib|g|gb|gib)?\s*")
+_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """``"65536"``, ``"64K"``, ``"256M"``, ``"1G"`` (binary units) -> bytes."""
+    m = _SIZE.fullmatch(text)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (examples: 65536, 64K, 256M, 1G)")
+    unit = (m.group(2) or "")[:1].lower()
+    return int(m.group(1)) * _UNITS.get(unit, 1)
+
+
+def _parse_timeout(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    return value
+
+
+def _parse_fuel(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """Parse ``--param k=v``: ``v`` as JSON if it parses, else the raw string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--param expects KEY=VALUE, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
+
+
+def _build_parser() -> _Parser:
+    from peerbox import __version__
+
+    parser = _Parser(
+        prog="peerbox",
+        description="Compile and run peerbox scripts (a Rhai-like language) in a wasm sandbox.",
+        epilog="exit codes: 0 ok, 2 usage, 3 compile error, 4 runtime error, 5 resource limit, "
+        "1 a bug in peerbox",
+    )
+    parser.add_argument("--version", action="version", version=f"peerbox {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("file", metavar="FILE", help="the script (.rhai)")
+        p.add_argument(
+            "-I", dest="include", metavar="DIR", action="append", default=[],
+            help="also look for imported modules in DIR (after the script's own directory)",
+        )
+        p.add_argument("--stack", type=parse_size, metavar="BYTES", help="max wasm stack (default 1M)")
+
+    pc = sub.add_parser("compile", help="compile a script and print its WebAssembly")
+    common(pc)
+    pc.add_argument("--emit", choices=("wat", "wasm"), default="wat", help="output format (default wat)")
+    pc.add_argument("-o", dest="output", metavar="OUT", help="write to OUT instead of stdout")
+
+    pr = sub.add_parser("run", help="compile (or fetch from the cache) and run a script")
+    common(pr)
+    pr.add_argument("--param", action="append", default=[], metavar="K=V",
+                    help="a param; V is parsed as JSON if it parses, else taken as a string")
+    pr.add_argument("--params-json", metavar="JSON",
+                    help="params as one JSON object (--param entries override)")
+    pr.add_argument("--json", action="store_true", help="print the value (or the error) as one JSON document")
+    pr.add_argument("--fuel", type=_parse_fuel, metavar="N", help="fuel budget (default unlimited)")
+    pr.add_argument("--timeout", type=_parse_timeout, default=10.0, metavar="SEC",
+                    help="wall-clock limit in seconds, or 'none' (default 10)")
+    pr.add_argument("--memory", type=parse_size, default=256 << 20, metavar="BYTES",
+                    help="guest memory limit, e.g. 64M (default 256M)")
+    return parser
+
+
+def _read_source(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"cannot read {path}: it is a directory") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _search_path(args: argparse.Namespace) -> list[str]:
+    return [os.path.dirname(args.file) or ".", *args.include]
+
+
+def _sandbox(args: argparse.Namespace) -> Any:
+    if args.stack is None:
+        return None
+    from ._sandbox import Sandbox
+
+    return Sandbox(max_wasm_stack=args.stack)
+
+
+def _interruptible(fn: Callable[[], T], stack: int | None) -> T:
+    """Run ``fn`` on a worker thread so Ctrl-C interrupts even a long guest run.
+
+    (A signal reaches Python code only between bytecodes; guest code runs
+    inside one long C call.) The worker gets a native stack well above the
+    wasm stack limit.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the main thread
+            box["error"] = exc
+
+    wasm_stack = stack if stack is not None else 1 << 20
+    old = threading.stack_size()
+    try:
+        threading.stack_size(max(32 << 20, wasm_stack * 2 + (8 << 20)))
+        worker = threading.Thread(target=target, name="peerbox-run", daemon=True)
+        worker.start()
+    finally:
+        threading.stack_size(old)
+    while worker.is_alive():
+        worker.join(0.1)
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    import peerbox
+
+    source = _read_source(args.file)
+    prog = peerbox.compile(source, args.file, search_path=_search_path(args), sandbox=_sandbox(args))
+    data: bytes = prog.wasm() if args.emit == "wasm" else prog.wat.encode("utf-8")
+    if args.output:
+        try:
+            with open(args.output, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import peerbox
+
+    from ._values import display, json_safe
+
+    params: dict[str, Any] = {}
+    if args.params_json is not None:
+        try:
+            loaded = json.loads(args.params_json)
+        except ValueError as exc:
+            raise UsageError(f"--params-json is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError("--params-json must be a JSON object")
+        params.update(loaded)
+    for item in args.param:
+        key, value = parse_param(item)
+        params[key] = value
+    limits = peerbox.Limits(timeout=args.timeout, memory=args.memory, fuel=args.fuel)
+    source = _read_source(args.file)
+    sandbox = _sandbox(args)
+    prog = peerbox.compile(source, args.file, search_path=_search_path(args), sandbox=sandbox)
+    res = _interruptible(lambda: prog.run(params, limits=limits), args.stack)
+    _write_log(res.log)
+    if args.json:
+        out = json.dumps(json_safe(res.value), ensure_ascii=False, allow_nan=False)
+    else:
+        out = display(res.value)
+    sys.stdout.write(out + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def _write_log(log: Sequence[str]) -> None:
+    if log:
+        sys.stderr.write("".join(line + "\n" for line in log))
+        sys.stderr.flush()
+
+
+def _error_json(err: BaseException) -> dict[str, Any]:
+    from peerbox import CompileError
+
+    from ._values import json_safe
+
+    info: dict[str, Any] = {"message": str(err)}
+    if isinstance(err, CompileError):
+        info["type"] = "compile"
+        info["diagnostics"] = [
+            {"file": d.file, "line": d.line, "col": d.col, "message": d.message} for d in err.diagnostics
+        ]
+    elif isinstance(err, ScriptError):
+        info.update(type="runtime", kind=err.kind, file=err.file, line=err.line, value=json_safe(err.value))
+        info["message"] = err.message
+    elif isinstance(err, LimitExceeded):
+        info.update(type="limit", limit=err.limit)
+    elif isinstance(err, (UsageError, _ArgError)):
+        info["type"] = "usage"
+    else:
+        info["type"] = "internal"
+    info["exit_code"] = _exit_code(err)
+    return {"error": info}
+
+
+def _exit_code(err: BaseException) -> int:
+    if isinstance(err, _ArgError):
+        return 2
+    if isinstance(err, Error):
+        return err.exit_code
+    return 1
+
+
+def _render(err: BaseException) -> str:
+    from peerbox import CompileError
+
+    if isinstance(err, _ArgError):
+        return f"{err.usage.rstrip()}\npeerbox: error: {err}"
+    if isinstance(err, (CompileError, ScriptError)):
+        return str(err)
+    if isinstance(err, LimitExceeded):
+        return f"error: resource limit: {err.limit}: {err}"
+    if isinstance(err, UsageError):
+        return f"error: {err}"
+    if isinstance(err, Error):
+        return f"internal error (a bug in peerbox): {err}"
+    return f"internal error (a bug in peerbox): {type(err).__name__}: {err}"
+
+
+def _report(err: BaseException, want_json: bool) -> int:
+    if isinstance(err, (ScriptError, LimitExceeded)):
+        _write_log(err.log)
+    sys.stderr.write(_render(err) + "\n")
+    if os.environ.get("PEERBOX_DEBUG") and not isinstance(err, (Error, _ArgError)):
+        import traceback
+
+        traceback.print_exception(err, file=sys.stderr)
+    sys.stderr.flush()
+    if want_json:
+        doc = json.dumps(_error_json(err), ensure_ascii=False, allow_nan=False, default=str)
+        sys.stdout.write(doc + "\n")
+        sys.stdout.flush()
+    return _exit_code(err)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``peerbox`` console script; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    want_json = "--json" in args_list
+    try:
+        try:
+            args = _build_parser().parse_args(args_list)
+            want_json = bool(getattr(args, "json", False))
+            if args.command == "compile":
+                return _cmd_compile(args)
+            return _cmd_run(args)
+        except BrokenPipeError:
+            raise
+        except KeyboardInterrupt:
+            raise
+        except SystemExit:
+            raise  # --help / --version
+        except BaseException as err:  # every failure ends here, rendered, never a traceback
+            return _report(err, want_json)
+    except BrokenPipeError:
+        # stdout was closed early (e.g. `| head`): silence the final flush and exit quietly.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        try:
+            sys.stderr.write("interrupted\n")
+            sys.stderr.flush()
+        except OSError:
+            pass
+        return EXIT_INTERRUPTED
+
+
+def console_main() -> NoReturn:  # pragma: no cover - exercised through subprocesses
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = EXIT_BROKEN_PIPE
+    if code == EXIT_INTERRUPTED:
+        os._exit(code)  # a guest may still be running on the worker thread
+    sys.exit(code)

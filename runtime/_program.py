@@ -1,0 +1,357 @@
+"""The embedding API: ``compile()`` a script into a ``Program``, ``run()`` it.
+
+::
+
+    import peerbox
+    prog = peerbox.compile(source, filename="job.rhai")      # peerbox.CompileError
+    res = prog.run(params={"a": 1}, limits=peerbox.Limits(timeout=5.0))
+    res.value, res.log, res.fuel_used                        # peerbox.ScriptError / LimitExceeded
+
+``compile`` consults the cache first (see :mod:`peerbox._cache`): a cached
+compile does no parsing and no code generation. A ``Program`` belongs to the
+:class:`~peerbox.Sandbox` that compiled it (by default the process-wide one
+from :func:`default_sandbox`) and can be run any number of times, from any
+thread; every run gets a fresh wasm Store, so nothing leaks between runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import wasmtime
+
+from ._cache import DiskEntry, ImportRecord, cache_key, manifest_is_current, source_sha256
+from ._errors import UsageError
+from ._sandbox import Sandbox, ScriptModule
+from ._values import encode_input
+
+__all__ = [
+    "Limits",
+    "Result",
+    "Program",
+    "compile",
+    "default_sandbox",
+    "close_default_sandbox",
+    "SearchPathResolver",
+    "MODULE_SUFFIX",
+]
+
+#: The file suffix of script modules found on a search path.
+MODULE_SUFFIX = ".rhai"
+
+_MIN_MEMORY = 64 << 10
+_MAX_MEMORY = 4 << 30  # wasm32 cannot address more
+_MAX_TIMEOUT = 24 * 3600.0
+_MAX_FUEL = 1 << 62
+
+Resolver = Callable[[str, str], Any]
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The budget of one run. A field left out takes its default.
+
+    ``timeout``: wall-clock seconds (``None``: no timeout), default 10 s,
+    enforced by epoch interruption with 10 ms granularity.
+    ``memory``: bytes of guest linear memory, default 256 MiB.
+    ``fuel``: wasmtime fuel units, roughly one per wasm instruction
+    (``None``: unlimited), default unlimited.
+
+    The wasm stack cap is per Engine, so it is a :class:`~peerbox.Sandbox`
+    setting (``Sandbox(max_wasm_stack=...)``, default 1 MiB), not a field here.
+    The defaults let an ordinary script compute for seconds. Raises
+    :class:`~peerbox.UsageError` for a value that makes no sense.
+    """
+
+    timeout: float | None = 10.0
+    memory: int = 256 << 20
+    fuel: int | None = None
+
+    def __post_init__(self) -> None:
+        t = self.timeout
+        if t is not None and (not _is_number(t) or not math.isfinite(t) or not 0 < t <= _MAX_TIMEOUT):
+            raise UsageError(
+                f"Limits.timeout must be a number of seconds in (0, {_MAX_TIMEOUT:.0f}] or None, got {t!r}"
+            )
+        m = self.memory
+        if type(m) is not int or not _MIN_MEMORY <= m <= _MAX_MEMORY:
+            raise UsageError(
+                f"Limits.memory must be an int number of bytes in [{_MIN_MEMORY}, {_MAX_MEMORY}], got {m!r}"
+            )
+        f = self.fuel
+        if f is not None and (type(f) is not int or not 1 <= f <= _MAX_FUEL):
+            raise UsageError(f"Limits.fuel must be an int in [1, 2**62] or None, got {f!r}")
+
+
+_DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a successful run produced.
+
+    ``value``: the script's value as Python data; ``log``: the lines
+    ``print``/``debug`` wrote; ``fuel_used``: fuel units consumed;
+    ``wall_time``: seconds the run took, instantiation included.
+    """
+
+    value: Any
+    log: list[str] = field(default_factory=list)
+    fuel_used: int = 0
+    wall_time: float = 0.0
+
+
+class Program:
+    """A compiled script, ready to run many times. Made by :func:`compile`."""
+
+    __slots__ = ("_sandbox", "_script", "_files", "_wat", "_wat_z", "_manifest", "_key")
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        script: ScriptModule,
+        files: tuple[str, ...],
+        manifest: tuple[ImportRecord, ...],
+        key: str,
+        *,
+        wat: str | None = None,
+        wat_z: bytes | None = None,
+    ) -> None:
+        self._sandbox = sandbox
+        self._script = script
+        self._files = files
+        self._manifest = manifest
+        self._key = key
+        self._wat = wat
+        self._wat_z = wat_z
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """File names by index: 0 is the script itself, then its imported modules."""
+        return self._files
+
+    @property
+    def wat(self) -> str:
+        """The script module as WebAssembly text."""
+        if self._wat is None:
+            assert self._wat_z is not None
+            self._wat = zlib.decompress(self._wat_z).decode("utf-8")
+        return self._wat
+
+    def wasm(self) -> bytes:
+        """The script module as a WebAssembly binary (imports ``rt`` and ``env``)."""
+        return bytes(wasmtime.wat2wasm(self.wat))
+
+    @property
+    def imports(self) -> tuple[ImportRecord, ...]:
+        """The modules this program imported, with the hashes it was compiled from."""
+        return self._manifest
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self._sandbox
+
+    def run(
+        self,
+        params: dict[str, Any] | None = None,
+        *,
+        limits: Limits | None = None,
+        caller: Any = None,
+        target: Any = None,
+    ) -> Result:
+        """Run the program once with ``params`` (a dict with str keys) as ``params``.
+
+        Raises :class:`~peerbox.ValueConversionError` for params that cannot
+        cross into a script, :class:`~peerbox.ScriptError` when the script
+        fails, :class:`~peerbox.LimitExceeded` when a limit stops it.
+        """
+        if limits is None:
+            lim = _DEFAULT_LIMITS
+        elif isinstance(limits, Limits):
+            lim = limits
+        else:
+            raise UsageError(f"limits must be a peerbox.Limits, not {type(limits).__name__}")
+        data = encode_input(params, caller, target)
+        start = time.perf_counter()
+        value, log, fuel_used = self._sandbox.run(
+            self._script, data, timeout=lim.timeout, memory=lim.memory, fuel=lim.fuel, files=self._files
+        )
+        return Result(value, log, fuel_used, time.perf_counter() - start)
+
+    def __repr__(self) -> str:
+        return f"<peerbox.Program {self._files[0]!r} ({len(self._files) - 1} imported modules)>"
+
+
+# -- module resolution --------------------------------------------------------
+
+_MODULE_NAME = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
+
+
+class SearchPathResolver:
+    """Finds ``import "name"`` as ``<dir>/name.rhai`` in the first dir that has it.
+
+    Names are ``/``-separated components of ``[A-Za-z0-9_-]``; anything else
+    (``..``, absolute paths, dots, backslashes, empty components) is refused
+    by returning ``None``, which the compiler reports as "module not found".
+    Unreadable or non-UTF-8 files are treated as not found too.
+    """
+
+    __slots__ = ("dirs",)
+
+    def __init__(self, search_path: Sequence[str | os.PathLike[str]] = ()) -> None:
+        if isinstance(search_path, (str, bytes, os.PathLike)):
+            raise UsageError("search_path must be a sequence of directories, not a single path")
+        self.dirs = tuple(os.fspath(d) for d in search_path)
+
+    def __call__(self, name: str, importer: str) -> Any:
+        from peerbox.wasm_guests.lang import ModuleSource
+
+        if type(name) is not str or len(name) > 255 or _MODULE_NAME.fullmatch(name) is None:
+            return None
+        for d in self.dirs:
+            path = os.path.join(d, name + MODULE_SUFFIX)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    source = f.read()
+            except (OSError, UnicodeDecodeError):
+                continue
+            return ModuleSource(file=path, source=source)
+        return None
+
+
+class _RecordingResolver:
+    """Wraps a resolver and records every import it resolved (for the manifest)."""
+
+    __slots__ = ("inner", "records")
+
+    def __init__(self, inner: Resolver | None) -> None:
+        self.inner = inner
+        self.records: dict[tuple[str, str], ImportRecord] = {}
+
+    def __call__(self, name: str, importer: str) -> Any:
+        if self.inner is None:
+            return None
+        found = self.inner(name, importer)
+        if found is not None:
+            sha = source_sha256(found.source)
+            self.records[(name, importer)] = ImportRecord(name, importer, found.file, sha)
+        return found
+
+
+# -- the default sandbox ------------------------------------------------------
+
+_default: Sandbox | None = None
+_default_lock = threading.Lock()
+
+
+def default_sandbox() -> Sandbox:
+    """The process-wide Sandbox, created on first use (the one lazy singleton)."""
+    global _default
+    sb = _default
+    if sb is not None and not sb.closed:
+        return sb
+    with _default_lock:
+        if _default is None or _default.closed:
+            _default = Sandbox()
+        return _default
+
+
+def close_default_sandbox() -> None:
+    """Close the process-wide Sandbox (a later use creates a new one)."""
+    global _default
+    with _default_lock:
+        sb, _default = _default, None
+    if sb is not None:
+        sb.close()
+
+
+# -- compile ------------------------------------------------------------------
+
+
+def _compiler_version() -> str:
+    from peerbox import __version__
+
+    return __version__
+
+
+def compile(
+    source: str,
+    filename: str = "<script>",
+    *,
+    search_path: Sequence[str | os.PathLike[str]] = (),
+    resolver: Resolver | None = None,
+    sandbox: Sandbox | None = None,
+) -> Program:
+    """Compile a script (or fetch it from the cache) into a :class:`Program`.
+
+    ``search_path`` lists directories where ``import "name"`` finds
+    ``name.rhai``; alternatively pass ``resolver(name, importer)`` returning
+    a ``ModuleSource`` or ``None``. ``sandbox`` defaults to
+    :func:`default_sandbox`.
+
+    Raises :class:`~peerbox.CompileError` (every diagnostic, with
+    positions) if the script does not compile, :class:`~peerbox.UsageError`
+    for arguments of the wrong type.
+    """
+    if not isinstance(source, str):
+        raise UsageError(f"source must be a str, not {type(source).__name__}")
+    if not isinstance(filename, str):
+        raise UsageError(f"filename must be a str, not {type(filename).__name__}")
+    if resolver is not None and search_path:
+        raise UsageError("pass either search_path or resolver, not both")
+    sb = default_sandbox() if sandbox is None else sandbox
+    if not isinstance(sb, Sandbox):
+        raise UsageError(f"sandbox must be a peerbox.Sandbox, not {type(sb).__name__}")
+    if sb.closed:
+        raise UsageError("this peerbox Sandbox has been closed")
+    res: Resolver | None = resolver if resolver is not None else (
+        SearchPathResolver(search_path) if search_path else None
+    )
+    key = cache_key(
+        compiler_version=_compiler_version(), rt_sha256=sb.rt_sha256, filename=filename, source=source
+    )
+
+    prog = sb.programs.get(key)
+    if prog is not None:
+        if manifest_is_current(prog.imports, res):
+            assert isinstance(prog, Program)
+            return prog
+        sb.programs.discard(key)
+
+    entry = sb.disk.load(key)
+    if entry is not None and manifest_is_current(entry.manifest, res):
+        module = sb.deserialize(entry.module)
+        if module is not None:
+            prog = Program(sb, sb.prepare(module), entry.files, entry.manifest, key, wat_z=entry.wat_z)
+            sb.programs.put(key, prog)
+            return prog
+        sb.disk.remove(key)
+
+    from peerbox.wasm_guests.lang import compile_to_wat
+
+    recorder = _RecordingResolver(res)
+    compiled = compile_to_wat(source, filename, recorder)
+    module = sb.compile_wat(compiled.wat)
+    manifest = tuple(recorder.records.values())
+    files = tuple(compiled.files)
+    prog = Program(sb, sb.prepare(module), files, manifest, key, wat=compiled.wat)
+    sb.programs.put(key, prog)
+    if sb.disk.directory is not None:
+        sb.disk.save(
+            key,
+            DiskEntry(files=files, manifest=manifest, wat_z=zlib.compress(compiled.wat.encode("utf-8"), 1),
+                      module=bytes(module.serialize())),
+        )
+    return prog

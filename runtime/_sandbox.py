@@ -1,0 +1,699 @@
+"""The sandbox: one wasmtime Engine, and a fresh Store for every run.
+
+A :class:`Sandbox` owns everything that lives longer than one run, each with
+an explicit lifetime that ends at :meth:`Sandbox.close`:
+
+* the wasmtime ``Engine``, configured with fuel metering (always on, so
+  ``Result.fuel_used`` is real), epoch interruption (for timeouts), a
+  maximum wasm stack (an *Engine* setting in wasmtime, hence a Sandbox
+  setting here: ``Sandbox(max_wasm_stack=...)``, default 1 MiB), Cranelift
+  at ``speed``, and wasmtime's *pooling* instance allocator: linear memories
+  and tables live in preallocated slots that are reused with their first
+  pages kept resident, which roughly halves the cost of a run compared with
+  mapping fresh memory every time. The pool has ``max_concurrent_runs``
+  slots (default 64); more concurrent runs than that wait for a slot. Set
+  ``PEERBOX_POOLING=0`` (or pass ``pooling=False``) to use plain on-demand
+  allocation instead (it is used automatically when the address space is
+  limited by ``ulimit -v``, since the pool reserves ~4 GiB of *virtual*
+  address space per slot);
+* the compiled guest runtime module (``rt.wasm``), compiled once (or loaded
+  from the disk cache);
+* the epoch ticker, a daemon thread that advances the engine's epoch every
+  :data:`EPOCH_TICK` seconds once a run with a timeout has started; it never
+  keeps the process alive and stops on ``close()``;
+* one ``Linker`` per thread holding the host functions (``peerbox_rt``
+  module: ``fmt_f64``, ``parse_f64``, ``pow_f64``), registered once.
+
+A run (:meth:`Sandbox.run`) creates a Store with the run's memory limit, fuel
+and epoch deadline, a ``funcref`` table shared by both modules as
+``env.__indirect_function_table``, instantiates ``rt`` and then the script
+module, writes the input CBOR into guest memory in one copy, calls ``main``,
+reads the output in one copy and deletes the Store, so nothing survives from
+one run to the next.
+
+The per-run path talks to wasmtime's C API through wasmtime-py's ctypes
+bindings (``wasmtime._bindings``) directly: the public wrappers convert every
+value through several Python objects and would cost more than the whole run
+should (a cached trivial run is meant to stay well under 100 µs). wasmtime is
+pinned to one major version in ``pyproject.toml`` for that reason.
+
+Host functions must never raise into wasmtime (wasmtime-py parks such an
+exception in a module global and re-raises it later, possibly elsewhere):
+each catches everything and returns an error value to the guest.
+
+Threads: runs may execute on any thread, concurrently (wasmtime releases the
+GIL while guest code runs). Wasm code runs on the calling thread's native
+stack, so a thread that runs scripts needs a stack comfortably larger than
+``max_wasm_stack`` (the main thread's 8 MiB is plenty for the 1 MiB default;
+for worker threads set ``threading.stack_size`` accordingly).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import re
+import struct
+import threading
+from ctypes import byref
+from typing import Any, NamedTuple
+
+import wasmtime
+from wasmtime import _bindings as _c
+from wasmtime import _ffi as _f
+
+from ._cache import LRU, ModuleCache, default_cache_dir
+from ._errors import Error, LimitExceeded, ScriptError, UsageError
+from ._values import decode_log, decode_output
+
+__all__ = [
+    "Sandbox",
+    "ScriptModule",
+    "Outcome",
+    "DEFAULT_MAX_WASM_STACK",
+    "EPOCH_TICK",
+    "CLOSURE_TABLE_BASE",
+    "MIN_TABLE_SIZE",
+    "MAX_TABLE_SIZE",
+    "DEFAULT_CONCURRENT_RUNS",
+    "pow_f64",
+]
+
+#: Default maximum wasm stack per Engine (bytes). Deep but not runaway recursion fits.
+DEFAULT_MAX_WASM_STACK = 1 << 20
+MIN_WASM_STACK = 64 << 10
+MAX_WASM_STACK = 64 << 20
+#: Default number of runs one Sandbox executes at the same time (pool slots).
+DEFAULT_CONCURRENT_RUNS = 64
+#: Bytes of each pooled linear memory kept resident (reset with memset) between runs.
+_KEEP_RESIDENT = 1 << 20
+#: Seconds between two epoch ticks: the granularity of timeouts.
+EPOCH_TICK = 0.01
+#: The script module's closures start at this table index (see ABI.md).
+CLOSURE_TABLE_BASE = 64
+MIN_TABLE_SIZE = 128
+#: Largest function table a script may need (64 + its closures).
+MAX_TABLE_SIZE = 1 << 16
+
+_UNLIMITED_FUEL = 1 << 62
+_NO_DEADLINE = 1 << 62
+_SALVAGE_FUEL = 100_000_000  # fuel granted after a trap to read the log
+_RT_CACHE_PREFIX = "rt-"
+
+# -- ctypes handles (looked up once) ------------------------------------------
+
+_store_new = _c._wasmtime_store_new
+_store_context = _c._wasmtime_store_context
+_store_delete = _c._wasmtime_store_delete
+_store_limiter = _c._wasmtime_store_limiter
+_set_fuel = _c._wasmtime_context_set_fuel
+_get_fuel = _c._wasmtime_context_get_fuel
+_set_epoch_deadline = _c._wasmtime_context_set_epoch_deadline
+_table_new = _c._wasmtime_table_new
+_linker_define = _c._wasmtime_linker_define
+_linker_define_instance = _c._wasmtime_linker_define_instance
+_linker_instantiate = _c._wasmtime_linker_instantiate
+_export_get = _c._wasmtime_instance_export_get
+_func_call = _c._wasmtime_func_call
+_memory_data = _c._wasmtime_memory_data
+_memory_data_size = _c._wasmtime_memory_data_size
+_string_at = ctypes.string_at
+_memmove = ctypes.memmove
+_addressof = ctypes.addressof
+_NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
+_TrapPtr = ctypes.POINTER(_f.wasm_trap_t)
+_Val = _f.wasmtime_val_t
+_Extern = _f.wasmtime_extern_t
+_Instance = _f.wasmtime_instance_t
+_I32 = _f.WASMTIME_I32.value
+_EXTERN_FUNC = _f.WASMTIME_EXTERN_FUNC.value
+_EXTERN_MEMORY = _f.WASMTIME_EXTERN_MEMORY.value
+_EXTERN_TABLE = _f.WASMTIME_EXTERN_TABLE.value
+_ExternUnion = _f.wasmtime_extern_union
+_NULL_FUNCREF = _Val(kind=_f.WASMTIME_FUNCREF.value)  # zeroed payload = null funcref
+
+_ENV = b"env"
+_TABLE = b"__indirect_function_table"
+_RT = b"rt"
+_TRAP = wasmtime.TrapCode
+
+
+class Outcome(NamedTuple):
+    """What a successful run produced."""
+
+    value: Any
+    log: list[str]
+    fuel_used: int
+
+
+class ScriptModule:
+    """A compiled script module, checked and ready to run in its Sandbox.
+
+    Holds the wasmtime ``Module`` and what every run needs precomputed
+    (the table type). Created by :meth:`Sandbox.prepare`.
+    """
+
+    __slots__ = ("module", "table_size", "_table_type", "_module_ptr", "__weakref__")
+
+    def __init__(self, module: wasmtime.Module, table_size: int) -> None:
+        self.module = module
+        self.table_size = table_size
+        self._table_type = wasmtime.TableType(wasmtime.ValType.funcref(), wasmtime.Limits(table_size, None))
+        self._module_ptr = module.ptr()
+
+
+# -- host functions (module "peerbox_rt") -------------------------------------
+
+_FLOAT_SYNTAX = re.compile(
+    rb"[ \t\n\r]*[+-]?"
+    rb"(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))"
+    rb"[ \t\n\r]*"
+)
+_F64 = struct.Struct("<d")
+
+
+def _guest_memory(caller: wasmtime.Caller) -> wasmtime.Memory | None:
+    mem = caller.get("memory")
+    return mem if isinstance(mem, wasmtime.Memory) else None
+
+
+def _fmt_f64(caller: wasmtime.Caller, x: float, buf: int) -> int:
+    """Write the display form of ``x`` (Python ``repr``; NaN as ``NaN``) at ``buf``."""
+    try:
+        text = b"NaN" if x != x else repr(x).encode("ascii")
+        mem = _guest_memory(caller)
+        if mem is None or buf < 0 or buf + len(text) > mem.data_len(caller):
+            return 0
+        mem.write(caller, text, buf)
+        return len(text)
+    except Exception:
+        return 0
+
+
+def _parse_f64(caller: wasmtime.Caller, ptr: int, length: int, out: int) -> int:
+    """Parse a float (decimal, exponent, inf, nan; no underscores); 1 and the f64 at ``out``."""
+    try:
+        mem = _guest_memory(caller)
+        if mem is None or ptr < 0 or length < 0 or length > 4096 or out < 0:
+            return 0
+        size = mem.data_len(caller)
+        if ptr + length > size or out + 8 > size:
+            return 0
+        text = bytes(mem.read(caller, ptr, ptr + length))
+        if _FLOAT_SYNTAX.fullmatch(text) is None:
+            return 0
+        mem.write(caller, _F64.pack(float(text)), out)
+        return 1
+    except Exception:
+        return 0
+
+
+def _is_odd_integer(b: float) -> bool:
+    return math.isfinite(b) and b == math.floor(b) and math.fmod(b, 2.0) != 0.0
+
+
+def pow_f64(a: float, b: float) -> float:
+    """``a ** b`` with C ``pow`` semantics: never raises (overflow -> ±inf, domain -> nan)."""
+    try:
+        return math.pow(a, b)
+    except OverflowError:
+        return -math.inf if a < 0 and _is_odd_integer(b) else math.inf
+    except ValueError:
+        if a == 0.0 and b < 0:  # a pole, not a domain error: C gives ±inf
+            return -math.inf if math.copysign(1.0, a) < 0 and _is_odd_integer(b) else math.inf
+        return math.nan
+    except Exception:  # pragma: no cover - defensive: never raise into wasmtime
+        return math.nan
+
+
+def _pow_f64(a: float, b: float) -> float:
+    return pow_f64(a, b)
+
+
+# -- the epoch ticker ---------------------------------------------------------
+
+
+class _EpochTicker:
+    """A daemon thread advancing an engine's epoch every ``interval`` seconds."""
+
+    def __init__(self, engine: wasmtime.Engine, interval: float) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def ensure_running(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
+        with self._lock:
+            if self._stop.is_set():
+                return
+            if self._thread is None or not self._thread.is_alive():  # also after os.fork()
+                self._thread = threading.Thread(target=self._loop, name="peerbox-epoch", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        engine, stop, interval = self._engine, self._stop, self._interval
+        while not stop.wait(interval):
+            engine.increment_epoch()
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=1.0)
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+
+def _raise_for(err: Any, trap: Any) -> None:
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
+    if trap:
+        raise wasmtime.Trap._from_ptr(trap)
+
+
+def _rt_wasm_bytes() -> bytes:
+    from peerbox.wasm_guests import rt_wasm_bytes
+
+    try:
+        return rt_wasm_bytes()
+    except OSError as exc:
+        raise Error(f"the guest runtime rt.wasm is missing (a broken install of peerbox): {exc}") from None
+
+
+class Sandbox:
+    """An Engine, the compiled guest runtime and the epoch ticker.
+
+    ``max_wasm_stack`` (bytes) caps the wasm stack of every run (default
+    :data:`DEFAULT_MAX_WASM_STACK`); ``cache_dir`` is where compiled modules
+    are kept (default ``$PEERBOX_CACHE_DIR`` or ``~/.cache/peerbox/modules``),
+    ``disk_cache=False`` keeps nothing on disk; ``memory_cache_size`` bounds
+    the in-memory cache of compiled programs; ``max_concurrent_runs`` is how
+    many runs may execute at once (more wait); ``pooling`` picks wasmtime's
+    pooling allocator (default: on, unless ``PEERBOX_POOLING=0``).
+
+    Use it as a context manager or call :meth:`close`; a closed sandbox
+    refuses to compile or run (:class:`~peerbox.UsageError`).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_wasm_stack: int = DEFAULT_MAX_WASM_STACK,
+        cache_dir: str | os.PathLike[str] | None = None,
+        disk_cache: bool = True,
+        memory_cache_size: int = 256,
+        max_concurrent_runs: int = DEFAULT_CONCURRENT_RUNS,
+        pooling: bool | None = None,
+    ) -> None:
+        if (
+            type(max_wasm_stack) is not int
+            or not MIN_WASM_STACK <= max_wasm_stack <= MAX_WASM_STACK
+        ):
+            raise UsageError(
+                f"max_wasm_stack must be an int between {MIN_WASM_STACK} and {MAX_WASM_STACK} bytes, "
+                f"got {max_wasm_stack!r}"
+            )
+        config = wasmtime.Config()
+        config.consume_fuel = True
+        config.epoch_interruption = True
+        config.max_wasm_stack = max_wasm_stack
+        config.cranelift_opt_level = "speed"
+        if type(max_concurrent_runs) is not int or not 1 <= max_concurrent_runs <= 4096:
+            raise UsageError(f"max_concurrent_runs must be an int in [1, 4096], got {max_concurrent_runs!r}")
+        if pooling is None:
+            pooling = os.environ.get("PEERBOX_POOLING", "1") != "0" and _address_space_unlimited()
+        self.pooling = bool(pooling) and _configure_pooling(config, max_concurrent_runs)
+        self._slots = threading.BoundedSemaphore(max_concurrent_runs)
+        self.max_wasm_stack = max_wasm_stack
+        self._engine = wasmtime.Engine(config)
+        self._engine_ptr = self._engine.ptr()
+        from pathlib import Path
+
+        directory = None
+        if disk_cache:
+            directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.disk = ModuleCache(directory)
+        self.programs: LRU[Any] = LRU(memory_cache_size)
+        self._ticker = _EpochTicker(self._engine, EPOCH_TICK)
+        self._tls = threading.local()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._rt_bytes: bytes | None = None
+        self._rt_sha256: str | None = None
+        self._rt_module: wasmtime.Module | None = None
+        self._rt_module_ptr: Any = None
+        self._rt_table_min = 0
+        i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()
+        self._ty_fmt = wasmtime.FuncType([f64, i32], [i32])
+        self._ty_parse = wasmtime.FuncType([i32, i32, i32], [i32])
+        self._ty_pow = wasmtime.FuncType([f64, f64], [f64])
+
+    # -- lifetime -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the epoch ticker and refuse further use. Idempotent."""
+        self._closed = True
+        self._ticker.stop()
+        self.programs.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UsageError("this peerbox Sandbox has been closed")
+
+    @property
+    def engine(self) -> wasmtime.Engine:
+        return self._engine
+
+    @property
+    def ticker_thread(self) -> threading.Thread | None:
+        """The epoch ticker thread, once started (for tests and diagnostics)."""
+        return self._ticker.thread
+
+    # -- the guest runtime ----------------------------------------------------
+
+    @property
+    def rt_sha256(self) -> str:
+        """Hex SHA-256 of the ``rt.wasm`` this sandbox runs (part of cache keys)."""
+        if self._rt_sha256 is None:
+            self._rt_bytes = _rt_wasm_bytes()
+            self._rt_sha256 = hashlib.sha256(self._rt_bytes).hexdigest()
+        return self._rt_sha256
+
+    def _rt(self) -> Any:
+        """The compiled rt module's pointer (compiled or loaded on first use)."""
+        if self._rt_module_ptr is not None:
+            return self._rt_module_ptr
+        with self._lock:
+            if self._rt_module is None:
+                sha = self.rt_sha256
+                assert self._rt_bytes is not None
+                name = f"{_RT_CACHE_PREFIX}{sha}-{wasmtime.__name__}{_wasmtime_version()}"
+                module = None
+                blob = self.disk.load_blob(name)
+                if blob is not None:
+                    try:
+                        module = wasmtime.Module.deserialize(self._engine, blob)
+                    except wasmtime.WasmtimeError:
+                        self.disk.remove(name)
+                if module is None:
+                    try:
+                        module = wasmtime.Module(self._engine, self._rt_bytes)
+                    except wasmtime.WasmtimeError as exc:
+                        raise Error(
+                            f"the guest runtime rt.wasm does not compile (a bug in peerbox): {exc}"
+                        ) from None
+                    self.disk.save_blob(name, bytes(module.serialize()))
+                self._rt_table_min = _table_import_min(module)
+                self._rt_module = module
+                self._rt_module_ptr = module.ptr()
+        return self._rt_module_ptr
+
+    def _linker(self) -> Any:
+        """This thread's Linker (host functions defined once per thread)."""
+        linker = getattr(self._tls, "linker", None)
+        if linker is None:
+            linker = wasmtime.Linker(self._engine)
+            linker.allow_shadowing = True
+            linker.define_func("peerbox_rt", "fmt_f64", self._ty_fmt, _fmt_f64, access_caller=True)
+            linker.define_func("peerbox_rt", "parse_f64", self._ty_parse, _parse_f64, access_caller=True)
+            linker.define_func("peerbox_rt", "pow_f64", self._ty_pow, _pow_f64)
+            self._tls.linker = linker
+            self._tls.linker_ptr = linker.ptr()
+        return self._tls.linker_ptr
+
+    # -- compiling ------------------------------------------------------------
+
+    def compile_wat(self, wat: str) -> wasmtime.Module:
+        """Compile the compiler's WAT output to a wasmtime Module.
+
+        Raises :class:`~peerbox.Error`: WAT the compiler produced that does
+        not assemble or validate is a bug in peerbox.
+        """
+        self._check_open()
+        try:
+            return wasmtime.Module(self._engine, wat)
+        except wasmtime.WasmtimeError as exc:
+            raise Error(f"the compiler produced an invalid module (a bug in peerbox): {exc}") from None
+
+    def deserialize(self, data: bytes) -> wasmtime.Module | None:
+        """A Module from ``Module.serialize()`` bytes, or None if incompatible."""
+        self._check_open()
+        try:
+            return wasmtime.Module.deserialize(self._engine, data)
+        except wasmtime.WasmtimeError:
+            return None
+
+    def prepare(self, module: wasmtime.Module) -> ScriptModule:
+        """Check a script module against the ABI and precompute what runs need.
+
+        Raises :class:`~peerbox.Error` if the module does not export ``main``
+        with type ``(i32, i32) -> i32`` (a compiler bug).
+        """
+        self._rt()
+        main = None
+        for exp in module.exports:
+            if exp.name == "main":
+                main = exp.type
+        if not isinstance(main, wasmtime.FuncType) or [str(t) for t in main.params] != ["i32", "i32"] or [
+            str(t) for t in main.results
+        ] != ["i32"]:
+            raise Error("the compiled module has no `main(i32, i32) -> i32` export (a bug in peerbox)")
+        size = max(MIN_TABLE_SIZE, _table_import_min(module), self._rt_table_min)
+        if size > MAX_TABLE_SIZE:
+            raise Error(f"the script needs a function table of {size} entries (at most {MAX_TABLE_SIZE})")
+        return ScriptModule(module, size)
+
+    # -- running --------------------------------------------------------------
+
+    def run(
+        self,
+        script: ScriptModule,
+        input_cbor: bytes,
+        *,
+        timeout: float | None,
+        memory: int,
+        fuel: int | None,
+        files: tuple[str, ...],
+    ) -> Outcome:
+        """Run ``script`` once in a fresh Store and return its value and log.
+
+        Raises :class:`~peerbox.ScriptError` for an uncaught script error,
+        :class:`~peerbox.LimitExceeded` when a limit stops it, and
+        :class:`~peerbox.Error` for anything that is a bug in peerbox.
+        """
+        if self._closed:
+            self._check_open()
+        rt_ptr = self._rt_module_ptr if self._rt_module_ptr is not None else self._rt()
+        linker = self._linker()
+        budget = _UNLIMITED_FUEL if fuel is None else fuel
+        if timeout is None:
+            deadline = _NO_DEADLINE
+        else:
+            self._ticker.ensure_running()
+            deadline = math.ceil(timeout / EPOCH_TICK) + 1
+        slots = self._slots
+        slots.acquire()
+        store = _store_new(self._engine_ptr, None, _NO_FINALIZER)
+        try:
+            ctx = _store_context(store)
+            _store_limiter(store, memory, -1, -1, -1, -1)
+            _raise_for(_set_fuel(ctx, budget), None)
+            _set_epoch_deadline(ctx, deadline)
+            rt = None
+            try:
+                table = _f.wasmtime_table_t()
+                ttype = script._table_type.ptr()
+                _raise_for(_table_new(ctx, ttype, byref(_NULL_FUNCREF), byref(table)), None)
+                item = _Extern(_EXTERN_TABLE, _ExternUnion(table=table))
+                _raise_for(_linker_define(linker, ctx, _ENV, 3, _TABLE, len(_TABLE), byref(item)), None)
+                trap = _TrapPtr()
+                inst = _Instance()
+                _raise_for(_linker_instantiate(linker, ctx, rt_ptr, byref(inst), byref(trap)), trap)
+                rt = inst
+                _raise_for(_linker_define_instance(linker, ctx, _RT, 2, byref(rt)), None)
+                sinst = _Instance()
+                mod = script._module_ptr
+                _raise_for(_linker_instantiate(linker, ctx, mod, byref(sinst), byref(trap)), trap)
+                mem = _export(ctx, rt, b"memory", _EXTERN_MEMORY).of.memory
+                n = len(input_cbor)
+                ptr = _call_i32(ctx, _export(ctx, rt, b"rt_alloc", _EXTERN_FUNC), n)
+                base, size = _memory_span(ctx, mem)
+                if ptr <= 0 or ptr + n > size:
+                    raise Error(f"rt_alloc({n}) returned {ptr}, outside guest memory (a bug in peerbox)")
+                _memmove(base + ptr, input_cbor, n)
+                out = _call_i32(ctx, _export(ctx, sinst, b"main", _EXTERN_FUNC), ptr, n)
+                data = _read_block(ctx, mem, out, "main")
+                left = ctypes.c_uint64()
+                _raise_for(_get_fuel(ctx, byref(left)), None)
+            except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+                raise self._translate(exc, ctx, rt, timeout=timeout, memory=memory, fuel=fuel) from None
+        finally:
+            _store_delete(store)
+            slots.release()
+        result = decode_output(data)
+        fuel_used = budget - left.value
+        if result["ok"]:
+            return Outcome(result.get("value"), result.get("log", []), fuel_used)
+        err = result["error"]
+        index = err.get("file")
+        line = err.get("line")
+        raise ScriptError(
+            err["kind"],
+            str(err.get("message", err["kind"])),
+            file=files[index] if type(index) is int and 0 <= index < len(files) else None,
+            line=line if type(line) is int and line > 0 else None,
+            value=err.get("value"),
+            log=result.get("log", []),
+        )
+
+    def _translate(
+        self,
+        exc: wasmtime.Trap | wasmtime.WasmtimeError,
+        ctx: Any,
+        rt: Any,
+        *,
+        timeout: float | None,
+        memory: int,
+        fuel: int | None,
+    ) -> Error:
+        """The ONE place where wasmtime traps and errors become peerbox errors."""
+        from wasmtime._func import maybe_raise_last_exn
+
+        maybe_raise_last_exn()  # a KeyboardInterrupt caught by wasmtime-py's trampoline
+        code = exc.trap_code if isinstance(exc, wasmtime.Trap) else None
+        text = str(exc)
+        fault = 0
+        log: list[str] = []
+        if rt is not None:
+            _set_fuel(ctx, _SALVAGE_FUEL)
+            _set_epoch_deadline(ctx, _NO_DEADLINE)
+            try:
+                fault = _call_i32(ctx, _export(ctx, rt, b"rt_fault", _EXTERN_FUNC))
+            except (wasmtime.Trap, wasmtime.WasmtimeError, Error):
+                fault = 0
+            try:
+                out = _call_i32(ctx, _export(ctx, rt, b"rt_log_out", _EXTERN_FUNC))
+                mem = _export(ctx, rt, b"memory", _EXTERN_MEMORY).of.memory
+                log = decode_log(_read_block(ctx, mem, out, "rt_log_out"))
+            except (wasmtime.Trap, wasmtime.WasmtimeError, Error):
+                log = []
+        if code == _TRAP.OUT_OF_FUEL:
+            return LimitExceeded("fuel", f"script ran out of fuel (limit: {fuel} units)", log=log)
+        if code == _TRAP.INTERRUPT:
+            return LimitExceeded("timeout", f"script exceeded its {timeout} s timeout", log=log)
+        if code == _TRAP.STACK_OVERFLOW:
+            return LimitExceeded(
+                "stack",
+                f"script exceeded the wasm stack limit ({self.max_wasm_stack} bytes): runaway recursion?",
+                log=log,
+            )
+        if fault == 1 or (code is None and "exceeds memory limits" in text):
+            return LimitExceeded("memory", f"script exceeded its memory limit ({memory} bytes)", log=log)
+        return Error(f"internal error: the sandbox trapped unexpectedly (a bug in peerbox): {text.strip()}")
+
+
+def _address_space_unlimited() -> bool:
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+        return soft == resource.RLIM_INFINITY
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not on Linux
+        return False
+
+
+def _configure_pooling(config: wasmtime.Config, slots: int) -> bool:
+    """Switch ``config`` to the pooling allocator with ``slots`` runs' worth of slots."""
+    try:
+        pc = _c.wasmtime_pooling_allocation_config_new()
+        try:
+            _c.wasmtime_pooling_allocation_config_total_memories_set(pc, slots)
+            _c.wasmtime_pooling_allocation_config_total_tables_set(pc, slots)
+            _c.wasmtime_pooling_allocation_config_total_core_instances_set(pc, 2 * slots)
+            _c.wasmtime_pooling_allocation_config_max_memory_size_set(pc, 4 << 30)
+            _c.wasmtime_pooling_allocation_config_table_elements_set(pc, MAX_TABLE_SIZE)
+            _c.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pc, _KEEP_RESIDENT)
+            _c.wasmtime_pooling_allocation_config_table_keep_resident_set(pc, 1 << 16)
+            _c.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, min(slots, 16))
+            _c.wasmtime_pooling_allocation_strategy_set(config.ptr(), pc)
+        finally:
+            _c.wasmtime_pooling_allocation_config_delete(pc)
+    except (AttributeError, OSError):  # pragma: no cover - a wasmtime without the pooling C API
+        return False
+    return True
+
+
+def _wasmtime_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("wasmtime")
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def _table_import_min(module: wasmtime.Module) -> int:
+    for imp in module.imports:
+        if imp.module == "env" and imp.name == "__indirect_function_table":
+            ty = imp.type
+            if isinstance(ty, wasmtime.TableType):
+                return int(ty.limits.min)
+    return 0
+
+
+def _export(ctx: Any, inst: Any, name: bytes, kind: int) -> Any:
+    item = _Extern()
+    found = _export_get(ctx, byref(inst), name, len(name), byref(item))
+    item_kind: Any = item.kind
+    if not found or item_kind != kind:
+        raise Error(f"guest module has no export {name.decode()!r} of the expected kind (a bug in peerbox)")
+    return item
+
+
+def _call_i32(ctx: Any, func_item: Any, *args: int) -> int:
+    """Call a ``(i32...) -> i32`` function; traps raise wasmtime.Trap."""
+    n = len(args)
+    params = (_Val * n)() if n else None
+    for i, a in enumerate(args):
+        params[i].kind = _I32  # type: ignore[index]
+        params[i].of.i32 = a  # type: ignore[index]
+    results = (_Val * 1)()
+    trap = _TrapPtr()
+    _raise_for(_func_call(ctx, byref(func_item.of.func), params, n, results, 1, byref(trap)), trap)
+    value: int = results[0].of.i32
+    return value
+
+
+def _memory_span(ctx: Any, mem: Any) -> tuple[int, int]:
+    base = _memory_data(ctx, byref(mem))
+    return _addressof(base.contents), int(_memory_data_size(ctx, byref(mem)))
+
+
+def _read_block(ctx: Any, mem: Any, ptr: int, what: str) -> bytes:
+    """Read a ``{u32 len, bytes[len]}`` block at ``ptr``, bounds-checked."""
+    base, size = _memory_span(ctx, mem)
+    ptr &= 0xFFFFFFFF
+    if ptr + 4 > size:
+        raise Error(f"{what} returned {ptr}, outside guest memory (a bug in peerbox)")
+    n = int.from_bytes(_string_at(base + ptr, 4), "little")
+    if ptr + 4 + n > size:
+        raise Error(f"{what} returned a block of {n} bytes past the end of guest memory (a bug in peerbox)")
+    return _string_at(base + ptr + 4, n)
