@@ -29,6 +29,10 @@ RtHarness = Any  # conftest.RtHarness (conftest modules are not importable under
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
+def s_len(v: tuple[int, int]) -> int:
+    return (v[1] >> 32) & 0xFFFFFFFF
+
+
 def kind_of(rt: RtHarness, name: str, *args: Any) -> tuple[str, str]:
     e = rt.err(name, *args)
     return e.kind, e.message
@@ -222,6 +226,32 @@ def test_string_append_is_linear_and_never_changes_slices(rt: RtHarness) -> None
     assert rt.py(s) == want
     pages = rt.memory.size(rt.store)
     assert pages * 65536 < 4 << 20, "10k appends should use well under 4 MiB"
+
+
+def test_string_append_with_temporaries_in_the_loop_is_linear(rt: RtHarness) -> None:
+    s = rt.val("")
+    ptrs = set()
+    for i in range(3000):
+        part = rt.call("rt_add", rt.val("part"), i)  # a fresh string each time
+        tmp = rt.call("f_to_string_1", [i])
+        s = rt.call("rt_add", s, part)
+        s = rt.call("rt_add", s, tmp)
+        ptrs.add(s[1] & 0xFFFFFFFF)
+    assert rt.py(s) == "".join(f"part{i}[{i}]" for i in range(3000))
+    assert len(ptrs) < 40
+
+
+def test_extending_an_old_slice_never_overwrites_a_newer_one(rt: RtHarness) -> None:
+    # "a" + 9 bytes: a fresh buffer of 10 + 10 // 2 + 16 = 31 bytes; then fill it exactly
+    s = rt.call("rt_add", rt.val("a"), rt.val("x" * 9))
+    full = rt.call("rt_add", s, rt.val("y" * 21))
+    assert s_len(full) == 31
+    branch = rt.call("rt_add", s, rt.val("z"))
+    assert rt.py(full) == "a" + "x" * 9 + "y" * 21
+    assert rt.py(branch) == "a" + "x" * 9 + "z"
+    more = rt.call("rt_add", full, rt.val("w"))
+    assert rt.py(more) == rt.py(full) + "w"
+    assert rt.py(full) == "a" + "x" * 9 + "y" * 21
 
 
 def test_string_concat_shares_sides(rt: RtHarness) -> None:

@@ -1,22 +1,56 @@
 /* str.c - byte buffers, string values and UTF-8 helpers.
  *
  * A string is an immutable slice (len << 32 | ptr) of valid UTF-8. Strings
- * built by rt come from a Buf; the most recently finished Buf stays "open"
- * (sb_*): if the left operand of a concatenation ends exactly at its used end,
- * the right operand is appended in place (growing by 1.5x when full), so
- * `s += x` in a loop is linear. Only bytes past every existing slice are ever
- * written, so no slice changes.
+ * built by rt come from a Buf. Every finished Buf with spare room is recorded
+ * in a hash table keyed by its start address ({start, used, cap}); `used` is
+ * the end of the furthest slice ever made from it. A concatenation whose
+ * left operand starts at a recorded buffer and is exactly `used` long
+ * appends in place (growing by 1.5x into a new buffer when full), so
+ * `s += x` in a loop is linear however many other strings the loop body
+ * builds. Only bytes past every existing slice are ever written, so no slice
+ * changes. Lookups are by exact start address, which a script cannot forge.
  */
 #include "rt.h"
 
-static uint8_t *sb_start; /* the open string buffer */
-static uint32_t sb_used;  /* bytes used from sb_start */
-static uint32_t sb_cap;   /* bytes reserved from sb_start */
+typedef struct {
+    uint32_t start, used, cap;
+} Open;
+
+static Open *open_tab; /* open addressing, start == 0 means empty */
+static uint32_t open_cap, open_len;
 
 void str_reset(void) {
-    sb_start = 0;
-    sb_used = 0;
-    sb_cap = 0;
+    open_tab = 0;
+    open_cap = 0;
+    open_len = 0;
+}
+
+static Open *open_slot(Open *tab, uint32_t cap, uint32_t start) {
+    uint32_t mask = cap - 1, i = ((start >> 3) * 2654435761u) & mask;
+    while (tab[i].start && tab[i].start != start) i = (i + 1) & mask;
+    return &tab[i];
+}
+
+static Open *open_find(const uint8_t *p) {
+    if (!open_cap) return 0;
+    Open *o = open_slot(open_tab, open_cap, (uint32_t)(uintptr_t)p);
+    return o->start ? o : 0;
+}
+
+static void open_record(const uint8_t *p, uint32_t used, uint32_t cap) {
+    if ((uint64_t)(open_len + 1) * 2 > open_cap) {
+        uint32_t ncap = open_cap ? sz_mul(open_cap, 2) : 256;
+        Open *tab = alloc(sz_mul(ncap, sizeof(Open)));
+        for (uint32_t i = 0; i < open_cap; i++)
+            if (open_tab[i].start) *open_slot(tab, ncap, open_tab[i].start) = open_tab[i];
+        open_tab = tab;
+        open_cap = ncap;
+    }
+    Open *o = open_slot(open_tab, open_cap, (uint32_t)(uintptr_t)p);
+    if (!o->start) open_len++;
+    o->start = (uint32_t)(uintptr_t)p;
+    o->used = used;
+    o->cap = cap;
 }
 
 V vcstr(const char *s) { return vstr((const uint8_t *)s, cstrlen(s)); }
@@ -80,9 +114,14 @@ void buf_float(Buf *b, double d) {
 }
 
 V buf_str(Buf *b) {
-    sb_start = b->p;
-    sb_used = b->len;
-    sb_cap = b->cap;
+    /* an existing record must always learn the new end, even when full */
+    Open *o = open_find(b->p);
+    if (o) {
+        o->used = b->len;
+        o->cap = b->cap;
+    } else if (b->cap > b->len) {
+        open_record(b->p, b->len, b->cap);
+    }
     return vstr(b->p, b->len);
 }
 
@@ -93,9 +132,10 @@ V str_from(const void *p, uint32_t n) {
     return buf_str(&b);
 }
 
-static int extendable(V a) {
-    uint8_t *ap = s_ptr(a);
-    return sb_start && ap >= sb_start && ap + s_len(a) == sb_start + sb_used;
+/* The open buffer `a` is the whole used part of, or 0. */
+static Open *extendable(V a) {
+    Open *o = open_find(s_ptr(a));
+    return o && o->used == s_len(a) ? o : 0;
 }
 
 /* a ++ bytes: never returns a slice of `p` (which may be a temporary). */
@@ -103,12 +143,13 @@ V str_append(V a, const uint8_t *p, uint32_t n) {
     uint32_t al = s_len(a);
     uint8_t *ap = s_ptr(a);
     if (n == 0) return a;
-    if (extendable(a)) {
-        /* extend the open buffer in place */
+    Open *o = extendable(a);
+    if (o) {
+        /* extend the open buffer in place (buf_str records the new end) */
         Buf buf;
         buf.p = ap;
         buf.len = al;
-        buf.cap = (uint32_t)(sb_start + sb_cap - ap);
+        buf.cap = o->cap;
         buf_put(&buf, p, n);
         return buf_str(&buf);
     }
