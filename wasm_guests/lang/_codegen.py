@@ -75,7 +75,8 @@ _BINOPS = {
 for _op in _BINOPS.values():
     _RT_SIGS[_op] = (f"{V} {V}", V)
 _COMPARE = {"==": "i64.eq", "!=": "i64.ne", "<": "i64.lt_s", "<=": "i64.le_s", ">": "i64.gt_s", ">=": "i64.ge_s"}
-_NEVER_FAIL = frozenset(_COMPARE)
+_JOINS = frozenset({"end", "else", "if"})
+_JOIN_PREFIXES = ("block", "loop", "if ")
 # expressions whose value is never referenced from anywhere else
 _FRESH = (A.Unit, A.Bool, A.Int, A.Float, A.Str, A.Interp, A.ArrayLit, A.MapLit, A.Binary,
           A.Unary, A.Logical, A.Closure)
@@ -124,13 +125,14 @@ class _Fn:
         self.res = mb.res
         self.file_index = file_index
         self.out: list[str] = []
-        self.locals: list[str] = ["(local $xt i32)", "(local $xp i64)"]
+        self.locals: list[str] = ["(local $xt i32)", "(local $xp i64)", "(local $ln i32)"]
         self.vals: dict[int, tuple[str, str]] = {}  # binding id -> (tag local, payload local)
         self.cells: dict[int, str] = {}  # binding id -> cell pointer local
         self.free_temps: list[int] = []
         self.ntemps = 0
         self.nlabels = 0
-        self.handlers: list[str] = []
+        self.regions: list[tuple[str, str]] = []  # (fail, overflow) labels of enclosing regions
+        self.ln_known: int | None = None  # what $ln holds here, if known in this basic block
         self.loops: list[tuple[str, str]] = []
         self.caught: list[tuple[str, str]] = []  # locals holding what each enclosing catch caught
 
@@ -138,6 +140,11 @@ class _Fn:
 
     def emit(self, *ins: str) -> None:
         self.out.extend(ins)
+        if self.ln_known is not None:
+            for x in ins:  # control may join here: $ln is no longer known
+                if x in _JOINS or x.startswith(_JOIN_PREFIXES):
+                    self.ln_known = None
+                    break
 
     def label(self, kind: str) -> str:
         self.nlabels += 1
@@ -177,19 +184,57 @@ class _Fn:
     def line_code(self, span: A.Span) -> int:
         return (self.file_index << 24) | min(span.line, 0xFFFFFF)
 
+    def set_line(self, span: A.Span) -> None:
+        """Record in $ln the line an error detected next would be reported at."""
+        code = self.line_code(span)
+        if self.ln_known != code:
+            self.out.extend((f"i32.const {code}", "local.set $ln"))
+            self.ln_known = code
+
     def raise_(self, span: A.Span) -> None:
-        """An error is pending in rt: record the line and unwind."""
-        self.emit(f"i32.const {self.line_code(span)}", f"call {self.mb.use('rt_set_line')}")
-        if self.handlers:
-            self.emit(f"br {self.handlers[-1]}")
-        else:
-            self.emit(f"i32.const {EXC}", "i64.const 0", "return")
+        """An error is pending in rt: unwind to the innermost region's fail path."""
+        self.set_line(span)
+        self.emit(f"br {self.regions[-1][0]}")
+
+    def fail_if(self, span: A.Span, *, overflow: bool = False) -> None:
+        """Pop an i32; if it is non-zero, fail (an overflow raises integer_overflow first)."""
+        self.set_line(span)
+        self.emit(f"br_if {self.regions[-1][1 if overflow else 0]}")
 
     def check(self, span: A.Span) -> None:
         """After a call that may fail: unwind if the value on the stack is EXC."""
-        self.emit("local.set $xp", "local.tee $xt", f"i32.const {EXC}", "i32.eq", "if")
-        self.raise_(span)
-        self.emit("end", "local.get $xt", "local.get $xp")
+        self.emit("local.set $xp", "local.tee $xt", f"i32.const {EXC}", "i32.eq")
+        self.fail_if(span)
+        self.emit("local.get $xt", "local.get $xp")
+
+    def open_region(self) -> None:
+        """Start code whose errors go to one fail path (a function body or a try body).
+
+        Layout: ``block $fail (block $ovf <code> end; rt_err_overflow) end; <fail path>``;
+        the code must leave its block by a branch or return.
+        """
+        fail, ovf = self.label("fail"), self.label("ovf")
+        self.regions.append((fail, ovf))
+        self.emit(f"block {fail}", f"block {ovf}")
+
+    def close_region(self) -> None:
+        """End the region's code and emit its fail path, which records the line."""
+        self.regions.pop()
+        self.emit("end", f"call {self.mb.use('rt_err_overflow')}", "drop", "drop", "end",
+                  "local.get $ln", f"call {self.mb.use('rt_set_line')}")
+
+    def body(self, block: A.Block, params: list[Binding] | None = None, first_local: int = 0) -> None:
+        """A function body: its value is returned; an error returns EXC.
+
+        ``params`` are bound from the wasm parameters starting at ``first_local``.
+        """
+        self.open_region()
+        if params:
+            self.bind_params(params, first_local, block)
+        self.block_value(block)
+        self.emit("return")
+        self.close_region()
+        self.emit(f"i32.const {EXC}", "i64.const 0")
 
     def call(self, name: str, span: A.Span | None) -> None:
         self.emit(f"call {self.mb.use(name)}")
@@ -204,11 +249,10 @@ class _Fn:
         self.emit(f"i32.const {UNIT}", "i64.const 0")
 
     def copy_top(self, span: A.Span) -> None:
-        """Deep-copy the value on the stack if it is an array or a map."""
-        self.emit("local.set $xp", "local.tee $xt", f"i32.const {ARRAY}", "i32.sub",
-                  "i32.const 1", "i32.le_u", "if (result i32 i64)", "local.get $xt", "local.get $xp")
-        self.call("rt_copy", span)
-        self.emit("else", "local.get $xt", "local.get $xp", "end")
+        """Deep-copy the value on the stack if it is an array or a map (``$copy``)."""
+        self.mb.use("rt_copy")
+        self.emit("call $copy")
+        self.check(span)
 
     def str_const(self, s: str) -> None:
         off, n = self.mb.string(s)
@@ -265,11 +309,18 @@ class _Fn:
             t, p = self._locals_of(b)
             self.emit(f"local.get {t}", f"local.get {p}")
 
-    def bind_params(self, params: list[Binding], first_local: int, span: A.Span) -> None:
-        """Function entry: copy each parameter (value semantics) into its variable."""
+    def bind_params(self, params: list[Binding], first_local: int, block: A.Block) -> None:
+        """Function entry: bind each parameter to its variable.
+
+        Arguments are passed by reference; a parameter the body may change in
+        place (or let a closure capture) is copied first, so the caller's
+        array or map never changes (value semantics).
+        """
+        changed = _changed_in_place(block, self.res) if params else set()
         for i, b in enumerate(params):
             self.emit(f"local.get {first_local + 2 * i}", f"local.get {first_local + 2 * i + 1}")
-            self.copy_top(span)
+            if b.captured or b.id in changed:
+                self.copy_top(block.span)
             self.declare(b)
 
     # -- statements -----------------------------------------------------------------
@@ -339,12 +390,12 @@ class _Fn:
         self.loops.pop()
 
     def try_(self, st: A.TryCatch) -> None:
-        end, catch = self.label("tryend"), self.label("catch")
-        self.emit(f"block {end}", f"block {catch}")
-        self.handlers.append(catch)
+        end = self.label("tryend")
+        self.emit(f"block {end}")
+        self.open_region()
         self.block_value(st.body)
-        self.handlers.pop()
-        self.emit("drop", "drop", f"br {end}", "end")
+        self.emit("drop", "drop", f"br {end}")
+        self.close_region()
         caught = (self.fresh("ext", "i32"), self.fresh("exp", "i64"))
         self.emit(f"call {self.mb.use('rt_exc_take')}", f"local.set {caught[1]}", f"local.set {caught[0]}")
         b = self.res.bindings.get(id(st))
@@ -715,10 +766,9 @@ class _Fn:
                 self.emit(a, "i64.xor", b, f"local.get {r}", "i64.xor")
             else:
                 self.emit(a, "i64.xor", a, b, "i64.xor")
-            self.emit("i64.and", "i64.const 0", "i64.lt_s", "if",
-                      f"call {self.mb.use('rt_err_overflow')}", "drop", "drop")
-            self.raise_(span)
-            self.emit("end", f"local.get {r}")
+            self.emit("i64.and", "i64.const 0", "i64.lt_s")
+            self.fail_if(span, overflow=True)
+            self.emit(f"local.get {r}")
         elif op == "*":
             # both within i32: the product cannot overflow i64; otherwise ask rt
             self.emit(a, "i64.const 2147483648", "i64.add", "i64.const 4294967295", "i64.le_u",
@@ -881,6 +931,43 @@ class _Fn:
         return "\n  ".join(lines)
 
 
+def _children(node: object) -> list[object]:
+    out: list[object] = []
+    for name in getattr(node, "__dataclass_fields__", ()):
+        v = getattr(node, name)
+        if isinstance(v, tuple):
+            for x in v:
+                out.extend(x if isinstance(x, tuple) else (x,))
+        elif isinstance(v, A.Node):
+            out.append(v)
+    return out
+
+
+def _root(e: A.Expr) -> A.Expr:
+    while isinstance(e, (A.Index, A.Prop)):
+        e = e.obj
+    return e
+
+
+def _changed_in_place(block: A.Block, res: Resolution) -> set[int]:
+    """Bindings the block may mutate in place: assignment roots and method receivers."""
+    out: set[int] = set()
+    stack: list[object] = [block]
+    while stack:
+        n = stack.pop()
+        root: A.Expr | None = None
+        if isinstance(n, A.Assign) and not isinstance(n.target, A.Var):
+            root = _root(n.target)
+        elif isinstance(n, A.MethodCall):
+            root = _root(n.obj)
+        elif isinstance(n, A.Call) and n.args and isinstance(res.calls.get(id(n)), Builtin):
+            root = _root(n.args[0])
+        if isinstance(root, A.Var) and id(root) in res.bindings:
+            out.add(res.bindings[id(root)].id)
+        stack.extend(_children(n))
+    return out
+
+
 def _wat_bytes(data: bytes) -> str:
     out = []
     for c in data:
@@ -908,15 +995,14 @@ def generate(res: Resolution, init_order: list[int]) -> str:
         for fn in mod.script.functions:
             params = res.params[id(fn)]
             f = _Fn(mb, mod.index)
-            f.bind_params(params, 0, fn.span)
-            f.block_value(fn.body)
+            f.body(fn.body, params, 0)
             ref = FnRef(mod.index, fn.name, len(params))
             mb.funcs.append(f.finish(f"(func {ref.wasm_name} {_params(len(params))} (result i32 i64)"))
     # module initialisers and the main body
     inits: list[str] = []
     for mod in [res.modules[i] for i in init_order] + [res.modules[0]]:
         f = _Fn(mb, mod.index)
-        f.block_value(mod.script.body)
+        f.body(mod.script.body)
         name = f"$init{mod.index}"
         inits.append(name)
         mb.funcs.append(f.finish(f"(func {name} (result i32 i64)"))
@@ -936,13 +1022,19 @@ def generate(res: Resolution, init_order: list[int]) -> str:
             cell = f.local(f"$c{b.id}", "i32")
             f.cells[b.id] = cell
             f.emit("local.get 0", f"i32.load offset={4 * j}", f"local.set {cell}")
-        f.bind_params(info.params, 1, c.span)
-        f.block_value(c.body)
+        f.body(c.body, info.params, 1)
         mb.closure_arities.add(len(info.params))
         mb.funcs.append(f.finish(
             f"(func $closure{info.slot} (param i32) {_params(len(info.params))} (result i32 i64)"))
         emitted += 1
     return _assemble(mb, inits)
+
+
+# value semantics: copy arrays and maps, pass everything else through (no rt call)
+_COPY_FUNC = f"""  (func $copy (param i32 i64) (result i32 i64)
+    local.get 0 i32.const {ARRAY} i32.sub i32.const 1 i32.le_u
+    if local.get 0 local.get 1 call $rt_copy return end
+    local.get 0 local.get 1)"""
 
 
 def _assemble(mb: _ModuleBuilder, inits: list[str]) -> str:
@@ -971,6 +1063,8 @@ def _assemble(mb: _ModuleBuilder, inits: list[str]) -> str:
         r = f" (result {rs})" if rs else ""
         parts.append(f'  (import "rt" "{name}" (func ${name}{p}{r}))')
     parts.append("  (global $strbase (mut i32) (i32.const 0))")
+    if "rt_copy" in mb.imports:
+        parts.append(_COPY_FUNC)
     parts.extend("  " + g for g in mb.globals)
     if mb.data:
         parts.append(f'  (data $strs "{_wat_bytes(bytes(mb.data))}")')
