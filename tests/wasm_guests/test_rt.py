@@ -573,8 +573,8 @@ def test_builtin_values(rt: RtHarness, same: Any, name: str, args: list[Any], wa
 
 
 @pytest.mark.parametrize(("name", "args", "kind"), [
-    ("f_to_int_1", [math.nan], "invalid_argument"), ("f_to_int_1", [math.inf], "invalid_argument"),
-    ("f_to_int_1", [9.3e18], "invalid_argument"), ("f_to_int_1", ["1"], "not_found"),
+    ("f_to_int_1", [math.nan], "invalid_argument"), ("f_to_int_1", [math.inf], "integer_overflow"), ("f_to_int_1", [-math.inf], "integer_overflow"),
+    ("f_to_int_1", [9.3e18], "integer_overflow"), ("f_to_int_1", ["1"], "not_found"),
     ("f_parse_int_1", ["12a"], "invalid_argument"), ("f_parse_int_1", [""], "invalid_argument"),
     ("f_parse_int_1", ["-"], "invalid_argument"), ("f_parse_int_1", ["9223372036854775808"], "invalid_argument"),
     ("f_parse_int_1", ["1.0"], "invalid_argument"), ("f_parse_float_1", ["abc"], "invalid_argument"),
@@ -814,6 +814,21 @@ def test_exc_take(rt: RtHarness) -> None:
     rt.raw("rt_set_line", 41)  # no error pending: ignored
     rt.raw("rt_not", (INT, 1))
     assert rt.py(rt.raw("rt_exc_take"))["line"] == 0
+
+
+def test_bare_rethrow_keeps_the_runtime_error_kind(rt: RtHarness) -> None:
+    rt.raw("rt_div", (INT, 1), (INT, 0))
+    rt.raw("rt_set_line", 2)
+    caught = rt.raw("rt_exc_take")
+    assert rt.raw("rt_throw", caught) == (EXC, 0)  # `throw;` passes the very map rt_exc_take made
+    rt.raw("rt_set_line", 4)
+    res = rt.finish((EXC, 0))
+    assert res["error"] == {"kind": "division_by_zero", "message": "division by zero", "line": 4, "file": 0}
+    # a copy of it (`catch (e) { throw e }`) is an ordinary thrown value
+    rt.raw("rt_div", (INT, 1), (INT, 0))
+    copied = rt.call("rt_copy", rt.raw("rt_exc_take"))
+    rt.raw("rt_throw", copied)
+    assert rt.finish((EXC, 0))["error"]["kind"] == "throw"
 
 
 # ---- memory --------------------------------------------------------------------------------------------

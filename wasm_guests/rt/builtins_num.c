@@ -23,8 +23,16 @@ EXPORT("f_to_int_1") V f_to_int_1(P(0)) {
     if (t0 == T_INT) return A(0);
     if (t0 != T_FLOAT) return nf1("to_int", A(0));
     double d = bits2f(p0);
-    if (!(d > -9223372036854777856.0 && d < 9223372036854775808.0))
-        return bad_value("cannot convert ", A(0), " to an integer");
+    if (d != d) return bad_value("cannot convert ", A(0), " to an integer");
+    if (!(d > -9223372036854777856.0 && d < 9223372036854775808.0)) {
+        /* Rhai: "Integer overflow: to_int(x)" */
+        Buf b;
+        buf_init(&b, 64);
+        buf_cstr(&b, "integer overflow: to_int(");
+        buf_float(&b, d);
+        buf_byte(&b, ')');
+        return raise_buf(K_OVERFLOW, &b);
+    }
     return vint((int64_t)d);
 }
 

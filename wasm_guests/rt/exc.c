@@ -101,6 +101,12 @@ V raise_too_deep(void) { return raise_c(K_TOO_DEEP, "value nested deeper than 12
 /* ---- exports ------------------------------------------------------------ */
 
 EXPORT("rt_throw") V rt_throw(int32_t t, int64_t p) {
+    if (t == T_MAP && MAPP(mk(t, p))->exc_kind) {
+        /* `throw;` re-throwing the error map rt_exc_take made: same kind and message */
+        Map *m = MAPP(mk(t, p));
+        Entry *msg = map_find(m, vcstr("message"));
+        return raise_v((int)m->exc_kind - 1, msg && msg->tag == T_STR ? entry_val(msg) : vcstr(""));
+    }
     raise_v(K_THROW, vcstr(""));
     thrown = mk(t, p);
     return exc();
@@ -122,6 +128,7 @@ EXPORT("rt_exc_take") V rt_exc_take(void) {
     map_set(m, vcstr("kind"), vcstr(KIND_NAMES[kind]));
     map_set(m, vcstr("message"), message);
     map_set(m, vcstr("line"), vint(line_code & 0xffffff));
+    m->exc_kind = (uint32_t)kind + 1;
     return vptr(T_MAP, m);
 }
 

@@ -76,7 +76,9 @@ typedef struct {
 
 /* Map: entries in arbitrary order; `sorted` entries at the front are in
  * key order; `idx` (when icap != 0) is an open-addressing table of entry
- * index + 1, used once the map has more than MAP_SMALL entries. */
+ * index + 1, used once the map has more than MAP_SMALL entries.
+ * exc_kind lets a bare `throw;` re-raise a caught runtime error with its
+ * own kind (copies do not carry it, so `throw e` raises kind "throw"). */
 typedef struct {
     uint32_t len;
     uint32_t cap;
@@ -84,6 +86,7 @@ typedef struct {
     uint32_t *idx;
     uint32_t icap;
     uint32_t sorted;
+    uint32_t exc_kind; /* kind + 1 on the map rt_exc_take made for a runtime error */
 } Map;
 
 #define MAP_SMALL 8
