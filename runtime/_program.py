@@ -41,6 +41,7 @@ __all__ = [
     "default_sandbox",
     "close_default_sandbox",
     "SearchPathResolver",
+    "compiler_fingerprint",
     "MODULE_SUFFIX",
 ]
 
@@ -280,10 +281,23 @@ def close_default_sandbox() -> None:
 # -- compile ------------------------------------------------------------------
 
 
-def _compiler_version() -> str:
-    from peerbox import __version__
+_fingerprint: str | None = None
 
-    return __version__
+
+def compiler_fingerprint() -> str:
+    """The compiler's identity for cache keys, computed once per process.
+
+    peerbox's version plus the compiler's own fingerprint (its
+    ``CODEGEN_VERSION`` and a hash of its source files), so a change to the
+    compiler, even without a version bump, never serves stale cached modules.
+    """
+    global _fingerprint
+    if _fingerprint is None:
+        from peerbox import __version__
+        from peerbox.wasm_guests import lang
+
+        _fingerprint = f"{__version__}+{lang.compiler_fingerprint()}"
+    return _fingerprint
 
 
 def compile(
@@ -320,7 +334,7 @@ def compile(
         SearchPathResolver(search_path) if search_path else None
     )
     key = cache_key(
-        compiler_version=_compiler_version(), rt_sha256=sb.rt_sha256, filename=filename, source=source
+        compiler_version=compiler_fingerprint(), rt_sha256=sb.rt_sha256, filename=filename, source=source
     )
 
     prog = sb.programs.get(key)
