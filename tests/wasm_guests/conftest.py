@@ -80,12 +80,14 @@ class RtHarness:
         self.store = wasmtime.Store(_engine())
         self.store.set_limits(memory_size=memory)
         self.table = wasmtime.Table(
-            self.store, wasmtime.TableType(wasmtime.ValType.funcref(), wasmtime.Limits(TABLE_SIZE, None)), None
+            self.store,
+            wasmtime.TableType(wasmtime.ValType.funcref(), wasmtime.Limits(TABLE_SIZE, None)),
+            None,
         )
         self.next_closure = 0
         self.host_calls: list[str] = []
         linker = wasmtime.Linker(_engine())
-        i32, i64, f64 = wasmtime.ValType.i32(), wasmtime.ValType.i64(), wasmtime.ValType.f64()
+        i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()
 
         def fmt_f64(x: float, buf: int) -> int:
             self.host_calls.append("fmt_f64")
@@ -112,12 +114,24 @@ class RtHarness:
             except ValueError:
                 return math.nan
 
-        linker.define(self.store, "peerbox_rt", "fmt_f64",
-                      wasmtime.Func(self.store, wasmtime.FuncType([f64, i32], [i32]), fmt_f64))
-        linker.define(self.store, "peerbox_rt", "parse_f64",
-                      wasmtime.Func(self.store, wasmtime.FuncType([i32, i32, i32], [i32]), parse_f64))
-        linker.define(self.store, "peerbox_rt", "pow_f64",
-                      wasmtime.Func(self.store, wasmtime.FuncType([f64, f64], [f64]), pow_f64))
+        linker.define(
+            self.store,
+            "peerbox_rt",
+            "fmt_f64",
+            wasmtime.Func(self.store, wasmtime.FuncType([f64, i32], [i32]), fmt_f64),
+        )
+        linker.define(
+            self.store,
+            "peerbox_rt",
+            "parse_f64",
+            wasmtime.Func(self.store, wasmtime.FuncType([i32, i32, i32], [i32]), parse_f64),
+        )
+        linker.define(
+            self.store,
+            "peerbox_rt",
+            "pow_f64",
+            wasmtime.Func(self.store, wasmtime.FuncType([f64, f64], [f64]), pow_f64),
+        )
         linker.define(self.store, "env", "__indirect_function_table", self.table)
         self.instance = linker.instantiate(self.store, _module())
         self.exports = self.instance.exports(self.store)
@@ -147,7 +161,7 @@ class RtHarness:
 
     def call(self, name: str, *args: Any) -> RtVal:
         """Call an export taking values (Python values are converted); raise RtError on EXC."""
-        r = self.raw(name, *(a if isinstance(a, tuple) else self.val(a) for a in args))
+        r: RtVal = self.raw(name, *(a if isinstance(a, tuple) else self.val(a) for a in args))
         if r[0] == EXC:
             raise RtError(self.py(self.raw("rt_exc_take")))
         return r
@@ -183,7 +197,7 @@ class RtHarness:
 
     # -- values -----------------------------------------------------------------------
 
-    def str(self, s: str) -> RtVal:
+    def sval(self, s: str) -> RtVal:
         data = s.encode()
         return (STR, (len(data) << 32) | self.write(data))
 
@@ -198,20 +212,20 @@ class RtHarness:
         if isinstance(x, float):
             return (FLOAT, struct.unpack("<q", struct.pack("<d", x))[0])
         if isinstance(x, str):
-            return self.str(x)
+            return self.sval(x)
         if isinstance(x, bytes):
             data = self.write(x)
             hdr = self.write(struct.pack("<III", len(x), len(x), data))
             return (BLOB, hdr)
         if isinstance(x, list):
-            arr = self.raw("rt_array_new", len(x))
+            arr: RtVal = self.raw("rt_array_new", len(x))
             for item in x:
                 self.raw("rt_array_push", arr, self.val(item))
             return arr
         if isinstance(x, dict):
-            m = self.raw("rt_map_new")
+            m: RtVal = self.raw("rt_map_new")
             for k, v in x.items():
-                self.raw("rt_map_set", m, self.str(k), self.val(v))
+                self.raw("rt_map_set", m, self.sval(k), self.val(v))
             return m
         if isinstance(x, tuple):
             return x

@@ -61,40 +61,77 @@ def test_exports_match_abi_and_builtins() -> None:
     for b in BUILTINS:
         assert b.export in exports, b.export
     imports = {(i.module, i.name) for i in module.imports}
-    assert imports == {("peerbox_rt", "fmt_f64"), ("peerbox_rt", "parse_f64"), ("peerbox_rt", "pow_f64"),
-                       ("env", "__indirect_function_table")}
+    assert imports == {
+        ("peerbox_rt", "fmt_f64"),
+        ("peerbox_rt", "parse_f64"),
+        ("peerbox_rt", "pow_f64"),
+        ("env", "__indirect_function_table"),
+    }
 
 
 @pytest.mark.skipif(shutil.which("clang") is None, reason="clang not installed")
 def test_build_sh_reproduces_committed_wasm(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "rt.wasm"
-    subprocess.run(["bash", str(REPO / "wasm_guests" / "rt" / "build.sh"), str(out)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        ["bash", str(REPO / "wasm_guests" / "rt" / "build.sh"), str(out)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert out.read_bytes() == rt_wasm_path().read_bytes(), "rt.wasm is stale: run `make rt` and commit it"
 
 
 def test_build_sh_fails_loudly(tmp_path: pathlib.Path) -> None:
-    proc = subprocess.run(["bash", str(REPO / "wasm_guests" / "rt" / "build.sh"), str(tmp_path / "no" / "x.wasm")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(REPO / "wasm_guests" / "rt" / "build.sh"), str(tmp_path / "no" / "x.wasm")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "does not exist" in proc.stderr
 
 
 # ---- arithmetic ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("op", "a", "b", "want"), [
-    ("rt_add", 2, 3, 5), ("rt_sub", 2, 3, -1), ("rt_mul", -4, 5, -20),
-    ("rt_div", 7, 2, 3), ("rt_div", -7, 2, -3), ("rt_div", 7, -2, -3),
-    ("rt_mod", 7, 3, 1), ("rt_mod", -7, 3, -1), ("rt_mod", 7, -3, 1),
-    ("rt_pow", 2, 10, 1024), ("rt_pow", -2, 63, I64_MIN), ("rt_pow", 0, 0, 1), ("rt_pow", -1, 2**62 + 1, -1),
-    ("rt_mul", 3037000499, 3037000499, 9223372030926249001), ("rt_mul", I64_MIN, 1, I64_MIN),
-    ("rt_mul", -(2**32), 2**31, I64_MIN),
-    ("rt_add", 1, 0.5, 1.5), ("rt_sub", 0.5, 1, -0.5), ("rt_mul", 2.5, 2, 5.0), ("rt_div", 1, 4.0, 0.25),
-    ("rt_mod", 5.5, 2, 1.5), ("rt_mod", -5.5, 2, -1.5), ("rt_pow", 2.0, 0.5, math.sqrt(2)), ("rt_pow", 2, -1.0, 0.5),
-    ("rt_band", 12, 10, 8), ("rt_bor", 12, 10, 14), ("rt_bxor", 12, 10, 6),
-    ("rt_band", True, False, False), ("rt_bor", True, False, True), ("rt_bxor", True, True, False),
-    ("rt_shl", 1, 63, I64_MIN), ("rt_shr", -8, 1, -4), ("rt_shr", I64_MAX, 62, 1),
-])
+@pytest.mark.parametrize(
+    ("op", "a", "b", "want"),
+    [
+        ("rt_add", 2, 3, 5),
+        ("rt_sub", 2, 3, -1),
+        ("rt_mul", -4, 5, -20),
+        ("rt_div", 7, 2, 3),
+        ("rt_div", -7, 2, -3),
+        ("rt_div", 7, -2, -3),
+        ("rt_mod", 7, 3, 1),
+        ("rt_mod", -7, 3, -1),
+        ("rt_mod", 7, -3, 1),
+        ("rt_pow", 2, 10, 1024),
+        ("rt_pow", -2, 63, I64_MIN),
+        ("rt_pow", 0, 0, 1),
+        ("rt_pow", -1, 2**62 + 1, -1),
+        ("rt_mul", 3037000499, 3037000499, 9223372030926249001),
+        ("rt_mul", I64_MIN, 1, I64_MIN),
+        ("rt_mul", -(2**32), 2**31, I64_MIN),
+        ("rt_add", 1, 0.5, 1.5),
+        ("rt_sub", 0.5, 1, -0.5),
+        ("rt_mul", 2.5, 2, 5.0),
+        ("rt_div", 1, 4.0, 0.25),
+        ("rt_mod", 5.5, 2, 1.5),
+        ("rt_mod", -5.5, 2, -1.5),
+        ("rt_pow", 2.0, 0.5, math.sqrt(2)),
+        ("rt_pow", 2, -1.0, 0.5),
+        ("rt_band", 12, 10, 8),
+        ("rt_bor", 12, 10, 14),
+        ("rt_bxor", 12, 10, 6),
+        ("rt_band", True, False, False),
+        ("rt_bor", True, False, True),
+        ("rt_bxor", True, True, False),
+        ("rt_shl", 1, 63, I64_MIN),
+        ("rt_shr", -8, 1, -4),
+        ("rt_shr", I64_MAX, 62, 1),
+    ],
+)
 def test_arith_values(rt: RtHarness, same: Any, op: str, a: Any, b: Any, want: Any) -> None:
     got = rt.run(op, a, b)
     assert same(got, want), (got, want)
@@ -118,33 +155,36 @@ def test_fmod_matches_python(rt: RtHarness) -> None:
     assert rt.run("rt_mod", 1.0, math.inf) == 1.0
 
 
-@pytest.mark.parametrize(("op", "a", "b", "kind", "message"), [
-    ("rt_add", I64_MAX, 1, "integer_overflow", "integer overflow"),
-    ("rt_sub", I64_MIN, 1, "integer_overflow", "integer overflow"),
-    ("rt_mul", 2**32, 2**31, "integer_overflow", "integer overflow"),
-    ("rt_mul", -(2**32), -(2**31), "integer_overflow", "integer overflow"),
-    ("rt_div", I64_MIN, -1, "integer_overflow", "integer overflow"),
-    ("rt_mod", I64_MIN, -1, "integer_overflow", "integer overflow"),
-    ("rt_pow", 2, 63, "integer_overflow", "integer overflow"),
-    ("rt_pow", 3, 1000, "integer_overflow", "integer overflow"),
-    ("rt_div", 1, 0, "division_by_zero", "division by zero"),
-    ("rt_mod", 1, 0, "division_by_zero", "division by zero"),
-    ("rt_pow", 2, -1, "invalid_argument", "cannot raise an integer to a negative power"),
-    ("rt_shl", 1, 64, "invalid_argument", "shift amount 64 is out of range 0..63"),
-    ("rt_shr", 1, -1, "invalid_argument", "shift amount -1 is out of range 0..63"),
-    ("rt_sub", "s", [1], "type_mismatch", "cannot subtract array from string"),
-    ("rt_add", [1], 1, "type_mismatch", "cannot add i64 to array"),
-    ("rt_add", {"a": 1}, [1], "type_mismatch", "cannot add array to map"),
-    ("rt_mul", "a", 3, "type_mismatch", "cannot multiply string by i64"),
-    ("rt_div", None, 3, "type_mismatch", "cannot divide () by i64"),
-    ("rt_mod", True, 3, "type_mismatch", "cannot take the remainder of bool by i64"),
-    ("rt_pow", "x", 2.0, "type_mismatch", "cannot raise string to the power f64"),
-    ("rt_band", 1, True, "type_mismatch", "cannot apply & to i64 and bool"),
-    ("rt_bor", 1.0, 1, "type_mismatch", "cannot apply | to f64 and i64"),
-    ("rt_bxor", "a", "b", "type_mismatch", "cannot apply ^ to string and string"),
-    ("rt_shl", 1.0, 1, "type_mismatch", "cannot apply << to f64 and i64"),
-    ("rt_shr", True, 1, "type_mismatch", "cannot apply >> to bool and i64"),
-])
+@pytest.mark.parametrize(
+    ("op", "a", "b", "kind", "message"),
+    [
+        ("rt_add", I64_MAX, 1, "integer_overflow", "integer overflow"),
+        ("rt_sub", I64_MIN, 1, "integer_overflow", "integer overflow"),
+        ("rt_mul", 2**32, 2**31, "integer_overflow", "integer overflow"),
+        ("rt_mul", -(2**32), -(2**31), "integer_overflow", "integer overflow"),
+        ("rt_div", I64_MIN, -1, "integer_overflow", "integer overflow"),
+        ("rt_mod", I64_MIN, -1, "integer_overflow", "integer overflow"),
+        ("rt_pow", 2, 63, "integer_overflow", "integer overflow"),
+        ("rt_pow", 3, 1000, "integer_overflow", "integer overflow"),
+        ("rt_div", 1, 0, "division_by_zero", "division by zero"),
+        ("rt_mod", 1, 0, "division_by_zero", "division by zero"),
+        ("rt_pow", 2, -1, "invalid_argument", "cannot raise an integer to a negative power"),
+        ("rt_shl", 1, 64, "invalid_argument", "shift amount 64 is out of range 0..63"),
+        ("rt_shr", 1, -1, "invalid_argument", "shift amount -1 is out of range 0..63"),
+        ("rt_sub", "s", [1], "type_mismatch", "cannot subtract array from string"),
+        ("rt_add", [1], 1, "type_mismatch", "cannot add i64 to array"),
+        ("rt_add", {"a": 1}, [1], "type_mismatch", "cannot add array to map"),
+        ("rt_mul", "a", 3, "type_mismatch", "cannot multiply string by i64"),
+        ("rt_div", None, 3, "type_mismatch", "cannot divide () by i64"),
+        ("rt_mod", True, 3, "type_mismatch", "cannot take the remainder of bool by i64"),
+        ("rt_pow", "x", 2.0, "type_mismatch", "cannot raise string to the power f64"),
+        ("rt_band", 1, True, "type_mismatch", "cannot apply & to i64 and bool"),
+        ("rt_bor", 1.0, 1, "type_mismatch", "cannot apply | to f64 and i64"),
+        ("rt_bxor", "a", "b", "type_mismatch", "cannot apply ^ to string and string"),
+        ("rt_shl", 1.0, 1, "type_mismatch", "cannot apply << to f64 and i64"),
+        ("rt_shr", True, 1, "type_mismatch", "cannot apply >> to bool and i64"),
+    ],
+)
 def test_arith_errors(rt: RtHarness, op: str, a: Any, b: Any, kind: str, message: str) -> None:
     assert kind_of(rt, op, a, b) == (kind, message)
 
@@ -174,14 +214,29 @@ def test_error_helpers(rt: RtHarness) -> None:
 # ---- display forms and strings ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("x", "shown"), [
-    (None, ""), (True, "true"), (False, "false"), (42, "42"), (I64_MIN, "-9223372036854775808"),
-    (1.0, "1.0"), (0.1, "0.1"), (0.1 + 0.2, "0.30000000000000004"), (1e100, "1e+100"),
-    (math.inf, "inf"), (-math.inf, "-inf"), (math.nan, "NaN"), ("raw \"text\"", "raw \"text\""),
-    ([1, "a", 2.0, None, [True]], '[1, "a", 2.0, (), [true]]'),
-    ({"b": "x", "a": 1, "two words": [], "q\"": {}}, '#{"a": 1, "b": "x", "q\\"": #{}, "two words": []}'),
-    (b"\x01\x02\xff", "[0102ff]"), ([], "[]"), ({}, "#{}"),
-])
+@pytest.mark.parametrize(
+    ("x", "shown"),
+    [
+        (None, ""),
+        (True, "true"),
+        (False, "false"),
+        (42, "42"),
+        (I64_MIN, "-9223372036854775808"),
+        (1.0, "1.0"),
+        (0.1, "0.1"),
+        (0.1 + 0.2, "0.30000000000000004"),
+        (1e100, "1e+100"),
+        (math.inf, "inf"),
+        (-math.inf, "-inf"),
+        (math.nan, "NaN"),
+        ('raw "text"', 'raw "text"'),
+        ([1, "a", 2.0, None, [True]], '[1, "a", 2.0, (), [true]]'),
+        ({"b": "x", "a": 1, "two words": [], 'q"': {}}, '#{"a": 1, "b": "x", "q\\"": #{}, "two words": []}'),
+        (b"\x01\x02\xff", "[0102ff]"),
+        ([], "[]"),
+        ({}, "#{}"),
+    ],
+)
 def test_display_forms(rt: RtHarness, x: Any, shown: str) -> None:
     assert rt.run("f_to_string_1", x) == shown
     assert rt.run("rt_add", "", x) == shown
@@ -197,10 +252,16 @@ def test_closure_display(rt: RtHarness) -> None:
     assert rt.finish(rt.val([f]))["value"] == ["<closure>"]
 
 
-@pytest.mark.parametrize(("x", "shown"), [
-    (None, "()"), ("a\"b\\c\nd\te\r\0\x1b\x7f", '"a\\"b\\\\c\\nd\\te\\r\\0\\u{1b}\\u{7f}"'), ("é✓", '"é✓"'),
-    (["x", None], '["x", ()]'), (1.5, "1.5"),
-])
+@pytest.mark.parametrize(
+    ("x", "shown"),
+    [
+        (None, "()"),
+        ('a"b\\c\nd\te\r\0\x1b\x7f', '"a\\"b\\\\c\\nd\\te\\r\\0\\u{1b}\\u{7f}"'),
+        ("é✓", '"é✓"'),
+        (["x", None], '["x", ()]'),
+        (1.5, "1.5"),
+    ],
+)
 def test_debug_forms(rt: RtHarness, x: Any, shown: str) -> None:
     assert rt.run("f_to_debug_1", x) == shown
 
@@ -263,14 +324,30 @@ def test_string_concat_shares_sides(rt: RtHarness) -> None:
 # ---- comparisons -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("a", "b", "eq", "lt"), [
-    (1, 1.0, True, False), (1, 2.5, False, True), (2**53 + 1, float(2**53), True, False),
-    ("a", "b", False, True), ("ab", "b", False, True), ("b", "ab", False, False), ("", "a", False, True),
-    ("é", "z", False, False), (False, True, False, True), (None, None, True, False),
-    ([1, [2, {"a": 1}]], [1.0, [2, {"a": 1}]], True, False), ({"a": 1, "b": 2}, {"b": 2, "a": 1}, True, False),
-    ({"a": 1}, {"a": 1, "b": 2}, False, False), ([1, 2], [1, 2, 3], False, False), ([1], "a", False, False),
-    (1, "1", False, False), (None, 0, False, False), (b"ab", b"ab", True, False), (math.nan, math.nan, False, False),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "eq", "lt"),
+    [
+        (1, 1.0, True, False),
+        (1, 2.5, False, True),
+        (2**53 + 1, float(2**53), True, False),
+        ("a", "b", False, True),
+        ("ab", "b", False, True),
+        ("b", "ab", False, False),
+        ("", "a", False, True),
+        ("é", "z", False, False),
+        (False, True, False, True),
+        (None, None, True, False),
+        ([1, [2, {"a": 1}]], [1.0, [2, {"a": 1}]], True, False),
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}, True, False),
+        ({"a": 1}, {"a": 1, "b": 2}, False, False),
+        ([1, 2], [1, 2, 3], False, False),
+        ([1], "a", False, False),
+        (1, "1", False, False),
+        (None, 0, False, False),
+        (b"ab", b"ab", True, False),
+        (math.nan, math.nan, False, False),
+    ],
+)
 def test_comparisons(rt: RtHarness, a: Any, b: Any, eq: bool, lt: bool) -> None:
     assert rt.run("rt_eq", a, b) is eq
     assert rt.run("rt_ne", a, b) is (not eq)
@@ -295,8 +372,14 @@ def test_index_get_and_set(rt: RtHarness) -> None:
     arr = rt.val([10, 20, 30])
     assert rt.run("rt_index_get", arr, 0) == 10
     assert rt.run("rt_index_get", arr, -1) == 30
-    assert kind_of(rt, "rt_index_get", arr, 3) == ("index_out_of_range", "index 3 out of range for array of length 3")
-    assert kind_of(rt, "rt_index_get", arr, -4) == ("index_out_of_range", "index -4 out of range for array of length 3")
+    assert kind_of(rt, "rt_index_get", arr, 3) == (
+        "index_out_of_range",
+        "index 3 out of range for array of length 3",
+    )
+    assert kind_of(rt, "rt_index_get", arr, -4) == (
+        "index_out_of_range",
+        "index -4 out of range for array of length 3",
+    )
     assert kind_of(rt, "rt_index_get", arr, "x") == ("type_mismatch", "array index must be i64, not string")
     assert rt.run("rt_index_set", arr, -2, "b") is None
     assert rt.py(arr) == [10, "b", 30]
@@ -305,7 +388,9 @@ def test_index_get_and_set(rt: RtHarness) -> None:
     assert rt.run("rt_index_get", s, 1) == "é"
     assert rt.run("rt_index_get", s, -1) == "✓"
     assert kind_of(rt, "rt_index_get", rt.val("abc"), 5) == (
-        "index_out_of_range", "index 5 out of range for string of length 3")
+        "index_out_of_range",
+        "index 5 out of range for string of length 3",
+    )
     assert rt.err("rt_index_set", s, 0, "x").kind == "type_mismatch"
     m = rt.val({"a": 1})
     assert rt.run("rt_index_get", m, "a") == 1
@@ -322,9 +407,9 @@ def test_index_get_and_set(rt: RtHarness) -> None:
 
 def test_index_get_returns_a_reference(rt: RtHarness) -> None:
     db = rt.val({"users": [{"tags": ["x"]}]})
-    users = rt.call("rt_prop_get", db, rt.str("users"))
+    users = rt.call("rt_prop_get", db, rt.sval("users"))
     first = rt.call("rt_index_get", users, 0)
-    tags = rt.call("rt_prop_get", first, rt.str("tags"))
+    tags = rt.call("rt_prop_get", first, rt.sval("tags"))
     rt.call("f_push_2", tags, "y")
     assert rt.py(db) == {"users": [{"tags": ["x", "y"]}]}
 
@@ -357,9 +442,9 @@ def test_in(rt: RtHarness) -> None:
 def test_copy_is_deep_and_bounded(rt: RtHarness) -> None:
     orig = rt.val({"a": [1, {"b": [2]}], "blob": b"\x01"})
     c = rt.call("rt_copy", orig)
-    inner = rt.call("rt_prop_get", c, rt.str("a"))
+    inner = rt.call("rt_prop_get", c, rt.sval("a"))
     rt.call("f_push_2", inner, 3)
-    rt.call("rt_index_set", rt.call("rt_prop_get", rt.call("rt_index_get", inner, 1), rt.str("b")), 0, 9)
+    rt.call("rt_index_set", rt.call("rt_prop_get", rt.call("rt_index_get", inner, 1), rt.sval("b")), 0, 9)
     assert rt.py(orig) == {"a": [1, {"b": [2]}], "blob": b"\x01"}
     assert rt.py(c) == {"a": [1, {"b": [9]}, 3], "blob": b"\x01"}
     assert rt.call("rt_copy", rt.val(5)) == (INT, 5)
@@ -401,7 +486,7 @@ def test_map_10k_keys_sorted_and_fast(rt: RtHarness) -> None:
     keys = [f"k{i}" for i in range(10_000)]
     random.Random(1).shuffle(keys)
     for i, k in enumerate(keys):
-        rt.raw("rt_map_set", m, rt.str(k), (INT, i))
+        rt.raw("rt_map_set", m, rt.sval(k), (INT, i))
     assert rt.run("f_len_1", m) == 10_000
     got_keys = rt.run("f_keys_1", m)
     assert got_keys == sorted(keys, key=str.encode)
@@ -438,7 +523,7 @@ def test_sort_100k_ints(rt: RtHarness) -> None:
     rnd = random.Random(3)
     xs = [rnd.randint(-(10**12), 10**12) for _ in range(100_000)]
     assert rt.begin({"params": {"xs": xs}}) == 0
-    arr = rt.call("rt_prop_get", rt.raw("rt_global", 0), rt.str("xs"))
+    arr = rt.call("rt_prop_get", rt.raw("rt_global", 0), rt.sval("xs"))
     assert rt.run("f_sort_1", arr) is None
     assert rt.py(arr) == sorted(xs)
 
@@ -452,7 +537,10 @@ def test_sort_mixed_numbers_strings_and_errors(rt: RtHarness) -> None:
     strs = rt.val(["b", "a", "é", "ab", ""])
     rt.call("f_sort_1", strs)
     assert rt.py(strs) == ["", "a", "ab", "b", "é"]
-    assert kind_of(rt, "f_sort_1", [1, "a"]) == ("type_mismatch", "sort needs all numbers or all strings, found i64 and string")
+    assert kind_of(rt, "f_sort_1", [1, "a"]) == (
+        "type_mismatch",
+        "sort needs all numbers or all strings, found i64 and string",
+    )
     assert rt.err("f_sort_1", [[1], [2]]).kind == "type_mismatch"
     assert rt.run("f_sort_1", []) is None
 
@@ -469,9 +557,13 @@ def test_sort_with_comparator_is_stable(rt: RtHarness) -> None:
 def test_sort_comparator_errors(rt: RtHarness) -> None:
     arr = rt.val([3, 1, 2])
     assert kind_of(rt, "f_sort_2", arr, rt.closure(lambda a, b: "x", 2)) == (
-        "type_mismatch", "sort comparator must return i64, not string")
+        "type_mismatch",
+        "sort comparator must return i64, not string",
+    )
     assert rt.py(arr) == [3, 1, 2]
-    thrown = rt.err("f_sort_2", arr, rt.closure(lambda a, b: rt.raw("rt_throw", rt.str("boom")), 2, raw=True))
+    thrown = rt.err(
+        "f_sort_2", arr, rt.closure(lambda a, b: rt.raw("rt_throw", rt.sval("boom")), 2, raw=True)
+    )
     assert thrown.caught == "boom"
     assert rt.err("f_sort_2", arr, rt.closure(lambda a: 0, 1)).kind == "arity"
 
@@ -502,12 +594,15 @@ def test_higher_order_errors(rt: RtHarness) -> None:
 
     def boom(x: tuple[int, int]) -> tuple[int, int]:
         calls.append(1)
-        return rt.raw("rt_throw", (INT, 7))
+        thrown: tuple[int, int] = rt.raw("rt_throw", (INT, 7))
+        return thrown
 
     assert rt.err("f_map_2", [1, 2, 3], rt.closure(boom, 1, raw=True)).caught == 7
     assert len(calls) == 1, "EXC must propagate at once"
     assert kind_of(rt, "f_map_2", [1], rt.closure(lambda a, b, c: 0, 3)) == (
-        "arity", "closure expects 3 arguments, got 1")
+        "arity",
+        "closure expects 3 arguments, got 1",
+    )
     assert rt.err("f_reduce_2", [1], rt.closure(lambda a: 0, 1)).kind == "arity"
     assert kind_of(rt, "f_map_2", [1], 5) == ("not_found", "function not found: map(array, i64)")
     assert rt.err("f_filter_2", "abc", rt.closure(lambda x: True, 1)).kind == "not_found"
@@ -524,69 +619,150 @@ def test_map_copies_closure_results(rt: RtHarness) -> None:
 # ---- every other builtin ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "args", "want"), [
-    ("f_type_of_1", [None], "()"), ("f_type_of_1", [True], "bool"), ("f_type_of_1", [1], "i64"),
-    ("f_type_of_1", [1.0], "f64"), ("f_type_of_1", ["s"], "string"), ("f_type_of_1", [[]], "array"),
-    ("f_type_of_1", [{}], "map"), ("f_type_of_1", [b""], "blob"),
-    ("f_to_string_1", ["x"], "x"), ("f_to_debug_1", ["x"], '"x"'),
-    ("f_is_empty_1", [""], True), ("f_is_empty_1", ["a"], False), ("f_is_empty_1", [[]], True),
-    ("f_is_empty_1", [{"a": 1}], False), ("f_is_empty_1", [b""], True),
-    ("f_len_1", ["aé✓"], 3), ("f_len_1", [[1, 2]], 2), ("f_len_1", [{"a": 1}], 1), ("f_len_1", [b"abc"], 3),
-    ("f_contains_2", ["hello", "ell"], True), ("f_contains_2", [[1, [2]], [2]], True),
-    ("f_contains_2", [{"a": 1}, "b"], False), ("f_contains_2", [b"\x01", 1], True),
-    ("f_index_of_2", ["aé✓b", "b"], 3), ("f_index_of_2", ["abc", "z"], -1), ("f_index_of_2", ["abc", ""], 0),
-    ("f_index_of_2", [[5, 6, 7], 7.0], 2), ("f_index_of_2", [[5], 1], -1),
-    ("f_get_2", [[1, 2, 3], -1], 3), ("f_get_2", [[1], 5], None), ("f_get_2", [{"a": 1}, "a"], 1),
-    ("f_get_2", [{"a": 1}, "b"], None), ("f_get_2", ["aé", 1], "é"), ("f_get_2", [b"\x09", 0], 9),
-    ("f_to_int_1", [7], 7), ("f_to_int_1", [-7.9], -7), ("f_to_int_1", [9.2e18], 9200000000000000000),
-    ("f_to_int_1", [-9223372036854775808.0], I64_MIN),
-    ("f_to_float_1", [3], 3.0), ("f_to_float_1", [2.5], 2.5),
-    ("f_parse_int_1", ["  -42\n"], -42), ("f_parse_int_1", ["+7"], 7),
-    ("f_parse_int_1", ["-9223372036854775808"], I64_MIN), ("f_parse_int_1", ["9223372036854775807"], I64_MAX),
-    ("f_parse_float_1", [" 2.5 "], 2.5), ("f_parse_float_1", ["1e3"], 1000.0), ("f_parse_float_1", ["-inf"], -math.inf),
-    ("f_abs_1", [-3], 3), ("f_abs_1", [-2.5], 2.5), ("f_abs_1", [I64_MAX], I64_MAX),
-    ("f_sign_1", [-3], -1), ("f_sign_1", [0], 0), ("f_sign_1", [2.5], 1), ("f_sign_1", [-0.0], 0),
-    ("f_min_2", [3, 2], 2), ("f_min_2", [1, 2.5], 1.0), ("f_max_2", [3, 2], 3), ("f_max_2", [1, 2.5], 2.5),
-    ("f_floor_1", [-1.5], -2.0), ("f_floor_1", [3], 3.0), ("f_ceiling_1", [1.2], 2.0),
-    ("f_round_1", [2.5], 3.0), ("f_round_1", [-2.5], -3.0), ("f_round_1", [2.4999], 2.0),
-    ("f_round_1", [0.49999999999999994], 0.0), ("f_round_1", [4503599627370497.0], 4503599627370497.0),
-    ("f_sqrt_1", [16], 4.0), ("f_sqrt_1", [2.25], 1.5),
-    ("f_sub_string_2", ["héllo", 1], "éllo"), ("f_sub_string_2", ["hello", -2], "lo"),
-    ("f_sub_string_2", ["hello", 9], ""), ("f_sub_string_2", ["hello", -9], "hello"),
-    ("f_sub_string_3", ["héllo", 1, 2], "él"), ("f_sub_string_3", ["hello", 3, 99], "lo"),
-    ("f_sub_string_3", ["hello", 1, -1], ""), ("f_sub_string_3", ["hello", -3, 2], "ll"),
-    ("f_starts_with_2", ["hello", "he"], True), ("f_starts_with_2", ["he", "hello"], False),
-    ("f_ends_with_2", ["hello", "llo"], True), ("f_ends_with_2", ["hello", "x"], False),
-    ("f_to_upper_1", ["abc é"], "ABC é"), ("f_to_lower_1", ["ABC É"], "abc É"),
-    ("f_trim_1", [" \t x y \n"], "x y"), ("f_trim_1", ["   "], ""),
-    ("f_replace_3", ["a-b-c", "-", "+"], "a+b+c"), ("f_replace_3", ["aaa", "aa", "b"], "ba"),
-    ("f_replace_3", ["ab", "", "-"], "-a-b-"), ("f_replace_3", ["abc", "z", "y"], "abc"),
-    ("f_split_1", ["  a b\t\nc  "], ["a", "b", "c"]), ("f_split_1", [""], []),
-    ("f_split_2", ["a,b,,c", ","], ["a", "b", "", "c"]), ("f_split_2", ["abc", ""], ["a", "b", "c"]),
-    ("f_split_2", ["a--b", "--"], ["a", "b"]), ("f_split_2", ["héllo", 2], ["hé", "llo"]),
-    ("f_chars_1", ["aé"], ["a", "é"]),
-    ("f_keys_1", [{"b": 1, "a": 2}], ["a", "b"]), ("f_values_1", [{"b": 1, "a": 2}], [2, 1]),
-])
+@pytest.mark.parametrize(
+    ("name", "args", "want"),
+    [
+        ("f_type_of_1", [None], "()"),
+        ("f_type_of_1", [True], "bool"),
+        ("f_type_of_1", [1], "i64"),
+        ("f_type_of_1", [1.0], "f64"),
+        ("f_type_of_1", ["s"], "string"),
+        ("f_type_of_1", [[]], "array"),
+        ("f_type_of_1", [{}], "map"),
+        ("f_type_of_1", [b""], "blob"),
+        ("f_to_string_1", ["x"], "x"),
+        ("f_to_debug_1", ["x"], '"x"'),
+        ("f_is_empty_1", [""], True),
+        ("f_is_empty_1", ["a"], False),
+        ("f_is_empty_1", [[]], True),
+        ("f_is_empty_1", [{"a": 1}], False),
+        ("f_is_empty_1", [b""], True),
+        ("f_len_1", ["aé✓"], 3),
+        ("f_len_1", [[1, 2]], 2),
+        ("f_len_1", [{"a": 1}], 1),
+        ("f_len_1", [b"abc"], 3),
+        ("f_contains_2", ["hello", "ell"], True),
+        ("f_contains_2", [[1, [2]], [2]], True),
+        ("f_contains_2", [{"a": 1}, "b"], False),
+        ("f_contains_2", [b"\x01", 1], True),
+        ("f_index_of_2", ["aé✓b", "b"], 3),
+        ("f_index_of_2", ["abc", "z"], -1),
+        ("f_index_of_2", ["abc", ""], 0),
+        ("f_index_of_2", [[5, 6, 7], 7.0], 2),
+        ("f_index_of_2", [[5], 1], -1),
+        ("f_get_2", [[1, 2, 3], -1], 3),
+        ("f_get_2", [[1], 5], None),
+        ("f_get_2", [{"a": 1}, "a"], 1),
+        ("f_get_2", [{"a": 1}, "b"], None),
+        ("f_get_2", ["aé", 1], "é"),
+        ("f_get_2", [b"\x09", 0], 9),
+        ("f_to_int_1", [7], 7),
+        ("f_to_int_1", [-7.9], -7),
+        ("f_to_int_1", [9.2e18], 9200000000000000000),
+        ("f_to_int_1", [-9223372036854775808.0], I64_MIN),
+        ("f_to_float_1", [3], 3.0),
+        ("f_to_float_1", [2.5], 2.5),
+        ("f_parse_int_1", ["  -42\n"], -42),
+        ("f_parse_int_1", ["+7"], 7),
+        ("f_parse_int_1", ["-9223372036854775808"], I64_MIN),
+        ("f_parse_int_1", ["9223372036854775807"], I64_MAX),
+        ("f_parse_float_1", [" 2.5 "], 2.5),
+        ("f_parse_float_1", ["1e3"], 1000.0),
+        ("f_parse_float_1", ["-inf"], -math.inf),
+        ("f_abs_1", [-3], 3),
+        ("f_abs_1", [-2.5], 2.5),
+        ("f_abs_1", [I64_MAX], I64_MAX),
+        ("f_sign_1", [-3], -1),
+        ("f_sign_1", [0], 0),
+        ("f_sign_1", [2.5], 1),
+        ("f_sign_1", [-0.0], 0),
+        ("f_min_2", [3, 2], 2),
+        ("f_min_2", [1, 2.5], 1.0),
+        ("f_max_2", [3, 2], 3),
+        ("f_max_2", [1, 2.5], 2.5),
+        ("f_floor_1", [-1.5], -2.0),
+        ("f_floor_1", [3], 3.0),
+        ("f_ceiling_1", [1.2], 2.0),
+        ("f_round_1", [2.5], 3.0),
+        ("f_round_1", [-2.5], -3.0),
+        ("f_round_1", [2.4999], 2.0),
+        ("f_round_1", [0.49999999999999994], 0.0),
+        ("f_round_1", [4503599627370497.0], 4503599627370497.0),
+        ("f_sqrt_1", [16], 4.0),
+        ("f_sqrt_1", [2.25], 1.5),
+        ("f_sub_string_2", ["héllo", 1], "éllo"),
+        ("f_sub_string_2", ["hello", -2], "lo"),
+        ("f_sub_string_2", ["hello", 9], ""),
+        ("f_sub_string_2", ["hello", -9], "hello"),
+        ("f_sub_string_3", ["héllo", 1, 2], "él"),
+        ("f_sub_string_3", ["hello", 3, 99], "lo"),
+        ("f_sub_string_3", ["hello", 1, -1], ""),
+        ("f_sub_string_3", ["hello", -3, 2], "ll"),
+        ("f_starts_with_2", ["hello", "he"], True),
+        ("f_starts_with_2", ["he", "hello"], False),
+        ("f_ends_with_2", ["hello", "llo"], True),
+        ("f_ends_with_2", ["hello", "x"], False),
+        ("f_to_upper_1", ["abc é"], "ABC é"),
+        ("f_to_lower_1", ["ABC É"], "abc É"),
+        ("f_trim_1", [" \t x y \n"], "x y"),
+        ("f_trim_1", ["   "], ""),
+        ("f_replace_3", ["a-b-c", "-", "+"], "a+b+c"),
+        ("f_replace_3", ["aaa", "aa", "b"], "ba"),
+        ("f_replace_3", ["ab", "", "-"], "-a-b-"),
+        ("f_replace_3", ["abc", "z", "y"], "abc"),
+        ("f_split_1", ["  a b\t\nc  "], ["a", "b", "c"]),
+        ("f_split_1", [""], []),
+        ("f_split_2", ["a,b,,c", ","], ["a", "b", "", "c"]),
+        ("f_split_2", ["abc", ""], ["a", "b", "c"]),
+        ("f_split_2", ["a--b", "--"], ["a", "b"]),
+        ("f_split_2", ["héllo", 2], ["hé", "llo"]),
+        ("f_chars_1", ["aé"], ["a", "é"]),
+        ("f_keys_1", [{"b": 1, "a": 2}], ["a", "b"]),
+        ("f_values_1", [{"b": 1, "a": 2}], [2, 1]),
+    ],
+)
 def test_builtin_values(rt: RtHarness, same: Any, name: str, args: list[Any], want: Any) -> None:
     got = rt.run(name, *args)
     assert same(got, want), (got, want)
 
 
-@pytest.mark.parametrize(("name", "args", "kind"), [
-    ("f_to_int_1", [math.nan], "invalid_argument"), ("f_to_int_1", [math.inf], "integer_overflow"), ("f_to_int_1", [-math.inf], "integer_overflow"),
-    ("f_to_int_1", [9.3e18], "integer_overflow"), ("f_to_int_1", ["1"], "not_found"),
-    ("f_parse_int_1", ["12a"], "invalid_argument"), ("f_parse_int_1", [""], "invalid_argument"),
-    ("f_parse_int_1", ["-"], "invalid_argument"), ("f_parse_int_1", ["9223372036854775808"], "invalid_argument"),
-    ("f_parse_int_1", ["1.0"], "invalid_argument"), ("f_parse_float_1", ["abc"], "invalid_argument"),
-    ("f_parse_float_1", ["  "], "invalid_argument"),
-    ("f_abs_1", [I64_MIN], "integer_overflow"), ("f_sign_1", [math.nan], "invalid_argument"),
-    ("f_len_1", [5], "not_found"), ("f_is_empty_1", [None], "not_found"), ("f_contains_2", ["a", 1], "not_found"),
-    ("f_index_of_2", [{}, "a"], "not_found"), ("f_get_2", [[1], "a"], "not_found"), ("f_clear_1", ["s"], "not_found"),
-    ("f_min_2", ["a", 1], "not_found"), ("f_floor_1", ["a"], "not_found"), ("f_sub_string_2", ["a", "b"], "not_found"),
-    ("f_trim_1", [1], "not_found"), ("f_replace_3", ["a", 1, "b"], "not_found"), ("f_split_2", ["a", None], "not_found"),
-    ("f_push_2", [{}, 1], "not_found"), ("f_pop_1", ["a"], "not_found"), ("f_keys_1", [[1]], "not_found"),
-    ("f_values_1", [1], "not_found"), ("f_sort_1", ["ba"], "not_found"), ("f_reverse_1", [{}], "not_found"),
-])
+@pytest.mark.parametrize(
+    ("name", "args", "kind"),
+    [
+        ("f_to_int_1", [math.nan], "invalid_argument"),
+        ("f_to_int_1", [math.inf], "integer_overflow"),
+        ("f_to_int_1", [-math.inf], "integer_overflow"),
+        ("f_to_int_1", [9.3e18], "integer_overflow"),
+        ("f_to_int_1", ["1"], "not_found"),
+        ("f_parse_int_1", ["12a"], "invalid_argument"),
+        ("f_parse_int_1", [""], "invalid_argument"),
+        ("f_parse_int_1", ["-"], "invalid_argument"),
+        ("f_parse_int_1", ["9223372036854775808"], "invalid_argument"),
+        ("f_parse_int_1", ["1.0"], "invalid_argument"),
+        ("f_parse_float_1", ["abc"], "invalid_argument"),
+        ("f_parse_float_1", ["  "], "invalid_argument"),
+        ("f_abs_1", [I64_MIN], "integer_overflow"),
+        ("f_sign_1", [math.nan], "invalid_argument"),
+        ("f_len_1", [5], "not_found"),
+        ("f_is_empty_1", [None], "not_found"),
+        ("f_contains_2", ["a", 1], "not_found"),
+        ("f_index_of_2", [{}, "a"], "not_found"),
+        ("f_get_2", [[1], "a"], "not_found"),
+        ("f_clear_1", ["s"], "not_found"),
+        ("f_min_2", ["a", 1], "not_found"),
+        ("f_floor_1", ["a"], "not_found"),
+        ("f_sub_string_2", ["a", "b"], "not_found"),
+        ("f_trim_1", [1], "not_found"),
+        ("f_replace_3", ["a", 1, "b"], "not_found"),
+        ("f_split_2", ["a", None], "not_found"),
+        ("f_push_2", [{}, 1], "not_found"),
+        ("f_pop_1", ["a"], "not_found"),
+        ("f_keys_1", [[1]], "not_found"),
+        ("f_values_1", [1], "not_found"),
+        ("f_sort_1", ["ba"], "not_found"),
+        ("f_reverse_1", [{}], "not_found"),
+    ],
+)
 def test_builtin_errors(rt: RtHarness, name: str, args: list[Any], kind: str) -> None:
     assert rt.err(name, *args).kind == kind
 
@@ -618,7 +794,7 @@ def test_mutating_array_builtins(rt: RtHarness) -> None:
     assert rt.run("f_remove_2", m, "a") == 1
     rt.call("f_clear_1", m)
     assert rt.py(m) == {}
-    rt.raw("rt_map_set", m, rt.str("z"), (INT, 1))
+    rt.raw("rt_map_set", m, rt.sval("z"), (INT, 1))
     assert rt.py(m) == {"z": 1}
     b = rt.val(b"\x01\x02")
     rt.call("f_push_2", b, 3)
@@ -663,9 +839,16 @@ def test_empty_log_before_any_print(make_rt: Any) -> None:
 
 
 def test_cbor_round_trip(rt: RtHarness) -> None:
-    params = {"int": [0, 1, -1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, I64_MAX, I64_MIN, -25],
-              "f": [0.0, -0.0, 1.5, 1e300, math.inf], "s": ["", "é✓", "x" * 300], "b": b"\x00\xff" * 200,
-              "n": None, "t": True, "nested": {"a": [{"b": [[]]}]}, "m": {}}
+    params = {
+        "int": [0, 1, -1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, I64_MAX, I64_MIN, -25],
+        "f": [0.0, -0.0, 1.5, 1e300, math.inf],
+        "s": ["", "é✓", "x" * 300],
+        "b": b"\x00\xff" * 200,
+        "n": None,
+        "t": True,
+        "nested": {"a": [{"b": [[]]}]},
+        "m": {},
+    }
     assert rt.begin({"params": params, "caller": "alice", "target": [1, 2]}) == 0
     assert rt.py(rt.raw("rt_global", 0)) == params
     assert rt.py(rt.raw("rt_global", 1)) == "alice"
@@ -677,10 +860,13 @@ def test_cbor_round_trip(rt: RtHarness) -> None:
 
 def test_cbor_output_is_deterministic_and_canonical(rt: RtHarness) -> None:
     # keys of one length per map: bytewise order == cbor2's canonical (length-first) order
-    value = {"bb": [1, -1, 1000, -1000, 2**40, None, True, False, "s", b"by"], "aa": {"x": {"y": []}, "a": 1},
-             "cc": "x" * 30}
+    value = {
+        "bb": [1, -1, 1000, -1000, 2**40, None, True, False, "s", b"by"],
+        "aa": {"x": {"y": []}, "a": 1},
+        "cc": "x" * 30,
+    }
     assert rt.begin({"params": {"v": value}}) == 0
-    v = rt.call("rt_prop_get", rt.raw("rt_global", 0), rt.str("v"))
+    v = rt.call("rt_prop_get", rt.raw("rt_global", 0), rt.sval("v"))
     out = rt.finish_bytes(v)
     expected = cbor2.dumps({"log": [], "ok": True, "value": value}, canonical=True)
     assert out == expected
@@ -703,9 +889,15 @@ def test_cbor_input_half_and_single_floats(rt: RtHarness) -> None:
     def doc(item: bytes) -> bytes:
         return b"\xa1\x66params\xa1\x61x" + item
 
-    cases = [(b"\xf9\x3c\x00", 1.0), (b"\xf9\x7c\x00", math.inf), (b"\xf9\x00\x01", 2**-24),
-             (b"\xf9\xc0\x00", -2.0), (b"\xf9\x7b\xff", 65504.0), (b"\xfa\x3f\xc0\x00\x00", 1.5),
-             (b"\xfb" + struct.pack(">d", 0.1), 0.1)]
+    cases = [
+        (b"\xf9\x3c\x00", 1.0),
+        (b"\xf9\x7c\x00", math.inf),
+        (b"\xf9\x00\x01", 2**-24),
+        (b"\xf9\xc0\x00", -2.0),
+        (b"\xf9\x7b\xff", 65504.0),
+        (b"\xfa\x3f\xc0\x00\x00", 1.5),
+        (b"\xfb" + struct.pack(">d", 0.1), 0.1),
+    ]
     for item, want in cases:
         assert rt.begin(raw=doc(item)) == 0, item
         assert rt.run("rt_prop_get", rt.raw("rt_global", 0), "x") == want
@@ -728,28 +920,31 @@ def _nest(n: int) -> Any:
     return v
 
 
-@pytest.mark.parametrize(("label", "data"), [
-    ("tag", cbor2.dumps({"params": {"d": cbor2.CBORTag(1, 0)}})),
-    ("indefinite array", b"\xa1\x66params\xa1\x61x\x9f\x01\xff"),
-    ("indefinite text", b"\xa1\x66params\xa1\x61x\x7f\x61a\xff"),
-    ("indefinite map", b"\xbf\x66params\xa0\xff"),
-    ("int key", b"\xa1\x66params\xa1\x01\x02"),
-    ("top int key", b"\xa1\x01\x02"),
-    ("too deep", cbor2.dumps({"params": {"x": _nest(128)}})),
-    ("int too big", cbor2.dumps({"params": {"x": 2**63}})),
-    ("int too small", cbor2.dumps({"params": {"x": -(2**63) - 1}})),
-    ("bad utf8", b"\xa1\x66params\xa1\x61x\x62\xff\xfe"),
-    ("surrogate", b"\xa1\x66params\xa1\x61x\x63\xed\xa0\x80"),
-    ("overlong", b"\xa1\x66params\xa1\x61x\x62\xc0\xaf"),
-    ("undefined", b"\xa1\x66params\xa1\x61x\xf7"),
-    ("simple value", b"\xa1\x66params\xa1\x61x\xf0"),
-    ("truncated", b"\xa1\x66params\xa1\x61x\x19\x01"),
-    ("huge length", b"\xa1\x66params\xa1\x61x\x9b\xff\xff\xff\xff\xff\xff\xff\xff"),
-    ("trailing", cbor2.dumps({"params": {}}) + b"\x00"),
-    ("not a map", cbor2.dumps([1])),
-    ("params not a map", cbor2.dumps({"params": [1]})),
-    ("empty", b""),
-])
+@pytest.mark.parametrize(
+    ("label", "data"),
+    [
+        ("tag", cbor2.dumps({"params": {"d": cbor2.CBORTag(1, 0)}})),
+        ("indefinite array", b"\xa1\x66params\xa1\x61x\x9f\x01\xff"),
+        ("indefinite text", b"\xa1\x66params\xa1\x61x\x7f\x61a\xff"),
+        ("indefinite map", b"\xbf\x66params\xa0\xff"),
+        ("int key", b"\xa1\x66params\xa1\x01\x02"),
+        ("top int key", b"\xa1\x01\x02"),
+        ("too deep", cbor2.dumps({"params": {"x": _nest(128)}})),
+        ("int too big", cbor2.dumps({"params": {"x": 2**63}})),
+        ("int too small", cbor2.dumps({"params": {"x": -(2**63) - 1}})),
+        ("bad utf8", b"\xa1\x66params\xa1\x61x\x62\xff\xfe"),
+        ("surrogate", b"\xa1\x66params\xa1\x61x\x63\xed\xa0\x80"),
+        ("overlong", b"\xa1\x66params\xa1\x61x\x62\xc0\xaf"),
+        ("undefined", b"\xa1\x66params\xa1\x61x\xf7"),
+        ("simple value", b"\xa1\x66params\xa1\x61x\xf0"),
+        ("truncated", b"\xa1\x66params\xa1\x61x\x19\x01"),
+        ("huge length", b"\xa1\x66params\xa1\x61x\x9b\xff\xff\xff\xff\xff\xff\xff\xff"),
+        ("trailing", cbor2.dumps({"params": {}}) + b"\x00"),
+        ("not a map", cbor2.dumps([1])),
+        ("params not a map", cbor2.dumps({"params": [1]})),
+        ("empty", b""),
+    ],
+)
 def test_cbor_input_rejections(make_rt: Any, label: str, data: bytes) -> None:
     h = make_rt()
     assert h.begin(raw=data) != 0, label
@@ -781,8 +976,11 @@ def test_runtime_error_output_and_lines(rt: RtHarness) -> None:
     rt.raw("rt_set_line", (2 << 24) | 17)
     rt.raw("rt_set_line", 99)  # only the first call after the raise counts
     res = rt.finish((EXC, 0))
-    assert res == {"ok": False, "log": [], "error": {"kind": "division_by_zero", "message": "division by zero",
-                                                      "line": 17, "file": 2}}
+    assert res == {
+        "ok": False,
+        "log": [],
+        "error": {"kind": "division_by_zero", "message": "division by zero", "line": 17, "file": 2},
+    }
 
 
 def test_throw_output(rt: RtHarness) -> None:
@@ -792,21 +990,29 @@ def test_throw_output(rt: RtHarness) -> None:
     rt.raw("rt_set_line", 5)
     res = rt.finish((EXC, 0))
     assert res["ok"] is False
-    assert res["error"] == {"kind": "throw", "message": '#{"code": 7, "why": "bad"}', "line": 5, "file": 0,
-                            "value": {"code": 7, "why": "bad"}}
+    assert res["error"] == {
+        "kind": "throw",
+        "message": '#{"code": 7, "why": "bad"}',
+        "line": 5,
+        "file": 0,
+        "value": {"code": 7, "why": "bad"},
+    }
     assert res["log"] == ["before"]
 
 
 def test_exc_take(rt: RtHarness) -> None:
     assert rt.raw("rt_exc_take") == (UNIT, 0)
-    rt.raw("rt_throw", rt.str("oops"))
+    rt.raw("rt_throw", rt.sval("oops"))
     rt.raw("rt_set_line", 3)
     assert rt.py(rt.raw("rt_exc_take")) == "oops"
     assert rt.raw("rt_exc_take") == (UNIT, 0)
     rt.raw("rt_index_get", rt.val([1]), (INT, 4))
     rt.raw("rt_set_line", (1 << 24) | 12)
-    assert rt.py(rt.raw("rt_exc_take")) == {"kind": "index_out_of_range",
-                                            "message": "index 4 out of range for array of length 1", "line": 12}
+    assert rt.py(rt.raw("rt_exc_take")) == {
+        "kind": "index_out_of_range",
+        "message": "index 4 out of range for array of length 1",
+        "line": 12,
+    }
     # the line is cleared with the error: the next error gets its own line
     rt.raw("rt_neg", (STR, 0))
     rt.raw("rt_set_line", 40)
@@ -862,9 +1068,14 @@ def test_out_of_memory_in_string_growth(make_rt: Any) -> None:
     assert h.raw("rt_fault") == 1
 
 
-@pytest.mark.parametrize("call", [
-    ("rt_array_new", 0x7FFFFFFF), ("rt_alloc", 0x7FFFFFFF), ("rt_alloc", -8),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        ("rt_array_new", 0x7FFFFFFF),
+        ("rt_alloc", 0x7FFFFFFF),
+        ("rt_alloc", -8),
+    ],
+)
 def test_hostile_sizes_fault_instead_of_wrapping(make_rt: Any, call: tuple[str, int]) -> None:
     h = make_rt(memory=16 << 20)
     assert h.begin({"params": {}}) == 0
