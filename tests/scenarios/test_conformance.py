@@ -479,6 +479,93 @@ CLOSURES = [
     v("closure-sort-comparator-captures", "let desc = true; let a = [1, 3, 2]; a.sort(|x, y| if desc { y - x } else { x - y }); a", [3, 2, 1]),
 ]
 
+STRING_BUFFERS = [
+    # rt extends the most recent string buffer in place; no existing slice may ever change
+    v("append-self", 'let s = "ab"; s += s; s += s; s', "abababab"),
+    v("append-self-after-append", 'let s = "x"; s += "y"; s += s; s', "xyxy"),
+    v("prefixes-pushed-while-growing", 'let parts = []; let s = ""; for i in 0..3 { s += i; parts.push(s); } parts',
+      ["0", "01", "012"]),
+    v("keys-built-while-growing", 'let m = #{}; let k = ""; for i in 0..3 { k += i; m[k] = i; } m',
+      {"0": 0, "01": 1, "012": 2}),
+    v("sub-string-then-append-both",
+      'let s = ""; for i in 0..3 { s += "ab"; } let t = s.sub_string(0, 2); s += "c"; t += "d"; [s, t]',
+      ["abababc", "abd"]),
+    v("two-growing-strings-interleaved", 'let a = ""; let b = ""; for i in 0..4 { a += i; b += "-"; a += "."; } [a, b]',
+      ["0.1.2.3.", "----"]),
+    v("interpolation-while-growing", 'let s = "a"; s += "b"; let t = `${s}!`; s += "c"; [s, t]', ["abc", "ab!"]),
+    v("nul-char", r'let s = "\u{0}"; [s.len(), s]', [1, "\x00"]),
+]
+
+INTEGRATION = [
+    v("quicksort",
+      "fn qsort(a) {\n  if a.len() <= 1 { return a; }\n  let p = a[0];\n  let rest = a.filter(|x, i| i > 0);\n"
+      "  qsort(rest.filter(|x| x < p)) + [p] + qsort(rest.filter(|x| x >= p))\n}\nqsort([5, 3, 8, 1, 9, 2, 5])",
+      [1, 2, 3, 5, 5, 8, 9]),
+    v("word-count",
+      'let text = "the cat and the hat and the bat";\nlet counts = #{};\n'
+      "for w in text.split(\" \") { if w in counts { counts[w] += 1; } else { counts[w] = 1; } }\ncounts",
+      {"the": 3, "cat": 1, "and": 2, "hat": 1, "bat": 1}),
+    v("fizzbuzz",
+      'let out = [];\nfor i in 1..=15 {\n  out.push(if i % 15 == 0 { "FizzBuzz" } else if i % 3 == 0 { "Fizz" }'
+      ' else if i % 5 == 0 { "Buzz" } else { i });\n}\nout',
+      [1, 2, "Fizz", 4, "Buzz", "Fizz", 7, 8, "Fizz", "Buzz", 11, "Fizz", 13, 14, "FizzBuzz"]),
+    v("sieve",
+      "let n = 30; let is = [];\nfor i in 0..n { is.push(true); }\nis[0] = false; is[1] = false;\n"
+      "for i in 2..n { if is[i] { let j = i * i; while j < n { is[j] = false; j += i; } } }\n"
+      "let ps = []; for (p, i) in is { if p { ps.push(i); } } ps",
+      [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]),
+    v("matmul",
+      "fn matmul(a, b) {\n  let r = [];\n  for i in 0..a.len() {\n    let row = [];\n    for j in 0..b[0].len() {\n"
+      "      let s = 0;\n      for k in 0..b.len() { s += a[i][k] * b[k][j]; }\n      row.push(s);\n    }\n"
+      "    r.push(row);\n  }\n  r\n}\nmatmul([[1, 2], [3, 4]], [[5, 6], [7, 8]])",
+      [[19, 22], [43, 50]]),
+    v("reverse-string", 'let s = "héllo"; let r = ""; for c in s { r = c + r; } r', "olléh"),
+    v("filter-map-records",
+      'let users = [#{name: "a", age: 30}, #{name: "b", age: 17}, #{name: "c", age: 45}];\n'
+      "users.filter(|u| u.age >= 18).map(|u| u.name.to_upper())",
+      ["A", "C"]),
+    v("gcd", "fn gcd(a, b) { if b == 0 { a } else { gcd(b, a % b) } }\ngcd(1071, 462)", 21),
+    v("collatz-27", "let n = 27; let steps = 0;\nwhile n != 1 { n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 }; steps += 1; }\nsteps", 111),
+    v("running-total-closure", "let total = 0; let r = [1, 2, 3].map(|x| { total += x; total }); [r, total]", [[1, 3, 6], 6]),
+    v("group-by",
+      'let g = #{}; for w in ["apple", "avocado", "banana", "blueberry", "cherry"] {\n'
+      "  let k = w[0]; if !(k in g) { g[k] = []; } g[k].push(w.len()); }\ng",
+      {"a": [5, 7], "b": [6, 9], "c": [6]}),
+    v("thousand-keys-sorted", 'let m = #{}; for i in 0..1000 { m["k" + (999 - i)] = i; } let ks = m.keys(); [ks.len(), ks[0], ks[1], ks[999]]',
+      [1000, "k0", "k1", "k999"]),
+    v("hundred-thousand-pushes", "let a = []; for i in 0..100000 { a.push(i); } [a.len(), a[99999]]", [100000, 99999]),
+    v("sort-ten-thousand", "let a = []; for i in 0..10000 { a.push((i * 7919) % 10007); } a.sort(); [a[0], a[1], a[9999]]",
+      [0, 1, 10006]),
+]
+
+MORE_EDGES = [
+    v("array-element-set-to-itself", "let a = [1, 2, 3]; a[1] = a; a", [1, [1, 2, 3], 3]),
+    v("map-prop-set-to-itself", "let m = #{}; m.me = m; m", {"me": {}}),
+    v("array-plus-assign-itself", "let a = [1, 2]; a += a; a", [1, 2, 1, 2]),
+    v("self-assign", "let a = [1]; a = a; a", [1]),
+    v("swap", "let a = 1; let b = 2; let t = a; a = b; b = t; [a, b]", [2, 1]),
+    v("in-map-with-unit-value", '"a" in #{a: ()}', True),
+    v("string-prefix-is-less", '"abc" < "abcd"', True),
+    v("negative-zero", "-0.0", -0.0),
+    v("utf8-index-from-end", '"日本語"[-1]', "語"),
+    v("utf8-index-of", '"日本語".index_of("語")', 2),
+    v("utf8-sub-string-negative", '"héllo".sub_string(-2)', "lo"),
+    v("split-multichar-delimiter", '"a::b::c".split("::")', ["a", "b", "c"]),
+    v("replace-longer", 'let s = "aaa"; s.replace("a", "bb"); s', "bbbbbb"),
+    v("range-function-empty", "let r = []; for i in range(5, 2) { r.push(i); } r", []),
+    v("closure-sees-later-push", "let a = [1]; let f = |x| a.len(); a.push(2); f.call(0)", 2),
+    v("catch-throw-from-deep-recursion",
+      'fn f(n) { if n == 0 { throw "bottom"; } f(n - 1) }\nlet r = ""; try { f(100); } catch (e) { r = e; } r', "bottom"),
+    v("catch-throw-from-closure-in-map", "let r = 0; try { [1, 2].map(|x| { throw x * 10; }); } catch (e) { r = e; } r", 10),
+    v("catch-error-in-sort-comparator",
+      'let a = [2, 1]; let k = ""; try { a.sort(|x, y| x / 0); } catch (e) { k = e.kind; } k', "division_by_zero"),
+    v("state-after-caught-error-is-usable", 'let a = [1]; try { a[5] = 1; } catch { } a.push(2); a', [1, 2]),
+    v("complex-precedence", '1 + 2 * 3 == 7 && "x" in "xyz" || false', True),
+    v("method-on-parenthesised-literal", "(5).to_string()", "5"),
+    v("literal-index-chain", "[1, [2, [3]]][1][1][0]", 3),
+]
+
+
 def _prefixed(prefix: str, params: list[Any]) -> list[Any]:
     return [pytest.param(*p.values, id=f"{prefix}-{p.id}") for p in params]
 
@@ -489,7 +576,8 @@ ALL = (
     + _prefixed("arith", ARITHMETIC) + _prefixed("prec", PRECEDENCE) + _prefixed("int", OVERFLOW_AS_VALUES)
     + _prefixed("str", STRINGS) + _prefixed("array", ARRAYS) + _prefixed("valsem", VALUE_SEMANTICS)
     + _prefixed("map", MAPS) + _prefixed("eq", EQUALITY) + _prefixed("fn", FUNCTIONS)
-    + _prefixed("closure", CLOSURES)
+    + _prefixed("closure", CLOSURES) + _prefixed("strbuf", STRING_BUFFERS) + _prefixed("program", INTEGRATION)
+    + _prefixed("edge", MORE_EDGES)
 )
 
 
