@@ -16,6 +16,7 @@ open (the evaluator raises ``Unspecified``) are dropped before compiling.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -43,8 +44,9 @@ def _load(name: str) -> ModuleType:
 ref = _load("_refeval")
 I64_MIN, I64_MAX = ref.I64_MIN, ref.I64_MAX
 
+# PEERBOX_DIFF_EXAMPLES=5000 for a longer bug hunt; 200 keeps the suite fast
 SETTINGS = settings(
-    max_examples=200,
+    max_examples=int(os.environ.get("PEERBOX_DIFF_EXAMPLES", "200")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
