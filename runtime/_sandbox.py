@@ -37,6 +37,13 @@ value through several Python objects and would cost more than the whole run
 should (a cached trivial run is meant to stay well under 100 µs). wasmtime is
 pinned to one major version in ``pyproject.toml`` for that reason.
 
+No ``InstancePre``: rt imports the run's own function table and the script
+imports the run's own rt instance, both Store-bound, so neither module can
+be pre-linked. Instead each thread keeps one ``Linker`` (host functions
+registered once) and each run shadows ``env.__indirect_function_table`` and
+the ``rt`` instance in it: name resolution then happens in Rust, which
+measured faster than building explicit import lists in Python.
+
 Host functions must never raise into wasmtime (wasmtime-py parks such an
 exception in a module global and re-raises it later, possibly elsewhere):
 each catches everything and returns an error value to the guest.
@@ -57,6 +64,7 @@ import os
 import re
 import struct
 import threading
+import weakref
 from ctypes import byref
 from typing import Any, NamedTuple
 
@@ -343,6 +351,9 @@ class Sandbox:
         self.disk = ModuleCache(directory)
         self.programs: LRU[Any] = LRU(memory_cache_size)
         self._ticker = _EpochTicker(self._engine, EPOCH_TICK)
+        # Stop the ticker when the Sandbox is garbage-collected or at interpreter exit,
+        # whichever comes first (the finalizer holds the ticker, not the Sandbox).
+        self._finalizer = weakref.finalize(self, self._ticker.stop)
         self._tls = threading.local()
         self._lock = threading.Lock()
         self._closed = False
@@ -361,7 +372,7 @@ class Sandbox:
     def close(self) -> None:
         """Stop the epoch ticker and refuse further use. Idempotent."""
         self._closed = True
-        self._ticker.stop()
+        self._finalizer()
         self.programs.clear()
 
     @property
@@ -511,14 +522,49 @@ class Sandbox:
             deadline = math.ceil(timeout / EPOCH_TICK) + 1
         slots = self._slots
         slots.acquire()
+        try:
+            data, left = self._run_in_fresh_store(script, input_cbor, linker, rt_ptr, budget, deadline,
+                                                  timeout=timeout, memory=memory, fuel=fuel)
+        finally:
+            slots.release()
+        result = decode_output(data)
+        fuel_used = budget - left
+        if result["ok"]:
+            return Outcome(result.get("value"), result.get("log", []), fuel_used)
+        err = result["error"]
+        index = err.get("file")
+        line = err.get("line")
+        raise ScriptError(
+            err["kind"],
+            str(err.get("message", err["kind"])),
+            file=files[index] if type(index) is int and 0 <= index < len(files) else None,
+            line=line if type(line) is int and line > 0 else None,
+            value=err.get("value"),
+            log=result.get("log", []),
+        )
+
+    def _run_in_fresh_store(
+        self,
+        script: ScriptModule,
+        input_cbor: bytes,
+        linker: Any,
+        rt_ptr: Any,
+        budget: int,
+        deadline: int,
+        *,
+        timeout: float | None,
+        memory: int,
+        fuel: int | None,
+    ) -> tuple[bytes, int]:
+        """Instantiate rt and the script in a new Store, call ``main``; (output, fuel left)."""
         store = _store_new(self._engine_ptr, None, _NO_FINALIZER)
         try:
             ctx = _store_context(store)
-            _store_limiter(store, memory, -1, -1, -1, -1)
-            _raise_for(_set_fuel(ctx, budget), None)
-            _set_epoch_deadline(ctx, deadline)
             rt = None
             try:
+                _store_limiter(store, memory, -1, -1, -1, -1)
+                _raise_for(_set_fuel(ctx, budget), None)
+                _set_epoch_deadline(ctx, deadline)
                 table = _f.wasmtime_table_t()
                 ttype = script._table_type.ptr()
                 _raise_for(_table_new(ctx, ttype, byref(_NULL_FUNCREF), byref(table)), None)
@@ -534,35 +580,20 @@ class Sandbox:
                 _raise_for(_linker_instantiate(linker, ctx, mod, byref(sinst), byref(trap)), trap)
                 mem = _export(ctx, rt, b"memory", _EXTERN_MEMORY).of.memory
                 n = len(input_cbor)
-                ptr = _call_i32(ctx, _export(ctx, rt, b"rt_alloc", _EXTERN_FUNC), n)
+                ptr = _call_i32(ctx, _export(ctx, rt, b"rt_alloc", _EXTERN_FUNC), n) & 0xFFFFFFFF
                 base, size = _memory_span(ctx, mem)
-                if ptr <= 0 or ptr + n > size:
+                if ptr == 0 or ptr + n > size:
                     raise Error(f"rt_alloc({n}) returned {ptr}, outside guest memory (a bug in peerbox)")
                 _memmove(base + ptr, input_cbor, n)
                 out = _call_i32(ctx, _export(ctx, sinst, b"main", _EXTERN_FUNC), ptr, n)
                 data = _read_block(ctx, mem, out, "main")
                 left = ctypes.c_uint64()
                 _raise_for(_get_fuel(ctx, byref(left)), None)
+                return data, int(left.value)
             except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
                 raise self._translate(exc, ctx, rt, timeout=timeout, memory=memory, fuel=fuel) from None
         finally:
             _store_delete(store)
-            slots.release()
-        result = decode_output(data)
-        fuel_used = budget - left.value
-        if result["ok"]:
-            return Outcome(result.get("value"), result.get("log", []), fuel_used)
-        err = result["error"]
-        index = err.get("file")
-        line = err.get("line")
-        raise ScriptError(
-            err["kind"],
-            str(err.get("message", err["kind"])),
-            file=files[index] if type(index) is int and 0 <= index < len(files) else None,
-            line=line if type(line) is int and line > 0 else None,
-            value=err.get("value"),
-            log=result.get("log", []),
-        )
 
     def _translate(
         self,

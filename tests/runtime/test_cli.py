@@ -263,8 +263,10 @@ def test_ctrl_c_interrupts_a_long_run(script: Script, tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a CI runner may start us with SIGINT ignored, which Python would then respect
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(1.5)
+    time.sleep(3.0)  # well past start-up (imports), into the endless run
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
