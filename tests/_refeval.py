@@ -239,10 +239,10 @@ class _Parser:
             # assignment?
             if self.peek().kind == "ident" and self.toks[self.pos + 1].kind == "op" and \
                     self.toks[self.pos + 1].text in _ASSIGN_OPS:
-                name = self.next().text
+                target = self.next().text
                 op = self.next().text
                 value = self.expr()
-                stmts.append(("assign", name, op, value))
+                stmts.append(("assign", target, op, value))
                 if not self._at_end(end):
                     self.expect(";")
                 continue
@@ -511,7 +511,8 @@ class _Interp:
     def lookup(self, name: str) -> list[Any]:
         for s in reversed(self.scopes):
             if name in s:
-                return s[name]
+                cell: list[Any] = s[name]
+                return cell
         raise Unsupported(f"undefined variable {name}")
 
     def tick(self) -> None:

@@ -115,8 +115,10 @@ def _binary(op: str, left: str, right: str, paren: bool) -> str:
     return f"({text})" if paren else text
 
 
-def _ops(ops: list[str], children: st.SearchStrategy[str], other: st.SearchStrategy[str] | None = None) -> Any:
-    return st.builds(_binary, st.sampled_from(ops), children, other if other is not None else children, st.booleans())
+def _ops(ops: list[str], children: st.SearchStrategy[str],
+         other: st.SearchStrategy[str] | None = None) -> Any:
+    right = other if other is not None else children
+    return st.builds(_binary, st.sampled_from(ops), children, right, st.booleans())
 
 
 def _unary(ops: list[str], children: st.SearchStrategy[str]) -> Any:
@@ -128,7 +130,9 @@ def _unary(ops: list[str], children: st.SearchStrategy[str]) -> Any:
 int_exprs = st.recursive(
     int_leaf,
     lambda ch: st.one_of(
-        _ops(["+", "-", "*", "/", "%", "**"], ch), _ops(["&", "|", "^", "<<", ">>"], ch), _unary(["-", "+"], ch)
+        _ops(["+", "-", "*", "/", "%", "**"], ch),
+        _ops(["&", "|", "^", "<<", ">>"], ch),
+        _unary(["-", "+"], ch),
     ),
     max_leaves=8,
 )
@@ -226,7 +230,8 @@ _int_leaf = st.one_of(
     st.sampled_from(SPECIAL_INTS).map(render_int),
 )
 # now and then (2%) a float or a string sneaks in among the ints
-prog_leaf = st.integers(0, 99).flatmap(lambda k: st.sampled_from(["0.5", "2.0", '"s"']) if k < 2 else _int_leaf)
+_odd_leaf = st.sampled_from(["0.5", "2.0", '"s"'])
+prog_leaf = st.integers(0, 99).flatmap(lambda k: _odd_leaf if k < 2 else _int_leaf)
 prog_expr = st.recursive(
     prog_leaf,
     lambda ch: st.one_of(
@@ -258,7 +263,8 @@ def statements(draw: st.DrawFn, depth: int, counter: list[int]) -> str:
     if kind == "if":
         els = ""
         if draw(st.booleans()):
-            els = " else { " + " ".join(draw(st.lists(statements(depth + 1, counter), min_size=1, max_size=2))) + " }"
+            other = draw(st.lists(statements(depth + 1, counter), min_size=1, max_size=2))
+            els = " else { " + " ".join(other) + " }"
         return f"if {draw(cond_expr)} {{ {body} }}{els}"
     counter[0] += 1
     c = f"c{counter[0]}"

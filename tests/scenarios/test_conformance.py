@@ -11,6 +11,8 @@ Expected values are Python values: None for ``()``, int, float, str, bool,
 list, dict; compared strictly (types included) by ``same``.
 """
 
+# ruff: noqa: E501  (tables of programs read best one program per line)
+
 from __future__ import annotations
 
 from typing import Any

@@ -7,6 +7,8 @@ source line of the failing operation, and for an uncaught ``throw`` the thrown
 value.
 """
 
+# ruff: noqa: E501  (tables of programs read best one program per line)
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,8 @@ search path, and the resource limits that end runaway scripts (timeout, fuel,
 memory, stack), plus fib(30) under the default limits.
 """
 
+# ruff: noqa: E501  (tables of programs read best one program per line)
+
 from __future__ import annotations
 
 import time

@@ -217,18 +217,25 @@ SEEDS = [
     "fn counter() { let c = 0; |d| { c += d; c } }\nlet f = counter();\nf.call(1);\nf.call(2)",
     'let v = 0;\nloop { v += 1; if v >= 3 { break; } }\nfor (x, i) in ["a", "b"] { v += i; }\nv',
     'let s = "  Hello ";\ns.trim();\n[s.len(), s.to_upper(), s.index_of("l"), s.sub_string(1, 2)]',
-    "const LIMIT = 5;\nfn clamp(x, lim) { if x > lim { lim } else { x } }\n[clamp(3, LIMIT), clamp(9, LIMIT)]",
+    "const LIMIT = 5;\nfn clamp(x, lim) { if x > lim { lim } else { x } }\n"
+    "[clamp(3, LIMIT), clamp(9, LIMIT)]",
     'let total = 0;\nfor x in range(0, 4) { total += x ** 2; }\nprint(total);\ndebug("done");\ntotal',
 ]
 
-_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`|\d+(?:\.\d+)?|[A-Za-z_]\w*|\*\*|\.\.=?|::|=>|[-+*/%<>=!&|^]=?|&&|\|\||#\{|\S')
+_TOKEN_RE = re.compile(
+    r'"(?:[^"\\]|\\.)*"|`[^`]*`|\d+(?:\.\d+)?|[A-Za-z_]\w*'
+    r"|\*\*|\.\.=?|::|=>|[-+*/%<>=!&|^]=?|&&|\|\||#\{|\S"
+)
 
 
 def tokens_of(src: str) -> list[str]:
     return _TOKEN_RE.findall(src)
 
 
-BINOPS = ["+", "-", "*", "/", "%", "**", "==", "!=", "<", "<=", ">", ">=", "&&", "||", "&", "|", "^", "<<", ">>", "in"]
+BINOPS = [
+    "+", "-", "*", "/", "%", "**", "==", "!=", "<", "<=", ">", ">=",
+    "&&", "||", "&", "|", "^", "<<", ">>", "in",
+]
 NUMBERS = ["0", "1", "-1", "2", "63", "64", "9223372036854775807", "2.5", "0.0", '"7"', "()", "[]", "true"]
 IDENTS = ["x", "y", "n", "s", "a", "m", "k", "v", "f", "i", "e", "params"]
 
@@ -244,11 +251,14 @@ def similar_token(draw: st.DrawFn, tok: str) -> str:
     return tok
 
 
+MUTATIONS = ["delete", "insert", "swap", "replace", "duplicate", "similar", "similar", "similar"]
+
+
 @st.composite
 def mutants(draw: st.DrawFn) -> str:
     toks = tokens_of(draw(st.sampled_from(SEEDS)))
     for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3]))):
-        op = draw(st.sampled_from(["delete", "insert", "swap", "replace", "duplicate", "similar", "similar", "similar"]))
+        op = draw(st.sampled_from(MUTATIONS))
         if not toks:
             toks = [draw(st.sampled_from(TOKENS))]
             continue
