@@ -565,6 +565,17 @@ MORE_EDGES = [
     v("complex-precedence", '1 + 2 * 3 == 7 && "x" in "xyz" || false', True),
     v("method-on-parenthesised-literal", "(5).to_string()", "5"),
     v("literal-index-chain", "[1, [2, [3]]][1][1][0]", 3),
+    v("range-inclusive-up-to-i64-max", "let n = 0; for i in 9223372036854775806..=9223372036854775807 { n += 1; } n", 2),
+    v("range-from-i64-min", "let n = 0; for i in (-9223372036854775807 - 1)..(-9223372036854775807) { n += 1; } n", 1),
+    v("sub-string-clamps", '["abc".sub_string(1, 100), "abc".sub_string(5), "abc".sub_string(-10)]', ["bc", "", "abc"]),
+    v("sort-comparator-is-stable", 'let a = [[1, "a"], [0, "b"], [1, "c"]]; a.sort(|x, y| x[0] - y[0]); a',
+      [[0, "b"], [1, "a"], [1, "c"]]),
+    v("reduce-empty", "[[].reduce(|a, b| a + b, 5), [].reduce(|a, b| a + b), [].map(|x| x)]", [5, None, []]),
+    v("remove-negative-index", "let a = [1, 2, 3]; let x = a.remove(-1); [x, a]", [3, [1, 2]]),
+    v("insert-before-start-goes-first", "let a = [1, 2, 3]; a.insert(-10, 9); a", [9, 1, 2, 3]),
+    # Rhai: index_of(filter) gives the index of the first element the closure accepts
+    v("array-index-of-closure", "[1, 2, 3].index_of(|x| x == 2)", 1),
+    v("clear-during-iteration", "let a = [1, 2, 3]; let n = 0; for x in a { n += 1; a.clear(); } [n, a]", [3, []]),
 ]
 
 
