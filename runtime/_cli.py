@@ -206,8 +206,11 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     else:
-        sys.stdout.buffer.write(data)
+        if args.emit == "wasm" and sys.stdout.isatty():
+            raise UsageError("refusing to write binary wasm to a terminal: use -o FILE or redirect stdout")
         sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
     return 0
 
 

@@ -147,9 +147,26 @@ def _reject_tag(decoder: object, tag: object) -> object:
     raise ValueError("the guest runtime never writes CBOR tags")
 
 
+def _strict_options() -> dict[str, Any]:
+    """cbor2's strictness switches, where this cbor2 has them (6.x does, 5.x does not)."""
+    options: dict[str, Any] = {
+        "allow_indefinite": False,
+        "allow_duplicate_keys": False,
+        "max_depth": MAX_DEPTH + 8,
+    }
+    try:
+        cbor2.loads(b"\xa0", tag_hook=_reject_tag, **options)
+    except TypeError:
+        return {}
+    return options
+
+
+_STRICT = _strict_options()
+
+
 def _decode(data: bytes, what: str) -> Any:
     try:
-        return cbor2.loads(data, tag_hook=_reject_tag)
+        return cbor2.loads(data, tag_hook=_reject_tag, **_STRICT)
     except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, EOFError) as exc:
         raise Error(f"malformed {what} from the guest runtime (a bug in peerbox): {exc}") from None
 

@@ -154,3 +154,25 @@ def test_json_safe() -> None:
         "f": [None, None, 1.5],
         "b": "AAE=",
     }
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xff",
+        b"\xa1\x62ok",  # truncated
+        b"\x83\x01\x02\x03",  # not a map
+        b"\xa2\x62ok\xf5\x62ok\xf4",  # duplicate key
+        b"\xa2\x62ok\xf5\x63log\x81\xd8\x63\x01",  # a tag in the log
+        b"\xa3\x62ok\xf5\x63log\x80\x65value\xc1\x00",  # a datetime tag as the value
+    ],
+)
+def test_malformed_guest_output_is_a_peerbox_bug(data: bytes) -> None:
+    from peerbox._values import decode_output
+
+    with pytest.raises(peerbox.Error) as info:
+        decode_output(data)
+    assert type(info.value) is peerbox.Error
+    assert info.value.exit_code == 1
+    assert "a bug in peerbox" in str(info.value)
