@@ -198,6 +198,17 @@ def test_timeout_ends_infinite_loop() -> None:
     assert elapsed < 1.5, f"took {elapsed:.2f}s for a 0.5s timeout"
 
 
+def test_timeout_inside_builtins() -> None:
+    # the time goes into rt's sort, not the script's own loop: the deadline still holds
+    src = "let a = []; for i in 0..100000 { a.push(100000 - i); }\nloop { a.sort(); a.reverse(); }"
+    prog = peerbox.compile(src, filename="test.rhai")
+    t0 = time.monotonic()
+    with pytest.raises(peerbox.LimitExceeded) as info:
+        prog.run(limits=peerbox.Limits(timeout=0.5))
+    assert info.value.limit == "timeout"
+    assert time.monotonic() - t0 < 1.5
+
+
 def test_timeout_is_not_catchable() -> None:
     prog = peerbox.compile("let n = 0; try { while true { n += 1; } } catch { n = -1; } n", filename="test.rhai")
     with pytest.raises(peerbox.LimitExceeded) as info:
@@ -267,6 +278,7 @@ STACK_BOMBS = [
     pytest.param("fn f(x) { 1 + f(x + 1) }\nf(0)", id="non-tail-recursion"),
     pytest.param("fn f(x) { let r = 0; try { r = f(x + 1); } catch { r = -1; } r }\nf(0)", id="not-catchable"),
     pytest.param("fn f(g) { g.call(g) }\nf(|h| f(h))", id="through-closures"),
+    pytest.param("fn f(x) { [x].map(|y| f(y + 1)) }\nf(0)", id="through-builtin-callbacks"),
 ]
 
 
