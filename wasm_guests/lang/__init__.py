@@ -21,7 +21,8 @@ from pathlib import Path
 
 from . import _ast as ast
 from ._builtins import BUILTINS, Builtin
-from ._codegen import CODEGEN_VERSION, generate
+from ._emitter import CODEGEN_VERSION
+from ._module import generate
 from ._diagnostics import CompileError, Diagnostic, Diagnostics
 from ._parser import parse
 from ._resolver import ModuleInfo, resolve

@@ -75,7 +75,8 @@ BUILTINS: tuple[Builtin, ...] = (
     _b("pop", 1, "remove and return the last element; () if empty"),
     _b("shift", 1, "remove and return the first element; () if empty"),
     _b("insert", 3, "insert at index (negative from the end, past the end appends); ()"),
-    _b("remove", 2, "array: remove at index and return it (() if out of range); map: remove key, return value or ()"),
+    _b("remove", 2, "array: remove at index and return it (() if out of range); "
+       "map: remove key, return value or ()"),
     _b("reverse", 1, "reverse in place; ()"),
     _b("sort", 1, "stable sort in place: all ints/floats, or all strings; type_mismatch otherwise"),
     _b("sort", 2, "stable sort in place with a comparator closure |a, b| returning an int"),

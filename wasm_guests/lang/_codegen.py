@@ -22,206 +22,21 @@ entry (the callee copies), loop variables and thrown values.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
 from . import _ast as A
 from ._builtins import Builtin
+from ._emitter import (
+    BOOL, CLOSURE_TABLE_BASE, EXC, FLOAT, FN, I64_MIN, INT, V, BINOPS, COMPARE,
+    FRESH, Emitter, Operand,
+)
+from ._hostfns import HostFn
 from ._resolver import Binding, FnRef, Resolution
 
-__all__ = ["generate", "CLOSURE_TABLE_BASE", "CODEGEN_VERSION"]
-
-CLOSURE_TABLE_BASE = 64
-CODEGEN_VERSION = "1"
-
-UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN = 0, 1, 2, 3, 4, 5, 6, 7
-EXC = 255
-I64_MIN = -(2**63)
-
-V = "i32 i64"
-# rt imports used by generated code: name -> (params, results)
-_RT_SIGS: dict[str, tuple[str, str]] = {
-    "rt_alloc": ("i32", "i32"),
-    "rt_begin": ("i32 i32", "i32"),
-    "rt_output": ("", "i32"),
-    "rt_finish": (V, "i32"),
-    "rt_throw": (V, V),
-    "rt_set_line": ("i32", ""),
-    "rt_exc_take": ("", V),
-    "rt_err_bool": (V, V),
-    "rt_err_int": (V, V),
-    "rt_err_not_fn": (V, V),
-    "rt_err_arity": ("i32 i32", V),
-    "rt_err_overflow": ("", V),
-    "rt_neg": (V, V),
-    "rt_not": (V, V),
-    "rt_copy": (V, V),
-    "rt_global": ("i32", V),
-    "rt_array_new": ("i32", V),
-    "rt_array_push": (f"{V} {V}", ""),
-    "rt_map_new": ("", V),
-    "rt_map_set": (f"{V} {V} {V}", ""),
-    "rt_index_get": (f"{V} {V}", V),
-    "rt_index_set": (f"{V} {V} {V}", V),
-    "rt_prop_get": (f"{V} {V}", V),
-    "rt_prop_set": (f"{V} {V} {V}", V),
-    "rt_iter": (V, V),
-    "rt_in": (f"{V} {V}", V),
-}
-_BINOPS = {
-    "+": "rt_add", "-": "rt_sub", "*": "rt_mul", "/": "rt_div", "%": "rt_mod", "**": "rt_pow",
-    "&": "rt_band", "|": "rt_bor", "^": "rt_bxor", "<<": "rt_shl", ">>": "rt_shr",
-    "==": "rt_eq", "!=": "rt_ne", "<": "rt_lt", "<=": "rt_le", ">": "rt_gt", ">=": "rt_ge",
-}
-for _op in _BINOPS.values():
-    _RT_SIGS[_op] = (f"{V} {V}", V)
-_COMPARE = {"==": "i64.eq", "!=": "i64.ne", "<": "i64.lt_s", "<=": "i64.le_s", ">": "i64.gt_s", ">=": "i64.ge_s"}
-_JOINS = frozenset({"end", "else", "if"})
-_JOIN_PREFIXES = ("block", "loop", "if ")
-# expressions whose value is never referenced from anywhere else
-_FRESH = (A.Unit, A.Bool, A.Int, A.Float, A.Str, A.Interp, A.ArrayLit, A.MapLit, A.Binary,
-          A.Unary, A.Logical, A.Closure)
+__all__ = ["FunctionCompiler"]
 
 
-@dataclass(slots=True)
-class _Operand:
-    """Where an evaluated operand lives: constants, a binding's locals or temps."""
-
-    tag: str  # one instruction pushing the i32 tag
-    payload: str  # one instruction pushing the i64 payload
-    int_const: int | None = None
-    temp: int | None = None
-
-
-@dataclass(slots=True)
-class _ModuleBuilder:
-    res: Resolution
-    strings: dict[bytes, int] = field(default_factory=dict)
-    data: bytearray = field(default_factory=bytearray)
-    imports: dict[str, tuple[str, str]] = field(default_factory=dict)
-    funcs: list[str] = field(default_factory=list)
-    globals: list[str] = field(default_factory=list)
-    closure_arities: set[int] = field(default_factory=set)
-
-    def string(self, s: str) -> tuple[int, int]:
-        b = s.encode("utf-8", "surrogatepass")
-        off = self.strings.get(b)
-        if off is None:
-            off = len(self.data)
-            self.strings[b] = off
-            self.data += b
-        return off, len(b)
-
-    def use(self, name: str, sig: tuple[str, str] | None = None) -> str:
-        if name not in self.imports:
-            self.imports[name] = sig if sig is not None else _RT_SIGS[name]
-        return f"${name}"
-
-
-class _Fn:
-    """Emits the body of one wasm function."""
-
-    def __init__(self, mb: _ModuleBuilder, file_index: int) -> None:
-        self.mb = mb
-        self.res = mb.res
-        self.file_index = file_index
-        self.out: list[str] = []
-        self.locals: list[str] = ["(local $xt i32)", "(local $xp i64)", "(local $ln i32)"]
-        self.vals: dict[int, tuple[str, str]] = {}  # binding id -> (tag local, payload local)
-        self.cells: dict[int, str] = {}  # binding id -> cell pointer local
-        self.free_temps: list[int] = []
-        self.ntemps = 0
-        self.nlabels = 0
-        self.regions: list[tuple[str, str]] = []  # (fail, overflow) labels of enclosing regions
-        self.ln_known: int | None = None  # what $ln holds here, if known in this basic block
-        self.loops: list[tuple[str, str]] = []
-        self.caught: list[tuple[str, str]] = []  # locals holding what each enclosing catch caught
-
-    # -- plumbing -----------------------------------------------------------------
-
-    def emit(self, *ins: str) -> None:
-        self.out.extend(ins)
-        if self.ln_known is not None:
-            for x in ins:  # control may join here: $ln is no longer known
-                if x in _JOINS or x.startswith(_JOIN_PREFIXES):
-                    self.ln_known = None
-                    break
-
-    def label(self, kind: str) -> str:
-        self.nlabels += 1
-        return f"${kind}{self.nlabels}"
-
-    def local(self, name: str, ty: str) -> str:
-        self.locals.append(f"(local {name} {ty})")
-        return name
-
-    def fresh(self, prefix: str, ty: str) -> str:
-        """A new local with a name no other local of this function has."""
-        return self.local(f"${prefix}_{len(self.locals)}", ty)
-
-    def temp(self) -> int:
-        if self.free_temps:
-            return self.free_temps.pop()
-        self.ntemps += 1
-        n = self.ntemps
-        self.local(f"$t{n}t", "i32")
-        self.local(f"$t{n}p", "i64")
-        return n
-
-    def release(self, *ops: _Operand) -> None:
-        for op in ops:
-            if op.temp is not None:
-                self.free_temps.append(op.temp)
-
-    def to_temp(self) -> _Operand:
-        """Pop a value from the stack into a fresh temp pair."""
-        n = self.temp()
-        self.emit(f"local.set $t{n}p", f"local.set $t{n}t")
-        return _Operand(f"local.get $t{n}t", f"local.get $t{n}p", temp=n)
-
-    def push(self, op: _Operand) -> None:
-        self.emit(op.tag, op.payload)
-
-    def line_code(self, span: A.Span) -> int:
-        return (self.file_index << 24) | min(span.line, 0xFFFFFF)
-
-    def set_line(self, span: A.Span) -> None:
-        """Record in $ln the line an error detected next would be reported at."""
-        code = self.line_code(span)
-        if self.ln_known != code:
-            self.out.extend((f"i32.const {code}", "local.set $ln"))
-            self.ln_known = code
-
-    def raise_(self, span: A.Span) -> None:
-        """An error is pending in rt: unwind to the innermost region's fail path."""
-        self.set_line(span)
-        self.emit(f"br {self.regions[-1][0]}")
-
-    def fail_if(self, span: A.Span, *, overflow: bool = False) -> None:
-        """Pop an i32; if it is non-zero, fail (an overflow raises integer_overflow first)."""
-        self.set_line(span)
-        self.emit(f"br_if {self.regions[-1][1 if overflow else 0]}")
-
-    def check(self, span: A.Span) -> None:
-        """After a call that may fail: unwind if the value on the stack is EXC."""
-        self.emit("local.set $xp", "local.tee $xt", f"i32.const {EXC}", "i32.eq")
-        self.fail_if(span)
-        self.emit("local.get $xt", "local.get $xp")
-
-    def open_region(self) -> None:
-        """Start code whose errors go to one fail path (a function body or a try body).
-
-        Layout: ``block $fail (block $ovf <code> end; rt_err_overflow) end; <fail path>``;
-        the code must leave its block by a branch or return.
-        """
-        fail, ovf = self.label("fail"), self.label("ovf")
-        self.regions.append((fail, ovf))
-        self.emit(f"block {fail}", f"block {ovf}")
-
-    def close_region(self) -> None:
-        """End the region's code and emit its fail path, which records the line."""
-        self.regions.pop()
-        self.emit("end", f"call {self.mb.use('rt_err_overflow')}", "drop", "drop", "end",
-                  "local.get $ln", f"call {self.mb.use('rt_set_line')}")
+class FunctionCompiler(Emitter):
+    """Compiles statements and expressions of one function body."""
 
     def body(self, block: A.Block, params: list[Binding] | None = None, first_local: int = 0) -> None:
         """A function body: its value is returned; an error returns EXC.
@@ -235,79 +50,6 @@ class _Fn:
         self.emit("return")
         self.close_region()
         self.emit(f"i32.const {EXC}", "i64.const 0")
-
-    def call(self, name: str, span: A.Span | None) -> None:
-        self.emit(f"call {self.mb.use(name)}")
-        if span is not None:
-            self.check(span)
-
-    def bool_i32(self) -> None:
-        """Replace the BOOL value on the stack by its i32 payload."""
-        self.emit("local.set $xp", "drop", "local.get $xp", "i32.wrap_i64")
-
-    def unit(self) -> None:
-        self.emit(f"i32.const {UNIT}", "i64.const 0")
-
-    def copy_top(self, span: A.Span) -> None:
-        """Deep-copy the value on the stack if it is an array or a map (``$copy``)."""
-        self.mb.use("rt_copy")
-        self.emit("call $copy")
-        self.check(span)
-
-    def str_const(self, s: str) -> None:
-        off, n = self.mb.string(s)
-        self.emit(f"i32.const {STR}", "global.get $strbase", "i64.extend_i32_u",
-                  f"i64.const {(n << 32) | off}", "i64.add")
-
-    # -- bindings -------------------------------------------------------------------
-
-    def _locals_of(self, b: Binding) -> tuple[str, str]:
-        pair = self.vals.get(b.id)
-        if pair is None:
-            pair = (self.local(f"$v{b.id}t", "i32"), self.local(f"$v{b.id}p", "i64"))
-            self.vals[b.id] = pair
-        return pair
-
-    def declare(self, b: Binding) -> None:
-        """Pop the value on the stack into a new variable ``b``."""
-        if b.module_global is not None:
-            self.emit(f"global.set {b.module_global}p", f"global.set {b.module_global}t")
-        elif b.captured:
-            cell = self.cells.get(b.id) or self.local(f"$c{b.id}", "i32")
-            self.cells[b.id] = cell
-            self.emit("local.set $xp", "local.set $xt", "i32.const 16",
-                      f"call {self.mb.use('rt_alloc')}", f"local.tee {cell}",
-                      "local.get $xt", "i32.store", f"local.get {cell}", "local.get $xp",
-                      "i64.store offset=8")
-        else:
-            t, p = self._locals_of(b)
-            self.emit(f"local.set {p}", f"local.set {t}")
-
-    def store(self, b: Binding) -> None:
-        """Pop the value on the stack into the existing variable ``b``."""
-        if b.captured and b.module_global is None:
-            cell = self.cells[b.id]
-            self.emit("local.set $xp", "local.set $xt", f"local.get {cell}", "local.get $xt",
-                      "i32.store", f"local.get {cell}", "local.get $xp", "i64.store offset=8")
-        else:
-            self.declare(b)
-
-    def operand_of(self, b: Binding) -> _Operand | None:
-        """A binding readable without side effects in place (plain locals only)."""
-        if b.captured or b.module_global is not None:
-            return None
-        t, p = self._locals_of(b)
-        return _Operand(f"local.get {t}", f"local.get {p}")
-
-    def load(self, b: Binding) -> None:
-        if b.module_global is not None:
-            self.emit(f"global.get {b.module_global}t", f"global.get {b.module_global}p")
-        elif b.captured:
-            cell = self.cells[b.id]
-            self.emit(f"local.get {cell}", "i32.load", f"local.get {cell}", "i64.load offset=8")
-        else:
-            t, p = self._locals_of(b)
-            self.emit(f"local.get {t}", f"local.get {p}")
 
     def bind_params(self, params: list[Binding], first_local: int, block: A.Block) -> None:
         """Function entry: bind each parameter to its variable.
@@ -542,13 +284,13 @@ class _Fn:
     def value(self, e: A.Expr) -> None:
         """Evaluate ``e`` for storing: a copy unless the value is fresh."""
         self.expr(e)
-        if not isinstance(e, _FRESH):
+        if not isinstance(e, FRESH):
             self.copy_top(e.span)
 
-    def operand(self, e: A.Expr) -> _Operand:
+    def operand(self, e: A.Expr) -> Operand:
         """Evaluate ``e`` to an operand, avoiding temps for constants and locals."""
         if isinstance(e, A.Int):
-            return _Operand(f"i32.const {INT}", f"i64.const {e.value}", int_const=e.value)
+            return Operand(f"i32.const {INT}", f"i64.const {e.value}", int_const=e.value)
         if isinstance(e, A.Var) and id(e) in self.res.bindings:
             op = self.operand_of(self.res.bindings[id(e)])
             if op is not None:
@@ -680,7 +422,7 @@ class _Fn:
         elif isinstance(e, A.Unary) and e.op == "!":
             self.cond(e.operand)
             self.emit("i32.eqz")
-        elif isinstance(e, A.Binary) and e.op in _COMPARE:
+        elif isinstance(e, A.Binary) and e.op in COMPARE:
             left = self.operand(e.left)
             right = self.operand(e.right)
             self.compare(e.op, left, right, as_i32=True)
@@ -709,7 +451,7 @@ class _Fn:
         self.binop(e.op, left, right, e.span)
         self.release(left, right)
 
-    def _both_ints(self, left: _Operand, right: _Operand) -> None:
+    def _both_ints(self, left: Operand, right: Operand) -> None:
         """Push i32: are both operands ints? (constant-folds known int literals)"""
         tests = [op.tag for op in (left, right) if op.int_const is None]
         if not tests:
@@ -719,31 +461,31 @@ class _Fn:
         if len(tests) == 2:
             self.emit(tests[1], f"i32.const {INT}", "i32.eq", "i32.and")
 
-    def compare(self, op: str, left: _Operand, right: _Operand, *, as_i32: bool) -> None:
+    def compare(self, op: str, left: Operand, right: Operand, *, as_i32: bool) -> None:
         self._both_ints(left, right)
         self.emit("if (result i32)" if as_i32 else "if (result i32 i64)")
         if not as_i32:
             self.emit(f"i32.const {BOOL}")
-        self.emit(left.payload, right.payload, _COMPARE[op])
+        self.emit(left.payload, right.payload, COMPARE[op])
         if not as_i32:
             self.emit("i64.extend_i32_u")
         self.emit("else")
         self.push(left)
         self.push(right)
-        self.emit(f"call {self.mb.use(_BINOPS[op])}")
+        self.emit(f"call {self.mb.use(BINOPS[op])}")
         if as_i32:
             self.bool_i32()  # rt comparisons return BOOL, never EXC
         self.emit("end")
 
-    def binop(self, op: str, left: _Operand, right: _Operand, span: A.Span) -> None:
-        if op in _COMPARE:
+    def binop(self, op: str, left: Operand, right: Operand, span: A.Span) -> None:
+        if op in COMPARE:
             self.compare(op, left, right, as_i32=False)
             return
         fast = self._fast_int(op, left, right, span)
         if fast is None:
             self.push(left)
             self.push(right)
-            self.call(_BINOPS[op], span)
+            self.call(BINOPS[op], span)
             return
         self._both_ints(left, right)
         self.emit("if (result i32 i64)")
@@ -751,10 +493,10 @@ class _Fn:
         self.emit("else")
         self.push(left)
         self.push(right)
-        self.call(_BINOPS[op], span)
+        self.call(BINOPS[op], span)
         self.emit("end")
 
-    def _fast_int(self, op: str, left: _Operand, right: _Operand, span: A.Span) -> list[str] | None:
+    def _fast_int(self, op: str, left: Operand, right: Operand, span: A.Span) -> list[str] | None:
         """Instructions computing ``left op right`` for two ints (checked), or None."""
         a, b = left.payload, right.payload
         saved, self.out = self.out, []
@@ -783,7 +525,7 @@ class _Fn:
             self.emit(b, "i64.const 1", "i64.add", "i64.const 1", "i64.gt_u", "if (result i32 i64)",
                       f"i32.const {INT}", a, b, "i64.div_s" if op == "/" else "i64.rem_s", "else",
                       left.tag, a, right.tag, b)
-            self.call(_BINOPS[op], span)
+            self.call(BINOPS[op], span)
             self.emit("end")
         else:
             self.out = saved
@@ -872,6 +614,13 @@ class _Fn:
             self.check(e.span)
         elif isinstance(target, Builtin):
             self.builtin(target, e.args[0] if e.args else None, e.args[1:], e.span)
+        elif isinstance(target, HostFn):
+            self.emit(f"i32.const {target.op}")
+            for a in e.args:
+                self.expr(a)
+            sig = (" ".join(["i32", *[V] * target.arity]), V)
+            self.emit(f"call {self.mb.use(f'rt_host_{target.arity}', sig)}")
+            self.check(e.span)
         else:  # range(a, b) outside a for loop was reported by the resolver
             self.unit()
 
@@ -924,12 +673,6 @@ class _Fn:
                 self.emit("local.get $xt", f"local.get {self.cells[b.id]}", f"i32.store offset={4 * j}")
         self.emit(f"i32.const {FN}", f"local.get {clo}", "i64.extend_i32_u")
 
-    # -- output ----------------------------------------------------------------------
-
-    def finish(self, header: str) -> str:
-        lines = [header, *self.locals, *self.out, ")"]
-        return "\n  ".join(lines)
-
 
 def _children(node: object) -> list[object]:
     out: list[object] = []
@@ -966,112 +709,3 @@ def _changed_in_place(block: A.Block, res: Resolution) -> set[int]:
             out.add(res.bindings[id(root)].id)
         stack.extend(_children(n))
     return out
-
-
-def _wat_bytes(data: bytes) -> str:
-    out = []
-    for c in data:
-        if 0x20 <= c < 0x7F and c not in (0x22, 0x5C):
-            out.append(chr(c))
-        else:
-            out.append(f"\\{c:02x}")
-    return "".join(out)
-
-
-def _params(n: int) -> str:
-    return " ".join("(param i32 i64)" for _ in range(n))
-
-
-def generate(res: Resolution, init_order: list[int]) -> str:
-    """Generate the WAT text of the script module for a resolved program.
-
-    ``init_order`` lists the imported modules (indices into ``res.modules``)
-    so that every module comes after the modules it imports; their top-level
-    code runs in that order before the main script's.
-    """
-    mb = _ModuleBuilder(res)
-    # script functions
-    for mod in res.modules:
-        for fn in mod.script.functions:
-            params = res.params[id(fn)]
-            f = _Fn(mb, mod.index)
-            f.body(fn.body, params, 0)
-            ref = FnRef(mod.index, fn.name, len(params))
-            mb.funcs.append(f.finish(f"(func {ref.wasm_name} {_params(len(params))} (result i32 i64)"))
-    # module initialisers and the main body
-    inits: list[str] = []
-    for mod in [res.modules[i] for i in init_order] + [res.modules[0]]:
-        f = _Fn(mb, mod.index)
-        f.body(mod.script.body)
-        name = f"$init{mod.index}"
-        inits.append(name)
-        mb.funcs.append(f.finish(f"(func {name} (result i32 i64)"))
-        for st in mod.script.body.stmts:
-            if isinstance(st, A.Let) and id(st) in res.bindings:
-                b = res.bindings[id(st)]
-                if b.module_global is not None:
-                    mb.globals.append(f"(global {b.module_global}t (mut i32) (i32.const 0))")
-                    mb.globals.append(f"(global {b.module_global}p (mut i64) (i64.const 0))")
-    # closures (they may create closures, so loop until all are emitted)
-    emitted = 0
-    while emitted < len(res.closure_order):
-        c = res.closure_order[emitted]
-        info = res.closures[id(c)]
-        f = _Fn(mb, info.module)
-        for j, b in enumerate(info.captures):
-            cell = f.local(f"$c{b.id}", "i32")
-            f.cells[b.id] = cell
-            f.emit("local.get 0", f"i32.load offset={4 * j}", f"local.set {cell}")
-        f.body(c.body, info.params, 1)
-        mb.closure_arities.add(len(info.params))
-        mb.funcs.append(f.finish(
-            f"(func $closure{info.slot} (param i32) {_params(len(info.params))} (result i32 i64)"))
-        emitted += 1
-    return _assemble(mb, inits)
-
-
-# value semantics: copy arrays and maps, pass everything else through (no rt call)
-_COPY_FUNC = f"""  (func $copy (param i32 i64) (result i32 i64)
-    local.get 0 i32.const {ARRAY} i32.sub i32.const 1 i32.le_u
-    if local.get 0 local.get 1 call $rt_copy return end
-    local.get 0 local.get 1)"""
-
-
-def _assemble(mb: _ModuleBuilder, inits: list[str]) -> str:
-    main = _Fn(mb, 0)
-    main.locals = []
-    main.emit("local.get 0", "local.get 1", f"call {mb.use('rt_begin')}", "if",
-              f"call {mb.use('rt_output')}", "return", "end")
-    if mb.data:
-        main.emit(f"i32.const {len(mb.data)}", f"call {mb.use('rt_alloc')}", "global.set $strbase",
-                  "global.get $strbase", "i32.const 0", f"i32.const {len(mb.data)}", "memory.init $strs",
-                  "data.drop $strs")
-    for name in inits[:-1]:
-        main.emit(f"call {name}", "local.set 3", "local.tee 2", f"i32.const {EXC}", "i32.eq", "if",
-                  "local.get 2", "local.get 3", f"call {mb.use('rt_finish')}", "return", "end")
-    main.emit(f"call {inits[-1]}", f"call {mb.use('rt_finish')}")
-    main_text = main.finish(
-        '(func (export "main") (param i32 i32) (result i32) (local i32) (local i64)')
-    nclosures = len(mb.res.closure_order)
-    parts = ["(module"]
-    for n in sorted(mb.closure_arities):
-        parts.append(f"  (type $clo{n} (func (param i32) {_params(n)} (result i32 i64)))")
-    parts.append(f'  (import "env" "__indirect_function_table" (table {CLOSURE_TABLE_BASE + nclosures} funcref))')
-    parts.append('  (import "rt" "memory" (memory 0))')
-    for name, (ps, rs) in mb.imports.items():
-        p = f" (param {ps})" if ps else ""
-        r = f" (result {rs})" if rs else ""
-        parts.append(f'  (import "rt" "{name}" (func ${name}{p}{r}))')
-    parts.append("  (global $strbase (mut i32) (i32.const 0))")
-    if "rt_copy" in mb.imports:
-        parts.append(_COPY_FUNC)
-    parts.extend("  " + g for g in mb.globals)
-    if mb.data:
-        parts.append(f'  (data $strs "{_wat_bytes(bytes(mb.data))}")')
-    if nclosures:
-        names = " ".join(f"$closure{i}" for i in range(nclosures))
-        parts.append(f"  (elem (i32.const {CLOSURE_TABLE_BASE}) func {names})")
-    parts.extend("  " + f for f in mb.funcs)
-    parts.append("  " + main_text)
-    parts.append(")")
-    return "\n".join(parts) + "\n"

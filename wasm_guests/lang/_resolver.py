@@ -27,6 +27,7 @@ from typing import Literal
 from . import _ast as A
 from ._builtins import Builtin, lookup, names
 from ._diagnostics import Diagnostics
+from ._hostfns import HostFn, host_modules, lookup_host
 
 __all__ = [
     "Binding", "ClosureInfo", "FnRef", "ModuleInfo", "Resolution", "resolve", "GLOBALS",
@@ -82,7 +83,7 @@ class ModuleInfo:
     consts: dict[str, Binding] = field(default_factory=dict)
 
 
-CallTarget = FnRef | Builtin | Literal["range"]
+CallTarget = FnRef | Builtin | HostFn | Literal["range"]
 MethodTarget = Builtin | Literal["call"]
 
 
@@ -364,7 +365,9 @@ class _Resolver:
         elif isinstance(e, A.BlockExpr):
             self.block(e.block)
         elif isinstance(e, A.Range):
-            self.diags.error(e.span, "a range can only be used in a 'for' loop, after 'in' or as a switch case")
+            self.diags.error(
+                e.span, "a range can only be used in a 'for' loop, after 'in' or as a switch case"
+            )
 
     def if_(self, e: A.If) -> None:
         self.expr(e.cond)
@@ -392,6 +395,14 @@ class _Resolver:
         n = len(e.args)
         if e.module is not None:
             idx = self.mod.imports.get(e.module)
+            if idx is None and e.module in host_modules():
+                host = lookup_host(e.module, e.name, n)
+                if host is None:
+                    msg = f"module '{e.module}' has no function '{e.name}' taking {_args(n)}"
+                    self.diags.error(e.span, msg)
+                else:
+                    self.res.calls[id(e)] = host
+                return
             if idx is None:
                 self.diags.error(e.span, f"unknown module '{e.module}' (no 'import ... as {e.module}')")
                 return

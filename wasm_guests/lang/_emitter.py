@@ -1,0 +1,290 @@
+"""The emitter: wasm locals, labels, error regions and variables for one function.
+
+Code generation (``_codegen``) is written against this small vocabulary;
+everything about *how* a value is kept (locals, heap cells for captured
+variables, module globals) and *how* an error unwinds lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import _ast as A
+from ._resolver import Binding, Resolution
+
+__all__ = ["Emitter", "ModuleBuilder", "Operand", "CLOSURE_TABLE_BASE", "CODEGEN_VERSION", "V"]
+
+CLOSURE_TABLE_BASE = 64
+CODEGEN_VERSION = "1"
+
+UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN = 0, 1, 2, 3, 4, 5, 6, 7
+EXC = 255
+I64_MIN = -(2**63)
+
+V = "i32 i64"
+# rt imports used by generated code: name -> (params, results)
+RT_SIGS: dict[str, tuple[str, str]] = {
+    "rt_alloc": ("i32", "i32"),
+    "rt_begin": ("i32 i32", "i32"),
+    "rt_output": ("", "i32"),
+    "rt_finish": (V, "i32"),
+    "rt_throw": (V, V),
+    "rt_set_line": ("i32", ""),
+    "rt_exc_take": ("", V),
+    "rt_err_bool": (V, V),
+    "rt_err_int": (V, V),
+    "rt_err_not_fn": (V, V),
+    "rt_err_arity": ("i32 i32", V),
+    "rt_err_overflow": ("", V),
+    "rt_neg": (V, V),
+    "rt_not": (V, V),
+    "rt_copy": (V, V),
+    "rt_global": ("i32", V),
+    "rt_array_new": ("i32", V),
+    "rt_array_push": (f"{V} {V}", ""),
+    "rt_map_new": ("", V),
+    "rt_map_set": (f"{V} {V} {V}", ""),
+    "rt_index_get": (f"{V} {V}", V),
+    "rt_index_set": (f"{V} {V} {V}", V),
+    "rt_prop_get": (f"{V} {V}", V),
+    "rt_prop_set": (f"{V} {V} {V}", V),
+    "rt_iter": (V, V),
+    "rt_in": (f"{V} {V}", V),
+}
+BINOPS = {
+    "+": "rt_add", "-": "rt_sub", "*": "rt_mul", "/": "rt_div", "%": "rt_mod", "**": "rt_pow",
+    "&": "rt_band", "|": "rt_bor", "^": "rt_bxor", "<<": "rt_shl", ">>": "rt_shr",
+    "==": "rt_eq", "!=": "rt_ne", "<": "rt_lt", "<=": "rt_le", ">": "rt_gt", ">=": "rt_ge",
+}
+for _op in BINOPS.values():
+    RT_SIGS[_op] = (f"{V} {V}", V)
+COMPARE = {
+    "==": "i64.eq", "!=": "i64.ne", "<": "i64.lt_s", "<=": "i64.le_s", ">": "i64.gt_s", ">=": "i64.ge_s",
+}
+_JOINS = frozenset({"end", "else", "if"})
+_JOIN_PREFIXES = ("block", "loop", "if ")
+# expressions whose value is never referenced from anywhere else
+FRESH = (A.Unit, A.Bool, A.Int, A.Float, A.Str, A.Interp, A.ArrayLit, A.MapLit, A.Binary,
+          A.Unary, A.Logical, A.Closure)
+
+
+@dataclass(slots=True)
+class Operand:
+    """Where an evaluated operand lives: constants, a binding's locals or temps."""
+
+    tag: str  # one instruction pushing the i32 tag
+    payload: str  # one instruction pushing the i64 payload
+    int_const: int | None = None
+    temp: int | None = None
+
+
+@dataclass(slots=True)
+class ModuleBuilder:
+    res: Resolution
+    strings: dict[bytes, int] = field(default_factory=dict)
+    data: bytearray = field(default_factory=bytearray)
+    imports: dict[str, tuple[str, str]] = field(default_factory=dict)
+    funcs: list[str] = field(default_factory=list)
+    globals: list[str] = field(default_factory=list)
+    closure_arities: set[int] = field(default_factory=set)
+
+    def string(self, s: str) -> tuple[int, int]:
+        b = s.encode("utf-8", "surrogatepass")
+        off = self.strings.get(b)
+        if off is None:
+            off = len(self.data)
+            self.strings[b] = off
+            self.data += b
+        return off, len(b)
+
+    def use(self, name: str, sig: tuple[str, str] | None = None) -> str:
+        if name not in self.imports:
+            self.imports[name] = sig if sig is not None else RT_SIGS[name]
+        return f"${name}"
+
+
+class Emitter:
+    """Emits the body of one wasm function: the plumbing under the code generator."""
+
+    def __init__(self, mb: ModuleBuilder, file_index: int) -> None:
+        self.mb = mb
+        self.res = mb.res
+        self.file_index = file_index
+        self.out: list[str] = []
+        self.locals: list[str] = ["(local $xt i32)", "(local $xp i64)", "(local $ln i32)"]
+        self.vals: dict[int, tuple[str, str]] = {}  # binding id -> (tag local, payload local)
+        self.cells: dict[int, str] = {}  # binding id -> cell pointer local
+        self.free_temps: list[int] = []
+        self.ntemps = 0
+        self.nlabels = 0
+        self.regions: list[tuple[str, str]] = []  # (fail, overflow) labels of enclosing regions
+        self.ln_known: int | None = None  # what $ln holds here, if known in this basic block
+        self.loops: list[tuple[str, str]] = []
+        self.caught: list[tuple[str, str]] = []  # locals holding what each enclosing catch caught
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def emit(self, *ins: str) -> None:
+        self.out.extend(ins)
+        if self.ln_known is not None:
+            for x in ins:  # control may join here: $ln is no longer known
+                if x in _JOINS or x.startswith(_JOIN_PREFIXES):
+                    self.ln_known = None
+                    break
+
+    def label(self, kind: str) -> str:
+        self.nlabels += 1
+        return f"${kind}{self.nlabels}"
+
+    def local(self, name: str, ty: str) -> str:
+        self.locals.append(f"(local {name} {ty})")
+        return name
+
+    def fresh(self, prefix: str, ty: str) -> str:
+        """A new local with a name no other local of this function has."""
+        return self.local(f"${prefix}_{len(self.locals)}", ty)
+
+    def temp(self) -> int:
+        if self.free_temps:
+            return self.free_temps.pop()
+        self.ntemps += 1
+        n = self.ntemps
+        self.local(f"$t{n}t", "i32")
+        self.local(f"$t{n}p", "i64")
+        return n
+
+    def release(self, *ops: Operand) -> None:
+        for op in ops:
+            if op.temp is not None:
+                self.free_temps.append(op.temp)
+
+    def to_temp(self) -> Operand:
+        """Pop a value from the stack into a fresh temp pair."""
+        n = self.temp()
+        self.emit(f"local.set $t{n}p", f"local.set $t{n}t")
+        return Operand(f"local.get $t{n}t", f"local.get $t{n}p", temp=n)
+
+    def push(self, op: Operand) -> None:
+        self.emit(op.tag, op.payload)
+
+    def line_code(self, span: A.Span) -> int:
+        return (self.file_index << 24) | min(span.line, 0xFFFFFF)
+
+    def set_line(self, span: A.Span) -> None:
+        """Record in $ln the line an error detected next would be reported at."""
+        code = self.line_code(span)
+        if self.ln_known != code:
+            self.out.extend((f"i32.const {code}", "local.set $ln"))
+            self.ln_known = code
+
+    def raise_(self, span: A.Span) -> None:
+        """An error is pending in rt: unwind to the innermost region's fail path."""
+        self.set_line(span)
+        self.emit(f"br {self.regions[-1][0]}")
+
+    def fail_if(self, span: A.Span, *, overflow: bool = False) -> None:
+        """Pop an i32; if it is non-zero, fail (an overflow raises integer_overflow first)."""
+        self.set_line(span)
+        self.emit(f"br_if {self.regions[-1][1 if overflow else 0]}")
+
+    def check(self, span: A.Span) -> None:
+        """After a call that may fail: unwind if the value on the stack is EXC."""
+        self.emit("local.set $xp", "local.tee $xt", f"i32.const {EXC}", "i32.eq")
+        self.fail_if(span)
+        self.emit("local.get $xt", "local.get $xp")
+
+    def open_region(self) -> None:
+        """Start code whose errors go to one fail path (a function body or a try body).
+
+        Layout: ``block $fail (block $ovf <code> end; rt_err_overflow) end; <fail path>``;
+        the code must leave its block by a branch or return.
+        """
+        fail, ovf = self.label("fail"), self.label("ovf")
+        self.regions.append((fail, ovf))
+        self.emit(f"block {fail}", f"block {ovf}")
+
+    def close_region(self) -> None:
+        """End the region's code and emit its fail path, which records the line."""
+        self.regions.pop()
+        self.emit("end", f"call {self.mb.use('rt_err_overflow')}", "drop", "drop", "end",
+                  "local.get $ln", f"call {self.mb.use('rt_set_line')}")
+
+    def call(self, name: str, span: A.Span | None) -> None:
+        self.emit(f"call {self.mb.use(name)}")
+        if span is not None:
+            self.check(span)
+
+    def bool_i32(self) -> None:
+        """Replace the BOOL value on the stack by its i32 payload."""
+        self.emit("local.set $xp", "drop", "local.get $xp", "i32.wrap_i64")
+
+    def unit(self) -> None:
+        self.emit(f"i32.const {UNIT}", "i64.const 0")
+
+    def copy_top(self, span: A.Span) -> None:
+        """Deep-copy the value on the stack if it is an array or a map (``$copy``)."""
+        self.mb.use("rt_copy")
+        self.emit("call $copy")
+        self.check(span)
+
+    def str_const(self, s: str) -> None:
+        off, n = self.mb.string(s)
+        self.emit(f"i32.const {STR}", "global.get $strbase", "i64.extend_i32_u",
+                  f"i64.const {(n << 32) | off}", "i64.add")
+
+    # -- bindings -------------------------------------------------------------------
+
+    def _locals_of(self, b: Binding) -> tuple[str, str]:
+        pair = self.vals.get(b.id)
+        if pair is None:
+            pair = (self.local(f"$v{b.id}t", "i32"), self.local(f"$v{b.id}p", "i64"))
+            self.vals[b.id] = pair
+        return pair
+
+    def declare(self, b: Binding) -> None:
+        """Pop the value on the stack into a new variable ``b``."""
+        if b.module_global is not None:
+            self.emit(f"global.set {b.module_global}p", f"global.set {b.module_global}t")
+        elif b.captured:
+            cell = self.cells.get(b.id) or self.local(f"$c{b.id}", "i32")
+            self.cells[b.id] = cell
+            self.emit("local.set $xp", "local.set $xt", "i32.const 16",
+                      f"call {self.mb.use('rt_alloc')}", f"local.tee {cell}",
+                      "local.get $xt", "i32.store", f"local.get {cell}", "local.get $xp",
+                      "i64.store offset=8")
+        else:
+            t, p = self._locals_of(b)
+            self.emit(f"local.set {p}", f"local.set {t}")
+
+    def store(self, b: Binding) -> None:
+        """Pop the value on the stack into the existing variable ``b``."""
+        if b.captured and b.module_global is None:
+            cell = self.cells[b.id]
+            self.emit("local.set $xp", "local.set $xt", f"local.get {cell}", "local.get $xt",
+                      "i32.store", f"local.get {cell}", "local.get $xp", "i64.store offset=8")
+        else:
+            self.declare(b)
+
+    def operand_of(self, b: Binding) -> Operand | None:
+        """A binding readable without side effects in place (plain locals only)."""
+        if b.captured or b.module_global is not None:
+            return None
+        t, p = self._locals_of(b)
+        return Operand(f"local.get {t}", f"local.get {p}")
+
+    def load(self, b: Binding) -> None:
+        if b.module_global is not None:
+            self.emit(f"global.get {b.module_global}t", f"global.get {b.module_global}p")
+        elif b.captured:
+            cell = self.cells[b.id]
+            self.emit(f"local.get {cell}", "i32.load", f"local.get {cell}", "i64.load offset=8")
+        else:
+            t, p = self._locals_of(b)
+            self.emit(f"local.get {t}", f"local.get {p}")
+
+    # -- output ----------------------------------------------------------------------
+
+    def finish(self, header: str) -> str:
+        lines = [header, *self.locals, *self.out, ")"]
+        return "\n  ".join(lines)
+

@@ -1,0 +1,125 @@
+"""Assembling the script module: functions, imports, strings and the entry point.
+
+:func:`generate` compiles every function of a resolved program with
+:class:`~._codegen.FunctionCompiler` and wraps them into one WAT module
+that imports what it uses from rt and exports ``main`` (see ABI.md).
+"""
+
+from __future__ import annotations
+
+from . import _ast as A
+from ._codegen import FunctionCompiler
+from ._emitter import ARRAY, CLOSURE_TABLE_BASE, EXC, ModuleBuilder
+from ._resolver import FnRef, Resolution
+
+__all__ = ["generate"]
+
+
+def _wat_bytes(data: bytes) -> str:
+    out = []
+    for c in data:
+        if 0x20 <= c < 0x7F and c not in (0x22, 0x5C):
+            out.append(chr(c))
+        else:
+            out.append(f"\\{c:02x}")
+    return "".join(out)
+
+
+def _params(n: int) -> str:
+    return " ".join("(param i32 i64)" for _ in range(n))
+
+
+def generate(res: Resolution, init_order: list[int]) -> str:
+    """Generate the WAT text of the script module for a resolved program.
+
+    ``init_order`` lists the imported modules (indices into ``res.modules``)
+    so that every module comes after the modules it imports; their top-level
+    code runs in that order before the main script's.
+    """
+    mb = ModuleBuilder(res)
+    # script functions
+    for mod in res.modules:
+        for fn in mod.script.functions:
+            params = res.params[id(fn)]
+            f = FunctionCompiler(mb, mod.index)
+            f.body(fn.body, params, 0)
+            ref = FnRef(mod.index, fn.name, len(params))
+            mb.funcs.append(f.finish(f"(func {ref.wasm_name} {_params(len(params))} (result i32 i64)"))
+    # module initialisers and the main body
+    inits: list[str] = []
+    for mod in [res.modules[i] for i in init_order] + [res.modules[0]]:
+        f = FunctionCompiler(mb, mod.index)
+        f.body(mod.script.body)
+        name = f"$init{mod.index}"
+        inits.append(name)
+        mb.funcs.append(f.finish(f"(func {name} (result i32 i64)"))
+        for st in mod.script.body.stmts:
+            if isinstance(st, A.Let) and id(st) in res.bindings:
+                b = res.bindings[id(st)]
+                if b.module_global is not None:
+                    mb.globals.append(f"(global {b.module_global}t (mut i32) (i32.const 0))")
+                    mb.globals.append(f"(global {b.module_global}p (mut i64) (i64.const 0))")
+    # closures (they may create closures, so loop until all are emitted)
+    emitted = 0
+    while emitted < len(res.closure_order):
+        c = res.closure_order[emitted]
+        info = res.closures[id(c)]
+        f = FunctionCompiler(mb, info.module)
+        for j, b in enumerate(info.captures):
+            cell = f.local(f"$c{b.id}", "i32")
+            f.cells[b.id] = cell
+            f.emit("local.get 0", f"i32.load offset={4 * j}", f"local.set {cell}")
+        f.body(c.body, info.params, 1)
+        mb.closure_arities.add(len(info.params))
+        mb.funcs.append(f.finish(
+            f"(func $closure{info.slot} (param i32) {_params(len(info.params))} (result i32 i64)"))
+        emitted += 1
+    return _assemble(mb, inits)
+
+
+# value semantics: copy arrays and maps, pass everything else through (no rt call)
+_COPY_FUNC = f"""  (func $copy (param i32 i64) (result i32 i64)
+    local.get 0 i32.const {ARRAY} i32.sub i32.const 1 i32.le_u
+    if local.get 0 local.get 1 call $rt_copy return end
+    local.get 0 local.get 1)"""
+
+
+def _assemble(mb: ModuleBuilder, inits: list[str]) -> str:
+    main = FunctionCompiler(mb, 0)
+    main.locals = []
+    main.emit("local.get 0", "local.get 1", f"call {mb.use('rt_begin')}", "if",
+              f"call {mb.use('rt_output')}", "return", "end")
+    if mb.data:
+        main.emit(f"i32.const {len(mb.data)}", f"call {mb.use('rt_alloc')}", "global.set $strbase",
+                  "global.get $strbase", "i32.const 0", f"i32.const {len(mb.data)}", "memory.init $strs",
+                  "data.drop $strs")
+    for name in inits[:-1]:
+        main.emit(f"call {name}", "local.set 3", "local.tee 2", f"i32.const {EXC}", "i32.eq", "if",
+                  "local.get 2", "local.get 3", f"call {mb.use('rt_finish')}", "return", "end")
+    main.emit(f"call {inits[-1]}", f"call {mb.use('rt_finish')}")
+    main_text = main.finish(
+        '(func (export "main") (param i32 i32) (result i32) (local i32) (local i64)')
+    nclosures = len(mb.res.closure_order)
+    parts = ["(module"]
+    for n in sorted(mb.closure_arities):
+        parts.append(f"  (type $clo{n} (func (param i32) {_params(n)} (result i32 i64)))")
+    table = CLOSURE_TABLE_BASE + nclosures
+    parts.append(f'  (import "env" "__indirect_function_table" (table {table} funcref))')
+    parts.append('  (import "rt" "memory" (memory 0))')
+    for name, (ps, rs) in mb.imports.items():
+        p = f" (param {ps})" if ps else ""
+        r = f" (result {rs})" if rs else ""
+        parts.append(f'  (import "rt" "{name}" (func ${name}{p}{r}))')
+    parts.append("  (global $strbase (mut i32) (i32.const 0))")
+    if "rt_copy" in mb.imports:
+        parts.append(_COPY_FUNC)
+    parts.extend("  " + g for g in mb.globals)
+    if mb.data:
+        parts.append(f'  (data $strs "{_wat_bytes(bytes(mb.data))}")')
+    if nclosures:
+        names = " ".join(f"$closure{i}" for i in range(nclosures))
+        parts.append(f"  (elem (i32.const {CLOSURE_TABLE_BASE}) func {names})")
+    parts.extend("  " + f for f in mb.funcs)
+    parts.append("  " + main_text)
+    parts.append(")")
+    return "\n".join(parts) + "\n"
