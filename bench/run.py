@@ -1,0 +1,491 @@
+"""peerbox benchmark (issue 3, "Performance"): peerbox scripts next to CPython.
+
+Usage (from the repo root; ``make bench`` runs the first form):
+
+    .venv/bin/python bench/run.py                 # full run, writes bench/results/
+    .venv/bin/python bench/run.py --quick         # tiny sizes, one repeat, writes nothing
+    .venv/bin/python bench/run.py --only fib,loop --repeat 5
+    .venv/bin/python bench/run.py --quick --results-dir /tmp/out
+
+Each workload is a peerbox script in ``bench/programs/NAME.rhai`` and the same
+program in ``bench/programs/NAME.py`` (a ``main(params)`` function). The script
+is compiled and run once (untimed), then ``prog.run(params=...)`` and
+``main(params)`` are timed alternately, best of N, in this process; both must
+give the same value. The ratio is CPython time / peerbox time, so >1 means peerbox
+is faster. Compile time is measured cold (a fresh cache directory and a source
+made unique by a nonce comment, so no cache can answer) and split into the
+front end (``compile_to_wat``) and wasmtime's compilation of the WAT.
+
+A full run writes the table as markdown and JSON (with machine information)
+to ``bench/results/<date>-<shortsha>.{md,json}`` and ``bench/results/latest.md``.
+A row that fails (compile error, runtime error, wrong value) is reported in
+the table as ERROR/WRONG rather than aborting the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+PROGRAMS = BENCH_DIR / "programs"
+RESULTS = BENCH_DIR / "results"
+
+# A private cache directory for the whole run, set before peerbox is imported,
+# so the benchmark neither reads nor pollutes the user's compiled-module cache.
+_CACHE_TMP = tempfile.TemporaryDirectory(prefix="peerbox-bench-cache-")
+os.environ["PEERBOX_CACHE_DIR"] = _CACHE_TMP.name
+
+sys.path.insert(0, str(BENCH_DIR))
+import gen_script  # noqa: E402
+
+
+# -- sizes ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Workload:
+    name: str          # row name and program file stem
+    title: str         # what the row shows
+    full: int          # params.n in a full run
+    quick: int         # params.n with --quick
+    target: float | None = None   # minimum CPython/peerbox ratio, if any
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("fib", "recursive fib(n)", 27, 12, target=10.0),
+    Workload("loop_while", "sum n ints, while loop", 10_000_000, 10_000, target=10.0),
+    Workload("loop_for", "sum n ints, for i in 0..n", 10_000_000, 10_000, target=10.0),
+    Workload("string", "string of n parts (s += `<${i}>`)", 10_000, 200),
+    Workload("map", "insert + read n map keys", 10_000, 200),
+    Workload("sort", "LCG n ints, then sort", 100_000, 1_000),
+)
+
+ROW_BUDGET = 1.5                   # seconds a workload row may keep sampling after `repeat` rounds
+MAX_ROUNDS = 25
+COMPILE_LINES = (1000, 200)        # (full, quick) lines of the generated script
+COMPILE_TARGET_MS = 50.0           # per 1,000 lines, total
+TRIVIAL_ITERS = (3000, 50)         # (full, quick) runs per timing batch
+TRIVIAL_TARGET_US = 100.0
+
+ROW_NAMES = [w.name for w in WORKLOADS] + [
+    "compile_frontend", "compile_wasmtime", "compile_total", "trivial_run", "trivial_compile_run",
+]
+
+
+# -- results --------------------------------------------------------------------
+
+@dataclass
+class Row:
+    name: str
+    title: str
+    size: str
+    peerbox: float | None = None     # seconds (workloads), ms/1000 lines (compile), µs (trivial)
+    cpython: float | None = None     # seconds, workloads only
+    unit: str = "s"
+    target: str = "—"
+    status: str = ""                 # PASS / MISS / "" (no target) / ERROR / WRONG
+    note: str = ""
+    samples: list[float] = field(default_factory=list)          # wall clock, every repeat
+    cpython_samples: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)              # thread CPU time, every repeat
+    cpython_cpu: list[float] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.peerbox and self.cpython and self.unit == "s":
+            return self.cpython / self.peerbox
+        return None
+
+
+def _fmt_time(v: float | None, unit: str) -> str:
+    if v is None:
+        return "—"
+    if unit == "s":
+        if v >= 1.0:
+            return f"{v:.2f} s"
+        if v >= 1e-3:
+            return f"{v * 1e3:.1f} ms"
+        return f"{v * 1e6:.0f} µs"
+    if unit == "ms/1000 lines":
+        return f"{v:.1f} ms"
+    if unit == "µs":
+        return f"{v:.1f} µs"
+    return f"{v:g} {unit}"
+
+
+def _fmt_ratio(r: float | None) -> str:
+    if r is None:
+        return "—"
+    return f"{r:.1f}×" if r >= 1 else f"{r:.2f}×"
+
+
+def render_table(rows: list[Row]) -> str:
+    head = ["benchmark", "size", "peerbox", "CPython", "CPython/peerbox (>1 = peerbox faster)",
+            "target", "status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        status = r.status + (f" ({r.note})" if r.note else "")
+        cells = [r.name + " — " + r.title, r.size, _fmt_time(r.peerbox, r.unit),
+                 _fmt_time(r.cpython, r.unit), _fmt_ratio(r.ratio), r.target, status]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+# -- timing ---------------------------------------------------------------------
+
+def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float], Any]:
+    """Run ``fn`` ``repeat`` times; the fastest wall time, all times, the last value."""
+    samples: list[float] = []
+    cpu: list[float] = []
+    value: Any = None
+    for _ in range(repeat):
+        value = _timed(fn, samples, cpu)
+    return min(samples), samples, value
+
+
+def load_py(name: str) -> Callable[[dict[str, Any]], Any]:
+    path = PROGRAMS / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_prog_{name}", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main  # type: ignore[no-any-return]
+
+
+def _err(e: BaseException) -> str:
+    msg = f"{type(e).__name__}: {e}".strip().splitlines()
+    return msg[0][:160] if msg else type(e).__name__
+
+
+# -- rows -----------------------------------------------------------------------
+
+def bench_workload(w: Workload, quick: bool, repeat: int) -> Row:
+    """Time one workload, alternating CPython and peerbox runs.
+
+    Alternating means a burst of load from other processes hits both sides
+    alike; the best of the ``repeat`` samples of each is reported.
+    """
+    import peerbox
+
+    n = w.quick if quick else w.full
+    row = Row(w.name, w.title, f"n={n:_}")
+    if w.target is not None:
+        row.target = f"≥ {w.target:g}×"
+    params = {"n": n}
+    main = load_py(w.name)
+    gc.collect()
+    try:
+        src = (PROGRAMS / f"{w.name}.rhai").read_text()
+        prog = peerbox.compile(src, filename=f"{w.name}.rhai")
+        prog.run(params=params)   # warm-up: the first run of a new program costs ~0.2-1 ms more
+    except Exception as e:  # noqa: BLE001 - a failing row is reported, not fatal
+        row.status, row.note = "ERROR", _err(e)
+        return row
+    expected: Any = None
+    res: Any = None
+    t_row = time.perf_counter()
+    rounds = 0
+    # At least `repeat` rounds; short rows keep alternating for up to ROW_BUDGET
+    # seconds (MAX_ROUNDS at most), so a burst of load elsewhere rarely decides a best-of.
+    while rounds < repeat or (not quick and rounds < MAX_ROUNDS
+                              and time.perf_counter() - t_row < ROW_BUDGET):
+        rounds += 1
+        expected = _timed(lambda: main(params), row.cpython_samples, row.cpython_cpu)
+        try:
+            res = _timed(lambda: prog.run(params=params), row.samples, row.cpu)
+        except Exception as e:  # noqa: BLE001
+            row.status, row.note = "ERROR", _err(e)
+            row.samples.clear()
+            break
+    row.cpython = min(row.cpython_samples)
+    if row.status == "ERROR":
+        return row
+    row.peerbox = min(row.samples)
+    if res.value != expected:
+        row.status, row.note = "WRONG", f"peerbox {res.value!r} != CPython {expected!r}"
+    elif w.target is not None:
+        row.status = "PASS" if (row.ratio or 0) >= w.target else "MISS"
+    return row
+
+
+def _timed(fn: Callable[[], Any], wall: list[float], cpu: list[float]) -> Any:
+    """Call ``fn`` once with the cyclic GC paused (as timeit does), appending
+    its wall and this thread's CPU seconds.
+
+    Not ``gc.collect()`` before every sample: a collection right before a
+    short peerbox run makes that run ~0.1-0.2 ms slower (cold caches).
+    """
+    gc.disable()
+    try:
+        c0 = time.thread_time()
+        t0 = time.perf_counter()
+        value = fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+    finally:
+        gc.enable()
+    return value
+
+
+def _engine_for_wat() -> Callable[[str], Any]:
+    """A function compiling WAT to a wasmtime Module with the engine peerbox uses.
+
+    Uses the default Sandbox's ``compile_wat`` (so fuel/epoch instrumentation
+    and Cranelift settings are the real ones); falls back to an engine
+    configured the same way if that API is missing.
+    """
+    import wasmtime
+
+    try:
+        from peerbox._program import default_sandbox
+
+        return default_sandbox().compile_wat  # type: ignore[no-any-return]
+    except (ImportError, AttributeError):
+        cfg = wasmtime.Config()
+        cfg.consume_fuel = True
+        cfg.epoch_interruption = True
+        cfg.cranelift_opt_level = "speed"
+        engine = wasmtime.Engine(cfg)
+        return lambda wat: wasmtime.Module(engine, wat)
+
+
+def bench_compile(quick: bool, repeat: int) -> list[Row]:
+    import peerbox
+    from peerbox.wasm_guests.lang import compile_to_wat
+
+    lines_min = COMPILE_LINES[1] if quick else COMPILE_LINES[0]
+    per = 1000.0 / gen_script.line_count(gen_script.generate(lines_min))
+    size = f"{gen_script.line_count(gen_script.generate(lines_min))} lines"
+    rows = [Row("compile_frontend", "lex/parse/check/codegen to WAT", size, unit="ms/1000 lines"),
+            Row("compile_wasmtime", "wasmtime compiles the WAT", size, unit="ms/1000 lines"),
+            Row("compile_total", "peerbox.compile, cold cache", size, unit="ms/1000 lines",
+                target=f"< {COMPILE_TARGET_MS:g} ms")]
+    counter = iter(range(1_000_000))
+
+    def fresh() -> str:
+        return gen_script.generate(lines_min, nonce=f"{os.getpid()}-{time.time_ns()}-{next(counter)}")
+
+    def ms(row: Row, t: float, samples: list[float]) -> None:
+        row.peerbox, row.samples = t * 1e3 * per, [x * 1e3 * per for x in samples]
+
+    try:
+        import wasmtime
+
+        peerbox.compile("1")                      # load rt and import the compiler, untimed
+        compile_to_wat(fresh(), "gen.rhai")
+        wats: list[str] = []
+        t, s, _ = best_of(lambda: wats.append(compile_to_wat(fresh(), "gen.rhai").wat), repeat)
+        ms(rows[0], t, s)
+        to_module = _engine_for_wat()
+        it = iter(wats)
+        t, s, _ = best_of(lambda: to_module(next(it)), repeat)
+        ms(rows[1], t, s)
+        t_parse, _, _ = best_of(lambda: wasmtime.wat2wasm(wats[0]), repeat)
+        rows[1].note = (f"of which WAT text → wasm binary {t_parse * 1e3 * per:.1f} ms; "
+                        f"WAT {len(wats[0]) / 1024:.0f} KiB")
+        t, s, _ = best_of(lambda: peerbox.compile(fresh(), filename="gen.rhai"), repeat)
+        ms(rows[2], t, s)
+        front, back, total = rows[0].peerbox or 0.0, rows[1].peerbox or 0.0, rows[2].peerbox or 0.0
+        rows[2].status = "PASS" if total < COMPILE_TARGET_MS else "MISS"
+        rest = total - front - back
+        rows[2].note = f"rest (hashing, serialize, cache write, noise): {rest:.1f} ms"
+    except Exception as e:  # noqa: BLE001
+        for r in rows:
+            if r.peerbox is None:
+                r.status, r.note = "ERROR", _err(e)
+        return rows
+    try:
+        # The generated script must also run, so the compiler is timed on a valid program.
+        res = peerbox.compile(fresh(), filename="gen.rhai").run()
+        want = gen_script.expected_value(lines_min)
+        if res.value != want:
+            raise ValueError(f"value {res.value!r}, expected {want!r}")
+    except Exception as e:  # noqa: BLE001
+        rows[2].status, rows[2].note = "WRONG", f"the generated script fails to run: {_err(e)}"
+    return rows
+
+
+def bench_trivial(quick: bool, repeat: int) -> list[Row]:
+    import peerbox
+
+    iters = TRIVIAL_ITERS[1] if quick else TRIVIAL_ITERS[0]
+    target = f"< {TRIVIAL_TARGET_US:g} µs"
+    rows = [Row("trivial_run", 'prog.run(), prog = peerbox.compile("1")', f"{iters} runs",
+                unit="µs", target=target),
+            Row("trivial_compile_run", 'peerbox.compile("1").run(), warm cache', f"{iters} runs",
+                unit="µs", target=target)]
+
+    def batch(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def go() -> Any:
+            v = None
+            for _ in range(iters):
+                v = fn()
+            return v
+        return go
+
+    for row, fn in ((rows[0], None), (rows[1], lambda: peerbox.compile("1").run())):
+        try:
+            if fn is None:
+                prog = peerbox.compile("1")
+                fn = prog.run
+            for _ in range(max(3, iters // 10)):   # warm-up
+                res = fn()
+            if res.value != 1:
+                row.status, row.note = "WRONG", f"value {res.value!r}"
+                continue
+            t, s, _ = best_of(batch(fn), repeat)
+            row.peerbox, row.samples = t / iters * 1e6, [x / iters * 1e6 for x in s]
+            row.status = "PASS" if row.peerbox < TRIVIAL_TARGET_US else "MISS"
+        except Exception as e:  # noqa: BLE001
+            row.status, row.note = "ERROR", _err(e)
+    return rows
+
+
+# -- machine info and output ----------------------------------------------------
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_DIR, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def ver(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    commit = _git("rev-parse", "HEAD")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "wasmtime": ver("wasmtime"),
+        "peerbox": ver("peerbox"),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit,
+        "short_commit": commit[:7],
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
+def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namespace) -> str:
+    dirty = " (uncommitted changes)" if info["dirty"] else ""
+    return "\n".join([
+        f"# peerbox benchmark — {info['date'][:10]}, commit {info['short_commit']}{dirty}",
+        "",
+        f"- CPU: {info['cpu']}, {info['cores']} cores; {info['platform']}",
+        f"- {info['python']}, wasmtime {info['wasmtime']}, peerbox {info['peerbox']}",
+        f"- wall-clock times, best of at least {args.repeat} runs{' (--quick)' if args.quick else ''} "
+        f"(short rows alternate CPython and peerbox runs for up to {ROW_BUDGET:g} s); peerbox rows "
+        "time `prog.run(params=...)` of an already compiled program, instantiation included.",
+        "",
+        render_table(rows),
+        "",
+    ])
+
+
+def write_results(rows: list[Row], info: dict[str, Any], args: argparse.Namespace,
+                  out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{info['date'][:10]}-{info['short_commit'] or 'nogit'}"
+    md = render_markdown(rows, info, args)
+    doc = {
+        "machine": info,
+        "quick": args.quick,
+        "repeat": args.repeat,
+        "rows": [dict(asdict(r), ratio=r.ratio) for r in rows],
+    }
+    paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.json", out_dir / "latest.md"]
+    paths[0].write_text(md)
+    paths[1].write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    paths[2].write_text(md)
+    return paths
+
+
+# -- main -----------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes and one repeat (a smoke test; writes nothing unless --results-dir)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated row names or prefixes (e.g. fib,loop,compile); "
+                    f"rows: {', '.join(ROW_NAMES)}")
+    ap.add_argument("--repeat", type=int, default=None, help="best of at least N runs (default 5, --quick 1)")
+    ap.add_argument("--results-dir", type=Path, default=None,
+                    help=f"where to write results (default {RESULTS.relative_to(REPO_DIR)} for a full run)")
+    ap.add_argument("--no-write", action="store_true", help="print the table only")
+    args = ap.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 5
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    if only and not any(r.startswith(o) for o in only for r in ROW_NAMES):
+        ap.error(f"--only {args.only!r} matches no row; rows: {', '.join(ROW_NAMES)}")
+
+    def wanted(name: str) -> bool:
+        return not only or any(name.startswith(o) for o in only)
+
+    t_start = time.perf_counter()
+    rows: list[Row] = []
+    try:
+        import peerbox  # noqa: F401
+    except Exception:
+        traceback.print_exc()
+        print("bench: cannot import peerbox", file=sys.stderr)
+        return 1
+    for w in WORKLOADS:
+        if wanted(w.name):
+            print(f"bench: {w.name} ...", file=sys.stderr, flush=True)
+            rows.append(bench_workload(w, args.quick, args.repeat))
+    if any(wanted(n) for n in ROW_NAMES if n.startswith("compile")):
+        print("bench: compile ...", file=sys.stderr, flush=True)
+        rows += [r for r in bench_compile(args.quick, args.repeat) if wanted(r.name)]
+    if any(wanted(n) for n in ROW_NAMES if n.startswith("trivial")):
+        print("bench: trivial ...", file=sys.stderr, flush=True)
+        rows += [r for r in bench_trivial(args.quick, args.repeat) if wanted(r.name)]
+
+    info = machine_info()
+    print(render_markdown(rows, info, args))
+    print(f"(bench took {time.perf_counter() - t_start:.1f} s)", file=sys.stderr)
+    # Only a full, unfiltered run updates bench/results/ by default.
+    out_dir = args.results_dir or (None if args.quick or only else RESULTS)
+    if out_dir is not None and not args.no_write:
+        for p in write_results(rows, info, args, out_dir):
+            print(f"bench: wrote {p}", file=sys.stderr)
+    bad = [r.name for r in rows if r.status in ("ERROR", "WRONG")]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
