@@ -65,6 +65,9 @@ test: venv check-rt
 demo: venv
 	@echo '$$ peerbox run examples/demo.rhai --param who=world --param n=10'
 	@$(VENV)/bin/peerbox run examples/demo.rhai --param who=world --param n=10
+	@echo
+	@echo '$$ peerbox run examples/demo.rhai --param n=5 --json    # the value as one JSON document (log on stderr)'
+	@$(VENV)/bin/peerbox run examples/demo.rhai --param n=5 --json
 
 bench: venv
 	$(VPY) bench/run.py

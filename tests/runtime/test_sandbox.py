@@ -80,7 +80,7 @@ def test_timeout(sandbox: peerbox.Sandbox) -> None:
     assert "0.3 s timeout" in str(info.value)
     assert info.value.log == ["spinning"]
     assert info.value.exit_code == 5
-    assert 0.25 <= elapsed < 1.3 + 0.3
+    assert 0.25 <= elapsed < 3.0  # ends about when due; generous for a loaded machine
 
 
 def test_memory_bomb(sandbox: peerbox.Sandbox) -> None:
