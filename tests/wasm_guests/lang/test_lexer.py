@@ -145,7 +145,8 @@ def test_adjacent_strings_stay_separate() -> None:
 def test_interpolation_parts() -> None:
     (token,), errs = lex("`x = ${x + 1}!`")
     assert errs == [] and token.kind == "interp"
-    text1, expr, text2 = token.value  # type: ignore[misc]
+    assert isinstance(token.value, tuple)
+    text1, expr, text2 = token.value
     assert text1 == "x = " and text2 == "!"
     assert [t.kind for t in expr] == ["ident", "+", "int", "eof"]
     assert expr[0].span == Span("t.rhai", 1, 8, 1, 9)
@@ -216,6 +217,27 @@ def test_comment_errors() -> None:
 
 def test_shebang_only_on_the_first_line() -> None:
     assert errors("x\n#!y") == ["2:1: unexpected character '#'"]
+
+
+def test_byte_order_mark_is_skipped() -> None:
+    tokens, errs = lex("\ufefflet x")
+    assert errs == [] and [t.kind for t in tokens] == ["let", "ident"]
+    assert tokens[0].span.col == 2
+    assert kinds("\ufeff#!/bin/peerbox\nx") == ["ident"]
+
+
+_LONE = "in string (a lone surrogate is not Unicode text)"
+
+
+@pytest.mark.parametrize("src, expected", [
+    ('"a\udcffb"', [f"1:1: invalid character '\\udcff' {_LONE}"]),
+    ("`x\ud800`", [f"1:1: invalid character '\\ud800' {_LONE}"]),
+    ("`${ '\udfff' }`", [f"1:5: invalid character '\\udfff' {_LONE}"]),
+    ("x \udcff", ["1:3: unexpected character '\\udcff'"]),
+    ("// \udcff\nx", []),
+])
+def test_lone_surrogates(src: str, expected: list[str]) -> None:
+    assert errors(src) == expected
 
 
 def test_unknown_characters() -> None:

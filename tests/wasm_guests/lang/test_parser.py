@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from peerbox.wasm_guests.lang import _ast as A
 from peerbox.wasm_guests.lang._diagnostics import Diagnostics
-from peerbox.wasm_guests.lang._parser import parse
+from peerbox.wasm_guests.lang._parser import MAX_AST_HEIGHT, parse
 
 
 # -- helpers --------------------------------------------------------------------
@@ -566,17 +566,82 @@ def test_nesting_too_deep(opener: str, closer: str) -> None:
     assert len(errs) == 1 and errs[0].endswith("nesting too deep (more than 200 levels)"), errs
 
 
-@pytest.mark.parametrize("opener, closer", [("(", ")"), ("[", "]"), ("{", "}"), ("`${", "}`")])
-def test_nesting_within_the_limit_is_fine(opener: str, closer: str) -> None:
-    src = opener * 150 + "1" + closer * 150
-    assert errors(src) == []
+@pytest.mark.parametrize("opener, closer, depth", [
+    ("(", ")", 199), ("[", "]", 199), ("f(", ")", 199), ("`${", "}`", 199),
+    ("{", "}", 120), ("if a { ", "}", 120),
+])
+def test_nesting_within_the_limits_is_fine(opener: str, closer: str, depth: int) -> None:
+    assert errors(opener * depth + "1" + closer * depth) == []
 
 
-def test_long_chains_do_not_recurse() -> None:
-    n = 20000
-    for src in ["1" + " + 1" * n, "-" * n + "1", "!" * n + "x", "x" + ".y" * n,
-                "2" + " ** 2" * n, "if a {} " + "else if a {} " * n, "x" + "[0]" * 150]:
-        assert errors(src) == []
+def _height(node: object) -> int:
+    """Nodes on the longest root-to-leaf path (iterative, for any depth)."""
+    best = 0
+    stack = [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        best = max(best, d)
+        for name in getattr(n, "__slots__", ()):
+            value = getattr(n, name)
+            items = value if isinstance(value, tuple) else (value,)
+            for item in items:
+                if isinstance(item, tuple):  # map entries
+                    item = item[1]
+                if isinstance(item, A.Node) and not isinstance(item, A.Span):
+                    stack.append((item, d + 1))
+    return best
+
+
+CHAINS = [
+    ("1", " + 1"), ("", "-"), ("", "!"), ("x", ".y"), ("x", "[0]"), ("2", " ** 2"),
+    ("f(x)", ".g(1)"), ("a", " && a"), ("a", " .. a"),
+]
+
+
+@pytest.mark.parametrize("first, link", CHAINS)
+def test_operator_chains_count_toward_the_height_limit(first: str, link: str) -> None:
+    short = first + link * 200 + ("1" if not first else "")
+    script, errs = run(short)
+    assert errs == []
+    assert _height(script.body) <= MAX_AST_HEIGHT + 1
+    long = first + link * 20000 + ("1" if not first else "")
+    errs = errors(long)
+    assert len(errs) == 1 and "expression too complex" in errs[0], errs
+
+
+def test_long_else_if_chain_is_too_complex() -> None:
+    assert errors("if a {} " + "else if a {} " * 100) == []
+    errs = errors("if a {} " + "else if a {} " * 20000)
+    assert errs == ["1:1: expression too complex (more than 256 nested operations); "
+                    "split it up with 'let'"]
+
+
+def test_too_complex_statement_is_dropped_and_parsing_goes_on() -> None:
+    script, errs = run("let a = 1;\nlet b = " + "a + " * 300 + "a;\nlet c = 2 +;\nc")
+    assert errs == [
+        "2:9: expression too complex (more than 256 nested operations); split it up with 'let'",
+        "3:12: expected an expression, found ';'",
+    ]
+    assert sx(script.body) == "{(let a 1) => c}"
+
+
+@pytest.mark.parametrize("src", [
+    "(" * 199 + "x" + " + x" * 300 + ")" * 199,
+    "((" * 50 + "x" + (" + x)" * 2) * 50 + " + x" * 200,
+    "[" * 150 + "x" + " + x" * 120 + "]" * 150,
+    "{" * 100 + "-" * 100 + "x" + "}" * 100,
+    "f(" * 100 + "x" + ".y" * 100 + ")" * 100,
+    "`${" * 100 + "!" * 100 + "x" + "}`" * 100,
+    "if a { " * 60 + "x" + " + 1" * 150 + " }" * 60,
+    "|a| " * 100 + "a" + " * a" * 100,
+    "switch x { _ => " * 60 + "1" + " + 1" * 100 + " }" * 60,
+    "let v = #{a: " * 100 + "x" + " - x" * 100 + "}" * 100 + ";",
+])
+def test_every_returned_tree_respects_the_height_limit(src: str) -> None:
+    script, _ = run(src)
+    assert _height(script.body) <= MAX_AST_HEIGHT + 1
+    for fn in script.functions:
+        assert _height(fn) <= MAX_AST_HEIGHT
 
 
 def test_parse_restores_the_recursion_limit() -> None:
@@ -630,3 +695,44 @@ def test_random_token_soup_never_raises(parts: list[str], sep: str) -> None:
 @given(st.text(alphabet="(){}[]#|`$ab1;,=+-.\n\"'", max_size=300))
 def test_random_brackets_never_raise(src: str) -> None:
     parse(src, "f.rhai", Diagnostics())
+
+
+_WRAPPERS = [
+    "({})", "[{}]", "f({})", "{{ ({}) }}", "{} + 1", "1 * {}", "-{}", "!{}", "{}.y", "{}[0]",
+    "{}.m(1)", "`${{({})}}`", "|a| {}", "if a {{ ({}) }}", "if a {{ }} else {{ ({}) }}",
+    "switch a {{ _ => ({}) }}", "#{{k: {}}}", "{{ let v = {}; v }}", "{} ** 2", "2 ** {}",
+    "{} && b", "{}..5", "m::f({})", "{{ return {}; }}", "{{ while {} {{ }} }}",
+]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_WRAPPERS), min_size=1, max_size=600))
+def test_random_nesting_never_exceeds_the_height_limit(wrappers: list[str]) -> None:
+    src = "x"
+    for w in wrappers:
+        src = w.format(src)
+    script, errs = run(f"let r = {src};")
+    assert _height(script.body) <= MAX_AST_HEIGHT + 1
+    assert all("too deep" in e or "too complex" in e for e in errs), errs
+
+
+def test_parsing_in_threads_keeps_the_recursion_limit_consistent() -> None:
+    import threading
+
+    before = sys.getrecursionlimit()
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                assert errors("(" * 199 + "1" + ")" * 199) == []
+        except BaseException as e:  # noqa: BLE001 - any failure is what we look for
+            failures.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert sys.getrecursionlimit() == before
