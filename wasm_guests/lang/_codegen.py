@@ -26,7 +26,7 @@ import struct
 from . import _ast as A
 from ._builtins import Builtin
 from ._emitter import (
-    BOOL, CLOSURE_TABLE_BASE, EXC, FLOAT, FN, I64_MIN, INT, V, BINOPS, COMPARE,
+    BOOL, CLOSURE_TABLE_BASE, EXC, FLOAT, FN, I64_MAX, I64_MIN, INT, V, BINOPS, COMPARE,
     FRESH, Emitter, Operand,
 )
 from ._hostfns import HostFn
@@ -500,7 +500,14 @@ class FunctionCompiler(Emitter):
         """Instructions computing ``left op right`` for two ints (checked), or None."""
         a, b = left.payload, right.payload
         saved, self.out = self.out, []
-        if op in ("+", "-"):
+        if op in ("+", "-") and right.int_const is not None and right.int_const not in (0, I64_MIN):
+            # x ± c overflows iff x is beyond the bound c leaves: one comparison
+            c = right.int_const if op == "+" else -right.int_const
+            bound, test = (I64_MAX - c, "i64.gt_s") if c > 0 else (I64_MIN - c, "i64.lt_s")
+            self.emit(a, f"i64.const {bound}", test)
+            self.fail_if(span, overflow=True)
+            self.emit(f"i32.const {INT}", a, f"i64.const {c}", "i64.add")
+        elif op in ("+", "-"):
             r = self.fresh("r", "i64")
             self.emit(f"i32.const {INT}", a, b, "i64.add" if op == "+" else "i64.sub", f"local.tee {r}")
             # overflow iff the sign of the result differs from both (add) / from a and not b (sub)

@@ -20,6 +20,7 @@ CODEGEN_VERSION = "1"
 UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN = 0, 1, 2, 3, 4, 5, 6, 7
 EXC = 255
 I64_MIN = -(2**63)
+I64_MAX = 2**63 - 1
 
 V = "i32 i64"
 # rt imports used by generated code: name -> (params, results)
