@@ -1,0 +1,54 @@
+"""peerbox.hostcalls: host functions and storage backends.
+
+This package is the ONLY code that touches a peer's files. A script reaches
+storage through host calls (``fs::read`` ...), which the sandbox hands to a
+per-run :class:`Dispatch`; the Dispatch checks the arguments and the run's
+:class:`Budget` and calls the peer's :class:`Backend`:
+
+* :class:`FsBackend` — files under a root directory, resolved with directory
+  file descriptors and ``O_NOFOLLOW`` so nothing outside the root is ever
+  reached (see ``peerbox.hostcalls._fs``);
+* :class:`SqliteBackend` — rows of one SQLite database per peer.
+
+Both follow the same path rules (``peerbox.hostcalls._paths``), the same
+:class:`Quotas` and the same semantics, down to error messages. Refusals are
+:class:`HostCallError` (catchable by the script as ``e.kind``); a used-up
+budget is :class:`BudgetExceeded` (stops the run).
+
+Typical wiring::
+
+    backend = open_backend("fs", peer_dir / "files", Quotas())   # once per peer and process
+    dispatch = Dispatch(backend, Budget())                        # once per run
+    value = dispatch.call(op, args)                               # per host call
+"""
+
+from __future__ import annotations
+
+from ._backend import BACKEND_KINDS, Backend, Stat, open_backend
+from ._dispatch import Dispatch, Op
+from ._errors import KINDS as ERROR_KINDS
+from ._errors import BudgetExceeded, HostCallError
+from ._fs import FsBackend
+from ._limits import Budget, Quotas
+from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
+from ._sqlite import SqliteBackend
+
+__all__ = [
+    "HostCallError",
+    "BudgetExceeded",
+    "ERROR_KINDS",
+    "Quotas",
+    "Budget",
+    "Backend",
+    "Stat",
+    "FsBackend",
+    "SqliteBackend",
+    "BACKEND_KINDS",
+    "open_backend",
+    "Dispatch",
+    "Op",
+    "parse_path",
+    "TEMP_PREFIX",
+    "MAX_PATH_BYTES",
+    "MAX_NAME_BYTES",
+]
