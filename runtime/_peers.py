@@ -496,6 +496,10 @@ def _parse_toml(path: Path, error: _ErrorMaker) -> tuple[str, dict[str, Any]]:
         msg = str(exc)
         m = _TOML_WHERE.search(msg)
         if m is None:
+            if msg.endswith("(at end of document)"):  # point at the last line
+                last = max(1, len(text.splitlines()))
+                problem = f"invalid TOML: {msg[:-21].rstrip()} at the end of the file"
+                raise error(problem, last, None) from None
             raise error(f"invalid TOML: {msg}", None, None) from None
         raise error(f"invalid TOML: {msg[: m.start()]}", int(m.group(1)), int(m.group(2))) from None
 
