@@ -105,6 +105,7 @@ def _build_parser() -> _Parser:
         "1 a bug in peerbox",
     )
     parser.add_argument("--version", action="version", version=f"peerbox {__version__}")
+    # Each subcommand sets ``handler(args) -> exit code``; later commands plug in the same way.
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -117,11 +118,13 @@ def _build_parser() -> _Parser:
         p.add_argument("--stack", type=parse_size, metavar="BYTES", help="max wasm stack (default 1M)")
 
     pc = sub.add_parser("compile", help="compile a script and print its WebAssembly")
+    pc.set_defaults(handler=_cmd_compile)
     common(pc)
     pc.add_argument("--emit", choices=("wat", "wasm"), default="wat", help="output format (default wat)")
     pc.add_argument("-o", dest="output", metavar="OUT", help="write to OUT instead of stdout")
 
     pr = sub.add_parser("run", help="compile (or fetch from the cache) and run a script")
+    pr.set_defaults(handler=_cmd_run)
     common(pr)
     pr.add_argument("--param", action="append", default=[], metavar="K=V",
                     help="a param; V is parsed as JSON if it parses, else taken as a string")
@@ -324,9 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             args = _build_parser().parse_args(args_list)
             want_json = bool(getattr(args, "json", False))
-            if args.command == "compile":
-                return _cmd_compile(args)
-            return _cmd_run(args)
+            handler: Callable[[argparse.Namespace], int] = args.handler
+            return handler(args)
         except BrokenPipeError:
             raise
         except KeyboardInterrupt:
