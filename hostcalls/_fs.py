@@ -225,8 +225,27 @@ class FsBackend(Backend):
 
     # -- the walk ------------------------------------------------------------------------
 
-    def _dir_error(self, exc: OSError, dfd: int, prefix: tuple[str, ...]) -> HostCallError:
-        """Translate a failed ``openat(dfd, prefix[-1], O_DIRECTORY|O_NOFOLLOW)``."""
+    def _open_dir(self, dfd: int, prefix: tuple[str, ...]) -> int:
+        """``openat(dfd, prefix[-1], O_DIRECTORY|O_NOFOLLOW)``, errors translated.
+
+        ``not_found``, ``not_a_directory`` (a file), ``not_a_file`` (a symlink)
+        name ``prefix``. If the open fails because the entry is not a directory
+        but it is one when looked at right after (it was being swapped), the
+        open is retried a few times rather than reporting a state that never
+        settled.
+        """
+        name = prefix[-1]
+        for _ in range(4):
+            try:
+                return os.open(name, _DIR_FLAGS, dir_fd=dfd)
+            except OSError as exc:
+                error = self._dir_error(exc, dfd, prefix)
+                if error is not None:
+                    raise error from None
+        raise io_error(join(prefix), "the directory kept changing while being opened")
+
+    def _dir_error(self, exc: OSError, dfd: int, prefix: tuple[str, ...]) -> HostCallError | None:
+        """Translate a failed directory open; None if the entry is a directory after all."""
         path = join(prefix)
         if exc.errno == errno.ENOENT:
             return no_such_directory(path)
@@ -241,6 +260,7 @@ class FsBackend(Backend):
                 return symlink(path)
             if not st_mod.S_ISDIR(st.st_mode):
                 return not_a_directory(path)
+            return None
         return io_error(path, _reason(exc))
 
     def _walk(self, root: int, parts: tuple[str, ...], upto: int) -> int:
@@ -253,10 +273,7 @@ class FsBackend(Backend):
         fd = root
         try:
             for i in range(upto):
-                try:
-                    nfd = os.open(parts[i], _DIR_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    raise self._dir_error(exc, fd, parts[: i + 1]) from None
+                nfd = self._open_dir(fd, parts[: i + 1])
                 if fd != root:
                     os.close(fd)
                 fd = nfd
@@ -531,10 +548,10 @@ class FsBackend(Backend):
                     i = 0
                     while i < len(parts):  # descend through what exists
                         try:
-                            nfd = os.open(parts[i], _DIR_FLAGS, dir_fd=fd)
-                        except OSError as exc:
-                            if exc.errno != errno.ENOENT:
-                                raise self._dir_error(exc, fd, parts[: i + 1]) from None
+                            nfd = self._open_dir(fd, parts[: i + 1])
+                        except HostCallError as exc:
+                            if exc.kind != "not_found":
+                                raise
                             break
                         self._done(fd, root)
                         fd = nfd
@@ -550,10 +567,7 @@ class FsBackend(Backend):
                             pass  # created meanwhile from outside: open (and check) it below
                         except OSError as exc:
                             raise io_error(join(parts[: i + 1]), _reason(exc)) from None
-                        try:
-                            nfd = os.open(parts[i], _DIR_FLAGS, dir_fd=fd)
-                        except OSError as exc:
-                            raise self._dir_error(exc, fd, parts[: i + 1]) from None
+                        nfd = self._open_dir(fd, parts[: i + 1])
                         self._done(fd, root)
                         fd = nfd
                         i += 1

@@ -103,7 +103,8 @@ class SqliteBackend(Backend):
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             self._db.execute(
-                "INSERT OR IGNORE INTO files(path, parent, is_dir, data, modified) VALUES ('', NULL, 1, NULL, ?)",
+                "INSERT OR IGNORE INTO files(path, parent, is_dir, data, modified) "
+                "VALUES ('', NULL, 1, NULL, ?)",
                 (_now(),),
             )
             count, size = self._db.execute(

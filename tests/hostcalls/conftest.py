@@ -1,0 +1,90 @@
+"""Fixtures for the host-call and storage-backend tests.
+
+``make_backend`` is parametrized over every backend kind, so a test that
+uses it runs once per backend: that is how the conformance suite shows both
+backends behave the same.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from peerbox.hostcalls import BACKEND_KINDS, Backend, Quotas, open_backend
+
+MakeBackend = Callable[..., Backend]
+
+
+def _location(base: Path, kind: str, peer: str = "alice") -> Path:
+    """Where a peer's storage lives under ``base`` (the ``peerbox init`` layout)."""
+    peer_dir = base / "peers" / peer
+    return peer_dir / "files" if kind == "fs" else peer_dir / "store.sqlite"
+
+
+@pytest.fixture(params=BACKEND_KINDS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def make_backend(backend_kind: str, tmp_path: Path) -> Iterator[MakeBackend]:
+    """``make_backend(quotas=None, peer="alice") -> Backend`` of this test's kind; closed afterwards.
+
+    Calling it twice for the same peer re-opens the same storage (close the
+    first one before, as a real process would).
+    """
+    opened: list[Backend] = []
+
+    def make(quotas: Quotas | None = None, peer: str = "alice") -> Backend:
+        backend = open_backend(backend_kind, _location(tmp_path, backend_kind, peer), quotas)
+        opened.append(backend)
+        return backend
+
+    yield make
+    for backend in opened:
+        backend.close()
+
+
+@pytest.fixture
+def backend(make_backend: MakeBackend) -> Backend:
+    """A fresh, empty backend of each kind with the default quotas."""
+    return make_backend()
+
+
+def _snapshot(top: Path) -> dict[str, tuple[object, ...]]:
+    """Everything observable about the tree at ``top``, links not followed.
+
+    Maps each relative path to (type, size, mtime_ns, content or link target),
+    the top directory included: used to show an operation changed nothing.
+    """
+    result: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        for name in [".", *dirnames, *filenames]:
+            path = Path(dirpath) / name
+            rel = os.path.relpath(path, top)
+            st = path.lstat()
+            if path.is_symlink():
+                result[rel] = ("link", os.readlink(path))
+            elif path.is_dir():
+                result[rel] = ("dir", st.st_mtime_ns, tuple(sorted(os.listdir(path))))
+            elif path.is_file():
+                result[rel] = ("file", st.st_size, st.st_mtime_ns, path.read_bytes())
+            else:
+                result[rel] = ("other", st.st_mode, st.st_mtime_ns)
+    return result
+
+
+@pytest.fixture(name="snapshot")
+def snapshot_fixture() -> Callable[[Path], dict[str, tuple[object, ...]]]:
+    """The function :func:`_snapshot` (conftest modules are not importable)."""
+    return _snapshot
+
+
+@pytest.fixture(name="location")
+def location_fixture() -> Callable[..., Path]:
+    """``location(base, kind, peer="alice")``: where a peer's storage lives under ``base``."""
+    return _location
