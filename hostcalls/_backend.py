@@ -89,8 +89,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def exists(self, path: str) -> bool:
-        """True if a file or directory is at ``path``; False if nothing is, or
-        a component on the way is missing or not a directory."""
+        """True if an entry is at ``path``; False if nothing is, or a component
+        on the way is missing or not a directory (or, on the file system, a
+        symlink: it is not followed). On the file system "an entry" includes
+        the symlinks and special files other operations refuse (the name is
+        inside the root; nothing is learnt about a link's target)."""
 
     @abc.abstractmethod
     def delete(self, path: str) -> None:

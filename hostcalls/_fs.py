@@ -407,6 +407,13 @@ class FsBackend(Backend):
             self._leave()
 
     def write_bytes(self, path: str, data: bytes) -> None:
+        self._store(path, bytes(data), append=False)
+
+    def append_bytes(self, path: str, data: bytes) -> int:
+        return self._store(path, bytes(data), append=True)
+
+    def _store(self, path: str, data: bytes, *, append: bool) -> int:
+        """Write (or append) ``data`` atomically after the quota check; the new size."""
         parts = parse_path(path)
         p = join(parts)
         if not parts:
@@ -418,37 +425,15 @@ class FsBackend(Backend):
                 try:
                     st = self._existing_file(dfd, parts[-1], p)
                     old = None if st is None else st.st_size
+                    if append and st is not None:
+                        before = self._read_at(dfd, parts[-1], p)
+                        old = len(before)
+                        data = before + data
                     self.quotas.check_file(self._usage, p, old, len(data))
                     self._replace(dfd, parts[-1], data, p)
                     self._usage.bytes += len(data) - (old or 0)
                     self._usage.files += old is None
-                finally:
-                    self._done(dfd, root)
-        finally:
-            self._leave()
-
-    def append_bytes(self, path: str, data: bytes) -> int:
-        parts = parse_path(path)
-        p = join(parts)
-        if not parts:
-            raise is_a_directory(p)
-        root = self._enter()
-        try:
-            with self._lock:
-                dfd = self._walk(root, parts, len(parts) - 1)
-                try:
-                    st = self._existing_file(dfd, parts[-1], p)
-                    old = None
-                    content = bytes(data)
-                    if st is not None:
-                        before = self._read_at(dfd, parts[-1], p)
-                        old = len(before)
-                        content = before + content
-                    self.quotas.check_file(self._usage, p, old, len(content))
-                    self._replace(dfd, parts[-1], content, p)
-                    self._usage.bytes += len(content) - (old or 0)
-                    self._usage.files += old is None
-                    return len(content)
+                    return len(data)
                 finally:
                     self._done(dfd, root)
         finally:
@@ -464,7 +449,10 @@ class FsBackend(Backend):
             if parts:
                 fd = self._walk(root, parts, len(parts))
             else:
-                fd = os.open(".", _DIR_FLAGS, dir_fd=root)
+                try:
+                    fd = os.open(".", _DIR_FLAGS, dir_fd=root)
+                except OSError as exc:
+                    raise io_error("", _reason(exc)) from None
             try:
                 names = os.listdir(fd)
             except OSError as exc:
@@ -582,7 +570,10 @@ class FsBackend(Backend):
         root = self._enter()
         try:
             if not parts:
-                st = os.fstat(root)
+                try:
+                    st = os.fstat(root)
+                except OSError as exc:
+                    raise io_error("", _reason(exc)) from None
                 return Stat(0, True, int(st.st_mtime))
             dfd = self._walk(root, parts, len(parts) - 1)
             try:

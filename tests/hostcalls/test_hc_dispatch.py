@@ -223,3 +223,16 @@ def test_raw_storage_errors_become_io_error_without_details(exc: BaseException) 
 def test_stat_type() -> None:
     st = Stat(1, False, 2)
     assert (st.size, st.is_dir, st.modified) == (1, False, 2)
+
+
+def test_ops_agree_with_the_compilers_host_function_table() -> None:
+    """Every host function the language knows reaches the op of the same name and arity."""
+    from peerbox.wasm_guests.lang._hostfns import HOST_FUNCTIONS
+
+    assert sorted(h.op for h in HOST_FUNCTIONS) == sorted(int(op) for op in Op)
+    for h in HOST_FUNCTIONS:
+        assert Op(h.op).name.lower() == h.name
+        with pytest.raises(HostCallError) as info:
+            Dispatch(None).call(h.op, [None] * (h.arity + 1))
+        plural = "" if h.arity == 1 else "s"
+        assert info.value.message == f"{h.qualname} takes {h.arity} argument{plural}, got {h.arity + 1}"
