@@ -7,6 +7,12 @@ The embedding API::
     res = prog.run(params={"a": 1}, limits=peerbox.Limits(timeout=5.0, memory=64 << 20))
     res.value, res.log, res.fuel_used                        # raises peerbox.ScriptError / LimitExceeded
 
+Running as a peer (its storage for ``fs::``, its ``logic/`` for imports)::
+
+    with peerbox.Contexts(root="peerbox-data") as peers:
+        alice = peers.get("alice")
+        res = alice.run(alice.compile('fs::write("hello.txt", "hi")'))
+
 Every error peerbox raises on purpose is a :class:`peerbox.Error`; each kind
 has a subclass and a CLI exit code (``UsageError`` 2, ``CompileError`` 3,
 ``ScriptError`` 4, ``LimitExceeded`` 5).
@@ -17,6 +23,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
+from ._context import Contexts, PeerContext
+from ._identity import IdentityError, KeyPair
+from ._peers import Peer, PeerError, PeerStore
 from ._program import Limits, Program, Result, compile
 from ._sandbox import Sandbox
 from .wasm_guests.lang._diagnostics import CompileError
@@ -34,4 +43,11 @@ __all__ = [
     "ScriptError",
     "LimitExceeded",
     "ValueConversionError",
+    "Peer",
+    "PeerStore",
+    "PeerError",
+    "PeerContext",
+    "Contexts",
+    "KeyPair",
+    "IdentityError",
 ]

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
+from ._cli_peers import add_parsers, add_root_argument
 from ._errors import Error, LimitExceeded, ScriptError, UsageError
 
 __all__ = ["main", "parse_param", "parse_size"]
@@ -136,6 +137,13 @@ def _build_parser() -> _Parser:
                     help="wall-clock limit in seconds, or 'none' (default 10)")
     pr.add_argument("--memory", type=parse_size, default=256 << 20, metavar="BYTES",
                     help="guest memory limit, e.g. 64M (default 256M)")
+    pr.add_argument("--peer", metavar="NAME",
+                    help="run as this peer: its storage for fs::, its logic/ for import "
+                    "(default: no storage; host calls fail with no_storage)")
+    pr.add_argument("--host-calls", type=int, default=10_000, metavar="N",
+                    help="most host calls the run may make (default 10000)")
+    add_root_argument(pr)
+    add_parsers(sub)
     return parser
 
 
@@ -234,11 +242,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for item in args.param:
         key, value = parse_param(item)
         params[key] = value
-    limits = peerbox.Limits(timeout=args.timeout, memory=args.memory, fuel=args.fuel)
+    limits = peerbox.Limits(
+        timeout=args.timeout, memory=args.memory, fuel=args.fuel, host_calls=args.host_calls
+    )
     source = _read_source(args.file)
     sandbox = _sandbox(args)
-    prog = peerbox.compile(source, args.file, search_path=_search_path(args), sandbox=sandbox)
-    res = _interruptible(lambda: prog.run(params, limits=limits), args.stack)
+    if args.peer is None:
+        prog = peerbox.compile(source, args.file, search_path=_search_path(args), sandbox=sandbox)
+        res = _interruptible(lambda: prog.run(params, limits=limits), args.stack)
+    else:
+        from ._context import Contexts
+
+        with Contexts(args.root) as contexts:
+            ctx = contexts.get(args.peer)
+            search = [ctx.peer.paths.logic, *_search_path(args)]
+            prog = peerbox.compile(source, args.file, search_path=search, sandbox=sandbox)
+            res = _interruptible(lambda: ctx.run(prog, params, limits=limits), args.stack)
     _write_log(res.log)
     if args.json:
         out = json.dumps(json_safe(res.value), ensure_ascii=False, allow_nan=False)

@@ -85,7 +85,8 @@ class ScriptError(Error):
 class LimitExceeded(Error):
     """A run hit one of its resource limits and was stopped.
 
-    ``limit`` is ``"fuel"``, ``"timeout"``, ``"memory"`` or ``"stack"``.
+    ``limit`` is ``"fuel"``, ``"timeout"``, ``"memory"``, ``"stack"`` or
+    ``"hostcalls"`` (the run's budget of host calls and bytes they move).
     Exceeding a limit is never catchable by the script itself.
     """
 

@@ -30,6 +30,7 @@ import wasmtime
 
 from ._cache import DiskEntry, ImportRecord, cache_key, manifest_is_current, source_sha256
 from ._errors import UsageError
+from .hostcalls import Backend, Budget, Dispatch
 from ._sandbox import Sandbox, ScriptModule
 from ._values import encode_input
 
@@ -69,6 +70,10 @@ class Limits:
     ``memory``: bytes of guest linear memory, default 256 MiB.
     ``fuel``: wasmtime fuel units, roughly one per wasm instruction
     (``None``: unlimited), default unlimited.
+    ``host_calls``, ``host_bytes_read``, ``host_bytes_written``: the run's
+    host-call budget (fuel and epochs do not count time spent in the host),
+    default 10,000 calls and 64 MiB each way; going over ends the run with
+    :class:`~peerbox.LimitExceeded` (``limit == "hostcalls"``).
 
     The wasm stack cap is per Engine, so it is a :class:`~peerbox.Sandbox`
     setting (``Sandbox(max_wasm_stack=...)``, default 1 MiB), not a field here.
@@ -79,6 +84,9 @@ class Limits:
     timeout: float | None = 10.0
     memory: int = 256 << 20
     fuel: int | None = None
+    host_calls: int = 10_000
+    host_bytes_read: int = 64 << 20
+    host_bytes_written: int = 64 << 20
 
     def __post_init__(self) -> None:
         t = self.timeout
@@ -94,6 +102,14 @@ class Limits:
         f = self.fuel
         if f is not None and (type(f) is not int or not 1 <= f <= _MAX_FUEL):
             raise UsageError(f"Limits.fuel must be an int in [1, 2**62] or None, got {f!r}")
+        for name in ("host_calls", "host_bytes_read", "host_bytes_written"):
+            v = getattr(self, name)
+            if type(v) is not int or not 0 <= v <= _MAX_FUEL:
+                raise UsageError(f"Limits.{name} must be an int >= 0, got {v!r}")
+
+    def budget(self) -> Budget:
+        """A fresh host-call budget for one run under these limits."""
+        return Budget(self.host_calls, self.host_bytes_read, self.host_bytes_written)
 
 
 _DEFAULT_LIMITS = Limits()
@@ -171,8 +187,13 @@ class Program:
         limits: Limits | None = None,
         caller: Any = None,
         target: Any = None,
+        storage: Backend | None = None,
     ) -> Result:
         """Run the program once with ``params`` (a dict with str keys) as ``params``.
+
+        ``caller`` and ``target`` are what the script reads as those globals;
+        ``storage`` is the backend its ``fs::`` host calls reach (None: every
+        host call fails with the catchable error ``no_storage``).
 
         Raises :class:`~peerbox.ValueConversionError` for params that cannot
         cross into a script, :class:`~peerbox.ScriptError` when the script
@@ -186,8 +207,10 @@ class Program:
             raise UsageError(f"limits must be a peerbox.Limits, not {type(limits).__name__}")
         data = encode_input(params, caller, target)
         start = time.perf_counter()
+        host = Dispatch(storage, lim.budget())
         value, log, fuel_used = self._sandbox.run(
-            self._script, data, timeout=lim.timeout, memory=lim.memory, fuel=lim.fuel, files=self._files
+            self._script, data, timeout=lim.timeout, memory=lim.memory, fuel=lim.fuel, files=self._files,
+            host=host,
         )
         return Result(value, log, fuel_used, time.perf_counter() - start)
 

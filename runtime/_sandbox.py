@@ -68,6 +68,7 @@ import weakref
 from ctypes import byref
 from typing import Any, NamedTuple
 
+import cbor2
 import wasmtime
 from wasmtime import _bindings as _c
 from wasmtime import _ffi as _f
@@ -75,6 +76,7 @@ from wasmtime import _ffi as _f
 from ._cache import LRU, ModuleCache, default_cache_dir
 from ._errors import Error, LimitExceeded, ScriptError, UsageError
 from ._values import decode_log, decode_output
+from .hostcalls import BudgetExceeded, Dispatch, HostCallError
 
 __all__ = [
     "Sandbox",
@@ -240,6 +242,47 @@ def _pow_f64(a: float, b: float) -> float:
     return pow_f64(a, b)
 
 
+# -- host calls (module "peerbox") --------------------------------------------
+
+#: Largest argument array a script may send to one host call (bytes of CBOR).
+MAX_HOSTCALL_ARGS = 32 << 20
+
+
+class _RunState:
+    """Per-run state the host functions reach: this run's dispatch, and why it stopped."""
+
+    __slots__ = ("host", "stop")
+
+    def __init__(self, host: Dispatch | None) -> None:
+        self.host = host
+        self.stop: Error | None = None
+
+
+def _host_reply(caller: wasmtime.Caller, state: _RunState, op: int, ptr: int, length: int) -> int:
+    mem = _guest_memory(caller)
+    alloc = caller.get("rt_alloc")
+    if mem is None or not isinstance(alloc, wasmtime.Func):
+        raise Error("host call from a module without memory or rt_alloc (a bug in peerbox)")
+    size = mem.data_len(caller)
+    # bounds first: Memory.read follows slice rules, a negative offset would read from the end
+    if not (0 < ptr and 0 <= length <= MAX_HOSTCALL_ARGS and ptr + length <= size):
+        raise Error(f"host call arguments outside guest memory ({ptr}+{length}) (a bug in peerbox)")
+    args = cbor2.loads(bytes(mem.read(caller, ptr, ptr + length)))
+    if not isinstance(args, list):
+        raise Error("host call arguments are not an array (a bug in peerbox)")
+    host = state.host if state.host is not None else Dispatch(None)
+    try:
+        reply: dict[str, Any] = {"ok": host.call(op, args)}
+    except HostCallError as exc:
+        reply = {"err": [exc.kind, exc.message]}
+    data = cbor2.dumps(reply)
+    out = alloc(caller, len(data))
+    if not isinstance(out, int) or out <= 0 or out + len(data) > mem.data_len(caller):
+        raise Error("rt_alloc returned memory outside the guest (a bug in peerbox)")
+    mem.write(caller, data, out)
+    return (len(data) << 32) | out
+
+
 # -- the epoch ticker ---------------------------------------------------------
 
 
@@ -366,6 +409,7 @@ class Sandbox:
         self._ty_fmt = wasmtime.FuncType([f64, i32], [i32])
         self._ty_parse = wasmtime.FuncType([i32, i32, i32], [i32])
         self._ty_pow = wasmtime.FuncType([f64, f64], [f64])
+        self._ty_call = wasmtime.FuncType([i32, i32, i32], [wasmtime.ValType.i64()])
 
     # -- lifetime -------------------------------------------------------------
 
@@ -446,9 +490,33 @@ class Sandbox:
             linker.define_func("peerbox_rt", "fmt_f64", self._ty_fmt, _fmt_f64, access_caller=True)
             linker.define_func("peerbox_rt", "parse_f64", self._ty_parse, _parse_f64, access_caller=True)
             linker.define_func("peerbox_rt", "pow_f64", self._ty_pow, _pow_f64)
+            linker.define_func("peerbox", "call", self._ty_call, self._host_call, access_caller=True)
             self._tls.linker = linker
             self._tls.linker_ptr = linker.ptr()
         return self._tls.linker_ptr
+
+    def _host_call(self, caller: wasmtime.Caller, op: int, ptr: int, length: int) -> int:
+        """``peerbox.call``: run one host call for the current run on this thread.
+
+        Never raises into wasmtime: a refusal is an ``err`` reply the script
+        can catch; anything that must stop the run (a spent budget, a bug) is
+        kept in the run's state and answered with 0, which makes rt trap
+        with fault 2; :meth:`_translate` then raises what was kept.
+        """
+        state: _RunState | None = getattr(self._tls, "run", None)
+        if state is None:  # pragma: no cover - only reachable through a bug
+            return 0
+        try:
+            return _host_reply(caller, state, op, ptr, length)
+        except BudgetExceeded as exc:
+            state.stop = LimitExceeded("hostcalls", f"script exceeded its host-call budget: {exc}")
+        except wasmtime.Trap as exc:
+            state.stop = LimitExceeded("memory", f"no guest memory left for a host call's reply: {exc}")
+        except Error as exc:
+            state.stop = exc
+        except BaseException as exc:  # never into wasmtime: keep it for after the run
+            state.stop = Error(f"internal error in a host call (a bug in peerbox): {exc!r}")
+        return 0
 
     # -- compiling ------------------------------------------------------------
 
@@ -503,6 +571,7 @@ class Sandbox:
         memory: int,
         fuel: int | None,
         files: tuple[str, ...],
+        host: Dispatch | None = None,
     ) -> Outcome:
         """Run ``script`` once in a fresh Store and return its value and log.
 
@@ -522,10 +591,13 @@ class Sandbox:
             deadline = math.ceil(timeout / EPOCH_TICK) + 1
         slots = self._slots
         slots.acquire()
+        outer = getattr(self._tls, "run", None)  # a run may start another from a host call
+        self._tls.run = _RunState(host)
         try:
             data, left = self._run_in_fresh_store(script, input_cbor, linker, rt_ptr, budget, deadline,
                                                   timeout=timeout, memory=memory, fuel=fuel)
         finally:
+            self._tls.run = outer
             slots.release()
         result = decode_output(data)
         fuel_used = budget - left
@@ -626,6 +698,12 @@ class Sandbox:
                 log = decode_log(_read_block(ctx, mem, out, "rt_log_out"))
             except (wasmtime.Trap, wasmtime.WasmtimeError, Error):
                 log = []
+        state: _RunState | None = getattr(self._tls, "run", None)
+        if fault == 2 and state is not None and state.stop is not None:
+            stop = state.stop
+            if isinstance(stop, LimitExceeded):
+                stop.log = log
+            return stop
         if code == _TRAP.OUT_OF_FUEL:
             return LimitExceeded("fuel", f"script ran out of fuel (limit: {fuel} units)", log=log)
         if code == _TRAP.INTERRUPT:

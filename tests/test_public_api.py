@@ -21,6 +21,13 @@ EXPECTED = {
     "ScriptError",
     "LimitExceeded",
     "ValueConversionError",
+    "Peer",
+    "PeerStore",
+    "PeerError",
+    "PeerContext",
+    "Contexts",
+    "KeyPair",
+    "IdentityError",
 }
 
 

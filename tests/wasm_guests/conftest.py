@@ -132,6 +132,26 @@ class RtHarness:
             "pow_f64",
             wasmtime.Func(self.store, wasmtime.FuncType([f64, f64], [f64]), pow_f64),
         )
+        # peerbox.call: by default echo [op, args]; a test may set host_reply
+        # (return a reply dict, or None to answer 0: "stop the run")
+        self.host_reply: Callable[[int, list[Any]], Any] = lambda op, args: {"ok": [op, args]}
+
+        def host_call(op: int, ptr: int, n: int) -> int:
+            args = cbor2.loads(self.read(ptr, n))
+            reply = self.host_reply(op, args)
+            if reply is None:
+                return 0
+            data = cbor2.dumps(reply)
+            out = int(self.fn("rt_alloc")(self.store, len(data))) & 0xFFFFFFFF
+            self.memory.write(self.store, data, out)
+            return (len(data) << 32) | out
+
+        linker.define(
+            self.store,
+            "peerbox",
+            "call",
+            wasmtime.Func(self.store, wasmtime.FuncType([i32, i32, i32], [wasmtime.ValType.i64()]), host_call),
+        )
         linker.define(self.store, "env", "__indirect_function_table", self.table)
         self.instance = linker.instantiate(self.store, _module())
         self.exports = self.instance.exports(self.store)

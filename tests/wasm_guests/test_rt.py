@@ -65,6 +65,7 @@ def test_exports_match_abi_and_builtins() -> None:
         ("peerbox_rt", "fmt_f64"),
         ("peerbox_rt", "parse_f64"),
         ("peerbox_rt", "pow_f64"),
+        ("peerbox", "call"),
         ("env", "__indirect_function_table"),
     }
 
@@ -1089,3 +1090,44 @@ def test_small_runs_stay_small(make_rt: Any) -> None:
     assert h.begin({"params": {"a": 1}}) == 0
     h.finish(h.val([1, "two", {"three": 3.0}]))
     assert h.memory.size(h.store) <= 16, "a trivial run should not grow memory much past the 5 initial pages"
+
+
+# -- host calls ------------------------------------------------------------------
+
+
+def test_host_call_sends_args_as_one_cbor_array_and_decodes_the_reply(make_rt: Any) -> None:
+    h = make_rt()
+    assert h.begin({"params": {}}) == 0
+    args = ("notes/a.txt", [1, {"k": b"\x00\xff"}])
+    got = h.py(h.raw("rt_host_2", 7, h.val(args[0]), h.val(args[1])))
+    assert got == [7, list(args)]
+    assert h.py(h.raw("rt_host_0", 3)) == [3, []]
+    h.host_reply = lambda op, args: {"ok": {"size": 5, "is_dir": False}}
+    assert h.py(h.raw("rt_host_1", 8, h.val("x"))) == {"size": 5, "is_dir": False}
+
+
+def test_host_call_refusal_is_a_catchable_error_of_the_hosts_kind(make_rt: Any) -> None:
+    h = make_rt()
+    assert h.begin({"params": {}}) == 0
+    h.host_reply = lambda op, args: {"err": ["invalid_path", "path escapes the peer root: ../x"]}
+    assert h.raw("rt_host_1", 1, h.val("../x"))[0] == EXC
+    caught = h.py(h.call("rt_exc_take"))
+    assert caught == {"kind": "invalid_path", "message": "path escapes the peer root: ../x", "line": 0}
+
+
+@pytest.mark.parametrize("reply", [{"neither": 1}, {"err": ["only-kind"]}, {"err": [1, 2]}, [1, 2]])
+def test_malformed_host_reply_is_an_error_not_a_crash(make_rt: Any, reply: Any) -> None:
+    h = make_rt()
+    assert h.begin({"params": {}}) == 0
+    h.host_reply = lambda op, args: reply
+    assert h.raw("rt_host_0", 1)[0] == EXC
+    assert h.py(h.call("rt_exc_take"))["kind"] == "invalid_argument"
+
+
+def test_host_stop_traps_with_fault_2(make_rt: Any) -> None:
+    h = make_rt()
+    assert h.begin({"params": {}}) == 0
+    h.host_reply = lambda op, args: None
+    with pytest.raises(wasmtime.Trap):
+        h.raw("rt_host_0", 1)
+    assert h.raw("rt_fault") == 2

@@ -17,10 +17,15 @@ extern unsigned char __heap_base;
 
 static uint32_t heap_ptr;  /* next free byte (0 = not initialised yet) */
 static uint32_t heap_end;  /* end of the memory we have */
-static int32_t fault_code; /* 1 after running out of memory */
+static int32_t fault_code; /* 1 out of memory, 2 the host stopped the run */
 
 _Noreturn void oom(void) {
     fault_code = 1;
+    __builtin_trap();
+}
+
+_Noreturn void host_stop(void) {
+    fault_code = 2;
     __builtin_trap();
 }
 

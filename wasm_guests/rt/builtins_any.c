@@ -74,6 +74,15 @@ EXPORT("f_index_of_2") V f_index_of_2(P(0), P(1)) {
         int64_t off = str_find(a, x, 0);
         return vint(off < 0 ? -1 : (int64_t)utf8_count(s_ptr(a), (uint32_t)off));
     }
+    if (t0 == T_ARRAY && t1 == T_FN) { /* Rhai: the first element the predicate accepts */
+        Array *arr = ARR(a);
+        for (uint32_t i = 0; i < arr->len; i++) {
+            V r = call_closure(x, 1, slot_get(&arr->data[i]), unit());
+            if (r.tag == T_EXC) return r;
+            if (r.tag == T_BOOL && r.p) return vint(i);
+        }
+        return vint(-1);
+    }
     if (t0 == T_ARRAY) {
         Array *arr = ARR(a);
         for (uint32_t i = 0; i < arr->len; i++)

@@ -213,7 +213,7 @@ static int32_t out_error(void) {
     enc_ctext(&b, "file");
     cbor_encode(&b, vint((uint32_t)code >> 24), 0);
     enc_ctext(&b, "kind");
-    enc_ctext(&b, kind_name(kind));
+    enc_text(&b, exc_kind_str());
     enc_ctext(&b, "line");
     cbor_encode(&b, vint(code & 0xffffff), 0);
     if (has_value) {
@@ -407,6 +407,13 @@ static int dec_value(Dec *d, V *out, int depth) {
         default: return fail(d, "unsupported CBOR simple value");
         }
     }
+}
+
+int cbor_decode(const uint8_t *p, uint32_t len, V *out, const char **err) {
+    Dec d = {p, p + len, 0};
+    if (dec_value(&d, out, -1) == 0 && d.p == d.end) return 0;
+    *err = d.err ? d.err : "trailing bytes after the CBOR value";
+    return -1;
 }
 
 /* Prepare rt_output for a bad input. */

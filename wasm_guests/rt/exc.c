@@ -11,12 +11,14 @@ static const char *const KIND_NAMES[] = {
     "division_by_zero", "integer_overflow", "index_out_of_range",
     "type_mismatch",    "not_found",        "arity",
     "invalid_argument", "too_deep",         "throw",
+    "host",
 };
 
 static int pending;
 static int kind;
 static V message; /* string */
 static V thrown;  /* the thrown value for K_THROW */
+static V host_kind; /* the kind string for K_HOST */
 static int32_t line_code;
 static int line_set;
 
@@ -32,6 +34,13 @@ void exc_reset(void) {
 
 int exc_pending(void) { return pending; }
 int exc_kind(void) { return kind; }
+V exc_kind_str(void) { return kind == K_HOST ? host_kind : vcstr(KIND_NAMES[kind]); }
+
+V raise_host(V k, V msg) {
+    raise_v(K_HOST, msg);
+    host_kind = k;
+    return exc();
+}
 V exc_message(void) { return message; }
 V exc_value(void) { return thrown; }
 int32_t exc_line_code(void) { return line_code; }
@@ -105,7 +114,12 @@ EXPORT("rt_throw") V rt_throw(int32_t t, int64_t p) {
         /* `throw;` re-throwing the error map rt_exc_take made: same kind and message */
         Map *m = MAPP(mk(t, p));
         Entry *msg = map_find(m, vcstr("message"));
-        return raise_v((int)m->exc_kind - 1, msg && msg->tag == T_STR ? entry_val(msg) : vcstr(""));
+        V text = msg && msg->tag == T_STR ? entry_val(msg) : vcstr("");
+        if ((int)m->exc_kind - 1 == K_HOST) {
+            Entry *k = map_find(m, vcstr("kind"));
+            return raise_host(k && k->tag == T_STR ? entry_val(k) : vcstr("host"), text);
+        }
+        return raise_v((int)m->exc_kind - 1, text);
     }
     raise_v(K_THROW, vcstr(""));
     thrown = mk(t, p);
@@ -125,7 +139,7 @@ EXPORT("rt_exc_take") V rt_exc_take(void) {
     line_set = 0;
     if (kind == K_THROW) return thrown;
     Map *m = map_new(4);
-    map_set(m, vcstr("kind"), vcstr(KIND_NAMES[kind]));
+    map_set(m, vcstr("kind"), exc_kind_str());
     map_set(m, vcstr("message"), message);
     map_set(m, vcstr("line"), vint(line_code & 0xffffff));
     m->exc_kind = (uint32_t)kind + 1;

@@ -141,6 +141,7 @@ V vcstr(const char *s); /* a static C string as a string value (no copy) */
 void *alloc(uint64_t n);       /* 8-aligned, zeroed; traps (fault 1) when out of memory */
 uint32_t sz_mul(uint64_t a, uint64_t b); /* a*b, or out of memory past ~2 GiB */
 _Noreturn void oom(void);
+_Noreturn void host_stop(void); /* fault 2: the host refused to go on (a host-call budget) */
 void *memcpy(void *d, const void *s, size_t n);
 void *memmove(void *d, const void *s, size_t n);
 void *memset(void *d, int c, size_t n);
@@ -188,8 +189,11 @@ enum {
     K_INVALID,
     K_TOO_DEEP,
     K_THROW,
+    K_HOST, /* a host call refused: the kind is a string chosen by the host */
 };
 const char *kind_name(int kind);
+V exc_kind_str(void); /* the pending error's kind as a string value */
+V raise_host(V kind, V msg);
 V raise_v(int kind, V msg);         /* record an error; returns EXC */
 V raise_c(int kind, const char *m); /* static message */
 V raise_buf(int kind, Buf *b);
@@ -256,6 +260,8 @@ void log_reset(void);
 void log_encode(Buf *out); /* the log as a CBOR array */
 void cbor_head(Buf *b, uint32_t major, uint64_t n);
 int cbor_encode(Buf *b, V v, int depth); /* 0 ok, -1 too deep */
+/* Decode one CBOR value filling [p, p+len) exactly; 0 ok, else -1 and *err. */
+int cbor_decode(const uint8_t *p, uint32_t len, V *out, const char **err);
 
 /* ---- sort.c ------------------------------------------------------------- */
 

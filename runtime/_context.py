@@ -1,0 +1,142 @@
+"""Peer contexts: a peer's identity, storage and logic, live in this process.
+
+A :class:`PeerContext` is what a script runs *inside*: its ``caller`` and
+``target`` globals come from it, its ``fs::`` host calls reach the peer's own
+storage backend (opened once per process and shared by every run of that
+peer, so quotas and usage stay consistent), and its ``import``s look first in
+the peer's ``logic/`` folder. Every run still gets a fresh sandbox and its own
+host-call budget; the context only decides *where* host calls land.
+
+Quotas are per peer, from an optional ``[quotas]`` table in ``peer.toml``::
+
+    [quotas]
+    max_total_bytes = 104857600
+    max_files = 10000
+    max_file_size = 16777216
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._errors import UsageError
+from ._peers import Peer, PeerStore
+from ._program import Limits, Program, Result, compile
+from .hostcalls import Backend, Quotas, open_backend
+
+__all__ = ["PeerContext", "Contexts", "load_quotas"]
+
+_QUOTA_KEYS = ("max_total_bytes", "max_files", "max_file_size")
+
+
+def load_quotas(peer: Peer) -> Quotas:
+    """The peer's quotas: defaults, overridden by ``[quotas]`` in ``peer.toml``.
+
+    Raises :class:`~peerbox.UsageError` naming the file for a malformed table.
+    """
+    try:
+        with open(peer.paths.meta, "rb") as f:
+            table = tomllib.load(f).get("quotas", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{peer.paths.meta}: cannot read quotas: {exc}") from None
+    if not isinstance(table, dict) or set(table) - set(_QUOTA_KEYS):
+        raise UsageError(f"{peer.paths.meta}: [quotas] may only set {', '.join(_QUOTA_KEYS)}")
+    return Quotas(**table)
+
+
+class PeerContext:
+    """One peer's context in this process. Close it (or use ``with``) to release storage."""
+
+    def __init__(self, peer: Peer, *, quotas: Quotas | None = None) -> None:
+        self.peer = peer
+        self.quotas = quotas if quotas is not None else load_quotas(peer)
+        self._storage: Backend | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def principal(self) -> dict[str, str]:
+        """``#{id: "did:key:…", name: "alice"}``: how scripts see this peer."""
+        return self.peer.principal()
+
+    @property
+    def storage(self) -> Backend:
+        """The peer's backend, opened on first use. Raises :class:`~peerbox.Error` if it cannot open."""
+        with self._lock:
+            if self._closed:
+                raise UsageError(f"the context of peer {self.peer.name!r} is closed")
+            if self._storage is None:
+                self._storage = open_backend(self.peer.backend, self.peer.paths.storage, self.quotas)
+            return self._storage
+
+    def compile(
+        self, source: str, filename: str = "<script>", *, search_path: Sequence[str | os.PathLike[str]] = ()
+    ) -> Program:
+        """Compile a script for this peer: ``import`` looks in its ``logic/`` folder first."""
+        return compile(source, filename, search_path=[self.peer.paths.logic, *search_path])
+
+    def run(
+        self,
+        program: Program,
+        params: dict[str, Any] | None = None,
+        *,
+        limits: Limits | None = None,
+        caller: dict[str, str] | None = None,
+    ) -> Result:
+        """Run ``program`` in this context; ``caller`` defaults to the peer itself (a local run).
+
+        Raises what :meth:`Program.run` raises.
+        """
+        who = caller if caller is not None else self.principal
+        return program.run(params, limits=limits, caller=who, target=self.principal, storage=self.storage)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._storage is not None:
+                self._storage.close()
+                self._storage = None
+
+    def __enter__(self) -> PeerContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Contexts:
+    """The contexts of the peers under one root, one per peer for the life of the process."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.store = PeerStore(root)
+        self._open: dict[str, PeerContext] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+    def get(self, name: str) -> PeerContext:
+        """The context of peer ``name``. Raises :class:`~peerbox.UsageError` if there is none."""
+        with self._lock:
+            ctx = self._open.get(name)
+            if ctx is None:
+                ctx = self._open[name] = PeerContext(self.store.get(name))
+            return ctx
+
+    def close(self) -> None:
+        with self._lock:
+            for ctx in self._open.values():
+                ctx.close()
+            self._open.clear()
+
+    def __enter__(self) -> Contexts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
