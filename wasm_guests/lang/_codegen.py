@@ -32,7 +32,7 @@ from ._emitter import (
 from ._hostfns import HostFn
 from ._resolver import Binding, FnRef, Resolution
 
-__all__ = ["FunctionCompiler"]
+__all__ = ["FunctionCompiler", "changed_in_place", "children"]
 
 
 class FunctionCompiler(Emitter):
@@ -58,7 +58,7 @@ class FunctionCompiler(Emitter):
         place (or let a closure capture) is copied first, so the caller's
         array or map never changes (value semantics).
         """
-        changed = _changed_in_place(block, self.res) if params else set()
+        changed = changed_in_place(block, self.res) if params else set()
         for i, b in enumerate(params):
             self.emit(f"local.get {first_local + 2 * i}", f"local.get {first_local + 2 * i + 1}")
             if b.captured or b.id in changed:
@@ -296,15 +296,27 @@ class FunctionCompiler(Emitter):
             if op is not None:
                 return op
         self.expr(e)
-        return self.to_temp()
+        known = self.last_int
+        op = self.to_temp()
+        op.is_int = known
+        return op
 
-    def expr(self, e: A.Expr) -> None:  # noqa: C901 - one dispatch over expression types
+    def expr(self, e: A.Expr) -> None:
+        """Evaluate ``e``, leaving its value on the stack; ``last_int`` tells if it is surely an int."""
+        self._expr(e)
+        if not isinstance(e, (A.Int, A.Var, A.Binary)):
+            self.last_int = False
+
+    def _expr(self, e: A.Expr) -> None:  # noqa: C901 - one dispatch over expression types
+        self.last_int = False
         if isinstance(e, A.Int):
+            self.last_int = True
             self.emit(f"i32.const {INT}", f"i64.const {e.value}")
         elif isinstance(e, A.Var):
             b = self.res.bindings.get(id(e))
             if b is not None:
                 self.load(b)
+                self.last_int = b.id in self.known_int
             else:
                 self.emit(f"i32.const {self.res.globals[id(e)]}", f"call {self.mb.use('rt_global')}")
         elif isinstance(e, A.Binary):
@@ -437,6 +449,7 @@ class FunctionCompiler(Emitter):
     def binary(self, e: A.Binary) -> None:
         if e.op == "in":
             self.in_(e)
+            self.last_int = False
             return
         # a simple right operand cannot change the left one: read locals in place
         simple_right = isinstance(e.right, (A.Int, A.Var, A.Str, A.Bool, A.Float))
@@ -446,14 +459,16 @@ class FunctionCompiler(Emitter):
             left = self.operand(e.left)
         else:
             self.expr(e.left)
+            known = self.last_int
             left = self.to_temp()
+            left.is_int = known
         right = self.operand(e.right)
         self.binop(e.op, left, right, e.span)
         self.release(left, right)
 
     def _both_ints(self, left: Operand, right: Operand) -> None:
         """Push i32: are both operands ints? (constant-folds known int literals)"""
-        tests = [op.tag for op in (left, right) if op.int_const is None]
+        tests = [op.tag for op in (left, right) if op.int_const is None and not op.is_int]
         if not tests:
             self.emit("i32.const 1")
             return
@@ -478,6 +493,8 @@ class FunctionCompiler(Emitter):
         self.emit("end")
 
     def binop(self, op: str, left: Operand, right: Operand, span: A.Span) -> None:
+        """``left op right`` on the stack; sets ``last_int`` when both are surely ints."""
+        self.last_int = False
         if op in COMPARE:
             self.compare(op, left, right, as_i32=False)
             return
@@ -486,6 +503,10 @@ class FunctionCompiler(Emitter):
             self.push(left)
             self.push(right)
             self.call(BINOPS[op], span)
+            return
+        if (left.is_int or left.int_const is not None) and (right.is_int or right.int_const is not None):
+            self.emit(*fast)  # both statically ints: no tag test, no generic path
+            self.last_int = True
             return
         self._both_ints(left, right)
         self.emit("if (result i32 i64)")
@@ -615,9 +636,14 @@ class FunctionCompiler(Emitter):
     def call_expr(self, e: A.Call) -> None:
         target = self.res.calls[id(e)]
         if isinstance(target, FnRef):
+            all_int = True
             for a in e.args:
                 self.expr(a)
-            self.emit(f"call {target.wasm_name}")
+                all_int = all_int and self.last_int
+            name = target.wasm_name
+            if all_int and name in self.mb.int_clones:
+                name += "_int"  # every argument is surely an int: skip the clone's entry test
+            self.emit(f"call {name}")
             self.check(e.span)
         elif isinstance(target, Builtin):
             self.builtin(target, e.args[0] if e.args else None, e.args[1:], e.span)
@@ -681,7 +707,7 @@ class FunctionCompiler(Emitter):
         self.emit(f"i32.const {FN}", f"local.get {clo}", "i64.extend_i32_u")
 
 
-def _children(node: object) -> list[object]:
+def children(node: object) -> list[object]:
     out: list[object] = []
     for name in getattr(node, "__dataclass_fields__", ()):
         v = getattr(node, name)
@@ -699,7 +725,7 @@ def _root(e: A.Expr) -> A.Expr:
     return e
 
 
-def _changed_in_place(block: A.Block, res: Resolution) -> set[int]:
+def changed_in_place(block: A.Block, res: Resolution) -> set[int]:
     """Bindings the block may mutate in place: assignment roots and method receivers."""
     out: set[int] = set()
     stack: list[object] = [block]
@@ -714,5 +740,5 @@ def _changed_in_place(block: A.Block, res: Resolution) -> set[int]:
             root = _root(n.args[0])
         if isinstance(root, A.Var) and id(root) in res.bindings:
             out.add(res.bindings[id(root)].id)
-        stack.extend(_children(n))
+        stack.extend(children(n))
     return out

@@ -77,6 +77,7 @@ class Operand:
     payload: str  # one instruction pushing the i64 payload
     int_const: int | None = None
     temp: int | None = None
+    is_int: bool = False  # statically known to be an int (a literal, or see Emitter.known_int)
 
 
 @dataclass(slots=True)
@@ -88,6 +89,7 @@ class ModuleBuilder:
     funcs: list[str] = field(default_factory=list)
     globals: list[str] = field(default_factory=list)
     closure_arities: set[int] = field(default_factory=set)
+    int_clones: set[str] = field(default_factory=set)  # functions with an all-int-arguments clone
 
     def string(self, s: str) -> tuple[int, int]:
         b = s.encode("utf-8", "surrogatepass")
@@ -122,6 +124,8 @@ class Emitter:
         self.ln_known: int | None = None  # what $ln holds here, if known in this basic block
         self.loops: list[tuple[str, str]] = []
         self.caught: list[tuple[str, str]] = []  # locals holding what each enclosing catch caught
+        self.known_int: set[int] = set()  # bindings that hold an int for the whole function
+        self.last_int = False  # the value expr() just emitted is known to be an int
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -271,7 +275,7 @@ class Emitter:
         if b.captured or b.module_global is not None:
             return None
         t, p = self._locals_of(b)
-        return Operand(f"local.get {t}", f"local.get {p}")
+        return Operand(f"local.get {t}", f"local.get {p}", is_int=b.id in self.known_int)
 
     def load(self, b: Binding) -> None:
         if b.module_global is not None:

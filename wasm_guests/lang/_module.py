@@ -8,11 +8,34 @@ that imports what it uses from rt and exports ``main`` (see ABI.md).
 from __future__ import annotations
 
 from . import _ast as A
-from ._codegen import FunctionCompiler
+from ._codegen import FunctionCompiler, changed_in_place, children
 from ._emitter import ARRAY, CLOSURE_TABLE_BASE, EXC, ModuleBuilder
 from ._resolver import FnRef, Resolution
 
 __all__ = ["generate"]
+
+
+def _int_specializable(fn: A.FnDef, res: Resolution) -> bool:
+    """Worth an all-int clone: parameters never reassigned, captured or changed in place.
+
+    In the clone each parameter is known to hold an int for the whole body,
+    so arithmetic and comparisons on them need no tag tests.
+    """
+    params = res.params[id(fn)]
+    if not params or len(params) > 4 or any(b.captured for b in params):
+        return False
+    ids = {b.id for b in params}
+    if ids & changed_in_place(fn.body, res):
+        return False
+    stack: list[object] = [fn.body]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, A.Assign) and isinstance(n.target, A.Var):
+            b = res.bindings.get(id(n.target))
+            if b is not None and b.id in ids:
+                return False
+        stack.extend(children(n))
+    return True
 
 
 def _wat_bytes(data: bytes) -> str:
@@ -37,14 +60,30 @@ def generate(res: Resolution, init_order: list[int]) -> str:
     code runs in that order before the main script's.
     """
     mb = ModuleBuilder(res)
+    functions = [(mod, fn) for mod in res.modules for fn in mod.script.functions]
+    for mod, fn in functions:
+        if _int_specializable(fn, res):
+            mb.int_clones.add(FnRef(mod.index, fn.name, len(fn.params)).wasm_name)
     # script functions
-    for mod in res.modules:
-        for fn in mod.script.functions:
-            params = res.params[id(fn)]
-            f = FunctionCompiler(mb, mod.index)
-            f.body(fn.body, params, 0)
-            ref = FnRef(mod.index, fn.name, len(params))
-            mb.funcs.append(f.finish(f"(func {ref.wasm_name} {_params(len(params))} (result i32 i64)"))
+    for mod, fn in functions:
+        params = res.params[id(fn)]
+        name = FnRef(mod.index, fn.name, len(params)).wasm_name
+        sig = f"{_params(len(params))} (result i32 i64)"
+        f = FunctionCompiler(mb, mod.index)
+        if name in mb.int_clones:
+            # entry test: all arguments ints -> the clone that knows it
+            for i in range(len(params)):
+                f.emit(f"local.get {2 * i}", "i32.const 2", "i32.eq")
+                if i:
+                    f.emit("i32.and")
+            f.emit("if", *(f"local.get {i}" for i in range(2 * len(params))), f"call {name}_int", "return",
+                   "end")
+            clone = FunctionCompiler(mb, mod.index)
+            clone.known_int = {b.id for b in params}
+            clone.body(fn.body, params, 0)
+            mb.funcs.append(clone.finish(f"(func {name}_int {sig}"))
+        f.body(fn.body, params, 0)
+        mb.funcs.append(f.finish(f"(func {name} {sig}"))
     # module initialisers and the main body
     inits: list[str] = []
     for mod in [res.modules[i] for i in init_order] + [res.modules[0]]:
