@@ -113,6 +113,7 @@ class Limits:
 
 
 _DEFAULT_LIMITS = Limits()
+_METERED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,20 +121,21 @@ class Result:
     """What a successful run produced.
 
     ``value``: the script's value as Python data; ``log``: the lines
-    ``print``/``debug`` wrote; ``fuel_used``: fuel units consumed;
-    ``wall_time``: seconds the run took, instantiation included.
+    ``print``/``debug`` wrote; ``fuel_used``: fuel units consumed, when the
+    run was metered (it had a ``Limits.fuel``), else None; ``wall_time``:
+    seconds the run took, instantiation included.
     """
 
     value: Any
     log: list[str] = field(default_factory=list)
-    fuel_used: int = 0
+    fuel_used: int | None = None
     wall_time: float = 0.0
 
 
 class Program:
     """A compiled script, ready to run many times. Made by :func:`compile`."""
 
-    __slots__ = ("_sandbox", "_script", "_files", "_wat", "_wat_z", "_manifest", "_key")
+    __slots__ = ("_sandbox", "_script", "_files", "_wat", "_wat_z", "_manifest", "_key", "_metered_script")
 
     def __init__(
         self,
@@ -148,6 +150,7 @@ class Program:
     ) -> None:
         self._sandbox = sandbox
         self._script = script
+        self._metered_script: ScriptModule | None = None
         self._files = files
         self._manifest = manifest
         self._key = key
@@ -208,11 +211,21 @@ class Program:
         data = encode_input(params, caller, target)
         start = time.perf_counter()
         host = Dispatch(storage, lim.budget())
-        value, log, fuel_used = self._sandbox.run(
-            self._script, data, timeout=lim.timeout, memory=lim.memory, fuel=lim.fuel, files=self._files,
-            host=host,
+        sandbox, script = self._sandbox, self._script
+        if lim.fuel is not None and not sandbox.metered:
+            sandbox, script = self._metered()
+        value, log, fuel_used = sandbox.run(
+            script, data, timeout=lim.timeout, memory=lim.memory, fuel=lim.fuel, files=self._files, host=host
         )
         return Result(value, log, fuel_used, time.perf_counter() - start)
+
+    def _metered(self) -> tuple[Sandbox, ScriptModule]:
+        """This program compiled for the sandbox's fuel-metering twin (once, on first need)."""
+        twin = self._sandbox.metered_twin()
+        with _METERED_LOCK:
+            if self._metered_script is None:
+                self._metered_script = twin.prepare(twin.compile_wat(self.wat))
+            return twin, self._metered_script
 
     def __repr__(self) -> str:
         return f"<peerbox.Program {self._files[0]!r} ({len(self._files) - 1} imported modules)>"
@@ -357,7 +370,7 @@ def compile(
         SearchPathResolver(search_path) if search_path else None
     )
     key = cache_key(
-        compiler_version=compiler_fingerprint(), rt_sha256=sb.rt_sha256, filename=filename, source=source
+        compiler_version=compiler_fingerprint(), rt_sha256=sb.engine_id, filename=filename, source=source
     )
 
     prog = sb.programs.get(key)

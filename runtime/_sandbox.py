@@ -3,8 +3,9 @@
 A :class:`Sandbox` owns everything that lives longer than one run, each with
 an explicit lifetime that ends at :meth:`Sandbox.close`:
 
-* the wasmtime ``Engine``, configured with fuel metering (always on, so
-  ``Result.fuel_used`` is real), epoch interruption (for timeouts), a
+* the wasmtime ``Engine``, configured with epoch interruption (for
+  timeouts), fuel metering only if ``metered=True`` (it costs ~15% of guest
+  speed; fuel-limited runs use :meth:`Sandbox.metered_twin`), a
   maximum wasm stack (an *Engine* setting in wasmtime, hence a Sandbox
   setting here: ``Sandbox(max_wasm_stack=...)``, default 1 MiB), Cranelift
   at ``speed``, and wasmtime's *pooling* instance allocator: linear memories
@@ -155,7 +156,7 @@ class Outcome(NamedTuple):
 
     value: Any
     log: list[str]
-    fuel_used: int
+    fuel_used: int | None
 
 
 class ScriptModule:
@@ -363,6 +364,7 @@ class Sandbox:
         memory_cache_size: int = 256,
         max_concurrent_runs: int = DEFAULT_CONCURRENT_RUNS,
         pooling: bool | None = None,
+        metered: bool = False,
     ) -> None:
         if (
             type(max_wasm_stack) is not int
@@ -373,7 +375,7 @@ class Sandbox:
                 f"got {max_wasm_stack!r}"
             )
         config = wasmtime.Config()
-        config.consume_fuel = True
+        config.consume_fuel = bool(metered)
         config.epoch_interruption = True
         config.max_wasm_stack = max_wasm_stack
         config.cranelift_opt_level = "speed"
@@ -384,6 +386,11 @@ class Sandbox:
         self.pooling = bool(pooling) and _configure_pooling(config, max_concurrent_runs)
         self._slots = threading.BoundedSemaphore(max_concurrent_runs)
         self.max_wasm_stack = max_wasm_stack
+        self.metered = bool(metered)
+        self._options = dict(max_wasm_stack=max_wasm_stack, cache_dir=cache_dir, disk_cache=disk_cache,
+                             memory_cache_size=memory_cache_size,
+                             max_concurrent_runs=max_concurrent_runs, pooling=pooling)
+        self._twin: Sandbox | None = None
         self._engine = wasmtime.Engine(config)
         self._engine_ptr = self._engine.ptr()
         from pathlib import Path
@@ -418,6 +425,29 @@ class Sandbox:
         self._closed = True
         self._finalizer()
         self.programs.clear()
+        if self._twin is not None:
+            self._twin.close()
+
+    def metered_twin(self) -> Sandbox:
+        """A sandbox like this one that meters fuel (this one itself if it does).
+
+        Fuel metering is an Engine setting and costs ~15% of guest speed, so
+        sandboxes meter only on request; runs with a fuel limit go to the twin.
+        """
+        if self.metered:
+            return self
+        with self._lock:
+            self._check_open()
+            if self._twin is None:
+                # on-demand memory, not a second pool of reserved slots: metered runs are the rarer kind
+                options = {**self._options, "pooling": False}
+                self._twin = Sandbox(metered=True, **options)  # type: ignore[arg-type]
+            return self._twin
+
+    @property
+    def engine_id(self) -> str:
+        """What compiled modules depend on: the rt.wasm hash and the engine's fuel setting."""
+        return f"{self.rt_sha256}-{'metered' if self.metered else 'unmetered'}"
 
     @property
     def closed(self) -> bool:
@@ -458,7 +488,7 @@ class Sandbox:
             return self._rt_module_ptr
         with self._lock:
             if self._rt_module is None:
-                sha = self.rt_sha256
+                sha = self.engine_id
                 assert self._rt_bytes is not None
                 name = f"{_RT_CACHE_PREFIX}{sha}-{wasmtime.__name__}{_wasmtime_version()}"
                 module = None
@@ -583,6 +613,8 @@ class Sandbox:
             self._check_open()
         rt_ptr = self._rt_module_ptr if self._rt_module_ptr is not None else self._rt()
         linker = self._linker()
+        if fuel is not None and not self.metered:
+            raise UsageError("this Sandbox does not meter fuel: run fuel-limited programs in metered_twin()")
         budget = _UNLIMITED_FUEL if fuel is None else fuel
         if timeout is None:
             deadline = _NO_DEADLINE
@@ -600,7 +632,7 @@ class Sandbox:
             self._tls.run = outer
             slots.release()
         result = decode_output(data)
-        fuel_used = budget - left
+        fuel_used = budget - left if self.metered else None
         if result["ok"]:
             return Outcome(result.get("value"), result.get("log", []), fuel_used)
         err = result["error"]
@@ -635,7 +667,8 @@ class Sandbox:
             rt = None
             try:
                 _store_limiter(store, memory, -1, -1, -1, -1)
-                _raise_for(_set_fuel(ctx, budget), None)
+                if self.metered:
+                    _raise_for(_set_fuel(ctx, budget), None)
                 _set_epoch_deadline(ctx, deadline)
                 table = _f.wasmtime_table_t()
                 ttype = script._table_type.ptr()
@@ -660,7 +693,8 @@ class Sandbox:
                 out = _call_i32(ctx, _export(ctx, sinst, b"main", _EXTERN_FUNC), ptr, n)
                 data = _read_block(ctx, mem, out, "main")
                 left = ctypes.c_uint64()
-                _raise_for(_get_fuel(ctx, byref(left)), None)
+                if self.metered:
+                    _raise_for(_get_fuel(ctx, byref(left)), None)
                 return data, int(left.value)
             except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
                 raise self._translate(exc, ctx, rt, timeout=timeout, memory=memory, fuel=fuel) from None
@@ -686,7 +720,8 @@ class Sandbox:
         fault = 0
         log: list[str] = []
         if rt is not None:
-            _set_fuel(ctx, _SALVAGE_FUEL)
+            if self.metered:
+                _raise_for(_set_fuel(ctx, _SALVAGE_FUEL), None)
             _set_epoch_deadline(ctx, _NO_DEADLINE)
             try:
                 fault = _call_i32(ctx, _export(ctx, rt, b"rt_fault", _EXTERN_FUNC))

@@ -19,10 +19,18 @@ def test_result_fields(sandbox: peerbox.Sandbox) -> None:
     res = prog.run()
     assert res.value == 42
     assert res.log == ["hi", '"x"']
-    assert res.fuel_used > 0
+    assert res.fuel_used is None  # not metered unless the run has a fuel limit
     assert res.wall_time > 0
+    metered = prog.run(limits=peerbox.Limits(fuel=10**9))
+    assert metered.value == 42 and metered.fuel_used is not None and metered.fuel_used > 0
     # fuel is deterministic
-    assert prog.run().fuel_used == res.fuel_used
+    assert prog.run(limits=peerbox.Limits(fuel=10**9)).fuel_used == metered.fuel_used
+
+
+def test_unmetered_sandbox_refuses_a_fuel_budget_directly(sandbox: peerbox.Sandbox) -> None:
+    assert not sandbox.metered
+    twin = sandbox.metered_twin()
+    assert twin.metered and twin.metered_twin() is twin and sandbox.metered_twin() is twin
 
 
 def test_fresh_store_per_run(sandbox: peerbox.Sandbox) -> None:

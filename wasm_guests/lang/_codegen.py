@@ -34,6 +34,9 @@ from ._resolver import Binding, FnRef, Resolution
 
 __all__ = ["FunctionCompiler", "changed_in_place", "children"]
 
+# expressions for which expr() works out whether the value is surely an int
+_TYPED = (A.Int, A.Var, A.Binary, A.If, A.BlockExpr, A.Call)
+
 
 class FunctionCompiler(Emitter):
     """Compiles statements and expressions of one function body."""
@@ -47,6 +50,7 @@ class FunctionCompiler(Emitter):
         if params:
             self.bind_params(params, first_local, block)
         self.block_value(block)
+        self.returns_int = self.returns_int and self.last_int
         self.emit("return")
         self.close_region()
         self.emit(f"i32.const {EXC}", "i64.const 0")
@@ -74,6 +78,7 @@ class FunctionCompiler(Emitter):
             self.expr(block.tail)
         else:
             self.unit()
+            self.last_int = False
 
     def stmt(self, st: A.Stmt) -> None:  # noqa: C901 - one dispatch over statement types
         if isinstance(st, A.Let):
@@ -108,8 +113,10 @@ class FunctionCompiler(Emitter):
         elif isinstance(st, A.Return):
             if st.value is None:
                 self.unit()
+                self.last_int = False
             else:
                 self.expr(st.value)
+            self.returns_int = self.returns_int and self.last_int
             self.emit("return")
         elif isinstance(st, A.Throw):
             if st.value is None and self.caught:  # `throw;` in a catch block re-throws
@@ -304,7 +311,7 @@ class FunctionCompiler(Emitter):
     def expr(self, e: A.Expr) -> None:
         """Evaluate ``e``, leaving its value on the stack; ``last_int`` tells if it is surely an int."""
         self._expr(e)
-        if not isinstance(e, (A.Int, A.Var, A.Binary)):
+        if not isinstance(e, _TYPED):
             self.last_int = False
 
     def _expr(self, e: A.Expr) -> None:  # noqa: C901 - one dispatch over expression types
@@ -477,6 +484,14 @@ class FunctionCompiler(Emitter):
             self.emit(tests[1], f"i32.const {INT}", "i32.eq", "i32.and")
 
     def compare(self, op: str, left: Operand, right: Operand, *, as_i32: bool) -> None:
+        """``left op right`` as an i32 (``as_i32``) or a BOOL value; rt comparisons never fail."""
+        if _static_int(left) and _static_int(right):
+            if not as_i32:
+                self.emit(f"i32.const {BOOL}")
+            self.emit(left.payload, right.payload, COMPARE[op])
+            if not as_i32:
+                self.emit("i64.extend_i32_u")
+            return
         self._both_ints(left, right)
         self.emit("if (result i32)" if as_i32 else "if (result i32 i64)")
         if not as_i32:
@@ -504,7 +519,7 @@ class FunctionCompiler(Emitter):
             self.push(right)
             self.call(BINOPS[op], span)
             return
-        if (left.is_int or left.int_const is not None) and (right.is_int or right.int_const is not None):
+        if _static_int(left) and _static_int(right):
             self.emit(*fast)  # both statically ints: no tag test, no generic path
             self.last_int = True
             return
@@ -585,6 +600,7 @@ class FunctionCompiler(Emitter):
         self.cond(e.cond)
         self.emit("if (result i32 i64)")
         self.block_value(e.then)
+        then_int = self.last_int
         self.emit("else")
         if isinstance(e.else_, A.If):
             self.if_(e.else_)
@@ -592,7 +608,9 @@ class FunctionCompiler(Emitter):
             self.block_value(e.else_)
         else:
             self.unit()
+            self.last_int = False
         self.emit("end")
+        self.last_int = then_int and self.last_int
 
     def switch(self, e: A.Switch) -> None:
         self.expr(e.subject)
@@ -645,8 +663,10 @@ class FunctionCompiler(Emitter):
                 name += "_int"  # every argument is surely an int: skip the clone's entry test
             self.emit(f"call {name}")
             self.check(e.span)
+            self.last_int = name in self.mb.int_returns  # an all-int clone whose every result is an int
         elif isinstance(target, Builtin):
             self.builtin(target, e.args[0] if e.args else None, e.args[1:], e.span)
+            self.last_int = False
         elif isinstance(target, HostFn):
             self.emit(f"i32.const {target.op}")
             for a in e.args:
@@ -705,6 +725,10 @@ class FunctionCompiler(Emitter):
             for j, b in enumerate(info.captures):
                 self.emit("local.get $xt", f"local.get {self.cells[b.id]}", f"i32.store offset={4 * j}")
         self.emit(f"i32.const {FN}", f"local.get {clo}", "i64.extend_i32_u")
+
+
+def _static_int(op: Operand) -> bool:
+    return op.is_int or op.int_const is not None
 
 
 def children(node: object) -> list[object]:

@@ -90,6 +90,7 @@ class ModuleBuilder:
     globals: list[str] = field(default_factory=list)
     closure_arities: set[int] = field(default_factory=set)
     int_clones: set[str] = field(default_factory=set)  # functions with an all-int-arguments clone
+    int_returns: set[str] = field(default_factory=set)  # clones ("$f..._int") that only return ints
 
     def string(self, s: str) -> tuple[int, int]:
         b = s.encode("utf-8", "surrogatepass")
@@ -126,6 +127,7 @@ class Emitter:
         self.caught: list[tuple[str, str]] = []  # locals holding what each enclosing catch caught
         self.known_int: set[int] = set()  # bindings that hold an int for the whole function
         self.last_int = False  # the value expr() just emitted is known to be an int
+        self.returns_int = True  # every value this function returns so far is known to be an int
 
     # -- plumbing -----------------------------------------------------------------
 

@@ -10,9 +10,36 @@ from __future__ import annotations
 from . import _ast as A
 from ._codegen import FunctionCompiler, changed_in_place, children
 from ._emitter import ARRAY, CLOSURE_TABLE_BASE, EXC, ModuleBuilder
-from ._resolver import FnRef, Resolution
+from ._resolver import FnRef, ModuleInfo, Resolution
 
 __all__ = ["generate"]
+
+
+def _compile_int_clones(mb: ModuleBuilder, functions: list[tuple[ModuleInfo, A.FnDef]]) -> dict[str, str]:
+    """Compile the all-int clones; find those that return only ints (a fixpoint).
+
+    Optimistically every clone returns ints (so ``fib(n - 1) + fib(n - 2)``
+    adds two known ints); a clone with a return path that is not surely an
+    int leaves the set, and the rest are compiled again, until nothing changes.
+    """
+    todo = [(mod, fn) for mod, fn in functions
+            if FnRef(mod.index, fn.name, len(fn.params)).wasm_name in mb.int_clones]
+    mb.int_returns = {FnRef(m.index, fn.name, len(fn.params)).wasm_name + "_int" for m, fn in todo}
+    while True:
+        out: dict[str, str] = {}
+        failed = set()
+        for mod, fn in todo:
+            params = mb.res.params[id(fn)]
+            name = FnRef(mod.index, fn.name, len(params)).wasm_name
+            clone = FunctionCompiler(mb, mod.index)
+            clone.known_int = {b.id for b in params}
+            clone.body(fn.body, params, 0)
+            if not clone.returns_int:
+                failed.add(name + "_int")
+            out[name] = clone.finish(f"(func {name}_int {_params(len(params))} (result i32 i64)")
+        if not failed & mb.int_returns:
+            return out
+        mb.int_returns -= failed
 
 
 def _int_specializable(fn: A.FnDef, res: Resolution) -> bool:
@@ -64,6 +91,7 @@ def generate(res: Resolution, init_order: list[int]) -> str:
     for mod, fn in functions:
         if _int_specializable(fn, res):
             mb.int_clones.add(FnRef(mod.index, fn.name, len(fn.params)).wasm_name)
+    clones = _compile_int_clones(mb, functions)
     # script functions
     for mod, fn in functions:
         params = res.params[id(fn)]
@@ -71,6 +99,7 @@ def generate(res: Resolution, init_order: list[int]) -> str:
         sig = f"{_params(len(params))} (result i32 i64)"
         f = FunctionCompiler(mb, mod.index)
         if name in mb.int_clones:
+            mb.funcs.append(clones[name])
             # entry test: all arguments ints -> the clone that knows it
             for i in range(len(params)):
                 f.emit(f"local.get {2 * i}", "i32.const 2", "i32.eq")
@@ -78,10 +107,6 @@ def generate(res: Resolution, init_order: list[int]) -> str:
                     f.emit("i32.and")
             f.emit("if", *(f"local.get {i}" for i in range(2 * len(params))), f"call {name}_int", "return",
                    "end")
-            clone = FunctionCompiler(mb, mod.index)
-            clone.known_int = {b.id for b in params}
-            clone.body(fn.body, params, 0)
-            mb.funcs.append(clone.finish(f"(func {name}_int {sig}"))
         f.body(fn.body, params, 0)
         mb.funcs.append(f.finish(f"(func {name} {sig}"))
     # module initialisers and the main body
