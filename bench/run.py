@@ -1,4 +1,4 @@
-"""peerbox benchmark (issue 3, "Performance"): peerbox scripts next to CPython.
+"""peerbox benchmark: peerbox scripts next to CPython (issue 3), and what isolation costs (issue 4).
 
 Usage (from the repo root; ``make bench`` runs the first form):
 
@@ -15,6 +15,12 @@ give the same value. The ratio is CPython time / peerbox time, so >1 means peerb
 is faster. Compile time is measured cold (a fresh cache directory and a source
 made unique by a nonce comment, so no cache can answer) and split into the
 front end (``compile_to_wat``) and wasmtime's compilation of the WAT.
+
+Then ``isolation.py`` adds two tables: the isolation overhead (the same small
+logic as a Python function, a peerbox script in-process, the script as a peer
+with one ``fs::read``, a fresh Python subprocess, the ``peerbox run`` CLI; µs
+per call and the ratio to the Python function) and the host-call overhead
+(µs per ``fs::read`` from a script vs Python's ``open().read()``).
 
 A full run writes the table as markdown and JSON (with machine information)
 to ``bench/results/<date>-<shortsha>.{md,json}`` and ``bench/results/latest.md``.
@@ -38,7 +44,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +60,8 @@ os.environ["PEERBOX_CACHE_DIR"] = _CACHE_TMP.name
 
 sys.path.insert(0, str(BENCH_DIR))
 import gen_script  # noqa: E402
+import isolation  # noqa: E402
+from _rows import Row, _err, _timed, best_of, load_py, render_table  # noqa: E402
 
 
 # -- sizes ----------------------------------------------------------------------
@@ -85,92 +93,7 @@ TRIVIAL_TARGET_US = 100.0
 
 ROW_NAMES = [w.name for w in WORKLOADS] + [
     "compile_frontend", "compile_wasmtime", "compile_total", "trivial_run", "trivial_compile_run",
-]
-
-
-# -- results --------------------------------------------------------------------
-
-@dataclass
-class Row:
-    name: str
-    title: str
-    size: str
-    peerbox: float | None = None     # seconds (workloads), ms/1000 lines (compile), µs (trivial)
-    cpython: float | None = None     # seconds, workloads only
-    unit: str = "s"
-    target: str = "—"
-    status: str = ""                 # PASS / MISS / "" (no target) / ERROR / WRONG
-    note: str = ""
-    samples: list[float] = field(default_factory=list)          # wall clock, every repeat
-    cpython_samples: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)              # thread CPU time, every repeat
-    cpython_cpu: list[float] = field(default_factory=list)
-
-    @property
-    def ratio(self) -> float | None:
-        if self.peerbox and self.cpython and self.unit == "s":
-            return self.cpython / self.peerbox
-        return None
-
-
-def _fmt_time(v: float | None, unit: str) -> str:
-    if v is None:
-        return "—"
-    if unit == "s":
-        if v >= 1.0:
-            return f"{v:.2f} s"
-        if v >= 1e-3:
-            return f"{v * 1e3:.1f} ms"
-        return f"{v * 1e6:.0f} µs"
-    if unit == "ms/1000 lines":
-        return f"{v:.1f} ms"
-    if unit == "µs":
-        return f"{v:.1f} µs"
-    return f"{v:g} {unit}"
-
-
-def _fmt_ratio(r: float | None) -> str:
-    if r is None:
-        return "—"
-    return f"{r:.1f}×" if r >= 1 else f"{r:.2f}×"
-
-
-def render_table(rows: list[Row]) -> str:
-    head = ["benchmark", "size", "peerbox", "CPython", "CPython/peerbox (>1 = peerbox faster)",
-            "target", "status"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for r in rows:
-        status = r.status + (f" ({r.note})" if r.note else "")
-        cells = [r.name + " — " + r.title, r.size, _fmt_time(r.peerbox, r.unit),
-                 _fmt_time(r.cpython, r.unit), _fmt_ratio(r.ratio), r.target, status]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
-
-
-# -- timing ---------------------------------------------------------------------
-
-def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float], Any]:
-    """Run ``fn`` ``repeat`` times; the fastest wall time, all times, the last value."""
-    samples: list[float] = []
-    cpu: list[float] = []
-    value: Any = None
-    for _ in range(repeat):
-        value = _timed(fn, samples, cpu)
-    return min(samples), samples, value
-
-
-def load_py(name: str) -> Callable[[dict[str, Any]], Any]:
-    path = PROGRAMS / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_prog_{name}", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main  # type: ignore[no-any-return]
-
-
-def _err(e: BaseException) -> str:
-    msg = f"{type(e).__name__}: {e}".strip().splitlines()
-    return msg[0][:160] if msg else type(e).__name__
+] + isolation.ROW_NAMES
 
 
 # -- rows -----------------------------------------------------------------------
@@ -222,25 +145,6 @@ def bench_workload(w: Workload, quick: bool, repeat: int) -> Row:
     elif w.target is not None:
         row.status = "PASS" if (row.ratio or 0) >= w.target else "MISS"
     return row
-
-
-def _timed(fn: Callable[[], Any], wall: list[float], cpu: list[float]) -> Any:
-    """Call ``fn`` once with the cyclic GC paused (as timeit does), appending
-    its wall and this thread's CPU seconds.
-
-    Not ``gc.collect()`` before every sample: a collection right before a
-    short peerbox run makes that run ~0.1-0.2 ms slower (cold caches).
-    """
-    gc.disable()
-    try:
-        c0 = time.thread_time()
-        t0 = time.perf_counter()
-        value = fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.thread_time() - c0)
-    finally:
-        gc.enable()
-    return value
 
 
 def _engine_for_wat() -> Callable[[str], Any]:
@@ -367,6 +271,13 @@ def _git(*args: str) -> str:
         return ""
 
 
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -395,23 +306,56 @@ def machine_info() -> dict[str, Any]:
         "commit": commit,
         "short_commit": commit[:7],
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "loadavg_end": _loadavg(),   # 1/5/15-minute load averages (the machine may be shared)
     }
 
 
 def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namespace) -> str:
     dirty = " (uncommitted changes)" if info["dirty"] else ""
-    return "\n".join([
+
+    def load(key: str) -> str:
+        v = info.get(key)
+        return "/".join(f"{x:.2f}" for x in v) if v else "?"
+
+    lines = [
         f"# peerbox benchmark — {info['date'][:10]}, commit {info['short_commit']}{dirty}",
         "",
         f"- CPU: {info['cpu']}, {info['cores']} cores; {info['platform']}",
         f"- {info['python']}, wasmtime {info['wasmtime']}, peerbox {info['peerbox']}",
+        f"- load average (1/5/15 min) at start {load('loadavg_start')}, at end {load('loadavg_end')}",
         f"- wall-clock times, best of at least {args.repeat} runs{' (--quick)' if args.quick else ''} "
         f"(short rows alternate CPython and peerbox runs for up to {ROW_BUDGET:g} s); peerbox rows "
         "time `prog.run(params=...)` of an already compiled program, instantiation included.",
         "",
-        render_table(rows),
-        "",
-    ])
+    ]
+    perf = [r for r in rows if r.group == "perf"]
+    if perf:
+        lines += [render_table(perf), ""]
+    iso = isolation.render(rows, "isolation")
+    if iso:
+        lines += [
+            "## Isolation overhead",
+            "",
+            "One invocation of the same small logic (`programs/order.*`: parse a param, build a "
+            "small map) at each level of isolation, µs per call and as a ratio to (a). In-process "
+            "rows alternate round by round; best batch mean, median in the note.",
+            "",
+            iso,
+            "",
+        ]
+    host = isolation.render(rows, "hostcall")
+    if host:
+        lines += [
+            "## Host-call overhead",
+            "",
+            "µs per read of the same 1 KiB file: from Python, through the host-call dispatcher "
+            "without a sandbox, and as `fs::read` from a script (a run of N reads minus the "
+            "same loop without the read, / N).",
+            "",
+            host,
+            "",
+        ]
+    return "\n".join(lines)
 
 
 def write_results(rows: list[Row], info: dict[str, Any], args: argparse.Namespace,
@@ -457,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         return not only or any(name.startswith(o) for o in only)
 
     t_start = time.perf_counter()
+    load_start = _loadavg()
     rows: list[Row] = []
     try:
         import peerbox  # noqa: F401
@@ -474,8 +419,15 @@ def main(argv: list[str] | None = None) -> int:
     if any(wanted(n) for n in ROW_NAMES if n.startswith("trivial")):
         print("bench: trivial ...", file=sys.stderr, flush=True)
         rows += [r for r in bench_trivial(args.quick, args.repeat) if wanted(r.name)]
+    if any(wanted(n) for n in isolation.ROW_NAMES if n.startswith("iso_")):
+        print("bench: isolation ...", file=sys.stderr, flush=True)
+        rows += isolation.bench_isolation(args.quick, args.repeat, wanted)
+    if any(wanted(n) for n in isolation.ROW_NAMES if n.startswith("hostcall_")):
+        print("bench: host calls ...", file=sys.stderr, flush=True)
+        rows += isolation.bench_hostcalls(args.quick, args.repeat, wanted)
 
     info = machine_info()
+    info["loadavg_start"] = load_start
     print(render_markdown(rows, info, args))
     print(f"(bench took {time.perf_counter() - t_start:.1f} s)", file=sys.stderr)
     # Only a full, unfiltered run updates bench/results/ by default.

@@ -2,7 +2,9 @@
 
 No timing is asserted (timings are what the benchmark reports, not a test);
 this only checks that every workload compiles, runs, agrees with its CPython
-twin, and that the table and the result files are produced.
+twin (the isolation rows: with ``programs/order.py``, the host-call rows:
+with the file's content), and that the tables and the result files are
+produced.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ROWS = [
+PERF_ROWS = [
     "fib", "loop_while", "loop_for", "string", "map", "sort",
     "compile_frontend", "compile_wasmtime", "compile_total", "trivial_run", "trivial_compile_run",
 ]
+ISO_ROWS = ["iso_a_python", "iso_a_python_fs", "iso_b_script", "iso_c_fs_read", "iso_d_subprocess",
+            "iso_d_cli"]
+HOSTCALL_ROWS = ["hostcall_py_read", "hostcall_dispatch", "hostcall_fs_read"]
+ROWS = PERF_ROWS + ISO_ROWS + HOSTCALL_ROWS
 
 
 def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
@@ -30,20 +36,34 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
         assert any(line.startswith(f"| {name} — ") for line in table), (name, proc.stdout)
     assert "ERROR" not in proc.stdout and "WRONG" not in proc.stdout, proc.stdout
 
+    for target_row in ("iso_b_script", "iso_c_fs_read"):
+        line = next(line for line in table if line.startswith(f"| {target_row} — "))
+        assert "PASS" in line or "MISS" in line, line
+
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert [r["name"] for r in doc["rows"]] == ROWS
-    assert all(r["peerbox"] is not None for r in doc["rows"])
-    for key in ("cpu", "cores", "python", "wasmtime", "date", "commit"):
+    by_name = {r["name"]: r for r in doc["rows"]}
+    assert all(by_name[n]["peerbox"] is not None and by_name[n]["group"] == "perf" for n in PERF_ROWS)
+    for names, group in ((ISO_ROWS, "isolation"), (HOSTCALL_ROWS, "hostcall")):
+        for n in names:
+            r = by_name[n]
+            assert r["group"] == group and r["us"] is not None and r["us"] > 0, r
+            assert r["rel"] is not None and r["samples"], r
+        assert by_name[names[0]]["rel"] == 1.0
+    for key in ("cpu", "cores", "python", "wasmtime", "date", "commit", "loadavg_start", "loadavg_end"):
         assert key in doc["machine"]
-    assert (tmp_path / "latest.md").read_text().count("\n| ") >= len(ROWS)
+    latest = (tmp_path / "latest.md").read_text()
+    assert latest.count("\n| ") >= len(ROWS)
+    assert "## Isolation overhead" in latest and "## Host-call overhead" in latest
 
 
 def test_bench_only_selects_rows() -> None:
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--only", "fib,trivial_run"],
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--only",
+         "fib,trivial_run,iso_b,hostcall_fs"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = [line.split(" — ")[0][2:] for line in proc.stdout.splitlines() if line.startswith("| ")
              and " — " in line]
-    assert names == ["fib", "trivial_run"], proc.stdout
+    assert names == ["fib", "trivial_run", "iso_b_script", "hostcall_fs_read"], proc.stdout
