@@ -209,12 +209,13 @@ def _finish(row: Row) -> None:
         row.status = "PASS" if row.us < target else "MISS"
 
 
-def _relative(rows: list[Row]) -> None:
-    """``rel`` = us / the first row's us (only if the first row of the table was measured)."""
-    if rows and rows[0].us:
+def _relative(rows: list[Row], base: str) -> None:
+    """``rel`` = us / the ``base`` row's us (none if that row was not measured, e.g. ``--only``)."""
+    first = next((r for r in rows if r.name == base), None)
+    if first is not None and first.us:
         for r in rows:
             if r.us is not None:
-                r.rel = r.us / rows[0].us
+                r.rel = r.us / first.us
 
 
 # -- the tables ---------------------------------------------------------------------
@@ -311,7 +312,7 @@ def bench_isolation(quick: bool, repeat: int, wanted: Callable[[str], bool]) -> 
     out = list(rows.values())
     for r in out:
         _finish(r)
-    _relative(out)
+    _relative(out, ISO_ROWS[0][0])
     b, c = rows.get("iso_b_script"), rows.get("iso_c_fs_read")
     if b is not None and c is not None and b.us is not None and c.us is not None:
         c.note = (c.note + "; " if c.note else "") + f"(c) − (b) = {fmt_us(c.us - b.us)}"
@@ -378,7 +379,7 @@ def bench_hostcalls(quick: bool, repeat: int, wanted: Callable[[str], bool]) -> 
     for r in out:
         if r.name != "hostcall_fs_read":
             _finish(r)
-    _relative(out)
+    _relative(out, HOSTCALL_ROWS[0][0])
     return out
 
 
