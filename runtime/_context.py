@@ -46,7 +46,10 @@ def load_quotas(peer: Peer) -> Quotas:
         raise UsageError(f"{peer.paths.meta}: cannot read quotas: {exc}") from None
     if not isinstance(table, dict) or set(table) - set(_QUOTA_KEYS):
         raise UsageError(f"{peer.paths.meta}: [quotas] may only set {', '.join(_QUOTA_KEYS)}")
-    return Quotas(**table)
+    try:
+        return Quotas(**table)
+    except UsageError as exc:
+        raise UsageError(f"{peer.paths.meta}: [quotas]: {exc}") from None
 
 
 class PeerContext:
