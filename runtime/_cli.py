@@ -255,7 +255,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         with Contexts(args.root) as contexts:
             ctx = contexts.get(args.peer)
-            search = [ctx.peer.paths.logic, *_search_path(args)]
+            search: list[str | os.PathLike[str]] = [ctx.peer.paths.logic, *_search_path(args)]
             prog = peerbox.compile(source, args.file, search_path=search, sandbox=sandbox)
             res = _interruptible(lambda: ctx.run(prog, params, limits=limits), args.stack)
     _write_log(res.log)

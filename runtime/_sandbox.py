@@ -264,7 +264,7 @@ class _RunState:
 
 def _caller_export(caller: Any, name: bytes, kind: int) -> Any:
     item = _Extern()
-    if not _caller_export_get(caller, name, len(name), byref(item)) or item.kind != kind:
+    if not _caller_export_get(caller, name, len(name), byref(item)) or int(item.kind) != kind:
         raise Error(f"host call from a module without {name.decode()} (a bug in peerbox)")
     return item
 
@@ -313,7 +313,6 @@ def _host_call_callback(tls: threading.local) -> Any:
     :meth:`Sandbox._translate` then raises what was kept.
     """
 
-    @_c.wasmtime_func_unchecked_callback_t
     def callback(env: Any, caller: Any, args: Any, nargs: int) -> int:
         result = 0
         try:
@@ -337,7 +336,7 @@ def _host_call_callback(tls: threading.local) -> Any:
         args[0].i64 = result
         return 0
 
-    return callback
+    return _c.wasmtime_func_unchecked_callback_t(callback)
 
 
 # -- the epoch ticker ---------------------------------------------------------
