@@ -42,6 +42,10 @@ def _compile_int_clones(mb: ModuleBuilder, functions: list[tuple[ModuleInfo, A.F
         mb.int_returns -= failed
 
 
+#: Largest function body (AST nodes) that gets an all-int clone.
+_MAX_CLONED_NODES = 25
+
+
 def _int_specializable(fn: A.FnDef, res: Resolution) -> bool:
     """Worth an all-int clone: parameters never reassigned, captured or changed in place.
 
@@ -55,8 +59,12 @@ def _int_specializable(fn: A.FnDef, res: Resolution) -> bool:
     if ids & changed_in_place(fn.body, res):
         return False
     stack: list[object] = [fn.body]
+    size = 0
     while stack:
         n = stack.pop()
+        size += 1
+        if size > _MAX_CLONED_NODES:  # a clone doubles the code: only where calls dominate
+            return False
         if isinstance(n, A.Assign) and isinstance(n.target, A.Var):
             b = res.bindings.get(id(n.target))
             if b is not None and b.id in ids:
