@@ -65,6 +65,11 @@ test: venv check-rt
 demo: venv
 	@echo '$$ peerbox run examples/demo.rhai --param who=world --param n=10'
 	@$(VENV)/bin/peerbox run examples/demo.rhai --param who=world --param n=10
+	@root=$$(mktemp -d) && trap 'rm -rf "$$root"' EXIT && \
+	echo && echo '$$ peerbox init alice && peerbox run examples/notes.rhai --peer alice --param text=hi  (twice)' && \
+	$(VENV)/bin/peerbox init alice --root "$$root" >/dev/null && \
+	$(VENV)/bin/peerbox run examples/notes.rhai --peer alice --root "$$root" --param text=hi >/dev/null && \
+	$(VENV)/bin/peerbox run examples/notes.rhai --peer alice --root "$$root" --param text=hello
 	@echo
 	@echo '$$ peerbox run examples/demo.rhai --param n=5 --json    # the value as one JSON document (log on stderr)'
 	@$(VENV)/bin/peerbox run examples/demo.rhai --param n=5 --json
