@@ -302,6 +302,7 @@ def bench_isolation(quick: bool, repeat: int, wanted: Callable[[str], bool]) -> 
                           [sys.executable, "-m", "peerbox", "run", str(PROGRAMS / "order_fs.rhai"),
                            "--peer", PEER, "--root", str(peer.root), "--params-json", json.dumps(PARAMS),
                            "--json"], want_fs, sz.cli))
+        peer.contexts.close()  # a peer's storage has one owner at a time: hand it to the CLI runs
         for name, cmd, expected, n in procs:
             row = rows[name]
             row.size = f"{n * repeat} processes"

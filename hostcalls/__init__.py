@@ -27,7 +27,7 @@ from __future__ import annotations
 from ._backend import BACKEND_KINDS, Backend, Stat, open_backend
 from ._dispatch import Dispatch, Op
 from ._errors import KINDS as ERROR_KINDS
-from ._errors import BudgetExceeded, HostCallError
+from ._errors import BudgetExceeded, HostCallError, StorageInUse
 from ._fs import FsBackend
 from ._limits import Budget, Quotas
 from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
@@ -36,6 +36,7 @@ from ._sqlite import SqliteBackend
 __all__ = [
     "HostCallError",
     "BudgetExceeded",
+    "StorageInUse",
     "ERROR_KINDS",
     "Quotas",
     "Budget",

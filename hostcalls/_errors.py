@@ -20,9 +20,10 @@ host path, so a refusal reveals nothing about where the peer root lives.
 
 from __future__ import annotations
 
-from peerbox._errors import Error
+from peerbox._errors import Error, UsageError
 
 __all__ = [
+    "StorageInUse",
     "KINDS",
     "HostCallError",
     "BudgetExceeded",
@@ -160,3 +161,12 @@ def not_empty(path: str) -> HostCallError:
 def io_error(path: str, reason: str) -> HostCallError:
     """An unexpected failure of the storage underneath (disk full, permissions...)."""
     return HostCallError("io_error", f"i/o error on {show(path)}: {reason}")
+
+
+class StorageInUse(UsageError):
+    """A peer's storage is already open in another process (or backend object).
+
+    A peer's files have one owner at a time: the owner sweeps temporary files
+    of interrupted writes and keeps the quota tally, which a second owner
+    would break. Exit code 2, like other refusals to start.
+    """

@@ -51,6 +51,7 @@ quota check and the change it allows are one step). Reads take no lock.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
 import stat as st_mod
@@ -60,6 +61,7 @@ from peerbox._errors import Error
 
 from ._backend import Backend, Stat
 from ._errors import (
+    StorageInUse,
     HostCallError,
     hard_link,
     io_error,
@@ -147,6 +149,16 @@ class FsBackend(Backend):
             self._root_fd = os.open(self.root_dir, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
         except OSError as exc:
             raise Error(f"cannot open the storage directory {self.root_dir!r}: {_reason(exc)}") from None
+        # One owner at a time: the sweep below would delete another owner's temp file mid-write,
+        # and quotas are tallied per owner. A second process (or backend) is refused, not raced.
+        try:
+            fcntl.flock(self._root_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._root_fd)
+            raise StorageInUse(
+                f"the storage directory {self.root_dir!r} is in use by another peerbox process "
+                "(a peer's files have one owner at a time)"
+            ) from None
         self._lock = threading.Lock()  # serialises changes (usage tally + quota checks)
         self._guard = threading.Condition(threading.Lock())  # counts operations using the root fd
         self._active = 0

@@ -255,11 +255,12 @@ MAX_HOSTCALL_ARGS = 64 << 20
 class _RunState:
     """Per-run state the host functions reach: this run's dispatch, and why it stopped."""
 
-    __slots__ = ("host", "stop")
+    __slots__ = ("host", "stop", "trap")
 
     def __init__(self, host: Dispatch | None) -> None:
         self.host = host
         self.stop: Error | None = None
+        self.trap: wasmtime.Trap | None = None  # a trap inside a host call (it then stops the run)
 
 
 def _caller_export(caller: Any, name: bytes, kind: int) -> Any:
@@ -323,10 +324,8 @@ def _host_call_callback(tls: threading.local) -> Any:
                                          args[2].i32 & 0xFFFFFFFF)
                 except BudgetExceeded as exc:
                     state.stop = LimitExceeded("hostcalls", f"script exceeded its host-call budget: {exc}")
-                except wasmtime.Trap:  # its text is a wasm backtrace: not for users
-                    state.stop = LimitExceeded(
-                        "memory", "script exceeded its memory limit (receiving the reply of a host call)"
-                    )
+                except wasmtime.Trap as exc:  # calling rt_alloc: fuel, timeout, stack or memory ran out
+                    state.trap = exc
                 except Error as exc:
                     state.stop = exc
                 except BaseException as exc:  # never into wasmtime: kept for after the run
@@ -771,6 +770,8 @@ class Sandbox:
             except (wasmtime.Trap, wasmtime.WasmtimeError, Error):
                 log = []
         state: _RunState | None = getattr(self._tls, "run", None)
+        if state is not None and state.trap is not None:  # the real cause, not rt's host_stop
+            code, text = state.trap.trap_code, str(state.trap)
         if fault == 2 and state is not None and state.stop is not None:
             stop = state.stop
             if isinstance(stop, LimitExceeded):

@@ -29,6 +29,7 @@ def test_facade_exports_exactly_the_public_api() -> None:
         [
             "HostCallError",
             "BudgetExceeded",
+            "StorageInUse",
             "ERROR_KINDS",
             "Quotas",
             "Budget",

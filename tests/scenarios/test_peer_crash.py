@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 import peerbox
+from peerbox.hostcalls import StorageInUse
 from peerbox.hostcalls import TEMP_PREFIX
 
 pytestmark = pytest.mark.slow
@@ -148,6 +149,7 @@ with peerbox.Contexts(sys.argv[1]) as contexts:
         'catch (e) { failed += 1; if first == "" { first = e.kind + ": " + e.message; } } } [failed, first]',
         "writer.rhai",
     )
+    ctx.storage  # own the peer's storage before saying ready
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     res = ctx.run(prog, {"n": int(sys.argv[2])}, limits=peerbox.Limits(timeout=120.0, host_calls=10**6))
@@ -157,24 +159,30 @@ with peerbox.Contexts(sys.argv[1]) as contexts:
 
 @pytest.mark.parametrize("backend", ["fs", "sqlite"])
 def test_another_process_opening_the_peer_does_not_break_writes(tmp_path: Path, backend: str) -> None:
-    """Two ``peerbox run --peer alice`` at once: the one starting up must not disturb the other.
+    """Two processes on one peer at once: the second must not disturb the first.
 
-    (Found with fs: the start-up sweep of temporary files deletes the
-    temporary file of a write in progress in the other process, whose
-    ``fs::write`` then fails with io_error "No such file or directory".)
+    (Found with fs: the start-up sweep of temporary files deleted the
+    temporary file of a write in progress in the other process.) A peer's
+    files have one owner at a time: with fs the second process is refused
+    with StorageInUse; sqlite lets several processes share the database.
     """
     root = _init(tmp_path, backend)
     child = subprocess.Popen(
         [sys.executable, "-c", SLOW_WRITER, str(root), "300"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
     )
+    refused = 0
     try:
         assert child.stdout is not None
         assert child.stdout.readline() == "ready\n"
         opened = 0
         while child.poll() is None and opened < 2000:
             with peerbox.Contexts(root) as contexts:  # a second process starting up
-                contexts.get("alice").storage
+                try:
+                    contexts.get("alice").storage
+                except StorageInUse as exc:
+                    assert "in use by another peerbox process" in str(exc)
+                    refused += 1
             opened += 1
         out, err = child.communicate(timeout=60)
     finally:
@@ -184,3 +192,5 @@ def test_another_process_opening_the_peer_does_not_break_writes(tmp_path: Path, 
     assert child.returncode == 0, err
     assert opened > 0
     assert out.strip() == "[0, '']", f"{out.strip()} (after {opened} start-ups in parallel)"
+    if backend == "fs":
+        assert refused > 0  # refused for as long as the writer owns the storage

@@ -25,7 +25,7 @@ _Noreturn void oom(void) {
 }
 
 _Noreturn void host_stop(void) {
-    fault_code = 2;
+    if (!fault_code) fault_code = 2; /* an out-of-memory during the host call stays fault 1 */
     __builtin_trap();
 }
 
