@@ -25,7 +25,7 @@ Typical wiring::
 from __future__ import annotations
 
 from ._backend import BACKEND_KINDS, Backend, Stat, open_backend
-from ._dispatch import Dispatch, Op
+from ._dispatch import OP_ACTIONS, Authorizer, Dispatch, Op
 from ._errors import KINDS as ERROR_KINDS
 from ._errors import BudgetExceeded, HostCallError, StorageInUse
 from ._fs import FsBackend
@@ -47,6 +47,8 @@ __all__ = [
     "BACKEND_KINDS",
     "open_backend",
     "Dispatch",
+    "OP_ACTIONS",
+    "Authorizer",
     "Op",
     "parse_path",
     "TEMP_PREFIX",

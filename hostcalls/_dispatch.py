@@ -130,6 +130,17 @@ def _encode(name: str, text: str) -> bytes:
         raise HostCallError("invalid_argument", f"{name}: the string is not valid Unicode") from None
 
 
+#: The policy action each host call needs (an ``exec`` grants no file access by itself).
+OP_ACTIONS: dict[Op, str] = {
+    Op.READ: "fs.read", Op.READ_BYTES: "fs.read", Op.EXISTS: "fs.read", Op.STAT: "fs.read",
+    Op.WRITE: "fs.write", Op.WRITE_BYTES: "fs.write", Op.APPEND: "fs.write", Op.MKDIR: "fs.write",
+    Op.DELETE: "fs.delete", Op.LIST: "fs.list",
+}
+
+Authorizer = Callable[[str, str], None]
+"""``authorize(action, path)``: return if allowed, else raise ``HostCallError("denied", why)``."""
+
+
 class Dispatch:
     """The host calls of one run, against ``backend`` (None: no storage), within ``budget``.
 
@@ -137,11 +148,17 @@ class Dispatch:
     Not thread-safe (a run makes one host call at a time); the backend is.
     """
 
-    __slots__ = ("backend", "budget", "_table")
+    __slots__ = ("backend", "budget", "authorize", "_table")
 
-    def __init__(self, backend: Backend | None, budget: Budget | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend | None,
+        budget: Budget | None = None,
+        authorize: Authorizer | None = None,
+    ) -> None:
         self.backend = backend
         self.budget = budget if budget is not None else Budget()
+        self.authorize = authorize
         self._table: dict[int, Callable[..., object]] = {
             Op.READ: self._read,
             Op.WRITE: self._write,
@@ -170,6 +187,8 @@ class Dispatch:
         name, checked = _check_args(op, args)
         if self.backend is None:
             raise HostCallError("no_storage", _NO_STORAGE)
+        if self.authorize is not None:  # the policy, checked at every call with the path it names
+            self.authorize(OP_ACTIONS[Op(op)], join(parse_path(checked[0])))
         try:
             return self._table[op](self.backend, *checked)
         except (OSError, sqlite3.Error) as exc:  # a backend let one through: never leak details

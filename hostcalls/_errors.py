@@ -53,6 +53,7 @@ KINDS = frozenset(
         "io_error",
         "no_storage",
         "invalid_argument",
+        "denied",  # the target's policy does not allow this action on this path
     }
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import pickle
 import sqlite3
 from pathlib import Path
@@ -30,6 +31,8 @@ def test_facade_exports_exactly_the_public_api() -> None:
             "HostCallError",
             "BudgetExceeded",
             "StorageInUse",
+            "OP_ACTIONS",
+            "Authorizer",
             "ERROR_KINDS",
             "Quotas",
             "Budget",
@@ -82,6 +85,7 @@ def test_errors() -> None:
     assert hc.ERROR_KINDS == {
         "invalid_path",
         "not_found",
+        "denied",
         "is_a_directory",
         "not_a_directory",
         "not_a_file",
@@ -237,3 +241,27 @@ def test_ops_agree_with_the_compilers_host_function_table() -> None:
             Dispatch(None).call(h.op, [None] * (h.arity + 1))
         plural = "" if h.arity == 1 else "s"
         assert info.value.message == f"{h.qualname} takes {h.arity} argument{plural}, got {h.arity + 1}"
+
+
+def test_authorize_sees_every_call_with_its_action_and_canonical_path(tmp_path: pathlib.Path) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def authorize(action: str, path: str) -> None:
+        seen.append((action, path))
+        if path.startswith("private"):
+            raise HostCallError("denied", f"{action} of {path!r}: no rule allows it")
+
+    backend = hc.FsBackend(tmp_path / "files")
+    d = Dispatch(backend, authorize=authorize)
+    d.call(Op.MKDIR, ["inbox"])
+    d.call(Op.WRITE, ["inbox/a.txt", "hi"])
+    assert d.call(Op.READ, ["inbox/a.txt"]) == "hi"
+    assert d.call(Op.LIST, [""]) == ["inbox"]
+    with pytest.raises(HostCallError) as info:
+        d.call(Op.WRITE, ["private/x", "no"])
+    assert info.value.kind == "denied"
+    assert not (tmp_path / "files" / "private").exists()
+    assert seen == [("fs.write", "inbox"), ("fs.write", "inbox/a.txt"), ("fs.read", "inbox/a.txt"),
+                    ("fs.list", ""), ("fs.write", "private/x")]
+    assert set(hc.OP_ACTIONS.values()) == {"fs.read", "fs.write", "fs.delete", "fs.list"}
+    backend.close()
