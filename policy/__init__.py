@@ -1,0 +1,66 @@
+"""peerbox.policy: declarative per-peer policies, compiled to a fast matcher.
+
+::
+
+    from peerbox.policy import load, Request
+    policy = load("peers/bob/policy.toml")            # raises PolicyError (file:line: problem)
+    d = policy.decide(Request(caller_did, "alice", "fs.write", "inbox/a.txt", owner_did, now))
+    d.allowed, d.rule, d.reason                        # rule: RuleRef(file, line, effect) or None
+    policy.limits_for(Request(caller_did, "alice", "exec", None, owner_did, now))   # PolicyLimits
+    cache = PolicyCache(path); cache.get()             # reloaded when the file changes; deny-all if broken
+
+Deny by default; any matching deny rule beats every allow (Cedar semantics);
+capability grants allow what they name, still under every deny rule. See
+``_parse`` for the file format, ``_glob`` for the pattern syntax and
+``_model.HOSTCALL_ACTIONS`` for the action each host call needs.
+"""
+
+from __future__ import annotations
+
+from ._cache import PolicyCache
+from ._glob import glob_problem, is_canonical
+from ._match import NOTHING_ALLOWED, GrantSet, Policy, compile_grants, load, loads, parse_grant
+from ._model import (
+    ACTION_ALIASES,
+    ACTIONS,
+    FS_ACTIONS,
+    HOSTCALL_ACTIONS,
+    HOSTCALL_OP_NAMES,
+    RESOURCE_ACTIONS,
+    Decision,
+    Grant,
+    PolicyError,
+    PolicyLimits,
+    Problem,
+    Request,
+    RuleRef,
+)
+from ._parse import MAX_POLICY_BYTES, RuleSpec
+
+__all__ = [
+    "load",
+    "loads",
+    "Policy",
+    "PolicyCache",
+    "PolicyError",
+    "Problem",
+    "Request",
+    "Decision",
+    "RuleRef",
+    "RuleSpec",
+    "Grant",
+    "GrantSet",
+    "parse_grant",
+    "compile_grants",
+    "PolicyLimits",
+    "ACTIONS",
+    "FS_ACTIONS",
+    "RESOURCE_ACTIONS",
+    "ACTION_ALIASES",
+    "HOSTCALL_ACTIONS",
+    "HOSTCALL_OP_NAMES",
+    "NOTHING_ALLOWED",
+    "MAX_POLICY_BYTES",
+    "glob_problem",
+    "is_canonical",
+]

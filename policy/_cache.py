@@ -1,0 +1,76 @@
+"""Reloading: :class:`PolicyCache` re-reads a policy file when it changes.
+
+A peer's policy is edited while the peer serves requests; the edit must
+count from the next request on, without a restart. Each :meth:`PolicyCache.get`
+costs one ``stat`` (a couple of µs); the file is read and compiled again
+only when its ``(mtime_ns, size, inode, ctime_ns)`` differs from the version
+in hand, so replacing it with ``mv`` and editing it in place both count.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from ._match import Policy, loads
+from ._model import PolicyError
+from ._parse import read_policy_file
+
+__all__ = ["PolicyCache"]
+
+_Signature = tuple[int, int, int, int]
+
+
+class PolicyCache:
+    """The current :class:`Policy` of one file: ``PolicyCache(path).get()``.
+
+    A file that does not load gives :meth:`Policy.deny_all` with the error as
+    the reason (the peer refuses everything and says why) and the error in
+    :attr:`error`; a later fix is picked up the same way as any change.
+    Thread-safe: concurrent ``get`` calls reload at most once per change.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path: str = os.fspath(path)
+        self._lock = threading.Lock()
+        self._signature: _Signature | None = None
+        self._policy: Policy | None = None
+        self.error: PolicyError | None = None
+        self.loads = 0  # how many times the file was (re)compiled: for tests and stats
+
+    def _stat(self) -> _Signature | None:
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+    def get(self) -> Policy:
+        """The policy as the file is now: cached while the file is unchanged, else reloaded.
+
+        Never raises: a broken or missing file yields a deny-all policy whose
+        reason names the file, line and problem.
+        """
+        sig = self._stat()
+        policy = self._policy
+        if policy is not None and sig is not None and sig == self._signature:
+            return policy
+        with self._lock:
+            if self._policy is not None and sig is not None and sig == self._signature:
+                return self._policy
+            return self._reload()
+
+    def _reload(self) -> Policy:
+        try:
+            text, sig = read_policy_file(self.path)
+            policy = loads(text, self.path)
+            self.error = None
+        except PolicyError as exc:
+            self.error = exc
+            policy = Policy.deny_all(f"the policy does not load: {exc}", self.path)
+            sig2 = self._stat()
+            sig = sig2 if sig2 is not None else (-1, -1, -1, -1)
+        self.loads += 1
+        self._policy = policy
+        self._signature = sig
+        return policy

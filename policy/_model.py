@@ -1,0 +1,203 @@
+"""The policy vocabulary and the value types a decision is made of.
+
+Actions are ``exec`` (run a script at all), ``fs.read``, ``fs.write``,
+``fs.delete``, ``fs.list`` (host calls on the peer's storage, checked at
+every call with the path it names) and ``module.import`` (checked with the
+module's name). ``"*"`` in a rule means all six, ``"fs.*"`` the four ``fs``
+ones. :data:`HOSTCALL_ACTIONS` maps each host-call op to the action it needs:
+an allowed ``exec`` grants no file access by itself.
+
+Everything here is immutable and cheap: :class:`Decision` objects are built
+once per rule when a policy is compiled, so deciding allocates nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TypeVar
+
+from peerbox._errors import Error
+
+__all__ = [
+    "ACTIONS",
+    "FS_ACTIONS",
+    "RESOURCE_ACTIONS",
+    "ACTION_ALIASES",
+    "HOSTCALL_ACTIONS",
+    "HOSTCALL_OP_NAMES",
+    "PolicyError",
+    "Problem",
+    "RuleRef",
+    "Request",
+    "Decision",
+    "Grant",
+    "PolicyLimits",
+]
+
+_N = TypeVar("_N", int, float)
+
+#: Every action a policy rule can name.
+ACTIONS: tuple[str, ...] = ("exec", "fs.read", "fs.write", "fs.delete", "fs.list", "module.import")
+#: The actions on the peer's storage (what ``"fs.*"`` means).
+FS_ACTIONS: tuple[str, ...] = ("fs.read", "fs.write", "fs.delete", "fs.list")
+#: The actions whose requests name a resource (a path or a module name); ``exec`` names none.
+RESOURCE_ACTIONS: frozenset[str] = frozenset(FS_ACTIONS + ("module.import",))
+#: Wildcard action names and what they expand to.
+ACTION_ALIASES: dict[str, tuple[str, ...]] = {"*": ACTIONS, "fs.*": FS_ACTIONS}
+
+#: Host-call op number (``peerbox.hostcalls.Op``) -> the policy action it needs.
+#: read, read_bytes, exists, stat -> fs.read; write, write_bytes, append, mkdir -> fs.write;
+#: delete -> fs.delete; list -> fs.list.
+HOSTCALL_ACTIONS: dict[int, str] = {
+    1: "fs.read",     # fs::read
+    2: "fs.write",    # fs::write
+    3: "fs.write",    # fs::append
+    4: "fs.list",     # fs::list
+    5: "fs.read",     # fs::exists
+    6: "fs.delete",   # fs::delete
+    7: "fs.write",    # fs::mkdir
+    8: "fs.read",     # fs::stat
+    9: "fs.read",     # fs::read_bytes
+    10: "fs.write",   # fs::write_bytes
+}
+#: The same mapping keyed by the script-visible function name.
+HOSTCALL_OP_NAMES: dict[str, str] = {
+    "fs::read": "fs.read", "fs::write": "fs.write", "fs::append": "fs.write", "fs::list": "fs.list",
+    "fs::exists": "fs.read", "fs::delete": "fs.delete", "fs::mkdir": "fs.write", "fs::stat": "fs.read",
+    "fs::read_bytes": "fs.read", "fs::write_bytes": "fs.write",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a policy file: where (``file``, ``line`` or None) and what."""
+
+    file: str
+    line: int | None
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.problem}" if self.line else f"{self.file}: {self.problem}"
+
+
+class PolicyError(Error):
+    """A policy (or a capability grant) that does not load.
+
+    ``file``, ``line`` (None when unknown) and ``problem`` describe the first
+    problem; ``problems`` holds every one found (validation goes on after the
+    first, so ``peerbox policy check`` can list them all). ``str()`` is one
+    ``file:line: problem`` per line. CLI exit code 2, like a usage error:
+    the fix is in a file the user wrote.
+    """
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        if not problems:
+            raise ValueError("PolicyError needs at least one problem")
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        first = self.problems[0]
+        self.file: str = first.file
+        self.line: int | None = first.line
+        self.problem: str = first.problem
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def one(cls, file: str, line: int | None, problem: str) -> PolicyError:
+        """A PolicyError with a single problem."""
+        return cls([Problem(file, line, problem)])
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRef:
+    """Which rule decided: its ``file``, the ``line`` of its ``[[rule]]`` header (None if unknown),
+    its ``effect`` and its position ``index`` (0-based) in the file."""
+
+    file: str
+    line: int | None
+    effect: str
+    index: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else f"{self.file} (rule #{self.index + 1})"
+
+
+@dataclass(slots=True)
+class Request:
+    """What is asked: ``caller_did`` (authenticated), ``caller_name`` (its local peer name, if
+    it has one under the root), ``action``, ``resource`` (canonical relative path for ``fs.*``
+    — ``""`` is the storage root — or module name for ``module.import``; None for ``exec``),
+    ``owner_did`` (the peer whose policy this is) and ``now`` (Unix seconds; None: the clock).
+
+    Not frozen, for a cheap constructor (a request is built per host call); treat it as
+    immutable.
+    """
+
+    caller_did: str
+    caller_name: str | None
+    action: str
+    resource: str | None
+    owner_did: str
+    now: float | None = None
+
+    def when(self) -> float:
+        """``now``, or the current time when it is None."""
+        return time.time() if self.now is None else self.now
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer: ``allowed``, the ``rule`` that decided (None for the default deny, a
+    capability grant or a broken policy) and a human ``reason``."""
+
+    allowed: bool
+    rule: RuleRef | None
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One grant of a capability, in the policy's vocabulary: ``action`` (an action, ``"*"`` or
+    ``"fs.*"``) and ``pattern`` (a path glob or module-name pattern; None: every resource, and
+    the only choice for ``exec``). Written ``"fs.write:inbox/**"``, ``"exec"``; see
+    :func:`peerbox.policy.parse_grant`."""
+
+    action: str
+    pattern: str | None = None
+
+    def __str__(self) -> str:
+        return self.action if self.pattern is None else f"{self.action}:{self.pattern}"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyLimits:
+    """Caps on a run that a policy sets (None: no cap from the policy): ``fuel`` (wasm fuel
+    units), ``timeout`` (seconds), ``memory`` (bytes of guest memory)."""
+
+    fuel: int | None = None
+    timeout: float | None = None
+    memory: int | None = None
+
+    def tighten(self, other: PolicyLimits) -> PolicyLimits:
+        """The field-by-field minimum of ``self`` and ``other`` (None counts as no cap)."""
+        return PolicyLimits(
+            fuel=_min(self.fuel, other.fuel),
+            timeout=_min(self.timeout, other.timeout),
+            memory=_min(self.memory, other.memory),
+        )
+
+    def is_empty(self) -> bool:
+        """True when no field caps anything."""
+        return self.fuel is None and self.timeout is None and self.memory is None
+
+
+def _min(a: _N | None, b: _N | None) -> _N | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a <= b else b

@@ -1,0 +1,387 @@
+"""Reading and validating ``policy.toml`` into :class:`RuleSpec` values.
+
+The file::
+
+    version = 1
+
+    [groups]
+    friends = ["alice", "did:key:z6Mk..."]
+
+    [[rule]]
+    effect = "allow"                 # or "deny"
+    who = ["owner", "group:friends"] # did:key, local peer name, group:NAME, owner, "*"
+    actions = ["exec", "fs.read"]    # or "*", "fs.*"
+    resources = ["inbox/**"]         # optional: path globs / module names; absent = all
+    limits = { fuel = 1_000_000, timeout = 2.5, memory = 16777216 }   # optional, allow+exec only
+    expires = 2030-01-01T00:00:00Z   # optional: TOML datetime or RFC 3339 string
+    description = "free text"        # optional
+
+Every problem found is collected (each with the file and line of the rule's
+``[[rule]]`` header, naming the key) and raised together as one
+:class:`PolicyError`. tomllib reports no positions for values, so the lines
+come from scanning the text for the table headers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+
+from peerbox._identity import IdentityError, public_key_from_did
+
+from ._glob import glob_problem
+from ._model import ACTION_ALIASES, ACTIONS, RESOURCE_ACTIONS, PolicyError, PolicyLimits, Problem
+
+__all__ = ["RuleSpec", "PolicySpec", "parse_text", "read_policy_file", "MAX_POLICY_BYTES", "Who"]
+
+#: Policy files larger than this are refused.
+MAX_POLICY_BYTES = 1 << 20
+_MAX_PROBLEMS = 50
+_PEER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
+_RULE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*rule[ \t]*\]\]", re.MULTILINE)
+_GROUPS_HEADER = re.compile(r"^[ \t]*\[[ \t]*groups[ \t]*\]", re.MULTILINE)
+_ANY_HEADER = re.compile(r"^[ \t]*\[", re.MULTILINE)
+_TOML_WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_RULE_KEYS = ("effect", "who", "actions", "resources", "limits", "expires", "description")
+_TOP_KEYS = ("version", "rule", "groups")
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """The principals of a rule, groups expanded: ``any`` ("*"), ``owner``, ``ids`` (dids and
+    local peer names; names never contain ``:`` so the two cannot collide)."""
+
+    any: bool
+    owner: bool
+    ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One validated rule: ``actions`` expanded, ``resources`` None for all, ``expires`` as Unix
+    seconds (None: never), ``line`` of its ``[[rule]]`` header."""
+
+    index: int
+    line: int | None
+    effect: str
+    who: Who
+    who_text: tuple[str, ...]
+    actions: frozenset[str]
+    resources: tuple[str, ...] | None
+    limits: PolicyLimits | None
+    expires: float | None
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """A validated policy file: its ``rules`` and ``groups`` (name -> members)."""
+
+    file: str
+    rules: tuple[RuleSpec, ...]
+    groups: dict[str, tuple[str, ...]]
+
+
+def read_policy_file(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int, int, int]]:
+    """Read a policy file (never through a symlink): its text and ``(mtime_ns, size, inode,
+    ctime_ns)`` of exactly what was read. Raises :class:`PolicyError` when it is missing, not a
+    regular file, too large or not UTF-8."""
+    file = os.fspath(path)
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise PolicyError.one(file, None, "policy file is missing") from None
+    except OSError as exc:
+        raise PolicyError.one(file, None, f"cannot read it: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PolicyError.one(file, None, "not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_POLICY_BYTES:
+            chunk = os.read(fd, MAX_POLICY_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    raw = b"".join(chunks)
+    if len(raw) > MAX_POLICY_BYTES:
+        raise PolicyError.one(file, None, f"larger than {MAX_POLICY_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise PolicyError.one(file, line, f"not UTF-8 text (byte {exc.start})") from None
+    return text, (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+
+def _toml(text: str, file: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = _TOML_WHERE.search(msg)
+        if m is not None:
+            raise PolicyError.one(file, int(m.group(1)), f"invalid TOML: {msg[: m.start()]}") from None
+        last = max(1, len(text.splitlines()))
+        raise PolicyError.one(file, last, f"invalid TOML: {msg}") from None
+
+
+def _line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+class _Checker:
+    """Collects problems while validating one file."""
+
+    def __init__(self, file: str, text: str) -> None:
+        self.file = file
+        self.text = text
+        self.problems: list[Problem] = []
+
+    def add(self, line: int | None, problem: str) -> None:
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(Problem(self.file, line, problem))
+
+    def key_line(self, key: str, start: int = 0, end: int | None = None) -> int | None:
+        """The line of ``key =`` at the start of a line within ``text[start:end]`` (best effort)."""
+        rx = re.compile(rf"^[ \t]*(?:\"{re.escape(key)}\"|{re.escape(key)})[ \t]*=", re.MULTILINE)
+        m = rx.search(self.text, start, len(self.text) if end is None else end)
+        return _line_of(self.text, m.start()) if m else None
+
+
+def parse_text(text: str, file: str = "<policy>") -> PolicySpec:
+    """Validate the text of a policy file. Raises :class:`PolicyError` listing every problem
+    (unknown keys, actions, groups; bad globs, dids, limits, expiry; wrong types)."""
+    data = _toml(text, file)
+    ck = _Checker(file, text)
+    for key in data:
+        if key not in _TOP_KEYS:
+            ck.add(ck.key_line(key), f"unknown top-level key {key!r} (expected: {', '.join(_TOP_KEYS)})")
+    if "version" not in data:
+        ck.add(None, "missing 'version = 1'")
+    elif type(data["version"]) is not int or data["version"] != 1:
+        ck.add(ck.key_line("version"), f"unsupported policy version {data['version']!r} (expected 1)")
+    groups = _groups(data.get("groups", {}), ck)
+    raw_rules = data.get("rule", [])
+    rules: list[RuleSpec] = []
+    if not isinstance(raw_rules, list):
+        ck.add(ck.key_line("rule"), "'rule' must be an array of tables ([[rule]])")
+    else:
+        spans = [m.start() for m in _RULE_HEADER.finditer(text)]
+        for i, raw in enumerate(raw_rules):
+            start = spans[i] if len(spans) == len(raw_rules) else None
+            rule = _rule(i, raw, start, groups, ck)
+            if rule is not None:
+                rules.append(rule)
+    if ck.problems:
+        raise PolicyError(ck.problems)
+    return PolicySpec(file=file, rules=tuple(rules), groups=groups)
+
+
+def _groups(raw: object, ck: _Checker) -> dict[str, tuple[str, ...]]:
+    m = _GROUPS_HEADER.search(ck.text)
+    start = m.start() if m else 0
+    nxt = _ANY_HEADER.search(ck.text, m.end()) if m else None
+    end = nxt.start() if nxt else None
+    header = _line_of(ck.text, start) if m else ck.key_line("groups")
+    if not isinstance(raw, dict):
+        ck.add(header, "'groups' must be a table of NAME = [members]")
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
+    for name, members in raw.items():
+        line = ck.key_line(name, start, end) or header
+        if not _GROUP_NAME.fullmatch(name):
+            ck.add(line, f"invalid group name {name!r}")
+            continue
+        if not isinstance(members, list) or not all(isinstance(x, str) for x in members):
+            ck.add(line, f"group {name!r} must be an array of strings (dids or peer names)")
+            continue
+        good: list[str] = []
+        for member in members:
+            problem = _principal_problem(member)
+            if problem is not None:
+                ck.add(line, f"group {name!r}: {problem}")
+            else:
+                good.append(member)
+        out[name] = tuple(good)
+    return out
+
+
+def _principal_problem(text: str) -> str | None:
+    """Why ``text`` is not a did or a peer name (group members), or None."""
+    if text.startswith("did:"):
+        try:
+            public_key_from_did(text)
+        except IdentityError as exc:
+            return f"malformed did: {exc}"
+        return None
+    if text in ("owner", "*") or text.startswith("group:"):
+        return f"{text!r} cannot be a group member (members are dids or peer names)"
+    if not _PEER_NAME.fullmatch(text):
+        return f"{text!r} is neither a did:key nor a peer name"
+    return None
+
+
+def _rule(
+    i: int, raw: object, start: int | None, groups: dict[str, tuple[str, ...]], ck: _Checker,
+) -> RuleSpec | None:
+    line = _line_of(ck.text, start) if start is not None else None
+    label = f"rule #{i + 1}"
+    before = len(ck.problems)
+
+    def bad(key: str | None, problem: str) -> None:
+        ck.add(line, f"{label}: '{key}': {problem}" if key else f"{label}: {problem}")
+
+    if not isinstance(raw, dict):
+        bad(None, "must be a table")
+        return None
+    for key in raw:
+        if key not in _RULE_KEYS:
+            bad(key, f"unknown key (expected: {', '.join(_RULE_KEYS)})")
+    effect = raw.get("effect")
+    if effect not in ("allow", "deny"):
+        bad("effect", f"must be \"allow\" or \"deny\", got {effect!r}" if "effect" in raw else "missing")
+    who = _who(raw.get("who"), "who" in raw, groups, lambda p: bad("who", p))
+    actions = _actions(raw.get("actions"), "actions" in raw, lambda p: bad("actions", p))
+    resources: tuple[str, ...] | None = None
+    if "resources" in raw:
+        res = raw["resources"]
+        if not isinstance(res, list) or not res or not all(isinstance(x, str) for x in res):
+            bad("resources", "must be a non-empty array of strings (leave it out for all resources)")
+        else:
+            for pattern in res:
+                problem = glob_problem(pattern)
+                if problem is not None:
+                    bad("resources", f"bad glob: {problem}")
+            resources = tuple(res)
+            if actions is not None and not (actions & RESOURCE_ACTIONS):
+                bad("resources", "only fs.* and module.import requests name a resource; exec has none")
+    limits = None
+    if "limits" in raw:
+        limits = _limits(raw["limits"], lambda p: bad("limits", p))
+        if effect == "deny":
+            bad("limits", "limits cap what a rule allows: a deny rule cannot have them")
+        elif actions is not None and "exec" not in actions:
+            bad("limits", "limits cap a run: the rule must allow exec")
+    expires = _expires(raw["expires"], lambda p: bad("expires", p)) if "expires" in raw else None
+    description = raw.get("description")
+    if description is not None and not isinstance(description, str):
+        bad("description", "must be a string")
+    if len(ck.problems) != before or who is None or actions is None:
+        return None
+    return RuleSpec(
+        index=i, line=line, effect=str(effect), who=who[0], who_text=who[1], actions=actions,
+        resources=resources, limits=limits, expires=expires,
+        description=description if isinstance(description, str) else None,
+    )
+
+
+def _who(
+    raw: object, present: bool, groups: dict[str, tuple[str, ...]], bad: Any,
+) -> tuple[Who, tuple[str, ...]] | None:
+    if not present:
+        bad("missing")
+        return None
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not items or not all(isinstance(x, str) for x in items):
+        bad("must be a string or a non-empty array of strings")
+        return None
+    any_, owner, ok = False, False, True
+    ids: set[str] = set()
+    for item in items:
+        if item == "*":
+            any_ = True
+        elif item == "owner":
+            owner = True
+        elif item.startswith("group:"):
+            name = item[len("group:"):]
+            if name not in groups:
+                bad(f"unknown group {name!r} (define it under [groups])")
+                ok = False
+            else:
+                ids.update(groups[name])
+        else:
+            problem = _principal_problem(item)
+            if problem is not None:
+                bad(problem + " (who is a did:key, a peer name, group:NAME, \"owner\" or \"*\")")
+                ok = False
+            else:
+                ids.add(item)
+    return (Who(any=any_, owner=owner, ids=frozenset(ids)), tuple(items)) if ok else None
+
+
+def _actions(raw: object, present: bool, bad: Any) -> frozenset[str] | None:
+    if not present:
+        bad("missing")
+        return None
+    if not isinstance(raw, list) or not raw or not all(isinstance(x, str) for x in raw):
+        bad("must be a non-empty array of strings")
+        return None
+    out: set[str] = set()
+    ok = True
+    for action in raw:
+        if action in ACTION_ALIASES:
+            out.update(ACTION_ALIASES[action])
+        elif action in ACTIONS:
+            out.add(action)
+        else:
+            bad(f"unknown action {action!r} (expected one of {', '.join(ACTIONS)}, \"fs.*\" or \"*\")")
+            ok = False
+    return frozenset(out) if ok else None
+
+
+def _limits(raw: object, bad: Any) -> PolicyLimits | None:
+    if not isinstance(raw, dict):
+        bad("must be a table such as { fuel = 1000000, timeout = 2.5, memory = 16777216 }")
+        return None
+    ok = True
+    for key in raw:
+        if key not in ("fuel", "timeout", "memory"):
+            bad(f"unknown limit {key!r} (expected fuel, timeout, memory)")
+            ok = False
+    fuel, timeout, memory = raw.get("fuel"), raw.get("timeout"), raw.get("memory")
+    for key, value in (("fuel", fuel), ("memory", memory)):
+        if value is not None and (type(value) is not int or value <= 0):
+            bad(f"{key} must be a positive integer, got {value!r}")
+            ok = False
+    if timeout is not None and (type(timeout) not in (int, float) or not 0 < timeout < float("inf")):
+        bad(f"timeout must be a positive number of seconds, got {timeout!r}")
+        ok = False
+    if not ok:
+        return None
+    return PolicyLimits(
+        fuel=fuel if isinstance(fuel, int) else None,
+        timeout=float(timeout) if isinstance(timeout, (int, float)) else None,
+        memory=memory if isinstance(memory, int) else None,
+    )
+
+
+def _expires(raw: object, bad: Any) -> float | None:
+    value: object = raw
+    if isinstance(raw, str):
+        text = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            bad(f"not an RFC 3339 date-time: {raw!r}")
+            return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            bad(f"{raw!r} has no time zone offset (write e.g. 2030-01-01T00:00:00Z)")
+            return None
+        return value.timestamp()
+    if isinstance(value, (date, time)):
+        bad(f"{raw!r} is not a full date-time with a time zone (write e.g. 2030-01-01T00:00:00Z)")
+        return None
+    bad(f"must be a date-time, got {type(raw).__name__}")
+    return None
