@@ -1,0 +1,52 @@
+"""PolicyCache: a changed file is used from the next get() on; a broken one denies everything."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from peerbox._identity import KeyPair
+from peerbox.policy import PolicyCache, Request
+
+OWNER = KeyPair.from_seed(b"\1" * 32).did
+ALICE = KeyPair.from_seed(b"\2" * 32).did
+ALLOW = 'version = 1\n[[rule]]\neffect = "allow"\nwho = "*"\nactions = ["exec"]\n'
+DENY = 'version = 1\n[[rule]]\neffect = "deny"\nwho = "*"\nactions = ["exec"]\n'
+REQ = Request(ALICE, None, "exec", None, OWNER, 1.0)
+
+
+def test_reload_on_change_and_cache_when_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(ALLOW)
+    cache = PolicyCache(path)
+    assert cache.get().decide(REQ).allowed
+    assert cache.get() is cache.get() and cache.loads == 1
+    path.write_text(DENY)  # same size: the mtime/ctime tell
+    os.utime(path, ns=(1, 1))
+    assert not cache.get().decide(REQ).allowed and cache.loads == 2
+    new = tmp_path / "new.toml"
+    new.write_text(ALLOW)
+    os.utime(new, ns=(1, 1))  # same mtime, same size, but another inode
+    os.replace(new, path)
+    assert cache.get().decide(REQ).allowed and cache.loads == 3
+
+
+def test_broken_file_denies_everything_then_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(ALLOW + 'who2 = "x"\n')
+    cache = PolicyCache(path)
+    policy = cache.get()
+    d = policy.decide(REQ)
+    assert not d.allowed and "does not load" in d.reason and f"{path}:2" in d.reason
+    assert cache.error is not None and cache.error.line == 2
+    assert cache.get() is policy  # not re-read while unchanged
+    path.write_text(ALLOW)
+    assert cache.get().decide(REQ).allowed and cache.error is None
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    cache = PolicyCache(tmp_path / "nope.toml")
+    d = cache.get().decide(REQ)
+    assert not d.allowed and "missing" in d.reason
+    (tmp_path / "nope.toml").write_text(ALLOW)
+    assert cache.get().decide(REQ).allowed
