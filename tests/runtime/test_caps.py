@@ -1,0 +1,397 @@
+"""Capability tokens: issuing, delegating, verifying chains, globs, revocation, the ``cap`` CLI."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import itertools
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peerbox import _cose
+from peerbox._caps import (
+    CapabilityError, Chain, RevocationList, decode_chain, delegate, glob_match, grant, parse_grant,
+    pattern_within, token_id, verify_chain,
+)
+from peerbox._cli_caps import add_parsers, parse_duration
+from peerbox._identity import KeyPair
+from peerbox._peers import PeerStore
+
+NOW = 1_700_000_000
+BOB, ALICE, CAROL, DAVE, MALLORY = (KeyPair.from_seed(bytes([i]) * 32) for i in range(1, 6))
+
+
+def never(_: bytes) -> bool:
+    return False
+
+
+def verify(token: bytes, caller: KeyPair, *, now: int = NOW + 10, revoked: Any = never, **kw: Any) -> Chain:
+    return verify_chain(token, caller=caller.public_key, subject=BOB.public_key, now=now, revoked=revoked,
+                        **kw)
+
+
+def root(grants: list[str] | None = None, *, to: KeyPair = ALICE, ttl: int = 3600,
+         issuer: KeyPair = BOB, subject: KeyPair = BOB) -> bytes:
+    return grant(issuer, audience=to.public_key, subject=subject.public_key,
+                 grants=grants or ["fs.write:inbox/**", "fs.read:**", "exec"], now=NOW, ttl=ttl)
+
+
+def raw_token(key: KeyPair, **fields: Any) -> bytes:
+    """A token signed by ``key`` with any fields (bypassing the local checks of grant/delegate)."""
+    payload: dict[str, Any] = {
+        "v": 1, "typ": "peerbox/cap", "iss": key.public_key, "aud": ALICE.public_key,
+        "sub": BOB.public_key, "grants": ["exec"], "nbf": NOW, "exp": NOW + 3600,
+        "nonce": secrets.token_bytes(16),
+    }
+    payload.update(fields)
+    return _cose.sign1({k: v for k, v in payload.items() if v is not None}, key)
+
+
+def kind_of(exc: pytest.ExceptionInfo[CapabilityError]) -> str:
+    return exc.value.kind
+
+
+# ------------------------------------------------------------ valid chains
+
+
+def test_one_link_chain() -> None:
+    chain = verify(root(), ALICE)
+    assert chain.grants == ("fs.write:inbox/**", "fs.read:**", "exec")
+    assert len(chain.links) == 1 and chain.subject == BOB.public_key and chain.caller == ALICE.public_key
+    assert chain.allows("exec") and chain.allows("fs.write", "inbox/a/b.txt")
+    assert not chain.allows("fs.write", "outbox/x") and not chain.allows("fs.delete", "inbox/x")
+    assert not chain.allows("fs.write", "inbox")  # a trailing /** is inside the directory only
+    assert chain.allows("fs.write", "inbox", dir_itself=True)
+
+
+def test_two_and_three_link_chains() -> None:
+    t1 = root()
+    t2 = delegate(t1, ALICE, audience=CAROL.public_key, grants=["fs.write:inbox/carol/**", "exec"],
+                  now=NOW + 1, ttl=600)
+    c2 = verify(t2, CAROL)
+    assert c2.grants == ("fs.write:inbox/carol/**", "exec") and c2.exp == NOW + 601
+    assert [link.iss for link in c2.links] == [BOB.public_key, ALICE.public_key]
+    t3 = delegate(t2, CAROL, audience=DAVE.public_key, grants=["fs.write:inbox/carol/*.txt"], now=NOW + 2,
+                  ttl=None)
+    c3 = verify(t3, DAVE)
+    assert c3.grants == ("fs.write:inbox/carol/*.txt",) and c3.exp == NOW + 601
+    assert c3.allows("fs.write", "inbox/carol/a.txt") and not c3.allows("fs.write", "inbox/carol/a.md")
+    assert not c3.allows("exec")
+    assert [link.id for link in c3.links] == [token_id(t1), token_id(t2), token_id(t3)]
+    assert decode_chain(t3) == c3.links
+
+
+def test_root_by_a_delegating_peer() -> None:
+    t = root(issuer=CAROL)
+    with pytest.raises(CapabilityError) as exc:
+        verify(t, ALICE)
+    assert kind_of(exc) == "not_issued_by_subject"
+    assert verify(t, ALICE, may_delegate=lambda iss: iss == CAROL.public_key).grants
+
+
+# ---------------------------------------------------------- broken chains
+
+
+def expect(kind: str, token: bytes, caller: KeyPair = CAROL, **kw: Any) -> CapabilityError:
+    with pytest.raises(CapabilityError) as exc:
+        verify(token, caller, **kw)
+    assert exc.value.kind == kind, exc.value
+    return exc.value
+
+
+def test_widened_grants() -> None:
+    t1 = root(["fs.write:inbox/**"])
+    for wider in (["fs.write:**"], ["fs.write:inbox/**", "exec"], ["fs.delete:inbox/x"], ["fs.write:inbox"],
+                  ["fs.write:*/carol"]):
+        with pytest.raises(CapabilityError) as exc:
+            delegate(t1, ALICE, audience=CAROL.public_key, grants=wider, now=NOW, ttl=60)
+        assert kind_of(exc) == "widened"
+        forged = raw_token(ALICE, aud=CAROL.public_key, grants=wider, prf=t1)
+        assert expect("widened", forged).link == 1
+
+
+def test_longer_expiry() -> None:
+    t1 = root(ttl=100)
+    with pytest.raises(CapabilityError) as exc:
+        delegate(t1, ALICE, audience=CAROL.public_key, grants=["exec"], now=NOW, ttl=101)
+    assert kind_of(exc) == "longer_expiry"
+    expect("longer_expiry", raw_token(ALICE, aud=CAROL.public_key, exp=NOW + 101, prf=t1))
+    expect("longer_expiry", raw_token(ALICE, aud=CAROL.public_key, nbf=NOW - 1, exp=NOW + 50, prf=t1))
+
+
+def test_wrong_signer() -> None:
+    t1 = root()
+    # signed by someone other than its iss
+    forged = raw_token(MALLORY, iss=ALICE.public_key, aud=CAROL.public_key, prf=t1)
+    expect("wrong_signer", forged)
+    # a child signed by a key the parent was not given to
+    stolen = raw_token(MALLORY, aud=CAROL.public_key, prf=t1)
+    assert expect("wrong_signer", stolen).link == 1
+    # the kid header must name the issuer
+    s1 = _cose.decode1(root())
+    assert s1.kid == BOB.public_key
+    with pytest.raises(CapabilityError) as exc:
+        delegate(t1, CAROL, audience=DAVE.public_key, grants=["exec"], now=NOW, ttl=None)
+    assert kind_of(exc) == "wrong_audience"
+
+
+def test_wrong_audience() -> None:
+    t2 = delegate(root(), ALICE, audience=CAROL.public_key, grants=["exec"], now=NOW, ttl=None)
+    expect("wrong_audience", t2, DAVE)
+    expect("wrong_audience", root(), CAROL)
+
+
+def test_revoked_parent_kills_descendants(tmp_path: Path) -> None:
+    t1 = root()
+    t2 = delegate(t1, ALICE, audience=CAROL.public_key, grants=["exec"], now=NOW, ttl=None)
+    t3 = delegate(t2, CAROL, audience=DAVE.public_key, grants=["exec"], now=NOW, ttl=None)
+    revocations = RevocationList(tmp_path / "peers" / "bob" / "revoked.json")
+    assert verify(t3, DAVE, revoked=revocations)
+    revocations.revoke(t2)
+    assert expect("revoked", t3, DAVE, revoked=revocations).link == 1
+    assert expect("revoked", t2, CAROL, revoked=revocations).link == 1
+    assert verify(t1, ALICE, revoked=revocations)
+    # persisted and seen by another instance (another process)
+    again = RevocationList(tmp_path / "peers" / "bob" / "revoked.json")
+    assert again.is_revoked(token_id(t2)) and not again.is_revoked(token_id(t1))
+    again.revoke(t1)
+    assert revocations.is_revoked(token_id(t1))  # re-read after the file changed
+    expect("revoked", t1, ALICE, revoked=revocations.is_revoked)
+    data = json.loads((tmp_path / "peers" / "bob" / "revoked.json").read_text())
+    assert sorted(data["revoked"]) == sorted([token_id(t1).hex(), token_id(t2).hex()])
+
+
+def test_corrupt_revocation_list_refuses(tmp_path: Path) -> None:
+    path = tmp_path / "revoked.json"
+    path.write_text("{not json")
+    with pytest.raises(CapabilityError):
+        verify(root(), ALICE, revoked=RevocationList(path))
+
+
+def test_expired_and_not_yet_valid_links() -> None:
+    t1 = root(ttl=100)
+    t2 = delegate(t1, ALICE, audience=CAROL.public_key, grants=["exec"], now=NOW + 50, ttl=10)
+    assert verify(t2, CAROL, now=NOW + 55)
+    assert expect("expired", t2, now=NOW + 61).link == 1
+    assert expect("expired", t2, now=NOW + 101).link == 0
+    assert expect("not_yet_valid", t2, now=NOW + 10).link == 1
+    assert expect("not_yet_valid", t2, now=NOW - 1).link == 0
+    assert verify(t2, CAROL, now=NOW + 60)  # exp itself is still valid
+
+
+def test_chain_deeper_than_the_limit() -> None:
+    keys = [ALICE] + [KeyPair.from_seed(bytes([40 + i]) * 32) for i in range(9)]
+    token = root(to=keys[0])
+    for holder, to in zip(keys, keys[1:]):
+        token = delegate(token, holder, audience=to.public_key, grants=["exec"], now=NOW, ttl=None)
+    # 10 links
+    with pytest.raises(CapabilityError) as exc:
+        verify(token, keys[-1])
+    assert kind_of(exc) == "too_deep"
+    assert len(verify(token, keys[-1], max_depth=10).links) == 10
+    with pytest.raises(CapabilityError) as exc:
+        verify(token, keys[-1], max_depth=9)
+    assert kind_of(exc) == "too_deep"
+
+
+def test_wrong_subject() -> None:
+    t1 = root(issuer=CAROL, subject=CAROL)  # carol's own resources
+    expect("wrong_subject", t1, ALICE)
+    t2 = raw_token(ALICE, aud=CAROL.public_key, sub=CAROL.public_key, prf=root())
+    assert expect("wrong_subject", t2).link == 1
+
+
+def test_root_not_issued_by_subject() -> None:
+    expect("not_issued_by_subject", raw_token(MALLORY), ALICE)
+
+
+def test_envelopes_and_replies_are_not_capabilities() -> None:
+    for typ in ("peerbox/exec", "peerbox/reply", None):
+        token = raw_token(BOB, typ=typ)
+        err = expect("bad_token", token, ALICE)
+        assert "typ" in err.message
+    expect("bad_token", raw_token(BOB, v=2), ALICE)
+    expect("bad_token", raw_token(BOB, v=True), ALICE)
+    expect("bad_token", raw_token(BOB, nbf=True), ALICE)
+    expect("bad_token", raw_token(BOB, extra=1), ALICE)
+    expect("bad_token", raw_token(BOB, nonce=b"short"), ALICE)
+    expect("bad_token", raw_token(BOB, grants=["fs.write:../x"]), ALICE)
+    expect("bad_token", raw_token(BOB, grants=[]), ALICE)
+    expect("bad_token", raw_token(BOB, aud=bytes(32)), ALICE)
+    expect("bad_token", raw_token(BOB, nbf=NOW + 10, exp=NOW), ALICE)
+    expect("bad_token", raw_token(BOB, prf="text"), ALICE)
+    expect("bad_token", b"\xd2\x80", ALICE)
+    expect("bad_token", b"", ALICE)
+
+
+def test_grant_refuses_bad_input() -> None:
+    for grants in (["write:inbox"], ["fs.write"], ["exec:x"], ["fs.read:/abs"], ["fs.read:a//b"],
+                   ["fs.read:a**"], ["fs.read:a/?"], [], "exec"):
+        with pytest.raises(CapabilityError):
+            grant(BOB, audience=ALICE.public_key, subject=BOB.public_key, grants=grants,  # type: ignore[arg-type]
+                  now=NOW, ttl=10)
+    with pytest.raises(CapabilityError):
+        grant(BOB, audience=bytes(32), subject=BOB.public_key, grants=["exec"], now=NOW, ttl=10)
+    with pytest.raises(CapabilityError):
+        grant(BOB, audience=ALICE.public_key, subject=BOB.public_key, grants=["exec"], now=NOW, ttl=0)
+
+
+# ---------------------------------------------------------------- globs
+
+
+CONTAINMENT = [
+    ("inbox/carol/**", "inbox/**", True),
+    ("inbox/**", "inbox/carol/**", False),
+    ("inbox/*.txt", "inbox/*", True),
+    ("inbox/*", "inbox/*.txt", False),
+    ("inbox/a.txt", "inbox/*.txt", True),
+    ("inbox/a.txt", "inbox/**", True),
+    ("inbox", "inbox/**", False),  # not inside under one reading of a trailing /**
+    ("inbox/**", "**", True),
+    ("**", "inbox/**", False),
+    ("**", "**", True),
+    ("**", "*/**", False),
+    ("a/**/b", "a/**", True),
+    ("a/b", "a/**/b", True),
+    ("a/*/b", "a/**/b", True),
+    ("a/**/b", "a/*/b", False),
+    ("**/x", "**", True),
+    ("**/**/x", "**/x", True),
+    ("a*b*c", "a*c", True),
+    ("a*c", "a*b*c", False),
+    ("*a*b*", "*b*", True),
+    ("*b*", "*a*b*", False),
+    ("*", "*", True),
+    ("*/*", "**", True),
+    ("*", "*/**", False),
+    ("notes", "notes", True),
+    ("notes", "note*", True),
+    ("notes2", "notes", False),
+    ("inbox/*", "inbox/*/**", False),
+]
+
+
+@pytest.mark.parametrize(("child", "parent", "expected"), CONTAINMENT)
+def test_containment_table(child: str, parent: str, expected: bool) -> None:
+    assert pattern_within(child, parent) is expected
+
+
+def ref_match(pattern: str, path: str, dir_itself: bool) -> bool:
+    """Obviously correct glob matching on segments (fnmatch within a segment)."""
+    pats, segs = pattern.split("/"), path.split("/")
+
+    def go(i: int, j: int) -> bool:
+        if i == len(pats):
+            return j == len(segs)
+        if pats[i] == "**":
+            if i == len(pats) - 1 and i > 0 and not dir_itself:
+                return j < len(segs)  # at least one segment
+            return any(go(i + 1, k) for k in range(j, len(segs) + 1))
+        return j < len(segs) and fnmatch.fnmatchcase(segs[j], pats[i]) and go(i + 1, j + 1)
+
+    if pattern == "**":
+        return True
+    return go(0, 0)
+
+
+SEGMENTS = ["a", "b", "*", "**", "a*", "*b"]
+PATTERNS = sorted({"/".join(p) for n in (1, 2, 3) for p in itertools.product(SEGMENTS, repeat=n)})
+PATHS = ["/".join(p) for n in (1, 2, 3, 4) for p in itertools.product(["a", "b", "ab", "c"], repeat=n)]
+
+
+def test_glob_match_against_reference() -> None:
+    for pattern in PATTERNS:
+        for path in PATHS:
+            for dir_itself in (False, True):
+                assert glob_match(pattern, path, dir_itself=dir_itself) == ref_match(
+                    pattern, path, dir_itself), (pattern, path, dir_itself)
+
+
+def test_containment_against_brute_force() -> None:
+    """pattern_within is sound (no counterexample among small paths) and, on these, complete."""
+    sample = PATTERNS[::3]
+    for child, parent in itertools.product(sample, repeat=2):
+        brute = all(ref_match(parent, path, d) for d in (False, True) for path in PATHS
+                    if ref_match(child, path, d))
+        assert pattern_within(child, parent) == brute, (child, parent)
+
+
+def test_parse_grant() -> None:
+    assert str(parse_grant("fs.write:inbox/**/**/x")) == "fs.write:inbox/**/x"
+    assert parse_grant("exec").pattern is None
+    assert str(parse_grant("module.import:lib/notes")) == "module.import:lib/notes"
+    for bad in ("fs.write:", "fs.write:a/./b", "fs.write:a\\b", "fs.write:a[1]", "*",
+                "fs.write:" + "a" * 300):
+        with pytest.raises(ValueError):
+            parse_grant(bad)
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="peerbox")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parsers(sub)
+    args = parser.parse_args(list(argv))
+    code: int = args.handler(args)
+    return code
+
+
+def test_parse_duration() -> None:
+    assert [parse_duration(t) for t in ("30s", "10m", "1h", "7d", "90", "1h30m")] == [
+        30, 600, 3600, 7 * 86400, 90, 5400]
+    for bad in ("", "0s", "1y", "h", "-5m", "1.5h"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_duration(bad)
+
+
+def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = PeerStore(tmp_path / "root")
+    bob, alice, carol = (store.init(n) for n in ("bob", "alice", "carol"))
+    root_dir = str(store.root)
+    cap, sub = str(tmp_path / "cap.cose"), str(tmp_path / "sub.cose")
+    assert cli("cap", "grant", "--from", "bob", "--to", "alice", "--allow", "fs.write:inbox/**",
+               "--allow", "exec", "--expires", "1h", "--root", root_dir, "-o", cap) == 0
+    assert cli("cap", "delegate", cap, "--from", "alice", "--to", carol.did, "--allow",
+               "fs.write:inbox/carol/**", "--expires", "30m", "--root", root_dir, "-o", sub) == 0
+    capsys.readouterr()
+    assert cli("cap", "inspect", sub, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [link["iss"] for link in info["links"]] == [bob.did, alice.did]
+    assert info["links"][1]["aud"] == carol.did and info["links"][1]["grants"] == ["fs.write:inbox/carol/**"]
+    assert info["valid"] is True
+    assert cli("cap", "inspect", sub) == 0
+    text = capsys.readouterr().out
+    assert "fs.write:inbox/carol/**" in text and carol.did in text
+    # widening is refused
+    with pytest.raises(CapabilityError) as exc:
+        cli("cap", "delegate", cap, "--from", "alice", "--to", "carol", "--allow", "fs.write:**",
+            "--root", root_dir, "-o", str(tmp_path / "x.cose"))
+    assert kind_of(exc) == "widened"
+    # carol is no issuer in the chain of cap.cose: she may not revoke it
+    with pytest.raises(CapabilityError):
+        cli("cap", "revoke", cap, "--as", "carol", "--root", root_dir)
+    assert cli("cap", "revoke", sub, "--as", "alice", "--root", root_dir) == 0
+    assert RevocationList(alice.paths.dir / "revoked.json").is_revoked(token_id(Path(sub).read_bytes()))
+    assert cli("cap", "revoke", cap, "--as", "bob", "--root", root_dir) == 0
+    revoked = RevocationList(bob.paths.dir / "revoked.json")
+    chain_token = Path(sub).read_bytes()
+    with pytest.raises(CapabilityError) as exc:
+        verify_chain(chain_token, caller=carol.public_key, subject=bob.public_key,
+                     now=decode_chain(chain_token)[0].nbf, revoked=revoked)
+    assert kind_of(exc) == "revoked"
+    capsys.readouterr()
+    assert cli("cap", "inspect", sub, "--json", "--root", root_dir) == 1
+    assert json.loads(capsys.readouterr().out)["reason"]["kind"] == "revoked"
+
+
+def test_cli_inspect_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "junk.cose"
+    path.write_bytes(b"\xd2\x84junk")
+    with pytest.raises(CapabilityError):
+        cli("cap", "inspect", str(path))
