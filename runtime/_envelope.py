@@ -53,6 +53,8 @@ __all__ = [
     "Reply",
     "make_request",
     "verify_request",
+    "open_request",
+    "open_reply",
     "make_reply",
     "make_denial",
     "verify_reply",
@@ -277,6 +279,25 @@ def make_request(
     return sign1(payload, key)
 
 
+def open_request(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -> Request:
+    """Decode a request and check everything that needs no context: structure, fields, signature.
+
+    The first half of :func:`verify_request` (size, COSE, strict payload,
+    ``typ``, ``v``, fields, caller key, ``kid``, signature by ``caller`` over
+    the bytes as received). It does **not** check the target, the time or the
+    nonce, so it is for tools (``peerbox envelope inspect``), never for
+    deciding to run a script. Raises :class:`EnvelopeError`.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > max_size:
+        raise EnvelopeError("too_large", f"{len(data)} bytes, at most {max_size}")
+    msg = decode1(data, max_size=max_size, max_depth=max_depth)
+    req = _parse_request(msg.payload)
+    _check_signer(msg, req.caller, "caller")
+    return Request(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
+                   script=req.script, params=req.params, caps=req.caps, limits=req.limits,
+                   data=bytes(data))
+
+
 def verify_request(
     data: bytes,
     *,
@@ -291,16 +312,13 @@ def verify_request(
     """Check a request in the order of the module docstring and return it.
 
     ``target`` is our own public key; ``now`` the current Unix time.
-    ``nonces=None`` skips the replay check (for inspection tools only: a
-    server must pass its :class:`~peerbox._nonces.NonceStore`). Raises
+    ``nonces=None`` skips the replay check (for tests and tools only: a
+    server must pass its :class:`~peerbox._nonces.NonceStore`). The request
+    is valid while ``iat - max_skew <= now < exp``. Raises
     :class:`EnvelopeError` (and :class:`~peerbox._nonces.NonceStoreError` if
     the nonce database fails); never another exception for any input bytes.
     """
-    if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > max_size:
-        raise EnvelopeError("too_large", f"{len(data)} bytes, at most {max_size}")
-    msg = decode1(data, max_size=max_size, max_depth=max_depth)
-    req = _parse_request(msg.payload)
-    _check_signer(msg, req.caller, "caller")
+    req = open_request(data, max_size=max_size, max_depth=max_depth)
     if req.target != target:
         raise EnvelopeError("wrong_target", "the request is addressed to another peer")
     if now >= req.exp:
@@ -311,9 +329,7 @@ def verify_request(
         raise EnvelopeError("window_too_long", f"valid {req.exp - req.iat} s, at most {max_window}")
     if nonces is not None and nonces.seen_or_add(req.caller, req.nonce, req.exp, now):
         raise EnvelopeError("replay", "this nonce was already used by this caller")
-    return Request(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
-                   script=req.script, params=req.params, caps=req.caps, limits=req.limits,
-                   data=bytes(data))
+    return req
 
 
 # ------------------------------------------------------------------ replies
@@ -433,6 +449,21 @@ def make_denial(
         error={"kind": "denied", "message": message, "rule": rule},
         usage={"fuel": 0, "wall_ms": 0, "peak_memory": 0},
     )
+
+
+def open_reply(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -> Reply:
+    """Decode a reply and check its structure, fields and signature by the ``target`` it names.
+
+    The context-free half of :func:`verify_reply`, for tools; it does not
+    check whom the reply is from or which request it answers. Raises
+    :class:`EnvelopeError`.
+    """
+    msg = decode1(data, max_size=max_size, max_depth=max_depth)
+    reply = _parse_reply(msg.payload)
+    _check_signer(msg, reply.target, "target")
+    return Reply(caller=reply.caller, target=reply.target, req=reply.req, iat=reply.iat, ok=reply.ok,
+                 value=reply.value, error=reply.error, log=reply.log, usage=reply.usage,
+                 data=bytes(data))
 
 
 def verify_reply(data: bytes, *, target: bytes, request_bytes: bytes, max_size: int = 1 << 20,

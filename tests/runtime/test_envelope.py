@@ -398,3 +398,96 @@ def test_make_reply_refuses_bad_arguments() -> None:
         make_request(ALICE, target=BOB.public_key, script="1", now=NOW, ttl=0)
     with pytest.raises(EnvelopeError):
         make_request(ALICE, target=BOB.public_key, script="1", now=NOW, nonce=b"short")
+
+
+# ------------------------------------------------------------------ open_* and the CLI
+
+
+def test_open_request_and_reply_skip_context_checks() -> None:
+    from peerbox._envelope import open_reply, open_request
+
+    old = sign1(payload(target=CAROL.public_key), ALICE)
+    assert open_request(old).target == CAROL.public_key  # no target/time check
+    with pytest.raises(EnvelopeError) as info:
+        open_request(sign1(payload(), CAROL))
+    assert info.value.kind == "bad_key"
+    req = request()
+    rep = make_reply(BOB, request_bytes=req, caller=ALICE.public_key, now=NOW, ok=True, value=1, usage=USAGE)
+    assert open_reply(rep).target == BOB.public_key
+    with pytest.raises(EnvelopeError) as info:
+        open_reply(sign1(decode1(rep).payload, CAROL))
+    assert info.value.kind == "bad_key"
+
+
+def _cli(*argv: str) -> int:
+    import argparse
+
+    from peerbox._cli_envelope import add_parsers
+
+    parser = argparse.ArgumentParser(prog="peerbox")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    rc: int = args.handler(args)
+    return rc
+
+
+def test_cli_make_and_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from peerbox._peers import PeerStore
+
+    root = tmp_path / "root"
+    store = PeerStore(root)
+    alice = store.init("alice")
+    bob = store.init("bob")
+    script = tmp_path / "job.rhai"
+    script.write_text("params.a + 1\n")
+    out = tmp_path / "req.cose"
+    assert _cli("envelope", "make", "--from", "alice", "--to", "bob", str(script), "--param", "a=41",
+                "--param", "s=text", "--ttl", "60", "--root", str(root), "-o", str(out)) == 0
+    data = out.read_bytes()
+    req = open_request_(data)
+    assert req.caller == alice.public_key and req.target == bob.public_key
+    assert req.params == {"a": 41, "s": "text"} and req.exp - req.iat == 60
+    capsys.readouterr()
+
+    assert _cli("envelope", "inspect", str(out), "--json", "--root", str(root)) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["valid"] and doc["type"] == "peerbox/exec" and doc["params"] == {"a": 41, "s": "text"}
+    assert doc["caller"] == f"{alice.did} (alice)" and doc["script"] == "params.a + 1\n"
+
+    assert _cli("envelope", "inspect", str(out)) == 0
+    text = capsys.readouterr().out
+    assert "signature: valid (by caller)" in text and alice.did in text
+
+    # --to as a did
+    assert _cli("envelope", "make", "--from", "bob", "--to", alice.did, str(script), "--root", str(root),
+                "-o", str(out)) == 0
+    assert open_request_(out.read_bytes()).target == alice.public_key
+
+    # invalid: a flipped signature byte, and garbage
+    bad = bytearray(data)
+    bad[-1] ^= 1
+    out.write_bytes(bytes(bad))
+    capsys.readouterr()
+    assert _cli("envelope", "inspect", str(out)) == 2
+    assert "invalid envelope: bad_signature:" in capsys.readouterr().err
+    out.write_bytes(b"junk")
+    assert _cli("envelope", "inspect", str(out), "--json") == 2
+    res = capsys.readouterr()
+    assert json.loads(res.out)["error"]["kind"] == "bad_tag" and "invalid envelope: bad_tag" in res.err
+
+    # a reply inspects too
+    rep = make_reply(bob.signing_key(), request_bytes=data, caller=alice.public_key, now=NOW, ok=False,
+                     error={"kind": "denied", "message": "no", "rule": "policy.toml:3"}, usage=USAGE)
+    out.write_bytes(rep)
+    assert _cli("envelope", "inspect", str(out), "--json", "--root", str(root)) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["type"] == "peerbox/reply" and doc["error"]["rule"] == "policy.toml:3"
+    assert doc["target"] == f"{bob.did} (bob)"
+
+
+def open_request_(data: bytes) -> Request:
+    from peerbox._envelope import open_request
+
+    return open_request(data)
