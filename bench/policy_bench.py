@@ -60,14 +60,17 @@ def bench_policy(quick: bool) -> list[tuple[str, float]]:
     now = time.time()
     grants = compile_grants([parse_grant("fs.write:outbox/**")])
     cases = [
-        ("allow: owner fs.write", Request(OWNER, None, "fs.write", "notes/a.txt", OWNER, now), None, True),
-        ("allow: friend fs.write inbox/**", Request(ALICE, "alice", "fs.write", "inbox/2024/m.txt", OWNER, now),
-         None, True),
+        ("allow: owner fs.write",
+         Request(OWNER, None, "fs.write", "notes/a.txt", OWNER, now), None, True),
+        ("allow: friend fs.write inbox/**",
+         Request(ALICE, "alice", "fs.write", "inbox/2024/m.txt", OWNER, now), None, True),
         ("allow: friend exec", Request(ALICE, "alice", "exec", None, OWNER, now), None, True),
-        ("allow: capability grant", Request(STRANGER, None, "fs.write", "outbox/x", OWNER, now), grants, True),
+        ("allow: capability grant",
+         Request(STRANGER, None, "fs.write", "outbox/x", OWNER, now), grants, True),
         ("deny: rule beats allow (secret/**)", Request(ALICE, "alice", "fs.read", "secret/k", OWNER, now),
          None, False),
-        ("deny: nothing allowed it", Request(STRANGER, None, "fs.delete", "inbox/a/b/c", OWNER, now), None, False),
+        ("deny: nothing allowed it",
+         Request(STRANGER, None, "fs.delete", "inbox/a/b/c", OWNER, now), None, False),
         ("deny: non-canonical path", Request(ALICE, "alice", "fs.read", "shared/../secret", OWNER, now),
          None, False),
     ]

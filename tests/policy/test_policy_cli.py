@@ -96,7 +96,8 @@ def test_explain_usage_errors_and_broken_policy(root: Path, capsys: pytest.Captu
 
 def test_explain_at_time(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (root / "peers/bob/policy.toml").write_text(
-        'version = 1\n[[rule]]\neffect = "allow"\nwho = "*"\nactions = ["exec"]\nexpires = 2030-01-01T00:00:00Z\n')
+        'version = 1\n[[rule]]\neffect = "allow"\nwho = "*"\nactions = ["exec"]\n'
+        'expires = 2030-01-01T00:00:00Z\n')
     base = ["policy", "explain", "bob", "--root", str(root), "--caller", "alice", "--action", "exec"]
     assert run(base + ["--at", "2029-12-31T23:59:59Z"]) == 0
     assert run(base + ["--at", "2030-01-01T00:00:00Z"]) == EXIT_DENIED

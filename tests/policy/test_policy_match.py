@@ -42,7 +42,8 @@ def test_deny_beats_allow_whatever_the_order() -> None:
         p = pol(text)
         d = p.decide(req("fs.write", "inbox/a"))
         assert not d.allowed and d.rule is not None and d.rule.effect == "deny"
-        assert d.rule.line == text.count("\n", 0, text.index('effect = "deny"')) + 1  # 1-based, "version" first
+        # the header is the line before "effect"; +1 for "version = 1" prepended by pol()
+        assert d.rule.line == text.count("\n", 0, text.index('effect = "deny"')) + 1
         assert p.decide(req("fs.write", "outbox/a")).allowed
         assert p.decide(req("fs.write", "inbox/a", did=CAROL, name="carol")).allowed
 
@@ -50,7 +51,8 @@ def test_deny_beats_allow_whatever_the_order() -> None:
 def test_rule_ref_points_at_header() -> None:
     p = pol(rule("allow", '"*"', '["exec"]'))
     d = p.decide(req("exec"))
-    assert d.allowed and d.rule is not None and (d.rule.file, d.rule.line, d.rule.effect) == ("p.toml", 2, "allow")
+    assert d.allowed and d.rule is not None
+    assert (d.rule.file, d.rule.line, d.rule.effect) == ("p.toml", 2, "allow")
     assert d.reason == "allowed by rule at p.toml:2"
 
 
@@ -100,7 +102,8 @@ def test_globs(pattern: str, yes: list[str], no: list[str]) -> None:
         assert not p.decide(req("fs.read", path)).allowed, path
 
 
-@pytest.mark.parametrize("path", ["inbox/../secret", "inbox/./a", "inbox//a", "/inbox/a", "inbox/a/", "inbox/.."])
+@pytest.mark.parametrize("path", ["inbox/../secret", "inbox/./a", "inbox//a", "/inbox/a", "inbox/a/",
+                                  "inbox/.."])
 def test_no_escape_with_dots(path: str) -> None:
     p = pol(rule("allow", '"*"', '["fs.*"]', 'resources = ["inbox/**"]') + rule("allow", '"owner"', '["*"]'))
     d = p.decide(req("fs.read", path))

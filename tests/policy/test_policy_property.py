@@ -117,7 +117,8 @@ def valid(r: dict) -> bool:
 @settings(max_examples=400, deadline=None)
 @given(rules=st.lists(rule_st, max_size=8).map(lambda rs: [r for r in rs if valid(r)]),
        reqs=st.lists(st.tuples(st.sampled_from(DIDS), st.sampled_from([None, *NAMES]),
-                               st.sampled_from(ACTIONS), resource_st, st.sampled_from([50.0, 150.0, 250.0, 350.0])),
+                               st.sampled_from(ACTIONS), resource_st,
+                               st.sampled_from([50.0, 150.0, 250.0, 350.0])),
                      min_size=1, max_size=40),
        grants=grant_st)
 def test_matcher_equals_reference(rules: list[dict], reqs: list[tuple], grants: list[Grant]) -> None:
