@@ -1,0 +1,23 @@
+"""peerbox.policy's public surface: exactly the documented names, each importable."""
+
+from __future__ import annotations
+
+import peerbox.policy
+
+EXPECTED = {
+    "load", "loads", "Policy", "PolicyCache", "PolicyError", "Problem", "Request", "Decision", "RuleRef",
+    "RuleSpec", "Grant", "GrantSet", "parse_grant", "compile_grants", "PolicyLimits", "ACTIONS",
+    "FS_ACTIONS", "RESOURCE_ACTIONS", "ACTION_ALIASES", "HOSTCALL_ACTIONS", "HOSTCALL_OP_NAMES",
+    "NOTHING_ALLOWED", "MAX_POLICY_BYTES", "glob_problem", "is_canonical",
+}
+
+
+def test_all_is_exact_and_importable() -> None:
+    assert set(peerbox.policy.__all__) == EXPECTED
+    assert len(peerbox.policy.__all__) == len(EXPECTED)
+    for name in EXPECTED:
+        assert getattr(peerbox.policy, name) is not None
+
+
+def test_policy_error_is_a_peerbox_error() -> None:
+    assert issubclass(peerbox.policy.PolicyError, peerbox.Error)
