@@ -242,45 +242,68 @@ def glob_match(pattern: str, path: str, *, dir_itself: bool = False) -> bool:
     return nfa.accept in states
 
 
-@lru_cache(maxsize=4096)
-def _within(child: str, parent: str, dir_itself: bool, budget: int = 50_000) -> bool:
+class _TooHard(Exception):  # the containment search ran out of budget (never escapes)
+    pass
+
+
+_WORK = 200_000  # NFA states one check may visit deciding containment (~0.1 s at worst)
+_known: dict[tuple[str, str, bool], bool] = {}
+
+
+def _within(child: str, parent: str, dir_itself: bool, budget: list[int]) -> bool:
+    if child == parent or "*" not in child:  # equal, or one literal path: decide by matching
+        return child == parent or glob_match(parent, child, dir_itself=dir_itself)
+    if (key := (child, parent, dir_itself)) in _known:
+        return _known[key]
     c, p = _nfa(child, dir_itself), _nfa(parent, dir_itself)
     alphabet = sorted({ch for ch in child + parent if ch != "*"} | {"/", _OTHER})
     # Only real paths count: non-empty segments. d: 0 start, 1 in a segment, 2 after '/', 3 dead.
     start = (_closure(c, [0]), 0, _closure(p, [0]))
-    seen = {start}
-    todo = [start]
-    while todo:
+    seen, todo, result = {start}, [start], True
+    while todo and result:
         cs, d, ps = todo.pop()
+        budget[0] -= len(cs) + len(ps)  # about what expanding this node costs
+        if budget[0] < 0:
+            raise _TooHard
         if c.accept in cs and d == 1 and p.accept not in ps:
-            return False  # a path the child matches and the parent does not
+            result = False  # a path the child matches and the parent does not
         for ch in alphabet:
             nd = (3 if d != 1 else 2) if ch == "/" else (1 if d != 3 else 3)
-            ncs = _step(c, cs, ch)
-            if not ncs or nd == 3:
-                continue
-            node = (ncs, nd, _step(p, ps, ch))
-            if node not in seen:
-                if len(seen) >= budget:
-                    return False  # too hard to decide: refuse, never guess yes
+            ncs = _step(c, cs, ch) if nd != 3 else frozenset()
+            if ncs and (node := (ncs, nd, _step(p, ps, ch))) not in seen:
                 seen.add(node)
                 todo.append(node)
-    return True
+    if len(_known) >= 4096:
+        _known.clear()
+    _known[key] = result
+    return result
 
 
-def pattern_within(child: str, parent: str) -> bool:
+def pattern_within(child: str, parent: str, *, work: int = _WORK) -> bool:
     """Whether every path ``child`` matches is matched by ``parent`` (under both readings
-    of a trailing ``/**``). Exact; answers ``False`` only if unsure on pathological input."""
-    return _within(child, parent, False) and _within(child, parent, True)
+    of a trailing ``/**``). Exact, but ``False`` when deciding would take more than ``work``
+    steps (only contrived patterns do): attenuation fails closed."""
+    try:
+        budget = [work]
+        return _within(child, parent, False, budget) and _within(child, parent, True, budget)
+    except _TooHard:
+        return False
 
 
-def grants_within(child: Iterable[Grant], parent: Iterable[Grant]) -> Grant | None:
-    """The first child grant no parent grant of the same action covers, or ``None`` if all are."""
-    parents = list(parent)
+def grants_within(child: Iterable[Grant], parent: Iterable[Grant], *, work: int = _WORK) -> Grant | None:
+    """The first child grant no parent grant of the same action covers, or ``None`` if all are.
+    ``work`` bounds the whole check; past it the grant being checked counts as not covered."""
+    return _uncovered(child, list(parent), [work])
+
+
+def _uncovered(child: Iterable[Grant], parents: list[Grant], budget: list[int]) -> Grant | None:
     for g in child:
-        if not any(p.action == g.action and (
-                g.pattern is None or (p.pattern is not None and pattern_within(g.pattern, p.pattern)))
-                for p in parents):
+        try:
+            if not any(p.action == g.action and (g.pattern is None or (
+                    p.pattern is not None and _within(g.pattern, p.pattern, False, budget)
+                    and _within(g.pattern, p.pattern, True, budget))) for p in parents):
+                return g
+        except _TooHard:
             return g
     return None
 
@@ -308,11 +331,6 @@ class Link:
     nonce: bytes
     parent: bytes | None
 
-    def describe(self) -> dict[str, Any]:
-        """The link as JSON-ready data (dids, grant strings, id in hex)."""
-        return {"id": self.id.hex(), "iss": did_from_public_key(self.iss),
-                "aud": did_from_public_key(self.aud), "sub": did_from_public_key(self.sub),
-                "grants": [str(g) for g in self.grants], "nbf": self.nbf, "exp": self.exp}
 
 
 def _key(payload: dict[str, Any], name: str, i: str) -> bytes:
@@ -493,8 +511,7 @@ def verify_chain(token: bytes, *, caller: bytes, subject: bytes, now: int,
     start before, the parent's), ``not_yet_valid``, ``expired``, ``revoked``;
     last ``wrong_audience`` (the leaf is not addressed to ``caller``).
     """
-    is_revoked = revoked.is_revoked if isinstance(revoked, RevocationList) else revoked
-    links = decode_chain(token, max_depth=max_depth)
+    links, budget = decode_chain(token, max_depth=max_depth), [_WORK]  # one work budget for the chain
     for i, link in enumerate(links):
         if link.sub != subject:
             raise CapabilityError("wrong_subject", "it covers another peer's resources "
@@ -508,7 +525,7 @@ def verify_chain(token: bytes, *, caller: bytes, subject: bytes, now: int,
             if link.iss != up.aud:
                 raise CapabilityError("wrong_signer", f"signed by {did_from_public_key(link.iss)}, but "
                                       f"the parent was given to {did_from_public_key(up.aud)}", link=i)
-            wider = grants_within(link.grants, up.grants)
+            wider = _uncovered(link.grants, list(up.grants), budget)
             if wider is not None:
                 raise CapabilityError("widened", f"{wider} is not within its parent's grants", link=i)
             if link.exp > up.exp or link.nbf < up.nbf:
@@ -518,7 +535,7 @@ def verify_chain(token: bytes, *, caller: bytes, subject: bytes, now: int,
             raise CapabilityError("not_yet_valid", f"valid from {link.nbf} (now {now})", link=i)
         if now > link.exp:
             raise CapabilityError("expired", f"expired at {link.exp} (now {now})", link=i)
-        if is_revoked(link.id):
+        if revoked(link.id):
             raise CapabilityError("revoked", f"token {link.id.hex()} is revoked", link=i)
     if links[-1].aud != caller:
         raise CapabilityError("wrong_audience", f"it is addressed to {did_from_public_key(links[-1].aud)}, "

@@ -30,11 +30,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ._caps import (
-    REVOCATION_FILE, CapabilityError, RevocationList, decode_chain, delegate, grant, verify_chain,
+    REVOCATION_FILE, CapabilityError, Link, RevocationList, decode_chain, delegate, grant, verify_chain,
 )
 from ._cli_peers import add_root_argument
 from ._errors import UsageError
-from ._identity import public_key_from_did
+from ._identity import did_from_public_key, public_key_from_did
 from ._peers import PeerError, PeerStore
 
 __all__ = ["add_parsers", "parse_duration", "cmd_grant", "cmd_delegate", "cmd_inspect", "cmd_revoke",
@@ -188,7 +188,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     root_by_sub = links[0].iss == links[0].sub
     if args.json:
         out: dict[str, Any] = {
-            "links": [link.describe() for link in links], "valid": reason is None,
+            "links": [_describe(link) for link in links], "valid": reason is None,
             "root_issued_by_subject": root_by_sub,
             "reason": None if reason is None else {"kind": reason.kind, "message": str(reason)},
         }
@@ -196,7 +196,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         lines = []
         for i, link in enumerate(links):
-            d = link.describe()
+            d = _describe(link)
             lines += [f"link {i}{' (root)' if i == 0 else ''}{' (leaf)' if i == len(links) - 1 else ''}",
                       f"  id:     {d['id']}", f"  iss:    {d['iss']}", f"  aud:    {d['aud']}",
                       f"  sub:    {d['sub']}", f"  grants: {', '.join(d['grants'])}",
@@ -225,6 +225,13 @@ def cmd_revoke(args: argparse.Namespace) -> int:
                         peer=args.revoker) from None
     _err(f"revoked {tid.hex()} (recorded in {peer.paths.dir / REVOCATION_FILE})")
     return 0
+
+
+def _describe(link: Link) -> dict[str, Any]:
+    """A link as JSON-ready data (dids, grant strings, id in hex)."""
+    return {"id": link.id.hex(), "iss": did_from_public_key(link.iss), "aud": did_from_public_key(link.aud),
+            "sub": did_from_public_key(link.sub), "grants": [str(g) for g in link.grants],
+            "nbf": link.nbf, "exp": link.exp}
 
 
 def _when(ts: int) -> str:
