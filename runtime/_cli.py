@@ -144,7 +144,46 @@ def _build_parser() -> _Parser:
                     help="most host calls the run may make (default 10000)")
     add_root_argument(pr)
     add_parsers(sub)
+    from ._cli_caps import add_parsers as add_cap_parsers
+    from ._cli_envelope import add_parsers as add_envelope_parsers
+    from ._cli_policy import add_parsers as add_policy_parsers
+
+    add_policy_parsers(sub)
+    add_envelope_parsers(sub)
+    add_cap_parsers(sub)
+    ph = sub.add_parser("handle", help="answer a signed request as a local peer (what a worker does)")
+    ph.set_defaults(handler=_cmd_handle)
+    ph.add_argument("file", metavar="FILE", help="the request envelope (from `peerbox envelope make`), or -")
+    ph.add_argument("--as", dest="peer", required=True, metavar="NAME", help="the target peer")
+    ph.add_argument("-o", dest="output", required=True, metavar="OUT", help="where to write the reply")
+    add_root_argument(ph)
     return parser
+
+
+def _cmd_handle(args: argparse.Namespace) -> int:
+    """Verify, authorize and run a request as peer ``--as``; write the (signed) reply."""
+    from ._context import Contexts
+    from ._exec import ExecHandler
+
+    if args.file == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            with open(args.file, "rb") as f:
+                data = f.read(2 << 20)
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    with Contexts(args.root) as contexts:
+        ctx = contexts.get(args.peer)
+        with ExecHandler(ctx, contexts.store) as handler:
+            handled = _interruptible(lambda: handler.handle(data), None)
+    try:
+        with open(args.output, "wb") as f:
+            f.write(handled.body)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    sys.stderr.write(f"{handled.outcome}" + (f": {handled.error['message']}" if handled.error else "") + "\n")
+    return {"ok": 0, "script_error": 4, "limit": 5, "denied": 6}.get(handled.outcome, 2)
 
 
 def _read_source(path: str) -> str:

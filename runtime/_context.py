@@ -27,7 +27,7 @@ from typing import Any
 from ._errors import UsageError
 from ._peers import Peer, PeerStore
 from ._program import Limits, Program, Result, compile
-from .hostcalls import Backend, Quotas, open_backend
+from .hostcalls import Authorizer, Backend, Quotas, open_backend
 
 __all__ = ["PeerContext", "Contexts", "load_quotas"]
 
@@ -90,13 +90,15 @@ class PeerContext:
         *,
         limits: Limits | None = None,
         caller: dict[str, str] | None = None,
+        authorize: Authorizer | None = None,
     ) -> Result:
         """Run ``program`` in this context; ``caller`` defaults to the peer itself (a local run).
 
         Raises what :meth:`Program.run` raises.
         """
         who = caller if caller is not None else self.principal
-        return program.run(params, limits=limits, caller=who, target=self.principal, storage=self.storage)
+        return program.run(params, limits=limits, caller=who, target=self.principal, storage=self.storage,
+                           authorize=authorize)
 
     def close(self) -> None:
         with self._lock:

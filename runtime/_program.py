@@ -30,7 +30,7 @@ import wasmtime
 
 from ._cache import DiskEntry, ImportRecord, cache_key, manifest_is_current, source_sha256
 from ._errors import UsageError
-from .hostcalls import Backend, Budget, Dispatch
+from .hostcalls import Authorizer, Backend, Budget, Dispatch
 from ._sandbox import Sandbox, ScriptModule
 from ._values import encode_input
 
@@ -191,6 +191,7 @@ class Program:
         caller: Any = None,
         target: Any = None,
         storage: Backend | None = None,
+        authorize: Authorizer | None = None,
     ) -> Result:
         """Run the program once with ``params`` (a dict with str keys) as ``params``.
 
@@ -210,7 +211,7 @@ class Program:
             raise UsageError(f"limits must be a peerbox.Limits, not {type(limits).__name__}")
         data = encode_input(params, caller, target)
         start = time.perf_counter()
-        host = Dispatch(storage, lim.budget())
+        host = Dispatch(storage, lim.budget(), authorize)
         sandbox, script = self._sandbox, self._script
         if lim.fuel is not None and not sandbox.metered:
             sandbox, script = self._metered()
