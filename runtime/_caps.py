@@ -118,8 +118,7 @@ def _check_pattern(pattern: str) -> tuple[str, ...]:
             raise ValueError(f"segment {seg!r} is not allowed")
         if "**" in seg and seg != "**":
             raise ValueError("'**' must be a whole segment")
-        if not (seg == "**" and out and out[-1] == "**"):
-            out.append(seg)
+        out += [] if seg == "**" and out and out[-1] == "**" else [seg]
     return tuple(out)
 
 
@@ -237,8 +236,6 @@ def glob_match(pattern: str, path: str, *, dir_itself: bool = False) -> bool:
     states = _closure(nfa, [0])
     for ch in path:
         states = _step(nfa, states, ch)
-        if not states:
-            return False
     return nfa.accept in states
 
 
@@ -501,15 +498,12 @@ def verify_chain(token: bytes, *, caller: bytes, subject: bytes, now: int,
                  max_depth: int = 8) -> Chain:
     """Verify a capability chain presented by ``caller`` for ``subject``'s resources at ``now``.
 
-    ``revoked(token_id)`` says whether an id is revoked; ``may_delegate(iss)``
-    whether ``subject``'s policy lets ``iss`` issue roots. Returns the
-    :class:`Chain`; raises :class:`CapabilityError` with the first failing
-    rule's kind, checking in this order: structure and signatures
-    (``bad_token``, ``wrong_signer``, ``too_deep``), then per link from the
-    root: ``wrong_subject``, ``not_issued_by_subject``, ``wrong_signer`` (iss
-    is not the parent's aud), ``widened``, ``longer_expiry`` (expiry after, or
-    start before, the parent's), ``not_yet_valid``, ``expired``, ``revoked``;
-    last ``wrong_audience`` (the leaf is not addressed to ``caller``).
+    ``revoked(token_id)`` says whether an id is revoked; ``may_delegate(iss)`` whether ``subject``'s
+    policy lets ``iss`` issue roots. Raises :class:`CapabilityError` for the first broken rule, in
+    this order: structure and signatures (``bad_token``, ``wrong_signer``, ``too_deep``), then per
+    link from the root ``wrong_subject``, ``not_issued_by_subject``, ``wrong_signer`` (iss is not
+    the parent's aud), ``widened``, ``longer_expiry`` (ends after, or starts before, the parent),
+    ``not_yet_valid``, ``expired``, ``revoked``; last ``wrong_audience`` (leaf aud is not caller).
     """
     links, budget = decode_chain(token, max_depth=max_depth), [_WORK]  # one work budget for the chain
     for i, link in enumerate(links):
