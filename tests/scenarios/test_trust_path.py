@@ -1,0 +1,163 @@
+"""A signed request, end to end in a peer's context: what the caller gets back, signed or not."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+
+import peerbox
+from peerbox._caps import REVOCATION_FILE, RevocationList, delegate, grant
+from peerbox._envelope import make_request, verify_reply
+from peerbox._exec import ExecHandler
+
+BOB_POLICY = """
+version = 1
+[[rule]]
+effect = "allow"
+who = "owner"
+actions = ["*"]
+
+[[rule]]
+effect = "allow"
+who = "alice"
+actions = ["exec"]
+limits = { timeout = 1.0 }
+
+[[rule]]
+effect = "allow"
+who = "alice"
+actions = ["fs.write", "fs.list"]
+resources = ["inbox/**"]
+
+[[rule]]
+effect = "deny"
+who = "*"
+actions = ["fs.*"]
+resources = ["inbox/secret/**"]
+"""
+
+
+class World:
+    def __init__(self, root: Path) -> None:
+        self.store = peerbox.PeerStore(root)
+        for name in ("alice", "bob", "carol"):
+            self.store.init(name)
+        self.bob_dir = root / "peers" / "bob"
+        (self.bob_dir / "policy.toml").write_text(BOB_POLICY)
+        self.contexts = peerbox.Contexts(root)
+        self.now = int(time.time())
+        self.handler = ExecHandler(self.contexts.get("bob"), self.contexts.store, clock=lambda: self.now)
+
+    def key(self, name: str) -> Any:
+        return self.store.get(name).signing_key()
+
+    def send(self, script: str, *, sender: str = "alice", caps: tuple[bytes, ...] = (),
+             limits: dict[str, Any] | None = None) -> tuple[Any, bytes]:
+        bob = self.store.get("bob").public_key
+        req = make_request(self.key(sender), target=bob, script=script, caps=caps, limits=limits, now=self.now)
+        handled = self.handler.handle(req)
+        if not handled.signed:
+            return handled, req
+        reply = verify_reply(handled.body, target=bob, request_bytes=req)
+        return (handled, reply), req
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.handler.close()
+    w.contexts.close()
+
+
+def test_allowed_script_runs_in_the_targets_context_and_the_reply_is_signed(world: World) -> None:
+    (handled, reply), _ = world.send('fs::mkdir("inbox"); fs::write("inbox/a.txt", caller.name); '
+                                     '[fs::list("inbox"), target.name]')
+    assert handled.outcome == "ok" and reply.ok
+    assert reply.value == [["a.txt"], "bob"]
+    assert (world.bob_dir / "files" / "inbox" / "a.txt").read_text() == "alice"
+
+
+def test_exec_does_not_imply_file_access(world: World) -> None:
+    (handled, reply), _ = world.send('let r = ""; try { fs::read("diary.txt") } catch (e) { r = e.kind } r')
+    assert reply.ok and reply.value == "denied"
+    (handled, reply), _ = world.send('fs::read("diary.txt")')
+    assert handled.outcome == "script_error"
+    assert reply.error["kind"] == "denied"
+    assert "fs.read of 'diary.txt' is not allowed: nothing allowed it" in reply.error["message"]
+
+
+def test_a_deny_rule_beats_an_allow_at_every_host_call(world: World) -> None:
+    (handled, reply), _ = world.send('fs::mkdir("inbox/secret")')
+    assert not reply.ok and reply.error["kind"] == "denied"
+    assert "denied by rule at" in reply.error["message"]
+    assert not (world.bob_dir / "files" / "inbox" / "secret").exists()
+
+
+def test_a_caller_without_exec_gets_a_signed_denial_naming_why(world: World) -> None:
+    (handled, reply), _ = world.send("1 + 1", sender="carol")
+    assert handled.outcome == "denied" and reply.denied
+    assert reply.error["message"] == "nothing allowed it"
+
+
+def test_policy_limits_cap_the_run(world: World) -> None:
+    (handled, reply), _ = world.send("loop {}", limits={"timeout": 30})
+    assert handled.outcome == "limit"
+    assert reply.error["kind"] == "limit_timeout"
+    assert "1.0 s" in reply.error["message"]
+
+
+def test_replay_and_forgery_are_rejected_unsigned(world: World) -> None:
+    (handled, _), req = world.send("1")
+    assert handled.outcome == "ok"
+    again = world.handler.handle(req)
+    assert again.outcome == "rejected" and not again.signed
+    assert cbor2.loads(again.body)["error"]["kind"] == "replay"
+    forged = bytearray(make_request(world.key("alice"), target=world.store.get("bob").public_key,
+                                    script="2", now=world.now))
+    forged[-1] ^= 1
+    bad = world.handler.handle(bytes(forged))
+    assert bad.outcome == "rejected" and cbor2.loads(bad.body)["error"]["kind"] == "bad_signature"
+
+
+def test_a_changed_policy_applies_from_the_next_request(world: World) -> None:
+    (handled, _), _ = world.send("1", sender="carol")
+    assert handled.outcome == "denied"
+    policy = world.bob_dir / "policy.toml"
+    policy.write_text(BOB_POLICY + '\n[[rule]]\neffect = "allow"\nwho = "carol"\nactions = ["exec"]\n')
+    (handled, reply), _ = world.send("40 + 2", sender="carol")
+    assert handled.outcome == "ok" and reply.value == 42
+
+
+def test_a_broken_policy_refuses_everything_and_says_why(world: World) -> None:
+    (world.bob_dir / "policy.toml").write_text('version = 1\n[[rule]]\neffect = "allow"\nwho = "alice"\n'
+                                               'actions = ["fs.exec"]\n')
+    (handled, reply), _ = world.send("1")
+    assert handled.outcome == "denied"
+    assert "the policy does not load" in reply.error["message"] and "fs.exec" in reply.error["message"]
+
+
+def test_capabilities_grant_what_they_name_and_die_when_revoked(world: World) -> None:
+    bob, alice, carol = (world.store.get(n) for n in ("bob", "alice", "carol"))
+    cap = grant(world.key("bob"), audience=alice.public_key, subject=bob.public_key,
+                grants=["exec", "fs.write:shared/**", "fs.read:shared/**"], now=world.now, ttl=3600)
+    sub = delegate(cap, world.key("alice"), audience=carol.public_key, grants=["exec", "fs.write:shared/carol/**"],
+                   now=world.now, ttl=600)
+    script = 'fs::mkdir("shared/carol"); fs::write("shared/carol/n.txt", "hi"); "done"'
+    (handled, reply), _ = world.send(script, sender="carol", caps=(sub,))
+    assert handled.outcome == "ok" and reply.value == "done"
+    (handled, reply), _ = world.send('fs::write("shared/x.txt", "no")', sender="carol", caps=(sub,))
+    assert reply.error["kind"] == "denied"  # beyond the attenuated grant
+    (handled, reply), _ = world.send('fs::write("inbox/secret/x", "no")', sender="alice", caps=(cap,))
+    assert reply.error["kind"] == "denied"  # grants never beat a deny rule
+    RevocationList(alice.paths.dir / REVOCATION_FILE).revoke(sub)
+    (handled, reply), _ = world.send("1", sender="carol", caps=(sub,))
+    assert handled.outcome == "denied" and "revoked" in reply.error["message"]
+    # a capability addressed to someone else proves nothing for this caller
+    (handled, reply), _ = world.send("1", sender="carol", caps=(cap,))
+    assert handled.outcome == "denied" and "capability refused" in reply.error["message"]
