@@ -59,7 +59,8 @@ class World:
     def send(self, script: str, *, sender: str = "alice", caps: tuple[bytes, ...] = (),
              limits: dict[str, Any] | None = None) -> tuple[Any, bytes]:
         bob = self.store.get("bob").public_key
-        req = make_request(self.key(sender), target=bob, script=script, caps=caps, limits=limits, now=self.now)
+        req = make_request(self.key(sender), target=bob, script=script, caps=caps, limits=limits,
+                           now=self.now)
         handled = self.handler.handle(req)
         if not handled.signed:
             return handled, req
@@ -146,8 +147,8 @@ def test_capabilities_grant_what_they_name_and_die_when_revoked(world: World) ->
     bob, alice, carol = (world.store.get(n) for n in ("bob", "alice", "carol"))
     cap = grant(world.key("bob"), audience=alice.public_key, subject=bob.public_key,
                 grants=["exec", "fs.write:shared/**", "fs.read:shared/**"], now=world.now, ttl=3600)
-    sub = delegate(cap, world.key("alice"), audience=carol.public_key, grants=["exec", "fs.write:shared/carol/**"],
-                   now=world.now, ttl=600)
+    sub = delegate(cap, world.key("alice"), audience=carol.public_key,
+                   grants=["exec", "fs.write:shared/carol/**"], now=world.now, ttl=600)
     script = 'fs::mkdir("shared/carol"); fs::write("shared/carol/n.txt", "hi"); "done"'
     (handled, reply), _ = world.send(script, sender="carol", caps=(sub,))
     assert handled.outcome == "ok" and reply.value == "done"
