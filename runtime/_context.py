@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 import threading
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._errors import UsageError
 from ._peers import Peer, PeerStore
-from ._program import Limits, Program, Result, compile
+from ._program import Limits, Program, Result, SearchPathResolver, compile
 from .hostcalls import Authorizer, Backend, Quotas, open_backend
 
 __all__ = ["PeerContext", "Contexts", "load_quotas"]
@@ -78,10 +78,28 @@ class PeerContext:
             return self._storage
 
     def compile(
-        self, source: str, filename: str = "<script>", *, search_path: Sequence[str | os.PathLike[str]] = ()
+        self,
+        source: str,
+        filename: str = "<script>",
+        *,
+        search_path: Sequence[str | os.PathLike[str]] = (),
+        may_import: Callable[[str], bool] | None = None,
     ) -> Program:
-        """Compile a script for this peer: ``import`` looks in its ``logic/`` folder first."""
-        return compile(source, filename, search_path=[self.peer.paths.logic, *search_path])
+        """Compile a script for this peer: ``import`` looks in its ``logic/`` folder first.
+
+        ``may_import(name)`` (the policy's ``module.import``) filters what an
+        incoming script may import; a refused module is reported exactly like
+        a missing one, so a caller cannot probe which modules exist.
+        """
+        resolver = SearchPathResolver([self.peer.paths.logic, *search_path])
+        if may_import is None:
+            return compile(source, filename, resolver=resolver)
+        allowed = may_import
+
+        def filtered(name: str, importer: str) -> Any:
+            return resolver(name, importer) if allowed(name) else None
+
+        return compile(source, filename, resolver=filtered)
 
     def run(
         self,

@@ -124,7 +124,8 @@ class ExecHandler:
         caller = {"id": caller_did, "name": caller_name or ""}
         start = time.perf_counter()
         try:
-            program = self.ctx.compile(req.script, "request.rhai")
+            program = self.ctx.compile(req.script, "request.rhai", may_import=lambda name: bool(policy.decide(
+                PolicyRequest(caller_did, caller_name, "module.import", name, self.owner_did, now), grants)))
             res = self.ctx.run(program, dict(req.params or {}), limits=limits, caller=caller,
                                authorize=authorize)
         except CompileError as exc:

@@ -162,3 +162,18 @@ def test_capabilities_grant_what_they_name_and_die_when_revoked(world: World) ->
     # a capability addressed to someone else proves nothing for this caller
     (handled, reply), _ = world.send("1", sender="carol", caps=(cap,))
     assert handled.outcome == "denied" and "capability refused" in reply.error["message"]
+
+
+def test_incoming_scripts_import_only_what_the_policy_allows(world: World) -> None:
+    logic = world.bob_dir / "logic"
+    (logic / "greet.rhai").write_text('fn hello(who) { `hello ${who}` }')
+    (logic / "admin.rhai").write_text('fn wipe() { "wiped" }')
+    policy = world.bob_dir / "policy.toml"
+    policy.write_text(BOB_POLICY + '\n[[rule]]\neffect = "allow"\nwho = "alice"\nactions = ["module.import"]\n'
+                      'resources = ["greet"]\n')
+    (handled, reply), _ = world.send('import "greet" as g; g::hello("alice")')
+    assert handled.outcome == "ok" and reply.value == "hello alice"
+    (handled, reply), _ = world.send('import "admin" as a; a::wipe()')
+    assert handled.outcome == "script_error" and reply.error["kind"] == "compile_error"
+    # refused exactly like a module that does not exist: no probing
+    assert "module 'admin' not found" in reply.error["message"]
