@@ -173,7 +173,7 @@ def _local_revocations(root: str | None) -> list[RevocationList]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    """``peerbox cap inspect``: print the chain; exit 0 if it is valid now, 1 if not."""
+    """``peerbox cap inspect``: print the chain; exit 0 if it is valid now, 2 if not (1 is kept for bugs)."""
     token = _read_token(args.file)
     links = decode_chain(token, max_depth=64)  # structure and signatures; raises if broken
     lists = _local_revocations(args.root) if args.root is not None else []
@@ -206,7 +206,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                          "to let its issuer delegate")
         lines.append("valid now" if reason is None else f"NOT valid now: {reason}")
         _out("\n".join(lines))
-    return 0 if reason is None else 1
+    return 0 if reason is None else 2
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:

@@ -386,7 +386,7 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
                      now=decode_chain(chain_token)[0].nbf, revoked=revoked)
     assert kind_of(exc) == "revoked"
     capsys.readouterr()
-    assert cli("cap", "inspect", sub, "--json", "--root", root_dir) == 1
+    assert cli("cap", "inspect", sub, "--json", "--root", root_dir) == 2
     assert json.loads(capsys.readouterr().out)["reason"]["kind"] == "revoked"
 
 
