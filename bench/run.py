@@ -93,7 +93,7 @@ TRIVIAL_TARGET_US = 100.0
 
 ROW_NAMES = [w.name for w in WORKLOADS] + [
     "compile_frontend", "compile_wasmtime", "compile_total", "trivial_run", "trivial_compile_run",
-] + isolation.ROW_NAMES
+] + isolation.ROW_NAMES + ["policy"]
 
 
 # -- rows -----------------------------------------------------------------------
@@ -343,6 +343,18 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
             iso,
             "",
         ]
+    pol = [r for r in rows if r.group == "policy"]
+    if pol:
+        lines += [
+            "## Policy decisions",
+            "",
+            "µs per `Policy.decide` on a realistic 20-rule policy with groups (target ≤ 5 µs).",
+            "",
+            "| request | µs per decision | target | status |",
+            "|---|---|---|---|",
+            *(f"| {r.title} | {r.us:.2f} | ≤ 5 µs | {r.status} |" for r in pol),
+            "",
+        ]
     host = isolation.render(rows, "hostcall")
     if host:
         lines += [
@@ -425,6 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     if any(wanted(n) for n in isolation.ROW_NAMES if n.startswith("hostcall_")):
         print("bench: host calls ...", file=sys.stderr, flush=True)
         rows += isolation.bench_hostcalls(args.quick, args.repeat, wanted)
+    if wanted("policy"):
+        print("bench: policy ...", file=sys.stderr, flush=True)
+        from policy_bench import bench_policy
+
+        for i, (label, us) in enumerate(bench_policy(args.quick)):
+            rows.append(Row(f"policy_{i}", label, "", unit="µs", group="policy", us=us,
+                            status="PASS" if us <= 5.0 else "MISS"))
 
     info = machine_info()
     info["loadavg_start"] = load_start
