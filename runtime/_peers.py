@@ -34,6 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from .policy import Policy
+from .policy import load as load_policy
 from ._errors import UsageError
 from ._identity import IdentityError, KeyPair, public_key_from_did
 
@@ -41,8 +43,6 @@ __all__ = [
     "PeerStore",
     "Peer",
     "PeerPaths",
-    "PolicyDocument",
-    "PolicyRule",
     "PeerError",
     "InvalidPeerName",
     "PeerExists",
@@ -50,7 +50,6 @@ __all__ = [
     "RootNotFound",
     "CorruptPeer",
     "InsecureKeyFile",
-    "PolicyLoadError",
     "resolve_root",
     "validate_peer_name",
     "Backend",
@@ -109,21 +108,6 @@ class InsecureKeyFile(PeerError):
     """``peer.key`` is readable by group/others or owned by another user: refused until fixed."""
 
 
-class PolicyLoadError(PeerError):
-    """``policy.toml`` does not parse or has the wrong shape. ``path``/``line``/``column`` locate it."""
-
-    def __init__(
-        self, problem: str, *, path: Path, line: int | None = None, column: int | None = None,
-        peer: str | None = None,
-    ) -> None:
-        where = str(path) + (f":{line}" if line else "") + (f":{column}" if line and column else "")
-        super().__init__(f"{where}: {problem}", peer=peer)
-        self.problem = problem
-        self.path = path
-        self.line = line
-        self.column = column
-
-
 # ---------------------------------------------------------------- the model
 
 
@@ -146,27 +130,6 @@ class PeerPaths:
             dir=peer_dir, key=peer_dir / _KEY_FILE, meta=peer_dir / _META_FILE,
             policy=peer_dir / _POLICY_FILE, logic=peer_dir / _LOGIC_DIR, storage=peer_dir / storage,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyRule:
-    """One ``[[rule]]`` of a policy file, as written (the trust issue gives it meaning)."""
-
-    who: str
-    actions: tuple[str, ...]
-    effect: Literal["allow", "deny"]
-    resources: tuple[str, ...] | None = None
-    line: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyDocument:
-    """A loaded ``policy.toml``: its rules plus the whole parsed table (``data``)."""
-
-    path: Path
-    version: int
-    rules: tuple[PolicyRule, ...]
-    data: dict[str, Any] = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,15 +197,13 @@ class Peer:
             )
         return pair
 
-    def load_policy(self) -> PolicyDocument:
-        """Parse ``policy.toml`` (placeholder format, see :data:`_POLICY_TEMPLATE`).
+    def load_policy(self) -> Policy:
+        """This peer's compiled policy (see :mod:`peerbox.policy`).
 
-        Raises :class:`PolicyLoadError` naming the file and line for a file
-        that is missing, not UTF-8, not TOML, or whose rules have the wrong
-        shape. The rules are only checked for shape: what they mean is the
-        trust issue's job.
+        Raises :class:`peerbox.policy.PolicyError` naming the file, line and
+        problem for a policy that does not load.
         """
-        return _load_policy(self.paths.policy, self.name)
+        return load_policy(self.paths.policy)
 
 
 # --------------------------------------------------------------- the store
@@ -533,8 +494,11 @@ _POLICY_TEMPLATE = """\
 #   resources (optional) path globs such as "inbox/**" for fs.* actions,
 #             module names for module.import; all resources when left out
 #
-# This format is provisional: the trust issue defines its full meaning
-# (groups, limits, expiry). Until then only the owner's rule below is used.
+# Optional per rule: limits = {{ fuel = N, timeout = SECONDS, memory = BYTES }}
+# (allow rules with exec: caps on the run) and expires = 2030-01-01T00:00:00Z.
+# Groups: a [groups] table, NAME = ["did:key:...", "peer-name", ...].
+# Check with `peerbox policy check {name}`; try requests with
+# `peerbox policy explain {name} --caller WHO --action ACTION [--path P]`.
 
 version = 1
 
@@ -549,50 +513,3 @@ def _policy_text(name: str, did: str) -> str:
     return _POLICY_TEMPLATE.format(name=name, did=did)
 
 
-_RULE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*rule[ \t]*\]\]", re.MULTILINE)
-
-
-def _load_policy(path: Path, peer: str | None) -> PolicyDocument:
-    """Load and shape-check a placeholder policy file; see :meth:`Peer.load_policy`."""
-
-    def fail(problem: str, line: int | None = None, column: int | None = None) -> PolicyLoadError:
-        return PolicyLoadError(problem, path=path, line=line, column=column, peer=peer)
-
-    text, data = _parse_toml(path, fail)
-    version = data.get("version", 1)
-    if type(version) is not int or version != 1:
-        raise fail(f"unsupported policy version {version!r} (expected 1)", _key_line(text, "version"))
-    raw_rules = data.get("rule", [])
-    if not isinstance(raw_rules, list):
-        raise fail("'rule' must be an array of tables ([[rule]])", _key_line(text, "rule"))
-    headers = [text.count("\n", 0, m.start()) + 1 for m in _RULE_HEADER.finditer(text)]
-    rules: list[PolicyRule] = []
-    for i, raw in enumerate(raw_rules):
-        line = headers[i] if len(headers) == len(raw_rules) else None
-        label = f"rule #{i + 1}"
-        if not isinstance(raw, dict):
-            raise fail(f"{label} must be a table", line)
-        who, actions, effect = raw.get("who"), raw.get("actions"), raw.get("effect")
-        if not isinstance(who, str) or not who:
-            raise fail(f"{label}: 'who' must be a non-empty string", line)
-        if (not isinstance(actions, list) or not actions
-                or not all(isinstance(a, str) and a for a in actions)):
-            raise fail(f"{label}: 'actions' must be a non-empty array of strings", line)
-        if effect not in ("allow", "deny"):
-            raise fail(f"{label}: 'effect' must be \"allow\" or \"deny\", got {effect!r}", line)
-        resources = raw.get("resources")
-        if resources is not None and (
-            not isinstance(resources, list) or not all(isinstance(r, str) and r for r in resources)
-        ):
-            raise fail(f"{label}: 'resources' must be an array of strings", line)
-        rules.append(PolicyRule(
-            who=who, actions=tuple(actions), effect="allow" if effect == "allow" else "deny",
-            resources=tuple(resources) if resources is not None else None, line=line,
-        ))
-    return PolicyDocument(path=path, version=version, rules=tuple(rules), data=data)
-
-
-def _key_line(text: str, key: str) -> int | None:
-    """The line of the first ``key =`` at the start of a line (best effort, to point at an error)."""
-    m = re.search(rf"^[ \t]*{re.escape(key)}[ \t]*=", text, re.MULTILINE)
-    return text.count("\n", 0, m.start()) + 1 if m else None
