@@ -139,7 +139,7 @@ class ExecHandler:
         except LimitExceeded as exc:
             return self._failed(req, now, "limit", {"kind": f"limit_{exc.limit}", "message": str(exc)},
                                 exc.log, start)
-        usage = _usage(res.fuel_used, start)
+        usage = _usage(res.fuel_used, start, res.peak_memory)
         try:
             body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=True,
                               value=res.value, log=res.log, usage=usage)
@@ -179,9 +179,10 @@ class ExecHandler:
         return Handled(outcome=outcome, body=body, error=error)
 
 
-def _usage(fuel: int | None, start: float) -> dict[str, int]:
-    # peak memory is not measured yet: reported as 0
-    return {"fuel": fuel or 0, "wall_ms": int((time.perf_counter() - start) * 1000), "peak_memory": 0}
+def _usage(fuel: int | None, start: float, peak_memory: int = 0) -> dict[str, int]:
+    """What the run used: fuel (0 when unmetered), wall-clock ms, guest memory at its largest."""
+    return {"fuel": fuel or 0, "wall_ms": int((time.perf_counter() - start) * 1000),
+            "peak_memory": peak_memory}
 
 
 def _limits(cap: PolicyLimits | None, requested: dict[str, Any] | None) -> Limits:

@@ -123,13 +123,15 @@ class Result:
     ``value``: the script's value as Python data; ``log``: the lines
     ``print``/``debug`` wrote; ``fuel_used``: fuel units consumed, when the
     run was metered (it had a ``Limits.fuel``), else None; ``wall_time``:
-    seconds the run took, instantiation included.
+    seconds the run took, instantiation included; ``peak_memory``: bytes of
+    guest memory the run used at its largest.
     """
 
     value: Any
     log: list[str] = field(default_factory=list)
     fuel_used: int | None = None
     wall_time: float = 0.0
+    peak_memory: int = 0
 
 
 class Program:
@@ -215,10 +217,10 @@ class Program:
         sandbox, script = self._sandbox, self._script
         if lim.fuel is not None and not sandbox.metered:
             sandbox, script = self._metered()
-        value, log, fuel_used = sandbox.run(
+        value, log, fuel_used, peak = sandbox.run(
             script, data, timeout=lim.timeout, memory=lim.memory, fuel=lim.fuel, files=self._files, host=host
         )
-        return Result(value, log, fuel_used, time.perf_counter() - start)
+        return Result(value, log, fuel_used, time.perf_counter() - start, peak)
 
     def _metered(self) -> tuple[Sandbox, ScriptModule]:
         """This program compiled for the sandbox's fuel-metering twin (once, on first need)."""

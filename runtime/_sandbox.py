@@ -160,6 +160,7 @@ class Outcome(NamedTuple):
     value: Any
     log: list[str]
     fuel_used: int | None
+    peak_memory: int = 0  # bytes of guest linear memory at the end (memory only grows)
 
 
 class ScriptModule:
@@ -662,7 +663,7 @@ class Sandbox:
         outer = getattr(self._tls, "run", None)  # a run may start another from a host call
         self._tls.run = _RunState(host)
         try:
-            data, left = self._run_in_fresh_store(script, input_cbor, linker, rt_ptr, budget, deadline,
+            data, left, peak = self._run_in_fresh_store(script, input_cbor, linker, rt_ptr, budget, deadline,
                                                   timeout=timeout, memory=memory, fuel=fuel)
         finally:
             self._tls.run = outer
@@ -670,7 +671,7 @@ class Sandbox:
         result = decode_output(data)
         fuel_used = budget - left if self.metered else None
         if result["ok"]:
-            return Outcome(result.get("value"), result.get("log", []), fuel_used)
+            return Outcome(result.get("value"), result.get("log", []), fuel_used, peak)
         err = result["error"]
         index = err.get("file")
         line = err.get("line")
@@ -695,8 +696,8 @@ class Sandbox:
         timeout: float | None,
         memory: int,
         fuel: int | None,
-    ) -> tuple[bytes, int]:
-        """Instantiate rt and the script in a new Store, call ``main``; (output, fuel left)."""
+    ) -> tuple[bytes, int, int]:
+        """Instantiate rt and the script in a new Store, call ``main``; (output, fuel left, memory size)."""
         store = _store_new(self._engine_ptr, None, _NO_FINALIZER)
         try:
             ctx = _store_context(store)
@@ -731,7 +732,7 @@ class Sandbox:
                 left = ctypes.c_uint64()
                 if self.metered:
                     _raise_for(_get_fuel(ctx, byref(left)), None)
-                return data, int(left.value)
+                return data, int(left.value), _memory_span(ctx, mem)[1]
             except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
                 raise self._translate(exc, ctx, rt, timeout=timeout, memory=memory, fuel=fuel) from None
         finally:
