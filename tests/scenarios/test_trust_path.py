@@ -81,6 +81,7 @@ def test_allowed_script_runs_in_the_targets_context_and_the_reply_is_signed(worl
                                      '[fs::list("inbox"), target.name]')
     assert handled.outcome == "ok" and reply.ok
     assert reply.value == [["a.txt"], "bob"]
+    assert reply.usage["peak_memory"] >= 64 << 10 and reply.usage["wall_ms"] >= 0
     assert (world.bob_dir / "files" / "inbox" / "a.txt").read_text() == "alice"
 
 
