@@ -89,8 +89,8 @@ def _grant_problem(g: Grant) -> str | None:
         return f"unknown action {g.action!r}"
     if g.pattern is None:
         return None
-    if g.action == "exec":
-        return "exec names no resource: write just 'exec'"
+    if g.action in ("exec", "delegate"):
+        return f"{g.action} names no resource: write just '{g.action}'"
     return glob_problem(g.pattern)
 
 

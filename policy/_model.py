@@ -38,7 +38,10 @@ __all__ = [
 _N = TypeVar("_N", int, float)
 
 #: Every action a policy rule can name.
-ACTIONS: tuple[str, ...] = ("exec", "fs.read", "fs.write", "fs.delete", "fs.list", "module.import")
+#: ``delegate``: the caller may issue root capabilities for this peer's resources.
+ACTIONS: tuple[str, ...] = (
+    "exec", "fs.read", "fs.write", "fs.delete", "fs.list", "module.import", "delegate",
+)
 #: The actions on the peer's storage (what ``"fs.*"`` means).
 FS_ACTIONS: tuple[str, ...] = ("fs.read", "fs.write", "fs.delete", "fs.list")
 #: The actions whose requests name a resource (a path or a module name); ``exec`` names none.

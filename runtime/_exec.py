@@ -104,8 +104,14 @@ class ExecHandler:
         local = self.store.by_did(caller_did)
         caller_name = local.name if local is not None else None
         policy = self.policy.get()
+        def may_delegate(issuer: bytes) -> bool:
+            did = did_from_public_key(issuer)
+            peer = self.store.by_did(did)
+            asked = PolicyRequest(did, peer.name if peer else None, "delegate", None, self.owner_did, now)
+            return bool(policy.decide(asked))
+
         try:
-            grants = self._grants(req, now)
+            grants = self._grants(req, now, may_delegate)
         except (CapabilityError, EnvelopeError, Error) as exc:
             return self._deny(req, now, f"capability refused: {exc}", None)
         asked = PolicyRequest(caller_did, caller_name, "exec", None, self.owner_did, now)
@@ -151,13 +157,13 @@ class ExecHandler:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _grants(self, req: Request, now: int) -> GrantSet | None:
+    def _grants(self, req: Request, now: int, may_delegate: Callable[[bytes], bool]) -> GrantSet | None:
         if not req.caps:
             return None
         grants: list[Grant] = []
         for token in req.caps:
             chain = verify_chain(token, caller=req.caller, subject=self.ctx.peer.public_key, now=now,
-                                 revoked=self._revoked)
+                                 revoked=self._revoked, may_delegate=may_delegate)
             grants.extend(parse_grant(g) for g in chain.grants)
         return compile_grants(grants)
 

@@ -76,7 +76,7 @@ RULE = 'version = 1\n\n[[rule]]\neffect = "allow"\nwho = "*"\n'
     ('actions = ["fs.read"]\nresources = [""]', "empty pattern"),
     ('actions = ["fs.read"]\nresources = ["[ab]"]', "character classes"),
     ('actions = ["fs.read"]\nresources = []', "'resources': must be a non-empty array"),
-    ('actions = ["exec"]\nresources = ["a"]', "exec has none"),
+    ('actions = ["exec"]\nresources = ["a"]', "exec and delegate have none"),
     ('actions = ["exec"]\nlimits = { fuel = 0 }', "fuel must be a positive integer"),
     ('actions = ["exec"]\nlimits = { fuel = true }', "fuel must be a positive integer"),
     ('actions = ["exec"]\nlimits = { timeout = "1s" }', "timeout must be a positive number"),

@@ -170,7 +170,8 @@ def test_incoming_scripts_import_only_what_the_policy_allows(world: World) -> No
     (logic / "greet.rhai").write_text('fn hello(who) { `hello ${who}` }')
     (logic / "admin.rhai").write_text('fn wipe() { "wiped" }')
     policy = world.bob_dir / "policy.toml"
-    policy.write_text(BOB_POLICY + '\n[[rule]]\neffect = "allow"\nwho = "alice"\nactions = ["module.import"]\n'
+    policy.write_text(BOB_POLICY + '\n[[rule]]\neffect = "allow"\nwho = "alice"\n'
+                      'actions = ["module.import"]\n'
                       'resources = ["greet"]\n')
     (handled, reply), _ = world.send('import "greet" as g; g::hello("alice")')
     assert handled.outcome == "ok" and reply.value == "hello alice"
@@ -178,3 +179,19 @@ def test_incoming_scripts_import_only_what_the_policy_allows(world: World) -> No
     assert handled.outcome == "script_error" and reply.error["kind"] == "compile_error"
     # refused exactly like a module that does not exist: no probing
     assert "module 'admin' not found" in reply.error["message"]
+
+
+def test_a_peer_the_policy_lets_delegate_may_issue_root_capabilities(world: World) -> None:
+    bob, alice, carol = (world.store.get(n) for n in ("bob", "alice", "carol"))
+    root = grant(world.key("alice"), audience=carol.public_key, subject=bob.public_key,
+                 grants=["exec", "fs.list:inbox/**"], now=world.now, ttl=600)
+    (handled, reply), _ = world.send('fs::mkdir("inbox")', sender="carol", caps=(root,))
+    assert handled.outcome == "denied" and "may not delegate" in reply.error["message"]
+    (world.bob_dir / "policy.toml").write_text(
+        BOB_POLICY + '\n[[rule]]\neffect = "allow"\nwho = "alice"\nactions = ["delegate"]\n')
+    (handled, reply), _ = world.send('fs::list("")', sender="carol", caps=(root,))
+    # fs.list of "" is not granted
+    assert handled.outcome == "script_error" and reply.error["kind"] == "denied"
+    (handled, reply), _ = world.send('let r = []; try { fs::list("inbox") } catch (e) { r.push(e.kind) } r',
+                                     sender="carol", caps=(root,))
+    assert handled.outcome == "ok" and reply.value in ([], ["not_found"])

@@ -150,7 +150,9 @@ class RtHarness:
             self.store,
             "peerbox",
             "call",
-            wasmtime.Func(self.store, wasmtime.FuncType([i32, i32, i32], [wasmtime.ValType.i64()]), host_call),
+            wasmtime.Func(
+                self.store, wasmtime.FuncType([i32, i32, i32], [wasmtime.ValType.i64()]), host_call
+            ),
         )
         linker.define(self.store, "env", "__indirect_function_table", self.table)
         self.instance = linker.instantiate(self.store, _module())

@@ -20,7 +20,8 @@ from peerbox.wasm_guests.lang import compile_to_wat
         # recursion through the clone, results added as ints
         ("fn fib(n) { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } } fib(20)", 6765),
         # mutual recursion between clones
-        ("fn ev(n) { if n == 0 { true } else { od(n - 1) } } fn od(n) { if n == 0 { false } else { ev(n - 1) } }"
+        ("fn ev(n) { if n == 0 { true } else { od(n - 1) } } "
+         "fn od(n) { if n == 0 { false } else { ev(n - 1) } }"
          " [ev(10), od(7)]", [True, True]),
         # a parameter that is reassigned gets no clone, and still works
         ("fn count(n) { let c = 0; while n > 0 { n -= 1; c += 1; } c } count(5)", 5),

@@ -36,7 +36,9 @@ def errors(source: str, **kw: object) -> list[tuple[int, int, str]]:
         ("for (x, x) in [1] { }", 1, 1, "loop variables are both named 'x'"),
     ],
 )
-def test_static_errors_name_the_problem_and_its_position(source: str, line: int, col: int, fragment: str) -> None:
+def test_static_errors_name_the_problem_and_its_position(
+    source: str, line: int, col: int, fragment: str
+) -> None:
     found = errors(source)
     assert any(ln == line and c == col and fragment in msg for ln, c, msg in found), found
 
