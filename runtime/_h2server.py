@@ -1,0 +1,555 @@
+"""A small hardened HTTP/2 server on ``h2`` and trio.
+
+The worker (``peerbox serve``) hands this module an :data:`App`: an async
+function from a complete :class:`HttpRequest` (headers and whole body) to an
+:class:`HttpResponse`. This module owns everything HTTP/2: the connection
+preface (h2c with prior knowledge, or TLS with ALPN ``h2``), one ``h2``
+state machine per connection, flow control in both directions, and the
+defences a server facing untrusted peers needs (see :class:`ServerLimits`).
+
+Each complete request runs the app in its own task. App calls are capped per
+connection independently of h2's stream accounting: a client that resets a
+stream frees its h2 slot at once, while the app call carries on until it
+ends (its own limits end it) and its answer is dropped.
+
+Library exceptions (``h2``, trio stream errors, ``ssl``) never escape: they
+are turned into a GOAWAY and/or a clean close in :class:`_Conn` (the I/O
+wrappers ``_recv``/``_flush`` and the h2 feed ``_feed``) and nowhere else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+__all__ = ["App", "HttpRequest", "HttpResponse", "ServerLimits", "serve", "serve_stream"]
+
+log = logging.getLogger("peerbox.h2server")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpRequest:
+    """One complete request: pseudo-headers split out, body fully received.
+
+    ``headers`` holds the regular headers (lower-case names, latin-1 decoded);
+    ``client`` is the peer address; ``stream_id``/``conn_id`` identify the
+    request for logs and metrics.
+    """
+
+    method: str
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    client: str
+    stream_id: int
+    conn_id: int
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        name = name.lower()
+        return next((v for k, v in self.headers if k == name), None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpResponse:
+    """What the app answers; ``content-length`` is added by the server."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+App = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerLimits:
+    """Per-connection limits; the defaults are the documented server policy.
+
+    - ``max_concurrent_streams`` (100) and ``max_header_list_size`` (16 KiB)
+      are advertised in SETTINGS and enforced by h2 (a larger header block,
+      however it is split into CONTINUATION frames, ends the connection with
+      ENHANCE_YOUR_CALM; h2 also caps a header block at 64 CONTINUATIONs).
+    - ``max_body`` (1 MiB): a larger body (or content-length) gets 413 and
+      the app is never called.
+    - ``max_resets_per_sec`` (100): more client RST_STREAMs than this within
+      one second is a rapid-reset attack (CVE-2023-44487): GOAWAY
+      ENHANCE_YOUR_CALM and close. ``max_pings_settings_per_sec`` (50) does
+      the same for PING and SETTINGS floods.
+    - ``idle_timeout`` (60 s): no frame while nothing is in flight -> GOAWAY
+      and close. ``body_timeout`` (10 s): a request whose body is not complete
+      this long after its headers gets 408 and RST_STREAM.
+    - ``max_inflight_per_conn`` (16): app calls running per connection;
+      beyond that a request gets 503 with ``retry-after: 1`` at once.
+    - ``shutdown_grace`` (10 s): how long in-flight app calls may run after a
+      graceful shutdown starts before they are cancelled.
+    """
+
+    max_concurrent_streams: int = 100
+    max_header_list_size: int = 16384
+    max_body: int = 1 << 20
+    max_resets_per_sec: int = 100
+    max_pings_settings_per_sec: int = 50
+    idle_timeout: float = 60.0
+    body_timeout: float = 10.0
+    max_inflight_per_conn: int = 16
+    shutdown_grace: float = 10.0
+
+
+class _Rate:
+    """Counts events in a sliding one-second window; ``hit`` says "too many"."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.times: deque[float] = deque()
+
+    def hit(self) -> bool:
+        now = trio.current_time()
+        self.times.append(now)
+        while self.times and self.times[0] <= now - 1.0:
+            self.times.popleft()
+        return len(self.times) > self.limit
+
+
+@dataclass
+class _Pending:
+    """A request whose headers arrived and whose body is still coming."""
+
+    method: str
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytearray = field(default_factory=bytearray)
+    timer: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+class _Closed(Exception):
+    """Internal: the transport is gone (raised by the I/O wrappers only)."""
+
+
+def _text_response(status: int, message: str, *extra: tuple[str, str]) -> HttpResponse:
+    return HttpResponse(
+        status=status,
+        headers=(("content-type", "text/plain; charset=utf-8"), *extra),
+        body=message.encode() + b"\n",
+    )
+
+
+class _Conn:
+    """One HTTP/2 connection: h2 state, request assembly, app tasks, limits."""
+
+    def __init__(
+        self, app: App, stream: trio.abc.Stream, limits: ServerLimits, client: str, conn_id: int
+    ) -> None:
+        self.app = app
+        self.stream = stream
+        self.limits = limits
+        self.client = client
+        self.conn_id = conn_id
+        cfg = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        self.h2 = h2.connection.H2Connection(config=cfg)
+        self.h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
+            },
+        )
+        # Enforce at once rather than after the client ACKs our SETTINGS.
+        self.h2.decoder.max_header_list_size = limits.max_header_list_size
+        self.send_lock = trio.Lock()
+        self.window = trio.Event()
+        self.pending: dict[int, _Pending] = {}
+        self.inflight = 0
+        self.app_scopes: set[trio.CancelScope] = set()
+        self.resets = _Rate(limits.max_resets_per_sec)
+        self.pings = _Rate(limits.max_pings_settings_per_sec)
+        self.read_scope = trio.CancelScope()
+        self.draining = False  # graceful shutdown or client GOAWAY: no new streams
+        self.drain_deadline = math.inf
+        self.goaway_sid: int | None = None
+        self.dead = False  # transport closed or unusable: drop answers
+
+    # -- the one boundary: transport and h2 errors ---------------------------
+
+    async def _recv(self) -> bytes:
+        try:
+            return bytes(await self.stream.receive_some(65536))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as e:
+            raise _Closed(str(e)) from e
+
+    async def _flush(self, extra: bytes = b"") -> None:
+        """Send whatever h2 has queued (then ``extra``), in order, under the lock."""
+        if self.dead:
+            return
+        async with self.send_lock:
+            data = self.h2.data_to_send() + extra
+            if not data or self.dead:
+                return
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as e:
+                self.dead = True
+                self._notify_window()
+                raise _Closed(str(e)) from e
+
+    def _feed(self, data: bytes) -> list[h2.events.Event] | None:
+        """Hand bytes to h2; None means a protocol error (h2 queued a GOAWAY)."""
+        try:
+            return self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            log.info("conn %d (%s): protocol error: %s", self.conn_id, self.client, e)
+            return None
+
+    # -- main loop -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it ends; waits for its app tasks too."""
+        try:
+            async with trio.open_nursery() as apps:
+                try:
+                    await self._serve(apps)
+                except _Closed as e:
+                    log.debug("conn %d (%s): transport closed: %s", self.conn_id, self.client, e)
+                finally:
+                    for p in self.pending.values():
+                        p.timer.cancel()
+                    self.pending.clear()
+                    self.dead = True
+                    self._notify_window()
+                    await trio.aclose_forcefully(self.stream)
+        finally:
+            self.dead = True
+
+    async def _serve(self, apps: trio.Nursery) -> None:
+        if isinstance(self.stream, trio.SSLStream):
+            try:
+                await self.stream.do_handshake()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as e:
+                raise _Closed(f"TLS handshake failed: {e}") from e
+            if self.stream.selected_alpn_protocol() != "h2":
+                log.info("conn %d (%s): refused, ALPN is not h2", self.conn_id, self.client)
+                return
+        self.h2.initiate_connection()
+        await self._flush()
+        while not self.dead:
+            self.read_scope = trio.CancelScope()
+            self._rearm_idle()
+            with self.read_scope:
+                data = await self._recv()
+            if self.read_scope.cancelled_caught:
+                if not self.draining:
+                    log.info("conn %d (%s): idle timeout", self.conn_id, self.client)
+                await self._goaway(ErrorCodes.NO_ERROR)
+                return
+            if not data:
+                return
+            events = self._feed(data)
+            if events is None:
+                await self._flush()
+                return
+            for ev in events:
+                if not await self._handle(ev, apps):
+                    await self._goaway(ErrorCodes.ENHANCE_YOUR_CALM)
+                    return
+            await self._flush()
+
+    def _rearm_idle(self) -> None:
+        """Idle deadline applies only when nothing is in flight on the connection."""
+        quiet = not self.pending and self.inflight == 0
+        if self.draining and quiet:
+            self.read_scope.cancel()
+        elif quiet:
+            self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
+        else:
+            self.read_scope.deadline = math.inf
+
+    async def _goaway(self, code: ErrorCodes) -> None:
+        """Send GOAWAY without closing h2's state, so in-flight answers can still go out."""
+        if self.goaway_sid is None or code != ErrorCodes.NO_ERROR:
+            self.goaway_sid = self.h2.highest_inbound_stream_id
+            frame = GoAwayFrame(stream_id=0, last_stream_id=self.goaway_sid, error_code=code)
+            await self._flush(frame.serialize())
+
+    def begin_shutdown(self) -> None:
+        """Graceful shutdown: stop taking streams, give app calls ``shutdown_grace``."""
+        if self.draining and self.drain_deadline < math.inf:
+            return
+        self.draining = True
+        self.drain_deadline = trio.current_time() + self.limits.shutdown_grace
+        for sc in self.app_scopes:
+            sc.deadline = min(sc.deadline, self.drain_deadline)
+        for p in self.pending.values():
+            p.timer.deadline = min(p.timer.deadline, self.drain_deadline)
+        self.read_scope.deadline = min(self.read_scope.deadline, self.drain_deadline + 1.0)
+        self._rearm_idle()
+
+    def _notify_window(self) -> None:
+        self.window.set()
+        self.window = trio.Event()
+
+    # -- events --------------------------------------------------------------
+
+    async def _handle(self, ev: h2.events.Event, apps: trio.Nursery) -> bool:
+        """Apply one h2 event; False means a flood limit tripped (close the connection)."""
+        if isinstance(ev, h2.events.RequestReceived):
+            await self._on_request(ev, apps)
+        elif isinstance(ev, h2.events.DataReceived):
+            await self._on_data(ev)
+        elif isinstance(ev, h2.events.StreamEnded):
+            await self._on_end(ev.stream_id, apps)
+        elif isinstance(ev, h2.events.StreamReset):
+            p = self.pending.pop(ev.stream_id or 0, None)
+            if p is not None:
+                p.timer.cancel()
+            self._notify_window()
+            if self.resets.hit():
+                log.warning("conn %d (%s): rapid reset flood", self.conn_id, self.client)
+                return False
+        elif isinstance(ev, (h2.events.PingReceived, h2.events.RemoteSettingsChanged)):
+            self._notify_window()
+            if self.pings.hit():
+                log.warning("conn %d (%s): PING/SETTINGS flood", self.conn_id, self.client)
+                return False
+        elif isinstance(ev, h2.events.WindowUpdated):
+            self._notify_window()
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            self.draining = True
+            if self.goaway_sid is None:
+                self.goaway_sid = self.h2.highest_inbound_stream_id
+        return True
+
+    async def _on_request(self, ev: h2.events.RequestReceived, apps: trio.Nursery) -> None:
+        sid = ev.stream_id or 0
+        if self.draining and self.goaway_sid is not None and sid > self.goaway_sid:
+            self.h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            return
+        pseudo: dict[str, str] = {}
+        regular: list[tuple[str, str]] = []
+        for k, v in ev.headers or []:
+            name = bytes(k).decode("latin-1").lower()
+            value = bytes(v).decode("latin-1")
+            if name.startswith(":"):
+                pseudo[name] = value
+            else:
+                regular.append((name, value))
+        length = next((v for k, v in regular if k == "content-length"), None)
+        if length is not None and length.strip().isdigit() and int(length) > self.limits.max_body:
+            await self._refuse(sid, _text_response(413, "body too large"))
+            return
+        p = _Pending(pseudo.get(":method", ""), pseudo.get(":path", ""), tuple(regular))
+        self.pending[sid] = p
+        p.timer.deadline = min(trio.current_time() + self.limits.body_timeout, self.drain_deadline)
+        apps.start_soon(self._body_timer, sid, p)
+
+    async def _body_timer(self, sid: int, p: _Pending) -> None:
+        """408 + RST_STREAM for a body that does not complete in ``body_timeout``."""
+        with p.timer:
+            await trio.sleep_forever()
+        if self.pending.get(sid) is p and not self.dead:
+            del self.pending[sid]
+            log.info("conn %d (%s): stream %d body timeout", self.conn_id, self.client, sid)
+            try:
+                await self._refuse(sid, _text_response(408, "request body timeout"))
+                await self._flush()
+            except _Closed:
+                pass
+            self._rearm_idle()
+
+    async def _on_data(self, ev: h2.events.DataReceived) -> None:
+        sid = ev.stream_id or 0
+        data = ev.data or b""
+        # Hand the window back at once: the body is buffered here and bounded by max_body.
+        self.h2.acknowledge_received_data(ev.flow_controlled_length or 0, sid)
+        p = self.pending.get(sid)
+        if p is None:
+            return
+        if len(p.body) + len(data) > self.limits.max_body:
+            del self.pending[sid]
+            p.timer.cancel()
+            await self._refuse(sid, _text_response(413, "body too large"))
+            return
+        p.body += data
+
+    async def _on_end(self, sid: int, apps: trio.Nursery) -> None:
+        p = self.pending.pop(sid, None)
+        if p is None:
+            return
+        p.timer.cancel()
+        if self.inflight >= self.limits.max_inflight_per_conn:
+            await self._respond(sid, _text_response(503, "busy", ("retry-after", "1")))
+            return
+        req = HttpRequest(
+            method=p.method,
+            path=p.path,
+            headers=p.headers,
+            body=bytes(p.body),
+            client=self.client,
+            stream_id=sid,
+            conn_id=self.conn_id,
+        )
+        self.inflight += 1
+        apps.start_soon(self._call_app, req)
+
+    async def _call_app(self, req: HttpRequest) -> None:
+        """Run the app for one request (shielded from resets and disconnects), then answer."""
+        try:
+            with trio.CancelScope(shield=True, deadline=self.drain_deadline) as sc:
+                self.app_scopes.add(sc)
+                try:
+                    resp = await self.app(req)
+                except Exception:
+                    log.exception("conn %d (%s): app failed on %s %s", self.conn_id, self.client, req.method,
+                                  req.path)
+                    resp = _text_response(500, "internal error")
+            self.app_scopes.discard(sc)
+            if sc.cancelled_caught:
+                resp = _text_response(503, "shutting down", ("retry-after", "1"))
+            try:
+                await self._respond(req.stream_id, resp)
+                await self._flush()
+            except _Closed:
+                pass
+        finally:
+            self.inflight -= 1
+            self._rearm_idle()
+
+    # -- answering -----------------------------------------------------------
+
+    async def _refuse(self, sid: int, resp: HttpResponse) -> None:
+        """Answer without the app and stop the client's upload on that stream."""
+        await self._respond(sid, resp)
+        try:
+            if sid in self.h2.streams and not self.h2.streams[sid].closed:
+                self.h2.reset_stream(sid, ErrorCodes.NO_ERROR)
+        except h2.exceptions.ProtocolError:
+            pass
+
+    async def _respond(self, sid: int, resp: HttpResponse) -> None:
+        """Send one response, chunked to the frame size and the flow-control windows.
+
+        A stream the client reset (or a dead connection) silently drops the answer.
+        """
+        headers = [(":status", str(resp.status))]
+        headers += [(k.lower(), v) for k, v in resp.headers if k.lower() != "content-length"]
+        headers.append(("content-length", str(len(resp.body))))
+        body = memoryview(resp.body)
+        try:
+            if self.dead:
+                return
+            self.h2.send_headers(sid, headers, end_stream=not body)
+            await self._flush()
+            off = 0
+            while off < len(body):
+                window = self.h2.local_flow_control_window(sid)
+                n = min(window, self.h2.max_outbound_frame_size, len(body) - off)
+                if n <= 0:
+                    with trio.move_on_after(self.limits.idle_timeout) as waited:
+                        await self.window.wait()
+                    if self.dead:
+                        return
+                    if waited.cancelled_caught:
+                        self.h2.reset_stream(sid, ErrorCodes.CANCEL)
+                        await self._flush()
+                        return
+                    continue
+                self.h2.send_data(sid, body[off : off + n], end_stream=off + n >= len(body))
+                off += n
+                await self._flush()
+        except h2.exceptions.ProtocolError as e:  # stream reset or closed meanwhile
+            log.debug("conn %d: stream %d answer dropped: %s", self.conn_id, sid, e)
+
+
+async def serve_stream(
+    app: App, stream: trio.abc.Stream, *, limits: ServerLimits = ServerLimits(), client: str, conn_id: int
+) -> None:
+    """Serve one HTTP/2 connection on ``stream`` until it ends.
+
+    h2c with prior knowledge, or TLS if ``stream`` is a :class:`trio.SSLStream`
+    (the handshake happens here; anything but ALPN ``h2`` is closed).
+    Cancelling the caller's scope starts a graceful shutdown: GOAWAY, no new
+    streams, in-flight app calls get ``limits.shutdown_grace`` to finish, then
+    the connection closes and ``Cancelled`` propagates. Never raises for
+    network or protocol trouble; those end this connection only.
+    """
+    conn = _Conn(app, stream, limits, client, conn_id)
+    done = trio.Event()
+
+    async def run() -> None:
+        with trio.CancelScope(shield=True):
+            try:
+                await conn.run()
+            finally:
+                done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        try:
+            await done.wait()
+        except trio.Cancelled:
+            conn.begin_shutdown()
+            with trio.CancelScope(shield=True):
+                try:
+                    await conn._goaway(ErrorCodes.NO_ERROR)
+                    await conn._flush()
+                except _Closed:
+                    pass
+            raise
+
+
+def _peer_name(stream: trio.abc.Stream) -> str:
+    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if isinstance(inner, trio.SocketStream):
+        try:
+            addr = inner.socket.getpeername()
+            return f"{addr[0]}:{addr[1]}"
+        except OSError:
+            pass
+    return "unknown"
+
+
+async def serve(
+    app: App,
+    *,
+    host: str,
+    port: int,
+    limits: ServerLimits = ServerLimits(),
+    ssl_context: ssl.SSLContext | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on ``host:port`` (0 = any free port) and serve every connection.
+
+    Reports the bound port through ``task_status.started``. With
+    ``ssl_context`` connections are TLS and the context's ALPN list is set to
+    ``["h2"]``. Cancel the surrounding scope to stop: listeners close at once,
+    each connection shuts down gracefully (see :func:`serve_stream`).
+    Raises ``OSError`` if the address cannot be bound.
+    """
+    listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(await trio.open_tcp_listeners(port, host=host))
+    if ssl_context is not None:
+        ssl_context.set_alpn_protocols(["h2"])
+        listeners = [trio.SSLListener(lst, ssl_context, https_compatible=False) for lst in listeners]
+    first = listeners[0]
+    sock_listener = first.transport_listener if isinstance(first, trio.SSLListener) else first
+    assert isinstance(sock_listener, trio.SocketListener)
+    actual_port = int(sock_listener.socket.getsockname()[1])
+    ids = itertools.count(1)
+
+    async def handler(stream: trio.abc.Stream) -> None:
+        await serve_stream(app, stream, limits=limits, client=_peer_name(stream), conn_id=next(ids))
+
+    task_status.started(actual_port)
+    await trio.serve_listeners(handler, listeners)
