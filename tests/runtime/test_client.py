@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import socket
 import threading
+from functools import partial
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +146,14 @@ class MiniServer:
         self.connections = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self._streams: list[trio.SocketStream] = []
+
+    def close_all(self) -> None:
+        """Drop every connection abruptly (no GOAWAY), like a crashed or restarted worker."""
+        for stream in self._streams:
+            with contextlib.suppress(OSError):
+                stream.socket.shutdown(socket.SHUT_RDWR)
+        self._streams.clear()
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -152,6 +162,7 @@ class MiniServer:
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         self.connections += 1
+        self._streams.append(stream)
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
         conn.initiate_connection()
         lock = trio.Lock()
@@ -195,7 +206,7 @@ class MiniServer:
                             nursery.start_soon(respond, ev.stream_id)
                     await flush()
                 nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
 
 
@@ -497,3 +508,111 @@ def test_cli_directory_add_and_list(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 2 and "scheme" in err
     code, out, _ = _cli(capsys, "directory", "list", "--root", root, "--json")
     assert code == 0 and '"url": "http://127.0.0.1:7700"' in out
+
+
+# ------------------------------------------------------------------ against the real server (h2c and TLS)
+
+
+def _real_app(world: World, conn_ids: set[int]) -> Any:
+    from peerbox._h2server import HttpRequest, HttpResponse
+
+    async def app(req: HttpRequest) -> HttpResponse:
+        conn_ids.add(req.conn_id)
+        assert req.method == "POST" and req.header("content-type") == "application/cose"
+        status, body = await world.app(req.path, req.body)
+        return HttpResponse(status=status, headers=(("content-type", "application/cose"),), body=body)
+
+    return app
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+async def test_against_the_real_h2_server(world: World, tmp_path: Path, tls: bool) -> None:
+    import ssl
+    import shutil
+
+    _h2server = pytest.importorskip("peerbox._h2server")
+    server_ctx = client_ctx = None
+    if tls:
+        if shutil.which("openssl") is None:
+            pytest.skip("openssl is needed to make a test certificate")
+        cert, key = _self_signed(tmp_path)
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ctx.load_cert_chain(cert, key)
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+    conn_ids: set[int] = set()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(partial(_h2server.serve, _real_app(world, conn_ids), host="127.0.0.1",
+                                           port=0, ssl_context=server_ctx))
+        scheme = "https" if tls else "http"
+        world.directory.add("bob", world.bob.did, f"{scheme}://127.0.0.1:{port}")
+        transport = H2Transport(ssl_context=client_ctx)
+        async with AsyncClient(world.alice.signing_key(), world.directory, transport=transport) as client:
+            results: list[Any] = []
+
+            async def one(i: int) -> None:
+                results.append((await client.exec("bob", "params.i", params={"i": i})).value)
+
+            async with trio.open_nursery() as calls:
+                for i in range(10):
+                    calls.start_soon(one, i)
+            assert sorted(results) == list(range(10))
+            stranger = AsyncClient(KeyPair.generate(), world.directory, transport=transport)
+            assert (await stranger.exec("bob", "1")).denied
+        assert conn_ids == {1} and transport.connections_opened == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_tls_to_a_server_with_an_untrusted_certificate_fails(world: World, tmp_path: Path) -> None:
+    import ssl
+    import shutil
+
+    _h2server = pytest.importorskip("peerbox._h2server")
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(partial(_h2server.serve, _real_app(world, set()), host="127.0.0.1",
+                                           port=0, ssl_context=server_ctx))
+        world.directory.add("bob", world.bob.did, f"https://127.0.0.1:{port}")
+        async with AsyncClient(world.alice.signing_key(), world.directory) as client:
+            with pytest.raises(TransportError) as info:
+                await client.exec("bob", "1", timeout=5)
+            assert info.value.kind == "tls"
+        nursery.cancel_scope.cancel()
+
+
+async def test_reconnects_after_the_server_closes_the_connection(world: World) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start(world, nursery)
+        transport = H2Transport()
+        async with AsyncClient(world.alice.signing_key(), world.directory, transport=transport) as client:
+            assert (await client.exec("bob", "1")).value == 1
+            server.close_all()
+            await trio.sleep(0.05)
+            assert (await client.exec("bob", "2")).value == 2
+        assert server.connections == 2 and transport.connections_opened == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_reply_too_large_is_transport_error(world: World) -> None:
+    async with trio.open_nursery() as nursery:
+        await start(world, nursery)
+        transport = H2Transport(max_reply=1000)
+        async with AsyncClient(world.alice.signing_key(), world.directory, transport=transport) as client:
+            with pytest.raises(TransportError, match="larger than 1000"):
+                await client.exec("bob", "params.s", params={"s": "x" * 5000})
+            assert (await client.exec("bob", "3")).value == 3  # the connection is still fine
+        nursery.cancel_scope.cancel()
