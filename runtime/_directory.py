@@ -131,8 +131,9 @@ class Directory:
 
     ``root`` is the peer root (``--root``; default ``$PEERBOX_ROOT``, else
     ``./peerbox-data``); the file is ``<root>/peers.toml``. A path ending in
-    ``.toml`` is taken as the file itself. The file is read on every call, so
-    edits by another process apply at once.
+    ``.toml`` is taken as the file itself. The file is checked on every call
+    (re-parsed when its inode, mtime or size changed), so edits by another
+    process apply at once.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
@@ -140,6 +141,9 @@ class Directory:
             self.path: Path = Path(os.path.abspath(os.fspath(root)))
         else:
             self.path = resolve_root(root) / DIRECTORY_FILE
+        # The parsed entries and the (inode, mtime, size) they were read at: a client resolves
+        # a target on every call, and re-parsing an unchanged file each time is wasted work.
+        self._cache: tuple[tuple[int, int, int], tuple[Entry, ...]] | None = None
 
     def __repr__(self) -> str:
         return f"Directory({str(self.path)!r})"
@@ -153,7 +157,12 @@ class Directory:
         holds an invalid entry (with the entry's name and the problem).
         """
         try:
+            st = os.stat(self.path)
+            if self._cache is not None and self._cache[0] == (st.st_ino, st.st_mtime_ns, st.st_size):
+                return list(self._cache[1])
             with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
                 data = f.read(_MAX_SIZE + 1)
         except FileNotFoundError:
             return []
@@ -186,6 +195,7 @@ class Directory:
                 raise CorruptDirectory(f"{where}: {exc}") from None
             out.append(Entry(name=name, did=item["did"], public_key=key, url=url))
         out.sort(key=lambda e: e.name)
+        self._cache = (stamp, tuple(out))
         return out
 
     def get(self, name: str) -> Entry:
