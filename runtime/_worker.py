@@ -1,0 +1,861 @@
+"""The worker: hosted peers behind HTTP/2 (the app of :mod:`peerbox._h2server`), shared or isolated.
+
+:class:`Worker` is the HTTP application of one process hosting one or many
+peers (shared mode). ``POST /v1/exec`` takes a request envelope
+(``content-type: application/cose``), checks everything that needs no peer
+context on the event loop (:func:`~peerbox._envelope.open_request`: strict
+decoding, fields, the caller's signature; cheap, and it means a forged
+``caller`` can never use up someone else's quota), routes by the envelope's
+``target`` to the hosted peer's :class:`~peerbox._exec.ExecHandler`, and runs
+it on a worker thread. HTTP status follows the outcome (see :func:`status_for`).
+
+Concurrency, independent of HTTP/2 stream accounting (a reset stream does not
+stop its run; the run's own limits do, and its slot is freed only when its
+thread returns):
+
+* ``max_runs`` runs execute at once (threads of a :class:`RunPool`, default
+  the number of CPUs);
+* ``per_peer`` of them at most for one hosted peer, so a peer flooded with
+  endless loops cannot stall the others (default ``max_runs - 1`` when several
+  peers are hosted);
+* ``per_caller`` requests admitted (running or waiting) at most for one caller;
+* ``queue`` requests wait at most; beyond, ``503`` with ``retry-after``. Memory
+  stays bounded: nothing waits outside these counters.
+
+Why a :class:`RunPool` and not ``trio.to_thread.run_sync``: wasm runs on the
+calling thread's native stack and Python's compiler recurses, so the threads
+that run scripts need a large stack (64 MiB, virtual, committed on use).
+Trio's thread cache creates its threads with whatever
+``threading.stack_size()`` is in force at that moment, process-wide, and reuses
+threads that may have been created earlier with the default, so it cannot
+guarantee the size. The pool starts its own threads with the stack size set
+just for their creation, and wakes the waiting task with
+``TrioToken.run_sync_soon`` (what ``trio.to_thread`` does internally).
+
+Isolated mode (:func:`run_isolated`): one child ``peerbox serve`` per peer,
+each on its own loopback port, supervised (restarted with backoff), behind a
+router (:class:`Router`) that applies the same pre-checks and forwards each
+request over HTTP/2, so a client sees the same statuses and bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import queue as _queue
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import outcome
+import trio
+
+from ._cbor_strict import EnvelopeError
+from ._cbor_strict import dumps as cbor_dumps
+from ._context import Contexts
+from ._cose import decode1
+from ._envelope import open_request
+from ._exec import ExecHandler, Handled
+from ._client import H2Transport, TransportError
+from ._errors import UsageError
+from ._h2server import App, HttpRequest, HttpResponse, ServerLimits, serve
+from ._identity import did_from_public_key
+from ._peers import PeerStore
+
+__all__ = [
+    "Worker",
+    "RunPool",
+    "Metrics",
+    "status_for",
+    "serve_app",
+    "serve_worker",
+    "serve_isolated",
+    "run_shared",
+    "run_isolated",
+    "Router",
+    "parse_listen",
+    "tls_context",
+    "error_response",
+    "RUN_STACK_SIZE",
+]
+
+T = TypeVar("T")
+
+#: Native stack of the threads that run guest code.
+RUN_STACK_SIZE = 64 << 20
+COSE = "application/cose"
+CBOR = "application/cbor"
+JSON = "application/json"
+PROM = "text/plain; version=0.0.4; charset=utf-8"
+MAX_BODY = 1 << 20
+
+_REJECTED_STATUS = {"bad_signature": 401, "bad_key": 401, "replay": 409, "too_large": 413,
+                    "wrong_target": 404}
+_FUEL_BUCKETS = (1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9)
+_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_HOST_ACTION = re.compile(r"^([a-z]+(?:\.[a-z]+)*) of '")
+_stack_lock = threading.Lock()
+_RETRY = (("retry-after", "1"),)
+
+
+def status_for(handled: Handled) -> int:
+    """The HTTP status of a handled request.
+
+    ``ok``/``script_error``/``limit`` → 200 (a signed reply), ``denied`` → 403
+    (a signed denial), ``rejected`` by kind: ``bad_signature``/``bad_key``
+    401, ``replay`` 409, ``too_large`` 413, ``wrong_target`` 404, else 400.
+    """
+    if handled.outcome in ("ok", "script_error", "limit"):
+        return 200
+    if handled.outcome == "denied":
+        return 403
+    kind = (handled.error or {}).get("kind", "")
+    return _REJECTED_STATUS.get(str(kind), 400)
+
+
+def error_response(status: int, kind: str, message: str,
+                   headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
+    """An unsigned CBOR ``{error: {kind, message}}`` answer."""
+    body = cbor_dumps({"error": {"kind": kind, "message": message}})
+    return HttpResponse(status=status, headers=(("content-type", CBOR), *headers), body=body)
+
+
+def _header(req: HttpRequest, name: str) -> str | None:
+    for k, v in req.headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _is_cose(req: HttpRequest) -> bool:
+    value = _header(req, "content-type")
+    return value is not None and value.split(";", 1)[0].strip().lower() == COSE
+
+
+# ------------------------------------------------------------------ thread pool
+
+
+class RunPool:
+    """``threads`` daemon threads with a ``stack_size`` native stack, awaited from trio."""
+
+    def __init__(self, threads: int, *, stack_size: int = RUN_STACK_SIZE) -> None:
+        if threads < 1:
+            raise ValueError("a RunPool needs at least one thread")
+        self._jobs: _queue.SimpleQueue[Callable[[], None] | None] = _queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        with _stack_lock:
+            old = threading.stack_size(stack_size)
+            try:
+                for i in range(threads):
+                    t = threading.Thread(target=self._loop, name=f"peerbox-run-{i}", daemon=True)
+                    t.start()
+                    self._threads.append(t)
+            finally:
+                threading.stack_size(old)
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            job()
+
+    async def run(self, fn: Callable[[], T],
+                  on_done: Callable[[outcome.Outcome[T]], None] | None = None) -> T:
+        """Run ``fn`` on a pool thread and return its result (or raise its exception).
+
+        ``on_done(result)`` is called on the trio thread when ``fn`` returns,
+        even if the awaiting task was cancelled meanwhile (the thread cannot
+        be stopped; the bookkeeping must follow the thread, not the task).
+        """
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        box: list[outcome.Outcome[T]] = []
+
+        def deliver(res: outcome.Outcome[T]) -> None:
+            box.append(res)
+            done.set()
+            if on_done is not None:
+                on_done(res)
+
+        def job() -> None:
+            res = outcome.capture(fn)
+            try:
+                token.run_sync_soon(deliver, res)
+            except trio.RunFinishedError:
+                pass
+
+        self._jobs.put(job)
+        await done.wait()
+        return box[0].unwrap()
+
+    def close(self) -> None:
+        """Let the threads exit once their current job is done."""
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
+# ------------------------------------------------------------------ admission
+
+
+@dataclass(eq=False)
+class _Ticket:
+    peer: str
+    caller: bytes
+    event: trio.Event = field(default_factory=trio.Event)
+    started: bool = False
+    done: bool = False
+
+
+class _Admission:
+    """Who may run now, who waits, who is turned away (all on the trio thread)."""
+
+    def __init__(self, *, max_runs: int, per_peer: int, per_caller: int, queue: int) -> None:
+        self.max_runs, self.per_peer, self.per_caller, self.queue = max_runs, per_peer, per_caller, queue
+        self.running = 0
+        self.by_peer: Counter[str] = Counter()
+        self.by_caller: Counter[bytes] = Counter()
+        self.waiting: deque[_Ticket] = deque()
+
+    def _eligible(self, peer: str) -> bool:
+        return self.running < self.max_runs and self.by_peer[peer] < self.per_peer
+
+    def _start(self, t: _Ticket) -> None:
+        t.started = True
+        self.running += 1
+        self.by_peer[t.peer] += 1
+        t.event.set()
+
+    def admit(self, peer: str, caller: bytes) -> _Ticket | None:
+        """A ticket (started, or queued) or ``None`` when saturated."""
+        if self.by_caller[caller] >= self.per_caller:
+            return None
+        t = _Ticket(peer, caller)
+        if self._eligible(peer):  # invariant: no queued ticket is eligible, so nobody is overtaken unfairly
+            self._start(t)
+        elif len(self.waiting) >= self.queue:
+            return None
+        else:
+            self.waiting.append(t)
+        self.by_caller[caller] += 1
+        return t
+
+    def release(self, t: _Ticket) -> None:
+        """The ticket's run ended (or it gave up waiting): free its slots, start who can."""
+        if t.done:
+            return
+        t.done = True
+        self.by_caller[t.caller] -= 1
+        if self.by_caller[t.caller] <= 0:
+            del self.by_caller[t.caller]
+        if not t.started:
+            self.waiting.remove(t)
+            return
+        self.running -= 1
+        self.by_peer[t.peer] -= 1
+        if self.by_peer[t.peer] <= 0:
+            del self.by_peer[t.peer]
+        for w in list(self.waiting):
+            if self._eligible(w.peer):
+                self.waiting.remove(w)
+                self._start(w)
+
+    @property
+    def idle(self) -> bool:
+        return self.running == 0 and not self.waiting
+
+
+# ------------------------------------------------------------------ metrics
+
+
+class _Histogram:
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self.buckets = tuple(buckets)
+        self.counts = [0] * len(self.buckets)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        for i, b in enumerate(self.buckets):
+            if value <= b:
+                self.counts[i] += 1
+
+    def render(self, name: str) -> list[str]:
+        out = [f"# TYPE {name} histogram"]
+        for b, c in zip(self.buckets, self.counts):
+            out.append(f'{name}_bucket{{le="{_fmt(b)}"}} {c}')
+        out.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
+        out.append(f"{name}_sum {_fmt(self.sum)}")
+        out.append(f"{name}_count {self.count}")
+        return out
+
+
+def _fmt(x: float) -> str:
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return repr(float(x))
+
+
+class Metrics:
+    """Prometheus counters of one worker (updated on the trio thread only)."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.denials: Counter[str] = Counter()
+        self.rejections: Counter[str] = Counter()
+        self.fuel = _Histogram(_FUEL_BUCKETS)
+        self.seconds = _Histogram(_SECONDS_BUCKETS)
+        self.in_flight = 0
+        self.queued = 0
+
+    def record(self, handled: Handled) -> None:
+        """Count one answered request by outcome, denial action and rejection kind."""
+        self.requests[handled.outcome] += 1
+        err = handled.error or {}
+        if handled.outcome == "denied":
+            self.denials["exec"] += 1
+        elif err.get("kind") == "denied":  # a host call the policy refused, inside the run
+            m = _HOST_ACTION.match(str(err.get("message", "")))
+            self.denials[m.group(1) if m else "host_call"] += 1
+        elif handled.outcome == "rejected":
+            self.rejections[str(err.get("kind", "unknown"))] += 1
+
+    def render(self) -> str:
+        """The text exposition format (version 0.0.4)."""
+        lines = ["# HELP peerbox_requests_total Exec requests answered, by outcome.",
+                 "# TYPE peerbox_requests_total counter"]
+        lines += [f'peerbox_requests_total{{outcome="{k}"}} {v}' for k, v in sorted(self.requests.items())]
+        lines += ["# HELP peerbox_denials_total Policy denials, by action.",
+                  "# TYPE peerbox_denials_total counter"]
+        lines += [f'peerbox_denials_total{{action="{k}"}} {v}' for k, v in sorted(self.denials.items())]
+        lines += ["# HELP peerbox_rejections_total Envelopes refused before authentication, by kind.",
+                  "# TYPE peerbox_rejections_total counter"]
+        lines += [f'peerbox_rejections_total{{kind="{k}"}} {v}' for k, v in sorted(self.rejections.items())]
+        lines += ["# HELP peerbox_run_fuel Fuel used by script runs."] + self.fuel.render("peerbox_run_fuel")
+        lines += ["# HELP peerbox_run_seconds Wall time of handled requests on worker threads."]
+        lines += self.seconds.render("peerbox_run_seconds")
+        lines += ["# HELP peerbox_runs_in_flight Runs executing now.", "# TYPE peerbox_runs_in_flight gauge",
+                  f"peerbox_runs_in_flight {self.in_flight}",
+                  "# HELP peerbox_runs_queued Runs waiting for a slot.", "# TYPE peerbox_runs_queued gauge",
+                  f"peerbox_runs_queued {self.queued}"]
+        return "\n".join(lines) + "\n"
+
+
+def _usage_fuel(handled: Handled) -> int | None:
+    """The fuel a reply to a run reports (``None`` for denials and unsigned answers: nothing ran)."""
+    if handled.outcome not in ("ok", "script_error", "limit"):
+        return None
+    try:
+        usage = decode1(handled.body).payload.get("usage", {})
+        fuel = usage.get("fuel") if isinstance(usage, dict) else None
+        return fuel if type(fuel) is int else None
+    except EnvelopeError:
+        return None
+
+
+# ------------------------------------------------------------------ the apps
+
+
+class _Endpoints:
+    """What a worker and an isolated-mode router share: endpoints, pre-checks, metrics."""
+
+    def __init__(self, peers: list[tuple[str, str]]) -> None:
+        self.peers = peers
+        self.metrics = Metrics()
+        self.closing = False
+        self.started = time.time()
+
+    async def app(self, req: HttpRequest) -> HttpResponse:
+        """Answer one HTTP request (never raises for bad input)."""
+        path = req.path.split("?", 1)[0]
+        if path == "/v1/exec":
+            if req.method != "POST":
+                return error_response(405, "method_not_allowed", "use POST", (("allow", "POST"),))
+            return await self._exec_checked(req)
+        if path in ("/v1/health", "/v1/peers", "/metrics"):
+            if req.method not in ("GET", "HEAD"):
+                return error_response(405, "method_not_allowed", "use GET", (("allow", "GET, HEAD"),))
+            if path == "/v1/health":
+                return _json(self.health())
+            if path == "/v1/peers":
+                return _json([{"name": n, "did": d} for n, d in self.peers])
+            return HttpResponse(status=200, headers=(("content-type", PROM),),
+                                body=self.metrics.render().encode())
+        return error_response(404, "not_found", f"no such endpoint: {path[:100]}")
+
+    def health(self) -> dict[str, object]:
+        """The ``/v1/health`` document: ``status`` is ``ok``, or ``draining`` during shutdown."""
+        return {"status": "draining" if self.closing else "ok", "peers": len(self.peers),
+                "uptime": round(time.time() - self.started, 3)}
+
+    async def _exec_checked(self, req: HttpRequest) -> HttpResponse:
+        if not _is_cose(req):
+            self.metrics.requests["unsupported_media_type"] += 1
+            return error_response(415, "unsupported_media_type", f"content-type must be {COSE}")
+        if self.closing:
+            self.metrics.requests["busy"] += 1
+            return error_response(503, "unavailable", "the worker is shutting down", _RETRY)
+        try:
+            envelope = open_request(req.body, max_size=MAX_BODY)
+        except EnvelopeError as exc:
+            rejected = Handled(outcome="rejected", body=b"", error={"kind": exc.kind, "message": exc.message})
+            self.metrics.record(rejected)
+            return error_response(status_for(rejected), exc.kind, exc.message)
+        if not self.hosts(envelope.target):
+            self.metrics.record(Handled(outcome="rejected", body=b"", error={"kind": "wrong_target"}))
+            return error_response(404, "wrong_target",
+                                  f"this worker does not host {did_from_public_key(envelope.target)}")
+        return await self.exec(req, envelope.target, envelope.caller)
+
+    def hosts(self, target: bytes) -> bool:
+        raise NotImplementedError
+
+    async def exec(self, req: HttpRequest, target: bytes, caller: bytes) -> HttpResponse:
+        """Answer a pre-checked ``POST /v1/exec`` for a hosted ``target`` (subclasses)."""
+        raise NotImplementedError
+
+
+def _json(doc: object) -> HttpResponse:
+    return HttpResponse(status=200, headers=(("content-type", JSON),), body=json.dumps(doc).encode())
+
+
+class Worker(_Endpoints):
+    """The HTTP app of a shared-mode worker hosting ``peers`` under ``root`` (``None``: all).
+
+    ``await worker.app(request)`` answers one request; ``await worker.drain(t)``
+    waits up to ``t`` seconds for runs in flight; ``close()`` releases the
+    peers' files. Raises :class:`~peerbox.UsageError` (via
+    :class:`~peerbox.Contexts`) for an unknown or broken peer.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None, peers: list[str] | None = None, *,
+                 max_runs: int | None = None, per_peer: int | None = None, per_caller: int | None = None,
+                 queue: int | None = None, clock: Callable[[], float] = time.time,
+                 stack_size: int = RUN_STACK_SIZE) -> None:
+        super().__init__([])
+        self.contexts = Contexts(root)
+        store = self.contexts.store
+        names = list(peers) if peers is not None else [p.name for p in store.list()]
+        self.handlers: dict[bytes, tuple[str, ExecHandler]] = {}
+        try:
+            for name in names:
+                ctx = self.contexts.get(name)
+                self.handlers[ctx.peer.public_key] = (name, ExecHandler(ctx, store, clock=clock))
+                self.peers.append((name, ctx.peer.did))
+        except BaseException:
+            self.close()
+            raise
+        runs = max(1, max_runs if max_runs is not None else (os.cpu_count() or 1))
+        waiting = max(0, queue if queue is not None else 16 * runs)
+        self.admission = _Admission(
+            max_runs=runs,
+            per_peer=per_peer if per_peer is not None else (runs if len(names) <= 1 else max(1, runs - 1)),
+            per_caller=per_caller if per_caller is not None else max(1, (runs + waiting) // 2),
+            queue=waiting,
+        )
+        self.pool: RunPool | None = RunPool(runs, stack_size=stack_size)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new runs and wait up to ``timeout`` s for those in flight; True if all ended."""
+        self.closing = True
+        with trio.move_on_after(timeout):
+            while not self.admission.idle:
+                await trio.sleep(0.02)
+        return self.admission.idle
+
+    def close(self) -> None:
+        """Release every peer's files (call once no run is in flight). Idempotent."""
+        for _, handler in self.handlers.values():
+            handler.close()
+        self.handlers = {}
+        self.contexts.close()
+        pool, self.pool = getattr(self, "pool", None), None
+        if pool is not None:
+            pool.close()
+
+    # -- exec ------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, object]:
+        return {**super().health(), "in_flight": self.admission.running,
+                "queued": len(self.admission.waiting)}
+
+    def hosts(self, target: bytes) -> bool:
+        return target in self.handlers
+
+    async def exec(self, req: HttpRequest, target: bytes, caller: bytes) -> HttpResponse:
+        """Admit (or 503), run the handler on a pool thread, map the outcome to HTTP."""
+        name, handler = self.handlers[target]
+        pool = self.pool
+        ticket = self.admission.admit(name, caller) if pool is not None else None
+        if ticket is None or pool is None:
+            self.metrics.requests["busy"] += 1
+            return error_response(503, "busy", "too many runs in flight; retry later", _RETRY)
+        self._gauges()
+        try:
+            if not ticket.started:
+                await ticket.event.wait()
+        except BaseException:
+            self.admission.release(ticket)
+            self._gauges()
+            raise
+        self._gauges()
+        body = bytes(req.body)
+
+        def job() -> tuple[Handled, float, int | None]:
+            start = time.perf_counter()
+            handled = handler.handle(body)
+            return handled, time.perf_counter() - start, _usage_fuel(handled)
+
+        def done(res: outcome.Outcome[tuple[Handled, float, int | None]]) -> None:
+            self.admission.release(ticket)
+            self._gauges()
+            if isinstance(res, outcome.Value):
+                handled, seconds, fuel = res.value
+                self.metrics.record(handled)
+                self.metrics.seconds.observe(seconds)
+                if fuel is not None:
+                    self.metrics.fuel.observe(fuel)
+            else:
+                self.metrics.requests["internal_error"] += 1
+
+        try:
+            handled, _, _ = await pool.run(job, done)
+        except Exception as exc:  # the nonce database failed, or a bug: never crash the server
+            print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr)
+            return error_response(500, "internal", "the worker failed to handle the request")
+        ctype = COSE if handled.signed else CBOR
+        return HttpResponse(status=status_for(handled), headers=(("content-type", ctype),), body=handled.body)
+
+    def _gauges(self) -> None:
+        self.metrics.in_flight = self.admission.running
+        self.metrics.queued = len(self.admission.waiting)
+
+
+# ------------------------------------------------------------------ serving
+
+
+def _write_port_file(path: str, port: int) -> None:
+    """Write ``port`` to ``path`` atomically (a reader never sees a partial file)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(f"{port}\n")
+    os.replace(tmp, path)
+
+
+async def serve_app(
+    app: App,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    limits: ServerLimits | None = None,
+    port_file: str | None = None,
+    banner: str | None = None,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``host:port`` until SIGINT/SIGTERM (or until cancelled).
+
+    Reports the bound port through ``task_status`` and in ``port_file``
+    (written atomically, removed on exit); prints ``listening on URL
+    (banner)`` to stderr. On a signal: stop accepting, GOAWAY, in-flight app
+    calls get ``limits.shutdown_grace`` (see :func:`peerbox._h2server.serve`),
+    then return. Raises ``OSError`` if the address cannot be bound.
+    """
+    chosen = limits if limits is not None else ServerLimits()
+    try:
+        async with trio.open_nursery() as nursery:
+            actual: int = await nursery.start(functools.partial(
+                serve, app, host=host, port=port, limits=chosen, ssl_context=ssl_context))
+            if port_file:
+                _write_port_file(port_file, actual)
+            if banner is not None:
+                scheme = "https" if ssl_context is not None else "http"
+                shown = f"[{host}]" if ":" in host else host
+                print(f"listening on {scheme}://{shown}:{actual} ({banner})", file=sys.stderr, flush=True)
+            task_status.started(actual)
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        break
+                nursery.cancel_scope.cancel()
+            else:
+                await trio.sleep_forever()
+    finally:
+        if port_file:
+            try:
+                os.unlink(port_file)
+            except OSError:
+                pass
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:7700"``, ``"[::1]:7700"`` or ``":7700"`` → (host, port). Raises UsageError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UsageError(f"--listen expects HOST:PORT, got {text!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return host or "127.0.0.1", int(port_text)
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server TLS context (ALPN h2) from PEM files, or None for h2c. Raises UsageError."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("--tls-cert and --tls-key go together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS certificate/key: {exc}") from None
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+                       limits: ServerLimits | None = None, port_file: str | None = None, quiet: bool = False,
+                       handle_signals: bool = True, grace: float = 10.0,
+                       task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve a shared-mode :class:`Worker`; on shutdown wait ``grace`` s for runs still on threads.
+
+    (Runs whose stream was reset are not app calls anymore, so the server's
+    own grace does not cover them; nothing is closed under a running guest.)
+    """
+    names = ", ".join(n for n, _ in worker.peers) or "none"
+    try:
+        await serve_app(worker.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
+                        port_file=port_file, banner=None if quiet else f"peers: {names}",
+                        handle_signals=handle_signals, task_status=task_status)
+    finally:
+        with trio.CancelScope(shield=True):
+            await worker.drain(grace)
+
+
+def run_shared(root: str | None, peers: list[str] | None, listen: str, *, tls_cert: str | None = None,
+               tls_key: str | None = None, port_file: str | None = None, max_runs: int | None = None) -> int:
+    """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM, then exit 0."""
+    host, port = parse_listen(listen)
+    ctx = tls_context(tls_cert, tls_key)
+    worker = Worker(root, peers, max_runs=max_runs)
+    try:
+        trio.run(functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
+                                   port_file=port_file))
+    finally:
+        if worker.admission.idle:
+            worker.close()  # else a run is still going: leave its files to the process exit
+    return 0
+
+
+# ------------------------------------------------------------------ isolated mode
+
+
+@dataclass(eq=False)
+class _Child:
+    """One peer's worker process, as the supervisor sees it."""
+
+    name: str
+    did: str
+    public_key: bytes
+    port_file: str
+    port: int | None = None
+    process: trio.Process | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Router(_Endpoints):
+    """The isolated-mode front: same pre-checks and statuses as :class:`Worker`, forwards to children.
+
+    A child that is down (crashed, restarting) answers ``503`` with
+    ``retry-after``, like a saturated worker. Metrics count the children's
+    answers by the same outcomes (read from the replies it forwards).
+    """
+
+    def __init__(self, children: list[_Child], transport: H2Transport, *, timeout: float = 120.0) -> None:
+        super().__init__([(c.name, c.did) for c in children])
+        self.children = {c.public_key: c for c in children}
+        self.transport = transport
+        self.timeout = timeout
+        self.in_flight = 0
+
+    def hosts(self, target: bytes) -> bool:
+        return target in self.children
+
+    def health(self) -> dict[str, object]:
+        up = sum(1 for c in self.children.values() if c.port is not None)
+        return {**super().health(), "in_flight": self.in_flight, "workers_up": up,
+                "restarts": sum(max(0, c.starts - 1) for c in self.children.values())}
+
+    async def exec(self, req: HttpRequest, target: bytes, caller: bytes) -> HttpResponse:
+        child = self.children[target]
+        if child.port is None:
+            self.metrics.requests["busy"] += 1
+            return error_response(503, "unavailable", f"the worker of {child.name} is restarting", _RETRY)
+        self.in_flight += 1
+        self.metrics.in_flight = self.in_flight
+        start = time.perf_counter()
+        try:
+            status, ctype, body = await self.transport.exec(child.url, bytes(req.body), self.timeout)
+        except TransportError as exc:
+            self.metrics.requests["busy"] += 1
+            return error_response(503, "unavailable", f"the worker of {child.name} did not answer: {exc}",
+                                  _RETRY)
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight = self.in_flight
+        self._count(status, body, time.perf_counter() - start)
+        headers: tuple[tuple[str, str], ...] = (("content-type", ctype),)
+        if status == 503:
+            headers += _RETRY
+        return HttpResponse(status=status, headers=headers, body=body)
+
+    def _count(self, status: int, body: bytes, seconds: float) -> None:
+        """Metrics from a forwarded answer: the same outcomes as the worker's own."""
+        if status == 503:
+            self.metrics.requests["busy"] += 1
+            return
+        try:
+            if status in (200, 403):
+                payload = decode1(body).payload
+                err = payload.get("error") if isinstance(payload.get("error"), dict) else None
+                kind = str(err.get("kind", "")) if err else ""
+                outcome_ = ("ok" if payload.get("ok") is True else "denied" if status == 403
+                            else "limit" if kind.startswith("limit") else "script_error")
+                handled = Handled(outcome=outcome_, body=body, error=err)
+            else:
+                import cbor2
+                err = cbor2.loads(body).get("error")
+                handled = Handled(outcome="rejected", body=body, error=err if isinstance(err, dict) else None)
+        except Exception:  # an answer we cannot read is still forwarded; count it apart
+            self.metrics.requests["unreadable"] += 1
+            return
+        self.metrics.record(handled)
+        self.metrics.seconds.observe(seconds)
+        fuel = _usage_fuel(handled)
+        if fuel is not None:
+            self.metrics.fuel.observe(fuel)
+
+
+def _child_command(root: str, child: _Child, max_runs: int | None) -> list[str]:
+    cmd = [sys.executable, "-m", "peerbox._cli_serve", "serve", "--root", root, "--peers", child.name,
+           "--listen", "127.0.0.1:0", "--port-file", child.port_file, "--quiet"]
+    if max_runs is not None:
+        cmd += ["--max-runs", str(max_runs)]
+    return cmd
+
+
+async def _stop(proc: trio.Process, grace: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` s; always reaps."""
+    with trio.CancelScope(shield=True):
+        if proc.returncode is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            with trio.move_on_after(grace):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: float,
+                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Keep ``child`` running: start it, wait for its port, restart it with backoff when it exits.
+
+    Reports started after the first attempt (up or failed). Cancel to stop
+    it (SIGTERM, SIGKILL after ``grace``).
+    """
+    backoff = 0.1
+    reported = False
+    while True:
+        try:
+            os.unlink(child.port_file)
+        except FileNotFoundError:
+            pass
+        cmd = _child_command(root, child, max_runs)
+        proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL)
+        child.process = proc
+        child.starts += 1
+        began = trio.current_time()
+        try:
+            with trio.move_on_after(60):
+                while proc.returncode is None and child.port is None:
+                    try:
+                        with open(child.port_file, encoding="ascii") as f:
+                            child.port = int(f.read().strip())
+                    except (FileNotFoundError, ValueError):
+                        await trio.sleep(0.02)
+            if not reported:
+                reported = True
+                task_status.started()
+            await proc.wait()
+        finally:
+            child.port = None
+            await _stop(proc, grace)
+        print(f"peerbox serve: the worker of {child.name} exited with code {proc.returncode}; "
+              f"restarting in {backoff:g} s", file=sys.stderr, flush=True)
+        if trio.current_time() - began > 30:
+            backoff = 0.1
+        await trio.sleep(backoff)
+        backoff = min(backoff * 2, 5.0)
+
+
+async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str, port: int,
+                         ssl_context: ssl.SSLContext | None = None, limits: ServerLimits | None = None,
+                         port_file: str | None = None, max_runs: int | None = None, quiet: bool = False,
+                         handle_signals: bool = True, grace: float = 10.0,
+                         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Isolated mode: one supervised child worker per peer, a :class:`Router` on ``host:port``.
+
+    Raises :class:`~peerbox.UsageError` for an unknown peer (checked before
+    any child starts). On exit every child is stopped.
+    """
+    store = PeerStore(root)
+    chosen = [store.get(n) for n in peers] if peers is not None else store.list()
+    tmp = tempfile.mkdtemp(prefix="peerbox-isolated-")
+    children = [_Child(p.name, p.did, p.public_key, os.path.join(tmp, f"{p.name}.port")) for p in chosen]
+    names = ", ".join(c.name for c in children) or "none"
+    try:
+        async with H2Transport() as transport, trio.open_nursery() as nursery:
+            for child in children:
+                await nursery.start(functools.partial(_supervise, str(store.root), child, max_runs=max_runs,
+                                                      grace=grace))
+            router = Router(children, transport)
+            await serve_app(router.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
+                            port_file=port_file,
+                            banner=None if quiet else f"peers: {names}; isolated, one process each",
+                            handle_signals=handle_signals, task_status=task_status)
+            nursery.cancel_scope.cancel()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_isolated(root: str | None, peers: list[str] | None, listen: str, *,
+                 tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
+                 max_runs: int | None = None) -> int:
+    """``peerbox serve --mode isolated``: serve until SIGINT/SIGTERM, stop the children, exit 0."""
+    host, port = parse_listen(listen)
+    ctx = tls_context(tls_cert, tls_key)
+    trio.run(functools.partial(serve_isolated, root, peers, host=host, port=port, ssl_context=ctx,
+                               port_file=port_file, max_runs=max_runs))
+    return 0

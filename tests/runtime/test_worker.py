@@ -1,0 +1,292 @@
+"""The worker app (peerbox._worker.Worker) with HttpRequest objects, no sockets.
+
+Routing by target, every HTTP status, saturation (503), per-peer isolation of
+stuck runs, runs that outlive their request, health, peers and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+import trio
+
+import peerbox
+from peerbox._envelope import make_request, verify_reply
+from peerbox._h2server import HttpRequest, HttpResponse
+from peerbox._worker import Worker
+
+BOB_POLICY = """
+version = 1
+[[rule]]
+effect = "allow"
+who = "owner"
+actions = ["*"]
+
+[[rule]]
+effect = "allow"
+who = "alice"
+actions = ["exec"]
+limits = { timeout = 2.0 }
+
+[[rule]]
+effect = "allow"
+who = "alice"
+actions = ["fs.write", "fs.list"]
+resources = ["inbox/**"]
+"""
+
+CAROL_POLICY = BOB_POLICY  # alice may exec at carol too
+
+LOOP = "let i = 0; loop { i += 1; }"
+
+
+class World:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.store = peerbox.PeerStore(root)
+        for name in ("alice", "bob", "carol", "dave"):
+            self.store.init(name)
+        (root / "peers" / "bob" / "policy.toml").write_text(BOB_POLICY)
+        (root / "peers" / "carol" / "policy.toml").write_text(CAROL_POLICY)
+        self.now = int(time.time())
+        self.workers: list[Worker] = []
+
+    def worker(self, peers: list[str] | None | str = "default", **kw: Any) -> Worker:
+        chosen = ["bob", "carol"] if peers == "default" else peers
+        assert not isinstance(chosen, str)
+        w = Worker(self.root, chosen, clock=lambda: self.now, **kw)
+        self.workers.append(w)
+        return w
+
+    def envelope(self, script: str, *, sender: str = "alice", to: str = "bob", **kw: Any) -> bytes:
+        key = self.store.get(sender).signing_key()
+        return make_request(key, target=self.store.get(to).public_key, script=script, now=self.now, **kw)
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.close()
+
+
+def post(body: bytes, *, ctype: str = "application/cose", path: str = "/v1/exec",
+         method: str = "POST") -> HttpRequest:
+    return HttpRequest(method=method, path=path, headers=(("content-type", ctype),), body=body,
+                       client="127.0.0.1:1", stream_id=1, conn_id=1)
+
+
+def get(path: str) -> HttpRequest:
+    return HttpRequest(method="GET", path=path, headers=(), body=b"", client="127.0.0.1:1", stream_id=1,
+                       conn_id=1)
+
+
+def header(resp: HttpResponse, name: str) -> str | None:
+    return next((v for k, v in resp.headers if k == name), None)
+
+
+def error_of(resp: HttpResponse) -> dict[str, Any]:
+    assert header(resp, "content-type") == "application/cbor"
+    doc = cbor2.loads(resp.body)
+    assert set(doc) == {"error"} and set(doc["error"]) == {"kind", "message"}
+    return dict(doc["error"])
+
+
+def reply_of(world: World, resp: HttpResponse, req: bytes, to: str = "bob") -> Any:
+    assert header(resp, "content-type") == "application/cose"
+    return verify_reply(resp.body, target=world.store.get(to).public_key, request_bytes=req)
+
+
+def metrics(text: str) -> dict[str, float]:
+    """Parse the exposition format into {'name{labels}': value}; fail on a malformed line."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            assert re.match(r"# (HELP|TYPE) \w+ ", line) or not line, line
+            continue
+        m = re.fullmatch(r'([a-zA-Z_:][\w:]*)(\{[a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*\})? (\S+)', line)
+        assert m, line
+        out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+async def test_allowed_script_gets_a_signed_reply_routed_by_target(world: World) -> None:
+    w = world.worker()
+    req = world.envelope('fs::mkdir("inbox"); fs::write("inbox/n.txt", "hi"); 40 + 2')
+    resp = await w.app(post(req))
+    assert resp.status == 200
+    reply = reply_of(world, resp, req)
+    assert reply.ok and reply.value == 42
+    req2 = world.envelope("target.name", to="carol")
+    resp2 = await w.app(post(req2))
+    assert resp2.status == 200 and reply_of(world, resp2, req2, "carol").value == "carol"
+
+
+async def test_status_codes(world: World) -> None:
+    w = world.worker()
+    # 403: dave may not exec at bob: a signed denial
+    req = world.envelope("1", sender="dave")
+    resp = await w.app(post(req))
+    assert resp.status == 403 and reply_of(world, resp, req).denied
+    # 200 with a script error, and a host call the policy refuses (counted as a denial of fs.read)
+    req = world.envelope('fs::read("private.txt")')
+    resp = await w.app(post(req))
+    reply = reply_of(world, resp, req)
+    assert resp.status == 200 and not reply.ok and reply.error["kind"] == "denied"
+    req = world.envelope("1 / 0")
+    resp = await w.app(post(req))
+    assert resp.status == 200 and reply_of(world, resp, req).error["kind"] == "division_by_zero"
+    # 200 with a limit
+    req = world.envelope(LOOP, limits={"fuel": 200_000})
+    resp = await w.app(post(req))
+    assert resp.status == 200 and reply_of(world, resp, req).error["kind"].startswith("limit")
+    # 409: the same bytes again
+    resp = await w.app(post(req))
+    assert resp.status == 409 and error_of(resp)["kind"] == "replay"
+    # 401: a forged signature
+    good = world.envelope("1")
+    forged = good[:-1] + bytes([good[-1] ^ 1])
+    resp = await w.app(post(forged))
+    assert resp.status == 401 and error_of(resp)["kind"] == "bad_signature"
+    # 404: a target this worker does not host
+    resp = await w.app(post(world.envelope("1", to="dave")))
+    assert resp.status == 404 and error_of(resp)["kind"] == "wrong_target"
+    # 400: malformed, and expired
+    resp = await w.app(post(b"\xd2\x84garbage"))
+    assert resp.status == 400
+    old = make_request(world.store.get("alice").signing_key(), target=world.store.get("bob").public_key,
+                       script="1", now=world.now - 1000, ttl=10)
+    resp = await w.app(post(old))
+    assert resp.status == 400 and error_of(resp)["kind"] == "expired"
+    # 413, 415, 404 path, 405 method
+    resp = await w.app(post(b"\xd2" + b"\x00" * (1 << 20)))
+    assert resp.status == 413 and error_of(resp)["kind"] == "too_large"
+    resp = await w.app(post(good, ctype="application/json"))
+    assert resp.status == 415
+    resp = await w.app(post(good, ctype="application/cose; charset=binary"))
+    assert resp.status == 200
+    assert (await w.app(get("/nope"))).status == 404
+    assert (await w.app(get("/v1/exec"))).status == 405
+    assert (await w.app(post(b"", path="/metrics"))).status == 405
+
+    m = metrics((await w.app(get("/metrics"))).body.decode())
+    assert m['peerbox_requests_total{outcome="ok"}'] == 1
+    assert m['peerbox_requests_total{outcome="denied"}'] == 1
+    assert m['peerbox_requests_total{outcome="script_error"}'] == 2
+    assert m['peerbox_requests_total{outcome="limit"}'] == 1
+    assert m['peerbox_requests_total{outcome="rejected"}'] == 6
+    assert m['peerbox_requests_total{outcome="unsupported_media_type"}'] == 1
+    assert m['peerbox_denials_total{action="exec"}'] == 1
+    assert m['peerbox_denials_total{action="fs.read"}'] == 1
+    assert m['peerbox_rejections_total{kind="replay"}'] == 1
+    assert m['peerbox_run_fuel_count'] == 4
+    assert m['peerbox_run_fuel_bucket{le="+Inf"}'] == 4
+    assert m['peerbox_run_seconds_count'] == 7  # every handled run: the replay and the expired one too
+    buckets = [v for k, v in m.items() if k.startswith("peerbox_run_seconds_bucket")]
+    assert buckets == sorted(buckets)  # cumulative
+    assert m["peerbox_runs_in_flight"] == 0
+
+
+async def test_health_and_peers(world: World) -> None:
+    w = world.worker()
+    resp = await w.app(get("/v1/health"))
+    doc = json.loads(resp.body)
+    assert resp.status == 200 and doc["status"] == "ok" and doc["peers"] == 2
+    resp = await w.app(get("/v1/peers"))
+    assert json.loads(resp.body) == [{"name": n, "did": world.store.get(n).did} for n in ("bob", "carol")]
+    everyone = world.worker(None)
+    assert len(json.loads((await everyone.app(get("/v1/peers"))).body)) == 4
+
+
+async def test_saturated_worker_answers_503_with_retry_after(world: World) -> None:
+    w = world.worker(max_runs=1, queue=1, per_caller=10)
+    statuses: list[int] = []
+    retry: list[str | None] = []
+
+    async def send() -> None:
+        resp = await w.app(post(world.envelope(LOOP, limits={"timeout": 0.3})))
+        statuses.append(resp.status)
+        retry.append(header(resp, "retry-after"))
+
+    async with trio.open_nursery() as n:
+        for _ in range(3):
+            n.start_soon(send)
+    assert sorted(statuses) == [200, 200, 503]
+    assert retry.count("1") == 1
+    m = metrics((await w.app(get("/metrics"))).body.decode())
+    assert m['peerbox_requests_total{outcome="busy"}'] == 1
+    assert m['peerbox_requests_total{outcome="limit"}'] == 2
+
+
+async def test_per_caller_cap(world: World) -> None:
+    w = world.worker(max_runs=2, queue=4, per_caller=1)
+    statuses: list[int] = []
+
+    async def send(sender: str) -> None:
+        to = "bob" if sender == "alice" else "carol"
+        script = LOOP if sender == "alice" else "1"
+        resp = await w.app(post(world.envelope(script, sender=sender, to=to, limits={"timeout": 0.3})))
+        statuses.append(resp.status)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(send, "alice")
+        n.start_soon(send, "alice")
+        await trio.sleep(0.05)
+        n.start_soon(send, "carol")  # carol, at her own peer: not alice's quota
+    assert sorted(statuses) == [200, 200, 503]
+
+
+async def test_a_stuck_peer_does_not_stall_another(world: World) -> None:
+    w = world.worker(max_runs=2, per_peer=1, queue=8)
+    done: dict[str, float] = {}
+    start = trio.current_time()
+
+    async def send(name: str, to: str, script: str) -> None:
+        resp = await w.app(post(world.envelope(script, to=to, limits={"timeout": 0.5})))
+        assert resp.status == 200
+        done[name] = trio.current_time() - start
+
+    async with trio.open_nursery() as n:
+        n.start_soon(send, "loop1", "bob", LOOP)
+        n.start_soon(send, "loop2", "bob", LOOP)
+        await trio.sleep(0.05)
+        n.start_soon(send, "quick", "carol", "1 + 1")
+    first, second = sorted((done["loop1"], done["loop2"]))
+    assert done["quick"] < 0.45 < first
+    assert second > 0.9  # waited for the first loop: per_peer=1
+
+
+async def test_a_cancelled_request_keeps_its_slot_until_the_run_ends(world: World) -> None:
+    w = world.worker(max_runs=1, queue=0)
+    with trio.move_on_after(0.1):
+        await w.app(post(world.envelope(LOOP, limits={"timeout": 0.4})))
+    assert w.admission.running == 1  # the run goes on
+    resp = await w.app(post(world.envelope("1")))
+    assert resp.status == 503
+    assert await w.drain(5.0)
+    assert w.admission.running == 0
+    m = metrics((await w.app(get("/metrics"))).body.decode())
+    assert m['peerbox_requests_total{outcome="limit"}'] == 1
+    resp = await w.app(post(world.envelope("1")))
+    assert resp.status == 503  # draining: no new runs
+    assert json.loads((await w.app(get("/v1/health"))).body)["status"] == "draining"
+
+
+async def test_runs_use_big_stack_threads(world: World) -> None:
+    w = world.worker(max_runs=1)
+    deep = "fn f(n) { if n == 0 { 0 } else { 1 + f(n - 1) } } f(2000)"
+    req = world.envelope(deep)
+    resp = await w.app(post(req))
+    assert resp.status == 200 and reply_of(world, resp, req).value == 2000
+    assert all(t.name.startswith("peerbox-run-") for t in w.pool._threads)
