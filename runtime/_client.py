@@ -334,14 +334,18 @@ class _H2Conn:
             if self.h2.open_outbound_streams < limit:
                 break
             await self._changed.wait()
-        sid = self.h2.get_next_available_stream_id()
+        headers = [(b":method", b"POST"), (b":scheme", self.scheme), (b":authority", self.authority),
+                   (b":path", path.encode("ascii")), (b"content-type", content_type.encode("ascii")),
+                   (b"content-length", str(len(body)).encode("ascii"))]
+        try:
+            sid = self.h2.get_next_available_stream_id()
+            self.h2.send_headers(sid, headers, end_stream=not body)
+        except h2.exceptions.H2Error as exc:  # e.g. stream ids exhausted: nothing was sent
+            self.usable = False
+            raise TransportError(f"cannot start a stream: {exc}", retryable=True) from None
         p = _Pending()
         self.pending[sid] = p
         try:
-            headers = [(b":method", b"POST"), (b":scheme", self.scheme), (b":authority", self.authority),
-                       (b":path", path.encode("ascii")), (b"content-type", content_type.encode("ascii")),
-                       (b"content-length", str(len(body)).encode("ascii"))]
-            self.h2.send_headers(sid, headers, end_stream=not body)
             self._flush()
             view = memoryview(body)
             while view and not p.done.is_set():
@@ -531,7 +535,14 @@ def _rejection(url: str, status: int, body: bytes) -> ClientError:
     if isinstance(err, dict) and isinstance(err.get("kind"), str) and isinstance(err.get("message"), str):
         kind, message = err["kind"][:100], err["message"][:1000]
         return RemoteRejected(status, kind, message)
-    return TransportError(f"{url}: HTTP {status} without a readable error", kind="http", status=status)
+    text = ""
+    if len(body) <= 200:
+        try:
+            text = body.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            pass
+    said = f": {text}" if text and text.isprintable() else " without a readable error"
+    return TransportError(f"{url}: HTTP {status}{said}", kind="http", status=status)
 
 
 class AsyncClient:

@@ -147,6 +147,7 @@ class MiniServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._streams: list[trio.SocketStream] = []
+        self.refuse_connections = 0
 
     def close_all(self) -> None:
         """Drop every connection abruptly (no GOAWAY), like a crashed or restarted worker."""
@@ -196,6 +197,11 @@ class MiniServer:
                     if not data:
                         break
                     for ev in conn.receive_data(data):
+                        if isinstance(ev, h2.events.RequestReceived) and self.refuse_connections > 0:
+                            self.refuse_connections -= 1  # GOAWAY before processing anything: retryable
+                            conn.close_connection(last_stream_id=0)
+                            await flush()
+                            return
                         if isinstance(ev, h2.events.RequestReceived):
                             paths[ev.stream_id] = dict(ev.headers or [])[b":path"].decode()
                             bodies[ev.stream_id] = bytearray()
@@ -615,4 +621,15 @@ async def test_reply_too_large_is_transport_error(world: World) -> None:
             with pytest.raises(TransportError, match="larger than 1000"):
                 await client.exec("bob", "params.s", params={"s": "x" * 5000})
             assert (await client.exec("bob", "3")).value == 3  # the connection is still fine
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_request_the_server_did_not_process_is_sent_again(world: World) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start(world, nursery)
+        server.refuse_connections = 1
+        transport = H2Transport()
+        async with AsyncClient(world.alice.signing_key(), world.directory, transport=transport) as client:
+            assert (await client.exec("bob", "7")).value == 7
+        assert server.connections == 2 and transport.connections_opened == 2
         nursery.cancel_scope.cancel()
