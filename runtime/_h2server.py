@@ -278,17 +278,24 @@ class _Conn:
             self.read_scope.deadline = math.inf
 
     async def _goaway(self, code: ErrorCodes) -> None:
-        """Send GOAWAY without closing h2's state, so in-flight answers can still go out."""
-        if self.goaway_sid is None or code != ErrorCodes.NO_ERROR:
-            self.goaway_sid = self.h2.highest_inbound_stream_id
-            frame = GoAwayFrame(stream_id=0, last_stream_id=self.goaway_sid, error_code=code)
-            await self._flush(frame.serialize())
+        """Send the final GOAWAY (h2's own ``close_connection`` is not used: see ``begin_shutdown``)."""
+        last = self.goaway_sid if self.goaway_sid is not None else self.h2.highest_inbound_stream_id
+        self.goaway_sid = last
+        await self._flush(GoAwayFrame(stream_id=0, last_stream_id=last, error_code=code).serialize())
 
     def begin_shutdown(self) -> None:
-        """Graceful shutdown: stop taking streams, give app calls ``shutdown_grace``."""
-        if self.draining and self.drain_deadline < math.inf:
+        """Graceful shutdown: stop taking streams, give app calls ``shutdown_grace``.
+
+        New streams get RST_STREAM(REFUSED_STREAM) (safe to retry elsewhere);
+        the GOAWAY naming the last stream served goes out when the in-flight
+        answers have been sent, just before the close. It is not sent first
+        because an ``h2``-based client (ours included) treats any received
+        GOAWAY as the end of the connection and would lose those answers.
+        """
+        if self.draining:
             return
         self.draining = True
+        self.goaway_sid = self.h2.highest_inbound_stream_id
         self.drain_deadline = trio.current_time() + self.limits.shutdown_grace
         for sc in self.app_scopes:
             sc.deadline = min(sc.deadline, self.drain_deadline)
@@ -327,14 +334,13 @@ class _Conn:
         elif isinstance(ev, h2.events.WindowUpdated):
             self._notify_window()
         elif isinstance(ev, h2.events.ConnectionTerminated):
-            self.draining = True
-            if self.goaway_sid is None:
-                self.goaway_sid = self.h2.highest_inbound_stream_id
+            # h2 sends nothing after a GOAWAY from the peer: close; app calls run on unanswered.
+            self.dead = True
         return True
 
     async def _on_request(self, ev: h2.events.RequestReceived, apps: trio.Nursery) -> None:
         sid = ev.stream_id or 0
-        if self.draining and self.goaway_sid is not None and sid > self.goaway_sid:
+        if self.draining and sid > (self.goaway_sid or 0):
             self.h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             return
         pseudo: dict[str, str] = {}
@@ -480,9 +486,10 @@ async def serve_stream(
 
     h2c with prior knowledge, or TLS if ``stream`` is a :class:`trio.SSLStream`
     (the handshake happens here; anything but ALPN ``h2`` is closed).
-    Cancelling the caller's scope starts a graceful shutdown: GOAWAY, no new
-    streams, in-flight app calls get ``limits.shutdown_grace`` to finish, then
-    the connection closes and ``Cancelled`` propagates. Never raises for
+    Cancelling the caller's scope starts a graceful shutdown: new streams are
+    refused, in-flight app calls get ``limits.shutdown_grace`` to finish and
+    are answered, then GOAWAY (last stream id) and close, and ``Cancelled``
+    propagates. Never raises for
     network or protocol trouble; those end this connection only.
     """
     conn = _Conn(app, stream, limits, client, conn_id)
@@ -501,12 +508,6 @@ async def serve_stream(
             await done.wait()
         except trio.Cancelled:
             conn.begin_shutdown()
-            with trio.CancelScope(shield=True):
-                try:
-                    await conn._goaway(ErrorCodes.NO_ERROR)
-                    await conn._flush()
-                except _Closed:
-                    pass
             raise
 
 

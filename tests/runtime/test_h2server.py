@@ -137,27 +137,285 @@ async def echo(req: HttpRequest) -> HttpResponse:
     )
 
 
+@dataclass
+class Served:
+    client: Client
+    server: trio.CancelScope  # cancel it to shut the server side down gracefully
+    nursery: trio.Nursery
+
+
 @asynccontextmanager
 async def connected(app: Callable[[HttpRequest], object] = echo,
-                    limits: ServerLimits | None = None) -> AsyncIterator[tuple[Client, trio.Nursery]]:
+                    limits: ServerLimits | None = None) -> AsyncIterator[Served]:
     """A client connected to ``serve_stream`` over memory streams."""
     client_stream, server_stream = trio.testing.memory_stream_pair()
+    scope = trio.CancelScope()
+
+    async def server() -> None:
+        with scope:
+            await serve_stream(app, server_stream, limits=limits or ServerLimits(),  # type: ignore[arg-type]
+                               client="mem", conn_id=1)
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: serve_stream(app, server_stream, limits=limits or ServerLimits(),  # type: ignore[arg-type]
-                                 client="mem", conn_id=1)
-        )
+        nursery.start_soon(server)
         c = Client(client_stream)
         await c.start()
-        yield c, nursery
+        yield Served(c, scope, nursery)
         nursery.cancel_scope.cancel()
 
 
 async def test_get_and_post_round_trip() -> None:
-    async with connected() as (c, _):
+    async with connected() as s:
+        c = s.client
         a = await c.request("GET", "/v1/health")
         assert (a.status, bytes(a.body)) == (200, b"/v1/health")
         assert a.headers["x-method"] == "GET"
         assert a.headers["content-length"] == str(len(a.body))
-        b = await c.request("POST", "/v1/exec", b"x" * 100_000)
-        assert (b.status, bytes(b.body)) == (200, b"x" * 100_000)
+        # Larger than both 64 KiB windows: flow control in both directions.
+        b = await c.request("POST", "/v1/exec", b"x" * 300_000)
+        assert (b.status, bytes(b.body)) == (200, b"x" * 300_000)
+
+
+async def test_multiplexed_streams_answer_out_of_order() -> None:
+    order: list[str] = []
+
+    async def app(req: HttpRequest) -> HttpResponse:
+        await trio.sleep(float(req.path.strip("/")) / 100)
+        order.append(req.path)
+        return HttpResponse(status=200, body=req.path.encode())
+
+    async with connected(app) as s:
+        c = s.client
+        sids = [c.open("GET", f"/{d}") for d in (5, 1, 3, 2, 4)]
+        await c.flush()
+        await c.done(*sids)
+        assert [bytes(c.answers[i].body) for i in sids] == [b"/5", b"/1", b"/3", b"/2", b"/4"]
+        assert order == ["/1", "/2", "/3", "/4", "/5"]
+
+
+async def test_oversized_body_gets_413_without_app_call() -> None:
+    calls: list[HttpRequest] = []
+
+    async def app(req: HttpRequest) -> HttpResponse:
+        calls.append(req)
+        return HttpResponse(status=200)
+
+    async with connected(app, ServerLimits(max_body=1000)) as s:
+        c = s.client
+        a = await c.request("POST", "/v1/exec", b"y" * 5000)  # no content-length: counted as it arrives
+        assert a.status == 413
+        sid = c.open("POST", "/v1/exec", end=False, headers=[("content-length", "999999")])
+        await c.flush()
+        await c.done(sid)
+        assert c.answers[sid].status == 413
+        ok = await c.request("POST", "/v1/exec", b"z" * 1000)  # the limit itself is fine
+        assert ok.status == 200
+    assert [len(r.body) for r in calls] == [1000]
+
+
+async def test_503_beyond_max_inflight_per_connection() -> None:
+    release = trio.Event()
+
+    async def app(req: HttpRequest) -> HttpResponse:
+        await release.wait()
+        return HttpResponse(status=200)
+
+    async with connected(app, ServerLimits(max_inflight_per_conn=2)) as s:
+        c = s.client
+        first = [c.open("GET", "/slow") for _ in range(2)]
+        await c.flush()
+        await trio.testing.wait_all_tasks_blocked()
+        extra = c.open("GET", "/more")
+        await c.flush()
+        await c.done(extra)
+        assert c.answers[extra].status == 503
+        assert c.answers[extra].headers["retry-after"] == "1"
+        release.set()
+        await c.done(*first)
+        assert [c.answers[i].status for i in first] == [200, 200]
+
+
+async def test_rapid_reset_flood_gets_goaway_while_others_are_served() -> None:
+    async with connected(limits=ServerLimits(max_resets_per_sec=20)) as good, \
+            connected(limits=ServerLimits(max_resets_per_sec=20)) as bad:
+        c = bad.client
+        for _ in range(100):
+            sid = c.open("POST", "/v1/exec", end=False)
+            c.h2.reset_stream(sid, ErrorCodes.CANCEL)
+        await c.flush()
+        await c.until(lambda: False)  # until the server closes
+        assert c.goaway == ErrorCodes.ENHANCE_YOUR_CALM
+        assert (await good.client.request("GET", "/fine")).status == 200
+
+
+async def test_ping_flood_gets_goaway() -> None:
+    async with connected(limits=ServerLimits(max_pings_settings_per_sec=10)) as s:
+        c = s.client
+        for i in range(30):
+            c.h2.ping(i.to_bytes(8, "big"))
+        await c.flush()
+        await c.until(lambda: False)
+        assert c.goaway == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+async def test_oversized_header_block_is_refused() -> None:
+    calls: list[HttpRequest] = []
+
+    async def app(req: HttpRequest) -> HttpResponse:
+        calls.append(req)
+        return HttpResponse(status=200)
+
+    async with connected(app, ServerLimits(max_header_list_size=4096)) as s:
+        c = s.client
+        # 40 KB of headers: h2 splits it into HEADERS + CONTINUATION frames.
+        c.open("GET", "/", headers=[(f"x-h{i}", "v" * 1000) for i in range(40)])
+        await c.flush()
+        await c.until(lambda: False)
+        assert c.goaway is not None and c.goaway != ErrorCodes.NO_ERROR
+    assert calls == []
+
+
+async def test_continuation_flood_is_refused() -> None:
+    from hyperframe.frame import ContinuationFrame, HeadersFrame
+
+    async with connected() as s:
+        c = s.client
+        await c.flush()
+        frames = HeadersFrame(1, data=b"").serialize()  # no END_HEADERS: a CONTINUATION must follow
+        frames += b"".join(ContinuationFrame(1, data=b"").serialize() for _ in range(200))
+        await c.send_raw(frames)
+        await c.until(lambda: False)
+        assert c.goaway is not None and c.goaway != ErrorCodes.NO_ERROR
+
+
+async def test_idle_connection_is_closed(autojump_clock: trio.testing.MockClock) -> None:
+    async with connected(limits=ServerLimits(idle_timeout=30)) as s:
+        c = s.client
+        assert (await c.request("GET", "/one")).status == 200
+        t0 = trio.current_time()
+        await c.until(lambda: False)
+        assert c.goaway == ErrorCodes.NO_ERROR
+        assert 30 <= trio.current_time() - t0 < 31
+
+
+async def test_busy_connection_is_not_idle(autojump_clock: trio.testing.MockClock) -> None:
+    async def app(req: HttpRequest) -> HttpResponse:
+        await trio.sleep(100)
+        return HttpResponse(status=204)
+
+    async with connected(app, ServerLimits(idle_timeout=30)) as s:
+        assert (await s.client.request("GET", "/long")).status == 204
+
+
+async def test_slow_body_times_out(autojump_clock: trio.testing.MockClock) -> None:
+    calls: list[HttpRequest] = []
+
+    async def app(req: HttpRequest) -> HttpResponse:
+        calls.append(req)
+        return HttpResponse(status=200)
+
+    async with connected(app, ServerLimits(body_timeout=5)) as s:
+        c = s.client
+        sid = c.open("POST", "/v1/exec", b"part", end=False)
+        await c.flush()
+        t0 = trio.current_time()
+        await c.done(sid)
+        assert c.answers[sid].status == 408
+        assert 5 <= trio.current_time() - t0 < 6
+        assert (await c.request("GET", "/after")).status == 200
+    assert [r.path for r in calls] == ["/after"]
+
+
+async def test_protocol_violation_closes_only_that_connection() -> None:
+    async with connected() as good, connected() as bad:
+        await bad.client.send_raw(b"\x00\x00\x08\x06\x00\x00\x00\x00\x01" + bytes(8))  # PING on stream 1: illegal
+        await bad.client.until(lambda: False)
+        assert bad.client.goaway == ErrorCodes.PROTOCOL_ERROR
+        assert (await good.client.request("GET", "/still")).status == 200
+
+
+async def test_app_exception_is_500_and_connection_stays_usable() -> None:
+    async def app(req: HttpRequest) -> HttpResponse:
+        if req.path == "/boom":
+            raise RuntimeError("bug in the app")
+        return HttpResponse(status=200)
+
+    async with connected(app) as s:
+        assert (await s.client.request("GET", "/boom")).status == 500
+        assert (await s.client.request("GET", "/ok")).status == 200
+
+
+async def test_graceful_shutdown_finishes_inflight_and_refuses_new(autojump_clock: trio.testing.MockClock) -> None:
+    async def app(req: HttpRequest) -> HttpResponse:
+        await trio.sleep(5)
+        return HttpResponse(status=200, body=b"done")
+
+    async with connected(app) as s:
+        c = s.client
+        slow = c.open("GET", "/slow")
+        await c.flush()
+        await trio.testing.wait_all_tasks_blocked()
+        s.server.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        late = c.open("GET", "/late")
+        await c.flush()
+        await c.done(slow, late)
+        assert c.answers[late].reset == ErrorCodes.REFUSED_STREAM
+        assert (c.answers[slow].status, bytes(c.answers[slow].body)) == (200, b"done")
+        await c.until(lambda: False)  # then GOAWAY naming the last stream served, and close
+        assert (c.goaway, c.goaway_last) == (ErrorCodes.NO_ERROR, slow)
+
+
+async def test_shutdown_grace_bounds_a_stuck_app(autojump_clock: trio.testing.MockClock) -> None:
+    async def app(req: HttpRequest) -> HttpResponse:
+        await trio.sleep(1000)
+        return HttpResponse(status=200)
+
+    async with connected(app, ServerLimits(shutdown_grace=3)) as s:
+        c = s.client
+        sid = c.open("GET", "/stuck")
+        await c.flush()
+        await trio.testing.wait_all_tasks_blocked()
+        t0 = trio.current_time()
+        s.server.cancel()
+        await c.done(sid)
+        assert c.answers[sid].status == 503
+        assert trio.current_time() - t0 < 4
+
+
+async def test_reset_stream_does_not_cancel_its_app_call() -> None:
+    started, release = trio.Event(), trio.Event()
+    finished: list[str] = []
+
+    async def app(req: HttpRequest) -> HttpResponse:
+        if req.path == "/slow":
+            started.set()
+            await release.wait()
+            finished.append(req.path)
+        return HttpResponse(status=200)
+
+    async with connected(app) as s:
+        c = s.client
+        sid = c.open("GET", "/slow")
+        await c.flush()
+        await started.wait()
+        c.h2.reset_stream(sid, ErrorCodes.CANCEL)
+        await c.flush()
+        assert (await c.request("GET", "/other")).status == 200
+        release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert finished == ["/slow"]
+        assert (await c.request("GET", "/again")).status == 200
+
+
+async def test_serve_over_loopback_socket() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(lambda task_status: serve(echo, host="127.0.0.1", port=0,
+                                                             task_status=task_status))
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        c = Client(stream)
+        await c.start()
+        a = await c.request("POST", "/v1/exec", b"over tcp")
+        assert (a.status, bytes(a.body)) == (200, b"over tcp")
+        nursery.cancel_scope.cancel()
+    await stream.aclose()
