@@ -103,7 +103,7 @@ def _build_parser() -> _Parser:
         prog="peerbox",
         description="Compile and run peerbox scripts (a Rhai-like language) in a wasm sandbox.",
         epilog="exit codes: 0 ok, 2 usage, 3 compile error, 4 runtime error, 5 resource limit, "
-        "1 a bug in peerbox",
+        "6 denied by a policy, 7 transport or verification failure, 1 a bug in peerbox",
     )
     parser.add_argument("--version", action="version", version=f"peerbox {__version__}")
     # Each subcommand sets ``handler(args) -> exit code``; later commands plug in the same way.
@@ -151,6 +151,9 @@ def _build_parser() -> _Parser:
     add_policy_parsers(sub)
     add_envelope_parsers(sub)
     add_cap_parsers(sub)
+    from ._cli_send import add_parsers as add_send_parsers
+
+    add_send_parsers(sub)
     ph = sub.add_parser("handle", help="answer a signed request as a local peer (what a worker does)")
     ph.set_defaults(handler=_cmd_handle)
     ph.add_argument("file", metavar="FILE", help="the request envelope (from `peerbox envelope make`), or -")
