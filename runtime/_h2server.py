@@ -19,6 +19,7 @@ wrappers ``_recv``/``_flush`` and the h2 feed ``_feed``) and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -26,6 +27,7 @@ import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import h2.config
 import h2.connection
@@ -136,6 +138,12 @@ class _Pending:
     timer: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
+# content-length is computed here; the rest are connection-specific (illegal in HTTP/2).
+_DROPPED_HEADERS = frozenset(
+    {"content-length", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+)
+
+
 class _Closed(Exception):
     """Internal: the transport is gone (raised by the I/O wrappers only)."""
 
@@ -182,6 +190,7 @@ class _Conn:
         self.drain_deadline = math.inf
         self.goaway_sid: int | None = None
         self.dead = False  # transport closed or unusable: drop answers
+        self.nursery: trio.Nursery | None = None
 
     # -- the one boundary: transport and h2 errors ---------------------------
 
@@ -220,6 +229,7 @@ class _Conn:
         """Serve the connection until it ends; waits for its app tasks too."""
         try:
             async with trio.open_nursery() as apps:
+                self.nursery = apps
                 try:
                     await self._serve(apps)
                 except _Closed as e:
@@ -237,9 +247,12 @@ class _Conn:
     async def _serve(self, apps: trio.Nursery) -> None:
         if isinstance(self.stream, trio.SSLStream):
             try:
-                await self.stream.do_handshake()
+                with trio.fail_after(self.limits.body_timeout):
+                    await self.stream.do_handshake()
             except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as e:
                 raise _Closed(f"TLS handshake failed: {e}") from e
+            except trio.TooSlowError as e:
+                raise _Closed("TLS handshake timed out") from e
             if self.stream.selected_alpn_protocol() != "h2":
                 log.info("conn %d (%s): refused, ALPN is not h2", self.conn_id, self.client)
                 return
@@ -272,10 +285,11 @@ class _Conn:
         quiet = not self.pending and self.inflight == 0
         if self.draining and quiet:
             self.read_scope.cancel()
-        elif quiet:
-            self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
-        else:
-            self.read_scope.deadline = math.inf
+            return
+        deadline = trio.current_time() + self.limits.idle_timeout if quiet else math.inf
+        if self.draining:  # answers stuck on flow control get one more second
+            deadline = min(deadline, self.drain_deadline + 1.0)
+        self.read_scope.deadline = deadline
 
     async def _goaway(self, code: ErrorCodes) -> None:
         """Send the final GOAWAY (h2's own ``close_connection`` is not used: see ``begin_shutdown``)."""
@@ -301,7 +315,6 @@ class _Conn:
             sc.deadline = min(sc.deadline, self.drain_deadline)
         for p in self.pending.values():
             p.timer.deadline = min(p.timer.deadline, self.drain_deadline)
-        self.read_scope.deadline = min(self.read_scope.deadline, self.drain_deadline + 1.0)
         self._rearm_idle()
 
     def _notify_window(self) -> None:
@@ -354,7 +367,7 @@ class _Conn:
                 regular.append((name, value))
         length = next((v for k, v in regular if k == "content-length"), None)
         if length is not None and length.strip().isdigit() and int(length) > self.limits.max_body:
-            await self._refuse(sid, _text_response(413, "body too large"))
+            self._spawn_answer(sid, _text_response(413, "body too large"), stop_upload=True)
             return
         p = _Pending(pseudo.get(":method", ""), pseudo.get(":path", ""), tuple(regular))
         self.pending[sid] = p
@@ -368,25 +381,22 @@ class _Conn:
         if self.pending.get(sid) is p and not self.dead:
             del self.pending[sid]
             log.info("conn %d (%s): stream %d body timeout", self.conn_id, self.client, sid)
-            try:
-                await self._refuse(sid, _text_response(408, "request body timeout"))
-                await self._flush()
-            except _Closed:
-                pass
+            await self._answer(sid, _text_response(408, "request body timeout"), stop_upload=True)
             self._rearm_idle()
 
     async def _on_data(self, ev: h2.events.DataReceived) -> None:
         sid = ev.stream_id or 0
         data = ev.data or b""
         # Hand the window back at once: the body is buffered here and bounded by max_body.
-        self.h2.acknowledge_received_data(ev.flow_controlled_length or 0, sid)
+        with contextlib.suppress(h2.exceptions.ProtocolError):  # stream already forgotten
+            self.h2.acknowledge_received_data(ev.flow_controlled_length or 0, sid)
         p = self.pending.get(sid)
         if p is None:
             return
         if len(p.body) + len(data) > self.limits.max_body:
             del self.pending[sid]
             p.timer.cancel()
-            await self._refuse(sid, _text_response(413, "body too large"))
+            self._spawn_answer(sid, _text_response(413, "body too large"), stop_upload=True)
             return
         p.body += data
 
@@ -396,7 +406,7 @@ class _Conn:
             return
         p.timer.cancel()
         if self.inflight >= self.limits.max_inflight_per_conn:
-            await self._respond(sid, _text_response(503, "busy", ("retry-after", "1")))
+            self._spawn_answer(sid, _text_response(503, "busy", ("retry-after", "1")))
             return
         req = HttpRequest(
             method=p.method,
@@ -435,13 +445,21 @@ class _Conn:
 
     # -- answering -----------------------------------------------------------
 
-    async def _refuse(self, sid: int, resp: HttpResponse) -> None:
-        """Answer without the app and stop the client's upload on that stream."""
-        await self._respond(sid, resp)
+    def _spawn_answer(self, sid: int, resp: HttpResponse, *, stop_upload: bool = False) -> None:
+        """Answer from a task of its own: the reader must never wait for a window update."""
+        if self.nursery is not None:
+            self.nursery.start_soon(partial(self._answer, sid, resp, stop_upload=stop_upload))
+
+    async def _answer(self, sid: int, resp: HttpResponse, *, stop_upload: bool = False) -> None:
+        """Answer without the app; ``stop_upload`` then resets the stream (NO_ERROR)."""
         try:
-            if sid in self.h2.streams and not self.h2.streams[sid].closed:
+            await self._respond(sid, resp)
+            if stop_upload and sid in self.h2.streams and not self.h2.streams[sid].closed:
                 self.h2.reset_stream(sid, ErrorCodes.NO_ERROR)
+            await self._flush()
         except h2.exceptions.ProtocolError:
+            pass
+        except _Closed:
             pass
 
     async def _respond(self, sid: int, resp: HttpResponse) -> None:
@@ -450,7 +468,7 @@ class _Conn:
         A stream the client reset (or a dead connection) silently drops the answer.
         """
         headers = [(":status", str(resp.status))]
-        headers += [(k.lower(), v) for k, v in resp.headers if k.lower() != "content-length"]
+        headers += [(k.lower(), v) for k, v in resp.headers if k.lower() not in _DROPPED_HEADERS]
         headers.append(("content-length", str(len(resp.body))))
         body = memoryview(resp.body)
         try:

@@ -7,9 +7,13 @@ wall time. One test goes through ``serve`` on a real loopback socket.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import h2.config
 import h2.connection
@@ -37,7 +41,8 @@ class Client:
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        self.h2 = h2.connection.H2Connection(cfg)
         self.answers: dict[int, Answer] = {}
         self.goaway: ErrorCodes | int | None = None
         self.goaway_last: int | None = None
@@ -70,7 +75,8 @@ class Client:
         """Send ``body`` on ``sid`` in chunks, waiting for WINDOW_UPDATEs as needed."""
         off = 0
         while off < len(body):
-            n = min(self.h2.local_flow_control_window(sid), self.h2.max_outbound_frame_size, len(body) - off)
+            window = self.h2.local_flow_control_window(sid)
+            n = min(window, self.h2.max_outbound_frame_size, len(body) - off)
             if n == 0:
                 await self.flush()
                 await self.pump()
@@ -120,7 +126,8 @@ class Client:
             await self.pump()
 
     async def done(self, *sids: int) -> None:
-        await self.until(lambda: all(self.answers[s].ended or self.answers[s].reset is not None for s in sids))
+        answers = [self.answers[s] for s in sids]
+        await self.until(lambda: all(a.ended or a.reset is not None for a in answers))
 
     async def request(self, method: str, path: str, body: bytes = b"") -> Answer:
         sid = self.open(method, path, end=not body)
@@ -328,7 +335,8 @@ async def test_slow_body_times_out(autojump_clock: trio.testing.MockClock) -> No
 
 async def test_protocol_violation_closes_only_that_connection() -> None:
     async with connected() as good, connected() as bad:
-        await bad.client.send_raw(b"\x00\x00\x08\x06\x00\x00\x00\x00\x01" + bytes(8))  # PING on stream 1: illegal
+        ping_on_stream_1 = b"\x00\x00\x08\x06\x00\x00\x00\x00\x01" + bytes(8)  # PING must use stream 0
+        await bad.client.send_raw(ping_on_stream_1)
         await bad.client.until(lambda: False)
         assert bad.client.goaway == ErrorCodes.PROTOCOL_ERROR
         assert (await good.client.request("GET", "/still")).status == 200
@@ -345,7 +353,9 @@ async def test_app_exception_is_500_and_connection_stays_usable() -> None:
         assert (await s.client.request("GET", "/ok")).status == 200
 
 
-async def test_graceful_shutdown_finishes_inflight_and_refuses_new(autojump_clock: trio.testing.MockClock) -> None:
+async def test_graceful_shutdown_finishes_inflight_and_refuses_new(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async def app(req: HttpRequest) -> HttpResponse:
         await trio.sleep(5)
         return HttpResponse(status=200, body=b"done")
@@ -419,3 +429,67 @@ async def test_serve_over_loopback_socket() -> None:
         assert (a.status, bytes(a.body)) == (200, b"over tcp")
         nursery.cancel_scope.cancel()
     await stream.aclose()
+
+
+def tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh self-signed cert for 127.0.0.1, and a client trusting it."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "peerbox-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = tmp_path / "cert.pem"
+    key_pem = tmp_path / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_pem, key_pem)
+    client = ssl.create_default_context(cafile=str(cert_pem))
+    return server, client
+
+
+async def test_tls_with_alpn_h2(tmp_path: Path) -> None:
+    server_ctx, client_ctx = tls_contexts(tmp_path)
+    client_ctx.set_alpn_protocols(["h2"])
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(lambda task_status: serve(echo, host="127.0.0.1", port=0,
+                                                             ssl_context=server_ctx, task_status=task_status))
+        tcp = await trio.open_tcp_stream("127.0.0.1", port)
+        stream = trio.SSLStream(tcp, client_ctx, server_hostname="127.0.0.1")
+        await stream.do_handshake()
+        assert stream.selected_alpn_protocol() == "h2"
+        c = Client(stream)
+        await c.start()
+        a = await c.request("POST", "/v1/exec", b"over tls")
+        assert (a.status, bytes(a.body)) == (200, b"over tls")
+        await trio.aclose_forcefully(stream)
+        nursery.cancel_scope.cancel()
+
+
+async def test_tls_without_alpn_h2_is_refused(tmp_path: Path) -> None:
+    server_ctx, client_ctx = tls_contexts(tmp_path)
+    client_ctx.set_alpn_protocols(["http/1.1"])
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(lambda task_status: serve(echo, host="127.0.0.1", port=0,
+                                                             ssl_context=server_ctx, task_status=task_status))
+        tcp = await trio.open_tcp_stream("127.0.0.1", port)
+        stream = trio.SSLStream(tcp, client_ctx, server_hostname="127.0.0.1")
+        try:
+            await stream.do_handshake()
+            assert stream.selected_alpn_protocol() != "h2"
+            assert await stream.receive_some() == b""  # closed without a SETTINGS frame
+        except trio.BrokenResourceError:
+            pass  # a refused handshake is fine too
+        await trio.aclose_forcefully(stream)
+        nursery.cancel_scope.cancel()
