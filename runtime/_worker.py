@@ -647,15 +647,16 @@ async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl
             await worker.drain(grace)
 
 
-def run_shared(root: str | None, peers: list[str] | None, listen: str, *, tls_cert: str | None = None,
-               tls_key: str | None = None, port_file: str | None = None, max_runs: int | None = None) -> int:
+def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
+               tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
+               max_runs: int | None = None, quiet: bool = False) -> int:
     """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM, then exit 0."""
     host, port = parse_listen(listen)
     ctx = tls_context(tls_cert, tls_key)
     worker = Worker(root, peers, max_runs=max_runs)
     try:
         trio.run(functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
-                                   port_file=port_file))
+                                   port_file=port_file, quiet=quiet))
     finally:
         if worker.admission.idle:
             worker.close()  # else a run is still going: leave its files to the process exit
@@ -835,27 +836,50 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
     tmp = tempfile.mkdtemp(prefix="peerbox-isolated-")
     children = [_Child(p.name, p.did, p.public_key, os.path.join(tmp, f"{p.name}.port")) for p in chosen]
     names = ", ".join(c.name for c in children) or "none"
+    inner: list[trio.Nursery] = []
+    finished = trio.Event()
+
+    async def body(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        # Shielded from outside cancellation, which is turned into cancelling `inner` below:
+        # the transport must be closed with no cancellation pending (it owns a nursery).
+        try:
+            with trio.CancelScope(shield=True):
+                async with H2Transport() as transport, trio.open_nursery() as nursery:
+                    inner.append(nursery)
+                    for child in children:
+                        await nursery.start(functools.partial(
+                            _supervise, str(store.root), child, max_runs=max_runs, grace=grace))
+                    router = Router(children, transport)
+                    await serve_app(router.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
+                                    port_file=port_file,
+                                    banner=None if quiet else f"peers: {names}; isolated, one process each",
+                                    handle_signals=handle_signals, task_status=task_status)
+                    nursery.cancel_scope.cancel()  # a signal: stop the children
+        finally:
+            finished.set()
+
     try:
-        async with H2Transport() as transport, trio.open_nursery() as nursery:
-            for child in children:
-                await nursery.start(functools.partial(_supervise, str(store.root), child, max_runs=max_runs,
-                                                      grace=grace))
-            router = Router(children, transport)
-            await serve_app(router.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
-                            port_file=port_file,
-                            banner=None if quiet else f"peers: {names}; isolated, one process each",
-                            handle_signals=handle_signals, task_status=task_status)
-            nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as top:
+            actual: int = await top.start(body)
+            task_status.started(actual)
+            try:
+                await finished.wait()
+            except trio.Cancelled:
+                if inner:
+                    inner[0].cancel_scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await finished.wait()
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_isolated(root: str | None, peers: list[str] | None, listen: str, *,
                  tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
-                 max_runs: int | None = None) -> int:
+                 max_runs: int | None = None, quiet: bool = False) -> int:
     """``peerbox serve --mode isolated``: serve until SIGINT/SIGTERM, stop the children, exit 0."""
     host, port = parse_listen(listen)
     ctx = tls_context(tls_cert, tls_key)
     trio.run(functools.partial(serve_isolated, root, peers, host=host, port=port, ssl_context=ctx,
-                               port_file=port_file, max_runs=max_runs))
+                               port_file=port_file, max_runs=max_runs, quiet=quiet))
     return 0

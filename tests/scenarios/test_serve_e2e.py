@@ -1,0 +1,199 @@
+"""`peerbox serve` end to end over loopback HTTP/2, shared and isolated mode, the same test code.
+
+A real server (peerbox._worker over peerbox._h2server) and the client's
+HTTP/2 transport (peerbox._client.H2Transport): alice's allowed script (200,
+the reply verifies), a denied caller (403, a signed denial), a loop (its
+limit), a replay (409), a forgery (401), a target nobody hosts (404). Isolated
+mode also survives a child killed with SIGKILL. The CLI stops cleanly on
+SIGTERM.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+import trio
+
+import peerbox
+from peerbox._client import H2Transport
+from peerbox._envelope import make_request, verify_reply
+from peerbox._worker import Worker, serve_isolated, serve_worker
+
+os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
+
+BOB_POLICY = """
+version = 1
+[[rule]]
+effect = "allow"
+who = "owner"
+actions = ["*"]
+
+[[rule]]
+effect = "allow"
+who = "alice"
+actions = ["exec"]
+limits = { timeout = 2.0 }
+
+[[rule]]
+effect = "allow"
+who = "alice"
+actions = ["fs.write", "fs.list"]
+resources = ["inbox/**"]
+"""
+
+LOOP = "let i = 0; loop { i += 1; }"
+
+
+def make_root(root: Path) -> peerbox.PeerStore:
+    store = peerbox.PeerStore(root)
+    for name in ("alice", "bob", "carol", "dave"):
+        store.init(name)
+    for name in ("bob", "carol"):
+        (root / "peers" / name / "policy.toml").write_text(BOB_POLICY)
+    return store
+
+
+@asynccontextmanager
+async def shared(root: Path) -> AsyncIterator[tuple[str, Any]]:
+    worker = Worker(root, ["bob", "carol"], max_runs=2)
+    try:
+        async with trio.open_nursery() as n:
+            port = await n.start(lambda task_status: serve_worker(
+                worker, host="127.0.0.1", port=0, quiet=True, handle_signals=False, grace=2.0,
+                task_status=task_status))
+            yield f"http://127.0.0.1:{port}", None
+            n.cancel_scope.cancel()
+    finally:
+        worker.close()
+
+
+@asynccontextmanager
+async def isolated(root: Path) -> AsyncIterator[tuple[str, Any]]:
+    async with trio.open_nursery() as n:
+        port = await n.start(lambda task_status: serve_isolated(
+            str(root), ["bob", "carol"], host="127.0.0.1", port=0, max_runs=2, quiet=True,
+            handle_signals=False, grace=2.0, task_status=task_status))
+        yield f"http://127.0.0.1:{port}", None
+        n.cancel_scope.cancel()
+
+
+class Caller:
+    def __init__(self, store: peerbox.PeerStore, transport: H2Transport, url: str) -> None:
+        self.store, self.transport, self.url = store, transport, url
+
+    async def send(self, script: str, *, sender: str = "alice", to: str = "bob",
+                   data: bytes | None = None, **kw: Any) -> tuple[int, str, bytes, bytes]:
+        req = data if data is not None else make_request(
+            self.store.get(sender).signing_key(), target=self.store.get(to).public_key, script=script,
+            now=int(time.time()), **kw)
+        status, ctype, body = await self.transport.exec(self.url, req, 20.0)
+        return status, ctype, body, req
+
+    def reply(self, body: bytes, req: bytes, to: str = "bob") -> Any:
+        return verify_reply(body, target=self.store.get(to).public_key, request_bytes=req)
+
+
+MODES: dict[str, Callable[[Path], Any]] = {"shared": shared, "isolated": isolated}
+
+
+@pytest.mark.parametrize("mode", ["shared", "isolated"])
+async def test_delegation_end_to_end(tmp_path: Path, mode: str) -> None:
+    store = make_root(tmp_path)
+    async with MODES[mode](tmp_path) as (url, _), H2Transport() as transport:
+        c = Caller(store, transport, url)
+        status, ctype, body, req = await c.send(
+            'fs::mkdir("inbox"); fs::write("inbox/note.txt", "hi"); 7 * 6')
+        assert (status, ctype) == (200, "application/cose")
+        reply = c.reply(body, req)
+        assert reply.ok and reply.value == 42
+        assert (tmp_path / "peers" / "bob" / "files" / "inbox" / "note.txt").read_text() == "hi"
+        # routed by target: carol is hosted by the same worker
+        status, _, body, req = await c.send("target.name", to="carol")
+        assert status == 200 and c.reply(body, req, "carol").value == "carol"
+        # a caller bob's policy does not allow: a signed denial
+        status, ctype, body, req = await c.send("1", sender="dave")
+        assert (status, ctype) == (403, "application/cose") and c.reply(body, req).denied
+        # a loop: stopped by its limit, still a signed reply
+        status, _, body, req = await c.send(LOOP, limits={"timeout": 0.3})
+        assert status == 200 and c.reply(body, req).error["kind"] == "limit_timeout"
+        # the same bytes again: a replay
+        status, ctype, body, _ = await c.send("", data=req)
+        assert (status, ctype) == (409, "application/cbor")
+        assert cbor2.loads(body)["error"]["kind"] == "replay"
+        # a forged signature
+        good = make_request(store.get("alice").signing_key(), target=store.get("bob").public_key,
+                            script="1", now=int(time.time()))
+        status, _, body, _ = await c.send("", data=good[:-1] + bytes([good[-1] ^ 1]))
+        assert status == 401 and cbor2.loads(body)["error"]["kind"] == "bad_signature"
+        # a target this worker does not host
+        status, _, body, _ = await c.send("1", to="dave")
+        assert status == 404 and cbor2.loads(body)["error"]["kind"] == "wrong_target"
+        # malformed
+        status, _, _, _ = await c.send("", data=b"\xd2\x84\x00")
+        assert status == 400
+        # a loop at bob does not stall carol
+        async with trio.open_nursery() as n:
+            n.start_soon(functools.partial(c.send, LOOP, limits={"timeout": 1.0}))
+            await trio.sleep(0.1)
+            start = trio.current_time()
+            status, _, _, _ = await c.send("1", to="carol")
+            assert status == 200 and trio.current_time() - start < 0.8
+
+
+async def test_isolated_child_killed_is_restarted(tmp_path: Path) -> None:
+    store = make_root(tmp_path)
+    async with isolated(tmp_path) as (url, _), H2Transport() as transport:
+        c = Caller(store, transport, url)
+        assert (await c.send("1"))[0] == 200
+        pattern = f"peerbox._cli_serve serve --root {tmp_path} --peers bob "
+        out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+        pids = [int(p) for p in out.stdout.split()]
+        assert len(pids) == 1
+        os.kill(pids[0], signal.SIGKILL)
+        # carol keeps serving; bob answers 503 + retry-after until his worker is back, then 200
+        assert (await c.send("1", to="carol"))[0] == 200
+        statuses = []
+        with trio.fail_after(20):
+            while True:
+                status = (await c.send("1"))[0]
+                statuses.append(status)
+                if status == 200:
+                    break
+                assert status == 503
+                await trio.sleep(0.1)
+
+
+def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    make_root(tmp_path)
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "peerbox._cli_serve", "serve", "--root", str(tmp_path), "--peers", "bob",
+         "--listen", "127.0.0.1:0", "--port-file", str(port_file)],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not port_file.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert port_file.exists()
+        port = int(port_file.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert f"listening on http://127.0.0.1:{port} (peers: bob)" in err
+    assert not port_file.exists()
