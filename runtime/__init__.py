@@ -23,7 +23,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
+from ._client import AsyncClient, Client, ClientError, RemoteRejected, TransportError, VerificationError
 from ._context import Contexts, PeerContext
+from ._directory import Directory
 from ._identity import IdentityError, KeyPair
 from ._peers import Peer, PeerError, PeerStore
 from ._program import Limits, Program, Result, compile
@@ -50,4 +52,11 @@ __all__ = [
     "Contexts",
     "KeyPair",
     "IdentityError",
+    "Client",
+    "AsyncClient",
+    "ClientError",
+    "TransportError",
+    "VerificationError",
+    "RemoteRejected",
+    "Directory",
 ]

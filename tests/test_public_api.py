@@ -28,6 +28,13 @@ EXPECTED = {
     "Contexts",
     "KeyPair",
     "IdentityError",
+    "Client",
+    "AsyncClient",
+    "ClientError",
+    "TransportError",
+    "VerificationError",
+    "RemoteRejected",
+    "Directory",
 }
 
 
