@@ -97,6 +97,9 @@ class ServerLimits:
       this long after its headers gets 408 and RST_STREAM.
     - ``max_inflight_per_conn`` (16): app calls running per connection;
       beyond that a request gets 503 with ``retry-after: 1`` at once.
+      ``max_buffered_per_conn`` (8 MiB): request bodies still arriving on one
+      connection; the stream that would exceed it gets 503 (so 100 streams x
+      ``max_body`` cannot pin 100 MiB).
     - ``shutdown_grace`` (10 s): how long in-flight app calls may run after a
       graceful shutdown starts before they are cancelled.
     """
@@ -109,6 +112,7 @@ class ServerLimits:
     idle_timeout: float = 60.0
     body_timeout: float = 10.0
     max_inflight_per_conn: int = 16
+    max_buffered_per_conn: int = 8 << 20
     shutdown_grace: float = 10.0
 
 
@@ -181,6 +185,8 @@ class _Conn:
         self.send_lock = trio.Lock()
         self.window = trio.Event()
         self.pending: dict[int, _Pending] = {}
+        self.buffered = 0  # bytes of request bodies held in ``pending``
+        self.sending = 0  # answers being sent (they may wait on flow control)
         self.inflight = 0
         self.app_scopes: set[trio.CancelScope] = set()
         self.resets = _Rate(limits.max_resets_per_sec)
@@ -274,15 +280,20 @@ class _Conn:
             if events is None:
                 await self._flush()
                 return
-            for ev in events:
-                if not await self._handle(ev, apps):
-                    await self._goaway(ErrorCodes.ENHANCE_YOUR_CALM)
-                    return
+            try:
+                for ev in events:
+                    if not await self._handle(ev, apps):
+                        await self._goaway(ErrorCodes.ENHANCE_YOUR_CALM)
+                        return
+            except h2.exceptions.ProtocolError as e:
+                log.warning("conn %d (%s): h2 refused an action: %s", self.conn_id, self.client, e)
+                await self._goaway(ErrorCodes.INTERNAL_ERROR)
+                return
             await self._flush()
 
     def _rearm_idle(self) -> None:
         """Idle deadline applies only when nothing is in flight on the connection."""
-        quiet = not self.pending and self.inflight == 0
+        quiet = not self.pending and self.inflight == 0 and self.sending == 0
         if self.draining and quiet:
             self.read_scope.cancel()
             return
@@ -332,9 +343,7 @@ class _Conn:
         elif isinstance(ev, h2.events.StreamEnded):
             await self._on_end(ev.stream_id, apps)
         elif isinstance(ev, h2.events.StreamReset):
-            p = self.pending.pop(ev.stream_id or 0, None)
-            if p is not None:
-                p.timer.cancel()
+            self._drop_pending(ev.stream_id or 0)
             self._notify_window()
             if self.resets.hit():
                 log.warning("conn %d (%s): rapid reset flood", self.conn_id, self.client)
@@ -379,10 +388,9 @@ class _Conn:
         with p.timer:
             await trio.sleep_forever()
         if self.pending.get(sid) is p and not self.dead:
-            del self.pending[sid]
+            self._drop_pending(sid)
             log.info("conn %d (%s): stream %d body timeout", self.conn_id, self.client, sid)
             await self._answer(sid, _text_response(408, "request body timeout"), stop_upload=True)
-            self._rearm_idle()
 
     async def _on_data(self, ev: h2.events.DataReceived) -> None:
         sid = ev.stream_id or 0
@@ -394,17 +402,28 @@ class _Conn:
         if p is None:
             return
         if len(p.body) + len(data) > self.limits.max_body:
-            del self.pending[sid]
-            p.timer.cancel()
+            self._drop_pending(sid)
             self._spawn_answer(sid, _text_response(413, "body too large"), stop_upload=True)
             return
+        if self.buffered + len(data) > self.limits.max_buffered_per_conn:
+            self._drop_pending(sid)
+            self._spawn_answer(sid, _text_response(503, "busy", ("retry-after", "1")), stop_upload=True)
+            return
         p.body += data
+        self.buffered += len(data)
+
+    def _drop_pending(self, sid: int) -> _Pending | None:
+        """Forget a partly received request: stop its timer, release its buffer budget."""
+        p = self.pending.pop(sid, None)
+        if p is not None:
+            p.timer.cancel()
+            self.buffered -= len(p.body)
+        return p
 
     async def _on_end(self, sid: int, apps: trio.Nursery) -> None:
-        p = self.pending.pop(sid, None)
+        p = self._drop_pending(sid)
         if p is None:
             return
-        p.timer.cancel()
         if self.inflight >= self.limits.max_inflight_per_conn:
             self._spawn_answer(sid, _text_response(503, "busy", ("retry-after", "1")))
             return
@@ -434,14 +453,9 @@ class _Conn:
             self.app_scopes.discard(sc)
             if sc.cancelled_caught:
                 resp = _text_response(503, "shutting down", ("retry-after", "1"))
-            try:
-                await self._respond(req.stream_id, resp)
-                await self._flush()
-            except _Closed:
-                pass
         finally:
             self.inflight -= 1
-            self._rearm_idle()
+        await self._answer(req.stream_id, resp)
 
     # -- answering -----------------------------------------------------------
 
@@ -451,16 +465,18 @@ class _Conn:
             self.nursery.start_soon(partial(self._answer, sid, resp, stop_upload=stop_upload))
 
     async def _answer(self, sid: int, resp: HttpResponse, *, stop_upload: bool = False) -> None:
-        """Answer without the app; ``stop_upload`` then resets the stream (NO_ERROR)."""
+        """Send ``resp``; ``stop_upload`` then resets the stream (NO_ERROR) to end the client's upload."""
+        self.sending += 1
         try:
             await self._respond(sid, resp)
             if stop_upload and sid in self.h2.streams and not self.h2.streams[sid].closed:
                 self.h2.reset_stream(sid, ErrorCodes.NO_ERROR)
             await self._flush()
-        except h2.exceptions.ProtocolError:
+        except (h2.exceptions.ProtocolError, _Closed):
             pass
-        except _Closed:
-            pass
+        finally:
+            self.sending -= 1
+            self._rearm_idle()
 
     async def _respond(self, sid: int, resp: HttpResponse) -> None:
         """Send one response, chunked to the frame size and the flow-control windows.
@@ -568,7 +584,11 @@ async def serve(
     ids = itertools.count(1)
 
     async def handler(stream: trio.abc.Stream) -> None:
-        await serve_stream(app, stream, limits=limits, client=_peer_name(stream), conn_id=next(ids))
+        conn_id, client = next(ids), _peer_name(stream)
+        try:
+            await serve_stream(app, stream, limits=limits, client=client, conn_id=conn_id)
+        except Exception:  # a bug here must not take the listener down with it
+            log.exception("conn %d (%s): server error", conn_id, client)
 
     task_status.started(actual_port)
     await trio.serve_listeners(handler, listeners)

@@ -220,6 +220,20 @@ async def test_oversized_body_gets_413_without_app_call() -> None:
     assert [len(r.body) for r in calls] == [1000]
 
 
+async def test_buffered_bodies_per_connection_are_bounded() -> None:
+    async with connected(limits=ServerLimits(max_body=1000, max_buffered_per_conn=2500)) as s:
+        c = s.client
+        sids = [c.open("POST", "/v1/exec", b"b" * 900, end=False) for _ in range(3)]
+        await c.flush()
+        await c.done(sids[2])
+        assert c.answers[sids[2]].status == 503
+        for sid in sids[:2]:
+            c.h2.end_stream(sid)
+        await c.flush()
+        await c.done(*sids[:2])
+        assert [bytes(c.answers[i].body) for i in sids[:2]] == [b"b" * 900] * 2
+
+
 async def test_503_beyond_max_inflight_per_connection() -> None:
     release = trio.Event()
 
@@ -253,6 +267,17 @@ async def test_rapid_reset_flood_gets_goaway_while_others_are_served() -> None:
         await c.until(lambda: False)  # until the server closes
         assert c.goaway == ErrorCodes.ENHANCE_YOUR_CALM
         assert (await good.client.request("GET", "/fine")).status == 200
+
+
+async def test_thousand_resets_with_default_limits_cut_the_client_off() -> None:
+    async with connected() as s:
+        c = s.client
+        for _ in range(1000):
+            sid = c.open("GET", "/v1/health")
+            c.h2.reset_stream(sid, ErrorCodes.CANCEL)
+        await c.flush()
+        await c.until(lambda: False)
+        assert c.goaway == ErrorCodes.ENHANCE_YOUR_CALM
 
 
 async def test_ping_flood_gets_goaway() -> None:
