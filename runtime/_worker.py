@@ -437,8 +437,10 @@ class Worker(_Endpoints):
 
     ``await worker.app(request)`` answers one request; ``await worker.drain(t)``
     waits up to ``t`` seconds for runs in flight; ``close()`` releases the
-    peers' files. Raises :class:`~peerbox.UsageError` (via
-    :class:`~peerbox.Contexts`) for an unknown or broken peer.
+    peers' files. Raises :class:`~peerbox.PeerError` (a
+    :class:`~peerbox.UsageError`) for an unknown peer or unreadable metadata;
+    each peer's handler (its key, policy and nonce database) is opened on its
+    first request, and a peer whose key cannot be loaded answers 500.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None, peers: list[str] | None = None, *,
@@ -448,16 +450,15 @@ class Worker(_Endpoints):
         super().__init__([])
         self.contexts = Contexts(root)
         store = self.contexts.store
-        names = list(peers) if peers is not None else [p.name for p in store.list()]
-        self.handlers: dict[bytes, tuple[str, ExecHandler]] = {}
-        try:
-            for name in names:
-                ctx = self.contexts.get(name)
-                self.handlers[ctx.peer.public_key] = (name, ExecHandler(ctx, store, clock=clock))
-                self.peers.append((name, ctx.peer.did))
-        except BaseException:
-            self.close()
-            raise
+        chosen = [store.get(n) for n in peers] if peers is not None else store.list()
+        names = [p.name for p in chosen]
+        #: target public key -> peer name; a peer's ExecHandler (key, policy, nonce database)
+        #: is opened on its first request, so idle hosted peers cost little memory.
+        self.targets: dict[bytes, str] = {p.public_key: p.name for p in chosen}
+        self.peers.extend((p.name, p.did) for p in chosen)
+        self.clock = clock
+        self._handlers: dict[str, ExecHandler] = {}
+        self._handlers_lock = threading.Lock()
         runs = max(1, max_runs if max_runs is not None else (os.cpu_count() or 1))
         waiting = max(0, queue if queue is not None else 16 * runs)
         self.admission = _Admission(
@@ -480,9 +481,10 @@ class Worker(_Endpoints):
 
     def close(self) -> None:
         """Release every peer's files (call once no run is in flight). Idempotent."""
-        for _, handler in self.handlers.values():
+        with self._handlers_lock:
+            handlers, self._handlers = list(self._handlers.values()), {}
+        for handler in handlers:
             handler.close()
-        self.handlers = {}
         self.contexts.close()
         pool, self.pool = getattr(self, "pool", None), None
         if pool is not None:
@@ -490,16 +492,25 @@ class Worker(_Endpoints):
 
     # -- exec ------------------------------------------------------------------------------
 
+    def handler(self, name: str) -> ExecHandler:
+        """Peer ``name``'s handler, opened on first use (thread-safe). Raises what opening raises."""
+        with self._handlers_lock:
+            handler = self._handlers.get(name)
+            if handler is None:
+                handler = ExecHandler(self.contexts.get(name), self.contexts.store, clock=self.clock)
+                self._handlers[name] = handler
+            return handler
+
     def health(self) -> dict[str, object]:
         return {**super().health(), "in_flight": self.admission.running,
                 "queued": len(self.admission.waiting)}
 
     def hosts(self, target: bytes) -> bool:
-        return target in self.handlers
+        return target in self.targets
 
     async def exec(self, req: HttpRequest, target: bytes, caller: bytes) -> HttpResponse:
         """Admit (or 503), run the handler on a pool thread, map the outcome to HTTP."""
-        name, handler = self.handlers[target]
+        name = self.targets[target]
         pool = self.pool
         ticket = self.admission.admit(name, caller) if pool is not None else None
         if ticket is None or pool is None:
@@ -518,7 +529,7 @@ class Worker(_Endpoints):
 
         def job() -> tuple[Handled, float, int | None]:
             start = time.perf_counter()
-            handled = handler.handle(body)
+            handled = self.handler(name).handle(body)
             return handled, time.perf_counter() - start, _usage_fuel(handled)
 
         def done(res: outcome.Outcome[tuple[Handled, float, int | None]]) -> None:

@@ -66,8 +66,8 @@ def make_root(root: Path) -> peerbox.PeerStore:
 
 
 @asynccontextmanager
-async def shared(root: Path) -> AsyncIterator[tuple[str, Any]]:
-    worker = Worker(root, ["bob", "carol"], max_runs=2)
+async def shared(root: Path, peers: list[str] | None = None) -> AsyncIterator[tuple[str, Any]]:
+    worker = Worker(root, peers or ["bob", "carol"], max_runs=2)
     try:
         async with trio.open_nursery() as n:
             port = await n.start(lambda task_status: serve_worker(
@@ -80,10 +80,10 @@ async def shared(root: Path) -> AsyncIterator[tuple[str, Any]]:
 
 
 @asynccontextmanager
-async def isolated(root: Path) -> AsyncIterator[tuple[str, Any]]:
+async def isolated(root: Path, peers: list[str] | None = None) -> AsyncIterator[tuple[str, Any]]:
     async with trio.open_nursery() as n:
         port = await n.start(lambda task_status: serve_isolated(
-            str(root), ["bob", "carol"], host="127.0.0.1", port=0, max_runs=2, quiet=True,
+            str(root), peers or ["bob", "carol"], host="127.0.0.1", port=0, max_runs=2, quiet=True,
             handle_signals=False, grace=2.0, task_status=task_status))
         yield f"http://127.0.0.1:{port}", None
         n.cancel_scope.cancel()
@@ -150,6 +150,30 @@ async def test_delegation_end_to_end(tmp_path: Path, mode: str) -> None:
             start = trio.current_time()
             status, _, _, _ = await c.send("1", to="carol")
             assert status == 200 and trio.current_time() - start < 0.8
+
+
+@pytest.mark.parametrize("mode", ["shared", "isolated"])
+async def test_ten_peers_over_one_connection(tmp_path: Path, mode: str) -> None:
+    store = make_root(tmp_path)
+    names = [f"p{i}" for i in range(10)]
+    for name in names:
+        store.init(name)
+        (tmp_path / "peers" / name / "policy.toml").write_text(BOB_POLICY)
+    results: dict[str, Any] = {}
+    async with MODES[mode](tmp_path, names) as (url, _), H2Transport() as transport:
+        c = Caller(store, transport, url)
+
+        async def one(name: str) -> None:
+            status, _, body, req = await c.send("target.name", to=name)
+            assert status == 200
+            results[name] = c.reply(body, req, name).value
+
+        async with trio.open_nursery() as n:
+            for name in names:
+                n.start_soon(one, name)
+        assert transport.connections_opened == 1
+        assert (await c.send("1"))[0] == 404  # bob is not among them
+    assert results == {name: name for name in names}
 
 
 async def test_isolated_child_killed_is_restarted(tmp_path: Path) -> None:
