@@ -95,11 +95,13 @@ class ServerLimits:
     - ``idle_timeout`` (60 s): no frame while nothing is in flight -> GOAWAY
       and close. ``body_timeout`` (10 s): a request whose body is not complete
       this long after its headers gets 408 and RST_STREAM.
-    - ``max_inflight_per_conn`` (16): app calls running per connection;
-      beyond that a request gets 503 with ``retry-after: 1`` at once.
-      ``max_buffered_per_conn`` (8 MiB): request bodies still arriving on one
-      connection; the stream that would exceed it gets 503 (so 100 streams x
-      ``max_body`` cannot pin 100 MiB).
+    - ``max_inflight_per_conn`` (16): app calls running per connection.
+      Beyond that up to ``max_queued_per_conn`` (100) complete requests wait
+      in a FIFO for a slot (a reset stream leaves the queue); beyond that a
+      request gets 503 with ``retry-after: 1`` at once.
+      ``max_buffered_per_conn`` (8 MiB): bytes of request bodies arriving or
+      queued on one connection; a request that would exceed it gets 503 (so
+      100 streams x ``max_body`` cannot pin 100 MiB).
     - ``shutdown_grace`` (10 s): how long in-flight app calls may run after a
       graceful shutdown starts before they are cancelled.
     """
@@ -112,6 +114,7 @@ class ServerLimits:
     idle_timeout: float = 60.0
     body_timeout: float = 10.0
     max_inflight_per_conn: int = 16
+    max_queued_per_conn: int = 100
     max_buffered_per_conn: int = 8 << 20
     shutdown_grace: float = 10.0
 
@@ -186,6 +189,8 @@ class _Conn:
         self.window = trio.Event()
         self.pending: dict[int, _Pending] = {}
         self.buffered = 0  # bytes of request bodies held in ``pending``
+        self.queue: dict[int, HttpRequest] = {}  # complete requests waiting for an app slot (FIFO)
+        self.queued_bytes = 0
         self.sending = 0  # answers being sent (they may wait on flow control)
         self.inflight = 0
         self.app_scopes: set[trio.CancelScope] = set()
@@ -293,7 +298,7 @@ class _Conn:
 
     def _rearm_idle(self) -> None:
         """Idle deadline applies only when nothing is in flight on the connection."""
-        quiet = not self.pending and self.inflight == 0 and self.sending == 0
+        quiet = not self.pending and not self.queue and self.inflight == 0 and self.sending == 0
         if self.draining and quiet:
             self.read_scope.cancel()
             return
@@ -344,6 +349,7 @@ class _Conn:
             await self._on_end(ev.stream_id, apps)
         elif isinstance(ev, h2.events.StreamReset):
             self._drop_pending(ev.stream_id or 0)
+            self._unqueue(ev.stream_id or 0)  # not started yet: nobody wants it any more
             self._notify_window()
             if self.resets.hit():
                 log.warning("conn %d (%s): rapid reset flood", self.conn_id, self.client)
@@ -405,7 +411,7 @@ class _Conn:
             self._drop_pending(sid)
             self._spawn_answer(sid, _text_response(413, "body too large"), stop_upload=True)
             return
-        if self.buffered + len(data) > self.limits.max_buffered_per_conn:
+        if self.buffered + self.queued_bytes + len(data) > self.limits.max_buffered_per_conn:
             self._drop_pending(sid)
             self._spawn_answer(sid, _text_response(503, "busy", ("retry-after", "1")), stop_upload=True)
             return
@@ -424,9 +430,6 @@ class _Conn:
         p = self._drop_pending(sid)
         if p is None:
             return
-        if self.inflight >= self.limits.max_inflight_per_conn:
-            self._spawn_answer(sid, _text_response(503, "busy", ("retry-after", "1")))
-            return
         req = HttpRequest(
             method=p.method,
             path=p.path,
@@ -436,8 +439,31 @@ class _Conn:
             stream_id=sid,
             conn_id=self.conn_id,
         )
-        self.inflight += 1
-        apps.start_soon(self._call_app, req)
+        if self.inflight < self.limits.max_inflight_per_conn:
+            self.inflight += 1
+            apps.start_soon(self._call_app, req)
+        elif (
+            len(self.queue) < self.limits.max_queued_per_conn
+            and self.buffered + self.queued_bytes + len(req.body) <= self.limits.max_buffered_per_conn
+        ):
+            self.queue[sid] = req
+            self.queued_bytes += len(req.body)
+        else:
+            self._spawn_answer(sid, _text_response(503, "busy", ("retry-after", "1")))
+
+    def _unqueue(self, sid: int) -> HttpRequest | None:
+        req = self.queue.pop(sid, None)
+        if req is not None:
+            self.queued_bytes -= len(req.body)
+        return req
+
+    def _start_queued(self) -> None:
+        """Start queued requests (oldest first) while app slots are free."""
+        while self.queue and self.inflight < self.limits.max_inflight_per_conn and self.nursery is not None:
+            req = self._unqueue(next(iter(self.queue)))
+            assert req is not None
+            self.inflight += 1
+            self.nursery.start_soon(self._call_app, req)
 
     async def _call_app(self, req: HttpRequest) -> None:
         """Run the app for one request (shielded from resets and disconnects), then answer."""
@@ -455,6 +481,10 @@ class _Conn:
                 resp = _text_response(503, "shutting down", ("retry-after", "1"))
         finally:
             self.inflight -= 1
+            if self.dead:  # nobody to answer: queued requests are dropped unrun
+                while self.queue:
+                    self._unqueue(next(iter(self.queue)))
+            self._start_queued()
         await self._answer(req.stream_id, resp)
 
     # -- answering -----------------------------------------------------------

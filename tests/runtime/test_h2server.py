@@ -220,6 +220,33 @@ async def test_oversized_body_gets_413_without_app_call() -> None:
     assert [len(r.body) for r in calls] == [1000]
 
 
+async def test_requests_beyond_inflight_wait_in_a_bounded_queue() -> None:
+    running, peak = 0, 0
+    release = trio.Event()
+
+    async def app(req: HttpRequest) -> HttpResponse:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await release.wait()
+        running -= 1
+        return HttpResponse(status=200, body=req.path.encode())
+
+    async with connected(app, ServerLimits(max_inflight_per_conn=2, max_queued_per_conn=3)) as s:
+        c = s.client
+        sids = [c.open("GET", f"/{i}") for i in range(6)]
+        await c.flush()
+        await c.done(sids[5])  # 2 running + 3 queued: the sixth is refused
+        assert c.answers[sids[5]].status == 503
+        c.h2.reset_stream(sids[2], ErrorCodes.CANCEL)  # a queued one leaves the queue
+        await c.flush()
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+        await c.done(*sids[:2], *sids[3:5])
+        assert [bytes(c.answers[sids[i]].body) for i in (0, 1, 3, 4)] == [b"/0", b"/1", b"/3", b"/4"]
+        assert peak == 2
+
+
 async def test_buffered_bodies_per_connection_are_bounded() -> None:
     async with connected(limits=ServerLimits(max_body=1000, max_buffered_per_conn=2500)) as s:
         c = s.client
@@ -241,7 +268,7 @@ async def test_503_beyond_max_inflight_per_connection() -> None:
         await release.wait()
         return HttpResponse(status=200)
 
-    async with connected(app, ServerLimits(max_inflight_per_conn=2)) as s:
+    async with connected(app, ServerLimits(max_inflight_per_conn=2, max_queued_per_conn=0)) as s:
         c = s.client
         first = [c.open("GET", "/slow") for _ in range(2)]
         await c.flush()
