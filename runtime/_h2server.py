@@ -212,7 +212,11 @@ class _Conn:
             raise _Closed(str(e)) from e
 
     async def _flush(self, extra: bytes = b"") -> None:
-        """Send whatever h2 has queued (then ``extra``), in order, under the lock."""
+        """Send whatever h2 has queued (then ``extra``), in order, under the lock.
+
+        A peer that stops reading for ``idle_timeout`` (so our writes block)
+        loses the connection: otherwise it could pin the reader forever.
+        """
         if self.dead:
             return
         async with self.send_lock:
@@ -220,11 +224,13 @@ class _Conn:
             if not data or self.dead:
                 return
             try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as e:
+                with trio.fail_after(self.limits.idle_timeout):
+                    await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ssl.SSLError,
+                    OSError) as e:
                 self.dead = True
                 self._notify_window()
-                raise _Closed(str(e)) from e
+                raise _Closed(str(e) or type(e).__name__) from e
 
     def _feed(self, data: bytes) -> list[h2.events.Event] | None:
         """Hand bytes to h2; None means a protocol error (h2 queued a GOAWAY)."""
@@ -249,6 +255,7 @@ class _Conn:
                     for p in self.pending.values():
                         p.timer.cancel()
                     self.pending.clear()
+                    self.queue.clear()  # never started; nobody left to answer
                     self.dead = True
                     self._notify_window()
                     await trio.aclose_forcefully(self.stream)
