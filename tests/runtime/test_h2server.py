@@ -545,3 +545,20 @@ async def test_tls_without_alpn_h2_is_refused(tmp_path: Path) -> None:
             pass  # a refused handshake is fine too
         await trio.aclose_forcefully(stream)
         nursery.cancel_scope.cancel()
+
+
+async def test_peer_that_never_reads_is_dropped(autojump_clock: trio.testing.MockClock) -> None:
+    client_stream, server_stream = trio.testing.lockstep_stream_pair()  # writes block until read
+    finished = trio.Event()
+
+    async def server() -> None:
+        await serve_stream(echo, server_stream, limits=ServerLimits(idle_timeout=30), client="x", conn_id=1)
+        finished.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server)
+        t0 = trio.current_time()
+        with trio.fail_after(31):
+            await finished.wait()  # the server's SETTINGS were never read: it gave up
+        assert trio.current_time() - t0 >= 30
+    await client_stream.aclose()
