@@ -60,6 +60,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     ps.add_argument("--max-runs", type=_positive, metavar="N",
                     help="script runs at once (default: the number of CPUs)")
     ps.add_argument("--quiet", action="store_true", help="do not print the 'listening on' line")
+    ps.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     ps.set_defaults(handler=cmd_serve)
 
 
@@ -76,9 +77,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the worker (shared or isolated) until a signal; exit code 0 after a clean stop."""
     from ._worker import run_isolated, run_shared
 
-    run = run_isolated if args.mode == "isolated" else run_shared
-    return run(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
-               port_file=args.port_file, max_runs=args.max_runs, quiet=args.quiet)
+    if args.mode == "isolated":
+        return run_isolated(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert,
+                            tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
+                            quiet=args.quiet)
+    return run_shared(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                      port_file=args.port_file, max_runs=args.max_runs, quiet=args.quiet,
+                      exit_with_parent=args.exit_with_parent)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -578,6 +578,7 @@ async def serve_app(
     port_file: str | None = None,
     banner: str | None = None,
     handle_signals: bool = True,
+    stop_on_stdin_eof: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``host:port`` until SIGINT/SIGTERM (or until cancelled).
@@ -600,19 +601,39 @@ async def serve_app(
                 shown = f"[{host}]" if ":" in host else host
                 print(f"listening on {scheme}://{shown}:{actual} ({banner})", file=sys.stderr, flush=True)
             task_status.started(actual)
+            stop = trio.Event()
             if handle_signals and threading.current_thread() is threading.main_thread():
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        break
-                nursery.cancel_scope.cancel()
-            else:
-                await trio.sleep_forever()
+                nursery.start_soon(_until_signal, stop)
+            if stop_on_stdin_eof:
+                nursery.start_soon(_until_stdin_eof, stop)
+            await stop.wait()
+            nursery.cancel_scope.cancel()
     finally:
         if port_file:
             try:
                 os.unlink(port_file)
             except OSError:
                 pass
+
+
+async def _until_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            stop.set()
+            return
+
+
+async def _until_stdin_eof(stop: trio.Event) -> None:
+    """Set ``stop`` when stdin reaches end of file (isolated mode: the supervisor went away)."""
+    stream = trio.lowlevel.FdStream(os.dup(0))
+    try:
+        while await stream.receive_some(4096):
+            pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    finally:
+        await stream.aclose()
+    stop.set()
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -641,7 +662,7 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
 
 async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
                        limits: ServerLimits | None = None, port_file: str | None = None, quiet: bool = False,
-                       handle_signals: bool = True, grace: float = 10.0,
+                       handle_signals: bool = True, grace: float = 10.0, stop_on_stdin_eof: bool = False,
                        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve a shared-mode :class:`Worker`; on shutdown wait ``grace`` s for runs still on threads.
 
@@ -652,7 +673,8 @@ async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl
     try:
         await serve_app(worker.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
                         port_file=port_file, banner=None if quiet else f"peers: {names}",
-                        handle_signals=handle_signals, task_status=task_status)
+                        handle_signals=handle_signals, stop_on_stdin_eof=stop_on_stdin_eof,
+                        task_status=task_status)
     finally:
         with trio.CancelScope(shield=True):
             await worker.drain(grace)
@@ -660,14 +682,15 @@ async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl
 
 def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
                tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
-               max_runs: int | None = None, quiet: bool = False) -> int:
-    """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM, then exit 0."""
+               max_runs: int | None = None, quiet: bool = False, exit_with_parent: bool = False) -> int:
+    """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM (or stdin EOF with
+    ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0."""
     host, port = parse_listen(listen)
     ctx = tls_context(tls_cert, tls_key)
     worker = Worker(root, peers, max_runs=max_runs)
     try:
         trio.run(functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
-                                   port_file=port_file, quiet=quiet))
+                                   port_file=port_file, quiet=quiet, stop_on_stdin_eof=exit_with_parent))
     finally:
         if worker.admission.idle:
             worker.close()  # else a run is still going: leave its files to the process exit
@@ -769,7 +792,7 @@ class Router(_Endpoints):
 
 def _child_command(root: str, child: _Child, max_runs: int | None) -> list[str]:
     cmd = [sys.executable, "-m", "peerbox._cli_serve", "serve", "--root", root, "--peers", child.name,
-           "--listen", "127.0.0.1:0", "--port-file", child.port_file, "--quiet"]
+           "--listen", "127.0.0.1:0", "--port-file", child.port_file, "--quiet", "--exit-with-parent"]
     if max_runs is not None:
         cmd += ["--max-runs", str(max_runs)]
     return cmd
@@ -778,6 +801,8 @@ def _child_command(root: str, child: _Child, max_runs: int | None) -> list[str]:
 async def _stop(proc: trio.Process, grace: float) -> None:
     """SIGTERM, then SIGKILL after ``grace`` s; always reaps."""
     with trio.CancelScope(shield=True):
+        if proc.stdin is not None:
+            await proc.stdin.aclose()
         if proc.returncode is None:
             try:
                 proc.send_signal(signal.SIGTERM)
@@ -805,7 +830,9 @@ async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: f
         except FileNotFoundError:
             pass
         cmd = _child_command(root, child, max_runs)
-        proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL)
+        # Its own session: a terminal's Ctrl-C reaches only the supervisor, which stops the
+        # children itself; stdin is a pipe whose end tells a child its supervisor is gone.
+        proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.PIPE, start_new_session=True)
         child.process = proc
         child.starts += 1
         began = trio.current_time()

@@ -221,3 +221,30 @@ def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert f"listening on http://127.0.0.1:{port} (peers: bob)" in err
     assert not port_file.exists()
+
+
+def test_isolated_children_follow_their_supervisor(tmp_path: Path) -> None:
+    """SIGKILL the isolated-mode parent: its children see stdin close and exit by themselves."""
+    make_root(tmp_path)
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "peerbox._cli_serve", "serve", "--root", str(tmp_path), "--peers", "bob",
+         "--mode", "isolated", "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--quiet"])
+    pattern = f"peerbox._cli_serve serve --root {tmp_path} --peers bob --listen"  # not the parent
+
+    def children() -> list[int]:
+        out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    try:
+        deadline = time.monotonic() + 20
+        while not port_file.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert port_file.exists() and len(children()) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children() == []
