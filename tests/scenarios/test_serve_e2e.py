@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -248,3 +249,41 @@ def test_isolated_children_follow_their_supervisor(tmp_path: Path) -> None:
     while children() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert children() == []
+
+
+async def test_real_http2_clients(tmp_path: Path) -> None:
+    """curl, nghttp and h2load (nobody here wrote them) against a shared worker."""
+    missing = [t for t in ("curl", "nghttp", "h2load") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"NOT TESTED: {', '.join(missing)} missing (apt-get install curl nghttp2-client)")
+    from peerbox._cli import main as cli_main
+
+    make_root(tmp_path)
+    script = tmp_path / "job.rhai"
+    script.write_text("caller.name + \" at \" + target.name")
+    req1, req2, out = tmp_path / "req1.cose", tmp_path / "req2.cose", tmp_path / "reply.cose"
+    for req in (req1, req2):
+        assert cli_main(["envelope", "make", "--from", "alice", "--to", "bob", str(script),
+                         "--root", str(tmp_path), "-o", str(req)]) == 0
+    async with shared(tmp_path) as (url, _):
+        curl = ["curl", "-sS", "--http2-prior-knowledge", "-H", "content-type: application/cose",
+                "--data-binary", f"@{req1}", "-o", str(out), "-w", "%{http_code} %{http_version}",
+                f"{url}/v1/exec"]
+        done = await trio.run_process(curl, capture_stdout=True)
+        assert done.stdout == b"200 2"
+        assert cli_main(["envelope", "inspect", str(out), "--root", str(tmp_path)]) == 0
+        assert verify_reply(out.read_bytes(), target=peerbox.PeerStore(tmp_path).get("bob").public_key,
+                            request_bytes=req1.read_bytes()).value == "alice at bob"
+        done = await trio.run_process(curl, capture_stdout=True)
+        assert done.stdout == b"409 2"  # the same bytes again
+
+        done = await trio.run_process(["nghttp", "-H", "content-type: application/cose", "-d", str(req2),
+                                       f"{url}/v1/exec"], capture_stdout=True)
+        reply = verify_reply(done.stdout, target=peerbox.PeerStore(tmp_path).get("bob").public_key,
+                             request_bytes=req2.read_bytes())
+        assert reply.ok and reply.value == "alice at bob"
+
+        done = await trio.run_process(["h2load", "-n", "500", "-c", "1", "-m", "100", f"{url}/v1/health"],
+                                      capture_stdout=True)
+        text = done.stdout.decode()
+        assert "500 succeeded, 0 failed, 0 errored" in text, text
