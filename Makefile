@@ -73,6 +73,9 @@ demo: venv
 	@echo
 	@echo '$$ peerbox run examples/demo.rhai --param n=5 --json    # the value as one JSON document (log on stderr)'
 	@$(VENV)/bin/peerbox run examples/demo.rhai --param n=5 --json
+	@echo
+	@echo '=== over the network: alice and bob, a shared worker, HTTP/2, signed requests and replies ==='
+	@PEERBOX=$(CURDIR)/$(VENV)/bin/peerbox PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/network/demo.sh
 
 bench: venv
 	$(VPY) bench/run.py

@@ -154,6 +154,9 @@ def _build_parser() -> _Parser:
     from ._cli_send import add_parsers as add_send_parsers
 
     add_send_parsers(sub)
+    from ._cli_serve import add_parsers as add_serve_parsers
+
+    add_serve_parsers(sub)
     ph = sub.add_parser("handle", help="answer a signed request as a local peer (what a worker does)")
     ph.set_defaults(handler=_cmd_handle)
     ph.add_argument("file", metavar="FILE", help="the request envelope (from `peerbox envelope make`), or -")

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# make demo, the network part: alice sends three scripts to bob's worker over HTTP/2.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+peerbox="${PEERBOX:-peerbox}"
+root="$(mktemp -d)"
+server=""
+cleanup() {
+    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
+        kill -TERM "$server"; wait "$server" 2>/dev/null
+        echo "worker stopped cleanly (SIGTERM)"
+    fi
+    rm -rf "$root"
+}
+trap cleanup EXIT
+
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+"$peerbox" init alice --root "$root" >/dev/null
+"$peerbox" init bob --root "$root" >/dev/null
+cp "$here/bob-policy.toml" "$root/peers/bob/policy.toml"
+mkdir -p "$root/peers/bob/files/private"
+echo "dear diary" > "$root/peers/bob/files/private/diary.txt"
+say "peerbox peers --root R"
+"$peerbox" peers --root "$root"
+say "peerbox policy check bob"
+"$peerbox" policy check bob --root "$root"
+
+say "peerbox serve --root R --all --listen 127.0.0.1:0   (a shared worker, in the background)"
+"$peerbox" serve --root "$root" --all --listen 127.0.0.1:0 --port-file "$root/port" &
+server=$!
+for _ in $(seq 1 100); do [ -s "$root/port" ] && break; sleep 0.1; done
+port="$(cat "$root/port")"
+bob_did="$("$peerbox" peers --root "$root" --json | python3 -c 'import json,sys; print([p["did"] for p in json.load(sys.stdin) if p["name"]=="bob"][0])')"
+"$peerbox" directory add bob "$bob_did" "http://127.0.0.1:$port" --root "$root" >/dev/null
+
+say "peerbox send --from alice --to bob note.rhai --param text=hi   (allowed)"
+"$peerbox" send --from alice --to bob "$here/note.rhai" --param text=hi --root "$root"
+echo "(exit $?)"
+say "peerbox send --from alice --to bob peek.rhai   (reads bob's private file: denied)"
+"$peerbox" send --from alice --to bob "$here/peek.rhai" --root "$root"
+echo "(exit $?)"
+say "peerbox send --from alice --to bob spin.rhai   (loops forever: stopped by its limit)"
+"$peerbox" send --from alice --to bob "$here/spin.rhai" --root "$root"
+echo "(exit $?)"
+say "ls bob's inbox"
+ls "$root/peers/bob/files/inbox"
