@@ -57,6 +57,22 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_root_argument(pp)
     pp.add_argument("--json", action="store_true", help="print a JSON array of peers")
     pp.set_defaults(handler=cmd_peers)
+    # `peerbox peers add NAME DID URL`: where a remote peer is reachable (same as `directory add`)
+    sub = pp.add_subparsers(dest="peers_command", metavar="add")
+    sub.required = False
+    pa = sub.add_parser("add", help="record where a remote peer is reachable (<root>/peers.toml)")
+    pa.add_argument("name", metavar="NAME")
+    pa.add_argument("did", metavar="DID")
+    pa.add_argument("url", metavar="URL", help="http://HOST:PORT or https://HOST:PORT")
+    pa.add_argument("--replace", action="store_true", help="replace an existing entry of that name")
+    add_root_argument(pa)
+    pa.set_defaults(handler=_cmd_peers_add)
+
+
+def _cmd_peers_add(args: argparse.Namespace) -> int:
+    from ._cli_send import cmd_directory_add
+
+    return cmd_directory_add(args)
 
 
 def peer_json(peer: Peer) -> dict[str, str]:
