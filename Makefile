@@ -15,8 +15,9 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 # Debian packages: clang + lld build rt.wasm (the reproducibility check),
-# wabt + binaryen validate wasm in tests. Checked by the command each provides.
-SYSDEPS := clang:clang wasm-ld:lld wasm-validate:wabt wasm-opt:binaryen
+# wabt + binaryen validate wasm in tests; curl and nghttp2-client (nghttp, h2load) are
+# the real HTTP/2 clients of the worker tests. Checked by the command each provides.
+SYSDEPS := clang:clang wasm-ld:lld wasm-validate:wabt wasm-opt:binaryen curl:curl nghttp:nghttp2-client h2load:nghttp2-client
 
 # The venv is refreshed when pyproject.toml changes or when a file is added to
 # or removed from the packages: a strict editable install links every package
