@@ -21,6 +21,9 @@ logic as a Python function, a peerbox script in-process, the script as a peer
 with one ``fs::read``, a fresh Python subprocess, the ``peerbox run`` CLI; µs
 per call and the ratio to the Python function) and the host-call overhead
 (µs per ``fs::read`` from a script vs Python's ``open().read()``).
+``network.py`` adds the network section (issue 6): delegated calls/s and
+p50/p99 over one HTTP/2 connection to a ``peerbox serve`` subprocess, shared
+vs isolated, and the idle memory per hosted peer.
 
 A full run writes the table as markdown and JSON (with machine information)
 to ``bench/results/<date>-<shortsha>.{md,json}`` and ``bench/results/latest.md``.
@@ -61,6 +64,7 @@ os.environ["PEERBOX_CACHE_DIR"] = _CACHE_TMP.name
 sys.path.insert(0, str(BENCH_DIR))
 import gen_script  # noqa: E402
 import isolation  # noqa: E402
+import network  # noqa: E402
 from _rows import Row, _err, _timed, best_of, load_py, render_table  # noqa: E402
 
 
@@ -93,7 +97,7 @@ TRIVIAL_TARGET_US = 100.0
 
 ROW_NAMES = [w.name for w in WORKLOADS] + [
     "compile_frontend", "compile_wasmtime", "compile_total", "trivial_run", "trivial_compile_run",
-] + isolation.ROW_NAMES + ["policy"]
+] + isolation.ROW_NAMES + ["policy"] + network.ROW_NAMES
 
 
 # -- rows -----------------------------------------------------------------------
@@ -355,6 +359,20 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
             *(f"| {r.title} | {r.us:.2f} | ≤ 5 µs | {r.status} |" for r in pol),
             "",
         ]
+    net = network.render(rows)
+    if net:
+        lines += [
+            "## Network",
+            "",
+            "Delegated calls to a `peerbox serve` subprocess over one HTTP/2 connection (trio "
+            "`AsyncClient`, script `params.x + 1`; the client signs and verifies, the worker verifies "
+            "and signs): successful calls/s and their p50/p99 latency with K concurrent streams; "
+            "503s are counted, not successes. Isolated mode goes through the router to one child. "
+            "Idle memory: worker VmRSS with N peers vs. 1, per extra peer.",
+            "",
+            net,
+            "",
+        ]
     host = isolation.render(rows, "hostcall")
     if host:
         lines += [
@@ -444,6 +462,10 @@ def main(argv: list[str] | None = None) -> int:
         for i, (label, us) in enumerate(bench_policy(args.quick)):
             rows.append(Row(f"policy_{i}", label, "", unit="µs", group="policy", us=us,
                             status="PASS" if us <= 5.0 else "MISS"))
+
+    if any(wanted(n) for n in network.ROW_NAMES):
+        print("bench: network ...", file=sys.stderr, flush=True)
+        rows += network.bench_network(args.quick, wanted)
 
     info = machine_info()
     info["loadavg_start"] = load_start

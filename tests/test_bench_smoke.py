@@ -22,6 +22,8 @@ PERF_ROWS = [
 ISO_ROWS = ["iso_a_python", "iso_a_python_fs", "iso_b_script", "iso_c_fs_read", "iso_d_subprocess",
             "iso_d_cli"]
 HOSTCALL_ROWS = ["hostcall_py_read", "hostcall_dispatch", "hostcall_fs_read"]
+NET_ROWS = ["net_shared_1", "net_shared_16", "net_shared_64", "net_isolated_1", "net_isolated_16",
+            "net_isolated_64", "net_idle_peer"]
 ROWS = PERF_ROWS + ISO_ROWS + HOSTCALL_ROWS
 
 
@@ -41,7 +43,16 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
         assert "PASS" in line or "MISS" in line, line
 
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
-    assert [r["name"] for r in doc["rows"] if r["group"] != "policy"] == ROWS
+    assert [r["name"] for r in doc["rows"] if r["group"] not in ("policy", "network")] == ROWS
+    net = {r["name"]: r for r in doc["rows"] if r["group"] == "network"}
+    assert list(net) == NET_ROWS
+    for n in NET_ROWS:
+        assert net[n]["status"] in ("PASS", "MISS", ""), net[n]
+        assert net[n]["us"] is not None, net[n]              # calls/s, or KiB per idle peer
+        assert n == "net_idle_peer" or net[n]["us"] > 0, net[n]
+    for n in NET_ROWS[:-1]:
+        assert any(line.startswith(f"| {n} — ") for line in table), (n, proc.stdout)
+    assert "## Network" in proc.stdout
     policy = [r for r in doc["rows"] if r["group"] == "policy"]
     assert len(policy) >= 5 and all(r["us"] > 0 for r in policy)
     assert "## Policy decisions" in proc.stdout
