@@ -28,7 +28,7 @@ from ._errors import Error, LimitExceeded, ScriptError
 from ._envelope import Request, make_denial, make_reply, verify_request
 from ._identity import KeyPair, did_from_public_key
 from ._nonces import NonceStore
-from ._peers import PeerStore
+from ._peers import Peer, PeerStore
 from ._program import _MIN_MEMORY, Limits
 from .hostcalls import HostCallError
 from .policy import Grant, GrantSet, PolicyCache, PolicyLimits, compile_grants, parse_grant
@@ -80,6 +80,20 @@ class ExecHandler:
         self.nonces = NonceStore(os.fspath(ctx.peer.paths.dir / NONCE_FILE))
         self.clock = clock
         self.owner_did = ctx.peer.did
+        self._peers_sig: tuple[int, int] | None = None
+        self._peers: dict[str, Peer] = {}  # did -> local peer, re-read when peers/ changes
+
+    def _local_peers(self) -> dict[str, Peer]:
+        """The local peers by did; listing and parsing them costs ~0.1 ms each, so cache it."""
+        try:
+            st = os.stat(self.store.peers_dir)
+            sig = (st.st_mtime_ns, st.st_ino)
+        except OSError:
+            sig = None
+        if sig is None or sig != self._peers_sig:
+            self._peers = {p.did: p for p in self.store.list()}
+            self._peers_sig = sig
+        return self._peers
 
     def close(self) -> None:
         self.nonces.close()
@@ -101,12 +115,12 @@ class ExecHandler:
             rejected = {"kind": exc.kind, "message": exc.message}
             return Handled(outcome="rejected", body=cbor_dumps({"error": rejected}), error=rejected)
         caller_did = did_from_public_key(req.caller)
-        local = self.store.by_did(caller_did)
+        local = self._local_peers().get(caller_did)
         caller_name = local.name if local is not None else None
         policy = self.policy.get()
         def may_delegate(issuer: bytes) -> bool:
             did = did_from_public_key(issuer)
-            peer = self.store.by_did(did)
+            peer = self._local_peers().get(did)
             asked = PolicyRequest(did, peer.name if peer else None, "delegate", None, self.owner_did, now)
             return bool(policy.decide(asked))
 
@@ -170,7 +184,7 @@ class ExecHandler:
     def _revoked(self, token_id: bytes) -> bool:
         """Revoked by any local peer (an issuer records its revocations in its own directory)."""
         return any(RevocationList(p.paths.dir / REVOCATION_FILE).is_revoked(token_id)
-                   for p in self.store.list())
+                   for p in self._local_peers().values())
 
     def _deny(self, req: Request, now: int, message: str, rule: str | None) -> Handled:
         body = make_denial(self.key, request_bytes=req.data, caller=req.caller, now=now, message=message,
