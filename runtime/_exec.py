@@ -80,20 +80,10 @@ class ExecHandler:
         self.nonces = NonceStore(os.fspath(ctx.peer.paths.dir / NONCE_FILE))
         self.clock = clock
         self.owner_did = ctx.peer.did
-        self._peers_sig: tuple[int, int] | None = None
-        self._peers: dict[str, Peer] = {}  # did -> local peer, re-read when peers/ changes
 
     def _local_peers(self) -> dict[str, Peer]:
-        """The local peers by did; listing and parsing them costs ~0.1 ms each, so cache it."""
-        try:
-            st = os.stat(self.store.peers_dir)
-            sig = (st.st_mtime_ns, st.st_ino)
-        except OSError:
-            sig = None
-        if sig is None or sig != self._peers_sig:
-            self._peers = {p.did: p for p in self.store.list()}
-            self._peers_sig = sig
-        return self._peers
+        """The local peers by did (the store's one cached index, shared by every handler)."""
+        return self.store.index()
 
     def close(self) -> None:
         self.nonces.close()
