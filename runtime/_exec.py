@@ -108,6 +108,7 @@ class ExecHandler:
         local = self._local_peers().get(caller_did)
         caller_name = local.name if local is not None else None
         policy = self.policy.get()
+
         def may_delegate(issuer: bytes) -> bool:
             did = did_from_public_key(issuer)
             peer = self._local_peers().get(did)
