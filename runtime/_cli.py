@@ -270,11 +270,11 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    import peerbox
+def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``--params-json`` then every ``--param k=v`` (which override it), as a dict.
 
-    from ._values import display, json_safe
-
+    Raises :class:`UsageError` for JSON that is not an object or a malformed ``k=v``.
+    """
     params: dict[str, Any] = {}
     if args.params_json is not None:
         try:
@@ -287,6 +287,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for item in args.param:
         key, value = parse_param(item)
         params[key] = value
+    return params
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import peerbox
+
+    from ._values import display, json_safe
+
+    params = params_from_args(args)
     limits = peerbox.Limits(
         timeout=args.timeout, memory=args.memory, fuel=args.fuel, host_calls=args.host_calls
     )

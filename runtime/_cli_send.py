@@ -100,21 +100,9 @@ def _read(path: str, limit: int) -> bytes:
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    from ._cli import parse_param  # here, not at the top: _cli imports this module
+    from ._cli import params_from_args  # here, not at the top: _cli imports this module
 
-    params: dict[str, Any] = {}
-    if args.params_json is not None:
-        try:
-            loaded = json.loads(args.params_json)
-        except ValueError as exc:
-            raise UsageError(f"--params-json is not valid JSON: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise UsageError("--params-json must be a JSON object")
-        params.update(loaded)
-    for item in args.param:
-        key, value = parse_param(item)
-        params[key] = value
-    return params
+    return params_from_args(args)
 
 
 def reply_exit_code(reply: Reply) -> int:
