@@ -75,7 +75,8 @@ def _peer_list(args: argparse.Namespace) -> list[str] | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the worker (shared or isolated) until a signal; exit code 0 after a clean stop."""
-    from ._worker import run_isolated, run_shared
+    from ._isolated import run_isolated
+    from ._worker import run_shared
 
     if args.mode == "isolated":
         return run_isolated(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert,

@@ -30,7 +30,8 @@ import trio
 import peerbox
 from peerbox._client import H2Transport
 from peerbox._envelope import make_request, verify_reply
-from peerbox._worker import Worker, serve_isolated, serve_worker
+from peerbox._isolated import serve_isolated
+from peerbox._worker import Worker, serve_worker
 
 os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
