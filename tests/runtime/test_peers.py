@@ -462,10 +462,8 @@ def test_cli_env_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_wired_cli_exit_codes(tmp_path: Path, cli: Callable[..., Any]) -> None:
-    """Through the real `peerbox` entry point, once the lead has wired the commands in."""
+    """Through the real `peerbox` entry point."""
     res = cli("peers", "--root", str(tmp_path / "missing"))
-    if "invalid choice" in res.err:
-        pytest.skip("init/peers are not wired into peerbox._cli yet")
     assert res.code == 2 and "no peer root" in res.err and "Traceback" not in res.err
     res = cli("init", "Alice", "--root", str(tmp_path))
     assert res.code == 2 and "invalid peer name" in res.err
