@@ -14,14 +14,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -64,34 +62,6 @@ def make_root(root: Path, targets: list[str]) -> peerbox.PeerStore:
     return store
 
 
-@contextmanager
-def serving(root: Path, *args: str, timeout: float = 30.0) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """Run ``peerbox serve`` on a free loopback port; yield (port, process); SIGTERM, expect exit 0."""
-    port_file = root / f"port-{time.monotonic_ns()}"
-    proc = subprocess.Popen(
-        [*PEERBOX, "serve", "--root", str(root), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
-         "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + timeout
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None:
-                _, err = proc.communicate()
-                raise AssertionError(f"peerbox serve exited {proc.returncode}: {err.decode()[-2000:]}")
-            assert time.monotonic() < deadline, "peerbox serve did not write its port file"
-            time.sleep(0.05)
-        yield int(port_file.read_text().strip()), proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-            raise AssertionError(f"peerbox serve did not stop on SIGTERM: {err.decode()[-2000:]}") from None
-    assert proc.returncode == 0, f"peerbox serve exited {proc.returncode}: {err.decode()[-2000:]}"
-
-
 def client_for(root: Path, store: peerbox.PeerStore, port: int, targets: list[str]) -> Client:
     directory = Directory(root)
     for name in targets:
@@ -126,7 +96,7 @@ def child_of_peer(server: int, name: str, timeout: float = 10.0) -> int:
         time.sleep(0.05)
 
 
-def test_isolated_child_killed_is_restarted_others_keep_serving(tmp_path: Path) -> None:
+def test_isolated_child_killed_is_restarted_others_keep_serving(tmp_path: Path, serving: Any) -> None:
     targets = ["bob", "carol", "dave"]
     store = make_root(tmp_path, targets)
     with serving(tmp_path, "--all", "--mode", "isolated") as (port, proc), \
@@ -196,7 +166,7 @@ def rapid_reset(port: int, streams: int = 1000) -> str:
         sock.close()
 
 
-def test_rapid_reset_client_is_cut_off_others_served(tmp_path: Path) -> None:
+def test_rapid_reset_client_is_cut_off_others_served(tmp_path: Path, serving: Any) -> None:
     store = make_root(tmp_path, ["bob"])
     with serving(tmp_path, "--all") as (port, _), client_for(tmp_path, store, port, ["bob"]) as client:
         assert client.exec("bob", "1").value == 1
@@ -226,7 +196,7 @@ def test_rapid_reset_client_is_cut_off_others_served(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["shared", "isolated"])
-def test_loop_in_one_peer_does_not_stall_another(tmp_path: Path, mode: str) -> None:
+def test_loop_in_one_peer_does_not_stall_another(tmp_path: Path, mode: str, serving: Any) -> None:
     targets = ["bob", "carol"]
     store = make_root(tmp_path, targets)
     with serving(tmp_path, "--all", "--mode", mode) as (port, _), \

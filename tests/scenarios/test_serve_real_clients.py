@@ -13,14 +13,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,34 +54,6 @@ def make_peers(root: Path, names: list[str], caller: str) -> peerbox.PeerStore:
         if name != caller:
             (root / "peers" / name / "policy.toml").write_text(_policy(caller))
     return store
-
-
-@contextmanager
-def serving(root: Path, *args: str, timeout: float = 20.0) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """Run ``peerbox serve`` on a free loopback port; yield (port, process); SIGTERM, expect exit 0."""
-    port_file = root / f"port-{time.monotonic_ns()}"
-    proc = subprocess.Popen(
-        [*PEERBOX, "serve", "--root", str(root), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
-         "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + timeout
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None:
-                out, err = proc.communicate()
-                raise AssertionError(f"peerbox serve exited {proc.returncode}: {err.decode()[-2000:]}")
-            assert time.monotonic() < deadline, "peerbox serve did not write its port file"
-            time.sleep(0.05)
-        yield int(port_file.read_text().strip()), proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            raise AssertionError(f"peerbox serve did not stop on SIGTERM: {err.decode()[-2000:]}")
-    assert proc.returncode == 0, f"peerbox serve exited {proc.returncode}: {err.decode()[-2000:]}"
 
 
 def need(binary: str) -> str:
@@ -125,7 +94,7 @@ def root(tmp_path: Path) -> Path:
     return r
 
 
-def test_curl_exec_reply_verifies_and_replay_is_409(root: Path, tmp_path: Path) -> None:
+def test_curl_exec_reply_verifies_and_replay_is_409(root: Path, tmp_path: Path, serving: Any) -> None:
     curl = need("curl")
     req = envelope(root, tmp_path, "curl")
     with serving(root, "--all") as (port, _):
@@ -140,7 +109,7 @@ def test_curl_exec_reply_verifies_and_replay_is_409(root: Path, tmp_path: Path) 
         assert b"replay" in again.read_bytes()
 
 
-def test_nghttp_exec_reply_verifies(root: Path, tmp_path: Path) -> None:
+def test_nghttp_exec_reply_verifies(root: Path, tmp_path: Path, serving: Any) -> None:
     nghttp = need("nghttp")
     req = envelope(root, tmp_path, "nghttp")
     with serving(root, "--all") as (port, _):
@@ -161,7 +130,7 @@ def test_nghttp_exec_reply_verifies(root: Path, tmp_path: Path) -> None:
         assert statuses == ["409"], text[-2000:]
 
 
-def test_h2load_health_no_errors(root: Path) -> None:
+def test_h2load_health_no_errors(root: Path, serving: Any) -> None:
     h2load = need("h2load")
     with serving(root, "--all") as (port, _):
         res = subprocess.run([h2load, "-n", "2000", "-c", "4", "-m", "100",
@@ -179,7 +148,7 @@ def test_h2load_health_no_errors(root: Path) -> None:
 
 @pytest.mark.parametrize("mode", ["shared", "isolated"])
 @pytest.mark.parametrize("n", [2, 10])
-def test_peer0_delegates_to_every_peer(tmp_path: Path, mode: str, n: int) -> None:
+def test_peer0_delegates_to_every_peer(tmp_path: Path, mode: str, n: int, serving: Any) -> None:
     names = [f"peer{i}" for i in range(n)]
     store = make_peers(tmp_path, names, "peer0")
     with serving(tmp_path, "--all", "--mode", mode, timeout=60) as (port, _):

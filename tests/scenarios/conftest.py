@@ -1,0 +1,51 @@
+"""Fixtures shared by the scenario tests: a real `peerbox serve` process on loopback."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import pytest
+
+PEERBOX = [sys.executable, "-m", "peerbox"]
+
+Serving = Callable[..., AbstractContextManager[tuple[int, "subprocess.Popen[bytes]"]]]
+
+
+@contextmanager
+def _serving(root: Path, *args: str, timeout: float = 30.0) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """Run ``peerbox serve`` on a free loopback port; yield (port, process); SIGTERM, expect exit 0."""
+    port_file = root / f"port-{time.monotonic_ns()}"
+    proc = subprocess.Popen(
+        [*PEERBOX, "serve", "--root", str(root), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
+         "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if proc.poll() is not None:
+                _, err = proc.communicate()
+                raise AssertionError(f"peerbox serve exited {proc.returncode}: {err.decode()[-2000:]}")
+            assert time.monotonic() < deadline, "peerbox serve did not write its port file"
+            time.sleep(0.05)
+        yield int(port_file.read_text().strip()), proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError(f"peerbox serve did not stop on SIGTERM: {err.decode()[-2000:]}") from None
+    assert proc.returncode == 0, f"peerbox serve exited {proc.returncode}: {err.decode()[-2000:]}"
+
+
+@pytest.fixture
+def serving() -> Serving:
+    """``with serving(root, *serve_args) as (port, proc):`` a real ``peerbox serve`` (SIGTERM, exit 0)."""
+    return _serving
