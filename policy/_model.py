@@ -2,9 +2,12 @@
 
 Actions are ``exec`` (run a script at all), ``fs.read``, ``fs.write``,
 ``fs.delete``, ``fs.list`` (host calls on the peer's storage, checked at
-every call with the path it names) and ``module.import`` (checked with the
-module's name). ``"*"`` in a rule means all six, ``"fs.*"`` the four ``fs``
-ones. :data:`HOSTCALL_ACTIONS` maps each host-call op to the action it needs:
+every call with the path it names), ``module.import`` (checked with the
+module's name, as the script writes it: ``notes`` and ``builtin:notes`` are
+two resources), ``delegate`` (issue root capabilities) and ``logic.write``
+(install a version of one of the peer's logic modules, checked with the
+module's name). ``"*"`` in a rule means all of them, ``"fs.*"`` the four
+``fs`` ones. :data:`HOSTCALL_ACTIONS` maps each host-call op to the action it needs:
 an allowed ``exec`` grants no file access by itself.
 
 Everything here is immutable and cheap: :class:`Decision` objects are built
@@ -39,13 +42,14 @@ _N = TypeVar("_N", int, float)
 
 #: Every action a policy rule can name.
 #: ``delegate``: the caller may issue root capabilities for this peer's resources.
+#: ``logic.write``: the caller may install versions of the peer's logic modules (``peerbox logic push``).
 ACTIONS: tuple[str, ...] = (
-    "exec", "fs.read", "fs.write", "fs.delete", "fs.list", "module.import", "delegate",
+    "exec", "fs.read", "fs.write", "fs.delete", "fs.list", "module.import", "delegate", "logic.write",
 )
 #: The actions on the peer's storage (what ``"fs.*"`` means).
 FS_ACTIONS: tuple[str, ...] = ("fs.read", "fs.write", "fs.delete", "fs.list")
 #: The actions whose requests name a resource (a path or a module name); ``exec`` names none.
-RESOURCE_ACTIONS: frozenset[str] = frozenset(FS_ACTIONS + ("module.import",))
+RESOURCE_ACTIONS: frozenset[str] = frozenset(FS_ACTIONS + ("module.import", "logic.write"))
 #: Wildcard action names and what they expand to.
 ACTION_ALIASES: dict[str, tuple[str, ...]] = {"*": ACTIONS, "fs.*": FS_ACTIONS}
 

@@ -265,7 +265,7 @@ def _rule(
                     bad("resources", f"bad glob: {problem}")
             resources = tuple(res)
             if actions is not None and not (actions & RESOURCE_ACTIONS):
-                bad("resources", "only fs.* and module.import requests name a resource; "
+                bad("resources", "only fs.*, module.import and logic.write requests name a resource; "
                     "exec and delegate have none")
     limits = None
     if "limits" in raw:

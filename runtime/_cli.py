@@ -309,8 +309,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         with Contexts(args.root) as contexts:
             ctx = contexts.get(args.peer)
-            search: list[str | os.PathLike[str]] = [ctx.peer.paths.logic, *_search_path(args)]
-            prog = peerbox.compile(source, args.file, search_path=search, sandbox=sandbox)
+            from ._logic import LogicLayers
+
+            layers = LogicLayers.of(ctx.peer, extra=_search_path(args))
+            prog = peerbox.compile(source, args.file, resolver=layers, sandbox=sandbox)
             res = _interruptible(lambda: ctx.run(prog, params, limits=limits), args.stack)
     _write_log(res.log)
     if args.json:

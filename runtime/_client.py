@@ -41,7 +41,7 @@ import math
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,6 +77,7 @@ __all__ = [
 
 #: Where a worker takes request envelopes.
 EXEC_PATH = "/v1/exec"
+LOGIC_PATH = "/v1/logic"
 #: The content type of envelopes and replies.
 CONTENT_TYPE = "application/cose"
 #: The CLI exit code of every :class:`ClientError`.
@@ -152,8 +153,9 @@ class Transport(abc.ABC):
     """
 
     @abc.abstractmethod
-    async def exec(self, url: str, envelope: bytes, timeout: float) -> tuple[int, str, bytes]:
-        """POST ``envelope`` to ``url``'s exec endpoint; return ``(status, content_type, body)``."""
+    async def exec(self, url: str, envelope: bytes, timeout: float, *,
+                   path: str | None = None) -> tuple[int, str, bytes]:
+        """POST ``envelope`` to ``url``'s exec endpoint (or ``path``); return ``(status, content_type, body)``."""
 
     async def aclose(self) -> None:
         """Close every connection (the default has none)."""
@@ -440,8 +442,9 @@ class H2Transport(Transport):
         nursery.cancel_scope.cancel()
         await stack.aclose()
 
-    async def exec(self, url: str, envelope: bytes, timeout: float) -> tuple[int, str, bytes]:
-        """POST ``envelope`` to ``url`` + ``/v1/exec``; raises :class:`TransportError`.
+    async def exec(self, url: str, envelope: bytes, timeout: float, *,
+                   path: str | None = None) -> tuple[int, str, bytes]:
+        """POST ``envelope`` to ``url`` + ``path`` (default: the exec endpoint); raises :class:`TransportError`.
 
         ``timeout`` covers connecting, sending and the whole answer. A request
         the server says it did not process (GOAWAY, REFUSED_STREAM) is sent
@@ -454,7 +457,7 @@ class H2Transport(Transport):
             for attempt in range(2):
                 conn = await self._connection(url)
                 try:
-                    return await conn.request(self.path, envelope, CONTENT_TYPE)
+                    return await conn.request(path or self.path, envelope, CONTENT_TYPE)
                 except TransportError as exc:
                     if not exc.retryable or attempt:
                         raise TransportError(f"{url}: {exc}", kind=exc.kind, status=exc.status) from None
@@ -602,6 +605,26 @@ class AsyncClient:
         status, _content_type, body = await self.transport.exec(entry.url, envelope, timeout)
         return self.check(entry, envelope, status, body)
 
+    async def push_logic(self, target: str | Entry, module: str, source: str, caps: Iterable[bytes] = (),
+                         timeout: float = 30.0) -> Reply:
+        """Install ``source`` as ``target``'s module ``module`` (a ``peerbox/logic`` request).
+
+        The target checks that this identity may (``logic.write``, as its
+        owner or by one of ``caps``) and that the module and its dependents
+        compile. Returns the verified reply: ``ok`` with ``value`` ``{module,
+        version, sha256}``, else ``error.kind`` ``denied``, ``compile_error``
+        or ``breaks_dependent``. Raises what :meth:`exec` raises, and
+        :class:`~peerbox._cbor_strict.EnvelopeError` for a module name or
+        source a request cannot carry.
+        """
+        from ._logic_push import make_logic_request
+
+        entry = self.resolve(target)
+        envelope = make_logic_request(self.identity, target=entry.public_key, module=module, source=source,
+                                      caps=caps, now=int(time.time()), ttl=self.ttl)
+        status, _content_type, body = await self.transport.exec(entry.url, envelope, timeout, path=LOGIC_PATH)
+        return self.check(entry, envelope, status, body)
+
     def check(self, entry: Entry, envelope: bytes, status: int, body: bytes) -> Reply:
         """Turn an answer into a verified :class:`Reply`, or raise the matching :class:`ClientError`."""
         if status in (200, 403):
@@ -659,13 +682,26 @@ class Client:
     def exec(self, target: str | Entry, script: str, params: Mapping[str, Any] | None = None,
              caps: Iterable[bytes] = (), limits: Any = None, timeout: float = 30.0) -> Reply:
         """:meth:`AsyncClient.exec`, blocking; thread-safe."""
-        if self._closed or self._token is None:
-            raise UsageError("this Client is closed")
         caps = tuple(caps)
 
         async def call() -> Reply:
             return await self._async.exec(target, script, params, caps, limits, timeout)
 
+        return self._call(call)
+
+    def push_logic(self, target: str | Entry, module: str, source: str, caps: Iterable[bytes] = (),
+                   timeout: float = 30.0) -> Reply:
+        """:meth:`AsyncClient.push_logic`, blocking; thread-safe."""
+        caps = tuple(caps)
+
+        async def call() -> Reply:
+            return await self._async.push_logic(target, module, source, caps, timeout)
+
+        return self._call(call)
+
+    def _call(self, call: Callable[[], Awaitable[Reply]]) -> Reply:
+        if self._closed or self._token is None:
+            raise UsageError("this Client is closed")
         try:
             return trio.from_thread.run(call, trio_token=self._token)
         except trio.RunFinishedError:

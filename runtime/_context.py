@@ -26,7 +26,8 @@ from typing import Any
 
 from ._errors import UsageError
 from ._peers import Peer, PeerStore
-from ._program import Limits, Program, Result, SearchPathResolver, compile
+from ._logic import LogicLayers
+from ._program import Limits, Program, Result, compile
 from .hostcalls import Authorizer, Backend, Quotas, open_backend
 
 __all__ = ["PeerContext", "Contexts", "load_quotas"]
@@ -85,19 +86,22 @@ class PeerContext:
         search_path: Sequence[str | os.PathLike[str]] = (),
         may_import: Callable[[str], bool] | None = None,
     ) -> Program:
-        """Compile a script for this peer: ``import`` looks in its ``logic/`` folder first.
+        """Compile a script for this peer: ``import`` resolves in the peer's logic layers.
 
-        ``may_import(name)`` (the policy's ``module.import``) filters what an
-        incoming script may import; a refused module is reported exactly like
-        a missing one, so a caller cannot probe which modules exist.
+        ``search_path`` directories are searched after the peer's own layer.
+        ``may_import(name)`` (the policy's ``module.import``) filters what the
+        script itself imports, by the name it writes (``notes`` and
+        ``shared:notes`` are different names); what those modules import in
+        turn is their owners' business. A refused module is reported exactly
+        like a missing one, so a caller cannot probe which modules exist.
         """
-        resolver = SearchPathResolver([self.peer.paths.logic, *search_path])
+        resolver = LogicLayers.of(self.peer, extra=search_path)
         if may_import is None:
             return compile(source, filename, resolver=resolver)
         allowed = may_import
 
         def filtered(name: str, importer: str) -> Any:
-            return resolver(name, importer) if allowed(name) else None
+            return resolver(name, importer) if importer != filename or allowed(name) else None
 
         return compile(source, filename, resolver=filtered)
 

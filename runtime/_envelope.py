@@ -59,6 +59,7 @@ __all__ = [
     "make_denial",
     "verify_reply",
     "request_digest",
+    "check_delivery",
     "VERSION",
     "TYP_REQUEST",
     "TYP_REPLY",
@@ -192,8 +193,8 @@ def _limits(value: object) -> dict[str, int | float]:
     return out
 
 
-def _parse_request(payload: dict[str, Any]) -> Request:
-    _check_typ_version(payload, TYP_REQUEST, _REQUEST_FIELDS)
+def _parse_addressing(payload: Mapping[str, Any]) -> tuple[bytes, bytes, bytes, int, int, tuple[bytes, ...]]:
+    """The fields every request type shares: caller, target, nonce, iat, exp and caps."""
     caller = _require(payload, "caller")
     target = _require(payload, "target")
     for name, val in (("caller", caller), ("target", target)):
@@ -206,20 +207,43 @@ def _parse_request(payload: dict[str, Any]) -> Request:
     exp = _int(_require(payload, "exp"), "exp")
     if exp <= iat:
         raise _bad("'exp' must be after 'iat'")
+    caps = payload.get("caps", [])
+    if not isinstance(caps, list) or not all(type(c) is bytes for c in caps):
+        raise _bad("'caps' must be an array of byte strings (capability tokens)")
+    if len(caps) > MAX_CAPS:
+        raise _bad(f"at most {MAX_CAPS} capability tokens")
+    return caller, target, nonce, iat, exp, tuple(caps)
+
+
+def _parse_request(payload: dict[str, Any]) -> Request:
+    _check_typ_version(payload, TYP_REQUEST, _REQUEST_FIELDS)
+    caller, target, nonce, iat, exp, caps = _parse_addressing(payload)
     script = _require(payload, "script")
     if type(script) is not str:
         raise _bad("'script' must be text")
     params = payload.get("params", {})
     if not isinstance(params, dict) or not all(type(k) is str for k in params):
         raise _bad("'params' must be a map with text keys")
-    caps = payload.get("caps", [])
-    if not isinstance(caps, list) or not all(type(c) is bytes for c in caps):
-        raise _bad("'caps' must be an array of byte strings (capability tokens)")
-    if len(caps) > MAX_CAPS:
-        raise _bad(f"at most {MAX_CAPS} capability tokens")
     limits = _limits(payload.get("limits", {}))
     return Request(caller=caller, target=target, nonce=nonce, iat=iat, exp=exp, script=script,
-                   params=params, caps=tuple(caps), limits=limits)
+                   params=params, caps=caps, limits=limits)
+
+
+def check_delivery(*, caller: bytes, target: bytes, nonce: bytes, iat: int, exp: int, expected_target: bytes,
+                   now: int, nonces: NonceStore | None, max_skew: int = 60, max_window: int = 3600) -> None:
+    """The context half of verifying any request: ``wrong_target``, ``expired``,
+    ``not_yet_valid``, ``window_too_long``, then (last, so only a request that
+    passed everything else uses up its nonce) ``replay``. Raises :class:`EnvelopeError`."""
+    if target != expected_target:
+        raise EnvelopeError("wrong_target", "the request is addressed to another peer")
+    if now >= exp:
+        raise EnvelopeError("expired", f"expired {now - exp} s ago")
+    if iat > now + max_skew:
+        raise EnvelopeError("not_yet_valid", f"issued {iat - now} s in the future (skew {max_skew} s)")
+    if exp - iat > max_window:
+        raise EnvelopeError("window_too_long", f"valid {exp - iat} s, at most {max_window}")
+    if nonces is not None and nonces.seen_or_add(caller, nonce, exp, now):
+        raise EnvelopeError("replay", "this nonce was already used by this caller")
 
 
 def _check_signer(msg: Sign1, signer: bytes, role: str) -> None:
@@ -319,16 +343,8 @@ def verify_request(
     the nonce database fails); never another exception for any input bytes.
     """
     req = open_request(data, max_size=max_size, max_depth=max_depth)
-    if req.target != target:
-        raise EnvelopeError("wrong_target", "the request is addressed to another peer")
-    if now >= req.exp:
-        raise EnvelopeError("expired", f"expired {now - req.exp} s ago")
-    if req.iat > now + max_skew:
-        raise EnvelopeError("not_yet_valid", f"issued {req.iat - now} s in the future (skew {max_skew} s)")
-    if req.exp - req.iat > max_window:
-        raise EnvelopeError("window_too_long", f"valid {req.exp - req.iat} s, at most {max_window}")
-    if nonces is not None and nonces.seen_or_add(req.caller, req.nonce, req.exp, now):
-        raise EnvelopeError("replay", "this nonce was already used by this caller")
+    check_delivery(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
+                   expected_target=target, now=now, nonces=nonces, max_skew=max_skew, max_window=max_window)
     return req
 
 

@@ -31,7 +31,7 @@ from ._nonces import NonceStore
 from ._peers import Peer, PeerStore
 from ._program import _MIN_MEMORY, Limits
 from .hostcalls import HostCallError
-from .policy import Grant, GrantSet, PolicyCache, PolicyLimits, compile_grants, parse_grant
+from .policy import Grant, GrantSet, Policy, PolicyCache, PolicyLimits, compile_grants, parse_grant
 from .policy import Request as PolicyRequest
 from .wasm_guests.lang import CompileError
 
@@ -108,15 +108,8 @@ class ExecHandler:
         local = self._local_peers().get(caller_did)
         caller_name = local.name if local is not None else None
         policy = self.policy.get()
-
-        def may_delegate(issuer: bytes) -> bool:
-            did = did_from_public_key(issuer)
-            peer = self._local_peers().get(did)
-            asked = PolicyRequest(did, peer.name if peer else None, "delegate", None, self.owner_did, now)
-            return bool(policy.decide(asked))
-
         try:
-            grants = self._grants(req, now, may_delegate)
+            grants = self._grants(req, now, self._may_delegate(policy, now))
         except (CapabilityError, EnvelopeError, Error) as exc:
             return self._deny(req, now, f"capability refused: {exc}", None)
         asked = PolicyRequest(caller_did, caller_name, "exec", None, self.owner_did, now)
@@ -171,6 +164,27 @@ class ExecHandler:
                                  revoked=self._revoked, may_delegate=may_delegate)
             grants.extend(parse_grant(g) for g in chain.grants)
         return compile_grants(grants)
+
+    def grants_of(self, token: bytes, caller: bytes, now: int, policy: Policy) -> GrantSet:
+        """The grants of one capability token presented by ``caller``, its whole chain verified
+        (delegation by the ``delegate`` action of ``policy``). Raises :class:`CapabilityError`."""
+        chain = verify_chain(token, caller=caller, subject=self.ctx.peer.public_key, now=now,
+                             revoked=self._revoked, may_delegate=self._may_delegate(policy, now))
+        return compile_grants([parse_grant(g) for g in chain.grants])
+
+    def _may_delegate(self, policy: Policy, now: int) -> Callable[[bytes], bool]:
+        def may_delegate(issuer: bytes) -> bool:
+            did = did_from_public_key(issuer)
+            peer = self._local_peers().get(did)
+            asked = PolicyRequest(did, peer.name if peer else None, "delegate", None, self.owner_did, now)
+            return bool(policy.decide(asked))
+        return may_delegate
+
+    def handle_logic(self, data: bytes) -> Handled:
+        """Verify, authorize and install one ``peerbox/logic`` request (see :mod:`peerbox._logic_push`)."""
+        from ._logic_push import handle_logic
+
+        return handle_logic(self, data)
 
     def _revoked(self, token_id: bytes) -> bool:
         """Revoked by any local peer (an issuer records its revocations in its own directory)."""

@@ -73,7 +73,7 @@ class Router(_Endpoints):
         return {**super().health(), "in_flight": self.in_flight, "workers_up": up,
                 "restarts": sum(max(0, c.starts - 1) for c in self.children.values())}
 
-    async def exec(self, req: HttpRequest, target: bytes, caller: bytes) -> HttpResponse:
+    async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
         child = self.children[target]
         if child.port is None:
             self.metrics.requests["busy"] += 1
@@ -82,7 +82,8 @@ class Router(_Endpoints):
         self.metrics.in_flight = self.in_flight
         start = time.perf_counter()
         try:
-            status, ctype, body = await self.transport.exec(child.url, bytes(req.body), self.timeout)
+            status, ctype, body = await self.transport.exec(child.url, bytes(req.body), self.timeout,
+                                                            path=path)
         except TransportError as exc:
             self.metrics.requests["busy"] += 1
             return error_response(503, "unavailable", f"the worker of {child.name} did not answer: {exc}",

@@ -1,7 +1,8 @@
 """The worker: hosted peers behind HTTP/2 (the app of :mod:`peerbox._h2server`), shared or isolated.
 
 :class:`Worker` is the HTTP application of one process hosting one or many
-peers (shared mode). ``POST /v1/exec`` takes a request envelope
+peers (shared mode). ``POST /v1/exec`` takes a request envelope (``POST
+/v1/logic`` a logic update, :mod:`peerbox._logic_push`, the same way)
 (``content-type: application/cose``), checks everything that needs no peer
 context on the event loop (:func:`~peerbox._envelope.open_request`: strict
 decoding, fields, the caller's signature; cheap, and it means a forged
@@ -62,11 +63,12 @@ import trio
 from ._cbor_strict import EnvelopeError
 from ._cbor_strict import dumps as cbor_dumps
 from ._context import Contexts
-from ._envelope import open_request
+from ._envelope import Request, open_request
 from ._exec import ExecHandler, Handled
 from ._errors import UsageError
 from ._h2server import App, HttpRequest, HttpResponse, ServerLimits, serve
 from ._identity import did_from_public_key
+from ._logic_push import LogicRequest, open_logic_request
 
 __all__ = [
     "Worker",
@@ -378,10 +380,10 @@ class _Endpoints:
     async def app(self, req: HttpRequest) -> HttpResponse:
         """Answer one HTTP request (never raises for bad input)."""
         path = req.path.split("?", 1)[0]
-        if path == "/v1/exec":
+        if path in ("/v1/exec", "/v1/logic"):
             if req.method != "POST":
                 return error_response(405, "method_not_allowed", "use POST", (("allow", "POST"),))
-            return await self._exec_checked(req)
+            return await self._exec_checked(req, path)
         if path in ("/v1/health", "/v1/peers", "/metrics"):
             if req.method not in ("GET", "HEAD"):
                 return error_response(405, "method_not_allowed", "use GET", (("allow", "GET, HEAD"),))
@@ -398,7 +400,7 @@ class _Endpoints:
         return {"status": "draining" if self.closing else "ok", "peers": len(self.peers),
                 "uptime": round(time.time() - self.started, 3)}
 
-    async def _exec_checked(self, req: HttpRequest) -> HttpResponse:
+    async def _exec_checked(self, req: HttpRequest, path: str) -> HttpResponse:
         if not _is_cose(req):
             self.metrics.requests["unsupported_media_type"] += 1
             return error_response(415, "unsupported_media_type", f"content-type must be {COSE}")
@@ -406,7 +408,8 @@ class _Endpoints:
             self.metrics.requests["busy"] += 1
             return error_response(503, "unavailable", "the worker is shutting down", _RETRY)
         try:
-            envelope = open_request(req.body, max_size=MAX_BODY)
+            envelope: Request | LogicRequest = (open_request(req.body, max_size=MAX_BODY) if path == "/v1/exec"
+                                                else open_logic_request(req.body))
         except EnvelopeError as exc:
             rejected = Handled(outcome="rejected", body=b"", error={"kind": exc.kind, "message": exc.message})
             self.metrics.record(rejected)
@@ -415,13 +418,13 @@ class _Endpoints:
             self.metrics.record(Handled(outcome="rejected", body=b"", error={"kind": "wrong_target"}))
             return error_response(404, "wrong_target",
                                   f"this worker does not host {did_from_public_key(envelope.target)}")
-        return await self.exec(req, envelope.target, envelope.caller)
+        return await self.exec(req, envelope.target, envelope.caller, path)
 
     def hosts(self, target: bytes) -> bool:
         raise NotImplementedError
 
-    async def exec(self, req: HttpRequest, target: bytes, caller: bytes) -> HttpResponse:
-        """Answer a pre-checked ``POST /v1/exec`` for a hosted ``target`` (subclasses)."""
+    async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
+        """Answer a pre-checked ``POST /v1/exec`` or ``/v1/logic`` (``path``) for a hosted ``target``."""
         raise NotImplementedError
 
 
@@ -505,7 +508,7 @@ class Worker(_Endpoints):
     def hosts(self, target: bytes) -> bool:
         return target in self.targets
 
-    async def exec(self, req: HttpRequest, target: bytes, caller: bytes) -> HttpResponse:
+    async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
         """Admit (or 503), run the handler on a pool thread, map the outcome to HTTP."""
         name = self.targets[target]
         pool = self.pool
@@ -526,7 +529,8 @@ class Worker(_Endpoints):
 
         def job() -> tuple[Handled, float, int | None]:
             start = time.perf_counter()
-            handled = self.handler(name).handle(body)
+            handler = self.handler(name)
+            handled = handler.handle(body) if path == "/v1/exec" else handler.handle_logic(body)
             return handled, time.perf_counter() - start, _usage_fuel(handled)
 
         def done(res: outcome.Outcome[tuple[Handled, float, int | None]]) -> None:

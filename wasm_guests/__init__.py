@@ -12,7 +12,7 @@ from __future__ import annotations
 import pathlib
 from importlib import resources
 
-__all__ = ["RT_ABI_VERSION", "rt_wasm_path", "rt_wasm_bytes"]
+__all__ = ["RT_ABI_VERSION", "rt_wasm_path", "rt_wasm_bytes", "builtin_library_path"]
 
 #: Version of the rt <-> compiler <-> host contract described in ABI.md.
 #: Bump it whenever rt.wasm changes incompatibly, so caches keyed on it are invalidated.
@@ -37,3 +37,13 @@ def rt_wasm_bytes() -> bytes:
     Raises FileNotFoundError if the file is missing.
     """
     return resources.files(__name__).joinpath("rt").joinpath("rt.wasm").read_bytes()
+
+
+def builtin_library_path() -> pathlib.Path:
+    """The directory of peerbox's built-in script library (``lib/*.rhai``).
+
+    The lowest of the three logic layers a peer's scripts import from (see
+    ``peerbox._logic``): modules such as ``inbox``, ``notes`` and ``kv``
+    that a worker's shared modules or a peer's own override by name.
+    """
+    return pathlib.Path(__file__).resolve().parent / "lib"

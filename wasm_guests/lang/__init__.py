@@ -28,7 +28,7 @@ from ._parser import parse
 from ._resolver import ModuleInfo, resolve
 
 __all__ = [
-    "compile_to_wat", "check", "Compiled", "ModuleSource", "Resolver", "CompileError", "Diagnostic",
+    "compile_to_wat", "check", "interface", "Interface", "Compiled", "ModuleSource", "Resolver", "CompileError", "Diagnostic",
     "BUILTINS", "Builtin", "CODEGEN_VERSION", "MAX_MODULES", "ast", "compiler_fingerprint",
 ]
 
@@ -112,6 +112,31 @@ def _load(source: str, filename: str, resolver: Resolver | None,
 
     visit(modules[0], [filename])
     return modules, order, deps
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """What a module offers its importers: public functions with their parameters,
+    top-level constants, and the modules it imports itself (as written)."""
+
+    functions: tuple[tuple[str, tuple[str, ...]], ...]
+    constants: tuple[str, ...]
+    imports: tuple[str, ...]
+
+
+def interface(source: str, filename: str = "<module>") -> Interface:
+    """Parse ``source`` (no imports are followed) and describe what it exports.
+
+    Raises :class:`CompileError` for a syntax error.
+    """
+    diags = Diagnostics()
+    diags.add_source(filename, source)
+    script = parse(source, filename, diags)
+    diags.check()
+    fns = tuple((f.name, tuple(f.params)) for f in script.functions if not f.private)
+    consts = tuple(st.name for st in script.body.stmts if isinstance(st, ast.Let) and st.const)
+    imports = tuple(st.path for st in script.body.stmts if isinstance(st, ast.Import))
+    return Interface(functions=fns, constants=consts, imports=imports)
 
 
 def check(source: str, filename: str = "<script>", resolver: Resolver | None = None) -> None:

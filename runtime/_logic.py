@@ -1,0 +1,369 @@
+"""A peer's logic: script modules in three layers, and the owner's tools to change them.
+
+The layers, highest first::
+
+    peer     <root>/peers/NAME/logic/     the peer's own modules, owned by its owner
+    shared   <root>/logic/                the worker's shared modules
+    builtin  peerbox's library            (inbox, notes, kv; shipped in the package)
+
+``import "notes" as n;`` finds ``notes.rhai`` in the highest layer that has
+it, whoever writes the import: a peer overrides a shared or built-in module
+for every importer, built-in modules included, by defining one of the same
+name. ``import "shared:notes"`` (or ``builtin:notes``, ``peer:notes``) names
+one layer only, which is how an override *extends* the module it replaces::
+
+    // peers/bob/logic/inbox.rhai
+    import "builtin:inbox" as base;
+    fn deliver(text) { base::deliver(text.to_upper()) }
+
+A module is known by its layer and name (``peer:inbox``): that is its file
+name in compile errors, in the compile cache's manifests (so a change in any
+layer recompiles exactly the programs that import it) and in ``peerbox logic
+list``. Import cycles are compile errors that name the chain.
+
+:class:`PeerLogic` is the owner's side: list what a peer sees, show a
+module's source or WebAssembly text, install a version (``set``,
+``rollback``) only after it and every module importing it still compile, and
+keep the signed history of :mod:`peerbox._history`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import Error, UsageError
+from ._history import HISTORY_DIR, History, HistoryError, Version, _write_atomic, make_statement, safe_dir
+from ._identity import KeyPair
+from ._peers import Peer
+from .wasm_guests import builtin_library_path
+from .wasm_guests.lang import CompileError, ModuleSource, compile_to_wat, interface
+
+__all__ = ["LAYERS", "LogicLayers", "ModuleRef", "ModuleListing", "PeerLogic", "LogicError", "LogicRefused",
+           "split_module_name", "shared_logic_dir"]
+
+#: The layers, highest first; also the qualifiers ``import "LAYER:name"`` accepts.
+LAYERS = ("peer", "shared", "builtin")
+_SUFFIX = ".rhai"
+_NAME = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
+_MAX_NAME = 200
+#: The largest module source ``set``/``push`` accept, in bytes.
+MAX_MODULE_SIZE = 512 << 10
+
+
+class LogicError(UsageError):
+    """A logic command named something that is not there or not allowed (exit 2)."""
+
+
+class LogicRefused(Error):
+    """An install was refused because the module, or a module importing it, would not compile.
+
+    ``kind`` is ``compile_error`` or ``breaks_dependent``; ``dependent`` names
+    the module it would break (``shared:inbox``); the message carries the
+    compiler's errors with positions. Nothing was changed (exit 3).
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, kind: str, module: str, dependent: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.module = module
+        self.dependent = dependent
+
+
+def split_module_name(name: object) -> tuple[str | None, str] | None:
+    """``"shared:notes"`` -> ``("shared", "notes")``, ``"notes"`` -> ``(None, "notes")``; None if invalid.
+
+    A name is ``/``-separated components of ``[A-Za-z0-9_-]`` (at most 200
+    characters): no ``..``, no absolute paths, nothing that could leave a layer.
+    """
+    if type(name) is not str or len(name) > _MAX_NAME + 8:
+        return None
+    layer, sep, rest = name.partition(":")
+    if not sep:
+        layer, rest = "", name
+    elif layer not in LAYERS:
+        return None
+    if len(rest) > _MAX_NAME or _NAME.fullmatch(rest) is None:
+        return None
+    return (layer or None), rest
+
+
+def shared_logic_dir(root: Path) -> Path:
+    """The worker's shared layer under a peerbox root."""
+    return root / "logic"
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleRef:
+    """Where a module was found: its ``layer``, ``name`` and ``path`` (``file`` is ``layer:name``)."""
+
+    layer: str
+    name: str
+    path: Path
+
+    @property
+    def file(self) -> str:
+        return f"{self.layer}:{self.name}"
+
+
+class LogicLayers:
+    """The layer directories one peer's scripts import from; callable as the compiler's resolver.
+
+    ``extra`` directories (a local run's ``-I``) are searched after the peer
+    layer and before the shared one; their modules are named by their path.
+    ``overlay`` maps ``(layer, name)`` to a source that stands in for the
+    file (to check an install before it happens).
+    """
+
+    def __init__(self, *, peer: Path | None, shared: Path | None, builtin: Path | None = None,
+                 extra: Sequence[str | os.PathLike[str]] = (),
+                 overlay: Mapping[tuple[str, str], str] | None = None) -> None:
+        self.dirs: dict[str, Path | None] = {
+            "peer": peer, "shared": shared, "builtin": builtin if builtin is not None else builtin_library_path()}
+        self.extra = tuple(Path(d) for d in extra)
+        self.overlay = dict(overlay or {})
+
+    @classmethod
+    def of(cls, peer: Peer, *, extra: Sequence[str | os.PathLike[str]] = ()) -> LogicLayers:
+        """The layers of a peer under its root (``peers/NAME`` -> the root's ``logic/``)."""
+        return cls(peer=peer.paths.logic, shared=shared_logic_dir(peer.paths.dir.parent.parent), extra=extra)
+
+    def with_overlay(self, layer: str, name: str, source: str) -> LogicLayers:
+        """These layers, with ``source`` standing in for ``layer:name``."""
+        return LogicLayers(peer=self.dirs["peer"], shared=self.dirs["shared"], builtin=self.dirs["builtin"],
+                           extra=self.extra, overlay={**self.overlay, (layer, name): source})
+
+    def _read(self, layer: str, name: str) -> ModuleSource | None:
+        if (layer, name) in self.overlay:
+            return ModuleSource(file=f"{layer}:{name}", source=self.overlay[(layer, name)])
+        d = self.dirs[layer]
+        if d is None:
+            return None
+        text = _read_module(d / (name + _SUFFIX))
+        return None if text is None else ModuleSource(file=f"{layer}:{name}", source=text)
+
+    def __call__(self, name: str, importer: str) -> ModuleSource | None:
+        """The module ``import "name"`` means (``importer`` does not matter), or None."""
+        parsed = split_module_name(name)
+        if parsed is None:
+            return None
+        layer, bare = parsed
+        if layer is not None:
+            return self._read(layer, bare)
+        found = self._read("peer", bare)
+        if found is not None:
+            return found
+        for d in self.extra:
+            path = d / (bare + _SUFFIX)
+            text = _read_module(path)
+            if text is not None:
+                return ModuleSource(file=os.fspath(path), source=text)
+        return self._read("shared", bare) or self._read("builtin", bare)
+
+    def modules(self) -> list[ModuleRef]:
+        """Every module file in the three layers, by name then layer (highest first)."""
+        found: list[ModuleRef] = []
+        for layer in LAYERS:
+            d = self.dirs[layer]
+            if d is None or not d.is_dir():
+                continue
+            for path in d.rglob("*" + _SUFFIX):
+                name = path.relative_to(d).as_posix()[: -len(_SUFFIX)]
+                if split_module_name(name) is not None and path.is_file():
+                    found.append(ModuleRef(layer, name, path))
+        return sorted(found, key=lambda r: (r.name, LAYERS.index(r.layer)))
+
+
+def _read_module(path: Path) -> str | None:
+    """A module file's text; None when missing, unreadable, not UTF-8 or oversized."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_MODULE_SIZE + 1)
+        return None if len(data) > MAX_MODULE_SIZE else data.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleListing:
+    """One module as ``peerbox logic list`` shows it.
+
+    ``active``: whether imports of its bare name reach it (False for a module
+    a higher layer overrides); ``overrides``: the lower-layer modules it
+    hides; ``functions`` its public functions with their parameters;
+    ``error``: why it does not parse, if it does not.
+    """
+
+    ref: ModuleRef
+    active: bool
+    overrides: tuple[str, ...]
+    functions: tuple[tuple[str, tuple[str, ...]], ...]
+    constants: tuple[str, ...]
+    imports: tuple[str, ...]
+    error: str | None = None
+
+
+class PeerLogic:
+    """A peer's logic as its owner sees it: list, show, install, roll back, verify.
+
+    Installing takes the history's lock, checks that the new source and
+    every module that imports it compile, records the version (signed), then
+    replaces the live file atomically: a refused install changes nothing,
+    and the next compile of a dependent script picks the new version up
+    (the compile cache notices the changed source).
+    """
+
+    def __init__(self, peer: Peer, *, layers: LogicLayers | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.peer = peer
+        self.layers = layers if layers is not None else LogicLayers.of(peer)
+        self.history = History(peer.paths.dir / HISTORY_DIR, peer.public_key)
+        self.clock = clock
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def list(self) -> list[ModuleListing]:
+        """Every module visible to the peer, the active one of each name first."""
+        refs = self.layers.modules()
+        out: list[ModuleListing] = []
+        for ref in refs:
+            same = [r for r in refs if r.name == ref.name]
+            active = same[0] is ref
+            lower = tuple(r.file for r in same[same.index(ref) + 1:])
+            text = _read_module(ref.path)
+            try:
+                if text is None:
+                    raise UsageError("cannot be read (or is not UTF-8, or is over 512 KiB)")
+                face = interface(text, ref.file)
+            except (CompileError, UsageError) as exc:
+                out.append(ModuleListing(ref=ref, active=active, overrides=lower if active else (),
+                                         functions=(), constants=(), imports=(), error=str(exc)))
+                continue
+            out.append(ModuleListing(ref=ref, active=active, overrides=lower if active else (),
+                                     functions=face.functions, constants=face.constants, imports=face.imports))
+        return out
+
+    def find(self, module: str) -> ModuleSource:
+        """The source ``import "module"`` reaches for this peer. Raises :class:`LogicError`."""
+        if split_module_name(module) is None:
+            raise LogicError(f"{module!r:.80} is not a module name (letters, digits, '_', '-', '/'; "
+                             "optionally LAYER: with LAYER one of peer, shared, builtin)")
+        found = self.layers(module, "<logic>")
+        if found is None:
+            raise LogicError(f"peer {self.peer.name!r} has no module {module!r}")
+        return found
+
+    def wat(self, module: str) -> str:
+        """The module compiled (with what it imports) to WebAssembly text. Raises CompileError."""
+        found = self.find(module)
+        return compile_to_wat(found.source, found.file, self.layers).wat
+
+    def versions(self, module: str) -> list[Version]:
+        """The recorded versions of the peer's ``module``, oldest first."""
+        return self.history.entries(self._own_name(module))
+
+    # -- installing -------------------------------------------------------------------------
+
+    def _own_name(self, module: str) -> str:
+        parsed = split_module_name(module)
+        if parsed is None or parsed[0] not in (None, "peer"):
+            raise LogicError(f"{module!r:.80} is not a name of one of the peer's own modules "
+                             "(letters, digits, '_', '-', '/'; the shared and built-in layers are read-only)")
+        return parsed[1]
+
+    def check(self, module: str, source: str) -> None:
+        """Refuse (:class:`LogicRefused`) a source for ``module`` that would not compile or would
+        break a module importing it; a module that was already broken does not count."""
+        name = self._own_name(module)
+        file = f"peer:{name}"
+        if len(source.encode("utf-8")) > MAX_MODULE_SIZE:
+            raise LogicRefused(f"{file}: the source is over {MAX_MODULE_SIZE} bytes", kind="compile_error",
+                               module=name)
+        after = self.layers.with_overlay("peer", name, source)
+        try:
+            compile_to_wat(source, file, after)
+        except CompileError as exc:
+            raise LogicRefused(f"{file} does not compile:\n{exc}", kind="compile_error", module=name) from None
+        for ref in self.layers.modules():
+            if ref.file == file:
+                continue
+            text = _read_module(ref.path)
+            if text is None or "import" not in text:  # cheap: only modules that import can break
+                continue
+            try:
+                compile_to_wat(text, ref.file, after)
+            except CompileError as exc:
+                try:
+                    compile_to_wat(text, ref.file, self.layers)
+                except CompileError:
+                    continue  # broken before this install: not this install's doing
+                raise LogicRefused(f"installing {file} would break {ref.file}:\n{exc}", kind="breaks_dependent",
+                                   module=name, dependent=ref.file) from None
+
+    def install(self, module: str, source: str, *, statement: bytes, cap: bytes | None = None,
+                rule: str | None = None, action: str = "set", restores: int | None = None,
+                now: int | None = None) -> Version:
+        """Check, record (sealed by the peer) and install ``source`` as the peer's ``module``.
+
+        ``statement`` is the installer's signed statement (see
+        :func:`~peerbox._history.make_statement`); the caller has already
+        decided the installer may do this (``cap``/``rule`` say why). Raises
+        :class:`LogicRefused` (nothing changed) or :class:`LogicError`.
+        """
+        name = self._own_name(module)
+        when = int(self.clock()) if now is None else now
+        sealer = self.peer.signing_key()
+        with self.history.lock():
+            self.check(name, source)
+            version = self.history.record(name, source, statement=statement, cap=cap, rule=rule, action=action,
+                                          restores=restores, sealer=sealer, now=when)
+            logic = self.peer.paths.logic
+            try:
+                safe_dir(logic, name + _SUFFIX)
+                _write_atomic(logic / (name + _SUFFIX), source.encode("utf-8"))
+            except OSError as exc:
+                raise HistoryError(f"cannot write {logic / (name + _SUFFIX)}: {exc}", module=name) from None
+        return version
+
+    def set(self, module: str, source: str, *, key: KeyPair | None = None, now: int | None = None) -> Version:
+        """Install ``source`` as the peer's ``module``, signed by ``key`` (default: the peer's own)."""
+        name = self._own_name(module)
+        when = int(self.clock()) if now is None else now
+        signer = key if key is not None else self.peer.signing_key()
+        statement = make_statement(signer, peer=self.peer.public_key, module=name, source=source, now=when)
+        return self.install(name, source, statement=statement, now=when)
+
+    def rollback(self, module: str, version: int, *, key: KeyPair | None = None,
+                 now: int | None = None) -> Version:
+        """Install the source of recorded ``version`` again, as a new version (history only grows)."""
+        name = self._own_name(module)
+        versions = self.history.entries(name)
+        match = [v for v in versions if v.version == version]
+        if not match:
+            have = f"1..{len(versions)}" if versions else "none"
+            raise LogicError(f"module {name!r} of peer {self.peer.name!r} has no version {version} "
+                             f"(recorded: {have})")
+        source = self.history.source(match[0].sha256)
+        when = int(self.clock()) if now is None else now
+        signer = key if key is not None else self.peer.signing_key()
+        statement = make_statement(signer, peer=self.peer.public_key, module=name, source=source, now=when)
+        return self.install(name, source, statement=statement, action="rollback", restores=version, now=when)
+
+    def verify(self, check_cap: Callable[[Version, bytes], str | None]) -> dict[str, list[str]]:
+        """Check every recorded history and every live module of the peer: ``{module: problems}``."""
+        logic = self.peer.paths.logic
+        names = set(self.history.modules())
+        names.update(r.name for r in self.layers.modules() if r.layer == "peer")
+        report: dict[str, list[str]] = {}
+        for name in sorted(names):
+            path = logic / (name + _SUFFIX)
+            live = _read_module(path) if path.exists() else None
+            report[name] = self.history.verify(name, live, check_cap)
+        return report
+
