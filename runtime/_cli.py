@@ -138,7 +138,7 @@ def _build_parser() -> _Parser:
     pr.add_argument("--memory", type=parse_size, default=256 << 20, metavar="BYTES",
                     help="guest memory limit, e.g. 64M (default 256M)")
     pr.add_argument("--peer", metavar="NAME",
-                    help="run as this peer: its storage for fs::, its logic/ for import "
+                    help="run as this peer: its storage for fs::, its logic layers for import "
                     "(default: no storage; host calls fail with no_storage)")
     pr.add_argument("--host-calls", type=int, default=10_000, metavar="N",
                     help="most host calls the run may make (default 10000)")
@@ -157,6 +157,9 @@ def _build_parser() -> _Parser:
     from ._cli_serve import add_parsers as add_serve_parsers
 
     add_serve_parsers(sub)
+    from ._cli_logic import add_parsers as add_logic_parsers
+
+    add_logic_parsers(sub)
     ph = sub.add_parser("handle", help="answer a signed request as a local peer (what a worker does)")
     ph.set_defaults(handler=_cmd_handle)
     ph.add_argument("file", metavar="FILE", help="the request envelope (from `peerbox envelope make`), or -")
@@ -333,6 +336,8 @@ def _write_log(log: Sequence[str]) -> None:
 def _error_json(err: BaseException) -> dict[str, Any]:
     from peerbox import CompileError
 
+    from ._logic import LogicRefused
+
     from ._values import json_safe
 
     info: dict[str, Any] = {"message": str(err)}
@@ -348,6 +353,10 @@ def _error_json(err: BaseException) -> dict[str, Any]:
         info.update(type="limit", limit=err.limit)
     elif isinstance(err, (UsageError, _ArgError)):
         info["type"] = "usage"
+    elif isinstance(err, LogicRefused):
+        info.update(type="refused", kind=err.kind, module=err.module, dependent=err.dependent)
+    elif isinstance(err, Error) and err.exit_code != 1:
+        info["type"] = type(err).__name__
     else:
         info["type"] = "internal"
     info["exit_code"] = _exit_code(err)
@@ -371,7 +380,7 @@ def _render(err: BaseException) -> str:
         return str(err)
     if isinstance(err, LimitExceeded):
         return f"error: resource limit: {err.limit}: {err}"
-    if isinstance(err, UsageError):
+    if isinstance(err, UsageError) or (isinstance(err, Error) and err.exit_code != 1):
         return f"error: {err}"
     if isinstance(err, Error):
         return f"internal error (a bug in peerbox): {err}"

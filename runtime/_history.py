@@ -345,16 +345,17 @@ class History:
         """
         versions, problems = self._read(module)
         where = f"{module}: "
-        prev = ""
+        prev, prev_sealed = "", True
         for v in versions:
             at = f"{where}version {v.version}: "
             if v.module != module:
                 problems.append(f"{at}names module {v.module!r}")
-            if v.prev != prev:
+            if v.prev != prev and prev_sealed:  # after a broken seal, the break is already reported
                 problems.append(f"{at}does not follow the version before it (an entry was removed, "
                                 "reordered or edited)")
             prev = v.digest()
-            if not verify(self.peer_key, v.signed_bytes(), v.seal):
+            prev_sealed = verify(self.peer_key, v.signed_bytes(), v.seal)
+            if not prev_sealed:
                 problems.append(f"{at}the peer's seal does not match the entry (edited by hand?)")
             problems.extend(at + p for p in self._check_statement(v, module, check_cap))
             try:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from ._errors import Error, UsageError
 from ._history import HISTORY_DIR, History, HistoryError, Version, _write_atomic, make_statement, safe_dir
-from ._identity import KeyPair
+from ._identity import KeyPair, did_from_public_key
 from ._peers import Peer
 from .wasm_guests import builtin_library_path
 from .wasm_guests.lang import CompileError, ModuleSource, compile_to_wat, interface
@@ -355,8 +355,16 @@ class PeerLogic:
         statement = make_statement(signer, peer=self.peer.public_key, module=name, source=source, now=when)
         return self.install(name, source, statement=statement, action="rollback", restores=version, now=when)
 
-    def verify(self, check_cap: Callable[[Version, bytes], str | None]) -> dict[str, list[str]]:
-        """Check every recorded history and every live module of the peer: ``{module: problems}``."""
+    def verify(self, check_cap: Callable[[Version, bytes], str | None] | None = None) -> dict[str, list[str]]:
+        """Check every recorded history and every live module of the peer: ``{module: problems}``.
+
+        A version installed by another key than the peer's must carry a
+        capability that granted ``logic.write`` for the module when it was
+        installed (``check_cap(version, installer_key)`` says what is wrong
+        with it; the default verifies the whole chain at the version's time,
+        delegation as the peer's policy allows now) or name a policy rule.
+        """
+        check = check_cap if check_cap is not None else self._check_cap
         logic = self.peer.paths.logic
         names = set(self.history.modules())
         names.update(r.name for r in self.layers.modules() if r.layer == "peer")
@@ -364,6 +372,31 @@ class PeerLogic:
         for name in sorted(names):
             path = logic / (name + _SUFFIX)
             live = _read_module(path) if path.exists() else None
-            report[name] = self.history.verify(name, live, check_cap)
+            report[name] = self.history.verify(name, live, check)
         return report
+
+    def _check_cap(self, version: Version, installer: bytes) -> str | None:
+        from ._caps import CapabilityError, verify_chain
+        from .policy import Request as PolicyRequest
+
+        assert version.cap is not None
+        try:
+            policy = self.peer.load_policy()
+        except Error:
+            policy = None  # a broken policy lets nobody delegate
+
+        def may_delegate(issuer: bytes) -> bool:
+            if policy is None:
+                return False
+            asked = PolicyRequest(did_from_public_key(issuer), None, "delegate", None, self.peer.did, version.time)
+            return bool(policy.decide(asked))
+
+        try:
+            chain = verify_chain(version.cap, caller=installer, subject=self.peer.public_key, now=version.time,
+                                 revoked=lambda _id: False, may_delegate=may_delegate)
+        except CapabilityError as exc:
+            return str(exc)
+        if not chain.allows("logic.write", version.module):
+            return f"it grants {', '.join(chain.grants)}, not logic.write of {version.module!r}"
+        return None
 

@@ -1,0 +1,287 @@
+"""``peerbox logic``: owners inspect and change their peer's modules, locally or remotely.
+
+::
+
+    peerbox logic list NAME [--json] [--root DIR]
+    peerbox logic show NAME MODULE [--wat] [--root DIR]
+    peerbox logic set NAME MODULE FILE [--json] [--root DIR]
+    peerbox logic history NAME MODULE [--json] [--root DIR]
+    peerbox logic rollback NAME MODULE VERSION [--json] [--root DIR]
+    peerbox logic verify NAME [--json] [--root DIR]
+    peerbox logic push --from OWNER --to PEER MODULE FILE [--cap FILE]... [--json]
+                       [--timeout S] [--root DIR]
+
+A thin layer over :class:`peerbox._logic.PeerLogic` and
+:meth:`peerbox.AsyncClient.push_logic`. Exit codes: 0 ok, 2 usage (unknown
+peer, module or version, bad name, unreadable file), 3 the module, or a
+module importing it, would not compile (nothing was changed), 6 a push was
+denied, 7 no verified reply to a push, 8 ``verify`` found a problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from typing import Any
+
+import trio
+
+from ._cli_peers import add_root_argument
+from ._client import AsyncClient, ClientError
+from ._directory import Directory
+from ._envelope import Reply
+from ._errors import UsageError
+from ._history import Version
+from ._logic import PeerLogic
+from ._peers import PeerStore
+
+__all__ = ["add_parsers", "COMMANDS", "VERIFY_FAILED"]
+
+COMMANDS = ("logic",)
+#: The exit code of ``peerbox logic verify`` when the history does not check out.
+VERIFY_FAILED = 8
+_MAX_SOURCE_FILE = 512 << 10
+
+
+def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``logic`` and its subcommands; each sets ``handler`` in its defaults."""
+    pl = subparsers.add_parser(
+        "logic", help="a peer's modules: list, show, set, history, rollback, verify, push",
+        description="Each peer owns its logic: modules in three layers (the peer's own logic/, the "
+        "worker's shared logic/, peerbox's built-in library), every installed version signed and "
+        "recorded. Exit codes: 0 ok, 2 usage, 3 does not compile, 6 denied, 7 no verified reply, "
+        "8 the history does not verify.",
+    )
+    sub = pl.add_subparsers(dest="logic_command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="every module the peer sees: layer, overrides, functions")
+    p.add_argument("name", metavar="NAME", help="the local peer")
+    _common(p, json_flag=True)
+    p.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("show", help="print a module's source (or its compiled WebAssembly text)")
+    p.add_argument("name", metavar="NAME", help="the local peer")
+    p.add_argument("module", metavar="MODULE", help="as a script imports it: inbox, shared:inbox, ...")
+    p.add_argument("--wat", action="store_true", help="the compiled WebAssembly text instead")
+    _common(p)
+    p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("set", help="install a new version of one of the peer's modules",
+                       description="Compile FILE as the peer's MODULE and check every module importing "
+                       "it; install it only if all compile (else nothing changes, exit 3). The version "
+                       "is recorded, signed by the peer's key.")
+    p.add_argument("name", metavar="NAME", help="the local peer")
+    p.add_argument("module", metavar="MODULE", help="the module name (the peer's own layer)")
+    p.add_argument("file", metavar="FILE", help="the source file ('-' for stdin)")
+    _common(p, json_flag=True)
+    p.set_defaults(handler=cmd_set)
+
+    p = sub.add_parser("history", help="the recorded versions of a module")
+    p.add_argument("name", metavar="NAME", help="the local peer")
+    p.add_argument("module", metavar="MODULE", help="the module name")
+    _common(p, json_flag=True)
+    p.set_defaults(handler=cmd_history)
+
+    p = sub.add_parser("rollback", help="install a recorded version again (as a new version)")
+    p.add_argument("name", metavar="NAME", help="the local peer")
+    p.add_argument("module", metavar="MODULE", help="the module name")
+    p.add_argument("version", metavar="VERSION", type=int, help="the version number to restore")
+    _common(p, json_flag=True)
+    p.set_defaults(handler=cmd_rollback)
+
+    p = sub.add_parser("verify", help="check the signed history of every module of the peer",
+                       description="Check every recorded version (the installer's signature, the "
+                       "capability that allowed it, the peer's seal and the chain of entries, the "
+                       "stored source) and that each live module is its latest version. Exit 8 if "
+                       "anything does not check out.")
+    p.add_argument("name", metavar="NAME", help="the local peer")
+    _common(p, json_flag=True)
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("push", help="install a module on a remote peer (a signed peerbox/logic request)",
+                       description="Sign a logic update as local peer --from and send it to --to (found "
+                       "in <root>/peers.toml). The target installs it if --from is its owner or "
+                       "presents a capability granting logic.write for MODULE, and it compiles.")
+    p.add_argument("module", metavar="MODULE", help="the target's module name")
+    p.add_argument("file", metavar="FILE", help="the source file ('-' for stdin)")
+    p.add_argument("--from", dest="sender", metavar="OWNER", required=True, help="the local peer who signs")
+    p.add_argument("--to", dest="to", metavar="PEER", required=True,
+                   help="the target: a name or did:key in the directory")
+    p.add_argument("--cap", action="append", default=[], metavar="FILE",
+                   help="a capability token granting logic.write (from `peerbox cap grant`); repeatable")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds for the whole call")
+    _common(p, json_flag=True)
+    p.set_defaults(handler=cmd_push)
+
+
+def _common(p: argparse.ArgumentParser, *, json_flag: bool = False) -> None:
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    add_root_argument(p)
+
+
+def _logic(args: argparse.Namespace) -> PeerLogic:
+    return PeerLogic(PeerStore(args.root).get(args.name))
+
+
+def _read_source(path: str) -> str:
+    from ._cli_send import _read
+
+    try:
+        return _read(path, _MAX_SOURCE_FILE).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+
+
+def _emit(doc: object) -> None:
+    sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=None) + "\n")
+    sys.stdout.flush()
+
+
+def _version_doc(v: Version) -> dict[str, Any]:
+    doc = {k: val for k, val in v.record().items() if k not in ("statement", "seal", "cap")}
+    doc["capability"] = v.cap is not None
+    return doc
+
+
+def _when(t: int) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _describe(v: Version) -> str:
+    what = f"rollback to {v.restores}" if v.action == "rollback" else "set"
+    how = " with a capability" if v.cap is not None else f" under rule {v.rule}" if v.rule else ""
+    return (f"{v.version:>4}  {_when(v.time)}  {v.sha256[:12]}  {v.size:>7} B  {what:<15} "
+            f"by {v.by}{how}")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """``peerbox logic list NAME``."""
+    listing = _logic(args).list()
+    if args.json:
+        _emit([{"module": m.ref.name, "layer": m.ref.layer, "file": m.ref.file, "active": m.active,
+                "overrides": list(m.overrides),
+                "functions": [{"name": n, "params": list(ps)} for n, ps in m.functions],
+                "constants": list(m.constants), "imports": list(m.imports), "error": m.error}
+               for m in listing])
+        return 0
+    out = []
+    for m in listing:
+        state = "" if m.active else f"  (overridden by {_active_of(listing, m.ref.name)})"
+        over = f"  overrides {', '.join(m.overrides)}" if m.overrides else ""
+        out.append(f"{m.ref.file}{over}{state}")
+        if m.error is not None:
+            out.append("    does not parse: " + m.error.splitlines()[0])
+        out.extend(f"    fn {n}({', '.join(ps)})" for n, ps in m.functions)
+        out.extend(f"    const {c}" for c in m.constants)
+        if m.imports:
+            out.append(f"    imports {', '.join(m.imports)}")
+    sys.stdout.write("".join(line + "\n" for line in out))
+    return 0
+
+
+def _active_of(listing: list[Any], name: str) -> str:
+    return next(m.ref.file for m in listing if m.ref.name == name and m.active)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """``peerbox logic show NAME MODULE [--wat]``."""
+    logic = _logic(args)
+    text = logic.wat(args.module) if args.wat else logic.find(args.module).source
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _installed(args: argparse.Namespace, logic: PeerLogic, v: Version) -> int:
+    if args.json:
+        _emit(_version_doc(v))
+    else:
+        sys.stderr.write(f"{logic.peer.name}: peer:{v.module} is now version {v.version} "
+                         f"(sha256 {v.sha256[:12]})\n")
+    return 0
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    """``peerbox logic set NAME MODULE FILE``."""
+    logic = _logic(args)
+    return _installed(args, logic, logic.set(args.module, _read_source(args.file)))
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """``peerbox logic rollback NAME MODULE VERSION``."""
+    logic = _logic(args)
+    return _installed(args, logic, logic.rollback(args.module, args.version))
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """``peerbox logic history NAME MODULE``."""
+    versions = _logic(args).versions(args.module)
+    if args.json:
+        _emit([_version_doc(v) for v in versions])
+    elif not versions:
+        sys.stderr.write(f"no recorded versions of {args.module!r}\n")
+    else:
+        sys.stdout.write("".join(_describe(v) + "\n" for v in versions))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``peerbox logic verify NAME``: exit 0 when every history checks out, 8 otherwise."""
+    logic = _logic(args)
+    report = logic.verify()
+    bad = {m: ps for m, ps in report.items() if ps}
+    if args.json:
+        _emit({"peer": logic.peer.name, "ok": not bad, "modules": report})
+    else:
+        for module, problems in report.items():
+            if problems:
+                sys.stdout.write("".join(f"FAIL {p}\n" for p in problems))
+            else:
+                n = len(logic.history.entries(module))
+                sys.stdout.write(f"ok   {module}: {n} version{'s' if n != 1 else ''} verified\n")
+        if not report:
+            sys.stdout.write(f"{logic.peer.name} has no modules of its own\n")
+    return VERIFY_FAILED if bad else 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """``peerbox logic push --from OWNER --to PEER MODULE FILE``."""
+    from ._cli_send import _client_failure, _read
+
+    source = _read_source(args.file)
+    caps = [_read(path, 64 << 10) for path in args.cap]
+    if not args.timeout > 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    key = PeerStore(args.root).get(args.sender).signing_key()
+    directory = Directory(args.root)
+    entry = directory.resolve(args.to)
+
+    async def call() -> Reply:
+        async with AsyncClient(key, directory) as client:
+            return await client.push_logic(entry, args.module, source, caps=caps, timeout=args.timeout)
+
+    try:
+        reply = trio.run(call)
+    except ClientError as err:
+        return _client_failure(err, args.json)
+    if reply.ok:
+        value = reply.value if isinstance(reply.value, dict) else {}
+        if args.json:
+            _emit(value)
+        else:
+            sys.stderr.write(f"{entry.name}: peer:{value.get('module')} is now version {value.get('version')} "
+                             f"(sha256 {str(value.get('sha256'))[:12]})\n")
+        return 0
+    error = dict(reply.error or {})
+    kind, message = str(error.get("kind", "error")), str(error.get("message", ""))
+    code = 6 if kind == "denied" else 3 if kind in ("compile_error", "breaks_dependent") else 4
+    if code == 6:
+        rule = error.get("rule")
+        sys.stderr.write(f"denied by {entry.name}: {message}" + (f" (rule {rule})" if rule else "") + "\n")
+    else:
+        sys.stderr.write(f"{entry.name} refused the update ({kind}), nothing changed:\n{message}\n")
+    if args.json:
+        _emit({"error": {**error, "exit_code": code}})
+    return code
