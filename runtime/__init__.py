@@ -7,11 +7,17 @@ The embedding API::
     res = prog.run(params={"a": 1}, limits=peerbox.Limits(timeout=5.0, memory=64 << 20))
     res.value, res.log, res.fuel_used                        # raises peerbox.ScriptError / LimitExceeded
 
-Running as a peer (its storage for ``fs::``, its ``logic/`` for imports)::
+Running as a peer (its storage for ``fs::``, its logic layers for imports)::
 
     with peerbox.Contexts(root="peerbox-data") as peers:
         alice = peers.get("alice")
-        res = alice.run(alice.compile('fs::write("hello.txt", "hi")'))
+        res = alice.run(alice.compile('import "notes" as n; n::add("hi")'))
+
+A peer's logic, as its owner changes it (every version signed and recorded)::
+
+    logic = peerbox.PeerLogic(peerbox.PeerStore("peerbox-data").get("alice"))
+    logic.set("notes", source)          # raises peerbox.LogicRefused if it or a dependent won't compile
+    logic.versions("notes"), logic.rollback("notes", 1), logic.verify()
 
 Every error peerbox raises on purpose is a :class:`peerbox.Error`; each kind
 has a subclass and a CLI exit code (``UsageError`` 2, ``CompileError`` 3,
@@ -27,6 +33,7 @@ from ._client import AsyncClient, Client, ClientError, RemoteRejected, Transport
 from ._context import Contexts, PeerContext
 from ._directory import Directory
 from ._identity import IdentityError, KeyPair
+from ._logic import LogicError, LogicRefused, PeerLogic
 from ._peers import Peer, PeerError, PeerStore
 from ._program import Limits, Program, Result, compile
 from ._sandbox import Sandbox
@@ -59,4 +66,7 @@ __all__ = [
     "VerificationError",
     "RemoteRejected",
     "Directory",
+    "PeerLogic",
+    "LogicError",
+    "LogicRefused",
 ]

@@ -34,7 +34,7 @@ from ._directory import Directory
 from ._envelope import Reply
 from ._errors import UsageError
 from ._history import Version
-from ._logic import PeerLogic
+from ._logic import ModuleListing, PeerLogic
 from ._peers import PeerStore
 
 __all__ = ["add_parsers", "COMMANDS", "VERIFY_FAILED"]
@@ -182,7 +182,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _active_of(listing: list[Any], name: str) -> str:
+def _active_of(listing: list[ModuleListing], name: str) -> str:
     return next(m.ref.file for m in listing if m.ref.name == name and m.active)
 
 
@@ -271,7 +271,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         if args.json:
             _emit(value)
         else:
-            sys.stderr.write(f"{entry.name}: peer:{value.get('module')} is now version {value.get('version')} "
+            sys.stderr.write(f"{entry.name}: peer:{value.get('module')} is now version "
+                             f"{value.get('version')} "
                              f"(sha256 {str(value.get('sha256'))[:12]})\n")
         return 0
     error = dict(reply.error or {})

@@ -155,7 +155,7 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def exec(self, url: str, envelope: bytes, timeout: float, *,
                    path: str | None = None) -> tuple[int, str, bytes]:
-        """POST ``envelope`` to ``url``'s exec endpoint (or ``path``); return ``(status, content_type, body)``."""
+        """POST ``envelope`` to ``url``'s exec endpoint (or ``path``); return ``(status, ctype, body)``."""
 
     async def aclose(self) -> None:
         """Close every connection (the default has none)."""
@@ -444,7 +444,7 @@ class H2Transport(Transport):
 
     async def exec(self, url: str, envelope: bytes, timeout: float, *,
                    path: str | None = None) -> tuple[int, str, bytes]:
-        """POST ``envelope`` to ``url`` + ``path`` (default: the exec endpoint); raises :class:`TransportError`.
+        """POST ``envelope`` to ``url`` + ``path`` (default: ``/v1/exec``); raises :class:`TransportError`.
 
         ``timeout`` covers connecting, sending and the whole answer. A request
         the server says it did not process (GOAWAY, REFUSED_STREAM) is sent

@@ -197,9 +197,11 @@ class Version:
         restores = doc.get("restores")
         if restores is not None and type(restores) is not int:
             raise ValueError("'restores' is not an integer")
-        if doc["action"] not in ("set", "rollback") or (doc["action"] == "rollback") != (restores is not None):
+        action = doc["action"]
+        if action not in ("set", "rollback") or (action == "rollback") != (restores is not None):
             raise ValueError("'action' is 'set', or 'rollback' with 'restores'")
-        if not _SHA_HEX.fullmatch(doc["sha256"]) or not (doc["prev"] == "" or _SHA_HEX.fullmatch(doc["prev"])):
+        prev = doc["prev"]
+        if not _SHA_HEX.fullmatch(doc["sha256"]) or not (prev == "" or _SHA_HEX.fullmatch(prev)):
             raise ValueError("'sha256' and 'prev' are lowercase hex SHA-256 digests")
         return cls(version=doc["version"], module=doc["module"], sha256=doc["sha256"], size=doc["size"],
                    time=doc["time"], action=doc["action"], restores=restores, by=doc["by"],
@@ -325,7 +327,8 @@ class History:
         by = open_statement(statement).by
         unsealed = Version(version=len(versions) + 1, module=module, sha256=sha, size=len(source.encode()),
                            time=now, action=action, restores=restores, by=did_from_public_key(by),
-                           statement=statement, cap=cap, rule=rule, prev=versions[-1].digest() if versions else "",
+                           statement=statement, cap=cap, rule=rule,
+                           prev=versions[-1].digest() if versions else "",
                            seal=b"")
         entry = Version(**{**{f: getattr(unsealed, f) for f in _FIELDS}, "seal": sealer.sign(
             unsealed.signed_bytes())})

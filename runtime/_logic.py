@@ -29,6 +29,7 @@ keep the signed history of :mod:`peerbox._history`.
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import time
@@ -125,7 +126,8 @@ class LogicLayers:
                  extra: Sequence[str | os.PathLike[str]] = (),
                  overlay: Mapping[tuple[str, str], str] | None = None) -> None:
         self.dirs: dict[str, Path | None] = {
-            "peer": peer, "shared": shared, "builtin": builtin if builtin is not None else builtin_library_path()}
+            "peer": peer, "shared": shared,
+            "builtin": builtin if builtin is not None else builtin_library_path()}
         self.extra = tuple(Path(d) for d in extra)
         self.overlay = dict(overlay or {})
 
@@ -246,7 +248,8 @@ class PeerLogic:
                                          functions=(), constants=(), imports=(), error=str(exc)))
                 continue
             out.append(ModuleListing(ref=ref, active=active, overrides=lower if active else (),
-                                     functions=face.functions, constants=face.constants, imports=face.imports))
+                                     functions=face.functions, constants=face.constants,
+                                     imports=face.imports))
         return out
 
     def find(self, module: str) -> ModuleSource:
@@ -264,7 +267,7 @@ class PeerLogic:
         found = self.find(module)
         return compile_to_wat(found.source, found.file, self.layers).wat
 
-    def versions(self, module: str) -> list[Version]:
+    def versions(self, module: str) -> builtins.list[Version]:
         """The recorded versions of the peer's ``module``, oldest first."""
         return self.history.entries(self._own_name(module))
 
@@ -289,7 +292,8 @@ class PeerLogic:
         try:
             compile_to_wat(source, file, after)
         except CompileError as exc:
-            raise LogicRefused(f"{file} does not compile:\n{exc}", kind="compile_error", module=name) from None
+            raise LogicRefused(f"{file} does not compile:\n{exc}", kind="compile_error",
+                               module=name) from None
         for ref in self.layers.modules():
             if ref.file == file:
                 continue
@@ -303,8 +307,8 @@ class PeerLogic:
                     compile_to_wat(text, ref.file, self.layers)
                 except CompileError:
                     continue  # broken before this install: not this install's doing
-                raise LogicRefused(f"installing {file} would break {ref.file}:\n{exc}", kind="breaks_dependent",
-                                   module=name, dependent=ref.file) from None
+                raise LogicRefused(f"installing {file} would break {ref.file}:\n{exc}",
+                                   kind="breaks_dependent", module=name, dependent=ref.file) from None
 
     def install(self, module: str, source: str, *, statement: bytes, cap: bytes | None = None,
                 rule: str | None = None, action: str = "set", restores: int | None = None,
@@ -321,8 +325,8 @@ class PeerLogic:
         sealer = self.peer.signing_key()
         with self.history.lock():
             self.check(name, source)
-            version = self.history.record(name, source, statement=statement, cap=cap, rule=rule, action=action,
-                                          restores=restores, sealer=sealer, now=when)
+            version = self.history.record(name, source, statement=statement, cap=cap, rule=rule,
+                                          action=action, restores=restores, sealer=sealer, now=when)
             logic = self.peer.paths.logic
             try:
                 safe_dir(logic, name + _SUFFIX)
@@ -355,7 +359,8 @@ class PeerLogic:
         statement = make_statement(signer, peer=self.peer.public_key, module=name, source=source, now=when)
         return self.install(name, source, statement=statement, action="rollback", restores=version, now=when)
 
-    def verify(self, check_cap: Callable[[Version, bytes], str | None] | None = None) -> dict[str, list[str]]:
+    def verify(self, check_cap: Callable[[Version, bytes], str | None] | None = None,
+               ) -> dict[str, builtins.list[str]]:
         """Check every recorded history and every live module of the peer: ``{module: problems}``.
 
         A version installed by another key than the peer's must carry a
@@ -368,7 +373,7 @@ class PeerLogic:
         logic = self.peer.paths.logic
         names = set(self.history.modules())
         names.update(r.name for r in self.layers.modules() if r.layer == "peer")
-        report: dict[str, list[str]] = {}
+        report: dict[str, builtins.list[str]] = {}
         for name in sorted(names):
             path = logic / (name + _SUFFIX)
             live = _read_module(path) if path.exists() else None
@@ -388,12 +393,13 @@ class PeerLogic:
         def may_delegate(issuer: bytes) -> bool:
             if policy is None:
                 return False
-            asked = PolicyRequest(did_from_public_key(issuer), None, "delegate", None, self.peer.did, version.time)
+            asked = PolicyRequest(did_from_public_key(issuer), None, "delegate", None, self.peer.did,
+                                  version.time)
             return bool(policy.decide(asked))
 
         try:
-            chain = verify_chain(version.cap, caller=installer, subject=self.peer.public_key, now=version.time,
-                                 revoked=lambda _id: False, may_delegate=may_delegate)
+            chain = verify_chain(version.cap, caller=installer, subject=self.peer.public_key,
+                                 now=version.time, revoked=lambda _id: False, may_delegate=may_delegate)
         except CapabilityError as exc:
             return str(exc)
         if not chain.allows("logic.write", version.module):

@@ -148,7 +148,11 @@ def verify_logic_request(data: bytes, *, target: bytes, now: int, nonces: Any,
 
 
 def handle_logic(handler: ExecHandler, data: bytes) -> Handled:
-    """Verify, authorize (``logic.write``), install and answer one logic request. Never raises for bad input."""
+    """Verify, authorize (``logic.write``), install and answer one logic request.
+
+    Never raises for bad input: a refused envelope is ``rejected``; a denial
+    or a refused install is a signed reply.
+    """
     from ._exec import Handled
 
     now, start = int(handler.clock()), time.perf_counter()
@@ -174,8 +178,9 @@ def handle_logic(handler: ExecHandler, data: bytes) -> Handled:
             decision, cap = policy.decide(asked, grants), token
             break
     if not decision:
-        return _answer(handler, req, now, start, ok=False, error={"kind": "denied", "message": decision.reason,
-                                                             "rule": str(decision.rule) if decision.rule else None})
+        message = f"logic.write of module '{req.module}' is not allowed: {decision.reason}"
+        return _answer(handler, req, now, start, ok=False, error={
+            "kind": "denied", "message": message, "rule": str(decision.rule) if decision.rule else None})
     owner = req.caller == handler.ctx.peer.public_key
     rule = None if owner or cap is not None or decision.rule is None else str(decision.rule)
     logic = PeerLogic(handler.ctx.peer, clock=handler.clock)
@@ -185,8 +190,8 @@ def handle_logic(handler: ExecHandler, data: bytes) -> Handled:
         return _answer(handler, req, now, start, ok=False, error={"kind": exc.kind, "message": str(exc)})
     except (LogicError, HistoryError) as exc:
         return _answer(handler, req, now, start, ok=False, error={"kind": "io_error", "message": str(exc)})
-    return _answer(handler, req, now, start, ok=True, value={"module": version.module, "version": version.version,
-                                                     "sha256": version.sha256})
+    return _answer(handler, req, now, start, ok=True,
+                   value={"module": version.module, "version": version.version, "sha256": version.sha256})
 
 
 def _answer(handler: ExecHandler, req: LogicRequest, now: int, start: float, *, ok: bool, value: Any = None,

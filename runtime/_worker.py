@@ -408,8 +408,9 @@ class _Endpoints:
             self.metrics.requests["busy"] += 1
             return error_response(503, "unavailable", "the worker is shutting down", _RETRY)
         try:
-            envelope: Request | LogicRequest = (open_request(req.body, max_size=MAX_BODY) if path == "/v1/exec"
-                                                else open_logic_request(req.body))
+            envelope: Request | LogicRequest = (
+                open_request(req.body, max_size=MAX_BODY) if path == "/v1/exec"
+                else open_logic_request(req.body))
         except EnvelopeError as exc:
             rejected = Handled(outcome="rejected", body=b"", error={"kind": exc.kind, "message": exc.message})
             self.metrics.record(rejected)

@@ -35,6 +35,7 @@ EXPECTED = {
     "VerificationError",
     "RemoteRejected",
     "Directory",
+    "PeerLogic", "LogicError", "LogicRefused",
 }
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make demo, the network part: alice sends three scripts to bob's worker over HTTP/2.
+# make demo, the network part: alice sends scripts to bob's worker over HTTP/2, and bob's
+# owner updates bob's logic (the `inbox` module) remotely while the worker keeps serving.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 peerbox="${PEERBOX:-peerbox}"
@@ -25,6 +26,10 @@ say "peerbox peers --root R"
 "$peerbox" peers --root "$root"
 say "peerbox policy check bob"
 "$peerbox" policy check bob --root "$root"
+say "peerbox logic set bob inbox inbox-v1.rhai   (bob's own inbox module, extending the built-in one)"
+"$peerbox" logic set bob inbox "$here/inbox-v1.rhai" --root "$root"
+say "peerbox logic list bob"
+"$peerbox" logic list bob --root "$root"
 
 say "peerbox serve --root R --all --listen 127.0.0.1:0   (a shared worker, in the background)"
 "$peerbox" serve --root "$root" --all --listen 127.0.0.1:0 --port-file "$root/port" &
@@ -43,5 +48,18 @@ echo "(exit $?)"
 say "peerbox send --from alice --to bob spin.rhai   (loops forever: stopped by its limit)"
 "$peerbox" send --from alice --to bob "$here/spin.rhai" --root "$root"
 echo "(exit $?)"
-say "ls bob's inbox"
-ls "$root/peers/bob/files/inbox"
+
+say "peerbox logic push --from bob --to bob inbox inbox-v2.rhai   (bob's owner updates bob's logic remotely)"
+"$peerbox" logic push --from bob --to bob inbox "$here/inbox-v2.rhai" --root "$root"
+echo "(exit $?)"
+say "peerbox logic push --from alice --to bob inbox inbox-v2.rhai   (alice may not change bob's logic)"
+"$peerbox" logic push --from alice --to bob inbox "$here/inbox-v2.rhai" --root "$root"
+echo "(exit $?)"
+say "peerbox send --from alice --to bob note.rhai --param text=again   (handled by inbox v2, no restart)"
+"$peerbox" send --from alice --to bob "$here/note.rhai" --param text=again --root "$root"
+echo "(exit $?)"
+say "peerbox logic history bob inbox; peerbox logic verify bob"
+"$peerbox" logic history bob inbox --root "$root"
+"$peerbox" logic verify bob --root "$root"
+say "bob's inbox"
+for f in "$root/peers/bob/files/inbox/"*; do echo "$(basename "$f"): $(cat "$f")"; done

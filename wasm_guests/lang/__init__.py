@@ -28,7 +28,8 @@ from ._parser import parse
 from ._resolver import ModuleInfo, resolve
 
 __all__ = [
-    "compile_to_wat", "check", "interface", "Interface", "Compiled", "ModuleSource", "Resolver", "CompileError", "Diagnostic",
+    "compile_to_wat", "check", "interface", "Interface",
+    "Compiled", "ModuleSource", "Resolver", "CompileError", "Diagnostic",
     "BUILTINS", "Builtin", "CODEGEN_VERSION", "MAX_MODULES", "ast", "compiler_fingerprint",
 ]
 

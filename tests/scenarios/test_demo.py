@@ -1,0 +1,44 @@
+"""`make demo`'s network part (examples/network/demo.sh) runs end to end and shows what it promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "network" / "demo.sh"
+
+
+@pytest.fixture(scope="module")
+def demo_output() -> str:
+    peerbox = Path(sys.executable).parent / "peerbox"
+    if not peerbox.exists():
+        pytest.fail(f"the peerbox command is not installed next to {sys.executable}")
+    env = {**os.environ, "PEERBOX": str(peerbox), "PATH": f"{peerbox.parent}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["bash", str(DEMO)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_alice_note_is_delivered_by_bobs_own_inbox_module(demo_output: str) -> None:
+    assert "peer:inbox  overrides builtin:inbox" in demo_output
+    assert "1.txt: from alice: hello bob, hi" in demo_output
+
+
+def test_denied_and_limited_requests_exit_with_their_codes(demo_output: str) -> None:
+    assert "fs.read of 'private/diary.txt' is not allowed" in demo_output
+    assert "limit_timeout" in demo_output
+    assert "(exit 6)" in demo_output and "(exit 5)" in demo_output
+
+
+def test_owner_pushes_inbox_v2_and_alices_next_message_is_handled_by_it(demo_output: str) -> None:
+    assert "bob: peer:inbox is now version 2" in demo_output
+    assert "logic.write of module 'inbox' is not allowed" in demo_output  # alice's push
+    assert "thanks alice, bob's inbox (v2) has your message" in demo_output
+    assert "2.txt: from alice: [alice] hello bob, again" in demo_output
+    assert "ok   inbox: 2 versions verified" in demo_output
+    assert "worker stopped cleanly" in demo_output
