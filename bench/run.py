@@ -21,6 +21,8 @@ logic as a Python function, a peerbox script in-process, the script as a peer
 with one ``fs::read``, a fresh Python subprocess, the ``peerbox run`` CLI; µs
 per call and the ratio to the Python function) and the host-call overhead
 (µs per ``fs::read`` from a script vs Python's ``open().read()``).
+``logic_bench.py`` adds the open-logic table (issue 7): cached compiles through
+the module layers, recompiles after a change, installs and history checks.
 ``network.py`` adds the network section (issue 6): delegated calls/s and
 p50/p99 over one HTTP/2 connection to a ``peerbox serve`` subprocess, shared
 vs isolated, and the idle memory per hosted peer.
@@ -97,7 +99,7 @@ TRIVIAL_TARGET_US = 100.0
 
 ROW_NAMES = [w.name for w in WORKLOADS] + [
     "compile_frontend", "compile_wasmtime", "compile_total", "trivial_run", "trivial_compile_run",
-] + isolation.ROW_NAMES + ["policy"] + network.ROW_NAMES
+] + isolation.ROW_NAMES + ["policy", "logic"] + network.ROW_NAMES
 
 
 # -- rows -----------------------------------------------------------------------
@@ -359,6 +361,20 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
             *(f"| {r.title} | {r.us:.2f} | ≤ 5 µs | {r.status} |" for r in pol),
             "",
         ]
+    logic = [r for r in rows if r.group == "logic"]
+    if logic:
+        lines += [
+            "## Open logic",
+            "",
+            "Layered modules and signed installs (`bench/logic_bench.py`): a cached compile re-resolves "
+            "every import through the layers and compares source hashes; an install compiles the module "
+            "and the modules importing it, signs, seals and writes atomically (with fsyncs).",
+            "",
+            "| operation | time |",
+            "|---|---|",
+            *(f"| {r.title} | {r.us:.1f} {r.unit} |" for r in logic),
+            "",
+        ]
     net = network.render(rows)
     if net:
         lines += [
@@ -462,6 +478,13 @@ def main(argv: list[str] | None = None) -> int:
         for i, (label, us) in enumerate(bench_policy(args.quick)):
             rows.append(Row(f"policy_{i}", label, "", unit="µs", group="policy", us=us,
                             status="PASS" if us <= 5.0 else "MISS"))
+
+    if wanted("logic"):
+        print("bench: logic ...", file=sys.stderr, flush=True)
+        from logic_bench import bench_logic
+
+        for i, (label, value, unit) in enumerate(bench_logic(args.quick)):
+            rows.append(Row(f"logic_{i}", label, "", unit=unit, group="logic", us=value))
 
     if any(wanted(n) for n in network.ROW_NAMES):
         print("bench: network ...", file=sys.stderr, flush=True)

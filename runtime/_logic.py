@@ -294,12 +294,7 @@ class PeerLogic:
         except CompileError as exc:
             raise LogicRefused(f"{file} does not compile:\n{exc}", kind="compile_error",
                                module=name) from None
-        for ref in self.layers.modules():
-            if ref.file == file:
-                continue
-            text = _read_module(ref.path)
-            if text is None or "import" not in text:  # cheap: only modules that import can break
-                continue
+        for ref, text in self._dependents(file, after):
             try:
                 compile_to_wat(text, ref.file, after)
             except CompileError as exc:
@@ -309,6 +304,36 @@ class PeerLogic:
                     continue  # broken before this install: not this install's doing
                 raise LogicRefused(f"installing {file} would break {ref.file}:\n{exc}",
                                    kind="breaks_dependent", module=name, dependent=ref.file) from None
+
+    def _dependents(self, file: str, after: LogicLayers) -> builtins.list[tuple[ModuleRef, str]]:
+        """The modules whose imports reach ``file`` (directly or not) once ``after`` is in force.
+
+        Found by parsing only (each module's ``import`` lines, resolved in
+        ``after``), so an install compiles just the modules it can affect.
+        """
+        texts: dict[str, tuple[ModuleRef, str]] = {}
+        edges: dict[str, set[str]] = {}
+        for ref in self.layers.modules():
+            text = _read_module(ref.path)
+            if ref.file == file or text is None or "import" not in text:
+                continue
+            try:
+                names = interface(text, ref.file).imports
+            except CompileError:
+                names = ()  # does not parse: nothing this install does changes that
+            texts[ref.file] = (ref, text)
+            for imported in names:
+                found = after(imported, ref.file)
+                if found is not None:
+                    edges.setdefault(found.file, set()).add(ref.file)
+        reached: set[str] = set()
+        todo = [file]
+        while todo:
+            for importer in edges.get(todo.pop(), ()):
+                if importer not in reached:
+                    reached.add(importer)
+                    todo.append(importer)
+        return [texts[f] for f in sorted(reached)]
 
     def install(self, module: str, source: str, *, statement: bytes, cap: bytes | None = None,
                 rule: str | None = None, action: str = "set", restores: int | None = None,

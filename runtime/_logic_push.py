@@ -99,7 +99,7 @@ def make_logic_request(key: KeyPair, *, target: bytes, module: str, source: str,
     if type(ttl) is not int or ttl <= 0 or type(now) is not int:
         raise _bad("now and ttl must be integers (Unix seconds; ttl > 0)")
     parsed = split_module_name(module)
-    name = parsed[1] if parsed is not None else module
+    name = parsed[1] if parsed is not None and parsed[0] in (None, "peer") else module
     payload: dict[str, Any] = {
         "v": VERSION, "typ": TYP_LOGIC, "caller": key.public_key, "target": bytes(target),
         "nonce": secrets.token_bytes(16) if nonce is None else bytes(nonce), "iat": now, "exp": now + ttl,
