@@ -43,7 +43,7 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
         assert "PASS" in line or "MISS" in line, line
 
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
-    assert [r["name"] for r in doc["rows"] if r["group"] not in ("policy", "network")] == ROWS
+    assert [r["name"] for r in doc["rows"] if r["group"] not in ("policy", "network", "logic")] == ROWS
     net = {r["name"]: r for r in doc["rows"] if r["group"] == "network"}
     assert list(net) == NET_ROWS
     for n in NET_ROWS:
@@ -56,6 +56,9 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     policy = [r for r in doc["rows"] if r["group"] == "policy"]
     assert len(policy) >= 5 and all(r["us"] > 0 for r in policy)
     assert "## Policy decisions" in proc.stdout
+    logic = [r for r in doc["rows"] if r["group"] == "logic"]
+    assert len(logic) == 7 and all(r["us"] > 0 and r["unit"] in ("µs", "ms") for r in logic), logic
+    assert "## Open logic" in proc.stdout and "logic set: a module 5 others import" in proc.stdout
     by_name = {r["name"]: r for r in doc["rows"]}
     assert all(by_name[n]["peerbox"] is not None and by_name[n]["group"] == "perf" for n in PERF_ROWS)
     for names, group in ((ISO_ROWS, "isolation"), (HOSTCALL_ROWS, "hostcall")):

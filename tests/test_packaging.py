@@ -66,6 +66,10 @@ def test_wheel_file_list(wheel: Path) -> None:
         "peerbox/wasm_guests/__init__.py",
         "peerbox/wasm_guests/py.typed",
         "peerbox/wasm_guests/rt/rt.wasm",
+        "peerbox/wasm_guests/lib/inbox.rhai",
+        "peerbox/wasm_guests/lib/notes.rhai",
+        "peerbox/wasm_guests/lib/kv.rhai",
+        "peerbox/_logic.py",
         "peerbox/wasm_guests/lang/__init__.py",
         "peerbox/wasm_guests/lang/_parser.py",
         "peerbox/wasm_guests/lang/_codegen.py",
@@ -131,6 +135,17 @@ def test_installed_wheel_runs_a_script(wheel: Path, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "42"
     assert run.stderr == "from the wheel\n"
+    # the built-in script library ships in the wheel: a peer imports it by name
+    root = tmp_path / "root"
+    subprocess.run([str(env_dir / "bin" / "peerbox"), "init", "p", "--root", str(root)], capture_output=True,
+                   env=env, check=True, timeout=120)
+    (work / "notes.rhai").unlink(missing_ok=True)
+    (work / "use_lib.rhai").write_text('import "notes" as n;\nn::add("from the wheel");\nn::all()\n')
+    lib = subprocess.run(
+        [str(env_dir / "bin" / "peerbox"), "run", "use_lib.rhai", "--peer", "p", "--root", str(root), "--json"],
+        capture_output=True, text=True, cwd=work, env=env, timeout=120)
+    assert lib.returncode == 0, lib.stderr
+    assert lib.stdout.strip() == '["from the wheel"]'
     where = subprocess.run(
         [str(py), "-c", "import peerbox, peerbox.wasm_guests; print(peerbox.__file__)"],
         capture_output=True,
