@@ -1,0 +1,425 @@
+"""Remote logic updates, sans sockets: the ``peerbox/logic`` envelope and ``ExecHandler.handle_logic``.
+
+The envelope half checks what a worker refuses before it decides anything
+(kinds of :class:`~peerbox._cose.EnvelopeError`); the handler half checks
+who may install what (owner, capability, policy rule), that a refused
+update changes nothing, and that the next request of the *same* handler
+runs the new version.
+"""
+
+# ruff: noqa: E501  (scripts and expected messages read best on one line)
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+
+from peerbox._caps import grant
+from peerbox._cbor_strict import EnvelopeError
+from peerbox._context import PeerContext
+from peerbox._cose import sign1
+from peerbox._envelope import make_request, verify_reply, verify_request
+from peerbox._exec import ExecHandler, Handled
+from peerbox._history import make_statement, sha256_hex
+from peerbox._identity import KeyPair
+from peerbox._logic import MAX_MODULE_SIZE, PeerLogic
+from peerbox._logic_push import TYP_LOGIC, make_logic_request, open_logic_request, verify_logic_request
+from peerbox._peers import Peer, PeerStore
+
+V1 = 'fn deliver(text) { `v1: ${text}` }\n'
+V2 = 'fn deliver(text) { `v2: ${text}` }\n'
+BROKEN = 'fn deliver(text) {\n    let x = ;\n}\n'
+
+BOB_POLICY = """
+version = 1
+
+[[rule]]
+effect = "allow"
+who = "owner"
+actions = ["*"]
+
+[[rule]]
+effect = "allow"
+who = "alice"
+actions = ["exec"]
+"""
+
+ALICE_IMPORTS = '\n[[rule]]\neffect = "allow"\nwho = "alice"\nactions = ["module.import"]\n'
+
+
+class World:
+    """bob hosted by one ExecHandler (a fixed clock); alice and carol are other local peers."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.store = PeerStore(root)
+        self.bob, self.alice, self.carol = (self.store.init(n) for n in ("bob", "alice", "carol"))
+        self.bob.paths.policy.write_text(BOB_POLICY)
+        self.now = int(time.time())
+        self.ctx = PeerContext(self.bob)
+        self.handler = ExecHandler(self.ctx, self.store, clock=lambda: self.now)
+
+    def peer(self, name: str) -> Peer:
+        return {"bob": self.bob, "alice": self.alice, "carol": self.carol}[name]
+
+    def key(self, name: str) -> KeyPair:
+        return self.peer(name).signing_key()
+
+    def allow(self, extra: str) -> None:
+        self.bob.paths.policy.write_text(BOB_POLICY + extra)
+
+    def live(self, module: str) -> str | None:
+        path = self.bob.paths.logic / f"{module}.rhai"
+        return path.read_text() if path.exists() else None
+
+    def push(self, sender: str, module: str, source: str, *, caps: tuple[bytes, ...] = ()) -> tuple[Handled, Any]:
+        req = make_logic_request(self.key(sender), target=self.bob.public_key, module=module, source=source,
+                                 caps=caps, now=self.now)
+        return self.deliver(req)
+
+    def deliver(self, req: bytes) -> tuple[Handled, Any]:
+        handled = self.handler.handle_logic(req)
+        if not handled.signed:
+            return handled, cbor2.loads(handled.body)
+        return handled, verify_reply(handled.body, target=self.bob.public_key, request_bytes=req)
+
+    def exec(self, script: str, sender: str = "bob") -> tuple[Handled, Any]:
+        req = make_request(self.key(sender), target=self.bob.public_key, script=script, now=self.now)
+        handled = self.handler.handle(req)
+        assert handled.signed, handled.error
+        return handled, verify_reply(handled.body, target=self.bob.public_key, request_bytes=req)
+
+    def cap(self, grants: list[str], *, to: str = "carol") -> bytes:
+        return grant(self.key("bob"), audience=self.peer(to).public_key, subject=self.bob.public_key,
+                     grants=grants, now=self.now, ttl=3600)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.handler.close()
+    w.ctx.close()
+
+
+def _hand_built(key: KeyPair, *, target: bytes, now: int, module: str = "inbox", source: str = V1,
+                statement: bytes | None = None, **fields: Any) -> bytes:
+    """A logic envelope signed by ``key`` with exactly the fields given (no checks on the way)."""
+    payload: dict[str, Any] = {
+        "v": 1, "typ": TYP_LOGIC, "caller": key.public_key, "target": target, "nonce": os.urandom(16),
+        "iat": now, "exp": now + 300, "module": module, "source": source,
+        "statement": statement if statement is not None else make_statement(
+            key, peer=target, module=module, source=source, now=now),
+    }
+    payload.update(fields)
+    return sign1(payload, key)
+
+
+def _kind(fn: Any, *args: Any, **kwargs: Any) -> str:
+    with pytest.raises(EnvelopeError) as info:
+        fn(*args, **kwargs)
+    return info.value.kind
+
+
+# ------------------------------------------------------------------ the envelope
+
+
+def test_a_logic_request_round_trips(world: World) -> None:
+    caps = (world.cap(["logic.write:inbox"]),)
+    req = make_logic_request(world.key("carol"), target=world.bob.public_key, module="inbox", source=V2,
+                             caps=caps, now=world.now)
+    got = verify_logic_request(req, target=world.bob.public_key, now=world.now, nonces=None)
+    assert (got.caller, got.target, got.module, got.source, got.caps) == (
+        world.carol.public_key, world.bob.public_key, "inbox", V2, caps)
+    assert got.iat == world.now and got.exp == world.now + 300 and got.data == req
+    # "peer:inbox" names the same module: the envelope carries the bare name
+    req = make_logic_request(world.key("bob"), target=world.bob.public_key, module="peer:inbox", source=V2,
+                             now=world.now)
+    assert open_logic_request(req).module == "inbox"
+
+
+def test_a_logic_request_is_not_an_exec_request_and_vice_versa(world: World) -> None:
+    bob = world.bob.public_key
+    logic = make_logic_request(world.key("bob"), target=bob, module="inbox", source=V1, now=world.now)
+    exec_req = make_request(world.key("bob"), target=bob, script="1", now=world.now)
+    assert _kind(verify_request, logic, target=bob, now=world.now, nonces=None) == "wrong_type"
+    assert _kind(verify_logic_request, exec_req, target=bob, now=world.now, nonces=None) == "wrong_type"
+    # and through the handler's two doors
+    handled = world.handler.handle(logic)
+    assert handled.outcome == "rejected" and handled.error is not None and handled.error["kind"] == "wrong_type"
+    handled, body = world.deliver(exec_req)
+    assert handled.outcome == "rejected" and body["error"]["kind"] == "wrong_type"
+
+
+def test_a_replayed_logic_request_is_rejected_unsigned(world: World) -> None:
+    req = make_logic_request(world.key("bob"), target=world.bob.public_key, module="inbox", source=V1,
+                             now=world.now)
+    handled, reply = world.deliver(req)
+    assert handled.outcome == "ok" and reply.ok
+    again, body = world.deliver(req)
+    assert again.outcome == "rejected" and not again.signed
+    assert body["error"]["kind"] == "replay"
+    assert len(PeerLogic(world.bob).versions("inbox")) == 1  # installed once, not twice
+
+
+def test_an_expired_or_misaddressed_request_is_refused(world: World) -> None:
+    req = make_logic_request(world.key("bob"), target=world.bob.public_key, module="inbox", source=V1,
+                             now=world.now, ttl=60)
+    assert _kind(verify_logic_request, req, target=world.bob.public_key, now=world.now + 60, nonces=None) == "expired"
+    assert _kind(verify_logic_request, req, target=world.alice.public_key, now=world.now, nonces=None) == "wrong_target"
+    to_alice = make_logic_request(world.key("bob"), target=world.alice.public_key, module="inbox", source=V1,
+                                  now=world.now)
+    handled, body = world.deliver(to_alice)
+    assert handled.outcome == "rejected" and body["error"]["kind"] == "wrong_target"
+    assert world.live("inbox") is None
+
+
+def test_tampered_bytes_fail_the_signature(world: World) -> None:
+    req = bytearray(make_logic_request(world.key("bob"), target=world.bob.public_key, module="inbox",
+                                       source=V1, now=world.now))
+    req[-1] ^= 1
+    assert _kind(open_logic_request, bytes(req)) == "bad_signature"
+    handled, body = world.deliver(bytes(req))
+    assert handled.outcome == "rejected" and body["error"]["kind"] == "bad_signature"
+    assert world.live("inbox") is None
+
+
+@pytest.mark.parametrize("mismatch", ["module", "source", "target", "signer", "time"])
+def test_a_statement_that_is_not_the_callers_for_this_install_is_refused(world: World, mismatch: str) -> None:
+    bob, carol = world.bob.public_key, world.carol.public_key
+    key = world.key("bob")
+    st = {
+        "module": make_statement(key, peer=bob, module="notes", source=V2, now=world.now),
+        "source": make_statement(key, peer=bob, module="inbox", source=V1, now=world.now),
+        "target": make_statement(key, peer=carol, module="inbox", source=V2, now=world.now),
+        "signer": make_statement(world.key("alice"), peer=bob, module="inbox", source=V2, now=world.now),
+        "time": make_statement(key, peer=bob, module="inbox", source=V2, now=world.now - 10),
+    }[mismatch]
+    req = _hand_built(key, target=bob, now=world.now, module="inbox", source=V2, statement=st)
+    assert _kind(open_logic_request, req) == "bad_statement"
+    handled, body = world.deliver(req)
+    assert handled.outcome == "rejected" and body["error"]["kind"] == "bad_statement"
+    assert world.live("inbox") is None and PeerLogic(world.bob).versions("inbox") == []
+
+
+def test_a_statement_that_is_not_a_statement_is_refused(world: World) -> None:
+    key = world.key("bob")
+    bogus = make_request(key, target=world.bob.public_key, script="1", now=world.now)
+    req = _hand_built(key, target=world.bob.public_key, now=world.now, statement=bogus)
+    assert _kind(open_logic_request, req) == "bad_statement"
+
+
+def test_a_hand_built_correct_envelope_is_accepted(world: World) -> None:
+    # the control for the hand-built refusals above: the same construction, consistent, installs
+    req = _hand_built(world.key("bob"), target=world.bob.public_key, now=world.now, source=V2)
+    handled, reply = world.deliver(req)
+    assert handled.outcome == "ok" and reply.ok and world.live("inbox") == V2
+
+
+@pytest.mark.parametrize("module", ["shared:x", "builtin:x", "../x", "/etc/passwd", "a//b", ""])
+def test_a_module_that_is_not_the_peers_own_is_a_bad_field(world: World, module: str) -> None:
+    bob = world.bob.public_key
+    assert _kind(make_logic_request, world.key("bob"), target=bob, module=module, source=V1,
+                 now=world.now) == "bad_field"
+    req = _hand_built(world.key("bob"), target=bob, now=world.now, module=module)
+    assert _kind(open_logic_request, req) == "bad_field"
+    handled, body = world.deliver(req)
+    assert handled.outcome == "rejected" and body["error"]["kind"] == "bad_field"
+
+
+def test_a_source_over_512_kib_is_too_large(world: World) -> None:
+    big = "// " + "x" * (MAX_MODULE_SIZE - 3) + "\n"
+    assert len(big.encode()) == MAX_MODULE_SIZE + 1
+    bob = world.bob.public_key
+    assert _kind(make_logic_request, world.key("bob"), target=bob, module="inbox", source=big,
+                 now=world.now) == "too_large"
+    req = _hand_built(world.key("bob"), target=bob, now=world.now, source=big)
+    handled, body = world.deliver(req)
+    assert handled.outcome == "rejected" and body["error"]["kind"] == "too_large"
+    assert world.live("inbox") is None
+
+
+def test_a_source_of_exactly_512_kib_is_accepted_by_the_envelope(world: World) -> None:
+    big = "// " + "x" * (MAX_MODULE_SIZE - 4) + "\n"
+    assert len(big.encode()) == MAX_MODULE_SIZE
+    req = make_logic_request(world.key("bob"), target=world.bob.public_key, module="inbox", source=big,
+                             now=world.now)
+    assert open_logic_request(req).source == big
+
+
+# ------------------------------------------------------------------ the handler
+
+
+def test_the_owner_installs_and_the_next_request_runs_the_new_version(world: World) -> None:
+    world.allow(ALICE_IMPORTS)
+    handled, reply = world.push("bob", "inbox", V1)
+    assert handled.outcome == "ok" and reply.ok
+    assert reply.value == {"module": "inbox", "version": 1, "sha256": sha256_hex(V1)}
+    call = 'import "inbox" as i; i::deliver("hi")'
+    _, out = world.exec(call, sender="alice")
+    assert out.ok and out.value == "v1: hi"
+    handled, reply = world.push("bob", "inbox", V2)
+    assert reply.value == {"module": "inbox", "version": 2, "sha256": sha256_hex(V2)}
+    _, out = world.exec(call, sender="alice")  # same handler, same context: no restart
+    assert out.ok and out.value == "v2: hi"
+    assert world.live("inbox") == V2
+
+
+def test_the_owner_overrides_a_builtin_module_remotely(world: World) -> None:
+    _, out = world.exec('import "inbox" as i; i::deliver("x")')
+    assert out.value == "inbox/1.txt"  # the built-in
+    handled, reply = world.push("bob", "inbox", 'import "builtin:inbox" as base;\nfn deliver(t) { base::deliver(t.to_upper()) + "!" }\n')
+    assert reply.ok
+    _, out = world.exec('import "inbox" as i; [i::deliver("loud"), fs::read("inbox/2.txt")]')
+    assert out.ok and out.value == ["inbox/2.txt!", "from bob: LOUD"]
+
+
+def test_another_peer_without_the_right_gets_a_signed_denial(world: World) -> None:
+    world.push("bob", "inbox", V1)
+    handled, reply = world.push("alice", "inbox", V2)  # alice may exec, not logic.write
+    assert handled.outcome == "denied" and handled.signed
+    assert reply.denied and reply.error["message"] == "logic.write of module 'inbox' is not allowed: nothing allowed it"
+    assert world.live("inbox") == V1 and len(PeerLogic(world.bob).versions("inbox")) == 1
+    _, out = world.exec('import "inbox" as i; i::deliver("hi")')
+    assert out.value == "v1: hi"
+
+
+def test_a_capability_holder_installs_only_the_module_granted(world: World) -> None:
+    cap = world.cap(["logic.write:inbox"])
+    handled, reply = world.push("carol", "inbox", V2, caps=(cap,))
+    assert handled.outcome == "ok" and reply.value["version"] == 1
+    assert world.live("inbox") == V2
+    (v,) = PeerLogic(world.bob).versions("inbox")
+    assert v.by == world.carol.did and v.cap == cap and v.rule is None
+
+    handled, reply = world.push("carol", "notes", V2, caps=(cap,))
+    assert handled.outcome == "denied" and reply.denied
+    assert world.live("notes") is None and PeerLogic(world.bob).versions("notes") == []
+    handled, reply = world.push("carol", "inbox", V1)  # without presenting it
+    assert handled.outcome == "denied"
+
+
+def test_a_capability_for_someone_else_or_for_another_action_grants_nothing(world: World) -> None:
+    for_alice = world.cap(["logic.write:inbox"], to="alice")
+    handled, reply = world.push("carol", "inbox", V2, caps=(for_alice,))
+    assert handled.outcome == "denied" and "capability refused" in reply.error["message"]
+    exec_only = world.cap(["exec", "module.import:inbox"])
+    handled, reply = world.push("carol", "inbox", V2, caps=(exec_only,))
+    assert handled.outcome == "denied"
+    assert world.live("inbox") is None
+
+
+def test_a_policy_rule_lets_a_non_owner_install_and_the_history_names_it(world: World) -> None:
+    world.allow('\n[[rule]]\neffect = "allow"\nwho = "carol"\nactions = ["logic.write"]\nresources = ["inbox"]\n')
+    handled, reply = world.push("carol", "inbox", V2)
+    assert handled.outcome == "ok" and reply.ok
+    (v,) = PeerLogic(world.bob).versions("inbox")
+    assert v.by == world.carol.did and v.cap is None
+    assert v.rule is not None and "policy.toml:" in v.rule
+    handled, reply = world.push("carol", "notes", V2)  # resources = ["inbox"] only
+    assert handled.outcome == "denied"
+
+
+def test_a_policy_rule_by_did_works_too(world: World) -> None:
+    world.allow(f'\n[[rule]]\neffect = "allow"\nwho = "{world.carol.did}"\nactions = ["logic.write"]\nresources = ["inbox"]\n')
+    handled, reply = world.push("carol", "inbox", V2)
+    assert handled.outcome == "ok" and world.live("inbox") == V2
+
+
+def test_a_deny_rule_beats_a_capability(world: World) -> None:
+    world.allow('\n[[rule]]\neffect = "deny"\nwho = "carol"\nactions = ["logic.write"]\n')
+    handled, reply = world.push("carol", "inbox", V2, caps=(world.cap(["logic.write:inbox"]),))
+    assert handled.outcome == "denied" and world.live("inbox") is None
+
+
+def test_a_broken_update_is_refused_signed_and_the_old_version_keeps_serving(world: World) -> None:
+    world.allow(ALICE_IMPORTS)
+    world.push("bob", "inbox", V1)
+    handled, reply = world.push("bob", "inbox", BROKEN)
+    assert handled.outcome == "script_error" and handled.signed and not reply.ok
+    assert reply.error["kind"] == "compile_error"
+    assert "peer:inbox" in reply.error["message"] and "2:" in reply.error["message"]
+    assert world.live("inbox") == V1 and len(PeerLogic(world.bob).versions("inbox")) == 1
+    _, out = world.exec('import "inbox" as i; i::deliver("still")', sender="alice")
+    assert out.ok and out.value == "v1: still"
+
+
+def test_an_update_that_breaks_a_dependent_is_refused(world: World) -> None:
+    logic = PeerLogic(world.bob)
+    logic.set("helper", 'fn f() { 1 }\n')
+    logic.set("user", 'import "helper" as h;\nfn g() { h::f() + 1 }\n')
+    handled, reply = world.push("bob", "helper", 'fn other() { 2 }\n')
+    assert not reply.ok and reply.error["kind"] == "breaks_dependent"
+    assert "peer:user" in reply.error["message"]
+    assert world.live("helper") == 'fn f() { 1 }\n'
+    _, out = world.exec('import "user" as u; u::g()')
+    assert out.value == 2
+    # a compatible change goes through, and the dependent sees it
+    handled, reply = world.push("bob", "helper", 'fn f() { 41 }\nfn other() { 2 }\n')
+    assert reply.ok
+    _, out = world.exec('import "user" as u; u::g()')
+    assert out.value == 42
+
+
+def test_the_history_after_remote_installs_verifies(world: World) -> None:
+    world.push("bob", "inbox", V1)
+    world.push("carol", "inbox", V2, caps=(world.cap(["logic.write:inbox"]),))
+    world.allow('\n[[rule]]\neffect = "allow"\nwho = "alice"\nactions = ["logic.write"]\nresources = ["notes"]\n')
+    world.push("alice", "notes", 'fn count() { 0 }\n')
+    world.push("bob", "inbox", BROKEN)  # refused: records nothing
+    world.push("alice", "inbox", V1)  # denied: records nothing
+    report = PeerLogic(world.bob).verify()
+    assert report == {"inbox": [], "notes": []}
+    assert [v.by for v in PeerLogic(world.bob).versions("inbox")] == [world.bob.did, world.carol.did]
+
+
+def test_verify_notices_a_live_file_changed_behind_the_historys_back(world: World) -> None:
+    # the control for the test above: verify is not a rubber stamp
+    world.push("carol", "inbox", V2, caps=(world.cap(["logic.write:inbox"]),))
+    (world.bob.paths.logic / "inbox.rhai").write_text(V1)
+    (problem,) = PeerLogic(world.bob).verify()["inbox"]
+    assert "the live file differs from version 1" in problem
+
+
+# ------------------------------------------------------------------ module.import for incoming scripts
+
+
+IMPORT_POLICY = """
+[[rule]]
+effect = "allow"
+who = "alice"
+actions = ["module.import"]
+resources = ["inbox"]
+"""
+
+
+@pytest.fixture
+def guarded(world: World) -> World:
+    logic = PeerLogic(world.bob)
+    logic.set("fmt", 'fn shout(t) { t.to_upper() }\n')
+    logic.set("inbox", 'import "fmt" as f;\nimport "builtin:notes" as n;\nfn shout(t) { f::shout(t) }\nfn notes_fn() { "ok" }\n')
+    world.allow(IMPORT_POLICY)
+    return world
+
+
+def test_an_incoming_script_imports_the_allowed_module(guarded: World) -> None:
+    handled, reply = guarded.exec('import "inbox" as i; i::shout("hi")', sender="alice")
+    assert handled.outcome == "ok" and reply.value == "HI"  # inbox itself imports fmt and builtin:notes
+
+
+@pytest.mark.parametrize("name", ["notes", "builtin:inbox", "fmt", "peer:inbox", "shared:inbox"])
+def test_an_incoming_script_cannot_import_anything_else(guarded: World, name: str) -> None:
+    handled, reply = guarded.exec(f'import "{name}" as m; 1', sender="alice")
+    assert handled.outcome == "script_error" and reply.error["kind"] == "compile_error"
+    assert f"module '{name}' not found" in reply.error["message"]
+
+
+def test_the_owner_is_not_filtered_by_the_import_rules(guarded: World) -> None:
+    handled, reply = guarded.exec('import "fmt" as f; import "builtin:inbox" as b; f::shout("x")')
+    assert handled.outcome == "ok" and reply.value == "X"
