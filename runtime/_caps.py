@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _cose
+from ._atomic import write_atomic
 from ._errors import Error
 from ._identity import InvalidPublicKey, KeyPair, did_from_public_key, validate_public_key
 
@@ -597,15 +598,7 @@ class RevocationList:
             self._stamp = None
             ids = self._load() | {bytes(tid)}
             text = json.dumps({"version": 1, "revoked": sorted(i.hex() for i in ids)}, indent=1)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            dfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            os.fsync(dfd)
-            os.close(dfd)
+            write_atomic(self.path, (text + "\n").encode("utf-8"))
             self._ids, self._stamp = ids, None
         finally:
             os.close(lock)  # releases the flock

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -33,6 +32,7 @@ from ._caps import (
     REVOCATION_FILE, CapabilityError, Link, RevocationList, decode_chain, delegate, grant, verify_chain,
 )
 from ._cli_peers import add_root_argument
+from ._atomic import write_atomic
 from ._errors import UsageError
 from ._identity import did_from_public_key, public_key_from_did
 from ._peers import PeerError, PeerStore
@@ -133,11 +133,8 @@ def _read_token(path: str) -> bytes:
 
 
 def _write_token(path: str, token: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "wb") as f:
-            f.write(token)
-        os.replace(tmp, path)
+        write_atomic(path, token)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 

@@ -29,6 +29,7 @@ from typing import Any
 import trio
 
 from ._cli_peers import add_root_argument
+from ._cli_send import _client_failure, _read, add_remote_arguments
 from ._client import AsyncClient, ClientError
 from ._directory import Directory
 from ._envelope import Reply
@@ -106,13 +107,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
                        "presents a capability granting logic.write for MODULE, and it compiles.")
     p.add_argument("module", metavar="MODULE", help="the target's module name")
     p.add_argument("file", metavar="FILE", help="the source file ('-' for stdin)")
-    p.add_argument("--from", dest="sender", metavar="OWNER", required=True, help="the local peer who signs")
-    p.add_argument("--to", dest="to", metavar="PEER", required=True,
-                   help="the target: a name or did:key in the directory")
-    p.add_argument("--cap", action="append", default=[], metavar="FILE",
-                   help="a capability token granting logic.write (from `peerbox cap grant`); repeatable")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds for the whole call")
-    _common(p, json_flag=True)
+    add_remote_arguments(p, cap_help="a capability token granting logic.write (from `peerbox cap grant`); "
+                         "repeatable")
     p.set_defaults(handler=cmd_push)
 
 
@@ -127,8 +123,6 @@ def _logic(args: argparse.Namespace) -> PeerLogic:
 
 
 def _read_source(path: str) -> str:
-    from ._cli_send import _read
-
     try:
         return _read(path, _MAX_SOURCE_FILE).decode("utf-8")
     except UnicodeDecodeError:
@@ -248,8 +242,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     """``peerbox logic push --from OWNER --to PEER MODULE FILE``."""
-    from ._cli_send import _client_failure, _read
-
     source = _read_source(args.file)
     caps = [_read(path, 64 << 10) for path in args.cap]
     if not args.timeout > 0:

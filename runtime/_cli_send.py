@@ -34,7 +34,8 @@ from ._envelope import Reply
 from ._errors import UsageError
 from ._peers import PeerStore
 
-__all__ = ["add_parsers", "cmd_send", "cmd_directory_add", "cmd_directory_list", "reply_exit_code",
+__all__ = ["add_parsers", "add_remote_arguments",
+           "cmd_send", "cmd_directory_add", "cmd_directory_list", "reply_exit_code",
            "COMMANDS", "main"]
 
 COMMANDS = ("send", "directory")
@@ -50,18 +51,10 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
         "Exit codes: 0 ok, 3 compile error, 4 script error, 5 limit, 6 denied, 7 no verified reply.",
     )
     ps.add_argument("script", metavar="SCRIPT", help="the script file ('-' for stdin)")
-    ps.add_argument("--from", dest="sender", metavar="NAME", required=True, help="the local caller peer")
-    ps.add_argument("--to", dest="to", metavar="NAME|DID", required=True,
-                    help="the target: a name or did:key in the directory")
     ps.add_argument("--param", action="append", default=[], metavar="K=V",
                     help="a param; V is parsed as JSON if it parses, else taken as a string")
     ps.add_argument("--params-json", metavar="JSON", help="params as one JSON object (--param overrides)")
-    ps.add_argument("--cap", action="append", default=[], metavar="FILE",
-                    help="a capability token to present (from `peerbox cap grant`); repeatable")
-    ps.add_argument("--json", action="store_true", help="print the value (or the error) as one JSON document")
-    ps.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                    help="seconds for the whole call, connecting included (default 30)")
-    add_root_argument(ps)
+    add_remote_arguments(ps, cap_help="a capability token to present (from `peerbox cap grant`); repeatable")
     ps.set_defaults(handler=cmd_send)
 
     pd = subparsers.add_parser(
@@ -97,6 +90,19 @@ def _read(path: str, limit: int) -> bytes:
     if len(data) > limit:
         raise UsageError(f"{path} is larger than {limit} bytes")
     return data
+
+
+def add_remote_arguments(p: argparse.ArgumentParser, *, cap_help: str) -> None:
+    """The options of a command that signs a request and sends it: --from, --to, --cap, --json,
+    --timeout, --root (``send`` and ``logic push``)."""
+    p.add_argument("--from", dest="sender", metavar="NAME", required=True, help="the local peer who signs")
+    p.add_argument("--to", dest="to", metavar="NAME|DID", required=True,
+                   help="the target: a name or did:key in the directory")
+    p.add_argument("--cap", action="append", default=[], metavar="FILE", help=cap_help)
+    p.add_argument("--json", action="store_true", help="print the value (or the error) as one JSON document")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="seconds for the whole call, connecting included (default 30)")
+    add_root_argument(p)
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:

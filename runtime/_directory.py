@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ._atomic import write_atomic
 from ._errors import UsageError
 from ._identity import IdentityError, public_key_from_did
 from ._peers import InvalidPeerName, resolve_root, validate_peer_name
@@ -279,25 +280,7 @@ class Directory:
             # Names, dids and URLs are validated: plain characters, safe in bare keys and basic strings.
             lines.append(f'\n[peers.{e.name}]\ndid = "{e.did}"\nurl = "{e.url}"\n')
         data = "".join(lines).encode("utf-8")
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            dfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            write_atomic(self.path, data)
         except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise DirectoryError(f"cannot write {self.path}: {exc.strerror or exc}") from None

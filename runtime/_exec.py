@@ -62,6 +62,12 @@ class Handled:
     def signed(self) -> bool:
         return self.outcome != "rejected"
 
+    @classmethod
+    def rejected(cls, exc: EnvelopeError) -> Handled:
+        """The unsigned answer to an envelope refused before it was authenticated."""
+        error = {"kind": exc.kind, "message": exc.message}
+        return cls(outcome="rejected", body=cbor_dumps({"error": error}), error=error)
+
 
 class ExecHandler:
     """Answers signed requests addressed to one peer. Thread-safe; close() releases files.
@@ -102,8 +108,7 @@ class ExecHandler:
         try:
             req = verify_request(data, target=self.ctx.peer.public_key, now=now, nonces=self.nonces)
         except EnvelopeError as exc:
-            rejected = {"kind": exc.kind, "message": exc.message}
-            return Handled(outcome="rejected", body=cbor_dumps({"error": rejected}), error=rejected)
+            return Handled.rejected(exc)
         caller_did = did_from_public_key(req.caller)
         local = self._local_peers().get(caller_did)
         caller_name = local.name if local is not None else None

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._atomic import write_atomic
 from ._cbor_strict import dumps as cbor_dumps
 from ._cose import EnvelopeError, decode1, sign1
 from ._errors import UsageError
@@ -213,25 +214,6 @@ class Version:
 # ------------------------------------------------------------------ the store
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (temp file, fsync, rename, fsync of the directory)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def safe_dir(base: Path, relative: str) -> Path:
     """``base/relative``'s parent created as real directories (a symlink on the way is refused).
 
@@ -323,7 +305,7 @@ class History:
         src = self._source_path(sha)
         if not src.exists():
             src.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(src, source.encode("utf-8"))
+            write_atomic(src, source.encode("utf-8"))
         by = open_statement(statement).by
         unsealed = Version(version=len(versions) + 1, module=module, sha256=sha, size=len(source.encode()),
                            time=now, action=action, restores=restores, by=did_from_public_key(by),
@@ -335,7 +317,7 @@ class History:
         log = self._log(module)
         safe_dir(self.dir / "log", f"{module}.jsonl")
         old = log.read_bytes() if log.exists() else b""
-        _write_atomic(log, old + json.dumps(entry.record(), sort_keys=True).encode() + b"\n")
+        write_atomic(log, old + json.dumps(entry.record(), sort_keys=True).encode() + b"\n")
         return entry
 
     def verify(self, module: str, live: str | None,

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._errors import Error, UsageError
-from ._history import HISTORY_DIR, History, HistoryError, Version, _write_atomic, make_statement, safe_dir
+from ._atomic import write_atomic
+from ._history import HISTORY_DIR, History, HistoryError, Version, make_statement, safe_dir
 from ._identity import KeyPair, did_from_public_key
 from ._peers import Peer
 from .wasm_guests import builtin_library_path
@@ -355,7 +356,7 @@ class PeerLogic:
             logic = self.peer.paths.logic
             try:
                 safe_dir(logic, name + _SUFFIX)
-                _write_atomic(logic / (name + _SUFFIX), source.encode("utf-8"))
+                write_atomic(logic / (name + _SUFFIX), source.encode("utf-8"))
             except OSError as exc:
                 raise HistoryError(f"cannot write {logic / (name + _SUFFIX)}: {exc}", module=name) from None
         return version

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ._cbor_strict import EnvelopeError
-from ._cbor_strict import dumps as cbor_dumps
 from ._cose import decode1, sign1
 from ._envelope import (VERSION, _bad, _check_signer, _check_typ_version, _key, _parse_addressing, _require,
                         check_delivery, make_reply)
@@ -159,8 +158,7 @@ def handle_logic(handler: ExecHandler, data: bytes) -> Handled:
     try:
         req = verify_logic_request(data, target=handler.ctx.peer.public_key, now=now, nonces=handler.nonces)
     except EnvelopeError as exc:
-        rejected = {"kind": exc.kind, "message": exc.message}
-        return Handled(outcome="rejected", body=cbor_dumps({"error": rejected}), error=rejected)
+        return Handled.rejected(exc)
     caller_did = did_from_public_key(req.caller)
     local = handler.store.index().get(caller_did)
     asked = PolicyRequest(caller_did, local.name if local else None, "logic.write", req.module,

@@ -60,6 +60,7 @@ import cbor2
 import outcome
 import trio
 
+from ._atomic import write_atomic
 from ._cbor_strict import EnvelopeError
 from ._cbor_strict import dumps as cbor_dumps
 from ._context import Contexts
@@ -564,10 +565,7 @@ class Worker(_Endpoints):
 
 def _write_port_file(path: str, port: int) -> None:
     """Write ``port`` to ``path`` atomically (a reader never sees a partial file)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="ascii") as f:
-        f.write(f"{port}\n")
-    os.replace(tmp, path)
+    write_atomic(path, f"{port}\n".encode("ascii"), durable=False)
 
 
 async def serve_app(
