@@ -160,7 +160,8 @@ def _build_parser() -> _Parser:
     from ._cli_logic import add_parsers as add_logic_parsers
 
     add_logic_parsers(sub)
-    ph = sub.add_parser("handle", help="answer a signed request as a local peer (what a worker does)")
+    ph = sub.add_parser("handle", help="answer a signed request (exec or logic update) as a local peer "
+                        "(what a worker does)")
     ph.set_defaults(handler=_cmd_handle)
     ph.add_argument("file", metavar="FILE", help="the request envelope (from `peerbox envelope make`), or -")
     ph.add_argument("--as", dest="peer", required=True, metavar="NAME", help="the target peer")
@@ -182,17 +183,30 @@ def _cmd_handle(args: argparse.Namespace) -> int:
                 data = f.read(2 << 20)
         except OSError as exc:
             raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    logic = _is_logic_request(data)
     with Contexts(args.root) as contexts:
         ctx = contexts.get(args.peer)
         with ExecHandler(ctx, contexts.store) as handler:
-            handled = _interruptible(lambda: handler.handle(data), None)
+            handle = handler.handle_logic if logic else handler.handle
+            handled = _interruptible(lambda: handle(data), None)
     try:
         with open(args.output, "wb") as f:
             f.write(handled.body)
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     sys.stderr.write(f"{handled.outcome}" + (f": {handled.error['message']}" if handled.error else "") + "\n")
-    return {"ok": 0, "script_error": 4, "limit": 5, "denied": 6}.get(handled.outcome, 2)
+    return {"ok": 0, "script_error": 3 if logic else 4, "limit": 5, "denied": 6}.get(handled.outcome, 2)
+
+
+def _is_logic_request(data: bytes) -> bool:
+    """Whether ``data`` claims to be a ``peerbox/logic`` request (the handler checks everything)."""
+    from ._cose import EnvelopeError, decode1
+    from ._logic_push import MAX_LOGIC_REQUEST, TYP_LOGIC
+
+    try:
+        return bool(decode1(data, max_size=MAX_LOGIC_REQUEST).payload.get("typ") == TYP_LOGIC)
+    except EnvelopeError:
+        return False
 
 
 def _read_source(path: str) -> str:

@@ -351,3 +351,30 @@ def test_push_of_a_module_that_is_not_the_targets_own_exits_2_before_sending(env
     Directory(env.root).add("bob", env.bob.did, "http://127.0.0.1:1")
     res = env.run("push", "--from", "bob", "--to", "bob", module, env.file("good.rhai", GOOD))
     assert res.code == 2 and "not a name of one of the peer's own modules" in res.err
+
+
+def test_handle_answers_a_logic_request_file_like_a_worker(env: Env, cli: Callable[..., CliResult]) -> None:
+    import time
+
+    from peerbox._envelope import open_reply
+    from peerbox._logic_push import make_logic_request
+
+    key = env.bob.signing_key()
+    good = make_logic_request(key, target=env.bob.public_key, module="inbox", source=GOOD2, now=int(time.time()))
+    bad = make_logic_request(key, target=env.bob.public_key, module="inbox", source=BROKEN, now=int(time.time()))
+    (env.root.parent / "good.cose").write_bytes(good)
+    (env.root.parent / "bad.cose").write_bytes(bad)
+    out = str(env.root.parent / "reply.cose")
+
+    res = cli("handle", str(env.root.parent / "good.cose"), "--as", "bob", "-o", out, "--root", str(env.root))
+    assert res.code == 0, res.err
+    assert open_reply(Path(out).read_bytes()).value["version"] == 1
+    assert env.live() == GOOD2
+    # the same bytes again are a replay: refused before anything happens
+    res = cli("handle", str(env.root.parent / "good.cose"), "--as", "bob", "-o", out, "--root", str(env.root))
+    assert res.code == 2 and "nonce was already used" in res.err
+    res = cli("handle", str(env.root.parent / "bad.cose"), "--as", "bob", "-o", out, "--root", str(env.root))
+    assert res.code == 3 and "peer:inbox:2:" in res.err
+    reply = open_reply(Path(out).read_bytes())
+    assert not reply.ok and reply.error is not None and reply.error["kind"] == "compile_error"
+    assert env.live() == GOOD2
