@@ -3,10 +3,11 @@
 ::
 
     peerbox logic list NAME [--json] [--root DIR]
-    peerbox logic show NAME MODULE [--wat] [--root DIR]
+    peerbox logic show NAME MODULE [--wat | --version N] [--root DIR]
     peerbox logic set NAME MODULE FILE [--json] [--root DIR]
     peerbox logic history NAME MODULE [--json] [--root DIR]
     peerbox logic rollback NAME MODULE VERSION [--json] [--root DIR]
+    peerbox logic remove NAME MODULE [--json] [--root DIR]
     peerbox logic verify NAME [--json] [--root DIR]
     peerbox logic push --from OWNER --to PEER MODULE FILE [--cap FILE]... [--json]
                        [--timeout S] [--root DIR]
@@ -49,7 +50,7 @@ _MAX_SOURCE_FILE = 512 << 10
 def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``logic`` and its subcommands; each sets ``handler`` in its defaults."""
     pl = subparsers.add_parser(
-        "logic", help="a peer's modules: list, show, set, history, rollback, verify, push",
+        "logic", help="a peer's modules: list, show, set, history, rollback, remove, verify, push",
         description="Each peer owns its logic: modules in three layers (the peer's own logic/, the "
         "worker's shared logic/, peerbox's built-in library), every installed version signed and "
         "recorded. Exit codes: 0 ok, 2 usage, 3 does not compile, 6 denied, 7 no verified reply, "
@@ -65,7 +66,9 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("show", help="print a module's source (or its compiled WebAssembly text)")
     p.add_argument("name", metavar="NAME", help="the local peer")
     p.add_argument("module", metavar="MODULE", help="as a script imports it: inbox, shared:inbox, ...")
-    p.add_argument("--wat", action="store_true", help="the compiled WebAssembly text instead")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--wat", action="store_true", help="the compiled WebAssembly text instead")
+    shown.add_argument("--version", type=int, metavar="N", help="the source of recorded version N")
     _common(p)
     p.set_defaults(handler=cmd_show)
 
@@ -91,6 +94,15 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("version", metavar="VERSION", type=int, help="the version number to restore")
     _common(p, json_flag=True)
     p.set_defaults(handler=cmd_rollback)
+
+    p = sub.add_parser("remove", help="remove one of the peer's own modules (recorded as a version)",
+                       description="Delete the peer's MODULE so that imports reach the shared or built-in "
+                       "module of that name again, if any; refused (exit 3) if a module importing it would "
+                       "stop compiling. Recorded and signed like an install; `rollback` brings it back.")
+    p.add_argument("name", metavar="NAME", help="the local peer")
+    p.add_argument("module", metavar="MODULE", help="the module name (the peer's own layer)")
+    _common(p, json_flag=True)
+    p.set_defaults(handler=cmd_remove)
 
     p = sub.add_parser("verify", help="check the signed history of every module of the peer",
                        description="Check every recorded version (the installer's signature, the "
@@ -145,7 +157,7 @@ def _when(t: int) -> str:
 
 
 def _describe(v: Version) -> str:
-    what = f"rollback to {v.restores}" if v.action == "rollback" else "set"
+    what = f"rollback to {v.restores}" if v.action == "rollback" else v.action
     how = " with a capability" if v.cap is not None else f" under rule {v.rule}" if v.rule else ""
     return (f"{v.version:>4}  {_when(v.time)}  {v.sha256[:12]}  {v.size:>7} B  {what:<15} "
             f"by {v.by}{how}")
@@ -183,7 +195,14 @@ def _active_of(listing: list[ModuleListing], name: str) -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     """``peerbox logic show NAME MODULE [--wat]``."""
     logic = _logic(args)
-    text = logic.wat(args.module) if args.wat else logic.find(args.module).source
+    if args.version is not None:
+        match = [v for v in logic.versions(args.module) if v.version == args.version]
+        if not match:
+            raise UsageError(f"module {args.module!r} of peer {logic.peer.name!r} has no version "
+                             f"{args.version}")
+        text = logic.history.source(match[0].sha256)
+    else:
+        text = logic.wat(args.module) if args.wat else logic.find(args.module).source
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
@@ -207,6 +226,19 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     """``peerbox logic rollback NAME MODULE VERSION``."""
     logic = _logic(args)
     return _installed(args, logic, logic.rollback(args.module, args.version))
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    """``peerbox logic remove NAME MODULE``."""
+    logic = _logic(args)
+    v = logic.remove(args.module)
+    if args.json:
+        _emit(_version_doc(v))
+    else:
+        now = logic.layers(v.module, "<logic>")
+        after = f"; imports of {v.module!r} now reach {now.file}" if now is not None else ""
+        sys.stderr.write(f"{logic.peer.name}: peer:{v.module} removed (version {v.version}){after}\n")
+    return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -7,7 +7,8 @@ is recorded, append-only, in ``<peer dir>/logic-history/``::
     sources/<sha256>.rhai       every version's source, by its SHA-256
 
 A version records the SHA-256 and size of its source, the time, what made
-it (``set``, or ``rollback`` with the version it ``restores``), who installed
+it (``set``, ``remove`` -- the empty source, the live file deleted -- or
+``rollback`` with the version it ``restores``), who installed
 it (``by``, a did:key) and three signatures:
 
 * ``statement``: a COSE_Sign1 by the installer over ``{typ
@@ -93,7 +94,8 @@ def _unb64(text: object, what: str) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Statement:
-    """An installer's signed word: ``by`` installed source ``sha256`` as ``module`` of ``peer``."""
+    """An installer's signed word: ``by`` installed source ``sha256`` as ``module`` of ``peer``
+    (or, ``remove``, removed the module: ``sha256`` is then that of the empty source)."""
 
     by: bytes
     peer: bytes
@@ -101,12 +103,18 @@ class Statement:
     sha256: str
     iat: int
     data: bytes
+    remove: bool = False
 
 
-def make_statement(key: KeyPair, *, peer: bytes, module: str, source: str, now: int) -> bytes:
-    """The statement ``key`` signs to install ``source`` as ``module`` on ``peer`` at ``now``."""
-    return sign1({"v": 1, "typ": STATEMENT_TYP, "by": key.public_key, "peer": bytes(peer), "module": module,
-                  "sha256": bytes.fromhex(sha256_hex(source)), "iat": int(now)}, key)
+def make_statement(key: KeyPair, *, peer: bytes, module: str, source: str, now: int,
+                   remove: bool = False) -> bytes:
+    """The statement ``key`` signs to install ``source`` as ``module`` on ``peer`` at ``now``
+    (``remove=True``, with ``source=""``: to remove the module)."""
+    payload = {"v": 1, "typ": STATEMENT_TYP, "by": key.public_key, "peer": bytes(peer), "module": module,
+               "sha256": bytes.fromhex(sha256_hex(source)), "iat": int(now)}
+    if remove:
+        payload["remove"] = True
+    return sign1(payload, key)
 
 
 def open_statement(data: bytes) -> Statement:
@@ -119,8 +127,10 @@ def open_statement(data: bytes) -> Statement:
     p = msg.payload
     if p.get("typ") != STATEMENT_TYP:
         raise EnvelopeError("wrong_type", f"expected typ {STATEMENT_TYP!r}, got {p.get('typ')!r:.60}")
-    if set(p) != {"v", "typ", "by", "peer", "module", "sha256", "iat"} or p["v"] != 1:
-        raise EnvelopeError("bad_field", "a statement has exactly v 1, typ, by, peer, module, sha256, iat")
+    if set(p) - {"remove"} != {"v", "typ", "by", "peer", "module", "sha256", "iat"} or p["v"] != 1 \
+            or p.get("remove", True) is not True:
+        raise EnvelopeError("bad_field", "a statement has exactly v 1, typ, by, peer, module, sha256, iat "
+                                         "(and remove: true to remove)")
     by, peer, sha, module, iat = p["by"], p["peer"], p["sha256"], p["module"], p["iat"]
     if not (type(by) is bytes and type(peer) is bytes and len(by) == len(peer) == PUBLIC_KEY_SIZE):
         raise EnvelopeError("bad_field", "'by' and 'peer' must be 32-byte public keys")
@@ -134,7 +144,8 @@ def open_statement(data: bytes) -> Statement:
         raise EnvelopeError("bad_key", f"by: {exc}") from None
     if not ok:
         raise EnvelopeError("bad_signature", "the statement is not signed by the key it names")
-    return Statement(by=by, peer=peer, module=module, sha256=sha.hex(), iat=iat, data=bytes(data))
+    return Statement(by=by, peer=peer, module=module, sha256=sha.hex(), iat=iat, data=bytes(data),
+                     remove="remove" in p)
 
 
 # ------------------------------------------------------------------ versions
@@ -199,8 +210,8 @@ class Version:
         if restores is not None and type(restores) is not int:
             raise ValueError("'restores' is not an integer")
         action = doc["action"]
-        if action not in ("set", "rollback") or (action == "rollback") != (restores is not None):
-            raise ValueError("'action' is 'set', or 'rollback' with 'restores'")
+        if action not in ("set", "rollback", "remove") or (action == "rollback") != (restores is not None):
+            raise ValueError("'action' is 'set', 'remove', or 'rollback' with 'restores'")
         prev = doc["prev"]
         if not _SHA_HEX.fullmatch(doc["sha256"]) or not (prev == "" or _SHA_HEX.fullmatch(prev)):
             raise ValueError("'sha256' and 'prev' are lowercase hex SHA-256 digests")
@@ -352,8 +363,12 @@ class History:
                     problems.append(f"{at}its stored source does not hash to {v.sha256[:12]}")
         if [v.version for v in versions] != list(range(1, len(versions) + 1)):
             problems.append(f"{where}versions are not numbered 1, 2, 3, ...")
-        if versions and live is None:
+        removed = bool(versions) and versions[-1].action == "remove"
+        if versions and live is None and not removed:
             problems.append(f"{where}logic file is missing, yet version {versions[-1].version} is recorded")
+        elif removed and live is not None:
+            problems.append(f"{where}the live file exists, yet version {versions[-1].version} removed it "
+                            "(changed outside peerbox)")
         elif versions and live is not None and sha256_hex(live) != versions[-1].sha256:
             problems.append(f"{where}the live file differs from version {versions[-1].version} "
                             "(changed outside peerbox)")
@@ -378,6 +393,8 @@ class History:
             out.append("the statement names another peer")
         if st.module != module or st.sha256 != v.sha256:
             out.append("the statement is for another module or source")
+        if st.remove != (v.action == "remove"):
+            out.append("the statement and the entry disagree on whether the module was removed")
         if st.by != self.peer_key:
             if v.cap is None and v.rule is None:
                 out.append("installed by another key than the peer's, without a capability or policy rule")

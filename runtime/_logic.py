@@ -23,8 +23,8 @@ list``. Import cycles are compile errors that name the chain.
 
 :class:`PeerLogic` is the owner's side: list what a peer sees, show a
 module's source or WebAssembly text, install a version (``set``,
-``rollback``) only after it and every module importing it still compile, and
-keep the signed history of :mod:`peerbox._history`.
+``rollback``) or remove one only after it and every module importing it still
+compile, and keep the signed history of :mod:`peerbox._history`.
 """
 
 from __future__ import annotations
@@ -120,12 +120,13 @@ class LogicLayers:
     ``extra`` directories (a local run's ``-I``) are searched after the peer
     layer and before the shared one; their modules are named by their path.
     ``overlay`` maps ``(layer, name)`` to a source that stands in for the
-    file (to check an install before it happens).
+    file, or to None to hide it (to check an install or a removal before it
+    happens).
     """
 
     def __init__(self, *, peer: Path | None, shared: Path | None, builtin: Path | None = None,
                  extra: Sequence[str | os.PathLike[str]] = (),
-                 overlay: Mapping[tuple[str, str], str] | None = None) -> None:
+                 overlay: Mapping[tuple[str, str], str | None] | None = None) -> None:
         self.dirs: dict[str, Path | None] = {
             "peer": peer, "shared": shared,
             "builtin": builtin if builtin is not None else builtin_library_path()}
@@ -137,14 +138,15 @@ class LogicLayers:
         """The layers of a peer under its root (``peers/NAME`` -> the root's ``logic/``)."""
         return cls(peer=peer.paths.logic, shared=shared_logic_dir(peer.paths.dir.parent.parent), extra=extra)
 
-    def with_overlay(self, layer: str, name: str, source: str) -> LogicLayers:
-        """These layers, with ``source`` standing in for ``layer:name``."""
+    def with_overlay(self, layer: str, name: str, source: str | None) -> LogicLayers:
+        """These layers, with ``source`` standing in for ``layer:name`` (None: without it)."""
         return LogicLayers(peer=self.dirs["peer"], shared=self.dirs["shared"], builtin=self.dirs["builtin"],
                            extra=self.extra, overlay={**self.overlay, (layer, name): source})
 
     def _read(self, layer: str, name: str) -> ModuleSource | None:
         if (layer, name) in self.overlay:
-            return ModuleSource(file=f"{layer}:{name}", source=self.overlay[(layer, name)])
+            text = self.overlay[(layer, name)]
+            return None if text is None else ModuleSource(file=f"{layer}:{name}", source=text)
         d = self.dirs[layer]
         if d is None:
             return None
@@ -281,21 +283,25 @@ class PeerLogic:
                              "(letters, digits, '_', '-', '/'; the shared and built-in layers are read-only)")
         return parsed[1]
 
-    def check(self, module: str, source: str) -> None:
-        """Refuse (:class:`LogicRefused`) a source for ``module`` that would not compile or would
-        break a module importing it; a module that was already broken does not count."""
+    def check(self, module: str, source: str | None) -> None:
+        """Refuse (:class:`LogicRefused`) a source for ``module`` (None: removing it) that would
+        not compile or would break a module importing it; a module that was already broken does
+        not count."""
         name = self._own_name(module)
         file = f"peer:{name}"
-        if len(source.encode("utf-8")) > MAX_MODULE_SIZE:
-            raise LogicRefused(f"{file}: the source is over {MAX_MODULE_SIZE} bytes", kind="compile_error",
-                               module=name)
         after = self.layers.with_overlay("peer", name, source)
-        try:
-            compile_to_wat(source, file, after)
-        except CompileError as exc:
-            raise LogicRefused(f"{file} does not compile:\n{exc}", kind="compile_error",
-                               module=name) from None
-        for ref, text in self._dependents(file, after):
+        if source is not None:
+            if len(source.encode("utf-8")) > MAX_MODULE_SIZE:
+                raise LogicRefused(f"{file}: the source is over {MAX_MODULE_SIZE} bytes",
+                                   kind="compile_error", module=name)
+            try:
+                compile_to_wat(source, file, after)
+            except CompileError as exc:
+                raise LogicRefused(f"{file} does not compile:\n{exc}", kind="compile_error",
+                                   module=name) from None
+        # a removal affects the modules that reach the file now; an install those that will
+        doing = "removing" if source is None else "installing"
+        for ref, text in self._dependents(file, self.layers if source is None else after):
             try:
                 compile_to_wat(text, ref.file, after)
             except CompileError as exc:
@@ -303,14 +309,14 @@ class PeerLogic:
                     compile_to_wat(text, ref.file, self.layers)
                 except CompileError:
                     continue  # broken before this install: not this install's doing
-                raise LogicRefused(f"installing {file} would break {ref.file}:\n{exc}",
+                raise LogicRefused(f"{doing} {file} would break {ref.file}:\n{exc}",
                                    kind="breaks_dependent", module=name, dependent=ref.file) from None
 
-    def _dependents(self, file: str, after: LogicLayers) -> builtins.list[tuple[ModuleRef, str]]:
-        """The modules whose imports reach ``file`` (directly or not) once ``after`` is in force.
+    def _dependents(self, file: str, layers: LogicLayers) -> builtins.list[tuple[ModuleRef, str]]:
+        """The modules whose imports reach ``file`` (directly or not) in ``layers``.
 
         Found by parsing only (each module's ``import`` lines, resolved in
-        ``after``), so an install compiles just the modules it can affect.
+        ``layers``), so an install compiles just the modules it can affect.
         """
         texts: dict[str, tuple[ModuleRef, str]] = {}
         edges: dict[str, set[str]] = {}
@@ -324,7 +330,7 @@ class PeerLogic:
                 names = ()  # does not parse: nothing this install does changes that
             texts[ref.file] = (ref, text)
             for imported in names:
-                found = after(imported, ref.file)
+                found = layers(imported, ref.file)
                 if found is not None:
                     edges.setdefault(found.file, set()).add(ref.file)
         reached: set[str] = set()
@@ -343,22 +349,29 @@ class PeerLogic:
 
         ``statement`` is the installer's signed statement (see
         :func:`~peerbox._history.make_statement`); the caller has already
-        decided the installer may do this (``cap``/``rule`` say why). Raises
-        :class:`LogicRefused` (nothing changed) or :class:`LogicError`.
+        decided the installer may do this (``cap``/``rule`` say why).
+        ``action="remove"`` (with ``source=""``) deletes the live file instead.
+        Raises :class:`LogicRefused` (nothing changed) or :class:`LogicError`.
         """
         name = self._own_name(module)
         when = int(self.clock()) if now is None else now
         sealer = self.peer.signing_key()
+        path = self.peer.paths.logic / (name + _SUFFIX)
+        removing = action == "remove"
         with self.history.lock():
-            self.check(name, source)
+            if removing and not path.is_file():
+                raise LogicError(f"peer {self.peer.name!r} has no module of its own named {name!r}")
+            self.check(name, None if removing else source)
             version = self.history.record(name, source, statement=statement, cap=cap, rule=rule,
                                           action=action, restores=restores, sealer=sealer, now=when)
-            logic = self.peer.paths.logic
             try:
-                safe_dir(logic, name + _SUFFIX)
-                write_atomic(logic / (name + _SUFFIX), source.encode("utf-8"))
+                if removing:
+                    path.unlink()
+                else:
+                    safe_dir(self.peer.paths.logic, name + _SUFFIX)
+                    write_atomic(path, source.encode("utf-8"))
             except OSError as exc:
-                raise HistoryError(f"cannot write {logic / (name + _SUFFIX)}: {exc}", module=name) from None
+                raise HistoryError(f"cannot write {path}: {exc}", module=name) from None
         return version
 
     def set(self, module: str, source: str, *, key: KeyPair | None = None, now: int | None = None) -> Version:
@@ -369,9 +382,24 @@ class PeerLogic:
         statement = make_statement(signer, peer=self.peer.public_key, module=name, source=source, now=when)
         return self.install(name, source, statement=statement, now=when)
 
+    def remove(self, module: str, *, key: KeyPair | None = None, now: int | None = None) -> Version:
+        """Remove the peer's own ``module`` (imports then reach the shared or built-in one, if any),
+        recorded as a version with action ``remove``. Refused like an install if a module importing
+        it would stop compiling; :class:`LogicError` if the peer has no such module."""
+        name = self._own_name(module)
+        when = int(self.clock()) if now is None else now
+        signer = key if key is not None else self.peer.signing_key()
+        statement = make_statement(signer, peer=self.peer.public_key, module=name, source="", now=when,
+                                   remove=True)
+        return self.install(name, "", statement=statement, action="remove", now=when)
+
     def rollback(self, module: str, version: int, *, key: KeyPair | None = None,
                  now: int | None = None) -> Version:
-        """Install the source of recorded ``version`` again, as a new version (history only grows)."""
+        """Install the source of recorded ``version`` again, as a new version (history only grows).
+
+        Works after a removal too (the module comes back). Raises :class:`LogicError` for a
+        version that is not recorded or that was itself a removal.
+        """
         name = self._own_name(module)
         versions = self.history.entries(name)
         match = [v for v in versions if v.version == version]
@@ -379,6 +407,8 @@ class PeerLogic:
             have = f"1..{len(versions)}" if versions else "none"
             raise LogicError(f"module {name!r} of peer {self.peer.name!r} has no version {version} "
                              f"(recorded: {have})")
+        if match[0].action == "remove":
+            raise LogicError(f"version {version} of {name!r} removed the module: use `peerbox logic remove`")
         source = self.history.source(match[0].sha256)
         when = int(self.clock()) if now is None else now
         signer = key if key is not None else self.peer.signing_key()

@@ -128,8 +128,8 @@ def open_logic_request(data: bytes, *, max_size: int = MAX_LOGIC_REQUEST) -> Log
         st = open_statement(req.statement)
     except EnvelopeError as exc:
         raise EnvelopeError("bad_statement", f"the statement does not verify: {exc.message}") from None
-    if (st.by, st.peer, st.module, st.sha256, st.iat) != (req.caller, req.target, req.module,
-                                                         sha256_hex(req.source), req.iat):
+    if st.remove or (st.by, st.peer, st.module, st.sha256, st.iat) != (
+            req.caller, req.target, req.module, sha256_hex(req.source), req.iat):
         raise EnvelopeError("bad_statement", "the statement is not the caller's for this module, source, "
                                              "target and time")
     return LogicRequest(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,

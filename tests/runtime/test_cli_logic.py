@@ -378,3 +378,21 @@ def test_handle_answers_a_logic_request_file_like_a_worker(env: Env, cli: Callab
     reply = open_reply(Path(out).read_bytes())
     assert not reply.ok and reply.error is not None and reply.error["kind"] == "compile_error"
     assert env.live() == GOOD2
+
+
+def test_remove_and_show_an_old_version(env: Env) -> None:
+    assert env.run("set", "bob", "inbox", env.file("v1.rhai", GOOD)).code == 0
+    assert env.run("set", "bob", "inbox", env.file("v2.rhai", GOOD2)).code == 0
+    res = env.run("show", "bob", "inbox", "--version", "1")
+    assert res.code == 0 and res.out == GOOD
+    assert env.run("show", "bob", "inbox", "--version", "9").code == 2
+    res = env.run("remove", "bob", "inbox")
+    assert res.code == 0 and "removed (version 3)" in res.err and "now reach builtin:inbox" in res.err
+    assert env.live() is None
+    res = env.run("show", "bob", "inbox")
+    assert res.code == 0 and "fn messages()" in res.out  # the built-in one again
+    res = env.run("history", "bob", "inbox", "--json")
+    assert [v["action"] for v in json.loads(res.out)] == ["set", "set", "remove"]
+    assert env.run("verify", "bob").code == 0
+    res = env.run("remove", "bob", "inbox")
+    assert res.code == 2 and "no module of its own" in res.err

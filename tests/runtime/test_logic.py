@@ -379,3 +379,48 @@ def test_find_and_wat(logic: PeerLogic) -> None:
         logic.find("nothing")
     with pytest.raises(LogicError, match="is not a module name"):
         logic.wat("../x")
+
+
+def test_remove_brings_the_lower_layer_back_and_is_recorded(bob: Peer, store: PeerStore, ctx: PeerContext, logic: PeerLogic) -> None:
+    put(shared_dir(store), "greet", 'fn hi() { "shared" }')
+    logic.set("greet", 'fn hi() { "peer" }')
+    assert run(ctx, 'import "greet" as g; g::hi()') == "peer"
+    v = logic.remove("greet")
+    assert (v.version, v.action, v.size) == (2, "remove", 0)
+    assert not (bob.paths.logic / "greet.rhai").exists()
+    assert run(ctx, 'import "greet" as g; g::hi()') == "shared"
+    assert logic.verify() == {"greet": []}
+    # the removed version's source stays readable, and rollback brings it back as version 3
+    v3 = logic.rollback("greet", 1)
+    assert (v3.version, v3.action, v3.restores) == (3, "rollback", 1)
+    assert run(ctx, 'import "greet" as g; g::hi()') == "peer"
+    with pytest.raises(LogicError, match="removed the module"):
+        logic.rollback("greet", 2)
+    assert logic.verify() == {"greet": []}
+
+
+def test_remove_refuses_to_break_a_module_importing_it(bob: Peer, logic: PeerLogic) -> None:
+    logic.set("greet", 'fn hi() { 1 }')
+    logic.set("user", 'import "greet" as g;\nfn x() { g::hi() }')
+    before = snapshot(bob)
+    with pytest.raises(LogicRefused) as info:
+        logic.remove("greet")
+    assert info.value.kind == "breaks_dependent" and info.value.dependent == "peer:user"
+    assert "removing peer:greet would break peer:user" in str(info.value)
+    assert "module 'greet' not found" in str(info.value)
+    assert snapshot(bob) == before
+
+
+def test_remove_of_a_module_the_peer_does_not_have_is_a_usage_error(logic: PeerLogic) -> None:
+    with pytest.raises(LogicError, match="no module of its own named 'inbox'"):
+        logic.remove("inbox")  # only the built-in one exists
+    with pytest.raises(LogicError):
+        logic.remove("builtin:inbox")
+
+
+def test_verify_reports_a_removed_module_that_reappears_by_hand(bob: Peer, logic: PeerLogic) -> None:
+    logic.set("greet", 'fn hi() { 1 }')
+    logic.remove("greet")
+    (bob.paths.logic / "greet.rhai").write_text('fn hi() { 2 }')
+    problems = logic.verify()["greet"]
+    assert any("version 2 removed it" in p for p in problems), problems

@@ -190,7 +190,7 @@ def test_tampered_bytes_fail_the_signature(world: World) -> None:
     assert world.live("inbox") is None
 
 
-@pytest.mark.parametrize("mismatch", ["module", "source", "target", "signer", "time"])
+@pytest.mark.parametrize("mismatch", ["module", "source", "target", "signer", "time", "remove"])
 def test_a_statement_that_is_not_the_callers_for_this_install_is_refused(world: World, mismatch: str) -> None:
     bob, carol = world.bob.public_key, world.carol.public_key
     key = world.key("bob")
@@ -200,6 +200,7 @@ def test_a_statement_that_is_not_the_callers_for_this_install_is_refused(world: 
         "target": make_statement(key, peer=carol, module="inbox", source=V2, now=world.now),
         "signer": make_statement(world.key("alice"), peer=bob, module="inbox", source=V2, now=world.now),
         "time": make_statement(key, peer=bob, module="inbox", source=V2, now=world.now - 10),
+        "remove": make_statement(key, peer=bob, module="inbox", source=V2, now=world.now, remove=True),
     }[mismatch]
     req = _hand_built(key, target=bob, now=world.now, module="inbox", source=V2, statement=st)
     assert _kind(open_logic_request, req) == "bad_statement"
