@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import threading
 import time
 import zlib
@@ -30,6 +29,7 @@ import wasmtime
 
 from ._cache import DiskEntry, ImportRecord, cache_key, manifest_is_current, source_sha256
 from ._errors import UsageError
+from ._logic import LogicLayers
 from .hostcalls import Authorizer, Backend, Budget, Dispatch
 from ._sandbox import Sandbox, ScriptModule
 from ._values import encode_input
@@ -43,11 +43,8 @@ __all__ = [
     "close_default_sandbox",
     "SearchPathResolver",
     "compiler_fingerprint",
-    "MODULE_SUFFIX",
 ]
 
-#: The file suffix of script modules found on a search path.
-MODULE_SUFFIX = ".rhai"
 
 _MIN_MEMORY = 64 << 10
 _MAX_MEMORY = 4 << 30  # wasm32 cannot address more
@@ -236,39 +233,22 @@ class Program:
 
 # -- module resolution --------------------------------------------------------
 
-_MODULE_NAME = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
 
-
-class SearchPathResolver:
-    """Finds ``import "name"`` as ``<dir>/name.rhai`` in the first dir that has it.
+class SearchPathResolver(LogicLayers):
+    """Finds ``import "name"`` as ``<dir>/name.rhai`` in the first dir that has it, then in
+    peerbox's built-in library (``import "builtin:name"`` names the library only).
 
     Names are ``/``-separated components of ``[A-Za-z0-9_-]``; anything else
     (``..``, absolute paths, dots, backslashes, empty components) is refused
     by returning ``None``, which the compiler reports as "module not found".
-    Unreadable or non-UTF-8 files are treated as not found too.
+    Unreadable or non-UTF-8 files are treated as not found too. A peer's
+    scripts resolve in all three layers instead (:mod:`peerbox._logic`).
     """
-
-    __slots__ = ("dirs",)
 
     def __init__(self, search_path: Sequence[str | os.PathLike[str]] = ()) -> None:
         if isinstance(search_path, (str, bytes, os.PathLike)):
             raise UsageError("search_path must be a sequence of directories, not a single path")
-        self.dirs = tuple(os.fspath(d) for d in search_path)
-
-    def __call__(self, name: str, importer: str) -> Any:
-        from peerbox.wasm_guests.lang import ModuleSource
-
-        if type(name) is not str or len(name) > 255 or _MODULE_NAME.fullmatch(name) is None:
-            return None
-        for d in self.dirs:
-            path = os.path.join(d, name + MODULE_SUFFIX)
-            try:
-                with open(path, encoding="utf-8") as f:
-                    source = f.read()
-            except (OSError, UnicodeDecodeError):
-                continue
-            return ModuleSource(file=path, source=source)
-        return None
+        super().__init__(peer=None, shared=None, extra=search_path)
 
 
 class _RecordingResolver:
@@ -350,8 +330,8 @@ def compile(
     """Compile a script (or fetch it from the cache) into a :class:`Program`.
 
     ``search_path`` lists directories where ``import "name"`` finds
-    ``name.rhai``; alternatively pass ``resolver(name, importer)`` returning
-    a ``ModuleSource`` or ``None``. ``sandbox`` defaults to
+    ``name.rhai`` (then peerbox's built-in library); alternatively pass
+    ``resolver(name, importer)`` returning a ``ModuleSource`` or ``None``. ``sandbox`` defaults to
     :func:`default_sandbox`.
 
     Raises :class:`~peerbox.CompileError` (every diagnostic, with
@@ -369,9 +349,7 @@ def compile(
         raise UsageError(f"sandbox must be a peerbox.Sandbox, not {type(sb).__name__}")
     if sb.closed:
         raise UsageError("this peerbox Sandbox has been closed")
-    res: Resolver | None = resolver if resolver is not None else (
-        SearchPathResolver(search_path) if search_path else None
-    )
+    res: Resolver = resolver if resolver is not None else SearchPathResolver(search_path)
     key = cache_key(
         compiler_version=compiler_fingerprint(), rt_sha256=sb.engine_id, filename=filename, source=source
     )
