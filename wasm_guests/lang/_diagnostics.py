@@ -19,6 +19,9 @@ from ._ast import Span
 
 __all__ = ["Diagnostic", "CompileError", "Diagnostics"]
 
+#: Most characters of a source line shown under an error (a window around the column).
+_MAX_SHOWN = 160
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Diagnostic:
@@ -36,7 +39,13 @@ class Diagnostic:
         if not self.source_line:
             return head
         text = self.source_line.expandtabs(1)
-        caret = " " * (self.col - 1) + "^" * max(1, min(self.width, len(text) - self.col + 1))
+        col = self.col
+        if len(text) > _MAX_SHOWN:  # a window around the column, so one huge line stays readable
+            start = max(0, min(col - 1 - _MAX_SHOWN // 2, len(text) - _MAX_SHOWN))
+            text = ("…" if start else "") + text[start:start + _MAX_SHOWN] + \
+                ("…" if start + _MAX_SHOWN < len(text) else "")
+            col = col - start + (1 if start else 0)
+        caret = " " * (col - 1) + "^" * max(1, min(self.width, len(text) - col + 1, _MAX_SHOWN))
         return f"{head}\n    {text}\n    {caret}"
 
 

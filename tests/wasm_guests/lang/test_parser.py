@@ -736,3 +736,15 @@ def test_parsing_in_threads_keeps_the_recursion_limit_consistent() -> None:
         t.join()
     assert failures == []
     assert sys.getrecursionlimit() == before
+
+
+def test_an_error_on_a_huge_line_shows_a_window_around_the_column() -> None:
+    from peerbox.wasm_guests.lang import CompileError, compile_to_wat
+
+    src = "let x = 1;" * 3000 + " let y = ;"
+    with pytest.raises(CompileError) as info:
+        compile_to_wat(src, "big.rhai")
+    text, line, caret = str(info.value).splitlines()
+    assert text == "big.rhai:1:30010: error: expected an expression, found ';'"
+    assert line.startswith("    …let x = 1;") and line.endswith("let y = ;") and len(line) < 200
+    assert line[caret.index("^")] == ";"  # the caret still points at the column
