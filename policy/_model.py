@@ -6,8 +6,9 @@ every call with the path it names), ``module.import`` (checked with the
 module's name, as the script writes it: ``notes`` and ``builtin:notes`` are
 two resources), ``delegate`` (issue root capabilities) and ``logic.write``
 (install a version of one of the peer's logic modules, checked with the
-module's name). ``"*"`` in a rule means all of them, ``"fs.*"`` the four
-``fs`` ones. :data:`HOSTCALL_ACTIONS` maps each host-call op to the action it needs:
+module's name). ``"*"`` in a rule means all of them but ``logic.write``,
+which a rule must name (changing a peer's code is never granted by a
+wildcard written for something else); ``"fs.*"`` means the four ``fs`` ones. :data:`HOSTCALL_ACTIONS` maps each host-call op to the action it needs:
 an allowed ``exec`` grants no file access by itself.
 
 Everything here is immutable and cheap: :class:`Decision` objects are built
@@ -51,7 +52,8 @@ FS_ACTIONS: tuple[str, ...] = ("fs.read", "fs.write", "fs.delete", "fs.list")
 #: The actions whose requests name a resource (a path or a module name); ``exec`` names none.
 RESOURCE_ACTIONS: frozenset[str] = frozenset(FS_ACTIONS + ("module.import", "logic.write"))
 #: Wildcard action names and what they expand to.
-ACTION_ALIASES: dict[str, tuple[str, ...]] = {"*": ACTIONS, "fs.*": FS_ACTIONS}
+ACTION_ALIASES: dict[str, tuple[str, ...]] = {
+    "*": tuple(a for a in ACTIONS if a != "logic.write"), "fs.*": FS_ACTIONS}
 
 #: Host-call op number (``peerbox.hostcalls.Op``) -> the policy action it needs.
 #: read, read_bytes, exists, stat -> fs.read; write, write_bytes, append, mkdir -> fs.write;

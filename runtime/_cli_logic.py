@@ -8,15 +8,17 @@
     peerbox logic history NAME MODULE [--json] [--root DIR]
     peerbox logic rollback NAME MODULE VERSION [--json] [--root DIR]
     peerbox logic remove NAME MODULE [--json] [--root DIR]
-    peerbox logic verify NAME [--json] [--root DIR]
+    peerbox logic verify NAME [--reseal] [--json] [--root DIR]
     peerbox logic push --from OWNER --to PEER MODULE FILE [--cap FILE]... [--json]
                        [--timeout S] [--root DIR]
 
 A thin layer over :class:`peerbox._logic.PeerLogic` and
 :meth:`peerbox.AsyncClient.push_logic`. Exit codes: 0 ok, 2 usage (unknown
-peer, module or version, bad name, unreadable file), 3 the module, or a
-module importing it, would not compile (nothing was changed), 6 a push was
-denied, 7 no verified reply to a push, 8 ``verify`` found a problem.
+peer, module or version, bad name, unreadable file, a history that must be
+checked first), 3 the module, or a module importing it, would not compile
+(nothing was changed), 4 the target could not write the update (its reply
+says why), 6 a push was denied, 7 no verified reply to a push, 8 ``verify``
+found a problem.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ._directory import Directory
 from ._envelope import Reply
 from ._errors import UsageError
 from ._history import Version
-from ._logic import ModuleListing, PeerLogic
+from ._logic import HEAD_KEY, ModuleListing, PeerLogic
 from ._peers import PeerStore
 
 __all__ = ["add_parsers", "COMMANDS", "VERIFY_FAILED"]
@@ -110,6 +112,9 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
                        "stored source) and that each live module is its latest version. Exit 8 if "
                        "anything does not check out.")
     p.add_argument("name", metavar="NAME", help="the local peer")
+    p.add_argument("--reseal", action="store_true",
+                   help="after checking, seal the head anew from the logs as they are (accept them: for an "
+                   "owner who has looked at what verify reports)")
     _common(p, json_flag=True)
     p.set_defaults(handler=cmd_verify)
 
@@ -258,12 +263,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     logic = _logic(args)
     report = logic.verify()
     bad = {m: ps for m, ps in report.items() if ps}
+    if args.reseal:
+        head = logic.history.reseal(logic.peer.signing_key())
+        sys.stderr.write(f"{logic.peer.name}: head sealed anew over {len(head)} module histories\n")
     if args.json:
         _emit({"peer": logic.peer.name, "ok": not bad, "modules": report})
     else:
         for module, problems in report.items():
             if problems:
                 sys.stdout.write("".join(f"FAIL {p}\n" for p in problems))
+            elif module == HEAD_KEY:
+                continue
             else:
                 n = len(logic.history.entries(module))
                 sys.stdout.write(f"ok   {module}: {n} version{'s' if n != 1 else ''} verified\n")
@@ -301,7 +311,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         return 0
     error = dict(reply.error or {})
     kind, message = str(error.get("kind", "error")), str(error.get("message", ""))
-    code = 6 if kind == "denied" else 3 if kind in ("compile_error", "breaks_dependent") else 4
+    code = 6 if kind == "denied" else 3 if kind in ("compile_error", "breaks_dependent") else 4  # io_error
     if code == 6:
         rule = error.get("rule")
         sys.stderr.write(f"denied by {entry.name}: {message}" + (f" (rule {rule})" if rule else "") + "\n")

@@ -26,7 +26,7 @@ from typing import Any
 
 from ._errors import UsageError
 from ._peers import Peer, PeerStore
-from ._logic import LogicLayers
+from ._logic import LogicLayers, split_module_name
 from ._program import Limits, Program, Result, compile
 from .hostcalls import Authorizer, Backend, Quotas, open_backend
 
@@ -90,18 +90,24 @@ class PeerContext:
 
         ``search_path`` directories are searched after the peer's own layer.
         ``may_import(name)`` (the policy's ``module.import``) filters what the
-        script itself imports, by the name it writes (``notes`` and
-        ``shared:notes`` are different names); what those modules import in
-        turn is their owners' business. A refused module is reported exactly
-        like a missing one, so a caller cannot probe which modules exist.
+        script itself imports: the module's bare name must be allowed and, for
+        a layer-qualified import, the name as written too (so a rule denying
+        ``secret`` also denies ``peer:secret``, and allowing ``notes`` does
+        not allow ``builtin:notes``). What those modules import in turn is
+        their owners' business. A refused module is reported exactly like a
+        missing one, so a caller cannot probe which modules exist.
         """
         resolver = LogicLayers.of(self.peer, extra=search_path)
         if may_import is None:
             return compile(source, filename, resolver=resolver)
         allowed = may_import
 
+        def permitted(name: str) -> bool:
+            parsed = split_module_name(name)
+            return parsed is not None and allowed(parsed[1]) and (parsed[0] is None or allowed(name))
+
         def filtered(name: str, importer: str) -> Any:
-            return resolver(name, importer) if importer != filename or allowed(name) else None
+            return resolver(name, importer) if importer != filename or permitted(name) else None
 
         return compile(source, filename, resolver=filtered)
 

@@ -170,11 +170,12 @@ class ExecHandler:
             grants.extend(parse_grant(g) for g in chain.grants)
         return compile_grants(grants)
 
-    def grants_of(self, token: bytes, caller: bytes, now: int, policy: Policy) -> GrantSet:
-        """The grants of one capability token presented by ``caller``, its whole chain verified
-        (delegation by the ``delegate`` action of ``policy``). Raises :class:`CapabilityError`."""
+    def owner_rooted_grants(self, token: bytes, caller: bytes, now: int) -> GrantSet:
+        """The grants of one capability token presented by ``caller`` whose chain is rooted in
+        this peer's own key (a root issued by a peer the policy lets ``delegate`` does not count:
+        what may change the peer's code comes from its owner only). Raises :class:`CapabilityError`."""
         chain = verify_chain(token, caller=caller, subject=self.ctx.peer.public_key, now=now,
-                             revoked=self._revoked, may_delegate=self._may_delegate(policy, now))
+                             revoked=self._revoked)
         return compile_grants([parse_grant(g) for g in chain.grants])
 
     def _may_delegate(self, policy: Policy, now: int) -> Callable[[bytes], bool]:

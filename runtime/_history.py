@@ -3,8 +3,9 @@
 Every version of a module a peer's owner (or a capability holder) installs
 is recorded, append-only, in ``<peer dir>/logic-history/``::
 
-    log/<module>.jsonl          one JSON object per version, oldest first
+    log/<module>.jsonl          one JSON object per version, oldest first (appended to)
     sources/<sha256>.rhai       every version's source, by its SHA-256
+    head.json                   each module's latest version and entry digest, sealed
 
 A version records the SHA-256 and size of its source, the time, what made
 it (``set``, ``remove`` -- the empty source, the live file deleted -- or
@@ -21,7 +22,8 @@ it (``by``, a did:key) and three signatures:
   (both absent for the owner).
 * ``seal``: the hosting peer's Ed25519 signature over the entry, which also
   names the previous entry's hash (``prev``), so a version cannot be removed,
-  reordered or edited without :meth:`History.verify` noticing.
+  reordered or edited without :meth:`History.verify` noticing; the sealed
+  head catches versions cut off the end and logs deleted whole.
 
 :meth:`History.verify` checks all of it, and that each live file in
 ``logic/`` is the source of its module's latest version. Nothing here
@@ -59,6 +61,11 @@ STATEMENT_TYP = "peerbox/logic-version"
 HISTORY_DIR = "logic-history"
 _MAX_STATEMENT = 4096
 _SHA_HEX = re.compile(r"[0-9a-f]{64}")
+_MAX_VERSION = 2**31 - 1
+_MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: what a datetime can show
+_MAX_SIZE = 2**40
+#: The longest log line read back from the end (a 64 KiB capability token, base64, and the rest).
+_MAX_LINE = 256 << 10
 _FIELDS = ("version", "module", "sha256", "size", "time", "action", "restores", "by", "statement", "cap",
            "rule", "prev", "seal")
 
@@ -206,9 +213,12 @@ class Version:
                 raise ValueError(f"{name!r} is missing or not {'an integer' if typ is int else 'text'}")
         if doc.get("rule") is not None and type(doc["rule"]) is not str:
             raise ValueError("'rule' is not text")
+        for name, hi in (("version", _MAX_VERSION), ("size", _MAX_SIZE), ("time", _MAX_TIME)):
+            if not (1 if name == "version" else 0) <= doc[name] <= hi:
+                raise ValueError(f"{name!r} is out of range")
         restores = doc.get("restores")
-        if restores is not None and type(restores) is not int:
-            raise ValueError("'restores' is not an integer")
+        if restores is not None and (type(restores) is not int or not 1 <= restores <= _MAX_VERSION):
+            raise ValueError("'restores' is not a version number")
         action = doc["action"]
         if action not in ("set", "rollback", "remove") or (action == "rollback") != (restores is not None):
             raise ValueError("'action' is 'set', 'remove', or 'rollback' with 'restores'")
@@ -240,8 +250,24 @@ def safe_dir(base: Path, relative: str) -> Path:
     return d
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Where the history stood before an install (to undo it if the live file cannot be written)."""
+
+    module: str
+    log_size: int | None
+    head: bytes | None
+
+
 class History:
-    """The version history under ``directory`` of the peer whose public key is ``peer_key``."""
+    """The version history under ``directory`` of the peer whose public key is ``peer_key``.
+
+    Besides one log per module, ``head.json`` holds every module's latest
+    version number and entry digest, sealed by the peer: cutting versions off
+    the end of a log (which leaves a consistent chain) or deleting a whole log
+    shows up as a disagreement with the head. Logs are appended to, so an
+    install costs the same however long the history is.
+    """
 
     def __init__(self, directory: Path, peer_key: bytes) -> None:
         self.dir = directory
@@ -253,19 +279,23 @@ class History:
     def _source_path(self, sha: str) -> Path:
         return self.dir / "sources" / f"{sha}.rhai"
 
+    @property
+    def head_path(self) -> Path:
+        return self.dir / "head.json"
+
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the history's exclusive lock (across processes) while installing."""
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold the history's lock (across processes): exclusive to install, shared to verify."""
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
 
     def modules(self) -> list[str]:
-        """The modules that have a history, sorted."""
+        """The modules that have a log, sorted."""
         base = self.dir / "log"
         if not base.is_dir():
             return []
@@ -284,17 +314,21 @@ class History:
     def _read(self, module: str) -> tuple[list[Version], list[str]]:
         path = self._log(module)
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return [], []
         except (OSError, UnicodeDecodeError) as exc:
             return [], [f"{path}: cannot read: {exc}"]
+        lines = text.split("\n")
+        torn = lines.pop()  # "" when the file ends with a newline, as every complete write does
         out: list[Version] = []
         for i, line in enumerate(lines, 1):
             try:
                 out.append(Version.parse(json.loads(line)))
             except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 return out, [f"{path}:{i}: not a valid history entry: {exc}"]
+        if torn:
+            return out, [f"{path}:{len(lines) + 1}: an incomplete entry (an interrupted write, or an edit)"]
         return out, []
 
     def source(self, sha: str) -> str:
@@ -304,43 +338,162 @@ class History:
         except (OSError, UnicodeDecodeError) as exc:
             raise HistoryError(f"the source of version {sha[:12]} is missing: {exc}") from None
 
+    # -- the sealed head ----------------------------------------------------------------
+
+    def _head_bytes(self) -> bytes | None:
+        try:
+            return self.head_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise HistoryError(f"{self.head_path}: cannot read: {exc}") from None
+
+    def head(self) -> dict[str, tuple[int, str]]:
+        """``{module: (latest version, its entry digest)}`` from the sealed head ({} if none yet).
+
+        Raises :class:`HistoryError` if the head is malformed or its seal does not verify.
+        """
+        data = self._head_bytes()
+        if data is None:
+            return {}
+        try:
+            doc = json.loads(data)
+            modules = doc["modules"]
+            seal = _unb64(doc["seal"], "'seal'")
+            if not isinstance(modules, dict) or set(doc) != {"modules", "seal"}:
+                raise ValueError("expected {modules, seal}")
+            out = {}
+            for name, entry in modules.items():
+                version, digest = entry["version"], entry["digest"]
+                if type(version) is not int or not 1 <= version <= _MAX_VERSION or \
+                        not isinstance(digest, str) or not _SHA_HEX.fullmatch(digest):
+                    raise ValueError(f"bad entry for {name!r}")
+                out[str(name)] = (version, digest)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HistoryError(f"{self.head_path} is not a valid head: {exc}") from None
+        if not verify(self.peer_key, cbor_dumps(modules), seal):
+            raise HistoryError(f"{self.head_path}: the peer's seal does not match (edited by hand?)")
+        return out
+
+    def _write_head(self, modules: dict[str, tuple[int, str]], sealer: KeyPair) -> None:
+        doc = {name: {"version": v, "digest": d} for name, (v, d) in sorted(modules.items())}
+        data = json.dumps({"modules": doc, "seal": _b64(sealer.sign(cbor_dumps(doc)))}, sort_keys=True)
+        write_atomic(self.head_path, data.encode() + b"\n")
+
+    def reseal(self, sealer: KeyPair) -> dict[str, tuple[int, str]]:
+        """Make the head agree with the logs as they are (after the owner has checked them).
+
+        Raises :class:`HistoryError` if a log does not parse.
+        """
+        with self.lock():
+            head = {}
+            for module in self.modules():
+                versions = self.entries(module)
+                if versions:
+                    head[module] = (versions[-1].version, versions[-1].digest())
+            self._write_head(head, sealer)
+            return head
+
+    # -- installing ----------------------------------------------------------------------
+
+    def mark(self, module: str) -> Mark:
+        """Where ``module``'s log and the head stand now (call under :meth:`lock`)."""
+        log = self._log(module)
+        return Mark(module, log.stat().st_size if log.exists() else None, self._head_bytes())
+
+    def undo(self, mark: Mark) -> None:
+        """Put the log and the head back where ``mark`` found them (call under :meth:`lock`)."""
+        log = self._log(mark.module)
+        if mark.log_size is None:
+            log.unlink(missing_ok=True)
+        else:
+            os.truncate(log, mark.log_size)
+        if mark.head is None:
+            self.head_path.unlink(missing_ok=True)
+        else:
+            write_atomic(self.head_path, mark.head)
+
     def record(self, module: str, source: str, *, statement: bytes, cap: bytes | None, rule: str | None,
                action: str, restores: int | None, sealer: KeyPair, now: int) -> Version:
-        """Append a version of ``module`` (call under :meth:`lock`); returns it.
+        """Append a version of ``module`` and update the head (call under :meth:`lock`).
 
-        Stores the source first, then the sealed entry, each atomically, so a
-        crash leaves at worst an unreferenced source file.
+        Stores the source first (by hash), then appends the sealed entry
+        (fsync), then replaces the head, so a crash leaves at worst an
+        unreferenced source or an entry the head does not name yet (which
+        ``verify`` reports). Raises :class:`HistoryError` if the head or the
+        log's last entry does not check out: fix or :meth:`reseal` first.
         """
-        versions = self.entries(module)
+        head = self.head()
+        last = self._last(module)
+        if ((last.version, last.digest()) if last else None) != head.get(module):
+            raise HistoryError(f"the history of {module!r} does not match the head (run `peerbox logic "
+                               "verify`)", module=module)
         sha = sha256_hex(source)
         src = self._source_path(sha)
         if not src.exists():
             src.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(src, source.encode("utf-8"))
         by = open_statement(statement).by
-        unsealed = Version(version=len(versions) + 1, module=module, sha256=sha, size=len(source.encode()),
-                           time=now, action=action, restores=restores, by=did_from_public_key(by),
-                           statement=statement, cap=cap, rule=rule,
-                           prev=versions[-1].digest() if versions else "",
-                           seal=b"")
+        unsealed = Version(version=(last.version if last else 0) + 1, module=module, sha256=sha,
+                           size=len(source.encode()), time=now, action=action, restores=restores,
+                           by=did_from_public_key(by), statement=statement, cap=cap, rule=rule,
+                           prev=last.digest() if last else "", seal=b"")
         entry = Version(**{**{f: getattr(unsealed, f) for f in _FIELDS}, "seal": sealer.sign(
             unsealed.signed_bytes())})
         log = self._log(module)
         safe_dir(self.dir / "log", f"{module}.jsonl")
-        old = log.read_bytes() if log.exists() else b""
-        write_atomic(log, old + json.dumps(entry.record(), sort_keys=True).encode() + b"\n")
+        line = json.dumps(entry.record(), sort_keys=True).encode() + b"\n"
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._write_head({**head, module: (entry.version, entry.digest())}, sealer)
         return entry
 
-    def verify(self, module: str, live: str | None,
+    def _last(self, module: str) -> Version | None:
+        """The last entry of ``module``'s log, read from its end (an install need not parse it all)."""
+        log = self._log(module)
+        try:
+            with open(log, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - _MAX_LINE))
+                tail = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise HistoryError(f"{log}: cannot read: {exc}", module=module) from None
+        if not tail:
+            return None
+        if not tail.endswith(b"\n"):
+            raise HistoryError(f"{log} ends with an incomplete entry (run `peerbox logic verify`)",
+                               module=module)
+        try:
+            return Version.parse(json.loads(tail[:-1].rsplit(b"\n", 1)[-1]))
+        except ValueError as exc:
+            raise HistoryError(f"{log}: the last entry is not valid: {exc}", module=module) from None
+
+    def verify(self, module: str, live: bytes | None, head: dict[str, tuple[int, str]] | None,
                check_cap: Callable[[Version, bytes], str | None]) -> list[str]:
         """Every problem with ``module``'s history ([] when it checks out).
 
-        ``live`` is the module's current source in ``logic/`` (None: no
-        file); ``check_cap(version, by_key)`` says what is wrong with a
-        version's capability, or None.
+        ``live`` is the module's current file in ``logic/`` (None: no file);
+        ``head`` the verified head (None: it did not verify, reported apart);
+        ``check_cap(version, by_key)`` says what is wrong with a version's
+        capability, or None. Call under :meth:`lock` (shared).
         """
         versions, problems = self._read(module)
         where = f"{module}: "
+        if head is not None:
+            named = head.get(module)
+            last = (versions[-1].version, versions[-1].digest()) if versions else None
+            if named is not None and last != named:
+                problems.append(f"{where}the head names version {named[0]}, the log ends "
+                                f"{'at version ' + str(last[0]) if last else 'with nothing'} (versions were "
+                                "cut off or the log replaced)")
+            elif named is None and last is not None:
+                problems.append(f"{where}the head does not name this module's history (added by hand?)")
         prev, prev_sealed = "", True
         for v in versions:
             at = f"{where}version {v.version}: "
@@ -369,7 +522,7 @@ class History:
         elif removed and live is not None:
             problems.append(f"{where}the live file exists, yet version {versions[-1].version} removed it "
                             "(changed outside peerbox)")
-        elif versions and live is not None and sha256_hex(live) != versions[-1].sha256:
+        elif versions and live is not None and hashlib.sha256(live).hexdigest() != versions[-1].sha256:
             problems.append(f"{where}the live file differs from version {versions[-1].version} "
                             "(changed outside peerbox)")
         elif not versions and live is not None:

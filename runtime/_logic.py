@@ -40,19 +40,21 @@ from pathlib import Path
 from ._errors import Error, UsageError
 from ._atomic import write_atomic
 from ._history import HISTORY_DIR, History, HistoryError, Version, make_statement, safe_dir
-from ._identity import KeyPair, did_from_public_key
+from ._identity import KeyPair
 from ._peers import Peer
 from .wasm_guests import builtin_library_path
 from .wasm_guests.lang import CompileError, ModuleSource, compile_to_wat, interface
 
-__all__ = ["LAYERS", "LogicLayers", "ModuleRef", "ModuleListing", "PeerLogic", "LogicError", "LogicRefused",
-           "split_module_name", "shared_logic_dir"]
+__all__ = ["HEAD_KEY", "LAYERS", "LogicLayers", "ModuleRef", "ModuleListing", "PeerLogic", "LogicError",
+           "LogicRefused", "split_module_name", "shared_logic_dir"]
 
 #: The layers, highest first; also the qualifiers ``import "LAYER:name"`` accepts.
 LAYERS = ("peer", "shared", "builtin")
 _SUFFIX = ".rhai"
 _NAME = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
 _MAX_NAME = 200
+#: The key of :meth:`PeerLogic.verify`'s report for problems with the history's sealed head.
+HEAD_KEY = "logic-history/head.json"
 #: The largest module source ``set``/``push`` accept, in bytes.
 MAX_MODULE_SIZE = 512 << 10
 
@@ -362,15 +364,18 @@ class PeerLogic:
             if removing and not path.is_file():
                 raise LogicError(f"peer {self.peer.name!r} has no module of its own named {name!r}")
             self.check(name, None if removing else source)
+            if not removing:
+                safe_dir(self.peer.paths.logic, name + _SUFFIX)
+            mark = self.history.mark(name)
             version = self.history.record(name, source, statement=statement, cap=cap, rule=rule,
                                           action=action, restores=restores, sealer=sealer, now=when)
             try:
                 if removing:
                     path.unlink()
                 else:
-                    safe_dir(self.peer.paths.logic, name + _SUFFIX)
                     write_atomic(path, source.encode("utf-8"))
             except OSError as exc:
+                self.history.undo(mark)  # nothing installed: nothing recorded
                 raise HistoryError(f"cannot write {path}: {exc}", module=name) from None
         return version
 
@@ -408,7 +413,8 @@ class PeerLogic:
             raise LogicError(f"module {name!r} of peer {self.peer.name!r} has no version {version} "
                              f"(recorded: {have})")
         if match[0].action == "remove":
-            raise LogicError(f"version {version} of {name!r} removed the module: use `peerbox logic remove`")
+            raise LogicError(f"version {version} of {name!r} is a removal, not a source to restore "
+                             "(to remove the module again: `peerbox logic remove`)")
         source = self.history.source(match[0].sha256)
         when = int(self.clock()) if now is None else now
         signer = key if key is not None else self.peer.signing_key()
@@ -422,43 +428,38 @@ class PeerLogic:
         A version installed by another key than the peer's must carry a
         capability that granted ``logic.write`` for the module when it was
         installed (``check_cap(version, installer_key)`` says what is wrong
-        with it; the default verifies the whole chain at the version's time,
-        delegation as the peer's policy allows now) or name a policy rule.
+        with it; the default verifies the whole chain, rooted in the peer's
+        key, at the version's time) or name a policy rule.
         """
         check = check_cap if check_cap is not None else self._check_cap
         logic = self.peer.paths.logic
-        names = set(self.history.modules())
-        names.update(r.name for r in self.layers.modules() if r.layer == "peer")
         report: dict[str, builtins.list[str]] = {}
-        for name in sorted(names):
-            path = logic / (name + _SUFFIX)
-            live = _read_module(path) if path.exists() else None
-            report[name] = self.history.verify(name, live, check)
+        with self.history.lock(shared=True):
+            try:
+                head: dict[str, tuple[int, str]] | None = self.history.head()
+            except HistoryError as exc:
+                head, report[HEAD_KEY] = None, [str(exc)]
+            names = set(self.history.modules()) | set(head or {})
+            names.update(r.name for r in self.layers.modules() if r.layer == "peer")
+            for name in sorted(names):
+                path = logic / (name + _SUFFIX)
+                try:
+                    live = path.read_bytes() if path.is_file() else None
+                except OSError as exc:
+                    report[name] = [f"{name}: the live file cannot be read: {exc}"]
+                    continue
+                report[name] = self.history.verify(name, live, head, check)
         return report
 
     def _check_cap(self, version: Version, installer: bytes) -> str | None:
         from ._caps import CapabilityError, verify_chain
-        from .policy import Request as PolicyRequest
 
         assert version.cap is not None
-        try:
-            policy = self.peer.load_policy()
-        except Error:
-            policy = None  # a broken policy lets nobody delegate
-
-        def may_delegate(issuer: bytes) -> bool:
-            if policy is None:
-                return False
-            asked = PolicyRequest(did_from_public_key(issuer), None, "delegate", None, self.peer.did,
-                                  version.time)
-            return bool(policy.decide(asked))
-
-        try:
+        try:  # rooted in the peer's own key, valid when the version was installed
             chain = verify_chain(version.cap, caller=installer, subject=self.peer.public_key,
-                                 now=version.time, revoked=lambda _id: False, may_delegate=may_delegate)
+                                 now=version.time, revoked=lambda _id: False)
         except CapabilityError as exc:
             return str(exc)
         if not chain.allows("logic.write", version.module):
             return f"it grants {', '.join(chain.grants)}, not logic.write of {version.module!r}"
         return None
-

@@ -19,7 +19,9 @@ without the host holding the installer's key.
 structure, signature, target, time, then the nonce) plus the statement: it
 must be signed by the caller and name this target, module, source and
 ``iat``. :func:`handle_logic` then decides ``logic.write`` on the module by
-the target's policy and the capabilities, installs with
+the target's policy and the capabilities (only chains rooted in the
+target's own key: a peer the policy lets ``delegate`` cannot grant
+``logic.write``), installs with
 :meth:`peerbox._logic.PeerLogic.install` (compile checks: a refused version
 changes nothing) and answers with a reply signed by the target whose value
 is ``{module, version, sha256}``; a refused install is a signed ``ok:
@@ -168,7 +170,7 @@ def handle_logic(handler: ExecHandler, data: bytes) -> Handled:
     decision = policy.decide(asked)
     for token in req.caps if not decision else ():
         try:
-            grants = handler.grants_of(token, req.caller, now, policy)
+            grants = handler.owner_rooted_grants(token, req.caller, now)
         except (Error, ValueError) as exc:
             return _answer(handler, req, now, start, ok=False, error={"kind": "denied", "rule": None,
                                                                  "message": f"capability refused: {exc}"})

@@ -511,10 +511,13 @@ _POLICY_TEMPLATE = """\
 #   who       "owner" (this peer itself), a did:key, a local peer name,
 #             "group:NAME", or "*" for any authenticated peer
 #   actions   "exec", "fs.read", "fs.write", "fs.delete", "fs.list",
-#             "module.import", or "*" for all of them
+#             "module.import", "delegate" (issue capabilities), or "*" for
+#             all of these; "logic.write" (install the peer's logic modules,
+#             `peerbox logic push`) is never part of "*": name it
 #   effect    "allow" or "deny"
 #   resources (optional) path globs such as "inbox/**" for fs.* actions,
-#             module names for module.import; all resources when left out
+#             module names for module.import and logic.write; all resources
+#             when left out
 #
 # Optional per rule: limits = {{ fuel = N, timeout = SECONDS, memory = BYTES }}
 # (allow rules with exec: caps on the run) and expires = 2030-01-01T00:00:00Z.
@@ -526,7 +529,7 @@ version = 1
 
 [[rule]]
 who = "owner"
-actions = ["*"]
+actions = ["*", "logic.write"]
 effect = "allow"
 """
 

@@ -16,7 +16,7 @@ NAMES = ["alice", "bob", "carol"]
 GROUPS = {"g1": ["alice", DIDS[2]], "g2": [DIDS[3], "bob"]}
 SEGS = ["a", "b", "x.txt", ".h"]
 PAT_SEGS = ["a", "b", "*", "a*", "*.txt", "?", "**", "**", "x.txt"]
-ALIASES = {"*": list(ACTIONS), "fs.*": ["fs.read", "fs.write", "fs.delete", "fs.list"]}
+ALIASES = {"*": [a for a in ACTIONS if a != "logic.write"], "fs.*": ["fs.read", "fs.write", "fs.delete", "fs.list"]}
 
 
 def seg_match(pat: list[str], path: list[str]) -> bool:

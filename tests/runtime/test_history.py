@@ -277,3 +277,82 @@ def test_statement_for_another_module_is_reported(bob: Peer, logic: PeerLogic) -
     statement = make_statement(bob.signing_key(), peer=bob.public_key, module="notes", source=SRC, now=NOW)
     logic.install("greet", SRC, statement=statement, now=NOW)
     assert problems_of(logic) == ["greet: version 1: the statement is for another module or source"]
+
+
+# ------------------------------------------------------------------ the sealed head
+
+
+def test_versions_cut_off_the_end_with_the_live_file_rewound_are_reported(bob: Peer, logic: PeerLogic) -> None:
+    three_versions(logic)
+    path = log_path(bob, "greet")
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
+    (bob.paths.logic / "greet.rhai").write_text('fn hi() { "two" }')
+    problems = problems_of(logic)
+    assert any("head names version 3, the log ends at version 2" in p for p in problems), problems
+
+
+def test_a_history_deleted_with_its_live_file_is_reported(bob: Peer, logic: PeerLogic) -> None:
+    three_versions(logic)
+    log_path(bob, "greet").unlink()
+    (bob.paths.logic / "greet.rhai").unlink()
+    problems = problems_of(logic)
+    assert any("head names version 3, the log ends with nothing" in p for p in problems), problems
+
+
+def test_a_head_edited_by_hand_is_reported_and_blocks_installs_until_resealed(bob: Peer, logic: PeerLogic) -> None:
+    from peerbox._history import HistoryError
+    from peerbox._logic import HEAD_KEY
+
+    three_versions(logic)
+    head = bob.paths.dir / "logic-history" / "head.json"
+    doc = json.loads(head.read_text())
+    doc["modules"]["greet"]["version"] = 2
+    head.write_text(json.dumps(doc))
+    report = logic.verify()
+    assert "seal does not match" in report[HEAD_KEY][0]
+    with pytest.raises(HistoryError, match="seal does not match"):
+        logic.set("greet", SRC)
+    assert len(logic.versions("greet")) == 3
+    logic.history.reseal(bob.signing_key())
+    assert logic.verify() == {"greet": []}
+    assert logic.set("greet", SRC).version == 4
+
+
+def test_an_interrupted_append_is_reported_and_blocks_installs(bob: Peer, logic: PeerLogic) -> None:
+    from peerbox._history import HistoryError
+
+    three_versions(logic)
+    with open(log_path(bob, "greet"), "a") as f:
+        f.write('{"version": 4, "mod')
+    assert any(":4: an incomplete entry" in p for p in problems_of(logic))
+    with pytest.raises(HistoryError, match="incomplete entry"):
+        logic.set("greet", SRC)
+
+
+def test_an_install_whose_live_file_cannot_be_written_records_nothing(bob: Peer, logic: PeerLogic) -> None:
+    from peerbox._history import HistoryError
+
+    logic.set("greet", SRC)
+    before = log_path(bob, "greet").read_bytes(), (bob.paths.dir / "logic-history" / "head.json").read_bytes()
+    (bob.paths.logic / "other.rhai").mkdir()  # a directory where the live file should go
+    with pytest.raises(HistoryError, match="cannot write"):
+        logic.set("other", SRC)
+    assert logic.versions("other") == []
+    assert (log_path(bob, "greet").read_bytes(), (bob.paths.dir / "logic-history" / "head.json").read_bytes()) == before
+    (bob.paths.logic / "other.rhai").rmdir()
+    assert logic.verify() == {"greet": []}
+
+
+def test_out_of_range_numbers_in_an_entry_are_reported_not_crashed_on(bob: Peer, logic: PeerLogic) -> None:
+    three_versions(logic)
+    for value in (10**30, -5):
+        edit_line(log_path(bob, "greet"), 1, time=value)
+        problems = problems_of(logic)
+        assert any(":2: not a valid history entry: 'time' is out of range" in p for p in problems), problems
+
+
+def test_installs_append_in_constant_work_and_the_history_stays_verifiable(bob: Peer, logic: PeerLogic) -> None:
+    for i in range(30):
+        logic.set("greet", f"fn hi() {{ {i} }}", now=NOW + i)
+    assert [v.version for v in logic.versions("greet")] == list(range(1, 31))
+    assert logic.verify() == {"greet": []}

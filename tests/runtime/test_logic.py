@@ -394,7 +394,7 @@ def test_remove_brings_the_lower_layer_back_and_is_recorded(bob: Peer, store: Pe
     v3 = logic.rollback("greet", 1)
     assert (v3.version, v3.action, v3.restores) == (3, "rollback", 1)
     assert run(ctx, 'import "greet" as g; g::hi()') == "peer"
-    with pytest.raises(LogicError, match="removed the module"):
+    with pytest.raises(LogicError, match="is a removal, not a source to restore"):
         logic.rollback("greet", 2)
     assert logic.verify() == {"greet": []}
 

@@ -42,7 +42,7 @@ version = 1
 [[rule]]
 effect = "allow"
 who = "owner"
-actions = ["*"]
+actions = ["*", "logic.write"]
 
 [[rule]]
 effect = "allow"
@@ -424,3 +424,43 @@ def test_an_incoming_script_cannot_import_anything_else(guarded: World, name: st
 def test_the_owner_is_not_filtered_by_the_import_rules(guarded: World) -> None:
     handled, reply = guarded.exec('import "fmt" as f; import "builtin:inbox" as b; f::shout("x")')
     assert handled.outcome == "ok" and reply.value == "X"
+
+
+def test_a_deny_rule_on_a_bare_name_also_denies_its_qualified_forms(world: World) -> None:
+    PeerLogic(world.bob).set("secret", 'fn get() { "SECRET" }\n')
+    world.allow('\n[[rule]]\neffect = "allow"\nwho = "alice"\nactions = ["module.import"]\n'
+                '\n[[rule]]\neffect = "deny"\nwho = "alice"\nactions = ["module.import"]\nresources = ["secret"]\n')
+    for name in ("secret", "peer:secret"):
+        handled, reply = world.exec(f'import "{name}" as s; s::get()', sender="alice")
+        assert handled.outcome == "script_error" and f"module '{name}' not found" in reply.error["message"]
+    handled, reply = world.exec('import "peer:secret" as s; s::get()')  # the owner
+    assert reply.value == "SECRET"
+
+
+def test_a_wildcard_rule_never_grants_logic_write(world: World) -> None:
+    # written to give alice the inbox/ files; "*" must not also let her replace the inbox module
+    world.allow('\n[[rule]]\neffect = "allow"\nwho = "alice"\nactions = ["*"]\nresources = ["inbox/**"]\n'
+                '\n[[rule]]\neffect = "allow"\nwho = "carol"\nactions = ["*"]\n')
+    for sender in ("alice", "carol"):
+        handled, reply = world.push(sender, "inbox", V2)
+        assert handled.outcome == "denied" and "logic.write of module 'inbox'" in reply.error["message"]
+    assert world.live("inbox") is None
+
+
+def test_a_peer_allowed_to_delegate_cannot_grant_logic_write(world: World) -> None:
+    # carol may issue root capabilities for bob's resources (delegate), but not for his code
+    world.allow('\n[[rule]]\neffect = "allow"\nwho = "carol"\nactions = ["delegate"]\n')
+    token = grant(world.key("carol"), audience=world.alice.public_key, subject=world.bob.public_key,
+                  grants=["logic.write:inbox"], now=world.now, ttl=600)
+    handled, reply = world.push("alice", "inbox", V2, caps=(token,))
+    assert handled.outcome == "denied" and "capability refused" in reply.error["message"]
+    assert world.live("inbox") is None
+    # a chain rooted in bob's own key works, delegated on by carol
+    from peerbox._caps import delegate
+
+    root = world.cap(["logic.write:inbox"], to="carol")
+    sub = delegate(root, world.key("carol"), audience=world.alice.public_key, grants=["logic.write:inbox"],
+                   now=world.now, ttl=600)
+    handled, reply = world.push("alice", "inbox", V2, caps=(sub,))
+    assert handled.outcome == "ok", reply.error
+    assert PeerLogic(world.bob).verify() == {"inbox": []}

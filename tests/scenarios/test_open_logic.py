@@ -50,7 +50,7 @@ version = 1
 [[rule]]
 effect = "allow"
 who = "owner"
-actions = ["*"]
+actions = ["*", "logic.write"]
 
 [[rule]]
 effect = "allow"
