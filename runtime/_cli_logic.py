@@ -55,68 +55,39 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
         "logic", help="a peer's modules: list, show, set, history, rollback, remove, verify, push",
         description="Each peer owns its logic: modules in three layers (the peer's own logic/, the "
         "worker's shared logic/, peerbox's built-in library), every installed version signed and "
-        "recorded. Exit codes: 0 ok, 2 usage, 3 does not compile, 6 denied, 7 no verified reply, "
-        "8 the history does not verify.",
+        "recorded. Exit codes: 0 ok, 2 usage, 3 does not compile, 4 the target failed to write it, "
+        "6 denied, 7 no verified reply, 8 the history does not verify.",
     )
     sub = pl.add_subparsers(dest="logic_command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("list", help="every module the peer sees: layer, overrides, functions")
-    p.add_argument("name", metavar="NAME", help="the local peer")
-    _common(p, json_flag=True)
-    p.set_defaults(handler=cmd_list)
-
-    p = sub.add_parser("show", help="print a module's source (or its compiled WebAssembly text)")
-    p.add_argument("name", metavar="NAME", help="the local peer")
-    p.add_argument("module", metavar="MODULE", help="as a script imports it: inbox, shared:inbox, ...")
+    own = "the module name (the peer's own layer)"
+    p = _command(sub, "list", cmd_list, "every module the peer sees: layer, overrides, functions")
+    p = _command(sub, "show", cmd_show, "print a module's source (or its compiled WebAssembly text)",
+                 module="as a script imports it: inbox, shared:inbox, ...", json_flag=False)
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--wat", action="store_true", help="the compiled WebAssembly text instead")
     shown.add_argument("--version", type=int, metavar="N", help="the source of recorded version N")
-    _common(p)
-    p.set_defaults(handler=cmd_show)
-
-    p = sub.add_parser("set", help="install a new version of one of the peer's modules",
-                       description="Compile FILE as the peer's MODULE and check every module importing "
-                       "it; install it only if all compile (else nothing changes, exit 3). The version "
-                       "is recorded, signed by the peer's key.")
-    p.add_argument("name", metavar="NAME", help="the local peer")
-    p.add_argument("module", metavar="MODULE", help="the module name (the peer's own layer)")
+    p = _command(sub, "set", cmd_set, "install a new version of one of the peer's modules", module=own,
+                 description="Compile FILE as the peer's MODULE and check every module importing it; "
+                 "install it only if all compile (else nothing changes, exit 3). The version is recorded, "
+                 "signed by the peer's key.")
     p.add_argument("file", metavar="FILE", help="the source file ('-' for stdin)")
-    _common(p, json_flag=True)
-    p.set_defaults(handler=cmd_set)
-
-    p = sub.add_parser("history", help="the recorded versions of a module")
-    p.add_argument("name", metavar="NAME", help="the local peer")
-    p.add_argument("module", metavar="MODULE", help="the module name")
-    _common(p, json_flag=True)
-    p.set_defaults(handler=cmd_history)
-
-    p = sub.add_parser("rollback", help="install a recorded version again (as a new version)")
-    p.add_argument("name", metavar="NAME", help="the local peer")
-    p.add_argument("module", metavar="MODULE", help="the module name")
+    _command(sub, "history", cmd_history, "the recorded versions of a module", module=own)
+    p = _command(sub, "rollback", cmd_rollback, "install a recorded version again (as a new version)",
+                 module=own)
     p.add_argument("version", metavar="VERSION", type=int, help="the version number to restore")
-    _common(p, json_flag=True)
-    p.set_defaults(handler=cmd_rollback)
-
-    p = sub.add_parser("remove", help="remove one of the peer's own modules (recorded as a version)",
-                       description="Delete the peer's MODULE so that imports reach the shared or built-in "
-                       "module of that name again, if any; refused (exit 3) if a module importing it would "
-                       "stop compiling. Recorded and signed like an install; `rollback` brings it back.")
-    p.add_argument("name", metavar="NAME", help="the local peer")
-    p.add_argument("module", metavar="MODULE", help="the module name (the peer's own layer)")
-    _common(p, json_flag=True)
-    p.set_defaults(handler=cmd_remove)
-
-    p = sub.add_parser("verify", help="check the signed history of every module of the peer",
-                       description="Check every recorded version (the installer's signature, the "
-                       "capability that allowed it, the peer's seal and the chain of entries, the "
-                       "stored source) and that each live module is its latest version. Exit 8 if "
-                       "anything does not check out.")
-    p.add_argument("name", metavar="NAME", help="the local peer")
+    _command(sub, "remove", cmd_remove, "remove one of the peer's own modules (recorded as a version)",
+             module=own, description="Delete the peer's MODULE so that imports reach the shared or "
+             "built-in module of that name again, if any; refused (exit 3) if a module importing it "
+             "would stop compiling. Recorded and signed like an install; `rollback` brings it back.")
+    p = _command(sub, "verify", cmd_verify, "check the signed history of every module of the peer",
+                 description="Check every recorded version (the installer's signature, the capability "
+                 "that allowed it, the peer's seal and the chain of entries, the sealed head, the stored "
+                 "source) and that each live module is its latest version. Exit 8 if anything does not "
+                 "check out.")
     p.add_argument("--reseal", action="store_true",
                    help="after checking, seal the head anew from the logs as they are (accept them: for an "
                    "owner who has looked at what verify reports)")
-    _common(p, json_flag=True)
-    p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("push", help="install a module on a remote peer (a signed peerbox/logic request)",
                        description="Sign a logic update as local peer --from and send it to --to (found "
@@ -129,10 +100,19 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=cmd_push)
 
 
-def _common(p: argparse.ArgumentParser, *, json_flag: bool = False) -> None:
+def _command(sub: argparse._SubParsersAction[Any], name: str, handler: Any, help: str, *,
+             module: str | None = None, description: str | None = None,
+             json_flag: bool = True) -> argparse.ArgumentParser:
+    """A ``logic`` subcommand taking NAME (and MODULE), --root and, by default, --json."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description or help)
+    p.add_argument("name", metavar="NAME", help="the local peer")
+    if module is not None:
+        p.add_argument("module", metavar="MODULE", help=module)
     if json_flag:
         p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     add_root_argument(p)
+    p.set_defaults(handler=handler)
+    return p
 
 
 def _logic(args: argparse.Namespace) -> PeerLogic:
