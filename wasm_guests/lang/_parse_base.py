@@ -1,0 +1,218 @@
+"""The parser's machinery: token access, spans, errors and recovery, and the grammar's tables.
+
+:mod:`._parser` (statements) and :mod:`._parse_expr` (expressions) build on
+:class:`_ParserBase`. Error handling: a syntax error records one diagnostic
+naming what was expected and what was found, then unwinds (via
+:class:`_Recover`) to the nearest statement list, which skips to the next
+``;`` or ``}`` at the statement's brace depth or to a statement keyword
+(:meth:`_ParserBase._sync`) and carries on; :class:`_Abort` stops parsing
+once ``diags.limit`` errors are recorded or nesting is too deep.
+"""
+
+from __future__ import annotations
+
+
+from ._ast import (
+    FnDef, Span,
+)
+from ._diagnostics import Diagnostics
+from ._lexer import KEYWORDS, MAX_NESTING, TokenStream
+
+__all__ = ["BINARY_PRECEDENCE", "ASSIGN_OPS", "MAX_NESTING", "MAX_AST_HEIGHT"]
+
+#: Binding power of each binary operator (higher binds tighter), as in Rhai.
+#: All are left-associative except ``**``. Unary ``-``, ``+``, ``!`` bind
+#: tighter than all of them, and postfix ``.name``, ``(...)``, ``[...]`` tighter still.
+BINARY_PRECEDENCE: dict[str, int] = {
+    "||": 30, "|": 30, "^": 30,
+    "&&": 60, "&": 60,
+    "==": 90, "!=": 90,
+    "in": 110,
+    "<": 130, "<=": 130, ">": 130, ">=": 130,
+    "..": 140, "..=": 140,
+    "+": 150, "-": 150,
+    "*": 180, "/": 180, "%": 180,
+    "**": 190,
+    "<<": 210, ">>": 210,
+}
+_POW = 190
+_RANGE = 140
+_PATTERN_PREC = 31  # switch patterns stop at '|' (and the other 30-level operators)
+
+#: Compound assignment tokens and the binary operator each applies.
+ASSIGN_OPS: dict[str, str] = {
+    "+=": "+", "-=": "-", "*=": "*", "/=": "/", "%=": "%", "**=": "**",
+    "&=": "&", "|=": "|", "^=": "^", "<<=": "<<", ">>=": ">>",
+}
+
+#: The tallest AST (in nodes, root to leaf) :func:`parse` returns.
+MAX_AST_HEIGHT = 256
+
+_I64_MAX = (1 << 63) - 1
+_I64_MIN_ABS = 1 << 63
+
+_STMT_KEYWORDS = frozenset({
+    "let", "const", "fn", "private", "import", "if", "while", "loop", "for", "break",
+    "continue", "return", "throw", "try", "switch",
+})
+_BRACE_OPEN = frozenset({"{", "#{"})
+_END_OF_VALUE = frozenset({";", "}", "eof"})
+_PREFIX = frozenset({"-", "+", "!"})
+_POSTFIX = frozenset({".", "["})
+_AFTER_NAME = frozenset({"=", "(", ")", ",", ";", "|", ":", "in", "{", "eof"})
+
+# Python frames the parser may use per nesting level, to size the recursion limit.
+_FRAMES_PER_LEVEL = 24
+
+
+class _Recover(Exception):
+    """A syntax error was recorded; unwind to the enclosing statement list."""
+
+
+class _Abort(Exception):
+    """Stop parsing: the error limit was reached or nesting is too deep."""
+
+
+class _ParserBase:
+    __slots__ = (
+        "k", "v", "off", "lines", "mkspan", "i", "file", "diags", "depth", "level", "h",
+        "functions", "eof_reported", "eof_desc",
+    )
+
+    def __init__(self, stream: TokenStream, file: str, diags: Diagnostics,
+                 depth: int = 0, level: int = 0) -> None:
+        self.k = stream.kinds
+        self.v = stream.values
+        self.off = stream.offsets
+        self.lines = stream.lines
+        self.mkspan = stream.lines.span
+        self.i = 0
+        self.file = file
+        self.diags = diags
+        self.depth = depth          # nesting of brackets/blocks, bounded by MAX_NESTING
+        self.level = level          # block nesting: 0 is the top level of the file
+        self.h = 0                  # height of the subtree built last
+        self.functions: list[FnDef] = []
+        self.eof_reported = False
+        self.eof_desc = "end of input" if stream.open is None else "'}'"
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _tspan(self, idx: int) -> Span:
+        a, b = self.off[idx]
+        return self.mkspan(self.file, a, b)
+
+    def _span(self, start: int) -> Span:
+        """From token ``start`` to the last consumed token."""
+        off = self.off
+        return self.mkspan(self.file, off[start][0], off[max(start, self.i - 1)][1])
+
+    def _where(self, idx: int) -> str:
+        line, col = self.lines.pos(self.off[idx][0])
+        return f"{line}:{col}"
+
+    def _join(self, a: Span, b: Span) -> Span:
+        return Span(self.file, a.line, a.col, b.end_line, b.end_col)
+
+    def _error(self, span: Span, message: str) -> None:
+        self.diags.error(span, message)
+        if len(self.diags.items) >= self.diags.limit:
+            raise _Abort
+
+    def _too_tall(self, span: Span) -> _Recover:
+        """Report a tree taller than MAX_AST_HEIGHT; return the exception to raise."""
+        self._error(span, f"expression too complex (more than {MAX_AST_HEIGHT} nested "
+                          "operations); split it up with 'let'")
+        return _Recover()
+
+    def _describe(self, idx: int) -> str:
+        kind = self.k[idx]
+        if kind == "eof":
+            return self.eof_desc
+        if kind in ("ident", "reserved", "int", "float"):
+            return f"'{self.v[idx]}'"
+        if kind in ("str", "interp"):
+            return "a string"
+        return f"'{kind}'"
+
+    def _fail(self, expected: str, after_expr: bool = False) -> _Recover:
+        """Record "expected X, found Y" at the current token; return the exception to raise."""
+        i = self.i
+        found = self.k[i]
+        if found == "eof":
+            if self.eof_reported:
+                return _Recover()
+            self.eof_reported = True
+        if after_expr and found == "=":
+            message = "'=' is assignment; did you mean '=='?"
+        else:
+            message = f"expected {expected}, found {self._describe(i)}"
+        self._error(self._tspan(i), message)
+        return _Recover()
+
+    def _close(self, closer: str, open_idx: int) -> None:
+        """Consume ``closer`` or report it missing, naming the opener's position."""
+        if self.k[self.i] == closer:
+            self.i += 1
+            return
+        raise self._fail(f"'{closer}' to close '{self.k[open_idx]}' at {self._where(open_idx)}",
+                         True)
+
+    def _expect(self, kind: str, what: str, after_expr: bool = False) -> int:
+        i = self.i
+        if self.k[i] != kind:
+            raise self._fail(what, after_expr)
+        self.i = i + 1
+        return i
+
+    def _enter(self, idx: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self.diags.error(self._tspan(idx), f"nesting too deep (more than {MAX_NESTING} levels)")
+            raise _Abort
+
+    def _name(self, what: str) -> str:
+        """Consume an identifier (``what`` says which, for the message)."""
+        i = self.i
+        kind = self.k[i]
+        if kind == "ident":
+            self.i = i + 1
+            return str(self.v[i])
+        if kind == "reserved":
+            self.i = i + 1
+            self._error(self._tspan(i), f"'{self.v[i]}' is a reserved keyword and cannot be a name")
+            return str(self.v[i])
+        exc = self._fail(what)
+        if kind in KEYWORDS and self.k[i + 1] in _AFTER_NAME:
+            self.i = i + 1  # take the keyword as the name, to avoid a cascade of errors
+            return kind
+        raise exc
+
+    def _sync(self, start: int) -> None:
+        """Skip to the next ';' (consumed), '}' or statement keyword at the brace
+        depth of the statement that began at token ``start``."""
+        k = self.k
+        depth = 0
+        for j in range(start, self.i):
+            t = k[j]
+            if t in _BRACE_OPEN:
+                depth += 1
+            elif t == "}" and depth:
+                depth -= 1
+        i = self.i
+        while True:
+            t = k[i]
+            if t == "eof":
+                break
+            if depth == 0:
+                if t == ";":
+                    i += 1
+                    break
+                if t == "}" or t in _STMT_KEYWORDS:
+                    break
+            if t in _BRACE_OPEN:
+                depth += 1
+            elif t == "}":
+                depth -= 1
+            i += 1
+        self.i = i
