@@ -10,6 +10,7 @@ CBOR), and can put Python callables into the table as closures.
 from __future__ import annotations
 
 import math
+import pathlib
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -335,3 +336,19 @@ def rt() -> Iterator[RtHarness]:
 def make_rt() -> Callable[..., RtHarness]:
     """Factory: make_rt(memory=bytes) -> a fresh RtHarness (no rt_begin yet)."""
     return RtHarness
+
+
+# -- helpers the test_rt_* files import ---------------------------------------------
+
+UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN, BLOB, EXC = 0, 1, 2, 3, 4, 5, 6, 7, 8, 255
+I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def s_len(v: tuple[int, int]) -> int:
+    return (v[1] >> 32) & 0xFFFFFFFF
+
+
+def kind_of(rt: RtHarness, name: str, *args: Any) -> tuple[str, str]:
+    e = rt.err(name, *args)
+    return e.kind, e.message
