@@ -28,6 +28,8 @@ from typing import Any
 from ._cli_peers import add_root_argument
 from ._cose import EnvelopeError, decode1
 from ._envelope import TYP_REPLY, TYP_REQUEST, Reply, Request, make_request, open_reply, open_request
+from ._history import sha256_hex
+from ._logic_push import MAX_LOGIC_REQUEST, TYP_LOGIC, LogicRequest, open_logic_request
 from ._errors import UsageError
 from ._identity import IdentityError, did_from_public_key, public_key_from_did
 from ._peers import PeerStore
@@ -150,15 +152,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _fields(env: Request | Reply, names: dict[bytes, str], now: int) -> dict[str, Any]:
+def _time_status(iat: int, exp: int, now: int) -> str:
+    if now >= exp:
+        return f"expired {now - exp} s ago"
+    if iat > now:
+        return f"issued {iat - now} s in the future"
+    return f"valid for {exp - now} s more"
+
+
+def _fields(env: Request | Reply | LogicRequest, names: dict[bytes, str], now: int) -> dict[str, Any]:
     common = {"caller": _key(env.caller, names), "target": _key(env.target, names)}
+    if isinstance(env, LogicRequest):
+        return {
+            "type": TYP_LOGIC, "signature": "valid (by caller; its statement too)", **common,
+            "nonce": env.nonce.hex(), "iat": env.iat, "exp": env.exp,
+            "time": _time_status(env.iat, env.exp, now), "module": env.module,
+            "source_sha256": sha256_hex(env.source), "source": env.source,
+            "caps": [c.hex() for c in env.caps],
+        }
     if isinstance(env, Request):
-        if now >= env.exp:
-            status = f"expired {now - env.exp} s ago"
-        elif env.iat > now:
-            status = f"issued {env.iat - now} s in the future"
-        else:
-            status = f"valid for {env.exp - now} s more"
+        status = _time_status(env.iat, env.exp, now)
         return {
             "type": TYP_REQUEST, "signature": "valid (by caller)", **common,
             "nonce": env.nonce.hex(), "iat": env.iat, "exp": env.exp, "time": status,
@@ -182,8 +195,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """``peerbox envelope inspect``: 0 and the fields if valid, 2 and the reason if not."""
     data = _read_bytes(args.file)
     try:
-        typ = decode1(data).payload.get("typ")
-        env: Request | Reply = open_reply(data) if typ == TYP_REPLY else open_request(data)
+        typ = decode1(data, max_size=MAX_LOGIC_REQUEST).payload.get("typ")
+        env: Request | Reply | LogicRequest = (
+            open_reply(data) if typ == TYP_REPLY else open_logic_request(data) if typ == TYP_LOGIC
+            else open_request(data))
     except EnvelopeError as exc:
         if args.json:
             _out(json.dumps({"valid": False, "error": {"kind": exc.kind, "message": exc.message}}))
@@ -196,7 +211,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     width = max(len(k) for k in fields)
     lines = []
     for k, v in fields.items():
-        if k == "script":
+        if k in ("script", "source"):
             text = str(v).rstrip("\n")
             v = text if "\n" not in text else "\n" + "\n".join("    " + ln for ln in text.split("\n"))
         elif not isinstance(v, str):

@@ -396,3 +396,22 @@ def test_remove_and_show_an_old_version(env: Env) -> None:
     assert env.run("verify", "bob").code == 0
     res = env.run("remove", "bob", "inbox")
     assert res.code == 2 and "no module of its own" in res.err
+
+
+def test_envelope_inspect_shows_a_logic_request(env: Env, cli: Callable[..., CliResult]) -> None:
+    import time
+
+    from peerbox._logic_push import make_logic_request
+
+    req = make_logic_request(env.bob.signing_key(), target=env.bob.public_key, module="inbox", source=GOOD2,
+                             now=int(time.time()))
+    path = env.root.parent / "req.cose"
+    path.write_bytes(req)
+    res = cli("envelope", "inspect", str(path), "--json", "--root", str(env.root))
+    assert res.code == 0, res.err
+    doc = json.loads(res.out)
+    assert doc["valid"] and doc["type"] == "peerbox/logic" and doc["module"] == "inbox"
+    assert doc["source"] == GOOD2 and doc["caller"].endswith("(bob)")
+    path.write_bytes(req[:-1] + bytes([req[-1] ^ 1]))
+    res = cli("envelope", "inspect", str(path), "--root", str(env.root))
+    assert res.code == 2 and "bad_signature" in res.err
