@@ -16,6 +16,7 @@ thread; every run gets a fresh wasm Store, so nothing leaks between runs.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -251,6 +252,12 @@ class SearchPathResolver(LogicLayers):
         super().__init__(peer=None, shared=None, extra=search_path)
 
 
+@functools.cache
+def _builtin_only() -> SearchPathResolver:
+    """The resolver of a compile given neither a search path nor a resolver (it holds no state)."""
+    return SearchPathResolver(())
+
+
 class _RecordingResolver:
     """Wraps a resolver and records every import it resolved (for the manifest)."""
 
@@ -349,7 +356,8 @@ def compile(
         raise UsageError(f"sandbox must be a peerbox.Sandbox, not {type(sb).__name__}")
     if sb.closed:
         raise UsageError("this peerbox Sandbox has been closed")
-    res: Resolver = resolver if resolver is not None else SearchPathResolver(search_path)
+    res: Resolver = resolver if resolver is not None else (
+        SearchPathResolver(search_path) if search_path else _builtin_only())
     key = cache_key(
         compiler_version=compiler_fingerprint(), rt_sha256=sb.engine_id, filename=filename, source=source
     )

@@ -9,6 +9,7 @@ instantiates it next to every script module (see ``ABI.md``).
 
 from __future__ import annotations
 
+import functools
 import pathlib
 from importlib import resources
 
@@ -39,11 +40,13 @@ def rt_wasm_bytes() -> bytes:
     return resources.files(__name__).joinpath("rt").joinpath("rt.wasm").read_bytes()
 
 
+@functools.cache
 def builtin_library_path() -> pathlib.Path:
     """The directory of peerbox's built-in script library (``lib/*.rhai``).
 
     The lowest of the three logic layers a peer's scripts import from (see
     ``peerbox._logic``): modules such as ``inbox``, ``notes`` and ``kv``
     that a worker's shared modules or a peer's own override by name.
+    Computed once per process (every compile asks for it).
     """
     return pathlib.Path(__file__).resolve().parent / "lib"
