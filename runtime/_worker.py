@@ -1,9 +1,9 @@
 """The worker: hosted peers behind HTTP/2 (the app of :mod:`peerbox._h2server`), shared or isolated.
 
 :class:`Worker` is the HTTP application of one process hosting one or many
-peers (shared mode). ``POST /v1/exec`` takes a request envelope (``POST
-/v1/logic`` a logic update, :mod:`peerbox._logic_push`, the same way)
-(``content-type: application/cose``), checks everything that needs no peer
+peers (shared mode). ``POST /v1/exec`` takes a request envelope
+(``content-type: application/cose``; ``POST /v1/logic`` takes a logic update,
+:mod:`peerbox._logic_push`, the same way), checks everything that needs no peer
 context on the event loop (:func:`~peerbox._envelope.open_request`: strict
 decoding, fields, the caller's signature; cheap, and it means a forged
 ``caller`` can never use up someone else's quota), routes by the envelope's
