@@ -3,13 +3,14 @@
 Actions are ``exec`` (run a script at all), ``fs.read``, ``fs.write``,
 ``fs.delete``, ``fs.list`` (host calls on the peer's storage, checked at
 every call with the path it names), ``module.import`` (checked with the
-module's name, as the script writes it: ``notes`` and ``builtin:notes`` are
-two resources), ``delegate`` (issue root capabilities) and ``logic.write``
-(install a version of one of the peer's logic modules, checked with the
-module's name). ``"*"`` in a rule means all of them but ``logic.write``,
-which a rule must name (changing a peer's code is never granted by a
-wildcard written for something else); ``"fs.*"`` means the four ``fs`` ones. :data:`HOSTCALL_ACTIONS` maps each host-call op to the action it needs:
-an allowed ``exec`` grants no file access by itself.
+module's name: the bare name, and a layer-qualified one such as
+``builtin:notes`` as written too), ``delegate`` (issue root capabilities)
+and ``logic.write`` (install a version of one of the peer's logic modules,
+checked with the module's name). ``"*"`` in a rule means all of them but
+``logic.write``, which a rule must name (changing a peer's code is never
+granted by a wildcard written for something else); ``"fs.*"`` means the four
+``fs`` ones. :data:`HOSTCALL_ACTIONS` maps each host-call op to the action
+it needs: an allowed ``exec`` grants no file access by itself.
 
 Everything here is immutable and cheap: :class:`Decision` objects are built
 once per rule when a policy is compiled, so deciding allocates nothing.
