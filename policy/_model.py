@@ -5,11 +5,12 @@ Actions are ``exec`` (run a script at all), ``fs.read``, ``fs.write``,
 every call with the path it names), ``module.import`` (checked with the
 module's name: the bare name, and a layer-qualified one such as
 ``builtin:notes`` as written too), ``delegate`` (issue root capabilities)
-and ``logic.write`` (install a version of one of the peer's logic modules,
-checked with the module's name). ``"*"`` in a rule means all of them but
-``logic.write``, which a rule must name (changing a peer's code is never
-granted by a wildcard written for something else); ``"fs.*"`` means the four
-``fs`` ones. :data:`HOSTCALL_ACTIONS` maps each host-call op to the action
+``logic.read`` and ``logic.write`` (read, or install a version of, one of
+the peer's logic modules remotely, checked with the module's name).
+``"*"`` in a rule means all of them but the two ``logic`` ones, which a rule
+must name (a peer's code is never shown or changed by a wildcard written for
+something else; ``"logic.*"`` means both); ``"fs.*"`` means the four ``fs``
+ones. :data:`HOSTCALL_ACTIONS` maps each host-call op to the action
 it needs: an allowed ``exec`` grants no file access by itself.
 
 Everything here is immutable and cheap: :class:`Decision` objects are built
@@ -44,17 +45,21 @@ _N = TypeVar("_N", int, float)
 
 #: Every action a policy rule can name.
 #: ``delegate``: the caller may issue root capabilities for this peer's resources.
+#: ``logic.read``: the caller may list and read the peer's logic modules and their history remotely.
 #: ``logic.write``: the caller may install versions of the peer's logic modules (``peerbox logic push``).
 ACTIONS: tuple[str, ...] = (
-    "exec", "fs.read", "fs.write", "fs.delete", "fs.list", "module.import", "delegate", "logic.write",
+    "exec", "fs.read", "fs.write", "fs.delete", "fs.list", "module.import", "delegate", "logic.read",
+    "logic.write",
 )
 #: The actions on the peer's storage (what ``"fs.*"`` means).
 FS_ACTIONS: tuple[str, ...] = ("fs.read", "fs.write", "fs.delete", "fs.list")
 #: The actions whose requests name a resource (a path or a module name); ``exec`` names none.
-RESOURCE_ACTIONS: frozenset[str] = frozenset(FS_ACTIONS + ("module.import", "logic.write"))
+RESOURCE_ACTIONS: frozenset[str] = frozenset(FS_ACTIONS + ("module.import", "logic.read", "logic.write"))
+#: The actions on the peer's logic (what ``"logic.*"`` means); ``"*"`` includes neither.
+LOGIC_ACTIONS: tuple[str, ...] = ("logic.read", "logic.write")
 #: Wildcard action names and what they expand to.
 ACTION_ALIASES: dict[str, tuple[str, ...]] = {
-    "*": tuple(a for a in ACTIONS if a != "logic.write"), "fs.*": FS_ACTIONS}
+    "*": tuple(a for a in ACTIONS if a not in LOGIC_ACTIONS), "fs.*": FS_ACTIONS, "logic.*": LOGIC_ACTIONS}
 
 #: Host-call op number (``peerbox.hostcalls.Op``) -> the policy action it needs.
 #: read, read_bytes, exists, stat -> fs.read; write, write_bytes, append, mkdir -> fs.write;

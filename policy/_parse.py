@@ -265,7 +265,7 @@ def _rule(
                     bad("resources", f"bad glob: {problem}")
             resources = tuple(res)
             if actions is not None and not (actions & RESOURCE_ACTIONS):
-                bad("resources", "only fs.*, module.import and logic.write requests name a resource; "
+                bad("resources", "only fs.*, module.import and logic.* requests name a resource; "
                     "exec and delegate have none")
     limits = None
     if "limits" in raw:
@@ -336,7 +336,8 @@ def _actions(raw: object, present: bool, bad: Any) -> frozenset[str] | None:
         elif action in ACTIONS:
             out.add(action)
         else:
-            bad(f"unknown action {action!r} (expected one of {', '.join(ACTIONS)}, \"fs.*\" or \"*\")")
+            bad(f"unknown action {action!r} (expected one of {', '.join(ACTIONS)}, \"fs.*\", \"logic.*\" "
+                "or \"*\")")
             ok = False
     return frozenset(out) if ok else None
 

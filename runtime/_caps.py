@@ -19,8 +19,8 @@ and no link is revoked. Any failure is a :class:`CapabilityError` with a
 ``kind`` (see :data:`KINDS`).
 
 Grants use the policy vocabulary: ``exec`` alone, or ``ACTION:PATTERN`` with
-ACTION one of ``fs.read fs.write fs.delete fs.list module.import logic.write``
-(the last two take a module name). A pattern
+ACTION one of ``fs.read fs.write fs.delete fs.list module.import logic.read
+logic.write`` (the last three take a module name). A pattern
 is ``/``-separated segments: ``**`` (a whole segment) matches any number of
 segments, ``*`` any characters within one segment, anything else itself.
 Attenuation (:func:`pattern_within`) is decided exactly, on automata, and is
@@ -57,7 +57,8 @@ __all__ = ["CapabilityError", "Grant", "Link", "Chain", "RevocationList", "grant
 TYP = "peerbox/cap"
 VERSION = 1
 #: Actions a grant may name (the policy vocabulary). Only ``exec`` has no resource.
-ACTIONS = ("exec", "fs.read", "fs.write", "fs.delete", "fs.list", "module.import", "logic.write")
+ACTIONS = ("exec", "fs.read", "fs.write", "fs.delete", "fs.list", "module.import", "logic.read",
+           "logic.write")
 #: Every ``CapabilityError.kind``.
 KINDS = ("bad_token", "wrong_signer", "wrong_audience", "wrong_subject", "not_issued_by_subject",
          "widened", "longer_expiry", "expired", "not_yet_valid", "revoked", "too_deep")

@@ -4,6 +4,8 @@
 
     peerbox logic list NAME [--json] [--root DIR]
     peerbox logic show NAME MODULE [--wat | --version N] [--root DIR]
+    peerbox logic list|show|history|remove NAME ... --from OWNER [--cap FILE]... [--timeout S]
+                                     (NAME is then a remote peer in <root>/peers.toml)
     peerbox logic set NAME MODULE FILE [--json] [--root DIR]
     peerbox logic history NAME MODULE [--json] [--root DIR]
     peerbox logic rollback NAME MODULE VERSION [--json] [--root DIR]
@@ -38,7 +40,7 @@ from ._directory import Directory
 from ._envelope import Reply
 from ._errors import UsageError
 from ._history import Version
-from ._logic import HEAD_KEY, ModuleListing, PeerLogic
+from ._logic import HEAD_KEY, PeerLogic
 from ._peers import PeerStore
 
 __all__ = ["add_parsers", "COMMANDS", "VERIFY_FAILED"]
@@ -61,9 +63,10 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     sub = pl.add_subparsers(dest="logic_command", required=True, metavar="COMMAND")
 
     own = "the module name (the peer's own layer)"
-    p = _command(sub, "list", cmd_list, "every module the peer sees: layer, overrides, functions")
+    p = _command(sub, "list", cmd_list, "every module the peer sees: layer, overrides, functions",
+                 remote=True)
     p = _command(sub, "show", cmd_show, "print a module's source (or its compiled WebAssembly text)",
-                 module="as a script imports it: inbox, shared:inbox, ...", json_flag=False)
+                 module="as a script imports it: inbox, shared:inbox, ...", json_flag=False, remote=True)
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--wat", action="store_true", help="the compiled WebAssembly text instead")
     shown.add_argument("--version", type=int, metavar="N", help="the source of recorded version N")
@@ -72,12 +75,13 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
                  "install it only if all compile (else nothing changes, exit 3). The version is recorded, "
                  "signed by the peer's key.")
     p.add_argument("file", metavar="FILE", help="the source file ('-' for stdin)")
-    _command(sub, "history", cmd_history, "the recorded versions of a module", module=own)
+    _command(sub, "history", cmd_history, "the recorded versions of a module", module=own, remote=True)
     p = _command(sub, "rollback", cmd_rollback, "install a recorded version again (as a new version)",
                  module=own)
     p.add_argument("version", metavar="VERSION", type=int, help="the version number to restore")
     _command(sub, "remove", cmd_remove, "remove one of the peer's own modules (recorded as a version)",
-             module=own, description="Delete the peer's MODULE so that imports reach the shared or "
+             module=own, remote=True,
+             description="Delete the peer's MODULE so that imports reach the shared or "
              "built-in module of that name again, if any; refused (exit 3) if a module importing it "
              "would stop compiling. Recorded and signed like an install; `rollback` brings it back.")
     p = _command(sub, "verify", cmd_verify, "check the signed history of every module of the peer",
@@ -102,14 +106,25 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _command(sub: argparse._SubParsersAction[Any], name: str, handler: Any, help: str, *,
              module: str | None = None, description: str | None = None,
-             json_flag: bool = True) -> argparse.ArgumentParser:
-    """A ``logic`` subcommand taking NAME (and MODULE), --root and, by default, --json."""
+             json_flag: bool = True, remote: bool = False) -> argparse.ArgumentParser:
+    """A ``logic`` subcommand taking NAME (and MODULE), --root and, by default, --json.
+
+    ``remote``: also ``--from OWNER [--cap FILE]... [--timeout S]``, which
+    make NAME a remote peer found in the directory, asked over HTTP/2.
+    """
     p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description or help)
-    p.add_argument("name", metavar="NAME", help="the local peer")
+    p.add_argument("name", metavar="NAME", help="the local peer (with --from: the remote one)")
     if module is not None:
         p.add_argument("module", metavar="MODULE", help=module)
     if json_flag:
         p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    if remote:
+        p.add_argument("--from", dest="sender", metavar="OWNER",
+                       help="ask the remote peer NAME (in <root>/peers.toml), signing as local peer OWNER")
+        p.add_argument("--cap", action="append", default=[], metavar="FILE",
+                       help="with --from: a capability token to present (logic.read / logic.write)")
+        p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                       help="with --from: seconds for the whole call (default 30)")
     add_root_argument(p)
     p.set_defaults(handler=handler)
     return p
@@ -149,36 +164,44 @@ def _describe(v: Version) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """``peerbox logic list NAME``."""
-    listing = _logic(args).list()
+    """``peerbox logic list NAME`` (or, with ``--from``, of the remote peer NAME)."""
+    if args.sender is not None:
+        reply = _remote(args, "list")
+        if isinstance(reply, int):
+            return reply
+        docs = reply.value if isinstance(reply.value, list) else []
+    else:
+        docs = [m.doc() for m in _logic(args).list()]
     if args.json:
-        _emit([{"module": m.ref.name, "layer": m.ref.layer, "file": m.ref.file, "active": m.active,
-                "overrides": list(m.overrides),
-                "functions": [{"name": n, "params": list(ps)} for n, ps in m.functions],
-                "constants": list(m.constants), "imports": list(m.imports), "error": m.error}
-               for m in listing])
+        _emit(docs)
         return 0
+    active = {d["module"]: d["file"] for d in docs if d.get("active")}
     out = []
-    for m in listing:
-        state = "" if m.active else f"  (overridden by {_active_of(listing, m.ref.name)})"
-        over = f"  overrides {', '.join(m.overrides)}" if m.overrides else ""
-        out.append(f"{m.ref.file}{over}{state}")
-        if m.error is not None:
-            out.append("    does not parse: " + m.error.splitlines()[0])
-        out.extend(f"    fn {n}({', '.join(ps)})" for n, ps in m.functions)
-        out.extend(f"    const {c}" for c in m.constants)
-        if m.imports:
-            out.append(f"    imports {', '.join(m.imports)}")
+    for d in docs:
+        state = "" if d.get("active") else f"  (overridden by {active.get(d['module'], '?')})"
+        over = f"  overrides {', '.join(d['overrides'])}" if d.get("overrides") else ""
+        out.append(f"{d['file']}{over}{state}")
+        if d.get("error") is not None:
+            out.append("    does not parse: " + str(d["error"]).splitlines()[0])
+        out.extend(f"    fn {f['name']}({', '.join(f['params'])})" for f in d.get("functions", ()))
+        out.extend(f"    const {c}" for c in d.get("constants", ()))
+        if d.get("imports"):
+            out.append(f"    imports {', '.join(d['imports'])}")
     sys.stdout.write("".join(line + "\n" for line in out))
     return 0
 
 
-def _active_of(listing: list[ModuleListing], name: str) -> str:
-    return next(m.ref.file for m in listing if m.ref.name == name and m.active)
-
-
 def cmd_show(args: argparse.Namespace) -> int:
-    """``peerbox logic show NAME MODULE [--wat]``."""
+    """``peerbox logic show NAME MODULE [--wat | --version N]`` (remote with ``--from``: the source)."""
+    if args.sender is not None:
+        if args.wat or args.version is not None:
+            raise UsageError("--wat and --version are for local peers (without --from)")
+        reply = _remote(args, "show", args.module)
+        if isinstance(reply, int):
+            return reply
+        text = str(reply.value.get("source", "")) if isinstance(reply.value, dict) else ""
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
     logic = _logic(args)
     if args.version is not None:
         match = [v for v in logic.versions(args.module) if v.version == args.version]
@@ -214,7 +237,18 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    """``peerbox logic remove NAME MODULE``."""
+    """``peerbox logic remove NAME MODULE`` (remote with ``--from``)."""
+    if args.sender is not None:
+        reply = _remote(args, "remove", args.module)
+        if isinstance(reply, int):
+            return reply
+        value = reply.value if isinstance(reply.value, dict) else {}
+        if args.json:
+            _emit(value)
+        else:
+            sys.stderr.write(f"{args.name}: peer:{value.get('module')} removed "
+                             f"(version {value.get('version')})\n")
+        return 0
     logic = _logic(args)
     v = logic.remove(args.module)
     if args.json:
@@ -227,8 +261,18 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    """``peerbox logic history NAME MODULE``."""
-    versions = _logic(args).versions(args.module)
+    """``peerbox logic history NAME MODULE`` (remote with ``--from``)."""
+    if args.sender is not None:
+        reply = _remote(args, "history", args.module)
+        if isinstance(reply, int):
+            return reply
+        try:
+            records = reply.value["versions"] if isinstance(reply.value, dict) else []
+            versions = [Version.parse(r) for r in records]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{args.name} sent a history that does not parse: {exc}") from None
+    else:
+        versions = _logic(args).versions(args.module)
     if args.json:
         _emit([_version_doc(v) for v in versions])
     elif not versions:
@@ -264,39 +308,54 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     """``peerbox logic push --from OWNER --to PEER MODULE FILE``."""
-    source = _read_source(args.file)
+    reply = _remote(args, "set", args.module, _read_source(args.file), target=args.to)
+    if isinstance(reply, int):
+        return reply
+    value = reply.value if isinstance(reply.value, dict) else {}
+    if args.json:
+        _emit(value)
+    else:
+        sys.stderr.write(f"{args.to}: peer:{value.get('module')} is now version {value.get('version')} "
+                         f"(sha256 {str(value.get('sha256'))[:12]})\n")
+    return 0
+
+
+def _remote(args: argparse.Namespace, op: str, module: str = "", source: str = "", *,
+            target: str | None = None) -> Reply | int:
+    """Send one logic request as ``--from`` to ``target`` (default: NAME, found in the directory).
+
+    Returns the verified ``ok`` reply, or the exit code after reporting a
+    failure: 6 denied, 3 refused for not compiling, 2 not found, 4 other
+    refusals, 7 no verified reply.
+    """
+    want_json = bool(getattr(args, "json", False))
     caps = [_read(path, 64 << 10) for path in args.cap]
     if not args.timeout > 0:
         raise UsageError("--timeout must be a positive number of seconds")
     key = PeerStore(args.root).get(args.sender).signing_key()
     directory = Directory(args.root)
-    entry = directory.resolve(args.to)
+    entry = directory.resolve(target if target is not None else args.name)
 
     async def call() -> Reply:
         async with AsyncClient(key, directory) as client:
-            return await client.push_logic(entry, args.module, source, caps=caps, timeout=args.timeout)
+            return await client.logic(entry, op, module, source, caps=caps, timeout=args.timeout)
 
     try:
         reply = trio.run(call)
     except ClientError as err:
-        return _client_failure(err, args.json)
+        return _client_failure(err, want_json)
     if reply.ok:
-        value = reply.value if isinstance(reply.value, dict) else {}
-        if args.json:
-            _emit(value)
-        else:
-            sys.stderr.write(f"{entry.name}: peer:{value.get('module')} is now version "
-                             f"{value.get('version')} "
-                             f"(sha256 {str(value.get('sha256'))[:12]})\n")
-        return 0
+        return reply
     error = dict(reply.error or {})
     kind, message = str(error.get("kind", "error")), str(error.get("message", ""))
-    code = 6 if kind == "denied" else 3 if kind in ("compile_error", "breaks_dependent") else 4  # io_error
+    code = {"denied": 6, "compile_error": 3, "breaks_dependent": 3, "not_found": 2}.get(kind, 4)
     if code == 6:
         rule = error.get("rule")
         sys.stderr.write(f"denied by {entry.name}: {message}" + (f" (rule {rule})" if rule else "") + "\n")
+    elif code == 2:
+        sys.stderr.write(f"error: {entry.name}: {message}\n")
     else:
-        sys.stderr.write(f"{entry.name} refused the update ({kind}), nothing changed:\n{message}\n")
-    if args.json:
+        sys.stderr.write(f"{entry.name} refused the {op} ({kind}), nothing changed:\n{message}\n")
+    if want_json:
         _emit({"error": {**error, "exit_code": code}})
     return code

@@ -76,7 +76,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
                     help=f"one of {', '.join(ACTIONS)}")
     what = pe.add_mutually_exclusive_group()
     what.add_argument("--path", metavar="P", help="the path (for fs.* actions; '' is the storage root)")
-    what.add_argument("--module", metavar="M", help="the module name (for module.import and logic.write)")
+    what.add_argument("--module", metavar="M", help="the module name (for module.import and logic.*)")
     pe.add_argument("--at", metavar="TIME", default=None,
                     help="decide as of this RFC 3339 time (default: now); expired rules are ignored")
     add_root_argument(pe)
@@ -144,7 +144,7 @@ def _when(text: str | None) -> float:
 
 def _resource(args: argparse.Namespace) -> str | None:
     action = args.action
-    if action in ("module.import", "logic.write"):
+    if action in ("module.import", "logic.read", "logic.write"):
         if args.module is None:
             raise UsageError(f"{action} needs --module M")
         return str(args.module)

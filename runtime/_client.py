@@ -617,11 +617,17 @@ class AsyncClient:
         :class:`~peerbox._cbor_strict.EnvelopeError` for a module name or
         source a request cannot carry.
         """
+        return await self.logic(target, "set", module, source, caps=caps, timeout=timeout)
+
+    async def logic(self, target: str | Entry, op: str, module: str = "", source: str = "",
+                    caps: Iterable[bytes] = (), timeout: float = 30.0) -> Reply:
+        """Any ``peerbox/logic`` request (``op``: set, remove, list, show, history; see
+        :mod:`peerbox._logic_push` for what each carries and returns). Raises as :meth:`push_logic`."""
         from ._logic_push import make_logic_request
 
         entry = self.resolve(target)
         envelope = make_logic_request(self.identity, target=entry.public_key, module=module, source=source,
-                                      caps=caps, now=int(time.time()), ttl=self.ttl)
+                                      op=op, caps=caps, now=int(time.time()), ttl=self.ttl)
         status, _content_type, body = await self.transport.exec(entry.url, envelope, timeout, path=LOGIC_PATH)
         return self.check(entry, envelope, status, body)
 
@@ -692,10 +698,15 @@ class Client:
     def push_logic(self, target: str | Entry, module: str, source: str, caps: Iterable[bytes] = (),
                    timeout: float = 30.0) -> Reply:
         """:meth:`AsyncClient.push_logic`, blocking; thread-safe."""
+        return self.logic(target, "set", module, source, caps, timeout)
+
+    def logic(self, target: str | Entry, op: str, module: str = "", source: str = "",
+              caps: Iterable[bytes] = (), timeout: float = 30.0) -> Reply:
+        """:meth:`AsyncClient.logic`, blocking; thread-safe."""
         caps = tuple(caps)
 
         async def call() -> Reply:
-            return await self._async.push_logic(target, module, source, caps, timeout)
+            return await self._async.logic(target, op, module, source, caps, timeout)
 
         return self._call(call)
 

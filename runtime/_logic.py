@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._errors import Error, UsageError
 from ._atomic import write_atomic
@@ -214,6 +215,13 @@ class ModuleListing:
     constants: tuple[str, ...]
     imports: tuple[str, ...]
     error: str | None = None
+
+    def doc(self) -> dict[str, Any]:
+        """As JSON (``peerbox logic list --json``, and a remote ``list``'s reply)."""
+        return {"module": self.ref.name, "layer": self.ref.layer, "file": self.ref.file,
+                "active": self.active, "overrides": list(self.overrides),
+                "functions": [{"name": n, "params": list(ps)} for n, ps in self.functions],
+                "constants": list(self.constants), "imports": list(self.imports), "error": self.error}
 
 
 class PeerLogic:

@@ -1,31 +1,35 @@
-"""Remote logic updates: a signed ``peerbox/logic`` request installs one module (sans-IO).
+"""Remote logic: a signed ``peerbox/logic`` request installs, removes or reads a peer's modules (sans-IO).
 
-The owner of a peer, or a caller holding a capability that grants
-``logic.write`` for the module, sends::
+The owner of a peer, or a caller the peer's policy or a capability lets,
+sends to ``POST /v1/logic`` a COSE_Sign1 signed by the caller::
 
     {"v": 1, "typ": "peerbox/logic",
      "caller": bstr(32), "target": bstr(32), "nonce": bstr(16..32), "iat": int, "exp": int,
-     "module": tstr,            ; the peer's own module, e.g. "inbox" (no layer but "peer:")
-     "source": tstr,            ; the new source, at most 512 KiB
-     "statement": bstr,         ; COSE_Sign1 by the caller: {by, peer, module, sha256, iat}
+     ? "op": "set" / "remove" / "list" / "show" / "history",   ; default "set"
+     ? "module": tstr,          ; set, remove, history: the peer's own module ("inbox"); show: any
+                                ; name a script could import ("builtin:inbox"); list: none
+     ? "source": tstr,          ; set: the new source, at most 512 KiB
+     ? "statement": bstr,       ; set, remove: COSE_Sign1 by the caller: {by, peer, module, sha256,
+                                ;   iat, remove?} -- what the peer's history keeps as their signature
      ? "caps": [* bstr]}        ; capability tokens
 
-as a COSE_Sign1 signed by the caller, to ``POST /v1/logic``. The statement is
-what the peer's history keeps as the installer's signature (the source's
-SHA-256, not the source), so the history can prove who installed what
-without the host holding the installer's key.
+The statement names the source's SHA-256, not the source, so the history can
+prove who installed what without the host holding the installer's key.
 
 :func:`verify_logic_request` checks it like an exec request (size,
 structure, signature, target, time, then the nonce) plus the statement: it
-must be signed by the caller and name this target, module, source and
-``iat``. :func:`handle_logic` then decides ``logic.write`` on the module by
-the target's policy and the capabilities (only chains rooted in the
-target's own key: a peer the policy lets ``delegate`` cannot grant
-``logic.write``), installs with
-:meth:`peerbox._logic.PeerLogic.install` (compile checks: a refused version
-changes nothing) and answers with a reply signed by the target whose value
-is ``{module, version, sha256}``; a refused install is a signed ``ok:
-false`` reply with kind ``compile_error`` or ``breaks_dependent``.
+must be signed by the caller and name this target, module, source (the
+empty one for a removal, with ``remove: true``) and ``iat``.
+:func:`handle_logic` then decides ``logic.write`` (set, remove) or
+``logic.read`` (list, show, history) on the module by the target's policy
+and the capabilities (only chains rooted in the target's own key: a peer the
+policy lets ``delegate`` cannot grant either), and answers with a reply
+signed by the target. Values: set/remove ``{module, version, sha256}``;
+list the modules the caller may read (as ``peerbox logic list --json``);
+show ``{module, file, sha256, source}``; history ``{module, versions,
+head}`` (the entries as stored, statements and seals included, so the
+caller can check them). A refused install is ``ok: false`` with kind
+``compile_error`` or ``breaks_dependent``; a refusal by policy ``denied``.
 """
 
 from __future__ import annotations
@@ -44,17 +48,23 @@ from ._errors import Error
 from ._history import HistoryError, make_statement, open_statement, sha256_hex
 from ._identity import KeyPair, did_from_public_key
 from ._logic import MAX_MODULE_SIZE, LogicError, LogicRefused, PeerLogic, split_module_name
+from .policy import Decision
 from .policy import Request as PolicyRequest
 
 if TYPE_CHECKING:
     from ._exec import ExecHandler, Handled
 
 __all__ = ["LogicRequest", "make_logic_request", "open_logic_request", "verify_logic_request", "handle_logic",
-           "TYP_LOGIC"]
+           "TYP_LOGIC", "OPS"]
 
 TYP_LOGIC = "peerbox/logic"
-_FIELDS = frozenset({"v", "typ", "caller", "target", "nonce", "iat", "exp", "module", "source", "statement",
-                     "caps"})
+#: The operations of a logic request; the first two write (``logic.write``), the rest read.
+OPS = ("set", "remove", "list", "show", "history")
+_FIELDS = frozenset({"v", "typ", "caller", "target", "nonce", "iat", "exp", "op", "module", "source",
+                     "statement", "caps"})
+#: Which optional fields each operation carries (the others must be absent).
+_OP_FIELDS = {"set": {"module", "source", "statement"}, "remove": {"module", "statement"}, "list": set(),
+              "show": {"module"}, "history": {"module"}}
 #: The largest logic request (512 KiB of source, the envelope and its capabilities): the
 #: worker's HTTP body limit.
 MAX_LOGIC_REQUEST = 1 << 20
@@ -62,7 +72,7 @@ MAX_LOGIC_REQUEST = 1 << 20
 
 @dataclass(frozen=True)
 class LogicRequest:
-    """A verified logic update: install ``source`` as the target's ``module``."""
+    """A verified logic request: ``op`` on the target's ``module`` ("" for ``list``)."""
 
     caller: bytes
     target: bytes
@@ -73,40 +83,66 @@ class LogicRequest:
     source: str
     statement: bytes
     caps: tuple[bytes, ...] = ()
+    op: str = "set"
     data: bytes = field(default=b"", repr=False)
 
 
 def _parse(payload: dict[str, Any]) -> LogicRequest:
     _check_typ_version(payload, TYP_LOGIC, _FIELDS)
     caller, target, nonce, iat, exp, caps = _parse_addressing(payload)
-    module, source, statement = (_require(payload, k) for k in ("module", "source", "statement"))
+    op = payload.get("op", "set")
+    if op not in OPS:
+        raise _bad(f"'op' must be one of {', '.join(OPS)}")
+    wanted = _OP_FIELDS[op]
+    extra = {"module", "source", "statement"} & set(payload) - wanted
+    if extra:
+        raise _bad(f"a {op!r} request has no {', '.join(sorted(extra))}")
+    for k in sorted(wanted):
+        _require(payload, k)
+    module, source, statement = (payload[k] if k in wanted else d
+                                 for k, d in (("module", ""), ("source", ""), ("statement", b"")))
     if type(module) is not str or type(source) is not str or type(statement) is not bytes:
         raise _bad("'module' and 'source' must be text, 'statement' bytes")
-    parsed = split_module_name(module)
-    if parsed is None or parsed[0] not in (None, "peer"):
-        raise _bad(f"'module' {module!r:.80} is not a name of one of the peer's own modules")
+    name = ""
+    if "module" in wanted:
+        parsed = split_module_name(module)
+        if parsed is None or (op != "show" and parsed[0] not in (None, "peer")):
+            raise _bad(f"'module' {module!r:.80} is not a name of one of the peer's own modules")
+        name = module if op == "show" else parsed[1]
     if len(source.encode("utf-8")) > MAX_MODULE_SIZE:
         raise EnvelopeError("too_large", f"the module source is over {MAX_MODULE_SIZE} bytes")
-    return LogicRequest(caller=caller, target=target, nonce=nonce, iat=iat, exp=exp, module=parsed[1],
-                        source=source, statement=statement, caps=caps)
+    return LogicRequest(caller=caller, target=target, nonce=nonce, iat=iat, exp=exp, module=name,
+                        source=source, statement=statement, caps=caps, op=op)
 
 
-def make_logic_request(key: KeyPair, *, target: bytes, module: str, source: str, caps: Iterable[bytes] = (),
-                       now: int, ttl: int = 300, nonce: bytes | None = None) -> bytes:
-    """A request from ``key`` to install ``source`` as ``target``'s ``module``; signs the statement too.
+def make_logic_request(key: KeyPair, *, target: bytes, module: str = "", source: str = "",
+                       op: str = "set", caps: Iterable[bytes] = (), now: int, ttl: int = 300,
+                       nonce: bytes | None = None) -> bytes:
+    """A request from ``key`` to do ``op`` (default: install ``source`` as ``target``'s ``module``).
 
-    Raises :class:`EnvelopeError` for a request :func:`verify_logic_request` would refuse.
+    Signs the statement a ``set`` or ``remove`` needs. Raises
+    :class:`EnvelopeError` for a request :func:`verify_logic_request` would refuse.
     """
     if type(ttl) is not int or ttl <= 0 or type(now) is not int:
         raise _bad("now and ttl must be integers (Unix seconds; ttl > 0)")
+    if op not in OPS:
+        raise _bad(f"'op' must be one of {', '.join(OPS)}")
     parsed = split_module_name(module)
-    name = parsed[1] if parsed is not None and parsed[0] in (None, "peer") else module
+    name = parsed[1] if parsed is not None and parsed[0] in (None, "peer") and op != "show" else module
     payload: dict[str, Any] = {
         "v": VERSION, "typ": TYP_LOGIC, "caller": key.public_key, "target": bytes(target),
         "nonce": secrets.token_bytes(16) if nonce is None else bytes(nonce), "iat": now, "exp": now + ttl,
-        "module": name, "source": source,
-        "statement": make_statement(key, peer=bytes(target), module=name, source=source, now=now),
     }
+    if op != "set":
+        payload["op"] = op
+    wanted = _OP_FIELDS[op]
+    if "module" in wanted:
+        payload["module"] = name
+    if "source" in wanted:
+        payload["source"] = source
+    if "statement" in wanted:
+        payload["statement"] = make_statement(key, peer=bytes(target), module=name, source=source, now=now,
+                                              remove=op == "remove")
     cap_list = [bytes(c) for c in caps]
     if cap_list:
         payload["caps"] = cap_list
@@ -119,24 +155,25 @@ def open_logic_request(data: bytes, *, max_size: int = MAX_LOGIC_REQUEST) -> Log
     """Decode a logic request and check what needs no context: structure, signatures, statement.
 
     Raises :class:`EnvelopeError` (the kinds of :func:`peerbox._envelope.open_request`,
-    plus ``bad_statement`` for a statement that is not the caller's word for this install).
+    plus ``bad_statement`` for a statement that is not the caller's word for this change).
     """
     if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > max_size:
         raise EnvelopeError("too_large", f"{len(data)} bytes, at most {max_size}")
     msg = decode1(data, max_size=max_size)
     req = _parse(msg.payload)
     _check_signer(msg, req.caller, "caller")
-    try:
-        st = open_statement(req.statement)
-    except EnvelopeError as exc:
-        raise EnvelopeError("bad_statement", f"the statement does not verify: {exc.message}") from None
-    if st.remove or (st.by, st.peer, st.module, st.sha256, st.iat) != (
-            req.caller, req.target, req.module, sha256_hex(req.source), req.iat):
-        raise EnvelopeError("bad_statement", "the statement is not the caller's for this module, source, "
-                                             "target and time")
+    if req.op in ("set", "remove"):
+        try:
+            st = open_statement(req.statement)
+        except EnvelopeError as exc:
+            raise EnvelopeError("bad_statement", f"the statement does not verify: {exc.message}") from None
+        if st.remove != (req.op == "remove") or (st.by, st.peer, st.module, st.sha256, st.iat) != (
+                req.caller, req.target, req.module, sha256_hex(req.source), req.iat):
+            raise EnvelopeError("bad_statement", f"the statement is not the caller's for this {req.op} of "
+                                                 "this module and source, to this target at this time")
     return LogicRequest(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
                         module=req.module, source=req.source, statement=req.statement, caps=req.caps,
-                        data=bytes(data))
+                        op=req.op, data=bytes(data))
 
 
 def verify_logic_request(data: bytes, *, target: bytes, now: int, nonces: Any,
@@ -149,7 +186,7 @@ def verify_logic_request(data: bytes, *, target: bytes, now: int, nonces: Any,
 
 
 def handle_logic(handler: ExecHandler, data: bytes) -> Handled:
-    """Verify, authorize (``logic.write``), install and answer one logic request.
+    """Verify, authorize (``logic.write`` or ``logic.read``), do and answer one logic request.
 
     Never raises for bad input: a refused envelope is ``rejected``; a denial
     or a refused install is a signed reply.
@@ -161,37 +198,72 @@ def handle_logic(handler: ExecHandler, data: bytes) -> Handled:
         req = verify_logic_request(data, target=handler.ctx.peer.public_key, now=now, nonces=handler.nonces)
     except EnvelopeError as exc:
         return Handled.rejected(exc)
-    caller_did = did_from_public_key(req.caller)
-    local = handler.store.index().get(caller_did)
-    asked = PolicyRequest(caller_did, local.name if local else None, "logic.write", req.module,
-                          handler.owner_did, now)
-    policy = handler.policy.get()
-    cap: bytes | None = None
-    decision = policy.decide(asked)
-    for token in req.caps if not decision else ():
-        try:
-            grants = handler.owner_rooted_grants(token, req.caller, now)
-        except (Error, ValueError) as exc:
-            return _answer(handler, req, now, start, ok=False, error={"kind": "denied", "rule": None,
-                                                                 "message": f"capability refused: {exc}"})
-        if policy.decide(asked, grants):
-            decision, cap = policy.decide(asked, grants), token
-            break
-    if not decision:
-        message = f"logic.write of module '{req.module}' is not allowed: {decision.reason}"
-        return _answer(handler, req, now, start, ok=False, error={
-            "kind": "denied", "message": message, "rule": str(decision.rule) if decision.rule else None})
-    owner = req.caller == handler.ctx.peer.public_key
-    rule = None if owner or cap is not None or decision.rule is None else str(decision.rule)
-    logic = PeerLogic(handler.ctx.peer, clock=handler.clock)
+
+    def answer(ok: bool, value: Any = None, error: Mapping[str, Any] | None = None) -> Handled:
+        return _answer(handler, req, now, start, ok=ok, value=value, error=error)
+
     try:
-        version = logic.install(req.module, req.source, statement=req.statement, cap=cap, rule=rule, now=now)
+        may = _Rights(handler, req, now)
+    except (Error, ValueError) as exc:
+        return answer(False, error={"kind": "denied", "rule": None, "message": f"capability refused: {exc}"})
+    logic = PeerLogic(handler.ctx.peer, clock=handler.clock)
+    if req.op == "list":
+        return answer(True, value=[m.doc() for m in logic.list() if may("logic.read", m.ref.name)[0]])
+    bare = (split_module_name(req.module) or (None, req.module))[1]
+    action = "logic.write" if req.op in ("set", "remove") else "logic.read"
+    decision, cap = may(action, bare)
+    if not decision:
+        message = f"{action} of module '{req.module}' is not allowed: {decision.reason}"
+        return answer(False, error={"kind": "denied", "message": message,
+                                    "rule": str(decision.rule) if decision.rule else None})
+    try:
+        if req.op == "show":
+            found = logic.find(req.module)
+            return answer(True, value={"module": req.module, "file": found.file, "source": found.source,
+                                       "sha256": sha256_hex(found.source)})
+        if req.op == "history":
+            head = logic.history.head().get(req.module)
+            return answer(True, value={"module": req.module, "head": list(head) if head else None,
+                                       "versions": [v.record() for v in logic.versions(req.module)]})
+        owner = req.caller == handler.ctx.peer.public_key
+        rule = None if owner or cap is not None or decision.rule is None else str(decision.rule)
+        version = logic.install(req.module, req.source, statement=req.statement, cap=cap, rule=rule,
+                                action="remove" if req.op == "remove" else "set", now=now)
     except LogicRefused as exc:
-        return _answer(handler, req, now, start, ok=False, error={"kind": exc.kind, "message": str(exc)})
-    except (LogicError, HistoryError) as exc:
-        return _answer(handler, req, now, start, ok=False, error={"kind": "io_error", "message": str(exc)})
-    return _answer(handler, req, now, start, ok=True,
-                   value={"module": version.module, "version": version.version, "sha256": version.sha256})
+        return answer(False, error={"kind": exc.kind, "message": str(exc)})
+    except LogicError as exc:  # an unknown module (show, or remove of one the peer does not have)
+        return answer(False, error={"kind": "not_found", "message": str(exc)})
+    except HistoryError as exc:
+        return answer(False, error={"kind": "io_error", "message": str(exc)})
+    return answer(True, value={"module": version.module, "version": version.version,
+                               "sha256": version.sha256})
+
+
+class _Rights:
+    """What the caller of ``req`` may do: ``rights(action, module) -> (decision, cap token or None)``.
+
+    The policy first; else each capability (verified once, rooted in the
+    target's key) in turn. Raises what verifying a token raises.
+    """
+
+    def __init__(self, handler: ExecHandler, req: LogicRequest, now: int) -> None:
+        did = did_from_public_key(req.caller)
+        local = handler.store.index().get(did)
+        self.who = (did, local.name if local else None)
+        self.owner_did, self.now = handler.owner_did, now
+        self.policy = handler.policy.get()
+        self.grants = [(t, handler.owner_rooted_grants(t, req.caller, now)) for t in req.caps]
+
+    def __call__(self, action: str, module: str) -> tuple[Decision, bytes | None]:
+        asked = PolicyRequest(self.who[0], self.who[1], action, module, self.owner_did, self.now)
+        decision = self.policy.decide(asked)
+        if decision:
+            return decision, None
+        for token, grants in self.grants:
+            granted = self.policy.decide(asked, grants)
+            if granted:
+                return granted, token
+        return decision, None
 
 
 def _answer(handler: ExecHandler, req: LogicRequest, now: int, start: float, *, ok: bool, value: Any = None,

@@ -512,11 +512,12 @@ _POLICY_TEMPLATE = """\
 #             "group:NAME", or "*" for any authenticated peer
 #   actions   "exec", "fs.read", "fs.write", "fs.delete", "fs.list",
 #             "module.import", "delegate" (issue capabilities), or "*" for
-#             all of these; "logic.write" (install the peer's logic modules,
-#             `peerbox logic push`) is never part of "*": name it
+#             all of these; "logic.read" and "logic.write" (read or install
+#             the peer's logic modules remotely, `peerbox logic ... --from`)
+#             are never part of "*": name them, or "logic.*" for both
 #   effect    "allow" or "deny"
 #   resources (optional) path globs such as "inbox/**" for fs.* actions,
-#             module names for module.import and logic.write; all resources
+#             module names for module.import and logic.*; all resources
 #             when left out
 #
 # Optional per rule: limits = {{ fuel = N, timeout = SECONDS, memory = BYTES }}
@@ -529,7 +530,7 @@ version = 1
 
 [[rule]]
 who = "owner"
-actions = ["*", "logic.write"]
+actions = ["*", "logic.*"]
 effect = "allow"
 """
 

@@ -16,7 +16,8 @@ NAMES = ["alice", "bob", "carol"]
 GROUPS = {"g1": ["alice", DIDS[2]], "g2": [DIDS[3], "bob"]}
 SEGS = ["a", "b", "x.txt", ".h"]
 PAT_SEGS = ["a", "b", "*", "a*", "*.txt", "?", "**", "**", "x.txt"]
-ALIASES = {"*": [a for a in ACTIONS if a != "logic.write"], "fs.*": ["fs.read", "fs.write", "fs.delete", "fs.list"]}
+ALIASES = {"*": [a for a in ACTIONS if not a.startswith("logic.")], "fs.*": ["fs.read", "fs.write", "fs.delete", "fs.list"],
+           "logic.*": ["logic.read", "logic.write"]}
 
 
 def seg_match(pat: list[str], path: list[str]) -> bool:
@@ -81,7 +82,7 @@ rule_st = st.fixed_dictionaries(
     {"effect": st.sampled_from(["allow", "allow", "deny"]),
      "who": st.lists(st.sampled_from(["*", "owner", *NAMES, *DIDS, "group:g1", "group:g2"]),
                      min_size=1, max_size=3),
-     "actions": st.lists(st.sampled_from([*ACTIONS, "*", "fs.*"]), min_size=1, max_size=3)},
+     "actions": st.lists(st.sampled_from([*ACTIONS, "*", "fs.*", "logic.*"]), min_size=1, max_size=3)},
     optional={"resources": st.lists(pattern(), min_size=1, max_size=3),
               "expires": st.sampled_from([100.0, 200.0, 300.0])},
 )

@@ -22,6 +22,7 @@ from peerbox._cbor_strict import EnvelopeError, loads
 from peerbox._cose import decode1
 from peerbox._envelope import make_reply, make_request, verify_reply, verify_request
 from peerbox._identity import KeyPair
+from peerbox._logic_push import make_logic_request, verify_logic_request
 
 ALICE = KeyPair.from_seed(b"a" * 32)
 BOB = KeyPair.from_seed(b"b" * 32)
@@ -31,6 +32,9 @@ REQUEST = make_request(ALICE, target=BOB.public_key, script="params.a * 2",
                        now=NOW, nonce=b"n" * 16)
 REPLY = make_reply(BOB, request_bytes=REQUEST, caller=ALICE.public_key, now=NOW, ok=True, value={"x": [1]},
                    log=["a"], usage={"fuel": 1, "wall_ms": 2, "peak_memory": 3})
+LOGIC = make_logic_request(ALICE, target=BOB.public_key, module="inbox", source="fn f(x) { x }", caps=[b"t"],
+                           now=NOW, nonce=b"l" * 16)
+READ = make_logic_request(ALICE, target=BOB.public_key, op="history", module="inbox", now=NOW, nonce=b"r" * 16)
 FUZZ = settings(max_examples=400, deadline=200, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -42,6 +46,7 @@ def everything(data: bytes) -> None:
         lambda: decode1(data),
         lambda: verify_request(data, target=BOB.public_key, now=NOW, nonces=None),
         lambda: verify_reply(data, target=BOB.public_key, request_bytes=REQUEST),
+        lambda: verify_logic_request(data, target=BOB.public_key, now=NOW, nonces=None),
     ]
     for call in calls:
         try:
@@ -64,7 +69,7 @@ def test_tagged_arbitrary_bytes(data: bytes) -> None:
 
 
 @FUZZ
-@given(st.sampled_from([REQUEST, REPLY]), st.data())
+@given(st.sampled_from([REQUEST, REPLY, LOGIC, READ]), st.data())
 def test_mutated_envelopes(base: bytes, data: st.DataObject) -> None:
     buf = bytearray(base)
     for _ in range(data.draw(st.integers(1, 4))):

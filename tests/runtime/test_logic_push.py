@@ -26,7 +26,7 @@ from peerbox._context import PeerContext
 from peerbox._cose import sign1
 from peerbox._envelope import make_request, verify_reply, verify_request
 from peerbox._exec import ExecHandler, Handled
-from peerbox._history import make_statement, sha256_hex
+from peerbox._history import Version, make_statement, open_statement, sha256_hex
 from peerbox._identity import KeyPair
 from peerbox._logic import MAX_MODULE_SIZE, PeerLogic
 from peerbox._logic_push import TYP_LOGIC, make_logic_request, open_logic_request, verify_logic_request
@@ -42,7 +42,7 @@ version = 1
 [[rule]]
 effect = "allow"
 who = "owner"
-actions = ["*", "logic.write"]
+actions = ["*", "logic.*"]
 
 [[rule]]
 effect = "allow"
@@ -464,3 +464,81 @@ def test_a_peer_allowed_to_delegate_cannot_grant_logic_write(world: World) -> No
     handled, reply = world.push("alice", "inbox", V2, caps=(sub,))
     assert handled.outcome == "ok", reply.error
     assert PeerLogic(world.bob).verify() == {"inbox": []}
+
+
+# ------------------------------------------------------------------ remote reads and removal
+
+
+def _op(world: World, sender: str, op: str, module: str = "", *, caps: tuple[bytes, ...] = ()) -> tuple[Handled, Any]:
+    req = make_logic_request(world.key(sender), target=world.bob.public_key, op=op, module=module, caps=caps,
+                             now=world.now)
+    return world.deliver(req)
+
+
+def test_the_owner_lists_shows_and_reads_the_history_remotely(world: World) -> None:
+    world.push("bob", "inbox", V1)
+    world.push("bob", "inbox", V2)
+    handled, reply = _op(world, "bob", "list")
+    assert handled.outcome == "ok"
+    files = {d["file"]: d for d in reply.value}
+    assert files["peer:inbox"]["overrides"] == ["builtin:inbox"] and "builtin:kv" in files
+    handled, reply = _op(world, "bob", "show", "inbox")
+    assert reply.value == {"module": "inbox", "file": "peer:inbox", "source": V2, "sha256": sha256_hex(V2)}
+    handled, reply = _op(world, "bob", "show", "builtin:kv")
+    assert reply.value["file"] == "builtin:kv" and "fn keys()" in reply.value["source"]
+    handled, reply = _op(world, "bob", "history", "inbox")
+    versions = [Version.parse(r) for r in reply.value["versions"]]
+    assert [v.sha256 for v in versions] == [sha256_hex(V1), sha256_hex(V2)]
+    assert reply.value["head"] == [2, versions[-1].digest()]
+    handled, reply = _op(world, "bob", "show", "nope")
+    assert handled.outcome == "script_error" and reply.error["kind"] == "not_found"
+
+
+def test_reads_need_logic_read_for_each_module(world: World) -> None:
+    world.push("bob", "inbox", V1)
+    world.push("bob", "notes", V1)
+    handled, reply = _op(world, "alice", "show", "inbox")
+    assert handled.outcome == "denied" and "logic.read of module 'inbox'" in reply.error["message"]
+    assert _op(world, "alice", "list")[1].value == []
+    # a wildcard rule never grants logic.read either; a capability can, module by module
+    world.allow('\n[[rule]]\neffect = "allow"\nwho = "carol"\nactions = ["*"]\n')
+    cap = world.cap(["logic.read:inbox"])
+    assert _op(world, "carol", "show", "inbox")[0].outcome == "denied"
+    handled, reply = _op(world, "carol", "show", "inbox", caps=(cap,))
+    assert handled.outcome == "ok" and reply.value["source"] == V1
+    assert _op(world, "carol", "show", "notes", caps=(cap,))[0].outcome == "denied"
+    assert [d["file"] for d in _op(world, "carol", "list", caps=(cap,))[1].value] == ["peer:inbox",
+                                                                                     "builtin:inbox"]
+    # reading gives no right to write
+    handled, reply = world.push("carol", "inbox", V2, caps=(cap,))
+    assert handled.outcome == "denied" and world.live("inbox") == V1
+
+
+def test_the_owner_removes_a_module_remotely_and_others_may_not(world: World) -> None:
+    world.push("bob", "inbox", V1)
+    handled, reply = _op(world, "alice", "remove", "inbox")
+    assert handled.outcome == "denied" and world.live("inbox") == V1
+    handled, reply = _op(world, "bob", "remove", "inbox")
+    assert handled.outcome == "ok" and reply.value["version"] == 2
+    assert world.live("inbox") is None
+    (v1, v2) = PeerLogic(world.bob).versions("inbox")
+    assert v2.action == "remove" and open_statement(v2.statement).remove
+    assert PeerLogic(world.bob).verify() == {"inbox": []}
+    handled, reply = _op(world, "bob", "remove", "inbox")
+    assert handled.outcome == "script_error" and reply.error["kind"] == "not_found"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"op": "erase", "module": "inbox"}, "'op' must be one of"),
+    ({"op": "list", "module": "inbox"}, "a 'list' request has no module"),
+    ({"op": "show", "source": "x", "module": "inbox"}, "a 'show' request has no source"),
+    ({"op": "history"}, "missing field 'module'"),
+    ({"op": "history", "module": "builtin:inbox"}, "not a name of one of the peer's own modules"),
+])
+def test_malformed_operations_are_bad_fields(world: World, fields: dict[str, Any], message: str) -> None:
+    key = world.key("bob")
+    payload: dict[str, Any] = {"v": 1, "typ": TYP_LOGIC, "caller": key.public_key, "target": world.bob.public_key,
+                               "nonce": os.urandom(16), "iat": world.now, "exp": world.now + 300, **fields}
+    with pytest.raises(EnvelopeError) as info:
+        open_logic_request(sign1(payload, key))
+    assert info.value.kind == "bad_field" and message in info.value.message

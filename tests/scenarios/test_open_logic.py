@@ -50,7 +50,7 @@ version = 1
 [[rule]]
 effect = "allow"
 who = "owner"
-actions = ["*", "logic.write"]
+actions = ["*", "logic.*"]
 
 [[rule]]
 effect = "allow"
@@ -361,3 +361,15 @@ def test_verify_detects_a_history_line_edited_by_hand(tmp_path: Path) -> None:
     # the original line back: it verifies again (the edit, nothing else, was found)
     log.write_text(original)
     assert ok(run_cli("logic", "verify", "bob", root=root)).returncode == 0
+
+
+def test_owner_reads_logic_remotely_and_others_only_what_they_are_granted(live: World) -> None:
+    w = live
+    text = w.set_inbox("read")
+    assert ok(w.cli("logic", "show", "bob", "inbox", "--from", "bob")).stdout == text
+    listing = json.loads(ok(w.cli("logic", "list", "bob", "--from", "bob", "--json")).stdout)
+    assert {"peer:inbox", "shared:notes", "builtin:notes", "builtin:kv"} <= {d["file"] for d in listing}
+    assert ok(w.cli("logic", "history", "bob", "inbox", "--from", "bob")).stdout.splitlines() == w.history()
+    denied = w.cli("logic", "show", "bob", "inbox", "--from", "alice")
+    assert denied.returncode == 6 and "logic.read of module 'inbox' is not allowed" in denied.stderr
+    assert json.loads(ok(w.cli("logic", "list", "bob", "--from", "alice", "--json")).stdout) == []
