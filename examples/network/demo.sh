@@ -52,6 +52,8 @@ echo "(exit $?)"
 say "peerbox logic push --from bob --to bob inbox inbox-v2.rhai   (bob's owner updates bob's logic remotely)"
 "$peerbox" logic push --from bob --to bob inbox "$here/inbox-v2.rhai" --root "$root"
 echo "(exit $?)"
+say "peerbox logic show bob inbox --from bob   (the owner reads what the worker now runs)"
+"$peerbox" logic show bob inbox --from bob --root "$root" | head -3
 say "peerbox logic push --from alice --to bob inbox inbox-v2.rhai   (alice may not change bob's logic)"
 "$peerbox" logic push --from alice --to bob inbox "$here/inbox-v2.rhai" --root "$root"
 echo "(exit $?)"

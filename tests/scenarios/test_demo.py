@@ -37,6 +37,7 @@ def test_denied_and_limited_requests_exit_with_their_codes(demo_output: str) -> 
 
 def test_owner_pushes_inbox_v2_and_alices_next_message_is_handled_by_it(demo_output: str) -> None:
     assert "bob: peer:inbox is now version 2" in demo_output
+    assert "// bob's inbox, version 2, pushed remotely" in demo_output  # read back remotely
     assert "logic.write of module 'inbox' is not allowed" in demo_output  # alice's push
     assert "thanks alice, bob's inbox (v2) has your message" in demo_output
     assert "2.txt: from alice: [alice] hello bob, again" in demo_output
