@@ -191,6 +191,24 @@ class SqliteBackend(Backend):
         )
         self._touch(db, parent, now)
 
+    def _content(self, db: sqlite3.Connection, parts: tuple[str, ...], p: str) -> bytes | None:
+        """The bytes of file ``p`` (None if there is none); refuses a directory, and a file over
+        the size quota without reading it."""
+        limit = self.quotas.max_file_size
+        self._walk(db, parts, len(parts) - 1)
+        row = db.execute(
+            "SELECT is_dir, coalesce(length(data), 0), CASE WHEN length(data) <= ? THEN data END "
+            "FROM files WHERE path = ?",
+            (limit, p),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[0]:
+            raise is_a_directory(p)
+        if row[1] > limit:
+            raise too_large_to_read(p, limit)
+        return bytes(row[2]) if row[2] is not None else b""
+
     # -- the operations ------------------------------------------------------------------
 
     def read_bytes(self, path: str) -> bytes:
@@ -198,22 +216,12 @@ class SqliteBackend(Backend):
         p = join(parts)
         if not parts:
             raise is_a_directory(p)
-        limit = self.quotas.max_file_size
         with self._lock:
             with self._tx(p, write=False) as db:
-                self._walk(db, parts, len(parts) - 1)
-                row = db.execute(
-                    "SELECT is_dir, coalesce(length(data), 0), CASE WHEN length(data) <= ? THEN data END "
-                    "FROM files WHERE path = ?",
-                    (limit, p),
-                ).fetchone()
-            if row is None:
-                raise no_such_file(p)
-            if row[0]:
-                raise is_a_directory(p)
-            if row[1] > limit:
-                raise too_large_to_read(p, limit)
-            return bytes(row[2]) if row[2] is not None else b""
+                content = self._content(db, parts, p)
+        if content is None:
+            raise no_such_file(p)
+        return content
 
     def write_bytes(self, path: str, data: bytes) -> None:
         parts = parse_path(path)
@@ -237,25 +245,11 @@ class SqliteBackend(Backend):
         p = join(parts)
         if not parts:
             raise is_a_directory(p)
-        limit = self.quotas.max_file_size
         with self._lock:
             with self._tx(p, write=True) as db:
-                self._walk(db, parts, len(parts) - 1)
-                row = db.execute(
-                    "SELECT is_dir, coalesce(length(data), 0), CASE WHEN length(data) <= ? THEN data END "
-                    "FROM files WHERE path = ?",
-                    (limit, p),
-                ).fetchone()
-                old = None
-                content = bytes(data)
-                if row is not None:
-                    if row[0]:
-                        raise is_a_directory(p)
-                    if row[1] > limit:
-                        raise too_large_to_read(p, limit)
-                    before = bytes(row[2]) if row[2] is not None else b""
-                    old = len(before)
-                    content = before + content
+                before = self._content(db, parts, p)
+                old = None if before is None else len(before)
+                content = (before or b"") + bytes(data)
                 self.quotas.check_file(self._usage, p, old, len(content))
                 self._put(db, parts, content)
             self._usage.bytes += len(content) - (old or 0)

@@ -175,24 +175,16 @@ class Policy:
         name = request.caller_name
         is_owner = did == request.owner_did
         ids: frozenset[str]
-        for r in denies:
-            if r.expires <= now:
-                continue
-            ids = r.ids
-            if not (r.any or (is_owner and r.owner) or did in ids or (name is not None and name in ids)):
-                continue
-            if r.res is not None and (resource is None or not r.res(resource)):
-                continue
-            return r.decision
-        for r in self._allow[action]:
-            if r.expires <= now:
-                continue
-            ids = r.ids
-            if not (r.any or (is_owner and r.owner) or did in ids or (name is not None and name in ids)):
-                continue
-            if r.res is not None and (resource is None or not r.res(resource)):
-                continue
-            return r.decision
+        for rules in (denies, self._allow[action]):  # a matching deny beats any allow
+            for r in rules:
+                if r.expires <= now:
+                    continue
+                ids = r.ids
+                if not (r.any or (is_owner and r.owner) or did in ids or (name is not None and name in ids)):
+                    continue
+                if r.res is not None and (resource is None or not r.res(resource)):
+                    continue
+                return r.decision
         if grants:
             gs = grants if isinstance(grants, GrantSet) else compile_grants(grants)
             decision = gs.match(action, resource)

@@ -215,12 +215,33 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _installed(args: argparse.Namespace, logic: PeerLogic, v: Version) -> int:
+def _changed(peer: str, removed: bool, module: object, version: object, sha256: object) -> str:
+    """The line that reports an install or a removal, local or remote."""
+    if removed:
+        return f"{peer}: peer:{module} removed (version {version})"
+    return f"{peer}: peer:{module} is now version {version} (sha256 {str(sha256)[:12]})"
+
+
+def _installed(args: argparse.Namespace, logic: PeerLogic, v: Version, after: str = "") -> int:
     if args.json:
         _emit(_version_doc(v))
     else:
-        sys.stderr.write(f"{logic.peer.name}: peer:{v.module} is now version {v.version} "
-                         f"(sha256 {v.sha256[:12]})\n")
+        sys.stderr.write(_changed(logic.peer.name, v.action == "remove", v.module, v.version, v.sha256)
+                         + after + "\n")
+    return 0
+
+
+def _changed_remotely(args: argparse.Namespace, op: str, target: str, source: str = "") -> int:
+    """Send a ``set`` or ``remove`` to ``target`` and report it (the reply's value with --json)."""
+    reply = _remote(args, op, args.module, source, target=target)
+    if isinstance(reply, int):
+        return reply
+    value = reply.value if isinstance(reply.value, dict) else {}
+    if args.json:
+        _emit(value)
+    else:
+        sys.stderr.write(_changed(target, op == "remove", value.get("module"), value.get("version"),
+                                  value.get("sha256")) + "\n")
     return 0
 
 
@@ -239,25 +260,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     """``peerbox logic remove NAME MODULE`` (remote with ``--from``)."""
     if args.sender is not None:
-        reply = _remote(args, "remove", args.module)
-        if isinstance(reply, int):
-            return reply
-        value = reply.value if isinstance(reply.value, dict) else {}
-        if args.json:
-            _emit(value)
-        else:
-            sys.stderr.write(f"{args.name}: peer:{value.get('module')} removed "
-                             f"(version {value.get('version')})\n")
-        return 0
+        return _changed_remotely(args, "remove", args.name)
     logic = _logic(args)
     v = logic.remove(args.module)
-    if args.json:
-        _emit(_version_doc(v))
-    else:
-        now = logic.layers(v.module, "<logic>")
-        after = f"; imports of {v.module!r} now reach {now.file}" if now is not None else ""
-        sys.stderr.write(f"{logic.peer.name}: peer:{v.module} removed (version {v.version}){after}\n")
-    return 0
+    now = logic.layers(v.module, "<logic>")
+    return _installed(args, logic, v, f"; imports of {v.module!r} now reach {now.file}" if now else "")
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -308,16 +315,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     """``peerbox logic push --from OWNER --to PEER MODULE FILE``."""
-    reply = _remote(args, "set", args.module, _read_source(args.file), target=args.to)
-    if isinstance(reply, int):
-        return reply
-    value = reply.value if isinstance(reply.value, dict) else {}
-    if args.json:
-        _emit(value)
-    else:
-        sys.stderr.write(f"{args.to}: peer:{value.get('module')} is now version {value.get('version')} "
-                         f"(sha256 {str(value.get('sha256'))[:12]})\n")
-    return 0
+    return _changed_remotely(args, "set", args.to, _read_source(args.file))
 
 
 def _remote(args: argparse.Namespace, op: str, module: str = "", source: str = "", *,

@@ -41,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from ._cose import EnvelopeError, Sign1, decode1, sign1
@@ -317,9 +317,7 @@ def open_request(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -
     msg = decode1(data, max_size=max_size, max_depth=max_depth)
     req = _parse_request(msg.payload)
     _check_signer(msg, req.caller, "caller")
-    return Request(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
-                   script=req.script, params=req.params, caps=req.caps, limits=req.limits,
-                   data=bytes(data))
+    return replace(req, data=bytes(data))
 
 
 def verify_request(
@@ -477,9 +475,7 @@ def open_reply(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -> 
     msg = decode1(data, max_size=max_size, max_depth=max_depth)
     reply = _parse_reply(msg.payload)
     _check_signer(msg, reply.target, "target")
-    return Reply(caller=reply.caller, target=reply.target, req=reply.req, iat=reply.iat, ok=reply.ok,
-                 value=reply.value, error=reply.error, log=reply.log, usage=reply.usage,
-                 data=bytes(data))
+    return replace(reply, data=bytes(data))
 
 
 def verify_reply(data: bytes, *, target: bytes, request_bytes: bytes, max_size: int = 1 << 20,
@@ -499,6 +495,4 @@ def verify_reply(data: bytes, *, target: bytes, request_bytes: bytes, max_size: 
     _check_signer(msg, target, "target")
     if reply.req != request_digest(request_bytes):
         raise EnvelopeError("wrong_request", "the reply answers another request")
-    return Reply(caller=reply.caller, target=reply.target, req=reply.req, iat=reply.iat, ok=reply.ok,
-                 value=reply.value, error=reply.error, log=reply.log, usage=reply.usage,
-                 data=bytes(data))
+    return replace(reply, data=bytes(data))

@@ -389,22 +389,23 @@ class PeerLogic:
 
     def set(self, module: str, source: str, *, key: KeyPair | None = None, now: int | None = None) -> Version:
         """Install ``source`` as the peer's ``module``, signed by ``key`` (default: the peer's own)."""
+        return self._signed(module, source, "set", key, now)
+
+    def _signed(self, module: str, source: str, action: str, key: KeyPair | None, now: int | None,
+                restores: int | None = None) -> Version:
+        """Install (or, ``action="remove"``, remove) with a statement signed here by ``key``."""
         name = self._own_name(module)
         when = int(self.clock()) if now is None else now
         signer = key if key is not None else self.peer.signing_key()
-        statement = make_statement(signer, peer=self.peer.public_key, module=name, source=source, now=when)
-        return self.install(name, source, statement=statement, now=when)
+        statement = make_statement(signer, peer=self.peer.public_key, module=name, source=source, now=when,
+                                   remove=action == "remove")
+        return self.install(name, source, statement=statement, action=action, restores=restores, now=when)
 
     def remove(self, module: str, *, key: KeyPair | None = None, now: int | None = None) -> Version:
         """Remove the peer's own ``module`` (imports then reach the shared or built-in one, if any),
         recorded as a version with action ``remove``. Refused like an install if a module importing
         it would stop compiling; :class:`LogicError` if the peer has no such module."""
-        name = self._own_name(module)
-        when = int(self.clock()) if now is None else now
-        signer = key if key is not None else self.peer.signing_key()
-        statement = make_statement(signer, peer=self.peer.public_key, module=name, source="", now=when,
-                                   remove=True)
-        return self.install(name, "", statement=statement, action="remove", now=when)
+        return self._signed(module, "", "remove", key, now)
 
     def rollback(self, module: str, version: int, *, key: KeyPair | None = None,
                  now: int | None = None) -> Version:
@@ -424,10 +425,7 @@ class PeerLogic:
             raise LogicError(f"version {version} of {name!r} is a removal, not a source to restore "
                              "(to remove the module again: `peerbox logic remove`)")
         source = self.history.source(match[0].sha256)
-        when = int(self.clock()) if now is None else now
-        signer = key if key is not None else self.peer.signing_key()
-        statement = make_statement(signer, peer=self.peer.public_key, module=name, source=source, now=when)
-        return self.install(name, source, statement=statement, action="rollback", restores=version, now=when)
+        return self._signed(name, source, "rollback", key, now, restores=version)
 
     def verify(self, check_cap: Callable[[Version, bytes], str | None] | None = None,
                ) -> dict[str, builtins.list[str]]:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ._cbor_strict import EnvelopeError
@@ -171,9 +171,7 @@ def open_logic_request(data: bytes, *, max_size: int = MAX_LOGIC_REQUEST) -> Log
                 req.caller, req.target, req.module, sha256_hex(req.source), req.iat):
             raise EnvelopeError("bad_statement", f"the statement is not the caller's for this {req.op} of "
                                                  "this module and source, to this target at this time")
-    return LogicRequest(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
-                        module=req.module, source=req.source, statement=req.statement, caps=req.caps,
-                        op=req.op, data=bytes(data))
+    return replace(req, data=bytes(data))
 
 
 def verify_logic_request(data: bytes, *, target: bytes, now: int, nonces: Any,
