@@ -11,7 +11,19 @@ free). The schema is one table::
           data BLOB,               -- a file's content (NULL for a directory)
           modified INTEGER NOT NULL)  -- Unix seconds of the last change
 
-plus an index on ``parent`` for listing. The root row always exists.
+plus an index on ``parent`` for listing, and the usage tally the quotas
+are checked against::
+
+    usage(id INTEGER PRIMARY KEY CHECK (id = 1),  -- one row
+          bytes INTEGER NOT NULL,  -- sum of the sizes of all files
+          files INTEGER NOT NULL)  -- files and directories, the root not counted
+
+The root row always exists. The tally lives in the database, not in the
+process: every change reads it and updates it inside the same ``BEGIN
+IMMEDIATE`` transaction as the change itself, so several processes (or
+connections) sharing one database can never together store more than the
+quota. A database from before the tally existed gets it computed once, when
+it is first opened (one ``INSERT ... SELECT``, atomic on its own).
 
 Every operation runs in one transaction (``BEGIN IMMEDIATE`` for changes, a
 plain ``BEGIN`` for reads) on the one connection, which is shared by all
@@ -62,7 +74,18 @@ CREATE TABLE IF NOT EXISTS files (
     modified INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_parent ON files(parent);
+CREATE TABLE IF NOT EXISTS usage (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    bytes INTEGER NOT NULL,
+    files INTEGER NOT NULL
+);
 """
+
+#: Computes the tally of a database that has none yet (created, or from before the table existed).
+_MIGRATE = (
+    "INSERT OR IGNORE INTO usage(id, bytes, files) "
+    "SELECT 1, coalesce(sum(length(data)), 0), count(*) FROM files WHERE path != ''"
+)
 
 
 def _now() -> int:
@@ -84,7 +107,6 @@ class SqliteBackend(Backend):
         self.db_path = os.fspath(db_path)
         self._lock = threading.Lock()
         self._closed = False
-        self._usage = Usage()
         try:
             directory = os.path.dirname(self.db_path)
             if directory:
@@ -107,10 +129,7 @@ class SqliteBackend(Backend):
                 "VALUES ('', NULL, 1, NULL, ?)",
                 (_now(),),
             )
-            count, size = self._db.execute(
-                "SELECT count(*), coalesce(sum(length(data)), 0) FROM files WHERE path != ''"
-            ).fetchone()
-            self._usage = Usage(int(size), int(count))
+            self._db.execute(_MIGRATE)
         except sqlite3.Error as exc:
             self._db.close()
             raise Error(f"cannot use the storage database {self.db_path!r}: {exc}") from None
@@ -131,8 +150,7 @@ class SqliteBackend(Backend):
     def _tx(self, path: str, *, write: bool) -> Iterator[sqlite3.Connection]:
         """One transaction: commit on success, roll back on any error.
 
-        The caller holds ``self._lock`` (and keeps holding it while it updates
-        the usage tally after the commit). ``sqlite3.Error`` becomes
+        The caller holds ``self._lock``. ``sqlite3.Error`` becomes
         ``HostCallError("io_error")`` naming ``path``.
         """
         if self._closed:
@@ -153,6 +171,20 @@ class SqliteBackend(Backend):
                 except sqlite3.Error:
                     pass
             raise io_error(path, str(exc)) from None
+
+    @staticmethod
+    def _usage(db: sqlite3.Connection) -> Usage:
+        """The stored tally (read inside the caller's transaction, so it is current for its write)."""
+        row = db.execute("SELECT bytes, files FROM usage WHERE id = 1").fetchone()
+        if row is None:  # removed by hand: recount (inside this transaction, so still exact)
+            db.execute(_MIGRATE)
+            row = db.execute("SELECT bytes, files FROM usage WHERE id = 1").fetchone()
+        return Usage(int(row[0]), int(row[1]))
+
+    @staticmethod
+    def _count(db: sqlite3.Connection, nbytes: int, files: int) -> None:
+        """Add ``nbytes`` and ``files`` to the stored tally (inside the write's transaction)."""
+        db.execute("UPDATE usage SET bytes = bytes + ?, files = files + ? WHERE id = 1", (nbytes, files))
 
     @staticmethod
     def _row(db: sqlite3.Connection, path: str) -> tuple[int, int, int] | None:
@@ -235,10 +267,9 @@ class SqliteBackend(Backend):
                 if row is not None and row[0]:
                     raise is_a_directory(p)
                 old = None if row is None else row[1]
-                self.quotas.check_file(self._usage, p, old, len(data))
+                self.quotas.check_file(self._usage(db), p, old, len(data))
                 self._put(db, parts, bytes(data))
-            self._usage.bytes += len(data) - (old or 0)
-            self._usage.files += old is None
+                self._count(db, len(data) - (old or 0), int(old is None))
 
     def append_bytes(self, path: str, data: bytes) -> int:
         parts = parse_path(path)
@@ -250,10 +281,9 @@ class SqliteBackend(Backend):
                 before = self._content(db, parts, p)
                 old = None if before is None else len(before)
                 content = (before or b"") + bytes(data)
-                self.quotas.check_file(self._usage, p, old, len(content))
+                self.quotas.check_file(self._usage(db), p, old, len(content))
                 self._put(db, parts, content)
-            self._usage.bytes += len(content) - (old or 0)
-            self._usage.files += old is None
+                self._count(db, len(content) - (old or 0), int(old is None))
             return len(content)
 
     def list_dir(self, path: str) -> list[str]:
@@ -290,9 +320,7 @@ class SqliteBackend(Backend):
                     raise not_empty(p)
                 db.execute("DELETE FROM files WHERE path = ?", (p,))
                 self._touch(db, join(parts[:-1]), _now())
-                size = row[1]
-            self._usage.bytes -= size
-            self._usage.files -= 1
+                self._count(db, -row[1], -1)
 
     def mkdir(self, path: str) -> None:
         parts = parse_path(path)
@@ -312,7 +340,7 @@ class SqliteBackend(Backend):
                 if i == len(parts):
                     return
                 added = len(parts) - i
-                self.quotas.check_entries(self._usage, p, added)
+                self.quotas.check_entries(self._usage(db), p, added)
                 now = _now()
                 self._touch(db, join(parts[:i]), now)
                 for j in range(i, len(parts)):
@@ -320,7 +348,7 @@ class SqliteBackend(Backend):
                         "INSERT INTO files(path, parent, is_dir, data, modified) VALUES (?, ?, 1, NULL, ?)",
                         (join(parts[: j + 1]), join(parts[:j]), now),
                     )
-            self._usage.files += added
+                self._count(db, 0, added)
 
     def stat(self, path: str) -> Stat:
         parts = parse_path(path)
@@ -335,5 +363,8 @@ class SqliteBackend(Backend):
             return Stat(0 if row[0] else row[1], bool(row[0]), row[2])
 
     def usage(self) -> tuple[int, int]:
+        """``(bytes, files)`` as stored in the database: what every process sharing it has stored."""
         with self._lock:
-            return self._usage.bytes, self._usage.files
+            with self._tx("", write=False) as db:
+                u = self._usage(db)
+            return u.bytes, u.files
