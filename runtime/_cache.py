@@ -21,27 +21,47 @@ Two levels:
   rewritten, never trusted. (Deserializing a wasmtime module runs native
   code compiled earlier, so the directory must be as trusted as the user's
   own home; it is created with mode 0700.)
+
+The disk level is bounded: at most ``max_bytes`` of entries (default 256 MiB,
+``$PEERBOX_CACHE_MAX_BYTES`` or ``ModuleCache(directory, max_bytes=...)``),
+least recently used first out. A hit sets the entry's mtime to now, so the
+mtime is its recency; after each save the directory is scanned and the
+oldest entries are deleted until the total fits. Eviction holds an
+``flock`` on ``.evict.lock`` so processes sharing the directory take turns;
+it only ever considers complete entries (``*.pbm``, which appear by an
+atomic rename), never another process's temporary file, and an entry
+another process deleted first is simply gone. Temporary files left by a
+crashed process are swept once they are an hour old.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
 import struct
 import threading
+import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+from ._errors import UsageError
 
 __all__ = [
     "CODEGEN_VERSION",
     "ImportRecord",
     "DiskEntry",
+    "CacheStats",
     "ModuleCache",
+    "DEFAULT_MAX_BYTES",
+    "max_bytes_from_env",
     "LRU",
     "cache_key",
     "source_sha256",
@@ -55,6 +75,15 @@ CODEGEN_VERSION = "1"
 _MAGIC = b"PEERBOX-MODULE1\n"
 _DIGEST = 32
 _U32 = struct.Struct("<I")
+_SUFFIX = ".pbm"
+_LOCK_NAME = ".evict.lock"
+#: A temporary file this old was left by a process that died mid-write.
+_STALE_TMP = 3600.0
+
+#: The default size cap of the disk cache, in bytes.
+DEFAULT_MAX_BYTES = 256 << 20
+_SIZE = re.compile(r"(?i)\s*([0-9]+)\s*(k|kb|kib|m|mb|mib|g|gb|gib)?\s*")
+_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 V = TypeVar("V")
 
@@ -80,6 +109,22 @@ def default_cache_dir() -> Path:
     if env:
         return Path(env)
     return Path.home() / ".cache" / "peerbox" / "modules"
+
+
+def max_bytes_from_env() -> int:
+    """``$PEERBOX_CACHE_MAX_BYTES`` (``65536``, ``64M``, ``1G``: binary units) or the default.
+
+    Raises :class:`peerbox.UsageError` if the variable is set to something
+    that is not a size, rather than silently running with another cap.
+    """
+    text = os.environ.get("PEERBOX_CACHE_MAX_BYTES")
+    if text is None or not text.strip():
+        return DEFAULT_MAX_BYTES
+    m = _SIZE.fullmatch(text)
+    if m is None or len(m.group(1)) > 30:
+        raise UsageError(f"$PEERBOX_CACHE_MAX_BYTES is not a size in bytes: {text[:40]!r} "
+                         "(examples: 65536, 64M, 1G)")
+    return int(m.group(1)) * _UNITS.get((m.group(2) or "")[:1].lower(), 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,14 +209,38 @@ class DiskEntry:
         return zlib.decompress(self.wat_z).decode("utf-8")
 
 
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """What the disk cache holds: ``entries`` files of ``bytes`` in all, under a cap of ``max_bytes``."""
+
+    directory: str | None
+    entries: int
+    bytes: int
+    max_bytes: int
+
+    def doc(self) -> dict[str, Any]:
+        """The stats as a JSON object."""
+        return {"directory": self.directory, "entries": self.entries, "bytes": self.bytes,
+                "max_bytes": self.max_bytes}
+
+
 class ModuleCache:
     """The on-disk cache (best effort: I/O errors only ever cause a miss).
 
-    ``directory=None`` disables the disk level entirely.
+    ``directory=None`` disables the disk level entirely. ``max_bytes``
+    bounds the total size of the entries (None: ``$PEERBOX_CACHE_MAX_BYTES``,
+    else 256 MiB; 0 stores nothing); the least recently used entries are
+    evicted first. Raises :class:`peerbox.UsageError` for a ``max_bytes``
+    that is not an int >= 0, or an environment variable that is not a size.
     """
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(self, directory: Path | None, max_bytes: int | None = None) -> None:
+        if max_bytes is None:
+            max_bytes = max_bytes_from_env()
+        if type(max_bytes) is not int or max_bytes < 0:
+            raise UsageError(f"max_bytes must be an int >= 0, got {max_bytes!r}")
         self.directory = directory
+        self.max_bytes = max_bytes
         self._made_dir = False
 
     # -- generic blobs --------------------------------------------------------
@@ -179,7 +248,7 @@ class ModuleCache:
     def _path(self, name: str) -> Path | None:
         if self.directory is None:
             return None
-        return self.directory / f"{name}.pbm"
+        return self.directory / f"{name}{_SUFFIX}"
 
     def load_blob(self, name: str) -> bytes | None:
         """The payload stored under ``name``, or None (missing or corrupt)."""
@@ -190,6 +259,10 @@ class ModuleCache:
             data = path.read_bytes()
         except OSError:
             return None
+        try:
+            os.utime(path)  # recency for the LRU eviction
+        except OSError:
+            pass  # evicted meanwhile by another process: the bytes read are still whole
         if (
             len(data) < len(_MAGIC) + _DIGEST
             or not data.startswith(_MAGIC)
@@ -201,9 +274,10 @@ class ModuleCache:
         return data[len(_MAGIC) + _DIGEST :]
 
     def save_blob(self, name: str, payload: bytes) -> None:
-        """Store ``payload`` under ``name`` atomically; errors are ignored."""
+        """Store ``payload`` under ``name`` atomically, then evict down to the cap; errors are
+        ignored. A payload larger than the whole cap is not stored."""
         path = self._path(name)
-        if path is None:
+        if path is None or len(_MAGIC) + _DIGEST + len(payload) > self.max_bytes:
             return
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
@@ -220,6 +294,8 @@ class ModuleCache:
                 tmp.unlink()
             except OSError:
                 pass
+            return
+        self.evict(keep=path.name)
 
     def remove(self, name: str) -> None:
         """Delete the entry ``name`` if it exists (errors ignored)."""
@@ -229,6 +305,98 @@ class ModuleCache:
                 path.unlink()
             except OSError:
                 pass
+
+    # -- size: listing, eviction, clearing ---------------------------------------
+
+    def _scan(self) -> list[tuple[float, int, str]]:
+        """``(mtime, size, file name)`` of every complete entry; sweeps stale temporary files."""
+        if self.directory is None:
+            return []
+        out = []
+        now = time.time()
+        try:
+            with os.scandir(self.directory) as it:
+                for e in it:
+                    try:
+                        if e.name.endswith(_SUFFIX) and not e.name.startswith("."):
+                            st = e.stat(follow_symlinks=False)
+                            out.append((st.st_mtime, st.st_size, e.name))
+                        elif e.name.endswith(".tmp") and e.name.startswith("."):
+                            if now - e.stat(follow_symlinks=False).st_mtime > _STALE_TMP:
+                                os.unlink(e.path)
+                    except OSError:
+                        continue  # deleted meanwhile (another process evicting): not there
+        except OSError:
+            return []
+        return out
+
+    @contextlib.contextmanager
+    def _evict_lock(self) -> Iterator[bool]:
+        """Hold the directory's eviction lock (across processes); yields False if it cannot."""
+        assert self.directory is not None
+        try:
+            fd = os.open(self.directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield True
+        finally:
+            os.close(fd)
+
+    def evict(self, *, keep: str | None = None) -> int:
+        """Delete least recently used entries until the total is at most ``max_bytes``.
+
+        ``keep`` (a file name) goes last: the entry just written. Returns how
+        many entries this call deleted. Best effort, never raises.
+        """
+        if self.directory is None:
+            return 0
+        with self._evict_lock() as locked:
+            if not locked:
+                return 0
+            entries = self._scan()
+            total = sum(size for _, size, _ in entries)
+            if total <= self.max_bytes:
+                return 0
+            entries.sort(key=lambda e: (e[2] == keep, e[0], e[2]))
+            removed = 0
+            for _, size, name in entries:
+                if total <= self.max_bytes:
+                    break
+                try:
+                    os.unlink(self.directory / name)
+                    removed += 1
+                except FileNotFoundError:
+                    pass  # another process (clear, a corrupt entry) was first: gone anyway
+                except OSError:
+                    continue
+                total -= size
+            return removed
+
+    def stats(self) -> CacheStats:
+        """How many entries the directory holds and their total size, with the cap."""
+        entries = self._scan()
+        return CacheStats(None if self.directory is None else str(self.directory), len(entries),
+                          sum(size for _, size, _ in entries), self.max_bytes)
+
+    def clear(self) -> int:
+        """Delete every entry (and stale temporary files); returns how many were deleted.
+
+        Safe while other processes use the cache: they miss and recompile.
+        """
+        if self.directory is None:
+            return 0
+        removed = 0
+        with self._evict_lock():
+            for _, _, name in self._scan():
+                try:
+                    os.unlink(self.directory / name)
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
 
     # -- compiled scripts -----------------------------------------------------
 

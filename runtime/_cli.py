@@ -167,7 +167,40 @@ def _build_parser() -> _Parser:
     ph.add_argument("--as", dest="peer", required=True, metavar="NAME", help="the target peer")
     ph.add_argument("-o", dest="output", required=True, metavar="OUT", help="where to write the reply")
     add_root_argument(ph)
+    pk = sub.add_parser("cache", help="the on-disk cache of compiled modules: stats, clear",
+                        description="Compiled modules are cached in $PEERBOX_CACHE_DIR (default "
+                        "~/.cache/peerbox/modules), at most $PEERBOX_CACHE_MAX_BYTES (default 256M), "
+                        "least recently used evicted first.")
+    ksub = pk.add_subparsers(dest="cache_command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for name, help_text in (("stats", "directory, entries, bytes and the cap"),
+                            ("clear", "delete every cached module (others recompile on their next use)")):
+        pkc = ksub.add_parser(name, help=help_text)
+        pkc.set_defaults(handler=_cmd_cache)
+        pkc.add_argument("--dir", metavar="DIR", help="the cache directory (default $PEERBOX_CACHE_DIR, "
+                         "else ~/.cache/peerbox/modules)")
+        if name == "stats":
+            pkc.add_argument("--json", action="store_true", help="one JSON document on stdout")
     return parser
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    """``peerbox cache stats [--json]`` and ``peerbox cache clear``: calls into :class:`ModuleCache`."""
+    from pathlib import Path
+
+    from ._cache import ModuleCache, default_cache_dir
+
+    cache = ModuleCache(Path(args.dir) if args.dir else default_cache_dir())
+    if args.cache_command == "clear":
+        removed = cache.clear()
+        sys.stderr.write(f"removed {removed} entries from {cache.directory}\n")
+        return 0
+    stats = cache.stats()
+    if args.json:
+        sys.stdout.write(json.dumps(stats.doc()) + "\n")
+    else:
+        sys.stdout.write(f"{stats.directory}: {stats.entries} entries, {stats.bytes} bytes "
+                         f"(cap {stats.max_bytes} bytes)\n")
+    return 0
 
 
 def _cmd_handle(args: argparse.Namespace) -> int:

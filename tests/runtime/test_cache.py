@@ -224,3 +224,111 @@ def test_resolver_finds_nested_names_in_order(tmp_path: Path) -> None:
 def test_module_not_found_is_a_compile_error(sandbox: peerbox.Sandbox, tmp_path: Path) -> None:
     with pytest.raises(peerbox.CompileError):
         peerbox.compile('import "../escape" as e;\n1', "m.rhai", search_path=[tmp_path], sandbox=sandbox)
+
+
+# -- the disk cache's size cap (LRU eviction) -------------------------------------------------
+
+
+def _entry_size(payload: bytes) -> int:
+    return len(b"PEERBOX-MODULE1\n") + 32 + len(payload)
+
+
+def _backdate(cache: ModuleCache, name: str, seconds_ago: float) -> None:
+    import os
+    import time
+
+    assert cache.directory is not None
+    t = time.time() - seconds_ago
+    os.utime(cache.directory / f"{name}.pbm", (t, t))
+
+
+def test_disk_cache_stays_under_its_cap_least_recently_used_first(tmp_path: Path) -> None:
+    payload = b"m" * 1000
+    cache = ModuleCache(tmp_path / "c", max_bytes=3 * _entry_size(payload) + 10)
+    for name in ("e0", "e1", "e2"):
+        cache.save_blob(name, payload)
+    assert cache.stats().entries == 3
+    for age, name in ((300, "e0"), (200, "e1"), (100, "e2")):
+        _backdate(cache, name, age)
+    assert cache.load_blob("e0") == payload  # used again: now the most recent
+    cache.save_blob("e3", payload)  # over the cap: the least recently used (e1) goes
+    assert cache.load_blob("e1") is None
+    assert [cache.load_blob(n) for n in ("e0", "e2", "e3")] == [payload] * 3
+    for i in range(20):  # many distinct entries: the total never goes over the cap
+        cache.save_blob(f"x{i}", payload)
+        stats = cache.stats()
+        assert stats.bytes <= stats.max_bytes
+        assert stats.entries == 3
+    assert cache.load_blob("x19") == payload  # the newest always survives its own save
+
+
+def test_disk_cache_cap_from_environment_and_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PEERBOX_CACHE_MAX_BYTES", raising=False)
+    assert ModuleCache(tmp_path).max_bytes == 256 << 20
+    monkeypatch.setenv("PEERBOX_CACHE_MAX_BYTES", "64K")
+    assert ModuleCache(tmp_path).max_bytes == 64 << 10
+    monkeypatch.setenv("PEERBOX_CACHE_MAX_BYTES", "lots")
+    with pytest.raises(peerbox.UsageError, match="PEERBOX_CACHE_MAX_BYTES"):
+        ModuleCache(tmp_path)
+    monkeypatch.delenv("PEERBOX_CACHE_MAX_BYTES")
+    assert ModuleCache(tmp_path).max_bytes == 256 << 20
+    for bad in (-1, 1.5, True):
+        with pytest.raises(peerbox.UsageError):
+            ModuleCache(tmp_path, max_bytes=bad)  # type: ignore[arg-type]
+    big = ModuleCache(tmp_path / "small", max_bytes=100)
+    big.save_blob("huge", b"x" * 200)  # larger than the whole cap: not stored
+    assert big.stats().entries == 0
+
+
+def test_compiled_scripts_are_evicted_from_a_small_cache(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    cap = 300 << 10  # the runtime module and about 5 small scripts (12 do not fit)
+    with peerbox.Sandbox(cache_dir=cache_dir) as sb:
+        sb.disk.max_bytes = cap
+        for i in range(12):
+            peerbox.compile(f"let x = {i};\n" + "x + 1;\n" * 50, f"s{i}.rhai", sandbox=sb).run()
+            assert sb.disk.stats().bytes <= cap
+        assert 1 <= sb.disk.stats().entries < 13
+        assert peerbox.compile("let x = 11;\n" + "x + 1;\n" * 50, "s11.rhai", sandbox=sb).run().value is None
+
+
+def test_eviction_ignores_temporary_files_and_entries_deleted_meanwhile(tmp_path: Path) -> None:
+    payload = b"p" * 500
+    cache = ModuleCache(tmp_path, max_bytes=2 * _entry_size(payload))
+    partial = tmp_path / ".e9.pbm.123.456.tmp"  # another process's write in progress
+    partial.write_bytes(b"half")
+    cache.save_blob("a", payload)
+    cache.save_blob("b", payload)
+    (tmp_path / "a.pbm").unlink()  # another process evicted it first
+    cache.save_blob("c", payload)
+    cache.save_blob("d", payload)
+    assert partial.read_bytes() == b"half"
+    assert cache.stats().entries == 2
+    assert cache.clear() == 2
+    assert cache.stats().entries == 0 and partial.exists()
+
+
+def test_cache_cli_stats_and_clear(tmp_path: Path, cli: Any, script: Any,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    cache_dir = tmp_path / "cli-cache"
+    monkeypatch.setenv("PEERBOX_CACHE_DIR", str(cache_dir))
+    with peerbox.Sandbox(cache_dir=cache_dir) as sb:
+        peerbox.compile("40 + 2", "a.rhai", sandbox=sb).run()
+    r = cli("cache", "stats", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["directory"] == str(cache_dir)
+    assert doc["entries"] >= 2 and doc["bytes"] > 0  # the script and the runtime module
+    assert doc["max_bytes"] == 256 << 20
+    r = cli("cache", "stats")
+    assert r.code == 0 and str(cache_dir) in r.out and f"{doc['entries']} entries" in r.out
+    r = cli("cache", "clear")
+    assert r.code == 0 and f"removed {doc['entries']} entries" in r.err
+    assert json.loads(cli("cache", "stats", "--json").out)["entries"] == 0
+    monkeypatch.setenv("PEERBOX_CACHE_MAX_BYTES", "nonsense")
+    r = cli("cache", "stats")
+    assert r.code == 2 and "PEERBOX_CACHE_MAX_BYTES" in r.err
