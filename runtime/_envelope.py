@@ -34,6 +34,15 @@ as received (``bad_signature``), ``target`` (``wrong_target``), time
 (``expired``, ``not_yet_valid``, ``window_too_long``) and last the nonce
 (``replay``), so that only a request that passed everything else uses up its
 nonce. Nothing here runs a script or touches the network.
+
+Nothing expensive happens before the signature: :func:`open_request` (and so
+:func:`verify_request`) first calls :func:`preauthenticate`, which checks the
+size, the outer COSE structure and the signature over the raw bytes in a
+bounded number of steps (:func:`~peerbox._cose.scan1`; the signer is ``kid``,
+else the payload's ``caller`` found by a bounded skip-scan), and only then
+decodes the payload strictly. An envelope that is malformed *and* badly signed
+is therefore reported as ``bad_signature`` (or the outer-structure kind), not
+by its payload's fault: nobody learns how we parse what they could not sign.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
-from ._cose import EnvelopeError, Sign1, decode1, sign1
+from ._cose import EnvelopeError, Sign1, decode1, find_bstr_field, scan1, sign1
 from ._identity import PUBLIC_KEY_SIZE, InvalidPublicKey, KeyPair, validate_public_key
 from ._nonces import NonceStore
 
@@ -54,6 +63,7 @@ __all__ = [
     "make_request",
     "verify_request",
     "open_request",
+    "preauthenticate",
     "open_reply",
     "make_reply",
     "make_denial",
@@ -246,12 +256,59 @@ def check_delivery(*, caller: bytes, target: bytes, nonce: bytes, iat: int, exp:
         raise EnvelopeError("replay", "this nonce was already used by this caller")
 
 
-def _check_signer(msg: Sign1, signer: bytes, role: str) -> None:
+def _check_signer(msg: Sign1, signer: bytes, role: str, *, verified: bytes | None = None) -> None:
+    """``signer`` (the ``role`` field) must have signed ``msg``; ``verified`` is a key
+    :func:`preauthenticate` already checked the signature of over these very bytes."""
     signer = _key(signer, role)
     if msg.kid is not None and msg.kid != signer:
         raise EnvelopeError("bad_key", f"kid in the header is not the {role} key")
-    if not msg.verify(signer):
+    if signer != verified and not msg.verify(signer):
         raise EnvelopeError("bad_signature", f"signature is not the {role}'s over these bytes")
+
+
+#: A request's payload has at most this many data items before its ``caller`` value
+#: (``v``, ``exp``, ``iat``, ``typ``, ``op``, ``caps`` with 16 tokens, ``nonce``: 30).
+_MAX_ITEMS_BEFORE_SIGNER = 64
+
+
+def preauthenticate(data: bytes, *, max_size: int = 1 << 20, signer_field: str = "caller") -> bytes:
+    """Check the signature of a request before decoding it; return the key that signed it.
+
+    In a bounded number of Python steps whatever the input (the Ed25519
+    verification itself is C: SHA-512 over the payload, PyNaCl releases the
+    GIL): the size, the outer COSE_Sign1 structure by
+    :func:`~peerbox._cose.scan1`, the signer key (``kid`` if present, else
+    the payload's ``signer_field``, found by
+    :func:`~peerbox._cose.find_bstr_field` within
+    ``_MAX_ITEMS_BEFORE_SIGNER`` data items, a bound no valid request
+    reaches), then the signature over the Sig_structure made of the raw
+    slices. Serves exec and logic requests alike (their payloads both name
+    the signer ``caller``). The strict decoding and every field check come
+    after it (:func:`open_request`): a key this accepts is only the key that
+    signed these bytes, not yet a valid request.
+
+    Raises :class:`EnvelopeError`: the kinds of ``scan1``, ``bad_field`` (no
+    ``kid`` and no usable ``caller``, or too many items before it),
+    ``bad_key`` (a caller key that can verify nothing, or a signature that
+    fails under a ``kid`` other than the ``caller``), ``bad_signature``.
+    """
+    raw = scan1(data, max_size=max_size)
+    key = raw.kid
+    if key is None:
+        found = find_bstr_field(raw.payload, signer_field, max_items=_MAX_ITEMS_BEFORE_SIGNER)
+        if found is None:
+            raise _bad(f"missing field {signer_field!r} (and no kid in the header)")
+        key = _key(found, signer_field)
+    if not raw.verify(key):
+        if raw.kid is not None:  # signed by someone else than the kid says: is the kid even the caller's?
+            try:
+                named = find_bstr_field(raw.payload, signer_field, max_items=_MAX_ITEMS_BEFORE_SIGNER)
+            except EnvelopeError:
+                named = None
+            if named is not None and named != raw.kid:
+                raise EnvelopeError("bad_key", f"kid in the header is not the {signer_field} key")
+        raise EnvelopeError("bad_signature", f"signature is not the {signer_field}'s over these bytes")
+    return key
 
 
 # ------------------------------------------------------------------ requests
@@ -303,20 +360,29 @@ def make_request(
     return sign1(payload, key)
 
 
-def open_request(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -> Request:
+def open_request(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16,
+                 preauthenticated: bytes | None = None) -> Request:
     """Decode a request and check everything that needs no context: structure, fields, signature.
 
-    The first half of :func:`verify_request` (size, COSE, strict payload,
-    ``typ``, ``v``, fields, caller key, ``kid``, signature by ``caller`` over
-    the bytes as received). It does **not** check the target, the time or the
-    nonce, so it is for tools (``peerbox envelope inspect``), never for
-    deciding to run a script. Raises :class:`EnvelopeError`.
+    The first half of :func:`verify_request`: :func:`preauthenticate` (size,
+    outer COSE, signature over the raw bytes), then the strict payload,
+    ``typ``, ``v``, fields, caller key, ``kid`` equal to it and the
+    signature by ``caller``. ``preauthenticated`` is the key a
+    :func:`preauthenticate` of these same bytes returned (the worker calls
+    it first, off the event loop for large bodies): the raw check is then
+    not repeated, and the signature is not checked twice when that key is
+    the caller. It does **not** check the target, the time or the nonce, so
+    it is for tools (``peerbox envelope inspect``), never for deciding to
+    run a script. Raises :class:`EnvelopeError`.
     """
-    if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > max_size:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise EnvelopeError("malformed", f"expected bytes, not {type(data).__name__}")
+    if len(data) > max_size:
         raise EnvelopeError("too_large", f"{len(data)} bytes, at most {max_size}")
+    signer = preauthenticated if preauthenticated is not None else preauthenticate(data, max_size=max_size)
     msg = decode1(data, max_size=max_size, max_depth=max_depth)
     req = _parse_request(msg.payload)
-    _check_signer(msg, req.caller, "caller")
+    _check_signer(msg, req.caller, "caller", verified=signer)
     return replace(req, data=bytes(data))
 
 
