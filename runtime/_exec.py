@@ -9,7 +9,14 @@ A request that fails before it is authenticated gets an unsigned
 ``{error: {kind, message}}`` (nobody to answer to); a denial is a *signed*
 reply (``ok: false``, kind ``denied``, the deciding rule), so a caller can
 prove what the target refused. :class:`Handled` tells the transport (the
-worker, in a later issue) which of these it is.
+worker) which of these it is.
+
+The pipeline has two phases, so a transport can admit a request to its run
+slots only once it is known to deserve one: :meth:`ExecHandler.check`
+(everything up to and including the policy's ``exec`` decision and the run's
+limits; cheap, no untrusted code) returns a :class:`Handled` refusal or an
+:class:`Admitted` request, and :meth:`ExecHandler.run` compiles and runs it
+and signs the reply. :meth:`ExecHandler.handle` is the two in a row.
 """
 
 from __future__ import annotations
@@ -18,14 +25,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._caps import REVOCATION_FILE, CapabilityError, RevocationList, verify_chain
 from ._cbor_strict import EnvelopeError
 from ._cbor_strict import dumps as cbor_dumps
 from ._context import PeerContext
-from ._errors import Error, LimitExceeded, ScriptError
-from ._envelope import Request, make_denial, make_reply, verify_request
+from ._errors import Error, LimitExceeded, ScriptError, ValueConversionError
+from ._envelope import Request, check_delivery, make_denial, make_reply, open_request
 from ._identity import KeyPair, did_from_public_key
 from ._nonces import NonceStore
 from ._peers import Peer, PeerStore
@@ -35,7 +42,10 @@ from .policy import Grant, GrantSet, Policy, PolicyCache, PolicyLimits, compile_
 from .policy import Request as PolicyRequest
 from .wasm_guests.lang import CompileError
 
-__all__ = ["Handled", "ExecHandler", "NONCE_FILE"]
+if TYPE_CHECKING:
+    from ._logic_push import LogicAdmitted
+
+__all__ = ["Handled", "Admitted", "ExecHandler", "NONCE_FILE"]
 
 NONCE_FILE = "nonces.sqlite"
 
@@ -67,6 +77,34 @@ class Handled:
         """The unsigned answer to an envelope refused before it was authenticated."""
         error = {"kind": exc.kind, "message": exc.message}
         return cls(outcome="rejected", body=cbor_dumps({"error": error}), error=error)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admitted:
+    """An exec request that passed :meth:`ExecHandler.check`: authentic, fresh, for us, its nonce
+    recorded, its capabilities valid, ``exec`` allowed by the policy.
+
+    Carries what :meth:`ExecHandler.run` needs: the verified ``req``, the
+    time it was checked at (``now``: the reply and every later policy
+    decision use it), the caller's identity (``caller_did``, the local
+    ``caller_name`` if any, ``owner``: signed by the peer's own key), the
+    ``policy`` and ``grants`` that decided (the run's host calls and imports
+    are decided by the same), and the run's ``limits``.
+    """
+
+    req: Request
+    now: int
+    caller_did: str
+    caller_name: str | None
+    owner: bool
+    policy: Policy
+    grants: GrantSet | None
+    limits: Limits
+
+    @property
+    def caller(self) -> bytes:
+        """The caller's public key (what a transport shares its run slots by)."""
+        return self.req.caller
 
 
 class ExecHandler:
@@ -103,12 +141,46 @@ class ExecHandler:
     # -- the pipeline -------------------------------------------------------------------
 
     def handle(self, data: bytes) -> Handled:
-        """Verify, authorize, run and answer one request (never raises for bad input)."""
+        """Verify, authorize, run and answer one request: :meth:`check`, then :meth:`run`.
+
+        Never raises for bad input (what :meth:`run` raises aside: bugs only).
+        """
+        checked = self.check(data)
+        return checked if isinstance(checked, Handled) else self.run(checked)
+
+    def check(self, data: bytes) -> Admitted | Handled:
+        """The first phase: everything that decides whether the request may run, nothing that runs.
+
+        Strict decoding and the caller's signature, the target, freshness,
+        then (last, so only a request that passed everything else uses up its
+        nonce) the replay check; the capability chains; the policy's ``exec``
+        decision; the run's limits. Returns an unsigned ``rejected``
+        :class:`Handled` for an envelope refused before it is authenticated,
+        a signed denial, or the :class:`Admitted` request. Cheap (no
+        compiling, no guest code) but not free: the nonce check is a SQLite
+        write, so call it off an event loop. Never raises for any input: a
+        :class:`~peerbox.Error` after the signature is verified (the nonce
+        database fails) becomes a signed ``unavailable`` reply.
+        """
         now = int(self.clock())
         try:
-            req = verify_request(data, target=self.ctx.peer.public_key, now=now, nonces=self.nonces)
+            req = open_request(data)
         except EnvelopeError as exc:
             return Handled.rejected(exc)
+        try:
+            check_delivery(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
+                           expected_target=self.ctx.peer.public_key, now=now, nonces=self.nonces)
+        except EnvelopeError as exc:
+            return Handled.rejected(exc)
+        except Error as exc:
+            return self._unavailable(req, now, exc, time.perf_counter())
+        try:
+            return self._authorize(req, now)
+        except Error as exc:
+            return self._unavailable(req, now, exc, time.perf_counter())
+
+    def _authorize(self, req: Request, now: int) -> Admitted | Handled:
+        """Capabilities, the ``exec`` decision and the limits of an authentic, fresh request."""
         caller_did = did_from_public_key(req.caller)
         local = self._local_peers().get(caller_did)
         caller_name = local.name if local is not None else None
@@ -121,8 +193,27 @@ class ExecHandler:
         decision = policy.decide(asked, grants)
         if not decision:
             return self._deny(req, now, decision.reason, str(decision.rule) if decision.rule else None)
-        cap = policy.limits_for(asked)
-        limits = _limits(cap, req.limits)
+        return Admitted(req=req, now=now, caller_did=caller_did, caller_name=caller_name,
+                        owner=req.caller == self.ctx.peer.public_key, policy=policy, grants=grants,
+                        limits=_limits(policy.limits_for(asked), req.limits))
+
+    def run(self, admitted: Admitted | LogicAdmitted) -> Handled:
+        """The second phase: compile and run an :class:`Admitted` request, answer with a signed reply
+        (a :class:`~peerbox._logic_push.LogicAdmitted` one: do the change, see
+        :func:`~peerbox._logic_push.run_logic`).
+
+        Every outcome is a signed reply: the value; a compile error, runtime
+        error or limit (``ok: false``); a :class:`~peerbox.Error` the peer
+        raised on purpose (its storage failed: kind ``unavailable``). Only a
+        bug in peerbox raises. Runs untrusted code: call it on a thread with a
+        large stack (the compiler recurses, wasm uses the native stack).
+        """
+        if not isinstance(admitted, Admitted):
+            from ._logic_push import run_logic
+
+            return run_logic(self, admitted)
+        req, now, policy, grants = admitted.req, admitted.now, admitted.policy, admitted.grants
+        caller_did, caller_name = admitted.caller_did, admitted.caller_name
 
         def authorize(action: str, path: str) -> None:
             d = policy.decide(PolicyRequest(caller_did, caller_name, action, path, self.owner_did, now),
@@ -130,12 +221,15 @@ class ExecHandler:
             if not d:
                 raise HostCallError("denied", f"{action} of '{path}' is not allowed: {d.reason}")
 
+        def may_import(name: str) -> bool:
+            return bool(policy.decide(
+                PolicyRequest(caller_did, caller_name, "module.import", name, self.owner_did, now), grants))
+
         caller = {"id": caller_did, "name": caller_name or ""}
         start = time.perf_counter()
         try:
-            program = self.ctx.compile(req.script, "request.rhai", may_import=lambda name: bool(policy.decide(
-                PolicyRequest(caller_did, caller_name, "module.import", name, self.owner_did, now), grants)))
-            res = self.ctx.run(program, dict(req.params or {}), limits=limits, caller=caller,
+            program = self.ctx.compile(req.script, "request.rhai", may_import=may_import)
+            res = self.ctx.run(program, dict(req.params or {}), limits=admitted.limits, caller=caller,
                                authorize=authorize)
         except CompileError as exc:
             return self._failed(req, now, "script_error", {"kind": "compile_error", "message": str(exc),
@@ -148,6 +242,11 @@ class ExecHandler:
         except LimitExceeded as exc:
             return self._failed(req, now, "limit", {"kind": f"limit_{exc.limit}", "message": str(exc)},
                                 exc.log, start)
+        except ValueConversionError as exc:  # params the language cannot take
+            return self._failed(req, now, "script_error", {"kind": "invalid_argument", "message": str(exc)},
+                                [], start)
+        except Error as exc:
+            return self._unavailable(req, now, exc, start)
         usage = _usage(res.fuel_used, start, res.peak_memory)
         try:
             body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=True,
@@ -187,10 +286,17 @@ class ExecHandler:
         return may_delegate
 
     def handle_logic(self, data: bytes) -> Handled:
-        """Verify, authorize and install one ``peerbox/logic`` request (see :mod:`peerbox._logic_push`)."""
-        from ._logic_push import handle_logic
+        """Verify, authorize and do one ``peerbox/logic`` request (see :mod:`peerbox._logic_push`):
+        :meth:`check_logic`, then :meth:`run`."""
+        checked = self.check_logic(data)
+        return checked if isinstance(checked, Handled) else self.run(checked)
 
-        return handle_logic(self, data)
+    def check_logic(self, data: bytes) -> LogicAdmitted | Handled:
+        """The first phase of a ``peerbox/logic`` request (:func:`peerbox._logic_push.check_logic`):
+        a refusal, a denial or a read's answer; or the admitted change (set, remove)."""
+        from ._logic_push import check_logic
+
+        return check_logic(self, data)
 
     def _revoked(self, token_id: bytes) -> bool:
         """Revoked by any local peer (an issuer records its revocations in its own directory)."""
@@ -202,6 +308,12 @@ class ExecHandler:
                            rule=rule)
         return Handled(outcome="denied", body=body,
                        error={"kind": "denied", "message": message, "rule": rule})
+
+    def _unavailable(self, req: Request, now: int, exc: Error, start: float) -> Handled:
+        """The signed answer when the peer itself failed (its nonce database, its storage...)."""
+        return self._failed(req, now, "script_error",
+                            {"kind": "unavailable", "message": f"the peer cannot handle the request: {exc}"},
+                            [], start)
 
     def _failed(self, req: Request, now: int, outcome: str, error: dict[str, Any], log: list[str],
                 start: float) -> Handled:

@@ -20,7 +20,9 @@ prove who installed what without the host holding the installer's key.
 structure, signature, target, time, then the nonce) plus the statement: it
 must be signed by the caller and name this target, module, source (the
 empty one for a removal, with ``remove: true``) and ``iat``.
-:func:`handle_logic` then decides ``logic.write`` (set, remove) or
+:func:`handle_logic` (:func:`check_logic` then :func:`run_logic`: the reads
+are answered by the first phase, a change is done by the second, which a
+worker runs in a run slot) then decides ``logic.write`` (set, remove) or
 ``logic.read`` (list, show, history) on the module by the target's policy
 and the capabilities (only chains rooted in the target's own key: a peer the
 policy lets ``delegate`` cannot grant either), and answers with a reply
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -54,8 +56,8 @@ from .policy import Request as PolicyRequest
 if TYPE_CHECKING:
     from ._exec import ExecHandler, Handled
 
-__all__ = ["LogicRequest", "make_logic_request", "open_logic_request", "verify_logic_request", "handle_logic",
-           "TYP_LOGIC", "OPS"]
+__all__ = ["LogicRequest", "LogicAdmitted", "make_logic_request", "open_logic_request",
+           "verify_logic_request", "handle_logic", "check_logic", "run_logic", "TYP_LOGIC", "OPS"]
 
 TYP_LOGIC = "peerbox/logic"
 #: The operations of a logic request; the first two write (``logic.write``), the rest read.
@@ -183,23 +185,79 @@ def verify_logic_request(data: bytes, *, target: bytes, now: int, nonces: Any,
     return req
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogicAdmitted:
+    """A change (``set`` or ``remove``) that passed :func:`check_logic`: what :func:`run_logic` needs.
+
+    ``req`` verified (its nonce recorded), ``now`` the time it was checked
+    at, ``owner``: signed by the peer's own key, ``cap`` the capability token
+    that granted ``logic.write`` (None: the policy did), ``rule`` the policy
+    rule that did (recorded in the history; None for the owner or a token).
+    """
+
+    req: LogicRequest
+    now: int
+    owner: bool
+    cap: bytes | None
+    rule: str | None
+
+    @property
+    def caller(self) -> bytes:
+        """The caller's public key (what a transport shares its run slots by)."""
+        return self.req.caller
+
+
 def handle_logic(handler: ExecHandler, data: bytes) -> Handled:
-    """Verify, authorize (``logic.write`` or ``logic.read``), do and answer one logic request.
+    """Verify, authorize (``logic.write`` or ``logic.read``), do and answer one logic request:
+    :func:`check_logic`, then :func:`run_logic`.
 
     Never raises for bad input: a refused envelope is ``rejected``; a denial
     or a refused install is a signed reply.
+    """
+    checked = check_logic(handler, data)
+    return run_logic(handler, checked) if isinstance(checked, LogicAdmitted) else checked
+
+
+def check_logic(handler: ExecHandler, data: bytes) -> LogicAdmitted | Handled:
+    """The first phase of a logic request: verify it (nonce last), decide ``logic.write`` or
+    ``logic.read`` by the target's policy and the capabilities, and answer the reads.
+
+    Returns the unsigned ``rejected`` :class:`~peerbox._exec.Handled` for an
+    envelope refused before it is authenticated; a signed reply for a denial
+    and for ``list``, ``show`` and ``history`` (cheap reads of the peer's
+    files: they take no run slot); a :class:`LogicAdmitted` for a ``set`` or
+    ``remove`` (which compiles the new module and its dependents: that is for
+    :func:`run_logic`, in a run slot). Never raises for any input: a
+    :class:`~peerbox.Error` after the signature is verified (the nonce
+    database fails) is a signed ``unavailable`` reply.
     """
     from ._exec import Handled
 
     now, start = int(handler.clock()), time.perf_counter()
     try:
-        req = verify_logic_request(data, target=handler.ctx.peer.public_key, now=now, nonces=handler.nonces)
+        req = open_logic_request(data)
     except EnvelopeError as exc:
         return Handled.rejected(exc)
 
     def answer(ok: bool, value: Any = None, error: Mapping[str, Any] | None = None) -> Handled:
         return _answer(handler, req, now, start, ok=ok, value=value, error=error)
 
+    try:
+        check_delivery(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
+                       expected_target=handler.ctx.peer.public_key, now=now, nonces=handler.nonces)
+    except EnvelopeError as exc:
+        return Handled.rejected(exc)
+    except Error as exc:
+        return answer(False, error=_unavailable(exc))
+    try:
+        return _decide(handler, req, now, answer)
+    except Error as exc:
+        return answer(False, error=_unavailable(exc))
+
+
+def _decide(handler: ExecHandler, req: LogicRequest, now: int,
+            answer: Callable[..., Handled]) -> LogicAdmitted | Handled:
+    """The policy's (and the capabilities') word on a verified logic request; the reads answered."""
     try:
         may = _Rights(handler, req, now)
     except (Error, ValueError) as exc:
@@ -223,18 +281,48 @@ def handle_logic(handler: ExecHandler, data: bytes) -> Handled:
             head = logic.history.head().get(req.module)
             return answer(True, value={"module": req.module, "head": list(head) if head else None,
                                        "versions": [v.record() for v in logic.versions(req.module)]})
-        owner = req.caller == handler.ctx.peer.public_key
-        rule = None if owner or cap is not None or decision.rule is None else str(decision.rule)
-        version = logic.install(req.module, req.source, statement=req.statement, cap=cap, rule=rule,
-                                action="remove" if req.op == "remove" else "set", now=now)
-    except LogicRefused as exc:
-        return answer(False, error={"kind": exc.kind, "message": str(exc)})
-    except LogicError as exc:  # an unknown module (show, or remove of one the peer does not have)
+    except LogicError as exc:  # an unknown module
         return answer(False, error={"kind": "not_found", "message": str(exc)})
     except HistoryError as exc:
         return answer(False, error={"kind": "io_error", "message": str(exc)})
+    owner = req.caller == handler.ctx.peer.public_key
+    rule = None if owner or cap is not None or decision.rule is None else str(decision.rule)
+    return LogicAdmitted(req=req, now=now, owner=owner, cap=cap, rule=rule)
+
+
+def run_logic(handler: ExecHandler, admitted: LogicAdmitted) -> Handled:
+    """The second phase of a ``set`` or ``remove``: install the change (compiling the module and
+    its dependents), answer with a signed reply.
+
+    A refused install is ``ok: false`` (kind ``compile_error``,
+    ``breaks_dependent``, ``not_found`` for the removal of a module the peer
+    does not have, ``io_error``; ``unavailable`` for another
+    :class:`~peerbox.Error` of the peer's). Only a bug in peerbox raises.
+    """
+    req, now, start = admitted.req, admitted.now, time.perf_counter()
+
+    def answer(ok: bool, value: Any = None, error: Mapping[str, Any] | None = None) -> Handled:
+        return _answer(handler, req, now, start, ok=ok, value=value, error=error)
+
+    logic = PeerLogic(handler.ctx.peer, clock=handler.clock)
+    try:
+        version = logic.install(req.module, req.source, statement=req.statement, cap=admitted.cap,
+                                rule=admitted.rule, action="remove" if req.op == "remove" else "set", now=now)
+    except LogicRefused as exc:
+        return answer(False, error={"kind": exc.kind, "message": str(exc)})
+    except LogicError as exc:  # the removal of a module the peer does not have
+        return answer(False, error={"kind": "not_found", "message": str(exc)})
+    except HistoryError as exc:
+        return answer(False, error={"kind": "io_error", "message": str(exc)})
+    except Error as exc:
+        return answer(False, error=_unavailable(exc))
     return answer(True, value={"module": version.module, "version": version.version,
                                "sha256": version.sha256})
+
+
+def _unavailable(exc: Error) -> dict[str, Any]:
+    """The error of a signed reply when the peer itself failed (its nonce database, its storage...)."""
+    return {"kind": "unavailable", "message": f"the peer cannot handle the request: {exc}"}
 
 
 class _Rights:

@@ -10,18 +10,34 @@ decoding, fields, the caller's signature; cheap, and it means a forged
 ``target`` to the hosted peer's :class:`~peerbox._exec.ExecHandler`, and runs
 it on a worker thread. HTTP status follows the outcome (see :func:`status_for`).
 
-Concurrency, independent of HTTP/2 stream accounting (a reset stream does not
-stop its run; the run's own limits do, and its slot is freed only when its
-thread returns):
+A request then goes through the two phases of its handler. The first,
+:meth:`~peerbox._exec.ExecHandler.check` (freshness, the nonce, capabilities,
+the policy's ``exec`` decision), runs on one of ``check_threads`` trio worker
+threads (a ``CapacityLimiter`` separate from the run slots: it writes the
+nonce database, so not on the event loop, and it must not wait behind
+scripts). Only a request it admits takes a run slot, so a replay or a key the
+peer's policy does not know is answered (409, 403) without ever holding one.
+The second, :meth:`~peerbox._exec.ExecHandler.run` (compile, run, sign),
+runs in a slot, on a :class:`RunPool` thread.
 
-* ``max_runs`` runs execute at once (threads of a :class:`RunPool`, default
-  the number of CPUs);
+Run slots (:mod:`peerbox._admission`), independent of HTTP/2 stream
+accounting (a reset stream does not stop its run; the run's own limits do,
+and its slot is freed only when its thread returns):
+
+* ``max_runs`` runs execute at once (default the number of CPUs), plus
+  ``owner_reserve`` (default 1) slots only a peer's owner (a request signed
+  by the peer's own key) may take, so the owner is never locked out by callers;
 * ``per_peer`` of them at most for one hosted peer, so a peer flooded with
   endless loops cannot stall the others (default ``max_runs - 1`` when several
   peers are hosted);
-* ``per_caller`` requests admitted (running or waiting) at most for one caller;
+* a freed slot goes to the waiting caller with the fewest runs (max-min fair);
+* ``per_caller`` requests admitted (running or waiting) at most for one caller,
+  ``per_caller_queue`` of them waiting (default a quarter of the queue);
 * ``queue`` requests wait at most; beyond, ``503`` with ``retry-after``. Memory
-  stays bounded: nothing waits outside these counters.
+  stays bounded: nothing waits outside these counters. A request that would be
+  turned away is answered 503 before its check, so its envelope can be sent
+  again; one turned away after it (the queue filled meanwhile: rare) has used
+  its nonce, and must be sent again as a fresh envelope.
 
 Why a :class:`RunPool` and not ``trio.to_thread.run_sync``: wasm runs on the
 calling thread's native stack and Python's compiler recurses, so the threads
@@ -51,25 +67,25 @@ import ssl
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import cbor2
 import outcome
 import trio
 
+from ._admission import Admission, Ticket
 from ._atomic import write_atomic
 from ._cbor_strict import EnvelopeError
 from ._cbor_strict import dumps as cbor_dumps
 from ._context import Contexts
 from ._envelope import Request, open_request
-from ._exec import ExecHandler, Handled
-from ._errors import UsageError
+from ._exec import Admitted, ExecHandler, Handled
+from ._errors import Error, UsageError
 from ._h2server import App, HttpRequest, HttpResponse, ServerLimits, serve
 from ._identity import did_from_public_key
-from ._logic_push import LogicRequest, open_logic_request
+from ._logic_push import LogicAdmitted, LogicRequest, open_logic_request
 
 __all__ = [
     "Worker",
@@ -199,76 +215,6 @@ class RunPool:
         """Let the threads exit once their current job is done."""
         for _ in self._threads:
             self._jobs.put(None)
-
-
-# ------------------------------------------------------------------ admission
-
-
-@dataclass(eq=False)
-class _Ticket:
-    peer: str
-    caller: bytes
-    event: trio.Event = field(default_factory=trio.Event)
-    started: bool = False
-    done: bool = False
-
-
-class _Admission:
-    """Who may run now, who waits, who is turned away (all on the trio thread)."""
-
-    def __init__(self, *, max_runs: int, per_peer: int, per_caller: int, queue: int) -> None:
-        self.max_runs, self.per_peer, self.per_caller, self.queue = max_runs, per_peer, per_caller, queue
-        self.running = 0
-        self.by_peer: Counter[str] = Counter()
-        self.by_caller: Counter[bytes] = Counter()
-        self.waiting: deque[_Ticket] = deque()
-
-    def _eligible(self, peer: str) -> bool:
-        return self.running < self.max_runs and self.by_peer[peer] < self.per_peer
-
-    def _start(self, t: _Ticket) -> None:
-        t.started = True
-        self.running += 1
-        self.by_peer[t.peer] += 1
-        t.event.set()
-
-    def admit(self, peer: str, caller: bytes) -> _Ticket | None:
-        """A ticket (started, or queued) or ``None`` when saturated."""
-        if self.by_caller[caller] >= self.per_caller:
-            return None
-        t = _Ticket(peer, caller)
-        if self._eligible(peer):  # invariant: no queued ticket is eligible, so nobody is overtaken unfairly
-            self._start(t)
-        elif len(self.waiting) >= self.queue:
-            return None
-        else:
-            self.waiting.append(t)
-        self.by_caller[caller] += 1
-        return t
-
-    def release(self, t: _Ticket) -> None:
-        """The ticket's run ended (or it gave up waiting): free its slots, start who can."""
-        if t.done:
-            return
-        t.done = True
-        self.by_caller[t.caller] -= 1
-        if self.by_caller[t.caller] <= 0:
-            del self.by_caller[t.caller]
-        if not t.started:
-            self.waiting.remove(t)
-            return
-        self.running -= 1
-        self.by_peer[t.peer] -= 1
-        if self.by_peer[t.peer] <= 0:
-            del self.by_peer[t.peer]
-        for w in list(self.waiting):
-            if self._eligible(w.peer):
-                self.waiting.remove(w)
-                self._start(w)
-
-    @property
-    def idle(self) -> bool:
-        return self.running == 0 and not self.waiting
 
 
 # ------------------------------------------------------------------ metrics
@@ -442,12 +388,16 @@ class Worker(_Endpoints):
     peers' files. Raises :class:`~peerbox.PeerError` (a
     :class:`~peerbox.UsageError`) for an unknown peer or unreadable metadata;
     each peer's handler (its key, policy and nonce database) is opened on its
-    first request, and a peer whose key cannot be loaded answers 500.
+    first request, and a peer whose files cannot be opened answers 503
+    (``unavailable``). The admission settings are those of the module
+    docstring (``None``: the default); ``check_threads`` (default
+    ``max(2, max_runs)``) bounds the requests being checked at once.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None, peers: list[str] | None = None, *,
                  max_runs: int | None = None, per_peer: int | None = None, per_caller: int | None = None,
-                 queue: int | None = None, clock: Callable[[], float] = time.time,
+                 queue: int | None = None, per_caller_queue: int | None = None, owner_reserve: int = 1,
+                 check_threads: int | None = None, clock: Callable[[], float] = time.time,
                  stack_size: int = RUN_STACK_SIZE) -> None:
         super().__init__([])
         self.contexts = Contexts(root)
@@ -463,13 +413,21 @@ class Worker(_Endpoints):
         self._handlers_lock = threading.Lock()
         runs = max(1, max_runs if max_runs is not None else (os.cpu_count() or 1))
         waiting = max(0, queue if queue is not None else 16 * runs)
-        self.admission = _Admission(
+        reserve = max(0, owner_reserve)
+        self.admission = Admission(
             max_runs=runs,
             per_peer=per_peer if per_peer is not None else (runs if len(names) <= 1 else max(1, runs - 1)),
             per_caller=per_caller if per_caller is not None else max(1, (runs + waiting) // 2),
             queue=waiting,
+            per_caller_queue=per_caller_queue,
+            owner_reserve=reserve,
         )
-        self.pool: RunPool | None = RunPool(runs, stack_size=stack_size)
+        #: the threads that check requests (the first phase), apart from the run slots
+        self.check_limiter = trio.CapacityLimiter(max(1, check_threads if check_threads is not None
+                                                      else max(2, runs)))
+        self._checking = 0
+        self._wakers: dict[Ticket, trio.Event] = {}
+        self.pool: RunPool | None = RunPool(runs + reserve, stack_size=stack_size)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -477,9 +435,14 @@ class Worker(_Endpoints):
         """Refuse new runs and wait up to ``timeout`` s for those in flight; True if all ended."""
         self.closing = True
         with trio.move_on_after(timeout):
-            while not self.admission.idle:
+            while not self.idle:
                 await trio.sleep(0.02)
-        return self.admission.idle
+        return self.idle
+
+    @property
+    def idle(self) -> bool:
+        """No request being checked, running or waiting for a run slot."""
+        return self.admission.idle and self._checking == 0
 
     def close(self) -> None:
         """Release every peer's files (call once no run is in flight). Idempotent."""
@@ -505,43 +468,74 @@ class Worker(_Endpoints):
 
     def health(self) -> dict[str, object]:
         return {**super().health(), "in_flight": self.admission.running,
-                "queued": len(self.admission.waiting)}
+                "queued": self.admission.queued, "checking": self._checking}
 
     def hosts(self, target: bytes) -> bool:
         return target in self.targets
 
     async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
-        """Admit (or 503), run the handler on a pool thread, map the outcome to HTTP."""
+        """Check the request on a check thread, admit it to a run slot (or 503), run it on a pool
+        thread, map the outcome to HTTP (see the module docstring).
+
+        Never raises for any input: a :class:`~peerbox.Error` opening the
+        peer's files is a 503 ``unavailable``; only a bug in peerbox is a 500.
+        """
         name = self.targets[target]
-        pool = self.pool
-        ticket = self.admission.admit(name, caller) if pool is not None else None
-        if ticket is None or pool is None:
-            self.metrics.requests["busy"] += 1
-            return error_response(503, "busy", "too many runs in flight; retry later", _RETRY)
-        self._gauges()
-        try:
-            if not ticket.started:
-                await ticket.event.wait()
-        except BaseException:
-            self.admission.release(ticket)
-            self._gauges()
-            raise
-        self._gauges()
+        if self.pool is None or not self.admission.can_admit(name, caller, owner=caller == target):
+            return self._busy("too many runs in flight; retry later")
         body = bytes(req.body)
+        self._checking += 1
+        try:
+            checked, check_seconds = await trio.to_thread.run_sync(
+                functools.partial(self._check, name, path, body), limiter=self.check_limiter)
+        except Error as exc:  # the peer's key, policy or nonce database cannot be opened
+            self.metrics.requests["unavailable"] += 1
+            return error_response(503, "unavailable", f"peer {name} cannot be served: {exc}", _RETRY)
+        except Exception as exc:  # a bug: never crash the server
+            return self._internal(exc)
+        finally:
+            self._checking -= 1
+        if isinstance(checked, Handled):  # refused, denied, or answered (a logic read): no slot taken
+            self._account(checked, check_seconds)
+            return _answer(checked)
+        return await self._run(name, checked, check_seconds)
+
+    def _check(self, name: str, path: str, body: bytes) -> tuple[Admitted | LogicAdmitted | Handled, float]:
+        """The first phase (on a check thread): the handler's verdict and the seconds it took."""
+        start = time.perf_counter()
+        handler = self.handler(name)
+        checked = handler.check(body) if path == "/v1/exec" else handler.check_logic(body)
+        return checked, time.perf_counter() - start
+
+    async def _run(self, name: str, admitted: Admitted | LogicAdmitted, check_seconds: float) -> HttpResponse:
+        """Admit a checked request to a run slot, wait for it, run it on a pool thread."""
+        pool = self.pool
+        ticket = None if pool is None else self.admission.admit(name, admitted.caller, owner=admitted.owner)
+        if ticket is None or pool is None:
+            return self._busy("too many runs in flight; retry later with a fresh envelope (this one was "
+                              "checked and its nonce used)")
+        self._gauges()
+        if not ticket.started:
+            waker = self._wakers[ticket] = trio.Event()
+            try:
+                await waker.wait()
+            except BaseException:
+                self._wakers.pop(ticket, None)
+                self._release(ticket)
+                raise
+        self._gauges()
+        handler = self.handler(name)
 
         def job() -> tuple[Handled, float, int | None]:
             start = time.perf_counter()
-            handler = self.handler(name)
-            handled = handler.handle(body) if path == "/v1/exec" else handler.handle_logic(body)
-            return handled, time.perf_counter() - start, _usage_fuel(handled)
+            handled = handler.run(admitted)
+            return handled, check_seconds + time.perf_counter() - start, _usage_fuel(handled)
 
         def done(res: outcome.Outcome[tuple[Handled, float, int | None]]) -> None:
-            self.admission.release(ticket)
-            self._gauges()
+            self._release(ticket)
             if isinstance(res, outcome.Value):
                 handled, seconds, fuel = res.value
-                self.metrics.record(handled)
-                self.metrics.seconds.observe(seconds)
+                self._account(handled, seconds)
                 if fuel is not None:
                     self.metrics.fuel.observe(fuel)
             else:
@@ -549,15 +543,41 @@ class Worker(_Endpoints):
 
         try:
             handled, _, _ = await pool.run(job, done)
-        except Exception as exc:  # the nonce database failed, or a bug: never crash the server
+        except Exception as exc:  # a bug (run answers every peerbox.Error with a signed reply)
             print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr)
             return error_response(500, "internal", "the worker failed to handle the request")
-        ctype = COSE if handled.signed else CBOR
-        return HttpResponse(status=status_for(handled), headers=(("content-type", ctype),), body=handled.body)
+        return _answer(handled)
+
+    def _release(self, ticket: Ticket) -> None:
+        """Free ``ticket``'s slot (or its place in the queue) and wake the tickets that start."""
+        for started in self.admission.release(ticket):
+            waker = self._wakers.pop(started, None)
+            if waker is not None:
+                waker.set()
+        self._gauges()
+
+    def _account(self, handled: Handled, seconds: float) -> None:
+        self.metrics.record(handled)
+        self.metrics.seconds.observe(seconds)
+
+    def _busy(self, message: str) -> HttpResponse:
+        self.metrics.requests["busy"] += 1
+        return error_response(503, "busy", message, _RETRY)
+
+    def _internal(self, exc: BaseException) -> HttpResponse:
+        self.metrics.requests["internal_error"] += 1
+        print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr)
+        return error_response(500, "internal", "the worker failed to handle the request")
 
     def _gauges(self) -> None:
         self.metrics.in_flight = self.admission.running
-        self.metrics.queued = len(self.admission.waiting)
+        self.metrics.queued = self.admission.queued
+
+
+def _answer(handled: Handled) -> HttpResponse:
+    """The HTTP response carrying a handled request's answer."""
+    ctype = COSE if handled.signed else CBOR
+    return HttpResponse(status=status_for(handled), headers=(("content-type", ctype),), body=handled.body)
 
 
 # ------------------------------------------------------------------ serving
