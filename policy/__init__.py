@@ -13,13 +13,23 @@ Deny by default; any matching deny rule beats every allow (Cedar semantics);
 capability grants allow what they name, still under every deny rule. See
 ``_parse`` for the file format, ``_glob`` for the pattern syntax and
 ``_model.HOSTCALL_ACTIONS`` for the action each host call needs.
+
+This package is the one owner of grant semantics: actions, grant parsing
+(:func:`parse_grant` for policies, :func:`parse_capability_grant` for
+tokens), globs, matching and containment (:func:`pattern_within`,
+:func:`grants_within`, decided on the same compiled globs that enforce
+grants). ``peerbox._caps`` only signs, verifies and chains tokens with them.
+Patterns and resources are compared in Unicode :data:`NORMAL_FORM`, the
+form request paths are normalised to.
 """
 
 from __future__ import annotations
 
 from ._cache import PolicyCache
-from ._glob import glob_problem, is_canonical
-from ._match import NOTHING_ALLOWED, GrantSet, Policy, compile_grants, load, loads, parse_grant
+from ._contain import CONTAINMENT_WORK, WorkBudget, grants_within, pattern_within
+from ._glob import NORMAL_FORM, glob_problem, is_canonical
+from ._grants import CAPABILITY_ACTIONS, GrantSet, compile_grants, parse_capability_grant, parse_grant
+from ._match import NOTHING_ALLOWED, Policy, load, loads
 from ._model import (
     ACTION_ALIASES,
     ACTIONS,
@@ -63,4 +73,11 @@ __all__ = [
     "MAX_POLICY_BYTES",
     "glob_problem",
     "is_canonical",
+    "parse_capability_grant",
+    "CAPABILITY_ACTIONS",
+    "pattern_within",
+    "grants_within",
+    "WorkBudget",
+    "CONTAINMENT_WORK",
+    "NORMAL_FORM",
 ]

@@ -67,7 +67,8 @@ class PolicyCache:
             self.error = None
         except PolicyError as exc:
             self.error = exc
-            policy = Policy.deny_all(f"the policy does not load: {exc}", self.path)
+            # the reason reaches remote callers: files by their name in the peer, no host path
+            policy = Policy.deny_all(f"the policy does not load: {exc.shown()}", self.path)
             sig2 = self._stat()
             sig = sig2 if sig2 is not None else (-1, -1, -1, -1)
         self.loads += 1

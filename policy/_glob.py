@@ -19,14 +19,32 @@ Requests name canonical paths (as :func:`peerbox.hostcalls` makes them:
 no ``.``/``..``/empty segments, no leading ``/``); :func:`is_canonical`
 lets the matcher refuse any other spelling outright, so ``inbox/**`` can
 never be escaped with ``inbox/../secret``.
+
+Unicode: request paths are NFC-normalised by the host calls before any
+check, so a pattern is normalised the same way (:data:`NORMAL_FORM`) before
+it is compiled: ``café`` written with a combining accent (NFD) names the same
+file as the precomposed spelling. :func:`normalize` is that one function.
+
+One pattern, one meaning: :func:`pieces` turns a pattern into a short list
+of regex pieces; :func:`glob_regex` (what every rule and capability grant is
+enforced with) and the containment automaton of :mod:`._contain` are both
+built from that list, so matching and attenuation cannot disagree.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
+from typing import Final, Literal
 
-__all__ = ["glob_problem", "glob_regex", "compile_globs", "is_canonical", "Matcher"]
+__all__ = ["glob_problem", "glob_regex", "compile_globs", "is_canonical", "Matcher", "NORMAL_FORM",
+           "normalize", "pieces", "Piece"]
+
+#: The Unicode normalisation form of request paths and of patterns. hostcalls/_paths.py
+#: (``parse_path``) normalises request paths with this same form and must keep matching it
+#: (tests/policy/test_policy_unicode.py checks that the two agree).
+NORMAL_FORM: Final[Literal["NFC"]] = "NFC"
 
 #: A compiled set of patterns: ``matcher(resource)`` is truthy when one of them matches.
 Matcher = Callable[[str], object]
@@ -65,50 +83,69 @@ def glob_problem(pattern: object) -> str | None:
     return None
 
 
-def _segment_regex(seg: str) -> str:
-    out: list[str] = []
-    for ch in seg:
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        else:
-            out.append(re.escape(ch))
-    return "".join(out)
+def normalize(text: str) -> str:
+    """``text`` in :data:`NORMAL_FORM` (what request paths are): cheap for ASCII, which is
+    always normalised already."""
+    return text if text.isascii() else unicodedata.normalize(NORMAL_FORM, text)
 
 
-def glob_regex(pattern: str) -> str:
-    """The regex (for ``fullmatch``) of a pattern :func:`glob_problem` accepts.
+#: One piece of a compiled pattern: ``(kind, char)``. Kinds: ``"lit"`` the character ``char``;
+#: ``"one"`` one character but ``/`` (``?``); ``"any"`` zero or more such (``*`` in a segment);
+#: ``"seg"`` one or more such (a segment of only ``*``: never empty); ``"lead"`` zero or more
+#: ``SEGMENT/`` (a leading ``**``); ``"trail"`` zero or more ``/SEGMENT`` (a trailing ``**``);
+#: ``"all"`` anything at all, the root ``""`` included (``**`` alone). A middle ``**`` is
+#: ``lit "/"`` then ``lead`` (``a/**/b``: ``a/b``, ``a/x/b``, ``a/x/y/b``).
+Piece = tuple[str, str]
 
-    Built segment by segment; ``**`` segments absorb their neighbouring
-    slash so that they match zero segments too. Raises ``ValueError`` for an
-    invalid pattern.
+_REGEX = {"one": "[^/]", "any": "[^/]*", "seg": "[^/]+", "lead": "(?:[^/]+/)*", "trail": "(?:/[^/]+)*",
+          "all": ".*"}
+
+
+def pieces(pattern: str) -> tuple[Piece, ...]:
+    """The pieces (see :data:`Piece`) of ``pattern``, normalised first (:func:`normalize`).
+
+    Raises ``ValueError`` saying why for an invalid pattern (:func:`glob_problem`).
     """
     problem = glob_problem(pattern)
+    if problem is None:
+        pattern = normalize(pattern)
+        problem = glob_problem(pattern)
     if problem is not None:
         raise ValueError(problem)
     segs = pattern.split("/")
     n = len(segs)
     if n == 1 and segs[0] == "**":
-        return ".*"                              # everything, the root included
-    out: list[str] = []
+        return (("all", ""),)                    # everything, the root included
+    out: list[Piece] = []
     slash_pending = False                        # does the next plain segment need a "/" first?
     for i, seg in enumerate(segs):
         if seg == "**":
             if i == 0:
-                out.append("(?:[^/]+/)*")        # zero or more leading segments, slash included
+                out.append(("lead", ""))         # zero or more leading segments, slash included
             elif i == n - 1:
-                out.append("(?:/[^/]+)*")        # zero or more trailing segments
+                out.append(("trail", ""))        # zero or more trailing segments
             else:
-                out.append("/(?:[^/]+/)*")       # a/**/b: a/b, a/x/b, a/x/y/b
+                out += [("lit", "/"), ("lead", "")]
             slash_pending = False
+            continue
+        if slash_pending:
+            out.append(("lit", "/"))
+        if set(seg) == {"*"}:
+            out.append(("seg", ""))              # a segment is never empty: "*" never matches ""
         else:
-            if slash_pending:
-                out.append("/")
-            # a segment is never empty: "*" alone must not match the root ""
-            out.append("[^/]+" if set(seg) == {"*"} else _segment_regex(seg))
-            slash_pending = True
-    return "".join(out)
+            for ch in seg:
+                if ch == "*":
+                    out.append(("any", ""))      # never two in a row: "**" in a segment is refused
+                else:
+                    out.append(("one", "") if ch == "?" else ("lit", ch))
+        slash_pending = True
+    return tuple(out)
+
+
+def glob_regex(pattern: str) -> str:
+    """The regex (for ``fullmatch``) of a pattern :func:`glob_problem` accepts, built from its
+    :func:`pieces` (so normalised first). Raises ``ValueError`` for an invalid pattern."""
+    return "".join(re.escape(ch) if kind == "lit" else _REGEX[kind] for kind, ch in pieces(pattern))
 
 
 def compile_globs(patterns: Iterable[str]) -> Matcher:

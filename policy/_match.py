@@ -14,22 +14,26 @@ action among its ``actions`` and, if it lists ``resources``, the request
 names a resource one of them matches (so a rule with resources never
 matches ``exec``, which names none). The decision names the first deny rule
 that matched (file order), else the first allow rule.
+
+A decision travels to the remote caller (signed denials, errors a script can
+catch), so it names its rule by the file's name relative to the peer
+(``policy.toml:26``, :func:`shown_name`), never by a host path;
+:attr:`Policy.file` keeps the full path for the local operator. Resources
+that are not ASCII are normalised (:data:`~._glob.NORMAL_FORM`) before
+matching, as the patterns were at load time.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Sequence
 
-from ._glob import Matcher, compile_globs, glob_problem, is_canonical
-from ._model import (
-    ACTION_ALIASES, ACTIONS, Decision, Grant, PolicyError, PolicyLimits, Request,
-    RuleRef,
-)
+from ._glob import Matcher, compile_globs, is_canonical, normalize
+from ._grants import GrantSet, compile_grants
+from ._model import ACTIONS, Decision, Grant, PolicyLimits, Problem, Request, RuleRef, shown_name
 from ._parse import PolicySpec, RuleSpec, parse_text, read_policy_file
 
-__all__ = ["Policy", "GrantSet", "load", "loads", "parse_grant", "compile_grants", "NOTHING_ALLOWED"]
+__all__ = ["Policy", "load", "loads", "NOTHING_ALLOWED"]
 
 #: The reason of a default deny.
 NOTHING_ALLOWED = "nothing allowed it"
@@ -42,7 +46,7 @@ class _Rule:
 
     __slots__ = ("any", "owner", "ids", "res", "expires", "decision", "limits", "spec")
 
-    def __init__(self, spec: RuleSpec, file: str) -> None:
+    def __init__(self, spec: RuleSpec, name: str) -> None:
         self.spec = spec
         self.any = spec.who.any
         self.owner = spec.who.owner
@@ -50,71 +54,9 @@ class _Rule:
         self.res: Matcher | None = compile_globs(spec.resources) if spec.resources is not None else None
         self.expires = spec.expires if spec.expires is not None else _INF
         self.limits = spec.limits
-        ref = RuleRef(file=file, line=spec.line, effect=spec.effect, index=spec.index)
+        ref = RuleRef(file=name, line=spec.line, effect=spec.effect, index=spec.index)
         verb = "allowed" if spec.effect == "allow" else "denied"
         self.decision = Decision(spec.effect == "allow", ref, f"{verb} by rule at {ref}")
-
-
-class GrantSet:
-    """Compiled capability grants: what they allow, by action. Made by :func:`compile_grants`."""
-
-    __slots__ = ("grants", "_by_action")
-
-    def __init__(self, grants: Sequence[Grant]) -> None:
-        self.grants: tuple[Grant, ...] = tuple(grants)
-        by_action: dict[str, list[tuple[Matcher | None, Decision]]] = {}
-        for g in self.grants:
-            problem = _grant_problem(g)
-            if problem is not None:
-                raise PolicyError.one("<capability>", None, f"grant {str(g)!r}: {problem}")
-            matcher = compile_globs([g.pattern]) if g.pattern is not None else None
-            decision = Decision(True, None, f"allowed by capability grant {g}")
-            for action in ACTION_ALIASES.get(g.action, (g.action,)):
-                by_action.setdefault(action, []).append((matcher, decision))
-        self._by_action = {a: tuple(v) for a, v in by_action.items()}
-
-    def match(self, action: str, resource: str | None) -> Decision | None:
-        """The allow decision of the first grant covering ``action`` on ``resource``, or None."""
-        entries = self._by_action.get(action)
-        if entries is None:
-            return None
-        for matcher, decision in entries:
-            if matcher is None or (resource is not None and matcher(resource)):
-                return decision
-        return None
-
-
-def _grant_problem(g: Grant) -> str | None:
-    if g.action not in ACTIONS and g.action not in ACTION_ALIASES:
-        return f"unknown action {g.action!r}"
-    if g.pattern is None:
-        return None
-    if g.action in ("exec", "delegate"):
-        return f"{g.action} names no resource: write just '{g.action}'"
-    return glob_problem(g.pattern)
-
-
-def parse_grant(text: str) -> Grant:
-    """``"fs.write:inbox/**"`` -> ``Grant("fs.write", "inbox/**")``; ``"exec"`` -> ``Grant("exec")``.
-
-    Raises :class:`PolicyError` for an unknown action or a bad pattern.
-    """
-    action, sep, pattern = text.partition(":")
-    grant = Grant(action, pattern if sep else None)
-    problem = _grant_problem(grant)
-    if problem is not None:
-        raise PolicyError.one("<capability>", None, f"grant {text!r}: {problem}")
-    return grant
-
-
-@functools.lru_cache(maxsize=256)
-def _compile_cached(grants: tuple[Grant, ...]) -> GrantSet:
-    return GrantSet(grants)
-
-
-def compile_grants(grants: Sequence[Grant]) -> GrantSet:
-    """Compile (and cache) ``grants``. Raises :class:`PolicyError` for an invalid grant."""
-    return _compile_cached(tuple(grants))
 
 
 class Policy:
@@ -122,19 +64,23 @@ class Policy:
 
     Make one with :func:`load` (a file), :func:`loads` (text) or
     :meth:`deny_all` (a peer whose policy is broken). Immutable, thread-safe.
-    ``file``: where it came from; ``rules``: the validated rules in file order;
-    ``error``: why everything is refused (``deny_all`` only), else None.
+    ``file``: where it came from (for the local operator); ``name``: its name as decisions show
+    it (:func:`shown_name`: the base name, never a host path); ``rules``: the validated rules in
+    file order; ``warnings``: what loaded but deserves a look (patterns the Unicode
+    normalisation changed); ``error``: why everything is refused (``deny_all`` only), else None.
     """
 
-    __slots__ = ("file", "rules", "groups", "error", "_deny", "_allow", "_broken")
+    __slots__ = ("file", "name", "rules", "groups", "warnings", "error", "_deny", "_allow", "_broken")
 
     def __init__(self, spec: PolicySpec) -> None:
         self.file: str = spec.file
+        self.name: str = shown_name(spec.file)
         self.rules: tuple[RuleSpec, ...] = spec.rules
         self.groups: dict[str, tuple[str, ...]] = spec.groups
+        self.warnings: tuple[Problem, ...] = spec.warnings
         self.error: str | None = None
         self._broken: Decision | None = None
-        compiled = [_Rule(r, spec.file) for r in spec.rules]
+        compiled = [_Rule(r, self.name) for r in spec.rules]
         self._deny: dict[str, tuple[_Rule, ...]] = {}
         self._allow: dict[str, tuple[_Rule, ...]] = {}
         for action in ACTIONS:
@@ -145,7 +91,8 @@ class Policy:
 
     @classmethod
     def deny_all(cls, reason: str, file: str = "<policy>") -> Policy:
-        """A policy that refuses every request with ``reason`` (say why the real one is broken)."""
+        """A policy that refuses every request with ``reason`` (say why the real one is broken;
+        the reason reaches remote callers, so name files with :meth:`PolicyError.shown`)."""
         policy = cls(PolicySpec(file=file, rules=(), groups={}))
         policy.error = reason
         policy._broken = Decision(False, None, reason)
@@ -166,8 +113,11 @@ class Policy:
         if denies is None:
             return Decision(False, None, f"unknown action {action!r}")
         resource = request.resource
-        if resource is not None and not is_canonical(resource):
-            return Decision(False, None, f"resource {resource!r} is not a canonical relative path")
+        if resource is not None:
+            if not resource.isascii():
+                resource = normalize(resource)
+            if not is_canonical(resource):
+                return Decision(False, None, f"resource {resource!r} is not a canonical relative path")
         now = request.now
         if now is None:
             now = request.when()
@@ -197,11 +147,15 @@ class Policy:
         if self._broken is not None or request.action not in self._deny:
             return []
         resource = request.resource
-        if resource is not None and not is_canonical(resource):
-            return []
+        if resource is not None:
+            resource = normalize(resource)
+            if not is_canonical(resource):
+                return []
         now = request.when()
+        probe = Request(request.caller_did, request.caller_name, request.action, resource,
+                        request.owner_did, now)
         out = [r for r in self._deny[request.action] + self._allow[request.action]
-               if _matches(r, request, now)]
+               if _matches(r, probe, now)]
         return sorted((r.spec for r in out), key=lambda s: s.index)
 
     def limits_for(self, request: Request) -> PolicyLimits | None:

@@ -19,6 +19,7 @@ once per rule when a policy is compiled, so deciding allocates nothing.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import TypeVar
@@ -39,6 +40,7 @@ __all__ = [
     "Decision",
     "Grant",
     "PolicyLimits",
+    "shown_name",
 ]
 
 _N = TypeVar("_N", int, float)
@@ -123,11 +125,25 @@ class PolicyError(Error):
         """A PolicyError with a single problem."""
         return cls([Problem(file, line, problem)])
 
+    def shown(self) -> str:
+        """The problems as ``str()`` gives them, but each file named by :func:`shown_name`
+        (what a remote caller may be told: no host path)."""
+        return "\n".join(str(Problem(shown_name(p.file), p.line, p.problem)) for p in self.problems)
+
+
+def shown_name(file: str) -> str:
+    """How decisions and remote errors name a policy file: its name relative to the peer's
+    directory (the base name: ``/srv/peers/bob/policy.toml`` -> ``policy.toml``), never a
+    host path. Names that are no path (``<policy>``) stay as they are."""
+    return os.path.basename(file) or file
+
 
 @dataclass(frozen=True, slots=True)
 class RuleRef:
-    """Which rule decided: its ``file``, the ``line`` of its ``[[rule]]`` header (None if unknown),
-    its ``effect`` and its position ``index`` (0-based) in the file."""
+    """Which rule decided: its ``file`` (the policy file's name relative to the peer, as
+    :func:`shown_name` gives it: decisions reach remote callers), the ``line`` of its
+    ``[[rule]]`` header (None if unknown), its ``effect`` and its position ``index`` (0-based)
+    in the file."""
 
     file: str
     line: int | None

@@ -20,6 +20,12 @@ Every problem found is collected (each with the file and line of the rule's
 ``[[rule]]`` header, naming the key) and raised together as one
 :class:`PolicyError`. tomllib reports no positions for values, so the lines
 come from scanning the text for the table headers.
+
+Resource patterns are normalised (:func:`~._glob.normalize`, the form the
+host calls give request paths) as they are read, so a deny rule written
+with decomposed accents protects the file whatever spelling a request
+uses; a pattern the normalisation changed is kept, normalised, and listed in
+:attr:`PolicySpec.warnings` (``peerbox policy check`` shows them).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from typing import Any
 
 from peerbox._identity import IdentityError, public_key_from_did
 
-from ._glob import glob_problem
+from ._glob import NORMAL_FORM, glob_problem, normalize
 from ._model import ACTION_ALIASES, ACTIONS, RESOURCE_ACTIONS, PolicyError, PolicyLimits, Problem
 
 __all__ = ["RuleSpec", "PolicySpec", "parse_text", "read_policy_file", "MAX_POLICY_BYTES", "Who"]
@@ -81,11 +87,13 @@ class RuleSpec:
 
 @dataclass(frozen=True, slots=True)
 class PolicySpec:
-    """A validated policy file: its ``rules`` and ``groups`` (name -> members)."""
+    """A validated policy file: its ``rules`` and ``groups`` (name -> members); ``warnings``:
+    what loaded but deserves the author's eye (patterns the normalisation changed)."""
 
     file: str
     rules: tuple[RuleSpec, ...]
     groups: dict[str, tuple[str, ...]]
+    warnings: tuple[Problem, ...] = ()
 
 
 def read_policy_file(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int, int, int]]:
@@ -147,6 +155,7 @@ class _Checker:
         self.file = file
         self.text = text
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
 
     def add(self, line: int | None, problem: str) -> None:
         if len(self.problems) < _MAX_PROBLEMS:
@@ -180,12 +189,13 @@ def parse_text(text: str, file: str = "<policy>") -> PolicySpec:
         spans = [m.start() for m in _RULE_HEADER.finditer(text)]
         for i, raw in enumerate(raw_rules):
             start = spans[i] if len(spans) == len(raw_rules) else None
-            rule = _rule(i, raw, start, groups, ck)
+            end = spans[i + 1] if start is not None and i + 1 < len(spans) else None
+            rule = _rule(i, raw, start, end, groups, ck)
             if rule is not None:
                 rules.append(rule)
     if ck.problems:
         raise PolicyError(ck.problems)
-    return PolicySpec(file=file, rules=tuple(rules), groups=groups)
+    return PolicySpec(file=file, rules=tuple(rules), groups=groups, warnings=tuple(ck.warnings))
 
 
 def _groups(raw: object, ck: _Checker) -> dict[str, tuple[str, ...]]:
@@ -233,7 +243,8 @@ def _principal_problem(text: str) -> str | None:
 
 
 def _rule(
-    i: int, raw: object, start: int | None, groups: dict[str, tuple[str, ...]], ck: _Checker,
+    i: int, raw: object, start: int | None, end: int | None, groups: dict[str, tuple[str, ...]],
+    ck: _Checker,
 ) -> RuleSpec | None:
     line = _line_of(ck.text, start) if start is not None else None
     label = f"rule #{i + 1}"
@@ -263,7 +274,13 @@ def _rule(
                 problem = glob_problem(pattern)
                 if problem is not None:
                     bad("resources", f"bad glob: {problem}")
-            resources = tuple(res)
+            resources = tuple(normalize(p) for p in res)
+            for before_, after in zip(res, resources):
+                if before_ != after:
+                    where = (ck.key_line("resources", start, end) if start is not None else None) or line
+                    ck.warnings.append(Problem(ck.file, where, (
+                        f"{label}: 'resources': {before_!a} is not in Unicode {NORMAL_FORM}; it is matched "
+                        f"as {after!a} (request paths are {NORMAL_FORM}-normalised)")))
             if actions is not None and not (actions & RESOURCE_ACTIONS):
                 bad("resources", "only fs.*, module.import and logic.* requests name a resource; "
                     "exec and delegate have none")

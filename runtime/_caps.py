@@ -18,14 +18,15 @@ narrows its parent (grants, validity window), every link names the same
 and no link is revoked. Any failure is a :class:`CapabilityError` with a
 ``kind`` (see :data:`KINDS`).
 
-Grants use the policy vocabulary: ``exec`` alone, or ``ACTION:PATTERN`` with
-ACTION one of ``fs.read fs.write fs.delete fs.list module.import logic.read
-logic.write`` (the last three take a module name). A pattern
-is ``/``-separated segments: ``**`` (a whole segment) matches any number of
-segments, ``*`` any characters within one segment, anything else itself.
-Attenuation (:func:`pattern_within`) is decided exactly, on automata, and is
-checked under both readings of a trailing ``/**`` (with and without the
-directory itself), so it holds whichever the policy engine uses.
+Grants, their patterns and attenuation belong to :mod:`peerbox.policy`, the
+engine that enforces them: a token's grants are parsed with
+:func:`peerbox.policy.parse_capability_grant` (``exec`` alone, or
+``ACTION:PATTERN`` with ACTION one of
+:data:`peerbox.policy.CAPABILITY_ACTIONS`), and "only narrows its parent" is
+:func:`peerbox.policy.grants_within`, decided exactly on the same compiled
+globs that later allow or refuse each request (the root ``""``, ``?`` and a
+trailing ``/**`` matching the directory itself included), within one work
+budget per chain. This module only encodes, signs, verifies and chains.
 
 Revocation is by token id (SHA-256 of the token's bytes); revoking a link
 kills every token delegated from it. :class:`RevocationList` persists ids.
@@ -40,7 +41,6 @@ import os
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +48,19 @@ from . import _cose
 from ._atomic import write_atomic
 from ._errors import Error
 from ._identity import InvalidPublicKey, KeyPair, did_from_public_key, validate_public_key
+from .policy import (
+    CAPABILITY_ACTIONS, Grant, PolicyError, WorkBudget, compile_grants, grants_within,
+    parse_capability_grant,
+)
 
 __all__ = ["CapabilityError", "Grant", "Link", "Chain", "RevocationList", "grant", "delegate",
-           "verify_chain", "decode_chain", "token_id", "parse_grant", "glob_match", "pattern_within",
-           "grants_within", "TYP", "VERSION", "ACTIONS", "KINDS", "NONCE_SIZE", "MAX_TOKEN_SIZE",
-           "REVOCATION_FILE"]
+           "verify_chain", "decode_chain", "token_id", "TYP", "VERSION", "ACTIONS", "KINDS", "NONCE_SIZE",
+           "MAX_TOKEN_SIZE", "REVOCATION_FILE"]
 
 TYP = "peerbox/cap"
 VERSION = 1
-#: Actions a grant may name (the policy vocabulary). Only ``exec`` has no resource.
-ACTIONS = ("exec", "fs.read", "fs.write", "fs.delete", "fs.list", "module.import", "logic.read",
-           "logic.write")
+#: Actions a grant may name (:data:`peerbox.policy.CAPABILITY_ACTIONS`). Only ``exec`` has no resource.
+ACTIONS = CAPABILITY_ACTIONS
 #: Every ``CapabilityError.kind``.
 KINDS = ("bad_token", "wrong_signer", "wrong_audience", "wrong_subject", "not_issued_by_subject",
          "widened", "longer_expiry", "expired", "not_yet_valid", "revoked", "too_deep")
@@ -68,10 +70,7 @@ MAX_TOKEN_SIZE = 64 << 10
 #: The revocation list's file name in a peer directory.
 REVOCATION_FILE = "revoked.json"
 _MAX_GRANTS = 64
-_MAX_PATTERN = 256
-_MAX_SEGMENTS = 32
 _FIELDS = frozenset({"v", "typ", "iss", "aud", "sub", "grants", "nbf", "exp", "nonce", "prf"})
-_FORBIDDEN_CHARS = frozenset("\\?[]{}!")
 
 
 class CapabilityError(Error):
@@ -89,223 +88,15 @@ class CapabilityError(Error):
         self.link = link
 
 
-# ------------------------------------------------------------ grants and globs
+# ------------------------------------------------------------------- grants
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One parsed grant: ``action`` and its resource ``pattern`` (``None`` for ``exec``)."""
-
-    action: str
-    pattern: str | None
-
-    def __str__(self) -> str:
-        return self.action if self.pattern is None else f"{self.action}:{self.pattern}"
-
-
-def _check_pattern(pattern: str) -> tuple[str, ...]:
-    """Validate a resource pattern; return its segments with runs of ``**`` collapsed."""
-    if not pattern or len(pattern) > _MAX_PATTERN:
-        raise ValueError(f"a pattern is 1-{_MAX_PATTERN} characters")
-    bad = next((c for c in pattern if ord(c) < 32 or ord(c) == 127 or c in _FORBIDDEN_CHARS), None)
-    if bad is not None:
-        raise ValueError(f"character {bad!r} is not allowed in a pattern")
-    segs = pattern.split("/")
-    if len(segs) > _MAX_SEGMENTS:
-        raise ValueError(f"at most {_MAX_SEGMENTS} segments")
-    out: list[str] = []
-    for seg in segs:
-        if not seg:
-            raise ValueError("empty segment (leading, trailing or doubled '/')")
-        if seg in (".", ".."):
-            raise ValueError(f"segment {seg!r} is not allowed")
-        if "**" in seg and seg != "**":
-            raise ValueError("'**' must be a whole segment")
-        out += [] if seg == "**" and out and out[-1] == "**" else [seg]
-    return tuple(out)
-
-
-def parse_grant(text: object) -> Grant:
-    """Parse ``"exec"`` or ``"ACTION:PATTERN"``. Raises ``ValueError`` saying what is wrong."""
-    action, sep, pattern = text.partition(":") if isinstance(text, str) else (repr(text), "", "")
-    if action not in ACTIONS:
-        raise ValueError(f"unknown action {action!r} in grant {text!r} (one of {', '.join(ACTIONS)})")
-    if action == "exec" and sep:
-        raise ValueError("'exec' takes no resource")
-    if action == "exec":
-        return Grant("exec", None)
-    if not sep:
-        raise ValueError(f"grant {text!r} needs a resource: {action}:PATTERN (e.g. {action}:inbox/**)")
+def _grant_of(text: object, at: str | None = None) -> Grant:
+    """One grant of a token (:func:`peerbox.policy.parse_capability_grant`), or ``bad_token``."""
     try:
-        segs = _check_pattern(pattern)
-    except ValueError as exc:
-        raise ValueError(f"bad pattern in grant {text!r}: {exc}") from None
-    return Grant(action, "/".join(segs))
-
-
-# A pattern compiles to an NFA over characters. Labels: a literal character,
-# _NSL (any one character but '/'), or None (epsilon).
-_NSL = ""
-_OTHER = "\0"  # stands for every character no pattern involved names (patterns never hold NUL)
-
-
-@dataclass(frozen=True, slots=True)
-class _Nfa:
-    edges: tuple[tuple[tuple[str | None, int], ...], ...]
-    accept: int
-
-
-def _build_nfa(segs: tuple[str, ...], dir_itself: bool) -> _Nfa:
-    edges: list[list[tuple[str | None, int]]] = [[]]
-
-    def new() -> int:
-        edges.append([])
-        return len(edges) - 1
-    def chars(state: int, seg: str) -> int:
-        for c in seg:
-            if c == "*":
-                edges[state].append((_NSL, state))  # a self-loop: zero or more
-            else:
-                nxt = new()
-                edges[state].append((c, nxt))
-                state = nxt
-        return state
-
-    def one_segment(state: int) -> int:  # [^/]+
-        nxt = new()
-        edges[state].append((_NSL, nxt))
-        edges[nxt].append((_NSL, nxt))
-        return nxt
-
-    def star(state: int, body: Callable[[int], int]) -> int:  # (body)*
-        edges[body(state)].append((None, state))
-        return state
-
-    def slash(state: int) -> int:
-        nxt = new()
-        edges[state].append(("/", nxt))
-        return nxt
-
-    state, last = 0, len(segs) - 1
-    for i, seg in enumerate(segs):
-        if seg != "**":
-            state = chars(state, seg)
-        elif i == last == 0:
-            state = one_segment(state)
-            state = star(state, lambda s: one_segment(slash(s)))
-        elif i == last:
-            if not dir_itself:
-                state = one_segment(slash(state))
-            state = star(state, lambda s: one_segment(slash(s)))
-            continue
-        else:
-            state = star(state, lambda s: slash(one_segment(s)))
-            continue  # the group ends after a '/'
-        if i < last and not (i + 1 == last and segs[i + 1] == "**"):
-            state = slash(state)
-    return _Nfa(tuple(tuple(e) for e in edges), state)
-
-
-def _closure(nfa: _Nfa, states: Iterable[int]) -> frozenset[int]:
-    seen = set(states)
-    todo = list(seen)
-    while todo:
-        for label, nxt in nfa.edges[todo.pop()]:
-            if label is None and nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return frozenset(seen)
-
-
-def _step(nfa: _Nfa, states: frozenset[int], ch: str) -> frozenset[int]:
-    out = [nxt for s in states for label, nxt in nfa.edges[s]
-           if label == ch or (label == _NSL and ch != "/")]
-    return _closure(nfa, out)
-
-
-@lru_cache(maxsize=1024)
-def _nfa(pattern: str, dir_itself: bool) -> _Nfa:
-    return _build_nfa(_check_pattern(pattern), dir_itself)
-
-
-def glob_match(pattern: str, path: str, *, dir_itself: bool = False) -> bool:
-    """Whether ``path`` (``/``-separated, no empty segments) matches ``pattern``.
-
-    ``dir_itself`` says whether a trailing ``/**`` also matches the directory
-    itself (``inbox/**`` matching ``inbox``); by default it does not, as in
-    gitignore. Raises ``ValueError`` for an invalid pattern.
-    """
-    nfa = _nfa(pattern, dir_itself)
-    states = _closure(nfa, [0])
-    for ch in path:
-        states = _step(nfa, states, ch)
-    return nfa.accept in states
-
-
-class _TooHard(Exception):  # the containment search ran out of budget (never escapes)
-    pass
-
-
-_WORK = 200_000  # NFA states one check may visit deciding containment (~0.1 s at worst)
-_known: dict[tuple[str, str, bool], bool] = {}
-
-
-def _within(child: str, parent: str, dir_itself: bool, budget: list[int]) -> bool:
-    if child == parent or "*" not in child:  # equal, or one literal path: decide by matching
-        return child == parent or glob_match(parent, child, dir_itself=dir_itself)
-    if (key := (child, parent, dir_itself)) in _known:
-        return _known[key]
-    c, p = _nfa(child, dir_itself), _nfa(parent, dir_itself)
-    alphabet = sorted({ch for ch in child + parent if ch != "*"} | {"/", _OTHER})
-    # Only real paths count: non-empty segments. d: 0 start, 1 in a segment, 2 after '/', 3 dead.
-    start = (_closure(c, [0]), 0, _closure(p, [0]))
-    seen, todo, result = {start}, [start], True
-    while todo and result:
-        cs, d, ps = todo.pop()
-        budget[0] -= len(cs) + len(ps)  # about what expanding this node costs
-        if budget[0] < 0:
-            raise _TooHard
-        if c.accept in cs and d == 1 and p.accept not in ps:
-            result = False  # a path the child matches and the parent does not
-        for ch in alphabet:
-            nd = (3 if d != 1 else 2) if ch == "/" else (1 if d != 3 else 3)
-            ncs = _step(c, cs, ch) if nd != 3 else frozenset()
-            if ncs and (node := (ncs, nd, _step(p, ps, ch))) not in seen:
-                seen.add(node)
-                todo.append(node)
-    if len(_known) >= 4096:
-        _known.clear()
-    _known[key] = result
-    return result
-
-
-def pattern_within(child: str, parent: str, *, work: int = _WORK) -> bool:
-    """Whether every path ``child`` matches is matched by ``parent`` (under both readings
-    of a trailing ``/**``). Exact, but ``False`` when deciding would take more than ``work``
-    steps (only contrived patterns do): attenuation fails closed."""
-    try:
-        budget = [work]
-        return _within(child, parent, False, budget) and _within(child, parent, True, budget)
-    except _TooHard:
-        return False
-
-
-def grants_within(child: Iterable[Grant], parent: Iterable[Grant], *, work: int = _WORK) -> Grant | None:
-    """The first child grant no parent grant of the same action covers, or ``None`` if all are.
-    ``work`` bounds the whole check; past it the grant being checked counts as not covered."""
-    return _uncovered(child, list(parent), [work])
-
-
-def _uncovered(child: Iterable[Grant], parents: list[Grant], budget: list[int]) -> Grant | None:
-    for g in child:
-        try:
-            if not any(p.action == g.action and (g.pattern is None or (
-                    p.pattern is not None and _within(g.pattern, p.pattern, False, budget)
-                    and _within(g.pattern, p.pattern, True, budget))) for p in parents):
-                return g
-        except _TooHard:
-            return g
-    return None
+        return parse_capability_grant(text)
+    except PolicyError as exc:
+        raise CapabilityError("bad_token", exc.problem, at=at) from exc
 
 
 # ---------------------------------------------------------------- the tokens
@@ -366,10 +157,7 @@ def _decode_link(token: bytes, i: str) -> Link:
         raise CapabilityError("bad_token", "'prf' must be the parent token's bytes", at=i)
     if type(raw) is not list or not 0 < len(raw) <= _MAX_GRANTS:
         raise CapabilityError("bad_token", f"'grants' must be an array of 1-{_MAX_GRANTS} strings", at=i)
-    try:
-        grants = tuple(parse_grant(g) for g in raw)
-    except ValueError as exc:
-        raise CapabilityError("bad_token", str(exc), at=i) from None
+    grants = tuple(_grant_of(g, i) for g in raw)
     if s1.kid is not None and s1.kid != iss:
         raise CapabilityError("wrong_signer", "the kid header is not the issuer", at=i)
     if not s1.verify(iss):
@@ -402,12 +190,9 @@ def decode_chain(token: bytes, *, max_depth: int = 8) -> tuple[Link, ...]:
 
 
 def _parse_grants(grants: Iterable[str]) -> tuple[Grant, ...]:
-    try:
-        if isinstance(grants, str):
-            raise ValueError("grants must be a list of strings, not one string")
-        parsed = tuple(parse_grant(g) for g in grants)
-    except ValueError as exc:
-        raise CapabilityError("bad_token", str(exc)) from None
+    if isinstance(grants, str):
+        raise CapabilityError("bad_token", "grants must be a list of strings, not one string")
+    parsed = tuple(_grant_of(g) for g in grants)
     if not 0 < len(parsed) <= _MAX_GRANTS:
         raise CapabilityError("bad_token", f"a capability holds 1-{_MAX_GRANTS} grants")
     return parsed
@@ -485,14 +270,13 @@ class Chain:
     grants: tuple[str, ...]
     exp: int
 
-    def allows(self, action: str, resource: str | None = None, *, dir_itself: bool = False) -> bool:
-        """Whether a leaf grant names ``action`` on ``resource`` (``None`` for ``exec``).
+    def allows(self, action: str, resource: str | None = None) -> bool:
+        """Whether a leaf grant names ``action`` on ``resource`` (``None`` for ``exec``), matched
+        exactly as the policy enforces grants (:class:`peerbox.policy.GrantSet`).
 
         Only what the capability says: the target's deny rules still apply.
         """
-        return any(g.action == action and (g.pattern is None or (
-            resource is not None and glob_match(g.pattern, resource, dir_itself=dir_itself)))
-            for g in self.links[-1].grants)
+        return compile_grants(self.links[-1].grants).match(action, resource) is not None
 
 
 def verify_chain(token: bytes, *, caller: bytes, subject: bytes, now: int,
@@ -508,7 +292,7 @@ def verify_chain(token: bytes, *, caller: bytes, subject: bytes, now: int,
     the parent's aud), ``widened``, ``longer_expiry`` (ends after, or starts before, the parent),
     ``not_yet_valid``, ``expired``, ``revoked``; last ``wrong_audience`` (leaf aud is not caller).
     """
-    links, budget = decode_chain(token, max_depth=max_depth), [_WORK]  # one work budget for the chain
+    links, budget = decode_chain(token, max_depth=max_depth), WorkBudget()  # one budget for the chain
     for i, link in enumerate(links):
         if link.sub != subject:
             raise CapabilityError("wrong_subject", "it covers another peer's resources "
@@ -522,7 +306,7 @@ def verify_chain(token: bytes, *, caller: bytes, subject: bytes, now: int,
             if link.iss != up.aud:
                 raise CapabilityError("wrong_signer", f"signed by {did_from_public_key(link.iss)}, but "
                                       f"the parent was given to {did_from_public_key(up.aud)}", link=i)
-            wider = _uncovered(link.grants, list(up.grants), budget)
+            wider = grants_within(link.grants, up.grants, budget=budget)
             if wider is not None:
                 raise CapabilityError("widened", f"{wider} is not within its parent's grants", link=i)
             if link.exp > up.exp or link.nbf < up.nbf:
@@ -574,7 +358,10 @@ class RevocationList:
             if data.get("version") != 1 or any(len(i) != 32 for i in ids):
                 raise ValueError("unexpected content")
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CapabilityError("bad_token", f"revocation list {self.path} is unreadable: {exc}") from None
+            # no host path: this reaches remote callers (the list is named within the peer root)
+            shown = f"{self.path.parent.name}/{self.path.name}"
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise CapabilityError("bad_token", f"revocation list {shown} is unreadable: {why}") from exc
         self._ids, self._stamp = ids, stamp
         return ids
 

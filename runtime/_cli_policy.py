@@ -7,11 +7,16 @@
                            [--at TIME] [--root DIR] [--json]
 
 ``check`` loads the policy and prints ``OK: FILE: N rules`` (exit 0) or
-every problem as ``file:line: problem`` on stderr (exit 2).
+every problem as ``file:line: problem`` on stderr (exit 2). Warnings (a
+resource pattern not in Unicode NFC, which is matched normalised) go to
+stderr as ``file:line: warning: ...`` and leave the exit code 0.
 
 ``explain`` decides one request the way the peer would and prints the
-decision and the rule (``file:line``) that decided it, or that nothing
-allowed it. WHO is a ``did:key``, a peer name under the root, or ``owner``.
+decision and the rule (``file:line``, the full path: this is the local
+operator; remote callers see only ``policy.toml:line``) that decided it, or
+that nothing allowed it. A path or module name is decided exactly as the
+peer would decide it, so any Unicode spelling (NFC or NFD) of a name gets the
+same answer. WHO is a ``did:key``, a peer name under the root, or ``owner``.
 Exit 0 when allowed, 6 (the policy-denial code) when denied, 2 when the
 policy does not load or the arguments make no sense.
 
@@ -29,7 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from peerbox.policy import (
-    ACTIONS, RESOURCE_ACTIONS, Policy, PolicyError, PolicyLimits, Request, load,
+    ACTIONS, RESOURCE_ACTIONS, Policy, PolicyError, PolicyLimits, Request, RuleRef, load,
 )
 
 from ._cli_peers import add_root_argument
@@ -89,7 +94,8 @@ def _cmd_policy_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """``peerbox policy check NAME``: 0 and ``OK`` when the policy loads, else 2 and the problems."""
+    """``peerbox policy check NAME``: 0 and ``OK`` when the policy loads (warnings on stderr, or
+    under ``"warnings"`` with ``--json``), else 2 and the problems."""
     peer = PeerStore(args.root).get(args.name)
     try:
         policy = load(peer.paths.policy)
@@ -103,8 +109,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     if args.json:
         _out(json.dumps({"ok": True, "file": policy.file, "rules": len(policy.rules),
-                         "groups": sorted(policy.groups)}, ensure_ascii=False))
+                         "groups": sorted(policy.groups), "warnings": [
+                             {"file": w.file, "line": w.line, "warning": w.problem} for w in policy.warnings
+                         ]}, ensure_ascii=False))
     else:
+        for w in policy.warnings:
+            where = f"{w.file}:{w.line}" if w.line else w.file
+            sys.stderr.write(f"{where}: warning: {w.problem}\n")
         n = len(policy.rules)
         _out(f"OK: {policy.file}: {n} rule{'s' if n != 1 else ''}, "
              f"{len(policy.groups)} group{'s' if len(policy.groups) != 1 else ''}")
@@ -187,7 +198,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "allowed": decision.allowed,
             "decision": "allow" if decision.allowed else "deny",
             "reason": decision.reason,
-            "rule": None if rule is None else {"file": rule.file, "line": rule.line, "effect": rule.effect},
+            "rule": None if rule is None else {"file": policy.file, "line": rule.line, "effect": rule.effect},
             "caller": {"did": did, "name": name},
             "action": args.action,
             "resource": resource,
@@ -198,7 +209,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         what = args.action + (f" {resource!r}" if resource is not None else "")
         lines = [f"{'ALLOW' if decision.allowed else 'DENY'}: {who} {what}"]
         if rule is not None:
-            lines.append(f"  decided by the {rule.effect} rule at {rule}")
+            lines.append(f"  decided by the {rule.effect} rule at {_local(policy, rule)}")
         else:
             lines.append(f"  {decision.reason}")
         if limits is not None and not limits.is_empty():
@@ -209,6 +220,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if broken:
         return 2
     return 0 if decision.allowed else EXIT_DENIED
+
+
+def _local(policy: Policy, rule: RuleRef) -> str:
+    """Where ``rule`` is, with the full path of its file (the operator's view; a decision itself
+    names only the file's name within the peer)."""
+    return str(RuleRef(policy.file, rule.line, rule.effect, rule.index))
 
 
 def _out(text: str) -> None:

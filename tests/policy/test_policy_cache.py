@@ -37,8 +37,9 @@ def test_broken_file_denies_everything_then_recovers(tmp_path: Path) -> None:
     cache = PolicyCache(path)
     policy = cache.get()
     d = policy.decide(REQ)
-    assert not d.allowed and "does not load" in d.reason and f"{path}:2" in d.reason
-    assert cache.error is not None and cache.error.line == 2
+    assert not d.allowed and "does not load" in d.reason and "policy.toml:2" in d.reason
+    assert str(tmp_path) not in d.reason  # the reason reaches remote callers: no host path
+    assert cache.error is not None and cache.error.line == 2 and cache.error.file == str(path)
     assert cache.get() is policy  # not re-read while unchanged
     path.write_text(ALLOW)
     assert cache.get().decide(REQ).allowed and cache.error is None
