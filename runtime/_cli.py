@@ -28,6 +28,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
+from ._cli_input import MAX_ENVELOPE_BYTES, MAX_PARAMS_BYTES, MAX_SCRIPT_BYTES, excerpt, loads_json
+from ._cli_input import bound_message, read_input, read_text
 from ._cli_peers import add_parsers, add_root_argument
 from ._errors import Error, LimitExceeded, ScriptError, UsageError
 
@@ -85,12 +87,17 @@ def _parse_fuel(text: str) -> int | None:
 
 
 def parse_param(text: str) -> tuple[str, Any]:
-    """Parse ``--param k=v``: ``v`` as JSON if it parses, else the raw string."""
+    """Parse ``--param k=v``: ``v`` as JSON if it parses, else the raw string.
+
+    Raises :class:`UsageError` for a malformed ``k=v``, a value over
+    :data:`~peerbox._cli_input.MAX_PARAMS_BYTES` or JSON nested deeper than
+    :data:`~peerbox._cli_input.MAX_JSON_DEPTH` (checked before parsing).
+    """
     key, sep, raw = text.partition("=")
     if not sep or not key:
-        raise UsageError(f"--param expects KEY=VALUE, got {text!r}")
+        raise UsageError(f"--param expects KEY=VALUE, got {excerpt(text)}")
     try:
-        value: Any = json.loads(raw)
+        value: Any = loads_json(raw, f"--param {excerpt(key, 40)}")
     except ValueError:
         value = raw
     return key, value
@@ -204,21 +211,22 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _cmd_handle(args: argparse.Namespace) -> int:
-    """Verify, authorize and run a request as peer ``--as``; write the (signed) reply."""
+    """Verify, authorize and run a request as peer ``--as``; write the (signed) reply.
+
+    The peer's storage is opened first, so a storage held by another process
+    (``StorageInUse``, exit 2) refuses before the request's nonce is spent.
+    """
     from ._context import Contexts
     from ._exec import ExecHandler
 
-    if args.file == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(args.file, "rb") as f:
-                data = f.read(2 << 20)
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    data = read_input(args.file, MAX_ENVELOPE_BYTES, "an envelope")
     logic = _is_logic_request(data)
     with Contexts(args.root) as contexts:
         ctx = contexts.get(args.peer)
+        if not logic:
+            # Open the storage before the handler records the request's nonce: storage that is in
+            # use (StorageInUse, exit 2) then leaves the request deliverable later.
+            ctx.storage  # noqa: B018
         with ExecHandler(ctx, contexts.store) as handler:
             handle = handler.handle_logic if logic else handler.handle
             handled = _interruptible(lambda: handle(data), None)
@@ -244,17 +252,8 @@ def _is_logic_request(data: bytes) -> bool:
 
 
 def _read_source(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise UsageError(f"cannot read {path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"cannot read {path}: it is a directory") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    """A script file, at most :data:`~peerbox._cli_input.MAX_SCRIPT_BYTES` (a request's limit)."""
+    return read_text(path, MAX_SCRIPT_BYTES, "a script")
 
 
 def _search_path(args: argparse.Namespace) -> list[str]:
@@ -324,18 +323,24 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """``--params-json`` then every ``--param k=v`` (which override it), as a dict.
 
-    Raises :class:`UsageError` for JSON that is not an object or a malformed ``k=v``.
+    Raises :class:`UsageError` for JSON that is not an object, a malformed
+    ``k=v``, or params over the size or nesting limits of :mod:`peerbox._cli_input`.
     """
     params: dict[str, Any] = {}
+    total = 0
     if args.params_json is not None:
         try:
-            loaded = json.loads(args.params_json)
+            loaded = loads_json(args.params_json, "--params-json")
         except ValueError as exc:
-            raise UsageError(f"--params-json is not valid JSON: {exc}") from None
+            raise UsageError(f"--params-json is not valid JSON: {excerpt(str(exc), 200)}") from None
         if not isinstance(loaded, dict):
             raise UsageError("--params-json must be a JSON object")
         params.update(loaded)
+        total += len(args.params_json)
     for item in args.param:
+        total += len(item)
+        if total > MAX_PARAMS_BYTES:
+            raise UsageError(f"the params are over {MAX_PARAMS_BYTES} bytes in all, the limit on params")
         key, value = parse_param(item)
         params[key] = value
     return params
@@ -388,15 +393,16 @@ def _error_json(err: BaseException) -> dict[str, Any]:
 
     from ._values import json_safe
 
-    info: dict[str, Any] = {"message": str(err)}
+    info: dict[str, Any] = {"message": bound_message(str(err))}
     if isinstance(err, CompileError):
         info["type"] = "compile"
         info["diagnostics"] = [
-            {"file": d.file, "line": d.line, "col": d.col, "message": d.message} for d in err.diagnostics
+            {"file": d.file, "line": d.line, "col": d.col, "message": bound_message(d.message)}
+            for d in err.diagnostics[:100]
         ]
     elif isinstance(err, ScriptError):
         info.update(type="runtime", kind=err.kind, file=err.file, line=err.line, value=json_safe(err.value))
-        info["message"] = err.message
+        info["message"] = bound_message(err.message)
     elif isinstance(err, LimitExceeded):
         info.update(type="limit", limit=err.limit)
     elif isinstance(err, (UsageError, _ArgError)):
@@ -438,7 +444,7 @@ def _render(err: BaseException) -> str:
 def _report(err: BaseException, want_json: bool) -> int:
     if isinstance(err, (ScriptError, LimitExceeded)):
         _write_log(err.log)
-    sys.stderr.write(_render(err) + "\n")
+    sys.stderr.write(bound_message(_render(err), limit=64_000) + "\n")
     if os.environ.get("PEERBOX_DEBUG") and not isinstance(err, (Error, _ArgError)):
         import traceback
 

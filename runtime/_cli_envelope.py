@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._cli_input import MAX_SCRIPT_BYTES, read_input
 from ._cli_peers import add_root_argument
 from ._cose import EnvelopeError, decode1
 from ._envelope import TYP_REPLY, TYP_REQUEST, Reply, Request, make_request, open_reply, open_request
@@ -77,11 +78,9 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     pi.set_defaults(handler=cmd_inspect)
 
 
-def _read_bytes(path: str) -> bytes:
-    try:
-        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+def _read_bytes(path: str, limit: int, what: str) -> bytes:
+    """At most ``limit`` bytes of ``path`` (``-``: stdin); :class:`UsageError` if there are more."""
+    return read_input(path, limit, what)
 
 
 def _target_key(store: PeerStore, to: str) -> bytes:
@@ -100,7 +99,7 @@ def cmd_make(args: argparse.Namespace) -> int:
     store = PeerStore(args.root)
     key = store.get(args.sender).signing_key()
     target = _target_key(store, args.to)
-    raw = _read_bytes(args.script)
+    raw = _read_bytes(args.script, MAX_SCRIPT_BYTES, "a script")
     try:
         script = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -193,7 +192,7 @@ def _fields(env: Request | Reply | LogicRequest, names: dict[bytes, str], now: i
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """``peerbox envelope inspect``: 0 and the fields if valid, 2 and the reason if not."""
-    data = _read_bytes(args.file)
+    data = _read_bytes(args.file, MAX_LOGIC_REQUEST, "an envelope")
     try:
         typ = decode1(data, max_size=MAX_LOGIC_REQUEST).payload.get("typ")
         env: Request | Reply | LogicRequest = (

@@ -27,6 +27,7 @@ from typing import Any
 
 import trio
 
+from ._cli_input import MAX_SCRIPT_BYTES, read_input
 from ._cli_peers import add_root_argument
 from ._client import AsyncClient, ClientError, RemoteRejected, TransportError, VerificationError
 from ._directory import Directory
@@ -79,17 +80,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _read(path: str, limit: int) -> bytes:
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read(limit + 1)
-        else:
-            with open(path, "rb") as f:
-                data = f.read(limit + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > limit:
-        raise UsageError(f"{path} is larger than {limit} bytes")
-    return data
+    """At most ``limit`` bytes of ``path`` (``-``: stdin); :class:`UsageError` if there are more."""
+    return read_input(path, limit, "this input")
 
 
 def add_remote_arguments(p: argparse.ArgumentParser, *, cap_help: str) -> None:
@@ -149,7 +141,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     """``peerbox send``: sign, send, verify, print; the exit code says the outcome."""
     from ._values import display, json_safe
 
-    raw = _read(args.script, 1 << 20)
+    raw = _read(args.script, MAX_SCRIPT_BYTES)
     try:
         script = raw.decode("utf-8")
     except UnicodeDecodeError:
