@@ -38,6 +38,8 @@ import trio
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
+from ._budget import AddressBudgets, TokenBucket, address_of
+
 __all__ = ["App", "HttpRequest", "HttpResponse", "ServerLimits", "serve", "serve_stream"]
 
 log = logging.getLogger("peerbox.h2server")
@@ -68,11 +70,18 @@ class HttpRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class HttpResponse:
-    """What the app answers; ``content-length`` is added by the server."""
+    """What the app answers; ``content-length`` is added by the server.
+
+    ``preauth_failure`` marks the refusal of a request whose sender could
+    not be authenticated (or whose envelope did not parse): the server
+    charges it to the connection's and the remote address's failure budgets
+    (see :class:`ServerLimits`); it is not sent.
+    """
 
     status: int
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    preauth_failure: bool = False
 
 
 App = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -104,6 +113,22 @@ class ServerLimits:
       100 streams x ``max_body`` cannot pin 100 MiB).
     - ``shutdown_grace`` (10 s): how long in-flight app calls may run after a
       graceful shutdown starts before they are cancelled.
+    - Pre-authentication failure budgets (token buckets, :mod:`peerbox._budget`):
+      each answer the app marks ``preauth_failure`` (a bad signature, an
+      envelope that does not parse) costs a token of the connection
+      (``max_preauth_failures_per_conn`` = 16, refilled at
+      ``preauth_failure_rate_per_conn`` = 2 per second) and one of its remote
+      address, shared by all its connections (``max_preauth_failures_per_addr``
+      = 64, refilled at ``preauth_failure_rate_per_addr`` = 8 per second, for
+      at most ``max_tracked_addrs`` = 4096 addresses). A failure when either
+      is empty ends the connection (its answer is sent, then GOAWAY
+      ENHANCE_YOUR_CALM and close; answers still running are dropped); while
+      an address's bucket is empty, new connections from it are closed at
+      once, unread. A failure costs the worker at most about 5 ms (a 1 MiB
+      body received and hashed), so a flood from one address costs at most
+      about 8 x 5 ms = 4% of a core once the bursts are spent. Requests that
+      pass authentication are never charged: a client behind the same address
+      keeps its established connections.
     """
 
     max_concurrent_streams: int = 100
@@ -117,6 +142,11 @@ class ServerLimits:
     max_queued_per_conn: int = 100
     max_buffered_per_conn: int = 8 << 20
     shutdown_grace: float = 10.0
+    max_preauth_failures_per_conn: int = 16
+    preauth_failure_rate_per_conn: float = 2.0
+    max_preauth_failures_per_addr: int = 64
+    preauth_failure_rate_per_addr: float = 8.0
+    max_tracked_addrs: int = 4096
 
 
 class _Rate:
@@ -167,9 +197,13 @@ class _Conn:
     """One HTTP/2 connection: h2 state, request assembly, app tasks, limits."""
 
     def __init__(
-        self, app: App, stream: trio.abc.Stream, limits: ServerLimits, client: str, conn_id: int
+        self, app: App, stream: trio.abc.Stream, limits: ServerLimits, client: str, conn_id: int,
+        budgets: AddressBudgets | None = None,
     ) -> None:
         self.app = app
+        self.budgets = budgets
+        self.failures = TokenBucket(limits.max_preauth_failures_per_conn,
+                                    limits.preauth_failure_rate_per_conn, trio.current_time())
         self.stream = stream
         self.limits = limits
         self.client = client
@@ -282,6 +316,8 @@ class _Conn:
             with self.read_scope:
                 data = await self._recv()
             if self.read_scope.cancelled_caught:
+                if self.dead:  # _calm_down: GOAWAY already sent
+                    return
                 if not self.draining:
                     log.info("conn %d (%s): idle timeout", self.conn_id, self.client)
                 await self._goaway(ErrorCodes.NO_ERROR)
@@ -493,6 +529,28 @@ class _Conn:
                     self._unqueue(next(iter(self.queue)))
             self._start_queued()
         await self._answer(req.stream_id, resp)
+        if resp.preauth_failure and not self._charge_failure():
+            await self._calm_down()
+
+    def _charge_failure(self) -> bool:
+        """Charge one pre-authentication failure to the connection and its address; False: over budget."""
+        now = trio.current_time()
+        ok = self.failures.charge(now)
+        if self.budgets is not None:
+            ok = self.budgets.charge(address_of(self.client), now) and ok
+        return ok
+
+    async def _calm_down(self) -> None:
+        """Over a failure budget: GOAWAY(ENHANCE_YOUR_CALM), stop reading, drop the answers still due."""
+        if self.dead:
+            return
+        log.warning("conn %d (%s): too many unauthenticated requests refused; closing", self.conn_id,
+                    self.client)
+        with contextlib.suppress(_Closed):
+            await self._goaway(ErrorCodes.ENHANCE_YOUR_CALM)
+        self.dead = True
+        self._notify_window()
+        self.read_scope.cancel()
 
     # -- answering -----------------------------------------------------------
 
@@ -551,7 +609,8 @@ class _Conn:
 
 
 async def serve_stream(
-    app: App, stream: trio.abc.Stream, *, limits: ServerLimits = ServerLimits(), client: str, conn_id: int
+    app: App, stream: trio.abc.Stream, *, limits: ServerLimits = ServerLimits(), client: str, conn_id: int,
+    budgets: AddressBudgets | None = None,
 ) -> None:
     """Serve one HTTP/2 connection on ``stream`` until it ends.
 
@@ -561,9 +620,11 @@ async def serve_stream(
     refused, in-flight app calls get ``limits.shutdown_grace`` to finish and
     are answered, then GOAWAY (last stream id) and close, and ``Cancelled``
     propagates. Never raises for
-    network or protocol trouble; those end this connection only.
+    network or protocol trouble; those end this connection only. ``budgets``
+    are the per-address failure budgets shared with the server's other
+    connections (``None``: only the connection's own).
     """
-    conn = _Conn(app, stream, limits, client, conn_id)
+    conn = _Conn(app, stream, limits, client, conn_id, budgets)
     done = trio.Event()
 
     async def run() -> None:
@@ -607,7 +668,9 @@ async def serve(
     Reports the bound port through ``task_status.started``. With
     ``ssl_context`` connections are TLS and the context's ALPN list is set to
     ``["h2"]``. Cancel the surrounding scope to stop: listeners close at once,
-    each connection shuts down gracefully (see :func:`serve_stream`).
+    each connection shuts down gracefully (see :func:`serve_stream`). The
+    per-address failure budgets of ``limits`` span all connections; a new
+    connection from an address over budget is closed unread.
     Raises ``OSError`` if the address cannot be bound.
     """
     listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(await trio.open_tcp_listeners(port, host=host))
@@ -619,11 +682,17 @@ async def serve(
     assert isinstance(sock_listener, trio.SocketListener)
     actual_port = int(sock_listener.socket.getsockname()[1])
     ids = itertools.count(1)
+    budgets = AddressBudgets(limits.max_preauth_failures_per_addr, limits.preauth_failure_rate_per_addr,
+                             limits.max_tracked_addrs)
 
     async def handler(stream: trio.abc.Stream) -> None:
         conn_id, client = next(ids), _peer_name(stream)
+        if not budgets.available(address_of(client), trio.current_time()):
+            log.debug("conn %d (%s): refused, the address is over its failure budget", conn_id, client)
+            await trio.aclose_forcefully(stream)
+            return
         try:
-            await serve_stream(app, stream, limits=limits, client=client, conn_id=conn_id)
+            await serve_stream(app, stream, limits=limits, client=client, conn_id=conn_id, budgets=budgets)
         except Exception:  # a bug here must not take the listener down with it
             log.exception("conn %d (%s): server error", conn_id, client)
 

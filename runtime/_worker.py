@@ -57,6 +57,7 @@ request over HTTP/2, so a client sees the same statuses and bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -80,12 +81,13 @@ from ._atomic import write_atomic
 from ._cbor_strict import EnvelopeError
 from ._cbor_strict import dumps as cbor_dumps
 from ._context import Contexts
-from ._envelope import Request, open_request
+from ._envelope import Request
 from ._exec import Admitted, ExecHandler, Handled
 from ._errors import Error, UsageError
 from ._h2server import App, HttpRequest, HttpResponse, ServerLimits, serve
+from ._preauth import PreAuth
 from ._identity import did_from_public_key
-from ._logic_push import LogicAdmitted, LogicRequest, open_logic_request
+from ._logic_push import LogicAdmitted, LogicRequest
 
 __all__ = [
     "Worker",
@@ -323,6 +325,7 @@ class _Endpoints:
         self.metrics = Metrics()
         self.closing = False
         self.started = time.time()
+        self.preauth = PreAuth()
 
     async def app(self, req: HttpRequest) -> HttpResponse:
         """Answer one HTTP request (never raises for bad input)."""
@@ -348,6 +351,15 @@ class _Endpoints:
                 "uptime": round(time.time() - self.started, 3)}
 
     async def _exec_checked(self, req: HttpRequest, path: str) -> HttpResponse:
+        """Check an exec or logic request before it reaches a hosted peer: signature first.
+
+        :class:`~peerbox._preauth.PreAuth` checks the size, the outer
+        structure and the signature over the raw bytes in bounded time (on
+        the event loop for small bodies, on a thread for large ones) before
+        the strict decoding. Every refusal here (bad signature, malformed,
+        a target not hosted) is marked ``preauth_failure``, so the HTTP/2
+        server charges it to the connection's and the address's budgets.
+        """
         if not _is_cose(req):
             self.metrics.requests["unsupported_media_type"] += 1
             return error_response(415, "unsupported_media_type", f"content-type must be {COSE}")
@@ -355,17 +367,17 @@ class _Endpoints:
             self.metrics.requests["busy"] += 1
             return error_response(503, "unavailable", "the worker is shutting down", _RETRY)
         try:
-            envelope: Request | LogicRequest = (
-                open_request(req.body, max_size=MAX_BODY) if path == "/v1/exec"
-                else open_logic_request(req.body))
+            envelope: Request | LogicRequest = await self.preauth.open(req.body, path)
         except EnvelopeError as exc:
             rejected = Handled(outcome="rejected", body=b"", error={"kind": exc.kind, "message": exc.message})
             self.metrics.record(rejected)
-            return error_response(status_for(rejected), exc.kind, exc.message)
+            return dataclasses.replace(error_response(status_for(rejected), exc.kind, exc.message),
+                                       preauth_failure=True)
         if not self.hosts(envelope.target):
             self.metrics.record(Handled(outcome="rejected", body=b"", error={"kind": "wrong_target"}))
-            return error_response(404, "wrong_target",
-                                  f"this worker does not host {did_from_public_key(envelope.target)}")
+            return dataclasses.replace(error_response(
+                404, "wrong_target", f"this worker does not host {did_from_public_key(envelope.target)}"),
+                preauth_failure=True)
         return await self.exec(req, envelope.target, envelope.caller, path)
 
     def hosts(self, target: bytes) -> bool:

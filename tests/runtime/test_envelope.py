@@ -194,7 +194,7 @@ def test_small_order_target_refused_by_make_request() -> None:
 @pytest.mark.parametrize(
     "raw_payload,expected",
     [
-        (bytes.fromhex("a2617601617601"), "not_canonical"),  # duplicate key
+        (bytes([0xA9]) + bytes.fromhex("617601") + dumps(payload())[1:], "not_canonical"),  # duplicate "v"
         (b"\xbf" + dumps(payload())[1:] + b"\xff", "not_canonical"),  # indefinite map
         (cbor2.dumps(payload(), canonical=False), "not_canonical"),  # insertion order
         (cbor2.dumps({**payload(), "params": {"t": cbor2.CBORTag(1, 0)}}, canonical=True), "bad_tag"),
@@ -226,8 +226,20 @@ def test_outer_tags_and_limits() -> None:
     for _ in range(20):
         nested = [nested]
     assert kind(sign1(payload(params={"x": nested}), ALICE)) == "too_deep"
-    assert kind(b"\xd2" + b"\x81" * 5000) == "too_deep"
+    # The raw pre-check stops at the first head that is not the 4-array (no recursion at all);
+    # the strict decoder alone refuses the nesting itself.
+    assert kind(b"\xd2" + b"\x81" * 5000) == "malformed"
+    with pytest.raises(EnvelopeError, match="too_deep"):
+        decode1(b"\xd2" + b"\x81" * 5000)
     assert kind(sign1(payload(script="x" * 2_000_000), ALICE)) == "too_large"
+
+
+def test_a_payload_naming_no_signer_is_a_bad_field_before_any_decoding() -> None:
+    # No kid and no caller: nobody's signature can be checked, so the strict decoder never runs.
+    raw = dumps({k: v for k, v in payload().items() if k != "caller"})
+    sig = ALICE.sign(sig_structure(PROTECTED_EDDSA, raw))
+    data = cbor2.dumps(cbor2.CBORTag(18, [PROTECTED_EDDSA, {}, raw, sig]))
+    assert kind(data) == "bad_field"
 
 
 def test_garbage_is_refused() -> None:
