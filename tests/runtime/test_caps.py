@@ -330,6 +330,29 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert json.loads(capsys.readouterr().out)["reason"]["kind"] == "revoked"
 
 
+def test_cli_delegate_refuses_gaining_the_root_listing(tmp_path: Path) -> None:
+    """Issue 12, finding 5 through ``peerbox cap delegate`` and verify_chain: a holder of
+    ``fs.list:**/*`` cannot hand on ``fs.list:**`` (which also lists the root "")."""
+    store = PeerStore(tmp_path / "root")
+    bob, _, carol = (store.init(n) for n in ("bob", "alice", "carol"))
+    root_dir, cap = str(store.root), str(tmp_path / "cap.cose")
+    assert cli("cap", "grant", "--from", "bob", "--to", "alice", "--allow", "fs.list:**/*", "--expires", "1h",
+               "--root", root_dir, "-o", cap) == 0
+    with pytest.raises(CapabilityError) as exc:
+        cli("cap", "delegate", cap, "--from", "alice", "--to", "carol", "--allow", "fs.list:**",
+            "--root", root_dir, "-o", str(tmp_path / "wide.cose"))
+    assert kind_of(exc) == "widened" and exc.value.exit_code == 2
+    assert not (tmp_path / "wide.cose").exists()
+    parent = Path(cap).read_bytes()
+    nbf = decode_chain(parent)[0].nbf
+    alice_key = store.get("alice").signing_key()
+    forged = raw_token(alice_key, aud=carol.public_key, sub=bob.public_key, grants=["fs.list:**"], prf=parent,
+                       nbf=nbf, exp=nbf + 60)
+    with pytest.raises(CapabilityError) as exc:
+        verify_chain(forged, caller=carol.public_key, subject=bob.public_key, now=nbf + 1, revoked=never)
+    assert kind_of(exc) == "widened" and exc.value.link == 1
+
+
 def test_cli_inspect_garbage(tmp_path: Path) -> None:
     path = tmp_path / "junk.cose"
     path.write_bytes(b"\xd2\x84junk")
