@@ -9,17 +9,32 @@ The pipeline, one module per stage::
 raises :class:`CompileError` with every diagnostic it found. Nothing here
 touches wasmtime, files or the network: imports are read through the
 ``resolver`` callback the host supplies.
+
+Compiling untrusted source is a job with a budget, :class:`CompileLimits`
+(source bytes, tokens, syntax nodes, nesting depth, tree height, parameters,
+locals per function, modules, WAT bytes and a wall-clock deadline read from
+an injected clock). One budget covers the script and every module it
+imports; each stage charges it as it goes and going over raises
+:class:`CompileLimitExceeded` (a :class:`CompileError`) naming the limit, its
+value and the position. Every stage is linear in its input (the tree's height
+and nesting are bounded by the budget), and what each did is counted in
+``Compiled.stats`` (:class:`CompileStats`).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import _ast as ast
+from ._ast import Span
+from ._budget import (
+    DEFAULT_LIMITS, Budget, CompileLimitExceeded, CompileLimits, CompileStats, raised_recursion_limit,
+)
 from ._builtins import BUILTINS, Builtin
 from ._emitter import CODEGEN_VERSION
 from ._module import generate
@@ -30,11 +45,16 @@ from ._resolver import ModuleInfo, resolve
 __all__ = [
     "compile_to_wat", "check", "interface", "Interface",
     "Compiled", "ModuleSource", "Resolver", "CompileError", "Diagnostic",
+    "CompileLimits", "CompileStats", "CompileLimitExceeded", "DEFAULT_LIMITS", "Clock",
     "BUILTINS", "Builtin", "CODEGEN_VERSION", "MAX_MODULES", "ast", "compiler_fingerprint",
 ]
 
-#: Most files (the script and its modules) one compilation may pull in.
-MAX_MODULES = 64
+#: Most files (the script and its modules) one compilation may pull in by
+#: default (``CompileLimits.modules``).
+MAX_MODULES = DEFAULT_LIMITS.modules
+
+Clock = Callable[[], float]
+"""Seconds on a monotonic clock; the compiler reads it to enforce ``CompileLimits.timeout``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +71,14 @@ Resolver = Callable[[str, str], "ModuleSource | None"]
 
 @dataclass(frozen=True, slots=True)
 class Compiled:
-    """The compiler's output: WAT text, the file table and the modules used."""
+    """The compiler's output: WAT text, the file table, the modules used and
+    what compiling cost (``stats``, counted against the budget as it went)."""
 
     wat: str
     files: tuple[str, ...]  # file index (in runtime error lines) -> filename
     deps: tuple[ModuleSource, ...]  # every imported module, transitively
     imports: tuple[tuple[str, str, str], ...]  # (importer file, import name, resolved file)
+    stats: CompileStats = CompileStats()
 
 
 @functools.cache
@@ -72,10 +94,12 @@ def compiler_fingerprint() -> str:
     return h.hexdigest()
 
 
-def _load(source: str, filename: str, resolver: Resolver | None,
-          diags: Diagnostics) -> tuple[list[ModuleInfo], list[int], list[tuple[str, str, ModuleSource]]]:
+def _load(source: str, filename: str, resolver: Resolver | None, diags: Diagnostics,
+          budget: Budget) -> tuple[list[ModuleInfo], list[int], list[tuple[str, str, ModuleSource]]]:
+    """Parse the script and, transitively, every module it imports (all charged to ``budget``)."""
+    budget.add_source(filename, source, Span(filename, 1, 1, 1, 2))
     diags.add_source(filename, source)
-    modules = [ModuleInfo(index=0, file=filename, script=parse(source, filename, diags))]
+    modules = [ModuleInfo(index=0, file=filename, script=parse(source, filename, diags, budget))]
     by_file: dict[str, int] = {filename: 0}
     order: list[int] = []
     deps: list[tuple[str, str, ModuleSource]] = []
@@ -96,14 +120,12 @@ def _load(source: str, filename: str, resolver: Resolver | None,
                 diags.error(st.span, f"import cycle: {cycle}")
                 continue
             if idx is None:
-                if len(modules) >= MAX_MODULES:
-                    diags.error(st.span, f"too many modules (at most {MAX_MODULES})")
-                    continue
+                budget.add_source(found.file, found.source, st.span)
                 diags.add_source(found.file, found.source)
                 idx = len(modules)
                 by_file[found.file] = idx
                 modules.append(ModuleInfo(index=idx, file=found.file,
-                                          script=parse(found.source, found.file, diags)))
+                                          script=parse(found.source, found.file, diags, budget)))
             if st.alias is not None:
                 mod.imports[st.alias] = idx
             if idx not in done:
@@ -125,14 +147,28 @@ class Interface:
     imports: tuple[str, ...]
 
 
-def interface(source: str, filename: str = "<module>") -> Interface:
+def _budget(limits: CompileLimits | None, diags: Diagnostics, clock: Clock) -> Budget:
+    if limits is None:
+        limits = DEFAULT_LIMITS
+    elif not isinstance(limits, CompileLimits):
+        from peerbox._errors import UsageError
+
+        raise UsageError(f"limits must be a CompileLimits, not {type(limits).__name__}")
+    return Budget(limits, diags, clock)
+
+
+def interface(source: str, filename: str = "<module>", *, limits: CompileLimits | None = None,
+              clock: Clock = time.monotonic) -> Interface:
     """Parse ``source`` (no imports are followed) and describe what it exports.
 
-    Raises :class:`CompileError` for a syntax error.
+    Raises :class:`CompileError` for a syntax error, :class:`CompileLimitExceeded`
+    when parsing goes over ``limits`` (default :data:`DEFAULT_LIMITS`).
     """
     diags = Diagnostics()
+    budget = _budget(limits, diags, clock)
+    budget.add_source(filename, source, Span(filename, 1, 1, 1, 2))
     diags.add_source(filename, source)
-    script = parse(source, filename, diags)
+    script = parse(source, filename, diags, budget)
     diags.check()
     fns = tuple((f.name, tuple(f.params)) for f in script.functions if not f.private)
     consts = tuple(st.name for st in script.body.stmts if isinstance(st, ast.Let) and st.const)
@@ -140,28 +176,40 @@ def interface(source: str, filename: str = "<module>") -> Interface:
     return Interface(functions=fns, constants=consts, imports=imports)
 
 
-def check(source: str, filename: str = "<script>", resolver: Resolver | None = None) -> None:
-    """Parse and resolve without generating code; raise :class:`CompileError` on any error."""
+def check(source: str, filename: str = "<script>", resolver: Resolver | None = None, *,
+          limits: CompileLimits | None = None, clock: Clock = time.monotonic) -> None:
+    """Parse and resolve without generating code; raise :class:`CompileError` on any error
+    (:class:`CompileLimitExceeded` when going over ``limits``)."""
     diags = Diagnostics()
-    modules, _, _ = _load(source, filename, resolver, diags)
-    resolve(modules, diags)
+    budget = _budget(limits, diags, clock)
+    with raised_recursion_limit(budget.limits):
+        modules, _, _ = _load(source, filename, resolver, diags, budget)
+        resolve(modules, diags, budget)
     diags.check()
 
 
-def compile_to_wat(source: str, filename: str = "<script>", resolver: Resolver | None = None) -> Compiled:
+def compile_to_wat(source: str, filename: str = "<script>", resolver: Resolver | None = None, *,
+                   limits: CompileLimits | None = None, clock: Clock = time.monotonic) -> Compiled:
     """Compile a script and the modules it imports into one wasm module (WAT text).
 
-    Raises :class:`CompileError` listing every syntax and resolution error
-    found in any of the files, each with its file, line and column.
+    ``limits`` is the budget of the whole compilation, imported modules
+    included (default :data:`DEFAULT_LIMITS`); ``clock`` is what its
+    ``timeout`` is measured on. Raises :class:`CompileError` listing every
+    syntax and resolution error found in any of the files, each with its
+    file, line and column, or :class:`CompileLimitExceeded` (a CompileError)
+    as soon as the compilation goes over a limit. A wrong type of ``limits``
+    is a :class:`~peerbox.UsageError`.
     """
     diags = Diagnostics()
-    modules, order, deps = _load(source, filename, resolver, diags)
-    diags.check()
-    res = resolve(modules, diags)
-    diags.check()
-    wat = generate(res, order)
+    budget = _budget(limits, diags, clock)
+    with raised_recursion_limit(budget.limits):
+        modules, order, deps = _load(source, filename, resolver, diags, budget)
+        diags.check()
+        res = resolve(modules, diags, budget)
+        diags.check()
+        wat = generate(res, order, budget)
     seen: dict[str, ModuleSource] = {}
     for _, _, m in deps:
         seen.setdefault(m.file, m)
     return Compiled(wat=wat, files=tuple(m.file for m in modules), deps=tuple(seen.values()),
-                    imports=tuple((imp, name, m.file) for imp, name, m in deps))
+                    imports=tuple((imp, name, m.file) for imp, name, m in deps), stats=budget.stats())

@@ -81,6 +81,7 @@ class FunctionCompiler(Emitter):
             self.last_int = False
 
     def stmt(self, st: A.Stmt) -> None:  # noqa: C901 - one dispatch over statement types
+        self.visit(st)
         if isinstance(st, A.Let):
             if st.value is None:
                 self.unit()
@@ -145,7 +146,7 @@ class FunctionCompiler(Emitter):
         self.block_value(st.body)
         self.emit("drop", "drop", f"br {end}")
         self.close_region()
-        caught = (self.fresh("ext", "i32"), self.fresh("exp", "i64"))
+        caught = (self.scratch("i32"), self.scratch("i64"))
         self.emit(f"call {self.mb.use('rt_exc_take')}", f"local.set {caught[1]}", f"local.set {caught[0]}")
         b = self.res.bindings.get(id(st))
         if b is not None and st.var is not None:
@@ -155,6 +156,8 @@ class FunctionCompiler(Emitter):
         self.block_value(st.handler)
         self.caught.pop()
         self.emit("drop", "drop", "end")
+        self.free("i32", caught[0])
+        self.free("i64", caught[1])
 
     def for_(self, st: A.For) -> None:
         var = self.res.bindings[id(st)]
@@ -164,8 +167,8 @@ class FunctionCompiler(Emitter):
         if isinstance(it, A.Call) and self.res.calls.get(id(it)) == "range":
             it = A.Range(span=it.span, start=it.args[0], end=it.args[1], inclusive=False)
         if isinstance(it, A.Range):
-            i = self.fresh("ri", "i64")
-            e = self.fresh("re", "i64")
+            i = self.scratch("i64")
+            e = self.scratch("i64")
             for bound, loc in ((it.start, i), (it.end, e)):
                 self.int_value(bound)
                 self.emit(f"local.set {loc}")
@@ -181,10 +184,11 @@ class FunctionCompiler(Emitter):
                 self.emit(f"local.get {i}", f"local.get {e}", "i64.eq", f"br_if {brk}")
             self.emit(f"local.get {i}", "i64.const 1", "i64.add", f"local.set {i}",
                       f"br {top}", "end", "end")
+            self.free("i64", i, e)
             return
-        arr = self.fresh("fa", "i32")
-        n = self.fresh("fn", "i32")
-        idx = self.fresh("fi", "i32")
+        arr = self.scratch("i32")
+        n = self.scratch("i32")
+        idx = self.scratch("i32")
         self.expr(it)
         self.call("rt_iter", it.span)
         self.emit("i32.wrap_i64", f"local.set {arr}", "drop", f"local.get {arr}", "i32.load",
@@ -200,6 +204,7 @@ class FunctionCompiler(Emitter):
             self.declare(index_b)
         self.loop_body(st.body, brk, cont)
         self.emit(f"local.get {idx}", "i32.const 1", "i32.add", f"local.set {idx}", f"br {top}", "end", "end")
+        self.free("i32", arr, n, idx)
 
     def int_value(self, e: A.Expr) -> None:
         """Evaluate ``e`` and leave its i64 on the stack; anything but an int is an error."""
@@ -315,6 +320,7 @@ class FunctionCompiler(Emitter):
             self.last_int = False
 
     def _expr(self, e: A.Expr) -> None:  # noqa: C901 - one dispatch over expression types
+        self.visit(e)
         self.last_int = False
         if isinstance(e, A.Int):
             self.last_int = True
@@ -544,7 +550,8 @@ class FunctionCompiler(Emitter):
             self.fail_if(span, overflow=True)
             self.emit(f"i32.const {INT}", a, f"i64.const {c}", "i64.add")
         elif op in ("+", "-"):
-            r = self.fresh("r", "i64")
+            r = self.scratch("i64")  # used by these few instructions only: free again at once
+            self.free("i64", r)
             self.emit(f"i32.const {INT}", a, b, "i64.add" if op == "+" else "i64.sub", f"local.tee {r}")
             # overflow iff the sign of the result differs from both (add) / from a and not b (sub)
             if op == "+":
@@ -664,6 +671,8 @@ class FunctionCompiler(Emitter):
             self.emit(f"call {name}")
             self.check(e.span)
             self.last_int = name in self.mb.int_returns  # an all-int clone whose every result is an int
+            if self.last_int:
+                self.assumed.add(name)
         elif isinstance(target, Builtin):
             self.builtin(target, e.args[0] if e.args else None, e.args[1:], e.span)
             self.last_int = False
@@ -706,16 +715,17 @@ class FunctionCompiler(Emitter):
                   f"call {self.mb.use('rt_err_arity')}", "drop", "drop")
         self.raise_(e.span)
         self.emit("end")
-        clo = self.fresh("clo", "i32")
+        clo = self.scratch("i32")
         self.emit("local.get $xt", f"local.tee {clo}", "i32.load offset=8")
         for a in e.args:
             self.expr(a)
         self.emit(f"local.get {clo}", "i32.load", f"call_indirect (type $clo{n})")
+        self.free("i32", clo)
         self.check(e.span)
 
     def closure(self, e: A.Closure) -> None:
         info = self.res.closures[id(e)]
-        clo = self.fresh("mk", "i32")
+        clo = self.scratch("i32")
         self.emit("i32.const 12", f"call {self.mb.use('rt_alloc')}", f"local.tee {clo}",
                   f"i32.const {CLOSURE_TABLE_BASE + info.slot}", "i32.store", f"local.get {clo}",
                   f"i32.const {len(info.params)}", "i32.store offset=4")
@@ -725,6 +735,7 @@ class FunctionCompiler(Emitter):
             for j, b in enumerate(info.captures):
                 self.emit("local.get $xt", f"local.get {self.cells[b.id]}", f"i32.store offset={4 * j}")
         self.emit(f"i32.const {FN}", f"local.get {clo}", "i64.extend_i32_u")
+        self.free("i32", clo)
 
 
 def _static_int(op: Operand) -> bool:
@@ -750,11 +761,18 @@ def _root(e: A.Expr) -> A.Expr:
 
 
 def changed_in_place(block: A.Block, res: Resolution) -> set[int]:
-    """Bindings the block may mutate in place: assignment roots and method receivers."""
+    """Bindings the block may mutate in place: assignment roots and method receivers.
+
+    Nested closures are not searched: a binding of this block that a closure
+    uses is ``captured`` (and treated as changed by every caller of this), and
+    skipping them keeps the cost linear however deeply closures nest.
+    """
     out: set[int] = set()
     stack: list[object] = [block]
     while stack:
         n = stack.pop()
+        if isinstance(n, A.Closure):
+            continue
         root: A.Expr | None = None
         if isinstance(n, A.Assign) and not isinstance(n.target, A.Var):
             root = _root(n.target)

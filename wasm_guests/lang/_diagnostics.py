@@ -75,27 +75,41 @@ class Diagnostics:
     sources: dict[str, str] = field(default_factory=dict)
     items: list[Diagnostic] = field(default_factory=list)
     limit: int = 100
+    _lines: dict[str, list[int]] = field(default_factory=dict)  # file -> offsets of line starts
 
     def add_source(self, file: str, text: str) -> None:
         self.sources[file] = text
+        self._lines.pop(file, None)
+
+    def _line(self, file: str, line: int) -> str:
+        """Line ``line`` (1-based) of ``file``, or "" (line starts are found once per file)."""
+        text = self.sources.get(file, "")
+        starts = self._lines.get(file)
+        if starts is None:
+            starts = [0]
+            find = text.find
+            i = find("\n")
+            while i != -1:
+                starts.append(i + 1)
+                i = find("\n", i + 1)
+            self._lines[file] = starts
+        if not 0 < line <= len(starts):
+            return ""
+        a = starts[line - 1]
+        b = starts[line] - 1 if line < len(starts) else len(text)
+        return text[a:b]
+
+    def make(self, span: Span, message: str) -> Diagnostic:
+        """The :class:`Diagnostic` for ``message`` at ``span``, quoting its source line."""
+        width = span.end_col - span.col if span.end_line == span.line else 1
+        return Diagnostic(file=span.file, line=span.line, col=span.col, message=message,
+                          source_line=self._line(span.file, span.line).rstrip("\r"), width=max(1, width))
 
     def error(self, span: Span, message: str) -> None:
         """Record an error at ``span``; past ``limit`` errors, stop recording."""
         if len(self.items) >= self.limit:
             return
-        lines = self.sources.get(span.file, "").split("\n")
-        src = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
-        width = span.end_col - span.col if span.end_line == span.line else 1
-        self.items.append(
-            Diagnostic(
-                file=span.file,
-                line=span.line,
-                col=span.col,
-                message=message,
-                source_line=src.rstrip("\r"),
-                width=max(1, width),
-            )
-        )
+        self.items.append(self.make(span, message))
 
     def check(self) -> None:
         """Raise :class:`CompileError` if anything was recorded."""

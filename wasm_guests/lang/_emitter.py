@@ -3,6 +3,14 @@
 Code generation (``_codegen``) is written against this small vocabulary;
 everything about *how* a value is kept (locals, heap cells for captured
 variables, module globals) and *how* an error unwinds lives here.
+
+Locals are the one resource a function's code can run up: a variable gets
+its own pair, but operand temporaries (:meth:`Emitter.temp`) and scratch
+locals (:meth:`Emitter.scratch`) come from per-function pools and are given
+back when their expression or loop ends, so a long expression or many
+statements reuse the same few. ``CompileLimits.locals`` caps what is left
+(mostly variables), and ``CompileLimits.wat_bytes`` the text emitted; both
+are checked as code is emitted (:meth:`Emitter.visit`, :meth:`Emitter.local`).
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import _ast as A
+from ._budget import TICK, Budget
 from ._resolver import Binding, Resolution
 
 __all__ = ["Emitter", "ModuleBuilder", "Operand", "CLOSURE_TABLE_BASE", "CODEGEN_VERSION", "V"]
@@ -82,7 +91,10 @@ class Operand:
 
 @dataclass(slots=True)
 class ModuleBuilder:
+    """What the functions of one module share: strings, rt imports, globals, the budget."""
+
     res: Resolution
+    budget: Budget
     strings: dict[bytes, int] = field(default_factory=dict)
     data: bytearray = field(default_factory=bytearray)
     imports: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -99,6 +111,7 @@ class ModuleBuilder:
             off = len(self.data)
             self.strings[b] = off
             self.data += b
+            self.budget.wat_bytes += len(b)  # at least a byte of WAT each (exact size checked at the end)
         return off, len(b)
 
     def use(self, name: str, sig: tuple[str, str] | None = None) -> str:
@@ -113,8 +126,13 @@ class Emitter:
     def __init__(self, mb: ModuleBuilder, file_index: int) -> None:
         self.mb = mb
         self.res = mb.res
+        self.budget = mb.budget
         self.file_index = file_index
         self.out: list[str] = []
+        self.at: A.Node | None = None  # the node being compiled, for budget errors
+        self.out_counted = 0  # instructions of ``out`` already in ``out_bytes``
+        self.out_bytes = 0  # bytes of WAT those instructions take
+        self.scratch_free: dict[str, list[str]] = {}  # type -> free scratch locals
         self.locals: list[str] = ["(local $xt i32)", "(local $xp i64)", "(local $ln i32)"]
         self.vals: dict[int, tuple[str, str]] = {}  # binding id -> (tag local, payload local)
         self.cells: dict[int, str] = {}  # binding id -> cell pointer local
@@ -128,6 +146,7 @@ class Emitter:
         self.known_int: set[int] = set()  # bindings that hold an int for the whole function
         self.last_int = False  # the value expr() just emitted is known to be an int
         self.returns_int = True  # every value this function returns so far is known to be an int
+        self.assumed: set[str] = set()  # clones ("$f..._int") whose int results this code relies on
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -143,13 +162,52 @@ class Emitter:
         self.nlabels += 1
         return f"${kind}{self.nlabels}"
 
+    def visit(self, node: A.Node) -> None:
+        """Count one node compiled; every few thousand, check the WAT size and the clock."""
+        self.at = node
+        b = self.budget
+        b.generated += 1
+        if b.generated % TICK == 0:
+            self.count_out()
+            b.check_time(lambda: node.span)
+
+    def count_out(self) -> None:
+        """Add the instructions emitted since the last count to ``out_bytes``; fail past
+        ``CompileLimits.wat_bytes`` (what the module holds so far included)."""
+        out = self.out
+        n = len(out)
+        self.out_bytes += sum(map(len, out[self.out_counted:n])) + 3 * (n - self.out_counted)
+        self.out_counted = n
+        b = self.budget
+        if b.wat_bytes + self.out_bytes > b.limits.wat_bytes:
+            self.over("wat_bytes", "generated code too large (bytes of WebAssembly text)")
+
+    def over(self, limit: str, what: str) -> None:
+        """Fail for ``limit`` at the node being compiled."""
+        node = self.at
+        span = node.span if node is not None else A.Span(self.res.modules[self.file_index].file, 1, 1, 1, 2)
+        self.budget.fail(limit, span, what)
+
     def local(self, name: str, ty: str) -> str:
+        """Declare a local; fail past ``CompileLimits.locals`` locals in this function."""
         self.locals.append(f"(local {name} {ty})")
+        limit = self.budget.limits.locals
+        if len(self.locals) > limit:
+            self.over("locals", "too many variables in one function (wasm locals; use arrays or maps, "
+                                "or split the function)")
         return name
 
-    def fresh(self, prefix: str, ty: str) -> str:
-        """A new local with a name no other local of this function has."""
-        return self.local(f"${prefix}_{len(self.locals)}", ty)
+    def scratch(self, ty: str) -> str:
+        """A scratch local of type ``ty`` from this function's pool; give it back with
+        :meth:`free` once the code using it is emitted (a loop's, after the loop)."""
+        free = self.scratch_free.get(ty)
+        if free:
+            return free.pop()
+        return self.local(f"$s{len(self.locals)}", ty)
+
+    def free(self, ty: str, *names: str) -> None:
+        """Return scratch locals of type ``ty`` to the pool."""
+        self.scratch_free.setdefault(ty, []).extend(names)
 
     def temp(self) -> int:
         if self.free_temps:
@@ -292,6 +350,13 @@ class Emitter:
     # -- output ----------------------------------------------------------------------
 
     def finish(self, header: str) -> str:
+        """The function's text; its size is checked against ``CompileLimits.wat_bytes``."""
+        self.count_out()
+        b = self.budget
+        b.instructions += len(self.out)
+        b.locals_total += len(self.locals)
+        if len(self.locals) > b.locals:
+            b.locals = len(self.locals)
         lines = [header, *self.locals, *self.out, ")"]
         return "\n  ".join(lines)
 

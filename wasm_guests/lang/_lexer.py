@@ -12,7 +12,11 @@ milliseconds per thousand lines).
 
 Problems (unknown characters, unterminated strings or comments, bad escapes,
 malformed numbers) are recorded in the :class:`Diagnostics` and lexing
-carries on, so the parser still sees a token stream. Nothing here raises.
+carries on, so the parser still sees a token stream. The only exception is
+the compile budget (:mod:`._budget`): more tokens than ``CompileLimits.tokens``,
+``${}`` nested deeper than ``CompileLimits.depth`` or a passed deadline raise
+:class:`~._budget.CompileLimitExceeded`. Every scanner is linear in the text
+it scans, and the hand-written loops read the clock every few thousand steps.
 
 Token kinds: a keyword, operator or bracket is its own text (``"let"``,
 ``"+="``, ``"#{"``); otherwise ``"ident"`` (value: the name), ``"reserved"``
@@ -26,12 +30,14 @@ tuple of :data:`Part`) and ``"eof"``.
 from __future__ import annotations
 
 import re
+import time
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Callable, Union
 
 from ._ast import Span
+from ._budget import DEFAULT_LIMITS, TICK, Budget
 from ._diagnostics import Diagnostics
 
 __all__ = [
@@ -49,8 +55,9 @@ KEYWORDS = frozenset({
 #: Words Rhai reserves: lexed as kind ``"reserved"``; the parser rejects them as names.
 RESERVED = frozenset({"export", "do", "until", "this", "var", "static", "yield"})
 
-#: Deepest nesting of brackets, blocks and ``${}`` interpolations accepted.
-MAX_NESTING = 200
+#: Deepest nesting of brackets, blocks and ``${}`` interpolations accepted by
+#: default (``CompileLimits.depth``).
+MAX_NESTING = DEFAULT_LIMITS.depth
 
 _OPERATORS = (
     "**= <<= >>= ..= == != <= >= && || += -= *= /= %= &= |= ^= ** << >> .. :: => "
@@ -179,24 +186,43 @@ class Token:
     span: Span
 
 
-class _TooDeep(Exception):
-    pass
-
-
 class _Lexer:
-    __slots__ = ("src", "file", "diags", "lines", "depth", "quiet")
+    __slots__ = ("src", "file", "diags", "lines", "depth", "quiet", "budget", "steps")
 
-    def __init__(self, src: str, file: str, diags: Diagnostics) -> None:
+    def __init__(self, src: str, file: str, diags: Diagnostics, budget: Budget) -> None:
         self.src = src
         self.file = file
         self.diags = diags
         self.lines = Lines(src)
         self.depth = 0
         self.quiet = False
+        self.budget = budget
+        self.steps = 0  # iterations of the hand-written scanners, for the clock
 
     def error(self, a: int, b: int, message: str) -> None:
         if not self.quiet:
             self.diags.error(self.lines.span(self.file, a, max(b, a + 1)), message)
+
+    def step(self, at: int) -> None:
+        """One iteration of a hand-written scanner at offset ``at``: read the clock now and then."""
+        self.steps += 1
+        if self.steps % TICK == 0:
+            self.budget.check_time(lambda: self.lines.span(self.file, at, at + 1))
+
+    def tick(self, count: int, counted: int, offsets: list[tuple[int, int]]) -> int:
+        """Add the ``count - counted`` tokens lexed since the last tick to the budget, fail
+        past ``CompileLimits.tokens``, read the clock; returns the count at which to tick next."""
+        b = self.budget
+        b.tokens += count - counted
+        limit = b.limits.tokens
+        if b.tokens > limit:
+            a, e = offsets[-1]
+            b.fail("tokens", self.lines.span(self.file, a, max(e, a + 1)),
+                   "too many tokens, imported modules included")
+        if offsets:
+            at = offsets[-1][0]
+            b.check_time(lambda: self.lines.span(self.file, at, at + 1))
+        return count + min(TICK, limit - b.tokens + 1)
 
     # -- the main loop ----------------------------------------------------------
 
@@ -217,9 +243,14 @@ class _Lexer:
         braces = 0
         closed = False
         end = pos
+        counted = 0
+        check_at = self.tick(0, 0, offsets)
         while True:
             restart = -1
             for m in finditer(src, pos):
+                if len(kinds) >= check_at:  # the token budget and the clock, now and then
+                    check_at = self.tick(len(kinds), counted, offsets)
+                    counted = len(kinds)
                 x = m.group(1)
                 k = kind_of(x)
                 if k is not None:
@@ -242,7 +273,7 @@ class _Lexer:
                         vadd(float(x.replace("_", "")))
                     else:
                         kadd("int")
-                        vadd(int(x.replace("_", "")) if "_" in x else int(x))
+                        vadd(_decimal(x))
                     oadd((a, b))
                 elif k == "quote":
                     a, b = m.span(1)
@@ -251,6 +282,8 @@ class _Lexer:
                         vadd(self.literal(x, a))
                         oadd((a, b))
                         continue
+                    check_at = self.tick(len(kinds), counted, offsets)  # a nested run counts too
+                    counted = len(kinds)
                     value, b = self.slow_quote(a)
                     kadd("interp" if type(value) is tuple else "str")
                     vadd(value)
@@ -282,6 +315,7 @@ class _Lexer:
             if restart < 0:
                 break
             pos = restart
+        self.tick(len(kinds), counted, offsets)
         eof = end - 1 if closed else end
         kadd("eof")
         vadd(None)
@@ -322,10 +356,16 @@ class _Lexer:
         out: list[str] = []
         i = a + 1
         dq = src[a] == '"'
+        k = -1  # the next '""' at or after i (searched again only once passed: linear)
         while i < stop:
+            self.step(i)
             j = src.find("\\", i, stop)
-            k = src.find('""', i, stop) if dq else -1
-            if k != -1 and (j == -1 or k < j):
+            if dq and k < i:
+                k = src.find('""', i, stop)
+                if k == -1:
+                    dq = False
+                    k = stop
+            if dq and (j == -1 or k < j):
                 out.append(src[i:k + 1])
                 i = k + 2
                 continue
@@ -404,6 +444,7 @@ class _Lexer:
         depth = 0
         i = a
         while True:
+            self.step(i)
             m = _BC_STOP.search(src, i)
             if m is None:
                 self.error(a, a + 2, "unterminated block comment")
@@ -431,6 +472,7 @@ class _Lexer:
             i += 2
         tstart = i
         while True:
+            self.step(i)
             m = _BT_STOP.search(src, i)
             if m is None:
                 self.error(a, a + 1, "unterminated string")
@@ -462,9 +504,10 @@ class _Lexer:
                 parts.append((joined, tstart, p))
             text = []
             self.depth += 1
-            if self.depth > MAX_NESTING:
-                self.error(p, p + 2, f"nesting too deep (more than {MAX_NESTING} levels)")
-                raise _TooDeep
+            if self.depth > self.budget.depth:
+                self.budget.depth = self.depth
+                if self.depth > self.budget.limits.depth:
+                    self.budget.fail("depth", self.lines.span(self.file, p, p + 2), "nesting too deep")
             stream, i, closed = self.run(p + 2, p)
             self.depth -= 1
             parts.append((stream, p, i))
@@ -481,21 +524,31 @@ class _Lexer:
         return tuple(parts), i
 
 
-def lex(source: str, file: str, diags: Diagnostics) -> TokenStream:
+def _decimal(text: str) -> int:
+    """The value of a decimal integer literal; more than 19 digits is simply too large
+    for i64 (so a huge literal never reaches ``int()``'s digit limit or quadratic cost)."""
+    digits = text.replace("_", "").lstrip("0") if "_" in text or text[0] == "0" else text
+    if len(digits) > 19:
+        return 1 << 64
+    return int(digits) if digits else 0
+
+
+def lex(source: str, file: str, diags: Diagnostics, budget: Budget | None = None) -> TokenStream:
     """Lex a whole file into a :class:`TokenStream`; errors go to ``diags``.
 
-    A byte-order mark and a ``#!`` line at the very start are skipped. Never raises.
+    A byte-order mark and a ``#!`` line at the very start are skipped.
+    ``budget`` is the compilation's (default: a fresh one under the default
+    limits). Raises :class:`~._budget.CompileLimitExceeded` when the budget
+    runs out, and nothing else.
     """
-    lexer = _Lexer(source, file, diags)
+    if budget is None:
+        budget = Budget(DEFAULT_LIMITS, diags, time.monotonic)
+    lexer = _Lexer(source, file, diags, budget)
     pos = 1 if source.startswith("\ufeff") else 0
     if source.startswith("#!", pos):
         nl = source.find("\n")
         pos = len(source) if nl == -1 else nl
-    try:
-        stream = lexer.run(pos, None)[0]
-    except _TooDeep:
-        n = len(source)
-        return TokenStream(["eof"], [None], [(n, n)], lexer.lines)
+    stream = lexer.run(pos, None)[0]
     if _SURROGATE.search(source) is not None:
         _check_surrogates(lexer, stream)
     return stream
@@ -537,9 +590,9 @@ def _to_tokens(stream: TokenStream, source: str, file: str) -> list[Token]:
     return tokens
 
 
-def tokenize(source: str, file: str, diags: Diagnostics) -> list[Token]:
+def tokenize(source: str, file: str, diags: Diagnostics, budget: Budget | None = None) -> list[Token]:
     """The tokens of ``source`` (ending with an ``"eof"`` token).
 
-    Lexical errors are recorded in ``diags``; never raises.
+    Lexical errors are recorded in ``diags``; raises only what :func:`lex` raises.
     """
-    return _to_tokens(lex(source, file, diags), source, file)
+    return _to_tokens(lex(source, file, diags, budget), source, file)

@@ -3,11 +3,17 @@
 :func:`generate` compiles every function of a resolved program with
 :class:`~._codegen.FunctionCompiler` and wraps them into one WAT module
 that imports what it uses from rt and exports ``main`` (see ABI.md).
+
+Every function is compiled once, plus once per change of what its all-int
+clone may assume (see :func:`_compile_int_clones`), so generation is linear
+in the program; the WAT's size is charged to the budget's ``wat_bytes`` as
+functions are finished and checked exactly once the text is assembled.
 """
 
 from __future__ import annotations
 
 from . import _ast as A
+from ._budget import Budget
 from ._codegen import FunctionCompiler, changed_in_place, children
 from ._emitter import ARRAY, CLOSURE_TABLE_BASE, EXC, ModuleBuilder
 from ._resolver import FnRef, ModuleInfo, Resolution
@@ -20,26 +26,34 @@ def _compile_int_clones(mb: ModuleBuilder, functions: list[tuple[ModuleInfo, A.F
 
     Optimistically every clone returns ints (so ``fib(n - 1) + fib(n - 2)``
     adds two known ints); a clone with a return path that is not surely an
-    int leaves the set, and the rest are compiled again, until nothing changes.
+    int leaves the set, and the clones that relied on it (``assumed``) are
+    compiled again, until nothing changes. A clone is recompiled only when
+    a clone it calls leaves the set, so the total work is linear (a chain of
+    calls does not recompile every clone once per link).
     """
-    todo = [(mod, fn) for mod, fn in functions
-            if FnRef(mod.index, fn.name, len(fn.params)).wasm_name in mb.int_clones]
-    mb.int_returns = {FnRef(m.index, fn.name, len(fn.params)).wasm_name + "_int" for m, fn in todo}
-    while True:
-        out: dict[str, str] = {}
+    todo = {FnRef(mod.index, fn.name, len(fn.params)).wasm_name: (mod, fn) for mod, fn in functions
+            if FnRef(mod.index, fn.name, len(fn.params)).wasm_name in mb.int_clones}
+    mb.int_returns = {name + "_int" for name in todo}
+    users: dict[str, set[str]] = {}  # clone "$f..._int" -> functions whose clones assumed its ints
+    out: dict[str, str] = {}
+    pending = list(todo)
+    while pending:
         failed = set()
-        for mod, fn in todo:
+        for name in pending:
+            mod, fn = todo[name]
             params = mb.res.params[id(fn)]
-            name = FnRef(mod.index, fn.name, len(params)).wasm_name
             clone = FunctionCompiler(mb, mod.index)
             clone.known_int = {b.id for b in params}
             clone.body(fn.body, params, 0)
             if not clone.returns_int:
                 failed.add(name + "_int")
+            for used in clone.assumed:
+                users.setdefault(used, set()).add(name)
             out[name] = clone.finish(f"(func {name}_int {_params(len(params))} (result i32 i64)")
-        if not failed & mb.int_returns:
-            return out
-        mb.int_returns -= failed
+        newly = failed & mb.int_returns
+        mb.int_returns -= newly
+        pending = sorted({user for gone in newly for user in users.pop(gone, ())})
+    return out
 
 
 #: Largest function body (AST nodes) that gets an all-int clone.
@@ -56,8 +70,6 @@ def _int_specializable(fn: A.FnDef, res: Resolution) -> bool:
     if not params or len(params) > 4 or any(b.captured for b in params):
         return False
     ids = {b.id for b in params}
-    if ids & changed_in_place(fn.body, res):
-        return False
     stack: list[object] = [fn.body]
     size = 0
     while stack:
@@ -70,7 +82,7 @@ def _int_specializable(fn: A.FnDef, res: Resolution) -> bool:
             if b is not None and b.id in ids:
                 return False
         stack.extend(children(n))
-    return True
+    return not ids & changed_in_place(fn.body, res)  # small bodies only: walked after the size test
 
 
 def _wat_bytes(data: bytes) -> str:
@@ -87,14 +99,23 @@ def _params(n: int) -> str:
     return " ".join("(param i32 i64)" for _ in range(n))
 
 
-def generate(res: Resolution, init_order: list[int]) -> str:
+def _add(mb: ModuleBuilder, text: str) -> None:
+    """Add a finished function to the module (and its size to the budget's ``wat_bytes``)."""
+    mb.funcs.append(text)
+    mb.budget.wat_bytes += len(text) + 3
+
+
+def generate(res: Resolution, init_order: list[int], budget: Budget) -> str:
     """Generate the WAT text of the script module for a resolved program.
 
     ``init_order`` lists the imported modules (indices into ``res.modules``)
     so that every module comes after the modules it imports; their top-level
-    code runs in that order before the main script's.
+    code runs in that order before the main script's. Raises
+    :class:`~._budget.CompileLimitExceeded` when a function needs more than
+    ``CompileLimits.locals`` locals, the text grows past ``wat_bytes`` or the
+    deadline passes; on success ``budget.wat_bytes`` is the text's length.
     """
-    mb = ModuleBuilder(res)
+    mb = ModuleBuilder(res, budget)
     functions = [(mod, fn) for mod in res.modules for fn in mod.script.functions]
     for mod, fn in functions:
         if _int_specializable(fn, res):
@@ -107,7 +128,7 @@ def generate(res: Resolution, init_order: list[int]) -> str:
         sig = f"{_params(len(params))} (result i32 i64)"
         f = FunctionCompiler(mb, mod.index)
         if name in mb.int_clones:
-            mb.funcs.append(clones[name])
+            _add(mb, clones[name])
             # entry test: all arguments ints -> the clone that knows it
             for i in range(len(params)):
                 f.emit(f"local.get {2 * i}", "i32.const 2", "i32.eq")
@@ -116,7 +137,7 @@ def generate(res: Resolution, init_order: list[int]) -> str:
             f.emit("if", *(f"local.get {i}" for i in range(2 * len(params))), f"call {name}_int", "return",
                    "end")
         f.body(fn.body, params, 0)
-        mb.funcs.append(f.finish(f"(func {name} {sig}"))
+        _add(mb, f.finish(f"(func {name} {sig}"))
     # module initialisers and the main body
     inits: list[str] = []
     for mod in [res.modules[i] for i in init_order] + [res.modules[0]]:
@@ -124,7 +145,7 @@ def generate(res: Resolution, init_order: list[int]) -> str:
         f.body(mod.script.body)
         name = f"$init{mod.index}"
         inits.append(name)
-        mb.funcs.append(f.finish(f"(func {name} (result i32 i64)"))
+        _add(mb, f.finish(f"(func {name} (result i32 i64)"))
         for st in mod.script.body.stmts:
             if isinstance(st, A.Let) and id(st) in res.bindings:
                 b = res.bindings[id(st)]
@@ -143,7 +164,7 @@ def generate(res: Resolution, init_order: list[int]) -> str:
             f.emit("local.get 0", f"i32.load offset={4 * j}", f"local.set {cell}")
         f.body(c.body, info.params, 1)
         mb.closure_arities.add(len(info.params))
-        mb.funcs.append(f.finish(
+        _add(mb, f.finish(
             f"(func $closure{info.slot} (param i32) {_params(len(info.params))} (result i32 i64)"))
         emitted += 1
     return _assemble(mb, inits)
@@ -194,4 +215,9 @@ def _assemble(mb: ModuleBuilder, inits: list[str]) -> str:
     parts.extend("  " + f for f in mb.funcs)
     parts.append("  " + main_text)
     parts.append(")")
-    return "\n".join(parts) + "\n"
+    wat = "\n".join(parts) + "\n"
+    limit = mb.budget.limits.wat_bytes
+    if len(wat) > limit:
+        main.over("wat_bytes", "generated code too large (bytes of WebAssembly text)")
+    mb.budget.wat_bytes = len(wat)
+    return wat

@@ -6,7 +6,11 @@ naming what was expected and what was found, then unwinds (via
 :class:`_Recover`) to the nearest statement list, which skips to the next
 ``;`` or ``}`` at the statement's brace depth or to a statement keyword
 (:meth:`_ParserBase._sync`) and carries on; :class:`_Abort` stops parsing
-once ``diags.limit`` errors are recorded or nesting is too deep.
+once ``diags.limit`` errors are recorded. The compile budget
+(:class:`~._budget.Budget`) is checked as parsing goes: syntax nodes
+(``CompileLimits.nodes``), nesting (``depth``), parameters and call arguments
+(``params``) and the deadline; going over raises
+:class:`~._budget.CompileLimitExceeded`, which no recovery catches.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from __future__ import annotations
 from ._ast import (
     FnDef, Span,
 )
+from ._budget import DEFAULT_LIMITS, TICK, Budget
 from ._diagnostics import Diagnostics
 from ._lexer import KEYWORDS, MAX_NESTING, TokenStream
 
-__all__ = ["BINARY_PRECEDENCE", "ASSIGN_OPS", "MAX_NESTING", "MAX_AST_HEIGHT"]
+__all__ = ["BINARY_PRECEDENCE", "ASSIGN_OPS", "MAX_NESTING", "MAX_AST_HEIGHT", "Budget"]
 
 #: Binding power of each binary operator (higher binds tighter), as in Rhai.
 #: All are left-associative except ``**``. Unary ``-``, ``+``, ``!`` bind
@@ -45,8 +50,9 @@ ASSIGN_OPS: dict[str, str] = {
     "&=": "&", "|=": "|", "^=": "^", "<<=": "<<", ">>=": ">>",
 }
 
-#: The tallest AST (in nodes, root to leaf) :func:`parse` returns.
-MAX_AST_HEIGHT = 256
+#: The tallest AST (in nodes, root to leaf) :func:`parse` returns by default
+#: (``CompileLimits.height``).
+MAX_AST_HEIGHT = DEFAULT_LIMITS.height
 
 _I64_MAX = (1 << 63) - 1
 _I64_MIN_ABS = 1 << 63
@@ -61,9 +67,6 @@ _PREFIX = frozenset({"-", "+", "!"})
 _POSTFIX = frozenset({".", "["})
 _AFTER_NAME = frozenset({"=", "(", ")", ",", ";", "|", ":", "in", "{", "eof"})
 
-# Python frames the parser may use per nesting level, to size the recursion limit.
-_FRAMES_PER_LEVEL = 24
-
 
 class _Recover(Exception):
     """A syntax error was recorded; unwind to the enclosing statement list."""
@@ -76,10 +79,10 @@ class _Abort(Exception):
 class _ParserBase:
     __slots__ = (
         "k", "v", "off", "lines", "mkspan", "i", "file", "diags", "depth", "level", "h",
-        "functions", "eof_reported", "eof_desc",
+        "functions", "eof_reported", "eof_desc", "budget", "max_height",
     )
 
-    def __init__(self, stream: TokenStream, file: str, diags: Diagnostics,
+    def __init__(self, stream: TokenStream, file: str, diags: Diagnostics, budget: Budget,
                  depth: int = 0, level: int = 0) -> None:
         self.k = stream.kinds
         self.v = stream.values
@@ -95,6 +98,8 @@ class _ParserBase:
         self.functions: list[FnDef] = []
         self.eof_reported = False
         self.eof_desc = "end of input" if stream.open is None else "'}'"
+        self.budget = budget
+        self.max_height = budget.limits.height  # the tallest tree kept (CompileLimits.height)
 
     # -- helpers ----------------------------------------------------------------
 
@@ -120,10 +125,30 @@ class _ParserBase:
             raise _Abort
 
     def _too_tall(self, span: Span) -> _Recover:
-        """Report a tree taller than MAX_AST_HEIGHT; return the exception to raise."""
-        self._error(span, f"expression too complex (more than {MAX_AST_HEIGHT} nested "
-                          "operations); split it up with 'let'")
+        """Report a tree taller than ``CompileLimits.height``; return the exception to raise."""
+        self._error(span, f"expression too complex (compile limit 'height' is {self.max_height}); "
+                          "split it up with 'let'")
         return _Recover()
+
+    def _count(self, n: int = 1) -> None:
+        """Count ``n`` syntax nodes against ``CompileLimits.nodes``; read the clock now and then."""
+        b = self.budget
+        b.nodes += n
+        if b.nodes >= b.next_tick:
+            limit = b.limits.nodes
+            span = self._tspan(max(self.i - 1, 0))
+            if b.nodes > limit:
+                b.fail("nodes", span, "too many syntax nodes, imported modules included")
+            b.check_time(lambda: span)
+            b.next_tick = b.nodes + min(TICK, limit - b.nodes + 1)
+
+    def _count_params(self, n: int, idx: int, what: str) -> None:
+        """A list of ``n`` parameters (or arguments) so far, ending at token ``idx``."""
+        b = self.budget
+        if n > b.params:
+            b.params = n
+            if n > b.limits.params:
+                b.fail("params", self._tspan(idx), f"too many {what}")
 
     def _describe(self, idx: int) -> str:
         kind = self.k[idx]
@@ -167,9 +192,11 @@ class _ParserBase:
 
     def _enter(self, idx: int) -> None:
         self.depth += 1
-        if self.depth > MAX_NESTING:
-            self.diags.error(self._tspan(idx), f"nesting too deep (more than {MAX_NESTING} levels)")
-            raise _Abort
+        b = self.budget
+        if self.depth > b.depth:
+            b.depth = self.depth
+            if self.depth > b.limits.depth:
+                b.fail("depth", self._tspan(idx), "nesting too deep")
 
     def _name(self, what: str) -> str:
         """Consume an identifier (``what`` says which, for the message)."""

@@ -17,7 +17,7 @@ from ._ast import (
 )
 from ._lexer import KEYWORDS, TokenStream
 from ._parse_base import (
-    BINARY_PRECEDENCE, MAX_AST_HEIGHT, _I64_MAX, _I64_MIN_ABS, _PATTERN_PREC, _POSTFIX, _POW, _PREFIX,
+    BINARY_PRECEDENCE, _I64_MAX, _I64_MIN_ABS, _PATTERN_PREC, _POSTFIX, _POW, _PREFIX,
     _RANGE, _ParserBase, _Recover,
 )
 
@@ -33,14 +33,17 @@ class _ExprParser(_ParserBase):
     def _parse_params(self, closer: str, open_idx: int, what: str) -> tuple[str, ...]:
         # BNF: params ::= [ IDENT { ',' IDENT } [ ',' ] ] closer      -- after the opener
         params: list[str] = []
+        seen: set[str] = set()
         k = self.k
         while k[self.i] != closer:
             idx = self.i
             name = self._name(what)
-            if name in params:
+            if name in seen:
                 self._error(self._tspan(idx), f"duplicate parameter '{name}'")
             else:
                 params.append(name)
+                seen.add(name)
+                self._count_params(len(params), idx, "parameters")
             if k[self.i] == ",":
                 self.i += 1
             elif k[self.i] != closer:
@@ -57,6 +60,7 @@ class _ExprParser(_ParserBase):
             raise self._fail(what, after_expr)
         self.i = start + 1
         self._enter(start)
+        self._count()
         self.level += 1
         stmts: list[Stmt] = []
         tail = self._parse_statements("}", stmts)
@@ -71,7 +75,7 @@ class _ExprParser(_ParserBase):
             except _Recover:
                 pass
         block = Block(span=self._span(start), stmts=tuple(stmts), tail=tail)
-        if h > MAX_AST_HEIGHT:
+        if h > self.max_height:
             raise self._too_tall(block.span)
         self.h = h
         return block
@@ -79,7 +83,7 @@ class _ExprParser(_ParserBase):
     def _parse_block_expr(self) -> Expr:
         # BNF: block_expr ::= block
         block = self._parse_block()
-        if self.h >= MAX_AST_HEIGHT:
+        if self.h >= self.max_height:
             raise self._too_tall(block.span)
         self.h += 1
         return BlockExpr(span=block.span, block=block)
@@ -93,6 +97,7 @@ class _ExprParser(_ParserBase):
         while True:
             start = self.i
             self._enter(start)
+            self._count()
             self.i += 1
             cond = self._parse_expr()
             self.depth -= 1
@@ -110,7 +115,7 @@ class _ExprParser(_ParserBase):
         end = self.off[self.i - 1][1]
         for start, cond, then, hl in reversed(links):
             h = max(h, hl) + 1
-            if h > MAX_AST_HEIGHT:
+            if h > self.max_height:
                 raise self._too_tall(self.mkspan(self.file, self.off[links[0][0]][0], end))
             else_ = If(span=self.mkspan(self.file, self.off[start][0], end), cond=cond, then=then,
                        else_=else_)
@@ -153,7 +158,7 @@ class _ExprParser(_ParserBase):
         self.i += 1
         self.depth -= 1
         switch = Switch(span=self._span(start), subject=subject, cases=tuple(cases))
-        if h >= MAX_AST_HEIGHT:
+        if h >= self.max_height:
             raise self._too_tall(switch.span)
         self.h = h + 1
         return switch
@@ -162,6 +167,7 @@ class _ExprParser(_ParserBase):
         # BNF: switch_case ::= ( '_' | pattern { '|' pattern } ) [ 'if' expr ] '=>' ( block | expr )
         # BNF: pattern ::= expr(above '|')
         start = self.i
+        self._count()
         k = self.k
         patterns: list[Expr] = []
         h = 0
@@ -208,7 +214,7 @@ class _ExprParser(_ParserBase):
             self.h += 1
             body = Block(span=expr.span, stmts=(), tail=expr)
         closure = Closure(span=self._span(start), params=params, body=body)
-        if self.h >= MAX_AST_HEIGHT:
+        if self.h >= self.max_height:
             raise self._too_tall(closure.span)
         self.h += 1
         return closure
@@ -231,6 +237,7 @@ class _ExprParser(_ParserBase):
                 self.h = h
                 return left
             self.i += 1
+            self._count()
             if prec == _POW:
                 left, h = self._parse_pow_chain(left, h)
                 continue
@@ -239,7 +246,7 @@ class _ExprParser(_ParserBase):
             h = (h if h > hr else hr) + 1
             s, e = left.span, right.span
             span = Span(file, s.line, s.col, e.end_line, e.end_col)
-            if h > MAX_AST_HEIGHT:
+            if h > self.max_height:
                 raise self._too_tall(span)
             if op == "&&" or op == "||":
                 left = Logical(span=span, op=op, left=left, right=right)
@@ -255,6 +262,7 @@ class _ExprParser(_ParserBase):
         operands = [(left, h), (self._parse_expr(_POW + 1), self.h)]
         while k[self.i] == "**":
             self.i += 1
+            self._count()
             operands.append((self._parse_expr(_POW + 1), self.h))
         right, h = operands.pop()
         while operands:
@@ -262,7 +270,7 @@ class _ExprParser(_ParserBase):
             h = max(h, hl) + 1
             s, e = lhs.span, right.span
             span = Span(self.file, s.line, s.col, e.end_line, e.end_col)
-            if h > MAX_AST_HEIGHT:
+            if h > self.max_height:
                 raise self._too_tall(span)
             right = Binary(span=span, op="**", left=lhs, right=right)
         return right, h
@@ -276,6 +284,7 @@ class _ExprParser(_ParserBase):
             starts.append(i)
             i += 1
         self.i = i
+        self._count(len(starts))
         operand: Expr
         if k[i] == "int" and self.v[i] == _I64_MIN_ABS and starts and k[starts[-1]] == "-":
             # -9223372036854775808 is a literal, though 9223372036854775808 is not
@@ -290,7 +299,7 @@ class _ExprParser(_ParserBase):
         h = self.h + len(starts)
         e = operand.span
         line, col = self.lines.pos(self.off[starts[0]][0])
-        if h > MAX_AST_HEIGHT:
+        if h > self.max_height:
             raise self._too_tall(Span(self.file, line, col, e.end_line, e.end_col))
         for s in reversed(starts):
             line, col = self.lines.pos(self.off[s][0])
@@ -312,6 +321,8 @@ class _ExprParser(_ParserBase):
         h = self.h
         while True:
             t = k[self.i]
+            if t in _POSTFIX:
+                self._count()
             if t == ".":
                 self.i += 1
                 name_idx = self.i
@@ -346,7 +357,7 @@ class _ExprParser(_ParserBase):
             else:
                 self.h = h
                 return expr
-            if h > MAX_AST_HEIGHT:
+            if h > self.max_height:
                 raise self._too_tall(expr.span)
 
     def _parse_call_args(self) -> tuple[Expr, ...]:
@@ -354,17 +365,19 @@ class _ExprParser(_ParserBase):
         open_idx = self.i
         self._enter(open_idx)
         self.i += 1
-        args = self._parse_list(")", open_idx)
+        args = self._parse_list(")", open_idx, True)
         self.depth -= 1
         return args
 
-    def _parse_list(self, closer: str, open_idx: int) -> tuple[Expr, ...]:
+    def _parse_list(self, closer: str, open_idx: int, args: bool = False) -> tuple[Expr, ...]:
         # BNF: expr_list ::= [ expr { ',' expr } [ ',' ] ] closer      -- after the opener
-        # self.h = the tallest item (0 for none)
+        # self.h = the tallest item (0 for none); call `args` count against CompileLimits.params
         k = self.k
         items: list[Expr] = []
         h = 0
         while k[self.i] != closer:
+            if args:
+                self._count_params(len(items) + 1, self.i, "arguments in one call")
             items.append(self._parse_expr())
             if self.h > h:
                 h = self.h
@@ -387,6 +400,10 @@ class _ExprParser(_ParserBase):
         i = self.i
         k = self.k
         kind = k[i]
+        bud = self.budget
+        bud.nodes += 1
+        if bud.nodes >= bud.next_tick:
+            self._count(0)
         if kind == "ident":
             nxt = k[i + 1]
             if nxt == "(" or nxt == "::":
@@ -429,7 +446,7 @@ class _ExprParser(_ParserBase):
         nxt = k[i + 1]
         if nxt == "(":
             args = self._parse_call_args()
-            if self.h >= MAX_AST_HEIGHT:
+            if self.h >= self.max_height:
                 raise self._too_tall(self._span(i))
             self.h += 1
             return Call(span=self._span(i), name=name, args=args)
@@ -438,7 +455,7 @@ class _ExprParser(_ParserBase):
             member = self._name(f"a name after '{name}::'")
             if k[self.i] == "(":
                 args = self._parse_call_args()
-                if self.h >= MAX_AST_HEIGHT:
+                if self.h >= self.max_height:
                     raise self._too_tall(self._span(i))
                 self.h += 1
                 return Call(span=self._span(i), name=member, args=args, module=name)
@@ -474,6 +491,7 @@ class _ExprParser(_ParserBase):
         h = 1
         for payload, a, b in value:
             if isinstance(payload, str):
+                self._count()
                 parts.append(Str(span=self.mkspan(self.file, a, b), value=payload))
             else:
                 parts.append(self._parse_interp_part(payload))
@@ -481,14 +499,14 @@ class _ExprParser(_ParserBase):
                     h = self.h
         self.depth -= 1
         interp = Interp(span=self._tspan(i), parts=tuple(parts))
-        if h >= MAX_AST_HEIGHT:
+        if h >= self.max_height:
             raise self._too_tall(interp.span)
         self.h = h + 1
         return interp
 
     def _parse_interp_part(self, stream: TokenStream) -> Expr:
         # BNF: interp_part ::= statements          -- the tokens between '${' and '}'
-        sub = type(self)(stream, self.file, self.diags, self.depth, self.level + 1)
+        sub = type(self)(stream, self.file, self.diags, self.budget, self.depth, self.level + 1)
         stmts: list[Stmt] = []
         tail = sub._parse_statements("eof", stmts)
         span = self.mkspan(self.file, stream.open or 0, stream.offsets[-1][1])
@@ -524,7 +542,7 @@ class _ExprParser(_ParserBase):
         self.i += 1
         items = self._parse_list("]", open_idx)
         self.depth -= 1
-        if self.h >= MAX_AST_HEIGHT:
+        if self.h >= self.max_height:
             raise self._too_tall(self._span(open_idx))
         self.h += 1
         return ArrayLit(span=self._span(open_idx), items=items)
@@ -560,7 +578,7 @@ class _ExprParser(_ParserBase):
                 self._close("}", open_idx)
         self.i += 1
         self.depth -= 1
-        if h >= MAX_AST_HEIGHT:
+        if h >= self.max_height:
             raise self._too_tall(self._span(open_idx))
         self.h = h + 1
         return MapLit(span=self._span(open_idx), entries=tuple(entries))

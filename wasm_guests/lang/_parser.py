@@ -15,33 +15,39 @@ statement's brace depth or to a statement keyword and carries on, so one run
 reports every error recovery can find. Parsing stops once ``diags.limit``
 errors are recorded.
 
-Limits, so that nothing recurses without bound, here or in later passes:
+Limits, so that nothing recurses without bound, here or in later passes
+(both are fields of :class:`~._budget.CompileLimits`):
 
 * brackets, blocks, closures, ``if``/``switch`` and ``${}`` nest at most
-  :data:`MAX_NESTING` deep ("nesting too deep"; parsing stops there), which
+  ``depth`` deep (default :data:`MAX_NESTING`; "nesting too deep", a
+  :class:`~._budget.CompileLimitExceeded` that ends the compilation), which
   bounds this parser's own recursion;
-* every tree :func:`parse` returns is at most :data:`MAX_AST_HEIGHT` nodes
-  tall, operator chains included (``1 + 1 + ...`` is a left-deep tree; the
-  statement holding a taller expression is reported as "too complex" and
-  dropped), so a recursive walk over the AST needs a bounded stack.
+* every tree :func:`parse` returns is at most ``height`` nodes tall (default
+  :data:`MAX_AST_HEIGHT`), operator chains included (``1 + 1 + ...`` is a
+  left-deep tree; the statement holding a taller expression is reported as
+  "too complex" and dropped), so a recursive walk over the AST needs a
+  bounded stack.
+
+The rest of the budget (syntax nodes, parameters, the deadline) is checked
+as parsing goes too; see :mod:`._parse_base`.
 
 Every parse method leaves the height of the subtree it built in ``self.h``.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
+import time
 from typing import Callable, Union
 
 from ._ast import (
     Assign, Block, Break, Continue, Expr, ExprStmt, FnDef, For, Import, Index, Let, Loop, Prop, Return,
     Script, Span, Stmt, Throw, TryCatch, Var, While,
 )
+from ._budget import DEFAULT_LIMITS, Budget, raised_recursion_limit
 from ._diagnostics import Diagnostics
 from ._lexer import MAX_NESTING, lex
 from ._parse_base import (
-    ASSIGN_OPS, BINARY_PRECEDENCE, MAX_AST_HEIGHT, _END_OF_VALUE, _FRAMES_PER_LEVEL, _Abort, _Recover,
+    ASSIGN_OPS, BINARY_PRECEDENCE, MAX_AST_HEIGHT, _END_OF_VALUE, _Abort, _Recover,
 )
 from ._parse_expr import _ExprParser
 
@@ -87,10 +93,13 @@ class _Parser(_ExprParser):
                 continue
             start = self.i
             depth, level = self.depth, self.level
+            self._count()
             try:
                 stmt, blockish = self._parse_statement()
-                if self.h > MAX_AST_HEIGHT and stmt is not None:
-                    raise self._too_tall(stmt.span)
+                if self.h > self.budget.height and stmt is not None:
+                    if self.h > self.max_height:
+                        raise self._too_tall(stmt.span)
+                    self.budget.height = self.h
             except _Recover:
                 self.depth, self.level = depth, level
                 self._sync(start)
@@ -322,57 +331,25 @@ _STATEMENTS: dict[str, _Handler] = {
 }
 
 
-def _stack_depth() -> int:
-    depth = 0
-    frame = sys._getframe()
-    while frame is not None:
-        depth += 1
-        frame = frame.f_back  # type: ignore[assignment]
-    return depth
-
-
-# The recursion limit is process-wide: while any thread is parsing it stays
-# at least as high as the deepest parse needs; the last parse to finish puts
-# the original value back.
-_limit_lock = threading.Lock()
-_limit_users = 0
-_limit_saved = 0
-
-
-def _raise_recursion_limit(needed: int) -> None:
-    global _limit_users, _limit_saved
-    with _limit_lock:
-        if _limit_users == 0:
-            _limit_saved = sys.getrecursionlimit()
-        _limit_users += 1
-        if sys.getrecursionlimit() < needed:
-            sys.setrecursionlimit(needed)
-
-
-def _restore_recursion_limit() -> None:
-    global _limit_users
-    with _limit_lock:
-        _limit_users -= 1
-        if _limit_users == 0:
-            sys.setrecursionlimit(_limit_saved)
-
-
-def parse(source: str, file: str, diags: Diagnostics) -> Script:
+def parse(source: str, file: str, diags: Diagnostics, budget: Budget | None = None) -> Script:
     """Parse one source file into a :class:`Script`.
 
     Syntax errors are recorded in ``diags`` (the caller registers the source
     with ``diags.add_source`` first, for caret lines) and parsing continues
     past them, so the returned Script is a best effort when errors were found.
-    Never raises. Brackets nested more than :data:`MAX_NESTING` deep are
-    reported as "nesting too deep", and the returned tree is never more than
-    :data:`MAX_AST_HEIGHT` nodes tall below ``Script.body`` (taller statements
-    are reported as "too complex" and left out), so recursive passes over it
-    need a bounded stack. The recursion limit is raised for the duration of
-    the call when the parser's own nesting allowance needs it.
+    ``budget`` is the compilation's (default: a fresh one under the default
+    limits); it is charged for the tokens and nodes of this file. The only
+    exception raised is :class:`~._budget.CompileLimitExceeded`, when the
+    budget runs out: brackets nested more than ``CompileLimits.depth`` deep
+    ("nesting too deep"), too many tokens or nodes, too many parameters or
+    arguments, or the deadline. The returned tree is never more than
+    ``CompileLimits.height`` nodes tall below ``Script.body`` (taller
+    statements are reported as "too complex" and left out), so recursive
+    passes over it need a bounded stack. The recursion limit is raised for
+    the duration of the call when the parser's own nesting allowance needs it.
     """
-    stream = lex(source, file, diags)
-    _raise_recursion_limit(_stack_depth() + MAX_NESTING * _FRAMES_PER_LEVEL + 200)
-    try:
-        return _Parser(stream, file, diags)._parse_script()
-    finally:
-        _restore_recursion_limit()
+    if budget is None:
+        budget = Budget(DEFAULT_LIMITS, diags, time.monotonic)
+    stream = lex(source, file, diags, budget)
+    with raised_recursion_limit(budget.limits):
+        return _Parser(stream, file, diags, budget)._parse_script()

@@ -17,14 +17,20 @@ It reports, all at once: undefined variables and functions, assignments to
 constants, ``break``/``continue`` outside a loop, duplicate functions and
 unknown module aliases. The AST is frozen, so results are side tables keyed by
 ``id(node)``; the AST outlives the :class:`Resolution`.
+
+Cost: one visit per node (counted in the compile budget's ``resolved``, which
+reads the clock every few thousand visits), and a name lookup walks the
+scopes it is nested in (at most ``CompileLimits.depth`` of them).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
 from . import _ast as A
+from ._budget import DEFAULT_LIMITS, TICK, Budget
 from ._builtins import Builtin, lookup, names
 from ._diagnostics import Diagnostics
 from ._hostfns import HostFn, host_modules, lookup_host
@@ -56,6 +62,7 @@ class ClosureInfo:
     module: int
     params: list[Binding]
     captures: list[Binding] = field(default_factory=list)
+    captured_ids: set[int] = field(default_factory=set)  # ids of ``captures``, for membership
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +87,7 @@ class ModuleInfo:
     script: A.Script
     imports: dict[str, int] = field(default_factory=dict)  # alias -> module index
     functions: dict[tuple[str, int], A.FnDef] = field(default_factory=dict)
+    arities: dict[str, set[int]] = field(default_factory=dict)  # function name -> its arities
     consts: dict[str, Binding] = field(default_factory=dict)
 
 
@@ -120,12 +128,20 @@ class _Frame:
 
 
 class _Resolver:
-    def __init__(self, res: Resolution, diags: Diagnostics) -> None:
+    def __init__(self, res: Resolution, diags: Diagnostics, budget: Budget) -> None:
         self.res = res
         self.diags = diags
         self.mod: ModuleInfo = res.modules[0]
         self.frame = _Frame(None, None)
         self.builtin_names = names()
+        self.budget = budget
+
+    def visit(self, node: A.Node) -> None:
+        """Count one node visited; read the clock every few thousand."""
+        b = self.budget
+        b.resolved += 1
+        if b.resolved % TICK == 0:
+            b.check_time(lambda: node.span)
 
     # -- scopes ---------------------------------------------------------------
 
@@ -146,7 +162,8 @@ class _Resolver:
                         b.captured = True
                         for f in crossed:
                             assert f.closure is not None
-                            if b not in f.closure.captures:
+                            if b.id not in f.closure.captured_ids:
+                                f.closure.captured_ids.add(b.id)
                                 f.closure.captures.append(b)
                     return b
             crossed.append(frame)
@@ -171,6 +188,7 @@ class _Resolver:
                         fn.span, f"function '{fn.name}' with {len(fn.params)} parameters is defined twice"
                     )
                 mod.functions[key] = fn
+                mod.arities.setdefault(fn.name, set()).add(len(fn.params))
             if mod.index != 0:  # a module's top-level consts are exported as wasm globals
                 for st in mod.script.body.stmts:
                     if isinstance(st, A.Let) and st.const:
@@ -206,6 +224,7 @@ class _Resolver:
         self.pop()
 
     def stmt(self, st: A.Stmt, *, top: bool = False) -> None:
+        self.visit(st)
         if isinstance(st, A.Let):
             if st.value is not None:
                 self.expr(st.value)
@@ -307,6 +326,7 @@ class _Resolver:
     # -- expressions ------------------------------------------------------------
 
     def expr(self, e: A.Expr) -> None:  # noqa: C901 - one dispatch over node types
+        self.visit(e)
         if isinstance(e, (A.Unit, A.Bool, A.Int, A.Float, A.Str)):
             return
         if isinstance(e, A.Var):
@@ -427,7 +447,7 @@ class _Resolver:
         if e.name == "range" and n == 2:
             self.diags.error(e.span, "range(a, b) can only be used in a 'for' loop")
             return
-        arities = sorted({a for (nm, a) in self.mod.functions if nm == e.name})
+        arities = sorted(self.mod.arities.get(e.name, ()))
         if arities:
             self.diags.error(
                 e.span,
@@ -473,11 +493,14 @@ def _args(n: int) -> str:
     return "1 argument" if n == 1 else f"{n} arguments"
 
 
-def resolve(modules: list[ModuleInfo], diags: Diagnostics) -> Resolution:
+def resolve(modules: list[ModuleInfo], diags: Diagnostics, budget: Budget | None = None) -> Resolution:
     """Resolve every name in ``modules`` (imports already linked by alias).
 
     Records problems in ``diags``; the caller raises them with ``check()``.
+    ``budget`` (default: a fresh one under the default limits) counts the
+    nodes visited; raises :class:`~._budget.CompileLimitExceeded` only when
+    its deadline passes.
     """
     res = Resolution(modules=modules)
-    _Resolver(res, diags).run()
+    _Resolver(res, diags, budget or Budget(DEFAULT_LIMITS, diags, time.monotonic)).run()
     return res
