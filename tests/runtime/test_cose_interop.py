@@ -113,3 +113,21 @@ def test_pycose_signed_reply_is_accepted() -> None:
     theirs = pycose_sign(decode1(ours).payload, BOB)
     rep = verify_reply(theirs, target=BOB.public_key, request_bytes=req)
     assert rep.ok and rep.value == [1]
+
+
+@pytest.mark.parametrize("kid", [True, False])
+def test_pycose_signed_requests_pass_the_raw_signature_check(kid: bool) -> None:
+    from peerbox._cose import EnvelopeError
+    from peerbox._envelope import open_request, preauthenticate
+
+    payload = {
+        "v": 1, "typ": "peerbox/exec", "caller": ALICE.public_key, "target": BOB.public_key,
+        "nonce": b"n" * 16, "iat": NOW, "exp": NOW + 60, "script": "1 + 1", "caps": [b"t" * 40] * 3,
+    }
+    data = pycose_sign(payload, ALICE, kid=kid)
+    assert preauthenticate(data) == ALICE.public_key
+    assert open_request(data).caller == ALICE.public_key
+    forged = pycose_sign({**payload, "caller": BOB.public_key}, ALICE, kid=kid)
+    with pytest.raises(EnvelopeError) as info:
+        preauthenticate(forged)
+    assert info.value.kind == ("bad_key" if kid else "bad_signature")

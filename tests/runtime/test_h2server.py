@@ -562,3 +562,54 @@ async def test_peer_that_never_reads_is_dropped(autojump_clock: trio.testing.Moc
             await finished.wait()  # the server's SETTINGS were never read: it gave up
         assert trio.current_time() - t0 >= 30
     await client_stream.aclose()
+
+
+# ------------------------------------------------------------------ pre-authentication failure budgets
+
+
+async def refuse_unsigned(req: HttpRequest) -> HttpResponse:
+    """An app that refuses POSTs as a worker refuses forgeries, and answers GETs."""
+    if req.method == "POST":
+        return HttpResponse(status=401, body=b"bad signature", preauth_failure=True)
+    return HttpResponse(status=200, body=b"fine")
+
+
+async def test_a_connection_over_its_failure_budget_gets_goaway_enhance_your_calm() -> None:
+    limits = ServerLimits(max_preauth_failures_per_conn=3, preauth_failure_rate_per_conn=0.001)
+    async with connected(refuse_unsigned, limits) as s:
+        c = s.client
+        for _ in range(3):
+            assert (await c.request("POST", "/v1/exec", b"junk")).status == 401
+        for _ in range(20):  # answers that are not failures are never charged
+            assert (await c.request("GET", "/v1/health")).status == 200
+        last = await c.request("POST", "/v1/exec", b"junk")
+        assert last.status == 401  # the answer goes out, then the connection ends
+        await c.until(lambda: False)
+        assert c.goaway == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+async def test_an_address_over_budget_is_refused_new_connections_but_keeps_good_ones() -> None:
+    limits = ServerLimits(max_preauth_failures_per_addr=4, preauth_failure_rate_per_addr=0.001)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(lambda task_status: serve(refuse_unsigned, host="127.0.0.1", port=0,
+                                                             limits=limits, task_status=task_status))
+        good = Client(await trio.open_tcp_stream("127.0.0.1", port))  # connected before the flood
+        await good.start()
+        assert (await good.request("GET", "/v1/health")).status == 200
+        bad = Client(await trio.open_tcp_stream("127.0.0.1", port))
+        await bad.start()
+        statuses = []
+        for _ in range(5):
+            a = await bad.request("POST", "/v1/exec", b"junk")
+            statuses.append(a.status)
+            if bad.eof or bad.goaway is not None:
+                break
+        await bad.until(lambda: False)
+        assert bad.goaway == ErrorCodes.ENHANCE_YOUR_CALM and statuses == [401] * 5
+        late = Client(await trio.open_tcp_stream("127.0.0.1", port))  # the same address, now over budget
+        await late.start()
+        await late.until(lambda: False)
+        assert late.eof and not late.answers and late.goaway is None  # closed at once, unread
+        for _ in range(5):
+            assert (await good.request("GET", "/v1/health")).status == 200
+        nursery.cancel_scope.cancel()
