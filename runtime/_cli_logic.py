@@ -6,7 +6,7 @@
     peerbox logic show NAME MODULE [--wat | --version N] [--root DIR]
     peerbox logic list|show|history|remove NAME ... --from OWNER [--cap FILE]... [--timeout S]
                                      (NAME is then a remote peer in <root>/peers.toml)
-    peerbox logic set NAME MODULE FILE [--json] [--root DIR]
+    peerbox logic set NAME MODULE FILE [--force] [--json] [--root DIR]
     peerbox logic history NAME MODULE [--json] [--root DIR]
     peerbox logic rollback NAME MODULE VERSION [--json] [--root DIR]
     peerbox logic remove NAME MODULE [--json] [--root DIR]
@@ -20,7 +20,9 @@ peer, module or version, bad name, unreadable file, a history that must be
 checked first), 3 the module, or a module importing it, would not compile
 (nothing was changed), 4 the target could not write the update (its reply
 says why), 6 a push was denied, 7 no verified reply to a push, 8 ``verify``
-found a problem.
+found a problem, or an install was refused because the history or the live
+module does not check out (``set --force`` records a new version over a
+live module edited by hand).
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
                  "install it only if all compile (else nothing changes, exit 3). The version is recorded, "
                  "signed by the peer's key.")
     p.add_argument("file", metavar="FILE", help="the source file ('-' for stdin)")
+    p.add_argument("--force", action="store_true",
+                   help="install even over a live module changed by hand (which `logic verify` reports); "
+                   "recorded as action 'force'")
     _command(sub, "history", cmd_history, "the recorded versions of a module", module=own, remote=True)
     p = _command(sub, "rollback", cmd_rollback, "install a recorded version again (as a new version)",
                  module=own)
@@ -248,7 +253,7 @@ def _changed_remotely(args: argparse.Namespace, op: str, target: str, source: st
 def cmd_set(args: argparse.Namespace) -> int:
     """``peerbox logic set NAME MODULE FILE``."""
     logic = _logic(args)
-    return _installed(args, logic, logic.set(args.module, _read_source(args.file)))
+    return _installed(args, logic, logic.set(args.module, _read_source(args.file), force=args.force))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

@@ -54,7 +54,7 @@ from ._identity import (PUBLIC_KEY_SIZE, InvalidDid, InvalidPublicKey, KeyPair, 
                         public_key_from_did, verify)
 
 __all__ = ["History", "Version", "Statement", "make_statement", "open_statement", "HistoryError",
-           "STATEMENT_TYP", "HISTORY_DIR", "sha256_hex"]
+           "HistoryMismatch", "STATEMENT_TYP", "HISTORY_DIR", "ACTIONS", "sha256_hex"]
 
 STATEMENT_TYP = "peerbox/logic-version"
 #: The history's directory name inside a peer directory.
@@ -66,6 +66,9 @@ _MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: what a datetime can show
 _MAX_SIZE = 2**40
 #: The longest log line read back from the end (a 64 KiB capability token, base64, and the rest).
 _MAX_LINE = 256 << 10
+#: What made a version: ``force`` is a ``set`` over a live file that did not match the history
+#: (``peerbox logic set --force``), recorded as such so the overwrite shows.
+ACTIONS = ("set", "force", "rollback", "remove")
 _FIELDS = ("version", "module", "sha256", "size", "time", "action", "restores", "by", "statement", "cap",
            "rule", "prev", "seal")
 
@@ -76,6 +79,13 @@ class HistoryError(UsageError):
     def __init__(self, message: str, *, module: str | None = None) -> None:
         super().__init__(message)
         self.module = module
+
+
+class HistoryMismatch(HistoryError):
+    """The history or the live module does not check out (edited by hand): an install is refused
+    until its owner has looked (``peerbox logic verify``). Exit code 8, as ``verify``'s."""
+
+    exit_code = 8
 
 
 def sha256_hex(source: str) -> str:
@@ -220,8 +230,8 @@ class Version:
         if restores is not None and (type(restores) is not int or not 1 <= restores <= _MAX_VERSION):
             raise ValueError("'restores' is not a version number")
         action = doc["action"]
-        if action not in ("set", "rollback", "remove") or (action == "rollback") != (restores is not None):
-            raise ValueError("'action' is 'set', 'remove', or 'rollback' with 'restores'")
+        if action not in ACTIONS or (action == "rollback") != (restores is not None):
+            raise ValueError("'action' is 'set', 'force', 'remove', or 'rollback' with 'restores'")
         prev = doc["prev"]
         if not _SHA_HEX.fullmatch(doc["sha256"]) or not (prev == "" or _SHA_HEX.fullmatch(prev)):
             raise ValueError("'sha256' and 'prev' are lowercase hex SHA-256 digests")
@@ -420,14 +430,17 @@ class History:
         Stores the source first (by hash), then appends the sealed entry
         (fsync), then replaces the head, so a crash leaves at worst an
         unreferenced source or an entry the head does not name yet (which
-        ``verify`` reports). Raises :class:`HistoryError` if the head or the
+        ``verify`` reports). Raises :class:`HistoryMismatch` if the head or the
         log's last entry does not check out: fix or :meth:`reseal` first.
         """
-        head = self.head()
-        last = self._last(module)
+        try:
+            head = self.head()
+            last = self._last(module)
+        except HistoryError as exc:
+            raise HistoryMismatch(f"{exc} (run `peerbox logic verify`)", module=module) from exc
         if ((last.version, last.digest()) if last else None) != head.get(module):
-            raise HistoryError(f"the history of {module!r} does not match the head (run `peerbox logic "
-                               "verify`)", module=module)
+            raise HistoryMismatch(f"the history of {module!r} does not match the head (run `peerbox logic "
+                                  "verify`)", module=module)
         sha = sha256_hex(source)
         src = self._source_path(sha)
         if not src.exists():
@@ -451,6 +464,42 @@ class History:
             os.close(fd)
         self._write_head({**head, module: (entry.version, entry.digest())}, sealer)
         return entry
+
+    def last(self, module: str) -> Version | None:
+        """The latest recorded version of ``module`` (None if none), read from the log's end.
+
+        Raises :class:`HistoryError` if that entry is incomplete or does not parse.
+        """
+        return self._last(module)
+
+    def live_problem(self, module: str, live: Path) -> str | None:
+        """What is wrong with ``live`` (the module's file in ``logic/``) against the latest
+        recorded version: changed, deleted or added by hand; None if it matches.
+
+        The same checks as the end of :meth:`verify`, without reading the whole log.
+        Raises :class:`HistoryError` if the log's last entry cannot be read.
+        """
+        last = self._last(module)
+        digest: str | None = None
+        try:
+            if live.is_file():  # as verify sees it: anything else is no live file
+                with open(live, "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256").hexdigest()
+        except FileNotFoundError:
+            digest = None
+        except OSError as exc:
+            return f"{module}: the live file cannot be read: {exc}"
+        if last is None:
+            return None if digest is None else f"{module}: the live file has no recorded history " \
+                "(installed by hand)"
+        if last.action == "remove":
+            return None if digest is None else f"{module}: the live file exists, yet version " \
+                f"{last.version} removed it (changed outside peerbox)"
+        if digest is None:
+            return f"{module}: logic file is missing, yet version {last.version} is recorded"
+        if digest != last.sha256:
+            return f"{module}: the live file differs from version {last.version} (changed outside peerbox)"
+        return None
 
     def _last(self, module: str) -> Version | None:
         """The last entry of ``module``'s log, read from its end (an install need not parse it all)."""

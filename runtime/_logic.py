@@ -40,7 +40,8 @@ from typing import Any
 
 from ._errors import Error, UsageError
 from ._atomic import write_atomic
-from ._history import HISTORY_DIR, History, HistoryError, Version, make_statement, safe_dir
+from ._history import (HISTORY_DIR, History, HistoryError, HistoryMismatch, Version, make_statement,
+                       safe_dir)
 from ._identity import KeyPair
 from ._peers import Peer
 from .wasm_guests import builtin_library_path
@@ -354,21 +355,41 @@ class PeerLogic:
 
     def install(self, module: str, source: str, *, statement: bytes, cap: bytes | None = None,
                 rule: str | None = None, action: str = "set", restores: int | None = None,
-                now: int | None = None) -> Version:
+                now: int | None = None, force: bool = False) -> Version:
         """Check, record (sealed by the peer) and install ``source`` as the peer's ``module``.
 
         ``statement`` is the installer's signed statement (see
         :func:`~peerbox._history.make_statement`); the caller has already
         decided the installer may do this (``cap``/``rule`` say why).
         ``action="remove"`` (with ``source=""``) deletes the live file instead.
-        Raises :class:`LogicRefused` (nothing changed) or :class:`LogicError`.
+        A live file that does not match the latest recorded version (edited,
+        deleted or added by hand) refuses the install with
+        :class:`~peerbox._history.HistoryMismatch` (exit 8), unless ``force``
+        (a ``set`` only): the version is then recorded with action ``force``,
+        so the overwrite shows in the history. Raises :class:`LogicRefused`
+        (nothing changed), :class:`LogicError`, or ``HistoryMismatch`` when the
+        log or the head does not check out (``peerbox logic verify``).
         """
         name = self._own_name(module)
         when = int(self.clock()) if now is None else now
         sealer = self.peer.signing_key()
         path = self.peer.paths.logic / (name + _SUFFIX)
         removing = action == "remove"
+        if force and action != "set":
+            raise LogicError(f"only a set can be forced, not a {action}")
         with self.history.lock():
+            try:
+                problem = self.history.live_problem(name, path)
+            except HistoryError as exc:
+                raise HistoryMismatch(f"{exc} (run `peerbox logic verify {self.peer.name}`)",
+                                      module=name) from exc
+            if problem is not None:
+                if not force:
+                    raise HistoryMismatch(
+                        f"{problem}: refusing to overwrite it. `peerbox logic verify {self.peer.name}` "
+                        f"shows what does not check out; `peerbox logic set {self.peer.name} {name} FILE "
+                        "--force` records the new version over it (as action 'force')", module=name)
+                action = "force"
             if removing and not path.is_file():
                 raise LogicError(f"peer {self.peer.name!r} has no module of its own named {name!r}")
             self.check(name, None if removing else source)
@@ -387,19 +408,24 @@ class PeerLogic:
                 raise HistoryError(f"cannot write {path}: {exc}", module=name) from None
         return version
 
-    def set(self, module: str, source: str, *, key: KeyPair | None = None, now: int | None = None) -> Version:
-        """Install ``source`` as the peer's ``module``, signed by ``key`` (default: the peer's own)."""
-        return self._signed(module, source, "set", key, now)
+    def set(self, module: str, source: str, *, key: KeyPair | None = None, now: int | None = None,
+            force: bool = False) -> Version:
+        """Install ``source`` as the peer's ``module``, signed by ``key`` (default: the peer's own).
+
+        ``force``: also over a live file changed by hand (see :meth:`install`).
+        """
+        return self._signed(module, source, "set", key, now, force=force)
 
     def _signed(self, module: str, source: str, action: str, key: KeyPair | None, now: int | None,
-                restores: int | None = None) -> Version:
+                restores: int | None = None, force: bool = False) -> Version:
         """Install (or, ``action="remove"``, remove) with a statement signed here by ``key``."""
         name = self._own_name(module)
         when = int(self.clock()) if now is None else now
         signer = key if key is not None else self.peer.signing_key()
         statement = make_statement(signer, peer=self.peer.public_key, module=name, source=source, now=when,
                                    remove=action == "remove")
-        return self.install(name, source, statement=statement, action=action, restores=restores, now=when)
+        return self.install(name, source, statement=statement, action=action, restores=restores, now=when,
+                            force=force)
 
     def remove(self, module: str, *, key: KeyPair | None = None, now: int | None = None) -> Version:
         """Remove the peer's own ``module`` (imports then reach the shared or built-in one, if any),

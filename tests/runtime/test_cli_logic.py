@@ -317,6 +317,57 @@ def test_verify_detects_a_live_file_changed_by_hand(env: Env) -> None:
     assert res.code == 8 and "FAIL inbox: the live file differs from version 1 (changed outside peerbox)" in res.out
 
 
+def test_set_refuses_over_a_live_file_edited_by_hand_until_forced(env: Env) -> None:
+    _installed(env, GOOD)
+    hand = 'fn deliver(text) { "by hand" }\nfn count() { 1 }\n'
+    (env.bob.paths.logic / "inbox.rhai").write_text(hand)
+    assert env.run("verify", "bob").code == 8
+    res = env.run("set", "bob", "inbox", env.file("v2.rhai", GOOD2))
+    assert res.code == 8, res.err
+    assert "the live file differs from version 1" in res.err and "peerbox logic verify bob" in res.err
+    assert "--force" in res.err
+    assert env.live() == hand  # nothing changed
+    assert len(env.log.read_text().splitlines()) == 1
+    assert env.run("verify", "bob").code == 8  # still reported, not papered over
+    res = env.run("set", "bob", "inbox", env.file("v2.rhai", GOOD2), "--force", "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["action"] == "force"
+    assert env.live() == GOOD2
+    res = env.run("verify", "bob")
+    assert res.code == 0 and "ok   inbox: 2 versions verified" in res.out
+    history = env.run("history", "bob", "inbox").out.splitlines()
+    assert "set" in history[0] and "force" in history[1]
+    assert env.run("set", "bob", "inbox", env.file("v3.rhai", GOOD)).code == 0  # back to normal
+
+
+@pytest.mark.parametrize("how", ["deleted", "added", "after_remove"])
+def test_set_refuses_other_live_changes_made_by_hand(env: Env, how: str) -> None:
+    live = env.bob.paths.logic / "inbox.rhai"
+    if how == "deleted":
+        _installed(env, GOOD)
+        live.unlink()
+    elif how == "added":
+        live.write_text(GOOD2)
+    else:
+        _installed(env, GOOD)
+        assert env.run("remove", "bob", "inbox").code == 0
+        live.write_text(GOOD2)
+    res = env.run("set", "bob", "inbox", env.file("new.rhai", GOOD))
+    assert res.code == 8 and "logic verify" in res.err, res.err
+    assert env.run("set", "bob", "inbox", env.file("new.rhai", GOOD), "--force").code == 0
+    assert env.run("verify", "bob").code == 0
+
+
+def test_set_refuses_when_the_history_itself_does_not_check_out(env: Env) -> None:
+    _installed(env, GOOD, GOOD2)
+    lines = env.log.read_text().splitlines()
+    env.log.write_text(lines[0] + "\n")  # the last version cut off the end
+    res = env.run("set", "bob", "inbox", env.file("v3.rhai", GOOD), "--force")
+    assert res.code == 8 and "logic verify" in res.err, res.err
+    assert env.run("verify", "bob", "--reseal").code == 8
+    assert env.run("set", "bob", "inbox", env.file("v3.rhai", GOOD), "--force").code == 0
+
+
 # ------------------------------------------------------------------ push
 
 
