@@ -542,3 +542,46 @@ def test_malformed_operations_are_bad_fields(world: World, fields: dict[str, Any
     with pytest.raises(EnvelopeError) as info:
         open_logic_request(sign1(payload, key))
     assert info.value.kind == "bad_field" and message in info.value.message
+
+
+# ------------------------------------------------------------------ the two phases
+
+
+def test_check_answers_refusals_denials_and_reads_and_admits_only_changes(world: World) -> None:
+    """What a worker decides before taking a run slot: only a permitted set/remove needs one."""
+    from peerbox._logic_push import LogicAdmitted
+
+    def logic(sender: str, op: str, module: str = "", source: str = "") -> bytes:
+        return make_logic_request(world.key(sender), target=world.bob.public_key, op=op, module=module,
+                                  source=source, now=world.now)
+
+    listing = logic("alice", "list")
+    assert isinstance(world.handler.check_logic(listing), Handled)  # a read: answered by the check
+    assert world.handler.check_logic(listing).error["kind"] == "replay"  # type: ignore[union-attr]
+    denied = world.handler.check_logic(logic("alice", "set", "inbox", V1))
+    assert isinstance(denied, Handled) and denied.outcome == "denied"
+    assert world.live("inbox") is None
+    change = logic("bob", "set", "inbox", V1)
+    admitted = world.handler.check_logic(change)
+    assert isinstance(admitted, LogicAdmitted) and admitted.owner and admitted.caller == world.bob.public_key
+    assert world.live("inbox") is None  # nothing is installed by the check
+    handled = world.handler.run(admitted)
+    reply = verify_reply(handled.body, target=world.bob.public_key, request_bytes=change)
+    assert reply.ok and reply.value["version"] == 1 and world.live("inbox") == V1
+    assert world.handler.check_logic(change).error["kind"] == "replay"  # type: ignore[union-attr]
+
+
+def test_exec_check_then_run(world: World) -> None:
+    from peerbox._exec import Admitted
+
+    req = make_request(world.key("alice"), target=world.bob.public_key, script="caller.name", now=world.now,
+                       limits={"timeout": 1.5})
+    admitted = world.handler.check(req)
+    assert isinstance(admitted, Admitted) and not admitted.owner and admitted.caller_name == "alice"
+    assert admitted.limits.timeout == 1.5
+    assert world.handler.check(req).error["kind"] == "replay"  # type: ignore[union-attr]
+    reply = verify_reply(world.handler.run(admitted).body, target=world.bob.public_key, request_bytes=req)
+    assert reply.ok and reply.value == "alice"
+    stranger = make_request(KeyPair.generate(), target=world.bob.public_key, script="1", now=world.now)
+    denied = world.handler.check(stranger)
+    assert isinstance(denied, Handled) and denied.outcome == "denied"

@@ -290,3 +290,71 @@ async def test_runs_use_big_stack_threads(world: World) -> None:
     resp = await w.app(post(req))
     assert resp.status == 200 and reply_of(world, resp, req).value == 2000
     assert all(t.name.startswith("peerbox-run-") for t in w.pool._threads)
+
+
+async def _until(cond: Any, timeout: float = 5.0) -> None:
+    with trio.fail_after(timeout):
+        while not cond():
+            await trio.sleep(0.01)
+
+
+async def test_refusals_denials_and_reads_never_take_a_run_slot(world: World) -> None:
+    from peerbox._logic_push import make_logic_request
+
+    w = world.worker(max_runs=1, queue=1, per_caller=4, owner_reserve=0)
+    loop_done = trio.Event()
+
+    async def spin() -> None:
+        await w.app(post(world.envelope(LOOP, limits={"timeout": 1.5})))
+        loop_done.set()
+
+    async with trio.open_nursery() as n:
+        n.start_soon(spin)
+        await _until(lambda: w.admission.running == 1)
+        # the one slot is taken, yet these are all answered at once, by the check, and never queue
+        denied = world.envelope("1", sender="dave")
+        assert (await w.app(post(denied))).status == 403
+        assert (await w.app(post(denied))).status == 409
+        listing = make_logic_request(world.store.get("alice").signing_key(),
+                                     target=world.store.get("bob").public_key, op="list", now=world.now)
+        resp = await w.app(post(listing, path="/v1/logic"))
+        assert resp.status == 200 and reply_of(world, resp, listing).value == []
+        assert not loop_done.is_set()
+        assert w.admission.running == 1 and w.admission.queued == 0
+        n.start_soon(w.app, post(world.envelope("1")))  # allowed: it waits for the slot
+        await _until(lambda: w.admission.queued == 1)
+        # a full queue turns away before the check (the envelope is not used up: it may be sent again)
+        later = world.envelope("1", sender="dave")
+        assert (await w.app(post(later))).status == 503
+    assert (await w.app(post(later))).status == 403
+    doc = json.loads((await w.app(get("/v1/health"))).body)
+    assert (doc["in_flight"], doc["queued"], doc["checking"]) == (0, 0, 0)
+
+
+async def test_the_owner_takes_the_reserved_slot_while_a_caller_holds_the_others(world: World) -> None:
+    w = world.worker(["bob"], max_runs=1, queue=4)
+    loop_done = trio.Event()
+
+    async def spin() -> None:
+        resp = await w.app(post(world.envelope(LOOP, limits={"timeout": 2.0})))
+        assert resp.status == 200
+        loop_done.set()
+
+    async with trio.open_nursery() as n:
+        n.start_soon(spin)
+        await _until(lambda: w.admission.running == 1)
+        req = world.envelope("2 + 2", sender="bob")
+        resp = await w.app(post(req))
+        assert resp.status == 200 and reply_of(world, resp, req).value == 4
+        assert not loop_done.is_set()  # the owner did not wait for alice's loop
+        # the reserve is the owner's: alice's next request waits for her loop
+        n.start_soon(w.app, post(world.envelope("1")))
+        await _until(lambda: w.admission.queued == 1)
+    assert w.admission.idle
+
+
+async def test_params_a_script_cannot_hold_get_a_signed_error_not_a_500(world: World) -> None:
+    w = world.worker()
+    req = world.envelope("params.n", params={"n": 2 ** 63})
+    resp = await w.app(post(req))
+    assert resp.status == 200 and reply_of(world, resp, req).error["kind"] == "invalid_argument"
