@@ -39,15 +39,8 @@ and its slot is freed only when its thread returns):
   again; one turned away after it (the queue filled meanwhile: rare) has used
   its nonce, and must be sent again as a fresh envelope.
 
-Why a :class:`RunPool` and not ``trio.to_thread.run_sync``: wasm runs on the
-calling thread's native stack and Python's compiler recurses, so the threads
-that run scripts need a large stack (64 MiB, virtual, committed on use).
-Trio's thread cache creates its threads with whatever
-``threading.stack_size()`` is in force at that moment, process-wide, and reuses
-threads that may have been created earlier with the default, so it cannot
-guarantee the size. The pool starts its own threads with the stack size set
-just for their creation, and wakes the waiting task with
-``TrioToken.run_sync_soon`` (what ``trio.to_thread`` does internally).
+Runs use a :class:`~peerbox._runpool.RunPool` (threads with a large native
+stack, which ``trio.to_thread`` cannot guarantee: see :mod:`peerbox._runpool`).
 
 Isolated mode (:func:`run_isolated`): one child ``peerbox serve`` per peer,
 each on its own loopback port, supervised (restarted with backoff), behind a
@@ -61,7 +54,6 @@ import dataclasses
 import functools
 import json
 import os
-import queue as _queue
 import re
 import signal
 import ssl
@@ -70,7 +62,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
 import cbor2
 import outcome
@@ -85,6 +76,7 @@ from ._envelope import Request
 from ._exec import Admitted, ExecHandler, Handled
 from ._errors import Error, UsageError
 from ._h2server import App, HttpRequest, HttpResponse, ServerLimits, serve
+from ._runpool import RUN_STACK_SIZE, RunPool
 from ._preauth import PreAuth
 from ._identity import did_from_public_key
 from ._logic_push import LogicAdmitted, LogicRequest
@@ -103,10 +95,6 @@ __all__ = [
     "RUN_STACK_SIZE",
 ]
 
-T = TypeVar("T")
-
-#: Native stack of the threads that run guest code.
-RUN_STACK_SIZE = 64 << 20
 COSE = "application/cose"
 CBOR = "application/cbor"
 JSON = "application/json"
@@ -118,7 +106,6 @@ _REJECTED_STATUS = {"bad_signature": 401, "bad_key": 401, "replay": 409, "too_la
 _FUEL_BUCKETS = (1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9)
 _SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _HOST_ACTION = re.compile(r"^([a-z]+(?:\.[a-z]+)*) of '")
-_stack_lock = threading.Lock()
 _RETRY = (("retry-after", "1"),)
 
 
@@ -154,69 +141,6 @@ def _header(req: HttpRequest, name: str) -> str | None:
 def _is_cose(req: HttpRequest) -> bool:
     value = _header(req, "content-type")
     return value is not None and value.split(";", 1)[0].strip().lower() == COSE
-
-
-# ------------------------------------------------------------------ thread pool
-
-
-class RunPool:
-    """``threads`` daemon threads with a ``stack_size`` native stack, awaited from trio."""
-
-    def __init__(self, threads: int, *, stack_size: int = RUN_STACK_SIZE) -> None:
-        if threads < 1:
-            raise ValueError("a RunPool needs at least one thread")
-        self._jobs: _queue.SimpleQueue[Callable[[], None] | None] = _queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        with _stack_lock:
-            old = threading.stack_size(stack_size)
-            try:
-                for i in range(threads):
-                    t = threading.Thread(target=self._loop, name=f"peerbox-run-{i}", daemon=True)
-                    t.start()
-                    self._threads.append(t)
-            finally:
-                threading.stack_size(old)
-
-    def _loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            job()
-
-    async def run(self, fn: Callable[[], T],
-                  on_done: Callable[[outcome.Outcome[T]], None] | None = None) -> T:
-        """Run ``fn`` on a pool thread and return its result (or raise its exception).
-
-        ``on_done(result)`` is called on the trio thread when ``fn`` returns,
-        even if the awaiting task was cancelled meanwhile (the thread cannot
-        be stopped; the bookkeeping must follow the thread, not the task).
-        """
-        token = trio.lowlevel.current_trio_token()
-        done = trio.Event()
-        box: list[outcome.Outcome[T]] = []
-
-        def deliver(res: outcome.Outcome[T]) -> None:
-            box.append(res)
-            done.set()
-            if on_done is not None:
-                on_done(res)
-
-        def job() -> None:
-            res = outcome.capture(fn)
-            try:
-                token.run_sync_soon(deliver, res)
-            except trio.RunFinishedError:
-                pass
-
-        self._jobs.put(job)
-        await done.wait()
-        return box[0].unwrap()
-
-    def close(self) -> None:
-        """Let the threads exit once their current job is done."""
-        for _ in self._threads:
-            self._jobs.put(None)
 
 
 # ------------------------------------------------------------------ metrics
