@@ -59,9 +59,16 @@ param_args = st.lists(
     st.builds(lambda k, v: f"{k}={v}", st.text(max_size=6), raw_values) | st.text(max_size=10),
     max_size=3,
 )
-params_json = st.none() | st.builds(json.dumps, st.dictionaries(st.text(max_size=6), json_values, max_size=4)) \
-    | st.builds(json.dumps, json_values) | deep | unbalanced | huge | st.text(max_size=20) \
+params_json = (
+    st.none()
+    | st.builds(json.dumps, st.dictionaries(st.text(max_size=6), json_values, max_size=4))
+    | st.builds(json.dumps, json_values)
+    | deep
+    | unbalanced
+    | huge
+    | st.text(max_size=20)
     | st.builds(lambda d: '{"a":' + d + "}", deep)
+)
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
