@@ -9,6 +9,15 @@ run makes dozens). It also holds the host functions of module
 call import ``peerbox.call`` with its per-run state (:class:`_RunState`),
 found through a thread-local so that no run ever sees another's.
 
+Most of these calls keep the GIL (they go through a ``ctypes.PyDLL``
+handle to the same library): they take microseconds, and releasing the GIL
+for each would cost a run one wait for the GIL per call, up to several ms
+each next to busy Python threads (a timed-out run would then end tens of ms
+late per call). Only calls that run guest code for as long as it likes
+(:func:`_call_i32_releasing`, used for ``main``) release it. Guest code run
+with the GIL held (``rt_alloc``, ``rt_fault``, ``rt_log_out``) is short and
+bounded, and a run's epoch deadline still applies to it.
+
 Everything here is private to the sandbox; names keep their leading
 underscore where they are wasmtime handles.
 """
@@ -35,24 +44,41 @@ __all__ = ["pow_f64"]
 
 # -- ctypes handles (looked up once) ------------------------------------------
 
-_store_new = _c._wasmtime_store_new
-_store_context = _c._wasmtime_store_context
-_store_delete = _c._wasmtime_store_delete
-_store_limiter = _c._wasmtime_store_limiter
-_set_fuel = _c._wasmtime_context_set_fuel
-_get_fuel = _c._wasmtime_context_get_fuel
-_set_epoch_deadline = _c._wasmtime_context_set_epoch_deadline
-_table_new = _c._wasmtime_table_new
-_linker_define = _c._wasmtime_linker_define
-_linker_define_instance = _c._wasmtime_linker_define_instance
-_linker_instantiate = _c._wasmtime_linker_instantiate
-_export_get = _c._wasmtime_instance_export_get
-_func_call = _c._wasmtime_func_call
-_memory_data = _c._wasmtime_memory_data
-_memory_data_size = _c._wasmtime_memory_data_size
-_caller_context = _c.wasmtime_caller_context
-_caller_export_get = _c.wasmtime_caller_export_get
+_HELD = ctypes.PyDLL(str(_f.filename))  # the same library; calls through it keep the GIL
+
+
+def _held(fn: Any) -> Any:
+    """``fn`` (a wasmtime-py ctypes function) called without releasing the GIL."""
+    held = _HELD[fn.__name__]
+    held.argtypes, held.restype = fn.argtypes, fn.restype
+    return held
+
+
+_store_new = _held(_c._wasmtime_store_new)
+_store_context = _held(_c._wasmtime_store_context)
+_store_delete = _held(_c._wasmtime_store_delete)
+_store_limiter = _held(_c._wasmtime_store_limiter)
+_set_fuel = _held(_c._wasmtime_context_set_fuel)
+_get_fuel = _held(_c._wasmtime_context_get_fuel)
+_set_epoch_deadline = _held(_c._wasmtime_context_set_epoch_deadline)
+_table_new = _held(_c._wasmtime_table_new)
+_linker_define = _held(_c._wasmtime_linker_define)
+_linker_define_instance = _held(_c._wasmtime_linker_define_instance)
+_linker_instantiate = _held(_c._wasmtime_linker_instantiate)  # no start functions: runs no guest code
+_export_get = _held(_c._wasmtime_instance_export_get)
+_func_call = _held(_c._wasmtime_func_call)
+_func_call_releasing = _c._wasmtime_func_call
+_memory_data = _held(_c._wasmtime_memory_data)
+_memory_data_size = _held(_c._wasmtime_memory_data_size)
+_caller_context = _held(_c._wasmtime_caller_context)
+_caller_export_get = _held(_c._wasmtime_caller_export_get)
+_trap_code = _held(_c._wasmtime_trap_code)
+_trap_message = _held(_c._wasm_trap_message)
+_trap_delete = _held(_c._wasm_trap_delete)
+_byte_vec_delete = _held(_c._wasm_byte_vec_delete)
 _define_unchecked = _c.wasmtime_linker_define_func_unchecked
+_engine_clone = _c._wasmtime_engine_clone
+_engine_delete = _c._wasm_engine_delete
 _string_at = ctypes.string_at
 _memmove = ctypes.memmove
 _addressof = ctypes.addressof
@@ -67,6 +93,33 @@ _EXTERN_MEMORY = _f.WASMTIME_EXTERN_MEMORY.value
 _EXTERN_TABLE = _f.WASMTIME_EXTERN_TABLE.value
 _ExternUnion = _f.wasmtime_extern_union
 _NULL_FUNCREF = _Val(kind=_f.WASMTIME_FUNCREF.value)  # zeroed payload = null funcref
+
+
+
+def _increment_epoch_address() -> int:
+    """The C address of ``wasmtime_engine_increment_epoch`` (a native timer calls it directly)."""
+    address = ctypes.cast(_f.dll["wasmtime_engine_increment_epoch"], ctypes.c_void_p).value
+    if not address:  # pragma: no cover - the symbol is part of wasmtime's C API
+        raise OSError("wasmtime_engine_increment_epoch not found")
+    return int(address)
+
+
+def _set_async_stack_size(config: wasmtime.Config, size: int) -> bool:
+    """Set the Config's ``async_stack_size``; False if this wasmtime has no such C function.
+
+    wasmtime refuses (with a Rust panic in the C API's ``wasm_engine_new``)
+    a ``max_wasm_stack`` larger than ``async_stack_size`` (default 2 MiB),
+    even for an engine that never runs anything asynchronously.
+    """
+    try:
+        setter = _f.dll["wasmtime_config_async_stack_size_set"]
+    except AttributeError:  # pragma: no cover - a wasmtime built without async support
+        return False
+    setter.argtypes = [ctypes.POINTER(_c.wasm_config_t), ctypes.c_size_t]
+    setter.restype = None
+    setter(config.ptr(), size)
+    return True
+
 
 _ENV = b"env"
 _TABLE = b"__indirect_function_table"
@@ -156,7 +209,7 @@ class _RunState:
     def __init__(self, host: Dispatch | None) -> None:
         self.host = host
         self.stop: Error | None = None
-        self.trap: wasmtime.Trap | None = None  # a trap inside a host call (it then stops the run)
+        self.trap: _GuestTrap | None = None  # a trap inside a host call (it then stops the run)
 
 
 def _caller_export(caller: Any, name: bytes, kind: int) -> Any:
@@ -220,7 +273,7 @@ def _host_call_callback(tls: threading.local) -> Any:
                                          args[2].i32 & 0xFFFFFFFF)
                 except BudgetExceeded as exc:
                     state.stop = LimitExceeded("hostcalls", f"script exceeded its host-call budget: {exc}")
-                except wasmtime.Trap as exc:  # calling rt_alloc: fuel, timeout, stack or memory ran out
+                except _GuestTrap as exc:  # calling rt_alloc: fuel, timeout, stack or memory ran out
                     state.trap = exc
                 except Error as exc:
                     state.stop = exc
@@ -234,11 +287,43 @@ def _host_call_callback(tls: threading.local) -> Any:
     return _c.wasmtime_func_unchecked_callback_t(callback)
 
 
+class _GuestTrap(Exception):
+    """A wasm trap, read (code and message) and freed without releasing the GIL."""
+
+    def __init__(self, code: wasmtime.TrapCode | None, message: str) -> None:
+        super().__init__(message)
+        self.trap_code = code
+        self.message = message
+
+
+def _trap_from_ptr(trap: Any) -> _GuestTrap:
+    """Read and free a ``wasm_trap_t``."""
+    try:
+        code = _f.wasmtime_trap_code_t()
+        has_code = _trap_code(trap, byref(code))
+        vec = _f.wasm_byte_vec_t()
+        _trap_message(trap, byref(vec))
+        try:
+            text = _string_at(vec.data, vec.size).rstrip(b"\0").decode("utf-8", "replace") if vec.size else ""
+        finally:
+            _byte_vec_delete(byref(vec))
+    finally:
+        _trap_delete(trap)
+    kind: wasmtime.TrapCode | None = None
+    if has_code:
+        try:
+            kind = _TRAP(int(code.value))
+        except ValueError:  # pragma: no cover - a code newer than wasmtime-py's enum
+            kind = None
+    return _GuestTrap(kind, text)
+
+
 def _raise_for(err: Any, trap: Any) -> None:
+    """Raise what a C call reported: :class:`_GuestTrap` for a trap, wasmtime's error otherwise."""
     if err:
         raise wasmtime.WasmtimeError._from_ptr(err)
     if trap:
-        raise wasmtime.Trap._from_ptr(trap)
+        raise _trap_from_ptr(trap)
 
 
 def _table_import_min(module: wasmtime.Module) -> int:
@@ -259,8 +344,8 @@ def _export(ctx: Any, inst: Any, name: bytes, kind: int) -> Any:
     return item
 
 
-def _call_i32(ctx: Any, func_item: Any, *args: int) -> int:
-    """Call a ``(i32...) -> i32`` function; traps raise wasmtime.Trap."""
+def _call_i32(ctx: Any, func_item: Any, *args: int, call: Any = _func_call) -> int:
+    """Call a short ``(i32...) -> i32`` guest function keeping the GIL; traps raise :class:`_GuestTrap`."""
     n = len(args)
     params = (_Val * n)() if n else None
     for i, a in enumerate(args):
@@ -268,9 +353,14 @@ def _call_i32(ctx: Any, func_item: Any, *args: int) -> int:
         params[i].of.i32 = a  # type: ignore[index]
     results = (_Val * 1)()
     trap = _TrapPtr()
-    _raise_for(_func_call(ctx, byref(func_item.of.func), params, n, results, 1, byref(trap)), trap)
+    _raise_for(call(ctx, byref(func_item.of.func), params, n, results, 1, byref(trap)), trap)
     value: int = results[0].of.i32
     return value
+
+
+def _call_i32_releasing(ctx: Any, func_item: Any, *args: int) -> int:
+    """Like :func:`_call_i32`, releasing the GIL while the guest runs (for ``main``)."""
+    return _call_i32(ctx, func_item, *args, call=_func_call_releasing)
 
 
 def _memory_span(ctx: Any, mem: Any) -> tuple[int, int]:

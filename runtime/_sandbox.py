@@ -19,9 +19,11 @@ an explicit lifetime that ends at :meth:`Sandbox.close`:
   address space per slot);
 * the compiled guest runtime module (``rt.wasm``), compiled once (or loaded
   from the disk cache);
-* the epoch ticker, a daemon thread that advances the engine's epoch every
-  :data:`EPOCH_TICK` seconds once a run with a timeout has started; it never
-  keeps the process alive and stops on ``close()``;
+* the epoch clock (:mod:`peerbox._epoch`): a POSIX timer that advances the
+  engine's epoch every :data:`EPOCH_TICK` seconds from a native thread while
+  runs with a timeout are in flight, so timeouts hold however busy Python
+  is (a daemon Python thread where POSIX timers are unavailable); it never
+  keeps the process alive and is deleted on ``close()``;
 * one ``Linker`` per thread holding the host functions (``peerbox_rt``
   module: ``fmt_f64``, ``parse_f64``, ``pow_f64``), registered once.
 
@@ -51,9 +53,18 @@ each catches everything and returns an error value to the guest.
 
 Threads: runs may execute on any thread, concurrently (wasmtime releases the
 GIL while guest code runs). Wasm code runs on the calling thread's native
-stack, so a thread that runs scripts needs a stack comfortably larger than
-``max_wasm_stack`` (the main thread's 8 MiB is plenty for the 1 MiB default;
-for worker threads set ``threading.stack_size`` accordingly).
+stack, so a run checks (once per thread) that the thread's stack holds
+``2 * max_wasm_stack + 2 MiB`` (:mod:`peerbox._stack`) and otherwise runs
+on a helper thread with a stack that large: a too-small native stack would
+kill the process with SIGSEGV instead of ending the run with a "stack"
+limit. (The main thread's 8 MiB is plenty for the 1 MiB default; threads
+that run many scripts with a larger ``max_wasm_stack`` should be created
+with a large enough ``threading.stack_size`` to avoid the helper thread.)
+
+Options are validated before wasmtime sees them: wasmtime's C API turns an
+Engine configuration it refuses into a Rust panic that aborts the process
+(a ``max_wasm_stack`` above ``async_stack_size`` did, exit 134), so every
+value here is checked and out-of-range ones raise :class:`~peerbox.UsageError`.
 """
 
 from __future__ import annotations
@@ -63,6 +74,7 @@ import hashlib
 import math
 import os
 import threading
+import time
 import weakref
 from ctypes import byref
 from typing import Any, NamedTuple
@@ -74,12 +86,15 @@ from wasmtime import _ffi as _f
 from ._cache import LRU, ModuleCache, default_cache_dir
 from ._capi import (  # the raw wasmtime C-API layer and the guest's host functions
     _ENV, _EXTERN_FUNC, _EXTERN_MEMORY, _EXTERN_TABLE, _Extern, _ExternUnion, _Instance, _NO_FINALIZER,
-    _NULL_FUNCREF, _RT, _RunState, _TABLE, _TRAP, _TrapPtr, _call_i32, _define_unchecked, _export, _fmt_f64,
+    _NULL_FUNCREF, _RT, _RunState, _TABLE, _TRAP, _TrapPtr, _GuestTrap, _call_i32, _call_i32_releasing,
+    _define_unchecked, _export, _fmt_f64,
     _get_fuel, _host_call_callback, _linker_define, _linker_define_instance, _linker_instantiate, _memmove,
-    _memory_span, _parse_f64, _pow_f64, _raise_for, _read_block, _set_epoch_deadline, _set_fuel,
-    _store_context, _store_delete, _store_limiter, _store_new, _table_import_min, _table_new, pow_f64,
+    _memory_span, _parse_f64, _pow_f64, _raise_for, _read_block, _set_async_stack_size, _set_epoch_deadline,
+    _set_fuel, _store_context, _store_delete, _store_limiter, _store_new, _table_import_min, _table_new, pow_f64,
 )
+from ._epoch import EPOCH_TICK, ClockKind, EpochClock
 from ._errors import Error, LimitExceeded, ScriptError, UsageError
+from ._stack import call_with_stack, native_stack_needed, thread_stack_size
 from ._values import decode_log, decode_output
 from .hostcalls import Dispatch
 
@@ -91,6 +106,8 @@ __all__ = [
     "EPOCH_TICK",
     "CLOSURE_TABLE_BASE",
     "MIN_TABLE_SIZE",
+    "MIN_WASM_STACK",
+    "MAX_WASM_STACK",
     "MAX_TABLE_SIZE",
     "DEFAULT_CONCURRENT_RUNS",
     "pow_f64",
@@ -98,14 +115,24 @@ __all__ = [
 
 #: Default maximum wasm stack per Engine (bytes). Deep but not runaway recursion fits.
 DEFAULT_MAX_WASM_STACK = 1 << 20
+#: Smallest and largest ``max_wasm_stack`` a Sandbox accepts (bytes).
 MIN_WASM_STACK = 64 << 10
 MAX_WASM_STACK = 64 << 20
+#: wasmtime's own default ``async_stack_size``: the most a wasmtime without the
+#: C function to raise it can honour.
+_DEFAULT_ASYNC_STACK = 2 << 20
+#: Largest memory limit a run may have: wasm32 cannot address more.
+MAX_MEMORY = 4 << 30
+#: Largest fuel budget and epoch deadline (ticks) a run may have.
+MAX_FUEL = 1 << 62
+#: Longest timeout a run may have (seconds).
+MAX_TIMEOUT = 24 * 3600.0
 #: Default number of runs one Sandbox executes at the same time (pool slots).
 DEFAULT_CONCURRENT_RUNS = 64
+#: Most runs one Sandbox may execute at the same time.
+MAX_CONCURRENT_RUNS = 4096
 #: Bytes of each pooled linear memory kept resident (reset with memset) between runs.
 _KEEP_RESIDENT = 1 << 20
-#: Seconds between two epoch ticks: the granularity of timeouts.
-EPOCH_TICK = 0.01
 #: The script module's closures start at this table index (see ABI.md).
 CLOSURE_TABLE_BASE = 64
 MIN_TABLE_SIZE = 128
@@ -115,6 +142,7 @@ MAX_TABLE_SIZE = 1 << 16
 _UNLIMITED_FUEL = 1 << 62
 _NO_DEADLINE = 1 << 62
 _SALVAGE_FUEL = 100_000_000  # fuel granted after a trap to read the log
+_SALVAGE_TICKS = 100  # epoch ticks granted after a trap to read the log
 _RT_CACHE_PREFIX = "rt-"
 
 class Outcome(NamedTuple):
@@ -142,46 +170,6 @@ class ScriptModule:
         self._module_ptr = module.ptr()
 
 
-# -- the epoch ticker ---------------------------------------------------------
-
-
-class _EpochTicker:
-    """A daemon thread advancing an engine's epoch every ``interval`` seconds."""
-
-    def __init__(self, engine: wasmtime.Engine, interval: float) -> None:
-        self._engine = engine
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def ensure_running(self) -> None:
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            return
-        with self._lock:
-            if self._stop.is_set():
-                return
-            if self._thread is None or not self._thread.is_alive():  # also after os.fork()
-                self._thread = threading.Thread(target=self._loop, name="peerbox-epoch", daemon=True)
-                self._thread.start()
-
-    def _loop(self) -> None:
-        engine, stop, interval = self._engine, self._stop, self._interval
-        while not stop.wait(interval):
-            engine.increment_epoch()
-
-    def stop(self) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=1.0)
-
-    @property
-    def thread(self) -> threading.Thread | None:
-        return self._thread
-
-
 def _rt_wasm_bytes() -> bytes:
     from peerbox.wasm_guests import rt_wasm_bytes
 
@@ -192,18 +180,24 @@ def _rt_wasm_bytes() -> bytes:
 
 
 class Sandbox:
-    """An Engine, the compiled guest runtime and the epoch ticker.
+    """An Engine, the compiled guest runtime and the epoch clock.
 
     ``max_wasm_stack`` (bytes) caps the wasm stack of every run (default
-    :data:`DEFAULT_MAX_WASM_STACK`); ``cache_dir`` is where compiled modules
+    :data:`DEFAULT_MAX_WASM_STACK`, any int from :data:`MIN_WASM_STACK` to
+    :data:`MAX_WASM_STACK`); ``cache_dir`` is where compiled modules
     are kept (default ``$PEERBOX_CACHE_DIR`` or ``~/.cache/peerbox/modules``),
     ``disk_cache=False`` keeps nothing on disk; ``memory_cache_size`` bounds
     the in-memory cache of compiled programs; ``max_concurrent_runs`` is how
     many runs may execute at once (more wait); ``pooling`` picks wasmtime's
-    pooling allocator (default: on, unless ``PEERBOX_POOLING=0``).
+    pooling allocator (default: on, unless ``PEERBOX_POOLING=0``);
+    ``epoch_clock`` is what drives timeouts: ``"auto"`` (a native POSIX
+    timer where available, else a Python thread), ``"posix-timer"`` or
+    ``"thread"`` (see :mod:`peerbox._epoch`).
 
-    Use it as a context manager or call :meth:`close`; a closed sandbox
-    refuses to compile or run (:class:`~peerbox.UsageError`).
+    Raises :class:`~peerbox.UsageError` for an option out of its range (the
+    message names the range), before wasmtime sees it. Use it as a context
+    manager or call :meth:`close`; a closed sandbox refuses to compile or run
+    (:class:`~peerbox.UsageError`).
     """
 
     def __init__(
@@ -216,22 +210,20 @@ class Sandbox:
         max_concurrent_runs: int = DEFAULT_CONCURRENT_RUNS,
         pooling: bool | None = None,
         metered: bool = False,
+        epoch_clock: ClockKind = "auto",
     ) -> None:
-        if (
-            type(max_wasm_stack) is not int
-            or not MIN_WASM_STACK <= max_wasm_stack <= MAX_WASM_STACK
-        ):
-            raise UsageError(
-                f"max_wasm_stack must be an int between {MIN_WASM_STACK} and {MAX_WASM_STACK} bytes, "
-                f"got {max_wasm_stack!r}"
-            )
+        _check_options(max_wasm_stack, cache_dir, disk_cache, memory_cache_size, max_concurrent_runs, pooling,
+                       metered)
         config = wasmtime.Config()
         config.consume_fuel = bool(metered)
         config.epoch_interruption = True
+        # wasmtime refuses max_wasm_stack > async_stack_size with a panic, even for sync-only engines
+        if not _set_async_stack_size(config, max(_DEFAULT_ASYNC_STACK, _round_up(max_wasm_stack + (1 << 20)))):
+            if max_wasm_stack > _DEFAULT_ASYNC_STACK:  # pragma: no cover - wasmtime without async support
+                raise UsageError(f"max_wasm_stack can be at most {_DEFAULT_ASYNC_STACK} bytes with this wasmtime, "
+                                 f"got {max_wasm_stack}")
         config.max_wasm_stack = max_wasm_stack
         config.cranelift_opt_level = "speed"
-        if type(max_concurrent_runs) is not int or not 1 <= max_concurrent_runs <= 4096:
-            raise UsageError(f"max_concurrent_runs must be an int in [1, 4096], got {max_concurrent_runs!r}")
         if pooling is None:
             pooling = os.environ.get("PEERBOX_POOLING", "1") != "0" and _address_space_unlimited()
         self.pooling = bool(pooling) and _configure_pooling(config, max_concurrent_runs)
@@ -251,10 +243,11 @@ class Sandbox:
             directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.disk = ModuleCache(directory)
         self.programs: LRU[Any] = LRU(memory_cache_size)
-        self._ticker = _EpochTicker(self._engine, EPOCH_TICK)
-        # Stop the ticker when the Sandbox is garbage-collected or at interpreter exit,
-        # whichever comes first (the finalizer holds the ticker, not the Sandbox).
-        self._finalizer = weakref.finalize(self, self._ticker.stop)
+        self._clock = EpochClock(self._engine, self._engine_ptr, epoch_clock)
+        self._stack_needed = native_stack_needed(max_wasm_stack)
+        # Delete the timer when the Sandbox is garbage-collected or at interpreter exit,
+        # whichever comes first (the finalizer holds the clock, not the Sandbox).
+        self._finalizer = weakref.finalize(self, self._clock.close)
         self._tls = threading.local()
         self._lock = threading.Lock()
         self._closed = False
@@ -272,7 +265,7 @@ class Sandbox:
     # -- lifetime -------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the epoch ticker and refuse further use. Idempotent."""
+        """Stop the epoch clock (once runs in flight end) and refuse further use. Idempotent."""
         self._closed = True
         self._finalizer()
         self.programs.clear()
@@ -291,7 +284,7 @@ class Sandbox:
             self._check_open()
             if self._twin is None:
                 # on-demand memory, not a second pool of reserved slots: metered runs are the rarer kind
-                options = {**self._options, "pooling": False}
+                options = {**self._options, "pooling": False, "epoch_clock": self._clock.kind}
                 self._twin = Sandbox(metered=True, **options)  # type: ignore[arg-type]
             return self._twin
 
@@ -320,8 +313,13 @@ class Sandbox:
 
     @property
     def ticker_thread(self) -> threading.Thread | None:
-        """The epoch ticker thread, once started (for tests and diagnostics)."""
-        return self._ticker.thread
+        """The fallback epoch ticker thread, once started (None with the POSIX timer)."""
+        return self._clock.thread
+
+    @property
+    def epoch_clock(self) -> str:
+        """What drives timeouts: ``"posix-timer"`` (native) or ``"thread"`` (the Python fallback)."""
+        return self._clock.kind
 
     # -- the guest runtime ----------------------------------------------------
 
@@ -438,29 +436,78 @@ class Sandbox:
     ) -> Outcome:
         """Run ``script`` once in a fresh Store and return its value and log.
 
+        ``timeout`` (seconds, counted from this call, not counting a wait for a free slot) is
+        ``None`` or a number in (0, :data:`MAX_TIMEOUT`], ``memory`` an int
+        in [0, :data:`MAX_MEMORY`], ``fuel`` ``None`` or an int in [0,
+        :data:`MAX_FUEL`]. Runs on a helper thread with a large enough native
+        stack if the calling thread's is too small for ``max_wasm_stack``.
+
         Raises :class:`~peerbox.ScriptError` for an uncaught script error,
-        :class:`~peerbox.LimitExceeded` when a limit stops it, and
-        :class:`~peerbox.Error` for anything that is a bug in peerbox.
+        :class:`~peerbox.LimitExceeded` when a limit stops it,
+        :class:`~peerbox.UsageError` for a limit out of range or a closed
+        sandbox, and :class:`~peerbox.Error` for anything that is a bug in peerbox.
         """
+        started = time.monotonic()
         if self._closed:
             self._check_open()
+        _check_run_limits(timeout, memory, fuel)
+        fits = getattr(self._tls, "stack_fits", None)
+        if fits is None:
+            fits = self._tls.stack_fits = self._thread_stack_fits()
+        if not fits:
+            return call_with_stack(
+                lambda: self._run(script, input_cbor, started, timeout=timeout, memory=memory, fuel=fuel,
+                                  files=files, host=host),
+                self._stack_needed + (1 << 20),
+            )
+        return self._run(script, input_cbor, started, timeout=timeout, memory=memory, fuel=fuel, files=files,
+                         host=host)
+
+    def _thread_stack_fits(self) -> bool:
+        """Whether this thread's native stack holds what runs under ``max_wasm_stack`` need."""
+        size = thread_stack_size()
+        if size is None:  # pragma: no cover - not Linux: trust the default on ordinary threads
+            return self.max_wasm_stack <= DEFAULT_MAX_WASM_STACK
+        return size >= self._stack_needed
+
+    def _run(
+        self,
+        script: ScriptModule,
+        input_cbor: bytes,
+        started: float,
+        *,
+        timeout: float | None,
+        memory: int,
+        fuel: int | None,
+        files: tuple[str, ...],
+        host: Dispatch | None,
+    ) -> Outcome:
+        """:meth:`run` on a thread known to have stack enough; ``started``: when run() was called."""
         rt_ptr = self._rt_module_ptr if self._rt_module_ptr is not None else self._rt()
         linker = self._linker()
         if fuel is not None and not self.metered:
             raise UsageError("this Sandbox does not meter fuel: run fuel-limited programs in metered_twin()")
         budget = _UNLIMITED_FUEL if fuel is None else fuel
-        if timeout is None:
-            deadline = _NO_DEADLINE
-        else:
-            self._ticker.ensure_running()
-            deadline = math.ceil(timeout / EPOCH_TICK) + 1
         slots = self._slots
-        slots.acquire()
+        if not slots.acquire(blocking=False):  # all slots busy: the wait does not count against the timeout
+            waited = time.monotonic()
+            slots.acquire()
+            started += time.monotonic() - waited
         outer = getattr(self._tls, "run", None)  # a run may start another from a host call
         self._tls.run = _RunState(host)
+        clock = self._clock if timeout is not None else None
         try:
-            data, left, peak = self._run_in_fresh_store(script, input_cbor, linker, rt_ptr, budget, deadline,
-                                                  timeout=timeout, memory=memory, fuel=fuel)
+            deadline_at = None
+            if clock is not None and timeout is not None:
+                clock.begin()  # raises UsageError if closed meanwhile
+                deadline_at = started + timeout
+            try:
+                data, left, peak = self._run_in_fresh_store(script, input_cbor, linker, rt_ptr, budget,
+                                                            deadline_at, timeout=timeout, memory=memory,
+                                                            fuel=fuel)
+            finally:
+                if deadline_at is not None and clock is not None:
+                    clock.end()
         finally:
             self._tls.run = outer
             slots.release()
@@ -487,7 +534,7 @@ class Sandbox:
         linker: Any,
         rt_ptr: Any,
         budget: int,
-        deadline: int,
+        deadline_at: float | None,
         *,
         timeout: float | None,
         memory: int,
@@ -502,7 +549,7 @@ class Sandbox:
                 _store_limiter(store, memory, -1, -1, -1, -1)
                 if self.metered:
                     _raise_for(_set_fuel(ctx, budget), None)
-                _set_epoch_deadline(ctx, deadline)
+                _set_epoch_deadline(ctx, _deadline_ticks(deadline_at))
                 table = _f.wasmtime_table_t()
                 ttype = script._table_type.ptr()
                 _raise_for(_table_new(ctx, ttype, byref(_NULL_FUNCREF), byref(table)), None)
@@ -523,20 +570,20 @@ class Sandbox:
                 if ptr == 0 or ptr + n > size:
                     raise Error(f"rt_alloc({n}) returned {ptr}, outside guest memory (a bug in peerbox)")
                 _memmove(base + ptr, input_cbor, n)
-                out = _call_i32(ctx, _export(ctx, sinst, b"main", _EXTERN_FUNC), ptr, n)
+                out = _call_i32_releasing(ctx, _export(ctx, sinst, b"main", _EXTERN_FUNC), ptr, n)
                 data = _read_block(ctx, mem, out, "main")
                 left = ctypes.c_uint64()
                 if self.metered:
                     _raise_for(_get_fuel(ctx, byref(left)), None)
                 return data, int(left.value), _memory_span(ctx, mem)[1]
-            except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+            except (_GuestTrap, wasmtime.WasmtimeError) as exc:
                 raise self._translate(exc, ctx, rt, timeout=timeout, memory=memory, fuel=fuel) from None
         finally:
             _store_delete(store)
 
     def _translate(
         self,
-        exc: wasmtime.Trap | wasmtime.WasmtimeError,
+        exc: _GuestTrap | wasmtime.WasmtimeError,
         ctx: Any,
         rt: Any,
         *,
@@ -548,23 +595,25 @@ class Sandbox:
         from wasmtime._func import maybe_raise_last_exn
 
         maybe_raise_last_exn()  # a KeyboardInterrupt caught by wasmtime-py's trampoline
-        code = exc.trap_code if isinstance(exc, wasmtime.Trap) else None
+        code = exc.trap_code if isinstance(exc, _GuestTrap) else None
         text = str(exc)
         fault = 0
         log: list[str] = []
         if rt is not None:
             if self.metered:
                 _raise_for(_set_fuel(ctx, _SALVAGE_FUEL), None)
-            _set_epoch_deadline(ctx, _NO_DEADLINE)
+            # rt_fault and rt_log_out are short and keep the GIL; with a timed run the
+            # native clock still ticks, so even a broken rt could not hold it for long
+            _set_epoch_deadline(ctx, _SALVAGE_TICKS if timeout is not None else _NO_DEADLINE)
             try:
                 fault = _call_i32(ctx, _export(ctx, rt, b"rt_fault", _EXTERN_FUNC))
-            except (wasmtime.Trap, wasmtime.WasmtimeError, Error):
+            except (_GuestTrap, wasmtime.WasmtimeError, Error):
                 fault = 0
             try:
                 out = _call_i32(ctx, _export(ctx, rt, b"rt_log_out", _EXTERN_FUNC))
                 mem = _export(ctx, rt, b"memory", _EXTERN_MEMORY).of.memory
                 log = decode_log(_read_block(ctx, mem, out, "rt_log_out"))
-            except (wasmtime.Trap, wasmtime.WasmtimeError, Error):
+            except (_GuestTrap, wasmtime.WasmtimeError, Error):
                 log = []
         state: _RunState | None = getattr(self._tls, "run", None)
         if state is not None and state.trap is not None:  # the real cause, not rt's host_stop
@@ -587,6 +636,72 @@ class Sandbox:
         if fault == 1 or (code is None and "exceeds memory limits" in text):
             return LimitExceeded("memory", f"script exceeded its memory limit ({memory} bytes)", log=log)
         return Error(f"internal error: the sandbox trapped unexpectedly (a bug in peerbox): {text.strip()}")
+
+
+def _deadline_ticks(deadline_at: float | None) -> int:
+    """Epoch ticks from now until ``deadline_at`` (monotonic seconds), never early.
+
+    The next tick comes within one :data:`EPOCH_TICK`, hence the extra tick:
+    a run ends between its deadline and one tick after it.
+    """
+    if deadline_at is None:
+        return _NO_DEADLINE
+    left = deadline_at - time.monotonic()
+    return (math.ceil(left / EPOCH_TICK) if left > 0 else 0) + 1
+
+
+def _is_number(x: object) -> bool:
+    return type(x) is int or type(x) is float
+
+
+def _check_run_limits(timeout: float | None, memory: int, fuel: int | None) -> None:
+    """Raise :class:`~peerbox.UsageError` unless the run limits are in range.
+
+    An unchecked value would reach wasmtime's C API, where a negative memory
+    limit means "none" and a value past 64 bits is a ctypes error.
+    """
+    if timeout is not None and (
+        not _is_number(timeout) or not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT
+    ):
+        raise UsageError(f"timeout must be None or seconds in (0, {MAX_TIMEOUT:.0f}], got {timeout!r}")
+    if type(memory) is not int or not 0 <= memory <= MAX_MEMORY:
+        raise UsageError(f"memory must be an int number of bytes in [0, {MAX_MEMORY}], got {memory!r}")
+    if fuel is not None and (type(fuel) is not int or not 0 <= fuel <= MAX_FUEL):
+        raise UsageError(f"fuel must be None or an int in [0, {MAX_FUEL}], got {fuel!r}")
+
+
+def _round_up(n: int, unit: int = 64 << 10) -> int:
+    return -(-n // unit) * unit
+
+
+def _check_options(
+    max_wasm_stack: object,
+    cache_dir: object,
+    disk_cache: object,
+    memory_cache_size: object,
+    max_concurrent_runs: object,
+    pooling: object,
+    metered: object,
+) -> None:
+    """Raise :class:`~peerbox.UsageError` unless every Sandbox option is in range (before wasmtime sees any)."""
+    if type(max_wasm_stack) is not int or not MIN_WASM_STACK <= max_wasm_stack <= MAX_WASM_STACK:
+        raise UsageError(
+            f"max_wasm_stack must be an int between {MIN_WASM_STACK} and {MAX_WASM_STACK} bytes "
+            f"(at most {MAX_WASM_STACK >> 20} MiB), got {max_wasm_stack!r}"
+        )
+    if type(max_concurrent_runs) is not int or not 1 <= max_concurrent_runs <= MAX_CONCURRENT_RUNS:
+        raise UsageError(
+            f"max_concurrent_runs must be an int in [1, {MAX_CONCURRENT_RUNS}], got {max_concurrent_runs!r}"
+        )
+    if type(memory_cache_size) is not int or not 0 <= memory_cache_size <= 1 << 20:
+        raise UsageError(f"memory_cache_size must be an int in [0, {1 << 20}], got {memory_cache_size!r}")
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise UsageError(f"cache_dir must be a path or None, got {cache_dir!r}")
+    for name, value in (("disk_cache", disk_cache), ("metered", metered)):
+        if type(value) is not bool:
+            raise UsageError(f"{name} must be True or False, got {value!r}")
+    if pooling is not None and type(pooling) is not bool:
+        raise UsageError(f"pooling must be True, False or None, got {pooling!r}")
 
 
 def _address_space_unlimited() -> bool:

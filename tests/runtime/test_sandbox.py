@@ -182,7 +182,8 @@ def test_run_rejects_non_limits(sandbox: peerbox.Sandbox) -> None:
 
 
 def test_ticker_is_a_daemon_and_stops_on_close(tmp_path: object) -> None:
-    sb = peerbox.Sandbox(disk_cache=False)
+    # the Python fallback (where POSIX timers are unavailable); see test_timeouts.py for the native clock
+    sb = peerbox.Sandbox(disk_cache=False, epoch_clock="thread")
     peerbox.compile("1", "x.rhai", sandbox=sb).run()
     thread = sb.ticker_thread
     assert thread is not None and thread.daemon and thread.is_alive()
