@@ -116,17 +116,17 @@ class ServerLimits:
     - Pre-authentication failure budgets (token buckets, :mod:`peerbox._budget`):
       each answer the app marks ``preauth_failure`` (a bad signature, an
       envelope that does not parse) costs a token of the connection
-      (``max_preauth_failures_per_conn`` = 16, refilled at
-      ``preauth_failure_rate_per_conn`` = 2 per second) and one of its remote
+      (``max_preauth_failures_per_conn`` = 8, refilled at
+      ``preauth_failure_rate_per_conn`` = 1 per second) and one of its remote
       address, shared by all its connections (``max_preauth_failures_per_addr``
-      = 64, refilled at ``preauth_failure_rate_per_addr`` = 8 per second, for
+      = 32, refilled at ``preauth_failure_rate_per_addr`` = 4 per second, for
       at most ``max_tracked_addrs`` = 4096 addresses). A failure when either
       is empty ends the connection (its answer is sent, then GOAWAY
       ENHANCE_YOUR_CALM and close; answers still running are dropped); while
       an address's bucket is empty, new connections from it are closed at
       once, unread. A failure costs the worker at most about 5 ms (a 1 MiB
       body received and hashed), so a flood from one address costs at most
-      about 8 x 5 ms = 4% of a core once the bursts are spent. Requests that
+      about 4 x 5 ms = 2% of a core once the bursts are spent. Requests that
       pass authentication are never charged: a client behind the same address
       keeps its established connections.
     """
@@ -142,10 +142,10 @@ class ServerLimits:
     max_queued_per_conn: int = 100
     max_buffered_per_conn: int = 8 << 20
     shutdown_grace: float = 10.0
-    max_preauth_failures_per_conn: int = 16
-    preauth_failure_rate_per_conn: float = 2.0
-    max_preauth_failures_per_addr: int = 64
-    preauth_failure_rate_per_addr: float = 8.0
+    max_preauth_failures_per_conn: int = 8
+    preauth_failure_rate_per_conn: float = 1.0
+    max_preauth_failures_per_addr: int = 32
+    preauth_failure_rate_per_addr: float = 4.0
     max_tracked_addrs: int = 4096
 
 
