@@ -21,7 +21,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import trio
@@ -40,6 +42,8 @@ who = "alice"
 actions = ["exec"]
 """
 
+#: The ``serving`` fixture of conftest.py (not importable from here): ``serving(root, *args)``.
+Serving = Callable[..., AbstractContextManager[tuple[int, Any]]]
 SAMPLES = 80
 ROUNDS = 4
 FLOOD_SECONDS = 60.0
@@ -157,7 +161,8 @@ async def flood_and_measure(url: str, store: peerbox.PeerStore) -> tuple[float, 
 
 
 @pytest.mark.parametrize("mode", ["shared", "isolated"])
-def test_a_forged_envelope_flood_leaves_other_clients_latency_alone(tmp_path: Path, serving, mode: str) -> None:
+def test_a_forged_envelope_flood_leaves_other_clients_latency_alone(tmp_path: Path, serving: Serving,
+                                                                    mode: str) -> None:
     store = make_root(tmp_path)
     with serving(tmp_path, "--peers", "bob", "--mode", mode) as (port, _):
         unloaded, loaded, tally = trio.run(flood_and_measure, f"http://127.0.0.1:{port}", store)
