@@ -53,8 +53,14 @@ class _Child:
 class Router(_Endpoints):
     """The isolated-mode front: same pre-checks and statuses as :class:`Worker`, forwards to children.
 
-    A child that is down (crashed, restarting) answers ``503`` with
-    ``retry-after``, like a saturated worker. Metrics count the children's
+    Nothing is forwarded, and nothing expensive done, for a request whose
+    signature does not verify: the router runs the worker's own pre-checks
+    (:meth:`_Endpoints._exec_checked`: size, outer structure and signature
+    over the raw bytes first, see :mod:`peerbox._preauth`), and its HTTP/2
+    server charges every refusal to the same per-connection and per-address
+    failure budgets (:class:`~peerbox._h2server.ServerLimits`). A child that
+    is down (crashed, restarting) answers ``503`` with ``retry-after``, like
+    a saturated worker. Metrics count the children's
     answers by the same outcomes (read from the replies it forwards).
     """
 
