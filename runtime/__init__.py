@@ -7,6 +7,10 @@ The embedding API::
     res = prog.run(params={"a": 1}, limits=peerbox.Limits(timeout=5.0, memory=64 << 20))
     res.value, res.log, res.fuel_used                        # raises peerbox.ScriptError / LimitExceeded
 
+Compiling untrusted source has a budget too (a CompileError past it)::
+
+    prog = peerbox.compile(source, limits=peerbox.CompileLimits(timeout=5.0, tokens=100_000))
+
 Running as a peer (its storage for ``fs::``, its logic layers for imports)::
 
     with peerbox.Contexts(root="peerbox-data") as peers:
@@ -35,7 +39,7 @@ from ._directory import Directory
 from ._identity import IdentityError, KeyPair
 from ._logic import LogicError, LogicRefused, PeerLogic
 from ._peers import Peer, PeerError, PeerStore
-from ._program import Limits, Program, Result, compile
+from ._program import CompileLimits, Limits, Program, Result, compile
 from ._sandbox import Sandbox
 from .wasm_guests.lang._diagnostics import CompileError
 
@@ -45,6 +49,7 @@ __all__ = [
     "Program",
     "Result",
     "Limits",
+    "CompileLimits",
     "Sandbox",
     "Error",
     "UsageError",

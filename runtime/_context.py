@@ -27,7 +27,7 @@ from typing import Any
 from ._errors import UsageError
 from ._peers import Peer, PeerStore
 from ._logic import LogicLayers, split_module_name
-from ._program import Limits, Program, Result, compile
+from ._program import CompileLimits, Limits, Program, Result, compile
 from .hostcalls import Authorizer, Backend, Quotas, open_backend
 
 __all__ = ["PeerContext", "Contexts", "load_quotas"]
@@ -85,6 +85,7 @@ class PeerContext:
         *,
         search_path: Sequence[str | os.PathLike[str]] = (),
         may_import: Callable[[str], bool] | None = None,
+        limits: CompileLimits | None = None,
     ) -> Program:
         """Compile a script for this peer: ``import`` resolves in the peer's logic layers.
 
@@ -96,10 +97,14 @@ class PeerContext:
         not allow ``builtin:notes``). What those modules import in turn is
         their owners' business. A refused module is reported exactly like a
         missing one, so a caller cannot probe which modules exist.
+        ``limits`` is the compile's budget, imported modules included (see
+        :func:`peerbox.compile`; default ``CompileLimits()``).
+
+        Raises what :func:`peerbox.compile` raises.
         """
         resolver = LogicLayers.of(self.peer, extra=search_path)
         if may_import is None:
-            return compile(source, filename, resolver=resolver)
+            return compile(source, filename, resolver=resolver, limits=limits)
         allowed = may_import
 
         def permitted(name: str) -> bool:
@@ -109,7 +114,7 @@ class PeerContext:
         def filtered(name: str, importer: str) -> Any:
             return resolver(name, importer) if importer != filename or permitted(name) else None
 
-        return compile(source, filename, resolver=filtered)
+        return compile(source, filename, resolver=filtered, limits=limits)
 
     def run(
         self,

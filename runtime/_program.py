@@ -8,7 +8,13 @@
     res.value, res.log, res.fuel_used                        # peerbox.ScriptError / LimitExceeded
 
 ``compile`` consults the cache first (see :mod:`peerbox._cache`): a cached
-compile does no parsing and no code generation. A ``Program`` belongs to the
+compile does no parsing and no code generation. Compiling is a job with a
+budget (:class:`~peerbox.CompileLimits`: source size, tokens, nodes, nesting,
+parameters, locals, WAT size, wall time), checked as the compiler goes; a
+compile refused for its budget raises :class:`~peerbox.CompileError` and is
+never cached. The cache keeps only successful compiles and its key does not
+include the limits, so a program compiled earlier under a larger budget may
+be returned for a compile under a smaller one (its cost was paid already). A ``Program`` belongs to the
 :class:`~peerbox.Sandbox` that compiled it (by default the process-wide one
 from :func:`default_sandbox`) and can be run any number of times, from any
 thread; every run gets a fresh wasm Store, so nothing leaks between runs.
@@ -30,12 +36,14 @@ import wasmtime
 
 from ._cache import DiskEntry, ImportRecord, cache_key, manifest_is_current, source_sha256
 from ._errors import UsageError
+from .wasm_guests.lang._budget import CompileLimits
 from ._logic import LogicLayers
 from .hostcalls import Authorizer, Backend, Budget, Dispatch
 from ._sandbox import Sandbox, ScriptModule
 from ._values import encode_input
 
 __all__ = [
+    "CompileLimits",
     "Limits",
     "Result",
     "Program",
@@ -333,17 +341,26 @@ def compile(
     search_path: Sequence[str | os.PathLike[str]] = (),
     resolver: Resolver | None = None,
     sandbox: Sandbox | None = None,
+    limits: CompileLimits | None = None,
 ) -> Program:
     """Compile a script (or fetch it from the cache) into a :class:`Program`.
 
     ``search_path`` lists directories where ``import "name"`` finds
     ``name.rhai`` (then peerbox's built-in library); alternatively pass
     ``resolver(name, importer)`` returning a ``ModuleSource`` or ``None``. ``sandbox`` defaults to
-    :func:`default_sandbox`.
+    :func:`default_sandbox`. ``limits`` is the compile's budget, the
+    imported modules included (default ``CompileLimits()``); e.g. a server
+    compiling a request passes ``CompileLimits(timeout=5.0)``. The WAT handed
+    to wasmtime is never larger than ``limits.wat_bytes`` (nor any function's
+    than ``limits.function_wat_bytes``), which bounds Cranelift's work too.
+    A cached program is returned whatever ``limits`` says: the cache holds
+    only programs that compiled, perhaps under a larger budget.
 
     Raises :class:`~peerbox.CompileError` (every diagnostic, with
-    positions) if the script does not compile, :class:`~peerbox.UsageError`
-    for arguments of the wrong type.
+    positions) if the script does not compile, or its subclass
+    ``CompileLimitExceeded`` (``.limit`` names the field) when the compile
+    goes over ``limits``; :class:`~peerbox.UsageError` for arguments of the
+    wrong type.
     """
     if not isinstance(source, str):
         raise UsageError(f"source must be a str, not {type(source).__name__}")
@@ -351,6 +368,8 @@ def compile(
         raise UsageError(f"filename must be a str, not {type(filename).__name__}")
     if resolver is not None and search_path:
         raise UsageError("pass either search_path or resolver, not both")
+    if limits is not None and not isinstance(limits, CompileLimits):
+        raise UsageError(f"limits must be a peerbox.CompileLimits, not {type(limits).__name__}")
     sb = default_sandbox() if sandbox is None else sandbox
     if not isinstance(sb, Sandbox):
         raise UsageError(f"sandbox must be a peerbox.Sandbox, not {type(sb).__name__}")
@@ -381,7 +400,7 @@ def compile(
     from peerbox.wasm_guests.lang import compile_to_wat
 
     recorder = _RecordingResolver(res)
-    compiled = compile_to_wat(source, filename, recorder)
+    compiled = compile_to_wat(source, filename, recorder, limits=limits)
     module = sb.compile_wat(compiled.wat)
     manifest = tuple(recorder.records.values())
     files = tuple(compiled.files)

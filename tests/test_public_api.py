@@ -14,6 +14,7 @@ EXPECTED = {
     "Program",
     "Result",
     "Limits",
+    "CompileLimits",
     "Sandbox",
     "Error",
     "UsageError",

@@ -45,6 +45,12 @@ MAX_DEPTH_LIMIT = 1000
 
 _MAX_TIMEOUT = 24 * 3600.0
 _MAX_COUNT = 1 << 40
+# Ceilings that keep every module the compiler emits valid for wasmtime (so a
+# limit set high never turns into "a bug in peerbox"): wasm allows 1000
+# parameters (two values each, plus a closure's environment), 50,000 locals
+# and 7,654,321 bytes of code per function (WAT text is never smaller).
+_CEILINGS = {"depth": MAX_DEPTH_LIMIT, "height": MAX_DEPTH_LIMIT, "params": 400, "locals": 40_000,
+             "function_wat_bytes": 7_000_000}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,45 +62,54 @@ class CompileLimits:
 
     * ``source_bytes``: UTF-8 bytes of source, the script and its modules
       together (default 2 MiB: a 1 MiB request plus its imports);
-    * ``tokens``: tokens lexed, all files together (default 500,000);
-    * ``nodes``: syntax nodes parsed, all files together (default 1,000,000);
+    * ``tokens``: tokens lexed, all files together (default 400,000);
+    * ``nodes``: syntax nodes parsed, all files together (default 400,000);
     * ``depth``: nesting of brackets, blocks, closures, ``if``/``switch`` and
       ``${}`` (default 200, at most 1000);
     * ``height``: height of one expression or statement tree, operator chains
       included (default 256, at most 1000); a taller statement is reported
       as "expression too complex" and parsing goes on;
     * ``params``: parameters of one function or closure, and arguments of
-      one call (default 128; wasm allows 1000 values, two per parameter);
+      one call (default 128, at most 400: wasm allows 1000 values, two per
+      parameter);
     * ``locals``: wasm locals of one generated function, which grow with the
-      variables declared in it (default 10,000; wasm allows 50,000);
+      variables declared in it (default 10,000, at most 40,000);
     * ``modules``: files in the compilation, the script included (default 64);
-    * ``wat_bytes``: bytes of generated WebAssembly text, which is what
-      Cranelift compiles next (default 64 MiB);
+    * ``wat_bytes``: bytes of generated WebAssembly text, the whole module
+      (default 16 MiB); Cranelift compiles it next, at a cost that grows
+      with it;
+    * ``function_wat_bytes``: bytes of WAT of one function (default 1 MiB,
+      at most 7,000,000); Cranelift's time and memory grow faster than
+      linearly with one function's size, so this keeps each function cheap
+      (a script's top-level code is one function: split a huge one into
+      functions);
     * ``timeout``: wall-clock seconds for the whole compilation, read from
-      the compiler's clock every few thousand units of work (default 60 s;
-      ``None``: no deadline).
+      the compiler's clock every few thousand units of work (default 30 s;
+      ``None``: no deadline). Cranelift's compile of the WAT comes after
+      and is bounded by the two WAT limits, not by this.
 
     The defaults compile every example and the built-in library with room to
     spare. Raises :class:`~peerbox.UsageError` for a value that makes no sense.
     """
 
     source_bytes: int = 2 << 20
-    tokens: int = 500_000
-    nodes: int = 1_000_000
+    tokens: int = 400_000
+    nodes: int = 400_000
     depth: int = 200
     height: int = 256
     params: int = 128
     locals: int = 10_000
     modules: int = 64
-    wat_bytes: int = 64 << 20
-    timeout: float | None = 60.0
+    wat_bytes: int = 16 << 20
+    function_wat_bytes: int = 1 << 20
+    timeout: float | None = 30.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             if f.name == "timeout":
                 continue
             v = getattr(self, f.name)
-            top = MAX_DEPTH_LIMIT if f.name in ("depth", "height") else _MAX_COUNT
+            top = _CEILINGS.get(f.name, _MAX_COUNT)
             if type(v) is not int or not 1 <= v <= top:
                 raise UsageError(f"CompileLimits.{f.name} must be an int in [1, {top}], got {v!r}")
         t = self.timeout
@@ -117,7 +132,8 @@ class CompileStats:
     ``params``: the most parameters (or call arguments) met; ``locals``: the
     most wasm locals of one function; ``locals_total``: wasm locals of all
     functions; ``modules``: files compiled; ``wat_bytes``: length of the
-    WAT; ``resolved`` and ``generated``: nodes the resolver and the code
+    WAT; ``function_wat_bytes``: length of the largest function's WAT;
+    ``resolved`` and ``generated``: nodes the resolver and the code
     generator visited (the generator visits small functions twice, for their
     all-int clones); ``instructions``: wasm instructions emitted.
     """
@@ -132,6 +148,7 @@ class CompileStats:
     locals_total: int = 0
     modules: int = 0
     wat_bytes: int = 0
+    function_wat_bytes: int = 0
     resolved: int = 0
     generated: int = 0
     instructions: int = 0
@@ -166,8 +183,8 @@ class Budget:
     """
 
     __slots__ = ("limits", "clock", "deadline", "diags", "source_bytes", "tokens", "nodes", "depth",
-                 "height", "params", "locals", "locals_total", "modules", "wat_bytes", "resolved",
-                 "generated", "instructions", "next_tick")
+                 "height", "params", "locals", "locals_total", "modules", "wat_bytes",
+                 "function_wat_bytes", "resolved", "generated", "instructions", "next_tick")
 
     def __init__(self, limits: CompileLimits, diags: Diagnostics,
                  clock: Callable[[], float]) -> None:
@@ -177,6 +194,7 @@ class Budget:
         self.deadline = math.inf if limits.timeout is None else clock() + limits.timeout
         self.source_bytes = self.tokens = self.nodes = self.depth = self.height = 0
         self.params = self.locals = self.locals_total = self.modules = self.wat_bytes = 0
+        self.function_wat_bytes = 0
         self.resolved = self.generated = self.instructions = 0
         self.next_tick = 0  # the parser's node count at which it next reads the clock
 

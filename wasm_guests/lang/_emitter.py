@@ -16,6 +16,7 @@ are checked as code is emitted (:meth:`Emitter.visit`, :meth:`Emitter.local`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from . import _ast as A
 from ._budget import TICK, Budget
@@ -173,16 +174,23 @@ class Emitter:
 
     def count_out(self) -> None:
         """Add the instructions emitted since the last count to ``out_bytes``; fail past
-        ``CompileLimits.wat_bytes`` (what the module holds so far included)."""
+        ``CompileLimits.function_wat_bytes`` or ``wat_bytes`` (the module so far included)."""
         out = self.out
         n = len(out)
         self.out_bytes += sum(map(len, out[self.out_counted:n])) + 3 * (n - self.out_counted)
         self.out_counted = n
+        self.check_size(self.out_bytes)
+
+    def check_size(self, size: int) -> None:
+        """Fail if this function, at ``size`` bytes of WAT, is over a WAT limit."""
         b = self.budget
-        if b.wat_bytes + self.out_bytes > b.limits.wat_bytes:
+        if size > b.limits.function_wat_bytes:
+            self.over("function_wat_bytes", "one function's generated code too large (bytes of WebAssembly "
+                                            "text; split it into functions)")
+        if b.wat_bytes + size > b.limits.wat_bytes:
             self.over("wat_bytes", "generated code too large (bytes of WebAssembly text)")
 
-    def over(self, limit: str, what: str) -> None:
+    def over(self, limit: str, what: str) -> NoReturn:
         """Fail for ``limit`` at the node being compiled."""
         node = self.at
         span = node.span if node is not None else A.Span(self.res.modules[self.file_index].file, 1, 1, 1, 2)
@@ -357,6 +365,9 @@ class Emitter:
         b.locals_total += len(self.locals)
         if len(self.locals) > b.locals:
             b.locals = len(self.locals)
-        lines = [header, *self.locals, *self.out, ")"]
-        return "\n  ".join(lines)
+        text = "\n  ".join([header, *self.locals, *self.out, ")"])
+        self.check_size(len(text))
+        if len(text) > b.function_wat_bytes:
+            b.function_wat_bytes = len(text)
+        return text
 
