@@ -23,6 +23,9 @@ per call and the ratio to the Python function) and the host-call overhead
 (µs per ``fs::read`` from a script vs Python's ``open().read()``).
 ``logic_bench.py`` adds the open-logic table (issue 7): cached compiles through
 the module layers, recompiles after a change, installs and history checks.
+``hostile_bench.py`` adds the hostile-input table (issue 12): compile cost
+scaling (n vs 4n), refusing forged envelopes before decoding, timeout
+precision under GIL contention.
 ``network.py`` adds the network section (issue 6): delegated calls/s and
 p50/p99 over one HTTP/2 connection to a ``peerbox serve`` subprocess, shared
 vs isolated, and the idle memory per hosted peer.
@@ -99,7 +102,7 @@ TRIVIAL_TARGET_US = 100.0
 
 ROW_NAMES = [w.name for w in WORKLOADS] + [
     "compile_frontend", "compile_wasmtime", "compile_total", "trivial_run", "trivial_compile_run",
-] + isolation.ROW_NAMES + ["policy", "logic"] + network.ROW_NAMES
+] + isolation.ROW_NAMES + ["policy", "logic", "hostile"] + network.ROW_NAMES
 
 
 # -- rows -----------------------------------------------------------------------
@@ -375,6 +378,21 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
             *(f"| {r.title} | {r.us:.1f} {r.unit} |" for r in logic),
             "",
         ]
+    hostile = [r for r in rows if r.group == "hostile"]
+    if hostile:
+        lines += [
+            "## Hostile input",
+            "",
+            "What the defences of issue 12 cost (`bench/hostile_bench.py`), each against a reference "
+            "in the same run: compile cost per byte at 4n vs n bytes (1 = linear), refusing a forged "
+            "1 MiB request vs opening a valid 1 KiB one, and how far past a 300 ms timeout a spinning "
+            "script ends with and without 8 busy Python threads.",
+            "",
+            "| measurement | value |",
+            "|---|---|",
+            *(f"| {r.title} | {r.us:.2f} {r.unit} |" for r in hostile),
+            "",
+        ]
     net = network.render(rows)
     if net:
         lines += [
@@ -485,6 +503,13 @@ def main(argv: list[str] | None = None) -> int:
 
         for i, (label, value, unit) in enumerate(bench_logic(args.quick)):
             rows.append(Row(f"logic_{i}", label, "", unit=unit, group="logic", us=value))
+
+    if wanted("hostile"):
+        print("bench: hostile input ...", file=sys.stderr, flush=True)
+        from hostile_bench import bench_hostile
+
+        for i, (label, value, unit) in enumerate(bench_hostile(args.quick)):
+            rows.append(Row(f"hostile_{i}", label, "", unit=unit, group="hostile", us=value))
 
     if any(wanted(n) for n in network.ROW_NAMES):
         print("bench: network ...", file=sys.stderr, flush=True)
