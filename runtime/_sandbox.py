@@ -729,6 +729,9 @@ def _configure_pooling(config: wasmtime.Config, slots: int) -> bool:
             _c.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pc, _KEEP_RESIDENT)
             _c.wasmtime_pooling_allocation_config_table_keep_resident_set(pc, 1 << 16)
             _c.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, min(slots, 16))
+            # no async stacks: peerbox never runs guests asynchronously, and each would reserve
+            # async_stack_size (max_wasm_stack + 1 MiB) of address space
+            _c.wasmtime_pooling_allocation_config_total_stacks_set(pc, 0)
             _c.wasmtime_pooling_allocation_strategy_set(config.ptr(), pc)
         finally:
             _c.wasmtime_pooling_allocation_config_delete(pc)
