@@ -184,7 +184,7 @@ class Budget:
 
     __slots__ = ("limits", "clock", "deadline", "diags", "source_bytes", "tokens", "nodes", "depth",
                  "height", "params", "locals", "locals_total", "modules", "wat_bytes",
-                 "function_wat_bytes", "resolved", "generated", "instructions", "next_tick")
+                 "function_wat_bytes", "resolved", "generated", "instructions", "next_tick", "next_clock")
 
     def __init__(self, limits: CompileLimits, diags: Diagnostics,
                  clock: Callable[[], float]) -> None:
@@ -197,6 +197,7 @@ class Budget:
         self.function_wat_bytes = 0
         self.resolved = self.generated = self.instructions = 0
         self.next_tick = 0  # the parser's node count at which it next reads the clock
+        self.next_clock = 0  # the lexer's token count at which it next reads the clock
 
     def fail(self, limit: str, span: Span, what: str) -> NoReturn:
         """Raise :class:`CompileLimitExceeded` for ``limit`` at ``span``; ``what`` says what went over."""

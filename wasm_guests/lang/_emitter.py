@@ -361,6 +361,9 @@ class Emitter:
         """The function's text; its size is checked against ``CompileLimits.wat_bytes``."""
         self.count_out()
         b = self.budget
+        if len(self.locals) > b.limits.locals:  # (the few every function has are not declared by local())
+            self.over("locals", "too many variables in one function (wasm locals; use arrays or maps, "
+                                "or split the function)")
         b.instructions += len(self.out)
         b.locals_total += len(self.locals)
         if len(self.locals) > b.locals:

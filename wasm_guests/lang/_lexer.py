@@ -219,7 +219,8 @@ class _Lexer:
             a, e = offsets[-1]
             b.fail("tokens", self.lines.span(self.file, a, max(e, a + 1)),
                    "too many tokens, imported modules included")
-        if offsets:
+        if b.tokens >= b.next_clock and offsets:  # the clock: every TICK tokens
+            b.next_clock = b.tokens + TICK
             at = offsets[-1][0]
             b.check_time(lambda: self.lines.span(self.file, at, at + 1))
         return count + min(TICK, limit - b.tokens + 1)
