@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import math
 import os
 import threading
 import time
@@ -80,7 +79,6 @@ from ctypes import byref
 from typing import Any, NamedTuple
 
 import wasmtime
-from wasmtime import _bindings as _c
 from wasmtime import _ffi as _f
 
 from ._cache import LRU, ModuleCache, default_cache_dir
@@ -90,10 +88,16 @@ from ._capi import (  # the raw wasmtime C-API layer and the guest's host functi
     _deadline_callback, deadline_delta, _define_unchecked, _epoch_deadline_callback, _export, _fmt_f64,
     _get_fuel, _host_call_callback, _linker_define, _linker_define_instance, _linker_instantiate, _memmove,
     _memory_span, _parse_f64, _pow_f64, _raise_for, _read_block, _set_async_stack_size, _set_epoch_deadline,
-    _set_fuel, _store_context, _store_delete, _store_limiter, _store_new, _table_import_min, _table_new, pow_f64,
+    _set_fuel, _store_context, _store_delete, _store_limiter, _store_new, _table_import_min, _table_new,
+    pow_f64,
 )
 from ._epoch import EPOCH_TICK, ClockKind, EpochClock
 from ._errors import Error, LimitExceeded, ScriptError, UsageError
+from ._sandbox_config import (
+    _DEFAULT_ASYNC_STACK, MAX_CONCURRENT_RUNS, MAX_FUEL, MAX_MEMORY, MAX_TABLE_SIZE, MAX_TIMEOUT,
+    MAX_WASM_STACK, MIN_WASM_STACK, address_space_unlimited, check_options, check_run_limits,
+    configure_pooling, round_up,
+)
 from ._stack import call_with_stack, native_stack_needed, thread_stack_size
 from ._values import decode_log, decode_output
 from .hostcalls import Dispatch
@@ -108,6 +112,10 @@ __all__ = [
     "MIN_TABLE_SIZE",
     "MIN_WASM_STACK",
     "MAX_WASM_STACK",
+    "MAX_MEMORY",
+    "MAX_FUEL",
+    "MAX_TIMEOUT",
+    "MAX_CONCURRENT_RUNS",
     "MAX_TABLE_SIZE",
     "DEFAULT_CONCURRENT_RUNS",
     "pow_f64",
@@ -115,29 +123,11 @@ __all__ = [
 
 #: Default maximum wasm stack per Engine (bytes). Deep but not runaway recursion fits.
 DEFAULT_MAX_WASM_STACK = 1 << 20
-#: Smallest and largest ``max_wasm_stack`` a Sandbox accepts (bytes).
-MIN_WASM_STACK = 64 << 10
-MAX_WASM_STACK = 64 << 20
-#: wasmtime's own default ``async_stack_size``: the most a wasmtime without the
-#: C function to raise it can honour.
-_DEFAULT_ASYNC_STACK = 2 << 20
-#: Largest memory limit a run may have: wasm32 cannot address more.
-MAX_MEMORY = 4 << 30
-#: Largest fuel budget and epoch deadline (ticks) a run may have.
-MAX_FUEL = 1 << 62
-#: Longest timeout a run may have (seconds).
-MAX_TIMEOUT = 24 * 3600.0
 #: Default number of runs one Sandbox executes at the same time (pool slots).
 DEFAULT_CONCURRENT_RUNS = 64
-#: Most runs one Sandbox may execute at the same time.
-MAX_CONCURRENT_RUNS = 4096
-#: Bytes of each pooled linear memory kept resident (reset with memset) between runs.
-_KEEP_RESIDENT = 1 << 20
 #: The script module's closures start at this table index (see ABI.md).
 CLOSURE_TABLE_BASE = 64
 MIN_TABLE_SIZE = 128
-#: Largest function table a script may need (64 + its closures).
-MAX_TABLE_SIZE = 1 << 16
 
 _UNLIMITED_FUEL = 1 << 62
 _NO_DEADLINE = 1 << 62
@@ -212,21 +202,23 @@ class Sandbox:
         metered: bool = False,
         epoch_clock: ClockKind = "auto",
     ) -> None:
-        _check_options(max_wasm_stack, cache_dir, disk_cache, memory_cache_size, max_concurrent_runs, pooling,
+        check_options(max_wasm_stack, cache_dir, disk_cache, memory_cache_size, max_concurrent_runs, pooling,
                        metered)
         config = wasmtime.Config()
         config.consume_fuel = bool(metered)
         config.epoch_interruption = True
         # wasmtime refuses max_wasm_stack > async_stack_size with a panic, even for sync-only engines
-        if not _set_async_stack_size(config, max(_DEFAULT_ASYNC_STACK, _round_up(max_wasm_stack + (1 << 20)))):
-            if max_wasm_stack > _DEFAULT_ASYNC_STACK:  # pragma: no cover - wasmtime without async support
-                raise UsageError(f"max_wasm_stack can be at most {_DEFAULT_ASYNC_STACK} bytes with this wasmtime, "
-                                 f"got {max_wasm_stack}")
+        async_stack = max(_DEFAULT_ASYNC_STACK, round_up(max_wasm_stack + (1 << 20)))
+        if not _set_async_stack_size(config, async_stack) and max_wasm_stack > _DEFAULT_ASYNC_STACK:
+            raise UsageError(  # pragma: no cover - a wasmtime without async support
+                f"max_wasm_stack can be at most {_DEFAULT_ASYNC_STACK} bytes with this wasmtime, "
+                f"got {max_wasm_stack}"
+            )
         config.max_wasm_stack = max_wasm_stack
         config.cranelift_opt_level = "speed"
         if pooling is None:
-            pooling = os.environ.get("PEERBOX_POOLING", "1") != "0" and _address_space_unlimited()
-        self.pooling = bool(pooling) and _configure_pooling(config, max_concurrent_runs)
+            pooling = os.environ.get("PEERBOX_POOLING", "1") != "0" and address_space_unlimited()
+        self.pooling = bool(pooling) and configure_pooling(config, max_concurrent_runs)
         self._slots = threading.BoundedSemaphore(max_concurrent_runs)
         self.max_wasm_stack = max_wasm_stack
         self.metered = bool(metered)
@@ -451,7 +443,7 @@ class Sandbox:
         started = time.monotonic()
         if self._closed:
             self._check_open()
-        _check_run_limits(timeout, memory, fuel)
+        check_run_limits(timeout, memory, fuel)
         fits = getattr(self._tls, "stack_fits", None)
         if fits is None:
             fits = self._tls.stack_fits = self._thread_stack_fits()
@@ -650,94 +642,6 @@ def _deadline_ticks(deadline_at: float | None) -> int:
         return _NO_DEADLINE
     left = deadline_at - time.monotonic()
     return deadline_delta(left, EPOCH_TICK) if left > 0 else 1
-
-
-def _is_number(x: object) -> bool:
-    return type(x) is int or type(x) is float
-
-
-def _check_run_limits(timeout: float | None, memory: int, fuel: int | None) -> None:
-    """Raise :class:`~peerbox.UsageError` unless the run limits are in range.
-
-    An unchecked value would reach wasmtime's C API, where a negative memory
-    limit means "none" and a value past 64 bits is a ctypes error.
-    """
-    if timeout is not None and (
-        not _is_number(timeout) or not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT
-    ):
-        raise UsageError(f"timeout must be None or seconds in (0, {MAX_TIMEOUT:.0f}], got {timeout!r}")
-    if type(memory) is not int or not 0 <= memory <= MAX_MEMORY:
-        raise UsageError(f"memory must be an int number of bytes in [0, {MAX_MEMORY}], got {memory!r}")
-    if fuel is not None and (type(fuel) is not int or not 0 <= fuel <= MAX_FUEL):
-        raise UsageError(f"fuel must be None or an int in [0, {MAX_FUEL}], got {fuel!r}")
-
-
-def _round_up(n: int, unit: int = 64 << 10) -> int:
-    return -(-n // unit) * unit
-
-
-def _check_options(
-    max_wasm_stack: object,
-    cache_dir: object,
-    disk_cache: object,
-    memory_cache_size: object,
-    max_concurrent_runs: object,
-    pooling: object,
-    metered: object,
-) -> None:
-    """Raise :class:`~peerbox.UsageError` unless every Sandbox option is in range (before wasmtime sees any)."""
-    if type(max_wasm_stack) is not int or not MIN_WASM_STACK <= max_wasm_stack <= MAX_WASM_STACK:
-        raise UsageError(
-            f"max_wasm_stack must be an int between {MIN_WASM_STACK} and {MAX_WASM_STACK} bytes "
-            f"(at most {MAX_WASM_STACK >> 20} MiB), got {max_wasm_stack!r}"
-        )
-    if type(max_concurrent_runs) is not int or not 1 <= max_concurrent_runs <= MAX_CONCURRENT_RUNS:
-        raise UsageError(
-            f"max_concurrent_runs must be an int in [1, {MAX_CONCURRENT_RUNS}], got {max_concurrent_runs!r}"
-        )
-    if type(memory_cache_size) is not int or not 0 <= memory_cache_size <= 1 << 20:
-        raise UsageError(f"memory_cache_size must be an int in [0, {1 << 20}], got {memory_cache_size!r}")
-    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
-        raise UsageError(f"cache_dir must be a path or None, got {cache_dir!r}")
-    for name, value in (("disk_cache", disk_cache), ("metered", metered)):
-        if type(value) is not bool:
-            raise UsageError(f"{name} must be True or False, got {value!r}")
-    if pooling is not None and type(pooling) is not bool:
-        raise UsageError(f"pooling must be True, False or None, got {pooling!r}")
-
-
-def _address_space_unlimited() -> bool:
-    try:
-        import resource
-
-        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
-        return soft == resource.RLIM_INFINITY
-    except (ImportError, OSError, ValueError):  # pragma: no cover - not on Linux
-        return False
-
-
-def _configure_pooling(config: wasmtime.Config, slots: int) -> bool:
-    """Switch ``config`` to the pooling allocator with ``slots`` runs' worth of slots."""
-    try:
-        pc = _c.wasmtime_pooling_allocation_config_new()
-        try:
-            _c.wasmtime_pooling_allocation_config_total_memories_set(pc, slots)
-            _c.wasmtime_pooling_allocation_config_total_tables_set(pc, slots)
-            _c.wasmtime_pooling_allocation_config_total_core_instances_set(pc, 2 * slots)
-            _c.wasmtime_pooling_allocation_config_max_memory_size_set(pc, 4 << 30)
-            _c.wasmtime_pooling_allocation_config_table_elements_set(pc, MAX_TABLE_SIZE)
-            _c.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pc, _KEEP_RESIDENT)
-            _c.wasmtime_pooling_allocation_config_table_keep_resident_set(pc, 1 << 16)
-            _c.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, min(slots, 16))
-            # no async stacks: peerbox never runs guests asynchronously, and each would reserve
-            # async_stack_size (max_wasm_stack + 1 MiB) of address space
-            _c.wasmtime_pooling_allocation_config_total_stacks_set(pc, 0)
-            _c.wasmtime_pooling_allocation_strategy_set(config.ptr(), pc)
-        finally:
-            _c.wasmtime_pooling_allocation_config_delete(pc)
-    except (AttributeError, OSError):  # pragma: no cover - a wasmtime without the pooling C API
-        return False
-    return True
 
 
 def _wasmtime_version() -> str:
