@@ -58,7 +58,9 @@ def test_the_largest_stack_is_honoured(tmp_path: Path) -> None:
         assert info.value.limit == "stack"
 
 
-@pytest.mark.parametrize("stack", [MIN_WASM_STACK - 1, MAX_WASM_STACK + 1, 0, -1, 1 << 40, 4.0e6, "4M", None, True])
+@pytest.mark.parametrize(
+    "stack", [MIN_WASM_STACK - 1, MAX_WASM_STACK + 1, 0, -1, 1 << 40, 4.0e6, "4M", None, True]
+)
 def test_a_stack_out_of_range_is_refused_naming_the_maximum(stack: Any) -> None:
     with pytest.raises(peerbox.UsageError, match=str(MAX_WASM_STACK)):
         peerbox.Sandbox(disk_cache=False, max_wasm_stack=stack)
