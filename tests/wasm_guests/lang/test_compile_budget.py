@@ -262,7 +262,8 @@ class Clock:
 
 
 BIG = "let x = 1;\n" + "".join(
-    f'fn f{i}(a) {{ let s = "a\\tb"; /* c */ let x = a + {i}; `${{s}}${{x}}` }}\n' for i in range(3000)) + "f0(1)"
+    f'fn f{i}(a) {{ let s = "a\\tb"; /* c */ let x = a + {i}; `${{s}}${{x}}` }}\n'
+    for i in range(3000)) + "f0(1)"
 
 
 def test_the_deadline_is_read_in_every_stage() -> None:
