@@ -21,6 +21,7 @@ and signs the reply. :meth:`ExecHandler.handle` is the two in a row.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from ._envelope import Request, check_delivery, make_denial, make_reply, open_re
 from ._identity import KeyPair, did_from_public_key
 from ._nonces import NonceStore
 from ._peers import Peer, PeerStore
-from ._program import _MIN_MEMORY, Limits
+from ._program import _MAX_FUEL, _MIN_MEMORY, CompileLimits, Limits
 from .hostcalls import HostCallError
 from .policy import Grant, GrantSet, Policy, PolicyCache, PolicyLimits, compile_grants, parse_grant
 from .policy import Request as PolicyRequest
@@ -113,6 +114,23 @@ class ExecHandler:
     The peer's policy file is re-read when it changes, so an edited policy
     applies from the next request on; its nonces persist in
     ``<peer dir>/nonces.sqlite`` so a replay is caught after a restart too.
+
+    The untrusted compile happens in :meth:`run`, so a worker does it on the
+    run slot's thread (off the event loop, counted against the caller's
+    slots), under the caller's limits applied to compile and run together:
+    the compile's wall-time budget (:class:`~peerbox.CompileLimits`
+    ``timeout``) is the run's timeout, and the run gets what the compile left
+    of it. A compile refused for a budget is a signed reply of kind
+    ``compile_error`` whose message names the limit. The compile runs in
+    process, not in a subprocess: every other budget (source bytes, tokens,
+    nodes, nesting depth and expression height, locals, WAT bytes in all and
+    per function) is checked as the compiler goes, so its memory and time
+    grow at most linearly with limits that are small, its recursion is
+    bounded by the depth and height limits (the run threads' 64 MiB stacks
+    hold it), and Cranelift never gets more WAT than ``wat_bytes``; a
+    subprocess per request would cost far more than a typical compile (tens
+    of milliseconds of start-up against a few) and would isolate nothing
+    these budgets leave open.
     """
 
     def __init__(self, ctx: PeerContext, store: PeerStore, *,
@@ -227,11 +245,19 @@ class ExecHandler:
 
         caller = {"id": caller_did, "name": caller_name or ""}
         start = time.perf_counter()
+        timeout = admitted.limits.timeout
         try:
-            program = self.ctx.compile(req.script, "request.rhai", may_import=may_import)
-            res = self.ctx.run(program, dict(req.params or {}), limits=admitted.limits, caller=caller,
+            program = self.ctx.compile(req.script, "request.rhai", may_import=may_import,
+                                       limits=CompileLimits(timeout=timeout))
+            limits = admitted.limits
+            if timeout is not None:  # the run gets what the compile left of the timeout
+                left = timeout - (time.perf_counter() - start)
+                if left <= 0:
+                    raise LimitExceeded("timeout", f"the compile used the whole timeout of {timeout:g} s")
+                limits = dataclasses.replace(limits, timeout=left)
+            res = self.ctx.run(program, dict(req.params or {}), limits=limits, caller=caller,
                                authorize=authorize)
-        except CompileError as exc:
+        except CompileError as exc:  # over a compile budget too (CompileLimitExceeded, named in the message)
             return self._failed(req, now, "script_error", {"kind": "compile_error", "message": str(exc),
                                                           "line": exc.line}, [], start)
         except ScriptError as exc:
@@ -240,7 +266,10 @@ class ExecHandler:
                 err["line"] = exc.line
             return self._failed(req, now, "script_error", err, list(exc.log), start)
         except LimitExceeded as exc:
-            return self._failed(req, now, "limit", {"kind": f"limit_{exc.limit}", "message": str(exc)},
+            message = str(exc)
+            if exc.limit == "timeout" and timeout is not None:  # the caller's timeout, not what was left
+                message = f"script exceeded its {timeout} s timeout (compile and run together)"
+            return self._failed(req, now, "limit", {"kind": f"limit_{exc.limit}", "message": message},
                                 exc.log, start)
         except ValueConversionError as exc:  # params the language cannot take
             return self._failed(req, now, "script_error", {"kind": "invalid_argument", "message": str(exc)},
@@ -345,4 +374,4 @@ def _limits(cap: PolicyLimits | None, requested: dict[str, Any] | None) -> Limit
         if f is not None:
             fuel = min(fuel, f) if fuel is not None else f
     return Limits(timeout=timeout, memory=max(memory, _MIN_MEMORY),
-                  fuel=None if fuel is None else max(fuel, 1))
+                  fuel=None if fuel is None else min(max(fuel, 1), _MAX_FUEL))

@@ -358,3 +358,21 @@ async def test_params_a_script_cannot_hold_get_a_signed_error_not_a_500(world: W
     req = world.envelope("params.n", params={"n": 2 ** 63})
     resp = await w.app(post(req))
     assert resp.status == 200 and reply_of(world, resp, req).error["kind"] == "invalid_argument"
+
+
+async def test_the_compile_shares_the_callers_timeout_and_a_budget_refusal_is_a_signed_compile_error(
+        world: World) -> None:
+    w = world.worker()
+    big = "".join(f"let v{i} = {i};\n" for i in range(20_000))  # ~100,000 tokens: far over 10 ms to compile
+    req = world.envelope(big, limits={"timeout": 0.01})
+    resp = await w.app(post(req))
+    reply = reply_of(world, resp, req)
+    assert resp.status == 200 and reply.error["kind"] == "compile_error"
+    assert "compile limit 'timeout'" in reply.error["message"]
+
+
+async def test_any_fuel_a_request_may_carry_is_run_not_a_500(world: World) -> None:
+    w = world.worker()
+    req = world.envelope("6 * 7", limits={"fuel": 2 ** 63 - 1})
+    resp = await w.app(post(req))
+    assert resp.status == 200 and reply_of(world, resp, req).value == 42
