@@ -42,6 +42,7 @@ from peerbox._identity import IdentityError, public_key_from_did
 
 from ._glob import NORMAL_FORM, glob_problem, normalize
 from ._model import ACTION_ALIASES, ACTIONS, RESOURCE_ACTIONS, PolicyError, PolicyLimits, Problem
+from ._toml import TomlTooComplex, loads_bounded
 
 __all__ = ["RuleSpec", "PolicySpec", "parse_text", "read_policy_file", "MAX_POLICY_BYTES", "Who"]
 
@@ -133,15 +134,21 @@ def read_policy_file(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int,
 
 
 def _toml(text: str, file: str) -> dict[str, Any]:
+    """The TOML table of a policy's text, parsed by :func:`~._toml.loads_bounded` (nesting and
+    dotted keys bounded: no text makes the parser recurse or work without bound). Raises
+    :class:`PolicyError` naming ``file`` (shown to remote callers by its base name only) and
+    the line for text that is not TOML or nests too deeply."""
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return loads_bounded(text)
+    except tomllib.TOMLDecodeError as exc:  # TomlTooComplex (too deep, too many key parts) too
         msg = str(exc)
         m = _TOML_WHERE.search(msg)
         if m is not None:
-            raise PolicyError.one(file, int(m.group(1)), f"invalid TOML: {msg[: m.start()]}") from None
+            raise PolicyError.one(file, int(m.group(1)), f"invalid TOML: {msg[: m.start()]}") from exc
+        if isinstance(exc, TomlTooComplex):  # found in the parsed tables: no position known
+            raise PolicyError.one(file, None, f"invalid TOML: {msg}") from exc
         last = max(1, len(text.splitlines()))
-        raise PolicyError.one(file, last, f"invalid TOML: {msg}") from None
+        raise PolicyError.one(file, last, f"invalid TOML: {msg}") from exc
 
 
 def _line_of(text: str, pos: int) -> int:

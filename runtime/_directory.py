@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tomllib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from ._atomic import write_atomic
 from ._errors import UsageError
 from ._identity import IdentityError, public_key_from_did
 from ._peers import InvalidPeerName, resolve_root, validate_peer_name
+from .policy._toml import loads_bounded
 
 __all__ = [
     "Directory",
@@ -83,6 +85,32 @@ class Entry:
     did: str
     public_key: bytes = field(repr=False)
     url: str
+
+
+def _read_bounded(path: Path, limit: int) -> tuple[bytes, tuple[int, int, int]]:
+    """At most ``limit + 1`` bytes of the regular file ``path`` and its ``(inode, mtime_ns, size)``.
+
+    Opened non-blocking, so a FIFO swapped in for the file cannot hang the
+    reader (it is refused as not a regular file, like a device or a
+    directory). Raises :class:`OSError` (``FileNotFoundError`` when missing)
+    and :class:`CorruptDirectory` for something that is not a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptDirectory(f"{path} is not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks), (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def validate_url(url: object) -> str:
@@ -161,22 +189,19 @@ class Directory:
             st = os.stat(self.path)
             if self._cache is not None and self._cache[0] == (st.st_ino, st.st_mtime_ns, st.st_size):
                 return list(self._cache[1])
-            with open(self.path, "rb") as f:
-                st = os.fstat(f.fileno())
-                stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-                data = f.read(_MAX_SIZE + 1)
+            data, stamp = _read_bounded(self.path, _MAX_SIZE)
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise CorruptDirectory(f"cannot read {self.path}: {exc.strerror or exc}") from None
+            raise CorruptDirectory(f"cannot read {self.path}: {exc.strerror or exc}") from exc
         if len(data) > _MAX_SIZE:
             raise CorruptDirectory(f"{self.path} is larger than {_MAX_SIZE} bytes")
         try:
-            doc = tomllib.loads(data.decode("utf-8"))
+            doc = loads_bounded(data.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            raise CorruptDirectory(f"{self.path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise CorruptDirectory(f"{self.path}: {exc}") from None
+            raise CorruptDirectory(f"{self.path}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+        except tomllib.TOMLDecodeError as exc:  # TomlTooComplex (too deep, too many key parts) too
+            raise CorruptDirectory(f"{self.path}: {exc}") from exc
         unknown = set(doc) - {"peers"}
         if unknown:
             raise CorruptDirectory(f"{self.path}: unknown top-level keys {sorted(unknown)!r}")

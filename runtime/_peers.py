@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from .policy import Policy
 from .policy import load as load_policy
+from .policy._toml import loads_bounded
 from ._errors import UsageError
 from ._identity import IdentityError, KeyPair, public_key_from_did
 
@@ -452,7 +453,11 @@ _ErrorMaker = Callable[[str, int | None, int | None], PeerError]
 def _parse_toml(path: Path, error: _ErrorMaker) -> tuple[str, dict[str, Any]]:
     """Read and parse a small TOML file (never through a symlink); return its text and table.
 
-    Problems become ``error(message, line, column)``, raised.
+    At most ``_MAX_TEXT`` bytes are read, and the text is parsed by
+    :func:`peerbox.policy._toml.loads_bounded` (nesting and dotted keys
+    bounded, so no input makes the parser recurse or work without bound).
+    Problems (missing, not a regular file, too large, not UTF-8, not TOML,
+    nested too deeply) become ``error(message, line, column)``, raised.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -474,17 +479,17 @@ def _parse_toml(path: Path, error: _ErrorMaker) -> tuple[str, dict[str, Any]]:
         line = raw[: exc.start].count(b"\n") + 1
         raise error(f"not UTF-8 text (byte {exc.start})", line, None) from None
     try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return text, loads_bounded(text)
+    except tomllib.TOMLDecodeError as exc:  # TomlTooComplex (too deep, too many key parts) too
         msg = str(exc)
         m = _TOML_WHERE.search(msg)
         if m is None:
             if msg.endswith("(at end of document)"):  # point at the last line
                 last = max(1, len(text.splitlines()))
                 problem = f"invalid TOML: {msg[:-21].rstrip()} at the end of the file"
-                raise error(problem, last, None) from None
-            raise error(f"invalid TOML: {msg}", None, None) from None
-        raise error(f"invalid TOML: {msg[: m.start()]}", int(m.group(1)), int(m.group(2))) from None
+                raise error(problem, last, None) from exc
+            raise error(f"invalid TOML: {msg}", None, None) from exc
+        raise error(f"invalid TOML: {msg[: m.start()]}", int(m.group(1)), int(m.group(2))) from exc
 
 
 # ----------------------------------------------------- metadata and policy
