@@ -199,6 +199,19 @@ class Peer:
             )
         return pair
 
+    def read_meta(self) -> dict[str, Any]:
+        """The table in ``peer.toml``, read again now (e.g. for its ``[quotas]``).
+
+        Read like :meth:`PeerStore.get` reads it: never through a symlink, at
+        most 1 MiB, nesting and dotted keys bounded. Raises
+        :class:`CorruptPeer` naming the file, line and problem when it no
+        longer reads or parses.
+        """
+        path = self.paths.meta
+        _, data = _parse_toml(path, lambda msg, line, col: CorruptPeer(
+            _at(path, line, col) + ": " + msg, peer=self.name))
+        return data
+
     def load_policy(self) -> Policy:
         """This peer's compiled policy (see :mod:`peerbox.policy`).
 
