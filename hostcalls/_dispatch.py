@@ -192,7 +192,7 @@ class Dispatch:
         try:
             return self._table[op](self.backend, *checked)
         except (OSError, sqlite3.Error) as exc:  # a backend let one through: never leak details
-            raise HostCallError("io_error", f"{name}: storage failure ({type(exc).__name__})") from None
+            raise HostCallError("io_error", f"{name}: storage failure ({type(exc).__name__})") from exc
 
     # -- one method per op (arguments already type-checked) ---------------------------
 

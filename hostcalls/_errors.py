@@ -20,6 +20,9 @@ host path, so a refusal reveals nothing about where the peer root lives.
 
 from __future__ import annotations
 
+import errno
+import re
+
 from peerbox._errors import Error, UsageError
 
 __all__ = [
@@ -39,6 +42,8 @@ __all__ = [
     "too_large_to_read",
     "not_empty",
     "io_error",
+    "os_reason",
+    "db_reason",
 ]
 
 #: Every ``HostCallError.kind``. Scripts see these strings as ``e.kind``.
@@ -160,8 +165,49 @@ def not_empty(path: str) -> HostCallError:
 
 
 def io_error(path: str, reason: str) -> HostCallError:
-    """An unexpected failure of the storage underneath (disk full, permissions...)."""
-    return HostCallError("io_error", f"i/o error on {show(path)}: {reason}")
+    """An unexpected failure of the storage underneath (disk full, permissions...).
+
+    ``path`` is the script's own (canonical, relative) path. ``reason`` should
+    come from :func:`os_reason` or :func:`db_reason`; whatever it is, anything
+    in it that looks like an absolute host path is replaced by
+    ``<host path>`` and it is cut to :data:`_MAX_REASON` characters, so the
+    message a script (and through it a remote caller) sees never names where
+    the peer root lives.
+    """
+    return HostCallError("io_error", f"i/o error on {show(path)}: {_scrub(reason)}")
+
+
+_MAX_REASON = 200
+# An absolute path (POSIX, or a Windows drive/UNC path) starting a word or after a quote,
+# bracket, '=' or ':', running to the next blank or quote.
+_HOST_PATH = re.compile(r"""(?:(?<=^)|(?<=[\s'"(\[=:,]))(?:/|[A-Za-z]:[\\/]|\\\\)[^\s'"]*""")
+
+
+def _scrub(reason: str) -> str:
+    """``reason`` with absolute paths replaced by ``<host path>`` and its length bounded."""
+    text = _HOST_PATH.sub("<host path>", reason)
+    if len(text) > _MAX_REASON:
+        text = text[:_MAX_REASON] + "…"
+    return text or "unknown error"
+
+
+def os_reason(exc: OSError) -> str:
+    """What went wrong in ``exc`` without its file names (``exc.filename`` may be a host path):
+    the system's error text (``strerror``, e.g. "Permission denied"), else the errno's name."""
+    if exc.strerror:
+        return exc.strerror
+    return errno.errorcode.get(exc.errno or 0, "unknown error")
+
+
+def db_reason(exc: BaseException) -> str:
+    """What went wrong in a ``sqlite3.Error`` ``exc`` without host paths: SQLite's message
+    ("database disk image is malformed") when it names no path, else the SQLite error name
+    (``SQLITE_CANTOPEN``), else the exception's type name."""
+    text = str(exc)
+    if text and _HOST_PATH.search(text) is None and len(text) <= _MAX_REASON:
+        return text
+    name = getattr(exc, "sqlite_errorname", None)
+    return name if isinstance(name, str) and name else type(exc).__name__
 
 
 class StorageInUse(UsageError):

@@ -71,6 +71,7 @@ from ._errors import (
     no_such_file,
     not_a_directory,
     not_empty,
+    os_reason,
     special_file,
     symlink,
     too_large_to_read,
@@ -124,8 +125,9 @@ def _lstat(dfd: int, name: str) -> os.stat_result | None:
 
 
 def _reason(exc: OSError) -> str:
-    """The error text of ``exc`` without its file name (it could be a host path)."""
-    return exc.strerror or errno.errorcode.get(exc.errno or 0, "unknown error")
+    """The error text of ``exc`` without its file name (it could be a host path): see
+    :func:`~._errors.os_reason`."""
+    return os_reason(exc)
 
 
 class FsBackend(Backend):
@@ -148,17 +150,17 @@ class FsBackend(Backend):
             os.makedirs(self.root_dir, mode=0o700, exist_ok=True)
             self._root_fd = os.open(self.root_dir, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
         except OSError as exc:
-            raise Error(f"cannot open the storage directory {self.root_dir!r}: {_reason(exc)}") from None
+            raise Error(f"cannot open the storage directory {self.root_dir!r}: {_reason(exc)}") from exc
         # One owner at a time: the sweep below would delete another owner's temp file mid-write,
         # and quotas are tallied per owner. A second process (or backend) is refused, not raced.
         try:
             fcntl.flock(self._root_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
             os.close(self._root_fd)
             raise StorageInUse(
                 f"the storage directory {self.root_dir!r} is in use by another peerbox process "
                 "(a peer's files have one owner at a time)"
-            ) from None
+            ) from exc
         self._lock = threading.Lock()  # serialises changes (usage tally + quota checks)
         self._guard = threading.Condition(threading.Lock())  # counts operations using the root fd
         self._active = 0
@@ -168,7 +170,7 @@ class FsBackend(Backend):
             self._scan_root()
         except OSError as exc:
             os.close(self._root_fd)
-            raise Error(f"cannot scan the storage directory {self.root_dir!r}: {_reason(exc)}") from None
+            raise Error(f"cannot scan the storage directory {self.root_dir!r}: {_reason(exc)}") from exc
 
     def __repr__(self) -> str:
         return f"FsBackend({self.root_dir!r})"
@@ -253,7 +255,7 @@ class FsBackend(Backend):
             except OSError as exc:
                 error = self._dir_error(exc, dfd, prefix)
                 if error is not None:
-                    raise error from None
+                    raise error from exc
         raise io_error(join(prefix), "the directory kept changing while being opened")
 
     def _dir_error(self, exc: OSError, dfd: int, prefix: tuple[str, ...]) -> HostCallError | None:
@@ -311,7 +313,7 @@ class FsBackend(Backend):
         try:
             st = _lstat(dfd, name)
         except OSError as exc:
-            raise io_error(path, _reason(exc)) from None
+            raise io_error(path, _reason(exc)) from exc
         if st is None:
             raise no_such_file(path)
         _check_file(st, path)
@@ -319,12 +321,12 @@ class FsBackend(Backend):
             fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise symlink(path) from None
+                raise symlink(path) from exc
             if exc.errno == errno.ENOENT:
-                raise no_such_file(path) from None
+                raise no_such_file(path) from exc
             if exc.errno == errno.ENXIO:
-                raise special_file(path, "socket") from None
-            raise io_error(path, _reason(exc)) from None
+                raise special_file(path, "socket") from exc
+            raise io_error(path, _reason(exc)) from exc
         try:
             st = os.fstat(fd)
             _check_file(st, path)
@@ -345,7 +347,7 @@ class FsBackend(Backend):
             try:
                 chunk = os.read(fd, min(want, limit + 1 - total))
             except OSError as exc:
-                raise io_error(path, _reason(exc)) from None
+                raise io_error(path, _reason(exc)) from exc
             if not chunk:
                 break
             chunks.append(chunk)
@@ -368,7 +370,7 @@ class FsBackend(Backend):
         try:
             tfd = os.open(tmp, _TMP_FLAGS, 0o600, dir_fd=dfd)
         except OSError as exc:
-            raise io_error(path, _reason(exc)) from None
+            raise io_error(path, _reason(exc)) from exc
         try:
             try:
                 view = memoryview(data)
@@ -384,19 +386,19 @@ class FsBackend(Backend):
             except OSError:
                 pass
             if isinstance(exc, OSError):
-                raise io_error(path, _reason(exc)) from None
+                raise io_error(path, _reason(exc)) from exc
             raise
         try:
             os.fsync(dfd)
         except OSError as exc:
-            raise io_error(path, _reason(exc)) from None
+            raise io_error(path, _reason(exc)) from exc
 
     def _existing_file(self, dfd: int, name: str, path: str) -> os.stat_result | None:
         """The ``fstatat`` of a file about to be replaced; None if absent; refuses non-files."""
         try:
             st = _lstat(dfd, name)
         except OSError as exc:
-            raise io_error(path, _reason(exc)) from None
+            raise io_error(path, _reason(exc)) from exc
         if st is not None:
             _check_file(st, path)
         return st
@@ -464,11 +466,11 @@ class FsBackend(Backend):
                 try:
                     fd = os.open(".", _DIR_FLAGS, dir_fd=root)
                 except OSError as exc:
-                    raise io_error("", _reason(exc)) from None
+                    raise io_error("", _reason(exc)) from exc
             try:
                 names = os.listdir(fd)
             except OSError as exc:
-                raise io_error(join(parts), _reason(exc)) from None
+                raise io_error(join(parts), _reason(exc)) from exc
             finally:
                 os.close(fd)
         finally:
@@ -490,7 +492,7 @@ class FsBackend(Backend):
             try:
                 return _lstat(dfd, parts[-1]) is not None
             except OSError as exc:
-                raise io_error(join(parts), _reason(exc)) from None
+                raise io_error(join(parts), _reason(exc)) from exc
             finally:
                 self._done(dfd, root)
         finally:
@@ -522,7 +524,7 @@ class FsBackend(Backend):
                     os.rmdir(name, dir_fd=dfd)
                 except OSError as exc:
                     if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                        raise not_empty(path) from None
+                        raise not_empty(path) from exc
                     raise
             else:  # unlinkat never follows: a symlink is removed, never its target
                 os.unlink(name, dir_fd=dfd)
@@ -530,10 +532,10 @@ class FsBackend(Backend):
                     self._usage.bytes -= st.st_size
             self._usage.files -= 1
             os.fsync(dfd)
-        except FileNotFoundError:
-            raise no_such_entry(path) from None
+        except FileNotFoundError as exc:
+            raise no_such_entry(path) from exc
         except OSError as exc:
-            raise io_error(path, _reason(exc)) from None
+            raise io_error(path, _reason(exc)) from exc
 
     def mkdir(self, path: str) -> None:
         parts = parse_path(path)
@@ -566,7 +568,7 @@ class FsBackend(Backend):
                         except FileExistsError:
                             pass  # created meanwhile from outside: open (and check) it below
                         except OSError as exc:
-                            raise io_error(join(parts[: i + 1]), _reason(exc)) from None
+                            raise io_error(join(parts[: i + 1]), _reason(exc)) from exc
                         nfd = self._open_dir(fd, parts[: i + 1])
                         self._done(fd, root)
                         fd = nfd
@@ -585,13 +587,13 @@ class FsBackend(Backend):
                 try:
                     st = os.fstat(root)
                 except OSError as exc:
-                    raise io_error("", _reason(exc)) from None
+                    raise io_error("", _reason(exc)) from exc
                 return Stat(0, True, int(st.st_mtime))
             dfd = self._walk(root, parts, len(parts) - 1)
             try:
                 st2 = _lstat(dfd, parts[-1])
             except OSError as exc:
-                raise io_error(p, _reason(exc)) from None
+                raise io_error(p, _reason(exc)) from exc
             finally:
                 self._done(dfd, root)
         finally:

@@ -51,6 +51,7 @@ from peerbox._errors import Error
 from ._backend import Backend, Stat
 from ._errors import (
     HostCallError,
+    db_reason,
     io_error,
     is_a_directory,
     no_such_directory,
@@ -117,7 +118,7 @@ class SqliteBackend(Backend):
                 self.db_path, timeout=10.0, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
-            raise Error(f"cannot open the storage database {self.db_path!r}: {exc}") from None
+            raise Error(f"cannot open the storage database {self.db_path!r}: {exc}") from exc
         try:
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
@@ -132,7 +133,7 @@ class SqliteBackend(Backend):
             self._db.execute(_MIGRATE)
         except sqlite3.Error as exc:
             self._db.close()
-            raise Error(f"cannot use the storage database {self.db_path!r}: {exc}") from None
+            raise Error(f"cannot use the storage database {self.db_path!r}: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"SqliteBackend({self.db_path!r})"
@@ -170,7 +171,7 @@ class SqliteBackend(Backend):
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-            raise io_error(path, str(exc)) from None
+            raise io_error(path, db_reason(exc)) from exc
 
     @staticmethod
     def _usage(db: sqlite3.Connection) -> Usage:
