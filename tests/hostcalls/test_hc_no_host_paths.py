@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 import peerbox
-from peerbox.hostcalls import Dispatch, FsBackend, HostCallError, Op
+from peerbox.hostcalls import Backend, Dispatch, FsBackend, HostCallError, Op
 from peerbox.hostcalls._errors import db_reason, io_error, os_reason
 
 _FS_IOC_GETFLAGS = 0x80086601
@@ -44,14 +44,18 @@ _ABSOLUTE = re.compile(r"(?<![\w.~-])/[\w.-]")
 
 # Every host call on ``paths``, each failure caught: [path, op, kind, message] or [path, op, "ok"].
 PROBE = """
+fn attempt(out, p, op, f) {
+    try { f.call(); out.push([p, op, "ok"]); } catch (e) { out.push([p, op, e.kind, e.message]); }
+    out
+}
 let out = [];
 for p in params.paths {
-    try { fs::read(p); out.push([p, "read", "ok"]); } catch (e) { out.push([p, "read", e.kind, e.message]); }
-    try { fs::write(p, "x"); out.push([p, "write", "ok"]); } catch (e) { out.push([p, "write", e.kind, e.message]); }
-    try { fs::append(p, "y"); out.push([p, "append", "ok"]); } catch (e) { out.push([p, "append", e.kind, e.message]); }
-    try { fs::list(p); out.push([p, "list", "ok"]); } catch (e) { out.push([p, "list", e.kind, e.message]); }
-    try { fs::mkdir(p + "/sub"); out.push([p, "mkdir", "ok"]); } catch (e) { out.push([p, "mkdir", e.kind, e.message]); }
-    try { fs::delete(p); out.push([p, "delete", "ok"]); } catch (e) { out.push([p, "delete", e.kind, e.message]); }
+    out = attempt(out, p, "read", || fs::read(p));
+    out = attempt(out, p, "write", || fs::write(p, "x"));
+    out = attempt(out, p, "append", || fs::append(p, "y"));
+    out = attempt(out, p, "list", || fs::list(p));
+    out = attempt(out, p, "mkdir", || fs::mkdir(p + "/sub"));
+    out = attempt(out, p, "delete", || fs::delete(p));
 }
 out
 """
@@ -115,7 +119,7 @@ def test_unreadable_file_and_directory_give_io_errors_without_host_paths(
         assert_no_host_path(message, files)
 
 
-def _calls_as_nobody(backend: FsBackend, calls: list[tuple[Op, list[Any]]]) -> list[list[Any]]:
+def _calls_as_nobody(backend: Backend, calls: list[tuple[Op, list[Any]]]) -> list[list[Any]]:
     """Each host call through ``Dispatch(backend)`` in a forked child that dropped to uid and gid
     65534 first (the backend's root descriptor was opened by this process): [op, kind, message]."""
     rfd, wfd = os.pipe()
@@ -278,7 +282,7 @@ def test_io_error_replaces_absolute_paths_in_any_reason(tmp_path: Path) -> None:
         str(PermissionError(errno.EACCES, "Permission denied", host)),
         f"unable to open database file {host}",
         f"cannot open={host}",
-        f"C:\\peers\\alice\\files\\x.txt is locked",
+        "C:\\peers\\alice\\files\\x.txt is locked",
     ]
     for reason in reasons:
         message = io_error("a/x.txt", reason).message
