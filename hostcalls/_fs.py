@@ -71,11 +71,11 @@ from ._errors import (
     no_such_file,
     not_a_directory,
     not_empty,
-    os_reason,
     special_file,
     symlink,
     too_large_to_read,
 )
+from ._errors import os_reason as _reason  # the error text without file names (host paths)
 from ._limits import Quotas, Usage
 from ._paths import MAX_PATH_BYTES, TEMP_PREFIX, is_temp_name, is_visible_name, join, parse_path
 
@@ -122,12 +122,6 @@ def _lstat(dfd: int, name: str) -> os.stat_result | None:
         return os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
         return None
-
-
-def _reason(exc: OSError) -> str:
-    """The error text of ``exc`` without its file name (it could be a host path): see
-    :func:`~._errors.os_reason`."""
-    return os_reason(exc)
 
 
 class FsBackend(Backend):
