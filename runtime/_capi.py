@@ -256,11 +256,21 @@ def _deadline_callback(tls: threading.local, tick: float) -> Any:
 def deadline_delta(left: float, tick: float) -> int:
     """Epoch ticks until the next deadline check, ``left`` seconds before the run must end.
 
-    Half the ticks left while many are (a lost tick then delays the check,
-    not the end), all of them plus one (never early) once at most 4 are.
+    Half the ticks left while more than :data:`_FINAL_TICKS` are (a lost tick
+    then delays a check, not the end), all of them plus one (never early)
+    after that. Each check takes the GIL, and next to busy Python threads
+    getting it can take tens of milliseconds: a check long before the end
+    costs the run nothing (it measures real time once it runs), one just
+    before the end would make it late. So the checks stop ``_FINAL_TICKS``
+    ticks (200 ms) before the end, where lost ticks can cost at most their
+    share of those 200 ms, and the deadline itself is the one check left.
     """
     ticks = math.ceil(left / tick)
-    return ticks // 2 if ticks > 4 else ticks + 1
+    return ticks // 2 if ticks > _FINAL_TICKS else ticks + 1
+
+
+#: Below this many ticks left, a run's deadline is set to the end (see :func:`deadline_delta`).
+_FINAL_TICKS = 20
 
 
 def _caller_export(caller: Any, name: bytes, kind: int) -> Any:

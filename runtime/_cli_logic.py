@@ -351,7 +351,8 @@ def _remote(args: argparse.Namespace, op: str, module: str = "", source: str = "
         return reply
     error = dict(reply.error or {})
     kind, message = str(error.get("kind", "error")), str(error.get("message", ""))
-    code = {"denied": 6, "compile_error": 3, "breaks_dependent": 3, "not_found": 2}.get(kind, 4)
+    code = {"denied": 6, "compile_error": 3, "breaks_dependent": 3, "not_found": 2,
+            "history_mismatch": 8}.get(kind, 4)
     if code == 6:
         rule = error.get("rule")
         sys.stderr.write(f"denied by {entry.name}: {message}" + (f" (rule {rule})" if rule else "") + "\n")

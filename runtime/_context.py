@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import threading
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,10 +40,9 @@ def load_quotas(peer: Peer) -> Quotas:
     Raises :class:`~peerbox.UsageError` naming the file for a malformed table.
     """
     try:
-        with open(peer.paths.meta, "rb") as f:
-            table = tomllib.load(f).get("quotas", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{peer.paths.meta}: cannot read quotas: {exc}") from None
+        table = peer.read_meta().get("quotas", {})
+    except UsageError as exc:  # CorruptPeer: read as PeerStore.get reads it (bounded, no symlinks)
+        raise UsageError(f"{peer.paths.meta}: cannot read quotas: {exc}") from exc
     if not isinstance(table, dict) or set(table) - set(_QUOTA_KEYS):
         raise UsageError(f"{peer.paths.meta}: [quotas] may only set {', '.join(_QUOTA_KEYS)}")
     try:

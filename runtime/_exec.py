@@ -205,8 +205,10 @@ class ExecHandler:
         policy = self.policy.get()
         try:
             grants = self._grants(req, now, self._may_delegate(policy, now))
-        except (CapabilityError, EnvelopeError, Error) as exc:
+        except (CapabilityError, EnvelopeError) as exc:
             return self._deny(req, now, f"capability refused: {exc}", None)
+        except Error:  # e.g. a local peer's files could not be read: its message may name host paths
+            return self._deny(req, now, "capability refused: the check failed on this worker", None)
         asked = PolicyRequest(caller_did, caller_name, "exec", None, self.owner_did, now)
         decision = policy.decide(asked, grants)
         if not decision:

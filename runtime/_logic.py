@@ -45,7 +45,7 @@ from ._history import (HISTORY_DIR, History, HistoryError, HistoryMismatch, Vers
 from ._identity import KeyPair
 from ._peers import Peer
 from .wasm_guests import builtin_library_path
-from .wasm_guests.lang import CompileError, ModuleSource, compile_to_wat, interface
+from .wasm_guests.lang import CompileError, CompileLimits, ModuleSource, compile_to_wat, interface
 
 __all__ = ["HEAD_KEY", "LAYERS", "LogicLayers", "ModuleRef", "ModuleListing", "PeerLogic", "LogicError",
            "LogicRefused", "split_module_name", "shared_logic_dir"]
@@ -294,10 +294,10 @@ class PeerLogic:
                              "(letters, digits, '_', '-', '/'; the shared and built-in layers are read-only)")
         return parsed[1]
 
-    def check(self, module: str, source: str | None) -> None:
+    def check(self, module: str, source: str | None, *, limits: CompileLimits | None = None) -> None:
         """Refuse (:class:`LogicRefused`) a source for ``module`` (None: removing it) that would
         not compile or would break a module importing it; a module that was already broken does
-        not count."""
+        not count. ``limits`` is the budget of each of these compiles (default: the compiler's)."""
         name = self._own_name(module)
         file = f"peer:{name}"
         after = self.layers.with_overlay("peer", name, source)
@@ -306,7 +306,7 @@ class PeerLogic:
                 raise LogicRefused(f"{file}: the source is over {MAX_MODULE_SIZE} bytes",
                                    kind="compile_error", module=name)
             try:
-                compile_to_wat(source, file, after)
+                compile_to_wat(source, file, after, limits=limits)
             except CompileError as exc:
                 raise LogicRefused(f"{file} does not compile:\n{exc}", kind="compile_error",
                                    module=name) from None
@@ -314,10 +314,10 @@ class PeerLogic:
         doing = "removing" if source is None else "installing"
         for ref, text in self._dependents(file, self.layers if source is None else after):
             try:
-                compile_to_wat(text, ref.file, after)
+                compile_to_wat(text, ref.file, after, limits=limits)
             except CompileError as exc:
                 try:
-                    compile_to_wat(text, ref.file, self.layers)
+                    compile_to_wat(text, ref.file, self.layers, limits=limits)
                 except CompileError:
                     continue  # broken before this install: not this install's doing
                 raise LogicRefused(f"{doing} {file} would break {ref.file}:\n{exc}",
@@ -355,8 +355,10 @@ class PeerLogic:
 
     def install(self, module: str, source: str, *, statement: bytes, cap: bytes | None = None,
                 rule: str | None = None, action: str = "set", restores: int | None = None,
-                now: int | None = None, force: bool = False) -> Version:
+                now: int | None = None, force: bool = False, limits: CompileLimits | None = None) -> Version:
         """Check, record (sealed by the peer) and install ``source`` as the peer's ``module``.
+
+        ``limits`` bounds each compile of the check (a remote install passes a shorter deadline).
 
         ``statement`` is the installer's signed statement (see
         :func:`~peerbox._history.make_statement`); the caller has already
@@ -392,7 +394,7 @@ class PeerLogic:
                 action = "force"
             if removing and not path.is_file():
                 raise LogicError(f"peer {self.peer.name!r} has no module of its own named {name!r}")
-            self.check(name, None if removing else source)
+            self.check(name, None if removing else source, limits=limits)
             if not removing:
                 safe_dir(self.peer.paths.logic, name + _SUFFIX)
             mark = self.history.mark(name)

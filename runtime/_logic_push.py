@@ -45,13 +45,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 from ._cbor_strict import EnvelopeError
 from ._cose import decode1, sign1
 from ._envelope import (VERSION, _bad, _check_signer, _check_typ_version, _key, _parse_addressing, _require,
-                        check_delivery, make_reply)
+                        check_delivery, make_reply, preauthenticate)
 from ._errors import Error
-from ._history import HistoryError, make_statement, open_statement, sha256_hex
+from ._history import HistoryError, HistoryMismatch, make_statement, open_statement, sha256_hex
 from ._identity import KeyPair, did_from_public_key
 from ._logic import MAX_MODULE_SIZE, LogicError, LogicRefused, PeerLogic, split_module_name
 from .policy import Decision
 from .policy import Request as PolicyRequest
+from .wasm_guests.lang import CompileLimits
 
 if TYPE_CHECKING:
     from ._exec import ExecHandler, Handled
@@ -70,6 +71,9 @@ _OP_FIELDS = {"set": {"module", "source", "statement"}, "remove": {"module", "st
 #: The largest logic request (512 KiB of source, the envelope and its capabilities): the
 #: worker's HTTP body limit.
 MAX_LOGIC_REQUEST = 1 << 20
+#: The budget of each compile a remote install checks (the module, then each module importing it):
+#: the compiler's defaults with a 10 s deadline, as for a request's script.
+REMOTE_INSTALL_LIMITS = CompileLimits(timeout=10.0)
 
 
 @dataclass(frozen=True)
@@ -159,11 +163,10 @@ def open_logic_request(data: bytes, *, max_size: int = MAX_LOGIC_REQUEST) -> Log
     Raises :class:`EnvelopeError` (the kinds of :func:`peerbox._envelope.open_request`,
     plus ``bad_statement`` for a statement that is not the caller's word for this change).
     """
-    if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > max_size:
-        raise EnvelopeError("too_large", f"{len(data)} bytes, at most {max_size}")
+    key = preauthenticate(data, max_size=max_size)  # the signature first: nothing decoded for a forgery
     msg = decode1(data, max_size=max_size)
     req = _parse(msg.payload)
-    _check_signer(msg, req.caller, "caller")
+    _check_signer(msg, req.caller, "caller", verified=key)
     if req.op in ("set", "remove"):
         try:
             st = open_statement(req.statement)
@@ -307,11 +310,14 @@ def run_logic(handler: ExecHandler, admitted: LogicAdmitted) -> Handled:
     logic = PeerLogic(handler.ctx.peer, clock=handler.clock)
     try:
         version = logic.install(req.module, req.source, statement=req.statement, cap=admitted.cap,
-                                rule=admitted.rule, action="remove" if req.op == "remove" else "set", now=now)
+                                rule=admitted.rule, action="remove" if req.op == "remove" else "set", now=now,
+                                limits=REMOTE_INSTALL_LIMITS)
     except LogicRefused as exc:
         return answer(False, error={"kind": exc.kind, "message": str(exc)})
     except LogicError as exc:  # the removal of a module the peer does not have
         return answer(False, error={"kind": "not_found", "message": str(exc)})
+    except HistoryMismatch as exc:  # the live module or the history was changed by hand
+        return answer(False, error={"kind": "history_mismatch", "message": str(exc)})
     except HistoryError as exc:
         return answer(False, error={"kind": "io_error", "message": str(exc)})
     except Error as exc:

@@ -3,10 +3,11 @@
 :class:`Worker` is the HTTP application of one process hosting one or many
 peers (shared mode). ``POST /v1/exec`` takes a request envelope
 (``content-type: application/cose``; ``POST /v1/logic`` takes a logic update,
-:mod:`peerbox._logic_push`, the same way), checks everything that needs no peer
-context on the event loop (:func:`~peerbox._envelope.open_request`: strict
-decoding, fields, the caller's signature; cheap, and it means a forged
-``caller`` can never use up someone else's quota), routes by the envelope's
+:mod:`peerbox._logic_push`, the same way), checks the signature over the raw
+bytes first and only then decodes strictly (:mod:`peerbox._preauth`: on the
+event loop for bodies up to 4 KiB, on 2 threads beyond), so a forged
+``caller`` can never use up someone else's quota and forgeries cost no
+decoding, routes by the envelope's
 ``target`` to the hosted peer's :class:`~peerbox._exec.ExecHandler`, and runs
 it on a worker thread. HTTP status follows the outcome (see :func:`status_for`).
 
@@ -648,6 +649,6 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
         trio.run(functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
                                    port_file=port_file, quiet=quiet, stop_on_stdin_eof=exit_with_parent))
     finally:
-        if worker.admission.idle:
+        if worker.idle:
             worker.close()  # else a run is still going: leave its files to the process exit
     return 0

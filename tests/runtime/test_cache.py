@@ -26,9 +26,9 @@ def _count_compiles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = lang.compile_to_wat
 
-    def counting(source: str, filename: str, resolver: Any = None) -> Any:
+    def counting(source: str, filename: str, resolver: Any = None, **kw: Any) -> Any:
         calls.append(filename)
-        return real(source, filename, resolver)
+        return real(source, filename, resolver, **kw)
 
     monkeypatch.setattr(lang, "compile_to_wat", counting)
     return calls
