@@ -21,6 +21,16 @@ __all__ = ["Diagnostic", "CompileError", "Diagnostics"]
 
 #: Most characters of a source line shown under an error (a window around the column).
 _MAX_SHOWN = 160
+#: Most characters of one message: a message quotes names from the source (an undefined
+#: variable, a module), and a name may be as long as the script, which a caller gets back.
+_MAX_MESSAGE = 240
+
+
+def _bounded(message: str) -> str:
+    """``message``, cut to :data:`_MAX_MESSAGE` characters with a note of what was left out."""
+    if len(message) <= _MAX_MESSAGE:
+        return message
+    return f"{message[:_MAX_MESSAGE]}… ({len(message) - _MAX_MESSAGE} more characters)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +112,7 @@ class Diagnostics:
     def make(self, span: Span, message: str) -> Diagnostic:
         """The :class:`Diagnostic` for ``message`` at ``span``, quoting its source line."""
         width = span.end_col - span.col if span.end_line == span.line else 1
-        return Diagnostic(file=span.file, line=span.line, col=span.col, message=message,
+        return Diagnostic(file=span.file, line=span.line, col=span.col, message=_bounded(message),
                           source_line=self._line(span.file, span.line).rstrip("\r"), width=max(1, width))
 
     def error(self, span: Span, message: str) -> None:

@@ -332,3 +332,17 @@ def test_compile_limits_is_public_and_passed_on() -> None:
         peerbox.compile("let x = 1; x + 2", limits=peerbox.CompileLimits(tokens=3))
     with pytest.raises(peerbox.UsageError):
         peerbox.compile("1", limits={"tokens": 3})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("source", [
+    "x" * 200_000,                                  # an undefined variable
+    "let a = 1; a." + "y" * 200_000 + "()",         # an unknown method
+    'import "' + "m" * 100_000 + '" as m;',         # a missing module
+])
+def test_an_error_quoting_a_huge_name_stays_small(source: str) -> None:
+    """Messages quote names from the source; a caller must not get a megabyte back."""
+    with pytest.raises(CompileError) as info:
+        compile_to_wat(source, "big.rhai")
+    text = str(info.value)
+    assert len(text) < 2_000
+    assert "more characters" in info.value.message
