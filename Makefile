@@ -2,7 +2,9 @@
 # refreshes .venv in the repo root first; nothing is installed by hand.
 #
 #   make demo    compile and run examples/demo.rhai through the peerbox CLI
-#   make test    rt reproducibility check + the whole pytest suite
+#   make test    rt reproducibility check + the whole pytest suite (2 processes, then the
+#                timing-sensitive `serial` tests alone)
+#   make test-fast  the suite without `slow` and `serial` tests, in 2 processes (for developers)
 #   make bench   the benchmark table (bench/run.py), written to bench/results/
 #   make lint    ruff + mypy --strict
 #   make rt      rebuild wasm_guests/rt/rt.wasm from its C sources
@@ -27,7 +29,7 @@ VENV_KEY := $(shell { cat pyproject.toml; find runtime wasm_guests hostcalls pol
 	| sha256sum | cut -c1-16)
 STAMP := $(VENV)/.peerbox-stamp-$(VENV_KEY)
 
-.PHONY: venv sysdeps test check-rt demo bench lint rt clean
+.PHONY: venv sysdeps test test-fast check-rt demo bench lint rt clean
 
 venv: $(STAMP)
 
@@ -60,8 +62,14 @@ check-rt: sysdeps
 	  echo "check-rt: wasm_guests/rt/rt.wasm is stale: run 'make rt' and commit it" >&2; exit 1; \
 	fi
 
+# Tests that measure timing against a reference (`serial`) run after the parallel pass, alone,
+# so the other worker's load does not skew what they measure.
 test: venv check-rt
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q -n 2 -m "not serial"
+	$(VPY) -m pytest -q -m serial
+
+test-fast: venv
+	$(VPY) -m pytest -q -n 2 -m "not slow and not serial"
 
 demo: venv
 	@echo '$$ peerbox run examples/demo.rhai --param who=world --param n=10'

@@ -101,6 +101,7 @@ def _spin_runs(
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_timeouts_hold_next_to_busy_python_threads(tmp_path: Path, busy_python: None) -> None:
     with peerbox.Sandbox(cache_dir=tmp_path / "cache") as sandbox:
         assert sandbox.epoch_clock == "posix-timer"
@@ -113,6 +114,7 @@ def test_timeouts_hold_next_to_busy_python_threads(tmp_path: Path, busy_python: 
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_a_lone_timeout_next_to_busy_python_threads(tmp_path: Path, busy_python: None) -> None:
     # one run, the timer armed for it alone: it ends on time too
     with peerbox.Sandbox(cache_dir=tmp_path / "cache") as sandbox:

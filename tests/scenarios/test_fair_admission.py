@@ -59,6 +59,7 @@ def health(port: int) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_owner_is_served_while_a_caller_floods_and_unknown_keys_replay(tmp_path: Path, serving: Any) -> None:
     store = peerbox.PeerStore(tmp_path)
     store.init("alice")

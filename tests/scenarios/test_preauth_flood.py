@@ -32,7 +32,7 @@ import peerbox
 from peerbox._client import H2Transport
 from peerbox._envelope import make_request, verify_reply
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 POLICY = """
 version = 1

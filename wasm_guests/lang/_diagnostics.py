@@ -11,6 +11,7 @@ compilers do::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from peerbox._errors import Error
@@ -21,13 +22,20 @@ __all__ = ["Diagnostic", "CompileError", "Diagnostics"]
 
 #: Most characters of a source line shown under an error (a window around the column).
 _MAX_SHOWN = 160
-#: Most characters of one message: a message quotes names from the source (an undefined
-#: variable, a module), and a name may be as long as the script, which a caller gets back.
-_MAX_MESSAGE = 240
+#: Most characters of a name quoted in a message: messages quote names from the source (an
+#: undefined variable, a module), a name may be as long as the script, and a caller gets it back.
+_MAX_QUOTED = 80
+#: Most characters of one message, whatever it quotes.
+_MAX_MESSAGE = 1000
+_QUOTED = re.compile("(?<![\\w])'([^'\n]{%d,})'(?![\\w])" % (_MAX_QUOTED + 1))  # not an apostrophe
 
 
 def _bounded(message: str) -> str:
-    """``message``, cut to :data:`_MAX_MESSAGE` characters with a note of what was left out."""
+    """``message`` with each long quoted name cut (saying how much was left out), then capped."""
+    if len(message) <= _MAX_QUOTED:
+        return message
+    message = _QUOTED.sub(
+        lambda m: f"'{m[1][:_MAX_QUOTED]}… ({len(m[1]) - _MAX_QUOTED} more characters)'", message)
     if len(message) <= _MAX_MESSAGE:
         return message
     return f"{message[:_MAX_MESSAGE]}… ({len(message) - _MAX_MESSAGE} more characters)"
