@@ -29,7 +29,6 @@ import math
 import re
 import struct
 import threading
-import time
 from ctypes import byref
 from typing import Any
 
@@ -77,8 +76,6 @@ _trap_code = _held(_c._wasmtime_trap_code)
 _trap_message = _held(_c._wasm_trap_message)
 _trap_delete = _held(_c._wasm_trap_delete)
 _byte_vec_delete = _held(_c._wasm_byte_vec_delete)
-_epoch_deadline_callback = _held(_c._wasmtime_store_epoch_deadline_callback)
-_EpochCallback = _c._wasmtime_store_epoch_deadline_callback.argtypes[1]
 _error_new = _held(_c._wasmtime_error_new)
 _UPDATE_CONTINUE = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
 _define_unchecked = _c.wasmtime_linker_define_func_unchecked
@@ -209,68 +206,12 @@ MAX_HOSTCALL_ARGS = 64 << 20
 class _RunState:
     """Per-run state the host functions reach: this run's dispatch, and why it stopped."""
 
-    __slots__ = ("host", "stop", "trap", "deadline_at", "timed_out")
+    __slots__ = ("host", "stop", "trap")
 
     def __init__(self, host: Dispatch | None) -> None:
         self.host = host
         self.stop: Error | None = None
         self.trap: _GuestTrap | None = None  # a trap inside a host call (it then stops the run)
-        self.deadline_at: float | None = None  # time.monotonic() when a timed run must end
-        self.timed_out = False
-
-
-def _deadline_callback(tls: threading.local, tick: float) -> Any:
-    """The epoch-deadline callback of one Sandbox: checks the run's deadline against real time.
-
-    Epoch ticks can be lost when a loaded machine schedules the timer late
-    (glibc ignores timer overruns), so tick counts alone run slow. A run's
-    epoch deadline is therefore set to about half of the ticks left; when
-    it is reached, this (Python, so with the GIL, a few times per run)
-    compares ``time.monotonic()`` with the run's ``deadline_at``: it extends
-    the deadline by half the remaining ticks again (all of them, plus one,
-    once few are left), or ends the run by returning an error after marking
-    the run ``timed_out``. Never raises into wasmtime.
-    """
-
-    def callback(ctx: Any, env: Any, delta: Any, kind: Any) -> int:
-        try:
-            state: _RunState | None = getattr(tls, "run", None)
-            deadline_at = state.deadline_at if state is not None else None
-            if state is None or deadline_at is None:
-                delta[0] = 1 << 62
-                kind[0] = _UPDATE_CONTINUE
-                return 0
-            left = deadline_at - time.monotonic()
-            if left <= 0:
-                state.timed_out = True
-                return int(ctypes.cast(_error_new(b"peerbox: run timed out"), ctypes.c_void_p).value or 0)
-            delta[0] = deadline_delta(left, tick)
-            kind[0] = _UPDATE_CONTINUE
-            return 0
-        except BaseException:  # pragma: no cover - never into wasmtime; stop the run instead
-            return int(ctypes.cast(_error_new(b"peerbox: deadline check failed"), ctypes.c_void_p).value or 0)
-
-    return _EpochCallback(callback)
-
-
-def deadline_delta(left: float, tick: float) -> int:
-    """Epoch ticks until the next deadline check, ``left`` seconds before the run must end.
-
-    Half the ticks left while more than :data:`_FINAL_TICKS` are (a lost tick
-    then delays a check, not the end), all of them plus one (never early)
-    after that. Each check takes the GIL, and next to busy Python threads
-    getting it can take tens of milliseconds: a check long before the end
-    costs the run nothing (it measures real time once it runs), one just
-    before the end would make it late. So the checks stop ``_FINAL_TICKS``
-    ticks (200 ms) before the end, where lost ticks can cost at most their
-    share of those 200 ms, and the deadline itself is the one check left.
-    """
-    ticks = math.ceil(left / tick)
-    return ticks // 2 if ticks > _FINAL_TICKS else ticks + 1
-
-
-#: Below this many ticks left, a run's deadline is set to the end (see :func:`deadline_delta`).
-_FINAL_TICKS = 20
 
 
 def _caller_export(caller: Any, name: bytes, kind: int) -> Any:

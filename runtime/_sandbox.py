@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import threading
 import time
@@ -85,7 +86,7 @@ from ._cache import LRU, ModuleCache, default_cache_dir
 from ._capi import (  # the raw wasmtime C-API layer and the guest's host functions
     _ENV, _EXTERN_FUNC, _EXTERN_MEMORY, _EXTERN_TABLE, _Extern, _ExternUnion, _Instance, _NO_FINALIZER,
     _NULL_FUNCREF, _RT, _RunState, _TABLE, _TRAP, _TrapPtr, _GuestTrap, _call_i32, _call_i32_releasing,
-    _deadline_callback, deadline_delta, _define_unchecked, _epoch_deadline_callback, _export, _fmt_f64,
+    _define_unchecked, _export, _fmt_f64,
     _get_fuel, _host_call_callback, _linker_define, _linker_define_instance, _linker_instantiate, _memmove,
     _memory_span, _parse_f64, _pow_f64, _raise_for, _read_block, _set_async_stack_size, _set_epoch_deadline,
     _set_fuel, _store_context, _store_delete, _store_limiter, _store_new, _table_import_min, _table_new,
@@ -241,7 +242,6 @@ class Sandbox:
         # whichever comes first (the finalizer holds the clock, not the Sandbox).
         self._finalizer = weakref.finalize(self, self._clock.close)
         self._tls = threading.local()
-        self._on_deadline = _deadline_callback(self._tls, EPOCH_TICK)  # lives as long as the stores using it
         self._lock = threading.Lock()
         self._closed = False
         self._rt_bytes: bytes | None = None
@@ -487,13 +487,13 @@ class Sandbox:
             slots.acquire()
             started += time.monotonic() - waited
         outer = getattr(self._tls, "run", None)  # a run may start another from a host call
-        state = self._tls.run = _RunState(host)
+        self._tls.run = _RunState(host)
         clock = self._clock if timeout is not None else None
         try:
             deadline_at = None
             if clock is not None and timeout is not None:
                 clock.begin()  # raises UsageError if closed meanwhile
-                deadline_at = state.deadline_at = started + timeout
+                deadline_at = started + timeout
             try:
                 data, left, peak = self._run_in_fresh_store(script, input_cbor, linker, rt_ptr, budget,
                                                             deadline_at, timeout=timeout, memory=memory,
@@ -542,8 +542,6 @@ class Sandbox:
                 _store_limiter(store, memory, -1, -1, -1, -1)
                 if self.metered:
                     _raise_for(_set_fuel(ctx, budget), None)
-                if deadline_at is not None:
-                    _epoch_deadline_callback(store, self._on_deadline, None, _NO_FINALIZER)
                 _set_epoch_deadline(ctx, _deadline_ticks(deadline_at))
                 table = _f.wasmtime_table_t()
                 ttype = script._table_type.ptr()
@@ -591,7 +589,6 @@ class Sandbox:
 
         maybe_raise_last_exn()  # a KeyboardInterrupt caught by wasmtime-py's trampoline
         state: _RunState | None = getattr(self._tls, "run", None)
-        timed_out = state is not None and state.timed_out  # before the salvage calls below
         code = exc.trap_code if isinstance(exc, _GuestTrap) else None
         text = str(exc)
         fault = 0
@@ -612,8 +609,6 @@ class Sandbox:
                 log = decode_log(_read_block(ctx, mem, out, "rt_log_out"))
             except (_GuestTrap, wasmtime.WasmtimeError, Error):
                 log = []
-        if timed_out:  # the deadline check ended the run (perhaps inside a host call's rt_alloc)
-            return LimitExceeded("timeout", f"script exceeded its {timeout} s timeout", log=log)
         if state is not None and state.trap is not None:  # the real cause, not rt's host_stop
             code, text = state.trap.trap_code, str(state.trap)
         if fault == 2 and state is not None and state.stop is not None:
@@ -637,11 +632,17 @@ class Sandbox:
 
 
 def _deadline_ticks(deadline_at: float | None) -> int:
-    """Epoch ticks from now until the first deadline check (see ``_capi._deadline_callback``)."""
+    """Epoch ticks from now to ``deadline_at``, plus one (a run never ends early).
+
+    The trap at the deadline is wasmtime's own, decided in native code when
+    the native clock ticks: no Python callback (which would need the GIL, and
+    next to busy Python threads getting it takes tens of milliseconds, each
+    time) runs between a run's start and its end. A tick the timer loses on
+    an overloaded machine delays the end by that tick.
+    """
     if deadline_at is None:
         return _NO_DEADLINE
-    left = deadline_at - time.monotonic()
-    return deadline_delta(left, EPOCH_TICK) if left > 0 else 1
+    return max(1, math.ceil((deadline_at - time.monotonic()) / EPOCH_TICK) + 1)
 
 
 def _wasmtime_version() -> str:
