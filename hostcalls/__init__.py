@@ -15,6 +15,11 @@ Both follow the same path rules (``peerbox.hostcalls._paths``), the same
 :class:`HostCallError` (catchable by the script as ``e.kind``); a used-up
 budget is :class:`BudgetExceeded` (stops the run).
 
+The calls themselves (op number, script name, argument kinds, policy action,
+result) are the rows of :data:`HOST_CALLS`, the one written form of the
+host-call ABI: the dispatcher is built from it and the compiler is handed it
+(``compile_to_wat(..., host_calls=HOST_CALLS)``).
+
 Typical wiring::
 
     backend = open_backend("fs", peer_dir / "files", Quotas())   # once per peer and process
@@ -25,13 +30,14 @@ Typical wiring::
 from __future__ import annotations
 
 from ._backend import BACKEND_KINDS, Backend, Stat, open_backend
-from ._dispatch import OP_ACTIONS, Authorizer, Dispatch, Op
+from ._dispatch import OP_ACTIONS, Authorizer, Dispatch
 from ._errors import KINDS as ERROR_KINDS
 from ._errors import BudgetExceeded, HostCallError, StorageInUse
 from ._fs import FsBackend
 from ._limits import Budget, Quotas
 from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
 from ._sqlite import SqliteBackend
+from ._table import HOST_CALLS, HostCall, Op
 
 __all__ = [
     "HostCallError",
@@ -50,6 +56,8 @@ __all__ = [
     "OP_ACTIONS",
     "Authorizer",
     "Op",
+    "HOST_CALLS",
+    "HostCall",
     "parse_path",
     "TEMP_PREFIX",
     "MAX_PATH_BYTES",

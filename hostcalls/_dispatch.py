@@ -8,22 +8,11 @@ the script), and a :class:`BudgetExceeded` stops the run. One Dispatch
 belongs to one run: it holds that run's :class:`Budget` and the backend of
 the peer the run executes as (``None`` for a run without a peer).
 
-The ops (numbers fixed by the host-call ABI, see ``wasm_guests/lang/_hostfns.py``):
-
-====  ================  ================  ===========================
-op    script call       arguments         result
-====  ================  ================  ===========================
-1     fs::read          path              string (UTF-8, strict)
-2     fs::write         path, string      ()
-3     fs::append        path, string      ()
-4     fs::list          dir               array of names, sorted
-5     fs::exists        path              bool
-6     fs::delete        path              ()
-7     fs::mkdir         path              () (parents too)
-8     fs::stat          path              #{size, is_dir, modified}
-9     fs::read_bytes    path              blob
-10    fs::write_bytes   path, blob        ()
-====  ================  ================  ===========================
+The calls, their op numbers, argument kinds, policy actions and results are
+the rows of :data:`~peerbox.hostcalls._table.HOST_CALLS` (the one table the
+compiler reads too); this module checks arguments against a row and runs the
+row's operation, one method per call named after its function
+(``fs::read_bytes`` -> ``_read_bytes``).
 
 Budget accounting: every call counts one call, *before* anything else (so a
 loop of failing calls ends too); reads count the bytes returned (names'
@@ -34,49 +23,23 @@ counts the file's old size plus the appended bytes.
 
 from __future__ import annotations
 
-import enum
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._backend import Backend
 from ._errors import HostCallError
 from ._limits import Budget
 from ._paths import join, parse_path
+from ._table import HOST_CALLS, HostCall, Op
 
-__all__ = ["Op", "Dispatch"]
-
-
-class Op(enum.IntEnum):
-    """Host-call operation numbers (the ``op`` of ``peerbox.call``)."""
-
-    READ = 1
-    WRITE = 2
-    APPEND = 3
-    LIST = 4
-    EXISTS = 5
-    DELETE = 6
-    MKDIR = 7
-    STAT = 8
-    READ_BYTES = 9
-    WRITE_BYTES = 10
+__all__ = ["Op", "Dispatch", "OP_ACTIONS", "Authorizer"]
 
 
 _NO_STORAGE = "this run has no storage: run it as a peer (--peer NAME)"
 
-# Argument kinds: "path" and "string" want a str, "blob" wants bytes.
-_SIGNATURES: dict[int, tuple[str, tuple[str, ...]]] = {
-    Op.READ: ("fs::read", ("path",)),
-    Op.WRITE: ("fs::write", ("path", "string")),
-    Op.APPEND: ("fs::append", ("path", "string")),
-    Op.LIST: ("fs::list", ("path",)),
-    Op.EXISTS: ("fs::exists", ("path",)),
-    Op.DELETE: ("fs::delete", ("path",)),
-    Op.MKDIR: ("fs::mkdir", ("path",)),
-    Op.STAT: ("fs::stat", ("path",)),
-    Op.READ_BYTES: ("fs::read_bytes", ("path",)),
-    Op.WRITE_BYTES: ("fs::write_bytes", ("path", "blob")),
-}
+#: The table's rows by op number (what a compiled module sends).
+_BY_OP: Mapping[int, HostCall] = {int(c.op): c for c in HOST_CALLS}
 
 
 def _type_name(value: object) -> str:
@@ -100,12 +63,12 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
-def _check_args(op: object, args: object) -> tuple[str, Sequence[Any]]:
-    """The call's name and arguments, or ``invalid_argument`` naming what is wrong."""
-    sig = _SIGNATURES.get(op) if type(op) in (int, Op) else None  # type: ignore[call-overload]
-    if sig is None:
+def _check_args(op: object, args: object) -> tuple[HostCall, Sequence[Any]]:
+    """The call's table row and arguments, or ``invalid_argument`` naming what is wrong."""
+    row = _BY_OP.get(op) if type(op) in (int, Op) else None  # type: ignore[call-overload]
+    if row is None:
         raise HostCallError("invalid_argument", f"unknown host call {op!r}")
-    name, kinds = sig
+    name, kinds = row.name, row.params
     if not isinstance(args, (list, tuple)):
         raise HostCallError("invalid_argument", f"{name}: arguments must be an array, not {_type_name(args)}")
     if len(args) != len(kinds):
@@ -120,7 +83,7 @@ def _check_args(op: object, args: object) -> tuple[str, Sequence[Any]]:
         elif not isinstance(value, str):
             what = "a path (string)" if kind == "path" else "a string"
             raise HostCallError("invalid_argument", f"{name}: expected {what}, got {_type_name(value)}")
-    return name, args
+    return row, args
 
 
 def _encode(name: str, text: str) -> bytes:
@@ -131,11 +94,7 @@ def _encode(name: str, text: str) -> bytes:
 
 
 #: The policy action each host call needs (an ``exec`` grants no file access by itself).
-OP_ACTIONS: dict[Op, str] = {
-    Op.READ: "fs.read", Op.READ_BYTES: "fs.read", Op.EXISTS: "fs.read", Op.STAT: "fs.read",
-    Op.WRITE: "fs.write", Op.WRITE_BYTES: "fs.write", Op.APPEND: "fs.write", Op.MKDIR: "fs.write",
-    Op.DELETE: "fs.delete", Op.LIST: "fs.list",
-}
+OP_ACTIONS: dict[Op, str] = {c.op: c.action for c in HOST_CALLS}
 
 Authorizer = Callable[[str, str], None]
 """``authorize(action, path)``: return if allowed, else raise ``HostCallError("denied", why)``."""
@@ -148,7 +107,7 @@ class Dispatch:
     Not thread-safe (a run makes one host call at a time); the backend is.
     """
 
-    __slots__ = ("backend", "budget", "authorize", "_table")
+    __slots__ = ("backend", "budget", "authorize")
 
     def __init__(
         self,
@@ -159,18 +118,6 @@ class Dispatch:
         self.backend = backend
         self.budget = budget if budget is not None else Budget()
         self.authorize = authorize
-        self._table: dict[int, Callable[..., object]] = {
-            Op.READ: self._read,
-            Op.WRITE: self._write,
-            Op.APPEND: self._append,
-            Op.LIST: self._list,
-            Op.EXISTS: self._exists,
-            Op.DELETE: self._delete,
-            Op.MKDIR: self._mkdir,
-            Op.STAT: self._stat,
-            Op.READ_BYTES: self._read_bytes,
-            Op.WRITE_BYTES: self._write_bytes,
-        }
 
     def call(self, op: int, args: list[Any]) -> object:
         """Run host call ``op`` with ``args``; return its result as a plain Python value.
@@ -184,19 +131,19 @@ class Dispatch:
         used up (not catchable by the script).
         """
         self.budget.charge_call()
-        name, checked = _check_args(op, args)
+        row, checked = _check_args(op, args)
         if self.backend is None:
             raise HostCallError("no_storage", _NO_STORAGE)
         if self.authorize is not None:  # the policy, checked at every call with the path it names
-            self.authorize(OP_ACTIONS[Op(op)], join(parse_path(checked[0])))
+            self.authorize(row.action, join(parse_path(checked[0])))
         try:
-            return self._table[op](self.backend, *checked)
+            return _OPERATIONS[row.op](self, self.backend, *checked)
         except (OSError, sqlite3.Error) as exc:  # a backend let one through: never leak details
-            raise HostCallError("io_error", f"{name}: storage failure ({type(exc).__name__})") from exc
+            raise HostCallError("io_error", f"{row.name}: storage failure ({type(exc).__name__})") from exc
 
-    # -- one method per op (arguments already type-checked) ---------------------------
+    # -- one method per host call, _<module>_<function> (arguments already type-checked) ---
 
-    def _read(self, backend: Backend, path: str) -> str:
+    def _fs_read(self, backend: Backend, path: str) -> str:
         data = backend.read_bytes(path)
         self.budget.charge_read(len(data))
         try:
@@ -206,23 +153,23 @@ class Dispatch:
                 "invalid_argument", f"file is not valid UTF-8: {join(parse_path(path))}"
             ) from None
 
-    def _read_bytes(self, backend: Backend, path: str) -> bytes:
+    def _fs_read_bytes(self, backend: Backend, path: str) -> bytes:
         data = backend.read_bytes(path)
         self.budget.charge_read(len(data))
         return data
 
-    def _write(self, backend: Backend, path: str, text: str) -> None:
+    def _fs_write(self, backend: Backend, path: str, text: str) -> None:
         data = _encode("fs::write", text)
         parse_path(path)  # path errors before budget errors
         self.budget.charge_write(len(data))
         backend.write_bytes(path, data)
 
-    def _write_bytes(self, backend: Backend, path: str, data: bytes | bytearray) -> None:
+    def _fs_write_bytes(self, backend: Backend, path: str, data: bytes | bytearray) -> None:
         parse_path(path)
         self.budget.charge_write(len(data))
         backend.write_bytes(path, bytes(data))
 
-    def _append(self, backend: Backend, path: str, text: str) -> None:
+    def _fs_append(self, backend: Backend, path: str, text: str) -> None:
         data = _encode("fs::append", text)
         try:
             st = backend.stat(path)
@@ -234,20 +181,41 @@ class Dispatch:
         self.budget.charge_write(old + len(data))
         backend.append_bytes(path, data)
 
-    def _list(self, backend: Backend, path: str) -> list[str]:
+    def _fs_list(self, backend: Backend, path: str) -> list[str]:
         names = backend.list_dir(path)
         self.budget.charge_read(sum(map(len, names)) + len(names))
         return names
 
-    def _exists(self, backend: Backend, path: str) -> bool:
+    def _fs_exists(self, backend: Backend, path: str) -> bool:
         return backend.exists(path)
 
-    def _delete(self, backend: Backend, path: str) -> None:
+    def _fs_delete(self, backend: Backend, path: str) -> None:
         backend.delete(path)
 
-    def _mkdir(self, backend: Backend, path: str) -> None:
+    def _fs_mkdir(self, backend: Backend, path: str) -> None:
         backend.mkdir(path)
 
-    def _stat(self, backend: Backend, path: str) -> dict[str, object]:
+    def _fs_stat(self, backend: Backend, path: str) -> dict[str, object]:
         st = backend.stat(path)
         return {"size": st.size, "is_dir": st.is_dir, "modified": st.modified}
+
+
+def _operations() -> dict[Op, Callable[..., object]]:
+    """Each table row's method of :class:`Dispatch` (``fs::read_bytes`` -> ``_fs_read_bytes``).
+
+    Raises ``LookupError`` (at import) for a row without its method: a host
+    call added to the table must come with its operation.
+    """
+    out: dict[Op, Callable[..., object]] = {}
+    for row in HOST_CALLS:
+        method = getattr(Dispatch, f"_{row.module}_{row.function}", None)
+        if method is None:
+            raise LookupError(
+                f"host call {row.name} (op {int(row.op)}) has no Dispatch._{row.module}_{row.function}"
+            )
+        out[row.op] = method
+    return out
+
+
+#: The operation of every op, from the table (the dispatcher serves exactly the table's calls).
+_OPERATIONS: dict[Op, Callable[..., object]] = _operations()

@@ -11,8 +11,8 @@
 
 Deny by default; any matching deny rule beats every allow (Cedar semantics);
 capability grants allow what they name, still under every deny rule. See
-``_parse`` for the file format, ``_glob`` for the pattern syntax and
-``_model.HOSTCALL_ACTIONS`` for the action each host call needs.
+``_parse`` for the file format and ``_glob`` for the pattern syntax; the
+action each host call needs is a column of ``peerbox.hostcalls.HOST_CALLS``.
 
 This package is the one owner of grant semantics: actions, grant parsing
 (:func:`parse_grant` for policies, :func:`parse_capability_grant` for
@@ -34,8 +34,6 @@ from ._model import (
     ACTION_ALIASES,
     ACTIONS,
     FS_ACTIONS,
-    HOSTCALL_ACTIONS,
-    HOSTCALL_OP_NAMES,
     RESOURCE_ACTIONS,
     Decision,
     Grant,
@@ -67,8 +65,6 @@ __all__ = [
     "FS_ACTIONS",
     "RESOURCE_ACTIONS",
     "ACTION_ALIASES",
-    "HOSTCALL_ACTIONS",
-    "HOSTCALL_OP_NAMES",
     "NOTHING_ALLOWED",
     "MAX_POLICY_BYTES",
     "glob_problem",

@@ -10,8 +10,9 @@ the peer's logic modules remotely, checked with the module's name).
 ``"*"`` in a rule means all of them but the two ``logic`` ones, which a rule
 must name (a peer's code is never shown or changed by a wildcard written for
 something else; ``"logic.*"`` means both); ``"fs.*"`` means the four ``fs``
-ones. :data:`HOSTCALL_ACTIONS` maps each host-call op to the action
-it needs: an allowed ``exec`` grants no file access by itself.
+ones. Which action each host call needs is a column of the host-call
+table (``peerbox.hostcalls.HOST_CALLS``, whose actions are names defined
+here): an allowed ``exec`` grants no file access by itself.
 
 Everything here is immutable and cheap: :class:`Decision` objects are built
 once per rule when a policy is compiled, so deciding allocates nothing.
@@ -31,8 +32,6 @@ __all__ = [
     "FS_ACTIONS",
     "RESOURCE_ACTIONS",
     "ACTION_ALIASES",
-    "HOSTCALL_ACTIONS",
-    "HOSTCALL_OP_NAMES",
     "PolicyError",
     "Problem",
     "RuleRef",
@@ -62,28 +61,6 @@ LOGIC_ACTIONS: tuple[str, ...] = ("logic.read", "logic.write")
 #: Wildcard action names and what they expand to.
 ACTION_ALIASES: dict[str, tuple[str, ...]] = {
     "*": tuple(a for a in ACTIONS if a not in LOGIC_ACTIONS), "fs.*": FS_ACTIONS, "logic.*": LOGIC_ACTIONS}
-
-#: Host-call op number (``peerbox.hostcalls.Op``) -> the policy action it needs.
-#: read, read_bytes, exists, stat -> fs.read; write, write_bytes, append, mkdir -> fs.write;
-#: delete -> fs.delete; list -> fs.list.
-HOSTCALL_ACTIONS: dict[int, str] = {
-    1: "fs.read",     # fs::read
-    2: "fs.write",    # fs::write
-    3: "fs.write",    # fs::append
-    4: "fs.list",     # fs::list
-    5: "fs.read",     # fs::exists
-    6: "fs.delete",   # fs::delete
-    7: "fs.write",    # fs::mkdir
-    8: "fs.read",     # fs::stat
-    9: "fs.read",     # fs::read_bytes
-    10: "fs.write",   # fs::write_bytes
-}
-#: The same mapping keyed by the script-visible function name.
-HOSTCALL_OP_NAMES: dict[str, str] = {
-    "fs::read": "fs.read", "fs::write": "fs.write", "fs::append": "fs.write", "fs::list": "fs.list",
-    "fs::exists": "fs.read", "fs::delete": "fs.delete", "fs::mkdir": "fs.write", "fs::stat": "fs.read",
-    "fs::read_bytes": "fs.read", "fs::write_bytes": "fs.write",
-}
 
 
 @dataclass(frozen=True, slots=True)

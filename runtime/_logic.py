@@ -45,6 +45,7 @@ from ._history import (HISTORY_DIR, History, HistoryError, HistoryMismatch, Vers
 from ._identity import KeyPair
 from ._peers import Peer
 from .wasm_guests import builtin_library_path
+from .hostcalls import HOST_CALLS
 from .wasm_guests.lang import CompileError, CompileLimits, ModuleSource, compile_to_wat, interface
 
 __all__ = ["HEAD_KEY", "LAYERS", "LogicLayers", "ModuleRef", "ModuleListing", "PeerLogic", "LogicError",
@@ -279,7 +280,7 @@ class PeerLogic:
     def wat(self, module: str) -> str:
         """The module compiled (with what it imports) to WebAssembly text. Raises CompileError."""
         found = self.find(module)
-        return compile_to_wat(found.source, found.file, self.layers).wat
+        return compile_to_wat(found.source, found.file, self.layers, host_calls=HOST_CALLS).wat
 
     def versions(self, module: str) -> builtins.list[Version]:
         """The recorded versions of the peer's ``module``, oldest first."""
@@ -306,7 +307,7 @@ class PeerLogic:
                 raise LogicRefused(f"{file}: the source is over {MAX_MODULE_SIZE} bytes",
                                    kind="compile_error", module=name)
             try:
-                compile_to_wat(source, file, after, limits=limits)
+                compile_to_wat(source, file, after, limits=limits, host_calls=HOST_CALLS)
             except CompileError as exc:
                 raise LogicRefused(f"{file} does not compile:\n{exc}", kind="compile_error",
                                    module=name) from None
@@ -314,10 +315,10 @@ class PeerLogic:
         doing = "removing" if source is None else "installing"
         for ref, text in self._dependents(file, self.layers if source is None else after):
             try:
-                compile_to_wat(text, ref.file, after, limits=limits)
+                compile_to_wat(text, ref.file, after, limits=limits, host_calls=HOST_CALLS)
             except CompileError as exc:
                 try:
-                    compile_to_wat(text, ref.file, self.layers, limits=limits)
+                    compile_to_wat(text, ref.file, self.layers, limits=limits, host_calls=HOST_CALLS)
                 except CompileError:
                     continue  # broken before this install: not this install's doing
                 raise LogicRefused(f"{doing} {file} would break {ref.file}:\n{exc}",

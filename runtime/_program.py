@@ -38,7 +38,7 @@ from ._cache import DiskEntry, ImportRecord, cache_key, manifest_is_current, sou
 from ._errors import UsageError
 from .wasm_guests.lang._budget import CompileLimits
 from ._logic import LogicLayers
-from .hostcalls import Authorizer, Backend, Budget, Dispatch
+from .hostcalls import HOST_CALLS, Authorizer, Backend, Budget, Dispatch
 from ._sandbox import Sandbox, ScriptModule
 from ._values import encode_input
 
@@ -330,7 +330,7 @@ def compiler_fingerprint() -> str:
         from peerbox import __version__
         from peerbox.wasm_guests import lang
 
-        _fingerprint = f"{__version__}+{lang.compiler_fingerprint()}"
+        _fingerprint = f"{__version__}+{lang.compiler_fingerprint(HOST_CALLS)}"
     return _fingerprint
 
 
@@ -400,7 +400,7 @@ def compile(
     from peerbox.wasm_guests.lang import compile_to_wat
 
     recorder = _RecordingResolver(res)
-    compiled = compile_to_wat(source, filename, recorder, limits=limits)
+    compiled = compile_to_wat(source, filename, recorder, limits=limits, host_calls=HOST_CALLS)
     module = sb.compile_wat(compiled.wat)
     manifest = tuple(recorder.records.values())
     files = tuple(compiled.files)

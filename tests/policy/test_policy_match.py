@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from peerbox._identity import KeyPair
-from peerbox.hostcalls._dispatch import OP_ACTIONS
+from peerbox.hostcalls import HOST_CALLS, OP_ACTIONS
 from peerbox.policy import (
-    HOSTCALL_ACTIONS, HOSTCALL_OP_NAMES, NOTHING_ALLOWED, Grant, Policy, PolicyError, PolicyLimits,
-    Request, compile_grants, loads, parse_grant,
+    ACTIONS, FS_ACTIONS, NOTHING_ALLOWED, Grant, Policy, PolicyError, PolicyLimits, Request, compile_grants,
+    loads, parse_grant,
 )
 
 OWNER = KeyPair.from_seed(b"\1" * 32).did
@@ -184,8 +184,28 @@ def test_matching_rules_for_explain() -> None:
     assert [r.index for r in p.matching_rules(req("exec"))] == [0, 1]
 
 
+#: What each host call needs, written out once more here on purpose: a change to the table's
+#: action column is a change of security semantics and must show up as a test change.
+HOSTCALL_ACTIONS: dict[int, str] = {
+    1: "fs.read",     # fs::read
+    2: "fs.write",    # fs::write
+    3: "fs.write",    # fs::append
+    4: "fs.list",     # fs::list
+    5: "fs.read",     # fs::exists
+    6: "fs.delete",   # fs::delete
+    7: "fs.write",    # fs::mkdir
+    8: "fs.read",     # fs::stat
+    9: "fs.read",     # fs::read_bytes
+    10: "fs.write",   # fs::write_bytes
+}
+
+
 def test_hostcall_mapping_matches_dispatch() -> None:
-    assert {int(op): a for op, a in OP_ACTIONS.items()} == HOSTCALL_ACTIONS
+    table_ops = {int(c.op): c.action for c in HOST_CALLS}
+    op_names = {c.name: c.action for c in HOST_CALLS}
+    assert {int(op): a for op, a in OP_ACTIONS.items()} == HOSTCALL_ACTIONS == table_ops
     assert sorted(set(HOSTCALL_ACTIONS.values())) == ["fs.delete", "fs.list", "fs.read", "fs.write"]
-    assert HOSTCALL_OP_NAMES["fs::stat"] == "fs.read" and HOSTCALL_OP_NAMES["fs::mkdir"] == "fs.write"
-    assert len(HOSTCALL_OP_NAMES) == len(HOSTCALL_ACTIONS)
+    assert op_names["fs::stat"] == "fs.read" and op_names["fs::mkdir"] == "fs.write"
+    assert len(op_names) == len(HOSTCALL_ACTIONS)
+    assert set(HOSTCALL_ACTIONS.values()) <= set(ACTIONS)
+    assert set(FS_ACTIONS) == set(HOSTCALL_ACTIONS.values())

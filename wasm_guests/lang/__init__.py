@@ -8,7 +8,9 @@ The pipeline, one module per stage::
 :func:`compile_to_wat` runs it for a script and every module it imports and
 raises :class:`CompileError` with every diagnostic it found. Nothing here
 touches wasmtime, files or the network: imports are read through the
-``resolver`` callback the host supplies.
+``resolver`` callback the host supplies, and the host functions a script may
+call (``fs::read`` ...) are the rows of the ``host_calls`` table it supplies
+(:class:`HostCallSpec`; peerbox passes ``peerbox.hostcalls.HOST_CALLS``).
 
 Compiling untrusted source is a job with a budget, :class:`CompileLimits`
 (source bytes, tokens, syntax nodes, nesting depth, tree height, parameters,
@@ -26,7 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from ._budget import (
 )
 from ._builtins import BUILTINS, Builtin
 from ._emitter import CODEGEN_VERSION
+from ._hostfns import MAX_HOST_ARITY, HostCallSpec, HostFunctions
 from ._module import generate
 from ._diagnostics import CompileError, Diagnostic, Diagnostics
 from ._parser import parse
@@ -47,6 +50,7 @@ __all__ = [
     "Compiled", "ModuleSource", "Resolver", "CompileError", "Diagnostic",
     "CompileLimits", "CompileStats", "CompileLimitExceeded", "DEFAULT_LIMITS", "Clock",
     "BUILTINS", "Builtin", "CODEGEN_VERSION", "MAX_MODULES", "ast", "compiler_fingerprint",
+    "HostCallSpec", "MAX_HOST_ARITY",
 ]
 
 #: Most files (the script and its modules) one compilation may pull in by
@@ -82,15 +86,29 @@ class Compiled:
 
 
 @functools.cache
-def compiler_fingerprint() -> str:
-    """SHA-256 over the compiler's own source files.
-
-    Caches of compiled modules key on it, so any change to the compiler (not
-    only a bump of :data:`CODEGEN_VERSION`) invalidates what it compiled.
-    """
+def _source_digest() -> bytes:
+    """SHA-256 over :data:`CODEGEN_VERSION` and the compiler's own source files (read once)."""
     h = hashlib.sha256(CODEGEN_VERSION.encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.digest()
+
+
+def compiler_fingerprint(host_calls: Iterable[HostCallSpec] = ()) -> str:
+    """SHA-256 over the compiler's own source files and the host-call table it is given.
+
+    Caches of compiled modules key on it, so any change to the compiler (not
+    only a bump of :data:`CODEGEN_VERSION`), or to the op, name or arity of a
+    host call, invalidates what it compiled. Without ``host_calls`` it is the
+    digest of the source files alone, as before the table was a parameter.
+    Raises ``ValueError`` for a table :func:`compile_to_wat` would refuse.
+    """
+    rows = HostFunctions(host_calls).functions
+    if not rows:
+        return _source_digest().hex()
+    h = hashlib.sha256(_source_digest())
+    for fn in rows:
+        h.update(f"\0{fn.op}:{fn.qualname}/{fn.arity}".encode())
     return h.hexdigest()
 
 
@@ -177,35 +195,45 @@ def interface(source: str, filename: str = "<module>", *, limits: CompileLimits 
 
 
 def check(source: str, filename: str = "<script>", resolver: Resolver | None = None, *,
-          limits: CompileLimits | None = None, clock: Clock = time.monotonic) -> None:
+          limits: CompileLimits | None = None, clock: Clock = time.monotonic,
+          host_calls: Iterable[HostCallSpec] = ()) -> None:
     """Parse and resolve without generating code; raise :class:`CompileError` on any error
-    (:class:`CompileLimitExceeded` when going over ``limits``)."""
+    (:class:`CompileLimitExceeded` when going over ``limits``). ``host_calls`` as for
+    :func:`compile_to_wat`."""
+    hosts = HostFunctions(host_calls)
     diags = Diagnostics()
     budget = _budget(limits, diags, clock)
     with raised_recursion_limit(budget.limits):
         modules, _, _ = _load(source, filename, resolver, diags, budget)
-        resolve(modules, diags, budget)
+        resolve(modules, diags, budget, hosts=hosts)
     diags.check()
 
 
 def compile_to_wat(source: str, filename: str = "<script>", resolver: Resolver | None = None, *,
-                   limits: CompileLimits | None = None, clock: Clock = time.monotonic) -> Compiled:
+                   limits: CompileLimits | None = None, clock: Clock = time.monotonic,
+                   host_calls: Iterable[HostCallSpec] = ()) -> Compiled:
     """Compile a script and the modules it imports into one wasm module (WAT text).
 
     ``limits`` is the budget of the whole compilation, imported modules
     included (default :data:`DEFAULT_LIMITS`); ``clock`` is what its
-    ``timeout`` is measured on. Raises :class:`CompileError` listing every
+    ``timeout`` is measured on. ``host_calls`` is the host's table of host
+    functions (:class:`HostCallSpec` rows: ``op``, ``name`` such as
+    ``fs::read``, ``params``); a call to one compiles to its op number, and
+    without a table scripts have none. A malformed table (see
+    :class:`~._hostfns.HostFunctions`) raises ``ValueError``: it is the
+    host's bug, not the script's. Raises :class:`CompileError` listing every
     syntax and resolution error found in any of the files, each with its
     file, line and column, or :class:`CompileLimitExceeded` (a CompileError)
     as soon as the compilation goes over a limit. A wrong type of ``limits``
     is a :class:`~peerbox.UsageError`.
     """
+    hosts = HostFunctions(host_calls)
     diags = Diagnostics()
     budget = _budget(limits, diags, clock)
     with raised_recursion_limit(budget.limits):
         modules, order, deps = _load(source, filename, resolver, diags, budget)
         diags.check()
-        res = resolve(modules, diags, budget)
+        res = resolve(modules, diags, budget, hosts=hosts)
         diags.check()
         wat = generate(res, order, budget)
     seen: dict[str, ModuleSource] = {}

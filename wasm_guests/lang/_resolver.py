@@ -33,7 +33,7 @@ from . import _ast as A
 from ._budget import DEFAULT_LIMITS, TICK, Budget
 from ._builtins import Builtin, lookup, names
 from ._diagnostics import Diagnostics
-from ._hostfns import HostFn, host_modules, lookup_host
+from ._hostfns import NO_HOST_FUNCTIONS, HostFn, HostFunctions
 
 __all__ = [
     "Binding", "ClosureInfo", "FnRef", "ModuleInfo", "Resolution", "resolve", "GLOBALS",
@@ -128,8 +128,9 @@ class _Frame:
 
 
 class _Resolver:
-    def __init__(self, res: Resolution, diags: Diagnostics, budget: Budget) -> None:
+    def __init__(self, res: Resolution, diags: Diagnostics, budget: Budget, hosts: HostFunctions) -> None:
         self.res = res
+        self.hosts = hosts
         self.diags = diags
         self.mod: ModuleInfo = res.modules[0]
         self.frame = _Frame(None, None)
@@ -415,8 +416,8 @@ class _Resolver:
         n = len(e.args)
         if e.module is not None:
             idx = self.mod.imports.get(e.module)
-            if idx is None and e.module in host_modules():
-                host = lookup_host(e.module, e.name, n)
+            if idx is None and e.module in self.hosts.modules():
+                host = self.hosts.lookup(e.module, e.name, n)
                 if host is None:
                     msg = f"module '{e.module}' has no function '{e.name}' taking {_args(n)}"
                     self.diags.error(e.span, msg)
@@ -493,14 +494,16 @@ def _args(n: int) -> str:
     return "1 argument" if n == 1 else f"{n} arguments"
 
 
-def resolve(modules: list[ModuleInfo], diags: Diagnostics, budget: Budget | None = None) -> Resolution:
+def resolve(modules: list[ModuleInfo], diags: Diagnostics, budget: Budget | None = None, *,
+            hosts: HostFunctions = NO_HOST_FUNCTIONS) -> Resolution:
     """Resolve every name in ``modules`` (imports already linked by alias).
 
-    Records problems in ``diags``; the caller raises them with ``check()``.
+    ``hosts`` are the host functions scripts may call (``fs::read``; none by
+    default). Records problems in ``diags``; the caller raises them with ``check()``.
     ``budget`` (default: a fresh one under the default limits) counts the
     nodes visited; raises :class:`~._budget.CompileLimitExceeded` only when
     its deadline passes.
     """
     res = Resolution(modules=modules)
-    _Resolver(res, diags, budget or Budget(DEFAULT_LIMITS, diags, time.monotonic)).run()
+    _Resolver(res, diags, budget or Budget(DEFAULT_LIMITS, diags, time.monotonic), hosts).run()
     return res
