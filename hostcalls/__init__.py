@@ -7,7 +7,7 @@ per-run :class:`Dispatch`; the Dispatch checks the arguments and the run's
 
 * :class:`FsBackend` — files under a root directory, resolved with directory
   file descriptors and ``O_NOFOLLOW`` so nothing outside the root is ever
-  reached (see ``peerbox.hostcalls._fs``);
+  reached (see ``peerbox.hostcalls._dirfd``);
 * :class:`SqliteBackend` — rows of one SQLite database per peer.
 
 Both follow the same path rules (``peerbox.hostcalls._paths``), the same

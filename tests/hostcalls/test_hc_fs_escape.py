@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from peerbox.hostcalls import Dispatch, FsBackend, HostCallError, Op, Quotas
-from peerbox.hostcalls import _fs as fs_module
+from peerbox.hostcalls import _dirfd as dirfd_module
 
 Snapshot = Callable[[Path], dict[str, tuple[object, ...]]]
 
@@ -231,7 +231,7 @@ def test_fifo_swapped_in_after_the_check_is_refused_on_the_descriptor(
     descriptor is what refuses, and O_NONBLOCK is what keeps open() from blocking."""
     os.mkfifo(world.root / "fifo")
     regular = os.stat(world.root / "mine.txt")
-    monkeypatch.setattr(fs_module, "_lstat", lambda dfd, name: regular)
+    monkeypatch.setattr(dirfd_module, "lstat", lambda dfd, name: regular)
     done: list[HostCallError] = []
 
     def attempt() -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from . import _ast as A
 from ._budget import Budget
-from ._codegen import FunctionCompiler, changed_in_place, children
+from ._analysis import int_specializable
+from ._codegen import FunctionCompiler
 from ._emitter import ARRAY, CLOSURE_TABLE_BASE, EXC, ModuleBuilder
 from ._resolver import FnRef, ModuleInfo, Resolution
 
@@ -56,35 +57,6 @@ def _compile_int_clones(mb: ModuleBuilder, functions: list[tuple[ModuleInfo, A.F
     return out
 
 
-#: Largest function body (AST nodes) that gets an all-int clone.
-_MAX_CLONED_NODES = 25
-
-
-def _int_specializable(fn: A.FnDef, res: Resolution) -> bool:
-    """Worth an all-int clone: parameters never reassigned, captured or changed in place.
-
-    In the clone each parameter is known to hold an int for the whole body,
-    so arithmetic and comparisons on them need no tag tests.
-    """
-    params = res.params[id(fn)]
-    if not params or len(params) > 4 or any(b.captured for b in params):
-        return False
-    ids = {b.id for b in params}
-    stack: list[object] = [fn.body]
-    size = 0
-    while stack:
-        n = stack.pop()
-        size += 1
-        if size > _MAX_CLONED_NODES:  # a clone doubles the code: only where calls dominate
-            return False
-        if isinstance(n, A.Assign) and isinstance(n.target, A.Var):
-            b = res.bindings.get(id(n.target))
-            if b is not None and b.id in ids:
-                return False
-        stack.extend(children(n))
-    return not ids & changed_in_place(fn.body, res)  # small bodies only: walked after the size test
-
-
 def _wat_bytes(data: bytes) -> str:
     out = []
     for c in data:
@@ -118,7 +90,7 @@ def generate(res: Resolution, init_order: list[int], budget: Budget) -> str:
     mb = ModuleBuilder(res, budget)
     functions = [(mod, fn) for mod in res.modules for fn in mod.script.functions]
     for mod, fn in functions:
-        if _int_specializable(fn, res):
+        if int_specializable(fn, res):
             mb.int_clones.add(FnRef(mod.index, fn.name, len(fn.params)).wasm_name)
     clones = _compile_int_clones(mb, functions)
     # script functions
