@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from peerbox._errors import UsageError
+
 from . import _ast as ast
 from ._ast import Span
 from ._budget import (
@@ -169,8 +171,6 @@ def _budget(limits: CompileLimits | None, diags: Diagnostics, clock: Clock) -> B
     if limits is None:
         limits = DEFAULT_LIMITS
     elif not isinstance(limits, CompileLimits):
-        from peerbox._errors import UsageError
-
         raise UsageError(f"limits must be a CompileLimits, not {type(limits).__name__}")
     return Budget(limits, diags, clock)
 
