@@ -3,6 +3,13 @@
 ``compile_and_run``, ``run_error`` and ``compile_error`` are factory fixtures:
 each returns a function, so table-driven tests can compile and run many
 small programs with one line each.
+
+Tiers: a test that starts a process (a subprocess, a ``peerbox serve``, a
+worker in isolated mode) or sleeps is marked ``slow`` (``make test-fast``
+leaves it out; ``make test`` runs it). A test using a process-starting
+fixture (``cli_proc``, ``serving``) is marked ``slow`` here, whether or not
+it says so. ``demo_policy`` is the policy text the worker and client tests
+give bob.
 """
 
 from __future__ import annotations
@@ -117,3 +124,49 @@ def compile_error() -> Callable[..., Any]:
         return info.value
 
     return comp
+
+
+# -- tiers ----------------------------------------------------------------------------
+
+#: Fixtures that start a process: every test using one belongs to the ``slow`` tier.
+PROCESS_FIXTURES = frozenset({"cli_proc", "serving"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` each test that uses a fixture of :data:`PROCESS_FIXTURES`."""
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+# -- shared data ----------------------------------------------------------------------
+
+DEMO_POLICY = """
+version = 1
+[[rule]]
+effect = "allow"
+who = "owner"
+actions = ["*"]
+
+[[rule]]
+effect = "allow"
+who = "alice"
+actions = ["exec"]
+limits = { timeout = 2.0 }
+
+[[rule]]
+effect = "allow"
+who = "alice"
+actions = ["fs.write", "fs.list"]
+resources = ["inbox/**"]
+"""
+
+
+@pytest.fixture
+def demo_policy() -> str:
+    """bob's ``policy.toml`` in the worker and client tests, as text.
+
+    The owner may do anything; alice may exec (a run capped at 2 s of wall
+    time) and write and list files under ``inbox/``; nothing else is allowed.
+    """
+    return DEMO_POLICY

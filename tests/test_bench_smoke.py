@@ -14,6 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs bench/run.py in subprocesses
+
 REPO = Path(__file__).resolve().parent.parent
 PERF_ROWS = [
     "fib", "loop_while", "loop_for", "string", "map", "sort",

@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 import peerbox
 
 # hypothesis warns when it reprs these (large, recursive) strategies; harmless
-pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+# slow: thousands of generated programs, each compiled and run (~20 s of CPU)
+pytestmark = [pytest.mark.filterwarnings("ignore:Generating overly large repr"), pytest.mark.slow]
 
 
 def _load(name: str) -> ModuleType:

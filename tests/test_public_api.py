@@ -6,6 +6,8 @@ import importlib.metadata
 import subprocess
 import sys
 
+import pytest
+
 import peerbox
 
 EXPECTED = {
@@ -67,6 +69,7 @@ def test_version_matches_the_distribution() -> None:
     assert peerbox.__version__ == importlib.metadata.version("peerbox")
 
 
+@pytest.mark.slow
 def test_no_generic_top_level_names_are_importable() -> None:
     # the four code folders install under peerbox.*, never as top-level packages
     code = (

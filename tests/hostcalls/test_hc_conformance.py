@@ -123,6 +123,7 @@ def test_conformance_script(backend: Backend) -> None:
     assert backend.usage() == (0, 0)
 
 
+@pytest.mark.slow
 def test_directory_modified_time_follows_its_entries(backend: Backend) -> None:
     backend.mkdir("d")
     before = backend.stat("d").modified

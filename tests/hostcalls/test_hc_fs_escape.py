@@ -139,6 +139,7 @@ def test_root_given_through_a_symlink_is_trusted_configuration(world: World) -> 
         assert backend.read_bytes("mine.txt") == b"mine"
 
 
+@pytest.mark.slow
 def test_directory_swapped_for_a_symlink_while_reading(
     world: World, alice: FsBackend, snapshot: Snapshot
 ) -> None:

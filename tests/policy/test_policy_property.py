@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,6 +116,7 @@ def valid(r: dict) -> bool:
     return "resources" not in r or bool(acts - {"exec", "delegate"})
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(rules=st.lists(rule_st, max_size=8).map(lambda rs: [r for r in rs if valid(r)]),
        reqs=st.lists(st.tuples(st.sampled_from(DIDS), st.sampled_from([None, *NAMES]),

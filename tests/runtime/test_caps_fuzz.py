@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -103,6 +104,7 @@ field_values = {
 }
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.fixed_dictionaries({}, optional=field_values),
        st.dictionaries(st.text(max_size=6), cbor_value, max_size=2))

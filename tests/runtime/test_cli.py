@@ -219,6 +219,7 @@ def test_compile_emit_wat(cli: Cli, script: Script) -> None:
     assert r.out.startswith("(module")
 
 
+@pytest.mark.slow
 def test_compile_emit_wasm(cli: Cli, script: Script, tmp_path: Path) -> None:
     out = tmp_path / "out.wasm"
     r = cli("compile", script("w.rhai", "let a = [1, 2]; a.map(|x| x * 2)"), "--emit", "wasm", "-o", str(out))
@@ -238,6 +239,7 @@ def test_compile_error_from_compile_command(cli: Cli, script: Script) -> None:
 # -- real processes -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_version_and_module_entry(cli_proc: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     import peerbox
 
@@ -246,6 +248,7 @@ def test_version_and_module_entry(cli_proc: Callable[..., subprocess.CompletedPr
     assert proc.stdout.strip() == f"peerbox {peerbox.__version__}"
 
 
+@pytest.mark.slow
 def test_infinite_loop_ends_with_exit_5(
     cli_proc: Callable[..., subprocess.CompletedProcess[str]], script: Script
 ) -> None:
@@ -257,6 +260,7 @@ def test_infinite_loop_ends_with_exit_5(
     assert time.monotonic() - start < 30  # it ends; no tight timing here
 
 
+@pytest.mark.slow
 def test_ctrl_c_interrupts_a_long_run(script: Script, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "peerbox", "run", script("spin.rhai", "loop {}"), "--timeout", "none"],
@@ -274,6 +278,7 @@ def test_ctrl_c_interrupts_a_long_run(script: Script, tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_broken_pipe_is_quiet(script: Script) -> None:
     path = script("big.rhai", 'let s = "x"; for i in range(0, 22) { s += s; } s')
     proc = subprocess.Popen(

@@ -99,6 +99,7 @@ def test_run_with_params_and_logic_modules(cli: Cli, script: Script, tmp_path: P
     assert res.code == 0 and res.out == "42\n", res.err
 
 
+@pytest.mark.slow
 def test_peerbox_root_env_and_root_flag(proc: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
     r1, r2 = tmp_path / "r1", tmp_path / "r2"
     dids = {}
@@ -127,6 +128,7 @@ def test_default_root_is_peerbox_data_in_the_cwd(cli: Cli, tmp_path: Path, monke
     assert (tmp_path / "peerbox-data" / "peers" / "alice" / "files" / "x").read_text() == "y"
 
 
+@pytest.mark.slow
 def test_runtime_refusal_exits_4_without_a_traceback(proc: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
     assert proc("init", "alice", "--root", "root").returncode == 0
     (tmp_path / "esc.rhai").write_text('print("start");\nfs::read("../x");\n')
@@ -168,6 +170,7 @@ def test_unknown_peer_and_root_exit_2(cli: Cli, script: Script, tmp_path: Path) 
     assert "Traceback" not in res.err
 
 
+@pytest.mark.slow
 def test_unknown_peer_exits_2_as_a_process(proc: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
     (tmp_path / "job.rhai").write_text("1")
     assert proc("init", "alice", "--root", "root").returncode == 0

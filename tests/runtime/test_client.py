@@ -40,25 +40,6 @@ from peerbox._directory import (
 from peerbox._exec import ExecHandler
 from peerbox._identity import KeyPair
 
-BOB_POLICY = """
-version = 1
-[[rule]]
-effect = "allow"
-who = "owner"
-actions = ["*"]
-
-[[rule]]
-effect = "allow"
-who = "alice"
-actions = ["exec"]
-
-[[rule]]
-effect = "allow"
-who = "alice"
-actions = ["fs.write", "fs.list"]
-resources = ["inbox/**"]
-"""
-
 App = Callable[[str, bytes], Awaitable[tuple[int, bytes]]]
 
 # ------------------------------------------------------------------ directory
@@ -219,12 +200,12 @@ class MiniServer:
 class World:
     """alice and bob under one root; bob answers through ``handler``; the directory knows bob."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, policy: str) -> None:
         self.root = root
         self.store = peerbox.PeerStore(root)
         self.alice = self.store.init("alice")
         self.bob = self.store.init("bob")
-        (root / "peers" / "bob" / "policy.toml").write_text(BOB_POLICY)
+        (root / "peers" / "bob" / "policy.toml").write_text(policy)
         self.contexts = Contexts(root)
         self.handler = ExecHandler(self.contexts.get("bob"), self.contexts.store)
         self.directory = Directory(root)
@@ -250,8 +231,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
+def world(tmp_path: Path, demo_policy: str) -> Iterator[World]:
+    w = World(tmp_path, demo_policy)
     yield w
     w.close()
 
@@ -356,6 +337,7 @@ async def test_connection_refused_is_transport_error(world: World) -> None:
         assert info.value.kind == "connect" and info.value.exit_code == 7
 
 
+@pytest.mark.slow
 async def test_timeout_is_transport_error_and_connection_survives(world: World) -> None:
     async with trio.open_nursery() as nursery:
         server = await start(world, nursery)
@@ -370,6 +352,7 @@ async def test_timeout_is_transport_error_and_connection_survives(world: World) 
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_many_concurrent_requests_share_one_connection(world: World) -> None:
     world.delay = 0.05
     async with trio.open_nursery() as nursery:
@@ -542,7 +525,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+@pytest.mark.parametrize("tls", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["h2c", "tls"])
 async def test_against_the_real_h2_server(world: World, tmp_path: Path, tls: bool) -> None:
     import ssl
     import shutil
@@ -579,6 +562,7 @@ async def test_against_the_real_h2_server(world: World, tmp_path: Path, tls: boo
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_tls_to_a_server_with_an_untrusted_certificate_fails(world: World, tmp_path: Path) -> None:
     import ssl
     import shutil
@@ -600,6 +584,7 @@ async def test_tls_to_a_server_with_an_untrusted_certificate_fails(world: World,
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_reconnects_after_the_server_closes_the_connection(world: World) -> None:
     async with trio.open_nursery() as nursery:
         server = await start(world, nursery)

@@ -193,6 +193,7 @@ def test_ticker_is_a_daemon_and_stops_on_close(tmp_path: object) -> None:
         peerbox.compile("1", "x.rhai", sandbox=sb)
 
 
+@pytest.mark.slow
 def test_process_exits_promptly_after_runs(tmp_path: object) -> None:
     code = (
         "import peerbox\n"

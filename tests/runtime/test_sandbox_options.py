@@ -200,6 +200,7 @@ def test_any_option_values_give_a_sandbox_or_a_usage_error_never_a_crash(cases: 
         assert kind in ("ok", "stopped", "usage"), (case, kind, detail)
 
 
+@pytest.mark.slow
 def test_a_small_native_stack_thread_does_not_crash(tmp_path: Path) -> None:
     # guest code on a thread whose stack is smaller than the wasm stack limit used to die with SIGSEGV
     code = (

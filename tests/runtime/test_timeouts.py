@@ -147,6 +147,7 @@ def test_native_clock_has_no_thread_and_closes(tmp_path: Path) -> None:
         prog.run(limits=peerbox.Limits(timeout=0.05))
 
 
+@pytest.mark.slow
 def test_closing_during_a_timed_run_keeps_its_timeout(tmp_path: Path) -> None:
     # close() while a run is in flight: the clock stops only when that run has ended by its timeout
     sandbox = peerbox.Sandbox(cache_dir=tmp_path / "cache")

@@ -22,39 +22,17 @@ from peerbox._envelope import make_request, verify_reply
 from peerbox._h2server import HttpRequest, HttpResponse
 from peerbox._worker import Worker
 
-BOB_POLICY = """
-version = 1
-[[rule]]
-effect = "allow"
-who = "owner"
-actions = ["*"]
-
-[[rule]]
-effect = "allow"
-who = "alice"
-actions = ["exec"]
-limits = { timeout = 2.0 }
-
-[[rule]]
-effect = "allow"
-who = "alice"
-actions = ["fs.write", "fs.list"]
-resources = ["inbox/**"]
-"""
-
-CAROL_POLICY = BOB_POLICY  # alice may exec at carol too
-
 LOOP = "let i = 0; loop { i += 1; }"
 
 
 class World:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, policy: str) -> None:
         self.root = root
         self.store = peerbox.PeerStore(root)
         for name in ("alice", "bob", "carol", "dave"):
             self.store.init(name)
-        (root / "peers" / "bob" / "policy.toml").write_text(BOB_POLICY)
-        (root / "peers" / "carol" / "policy.toml").write_text(CAROL_POLICY)
+        (root / "peers" / "bob" / "policy.toml").write_text(policy)
+        (root / "peers" / "carol" / "policy.toml").write_text(policy)  # alice may exec at carol too
         self.now = int(time.time())
         self.workers: list[Worker] = []
 
@@ -75,8 +53,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
+def world(tmp_path: Path, demo_policy: str) -> Iterator[World]:
+    w = World(tmp_path, demo_policy)
     yield w
     w.close()
 
@@ -229,6 +207,7 @@ async def test_saturated_worker_answers_503_with_retry_after(world: World) -> No
     assert m['peerbox_requests_total{outcome="limit"}'] == 2
 
 
+@pytest.mark.slow
 async def test_per_caller_cap(world: World) -> None:
     w = world.worker(max_runs=2, queue=4, per_caller=1)
     statuses: list[int] = []
@@ -247,6 +226,7 @@ async def test_per_caller_cap(world: World) -> None:
     assert sorted(statuses) == [200, 200, 503]
 
 
+@pytest.mark.slow
 async def test_a_stuck_peer_does_not_stall_another(world: World) -> None:
     w = world.worker(max_runs=2, per_peer=1, queue=8)
     done: dict[str, float] = {}
@@ -298,6 +278,7 @@ async def _until(cond: Any, timeout: float = 5.0) -> None:
             await trio.sleep(0.01)
 
 
+@pytest.mark.slow
 async def test_refusals_denials_and_reads_never_take_a_run_slot(world: World) -> None:
     from peerbox._logic_push import make_logic_request
 
@@ -331,6 +312,7 @@ async def test_refusals_denials_and_reads_never_take_a_run_slot(world: World) ->
     assert (doc["in_flight"], doc["queued"], doc["checking"]) == (0, 0, 0)
 
 
+@pytest.mark.slow
 async def test_the_owner_takes_the_reserved_slot_while_a_caller_holds_the_others(world: World) -> None:
     w = world.worker(["bob"], max_runs=1, queue=4)
     loop_done = trio.Event()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs examples/network/demo.sh (peerbox processes)
+
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "network" / "demo.sh"
 
 

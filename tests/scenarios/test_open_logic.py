@@ -40,6 +40,8 @@ import pytest
 
 import peerbox
 
+pytestmark = pytest.mark.slow  # a real `peerbox serve` and the CLI as subprocesses
+
 os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
 PEERBOX = [sys.executable, "-m", "peerbox"]

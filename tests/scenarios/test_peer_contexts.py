@@ -411,6 +411,7 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> float:
 RUNAWAY = 'fs::write("started", "1"); loop { }'
 
 
+@pytest.mark.slow
 def test_two_peers_scripts_run_concurrently(make_peer: MakePeer) -> None:
     ctxs = [make_peer("alice", "fs"), make_peer("bob", "sqlite")]
     progs = [c.compile(RUNAWAY, "spin.rhai") for c in ctxs]
@@ -436,6 +437,7 @@ def test_two_peers_scripts_run_concurrently(make_peer: MakePeer) -> None:
     assert len(errors) == 2
 
 
+@pytest.mark.slow
 def test_runaway_in_one_context_does_not_delay_another(make_peer: MakePeer) -> None:
     bob, alice = make_peer("bob", "sqlite"), make_peer("alice", "fs")
     spin = bob.compile(RUNAWAY, "spin.rhai")
@@ -515,6 +517,7 @@ def test_reading_more_than_guest_memory_is_a_memory_limit(peer: PeerContext) -> 
 
 # -- which limit stopped a run that was making host calls ----------------------------------------
 
+@pytest.mark.slow
 def test_runaway_recursion_with_host_calls_is_the_stack_limit(peer: PeerContext) -> None:
     """(Found: when the stack runs out inside the host's call back into the guest to
     allocate the reply, the run is reported as the *memory* limit. Fuel and
@@ -523,6 +526,7 @@ def test_runaway_recursion_with_host_calls_is_the_stack_limit(peer: PeerContext)
     assert err.limit == "stack", str(err)
 
 
+@pytest.mark.slow
 def test_fuel_running_out_around_host_calls_is_the_fuel_limit(make_peer: MakePeer) -> None:
     """Whatever instruction the fuel runs out on, the limit reported is fuel.
 

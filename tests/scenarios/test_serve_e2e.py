@@ -33,6 +33,8 @@ from peerbox._envelope import make_request, verify_reply
 from peerbox._isolated import serve_isolated
 from peerbox._worker import Worker, serve_worker
 
+pytestmark = pytest.mark.slow  # servers in isolated mode (child processes), `peerbox serve`, curl/nghttp
+
 os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
 BOB_POLICY = """

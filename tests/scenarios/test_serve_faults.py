@@ -32,6 +32,8 @@ from peerbox._client import Client, ClientError
 from peerbox._directory import Directory
 from peerbox._envelope import Reply
 
+pytestmark = pytest.mark.slow  # a real `peerbox serve` process
+
 os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
 PEERBOX = [sys.executable, "-m", "peerbox"]

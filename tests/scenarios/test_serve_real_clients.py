@@ -25,6 +25,8 @@ import peerbox
 from peerbox._client import Client
 from peerbox._directory import Directory
 
+pytestmark = pytest.mark.slow  # a real `peerbox serve` and curl, nghttp, h2load
+
 os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
 PEERBOX = [sys.executable, "-m", "peerbox"]

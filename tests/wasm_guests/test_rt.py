@@ -56,6 +56,7 @@ def test_exports_match_abi_and_builtins() -> None:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("clang") is None, reason="clang not installed")
 def test_build_sh_reproduces_committed_wasm(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "rt.wasm"
@@ -68,6 +69,7 @@ def test_build_sh_reproduces_committed_wasm(tmp_path: pathlib.Path) -> None:
     assert out.read_bytes() == rt_wasm_path().read_bytes(), "rt.wasm is stale: run `make rt` and commit it"
 
 
+@pytest.mark.slow
 def test_build_sh_fails_loudly(tmp_path: pathlib.Path) -> None:
     proc = subprocess.run(
         ["bash", str(REPO / "wasm_guests" / "rt" / "build.sh"), str(tmp_path / "no" / "x.wasm")],

@@ -132,6 +132,7 @@ def test_iter(rt: RtHarness) -> None:
     assert kind_of(rt, "rt_iter", {"a": 1}) == ("type_mismatch", "cannot iterate over map")
 
 
+@pytest.mark.slow
 def test_map_10k_keys_sorted_and_fast(rt: RtHarness) -> None:
     m = rt.raw("rt_map_new")
     keys = [f"k{i}" for i in range(10_000)]

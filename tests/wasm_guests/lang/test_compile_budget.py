@@ -72,6 +72,7 @@ def test_a_function_at_the_parameter_limit_compiles_and_runs() -> None:
     assert peerbox.compile(src).run().value == 127
 
 
+@pytest.mark.slow
 def test_40000_lets_are_refused_for_locals_never_an_internal_error() -> None:
     src = "".join(f"let a{i} = {i};\n" for i in range(40_000)) + "a0"
     err = refused(src)
@@ -273,6 +274,7 @@ def test_the_deadline_is_read_in_every_stage() -> None:
     assert clock.reads < 100  # periodic, not per token
 
 
+@pytest.mark.slow
 def test_any_reading_past_the_deadline_ends_the_compile() -> None:
     reads = Clock()
     compile_to_wat(BIG, "t.rhai", limits=CompileLimits(timeout=1.0), clock=reads)

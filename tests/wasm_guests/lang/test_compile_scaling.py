@@ -76,6 +76,7 @@ def _stats(src: str) -> CompileStats:
     return compile_to_wat(src, "scale.rhai", limits=ROOMY).stats
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_operation_counts_scale_linearly(shape: str) -> None:
     make = SHAPES[shape]

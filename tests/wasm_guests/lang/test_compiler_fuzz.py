@@ -111,6 +111,7 @@ token_soup = st.lists(st.sampled_from(TOKENS), max_size=60).flatmap(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(token_soup)
 def test_token_soup(src: str) -> None:
@@ -132,6 +133,7 @@ stmt_soup = st.lists(
 ).map("\n".join)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(stmt_soup)
 def test_statement_soup(src: str) -> None:
@@ -298,6 +300,7 @@ def test_seeds_are_valid() -> None:
         assert compile_only(" ".join(tokens_of(src))) is not None, src
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutants())
 def test_mutated_programs(src: str) -> None:
