@@ -144,6 +144,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check runtime wasm_guests hostcalls policy
 	$(VENV)/bin/mypy -p peerbox
+	$(VENV)/bin/lint-imports
 
 rt: sysdeps-rt
 	bash wasm_guests/rt/build.sh wasm_guests/rt/rt.wasm

@@ -82,7 +82,7 @@ def _compile_scaling(quick: bool) -> list[Row]:
 
 def _preauth(quick: bool) -> list[Row]:
     import peerbox
-    from peerbox._envelope import make_request, open_request, preauthenticate
+    from peerbox.wire._envelope import make_request, open_request, preauthenticate
 
     alice, bob = peerbox.KeyPair.generate(), peerbox.KeyPair.generate()
     now = int(time.time())

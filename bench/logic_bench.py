@@ -43,11 +43,11 @@ def _best(fn: Callable[[], object], n: int, rounds: int) -> float:
 
 def bench_logic(quick: bool) -> list[tuple[str, float, str]]:
     import peerbox
-    from peerbox._context import PeerContext
-    from peerbox._envelope import open_reply
-    from peerbox._exec import ExecHandler
-    from peerbox._logic import LogicLayers, PeerLogic
-    from peerbox._logic_push import make_logic_request
+    from peerbox.peer._context import PeerContext
+    from peerbox.wire._envelope import open_reply
+    from peerbox.trust._exec import ExecHandler
+    from peerbox.peer._logic import LogicLayers, PeerLogic
+    from peerbox.trust._logic_push import make_logic_request
 
     rounds, n = (1, 20) if quick else (5, 200)
     rows: list[tuple[str, float, str]] = []

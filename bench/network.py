@@ -4,7 +4,7 @@ Two measurements, each against a real worker started as a subprocess
 (``python -m peerbox serve ... --listen 127.0.0.1:0 --port-file F``, stopped
 with SIGTERM):
 
-* **Round trips.** One trio :class:`~peerbox._client.AsyncClient` (so one
+* **Round trips.** One trio :class:`~peerbox.net._client.AsyncClient` (so one
   multiplexed HTTP/2 connection) sends a trivial script (``params.x + 1``)
   from ``K`` concurrent tasks for a fixed time, K = 1, 16, 64. Every call is
   a full delegated call: the client signs the request envelope, the worker
@@ -95,7 +95,7 @@ class NetResult:
 
 def _make_root(n_peers: int) -> tuple[Path, list[str]]:
     """A temp root with a ``client`` peer and ``n_peers`` hosted peers that let anyone exec."""
-    from peerbox._peers import PeerStore
+    from peerbox.peer._peers import PeerStore
 
     root = Path(tempfile.mkdtemp(prefix="peerbox-bench-net-"))
     store = PeerStore(root)
@@ -153,8 +153,8 @@ class _Worker:
 
 
 def _directory(root: Path, names: list[str], url: str) -> Any:
-    from peerbox._directory import Directory
-    from peerbox._peers import PeerStore
+    from peerbox.peer._directory import Directory
+    from peerbox.peer._peers import PeerStore
 
     d = Directory(root / f"dir-{time.monotonic_ns()}")
     store = PeerStore(root)
@@ -172,8 +172,8 @@ def _load(root: Path, directory: Any, target: str, runs: list[NetResult], durati
     AsyncClient connection. Raises if a warm-up call fails."""
     import trio
 
-    from peerbox._client import AsyncClient, RemoteRejected
-    from peerbox._peers import PeerStore
+    from peerbox.net._client import AsyncClient, RemoteRejected
+    from peerbox.peer._peers import PeerStore
 
     identity = PeerStore(root).get("client").signing_key()
 
@@ -227,8 +227,8 @@ def _call_each(root: Path, directory: Any, targets: list[str]) -> list[float]:
     (the first includes opening the connection). Raises if a call fails."""
     import trio
 
-    from peerbox._client import AsyncClient
-    from peerbox._peers import PeerStore
+    from peerbox.net._client import AsyncClient
+    from peerbox.peer._peers import PeerStore
 
     identity = PeerStore(root).get("client").signing_key()
     times: list[float] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from peerbox._identity import KeyPair
+from peerbox.wire._identity import KeyPair
 from peerbox.policy import Request, compile_grants, loads, parse_grant
 
 __all__ = ["bench_policy", "POLICY_TEXT"]

@@ -26,22 +26,48 @@ A peer's logic, as its owner changes it (every version signed and recorded)::
 Every error peerbox raises on purpose is a :class:`peerbox.Error`; each kind
 has a subclass and a CLI exit code (``UsageError`` 2, ``CompileError`` 3,
 ``ScriptError`` 4, ``LimitExceeded`` 5).
+
+The package, room by room, in the order a request travels (each room's
+``__init__`` has its own module map)::
+
+    peerbox.cli          the ``peerbox`` command: parse, call the rooms below, report an exit code
+    peerbox.net          HTTP/2 in and out: the worker (admission, run pool, metrics), isolated
+                         mode, the pre-authentication of bodies, the client
+    peerbox.trust        may this signed request run here? capabilities and policy decide, the
+                         exec and logic handlers answer with a signed reply
+    peerbox.peer         peers under a root: keys, policy, storage paths, the directory of remote
+                         peers, logic modules and their signed history, running as a peer
+    peerbox.run          compile (with the cache) and run in a wasmtime sandbox, under Limits
+    peerbox.wire         the bytes: strict CBOR, COSE_Sign1, keys and did:key, envelopes, nonces
+                         (where a nonce is checked), capability tokens
+    peerbox.policy       policies and grants: what an action on a path is allowed by
+    peerbox.hostcalls    the host functions a script calls (fs::, db::...) and their storage
+    peerbox.wasm_guests  the compiler (``lang``), the guest runtime ``rt.wasm``, the script library
+    peerbox._errors      the error classes every room raises (the bottom layer)
+
+A room imports only the rooms below it, and only their public names (their
+``__all__``); ``make lint`` checks both (import-linter). Importing this
+facade or a room loads nothing until a name is used (PEP 562), so
+``import peerbox.policy`` or ``peerbox --version`` load no wasmtime, trio
+or h2.
 """
+
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
 
-from ._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
-from ._client import AsyncClient, Client, ClientError, RemoteRejected, TransportError, VerificationError
-from ._context import Contexts, PeerContext
-from ._directory import Directory
-from ._identity import IdentityError, KeyPair
-from ._logic import LogicError, LogicRefused, PeerLogic
-from ._peers import Peer, PeerError, PeerStore
-from ._program import CompileLimits, Limits, Program, Result, compile
-from ._sandbox import Sandbox
-from .wasm_guests.lang._diagnostics import CompileError
+from ._lazy import attach
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
+    from .net import AsyncClient, Client, ClientError, RemoteRejected, TransportError, VerificationError
+    from .peer import (Contexts, Directory, LogicError, LogicRefused, Peer, PeerContext, PeerError, PeerLogic,
+                       PeerStore)
+    from .run import CompileLimits, Limits, Program, Result, Sandbox, compile
+    from .wasm_guests.lang import CompileError
+    from .wire import IdentityError, KeyPair
 
 __all__ = [
     "__version__",
@@ -75,3 +101,35 @@ __all__ = [
     "LogicError",
     "LogicRefused",
 ]
+
+__getattr__, __dir__ = attach(__name__, {
+    "Error": "._errors",
+    "LimitExceeded": "._errors",
+    "ScriptError": "._errors",
+    "UsageError": "._errors",
+    "ValueConversionError": "._errors",
+    "AsyncClient": ".net",
+    "Client": ".net",
+    "ClientError": ".net",
+    "RemoteRejected": ".net",
+    "TransportError": ".net",
+    "VerificationError": ".net",
+    "Contexts": ".peer",
+    "PeerContext": ".peer",
+    "Directory": ".peer",
+    "IdentityError": ".wire",
+    "KeyPair": ".wire",
+    "LogicError": ".peer",
+    "LogicRefused": ".peer",
+    "PeerLogic": ".peer",
+    "Peer": ".peer",
+    "PeerError": ".peer",
+    "PeerStore": ".peer",
+    "CompileLimits": ".run",
+    "Limits": ".run",
+    "Program": ".run",
+    "Result": ".run",
+    "compile": ".run",
+    "Sandbox": ".run",
+    "CompileError": ".wasm_guests.lang",
+})

@@ -1,6 +1,6 @@
 """``python -m peerbox``: the same as the ``peerbox`` command."""
 
-from peerbox._cli import console_main
+from peerbox.cli import console_main
 
 if __name__ == "__main__":
     console_main()

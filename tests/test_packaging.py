@@ -60,8 +60,8 @@ def test_wheel_file_list(wheel: Path) -> None:
         "peerbox/__init__.py",
         "peerbox/__main__.py",
         "peerbox/py.typed",
-        "peerbox/_cli.py",
-        "peerbox/_sandbox.py",
+        "peerbox/cli/_main.py",
+        "peerbox/run/_sandbox.py",
         "peerbox/_errors.py",
         "peerbox/wasm_guests/__init__.py",
         "peerbox/wasm_guests/py.typed",
@@ -69,7 +69,7 @@ def test_wheel_file_list(wheel: Path) -> None:
         "peerbox/wasm_guests/lib/inbox.rhai",
         "peerbox/wasm_guests/lib/notes.rhai",
         "peerbox/wasm_guests/lib/kv.rhai",
-        "peerbox/_logic.py",
+        "peerbox/peer/_logic.py",
         "peerbox/wasm_guests/lang/__init__.py",
         "peerbox/wasm_guests/lang/_parser.py",
         "peerbox/wasm_guests/lang/_codegen.py",
@@ -82,7 +82,7 @@ def test_wheel_file_list(wheel: Path) -> None:
     rt = zipfile.ZipFile(wheel).read("peerbox/wasm_guests/rt/rt.wasm")
     assert rt == (REPO / "wasm_guests" / "rt" / "rt.wasm").read_bytes()
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "peerbox = peerbox._cli:console_main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "peerbox = peerbox.cli:console_main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_installed_wheel_runs_a_script(wheel: Path, tmp_path: Path) -> None:

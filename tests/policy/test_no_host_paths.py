@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 import peerbox
-from peerbox._caps import grant
-from peerbox._envelope import make_request, verify_reply
-from peerbox._exec import ExecHandler
+from peerbox.wire._caps import grant
+from peerbox.wire._envelope import make_request, verify_reply
+from peerbox.trust._exec import ExecHandler
 from peerbox.policy import PolicyCache, loads
 from peerbox.policy import Request as PolicyRequest
 

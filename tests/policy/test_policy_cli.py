@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import peerbox
-from peerbox._cli_policy import EXIT_DENIED, add_parsers
-from peerbox._peers import PeerStore
+from peerbox.cli._policy import EXIT_DENIED, add_parsers
+from peerbox.peer._peers import PeerStore
 
 
 def run(argv: list[str]) -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import peerbox
-from peerbox._identity import KeyPair
-from peerbox._peers import PeerStore
+from peerbox.wire._identity import KeyPair
+from peerbox.peer._peers import PeerStore
 from peerbox.policy import PolicyError, PolicyLimits, load, loads
 
 DID = KeyPair.from_seed(b"\1" * 32).did

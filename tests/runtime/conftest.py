@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import peerbox
-from peerbox._cli import main as cli_main
+from peerbox.cli._main import main as cli_main
 
 # Keep the test run's compiled modules out of the user's ~/.cache (the
 # process-wide default Sandbox reads this when it is first created).

@@ -1,4 +1,4 @@
-"""peerbox._admission.Admission, the worker's run slots, driven directly (sans-IO).
+"""peerbox.net._admission.Admission, the worker's run slots, driven directly (sans-IO).
 
 Examples for each rule (owner reserve, per-peer cap, fair share, bounded
 queues), then hypothesis: random admit/release sequences keep the invariants
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peerbox._admission import Admission, Ticket
+from peerbox.net._admission import Admission, Ticket
 
 A, B, C = b"a" * 32, b"b" * 32, b"c" * 32
 BOB_KEY = b"o" * 32  # bob's own key: an owner when addressed to bob

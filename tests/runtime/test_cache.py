@@ -9,8 +9,8 @@ import pytest
 
 import peerbox
 import peerbox.wasm_guests.lang as lang
-from peerbox._cache import ImportRecord, ModuleCache, cache_key, manifest_is_current, source_sha256
-from peerbox._program import SearchPathResolver
+from peerbox.run._cache import ImportRecord, ModuleCache, cache_key, manifest_is_current, source_sha256
+from peerbox.run._program import SearchPathResolver
 
 MAIN = 'import "lib" as lib;\nlib::f(params.x)\n'
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from peerbox import _cose
-from peerbox._caps import (
+from peerbox.wire import _cose
+from peerbox.wire._caps import (
     CapabilityError, Chain, RevocationList, decode_chain, delegate, grant, token_id, verify_chain,
 )
-from peerbox._cli_caps import add_parsers, parse_duration
-from peerbox._identity import KeyPair
-from peerbox._peers import PeerStore
+from peerbox.cli._caps import add_parsers, parse_duration
+from peerbox.wire._identity import KeyPair
+from peerbox.peer._peers import PeerStore
 
 NOW = 1_700_000_000
 BOB, ALICE, CAROL, DAVE, MALLORY = (KeyPair.from_seed(bytes([i]) * 32) for i in range(1, 6))

@@ -2,7 +2,7 @@
 
 Arbitrary bytes, mutations of real chains and signed payloads with random
 fields are given to :func:`verify_chain`; the only outcomes allowed are a
-:class:`~peerbox._caps.Chain` (for a genuinely valid input) or
+:class:`~peerbox.wire._caps.Chain` (for a genuinely valid input) or
 :class:`CapabilityError` / :class:`EnvelopeError`, each within a deadline.
 """
 
@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peerbox import _cose
-from peerbox._caps import CapabilityError, Chain, delegate, grant, verify_chain
-from peerbox._cose import EnvelopeError
-from peerbox._identity import KeyPair
+from peerbox.wire import _cose
+from peerbox.wire._caps import CapabilityError, Chain, delegate, grant, verify_chain
+from peerbox.wire._cose import EnvelopeError
+from peerbox.wire._identity import KeyPair
 from peerbox.policy import glob_problem, pattern_within
 
 NOW = 1_700_000_000

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from peerbox._cli_input import MAX_JSON_DEPTH, MAX_SCRIPT_BYTES, bound_message, json_depth_ok
-from peerbox._context import Contexts
+from peerbox.cli._input import MAX_JSON_DEPTH, MAX_SCRIPT_BYTES, bound_message, json_depth_ok
+from peerbox.peer._context import Contexts
 
 Cli = Callable[..., Any]
 Script = Callable[[str, str], str]

@@ -1,4 +1,4 @@
-"""``peerbox logic list|show|set|history|rollback|verify|push``, run in-process (``peerbox._cli.main``).
+"""``peerbox logic list|show|set|history|rollback|verify|push``, run in-process (``peerbox.cli._main.main``).
 
 Exit codes (runtime/_cli_logic.py): 0 ok, 2 usage, 3 does not compile
 (nothing changed), 7 no verified reply to a push, 8 ``verify`` found a
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from peerbox._directory import Directory
-from peerbox._peers import Peer, PeerStore
+from peerbox.peer._directory import Directory
+from peerbox.peer._peers import Peer, PeerStore
 
 from .conftest import CliResult
 
@@ -407,8 +407,8 @@ def test_push_of_a_module_that_is_not_the_targets_own_exits_2_before_sending(env
 def test_handle_answers_a_logic_request_file_like_a_worker(env: Env, cli: Callable[..., CliResult]) -> None:
     import time
 
-    from peerbox._envelope import open_reply
-    from peerbox._logic_push import make_logic_request
+    from peerbox.wire._envelope import open_reply
+    from peerbox.trust._logic_push import make_logic_request
 
     key = env.bob.signing_key()
     good = make_logic_request(key, target=env.bob.public_key, module="inbox", source=GOOD2, now=int(time.time()))
@@ -452,7 +452,7 @@ def test_remove_and_show_an_old_version(env: Env) -> None:
 def test_envelope_inspect_shows_a_logic_request(env: Env, cli: Callable[..., CliResult]) -> None:
     import time
 
-    from peerbox._logic_push import make_logic_request
+    from peerbox.trust._logic_push import make_logic_request
 
     req = make_logic_request(env.bob.signing_key(), target=env.bob.public_key, module="inbox", source=GOOD2,
                              now=int(time.time()))

@@ -18,8 +18,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peerbox._cli import main
-from peerbox._cli_input import MAX_JSON_DEPTH, MAX_PARAMS_BYTES
+from peerbox.cli._main import main
+from peerbox.cli._input import MAX_JSON_DEPTH, MAX_PARAMS_BYTES
 
 _DIR = Path(tempfile.mkdtemp(prefix="peerbox-params-fuzz-"))
 _SCRIPT = _DIR / "p.rhai"

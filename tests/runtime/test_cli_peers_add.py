@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from peerbox import Directory, PeerStore
-from peerbox._cli import main
+from peerbox.cli._main import main
 
 
 def test_peers_add_records_the_remote_peer_and_refuses_bad_input(tmp_path: Path,

@@ -1,6 +1,6 @@
 """The command line with peers: ``peerbox init``, ``peerbox peers``, ``peerbox run FILE --peer NAME``.
 
-Most commands run in-process through the ``cli`` fixture (``peerbox._cli.main``);
+Most commands run in-process through the ``cli`` fixture (``peerbox.cli._main.main``);
 the ones where the real process matters (exit status, stderr without a
 traceback, ``$PEERBOX_ROOT`` from the environment, the working directory)
 run ``python -m peerbox`` in a subprocess.

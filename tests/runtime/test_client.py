@@ -19,7 +19,7 @@ import pytest
 import trio
 
 import peerbox
-from peerbox._client import (
+from peerbox.net._client import (
     AsyncClient,
     Client,
     H2Transport,
@@ -27,9 +27,9 @@ from peerbox._client import (
     TransportError,
     VerificationError,
 )
-from peerbox._context import Contexts
-from peerbox._envelope import make_request
-from peerbox._directory import (
+from peerbox.peer._context import Contexts
+from peerbox.wire._envelope import make_request
+from peerbox.peer._directory import (
     CorruptDirectory,
     Directory,
     EntryExists,
@@ -37,8 +37,8 @@ from peerbox._directory import (
     UnknownPeer,
     validate_url,
 )
-from peerbox._exec import ExecHandler
-from peerbox._identity import KeyPair
+from peerbox.trust._exec import ExecHandler
+from peerbox.wire._identity import KeyPair
 
 App = Callable[[str, bytes], Awaitable[tuple[int, bytes]]]
 
@@ -453,7 +453,7 @@ def test_sync_client_from_plain_code(world: World, served: ServerThread) -> None
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from peerbox._cli_send import main_for_tests
+    from peerbox.cli._send import main_for_tests
 
     capsys.readouterr()
     code = main_for_tests(list(argv))
@@ -503,7 +503,7 @@ def test_cli_directory_add_and_list(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def _real_app(world: World, conn_ids: set[int]) -> Any:
-    from peerbox._h2server import HttpRequest, HttpResponse
+    from peerbox.net._h2server import HttpRequest, HttpResponse
 
     async def app(req: HttpRequest) -> HttpResponse:
         conn_ids.add(req.conn_id)
@@ -530,7 +530,7 @@ async def test_against_the_real_h2_server(world: World, tmp_path: Path, tls: boo
     import ssl
     import shutil
 
-    _h2server = pytest.importorskip("peerbox._h2server")
+    _h2server = pytest.importorskip("peerbox.net._h2server")
     server_ctx = client_ctx = None
     if tls:
         if shutil.which("openssl") is None:
@@ -567,7 +567,7 @@ async def test_tls_to_a_server_with_an_untrusted_certificate_fails(world: World,
     import ssl
     import shutil
 
-    _h2server = pytest.importorskip("peerbox._h2server")
+    _h2server = pytest.importorskip("peerbox.net._h2server")
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a test certificate")
     cert, key = _self_signed(tmp_path)

@@ -6,7 +6,7 @@ The TOML files a user or a peer controls are parsed through
 are refused before tomllib could recurse (``RecursionError``) or work
 quadratically, sizes are capped, and every refusal is the file's own typed
 error (exit 2) naming the file. The commands run in-process through the real
-CLI entry point (``peerbox._cli.main``), on files a hypothesis strategy
+CLI entry point (``peerbox.cli._main.main``), on files a hypothesis strategy
 writes: deep nesting around and far past the limit, long dotted keys,
 random bytes, invalid UTF-8, oversized files, and near-valid files with a
 hostile line added.

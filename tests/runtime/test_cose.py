@@ -1,4 +1,4 @@
-"""Strict CBOR (peerbox._cbor_strict) and COSE_Sign1 (peerbox._cose)."""
+"""Strict CBOR (peerbox.wire._cbor_strict) and COSE_Sign1 (peerbox.wire._cose)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import struct
 import cbor2
 import pytest
 
-from peerbox._cbor_strict import EnvelopeError, dumps, loads
-from peerbox._cose import PROTECTED_EDDSA, Sign1, decode1, sig_structure, sign1
+from peerbox.wire._cbor_strict import EnvelopeError, dumps, loads
+from peerbox.wire._cose import PROTECTED_EDDSA, Sign1, decode1, sig_structure, sign1
 from peerbox._errors import Error
-from peerbox._identity import SMALL_ORDER_POINTS, KeyPair
+from peerbox.wire._identity import SMALL_ORDER_POINTS, KeyPair
 
 ALICE = KeyPair.from_seed(b"a" * 32)
 BOB = KeyPair.from_seed(b"b" * 32)

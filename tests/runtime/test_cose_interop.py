@@ -19,10 +19,10 @@ from pycose.headers import KID, Algorithm  # noqa: E402
 from pycose.keys import OKPKey  # noqa: E402
 from pycose.keys.curves import Ed25519  # noqa: E402
 
-from peerbox._cbor_strict import dumps  # noqa: E402
-from peerbox._cose import decode1, sign1  # noqa: E402
-from peerbox._envelope import make_denial, make_reply, make_request, verify_reply, verify_request  # noqa: E402
-from peerbox._identity import KeyPair  # noqa: E402
+from peerbox.wire._cbor_strict import dumps  # noqa: E402
+from peerbox.wire._cose import decode1, sign1  # noqa: E402
+from peerbox.wire._envelope import make_denial, make_reply, make_request, verify_reply, verify_request  # noqa: E402
+from peerbox.wire._identity import KeyPair  # noqa: E402
 
 Sign1Message = pycose_messages.Sign1Message
 ALICE = KeyPair.from_seed(b"a" * 32)
@@ -117,8 +117,8 @@ def test_pycose_signed_reply_is_accepted() -> None:
 
 @pytest.mark.parametrize("kid", [True, False])
 def test_pycose_signed_requests_pass_the_raw_signature_check(kid: bool) -> None:
-    from peerbox._cose import EnvelopeError
-    from peerbox._envelope import open_request, preauthenticate
+    from peerbox.wire._cose import EnvelopeError
+    from peerbox.wire._envelope import open_request, preauthenticate
 
     payload = {
         "v": 1, "typ": "peerbox/exec", "caller": ALICE.public_key, "target": BOB.public_key,

@@ -1,4 +1,4 @@
-"""Requests, replies and the nonce store (peerbox._envelope, peerbox._nonces)."""
+"""Requests, replies and the nonce store (peerbox.wire._envelope, peerbox.wire._nonces)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import cbor2
 import pytest
 
-from peerbox._cbor_strict import dumps
-from peerbox._cose import PROTECTED_EDDSA, EnvelopeError, decode1, sig_structure, sign1
-from peerbox._envelope import (
+from peerbox.wire._cbor_strict import dumps
+from peerbox.wire._cose import PROTECTED_EDDSA, EnvelopeError, decode1, sig_structure, sign1
+from peerbox.wire._envelope import (
     Reply,
     Request,
     make_denial,
@@ -21,8 +21,8 @@ from peerbox._envelope import (
     verify_reply,
     verify_request,
 )
-from peerbox._identity import SMALL_ORDER_POINTS, KeyPair
-from peerbox._nonces import NonceStore
+from peerbox.wire._identity import SMALL_ORDER_POINTS, KeyPair
+from peerbox.wire._nonces import NonceStore
 
 ALICE = KeyPair.from_seed(b"a" * 32)
 BOB = KeyPair.from_seed(b"b" * 32)
@@ -416,7 +416,7 @@ def test_make_reply_refuses_bad_arguments() -> None:
 
 
 def test_open_request_and_reply_skip_context_checks() -> None:
-    from peerbox._envelope import open_reply, open_request
+    from peerbox.wire._envelope import open_reply, open_request
 
     old = sign1(payload(target=CAROL.public_key), ALICE)
     assert open_request(old).target == CAROL.public_key  # no target/time check
@@ -434,7 +434,7 @@ def test_open_request_and_reply_skip_context_checks() -> None:
 def _cli(*argv: str) -> int:
     import argparse
 
-    from peerbox._cli_envelope import add_parsers
+    from peerbox.cli._envelope import add_parsers
 
     parser = argparse.ArgumentParser(prog="peerbox")
     add_parsers(parser.add_subparsers(dest="command", required=True))
@@ -446,7 +446,7 @@ def _cli(*argv: str) -> int:
 def test_cli_make_and_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from peerbox._peers import PeerStore
+    from peerbox.peer._peers import PeerStore
 
     root = tmp_path / "root"
     store = PeerStore(root)
@@ -500,6 +500,6 @@ def test_cli_make_and_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def open_request_(data: bytes) -> Request:
-    from peerbox._envelope import open_request
+    from peerbox.wire._envelope import open_request
 
     return open_request(data)

@@ -18,11 +18,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peerbox._cbor_strict import EnvelopeError, loads
-from peerbox._cose import decode1
-from peerbox._envelope import make_reply, make_request, verify_reply, verify_request
-from peerbox._identity import KeyPair
-from peerbox._logic_push import make_logic_request, verify_logic_request
+from peerbox.wire._cbor_strict import EnvelopeError, loads
+from peerbox.wire._cose import decode1
+from peerbox.wire._envelope import make_reply, make_request, verify_reply, verify_request
+from peerbox.wire._identity import KeyPair
+from peerbox.trust._logic_push import make_logic_request, verify_logic_request
 
 ALICE = KeyPair.from_seed(b"a" * 32)
 BOB = KeyPair.from_seed(b"b" * 32)

@@ -24,7 +24,7 @@ import trio
 import trio.testing
 from h2.errors import ErrorCodes
 
-from peerbox._h2server import HttpRequest, HttpResponse, ServerLimits, serve, serve_stream
+from peerbox.net._h2server import HttpRequest, HttpResponse, ServerLimits, serve, serve_stream
 
 
 @dataclass

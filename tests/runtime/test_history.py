@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from peerbox._caps import grant
-from peerbox._cose import EnvelopeError, sign1
-from peerbox._history import STATEMENT_TYP, make_statement, open_statement, sha256_hex
-from peerbox._identity import KeyPair, did_from_public_key
-from peerbox._logic import PeerLogic
-from peerbox._peers import Peer, PeerStore
+from peerbox.wire._caps import grant
+from peerbox.wire._cose import EnvelopeError, sign1
+from peerbox.peer._history import STATEMENT_TYP, make_statement, open_statement, sha256_hex
+from peerbox.wire._identity import KeyPair, did_from_public_key
+from peerbox.peer._logic import PeerLogic
+from peerbox.peer._peers import Peer, PeerStore
 
 NOW = 1_700_000_000
 CAROL = KeyPair.from_seed(bytes([3]) * 32)
@@ -300,8 +300,8 @@ def test_a_history_deleted_with_its_live_file_is_reported(bob: Peer, logic: Peer
 
 
 def test_a_head_edited_by_hand_is_reported_and_blocks_installs_until_resealed(bob: Peer, logic: PeerLogic) -> None:
-    from peerbox._history import HistoryError
-    from peerbox._logic import HEAD_KEY
+    from peerbox.peer._history import HistoryError
+    from peerbox.peer._logic import HEAD_KEY
 
     three_versions(logic)
     head = bob.paths.dir / "logic-history" / "head.json"
@@ -319,7 +319,7 @@ def test_a_head_edited_by_hand_is_reported_and_blocks_installs_until_resealed(bo
 
 
 def test_an_interrupted_append_is_reported_and_blocks_installs(bob: Peer, logic: PeerLogic) -> None:
-    from peerbox._history import HistoryError
+    from peerbox.peer._history import HistoryError
 
     three_versions(logic)
     with open(log_path(bob, "greet"), "a") as f:
@@ -330,7 +330,7 @@ def test_an_interrupted_append_is_reported_and_blocks_installs(bob: Peer, logic:
 
 
 def test_an_install_whose_live_file_cannot_be_written_records_nothing(bob: Peer, logic: PeerLogic) -> None:
-    from peerbox._history import HistoryError
+    from peerbox.peer._history import HistoryError
 
     logic.set("greet", SRC)
     before = log_path(bob, "greet").read_bytes(), (bob.paths.dir / "logic-history" / "head.json").read_bytes()

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peerbox._errors import UsageError
-from peerbox._identity import (
+from peerbox.wire._identity import (
     SMALL_ORDER_POINTS,
     IdentityError,
     InvalidDid,

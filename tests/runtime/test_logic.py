@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import peerbox
-from peerbox._context import PeerContext
-from peerbox._logic import LogicError, LogicLayers, LogicRefused, PeerLogic
-from peerbox._peers import Peer, PeerStore
+from peerbox.peer._context import PeerContext
+from peerbox.peer._logic import LogicError, LogicLayers, LogicRefused, PeerLogic
+from peerbox.peer._peers import Peer, PeerStore
 from peerbox.wasm_guests import builtin_library_path
 from peerbox.wasm_guests.lang import CompileError
 

@@ -1,7 +1,7 @@
 """Remote logic updates, sans sockets: the ``peerbox/logic`` envelope and ``ExecHandler.handle_logic``.
 
 The envelope half checks what a worker refuses before it decides anything
-(kinds of :class:`~peerbox._cose.EnvelopeError`); the handler half checks
+(kinds of :class:`~peerbox.wire._cose.EnvelopeError`); the handler half checks
 who may install what (owner, capability, policy rule), that a refused
 update changes nothing, and that the next request of the *same* handler
 runs the new version.
@@ -20,17 +20,17 @@ from typing import Any
 import cbor2
 import pytest
 
-from peerbox._caps import grant
-from peerbox._cbor_strict import EnvelopeError
-from peerbox._context import PeerContext
-from peerbox._cose import sign1
-from peerbox._envelope import make_request, verify_reply, verify_request
-from peerbox._exec import ExecHandler, Handled
-from peerbox._history import Version, make_statement, open_statement, sha256_hex
-from peerbox._identity import KeyPair
-from peerbox._logic import MAX_MODULE_SIZE, PeerLogic
-from peerbox._logic_push import TYP_LOGIC, make_logic_request, open_logic_request, verify_logic_request
-from peerbox._peers import Peer, PeerStore
+from peerbox.wire._caps import grant
+from peerbox.wire._cbor_strict import EnvelopeError
+from peerbox.peer._context import PeerContext
+from peerbox.wire._cose import sign1
+from peerbox.wire._envelope import make_request, verify_reply, verify_request
+from peerbox.trust._exec import ExecHandler, Handled
+from peerbox.peer._history import Version, make_statement, open_statement, sha256_hex
+from peerbox.wire._identity import KeyPair
+from peerbox.peer._logic import MAX_MODULE_SIZE, PeerLogic
+from peerbox.trust._logic_push import TYP_LOGIC, make_logic_request, open_logic_request, verify_logic_request
+from peerbox.peer._peers import Peer, PeerStore
 
 V1 = 'fn deliver(text) { `v1: ${text}` }\n'
 V2 = 'fn deliver(text) { `v2: ${text}` }\n'
@@ -456,7 +456,7 @@ def test_a_peer_allowed_to_delegate_cannot_grant_logic_write(world: World) -> No
     assert handled.outcome == "denied" and "capability refused" in reply.error["message"]
     assert world.live("inbox") is None
     # a chain rooted in bob's own key works, delegated on by carol
-    from peerbox._caps import delegate
+    from peerbox.wire._caps import delegate
 
     root = world.cap(["logic.write:inbox"], to="carol")
     sub = delegate(root, world.key("carol"), audience=world.alice.public_key, grants=["logic.write:inbox"],
@@ -549,7 +549,7 @@ def test_malformed_operations_are_bad_fields(world: World, fields: dict[str, Any
 
 def test_check_answers_refusals_denials_and_reads_and_admits_only_changes(world: World) -> None:
     """What a worker decides before taking a run slot: only a permitted set/remove needs one."""
-    from peerbox._logic_push import LogicAdmitted
+    from peerbox.trust._logic_push import LogicAdmitted
 
     def logic(sender: str, op: str, module: str = "", source: str = "") -> bytes:
         return make_logic_request(world.key(sender), target=world.bob.public_key, op=op, module=module,
@@ -572,7 +572,7 @@ def test_check_answers_refusals_denials_and_reads_and_admits_only_changes(world:
 
 
 def test_exec_check_then_run(world: World) -> None:
-    from peerbox._exec import Admitted
+    from peerbox.trust._exec import Admitted
 
     req = make_request(world.key("alice"), target=world.bob.public_key, script="caller.name", now=world.now,
                        limits={"timeout": 1.5})

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 import peerbox
-import peerbox._peers as peers_mod
-from peerbox._cli_peers import add_parsers
+import peerbox.peer._peers as peers_mod
+from peerbox.cli._peers import add_parsers
 from peerbox._errors import UsageError
-from peerbox._identity import KeyPair, public_key_from_did
+from peerbox.wire._identity import KeyPair, public_key_from_did
 from peerbox.policy import PolicyError, Request
-from peerbox._peers import (
+from peerbox.peer._peers import (
     CorruptPeer,
     InsecureKeyFile,
     InvalidPeerName,

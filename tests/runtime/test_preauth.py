@@ -1,7 +1,7 @@
 """Nothing expensive before the signature (issue 12, finding 2).
 
 A forged envelope is refused as ``bad_signature`` without the strict decoder
-ever running, by :func:`peerbox._envelope.open_request` and by the worker's
+ever running, by :func:`peerbox.wire._envelope.open_request` and by the worker's
 endpoints (``/v1/exec`` and ``/v1/logic``), which mark the refusal for the
 HTTP/2 server's failure budgets. The raw fast path and the full decoder agree
 on every mutation of valid envelopes (hypothesis), and the skip-scan for the
@@ -21,14 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import peerbox
-from peerbox import _cbor_strict, _cose, _preauth
-from peerbox._cose import (PROTECTED_EDDSA, EnvelopeError, decode1, find_bstr_field, scan1, sig_structure,
+from peerbox.net import _preauth
+from peerbox.wire import _cbor_strict, _cose
+from peerbox.wire._cose import (PROTECTED_EDDSA, EnvelopeError, decode1, find_bstr_field, scan1, sig_structure,
                            sign1)
-from peerbox._envelope import make_request, open_request, preauthenticate
-from peerbox._h2server import HttpRequest
-from peerbox._identity import KeyPair
-from peerbox._logic_push import make_logic_request
-from peerbox._worker import Worker
+from peerbox.wire._envelope import make_request, open_request, preauthenticate
+from peerbox.net._h2server import HttpRequest
+from peerbox.wire._identity import KeyPair
+from peerbox.trust._logic_push import make_logic_request
+from peerbox.net._worker import Worker
 
 ALICE = KeyPair.from_seed(b"a" * 32)
 BOB = KeyPair.from_seed(b"b" * 32)
@@ -156,8 +157,8 @@ def slow_verdict(data: bytes) -> bool:
         return False
     if msg.kid is None:
         try:
-            peerbox._identity.validate_public_key(signer)
-        except peerbox._identity.InvalidPublicKey:
+            peerbox.wire._identity.validate_public_key(signer)
+        except peerbox.wire._identity.InvalidPublicKey:
             return False
     return msg.verify(signer)
 

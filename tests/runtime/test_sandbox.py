@@ -11,7 +11,7 @@ import time
 import pytest
 
 import peerbox
-from peerbox._sandbox import pow_f64
+from peerbox.run._sandbox import pow_f64
 
 
 def test_result_fields(sandbox: peerbox.Sandbox) -> None:

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import peerbox
-from peerbox._sandbox import MAX_WASM_STACK, MIN_WASM_STACK
+from peerbox.run._sandbox import MAX_WASM_STACK, MIN_WASM_STACK
 
 DEPTH = "fn f(n) { if n == 0 { 0 } else { 1 + f(n - 1) } } f(params.n)"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import peerbox
-from peerbox._values import MAX_DEPTH, check_value, display, encode_input, json_safe
+from peerbox.run._values import MAX_DEPTH, check_value, display, encode_input, json_safe
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_json_safe() -> None:
     ],
 )
 def test_malformed_guest_output_is_a_peerbox_bug(data: bytes) -> None:
-    from peerbox._values import decode_output
+    from peerbox.run._values import decode_output
 
     with pytest.raises(peerbox.Error) as info:
         decode_output(data)

@@ -1,4 +1,4 @@
-"""The worker app (peerbox._worker.Worker) with HttpRequest objects, no sockets.
+"""The worker app (peerbox.net._worker.Worker) with HttpRequest objects, no sockets.
 
 Routing by target, every HTTP status, saturation (503), per-peer isolation of
 stuck runs, runs that outlive their request, health, peers and metrics.
@@ -18,9 +18,9 @@ import pytest
 import trio
 
 import peerbox
-from peerbox._envelope import make_request, verify_reply
-from peerbox._h2server import HttpRequest, HttpResponse
-from peerbox._worker import Worker
+from peerbox.wire._envelope import make_request, verify_reply
+from peerbox.net._h2server import HttpRequest, HttpResponse
+from peerbox.net._worker import Worker
 
 LOOP = "let i = 0; loop { i += 1; }"
 
@@ -280,7 +280,7 @@ async def _until(cond: Any, timeout: float = 5.0) -> None:
 
 @pytest.mark.slow
 async def test_refusals_denials_and_reads_never_take_a_run_slot(world: World) -> None:
-    from peerbox._logic_push import make_logic_request
+    from peerbox.trust._logic_push import make_logic_request
 
     w = world.worker(max_runs=1, queue=1, per_caller=4, owner_reserve=0)
     loop_done = trio.Event()

@@ -28,10 +28,10 @@ import pytest
 import trio
 
 import peerbox
-from peerbox._client import AsyncClient, H2Transport, RemoteRejected
-from peerbox._directory import Directory
-from peerbox._envelope import make_request
-from peerbox._identity import KeyPair
+from peerbox.net._client import AsyncClient, H2Transport, RemoteRejected
+from peerbox.peer._directory import Directory
+from peerbox.wire._envelope import make_request
+from peerbox.wire._identity import KeyPair
 
 os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 

@@ -1,7 +1,7 @@
 """`peerbox serve` end to end over loopback HTTP/2, shared and isolated mode, the same test code.
 
-A real server (peerbox._worker over peerbox._h2server) and the client's
-HTTP/2 transport (peerbox._client.H2Transport): alice's allowed script (200,
+A real server (peerbox.net._worker over peerbox.net._h2server) and the client's
+HTTP/2 transport (peerbox.net._client.H2Transport): alice's allowed script (200,
 the reply verifies), a denied caller (403, a signed denial), a loop (its
 limit), a replay (409), a forgery (401), a target nobody hosts (404). Isolated
 mode also survives a child killed with SIGKILL. The CLI stops cleanly on
@@ -28,10 +28,10 @@ import pytest
 import trio
 
 import peerbox
-from peerbox._client import H2Transport
-from peerbox._envelope import make_request, verify_reply
-from peerbox._isolated import serve_isolated
-from peerbox._worker import Worker, serve_worker
+from peerbox.net._client import H2Transport
+from peerbox.wire._envelope import make_request, verify_reply
+from peerbox.net._isolated import serve_isolated
+from peerbox.net._worker import Worker, serve_worker
 
 pytestmark = pytest.mark.slow  # servers in isolated mode (child processes), `peerbox serve`, curl/nghttp
 
@@ -185,7 +185,7 @@ async def test_isolated_child_killed_is_restarted(tmp_path: Path) -> None:
     async with isolated(tmp_path) as (url, _), H2Transport() as transport:
         c = Caller(store, transport, url)
         assert (await c.send("1"))[0] == 200
-        pattern = f"peerbox._cli_serve serve --root {tmp_path} --peers bob "
+        pattern = f"peerbox.cli._serve serve --root {tmp_path} --peers bob "
         out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
         pids = [int(p) for p in out.stdout.split()]
         assert len(pids) == 1
@@ -207,7 +207,7 @@ def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     make_root(tmp_path)
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "peerbox._cli_serve", "serve", "--root", str(tmp_path), "--peers", "bob",
+        [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", str(tmp_path), "--peers", "bob",
          "--listen", "127.0.0.1:0", "--port-file", str(port_file)],
         stderr=subprocess.PIPE, text=True)
     try:
@@ -232,9 +232,9 @@ def test_isolated_children_follow_their_supervisor(tmp_path: Path) -> None:
     make_root(tmp_path)
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "peerbox._cli_serve", "serve", "--root", str(tmp_path), "--peers", "bob",
+        [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", str(tmp_path), "--peers", "bob",
          "--mode", "isolated", "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--quiet"])
-    pattern = f"peerbox._cli_serve serve --root {tmp_path} --peers bob --listen"  # not the parent
+    pattern = f"peerbox.cli._serve serve --root {tmp_path} --peers bob --listen"  # not the parent
 
     def children() -> list[int]:
         out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
@@ -259,7 +259,7 @@ async def test_real_http2_clients(tmp_path: Path) -> None:
     missing = [t for t in ("curl", "nghttp", "h2load") if shutil.which(t) is None]
     if missing:
         pytest.skip(f"NOT TESTED: {', '.join(missing)} missing (apt-get install curl nghttp2-client)")
-    from peerbox._cli import main as cli_main
+    from peerbox.cli._main import main as cli_main
 
     make_root(tmp_path)
     script = tmp_path / "job.rhai"

@@ -28,9 +28,9 @@ import h2.exceptions
 import pytest
 
 import peerbox
-from peerbox._client import Client, ClientError
-from peerbox._directory import Directory
-from peerbox._envelope import Reply
+from peerbox.net._client import Client, ClientError
+from peerbox.peer._directory import Directory
+from peerbox.wire._envelope import Reply
 
 pytestmark = pytest.mark.slow  # a real `peerbox serve` process
 

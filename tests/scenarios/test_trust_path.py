@@ -11,9 +11,9 @@ import cbor2
 import pytest
 
 import peerbox
-from peerbox._caps import REVOCATION_FILE, RevocationList, delegate, grant
-from peerbox._envelope import make_request, verify_reply
-from peerbox._exec import ExecHandler
+from peerbox.wire._caps import REVOCATION_FILE, RevocationList, delegate, grant
+from peerbox.wire._envelope import make_request, verify_reply
+from peerbox.trust._exec import ExecHandler
 
 BOB_POLICY = """
 version = 1

@@ -1,0 +1,220 @@
+"""``peerbox send`` and ``peerbox directory``: delegating a script to a remote peer (a thin layer).
+
+::
+
+    peerbox send --from NAME --to NAME|DID SCRIPT [--param k=v]... [--params-json J]
+                 [--cap FILE]... [--json] [--timeout S] [--root DIR]
+    peerbox directory add NAME DID URL [--replace] [--root DIR]
+    peerbox directory list [--json] [--root DIR]
+
+``send`` signs a request as local peer ``--from``, sends it to ``--to`` at the
+URL the directory (``<root>/peers.toml``) gives, verifies the reply's
+signature and ``req`` hash and prints the value like ``peerbox run`` (or one
+JSON document with ``--json``); the remote script's log goes to stderr. Exit
+codes: 0 ok, 3 the script did not compile, 4 script error, 5 resource limit,
+6 denied by the target (the message and deciding rule on stderr), 7 no
+verified reply (connection, timeout, HTTP error, refused envelope, a reply
+that does not verify), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .. import net, run
+from .._errors import UsageError
+from ..peer import Directory, PeerStore
+from ..wire import Reply
+from ._args import ArgError, Parser, params_from_args
+from ._input import MAX_SCRIPT_BYTES, read_input
+from ._peers import add_root_argument, cmd_directory_add
+from ._report import report
+
+__all__ = ["add_parsers", "add_remote_arguments",
+           "cmd_send", "cmd_directory_add", "cmd_directory_list", "reply_exit_code",
+           "COMMANDS", "main"]
+
+COMMANDS = ("send", "directory")
+_MAX_CAP_FILE = 64 << 10
+
+
+def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``send`` and ``directory add|list``; each sets ``handler`` in its defaults."""
+    ps = subparsers.add_parser(
+        "send", help="sign a script, run it on a remote peer over HTTP/2, verify and print the reply",
+        description="Sign a request from local peer --from to run SCRIPT on peer --to (found in "
+        "<root>/peers.toml), send it over HTTP/2, verify the signed reply and print the value. "
+        "Exit codes: 0 ok, 3 compile error, 4 script error, 5 limit, 6 denied, 7 no verified reply.",
+    )
+    ps.add_argument("script", metavar="SCRIPT", help="the script file ('-' for stdin)")
+    ps.add_argument("--param", action="append", default=[], metavar="K=V",
+                    help="a param; V is parsed as JSON if it parses, else taken as a string")
+    ps.add_argument("--params-json", metavar="JSON", help="params as one JSON object (--param overrides)")
+    add_remote_arguments(ps, cap_help="a capability token to present (from `peerbox cap grant`); repeatable")
+    ps.set_defaults(handler=cmd_send)
+
+    pd = subparsers.add_parser(
+        "directory", help="where remote peers are reachable (<root>/peers.toml)",
+        description="The directory maps a peer name to its did and the URL of the worker hosting it.",
+    )
+    sub = pd.add_subparsers(dest="directory_command", metavar="SUBCOMMAND", parser_class=type(pd))
+    sub.required = True
+    pa = sub.add_parser("add", help="add (or with --replace change) a peer: NAME DID URL",
+                        description="Record that peer NAME, identified by DID, is served at URL "
+                        "(http://HOST:PORT for h2c, https://HOST:PORT for TLS).")
+    pa.add_argument("name", metavar="NAME")
+    pa.add_argument("did", metavar="DID")
+    pa.add_argument("url", metavar="URL")
+    pa.add_argument("--replace", action="store_true", help="change an existing entry")
+    add_root_argument(pa)
+    pa.set_defaults(handler=cmd_directory_add)
+    pl = sub.add_parser("list", help="list the directory")
+    pl.add_argument("--json", action="store_true", help="one JSON array of {name, did, url}")
+    add_root_argument(pl)
+    pl.set_defaults(handler=cmd_directory_list)
+
+
+def _read(path: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``path`` (``-``: stdin); :class:`UsageError` if there are more."""
+    return read_input(path, limit, "this input")
+
+
+def add_remote_arguments(p: argparse.ArgumentParser, *, cap_help: str) -> None:
+    """The options of a command that signs a request and sends it: --from, --to, --cap, --json,
+    --timeout, --root (``send`` and ``logic push``)."""
+    p.add_argument("--from", dest="sender", metavar="NAME", required=True, help="the local peer who signs")
+    p.add_argument("--to", dest="to", metavar="NAME|DID", required=True,
+                   help="the target: a name or did:key in the directory")
+    p.add_argument("--cap", action="append", default=[], metavar="FILE", help=cap_help)
+    p.add_argument("--json", action="store_true", help="print the value (or the error) as one JSON document")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="seconds for the whole call, connecting included (default 30)")
+    add_root_argument(p)
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    return params_from_args(args)
+
+
+def reply_exit_code(reply: Reply) -> int:
+    """The exit code of a verified reply: 0 ok, 6 denied, 5 limit, 3 compile error, 4 other script errors."""
+    if reply.ok:
+        return 0
+    kind = str((reply.error or {}).get("kind", ""))
+    if kind == "denied":
+        return 6
+    if kind.startswith("limit"):
+        return 5
+    if kind == "compile_error":
+        return 3
+    return 4
+
+
+def _emit_json(doc: object) -> None:
+    sys.stdout.write(json.dumps(doc, ensure_ascii=False, allow_nan=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _client_failure(err: net.ClientError, want_json: bool) -> int:
+    sys.stderr.write(f"error: {err}\n")
+    sys.stderr.flush()
+    if want_json:
+        info: dict[str, Any] = {"message": str(err), "exit_code": err.exit_code}
+        if isinstance(err, net.TransportError):
+            info.update(type="transport", kind=err.kind, status=err.status)
+        elif isinstance(err, net.VerificationError):
+            info.update(type="verification", kind=err.kind)
+        elif isinstance(err, net.RemoteRejected):
+            info.update(type="rejected", kind=err.kind, status=err.status, message=err.remote_message)
+        _emit_json({"error": info})
+    return err.exit_code
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """``peerbox send``: sign, send, verify, print; the exit code says the outcome."""
+    import trio  # here, not at the top: only commands that call a worker load trio and h2
+
+    raw = _read(args.script, MAX_SCRIPT_BYTES)
+    try:
+        script = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{args.script} is not UTF-8 text") from None
+    params = _params(args)
+    caps = [_read(path, _MAX_CAP_FILE) for path in args.cap]
+    if not args.timeout > 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    key = PeerStore(args.root).get(args.sender).signing_key()
+    directory = Directory(args.root)
+    entry = directory.resolve(args.to)
+
+    async def call() -> Reply:
+        async with net.AsyncClient(key, directory) as client:
+            return await client.exec(entry, script, params=params or None, caps=caps, timeout=args.timeout)
+
+    try:
+        reply = trio.run(call)
+    except net.ClientError as err:
+        return _client_failure(err, args.json)
+    if reply.log:
+        sys.stderr.write("".join(line + "\n" for line in reply.log))
+    code = reply_exit_code(reply)
+    if reply.ok:
+        out = json.dumps(run.json_safe(reply.value), ensure_ascii=False, allow_nan=False) if args.json \
+            else run.display(reply.value)
+        sys.stdout.write(out + "\n")
+        sys.stdout.flush()
+        return 0
+    error = dict(reply.error or {})
+    kind, message = error.get("kind", "error"), error.get("message", "")
+    if code == 6:
+        rule = error.get("rule")
+        sys.stderr.write(f"denied by {entry.name}: {message}"
+                         + (f" (rule {rule})" if rule else " (no rule allowed it)") + "\n")
+    elif code == 5:
+        sys.stderr.write(f"error: resource limit on {entry.name}: {kind}: {message}\n")
+    else:
+        where = f"line {error['line']}: " if error.get("line") else ""
+        sys.stderr.write(f"{entry.name}: {where}runtime error: {kind}: {message}\n")
+    sys.stderr.flush()
+    if args.json:
+        error["type"] = {6: "denied", 5: "limit", 3: "compile"}.get(code, "runtime")
+        error["exit_code"] = code
+        _emit_json({"error": error})
+    return code
+
+
+def cmd_directory_list(args: argparse.Namespace) -> int:
+    """``peerbox directory list``: one ``NAME DID URL`` line per entry (or JSON)."""
+    entries = Directory(args.root).list()
+    if args.json:
+        _emit_json([{"name": e.name, "did": e.did, "url": e.url} for e in entries])
+    else:
+        for e in entries:
+            sys.stdout.write(f"{e.name}\t{e.did}\t{e.url}\n")
+        sys.stdout.flush()
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run only these commands (until they are wired into ``peerbox``): parse, dispatch, report."""
+    parser = Parser(prog="peerbox")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    add_parsers(sub)
+    want_json = "--json" in argv
+    try:
+        args = parser.parse_args(list(argv))
+        return int(args.handler(args))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except ArgError as err:
+        return report(err, want_json)
+    except BaseException as err:
+        return report(err, want_json)
+
+
+main_for_tests = main

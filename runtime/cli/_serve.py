@@ -1,0 +1,109 @@
+"""The ``peerbox serve`` command: a thin layer over :mod:`peerbox.net._worker`.
+
+::
+
+    peerbox serve [--root DIR] [--peers a,b | --all] [--listen 127.0.0.1:7700]
+                  [--mode shared|isolated] [--tls-cert F --tls-key F] [--port-file F]
+                  [--max-runs N] [--quiet]
+
+Shared mode hosts every named peer in this process; isolated mode starts one
+supervised child ``serve`` per peer and routes to them. Prints ``listening on
+http://HOST:PORT (peers: ...)`` to stderr once it accepts connections; stops
+cleanly (exit 0) on SIGINT/SIGTERM. ``--port-file`` receives the bound port
+(useful with ``--listen 127.0.0.1:0``). Also runnable as
+``python -m peerbox.cli._serve serve ...`` (how isolated mode starts its children).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .. import net
+from .._errors import Error, UsageError
+
+__all__ = ["add_parsers", "cmd_serve", "main", "DEFAULT_LISTEN"]
+
+DEFAULT_LISTEN = "127.0.0.1:7700"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``serve`` to ``subparsers``; it sets ``handler`` (``args -> exit code``)."""
+    ps = subparsers.add_parser(
+        "serve", help="host peers over HTTP/2 (POST /v1/exec, /v1/health, /v1/peers, /metrics)",
+        description="Serve signed exec requests for local peers over HTTP/2 (h2c on loopback by default, "
+        "TLS with ALPN h2 with --tls-cert/--tls-key). Stops cleanly on SIGINT/SIGTERM.",
+    )
+    ps.add_argument("--root", metavar="DIR", default=None,
+                    help="the peer root (default: $PEERBOX_ROOT, else ./peerbox-data)")
+    who = ps.add_mutually_exclusive_group()
+    who.add_argument("--peers", metavar="A,B", help="the peers to host (comma-separated)")
+    who.add_argument("--all", action="store_true", help="host every peer under the root (the default)")
+    ps.add_argument("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN,
+                    help=f"where to listen (default {DEFAULT_LISTEN}; port 0 picks a free one)")
+    ps.add_argument("--mode", choices=("shared", "isolated"), default="shared",
+                    help="shared: one process for all peers; isolated: one supervised process per peer")
+    ps.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain (enables TLS)")
+    ps.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
+    ps.add_argument("--port-file", metavar="FILE", help="write the bound port here (removed on exit)")
+    ps.add_argument("--max-runs", type=_positive, metavar="N",
+                    help="script runs at once (default: the number of CPUs)")
+    ps.add_argument("--quiet", action="store_true", help="do not print the 'listening on' line")
+    ps.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    ps.set_defaults(handler=cmd_serve)
+
+
+def _peer_list(args: argparse.Namespace) -> list[str] | None:
+    if args.all or args.peers is None:
+        return None
+    names = [n.strip() for n in args.peers.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--peers needs at least one peer name")
+    return names
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the worker (shared or isolated) until a signal; exit code 0 after a clean stop."""
+    if args.mode == "isolated":
+        return net.run_isolated(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert,
+                            tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
+                            quiet=args.quiet)
+    return net.run_shared(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert,
+                          tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
+                          quiet=args.quiet,
+                          exit_with_parent=args.exit_with_parent)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m peerbox.cli._serve serve ...``: the command alone (isolated mode's children).
+
+    Errors are printed to stderr (exit 2 for a usage error, 1 for anything else).
+    """
+    parser = argparse.ArgumentParser(prog="peerbox")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parsers(sub)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        code: int = args.handler(args)
+        return code
+    except Error as exc:
+        print(f"peerbox: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The network: the HTTP/2 worker that serves peers, and the client that calls one.
+
+In the order a request arrives::
+
+    _h2server    the HTTP/2 server (trio + h2): connections, streams, flow control, limits
+    _http        the server's request/response types and ``ServerLimits``
+    _budget      per-address token buckets (connections, failures)
+    _preauth     opening a body before admission: the signature first, then strict decoding
+    _admission   fair admission to run slots, per caller
+    _runpool     the run threads (large native stacks)
+    _worker      the shared worker: endpoints, metrics, routing, ``run_shared``
+    _isolated    isolated mode: one child worker per peer, a router in front
+    _client      ``Client``/``AsyncClient``: sign, send over HTTP/2, verify the reply
+
+Below: :mod:`peerbox.trust` (what a request may do), :mod:`peerbox.peer`, :mod:`peerbox.wire`.
+Above: :mod:`peerbox.cli` (``peerbox serve``, ``send``, ``logic push``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient, Client, ClientError, RemoteRejected, TransportError, VerificationError
+    from ._isolated import run_isolated
+    from ._worker import Worker, run_shared
+
+__all__ = ["AsyncClient", "Client", "ClientError", "RemoteRejected", "TransportError", "VerificationError",
+           "run_isolated", "Worker", "run_shared"]
+
+__getattr__, __dir__ = attach(__name__, {
+    "AsyncClient": "._client",
+    "Client": "._client",
+    "ClientError": "._client",
+    "RemoteRejected": "._client",
+    "TransportError": "._client",
+    "VerificationError": "._client",
+    "run_isolated": "._isolated",
+    "Worker": "._worker",
+    "run_shared": "._worker",
+})

@@ -1,0 +1,263 @@
+"""Isolated mode: one worker process per peer, supervised, behind a router.
+
+The same binary as shared mode (:mod:`peerbox.net._worker`): the supervisor
+starts ``peerbox serve --peers NAME`` once per peer on its own loopback port,
+restarts a crashed child with backoff, stops them all on exit, and serves a
+:class:`Router` on the main address that forwards each ``/v1/exec`` to its
+peer's child over HTTP/2, with the same pre-checks and answers as a shared
+worker, so a client cannot tell the modes apart except by timing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import cbor2
+import trio
+
+from ._client import H2Transport, TransportError
+from ..wire import decode1
+from ..trust import Handled
+from ._h2server import HttpRequest, HttpResponse, ServerLimits
+from ..peer import PeerStore
+from ._worker import RETRY_LATER, Endpoints, usage_fuel, error_response, parse_listen, serve_app, tls_context
+
+__all__ = ["Router", "serve_isolated", "run_isolated"]
+
+@dataclass(eq=False)
+class _Child:
+    """One peer's worker process, as the supervisor sees it."""
+
+    name: str
+    did: str
+    public_key: bytes
+    port_file: str
+    port: int | None = None
+    process: trio.Process | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Router(Endpoints):
+    """The isolated-mode front: same pre-checks and statuses as :class:`Worker`, forwards to children.
+
+    Nothing is forwarded, and nothing expensive done, for a request whose
+    signature does not verify: the router runs the worker's own pre-checks
+    (:meth:`Endpoints._exec_checked`: size, outer structure and signature
+    over the raw bytes first, see :mod:`peerbox.net._preauth`), and its HTTP/2
+    server charges every refusal to the same per-connection and per-address
+    failure budgets (:class:`~peerbox.net._h2server.ServerLimits`). A child that
+    is down (crashed, restarting) answers ``503`` with ``retry-after``, like
+    a saturated worker. Metrics count the children's
+    answers by the same outcomes (read from the replies it forwards).
+    """
+
+    def __init__(self, children: list[_Child], transport: H2Transport, *, timeout: float = 120.0) -> None:
+        super().__init__([(c.name, c.did) for c in children])
+        self.children = {c.public_key: c for c in children}
+        self.transport = transport
+        self.timeout = timeout
+        self.in_flight = 0
+
+    def hosts(self, target: bytes) -> bool:
+        return target in self.children
+
+    def health(self) -> dict[str, object]:
+        up = sum(1 for c in self.children.values() if c.port is not None)
+        return {**super().health(), "in_flight": self.in_flight, "workers_up": up,
+                "restarts": sum(max(0, c.starts - 1) for c in self.children.values())}
+
+    async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
+        child = self.children[target]
+        if child.port is None:
+            self.metrics.requests["busy"] += 1
+            return error_response(503, "unavailable", f"the worker of {child.name} is restarting",
+                                  RETRY_LATER)
+        self.in_flight += 1
+        self.metrics.in_flight = self.in_flight
+        start = time.perf_counter()
+        try:
+            status, ctype, body = await self.transport.exec(child.url, bytes(req.body), self.timeout,
+                                                            path=path)
+        except TransportError as exc:
+            self.metrics.requests["busy"] += 1
+            return error_response(503, "unavailable", f"the worker of {child.name} did not answer: {exc}",
+                                  RETRY_LATER)
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight = self.in_flight
+        self._count(status, body, time.perf_counter() - start)
+        headers: tuple[tuple[str, str], ...] = (("content-type", ctype),)
+        if status == 503:
+            headers += RETRY_LATER
+        return HttpResponse(status=status, headers=headers, body=body)
+
+    def _count(self, status: int, body: bytes, seconds: float) -> None:
+        """Metrics from a forwarded answer: the same outcomes as the worker's own."""
+        if status == 503:
+            self.metrics.requests["busy"] += 1
+            return
+        try:
+            if status in (200, 403):
+                payload = decode1(body).payload
+                err = payload.get("error") if isinstance(payload.get("error"), dict) else None
+                kind = str(err.get("kind", "")) if err else ""
+                outcome_ = ("ok" if payload.get("ok") is True else "denied" if status == 403
+                            else "limit" if kind.startswith("limit") else "script_error")
+                handled = Handled(outcome=outcome_, body=body, error=err)
+            else:
+                err = cbor2.loads(body).get("error")
+                handled = Handled(outcome="rejected", body=body, error=err if isinstance(err, dict) else None)
+        except Exception:  # an answer we cannot read is still forwarded; count it apart
+            self.metrics.requests["unreadable"] += 1
+            return
+        self.metrics.record(handled)
+        self.metrics.seconds.observe(seconds)
+        fuel = usage_fuel(handled)
+        if fuel is not None:
+            self.metrics.fuel.observe(fuel)
+
+
+def _child_command(root: str, child: _Child, max_runs: int | None) -> list[str]:
+    cmd = [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", root, "--peers", child.name,
+           "--listen", "127.0.0.1:0", "--port-file", child.port_file, "--quiet", "--exit-with-parent"]
+    if max_runs is not None:
+        cmd += ["--max-runs", str(max_runs)]
+    return cmd
+
+
+async def _stop(proc: trio.Process, grace: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` s; always reaps."""
+    with trio.CancelScope(shield=True):
+        if proc.stdin is not None:
+            await proc.stdin.aclose()
+        if proc.returncode is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            with trio.move_on_after(grace):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: float,
+                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Keep ``child`` running: start it, wait for its port, restart it with backoff when it exits.
+
+    Reports started after the first attempt (up or failed). Cancel to stop
+    it (SIGTERM, SIGKILL after ``grace``).
+    """
+    backoff = 0.1
+    reported = False
+    while True:
+        try:
+            os.unlink(child.port_file)
+        except FileNotFoundError:
+            pass
+        cmd = _child_command(root, child, max_runs)
+        # Its own session: a terminal's Ctrl-C reaches only the supervisor, which stops the
+        # children itself; stdin is a pipe whose end tells a child its supervisor is gone.
+        proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.PIPE, start_new_session=True)
+        child.process = proc
+        child.starts += 1
+        began = trio.current_time()
+        try:
+            with trio.move_on_after(60):
+                while proc.returncode is None and child.port is None:
+                    try:
+                        with open(child.port_file, encoding="ascii") as f:
+                            child.port = int(f.read().strip())
+                    except (FileNotFoundError, ValueError):
+                        await trio.sleep(0.02)
+            if not reported:
+                reported = True
+                task_status.started()
+            await proc.wait()
+        finally:
+            child.port = None
+            await _stop(proc, grace)
+        print(f"peerbox serve: the worker of {child.name} exited with code {proc.returncode}; "
+              f"restarting in {backoff:g} s", file=sys.stderr, flush=True)
+        if trio.current_time() - began > 30:
+            backoff = 0.1
+        await trio.sleep(backoff)
+        backoff = min(backoff * 2, 5.0)
+
+
+async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str, port: int,
+                         ssl_context: ssl.SSLContext | None = None, limits: ServerLimits | None = None,
+                         port_file: str | None = None, max_runs: int | None = None, quiet: bool = False,
+                         handle_signals: bool = True, grace: float = 10.0,
+                         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Isolated mode: one supervised child worker per peer, a :class:`Router` on ``host:port``.
+
+    Raises :class:`~peerbox.UsageError` for an unknown peer (checked before
+    any child starts). On exit every child is stopped.
+    """
+    store = PeerStore(root)
+    chosen = [store.get(n) for n in peers] if peers is not None else store.list()
+    tmp = tempfile.mkdtemp(prefix="peerbox-isolated-")
+    children = [_Child(p.name, p.did, p.public_key, os.path.join(tmp, f"{p.name}.port")) for p in chosen]
+    names = ", ".join(c.name for c in children) or "none"
+    inner: list[trio.Nursery] = []
+    finished = trio.Event()
+
+    async def body(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        # Shielded from outside cancellation, which is turned into cancelling `inner` below:
+        # the transport must be closed with no cancellation pending (it owns a nursery).
+        try:
+            with trio.CancelScope(shield=True):
+                async with H2Transport() as transport, trio.open_nursery() as nursery:
+                    inner.append(nursery)
+                    for child in children:
+                        await nursery.start(functools.partial(
+                            _supervise, str(store.root), child, max_runs=max_runs, grace=grace))
+                    router = Router(children, transport)
+                    await serve_app(router.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
+                                    port_file=port_file,
+                                    banner=None if quiet else f"peers: {names}; isolated, one process each",
+                                    handle_signals=handle_signals, task_status=task_status)
+                    nursery.cancel_scope.cancel()  # a signal: stop the children
+        finally:
+            finished.set()
+
+    try:
+        async with trio.open_nursery() as top:
+            actual: int = await top.start(body)
+            task_status.started(actual)
+            try:
+                await finished.wait()
+            except trio.Cancelled:
+                if inner:
+                    inner[0].cancel_scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await finished.wait()
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_isolated(root: str | None, peers: list[str] | None, listen: str, *,
+                 tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
+                 max_runs: int | None = None, quiet: bool = False) -> int:
+    """``peerbox serve --mode isolated``: serve until SIGINT/SIGTERM, stop the children, exit 0."""
+    host, port = parse_listen(listen)
+    ctx = tls_context(tls_cert, tls_key)
+    trio.run(functools.partial(serve_isolated, root, peers, host=host, port=port, ssl_context=ctx,
+                               port_file=port_file, max_runs=max_runs, quiet=quiet))
+    return 0

@@ -1,0 +1,658 @@
+"""The worker: hosted peers behind HTTP/2 (the app of :mod:`peerbox.net._h2server`), shared or isolated.
+
+:class:`Worker` is the HTTP application of one process hosting one or many
+peers (shared mode). ``POST /v1/exec`` takes a request envelope
+(``content-type: application/cose``; ``POST /v1/logic`` takes a logic update,
+:mod:`peerbox.trust._logic_push`, the same way), checks the signature over the raw
+bytes first and only then decodes strictly (:mod:`peerbox.net._preauth`: on the
+event loop for bodies up to 4 KiB, on 2 threads beyond), so a forged
+``caller`` can never use up someone else's quota and forgeries cost no
+decoding, routes by the envelope's
+``target`` to the hosted peer's :class:`~peerbox.trust._exec.ExecHandler`, and runs
+it on a worker thread. HTTP status follows the outcome (see :func:`status_for`).
+
+A request then goes through the two phases of its handler. The first,
+:meth:`~peerbox.trust._exec.ExecHandler.check` (freshness, the nonce, capabilities,
+the policy's ``exec`` decision), runs on one of ``check_threads`` trio worker
+threads (a ``CapacityLimiter`` separate from the run slots: it writes the
+nonce database, so not on the event loop, and it must not wait behind
+scripts). Only a request it admits takes a run slot, so a replay or a key the
+peer's policy does not know is answered (409, 403) without ever holding one.
+The second, :meth:`~peerbox.trust._exec.ExecHandler.run` (compile, run, sign),
+runs in a slot, on a :class:`RunPool` thread.
+
+Run slots (:mod:`peerbox.net._admission`), independent of HTTP/2 stream
+accounting (a reset stream does not stop its run; the run's own limits do,
+and its slot is freed only when its thread returns):
+
+* ``max_runs`` runs execute at once (default the number of CPUs), plus
+  ``owner_reserve`` (default 1) slots only a peer's owner (a request signed
+  by the peer's own key) may take, so the owner is never locked out by callers;
+* ``per_peer`` of them at most for one hosted peer, so a peer flooded with
+  endless loops cannot stall the others (default ``max_runs - 1`` when several
+  peers are hosted);
+* a freed slot goes to the waiting caller with the fewest runs (max-min fair);
+* ``per_caller`` requests admitted (running or waiting) at most for one caller,
+  ``per_caller_queue`` of them waiting (default a quarter of the queue);
+* ``queue`` requests wait at most; beyond, ``503`` with ``retry-after``. Memory
+  stays bounded: nothing waits outside these counters. A request that would be
+  turned away is answered 503 before its check, so its envelope can be sent
+  again; one turned away after it (the queue filled meanwhile: rare) has used
+  its nonce, and must be sent again as a fresh envelope.
+
+Runs use a :class:`~peerbox.net._runpool.RunPool` (threads with a large native
+stack, which ``trio.to_thread`` cannot guarantee: see :mod:`peerbox.net._runpool`).
+
+Isolated mode (:func:`run_isolated`): one child ``peerbox serve`` per peer,
+each on its own loopback port, supervised (restarted with backoff), behind a
+router (:class:`Router`) that applies the same pre-checks and forwards each
+request over HTTP/2, so a client sees the same statuses and bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import re
+import signal
+import ssl
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import cbor2
+import outcome
+import trio
+
+from ._admission import Admission, Ticket
+from .._atomic import write_atomic
+from ..wire import EnvelopeError
+from ..wire import cbor_dumps
+from ..peer import Contexts
+from ..wire import Request
+from ..trust import Admitted, ExecHandler, Handled
+from .._errors import Error, UsageError
+from ._h2server import App, HttpRequest, HttpResponse, ServerLimits, serve
+from ._runpool import RUN_STACK_SIZE, RunPool
+from ._preauth import PreAuth
+from ..wire import did_from_public_key
+from ..trust import LogicAdmitted, LogicRequest
+
+__all__ = [
+    "Endpoints",
+    "RETRY_LATER",
+    "usage_fuel",
+    "Worker",
+    "RunPool",
+    "Metrics",
+    "status_for",
+    "serve_app",
+    "serve_worker",
+    "run_shared",
+    "parse_listen",
+    "tls_context",
+    "error_response",
+    "RUN_STACK_SIZE",
+]
+
+COSE = "application/cose"
+CBOR = "application/cbor"
+JSON = "application/json"
+PROM = "text/plain; version=0.0.4; charset=utf-8"
+MAX_BODY = 1 << 20
+
+_REJECTED_STATUS = {"bad_signature": 401, "bad_key": 401, "replay": 409, "too_large": 413,
+                    "wrong_target": 404}
+_FUEL_BUCKETS = (1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9)
+_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_HOST_ACTION = re.compile(r"^([a-z]+(?:\.[a-z]+)*) of '")
+#: The header of a 503 that a client may retry a second later.
+RETRY_LATER = (("retry-after", "1"),)
+
+
+def status_for(handled: Handled) -> int:
+    """The HTTP status of a handled request.
+
+    ``ok``/``script_error``/``limit`` → 200 (a signed reply), ``denied`` → 403
+    (a signed denial), ``rejected`` by kind: ``bad_signature``/``bad_key``
+    401, ``replay`` 409, ``too_large`` 413, ``wrong_target`` 404, else 400.
+    """
+    if handled.outcome in ("ok", "script_error", "limit"):
+        return 200
+    if handled.outcome == "denied":
+        return 403
+    kind = (handled.error or {}).get("kind", "")
+    return _REJECTED_STATUS.get(str(kind), 400)
+
+
+def error_response(status: int, kind: str, message: str,
+                   headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
+    """An unsigned CBOR ``{error: {kind, message}}`` answer."""
+    body = cbor_dumps({"error": {"kind": kind, "message": message}})
+    return HttpResponse(status=status, headers=(("content-type", CBOR), *headers), body=body)
+
+
+def _header(req: HttpRequest, name: str) -> str | None:
+    for k, v in req.headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _is_cose(req: HttpRequest) -> bool:
+    value = _header(req, "content-type")
+    return value is not None and value.split(";", 1)[0].strip().lower() == COSE
+
+
+# ------------------------------------------------------------------ metrics
+
+
+class _Histogram:
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self.buckets = tuple(buckets)
+        self.counts = [0] * len(self.buckets)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        for i, b in enumerate(self.buckets):
+            if value <= b:
+                self.counts[i] += 1
+
+    def render(self, name: str) -> list[str]:
+        out = [f"# TYPE {name} histogram"]
+        for b, c in zip(self.buckets, self.counts):
+            out.append(f'{name}_bucket{{le="{_fmt(b)}"}} {c}')
+        out.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
+        out.append(f"{name}_sum {_fmt(self.sum)}")
+        out.append(f"{name}_count {self.count}")
+        return out
+
+
+def _fmt(x: float) -> str:
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return repr(float(x))
+
+
+class Metrics:
+    """Prometheus counters of one worker (updated on the trio thread only)."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.denials: Counter[str] = Counter()
+        self.rejections: Counter[str] = Counter()
+        self.fuel = _Histogram(_FUEL_BUCKETS)
+        self.seconds = _Histogram(_SECONDS_BUCKETS)
+        self.in_flight = 0
+        self.queued = 0
+
+    def record(self, handled: Handled) -> None:
+        """Count one answered request by outcome, denial action and rejection kind."""
+        self.requests[handled.outcome] += 1
+        err = handled.error or {}
+        if handled.outcome == "denied":
+            self.denials["exec"] += 1
+        elif err.get("kind") == "denied":  # a host call the policy refused, inside the run
+            m = _HOST_ACTION.match(str(err.get("message", "")))
+            self.denials[m.group(1) if m else "host_call"] += 1
+        elif handled.outcome == "rejected":
+            self.rejections[str(err.get("kind", "unknown"))] += 1
+
+    def render(self) -> str:
+        """The text exposition format (version 0.0.4)."""
+        lines = ["# HELP peerbox_requests_total Exec requests answered, by outcome.",
+                 "# TYPE peerbox_requests_total counter"]
+        lines += [f'peerbox_requests_total{{outcome="{k}"}} {v}' for k, v in sorted(self.requests.items())]
+        lines += ["# HELP peerbox_denials_total Policy denials, by action.",
+                  "# TYPE peerbox_denials_total counter"]
+        lines += [f'peerbox_denials_total{{action="{k}"}} {v}' for k, v in sorted(self.denials.items())]
+        lines += ["# HELP peerbox_rejections_total Envelopes refused before authentication, by kind.",
+                  "# TYPE peerbox_rejections_total counter"]
+        lines += [f'peerbox_rejections_total{{kind="{k}"}} {v}' for k, v in sorted(self.rejections.items())]
+        lines += ["# HELP peerbox_run_fuel Fuel used by script runs."] + self.fuel.render("peerbox_run_fuel")
+        lines += ["# HELP peerbox_run_seconds Wall time of handled requests on worker threads."]
+        lines += self.seconds.render("peerbox_run_seconds")
+        lines += ["# HELP peerbox_runs_in_flight Runs executing now.", "# TYPE peerbox_runs_in_flight gauge",
+                  f"peerbox_runs_in_flight {self.in_flight}",
+                  "# HELP peerbox_runs_queued Runs waiting for a slot.", "# TYPE peerbox_runs_queued gauge",
+                  f"peerbox_runs_queued {self.queued}"]
+        return "\n".join(lines) + "\n"
+
+
+def usage_fuel(handled: Handled) -> int | None:
+    """The fuel a reply to a run reports (``None`` for denials and unsigned answers: nothing ran).
+
+    The reply was signed by us (or a child worker of ours), so cbor2's fast
+    decoder is enough here: this is bookkeeping, not verification.
+    """
+    if handled.outcome not in ("ok", "script_error", "limit"):
+        return None
+    try:
+        outer = cbor2.loads(handled.body)
+        payload = cbor2.loads(outer.value[2])
+        fuel = payload["usage"]["fuel"]
+        return fuel if type(fuel) is int else None
+    except Exception:
+        return None
+
+
+# ------------------------------------------------------------------ the apps
+
+
+class Endpoints:
+    """What a worker and an isolated-mode router share: endpoints, pre-checks, metrics."""
+
+    def __init__(self, peers: list[tuple[str, str]]) -> None:
+        self.peers = peers
+        self.metrics = Metrics()
+        self.closing = False
+        self.started = time.time()
+        self.preauth = PreAuth()
+
+    async def app(self, req: HttpRequest) -> HttpResponse:
+        """Answer one HTTP request (never raises for bad input)."""
+        path = req.path.split("?", 1)[0]
+        if path in ("/v1/exec", "/v1/logic"):
+            if req.method != "POST":
+                return error_response(405, "method_not_allowed", "use POST", (("allow", "POST"),))
+            return await self._exec_checked(req, path)
+        if path in ("/v1/health", "/v1/peers", "/metrics"):
+            if req.method not in ("GET", "HEAD"):
+                return error_response(405, "method_not_allowed", "use GET", (("allow", "GET, HEAD"),))
+            if path == "/v1/health":
+                return _json(self.health())
+            if path == "/v1/peers":
+                return _json([{"name": n, "did": d} for n, d in self.peers])
+            return HttpResponse(status=200, headers=(("content-type", PROM),),
+                                body=self.metrics.render().encode())
+        return error_response(404, "not_found", f"no such endpoint: {path[:100]}")
+
+    def health(self) -> dict[str, object]:
+        """The ``/v1/health`` document: ``status`` is ``ok``, or ``draining`` during shutdown."""
+        return {"status": "draining" if self.closing else "ok", "peers": len(self.peers),
+                "uptime": round(time.time() - self.started, 3)}
+
+    async def _exec_checked(self, req: HttpRequest, path: str) -> HttpResponse:
+        """Check an exec or logic request before it reaches a hosted peer: signature first.
+
+        :class:`~peerbox.net._preauth.PreAuth` checks the size, the outer
+        structure and the signature over the raw bytes in bounded time (on
+        the event loop for small bodies, on a thread for large ones) before
+        the strict decoding. Every refusal here (bad signature, malformed,
+        a target not hosted) is marked ``preauth_failure``, so the HTTP/2
+        server charges it to the connection's and the address's budgets.
+        """
+        if not _is_cose(req):
+            self.metrics.requests["unsupported_media_type"] += 1
+            return error_response(415, "unsupported_media_type", f"content-type must be {COSE}")
+        if self.closing:
+            self.metrics.requests["busy"] += 1
+            return error_response(503, "unavailable", "the worker is shutting down", RETRY_LATER)
+        try:
+            envelope: Request | LogicRequest = await self.preauth.open(req.body, path)
+        except EnvelopeError as exc:
+            rejected = Handled(outcome="rejected", body=b"", error={"kind": exc.kind, "message": exc.message})
+            self.metrics.record(rejected)
+            return dataclasses.replace(error_response(status_for(rejected), exc.kind, exc.message),
+                                       preauth_failure=True)
+        if not self.hosts(envelope.target):
+            self.metrics.record(Handled(outcome="rejected", body=b"", error={"kind": "wrong_target"}))
+            return dataclasses.replace(error_response(
+                404, "wrong_target", f"this worker does not host {did_from_public_key(envelope.target)}"),
+                preauth_failure=True)
+        return await self.exec(req, envelope.target, envelope.caller, path)
+
+    def hosts(self, target: bytes) -> bool:
+        raise NotImplementedError
+
+    async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
+        """Answer a pre-checked ``POST /v1/exec`` or ``/v1/logic`` (``path``) for a hosted ``target``."""
+        raise NotImplementedError
+
+
+def _json(doc: object) -> HttpResponse:
+    return HttpResponse(status=200, headers=(("content-type", JSON),), body=json.dumps(doc).encode())
+
+
+class Worker(Endpoints):
+    """The HTTP app of a shared-mode worker hosting ``peers`` under ``root`` (``None``: all).
+
+    ``await worker.app(request)`` answers one request; ``await worker.drain(t)``
+    waits up to ``t`` seconds for runs in flight; ``close()`` releases the
+    peers' files. Raises :class:`~peerbox.PeerError` (a
+    :class:`~peerbox.UsageError`) for an unknown peer or unreadable metadata;
+    each peer's handler (its key, policy and nonce database) is opened on its
+    first request, and a peer whose files cannot be opened answers 503
+    (``unavailable``). The admission settings are those of the module
+    docstring (``None``: the default); ``check_threads`` (default
+    ``max(2, max_runs)``) bounds the requests being checked at once.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None, peers: list[str] | None = None, *,
+                 max_runs: int | None = None, per_peer: int | None = None, per_caller: int | None = None,
+                 queue: int | None = None, per_caller_queue: int | None = None, owner_reserve: int = 1,
+                 check_threads: int | None = None, clock: Callable[[], float] = time.time,
+                 stack_size: int = RUN_STACK_SIZE) -> None:
+        super().__init__([])
+        self.contexts = Contexts(root)
+        store = self.contexts.store
+        chosen = [store.get(n) for n in peers] if peers is not None else store.list()
+        names = [p.name for p in chosen]
+        #: target public key -> peer name; a peer's ExecHandler (key, policy, nonce database)
+        #: is opened on its first request, so idle hosted peers cost little memory.
+        self.targets: dict[bytes, str] = {p.public_key: p.name for p in chosen}
+        self.peers.extend((p.name, p.did) for p in chosen)
+        self.clock = clock
+        self._handlers: dict[str, ExecHandler] = {}
+        self._handlers_lock = threading.Lock()
+        runs = max(1, max_runs if max_runs is not None else (os.cpu_count() or 1))
+        waiting = max(0, queue if queue is not None else 16 * runs)
+        reserve = max(0, owner_reserve)
+        self.admission = Admission(
+            max_runs=runs,
+            per_peer=per_peer if per_peer is not None else (runs if len(names) <= 1 else max(1, runs - 1)),
+            per_caller=per_caller if per_caller is not None else max(1, (runs + waiting) // 2),
+            queue=waiting,
+            per_caller_queue=per_caller_queue,
+            owner_reserve=reserve,
+        )
+        #: the threads that check requests (the first phase), apart from the run slots
+        self.check_limiter = trio.CapacityLimiter(max(1, check_threads if check_threads is not None
+                                                      else max(2, runs)))
+        self._checking = 0
+        self._wakers: dict[Ticket, trio.Event] = {}
+        self.pool: RunPool | None = RunPool(runs + reserve, stack_size=stack_size)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new runs and wait up to ``timeout`` s for those in flight; True if all ended."""
+        self.closing = True
+        with trio.move_on_after(timeout):
+            while not self.idle:
+                await trio.sleep(0.02)
+        return self.idle
+
+    @property
+    def idle(self) -> bool:
+        """No request being checked, running or waiting for a run slot."""
+        return self.admission.idle and self._checking == 0
+
+    def close(self) -> None:
+        """Release every peer's files (call once no run is in flight). Idempotent."""
+        with self._handlers_lock:
+            handlers, self._handlers = list(self._handlers.values()), {}
+        for handler in handlers:
+            handler.close()
+        self.contexts.close()
+        pool, self.pool = getattr(self, "pool", None), None
+        if pool is not None:
+            pool.close()
+
+    # -- exec ------------------------------------------------------------------------------
+
+    def handler(self, name: str) -> ExecHandler:
+        """Peer ``name``'s handler, opened on first use (thread-safe). Raises what opening raises."""
+        with self._handlers_lock:
+            handler = self._handlers.get(name)
+            if handler is None:
+                handler = ExecHandler(self.contexts.get(name), self.contexts.store, clock=self.clock)
+                self._handlers[name] = handler
+            return handler
+
+    def health(self) -> dict[str, object]:
+        return {**super().health(), "in_flight": self.admission.running,
+                "queued": self.admission.queued, "checking": self._checking}
+
+    def hosts(self, target: bytes) -> bool:
+        return target in self.targets
+
+    async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
+        """Check the request on a check thread, admit it to a run slot (or 503), run it on a pool
+        thread, map the outcome to HTTP (see the module docstring).
+
+        Never raises for any input: a :class:`~peerbox.Error` opening the
+        peer's files is a 503 ``unavailable``; only a bug in peerbox is a 500.
+        """
+        name = self.targets[target]
+        if self.pool is None or not self.admission.can_admit(name, caller, owner=caller == target):
+            return self._busy("too many runs in flight; retry later")
+        body = bytes(req.body)
+        self._checking += 1
+        try:
+            checked, check_seconds = await trio.to_thread.run_sync(
+                functools.partial(self._check, name, path, body), limiter=self.check_limiter)
+        except Error as exc:  # the peer's key, policy or nonce database cannot be opened
+            self.metrics.requests["unavailable"] += 1
+            return error_response(503, "unavailable", f"peer {name} cannot be served: {exc}", RETRY_LATER)
+        except Exception as exc:  # a bug: never crash the server
+            return self._internal(exc)
+        finally:
+            self._checking -= 1
+        if isinstance(checked, Handled):  # refused, denied, or answered (a logic read): no slot taken
+            self._account(checked, check_seconds)
+            return _answer(checked)
+        return await self._run(name, checked, check_seconds)
+
+    def _check(self, name: str, path: str, body: bytes) -> tuple[Admitted | LogicAdmitted | Handled, float]:
+        """The first phase (on a check thread): the handler's verdict and the seconds it took."""
+        start = time.perf_counter()
+        handler = self.handler(name)
+        checked = handler.check(body) if path == "/v1/exec" else handler.check_logic(body)
+        return checked, time.perf_counter() - start
+
+    async def _run(self, name: str, admitted: Admitted | LogicAdmitted, check_seconds: float) -> HttpResponse:
+        """Admit a checked request to a run slot, wait for it, run it on a pool thread."""
+        pool = self.pool
+        ticket = None if pool is None else self.admission.admit(name, admitted.caller, owner=admitted.owner)
+        if ticket is None or pool is None:
+            return self._busy("too many runs in flight; retry later with a fresh envelope (this one was "
+                              "checked and its nonce used)")
+        self._gauges()
+        if not ticket.started:
+            waker = self._wakers[ticket] = trio.Event()
+            try:
+                await waker.wait()
+            except BaseException:
+                self._wakers.pop(ticket, None)
+                self._release(ticket)
+                raise
+        self._gauges()
+        handler = self.handler(name)
+
+        def job() -> tuple[Handled, float, int | None]:
+            start = time.perf_counter()
+            handled = handler.run(admitted)
+            return handled, check_seconds + time.perf_counter() - start, usage_fuel(handled)
+
+        def done(res: outcome.Outcome[tuple[Handled, float, int | None]]) -> None:
+            self._release(ticket)
+            if isinstance(res, outcome.Value):
+                handled, seconds, fuel = res.value
+                self._account(handled, seconds)
+                if fuel is not None:
+                    self.metrics.fuel.observe(fuel)
+            else:
+                self.metrics.requests["internal_error"] += 1
+
+        try:
+            handled, _, _ = await pool.run(job, done)
+        except Exception as exc:  # a bug (run answers every peerbox.Error with a signed reply)
+            print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr)
+            return error_response(500, "internal", "the worker failed to handle the request")
+        return _answer(handled)
+
+    def _release(self, ticket: Ticket) -> None:
+        """Free ``ticket``'s slot (or its place in the queue) and wake the tickets that start."""
+        for started in self.admission.release(ticket):
+            waker = self._wakers.pop(started, None)
+            if waker is not None:
+                waker.set()
+        self._gauges()
+
+    def _account(self, handled: Handled, seconds: float) -> None:
+        self.metrics.record(handled)
+        self.metrics.seconds.observe(seconds)
+
+    def _busy(self, message: str) -> HttpResponse:
+        self.metrics.requests["busy"] += 1
+        return error_response(503, "busy", message, RETRY_LATER)
+
+    def _internal(self, exc: BaseException) -> HttpResponse:
+        self.metrics.requests["internal_error"] += 1
+        print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr)
+        return error_response(500, "internal", "the worker failed to handle the request")
+
+    def _gauges(self) -> None:
+        self.metrics.in_flight = self.admission.running
+        self.metrics.queued = self.admission.queued
+
+
+def _answer(handled: Handled) -> HttpResponse:
+    """The HTTP response carrying a handled request's answer."""
+    ctype = COSE if handled.signed else CBOR
+    return HttpResponse(status=status_for(handled), headers=(("content-type", ctype),), body=handled.body)
+
+
+# ------------------------------------------------------------------ serving
+
+
+def _write_port_file(path: str, port: int) -> None:
+    """Write ``port`` to ``path`` atomically (a reader never sees a partial file)."""
+    write_atomic(path, f"{port}\n".encode("ascii"), durable=False)
+
+
+async def serve_app(
+    app: App,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    limits: ServerLimits | None = None,
+    port_file: str | None = None,
+    banner: str | None = None,
+    handle_signals: bool = True,
+    stop_on_stdin_eof: bool = False,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``host:port`` until SIGINT/SIGTERM (or until cancelled).
+
+    Reports the bound port through ``task_status`` and in ``port_file``
+    (written atomically, removed on exit); prints ``listening on URL
+    (banner)`` to stderr. On a signal: stop accepting, GOAWAY, in-flight app
+    calls get ``limits.shutdown_grace`` (see :func:`peerbox.net._h2server.serve`),
+    then return. Raises ``OSError`` if the address cannot be bound.
+    """
+    chosen = limits if limits is not None else ServerLimits()
+    try:
+        async with trio.open_nursery() as nursery:
+            actual: int = await nursery.start(functools.partial(
+                serve, app, host=host, port=port, limits=chosen, ssl_context=ssl_context))
+            if port_file:
+                _write_port_file(port_file, actual)
+            if banner is not None:
+                scheme = "https" if ssl_context is not None else "http"
+                shown = f"[{host}]" if ":" in host else host
+                print(f"listening on {scheme}://{shown}:{actual} ({banner})", file=sys.stderr, flush=True)
+            task_status.started(actual)
+            stop = trio.Event()
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                nursery.start_soon(_until_signal, stop)
+            if stop_on_stdin_eof:
+                nursery.start_soon(_until_stdin_eof, stop)
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        if port_file:
+            try:
+                os.unlink(port_file)
+            except OSError:
+                pass
+
+
+async def _until_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            stop.set()
+            return
+
+
+async def _until_stdin_eof(stop: trio.Event) -> None:
+    """Set ``stop`` when stdin reaches end of file (isolated mode: the supervisor went away)."""
+    stream = trio.lowlevel.FdStream(os.dup(0))
+    try:
+        while await stream.receive_some(4096):
+            pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    finally:
+        await stream.aclose()
+    stop.set()
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:7700"``, ``"[::1]:7700"`` or ``":7700"`` → (host, port). Raises UsageError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UsageError(f"--listen expects HOST:PORT, got {text!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return host or "127.0.0.1", int(port_text)
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server TLS context (ALPN h2) from PEM files, or None for h2c. Raises UsageError."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("--tls-cert and --tls-key go together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS certificate/key: {exc}") from None
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+                       limits: ServerLimits | None = None, port_file: str | None = None, quiet: bool = False,
+                       handle_signals: bool = True, grace: float = 10.0, stop_on_stdin_eof: bool = False,
+                       task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve a shared-mode :class:`Worker`; on shutdown wait ``grace`` s for runs still on threads.
+
+    (Runs whose stream was reset are not app calls anymore, so the server's
+    own grace does not cover them; nothing is closed under a running guest.)
+    """
+    names = ", ".join(n for n, _ in worker.peers) or "none"
+    try:
+        await serve_app(worker.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
+                        port_file=port_file, banner=None if quiet else f"peers: {names}",
+                        handle_signals=handle_signals, stop_on_stdin_eof=stop_on_stdin_eof,
+                        task_status=task_status)
+    finally:
+        with trio.CancelScope(shield=True):
+            await worker.drain(grace)
+
+
+def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
+               tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
+               max_runs: int | None = None, quiet: bool = False, exit_with_parent: bool = False) -> int:
+    """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM (or stdin EOF with
+    ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0."""
+    host, port = parse_listen(listen)
+    ctx = tls_context(tls_cert, tls_key)
+    worker = Worker(root, peers, max_runs=max_runs)
+    try:
+        trio.run(functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
+                                   port_file=port_file, quiet=quiet, stop_on_stdin_eof=exit_with_parent))
+    finally:
+        if worker.idle:
+            worker.close()  # else a run is still going: leave its files to the process exit
+    return 0

@@ -1,0 +1,55 @@
+"""Peers: identities with storage, policy and logic under a root, and running as one.
+
+In the order a peer is found and used::
+
+    _peers       ``PeerStore``/``Peer``: ``peers/NAME`` (key, peer.toml, policy, storage paths)
+    _directory   ``peers.toml``: where remote peers are reachable (name, did, URL)
+    _history     the signed, sealed version history of a peer's logic modules
+    _logic       ``PeerLogic``: the owner's tools to list, set, remove, roll back, verify modules
+    _context     ``PeerContext``/``Contexts``: compile and run as a peer (its storage, its imports)
+
+Below: :mod:`peerbox.run`, :mod:`peerbox.wire`, :mod:`peerbox.policy`, :mod:`peerbox.hostcalls`.
+Above: :mod:`peerbox.trust`, which answers other peers' requests in a peer's context.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+if TYPE_CHECKING:
+    from ._peers import BACKENDS, DEFAULT_ROOT, ENV_ROOT, Peer, PeerError, PeerNotFound, PeerStore
+    from ._directory import Directory, Entry
+    from ._history import HistoryError, HistoryMismatch, Version, make_statement, open_statement, sha256_hex
+    from ._logic import HEAD_KEY, LogicError, LogicRefused, PeerLogic
+    from ._context import Contexts, PeerContext
+
+__all__ = ["BACKENDS", "DEFAULT_ROOT", "ENV_ROOT", "Peer", "PeerError", "PeerNotFound", "PeerStore",
+           "Directory", "Entry", "HistoryError", "HistoryMismatch", "Version", "make_statement",
+           "open_statement", "sha256_hex", "HEAD_KEY", "LogicError", "LogicRefused", "PeerLogic", "Contexts",
+           "PeerContext"]
+
+__getattr__, __dir__ = attach(__name__, {
+    "BACKENDS": "._peers",
+    "DEFAULT_ROOT": "._peers",
+    "ENV_ROOT": "._peers",
+    "Peer": "._peers",
+    "PeerError": "._peers",
+    "PeerNotFound": "._peers",
+    "PeerStore": "._peers",
+    "Directory": "._directory",
+    "Entry": "._directory",
+    "HistoryError": "._history",
+    "HistoryMismatch": "._history",
+    "Version": "._history",
+    "make_statement": "._history",
+    "open_statement": "._history",
+    "sha256_hex": "._history",
+    "HEAD_KEY": "._logic",
+    "LogicError": "._logic",
+    "LogicRefused": "._logic",
+    "PeerLogic": "._logic",
+    "Contexts": "._context",
+    "PeerContext": "._context",
+})

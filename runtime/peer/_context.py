@@ -1,0 +1,177 @@
+"""Peer contexts: a peer's identity, storage and logic, live in this process.
+
+A :class:`PeerContext` is what a script runs *inside*: its ``caller`` and
+``target`` globals come from it, its ``fs::`` host calls reach the peer's own
+storage backend (opened once per process and shared by every run of that
+peer, so quotas and usage stay consistent), and its ``import``s look first in
+the peer's ``logic/`` folder. Every run still gets a fresh sandbox and its own
+host-call budget; the context only decides *where* host calls land.
+
+Quotas are per peer, from an optional ``[quotas]`` table in ``peer.toml``::
+
+    [quotas]
+    max_total_bytes = 104857600
+    max_files = 10000
+    max_file_size = 16777216
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._errors import UsageError
+from ._peers import Peer, PeerStore
+from ..run import CompileLimits, Limits, LogicLayers, Program, Result, compile, split_module_name
+from ..hostcalls import Authorizer, Backend, Quotas, open_backend
+
+__all__ = ["PeerContext", "Contexts", "load_quotas"]
+
+_QUOTA_KEYS = ("max_total_bytes", "max_files", "max_file_size")
+
+
+def load_quotas(peer: Peer) -> Quotas:
+    """The peer's quotas: defaults, overridden by ``[quotas]`` in ``peer.toml``.
+
+    Raises :class:`~peerbox.UsageError` naming the file for a malformed table.
+    """
+    try:
+        table = peer.read_meta().get("quotas", {})
+    except UsageError as exc:  # CorruptPeer: read as PeerStore.get reads it (bounded, no symlinks)
+        raise UsageError(f"{peer.paths.meta}: cannot read quotas: {exc}") from exc
+    if not isinstance(table, dict) or set(table) - set(_QUOTA_KEYS):
+        raise UsageError(f"{peer.paths.meta}: [quotas] may only set {', '.join(_QUOTA_KEYS)}")
+    try:
+        return Quotas(**table)
+    except UsageError as exc:
+        raise UsageError(f"{peer.paths.meta}: [quotas]: {exc}") from None
+
+
+class PeerContext:
+    """One peer's context in this process. Close it (or use ``with``) to release storage."""
+
+    def __init__(self, peer: Peer, *, quotas: Quotas | None = None) -> None:
+        self.peer = peer
+        self.quotas = quotas if quotas is not None else load_quotas(peer)
+        self._storage: Backend | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def principal(self) -> dict[str, str]:
+        """``#{id: "did:key:…", name: "alice"}``: how scripts see this peer."""
+        return self.peer.principal()
+
+    @property
+    def storage(self) -> Backend:
+        """The peer's backend, opened on first use. Raises :class:`~peerbox.Error` if it cannot open."""
+        with self._lock:
+            if self._closed:
+                raise UsageError(f"the context of peer {self.peer.name!r} is closed")
+            if self._storage is None:
+                self._storage = open_backend(self.peer.backend, self.peer.paths.storage, self.quotas)
+            return self._storage
+
+    def compile(
+        self,
+        source: str,
+        filename: str = "<script>",
+        *,
+        search_path: Sequence[str | os.PathLike[str]] = (),
+        may_import: Callable[[str], bool] | None = None,
+        limits: CompileLimits | None = None,
+    ) -> Program:
+        """Compile a script for this peer: ``import`` resolves in the peer's logic layers.
+
+        ``search_path`` directories are searched after the peer's own layer.
+        ``may_import(name)`` (the policy's ``module.import``) filters what the
+        script itself imports: the module's bare name must be allowed and, for
+        a layer-qualified import, the name as written too (so a rule denying
+        ``secret`` also denies ``peer:secret``, and allowing ``notes`` does
+        not allow ``builtin:notes``). What those modules import in turn is
+        their owners' business. A refused module is reported exactly like a
+        missing one, so a caller cannot probe which modules exist.
+        ``limits`` is the compile's budget, imported modules included (see
+        :func:`peerbox.compile`; default ``CompileLimits()``).
+
+        Raises what :func:`peerbox.compile` raises.
+        """
+        resolver = LogicLayers.of(self.peer, extra=search_path)
+        if may_import is None:
+            return compile(source, filename, resolver=resolver, limits=limits)
+        allowed = may_import
+
+        def permitted(name: str) -> bool:
+            parsed = split_module_name(name)
+            return parsed is not None and allowed(parsed[1]) and (parsed[0] is None or allowed(name))
+
+        def filtered(name: str, importer: str) -> Any:
+            return resolver(name, importer) if importer != filename or permitted(name) else None
+
+        return compile(source, filename, resolver=filtered, limits=limits)
+
+    def run(
+        self,
+        program: Program,
+        params: dict[str, Any] | None = None,
+        *,
+        limits: Limits | None = None,
+        caller: dict[str, str] | None = None,
+        authorize: Authorizer | None = None,
+    ) -> Result:
+        """Run ``program`` in this context; ``caller`` defaults to the peer itself (a local run).
+
+        Raises what :meth:`Program.run` raises.
+        """
+        who = caller if caller is not None else self.principal
+        return program.run(params, limits=limits, caller=who, target=self.principal, storage=self.storage,
+                           authorize=authorize)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._storage is not None:
+                self._storage.close()
+                self._storage = None
+
+    def __enter__(self) -> PeerContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Contexts:
+    """The contexts of the peers under one root, one per peer for the life of the process."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.store = PeerStore(root)
+        self._open: dict[str, PeerContext] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+    def get(self, name: str) -> PeerContext:
+        """The context of peer ``name``. Raises :class:`~peerbox.UsageError` if there is none."""
+        with self._lock:
+            ctx = self._open.get(name)
+            if ctx is None:
+                ctx = self._open[name] = PeerContext(self.store.get(name))
+            return ctx
+
+    def close(self) -> None:
+        with self._lock:
+            for ctx in self._open.values():
+                ctx.close()
+            self._open.clear()
+
+    def __enter__(self) -> Contexts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,298 @@
+"""Values crossing the sandbox boundary: Python <-> CBOR, checked on the way.
+
+A run gets its input as ONE CBOR document written into guest memory
+(``{"params": ..., "caller": ..., "target": ...}``) and returns ONE CBOR
+document (see ``wasm_guests/ABI.md``, "Entry protocol"). This module is the
+only place that talks to cbor2, so its exceptions are translated into peerbox
+errors here and nowhere else.
+
+Python values a script can receive:
+
+==============================  =======================
+Python                          script
+==============================  =======================
+``None``                        ``()``
+``bool``                        bool
+``int`` (i64 range)             int
+``float``                       float
+``str``                         string
+``bytes`` / ``bytearray``       blob
+``list`` / ``tuple``            array
+``dict`` with ``str`` keys      object map
+==============================  =======================
+
+Anything else raises :class:`~peerbox.ValueConversionError` naming where the
+offending value sits, e.g. ``params.a[2]``. Containers nested deeper than
+:data:`MAX_DEPTH` are refused too (this also stops self-referencing lists).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+import cbor2
+
+from .._errors import Error, ValueConversionError
+
+__all__ = [
+    "MAX_DEPTH",
+    "I64_MIN",
+    "I64_MAX",
+    "encode_input",
+    "check_value",
+    "decode_output",
+    "decode_log",
+    "json_safe",
+    "display",
+]
+
+#: Deepest container nesting a value may have (the guest runtime's limit too).
+MAX_DEPTH = 128
+I64_MIN = -(1 << 63)
+I64_MAX = (1 << 63) - 1
+
+# The input of a run without params, caller or target, encoded once.
+_EMPTY_INPUT = cbor2.dumps({"params": {}, "caller": None, "target": None})
+
+_SCALARS = frozenset((bool, int, float, str, bytes, bytearray, type(None)))
+# Types that need no check at all (ints need a range check, strs a Unicode check).
+_PLAIN = frozenset((bool, float, bytes, bytearray, type(None)))
+
+
+def check_value(value: Any, path: str = "params", depth: int = 1) -> None:
+    """Check that ``value`` can cross into a script; raise if it cannot.
+
+    ``path`` names ``value`` in error messages; ``depth`` is its nesting
+    level (1 = a top-level value). Raises :class:`ValueConversionError` for
+    unsupported types, integers outside the i64 range, non-``str`` map keys,
+    strings that are not valid Unicode (lone surrogates) and nesting deeper
+    than :data:`MAX_DEPTH`.
+    """
+    t = type(value)
+    if t is int:
+        if not I64_MIN <= value <= I64_MAX:
+            raise ValueConversionError(
+                f"integer {value} is outside the 64-bit range a script can hold", path=path
+            )
+        return
+    if t is str:
+        if not value.isascii():
+            _check_text(value, path)
+        return
+    if t is float or t is bool or value is None or t is bytes or t is bytearray:
+        return
+    if t is list or t is tuple:
+        if depth > MAX_DEPTH:
+            raise ValueConversionError(f"nested deeper than {MAX_DEPTH} levels", path=path)
+        for i, item in enumerate(value):
+            if type(item) in _PLAIN:
+                continue
+            check_value(item, f"{path}[{i}]", depth + 1)
+        return
+    if t is dict:
+        if depth > MAX_DEPTH:
+            raise ValueConversionError(f"nested deeper than {MAX_DEPTH} levels", path=path)
+        for key, item in value.items():
+            if type(key) is not str:
+                raise ValueConversionError(
+                    f"map keys must be strings, found {type(key).__name__} key {key!r}", path=path
+                )
+            sub = f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
+            if not key.isascii():
+                _check_text(key, sub)
+            check_value(item, sub, depth + 1)
+        return
+    # Subclasses of the supported types (IntEnum, str subclasses, OrderedDict...)
+    # are refused on purpose: their meaning would silently change in a script.
+    raise ValueConversionError(
+        f"a value of type {t.__module__ + '.' if t.__module__ != 'builtins' else ''}{t.__qualname__} "
+        "cannot be passed to a script (use None, bool, int, float, str, bytes, list or dict)",
+        path=path,
+    )
+
+
+def _check_text(s: str, path: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueConversionError(f"string is not valid Unicode ({exc.reason})", path=path) from None
+
+
+def encode_input(params: object = None, caller: object = None, target: object = None) -> bytes:
+    """Encode the input document of a run as CBOR, checking every value first.
+
+    ``params`` must be ``None`` (no params) or a ``dict`` with ``str`` keys.
+    Raises :class:`ValueConversionError` naming the path of a bad value.
+    """
+    if params is None:
+        params = {}
+        if caller is None and target is None:
+            return _EMPTY_INPUT
+    elif type(params) is not dict:
+        raise ValueConversionError(
+            f"params must be a dict with str keys (or None), not {type(params).__name__}", path="params"
+        )
+    check_value(params, "params")
+    check_value(caller, "caller")
+    check_value(target, "target")
+    try:
+        return cbor2.dumps({"params": params, "caller": caller, "target": target})
+    except (cbor2.CBOREncodeError, ValueError, TypeError, OverflowError) as exc:  # pragma: no cover
+        raise ValueConversionError(f"cannot encode: {exc}", path="params") from None
+
+
+def _reject_tag(decoder: object, tag: object) -> object:
+    raise ValueError("the guest runtime never writes CBOR tags")
+
+
+def _strict_options() -> dict[str, Any]:
+    """cbor2's strictness switches, where this cbor2 has them (6.x does, 5.x does not)."""
+    options: dict[str, Any] = {
+        "allow_indefinite": False,
+        "allow_duplicate_keys": False,
+        "max_depth": MAX_DEPTH + 8,
+    }
+    try:
+        cbor2.loads(b"\xa0", tag_hook=_reject_tag, **options)
+    except TypeError:
+        return {}
+    return options
+
+
+_STRICT = _strict_options()
+
+
+def _decode(data: bytes, what: str) -> Any:
+    try:
+        return cbor2.loads(data, tag_hook=_reject_tag, **_STRICT)
+    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, EOFError) as exc:
+        raise Error(f"malformed {what} from the guest runtime (a bug in peerbox): {exc}") from None
+
+
+def _check_output(value: Any, depth: int = 0) -> None:
+    """Check a decoded guest value holds only the types a script can produce."""
+    t = type(value)
+    if t is list:
+        if depth > MAX_DEPTH + 1:
+            raise Error("guest output nested too deep (a bug in peerbox)")
+        for item in value:
+            if type(item) in _SCALARS:
+                continue
+            _check_output(item, depth + 1)
+    elif t is dict:
+        if depth > MAX_DEPTH + 1:
+            raise Error("guest output nested too deep (a bug in peerbox)")
+        for key, item in value.items():
+            if type(key) is not str:
+                raise Error("guest output has a non-text map key (a bug in peerbox)")
+            if type(item) in _SCALARS:
+                continue
+            _check_output(item, depth + 1)
+    elif t not in _SCALARS:
+        raise Error(f"guest output holds a {t.__name__} (a bug in peerbox)")
+
+
+def decode_output(data: bytes) -> dict[str, Any]:
+    """Decode the output document of a run (``{"ok": ..., ...}``).
+
+    Checks the shape the ABI promises: a map with a bool ``ok``, a ``log``
+    list of strings, and a ``value`` (ok) or an ``error`` map (not ok), all
+    made of plain script values. Anything else means the guest runtime is
+    broken: raises :class:`~peerbox.Error` (exit code 1).
+    """
+    out = _decode(data, "run output")
+    if type(out) is not dict or type(out.get("ok")) is not bool:
+        raise Error("malformed run output from the guest runtime (a bug in peerbox)")
+    log = out.get("log", [])
+    if type(log) is not list or any(type(line) is not str for line in log):
+        raise Error("malformed log in the run output (a bug in peerbox)")
+    if out["ok"]:
+        _check_output(out.get("value"))
+    else:
+        err = out.get("error")
+        if type(err) is not dict or type(err.get("kind")) is not str:
+            raise Error("malformed error in the run output (a bug in peerbox)")
+        _check_output(err)
+    return out
+
+
+def decode_log(data: bytes) -> list[str]:
+    """Decode the log the guest runtime kept (a CBOR array of strings)."""
+    log = _decode(data, "log")
+    if type(log) is not list or any(type(line) is not str for line in log):
+        raise Error("malformed log from the guest runtime (a bug in peerbox)")
+    return log
+
+
+def json_safe(value: object) -> object:
+    """A script value as JSON-compatible data (for ``peerbox run --json``).
+
+    ``bytes`` become base64 text, floats that JSON cannot hold (NaN, ±inf)
+    become ``null``; everything else maps directly.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    return value
+
+
+def _float_text(x: float) -> str:
+    return "NaN" if x != x else repr(x)
+
+
+def display(value: object, *, top: bool = True) -> str:
+    """The display form of a script value, as ``print``/``to_string`` shows it.
+
+    Strings print raw at the top level and quoted inside containers; ``()``
+    prints as ``()``; floats use Python's shortest round-trip form (``1.0``,
+    ``inf``, ``NaN``); maps print as ``#{"key": value, ...}`` in key order;
+    blobs as ``blob(<hex>)``.
+    """
+    if value is None:
+        return "()"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value if top else _quote(value)
+    if isinstance(value, (bytes, bytearray)):
+        return f"blob({bytes(value).hex()})"
+    if isinstance(value, list):
+        return "[" + ", ".join(display(v, top=False) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{_quote(k)}: {display(v, top=False)}" for k, v in sorted(value.items()))
+        return "#{" + ", ".join(items) + "}"
+    return repr(value)
+
+
+def _quote(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{{{ord(ch):x}}}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)

@@ -1,0 +1,44 @@
+"""The trust path, sans sockets: may this signed request run here, and the signed answer.
+
+In the order a request is handled::
+
+    _exec         ``ExecHandler``: open the envelope (signature, target, time, nonce), the
+                  capability chains, the policy's ``exec`` decision and the run's limits
+                  (``check``), then compile and run in the peer's context and sign the reply
+                  (``run``); a ``peerbox/logic`` request goes to:
+    _logic_push   ``peerbox/logic`` requests: their format, ``logic.read``/``logic.write``
+                  decisions, installing a module; answered like exec requests
+    _handled      ``Handled``: what handling a request came to (outcome, body)
+
+Below: :mod:`peerbox.peer`, :mod:`peerbox.run`, :mod:`peerbox.wire`, :mod:`peerbox.policy`.
+Above: :mod:`peerbox.net` (the HTTP/2 worker) and :mod:`peerbox.cli` (``peerbox handle``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+if TYPE_CHECKING:
+    from ._exec import Admitted, ExecHandler, NONCE_FILE
+    from ._logic_push import (LogicAdmitted, LogicRequest, MAX_LOGIC_REQUEST, TYP_LOGIC, make_logic_request,
+        open_logic_request, verify_logic_request)
+    from ._handled import Handled
+
+__all__ = ["Admitted", "ExecHandler", "NONCE_FILE", "LogicAdmitted", "LogicRequest", "MAX_LOGIC_REQUEST",
+           "TYP_LOGIC", "make_logic_request", "open_logic_request", "verify_logic_request", "Handled"]
+
+__getattr__, __dir__ = attach(__name__, {
+    "Admitted": "._exec",
+    "ExecHandler": "._exec",
+    "NONCE_FILE": "._exec",
+    "LogicAdmitted": "._logic_push",
+    "LogicRequest": "._logic_push",
+    "MAX_LOGIC_REQUEST": "._logic_push",
+    "TYP_LOGIC": "._logic_push",
+    "make_logic_request": "._logic_push",
+    "open_logic_request": "._logic_push",
+    "verify_logic_request": "._logic_push",
+    "Handled": "._handled",
+})

@@ -1,0 +1,347 @@
+"""Handling a signed request in a peer's context: the whole trust path, sans sockets.
+
+``request bytes`` → strict decode and signature check (``_envelope``) →
+capability chains (``_caps``) → the target's policy: may this caller
+``exec``? (``peerbox.policy``) → compile → run with every host call checked
+against the policy with the path it names → a reply signed by the target.
+
+A request that fails before it is authenticated gets an unsigned
+``{error: {kind, message}}`` (nobody to answer to); a denial is a *signed*
+reply (``ok: false``, kind ``denied``, the deciding rule), so a caller can
+prove what the target refused. :class:`Handled` tells the transport (the
+worker) which of these it is.
+
+The pipeline has two phases, so a transport can admit a request to its run
+slots only once it is known to deserve one: :meth:`ExecHandler.check`
+(everything up to and including the policy's ``exec`` decision and the run's
+limits; cheap, no untrusted code) returns a :class:`Handled` refusal or an
+:class:`Admitted` request, and :meth:`ExecHandler.run` compiles and runs it
+and signs the reply. :meth:`ExecHandler.handle` is the two in a row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..wire import REVOCATION_FILE, CapabilityError, RevocationList, verify_chain
+from ..wire import EnvelopeError
+from ..peer import PeerContext
+from .._errors import Error, LimitExceeded, ScriptError, ValueConversionError
+from ..wire import Request, check_delivery, make_denial, make_reply, open_request
+from ..wire import KeyPair, did_from_public_key
+from ..wire import NonceStore
+from ..peer import Peer, PeerStore
+from ..run import MAX_FUEL, MIN_MEMORY, CompileLimits, Limits
+from ..hostcalls import HostCallError
+from ..policy import Grant, GrantSet, Policy, PolicyCache, PolicyLimits, compile_grants, parse_grant
+from ..policy import Request as PolicyRequest
+from ..wasm_guests.lang import CompileError
+from ._handled import Handled
+from ._logic_push import LogicAdmitted, check_logic, run_logic
+
+__all__ = ["Handled", "Admitted", "ExecHandler", "NONCE_FILE"]
+
+NONCE_FILE = "nonces.sqlite"
+
+#: The most a request may ask for, whatever the policy says (the policy may ask for less).
+_CEILING = Limits()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admitted:
+    """An exec request that passed :meth:`ExecHandler.check`: authentic, fresh, for us, its nonce
+    recorded, its capabilities valid, ``exec`` allowed by the policy.
+
+    Carries what :meth:`ExecHandler.run` needs: the verified ``req``, the
+    time it was checked at (``now``: the reply and every later policy
+    decision use it), the caller's identity (``caller_did``, the local
+    ``caller_name`` if any, ``owner``: signed by the peer's own key), the
+    ``policy`` and ``grants`` that decided (the run's host calls and imports
+    are decided by the same), and the run's ``limits``.
+    """
+
+    req: Request
+    now: int
+    caller_did: str
+    caller_name: str | None
+    owner: bool
+    policy: Policy
+    grants: GrantSet | None
+    limits: Limits
+
+    @property
+    def caller(self) -> bytes:
+        """The caller's public key (what a transport shares its run slots by)."""
+        return self.req.caller
+
+
+class ExecHandler:
+    """Answers signed requests addressed to one peer. Thread-safe; close() releases files.
+
+    The peer's policy file is re-read when it changes, so an edited policy
+    applies from the next request on; its nonces persist in
+    ``<peer dir>/nonces.sqlite`` so a replay is caught after a restart too.
+
+    The untrusted compile happens in :meth:`run`, so a worker does it on the
+    run slot's thread (off the event loop, counted against the caller's
+    slots), under the caller's limits applied to compile and run together:
+    the compile's wall-time budget (:class:`~peerbox.CompileLimits`
+    ``timeout``) is the run's timeout, and the run gets what the compile left
+    of it. A compile refused for a budget is a signed reply of kind
+    ``compile_error`` whose message names the limit. The compile runs in
+    process, not in a subprocess: every other budget (source bytes, tokens,
+    nodes, nesting depth and expression height, locals, WAT bytes in all and
+    per function) is checked as the compiler goes, so its memory and time
+    grow at most linearly with limits that are small, its recursion is
+    bounded by the depth and height limits (the run threads' 64 MiB stacks
+    hold it), and Cranelift never gets more WAT than ``wat_bytes``; a
+    subprocess per request would cost far more than a typical compile (tens
+    of milliseconds of start-up against a few) and would isolate nothing
+    these budgets leave open.
+    """
+
+    def __init__(self, ctx: PeerContext, store: PeerStore, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.key: KeyPair = ctx.peer.signing_key()
+        self.policy = PolicyCache(ctx.peer.paths.policy)
+        self.nonces = NonceStore(os.fspath(ctx.peer.paths.dir / NONCE_FILE))
+        self.clock = clock
+        self.owner_did = ctx.peer.did
+
+    def _local_peers(self) -> dict[str, Peer]:
+        """The local peers by did (the store's one cached index, shared by every handler)."""
+        return self.store.index()
+
+    def close(self) -> None:
+        self.nonces.close()
+
+    def __enter__(self) -> ExecHandler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the pipeline -------------------------------------------------------------------
+
+    def handle(self, data: bytes) -> Handled:
+        """Verify, authorize, run and answer one request: :meth:`check`, then :meth:`run`.
+
+        Never raises for bad input (what :meth:`run` raises aside: bugs only).
+        """
+        checked = self.check(data)
+        return checked if isinstance(checked, Handled) else self.run(checked)
+
+    def check(self, data: bytes) -> Admitted | Handled:
+        """The first phase: everything that decides whether the request may run, nothing that runs.
+
+        Strict decoding and the caller's signature, the target, freshness,
+        then (last, so only a request that passed everything else uses up its
+        nonce) the replay check; the capability chains; the policy's ``exec``
+        decision; the run's limits. Returns an unsigned ``rejected``
+        :class:`Handled` for an envelope refused before it is authenticated,
+        a signed denial, or the :class:`Admitted` request. Cheap (no
+        compiling, no guest code) but not free: the nonce check is a SQLite
+        write, so call it off an event loop. Never raises for any input: a
+        :class:`~peerbox.Error` after the signature is verified (the nonce
+        database fails) becomes a signed ``unavailable`` reply.
+        """
+        now = int(self.clock())
+        try:
+            req = open_request(data)
+        except EnvelopeError as exc:
+            return Handled.rejected(exc)
+        try:
+            check_delivery(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
+                           expected_target=self.ctx.peer.public_key, now=now, nonces=self.nonces)
+        except EnvelopeError as exc:
+            return Handled.rejected(exc)
+        except Error as exc:
+            return self._unavailable(req, now, exc, time.perf_counter())
+        try:
+            return self._authorize(req, now)
+        except Error as exc:
+            return self._unavailable(req, now, exc, time.perf_counter())
+
+    def _authorize(self, req: Request, now: int) -> Admitted | Handled:
+        """Capabilities, the ``exec`` decision and the limits of an authentic, fresh request."""
+        caller_did = did_from_public_key(req.caller)
+        local = self._local_peers().get(caller_did)
+        caller_name = local.name if local is not None else None
+        policy = self.policy.get()
+        try:
+            grants = self._grants(req, now, self._may_delegate(policy, now))
+        except (CapabilityError, EnvelopeError) as exc:
+            return self._deny(req, now, f"capability refused: {exc}", None)
+        except Error:  # e.g. a local peer's files could not be read: its message may name host paths
+            return self._deny(req, now, "capability refused: the check failed on this worker", None)
+        asked = PolicyRequest(caller_did, caller_name, "exec", None, self.owner_did, now)
+        decision = policy.decide(asked, grants)
+        if not decision:
+            return self._deny(req, now, decision.reason, str(decision.rule) if decision.rule else None)
+        return Admitted(req=req, now=now, caller_did=caller_did, caller_name=caller_name,
+                        owner=req.caller == self.ctx.peer.public_key, policy=policy, grants=grants,
+                        limits=_limits(policy.limits_for(asked), req.limits))
+
+    def run(self, admitted: Admitted | LogicAdmitted) -> Handled:
+        """The second phase: compile and run an :class:`Admitted` request, answer with a signed reply
+        (a :class:`~peerbox.trust._logic_push.LogicAdmitted` one: do the change, see
+        :func:`~peerbox.trust._logic_push.run_logic`).
+
+        Every outcome is a signed reply: the value; a compile error, runtime
+        error or limit (``ok: false``); a :class:`~peerbox.Error` the peer
+        raised on purpose (its storage failed: kind ``unavailable``). Only a
+        bug in peerbox raises. Runs untrusted code: call it on a thread with a
+        large stack (the compiler recurses, wasm uses the native stack).
+        """
+        if not isinstance(admitted, Admitted):
+            return run_logic(self, admitted)
+        req, now, policy, grants = admitted.req, admitted.now, admitted.policy, admitted.grants
+        caller_did, caller_name = admitted.caller_did, admitted.caller_name
+
+        def authorize(action: str, path: str) -> None:
+            d = policy.decide(PolicyRequest(caller_did, caller_name, action, path, self.owner_did, now),
+                              grants)
+            if not d:
+                raise HostCallError("denied", f"{action} of '{path}' is not allowed: {d.reason}")
+
+        def may_import(name: str) -> bool:
+            return bool(policy.decide(
+                PolicyRequest(caller_did, caller_name, "module.import", name, self.owner_did, now), grants))
+
+        caller = {"id": caller_did, "name": caller_name or ""}
+        start = time.perf_counter()
+        timeout = admitted.limits.timeout
+        try:
+            program = self.ctx.compile(req.script, "request.rhai", may_import=may_import,
+                                       limits=CompileLimits(timeout=timeout))
+            limits = admitted.limits
+            if timeout is not None:  # the run gets what the compile left of the timeout
+                left = timeout - (time.perf_counter() - start)
+                if left <= 0:
+                    raise LimitExceeded("timeout", f"the compile used the whole timeout of {timeout:g} s")
+                limits = dataclasses.replace(limits, timeout=left)
+            res = self.ctx.run(program, dict(req.params or {}), limits=limits, caller=caller,
+                               authorize=authorize)
+        except CompileError as exc:  # over a compile budget too (CompileLimitExceeded, named in the message)
+            return self._failed(req, now, "script_error", {"kind": "compile_error", "message": str(exc),
+                                                          "line": exc.line}, [], start)
+        except ScriptError as exc:
+            err: dict[str, Any] = {"kind": exc.kind, "message": exc.message}
+            if exc.line:
+                err["line"] = exc.line
+            return self._failed(req, now, "script_error", err, list(exc.log), start)
+        except LimitExceeded as exc:
+            message = str(exc)
+            if exc.limit == "timeout" and timeout is not None:  # the caller's timeout, not what was left
+                message = f"script exceeded its {timeout} s timeout (compile and run together)"
+            return self._failed(req, now, "limit", {"kind": f"limit_{exc.limit}", "message": message},
+                                exc.log, start)
+        except ValueConversionError as exc:  # params the language cannot take
+            return self._failed(req, now, "script_error", {"kind": "invalid_argument", "message": str(exc)},
+                                [], start)
+        except Error as exc:
+            return self._unavailable(req, now, exc, start)
+        usage = _usage(res.fuel_used, start, res.peak_memory)
+        try:
+            body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=True,
+                              value=res.value, log=res.log, usage=usage)
+        except EnvelopeError as exc:  # a value the reply cannot carry (e.g. a NaN key): say so, signed
+            return self._failed(req, now, "script_error", {"kind": "invalid_argument",
+                                                          "message": f"the result cannot be sent: {exc}"},
+                                res.log, start)
+        return Handled(outcome="ok", body=body)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _grants(self, req: Request, now: int, may_delegate: Callable[[bytes], bool]) -> GrantSet | None:
+        if not req.caps:
+            return None
+        grants: list[Grant] = []
+        for token in req.caps:
+            chain = verify_chain(token, caller=req.caller, subject=self.ctx.peer.public_key, now=now,
+                                 revoked=self._revoked, may_delegate=may_delegate)
+            grants.extend(parse_grant(g) for g in chain.grants)
+        return compile_grants(grants)
+
+    def owner_rooted_grants(self, token: bytes, caller: bytes, now: int) -> GrantSet:
+        """The grants of one capability token presented by ``caller`` whose chain is rooted in
+        this peer's own key (a root issued by a peer the policy lets ``delegate`` does not count:
+        what may change the peer's code comes from its owner only). Raises :class:`CapabilityError`."""
+        chain = verify_chain(token, caller=caller, subject=self.ctx.peer.public_key, now=now,
+                             revoked=self._revoked)
+        return compile_grants([parse_grant(g) for g in chain.grants])
+
+    def _may_delegate(self, policy: Policy, now: int) -> Callable[[bytes], bool]:
+        def may_delegate(issuer: bytes) -> bool:
+            did = did_from_public_key(issuer)
+            peer = self._local_peers().get(did)
+            asked = PolicyRequest(did, peer.name if peer else None, "delegate", None, self.owner_did, now)
+            return bool(policy.decide(asked))
+        return may_delegate
+
+    def handle_logic(self, data: bytes) -> Handled:
+        """Verify, authorize and do one ``peerbox/logic`` request (see :mod:`peerbox.trust._logic_push`):
+        :meth:`check_logic`, then :meth:`run`."""
+        checked = self.check_logic(data)
+        return checked if isinstance(checked, Handled) else self.run(checked)
+
+    def check_logic(self, data: bytes) -> LogicAdmitted | Handled:
+        """The first phase of a ``peerbox/logic`` request (:func:`peerbox.trust._logic_push.check_logic`):
+        a refusal, a denial or a read's answer; or the admitted change (set, remove)."""
+        return check_logic(self, data)
+
+    def _revoked(self, token_id: bytes) -> bool:
+        """Revoked by any local peer (an issuer records its revocations in its own directory)."""
+        return any(RevocationList(p.paths.dir / REVOCATION_FILE).is_revoked(token_id)
+                   for p in self._local_peers().values())
+
+    def _deny(self, req: Request, now: int, message: str, rule: str | None) -> Handled:
+        body = make_denial(self.key, request_bytes=req.data, caller=req.caller, now=now, message=message,
+                           rule=rule)
+        return Handled(outcome="denied", body=body,
+                       error={"kind": "denied", "message": message, "rule": rule})
+
+    def _unavailable(self, req: Request, now: int, exc: Error, start: float) -> Handled:
+        """The signed answer when the peer itself failed (its nonce database, its storage...)."""
+        return self._failed(req, now, "script_error",
+                            {"kind": "unavailable", "message": f"the peer cannot handle the request: {exc}"},
+                            [], start)
+
+    def _failed(self, req: Request, now: int, outcome: str, error: dict[str, Any], log: list[str],
+                start: float) -> Handled:
+        body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=False,
+                          error=error, log=log, usage=_usage(None, start))
+        return Handled(outcome=outcome, body=body, error=error)
+
+
+def _usage(fuel: int | None, start: float, peak_memory: int = 0) -> dict[str, int]:
+    """What the run used: fuel (0 when unmetered), wall-clock ms, guest memory at its largest."""
+    return {"fuel": fuel or 0, "wall_ms": int((time.perf_counter() - start) * 1000),
+            "peak_memory": peak_memory}
+
+
+def _limits(cap: PolicyLimits | None, requested: dict[str, Any] | None) -> Limits:
+    """The run's limits: the defaults, capped by the policy, then by what the caller asked for."""
+    timeout = _CEILING.timeout
+    memory = _CEILING.memory
+    fuel = _CEILING.fuel
+    for source in (cap, requested):
+        if source is None:
+            continue
+        get = source.get if isinstance(source, dict) else lambda k, s=source: getattr(s, k)
+        t, m, f = get("timeout"), get("memory"), get("fuel")
+        if t is not None:
+            timeout = min(timeout, t) if timeout is not None else t
+        if m is not None:
+            memory = min(memory, m)
+        if f is not None:
+            fuel = min(fuel, f) if fuel is not None else f
+    return Limits(timeout=timeout, memory=max(memory, MIN_MEMORY),
+                  fuel=None if fuel is None else min(max(fuel, 1), MAX_FUEL))

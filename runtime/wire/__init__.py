@@ -1,0 +1,93 @@
+"""The wire: bytes, keys and signatures -- what crosses between peers, and how it is checked.
+
+Everything here is a signed byte format and the code that makes and verifies
+it, without sockets, peers' files or a sandbox. Where a request's bytes are
+checked, in the order they are::
+
+    _identity      Ed25519 keys, ``did:key`` identifiers, signature checks (PyNaCl)
+    _cbor_strict   the strict CBOR decoder and canonical encoder; EnvelopeError
+    _cose          COSE_Sign1: sign, decode, the bounded pre-scan of unverified bytes
+    _envelope      request and reply envelopes (``peerbox/exec``, ``peerbox/reply``): make,
+                   open, verify; ``check_delivery`` (target, time window, then the nonce)
+    _nonces        the replay store: a nonce is checked (and spent) in ``check_delivery``
+    _caps          capability tokens: grant, delegate, verify a chain; the revocation list
+
+Below: :mod:`peerbox.policy` (what a grant means) and :mod:`peerbox._errors`.
+Above: :mod:`peerbox.peer`, :mod:`peerbox.trust`, :mod:`peerbox.net`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+if TYPE_CHECKING:
+    from ._identity import (IdentityError, InvalidDid, InvalidPublicKey, KeyPair, PUBLIC_KEY_SIZE,
+        did_from_public_key, public_key_from_did, validate_public_key, verify as verify_signature)
+    from ._cbor_strict import EnvelopeError, dumps as cbor_dumps, loads as cbor_loads
+    from ._cose import Sign1, decode1, sign1
+    from ._envelope import (Request, Reply, TYP_REQUEST, TYP_REPLY, VERSION, make_request, open_request,
+        verify_request, make_reply, make_denial, open_reply, verify_reply, check_delivery, preauthenticate,
+        bad_field, require_field, check_public_key, check_typ_version, parse_addressing, check_signer)
+    from ._nonces import NonceStore
+    from ._caps import (CapabilityError, Chain, Link, REVOCATION_FILE, RevocationList, decode_chain, delegate,
+        grant, token_id, verify_chain)
+
+__all__ = ["IdentityError", "InvalidDid", "InvalidPublicKey", "KeyPair", "PUBLIC_KEY_SIZE",
+           "did_from_public_key", "public_key_from_did", "validate_public_key", "verify_signature",
+           "EnvelopeError", "cbor_dumps", "cbor_loads", "Sign1", "decode1", "sign1", "Request", "Reply",
+           "TYP_REQUEST", "TYP_REPLY", "VERSION", "make_request", "open_request", "verify_request",
+           "make_reply", "make_denial", "open_reply", "verify_reply", "check_delivery", "preauthenticate",
+           "bad_field", "require_field", "check_public_key", "check_typ_version", "parse_addressing",
+           "check_signer", "NonceStore", "CapabilityError", "Chain", "Link", "REVOCATION_FILE",
+           "RevocationList", "decode_chain", "delegate", "grant", "token_id", "verify_chain"]
+
+__getattr__, __dir__ = attach(__name__, {
+    "IdentityError": "._identity",
+    "InvalidDid": "._identity",
+    "InvalidPublicKey": "._identity",
+    "KeyPair": "._identity",
+    "PUBLIC_KEY_SIZE": "._identity",
+    "did_from_public_key": "._identity",
+    "public_key_from_did": "._identity",
+    "validate_public_key": "._identity",
+    "verify_signature": "._identity:verify",
+    "EnvelopeError": "._cbor_strict",
+    "cbor_dumps": "._cbor_strict:dumps",
+    "cbor_loads": "._cbor_strict:loads",
+    "Sign1": "._cose",
+    "decode1": "._cose",
+    "sign1": "._cose",
+    "Request": "._envelope",
+    "Reply": "._envelope",
+    "TYP_REQUEST": "._envelope",
+    "TYP_REPLY": "._envelope",
+    "VERSION": "._envelope",
+    "make_request": "._envelope",
+    "open_request": "._envelope",
+    "verify_request": "._envelope",
+    "make_reply": "._envelope",
+    "make_denial": "._envelope",
+    "open_reply": "._envelope",
+    "verify_reply": "._envelope",
+    "check_delivery": "._envelope",
+    "preauthenticate": "._envelope",
+    "bad_field": "._envelope",
+    "require_field": "._envelope",
+    "check_public_key": "._envelope",
+    "check_typ_version": "._envelope",
+    "parse_addressing": "._envelope",
+    "check_signer": "._envelope",
+    "NonceStore": "._nonces",
+    "CapabilityError": "._caps",
+    "Chain": "._caps",
+    "Link": "._caps",
+    "REVOCATION_FILE": "._caps",
+    "RevocationList": "._caps",
+    "decode_chain": "._caps",
+    "delegate": "._caps",
+    "grant": "._caps",
+    "token_id": "._caps",
+    "verify_chain": "._caps",
+})

@@ -1,0 +1,333 @@
+"""Strict CBOR: deterministic encoding and a decoder that trusts nothing.
+
+Everything peerbox signs or verifies (envelopes, replies, capability tokens)
+is CBOR in the *deterministic encoding* of RFC 8949 §4.2.1: definite lengths
+only, the shortest form of every integer, length and float, and map keys
+sorted by the bytewise order of their encodings. One value has exactly one
+encoding, so "the bytes as received" and "the value we checked" can never
+disagree.
+
+:func:`dumps` produces that encoding for the small data model peerbox uses
+(``int``, ``bytes``, ``str``, ``list``/``tuple``, ``dict``, ``bool``,
+``None``, ``float``). cbor2's own ``canonical=True`` sorts map keys length
+first (the older RFC 7049 rule), which differs from §4.2.1 for maps that mix
+key types, so it is not used for encoding.
+
+:func:`loads` decodes untrusted bytes in three steps:
+
+1. a scan of the raw bytes written here (:func:`_scan`) that refuses every tag
+   (cbor2 decodes tags such as regexes, big numbers and dates by default),
+   indefinite lengths, non-minimal heads, ``undefined`` and simple values,
+   map keys other than integers and text, nesting beyond ``max_depth`` and
+   more than ``max_items`` data items — before anything is allocated from a
+   length the input claims (each length is checked against the bytes left);
+2. ``cbor2.loads`` with indefinite lengths and duplicate keys refused and a
+   ``tag_hook`` that refuses any tag, as a second line of defence;
+3. :func:`dumps` of the result must give back the input byte for byte, which
+   rejects duplicate keys, wrong key order and non-shortest floats.
+
+Every failure is an :class:`EnvelopeError` with a ``kind`` saying which rule
+was broken; cbor2's exceptions are translated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, NoReturn
+
+import cbor2
+
+from .._errors import Error
+
+__all__ = [
+    "EnvelopeError",
+    "dumps",
+    "loads",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_ITEMS",
+    "DEFAULT_MAX_SIZE",
+    "ALLOWED_TAG",
+]
+
+DEFAULT_MAX_SIZE = 1 << 20
+DEFAULT_MAX_DEPTH = 16
+DEFAULT_MAX_ITEMS = 1 << 16
+#: COSE_Sign1 (RFC 9052 §4.2): the only tag peerbox ever accepts, and only outermost.
+ALLOWED_TAG = 18
+
+
+class EnvelopeError(Error):
+    """Signed CBOR (an envelope, reply or capability) was refused.
+
+    ``kind`` names the broken rule, one of ``malformed``, ``not_canonical``,
+    ``bad_tag``, ``too_large``, ``too_deep``, ``bad_signature``, ``bad_key``,
+    ``bad_field``, ``bad_version``, ``wrong_type``, ``wrong_target``,
+    ``expired``, ``not_yet_valid``, ``window_too_long``, ``replay``,
+    ``bad_reply`` (modules above add their own); ``message`` says what was
+    wrong, never echoing large parts of the input.
+    """
+
+    exit_code = 2
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+def _fail(kind: str, message: str) -> NoReturn:
+    raise EnvelopeError(kind, message)
+
+
+# ------------------------------------------------------------------ encoding
+
+
+def _head(major: int, n: int, out: bytearray) -> None:
+    mt = major << 5
+    if n < 24:
+        out.append(mt | n)
+    elif n < 0x100:
+        out += bytes((mt | 24, n))
+    elif n < 0x10000:
+        out.append(mt | 25)
+        out += n.to_bytes(2, "big")
+    elif n < 0x1_0000_0000:
+        out.append(mt | 26)
+        out += n.to_bytes(4, "big")
+    elif n < 0x1_0000_0000_0000_0000:
+        out.append(mt | 27)
+        out += n.to_bytes(8, "big")
+    else:
+        _fail("bad_field", "integer out of the CBOR range (-2**64 .. 2**64-1)")
+
+
+def _float(x: float, out: bytearray) -> None:
+    if math.isnan(x):
+        out += b"\xf9\x7e\x00"
+        return
+    for fmt, ib in (("e", 0xF9), ("f", 0xFA)):
+        try:
+            packed = struct.pack(">" + fmt, x)
+        except OverflowError:
+            continue
+        if struct.unpack(">" + fmt, packed)[0] == x:
+            out.append(ib)
+            out += packed
+            return
+    out.append(0xFB)
+    out += struct.pack(">d", x)
+
+
+def _encode(obj: object, out: bytearray, depth: int) -> None:
+    if depth > 64:
+        _fail("too_deep", "value nested too deeply to encode")
+    if obj is None:
+        out.append(0xF6)
+    elif obj is True:
+        out.append(0xF5)
+    elif obj is False:
+        out.append(0xF4)
+    elif type(obj) is int:
+        if obj >= 0:
+            _head(0, obj, out)
+        else:
+            _head(1, -1 - obj, out)
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        raw = bytes(obj)
+        _head(2, len(raw), out)
+        out += raw
+    elif isinstance(obj, str):
+        try:
+            raw = obj.encode("utf-8")
+        except UnicodeEncodeError:
+            _fail("bad_field", "text with lone surrogates cannot be encoded")
+        _head(3, len(raw), out)
+        out += raw
+    elif isinstance(obj, (list, tuple)):
+        _head(4, len(obj), out)
+        for item in obj:
+            _encode(item, out, depth + 1)
+    elif isinstance(obj, dict):
+        pairs: list[tuple[bytes, bytes]] = []
+        for k, v in obj.items():
+            if not (type(k) is int or isinstance(k, str)):
+                _fail("bad_field", f"map keys must be int or str, not {type(k).__name__}")
+            kb = bytearray()
+            _encode(k, kb, depth + 1)
+            vb = bytearray()
+            _encode(v, vb, depth + 1)
+            pairs.append((bytes(kb), bytes(vb)))
+        pairs.sort(key=lambda p: p[0])
+        _head(5, len(pairs), out)
+        for kb2, vb2 in pairs:
+            out += kb2
+            out += vb2
+    elif isinstance(obj, float):
+        _float(obj, out)
+    else:
+        _fail("bad_field", f"cannot encode a {type(obj).__name__} in CBOR")
+
+
+def dumps(obj: object) -> bytes:
+    """``obj`` in RFC 8949 §4.2.1 deterministic CBOR.
+
+    Supports ``None``, ``bool``, ``int`` (within ±2**64), ``bytes``, ``str``,
+    ``list``/``tuple``, ``dict`` (int or str keys, sorted bytewise by their
+    encodings) and ``float`` (shortest of half/single/double that keeps the
+    value; NaN as ``f97e00``). Raises :class:`EnvelopeError` (``bad_field``)
+    for anything else: what cannot be encoded cannot be signed.
+    """
+    out = bytearray()
+    _encode(obj, out, 0)
+    return bytes(out)
+
+
+# ------------------------------------------------------------------ scanning
+
+
+class _Scanner:
+    """A walk over raw CBOR bytes enforcing the rules in the module docstring."""
+
+    __slots__ = ("data", "pos", "max_depth", "items_left", "outer_tag")
+
+    def __init__(self, data: bytes, max_depth: int, max_items: int, outer_tag: int | None) -> None:
+        self.data = data
+        self.pos = 0
+        self.max_depth = max_depth
+        self.items_left = max_items
+        self.outer_tag = outer_tag
+
+    def _take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            _fail("malformed", "truncated CBOR")
+        chunk = self.data[self.pos:end]
+        self.pos = end
+        return chunk
+
+    def _arg(self, ai: int) -> int:
+        if ai < 24:
+            return ai
+        if ai == 31:
+            _fail("not_canonical", "indefinite-length item (deterministic CBOR forbids them)")
+        if ai > 27:
+            _fail("malformed", f"reserved additional information value {ai}")
+        size = 1 << (ai - 24)
+        n = int.from_bytes(self._take(size), "big")
+        if n < (24 if size == 1 else 1 << (4 * size)):
+            _fail("not_canonical", "integer or length not in its shortest form")
+        return n
+
+    def item(self, depth: int, *, is_key: bool = False) -> None:
+        self.items_left -= 1
+        if self.items_left < 0:
+            _fail("too_large", "too many CBOR data items")
+        start = self.pos
+        ib = self._take(1)[0]
+        major, ai = ib >> 5, ib & 31
+        if is_key and major not in (0, 1, 3):
+            _fail("malformed", "map keys must be integers or text strings")
+        if major == 7:
+            if ai in (20, 21, 22):
+                return
+            if ai in (25, 26, 27):
+                self._take(1 << (ai - 24))
+                return
+            if ai == 31:
+                _fail("malformed", "unexpected 'break' outside an indefinite-length item")
+            if ai == 23:
+                _fail("malformed", "'undefined' is not allowed")
+            _fail("malformed", "simple values other than false, true and null are not allowed")
+        n = self._arg(ai)
+        if major in (0, 1):
+            return
+        if major in (2, 3):
+            if n > len(self.data) - self.pos:
+                _fail("malformed", "string longer than the remaining input")
+            self.pos += n
+            return
+        if major == 6:
+            if depth == 0 and start == 0 and n == self.outer_tag:
+                self.item(depth)
+                return
+            _fail("bad_tag", f"CBOR tag {n} is not allowed here")
+        # arrays (4) and maps (5)
+        if depth + 1 > self.max_depth:
+            _fail("too_deep", f"nesting deeper than {self.max_depth} levels")
+        count = n * 2 if major == 5 else n
+        if count > len(self.data) - self.pos:
+            _fail("malformed", "container claims more items than the input holds")
+        if major == 4:
+            for _ in range(n):
+                self.item(depth + 1)
+        else:
+            for _ in range(n):
+                self.item(depth + 1, is_key=True)
+                self.item(depth + 1)
+
+
+def _refuse_tag(decoder: object, tag: object) -> NoReturn:
+    raise EnvelopeError("bad_tag", "CBOR tags are not allowed here")
+
+
+def loads(
+    data: bytes,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    outer_tag: int | None = None,
+) -> Any:
+    """Decode one deterministic-CBOR item that must fill ``data`` exactly.
+
+    ``outer_tag``, if given, is the one tag allowed, and only around the whole
+    item; the tag is then stripped and the tagged content returned. Raises
+    :class:`EnvelopeError` — and nothing else — with kind ``too_large``
+    (over ``max_size`` bytes or ``max_items`` items), ``too_deep``, ``bad_tag``,
+    ``not_canonical`` (indefinite lengths, non-shortest forms, duplicate or
+    unsorted keys) or ``malformed`` (truncated, trailing bytes, invalid UTF-8,
+    ``undefined``/simple values, keys that are not int or text).
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        _fail("malformed", f"expected bytes, not {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_size:
+        _fail("too_large", f"{len(data)} bytes, at most {max_size}")
+    if not data:
+        _fail("malformed", "empty input")
+    scanner = _Scanner(data, max_depth, max_items, outer_tag)
+    scanner.item(0)
+    if scanner.pos != len(data):
+        _fail("malformed", f"{len(data) - scanner.pos} trailing bytes after the CBOR item")
+    body = data
+    if data[0] >> 5 == 6:
+        # The scanner accepted exactly one outer tag: skip its head.
+        ai = data[0] & 31
+        body = data[1 + (0 if ai < 24 else 1 << (ai - 24)):]
+    try:
+        value = cbor2.loads(
+            body,
+            tag_hook=_refuse_tag,
+            semantic_decoders={},
+            max_depth=max_depth + 1,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+        )
+    except EnvelopeError:
+        raise
+    except Exception as exc:  # cbor2's errors (and anything odd inside it) stop here
+        if "uplicate" in str(exc):
+            _fail("not_canonical", "duplicate map key (deterministic CBOR forbids them)")
+        _fail("malformed", f"invalid CBOR ({type(exc).__name__}: {str(exc)[:200]})")
+    try:
+        again = dumps(value)
+    except EnvelopeError as exc:
+        _fail("not_canonical", exc.message)
+    if again != body:
+        _fail(
+            "not_canonical",
+            "not in deterministic encoding (RFC 8949 §4.2.1): duplicate or unsorted map keys, "
+            "or a float not in its shortest form",
+        )
+    return value
