@@ -14,6 +14,9 @@ import sys
 
 import pytest
 
+#: Each test starts an interpreter (a second or less): slow by the suite's rule, not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 HEAVY = ("wasmtime", "trio", "h2", "nacl")
 
 
