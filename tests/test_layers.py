@@ -29,7 +29,8 @@ def _loaded_after(code: str) -> set[str]:
 
 
 def _peerbox_modules_after(code: str) -> set[str]:
-    probe = code + "\nimport json, sys\nprint(json.dumps(sorted(m for m in sys.modules if m.startswith('peerbox'))))\n"
+    probe = (code + "\nimport json, sys\n"
+             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('peerbox'))))\n")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return set(json.loads(proc.stdout.splitlines()[-1]))
