@@ -44,8 +44,11 @@ from ._model import (
     RuleRef,
 )
 from ._parse import MAX_POLICY_BYTES, RuleSpec
+from ._toml import TomlTooComplex, loads_bounded
 
 __all__ = [
+    "loads_bounded",
+    "TomlTooComplex",
     "load",
     "loads",
     "Policy",

@@ -36,7 +36,7 @@ from .._atomic import write_atomic
 from .._errors import UsageError
 from ..wire import IdentityError, public_key_from_did
 from ._peers import InvalidPeerName, resolve_root, validate_peer_name
-from ..policy._toml import loads_bounded
+from ..policy import loads_bounded
 
 __all__ = [
     "Directory",

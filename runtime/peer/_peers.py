@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from ..policy import Policy
 from ..policy import load as load_policy
-from ..policy._toml import loads_bounded
+from ..policy import loads_bounded
 from .._errors import UsageError
 from ..wire import IdentityError, KeyPair, public_key_from_did
 
@@ -467,7 +467,7 @@ def _parse_toml(path: Path, error: _ErrorMaker) -> tuple[str, dict[str, Any]]:
     """Read and parse a small TOML file (never through a symlink); return its text and table.
 
     At most ``_MAX_TEXT`` bytes are read, and the text is parsed by
-    :func:`peerbox.policy._toml.loads_bounded` (nesting and dotted keys
+    :func:`peerbox.policy.loads_bounded` (nesting and dotted keys
     bounded, so no input makes the parser recurse or work without bound).
     Problems (missing, not a regular file, too large, not UTF-8, not TOML,
     nested too deeply) become ``error(message, line, column)``, raised.

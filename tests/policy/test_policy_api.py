@@ -10,6 +10,7 @@ EXPECTED = {
     "FS_ACTIONS", "RESOURCE_ACTIONS", "ACTION_ALIASES",
     "NOTHING_ALLOWED", "MAX_POLICY_BYTES", "glob_problem", "is_canonical", "parse_capability_grant",
     "CAPABILITY_ACTIONS", "pattern_within", "grants_within", "WorkBudget", "CONTAINMENT_WORK", "NORMAL_FORM",
+    "loads_bounded", "TomlTooComplex",
 }
 
 
