@@ -23,6 +23,8 @@ per call and the ratio to the Python function) and the host-call overhead
 (µs per ``fs::read`` from a script vs Python's ``open().read()``).
 ``logic_bench.py`` adds the open-logic table (issue 7): cached compiles through
 the module layers, recompiles after a change, installs and history checks.
+``startup_bench.py`` adds the start-up table (issue 13): ``import peerbox``,
+``import peerbox.policy`` and ``peerbox --version`` as ratios to ``python -c pass``.
 ``hostile_bench.py`` adds the hostile-input table (issue 12): compile cost
 scaling (n vs 4n), refusing forged envelopes before decoding, timeout
 precision under GIL contention.
@@ -102,7 +104,7 @@ TRIVIAL_TARGET_US = 100.0
 
 ROW_NAMES = [w.name for w in WORKLOADS] + [
     "compile_frontend", "compile_wasmtime", "compile_total", "trivial_run", "trivial_compile_run",
-] + isolation.ROW_NAMES + ["policy", "logic", "hostile"] + network.ROW_NAMES
+] + isolation.ROW_NAMES + ["policy", "logic", "hostile", "startup"] + network.ROW_NAMES
 
 
 # -- rows -----------------------------------------------------------------------
@@ -378,6 +380,19 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
             *(f"| {r.title} | {r.us:.1f} {r.unit} |" for r in logic),
             "",
         ]
+    startup = [r for r in rows if r.group == "startup"]
+    if startup:
+        lines += [
+            "## Start-up",
+            "",
+            "A fresh interpreter importing peerbox (`bench/startup_bench.py`): best wall time of a "
+            "process, and its ratio to `python -c pass` in the same run (bytecode cached).",
+            "",
+            "| process | ms | × `python -c pass` |",
+            "|---|---|---|",
+            *(f"| {r.title} | {r.us:.1f} | {r.rel:.1f}× |" for r in startup),
+            "",
+        ]
     hostile = [r for r in rows if r.group == "hostile"]
     if hostile:
         lines += [
@@ -503,6 +518,13 @@ def main(argv: list[str] | None = None) -> int:
 
         for i, (label, value, unit) in enumerate(bench_logic(args.quick)):
             rows.append(Row(f"logic_{i}", label, "", unit=unit, group="logic", us=value))
+
+    if wanted("startup"):
+        print("bench: start-up ...", file=sys.stderr, flush=True)
+        from startup_bench import bench_startup
+
+        for i, (label, ms, ratio) in enumerate(bench_startup(args.quick)):
+            rows.append(Row(f"startup_{i}", label, "", unit="ms", group="startup", us=ms, rel=ratio))
 
     if wanted("hostile"):
         print("bench: hostile input ...", file=sys.stderr, flush=True)

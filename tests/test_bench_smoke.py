@@ -47,8 +47,9 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
         assert "PASS" in line or "MISS" in line, line
 
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
-    assert [r["name"] for r in doc["rows"] if r["group"] not in ("policy", "network", "logic", "hostile")] == ROWS
+    assert [r["name"] for r in doc["rows"] if r["group"] not in ("policy", "network", "logic", "hostile", "startup")] == ROWS
     assert any(r["group"] == "hostile" for r in doc["rows"])
+    assert [r["rel"] for r in doc["rows"] if r["group"] == "startup"][0] == 1.0  # the reference
     net = {r["name"]: r for r in doc["rows"] if r["group"] == "network"}
     assert list(net) == NET_ROWS
     for n in NET_ROWS:
