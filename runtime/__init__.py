@@ -25,7 +25,8 @@ A peer's logic, as its owner changes it (every version signed and recorded)::
 
 Every error peerbox raises on purpose is a :class:`peerbox.Error`; each kind
 has a subclass and a CLI exit code (``UsageError`` 2, ``CompileError`` 3,
-``ScriptError`` 4, ``LimitExceeded`` 5).
+``ScriptError`` 4, ``LimitExceeded`` 5). The errors the calls below raise are
+exported here; :mod:`peerbox.errors` names every one of them, with the tree.
 
 The package, room by room, in the order a request travels (each room's
 ``__init__`` has its own module map)::
@@ -62,12 +63,14 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
+    from .hostcalls import BudgetExceeded, HostCallError, StorageInUse
     from .net import AsyncClient, Client, ClientError, RemoteRejected, TransportError, VerificationError
-    from .peer import (Contexts, Directory, LogicError, LogicRefused, Peer, PeerContext, PeerError, PeerLogic,
-                       PeerStore)
+    from .peer import (Contexts, Directory, DirectoryError, HistoryError, LogicError, LogicRefused, Peer,
+                       PeerContext, PeerError, PeerLogic, PeerStore)
+    from .policy import PolicyError
     from .run import CompileLimits, Limits, Program, Result, Sandbox, compile
     from .wasm_guests.lang import CompileError
-    from .wire import IdentityError, KeyPair
+    from .wire import CapabilityError, EnvelopeError, IdentityError, KeyPair
 
 __all__ = [
     "__version__",
@@ -100,6 +103,14 @@ __all__ = [
     "PeerLogic",
     "LogicError",
     "LogicRefused",
+    "DirectoryError",
+    "HistoryError",
+    "EnvelopeError",
+    "CapabilityError",
+    "PolicyError",
+    "HostCallError",
+    "BudgetExceeded",
+    "StorageInUse",
 ]
 
 __getattr__, __dir__ = attach(__name__, {
@@ -132,4 +143,12 @@ __getattr__, __dir__ = attach(__name__, {
     "compile": ".run",
     "Sandbox": ".run",
     "CompileError": ".wasm_guests.lang",
+    "DirectoryError": ".peer",
+    "HistoryError": ".peer",
+    "EnvelopeError": ".wire",
+    "CapabilityError": ".wire",
+    "PolicyError": ".policy",
+    "HostCallError": ".hostcalls",
+    "BudgetExceeded": ".hostcalls",
+    "StorageInUse": ".hostcalls",
 })

@@ -6,12 +6,23 @@ CLI maps each subclass to a documented exit code. Exceptions from the
 libraries underneath (wasmtime, cbor2, trio, h2) are translated into these at
 exactly one boundary per library and never escape raw.
 
+Each boundary translates with :func:`map_exceptions` and a table of its
+own (``{ForeignError: make_peerbox_error}``, in the style of httpcore's
+``_exceptions.py``), so "what may escape from this library, and as what" is
+written once, next to the one place the library is called. The cause is
+kept (``raise ... from exc``).
+
 This module imports nothing from peerbox, so every layer may use it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+
 __all__ = [
+    "map_exceptions",
+    "ExceptionMapping",
     "Error",
     "UsageError",
     "ScriptError",
@@ -28,6 +39,32 @@ class Error(Exception):
     """
 
     exit_code: int = 1
+
+
+#: A boundary's table: a foreign exception class (matched with ``isinstance``, first match in
+#: the table's order wins) to the function making the peerbox error that replaces it.
+ExceptionMapping = Mapping[type[BaseException], Callable[[BaseException], BaseException]]
+
+
+@contextmanager
+def map_exceptions(mapping: ExceptionMapping) -> Iterator[None]:
+    """Translate foreign exceptions raised inside the ``with`` block through ``mapping``.
+
+    An exception that is an instance of a key is replaced by ``mapping[key](exc)``,
+    raised ``from exc`` so the cause stays in the traceback. A peerbox :class:`Error`
+    passes through untouched (it is already translated, e.g. raised by a hook the
+    foreign library called back), and so does anything matching no key: an
+    exception nobody expected is a bug to see, not to rename.
+    """
+    try:
+        yield
+    except Error:
+        raise
+    except Exception as exc:
+        for foreign, make in mapping.items():
+            if isinstance(exc, foreign):
+                raise make(exc) from exc
+        raise
 
 
 class UsageError(Error):

@@ -19,14 +19,18 @@ from typing import TYPE_CHECKING
 from .._lazy import attach
 
 if TYPE_CHECKING:
-    from ._peers import BACKENDS, DEFAULT_ROOT, ENV_ROOT, Peer, PeerError, PeerNotFound, PeerStore
-    from ._directory import Directory, Entry
+    from ._peers import (BACKENDS, DEFAULT_ROOT, ENV_ROOT, CorruptPeer, InsecureKeyFile, InvalidPeerName,
+                         Peer, PeerError, PeerExists, PeerNotFound, PeerStore, RootNotFound)
+    from ._directory import (CorruptDirectory, Directory, DirectoryError, Entry, EntryExists, InvalidEntry,
+                             UnknownPeer)
     from ._history import HistoryError, HistoryMismatch, Version, make_statement, open_statement, sha256_hex
     from ._logic import HEAD_KEY, LogicError, LogicRefused, PeerLogic
     from ._context import Contexts, PeerContext
 
 __all__ = ["BACKENDS", "DEFAULT_ROOT", "ENV_ROOT", "Peer", "PeerError", "PeerNotFound", "PeerStore",
-           "Directory", "Entry", "HistoryError", "HistoryMismatch", "Version", "make_statement",
+           "InvalidPeerName", "PeerExists", "RootNotFound", "CorruptPeer", "InsecureKeyFile",
+           "Directory", "Entry", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists",
+           "CorruptDirectory", "HistoryError", "HistoryMismatch", "Version", "make_statement",
            "open_statement", "sha256_hex", "HEAD_KEY", "LogicError", "LogicRefused", "PeerLogic", "Contexts",
            "PeerContext"]
 
@@ -38,8 +42,18 @@ __getattr__, __dir__ = attach(__name__, {
     "PeerError": "._peers",
     "PeerNotFound": "._peers",
     "PeerStore": "._peers",
+    "InvalidPeerName": "._peers",
+    "PeerExists": "._peers",
+    "RootNotFound": "._peers",
+    "CorruptPeer": "._peers",
+    "InsecureKeyFile": "._peers",
     "Directory": "._directory",
     "Entry": "._directory",
+    "DirectoryError": "._directory",
+    "UnknownPeer": "._directory",
+    "InvalidEntry": "._directory",
+    "EntryExists": "._directory",
+    "CorruptDirectory": "._directory",
     "HistoryError": "._history",
     "HistoryMismatch": "._history",
     "Version": "._history",

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ._envelope import (Request, Reply, TYP_REQUEST, TYP_REPLY, VERSION, make_request, open_request,
         verify_request, make_reply, make_denial, open_reply, verify_reply, check_delivery, preauthenticate,
         bad_field, require_field, check_public_key, check_typ_version, parse_addressing, check_signer)
-    from ._nonces import NonceStore
+    from ._nonces import NonceStore, NonceStoreError
     from ._caps import (CapabilityError, Chain, Link, REVOCATION_FILE, RevocationList, decode_chain, delegate,
         grant, token_id, verify_chain)
 
@@ -40,8 +40,9 @@ __all__ = ["IdentityError", "InvalidDid", "InvalidPublicKey", "KeyPair", "PUBLIC
            "TYP_REQUEST", "TYP_REPLY", "VERSION", "make_request", "open_request", "verify_request",
            "make_reply", "make_denial", "open_reply", "verify_reply", "check_delivery", "preauthenticate",
            "bad_field", "require_field", "check_public_key", "check_typ_version", "parse_addressing",
-           "check_signer", "NonceStore", "CapabilityError", "Chain", "Link", "REVOCATION_FILE",
-           "RevocationList", "decode_chain", "delegate", "grant", "token_id", "verify_chain"]
+           "check_signer", "NonceStore", "NonceStoreError", "CapabilityError", "Chain", "Link",
+           "REVOCATION_FILE", "RevocationList", "decode_chain", "delegate", "grant", "token_id",
+           "verify_chain"]
 
 __getattr__, __dir__ = attach(__name__, {
     "IdentityError": "._identity",
@@ -80,6 +81,7 @@ __getattr__, __dir__ = attach(__name__, {
     "parse_addressing": "._envelope",
     "check_signer": "._envelope",
     "NonceStore": "._nonces",
+    "NonceStoreError": "._nonces",
     "CapabilityError": "._caps",
     "Chain": "._caps",
     "Link": "._caps",

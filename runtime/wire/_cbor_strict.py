@@ -18,7 +18,9 @@ key types, so it is not used for encoding.
 1. a scan of the raw bytes written here (:func:`_scan`) that refuses every tag
    (cbor2 decodes tags such as regexes, big numbers and dates by default),
    indefinite lengths, non-minimal heads, ``undefined`` and simple values,
-   map keys other than integers and text, nesting beyond ``max_depth`` and
+   map keys other than integers and text, a key repeated in one map (compared
+   as encoded bytes, which the shortest-form rule makes one per value),
+   nesting beyond ``max_depth`` and
    more than ``max_items`` data items — before anything is allocated from a
    length the input claims (each length is checked against the bytes left);
 2. ``cbor2.loads`` with indefinite lengths and duplicate keys refused and a
@@ -27,7 +29,8 @@ key types, so it is not used for encoding.
    rejects duplicate keys, wrong key order and non-shortest floats.
 
 Every failure is an :class:`EnvelopeError` with a ``kind`` saying which rule
-was broken; cbor2's exceptions are translated here and nowhere else.
+was broken; cbor2's exceptions are translated here and nowhere else, through
+the table :data:`CBOR2_ERRORS` (:func:`peerbox._errors.map_exceptions`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any, NoReturn
 
 import cbor2
 
-from .._errors import Error
+from .._errors import Error, ExceptionMapping, map_exceptions
 
 __all__ = [
     "EnvelopeError",
@@ -48,6 +51,7 @@ __all__ = [
     "DEFAULT_MAX_ITEMS",
     "DEFAULT_MAX_SIZE",
     "ALLOWED_TAG",
+    "CBOR2_ERRORS",
 ]
 
 DEFAULT_MAX_SIZE = 1 << 20
@@ -78,6 +82,17 @@ class EnvelopeError(Error):
 
 def _fail(kind: str, message: str) -> NoReturn:
     raise EnvelopeError(kind, message)
+
+
+def _invalid_cbor(exc: BaseException) -> EnvelopeError:
+    return EnvelopeError("malformed", f"invalid CBOR ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+#: What cbor2 may raise on hostile input, and what it becomes: ``malformed``. The scan before
+#: it has refused every rule cbor2 would check with its own message (duplicate keys, tags,
+#: indefinite lengths), so what is left is bytes cbor2 cannot decode (invalid UTF-8 ...);
+#: anything else raised inside cbor2 on such bytes is a refusal too, not a crash.
+CBOR2_ERRORS: ExceptionMapping = {cbor2.CBORError: _invalid_cbor, Exception: _invalid_cbor}
 
 
 # ------------------------------------------------------------------ encoding
@@ -262,8 +277,14 @@ class _Scanner:
             for _ in range(n):
                 self.item(depth + 1)
         else:
+            keys: set[bytes] = set()
             for _ in range(n):
+                key_start = self.pos
                 self.item(depth + 1, is_key=True)
+                key = self.data[key_start:self.pos]
+                if key in keys:
+                    _fail("not_canonical", "duplicate map key (deterministic CBOR forbids them)")
+                keys.add(key)
                 self.item(depth + 1)
 
 
@@ -305,7 +326,7 @@ def loads(
         # The scanner accepted exactly one outer tag: skip its head.
         ai = data[0] & 31
         body = data[1 + (0 if ai < 24 else 1 << (ai - 24)):]
-    try:
+    with map_exceptions(CBOR2_ERRORS):
         value = cbor2.loads(
             body,
             tag_hook=_refuse_tag,
@@ -314,12 +335,6 @@ def loads(
             allow_indefinite=False,
             allow_duplicate_keys=False,
         )
-    except EnvelopeError:
-        raise
-    except Exception as exc:  # cbor2's errors (and anything odd inside it) stop here
-        if "uplicate" in str(exc):
-            _fail("not_canonical", "duplicate map key (deterministic CBOR forbids them)")
-        _fail("malformed", f"invalid CBOR ({type(exc).__name__}: {str(exc)[:200]})")
     try:
         again = dumps(value)
     except EnvelopeError as exc:

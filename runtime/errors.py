@@ -1,0 +1,80 @@
+"""Every error peerbox raises on purpose, in one place: ``from peerbox.errors import ...``.
+
+Each is a subclass of :class:`Error` and lives in the room that raises it
+(its module is where it is documented); this module only names them all, so
+a caller catches what a public call raises without knowing which private
+module defines it. Like the facade it loads nothing until a name is used
+(PEP 562), so ``from peerbox.errors import PolicyError`` loads no wasmtime,
+trio or h2. The tree, in the order a request meets the rooms::
+
+    Error                                   exit code 1 unless a subclass says otherwise
+        UsageError                          2: arguments that make no sense
+            ValueConversionError            a Python value that cannot cross into a script
+            IdentityError                   keys and did:key (InvalidPublicKey, InvalidDid)
+            PeerError                       peers under a root (InvalidPeerName, PeerExists,
+                                            PeerNotFound, RootNotFound, CorruptPeer,
+                                            InsecureKeyFile)
+            DirectoryError                  peers.toml (UnknownPeer, InvalidEntry, EntryExists,
+                                            CorruptDirectory)
+            HistoryError, HistoryMismatch   a logic module's signed history
+            LogicError                      the owner's logic tools
+            StorageInUse                    a peer's storage is open elsewhere
+        CompileError                        3 (CompileLimitExceeded: over a compile budget)
+        ScriptError                         4: a script failed and did not catch it
+        LimitExceeded                       5: a run hit a resource limit
+        LogicRefused                        a logic change that would not compile
+        EnvelopeError                       signed CBOR refused (``kind`` names the rule)
+        NonceStoreError                     the replay store cannot be used
+        CapabilityError                     a capability token refused
+        PolicyError                         a policy file refused (file:line: problem)
+        HostCallError, BudgetExceeded       a host call refused / the run's host-call budget
+        ClientError                         the client (TransportError, VerificationError,
+                                            RemoteRejected)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._lazy import attach
+
+if TYPE_CHECKING:
+    from peerbox._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
+    from peerbox.hostcalls import BudgetExceeded, HostCallError, StorageInUse
+    from peerbox.net import ClientError, RemoteRejected, TransportError, VerificationError
+    from peerbox.peer import (CorruptDirectory, CorruptPeer, DirectoryError, EntryExists, HistoryError,
+                              HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName, LogicError,
+                              LogicRefused, PeerError, PeerExists, PeerNotFound, RootNotFound, UnknownPeer)
+    from peerbox.policy import PolicyError
+    from peerbox.wasm_guests.lang import CompileError, CompileLimitExceeded
+    from peerbox.wire import (CapabilityError, EnvelopeError, IdentityError, InvalidDid, InvalidPublicKey,
+                              NonceStoreError)
+
+_EXPORTS = {
+    "peerbox._errors": ("Error", "UsageError", "ValueConversionError", "ScriptError", "LimitExceeded"),
+    "peerbox.wire": ("IdentityError", "InvalidPublicKey", "InvalidDid", "EnvelopeError", "NonceStoreError",
+                     "CapabilityError"),
+    "peerbox.policy": ("PolicyError",),
+    "peerbox.hostcalls": ("HostCallError", "BudgetExceeded", "StorageInUse"),
+    "peerbox.wasm_guests.lang": ("CompileError", "CompileLimitExceeded"),
+    "peerbox.peer": ("PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound",
+                     "CorruptPeer", "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry",
+                     "EntryExists", "CorruptDirectory", "HistoryError", "HistoryMismatch", "LogicError",
+                     "LogicRefused"),
+    "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected"),
+}
+
+__all__ = [
+    "Error", "UsageError", "ValueConversionError", "ScriptError", "LimitExceeded",
+    "IdentityError", "InvalidPublicKey", "InvalidDid", "EnvelopeError", "NonceStoreError", "CapabilityError",
+    "PolicyError",
+    "HostCallError", "BudgetExceeded", "StorageInUse",
+    "CompileError", "CompileLimitExceeded",
+    "PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound", "CorruptPeer",
+    "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists", "CorruptDirectory",
+    "HistoryError", "HistoryMismatch", "LogicError", "LogicRefused",
+    "ClientError", "TransportError", "VerificationError", "RemoteRejected",
+]
+
+__getattr__, __dir__ = attach(__name__, {name: module for module, names in _EXPORTS.items()
+                                         for name in names})

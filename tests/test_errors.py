@@ -1,0 +1,51 @@
+"""Foreign exceptions are translated at one boundary each, with the cause kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from peerbox._errors import Error, map_exceptions
+from peerbox.wire import EnvelopeError, cbor_loads
+
+
+class _Mapped(Error):
+    pass
+
+
+def test_map_exceptions_translates_and_keeps_the_cause() -> None:
+    with pytest.raises(_Mapped) as info, map_exceptions({KeyError: lambda exc: _Mapped(str(exc))}):
+        raise KeyError("k")
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_map_exceptions_lets_peerbox_errors_and_unmapped_ones_through() -> None:
+    with pytest.raises(_Mapped), map_exceptions({Exception: lambda exc: Error("renamed")}):
+        raise _Mapped("already ours")
+    with pytest.raises(ZeroDivisionError), map_exceptions({KeyError: lambda exc: _Mapped("no")}):
+        raise ZeroDivisionError
+
+
+def test_the_first_matching_row_wins() -> None:
+    table = {KeyError: lambda exc: _Mapped("key"), LookupError: lambda exc: _Mapped("lookup")}
+    with pytest.raises(_Mapped, match="key"), map_exceptions(table):
+        raise KeyError("k")
+
+
+def test_a_duplicate_key_is_refused_by_the_scan_not_by_cbor2s_message() -> None:
+    # a2 {"a": 1, "a": 1}: refused before cbor2 runs, so no cbor2 error is the cause
+    with pytest.raises(EnvelopeError) as info:
+        cbor_loads(bytes.fromhex("a26161016161 01".replace(" ", "")))
+    assert info.value.kind == "not_canonical"
+    assert "duplicate map key" in info.value.message
+    assert info.value.__cause__ is None
+    # a nested map too, and equal keys of different major types are not duplicates
+    with pytest.raises(EnvelopeError, match="duplicate map key"):
+        cbor_loads(bytes.fromhex("a10aa2016161016162"))
+    assert cbor_loads(bytes.fromhex("a2016178617801")) == {1: "x", "x": 1}
+
+
+def test_invalid_cbor_from_cbor2_is_malformed_with_its_cause() -> None:
+    with pytest.raises(EnvelopeError) as info:
+        cbor_loads(bytes.fromhex("62ff41"))  # a text string of invalid UTF-8
+    assert info.value.kind == "malformed"
+    assert info.value.__cause__ is not None
