@@ -29,12 +29,13 @@ Typical wiring::
 
 from __future__ import annotations
 
-from ._backend import BACKEND_KINDS, Backend, Stat, open_backend
+from ._backend import Backend, Stat
 from ._dispatch import OP_ACTIONS, Authorizer, Dispatch
 from ._errors import KINDS as ERROR_KINDS
 from ._errors import BudgetExceeded, HostCallError, StorageInUse
 from ._fs import FsBackend
 from ._limits import Budget, Quotas
+from ._open import BACKEND_KINDS, open_backend
 from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
 from ._sqlite import SqliteBackend
 from ._table import HOST_CALLS, HostCall, Op

@@ -4,7 +4,8 @@ A :class:`Backend` is one peer's storage: a tree of directories and files
 under a root, addressed by the component tuples :func:`parse_path` returns.
 The host calls (:class:`~peerbox.hostcalls.Dispatch`) only ever talk to this
 interface, so a new kind of storage (S3, a distributed KV) is a new subclass
-plus one line in :data:`_KINDS`, with no change to the host calls.
+plus one line in :func:`~peerbox.hostcalls._open.open_backend`, with no change to the
+host calls.
 
 The semantics every backend implements (the conformance suite in
 ``tests/hostcalls`` checks them against each one):
@@ -34,14 +35,11 @@ The semantics every backend implements (the conformance suite in
 from __future__ import annotations
 
 import abc
-import os
 from typing import NamedTuple
-
-from peerbox._errors import UsageError
 
 from ._limits import Quotas
 
-__all__ = ["Stat", "Backend", "open_backend", "BACKEND_KINDS"]
+__all__ = ["Stat", "Backend"]
 
 
 class Stat(NamedTuple):
@@ -121,27 +119,3 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-#: The backends :func:`open_backend` knows.
-BACKEND_KINDS = ("fs", "sqlite")
-
-
-def open_backend(kind: str, location: str | os.PathLike[str], quotas: Quotas | None = None) -> Backend:
-    """Open the ``kind`` backend at ``location`` with ``quotas`` (default :class:`Quotas`).
-
-    ``"fs"``: ``location`` is the root directory (created 0700 if missing);
-    ``"sqlite"``: ``location`` is the database file (created if missing).
-    Raises :class:`peerbox.UsageError` for an unknown kind, and
-    :class:`peerbox.Error` if the storage cannot be opened (that message
-    names the host location: it is for the operator, not for a script).
-    """
-    if kind == "fs":
-        from ._fs import FsBackend
-
-        return FsBackend(location, quotas)
-    if kind == "sqlite":
-        from ._sqlite import SqliteBackend
-
-        return SqliteBackend(location, quotas)
-    raise UsageError(f"unknown storage backend {kind!r} (choose one of: {', '.join(BACKEND_KINDS)})")

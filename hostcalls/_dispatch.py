@@ -23,7 +23,6 @@ counts the file's old size plus the appended bytes.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -125,10 +124,12 @@ class Dispatch:
         Raises :class:`HostCallError` for every refusal: ``invalid_argument``
         (unknown op, wrong number or types of arguments, text that is not
         UTF-8), ``no_storage`` (no backend), and whatever the backend refuses
-        (``invalid_path``, ``not_found``, ``quota_exceeded``, ...); an
-        unexpected ``OSError`` or ``sqlite3.Error`` from a backend becomes
-        ``io_error``. Raises :class:`BudgetExceeded` when the run's budget is
-        used up (not catchable by the script).
+        (``invalid_path``, ``not_found``, ``quota_exceeded``, ...). A backend
+        translates its own storage library's errors (``sqlite3.Error`` in
+        :class:`SqliteBackend`); an ``OSError`` a backend let through becomes
+        ``io_error`` naming only its type (its text may hold a host path).
+        Raises :class:`BudgetExceeded` when the run's budget is used up (not
+        catchable by the script).
         """
         self.budget.charge_call()
         row, checked = _check_args(op, args)
@@ -138,7 +139,7 @@ class Dispatch:
             self.authorize(row.action, join(parse_path(checked[0])))
         try:
             return _OPERATIONS[row.op](self, self.backend, *checked)
-        except (OSError, sqlite3.Error) as exc:  # a backend let one through: never leak details
+        except OSError as exc:  # the OS under every backend: one let through never leaks details
             raise HostCallError("io_error", f"{row.name}: storage failure ({type(exc).__name__})") from exc
 
     # -- one method per host call, _<module>_<function> (arguments already type-checked) ---

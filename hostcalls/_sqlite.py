@@ -46,7 +46,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from peerbox._errors import Error
+from peerbox._errors import Error, ExceptionMapping, map_exceptions
 
 from ._backend import Backend, Stat
 from ._errors import (
@@ -93,6 +93,23 @@ def _now() -> int:
     return int(time.time())
 
 
+def _opening_errors(db_path: str, doing: str) -> ExceptionMapping:
+    """sqlite3's (and the OS's) errors while opening ``db_path``: a :class:`peerbox.Error` for
+    the operator, naming the host file (it never reaches a script)."""
+
+    def make(exc: BaseException) -> Error:
+        return Error(f"cannot {doing} the storage database {db_path!r}: {exc}")
+
+    return {OSError: make, sqlite3.Error: make}
+
+
+def _operation_errors(path: str) -> ExceptionMapping:
+    """sqlite3's errors in an operation on the script's ``path``: ``io_error`` naming that path,
+    with SQLite's reason only when it names no host path (:func:`db_reason`). This backend
+    translates its storage library's errors itself: the dispatcher above knows no sqlite3."""
+    return {sqlite3.Error: lambda exc: io_error(path, db_reason(exc))}
+
+
 class SqliteBackend(Backend):
     """A peer's storage in the SQLite database file ``db_path`` (created if missing).
 
@@ -108,7 +125,7 @@ class SqliteBackend(Backend):
         self.db_path = os.fspath(db_path)
         self._lock = threading.Lock()
         self._closed = False
-        try:
+        with map_exceptions(_opening_errors(self.db_path, "open")):
             directory = os.path.dirname(self.db_path)
             if directory:
                 os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -117,9 +134,18 @@ class SqliteBackend(Backend):
             self._db = sqlite3.connect(
                 self.db_path, timeout=10.0, isolation_level=None, check_same_thread=False
             )
-        except (OSError, sqlite3.Error) as exc:
-            raise Error(f"cannot open the storage database {self.db_path!r}: {exc}") from exc
         try:
+            self._set_up()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _set_up(self) -> None:
+        """WAL mode, the schema, the root row and the usage tally (idempotent).
+
+        Raises :class:`peerbox.Error` naming the database file if SQLite refuses any of it.
+        """
+        with map_exceptions(_opening_errors(self.db_path, "use")):
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
                 raise sqlite3.OperationalError(f"WAL mode refused (journal_mode is {mode!r})")
@@ -131,9 +157,6 @@ class SqliteBackend(Backend):
                 (_now(),),
             )
             self._db.execute(_MIGRATE)
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise Error(f"cannot use the storage database {self.db_path!r}: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"SqliteBackend({self.db_path!r})"
@@ -157,21 +180,22 @@ class SqliteBackend(Backend):
         if self._closed:
             raise HostCallError("io_error", "the peer's storage is closed")
         db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        with map_exceptions(_operation_errors(path)):
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
+                    yield db
+                except BaseException:
                     db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise io_error(path, db_reason(exc)) from exc
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error:
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # the first error is the one to report; the connection recovers
+                raise
 
     @staticmethod
     def _usage(db: sqlite3.Connection) -> Usage:

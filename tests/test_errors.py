@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pathlib import Path
 
 from peerbox._errors import Error, map_exceptions
 from peerbox.wire import EnvelopeError, cbor_loads
@@ -49,3 +50,24 @@ def test_invalid_cbor_from_cbor2_is_malformed_with_its_cause() -> None:
         cbor_loads(bytes.fromhex("62ff41"))  # a text string of invalid UTF-8
     assert info.value.kind == "malformed"
     assert info.value.__cause__ is not None
+
+
+def test_the_nonce_store_translates_sqlite_and_os_errors(tmp_path: Path) -> None:
+    import sqlite3
+
+    from peerbox.wire import NonceStore, NonceStoreError
+
+    (tmp_path / "not-a-dir").write_bytes(b"")
+    with pytest.raises(NonceStoreError, match="cannot open the nonce store") as opening:
+        NonceStore(tmp_path / "not-a-dir" / "nonces.db")
+    assert isinstance(opening.value.__cause__, OSError)
+    (tmp_path / "junk.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(NonceStoreError) as junk:
+        NonceStore(tmp_path / "junk.db")
+    assert isinstance(junk.value.__cause__, sqlite3.DatabaseError)
+    with NonceStore(":memory:") as store:
+        assert store.seen_or_add(b"c", b"n", 10, 0) is False
+        store._db.execute("DROP TABLE nonces")
+        with pytest.raises(NonceStoreError, match="nonce store :memory:") as writing:
+            store.seen_or_add(b"c", b"m", 10, 0)
+        assert isinstance(writing.value.__cause__, sqlite3.OperationalError)

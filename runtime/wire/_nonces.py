@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from .._errors import Error
+from .._errors import Error, ExceptionMapping, map_exceptions
 
 __all__ = ["NonceStore", "NonceStoreError", "PRUNE_EVERY"]
 
@@ -45,6 +45,16 @@ class NonceStoreError(Error):
     exit_code = 2
 
 
+def _store_errors(what: str) -> ExceptionMapping:
+    """sqlite3's errors (and the OS's, creating the directory) on the store: a
+    :class:`NonceStoreError` for the operator, ``what`` naming the file and SQLite's reason."""
+
+    def make(exc: BaseException) -> NonceStoreError:
+        return NonceStoreError(f"{what}: {exc}")
+
+    return {sqlite3.Error: make, OSError: make}
+
+
 class NonceStore:
     """Persistent set of seen ``(caller, nonce)`` pairs with expiry.
 
@@ -57,7 +67,7 @@ class NonceStore:
         self.path = str(path)
         self._lock = threading.Lock()
         self._calls = 0
-        try:
+        with map_exceptions(_store_errors(f"cannot open the nonce store {self.path}")):
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
@@ -65,8 +75,6 @@ class NonceStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise NonceStoreError(f"cannot open the nonce store {self.path}: {exc}") from None
 
     def seen_or_add(self, caller: bytes, nonce: bytes, exp: int, now: int) -> bool:
         """Record ``(caller, nonce)`` until ``exp``; return ``True`` if it was already there.
@@ -78,39 +86,33 @@ class NonceStore:
         :class:`NonceStoreError` on a database failure (the request must then
         be refused: not knowing is not "unseen").
         """
-        with self._lock:
+        with self._lock, map_exceptions(_store_errors(f"nonce store {self.path}")):
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    row = self._db.execute(
-                        "SELECT exp FROM nonces WHERE caller = ? AND nonce = ?", (caller, nonce)
-                    ).fetchone()
-                    if row is not None and row[0] > now:
-                        seen = True
-                    else:
-                        seen = False
-                        self._db.execute(
-                            "INSERT OR REPLACE INTO nonces (caller, nonce, exp) VALUES (?, ?, ?)",
-                            (caller, nonce, exp),
-                        )
-                    self._calls += 1
-                    if self._calls % PRUNE_EVERY == 0:
-                        self._db.execute("DELETE FROM nonces WHERE exp <= ?", (now,))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise NonceStoreError(f"nonce store {self.path}: {exc}") from None
+                row = self._db.execute(
+                    "SELECT exp FROM nonces WHERE caller = ? AND nonce = ?", (caller, nonce)
+                ).fetchone()
+                if row is not None and row[0] > now:
+                    seen = True
+                else:
+                    seen = False
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO nonces (caller, nonce, exp) VALUES (?, ?, ?)",
+                        (caller, nonce, exp),
+                    )
+                self._calls += 1
+                if self._calls % PRUNE_EVERY == 0:
+                    self._db.execute("DELETE FROM nonces WHERE exp <= ?", (now,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         return seen
 
     def prune(self, now: int) -> int:
         """Delete every entry whose ``exp`` has passed; return how many went."""
-        with self._lock:
-            try:
-                cur = self._db.execute("DELETE FROM nonces WHERE exp <= ?", (now,))
-            except sqlite3.Error as exc:
-                raise NonceStoreError(f"nonce store {self.path}: {exc}") from None
+        with self._lock, map_exceptions(_store_errors(f"nonce store {self.path}")):
+            cur = self._db.execute("DELETE FROM nonces WHERE exp <= ?", (now,))
             return cur.rowcount
 
     def __len__(self) -> int:

@@ -217,14 +217,47 @@ class _Broken(Backend):
         pass
 
 
-@pytest.mark.parametrize(
-    "exc", [OSError(5, "Input/output error", "/secret/host/path"), sqlite3.OperationalError("x")]
-)
-def test_raw_storage_errors_become_io_error_without_details(exc: BaseException) -> None:
+def test_raw_os_errors_become_io_error_without_details() -> None:
+    exc = OSError(5, "Input/output error", "/secret/host/path")
     with pytest.raises(HostCallError) as info:
         Dispatch(_Broken(exc)).call(Op.READ, ["x"])
     assert info.value.kind == "io_error"
     assert "/secret" not in info.value.message and "fs::read" in info.value.message
+    assert info.value.__cause__ is exc
+
+
+def test_the_dispatcher_knows_no_storage_library() -> None:
+    """A storage library's errors are its backend's to translate (below), not the dispatcher's."""
+    import peerbox.hostcalls._dispatch as dispatch_module
+
+    assert "sqlite3" not in vars(dispatch_module)
+    with pytest.raises(sqlite3.OperationalError):
+        Dispatch(_Broken(sqlite3.OperationalError("x"))).call(Op.READ, ["x"])
+
+
+def test_the_sqlite_backend_translates_its_own_errors(tmp_path: Path) -> None:
+    backend = hc.SqliteBackend(tmp_path / "secret" / "files.db")
+    try:
+        backend.write_bytes("x", b"1")
+        real = backend._db
+
+        class _Failing:
+            in_transaction = False
+
+            def execute(self, sql: str, *args: object) -> object:
+                if sql.startswith("SELECT"):
+                    raise sqlite3.OperationalError(f"disk I/O error at {tmp_path}/secret/files.db")
+                return real.execute(sql, *args)
+
+        backend._db = _Failing()  # type: ignore[assignment]
+        with pytest.raises(HostCallError) as info:
+            Dispatch(backend).call(Op.READ, ["x"])
+        backend._db = real
+    finally:
+        backend.close()
+    assert info.value.kind == "io_error"
+    assert str(tmp_path) not in info.value.message and "x" in info.value.message
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
 
 
 def test_stat_type() -> None:
