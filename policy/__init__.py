@@ -21,11 +21,28 @@ tokens), globs, matching and containment (:func:`pattern_within`,
 grants). ``peerbox._caps`` only signs, verifies and chains tokens with them.
 Patterns and resources are compared in Unicode :data:`NORMAL_FORM`, the
 form request paths are normalised to.
+
+It also owns the crypto-free half of ``did:key`` (base58btc, the multicodec
+prefix, the syntax: :func:`key_bytes_from_did`, :func:`did_from_key_bytes`),
+which policies need to name principals; ``peerbox.wire`` builds keys on it
+and adds only the curve checks.
 """
 
 from __future__ import annotations
 
 from ._cache import PolicyCache
+from ._didkey import (
+    DID_KEY_PREFIX,
+    ED25519_PUB_MULTICODEC,
+    MAX_DID_LENGTH,
+    PUBLIC_KEY_SIZE,
+    DidSyntaxError,
+    b58decode,
+    b58encode,
+    did_error,
+    did_from_key_bytes,
+    key_bytes_from_did,
+)
 from ._contain import CONTAINMENT_WORK, WorkBudget, grants_within, pattern_within
 from ._glob import NORMAL_FORM, glob_problem, is_canonical
 from ._grants import CAPABILITY_ACTIONS, GrantSet, compile_grants, parse_capability_grant, parse_grant
@@ -79,4 +96,14 @@ __all__ = [
     "WorkBudget",
     "CONTAINMENT_WORK",
     "NORMAL_FORM",
+    "DidSyntaxError",
+    "key_bytes_from_did",
+    "did_from_key_bytes",
+    "did_error",
+    "b58encode",
+    "b58decode",
+    "DID_KEY_PREFIX",
+    "ED25519_PUB_MULTICODEC",
+    "PUBLIC_KEY_SIZE",
+    "MAX_DID_LENGTH",
 ]

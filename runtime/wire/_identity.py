@@ -10,8 +10,10 @@ world, so ids can be checked by tools nobody here wrote.
 Decoding is strict, because a did is often the first thing an untrusted peer
 hands us: the exact ``did:key:z`` prefix (no fragment, query or path), a
 bounded length, only base58btc characters, exactly 34 decoded bytes starting
-with ``ed 01``, and a public key that is a real point of the prime-order
-subgroup. The all-zero key and the eight small-order points (and their
+with ``ed 01`` -- the syntax, checked by :mod:`peerbox.policy`'s crypto-free
+did:key helpers (``key_bytes_from_did``, re-exported here with base58) -- and,
+added here where the crypto is, a public key that is a real point of the
+prime-order subgroup. The all-zero key and the eight small-order points (and their
 non-canonical aliases) are refused by name: a signature "by" such a key can be
 forged for many messages at once, so accepting one would let anybody speak as
 that id.
@@ -32,6 +34,18 @@ import nacl.exceptions
 import nacl.signing
 
 from .._errors import UsageError
+from ..policy import (
+    DID_KEY_PREFIX,
+    ED25519_PUB_MULTICODEC,
+    MAX_DID_LENGTH,
+    PUBLIC_KEY_SIZE,
+    DidSyntaxError,
+    b58decode,
+    b58encode,
+    did_error,
+    did_from_key_bytes,
+    key_bytes_from_did,
+)
 
 __all__ = [
     "IdentityError",
@@ -53,20 +67,8 @@ __all__ = [
     "MAX_DID_LENGTH",
 ]
 
-#: Every did this module makes or accepts starts with this (``z`` = base58btc).
-DID_KEY_PREFIX = "did:key:z"
-#: The unsigned-varint multicodec code of ``ed25519-pub`` (0xed).
-ED25519_PUB_MULTICODEC = b"\xed\x01"
-PUBLIC_KEY_SIZE = 32
 SEED_SIZE = 32
 SIGNATURE_SIZE = 64
-#: A real Ed25519 did:key is 56 characters; anything much longer is refused
-#: before base58 decoding (whose cost grows with the square of the length).
-MAX_DID_LENGTH = 64
-
-_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_INDEX = {c: i for i, c in enumerate(_ALPHABET)}
-_MAX_B58_INPUT = 4096
 
 #: The eight points of order 1, 2, 4 or 8 on edwards25519, canonically encoded
 #: (little-endian y, top bit = sign of x). Every one of them is refused as a
@@ -114,40 +116,6 @@ class InvalidDid(IdentityError):
     """A string that is not a ``did:key`` of an acceptable Ed25519 public key."""
 
 
-# --------------------------------------------------------------------- base58
-
-
-def b58encode(data: bytes) -> str:
-    """Encode bytes in base58 with the bitcoin alphabet (each leading zero byte is a ``1``)."""
-    zeros = len(data) - len(data.lstrip(b"\0"))
-    n = int.from_bytes(data, "big")
-    out: list[str] = []
-    while n:
-        n, r = divmod(n, 58)
-        out.append(_ALPHABET[r])
-    return "1" * zeros + "".join(reversed(out))
-
-
-def b58decode(text: str) -> bytes:
-    """Decode base58 (bitcoin alphabet); the inverse of :func:`b58encode`.
-
-    Raises ``ValueError`` for a character outside the alphabet (``0``, ``O``,
-    ``I``, ``l``, whitespace, non-ASCII...) or an input over 4096 characters
-    (decoding cost is quadratic in the length).
-    """
-    if len(text) > _MAX_B58_INPUT:
-        raise ValueError(f"base58 input too long ({len(text)} characters, at most {_MAX_B58_INPUT})")
-    n = 0
-    for pos, ch in enumerate(text):
-        digit = _INDEX.get(ch)
-        if digit is None:
-            raise ValueError(f"invalid base58 character {ch!r} at position {pos}")
-        n = n * 58 + digit
-    zeros = len(text) - len(text.lstrip("1"))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
-    return b"\0" * zeros + body
-
-
 # ------------------------------------------------------------- keys and dids
 
 
@@ -192,13 +160,7 @@ def validate_public_key(public_key: bytes) -> bytes:
 
 def did_from_public_key(public_key: bytes) -> str:
     """The ``did:key:z6Mk…`` of an Ed25519 public key. Raises :class:`InvalidPublicKey`."""
-    key = validate_public_key(public_key)
-    return DID_KEY_PREFIX + b58encode(ED25519_PUB_MULTICODEC + key)
-
-
-def _did_error(did: str, message: str, reason: str) -> InvalidDid:
-    shown = did if len(did) <= MAX_DID_LENGTH else did[:MAX_DID_LENGTH] + "…"
-    return InvalidDid(f"invalid did {shown!r}: {message}", reason=reason)
+    return did_from_key_bytes(validate_public_key(public_key))
 
 
 def public_key_from_did(did: str) -> bytes:
@@ -211,27 +173,14 @@ def public_key_from_did(did: str) -> bytes:
     size, or a public key :func:`validate_public_key` refuses. Only the
     canonical spelling is accepted, so one key has exactly one did.
     """
-    if not isinstance(did, str):
-        raise InvalidDid(f"a did must be a string, not {type(did).__name__}", reason="type")
-    if len(did) > MAX_DID_LENGTH:
-        raise _did_error(did, f"too long ({len(did)} characters, at most {MAX_DID_LENGTH})", "length")
-    if not did.startswith(DID_KEY_PREFIX):
-        raise _did_error(did, "expected 'did:key:z' followed by a base58btc Ed25519 key", "prefix")
     try:
-        raw = b58decode(did[len(DID_KEY_PREFIX):])
-    except ValueError as exc:
-        raise _did_error(did, str(exc), "alphabet") from None
-    if raw[:2] != ED25519_PUB_MULTICODEC:
-        raise _did_error(did, "not an Ed25519 key (multicodec prefix is not 0xed01)", "multicodec")
-    if len(raw) != len(ED25519_PUB_MULTICODEC) + PUBLIC_KEY_SIZE:
-        raise _did_error(
-            did, f"an Ed25519 key is {PUBLIC_KEY_SIZE} bytes, got {len(raw) - 2}", "length"
-        )
+        raw = key_bytes_from_did(did)
+    except DidSyntaxError as exc:
+        raise InvalidDid(str(exc), reason=exc.reason) from exc
     try:
-        key = validate_public_key(raw[2:])
+        return validate_public_key(raw)
     except InvalidPublicKey as exc:
-        raise _did_error(did, str(exc), exc.reason) from None
-    return key
+        raise InvalidDid(str(did_error(did, str(exc), exc.reason)), reason=exc.reason) from exc
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:

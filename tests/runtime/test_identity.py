@@ -325,3 +325,24 @@ def test_secret_stays_inside() -> None:
 def test_from_seed_refuses_wrong_seeds(seed: object) -> None:
     with pytest.raises(IdentityError, match="32 bytes"):
         KeyPair.from_seed(seed)  # type: ignore[arg-type]
+
+
+def test_the_did_syntax_is_policys_and_only_the_curve_checks_are_added_here() -> None:
+    import peerbox.policy
+    import peerbox.wire._identity as identity
+
+    # one implementation of base58 and of the did:key syntax, not two
+    assert identity.b58encode is peerbox.policy.b58encode
+    assert identity.b58decode is peerbox.policy.b58decode
+    assert identity.DID_KEY_PREFIX == peerbox.policy.DID_KEY_PREFIX
+    # a did whose syntax is fine but whose key is a small-order point: policy takes it, identity not
+    bad = peerbox.policy.did_from_key_bytes(SMALL_ORDER_POINTS[1])
+    assert peerbox.policy.key_bytes_from_did(bad) == SMALL_ORDER_POINTS[1]
+    with pytest.raises(InvalidDid) as info:
+        public_key_from_did(bad)
+    assert info.value.reason == "small_order"
+    assert isinstance(info.value.__cause__, InvalidPublicKey)
+    with pytest.raises(InvalidDid) as syntax:
+        public_key_from_did("did:web:example.com")
+    assert syntax.value.reason == "prefix"
+    assert isinstance(syntax.value.__cause__, peerbox.policy.DidSyntaxError)
