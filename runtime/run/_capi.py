@@ -1,46 +1,101 @@
-"""The sandbox's layer over wasmtime's C API, and the functions a guest imports from the host.
+"""The sandbox's layer over wasmtime's C API: the only module that touches wasmtime-py's internals.
 
-:mod:`peerbox.run._sandbox` runs every script through the calls here rather
+:mod:`peerbox.run._store` runs every script through the calls here rather
 than wasmtime-py's object API: each run creates and deletes a Store,
 defines imports and calls guest functions with raw ``ctypes`` calls looked
 up once at import (wasmtime-py's wrappers cost several µs per object, and a
-run makes dozens). It also holds the host functions of module
-``peerbox_rt`` (float formatting and parsing, ``pow``) and the single host
-call import ``peerbox.call`` with its per-run state (:class:`_RunState`),
-found through a thread-local so that no run ever sees another's.
+run makes dozens). The rest of :mod:`peerbox.run` sees only the public
+names below:
+
+* :class:`RawStore`: one Store with an explicit lifetime (``close()`` or a
+  ``with`` block): memory limit, fuel, epoch deadline, the shared function
+  table, :meth:`~RawStore.instantiate`, :meth:`~RawStore.call`,
+  :meth:`~RawStore.write`, :meth:`~RawStore.read_block`;
+* :class:`RawLinker`: one thread's Linker, with the host functions and the
+  raw (unchecked) host-call import; :class:`RawCaller` is what that host
+  call sees of the calling guest;
+* :class:`GuestTrap`: the one exception this layer raises for anything
+  wasmtime reports (a trap or a ``wasmtime_error_t``), already classified
+  (:data:`TrapKind`) so that no other module reads wasmtime's trap codes or
+  messages;
+* engine and configuration helpers (:func:`set_async_stack_size`,
+  :func:`configure_pooling`, :func:`increment_epoch_address`,
+  :func:`clone_engine`, :func:`delete_engine`,
+  :func:`raise_pending_exception`).
 
 Most of these calls keep the GIL (they go through a ``ctypes.PyDLL``
 handle to the same library): they take microseconds, and releasing the GIL
 for each would cost a run one wait for the GIL per call, up to several ms
 each next to busy Python threads (a timed-out run would then end tens of ms
-late per call). Only calls that run guest code for as long as it likes
-(:func:`_call_i32_releasing`, used for ``main``) release it. Guest code run
-with the GIL held (``rt_alloc``, ``rt_fault``, ``rt_log_out``) is short and
-bounded, and a run's epoch deadline still applies to it.
+late per call). Only ``call(..., release_gil=True)`` (used for ``main``)
+releases it. Guest code run with the GIL held (``rt_alloc``, ``rt_fault``,
+``rt_log_out``) is short and bounded, and a run's epoch deadline still
+applies to it.
 
-Everything here is private to the sandbox; names keep their leading
-underscore where they are wasmtime handles.
+Upgrading wasmtime
+------------------
+``pyproject.toml`` pins wasmtime to one major version because of this
+module. On an upgrade, check (``tests/runtime/test_capi_surface.py`` fails
+loudly for the first three):
+
+1. every name in :data:`PRIVATE_BINDINGS` still exists in
+   ``wasmtime._bindings`` with the same ``argtypes``/``restype`` (the C API's
+   signatures change between majors: ``wasmtime_func_call`` and the store
+   limiter did), and the ``wasmtime._ffi`` structs and constants used here
+   (``wasmtime_val_t``, ``wasmtime_extern_t``, ``WASMTIME_I32``...) still exist;
+2. ``wasmtime._func.maybe_raise_last_exn`` and
+   ``wasmtime.WasmtimeError._from_ptr`` still exist (wasmtime-py's trampoline
+   parks a Python exception raised in a host function and re-raises it later);
+3. the trap wasmtime raises when a Store's memory limit refuses ``memory.grow``
+   from the host side still contains :data:`_MEMORY_LIMIT_TEXT` (it has no
+   trap code; ``test_sandbox`` checks the "memory" limit end to end);
+4. the benchmark (``bench/run.py --only trivial``) still runs a cached
+   trivial program in well under 100 µs.
 """
 
 from __future__ import annotations
 
 import ctypes
-import math
-import re
-import struct
-import threading
+import importlib.metadata
+from collections.abc import Callable
 from ctypes import byref
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
-import cbor2
 import wasmtime
 from wasmtime import _bindings as _c
 from wasmtime import _ffi as _f
+from wasmtime._func import maybe_raise_last_exn as _maybe_raise_last_exn
 
-from .._errors import Error, LimitExceeded
-from ..hostcalls import BudgetExceeded, Dispatch, HostCallError
+from .._errors import Error
 
-__all__ = ["pow_f64"]
+__all__ = [
+    "GuestTrap", "TrapKind", "RawStore", "RawInstance", "RawLinker", "RawCaller", "HostCallHandler",
+    "PRIVATE_BINDINGS", "set_async_stack_size", "configure_pooling", "increment_epoch_address",
+    "clone_engine", "delete_engine", "raise_pending_exception", "wasmtime_version",
+]
+
+#: Every ``wasmtime._bindings`` function this module calls (the upgrade test checks their signatures).
+PRIVATE_BINDINGS = (
+    "_wasmtime_store_new", "_wasmtime_store_context", "_wasmtime_store_delete", "_wasmtime_store_limiter",
+    "_wasmtime_context_set_fuel", "_wasmtime_context_get_fuel", "_wasmtime_context_set_epoch_deadline",
+    "_wasmtime_table_new", "_wasmtime_linker_define", "_wasmtime_linker_define_instance",
+    "_wasmtime_linker_instantiate", "_wasmtime_instance_export_get", "_wasmtime_func_call",
+    "_wasmtime_memory_data", "_wasmtime_memory_data_size", "_wasmtime_caller_context",
+    "_wasmtime_caller_export_get", "_wasmtime_trap_code", "_wasm_trap_message", "_wasm_trap_delete",
+    "_wasm_byte_vec_delete", "_wasmtime_linker_define_func_unchecked", "_wasmtime_engine_clone",
+    "_wasm_engine_delete",
+    "_wasmtime_pooling_allocation_config_new", "_wasmtime_pooling_allocation_config_delete",
+    "_wasmtime_pooling_allocation_config_total_memories_set",
+    "_wasmtime_pooling_allocation_config_total_tables_set",
+    "_wasmtime_pooling_allocation_config_total_core_instances_set",
+    "_wasmtime_pooling_allocation_config_max_memory_size_set",
+    "_wasmtime_pooling_allocation_config_table_elements_set",
+    "_wasmtime_pooling_allocation_config_linear_memory_keep_resident_set",
+    "_wasmtime_pooling_allocation_config_table_keep_resident_set",
+    "_wasmtime_pooling_allocation_config_max_unused_warm_slots_set",
+    "_wasmtime_pooling_allocation_config_total_stacks_set", "_wasmtime_pooling_allocation_strategy_set",
+)
 
 # -- ctypes handles (looked up once) ------------------------------------------
 
@@ -76,9 +131,7 @@ _trap_code = _held(_c._wasmtime_trap_code)
 _trap_message = _held(_c._wasm_trap_message)
 _trap_delete = _held(_c._wasm_trap_delete)
 _byte_vec_delete = _held(_c._wasm_byte_vec_delete)
-_error_new = _held(_c._wasmtime_error_new)
-_UPDATE_CONTINUE = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
-_define_unchecked = _c.wasmtime_linker_define_func_unchecked
+_define_unchecked = _c._wasmtime_linker_define_func_unchecked
 _engine_clone = _c._wasmtime_engine_clone
 _engine_delete = _c._wasm_engine_delete
 _string_at = ctypes.string_at
@@ -95,10 +148,341 @@ _EXTERN_MEMORY = _f.WASMTIME_EXTERN_MEMORY.value
 _EXTERN_TABLE = _f.WASMTIME_EXTERN_TABLE.value
 _ExternUnion = _f.wasmtime_extern_union
 _NULL_FUNCREF = _Val(kind=_f.WASMTIME_FUNCREF.value)  # zeroed payload = null funcref
+_U32 = 0xFFFFFFFF
+_ENV = b"env"
+_TABLE = b"__indirect_function_table"
+
+# -- traps: the one place wasmtime's codes and messages are read --------------
+
+#: What stopped a guest, as far as wasmtime can tell: a run limit, or None (anything else).
+TrapKind = Literal["fuel", "timeout", "stack", "memory"] | None
+
+_TRAP_KINDS: dict[wasmtime.TrapCode, TrapKind] = {
+    wasmtime.TrapCode.OUT_OF_FUEL: "fuel",
+    wasmtime.TrapCode.INTERRUPT: "timeout",  # the epoch deadline
+    wasmtime.TrapCode.STACK_OVERFLOW: "stack",
+}
+#: The Store's memory limit refusing a growth made by the host has no trap code, only this text.
+_MEMORY_LIMIT_TEXT = "exceeds memory limits"
 
 
+class GuestTrap(Exception):
+    """What wasmtime reported from a guest call or an instantiation, read and freed.
 
-def _increment_epoch_address() -> int:
+    ``kind`` is the run limit that stopped the guest (:data:`TrapKind`),
+    None for anything else (a bug in peerbox or in rt); ``message`` is
+    wasmtime's text. A wasmtime error (not a trap) becomes a GuestTrap too,
+    raised from the :class:`wasmtime.WasmtimeError` it was.
+    """
+
+    def __init__(self, kind: TrapKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: TrapKind = kind
+        self.message = message
+
+
+def _trap_from_ptr(trap: Any) -> GuestTrap:
+    """Read and free a ``wasm_trap_t``."""
+    try:
+        code = _f.wasmtime_trap_code_t()
+        has_code = _trap_code(trap, byref(code))
+        vec = _f.wasm_byte_vec_t()
+        _trap_message(trap, byref(vec))
+        try:
+            text = _string_at(vec.data, vec.size).rstrip(b"\0").decode("utf-8", "replace") if vec.size else ""
+        finally:
+            _byte_vec_delete(byref(vec))
+    finally:
+        _trap_delete(trap)
+    if has_code:
+        try:
+            return GuestTrap(_TRAP_KINDS.get(wasmtime.TrapCode(int(code.value))), text)
+        except ValueError:  # pragma: no cover - a code newer than wasmtime-py's enum
+            pass
+    return GuestTrap("memory" if _MEMORY_LIMIT_TEXT in text else None, text)
+
+
+def _raise_for(err: Any, trap: Any) -> None:
+    """Raise what a C call reported as a :class:`GuestTrap` (from wasmtime's error, if one)."""
+    if err:
+        exc = wasmtime.WasmtimeError._from_ptr(err)
+        text = str(exc)
+        raise GuestTrap("memory" if _MEMORY_LIMIT_TEXT in text else None, text) from exc
+    if trap:
+        raise _trap_from_ptr(trap)
+
+
+def _raise_error(err: Any) -> None:
+    """Raise a ``wasmtime_error_t`` from a set-up call (no guest code ran) as wasmtime's own error."""
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
+
+
+def raise_pending_exception() -> None:
+    """Re-raise an exception wasmtime-py's trampoline parked (a KeyboardInterrupt in a host function)."""
+    _maybe_raise_last_exn()
+
+
+# -- calls --------------------------------------------------------------------
+
+
+def _call_i32(ctx: Any, func_item: Any, args: tuple[int, ...], call: Any) -> int:
+    """Call a ``(i32...) -> i32`` guest function; traps raise :class:`GuestTrap`."""
+    n = len(args)
+    params = (_Val * n)() if n else None
+    for i, a in enumerate(args):
+        params[i].kind = _I32  # type: ignore[index]
+        params[i].of.i32 = a  # type: ignore[index]
+    results = (_Val * 1)()
+    trap = _TrapPtr()
+    _raise_for(call(ctx, byref(func_item.of.func), params, n, results, 1, byref(trap)), trap)
+    value: int = results[0].of.i32
+    return value
+
+
+def _memory_span(ctx: Any, mem: Any) -> tuple[int, int]:
+    base = _memory_data(ctx, byref(mem))
+    return _addressof(base.contents), int(_memory_data_size(ctx, byref(mem)))
+
+
+def _write(ctx: Any, mem: Any, ptr: int, data: bytes, what: str) -> None:
+    base, size = _memory_span(ctx, mem)
+    n = len(data)
+    if ptr == 0 or ptr + n > size:
+        raise Error(f"{what} returned {ptr}, outside guest memory (a bug in peerbox)")
+    _memmove(base + ptr, data, n)
+
+
+class RawInstance:
+    """An instance in a :class:`RawStore` (valid while the Store is open)."""
+
+    __slots__ = ("_inst", "_memory")
+
+    def __init__(self) -> None:
+        self._inst = _Instance()
+        self._memory: Any = None
+
+
+class RawStore:
+    """One wasmtime Store, from creation to :meth:`close` (a context manager; ``close`` is idempotent).
+
+    ``engine`` is an Engine pointer (``wasmtime.Engine.ptr()``), ``memory``
+    the largest linear memory (bytes) the Store lets a guest grow to. Methods
+    that run guest code or instantiate raise :class:`GuestTrap`; one that
+    finds the guest breaking the ABI (a missing export, a pointer outside its
+    memory) raises :class:`~peerbox.Error` (a bug in peerbox). Nothing may be
+    used after close.
+    """
+
+    __slots__ = ("_store", "_ctx")
+
+    def __init__(self, engine: Any, *, memory: int) -> None:
+        self._store = _store_new(engine, None, _NO_FINALIZER)
+        self._ctx = _store_context(self._store)
+        _store_limiter(self._store, memory, -1, -1, -1, -1)
+
+    def close(self) -> None:
+        """Delete the Store and everything in it."""
+        store, self._store = self._store, None
+        if store is not None:
+            _store_delete(store)
+
+    def __enter__(self) -> RawStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def set_fuel(self, fuel: int) -> None:
+        """Set the fuel left (a metered Engine only; raises :class:`GuestTrap` otherwise)."""
+        _raise_for(_set_fuel(self._ctx, fuel), None)
+
+    def fuel_left(self) -> int:
+        """The fuel left (a metered Engine only; raises :class:`GuestTrap` otherwise)."""
+        left = ctypes.c_uint64()
+        _raise_for(_get_fuel(self._ctx, byref(left)), None)
+        return int(left.value)
+
+    def set_epoch_deadline(self, ticks: int) -> None:
+        """Trap guest code once the Engine's epoch has advanced ``ticks`` past its value now."""
+        _set_epoch_deadline(self._ctx, ticks)
+
+    def define_table(self, linker: RawLinker, table_type: wasmtime.TableType) -> None:
+        """A new ``funcref`` table of ``table_type``, defined in ``linker`` as
+        ``env.__indirect_function_table``."""
+        table = _f.wasmtime_table_t()
+        _raise_for(_table_new(self._ctx, table_type.ptr(), byref(_NULL_FUNCREF), byref(table)), None)
+        item = _Extern(_EXTERN_TABLE, _ExternUnion(table=table))
+        _raise_for(_linker_define(linker.ptr, self._ctx, _ENV, 3, _TABLE, len(_TABLE), byref(item)), None)
+
+    def instantiate(self, linker: RawLinker, module: Any, *, define_as: bytes | None = None) -> RawInstance:
+        """Instantiate ``module`` (a ``wasmtime.Module.ptr()``) with ``linker``'s definitions.
+
+        Runs no guest code (no start functions). With ``define_as``, the
+        instance is then defined in ``linker`` under that module name.
+        """
+        inst = RawInstance()
+        trap = _TrapPtr()
+        ctx = self._ctx
+        _raise_for(_linker_instantiate(linker.ptr, ctx, module, byref(inst._inst), byref(trap)), trap)
+        if define_as is not None:
+            err = _linker_define_instance(linker.ptr, ctx, define_as, len(define_as), byref(inst._inst))
+            _raise_for(err, None)
+        return inst
+
+    def _export(self, inst: RawInstance, name: bytes, kind: int) -> Any:
+        item = _Extern()
+        found = _export_get(self._ctx, byref(inst._inst), name, len(name), byref(item))
+        item_kind: Any = item.kind
+        if not found or item_kind != kind:
+            raise Error(
+                f"guest module has no export {name.decode()!r} of the expected kind (a bug in peerbox)"
+            )
+        return item
+
+    def _memory(self, inst: RawInstance) -> Any:
+        mem = inst._memory
+        if mem is None:
+            mem = inst._memory = self._export(inst, b"memory", _EXTERN_MEMORY).of.memory
+        return mem
+
+    def call(self, inst: RawInstance, name: bytes, *args: int, release_gil: bool = False) -> int:
+        """Call ``inst``'s ``(i32...) -> i32`` export ``name``.
+
+        Keeps the GIL unless ``release_gil`` (for ``main``, which runs as long
+        as its limits let it). Raises :class:`GuestTrap` if it traps.
+        """
+        func = self._export(inst, name, _EXTERN_FUNC)
+        return _call_i32(self._ctx, func, args, _func_call_releasing if release_gil else _func_call)
+
+    def memory_size(self, inst: RawInstance) -> int:
+        """Bytes of ``inst``'s exported linear memory."""
+        return _memory_span(self._ctx, self._memory(inst))[1]
+
+    def write(self, inst: RawInstance, ptr: int, data: bytes, what: str) -> None:
+        """Copy ``data`` into ``inst``'s memory at ``ptr`` (which ``what`` returned), bounds-checked."""
+        _write(self._ctx, self._memory(inst), ptr & _U32, data, what)
+
+    def read_block(self, inst: RawInstance, ptr: int, what: str) -> bytes:
+        """Read a ``{u32 len, bytes[len]}`` block at ``ptr`` (which ``what`` returned), bounds-checked."""
+        base, size = _memory_span(self._ctx, self._memory(inst))
+        ptr &= _U32
+        if ptr + 4 > size:
+            raise Error(f"{what} returned {ptr}, outside guest memory (a bug in peerbox)")
+        n = int.from_bytes(_string_at(base + ptr, 4), "little")
+        if ptr + 4 + n > size:
+            raise Error(
+                f"{what} returned a block of {n} bytes past the end of guest memory (a bug in peerbox)"
+            )
+        return _string_at(base + ptr + 4, n)
+
+
+# -- linkers and the raw host call ----------------------------------------------
+
+
+class RawCaller:
+    """The guest that made a host call, as the host call's handler sees it (valid during the call).
+
+    Raises :class:`~peerbox.Error` if the caller lacks the exports the ABI
+    requires or a pointer is outside its memory (a bug in peerbox), and
+    :class:`GuestTrap` if a guest function it calls traps.
+    """
+
+    __slots__ = ("_caller", "_ctx", "_mem")
+
+    def __init__(self, caller: Any) -> None:
+        self._caller = caller
+        self._ctx = _caller_context(caller)
+        self._mem: Any = None
+
+    def _memory(self) -> Any:
+        mem = self._mem
+        if mem is None:
+            mem = self._mem = self._export(b"memory", _EXTERN_MEMORY).of.memory
+        return mem
+
+    def _export(self, name: bytes, kind: int) -> Any:
+        item = _Extern()
+        if not _caller_export_get(self._caller, name, len(name), byref(item)) or int(item.kind) != kind:
+            raise Error(f"host call from a module without {name.decode()} (a bug in peerbox)")
+        return item
+
+    def memory_size(self) -> int:
+        """Bytes of the caller's linear memory now (a guest call may grow it)."""
+        return _memory_span(self._ctx, self._memory())[1]
+
+    def read(self, ptr: int, length: int) -> bytes:
+        """``length`` bytes of guest memory at ``ptr``; raises :class:`~peerbox.Error` outside it."""
+        base, size = _memory_span(self._ctx, self._memory())
+        if not (0 < ptr and 0 <= length and ptr + length <= size):
+            raise Error(f"host call arguments outside guest memory ({ptr}+{length}) (a bug in peerbox)")
+        return _string_at(base + ptr, length)
+
+    def write(self, ptr: int, data: bytes, what: str) -> None:
+        """Copy ``data`` to guest memory at ``ptr`` (which ``what`` returned), bounds-checked."""
+        _write(self._ctx, self._memory(), ptr, data, what)
+
+    def call(self, name: bytes, *args: int) -> int:
+        """Call the caller's ``(i32...) -> i32`` export ``name``, keeping the GIL."""
+        return _call_i32(self._ctx, self._export(name, _EXTERN_FUNC), args, _func_call)
+
+
+#: A raw host call: ``(caller, op, ptr, length) -> i64 result``; it must not raise (it may, but the
+#: run then sees 0).
+HostCallHandler = Callable[[RawCaller, int, int, int], int]
+
+
+class RawLinker:
+    """One thread's Linker for an Engine: shadowing allowed, host functions defined once.
+
+    Runs redefine ``env.__indirect_function_table`` and ``rt`` in it
+    (:meth:`RawStore.define_table`, ``instantiate(define_as=...)``). Holds
+    the ctypes callbacks it was given for as long as it lives.
+    """
+
+    __slots__ = ("linker", "ptr", "_keep")
+
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self.linker = wasmtime.Linker(engine)
+        self.linker.allow_shadowing = True
+        self.ptr = self.linker.ptr()
+        self._keep: list[Any] = []
+
+    def define_func(self, module: str, name: str, ty: wasmtime.FuncType, fn: Callable[..., Any], *,
+                    access_caller: bool = False) -> None:
+        """Define a host function through wasmtime-py (it must catch everything it could raise)."""
+        self.linker.define_func(module, name, ty, fn, access_caller=access_caller)
+
+    def define_host_call(
+        self, module: bytes, name: bytes, ty: wasmtime.FuncType, handler: HostCallHandler
+    ) -> None:
+        """Define ``handler`` as an unchecked ``(i32, i32, i32) -> i64`` host function.
+
+        Never raises into wasmtime: anything ``handler`` raises makes the
+        result 0. Raises :class:`wasmtime.WasmtimeError` if wasmtime refuses
+        the definition.
+        """
+
+        def callback(env: Any, caller: Any, args: Any, nargs: int) -> int:
+            result = 0
+            try:
+                result = handler(RawCaller(caller), args[0].i32, args[1].i32 & _U32, args[2].i32 & _U32)
+            except BaseException:  # pragma: no cover - handlers catch everything themselves
+                result = 0
+            args[0].i64 = result
+            return 0
+
+        thunk = _c.wasmtime_func_unchecked_callback_t(callback)
+        self._keep.append(thunk)  # the ctypes thunk must live as long as the linker
+        _raise_error(_define_unchecked(self.ptr, module, len(module), name, len(name), ty.ptr(), thunk, None,
+                                       _NO_FINALIZER))
+
+
+# -- engines and their configuration ------------------------------------------
+
+
+def increment_epoch_address() -> int:
     """The C address of ``wasmtime_engine_increment_epoch`` (a native timer calls it directly)."""
     address = ctypes.cast(_f.dll["wasmtime_engine_increment_epoch"], ctypes.c_void_p).value
     if not address:  # pragma: no cover - the symbol is part of wasmtime's C API
@@ -106,7 +490,17 @@ def _increment_epoch_address() -> int:
     return int(address)
 
 
-def _set_async_stack_size(config: wasmtime.Config, size: int) -> bool:
+def clone_engine(engine: Any) -> Any:
+    """A new handle on the Engine behind ``engine`` (a pointer); a null pointer on failure."""
+    return _engine_clone(engine)
+
+
+def delete_engine(engine: Any) -> None:
+    """Free an Engine handle from :func:`clone_engine`."""
+    _engine_delete(engine)
+
+
+def set_async_stack_size(config: wasmtime.Config, size: int) -> bool:
     """Set the Config's ``async_stack_size``; False if this wasmtime has no such C function.
 
     wasmtime refuses (with a Rust panic in the C API's ``wasm_engine_new``)
@@ -123,260 +517,38 @@ def _set_async_stack_size(config: wasmtime.Config, size: int) -> bool:
     return True
 
 
-_ENV = b"env"
-_TABLE = b"__indirect_function_table"
-_RT = b"rt"
-_TRAP = wasmtime.TrapCode
+def configure_pooling(
+    config: wasmtime.Config, slots: int, *, max_table_elements: int, keep_resident: int
+) -> bool:
+    """Switch ``config`` to the pooling allocator with ``slots`` runs' worth of slots.
 
-
-# -- host functions (module "peerbox_rt") -------------------------------------
-
-_FLOAT_SYNTAX = re.compile(
-    rb"[ \t\n\r]*[+-]?"
-    rb"(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))"
-    rb"[ \t\n\r]*"
-)
-_F64 = struct.Struct("<d")
-
-
-def _guest_memory(caller: wasmtime.Caller) -> wasmtime.Memory | None:
-    mem = caller.get("memory")
-    return mem if isinstance(mem, wasmtime.Memory) else None
-
-
-def _fmt_f64(caller: wasmtime.Caller, x: float, buf: int) -> int:
-    """Write the display form of ``x`` (Python ``repr``; NaN as ``NaN``) at ``buf``."""
-    try:
-        text = b"NaN" if x != x else repr(x).encode("ascii")
-        mem = _guest_memory(caller)
-        if mem is None or buf < 0 or buf + len(text) > mem.data_len(caller):
-            return 0
-        mem.write(caller, text, buf)
-        return len(text)
-    except Exception:
-        return 0
-
-
-def _parse_f64(caller: wasmtime.Caller, ptr: int, length: int, out: int) -> int:
-    """Parse a float (decimal, exponent, inf, nan; no underscores); 1 and the f64 at ``out``."""
-    try:
-        mem = _guest_memory(caller)
-        if mem is None or ptr < 0 or length < 0 or length > 4096 or out < 0:
-            return 0
-        size = mem.data_len(caller)
-        if ptr + length > size or out + 8 > size:
-            return 0
-        text = bytes(mem.read(caller, ptr, ptr + length))
-        if _FLOAT_SYNTAX.fullmatch(text) is None:
-            return 0
-        mem.write(caller, _F64.pack(float(text)), out)
-        return 1
-    except Exception:
-        return 0
-
-
-def _is_odd_integer(b: float) -> bool:
-    return math.isfinite(b) and b == math.floor(b) and math.fmod(b, 2.0) != 0.0
-
-
-def pow_f64(a: float, b: float) -> float:
-    """``a ** b`` with C ``pow`` semantics: never raises (overflow -> ±inf, domain -> nan)."""
-    try:
-        return math.pow(a, b)
-    except OverflowError:
-        return -math.inf if a < 0 and _is_odd_integer(b) else math.inf
-    except ValueError:
-        if a == 0.0 and b < 0:  # a pole, not a domain error: C gives ±inf
-            return -math.inf if math.copysign(1.0, a) < 0 and _is_odd_integer(b) else math.inf
-        return math.nan
-    except Exception:  # pragma: no cover - defensive: never raise into wasmtime
-        return math.nan
-
-
-def _pow_f64(a: float, b: float) -> float:
-    return pow_f64(a, b)
-
-
-# -- host calls (module "peerbox") --------------------------------------------
-
-#: Largest argument array a script may send to one host call (bytes of CBOR).
-MAX_HOSTCALL_ARGS = 64 << 20
-
-
-class _RunState:
-    """Per-run state the host functions reach: this run's dispatch, and why it stopped."""
-
-    __slots__ = ("host", "stop", "trap")
-
-    def __init__(self, host: Dispatch | None) -> None:
-        self.host = host
-        self.stop: Error | None = None
-        self.trap: _GuestTrap | None = None  # a trap inside a host call (it then stops the run)
-
-
-def _caller_export(caller: Any, name: bytes, kind: int) -> Any:
-    item = _Extern()
-    if not _caller_export_get(caller, name, len(name), byref(item)) or int(item.kind) != kind:
-        raise Error(f"host call from a module without {name.decode()} (a bug in peerbox)")
-    return item
-
-
-def _host_reply(caller: Any, state: _RunState, op: int, ptr: int, length: int) -> int:
-    """Decode the arguments, run the host call, write the CBOR reply into guest memory.
-
-    Works on wasmtime's C API directly (a host call costs ~30 µs this way,
-    ~75 µs through wasmtime-py's wrappers). Every guest pointer and length is
-    checked against the memory size before it is touched.
+    False (``config`` unchanged) if this wasmtime has no pooling C API.
     """
-    ctx = _caller_context(caller)
-    mem = _caller_export(caller, b"memory", _EXTERN_MEMORY).of.memory
-    base, size = _memory_span(ctx, mem)
-    if not (0 < ptr and 0 <= length and ptr + length <= size):
-        raise Error(f"host call arguments outside guest memory ({ptr}+{length}) (a bug in peerbox)")
-    reply: dict[str, Any]
-    if length > MAX_HOSTCALL_ARGS:
-        reply = {"err": ["invalid_argument", f"host call arguments too large: {length} bytes "
-                         f"(at most {MAX_HOSTCALL_ARGS >> 20} MiB per call)"]}
-    else:
-        args = cbor2.loads(_string_at(base + ptr, length))
-        if not isinstance(args, list):
-            raise Error("host call arguments are not an array (a bug in peerbox)")
-        host = state.host if state.host is not None else Dispatch(None)
-        try:
-            reply = {"ok": host.call(op, args)}
-        except HostCallError as exc:
-            reply = {"err": [exc.kind, exc.message]}
-    data = cbor2.dumps(reply)
-    n = len(data)
-    out = _call_i32(ctx, _caller_export(caller, b"rt_alloc", _EXTERN_FUNC), n) & 0xFFFFFFFF
-    base, size = _memory_span(ctx, mem)  # rt_alloc may have grown (and moved) memory
-    if out == 0 or out + n > size:
-        raise Error("rt_alloc returned memory outside the guest (a bug in peerbox)")
-    _memmove(base + out, data, n)
-    return (n << 32) | out
-
-
-def _host_call_callback(tls: threading.local) -> Any:
-    """``peerbox.call`` as a raw (unchecked) wasmtime callback for one thread's Linker.
-
-    Never raises into wasmtime: a refusal is an ``err`` reply the script can
-    catch; anything that must stop the run (a spent budget, a bug) is kept in
-    the run's state and answered with 0, which makes rt trap with fault 2;
-    :meth:`Sandbox._translate` then raises what was kept.
-    """
-
-    def callback(env: Any, caller: Any, args: Any, nargs: int) -> int:
-        result = 0
-        try:
-            state: _RunState | None = getattr(tls, "run", None)
-            if state is not None:
-                try:
-                    result = _host_reply(caller, state, args[0].i32, args[1].i32 & 0xFFFFFFFF,
-                                         args[2].i32 & 0xFFFFFFFF)
-                except BudgetExceeded as exc:
-                    state.stop = LimitExceeded("hostcalls", f"script exceeded its host-call budget: {exc}")
-                except _GuestTrap as exc:  # calling rt_alloc: fuel, timeout, stack or memory ran out
-                    state.trap = exc
-                except Error as exc:
-                    state.stop = exc
-                except BaseException as exc:  # never into wasmtime: kept for after the run
-                    state.stop = Error(f"internal error in a host call (a bug in peerbox): {exc!r}")
-        except BaseException:  # pragma: no cover - even the bookkeeping failed
-            result = 0
-        args[0].i64 = result
-        return 0
-
-    return _c.wasmtime_func_unchecked_callback_t(callback)
-
-
-class _GuestTrap(Exception):
-    """A wasm trap, read (code and message) and freed without releasing the GIL."""
-
-    def __init__(self, code: wasmtime.TrapCode | None, message: str) -> None:
-        super().__init__(message)
-        self.trap_code = code
-        self.message = message
-
-
-def _trap_from_ptr(trap: Any) -> _GuestTrap:
-    """Read and free a ``wasm_trap_t``."""
     try:
-        code = _f.wasmtime_trap_code_t()
-        has_code = _trap_code(trap, byref(code))
-        vec = _f.wasm_byte_vec_t()
-        _trap_message(trap, byref(vec))
+        pc = _c._wasmtime_pooling_allocation_config_new()
         try:
-            text = _string_at(vec.data, vec.size).rstrip(b"\0").decode("utf-8", "replace") if vec.size else ""
+            _c._wasmtime_pooling_allocation_config_total_memories_set(pc, slots)
+            _c._wasmtime_pooling_allocation_config_total_tables_set(pc, slots)
+            _c._wasmtime_pooling_allocation_config_total_core_instances_set(pc, 2 * slots)
+            _c._wasmtime_pooling_allocation_config_max_memory_size_set(pc, 4 << 30)
+            _c._wasmtime_pooling_allocation_config_table_elements_set(pc, max_table_elements)
+            _c._wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pc, keep_resident)
+            _c._wasmtime_pooling_allocation_config_table_keep_resident_set(pc, 1 << 16)
+            _c._wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, min(slots, 16))
+            # no async stacks: peerbox never runs guests asynchronously, and each would reserve
+            # async_stack_size (max_wasm_stack + 1 MiB) of address space
+            _c._wasmtime_pooling_allocation_config_total_stacks_set(pc, 0)
+            _c._wasmtime_pooling_allocation_strategy_set(config.ptr(), pc)
         finally:
-            _byte_vec_delete(byref(vec))
-    finally:
-        _trap_delete(trap)
-    kind: wasmtime.TrapCode | None = None
-    if has_code:
-        try:
-            kind = _TRAP(int(code.value))
-        except ValueError:  # pragma: no cover - a code newer than wasmtime-py's enum
-            kind = None
-    return _GuestTrap(kind, text)
+            _c._wasmtime_pooling_allocation_config_delete(pc)
+    except (AttributeError, OSError):  # pragma: no cover - a wasmtime without the pooling C API
+        return False
+    return True
 
 
-def _raise_for(err: Any, trap: Any) -> None:
-    """Raise what a C call reported: :class:`_GuestTrap` for a trap, wasmtime's error otherwise."""
-    if err:
-        raise wasmtime.WasmtimeError._from_ptr(err)
-    if trap:
-        raise _trap_from_ptr(trap)
-
-
-def _table_import_min(module: wasmtime.Module) -> int:
-    for imp in module.imports:
-        if imp.module == "env" and imp.name == "__indirect_function_table":
-            ty = imp.type
-            if isinstance(ty, wasmtime.TableType):
-                return int(ty.limits.min)
-    return 0
-
-
-def _export(ctx: Any, inst: Any, name: bytes, kind: int) -> Any:
-    item = _Extern()
-    found = _export_get(ctx, byref(inst), name, len(name), byref(item))
-    item_kind: Any = item.kind
-    if not found or item_kind != kind:
-        raise Error(f"guest module has no export {name.decode()!r} of the expected kind (a bug in peerbox)")
-    return item
-
-
-def _call_i32(ctx: Any, func_item: Any, *args: int, call: Any = _func_call) -> int:
-    """Call a short ``(i32...) -> i32`` guest function keeping the GIL; traps raise :class:`_GuestTrap`."""
-    n = len(args)
-    params = (_Val * n)() if n else None
-    for i, a in enumerate(args):
-        params[i].kind = _I32  # type: ignore[index]
-        params[i].of.i32 = a  # type: ignore[index]
-    results = (_Val * 1)()
-    trap = _TrapPtr()
-    _raise_for(call(ctx, byref(func_item.of.func), params, n, results, 1, byref(trap)), trap)
-    value: int = results[0].of.i32
-    return value
-
-
-def _call_i32_releasing(ctx: Any, func_item: Any, *args: int) -> int:
-    """Like :func:`_call_i32`, releasing the GIL while the guest runs (for ``main``)."""
-    return _call_i32(ctx, func_item, *args, call=_func_call_releasing)
-
-
-def _memory_span(ctx: Any, mem: Any) -> tuple[int, int]:
-    base = _memory_data(ctx, byref(mem))
-    return _addressof(base.contents), int(_memory_data_size(ctx, byref(mem)))
-
-
-def _read_block(ctx: Any, mem: Any, ptr: int, what: str) -> bytes:
-    """Read a ``{u32 len, bytes[len]}`` block at ``ptr``, bounds-checked."""
-    base, size = _memory_span(ctx, mem)
-    ptr &= 0xFFFFFFFF
-    if ptr + 4 > size:
-        raise Error(f"{what} returned {ptr}, outside guest memory (a bug in peerbox)")
-    n = int.from_bytes(_string_at(base + ptr, 4), "little")
-    if ptr + 4 + n > size:
-        raise Error(f"{what} returned a block of {n} bytes past the end of guest memory (a bug in peerbox)")
-    return _string_at(base + ptr + 4, n)
+def wasmtime_version() -> str:
+    """The installed wasmtime-py's version ("unknown" if its metadata is missing)."""
+    try:
+        return importlib.metadata.version("wasmtime")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - wasmtime without metadata
+        return "unknown"

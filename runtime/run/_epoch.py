@@ -42,7 +42,7 @@ import threading
 import time
 from typing import Any, Literal
 
-from ._capi import _engine_clone, _engine_delete, _increment_epoch_address
+from ._capi import clone_engine, delete_engine, increment_epoch_address
 from .._errors import UsageError
 
 __all__ = ["EPOCH_TICK", "EpochClock", "ClockKind"]
@@ -114,7 +114,7 @@ class _PosixTimer:
     def __init__(self, engine_ptr: Any, interval: float) -> None:
         self._create, self._settime, self._delete = _timer_functions()
         self._interval = interval
-        self._engine = _engine_clone(engine_ptr)  # our own handle: the Sandbox's may go first
+        self._engine = clone_engine(engine_ptr)  # our own handle: the Sandbox's may go first
         if not self._engine:
             raise OSError("wasmtime_engine_clone failed")
         self._timer: ctypes.c_void_p | None = None
@@ -123,13 +123,13 @@ class _PosixTimer:
         try:
             self._new_timer()
         except OSError:
-            _engine_delete(self._engine)
+            delete_engine(self._engine)
             raise
 
     def _new_timer(self) -> None:
         event = _SigEvent()
         event.sigev_notify = _SIGEV_THREAD
-        event.sigev_notify_function = _increment_epoch_address()
+        event.sigev_notify_function = increment_epoch_address()
         event.sigev_value = ctypes.cast(self._engine, ctypes.c_void_p).value
         timer = ctypes.c_void_p()
         if self._create(_CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(timer)) != 0:
@@ -166,14 +166,14 @@ class _PosixTimer:
         if engine is None:
             return
         if self.armed_at < 0:
-            _engine_delete(engine)
+            delete_engine(engine)
             return
         wait = self.armed_at + _GRACE - time.monotonic()
         if wait <= 0:
-            _engine_delete(engine)
+            delete_engine(engine)
             return
         try:
-            later = threading.Timer(wait, _engine_delete, args=(engine,))
+            later = threading.Timer(wait, delete_engine, args=(engine,))
             later.daemon = True
             later.start()
         except RuntimeError:  # interpreter shutting down: the process's end frees it

@@ -27,29 +27,12 @@ an explicit lifetime that ends at :meth:`Sandbox.close`:
 * one ``Linker`` per thread holding the host functions (``peerbox_rt``
   module: ``fmt_f64``, ``parse_f64``, ``pow_f64``), registered once.
 
-A run (:meth:`Sandbox.run`) creates a Store with the run's memory limit, fuel
-and epoch deadline, a ``funcref`` table shared by both modules as
-``env.__indirect_function_table``, instantiates ``rt`` and then the script
-module, writes the input CBOR into guest memory in one copy, calls ``main``,
-reads the output in one copy and deletes the Store, so nothing survives from
-one run to the next.
-
-The per-run path talks to wasmtime's C API through wasmtime-py's ctypes
-bindings (``wasmtime._bindings``) directly: the public wrappers convert every
-value through several Python objects and would cost more than the whole run
-should (a cached trivial run is meant to stay well under 100 µs). wasmtime is
-pinned to one major version in ``pyproject.toml`` for that reason.
-
-No ``InstancePre``: rt imports the run's own function table and the script
-imports the run's own rt instance, both Store-bound, so neither module can
-be pre-linked. Instead each thread keeps one ``Linker`` (host functions
-registered once) and each run shadows ``env.__indirect_function_table`` and
-the ``rt`` instance in it: name resolution then happens in Rust, which
-measured faster than building explicit import lists in Python.
-
-Host functions must never raise into wasmtime (wasmtime-py parks such an
-exception in a module global and re-raises it later, possibly elsewhere):
-each catches everything and returns an error value to the guest.
+A run (:meth:`Sandbox.run`) takes a pool slot, starts the epoch clock if it
+has a timeout, and runs the script in a fresh Store
+(:mod:`peerbox.run._store`); the raw wasmtime calls are in
+:mod:`peerbox.run._capi`, the host functions in :mod:`peerbox.run._hostfns`,
+and what a trap becomes in :mod:`peerbox.run._traps`. wasmtime is pinned to
+one major version in ``pyproject.toml`` because of the raw layer.
 
 Threads: runs may execute on any thread, concurrently (wasmtime releases the
 GIL while guest code runs). Wasm code runs on the calling thread's native
@@ -69,43 +52,32 @@ value here is checked and out-of-range ones raise :class:`~peerbox.UsageError`.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
-import importlib.metadata
-import math
 import os
 import threading
 import time
 import weakref
 from pathlib import Path
-from ctypes import byref
 from typing import Any, NamedTuple
 
 import wasmtime
-from wasmtime import _ffi as _f
-from wasmtime._func import maybe_raise_last_exn
 
+from .._errors import Error, ScriptError, UsageError
+from ..hostcalls import Dispatch
 from ..wasm_guests import rt_wasm_bytes
 from ._cache import LRU, ModuleCache, default_cache_dir
-from ._capi import (  # the raw wasmtime C-API layer and the guest's host functions
-    _ENV, _EXTERN_FUNC, _EXTERN_MEMORY, _EXTERN_TABLE, _Extern, _ExternUnion, _Instance, _NO_FINALIZER,
-    _NULL_FUNCREF, _RT, _RunState, _TABLE, _TRAP, _TrapPtr, _GuestTrap, _call_i32, _call_i32_releasing,
-    _define_unchecked, _export, _fmt_f64,
-    _get_fuel, _host_call_callback, _linker_define, _linker_define_instance, _linker_instantiate, _memmove,
-    _memory_span, _parse_f64, _pow_f64, _raise_for, _read_block, _set_async_stack_size, _set_epoch_deadline,
-    _set_fuel, _store_context, _store_delete, _store_limiter, _store_new, _table_import_min, _table_new,
-    pow_f64,
-)
+from ._capi import RawLinker, configure_pooling, set_async_stack_size, wasmtime_version
 from ._epoch import EPOCH_TICK, ClockKind, EpochClock
-from .._errors import Error, LimitExceeded, ScriptError, UsageError
+from ._hostfns import RunState, fmt_f64, host_call_handler, parse_f64, pow_f64
 from ._sandbox_config import (
-    _DEFAULT_ASYNC_STACK, MAX_CONCURRENT_RUNS, MAX_FUEL, MAX_MEMORY, MAX_TABLE_SIZE, MAX_TIMEOUT,
-    MAX_WASM_STACK, MIN_WASM_STACK, address_space_unlimited, check_options, check_run_limits,
-    configure_pooling, round_up,
+    DEFAULT_ASYNC_STACK, KEEP_RESIDENT, MAX_CONCURRENT_RUNS, MAX_FUEL, MAX_MEMORY, MAX_TABLE_SIZE,
+    MAX_TIMEOUT, MAX_WASM_STACK, MIN_WASM_STACK, address_space_unlimited, check_options, check_run_limits,
+    round_up,
 )
 from ._stack import call_with_stack, native_stack_needed, thread_stack_size
-from ._values import decode_log, decode_output
-from ..hostcalls import Dispatch
+from ._store import UNLIMITED_FUEL, ScriptModule, run_in_fresh_store
+from ._traps import RT_ERRORS, COMPILE_ERRORS, RunLimits, map_exceptions
+from ._values import decode_output
 
 __all__ = [
     "Sandbox",
@@ -134,11 +106,8 @@ DEFAULT_CONCURRENT_RUNS = 64
 CLOSURE_TABLE_BASE = 64
 MIN_TABLE_SIZE = 128
 
-_UNLIMITED_FUEL = 1 << 62
-_NO_DEADLINE = 1 << 62
-_SALVAGE_FUEL = 100_000_000  # fuel granted after a trap to read the log
-_SALVAGE_TICKS = 100  # epoch ticks granted after a trap to read the log
 _RT_CACHE_PREFIX = "rt-"
+
 
 class Outcome(NamedTuple):
     """What a successful run produced."""
@@ -149,27 +118,11 @@ class Outcome(NamedTuple):
     peak_memory: int = 0  # bytes of guest linear memory at the end (memory only grows)
 
 
-class ScriptModule:
-    """A compiled script module, checked and ready to run in its Sandbox.
-
-    Holds the wasmtime ``Module`` and what every run needs precomputed
-    (the table type). Created by :meth:`Sandbox.prepare`.
-    """
-
-    __slots__ = ("module", "table_size", "_table_type", "_module_ptr", "__weakref__")
-
-    def __init__(self, module: wasmtime.Module, table_size: int) -> None:
-        self.module = module
-        self.table_size = table_size
-        self._table_type = wasmtime.TableType(wasmtime.ValType.funcref(), wasmtime.Limits(table_size, None))
-        self._module_ptr = module.ptr()
-
-
 def _rt_wasm_bytes() -> bytes:
     try:
         return rt_wasm_bytes()
     except OSError as exc:
-        raise Error(f"the guest runtime rt.wasm is missing (a broken install of peerbox): {exc}") from None
+        raise Error(f"the guest runtime rt.wasm is missing (a broken install of peerbox): {exc}") from exc
 
 
 class Sandbox:
@@ -211,17 +164,18 @@ class Sandbox:
         config.consume_fuel = bool(metered)
         config.epoch_interruption = True
         # wasmtime refuses max_wasm_stack > async_stack_size with a panic, even for sync-only engines
-        async_stack = max(_DEFAULT_ASYNC_STACK, round_up(max_wasm_stack + (1 << 20)))
-        if not _set_async_stack_size(config, async_stack) and max_wasm_stack > _DEFAULT_ASYNC_STACK:
+        async_stack = max(DEFAULT_ASYNC_STACK, round_up(max_wasm_stack + (1 << 20)))
+        if not set_async_stack_size(config, async_stack) and max_wasm_stack > DEFAULT_ASYNC_STACK:
             raise UsageError(  # pragma: no cover - a wasmtime without async support
-                f"max_wasm_stack can be at most {_DEFAULT_ASYNC_STACK} bytes with this wasmtime, "
+                f"max_wasm_stack can be at most {DEFAULT_ASYNC_STACK} bytes with this wasmtime, "
                 f"got {max_wasm_stack}"
             )
         config.max_wasm_stack = max_wasm_stack
         config.cranelift_opt_level = "speed"
         if pooling is None:
             pooling = os.environ.get("PEERBOX_POOLING", "1") != "0" and address_space_unlimited()
-        self.pooling = bool(pooling) and configure_pooling(config, max_concurrent_runs)
+        self.pooling = bool(pooling) and configure_pooling(
+            config, max_concurrent_runs, max_table_elements=MAX_TABLE_SIZE, keep_resident=KEEP_RESIDENT)
         self._slots = threading.BoundedSemaphore(max_concurrent_runs)
         self.max_wasm_stack = max_wasm_stack
         self.metered = bool(metered)
@@ -249,7 +203,7 @@ class Sandbox:
         self._rt_module: wasmtime.Module | None = None
         self._rt_module_ptr: Any = None
         self._rt_table_min = 0
-        i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()
+        i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()  # the host functions' types
         self._ty_fmt = wasmtime.FuncType([f64, i32], [i32])
         self._ty_parse = wasmtime.FuncType([i32, i32, i32], [i32])
         self._ty_pow = wasmtime.FuncType([f64, f64], [f64])
@@ -332,7 +286,7 @@ class Sandbox:
             if self._rt_module is None:
                 sha = self.engine_id
                 assert self._rt_bytes is not None
-                name = f"{_RT_CACHE_PREFIX}{sha}-{wasmtime.__name__}{_wasmtime_version()}"
+                name = f"{_RT_CACHE_PREFIX}{sha}-{wasmtime.__name__}{wasmtime_version()}"
                 module = None
                 blob = self.disk.load_blob(name)
                 if blob is not None:
@@ -341,36 +295,25 @@ class Sandbox:
                     except wasmtime.WasmtimeError:
                         self.disk.remove(name)
                 if module is None:
-                    try:
+                    with map_exceptions(RT_ERRORS):
                         module = wasmtime.Module(self._engine, self._rt_bytes)
-                    except wasmtime.WasmtimeError as exc:
-                        raise Error(
-                            f"the guest runtime rt.wasm does not compile (a bug in peerbox): {exc}"
-                        ) from None
                     self.disk.save_blob(name, bytes(module.serialize()))
                 self._rt_table_min = _table_import_min(module)
                 self._rt_module = module
                 self._rt_module_ptr = module.ptr()
         return self._rt_module_ptr
 
-    def _linker(self) -> Any:
+    def _linker(self) -> RawLinker:
         """This thread's Linker (host functions defined once per thread)."""
-        linker = getattr(self._tls, "linker", None)
+        linker: RawLinker | None = getattr(self._tls, "linker", None)
         if linker is None:
-            linker = wasmtime.Linker(self._engine)
-            linker.allow_shadowing = True
-            linker.define_func("peerbox_rt", "fmt_f64", self._ty_fmt, _fmt_f64, access_caller=True)
-            linker.define_func("peerbox_rt", "parse_f64", self._ty_parse, _parse_f64, access_caller=True)
-            linker.define_func("peerbox_rt", "pow_f64", self._ty_pow, _pow_f64)
-            callback = _host_call_callback(self._tls)
-            self._tls.host_callback = callback  # the ctypes thunk must live as long as the linker
-            err = _define_unchecked(linker.ptr(), b"peerbox", 7, b"call", 4, self._ty_call.ptr(), callback,
-                                    None, _NO_FINALIZER)
-            if err:
-                raise wasmtime.WasmtimeError._from_ptr(err)
+            linker = RawLinker(self._engine)
+            linker.define_func("peerbox_rt", "fmt_f64", self._ty_fmt, fmt_f64, access_caller=True)
+            linker.define_func("peerbox_rt", "parse_f64", self._ty_parse, parse_f64, access_caller=True)
+            linker.define_func("peerbox_rt", "pow_f64", self._ty_pow, pow_f64)
+            linker.define_host_call(b"peerbox", b"call", self._ty_call, host_call_handler(self._tls))
             self._tls.linker = linker
-            self._tls.linker_ptr = linker.ptr()
-        return self._tls.linker_ptr
+        return linker
 
     # -- compiling ------------------------------------------------------------
 
@@ -381,17 +324,15 @@ class Sandbox:
         not assemble or validate is a bug in peerbox.
         """
         self._check_open()
-        try:
+        with map_exceptions(COMPILE_ERRORS):
             return wasmtime.Module(self._engine, wat)
-        except wasmtime.WasmtimeError as exc:
-            raise Error(f"the compiler produced an invalid module (a bug in peerbox): {exc}") from None
 
     def deserialize(self, data: bytes) -> wasmtime.Module | None:
         """A Module from ``Module.serialize()`` bytes, or None if incompatible."""
         self._check_open()
         try:
             return wasmtime.Module.deserialize(self._engine, data)
-        except wasmtime.WasmtimeError:
+        except wasmtime.WasmtimeError:  # another wasmtime's or engine's bytes: compile afresh
             return None
 
     def prepare(self, module: wasmtime.Module) -> ScriptModule:
@@ -480,14 +421,14 @@ class Sandbox:
         linker = self._linker()
         if fuel is not None and not self.metered:
             raise UsageError("this Sandbox does not meter fuel: run fuel-limited programs in metered_twin()")
-        budget = _UNLIMITED_FUEL if fuel is None else fuel
+        budget = UNLIMITED_FUEL if fuel is None else fuel
         slots = self._slots
         if not slots.acquire(blocking=False):  # all slots busy: the wait does not count against the timeout
             waited = time.monotonic()
             slots.acquire()
             started += time.monotonic() - waited
         outer = getattr(self._tls, "run", None)  # a run may start another from a host call
-        self._tls.run = _RunState(host)
+        state = self._tls.run = RunState(host)
         clock = self._clock if timeout is not None else None
         try:
             deadline_at = None
@@ -495,9 +436,10 @@ class Sandbox:
                 clock.begin()  # raises UsageError if closed meanwhile
                 deadline_at = started + timeout
             try:
-                data, left, peak = self._run_in_fresh_store(script, input_cbor, linker, rt_ptr, budget,
-                                                            deadline_at, timeout=timeout, memory=memory,
-                                                            fuel=fuel)
+                data, left, peak = run_in_fresh_store(
+                    self._engine_ptr, linker, rt_ptr, script, input_cbor, metered=self.metered, budget=budget,
+                    deadline_at=deadline_at, state=state,
+                    limits=RunLimits(timeout, memory, fuel, self.max_wasm_stack))
             finally:
                 if deadline_at is not None and clock is not None:
                     clock.end()
@@ -520,132 +462,12 @@ class Sandbox:
             log=result.get("log", []),
         )
 
-    def _run_in_fresh_store(
-        self,
-        script: ScriptModule,
-        input_cbor: bytes,
-        linker: Any,
-        rt_ptr: Any,
-        budget: int,
-        deadline_at: float | None,
-        *,
-        timeout: float | None,
-        memory: int,
-        fuel: int | None,
-    ) -> tuple[bytes, int, int]:
-        """Instantiate rt and the script in a new Store, call ``main``; (output, fuel left, memory size)."""
-        store = _store_new(self._engine_ptr, None, _NO_FINALIZER)
-        try:
-            ctx = _store_context(store)
-            rt = None
-            try:
-                _store_limiter(store, memory, -1, -1, -1, -1)
-                if self.metered:
-                    _raise_for(_set_fuel(ctx, budget), None)
-                _set_epoch_deadline(ctx, _deadline_ticks(deadline_at))
-                table = _f.wasmtime_table_t()
-                ttype = script._table_type.ptr()
-                _raise_for(_table_new(ctx, ttype, byref(_NULL_FUNCREF), byref(table)), None)
-                item = _Extern(_EXTERN_TABLE, _ExternUnion(table=table))
-                _raise_for(_linker_define(linker, ctx, _ENV, 3, _TABLE, len(_TABLE), byref(item)), None)
-                trap = _TrapPtr()
-                inst = _Instance()
-                _raise_for(_linker_instantiate(linker, ctx, rt_ptr, byref(inst), byref(trap)), trap)
-                rt = inst
-                _raise_for(_linker_define_instance(linker, ctx, _RT, 2, byref(rt)), None)
-                sinst = _Instance()
-                mod = script._module_ptr
-                _raise_for(_linker_instantiate(linker, ctx, mod, byref(sinst), byref(trap)), trap)
-                mem = _export(ctx, rt, b"memory", _EXTERN_MEMORY).of.memory
-                n = len(input_cbor)
-                ptr = _call_i32(ctx, _export(ctx, rt, b"rt_alloc", _EXTERN_FUNC), n) & 0xFFFFFFFF
-                base, size = _memory_span(ctx, mem)
-                if ptr == 0 or ptr + n > size:
-                    raise Error(f"rt_alloc({n}) returned {ptr}, outside guest memory (a bug in peerbox)")
-                _memmove(base + ptr, input_cbor, n)
-                out = _call_i32_releasing(ctx, _export(ctx, sinst, b"main", _EXTERN_FUNC), ptr, n)
-                data = _read_block(ctx, mem, out, "main")
-                left = ctypes.c_uint64()
-                if self.metered:
-                    _raise_for(_get_fuel(ctx, byref(left)), None)
-                return data, int(left.value), _memory_span(ctx, mem)[1]
-            except (_GuestTrap, wasmtime.WasmtimeError) as exc:
-                raise self._translate(exc, ctx, rt, timeout=timeout, memory=memory, fuel=fuel) from None
-        finally:
-            _store_delete(store)
 
-    def _translate(
-        self,
-        exc: _GuestTrap | wasmtime.WasmtimeError,
-        ctx: Any,
-        rt: Any,
-        *,
-        timeout: float | None,
-        memory: int,
-        fuel: int | None,
-    ) -> Error:
-        """The ONE place where wasmtime traps and errors become peerbox errors."""
-        maybe_raise_last_exn()  # a KeyboardInterrupt caught by wasmtime-py's trampoline
-        state: _RunState | None = getattr(self._tls, "run", None)
-        code = exc.trap_code if isinstance(exc, _GuestTrap) else None
-        text = str(exc)
-        fault = 0
-        log: list[str] = []
-        if rt is not None:
-            if self.metered:
-                _raise_for(_set_fuel(ctx, _SALVAGE_FUEL), None)
-            # rt_fault and rt_log_out are short and keep the GIL; with a timed run the
-            # native clock still ticks, so even a broken rt could not hold it for long
-            _set_epoch_deadline(ctx, _SALVAGE_TICKS if timeout is not None else _NO_DEADLINE)
-            try:
-                fault = _call_i32(ctx, _export(ctx, rt, b"rt_fault", _EXTERN_FUNC))
-            except (_GuestTrap, wasmtime.WasmtimeError, Error):
-                fault = 0
-            try:
-                out = _call_i32(ctx, _export(ctx, rt, b"rt_log_out", _EXTERN_FUNC))
-                mem = _export(ctx, rt, b"memory", _EXTERN_MEMORY).of.memory
-                log = decode_log(_read_block(ctx, mem, out, "rt_log_out"))
-            except (_GuestTrap, wasmtime.WasmtimeError, Error):
-                log = []
-        if state is not None and state.trap is not None:  # the real cause, not rt's host_stop
-            code, text = state.trap.trap_code, str(state.trap)
-        if fault == 2 and state is not None and state.stop is not None:
-            stop = state.stop
-            if isinstance(stop, LimitExceeded):
-                stop.log = log
-            return stop
-        if code == _TRAP.OUT_OF_FUEL:
-            return LimitExceeded("fuel", f"script ran out of fuel (limit: {fuel} units)", log=log)
-        if code == _TRAP.INTERRUPT:
-            return LimitExceeded("timeout", f"script exceeded its {timeout} s timeout", log=log)
-        if code == _TRAP.STACK_OVERFLOW:
-            return LimitExceeded(
-                "stack",
-                f"script exceeded the wasm stack limit ({self.max_wasm_stack} bytes): runaway recursion?",
-                log=log,
-            )
-        if fault == 1 or (code is None and "exceeds memory limits" in text):
-            return LimitExceeded("memory", f"script exceeded its memory limit ({memory} bytes)", log=log)
-        return Error(f"internal error: the sandbox trapped unexpectedly (a bug in peerbox): {text.strip()}")
-
-
-def _deadline_ticks(deadline_at: float | None) -> int:
-    """Epoch ticks from now to ``deadline_at``, plus one (a run never ends early).
-
-    The trap at the deadline is wasmtime's own, decided in native code when
-    the native clock ticks: no Python callback (which would need the GIL, and
-    next to busy Python threads getting it takes tens of milliseconds, each
-    time) runs between a run's start and its end. A tick the timer loses on
-    an overloaded machine delays the end by that tick.
-    """
-    if deadline_at is None:
-        return _NO_DEADLINE
-    return max(1, math.ceil((deadline_at - time.monotonic()) / EPOCH_TICK) + 1)
-
-
-def _wasmtime_version() -> str:
-    try:
-        return importlib.metadata.version("wasmtime")
-    except Exception:  # pragma: no cover
-        return "unknown"
-
+def _table_import_min(module: wasmtime.Module) -> int:
+    """The minimum size of the function table ``module`` imports as ``env.__indirect_function_table``."""
+    for imp in module.imports:
+        if imp.module == "env" and imp.name == "__indirect_function_table":
+            ty = imp.type
+            if isinstance(ty, wasmtime.TableType):
+                return int(ty.limits.min)
+    return 0

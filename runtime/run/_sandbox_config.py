@@ -1,4 +1,4 @@
-"""A Sandbox's options: their ranges, their validation, and the Engine configuration they make.
+"""A Sandbox's options and run limits: their ranges and their validation.
 
 wasmtime's C API turns an Engine configuration it refuses into a Rust panic
 that aborts the process, and takes run limits as raw C integers (a negative
@@ -11,15 +11,12 @@ from __future__ import annotations
 import math
 import os
 
-import wasmtime
-from wasmtime import _bindings as _c
-
 from .._errors import UsageError
 
 __all__ = [
     "MIN_WASM_STACK", "MAX_WASM_STACK", "MAX_MEMORY", "MAX_FUEL", "MAX_TIMEOUT", "MAX_CONCURRENT_RUNS",
-    "MAX_TABLE_SIZE", "check_options", "check_run_limits", "round_up", "address_space_unlimited",
-    "configure_pooling",
+    "MAX_TABLE_SIZE", "DEFAULT_ASYNC_STACK", "KEEP_RESIDENT", "check_options", "check_run_limits", "round_up",
+    "address_space_unlimited",
 ]
 
 #: Smallest and largest ``max_wasm_stack`` a Sandbox accepts (bytes).
@@ -27,7 +24,7 @@ MIN_WASM_STACK = 64 << 10
 MAX_WASM_STACK = 64 << 20
 #: wasmtime's own default ``async_stack_size``: the most a wasmtime without the
 #: C function to raise it can honour.
-_DEFAULT_ASYNC_STACK = 2 << 20
+DEFAULT_ASYNC_STACK = 2 << 20
 #: Largest memory limit a run may have: wasm32 cannot address more.
 MAX_MEMORY = 4 << 30
 #: Largest fuel budget and epoch deadline (ticks) a run may have.
@@ -37,7 +34,7 @@ MAX_TIMEOUT = 24 * 3600.0
 #: Most runs one Sandbox may execute at the same time.
 MAX_CONCURRENT_RUNS = 4096
 #: Bytes of each pooled linear memory kept resident (reset with memset) between runs.
-_KEEP_RESIDENT = 1 << 20
+KEEP_RESIDENT = 1 << 20
 #: Largest function table a script may need (64 + its closures).
 MAX_TABLE_SIZE = 1 << 16
 
@@ -107,27 +104,3 @@ def address_space_unlimited() -> bool:
         return soft == resource.RLIM_INFINITY
     except (ImportError, OSError, ValueError):  # pragma: no cover - not on Linux
         return False
-
-
-def configure_pooling(config: wasmtime.Config, slots: int) -> bool:
-    """Switch ``config`` to the pooling allocator with ``slots`` runs' worth of slots."""
-    try:
-        pc = _c.wasmtime_pooling_allocation_config_new()
-        try:
-            _c.wasmtime_pooling_allocation_config_total_memories_set(pc, slots)
-            _c.wasmtime_pooling_allocation_config_total_tables_set(pc, slots)
-            _c.wasmtime_pooling_allocation_config_total_core_instances_set(pc, 2 * slots)
-            _c.wasmtime_pooling_allocation_config_max_memory_size_set(pc, 4 << 30)
-            _c.wasmtime_pooling_allocation_config_table_elements_set(pc, MAX_TABLE_SIZE)
-            _c.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pc, _KEEP_RESIDENT)
-            _c.wasmtime_pooling_allocation_config_table_keep_resident_set(pc, 1 << 16)
-            _c.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, min(slots, 16))
-            # no async stacks: peerbox never runs guests asynchronously, and each would reserve
-            # async_stack_size (max_wasm_stack + 1 MiB) of address space
-            _c.wasmtime_pooling_allocation_config_total_stacks_set(pc, 0)
-            _c.wasmtime_pooling_allocation_strategy_set(config.ptr(), pc)
-        finally:
-            _c.wasmtime_pooling_allocation_config_delete(pc)
-    except (AttributeError, OSError):  # pragma: no cover - a wasmtime without the pooling C API
-        return False
-    return True
