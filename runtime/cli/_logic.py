@@ -36,6 +36,7 @@ from typing import Any
 from .. import net
 from .._errors import UsageError
 from ..peer import HEAD_KEY, Directory, PeerLogic, PeerStore, Version
+from ..trust import exit_code, outcome_of
 from ..wire import Reply
 from ._peers import add_root_argument
 from ._send import _client_failure, _read, add_remote_arguments
@@ -348,8 +349,7 @@ def _remote(args: argparse.Namespace, op: str, module: str = "", source: str = "
         return reply
     error = dict(reply.error or {})
     kind, message = str(error.get("kind", "error")), str(error.get("message", ""))
-    code = {"denied": 6, "compile_error": 3, "breaks_dependent": 3, "not_found": 2,
-            "history_mismatch": 8}.get(kind, 4)
+    code = exit_code(outcome_of(False, kind, logic=True), kind, via="push")
     if code == 6:
         rule = error.get("rule")
         sys.stderr.write(f"denied by {entry.name}: {message}" + (f" (rule {rule})" if rule else "") + "\n")

@@ -164,8 +164,7 @@ def _cmd_handle(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     sys.stderr.write(f"{handled.outcome}" + (f": {handled.error['message']}" if handled.error else "") + "\n")
-    refused = logic and (handled.error or {}).get("kind") in ("compile_error", "breaks_dependent")
-    return {"ok": 0, "script_error": 3 if refused else 4, "limit": 5, "denied": 6}.get(handled.outcome, 2)
+    return trust.exit_code(handled.outcome, handled.kind, via="handle", logic=logic)
 
 
 def _is_logic_request(data: bytes) -> bool:

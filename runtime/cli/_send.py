@@ -28,6 +28,7 @@ from typing import Any
 from .. import net, run
 from .._errors import UsageError
 from ..peer import Directory, PeerStore
+from ..trust import exit_code, outcome_of
 from ..wire import Reply
 from ._args import ArgError, Parser, params_from_args
 from ._input import MAX_SCRIPT_BYTES, read_input
@@ -101,17 +102,10 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def reply_exit_code(reply: Reply) -> int:
-    """The exit code of a verified reply: 0 ok, 6 denied, 5 limit, 3 compile error, 4 other script errors."""
-    if reply.ok:
-        return 0
-    kind = str((reply.error or {}).get("kind", ""))
-    if kind == "denied":
-        return 6
-    if kind.startswith("limit"):
-        return 5
-    if kind == "compile_error":
-        return 3
-    return 4
+    """The exit code of a verified reply: 0 ok, 6 denied, 5 limit, 3 compile error, 4 other script errors
+    (:func:`peerbox.trust.exit_code`)."""
+    kind = None if reply.ok else str((reply.error or {}).get("kind", ""))
+    return exit_code(outcome_of(reply.ok, kind), kind, via="send")
 
 
 def _emit_json(doc: object) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -26,12 +27,16 @@ import trio
 
 from ._client import H2Transport, TransportError
 from ..wire import decode1
-from ..trust import Handled
+from ..trust import Handled, Outcome, Usage, outcome_of
 from ._h2server import HttpRequest, HttpResponse, ServerLimits
 from ..peer import PeerStore
-from ._worker import RETRY_LATER, Endpoints, usage_fuel, error_response, parse_listen, serve_app, tls_context
+from ._worker import RETRY_LATER, Endpoints, error_response, parse_listen, serve_app, tls_context
 
 __all__ = ["Router", "serve_isolated", "run_isolated"]
+
+#: The action a forwarded reply's host-call denial names (``fs.read of '...' is not allowed``): the
+#: router sees only the child's signed reply, so this is the one place an action is read from a message.
+_HOST_ACTION = re.compile(r"^([a-z]+(?:\.[a-z]+)*) of '")
 
 @dataclass(eq=False)
 class _Child:
@@ -110,24 +115,35 @@ class Router(Endpoints):
             self.metrics.requests["busy"] += 1
             return
         try:
-            if status in (200, 403):
-                payload = decode1(body).payload
-                err = payload.get("error") if isinstance(payload.get("error"), dict) else None
-                kind = str(err.get("kind", "")) if err else ""
-                outcome_ = ("ok" if payload.get("ok") is True else "denied" if status == 403
-                            else "limit" if kind.startswith("limit") else "script_error")
-                handled = Handled(outcome=outcome_, body=body, error=err)
-            else:
-                err = cbor2.loads(body).get("error")
-                handled = Handled(outcome="rejected", body=body, error=err if isinstance(err, dict) else None)
+            handled = _forwarded(status, body)
         except Exception:  # an answer we cannot read is still forwarded; count it apart
             self.metrics.requests["unreadable"] += 1
             return
-        self.metrics.record(handled)
-        self.metrics.seconds.observe(seconds)
-        fuel = usage_fuel(handled)
-        if fuel is not None:
-            self.metrics.fuel.observe(fuel)
+        self.metrics.answered(handled, seconds)
+
+
+def _forwarded(status: int, body: bytes) -> Handled:
+    """A child's answer as the :class:`Handled` its own worker counted (outcome, usage, denied action).
+
+    The child signed it, so cbor2's fast decoder is enough: this is
+    bookkeeping, not verification. Raises what decoding raises.
+    """
+    if status not in (200, 403):
+        err = cbor2.loads(body).get("error")
+        return Handled(outcome=Outcome.REJECTED, body=body, error=err if isinstance(err, dict) else None)
+    payload = decode1(body).payload
+    err = payload.get("error") if isinstance(payload.get("error"), dict) else None
+    kind = str(err.get("kind", "")) if err else ""
+    if status == 403:
+        return Handled(outcome=Outcome.DENIED, body=body, error=err, denied_action="exec")
+    outcome = outcome_of(payload.get("ok") is True, kind)
+    action = None
+    if kind == "denied":  # 200, not 403: a run that ended on a host call the policy refused
+        outcome = Outcome.SCRIPT_ERROR
+        m = _HOST_ACTION.match(str((err or {}).get("message", "")))
+        action = m.group(1) if m else "host_call"
+    return Handled(outcome=outcome, body=body, error=err, usage=Usage.from_map(payload.get("usage")),
+                   denied_action=action)
 
 
 def _child_command(root: str, child: _Child, max_runs: int | None) -> list[str]:

@@ -55,16 +55,13 @@ import dataclasses
 import functools
 import json
 import os
-import re
 import signal
 import ssl
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-import cbor2
 import outcome
 import trio
 
@@ -74,8 +71,9 @@ from ..wire import EnvelopeError
 from ..wire import cbor_dumps
 from ..peer import Contexts
 from ..wire import Request
-from ..trust import Admitted, ExecHandler, Handled
+from ..trust import Admitted, ExecHandler, Handled, Outcome
 from .._errors import Error, UsageError
+from ._metrics import Metrics
 from ._h2server import App, HttpRequest, HttpResponse, ServerLimits, serve
 from ._runpool import RUN_STACK_SIZE, RunPool
 from ._preauth import PreAuth
@@ -85,7 +83,6 @@ from ..trust import LogicAdmitted, LogicRequest
 __all__ = [
     "Endpoints",
     "RETRY_LATER",
-    "usage_fuel",
     "Worker",
     "RunPool",
     "Metrics",
@@ -107,9 +104,6 @@ MAX_BODY = 1 << 20
 
 _REJECTED_STATUS = {"bad_signature": 401, "bad_key": 401, "replay": 409, "too_large": 413,
                     "wrong_target": 404}
-_FUEL_BUCKETS = (1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9)
-_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_HOST_ACTION = re.compile(r"^([a-z]+(?:\.[a-z]+)*) of '")
 #: The header of a 503 that a client may retry a second later.
 RETRY_LATER = (("retry-after", "1"),)
 
@@ -121,12 +115,11 @@ def status_for(handled: Handled) -> int:
     (a signed denial), ``rejected`` by kind: ``bad_signature``/``bad_key``
     401, ``replay`` 409, ``too_large`` 413, ``wrong_target`` 404, else 400.
     """
-    if handled.outcome in ("ok", "script_error", "limit"):
-        return 200
-    if handled.outcome == "denied":
+    if handled.outcome is Outcome.DENIED:
         return 403
-    kind = (handled.error or {}).get("kind", "")
-    return _REJECTED_STATUS.get(str(kind), 400)
+    if handled.outcome.signed:
+        return 200
+    return _REJECTED_STATUS.get(handled.kind or "", 400)
 
 
 def error_response(status: int, kind: str, message: str,
@@ -146,101 +139,6 @@ def _header(req: HttpRequest, name: str) -> str | None:
 def _is_cose(req: HttpRequest) -> bool:
     value = _header(req, "content-type")
     return value is not None and value.split(";", 1)[0].strip().lower() == COSE
-
-
-# ------------------------------------------------------------------ metrics
-
-
-class _Histogram:
-    def __init__(self, buckets: Sequence[float]) -> None:
-        self.buckets = tuple(buckets)
-        self.counts = [0] * len(self.buckets)
-        self.count = 0
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.count += 1
-        self.sum += value
-        for i, b in enumerate(self.buckets):
-            if value <= b:
-                self.counts[i] += 1
-
-    def render(self, name: str) -> list[str]:
-        out = [f"# TYPE {name} histogram"]
-        for b, c in zip(self.buckets, self.counts):
-            out.append(f'{name}_bucket{{le="{_fmt(b)}"}} {c}')
-        out.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
-        out.append(f"{name}_sum {_fmt(self.sum)}")
-        out.append(f"{name}_count {self.count}")
-        return out
-
-
-def _fmt(x: float) -> str:
-    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
-        return str(int(x))
-    return repr(float(x))
-
-
-class Metrics:
-    """Prometheus counters of one worker (updated on the trio thread only)."""
-
-    def __init__(self) -> None:
-        self.requests: Counter[str] = Counter()
-        self.denials: Counter[str] = Counter()
-        self.rejections: Counter[str] = Counter()
-        self.fuel = _Histogram(_FUEL_BUCKETS)
-        self.seconds = _Histogram(_SECONDS_BUCKETS)
-        self.in_flight = 0
-        self.queued = 0
-
-    def record(self, handled: Handled) -> None:
-        """Count one answered request by outcome, denial action and rejection kind."""
-        self.requests[handled.outcome] += 1
-        err = handled.error or {}
-        if handled.outcome == "denied":
-            self.denials["exec"] += 1
-        elif err.get("kind") == "denied":  # a host call the policy refused, inside the run
-            m = _HOST_ACTION.match(str(err.get("message", "")))
-            self.denials[m.group(1) if m else "host_call"] += 1
-        elif handled.outcome == "rejected":
-            self.rejections[str(err.get("kind", "unknown"))] += 1
-
-    def render(self) -> str:
-        """The text exposition format (version 0.0.4)."""
-        lines = ["# HELP peerbox_requests_total Exec requests answered, by outcome.",
-                 "# TYPE peerbox_requests_total counter"]
-        lines += [f'peerbox_requests_total{{outcome="{k}"}} {v}' for k, v in sorted(self.requests.items())]
-        lines += ["# HELP peerbox_denials_total Policy denials, by action.",
-                  "# TYPE peerbox_denials_total counter"]
-        lines += [f'peerbox_denials_total{{action="{k}"}} {v}' for k, v in sorted(self.denials.items())]
-        lines += ["# HELP peerbox_rejections_total Envelopes refused before authentication, by kind.",
-                  "# TYPE peerbox_rejections_total counter"]
-        lines += [f'peerbox_rejections_total{{kind="{k}"}} {v}' for k, v in sorted(self.rejections.items())]
-        lines += ["# HELP peerbox_run_fuel Fuel used by script runs."] + self.fuel.render("peerbox_run_fuel")
-        lines += ["# HELP peerbox_run_seconds Wall time of handled requests on worker threads."]
-        lines += self.seconds.render("peerbox_run_seconds")
-        lines += ["# HELP peerbox_runs_in_flight Runs executing now.", "# TYPE peerbox_runs_in_flight gauge",
-                  f"peerbox_runs_in_flight {self.in_flight}",
-                  "# HELP peerbox_runs_queued Runs waiting for a slot.", "# TYPE peerbox_runs_queued gauge",
-                  f"peerbox_runs_queued {self.queued}"]
-        return "\n".join(lines) + "\n"
-
-
-def usage_fuel(handled: Handled) -> int | None:
-    """The fuel a reply to a run reports (``None`` for denials and unsigned answers: nothing ran).
-
-    The reply was signed by us (or a child worker of ours), so cbor2's fast
-    decoder is enough here: this is bookkeeping, not verification.
-    """
-    if handled.outcome not in ("ok", "script_error", "limit"):
-        return None
-    try:
-        outer = cbor2.loads(handled.body)
-        payload = cbor2.loads(outer.value[2])
-        fuel = payload["usage"]["fuel"]
-        return fuel if type(fuel) is int else None
-    except Exception:
-        return None
 
 
 # ------------------------------------------------------------------ the apps
@@ -298,12 +196,13 @@ class Endpoints:
         try:
             envelope: Request | LogicRequest = await self.preauth.open(req.body, path)
         except EnvelopeError as exc:
-            rejected = Handled(outcome="rejected", body=b"", error={"kind": exc.kind, "message": exc.message})
+            rejected = Handled(outcome=Outcome.REJECTED, body=b"",
+                               error={"kind": exc.kind, "message": exc.message})
             self.metrics.record(rejected)
             return dataclasses.replace(error_response(status_for(rejected), exc.kind, exc.message),
                                        preauth_failure=True)
         if not self.hosts(envelope.target):
-            self.metrics.record(Handled(outcome="rejected", body=b"", error={"kind": "wrong_target"}))
+            self.metrics.record(Handled(outcome=Outcome.REJECTED, body=b"", error={"kind": "wrong_target"}))
             return dataclasses.replace(error_response(
                 404, "wrong_target", f"this worker does not host {did_from_public_key(envelope.target)}"),
                 preauth_failure=True)
@@ -467,23 +366,20 @@ class Worker(Endpoints):
         self._gauges()
         handler = self.handler(name)
 
-        def job() -> tuple[Handled, float, int | None]:
+        def job() -> tuple[Handled, float]:
             start = time.perf_counter()
             handled = handler.run(admitted)
-            return handled, check_seconds + time.perf_counter() - start, usage_fuel(handled)
+            return handled, check_seconds + time.perf_counter() - start
 
-        def done(res: outcome.Outcome[tuple[Handled, float, int | None]]) -> None:
+        def done(res: outcome.Outcome[tuple[Handled, float]]) -> None:
             self._release(ticket)
             if isinstance(res, outcome.Value):
-                handled, seconds, fuel = res.value
-                self._account(handled, seconds)
-                if fuel is not None:
-                    self.metrics.fuel.observe(fuel)
+                self.metrics.answered(*res.value)  # the run's fuel too
             else:
                 self.metrics.requests["internal_error"] += 1
 
         try:
-            handled, _, _ = await pool.run(job, done)
+            handled, _ = await pool.run(job, done)
         except Exception as exc:  # a bug (run answers every peerbox.Error with a signed reply)
             print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr)
             return error_response(500, "internal", "the worker failed to handle the request")
@@ -498,6 +394,7 @@ class Worker(Endpoints):
         self._gauges()
 
     def _account(self, handled: Handled, seconds: float) -> None:
+        """Count an answer given without a run (refused, denied, a logic read) and its check time."""
         self.metrics.record(handled)
         self.metrics.seconds.observe(seconds)
 

@@ -8,7 +8,9 @@ In the order a request is handled::
                   (``run``); a ``peerbox/logic`` request goes to:
     _logic_push   ``peerbox/logic`` requests: their format, ``logic.read``/``logic.write``
                   decisions, installing a module; answered like exec requests
-    _handled      ``Handled``: what handling a request came to (outcome, body)
+    _handled      ``Handled``: what handling a request came to (outcome, body, usage, denied action)
+    _outcome      ``Outcome``, the error kinds, ``Usage``; ``outcome_of`` a reply, and ``exit_code``:
+                  the one table from an outcome to the exit code of a command
 
 Below: :mod:`peerbox.peer`, :mod:`peerbox.run`, :mod:`peerbox.wire`, :mod:`peerbox.policy`.
 Above: :mod:`peerbox.net` (the HTTP/2 worker) and :mod:`peerbox.cli` (``peerbox handle``).
@@ -25,9 +27,11 @@ if TYPE_CHECKING:
     from ._logic_push import (LogicAdmitted, LogicRequest, MAX_LOGIC_REQUEST, TYP_LOGIC, make_logic_request,
         open_logic_request, verify_logic_request)
     from ._handled import Handled
+    from ._outcome import LIMIT_KINDS, LimitKind, Outcome, Usage, exit_code, outcome_of
 
 __all__ = ["Admitted", "ExecHandler", "NONCE_FILE", "LogicAdmitted", "LogicRequest", "MAX_LOGIC_REQUEST",
-           "TYP_LOGIC", "make_logic_request", "open_logic_request", "verify_logic_request", "Handled"]
+           "TYP_LOGIC", "make_logic_request", "open_logic_request", "verify_logic_request", "Handled",
+           "Outcome", "Usage", "LimitKind", "LIMIT_KINDS", "outcome_of", "exit_code"]
 
 __getattr__, __dir__ = attach(__name__, {
     "Admitted": "._exec",
@@ -41,4 +45,10 @@ __getattr__, __dir__ = attach(__name__, {
     "open_logic_request": "._logic_push",
     "verify_logic_request": "._logic_push",
     "Handled": "._handled",
+    "Outcome": "._outcome",
+    "Usage": "._outcome",
+    "LimitKind": "._outcome",
+    "LIMIT_KINDS": "._outcome",
+    "outcome_of": "._outcome",
+    "exit_code": "._outcome",
 })

@@ -42,6 +42,7 @@ from ..policy import Grant, GrantSet, Policy, PolicyCache, PolicyLimits, compile
 from ..policy import Request as PolicyRequest
 from ..wasm_guests.lang import CompileError
 from ._handled import Handled
+from ._outcome import Outcome, Usage
 from ._logic_push import LogicAdmitted, check_logic, run_logic
 
 __all__ = ["Handled", "Admitted", "ExecHandler", "NONCE_FILE"]
@@ -205,10 +206,13 @@ class ExecHandler:
         req, now, policy, grants = admitted.req, admitted.now, admitted.policy, admitted.grants
         caller_did, caller_name = admitted.caller_did, admitted.caller_name
 
+        refused: list[str] = []  # the actions of host calls the policy refused, in order
+
         def authorize(action: str, path: str) -> None:
             d = policy.decide(PolicyRequest(caller_did, caller_name, action, path, self.owner_did, now),
                               grants)
             if not d:
+                refused.append(action)
                 raise HostCallError("denied", f"{action} of '{path}' is not allowed: {d.reason}")
 
         def may_import(name: str) -> bool:
@@ -230,33 +234,36 @@ class ExecHandler:
             res = self.ctx.run(program, dict(req.params or {}), limits=limits, caller=caller,
                                authorize=authorize)
         except CompileError as exc:  # over a compile budget too (CompileLimitExceeded, named in the message)
-            return self._failed(req, now, "script_error", {"kind": "compile_error", "message": str(exc),
-                                                          "line": exc.line}, [], start)
+            return self._failed(req, now, Outcome.SCRIPT_ERROR, {"kind": "compile_error", "message": str(exc),
+                                                                 "line": exc.line}, [], start)
         except ScriptError as exc:
             err: dict[str, Any] = {"kind": exc.kind, "message": exc.message}
             if exc.line:
                 err["line"] = exc.line
-            return self._failed(req, now, "script_error", err, list(exc.log), start)
+            # a script that ends on a refused host call counts as a denial of that call's action
+            action = (refused[-1] if refused else "host_call") if exc.kind == "denied" else None
+            return self._failed(req, now, Outcome.SCRIPT_ERROR, err, list(exc.log), start,
+                                denied_action=action)
         except LimitExceeded as exc:
             message = str(exc)
             if exc.limit == "timeout" and timeout is not None:  # the caller's timeout, not what was left
                 message = f"script exceeded its {timeout} s timeout (compile and run together)"
-            return self._failed(req, now, "limit", {"kind": f"limit_{exc.limit}", "message": message},
+            return self._failed(req, now, Outcome.LIMIT, {"kind": f"limit_{exc.limit}", "message": message},
                                 exc.log, start)
         except ValueConversionError as exc:  # params the language cannot take
-            return self._failed(req, now, "script_error", {"kind": "invalid_argument", "message": str(exc)},
-                                [], start)
+            return self._failed(req, now, Outcome.SCRIPT_ERROR,
+                                {"kind": "invalid_argument", "message": str(exc)}, [], start)
         except Error as exc:
             return self._unavailable(req, now, exc, start)
         usage = _usage(res.fuel_used, start, res.peak_memory)
         try:
             body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=True,
-                              value=res.value, log=res.log, usage=usage)
+                              value=res.value, log=res.log, usage=usage.as_map())
         except EnvelopeError as exc:  # a value the reply cannot carry (e.g. a NaN key): say so, signed
-            return self._failed(req, now, "script_error", {"kind": "invalid_argument",
-                                                          "message": f"the result cannot be sent: {exc}"},
+            return self._failed(req, now, Outcome.SCRIPT_ERROR,
+                                {"kind": "invalid_argument", "message": f"the result cannot be sent: {exc}"},
                                 res.log, start)
-        return Handled(outcome="ok", body=body)
+        return Handled(outcome=Outcome.OK, body=body, usage=usage)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -305,26 +312,27 @@ class ExecHandler:
     def _deny(self, req: Request, now: int, message: str, rule: str | None) -> Handled:
         body = make_denial(self.key, request_bytes=req.data, caller=req.caller, now=now, message=message,
                            rule=rule)
-        return Handled(outcome="denied", body=body,
-                       error={"kind": "denied", "message": message, "rule": rule})
+        return Handled(outcome=Outcome.DENIED, body=body,
+                       error={"kind": "denied", "message": message, "rule": rule},
+                       denied_action="exec", rule=rule)
 
     def _unavailable(self, req: Request, now: int, exc: Error, start: float) -> Handled:
         """The signed answer when the peer itself failed (its nonce database, its storage...)."""
-        return self._failed(req, now, "script_error",
+        return self._failed(req, now, Outcome.SCRIPT_ERROR,
                             {"kind": "unavailable", "message": f"the peer cannot handle the request: {exc}"},
                             [], start)
 
-    def _failed(self, req: Request, now: int, outcome: str, error: dict[str, Any], log: list[str],
-                start: float) -> Handled:
+    def _failed(self, req: Request, now: int, outcome: Outcome, error: dict[str, Any], log: list[str],
+                start: float, *, denied_action: str | None = None) -> Handled:
+        usage = _usage(None, start)
         body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=False,
-                          error=error, log=log, usage=_usage(None, start))
-        return Handled(outcome=outcome, body=body, error=error)
+                          error=error, log=log, usage=usage.as_map())
+        return Handled(outcome=outcome, body=body, error=error, usage=usage, denied_action=denied_action)
 
 
-def _usage(fuel: int | None, start: float, peak_memory: int = 0) -> dict[str, int]:
+def _usage(fuel: int | None, start: float, peak_memory: int = 0) -> Usage:
     """What the run used: fuel (0 when unmetered), wall-clock ms, guest memory at its largest."""
-    return {"fuel": fuel or 0, "wall_ms": int((time.perf_counter() - start) * 1000),
-            "peak_memory": peak_memory}
+    return Usage(fuel=fuel or 0, wall_ms=int((time.perf_counter() - start) * 1000), peak_memory=peak_memory)
 
 
 def _limits(cap: PolicyLimits | None, requested: dict[str, Any] | None) -> Limits:

@@ -1,8 +1,10 @@
 """What handling one request came to: :class:`Handled`, the answer a transport sends.
 
 Both request handlers (exec, :mod:`._exec`; logic, :mod:`._logic_push`)
-answer with it; a transport (the worker, ``peerbox handle``) reads its
-``outcome`` to count and route, and sends its ``body``.
+answer with it; a transport (the worker, ``peerbox handle``) reads its typed
+fields — :attr:`~Handled.outcome`, :attr:`~Handled.usage`,
+:attr:`~Handled.denied_action` — to count and route, and sends its ``body``
+(which it never has to decode).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from ..wire import EnvelopeError
 from ..wire import cbor_dumps
+from ._outcome import Outcome, Usage
 
 __all__ = ["Handled"]
 
@@ -20,23 +23,38 @@ __all__ = ["Handled"]
 class Handled:
     """The answer to one request.
 
-    ``outcome``: ``ok`` (the script's value), ``script_error``, ``limit``
-    (a resource limit stopped it), ``denied`` (by policy or a capability) —
-    all signed replies — or ``rejected`` (the envelope itself was refused:
-    ``body`` is unsigned CBOR ``{error: {kind, message}}``). ``error`` is the
-    error map sent, if any.
+    ``outcome``: an :class:`~peerbox.trust._outcome.Outcome` — ``ok`` (the
+    script's value), ``script_error``, ``limit`` (a resource limit stopped
+    it), ``denied`` (by policy or a capability) — all signed replies — or
+    ``rejected`` (the envelope itself was refused: ``body`` is unsigned CBOR
+    ``{error: {kind, message}}``). ``error`` is the error map sent, if any.
+    ``usage`` is what the run used (``None`` when nothing ran: a denial, a
+    refusal). ``denied_action`` is the policy action refused: ``exec`` (or
+    ``logic.read``/``logic.write``) for a ``denied`` outcome, the host call's
+    action (``fs.read``...) for a script that ended on a host call the
+    policy refused; ``rule`` the rule that decided, if one did.
     """
 
-    outcome: str
+    outcome: Outcome
     body: bytes
     error: dict[str, Any] | None = None
+    usage: Usage | None = None
+    denied_action: str | None = None
+    rule: str | None = None
 
     @property
     def signed(self) -> bool:
-        return self.outcome != "rejected"
+        """Whether ``body`` is a reply signed by the target (all but ``rejected``)."""
+        return self.outcome.signed
+
+    @property
+    def kind(self) -> str | None:
+        """The error kind sent (``None`` for an ``ok`` answer)."""
+        kind = (self.error or {}).get("kind")
+        return None if kind is None else str(kind)
 
     @classmethod
     def rejected(cls, exc: EnvelopeError) -> Handled:
         """The unsigned answer to an envelope refused before it was authenticated."""
         error = {"kind": exc.kind, "message": exc.message}
-        return cls(outcome="rejected", body=cbor_dumps({"error": error}), error=error)
+        return cls(outcome=Outcome.REJECTED, body=cbor_dumps({"error": error}), error=error)

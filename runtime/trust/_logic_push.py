@@ -53,6 +53,7 @@ from ..wire import (VERSION, EnvelopeError, KeyPair, NonceStore, bad_field, chec
                     check_public_key, check_signer, check_typ_version, decode1, did_from_public_key,
                     make_reply, parse_addressing, preauthenticate, require_field, sign1)
 from ._handled import Handled
+from ._outcome import Outcome, Usage, outcome_of
 
 if TYPE_CHECKING:  # a type only: importing it at run time would load wasmtime for a format check
     from ..peer import PeerContext
@@ -253,8 +254,9 @@ def check_logic(handler: LogicHost, data: bytes) -> LogicAdmitted | Handled:
     except EnvelopeError as exc:
         return Handled.rejected(exc)
 
-    def answer(ok: bool, value: Any = None, error: Mapping[str, Any] | None = None) -> Handled:
-        return _answer(handler, req, now, start, ok=ok, value=value, error=error)
+    def answer(ok: bool, value: Any = None, error: Mapping[str, Any] | None = None,
+               denied_action: str | None = None) -> Handled:
+        return _answer(handler, req, now, start, ok=ok, value=value, error=error, denied_action=denied_action)
 
     try:
         check_delivery(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
@@ -272,20 +274,21 @@ def check_logic(handler: LogicHost, data: bytes) -> LogicAdmitted | Handled:
 def _decide(handler: LogicHost, req: LogicRequest, now: int,
             answer: Callable[..., Handled]) -> LogicAdmitted | Handled:
     """The policy's (and the capabilities') word on a verified logic request; the reads answered."""
+    action = "logic.write" if req.op in ("set", "remove") else "logic.read"
     try:
         may = _Rights(handler, req, now)
     except (Error, ValueError) as exc:
-        return answer(False, error={"kind": "denied", "rule": None, "message": f"capability refused: {exc}"})
+        return answer(False, error={"kind": "denied", "rule": None, "message": f"capability refused: {exc}"},
+                      denied_action=action)
     logic = PeerLogic(handler.ctx.peer, clock=handler.clock)
     if req.op == "list":
         return answer(True, value=[m.doc() for m in logic.list() if may("logic.read", m.ref.name)[0]])
     bare = (split_module_name(req.module) or (None, req.module))[1]
-    action = "logic.write" if req.op in ("set", "remove") else "logic.read"
     decision, cap = may(action, bare)
     if not decision:
         message = f"{action} of module '{req.module}' is not allowed: {decision.reason}"
-        return answer(False, error={"kind": "denied", "message": message,
-                                    "rule": str(decision.rule) if decision.rule else None})
+        rule = str(decision.rule) if decision.rule else None
+        return answer(False, error={"kind": "denied", "message": message, "rule": rule}, denied_action=action)
     try:
         if req.op == "show":
             found = logic.find(req.module)
@@ -315,8 +318,9 @@ def run_logic(handler: LogicHost, admitted: LogicAdmitted) -> Handled:
     """
     req, now, start = admitted.req, admitted.now, time.perf_counter()
 
-    def answer(ok: bool, value: Any = None, error: Mapping[str, Any] | None = None) -> Handled:
-        return _answer(handler, req, now, start, ok=ok, value=value, error=error)
+    def answer(ok: bool, value: Any = None, error: Mapping[str, Any] | None = None,
+               denied_action: str | None = None) -> Handled:
+        return _answer(handler, req, now, start, ok=ok, value=value, error=error, denied_action=denied_action)
 
     logic = PeerLogic(handler.ctx.peer, clock=handler.clock)
     try:
@@ -370,11 +374,17 @@ class _Rights:
 
 
 def _answer(handler: LogicHost, req: LogicRequest, now: int, start: float, *, ok: bool, value: Any = None,
-            error: Mapping[str, Any] | None = None) -> Handled:
+            error: Mapping[str, Any] | None = None, denied_action: str | None = None) -> Handled:
+    """The signed reply to a logic request; a denial names the action refused (``denied_action``)."""
+    usage = Usage(wall_ms=int((time.perf_counter() - start) * 1000))
     body = make_reply(handler.key, request_bytes=req.data, caller=req.caller, now=now, ok=ok, value=value,
-                      error=error, usage={"fuel": 0, "wall_ms": int((time.perf_counter() - start) * 1000),
-                                          "peak_memory": 0})
+                      error=error, usage=usage.as_map())
     if ok:
-        return Handled(outcome="ok", body=body)
-    outcome = "denied" if error and error.get("kind") == "denied" else "script_error"
-    return Handled(outcome=outcome, body=body, error=dict(error or {}))
+        return Handled(outcome=Outcome.OK, body=body, usage=usage)
+    err = dict(error or {})
+    outcome = outcome_of(False, err.get("kind"), logic=True)
+    if outcome is Outcome.DENIED:  # nothing ran: no usage to count
+        rule = err.get("rule")
+        return Handled(outcome=outcome, body=body, error=err, denied_action=denied_action or "logic.write",
+                       rule=None if rule is None else str(rule))
+    return Handled(outcome=outcome, body=body, error=err, usage=usage)
