@@ -4,7 +4,8 @@ In the order a peer is found and used::
 
     _peers       ``PeerStore``/``Peer``: ``peers/NAME`` (key, peer.toml, policy, storage paths)
     _directory   ``peers.toml``: where remote peers are reachable (name, did, URL)
-    _history     the signed, sealed version history of a peer's logic modules
+    _versions    what the history records: the installer's signed statement, the sealed entry
+    _history     the signed, sealed version history of a peer's logic modules (on disk, verified)
     _logic       ``PeerLogic``: the owner's tools to list, set, remove, roll back, verify modules
     _context     ``PeerContext``/``Contexts``: compile and run as a peer (its storage, its imports)
 
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
                          Peer, PeerError, PeerExists, PeerNotFound, PeerStore, RootNotFound)
     from ._directory import (CorruptDirectory, Directory, DirectoryError, Entry, EntryExists, InvalidEntry,
                              UnknownPeer)
-    from ._history import HistoryError, HistoryMismatch, Version, make_statement, open_statement, sha256_hex
+    from ._history import HistoryError, HistoryMismatch
+    from ._versions import Version, make_statement, open_statement, sha256_hex
     from ._logic import HEAD_KEY, LogicError, LogicRefused, PeerLogic
     from ._context import Contexts, PeerContext
 
@@ -56,10 +58,10 @@ __getattr__, __dir__ = attach(__name__, {
     "CorruptDirectory": "._directory",
     "HistoryError": "._history",
     "HistoryMismatch": "._history",
-    "Version": "._history",
-    "make_statement": "._history",
-    "open_statement": "._history",
-    "sha256_hex": "._history",
+    "Version": "._versions",
+    "make_statement": "._versions",
+    "open_statement": "._versions",
+    "sha256_hex": "._versions",
     "HEAD_KEY": "._logic",
     "LogicError": "._logic",
     "LogicRefused": "._logic",

@@ -37,8 +37,8 @@ from typing import Any
 
 from .._errors import Error, UsageError
 from .._atomic import write_atomic
-from ._history import (HISTORY_DIR, History, HistoryError, HistoryMismatch, Version, make_statement,
-                       safe_dir)
+from ._history import HISTORY_DIR, History, HistoryError, HistoryMismatch, safe_dir
+from ._versions import Version, make_statement
 from ..run import (LAYERS, MAX_MODULE_SIZE, MODULE_SUFFIX, LogicLayers, ModuleRef, read_module,
                    shared_logic_dir, split_module_name)
 from ..hostcalls import HOST_CALLS
@@ -236,7 +236,7 @@ class PeerLogic:
         ``limits`` bounds each compile of the check (a remote install passes a shorter deadline).
 
         ``statement`` is the installer's signed statement (see
-        :func:`~peerbox.peer._history.make_statement`); the caller has already
+        :func:`~peerbox.peer._versions.make_statement`); the caller has already
         decided the installer may do this (``cap``/``rule`` say why).
         ``action="remove"`` (with ``source=""``) deletes the live file instead.
         A live file that does not match the latest recorded version (edited,

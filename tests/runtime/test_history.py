@@ -1,4 +1,4 @@
-"""The signed version history of a peer's logic (runtime/_history.py) and ``PeerLogic.verify``.
+"""The signed version history of a peer's logic (peerbox.peer._history and ._versions) and ``PeerLogic.verify``.
 
 Each installed version is an entry in ``logic-history/log/<module>.jsonl``
 carrying the installer's signed statement and the peer's seal chained to the
@@ -18,7 +18,7 @@ import pytest
 
 from peerbox.wire._caps import grant
 from peerbox.wire._cose import EnvelopeError, sign1
-from peerbox.peer._history import STATEMENT_TYP, make_statement, open_statement, sha256_hex
+from peerbox.peer._versions import STATEMENT_TYP, make_statement, open_statement, sha256_hex
 from peerbox.wire._identity import KeyPair, did_from_public_key
 from peerbox.peer._logic import PeerLogic
 from peerbox.peer._peers import Peer, PeerStore
