@@ -88,8 +88,8 @@ def _check_args(op: object, args: object) -> tuple[HostCall, Sequence[Any]]:
 def _encode(name: str, text: str) -> bytes:
     try:
         return text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise HostCallError("invalid_argument", f"{name}: the string is not valid Unicode") from None
+    except UnicodeEncodeError as exc:
+        raise HostCallError("invalid_argument", f"{name}: the string is not valid Unicode") from exc
 
 
 #: The policy action each host call needs (an ``exec`` grants no file access by itself).
@@ -149,10 +149,10 @@ class Dispatch:
         self.budget.charge_read(len(data))
         try:
             return data.decode("utf-8")
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
             raise HostCallError(
                 "invalid_argument", f"file is not valid UTF-8: {join(parse_path(path))}"
-            ) from None
+            ) from exc
 
     def _fs_read_bytes(self, backend: Backend, path: str) -> bytes:
         data = backend.read_bytes(path)

@@ -89,8 +89,8 @@ def parse_path(path: object) -> tuple[str, ...]:
     original = path
     try:
         path.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _invalid(original, "not valid Unicode") from None
+    except UnicodeEncodeError as exc:
+        raise _invalid(original, "not valid Unicode") from exc
     # The control-character check comes before normalisation only for the
     # message (NFC never creates or removes control characters).
     bad = _CONTROL.search(path)

@@ -103,10 +103,10 @@ def read_policy_file(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int,
     file = os.fspath(path)
     try:
         fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise PolicyError.one(file, None, "policy file is missing") from None
+    except FileNotFoundError as exc:
+        raise PolicyError.one(file, None, "policy file is missing") from exc
     except OSError as exc:
-        raise PolicyError.one(file, None, f"cannot read it: {exc.strerror or exc}") from None
+        raise PolicyError.one(file, None, f"cannot read it: {exc.strerror or exc}") from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -128,7 +128,7 @@ def read_policy_file(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int,
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise PolicyError.one(file, line, f"not UTF-8 text (byte {exc.start})") from None
+        raise PolicyError.one(file, line, f"not UTF-8 text (byte {exc.start})") from exc
     return text, (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
 

@@ -71,3 +71,27 @@ def test_the_nonce_store_translates_sqlite_and_os_errors(tmp_path: Path) -> None
         with pytest.raises(NonceStoreError, match="nonce store :memory:") as writing:
             store.seen_or_add(b"c", b"m", 10, 0)
         assert isinstance(writing.value.__cause__, sqlite3.OperationalError)
+
+
+def test_the_lower_rooms_keep_causes() -> None:
+    """``raise ... from None`` hides the cause; in these rooms only with a comment saying why."""
+    import ast
+    import importlib.util
+
+    roots = []
+    for package in ("peerbox.wire", "peerbox.peer", "peerbox.hostcalls", "peerbox.policy"):
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.submodule_search_locations
+        roots.extend(Path(p) for p in spec.submodule_search_locations)
+    hidden = []
+    for root in roots:
+        for file in sorted(root.glob("*.py")):
+            text = file.read_text(encoding="utf-8")
+            lines = text.splitlines()
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.Raise) and isinstance(node.cause, ast.Constant) \
+                        and node.cause.value is None:
+                    end = node.end_lineno or node.lineno
+                    if "deliberate" not in " ".join(lines[node.lineno - 2:end]):
+                        hidden.append(f"{file.name}:{node.lineno}")
+    assert not hidden, f"causes dropped with 'from None': {hidden}"

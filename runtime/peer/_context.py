@@ -47,7 +47,7 @@ def load_quotas(peer: Peer) -> Quotas:
     try:
         return Quotas(**table)
     except UsageError as exc:
-        raise UsageError(f"{peer.paths.meta}: [quotas]: {exc}") from None
+        raise UsageError(f"{peer.paths.meta}: [quotas]: {exc}") from exc
 
 
 class PeerContext:

@@ -131,7 +131,7 @@ def validate_url(url: object) -> str:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidEntry(f"invalid URL {shown!r}: {exc}") from None
+        raise InvalidEntry(f"invalid URL {shown!r}: {exc}") from exc
     if parts.scheme not in ("http", "https"):
         raise InvalidEntry(f"invalid URL {shown!r}: the scheme must be http:// (h2c) or https:// (TLS)")
     if not parts.hostname:
@@ -152,7 +152,7 @@ def _check_did(did: object) -> bytes:
     try:
         return public_key_from_did(did)
     except IdentityError as exc:
-        raise InvalidEntry(str(exc)) from None
+        raise InvalidEntry(str(exc)) from exc
 
 
 class Directory:
@@ -218,7 +218,7 @@ class Directory:
                 key = _check_did(item["did"])
                 url = validate_url(item["url"])
             except (InvalidEntry, InvalidPeerName) as exc:
-                raise CorruptDirectory(f"{where}: {exc}") from None
+                raise CorruptDirectory(f"{where}: {exc}") from exc
             out.append(Entry(name=name, did=item["did"], public_key=key, url=url))
         out.sort(key=lambda e: e.name)
         self._cache = (stamp, tuple(out))
@@ -262,7 +262,7 @@ class Directory:
         try:
             validate_peer_name(name)
         except InvalidPeerName as exc:
-            raise InvalidEntry(str(exc)) from None
+            raise InvalidEntry(str(exc)) from exc
         key = _check_did(did)
         url = validate_url(url)
         entry = Entry(name=name, did=did, public_key=key, url=url)
@@ -292,7 +292,7 @@ class Directory:
             os.makedirs(self.path.parent, mode=0o700, exist_ok=True)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise DirectoryError(f"cannot lock {lock_path}: {exc.strerror or exc}") from None
+            raise DirectoryError(f"cannot lock {lock_path}: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -308,4 +308,4 @@ class Directory:
         try:
             write_atomic(self.path, data)
         except OSError as exc:
-            raise DirectoryError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise DirectoryError(f"cannot write {self.path}: {exc.strerror or exc}") from exc

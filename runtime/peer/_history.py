@@ -168,7 +168,7 @@ class History:
         try:
             return self._source_path(sha).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise HistoryError(f"the source of version {sha[:12]} is missing: {exc}") from None
+            raise HistoryError(f"the source of version {sha[:12]} is missing: {exc}") from exc
 
     # -- the sealed head ----------------------------------------------------------------
 
@@ -178,7 +178,7 @@ class History:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise HistoryError(f"{self.head_path}: cannot read: {exc}") from None
+            raise HistoryError(f"{self.head_path}: cannot read: {exc}") from exc
 
     def head(self) -> dict[str, tuple[int, str]]:
         """``{module: (latest version, its entry digest)}`` from the sealed head ({} if none yet).
@@ -202,7 +202,7 @@ class History:
                     raise ValueError(f"bad entry for {name!r}")
                 out[str(name)] = (version, digest)
         except (ValueError, KeyError, TypeError) as exc:
-            raise HistoryError(f"{self.head_path} is not a valid head: {exc}") from None
+            raise HistoryError(f"{self.head_path} is not a valid head: {exc}") from exc
         if not verify_signature(self.peer_key, cbor_dumps(modules), seal):
             raise HistoryError(f"{self.head_path}: the peer's seal does not match (edited by hand?)")
         return out
@@ -334,7 +334,7 @@ class History:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise HistoryError(f"{log}: cannot read: {exc}", module=module) from None
+            raise HistoryError(f"{log}: cannot read: {exc}", module=module) from exc
         if not tail:
             return None
         if not tail.endswith(b"\n"):
@@ -343,7 +343,7 @@ class History:
         try:
             return Version.parse(json.loads(tail[:-1].rsplit(b"\n", 1)[-1]))
         except ValueError as exc:
-            raise HistoryError(f"{log}: the last entry is not valid: {exc}", module=module) from None
+            raise HistoryError(f"{log}: the last entry is not valid: {exc}", module=module) from exc
 
     def verify(self, module: str, live: bytes | None, head: dict[str, tuple[int, str]] | None,
                check_cap: Callable[[Version, bytes], str | None]) -> list[str]:

@@ -184,7 +184,7 @@ class PeerLogic:
                 compile_to_wat(source, file, after, limits=limits, host_calls=HOST_CALLS)
             except CompileError as exc:
                 raise LogicRefused(f"{file} does not compile:\n{exc}", kind="compile_error",
-                                   module=name) from None
+                                   module=name) from exc
         # a removal affects the modules that reach the file now; an install those that will
         doing = "removing" if source is None else "installing"
         for ref, text in self._dependents(file, self.layers if source is None else after):
@@ -196,7 +196,7 @@ class PeerLogic:
                 except CompileError:
                     continue  # broken before this install: not this install's doing
                 raise LogicRefused(f"{doing} {file} would break {ref.file}:\n{exc}",
-                                   kind="breaks_dependent", module=name, dependent=ref.file) from None
+                                   kind="breaks_dependent", module=name, dependent=ref.file) from exc
 
     def _dependents(self, file: str, layers: LogicLayers) -> builtins.list[tuple[ModuleRef, str]]:
         """The modules whose imports reach ``file`` (directly or not) in ``layers``.
@@ -282,7 +282,7 @@ class PeerLogic:
                     write_atomic(path, source.encode("utf-8"))
             except OSError as exc:
                 self.history.undo(mark)  # nothing installed: nothing recorded
-                raise HistoryError(f"cannot write {path}: {exc}", module=name) from None
+                raise HistoryError(f"cannot write {path}: {exc}", module=name) from exc
         return version
 
     def set(self, module: str, source: str, *, key: KeyPair | None = None, now: int | None = None,

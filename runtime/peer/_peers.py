@@ -166,12 +166,12 @@ class Peer:
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
             fd = os.open(path, flags)
-        except FileNotFoundError:
-            raise CorruptPeer(f"peer {self.name!r} has no key file {path}", peer=self.name) from None
+        except FileNotFoundError as exc:
+            raise CorruptPeer(f"peer {self.name!r} has no key file {path}", peer=self.name) from exc
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise CorruptPeer(f"{path} is a symlink; refusing to follow it", peer=self.name) from None
-            raise CorruptPeer(f"cannot read {path}: {exc.strerror or exc}", peer=self.name) from None
+                raise CorruptPeer(f"{path} is a symlink; refusing to follow it", peer=self.name) from exc
+            raise CorruptPeer(f"cannot read {path}: {exc.strerror or exc}", peer=self.name) from exc
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -279,14 +279,14 @@ class PeerStore:
         try:
             os.makedirs(self.peers_dir, mode=0o700, exist_ok=True)
         except OSError as exc:
-            raise PeerError(f"cannot create {self.peers_dir}: {exc.strerror or exc}") from None
+            raise PeerError(f"cannot create {self.peers_dir}: {exc.strerror or exc}") from exc
         peer_dir = self.peers_dir / name
         try:
             os.mkdir(peer_dir, 0o700)  # the exclusive claim on the name
-        except FileExistsError:
-            raise PeerExists(f"a peer named {name!r} already exists in {self.peers_dir}", peer=name) from None
+        except FileExistsError as exc:
+            raise PeerExists(f"a peer named {name!r} already exists in {self.peers_dir}", peer=name) from exc
         except OSError as exc:
-            raise PeerError(f"cannot create {peer_dir}: {exc.strerror or exc}", peer=name) from None
+            raise PeerError(f"cannot create {peer_dir}: {exc.strerror or exc}", peer=name) from exc
         pair = key_pair if key_pair is not None else KeyPair.generate()
         created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         paths = PeerPaths.of(peer_dir, chosen)
@@ -306,7 +306,7 @@ class PeerStore:
             shutil.rmtree(peer_dir, ignore_errors=True)
             if isinstance(exc, OSError):
                 raise PeerError(f"cannot create peer {name!r} in {peer_dir}: {exc.strerror or exc}",
-                                peer=name) from None
+                                peer=name) from exc
             raise
         return Peer(name=name, did=pair.did, backend=chosen, public_key=pair.public_key,
                     created=created, paths=paths)
@@ -319,10 +319,10 @@ class PeerStore:
         peer_dir = self.peers_dir / name
         try:
             st = os.lstat(peer_dir)
-        except FileNotFoundError:
-            raise PeerNotFound(f"no peer named {name!r} in {self.peers_dir}", peer=name) from None
+        except FileNotFoundError as exc:
+            raise PeerNotFound(f"no peer named {name!r} in {self.peers_dir}", peer=name) from exc
         except OSError as exc:
-            raise PeerError(f"cannot read {peer_dir}: {exc.strerror or exc}", peer=name) from None
+            raise PeerError(f"cannot read {peer_dir}: {exc.strerror or exc}", peer=name) from exc
         if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
             raise CorruptPeer(f"{peer_dir} is not a directory (symlinks are not followed)", peer=name)
         meta_path = peer_dir / _META_FILE
@@ -342,7 +342,7 @@ class PeerStore:
         try:
             public_key = public_key_from_did(did)
         except IdentityError as exc:
-            raise CorruptPeer(f"{meta_path}: {exc}", peer=name) from None
+            raise CorruptPeer(f"{meta_path}: {exc}", peer=name) from exc
         if backend not in BACKENDS:
             raise CorruptPeer(f"{meta_path}: 'backend' must be one of {', '.join(BACKENDS)}, "
                               f"got {backend!r}", peer=name)
@@ -364,7 +364,7 @@ class PeerStore:
         except FileNotFoundError:
             return [], []
         except OSError as exc:
-            raise PeerError(f"cannot list {self.peers_dir}: {exc.strerror or exc}") from None
+            raise PeerError(f"cannot list {self.peers_dir}: {exc.strerror or exc}") from exc
         peers: list[Peer] = []
         errors: list[PeerError] = []
         for name in names:
@@ -474,10 +474,10 @@ def _parse_toml(path: Path, error: _ErrorMaker) -> tuple[str, dict[str, Any]]:
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise error("file is missing", None, None) from None
+    except FileNotFoundError as exc:
+        raise error("file is missing", None, None) from exc
     except OSError as exc:
-        raise error(f"cannot read it: {exc.strerror or exc}", None, None) from None
+        raise error(f"cannot read it: {exc.strerror or exc}", None, None) from exc
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise error("not a regular file", None, None)
@@ -490,7 +490,7 @@ def _parse_toml(path: Path, error: _ErrorMaker) -> tuple[str, dict[str, Any]]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise error(f"not UTF-8 text (byte {exc.start})", line, None) from None
+        raise error(f"not UTF-8 text (byte {exc.start})", line, None) from exc
     try:
         return text, loads_bounded(text)
     except tomllib.TOMLDecodeError as exc:  # TomlTooComplex (too deep, too many key parts) too

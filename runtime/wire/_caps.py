@@ -131,7 +131,7 @@ def _key(payload: dict[str, Any], name: str, i: str) -> bytes:
     try:
         return validate_public_key(value)
     except InvalidPublicKey as exc:
-        raise CapabilityError("bad_token", f"'{name}': {exc}", at=i) from None
+        raise CapabilityError("bad_token", f"'{name}': {exc}", at=i) from exc
 
 
 def _decode_link(token: bytes, i: str) -> Link:
@@ -139,7 +139,7 @@ def _decode_link(token: bytes, i: str) -> Link:
     try:
         s1 = _cose.decode1(token, max_size=MAX_TOKEN_SIZE, max_depth=4)
     except _cose.EnvelopeError as exc:
-        raise CapabilityError("bad_token", f"{exc.kind}: {exc.message}", at=i) from None
+        raise CapabilityError("bad_token", f"{exc.kind}: {exc.message}", at=i) from exc
     p = s1.payload  # a dict with str keys (decode1 promises it)
     if p.get("typ") != TYP:
         raise CapabilityError("bad_token", f"typ is {p.get('typ')!r}, not {TYP!r}", at=i)

@@ -86,7 +86,7 @@ def _check_protected(protected: bytes) -> None:
     try:
         header = loads(protected, max_depth=2, max_items=MAX_HEADER_ITEMS)
     except EnvelopeError as exc:
-        raise EnvelopeError(exc.kind, f"protected header: {exc.message}") from None
+        raise EnvelopeError(exc.kind, f"protected header: {exc.message}") from exc
     raise EnvelopeError(
         "malformed", f"the protected header must be exactly {{1: -8}} (alg EdDSA), got {header!r:.100}"
     )
@@ -192,7 +192,7 @@ def _check_kid(kid: bytes) -> None:
     try:
         validate_public_key(kid)
     except InvalidPublicKey as exc:
-        raise EnvelopeError("bad_key", f"kid: {exc}") from None
+        raise EnvelopeError("bad_key", f"kid: {exc}") from exc
 
 
 # ------------------------------------------------------------------ the raw fast path

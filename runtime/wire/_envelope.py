@@ -177,7 +177,7 @@ def check_public_key(value: object, name: str) -> bytes:
     try:
         return validate_public_key(value)
     except InvalidPublicKey as exc:
-        raise EnvelopeError("bad_key", f"{name}: {exc}") from None
+        raise EnvelopeError("bad_key", f"{name}: {exc}") from exc
 
 
 def check_typ_version(payload: Mapping[str, Any], typ: str, allowed: frozenset[str]) -> None:
