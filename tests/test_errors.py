@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pathlib import Path
 
-from peerbox._errors import Error, map_exceptions
+from peerbox._errors import Error, ExceptionMapping, map_exceptions
 from peerbox.wire import EnvelopeError, cbor_loads
 
 
@@ -27,7 +27,8 @@ def test_map_exceptions_lets_peerbox_errors_and_unmapped_ones_through() -> None:
 
 
 def test_the_first_matching_row_wins() -> None:
-    table = {KeyError: lambda exc: _Mapped("key"), LookupError: lambda exc: _Mapped("lookup")}
+    table: ExceptionMapping = {KeyError: lambda exc: _Mapped("key"),
+                               LookupError: lambda exc: _Mapped("lookup")}
     with pytest.raises(_Mapped, match="key"), map_exceptions(table):
         raise KeyError("k")
 
@@ -78,7 +79,7 @@ def test_the_lower_rooms_keep_causes() -> None:
     import ast
     import importlib.util
 
-    roots = []
+    roots: list[Path] = []
     for package in ("peerbox.wire", "peerbox.peer", "peerbox.hostcalls", "peerbox.policy"):
         spec = importlib.util.find_spec(package)
         assert spec is not None and spec.submodule_search_locations

@@ -6,6 +6,7 @@ import pathlib
 import pickle
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -244,7 +245,7 @@ def test_the_sqlite_backend_translates_its_own_errors(tmp_path: Path) -> None:
         class _Failing:
             in_transaction = False
 
-            def execute(self, sql: str, *args: object) -> object:
+            def execute(self, sql: str, *args: Any) -> object:
                 if sql.startswith("SELECT"):
                     raise sqlite3.OperationalError(f"disk I/O error at {tmp_path}/secret/files.db")
                 return real.execute(sql, *args)
