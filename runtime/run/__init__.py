@@ -6,11 +6,14 @@ how they are enforced. In the order a program is made and run::
     _resolve          where ``import "name"`` finds a module: the logic layers, search paths
     _program          ``compile()``, ``Program``, ``Limits`` (memory, fuel, timeout...), ``CompileLimits``
     _cache            the compiled-module cache: in memory (LRU) and on disk
-    _sandbox          ``Sandbox``: engines, stores, instantiation and one run with its limits
-    _sandbox_config   the engine options (wasm stack, pooling) and their ranges
-    _capi             the raw wasmtime C-API layer and the guest's host functions
-    _epoch            the deadline clock (epoch interruption) behind ``Limits.timeout``
+    _sandbox          ``Sandbox``: the engine, pool slots, the guest runtime, compiling, ``run()``
+    _sandbox_config   the engine options (wasm stack, pooling) and run limits, and their ranges
     _stack            native stacks large enough for a run
+    _epoch            the deadline clock (epoch interruption) behind ``Limits.timeout``
+    _store            one run in a fresh Store: instantiate, input in, ``main``, output out
+    _hostfns          what a guest imports: ``peerbox_rt`` (floats) and the host call ``peerbox.call``
+    _traps            where wasmtime's failures become peerbox errors (limits, bugs)
+    _capi             the raw wasmtime C-API layer (``RawStore``...): every wasmtime-py internal
     _values           values crossing into and out of a script (CBOR), their display and JSON
 
 Below: :mod:`peerbox.wasm_guests` (the compiler, ``rt.wasm``), :mod:`peerbox.hostcalls`,

@@ -62,7 +62,7 @@ from typing import Any, NamedTuple
 
 import wasmtime
 
-from .._errors import Error, ScriptError, UsageError
+from .._errors import Error, ScriptError, UsageError, map_exceptions
 from ..hostcalls import Dispatch
 from ..wasm_guests import rt_wasm_bytes
 from ._cache import LRU, ModuleCache, default_cache_dir
@@ -76,7 +76,7 @@ from ._sandbox_config import (
 )
 from ._stack import call_with_stack, native_stack_needed, thread_stack_size
 from ._store import UNLIMITED_FUEL, ScriptModule, run_in_fresh_store
-from ._traps import RT_ERRORS, COMPILE_ERRORS, RunLimits, map_exceptions
+from ._traps import COMPILE_ERRORS, RT_ERRORS, RunLimits
 from ._values import decode_output
 
 __all__ = [

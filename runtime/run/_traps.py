@@ -2,10 +2,10 @@
 
 Two mapping tables, in the style of httpcore's ``map_exceptions``:
 
-* set-up failures (compiling, deserializing, instantiating the guest
-  runtime): :func:`map_exceptions` with a table ``{wasmtime exception: what
-  to raise}``; the peerbox error is raised *from* wasmtime's, so the cause
-  stays in the traceback;
+* set-up failures (compiling the compiler's WAT or the guest runtime):
+  tables for :func:`peerbox._errors.map_exceptions`, ``{wasmtime exception:
+  what to raise}``; the peerbox error is raised *from* wasmtime's, so the
+  cause stays in the traceback;
 * a run that stopped: :func:`run_error` turns the :class:`~peerbox.run._capi.GuestTrap`
   that :mod:`peerbox.run._capi` raised (already classified by kind), rt's
   fault code and the host call's kept reason into the error the run raises,
@@ -17,24 +17,16 @@ its trap codes.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from typing import NamedTuple
 
 import wasmtime
 
-from .._errors import Error, LimitExceeded
+from .._errors import Error, ExceptionMapping, LimitExceeded
 from ._capi import GuestTrap, TrapKind
 from ._hostfns import RunState
 
-__all__ = ["ExceptionMapping", "map_exceptions", "RunLimits", "run_error", "COMPILE_ERRORS", "RT_ERRORS",
-           "WASMTIME_ERRORS"]
-
-#: ``{exception type caught: function of it returning the exception raised instead}``.
-ExceptionMapping = Mapping[type[BaseException], Callable[[BaseException], BaseException]]
-
-#: Any wasmtime failure: what the table entries below catch.
-WASMTIME_ERRORS: tuple[type[BaseException], ...] = (wasmtime.WasmtimeError, GuestTrap)
+__all__ = ["RunLimits", "run_error", "COMPILE_ERRORS", "RT_ERRORS"]
 
 #: The compiler's WAT that wasmtime refuses is a bug in peerbox.
 COMPILE_ERRORS: ExceptionMapping = {
@@ -46,18 +38,6 @@ RT_ERRORS: ExceptionMapping = {
     wasmtime.WasmtimeError: lambda exc: Error(
         f"the guest runtime rt.wasm does not compile (a bug in peerbox): {exc}"),
 }
-
-
-@contextlib.contextmanager
-def map_exceptions(mapping: ExceptionMapping) -> Iterator[None]:
-    """Raise ``mapping[type](exc) from exc`` for an exception of a type in ``mapping``; others pass."""
-    try:
-        yield
-    except Exception as exc:
-        for caught, to_error in mapping.items():
-            if isinstance(exc, caught):
-                raise to_error(exc) from exc
-        raise
 
 
 class RunLimits(NamedTuple):

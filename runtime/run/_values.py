@@ -117,7 +117,7 @@ def _check_text(s: str, path: str) -> None:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValueConversionError(f"string is not valid Unicode ({exc.reason})", path=path) from None
+        raise ValueConversionError(f"string is not valid Unicode ({exc.reason})", path=path) from exc
 
 
 def encode_input(params: object = None, caller: object = None, target: object = None) -> bytes:
@@ -140,7 +140,7 @@ def encode_input(params: object = None, caller: object = None, target: object = 
     try:
         return cbor2.dumps({"params": params, "caller": caller, "target": target})
     except (cbor2.CBOREncodeError, ValueError, TypeError, OverflowError) as exc:  # pragma: no cover
-        raise ValueConversionError(f"cannot encode: {exc}", path="params") from None
+        raise ValueConversionError(f"cannot encode: {exc}", path="params") from exc
 
 
 def _reject_tag(decoder: object, tag: object) -> object:
@@ -168,7 +168,7 @@ def _decode(data: bytes, what: str) -> Any:
     try:
         return cbor2.loads(data, tag_hook=_reject_tag, **_STRICT)
     except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, EOFError) as exc:
-        raise Error(f"malformed {what} from the guest runtime (a bug in peerbox): {exc}") from None
+        raise Error(f"malformed {what} from the guest runtime (a bug in peerbox): {exc}") from exc
 
 
 def _check_output(value: Any, depth: int = 0) -> None:

@@ -23,7 +23,8 @@ import peerbox
 from peerbox.run import _capi
 from peerbox.run._capi import GuestTrap, RawLinker, RawStore
 from peerbox.run._hostfns import RunState
-from peerbox.run._traps import COMPILE_ERRORS, RunLimits, map_exceptions, run_error
+from peerbox._errors import map_exceptions
+from peerbox.run._traps import COMPILE_ERRORS, RunLimits, run_error
 
 RUN = Path(_capi.__file__).parent
 PACKAGES = [Path(peerbox.__file__).parent]
