@@ -8,9 +8,15 @@ In the order a request arrives::
     _preauth     opening a body before admission: the signature first, then strict decoding
     _admission   fair admission to run slots, per caller
     _runpool     the run threads (large native stacks)
-    _worker      the shared worker: endpoints, metrics, routing, ``run_shared``
+    _metrics     the worker's Prometheus counters, fed typed answers (outcome, usage, denied action)
+    _worker      the shared worker: endpoints, routing, statuses, serving, ``run_shared``
     _isolated    isolated mode: one child worker per peer, a router in front
-    _client      ``Client``/``AsyncClient``: sign, send over HTTP/2, verify the reply
+
+And the calling side::
+
+    _client_errors  ``ClientError`` and its kinds: a call that got no verified reply (exit 7)
+    _h2client    ``Transport``, ``H2Transport``: HTTP/2 over trio, one multiplexed connection per origin
+    _client      ``Client``/``AsyncClient``: sign, send through a transport, verify the reply
 
 Below: :mod:`peerbox.trust` (what a request may do), :mod:`peerbox.peer`, :mod:`peerbox.wire`.
 Above: :mod:`peerbox.cli` (``peerbox serve``, ``send``, ``logic push``).
@@ -23,7 +29,8 @@ from typing import TYPE_CHECKING
 from .._lazy import attach
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient, Client, ClientError, RemoteRejected, TransportError, VerificationError
+    from ._client import AsyncClient, Client
+    from ._client_errors import ClientError, RemoteRejected, TransportError, VerificationError
     from ._isolated import run_isolated
     from ._worker import Worker, run_shared
 
@@ -33,10 +40,10 @@ __all__ = ["AsyncClient", "Client", "ClientError", "RemoteRejected", "TransportE
 __getattr__, __dir__ = attach(__name__, {
     "AsyncClient": "._client",
     "Client": "._client",
-    "ClientError": "._client",
-    "RemoteRejected": "._client",
-    "TransportError": "._client",
-    "VerificationError": "._client",
+    "ClientError": "._client_errors",
+    "RemoteRejected": "._client_errors",
+    "TransportError": "._client_errors",
+    "VerificationError": "._client_errors",
     "run_isolated": "._isolated",
     "Worker": "._worker",
     "run_shared": "._worker",

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import cbor2
 import trio
 
-from ._client import H2Transport, TransportError
+from ._client_errors import TransportError
+from ._h2client import H2Transport
 from ..wire import decode1
 from ..trust import Handled, Outcome, Usage, outcome_of
 from ._h2server import HttpRequest, HttpResponse, ServerLimits

@@ -19,14 +19,9 @@ import pytest
 import trio
 
 import peerbox
-from peerbox.net._client import (
-    AsyncClient,
-    Client,
-    H2Transport,
-    RemoteRejected,
-    TransportError,
-    VerificationError,
-)
+from peerbox.net._client import AsyncClient, Client
+from peerbox.net._client_errors import RemoteRejected, TransportError, VerificationError
+from peerbox.net._h2client import H2Transport
 from peerbox.peer._context import Contexts
 from peerbox.wire._envelope import make_request
 from peerbox.peer._directory import (

@@ -28,7 +28,9 @@ import pytest
 import trio
 
 import peerbox
-from peerbox.net._client import AsyncClient, H2Transport, RemoteRejected
+from peerbox.net._client import AsyncClient
+from peerbox.net._client_errors import RemoteRejected
+from peerbox.net._h2client import H2Transport
 from peerbox.peer._directory import Directory
 from peerbox.wire._envelope import make_request
 from peerbox.wire._identity import KeyPair

@@ -29,7 +29,7 @@ import pytest
 import trio
 
 import peerbox
-from peerbox.net._client import H2Transport
+from peerbox.net._h2client import H2Transport
 from peerbox.wire._envelope import make_request, verify_reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
@@ -52,7 +52,8 @@ FLOOD_SECONDS = 60.0
 #: the measurement is of the server, not of the flooder's own CPU use; prints its tallies as JSON.
 FLOODER = textwrap.dedent("""
     import json, os, sys, time, trio
-    from peerbox.net._client import H2Transport, TransportError
+    from peerbox.net._client_errors import TransportError
+    from peerbox.net._h2client import H2Transport
     from peerbox.wire._envelope import make_request
     from peerbox.wire._identity import KeyPair
 

@@ -1,7 +1,7 @@
 """`peerbox serve` end to end over loopback HTTP/2, shared and isolated mode, the same test code.
 
 A real server (peerbox.net._worker over peerbox.net._h2server) and the client's
-HTTP/2 transport (peerbox.net._client.H2Transport): alice's allowed script (200,
+HTTP/2 transport (peerbox.net._h2client.H2Transport): alice's allowed script (200,
 the reply verifies), a denied caller (403, a signed denial), a loop (its
 limit), a replay (409), a forgery (401), a target nobody hosts (404). Isolated
 mode also survives a child killed with SIGKILL. The CLI stops cleanly on
@@ -28,7 +28,7 @@ import pytest
 import trio
 
 import peerbox
-from peerbox.net._client import H2Transport
+from peerbox.net._h2client import H2Transport
 from peerbox.wire._envelope import make_request, verify_reply
 from peerbox.net._isolated import serve_isolated
 from peerbox.net._worker import Worker, serve_worker

@@ -28,7 +28,8 @@ import h2.exceptions
 import pytest
 
 import peerbox
-from peerbox.net._client import Client, ClientError
+from peerbox.net._client import Client
+from peerbox.net._client_errors import ClientError
 from peerbox.peer._directory import Directory
 from peerbox.wire._envelope import Reply
 
