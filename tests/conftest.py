@@ -36,7 +36,7 @@ def same(got: Any, expected: Any) -> bool:
             return math.isnan(got) and math.isnan(expected)
         return got == expected and math.copysign(1.0, got) == math.copysign(1.0, expected)
     if isinstance(got, list):
-        return len(got) == len(expected) and all(same(a, b) for a, b in zip(got, expected))
+        return len(got) == len(expected) and all(same(a, b) for a, b in zip(got, expected, strict=True))
     if isinstance(got, dict):
         return got.keys() == expected.keys() and all(same(got[k], expected[k]) for k in got)
     return bool(got == expected)

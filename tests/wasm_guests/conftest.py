@@ -13,6 +13,7 @@ import math
 import pathlib
 import struct
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import cbor2
@@ -27,25 +28,8 @@ TABLE_SIZE = 128
 
 RtVal = tuple[int, int]
 
-# Created lazily: wasmtime installs its signal handlers when the first Engine
-# is made, and they must come after pytest's faulthandler (which would
-# otherwise turn a wasm trap such as `unreachable` into a fatal SIGILL).
-_ENGINE: wasmtime.Engine | None = None
-_MODULE: wasmtime.Module | None = None
-
-
-def _engine() -> wasmtime.Engine:
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = wasmtime.Engine()
-    return _ENGINE
-
-
-def _module() -> wasmtime.Module:
-    global _MODULE
-    if _MODULE is None:
-        _MODULE = wasmtime.Module(_engine(), rt_wasm_bytes())
-    return _MODULE
+#: An Engine and rt.wasm compiled in it (the ``rt_wasm`` fixture).
+RtWasm = tuple[wasmtime.Engine, wasmtime.Module]
 
 
 def _i64(u: int) -> int:
@@ -66,8 +50,8 @@ class RtError(Exception):
     def __init__(self, caught: Any) -> None:
         super().__init__(caught)
         self.caught = caught
-        self.kind = caught.get("kind") if isinstance(caught, dict) else "throw"
-        self.message = caught.get("message") if isinstance(caught, dict) else None
+        self.kind: str | None = caught.get("kind") if isinstance(caught, dict) else "throw"
+        self.message: str | None = caught.get("message") if isinstance(caught, dict) else None
 
 
 V = tuple[int, int]
@@ -77,8 +61,9 @@ _V2 = [wasmtime.ValType.i32(), wasmtime.ValType.i64()]
 class RtHarness:
     """One rt instance in its own Store."""
 
-    def __init__(self, memory: int = 64 << 20) -> None:
-        self.store = wasmtime.Store(_engine())
+    def __init__(self, wasm: RtWasm, memory: int = 64 << 20) -> None:
+        engine, module = wasm
+        self.store = wasmtime.Store(engine)
         self.store.set_limits(memory_size=memory)
         self.table = wasmtime.Table(
             self.store,
@@ -87,7 +72,7 @@ class RtHarness:
         )
         self.next_closure = 0
         self.host_calls: list[str] = []
-        linker = wasmtime.Linker(_engine())
+        linker = wasmtime.Linker(engine)
         i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()
 
         def fmt_f64(x: float, buf: int) -> int:
@@ -156,7 +141,7 @@ class RtHarness:
             ),
         )
         linker.define(self.store, "env", "__indirect_function_table", self.table)
-        self.instance = linker.instantiate(self.store, _module())
+        self.instance = linker.instantiate(self.store, module)
         self.exports = self.instance.exports(self.store)
         mem = self.exports["memory"]
         assert isinstance(mem, wasmtime.Memory)
@@ -312,7 +297,7 @@ def same(got: Any, expected: Any) -> bool:
             return math.isnan(got) and math.isnan(expected)
         return got == expected and math.copysign(1.0, got) == math.copysign(1.0, expected)
     if isinstance(got, list):
-        return len(got) == len(expected) and all(same(a, b) for a, b in zip(got, expected))
+        return len(got) == len(expected) and all(same(a, b) for a, b in zip(got, expected, strict=True))
     if isinstance(got, dict):
         return list(got) == list(expected) and all(same(got[k], expected[k]) for k in got)
     return bool(got == expected)
@@ -324,18 +309,32 @@ def same_fixture() -> Callable[[Any, Any], bool]:
     return same
 
 
+@pytest.fixture(scope="session")
+def rt_wasm() -> RtWasm:
+    """One Engine and rt.wasm compiled in it, shared by the session's rt instances.
+
+    Made at first use, not at import: wasmtime installs its signal handlers
+    when the first Engine is made, and they must come after pytest's
+    faulthandler (which would otherwise turn a wasm trap such as
+    ``unreachable`` into a fatal SIGILL). Released when the session ends, not
+    at interpreter shutdown (where wasmtime's finalizers fail).
+    """
+    engine = wasmtime.Engine()
+    return engine, wasmtime.Module(engine, rt_wasm_bytes())
+
+
 @pytest.fixture
-def rt() -> Iterator[RtHarness]:
+def rt(rt_wasm: RtWasm) -> Iterator[RtHarness]:
     """A fresh rt instance (64 MiB memory limit) that has seen rt_begin({})."""
-    h = RtHarness()
+    h = RtHarness(rt_wasm)
     assert h.begin({"params": {}}) == 0
     yield h
 
 
 @pytest.fixture
-def make_rt() -> Callable[..., RtHarness]:
+def make_rt(rt_wasm: RtWasm) -> Callable[..., RtHarness]:
     """Factory: make_rt(memory=bytes) -> a fresh RtHarness (no rt_begin yet)."""
-    return RtHarness
+    return partial(RtHarness, rt_wasm)
 
 
 # -- helpers the test_rt_* files import ---------------------------------------------
@@ -349,6 +348,6 @@ def s_len(v: tuple[int, int]) -> int:
     return (v[1] >> 32) & 0xFFFFFFFF
 
 
-def kind_of(rt: RtHarness, name: str, *args: Any) -> tuple[str, str]:
+def kind_of(rt: RtHarness, name: str, *args: Any) -> tuple[str | None, str | None]:
     e = rt.err(name, *args)
     return e.kind, e.message
