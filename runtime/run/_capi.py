@@ -282,10 +282,22 @@ class RawStore:
         _store_limiter(self._store, memory, -1, -1, -1, -1)
 
     def close(self) -> None:
-        """Delete the Store and everything in it."""
+        """Delete the Store and everything in it; later calls raise :class:`~peerbox.Error`."""
         store, self._store = self._store, None
         if store is not None:
+            self._ctx = None
             _store_delete(store)
+
+    @property
+    def closed(self) -> bool:
+        return self._store is None
+
+    def _live(self) -> Any:
+        """The Store's context; raises :class:`~peerbox.Error` once closed (wasmtime would crash)."""
+        ctx = self._ctx
+        if ctx is None:
+            raise Error("a wasmtime Store used after close (a bug in peerbox)")
+        return ctx
 
     def __enter__(self) -> RawStore:
         return self
@@ -296,25 +308,26 @@ class RawStore:
 
     def set_fuel(self, fuel: int) -> None:
         """Set the fuel left (a metered Engine only; raises :class:`GuestTrap` otherwise)."""
-        _raise_for(_set_fuel(self._ctx, fuel), None)
+        _raise_for(_set_fuel(self._live(), fuel), None)
 
     def fuel_left(self) -> int:
         """The fuel left (a metered Engine only; raises :class:`GuestTrap` otherwise)."""
         left = ctypes.c_uint64()
-        _raise_for(_get_fuel(self._ctx, byref(left)), None)
+        _raise_for(_get_fuel(self._live(), byref(left)), None)
         return int(left.value)
 
     def set_epoch_deadline(self, ticks: int) -> None:
         """Trap guest code once the Engine's epoch has advanced ``ticks`` past its value now."""
-        _set_epoch_deadline(self._ctx, ticks)
+        _set_epoch_deadline(self._live(), ticks)
 
     def define_table(self, linker: RawLinker, table_type: wasmtime.TableType) -> None:
         """A new ``funcref`` table of ``table_type``, defined in ``linker`` as
         ``env.__indirect_function_table``."""
         table = _f.wasmtime_table_t()
-        _raise_for(_table_new(self._ctx, table_type.ptr(), byref(_NULL_FUNCREF), byref(table)), None)
+        ctx = self._live()
+        _raise_for(_table_new(ctx, table_type.ptr(), byref(_NULL_FUNCREF), byref(table)), None)
         item = _Extern(_EXTERN_TABLE, _ExternUnion(table=table))
-        _raise_for(_linker_define(linker.ptr, self._ctx, _ENV, 3, _TABLE, len(_TABLE), byref(item)), None)
+        _raise_for(_linker_define(linker.ptr, ctx, _ENV, 3, _TABLE, len(_TABLE), byref(item)), None)
 
     def instantiate(self, linker: RawLinker, module: Any, *, define_as: bytes | None = None) -> RawInstance:
         """Instantiate ``module`` (a ``wasmtime.Module.ptr()``) with ``linker``'s definitions.
@@ -322,9 +335,9 @@ class RawStore:
         Runs no guest code (no start functions). With ``define_as``, the
         instance is then defined in ``linker`` under that module name.
         """
+        ctx = self._live()
         inst = RawInstance()
         trap = _TrapPtr()
-        ctx = self._ctx
         _raise_for(_linker_instantiate(linker.ptr, ctx, module, byref(inst._inst), byref(trap)), trap)
         if define_as is not None:
             err = _linker_define_instance(linker.ptr, ctx, define_as, len(define_as), byref(inst._inst))
@@ -333,7 +346,7 @@ class RawStore:
 
     def _export(self, inst: RawInstance, name: bytes, kind: int) -> Any:
         item = _Extern()
-        found = _export_get(self._ctx, byref(inst._inst), name, len(name), byref(item))
+        found = _export_get(self._live(), byref(inst._inst), name, len(name), byref(item))
         item_kind: Any = item.kind
         if not found or item_kind != kind:
             raise Error(
@@ -358,15 +371,15 @@ class RawStore:
 
     def memory_size(self, inst: RawInstance) -> int:
         """Bytes of ``inst``'s exported linear memory."""
-        return _memory_span(self._ctx, self._memory(inst))[1]
+        return _memory_span(self._live(), self._memory(inst))[1]
 
     def write(self, inst: RawInstance, ptr: int, data: bytes, what: str) -> None:
         """Copy ``data`` into ``inst``'s memory at ``ptr`` (which ``what`` returned), bounds-checked."""
-        _write(self._ctx, self._memory(inst), ptr & _U32, data, what)
+        _write(self._live(), self._memory(inst), ptr & _U32, data, what)
 
     def read_block(self, inst: RawInstance, ptr: int, what: str) -> bytes:
         """Read a ``{u32 len, bytes[len]}`` block at ``ptr`` (which ``what`` returned), bounds-checked."""
-        base, size = _memory_span(self._ctx, self._memory(inst))
+        base, size = _memory_span(self._live(), self._memory(inst))
         ptr &= _U32
         if ptr + 4 > size:
             raise Error(f"{what} returned {ptr}, outside guest memory (a bug in peerbox)")

@@ -24,8 +24,10 @@ an explicit lifetime that ends at :meth:`Sandbox.close`:
   runs with a timeout are in flight, so timeouts hold however busy Python
   is (a daemon Python thread where POSIX timers are unavailable); it never
   keeps the process alive and is deleted on ``close()``;
-* one ``Linker`` per thread holding the host functions (``peerbox_rt``
-  module: ``fmt_f64``, ``parse_f64``, ``pow_f64``), registered once.
+* one ``Linker`` per thread holding the host functions
+  (:mod:`peerbox.run._hostfns`: module ``peerbox_rt`` with ``fmt_f64``,
+  ``parse_f64``, ``pow_f64``, and the host call ``peerbox.call``),
+  registered once.
 
 A run (:meth:`Sandbox.run`) takes a pool slot, starts the epoch clock if it
 has a timeout, and runs the script in a fresh Store

@@ -285,7 +285,10 @@ def test_raw_store_lifetime_and_memory_limit_text() -> None:
             store.instantiate(linker, module.ptr())
     assert info.value.kind == "memory"
     assert isinstance(info.value.__cause__, wasmtime.WasmtimeError)
+    assert store.closed
     store.close()  # idempotent
+    with pytest.raises(peerbox.Error, match="used after close"):
+        store.set_epoch_deadline(1)
 
 
 def test_raw_store_call_read_block_and_traps() -> None:
