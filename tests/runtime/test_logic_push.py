@@ -26,6 +26,7 @@ from peerbox.peer._context import PeerContext
 from peerbox.wire._cose import sign1
 from peerbox.wire._envelope import make_request, verify_reply, verify_request
 from peerbox.trust._exec import ExecHandler, Handled
+from peerbox.trust._outcome import Outcome
 from peerbox.peer._history import Version, make_statement, open_statement, sha256_hex
 from peerbox.wire._identity import KeyPair
 from peerbox.peer._logic import MAX_MODULE_SIZE, PeerLogic
@@ -285,6 +286,7 @@ def test_another_peer_without_the_right_gets_a_signed_denial(world: World) -> No
     world.push("bob", "inbox", V1)
     handled, reply = world.push("alice", "inbox", V2)  # alice may exec, not logic.write
     assert handled.outcome == "denied" and handled.signed
+    assert handled.denied_action == "logic.write" and handled.usage is None  # typed: nothing ran
     assert reply.denied and reply.error["message"] == "logic.write of module 'inbox' is not allowed: nothing allowed it"
     assert world.live("inbox") == V1 and len(PeerLogic(world.bob).versions("inbox")) == 1
     _, out = world.exec('import "inbox" as i; i::deliver("hi")')
@@ -295,6 +297,7 @@ def test_a_capability_holder_installs_only_the_module_granted(world: World) -> N
     cap = world.cap(["logic.write:inbox"])
     handled, reply = world.push("carol", "inbox", V2, caps=(cap,))
     assert handled.outcome == "ok" and reply.value["version"] == 1
+    assert handled.usage is not None and handled.usage.as_map() == reply.usage  # the usage the reply carries
     assert world.live("inbox") == V2
     (v,) = PeerLogic(world.bob).versions("inbox")
     assert v.by == world.carol.did and v.cap == cap and v.rule is None
@@ -585,3 +588,14 @@ def test_exec_check_then_run(world: World) -> None:
     stranger = make_request(KeyPair.generate(), target=world.bob.public_key, script="1", now=world.now)
     denied = world.handler.check(stranger)
     assert isinstance(denied, Handled) and denied.outcome == "denied"
+
+
+def test_exec_answers_carry_typed_usage_and_the_denied_action(world: World) -> None:
+    """What the worker counts is on the Handled (outcome, usage, denied action), equal to what the reply says."""
+    handled, reply = world.exec("40 + 2")
+    assert handled.outcome is Outcome.OK and handled.usage is not None and handled.denied_action is None
+    assert handled.usage.as_map() == reply.usage and handled.usage.peak_memory > 0
+    handled, reply = world.exec('fs::read("inbox/x.txt")', sender="alice")  # alice may exec, not fs.read
+    assert handled.outcome is Outcome.SCRIPT_ERROR and reply.error["kind"] == "denied"
+    assert handled.denied_action == "fs.read" and handled.usage is not None
+    assert handled.usage.as_map() == reply.usage
