@@ -39,16 +39,17 @@ module. On an upgrade, check (``tests/runtime/test_capi_surface.py`` fails
 loudly for the first three):
 
 1. every name in :data:`PRIVATE_BINDINGS` still exists in
-   ``wasmtime._bindings`` with the same ``argtypes``/``restype`` (the C API's
-   signatures change between majors: ``wasmtime_func_call`` and the store
-   limiter did), and the ``wasmtime._ffi`` structs and constants used here
-   (``wasmtime_val_t``, ``wasmtime_extern_t``, ``WASMTIME_I32``...) still exist;
+   ``wasmtime._bindings`` with the same ``argtypes``/``restype`` (the C API
+   may change them in any major release), and the ``wasmtime._ffi`` structs,
+   constants and C symbols used here (``wasmtime_val_t``,
+   ``wasmtime_extern_t``, ``WASMTIME_I32``...) still exist;
 2. ``wasmtime._func.maybe_raise_last_exn`` and
    ``wasmtime.WasmtimeError._from_ptr`` still exist (wasmtime-py's trampoline
    parks a Python exception raised in a host function and re-raises it later);
-3. the trap wasmtime raises when a Store's memory limit refuses ``memory.grow``
-   from the host side still contains :data:`_MEMORY_LIMIT_TEXT` (it has no
-   trap code; ``test_sandbox`` checks the "memory" limit end to end);
+3. the error wasmtime reports when a Store's memory limit refuses memory
+   (an instance whose initial memory is above the limit) still contains
+   :data:`_MEMORY_LIMIT_TEXT`: it has no trap code, so it is recognised by
+   its text;
 4. the benchmark (``bench/run.py --only trivial``) still runs a cached
    trivial program in well under 100 µs.
 """

@@ -41,7 +41,8 @@ from ..wasm_guests import lang
 from ..wasm_guests.lang import CompileLimits
 from ._resolve import LogicLayers
 from ..hostcalls import HOST_CALLS, Authorizer, Backend, Budget, Dispatch
-from ._sandbox import Sandbox, ScriptModule
+from ._sandbox import Sandbox
+from ._store import ScriptModule
 from ._values import encode_input
 
 __all__ = [

@@ -84,7 +84,7 @@ from ._values import decode_output
 __all__ = [
     "Sandbox",
     "ScriptModule",
-    "Outcome",
+    "RunOutcome",
     "DEFAULT_MAX_WASM_STACK",
     "EPOCH_TICK",
     "CLOSURE_TABLE_BASE",
@@ -111,8 +111,8 @@ MIN_TABLE_SIZE = 128
 _RT_CACHE_PREFIX = "rt-"
 
 
-class Outcome(NamedTuple):
-    """What a successful run produced."""
+class RunOutcome(NamedTuple):
+    """What a successful :meth:`Sandbox.run` produced (a request's outcome is ``peerbox.trust.Outcome``)."""
 
     value: Any
     log: list[str]
@@ -369,7 +369,7 @@ class Sandbox:
         fuel: int | None,
         files: tuple[str, ...],
         host: Dispatch | None = None,
-    ) -> Outcome:
+    ) -> RunOutcome:
         """Run ``script`` once in a fresh Store and return its value and log.
 
         ``timeout`` (seconds, counted from this call, not counting a wait for a free slot) is
@@ -417,7 +417,7 @@ class Sandbox:
         fuel: int | None,
         files: tuple[str, ...],
         host: Dispatch | None,
-    ) -> Outcome:
+    ) -> RunOutcome:
         """:meth:`run` on a thread known to have stack enough; ``started``: when run() was called."""
         rt_ptr = self._rt_module_ptr if self._rt_module_ptr is not None else self._rt()
         linker = self._linker()
@@ -451,7 +451,7 @@ class Sandbox:
         result = decode_output(data)
         fuel_used = budget - left if self.metered else None
         if result["ok"]:
-            return Outcome(result.get("value"), result.get("log", []), fuel_used, peak)
+            return RunOutcome(result.get("value"), result.get("log", []), fuel_used, peak)
         err = result["error"]
         index = err.get("file")
         line = err.get("line")
