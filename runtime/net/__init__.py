@@ -9,7 +9,10 @@ In the order a request arrives::
     _admission   fair admission to run slots, per caller
     _runpool     the run threads (large native stacks)
     _metrics     the worker's Prometheus counters, fed typed answers (outcome, usage, denied action)
-    _worker      the shared worker: endpoints, routing, statuses, serving, ``run_shared``
+    _endpoints   what a worker and a router answer: /v1/exec, /v1/logic, health, peers, metrics;
+                 the HTTP status of each outcome
+    _worker      the shared worker: check threads, run slots, ``serve_worker``, ``run_shared``
+    _serving     serving an app: --listen, TLS, the port file, signals
     _isolated    isolated mode: one child worker per peer, a router in front
 
 And the calling side::

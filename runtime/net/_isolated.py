@@ -31,7 +31,8 @@ from ..wire import decode1
 from ..trust import Handled, Outcome, Usage, outcome_of
 from ._h2server import HttpRequest, HttpResponse, ServerLimits
 from ..peer import PeerStore
-from ._worker import RETRY_LATER, Endpoints, error_response, parse_listen, serve_app, tls_context
+from ._endpoints import RETRY_LATER, Endpoints, error_response
+from ._serving import parse_listen, serve_app, tls_context
 
 __all__ = ["Router", "serve_isolated", "run_isolated"]
 

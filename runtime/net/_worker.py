@@ -9,7 +9,10 @@ event loop for bodies up to 4 KiB, on 2 threads beyond), so a forged
 ``caller`` can never use up someone else's quota and forgeries cost no
 decoding, routes by the envelope's
 ``target`` to the hosted peer's :class:`~peerbox.trust._exec.ExecHandler`, and runs
-it on a worker thread. HTTP status follows the outcome (see :func:`status_for`).
+it on a worker thread. HTTP status follows the outcome (see
+:func:`~peerbox.net._endpoints.status_for`; the endpoints the worker shares
+with isolated mode's router are :class:`~peerbox.net._endpoints.Endpoints`,
+its metrics :mod:`peerbox.net._metrics`, serving :mod:`peerbox.net._serving`).
 
 A request then goes through the two phases of its handler. The first,
 :meth:`~peerbox.trust._exec.ExecHandler.check` (freshness, the nonce, capabilities,
@@ -51,11 +54,8 @@ request over HTTP/2, so a client sees the same statuses and bytes.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import os
-import signal
 import ssl
 import sys
 import threading
@@ -65,159 +65,16 @@ from collections.abc import Callable
 import outcome
 import trio
 
-from ._admission import Admission, Ticket
-from .._atomic import write_atomic
-from ..wire import EnvelopeError
-from ..wire import cbor_dumps
+from .._errors import Error
 from ..peer import Contexts
-from ..wire import Request
-from ..trust import Admitted, ExecHandler, Handled, Outcome
-from .._errors import Error, UsageError
-from ._metrics import Metrics
-from ._h2server import App, HttpRequest, HttpResponse, ServerLimits, serve
+from ..trust import Admitted, ExecHandler, Handled, LogicAdmitted
+from ._admission import Admission, Ticket
+from ._endpoints import RETRY_LATER, Endpoints, answer_response, error_response
+from ._h2server import HttpRequest, HttpResponse, ServerLimits
 from ._runpool import RUN_STACK_SIZE, RunPool
-from ._preauth import PreAuth
-from ..wire import did_from_public_key
-from ..trust import LogicAdmitted, LogicRequest
+from ._serving import parse_listen, serve_app, tls_context
 
-__all__ = [
-    "Endpoints",
-    "RETRY_LATER",
-    "Worker",
-    "RunPool",
-    "Metrics",
-    "status_for",
-    "serve_app",
-    "serve_worker",
-    "run_shared",
-    "parse_listen",
-    "tls_context",
-    "error_response",
-    "RUN_STACK_SIZE",
-]
-
-COSE = "application/cose"
-CBOR = "application/cbor"
-JSON = "application/json"
-PROM = "text/plain; version=0.0.4; charset=utf-8"
-MAX_BODY = 1 << 20
-
-_REJECTED_STATUS = {"bad_signature": 401, "bad_key": 401, "replay": 409, "too_large": 413,
-                    "wrong_target": 404}
-#: The header of a 503 that a client may retry a second later.
-RETRY_LATER = (("retry-after", "1"),)
-
-
-def status_for(handled: Handled) -> int:
-    """The HTTP status of a handled request.
-
-    ``ok``/``script_error``/``limit`` → 200 (a signed reply), ``denied`` → 403
-    (a signed denial), ``rejected`` by kind: ``bad_signature``/``bad_key``
-    401, ``replay`` 409, ``too_large`` 413, ``wrong_target`` 404, else 400.
-    """
-    if handled.outcome is Outcome.DENIED:
-        return 403
-    if handled.outcome.signed:
-        return 200
-    return _REJECTED_STATUS.get(handled.kind or "", 400)
-
-
-def error_response(status: int, kind: str, message: str,
-                   headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
-    """An unsigned CBOR ``{error: {kind, message}}`` answer."""
-    body = cbor_dumps({"error": {"kind": kind, "message": message}})
-    return HttpResponse(status=status, headers=(("content-type", CBOR), *headers), body=body)
-
-
-def _header(req: HttpRequest, name: str) -> str | None:
-    for k, v in req.headers:
-        if k.lower() == name:
-            return v
-    return None
-
-
-def _is_cose(req: HttpRequest) -> bool:
-    value = _header(req, "content-type")
-    return value is not None and value.split(";", 1)[0].strip().lower() == COSE
-
-
-# ------------------------------------------------------------------ the apps
-
-
-class Endpoints:
-    """What a worker and an isolated-mode router share: endpoints, pre-checks, metrics."""
-
-    def __init__(self, peers: list[tuple[str, str]]) -> None:
-        self.peers = peers
-        self.metrics = Metrics()
-        self.closing = False
-        self.started = time.time()
-        self.preauth = PreAuth()
-
-    async def app(self, req: HttpRequest) -> HttpResponse:
-        """Answer one HTTP request (never raises for bad input)."""
-        path = req.path.split("?", 1)[0]
-        if path in ("/v1/exec", "/v1/logic"):
-            if req.method != "POST":
-                return error_response(405, "method_not_allowed", "use POST", (("allow", "POST"),))
-            return await self._exec_checked(req, path)
-        if path in ("/v1/health", "/v1/peers", "/metrics"):
-            if req.method not in ("GET", "HEAD"):
-                return error_response(405, "method_not_allowed", "use GET", (("allow", "GET, HEAD"),))
-            if path == "/v1/health":
-                return _json(self.health())
-            if path == "/v1/peers":
-                return _json([{"name": n, "did": d} for n, d in self.peers])
-            return HttpResponse(status=200, headers=(("content-type", PROM),),
-                                body=self.metrics.render().encode())
-        return error_response(404, "not_found", f"no such endpoint: {path[:100]}")
-
-    def health(self) -> dict[str, object]:
-        """The ``/v1/health`` document: ``status`` is ``ok``, or ``draining`` during shutdown."""
-        return {"status": "draining" if self.closing else "ok", "peers": len(self.peers),
-                "uptime": round(time.time() - self.started, 3)}
-
-    async def _exec_checked(self, req: HttpRequest, path: str) -> HttpResponse:
-        """Check an exec or logic request before it reaches a hosted peer: signature first.
-
-        :class:`~peerbox.net._preauth.PreAuth` checks the size, the outer
-        structure and the signature over the raw bytes in bounded time (on
-        the event loop for small bodies, on a thread for large ones) before
-        the strict decoding. Every refusal here (bad signature, malformed,
-        a target not hosted) is marked ``preauth_failure``, so the HTTP/2
-        server charges it to the connection's and the address's budgets.
-        """
-        if not _is_cose(req):
-            self.metrics.requests["unsupported_media_type"] += 1
-            return error_response(415, "unsupported_media_type", f"content-type must be {COSE}")
-        if self.closing:
-            self.metrics.requests["busy"] += 1
-            return error_response(503, "unavailable", "the worker is shutting down", RETRY_LATER)
-        try:
-            envelope: Request | LogicRequest = await self.preauth.open(req.body, path)
-        except EnvelopeError as exc:
-            rejected = Handled(outcome=Outcome.REJECTED, body=b"",
-                               error={"kind": exc.kind, "message": exc.message})
-            self.metrics.record(rejected)
-            return dataclasses.replace(error_response(status_for(rejected), exc.kind, exc.message),
-                                       preauth_failure=True)
-        if not self.hosts(envelope.target):
-            self.metrics.record(Handled(outcome=Outcome.REJECTED, body=b"", error={"kind": "wrong_target"}))
-            return dataclasses.replace(error_response(
-                404, "wrong_target", f"this worker does not host {did_from_public_key(envelope.target)}"),
-                preauth_failure=True)
-        return await self.exec(req, envelope.target, envelope.caller, path)
-
-    def hosts(self, target: bytes) -> bool:
-        raise NotImplementedError
-
-    async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
-        """Answer a pre-checked ``POST /v1/exec`` or ``/v1/logic`` (``path``) for a hosted ``target``."""
-        raise NotImplementedError
-
-
-def _json(doc: object) -> HttpResponse:
-    return HttpResponse(status=200, headers=(("content-type", JSON),), body=json.dumps(doc).encode())
+__all__ = ["Worker", "serve_worker", "run_shared"]
 
 
 class Worker(Endpoints):
@@ -337,7 +194,7 @@ class Worker(Endpoints):
             self._checking -= 1
         if isinstance(checked, Handled):  # refused, denied, or answered (a logic read): no slot taken
             self._account(checked, check_seconds)
-            return _answer(checked)
+            return answer_response(checked)
         return await self._run(name, checked, check_seconds)
 
     def _check(self, name: str, path: str, body: bytes) -> tuple[Admitted | LogicAdmitted | Handled, float]:
@@ -383,7 +240,7 @@ class Worker(Endpoints):
         except Exception as exc:  # a bug (run answers every peerbox.Error with a signed reply)
             print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr)
             return error_response(500, "internal", "the worker failed to handle the request")
-        return _answer(handled)
+        return answer_response(handled)
 
     def _release(self, ticket: Ticket) -> None:
         """Free ``ticket``'s slot (or its place in the queue) and wake the tickets that start."""
@@ -410,112 +267,6 @@ class Worker(Endpoints):
     def _gauges(self) -> None:
         self.metrics.in_flight = self.admission.running
         self.metrics.queued = self.admission.queued
-
-
-def _answer(handled: Handled) -> HttpResponse:
-    """The HTTP response carrying a handled request's answer."""
-    ctype = COSE if handled.signed else CBOR
-    return HttpResponse(status=status_for(handled), headers=(("content-type", ctype),), body=handled.body)
-
-
-# ------------------------------------------------------------------ serving
-
-
-def _write_port_file(path: str, port: int) -> None:
-    """Write ``port`` to ``path`` atomically (a reader never sees a partial file)."""
-    write_atomic(path, f"{port}\n".encode("ascii"), durable=False)
-
-
-async def serve_app(
-    app: App,
-    *,
-    host: str,
-    port: int,
-    ssl_context: ssl.SSLContext | None = None,
-    limits: ServerLimits | None = None,
-    port_file: str | None = None,
-    banner: str | None = None,
-    handle_signals: bool = True,
-    stop_on_stdin_eof: bool = False,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve ``app`` on ``host:port`` until SIGINT/SIGTERM (or until cancelled).
-
-    Reports the bound port through ``task_status`` and in ``port_file``
-    (written atomically, removed on exit); prints ``listening on URL
-    (banner)`` to stderr. On a signal: stop accepting, GOAWAY, in-flight app
-    calls get ``limits.shutdown_grace`` (see :func:`peerbox.net._h2server.serve`),
-    then return. Raises ``OSError`` if the address cannot be bound.
-    """
-    chosen = limits if limits is not None else ServerLimits()
-    try:
-        async with trio.open_nursery() as nursery:
-            actual: int = await nursery.start(functools.partial(
-                serve, app, host=host, port=port, limits=chosen, ssl_context=ssl_context))
-            if port_file:
-                _write_port_file(port_file, actual)
-            if banner is not None:
-                scheme = "https" if ssl_context is not None else "http"
-                shown = f"[{host}]" if ":" in host else host
-                print(f"listening on {scheme}://{shown}:{actual} ({banner})", file=sys.stderr, flush=True)
-            task_status.started(actual)
-            stop = trio.Event()
-            if handle_signals and threading.current_thread() is threading.main_thread():
-                nursery.start_soon(_until_signal, stop)
-            if stop_on_stdin_eof:
-                nursery.start_soon(_until_stdin_eof, stop)
-            await stop.wait()
-            nursery.cancel_scope.cancel()
-    finally:
-        if port_file:
-            try:
-                os.unlink(port_file)
-            except OSError:
-                pass
-
-
-async def _until_signal(stop: trio.Event) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            stop.set()
-            return
-
-
-async def _until_stdin_eof(stop: trio.Event) -> None:
-    """Set ``stop`` when stdin reaches end of file (isolated mode: the supervisor went away)."""
-    stream = trio.lowlevel.FdStream(os.dup(0))
-    try:
-        while await stream.receive_some(4096):
-            pass
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        pass
-    finally:
-        await stream.aclose()
-    stop.set()
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:7700"``, ``"[::1]:7700"`` or ``":7700"`` → (host, port). Raises UsageError."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise UsageError(f"--listen expects HOST:PORT, got {text!r}")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    return host or "127.0.0.1", int(port_text)
-
-
-def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
-    """A server TLS context (ALPN h2) from PEM files, or None for h2c. Raises UsageError."""
-    if cert is None and key is None:
-        return None
-    if cert is None or key is None:
-        raise UsageError("--tls-cert and --tls-key go together")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        ctx.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot load the TLS certificate/key: {exc}") from None
-    ctx.set_alpn_protocols(["h2"])
-    return ctx
 
 
 async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl.SSLContext | None = None,

@@ -2,7 +2,7 @@
 
 The tables here are the documented ones (README "exit code" table, ``peerbox
 handle``'s and ``logic push``'s lines); each row is asserted, so a change to
-:func:`peerbox.trust.exit_code` or :func:`peerbox.net._worker.status_for`
+:func:`peerbox.trust.exit_code` or :func:`peerbox.net._endpoints.status_for`
 that moves a code fails here first.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from peerbox.net._metrics import Metrics
-from peerbox.net._worker import status_for
+from peerbox.net._endpoints import status_for
 from peerbox.trust import LIMIT_KINDS, Handled, Outcome, Usage, exit_code, outcome_of
 from peerbox.trust._outcome import EXIT_CODES, Via
 

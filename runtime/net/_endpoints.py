@@ -1,0 +1,156 @@
+"""What a worker and an isolated-mode router answer over HTTP: endpoints, pre-checks, statuses.
+
+:class:`Endpoints` is the HTTP application both share: ``POST /v1/exec``
+and ``/v1/logic`` (``content-type: application/cose``; the signature over
+the raw bytes first, then strict decoding: :mod:`peerbox.net._preauth`; a
+``target`` not hosted is 404), ``GET /v1/health``, ``/v1/peers`` and
+``/metrics`` (:mod:`peerbox.net._metrics`). A subclass says which targets
+it hosts and answers a pre-checked request (:class:`~peerbox.net._worker.Worker`
+runs it, :class:`~peerbox.net._isolated.Router` forwards it).
+
+HTTP status follows the typed outcome (:func:`status_for`): a signed reply
+is 200, a signed denial 403, an envelope refused unsigned 400/401/404/409/413
+by kind; a saturated worker 503 with ``retry-after`` (:data:`RETRY_LATER`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+from ..trust import Handled, LogicRequest, Outcome
+from ..wire import EnvelopeError, Request, cbor_dumps, did_from_public_key
+from ._h2server import HttpRequest, HttpResponse
+from ._metrics import Metrics
+from ._preauth import PreAuth
+
+__all__ = ["Endpoints", "RETRY_LATER", "status_for", "error_response", "answer_response", "COSE", "CBOR"]
+
+COSE = "application/cose"
+CBOR = "application/cbor"
+JSON = "application/json"
+PROM = "text/plain; version=0.0.4; charset=utf-8"
+
+_REJECTED_STATUS = {"bad_signature": 401, "bad_key": 401, "replay": 409, "too_large": 413,
+                    "wrong_target": 404}
+#: The header of a 503 that a client may retry a second later.
+RETRY_LATER = (("retry-after", "1"),)
+
+
+def status_for(handled: Handled) -> int:
+    """The HTTP status of a handled request.
+
+    ``ok``/``script_error``/``limit`` → 200 (a signed reply), ``denied`` → 403
+    (a signed denial), ``rejected`` by kind: ``bad_signature``/``bad_key``
+    401, ``replay`` 409, ``too_large`` 413, ``wrong_target`` 404, else 400.
+    """
+    if handled.outcome is Outcome.DENIED:
+        return 403
+    if handled.outcome.signed:
+        return 200
+    return _REJECTED_STATUS.get(handled.kind or "", 400)
+
+
+def error_response(status: int, kind: str, message: str,
+                   headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
+    """An unsigned CBOR ``{error: {kind, message}}`` answer."""
+    body = cbor_dumps({"error": {"kind": kind, "message": message}})
+    return HttpResponse(status=status, headers=(("content-type", CBOR), *headers), body=body)
+
+
+def _header(req: HttpRequest, name: str) -> str | None:
+    for k, v in req.headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _is_cose(req: HttpRequest) -> bool:
+    value = _header(req, "content-type")
+    return value is not None and value.split(";", 1)[0].strip().lower() == COSE
+
+
+# ------------------------------------------------------------------ the apps
+
+
+class Endpoints:
+    """What a worker and an isolated-mode router share: endpoints, pre-checks, metrics."""
+
+    def __init__(self, peers: list[tuple[str, str]]) -> None:
+        self.peers = peers
+        self.metrics = Metrics()
+        self.closing = False
+        self.started = time.time()
+        self.preauth = PreAuth()
+
+    async def app(self, req: HttpRequest) -> HttpResponse:
+        """Answer one HTTP request (never raises for bad input)."""
+        path = req.path.split("?", 1)[0]
+        if path in ("/v1/exec", "/v1/logic"):
+            if req.method != "POST":
+                return error_response(405, "method_not_allowed", "use POST", (("allow", "POST"),))
+            return await self._exec_checked(req, path)
+        if path in ("/v1/health", "/v1/peers", "/metrics"):
+            if req.method not in ("GET", "HEAD"):
+                return error_response(405, "method_not_allowed", "use GET", (("allow", "GET, HEAD"),))
+            if path == "/v1/health":
+                return _json(self.health())
+            if path == "/v1/peers":
+                return _json([{"name": n, "did": d} for n, d in self.peers])
+            return HttpResponse(status=200, headers=(("content-type", PROM),),
+                                body=self.metrics.render().encode())
+        return error_response(404, "not_found", f"no such endpoint: {path[:100]}")
+
+    def health(self) -> dict[str, object]:
+        """The ``/v1/health`` document: ``status`` is ``ok``, or ``draining`` during shutdown."""
+        return {"status": "draining" if self.closing else "ok", "peers": len(self.peers),
+                "uptime": round(time.time() - self.started, 3)}
+
+    async def _exec_checked(self, req: HttpRequest, path: str) -> HttpResponse:
+        """Check an exec or logic request before it reaches a hosted peer: signature first.
+
+        :class:`~peerbox.net._preauth.PreAuth` checks the size, the outer
+        structure and the signature over the raw bytes in bounded time (on
+        the event loop for small bodies, on a thread for large ones) before
+        the strict decoding. Every refusal here (bad signature, malformed,
+        a target not hosted) is marked ``preauth_failure``, so the HTTP/2
+        server charges it to the connection's and the address's budgets.
+        """
+        if not _is_cose(req):
+            self.metrics.requests["unsupported_media_type"] += 1
+            return error_response(415, "unsupported_media_type", f"content-type must be {COSE}")
+        if self.closing:
+            self.metrics.requests["busy"] += 1
+            return error_response(503, "unavailable", "the worker is shutting down", RETRY_LATER)
+        try:
+            envelope: Request | LogicRequest = await self.preauth.open(req.body, path)
+        except EnvelopeError as exc:
+            rejected = Handled(outcome=Outcome.REJECTED, body=b"",
+                               error={"kind": exc.kind, "message": exc.message})
+            self.metrics.record(rejected)
+            return dataclasses.replace(error_response(status_for(rejected), exc.kind, exc.message),
+                                       preauth_failure=True)
+        if not self.hosts(envelope.target):
+            self.metrics.record(Handled(outcome=Outcome.REJECTED, body=b"", error={"kind": "wrong_target"}))
+            return dataclasses.replace(error_response(
+                404, "wrong_target", f"this worker does not host {did_from_public_key(envelope.target)}"),
+                preauth_failure=True)
+        return await self.exec(req, envelope.target, envelope.caller, path)
+
+    def hosts(self, target: bytes) -> bool:
+        raise NotImplementedError
+
+    async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
+        """Answer a pre-checked ``POST /v1/exec`` or ``/v1/logic`` (``path``) for a hosted ``target``."""
+        raise NotImplementedError
+
+
+def _json(doc: object) -> HttpResponse:
+    return HttpResponse(status=200, headers=(("content-type", JSON),), body=json.dumps(doc).encode())
+
+
+def answer_response(handled: Handled) -> HttpResponse:
+    """The HTTP response carrying a handled request's answer."""
+    ctype = COSE if handled.signed else CBOR
+    return HttpResponse(status=status_for(handled), headers=(("content-type", ctype),), body=handled.body)

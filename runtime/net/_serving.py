@@ -1,0 +1,123 @@
+"""Serving an HTTP/2 app until told to stop: addresses, TLS, the port file, signals.
+
+Shared by the shared-mode worker (:func:`peerbox.net._worker.serve_worker`)
+and isolated mode's router and children (:mod:`peerbox.net._isolated`):
+:func:`serve_app` binds, reports the port, and returns on SIGINT/SIGTERM (or
+stdin EOF, how a child follows its supervisor); :func:`parse_listen` and
+:func:`tls_context` turn ``--listen`` and ``--tls-cert``/``--tls-key`` into
+what it takes (raising :class:`~peerbox.UsageError`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import ssl
+import sys
+import threading
+
+import trio
+
+from .._atomic import write_atomic
+from .._errors import UsageError
+from ._h2server import App, ServerLimits, serve
+
+__all__ = ["serve_app", "parse_listen", "tls_context"]
+
+
+def _write_port_file(path: str, port: int) -> None:
+    """Write ``port`` to ``path`` atomically (a reader never sees a partial file)."""
+    write_atomic(path, f"{port}\n".encode("ascii"), durable=False)
+
+
+async def serve_app(
+    app: App,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    limits: ServerLimits | None = None,
+    port_file: str | None = None,
+    banner: str | None = None,
+    handle_signals: bool = True,
+    stop_on_stdin_eof: bool = False,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``host:port`` until SIGINT/SIGTERM (or until cancelled).
+
+    Reports the bound port through ``task_status`` and in ``port_file``
+    (written atomically, removed on exit); prints ``listening on URL
+    (banner)`` to stderr. On a signal: stop accepting, GOAWAY, in-flight app
+    calls get ``limits.shutdown_grace`` (see :func:`peerbox.net._h2server.serve`),
+    then return. Raises ``OSError`` if the address cannot be bound.
+    """
+    chosen = limits if limits is not None else ServerLimits()
+    try:
+        async with trio.open_nursery() as nursery:
+            actual: int = await nursery.start(functools.partial(
+                serve, app, host=host, port=port, limits=chosen, ssl_context=ssl_context))
+            if port_file:
+                _write_port_file(port_file, actual)
+            if banner is not None:
+                scheme = "https" if ssl_context is not None else "http"
+                shown = f"[{host}]" if ":" in host else host
+                print(f"listening on {scheme}://{shown}:{actual} ({banner})", file=sys.stderr, flush=True)
+            task_status.started(actual)
+            stop = trio.Event()
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                nursery.start_soon(_until_signal, stop)
+            if stop_on_stdin_eof:
+                nursery.start_soon(_until_stdin_eof, stop)
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        if port_file:
+            try:
+                os.unlink(port_file)
+            except OSError:
+                pass
+
+
+async def _until_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            stop.set()
+            return
+
+
+async def _until_stdin_eof(stop: trio.Event) -> None:
+    """Set ``stop`` when stdin reaches end of file (isolated mode: the supervisor went away)."""
+    stream = trio.lowlevel.FdStream(os.dup(0))
+    try:
+        while await stream.receive_some(4096):
+            pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    finally:
+        await stream.aclose()
+    stop.set()
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:7700"``, ``"[::1]:7700"`` or ``":7700"`` → (host, port). Raises UsageError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UsageError(f"--listen expects HOST:PORT, got {text!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return host or "127.0.0.1", int(port_text)
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server TLS context (ALPN h2) from PEM files, or None for h2c. Raises UsageError."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("--tls-cert and --tls-key go together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS certificate/key: {exc}") from None
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
