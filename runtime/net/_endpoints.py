@@ -118,10 +118,10 @@ class Endpoints:
         server charges it to the connection's and the address's budgets.
         """
         if not _is_cose(req):
-            self.metrics.requests["unsupported_media_type"] += 1
+            self.metrics.unhandled("unsupported_media_type")
             return error_response(415, "unsupported_media_type", f"content-type must be {COSE}")
         if self.closing:
-            self.metrics.requests["busy"] += 1
+            self.metrics.unhandled("busy")
             return error_response(503, "unavailable", "the worker is shutting down", RETRY_LATER)
         try:
             envelope: Request | LogicRequest = await self.preauth.open(req.body, path)

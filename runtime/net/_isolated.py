@@ -89,7 +89,7 @@ class Router(Endpoints):
     async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
         child = self.children[target]
         if child.port is None:
-            self.metrics.requests["busy"] += 1
+            self.metrics.unhandled("busy")
             return error_response(503, "unavailable", f"the worker of {child.name} is restarting",
                                   RETRY_LATER)
         self.in_flight += 1
@@ -99,7 +99,7 @@ class Router(Endpoints):
             status, ctype, body = await self.transport.exec(child.url, bytes(req.body), self.timeout,
                                                             path=path)
         except TransportError as exc:
-            self.metrics.requests["busy"] += 1
+            self.metrics.unhandled("busy")
             return error_response(503, "unavailable", f"the worker of {child.name} did not answer: {exc}",
                                   RETRY_LATER)
         finally:
@@ -114,12 +114,12 @@ class Router(Endpoints):
     def _count(self, status: int, body: bytes, seconds: float) -> None:
         """Metrics from a forwarded answer: the same outcomes as the worker's own."""
         if status == 503:
-            self.metrics.requests["busy"] += 1
+            self.metrics.unhandled("busy")
             return
         try:
             handled = _forwarded(status, body)
         except Exception:  # an answer we cannot read is still forwarded; count it apart
-            self.metrics.requests["unreadable"] += 1
+            self.metrics.unhandled("unreadable")
             return
         self.metrics.answered(handled, seconds)
 

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal
 
 from ..trust import Handled
 
-__all__ = ["Metrics", "Histogram"]
+__all__ = ["Metrics", "Histogram", "Unhandled"]
+
+#: Answers no request handler gave (counted in ``peerbox_requests_total`` beside the outcomes):
+#: the worker was saturated or draining (``busy``), a peer's files could not be opened
+#: (``unavailable``), not an envelope (``unsupported_media_type``), a bug (``internal_error``),
+#: a child's answer the isolated router could not read (``unreadable``).
+Unhandled = Literal["busy", "unavailable", "unsupported_media_type", "internal_error", "unreadable"]
 
 _FUEL_BUCKETS = (1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9)
 _SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -57,9 +64,8 @@ def _fmt(x: float) -> str:
 class Metrics:
     """Prometheus counters of one worker (updated on the trio thread only).
 
-    ``requests`` also counts answers that are no :class:`Handled` (``busy``,
-    ``unavailable``, ``unsupported_media_type``, ``internal_error``...): the
-    caller increments those by name.
+    ``requests`` also counts answers that are no :class:`Handled`
+    (:data:`Unhandled`, through :meth:`unhandled`).
     """
 
     def __init__(self) -> None:
@@ -78,6 +84,10 @@ class Metrics:
             self.denials[handled.denied_action] += 1
         elif not handled.outcome.signed:
             self.rejections[handled.kind or "unknown"] += 1
+
+    def unhandled(self, what: Unhandled) -> None:
+        """Count one answer no handler gave (see :data:`Unhandled`)."""
+        self.requests[what] += 1
 
     def answered(self, handled: Handled, seconds: float) -> None:
         """Count one answered request (:meth:`record`), the seconds it took and the fuel its run used."""

@@ -186,7 +186,7 @@ class Worker(Endpoints):
             checked, check_seconds = await trio.to_thread.run_sync(
                 functools.partial(self._check, name, path, body), limiter=self.check_limiter)
         except Error as exc:  # the peer's key, policy or nonce database cannot be opened
-            self.metrics.requests["unavailable"] += 1
+            self.metrics.unhandled("unavailable")
             return error_response(503, "unavailable", f"peer {name} cannot be served: {exc}", RETRY_LATER)
         except Exception as exc:  # a bug: never crash the server
             return self._internal(exc)
@@ -233,7 +233,7 @@ class Worker(Endpoints):
             if isinstance(res, outcome.Value):
                 self.metrics.answered(*res.value)  # the run's fuel too
             else:
-                self.metrics.requests["internal_error"] += 1
+                self.metrics.unhandled("internal_error")
 
         try:
             handled, _ = await pool.run(job, done)
@@ -256,11 +256,11 @@ class Worker(Endpoints):
         self.metrics.seconds.observe(seconds)
 
     def _busy(self, message: str) -> HttpResponse:
-        self.metrics.requests["busy"] += 1
+        self.metrics.unhandled("busy")
         return error_response(503, "busy", message, RETRY_LATER)
 
     def _internal(self, exc: BaseException) -> HttpResponse:
-        self.metrics.requests["internal_error"] += 1
+        self.metrics.unhandled("internal_error")
         print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr)
         return error_response(500, "internal", "the worker failed to handle the request")
 

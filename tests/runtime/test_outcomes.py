@@ -109,7 +109,8 @@ def test_metrics_read_fields_not_bodies_or_messages() -> None:
                        denied_action="logic.write"), 0.0)
     m.answered(Handled(outcome=Outcome.REJECTED, body=junk, error={"kind": "replay", "message": "x"}), 0.0)
     m.record(Handled(outcome=Outcome.REJECTED, body=b""))
-    assert m.requests == {"ok": 1, "script_error": 1, "denied": 1, "rejected": 2}
+    m.unhandled("busy")
+    assert m.requests == {"ok": 1, "script_error": 1, "denied": 1, "rejected": 2, "busy": 1}
     assert m.denials == {"fs.write": 1, "logic.write": 1}
     assert m.rejections == {"replay": 1, "unknown": 1}
     assert m.fuel.count == 2 and m.fuel.sum == 5007
