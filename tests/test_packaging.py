@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 def _has_modern_setuptools() -> bool:
     try:
-        import setuptools
+        import setuptools  # type: ignore[import-untyped]  # no stubs installed; only its version is read
 
         return int(setuptools.__version__.split(".")[0]) >= 69
     except (ImportError, ValueError):

@@ -117,7 +117,7 @@ def test_without_a_table_scripts_have_no_host_functions() -> None:
     [
         ([HostCall(Op.READ, "read", ("path",), "fs.read", "string", "")], "not 'module::function'"),
         ([HostCall(Op.READ, "fs::read", ("path",) * 4, "fs.read", "string", "")], "at most 3"),
-        ([cast(Any, HostCall(-1, "fs::read", ("path",), "fs.read", "string", ""))], "not an i32"),
+        ([HostCall(cast(Any, -1), "fs::read", ("path",), "fs.read", "string", "")], "not an i32"),
         ([HOST_CALLS[0], HostCall(Op.READ, "fs::other", ("path",), "fs.read", "string", "")], "listed twice"),
         ([HOST_CALLS[0], HostCall(Op.WRITE, "fs::read", ("path",), "fs.read", "string", "")], "listed twice"),
     ],

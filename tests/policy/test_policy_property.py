@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import fnmatch
 
 import pytest
@@ -30,7 +32,7 @@ def seg_match(pat: list[str], path: list[str]) -> bool:
     return bool(path) and fnmatch.fnmatchcase(path[0], pat[0]) and seg_match(pat[1:], path[1:])
 
 
-def ref_matches(rule: dict, caller: str, name: str | None, action: str, res: str | None, now: float) -> bool:
+def ref_matches(rule: dict[str, Any], caller: str, name: str | None, action: str, res: str | None, now: float) -> bool:
     if "expires" in rule and rule["expires"] <= now:
         return False
     who_ok = False
@@ -54,7 +56,7 @@ def ref_matches(rule: dict, caller: str, name: str | None, action: str, res: str
     return any(seg_match(p.split("/"), path) for p in rule["resources"])
 
 
-def reference(rules: list[dict], grants: list[Grant], caller: str, name: str | None, action: str,
+def reference(rules: list[dict[str, Any]], grants: list[Grant], caller: str, name: str | None, action: str,
               res: str | None, now: float) -> tuple[bool, int | None]:
     if res is not None and (res.startswith("/") or res.endswith("/") or "//" in res
                             or any(s in (".", "..") for s in res.split("/"))):
@@ -96,7 +98,7 @@ grant_st = st.lists(st.builds(Grant, st.sampled_from(["fs.read", "fs.write", "fs
                               st.one_of(st.none(), pattern())), max_size=2)
 
 
-def to_toml(rules: list[dict]) -> str:
+def to_toml(rules: list[dict[str, Any]]) -> str:
     def q(x: str) -> str:
         return '"' + x + '"'
     out = ["version = 1", "[groups]"] + [f"{k} = [{', '.join(q(m) for m in v)}]" for k, v in GROUPS.items()]
@@ -111,7 +113,7 @@ def to_toml(rules: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def valid(r: dict) -> bool:
+def valid(r: dict[str, Any]) -> bool:
     acts = {x for a in r["actions"] for x in ALIASES.get(a, [a])}
     return "resources" not in r or bool(acts - {"exec", "delegate"})
 
@@ -124,7 +126,7 @@ def valid(r: dict) -> bool:
                                st.sampled_from([50.0, 150.0, 250.0, 350.0])),
                      min_size=1, max_size=40),
        grants=grant_st)
-def test_matcher_equals_reference(rules: list[dict], reqs: list[tuple], grants: list[Grant]) -> None:
+def test_matcher_equals_reference(rules: list[dict[str, Any]], reqs: list[tuple[Any, ...]], grants: list[Grant]) -> None:
     policy = loads(to_toml(rules), "p.toml")
     for caller, name, action, res, now in reqs:
         d = policy.decide(Request(caller, name, action, res, OWNER, now), grants)

@@ -16,7 +16,7 @@ pycose_messages = pytest.importorskip(
 )
 from pycose.algorithms import EdDSA  # noqa: E402
 from pycose.headers import KID, Algorithm  # noqa: E402
-from pycose.keys import OKPKey  # noqa: E402
+from pycose.keys.okp import OKPKey  # noqa: E402
 from pycose.keys.curves import Ed25519  # noqa: E402
 
 from peerbox.wire._cbor_strict import dumps  # noqa: E402

@@ -241,6 +241,7 @@ def test_fuel_used_is_reported() -> None:
     # more work burns more fuel
     prog2 = peerbox.compile("let s = 0; for i in 0..10000 { s += i; } s", filename="test.rhai")
     res2 = prog2.run(limits=peerbox.Limits(fuel=10_000_000))
+    assert res2.fuel_used is not None and res.fuel_used is not None
     assert res2.fuel_used > res.fuel_used
 
 

@@ -109,7 +109,7 @@ class Caller:
         return verify_reply(body, target=self.store.get(to).public_key, request_bytes=req)
 
 
-MODES: dict[str, Callable[[Path], Any]] = {"shared": shared, "isolated": isolated}
+MODES: dict[str, Callable[..., Any]] = {"shared": shared, "isolated": isolated}
 
 
 @pytest.mark.parametrize("mode", ["shared", "isolated"])
