@@ -58,7 +58,7 @@ class Transport(abc.ABC):
                    path: str | None = None) -> tuple[int, str, bytes]:
         """POST ``envelope`` to ``url``'s exec endpoint (or ``path``); return ``(status, ctype, body)``."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 (optional: a transport without connections keeps it)
         """Close every connection (the default has none)."""
 
     async def __aenter__(self) -> Transport:

@@ -43,6 +43,9 @@ from ._http import App, HttpRequest, HttpResponse, ServerLimits
 
 __all__ = ["App", "HttpRequest", "HttpResponse", "ServerLimits", "serve", "serve_stream"]
 
+#: The limits a server runs with unless given others (frozen: one instance serves every call).
+DEFAULT_LIMITS = ServerLimits()
+
 log = logging.getLogger("peerbox.h2server")
 
 
@@ -506,7 +509,7 @@ class _Conn:
 
 
 async def serve_stream(
-    app: App, stream: trio.abc.Stream, *, limits: ServerLimits = ServerLimits(), client: str, conn_id: int,
+    app: App, stream: trio.abc.Stream, *, limits: ServerLimits = DEFAULT_LIMITS, client: str, conn_id: int,
     budgets: AddressBudgets | None = None,
 ) -> None:
     """Serve one HTTP/2 connection on ``stream`` until it ends.
@@ -556,7 +559,7 @@ async def serve(
     *,
     host: str,
     port: int,
-    limits: ServerLimits = ServerLimits(),
+    limits: ServerLimits = DEFAULT_LIMITS,
     ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._errors import Error
 from ..peer import (HistoryError, HistoryMismatch, LogicError, LogicRefused, PeerLogic, PeerStore,
