@@ -75,7 +75,7 @@ def _check_args(op: object, args: object) -> tuple[HostCall, Sequence[Any]]:
         raise HostCallError(
             "invalid_argument", f"{name} takes {len(kinds)} argument{plural}, got {len(args)}"
         )
-    for kind, value in zip(kinds, args):
+    for kind, value in zip(kinds, args, strict=True):
         if kind == "blob":
             if not isinstance(value, (bytes, bytearray)):
                 raise HostCallError("invalid_argument", f"{name}: expected a blob, got {_type_name(value)}")

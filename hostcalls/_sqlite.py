@@ -273,9 +273,8 @@ class SqliteBackend(Backend):
         p = join(parts)
         if not parts:
             raise is_a_directory(p)
-        with self._lock:
-            with self._tx(p, write=False) as db:
-                content = self._content(db, parts, p)
+        with self._lock, self._tx(p, write=False) as db:
+            content = self._content(db, parts, p)
         if content is None:
             raise no_such_file(p)
         return content
@@ -285,16 +284,15 @@ class SqliteBackend(Backend):
         p = join(parts)
         if not parts:
             raise is_a_directory(p)
-        with self._lock:
-            with self._tx(p, write=True) as db:
-                self._walk(db, parts, len(parts) - 1)
-                row = self._row(db, p)
-                if row is not None and row[0]:
-                    raise is_a_directory(p)
-                old = None if row is None else row[1]
-                self.quotas.check_file(self._usage(db), p, old, len(data))
-                self._put(db, parts, bytes(data))
-                self._count(db, len(data) - (old or 0), int(old is None))
+        with self._lock, self._tx(p, write=True) as db:
+            self._walk(db, parts, len(parts) - 1)
+            row = self._row(db, p)
+            if row is not None and row[0]:
+                raise is_a_directory(p)
+            old = None if row is None else row[1]
+            self.quotas.check_file(self._usage(db), p, old, len(data))
+            self._put(db, parts, bytes(data))
+            self._count(db, len(data) - (old or 0), int(old is None))
 
     def append_bytes(self, path: str, data: bytes) -> int:
         parts = parse_path(path)
@@ -326,54 +324,51 @@ class SqliteBackend(Backend):
         if not parts:
             return True
         p = join(parts)
-        with self._lock:
-            with self._tx(p, write=False) as db:
-                return self._row(db, p) is not None
+        with self._lock, self._tx(p, write=False) as db:
+            return self._row(db, p) is not None
 
     def delete(self, path: str) -> None:
         parts = parse_path(path)
         p = join(parts)
         if not parts:
             raise HostCallError("invalid_path", "cannot delete the peer root")
-        with self._lock:
-            with self._tx(p, write=True) as db:
-                self._walk(db, parts, len(parts) - 1)
-                row = self._row(db, p)
-                if row is None:
-                    raise no_such_entry(p)
-                if row[0] and db.execute("SELECT 1 FROM files WHERE parent = ? LIMIT 1", (p,)).fetchone():
-                    raise not_empty(p)
-                db.execute("DELETE FROM files WHERE path = ?", (p,))
-                self._touch(db, join(parts[:-1]), _now())
-                self._count(db, -row[1], -1)
+        with self._lock, self._tx(p, write=True) as db:
+            self._walk(db, parts, len(parts) - 1)
+            row = self._row(db, p)
+            if row is None:
+                raise no_such_entry(p)
+            if row[0] and db.execute("SELECT 1 FROM files WHERE parent = ? LIMIT 1", (p,)).fetchone():
+                raise not_empty(p)
+            db.execute("DELETE FROM files WHERE path = ?", (p,))
+            self._touch(db, join(parts[:-1]), _now())
+            self._count(db, -row[1], -1)
 
     def mkdir(self, path: str) -> None:
         parts = parse_path(path)
         if not parts:
             return
         p = join(parts)
-        with self._lock:
-            with self._tx(p, write=True) as db:
-                i = 0
-                while i < len(parts):  # descend through what exists
-                    row = self._row(db, join(parts[: i + 1]))
-                    if row is None:
-                        break
-                    if not row[0]:
-                        raise not_a_directory(join(parts[: i + 1]))
-                    i += 1
-                if i == len(parts):
-                    return
-                added = len(parts) - i
-                self.quotas.check_entries(self._usage(db), p, added)
-                now = _now()
-                self._touch(db, join(parts[:i]), now)
-                for j in range(i, len(parts)):
-                    db.execute(
-                        "INSERT INTO files(path, parent, is_dir, data, modified) VALUES (?, ?, 1, NULL, ?)",
-                        (join(parts[: j + 1]), join(parts[:j]), now),
-                    )
-                self._count(db, 0, added)
+        with self._lock, self._tx(p, write=True) as db:
+            i = 0
+            while i < len(parts):  # descend through what exists
+                row = self._row(db, join(parts[: i + 1]))
+                if row is None:
+                    break
+                if not row[0]:
+                    raise not_a_directory(join(parts[: i + 1]))
+                i += 1
+            if i == len(parts):
+                return
+            added = len(parts) - i
+            self.quotas.check_entries(self._usage(db), p, added)
+            now = _now()
+            self._touch(db, join(parts[:i]), now)
+            for j in range(i, len(parts)):
+                db.execute(
+                    "INSERT INTO files(path, parent, is_dir, data, modified) VALUES (?, ?, 1, NULL, ?)",
+                    (join(parts[: j + 1]), join(parts[:j]), now),
+                )
+            self._count(db, 0, added)
 
     def stat(self, path: str) -> Stat:
         parts = parse_path(path)

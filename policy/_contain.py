@@ -126,7 +126,7 @@ def _closure(nfa: _Nfa, states: Iterable[int]) -> frozenset[int]:
 def _step(nfa: _Nfa, states: frozenset[int], ch: str) -> frozenset[int]:
     slash = ch == "/"
     out = [nxt for s in states for label, nxt in nfa.edges[s]
-           if label == ch or label == _ANY or (label == _NSL and not slash)]
+           if label in (ch, _ANY) or (label == _NSL and not slash)]
     return _closure(nfa, out) if out else frozenset()
 
 

@@ -281,7 +281,7 @@ def _rule(
                 if problem is not None:
                     bad("resources", f"bad glob: {problem}")
             resources = tuple(normalize(p) for p in res)
-            for before_, after in zip(res, resources):
+            for before_, after in zip(res, resources, strict=True):
                 if before_ != after:
                     where = (ck.key_line("resources", start, end) if start is not None else None) or line
                     ck.warnings.append(Problem(ck.file, where, (

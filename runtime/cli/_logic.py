@@ -154,7 +154,7 @@ def _version_doc(v: Version) -> dict[str, Any]:
 
 
 def _when(t: int) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _describe(v: Version) -> str:

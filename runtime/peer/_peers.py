@@ -31,7 +31,7 @@ import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any, Literal
 
@@ -288,7 +288,7 @@ class PeerStore:
         except OSError as exc:
             raise PeerError(f"cannot create {peer_dir}: {exc.strerror or exc}", peer=name) from exc
         pair = key_pair if key_pair is not None else KeyPair.generate()
-        created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         paths = PeerPaths.of(peer_dir, chosen)
         try:
             _write_new(paths.key, (pair.secret_seed().hex() + "\n").encode("ascii"), mode=0o600)

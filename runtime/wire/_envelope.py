@@ -51,7 +51,8 @@ import hashlib
 import math
 import secrets
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 from ._cose import EnvelopeError, Sign1, decode1, find_bstr_field, scan1, sign1
 from ._identity import PUBLIC_KEY_SIZE, InvalidPublicKey, KeyPair, validate_public_key

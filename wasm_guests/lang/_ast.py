@@ -8,7 +8,7 @@ generator read it. Nothing here knows about WebAssembly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import TypeAlias
 
 __all__ = [
     "Span", "Node",
@@ -192,11 +192,10 @@ class Range(Node):
     inclusive: bool
 
 
-Expr = Union[
-    Unit, Bool, Int, Float, Str, Interp, ArrayLit, MapLit, Var, ModuleRef, Unary,
-    Binary, Logical, Index, Prop, Call, MethodCall, Closure, If, Switch,
-    BlockExpr, Range,
-]
+Expr: TypeAlias = (
+    Unit | Bool | Int | Float | Str | Interp | ArrayLit | MapLit | Var | ModuleRef | Unary |
+    Binary | Logical | Index | Prop | Call | MethodCall | Closure | If | Switch | BlockExpr | Range
+)
 
 
 # -- statements ---------------------------------------------------------------
@@ -286,10 +285,10 @@ class Import(Node):
     alias: str | None
 
 
-Stmt = Union[
-    Let, Assign, ExprStmt, While, Loop, For, Break, Continue, Return, Throw,
-    TryCatch, Import,
-]
+Stmt: TypeAlias = (
+    Let | Assign | ExprStmt | While | Loop | For | Break | Continue | Return | Throw | TryCatch |
+    Import
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

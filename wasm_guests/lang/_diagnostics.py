@@ -27,7 +27,7 @@ _MAX_SHOWN = 160
 _MAX_QUOTED = 80
 #: Most characters of one message, whatever it quotes.
 _MAX_MESSAGE = 1000
-_QUOTED = re.compile("(?<![\\w])'([^'\n]{%d,})'(?![\\w])" % (_MAX_QUOTED + 1))  # not an apostrophe
+_QUOTED = re.compile(rf"(?<![\w])'([^'\n]{{{_MAX_QUOTED + 1},}})'(?![\w])")  # not an apostrophe
 
 
 def _bounded(message: str) -> str:

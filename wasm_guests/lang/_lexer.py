@@ -34,7 +34,7 @@ import time
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Callable, Union
+from collections.abc import Callable
 
 from ._ast import Span
 from ._budget import DEFAULT_LIMITS, TICK, Budget
@@ -59,10 +59,11 @@ RESERVED = frozenset({"export", "do", "until", "this", "var", "static", "yield"}
 #: default (``CompileLimits.depth``).
 MAX_NESTING = DEFAULT_LIMITS.depth
 
-_OPERATORS = (
-    "**= <<= >>= ..= == != <= >= && || += -= *= /= %= &= |= ^= ** << >> .. :: => "
-    "- + * / % < > = ! & | ^ . , ; : ( ) [ ] ? { } #{"
-).split()
+_OPERATORS = [
+    "**=", "<<=", ">>=", "..=", "==", "!=", "<=", ">=", "&&", "||", "+=", "-=", "*=", "/=", "%=",
+    "&=", "|=", "^=", "**", "<<", ">>", "..", "::", "=>", "-", "+", "*", "/", "%", "<", ">", "=",
+    "!", "&", "|", "^", ".", ",", ";", ":", "(", ")", "[", "]", "?", "{", "}", "#{",
+]
 
 # kind of a token text, for texts that are their own kind
 _KIND: dict[str, str] = {w: w for w in KEYWORDS}
@@ -169,7 +170,7 @@ class TokenStream:
 
 #: One piece of a back-tick string with interpolation: literal text (``str``)
 #: or the tokens of one ``${...}``, with its source offsets (start, end).
-Part = tuple[Union[str, TokenStream], int, int]
+Part = tuple[str | TokenStream, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,7 +559,7 @@ def lex(source: str, file: str, diags: Diagnostics, budget: Budget | None = None
 def _check_surrogates(lexer: _Lexer, stream: TokenStream) -> None:
     """Report string literals holding a lone surrogate (a Python ``str`` can,
     UTF-8 text cannot). Outside literals they are already unknown characters."""
-    for kind, value, (a, b) in zip(stream.kinds, stream.values, stream.offsets):
+    for kind, value, (a, b) in zip(stream.kinds, stream.values, stream.offsets, strict=True):
         texts: list[str] = []
         if kind == "str":
             texts = [str(value)]
@@ -580,7 +581,7 @@ def _check_surrogates(lexer: _Lexer, stream: TokenStream) -> None:
 def _to_tokens(stream: TokenStream, source: str, file: str) -> list[Token]:
     tokens: list[Token] = []
     span = stream.lines.span
-    for kind, value, (a, b) in zip(stream.kinds, stream.values, stream.offsets):
+    for kind, value, (a, b) in zip(stream.kinds, stream.values, stream.offsets, strict=True):
         if kind == "interp":
             assert isinstance(value, tuple)
             value = tuple(

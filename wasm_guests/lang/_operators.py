@@ -104,9 +104,7 @@ class OperatorCompiler(Emitter):
             return
         # a simple right operand cannot change the left one: read locals in place
         simple_right = isinstance(e.right, (A.Int, A.Var, A.Str, A.Bool, A.Float))
-        if simple_right and isinstance(e.left, A.Var):
-            left = self.operand(e.left)
-        elif isinstance(e.left, A.Int):
+        if simple_right and isinstance(e.left, A.Var) or isinstance(e.left, A.Int):
             left = self.operand(e.left)
         else:
             self.expr(e.left)

@@ -7,7 +7,7 @@ height of the subtree it built in ``self.h`` (see :mod:`._parser`).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ._ast import (
     ArrayLit, Binary, Block, BlockExpr, Bool, Call, Closure, Expr,

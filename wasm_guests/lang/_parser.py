@@ -37,7 +37,7 @@ Every parse method leaves the height of the subtree it built in ``self.h``.
 from __future__ import annotations
 
 import time
-from typing import Callable, Union
+from collections.abc import Callable
 
 from ._ast import (
     Assign, Block, Break, Continue, Expr, ExprStmt, FnDef, For, Import, Index, Let, Loop, Prop, Return,
@@ -308,7 +308,7 @@ class _Parser(_ExprParser):
         return None, True
 
 
-_Handler = Callable[[_Parser], tuple[Union[Stmt, FnDef, None], bool]]
+_Handler = Callable[[_Parser], tuple[Stmt | FnDef | None, bool]]
 
 _STATEMENTS: dict[str, _Handler] = {
     "let": _Parser._parse_let,
