@@ -321,9 +321,9 @@ class ModuleCache:
                         if e.name.endswith(_SUFFIX) and not e.name.startswith("."):
                             st = e.stat(follow_symlinks=False)
                             out.append((st.st_mtime, st.st_size, e.name))
-                        elif e.name.endswith(".tmp") and e.name.startswith("."):
-                            if now - e.stat(follow_symlinks=False).st_mtime > _STALE_TMP:
-                                os.unlink(e.path)
+                        elif (e.name.endswith(".tmp") and e.name.startswith(".")
+                              and now - e.stat(follow_symlinks=False).st_mtime > _STALE_TMP):
+                            os.unlink(e.path)
                     except OSError:
                         continue  # deleted meanwhile (another process evicting): not there
         except OSError:

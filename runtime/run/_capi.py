@@ -429,7 +429,7 @@ class RawCaller:
     def read(self, ptr: int, length: int) -> bytes:
         """``length`` bytes of guest memory at ``ptr``; raises :class:`~peerbox.Error` outside it."""
         base, size = _memory_span(self._ctx, self._memory())
-        if not (0 < ptr and 0 <= length and ptr + length <= size):
+        if not (ptr > 0 and length >= 0 and ptr + length <= size):
             raise Error(f"host call arguments outside guest memory ({ptr}+{length}) (a bug in peerbox)")
         return _string_at(base + ptr, length)
 

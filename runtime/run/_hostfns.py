@@ -124,15 +124,14 @@ def _host_reply(caller: RawCaller, state: RunState, op: int, ptr: int, length: i
     Every guest pointer and length is checked against the memory size
     before it is touched (:class:`RawCaller` raises :class:`~peerbox.Error`).
     """
-    size = caller.memory_size()
-    if not (0 < ptr and 0 <= length and ptr + length <= size):
-        raise Error(f"host call arguments outside guest memory ({ptr}+{length}) (a bug in peerbox)")
     reply: dict[str, Any]
     if length > MAX_HOSTCALL_ARGS:
+        if not (ptr > 0 and ptr + length <= caller.memory_size()):
+            raise Error(f"host call arguments outside guest memory ({ptr}+{length}) (a bug in peerbox)")
         reply = {"err": ["invalid_argument", f"host call arguments too large: {length} bytes "
                          f"(at most {MAX_HOSTCALL_ARGS >> 20} MiB per call)"]}
     else:
-        args = cbor2.loads(caller.read(ptr, length))
+        args = cbor2.loads(caller.read(ptr, length))  # bounds-checked: Error outside guest memory
         if not isinstance(args, list):
             raise Error("host call arguments are not an array (a bug in peerbox)")
         host = state.host if state.host is not None else Dispatch(None)

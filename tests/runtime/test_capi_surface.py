@@ -255,9 +255,9 @@ def test_no_other_module_reaches_into_wasmtime_internals() -> None:
             )
             tree = ast.parse(code)
             for node in ast.walk(tree):
-                if isinstance(node, (ast.Import, ast.ImportFrom)) and private.search(ast.unparse(node)):
-                    offenders.append(f"{path}: {ast.unparse(node)}")
-                elif isinstance(node, ast.Attribute) and node.attr in ("_from_ptr", "_bindings", "_ffi"):
+                imports = isinstance(node, (ast.Import, ast.ImportFrom)) and private.search(ast.unparse(node))
+                reaches = isinstance(node, ast.Attribute) and node.attr in ("_from_ptr", "_bindings", "_ffi")
+                if imports or reaches:
                     offenders.append(f"{path}: {ast.unparse(node)}")
     assert offenders == []
 
@@ -280,9 +280,8 @@ def test_raw_store_lifetime_and_memory_limit_text() -> None:
     engine = wasmtime.Engine()
     module = wasmtime.Module(engine, '(module (memory (export "memory") 4))')
     linker = RawLinker(engine)
-    with RawStore(engine.ptr(), memory=2 << 16) as store:
-        with pytest.raises(GuestTrap) as info:
-            store.instantiate(linker, module.ptr())
+    with RawStore(engine.ptr(), memory=2 << 16) as store, pytest.raises(GuestTrap) as info:
+        store.instantiate(linker, module.ptr())
     assert info.value.kind == "memory"
     assert isinstance(info.value.__cause__, wasmtime.WasmtimeError)
     assert store.closed
@@ -318,13 +317,11 @@ def test_raw_store_call_read_block_and_traps() -> None:
 
 def test_map_exceptions_keeps_the_cause() -> None:
     engine = wasmtime.Engine()
-    with pytest.raises(peerbox.Error, match="invalid module") as info:
-        with map_exceptions(COMPILE_ERRORS):
-            wasmtime.Module(engine, "(module (func (result i32)))")
+    with pytest.raises(peerbox.Error, match="invalid module") as info, map_exceptions(COMPILE_ERRORS):
+        wasmtime.Module(engine, "(module (func (result i32)))")
     assert isinstance(info.value.__cause__, wasmtime.WasmtimeError)
-    with pytest.raises(KeyError):  # not in the table: passes unchanged
-        with map_exceptions(COMPILE_ERRORS):
-            raise KeyError("x")
+    with pytest.raises(KeyError), map_exceptions(COMPILE_ERRORS):  # not in the table: passes unchanged
+        raise KeyError("x")
 
 
 @pytest.mark.parametrize(

@@ -196,7 +196,7 @@ def test_any_option_values_give_a_sandbox_or_a_usage_error_never_a_crash(cases: 
     assert "panicked" not in proc.stderr
     results = json.loads(proc.stdout)
     assert len(results) == len(cases)
-    for case, (kind, detail) in zip(cases, results):
+    for case, (kind, detail) in zip(cases, results, strict=True):
         assert kind in ("ok", "stopped", "usage"), (case, kind, detail)
 
 
