@@ -199,6 +199,7 @@ def test_manifest_check(tmp_path: Path) -> None:
     (tmp_path / "m.rhai").write_text("fn g() { 1 }")
     resolver = SearchPathResolver([tmp_path])
     found = resolver("m", "main.rhai")
+    assert found is not None
     rec = ImportRecord("m", "main.rhai", found.file, source_sha256(found.source))
     assert manifest_is_current([rec], resolver)
     assert manifest_is_current([], None)

@@ -176,7 +176,7 @@ _case = st.fixed_dictionaries(
 
 def _json_safe(value: Any) -> bool:
     try:
-        return json.loads(json.dumps(value)) == value
+        return bool(json.loads(json.dumps(value)) == value)
     except (TypeError, ValueError):
         return False
 
