@@ -168,7 +168,7 @@ def _engine_for_wat() -> Callable[[str], Any]:
     import wasmtime
 
     try:
-        from peerbox.run._program import default_sandbox
+        from peerbox.run import default_sandbox
 
         return default_sandbox().compile_wat  # type: ignore[no-any-return]
     except (ImportError, AttributeError):
