@@ -39,6 +39,8 @@ __all__ = ["Router", "serve_isolated", "run_isolated"]
 #: The action a forwarded reply's host-call denial names (``fs.read of '...' is not allowed``): the
 #: router sees only the child's signed reply, so this is the one place an action is read from a message.
 _HOST_ACTION = re.compile(r"^([a-z]+(?:\.[a-z]+)*) of '")
+#: Likewise the action of a forwarded logic denial (``logic.write of module '...' is not allowed``).
+_LOGIC_ACTION = re.compile(r"^(logic\.(?:read|write)) of module '")
 
 @dataclass(eq=False)
 class _Child:
@@ -105,26 +107,26 @@ class Router(Endpoints):
         finally:
             self.in_flight -= 1
             self.metrics.in_flight = self.in_flight
-        self._count(status, body, time.perf_counter() - start)
+        self._count(status, body, time.perf_counter() - start, logic=path == "/v1/logic")
         headers: tuple[tuple[str, str], ...] = (("content-type", ctype),)
         if status == 503:
             headers += RETRY_LATER
         return HttpResponse(status=status, headers=headers, body=body)
 
-    def _count(self, status: int, body: bytes, seconds: float) -> None:
+    def _count(self, status: int, body: bytes, seconds: float, *, logic: bool = False) -> None:
         """Metrics from a forwarded answer: the same outcomes as the worker's own."""
         if status == 503:
             self.metrics.unhandled("busy")
             return
         try:
-            handled = _forwarded(status, body)
+            handled = _forwarded(status, body, logic=logic)
         except Exception:  # an answer we cannot read is still forwarded; count it apart
             self.metrics.unhandled("unreadable")
             return
         self.metrics.answered(handled, seconds)
 
 
-def _forwarded(status: int, body: bytes) -> Handled:
+def _forwarded(status: int, body: bytes, *, logic: bool = False) -> Handled:
     """A child's answer as the :class:`Handled` its own worker counted (outcome, usage, denied action).
 
     The child signed it, so cbor2's fast decoder is enough: this is
@@ -137,15 +139,19 @@ def _forwarded(status: int, body: bytes) -> Handled:
     err = payload.get("error") if isinstance(payload.get("error"), dict) else None
     kind = str(err.get("kind", "")) if err else ""
     if status == 403:
-        return Handled(outcome=Outcome.DENIED, body=body, error=err, denied_action="exec")
+        action = "exec"
+        if logic:  # as the child counted it: the action refused (a capability refused: logic.write)
+            m = _LOGIC_ACTION.match(str((err or {}).get("message", "")))
+            action = m.group(1) if m else "logic.write"
+        return Handled(outcome=Outcome.DENIED, body=body, error=err, denied_action=action)
     outcome = outcome_of(payload.get("ok") is True, kind)
-    action = None
+    host_action: str | None = None
     if kind == "denied":  # 200, not 403: a run that ended on a host call the policy refused
         outcome = Outcome.SCRIPT_ERROR
         m = _HOST_ACTION.match(str((err or {}).get("message", "")))
-        action = m.group(1) if m else "host_call"
+        host_action = m.group(1) if m else "host_call"
     return Handled(outcome=outcome, body=body, error=err, usage=Usage.from_map(payload.get("usage")),
-                   denied_action=action)
+                   denied_action=host_action)
 
 
 def _child_command(root: str, child: _Child, max_runs: int | None) -> list[str]:
