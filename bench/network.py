@@ -172,7 +172,7 @@ def _load(root: Path, directory: Any, target: str, runs: list[NetResult], durati
     AsyncClient connection. Raises if a warm-up call fails."""
     import trio
 
-    from peerbox.net._client import AsyncClient, RemoteRejected
+    from peerbox.net import AsyncClient, RemoteRejected
     from peerbox.peer._peers import PeerStore
 
     identity = PeerStore(root).get("client").signing_key()
