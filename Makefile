@@ -10,7 +10,7 @@
 #   make test-min   the trust, envelope and HTTP/2 tests against the LOWEST versions
 #                pyproject.toml allows (a separate venv, .venv-min); not part of `make test`
 #   make bench   the benchmark table (bench/run.py), written to bench/results/
-#   make lint    ruff, mypy --strict and import-linter (the layers between the rooms)
+#   make lint    ruff, mypy --strict (packages and tests) and import-linter (the layers between the rooms)
 #   make rt      rebuild wasm_guests/rt/rt.wasm from its C sources
 #   make clean   remove the venv and build/test caches
 
@@ -144,6 +144,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check runtime wasm_guests hostcalls policy
 	$(VENV)/bin/mypy -p peerbox
+	$(VENV)/bin/mypy --strict --explicit-package-bases tests
 	$(VENV)/bin/lint-imports
 
 rt: sysdeps-rt

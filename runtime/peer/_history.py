@@ -36,11 +36,6 @@ from ..wire import (EnvelopeError, InvalidDid, KeyPair, cbor_dumps, did_from_pub
                     verify_signature)
 from ._versions import FIELDS, MAX_VERSION, SHA_HEX, Version, b64, open_statement, sha256_hex, unb64
 
-# Kept importable from here for tests/runtime/test_logic_push.py (its owner's file imports them
-# from this module; they belong to peerbox.peer's public surface or ._versions).
-from ._versions import STATEMENT_TYP as STATEMENT_TYP
-from ._versions import make_statement as make_statement
-
 __all__ = ["History", "Mark", "HistoryError", "HistoryMismatch", "HISTORY_DIR", "safe_dir"]
 
 #: The history's directory name inside a peer directory.

@@ -10,6 +10,8 @@ others release.
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections import Counter
 
 import pytest
@@ -48,9 +50,10 @@ def test_freed_slot_goes_to_the_caller_with_fewer_runs() -> None:
     b_wait = adm.admit("bob", B, owner=False)
     c_wait = adm.admit("bob", C, owner=False)
     assert a_wait and b_wait and c_wait and not (a_wait.started or b_wait.started or c_wait.started)
-    assert adm.release(a_runs[0]) == [b_wait]  # ...but has 2 runs going, b none: b first
-    assert adm.release(a_runs[1]) == [c_wait]  # then c (a: 1 run, c: 0)
-    assert adm.release(a_runs[2]) == [a_wait]  # a, b, c: one run each
+    assert all(a_runs)
+    assert adm.release(a_runs[0]) == [b_wait]  # type: ignore[arg-type]  # not None: asserted above  # ...but has 2 runs going, b none: b first
+    assert adm.release(a_runs[1]) == [c_wait]  # type: ignore[arg-type]  # then c (a: 1 run, c: 0)
+    assert adm.release(a_runs[2]) == [a_wait]  # type: ignore[arg-type]  # a, b, c: one run each
 
 
 def test_per_peer_cap_lets_other_peers_through() -> None:
@@ -71,6 +74,7 @@ def test_queue_and_per_caller_caps() -> None:
     b = [adm.admit("bob", B, owner=False) for _ in range(3)]
     assert [t is not None for t in b] == [True, True, False]  # the queue (4) is full
     assert adm.queued == 4
+    assert b[0] is not None
     adm.release(b[0])  # b gives up waiting
     assert adm.queued == 3 and adm.can_admit("bob", C, owner=False)
     small = Admission(max_runs=4, per_peer=4, per_caller=2, queue=10)
@@ -148,7 +152,7 @@ def check_fair_starts(before: Counter[bytes], waiting_before: list[Ticket], star
 
 @settings(max_examples=150, deadline=None)
 @given(configs, ops)
-def test_random_admit_release_sequences_keep_the_invariants(config: dict[str, int], seq: list[tuple]) -> None:
+def test_random_admit_release_sequences_keep_the_invariants(config: dict[str, int], seq: list[tuple[Any, ...]]) -> None:
     adm = Admission(**config)
     live: list[Ticket] = []
     for op in seq:

@@ -8,6 +8,7 @@ wall time. One test goes through ``serve`` on a real loopback socket.
 from __future__ import annotations
 
 import datetime
+from typing import Any
 import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -103,9 +104,9 @@ class Client:
             sid = getattr(ev, "stream_id", None)
             a = self.answers.get(sid) if sid else None
             if isinstance(ev, h2.events.ResponseReceived) and a is not None:
-                hd = dict(ev.headers or [])
+                hd: dict[Any, Any] = dict(ev.headers or [])  # str pairs: the connection decodes headers
                 a.status = int(hd.pop(":status"))
-                a.headers = hd  # type: ignore[assignment]
+                a.headers = hd
             elif isinstance(ev, h2.events.DataReceived) and a is not None:
                 a.body += ev.data or b""
                 self.h2.acknowledge_received_data(ev.flow_controlled_length or 0, ev.stream_id or 0)

@@ -27,7 +27,7 @@ from peerbox.wire._cose import sign1
 from peerbox.wire._envelope import make_request, verify_reply, verify_request
 from peerbox.trust._exec import ExecHandler, Handled
 from peerbox.trust._outcome import Outcome
-from peerbox.peer._history import Version, make_statement, open_statement, sha256_hex
+from peerbox.peer import Version, make_statement, open_statement, sha256_hex
 from peerbox.wire._identity import KeyPair
 from peerbox.peer._logic import MAX_MODULE_SIZE, PeerLogic
 from peerbox.trust._logic_push import TYP_LOGIC, make_logic_request, open_logic_request, verify_logic_request
@@ -560,7 +560,7 @@ def test_check_answers_refusals_denials_and_reads_and_admits_only_changes(world:
 
     listing = logic("alice", "list")
     assert isinstance(world.handler.check_logic(listing), Handled)  # a read: answered by the check
-    assert world.handler.check_logic(listing).error["kind"] == "replay"  # type: ignore[union-attr]
+    assert world.handler.check_logic(listing).error["kind"] == "replay"  # type: ignore[union-attr, index]
     denied = world.handler.check_logic(logic("alice", "set", "inbox", V1))
     assert isinstance(denied, Handled) and denied.outcome == "denied"
     assert world.live("inbox") is None
@@ -571,7 +571,7 @@ def test_check_answers_refusals_denials_and_reads_and_admits_only_changes(world:
     handled = world.handler.run(admitted)
     reply = verify_reply(handled.body, target=world.bob.public_key, request_bytes=change)
     assert reply.ok and reply.value["version"] == 1 and world.live("inbox") == V1
-    assert world.handler.check_logic(change).error["kind"] == "replay"  # type: ignore[union-attr]
+    assert world.handler.check_logic(change).error["kind"] == "replay"  # type: ignore[union-attr, index]
 
 
 def test_exec_check_then_run(world: World) -> None:
@@ -582,7 +582,7 @@ def test_exec_check_then_run(world: World) -> None:
     admitted = world.handler.check(req)
     assert isinstance(admitted, Admitted) and not admitted.owner and admitted.caller_name == "alice"
     assert admitted.limits.timeout == 1.5
-    assert world.handler.check(req).error["kind"] == "replay"  # type: ignore[union-attr]
+    assert world.handler.check(req).error["kind"] == "replay"  # type: ignore[union-attr, index]
     reply = verify_reply(world.handler.run(admitted).body, target=world.bob.public_key, request_bytes=req)
     assert reply.ok and reply.value == "alice"
     stranger = make_request(KeyPair.generate(), target=world.bob.public_key, script="1", now=world.now)

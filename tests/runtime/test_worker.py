@@ -269,6 +269,7 @@ async def test_runs_use_big_stack_threads(world: World) -> None:
     req = world.envelope(deep)
     resp = await w.app(post(req))
     assert resp.status == 200 and reply_of(world, resp, req).value == 2000
+    assert w.pool is not None
     assert all(t.name.startswith("peerbox-run-") for t in w.pool._threads)
 
 
