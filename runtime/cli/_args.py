@@ -53,8 +53,8 @@ def parse_timeout(text: str) -> float | None:
         return None
     try:
         value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from exc
     return value
 
 
@@ -64,8 +64,8 @@ def parse_fuel(text: str) -> int | None:
         return None
     try:
         return int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -97,7 +97,7 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
         try:
             loaded = loads_json(args.params_json, "--params-json")
         except ValueError as exc:
-            raise UsageError(f"--params-json is not valid JSON: {excerpt(str(exc), 200)}") from None
+            raise UsageError(f"--params-json is not valid JSON: {excerpt(str(exc), 200)}") from exc
         if not isinstance(loaded, dict):
             raise UsageError("--params-json must be a JSON object")
         params.update(loaded)

@@ -126,7 +126,7 @@ def _read_token(path: str) -> bytes:
         with open(path, "rb") as f:
             data = f.read(_MAX_TOKEN_FILE + 1)
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if len(data) > _MAX_TOKEN_FILE:
         raise CapabilityError("bad_token", f"{path} is larger than {_MAX_TOKEN_FILE} bytes")
     return data
@@ -136,7 +136,7 @@ def _write_token(path: str, token: bytes) -> None:
     try:
         write_atomic(path, token)
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
@@ -219,7 +219,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         tid = RevocationList(peer.paths.dir / REVOCATION_FILE).revoke(token)
     except OSError as exc:
         raise PeerError(f"cannot write the revocation list of {args.revoker}: {exc.strerror or exc}",
-                        peer=args.revoker) from None
+                        peer=args.revoker) from exc
     _err(f"revoked {tid.hex()} (recorded in {peer.paths.dir / REVOCATION_FILE})")
     return 0
 

@@ -87,7 +87,7 @@ def _target_key(store: PeerStore, to: str) -> bytes:
         try:
             return public_key_from_did(to)
         except IdentityError as exc:
-            raise UsageError(f"--to: {exc}") from None
+            raise UsageError(f"--to: {exc}") from exc
     return store.get(to).public_key
 
 
@@ -99,8 +99,8 @@ def cmd_make(args: argparse.Namespace) -> int:
     raw = _read_bytes(args.script, MAX_SCRIPT_BYTES, "a script")
     try:
         script = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{args.script} is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{args.script} is not UTF-8 text") from exc
     params = dict(parse_param(p) for p in args.param)
     if args.ttl <= 0:
         raise UsageError("--ttl must be a positive number of seconds")
@@ -108,7 +108,7 @@ def cmd_make(args: argparse.Namespace) -> int:
         data = make_request(key, target=target, script=script, params=params or None,
                             now=int(time.time()), ttl=args.ttl)
     except EnvelopeError as exc:
-        raise UsageError(f"cannot make the envelope: {exc}") from None
+        raise UsageError(f"cannot make the envelope: {exc}") from exc
     if args.output == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -116,7 +116,7 @@ def cmd_make(args: argparse.Namespace) -> int:
         try:
             Path(args.output).write_bytes(data)
         except OSError as exc:
-            raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+            raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
         sys.stderr.write(f"wrote {len(data)} bytes to {args.output}\n")
     return 0
 

@@ -64,12 +64,12 @@ def read_input(path: str, limit: int, what: str) -> bytes:
         else:
             with open(path, "rb") as f:
                 data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise UsageError(f"cannot read {shown}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"cannot read {shown}: it is a directory") from None
+    except FileNotFoundError as exc:
+        raise UsageError(f"cannot read {shown}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise UsageError(f"cannot read {shown}: it is a directory") from exc
     except OSError as exc:
-        raise UsageError(f"cannot read {shown}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read {shown}: {exc.strerror or exc}") from exc
     if len(data) > limit:
         raise UsageError(f"{shown} is larger than {limit} bytes, the limit on {what}")
     return data
@@ -82,7 +82,7 @@ def read_text(path: str, limit: int, what: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         shown = "stdin" if path == "-" else path
-        raise UsageError(f"cannot read {shown}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise UsageError(f"cannot read {shown}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
 def json_depth_ok(text: str, max_depth: int) -> bool:
@@ -129,8 +129,8 @@ def loads_json(text: str, what: str, *, max_bytes: int = MAX_PARAMS_BYTES,
         raise UsageError(f"{what} nests arrays or objects deeper than {max_depth} levels")
     try:
         return json.loads(text)
-    except RecursionError:  # pragma: no cover - the scan above keeps the depth far below the stack
-        raise UsageError(f"{what} nests too deeply") from None
+    except RecursionError as exc:  # pragma: no cover - the scan above keeps the depth far below the stack
+        raise UsageError(f"{what} nests too deeply") from exc
 
 
 #: The longest line of an error message the CLI prints, and the longest message.

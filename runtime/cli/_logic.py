@@ -138,8 +138,8 @@ def _logic(args: argparse.Namespace) -> PeerLogic:
 def _read_source(path: str) -> str:
     try:
         return _read(path, _MAX_SOURCE_FILE).decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text") from exc
 
 
 def _emit(doc: object) -> None:
@@ -278,7 +278,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             records = reply.value["versions"] if isinstance(reply.value, dict) else []
             versions = [Version.parse(r) for r in records]
         except (ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"{args.name} sent a history that does not parse: {exc}") from None
+            raise UsageError(f"{args.name} sent a history that does not parse: {exc}") from exc
     else:
         versions = _logic(args).versions(args.module)
     if args.json:

@@ -162,7 +162,7 @@ def _cmd_handle(args: argparse.Namespace) -> int:
         with open(args.output, "wb") as f:
             f.write(handled.body)
     except OSError as exc:
-        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     sys.stderr.write(f"{handled.outcome}" + (f": {handled.error['message']}" if handled.error else "") + "\n")
     return trust.exit_code(handled.outcome, handled.kind, via="handle", logic=logic)
 
@@ -231,7 +231,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
             with open(args.output, "wb") as f:
                 f.write(data)
         except OSError as exc:
-            raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+            raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     else:
         if args.emit == "wasm" and sys.stdout.isatty():
             raise UsageError("refusing to write binary wasm to a terminal: use -o FILE or redirect stdout")

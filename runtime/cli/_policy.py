@@ -130,14 +130,14 @@ def _resolve_caller(store: PeerStore, owner: Peer, who: str) -> tuple[str, str |
         try:
             public_key_from_did(who)
         except IdentityError as exc:
-            raise UsageError(f"--caller: {exc}") from None
+            raise UsageError(f"--caller: {exc}") from exc
         local = store.by_did(who)
         return who, local.name if local is not None else None
     try:
         peer = store.get(who)
-    except PeerNotFound:
+    except PeerNotFound as exc:
         raise UsageError(f"--caller: no peer named {who!r} under {store.root} "
-                         "(give a did:key, a local peer name or 'owner')") from None
+                         "(give a did:key, a local peer name or 'owner')") from exc
     return peer.did, peer.name
 
 
@@ -146,8 +146,8 @@ def _when(text: str | None) -> float:
         return time.time()
     try:
         value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        raise UsageError(f"--at: not an RFC 3339 date-time: {text!r}") from None
+    except ValueError as exc:
+        raise UsageError(f"--at: not an RFC 3339 date-time: {text!r}") from exc
     if value.tzinfo is None:
         raise UsageError(f"--at: {text!r} has no time zone (write e.g. 2030-01-01T00:00:00Z)")
     return value.timestamp()

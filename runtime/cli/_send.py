@@ -135,8 +135,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     raw = _read(args.script, MAX_SCRIPT_BYTES)
     try:
         script = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{args.script} is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{args.script} is not UTF-8 text") from exc
     params = _params(args)
     caps = [_read(path, _MAX_CAP_FILE) for path in args.cap]
     if not args.timeout > 0:

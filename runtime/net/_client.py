@@ -170,7 +170,7 @@ class AsyncClient:
             except EnvelopeError as exc:
                 raise VerificationError(
                     f"the reply from {entry.name} ({entry.url}) does not verify: {exc}", kind=exc.kind
-                ) from None
+                ) from exc
         raise _rejection(entry.url, status, body)
 
 
@@ -245,8 +245,8 @@ class Client:
             raise UsageError("this Client is closed")
         try:
             return trio.from_thread.run(call, trio_token=self._token)
-        except trio.RunFinishedError:
-            raise UsageError("this Client is closed") from None
+        except trio.RunFinishedError as exc:
+            raise UsageError("this Client is closed") from exc
 
     def close(self) -> None:
         """Close the connections and stop the client's thread. Idempotent."""

@@ -245,7 +245,7 @@ class _H2Conn:
             self.h2.send_headers(sid, headers, end_stream=not body)
         except h2.exceptions.H2Error as exc:  # e.g. stream ids exhausted: nothing was sent
             self.usable = False
-            raise TransportError(f"cannot start a stream: {exc}", retryable=True) from None
+            raise TransportError(f"cannot start a stream: {exc}", retryable=True) from exc
         p = _Pending()
         self.pending[sid] = p
         try:
@@ -361,7 +361,7 @@ class H2Transport(Transport):
                     return await conn.request(path or self.path, envelope, CONTENT_TYPE)
                 except TransportError as exc:
                     if not exc.retryable or attempt:
-                        raise TransportError(f"{url}: {exc}", kind=exc.kind, status=exc.status) from None
+                        raise TransportError(f"{url}: {exc}", kind=exc.kind, status=exc.status) from exc
         raise TransportError(f"{url}: no answer within {timeout:g} s", kind="timeout")
 
     async def _connection(self, url: str) -> _H2Conn:
@@ -395,7 +395,7 @@ class H2Transport(Transport):
             try:
                 tcp = await trio.open_tcp_stream(host, port)
             except OSError as exc:
-                raise TransportError(f"cannot connect to {url}: {_reason(exc)}", kind="connect") from None
+                raise TransportError(f"cannot connect to {url}: {_reason(exc)}", kind="connect") from exc
             if scheme == "http":
                 return tcp
             ctx = self.ssl_context or ssl.create_default_context()
@@ -405,7 +405,7 @@ class H2Transport(Transport):
                 await tls.do_handshake()
             except (trio.BrokenResourceError, OSError) as exc:
                 await trio.aclose_forcefully(tls)
-                raise TransportError(f"TLS with {url} failed: {_reason(exc)}", kind="tls") from None
+                raise TransportError(f"TLS with {url} failed: {_reason(exc)}", kind="tls") from exc
             if tls.selected_alpn_protocol() != "h2":
                 await trio.aclose_forcefully(tls)
                 raise TransportError(f"{url} does not speak HTTP/2 over TLS (ALPN h2)", kind="tls")

@@ -118,6 +118,6 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     try:
         ctx.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot load the TLS certificate/key: {exc}") from None
+        raise UsageError(f"cannot load the TLS certificate/key: {exc}") from exc
     ctx.set_alpn_protocols(["h2"])
     return ctx

@@ -185,7 +185,7 @@ def open_logic_request(data: bytes, *, max_size: int = MAX_LOGIC_REQUEST) -> Log
         try:
             st = open_statement(req.statement)
         except EnvelopeError as exc:
-            raise EnvelopeError("bad_statement", f"the statement does not verify: {exc.message}") from None
+            raise EnvelopeError("bad_statement", f"the statement does not verify: {exc.message}") from exc
         if st.remove != (req.op == "remove") or (st.by, st.peer, st.module, st.sha256, st.iat) != (
                 req.caller, req.target, req.module, sha256_hex(req.source), req.iat):
             raise EnvelopeError("bad_statement", f"the statement is not the caller's for this {req.op} of "
