@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
+from peerbox._atomic import read_bounded
+
 from ._didkey import DidSyntaxError, key_bytes_from_did
 from ._glob import NORMAL_FORM, glob_problem, normalize
 from ._model import ACTION_ALIASES, ACTIONS, RESOURCE_ACTIONS, PolicyError, PolicyLimits, Problem
@@ -111,17 +113,9 @@ def read_policy_file(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int,
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise PolicyError.one(file, None, "not a regular file")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_POLICY_BYTES:
-            chunk = os.read(fd, MAX_POLICY_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        raw = read_bounded(fd, MAX_POLICY_BYTES)
     finally:
         os.close(fd)
-    raw = b"".join(chunks)
     if len(raw) > MAX_POLICY_BYTES:
         raise PolicyError.one(file, None, f"larger than {MAX_POLICY_BYTES} bytes")
     try:

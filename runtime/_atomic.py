@@ -1,4 +1,10 @@
-"""Atomic file replacement: a reader sees the old file or the new one, never a mix.
+"""Files peerbox reads and rewrites: bounded reads, and atomic replacement.
+
+:func:`read_bounded` reads at most ``limit + 1`` bytes from an open file
+descriptor (one more than allowed, so the caller can tell "too large" without
+reading the rest: a FIFO or ``/dev/zero`` in place of a file stops there).
+
+Atomic file replacement: a reader sees the old file or the new one, never a mix.
 
 One helper for every file peerbox rewrites in place (the peer directory,
 revocation lists, logic modules and their history, port files): write a
@@ -14,7 +20,20 @@ import os
 import threading
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "read_bounded"]
+
+
+def read_bounded(fd: int, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes from ``fd`` (until end of file). Raises ``OSError``."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = os.read(fd, limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644,

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .._atomic import write_atomic
+from .._atomic import read_bounded, write_atomic
 from .._errors import UsageError
 from ..wire import IdentityError, public_key_from_did
 from ._peers import InvalidPeerName, resolve_root, validate_peer_name
@@ -100,17 +100,10 @@ def _read_bounded(path: Path, limit: int) -> tuple[bytes, tuple[int, int, int]]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise CorruptDirectory(f"{path} is not a regular file")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, limit + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        data = read_bounded(fd, limit)
     finally:
         os.close(fd)
-    return b"".join(chunks), (st.st_ino, st.st_mtime_ns, st.st_size)
+    return data, (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def validate_url(url: object) -> str:

@@ -38,6 +38,7 @@ from typing import Any, Literal
 from ..policy import Policy
 from ..policy import load as load_policy
 from ..policy import loads_bounded
+from .._atomic import read_bounded
 from .._errors import UsageError
 from ..wire import IdentityError, KeyPair, public_key_from_did
 
@@ -186,7 +187,7 @@ class Peer:
                 raise InsecureKeyFile(
                     f"{path} is owned by uid {st.st_uid}, not by you (uid {os.geteuid()})", peer=self.name
                 )
-            data = _read_fd(fd, 256)
+            data = read_bounded(fd, 256)
         finally:
             os.close(fd)
         text = data[:-1] if data.endswith(b"\n") else data
@@ -415,18 +416,6 @@ class PeerStore:
 # ------------------------------------------------------------ file helpers
 
 
-def _read_fd(fd: int, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = os.read(fd, limit + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
 def _write_new(path: Path, data: bytes, *, mode: int) -> None:
     """Create ``path`` exclusively (O_EXCL, never through a symlink) with ``mode``, write, fsync.
 
@@ -481,7 +470,7 @@ def _parse_toml(path: Path, error: _ErrorMaker) -> tuple[str, dict[str, Any]]:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise error("not a regular file", None, None)
-        raw = _read_fd(fd, _MAX_TEXT)
+        raw = read_bounded(fd, _MAX_TEXT)
     finally:
         os.close(fd)
     if len(raw) > _MAX_TEXT:
