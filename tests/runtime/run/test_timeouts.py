@@ -100,8 +100,8 @@ def _check(results: list[tuple[float, float, str]], reference: list[float], runs
         assert limit == "timeout"
         assert timeout - 0.005 <= elapsed <= timeout + WORST, (timeout, elapsed)  # never early
         late.append(elapsed - timeout)
-    # the median run is late by at most the target plus twice what the reference pays
-    assert statistics.median(late) <= TARGET + 2 * statistics.median(reference), (late, reference)
+    # the median run is late by at most the target plus three times what the reference pays
+    assert statistics.median(late) <= TARGET + 3 * statistics.median(reference), (late, reference)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import pytest
 from peerbox.peer._directory import Directory
 from peerbox.peer._peers import Peer, PeerStore
 
-from .conftest import CliResult
+from ..conftest import CliResult
 
 GOOD = 'import "builtin:inbox" as base;\n\n// Deliver shouting.\nfn deliver(text) { base::deliver(text.to_upper()) }\nfn count() { base::count() }\n'
 GOOD2 = 'fn deliver(text) { `v2: ${text}` }\nfn count() { 0 }\n'
