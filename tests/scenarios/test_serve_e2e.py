@@ -37,36 +37,18 @@ pytestmark = pytest.mark.slow  # servers in isolated mode (child processes), `pe
 
 os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
-BOB_POLICY = """
-version = 1
-[[rule]]
-effect = "allow"
-who = "owner"
-actions = ["*"]
-
-[[rule]]
-effect = "allow"
-who = "alice"
-actions = ["exec"]
-limits = { timeout = 2.0 }
-
-[[rule]]
-effect = "allow"
-who = "alice"
-actions = ["fs.write", "fs.list"]
-resources = ["inbox/**"]
-"""
-
 LOOP = "let i = 0; loop { i += 1; }"
 
 
-def make_root(root: Path) -> peerbox.PeerStore:
-    store = peerbox.PeerStore(root)
+@pytest.fixture
+def store(tmp_path: Path, demo_policy: str) -> peerbox.PeerStore:
+    """alice, bob, carol and dave under ``tmp_path``; bob and carol with the demo policy."""
+    peers = peerbox.PeerStore(tmp_path)
     for name in ("alice", "bob", "carol", "dave"):
-        store.init(name)
+        peers.init(name)
     for name in ("bob", "carol"):
-        (root / "peers" / name / "policy.toml").write_text(BOB_POLICY)
-    return store
+        (tmp_path / "peers" / name / "policy.toml").write_text(demo_policy)
+    return peers
 
 
 @asynccontextmanager
@@ -113,8 +95,7 @@ MODES: dict[str, Callable[..., Any]] = {"shared": shared, "isolated": isolated}
 
 
 @pytest.mark.parametrize("mode", ["shared", "isolated"])
-async def test_delegation_end_to_end(tmp_path: Path, mode: str) -> None:
-    store = make_root(tmp_path)
+async def test_delegation_end_to_end(tmp_path: Path, store: peerbox.PeerStore, mode: str) -> None:
     async with MODES[mode](tmp_path) as (url, _), H2Transport() as transport:
         c = Caller(store, transport, url)
         status, ctype, body, req = await c.send(
@@ -157,12 +138,12 @@ async def test_delegation_end_to_end(tmp_path: Path, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["shared", "isolated"])
-async def test_ten_peers_over_one_connection(tmp_path: Path, mode: str) -> None:
-    store = make_root(tmp_path)
+async def test_ten_peers_over_one_connection(tmp_path: Path, store: peerbox.PeerStore, demo_policy: str,
+                                            mode: str) -> None:
     names = [f"p{i}" for i in range(10)]
     for name in names:
         store.init(name)
-        (tmp_path / "peers" / name / "policy.toml").write_text(BOB_POLICY)
+        (tmp_path / "peers" / name / "policy.toml").write_text(demo_policy)
     results: dict[str, Any] = {}
     async with MODES[mode](tmp_path, names) as (url, _), H2Transport() as transport:
         c = Caller(store, transport, url)
@@ -180,8 +161,7 @@ async def test_ten_peers_over_one_connection(tmp_path: Path, mode: str) -> None:
     assert results == {name: name for name in names}
 
 
-async def test_isolated_child_killed_is_restarted(tmp_path: Path) -> None:
-    store = make_root(tmp_path)
+async def test_isolated_child_killed_is_restarted(tmp_path: Path, store: peerbox.PeerStore) -> None:
     async with isolated(tmp_path) as (url, _), H2Transport() as transport:
         c = Caller(store, transport, url)
         assert (await c.send("1"))[0] == 200
@@ -203,8 +183,7 @@ async def test_isolated_child_killed_is_restarted(tmp_path: Path) -> None:
                 await trio.sleep(0.1)
 
 
-def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    make_root(tmp_path)
+def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path, store: peerbox.PeerStore) -> None:
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
         [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", str(tmp_path), "--peers", "bob",
@@ -227,9 +206,8 @@ def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert not port_file.exists()
 
 
-def test_isolated_children_follow_their_supervisor(tmp_path: Path) -> None:
+def test_isolated_children_follow_their_supervisor(tmp_path: Path, store: peerbox.PeerStore) -> None:
     """SIGKILL the isolated-mode parent: its children see stdin close and exit by themselves."""
-    make_root(tmp_path)
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
         [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", str(tmp_path), "--peers", "bob",
@@ -254,14 +232,13 @@ def test_isolated_children_follow_their_supervisor(tmp_path: Path) -> None:
     assert children() == []
 
 
-async def test_real_http2_clients(tmp_path: Path) -> None:
+async def test_real_http2_clients(tmp_path: Path, store: peerbox.PeerStore) -> None:
     """curl, nghttp and h2load (nobody here wrote them) against a shared worker."""
     missing = [t for t in ("curl", "nghttp", "h2load") if shutil.which(t) is None]
     if missing:
         pytest.skip(f"NOT TESTED: {', '.join(missing)} missing (apt-get install curl nghttp2-client)")
     from peerbox.cli._main import main as cli_main
 
-    make_root(tmp_path)
     script = tmp_path / "job.rhai"
     script.write_text("caller.name + \" at \" + target.name")
     req1, req2, out = tmp_path / "req1.cose", tmp_path / "req2.cose", tmp_path / "reply.cose"
