@@ -140,7 +140,10 @@ class Sandbox:
     pooling allocator (default: on, unless ``PEERBOX_POOLING=0``);
     ``epoch_clock`` is what drives timeouts: ``"auto"`` (a native POSIX
     timer where available, else a Python thread), ``"posix-timer"`` or
-    ``"thread"`` (see :mod:`peerbox.run._epoch`).
+    ``"thread"`` (see :mod:`peerbox.run._epoch`). ``rt_wasm`` replaces the
+    guest runtime shipped with peerbox (a debug build of ``rt``, built with
+    ``RT_CFLAGS=-DRT_DEBUG bash wasm_guests/rt/build.sh``, poisons freed
+    memory and checks every value rt receives; the tests use it).
 
     Raises :class:`~peerbox.UsageError` for an option out of its range (the
     message names the range), before wasmtime sees it. Use it as a context
@@ -159,6 +162,7 @@ class Sandbox:
         pooling: bool | None = None,
         metered: bool = False,
         epoch_clock: ClockKind = "auto",
+        rt_wasm: bytes | None = None,
     ) -> None:
         check_options(max_wasm_stack, cache_dir, disk_cache, memory_cache_size, max_concurrent_runs, pooling,
                        metered)
@@ -183,7 +187,7 @@ class Sandbox:
         self.metered = bool(metered)
         self._options = dict(max_wasm_stack=max_wasm_stack, cache_dir=cache_dir, disk_cache=disk_cache,
                              memory_cache_size=memory_cache_size,
-                             max_concurrent_runs=max_concurrent_runs, pooling=pooling)
+                             max_concurrent_runs=max_concurrent_runs, pooling=pooling, rt_wasm=rt_wasm)
         self._twin: Sandbox | None = None
         self._engine = wasmtime.Engine(config)
         self._engine_ptr = self._engine.ptr()
@@ -200,7 +204,7 @@ class Sandbox:
         self._tls = threading.local()
         self._lock = threading.Lock()
         self._closed = False
-        self._rt_bytes: bytes | None = None
+        self._rt_bytes: bytes | None = rt_wasm
         self._rt_sha256: str | None = None
         self._rt_module: wasmtime.Module | None = None
         self._rt_module_ptr: Any = None
@@ -276,7 +280,8 @@ class Sandbox:
     def rt_sha256(self) -> str:
         """Hex SHA-256 of the ``rt.wasm`` this sandbox runs (part of cache keys)."""
         if self._rt_sha256 is None:
-            self._rt_bytes = _rt_wasm_bytes()
+            if self._rt_bytes is None:
+                self._rt_bytes = _rt_wasm_bytes()
             self._rt_sha256 = hashlib.sha256(self._rt_bytes).hexdigest()
         return self._rt_sha256
 

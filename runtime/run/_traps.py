@@ -58,9 +58,12 @@ _LIMITS: dict[TrapKind, Callable[[RunLimits], str]] = {
     "memory": lambda lim: f"script exceeded its memory limit ({lim.memory} bytes)",
 }
 
-#: rt's fault codes (``rt_fault``): 1 = an allocation failed, 2 = a host call asked to stop.
+#: rt's fault codes (``rt_fault``): 1 = an allocation failed, 2 = a host call asked to stop,
+#: 3 = rt found its heap corrupted (a bug in peerbox), 4 = the shadow stack is full (a recursion
+#: as deep as the wasm stack allows, see ABI.md "Memory").
 _FAULT_MEMORY = 1
 _FAULT_HOST_STOP = 2
+_FAULT_SHADOW_STACK = 4
 
 
 def run_error(trap: GuestTrap, *, fault: int, state: RunState | None, log: list[str],
@@ -83,6 +86,8 @@ def run_error(trap: GuestTrap, *, fault: int, state: RunState | None, log: list[
     kind = trap.kind
     if fault == _FAULT_MEMORY and kind not in ("fuel", "timeout", "stack"):
         kind = "memory"
+    elif fault == _FAULT_SHADOW_STACK and kind not in ("fuel", "timeout"):
+        kind = "stack"
     message = _LIMITS.get(kind)
     if kind is not None and message is not None:
         return LimitExceeded(kind, message(limits), log=log)

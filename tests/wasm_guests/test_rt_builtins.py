@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from .conftest import (  # shared by the test_rt_* files
-    I64_MAX, I64_MIN, INT, RtHarness, kind_of,
+    EXC, I64_MAX, I64_MIN, INT, MAP, RtHarness, kind_of,
 )
 
 
@@ -90,31 +90,34 @@ def test_in(rt: RtHarness) -> None:
     assert rt.err("rt_in", 1, 2).kind == "type_mismatch"
 
 
-def test_copy_is_deep_and_bounded(rt: RtHarness) -> None:
+def test_copy_on_write_and_nesting_bounded(rt: RtHarness) -> None:
     orig = rt.val({"a": [1, {"b": [2]}], "blob": b"\x01"})
-    c = rt.call("rt_copy", orig)
-    inner = rt.call("rt_prop_get", c, rt.sval("a"))
+    c = rt.call("rt_copy", orig)  # `let c = orig`: shared, not copied
+    assert c == orig
+    c = rt.call("rt_own", c)  # changing c: a private copy first, along the path (as the compiler does)
+    assert c != orig
+    inner = rt.call("rt_prop_own", c, rt.sval("a"))
     rt.call("f_push_2", inner, 3)
-    rt.call("rt_index_set", rt.call("rt_prop_get", rt.call("rt_index_get", inner, 1), rt.sval("b")), 0, 9)
+    rt.call("rt_index_set", rt.call("rt_prop_own", rt.call("rt_index_own", inner, 1), rt.sval("b")), 0, 9)
     assert rt.py(orig) == {"a": [1, {"b": [2]}], "blob": b"\x01"}
     assert rt.py(c) == {"a": [1, {"b": [9]}, 3], "blob": b"\x01"}
+    assert rt.call("rt_own", c) == c  # private already: no copy
     assert rt.call("rt_copy", rt.val(5)) == (INT, 5)
     deep: Any = []
     for _ in range(127):
         deep = [deep]
     ok = rt.val(deep)  # 128 nested arrays
-    rt.call("rt_copy", ok)
     too = rt.raw("rt_array_new", 1)
-    rt.raw("rt_array_push", too, ok)
-    assert kind_of(rt, "rt_copy", too)[0] == "too_deep"
+    assert rt.raw("rt_array_push", too, ok) == (EXC, 0)  # a 129th level is refused as it is built
+    assert rt.raw("rt_exc_take")[0] == MAP
 
 
 def test_array_and_map_plus(rt: RtHarness) -> None:
     a, b = rt.val([1, [2]]), rt.val([[3]])
     c = rt.call("rt_add", a, b)
     assert rt.py(c) == [1, [2], [3]]
-    rt.call("f_push_2", rt.call("rt_index_get", c, 2), 4)
-    rt.call("f_push_2", rt.call("rt_index_get", c, 1), 5)
+    rt.call("f_push_2", rt.call("rt_index_own", c, 2), 4)
+    rt.call("f_push_2", rt.call("rt_index_own", c, 1), 5)
     assert rt.py(a) == [1, [2]] and rt.py(b) == [[3]]
     m = rt.call("rt_add", {"a": 1, "b": [1]}, {"b": 2, "c": 3})
     assert rt.py(m) == {"a": 1, "b": 2, "c": 3}
@@ -124,7 +127,7 @@ def test_array_and_map_plus(rt: RtHarness) -> None:
 def test_iter(rt: RtHarness) -> None:
     arr = rt.val([1, 2])
     it = rt.call("rt_iter", arr)
-    rt.call("f_push_2", arr, 3)
+    rt.call("f_push_2", rt.call("rt_own", arr), 3)  # changed in the loop: a private copy
     assert rt.py(it) == [1, 2]
     assert rt.run("rt_iter", "aé✓") == ["a", "é", "✓"]
     assert rt.run("rt_iter", b"\x01\x02") == [1, 2]
@@ -263,7 +266,7 @@ def test_higher_order_errors(rt: RtHarness) -> None:
 def test_map_copies_closure_results(rt: RtHarness) -> None:
     shared = rt.val([1])
     out = rt.call("f_map_2", rt.val([0, 0]), rt.closure(lambda x: shared, 1, raw=True))
-    rt.call("f_push_2", rt.call("rt_index_get", out, 0), 2)
+    rt.call("f_push_2", rt.call("rt_index_own", out, 0), 2)
     assert rt.py(shared) == [1]
     assert rt.py(out) == [[1, 2], [1]]
 

@@ -7,6 +7,10 @@
   (value semantics: the caller's value never changes).
 * :func:`int_specializable`: whether a function is worth an all-int clone
   (small, parameters never reassigned, captured or changed in place).
+* :func:`may_allocate`: whether a loop may allocate (only then is its
+  back-edge a safe point that polls the collector).
+* :func:`reaches_gc`: the functions whose call may reach a collection, and
+  whether any closure's may.
 * :func:`children`: the child nodes of an AST node, for the walks above.
 
 Every walk is iterative and linear in the nodes it visits.
@@ -16,9 +20,10 @@ from __future__ import annotations
 
 from . import _ast as A
 from ._builtins import Builtin
-from ._resolver import Resolution
+from ._resolver import FnRef, Resolution
 
-__all__ = ["children", "changed_in_place", "int_specializable", "MAX_CLONED_NODES"]
+__all__ = ["children", "changed_in_place", "int_specializable", "may_allocate", "reaches_gc",
+           "MAX_CLONED_NODES"]
 
 
 def children(node: object) -> list[object]:
@@ -92,3 +97,69 @@ def int_specializable(fn: A.FnDef, res: Resolution) -> bool:
                 return False
         stack.extend(children(n))
     return not ids & changed_in_place(fn.body, res)  # small bodies only: walked after the size test
+
+
+# nodes that never allocate by themselves (`+` may concatenate strings, so it is not here)
+_NO_ALLOC = (A.Int, A.Bool, A.Float, A.Unit, A.Var, A.Unary, A.Logical, A.If, A.BlockExpr, A.Block,
+             A.While, A.Loop, A.For, A.Range, A.Break, A.Continue, A.Let, A.ExprStmt, A.Assign)
+_NO_ALLOC_OPS = frozenset({"-", "*", "/", "%", "&", "|", "^", "<<", ">>", "==", "!=", "<", "<=", ">", ">="})
+
+
+def may_allocate(loop: A.Stmt) -> bool:
+    """Whether running ``loop`` may allocate: anything but arithmetic other than ``+``,
+    comparisons, assignments to variables, control flow and ``for`` over a range may
+    (conservative). Linear in its nodes."""
+    stack: list[object] = [loop]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, A.For) and not isinstance(n.iterable, A.Range):
+            return True
+        if isinstance(n, A.Binary):
+            if n.op not in _NO_ALLOC_OPS:
+                return True
+        elif isinstance(n, A.Assign):
+            if not isinstance(n.target, A.Var) or (n.op is not None and n.op not in _NO_ALLOC_OPS):
+                return True
+        elif not isinstance(n, _NO_ALLOC):
+            return True
+        stack.extend(children(n))
+    return False
+
+
+_CLOSURE = "<closure>"  # the call graph's node for "some closure"
+
+
+def reaches_gc(functions: list[tuple[str, A.FnDef]], closures: list[A.Closure],
+               res: Resolution) -> tuple[set[str], bool]:
+    """The functions (by wasm name) a call to which may reach a collection, and whether
+    a closure call may.
+
+    A body reaches one if it has a loop (whose back-edge may poll) or calls
+    something that reaches one: a function, or any closure (one node stands
+    for all closures). Solved backwards over the call graph, so each node is
+    visited once: linear in the program. Nested closures are separate
+    bodies: creating one runs nothing.
+    """
+    callers: dict[str, set[str]] = {}
+    may: set[str] = set()
+    bodies = [(name, fn.body) for name, fn in functions] + [(_CLOSURE, c.body) for c in closures]
+    for name, body in bodies:
+        stack: list[object] = [body]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, A.Closure):
+                continue
+            if isinstance(n, (A.While, A.Loop, A.For)):
+                may.add(name)
+            elif isinstance(n, A.Call) and isinstance(target := res.calls.get(id(n)), FnRef):
+                callers.setdefault(target.wasm_name, set()).add(name)
+            elif isinstance(n, A.MethodCall) and not isinstance(res.methods.get(id(n)), Builtin):
+                callers.setdefault(_CLOSURE, set()).add(name)
+            stack.extend(children(n))
+    work = list(may)
+    while work:
+        for caller in callers.get(work.pop(), ()):
+            if caller not in may:
+                may.add(caller)
+                work.append(caller)
+    return may - {_CLOSURE}, _CLOSURE in may

@@ -4,7 +4,9 @@ A call ``name(a, b)`` or a method call ``a.name(b)`` that no script function
 matches resolves here by ``(name, arity)``; the receiver of a method call is
 the first argument. Each builtin is implemented in rt as the export
 ``f_<name>_<arity>`` taking ``arity`` values and returning a value or EXC.
-``writeback`` builtins return the receiver's new value, which the compiler
+``mutates`` builtins change their receiver (an array, map or blob) in
+place: the compiler makes the receiver private along its place's path
+first (copy-on-write). ``writeback`` builtins return the receiver's new value, which the compiler
 stores back into the receiver's place (strings are immutable slices, so
 Rhai's in-place string methods work this way); the call's own value is ``()``.
 """
@@ -22,14 +24,19 @@ class Builtin:
     arity: int
     doc: str
     writeback: bool = False
+    mutates: bool = False
 
     @property
     def export(self) -> str:
         return f"f_{self.name}_{self.arity}"
 
 
+#: Builtins that change their receiver in place.
+_MUTATING = frozenset({"clear", "push", "pop", "shift", "insert", "remove", "reverse", "sort"})
+
+
 def _b(name: str, arity: int, doc: str, *, writeback: bool = False) -> Builtin:
-    return Builtin(name=name, arity=arity, doc=doc, writeback=writeback)
+    return Builtin(name=name, arity=arity, doc=doc, writeback=writeback, mutates=name in _MUTATING)
 
 
 BUILTINS: tuple[Builtin, ...] = (

@@ -14,11 +14,17 @@ and branches to the innermost ``catch`` of the function, or returns ``EXC``
 to its caller. ``br`` unwinds the operand stack, so an error may be detected
 in the middle of an expression.
 
-Value semantics: arrays and maps are mutated in place through their headers,
-so the generator copies (``rt_copy``, only for tags ARRAY and MAP) wherever a
-value that may still be referenced elsewhere is stored: ``let``, ``=``,
-container literals, builtin arguments that rt stores, function parameters on
-entry (the callee copies), loop variables and thrown values.
+Value semantics by copy-on-write: wherever a value that may still be
+referenced elsewhere is stored (``let``, ``=``, container literals, builtin
+arguments that rt stores, parameters a function changes or captures, loop
+variables, thrown values) the generator marks it shared (``$copy``, O(1));
+before changing a container in place (``a.push(x)``, ``a[i].k = v``) it asks
+rt for a private one along the place's path (``rt_own``, ``rt_index_own``,
+``rt_prop_own``) and writes it back, so a shared container is copied once,
+when it is first changed.
+
+Memory: see :mod:`._emitter` for the roots and safe points; loops whose body
+may allocate poll the collector at their back-edge when they are safe.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import struct
 
 from . import _ast as A
 from ._builtins import Builtin
-from ._analysis import changed_in_place
+from ._analysis import changed_in_place, may_allocate
 from ._emitter import BOOL, CLOSURE_TABLE_BASE, EXC, FLOAT, FN, FRESH, INT, V
 from ._hostfns import HostFn
 from ._operators import OperatorCompiler
@@ -47,14 +53,15 @@ class FunctionCompiler(OperatorCompiler):
 
         ``params`` are bound from the wasm parameters starting at ``first_local``.
         """
+        self.prologue_at = len(self.out)
         self.open_region()
         if params:
             self.bind_params(params, first_local, block)
         self.block_value(block)
         self.returns_int = self.returns_int and self.last_int
-        self.emit("return")
+        self.ret()
         self.close_region()
-        self.emit(f"i32.const {EXC}", "i64.const 0")
+        self.emit("%ret", f"i32.const {EXC}", "i64.const 0")
 
     def bind_params(self, params: list[Binding], first_local: int, block: A.Block) -> None:
         """Function entry: bind each parameter to its variable.
@@ -73,6 +80,7 @@ class FunctionCompiler(OperatorCompiler):
     # -- statements -----------------------------------------------------------------
 
     def block_value(self, block: A.Block) -> None:
+        self.open_scope()
         for st in block.stmts:
             self.stmt(st)
         if block.tail is not None:
@@ -80,6 +88,7 @@ class FunctionCompiler(OperatorCompiler):
         else:
             self.unit()
             self.last_int = False
+        self.close_scope()
 
     def stmt(self, st: A.Stmt) -> None:  # noqa: C901 - one dispatch over statement types
         self.visit(st)
@@ -100,11 +109,13 @@ class FunctionCompiler(OperatorCompiler):
             self.cond(st.cond)
             self.emit("i32.eqz", f"br_if {brk}")
             self.loop_body(st.body, brk, cont)
+            self.back_edge(st)
             self.emit(f"br {top}", "end", "end")
         elif isinstance(st, A.Loop):
             brk, top, cont = self.label("brk"), self.label("top"), self.label("cont")
             self.emit(f"block {brk}", f"loop {top}")
             self.loop_body(st.body, brk, cont)
+            self.back_edge(st)
             self.emit(f"br {top}", "end", "end")
         elif isinstance(st, A.For):
             self.for_(st)
@@ -119,19 +130,26 @@ class FunctionCompiler(OperatorCompiler):
             else:
                 self.expr(st.value)
             self.returns_int = self.returns_int and self.last_int
-            self.emit("return")
+            self.ret()
         elif isinstance(st, A.Throw):
+            thrower = "rt_throw"
             if st.value is None and self.caught:  # `throw;` in a catch block re-throws
                 self.emit(*(f"local.get {x}" for x in self.caught[-1]))
+                thrower = "rt_rethrow"
             elif st.value is None:
                 self.unit()
             else:
                 self.value(st.value)
-            self.emit(f"call {self.mb.use('rt_throw')}", "drop", "drop")
+            self.emit(f"call {self.mb.use(thrower)}", "drop", "drop")
             self.raise_(st.span)
         elif isinstance(st, A.TryCatch):
             self.try_(st)
         # Import: handled by the driver (module initialisers run before the script)
+
+    def back_edge(self, st: A.Stmt) -> None:
+        """A loop's back-edge: a safe point if the loop is safe and its body may allocate."""
+        if self.safe and may_allocate(st):
+            self.poll()
 
     def loop_body(self, body: A.Block, brk: str, cont: str) -> None:
         self.loops.append((brk, cont))
@@ -149,6 +167,8 @@ class FunctionCompiler(OperatorCompiler):
         self.close_region()
         caught = (self.scratch("i32"), self.scratch("i64"))
         self.emit(f"call {self.mb.use('rt_exc_take')}", f"local.set {caught[1]}", f"local.set {caught[0]}")
+        self.open_scope()
+        self.add_root("v", *caught)
         b = self.res.bindings.get(id(st))
         if b is not None and st.var is not None:
             self.emit(*(f"local.get {x}" for x in caught))
@@ -156,6 +176,7 @@ class FunctionCompiler(OperatorCompiler):
         self.caught.append(caught)
         self.block_value(st.handler)
         self.caught.pop()
+        self.close_scope()
         self.emit("drop", "drop", "end")
         self.free("i32", caught[0])
         self.free("i64", caught[1])
@@ -183,6 +204,7 @@ class FunctionCompiler(OperatorCompiler):
             self.loop_body(st.body, brk, cont)
             if it.inclusive:
                 self.emit(f"local.get {i}", f"local.get {e}", "i64.eq", f"br_if {brk}")
+            self.back_edge(st)
             self.emit(f"local.get {i}", "i64.const 1", "i64.add", f"local.set {i}",
                       f"br {top}", "end", "end")
             self.free("i64", i, e)
@@ -194,6 +216,8 @@ class FunctionCompiler(OperatorCompiler):
         self.call("rt_iter", it.span)
         self.emit("i32.wrap_i64", f"local.set {arr}", "drop", f"local.get {arr}", "i32.load",
                   f"local.set {n}", "i32.const 0", f"local.set {idx}")
+        self.open_scope()
+        self.add_root("a", arr)
         self.emit(f"block {brk}", f"loop {top}", f"local.get {idx}", f"local.get {n}", "i32.ge_u",
                   f"br_if {brk}")
         self.emit(f"local.get {arr}", "i32.load offset=8", f"local.get {idx}", "i32.const 4", "i32.shl",
@@ -204,7 +228,10 @@ class FunctionCompiler(OperatorCompiler):
             self.emit(f"i32.const {INT}", f"local.get {idx}", "i64.extend_i32_u")
             self.declare(index_b)
         self.loop_body(st.body, brk, cont)
-        self.emit(f"local.get {idx}", "i32.const 1", "i32.add", f"local.set {idx}", f"br {top}", "end", "end")
+        self.emit(f"local.get {idx}", "i32.const 1", "i32.add", f"local.set {idx}")
+        self.back_edge(st)
+        self.emit(f"br {top}", "end", "end")
+        self.close_scope()
         self.free("i32", arr, n, idx)
 
     def int_value(self, e: A.Expr) -> None:
@@ -222,6 +249,16 @@ class FunctionCompiler(OperatorCompiler):
 
     def assign(self, st: A.Assign) -> None:
         target = st.target
+        if isinstance(target, A.Var) and st.op is None:
+            self.value(st.value)
+            self.store(self.res.bindings[id(target)])
+            return
+        was, self.safe = self.safe, False  # operands are held while others are evaluated
+        self._assign(st)
+        self.safe = was
+
+    def _assign(self, st: A.Assign) -> None:
+        target = st.target
         if isinstance(target, A.Var):
             b = self.res.bindings[id(target)]
             if st.op is None:
@@ -236,35 +273,90 @@ class FunctionCompiler(OperatorCompiler):
                 self.release(left, right)
             self.store(b)
             return
-        # a[i] = v / m.k = v, possibly compound; the object is a reference
+        # a[i] = v / m.k = v, possibly compound. Rhai's order: the right side, then the
+        # indices along the place, then the place is made private and changed
         assert isinstance(target, (A.Index, A.Prop))
-        self.expr(target.obj)
+        if st.op is None:
+            self.value(st.value)
+        else:
+            self.expr(st.value)
+        known = self.last_int
+        rhs = self.to_temp()
+        rhs.is_int = known
+        parts = self.place_parts(target)
+        self.place_ref(target.obj, parts)
         obj = self.to_temp()
         if isinstance(target, A.Index):
-            self.expr(target.index)
-            key = self.to_temp()
+            key = parts.pop(id(target))
         else:
             self.str_const(target.name)
             key = self.to_temp()
         getter, setter = ("rt_index_get", "rt_index_set") if isinstance(target, A.Index) else (
             "rt_prop_get", "rt_prop_set")
-        if st.op is None:
-            self.value(st.value)
-        else:
+        val = rhs
+        if st.op is not None:
             self.push(obj)
             self.push(key)
             self.call(getter, target.span)
             left = self.to_temp()
-            right = self.operand(st.value)
-            self.binop(st.op, left, right, st.span)
-            self.release(left, right)
-        val = self.to_temp()
+            self.binop(st.op, left, rhs, st.span)
+            self.release(left, rhs)
+            val = self.to_temp()
         self.push(obj)
         self.push(key)
         self.push(val)
         self.call(setter, st.span)
         self.emit("drop", "drop")
-        self.release(obj, key, val)
+        self.release(obj, key, val, *parts.values())
+
+    def place_parts(self, e: A.Expr) -> dict[int, Operand]:
+        """Evaluate, in order, what the place ``e`` depends on: a root that is not a
+        variable (a call's result) and the index of every ``[]`` along it, each to a temp."""
+        parts: dict[int, Operand] = {}
+        path: list[A.Expr] = []
+        while isinstance(e, (A.Index, A.Prop)):
+            path.append(e)
+            e = e.obj
+        if not (isinstance(e, A.Var) and id(e) in self.res.bindings):
+            self.expr(e)
+            parts[id(e)] = self.to_temp()
+        for node in reversed(path):
+            if isinstance(node, A.Index):
+                self.expr(node.index)
+                parts[id(node)] = self.to_temp()
+        return parts
+
+    def place_ref(self, e: A.Expr, parts: dict[int, Operand]) -> None:
+        """Leave the place ``e``, about to be changed in place, as a private value.
+
+        Along the path (``a``, ``a[i]``, ``a[i].k``) each shared container is
+        replaced by a private copy written back into its place, so the change
+        is seen through this place only (copy-on-write). A root that is not a
+        variable (a call's result) gets a private copy if it is shared. What
+        :meth:`place_parts` evaluated is read from ``parts``.
+        """
+        if isinstance(e, A.Var) and id(e) in self.res.bindings:
+            b = self.res.bindings[id(e)]
+            self.load(b)
+            self.emit(f"call {self.own_func()}")
+            if not b.const:
+                self.store(b)
+                self.load(b)
+        elif isinstance(e, A.Index):
+            self.place_ref(e.obj, parts)
+            self.push(parts[id(e)])
+            self.call("rt_index_own", e.span)
+        elif isinstance(e, A.Prop):
+            self.place_ref(e.obj, parts)
+            self.str_const(e.name)
+            self.call("rt_prop_own", e.span)
+        else:
+            self.push(parts[id(e)])
+            self.emit(f"call {self.own_func()}")
+
+    def own_func(self) -> str:
+        self.mb.use("rt_own")
+        return "$own"
 
     def store_place(self, place: A.Expr) -> bool:
         """Pop the value on the stack into ``place`` if it is one (writeback builtins)."""
@@ -277,9 +369,10 @@ class FunctionCompiler(OperatorCompiler):
             return True
         if isinstance(place, (A.Index, A.Prop)):
             val = self.to_temp()
-            self.expr(place.obj)
+            parts = self.place_parts(place)
+            self.place_ref(place.obj, parts)
             if isinstance(place, A.Index):
-                self.expr(place.index)
+                self.push(parts.pop(id(place)))
                 setter = "rt_index_set"
             else:
                 self.str_const(place.name)
@@ -287,7 +380,7 @@ class FunctionCompiler(OperatorCompiler):
             self.push(val)
             self.call(setter, place.span)
             self.emit("drop", "drop")
-            self.release(val)
+            self.release(val, *parts.values())
             return True
         self.emit("drop", "drop")
         return False
@@ -306,7 +399,17 @@ class FunctionCompiler(OperatorCompiler):
         if not isinstance(e, _TYPED):
             self.last_int = False
 
-    def _expr(self, e: A.Expr) -> None:  # noqa: C901 - one dispatch over expression types
+    def _expr(self, e: A.Expr) -> None:
+        """Evaluate ``e``. Its parts are unsafe (values are held on the operand stack while
+        the next part runs), except the branches and bodies of ``if``, blocks and ``switch``."""
+        was = self.safe
+        if not isinstance(e, (A.If, A.BlockExpr, A.Switch)):
+            self.safe = False
+        self.call_safe = was
+        self._expr_of(e)
+        self.safe = was
+
+    def _expr_of(self, e: A.Expr) -> None:  # noqa: C901 - one dispatch over expression types
         self.visit(e)
         self.last_int = False
         if isinstance(e, A.Int):
@@ -340,7 +443,8 @@ class FunctionCompiler(OperatorCompiler):
             for item in e.items:
                 self.push(arr)
                 self.value(item)
-                self.emit(f"call {self.mb.use('rt_array_push')}")
+                self.call("rt_array_push", item.span)  # () or too_deep
+                self.emit("drop", "drop")
             self.push(arr)
             self.release(arr)
         elif isinstance(e, A.MapLit):
@@ -350,7 +454,8 @@ class FunctionCompiler(OperatorCompiler):
                 self.push(m)
                 self.str_const(key)
                 self.value(item)
-                self.emit(f"call {self.mb.use('rt_map_set')}")
+                self.call("rt_map_set", item.span)  # () or too_deep
+                self.emit("drop", "drop")
             self.push(m)
             self.release(m)
         elif isinstance(e, A.ModuleRef):
@@ -410,11 +515,15 @@ class FunctionCompiler(OperatorCompiler):
     def switch(self, e: A.Switch) -> None:
         self.expr(e.subject)
         subj = self.to_temp()
+        assert subj.temp is not None
+        self.open_scope()  # the subject stays a root while the cases run
+        self.add_root("v", f"$t{subj.temp}t", f"$t{subj.temp}p")
         depth = 0
         for case in e.cases:
             if not case.patterns:
                 self.emit("i32.const 1")
             for i, pat in enumerate(case.patterns):
+                was, self.safe = self.safe, False
                 if isinstance(pat, A.Range):
                     self.push(subj)
                     self.expr(pat.start)
@@ -430,6 +539,7 @@ class FunctionCompiler(OperatorCompiler):
                     self.expr(pat)
                     self.emit(f"call {self.mb.use('rt_eq')}")
                     self.bool_i32()
+                self.safe = was
                 if i:
                     self.emit("i32.or")
             if case.guard is not None:
@@ -442,12 +552,14 @@ class FunctionCompiler(OperatorCompiler):
             depth += 1
         self.unit()
         self.emit(*(["end"] * depth))
+        self.close_scope()
         self.release(subj)
 
     # -- calls ------------------------------------------------------------------------
 
     def call_expr(self, e: A.Call) -> None:
         target = self.res.calls[id(e)]
+        safe = self.call_safe
         if isinstance(target, FnRef):
             all_int = True
             for a in e.args:
@@ -456,7 +568,9 @@ class FunctionCompiler(OperatorCompiler):
             name = target.wasm_name
             if all_int and name in self.mb.int_clones:
                 name += "_int"  # every argument is surely an int: skip the clone's entry test
-            self.emit(f"call {name}")
+            was, self.safe = self.safe, safe
+            self.gc_call(f"call {name}", may_gc=target.wasm_name in self.mb.may_gc)
+            self.safe = was
             self.check(e.span)
             self.last_int = name in self.mb.int_returns  # an all-int clone whose every result is an int
             if self.last_int:
@@ -475,10 +589,23 @@ class FunctionCompiler(OperatorCompiler):
             self.unit()
 
     def builtin(self, b: Builtin, recv: A.Expr | None, args: tuple[A.Expr, ...], span: A.Span) -> None:
-        if recv is not None:
-            self.expr(recv)  # the receiver is a reference: in-place methods change it
-        for a in args:
-            self.value(a)
+        if recv is not None and b.mutates:
+            # Rhai's order: the receiver's indices, the arguments, then the receiver is made
+            # private along its path (an argument may share it: `a.push(a)`) and changed
+            parts = self.place_parts(recv)
+            argv = []
+            for a in args:
+                self.value(a)
+                argv.append(self.to_temp())
+            self.place_ref(recv, parts)
+            for op in argv:
+                self.push(op)
+            self.release(*argv, *parts.values())
+        else:
+            if recv is not None:
+                self.expr(recv)  # read only: a reference
+            for a in args:
+                self.value(a)
         sig = (" ".join([V] * b.arity), V)
         self.emit(f"call {self.mb.use(b.export, sig)}")
         self.check(span)
@@ -492,6 +619,7 @@ class FunctionCompiler(OperatorCompiler):
             self.builtin(target, e.obj, e.args, e.span)
             return
         # f.call(args): a closure call through the table
+        safe = self.call_safe
         n = len(e.args)
         self.mb.closure_arities.add(n)
         self.expr(e.obj)
@@ -507,7 +635,10 @@ class FunctionCompiler(OperatorCompiler):
         self.emit("local.get $xt", f"local.tee {clo}", "i32.load offset=8")
         for a in e.args:
             self.expr(a)
-        self.emit(f"local.get {clo}", "i32.load", f"call_indirect (type $clo{n})")
+        self.emit(f"local.get {clo}", "i32.load")
+        was, self.safe = self.safe, safe
+        self.gc_call(f"call_indirect (type $clo{n})", may_gc=self.mb.closures_may_gc)
+        self.safe = was
         self.free("i32", clo)
         self.check(e.span)
 

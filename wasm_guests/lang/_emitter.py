@@ -4,6 +4,16 @@ Code generation (``_codegen``) is written against this small vocabulary;
 everything about *how* a value is kept (locals, heap cells for captured
 variables, module globals) and *how* an error unwinds lives here.
 
+Roots for the collector (see ABI.md, "Memory"): every local that holds a
+value the collector must keep (a variable in scope, a captured variable's
+cell, a loop's array, a caught error, a closure's environment) has a slot in
+the function's shadow-stack frame. At a safe point (:meth:`Emitter.spill`)
+the code writes the roots in scope to their slots; the frame is pushed on
+entry and popped on every return (``%ret`` marks where, expanded by
+:meth:`Emitter.finish` only if the function has a frame at all). Code is
+*safe* (``Emitter.safe``) where no value is held on the wasm operand stack
+by an enclosing expression: only there may a collection happen.
+
 Locals are the one resource a function's code can run up: a variable gets
 its own pair, but operand temporaries (:meth:`Emitter.temp`) and scratch
 locals (:meth:`Emitter.scratch`) come from per-function pools and are given
@@ -22,13 +32,15 @@ from . import _ast as A
 from ._budget import TICK, Budget
 from ._resolver import Binding, Resolution
 
-__all__ = ["Emitter", "ModuleBuilder", "Operand", "CLOSURE_TABLE_BASE", "CODEGEN_VERSION", "V"]
+__all__ = ["Emitter", "ModuleBuilder", "Operand", "CLOSURE_TABLE_BASE", "CODEGEN_VERSION", "SHADOW_SLOTS", "V"]
 
 CLOSURE_TABLE_BASE = 64
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "2"
 
-UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN = 0, 1, 2, 3, 4, 5, 6, 7
+UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN, BLOB_TAG = 0, 1, 2, 3, 4, 5, 6, 7, 8
+CELL, ENV = 16, 17  # shadow-stack slot tags for a cell pointer and a closure environment
 EXC = 255
+SHADOW_SLOTS = 65536  # 1 MiB of 16-byte slots: module constants, then the frames
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
 
@@ -50,11 +62,21 @@ RT_SIGS: dict[str, tuple[str, str]] = {
     "rt_neg": (V, V),
     "rt_not": (V, V),
     "rt_copy": (V, V),
+    "rt_own": (V, V),
+    "rt_index_own": (f"{V} {V}", V),
+    "rt_prop_own": (f"{V} {V}", V),
+    "rt_rethrow": (V, V),
+    "rt_gc": ("i32", ""),
+    "rt_gc_word": ("", "i32"),
+    "rt_ss": ("i32", "i32"),
+    "rt_ss_end": ("", "i32"),
+    "rt_ss_overflow": ("", ""),
+    "rt_alloc_perm": ("i32", "i32"),
     "rt_global": ("i32", V),
     "rt_array_new": ("i32", V),
-    "rt_array_push": (f"{V} {V}", ""),
+    "rt_array_push": (f"{V} {V}", V),
     "rt_map_new": ("", V),
-    "rt_map_set": (f"{V} {V} {V}", ""),
+    "rt_map_set": (f"{V} {V} {V}", V),
     "rt_index_get": (f"{V} {V}", V),
     "rt_index_set": (f"{V} {V} {V}", V),
     "rt_prop_get": (f"{V} {V}", V),
@@ -104,6 +126,13 @@ class ModuleBuilder:
     closure_arities: set[int] = field(default_factory=set)
     int_clones: set[str] = field(default_factory=set)  # functions with an all-int-arguments clone
     int_returns: set[str] = field(default_factory=set)  # clones ("$f..._int") that only return ints
+    may_gc: set[str] = field(default_factory=set)  # functions that may reach a collection
+    closures_may_gc: bool = True  # some closure body may reach a collection
+    global_slots: dict[str, int] = field(default_factory=dict)  # module constant -> shadow slot
+
+    def global_slot(self, name: str) -> int:
+        """The shadow-stack slot (at the base, a root for the whole run) of a module constant."""
+        return self.global_slots.setdefault(name, len(self.global_slots))
 
     def string(self, s: str) -> tuple[int, int]:
         b = s.encode("utf-8", "surrogatepass")
@@ -148,6 +177,11 @@ class Emitter:
         self.last_int = False  # the value expr() just emitted is known to be an int
         self.returns_int = True  # every value this function returns so far is known to be an int
         self.assumed: set[str] = set()  # clones ("$f..._int") whose int results this code relies on
+        self.safe = True  # no value is held on the operand stack here: a collection may happen
+        self.scopes: list[list[tuple[str, str, str]]] = [[]]  # roots in scope: (kind, local, local)
+        self.slots: dict[tuple[str, str], int] = {}  # root -> its slot in this function's frame
+        self.prologue_at = 0  # where the frame is pushed (after an int clone's entry test)
+        self.call_safe = True  # was the call expression being compiled in safe code
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -295,10 +329,73 @@ class Emitter:
         self.emit(f"i32.const {UNIT}", "i64.const 0")
 
     def copy_top(self, span: A.Span) -> None:
-        """Deep-copy the value on the stack if it is an array or a map (``$copy``)."""
+        """The value on the stack is being stored in one more place: mark an array, map or
+        blob shared (``$copy``; copy-on-write, O(1)). ``span`` is kept for the callers."""
         self.mb.use("rt_copy")
         self.emit("call $copy")
-        self.check(span)
+
+    # -- roots and safe points --------------------------------------------------------
+
+    def open_scope(self) -> None:
+        self.scopes.append([])
+
+    def close_scope(self) -> None:
+        self.scopes.pop()
+
+    def add_root(self, kind: str, a: str, b: str = "") -> None:
+        """From here to the end of the scope, the local(s) hold a root of ``kind``:
+        ``v`` a value (tag, payload locals), ``c`` a cell pointer, ``a`` an array
+        pointer, ``e`` a closure environment pointer."""
+        root = (kind, a, b)
+        if not any(root in s for s in self.scopes):
+            self.scopes[-1].append(root)
+
+    def spill(self) -> None:
+        """Write every root in scope to its frame slot (before a safe point)."""
+        out: list[str] = []
+        for scope in self.scopes:
+            for kind, a, b in scope:
+                slot = self.slots.setdefault((a, b), len(self.slots))
+                off = 16 * slot
+                if kind == "v":
+                    out += ["local.get $fp", f"local.get {a}", f"i32.store offset={off}",
+                            "local.get $fp", f"local.get {b}", f"i64.store offset={off + 8}"]
+                else:
+                    tag = {"c": CELL, "a": ARRAY, "e": ENV}[kind]
+                    out += ["local.get $fp", f"i32.const {tag}", f"i32.store offset={off}",
+                            "local.get $fp", f"local.get {a}", "i64.extend_i32_u", f"i64.store offset={off + 8}"]
+        self.emit(*out)
+
+    def poll(self) -> None:
+        """A safe point at a loop's back-edge: collect if rt asks and no caller is unsafe."""
+        self.emit("global.get $gcw", "i32.load", "if", "global.get $nosafe", "i32.eqz", "if")
+        self.spill()
+        self.emit("global.get $ssp", f"call {self.mb.use('rt_gc')}", "end", "end")
+
+    def gc_call(self, *call: str, may_gc: bool) -> None:
+        """Emit a call to a function that may collect: from safe code, after spilling the
+        roots; from unsafe code, with the script marked unsafe (``$nosafe``) meanwhile."""
+        if not may_gc:
+            self.emit(*call)
+        elif self.safe:
+            self.spill()
+            self.emit(*call)
+        else:
+            self.emit("global.get $nosafe", "i32.const 1", "i32.add", "global.set $nosafe", *call,
+                      "global.get $nosafe", "i32.const 1", "i32.sub", "global.set $nosafe")
+
+    def ret(self) -> None:
+        """Return from the function (popping its frame, if it has one)."""
+        self.emit("%ret", "return")
+
+    def frame_code(self) -> tuple[list[str], list[str]]:
+        """The prologue pushing this function's frame and the epilogue popping it."""
+        size = 16 * len(self.slots)
+        push = ["global.get $ssp", "local.tee $fp", f"i32.const {size}", "i32.add", "local.tee $xt",
+                "global.get $ssend", "i32.gt_u", "if", f"call {self.mb.use('rt_ss_overflow')}", "end",
+                "local.get $xt", "global.set $ssp", "local.get $fp", "i32.const 0", f"i32.const {size}",
+                "memory.fill"]
+        return push, ["local.get $fp", "global.set $ssp"]
 
     def str_const(self, s: str) -> None:
         off, n = self.mb.string(s)
@@ -315,9 +412,12 @@ class Emitter:
         return pair
 
     def declare(self, b: Binding) -> None:
-        """Pop the value on the stack into a new variable ``b``."""
+        """Pop the value on the stack into a new variable ``b`` (a root while in scope)."""
         if b.module_global is not None:
-            self.emit(f"global.set {b.module_global}p", f"global.set {b.module_global}t")
+            off = 16 * self.mb.global_slot(b.module_global)
+            self.emit("local.set $xp", "local.set $xt", "global.get $ssbase", "local.get $xt",
+                      f"i32.store offset={off}", "global.get $ssbase", "local.get $xp",
+                      f"i64.store offset={off + 8}")
         elif b.captured:
             cell = self.cells.get(b.id) or self.local(f"$c{b.id}", "i32")
             self.cells[b.id] = cell
@@ -325,13 +425,17 @@ class Emitter:
                       f"call {self.mb.use('rt_alloc')}", f"local.tee {cell}",
                       "local.get $xt", "i32.store", f"local.get {cell}", "local.get $xp",
                       "i64.store offset=8")
+            self.add_root("c", cell)
         else:
             t, p = self._locals_of(b)
             self.emit(f"local.set {p}", f"local.set {t}")
+            self.add_root("v", t, p)
 
     def store(self, b: Binding) -> None:
         """Pop the value on the stack into the existing variable ``b``."""
-        if b.captured and b.module_global is None:
+        if b.module_global is not None:
+            self.declare(b)
+        elif b.captured:
             cell = self.cells[b.id]
             self.emit("local.set $xp", "local.set $xt", f"local.get {cell}", "local.get $xt",
                       "i32.store", f"local.get {cell}", "local.get $xp", "i64.store offset=8")
@@ -347,7 +451,9 @@ class Emitter:
 
     def load(self, b: Binding) -> None:
         if b.module_global is not None:
-            self.emit(f"global.get {b.module_global}t", f"global.get {b.module_global}p")
+            off = 16 * self.mb.global_slot(b.module_global)
+            self.emit("global.get $ssbase", f"i32.load offset={off}", "global.get $ssbase",
+                      f"i64.load offset={off + 8}")
         elif b.captured:
             cell = self.cells[b.id]
             self.emit(f"local.get {cell}", "i32.load", f"local.get {cell}", "i64.load offset=8")
@@ -359,6 +465,19 @@ class Emitter:
 
     def finish(self, header: str) -> str:
         """The function's text; its size is checked against ``CompileLimits.wat_bytes``."""
+        if self.slots:
+            push, pop = self.frame_code()
+            self.locals.append("(local $fp i32)")
+            out: list[str] = self.out[:self.prologue_at] + push
+            for x in self.out[self.prologue_at:]:
+                if x == "%ret":
+                    out.extend(pop)
+                else:
+                    out.append(x)
+            self.out = out
+        else:
+            self.out = [x for x in self.out if x != "%ret"]
+        self.out_counted = min(self.out_counted, len(self.out))
         self.count_out()
         b = self.budget
         if len(self.locals) > b.limits.locals:  # (the few every function has are not declared by local())

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from . import _ast as A
 from ._budget import Budget
-from ._analysis import int_specializable
+from ._analysis import int_specializable, reaches_gc
 from ._codegen import FunctionCompiler
-from ._emitter import ARRAY, CLOSURE_TABLE_BASE, EXC, ModuleBuilder
+from ._emitter import ARRAY, BLOB_TAG, CLOSURE_TABLE_BASE, EXC, SHADOW_SLOTS, ModuleBuilder
 from ._resolver import FnRef, ModuleInfo, Resolution
 
 __all__ = ["generate"]
@@ -89,6 +89,9 @@ def generate(res: Resolution, init_order: list[int], budget: Budget) -> str:
     """
     mb = ModuleBuilder(res, budget)
     functions = [(mod, fn) for mod in res.modules for fn in mod.script.functions]
+    mb.may_gc, mb.closures_may_gc = reaches_gc(
+        [(FnRef(mod.index, fn.name, len(fn.params)).wasm_name, fn) for mod, fn in functions],
+        list(res.closure_order), res)
     for mod, fn in functions:
         if int_specializable(fn, res):
             mb.int_clones.add(FnRef(mod.index, fn.name, len(fn.params)).wasm_name)
@@ -118,12 +121,6 @@ def generate(res: Resolution, init_order: list[int], budget: Budget) -> str:
         name = f"$init{mod.index}"
         inits.append(name)
         _add(mb, f.finish(f"(func {name} (result i32 i64)"))
-        for st in mod.script.body.stmts:
-            if isinstance(st, A.Let) and id(st) in res.bindings:
-                b = res.bindings[id(st)]
-                if b.module_global is not None:
-                    mb.globals.append(f"(global {b.module_global}t (mut i32) (i32.const 0))")
-                    mb.globals.append(f"(global {b.module_global}p (mut i64) (i64.const 0))")
     # closures (they may create closures, so loop until all are emitted)
     emitted = 0
     while emitted < len(res.closure_order):
@@ -134,6 +131,7 @@ def generate(res: Resolution, init_order: list[int], budget: Budget) -> str:
             cell = f.local(f"$c{b.id}", "i32")
             f.cells[b.id] = cell
             f.emit("local.get 0", f"i32.load offset={4 * j}", f"local.set {cell}")
+        f.add_root("e", "0")  # the environment keeps the captured cells alive
         f.body(c.body, info.params, 1)
         mb.closure_arities.add(len(info.params))
         _add(mb, f.finish(
@@ -142,10 +140,14 @@ def generate(res: Resolution, init_order: list[int], budget: Budget) -> str:
     return _assemble(mb, inits)
 
 
-# value semantics: copy arrays and maps, pass everything else through (no rt call)
+# copy-on-write: mark arrays, maps and blobs shared / make them private (no rt call otherwise)
 _COPY_FUNC = f"""  (func $copy (param i32 i64) (result i32 i64)
-    local.get 0 i32.const {ARRAY} i32.sub i32.const 1 i32.le_u
+    local.get 0 i32.const {ARRAY} i32.sub i32.const {BLOB_TAG - ARRAY} i32.le_u
     if local.get 0 local.get 1 call $rt_copy return end
+    local.get 0 local.get 1)"""
+_OWN_FUNC = f"""  (func $own (param i32 i64) (result i32 i64)
+    local.get 0 i32.const {ARRAY} i32.sub i32.const {BLOB_TAG - ARRAY} i32.le_u
+    if local.get 0 local.get 1 call $rt_own return end
     local.get 0 local.get 1)"""
 
 
@@ -154,8 +156,13 @@ def _assemble(mb: ModuleBuilder, inits: list[str]) -> str:
     main.locals = []
     main.emit("local.get 0", "local.get 1", f"call {mb.use('rt_begin')}", "if",
               f"call {mb.use('rt_output')}", "return", "end")
+    # the shadow stack: module constants in its first slots, then the frames (see ABI.md)
+    main.emit(f"i32.const {SHADOW_SLOTS}", f"call {mb.use('rt_ss')}", "global.set $ssbase",
+              "global.get $ssbase", f"i32.const {16 * len(mb.global_slots)}", "i32.add", "global.set $ssp",
+              f"call {mb.use('rt_ss_end')}", "global.set $ssend", f"call {mb.use('rt_gc_word')}",
+              "global.set $gcw", "i32.const 0", "global.set $nosafe")
     if mb.data:
-        main.emit(f"i32.const {len(mb.data)}", f"call {mb.use('rt_alloc')}", "global.set $strbase",
+        main.emit(f"i32.const {len(mb.data)}", f"call {mb.use('rt_alloc_perm')}", "global.set $strbase",
                   "global.get $strbase", "i32.const 0", f"i32.const {len(mb.data)}", "memory.init $strs",
                   "data.drop $strs")
     for name in inits[:-1]:
@@ -176,8 +183,11 @@ def _assemble(mb: ModuleBuilder, inits: list[str]) -> str:
         r = f" (result {rs})" if rs else ""
         parts.append(f'  (import "rt" "{name}" (func ${name}{p}{r}))')
     parts.append("  (global $strbase (mut i32) (i32.const 0))")
+    parts.extend(f"  (global ${g} (mut i32) (i32.const 0))" for g in ("ssbase", "ssp", "ssend", "gcw", "nosafe"))
     if "rt_copy" in mb.imports:
         parts.append(_COPY_FUNC)
+    if "rt_own" in mb.imports:
+        parts.append(_OWN_FUNC)
     parts.extend("  " + g for g in mb.globals)
     if mb.data:
         parts.append(f'  (data $strs "{_wat_bytes(bytes(mb.data))}")')

@@ -113,31 +113,21 @@ EXPORT("rt_add") V rt_add(int32_t at, int64_t ap, int32_t bt, int64_t bp) {
     if (is_num(at) && is_num(bt)) return vfloat(num(a) + num(b));
     if (at == T_STR || bt == T_STR) return add_str(a, b);
     if (at == T_ARRAY && bt == T_ARRAY) {
-        V c = copy(a);
-        if (c.tag == T_EXC) return c;
+        V c = clone1(a);
         Array *x = ARR(c), *y = ARR(b);
         uint32_t n = y->len;
         Slot *d = y->data;
         array_reserve(x, n);
-        for (uint32_t i = 0; i < n; i++) {
-            V e = val_copy(slot_get(&d[i]), 1);
-            if (e.tag == T_EXC) return e;
-            array_push(x, e);
-        }
-        return c;
+        for (uint32_t i = 0; i < n; i++) array_push(x, share(slot_get(&d[i])));
+        return check_depth(c);
     }
     if (at == T_MAP && bt == T_MAP) {
-        V c = copy(a);
-        if (c.tag == T_EXC) return c;
+        V c = clone1(a);
         Map *y = MAPP(b);
         uint32_t n = y->len;
         Entry *e = y->e;
-        for (uint32_t i = 0; i < n; i++) {
-            V v = val_copy(entry_val(&e[i]), 1);
-            if (v.tag == T_EXC) return v;
-            map_set(MAPP(c), entry_key(&e[i]), v);
-        }
-        return c;
+        for (uint32_t i = 0; i < n; i++) map_set(MAPP(c), entry_key(&e[i]), share(entry_val(&e[i])));
+        return check_depth(c);
     }
     if (at == T_BLOB && bt == T_BLOB) {
         Blob *x = BLOBP(a), *y = BLOBP(b);

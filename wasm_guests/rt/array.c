@@ -6,8 +6,17 @@
  */
 #include "rt.h"
 
+V check_depth(V c) {
+    return vdepth(c) > MAX_DEPTH ? raise_too_deep() : c;
+}
+
+V depth_unit(V c) {
+    return vdepth(c) > MAX_DEPTH ? raise_too_deep() : unit();
+}
+
 Array *array_new(uint32_t cap) {
     Array *a = alloc(sizeof(Array));
+    a->depth = 1;
     if (cap) a->data = alloc(sz_mul(cap, sizeof(Slot)));
     a->cap = cap;
     return a;
@@ -27,6 +36,7 @@ void array_reserve(Array *a, uint32_t extra) {
 
 void array_push(Array *a, V v) {
     if (a->len == a->cap) array_reserve(a, 1);
+    note_child(&a->depth, v);
     slot_set(&a->data[a->len++], v);
 }
 
@@ -61,17 +71,24 @@ EXPORT("rt_array_new") V rt_array_new(int32_t cap) {
     return vptr(T_ARRAY, array_new(cap < 0 ? 0 : (uint32_t)cap));
 }
 
-EXPORT("rt_array_push") void rt_array_push(int32_t at, int64_t ap, int32_t t, int64_t p) {
-    if (at == T_ARRAY) array_push(ARR(mk(at, ap)), mk(t, p));
+EXPORT("rt_array_push") V rt_array_push(int32_t at, int64_t ap, int32_t t, int64_t p) {
+    if (at != T_ARRAY) return unit();
+    array_push(ARR(mk(at, ap)), mk(t, p));
+    return depth_unit(mk(at, ap));
 }
 
 EXPORT("rt_map_new") V rt_map_new(void) { return vptr(T_MAP, map_new(0)); }
 
-EXPORT("rt_map_set") void rt_map_set(int32_t mt, int64_t mp, int32_t kt, int64_t kp, int32_t t, int64_t p) {
-    if (mt == T_MAP && kt == T_STR) map_set(MAPP(mk(mt, mp)), mk(kt, kp), mk(t, p));
+EXPORT("rt_map_set") V rt_map_set(int32_t mt, int64_t mp, int32_t kt, int64_t kp, int32_t t, int64_t p) {
+    if (mt != T_MAP || kt != T_STR) return unit();
+    map_set(MAPP(mk(mt, mp)), mk(kt, kp), mk(t, p));
+    return depth_unit(mk(mt, mp));
 }
 
 /* ---- indexing ------------------------------------------------------------------ */
+
+V rt_index_set(int32_t ot, int64_t op, int32_t it, int64_t ip, int32_t t, int64_t p);
+V rt_prop_set(int32_t ot, int64_t op, int32_t nt, int64_t np, int32_t t, int64_t p);
 
 static V bad_index(V obj, V idx) {
     if (obj.tag == T_MAP) return raise_type1("map key must be a string, not ", idx, "");
@@ -120,12 +137,22 @@ EXPORT("rt_index_get") V rt_index_get(int32_t ot, int64_t op, int32_t it, int64_
     return vstr(p + off, cl);
 }
 
+/* a[i] about to be changed in place (obj is already private): the element,
+ * replaced in obj by a private copy first when it is a shared container. */
+EXPORT("rt_index_own") V rt_index_own(int32_t ot, int64_t op, int32_t it, int64_t ip) {
+    V e = rt_index_get(ot, op, it, ip);
+    if (!is_shared(e)) return e;
+    V c = clone1(e);
+    rt_index_set(ot, op, it, ip, c.tag, c.p);
+    return c;
+}
+
 EXPORT("rt_index_set") V rt_index_set(int32_t ot, int64_t op, int32_t it, int64_t ip, int32_t t, int64_t p) {
     V obj = mk(ot, op), idx = mk(it, ip), x = mk(t, p);
     if (ot == T_MAP) {
         if (it != T_STR) return bad_index(obj, idx);
         map_set(MAPP(obj), idx, x);
-        return unit();
+        return depth_unit(obj);
     }
     if (ot == T_STR) return raise_c(K_TYPE, "strings are immutable: cannot assign to a string index");
     if (it != T_INT || (ot != T_ARRAY && ot != T_BLOB)) return bad_index(obj, idx);
@@ -134,7 +161,8 @@ EXPORT("rt_index_set") V rt_index_set(int32_t ot, int64_t op, int32_t it, int64_
         int64_t i = norm_index(ip, a->len);
         if (i < 0) return raise_index(ip, a->len, "array");
         slot_set(&a->data[i], x);
-        return unit();
+        note_child(&a->depth, x);
+        return depth_unit(obj);
     }
     Blob *b = BLOBP(obj);
     int64_t i = norm_index(ip, b->len);
@@ -161,11 +189,20 @@ EXPORT("rt_prop_get") V rt_prop_get(int32_t ot, int64_t op, int32_t nt, int64_t 
     return e ? entry_val(e) : unit();
 }
 
+/* m.k about to be changed in place (m is already private): see rt_index_own. */
+EXPORT("rt_prop_own") V rt_prop_own(int32_t ot, int64_t op, int32_t nt, int64_t np) {
+    V e = rt_prop_get(ot, op, nt, np);
+    if (!is_shared(e)) return e;
+    V c = clone1(e);
+    rt_prop_set(ot, op, nt, np, c.tag, c.p);
+    return c;
+}
+
 EXPORT("rt_prop_set") V rt_prop_set(int32_t ot, int64_t op, int32_t nt, int64_t np, int32_t t, int64_t p) {
     V obj = mk(ot, op), name = mk(nt, np);
     if (ot != T_MAP || nt != T_STR) return no_prop(obj, name);
     map_set(MAPP(obj), name, mk(t, p));
-    return unit();
+    return depth_unit(obj);
 }
 
 /* ---- iteration ------------------------------------------------------------------ */
@@ -185,13 +222,7 @@ V str_chars(V s) {
 
 EXPORT("rt_iter") V rt_iter(int32_t t, int64_t p) {
     V v = mk(t, p);
-    if (t == T_ARRAY) {
-        Array *a = ARR(v);
-        Array *c = array_new(a->len);
-        memcpy(c->data, a->data, (size_t)a->len * sizeof(Slot));
-        c->len = a->len;
-        return vptr(T_ARRAY, c);
-    }
+    if (t == T_ARRAY) return share(v); /* a change to the array in the loop copies it */
     if (t == T_STR) return str_chars(v);
     if (t == T_BLOB) {
         Blob *b = BLOBP(v);
@@ -217,6 +248,10 @@ V call_closure(V f, int n, V a, V b) {
     Closure *c = CLOS(f);
     if (c->nparams != (uint32_t)n) return rt_err_arity((int32_t)c->nparams, n);
     uint32_t env = (uint32_t)(uintptr_t)c->env;
-    if (n == 1) return ((Fn1)(uintptr_t)c->table_index)(env, a.tag, a.p);
-    return ((Fn2)(uintptr_t)c->table_index)(env, a.tag, a.p, b.tag, b.p);
+    V r;
+    gc_enter_unsafe(); /* our caller keeps values in C locals: no collection inside */
+    if (n == 1) r = ((Fn1)(uintptr_t)c->table_index)(env, a.tag, a.p);
+    else r = ((Fn2)(uintptr_t)c->table_index)(env, a.tag, a.p, b.tag, b.p);
+    gc_leave_unsafe();
+    return r;
 }

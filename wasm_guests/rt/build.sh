@@ -2,6 +2,8 @@
 # Build the guest runtime rt.wasm from the C sources in this folder.
 #
 #   bash wasm_guests/rt/build.sh [OUT]     (default OUT: rt.wasm next to this script)
+#   RT_CFLAGS=-DRT_DEBUG bash wasm_guests/rt/build.sh OUT   a debug build (the tests build one):
+#       freed memory is poisoned and every value an rt export receives is checked
 #
 # Deterministic: the same sources and toolchain give the same bytes (sources
 # are compiled in C-locale order, no debug info, no paths embedded), so CI can
@@ -22,7 +24,7 @@ if ! command -v "$CLANG" >/dev/null 2>&1; then
 fi
 
 STACK_SIZE=262144        # 256 KiB C stack, first in memory: an overflow traps
-INITIAL_MEMORY=327680    # 5 pages: the stack plus rt's static data
+INITIAL_MEMORY=524288    # 8 pages: the stack, rt's static data and the page map
 
 cd "$here"
 srcs=()
@@ -35,6 +37,6 @@ trap 'rm -f "$tmp"' EXIT
     -nostdlib -ffreestanding -fno-ident \
     -Wl,--no-entry -Wl,--import-table -Wl,--stack-first \
     -Wl,-z,stack-size=$STACK_SIZE -Wl,--initial-memory=$INITIAL_MEMORY \
-    -o "$tmp" "${srcs[@]}"
+    ${RT_CFLAGS:-} -o "$tmp" "${srcs[@]}"
 mv -f "$tmp" "$out"
 trap - EXIT

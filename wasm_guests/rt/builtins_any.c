@@ -151,10 +151,8 @@ EXPORT("f_values_1") V f_values_1(P(0)) {
     Entry *e = m->e;
     Array *a = array_new(n);
     for (uint32_t i = 0; i < n; i++) {
-        /* a fresh array: its elements must not alias the map's containers */
-        V x = val_copy(entry_val(&e[i]), 1);
-        if (x.tag == T_EXC) return x;
-        slot_set(&a->data[i], x);
+        /* the map's containers are now referenced from the new array too */
+        slot_set(&a->data[i], share(entry_val(&e[i])));
     }
     a->len = n;
     return vptr(T_ARRAY, a);

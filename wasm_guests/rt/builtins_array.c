@@ -19,8 +19,10 @@ static V nfn(const char *name, int n, V a, V b, V c) {
 }
 
 EXPORT("f_push_2") V f_push_2(P(0), P(1)) {
-    if (t0 == T_ARRAY) array_push(ARR(A(0)), A(1));
-    else if (t0 == T_BLOB && t1 == T_INT) blob_push(BLOBP(A(0)), (uint8_t)p1);
+    if (t0 == T_ARRAY) {
+        array_push(ARR(A(0)), A(1));
+        return depth_unit(A(0));
+    } else if (t0 == T_BLOB && t1 == T_INT) blob_push(BLOBP(A(0)), (uint8_t)p1);
     else return nfn("push", 2, A(0), A(1), unit());
     return unit();
 }
@@ -76,7 +78,8 @@ EXPORT("f_insert_3") V f_insert_3(P(0), P(1), P(2)) {
         memmove(a->data + at + 1, a->data + at, (size_t)(a->len - at) * sizeof(Slot));
         slot_set(&a->data[at], A(2));
         a->len++;
-        return unit();
+        note_child(&a->depth, A(2));
+        return depth_unit(A(0));
     }
     if (t0 == T_BLOB && t1 == T_INT && t2 == T_INT) {
         Blob *b = BLOBP(A(0));

@@ -132,7 +132,7 @@ static void log_append(V s) {
 
 void log_line(V s) {
     if (log_truncated) return;
-    if (!log_buf) log_buf = alloc(LOG_HEAD + LOG_CAP + 64);
+    if (!log_buf) log_buf = alloc_perm(LOG_HEAD + LOG_CAP + 64);
     uint64_t need = (uint64_t)s_len(s) + 9;
     if (log_used + need > LOG_CAP) {
         log_truncated = 1;
@@ -428,9 +428,15 @@ static int32_t begin_fail(const char *msg) {
     return 1;
 }
 
+void rt_gc_mark_roots(void) {
+    gc_mark_value(g_params);
+    gc_mark_value(g_caller);
+    gc_mark_value(g_target);
+    exc_gc_mark();
+}
+
 EXPORT("rt_begin") int32_t rt_begin(int32_t ptr, int32_t len) {
     exc_reset();
-    str_reset();
     log_reset();
     out_ptr = 0;
     g_params = vptr(T_MAP, map_new(0));
@@ -449,5 +455,9 @@ EXPORT("rt_begin") int32_t rt_begin(int32_t ptr, int32_t len) {
     }
     if ((e = map_find(MAPP(top), vcstr("caller")))) g_caller = entry_val(e);
     if ((e = map_find(MAPP(top), vcstr("target")))) g_target = entry_val(e);
+    /* the globals are read by reference: a change through one copies it first */
+    share(g_params);
+    share(g_caller);
+    share(g_target);
     return 0;
 }

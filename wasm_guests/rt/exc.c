@@ -109,7 +109,21 @@ V raise_too_deep(void) { return raise_c(K_TOO_DEEP, "value nested deeper than 12
 
 /* ---- exports ------------------------------------------------------------ */
 
+void exc_gc_mark(void) {
+    gc_mark_value(message);
+    gc_mark_value(thrown);
+    gc_mark_value(host_kind);
+}
+
+/* `throw v`: raise kind "throw" with that value. */
 EXPORT("rt_throw") V rt_throw(int32_t t, int64_t p) {
+    raise_v(K_THROW, vcstr(""));
+    thrown = mk(t, p);
+    return exc();
+}
+
+/* A bare `throw;` in a catch block, given what the catch caught. */
+EXPORT("rt_rethrow") V rt_rethrow(int32_t t, int64_t p) {
     if (t == T_MAP && MAPP(mk(t, p))->exc_kind) {
         /* `throw;` re-throwing the error map rt_exc_take made: same kind and message */
         Map *m = MAPP(mk(t, p));
@@ -121,9 +135,7 @@ EXPORT("rt_throw") V rt_throw(int32_t t, int64_t p) {
         }
         return raise_v((int)m->exc_kind - 1, text);
     }
-    raise_v(K_THROW, vcstr(""));
-    thrown = mk(t, p);
-    return exc();
+    return rt_throw(t, p);
 }
 
 EXPORT("rt_set_line") void rt_set_line(int32_t code) {

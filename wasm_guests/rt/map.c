@@ -27,6 +27,7 @@ static inline int key_eq(int64_t a, V b) {
 
 Map *map_new(uint32_t cap) {
     Map *m = alloc(sizeof(Map));
+    m->depth = 1;
     if (cap) m->e = alloc(sz_mul(cap, sizeof(Entry)));
     m->cap = cap;
     return m;
@@ -85,6 +86,7 @@ Entry *map_find(Map *m, V key) {
 }
 
 void map_set(Map *m, V key, V val) {
+    note_child(&m->depth, val);
     uint32_t h = hash_key(key);
     uint32_t slot = 0;
     if (m->icap) {
@@ -173,6 +175,11 @@ int map_remove(Map *m, V key, V *out) {
 static Entry *scratch;
 static uint32_t scratch_cap;
 
+void map_gc_forget(void) {
+    scratch = 0;
+    scratch_cap = 0;
+}
+
 void map_sort(Map *m) {
     uint32_t n = m->len, s = m->sorted;
     if (s >= n) {
@@ -198,23 +205,15 @@ void map_sort(Map *m) {
     if (m->icap) index_fill(m);
 }
 
-Map *map_copy(Map *m, int depth) {
-    if (depth >= MAX_DEPTH) {
-        raise_too_deep();
-        return 0;
-    }
+Map *map_clone1(Map *m) {
     uint32_t n = m->len;
     Map *c = map_new(n);
     for (uint32_t i = 0; i < n; i++) {
-        Entry e = m->e[i];
-        if (e.tag == T_ARRAY || e.tag == T_MAP || e.tag == T_BLOB) {
-            V x = val_copy(entry_val(&e), depth + 1);
-            if (x.tag == T_EXC) return 0;
-            e.p = x.p;
-        }
-        c->e[i] = e;
+        c->e[i] = m->e[i];
+        share(entry_val(&m->e[i]));
     }
     c->len = n;
+    c->depth = m->depth;
     c->sorted = m->sorted;
     if (m->icap) {
         c->idx = alloc(sz_mul(m->icap, 4));

@@ -5,9 +5,16 @@
  * Exported functions take each value as two scalar parameters (tag, payload).
  * See ../ABI.md for the contract with the compiler and the host.
  *
- * Memory is a bump allocator that never frees (one Store per run): every
- * pointer ever handed out stays valid, which is what makes snapshots of an
+ * Memory is collected by a non-moving mark-and-sweep collector (gc.c) that
+ * only runs at the script's safe points, never while rt's C code is running
+ * (rt marks itself unsafe while it calls a closure), so a pointer held in a
+ * C local stays valid for the whole call: that is what makes snapshots of an
  * array's (len, data) safe to iterate while a closure mutates the array.
+ *
+ * Arrays, maps and blobs have value semantics by copy-on-write: a container
+ * whose FLAG_SHARED is set may be referenced from more than one place and is
+ * never changed in place; the compiler asks for a private copy (rt_own,
+ * rt_index_own, rt_prop_own) before it changes one. The flag is sticky.
  */
 #ifndef PEERBOX_RT_H
 #define PEERBOX_RT_H
@@ -35,6 +42,8 @@ enum {
     T_MAP = 6,
     T_FN = 7,
     T_BLOB = 8,
+    T_CELL = 16, /* not a value: a captured variable's cell, in a shadow-stack slot */
+    T_ENV = 17,  /* not a value: a closure's environment, in a shadow-stack slot */
     T_EXC = 255,
 };
 
@@ -48,16 +57,21 @@ typedef struct {
     int64_t p;
 } Slot;
 
+#define FLAG_SHARED 1u
+
 typedef struct {
     uint32_t len;
     uint32_t cap;
     Slot *data;
+    uint32_t flags;
+    uint32_t depth; /* an upper bound of the levels of containers in it (itself: 1) */
 } Array;
 
 typedef struct {
     uint32_t len;
     uint32_t cap;
     uint8_t *data;
+    uint32_t flags;
 } Blob;
 
 typedef struct {
@@ -87,6 +101,8 @@ typedef struct {
     uint32_t icap;
     uint32_t sorted;
     uint32_t exc_kind; /* kind + 1 on the map rt_exc_take made for a runtime error */
+    uint32_t flags;
+    uint32_t depth; /* as Array.depth */
 } Map;
 
 #define MAP_SMALL 8
@@ -136,9 +152,23 @@ static inline V vstr(const uint8_t *p, uint32_t len) {
 }
 V vcstr(const char *s); /* a static C string as a string value (no copy) */
 
-/* ---- alloc.c ------------------------------------------------------------- */
+/* ---- gc.c ---------------------------------------------------------------- */
 
 void *alloc(uint64_t n);       /* 8-aligned, zeroed; traps (fault 1) when out of memory */
+void *alloc_perm(uint64_t n);  /* never collected */
+uint8_t *alloc_str(uint64_t n, uint32_t *room); /* a string buffer's bytes (room >= n) */
+uint32_t *str_buffer(const uint8_t *p, uint32_t *room); /* its header {used}, if p starts one */
+void gc_enter_unsafe(void);    /* around a closure call from rt: no collection inside */
+void gc_leave_unsafe(void);
+void gc_mark_value(V v);       /* for rt_gc_mark_roots */
+void gc_mark_ptr(const void *p);
+int gc_is_marked(uint32_t p);  /* after marking: is the block holding p kept? */
+_Noreturn void heap_corrupt(void); /* fault 3 */
+/* Roots and caches outside gc.c, called while collecting. */
+void rt_gc_mark_roots(void);   /* cbor.c: params, caller, target, the pending error */
+void sort_gc_forget(void);     /* sort.c, map.c: drop scratch buffers */
+void map_gc_forget(void);
+void exc_gc_mark(void);
 uint32_t sz_mul(uint64_t a, uint64_t b); /* a*b, or out of memory past ~2 GiB */
 _Noreturn void oom(void);
 _Noreturn void host_stop(void); /* fault 2: the host refused to go on (a host-call budget) */
@@ -175,7 +205,6 @@ int64_t str_find(V hay, V needle, uint32_t from); /* byte offset or -1 */
 int str_cmp(V a, V b);                             /* bytewise: <0, 0, >0 */
 int str_eq(V a, V b);
 int str_eq_c(V a, const char *c);
-void str_reset(void);
 
 /* ---- exc.c: the pending error ------------------------------------------- */
 
@@ -220,11 +249,36 @@ V debug_str(V v);
 int val_eq(V a, V b, int depth);
 /* Ordering for <, <=, >, >=: 1 and *out=-1/0/1 if comparable, else 0. */
 int val_order(V a, V b, int *out);
-V val_copy(V v, int depth); /* deep copy of arrays, maps, blobs; EXC on too deep */
-static inline V copy(V v) {
-    if (v.tag == T_ARRAY || v.tag == T_MAP || v.tag == T_BLOB) return val_copy(v, 0);
+V clone1(V v); /* a private shallow copy of a container (its elements become shared) */
+/* Value semantics: `v` is about to be referenced from one more place. */
+static inline V share(V v) {
+    if (v.tag == T_ARRAY) ARR(v)->flags |= FLAG_SHARED;
+    else if (v.tag == T_MAP) MAPP(v)->flags |= FLAG_SHARED;
+    else if (v.tag == T_BLOB) BLOBP(v)->flags |= FLAG_SHARED;
     return v;
 }
+#define copy(v) share(v)
+/* Nesting is bounded when values are built: a container's depth is an upper
+ * bound (it never shrinks) kept as children are stored. */
+static inline uint32_t vdepth(V v) {
+    if (v.tag == T_ARRAY) return ARR(v)->depth;
+    if (v.tag == T_MAP) return MAPP(v)->depth;
+    return 0;
+}
+static inline void note_child(uint32_t *depth, V child) {
+    uint32_t d = vdepth(child) + 1;
+    if (d > *depth) *depth = d;
+}
+V check_depth(V container); /* container, or too_deep past MAX_DEPTH levels */
+V depth_unit(V container);  /* (), or too_deep past MAX_DEPTH levels */
+static inline int is_shared(V v) {
+    if (v.tag == T_ARRAY) return ARR(v)->flags & FLAG_SHARED;
+    if (v.tag == T_MAP) return MAPP(v)->flags & FLAG_SHARED;
+    if (v.tag == T_BLOB) return BLOBP(v)->flags & FLAG_SHARED;
+    return 0;
+}
+/* A container that may be changed in place: v itself, or a private copy. */
+static inline V own(V v) { return is_shared(v) ? clone1(v) : v; }
 
 /* ---- array.c ------------------------------------------------------------ */
 
@@ -243,7 +297,7 @@ Entry *map_find(Map *m, V key);
 void map_set(Map *m, V key, V val);
 int map_remove(Map *m, V key, V *out);
 void map_sort(Map *m); /* entries in key order afterwards */
-Map *map_copy(Map *m, int depth); /* NULL on too deep (error raised) */
+Map *map_clone1(Map *m); /* shallow private copy, values shared */
 static inline V entry_val(const Entry *e) { return mk(e->tag, e->p); }
 static inline V entry_key(const Entry *e) { return mk(T_STR, e->key); }
 
@@ -276,7 +330,12 @@ V rt_err_arity(int32_t expected, int32_t got);
 V rt_err_not_fn(int32_t t, int64_t p);
 /* A builtin's parameter n is two wasm values; A(n) is the value. */
 #define P(n) int32_t t##n, int64_t p##n
+#ifdef RT_DEBUG
+V gc_check(V v); /* debug builds: fault 3 unless every block v uses is allocated */
+#define A(n) gc_check(mk(t##n, p##n))
+#else
 #define A(n) mk(t##n, p##n)
+#endif
 
 /* ---- host imports ------------------------------------------------------- */
 

@@ -66,6 +66,11 @@ DEFINE_MSORT(msort_entries, Entry, ENTRY_GT)
 static void *scratch;
 static uint32_t scratch_bytes;
 
+void sort_gc_forget(void) {
+    scratch = 0;
+    scratch_bytes = 0;
+}
+
 static void *get_scratch(uint32_t n, uint32_t size) {
     uint32_t bytes = sz_mul(n, size);
     if (bytes > scratch_bytes) {

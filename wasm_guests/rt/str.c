@@ -1,57 +1,17 @@
 /* str.c - byte buffers, string values and UTF-8 helpers.
  *
  * A string is an immutable slice (len << 32 | ptr) of valid UTF-8. Strings
- * built by rt come from a Buf. Every finished Buf with spare room is recorded
- * in a hash table keyed by its start address ({start, used, cap}); `used` is
- * the end of the furthest slice ever made from it. A concatenation whose
- * left operand starts at a recorded buffer and is exactly `used` long
- * appends in place (growing by 1.5x into a new buffer when full), so
- * `s += x` in a loop is linear however many other strings the loop body
+ * built by rt come from a Buf, whose bytes live in a string buffer: a block
+ * of a STR page (gc.c) with a header {u32 used} in front, where `used` is the
+ * end of the furthest slice ever made from it. A concatenation whose left
+ * operand starts at a buffer's bytes and is exactly `used` long appends in
+ * place while the block has room (else it moves to a buffer 1.5x larger),
+ * so `s += x` in a loop is linear however many other strings the loop body
  * builds. Only bytes past every existing slice are ever written, so no slice
- * changes. Lookups are by exact start address, which a script cannot forge.
+ * changes. Only STR pages hold string buffers, so no other block (the input,
+ * a host call's reply, a literal) is ever mistaken for one.
  */
 #include "rt.h"
-
-typedef struct {
-    uint32_t start, used, cap;
-} Open;
-
-static Open *open_tab; /* open addressing, start == 0 means empty */
-static uint32_t open_cap, open_len;
-
-void str_reset(void) {
-    open_tab = 0;
-    open_cap = 0;
-    open_len = 0;
-}
-
-static Open *open_slot(Open *tab, uint32_t cap, uint32_t start) {
-    uint32_t mask = cap - 1, i = ((start >> 3) * 2654435761u) & mask;
-    while (tab[i].start && tab[i].start != start) i = (i + 1) & mask;
-    return &tab[i];
-}
-
-static Open *open_find(const uint8_t *p) {
-    if (!open_cap) return 0;
-    Open *o = open_slot(open_tab, open_cap, (uint32_t)(uintptr_t)p);
-    return o->start ? o : 0;
-}
-
-static void open_record(const uint8_t *p, uint32_t used, uint32_t cap) {
-    if ((uint64_t)(open_len + 1) * 2 > open_cap) {
-        uint32_t ncap = open_cap ? sz_mul(open_cap, 2) : 256;
-        Open *tab = alloc(sz_mul(ncap, sizeof(Open)));
-        for (uint32_t i = 0; i < open_cap; i++)
-            if (open_tab[i].start) *open_slot(tab, ncap, open_tab[i].start) = open_tab[i];
-        open_tab = tab;
-        open_cap = ncap;
-    }
-    Open *o = open_slot(open_tab, open_cap, (uint32_t)(uintptr_t)p);
-    if (!o->start) open_len++;
-    o->start = (uint32_t)(uintptr_t)p;
-    o->used = used;
-    o->cap = cap;
-}
 
 V vcstr(const char *s) { return vstr((const uint8_t *)s, cstrlen(s)); }
 
@@ -59,9 +19,8 @@ V vcstr(const char *s) { return vstr((const uint8_t *)s, cstrlen(s)); }
 
 void buf_init(Buf *b, uint32_t cap) {
     if (cap < 16) cap = 16;
-    b->p = alloc(cap);
+    b->p = alloc_str(cap, &b->cap);
     b->len = 0;
-    b->cap = cap;
 }
 
 void buf_reserve(Buf *b, uint32_t extra) {
@@ -70,10 +29,11 @@ void buf_reserve(Buf *b, uint32_t extra) {
     uint64_t cap = (uint64_t)b->cap + b->cap / 2 + 32;
     if (cap < need) cap = need;
     if (cap > 0x7fff0000ull) cap = need;
-    uint8_t *p = alloc(cap);
+    uint32_t room;
+    uint8_t *p = alloc_str(cap, &room);
     memcpy(p, b->p, b->len);
     b->p = p;
-    b->cap = (uint32_t)cap;
+    b->cap = room;
 }
 
 void buf_put(Buf *b, const void *src, uint32_t n) {
@@ -114,14 +74,8 @@ void buf_float(Buf *b, double d) {
 }
 
 V buf_str(Buf *b) {
-    /* an existing record must always learn the new end, even when full */
-    Open *o = open_find(b->p);
-    if (o) {
-        o->used = b->len;
-        o->cap = b->cap;
-    } else if (b->cap > b->len) {
-        open_record(b->p, b->len, b->cap);
-    }
+    uint32_t room, *used = str_buffer(b->p, &room);
+    if (used && *used < b->len) *used = b->len; /* the furthest slice made from it */
     return vstr(b->p, b->len);
 }
 
@@ -132,26 +86,22 @@ V str_from(const void *p, uint32_t n) {
     return buf_str(&b);
 }
 
-/* The open buffer `a` is the whole used part of, or 0. */
-static Open *extendable(V a) {
-    Open *o = open_find(s_ptr(a));
-    return o && o->used == s_len(a) ? o : 0;
+/* The header of the string buffer `a` is the whole used part of, or 0; *room its room. */
+static uint32_t *extendable(V a, uint32_t *room) {
+    uint32_t *used = str_buffer(s_ptr(a), room);
+    return used && *used == s_len(a) ? used : 0;
 }
 
 /* a ++ bytes: never returns a slice of `p` (which may be a temporary). */
 V str_append(V a, const uint8_t *p, uint32_t n) {
-    uint32_t al = s_len(a);
+    uint32_t al = s_len(a), room;
     uint8_t *ap = s_ptr(a);
     if (n == 0) return a;
-    Open *o = extendable(a);
-    if (o) {
-        /* extend the open buffer in place (buf_str records the new end) */
-        Buf buf;
-        buf.p = ap;
-        buf.len = al;
-        buf.cap = o->cap;
-        buf_put(&buf, p, n);
-        return buf_str(&buf);
+    uint32_t *used = extendable(a, &room);
+    if (used && (uint64_t)al + n <= room) {
+        memmove(ap + al, p, n); /* p may be in this very buffer, before `used` */
+        *used = al + n;
+        return vstr(ap, al + n);
     }
     uint64_t need = (uint64_t)al + n;
     Buf buf;
@@ -163,7 +113,8 @@ V str_append(V a, const uint8_t *p, uint32_t n) {
 
 /* a ++ b for two strings (an empty side gives the other one, shared). */
 V str_concat(V a, V b) {
-    if (s_len(a) == 0 && !extendable(a)) return b;
+    uint32_t room;
+    if (s_len(a) == 0 && !extendable(a, &room)) return b;
     return str_append(a, s_ptr(b), s_len(b));
 }
 

@@ -209,29 +209,19 @@ int val_order(V a, V b, int *out) {
 
 /* ---- copies ---------------------------------------------------------------------- */
 
-V val_copy(V v, int depth) {
+V clone1(V v) {
     switch (v.tag) {
     case T_ARRAY: {
-        if (depth >= MAX_DEPTH) return raise_too_deep();
         Array *a = ARR(v);
         uint32_t n = a->len;
         Array *c = array_new(n);
-        Slot *src = a->data, *dst = c->data;
-        for (uint32_t i = 0; i < n; i++) {
-            V x = slot_get(&src[i]);
-            if (x.tag == T_ARRAY || x.tag == T_MAP || x.tag == T_BLOB) {
-                x = val_copy(x, depth + 1);
-                if (x.tag == T_EXC) return x;
-            }
-            slot_set(&dst[i], x);
-        }
+        memcpy(c->data, a->data, (size_t)n * sizeof(Slot));
+        for (uint32_t i = 0; i < n; i++) share(slot_get(&c->data[i]));
         c->len = n;
+        c->depth = a->depth;
         return vptr(T_ARRAY, c);
     }
-    case T_MAP: {
-        Map *m = map_copy(MAPP(v), depth);
-        return m ? vptr(T_MAP, m) : exc();
-    }
+    case T_MAP: return vptr(T_MAP, map_clone1(MAPP(v)));
     case T_BLOB: {
         Blob *b = BLOBP(v);
         Blob *c = blob_new(b->len);
@@ -243,4 +233,8 @@ V val_copy(V v, int depth) {
     }
 }
 
-EXPORT("rt_copy") V rt_copy(int32_t t, int64_t p) { return copy(mk(t, p)); }
+/* `let b = a`: the value is referenced from one more place (copy-on-write). */
+EXPORT("rt_copy") V rt_copy(int32_t t, int64_t p) { return share(mk(t, p)); }
+
+/* Before changing a container in place: v, or a private copy when v is shared. */
+EXPORT("rt_own") V rt_own(int32_t t, int64_t p) { return own(mk(t, p)); }
