@@ -40,7 +40,7 @@ RATIO_TARGET = 1.5          # every data row, CPython time / peerbox time (issue
 GEOMEAN_TARGET = 3.0        # the geometric mean over the data rows
 PEAK_TARGET = 16 << 20      # bytes of guest memory, for the rows that only keep a little
 ROW_BUDGET = 4.0            # seconds a row may keep alternating after its first round
-TRACE_MAX_SECONDS = 2.0     # a CPython run longer than this is not re-run under tracemalloc
+TRACE_MAX_SECONDS = 0.3     # a CPython run longer than this is not re-run under tracemalloc (10-30x slower)
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ def run_row(p: DataProgram, size: int, repeat: int, *, limits: Any = None,
         main = python_main(p)
         prog = peerbox.compile(script_source(p), filename=f"data_{p.program}.rhai")
         # warm-up on a tenth of the quick size: a new program's first run costs ~0.2-1 ms more
-        prog.run(params=make_params(p, max(1, p.quick // 10)), **run_kw)
+        prog.run(params=make_params(p, max(1, p.quick // 10)))
     except Exception as e:  # noqa: BLE001 - a failing row is reported, not fatal
         row.status, row.note = "ERROR", _err(e)
         return row
