@@ -24,8 +24,10 @@ from typing import Any
 from .. import net
 from .._errors import Error, UsageError
 
-__all__ = ["add_parsers", "cmd_serve", "main", "DEFAULT_LISTEN"]
+__all__ = ["add_parsers", "cmd_serve", "main", "COMMANDS", "DEFAULT_LISTEN"]
 
+#: The subcommand this module adds.
+COMMANDS = ("serve",)
 DEFAULT_LISTEN = "127.0.0.1:7700"
 
 
