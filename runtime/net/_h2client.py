@@ -8,7 +8,11 @@ trio: cleartext with prior knowledge (h2c) for ``http://``, TLS with ALPN
 reused, with every concurrent request multiplexed on it as its own stream
 (one reader task dispatches frames to the waiting requests, one writer task
 flushes what h2 has to send, so a slow peer never blocks the reader). Every
-failure to get an answer raises :class:`~peerbox.net._client_errors.TransportError`.
+failure to get an answer raises :class:`~peerbox.net._client_errors.TransportError`:
+what trio's streams raise (connecting, TLS, reading, writing) is turned into
+one by the tables of :mod:`peerbox.net._io_errors`, h2's refusals here.
+:meth:`H2Transport.post` returns the whole :class:`Answer` (its headers too:
+isolated mode's router reads one a child adds).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ loopback: no child process, so these tests are fast.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ import peerbox
 from peerbox.net._endpoints import DENIED_ACTION
 from peerbox.net._h2client import H2Transport
 from peerbox.net._h2server import HttpRequest, HttpResponse
-from peerbox.net._isolated import Router, _Child, _forwarded
+from peerbox.net._isolated import Router, _Child, _forwarded, _supervise
 from peerbox.net._metrics import Metrics
 from peerbox.net._worker import Worker, serve_worker
 from peerbox.trust import Outcome, Usage, make_logic_request
@@ -146,3 +147,20 @@ async def test_the_router_counts_each_denied_action_from_its_childs_header(world
     text = front.metrics.render()
     for action in ("exec", "logic.write", "fs.read"):
         assert f'peerbox_denials_total{{action="{action}"}} 1' in text
+
+
+@pytest.mark.slow  # starts a real `peerbox serve` child process
+async def test_a_real_child_process_names_its_denied_actions_for_the_router(world: World,
+                                                                          tmp_path: Path) -> None:
+    """The child as the supervisor starts it (``peerbox serve --exit-with-parent``), not a test double."""
+    bob = _Child(world.bob.name, world.bob.did, world.bob.public_key, port_file=str(tmp_path / "bob.port"))
+    async with H2Transport() as transport, trio.open_nursery() as n:
+        await n.start(functools.partial(_supervise, str(world.root), bob, max_runs=1, grace=2.0))
+        assert bob.port is not None
+        front = Router([bob], transport, timeout=20.0)
+        for body, path in ((world.exec("1", sender="dave"), "/v1/exec"), (world.push(), "/v1/logic"),
+                           (world.exec('fs::read("private.txt")'), "/v1/exec")):
+            resp = await front.app(post(body, path))
+            assert resp.status in (200, 403) and header(resp, DENIED_ACTION) is None
+        n.cancel_scope.cancel()
+    assert front.metrics.denials == {"exec": 1, "logic.write": 1, "fs.read": 1}
