@@ -350,7 +350,10 @@ def render(rows: list[DataRow]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         pb_peak = "OOM" if r.status == "OOM" else _fmt_mem(r.peerbox_peak)
-        cp_peak = _fmt_mem(r.cpython_peak) + (" (RSS)" if r.cpython_peak_how == "rss" else "")
+        if r.cpython_peak_how == "rss" and r.cpython_peak is not None:
+            cp_peak = f"RSS +{r.cpython_peak / (1 << 20):.1f} MiB"   # page-granular; reuse not counted
+        else:
+            cp_peak = _fmt_mem(r.cpython_peak)
         pb_time = "OOM" if r.status == "OOM" else _fmt_s(r.peerbox)
         status = r.status + (f" ({r.note})" if r.note else "")
         value = f"`{r.value}`" if r.value else "—"
