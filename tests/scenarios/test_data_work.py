@@ -16,6 +16,8 @@ then). No timing is asserted: speed is what ``make bench`` reports.
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -156,3 +158,26 @@ def test_bench_row_of_a_missing_program_is_an_error_row() -> None:
     missing = data_bench.DataProgram("data_missing", "no such program", "missing", "count", "steps", 1, 1)
     row = data_bench.run_row(missing, 1, 1)
     assert row.status == "ERROR" and row.note, row
+
+
+@pytest.mark.slow  # bench/run.py in a subprocess, every data row at its --quick size
+def test_bench_quick_data_table(tmp_path: Path) -> None:
+    """``bench/run.py --quick --only data`` prints the table and writes its rows to the JSON."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--only", "data", "--results-dir", str(tmp_path)],
+        cwd=BENCH.parent, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "## Data work" in proc.stdout and "Geometric mean of CPython/peerbox over the " in proc.stdout
+    names = [p.name for p in data_bench.PROGRAMS]
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| data_")]
+    assert [line.split(" — ")[0][2:] for line in table] == names, proc.stdout
+    doc = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert doc["rows"] == []                      # the data rows have their own list
+    rows = {r["name"]: r for r in doc["data_rows"]}
+    assert list(rows) == names
+    for r in rows.values():
+        assert r["status"] in ("PASS", "MISS", "OOM"), r
+        assert r["cpython"] > 0 and r["cpython_samples"] and r["value"], r
+        assert r["status"] == "OOM" or (r["peerbox"] > 0 and r["peerbox_peak"] > 0 and r["ratio"] > 0), r
+    assert doc["data_geomean"]["rows"] == sum(r["status"] != "OOM" for r in rows.values())
