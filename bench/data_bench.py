@@ -26,13 +26,17 @@ from __future__ import annotations
 import gc
 import importlib.util
 import math
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import peerbox
 
 PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
 
@@ -212,7 +216,7 @@ def _rss_growth(fn: Callable[[], Any], samples: list[float]) -> tuple[Any, int |
     return value, (None if before is None or after is None else max(0, after - before))
 
 
-def run_row(p: DataProgram, size: int, repeat: int, *, limits: Any = None,
+def run_row(p: DataProgram, size: int, repeat: int, *, limits: peerbox.Limits | None = None,
             budget: float = ROW_BUDGET) -> DataRow:
     """Measure one row: compile the script, then alternate CPython and peerbox runs.
 
@@ -223,7 +227,7 @@ def run_row(p: DataProgram, size: int, repeat: int, *, limits: Any = None,
     a failing run is an ERROR row, a run over the memory limit an OOM row, a
     value that differs from CPython's a WRONG row.
     """
-    import peerbox
+    import peerbox  # imported when a row runs, so importing this module stays cheap
 
     row = DataRow(p.name, p.title, f"{size:_} {p.unit}", target=f"≥ {RATIO_TARGET:g}×"
                   + (f", peak < {p.peak_target >> 20} MiB" if p.peak_target else ""))
@@ -297,8 +301,6 @@ def _measure_cpython_peak(row: DataRow, fn: Callable[[], Any], rss: int | None) 
 
 def bench_data(quick: bool, repeat: int, wanted: Callable[[str], bool]) -> list[DataRow]:
     """Every wanted row of the table at the full or the ``--quick`` sizes."""
-    import sys
-
     rows: list[DataRow] = []
     for p in PROGRAMS:
         if wanted(p.name):
@@ -370,6 +372,4 @@ def render(rows: list[DataRow]) -> str:
 
 def to_json(rows: list[DataRow]) -> list[dict[str, Any]]:
     """The rows as JSON-ready dicts (every field, the ratio, every sample)."""
-    from dataclasses import asdict
-
     return [dict(asdict(r), ratio=r.ratio) for r in rows]
