@@ -68,7 +68,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("send", "._send", "sign a script, run it on a remote peer over HTTP/2, verify and print the "
             "reply"),
     Command("directory", "._send", "where remote peers are reachable (<root>/peers.toml)"),
-    Command("serve", "._serve", "host peers over HTTP/2 (POST /v1/exec, /v1/health, /v1/peers, /metrics)"),
+    Command("serve", "._serve", "host peers over HTTP/2 (POST /v1/exec, /v1/logic; GET /v1/health, "
+            "/v1/peers, /metrics)"),
     Command("logic", "._logic", "a peer's modules: list, show, set, history, rollback, remove, verify, push"),
     Command("handle", "._run", "answer a signed request (exec or logic update) as a local peer "
             "(what a worker does)"),
