@@ -49,9 +49,10 @@ The package, room by room, in the order a request travels (each room's
 
 A room imports only the rooms below it, and only their public names (their
 ``__all__``); ``make lint`` checks both (import-linter). Importing this
-facade or a room loads nothing until a name is used (PEP 562), so
-``import peerbox.policy`` or ``peerbox --version`` load no wasmtime, trio
-or h2.
+facade or a room loads nothing until a name is used (PEP 562), and the
+command loads a command's module only when that command is chosen, so
+``import peerbox.policy`` loads no wasmtime, trio or h2, and ``peerbox
+--version`` or ``peerbox --help`` none of them, nor nacl or cbor2.
 """
 
 
