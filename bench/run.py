@@ -16,6 +16,12 @@ is faster. Compile time is measured cold (a fresh cache directory and a source
 made unique by a nonce comment, so no cache can answer) and split into the
 front end (``compile_to_wat``) and wasmtime's compilation of the WAT.
 
+``data_bench.py`` adds the data-work table (issue 14): word count, records,
+string building, a JSON-like transform, sorting records with a closure,
+search and replace, and a loop allocating and dropping strings, each next to
+the same program in CPython, with both sides' peak memory and a geometric
+mean; a run over the memory limit shows as OOM.
+
 Then ``isolation.py`` adds two tables: the isolation overhead (the same small
 logic as a Python function, a peerbox script in-process, the script as a peer
 with one ``fs::read``, a fresh Python subprocess, the ``peerbox run`` CLI; µs
@@ -69,6 +75,7 @@ _CACHE_TMP = tempfile.TemporaryDirectory(prefix="peerbox-bench-cache-")
 os.environ["PEERBOX_CACHE_DIR"] = _CACHE_TMP.name
 
 sys.path.insert(0, str(BENCH_DIR))
+import data_bench  # noqa: E402
 import gen_script  # noqa: E402
 import isolation  # noqa: E402
 import network  # noqa: E402
@@ -104,7 +111,7 @@ TRIVIAL_TARGET_US = 100.0
 
 ROW_NAMES = [w.name for w in WORKLOADS] + [
     "compile_frontend", "compile_wasmtime", "compile_total", "trivial_run", "trivial_compile_run",
-] + isolation.ROW_NAMES + ["policy", "logic", "hostile", "startup"] + network.ROW_NAMES
+] + data_bench.ROW_NAMES + isolation.ROW_NAMES + ["policy", "logic", "hostile", "startup"] + network.ROW_NAMES
 
 
 # -- rows -----------------------------------------------------------------------
@@ -313,7 +320,7 @@ def machine_info() -> dict[str, Any]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "wasmtime": ver("wasmtime"),
         "peerbox": ver("peerbox"),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "commit": commit,
         "short_commit": commit[:7],
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
@@ -321,7 +328,8 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namespace) -> str:
+def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namespace,
+                    data: list[data_bench.DataRow] | None = None) -> str:
     dirty = " (uncommitted changes)" if info["dirty"] else ""
 
     def load(key: str) -> str:
@@ -342,6 +350,22 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
     perf = [r for r in rows if r.group == "perf"]
     if perf:
         lines += [render_table(perf), ""]
+    data_table = data_bench.render(data or [])
+    if data_table:
+        lines += [
+            "## Data work",
+            "",
+            "Scripts moving strings, maps and records (`bench/data_bench.py`, issue 14): each "
+            "`programs/data_*.rhai` next to the same `data_*.py` on the same params, alternating, "
+            f"best of up to {args.repeat} runs within {data_bench.ROW_BUDGET:g} s per row. Peak memory: "
+            "peerbox's `Result.peak_memory` (guest linear memory, which today only grows) and "
+            "CPython's tracemalloc peak of one more run (RSS growth for runs over "
+            f"{data_bench.TRACE_MAX_SECONDS:g} s). OOM: the run ended with `LimitExceeded(\"memory\")` "
+            "under the default limits.",
+            "",
+            data_table,
+            "",
+        ]
     iso = isolation.render(rows, "isolation")
     if iso:
         lines += [
@@ -438,15 +462,19 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
 
 
 def write_results(rows: list[Row], info: dict[str, Any], args: argparse.Namespace,
-                  out_dir: Path) -> list[Path]:
+                  out_dir: Path, data: list[data_bench.DataRow] | None = None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{info['date'][:10]}-{info['short_commit'] or 'nogit'}"
-    md = render_markdown(rows, info, args)
+    md = render_markdown(rows, info, args, data)
+    geo, geo_rows = data_bench.geomean(data or [])
     doc = {
         "machine": info,
         "quick": args.quick,
         "repeat": args.repeat,
         "rows": [dict(asdict(r), ratio=r.ratio) for r in rows],
+        # the data-work table has columns of its own (peak memory, the value), so its own list
+        "data_rows": data_bench.to_json(data or []),
+        "data_geomean": {"ratio": geo, "rows": geo_rows},
     }
     paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.json", out_dir / "latest.md"]
     paths[0].write_text(md)
@@ -498,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(wanted(n) for n in ROW_NAMES if n.startswith("trivial")):
         print("bench: trivial ...", file=sys.stderr, flush=True)
         rows += [r for r in bench_trivial(args.quick, args.repeat) if wanted(r.name)]
+    data = data_bench.bench_data(args.quick, args.repeat, wanted)
     if any(wanted(n) for n in isolation.ROW_NAMES if n.startswith("iso_")):
         print("bench: isolation ...", file=sys.stderr, flush=True)
         rows += isolation.bench_isolation(args.quick, args.repeat, wanted)
@@ -539,14 +568,14 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine_info()
     info["loadavg_start"] = load_start
-    print(render_markdown(rows, info, args))
+    print(render_markdown(rows, info, args, data))
     print(f"(bench took {time.perf_counter() - t_start:.1f} s)", file=sys.stderr)
     # Only a full, unfiltered run updates bench/results/ by default.
     out_dir = args.results_dir or (None if args.quick or only else RESULTS)
     if out_dir is not None and not args.no_write:
-        for p in write_results(rows, info, args, out_dir):
+        for p in write_results(rows, info, args, out_dir, data):
             print(f"bench: wrote {p}", file=sys.stderr)
-    bad = [r.name for r in rows if r.status in ("ERROR", "WRONG")]
+    bad = [r.name for r in [*rows, *data] if r.status in ("ERROR", "WRONG")]
     return 1 if bad else 0
 
 

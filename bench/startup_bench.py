@@ -7,7 +7,8 @@ time of a fresh ``python`` process doing each of
 * ``import peerbox.policy`` (the policy engine: no wasmtime, trio, h2, nacl),
 * ``import peerbox`` (the lazy facade),
 * ``import peerbox; peerbox.compile`` (the compiler and wasmtime loaded),
-* ``peerbox --version`` (the console entry point),
+* ``peerbox --version`` and ``peerbox --help`` (the console entry point: its
+  commands' modules load only when one is chosen),
 
 and its ratio to the reference, all with bytecode cached (each is run once
 untimed first). ``bench/run.py`` shows it in ``make bench``. Run alone:
@@ -30,6 +31,7 @@ _CASES = [
     ("`import peerbox; peerbox.compile` (compiler and wasmtime loaded)",
      ["-c", "import peerbox; peerbox.compile"]),
     ("`peerbox --version`", ["-m", "peerbox", "--version"]),
+    ("`peerbox --help`", ["-m", "peerbox", "--help"]),
 ]
 
 

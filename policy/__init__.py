@@ -18,14 +18,16 @@ This package is the one owner of grant semantics: actions, grant parsing
 (:func:`parse_grant` for policies, :func:`parse_capability_grant` for
 tokens), globs, matching and containment (:func:`pattern_within`,
 :func:`grants_within`, decided on the same compiled globs that enforce
-grants). ``peerbox._caps`` only signs, verifies and chains tokens with them.
+grants). Capability tokens (:mod:`peerbox.wire`) only sign, verify and chain
+with them.
 Patterns and resources are compared in Unicode :data:`NORMAL_FORM`, the
 form request paths are normalised to.
 
 It also owns the crypto-free half of ``did:key`` (base58btc, the multicodec
 prefix, the syntax: :func:`key_bytes_from_did`, :func:`did_from_key_bytes`),
-which policies need to name principals; ``peerbox.wire`` builds keys on it
-and adds only the curve checks.
+which policies need to name principals. These names are exported here and
+only here; :mod:`peerbox.wire` builds keys on them and adds only the curve
+checks (``public_key_from_did``, ``did_from_public_key``, ``KeyPair``).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ and :func:`key_bytes_from_did`, which checks everything that can be checked
 without elliptic-curve arithmetic (the exact ``did:key:z`` prefix, a bounded
 length, only base58btc characters, exactly 34 decoded bytes starting with
 ``ed 01``). Whether the 32 bytes are an *acceptable* public key (on the
-curve, not of small order) is decided where the crypto is,
-``peerbox``'s identity module, which builds on this one. A policy names
+curve, not of small order) is decided where the crypto is, the identity
+module of :mod:`peerbox.wire`, which builds on this one. A policy names
 principals by did and only compares them with authenticated callers' dids,
 so syntax is all it needs: a did that passes here but is no valid key can
 never be a caller, so a rule naming it matches nobody.

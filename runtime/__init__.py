@@ -39,18 +39,20 @@ The package, room by room, in the order a request travels (each room's
     peerbox.peer         peers under a root: keys, policy, storage paths, the directory of remote
                          peers, logic modules and their signed history, running as a peer
     peerbox.run          compile (with the cache) and run in a wasmtime sandbox, under Limits
-    peerbox.wire         the bytes: strict CBOR, COSE_Sign1, keys and did:key, envelopes, nonces
+    peerbox.wire         the bytes: strict CBOR, COSE_Sign1, Ed25519 keys, envelopes, nonces
                          (where a nonce is checked), capability tokens
-    peerbox.policy       policies and grants: what an action on a path is allowed by
+    peerbox.policy       policies and grants: what an action on a path is allowed by; the
+                         did:key syntax (no crypto)
     peerbox.hostcalls    the host functions a script calls (fs::, db::...) and their storage
     peerbox.wasm_guests  the compiler (``lang``), the guest runtime ``rt.wasm``, the script library
     peerbox._errors      the error classes every room raises (the bottom layer)
 
 A room imports only the rooms below it, and only their public names (their
 ``__all__``); ``make lint`` checks both (import-linter). Importing this
-facade or a room loads nothing until a name is used (PEP 562), so
-``import peerbox.policy`` or ``peerbox --version`` load no wasmtime, trio
-or h2.
+facade or a room loads nothing until a name is used (PEP 562), and the
+command loads a command's module only when that command is chosen, so
+``import peerbox.policy`` loads no wasmtime, trio or h2, and ``peerbox
+--version`` or ``peerbox --help`` none of them, nor nacl or cbor2.
 """
 
 

@@ -1,4 +1,4 @@
-"""Differential test: peerbox against the reference evaluator in tests/_refeval.py.
+"""Differential test: peerbox against the reference evaluator in tests/_refeval/.
 
 Hypothesis generates well-formed expressions (ints including values near the
 i64 bounds, floats, bools, strings, ``()``, every unary and binary operator,
@@ -34,7 +34,10 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Generating overly large repr"),
 
 
 def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    """Import the package tests/<name>/ by its path (tests/ is not on sys.path)."""
+    package = Path(__file__).with_name(name)
+    spec = importlib.util.spec_from_file_location(
+        name, package / "__init__.py", submodule_search_locations=[str(package)])
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod

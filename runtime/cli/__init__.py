@@ -2,21 +2,25 @@
 
 Its module map, in the order a command line is handled::
 
-    _main       ``main``/``console_main``: the parser, ``run``, ``compile``, ``handle``, ``cache``
+    _main       ``main``/``console_main``: the command table (name, module, help), the lazy
+                top-level parser, the one error boundary
     _args       the parser class, sizes, ``--param``/``--params-json``
     _input      bounded reading of files and stdin, JSON limits, message excerpts
-    _peers      ``init``, ``peers``, ``peers add`` / ``directory add``
-    _policy     ``policy check|explain|show``
-    _caps       ``cap grant|delegate|show|revoke``
-    _envelope   ``envelope make|show|verify`` (requests and replies as files)
-    _send       ``send``, ``directory`` (a script to a remote peer, over :mod:`peerbox.net`)
-    _logic      ``logic list|show|set|remove|rollback|versions|verify|push``
+    _run        ``compile``, ``run``, ``handle``, ``cache stats|clear`` (scripts and requests run here)
+    _peers      ``init``, ``peers``, ``peers add``
+    _policy     ``policy check|explain``
+    _caps       ``cap grant|delegate|inspect|revoke``
+    _envelope   ``envelope make|inspect`` (requests and replies as files)
+    _send       ``send``, ``directory add|list`` (a script to a remote peer, over :mod:`peerbox.net`)
+    _logic      ``logic list|show|set|history|rollback|remove|verify|push``
     _serve      ``serve`` (the worker); ``python -m peerbox.cli._serve`` starts isolated children
     _report     a failure as one message, an exit code and (``--json``) one JSON document
 
-Commands import what they use when they run where it is slow to load
-(trio and h2 for the network, wasmtime through :mod:`peerbox.run`'s lazy
-names): ``peerbox --version`` loads none of them.
+The top-level parser imports a command's module only when that command is
+chosen (``peerbox CMD ...`` or ``peerbox CMD --help``), and commands import
+what is slow to load (trio and h2 for the network, wasmtime through
+:mod:`peerbox.run`'s lazy names) only where they use it: ``peerbox --version``
+and ``peerbox --help`` load none of them, nor nacl or cbor2.
 """
 
 from __future__ import annotations

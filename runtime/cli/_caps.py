@@ -89,7 +89,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     pi = sub.add_parser("inspect", help="decode a capability chain and check it",
                         description="Print each link of the chain (issuer, audience, subject, grants, "
                         "validity), check the signatures and the chain rules, and say whether it is "
-                        "valid now. With --root, revocations recorded by local peers count. Exits 1 "
+                        "valid now. With --root, revocations recorded by local peers count. Exits 2 "
                         "when the chain is not valid now.")
     pi.add_argument("file", metavar="FILE")
     pi.add_argument("--json", action="store_true", help="print one JSON object")

@@ -4,8 +4,9 @@
 
     peerbox init NAME [--root DIR] [--backend fs|sqlite] [--json]
     peerbox peers [--root DIR] [--json]
+    peerbox peers add NAME DID URL [--replace] [--root DIR]     (the same as ``directory add``)
 
-:func:`add_parsers` adds both to the CLI's subparsers; each subparser sets
+:func:`add_parsers` adds ``init`` and ``peers`` to the CLI's subparsers; each subparser sets
 ``handler`` (``args.handler(args) -> int``, the exit code). Failures are
 raised as :class:`~peerbox.Error` subclasses (:class:`~peerbox.peer._peers.PeerError`
 and friends, exit 2) for the CLI's one error boundary to render. The secret

@@ -3,7 +3,8 @@ and with ``--json`` one ``{"error": {...}}`` document on stdout.
 
 Exit codes: 0 ok, 2 usage error, 3 compile error, 4 runtime error, 5
 resource limit, 6 denied by a policy, 7 transport or verification failure,
-1 only for a bug in peerbox (``PEERBOX_DEBUG=1`` adds the traceback).
+8 a logic history that does not check out (``logic``), 1 only for a bug in
+peerbox (``PEERBOX_DEBUG=1`` adds the traceback).
 """
 
 from __future__ import annotations

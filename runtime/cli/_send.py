@@ -194,7 +194,10 @@ def cmd_directory_list(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    """Run only these commands (until they are wired into ``peerbox``): parse, dispatch, report."""
+    """``send`` and ``directory`` alone (no other command module loaded): parse, dispatch, report.
+
+    Returns the exit code; every failure is rendered by :func:`~peerbox.cli._report.report`.
+    """
     parser = Parser(prog="peerbox")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True

@@ -24,8 +24,10 @@ from typing import Any
 from .. import net
 from .._errors import Error, UsageError
 
-__all__ = ["add_parsers", "cmd_serve", "main", "DEFAULT_LISTEN"]
+__all__ = ["add_parsers", "cmd_serve", "main", "COMMANDS", "DEFAULT_LISTEN"]
 
+#: The subcommand this module adds.
+COMMANDS = ("serve",)
 DEFAULT_LISTEN = "127.0.0.1:7700"
 
 
@@ -42,9 +44,12 @@ def _positive(text: str) -> int:
 def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``serve`` to ``subparsers``; it sets ``handler`` (``args -> exit code``)."""
     ps = subparsers.add_parser(
-        "serve", help="host peers over HTTP/2 (POST /v1/exec, /v1/health, /v1/peers, /metrics)",
-        description="Serve signed exec requests for local peers over HTTP/2 (h2c on loopback by default, "
-        "TLS with ALPN h2 with --tls-cert/--tls-key). Stops cleanly on SIGINT/SIGTERM.",
+        "serve", help="host peers over HTTP/2 (POST /v1/exec, /v1/logic; GET /v1/health, /v1/peers, "
+        "/metrics)",
+        description="Serve signed requests for local peers over HTTP/2: scripts to run (POST /v1/exec) "
+        "and logic updates (POST /v1/logic), each answered with a signed reply; GET /v1/health, "
+        "/v1/peers and /metrics (Prometheus) for operators. h2c on loopback by default, TLS with "
+        "ALPN h2 with --tls-cert/--tls-key. Stops cleanly on SIGINT/SIGTERM.",
     )
     ps.add_argument("--root", metavar="DIR", default=None,
                     help="the peer root (default: $PEERBOX_ROOT, else ./peerbox-data)")

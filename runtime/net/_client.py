@@ -38,12 +38,13 @@ from typing import Any
 import cbor2
 import trio
 
-from .._errors import UsageError
+from .._errors import UsageError, map_exceptions
 from ..peer import Directory, Entry
 from ..trust import make_logic_request
 from ..wire import EnvelopeError, KeyPair, Reply, make_request, verify_reply
 from ._client_errors import ClientError, RemoteRejected, TransportError, VerificationError
 from ._h2client import LOGIC_PATH, MAX_REPLY, H2Transport, Transport
+from ._io_errors import CLIENT_CLOSED_ERRORS
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -243,10 +244,8 @@ class Client:
     def _call(self, call: Callable[[], Awaitable[Reply]]) -> Reply:
         if self._closed or self._token is None:
             raise UsageError("this Client is closed")
-        try:
+        with map_exceptions(CLIENT_CLOSED_ERRORS):
             return trio.from_thread.run(call, trio_token=self._token)
-        except trio.RunFinishedError as exc:
-            raise UsageError("this Client is closed") from exc
 
     def close(self) -> None:
         """Close the connections and stop the client's thread. Idempotent."""

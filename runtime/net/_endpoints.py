@@ -25,7 +25,8 @@ from ._h2server import HttpRequest, HttpResponse
 from ._metrics import Metrics
 from ._preauth import PreAuth
 
-__all__ = ["Endpoints", "RETRY_LATER", "status_for", "error_response", "answer_response", "COSE", "CBOR"]
+__all__ = ["Endpoints", "RETRY_LATER", "DENIED_ACTION", "status_for", "error_response", "answer_response",
+           "COSE", "CBOR"]
 
 COSE = "application/cose"
 CBOR = "application/cbor"
@@ -36,6 +37,10 @@ _REJECTED_STATUS = {"bad_signature": 401, "bad_key": 401, "replay": 409, "too_la
                     "wrong_target": 404}
 #: The header of a 503 that a client may retry a second later.
 RETRY_LATER = (("retry-after", "1"),)
+#: The response header in which an isolated-mode child tells its router the action its policy refused
+#: (``Handled.denied_action``: ``exec``, ``logic.write``, ``fs.read``...), so the router counts it from a
+#: field, never from the signed reply's message. Sent only to a router; the router never forwards it.
+DENIED_ACTION = "peerbox-denied-action"
 
 
 def status_for(handled: Handled) -> int:
@@ -150,7 +155,14 @@ def _json(doc: object) -> HttpResponse:
     return HttpResponse(status=200, headers=(("content-type", JSON),), body=json.dumps(doc).encode())
 
 
-def answer_response(handled: Handled) -> HttpResponse:
-    """The HTTP response carrying a handled request's answer."""
-    ctype = COSE if handled.signed else CBOR
-    return HttpResponse(status=status_for(handled), headers=(("content-type", ctype),), body=handled.body)
+def answer_response(handled: Handled, *, for_router: bool = False) -> HttpResponse:
+    """The HTTP response carrying a handled request's answer.
+
+    ``for_router`` (a child of isolated mode answering its router) adds the
+    :data:`DENIED_ACTION` header when the policy refused an action; the body
+    is the same signed bytes either way.
+    """
+    headers: tuple[tuple[str, str], ...] = (("content-type", COSE if handled.signed else CBOR),)
+    if for_router and handled.denied_action is not None:
+        headers += ((DENIED_ACTION, handled.denied_action),)
+    return HttpResponse(status=status_for(handled), headers=headers, body=handled.body)

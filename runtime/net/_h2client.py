@@ -8,7 +8,11 @@ trio: cleartext with prior knowledge (h2c) for ``http://``, TLS with ALPN
 reused, with every concurrent request multiplexed on it as its own stream
 (one reader task dispatches frames to the waiting requests, one writer task
 flushes what h2 has to send, so a slow peer never blocks the reader). Every
-failure to get an answer raises :class:`~peerbox.net._client_errors.TransportError`.
+failure to get an answer raises :class:`~peerbox.net._client_errors.TransportError`:
+what trio's streams raise (connecting, TLS, reading, writing) is turned into
+one by the tables of :mod:`peerbox.net._io_errors`, h2's refusals here.
+:meth:`H2Transport.post` returns the whole :class:`Answer` (its headers too:
+isolated mode's router reads one a child adds).
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ import h2.exceptions
 import h2.settings
 import trio
 
-from .._errors import UsageError
+from .._errors import UsageError, map_exceptions
 from ._client_errors import TransportError
+from ._io_errors import transport_errors
 
-__all__ = ["Transport", "H2Transport", "EXEC_PATH", "LOGIC_PATH", "CONTENT_TYPE", "MAX_REPLY"]
+__all__ = ["Transport", "H2Transport", "Answer", "EXEC_PATH", "LOGIC_PATH", "CONTENT_TYPE", "MAX_REPLY"]
 
 #: Where a worker takes request envelopes.
 EXEC_PATH = "/v1/exec"
@@ -68,6 +73,24 @@ class Transport(abc.ABC):
         await self.aclose()
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A worker's whole answer to one request: its status, content type, body and other headers.
+
+    ``headers`` holds the response's regular headers (names in lower case,
+    values decoded as latin-1), ``content-type`` among them.
+    """
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def header(self, name: str) -> str | None:
+        """The value of the first header called ``name`` (lower case), or None."""
+        return next((v for k, v in self.headers if k == name), None)
+
+
 @dataclass(eq=False)
 class _Pending:
     """One request stream waiting for its response."""
@@ -75,6 +98,7 @@ class _Pending:
     done: trio.Event = field(default_factory=trio.Event)
     status: int | None = None
     content_type: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytearray = field(default_factory=bytearray)
     error: TransportError | None = None
 
@@ -143,37 +167,41 @@ class _H2Conn:
 
     async def _writer(self) -> None:
         try:
-            while True:
-                data = self.h2.data_to_send()
-                if data:
-                    await self.stream.send_all(data)
-                    continue
-                if self._closing:
-                    self._fail(TransportError("the connection was closed"))
-                    return
-                await self._wake.wait()
-                self._wake = trio.Event()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._fail(TransportError(f"cannot send: {_reason(exc)}"))
+            with map_exceptions(transport_errors("cannot send")):
+                while True:
+                    data = self.h2.data_to_send()
+                    if data:
+                        await self.stream.send_all(data)
+                        continue
+                    if self._closing:
+                        self._fail(TransportError("the connection was closed"))
+                        return
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+        except TransportError as exc:
+            self._fail(exc)
 
     async def _reader(self) -> None:
-        try:
-            while True:
-                data = await self.stream.receive_some(_READ_SIZE)
-                if not data:
-                    self._fail(TransportError("the server closed the connection"))
-                    return
-                try:
-                    events = self.h2.receive_data(data)
-                except h2.exceptions.ProtocolError as exc:
-                    self._flush()  # h2 queued a GOAWAY
-                    self._fail(TransportError(f"HTTP/2 protocol error from the server: {exc}"))
-                    return
-                for event in events:
-                    self._dispatch(event)
-                self._flush()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._fail(TransportError(f"the connection broke: {_reason(exc)}"))
+        broke = transport_errors("the connection broke")
+        while True:
+            try:
+                with map_exceptions(broke):
+                    data = await self.stream.receive_some(_READ_SIZE)
+            except TransportError as exc:
+                self._fail(exc)
+                return
+            if not data:
+                self._fail(TransportError("the server closed the connection"))
+                return
+            try:
+                events = self.h2.receive_data(data)
+            except h2.exceptions.ProtocolError as exc:
+                self._flush()  # h2 queued a GOAWAY
+                self._fail(TransportError(f"HTTP/2 protocol error from the server: {exc}"))
+                return
+            for event in events:
+                self._dispatch(event)
+            self._flush()
 
     def _dispatch(self, event: h2.events.Event) -> None:
         sid = getattr(event, "stream_id", None)
@@ -183,8 +211,11 @@ class _H2Conn:
                 for name, value in event.headers or ():
                     if name == b":status":
                         p.status = int(value)
-                    elif name == b"content-type":
-                        p.content_type = bytes(value).decode("latin-1")
+                    elif not name.startswith(b":"):
+                        header = (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+                        p.headers.append(header)
+                        if name == b"content-type":
+                            p.content_type = header[1]
         elif isinstance(event, h2.events.DataReceived):
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.h2.acknowledge_received_data(event.flow_controlled_length or 0, event.stream_id)
@@ -228,7 +259,7 @@ class _H2Conn:
 
     # -- requests
 
-    async def request(self, path: str, body: bytes, content_type: str) -> tuple[int, str, bytes]:
+    async def request(self, path: str, body: bytes, content_type: str) -> Answer:
         """Send one POST on a new stream and wait for its whole response."""
         while True:
             if not self.usable:
@@ -272,7 +303,7 @@ class _H2Conn:
         if p.error is not None:
             raise p.error
         assert p.status is not None
-        return p.status, p.content_type, bytes(p.body)
+        return Answer(p.status, p.content_type, bytes(p.body), tuple(p.headers))
 
     def close(self) -> None:
         """Send GOAWAY and stop once it is written (requests in flight fail)."""
@@ -281,15 +312,6 @@ class _H2Conn:
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.close_connection()
         self._flush()
-
-
-def _reason(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    if cause is not None and str(cause):
-        return str(cause)
-    return str(exc) or type(exc).__name__
 
 
 def _code_name(code: object) -> str:
@@ -347,10 +369,19 @@ class H2Transport(Transport):
                    path: str | None = None) -> tuple[int, str, bytes]:
         """POST ``envelope`` to ``url`` + ``path`` (default: ``/v1/exec``); raises :class:`TransportError`.
 
-        ``timeout`` covers connecting, sending and the whole answer. A request
-        the server says it did not process (GOAWAY, REFUSED_STREAM) is sent
-        once more on a fresh connection (the same bytes: a request that did
-        run would be refused as a replay, never run twice).
+        The answer's ``(status, content type, body)``; :meth:`post` also gives its other headers.
+        """
+        answer = await self.post(url, envelope, timeout, path=path)
+        return answer.status, answer.content_type, answer.body
+
+    async def post(self, url: str, envelope: bytes, timeout: float, *, path: str | None = None) -> Answer:
+        """POST ``envelope`` to ``url`` + ``path`` (default: ``/v1/exec``); the whole :class:`Answer`.
+
+        Raises :class:`TransportError` when no answer came. ``timeout`` covers
+        connecting, sending and the whole answer. A request the server says it
+        did not process (GOAWAY, REFUSED_STREAM) is sent once more on a fresh
+        connection (the same bytes: a request that did run would be refused as
+        a replay, never run twice).
         """
         if not (timeout > 0 and math.isfinite(timeout)):
             raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -392,20 +423,19 @@ class H2Transport(Transport):
     async def _open(self, url: str, scheme: str, host: str, port: int) -> trio.abc.Stream:
         tcp: trio.abc.Stream
         with trio.move_on_after(self.connect_timeout):
-            try:
+            with map_exceptions(transport_errors(f"cannot connect to {url}", kind="connect")):
                 tcp = await trio.open_tcp_stream(host, port)
-            except OSError as exc:
-                raise TransportError(f"cannot connect to {url}: {_reason(exc)}", kind="connect") from exc
             if scheme == "http":
                 return tcp
             ctx = self.ssl_context or ssl.create_default_context()
             ctx.set_alpn_protocols(["h2"])
             tls = trio.SSLStream(tcp, ctx, server_hostname=host, https_compatible=True)
             try:
-                await tls.do_handshake()
-            except (trio.BrokenResourceError, OSError) as exc:
+                with map_exceptions(transport_errors(f"TLS with {url} failed", kind="tls")):
+                    await tls.do_handshake()
+            except TransportError:
                 await trio.aclose_forcefully(tls)
-                raise TransportError(f"TLS with {url} failed: {_reason(exc)}", kind="tls") from exc
+                raise
             if tls.selected_alpn_protocol() != "h2":
                 await trio.aclose_forcefully(tls)
                 raise TransportError(f"{url} does not speak HTTP/2 over TLS (ALPN h2)", kind="tls")

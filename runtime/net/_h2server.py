@@ -15,7 +15,9 @@ ends (its own limits end it) and its answer is dropped.
 The request, answer and limit types live in :mod:`peerbox.net._http` (re-exported
 here). Library exceptions (``h2``, trio stream errors, ``ssl``) never escape: they
 are turned into a GOAWAY and/or a clean close in :class:`_Conn` (the I/O
-wrappers ``_recv``/``_flush`` and the h2 feed ``_feed``) and nowhere else.
+wrappers ``_recv``/``_flush``, the TLS handshake and the h2 feed ``_feed``) and
+nowhere else; a stream that fails becomes
+:class:`~peerbox.net._io_errors.ConnectionLost` through that module's tables.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ import trio
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
+from .._errors import map_exceptions
 from ._budget import AddressBudgets, TokenBucket, address_of
 from ._http import App, HttpRequest, HttpResponse, ServerLimits
+from ._io_errors import CONNECTION_ERRORS, HANDSHAKE_ERRORS, ConnectionLost
 
 __all__ = ["App", "HttpRequest", "HttpResponse", "ServerLimits", "serve", "serve_stream"]
 
@@ -79,10 +83,6 @@ class _Pending:
 _DROPPED_HEADERS = frozenset(
     {"content-length", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
-
-
-class _Closed(Exception):
-    """Internal: the transport is gone (raised by the I/O wrappers only)."""
 
 
 def _text_response(status: int, message: str, *extra: tuple[str, str]) -> HttpResponse:
@@ -140,10 +140,8 @@ class _Conn:
     # -- the one boundary: transport and h2 errors ---------------------------
 
     async def _recv(self) -> bytes:
-        try:
+        with map_exceptions(CONNECTION_ERRORS):
             return bytes(await self.stream.receive_some(65536))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as e:
-            raise _Closed(str(e)) from e
 
     async def _flush(self, extra: bytes = b"") -> None:
         """Send whatever h2 has queued (then ``extra``), in order, under the lock.
@@ -158,13 +156,12 @@ class _Conn:
             if not data or self.dead:
                 return
             try:
-                with trio.fail_after(self.limits.idle_timeout):
+                with map_exceptions(CONNECTION_ERRORS), trio.fail_after(self.limits.idle_timeout):
                     await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ssl.SSLError,
-                    OSError) as e:
+            except ConnectionLost:
                 self.dead = True
                 self._notify_window()
-                raise _Closed(str(e) or type(e).__name__) from e
+                raise
 
     def _feed(self, data: bytes) -> list[h2.events.Event] | None:
         """Hand bytes to h2; None means a protocol error (h2 queued a GOAWAY)."""
@@ -183,7 +180,7 @@ class _Conn:
                 self.nursery = apps
                 try:
                     await self._serve(apps)
-                except _Closed as e:
+                except ConnectionLost as e:
                     log.debug("conn %d (%s): transport closed: %s", self.conn_id, self.client, e)
                 finally:
                     for p in self.pending.values():
@@ -198,13 +195,8 @@ class _Conn:
 
     async def _serve(self, apps: trio.Nursery) -> None:
         if isinstance(self.stream, trio.SSLStream):
-            try:
-                with trio.fail_after(self.limits.body_timeout):
-                    await self.stream.do_handshake()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as e:
-                raise _Closed(f"TLS handshake failed: {e}") from e
-            except trio.TooSlowError as e:
-                raise _Closed("TLS handshake timed out") from e
+            with map_exceptions(HANDSHAKE_ERRORS), trio.fail_after(self.limits.body_timeout):
+                await self.stream.do_handshake()
             if self.stream.selected_alpn_protocol() != "h2":
                 log.info("conn %d (%s): refused, ALPN is not h2", self.conn_id, self.client)
                 return
@@ -446,7 +438,7 @@ class _Conn:
             return
         log.warning("conn %d (%s): too many unauthenticated requests refused; closing", self.conn_id,
                     self.client)
-        with contextlib.suppress(_Closed):
+        with contextlib.suppress(ConnectionLost):
             await self._goaway(ErrorCodes.ENHANCE_YOUR_CALM)
         self.dead = True
         self._notify_window()
@@ -467,7 +459,7 @@ class _Conn:
             if stop_upload and sid in self.h2.streams and not self.h2.streams[sid].closed:
                 self.h2.reset_stream(sid, ErrorCodes.NO_ERROR)
             await self._flush()
-        except (h2.exceptions.ProtocolError, _Closed):
+        except (h2.exceptions.ProtocolError, ConnectionLost):
             pass
         finally:
             self.sending -= 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
 import signal
 import ssl
@@ -31,16 +30,11 @@ from ..wire import decode1
 from ..trust import Handled, Outcome, Usage, outcome_of
 from ._h2server import HttpRequest, HttpResponse, ServerLimits
 from ..peer import PeerStore
-from ._endpoints import RETRY_LATER, Endpoints, error_response
+from ._endpoints import DENIED_ACTION, RETRY_LATER, Endpoints, error_response
 from ._serving import parse_listen, serve_app, tls_context
 
 __all__ = ["Router", "serve_isolated", "run_isolated"]
 
-#: The action a forwarded reply's host-call denial names (``fs.read of '...' is not allowed``): the
-#: router sees only the child's signed reply, so this is the one place an action is read from a message.
-_HOST_ACTION = re.compile(r"^([a-z]+(?:\.[a-z]+)*) of '")
-#: Likewise the action of a forwarded logic denial (``logic.write of module '...' is not allowed``).
-_LOGIC_ACTION = re.compile(r"^(logic\.(?:read|write)) of module '")
 
 @dataclass(eq=False)
 class _Child:
@@ -70,7 +64,10 @@ class Router(Endpoints):
     failure budgets (:class:`~peerbox.net._h2server.ServerLimits`). A child that
     is down (crashed, restarting) answers ``503`` with ``retry-after``, like
     a saturated worker. Metrics count the children's
-    answers by the same outcomes (read from the replies it forwards).
+    answers by the same outcomes (read from the replies it forwards) and
+    denied actions (from the :data:`~peerbox.net._endpoints.DENIED_ACTION`
+    header its own child adds, which is not forwarded: a client gets only the
+    content type, and ``retry-after`` on a 503).
     """
 
     def __init__(self, children: list[_Child], transport: H2Transport, *, timeout: float = 120.0) -> None:
@@ -98,8 +95,7 @@ class Router(Endpoints):
         self.metrics.in_flight = self.in_flight
         start = time.perf_counter()
         try:
-            status, ctype, body = await self.transport.exec(child.url, bytes(req.body), self.timeout,
-                                                            path=path)
+            answer = await self.transport.post(child.url, bytes(req.body), self.timeout, path=path)
         except TransportError as exc:
             self.metrics.unhandled("busy")
             return error_response(503, "unavailable", f"the worker of {child.name} did not answer: {exc}",
@@ -107,30 +103,38 @@ class Router(Endpoints):
         finally:
             self.in_flight -= 1
             self.metrics.in_flight = self.in_flight
-        self._count(status, body, time.perf_counter() - start, logic=path == "/v1/logic")
-        headers: tuple[tuple[str, str], ...] = (("content-type", ctype),)
+        status, body = answer.status, answer.body
+        self._count(status, body, time.perf_counter() - start, logic=path == "/v1/logic",
+                    denied_action=answer.header(DENIED_ACTION))
+        headers: tuple[tuple[str, str], ...] = (("content-type", answer.content_type),)
         if status == 503:
             headers += RETRY_LATER
         return HttpResponse(status=status, headers=headers, body=body)
 
-    def _count(self, status: int, body: bytes, seconds: float, *, logic: bool = False) -> None:
-        """Metrics from a forwarded answer: the same outcomes as the worker's own."""
+    def _count(self, status: int, body: bytes, seconds: float, *, logic: bool = False,
+               denied_action: str | None = None) -> None:
+        """Metrics from a forwarded answer: the same outcomes and denied action as the child's own."""
         if status == 503:
             self.metrics.unhandled("busy")
             return
         try:
-            handled = _forwarded(status, body, logic=logic)
+            handled = _forwarded(status, body, logic=logic, denied_action=denied_action)
         except Exception:  # an answer we cannot read is still forwarded; count it apart
             self.metrics.unhandled("unreadable")
             return
         self.metrics.answered(handled, seconds)
 
 
-def _forwarded(status: int, body: bytes, *, logic: bool = False) -> Handled:
+def _forwarded(status: int, body: bytes, *, logic: bool = False, denied_action: str | None = None) -> Handled:
     """A child's answer as the :class:`Handled` its own worker counted (outcome, usage, denied action).
 
     The child signed it, so cbor2's fast decoder is enough: this is
-    bookkeeping, not verification. Raises what decoding raises.
+    bookkeeping, not verification. ``denied_action`` is what the child's
+    :data:`~peerbox.net._endpoints.DENIED_ACTION` header says (never read from
+    a message); a denial without it counts under the action refused before
+    anything ran (``exec``, or ``logic.write`` for a ``logic`` request) or
+    ``host_call`` for a run that ended on a refused host call. Raises what
+    decoding raises.
     """
     if status not in (200, 403):
         err = cbor2.loads(body).get("error")
@@ -139,19 +143,14 @@ def _forwarded(status: int, body: bytes, *, logic: bool = False) -> Handled:
     err = payload.get("error") if isinstance(payload.get("error"), dict) else None
     kind = str(err.get("kind", "")) if err else ""
     if status == 403:
-        action = "exec"
-        if logic:  # as the child counted it: the action refused (a capability refused: logic.write)
-            m = _LOGIC_ACTION.match(str((err or {}).get("message", "")))
-            action = m.group(1) if m else "logic.write"
+        action = denied_action or ("logic.write" if logic else "exec")
         return Handled(outcome=Outcome.DENIED, body=body, error=err, denied_action=action)
     outcome = outcome_of(payload.get("ok") is True, kind)
-    host_action: str | None = None
     if kind == "denied":  # 200, not 403: a run that ended on a host call the policy refused
         outcome = Outcome.SCRIPT_ERROR
-        m = _HOST_ACTION.match(str((err or {}).get("message", "")))
-        host_action = m.group(1) if m else "host_call"
+        denied_action = denied_action or "host_call"
     return Handled(outcome=outcome, body=body, error=err, usage=Usage.from_map(payload.get("usage")),
-                   denied_action=host_action)
+                   denied_action=denied_action)
 
 
 def _child_command(root: str, child: _Child, max_runs: int | None) -> list[str]:

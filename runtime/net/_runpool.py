@@ -13,6 +13,7 @@ just for their creation, and wakes the waiting task with
 
 from __future__ import annotations
 
+import contextlib
 import queue as _queue
 import threading
 from collections.abc import Callable
@@ -75,10 +76,9 @@ class RunPool:
 
         def job() -> None:
             res = outcome.capture(fn)
-            try:
+            # The trio run ended while fn ran (the process is stopping): nobody waits for the result.
+            with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(deliver, res)
-            except trio.RunFinishedError:
-                pass
 
         self._jobs.put(job)
         await done.wait()

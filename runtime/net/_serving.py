@@ -10,6 +10,7 @@ what it takes (raising :class:`~peerbox.UsageError`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -20,8 +21,9 @@ import threading
 import trio
 
 from .._atomic import write_atomic
-from .._errors import UsageError
+from .._errors import UsageError, map_exceptions
 from ._h2server import App, ServerLimits, serve
+from ._io_errors import CONNECTION_ERRORS, TLS_FILE_ERRORS, ConnectionLost
 
 __all__ = ["serve_app", "parse_listen", "tls_context"]
 
@@ -90,10 +92,9 @@ async def _until_stdin_eof(stop: trio.Event) -> None:
     """Set ``stop`` when stdin reaches end of file (isolated mode: the supervisor went away)."""
     stream = trio.lowlevel.FdStream(os.dup(0))
     try:
-        while await stream.receive_some(4096):
-            pass
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        pass
+        with contextlib.suppress(ConnectionLost), map_exceptions(CONNECTION_ERRORS):
+            while await stream.receive_some(4096):
+                pass
     finally:
         await stream.aclose()
     stop.set()
@@ -115,9 +116,7 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     if cert is None or key is None:
         raise UsageError("--tls-cert and --tls-key go together")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
+    with map_exceptions(TLS_FILE_ERRORS):
         ctx.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot load the TLS certificate/key: {exc}") from exc
     ctx.set_alpn_protocols(["h2"])
     return ctx

@@ -89,14 +89,18 @@ class Worker(Endpoints):
     (``unavailable``). The admission settings are those of the module
     docstring (``None``: the default); ``check_threads`` (default
     ``max(2, max_runs)``) bounds the requests being checked at once.
+    ``for_router``: this worker is an isolated-mode child answering its
+    router, and names each denied action in a header
+    (:data:`~peerbox.net._endpoints.DENIED_ACTION`) for the router's metrics.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None, peers: list[str] | None = None, *,
                  max_runs: int | None = None, per_peer: int | None = None, per_caller: int | None = None,
                  queue: int | None = None, per_caller_queue: int | None = None, owner_reserve: int = 1,
                  check_threads: int | None = None, clock: Callable[[], float] = time.time,
-                 stack_size: int = RUN_STACK_SIZE) -> None:
+                 stack_size: int = RUN_STACK_SIZE, for_router: bool = False) -> None:
         super().__init__([])
+        self.for_router = for_router
         self.contexts = Contexts(root)
         store = self.contexts.store
         chosen = [store.get(n) for n in peers] if peers is not None else store.list()
@@ -194,7 +198,7 @@ class Worker(Endpoints):
             self._checking -= 1
         if isinstance(checked, Handled):  # refused, denied, or answered (a logic read): no slot taken
             self._account(checked, check_seconds)
-            return answer_response(checked)
+            return answer_response(checked, for_router=self.for_router)
         return await self._run(name, checked, check_seconds)
 
     def _check(self, name: str, path: str, body: bytes) -> tuple[Admitted | LogicAdmitted | Handled, float]:
@@ -240,7 +244,7 @@ class Worker(Endpoints):
         except Exception as exc:  # a bug (run answers every peerbox.Error with a signed reply)
             print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr)
             return error_response(500, "internal", "the worker failed to handle the request")
-        return answer_response(handled)
+        return answer_response(handled, for_router=self.for_router)
 
     def _release(self, ticket: Ticket) -> None:
         """Free ``ticket``'s slot (or its place in the queue) and wake the tickets that start."""
@@ -293,10 +297,14 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
                tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
                max_runs: int | None = None, quiet: bool = False, exit_with_parent: bool = False) -> int:
     """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM (or stdin EOF with
-    ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0."""
+    ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0.
+
+    ``exit_with_parent`` (the hidden ``--exit-with-parent``) is given to isolated mode's
+    children only: their answers go to its router, so they name denied actions for it too.
+    """
     host, port = parse_listen(listen)
     ctx = tls_context(tls_cert, tls_key)
-    worker = Worker(root, peers, max_runs=max_runs)
+    worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent)
     try:
         trio.run(functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
                                    port_file=port_file, quiet=quiet, stop_on_stdin_eof=exit_with_parent))

@@ -1,6 +1,6 @@
 """The functions a guest imports from the host, and each run's state they reach.
 
-Module ``peerbox_rt`` (float formatting and parsing, ``pow``) is defined
+Module ``peerbox_rt`` (float parsing, ``pow``; rt formats floats itself) is defined
 through wasmtime-py's public API; the single host-call import
 ``peerbox.call`` is a raw handler (:data:`~peerbox.run._capi.HostCallHandler`)
 that decodes the script's CBOR arguments, runs the call through the run's
@@ -32,7 +32,7 @@ from .._errors import Error, LimitExceeded
 from ..hostcalls import BudgetExceeded, Dispatch, HostCallError
 from ._capi import GuestTrap, HostCallHandler, RawCaller
 
-__all__ = ["MAX_HOSTCALL_ARGS", "RunState", "fmt_f64", "parse_f64", "pow_f64", "host_call_handler"]
+__all__ = ["MAX_HOSTCALL_ARGS", "RunState", "parse_f64", "pow_f64", "host_call_handler"]
 
 #: Largest argument array a script may send to one host call (bytes of CBOR).
 MAX_HOSTCALL_ARGS = 64 << 20
@@ -50,22 +50,6 @@ _F64 = struct.Struct("<d")
 def _guest_memory(caller: wasmtime.Caller) -> wasmtime.Memory | None:
     mem = caller.get("memory")
     return mem if isinstance(mem, wasmtime.Memory) else None
-
-
-def fmt_f64(caller: wasmtime.Caller, x: float, buf: int) -> int:
-    """Write the display form of ``x`` (Python ``repr``; NaN as ``NaN``) at ``buf``.
-
-    Returns its length, or 0 if it does not fit (never raises into wasmtime).
-    """
-    try:
-        text = b"NaN" if x != x else repr(x).encode("ascii")
-        mem = _guest_memory(caller)
-        if mem is None or buf < 0 or buf + len(text) > mem.data_len(caller):
-            return 0
-        mem.write(caller, text, buf)
-        return len(text)
-    except Exception:
-        return 0
 
 
 def parse_f64(caller: wasmtime.Caller, ptr: int, length: int, out: int) -> int:

@@ -25,8 +25,8 @@ an explicit lifetime that ends at :meth:`Sandbox.close`:
   is (a daemon Python thread where POSIX timers are unavailable); it never
   keeps the process alive and is deleted on ``close()``;
 * one ``Linker`` per thread holding the host functions
-  (:mod:`peerbox.run._hostfns`: module ``peerbox_rt`` with ``fmt_f64``,
-  ``parse_f64``, ``pow_f64``, and the host call ``peerbox.call``),
+  (:mod:`peerbox.run._hostfns`: module ``peerbox_rt`` with ``parse_f64``
+  and ``pow_f64``, and the host call ``peerbox.call``),
   registered once.
 
 A run (:meth:`Sandbox.run`) takes a pool slot, starts the epoch clock if it
@@ -70,7 +70,7 @@ from ..wasm_guests import rt_wasm_bytes
 from ._cache import LRU, ModuleCache, default_cache_dir
 from ._capi import RawLinker, configure_pooling, set_async_stack_size, wasmtime_version
 from ._epoch import EPOCH_TICK, ClockKind, EpochClock
-from ._hostfns import RunState, fmt_f64, host_call_handler, parse_f64, pow_f64
+from ._hostfns import RunState, host_call_handler, parse_f64, pow_f64
 from ._sandbox_config import (
     DEFAULT_ASYNC_STACK, KEEP_RESIDENT, MAX_CONCURRENT_RUNS, MAX_FUEL, MAX_MEMORY, MAX_TABLE_SIZE,
     MAX_TIMEOUT, MAX_WASM_STACK, MIN_WASM_STACK, address_space_unlimited, check_options, check_run_limits,
@@ -210,7 +210,6 @@ class Sandbox:
         self._rt_module_ptr: Any = None
         self._rt_table_min = 0
         i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()  # the host functions' types
-        self._ty_fmt = wasmtime.FuncType([f64, i32], [i32])
         self._ty_parse = wasmtime.FuncType([i32, i32, i32], [i32])
         self._ty_pow = wasmtime.FuncType([f64, f64], [f64])
         self._ty_call = wasmtime.FuncType([i32, i32, i32], [wasmtime.ValType.i64()])
@@ -315,7 +314,6 @@ class Sandbox:
         linker: RawLinker | None = getattr(self._tls, "linker", None)
         if linker is None:
             linker = RawLinker(self._engine)
-            linker.define_func("peerbox_rt", "fmt_f64", self._ty_fmt, fmt_f64, access_caller=True)
             linker.define_func("peerbox_rt", "parse_f64", self._ty_parse, parse_f64, access_caller=True)
             linker.define_func("peerbox_rt", "pow_f64", self._ty_pow, pow_f64)
             linker.define_host_call(b"peerbox", b"call", self._ty_call, host_call_handler(self._tls))

@@ -3,8 +3,11 @@
 A run gets its input as ONE CBOR document written into guest memory
 (``{"params": ..., "caller": ..., "target": ...}``) and returns ONE CBOR
 document (see ``wasm_guests/ABI.md``, "Entry protocol"). This module is the
-only place that talks to cbor2, so its exceptions are translated into peerbox
-errors here and nowhere else.
+only place the run room talks to cbor2; what cbor2 may raise, and as what, is
+written once per call in a table next to it (:data:`_ENCODE_ERRORS`,
+:data:`_OUTPUT_ERRORS`, :data:`_LOG_ERRORS`, applied with
+:func:`peerbox._errors.map_exceptions`). The wire room's strict CBOR is not used:
+it decodes signed, deterministic CBOR, and the guest's documents are neither.
 
 Python values a script can receive:
 
@@ -34,7 +37,7 @@ from typing import Any
 
 import cbor2
 
-from .._errors import Error, ValueConversionError
+from .._errors import Error, ExceptionMapping, ValueConversionError, map_exceptions
 
 __all__ = [
     "MAX_DEPTH",
@@ -137,10 +140,18 @@ def encode_input(params: object = None, caller: object = None, target: object = 
     check_value(params, "params")
     check_value(caller, "caller")
     check_value(target, "target")
-    try:
+    with map_exceptions(_ENCODE_ERRORS):
         return cbor2.dumps({"params": params, "caller": caller, "target": target})
-    except (cbor2.CBOREncodeError, ValueError, TypeError, OverflowError) as exc:  # pragma: no cover
-        raise ValueConversionError(f"cannot encode: {exc}", path="params") from exc
+
+
+def _unencodable(exc: BaseException) -> BaseException:  # pragma: no cover (check_value refuses first)
+    return ValueConversionError(f"cannot encode: {exc}", path="params")
+
+
+#: What ``cbor2.dumps`` may raise for an input document :func:`check_value` accepted: nothing,
+#: unless cbor2 changes; then the value cannot cross, as if refused by the check.
+_ENCODE_ERRORS: ExceptionMapping = dict.fromkeys(
+    (cbor2.CBOREncodeError, ValueError, TypeError, OverflowError), _unencodable)
 
 
 def _reject_tag(decoder: object, tag: object) -> object:
@@ -164,11 +175,29 @@ def _strict_options() -> dict[str, Any]:
 _STRICT = _strict_options()
 
 
-def _decode(data: bytes, what: str) -> Any:
-    try:
+def _malformed(what: str) -> ExceptionMapping:
+    """The table of a decode of the guest runtime's ``what``: whatever cbor2 refuses is a bug in peerbox.
+
+    cbor2 raises its own errors, and ``ValueError`` (a tag, refused by
+    :func:`_reject_tag`), ``TypeError``, ``OverflowError``, ``RecursionError``
+    and ``EOFError`` from inside its decoder; each is :class:`~peerbox.Error`
+    (exit code 1): the guest runtime wrote something the ABI does not allow.
+    """
+
+    def bug(exc: BaseException) -> BaseException:
+        return Error(f"malformed {what} from the guest runtime (a bug in peerbox): {exc}")
+
+    refused = (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, EOFError)
+    return dict.fromkeys(refused, bug)
+
+
+_OUTPUT_ERRORS = _malformed("run output")
+_LOG_ERRORS = _malformed("log")
+
+
+def _decode(data: bytes, errors: ExceptionMapping) -> Any:
+    with map_exceptions(errors):
         return cbor2.loads(data, tag_hook=_reject_tag, **_STRICT)
-    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, EOFError) as exc:
-        raise Error(f"malformed {what} from the guest runtime (a bug in peerbox): {exc}") from exc
 
 
 def _check_output(value: Any, depth: int = 0) -> None:
@@ -202,7 +231,7 @@ def decode_output(data: bytes) -> dict[str, Any]:
     made of plain script values. Anything else means the guest runtime is
     broken: raises :class:`~peerbox.Error` (exit code 1).
     """
-    out = _decode(data, "run output")
+    out = _decode(data, _OUTPUT_ERRORS)
     if type(out) is not dict or type(out.get("ok")) is not bool:
         raise Error("malformed run output from the guest runtime (a bug in peerbox)")
     log = out.get("log", [])
@@ -220,7 +249,7 @@ def decode_output(data: bytes) -> dict[str, Any]:
 
 def decode_log(data: bytes) -> list[str]:
     """Decode the log the guest runtime kept (a CBOR array of strings)."""
-    log = _decode(data, "log")
+    log = _decode(data, _LOG_ERRORS)
     if type(log) is not list or any(type(line) is not str for line in log):
         raise Error("malformed log from the guest runtime (a bug in peerbox)")
     return log

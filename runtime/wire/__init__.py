@@ -4,7 +4,7 @@ Everything here is a signed byte format and the code that makes and verifies
 it, without sockets, peers' files or a sandbox. Where a request's bytes are
 checked, in the order they are::
 
-    _identity      Ed25519 keys, ``did:key`` identifiers, signature checks (PyNaCl)
+    _identity      Ed25519 keys and the curve checks of a ``did:key``, signatures (PyNaCl)
     _cbor_strict   the strict CBOR decoder and canonical encoder; EnvelopeError
     _cose          COSE_Sign1: sign, decode, the bounded pre-scan of unverified bytes
     _envelope      request and reply envelopes (``peerbox/exec``, ``peerbox/reply``): make,
@@ -12,7 +12,8 @@ checked, in the order they are::
     _nonces        the replay store: a nonce is checked (and spent) in ``check_delivery``
     _caps          capability tokens: grant, delegate, verify a chain; the revocation list
 
-Below: :mod:`peerbox.policy` (what a grant means) and :mod:`peerbox._errors`.
+Below: :mod:`peerbox.policy` (what a grant means, and the ``did:key`` syntax, which
+is exported there and only there) and :mod:`peerbox._errors`.
 Above: :mod:`peerbox.peer`, :mod:`peerbox.trust`, :mod:`peerbox.net`.
 """
 

@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 import peerbox
-from peerbox.wire._caps import grant
-from peerbox.wire._envelope import make_request, verify_reply
-from peerbox.trust._exec import ExecHandler
+from peerbox.trust import ExecHandler
+from peerbox.wire import grant, make_request, verify_reply
 from peerbox.policy import PolicyCache, loads
 from peerbox.policy import Request as PolicyRequest
 

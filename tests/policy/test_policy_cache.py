@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from peerbox.wire._identity import KeyPair
+from peerbox.wire import KeyPair
 from peerbox.policy import PolicyCache, Request
 
 OWNER = KeyPair.from_seed(b"\1" * 32).did

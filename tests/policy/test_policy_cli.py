@@ -10,7 +10,7 @@ import pytest
 
 import peerbox
 from peerbox.cli._policy import EXIT_DENIED, add_parsers
-from peerbox.peer._peers import PeerStore
+from peerbox.peer import PeerStore
 
 
 def run(argv: list[str]) -> int:

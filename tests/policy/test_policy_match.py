@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from peerbox.wire._identity import KeyPair
+from peerbox.wire import KeyPair
 from peerbox.hostcalls import HOST_CALLS, OP_ACTIONS
 from peerbox.policy import (
     ACTIONS, FS_ACTIONS, NOTHING_ALLOWED, Grant, Policy, PolicyError, PolicyLimits, Request, compile_grants,

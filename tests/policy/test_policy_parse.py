@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import peerbox
-from peerbox.wire._identity import KeyPair
-from peerbox.peer._peers import PeerStore
+from peerbox.peer import PeerStore
+from peerbox.wire import KeyPair
 from peerbox.policy import PolicyError, PolicyLimits, load, loads
 
 DID = KeyPair.from_seed(b"\1" * 32).did

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peerbox.wire._identity import KeyPair
+from peerbox.wire import KeyPair
 from peerbox.policy import ACTIONS, Grant, Request, loads
 
 DIDS = [KeyPair.from_seed(bytes([i]) * 32).did for i in range(1, 5)]

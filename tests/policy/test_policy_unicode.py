@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import peerbox
 from peerbox.cli._policy import EXIT_DENIED, add_parsers
-from peerbox.peer._peers import PeerStore
+from peerbox.peer import PeerStore
 from peerbox.hostcalls import HostCallError, parse_path
 from peerbox.policy import NORMAL_FORM, Grant, compile_grants, glob_problem, loads, parse_grant
 from peerbox.policy import Request as PolicyRequest

@@ -7,13 +7,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 import peerbox
-from peerbox.cli._main import main as cli_main
+from peerbox.cli import main as cli_main
 
 # Keep the test run's compiled modules out of the user's ~/.cache (the
 # process-wide default Sandbox reads this when it is first created).
@@ -28,8 +28,9 @@ def sandbox(tmp_path: Path) -> Iterator[peerbox.Sandbox]:
     sb.close()
 
 
-@dataclass
-class CliResult:
+class CliResult(NamedTuple):
+    """What one in-process CLI run gave: its exit code, stdout and stderr (unpacks as a tuple)."""
+
     code: int
     out: str
     err: str

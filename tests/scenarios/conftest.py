@@ -6,9 +6,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +50,31 @@ def _serving(root: Path, *args: str, timeout: float = 30.0) -> Iterator[tuple[in
 def serving() -> Serving:
     """``with serving(root, *serve_args) as (port, proc):`` a real ``peerbox serve`` (SIGTERM, exit 0)."""
     return _serving
+
+
+ConformanceTables = Mapping[str, Sequence[tuple[str, str, Any]]]
+
+
+def _conformance_ids(tables: ConformanceTables) -> list[str]:
+    """The test id of each case of a conformance module's tables: ``<prefix>-<case id>``."""
+    return [f"{prefix}-{case_id}" for prefix, table in tables.items() for case_id, _, _ in table]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``test_program_value`` of a conformance module with its ``CONFORMANCE`` tables.
+
+    ``CONFORMANCE`` maps an id prefix to a table of ``(case id, source, expected)``;
+    each case becomes one ``(source, expected)`` parameter with the id
+    ``<prefix>-<case id>`` (so ids stay what they were before the split).
+    """
+    tables = getattr(metafunc.module, "CONFORMANCE", None)
+    if tables is None or metafunc.function.__name__ != "test_program_value":
+        return
+    cases = [(source, expected) for table in tables.values() for _, source, expected in table]
+    metafunc.parametrize(("source", "expected"), cases, ids=_conformance_ids(tables))
+
+
+@pytest.fixture(scope="session")
+def conformance_ids() -> Callable[[ConformanceTables], list[str]]:
+    """``conformance_ids(CONFORMANCE)``: the test id of every case, in order."""
+    return _conformance_ids

@@ -28,12 +28,10 @@ import pytest
 import trio
 
 import peerbox
-from peerbox.net._client import AsyncClient
-from peerbox.net._client_errors import RemoteRejected
+from peerbox.net import AsyncClient, RemoteRejected
 from peerbox.net._h2client import H2Transport
-from peerbox.peer._directory import Directory
-from peerbox.wire._envelope import make_request
-from peerbox.wire._identity import KeyPair
+from peerbox.peer import Directory
+from peerbox.wire import KeyPair, make_request
 
 os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 

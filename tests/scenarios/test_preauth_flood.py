@@ -30,7 +30,7 @@ import trio
 
 import peerbox
 from peerbox.net._h2client import H2Transport
-from peerbox.wire._envelope import make_request, verify_reply
+from peerbox.wire import make_request, verify_reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
@@ -52,10 +52,9 @@ FLOOD_SECONDS = 60.0
 #: the measurement is of the server, not of the flooder's own CPU use; prints its tallies as JSON.
 FLOODER = textwrap.dedent("""
     import json, os, sys, time, trio
-    from peerbox.net._client_errors import TransportError
+    from peerbox.net import TransportError
     from peerbox.net._h2client import H2Transport
-    from peerbox.wire._envelope import make_request
-    from peerbox.wire._identity import KeyPair
+    from peerbox.wire import KeyPair, make_request
 
     url, target, seconds = sys.argv[1], bytes.fromhex(sys.argv[2]), float(sys.argv[3])
     os.nice(10)

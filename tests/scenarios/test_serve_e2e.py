@@ -28,10 +28,11 @@ import pytest
 import trio
 
 import peerbox
+from peerbox.net import Worker
 from peerbox.net._h2client import H2Transport
-from peerbox.wire._envelope import make_request, verify_reply
 from peerbox.net._isolated import serve_isolated
-from peerbox.net._worker import Worker, serve_worker
+from peerbox.net._worker import serve_worker
+from peerbox.wire import make_request, verify_reply
 
 pytestmark = pytest.mark.slow  # servers in isolated mode (child processes), `peerbox serve`, curl/nghttp
 
@@ -237,7 +238,7 @@ async def test_real_http2_clients(tmp_path: Path, store: peerbox.PeerStore) -> N
     missing = [t for t in ("curl", "nghttp", "h2load") if shutil.which(t) is None]
     if missing:
         pytest.skip(f"NOT TESTED: {', '.join(missing)} missing (apt-get install curl nghttp2-client)")
-    from peerbox.cli._main import main as cli_main
+    from peerbox.cli import main as cli_main
 
     script = tmp_path / "job.rhai"
     script.write_text("caller.name + \" at \" + target.name")

@@ -28,10 +28,9 @@ import h2.exceptions
 import pytest
 
 import peerbox
-from peerbox.net._client import Client
-from peerbox.net._client_errors import ClientError
-from peerbox.peer._directory import Directory
-from peerbox.wire._envelope import Reply
+from peerbox.net import Client, ClientError
+from peerbox.peer import Directory
+from peerbox.wire import Reply
 
 pytestmark = pytest.mark.slow  # a real `peerbox serve` process
 

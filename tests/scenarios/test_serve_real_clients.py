@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 import peerbox
-from peerbox.net._client import Client
-from peerbox.peer._directory import Directory
+from peerbox.net import Client
+from peerbox.peer import Directory
 
 pytestmark = pytest.mark.slow  # a real `peerbox serve` and curl, nghttp, h2load
 

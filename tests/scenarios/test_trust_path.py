@@ -11,9 +11,8 @@ import cbor2
 import pytest
 
 import peerbox
-from peerbox.wire._caps import REVOCATION_FILE, RevocationList, delegate, grant
-from peerbox.wire._envelope import make_request, verify_reply
-from peerbox.trust._exec import ExecHandler
+from peerbox.trust import ExecHandler
+from peerbox.wire import REVOCATION_FILE, RevocationList, delegate, grant, make_request, verify_reply
 
 BOB_POLICY = """
 version = 1

@@ -38,12 +38,6 @@ def _i64(u: int) -> int:
     return u - (1 << 64) if u >= 1 << 63 else u
 
 
-def _repr_f64(x: float) -> str:
-    if math.isnan(x):
-        return "NaN"
-    return repr(x)
-
-
 class RtError(Exception):
     """An rt function returned EXC; carries what rt_exc_take gave."""
 
@@ -75,12 +69,6 @@ class RtHarness:
         linker = wasmtime.Linker(engine)
         i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()
 
-        def fmt_f64(x: float, buf: int) -> int:
-            self.host_calls.append("fmt_f64")
-            data = _repr_f64(x).encode()
-            self.memory.write(self.store, data, buf)
-            return len(data)
-
         def parse_f64(ptr: int, n: int, out: int) -> int:
             self.host_calls.append("parse_f64")
             text = self.memory.read(self.store, ptr, ptr + n).decode()
@@ -100,12 +88,6 @@ class RtHarness:
             except ValueError:
                 return math.nan
 
-        linker.define(
-            self.store,
-            "peerbox_rt",
-            "fmt_f64",
-            wasmtime.Func(self.store, wasmtime.FuncType([f64, i32], [i32]), fmt_f64),
-        )
         linker.define(
             self.store,
             "peerbox_rt",

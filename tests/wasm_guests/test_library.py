@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 import peerbox
-from peerbox.peer._context import PeerContext
-from peerbox.peer._peers import PeerStore
+from peerbox.peer import PeerContext, PeerStore
 from peerbox.wasm_guests import builtin_library_path
 from peerbox.wasm_guests.lang import interface
 

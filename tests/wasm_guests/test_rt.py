@@ -48,7 +48,6 @@ def test_exports_match_abi_and_builtins() -> None:
         assert b.export in exports, b.export
     imports = {(i.module, i.name) for i in module.imports}
     assert imports == {
-        ("peerbox_rt", "fmt_f64"),
         ("peerbox_rt", "parse_f64"),
         ("peerbox_rt", "pow_f64"),
         ("peerbox", "call"),

@@ -337,9 +337,13 @@ V gc_check(V v); /* debug builds: fault 3 unless every block v uses is allocated
 #define A(n) mk(t##n, p##n)
 #endif
 
+/* ---- float display form (fmt_float.c) ------------------------------------ */
+
+/* Writes Python's repr(x) (NaN as `NaN`; at most 24 bytes) to out, returns its length. */
+int32_t f64_repr(double x, uint8_t *out);
+
 /* ---- host imports ------------------------------------------------------- */
 
-HOST("fmt_f64") int32_t host_fmt_f64(double x, uint8_t *buf);
 HOST("parse_f64") int32_t host_parse_f64(const uint8_t *p, uint32_t len, double *out);
 HOST("pow_f64") double host_pow_f64(double a, double b);
 

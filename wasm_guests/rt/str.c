@@ -66,11 +66,8 @@ void buf_int(Buf *b, int64_t i) {
 }
 
 void buf_float(Buf *b, double d) {
-    uint8_t tmp[40];
-    int32_t n = host_fmt_f64(d, tmp);
-    if (n < 0) n = 0;
-    if (n > 32) n = 32;
-    buf_put(b, tmp, (uint32_t)n);
+    uint8_t tmp[32];
+    buf_put(b, tmp, (uint32_t)f64_repr(d, tmp));
 }
 
 V buf_str(Buf *b) {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from peerbox.cli._main import parse_param, parse_size
+from peerbox.cli._args import parse_param, parse_size
 
 Script = Callable[[str, str], str]
 Cli = Callable[..., Any]

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from peerbox.wire._caps import grant
-from peerbox.wire._cose import EnvelopeError, sign1
 from peerbox.peer._versions import STATEMENT_TYP, make_statement, open_statement, sha256_hex
-from peerbox.wire._identity import KeyPair, did_from_public_key
+from peerbox.wire import EnvelopeError, KeyPair, did_from_public_key, grant, sign1
 from peerbox.peer._logic import PeerLogic
 from peerbox.peer._peers import Peer, PeerStore
 

@@ -16,8 +16,8 @@ import pytest
 import peerbox
 import peerbox.peer._peers as peers_mod
 from peerbox.cli._peers import add_parsers
-from peerbox._errors import UsageError
-from peerbox.wire._identity import KeyPair, public_key_from_did
+from peerbox.errors import UsageError
+from peerbox.wire import KeyPair, public_key_from_did
 from peerbox.policy import PolicyError, Request
 from peerbox.peer._peers import (
     CorruptPeer,

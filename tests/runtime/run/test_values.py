@@ -176,3 +176,15 @@ def test_malformed_guest_output_is_a_peerbox_bug(data: bytes) -> None:
     assert type(info.value) is peerbox.Error
     assert info.value.exit_code == 1
     assert "a bug in peerbox" in str(info.value)
+
+
+@pytest.mark.parametrize("data", [b"\xff", b"\x81\xd8\x63\x01", b""])
+def test_malformed_guest_log_keeps_what_cbor2_raised_as_its_cause(data: bytes) -> None:
+    """The boundary table (run._values) replaces cbor2's error and keeps it as ``__cause__``."""
+    from peerbox.run._values import decode_log, decode_output
+
+    for decode, what in ((decode_log, "malformed log"), (decode_output, "malformed run output")):
+        with pytest.raises(peerbox.Error) as info:
+            decode(data)
+        assert type(info.value) is peerbox.Error and str(info.value).startswith(what)
+        assert info.value.__cause__ is not None and not isinstance(info.value.__cause__, peerbox.Error)

@@ -119,34 +119,3 @@ def test_metrics_read_fields_not_bodies_or_messages() -> None:
     assert 'peerbox_requests_total{outcome="script_error"} 1' in text
     assert 'peerbox_denials_total{action="fs.write"} 1' in text
 
-
-def test_the_isolated_router_reads_a_forwarded_answer_as_its_child_counted_it() -> None:
-    """The router sees only the child's bytes: it reads each answer once into the same typed Handled."""
-    from peerbox.net._isolated import _forwarded
-    from peerbox.wire import KeyPair, cbor_dumps, make_denial, make_reply
-
-    key, caller = KeyPair.generate(), KeyPair.generate().public_key
-    usage = Usage(fuel=900, wall_ms=2, peak_memory=65536)
-
-    def reply(ok: bool, error: dict[str, str] | None = None) -> bytes:
-        return make_reply(key, request_bytes=b"req", caller=caller, now=1, ok=ok, value=1 if ok else None,
-                          error=error, usage=usage.as_map())
-
-    ok = _forwarded(200, reply(True))
-    assert (ok.outcome, ok.usage, ok.denied_action) == (Outcome.OK, usage, None)
-    limit = _forwarded(200, reply(False, {"kind": "limit_fuel", "message": "out of fuel"}))
-    assert (limit.outcome, limit.usage) == (Outcome.LIMIT, usage)
-    inside = _forwarded(200, reply(False, {"kind": "denied", "message": "fs.read of 'x' is not allowed: no"}))
-    assert (inside.outcome, inside.denied_action) == (Outcome.SCRIPT_ERROR, "fs.read")
-    denial = make_denial(key, request_bytes=b"req", caller=caller, now=1, rule=None,
-                         message="nothing allowed it")
-    assert _forwarded(403, denial).denied_action == "exec"
-    logic = make_denial(key, request_bytes=b"req", caller=caller, now=1, rule=None,
-                        message="logic.read of module 'inbox' is not allowed: no")
-    assert _forwarded(403, logic, logic=True).denied_action == "logic.read"
-    refused = _forwarded(409, cbor_dumps({"error": {"kind": "replay", "message": "seen"}}))
-    assert (refused.outcome, refused.kind, refused.usage) == (Outcome.REJECTED, "replay", None)
-    m = Metrics()
-    for handled in (ok, limit, inside, refused):
-        m.answered(handled, 0.0)
-    assert m.fuel.count == 3 and m.denials == {"fs.read": 1} and m.rejections == {"replay": 1}

@@ -19,7 +19,7 @@ from peerbox.wire._caps import (
 )
 from peerbox.cli._caps import add_parsers, parse_duration
 from peerbox.wire._identity import KeyPair
-from peerbox.peer._peers import PeerStore
+from peerbox.peer import PeerStore
 
 NOW = 1_700_000_000
 BOB, ALICE, CAROL, DAVE, MALLORY = (KeyPair.from_seed(bytes([i]) * 32) for i in range(1, 6))

@@ -9,7 +9,7 @@ import pytest
 
 from peerbox.wire._cbor_strict import EnvelopeError, dumps, loads
 from peerbox.wire._cose import PROTECTED_EDDSA, Sign1, decode1, sig_structure, sign1
-from peerbox._errors import Error
+from peerbox.errors import Error
 from peerbox.wire._identity import SMALL_ORDER_POINTS, KeyPair
 
 ALICE = KeyPair.from_seed(b"a" * 32)

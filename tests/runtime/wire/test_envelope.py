@@ -446,7 +446,7 @@ def _cli(*argv: str) -> int:
 def test_cli_make_and_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from peerbox.peer._peers import PeerStore
+    from peerbox.peer import PeerStore
 
     root = tmp_path / "root"
     store = PeerStore(root)

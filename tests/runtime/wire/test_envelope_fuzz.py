@@ -22,7 +22,7 @@ from peerbox.wire._cbor_strict import EnvelopeError, loads
 from peerbox.wire._cose import decode1
 from peerbox.wire._envelope import make_reply, make_request, verify_reply, verify_request
 from peerbox.wire._identity import KeyPair
-from peerbox.trust._logic_push import make_logic_request, verify_logic_request
+from peerbox.trust import make_logic_request, verify_logic_request
 
 ALICE = KeyPair.from_seed(b"a" * 32)
 BOB = KeyPair.from_seed(b"b" * 32)

@@ -10,14 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peerbox._errors import UsageError
+from peerbox.policy import b58decode, b58encode
 from peerbox.wire._identity import (
     SMALL_ORDER_POINTS,
     IdentityError,
     InvalidDid,
     InvalidPublicKey,
     KeyPair,
-    b58decode,
-    b58encode,
     did_from_public_key,
     public_key_from_did,
     validate_public_key,
@@ -331,10 +330,16 @@ def test_the_did_syntax_is_policys_and_only_the_curve_checks_are_added_here() ->
     import peerbox.policy
     import peerbox.wire._identity as identity
 
-    # one implementation of base58 and of the did:key syntax, not two
-    assert identity.b58encode is peerbox.policy.b58encode
-    assert identity.b58decode is peerbox.policy.b58decode
-    assert identity.DID_KEY_PREFIX == peerbox.policy.DID_KEY_PREFIX
+    import peerbox.wire
+    from peerbox.policy import _didkey
+
+    # one implementation of base58 and of the did:key syntax, exported by policy alone: the identity
+    # module and the wire export only what they add (PUBLIC_KEY_SIZE, policy's own, states their checks)
+    syntax_names = set(_didkey.__all__)
+    assert syntax_names <= set(peerbox.policy.__all__)
+    assert set(identity.__all__) & syntax_names == {"PUBLIC_KEY_SIZE"}
+    assert set(peerbox.wire.__all__) & syntax_names == {"PUBLIC_KEY_SIZE"}
+    assert identity.PUBLIC_KEY_SIZE is peerbox.policy.PUBLIC_KEY_SIZE
     # a did whose syntax is fine but whose key is a small-order point: policy takes it, identity not
     bad = peerbox.policy.did_from_key_bytes(SMALL_ORDER_POINTS[1])
     assert peerbox.policy.key_bytes_from_did(bad) == SMALL_ORDER_POINTS[1]
