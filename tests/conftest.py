@@ -9,13 +9,19 @@ worker in isolated mode) or sleeps is marked ``slow`` (``make test-fast``
 leaves it out; ``make test`` runs it). A test using a process-starting
 fixture (``cli_proc``, ``serving``) is marked ``slow`` here, whether or not
 it says so. ``demo_policy`` is the policy text the worker and client tests
-give bob.
+give bob. ``debug_sandbox`` runs scripts on a debug build of the guest
+runtime that collects garbage at every safe point, poisons what it frees and
+checks every value rt receives (a use after free ends the run with an
+internal error instead of going unnoticed).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -170,3 +176,24 @@ def demo_policy() -> str:
     time) and write and list files under ``inbox/``; nothing else is allowed.
     """
     return DEMO_POLICY
+
+
+# -- the debug build of the guest runtime ---------------------------------------------
+
+RT_DIR = Path(__file__).resolve().parents[1] / "wasm_guests" / "rt"
+
+
+@pytest.fixture(scope="session")
+def debug_rt_wasm(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """rt built with ``-DRT_DEBUG`` (clang and lld are what ``make test`` installs)."""
+    out = tmp_path_factory.mktemp("rt-debug") / "rt_debug.wasm"
+    env = dict(os.environ, RT_CFLAGS="-DRT_DEBUG")
+    subprocess.run(["bash", str(RT_DIR / "build.sh"), str(out)], check=True, env=env, capture_output=True)
+    return out.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def debug_sandbox(debug_rt_wasm: bytes) -> Iterator[peerbox.Sandbox]:
+    """A sandbox running the debug rt: a collection at every safe point, freed memory poisoned."""
+    with peerbox.Sandbox(rt_wasm=debug_rt_wasm, disk_cache=False) as sandbox:
+        yield sandbox

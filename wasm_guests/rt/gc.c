@@ -91,14 +91,22 @@ static uint32_t first_page, end_page; /* pages [first_page, end_page) are ours *
 static uint32_t free_hint;           /* no FREE page below this one */
 static int32_t fault_code;           /* 1 out of memory, 2 the host stopped the run, 3 heap corrupted */
 static uint64_t allocated;           /* bytes allocated since the last collection */
+#ifdef RT_DEBUG
+static uint64_t threshold = 0; /* debug builds collect at every safe point */
+#else
 static uint64_t threshold = GC_MIN;
+#endif
 static uint64_t live_bytes;          /* what the last collection kept */
 static uint32_t collections;
 static uint32_t gc_word;             /* non-zero: the script should call rt_gc at its next safe point */
 static int32_t gc_unsafe;            /* > 0 while rt runs a closure: values live in C locals */
 static uint32_t perm_ptr, perm_end;  /* bump region of PERM pages */
 static uint32_t ss_base, ss_end;     /* the shadow stack (PERM) */
-static int32_t gc_debug;             /* collect at every safe point; debug builds also poison */
+#ifdef RT_DEBUG
+static int32_t gc_debug = 1; /* collect at every safe point */
+#else
+static int32_t gc_debug;
+#endif
 
 _Noreturn void oom(void) {
     fault_code = 1;
