@@ -29,6 +29,8 @@ __all__ = ["Answer", "Client", "Served", "connected", "echo"]
 
 @dataclass
 class Answer:
+    """What the client received on one stream: status, headers, body, and whether it ended or was reset."""
+
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     body: bytearray = field(default_factory=bytearray)
@@ -137,6 +139,7 @@ class Client:
 
 
 async def echo(req: HttpRequest) -> HttpResponse:
+    """Answer 200 with the method and path as headers and the body (or the path) echoed."""
     return HttpResponse(
         status=200,
         headers=(("x-method", req.method), ("x-path", req.path)),
@@ -146,6 +149,8 @@ async def echo(req: HttpRequest) -> HttpResponse:
 
 @dataclass
 class Served:
+    """What ``connected`` yields: the client, the server's cancel scope and the nursery."""
+
     client: Client
     server: trio.CancelScope  # cancel it to shut the server side down gracefully
     nursery: trio.Nursery

@@ -124,6 +124,7 @@ class World:
         self.delay = 0.0
 
     async def app(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """bob's answer to one POST as a worker gives it: (HTTP status, body); tampered if asked."""
         assert path == "/v1/exec"
         if self.delay:
             await trio.sleep(self.delay)
@@ -142,6 +143,7 @@ class World:
 
 
 async def start(world: World, nursery: trio.Nursery) -> MiniServer:
+    """Serve ``world.app`` from a MiniServer in ``nursery``; the directory's bob points at it."""
     server = MiniServer(world.app)
     port = await nursery.start(server.serve)
     world.directory.add("bob", world.bob.did, f"http://127.0.0.1:{port}", replace=True)
@@ -149,6 +151,7 @@ async def start(world: World, nursery: trio.Nursery) -> MiniServer:
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on (bound, read, released)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port: int = s.getsockname()[1]
