@@ -34,7 +34,7 @@ import struct
 from . import _ast as A
 from ._builtins import Builtin
 from ._analysis import changed_in_place, may_allocate
-from ._emitter import BOOL, CLOSURE_TABLE_BASE, EXC, FLOAT, FN, FRESH, INT, V
+from ._emitter import BOOL, CLOSURE_TABLE_BASE, EXC, FLOAT, FN, FRESH, INT, V, Operand
 from ._hostfns import HostFn
 from ._operators import OperatorCompiler
 from ._resolver import Binding, FnRef

@@ -32,7 +32,8 @@ from . import _ast as A
 from ._budget import TICK, Budget
 from ._resolver import Binding, Resolution
 
-__all__ = ["Emitter", "ModuleBuilder", "Operand", "CLOSURE_TABLE_BASE", "CODEGEN_VERSION", "SHADOW_SLOTS", "V"]
+__all__ = ["Emitter", "ModuleBuilder", "Operand", "CLOSURE_TABLE_BASE", "CODEGEN_VERSION", "SHADOW_SLOTS",
+           "V"]
 
 CLOSURE_TABLE_BASE = 64
 CODEGEN_VERSION = "2"
@@ -362,8 +363,8 @@ class Emitter:
                             "local.get $fp", f"local.get {b}", f"i64.store offset={off + 8}"]
                 else:
                     tag = {"c": CELL, "a": ARRAY, "e": ENV}[kind]
-                    out += ["local.get $fp", f"i32.const {tag}", f"i32.store offset={off}",
-                            "local.get $fp", f"local.get {a}", "i64.extend_i32_u", f"i64.store offset={off + 8}"]
+                    out += ["local.get $fp", f"i32.const {tag}", f"i32.store offset={off}", "local.get $fp",
+                            f"local.get {a}", "i64.extend_i32_u", f"i64.store offset={off + 8}"]
         self.emit(*out)
 
     def poll(self) -> None:

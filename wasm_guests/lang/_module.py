@@ -151,6 +151,10 @@ _OWN_FUNC = f"""  (func $own (param i32 i64) (result i32 i64)
     local.get 0 local.get 1)"""
 
 
+# the shadow stack's base, top and end, the address of rt's "collect" word, unsafe calls in progress
+_GC_GLOBALS = ("ssbase", "ssp", "ssend", "gcw", "nosafe")
+
+
 def _assemble(mb: ModuleBuilder, inits: list[str]) -> str:
     main = FunctionCompiler(mb, 0)
     main.locals = []
@@ -183,7 +187,7 @@ def _assemble(mb: ModuleBuilder, inits: list[str]) -> str:
         r = f" (result {rs})" if rs else ""
         parts.append(f'  (import "rt" "{name}" (func ${name}{p}{r}))')
     parts.append("  (global $strbase (mut i32) (i32.const 0))")
-    parts.extend(f"  (global ${g} (mut i32) (i32.const 0))" for g in ("ssbase", "ssp", "ssend", "gcw", "nosafe"))
+    parts.extend(f"  (global ${g} (mut i32) (i32.const 0))" for g in _GC_GLOBALS)
     if "rt_copy" in mb.imports:
         parts.append(_COPY_FUNC)
     if "rt_own" in mb.imports:
