@@ -107,7 +107,7 @@ test-fast: venv
 # the tests of strict CBOR, COSE, envelopes, identities, capabilities, the trust path, pre-auth
 # and the HTTP/2 server, client and worker (selected by name, wherever they live).
 MIN_VENV := .venv-min
-MIN_TESTS := cbor or cose or envelope or identity or caps or trust or preauth or h2server or client or worker
+MIN_TESTS := cbor or cose or envelope or identity or caps or trust or preauth or h2server or client or worker or directory
 
 test-min: sysdeps
 	@test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
