@@ -21,6 +21,7 @@ import pytest
 import wasmtime
 
 from peerbox.wasm_guests import rt_wasm_bytes
+from peerbox.wasm_guests.lang._emitter import key_hash
 
 UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN, BLOB, EXC = 0, 1, 2, 3, 4, 5, 6, 7, 8, 255
 CLOSURE_TABLE_BASE = 64
@@ -36,6 +37,10 @@ def _i64(u: int) -> int:
     """An unsigned 64-bit pattern as the signed int wasmtime expects."""
     u &= (1 << 64) - 1
     return u - (1 << 64) if u >= 1 << 63 else u
+
+
+#: rt exports taking a property name's hash after the name (computed by the compiler).
+_HASHED = frozenset({"rt_prop_get", "rt_prop_set", "rt_prop_own"})
 
 
 class RtError(Exception):
@@ -150,8 +155,13 @@ class RtHarness:
         return result
 
     def call(self, name: str, *args: Any) -> RtVal:
-        """Call an export taking values (Python values are converted); raise RtError on EXC."""
-        r: RtVal = self.raw(name, *(a if isinstance(a, tuple) else self.val(a) for a in args))
+        """Call an export taking values (Python values are converted); raise RtError on EXC.
+
+        ``rt_prop_*`` get the name's hash after the name, as compiled code passes it."""
+        vals: list[Any] = [a if isinstance(a, tuple) else self.val(a) for a in args]
+        if name in _HASHED:
+            vals.insert(2, key_hash(self.py(vals[1])) if vals[1][0] == STR else 0)
+        r: RtVal = self.raw(name, *vals)
         if r[0] == EXC:
             raise RtError(self.py(self.raw("rt_exc_take")))
         return r

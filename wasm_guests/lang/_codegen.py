@@ -34,7 +34,7 @@ import struct
 from . import _ast as A
 from ._builtins import Builtin
 from ._analysis import changed_in_place, may_allocate
-from ._emitter import BOOL, CLOSURE_TABLE_BASE, EXC, FLOAT, FN, FRESH, INT, V, Operand
+from ._emitter import BOOL, CLOSURE_TABLE_BASE, EXC, FLOAT, FN, FRESH, INT, V, Operand, key_hash
 from ._hostfns import HostFn
 from ._operators import OperatorCompiler
 from ._resolver import Binding, FnRef
@@ -286,17 +286,20 @@ class FunctionCompiler(OperatorCompiler):
         parts = self.place_parts(target)
         self.place_ref(target.obj, parts)
         obj = self.to_temp()
+        hashed: tuple[str, ...] = ()  # a property's name is a constant: rt gets its hash too
         if isinstance(target, A.Index):
             key = parts.pop(id(target))
         else:
             self.str_const(target.name)
             key = self.to_temp()
+            hashed = (f"i32.const {key_hash(target.name)}",)
         getter, setter = ("rt_index_get", "rt_index_set") if isinstance(target, A.Index) else (
             "rt_prop_get", "rt_prop_set")
         val = rhs
         if st.op is not None:
             self.push(obj)
             self.push(key)
+            self.emit(*hashed)
             self.call(getter, target.span)
             left = self.to_temp()
             self.binop(st.op, left, rhs, st.span)
@@ -304,6 +307,7 @@ class FunctionCompiler(OperatorCompiler):
             val = self.to_temp()
         self.push(obj)
         self.push(key)
+        self.emit(*hashed)
         self.push(val)
         self.call(setter, st.span)
         self.emit("drop", "drop")
@@ -348,7 +352,7 @@ class FunctionCompiler(OperatorCompiler):
             self.call("rt_index_own", e.span)
         elif isinstance(e, A.Prop):
             self.place_ref(e.obj, parts)
-            self.str_const(e.name)
+            self.prop_name(e.name)
             self.call("rt_prop_own", e.span)
         else:
             self.push(parts[id(e)])
@@ -375,7 +379,7 @@ class FunctionCompiler(OperatorCompiler):
                 self.push(parts.pop(id(place)))
                 setter = "rt_index_set"
             else:
-                self.str_const(place.name)
+                self.prop_name(place.name)
                 setter = "rt_prop_set"
             self.push(val)
             self.call(setter, place.span)
@@ -472,7 +476,7 @@ class FunctionCompiler(OperatorCompiler):
             self.call("rt_index_get", e.span)
         elif isinstance(e, A.Prop):
             self.expr(e.obj)
-            self.str_const(e.name)
+            self.prop_name(e.name)
             self.call("rt_prop_get", e.span)
         elif isinstance(e, A.MethodCall):
             self.method(e)

@@ -33,10 +33,10 @@ from ._budget import TICK, Budget
 from ._resolver import Binding, Resolution
 
 __all__ = ["Emitter", "ModuleBuilder", "Operand", "CLOSURE_TABLE_BASE", "CODEGEN_VERSION", "SHADOW_SLOTS",
-           "V"]
+           "V", "key_hash"]
 
 CLOSURE_TABLE_BASE = 64
-CODEGEN_VERSION = "2"
+CODEGEN_VERSION = "3"
 
 UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN, BLOB_TAG = 0, 1, 2, 3, 4, 5, 6, 7, 8
 CELL, ENV = 16, 17  # shadow-stack slot tags for a cell pointer and a closure environment
@@ -65,7 +65,7 @@ RT_SIGS: dict[str, tuple[str, str]] = {
     "rt_copy": (V, V),
     "rt_own": (V, V),
     "rt_index_own": (f"{V} {V}", V),
-    "rt_prop_own": (f"{V} {V}", V),
+    "rt_prop_own": (f"{V} {V} i32", V),
     "rt_rethrow": (V, V),
     "rt_gc": ("i32", ""),
     "rt_gc_word": ("", "i32"),
@@ -80,8 +80,8 @@ RT_SIGS: dict[str, tuple[str, str]] = {
     "rt_map_set": (f"{V} {V} {V}", V),
     "rt_index_get": (f"{V} {V}", V),
     "rt_index_set": (f"{V} {V} {V}", V),
-    "rt_prop_get": (f"{V} {V}", V),
-    "rt_prop_set": (f"{V} {V} {V}", V),
+    "rt_prop_get": (f"{V} {V} i32", V),
+    "rt_prop_set": (f"{V} {V} i32 {V}", V),
     "rt_iter": (V, V),
     "rt_in": (f"{V} {V}", V),
 }
@@ -100,6 +100,16 @@ _JOIN_PREFIXES = ("block", "loop", "if ")
 # expressions whose value is never referenced from anywhere else
 FRESH = (A.Unit, A.Bool, A.Int, A.Float, A.Str, A.Interp, A.ArrayLit, A.MapLit, A.Binary,
           A.Unary, A.Logical, A.Closure)
+
+
+def key_hash(name: str) -> int:
+    """rt's hash of a map key (``hash_key`` in ``rt/map.c``: FNV-1a 32, then ``h ^= h >> 15``),
+    as a signed i32 for ``i32.const``: constant property names are hashed here, once."""
+    h = 2166136261
+    for byte in name.encode("utf-8", "surrogatepass"):
+        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h >= 1 << 31 else h
 
 
 @dataclass(slots=True)
@@ -397,6 +407,11 @@ class Emitter:
                 "local.get $xt", "global.set $ssp", "local.get $fp", "i32.const 0", f"i32.const {size}",
                 "memory.fill"]
         return push, ["local.get $fp", "global.set $ssp"]
+
+    def prop_name(self, name: str) -> None:
+        """Push a property's name and its hash (the arguments rt_prop_* take after the map)."""
+        self.str_const(name)
+        self.emit(f"i32.const {key_hash(name)}")
 
     def str_const(self, s: str) -> None:
         off, n = self.mb.string(s)

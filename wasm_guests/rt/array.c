@@ -88,7 +88,6 @@ EXPORT("rt_map_set") V rt_map_set(int32_t mt, int64_t mp, int32_t kt, int64_t kp
 /* ---- indexing ------------------------------------------------------------------ */
 
 V rt_index_set(int32_t ot, int64_t op, int32_t it, int64_t ip, int32_t t, int64_t p);
-V rt_prop_set(int32_t ot, int64_t op, int32_t nt, int64_t np, int32_t t, int64_t p);
 
 static V bad_index(V obj, V idx) {
     if (obj.tag == T_MAP) return raise_type1("map key must be a string, not ", idx, "");
@@ -182,25 +181,37 @@ static V no_prop(V obj, V name) {
     return raise_buf(K_NOT_FOUND, &b);
 }
 
-EXPORT("rt_prop_get") V rt_prop_get(int32_t ot, int64_t op, int32_t nt, int64_t np) {
+/* m.k: the name is a constant whose hash the compiler computed (hash_key). */
+EXPORT("rt_prop_get") V rt_prop_get(int32_t ot, int64_t op, int32_t nt, int64_t np, int32_t h) {
     V obj = mk(ot, op), name = mk(nt, np);
     if (ot != T_MAP || nt != T_STR) return no_prop(obj, name);
-    Entry *e = map_find(MAPP(obj), name);
+    Entry *e = map_find_h(MAPP(obj), name, (uint32_t)h);
     return e ? entry_val(e) : unit();
 }
 
 /* m.k about to be changed in place (m is already private): see rt_index_own. */
-EXPORT("rt_prop_own") V rt_prop_own(int32_t ot, int64_t op, int32_t nt, int64_t np) {
-    V e = rt_prop_get(ot, op, nt, np);
-    if (!is_shared(e)) return e;
-    V c = clone1(e);
-    rt_prop_set(ot, op, nt, np, c.tag, c.p);
+EXPORT("rt_prop_own") V rt_prop_own(int32_t ot, int64_t op, int32_t nt, int64_t np, int32_t h) {
+    if (ot != T_MAP || nt != T_STR) return no_prop(mk(ot, op), mk(nt, np));
+    Entry *e = map_find_h(MAPP(mk(ot, op)), mk(nt, np), (uint32_t)h);
+    if (!e) return unit();
+    V v = entry_val(e);
+    if (!is_shared(v)) return v;
+    V c = clone1(v);
+    e->tag = c.tag; /* in place: the entry's map is private already */
+    e->p = c.p;
     return c;
 }
 
-EXPORT("rt_prop_set") V rt_prop_set(int32_t ot, int64_t op, int32_t nt, int64_t np, int32_t t, int64_t p) {
+EXPORT("rt_prop_set") V rt_prop_set(int32_t ot, int64_t op, int32_t nt, int64_t np, int32_t h, int32_t t, int64_t p) {
     V obj = mk(ot, op), name = mk(nt, np);
     if (ot != T_MAP || nt != T_STR) return no_prop(obj, name);
+    Entry *e = map_find_h(MAPP(obj), name, (uint32_t)h);
+    if (e) {
+        e->tag = t;
+        e->p = p;
+        note_child(&MAPP(obj)->depth, mk(t, p));
+        return depth_unit(obj);
+    }
     map_set(MAPP(obj), name, mk(t, p));
     return depth_unit(obj);
 }

@@ -13,7 +13,7 @@
  */
 #include "rt.h"
 
-static uint32_t hash_key(V k) {
+uint32_t hash_key(V k) {
     const uint8_t *p = s_ptr(k);
     uint32_t n = s_len(k), h = 2166136261u;
     for (uint32_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
@@ -22,7 +22,7 @@ static uint32_t hash_key(V k) {
 }
 
 static inline int key_eq(int64_t a, V b) {
-    return (uint64_t)a >> 32 == s_len(b) && memcmp((void *)(uintptr_t)(uint32_t)a, s_ptr(b), s_len(b)) == 0;
+    return a == b.p || ((uint64_t)a >> 32 == s_len(b) && memcmp((void *)(uintptr_t)(uint32_t)a, s_ptr(b), s_len(b)) == 0);
 }
 
 Map *map_new(uint32_t cap) {
@@ -83,6 +83,19 @@ Entry *map_find(Map *m, V key) {
     }
     int64_t i = find_linear(m, key);
     return i < 0 ? 0 : &m->e[i];
+}
+
+/* map_find for a key whose hash h is known (a constant key: the compiler hashed it). */
+Entry *map_find_h(Map *m, V key, uint32_t h) {
+    if (m->icap) {
+        int found;
+        uint32_t s = probe(m, key, h, &found);
+        return found ? &m->e[m->idx[s] - 1] : 0;
+    }
+    Entry *e = m->e;
+    for (uint32_t i = 0, n = m->len; i < n; i++)
+        if (e[i].hash == h && key_eq(e[i].key, key)) return &e[i];
+    return 0;
 }
 
 void map_set(Map *m, V key, V val) {
