@@ -85,17 +85,26 @@ Entry *map_find(Map *m, V key) {
     return i < 0 ? 0 : &m->e[i];
 }
 
-/* map_find for a key whose hash h is known (a constant key: the compiler hashed it). */
+/* map_find for a constant key (a literal, which lives as long as the run) whose
+ * hash h the compiler computed. A hit makes the entry's key that very slice (the
+ * same bytes), so later lookups of the constant compare pointers, not bytes:
+ * records decoded from params share the script's key after their first lookup. */
 Entry *map_find_h(Map *m, V key, uint32_t h) {
+    Entry *e = 0;
     if (m->icap) {
         int found;
         uint32_t s = probe(m, key, h, &found);
-        return found ? &m->e[m->idx[s] - 1] : 0;
+        if (found) e = &m->e[m->idx[s] - 1];
+    } else {
+        Entry *x = m->e;
+        for (uint32_t i = 0, n = m->len; i < n; i++)
+            if (x[i].hash == h && key_eq(x[i].key, key)) {
+                e = &x[i];
+                break;
+            }
     }
-    Entry *e = m->e;
-    for (uint32_t i = 0, n = m->len; i < n; i++)
-        if (e[i].hash == h && key_eq(e[i].key, key)) return &e[i];
-    return 0;
+    if (e) e->key = key.p;
+    return e;
 }
 
 void map_set(Map *m, V key, V val) {
