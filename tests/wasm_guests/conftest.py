@@ -223,7 +223,7 @@ class RtHarness:
                 self.raw("rt_array_push", arr, self.val(item))
             return arr
         if isinstance(x, dict):
-            m: RtVal = self.raw("rt_map_new")
+            m: RtVal = self.raw("rt_map_new", 0)
             for k, v in x.items():
                 self.raw("rt_map_set", m, self.sval(k), self.val(v))
             return m

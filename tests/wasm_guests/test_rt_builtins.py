@@ -137,7 +137,7 @@ def test_iter(rt: RtHarness) -> None:
 
 @pytest.mark.slow
 def test_map_10k_keys_sorted_and_fast(rt: RtHarness) -> None:
-    m = rt.raw("rt_map_new")
+    m = rt.raw("rt_map_new", 0)
     keys = [f"k{i}" for i in range(10_000)]
     random.Random(1).shuffle(keys)
     for i, k in enumerate(keys):

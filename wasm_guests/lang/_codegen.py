@@ -452,7 +452,7 @@ class FunctionCompiler(OperatorCompiler):
             self.push(arr)
             self.release(arr)
         elif isinstance(e, A.MapLit):
-            self.emit(f"call {self.mb.use('rt_map_new')}")
+            self.emit(f"i32.const {len(e.entries)}", f"call {self.mb.use('rt_map_new')}")
             m = self.to_temp()
             for key, item in e.entries:
                 self.push(m)
@@ -476,8 +476,7 @@ class FunctionCompiler(OperatorCompiler):
             self.call("rt_index_get", e.span)
         elif isinstance(e, A.Prop):
             self.expr(e.obj)
-            self.prop_name(e.name)
-            self.call("rt_prop_get", e.span)
+            self.prop_get(e.name, e.span)
         elif isinstance(e, A.MethodCall):
             self.method(e)
         elif isinstance(e, A.Closure):

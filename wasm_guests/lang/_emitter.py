@@ -39,6 +39,7 @@ CLOSURE_TABLE_BASE = 64
 CODEGEN_VERSION = "3"
 
 UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN, BLOB_TAG = 0, 1, 2, 3, 4, 5, 6, 7, 8
+ENTRY_SIZE = 24  # rt's map Entry: {i64 key @0, i32 tag @8, u32 hash @12, i64 payload @16}; Map.e @8
 CELL, ENV = 16, 17  # shadow-stack slot tags for a cell pointer and a closure environment
 EXC = 255
 SHADOW_SLOTS = 65536  # 1 MiB of 16-byte slots: module constants, then the frames
@@ -66,6 +67,7 @@ RT_SIGS: dict[str, tuple[str, str]] = {
     "rt_own": (V, V),
     "rt_index_own": (f"{V} {V}", V),
     "rt_prop_own": (f"{V} {V} i32", V),
+    "rt_prop_index": (f"{V} {V} i32", "i32"),
     "rt_rethrow": (V, V),
     "rt_gc": ("i32", ""),
     "rt_gc_word": ("", "i32"),
@@ -76,7 +78,7 @@ RT_SIGS: dict[str, tuple[str, str]] = {
     "rt_global": ("i32", V),
     "rt_array_new": ("i32", V),
     "rt_array_push": (f"{V} {V}", V),
-    "rt_map_new": ("", V),
+    "rt_map_new": ("i32", V),
     "rt_map_set": (f"{V} {V} {V}", V),
     "rt_index_get": (f"{V} {V}", V),
     "rt_index_set": (f"{V} {V} {V}", V),
@@ -140,6 +142,7 @@ class ModuleBuilder:
     may_gc: set[str] = field(default_factory=set)  # functions that may reach a collection
     closures_may_gc: bool = True  # some closure body may reach a collection
     global_slots: dict[str, int] = field(default_factory=dict)  # module constant -> shadow slot
+    ic_sites: list[str] = field(default_factory=list)  # property sites' inline-cache globals
 
     def global_slot(self, name: str) -> int:
         """The shadow-stack slot (at the base, a root for the whole run) of a module constant."""
@@ -412,6 +415,43 @@ class Emitter:
         """Push a property's name and its hash (the arguments rt_prop_* take after the map)."""
         self.str_const(name)
         self.emit(f"i32.const {key_hash(name)}")
+
+    def prop_get(self, name: str, span: A.Span) -> None:
+        """``obj.name`` with the map on the stack, through a per-site inline cache.
+
+        The site remembers the entry index where it last found ``name``; while
+        that entry's key is the constant's own slice (rt makes it so on a hit,
+        :c:func:`map_find_h`), the value is read inline, with no call into rt.
+        Otherwise ``rt_prop_index`` finds the entry and the cache learns it.
+        A value that is not a map takes the generic path (its error).
+        """
+        site = f"$ic{len(self.mb.ic_sites)}"
+        self.mb.ic_sites.append(site)
+        off, n = self.mb.string(name)
+        h = key_hash(name)
+        ie = self.scratch("i32")
+        done = self.label("ic")
+        key = ("global.get $strbase", "i64.extend_i32_u", f"i64.const {(n << 32) | off}", "i64.add")
+        entry = (f"i32.const {ENTRY_SIZE}", "i32.mul", "local.get $xp", "i32.wrap_i64", "i32.load offset=8",
+                 "i32.add", f"local.tee {ie}", "i32.load offset=8", f"local.get {ie}", "i64.load offset=16",
+                 f"br {done}")
+        self.emit("local.set $xp", "local.set $xt", f"block {done} (result i32 i64)",
+                  "local.get $xt", f"i32.const {MAP}", "i32.eq", "if",
+                  # the cached index, if still inside the map and holding the constant's key
+                  f"global.get {site}", "local.get $xp", "i32.wrap_i64", "i32.load", "i32.lt_u", "if",
+                  f"global.get {site}", f"i32.const {ENTRY_SIZE}", "i32.mul", "local.get $xp", "i32.wrap_i64",
+                  "i32.load offset=8", "i32.add", f"local.tee {ie}", "i64.load", *key, "i64.eq", "if",
+                  f"local.get {ie}", "i32.load offset=8", f"local.get {ie}", "i64.load offset=16", f"br {done}",
+                  "end", "end",
+                  # a miss: rt finds the entry; the site remembers it
+                  "local.get $xt", "local.get $xp", f"i32.const {STR}", *key, f"i32.const {h}",
+                  f"call {self.mb.use('rt_prop_index')}", f"local.tee {ie}", "i32.const 0", "i32.ge_s", "if",
+                  f"local.get {ie}", f"global.set {site}", f"local.get {ie}", *entry, "end",
+                  f"i32.const {UNIT}", "i64.const 0", f"br {done}", "end",
+                  "local.get $xt", "local.get $xp", f"i32.const {STR}", *key, f"i32.const {h}",
+                  f"call {self.mb.use('rt_prop_get')}", "end")
+        self.free("i32", ie)
+        self.check(span)
 
     def str_const(self, s: str) -> None:
         off, n = self.mb.string(s)

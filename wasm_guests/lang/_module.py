@@ -188,6 +188,7 @@ def _assemble(mb: ModuleBuilder, inits: list[str]) -> str:
         parts.append(f'  (import "rt" "{name}" (func ${name}{p}{r}))')
     parts.append("  (global $strbase (mut i32) (i32.const 0))")
     parts.extend(f"  (global ${g} (mut i32) (i32.const 0))" for g in _GC_GLOBALS)
+    parts.extend(f"  (global {site} (mut i32) (i32.const 0))" for site in mb.ic_sites)
     if "rt_copy" in mb.imports:
         parts.append(_COPY_FUNC)
     if "rt_own" in mb.imports:

@@ -14,10 +14,12 @@ V depth_unit(V c) {
     return vdepth(c) > MAX_DEPTH ? raise_too_deep() : unit();
 }
 
+/* The first `cap` slots share the header's block (one cache line fewer per access);
+ * growing moves them to a block of their own. */
 Array *array_new(uint32_t cap) {
-    Array *a = alloc(sizeof(Array));
+    Array *a = alloc(sizeof(Array) + (uint64_t)sz_mul(cap, sizeof(Slot)));
     a->depth = 1;
-    if (cap) a->data = alloc(sz_mul(cap, sizeof(Slot)));
+    if (cap) a->data = (Slot *)(a + 1);
     a->cap = cap;
     return a;
 }
@@ -77,7 +79,7 @@ EXPORT("rt_array_push") V rt_array_push(int32_t at, int64_t ap, int32_t t, int64
     return depth_unit(mk(at, ap));
 }
 
-EXPORT("rt_map_new") V rt_map_new(void) { return vptr(T_MAP, map_new(0)); }
+EXPORT("rt_map_new") V rt_map_new(int32_t cap) { return vptr(T_MAP, map_new(cap < 0 ? 0 : (uint32_t)cap)); }
 
 EXPORT("rt_map_set") V rt_map_set(int32_t mt, int64_t mp, int32_t kt, int64_t kp, int32_t t, int64_t p) {
     if (mt != T_MAP || kt != T_STR) return unit();
@@ -187,6 +189,16 @@ EXPORT("rt_prop_get") V rt_prop_get(int32_t ot, int64_t op, int32_t nt, int64_t 
     if (ot != T_MAP || nt != T_STR) return no_prop(obj, name);
     Entry *e = map_find_h(MAPP(obj), name, (uint32_t)h);
     return e ? entry_val(e) : unit();
+}
+
+/* The index of m.k's entry (its key made the constant's slice), or -1: the compiled
+ * code caches it per property site and reads the entry inline while it still holds
+ * that key (see _codegen's prop_get). */
+EXPORT("rt_prop_index") int32_t rt_prop_index(int32_t ot, int64_t op, int32_t nt, int64_t np, int32_t h) {
+    if (ot != T_MAP || nt != T_STR) return -1;
+    Map *m = MAPP(mk(ot, op));
+    Entry *e = map_find_h(m, mk(nt, np), (uint32_t)h);
+    return e ? (int32_t)(e - m->e) : -1;
 }
 
 /* m.k about to be changed in place (m is already private): see rt_index_own. */

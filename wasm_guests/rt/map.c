@@ -26,9 +26,9 @@ static inline int key_eq(int64_t a, V b) {
 }
 
 Map *map_new(uint32_t cap) {
-    Map *m = alloc(sizeof(Map));
+    Map *m = alloc(sizeof(Map) + (uint64_t)sz_mul(cap, sizeof(Entry))); /* entries in the same block */
     m->depth = 1;
-    if (cap) m->e = alloc(sz_mul(cap, sizeof(Entry)));
+    if (cap) m->e = (Entry *)(m + 1);
     m->cap = cap;
     return m;
 }

@@ -65,6 +65,7 @@ typedef struct {
     Slot *data;
     uint32_t flags;
     uint32_t depth; /* an upper bound of the levels of containers in it (itself: 1) */
+    uint32_t pad;   /* (8-aligned slots may follow the header in its block) */
 } Array;
 
 typedef struct {
@@ -103,6 +104,7 @@ typedef struct {
     uint32_t exc_kind; /* kind + 1 on the map rt_exc_take made for a runtime error */
     uint32_t flags;
     uint32_t depth; /* as Array.depth */
+    uint32_t pad;   /* (8-aligned entries may follow the header in its block) */
 } Map;
 
 #define MAP_SMALL 8
