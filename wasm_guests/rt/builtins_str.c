@@ -57,6 +57,10 @@ EXPORT("f_ends_with_2") V f_ends_with_2(P(0), P(1)) {
 static V map_case(V s, int upper) {
     uint32_t n = s_len(s);
     const uint8_t *p = s_ptr(s);
+    uint8_t lo = upper ? 'a' : 'A';
+    uint32_t i = 0;
+    while (i < n && (uint8_t)(p[i] - lo) > 25) i++;
+    if (i == n) return s; /* nothing to change: the same (immutable) string */
     Buf b;
     buf_init(&b, n);
     for (uint32_t i = 0; i < n; i++) {

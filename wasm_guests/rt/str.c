@@ -124,14 +124,36 @@ uint32_t utf8_charlen(uint8_t lead) {
     return 2;
 }
 
+/* ---- 8 bytes at a time (SWAR; wasm loads need no alignment) ---- */
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+static inline uint64_t load8(const uint8_t *p) {
+    uint64_t w;
+    __builtin_memcpy(&w, p, 8);
+    return w;
+}
+
+/* Bytes of w equal to zero have their high bit set in the result (exact for the lowest). */
+static inline uint64_t zero_bytes(uint64_t w) { return (w - ONES) & ~w & HIGHS; }
+
 uint32_t utf8_count(const uint8_t *p, uint32_t n) {
-    uint32_t c = 0;
-    for (uint32_t i = 0; i < n; i++) c += (p[i] & 0xc0) != 0x80;
-    return c;
+    uint32_t cont = 0, i = 0;
+    for (; i + 8 <= n; i += 8) { /* a continuation byte is 10xxxxxx */
+        uint64_t w = load8(p + i);
+        cont += (uint32_t)__builtin_popcountll(w & ~(w << 1) & HIGHS);
+    }
+    for (; i < n; i++) cont += (p[i] & 0xc0) == 0x80;
+    return n - cont;
 }
 
 uint32_t utf8_offset(const uint8_t *p, uint32_t n, uint32_t chars) {
     uint32_t i = 0;
+    while (chars >= 8 && i + 8 <= n && !(load8(p + i) & HIGHS)) { /* ASCII: a byte a char */
+        i += 8;
+        chars -= 8;
+    }
     while (chars && i < n) {
         i += utf8_charlen(p[i]);
         chars--;
@@ -163,8 +185,23 @@ int64_t str_find(V hay, V needle, uint32_t from) {
     if (nl == 0) return from <= hl ? (int64_t)from : -1;
     if (nl > hl) return -1;
     uint8_t first = n[0];
-    for (uint32_t i = from; i + nl <= hl; i++) {
-        if (h[i] == first && memcmp(h + i, n, nl) == 0) return i;
+    uint64_t pat = ONES * first;
+    uint32_t i = from, last = hl - nl; /* candidates start in [from, last] */
+    while (i <= last) {
+        if (i + 8 <= hl) { /* skip 8 bytes at a time to the next byte equal to `first` */
+            uint64_t z = zero_bytes(load8(h + i) ^ pat);
+            if (!z) {
+                i += 8;
+                continue;
+            }
+            i += (uint32_t)__builtin_ctzll(z) / 8;
+            if (i > last) break;
+        } else if (h[i] != first) {
+            i++;
+            continue;
+        }
+        if (memcmp(h + i, n, nl) == 0) return i;
+        i++;
     }
     return -1;
 }
