@@ -13,11 +13,21 @@
  */
 #include "rt.h"
 
+/* The last key hashed: `if w in m { m[w] += 1 }` hashes the same slice three
+ * times. A slice's bytes never change while it is alive (strings are
+ * immutable; a buffer grows only past every slice), and its memory is reused
+ * only after a collection, which forgets the cache (map_gc_forget). */
+static int64_t last_key = -1; /* no slice is 4 GiB long */
+static uint32_t last_hash;
+
 uint32_t hash_key(V k) {
+    if (k.p == last_key) return last_hash;
     const uint8_t *p = s_ptr(k);
     uint32_t n = s_len(k), h = 2166136261u;
     for (uint32_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
     h ^= h >> 15;
+    last_key = k.p;
+    last_hash = h;
     return h;
 }
 
@@ -200,6 +210,7 @@ static uint32_t scratch_cap;
 void map_gc_forget(void) {
     scratch = 0;
     scratch_cap = 0;
+    last_key = -1;
 }
 
 void map_sort(Map *m) {
