@@ -300,12 +300,19 @@ def _measure_cpython_peak(row: DataRow, fn: Callable[[], Any], rss: int | None) 
 
 
 def bench_data(quick: bool, repeat: int, wanted: Callable[[str], bool]) -> list[DataRow]:
-    """Every wanted row of the table at the full or the ``--quick`` sizes."""
+    """Every wanted row of the table at the full or the ``--quick`` sizes.
+
+    The peerbox runs get the default limits but a 300 s timeout: the 20M-part
+    string build runs for seconds on both sides, and the table measures speed
+    and memory, not the default timeout."""
+    import peerbox
+
+    limits = peerbox.Limits(timeout=300)
     rows: list[DataRow] = []
     for p in PROGRAMS:
         if wanted(p.name):
             print(f"bench: {p.name} ...", file=sys.stderr, flush=True)
-            rows.append(run_row(p, p.quick if quick else p.full, repeat))
+            rows.append(run_row(p, p.quick if quick else p.full, repeat, limits=limits))
     return rows
 
 

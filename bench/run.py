@@ -358,10 +358,11 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
             "Scripts moving strings, maps and records (`bench/data_bench.py`, issue 14): each "
             "`programs/data_*.rhai` next to the same `data_*.py` on the same params, alternating, "
             f"best of up to {args.repeat} runs within {data_bench.ROW_BUDGET:g} s per row. Peak memory: "
-            "peerbox's `Result.peak_memory` (guest linear memory, which today only grows) and "
+            "peerbox's `Result.peak_memory` (guest linear memory at its largest; garbage is collected "
+            "during the run) and "
             "CPython's tracemalloc peak of one more run (RSS growth for runs over "
             f"{data_bench.TRACE_MAX_SECONDS:g} s). OOM: the run ended with `LimitExceeded(\"memory\")` "
-            "under the default limits.",
+            "under the default memory limit (runs get a 300 s timeout).",
             "",
             data_table,
             "",
