@@ -441,8 +441,8 @@ class Emitter:
                   f"global.get {site}", "local.get $xp", "i32.wrap_i64", "i32.load", "i32.lt_u", "if",
                   f"global.get {site}", f"i32.const {ENTRY_SIZE}", "i32.mul", "local.get $xp", "i32.wrap_i64",
                   "i32.load offset=8", "i32.add", f"local.tee {ie}", "i64.load", *key, "i64.eq", "if",
-                  f"local.get {ie}", "i32.load offset=8", f"local.get {ie}", "i64.load offset=16", f"br {done}",
-                  "end", "end",
+                  f"local.get {ie}", "i32.load offset=8", f"local.get {ie}", "i64.load offset=16",
+                  f"br {done}", "end", "end",
                   # a miss: rt finds the entry; the site remembers it
                   "local.get $xt", "local.get $xp", f"i32.const {STR}", *key, f"i32.const {h}",
                   f"call {self.mb.use('rt_prop_index')}", f"local.tee {ie}", "i32.const 0", "i32.ge_s", "if",
