@@ -77,10 +77,20 @@ static const uint32_t CLASS_SIZE[] = {
 
 static uint32_t free_head[2][NCLASS]; /* free blocks ([1]: of STR pages), linked through their first word */
 
+/* The class of sizes up to 1 KiB by (n + 15) / 16, filled on first use. */
+static uint8_t small_class[65];
+
 static uint32_t class_of(uint64_t n) {
-    uint32_t c = 0;
-    if (n > 256) c = 11;
-    if (n > 2048) c = 23;
+    if (n <= 1024) {
+        uint32_t k = (uint32_t)(n + 15) >> 4;
+        if (!small_class[k]) {
+            uint32_t c = 0;
+            while (CLASS_SIZE[c] < k * 16) c++;
+            small_class[k] = (uint8_t)(c + 1);
+        }
+        return small_class[k] - 1u;
+    }
+    uint32_t c = n > 2048 ? 23 : 19;
     while (CLASS_SIZE[c] < n) c++;
     return c;
 }
