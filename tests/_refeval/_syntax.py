@@ -1,132 +1,33 @@
-"""The reference evaluator's syntax: its lexer and parser (an AST of tuples).
+"""The reference evaluator's syntax: its parser (an AST of tuples).
 
 Reads the subset described in the package docstring and nothing else: source
 outside it, or that does not parse, raises :class:`Unsupported` (so a
-differential test discards the program rather than compare it). Int literals
-are checked against the int64 range (``I64_MIN`` .. ``I64_MAX``) here.
+differential test discards the program rather than compare it). Tokens come
+from :mod:`._lexer`.
+
+Expressions: ``("lit", v)``, ``("var", name)``, ``("unary", op, e)``,
+``("bin", op, a, b)``, ``("logic", op, a, b)``, ``("if", cond, then, else)``,
+``("array", items)``, ``("map", ((key, e), ...))``, ``("tmpl", parts)`` (a
+part is a str or an expression), ``("index", obj, idx)``, ``("prop", obj,
+name)``, ``("method", obj, name, args)``, ``("call", name, args)``,
+``("closure", params, body)``, ``("blockexpr", block)``, ``("range", a, b,
+inclusive)`` (only as a ``for`` loop's iterable).
+
+Statements: ``("let", name, value, is_const)``, ``("assign", place, op,
+value)`` (a place is a variable, index or property chain), ``("while", cond,
+body)``, ``("for", name, iterable, body)``, ``("expr", e)``, ``("break",)``,
+``("continue",)``, ``("return", e or None)``, ``("try", body, handler)``
+(``try { .. } catch { .. }``, no binding). ``fn`` definitions (top level
+only) go to the program's function table, not the statement list.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any
 
-I64_MIN = -(2**63)
-I64_MAX = 2**63 - 1
+from ._lexer import I64_MAX, I64_MIN, Tok, Unsupported, lex
 
-
-class Unsupported(Exception):
-    """The program uses something outside the evaluator's subset, or does not parse."""
-
-
-# -- lexer --------------------------------------------------------------------
-
-_PUNCT = [
-    "<<=", ">>=", "**", "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "+=", "-=", "*=", "/=", "%=",
-    "+", "-", "*", "/", "%", "<", ">", "!", "&", "|", "^", "=", "(", ")", "{", "}", ";",
-    "[", "]", ",",
-]
-_KEYWORDS = {"let", "const", "if", "else", "while", "true", "false", "in"}
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUM = re.compile(r"[0-9][0-9_]*(\.[0-9][0-9_]*)?")
-
-
-@dataclass(frozen=True)
-class Tok:
-    kind: str  # "int", "float", "str", "ident", "kw", "op", "eof"
-    text: str
-    value: Any = None
-
-
-def _lex(src: str) -> list[Tok]:
-    toks: list[Tok] = []
-    i, n = 0, len(src)
-    while i < n:
-        c = src[i]
-        if c in " \t\r\n":
-            i += 1
-            continue
-        if src.startswith("//", i):
-            j = src.find("\n", i)
-            i = n if j < 0 else j + 1
-            continue
-        if src.startswith("/*", i):
-            depth, i = 1, i + 2
-            while depth:
-                if i >= n:
-                    raise Unsupported("unterminated comment")
-                if src.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif src.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-            continue
-        if c.isdigit():
-            m = _NUM.match(src, i)
-            assert m
-            text = m.group(0)
-            i = m.end()
-            clean = text.replace("_", "")
-            if m.group(1):
-                toks.append(Tok("float", text, float(clean)))
-            else:
-                v = int(clean)
-                if v > I64_MAX:
-                    raise Unsupported("integer literal too large")
-                toks.append(Tok("int", text, v))
-            continue
-        if c == '"':
-            j, out = i + 1, []
-            while True:
-                if j >= n or src[j] == "\n":
-                    raise Unsupported("unterminated string")
-                ch = src[j]
-                if ch == '"':
-                    break
-                if ch == "\\":
-                    e = src[j + 1 : j + 2]
-                    if e == "n":
-                        out.append("\n")
-                    elif e == "t":
-                        out.append("\t")
-                    elif e == "r":
-                        out.append("\r")
-                    elif e in ('"', "\\"):
-                        out.append(e)
-                    elif e == "u" and src[j + 2 : j + 3] == "{":
-                        k = src.index("}", j)
-                        out.append(chr(int(src[j + 3 : k], 16)))
-                        j = k + 1
-                        continue
-                    else:
-                        raise Unsupported("bad escape")
-                    j += 2
-                    continue
-                out.append(ch)
-                j += 1
-            toks.append(Tok("str", src[i : j + 1], "".join(out)))
-            i = j + 1
-            continue
-        m = _IDENT.match(src, i)
-        if m:
-            w = m.group(0)
-            toks.append(Tok("kw" if w in _KEYWORDS else "ident", w))
-            i = m.end()
-            continue
-        for p in _PUNCT:
-            if src.startswith(p, i):
-                toks.append(Tok("op", p))
-                i += len(p)
-                break
-        else:
-            raise Unsupported(f"unexpected character {c!r}")
-    toks.append(Tok("eof", ""))
-    return toks
-
-
-# -- parser (AST as tuples) ---------------------------------------------------
+__all__ = ["I64_MAX", "I64_MIN", "Unsupported", "parse", "parse_program", "Function"]
 
 # Rhai's precedence table: higher binds tighter.
 _BINARY = {
@@ -142,15 +43,29 @@ _BINARY = {
 }
 _RIGHT_ASSOC = {"**"}
 _ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "%="}
+_BLOCK_LIKE = {"if", "blockexpr"}
+_BLOCK_STMTS = {"while", "for"}
+
+#: A script function: (parameter names, body block).
+Function = tuple[tuple[str, ...], tuple[Any, ...]]
+
+
+def is_place(e: tuple[Any, ...]) -> bool:
+    """A variable, or an index/property chain rooted at one (an assignment target)."""
+    while e[0] in ("index", "prop"):
+        e = e[1]
+    return bool(e[0] == "var")
 
 
 class _Parser:
-    def __init__(self, src: str) -> None:
-        self.toks = _lex(src)
+    def __init__(self, toks: list[Tok], fns: dict[str, Function], top: bool) -> None:
+        self.toks = toks
         self.pos = 0
+        self.fns = fns
+        self.top = top
 
-    def peek(self) -> Tok:
-        return self.toks[self.pos]
+    def peek(self, k: int = 0) -> Tok:
+        return self.toks[min(self.pos + k, len(self.toks) - 1)]
 
     def next(self) -> Tok:
         t = self.toks[self.pos]
@@ -166,74 +81,152 @@ class _Parser:
             raise Unsupported(f"expected {text!r}, found {self.peek().text!r}")
         self.pos += 1
 
+    def ident(self) -> str:
+        t = self.next()
+        if t.kind != "ident":
+            raise Unsupported(f"expected a name, found {t.text!r}")
+        return t.text
+
     def script(self) -> tuple[Any, ...]:
         stmts, tail = self.block_body(end="eof")
         return ("block", tuple(stmts), tail)
 
+    def block_at_brace(self) -> tuple[Any, ...]:
+        """A block whose ``{`` was just consumed."""
+        self.pos -= 1
+        return self.block()
+
     def block(self) -> tuple[Any, ...]:
         self.expect("{")
+        top, self.top = self.top, False
         stmts, tail = self.block_body(end="}")
+        self.top = top
         self.expect("}")
         return ("block", tuple(stmts), tail)
-
-    def block_body(self, end: str) -> tuple[list[Any], Any]:
-        stmts: list[Any] = []
-        tail = None
-        while True:
-            t = self.peek()
-            if (end == "eof" and t.kind == "eof") or (end == "}" and self.at("}")):
-                return stmts, tail
-            if tail is not None:
-                # the previous expression had no ';' and was not a block-like one
-                raise Unsupported("missing ';'")
-            if self.at(";"):
-                self.next()
-                continue
-            if self.at("let") or self.at("const"):
-                is_const = self.next().text == "const"
-                name = self.next()
-                if name.kind != "ident":
-                    raise Unsupported("expected a name")
-                value = None
-                if self.at("="):
-                    self.next()
-                    value = self.expr()
-                if not self._at_end(end):
-                    self.expect(";")
-                stmts.append(("let", name.text, value, is_const))
-                continue
-            if self.at("while"):
-                self.next()
-                cond = self.expr()
-                body = self.block()
-                stmts.append(("while", cond, body))
-                if self.at(";"):
-                    self.next()
-                continue
-            # assignment?
-            if self.peek().kind == "ident" and self.toks[self.pos + 1].kind == "op" and \
-                    self.toks[self.pos + 1].text in _ASSIGN_OPS:
-                target = self.next().text
-                op = self.next().text
-                value = self.expr()
-                stmts.append(("assign", target, op, value))
-                if not self._at_end(end):
-                    self.expect(";")
-                continue
-            e = self.expr()
-            if self.at(";"):
-                self.next()
-                stmts.append(("expr", e))
-            elif self._at_end(end):
-                tail = e
-            elif e[0] == "if":
-                stmts.append(("expr", e))  # block-like: no ';' needed
-            else:
-                raise Unsupported("missing ';'")
 
     def _at_end(self, end: str) -> bool:
         t = self.peek()
         return (end == "eof" and t.kind == "eof") or (end == "}" and self.at("}"))
+
+    def _end_stmt(self, end: str) -> None:
+        if not self._at_end(end):
+            self.expect(";")
+
+    def block_body(self, end: str) -> tuple[list[Any], Any]:
+        stmts: list[Any] = []
+        tail = None
+        while not self._at_end(end):
+            if tail is not None:
+                if tail[0] not in _BLOCK_LIKE:
+                    raise Unsupported("missing ';'")
+                stmts.append(("expr", tail))  # block-like: no ';' needed
+                tail = None
+            if self.at(";"):
+                self.next()
+                continue
+            stmt = self.statement(end)
+            if stmt is None:
+                continue
+            if stmt[0] == "tail":
+                tail = stmt[1]
+            else:
+                stmts.append(stmt)
+        return stmts, tail
+
+    def statement(self, end: str) -> tuple[Any, ...] | None:
+        """One statement; ``("tail", e)`` for an expression without ``;``; None for ``fn``."""
+        if self.at("fn"):
+            if not self.top:
+                raise Unsupported("fn outside the top level")
+            self.next()
+            name = self.ident()
+            params = self.params("(", ")")
+            body = self.block()
+            if name in self.fns:
+                raise Unsupported("fn defined twice")
+            self.fns[name] = (params, body)
+            return None
+        if self.at("let") or self.at("const"):
+            is_const = self.next().text == "const"
+            name = self.ident()
+            value = None
+            if self.at("="):
+                self.next()
+                value = self.expr()
+            self._end_stmt(end)
+            return ("let", name, value, is_const)
+        if self.at("while"):
+            self.next()
+            cond = self.expr()
+            body = self.block()
+            return ("while", cond, body)
+        if self.at("for"):
+            self.next()
+            name = self.ident()
+            self.expect("in")
+            it = self.expr()
+            if self.at("..") or self.at("..="):
+                inclusive = self.next().text == "..="
+                it = ("range", it, self.expr(), inclusive)
+            return ("for", name, it, self.block())
+        if self.at("try"):
+            self.next()
+            body = self.block()
+            self.expect("catch")
+            return ("try", body, self.block())
+        if self.at("break") or self.at("continue"):
+            word = self.next().text
+            self._end_stmt(end)
+            return (word,)
+        if self.at("return"):
+            self.next()
+            value = None if self.at(";") or self._at_end(end) else self.expr()
+            self._end_stmt(end)
+            return ("return", value)
+        if self.at("if") or self.at("{"):
+            # a block-like statement ends at its `}`: `if c { .. } [1, 2]` is two statements
+            e = self.if_rest() if self.next().text == "if" else ("blockexpr", self.block_at_brace())
+            if self.at(";"):
+                self.next()
+                return ("expr", e)
+            return ("tail", e)
+        e = self.expr()
+        t = self.peek()
+        if t.kind == "op" and t.text in _ASSIGN_OPS:
+            if not is_place(e):
+                raise Unsupported("assignment to a non-place")
+            op = self.next().text
+            value = self.expr()
+            self._end_stmt(end)
+            return ("assign", e, op, value)
+        if self.at(";"):
+            self.next()
+            return ("expr", e)
+        if self._at_end(end) or e[0] in _BLOCK_LIKE:
+            return ("tail", e)
+        raise Unsupported("missing ';'")
+
+    def params(self, open_: str, close: str) -> tuple[str, ...]:
+        self.expect(open_)
+        names: list[str] = []
+        while not self.at(close):
+            names.append(self.ident())
+            if not self.at(close):
+                self.expect(",")
+        self.next()
+        if len(set(names)) != len(names):
+            raise Unsupported("duplicate parameter")
+        return tuple(names)
+
+    def args(self) -> tuple[Any, ...]:
+        self.expect("(")
+        items: list[Any] = []
+        while not self.at(")"):
+            items.append(self.expr())
+            if not self.at(")"):
+                self.expect(",")
+        self.next()
+        return tuple(items)
 
     def expr(self, min_prec: int = 0) -> tuple[Any, ...]:
         """Precedence climbing over Rhai's table (``**`` is right-associative)."""
@@ -252,24 +245,47 @@ class _Parser:
         if self.at("-") or self.at("+") or self.at("!"):
             op = self.next().text
             return ("unary", op, self.unary())
-        return self.primary()
+        return self.postfix(self.primary())
+
+    def postfix(self, e: tuple[Any, ...]) -> tuple[Any, ...]:
+        while True:
+            if self.at("["):
+                self.next()
+                idx = self.expr()
+                self.expect("]")
+                e = ("index", e, idx)
+            elif self.at("."):
+                self.next()
+                name = self.ident()
+                e = ("method", e, name, self.args()) if self.at("(") else ("prop", e, name)
+            else:
+                return e
 
     def primary(self) -> tuple[Any, ...]:
         t = self.next()
         if t.kind in ("int", "float", "str"):
             return ("lit", t.value)
+        if t.kind == "tmpl":
+            parts: list[Any] = []
+            for kind, text in t.value:
+                parts.append(text if kind == "s" else parse_expr(text))
+            return ("tmpl", tuple(parts))
         if t.kind == "kw" and t.text in ("true", "false"):
             return ("lit", t.text == "true")
         if t.kind == "ident":
+            if self.at("("):
+                return ("call", t.text, self.args())
             return ("var", t.text)
-        if t.kind == "op" and t.text == "(":
+        if t.kind != "op" and not (t.kind == "kw" and t.text == "if"):
+            raise Unsupported(f"unexpected token {t.text!r}")
+        if t.text == "(":
             if self.at(")"):
                 self.next()
                 return ("lit", None)
             e = self.expr()
             self.expect(")")
             return e
-        if t.kind == "op" and t.text == "[":
+        if t.text == "[":
             items: list[Any] = []
             while not self.at("]"):
                 items.append(self.expr())
@@ -277,10 +293,34 @@ class _Parser:
                     self.expect(",")
             self.next()
             return ("array", tuple(items))
-        if t.kind == "op" and t.text == "{":
+        if t.text == "#{":
+            entries: list[Any] = []
+            while not self.at("}"):
+                k = self.next()
+                if k.kind not in ("ident", "str"):
+                    raise Unsupported("map key")
+                self.expect(":")
+                entries.append((k.text if k.kind == "ident" else k.value, self.expr()))
+                if not self.at("}"):
+                    self.expect(",")
+            self.next()
+            if len({k for k, _ in entries}) != len(entries):
+                raise Unsupported("duplicate map key")
+            return ("map", tuple(entries))
+        if t.text in ("|", "||"):
+            if t.text == "|":
+                self.pos -= 1
+                names = self.params("|", "|")
+            else:
+                names = ()
+            top, self.top = self.top, False
+            body = self.expr()
+            self.top = top
+            return ("closure", names, body)
+        if t.text == "{":
             self.pos -= 1
             return ("blockexpr", self.block())
-        if t.kind == "kw" and t.text == "if":
+        if t.text == "if":
             return self.if_rest()
         raise Unsupported(f"unexpected token {t.text!r}")
 
@@ -298,7 +338,22 @@ class _Parser:
         return ("if", cond, then, els)
 
 
+def parse_expr(src: str) -> tuple[Any, ...]:
+    """One expression (a template's ``${...}``)."""
+    p = _Parser(lex(src), {}, top=False)
+    e = p.expr()
+    if p.peek().kind != "eof":
+        raise Unsupported("trailing tokens in an interpolation")
+    return e
+
+
+def parse_program(src: str) -> tuple[tuple[Any, ...], dict[str, Function]]:
+    """The script's top block and its ``fn`` definitions (raises Unsupported)."""
+    fns: dict[str, Function] = {}
+    tree = _Parser(lex(src), fns, top=True).script()
+    return tree, fns
+
 
 def parse(src: str) -> tuple[Any, ...]:
     """Parse ``src`` into the evaluator's tuple AST (raises Unsupported)."""
-    return _Parser(src).script()
+    return parse_program(src)[0]
