@@ -54,10 +54,11 @@ class FunctionCompiler(OperatorCompiler):
         ``params`` are bound from the wasm parameters starting at ``first_local``.
         """
         self.prologue_at = len(self.out)
+        self.param_ids = {b.id for b in params or ()}
         self.open_region()
         if params:
             self.bind_params(params, first_local, block)
-        self.block_value(block)
+        self.block_value(block, result=True)
         self.returns_int = self.returns_int and self.last_int
         self.ret()
         self.close_region()
@@ -79,11 +80,14 @@ class FunctionCompiler(OperatorCompiler):
 
     # -- statements -----------------------------------------------------------------
 
-    def block_value(self, block: A.Block) -> None:
+    def block_value(self, block: A.Block, *, result: bool = False) -> None:
+        """A block's statements and value (``result``: the value a function returns)."""
         self.open_scope()
         for st in block.stmts:
             self.stmt(st)
-        if block.tail is not None:
+        if block.tail is not None and result:
+            self.result(block.tail)
+        elif block.tail is not None:
             self.expr(block.tail)
         else:
             self.unit()
@@ -128,7 +132,7 @@ class FunctionCompiler(OperatorCompiler):
                 self.unit()
                 self.last_int = False
             else:
-                self.expr(st.value)
+                self.result(st.value)
             self.returns_int = self.returns_int and self.last_int
             self.ret()
         elif isinstance(st, A.Throw):
@@ -392,10 +396,32 @@ class FunctionCompiler(OperatorCompiler):
     # -- expressions ----------------------------------------------------------------
 
     def value(self, e: A.Expr) -> None:
-        """Evaluate ``e`` for storing: a copy unless the value is fresh."""
+        """Evaluate ``e`` for storing: shared unless the value is fresh (a literal, an
+        operator's result, a function's result: see :meth:`result`)."""
         self.expr(e)
-        if not isinstance(e, FRESH):
+        if not isinstance(e, FRESH) and not self.script_call(e):
             self.copy_top(e.span)
+
+    def result(self, e: A.Expr) -> None:
+        """Evaluate what a function returns: its caller becomes the value's only holder
+        (so a call's result needs no sharing where it is stored), unless another place
+        may still hold it (a parameter, a captured variable, an element): then shared."""
+        self.expr(e)
+        last = self.last_int
+        if not (isinstance(e, FRESH) or self.script_call(e) or self.local_variable(e)):
+            self.copy_top(e.span)
+        self.last_int = last
+
+    def script_call(self, e: A.Expr) -> bool:
+        """A call of a script function or closure (whose result its caller alone holds)."""
+        if isinstance(e, A.Call):
+            return isinstance(self.res.calls.get(id(e)), FnRef)
+        return isinstance(e, A.MethodCall) and not isinstance(self.res.methods.get(id(e)), Builtin)
+
+    def local_variable(self, e: A.Expr) -> bool:
+        """A variable of this function that dies with it: not a parameter, captured or global."""
+        b = self.res.bindings.get(id(e)) if isinstance(e, A.Var) else None
+        return b is not None and not b.captured and b.module_global is None and b.id not in self.param_ids
 
     def expr(self, e: A.Expr) -> None:
         """Evaluate ``e``, leaving its value on the stack; ``last_int`` tells if it is surely an int."""

@@ -42,7 +42,7 @@ UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN, BLOB_TAG = 0, 1, 2, 3, 4, 5, 6, 7, 
 ENTRY_SIZE = 24  # rt's map Entry: {i64 key @0, i32 tag @8, u32 hash @12, i64 payload @16}; Map.e @8
 CELL, ENV = 16, 17  # shadow-stack slot tags for a cell pointer and a closure environment
 EXC = 255
-SHADOW_SLOTS = 65536  # 1 MiB of 16-byte slots: module constants, then the frames
+SHADOW_SLOTS = 2048  # the first segment of 16-byte slots (32 KiB): module constants, then frames
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
 
@@ -72,8 +72,8 @@ RT_SIGS: dict[str, tuple[str, str]] = {
     "rt_gc": ("i32", ""),
     "rt_gc_word": ("", "i32"),
     "rt_ss": ("i32", "i32"),
-    "rt_ss_end": ("", "i32"),
-    "rt_ss_overflow": ("", ""),
+    "rt_ss_end_of": ("i32", "i32"),
+    "rt_ss_grow": ("i32 i32", "i32"),
     "rt_alloc_perm": ("i32", "i32"),
     "rt_global": ("i32", V),
     "rt_array_new": ("i32", V),
@@ -196,6 +196,7 @@ class Emitter:
         self.slots: dict[tuple[str, str], int] = {}  # root -> its slot in this function's frame
         self.prologue_at = 0  # where the frame is pushed (after an int clone's entry test)
         self.call_safe = True  # was the call expression being compiled in safe code
+        self.param_ids: set[int] = set()  # this function's parameters (their values are the caller's too)
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -405,11 +406,16 @@ class Emitter:
     def frame_code(self) -> tuple[list[str], list[str]]:
         """The prologue pushing this function's frame and the epilogue popping it."""
         size = 16 * len(self.slots)
-        push = ["global.get $ssp", "local.tee $fp", f"i32.const {size}", "i32.add", "local.tee $xt",
-                "global.get $ssend", "i32.gt_u", "if", f"call {self.mb.use('rt_ss_overflow')}", "end",
+        # a frame that does not fit in the segment goes to the next one (rt_ss_grow);
+        # $se keeps the caller's segment end, restored with $ssp on the way out
+        push = ["global.get $ssend", "local.set $se", "global.get $ssp", "local.tee $fp", f"i32.const {size}",
+                "i32.add", "local.tee $xt", "global.get $ssend", "i32.gt_u", "if",
+                "local.get $fp", f"i32.const {size}", f"call {self.mb.use('rt_ss_grow')}", "local.tee $fp",
+                f"call {self.mb.use('rt_ss_end_of')}", "global.set $ssend", "local.get $fp", f"i32.const {size}",
+                "i32.add", "local.set $xt", "end",
                 "local.get $xt", "global.set $ssp", "local.get $fp", "i32.const 0", f"i32.const {size}",
                 "memory.fill"]
-        return push, ["local.get $fp", "global.set $ssp"]
+        return push, ["local.get $fp", "global.set $ssp", "local.get $se", "global.set $ssend"]
 
     def prop_name(self, name: str) -> None:
         """Push a property's name and its hash (the arguments rt_prop_* take after the map)."""
@@ -524,6 +530,7 @@ class Emitter:
         if self.slots:
             push, pop = self.frame_code()
             self.locals.append("(local $fp i32)")
+            self.locals.append("(local $se i32)")
             out: list[str] = self.out[:self.prologue_at] + push
             for x in self.out[self.prologue_at:]:
                 if x == "%ret":

@@ -161,9 +161,10 @@ def _assemble(mb: ModuleBuilder, inits: list[str]) -> str:
     main.emit("local.get 0", "local.get 1", f"call {mb.use('rt_begin')}", "if",
               f"call {mb.use('rt_output')}", "return", "end")
     # the shadow stack: module constants in its first slots, then the frames (see ABI.md)
-    main.emit(f"i32.const {SHADOW_SLOTS}", f"call {mb.use('rt_ss')}", "global.set $ssbase",
+    main.emit(f"i32.const {SHADOW_SLOTS + len(mb.global_slots)}", f"call {mb.use('rt_ss')}", "global.set $ssbase",
               "global.get $ssbase", f"i32.const {16 * len(mb.global_slots)}", "i32.add", "global.set $ssp",
-              f"call {mb.use('rt_ss_end')}", "global.set $ssend", f"call {mb.use('rt_gc_word')}",
+              "global.get $ssbase", f"call {mb.use('rt_ss_end_of')}", "global.set $ssend",
+              f"call {mb.use('rt_gc_word')}",
               "global.set $gcw", "i32.const 0", "global.set $nosafe")
     if mb.data:
         main.emit(f"i32.const {len(mb.data)}", f"call {mb.use('rt_alloc_perm')}", "global.set $strbase",

@@ -76,6 +76,9 @@ static const uint32_t CLASS_SIZE[] = {
 #define SMALL_MAX 32240u
 
 static uint32_t free_head[2][NCLASS]; /* free blocks ([1]: of STR pages), linked through their first word */
+/* A new page is handed out block by block from its start (only blocks in use are
+ * ever touched: a short run touches a few KiB, not a page per size class). */
+static uint32_t bump_next[2][NCLASS], bump_end[2][NCLASS];
 
 /* The class of sizes up to 1 KiB by (n + 15) / 16, filled on first use. */
 static uint8_t small_class[65];
@@ -111,7 +114,16 @@ static uint32_t collections;
 static uint32_t gc_word;             /* non-zero: the script should call rt_gc at its next safe point */
 static int32_t gc_unsafe;            /* > 0 while rt runs a closure: values live in C locals */
 static uint32_t perm_ptr, perm_end;  /* bump region of PERM pages */
-static uint32_t ss_base, ss_end;     /* the shadow stack (PERM) */
+/* The shadow stack: segments of PERM memory, in stack order. A frame that does not
+ * fit in its segment starts the next one (rt_ss_grow); `top` is where the live
+ * frames of a segment end while a later segment is in use. */
+#define SS_MAX_SEGS 24
+#define SS_MAX_BYTES (64u << 20)
+typedef struct {
+    uint32_t base, end, top;
+} Seg;
+static Seg segs[SS_MAX_SEGS];
+static uint32_t nsegs, ss_bytes;
 #ifdef RT_DEBUG
 static int32_t gc_debug = 1; /* collect at every safe point */
 #else
@@ -207,12 +219,8 @@ static void new_small_page(uint32_t c, uint32_t str) {
     h->size = size;
     h->nblocks = (PAGE - HDR) / size;
     __builtin_memset(h->mark, 0, sizeof h->mark + sizeof h->alloc);
-    uint32_t base = (page << PAGE_SHIFT) + HDR;
-    for (uint32_t i = h->nblocks; i-- > 0;) {
-        uint32_t *blk = (uint32_t *)(uintptr_t)(base + i * size);
-        *blk = free_head[str][c];
-        free_head[str][c] = base + i * size;
-    }
+    bump_next[str][c] = (page << PAGE_SHIFT) + HDR;
+    bump_end[str][c] = bump_next[str][c] + h->nblocks * size;
 }
 
 /* ---- allocation ------------------------------------------------------------------- */
@@ -227,10 +235,14 @@ static void *alloc_in(uint64_t n, uint32_t str, uint32_t *size_out) {
     if (n == 0) n = 8;
     if (n <= SMALL_MAX) {
         uint32_t c = class_of(n);
-        if (!free_head[str][c]) new_small_page(c, str);
-        uint32_t b = free_head[str][c];
-        uint32_t size = CLASS_SIZE[c];
-        free_head[str][c] = *(uint32_t *)(uintptr_t)b;
+        uint32_t size = CLASS_SIZE[c], b = free_head[str][c];
+        if (b) {
+            free_head[str][c] = *(uint32_t *)(uintptr_t)b;
+        } else {
+            if (bump_next[str][c] == bump_end[str][c]) new_small_page(c, str);
+            b = bump_next[str][c];
+            bump_next[str][c] = b + size;
+        }
         *size_out = size;
 #ifdef RT_DEBUG
         uint32_t page = b >> PAGE_SHIFT, idx = (b - (page << PAGE_SHIFT) - HDR) / size;
@@ -478,7 +490,9 @@ void gc_mark_ptr(const void *p) { mark_block((uint32_t)(uintptr_t)p); }
 /* ---- sweeping ---------------------------------------------------------------------- */
 
 static void sweep(void) {
-    for (uint32_t c = 0; c < NCLASS; c++) free_head[0][c] = free_head[1][c] = 0;
+    /* the free lists are rebuilt from every unmarked block, those never handed out too */
+    for (uint32_t c = 0; c < NCLASS; c++)
+        free_head[0][c] = free_head[1][c] = bump_next[0][c] = bump_end[0][c] = bump_next[1][c] = bump_end[1][c] = 0;
     uint64_t live = 0;
     for (uint32_t page = first_page; page < end_page;) {
         uint32_t e = ptab[page];
@@ -536,12 +550,18 @@ static void sweep(void) {
 static void collect(uint32_t ssp) {
     sort_gc_forget();
     map_gc_forget();
-    /* roots: the shadow stack, then rt's globals */
-    if (ssp > ss_end) heap_corrupt();
-    for (uint32_t s = ss_base; s < ssp; s += sizeof(Slot)) {
-        Slot *slot = (Slot *)(uintptr_t)s;
-        mark_value(slot->tag, slot->p);
-        drain();
+    /* roots: the shadow stack (the segments below ssp's up to their tops, ssp's up to
+     * ssp; segments have gaps between them, so ssp belongs to exactly one), then rt's */
+    uint32_t k = nsegs;
+    while (k > 0 && !(segs[k - 1].base <= ssp && ssp <= segs[k - 1].end)) k--;
+    if (k == 0) heap_corrupt();
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t to = i + 1 == k ? ssp : segs[i].top;
+        for (uint32_t s = segs[i].base; s < to; s += sizeof(Slot)) {
+            Slot *slot = (Slot *)(uintptr_t)s;
+            mark_value(slot->tag, slot->p);
+            drain();
+        }
     }
     rt_gc_mark_roots();
     drain();
@@ -566,22 +586,50 @@ EXPORT("rt_gc") void rt_gc(int32_t ssp) {
 
 EXPORT("rt_gc_word") int32_t rt_gc_word(void) { return (int32_t)(uintptr_t)&gc_word; }
 
-/* The shadow stack: `slots` 16-byte slots of PERM memory, zeroed; returns its base. */
-EXPORT("rt_ss") int32_t rt_ss(int32_t slots) {
-    if (slots < 0) oom();
-    if (!ss_base) {
-        ss_base = (uint32_t)(uintptr_t)alloc_perm(sz_mul((uint64_t)slots, sizeof(Slot)));
-        ss_end = ss_base + (uint32_t)slots * sizeof(Slot);
+static void new_seg(uint32_t i, uint32_t bytes) {
+    if (i >= SS_MAX_SEGS || (uint64_t)ss_bytes + bytes > SS_MAX_BYTES) {
+        fault_code = 4; /* as deep a recursion as we allow: LimitExceeded("stack") */
+        __builtin_trap();
     }
-    return (int32_t)ss_base;
+    /* 16 bytes of gap: a segment never ends where the next begins */
+    uint32_t base = (uint32_t)(uintptr_t)alloc_perm((uint64_t)bytes + 16);
+    segs[i].base = segs[i].top = base;
+    segs[i].end = base + bytes;
+    ss_bytes += bytes;
+    nsegs = i + 1;
 }
 
-EXPORT("rt_ss_end") int32_t rt_ss_end(void) { return (int32_t)ss_end; }
+/* The shadow stack's first segment (`slots` 16-byte slots, zeroed); returns its base.
+ * The script keeps its module constants in the first slots. */
+EXPORT("rt_ss") int32_t rt_ss(int32_t slots) {
+    if (slots < 0) oom();
+    if (!nsegs) new_seg(0, sz_mul((uint64_t)slots, sizeof(Slot)));
+    return (int32_t)segs[0].base;
+}
 
-/* The script's shadow stack is full: as deep a recursion as the wasm stack allows. */
-EXPORT("rt_ss_overflow") void rt_ss_overflow(void) {
-    fault_code = 4;
-    __builtin_trap();
+/* The end of the segment starting at base (the script's $ssend). */
+EXPORT("rt_ss_end_of") int32_t rt_ss_end_of(int32_t base) {
+    for (uint32_t i = 0; i < nsegs; i++)
+        if (segs[i].base == (uint32_t)base) return (int32_t)segs[i].end;
+    heap_corrupt();
+}
+
+/* A frame of `bytes` does not fit above fp: the base of the next segment (made, or
+ * made larger, as needed; each at least twice the one before). */
+EXPORT("rt_ss_grow") int32_t rt_ss_grow(int32_t fp, int32_t bytes) {
+    uint32_t i = 0;
+    while (i < nsegs && !(segs[i].base <= (uint32_t)fp && (uint32_t)fp <= segs[i].end)) i++;
+    if (i == nsegs || bytes < 0) heap_corrupt();
+    segs[i].top = (uint32_t)fp;
+    if (i + 1 < nsegs && segs[i + 1].end - segs[i + 1].base >= (uint32_t)bytes) {
+        nsegs = i + 2; /* later segments hold no live frame */
+        return (int32_t)segs[i + 1].base;
+    }
+    uint64_t size = (uint64_t)(segs[i].end - segs[i].base) * 2;
+    if (size < (uint64_t)bytes) size = (uint64_t)bytes;
+    if (size > SS_MAX_BYTES) size = SS_MAX_BYTES;
+    new_seg(i + 1, (uint32_t)size);
+    return (int32_t)segs[i + 1].base;
 }
 
 void gc_enter_unsafe(void) { gc_unsafe++; }
