@@ -42,7 +42,7 @@ UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN, BLOB_TAG = 0, 1, 2, 3, 4, 5, 6, 7, 
 ENTRY_SIZE = 24  # rt's map Entry: {i64 key @0, i32 tag @8, u32 hash @12, i64 payload @16}; Map.e @8
 CELL, ENV = 16, 17  # shadow-stack slot tags for a cell pointer and a closure environment
 EXC = 255
-SHADOW_SLOTS = 2048  # the first segment of 16-byte slots (32 KiB): module constants, then frames
+SHADOW_SLOTS = 512  # the first segment of 16-byte slots (8 KiB): module constants, then frames
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
 

@@ -24,7 +24,7 @@ if ! command -v "$CLANG" >/dev/null 2>&1; then
 fi
 
 STACK_SIZE=262144        # 256 KiB C stack, first in memory: an overflow traps
-INITIAL_MEMORY=524288    # 8 pages: the stack, rt's static data and the page map
+INITIAL_MEMORY=393216    # 6 pages: the C stack, rt's data, then the first heap pages
 
 cd "$here"
 srcs=()

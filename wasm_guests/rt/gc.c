@@ -9,8 +9,9 @@
  * header); the sweep rebuilds the free lists, so a freed block is never on
  * a list twice.
  *
- * Layout. Memory above rt's data is cut into 64 KiB pages (wasm pages), each
- * described by one word of `ptab`:
+ * Layout. Memory above rt's data is cut into 16 KiB pages (small, so that a
+ * short run touches little memory: each size class takes a page), each
+ * described by one word of the page map `ptab` (which grows with memory):
  *   SMALL  blocks of one size class, a PageHdr with the mark bits in front;
  *   LARGE  the first page of a run of whole pages holding one block;
  *   CONT   the other pages of that run (the word gives the distance back);
@@ -42,9 +43,10 @@
 
 extern unsigned char __heap_base;
 
-#define PAGE 65536u
-#define PAGE_SHIFT 16
-#define NPAGES 32768u           /* 2 GiB of pages: the whole reachable memory */
+#define PAGE 16384u             /* the collector's page: a quarter of a wasm page */
+#define PAGE_SHIFT 14
+#define WASM_PAGE 65536u
+#define NPAGES 131072u          /* 2 GiB of pages: the whole reachable memory */
 #define ALLOC_MAX 0x7fff0000ull /* ~2 GiB */
 #define GC_MIN (2u << 20)       /* collect after at least 2 MiB of allocation */
 
@@ -55,25 +57,25 @@ enum { PG_NONE = 0, PG_SMALL, PG_LARGE, PG_CONT, PG_FREE, PG_PERM, PG_RAW };
 #define PG_MARK 0x80000000u
 #define PG(kind, arg) ((uint32_t)(kind) | ((uint32_t)(arg) << 8))
 
-static uint32_t ptab[NPAGES];
+static uint32_t ptab0[1024]; /* the page map while memory is under 16 MiB */
+static uint32_t *ptab = ptab0, ptab_cap = 1024;
 
 /* ---- size classes ---------------------------------------------------------------- */
 
-#define HDR 1040u /* PageHdr, rounded to 16 */
+#define HDR 272u /* PageHdr, rounded to 16 */
 typedef struct {
     uint32_t size, nblocks;
     uint32_t pad[2];
-    uint8_t mark[512];  /* one bit per block (at most 4064 blocks of 16 bytes) */
-    uint8_t alloc[512]; /* debug builds: one bit per allocated block */
+    uint8_t mark[128];  /* one bit per block (at most 1007 blocks of 16 bytes) */
+    uint8_t alloc[128]; /* debug builds: one bit per allocated block */
 } PageHdr;
 
 static const uint32_t CLASS_SIZE[] = {
-    16,   32,   48,   64,   80,   96,   112,  128,  160,  192,  224,  256,   320,   384,   448,   512,
-    640,  768,  896,  1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,  5120,  6144,  7168,  8192,
-    10240, 12288, 16112, 21488, 32240,
+    16,  32,  48,  64,  80,  96,   112,  128,  160,  192,  224,  256,  320,  384,
+    448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2688, 4016, 5360, 8048,
 };
 #define NCLASS (sizeof CLASS_SIZE / sizeof CLASS_SIZE[0])
-#define SMALL_MAX 32240u
+#define SMALL_MAX 8048u
 
 static uint32_t free_head[2][NCLASS]; /* free blocks ([1]: of STR pages), linked through their first word */
 /* A new page is handed out block by block from its start (only blocks in use are
@@ -93,7 +95,7 @@ static uint32_t class_of(uint64_t n) {
         }
         return small_class[k] - 1u;
     }
-    uint32_t c = n > 2048 ? 23 : 19;
+    uint32_t c = 19; /* 1024 */
     while (CLASS_SIZE[c] < n) c++;
     return c;
 }
@@ -159,27 +161,59 @@ uint32_t sz_mul(uint64_t a, uint64_t b) {
 static void heap_init(void) {
     uint32_t base = ((uint32_t)(uintptr_t)&__heap_base + PAGE - 1) & ~(PAGE - 1);
     first_page = base >> PAGE_SHIFT;
-    end_page = (uint32_t)__builtin_wasm_memory_size(0);
+    end_page = (uint32_t)__builtin_wasm_memory_size(0) * (WASM_PAGE / PAGE);
     if (end_page < first_page) end_page = first_page; /* (never: the linker reserves it) */
+    if (end_page > ptab_cap) oom(); /* (never: the initial memory is small) */
     for (uint32_t i = first_page; i < end_page; i++) ptab[i] = PG_FREE;
     free_hint = first_page;
 }
 
+/* The page map must describe pages up to mem_end (memory has just grown there; the
+ * first `used` entries are valid): a map at least twice as large, in pages of its own
+ * grown at the end of memory (RAW), the old map's pages freed. */
+static void grow_map(uint32_t used, uint32_t mem_end) {
+    const uint32_t per = WASM_PAGE / PAGE;
+    uint32_t cap = ptab_cap * 2, np, wp;
+    for (;;) {
+        np = (uint32_t)(((uint64_t)cap * 4 + PAGE - 1) >> PAGE_SHIFT);
+        wp = (np + per - 1) / per;
+        if (cap >= mem_end + wp * per) break;
+        cap *= 2;
+    }
+    if (cap > NPAGES || __builtin_wasm_memory_grow(0, wp) == (size_t)-1) oom();
+    uint32_t *map = (uint32_t *)(uintptr_t)(mem_end << PAGE_SHIFT);
+    __builtin_memcpy(map, ptab, (size_t)used * 4);
+    for (uint32_t i = used; i < cap; i++) map[i] = 0;
+    for (uint32_t i = 0; i < wp * per; i++) map[mem_end + i] = i < np ? PG(PG_RAW, 0) : PG_FREE;
+    if (ptab != ptab0) { /* the old map's own pages are free now */
+        uint32_t s0 = (uint32_t)(uintptr_t)ptab >> PAGE_SHIFT;
+        uint32_t n0 = (uint32_t)(((uint64_t)ptab_cap * 4 + PAGE - 1) >> PAGE_SHIFT);
+        for (uint32_t k = 0; k < n0; k++) map[s0 + k] = PG_FREE;
+        if (s0 < free_hint) free_hint = s0;
+    }
+    ptab = map;
+    ptab_cap = cap;
+    end_page = mem_end + wp * per;
+}
+
 /* Grow memory by at least `need` pages (a quarter of what we have, when possible). */
 static void grow(uint32_t need) {
-    uint64_t have = end_page;
-    uint64_t want = need;
+    const uint32_t per = WASM_PAGE / PAGE;
+    uint64_t have = end_page / per; /* in wasm pages */
+    uint64_t need_w = (need + per - 1) / per;
+    uint64_t want = need_w;
     if (want < have / 4) want = have / 4;
-    if (want < 4) want = 4;
-    if (have + want > NPAGES) want = need;
-    if (have + need > NPAGES) oom();
+    if ((have + want) * per > NPAGES) want = need_w;
+    if ((have + need_w) * per > NPAGES) oom();
     if (__builtin_wasm_memory_grow(0, (size_t)want) == (size_t)-1) {
-        want = need;
+        want = need_w;
         if (__builtin_wasm_memory_grow(0, (size_t)want) == (size_t)-1) oom();
     }
-    for (uint32_t i = end_page; i < end_page + (uint32_t)want; i++) ptab[i] = PG_FREE;
-    if (free_hint > end_page) free_hint = end_page;
-    end_page += (uint32_t)want;
+    uint32_t old_end = end_page, new_end = end_page + (uint32_t)want * per;
+    if (new_end > ptab_cap) grow_map(old_end, new_end); /* sets end_page past the map's pages */
+    else end_page = new_end;
+    for (uint32_t i = old_end; i < new_end; i++) ptab[i] = PG_FREE;
+    if (free_hint > old_end) free_hint = old_end;
 }
 
 /* A run of n free pages, marked with `kind` (the first) and CONT (the rest). */
@@ -340,7 +374,10 @@ static int block_of(uint32_t p, uint32_t *start, uint32_t *page_out, uint32_t *i
         *idx_out = idx;
         return 1;
     }
-    case PG_CONT: page -= PG_ARG(e); /* fall through */
+    case PG_CONT:
+        page -= PG_ARG(e);
+        if (PG_KIND(ptab[page]) != PG_LARGE) return 0; /* a RAW run's page */
+        /* fall through */
     case PG_LARGE:
         *start = page << PAGE_SHIFT;
         *page_out = page;
@@ -655,8 +692,8 @@ EXPORT("rt_gc_stats") int32_t rt_gc_stats(int32_t which) {
 static int live_block(uint32_t p) {
     uint32_t start, page, idx;
     if (!block_of(p, &start, &page, &idx)) {
-        uint32_t k = PG_KIND(ptab[p >> PAGE_SHIFT]);
-        return (p >> PAGE_SHIFT) < first_page || k == PG_PERM || (p >> PAGE_SHIFT) >= end_page;
+        uint32_t page = p >> PAGE_SHIFT;
+        return page < first_page || page >= end_page || PG_KIND(ptab[page]) == PG_PERM;
     }
     if (idx == 0xffffffffu) return 1;
     return (page_hdr(page)->alloc[idx >> 3] >> (idx & 7)) & 1;
