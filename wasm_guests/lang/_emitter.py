@@ -411,8 +411,8 @@ class Emitter:
         push = ["global.get $ssend", "local.set $se", "global.get $ssp", "local.tee $fp", f"i32.const {size}",
                 "i32.add", "local.tee $xt", "global.get $ssend", "i32.gt_u", "if",
                 "local.get $fp", f"i32.const {size}", f"call {self.mb.use('rt_ss_grow')}", "local.tee $fp",
-                f"call {self.mb.use('rt_ss_end_of')}", "global.set $ssend", "local.get $fp", f"i32.const {size}",
-                "i32.add", "local.set $xt", "end",
+                f"call {self.mb.use('rt_ss_end_of')}", "global.set $ssend",
+                "local.get $fp", f"i32.const {size}", "i32.add", "local.set $xt", "end",
                 "local.get $xt", "global.set $ssp", "local.get $fp", "i32.const 0", f"i32.const {size}",
                 "memory.fill"]
         return push, ["local.get $fp", "global.set $ssp", "local.get $se", "global.set $ssend"]

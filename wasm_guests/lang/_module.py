@@ -161,7 +161,8 @@ def _assemble(mb: ModuleBuilder, inits: list[str]) -> str:
     main.emit("local.get 0", "local.get 1", f"call {mb.use('rt_begin')}", "if",
               f"call {mb.use('rt_output')}", "return", "end")
     # the shadow stack: module constants in its first slots, then the frames (see ABI.md)
-    main.emit(f"i32.const {SHADOW_SLOTS + len(mb.global_slots)}", f"call {mb.use('rt_ss')}", "global.set $ssbase",
+    first_segment = SHADOW_SLOTS + len(mb.global_slots)
+    main.emit(f"i32.const {first_segment}", f"call {mb.use('rt_ss')}", "global.set $ssbase",
               "global.get $ssbase", f"i32.const {16 * len(mb.global_slots)}", "i32.add", "global.set $ssp",
               "global.get $ssbase", f"call {mb.use('rt_ss_end_of')}", "global.set $ssend",
               f"call {mb.use('rt_gc_word')}",
