@@ -5,6 +5,13 @@ The pipeline, one module per stage::
     source --_lexer--> tokens --_parser--> AST (_ast) --_resolver--> names resolved
            --_codegen--> WAT text (the script module; see wasm_guests/ABI.md)
 
+The code generator is built in layers: ``_emitter`` (locals, labels, error
+regions, variables, roots and safe points for the collector), ``_operators``
+(operators and conditions), ``_places`` (assignment, copy-on-write along a
+place's path, what a function returns), ``_codegen`` (statements and
+expressions), ``_module`` (the module: functions, imports, ``main``);
+``_analysis`` holds the static facts they use.
+
 :func:`compile_to_wat` runs it for a script and every module it imports and
 raises :class:`CompileError` with every diagnostic it found. Nothing here
 touches wasmtime, files or the network: imports are read through the
