@@ -154,7 +154,7 @@ static inline V vstr(const uint8_t *p, uint32_t len) {
 }
 V vcstr(const char *s); /* a static C string as a string value (no copy) */
 
-/* ---- gc.c ---------------------------------------------------------------- */
+/* ---- heap.c, gc.c ---------------------------------------------------------- */
 
 void *alloc(uint64_t n);       /* 8-aligned, zeroed; traps (fault 1) when out of memory */
 void *alloc_perm(uint64_t n);  /* never collected */
