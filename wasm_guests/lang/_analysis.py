@@ -3,8 +3,8 @@
 * :func:`changed_in_place`: the bindings a block may mutate in place
   (assignment roots such as ``a`` in ``a[i] = x``, method receivers,
   writeback builtins' first arguments). Arrays and maps are mutated through
-  their headers, so a parameter in this set is copied on function entry
-  (value semantics: the caller's value never changes).
+  their headers, so a parameter in this set is marked shared on function
+  entry (copy-on-write: the caller's value never changes).
 * :func:`int_specializable`: whether a function is worth an all-int clone
   (small, parameters never reassigned, captured or changed in place).
 * :func:`may_allocate`: whether a loop may allocate (only then is its

@@ -67,14 +67,15 @@ class FunctionCompiler(PlaceCompiler):
         """Function entry: bind each parameter to its variable.
 
         Arguments are passed by reference; a parameter the body may change in
-        place (or let a closure capture) is copied first, so the caller's
-        array or map never changes (value semantics).
+        place (or let a closure capture) is marked shared on entry, so its
+        first change copies it and the caller's array or map never changes
+        (value semantics by copy-on-write).
         """
         changed = changed_in_place(block, self.res) if params else set()
         for i, b in enumerate(params):
             self.emit(f"local.get {first_local + 2 * i}", f"local.get {first_local + 2 * i + 1}")
             if b.captured or b.id in changed:
-                self.copy_top(block.span)
+                self.share_top()
             self.declare(b)
 
     # -- statements -----------------------------------------------------------------
@@ -225,7 +226,7 @@ class FunctionCompiler(PlaceCompiler):
                   f"br_if {brk}")
         self.emit(f"local.get {arr}", "i32.load offset=8", f"local.get {idx}", "i32.const 4", "i32.shl",
                   "i32.add", "local.tee $xt", "i32.load", "local.get $xt", "i64.load offset=8")
-        self.copy_top(st.span)
+        self.share_top()
         self.declare(var)
         if index_b is not None:
             self.emit(f"i32.const {INT}", f"local.get {idx}", "i64.extend_i32_u")

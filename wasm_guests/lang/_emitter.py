@@ -343,9 +343,9 @@ class Emitter:
     def unit(self) -> None:
         self.emit(f"i32.const {UNIT}", "i64.const 0")
 
-    def copy_top(self, span: A.Span) -> None:
+    def share_top(self) -> None:
         """The value on the stack is being stored in one more place: mark an array, map or
-        blob shared (``$copy``; copy-on-write, O(1)). ``span`` is kept for the callers."""
+        blob shared (``$copy``; copy-on-write, O(1))."""
         self.mb.use("rt_copy")
         self.emit("call $copy")
 

@@ -176,7 +176,7 @@ class PlaceCompiler(OperatorCompiler):
         operator's result, a function's result: see :meth:`result`)."""
         self.expr(e)
         if not isinstance(e, FRESH) and not self.script_call(e):
-            self.copy_top(e.span)
+            self.share_top()
 
     def result(self, e: A.Expr) -> None:
         """Evaluate what a function returns: its caller becomes the value's only holder
@@ -185,7 +185,7 @@ class PlaceCompiler(OperatorCompiler):
         self.expr(e)
         last = self.last_int
         if not (isinstance(e, FRESH) or self.script_call(e) or self.local_variable(e)):
-            self.copy_top(e.span)
+            self.share_top()
         self.last_int = last
 
     def script_call(self, e: A.Expr) -> bool:
