@@ -343,11 +343,15 @@ class Emitter:
     def unit(self) -> None:
         self.emit(f"i32.const {UNIT}", "i64.const 0")
 
-    def share_top(self) -> None:
+    def share_top(self, *, known_int: bool = False) -> None:
         """The value on the stack is being stored in one more place: mark an array, map or
-        blob shared (``$copy``; copy-on-write, O(1))."""
-        self.mb.use("rt_copy")
-        self.emit("call $copy")
+        blob shared (``rt_copy``; copy-on-write, O(1)); other values pass (tested inline,
+        or not at all when the value is ``known_int``)."""
+        if known_int:
+            return
+        self.emit("local.set $xp", "local.tee $xt", f"i32.const {ARRAY}", "i32.sub",
+                  f"i32.const {BLOB_TAG - ARRAY}", "i32.le_u", "if", "local.get $xt", "local.get $xp",
+                  f"call {self.mb.use('rt_copy')}", "drop", "drop", "end", "local.get $xt", "local.get $xp")
 
     # -- roots and safe points --------------------------------------------------------
 

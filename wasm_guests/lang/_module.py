@@ -140,11 +140,7 @@ def generate(res: Resolution, init_order: list[int], budget: Budget) -> str:
     return _assemble(mb, inits)
 
 
-# copy-on-write: mark arrays, maps and blobs shared / make them private (no rt call otherwise)
-_COPY_FUNC = f"""  (func $copy (param i32 i64) (result i32 i64)
-    local.get 0 i32.const {ARRAY} i32.sub i32.const {BLOB_TAG - ARRAY} i32.le_u
-    if local.get 0 local.get 1 call $rt_copy return end
-    local.get 0 local.get 1)"""
+# copy-on-write: make an array, map or blob private (no rt call for other values)
 _OWN_FUNC = f"""  (func $own (param i32 i64) (result i32 i64)
     local.get 0 i32.const {ARRAY} i32.sub i32.const {BLOB_TAG - ARRAY} i32.le_u
     if local.get 0 local.get 1 call $rt_own return end
@@ -191,8 +187,6 @@ def _assemble(mb: ModuleBuilder, inits: list[str]) -> str:
     parts.append("  (global $strbase (mut i32) (i32.const 0))")
     parts.extend(f"  (global ${g} (mut i32) (i32.const 0))" for g in _GC_GLOBALS)
     parts.extend(f"  (global {site} (mut i32) (i32.const 0))" for site in mb.ic_sites)
-    if "rt_copy" in mb.imports:
-        parts.append(_COPY_FUNC)
     if "rt_own" in mb.imports:
         parts.append(_OWN_FUNC)
     parts.extend("  " + g for g in mb.globals)

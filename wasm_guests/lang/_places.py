@@ -2,7 +2,7 @@
 
 Arrays, maps and blobs have value semantics by copy-on-write (ABI.md,
 "Values"): a value stored in one more place is marked shared (:meth:`value`,
-``$copy``); a place about to be changed in place is made private along its
+``rt_copy``); a place about to be changed in place is made private along its
 path first (:meth:`place_ref`: ``rt_own``, ``rt_index_own``,
 ``rt_prop_own``, each private copy written back into its place). As in Rhai,
 the right side of an assignment and a method's arguments are evaluated
@@ -176,7 +176,7 @@ class PlaceCompiler(OperatorCompiler):
         operator's result, a function's result: see :meth:`result`)."""
         self.expr(e)
         if not isinstance(e, FRESH) and not self.script_call(e):
-            self.share_top()
+            self.share_top(known_int=self.last_int)
 
     def result(self, e: A.Expr) -> None:
         """Evaluate what a function returns: its caller becomes the value's only holder
@@ -185,7 +185,7 @@ class PlaceCompiler(OperatorCompiler):
         self.expr(e)
         last = self.last_int
         if not (isinstance(e, FRESH) or self.script_call(e) or self.local_variable(e)):
-            self.share_top()
+            self.share_top(known_int=last)
         self.last_int = last
 
     def script_call(self, e: A.Expr) -> bool:
