@@ -19,7 +19,7 @@ import peerbox
 
 ALPHABET = "ab \n\té✓😀xyzAB"
 texts = st.text(alphabet=ALPHABET, max_size=70)
-patterns = st.text(alphabet=ALPHABET, min_size=1, max_size=4)
+patterns = st.text(alphabet=ALPHABET, min_size=1, max_size=12)
 
 SCRIPT = peerbox.compile("""
 let s = params.s; let t = params.t; let u = s;
@@ -42,10 +42,13 @@ def test_string_builtins_match_python(s: str, t: str) -> None:
     assert SCRIPT.run(params={"s": s, "t": t}).value == python(s, t)
 
 
+@pytest.mark.parametrize("needle", ["ab", "abcdefgh", "abcdefghij"])
 @pytest.mark.parametrize("at", [0, 1, 7, 8, 9, 15, 16, 17, 60])
-def test_a_pattern_found_at_every_offset_of_a_word(at: int) -> None:
-    s = "x" * at + "ab" + "x" * 5
-    assert SCRIPT.run(params={"s": s, "t": "ab"}).value == python(s, "ab")
+def test_a_pattern_found_at_every_offset_of_a_word(at: int, needle: str) -> None:
+    """Needles shorter than, as long as and longer than a word, near the end too."""
+    for tail in (0, 3, 9):
+        s = "x" * at + needle[:-1] + "x" + needle + "x" * tail
+        assert SCRIPT.run(params={"s": s, "t": needle}).value == python(s, needle)
 
 
 def test_a_long_text_is_searched_and_counted_whole() -> None:

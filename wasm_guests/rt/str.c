@@ -187,6 +187,8 @@ int64_t str_find(V hay, V needle, uint32_t from) {
     uint8_t first = n[0];
     uint64_t pat = ONES * first;
     uint32_t i = from, last = hl - nl; /* candidates start in [from, last] */
+    uint64_t nword = 0, nmask = nl >= 8 ? ~0ull : (1ull << (8 * nl)) - 1;
+    __builtin_memcpy(&nword, n, nl < 8 ? nl : 8); /* a short needle is compared as one word */
     while (i <= last) {
         if (i + 8 <= hl) { /* skip 8 bytes at a time to the next byte equal to `first` */
             uint64_t z = zero_bytes(load8(h + i) ^ pat);
@@ -200,7 +202,11 @@ int64_t str_find(V hay, V needle, uint32_t from) {
             i++;
             continue;
         }
-        if (memcmp(h + i, n, nl) == 0) return i;
+        if (i + 8 <= hl && ((load8(h + i) ^ nword) & nmask)) {
+            i++; /* its first 8 bytes differ */
+            continue;
+        }
+        if (nl <= 8 ? (i + 8 <= hl || memcmp(h + i, n, nl) == 0) : memcmp(h + i, n, nl) == 0) return i;
         i++;
     }
     return -1;
