@@ -126,7 +126,7 @@ def _text_ok(s: str) -> bool:
 
 def _crosses(root: object) -> bool:
     """Whether ``root`` certainly crosses into a script: :func:`check_value`'s rules, walked
-    iteratively without building paths (about 10x faster on large params); False means
+    iteratively without building paths (15-30% faster than it on large params); False means
     "look closer" (:func:`check_value` then names the path of what is wrong)."""
     todo: list[tuple[Any, int]] = [(root, 1)]
     pop, push = todo.pop, todo.append
@@ -134,25 +134,16 @@ def _crosses(root: object) -> bool:
     while todo:
         value, depth = pop()
         t = type(value)
-        if t is dict:
+        if t is dict or t is list or t is tuple:
             if depth > MAX_DEPTH:
                 return False
-            for key, item in value.items():
-                if type(key) is not str or not (key.isascii() or _text_ok(key)):
-                    return False
-                ti = type(item)
-                if ti is int:
-                    if not I64_MIN <= item <= I64_MAX:
+            items = value
+            if t is dict:
+                for key in value:
+                    if type(key) is not str or not (key.isascii() or _text_ok(key)):
                         return False
-                elif ti is str:
-                    if not (item.isascii() or _text_ok(item)):
-                        return False
-                elif ti not in plain:
-                    push((item, depth + 1))
-        elif t is list or t is tuple:
-            if depth > MAX_DEPTH:
-                return False
-            for item in value:
+                items = value.values()
+            for item in items:
                 ti = type(item)
                 if ti is int:
                     if not I64_MIN <= item <= I64_MAX:
