@@ -40,6 +40,7 @@ CODEGEN_VERSION = "3"
 
 UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN, BLOB_TAG = 0, 1, 2, 3, 4, 5, 6, 7, 8
 ENTRY_SIZE = 24  # rt's map Entry: {i64 key @0, i32 tag @8, u32 hash @12, i64 payload @16}; Map.e @8
+ARRAY_FLAGS, MAP_FLAGS = 12, 28  # where rt.h's Array/Blob and Map headers keep their flags (bit 0: shared)
 CELL, ENV = 16, 17  # shadow-stack slot tags for a cell pointer and a closure environment
 EXC = 255
 SHADOW_SLOTS = 512  # the first segment of 16-byte slots (8 KiB): module constants, then frames

@@ -16,7 +16,7 @@ from . import _ast as A
 from ._budget import Budget
 from ._analysis import int_specializable, reaches_gc
 from ._codegen import FunctionCompiler
-from ._emitter import ARRAY, BLOB_TAG, CLOSURE_TABLE_BASE, EXC, SHADOW_SLOTS, ModuleBuilder
+from ._emitter import CLOSURE_TABLE_BASE, EXC, SHADOW_SLOTS, ModuleBuilder
 from ._resolver import FnRef, ModuleInfo, Resolution
 
 __all__ = ["generate"]
@@ -140,13 +140,6 @@ def generate(res: Resolution, init_order: list[int], budget: Budget) -> str:
     return _assemble(mb, inits)
 
 
-# copy-on-write: make an array, map or blob private (no rt call for other values)
-_OWN_FUNC = f"""  (func $own (param i32 i64) (result i32 i64)
-    local.get 0 i32.const {ARRAY} i32.sub i32.const {BLOB_TAG - ARRAY} i32.le_u
-    if local.get 0 local.get 1 call $rt_own return end
-    local.get 0 local.get 1)"""
-
-
 # the shadow stack's base, top and end, the address of rt's "collect" word, unsafe calls in progress
 _GC_GLOBALS = ("ssbase", "ssp", "ssend", "gcw", "nosafe")
 
@@ -187,8 +180,6 @@ def _assemble(mb: ModuleBuilder, inits: list[str]) -> str:
     parts.append("  (global $strbase (mut i32) (i32.const 0))")
     parts.extend(f"  (global ${g} (mut i32) (i32.const 0))" for g in _GC_GLOBALS)
     parts.extend(f"  (global {site} (mut i32) (i32.const 0))" for site in mb.ic_sites)
-    if "rt_own" in mb.imports:
-        parts.append(_OWN_FUNC)
     parts.extend("  " + g for g in mb.globals)
     if mb.data:
         parts.append(f'  (data $strs "{_wat_bytes(bytes(mb.data))}")')

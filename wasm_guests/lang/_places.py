@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from . import _ast as A
 from ._builtins import Builtin
-from ._emitter import FRESH, Operand, key_hash
+from ._emitter import ARRAY, ARRAY_FLAGS, BLOB_TAG, FRESH, MAP, MAP_FLAGS, Operand, key_hash
 from ._operators import OperatorCompiler
 from ._resolver import FnRef
 
@@ -122,7 +122,7 @@ class PlaceCompiler(OperatorCompiler):
         if isinstance(e, A.Var) and id(e) in self.res.bindings:
             b = self.res.bindings[id(e)]
             self.load(b)
-            self.emit(f"call {self.own_func()}")
+            self.own_top()
             if not b.const:
                 self.store(b)
                 self.load(b)
@@ -136,11 +136,19 @@ class PlaceCompiler(OperatorCompiler):
             self.call("rt_prop_own", e.span)
         else:
             self.push(parts[id(e)])
-            self.emit(f"call {self.own_func()}")
+            self.own_top()
 
-    def own_func(self) -> str:
-        self.mb.use("rt_own")
-        return "$own"
+    def own_top(self) -> None:
+        """Make the value on the stack private if it is a shared array, map or blob
+        (``rt_own``): the shared flag is tested inline, so a private value costs no call."""
+        self.emit("local.set $xp", "local.tee $xt", f"i32.const {MAP}", "i32.eq", "if (result i32)",
+                  "local.get $xp", "i32.wrap_i64", f"i32.load offset={MAP_FLAGS}", "else",
+                  "local.get $xt", f"i32.const {ARRAY}", "i32.eq", "local.get $xt", f"i32.const {BLOB_TAG}",
+                  "i32.eq", "i32.or", "if (result i32)", "local.get $xp", "i32.wrap_i64",
+                  f"i32.load offset={ARRAY_FLAGS}", "else", "i32.const 0", "end", "end",
+                  "i32.const 1", "i32.and", "if", "local.get $xt", "local.get $xp",
+                  f"call {self.mb.use('rt_own')}", "local.set $xp", "local.set $xt", "end",
+                  "local.get $xt", "local.get $xp")
 
     def store_place(self, place: A.Expr) -> bool:
         """Pop the value on the stack into ``place`` if it is one (writeback builtins)."""
