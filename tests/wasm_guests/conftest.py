@@ -40,7 +40,7 @@ def _i64(u: int) -> int:
 
 
 #: rt exports taking a property name's hash after the name (computed by the compiler).
-_HASHED = frozenset({"rt_prop_get", "rt_prop_set", "rt_prop_own"})
+_HASHED = frozenset({"rt_prop_get", "rt_prop_set", "rt_prop_own", "rt_map_set"})
 
 
 class RtError(Exception):
@@ -225,7 +225,7 @@ class RtHarness:
         if isinstance(x, dict):
             m: RtVal = self.raw("rt_map_new", 0)
             for k, v in x.items():
-                self.raw("rt_map_set", m, self.sval(k), self.val(v))
+                self.raw("rt_map_set", m, self.sval(k), key_hash(k), self.val(v))
             return m
         if isinstance(x, tuple):
             return x

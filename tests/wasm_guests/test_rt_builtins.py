@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from peerbox.wasm_guests.lang._emitter import key_hash
+
 from .conftest import (  # shared by the test_rt_* files
     EXC, I64_MAX, I64_MIN, INT, MAP, RtHarness, kind_of,
 )
@@ -141,7 +143,7 @@ def test_map_10k_keys_sorted_and_fast(rt: RtHarness) -> None:
     keys = [f"k{i}" for i in range(10_000)]
     random.Random(1).shuffle(keys)
     for i, k in enumerate(keys):
-        rt.raw("rt_map_set", m, rt.sval(k), (INT, i))
+        rt.raw("rt_map_set", m, rt.sval(k), key_hash(k), (INT, i))
     assert rt.run("f_len_1", m) == 10_000
     got_keys = rt.run("f_keys_1", m)
     assert got_keys == sorted(keys, key=str.encode)
@@ -449,7 +451,7 @@ def test_mutating_array_builtins(rt: RtHarness) -> None:
     assert rt.run("f_remove_2", m, "a") == 1
     rt.call("f_clear_1", m)
     assert rt.py(m) == {}
-    rt.raw("rt_map_set", m, rt.sval("z"), (INT, 1))
+    rt.raw("rt_map_set", m, rt.sval("z"), key_hash("z"), (INT, 1))
     assert rt.py(m) == {"z": 1}
     b = rt.val(b"\x01\x02")
     rt.call("f_push_2", b, 3)

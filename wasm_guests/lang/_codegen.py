@@ -310,7 +310,7 @@ class FunctionCompiler(PlaceCompiler):
             m = self.to_temp()
             for key, item in e.entries:
                 self.push(m)
-                self.str_const(key)
+                self.prop_name(key)  # the key and its hash
                 self.value(item)
                 self.call("rt_map_set", item.span)  # () or too_deep
                 self.emit("drop", "drop")

@@ -80,7 +80,7 @@ RT_SIGS: dict[str, tuple[str, str]] = {
     "rt_array_new": ("i32", V),
     "rt_array_push": (f"{V} {V}", V),
     "rt_map_new": ("i32", V),
-    "rt_map_set": (f"{V} {V} {V}", V),
+    "rt_map_set": (f"{V} {V} i32 {V}", V),
     "rt_index_get": (f"{V} {V}", V),
     "rt_index_set": (f"{V} {V} {V}", V),
     "rt_prop_get": (f"{V} {V} i32", V),

@@ -81,9 +81,10 @@ EXPORT("rt_array_push") V rt_array_push(int32_t at, int64_t ap, int32_t t, int64
 
 EXPORT("rt_map_new") V rt_map_new(int32_t cap) { return vptr(T_MAP, map_new(cap < 0 ? 0 : (uint32_t)cap)); }
 
-EXPORT("rt_map_set") V rt_map_set(int32_t mt, int64_t mp, int32_t kt, int64_t kp, int32_t t, int64_t p) {
+/* A map literal's entry: the key is a constant whose hash the compiler computed. */
+EXPORT("rt_map_set") V rt_map_set(int32_t mt, int64_t mp, int32_t kt, int64_t kp, int32_t h, int32_t t, int64_t p) {
     if (mt != T_MAP || kt != T_STR) return unit();
-    map_set(MAPP(mk(mt, mp)), mk(kt, kp), mk(t, p));
+    map_set_h(MAPP(mk(mt, mp)), mk(kt, kp), (uint32_t)h, mk(t, p));
     return depth_unit(mk(mt, mp));
 }
 

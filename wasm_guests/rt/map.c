@@ -117,9 +117,11 @@ Entry *map_find_h(Map *m, V key, uint32_t h) {
     return e;
 }
 
-void map_set(Map *m, V key, V val) {
+void map_set(Map *m, V key, V val) { map_set_h(m, key, hash_key(key), val); }
+
+/* map_set for a key whose hash h is known (a constant key of a map literal). */
+void map_set_h(Map *m, V key, uint32_t h, V val) {
     note_child(&m->depth, val);
-    uint32_t h = hash_key(key);
     uint32_t slot = 0;
     if (m->icap) {
         int found;
@@ -131,12 +133,13 @@ void map_set(Map *m, V key, V val) {
             return;
         }
     } else {
-        int64_t i = find_linear(m, key);
-        if (i >= 0) {
-            m->e[i].tag = val.tag;
-            m->e[i].p = val.p;
-            return;
-        }
+        Entry *x = m->e;
+        for (uint32_t i = 0, n = m->len; i < n; i++)
+            if (x[i].hash == h && key_eq(x[i].key, key)) {
+                x[i].tag = val.tag;
+                x[i].p = val.p;
+                return;
+            }
     }
     if (m->len == m->cap) {
         uint64_t cap = (uint64_t)m->cap * 2;

@@ -299,6 +299,7 @@ Entry *map_find(Map *m, V key);
 Entry *map_find_h(Map *m, V key, uint32_t h); /* h = hash_key(key), known in advance */
 uint32_t hash_key(V key); /* FNV-1a 32 of the bytes, then h ^= h >> 15 (the compiler computes it too) */
 void map_set(Map *m, V key, V val);
+void map_set_h(Map *m, V key, uint32_t h, V val); /* h = hash_key(key), known in advance */
 int map_remove(Map *m, V key, V *out);
 void map_sort(Map *m); /* entries in key order afterwards */
 Map *map_clone1(Map *m); /* shallow private copy, values shared */
