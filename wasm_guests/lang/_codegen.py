@@ -53,6 +53,8 @@ class FunctionCompiler(PlaceCompiler):
         ``params`` are bound from the wasm parameters starting at ``first_local``.
         """
         self.prologue_at = len(self.out)
+        if self.env_root:
+            self.add_root("e", "0")  # the environment keeps the captured cells alive
         self.param_ids = {b.id for b in params or ()}
         self.open_region()
         if params:
@@ -82,7 +84,6 @@ class FunctionCompiler(PlaceCompiler):
 
     def block_value(self, block: A.Block, *, result: bool = False) -> None:
         """A block's statements and value (``result``: the value a function returns)."""
-        self.open_scope()
         for st in block.stmts:
             self.stmt(st)
         if block.tail is not None and result:
@@ -92,7 +93,6 @@ class FunctionCompiler(PlaceCompiler):
         else:
             self.unit()
             self.last_int = False
-        self.close_scope()
 
     def stmt(self, st: A.Stmt) -> None:  # noqa: C901 - one dispatch over statement types
         self.visit(st)
@@ -171,7 +171,6 @@ class FunctionCompiler(PlaceCompiler):
         self.close_region()
         caught = (self.scratch("i32"), self.scratch("i64"))
         self.emit(f"call {self.mb.use('rt_exc_take')}", f"local.set {caught[1]}", f"local.set {caught[0]}")
-        self.open_scope()
         self.add_root("v", *caught)
         b = self.res.bindings.get(id(st))
         if b is not None and st.var is not None:
@@ -180,7 +179,6 @@ class FunctionCompiler(PlaceCompiler):
         self.caught.append(caught)
         self.block_value(st.handler)
         self.caught.pop()
-        self.close_scope()
         self.emit("drop", "drop", "end")
         self.free("i32", caught[0])
         self.free("i64", caught[1])
@@ -220,7 +218,6 @@ class FunctionCompiler(PlaceCompiler):
         self.call("rt_iter", it.span)
         self.emit("i32.wrap_i64", f"local.set {arr}", "drop", f"local.get {arr}", "i32.load",
                   f"local.set {n}", "i32.const 0", f"local.set {idx}")
-        self.open_scope()
         self.add_root("a", arr)
         self.emit(f"block {brk}", f"loop {top}", f"local.get {idx}", f"local.get {n}", "i32.ge_u",
                   f"br_if {brk}")
@@ -235,7 +232,6 @@ class FunctionCompiler(PlaceCompiler):
         self.emit(f"local.get {idx}", "i32.const 1", "i32.add", f"local.set {idx}")
         self.back_edge(st)
         self.emit(f"br {top}", "end", "end")
-        self.close_scope()
         self.free("i32", arr, n, idx)
 
     def int_value(self, e: A.Expr) -> None:
@@ -373,8 +369,7 @@ class FunctionCompiler(PlaceCompiler):
         self.expr(e.subject)
         subj = self.to_temp()
         assert subj.temp is not None
-        self.open_scope()  # the subject stays a root while the cases run
-        self.add_root("v", f"$t{subj.temp}t", f"$t{subj.temp}p")
+        self.add_root("v", f"$t{subj.temp}t", f"$t{subj.temp}p")  # a root while the cases run
         depth = 0
         for case in e.cases:
             if not case.patterns:
@@ -409,7 +404,6 @@ class FunctionCompiler(PlaceCompiler):
             depth += 1
         self.unit()
         self.emit(*(["end"] * depth))
-        self.close_scope()
         self.release(subj)
 
     # -- calls ------------------------------------------------------------------------

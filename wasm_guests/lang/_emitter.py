@@ -4,15 +4,17 @@ Code generation (``_codegen``) is written against this small vocabulary;
 everything about *how* a value is kept (locals, heap cells for captured
 variables, module globals) and *how* an error unwinds lives here.
 
-Roots for the collector (see ABI.md, "Memory"): every local that holds a
-value the collector must keep (a variable in scope, a captured variable's
-cell, a loop's array, a caught error, a closure's environment) has a slot in
-the function's shadow-stack frame. At a safe point (:meth:`Emitter.spill`)
-the code writes the roots in scope to their slots; the frame is pushed on
-entry and popped on every return (``%ret`` marks where, expanded by
-:meth:`Emitter.finish` only if the function has a frame at all). Code is
-*safe* (``Emitter.safe``) where no value is held on the wasm operand stack
-by an enclosing expression: only there may a collection happen.
+Roots for the collector (see ABI.md, "Memory"): in a function that may
+reach a collection, every local that holds a value the collector must keep
+(a variable, a captured variable's cell, a loop's array, a caught error, a
+switch's subject, a closure's environment) has a slot in the function's
+shadow-stack frame, written wherever the local is assigned
+(:meth:`Emitter.add_root`), so safe points need no writes of their own.
+The frame is pushed on entry and popped on every return (``%ret`` marks
+where, expanded by :meth:`Emitter.finish` only if the function has a frame
+at all). Code is *safe* (``Emitter.safe``) where no value is held on the
+wasm operand stack by an enclosing expression: only there may a
+collection happen.
 
 Locals are the one resource a function's code can run up: a variable gets
 its own pair, but operand temporaries (:meth:`Emitter.temp`) and scratch
@@ -193,7 +195,8 @@ class Emitter:
         self.returns_int = True  # every value this function returns so far is known to be an int
         self.assumed: set[str] = set()  # clones ("$f..._int") whose int results this code relies on
         self.safe = True  # no value is held on the operand stack here: a collection may happen
-        self.scopes: list[list[tuple[str, str, str]]] = [[]]  # roots in scope: (kind, local, local)
+        self.rooted = True  # this function may reach a collection: its roots live in its frame
+        self.env_root = False  # a closure: its environment (local 0) is a root
         self.slots: dict[tuple[str, str], int] = {}  # root -> its slot in this function's frame
         self.prologue_at = 0  # where the frame is pushed (after an int clone's entry test)
         self.call_safe = True  # was the call expression being compiled in safe code
@@ -356,49 +359,39 @@ class Emitter:
 
     # -- roots and safe points --------------------------------------------------------
 
-    def open_scope(self) -> None:
-        self.scopes.append([])
-
-    def close_scope(self) -> None:
-        self.scopes.pop()
-
     def add_root(self, kind: str, a: str, b: str = "") -> None:
-        """From here to the end of the scope, the local(s) hold a root of ``kind``:
-        ``v`` a value (tag, payload locals), ``c`` a cell pointer, ``a`` an array
-        pointer, ``e`` a closure environment pointer."""
-        root = (kind, a, b)
-        if not any(root in s for s in self.scopes):
-            self.scopes[-1].append(root)
+        """The local(s) now hold a root of ``kind``: write it through to its frame slot.
 
-    def spill(self) -> None:
-        """Write every root in scope to its frame slot (before a safe point)."""
-        out: list[str] = []
-        for scope in self.scopes:
-            for kind, a, b in scope:
-                slot = self.slots.setdefault((a, b), len(self.slots))
-                off = 16 * slot
-                if kind == "v":
-                    out += ["local.get $fp", f"local.get {a}", f"i32.store offset={off}",
-                            "local.get $fp", f"local.get {b}", f"i64.store offset={off + 8}"]
-                else:
-                    tag = {"c": CELL, "a": ARRAY, "e": ENV}[kind]
-                    out += ["local.get $fp", f"i32.const {tag}", f"i32.store offset={off}", "local.get $fp",
-                            f"local.get {a}", "i64.extend_i32_u", f"i64.store offset={off + 8}"]
-        self.emit(*out)
+        ``v`` a value (tag, payload locals), ``c`` a cell pointer, ``a`` an array
+        pointer, ``e`` a closure environment pointer. Called wherever such a
+        local is assigned, so the frame always holds what the locals hold and a
+        safe point needs no writes of its own (code linear in the function). A
+        slot keeps its last value after its variable's scope ends: it keeps a
+        dead value alive until the function returns, never a freed one. Only a
+        function that may reach a collection (``rooted``) keeps a frame.
+        """
+        if not self.rooted:
+            return
+        slot = self.slots.setdefault((a, b), len(self.slots))
+        off = 16 * slot
+        if kind == "v":
+            self.emit("local.get $fp", f"local.get {a}", f"i32.store offset={off}",
+                      "local.get $fp", f"local.get {b}", f"i64.store offset={off + 8}")
+        else:
+            tag = {"c": CELL, "a": ARRAY, "e": ENV}[kind]
+            self.emit("local.get $fp", f"i32.const {tag}", f"i32.store offset={off}", "local.get $fp",
+                      f"local.get {a}", "i64.extend_i32_u", f"i64.store offset={off + 8}")
 
     def poll(self) -> None:
         """A safe point at a loop's back-edge: collect if rt asks and no caller is unsafe."""
-        self.emit("global.get $gcw", "i32.load", "if", "global.get $nosafe", "i32.eqz", "if")
-        self.spill()
-        self.emit("global.get $ssp", f"call {self.mb.use('rt_gc')}", "end", "end")
+        self.emit("global.get $gcw", "i32.load", "if", "global.get $nosafe", "i32.eqz", "if",
+                  "global.get $ssp", f"call {self.mb.use('rt_gc')}", "end", "end")
 
     def gc_call(self, *call: str, may_gc: bool) -> None:
-        """Emit a call to a function that may collect: from safe code, after spilling the
-        roots; from unsafe code, with the script marked unsafe (``$nosafe``) meanwhile."""
-        if not may_gc:
-            self.emit(*call)
-        elif self.safe:
-            self.spill()
+        """Emit a call to a function that may collect: from safe code as it is (the roots
+        are in the frame already); from unsafe code, with the script marked unsafe
+        (``$nosafe``) meanwhile."""
+        if not may_gc or self.safe:
             self.emit(*call)
         else:
             self.emit("global.get $nosafe", "i32.const 1", "i32.add", "global.set $nosafe", *call,

@@ -44,6 +44,7 @@ def _compile_int_clones(mb: ModuleBuilder, functions: list[tuple[ModuleInfo, A.F
             mod, fn = todo[name]
             params = mb.res.params[id(fn)]
             clone = FunctionCompiler(mb, mod.index)
+            clone.rooted = name in mb.may_gc
             clone.known_int = {b.id for b in params}
             clone.body(fn.body, params, 0)
             if not clone.returns_int:
@@ -102,6 +103,7 @@ def generate(res: Resolution, init_order: list[int], budget: Budget) -> str:
         name = FnRef(mod.index, fn.name, len(params)).wasm_name
         sig = f"{_params(len(params))} (result i32 i64)"
         f = FunctionCompiler(mb, mod.index)
+        f.rooted = name in mb.may_gc
         if name in mb.int_clones:
             _add(mb, clones[name])
             # entry test: all arguments ints -> the clone that knows it
@@ -127,11 +129,11 @@ def generate(res: Resolution, init_order: list[int], budget: Budget) -> str:
         c = res.closure_order[emitted]
         info = res.closures[id(c)]
         f = FunctionCompiler(mb, info.module)
+        f.rooted, f.env_root = mb.closures_may_gc, True
         for j, b in enumerate(info.captures):
             cell = f.local(f"$c{b.id}", "i32")
             f.cells[b.id] = cell
             f.emit("local.get 0", f"i32.load offset={4 * j}", f"local.set {cell}")
-        f.add_root("e", "0")  # the environment keeps the captured cells alive
         f.body(c.body, info.params, 1)
         mb.closure_arities.add(len(info.params))
         _add(mb, f.finish(
