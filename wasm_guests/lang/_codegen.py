@@ -101,7 +101,7 @@ class FunctionCompiler(PlaceCompiler):
                 self.unit()
             else:
                 self.value(st.value)
-            self.declare(self.res.bindings[id(st)])
+            self.declare(self.res.bindings[id(st)], known_int=st.value is not None and self.last_int)
         elif isinstance(st, A.Assign):
             self.assign(st)
         elif isinstance(st, A.ExprStmt):
@@ -199,10 +199,10 @@ class FunctionCompiler(PlaceCompiler):
             self.emit(f"block {brk}", f"loop {top}", f"local.get {i}", f"local.get {e}",
                       "i64.gt_s" if it.inclusive else "i64.ge_s", f"br_if {brk}",
                       f"i32.const {INT}", f"local.get {i}")
-            self.declare(var)
+            self.declare(var, known_int=True)
             if index_b is not None:
                 self.emit(f"i32.const {INT}", f"local.get {i}")
-                self.declare(index_b)
+                self.declare(index_b, known_int=True)
             self.loop_body(st.body, brk, cont)
             if it.inclusive:
                 self.emit(f"local.get {i}", f"local.get {e}", "i64.eq", f"br_if {brk}")
@@ -227,7 +227,7 @@ class FunctionCompiler(PlaceCompiler):
         self.declare(var)
         if index_b is not None:
             self.emit(f"i32.const {INT}", f"local.get {idx}", "i64.extend_i32_u")
-            self.declare(index_b)
+            self.declare(index_b, known_int=True)
         self.loop_body(st.body, brk, cont)
         self.emit(f"local.get {idx}", "i32.const 1", "i32.add", f"local.set {idx}")
         self.back_edge(st)

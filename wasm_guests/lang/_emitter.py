@@ -471,8 +471,10 @@ class Emitter:
             self.vals[b.id] = pair
         return pair
 
-    def declare(self, b: Binding) -> None:
-        """Pop the value on the stack into a new variable ``b`` (a root while in scope)."""
+    def declare(self, b: Binding, *, known_int: bool = False) -> None:
+        """Pop the value on the stack into a new variable ``b``, a root written through to
+        the frame unless the value is ``known_int`` (the slot may then keep an older value
+        alive a little longer: a slot only ever holds values that were rooted)."""
         if b.module_global is not None:
             off = 16 * self.mb.global_slot(b.module_global)
             self.emit("local.set $xp", "local.set $xt", "global.get $ssbase", "local.get $xt",
@@ -489,10 +491,11 @@ class Emitter:
         else:
             t, p = self._locals_of(b)
             self.emit(f"local.set {p}", f"local.set {t}")
-            self.add_root("v", t, p)
+            if not known_int:
+                self.add_root("v", t, p)
 
-    def store(self, b: Binding) -> None:
-        """Pop the value on the stack into the existing variable ``b``."""
+    def store(self, b: Binding, *, known_int: bool = False) -> None:
+        """Pop the value on the stack into the existing variable ``b`` (see :meth:`declare`)."""
         if b.module_global is not None:
             self.declare(b)
         elif b.captured:
@@ -500,7 +503,7 @@ class Emitter:
             self.emit("local.set $xp", "local.set $xt", f"local.get {cell}", "local.get $xt",
                       "i32.store", f"local.get {cell}", "local.get $xp", "i64.store offset=8")
         else:
-            self.declare(b)
+            self.declare(b, known_int=known_int)
 
     def operand_of(self, b: Binding) -> Operand | None:
         """A binding readable without side effects in place (plain locals only)."""

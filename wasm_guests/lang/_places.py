@@ -31,7 +31,7 @@ class PlaceCompiler(OperatorCompiler):
         target = st.target
         if isinstance(target, A.Var) and st.op is None:
             self.value(st.value)
-            self.store(self.res.bindings[id(target)])
+            self.store(self.res.bindings[id(target)], known_int=self.last_int)
             return
         was, self.safe = self.safe, False  # operands are held while others are evaluated
         self._assign(st)
@@ -51,7 +51,7 @@ class PlaceCompiler(OperatorCompiler):
                 right = self.operand(st.value)
                 self.binop(st.op, left, right, st.span)
                 self.release(left, right)
-            self.store(b)
+            self.store(b, known_int=self.last_int)
             return
         # a[i] = v / m.k = v, possibly compound. Rhai's order: the right side, then the
         # indices along the place, then the place is made private and changed
