@@ -14,10 +14,8 @@ which gives each case the id ``<prefix>-<case id>``.
 
 from __future__ import annotations
 
-from typing import Any
-
-
-ConformanceCase = tuple[str, str, Any]  # (case id, source, expected value)
+from ._conformance import ConformanceCase
+from ._conformance import test_program_value as test_program_value  # collected in this module
 
 
 VARIABLES: list[ConformanceCase] = [
@@ -246,10 +244,3 @@ CONFORMANCE = {
     "closure": CLOSURES,
     "program": INTEGRATION,
 }
-
-
-
-def test_program_value(compile_and_run: Any, same: Any, source: str, expected: Any) -> None:
-    """One case of ``CONFORMANCE`` (parametrized by the conftest): the program's value."""
-    res = compile_and_run(source)
-    assert same(res.value, expected), f"program:\n{source}\nexpected {expected!r}, got {res.value!r}"

@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-ConformanceCase = tuple[str, str, Any]  # (case id, source, expected value)
+from ._conformance import ConformanceCase
+from ._conformance import test_program_value as test_program_value  # collected in this module
 
 
 VALUES_AND_TYPES: list[ConformanceCase] = [
@@ -259,13 +260,6 @@ CONFORMANCE = {
     "str": STRINGS,
     "strbuf": STRING_BUFFERS,
 }
-
-
-
-def test_program_value(compile_and_run: Any, same: Any, source: str, expected: Any) -> None:
-    """One case of ``CONFORMANCE`` (parametrized by the conftest): the program's value."""
-    res = compile_and_run(source)
-    assert same(res.value, expected), f"program:\n{source}\nexpected {expected!r}, got {res.value!r}"
 
 
 def test_case_ids_are_unique(request: pytest.FixtureRequest, conformance_ids: Any) -> None:
