@@ -29,7 +29,6 @@ typedef struct {
 } Seg;
 static Seg segs[SS_MAX_SEGS];
 static uint32_t nsegs, ss_bytes;
-static uint32_t collections;
 static int32_t gc_unsafe; /* > 0 while rt runs a closure: values live in C locals */
 
 /* ---- the mark stack: what is left to scan, as (kind, base, next, end) ----------------- */
@@ -167,7 +166,6 @@ static void collect(uint32_t ssp) {
         mcap = 256;
         mpages = 0;
     }
-    collections++;
     heap_collected();
 }
 
@@ -224,15 +222,4 @@ EXPORT("rt_ss_grow") int32_t rt_ss_grow(int32_t fp, int32_t bytes) {
 
 void gc_enter_unsafe(void) { gc_unsafe++; }
 void gc_leave_unsafe(void) { gc_unsafe--; }
-
-/* Debug and test support: collect at every safe point (level 1). */
-EXPORT("rt_gc_debug") void rt_gc_debug(int32_t level) { heap_set_debug(level); }
-
-EXPORT("rt_gc_stats") int32_t rt_gc_stats(int32_t which) {
-    switch (which) {
-    case 0: return (int32_t)collections;
-    case 1: return (int32_t)(heap_live() >> 10);
-    default: return (int32_t)heap_pages();
-    }
-}
 

@@ -445,14 +445,6 @@ void heap_collected(void) {
     gc_word = 0;
 }
 
-void heap_set_debug(int32_t level) {
-    gc_debug = level;
-    if (level) threshold = 0;
-}
-
-uint64_t heap_live(void) { return live_bytes; }
-uint32_t heap_pages(void) { return end_page - first_page; }
-
 EXPORT("rt_gc_word") int32_t rt_gc_word(void) { return (int32_t)(uintptr_t)&gc_word; }
 
 /* ---- debug builds: every value an rt entry point receives must be allocated -------- */

@@ -33,9 +33,6 @@ uint32_t block_size(uint32_t p);
 /* After marking: free every unmarked block, then learn when to ask for the next collection. */
 void heap_sweep(void);
 void heap_collected(void);
-void heap_set_debug(int32_t level);
-uint64_t heap_live(void);  /* bytes the last collection kept */
-uint32_t heap_pages(void); /* pages of the heap */
 _Noreturn void stack_fault(void); /* fault 4: the shadow stack is as deep as allowed */
 
 #endif
