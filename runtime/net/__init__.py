@@ -11,7 +11,8 @@ In the order a request arrives::
     _metrics     the worker's Prometheus counters, fed typed answers (outcome, usage, denied action)
     _endpoints   what a worker and a router answer: /v1/exec, /v1/logic, health, peers, metrics;
                  the HTTP status of each outcome
-    _worker      the shared worker: check threads, run slots, ``serve_worker``, ``run_shared``
+    _worker      the shared worker: check threads, run slots
+    _shared      serving a shared worker: ``serve_worker``, ``run_shared``
     _serving     serving an app: --listen, TLS, the port file, signals
     _isolated    isolated mode: one child worker per peer, a router in front
 
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from ._client import AsyncClient, Client
     from ._client_errors import ClientError, RemoteRejected, TransportError, VerificationError
     from ._isolated import run_isolated
-    from ._worker import Worker, run_shared
+    from ._shared import run_shared
+    from ._worker import Worker
 
 __all__ = ["AsyncClient", "Client", "ClientError", "RemoteRejected", "TransportError", "VerificationError",
            "run_isolated", "Worker", "run_shared"]
@@ -49,5 +51,5 @@ __getattr__, __dir__ = attach(__name__, {
     "VerificationError": "._client_errors",
     "run_isolated": "._isolated",
     "Worker": "._worker",
-    "run_shared": "._worker",
+    "run_shared": "._shared",
 })

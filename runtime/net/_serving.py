@@ -1,6 +1,6 @@
 """Serving an HTTP/2 app until told to stop: addresses, TLS, the port file, signals.
 
-Shared by the shared-mode worker (:func:`peerbox.net._worker.serve_worker`)
+Shared by the shared-mode worker (:func:`peerbox.net._shared.serve_worker`)
 and isolated mode's router and children (:mod:`peerbox.net._isolated`):
 :func:`serve_app` binds, reports the port, and returns on SIGINT/SIGTERM (or
 stdin EOF, how a child follows its supervisor); :func:`parse_listen` and

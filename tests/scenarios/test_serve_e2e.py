@@ -31,7 +31,7 @@ import peerbox
 from peerbox.net import Worker
 from peerbox.net._h2client import H2Transport
 from peerbox.net._isolated import serve_isolated
-from peerbox.net._worker import serve_worker
+from peerbox.net._shared import serve_worker
 from peerbox.wire import make_request, verify_reply
 
 pytestmark = pytest.mark.slow  # servers in isolated mode (child processes), `peerbox serve`, curl/nghttp

@@ -25,7 +25,8 @@ from peerbox.net._h2client import H2Transport
 from peerbox.net._h2server import HttpRequest, HttpResponse
 from peerbox.net._isolated import Router, _Child, _forwarded, _supervise
 from peerbox.net._metrics import Metrics
-from peerbox.net._worker import Worker, serve_worker
+from peerbox.net._shared import serve_worker
+from peerbox.net._worker import Worker
 from peerbox.trust import Outcome, Usage, make_logic_request
 from peerbox.wire import KeyPair, cbor_dumps, make_denial, make_reply, make_request
 
