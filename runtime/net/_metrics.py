@@ -5,17 +5,24 @@ its :class:`~peerbox.trust._outcome.Outcome`, ``denied_action``, ``usage``),
 never messages or signed bodies, and renders the text exposition format
 (version 0.0.4) that ``GET /metrics`` serves. The shared worker and the
 isolated-mode router each keep one, updated on their trio thread only.
+
+With ``peerbox serve --workers N`` a scrape lands on one of N processes, so
+each publishes a :meth:`Metrics.snapshot` (plain JSON-able data) to a file
+its supervisor owns (:mod:`peerbox.net._supervisor`), and any of them renders
+every process's series with a ``process`` label (:func:`render_processes`):
+counters of a restarted process start again from zero under the same label,
+which Prometheus reads as a counter reset, as it should.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from ..trust import Handled
 
-__all__ = ["Metrics", "Histogram", "Unhandled"]
+__all__ = ["Metrics", "Histogram", "Unhandled", "render_processes"]
 
 #: Answers no request handler gave (counted in ``peerbox_requests_total`` beside the outcomes):
 #: the worker was saturated or draining (``busy``), a peer's files could not be opened
@@ -46,13 +53,32 @@ class Histogram:
 
     def render(self, name: str) -> list[str]:
         """The exposition lines of this histogram under ``name`` (cumulative buckets, sum, count)."""
-        out = [f"# TYPE {name} histogram"]
-        for b, c in zip(self.buckets, self.counts, strict=True):
-            out.append(f'{name}_bucket{{le="{_fmt(b)}"}} {c}')
-        out.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
-        out.append(f"{name}_sum {_fmt(self.sum)}")
-        out.append(f"{name}_count {self.count}")
+        return [f"# TYPE {name} histogram", *self.series(name)]
+
+    def series(self, name: str, label: str = "") -> list[str]:
+        """The sample lines alone; ``label`` (``'process="0"'``) is added to each one's labels."""
+        lead = f"{label}," if label else ""
+        tail = f"{{{label}}}" if label else ""
+        out = [f'{name}_bucket{{{lead}le="{_fmt(b)}"}} {c}'
+               for b, c in zip(self.buckets, self.counts, strict=True)]
+        out.append(f'{name}_bucket{{{lead}le="+Inf"}} {self.count}')
+        out.append(f"{name}_sum{tail} {_fmt(self.sum)}")
+        out.append(f"{name}_count{tail} {self.count}")
         return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """The histogram as plain data (for :meth:`restore`)."""
+        return {"counts": list(self.counts), "count": self.count, "sum": self.sum}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take the counts of a :meth:`snapshot` (of a histogram with the same buckets).
+
+        Raises ``ValueError`` (or ``TypeError``/``KeyError``) for data of another shape.
+        """
+        counts = [int(c) for c in data["counts"]]
+        if len(counts) != len(self.buckets):
+            raise ValueError("a histogram snapshot with other buckets")
+        self.counts, self.count, self.sum = counts, int(data["count"]), float(data["sum"])
 
 
 def _fmt(x: float) -> str:
@@ -98,20 +124,64 @@ class Metrics:
 
     def render(self) -> str:
         """The text exposition format (version 0.0.4)."""
-        lines = ["# HELP peerbox_requests_total Exec requests answered, by outcome.",
-                 "# TYPE peerbox_requests_total counter"]
-        lines += [f'peerbox_requests_total{{outcome="{k}"}} {v}' for k, v in sorted(self.requests.items())]
-        lines += ["# HELP peerbox_denials_total Policy denials, by action.",
-                  "# TYPE peerbox_denials_total counter"]
-        lines += [f'peerbox_denials_total{{action="{k}"}} {v}' for k, v in sorted(self.denials.items())]
-        lines += ["# HELP peerbox_rejections_total Envelopes refused before authentication, by kind.",
-                  "# TYPE peerbox_rejections_total counter"]
-        lines += [f'peerbox_rejections_total{{kind="{k}"}} {v}' for k, v in sorted(self.rejections.items())]
-        lines += ["# HELP peerbox_run_fuel Fuel used by script runs."] + self.fuel.render("peerbox_run_fuel")
-        lines += ["# HELP peerbox_run_seconds Wall time of handled requests on worker threads."]
-        lines += self.seconds.render("peerbox_run_seconds")
-        lines += ["# HELP peerbox_runs_in_flight Runs executing now.", "# TYPE peerbox_runs_in_flight gauge",
-                  f"peerbox_runs_in_flight {self.in_flight}",
-                  "# HELP peerbox_runs_queued Runs waiting for a slot.", "# TYPE peerbox_runs_queued gauge",
-                  f"peerbox_runs_queued {self.queued}"]
-        return "\n".join(lines) + "\n"
+        return render_processes({"": self})
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter, histogram and gauge as plain JSON-able data (for :meth:`from_snapshot`)."""
+        return {"requests": dict(self.requests), "denials": dict(self.denials),
+                "rejections": dict(self.rejections), "fuel": self.fuel.snapshot(),
+                "seconds": self.seconds.snapshot(), "in_flight": self.in_flight, "queued": self.queued}
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> Metrics:
+        """The metrics a :meth:`snapshot` holds. Raises ``ValueError``, ``TypeError`` or
+        ``KeyError`` for data of another shape (a file another program wrote)."""
+        m = cls()
+        for name in ("requests", "denials", "rejections"):
+            getattr(m, name).update({str(k): int(v) for k, v in dict(data[name]).items()})
+        m.fuel.restore(data["fuel"])
+        m.seconds.restore(data["seconds"])
+        m.in_flight, m.queued = int(data["in_flight"]), int(data["queued"])
+        return m
+
+
+def render_processes(processes: Mapping[str, Metrics]) -> str:
+    """The exposition text of several processes' metrics, each series labelled ``process="KEY"``.
+
+    One process under the key ``""`` renders without the label (a single-process worker's
+    text, unchanged). Each family's ``HELP``/``TYPE`` lines appear once, as the format requires.
+    """
+    keys = sorted(processes, key=lambda k: (len(k), k))  # "2" before "10"
+    label = {k: f'process="{k}"' if k else "" for k in keys}
+
+    def counter(family: str, key: str, attr: str) -> list[str]:
+        lines = []
+        for k in keys:
+            extra = f",{label[k]}" if label[k] else ""
+            counts: Counter[str] = getattr(processes[k], attr)
+            lines += [f'{family}{{{key}="{v}"{extra}}} {n}' for v, n in sorted(counts.items())]
+        return lines
+
+    def gauge(family: str, attr: str) -> list[str]:
+        return [f"{family}{{{label[k]}}} {getattr(processes[k], attr)}" if label[k]
+                else f"{family} {getattr(processes[k], attr)}" for k in keys]
+
+    lines = ["# HELP peerbox_requests_total Exec requests answered, by outcome.",
+             "# TYPE peerbox_requests_total counter", *counter("peerbox_requests_total", "outcome", "requests"),
+             "# HELP peerbox_denials_total Policy denials, by action.",
+             "# TYPE peerbox_denials_total counter", *counter("peerbox_denials_total", "action", "denials"),
+             "# HELP peerbox_rejections_total Envelopes refused before authentication, by kind.",
+             "# TYPE peerbox_rejections_total counter",
+             *counter("peerbox_rejections_total", "kind", "rejections"),
+             "# HELP peerbox_run_fuel Fuel used by script runs.", "# TYPE peerbox_run_fuel histogram"]
+    for k in keys:
+        lines += processes[k].fuel.series("peerbox_run_fuel", label[k])
+    lines += ["# HELP peerbox_run_seconds Wall time of handled requests on worker threads.",
+              "# TYPE peerbox_run_seconds histogram"]
+    for k in keys:
+        lines += processes[k].seconds.series("peerbox_run_seconds", label[k])
+    lines += ["# HELP peerbox_runs_in_flight Runs executing now.", "# TYPE peerbox_runs_in_flight gauge",
+              *gauge("peerbox_runs_in_flight", "in_flight"),
+              "# HELP peerbox_runs_queued Runs waiting for a slot.", "# TYPE peerbox_runs_queued gauge",
+              *gauge("peerbox_runs_queued", "queued")]
+    return "\n".join(lines) + "\n"
