@@ -1,30 +1,50 @@
-"""The network rows of the benchmark (issue 6): delegated calls to a ``peerbox serve`` worker.
+"""The network rows of the benchmark (issues 6 and 15): delegated calls to a ``peerbox serve`` worker.
 
-Two measurements, each against a real worker started as a subprocess
-(``python -m peerbox serve ... --listen 127.0.0.1:0 --port-file F``, stopped
-with SIGTERM):
+Every server is a real subprocess (``python -m peerbox serve ... --listen
+127.0.0.1:0 --port-file F``, stopped with SIGTERM), and so is the client
+(``bench/_netload.py``: the project's ``AsyncClient``, in a process of its
+own so that its CPU is measured apart). Every call is a full delegated call:
+the client signs the request envelope, the server verifies it, (the worker:
+checks the target's policy), spends the nonce, runs ``params.x + 1`` in a
+fresh sandbox and signs the reply; the client verifies the reply and its
+value. Calls/s counts verified, correct replies only; a ``503`` or any other
+failure is counted and reported, never a success.
 
-* **Round trips.** One trio :class:`~peerbox.net._client.AsyncClient` (so one
-  multiplexed HTTP/2 connection) sends a trivial script (``params.x + 1``)
-  from ``K`` concurrent tasks for a fixed time, K = 1, 16, 64. Every call is
-  a full delegated call: the client signs the request envelope, the worker
-  verifies it, checks the target's policy, runs the script, signs the reply,
-  and the client verifies the reply and its value. Calls/s counts successful
-  replies only; p50/p99 is their latency. A ``503`` (the worker's queues are
-  full) or any other failure is counted and reported, never a success.
-  Shared mode (the worker hosts the peer) and isolated mode (the same peer in
-  its own child process, behind the router: one extra HTTP/2 hop).
-* **Idle memory per peer.** The worker's VmRSS (``/proc/PID/status``) after
-  startup and one call to each of a sample of its peers, with N peers hosted
-  (1,000; 50 with ``--quick``) vs. with 1 peer: (RSS_N - RSS_1) / (N - 1).
+Three servers, all started up front and measured in turns (2 rounds; each
+figure is the best of the rounds):
 
-Both client and worker run on the same (2-core) machine, so the client's own
-signing/verifying competes with the worker for CPU: the calls/s figure is
-for the pair, which is what a local caller sees.
+* **the anchor** (``bench/anchor_server.py``): a ~150-line trio + h2 server
+  doing the same essential work inline (one Ed25519 verify, one SQLite nonce
+  insert, one wasm run, one sign), the yardstick of the worker's CPU per call;
+* **shared mode**: ``peerbox serve --mode shared`` (with ``--workers``, when
+  the command has it, at its default: the number of cores);
+* **isolated mode**: the same peer in its own child process behind the router.
+
+The loads (the same client, the same connections for every phase of one server):
+
+* ``closed``: 2 connections (two ``AsyncClient``), 64 calls always in flight
+  (32 per connection), for a few seconds: calls/s, and p50/p99 latency,
+  which at a full pipe is queueing (Little's law: 64 / rate);
+* ``open``: 300 calls/s *scheduled* at fixed times over 2 connections,
+  whether or not earlier calls were answered; latency from the scheduled time
+  to the verified reply (no coordinated omission). The p99 target is here;
+* ``net_shared_1``: one call at a time on one connection (unloaded latency).
+
+CPU per call: utime + stime (``/proc/PID/stat``) of the server process and
+every descendant (router and children, or every worker process), over the
+successful calls of the phase; the client's own ``getrusage`` the same way.
+Both run on the same (2-core) machine, so they compete for it: calls/s is
+for the pair.
+
+**Idle memory per peer** (``net_idle_peer``): the worker's VmRSS after
+startup and one call to each of a sample of its peers, with N peers hosted
+(1,000; 50 with ``--quick``) vs. with 1 peer: (RSS_N - RSS_1) / (N - 1);
+one worker process (``--workers 1`` when the command has the option).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -33,22 +53,42 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROW_NAMES = ["net_shared_1", "net_shared_16", "net_shared_64",
-             "net_isolated_1", "net_isolated_16", "net_isolated_64", "net_idle_peer"]
-STREAMS = (1, 16, 64)
-TARGET_CALLS = 1500.0          # calls/s, shared mode (best of the stream counts)
-TARGET_P99_MS = 20.0           # at 64 streams
+from _rows import Row, _err
+
+BENCH = Path(__file__).resolve().parent
+ROW_NAMES = ["net_anchor_64", "net_shared_1", "net_shared_64", "net_shared_open",
+             "net_isolated_64", "net_isolated_open", "net_idle_peer"]
+TARGET_CALLS = 1500.0          # calls/s, shared mode, 64 in flight
+TARGET_P99_MS = 20.0           # open loop at OPEN_RATE, shared mode
+TARGET_SERVER_VS_ANCHOR = 1.0  # worker CPU per call / the anchor's
+TARGET_CLIENT_MS = 0.5         # client CPU per call
+TARGET_ISOLATED = 0.8          # isolated calls/s / shared calls/s
 TARGET_KIB_PER_PEER = 200.0
+CONNS, IN_FLIGHT, OPEN_RATE = 2, 64, 300.0
 SCRIPT = "params.x + 1"
 
-# (full, quick): seconds of load per row, peers for the memory rows, peers of the sample called
-DURATION = (3.0, 0.6)
+# (full, quick): seconds of load per phase, rounds, peers for the memory row, peers of the sample called
+DURATION = (3.0, 0.4)
+DURATION_1 = (2.0, 0.3)
+ROUNDS = (2, 1)
 MANY_PEERS = (1000, 50)
 SAMPLE = (50, 10)
+
+INTRO = (
+    "Delegated calls (`bench/network.py`, issues 6 and 15): the project's client (`AsyncClient`, in a "
+    "process of its own) against a `peerbox serve` subprocess and against the anchor "
+    "(`bench/anchor_server.py`: trio + h2 doing one Ed25519 verify, one SQLite nonce insert, one wasm "
+    "run and one sign inline per call), script `params.x + 1`, every reply verified. Closed loop: "
+    f"{CONNS} connections with {IN_FLIGHT} calls always in flight (p99 there is queueing, Little's law); "
+    f"open loop: {OPEN_RATE:g} calls/s scheduled at fixed times, latency from the scheduled time. "
+    "Server CPU: utime+stime of the server's process tree per successful call; client CPU likewise. "
+    "Each figure is the best of the rounds; 503s are counted, not successes. Idle memory: one worker's "
+    "VmRSS with N peers vs. 1, per extra peer."
+)
 
 _POLICY = """\
 version = 1
@@ -66,28 +106,14 @@ effect = "allow"
 
 
 @dataclass
-class NetResult:
-    """One load run: K streams against one worker."""
+class NetRow(Row):
+    """A network row: ``us`` calls/s, ``peerbox``/``cpython`` p50/p99 ms, ``rel`` 503s, and these."""
 
-    name: str
-    mode: str
-    streams: int
-    seconds: float = 0.0
-    ok: int = 0
-    rejected_503: int = 0
+    server_ms: float | None = None    # server CPU ms per successful call (its process tree)
+    vs_anchor: float | None = None    # server_ms / the anchor's
+    client_ms: float | None = None    # client CPU ms per successful call
+    procs: int = 0                    # processes in the server's tree
     failed: int = 0
-    latencies: list[float] = field(default_factory=list)   # seconds, successful calls
-    first_error: str = ""
-
-    @property
-    def rate(self) -> float:
-        return self.ok / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float | None:
-        if not self.latencies:
-            return None
-        xs = sorted(self.latencies)
-        return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 # ------------------------------------------------------------------ fixtures
@@ -95,10 +121,10 @@ class NetResult:
 
 def _make_root(n_peers: int) -> tuple[Path, list[str]]:
     """A temp root with a ``client`` peer and ``n_peers`` hosted peers that let anyone exec."""
-    from peerbox.peer._peers import PeerStore
+    import peerbox
 
     root = Path(tempfile.mkdtemp(prefix="peerbox-bench-net-"))
-    store = PeerStore(root)
+    store = peerbox.PeerStore(root)
     store.init("client")
     names = [f"p{i:04d}" for i in range(n_peers)]
     for name in names:
@@ -107,26 +133,38 @@ def _make_root(n_peers: int) -> tuple[Path, list[str]]:
     return root, names
 
 
-class _Worker:
-    """``python -m peerbox serve`` as a subprocess; stopped with SIGTERM."""
+def serve_options() -> set[str]:
+    """The long options ``peerbox serve --help`` lists (``--workers`` arrives with issue 15)."""
+    out = subprocess.run([sys.executable, "-m", "peerbox", "serve", "--help"], capture_output=True,
+                         text=True, timeout=60).stdout
+    return {w.strip(",[]") for w in out.split() if w.startswith(("--", "[--"))}
 
-    def __init__(self, root: Path, peers: list[str], mode: str) -> None:
-        self.port_file = root / f"port-{mode}-{len(peers)}-{time.monotonic_ns()}"
-        peer_arg = ["--peers", ",".join(peers)]
-        cmd = [sys.executable, "-m", "peerbox", "serve", "--root", str(root), *peer_arg,
-               "--mode", mode, "--listen", "127.0.0.1:0", "--port-file", str(self.port_file), "--quiet"]
+
+class _Server:
+    """A server subprocess that writes its port to a file; stopped with SIGTERM."""
+
+    def __init__(self, cmd: list[str], port_file: Path, what: str) -> None:
+        self.port_file = port_file
         self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.stderr)
+        self.proc = subprocess.Popen([*cmd, "--port-file", str(port_file)], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self.stderr)
         deadline = time.monotonic() + 60.0
-        while not (self.port_file.exists() and self.port_file.read_text().strip()):
+        while not (port_file.exists() and port_file.read_text().strip()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill() if self.proc.poll() is None else None
+                self.proc.wait()
+                tail = self.tail()
                 self.stop()
-                self.stderr.seek(0)
-                raise RuntimeError(f"the worker did not start: {self.stderr.read().decode()[-400:]}")
+                raise RuntimeError(f"{what} did not start (exit {self.proc.returncode}): {tail}")
             time.sleep(0.05)
-        self.port = int(self.port_file.read_text().strip())
+        self.port = int(port_file.read_text().strip())
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def tail(self) -> str:
+        if self.stderr.closed:
+            return ""
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")[-400:]
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -142,99 +180,235 @@ class _Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.stderr.close()
+        if not self.stderr.closed:
+            self.stderr.close()
         return self.proc.returncode
 
-    def __enter__(self) -> _Worker:
+    def __enter__(self) -> _Server:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def _directory(root: Path, names: list[str], url: str) -> Any:
-    from peerbox.peer._directory import Directory
-    from peerbox.peer._peers import PeerStore
+def _worker(root: Path, peers: list[str], mode: str, extra: tuple[str, ...] = ()) -> _Server:
+    port_file = root / f"port-{mode}-{len(peers)}-{time.monotonic_ns()}"
+    cmd = [sys.executable, "-m", "peerbox", "serve", "--root", str(root), "--peers", ",".join(peers),
+           "--mode", mode, "--listen", "127.0.0.1:0", "--quiet", *extra]
+    return _Server(cmd, port_file, f"the {mode} worker")
 
-    d = Directory(root / f"dir-{time.monotonic_ns()}")
-    store = PeerStore(root)
+
+def _anchor(root: Path, peer: str) -> _Server:
+    port_file = root / f"port-anchor-{time.monotonic_ns()}"
+    cmd = [sys.executable, str(BENCH / "anchor_server.py"), "--root", str(root), "--peer", peer,
+           "--listen", "127.0.0.1:0"]
+    return _Server(cmd, port_file, "the anchor server")
+
+
+def _directory(root: Path, names: list[str], url: str) -> Path:
+    """A fresh directory root whose peers.toml maps ``names`` to ``url``."""
+    import peerbox
+
+    path = root / f"dir-{time.monotonic_ns()}"
+    d = peerbox.Directory(path)
+    store = peerbox.PeerStore(root)
     for name in names:
         d.add(name, store.get(name).did, url)
-    return d
+    return path
 
 
-# ------------------------------------------------------------------ load
+def _drive(root: Path, server: _Server, target: str, phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run ``phases`` against ``server`` from a ``_netload`` subprocess; its per-phase results.
+    Raises RuntimeError if the client could not run (warm-up failed, crash, timeout)."""
+    spec = {"root": str(root), "client": "client", "directory": str(_directory(root, [target], server.url)),
+            "target": target, "server_pid": server.proc.pid, "warm": 20, "phases": phases}
+    with tempfile.TemporaryDirectory(prefix="peerbox-netload-") as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        spec_path.write_text(json.dumps(spec))
+        budget = 120.0 + sum(float(p["duration"]) for p in phases) * 3
+        proc = subprocess.run([sys.executable, str(BENCH / "_netload.py"), str(spec_path), str(out_path)],
+                              capture_output=True, text=True, timeout=budget)
+        if not out_path.exists():
+            raise RuntimeError(f"the load client failed (exit {proc.returncode}): {proc.stderr[-300:]}")
+        doc = json.loads(out_path.read_text())
+    if "error" in doc:
+        raise RuntimeError(f"{doc['error']} (server: {server.tail()[-200:]})")
+    return list(doc["phases"])
 
 
-def _load(root: Path, directory: Any, target: str, runs: list[NetResult], duration: float,
-          warm: int = 20) -> None:
-    """``warm`` checked calls, then each of ``runs`` (K streams for ``duration`` s), over one
-    AsyncClient connection. Raises if a warm-up call fails."""
+# ------------------------------------------------------------------ rows
+
+
+def _closed(name: str, conns: int, streams: int, duration: float) -> dict[str, Any]:
+    return {"name": name, "kind": "closed", "conns": conns, "streams": streams, "duration": duration}
+
+
+def _open(name: str, duration: float) -> dict[str, Any]:
+    return {"name": name, "kind": "open", "conns": CONNS, "rate": OPEN_RATE, "duration": duration}
+
+
+def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best of several rounds of one phase, figure by figure (the first round's spec)."""
+    def per_call(r: dict[str, Any], key: str) -> float | None:
+        return 1e3 * r[key] / r["ok"] if r["ok"] else None
+
+    best = dict(results[0])
+    best["offered"] = results[0].get("rate")          # an open phase's calls/s scheduled
+    rates = [r["ok"] / r["seconds"] if r["seconds"] else 0.0 for r in results]
+    best["rate"] = max(rates)
+    best["rates"] = rates
+    for key in ("ok", "rejected_503", "failed", "first_error", "seconds"):
+        best[key] = results[rates.index(max(rates))][key]
+    for key in ("p50", "p90", "p99", "max"):
+        vals = [r[key] for r in results if r[key] is not None]
+        best[key] = min(vals) if vals else None
+    for key, src in (("server_ms", "server_cpu"), ("client_ms", "client_cpu")):
+        vals = [v for r in results if (v := per_call(r, src)) is not None]
+        best[key] = min(vals) if vals else None
+    best["server_procs"] = max(r["server_procs"] for r in results)
+    best["failed_total"] = sum(r["failed"] for r in results)
+    best["first_error"] = next((r["first_error"] for r in results if r["first_error"]), "")
+    return best
+
+
+def _row(name: str, title: str, size: str, m: dict[str, Any] | None, err: str) -> NetRow:
+    row = NetRow(name, title, size, unit="calls/s", group="network")
+    if m is None:
+        row.status, row.note = "ERROR", err or "not measured"
+        return row
+    row.us = m["rate"]
+    row.peerbox, row.cpython = m["p50"], m["p99"]
+    row.rel = float(m["rejected_503"])
+    row.server_ms, row.client_ms = m["server_ms"], m["client_ms"]
+    row.procs, row.failed = m["server_procs"], m["failed_total"]
+    notes = [f"{m['ok']} ok in {m['seconds']:.1f} s"]
+    if len(m["rates"]) > 1:
+        notes.append("rounds " + " / ".join(f"{r:.0f}" for r in m["rates"]) + " calls/s")
+    if m["kind"] == "open":
+        notes.append(f"{m['offered']:g}/s offered")
+    if m["failed_total"]:
+        notes.append(f"{m['failed_total']} failed: {m['first_error']}")
+    if m["ok"] == 0:
+        row.status = "ERROR"
+    row.note = "; ".join(notes)
+    return row
+
+
+def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
+    """The network rows (those ``wanted``) as :class:`NetRow`/``Row`` (group ``"network"``)."""
+    q = 1 if quick else 0
+    dur, dur1, rounds = DURATION[q], DURATION_1[q], ROUNDS[q]
+    per_conn = IN_FLIGHT // CONNS
+    load_rows = [n for n in ROW_NAMES if n != "net_idle_peer" and wanted(n)]
+    # net_shared_64's targets are ratios to the anchor; net_isolated_64's to shared: measure those too
+    need = set(load_rows)
+    if "net_shared_64" in need:
+        need.add("net_anchor_64")
+    if "net_isolated_64" in need:
+        need.add("net_shared_64")
+    plans: dict[str, list[dict[str, Any]]] = {
+        "anchor": [_closed("net_anchor_64", CONNS, IN_FLIGHT, dur)],
+        "shared": [_closed("net_shared_1", 1, 1, dur1), _closed("net_shared_64", CONNS, IN_FLIGHT, dur),
+                   _open("net_shared_open", dur)],
+        "isolated": [_closed("net_isolated_64", CONNS, IN_FLIGHT, dur), _open("net_isolated_open", dur)],
+    }
+    plans = {k: [p for p in v if p["name"] in need] for k, v in plans.items()}
+    plans = {k: v for k, v in plans.items() if v}
+    measured: dict[str, list[dict[str, Any]]] = {}
+    errors: dict[str, str] = {}
+    rows: list[Any] = []
+    workers_note = ""
+    # One root per server: a peer's storage has one writer at a time, so two servers never host the
+    # same peer directory (each root has its own ``client`` and ``p0000``, its own keys).
+    roots: dict[str, tuple[Path, list[str]]] = {}
+    servers: dict[str, _Server] = {}
+    try:
+        if plans:
+            has_workers = "--workers" in serve_options()
+            workers_note = "--workers default" if has_workers else "one process (no --workers yet)"
+            for kind in plans:
+                try:
+                    root, names = roots[kind] = _make_root(1)
+                    servers[kind] = _anchor(root, names[0]) if kind == "anchor" else _worker(root, names, kind)
+                except Exception as e:  # noqa: BLE001 - a failing server is reported in its rows
+                    errors[kind] = _err(e)
+            for _ in range(rounds):
+                for kind, phases in plans.items():
+                    if kind not in servers or kind in errors:
+                        continue
+                    root, names = roots[kind]
+                    try:
+                        for res in _drive(root, servers[kind], names[0], phases):
+                            measured.setdefault(res["name"], []).append(res)
+                    except Exception as e:  # noqa: BLE001
+                        errors[kind] = _err(e)
+    finally:
+        for s in servers.values():
+            s.stop()
+        for root, _names in roots.values():
+            shutil.rmtree(root, ignore_errors=True)
+
+    merged = {name: _merge(rs) for name, rs in measured.items()}
+    anchor_ms = merged.get("net_anchor_64", {}).get("server_ms")
+    shared_rate = merged.get("net_shared_64", {}).get("rate")
+    titles = {
+        "net_anchor_64": ("anchor", f"anchor server, {CONNS} connections × {per_conn} streams, closed loop",
+                          f"{dur:g} s"),
+        "net_shared_1": ("shared", f"shared ({workers_note}), 1 connection × 1 stream, closed loop",
+                         f"{dur1:g} s"),
+        "net_shared_64": ("shared", f"shared ({workers_note}), {CONNS} connections × {per_conn} streams, "
+                          "closed loop (p99 = queueing)", f"{dur:g} s"),
+        "net_shared_open": ("shared", f"shared ({workers_note}), open loop {OPEN_RATE:g} calls/s over "
+                            f"{CONNS} connections", f"{dur:g} s"),
+        "net_isolated_64": ("isolated", f"isolated, {CONNS} connections × {per_conn} streams, closed loop "
+                            "(p99 = queueing)", f"{dur:g} s"),
+        "net_isolated_open": ("isolated", f"isolated, open loop {OPEN_RATE:g} calls/s over {CONNS} connections",
+                              f"{dur:g} s"),
+    }
+    for name in load_rows:
+        kind, title, size = titles[name]
+        m = merged.get(name)
+        row = _row(name, title, size, m, errors.get(kind, ""))
+        if m is not None and row.status != "ERROR":
+            if anchor_ms and row.server_ms is not None and name != "net_anchor_64":
+                row.vs_anchor = row.server_ms / anchor_ms
+            goals: list[bool] = []
+            if name == "net_shared_64":
+                row.target = (f"≥ {TARGET_CALLS:g}/s; server CPU ≤ {TARGET_SERVER_VS_ANCHOR:g}× anchor; "
+                              f"client CPU ≤ {TARGET_CLIENT_MS:g} ms")
+                goals = [row.us is not None and row.us >= TARGET_CALLS,
+                         row.vs_anchor is not None and row.vs_anchor <= TARGET_SERVER_VS_ANCHOR,
+                         row.client_ms is not None and row.client_ms <= TARGET_CLIENT_MS]
+            elif name == "net_shared_open":
+                row.target = f"p99 < {TARGET_P99_MS:g} ms, every call answered"
+                goals = [row.cpython is not None and row.cpython < TARGET_P99_MS,
+                         m["failed_total"] == 0 and m["rejected_503"] == 0]
+            elif name == "net_isolated_64":
+                row.target = f"≥ {TARGET_ISOLATED:g}× shared calls/s"
+                ratio = (row.us or 0.0) / shared_rate if shared_rate else None
+                goals = [ratio is not None and ratio >= TARGET_ISOLATED]
+                if ratio is not None:
+                    row.note = f"{ratio:.2f}× shared; " + row.note
+            if goals:
+                row.status = "PASS" if all(goals) else "MISS"
+        rows.append(row)
+    if wanted("net_idle_peer"):
+        rows.append(_bench_memory(quick))
+    return rows
+
+
+def _call_each(root: Path, directory: Path, targets: list[str]) -> list[float]:
+    """One checked call to each of ``targets``, in turn, over one connection, in this process;
+    seconds per call (the first includes opening the connection). Raises if a call fails."""
     import trio
 
-    from peerbox.net import AsyncClient, RemoteRejected
-    from peerbox.peer._peers import PeerStore
+    import peerbox
 
-    identity = PeerStore(root).get("client").signing_key()
-
-    async def main() -> None:
-        async with AsyncClient(identity, directory) as client:
-            entry = client.resolve(target)
-            for i in range(warm):                   # warm-up: connection, compile cache, threads
-                r = await client.exec(entry, SCRIPT, {"x": i})
-                if not r.ok or r.value != i + 1:
-                    raise RuntimeError(f"warm-up call failed: {r.error or r.value!r}")
-            for res in runs:
-                deadline = trio.current_time() + duration
-
-                async def stream(base: int, res: NetResult = res, deadline: float = deadline) -> None:
-                    i = base
-                    while trio.current_time() < deadline:
-                        i += 1
-                        t0 = time.perf_counter()
-                        try:
-                            r = await client.exec(entry, SCRIPT, {"x": i})
-                        except RemoteRejected as exc:
-                            if exc.status == 503:
-                                res.rejected_503 += 1
-                                await trio.sleep(0.001)
-                            else:
-                                res.failed += 1
-                                res.first_error = res.first_error or str(exc)[:160]
-                            continue
-                        except Exception as exc:  # noqa: BLE001 - counted, reported
-                            res.failed += 1
-                            res.first_error = res.first_error or f"{type(exc).__name__}: {exc}"[:160]
-                            continue
-                        if r.ok and r.value == i + 1:
-                            res.latencies.append(time.perf_counter() - t0)
-                            res.ok += 1
-                        else:
-                            res.failed += 1
-                            res.first_error = res.first_error or f"reply {r.error or r.value!r}"[:160]
-
-                t0 = time.perf_counter()
-                async with trio.open_nursery() as nursery:
-                    for k in range(res.streams):
-                        nursery.start_soon(stream, k * 10_000_000)
-                res.seconds = time.perf_counter() - t0
-
-    trio.run(main)
-
-
-def _call_each(root: Path, directory: Any, targets: list[str]) -> list[float]:
-    """One checked call to each of ``targets``, in turn, over one connection; seconds per call
-    (the first includes opening the connection). Raises if a call fails."""
-    import trio
-
-    from peerbox.net._client import AsyncClient
-    from peerbox.peer._peers import PeerStore
-
-    identity = PeerStore(root).get("client").signing_key()
+    identity = peerbox.PeerStore(root).get("client").signing_key()
     times: list[float] = []
 
     async def main() -> None:
-        async with AsyncClient(identity, directory) as client:
+        async with peerbox.AsyncClient(identity, peerbox.Directory(directory)) as client:
             for i, name in enumerate(targets):
                 t0 = time.perf_counter()
                 r = await client.exec(name, SCRIPT, {"x": i})
@@ -246,79 +420,19 @@ def _call_each(root: Path, directory: Any, targets: list[str]) -> list[float]:
     return times
 
 
-def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
-    """The network rows (those ``wanted``) as :class:`_rows.Row` (group ``"network"``)."""
-    from _rows import Row, _err
-
-    q = 1 if quick else 0
-    duration = DURATION[q]
-    rows: list[Row] = []
-    modes = [m for m in ("shared", "isolated") if any(wanted(f"net_{m}_{k}") for k in STREAMS)]
-    root: Path | None = None
-    try:
-        if modes:
-            root, names = _make_root(1)
-        for mode in modes:
-            runs = [NetResult(f"net_{mode}_{k}", mode, k) for k in STREAMS if wanted(f"net_{mode}_{k}")]
-            err = ""
-            try:
-                assert root is not None
-                with _Worker(root, names, mode) as w:
-                    _load(root, _directory(root, names, w.url), names[0], runs, duration)
-            except Exception as e:  # noqa: BLE001 - a failing row is reported, not fatal
-                err = _err(e)
-            for res in runs:
-                row = Row(res.name, f"{mode}, {res.streams} stream{'s' if res.streams > 1 else ''}, "
-                          "one HTTP/2 connection", f"{duration:g} s", unit="calls/s", group="network")
-                row.us = res.rate
-                p50, p99 = res.pct(0.50), res.pct(0.99)
-                row.peerbox = p50 * 1e3 if p50 is not None else None
-                row.cpython = p99 * 1e3 if p99 is not None else None   # p99 in ms (column reuse)
-                row.rel = float(res.rejected_503)
-                notes = [f"{res.ok} ok", f"{res.rejected_503} × 503"]
-                if res.failed:
-                    notes.append(f"{res.failed} failed: {res.first_error}")
-                if err:
-                    row.status = "ERROR"
-                    notes = [err]
-                elif res.ok == 0:
-                    row.status = "ERROR"
-                elif mode == "shared":
-                    goals = []
-                    if res.streams == 64:
-                        row.target = f"p99 < {TARGET_P99_MS:g} ms; ≥ {TARGET_CALLS:g}/s"
-                        goals.append(p99 is not None and p99 * 1e3 < TARGET_P99_MS)
-                    else:
-                        row.target = f"≥ {TARGET_CALLS:g}/s"
-                    goals.append(res.rate >= TARGET_CALLS)
-                    row.status = "PASS" if all(goals) else "MISS"
-                elif res.streams == 64:
-                    row.target = f"p99 < {TARGET_P99_MS:g} ms"
-                    row.status = "PASS" if p99 is not None and p99 * 1e3 < TARGET_P99_MS else "MISS"
-                row.note = "; ".join(notes)
-                rows.append(row)
-        if wanted("net_idle_peer"):
-            rows.append(_bench_memory(quick))
-    finally:
-        if root is not None:
-            shutil.rmtree(root, ignore_errors=True)
-    return rows
-
-
-def _bench_memory(quick: bool) -> Any:
-    from _rows import Row, _err
-
+def _bench_memory(quick: bool) -> Row:
     q = 1 if quick else 0
     n, sample = MANY_PEERS[q], SAMPLE[q]
     row = Row("net_idle_peer", "idle memory per hosted peer, shared mode", f"{n:_} peers",
               unit="KiB", group="network", target=f"< {TARGET_KIB_PER_PEER:g} KiB")
     roots: list[Path] = []
     try:
+        one = ("--workers", "1") if "--workers" in serve_options() else ()
         base, base_names = _make_root(1)   # the 1-peer baseline, in its own root
         roots.append(base)
         # A throwaway worker first: its call fills the compiled-module cache the workers share
         # (PEERBOX_CACHE_DIR), so neither measured worker pays Cranelift (~10 MiB of RSS).
-        with _Worker(base, base_names, "shared") as w:
+        with _worker(base, base_names, "shared", one) as w:
             _call_each(base, _directory(base, base_names, w.url), base_names)
         t0 = time.perf_counter()
         root, names = _make_root(n)
@@ -326,10 +440,10 @@ def _bench_memory(quick: bool) -> Any:
         t_init = time.perf_counter() - t0
         called = names[:: max(1, n // sample)][:sample]
         # The baseline gets as many calls (all to its one peer) as the N-peer worker gets.
-        with _Worker(base, base_names, "shared") as w:
+        with _worker(base, base_names, "shared", one) as w:
             _call_each(base, _directory(base, base_names, w.url), base_names * len(called))
             rss_1 = w.rss_kib()
-        with _Worker(root, names, "shared") as w:
+        with _worker(root, names, "shared", one) as w:
             directory = _directory(root, called, w.url)
             first = _call_each(root, directory, called)      # the first call to each: RSS after it
             rss_n = w.rss_kib()
@@ -345,13 +459,17 @@ def _bench_memory(quick: bool) -> Any:
         row.note = (f"VmRSS {rss_1 / 1024:.1f} MiB with 1 peer, {rss_n / 1024:.1f} MiB with {n:_}, each "
                     f"after {len(called)} sequential calls (with {n:_}: one to each of {len(called)} peers, "
                     f"median {med(first):.1f} ms; a second call to each: {med(second):.1f} ms); creating the "
-                    f"peers took {t_init:.1f} s")
+                    f"peers took {t_init:.1f} s{'; --workers 1' if one else ''}")
     except Exception as e:  # noqa: BLE001
         row.status, row.note = "ERROR", _err(e)
     finally:
         for r in roots:
             shutil.rmtree(r, ignore_errors=True)
     return row
+
+
+def _cell(v: float | None, fmt: str) -> str:
+    return "—" if v is None else format(v, fmt)
 
 
 def render(rows: list[Any]) -> str:
@@ -361,13 +479,16 @@ def render(rows: list[Any]) -> str:
     mem = [r for r in mine if r.name == "net_idle_peer"]
     out: list[str] = []
     if load:
-        head = ["benchmark", "duration", "calls/s", "p50 ms", "p99 ms", "503s", "target", "status"]
+        head = ["benchmark", "duration", "calls/s", "p50 ms", "p99 ms", "server CPU ms/call", "× anchor",
+                "client CPU ms/call", "server processes", "503s", "target", "status"]
         out += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         for r in load:
             status = r.status + (f" ({r.note})" if r.note else "")
-            cells = [r.name + " — " + r.title, r.size, f"{r.us or 0:.0f}",
-                     "—" if r.peerbox is None else f"{r.peerbox:.2f}",
-                     "—" if r.cpython is None else f"{r.cpython:.2f}",
+            cells = [r.name + " — " + r.title, r.size, _cell(r.us, ".0f"), _cell(r.peerbox, ".2f"),
+                     _cell(r.cpython, ".2f"), _cell(getattr(r, "server_ms", None), ".3f"),
+                     _cell(getattr(r, "vs_anchor", None), ".2f") + ("" if getattr(r, "vs_anchor", None) is None
+                                                                    else "×"),
+                     _cell(getattr(r, "client_ms", None), ".3f"), str(getattr(r, "procs", "") or "—"),
                      f"{r.rel or 0:.0f}", r.target, status]
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if mem:

@@ -1,0 +1,212 @@
+"""Load generation for the network rows: the project's client, in a process of its own.
+
+``python bench/_netload.py SPEC.json OUT.json`` runs the phases of ``SPEC``
+against one server and writes what happened to ``OUT``. Being its own
+process, the client's CPU time (``getrusage(RUSAGE_SELF)``, every thread)
+is measured apart from the server's, and it cannot take the server's GIL.
+
+SPEC (JSON)::
+
+    {"root": peer root (holds the ``client`` peer), "client": "client",
+     "directory": a directory root whose peers.toml names "target",
+     "target": peer name, "server_pid": int, "warm": calls,
+     "phases": [{"name": str, "kind": "closed", "conns": C, "streams": K, "duration": s},
+                {"name": str, "kind": "open", "conns": C, "rate": calls/s, "duration": s}]}
+
+Every call is a full delegated call through ``peerbox.AsyncClient``
+(script ``params.x + 1``): sign, send, verify the reply and check its value.
+``C`` connections are ``C`` ``AsyncClient`` instances (each owns one HTTP/2
+connection to the server's origin).
+
+* ``closed``: ``K`` tasks in all, spread over the connections, each sending
+  its next call when the last one is answered, for ``duration`` seconds.
+  Latency is from the call to its verified reply; with ``K`` always in
+  flight it is mostly queueing (Little's law: K / rate).
+* ``open``: calls *scheduled* at fixed times (``rate`` per second, round
+  robin over the connections) whether or not earlier ones were answered;
+  latency is from the scheduled time to the verified reply, so a client or
+  server that falls behind is charged for it (no coordinated omission).
+
+Per phase: successful calls, 503s, other failures (and the first error),
+p50/p90/p99/max latency in ms, the client's CPU seconds, and the server's:
+utime + stime of ``server_pid`` and every live descendant (``/proc``), plus
+what its reaped children used (``cutime``/``cstime``), sampled at the start
+and end of the phase; and the number of processes in that tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SCRIPT = "params.x + 1"
+CALL_TIMEOUT = 10.0
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stats() -> dict[int, tuple[int, float, float]]:
+    """pid -> (ppid, own CPU s, reaped children's CPU s) for every process we can read."""
+    out: dict[int, tuple[int, float, float]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        f2 = raw[raw.rfind(b")") + 2:].split()
+        # fields after the name: state ppid ... utime(11) stime(12) cutime(13) cstime(14)
+        out[int(d)] = (int(f2[1]), (int(f2[11]) + int(f2[12])) / _TICK, (int(f2[13]) + int(f2[14])) / _TICK)
+    return out
+
+
+def tree_cpu(pid: int) -> tuple[float, int]:
+    """CPU seconds used so far by ``pid`` and its descendants (live, and reaped), and the tree's size."""
+    stats = _proc_stats()
+    children: dict[int, list[int]] = {}
+    for p, (ppid, _own, _reaped) in stats.items():
+        children.setdefault(ppid, []).append(p)
+    total, n, todo = 0.0, 0, [pid]
+    while todo:
+        p = todo.pop()
+        if p not in stats:
+            continue
+        _ppid, own, reaped = stats[p]
+        total += own + reaped
+        n += 1
+        todo.extend(children.get(p, ()))
+    return total, n
+
+
+def _cpu_self() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+class Phase:
+    """What one phase measured."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.ok = 0
+        self.rejected_503 = 0
+        self.failed = 0
+        self.first_error = ""
+        self.latencies: list[float] = []
+        self.seconds = 0.0
+
+    def fail(self, msg: str) -> None:
+        self.failed += 1
+        self.first_error = self.first_error or msg[:200]
+
+    def result(self, client_cpu: float, server_cpu: float, procs: int) -> dict[str, Any]:
+        xs = sorted(self.latencies)
+
+        def pct(q: float) -> float | None:
+            return 1e3 * xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
+
+        return {**self.spec, "ok": self.ok, "rejected_503": self.rejected_503, "failed": self.failed,
+                "first_error": self.first_error, "seconds": self.seconds,
+                "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": 1e3 * xs[-1] if xs else None,
+                "client_cpu": client_cpu, "server_cpu": server_cpu, "server_procs": procs}
+
+
+def run(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every phase of ``spec``, in order, over the same connections; their results."""
+    import trio
+
+    import peerbox
+
+    identity = peerbox.PeerStore(spec["root"]).get(spec.get("client", "client")).signing_key()
+    directory = peerbox.Directory(spec["directory"])
+    server_pid = int(spec["server_pid"])
+    n_conns = max(int(p.get("conns", 1)) for p in spec["phases"])
+    results: list[dict[str, Any]] = []
+
+    async def call(client: Any, entry: Any, i: int, t0: float, res: Phase) -> None:
+        try:
+            r = await client.exec(entry, SCRIPT, {"x": i}, timeout=CALL_TIMEOUT)
+        except peerbox.RemoteRejected as exc:
+            if exc.status == 503:
+                res.rejected_503 += 1
+            else:
+                res.fail(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - counted and reported, never a success
+            res.fail(f"{type(exc).__name__}: {exc}")
+            return
+        if r.ok and r.value == i + 1:
+            res.latencies.append(trio.current_time() - t0)
+            res.ok += 1
+        else:
+            res.fail(f"reply {r.error or r.value!r}")
+
+    async def closed(clients: list[Any], entry: Any, res: Phase) -> None:
+        deadline = trio.current_time() + float(res.spec["duration"])
+        conns = int(res.spec.get("conns", 1))
+
+        async def stream(k: int) -> None:
+            client, i = clients[k % conns], k * 10_000_000
+            while trio.current_time() < deadline:
+                i += 1
+                n503 = res.rejected_503
+                await call(client, entry, i, trio.current_time(), res)
+                if res.rejected_503 != n503:
+                    await trio.sleep(0.001)      # back off a little after a 503
+
+        async with trio.open_nursery() as nursery:
+            for k in range(int(res.spec["streams"])):
+                nursery.start_soon(stream, k)
+
+    async def open_loop(clients: list[Any], entry: Any, res: Phase) -> None:
+        rate, conns = float(res.spec["rate"]), int(res.spec.get("conns", 1))
+        n = max(1, int(rate * float(res.spec["duration"])))
+        start = trio.current_time() + 0.01
+        async with trio.open_nursery() as nursery:
+            for i in range(n):
+                at = start + i / rate
+                await trio.sleep_until(at)
+                nursery.start_soon(call, clients[i % conns], entry, i, at, res)
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(peerbox.AsyncClient(identity, directory))
+                       for _ in range(n_conns)]
+            entry = clients[0].resolve(spec["target"])
+            for i in range(int(spec.get("warm", 20))):   # connections, compile cache, threads
+                r = await clients[i % n_conns].exec(entry, SCRIPT, {"x": i}, timeout=60.0)
+                if not r.ok or r.value != i + 1:
+                    raise RuntimeError(f"warm-up call failed: {r.error or r.value!r}")
+            for p in spec["phases"]:
+                res = Phase(p)
+                s0, _ = tree_cpu(server_pid)
+                c0, t0 = _cpu_self(), time.perf_counter()
+                await (closed if p["kind"] == "closed" else open_loop)(clients, entry, res)
+                res.seconds = time.perf_counter() - t0
+                c1 = _cpu_self()
+                s1, procs = tree_cpu(server_pid)
+                results.append(res.result(c1 - c0, s1 - s0, procs))
+
+    trio.run(main)
+    return results
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[1]).read_text())
+    try:
+        doc: dict[str, Any] = {"phases": run(spec)}
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as the rows' error
+        doc = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    Path(argv[2]).write_text(json.dumps(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
