@@ -1,56 +1,61 @@
 """Isolated mode: one worker process per peer, supervised, behind a router.
 
-The same binary as shared mode (:mod:`peerbox.net._worker`): the supervisor
-starts ``peerbox serve --peers NAME`` once per peer on its own loopback port,
-restarts a crashed child with backoff, stops them all on exit, and serves a
-:class:`Router` on the main address that forwards each ``/v1/exec`` to its
-peer's child over HTTP/2, with the same pre-checks and answers as a shared
-worker, so a client cannot tell the modes apart except by timing.
+The supervisor starts one child per peer (:mod:`peerbox.net._child`: the same
+:class:`~peerbox.net._worker.Worker` app as shared mode, one peer each),
+restarts a child that exits with backoff, stops them all on exit, and serves
+a :class:`Router` on the main address. The router runs the same pre-checks
+as a shared worker and forwards each ``/v1/exec`` and ``/v1/logic`` to its
+peer's child over a local channel (:mod:`peerbox.net._localchan`: a Unix
+``socketpair``, length-prefixed frames multiplexed by request id), not over a
+second HTTP/2 connection, and answers with the child's status, content type
+and bytes, so a client cannot tell the modes apart except by timing.
+
+Faults of a child never reach the router's other peers: a child that is
+down, dies with requests in flight, does not answer within the router's
+``timeout``, or breaks the frame format (it is then killed and restarted)
+costs its own requests a ``503`` with ``retry-after``, nothing else.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
 import cbor2
 import trio
 
-from ._client_errors import TransportError
-from ._h2client import H2Transport
 from ..wire import decode1
 from ..trust import Handled, Outcome, Usage, outcome_of
+from ._h2client import MAX_REPLY
 from ._h2server import HttpRequest, HttpResponse, ServerLimits
 from ..peer import PeerStore
+from ._child import child_command
 from ._endpoints import DENIED_ACTION, RETRY_LATER, Endpoints, error_response
+from ._localchan import FRAME_SLACK, ChannelClient, ChannelError, FrameError
 from ._serving import parse_listen, serve_app, tls_context
 
 __all__ = ["Router", "serve_isolated", "run_isolated"]
 
+#: How long a child may take to start (build its worker, say HELLO) before it is killed and restarted.
+START_TIMEOUT = 60.0
+
 
 @dataclass(eq=False)
 class _Child:
-    """One peer's worker process, as the supervisor sees it."""
+    """One peer's worker process, as the supervisor sees it: ``channel`` is None while it is down."""
 
     name: str
     did: str
     public_key: bytes
-    port_file: str
-    port: int | None = None
+    channel: ChannelClient | None = None
     process: trio.Process | None = None
     starts: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 class Router(Endpoints):
@@ -70,10 +75,9 @@ class Router(Endpoints):
     content type, and ``retry-after`` on a 503).
     """
 
-    def __init__(self, children: list[_Child], transport: H2Transport, *, timeout: float = 120.0) -> None:
+    def __init__(self, children: list[_Child], *, timeout: float = 120.0) -> None:
         super().__init__([(c.name, c.did) for c in children])
         self.children = {c.public_key: c for c in children}
-        self.transport = transport
         self.timeout = timeout
         self.in_flight = 0
 
@@ -81,13 +85,15 @@ class Router(Endpoints):
         return target in self.children
 
     def health(self) -> dict[str, object]:
-        up = sum(1 for c in self.children.values() if c.port is not None)
+        up = sum(1 for c in self.children.values() if c.channel is not None)
         return {**super().health(), "in_flight": self.in_flight, "workers_up": up,
                 "restarts": sum(max(0, c.starts - 1) for c in self.children.values())}
 
     async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
+        """Forward a pre-checked request to its peer's child; its answer, or 503 if it gives none."""
         child = self.children[target]
-        if child.port is None:
+        channel = child.channel
+        if channel is None:
             self.metrics.unhandled("busy")
             return error_response(503, "unavailable", f"the worker of {child.name} is restarting",
                                   RETRY_LATER)
@@ -95,8 +101,9 @@ class Router(Endpoints):
         self.metrics.in_flight = self.in_flight
         start = time.perf_counter()
         try:
-            answer = await self.transport.post(child.url, bytes(req.body), self.timeout, path=path)
-        except TransportError as exc:
+            forwarded = (("content-type", req.header("content-type") or ""),)
+            answer = await channel.request(req.method, path, forwarded, bytes(req.body), self.timeout)
+        except ChannelError as exc:
             self.metrics.unhandled("busy")
             return error_response(503, "unavailable", f"the worker of {child.name} did not answer: {exc}",
                                   RETRY_LATER)
@@ -106,7 +113,7 @@ class Router(Endpoints):
         status, body = answer.status, answer.body
         self._count(status, body, time.perf_counter() - start, logic=path == "/v1/logic",
                     denied_action=answer.header(DENIED_ACTION))
-        headers: tuple[tuple[str, str], ...] = (("content-type", answer.content_type),)
+        headers: tuple[tuple[str, str], ...] = (("content-type", answer.header("content-type") or ""),)
         if status == 503:
             headers += RETRY_LATER
         return HttpResponse(status=status, headers=headers, body=body)
@@ -153,19 +160,9 @@ def _forwarded(status: int, body: bytes, *, logic: bool = False, denied_action: 
                    denied_action=denied_action)
 
 
-def _child_command(root: str, child: _Child, max_runs: int | None) -> list[str]:
-    cmd = [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", root, "--peers", child.name,
-           "--listen", "127.0.0.1:0", "--port-file", child.port_file, "--quiet", "--exit-with-parent"]
-    if max_runs is not None:
-        cmd += ["--max-runs", str(max_runs)]
-    return cmd
-
-
 async def _stop(proc: trio.Process, grace: float) -> None:
     """SIGTERM, then SIGKILL after ``grace`` s; always reaps."""
     with trio.CancelScope(shield=True):
-        if proc.stdin is not None:
-            await proc.stdin.aclose()
         if proc.returncode is None:
             try:
                 proc.send_signal(signal.SIGTERM)
@@ -178,41 +175,67 @@ async def _stop(proc: trio.Process, grace: float) -> None:
                 await proc.wait()
 
 
+async def _pump(child: _Child, channel: ChannelClient, proc: trio.Process) -> None:
+    """Run ``channel`` until it ends; a child that broke the frame format, or closed its end while
+    still running, is killed (the supervisor restarts it)."""
+    try:
+        await channel.run()
+    except FrameError as exc:
+        print(f"peerbox serve: the worker of {child.name} broke the channel ({exc}); killing it",
+              file=sys.stderr, flush=True)
+    if proc.returncode is None:
+        proc.kill()
+
+
 async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: float,
+                     max_request: int = ServerLimits().max_body + FRAME_SLACK,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Keep ``child`` running: start it, wait for its port, restart it with backoff when it exits.
+    """Keep ``child`` running: start it on a fresh channel, wait for its HELLO, restart it with
+    backoff when it exits (or breaks its channel, or does not start within :data:`START_TIMEOUT`).
 
     Reports started after the first attempt (up or failed). Cancel to stop
-    it (SIGTERM, SIGKILL after ``grace``).
+    it (its channel closes, which a child takes as its cue to exit; SIGTERM,
+    SIGKILL after ``grace``).
     """
     backoff = 0.1
     reported = False
     while True:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            os.unlink(child.port_file)
-        except FileNotFoundError:
-            pass
-        cmd = _child_command(root, child, max_runs)
-        # Its own session: a terminal's Ctrl-C reaches only the supervisor, which stops the
-        # children itself; stdin is a pipe whose end tells a child its supervisor is gone.
-        proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.PIPE, start_new_session=True)
+            cmd = child_command(root, child.name, theirs.fileno(), max_runs=max_runs, max_frame=max_request,
+                                grace=grace)
+            # Its own session: a terminal's Ctrl-C reaches only the supervisor, which stops the
+            # children itself; the channel's end tells a child its supervisor is gone.
+            proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL,
+                                                    pass_fds=(theirs.fileno(),), start_new_session=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        channel = ChannelClient(stream, max_frame=MAX_REPLY + FRAME_SLACK, max_request=max_request)
         child.process = proc
         child.starts += 1
         began = trio.current_time()
         try:
-            with trio.move_on_after(60):
-                while proc.returncode is None and child.port is None:
-                    try:
-                        with open(child.port_file, encoding="ascii") as f:
-                            child.port = int(f.read().strip())
-                    except (FileNotFoundError, ValueError):
-                        await trio.sleep(0.02)
-            if not reported:
-                reported = True
-                task_status.started()
-            await proc.wait()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_pump, child, channel, proc)
+                with trio.move_on_after(START_TIMEOUT):
+                    if await channel.wait_ready():
+                        child.channel = channel
+                if child.channel is None and proc.returncode is None:
+                    proc.kill()  # no HELLO in time: stuck starting
+                if not reported:
+                    reported = True
+                    task_status.started()
+                await proc.wait()
+                nursery.cancel_scope.cancel()
         finally:
-            child.port = None
+            child.channel = None
+            channel.close()
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
             await _stop(proc, grace)
         print(f"peerbox serve: the worker of {child.name} exited with code {proc.returncode}; "
               f"restarting in {backoff:g} s", file=sys.stderr, flush=True)
@@ -225,32 +248,34 @@ async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: f
 async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str, port: int,
                          ssl_context: ssl.SSLContext | None = None, limits: ServerLimits | None = None,
                          port_file: str | None = None, max_runs: int | None = None, quiet: bool = False,
-                         handle_signals: bool = True, grace: float = 10.0,
+                         handle_signals: bool = True, grace: float = 10.0, timeout: float = 120.0,
                          task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Isolated mode: one supervised child worker per peer, a :class:`Router` on ``host:port``.
 
-    Raises :class:`~peerbox.UsageError` for an unknown peer (checked before
-    any child starts). On exit every child is stopped.
+    ``timeout``: how long the router waits for a child's answer before it
+    answers 503. Raises :class:`~peerbox.UsageError` for an unknown peer
+    (checked before any child starts). On exit every child is stopped.
     """
     store = PeerStore(root)
     chosen = [store.get(n) for n in peers] if peers is not None else store.list()
-    tmp = tempfile.mkdtemp(prefix="peerbox-isolated-")
-    children = [_Child(p.name, p.did, p.public_key, os.path.join(tmp, f"{p.name}.port")) for p in chosen]
+    children = [_Child(p.name, p.did, p.public_key) for p in chosen]
     names = ", ".join(c.name for c in children) or "none"
+    max_request = (limits or ServerLimits()).max_body + FRAME_SLACK
     inner: list[trio.Nursery] = []
     finished = trio.Event()
 
     async def body(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         # Shielded from outside cancellation, which is turned into cancelling `inner` below:
-        # the transport must be closed with no cancellation pending (it owns a nursery).
+        # the children must be stopped (SIGTERM, reaped) with no cancellation pending.
         try:
             with trio.CancelScope(shield=True):
-                async with H2Transport() as transport, trio.open_nursery() as nursery:
+                async with trio.open_nursery() as nursery:
                     inner.append(nursery)
                     for child in children:
                         await nursery.start(functools.partial(
-                            _supervise, str(store.root), child, max_runs=max_runs, grace=grace))
-                    router = Router(children, transport)
+                            _supervise, str(store.root), child, max_runs=max_runs, grace=grace,
+                            max_request=max_request))
+                    router = Router(children, timeout=timeout)
                     await serve_app(router.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
                                     port_file=port_file,
                                     banner=None if quiet else f"peers: {names}; isolated, one process each",
@@ -259,20 +284,17 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
         finally:
             finished.set()
 
-    try:
-        async with trio.open_nursery() as top:
-            actual: int = await top.start(body)
-            task_status.started(actual)
-            try:
+    async with trio.open_nursery() as top:
+        actual: int = await top.start(body)
+        task_status.started(actual)
+        try:
+            await finished.wait()
+        except trio.Cancelled:
+            if inner:
+                inner[0].cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
                 await finished.wait()
-            except trio.Cancelled:
-                if inner:
-                    inner[0].cancel_scope.cancel()
-                with trio.CancelScope(shield=True):
-                    await finished.wait()
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def run_isolated(root: str | None, peers: list[str] | None, listen: str, *,

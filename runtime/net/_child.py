@@ -1,0 +1,108 @@
+"""An isolated-mode child: one peer's :class:`~peerbox.net._worker.Worker`, served over the local channel.
+
+Started by the supervisor (:mod:`peerbox.net._isolated`) as::
+
+    python -m peerbox.net._child --root ROOT --peers NAME --fd N [--max-runs N] [--max-frame BYTES]
+
+``--fd`` is the child's end of a Unix-domain ``socketpair`` the supervisor
+made (inherited, nothing on the filesystem); the child sends HELLO on it once
+its worker is built, then answers each request frame with its worker's app
+(:class:`~peerbox.net._localchan.ChannelServer`), the same app a shared-mode
+worker serves over HTTP/2, made ``for_router`` (it names denied actions in a
+header for the router's metrics). It stops when the supervisor's end closes
+(the supervisor is gone: nothing can be answered, runs in flight finish,
+then exit 0) or on SIGTERM/SIGINT (requests received are answered within
+``--grace`` s, then exit 0). An unknown peer exits 2 (a usage error); a
+router that breaks the frame format exits 7 (the channel is unusable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import signal
+import socket
+import sys
+
+import trio
+
+from .._errors import Error
+from ._h2client import MAX_REPLY
+from ._http import ServerLimits
+from ._localchan import FRAME_SLACK, ChannelServer, FrameError
+from ._worker import Worker
+
+__all__ = ["main", "child_command"]
+
+
+def child_command(root: str, peer: str, fd: int, *, max_runs: int | None = None,
+                  max_frame: int | None = None, grace: float | None = None) -> list[str]:
+    """The command line that starts a child for ``peer`` on inherited descriptor ``fd``."""
+    cmd = [sys.executable, "-m", "peerbox.net._child", "--root", root, "--peers", peer, "--fd", str(fd)]
+    if max_runs is not None:
+        cmd += ["--max-runs", str(max_runs)]
+    if max_frame is not None:
+        cmd += ["--max-frame", str(max_frame)]
+    if grace is not None:
+        cmd += ["--grace", f"{grace:g}"]
+    return cmd
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m peerbox.net._child",
+                                description="isolated mode's child worker (started by `peerbox serve`)")
+    p.add_argument("--root", required=True)
+    p.add_argument("--peers", required=True, help="the peer (or comma-separated peers) this child hosts")
+    p.add_argument("--fd", type=int, required=True, help="the inherited channel socket")
+    p.add_argument("--max-runs", type=int, default=None)
+    p.add_argument("--max-frame", type=int, default=ServerLimits().max_body + FRAME_SLACK,
+                   help="the largest request frame taken (the router's body limit plus slack)")
+    p.add_argument("--grace", type=float, default=10.0)
+    return p
+
+
+async def _serve(worker: Worker, sock: socket.socket, max_frame: int, grace: float) -> None:
+    """Serve ``worker.app`` on the channel until it closes or a signal; then drain the worker's runs."""
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    server = ChannelServer(stream, worker.app, max_frame=max_frame, max_answer=MAX_REPLY + FRAME_SLACK,
+                           grace=grace)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, server)
+            await server.run()
+            nursery.cancel_scope.cancel()
+    finally:  # the server closed the stream; runs whose answers were dropped finish on their threads
+        with trio.CancelScope(shield=True):
+            await worker.drain(grace)
+
+
+async def _stop_on_signal(server: ChannelServer) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            server.stop()
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a child until its channel closes or a signal; the exit code (0, 2 usage, 7 channel)."""
+    args = _parser().parse_args(argv)
+    sock = socket.socket(fileno=args.fd)
+    try:
+        worker = Worker(args.root, args.peers.split(","), max_runs=args.max_runs, for_router=True)
+    except Error as exc:
+        sock.close()
+        print(f"peerbox serve: the worker of {args.peers} cannot start: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    try:
+        trio.run(functools.partial(_serve, worker, sock, args.max_frame, args.grace))
+    except FrameError as exc:
+        print(f"peerbox serve: the worker of {args.peers}: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    finally:
+        if worker.idle:
+            worker.close()  # else a run is still going: leave its files to the process exit
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
