@@ -141,10 +141,17 @@ class Endpoints:
             return dataclasses.replace(error_response(
                 404, "wrong_target", f"this worker does not host {did_from_public_key(envelope.target)}"),
                 preauth_failure=True)
-        return await self.exec(req, envelope.target, envelope.caller, path)
+        return await self.exec_opened(req, envelope, path)
 
     def hosts(self, target: bytes) -> bool:
         raise NotImplementedError
+
+    async def exec_opened(self, req: HttpRequest, envelope: Request | LogicRequest,
+                          path: str) -> HttpResponse:
+        """Answer a pre-checked request whose envelope is opened (decoded, its signature verified):
+        by default :meth:`exec` with its target and caller; a subclass that uses the envelope
+        (the worker: it is not decoded twice) overrides this."""
+        return await self.exec(req, envelope.target, envelope.caller, path)
 
     async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
         """Answer a pre-checked ``POST /v1/exec`` or ``/v1/logic`` (``path``) for a hosted ``target``."""

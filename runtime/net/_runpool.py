@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import queue as _queue
 import threading
+import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -54,7 +55,19 @@ class RunPool:
             job = self._jobs.get()
             if job is None:
                 return
-            job()
+            try:
+                job()
+            except BaseException:  # noqa: BLE001 - a job must report its own errors; keep the thread
+                traceback.print_exc()
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Queue ``fn`` to run on a pool thread (first come, first served); callable from any thread.
+
+        ``fn`` reports its own result (e.g. with ``TrioToken.run_sync_soon``)
+        and must not raise: an exception is printed by the thread and lost,
+        and the thread goes on with the next job.
+        """
+        self._jobs.put(fn)
 
     async def run(self, fn: Callable[[], T],
                   on_done: Callable[[outcome.Outcome[T]], None] | None = None) -> T:

@@ -14,37 +14,27 @@ it on a worker thread. HTTP status follows the outcome (see
 with isolated mode's router are :class:`~peerbox.net._endpoints.Endpoints`,
 its metrics :mod:`peerbox.net._metrics`, serving :mod:`peerbox.net._serving`).
 
-A request then goes through the two phases of its handler. The first,
-:meth:`~peerbox.trust._exec.ExecHandler.check` (freshness, the nonce, capabilities,
-the policy's ``exec`` decision), runs on one of ``check_threads`` trio worker
-threads (a ``CapacityLimiter`` separate from the run slots: it writes the
-nonce database, so not on the event loop, and it must not wait behind
-scripts). Only a request it admits takes a run slot, so a replay or a key the
+A request then goes through the two phases of its handler, in **one hand-off**
+from the event loop in the common case: the envelope opened by the pre-check
+(:class:`~peerbox.trust.Request`, decoded and verified once) is queued to a
+:class:`~peerbox.net._runpool.RunPool` thread, which checks it
+(:meth:`~peerbox.trust._exec.ExecHandler.check_request`: freshness, the
+nonce, capabilities, the policy's ``exec`` decision), admits it to a run
+slot, runs it (:meth:`~peerbox.trust._exec.ExecHandler.run`: compile-cache
+hit, run, sign) and hands the answer back to the loop, with no trip to the
+loop in between. The check comes before the slot: a replay or a key the
 peer's policy does not know is answered (409, 403) without ever holding one.
-The second, :meth:`~peerbox.trust._exec.ExecHandler.run` (compile, run, sign),
-runs in a slot, on a :class:`RunPool` thread.
-
-Run slots (:mod:`peerbox.net._admission`), independent of HTTP/2 stream
-accounting (a reset stream does not stop its run; the run's own limits do,
-and its slot is freed only when its thread returns):
-
-* ``max_runs`` runs execute at once (default the number of CPUs), plus
-  ``owner_reserve`` (default 1) slots only a peer's owner (a request signed
-  by the peer's own key) may take, so the owner is never locked out by callers;
-* ``per_peer`` of them at most for one hosted peer, so a peer flooded with
-  endless loops cannot stall the others (default ``max_runs - 1`` when several
-  peers are hosted);
-* a freed slot goes to the waiting caller with the fewest runs (max-min fair);
-* ``per_caller`` requests admitted (running or waiting) at most for one caller,
-  ``per_caller_queue`` of them waiting (default a quarter of the queue);
-* ``queue`` requests wait at most; beyond, ``503`` with ``retry-after``. Memory
-  stays bounded: nothing waits outside these counters. A request that would be
-  turned away is answered 503 before its check, so its envelope can be sent
-  again; one turned away after it (the queue filled meanwhile: rare) has used
-  its nonce, and must be sent again as a fresh envelope.
+A request that must wait for a slot is parked (no thread held) until a run
+ends; the thread that ends that run starts it, on the same thread, so a
+queued request costs no extra hop either. :class:`~peerbox.net._admission.Admission`
+stays the one judge of who runs (fair share, owner reserve, caps), called
+under a lock from the loop (the 503 pre-check) and the pool threads.
 
 Runs use a :class:`~peerbox.net._runpool.RunPool` (threads with a large native
-stack, which ``trio.to_thread`` cannot guarantee: see :mod:`peerbox.net._runpool`).
+stack, which ``trio.to_thread`` cannot guarantee: see :mod:`peerbox.net._runpool`)
+of ``max_runs + owner_reserve + check_threads`` threads: at most the first
+two run scripts at once (the slots), so ``check_threads`` are always left for
+checks, which never wait behind scripts.
 
 Isolated mode (:func:`run_isolated`): one child ``peerbox serve`` per peer,
 each on its own loopback port, supervised (restarted with backoff), behind a
@@ -61,18 +51,51 @@ import threading
 import time
 from collections.abc import Callable
 
-import outcome
 import trio
 
 from .._errors import Error
 from ..peer import Contexts
-from ..trust import Admitted, ExecHandler, Handled, LogicAdmitted
+from ..trust import Admitted, ExecHandler, Handled, LogicAdmitted, LogicRequest
+from ..wire import EnvelopeError, Request
 from ._admission import Admission, Ticket
 from ._endpoints import RETRY_LATER, Endpoints, answer_response, error_response
 from ._h2server import HttpRequest, HttpResponse
+from ._metrics import Unhandled
+from ._preauth import open_envelope
 from ._runpool import RUN_STACK_SIZE, RunPool
 
 __all__ = ["Worker"]
+
+
+class _Call:
+    """One request on its way from the event loop to a pool thread and back (see the module docstring).
+
+    The thread fills in what happened: ``handled`` (the handler's answer), or
+    ``unhandled`` (an answer no handler gave: ``busy``, ``unavailable``,
+    ``internal_error``, with ``message``/``exc``); ``ticket`` once admitted
+    to the run slots; ``seconds`` spent checking and running. The loop reads
+    them once ``done`` is set. ``abandoned``: the request's task was
+    cancelled (its stream reset, the server stopping), so it is not admitted
+    to a slot any more (a run already started goes on).
+    """
+
+    __slots__ = ("name", "envelope", "token", "done", "handler", "admitted", "ticket", "abandoned",
+                 "seconds", "handled", "unhandled", "message", "exc")
+
+    def __init__(self, name: str, envelope: Request | LogicRequest, token: trio.lowlevel.TrioToken) -> None:
+        self.name = name
+        self.envelope = envelope
+        self.token = token
+        self.done = trio.Event()
+        self.handler: ExecHandler | None = None
+        self.admitted: Admitted | LogicAdmitted | None = None
+        self.ticket: Ticket | None = None
+        self.abandoned = False
+        self.seconds = 0.0
+        self.handled: Handled | None = None
+        self.unhandled: Unhandled | None = None
+        self.message = ""
+        self.exc: BaseException | None = None
 
 
 class Worker(Endpoints):
@@ -86,10 +109,11 @@ class Worker(Endpoints):
     first request, and a peer whose files cannot be opened answers 503
     (``unavailable``). The admission settings are those of the module
     docstring (``None``: the default); ``check_threads`` (default
-    ``max(2, max_runs)``) bounds the requests being checked at once.
-    ``for_router``: this worker is an isolated-mode child answering its
-    router, and names each denied action in a header
-    (:data:`~peerbox.net._endpoints.DENIED_ACTION`) for the router's metrics.
+    ``max(2, max_runs)``) is how many pool threads beyond the run slots are
+    left for checking requests. ``for_router``: this worker is an
+    isolated-mode child answering its router, and names each denied action
+    in a header (:data:`~peerbox.net._endpoints.DENIED_ACTION`) for the
+    router's metrics.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None, peers: list[str] | None = None, *,
@@ -121,12 +145,14 @@ class Worker(Endpoints):
             per_caller_queue=per_caller_queue,
             owner_reserve=reserve,
         )
-        #: the threads that check requests (the first phase), apart from the run slots
-        self.check_limiter = trio.CapacityLimiter(max(1, check_threads if check_threads is not None
-                                                      else max(2, runs)))
-        self._checking = 0
-        self._wakers: dict[Ticket, trio.Event] = {}
-        self.pool: RunPool | None = RunPool(runs + reserve, stack_size=stack_size)
+        #: guards ``admission``, ``_parked`` and ``_checking`` (the loop and the pool threads use them)
+        self._lock = threading.Lock()
+        #: admitted requests waiting for a slot, by ticket: the thread that frees a slot runs them
+        self._parked: dict[Ticket, _Call] = {}
+        self._checking = 0  # requests queued to the pool and not yet checked
+        self._calls = 0     # requests handed to the pool and not yet answered (loop only)
+        checks = max(1, check_threads if check_threads is not None else max(2, runs))
+        self.pool: RunPool | None = RunPool(runs + reserve + checks, stack_size=stack_size)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -141,7 +167,7 @@ class Worker(Endpoints):
     @property
     def idle(self) -> bool:
         """No request being checked, running or waiting for a run slot."""
-        return self.admission.idle and self._checking == 0
+        return self.admission.idle and self._calls == 0
 
     def close(self) -> None:
         """Release every peer's files (call once no run is in flight). Idempotent."""
@@ -158,6 +184,9 @@ class Worker(Endpoints):
 
     def handler(self, name: str) -> ExecHandler:
         """Peer ``name``'s handler, opened on first use (thread-safe). Raises what opening raises."""
+        handler = self._handlers.get(name)
+        if handler is not None:
+            return handler
         with self._handlers_lock:
             handler = self._handlers.get(name)
             if handler is None:
@@ -173,84 +202,160 @@ class Worker(Endpoints):
         return target in self.targets
 
     async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
-        """Check the request on a check thread, admit it to a run slot (or 503), run it on a pool
-        thread, map the outcome to HTTP (see the module docstring).
+        """Answer a pre-checked request from its body (opened again: :meth:`exec_opened` is the
+        path the worker's own endpoints take, with the envelope they opened). Never raises."""
+        try:
+            envelope = open_envelope(bytes(req.body), path)
+        except EnvelopeError as exc:
+            handled = Handled.rejected(exc)
+            self.metrics.record(handled)
+            return answer_response(handled)
+        return await self.exec_opened(req, envelope, path)
+
+    async def exec_opened(self, req: HttpRequest, envelope: Request | LogicRequest,
+                          path: str) -> HttpResponse:
+        """Check, admit, run and answer a request whose envelope is opened, in one hand-off to a
+        pool thread (see the module docstring); 503 ``busy`` at once when it could not be admitted.
 
         Never raises for any input: a :class:`~peerbox.Error` opening the
         peer's files is a 503 ``unavailable``; only a bug in peerbox is a 500.
         """
-        name = self.targets[target]
-        if self.pool is None or not self.admission.can_admit(name, caller, owner=caller == target):
-            return self._busy("too many runs in flight; retry later")
-        body = bytes(req.body)
-        self._checking += 1
-        try:
-            checked, check_seconds = await trio.to_thread.run_sync(
-                functools.partial(self._check, name, path, body), limiter=self.check_limiter)
-        except Error as exc:  # the peer's key, policy or nonce database cannot be opened
-            self.metrics.unhandled("unavailable")
-            return error_response(503, "unavailable", f"peer {name} cannot be served: {exc}", RETRY_LATER)
-        except Exception as exc:  # a bug: never crash the server
-            return self._internal(exc)
-        finally:
-            self._checking -= 1
-        if isinstance(checked, Handled):  # refused, denied, or answered (a logic read): no slot taken
-            self._account(checked, check_seconds)
-            return answer_response(checked, for_router=self.for_router)
-        return await self._run(name, checked, check_seconds)
-
-    def _check(self, name: str, path: str, body: bytes) -> tuple[Admitted | LogicAdmitted | Handled, float]:
-        """The first phase (on a check thread): the handler's verdict and the seconds it took."""
-        start = time.perf_counter()
-        handler = self.handler(name)
-        checked = handler.check(body) if path == "/v1/exec" else handler.check_logic(body)
-        return checked, time.perf_counter() - start
-
-    async def _run(self, name: str, admitted: Admitted | LogicAdmitted, check_seconds: float) -> HttpResponse:
-        """Admit a checked request to a run slot, wait for it, run it on a pool thread."""
+        name = self.targets[envelope.target]
         pool = self.pool
-        ticket = None if pool is None else self.admission.admit(name, admitted.caller, owner=admitted.owner)
-        if ticket is None or pool is None:
-            return self._busy("too many runs in flight; retry later with a fresh envelope (this one was "
-                              "checked and its nonce used)")
-        self._gauges()
-        if not ticket.started:
-            waker = self._wakers[ticket] = trio.Event()
-            try:
-                await waker.wait()
-            except BaseException:
-                self._wakers.pop(ticket, None)
-                self._release(ticket)
-                raise
-        self._gauges()
-        handler = self.handler(name)
-
-        def job() -> tuple[Handled, float]:
-            start = time.perf_counter()
-            handled = handler.run(admitted)
-            return handled, check_seconds + time.perf_counter() - start
-
-        def done(res: outcome.Outcome[tuple[Handled, float]]) -> None:
-            self._release(ticket)
-            if isinstance(res, outcome.Value):
-                self.metrics.answered(*res.value)  # the run's fuel too
-            else:
-                self.metrics.unhandled("internal_error")
-
+        caller = envelope.caller
+        with self._lock:
+            admissible = self.admission.can_admit(name, caller, owner=caller == envelope.target)
+            if admissible:
+                self._checking += 1
+        if pool is None or not admissible:
+            if admissible:
+                with self._lock:
+                    self._checking -= 1
+            return self._busy("too many runs in flight; retry later")
+        call = _Call(name, envelope, trio.lowlevel.current_trio_token())
+        self._calls += 1
+        pool.submit(functools.partial(self._check_then_run, call))
         try:
-            handled, _ = await pool.run(job, done)
-        except Exception as exc:  # a bug (run answers every peerbox.Error with a signed reply)
-            print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr)
-            return error_response(500, "internal", "the worker failed to handle the request")
-        return answer_response(handled, for_router=self.for_router)
+            await call.done.wait()
+        except BaseException:
+            self._abandon(call)
+            raise
+        return self._response(call)
 
-    def _release(self, ticket: Ticket) -> None:
-        """Free ``ticket``'s slot (or its place in the queue) and wake the tickets that start."""
-        for started in self.admission.release(ticket):
-            waker = self._wakers.pop(started, None)
-            if waker is not None:
-                waker.set()
+    # -- on the pool threads ---------------------------------------------------------------
+
+    def _check_then_run(self, call: _Call) -> None:
+        """Check ``call``, admit it, run it if a slot is free (else park it); answer the loop."""
+        try:
+            start = time.perf_counter()
+            try:
+                handler = call.handler = self.handler(call.name)
+            except Error as exc:  # the peer's key, policy or nonce database cannot be opened
+                with self._lock:
+                    self._checking -= 1
+                call.unhandled, call.message = "unavailable", f"peer {call.name} cannot be served: {exc}"
+                return self._answer(call)
+            env = call.envelope
+            checked = (handler.check_request(env) if isinstance(env, Request)
+                       else handler.check_logic_request(env))
+            call.seconds = time.perf_counter() - start
+            with self._lock:
+                self._checking -= 1
+                if isinstance(checked, Handled):  # refused, denied, or answered (a logic read): no slot
+                    call.handled = checked
+                    ticket = None
+                elif call.abandoned:  # nobody waits for the answer any more: no slot for it
+                    ticket = None
+                else:
+                    ticket = self.admission.admit(call.name, checked.caller, owner=checked.owner)
+                    if ticket is None:
+                        call.unhandled = "busy"
+                        call.message = ("too many runs in flight; retry later with a fresh envelope (this "
+                                        "one was checked and its nonce used)")
+                    else:
+                        call.ticket, call.admitted = ticket, checked
+                        if not ticket.started:
+                            self._parked[ticket] = call
+                            return None  # the thread that frees a slot for it runs it
+            if ticket is None:
+                return self._answer(call)
+        except BaseException as exc:  # a bug: answer 500, never lose the request
+            call.unhandled, call.exc = "internal_error", exc
+            return self._answer(call)
+        self._run_from(call)
+        return None
+
+    def _run_from(self, call: _Call | None) -> None:
+        """Run ``call`` (it holds a slot), free its slot, answer it; then run a parked request the
+        freed slot started, on this same thread (others it started go to other pool threads)."""
+        while call is not None:
+            assert call.handler is not None and call.admitted is not None and call.ticket is not None
+            start = time.perf_counter()
+            try:
+                call.handled = call.handler.run(call.admitted)
+            except BaseException as exc:  # a bug (run answers every peerbox.Error with a signed reply)
+                call.unhandled, call.exc = "internal_error", exc
+            call.seconds += time.perf_counter() - start
+            with self._lock:
+                started = [self._parked.pop(t) for t in self.admission.release(call.ticket)]
+            self._answer(call)
+            pool = self.pool
+            if pool is not None:
+                for other in started[1:]:
+                    pool.submit(functools.partial(self._run_from, other))
+            call = started[0] if started else None
+
+    def _answer(self, call: _Call) -> None:
+        """Hand ``call`` back to the event loop (a no-op once the trio run has ended)."""
+        try:
+            call.token.run_sync_soon(self._delivered, call)
+        except trio.RunFinishedError:
+            pass
+
+    # -- back on the loop ------------------------------------------------------------------
+
+    def _delivered(self, call: _Call) -> None:
+        """Count ``call``'s answer (whether or not a task still waits for it) and wake its task."""
+        self._calls -= 1
         self._gauges()
+        handled = call.handled
+        if handled is not None:
+            if call.ticket is not None:
+                self.metrics.answered(handled, call.seconds)  # the run's fuel too
+            else:
+                self._account(handled, call.seconds)
+        elif call.unhandled is not None:
+            self.metrics.unhandled(call.unhandled)
+            if call.unhandled == "internal_error":
+                print(f"peerbox worker: internal error: {call.exc!r}", file=sys.stderr)
+        call.done.set()
+
+    def _response(self, call: _Call) -> HttpResponse:
+        """The HTTP answer to a delivered ``call`` (counted already)."""
+        handled = call.handled
+        if handled is not None:
+            return answer_response(handled, for_router=self.for_router)
+        if call.unhandled == "unavailable":
+            return error_response(503, "unavailable", call.message, RETRY_LATER)
+        if call.unhandled == "busy":
+            return error_response(503, "busy", call.message, RETRY_LATER)
+        return error_response(500, "internal", "the worker failed to handle the request")
+
+    def _abandon(self, call: _Call) -> None:
+        """The task waiting for ``call`` is cancelled: a parked request leaves the queue at once (it is
+        not counted: nothing answered it); one being checked is not admitted; a run goes on (its slot
+        is freed, and its answer counted, when its thread returns)."""
+        with self._lock:
+            call.abandoned = True
+            ticket = call.ticket
+            parked = ticket is not None and not ticket.started
+            if parked:
+                assert ticket is not None
+                del self._parked[ticket]
+                self.admission.release(ticket)  # a waiting ticket held no slot: it starts nobody
+        if parked:
+            self._calls -= 1
+            self._gauges()
 
     def _account(self, handled: Handled, seconds: float) -> None:
         """Count an answer given without a run (refused, denied, a logic read) and its check time."""
@@ -260,11 +365,6 @@ class Worker(Endpoints):
     def _busy(self, message: str) -> HttpResponse:
         self.metrics.unhandled("busy")
         return error_response(503, "busy", message, RETRY_LATER)
-
-    def _internal(self, exc: BaseException) -> HttpResponse:
-        self.metrics.unhandled("internal_error")
-        print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr)
-        return error_response(500, "internal", "the worker failed to handle the request")
 
     def _gauges(self) -> None:
         self.metrics.in_flight = self.admission.running

@@ -43,11 +43,14 @@ from ..policy import Request as PolicyRequest
 from ..wasm_guests.lang import CompileError
 from ._handled import Handled
 from ._outcome import Outcome, Usage
-from ._logic_push import LogicAdmitted, check_logic, run_logic
+from ._logic_push import LogicAdmitted, LogicRequest, check_logic, check_logic_request, run_logic
 
 __all__ = ["Handled", "Admitted", "ExecHandler", "NONCE_FILE"]
 
 NONCE_FILE = "nonces.sqlite"
+
+#: How many callers' did:key an :class:`ExecHandler` remembers.
+_DID_CACHE = 4096
 
 #: The most a request may ask for, whatever the policy says (the policy may ask for less).
 _CEILING = Limits()
@@ -115,6 +118,21 @@ class ExecHandler:
         self.nonces = NonceStore(os.fspath(ctx.peer.paths.dir / NONCE_FILE))
         self.clock = clock
         self.owner_did = ctx.peer.did
+        #: did:key of the keys seen lately (validating a key and its base58 cost ~8 µs a call)
+        self._dids: dict[bytes, str] = {}
+
+    def did_of(self, key: bytes) -> str:
+        """The did:key of ``key``, a caller's or an issuer's public key (already checked by the
+        envelope or chain that carried it); remembered for the next requests, at most
+        :data:`_DID_CACHE` keys (then forgotten all at once). Raises what
+        :func:`~peerbox.wire._identity.did_from_public_key` raises."""
+        did = self._dids.get(key)
+        if did is None:
+            did = did_from_public_key(key)
+            if len(self._dids) >= _DID_CACHE:
+                self._dids = {}
+            self._dids[key] = did
+        return did
 
     def _local_peers(self) -> dict[str, Peer]:
         """The local peers by did (the store's one cached index, shared by every handler)."""
@@ -140,24 +158,37 @@ class ExecHandler:
         return checked if isinstance(checked, Handled) else self.run(checked)
 
     def check(self, data: bytes) -> Admitted | Handled:
-        """The first phase: everything that decides whether the request may run, nothing that runs.
+        """The first phase on raw bytes: strict decoding and the caller's signature
+        (:func:`~peerbox.wire._envelope.open_request`), then :meth:`check_request`.
 
-        Strict decoding and the caller's signature, the target, freshness,
-        then (last, so only a request that passed everything else uses up its
-        nonce) the replay check; the capability chains; the policy's ``exec``
-        decision; the run's limits. Returns an unsigned ``rejected``
-        :class:`Handled` for an envelope refused before it is authenticated,
-        a signed denial, or the :class:`Admitted` request. Cheap (no
-        compiling, no guest code) but not free: the nonce check is a SQLite
-        write, so call it off an event loop. Never raises for any input: a
-        :class:`~peerbox.Error` after the signature is verified (the nonce
-        database fails) becomes a signed ``unavailable`` reply.
+        Returns an unsigned ``rejected`` :class:`Handled` for an envelope
+        refused before it is authenticated, else what :meth:`check_request`
+        returns. Never raises for any input.
         """
-        now = int(self.clock())
         try:
             req = open_request(data)
         except EnvelopeError as exc:
             return Handled.rejected(exc)
+        return self.check_request(req)
+
+    def check_request(self, req: Request) -> Admitted | Handled:
+        """The first phase of a request already opened (decoded, its signature verified): everything
+        that decides whether it may run, nothing that runs.
+
+        ``req`` must come from :func:`~peerbox.wire._envelope.open_request`
+        (a transport that opened the envelope to route it passes it down, so
+        it is decoded and verified once). Checks the target, freshness, then
+        (last, so only a request that passed everything else uses up its
+        nonce) the replay check; the capability chains; the policy's ``exec``
+        decision; the run's limits. Returns an unsigned ``rejected``
+        :class:`Handled` (wrong target, expired, replay...), a signed denial,
+        or the :class:`Admitted` request. Cheap (no compiling, no guest code)
+        but not free: the nonce check may write a database, so call it off an
+        event loop. Never raises for any input: a :class:`~peerbox.Error`
+        after the signature is verified (the nonce database fails) becomes a
+        signed ``unavailable`` reply.
+        """
+        now = int(self.clock())
         try:
             check_delivery(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
                            expected_target=self.ctx.peer.public_key, now=now, nonces=self.nonces)
@@ -172,7 +203,7 @@ class ExecHandler:
 
     def _authorize(self, req: Request, now: int) -> Admitted | Handled:
         """Capabilities, the ``exec`` decision and the limits of an authentic, fresh request."""
-        caller_did = did_from_public_key(req.caller)
+        caller_did = self.did_of(req.caller)
         local = self._local_peers().get(caller_did)
         caller_name = local.name if local is not None else None
         policy = self.policy.get()
@@ -287,7 +318,7 @@ class ExecHandler:
 
     def _may_delegate(self, policy: Policy, now: int) -> Callable[[bytes], bool]:
         def may_delegate(issuer: bytes) -> bool:
-            did = did_from_public_key(issuer)
+            did = self.did_of(issuer)
             peer = self._local_peers().get(did)
             asked = PolicyRequest(did, peer.name if peer else None, "delegate", None, self.owner_did, now)
             return bool(policy.decide(asked))
@@ -303,6 +334,11 @@ class ExecHandler:
         """The first phase of a ``peerbox/logic`` request (:func:`peerbox.trust._logic_push.check_logic`):
         a refusal, a denial or a read's answer; or the admitted change (set, remove)."""
         return check_logic(self, data)
+
+    def check_logic_request(self, req: LogicRequest) -> LogicAdmitted | Handled:
+        """:meth:`check_logic` of a request already opened
+        (:func:`~peerbox.trust._logic_push.check_logic_request`): decoded and verified once."""
+        return check_logic_request(self, req)
 
     def _revoked(self, token_id: bytes) -> bool:
         """Revoked by any local peer (an issuer records its revocations in its own directory)."""

@@ -72,7 +72,8 @@ class LogicHost(Protocol):
     def owner_rooted_grants(self, token: bytes, caller: bytes, now: int) -> GrantSet: ...
 
 __all__ = ["LogicRequest", "LogicAdmitted", "make_logic_request", "open_logic_request",
-           "verify_logic_request", "handle_logic", "check_logic", "run_logic", "TYP_LOGIC", "OPS"]
+           "verify_logic_request", "handle_logic", "check_logic", "check_logic_request", "run_logic",
+           "TYP_LOGIC", "OPS"]
 
 TYP_LOGIC = "peerbox/logic"
 #: The operations of a logic request; the first two write (``logic.write``), the rest read.
@@ -236,23 +237,37 @@ def handle_logic(handler: LogicHost, data: bytes) -> Handled:
 
 
 def check_logic(handler: LogicHost, data: bytes) -> LogicAdmitted | Handled:
-    """The first phase of a logic request: verify it (nonce last), decide ``logic.write`` or
-    ``logic.read`` by the target's policy and the capabilities, and answer the reads.
+    """The first phase of a logic request on raw bytes: :func:`open_logic_request` (the signature
+    first, then the strict decoding and the statement), then :func:`check_logic_request`.
 
-    Returns the unsigned ``rejected`` :class:`~peerbox.trust._exec.Handled` for an
-    envelope refused before it is authenticated; a signed reply for a denial
-    and for ``list``, ``show`` and ``history`` (cheap reads of the peer's
-    files: they take no run slot); a :class:`LogicAdmitted` for a ``set`` or
-    ``remove`` (which compiles the new module and its dependents: that is for
-    :func:`run_logic`, in a run slot). Never raises for any input: a
-    :class:`~peerbox.Error` after the signature is verified (the nonce
-    database fails) is a signed ``unavailable`` reply.
+    Returns the unsigned ``rejected`` :class:`~peerbox.trust._handled.Handled`
+    for an envelope refused before it is authenticated, else what
+    :func:`check_logic_request` returns. Never raises for any input.
     """
-    now, start = int(handler.clock()), time.perf_counter()
     try:
         req = open_logic_request(data)
     except EnvelopeError as exc:
         return Handled.rejected(exc)
+    return check_logic_request(handler, req)
+
+
+def check_logic_request(handler: LogicHost, req: LogicRequest) -> LogicAdmitted | Handled:
+    """The first phase of a logic request already opened by :func:`open_logic_request` (a
+    transport that opened it to route it passes it down: decoded and verified once): target,
+    time and (last) the nonce, then ``logic.write`` or ``logic.read`` by the target's policy and
+    the capabilities, and the reads answered.
+
+    Returns the unsigned ``rejected`` :class:`~peerbox.trust._handled.Handled`
+    for a request refused before it is delivered (wrong target, expired,
+    replay...); a signed reply for a denial and for ``list``, ``show`` and
+    ``history`` (cheap reads of the peer's files: they take no run slot); a
+    :class:`LogicAdmitted` for a ``set`` or ``remove`` (which compiles the
+    new module and its dependents: that is for :func:`run_logic`, in a run
+    slot). Never raises for any input: a :class:`~peerbox.Error` after the
+    signature is verified (the nonce database fails) is a signed
+    ``unavailable`` reply.
+    """
+    now, start = int(handler.clock()), time.perf_counter()
 
     def answer(ok: bool, value: Any = None, error: Mapping[str, Any] | None = None,
                denied_action: str | None = None) -> Handled:
