@@ -4,18 +4,35 @@ How nothing outside the root is ever touched, and why writes are atomic:
 see :mod:`peerbox.hostcalls._dirfd`, whose descriptor-relative walk every
 operation here goes through.
 
-Usage (bytes, entries) is counted by one walk when the backend is opened and
-kept up to date by every change, under a lock that serialises changes (the
-quota check and the change it allows are one step). Reads take no lock.
+Several processes may serve one peer's storage at once (``peerbox serve
+--workers N``, a ``peerbox run --peer`` beside a server). Every change takes
+an exclusive ``flock`` on the storage's state file (``<root>.lock``, beside
+the root: out of any script's reach) for its duration, after the process's
+own thread lock: changes are serialised across threads and processes, so the
+quota check and the change it allows are one step everywhere, and temporary
+files exist only while their writer holds the lock. Reads take no lock
+(renames are atomic).
+
+The usage tally (bytes, entries) lives in the state file, read under the
+lock before each change and written back after it, so a quota holds for all
+processes together. Before changing anything a writer marks the tally
+``pending``; a writer that finds it still marked (its predecessor died
+mid-change: the lock is released with the process) recounts by one walk of
+the tree, sweeping leftover temporary files, as the backend also does when
+it is opened (so a tally lost with the page cache after a power cut is
+recounted at the next start).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import stat as st_mod
+import struct
 import threading
+from collections.abc import Iterator
 
 from peerbox._errors import Error
 
@@ -34,7 +51,6 @@ from ._dirfd import (
     walk,
 )
 from ._errors import (
-    StorageInUse,
     HostCallError,
     io_error,
     is_a_directory,
@@ -45,7 +61,13 @@ from ._errors import os_reason as _reason  # the error text without file names (
 from ._limits import Quotas, Usage
 from ._paths import is_visible_name, join, parse_path
 
-__all__ = ["FsBackend"]
+__all__ = ["FsBackend", "STATE_SUFFIX"]
+
+#: The state file of a storage root ``R`` is ``R + STATE_SUFFIX`` (the lock and the usage tally).
+STATE_SUFFIX = ".lock"
+#: The state file's content: magic, bytes, entries, pending (1 while a change is under way).
+_STATE = struct.Struct("<4sqqq")
+_MAGIC = b"PBF1"
 
 
 class FsBackend(Backend):
@@ -69,25 +91,28 @@ class FsBackend(Backend):
             self._root_fd = os.open(self.root_dir, os.O_RDONLY | os.O_DIRECTORY | CLOEXEC)
         except OSError as exc:
             raise Error(f"cannot open the storage directory {self.root_dir!r}: {_reason(exc)}") from exc
-        # One owner at a time: the sweep below would delete another owner's temp file mid-write,
-        # and quotas are tallied per owner. A second process (or backend) is refused, not raced.
+        # The lock and tally every process on this storage shares (see the module docstring).
+        self.state_path = self.root_dir.rstrip("/") + STATE_SUFFIX
         try:
-            fcntl.flock(self._root_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._state_fd = os.open(self.state_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | CLOEXEC, 0o600)
         except OSError as exc:
             os.close(self._root_fd)
-            raise StorageInUse(
-                f"the storage directory {self.root_dir!r} is in use by another peerbox process "
-                "(a peer's files have one owner at a time)"
-            ) from exc
-        self._lock = threading.Lock()  # serialises changes (usage tally + quota checks)
+            raise Error(f"cannot open the storage's state file {self.state_path!r}: {_reason(exc)}") from exc
+        self._lock = threading.Lock()  # serialises this process's changes (the flock, across processes)
         self._guard = threading.Condition(threading.Lock())  # counts operations using the root fd
         self._active = 0
         self._closed = False
         self._usage = Usage()
         try:
-            self._scan_root()
+            with self._lock:
+                fcntl.flock(self._state_fd, fcntl.LOCK_EX)
+                try:
+                    self._recount()
+                finally:
+                    fcntl.flock(self._state_fd, fcntl.LOCK_UN)
         except OSError as exc:
             os.close(self._root_fd)
+            os.close(self._state_fd)
             raise Error(f"cannot scan the storage directory {self.root_dir!r}: {_reason(exc)}") from exc
 
     def __repr__(self) -> str:
@@ -118,16 +143,65 @@ class FsBackend(Backend):
             while self._active:
                 self._guard.wait()
         os.close(self._root_fd)
+        os.close(self._state_fd)
 
-    # -- start-up scan ----------------------------------------------------------------
+    # -- the shared lock and tally ---------------------------------------------------------
 
-    def _scan_root(self) -> None:
-        """Count usage and sweep leftover temporary files (from crashes), never following links."""
+    def _recount(self) -> None:
+        """Count usage and sweep leftover temporary files (from crashes), never following links;
+        store the tally (not pending). Under the flock. Raises ``OSError``."""
+        usage = Usage()
         fd = os.open(".", DIR_FLAGS, dir_fd=self._root_fd)
         try:
-            scan(fd, 1, self._usage)
+            scan(fd, 1, usage)
         finally:
             os.close(fd)
+        self._usage = usage
+        self._store_tally(pending=False)
+
+    def _store_tally(self, *, pending: bool) -> None:
+        os.pwrite(self._state_fd, _STATE.pack(_MAGIC, self._usage.bytes, self._usage.files, int(pending)), 0)
+
+    def _load_tally(self) -> None:
+        """The tally as the state file has it, or a recount if it is marked pending or unreadable
+        (a writer died mid-change, or the file is new). Under the flock. Raises ``OSError``."""
+        data = os.pread(self._state_fd, _STATE.size, 0)
+        if len(data) == _STATE.size:
+            magic, nbytes, files, pending = _STATE.unpack(data)
+            if magic == _MAGIC and not pending and nbytes >= 0 and files >= 0:
+                self._usage = Usage(nbytes, files)
+                return
+        self._recount()
+
+    @contextlib.contextmanager
+    def _changing(self, path: str) -> Iterator[None]:
+        """Hold this storage for one change: the thread lock, the flock, the current tally
+        (``self._usage``), marked pending until the change is over. Raises :class:`HostCallError`
+        (``io_error`` naming ``path``) if the state file fails."""
+        with self._lock:
+            try:
+                fcntl.flock(self._state_fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                raise io_error(path, _reason(exc)) from exc
+            try:
+                try:
+                    self._load_tally()
+                    self._store_tally(pending=True)
+                except OSError as exc:
+                    raise io_error(path, _reason(exc)) from exc
+                clean = False
+                try:
+                    yield
+                    clean = True
+                except HostCallError:  # a refusal or a failed change: the tally says what happened
+                    clean = True
+                    raise
+                finally:
+                    if clean:  # else (a bug mid-change) stay pending: the next writer recounts
+                        with contextlib.suppress(OSError):
+                            self._store_tally(pending=False)
+            finally:
+                fcntl.flock(self._state_fd, fcntl.LOCK_UN)
 
     # -- the operations -------------------------------------------------------------------
 
@@ -160,7 +234,7 @@ class FsBackend(Backend):
             raise is_a_directory(p)
         root = self._enter()
         try:
-            with self._lock:
+            with self._changing(p):
                 dfd = walk(root, parts, len(parts) - 1)
                 try:
                     st = existing_file(dfd, parts[-1], p)
@@ -231,7 +305,7 @@ class FsBackend(Backend):
             raise HostCallError("invalid_path", "cannot delete the peer root")
         root = self._enter()
         try:
-            with self._lock:
+            with self._changing(p):
                 dfd = walk(root, parts, len(parts) - 1)
                 try:
                     self._delete_at(dfd, parts[-1], p)
@@ -270,7 +344,7 @@ class FsBackend(Backend):
         p = join(parts)
         root = self._enter()
         try:
-            with self._lock:
+            with self._changing(p):
                 fd = root
                 try:
                     i = 0
@@ -332,5 +406,10 @@ class FsBackend(Backend):
         return Stat(st2.st_size, False, int(st2.st_mtime))
 
     def usage(self) -> tuple[int, int]:
-        with self._lock:
-            return self._usage.bytes, self._usage.files
+        """``(bytes, entries)`` as all processes together have left them (read under the lock)."""
+        self._enter()
+        try:
+            with self._changing(""):
+                return self._usage.bytes, self._usage.files
+        finally:
+            self._leave()

@@ -4,10 +4,12 @@
 
     peerbox serve [--root DIR] [--peers a,b | --all] [--listen 127.0.0.1:7700]
                   [--mode shared|isolated] [--tls-cert F --tls-key F] [--port-file F]
-                  [--max-runs N] [--quiet]
+                  [--max-runs N] [--workers N] [--quiet]
 
-Shared mode hosts every named peer in this process; isolated mode starts one
-supervised child ``serve`` per peer and routes to them. Prints ``listening on
+Shared mode hosts every named peer in each of ``--workers`` processes (default:
+the number of CPUs; 1 serves in this process) on one address, supervised by
+this one; isolated mode starts one supervised child ``serve`` per peer and
+routes to them (``--workers`` above 1 is a usage error there). Prints ``listening on
 http://HOST:PORT (peers: ...)`` to stderr once it accepts connections; stops
 cleanly (exit 0) on SIGINT/SIGTERM. ``--port-file`` receives the bound port
 (useful with ``--listen 127.0.0.1:0``). Also runnable as
@@ -64,9 +66,17 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     ps.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
     ps.add_argument("--port-file", metavar="FILE", help="write the bound port here (removed on exit)")
     ps.add_argument("--max-runs", type=_positive, metavar="N",
-                    help="script runs at once (default: the number of CPUs)")
+                    help="script runs at once in each worker process (default: the number of CPUs)")
+    ps.add_argument("--workers", type=_positive, metavar="N",
+                    help="shared mode: worker processes on the one address, each hosting every peer "
+                    "(default: the number of CPUs; 1: serve in this process)")
     ps.add_argument("--quiet", action="store_true", help="do not print the 'listening on' line")
     ps.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    # A worker process of `serve --workers N` (given by its supervisor): the inherited listening
+    # socket, the process's index and the supervisor's runtime directory; all three or none.
+    ps.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    ps.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    ps.add_argument("--worker-dir", help=argparse.SUPPRESS)
     ps.set_defaults(handler=cmd_serve)
 
 
@@ -79,16 +89,33 @@ def _peer_list(args: argparse.Namespace) -> list[str] | None:
     return names
 
 
+def _workers(args: argparse.Namespace) -> int | None:
+    """``--workers``: given, else 1 for a process some supervisor started, else None (the CPUs)."""
+    if args.workers is not None:
+        return int(args.workers)
+    if args.exit_with_parent or args.listen_fd is not None:
+        return 1  # a child of isolated mode or of `serve --workers N`
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the worker (shared or isolated) until a signal; exit code 0 after a clean stop."""
+    """Run the worker (shared or isolated) until a signal; exit code 0 after a clean stop.
+
+    Raises :class:`UsageError` (exit 2) for ``--workers`` above 1 with ``--mode isolated``
+    (one process per peer already) and the usage errors of the modes.
+    """
+    workers = _workers(args)
     if args.mode == "isolated":
+        if args.workers is not None and args.workers > 1:
+            raise UsageError("--workers applies to shared mode; isolated mode runs one process per peer")
         return net.run_isolated(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert,
                             tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
                             quiet=args.quiet)
     return net.run_shared(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
-                          quiet=args.quiet,
-                          exit_with_parent=args.exit_with_parent)
+                          quiet=args.quiet, exit_with_parent=args.exit_with_parent,
+                          workers=workers, listen_fd=args.listen_fd, worker_index=args.worker_index,
+                          worker_dir=args.worker_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,11 @@ and isolated mode's router and children (:mod:`peerbox.net._isolated`):
 stdin EOF, how a child follows its supervisor); :func:`parse_listen` and
 :func:`tls_context` turn ``--listen`` and ``--tls-cert``/``--tls-key`` into
 what it takes (raising :class:`~peerbox.UsageError`).
+
+With ``peerbox serve --workers N`` the supervisor binds the address once
+(:func:`listen_socket`) and its worker processes inherit the listening
+socket: :func:`serve_app` with ``sock=`` serves on it, balanced between them
+(:mod:`peerbox.net._accept`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextlib
 import functools
 import os
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -22,13 +28,16 @@ import trio
 
 from .._atomic import write_atomic
 from .._errors import UsageError, map_exceptions
+from ._accept import ConnectionBoard, serve_shared_socket
 from ._h2server import App, ServerLimits, serve
 from ._io_errors import CONNECTION_ERRORS, TLS_FILE_ERRORS, ConnectionLost
 
-__all__ = ["serve_app", "parse_listen", "tls_context"]
+__all__ = ["serve_app", "parse_listen", "tls_context", "listen_socket", "write_port_file"]
+#: The accept backlog of a socket :func:`listen_socket` binds (what trio's own listeners use).
+_BACKLOG = 4096
 
 
-def _write_port_file(path: str, port: int) -> None:
+def write_port_file(path: str, port: int) -> None:
     """Write ``port`` to ``path`` atomically (a reader never sees a partial file)."""
     write_atomic(path, f"{port}\n".encode("ascii"), durable=False)
 
@@ -44,9 +53,13 @@ async def serve_app(
     banner: str | None = None,
     handle_signals: bool = True,
     stop_on_stdin_eof: bool = False,
+    sock: socket.socket | None = None,
+    board: ConnectionBoard | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` on ``host:port`` until SIGINT/SIGTERM (or until cancelled).
+    """Serve ``app`` on ``host:port`` (or on the listening socket ``sock`` that several processes
+    share, balanced through ``board``: see :mod:`peerbox.net._accept`; ``host`` and ``port`` are
+    then only shown) until SIGINT/SIGTERM (or until cancelled).
 
     Reports the bound port through ``task_status`` and in ``port_file``
     (written atomically, removed on exit); prints ``listening on URL
@@ -58,9 +71,11 @@ async def serve_app(
     try:
         async with trio.open_nursery() as nursery:
             actual: int = await nursery.start(functools.partial(
-                serve, app, host=host, port=port, limits=chosen, ssl_context=ssl_context))
+                serve, app, host=host, port=port, limits=chosen, ssl_context=ssl_context) if sock is None
+                else functools.partial(serve_shared_socket, app, sock, limits=chosen, ssl_context=ssl_context,
+                                       board=board))
             if port_file:
-                _write_port_file(port_file, actual)
+                write_port_file(port_file, actual)
             if banner is not None:
                 scheme = "https" if ssl_context is not None else "http"
                 shown = f"[{host}]" if ":" in host else host
@@ -79,6 +94,31 @@ async def serve_app(
                 os.unlink(port_file)
             except OSError:
                 pass
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (0: a free port) and listening, inheritable by children.
+
+    ``SO_REUSEADDR`` as trio's listeners set it (a restart does not wait for ``TIME_WAIT``).
+    Raises :class:`~peerbox.UsageError` when the address cannot be bound (in use, not local).
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(addr)
+        sock.listen(_BACKLOG)
+        sock.set_inheritable(True)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
 
 
 async def _until_signal(stop: trio.Event) -> None:

@@ -1,56 +1,213 @@
 """Serving a shared-mode :class:`~peerbox.net._worker.Worker`: ``serve_worker`` (one trio task) and
-``run_shared`` (``peerbox serve --mode shared``: one process until a signal).
+``run_shared`` (``peerbox serve --mode shared``: one process until a signal, or N supervised ones).
+
+With ``--workers N`` (N > 1) :func:`run_shared` hands over to the supervisor
+(:mod:`peerbox.net._supervisor`), which binds the address once and starts N
+copies of this command, each given the listening socket (``--listen-fd``),
+its index and the supervisor's runtime directory (:class:`WorkerSlot`). Such
+a process hosts every named peer like a single worker; what differs is what
+it says about itself (:class:`ProcessApp`): ``/v1/health`` names the process
+(``process``, ``pid``), and ``/metrics`` renders every process's series with
+a ``process`` label, from the snapshots each one publishes to the runtime
+directory (:func:`publish_metrics`, four times a second when they changed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
+import os
+import socket
 import ssl
+import sys
 
 import trio
 
-from ._h2server import ServerLimits
+from .._atomic import write_atomic
+from .._errors import UsageError
+from ._accept import ConnectionBoard
+from ._endpoints import JSON, PROM
+from ._h2server import HttpRequest, HttpResponse, ServerLimits
+from ._metrics import Metrics, render_processes
 from ._serving import parse_listen, serve_app, tls_context
+from ._supervisor import default_workers, run_supervisor
 from ._worker import Worker
 
-__all__ = ["serve_worker", "run_shared"]
+__all__ = ["serve_worker", "run_shared", "WorkerSlot", "ProcessApp", "publish_metrics"]
+
+#: How often a worker process publishes its metrics (when they changed), in seconds.
+PUBLISH_INTERVAL = 0.25
+_METRICS_PREFIX, _METRICS_SUFFIX = "metrics-", ".json"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSlot:
+    """What a worker process of ``serve --workers N`` is given by its supervisor.
+
+    ``fd``: the listening socket it inherits; ``index``: its place (0..N-1, kept across
+    restarts); ``runtime_dir``: the supervisor's directory for the processes' metrics.
+    """
+
+    fd: int
+    index: int
+    runtime_dir: str
+
+    @property
+    def board_path(self) -> str:
+        """The processes' shared table of open connections (:class:`~peerbox.net._accept.ConnectionBoard`)."""
+        return ConnectionBoard.path_in(self.runtime_dir)
+
+    def metrics_path(self, index: int | None = None) -> str:
+        """The file in which process ``index`` (default: this one) publishes its metrics."""
+        which = self.index if index is None else index
+        return os.path.join(self.runtime_dir, f"{_METRICS_PREFIX}{which}{_METRICS_SUFFIX}")
+
+
+class ProcessApp:
+    """A worker's app as one of several processes: ``/v1/health`` names this process and ``/metrics``
+    shows every process's series (labelled ``process``); everything else is the worker's.
+
+    ``slot`` None: a single process (``--workers 1``): health still carries ``pid``, metrics
+    are this process's alone, unlabelled, as before.
+    """
+
+    def __init__(self, worker: Worker, slot: WorkerSlot | None) -> None:
+        self.worker = worker
+        self.slot = slot
+
+    async def app(self, req: HttpRequest) -> HttpResponse:
+        """Answer one request (never raises for bad input)."""
+        if req.method in ("GET", "HEAD"):
+            path = req.path.split("?", 1)[0]
+            if path == "/v1/health":
+                return HttpResponse(status=200, headers=(("content-type", JSON),),
+                                    body=json.dumps(self.health()).encode())
+            if path == "/metrics" and self.slot is not None:
+                return HttpResponse(status=200, headers=(("content-type", PROM),),
+                                    body=self.metrics_text().encode())
+        return await self.worker.app(req)
+
+    def health(self) -> dict[str, object]:
+        """The worker's health document plus ``pid`` (and ``process``, its index, when supervised)."""
+        doc = {**self.worker.health(), "pid": os.getpid()}
+        if self.slot is not None:
+            doc["process"] = self.slot.index
+        return doc
+
+    def metrics_text(self) -> str:
+        """Every process's metrics: this one's live, the others' as last published.
+
+        A file that cannot be read or parsed (being replaced, or not ours) is left out:
+        a scrape never fails because of another process.
+        """
+        assert self.slot is not None
+        processes: dict[str, Metrics] = {str(self.slot.index): self.worker.metrics}
+        try:
+            names = os.listdir(self.slot.runtime_dir)
+        except OSError:
+            names = []
+        for name in names:
+            index = name[len(_METRICS_PREFIX):-len(_METRICS_SUFFIX)]
+            if not (name.startswith(_METRICS_PREFIX) and name.endswith(_METRICS_SUFFIX) and index.isdigit()):
+                continue
+            if index == str(self.slot.index):
+                continue
+            try:
+                with open(os.path.join(self.slot.runtime_dir, name), "rb") as f:
+                    processes[index] = Metrics.from_snapshot(json.loads(f.read(1 << 20)))
+            except (OSError, ValueError, TypeError, KeyError, AttributeError):
+                continue
+        return render_processes(processes)
+
+
+async def publish_metrics(metrics: Metrics, path: str, interval: float = PUBLISH_INTERVAL) -> None:
+    """Write ``metrics``' snapshot to ``path`` (atomically, not fsynced: it is rebuilt by a restart)
+    every ``interval`` s when it changed, until cancelled. A failed write is retried next time."""
+    last = b""
+    while True:
+        data = json.dumps(metrics.snapshot(), sort_keys=True).encode()
+        if data != last:
+            try:
+                write_atomic(path, data, durable=False)
+                last = data
+            except OSError:
+                pass  # the runtime directory went away (the supervisor is stopping) or is full
+        await trio.sleep(interval)
 
 
 async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
                        limits: ServerLimits | None = None, port_file: str | None = None, quiet: bool = False,
                        handle_signals: bool = True, grace: float = 10.0, stop_on_stdin_eof: bool = False,
+                       slot: WorkerSlot | None = None,
                        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve a shared-mode :class:`Worker`; on shutdown wait ``grace`` s for runs still on threads.
 
     (Runs whose stream was reset are not app calls anymore, so the server's
     own grace does not cover them; nothing is closed under a running guest.)
+    With ``slot`` (a process of ``serve --workers N``): serve on the inherited
+    listening socket, and publish this process's metrics for the others.
     """
     names = ", ".join(n for n, _ in worker.peers) or "none"
+    front = ProcessApp(worker, slot)
+    sock = None if slot is None else socket.socket(fileno=slot.fd)
+    board = None
+    if slot is not None:
+        try:
+            board = ConnectionBoard(slot.board_path, slot.index)
+        except OSError as exc:  # served all the same, without balancing
+            print(f"peerbox serve: worker process {slot.index}: no connection board: {exc}", file=sys.stderr)
     try:
-        await serve_app(worker.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
-                        port_file=port_file, banner=None if quiet else f"peers: {names}",
-                        handle_signals=handle_signals, stop_on_stdin_eof=stop_on_stdin_eof,
-                        task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            if slot is not None:
+                nursery.start_soon(publish_metrics, worker.metrics, slot.metrics_path())
+            await serve_app(front.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
+                            port_file=port_file, banner=None if quiet else f"peers: {names}",
+                            handle_signals=handle_signals, stop_on_stdin_eof=stop_on_stdin_eof,
+                            sock=sock, board=board, task_status=task_status)
+            nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await worker.drain(grace)
+        if sock is not None:
+            sock.close()
+        if board is not None:
+            board.close()
 
 
 def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
                tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
-               max_runs: int | None = None, quiet: bool = False, exit_with_parent: bool = False) -> int:
+               max_runs: int | None = None, quiet: bool = False, exit_with_parent: bool = False,
+               workers: int | None = 1, listen_fd: int | None = None, worker_index: int | None = None,
+               worker_dir: str | None = None) -> int:
     """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM (or stdin EOF with
     ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0.
 
-    ``exit_with_parent`` (the hidden ``--exit-with-parent``) is given to isolated mode's
-    children only: their answers go to its router, so they name denied actions for it too.
+    ``workers`` > 1 (None: the number of CPUs): N supervised processes on one address
+    (:func:`peerbox.net._supervisor.run_supervisor`, which returns the exit code).
+    ``listen_fd``, ``worker_index`` and ``worker_dir`` (all or none: a :class:`WorkerSlot`):
+    this is one of them (it follows its supervisor through stdin too, and answers
+    clients directly). ``exit_with_parent`` (the hidden ``--exit-with-parent``)
+    is given to isolated mode's children only: their answers go to its router, so they
+    name denied actions for it too. Raises :class:`~peerbox.UsageError` for a bad
+    address, TLS files or peer.
     """
+    given = [listen_fd is not None, worker_index is not None, worker_dir is not None]
+    if any(given) and not all(given):
+        raise UsageError("--listen-fd, --worker-index and --worker-dir go together")
+    slot = WorkerSlot(listen_fd, worker_index, worker_dir) if (
+        listen_fd is not None and worker_index is not None and worker_dir is not None) else None
+    workers = default_workers() if workers is None else workers
+    if workers > 1 and slot is None:
+        return run_supervisor(root, peers, listen, workers=workers, tls_cert=tls_cert, tls_key=tls_key,
+                              port_file=port_file, max_runs=max_runs, quiet=quiet)
     host, port = parse_listen(listen)
     ctx = tls_context(tls_cert, tls_key)
     worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent)
     try:
         trio.run(functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
-                                   port_file=port_file, quiet=quiet, stop_on_stdin_eof=exit_with_parent))
+                                   port_file=port_file, quiet=quiet, slot=slot,
+                                   stop_on_stdin_eof=exit_with_parent or slot is not None))
     finally:
         if worker.idle:
             worker.close()  # else a run is still going: leave its files to the process exit

@@ -1,0 +1,242 @@
+"""``peerbox serve --workers N``: N worker processes on one address, supervised.
+
+The supervisor binds the address once (:func:`~peerbox.net._serving.listen_socket`)
+and starts N copies of ``peerbox serve`` (``python -m peerbox.cli._serve``),
+each inheriting the listening socket (``--listen-fd``): the kernel hands each
+new connection to one of the processes waiting on it, so the port is known
+before any child starts (``--listen 127.0.0.1:0`` works), a restarted child
+serves the same socket, and no connection is refused while one restarts (it
+waits in the backlog or goes to another process). This needs no
+``SO_REUSEPORT`` (which would hash connections to processes whatever their
+load, and let a stray process bind the same port) and works on any POSIX
+system. Each child hosts every named peer (a shared-mode
+:class:`~peerbox.net._worker.Worker`): replay protection holds across them
+because each peer's nonce database is one SQLite file that serialises its
+writers, and peers' storage is safe for several processes (see
+:mod:`peerbox.hostcalls._fs`).
+
+Lifecycle:
+
+* a child that exits (crash, SIGKILL, OOM) is started again after a backoff
+  (0.1 s doubling to 5 s; reset once a child has run 30 s), under the same
+  index; a child that fails before it ever served (a bad peer or TLS file:
+  checked by the supervisor first, so rare) stops them all, and the
+  supervisor exits with its code;
+* SIGINT/SIGTERM: stop; every child gets SIGTERM (a graceful drain: stop
+  accepting, finish runs in flight, up to 10 s) and is killed if it has not
+  exited after ``grace`` s more; then exit 0. Children run in their own
+  session (a terminal's Ctrl-C reaches the supervisor only) and read a pipe
+  from it on stdin: if the supervisor is killed, they drain and exit.
+
+The children publish their metrics to a runtime directory the supervisor
+creates and removes (:mod:`peerbox.net._shared`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+import trio
+
+from .._errors import UsageError
+from ..peer import PeerStore
+from ._accept import ConnectionBoard
+from ._serving import listen_socket, parse_listen, tls_context, write_port_file
+
+__all__ = ["run_supervisor", "supervise", "default_workers"]
+
+#: Seconds a child may take to start serving before it counts as failed.
+START_TIMEOUT = 60.0
+_BACKOFF_FIRST, _BACKOFF_MAX, _BACKOFF_RESET = 0.1, 5.0, 30.0
+
+
+def default_workers() -> int:
+    """The number of CPUs this process may run on (its affinity mask; at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(eq=False)
+class _Child:
+    """One worker process slot, as the supervisor sees it (the index survives restarts)."""
+
+    index: int
+    ready_file: str
+    process: trio.Process | None = None
+    starts: int = 0
+    ready: bool = False
+
+
+class _BootFailure(Exception):
+    """A child exited before it ever served: stop everything and exit with its code."""
+
+    def __init__(self, index: int, code: int) -> None:
+        super().__init__(f"worker process {index} exited with code {code} before serving")
+        self.index, self.code = index, code
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    root: str
+    peers: list[str] | None
+    host: str
+    fd: int
+    runtime_dir: str
+    tls_cert: str | None
+    tls_key: str | None
+    max_runs: int | None
+    grace: float
+
+    def command(self, child: _Child) -> list[str]:
+        """The child's command line (``--listen`` only names the host: the socket is ``--listen-fd``)."""
+        who = ["--peers", ",".join(self.peers)] if self.peers is not None else ["--all"]
+        cmd = [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", self.root, *who,
+               "--listen", f"{self.host}:0", "--quiet", "--workers", "1",
+               "--listen-fd", str(self.fd), "--worker-index", str(child.index),
+               "--worker-dir", self.runtime_dir, "--port-file", child.ready_file]
+        if self.tls_cert is not None and self.tls_key is not None:
+            cmd += ["--tls-cert", self.tls_cert, "--tls-key", self.tls_key]
+        if self.max_runs is not None:
+            cmd += ["--max-runs", str(self.max_runs)]
+        return cmd
+
+
+async def _stop(proc: trio.Process, grace: float) -> None:
+    """Close its stdin, SIGTERM, SIGKILL after ``grace`` s; always reaps."""
+    with trio.CancelScope(shield=True):
+        if proc.stdin is not None:
+            await proc.stdin.aclose()
+        if proc.returncode is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            with trio.move_on_after(grace):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def _keep(config: _Config, child: _Child,
+                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Keep ``child`` running: start it, wait until it serves, restart it with backoff when it exits.
+
+    Reports started once the first start serves. Raises :class:`_BootFailure` if the first
+    start exits (or does not serve within :data:`START_TIMEOUT`). Cancel to stop it (SIGTERM,
+    then SIGKILL after ``config.grace``).
+    """
+    backoff = _BACKOFF_FIRST
+    while True:
+        try:
+            os.unlink(child.ready_file)
+        except FileNotFoundError:
+            pass
+        # Its own session: a terminal's Ctrl-C reaches the supervisor, which stops the children
+        # itself; stdin is a pipe whose end tells a child its supervisor is gone.
+        proc = await trio.lowlevel.open_process(config.command(child), stdin=subprocess.PIPE,
+                                                start_new_session=True, pass_fds=(config.fd,))
+        child.process, child.ready = proc, False
+        child.starts += 1
+        began = trio.current_time()
+        try:
+            with trio.move_on_after(START_TIMEOUT):
+                while proc.returncode is None and not os.path.exists(child.ready_file):
+                    await trio.sleep(0.02)
+            if proc.returncode is None and os.path.exists(child.ready_file):
+                child.ready = True
+                if child.starts == 1:
+                    task_status.started()
+            elif child.starts == 1:
+                raise _BootFailure(child.index, 1 if proc.returncode is None else proc.returncode)
+            await proc.wait()
+        finally:
+            child.ready = False
+            await _stop(proc, config.grace)
+            ConnectionBoard.mark_down(ConnectionBoard.path_in(config.runtime_dir), child.index)
+        print(f"peerbox serve: worker process {child.index} (pid {proc.pid}) exited with code "
+              f"{proc.returncode}; restarting in {backoff:g} s", file=sys.stderr, flush=True)
+        if trio.current_time() - began > _BACKOFF_RESET:
+            backoff = _BACKOFF_FIRST
+        await trio.sleep(backoff)
+        backoff = min(backoff * 2, _BACKOFF_MAX)
+
+
+async def supervise(config: _Config, workers: int, *, port: int, port_file: str | None, banner: str | None,
+                    handle_signals: bool = True,
+                    task_status: trio.TaskStatus[list[_Child]] = trio.TASK_STATUS_IGNORED) -> int:
+    """Start ``workers`` children on ``config.fd``, keep them running until SIGINT/SIGTERM (or
+    cancellation), stop them; the exit code (0, or a child's code if one failed to start).
+
+    Writes ``port_file`` and prints ``banner`` once every child serves.
+    """
+    children = [_Child(i, os.path.join(config.runtime_dir, f"worker-{i}.ready")) for i in range(workers)]
+    ConnectionBoard.create(ConnectionBoard.path_in(config.runtime_dir), workers)
+    try:
+        async with trio.open_nursery() as nursery:
+            for child in children:
+                await nursery.start(_keep, config, child)
+            if port_file:
+                write_port_file(port_file, port)
+            if banner is not None:
+                print(banner, file=sys.stderr, flush=True)
+            task_status.started(children)
+            if handle_signals:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        break
+            else:
+                await trio.sleep_forever()
+            nursery.cancel_scope.cancel()  # each _keep stops its child: SIGTERM, a drain, SIGKILL late
+    except _BootFailure as exc:
+        print(f"peerbox serve: {exc}; stopping", file=sys.stderr, flush=True)
+        return exc.code if exc.code > 0 else 1
+    finally:
+        if port_file:
+            try:
+                os.unlink(port_file)
+            except OSError:
+                pass
+    return 0
+
+
+def run_supervisor(root: str | None, peers: list[str] | None, listen: str, *, workers: int,
+                   tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
+                   max_runs: int | None = None, quiet: bool = False, grace: float = 15.0) -> int:
+    """``peerbox serve --workers N`` (N > 1): bind, start N worker processes, supervise until a signal.
+
+    Checks the address, the TLS files and the peers before any child starts (raising
+    :class:`~peerbox.UsageError`); returns 0 after a clean stop, or the code of a child that
+    failed before it served. ``grace``: how long a child may drain after SIGTERM before SIGKILL.
+    """
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    host, port = parse_listen(listen)
+    tls_context(tls_cert, tls_key)  # the children load them; a bad file is a usage error here
+    store = PeerStore(root)
+    chosen = [store.get(n) for n in peers] if peers is not None else store.list()
+    names = ", ".join(p.name for p in chosen) or "none"
+    sock = listen_socket(host, port)
+    runtime_dir = tempfile.mkdtemp(prefix="peerbox-serve-")
+    try:
+        actual = int(sock.getsockname()[1])
+        scheme = "https" if tls_cert is not None else "http"
+        shown = f"[{host}]" if ":" in host else host
+        banner = None if quiet else f"listening on {scheme}://{shown}:{actual} (peers: {names})"
+        config = _Config(str(store.root), peers, host, sock.fileno(), runtime_dir,
+                         tls_cert, tls_key, max_runs, grace)
+        code: int = trio.run(functools.partial(supervise, config, workers, port=actual, port_file=port_file,
+                                               banner=banner))
+        return code
+    finally:
+        sock.close()
+        shutil.rmtree(runtime_dir, ignore_errors=True)
