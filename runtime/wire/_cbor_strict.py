@@ -13,7 +13,7 @@ disagree.
 first (the older RFC 7049 rule), which differs from §4.2.1 for maps that mix
 key types, so it is not used for encoding.
 
-:func:`loads` decodes untrusted bytes in three steps:
+:func:`loads` decodes untrusted bytes exactly (:func:`_exact_loads`) in three steps:
 
 1. a scan of the raw bytes written here (:func:`_scan`) that refuses every tag
    (cbor2 decodes tags such as regexes, big numbers and dates by default),
@@ -28,6 +28,19 @@ key types, so it is not used for encoding.
 3. :func:`dumps` of the result must give back the input byte for byte, which
    rejects duplicate keys, wrong key order and non-shortest floats.
 
+That exact decoder walks every data item in Python (about 2 µs an item).
+Most inputs never reach it: :func:`_fast_loads` decodes with cbor2's native
+decoder (every tag refused through ``semantic_decoders``, nesting bounded by
+cbor2 before anything recurses), walks the value once (:func:`_plain`: only
+the data model above, map keys all text or all integers of one sign and in
+bytewise order, floats cbor2 encodes as :func:`dumps` does) and requires
+cbor2's canonical re-encoding to be the input byte for byte. It is sound, not
+complete: it accepts a subset of what the exact decoder accepts, with the same
+value (``tests/runtime/wire/test_cbor_fast.py`` checks this differentially);
+anything else, and every input longer than ``max_items`` bytes, goes to the
+exact decoder, so each refusal keeps its kind. A request payload costs about
+a tenth of the exact path.
+
 Every failure is an :class:`EnvelopeError` with a ``kind`` saying which rule
 was broken; cbor2's exceptions are translated here and nowhere else, through
 the table :data:`CBOR2_ERRORS` (:func:`peerbox._errors.map_exceptions`).
@@ -37,6 +50,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 import cbor2
@@ -292,31 +306,133 @@ def _refuse_tag(decoder: object, tag: object) -> NoReturn:
     raise EnvelopeError("bad_tag", "CBOR tags are not allowed here")
 
 
-def loads(
-    data: bytes,
-    *,
-    max_size: int = DEFAULT_MAX_SIZE,
-    max_depth: int = DEFAULT_MAX_DEPTH,
-    max_items: int = DEFAULT_MAX_ITEMS,
-    outer_tag: int | None = None,
-) -> Any:
-    """Decode one deterministic-CBOR item that must fill ``data`` exactly.
+# ------------------------------------------------------------------ the native fast path
 
-    ``outer_tag``, if given, is the one tag allowed, and only around the whole
-    item; the tag is then stripped and the tagged content returned. Raises
-    :class:`EnvelopeError` — and nothing else — with kind ``too_large``
-    (over ``max_size`` bytes or ``max_items`` items), ``too_deep``, ``bad_tag``,
-    ``not_canonical`` (indefinite lengths, non-shortest forms, duplicate or
-    unsorted keys) or ``malformed`` (truncated, trailing bytes, invalid UTF-8,
-    ``undefined``/simple values, keys that are not int or text).
+
+class _NotPlain(Exception):
+    """The fast path cannot vouch for this input: the exact decoder decides (and says why)."""
+
+
+def _refuse_semantic(value: object, immutable: bool) -> NoReturn:
+    raise _NotPlain("tag")
+
+
+class _RefuseEveryTag(Mapping[int, Callable[[object, bool], NoReturn]]):
+    """cbor2's ``semantic_decoders``: looked up first for *every* tag number, built-in or not,
+    so no tag ever becomes a value (a date, a big number, a shared reference...)."""
+
+    def __getitem__(self, tag: int) -> Callable[[object, bool], NoReturn]:
+        return _refuse_semantic
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+
+_REFUSE_EVERY_TAG = _RefuseEveryTag()
+#: Above this nesting limit the fast path is not used (cbor2's encoder recurses on the C stack).
+_FAST_MAX_DEPTH = 64
+_SCALARS = frozenset({str, bytes, int, bool, type(None)})
+
+
+def _float_ok(x: float) -> bool:
+    """Whether cbor2's canonical encoding of ``x`` is the one :func:`dumps` gives (shortest form)."""
+    ours = bytearray()
+    _float(x, ours)
+    return bytes(ours) == cbor2.dumps(x, canonical=True)
+
+
+def _str_keys_sorted(keys: Iterator[str]) -> None:
+    """Raise :class:`_NotPlain` unless the text keys come in the bytewise order of their encodings.
+
+    A text key's encoding is its length head then its UTF-8 bytes; heads grow with the length and
+    UTF-8 preserves code point order, so that order is (UTF-8 length, the string).
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        _fail("malformed", f"expected bytes, not {type(data).__name__}")
-    data = bytes(data)
-    if len(data) > max_size:
-        _fail("too_large", f"{len(data)} bytes, at most {max_size}")
-    if not data:
-        _fail("malformed", "empty input")
+    prev_n, prev = -1, ""
+    for k in keys:
+        if type(k) is not str:
+            raise _NotPlain("key")
+        n = len(k) if k.isascii() else len(k.encode("utf-8", "surrogatepass"))
+        if n < prev_n or (n == prev_n and k <= prev):
+            raise _NotPlain("order")
+        prev_n, prev = n, k
+
+
+def _int_keys_sorted(keys: Iterator[int], first: int) -> None:
+    """Raise :class:`_NotPlain` unless the integer keys share ``first``'s sign and come in encoding
+    order (ascending for unsigned, descending for negative: their argument is ``-1 - k``)."""
+    prev: int | None = None
+    for k in keys:
+        if type(k) is not int or (k < 0) != (first < 0):
+            raise _NotPlain("key")
+        if prev is not None and (k <= prev if first >= 0 else k >= prev):
+            raise _NotPlain("order")
+        prev = k
+
+
+def _plain(value: Any, depth_left: int) -> None:
+    """Raise :class:`_NotPlain` unless ``value`` is a tree of the data model :func:`dumps` encodes,
+    every map's keys all text or all integers of one sign, in deterministic order, every float one
+    whose cbor2 encoding is ours, and no container nested more than ``depth_left`` deep."""
+    t = type(value)
+    if t in _SCALARS:
+        return
+    if t is float:
+        if not _float_ok(value):
+            raise _NotPlain("float")
+        return
+    if depth_left <= 0:
+        raise _NotPlain("depth")
+    if t is list:
+        for item in value:
+            if type(item) not in _SCALARS:
+                _plain(item, depth_left - 1)
+        return
+    if t is not dict:
+        raise _NotPlain("type")
+    if len(value) > 1:
+        first = next(iter(value))
+        if type(first) is str:
+            _str_keys_sorted(iter(value))
+        elif type(first) is int:
+            _int_keys_sorted(iter(value), first)
+        else:
+            raise _NotPlain("key")
+    else:
+        for k in value:
+            if type(k) is not str and type(k) is not int:
+                raise _NotPlain("key")
+    for item in value.values():
+        if type(item) not in _SCALARS:
+            _plain(item, depth_left - 1)
+
+
+def _fast_loads(body: bytes, max_depth: int) -> Any:
+    """Decode ``body`` with cbor2's native decoder and prove it deterministic; raise :class:`_NotPlain`
+    (or whatever cbor2 raises) when it cannot, and the exact decoder then decides.
+
+    Sound, not complete: it accepts only what :func:`_exact_loads` accepts, with the same value.
+    cbor2 refuses every tag (:data:`_REFUSE_EVERY_TAG`), indefinite lengths, duplicate keys, invalid
+    UTF-8 and nesting beyond ``max_depth``; :func:`_plain` refuses simple values, ``undefined``, key
+    types and key orders the rules forbid, and floats cbor2 would encode differently from
+    :func:`dumps`; last, cbor2's canonical re-encoding must be the input byte for byte, which
+    leaves no room for a non-shortest head, a float not in its shortest form or a trailing byte.
+    (cbor2 sorts map keys length first, bytewise within a length: for keys of one major type and
+    sign that is the bytewise order of RFC 8949 §4.2.1, and :func:`_plain` checks it anyway.)
+    The caller bounds the size and the item count; cbor2 bounds the nesting before it recurses.
+    """
+    value = cbor2.loads(body, semantic_decoders=_REFUSE_EVERY_TAG, max_depth=max_depth,
+                        allow_indefinite=False, allow_duplicate_keys=False)
+    _plain(value, max_depth)
+    if cbor2.dumps(value, canonical=True) != body:
+        raise _NotPlain("encoding")
+    return value
+
+
+def _exact_loads(data: bytes, max_depth: int, max_items: int, outer_tag: int | None) -> Any:
+    """The exact decoder: the scan, cbor2, and :func:`dumps` of the result (the module docstring)."""
     scanner = _Scanner(data, max_depth, max_items, outer_tag)
     scanner.item(0)
     if scanner.pos != len(data):
@@ -346,3 +462,55 @@ def loads(
             "or a float not in its shortest form",
         )
     return value
+
+
+def _outer_body(data: bytes, outer_tag: int | None) -> tuple[bytes, bool]:
+    """``data`` without the head of its one allowed outer tag, and whether the fast path may take it
+    (a tag other than ``outer_tag`` in its shortest one-byte head is for the exact decoder)."""
+    if data[0] >> 5 != 6:
+        return data, True
+    if outer_tag is not None and outer_tag < 24 and data[0] == 0xC0 | outer_tag:
+        return data[1:], True
+    return data, False
+
+
+def loads(
+    data: bytes,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    outer_tag: int | None = None,
+) -> Any:
+    """Decode one deterministic-CBOR item that must fill ``data`` exactly.
+
+    ``outer_tag``, if given, is the one tag allowed, and only around the whole
+    item; the tag is then stripped and the tagged content returned. Raises
+    :class:`EnvelopeError` — and nothing else — with kind ``too_large``
+    (over ``max_size`` bytes or ``max_items`` items), ``too_deep``, ``bad_tag``,
+    ``not_canonical`` (indefinite lengths, non-shortest forms, duplicate or
+    unsorted keys) or ``malformed`` (truncated, trailing bytes, invalid UTF-8,
+    ``undefined``/simple values, keys that are not int or text).
+
+    Most inputs take the native path (:func:`_fast_loads`: cbor2's decoder,
+    a walk over the value, cbor2's encoder); it is used only when the input
+    holds at most ``max_items`` bytes (every item takes a byte, so the item
+    budget holds without counting, and cbor2 allocates no more than the exact
+    decoder would). Whatever it cannot vouch for, hostile input included, goes
+    to the exact decoder, which accepts the same inputs and gives every refusal
+    its kind.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        _fail("malformed", f"expected bytes, not {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_size:
+        _fail("too_large", f"{len(data)} bytes, at most {max_size}")
+    if not data:
+        _fail("malformed", "empty input")
+    body, fast = _outer_body(data, outer_tag)
+    if fast and len(data) <= max_items and 0 <= max_depth <= _FAST_MAX_DEPTH and body:
+        try:
+            return _fast_loads(body, max_depth)
+        except Exception:  # not a verdict: the exact decoder gives it, with its kind
+            pass
+    return _exact_loads(data, max_depth, max_items, outer_tag)
