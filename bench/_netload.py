@@ -7,11 +7,18 @@ is measured apart from the server's, and it cannot take the server's GIL.
 
 SPEC (JSON)::
 
-    {"root": peer root (holds the ``client`` peer), "client": "client",
-     "directory": a directory root whose peers.toml names "target",
-     "target": peer name, "server_pid": int, "warm": calls,
-     "phases": [{"name": str, "kind": "closed", "conns": C, "streams": K, "duration": s},
-                {"name": str, "kind": "open", "conns": C, "rate": calls/s, "duration": s}]}
+    {"rounds": R, "warm": calls per server before measuring,
+     "servers": [{"key": str, "root": peer root (holds the ``client`` peer), "client": "client",
+                  "directory": a directory root whose peers.toml names "target",
+                  "target": peer name, "server_pid": int,
+                  "phases": [{"name": str, "kind": "closed", "conns": C, "streams": K, "duration": s},
+                             {"name": str, "kind": "open", "conns": C, "rate": calls/s,
+                              "duration": s}]}]}
+
+Each server's connections are opened and warmed up first; then, ``R``
+times, every server's phases run in turn (so the servers are compared
+under the same conditions, round by round). A server whose warm-up or phase
+fails is reported in ``errors`` and left out of later rounds.
 
 Every call is a full delegated call through ``peerbox.AsyncClient``
 (script ``params.x + 1``): sign, send, verify the reply and check its value.
@@ -67,22 +74,29 @@ def _proc_stats() -> dict[int, tuple[int, float, float]]:
     return out
 
 
-def tree_cpu(pid: int) -> tuple[float, int]:
-    """CPU seconds used so far by ``pid`` and its descendants (live, and reaped), and the tree's size."""
-    stats = _proc_stats()
+def _tree(pid: int, stats: dict[int, tuple[int, float, float]]) -> list[int]:
     children: dict[int, list[int]] = {}
     for p, (ppid, _own, _reaped) in stats.items():
         children.setdefault(ppid, []).append(p)
-    total, n, todo = 0.0, 0, [pid]
+    out, todo = [], [pid]
     while todo:
         p = todo.pop()
-        if p not in stats:
-            continue
-        _ppid, own, reaped = stats[p]
-        total += own + reaped
-        n += 1
-        todo.extend(children.get(p, ()))
-    return total, n
+        if p in stats:
+            out.append(p)
+            todo.extend(children.get(p, ()))
+    return out
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its live descendants."""
+    return _tree(pid, _proc_stats())
+
+
+def tree_cpu(pid: int) -> tuple[float, int]:
+    """CPU seconds used so far by ``pid`` and its descendants (live, and reaped), and the tree's size."""
+    stats = _proc_stats()
+    pids = _tree(pid, stats)
+    return sum(stats[p][1] + stats[p][2] for p in pids), len(pids)
 
 
 def _cpu_self() -> float:
@@ -101,6 +115,8 @@ class Phase:
         self.first_error = ""
         self.latencies: list[float] = []
         self.seconds = 0.0
+        self.deadline = float("inf")   # closed loop: the end of the measuring window (trio clock)
+        self.ok_in_window = 0
 
     def fail(self, msg: str) -> None:
         self.failed += 1
@@ -112,23 +128,27 @@ class Phase:
         def pct(q: float) -> float | None:
             return 1e3 * xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
 
-        return {**self.spec, "ok": self.ok, "rejected_503": self.rejected_503, "failed": self.failed,
-                "first_error": self.first_error, "seconds": self.seconds,
+        # closed loop: replies within the window / the window (the calls in flight at its end
+        # finish after it; if none finished inside it, as on a swamped machine, replies / the time
+        # until the last one); open loop: replies / the time until the last one
+        if self.spec["kind"] == "closed" and self.ok_in_window:
+            rate = self.ok_in_window / float(self.spec["duration"])
+        else:
+            rate = self.ok / self.seconds if self.seconds else 0.0
+        return {**self.spec, "calls_per_s": rate, "ok": self.ok, "rejected_503": self.rejected_503,
+                "failed": self.failed, "first_error": self.first_error, "seconds": self.seconds,
                 "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": 1e3 * xs[-1] if xs else None,
                 "client_cpu": client_cpu, "server_cpu": server_cpu, "server_procs": procs}
 
 
-def run(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every phase of ``spec``, in order, over the same connections; their results."""
+def run(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Every round of every server's phases (see the module docstring); results and errors."""
     import trio
 
     import peerbox
 
-    identity = peerbox.PeerStore(spec["root"]).get(spec.get("client", "client")).signing_key()
-    directory = peerbox.Directory(spec["directory"])
-    server_pid = int(spec["server_pid"])
-    n_conns = max(int(p.get("conns", 1)) for p in spec["phases"])
     results: list[dict[str, Any]] = []
+    errors: dict[str, str] = {}
 
     async def call(client: Any, entry: Any, i: int, t0: float, res: Phase) -> None:
         try:
@@ -143,13 +163,15 @@ def run(spec: dict[str, Any]) -> list[dict[str, Any]]:
             res.fail(f"{type(exc).__name__}: {exc}")
             return
         if r.ok and r.value == i + 1:
-            res.latencies.append(trio.current_time() - t0)
+            now = trio.current_time()
+            res.latencies.append(now - t0)
             res.ok += 1
+            res.ok_in_window += now <= res.deadline
         else:
             res.fail(f"reply {r.error or r.value!r}")
 
     async def closed(clients: list[Any], entry: Any, res: Phase) -> None:
-        deadline = trio.current_time() + float(res.spec["duration"])
+        deadline = res.deadline = trio.current_time() + float(res.spec["duration"])
         conns = int(res.spec.get("conns", 1))
 
         async def stream(k: int) -> None:
@@ -177,33 +199,52 @@ def run(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
     async def main() -> None:
         async with contextlib.AsyncExitStack() as stack:
-            clients = [await stack.enter_async_context(peerbox.AsyncClient(identity, directory))
-                       for _ in range(n_conns)]
-            entry = clients[0].resolve(spec["target"])
-            for i in range(int(spec.get("warm", 20))):   # connections, compile cache, threads
-                r = await clients[i % n_conns].exec(entry, SCRIPT, {"x": i}, timeout=60.0)
-                if not r.ok or r.value != i + 1:
-                    raise RuntimeError(f"warm-up call failed: {r.error or r.value!r}")
-            for p in spec["phases"]:
-                res = Phase(p)
-                s0, _ = tree_cpu(server_pid)
-                c0, t0 = _cpu_self(), time.perf_counter()
-                await (closed if p["kind"] == "closed" else open_loop)(clients, entry, res)
-                res.seconds = time.perf_counter() - t0
-                c1 = _cpu_self()
-                s1, procs = tree_cpu(server_pid)
-                results.append(res.result(c1 - c0, s1 - s0, procs))
+            ready: list[tuple[dict[str, Any], list[Any], Any]] = []
+            for sv in spec["servers"]:
+                try:
+                    identity = peerbox.PeerStore(sv["root"]).get(sv.get("client", "client")).signing_key()
+                    directory = peerbox.Directory(sv["directory"])
+                    n_conns = max(int(p.get("conns", 1)) for p in sv["phases"])
+                    clients = [await stack.enter_async_context(peerbox.AsyncClient(identity, directory))
+                               for _ in range(n_conns)]
+                    entry = clients[0].resolve(sv["target"])
+                    for i in range(int(spec.get("warm", 20))):   # connections, compile cache, threads
+                        r = await clients[i % n_conns].exec(entry, SCRIPT, {"x": i}, timeout=60.0)
+                        if not r.ok or r.value != i + 1:
+                            raise RuntimeError(f"warm-up call failed: {r.error or r.value!r}")
+                except Exception as exc:  # noqa: BLE001 - this server's rows report it
+                    errors[sv["key"]] = f"{type(exc).__name__}: {exc}"[:300]
+                    continue
+                ready.append((sv, clients, entry))
+            for rnd in range(int(spec.get("rounds", 1))):
+                for sv, clients, entry in ready:
+                    if sv["key"] in errors:
+                        continue
+                    try:
+                        for p in sv["phases"]:
+                            res = Phase(p)
+                            s0, _ = tree_cpu(int(sv["server_pid"]))
+                            c0, t0 = _cpu_self(), time.perf_counter()
+                            await (closed if p["kind"] == "closed" else open_loop)(clients, entry, res)
+                            res.seconds = time.perf_counter() - t0
+                            c1 = _cpu_self()
+                            s1, procs = tree_cpu(int(sv["server_pid"]))
+                            results.append({**res.result(c1 - c0, s1 - s0, procs), "server": sv["key"],
+                                            "round": rnd})
+                    except Exception as exc:  # noqa: BLE001
+                        errors[sv["key"]] = f"{type(exc).__name__}: {exc}"[:300]
 
     trio.run(main)
-    return results
+    return results, errors
 
 
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[1]).read_text())
     try:
-        doc: dict[str, Any] = {"phases": run(spec)}
+        results, errors = run(spec)
+        doc: dict[str, Any] = {"results": results, "errors": errors}
     except Exception as exc:  # noqa: BLE001 - reported to the parent as the rows' error
-        doc = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        doc = {"errors": {sv["key"]: f"{type(exc).__name__}: {exc}"[:300] for sv in spec["servers"]}}
     Path(argv[2]).write_text(json.dumps(doc))
     return 0
 

@@ -134,7 +134,8 @@ async def serve_connection(stream: trio.SocketStream, anchor: Anchor) -> None:
                 elif isinstance(ev, h2.events.StreamEnded):
                     status, out = anchor.handle(bytes(bodies.pop(ev.stream_id, b"")))
                     ctype = b"application/cose" if status == 200 else b"text/plain"
-                    conn.send_headers(ev.stream_id, [(b":status", str(status).encode()), (b"content-type", ctype),
+                    conn.send_headers(ev.stream_id, [(b":status", str(status).encode()),
+                                                     (b"content-type", ctype),
                                                      (b"content-length", str(len(out)).encode())])
                     conn.send_data(ev.stream_id, out, end_stream=True)
                 elif isinstance(ev, h2.events.StreamReset):

@@ -75,6 +75,7 @@ SCRIPT = "params.x + 1"
 DURATION = (3.0, 0.4)
 DURATION_1 = (2.0, 0.3)
 ROUNDS = (2, 1)
+WARM = (20, 5)                 # checked calls per server before measuring
 MANY_PEERS = (1000, 50)
 SAMPLE = (50, 10)
 
@@ -144,33 +145,36 @@ class _Server:
     """A server subprocess that writes its port to a file; stopped with SIGTERM."""
 
     def __init__(self, cmd: list[str], port_file: Path, what: str) -> None:
+        """Start the process; :meth:`ready` waits for its port (so several can start at once)."""
         self.port_file = port_file
-        self.stderr = tempfile.TemporaryFile()
+        self.what = what
+        self.port = 0
+        self.url = ""
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server; stop() closes it
         self.proc = subprocess.Popen([*cmd, "--port-file", str(port_file)], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self.stderr)
-        deadline = time.monotonic() + 60.0
-        while not (port_file.exists() and port_file.read_text().strip()):
+
+    def ready(self, timeout: float = 60.0) -> _Server:
+        """Wait until the port file names the port; raises RuntimeError if the server dies or is late."""
+        deadline = time.monotonic() + timeout
+        while not (self.port_file.exists() and self.port_file.read_text().strip()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill() if self.proc.poll() is None else None
+                if self.proc.poll() is None:
+                    self.proc.kill()
                 self.proc.wait()
                 tail = self.tail()
                 self.stop()
-                raise RuntimeError(f"{what} did not start (exit {self.proc.returncode}): {tail}")
+                raise RuntimeError(f"{self.what} did not start (exit {self.proc.returncode}): {tail}")
             time.sleep(0.05)
-        self.port = int(port_file.read_text().strip())
+        self.port = int(self.port_file.read_text().strip())
         self.url = f"http://127.0.0.1:{self.port}"
+        return self
 
     def tail(self) -> str:
         if self.stderr.closed:
             return ""
         self.stderr.seek(0)
         return self.stderr.read().decode(errors="replace")[-400:]
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
@@ -192,6 +196,7 @@ class _Server:
 
 
 def _worker(root: Path, peers: list[str], mode: str, extra: tuple[str, ...] = ()) -> _Server:
+    """``peerbox serve`` of ``peers`` under ``root`` in ``mode``, starting (see :meth:`_Server.ready`)."""
     port_file = root / f"port-{mode}-{len(peers)}-{time.monotonic_ns()}"
     cmd = [sys.executable, "-m", "peerbox", "serve", "--root", str(root), "--peers", ",".join(peers),
            "--mode", mode, "--listen", "127.0.0.1:0", "--quiet", *extra]
@@ -199,6 +204,7 @@ def _worker(root: Path, peers: list[str], mode: str, extra: tuple[str, ...] = ()
 
 
 def _anchor(root: Path, peer: str) -> _Server:
+    """``bench/anchor_server.py`` signing as ``peer``, starting (see :meth:`_Server.ready`)."""
     port_file = root / f"port-anchor-{time.monotonic_ns()}"
     cmd = [sys.executable, str(BENCH / "anchor_server.py"), "--root", str(root), "--peer", peer,
            "--listen", "127.0.0.1:0"]
@@ -217,23 +223,31 @@ def _directory(root: Path, names: list[str], url: str) -> Path:
     return path
 
 
-def _drive(root: Path, server: _Server, target: str, phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run ``phases`` against ``server`` from a ``_netload`` subprocess; its per-phase results.
-    Raises RuntimeError if the client could not run (warm-up failed, crash, timeout)."""
-    spec = {"root": str(root), "client": "client", "directory": str(_directory(root, [target], server.url)),
-            "target": target, "server_pid": server.proc.pid, "warm": 20, "phases": phases}
+def _drive(servers: list[dict[str, Any]], rounds: int,
+           warm: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Run every server's phases, ``rounds`` times in turn, from one ``_netload`` subprocess.
+
+    ``servers``: ``{"key", "root", "target", "server": _Server, "phases"}``. Returns the per-phase
+    results (each with its ``server`` key) and the error of each server that failed (its warm-up
+    or a phase). Raises RuntimeError if the client process itself failed."""
+    spec = {"rounds": rounds, "warm": warm, "servers": [
+        {"key": sv["key"], "root": str(sv["root"]), "client": "client", "target": sv["target"],
+         "directory": str(_directory(sv["root"], [sv["target"]], sv["server"].url)),
+         "server_pid": sv["server"].proc.pid, "phases": sv["phases"]} for sv in servers]}
     with tempfile.TemporaryDirectory(prefix="peerbox-netload-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
-        budget = 120.0 + sum(float(p["duration"]) for p in phases) * 3
+        budget = 120.0 + rounds * sum(float(p["duration"]) for sv in servers for p in sv["phases"]) * 3
         proc = subprocess.run([sys.executable, str(BENCH / "_netload.py"), str(spec_path), str(out_path)],
                               capture_output=True, text=True, timeout=budget)
         if not out_path.exists():
             raise RuntimeError(f"the load client failed (exit {proc.returncode}): {proc.stderr[-300:]}")
         doc = json.loads(out_path.read_text())
-    if "error" in doc:
-        raise RuntimeError(f"{doc['error']} (server: {server.tail()[-200:]})")
-    return list(doc["phases"])
+    errors = dict(doc.get("errors", {}))
+    for sv in servers:
+        if sv["key"] in errors:
+            errors[sv["key"]] += f" (server: {sv['server'].tail()[-200:]})"
+    return list(doc.get("results", [])), errors
 
 
 # ------------------------------------------------------------------ rows
@@ -254,7 +268,7 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
 
     best = dict(results[0])
     best["offered"] = results[0].get("rate")          # an open phase's calls/s scheduled
-    rates = [r["ok"] / r["seconds"] if r["seconds"] else 0.0 for r in results]
+    rates = [float(r["calls_per_s"]) for r in results]
     best["rate"] = max(rates)
     best["rates"] = rates
     for key in ("ok", "rejected_503", "failed", "first_error", "seconds"):
@@ -326,22 +340,30 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
         if plans:
             has_workers = "--workers" in serve_options()
             workers_note = "--workers default" if has_workers else "one process (no --workers yet)"
-            for kind in plans:
+            for kind in plans:           # all start at once, then each is waited for
                 try:
                     root, names = roots[kind] = _make_root(1)
-                    servers[kind] = _anchor(root, names[0]) if kind == "anchor" else _worker(root, names, kind)
+                    servers[kind] = (_anchor(root, names[0]) if kind == "anchor"
+                                     else _worker(root, names, kind))
                 except Exception as e:  # noqa: BLE001 - a failing server is reported in its rows
                     errors[kind] = _err(e)
-            for _ in range(rounds):
-                for kind, phases in plans.items():
-                    if kind not in servers or kind in errors:
-                        continue
-                    root, names = roots[kind]
-                    try:
-                        for res in _drive(root, servers[kind], names[0], phases):
-                            measured.setdefault(res["name"], []).append(res)
-                    except Exception as e:  # noqa: BLE001
-                        errors[kind] = _err(e)
+            for kind, server in servers.items():
+                try:
+                    server.ready()
+                except Exception as e:  # noqa: BLE001
+                    errors[kind] = _err(e)
+            todo: list[dict[str, Any]] = [
+                {"key": kind, "root": roots[kind][0], "target": roots[kind][1][0], "server": servers[kind],
+                 "phases": phases} for kind, phases in plans.items() if kind not in errors]
+            if todo:
+                try:
+                    results, failed = _drive(todo, rounds, WARM[q])
+                    errors.update(failed)
+                    for res in results:
+                        measured.setdefault(res["name"], []).append(res)
+                except Exception as e:  # noqa: BLE001
+                    for sv in todo:
+                        errors[sv["key"]] = _err(e)
     finally:
         for s in servers.values():
             s.stop()
@@ -362,8 +384,8 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
                             f"{CONNS} connections", f"{dur:g} s"),
         "net_isolated_64": ("isolated", f"isolated, {CONNS} connections × {per_conn} streams, closed loop "
                             "(p99 = queueing)", f"{dur:g} s"),
-        "net_isolated_open": ("isolated", f"isolated, open loop {OPEN_RATE:g} calls/s over {CONNS} connections",
-                              f"{dur:g} s"),
+        "net_isolated_open": ("isolated", f"isolated, open loop {OPEN_RATE:g} calls/s over "
+                              f"{CONNS} connections", f"{dur:g} s"),
     }
     for name in load_rows:
         kind, title, size = titles[name]
@@ -393,7 +415,7 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
                 row.status = "PASS" if all(goals) else "MISS"
         rows.append(row)
     if wanted("net_idle_peer"):
-        rows.append(_bench_memory(quick))
+        rows.append(_bench_memory(quick, cache_warm=bool(measured)))
     return rows
 
 
@@ -420,33 +442,48 @@ def _call_each(root: Path, directory: Path, targets: list[str]) -> list[float]:
     return times
 
 
-def _bench_memory(quick: bool) -> Row:
+def _bench_memory(quick: bool, cache_warm: bool = False) -> Row:
+    """``net_idle_peer``: VmRSS of the worker's process tree with N peers vs. with 1, per extra peer.
+    ``cache_warm``: the load rows already compiled the script into the shared module cache."""
+    from _netload import tree_pids
+
     q = 1 if quick else 0
     n, sample = MANY_PEERS[q], SAMPLE[q]
     row = Row("net_idle_peer", "idle memory per hosted peer, shared mode", f"{n:_} peers",
               unit="KiB", group="network", target=f"< {TARGET_KIB_PER_PEER:g} KiB")
     roots: list[Path] = []
+
+    def rss_kib(server: _Server) -> int:
+        total = 0
+        for pid in tree_pids(server.proc.pid):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total
+
     try:
         one = ("--workers", "1") if "--workers" in serve_options() else ()
         base, base_names = _make_root(1)   # the 1-peer baseline, in its own root
         roots.append(base)
-        # A throwaway worker first: its call fills the compiled-module cache the workers share
-        # (PEERBOX_CACHE_DIR), so neither measured worker pays Cranelift (~10 MiB of RSS).
-        with _worker(base, base_names, "shared", one) as w:
-            _call_each(base, _directory(base, base_names, w.url), base_names)
+        if not cache_warm:
+            # A throwaway worker first: its call fills the compiled-module cache the workers share
+            # (PEERBOX_CACHE_DIR), so neither measured worker pays Cranelift (~10 MiB of RSS).
+            with _worker(base, base_names, "shared", one).ready() as w:
+                _call_each(base, _directory(base, base_names, w.url), base_names)
         t0 = time.perf_counter()
         root, names = _make_root(n)
         roots.append(root)
         t_init = time.perf_counter() - t0
         called = names[:: max(1, n // sample)][:sample]
-        # The baseline gets as many calls (all to its one peer) as the N-peer worker gets.
-        with _worker(base, base_names, "shared", one) as w:
-            _call_each(base, _directory(base, base_names, w.url), base_names * len(called))
-            rss_1 = w.rss_kib()
-        with _worker(root, names, "shared", one) as w:
-            directory = _directory(root, called, w.url)
+        with _worker(base, base_names, "shared", one) as w1, _worker(root, names, "shared", one) as wn:
+            w1.ready()
+            wn.ready()
+            # The baseline gets as many calls (all to its one peer) as the N-peer worker gets.
+            _call_each(base, _directory(base, base_names, w1.url), base_names * len(called))
+            rss_1 = rss_kib(w1)
+            directory = _directory(root, called, wn.url)
             first = _call_each(root, directory, called)      # the first call to each: RSS after it
-            rss_n = w.rss_kib()
+            rss_n = rss_kib(wn)
             second = _call_each(root, directory, called)
         per = (rss_n - rss_1) / (n - 1)
         row.us = per
@@ -468,8 +505,8 @@ def _bench_memory(quick: bool) -> Row:
     return row
 
 
-def _cell(v: float | None, fmt: str) -> str:
-    return "—" if v is None else format(v, fmt)
+def _cell(v: float | None, fmt: str, suffix: str = "") -> str:
+    return "—" if v is None else format(v, fmt) + suffix
 
 
 def render(rows: list[Any]) -> str:
@@ -486,8 +523,7 @@ def render(rows: list[Any]) -> str:
             status = r.status + (f" ({r.note})" if r.note else "")
             cells = [r.name + " — " + r.title, r.size, _cell(r.us, ".0f"), _cell(r.peerbox, ".2f"),
                      _cell(r.cpython, ".2f"), _cell(getattr(r, "server_ms", None), ".3f"),
-                     _cell(getattr(r, "vs_anchor", None), ".2f") + ("" if getattr(r, "vs_anchor", None) is None
-                                                                    else "×"),
+                     _cell(getattr(r, "vs_anchor", None), ".2f", "×"),
                      _cell(getattr(r, "client_ms", None), ".3f"), str(getattr(r, "procs", "") or "—"),
                      f"{r.rel or 0:.0f}", r.target, status]
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")

@@ -34,9 +34,12 @@ the module layers, recompiles after a change, installs and history checks.
 ``hostile_bench.py`` adds the hostile-input table (issue 12): compile cost
 scaling (n vs 4n), refusing forged envelopes before decoding, timeout
 precision under GIL contention.
-``network.py`` adds the network section (issue 6): delegated calls/s and
-p50/p99 over one HTTP/2 connection to a ``peerbox serve`` subprocess, shared
-vs isolated, and the idle memory per hosted peer.
+``network.py`` adds the network section (issues 6 and 15): delegated calls to a
+``peerbox serve`` subprocess (shared, isolated) and to the anchor server
+(``anchor_server.py``: the essential work inline), driven by the project's
+client in its own process (``_netload.py``): calls/s closed loop, p50/p99 open
+loop at a fixed rate, server and client CPU per call, the idle memory per
+hosted peer.
 
 A full run writes the table as markdown and JSON (with machine information)
 to ``bench/results/<date>-<shortsha>.{md,json}`` and ``bench/results/latest.md``.
@@ -438,11 +441,7 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
         lines += [
             "## Network",
             "",
-            "Delegated calls to a `peerbox serve` subprocess over one HTTP/2 connection (trio "
-            "`AsyncClient`, script `params.x + 1`; the client signs and verifies, the worker verifies "
-            "and signs): successful calls/s and their p50/p99 latency with K concurrent streams; "
-            "503s are counted, not successes. Isolated mode goes through the router to one child. "
-            "Idle memory: worker VmRSS with N peers vs. 1, per extra peer.",
+            network.INTRO,
             "",
             net,
             "",

@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,10 @@ PERF_ROWS = [
 ISO_ROWS = ["iso_a_python", "iso_a_python_fs", "iso_b_script", "iso_c_fs_read", "iso_d_subprocess",
             "iso_d_cli"]
 HOSTCALL_ROWS = ["hostcall_py_read", "hostcall_dispatch", "hostcall_fs_read"]
-NET_ROWS = ["net_shared_1", "net_shared_16", "net_shared_64", "net_isolated_1", "net_isolated_16",
-            "net_isolated_64", "net_idle_peer"]
+NET_ROWS = ["net_anchor_64", "net_shared_1", "net_shared_64", "net_shared_open", "net_isolated_64",
+            "net_isolated_open", "net_idle_peer"]
+#: The network rows with a target: each must come out PASS or MISS (measured), never "" or ERROR.
+NET_TARGETED = ["net_shared_64", "net_shared_open", "net_isolated_64", "net_idle_peer"]
 ROWS = PERF_ROWS + ISO_ROWS + HOSTCALL_ROWS
 
 
@@ -50,14 +53,7 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     assert [r["name"] for r in doc["rows"] if r["group"] not in ("policy", "network", "logic", "hostile", "startup")] == ROWS
     assert any(r["group"] == "hostile" for r in doc["rows"])
     assert [r["rel"] for r in doc["rows"] if r["group"] == "startup"][0] == 1.0  # the reference
-    net = {r["name"]: r for r in doc["rows"] if r["group"] == "network"}
-    assert list(net) == NET_ROWS
-    for n in NET_ROWS:
-        assert net[n]["status"] in ("PASS", "MISS", ""), net[n]
-        assert net[n]["us"] is not None, net[n]              # calls/s, or KiB per idle peer
-        assert n == "net_idle_peer" or net[n]["us"] > 0, net[n]
-    for n in NET_ROWS[:-1]:
-        assert any(line.startswith(f"| {n} — ") for line in table), (n, proc.stdout)
+    _check_network(doc, table)
     assert "## Network" in proc.stdout
     policy = [r for r in doc["rows"] if r["group"] == "policy"]
     assert len(policy) >= 5 and all(r["us"] > 0 for r in policy)
@@ -90,3 +86,24 @@ def test_bench_only_selects_rows() -> None:
     names = [line.split(" — ")[0][2:] for line in proc.stdout.splitlines() if line.startswith("| ")
              and " — " in line]
     assert names == ["fib", "trivial_run", "iso_b_script", "hostcall_fs_read"], proc.stdout
+
+
+def _check_network(doc: dict[str, Any], table: list[str]) -> None:
+    """Every network row measured: calls/s, server and client CPU per call from the processes'
+    clocks, the worker's CPU as a ratio to the anchor's, a status against each target."""
+    net = {r["name"]: r for r in doc["rows"] if r["group"] == "network"}
+    assert list(net) == NET_ROWS
+    for n in NET_ROWS:
+        assert net[n]["status"] in ("PASS", "MISS", ""), net[n]
+        assert net[n]["us"] is not None, net[n]              # calls/s, or KiB per idle peer
+        assert any(line.startswith(f"| {n} — ") for line in table), n
+    for n in NET_TARGETED:
+        assert net[n]["status"] in ("PASS", "MISS"), net[n]
+    for n in NET_ROWS[:-1]:
+        r = net[n]
+        assert r["us"] > 0 and r["peerbox"] > 0 and r["cpython"] >= r["peerbox"], r   # calls/s, p50 <= p99
+        assert r["server_ms"] > 0 and r["client_ms"] > 0 and r["procs"] >= 1, r
+        assert r["failed"] == 0, r
+        anchor_ms = net["net_anchor_64"]["server_ms"]
+        assert n == "net_anchor_64" or r["vs_anchor"] == pytest.approx(r["server_ms"] / anchor_ms), r
+    assert net["net_isolated_64"]["procs"] >= 2, net["net_isolated_64"]   # the router and the peer's child
