@@ -1,31 +1,35 @@
-"""Isolated mode's router (peerbox.net._isolated.Router): what it counts from its children's answers.
+"""Isolated mode's router (peerbox.net._isolated.Router): what it counts from its children's answers,
+and how it survives children that die, hang or break the channel.
 
 A child names the action its policy refused in a response header
 (``peerbox-denied-action``, :data:`peerbox.net._endpoints.DENIED_ACTION`); the
 router counts denials from that field, never from the signed reply's message,
-and does not forward the header. The router here fronts an in-process worker
-made as ``peerbox serve`` makes a child (``for_router``), over real HTTP/2 on
-loopback: no child process, so these tests are fast.
+and does not forward the header. The fast tests front an in-process worker
+made as a child makes it (``for_router``), over the real local channel (a
+Unix socketpair, :mod:`peerbox.net._localchan`); the slow ones supervise real
+child processes (``python -m peerbox.net._child``) and SIGKILL or SIGSTOP them.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import cbor2
 import pytest
 import trio
 
 import peerbox
 from peerbox.net._endpoints import DENIED_ACTION
-from peerbox.net._h2client import H2Transport
 from peerbox.net._h2server import HttpRequest, HttpResponse
 from peerbox.net._isolated import Router, _Child, _forwarded, _supervise
+from peerbox.net._localchan import ChannelClient, ChannelServer, encode_hello
 from peerbox.net._metrics import Metrics
-from peerbox.net._shared import serve_worker
 from peerbox.net._worker import Worker
 from peerbox.trust import Outcome, Usage, make_logic_request
 from peerbox.wire import KeyPair, cbor_dumps, make_denial, make_reply, make_request
@@ -104,15 +108,21 @@ def child(world: World) -> Iterator[Worker]:
     worker.close()
 
 
+CHAN = 8 << 20
+
+
 @asynccontextmanager
 async def router(world: World, worker: Worker) -> AsyncIterator[Router]:
-    """A router whose one child, bob's, is ``worker`` served on a loopback port."""
-    async with H2Transport() as transport, trio.open_nursery() as n:
-        port: int = await n.start(lambda task_status: serve_worker(
-            worker, host="127.0.0.1", port=0, quiet=True, handle_signals=False, grace=2.0,
-            task_status=task_status))
-        bob = _Child(world.bob.name, world.bob.did, world.bob.public_key, port_file="", port=port)
-        yield Router([bob], transport, timeout=20.0)
+    """A router whose one child, bob's, is ``worker`` served on the local channel (a real socketpair)."""
+    a, b = trio.socket.socketpair()
+    channel = ChannelClient(trio.SocketStream(a), max_frame=CHAN, max_request=CHAN)
+    server = ChannelServer(trio.SocketStream(b), worker.app, max_frame=CHAN, max_answer=CHAN)
+    async with trio.open_nursery() as n:
+        n.start_soon(server.run)
+        n.start_soon(channel.run)
+        assert await channel.wait_ready()
+        bob = _Child(world.bob.name, world.bob.did, world.bob.public_key, channel=channel)
+        yield Router([bob], timeout=20.0)
         n.cancel_scope.cancel()
 
 
@@ -150,18 +160,124 @@ async def test_the_router_counts_each_denied_action_from_its_childs_header(world
         assert f'peerbox_denials_total{{action="{action}"}} 1' in text
 
 
-@pytest.mark.slow  # starts a real `peerbox serve` child process
+async def test_a_child_that_breaks_the_frame_format_costs_its_requests_a_503_not_the_router(
+        world: World) -> None:
+    """A child that writes garbage on its channel: its request gets 503, the router keeps answering."""
+    a, b = trio.socket.socketpair()
+    channel = ChannelClient(trio.SocketStream(a), max_frame=CHAN, max_request=CHAN)
+    child = trio.SocketStream(b)
+    bob = _Child(world.bob.name, world.bob.did, world.bob.public_key, channel=channel)
+    front = Router([bob], timeout=20.0)
+    async with trio.open_nursery() as n:
+        n.start_soon(lambda: _expect_fault(channel))
+        await child.send_all(encode_hello())
+        assert await channel.wait_ready()
+
+        async def garble() -> None:
+            await child.receive_some(65536)
+            await child.send_all(b"\x00\x00\x00\x09garbage!!")
+
+        n.start_soon(garble)
+        with trio.fail_after(10):
+            resp = await front.app(post(world.exec("40 + 2")))
+        assert resp.status == 503 and header(resp, "retry-after") == "1"
+        assert cbor2.loads(resp.body)["error"]["kind"] == "unavailable"
+        bob.channel = None  # what the supervisor does: the child is down until restarted
+        resp = await front.app(post(world.exec("40 + 2")))
+        assert resp.status == 503 and "restarting" in cbor2.loads(resp.body)["error"]["message"]
+        health = await front.app(HttpRequest(method="GET", path="/v1/health", headers=(), body=b"",
+                                             client="127.0.0.1:1", stream_id=3, conn_id=1))
+        assert health.status == 200
+    await child.aclose()
+
+
+async def _expect_fault(channel: ChannelClient) -> None:
+    from peerbox.net._localchan import FrameError
+    with pytest.raises(FrameError):
+        await channel.run()
+
+
+@asynccontextmanager
+async def supervised(world: World, tmp_path: Path,
+                     timeout: float = 20.0) -> AsyncIterator[tuple[Router, _Child]]:
+    """bob's child as the supervisor starts it (``python -m peerbox.net._child``), behind a router."""
+    bob = _Child(world.bob.name, world.bob.did, world.bob.public_key)
+    async with trio.open_nursery() as n:
+        await n.start(functools.partial(_supervise, str(world.root), bob, max_runs=2, grace=2.0))
+        assert bob.channel is not None and bob.process is not None
+        yield Router([bob], timeout=timeout), bob
+        n.cancel_scope.cancel()
+
+
+@pytest.mark.slow  # starts a real child process
 async def test_a_real_child_process_names_its_denied_actions_for_the_router(world: World,
                                                                           tmp_path: Path) -> None:
-    """The child as the supervisor starts it (``peerbox serve --exit-with-parent``), not a test double."""
-    bob = _Child(world.bob.name, world.bob.did, world.bob.public_key, port_file=str(tmp_path / "bob.port"))
-    async with H2Transport() as transport, trio.open_nursery() as n:
-        await n.start(functools.partial(_supervise, str(world.root), bob, max_runs=1, grace=2.0))
-        assert bob.port is not None
-        front = Router([bob], transport, timeout=20.0)
+    """The child as the supervisor starts it, not a test double."""
+    async with supervised(world, tmp_path) as (front, _):
         for body, path in ((world.exec("1", sender="dave"), "/v1/exec"), (world.push(), "/v1/logic"),
                            (world.exec('fs::read("private.txt")'), "/v1/exec")):
             resp = await front.app(post(body, path))
             assert resp.status in (200, 403) and header(resp, DENIED_ACTION) is None
-        n.cancel_scope.cancel()
     assert front.metrics.denials == {"exec": 1, "logic.write": 1, "fs.read": 1}
+
+
+@pytest.mark.slow  # starts real child processes and kills one
+async def test_a_killed_child_fails_its_requests_in_flight_with_503_and_is_restarted(world: World,
+                                                                                    tmp_path: Path) -> None:
+    async with supervised(world, tmp_path) as (front, bob):
+        assert (await front.app(post(world.exec("40 + 2")))).status == 200
+        first = bob.process
+        assert first is not None
+        answers: list[HttpResponse] = []
+
+        async def loop() -> None:  # in flight when the child dies: stopped by the kill, not its limit
+            answers.append(await front.app(post(world.exec("let i = 0; loop { i += 1; }"))))
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as n:
+                n.start_soon(loop)
+                while front.in_flight == 0:
+                    await trio.sleep(0.01)
+                await trio.sleep(0.2)
+                started = trio.current_time()
+                os.kill(first.pid, signal.SIGKILL)
+            assert trio.current_time() - started < 2.0  # at once, not after the loop's 5 s limit
+        assert answers[0].status == 503 and header(answers[0], "retry-after") == "1"
+        assert cbor2.loads(answers[0].body)["error"]["kind"] == "unavailable"
+        statuses: list[int] = []
+        with trio.fail_after(20):  # restarted with backoff: 503 until then, then served again
+            while True:
+                resp = await front.app(post(world.exec("40 + 2")))
+                statuses.append(resp.status)
+                if resp.status == 200:
+                    break
+                assert resp.status == 503
+                await trio.sleep(0.05)
+        assert bob.starts == 2 and bob.process is not first
+        health = front.health()
+        assert health["restarts"] == 1 and health["workers_up"] == 1
+
+
+@pytest.mark.slow  # starts a real child process and stops it (SIGSTOP)
+async def test_a_child_that_never_answers_gets_503_after_the_deadline_and_frees_the_slot(
+        world: World, tmp_path: Path) -> None:
+    """A hung child (SIGSTOP: alive, silent): 503 after the router's timeout; once it resumes, it serves."""
+    async with supervised(world, tmp_path, timeout=0.5) as (front, bob):
+        assert (await front.app(post(world.exec("1")))).status == 200
+        assert bob.process is not None and bob.channel is not None
+        os.kill(bob.process.pid, signal.SIGSTOP)
+        try:
+            with trio.fail_after(10):
+                answers = []
+                for i in range(3):
+                    started = trio.current_time()
+                    answers.append(await front.app(post(world.exec(f"{i}"))))
+                    assert 0.4 < trio.current_time() - started < 5.0
+            assert [a.status for a in answers] == [503, 503, 503]
+            assert all("did not answer" in cbor2.loads(a.body)["error"]["message"] for a in answers)
+            assert front.in_flight == 0 and bob.channel.in_flight == 0  # the slots are free
+        finally:
+            os.kill(bob.process.pid, signal.SIGCONT)
+        with trio.fail_after(10):
+            resp = await front.app(post(world.exec("40 + 2")))
+        assert resp.status == 200 and bob.starts == 1  # the same child: a slow child is not killed

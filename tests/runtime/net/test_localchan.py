@@ -1,4 +1,4 @@
-"""The local channel of isolated mode (peerbox.net._localchan): its frames, and its two ends on a real socketpair.
+"""Isolated mode's local channel (peerbox.net._localchan): its frames, and its two ends on a real socketpair.
 
 The format is checked sans-IO (round trips fed whole and a byte at a time,
 and every refusal: a frame over the limit refused on its length prefix, a
@@ -29,21 +29,20 @@ BIG = 1 << 20
 
 def test_frames_round_trip_fed_whole_or_a_byte_at_a_time() -> None:
     body = bytes(range(256)) * 40
+    denied = (("content-type", "application/cose"), ("peerbox-denied-action", "fs.read"))
     wire = (encode_hello()
             + encode_request(7, "POST", "/v1/exec", CT, body, max_frame=BIG)
-            + encode_response(7, 403, (("content-type", "application/cose"), ("peerbox-denied-action", "fs.read")),
-                              b"signed", max_frame=BIG)
+            + encode_response(7, 403, denied, b"signed", max_frame=BIG)
             + encode_response(0xFFFFFFFF, 200, (), b"", max_frame=BIG))
-    expected = [Hello(0), RequestFrame(7, "POST", "/v1/exec", CT, body),
-                ResponseFrame(7, 403, (("content-type", "application/cose"), ("peerbox-denied-action", "fs.read")),
-                              b"signed"),
+    denial = ResponseFrame(7, 403, denied, b"signed")
+    expected = [Hello(0), RequestFrame(7, "POST", "/v1/exec", CT, body), denial,
                 ResponseFrame(0xFFFFFFFF, 200, (), b"")]
     assert FrameDecoder(max_frame=BIG).feed(wire) == expected
     slow = FrameDecoder(max_frame=BIG)
     got = [frame for i in range(len(wire)) for frame in slow.feed(wire[i:i + 1])]
     assert got == expected
     slow.eof()  # nothing left over
-    assert expected[2].header("peerbox-denied-action") == "fs.read"  # type: ignore[union-attr]
+    assert denial.header("peerbox-denied-action") == "fs.read"
 
 
 def test_a_frame_over_the_limit_is_refused_on_its_length_prefix() -> None:
@@ -87,7 +86,7 @@ def test_a_stream_that_ends_inside_a_frame_is_refused() -> None:
 
 
 class EchoApp:
-    """Answers ``path`` (``/sleep/MS`` sleeps first, ``/hold`` waits for ``release``) with the body reversed."""
+    """Answers with the body reversed (``/sleep/MS`` sleeps first, ``/hold`` waits for ``release``)."""
 
     def __init__(self) -> None:
         self.release = trio.Event()
@@ -127,7 +126,8 @@ async def test_interleaved_requests_each_get_their_own_answer() -> None:
     answers: dict[int, ResponseFrame] = {}
     async with pair(app) as (client, _):
         async def one(i: int) -> None:
-            answers[i] = await client.request("POST", f"/sleep/{(20 - i) * 15}", CT, f"req-{i}".encode(), 10.0)
+            path = f"/sleep/{(20 - i) * 15}"
+            answers[i] = await client.request("POST", path, CT, f"req-{i}".encode(), 10.0)
 
         async with trio.open_nursery() as n:
             for i in range(20):
@@ -154,14 +154,13 @@ async def test_a_request_not_answered_in_time_times_out_and_frees_its_slot() -> 
 
 async def test_beyond_its_in_flight_limit_a_request_is_refused_at_once() -> None:
     app = EchoApp()
-    async with pair(app, max_in_flight=2) as (client, _):
-        async with trio.open_nursery() as n:
-            for _ in range(2):
-                n.start_soon(client.request, "POST", "/hold", CT, b"", 5.0)
-            await trio.sleep(0.05)
-            with pytest.raises(ChannelBusy):
-                await client.request("POST", "/", CT, b"", 5.0)
-            app.release.set()
+    async with pair(app, max_in_flight=2) as (client, _), trio.open_nursery() as n:
+        for _ in range(2):
+            n.start_soon(client.request, "POST", "/hold", CT, b"", 5.0)
+        await trio.sleep(0.05)
+        with pytest.raises(ChannelBusy):
+            await client.request("POST", "/", CT, b"", 5.0)
+        app.release.set()
 
 
 async def test_requests_in_flight_fail_when_the_child_end_closes() -> None:
