@@ -300,6 +300,9 @@ def _row(name: str, title: str, size: str, m: dict[str, Any] | None, err: str) -
         notes.append("rounds " + " / ".join(f"{r:.0f}" for r in m["rates"]) + " calls/s")
     if m["kind"] == "open":
         notes.append(f"{m['offered']:g}/s offered")
+    elif int(m["streams"]) > 1 and m["rate"]:
+        notes.append(f"Little's law: {m['streams']} in flight / {m['rate']:.0f}/s = "
+                     f"{1e3 * int(m['streams']) / m['rate']:.0f} ms")
     if m["failed_total"]:
         notes.append(f"{m['failed_total']} failed: {m['first_error']}")
     if m["ok"] == 0:

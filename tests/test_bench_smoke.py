@@ -107,3 +107,48 @@ def _check_network(doc: dict[str, Any], table: list[str]) -> None:
         anchor_ms = net["net_anchor_64"]["server_ms"]
         assert n == "net_anchor_64" or r["vs_anchor"] == pytest.approx(r["server_ms"] / anchor_ms), r
     assert net["net_isolated_64"]["procs"] >= 2, net["net_isolated_64"]   # the router and the peer's child
+
+
+def test_anchor_server_does_the_work_it_stands_for(tmp_path: Path) -> None:
+    """The yardstick of the worker's CPU per call (bench/anchor_server.py) must really verify, spend
+    the nonce and run the script: its reply verifies with the project's client, a replayed envelope
+    is refused (409) and a forged one too (400)."""
+    import time
+
+    import peerbox
+    import trio
+    from peerbox.wire import make_request, verify_reply
+
+    store = peerbox.PeerStore(tmp_path / "root")
+    me = store.init("client").signing_key()
+    target = store.init("bob").signing_key().public_key
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "anchor_server.py"), "--root",
+                             str(tmp_path / "root"), "--peer", "bob", "--port-file", str(port_file)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{int(port_file.read_text())}"
+        envelope = make_request(me, target=target, script="params.x + 1", params={"x": 41},
+                                now=int(time.time()))
+        forged = envelope[:-1] + bytes([envelope[-1] ^ 1])
+        answers: list[tuple[int, bytes]] = []
+
+        async def main() -> None:
+            async with peerbox.AsyncClient(me) as client:
+                for env in (envelope, envelope, forged):
+                    status, _ctype, body = await client.transport.exec(url, env, 30.0)
+                    answers.append((status, body))
+
+        trio.run(main)
+        assert answers[0][0] == 200
+        assert verify_reply(answers[0][1], target=target, request_bytes=envelope).value == 42
+        assert [a[0] for a in answers[1:]] == [409, 400], answers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert proc.returncode == 0
+    assert not port_file.exists()                 # removed on a clean stop
