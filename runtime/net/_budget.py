@@ -14,9 +14,32 @@ with an attacker keeps its established connections.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
-__all__ = ["TokenBucket", "AddressBudgets", "address_of"]
+__all__ = ["TokenBucket", "AddressBudgets", "SlidingRate", "address_of"]
+
+
+class SlidingRate:
+    """Counts events in a sliding one-second window; :meth:`hit` says "more than ``limit``".
+
+    The HTTP/2 server's flood detectors (RST_STREAM, PING and SETTINGS per
+    second). Memory is bounded by ``limit + 1`` timestamps: the first hit over
+    the limit is reported, and the caller closes the connection.
+    """
+
+    __slots__ = ("limit", "times")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.times: deque[float] = deque()
+
+    def hit(self, now: float) -> bool:
+        """Record one event at ``now``; ``True`` if the last second now holds more than ``limit``."""
+        times = self.times
+        times.append(now)
+        while times and times[0] <= now - 1.0:
+            times.popleft()
+        return len(times) > self.limit
 
 
 class TokenBucket:

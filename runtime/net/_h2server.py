@@ -26,10 +26,8 @@ import contextlib
 import itertools
 import logging
 import math
+import re
 import ssl
-from collections import deque
-from dataclasses import dataclass, field
-from functools import partial
 
 import h2.config
 import h2.connection
@@ -41,7 +39,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from .._errors import map_exceptions
-from ._budget import AddressBudgets, TokenBucket, address_of
+from ._budget import AddressBudgets, SlidingRate, TokenBucket, address_of
 from ._http import App, HttpRequest, HttpResponse, ServerLimits
 from ._io_errors import CONNECTION_ERRORS, HANDSHAKE_ERRORS, ConnectionLost
 
@@ -53,36 +51,31 @@ DEFAULT_LIMITS = ServerLimits()
 log = logging.getLogger("peerbox.h2server")
 
 
-class _Rate:
-    """Counts events in a sliding one-second window; ``hit`` says "too many"."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.times: deque[float] = deque()
-
-    def hit(self) -> bool:
-        now = trio.current_time()
-        self.times.append(now)
-        while self.times and self.times[0] <= now - 1.0:
-            self.times.popleft()
-        return len(self.times) > self.limit
-
-
-@dataclass
 class _Pending:
-    """A request whose headers arrived and whose body is still coming."""
+    """A request whose headers arrived and whose body is still coming (until ``deadline``)."""
 
-    method: str
-    path: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytearray = field(default_factory=bytearray)
-    timer: trio.CancelScope = field(default_factory=trio.CancelScope)
+    __slots__ = ("method", "path", "headers", "body", "deadline")
+
+    def __init__(self, method: str, path: str, headers: tuple[tuple[str, str], ...], deadline: float) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = bytearray()
+        self.deadline = deadline
 
 
 # content-length is computed here; the rest are connection-specific (illegal in HTTP/2).
 _DROPPED_HEADERS = frozenset(
     {"content-length", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
+# What h2's outbound validation would check, done once per distinct header tuple (see _Conn._headers).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
+_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*\Z")
+#: Queued-but-unsent response bytes above which an answer waits for the writer (memory bound per connection).
+_HIGH_WATER = 256 * 1024
+_HEADER_CACHE_SIZE = 32
+#: What a read or a send may raise when the transport is gone: translated by ``CONNECTION_ERRORS``.
+_LOST = tuple(CONNECTION_ERRORS)
 
 
 def _text_response(status: int, message: str, *extra: tuple[str, str]) -> HttpResponse:
@@ -93,8 +86,39 @@ def _text_response(status: int, message: str, *extra: tuple[str, str]) -> HttpRe
     )
 
 
+def _encode_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...] | None:
+    """The app's headers as h2 sends them (lower-case names, values stripped, hop-by-hop ones dropped).
+
+    None if a name is not a token or a value holds a control character: a
+    bug in the app, answered 500 rather than sent (HTTP/2 forbids them).
+    """
+    out = []
+    for k, v in headers:
+        name = k.lower()
+        if name in _DROPPED_HEADERS:
+            continue
+        value = v.strip(" \t")
+        if not _TOKEN.match(name) or not _FIELD_VALUE.match(value):
+            return None
+        out.append((name.encode("latin-1"), value.encode("latin-1", "replace")))
+    return tuple(out)
+
+
 class _Conn:
-    """One HTTP/2 connection: h2 state, request assembly, app tasks, limits."""
+    """One HTTP/2 connection: h2 state, request assembly, app tasks, limits.
+
+    Three kinds of task share the h2 state machine (all on one trio thread,
+    so no lock): the reader (:meth:`_serve`), which also owns the
+    connection's only timer; one writer (:meth:`_writer`), the only task that
+    sends; and one task per app call. Whoever makes h2 queue bytes wakes the
+    writer (:meth:`_kick`), which sends everything queued in one scheduler
+    pass with one ``send_all``. The timer is the reader's cancel scope: its
+    deadline is the earliest of the connection's deadlines (a request body's
+    ``body_timeout``, a send stalled for ``idle_timeout``, ``idle_timeout``
+    while nothing is in flight, the shutdown grace). Deadlines are only ever
+    lowered on the hot path (:meth:`_lower`); when the scope fires,
+    :meth:`_expire` applies what is really due and the next pass re-arms it.
+    """
 
     def __init__(
         self, app: App, stream: trio.abc.Stream, limits: ServerLimits, client: str, conn_id: int,
@@ -102,13 +126,16 @@ class _Conn:
     ) -> None:
         self.app = app
         self.budgets = budgets
+        now = trio.current_time()
         self.failures = TokenBucket(limits.max_preauth_failures_per_conn,
-                                    limits.preauth_failure_rate_per_conn, trio.current_time())
+                                    limits.preauth_failure_rate_per_conn, now)
         self.stream = stream
         self.limits = limits
         self.client = client
         self.conn_id = conn_id
-        cfg = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        # Outbound headers are validated by _headers (once per distinct tuple), not by h2 on every answer.
+        cfg = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                        validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=cfg)
         self.h2.local_settings = h2.settings.Settings(
             client=False,
@@ -119,49 +146,59 @@ class _Conn:
         )
         # Enforce at once rather than after the client ACKs our SETTINGS.
         self.h2.decoder.max_header_list_size = limits.max_header_list_size
-        self.send_lock = trio.Lock()
-        self.window = trio.Event()
-        self.pending: dict[int, _Pending] = {}
+        self.window = trio.Event()  # set (and replaced) when a window opens or the writer made progress
+        self.waiting = 0  # answers waiting on ``window``
+        self.pending: dict[int, _Pending] = {}  # insertion order is deadline order
         self.buffered = 0  # bytes of request bodies held in ``pending``
         self.queue: dict[int, HttpRequest] = {}  # complete requests waiting for an app slot (FIFO)
         self.queued_bytes = 0
-        self.sending = 0  # answers being sent (they may wait on flow control)
+        self.sending = 0  # answers still being queued (they wait on flow control)
         self.inflight = 0
         self.app_scopes: set[trio.CancelScope] = set()
-        self.resets = _Rate(limits.max_resets_per_sec)
-        self.pings = _Rate(limits.max_pings_settings_per_sec)
-        self.read_scope = trio.CancelScope()
+        self.resets = SlidingRate(limits.max_resets_per_sec)
+        self.pings = SlidingRate(limits.max_pings_settings_per_sec)
+        self.read_scope = trio.CancelScope()  # the timer (see the class docstring)
+        self.last_activity = now  # the last read, or the last answer queued
         self.draining = False  # graceful shutdown or client GOAWAY: no new streams
         self.drain_deadline = math.inf
         self.goaway_sid: int | None = None
         self.dead = False  # transport closed or unusable: drop answers
+        self.lost = False  # the transport's end was logged
         self.nursery: trio.Nursery | None = None
+        self.header_cache: dict[tuple[tuple[str, str], ...], tuple[tuple[bytes, bytes], ...] | None] = {}
+        # The writer.
+        self.out: list[bytes] = []  # bytes taken from h2 by the reader, sent before h2's next ones
+        self.unsent = 0  # bytes queued since the writer last took them
+        self.wanted = False  # something was queued since the writer's last pass
+        self.parked: trio.lowlevel.Task | None = None  # the writer, while it waits for ``wanted``
+        self.send_started: float | None = None  # when the send in progress began
+        self.closing = False  # the writer stops once it has sent what is queued, then ``final``
+        self.final = b""
+        self.writer_scope = trio.CancelScope()
+        self.writer_done = trio.Event()
 
     # -- the one boundary: transport and h2 errors ---------------------------
 
     async def _recv(self) -> bytes:
-        with map_exceptions(CONNECTION_ERRORS):
+        try:
             return bytes(await self.stream.receive_some(65536))
-
-    async def _flush(self, extra: bytes = b"") -> None:
-        """Send whatever h2 has queued (then ``extra``), in order, under the lock.
-
-        A peer that stops reading for ``idle_timeout`` (so our writes block)
-        loses the connection: otherwise it could pin the reader forever.
-        """
-        if self.dead:
-            return
-        async with self.send_lock:
-            data = self.h2.data_to_send() + extra
-            if not data or self.dead:
-                return
-            try:
-                with map_exceptions(CONNECTION_ERRORS), trio.fail_after(self.limits.idle_timeout):
-                    await self.stream.send_all(data)
-            except ConnectionLost:
-                self.dead = True
-                self._notify_window()
+        except _LOST:
+            with map_exceptions(CONNECTION_ERRORS):
                 raise
+
+    async def _send(self, data: bytes) -> None:
+        """Send ``data``; a send blocked for ``idle_timeout`` (the peer stopped reading) is ended by the timer."""
+        now = trio.current_time()
+        self.send_started = now
+        self._lower(now + self.limits.idle_timeout)
+        try:
+            await self.stream.send_all(data)
+        except _LOST:
+            with map_exceptions(CONNECTION_ERRORS):
+                raise
+        self.send_started = None
+        if self.waiting:
+            self._notify_window()
 
     def _feed(self, data: bytes) -> list[h2.events.Event] | None:
         """Hand bytes to h2; None means a protocol error (h2 queued a GOAWAY)."""
@@ -170,6 +207,65 @@ class _Conn:
         except h2.exceptions.ProtocolError as e:
             log.info("conn %d (%s): protocol error: %s", self.conn_id, self.client, e)
             return None
+
+    # -- the writer ----------------------------------------------------------
+
+    def _kick(self) -> None:
+        """Say that h2 (or ``out``) holds bytes to send: the writer sends them on its next pass."""
+        self.wanted = True
+        task = self.parked
+        if task is not None:
+            self.parked = None
+            trio.lowlevel.reschedule(task)
+
+    def _abort_park(self, _: object) -> trio.lowlevel.Abort:
+        self.parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def _writer(self) -> None:
+        """Send whatever was queued, one ``send_all`` per pass, until closed (then ``final``) or lost."""
+        try:
+            with self.writer_scope:
+                while True:
+                    if not self.wanted:
+                        if self.closing:
+                            return
+                        self.parked = trio.lowlevel.current_task()
+                        await trio.lowlevel.wait_task_rescheduled(self._abort_park)
+                        continue
+                    self.wanted = False
+                    data = self.h2.data_to_send()
+                    if self.out:
+                        data = b"".join(self.out) + data
+                        self.out.clear()
+                    self.unsent = 0
+                    if self.closing:
+                        data, self.final = data + self.final, b""
+                    if data:
+                        await self._send(data)
+        except ConnectionLost as e:
+            self._lost(e)
+            self.dead = True
+            self.read_scope.cancel()
+        finally:
+            self.send_started = None
+            self.writer_done.set()
+            self._notify_window()
+
+    async def _close(self, code: ErrorCodes | None) -> None:
+        """Stop the writer once it has sent what is queued, then GOAWAY(``code``) unless None.
+
+        h2's own ``close_connection`` is not used: see :meth:`begin_shutdown`.
+        Waits at most ``idle_timeout`` (a peer that stopped reading).
+        """
+        if code is not None and not self.closing:
+            last = self.goaway_sid if self.goaway_sid is not None else self.h2.highest_inbound_stream_id
+            self.goaway_sid = last
+            self.final = GoAwayFrame(stream_id=0, last_stream_id=last, error_code=code).serialize()
+        self.closing = True
+        self._kick()
+        with trio.move_on_after(self.limits.idle_timeout):
+            await self.writer_done.wait()
 
     # -- main loop -----------------------------------------------------------
 
@@ -181,17 +277,22 @@ class _Conn:
                 try:
                     await self._serve(apps)
                 except ConnectionLost as e:
-                    log.debug("conn %d (%s): transport closed: %s", self.conn_id, self.client, e)
+                    self._lost(e)
                 finally:
-                    for p in self.pending.values():
-                        p.timer.cancel()
                     self.pending.clear()
                     self.queue.clear()  # never started; nobody left to answer
                     self.dead = True
+                    self.writer_scope.cancel()
                     self._notify_window()
                     await trio.aclose_forcefully(self.stream)
         finally:
             self.dead = True
+
+    def _lost(self, e: ConnectionLost) -> None:
+        """Log the end of the transport (once: the reader and the writer may both see it)."""
+        if not self.lost:
+            self.lost = True
+            log.debug("conn %d (%s): transport closed: %s", self.conn_id, self.client, e)
 
     async def _serve(self, apps: trio.Nursery) -> None:
         if isinstance(self.stream, trio.SSLStream):
@@ -201,52 +302,93 @@ class _Conn:
                 log.info("conn %d (%s): refused, ALPN is not h2", self.conn_id, self.client)
                 return
         self.h2.initiate_connection()
-        await self._flush()
+        # The server preface goes first, before any read (a client that never reads is dropped here).
+        with map_exceptions(CONNECTION_ERRORS), trio.fail_after(self.limits.idle_timeout):
+            await self.stream.send_all(self.h2.data_to_send())
+        apps.start_soon(self._writer)
+        self.last_activity = trio.current_time()
+        code: ErrorCodes | None = None
         while not self.dead:
-            self.read_scope = trio.CancelScope()
-            self._rearm_idle()
-            with self.read_scope:
-                data = await self._recv()
-            if self.read_scope.cancelled_caught:
-                if self.dead:  # _calm_down: GOAWAY already sent
-                    return
-                if not self.draining:
-                    log.info("conn %d (%s): idle timeout", self.conn_id, self.client)
-                await self._goaway(ErrorCodes.NO_ERROR)
-                return
+            scope = self.read_scope = trio.CancelScope(deadline=self._next_deadline(trio.current_time()))
+            with scope:
+                code = await self._read(apps)
+            if not scope.cancelled_caught or self.dead:
+                break
+            code = self._expire(trio.current_time())
+            if code is not None or self.dead:
+                break
+        await self._close(None if self.dead else code)
+
+    async def _read(self, apps: trio.Nursery) -> ErrorCodes | None:
+        """Read and apply frames until the connection ends; returns the GOAWAY code to end it with, if any."""
+        while not self.dead:
+            data = await self._recv()
             if not data:
-                return
+                return None
             events = self._feed(data)
             if events is None:
-                await self._flush()
-                return
+                return None  # h2 queued its own GOAWAY: the writer sends it
             try:
                 for ev in events:
-                    if not await self._handle(ev, apps):
-                        await self._goaway(ErrorCodes.ENHANCE_YOUR_CALM)
-                        return
+                    if not self._handle(ev, apps):
+                        return ErrorCodes.ENHANCE_YOUR_CALM
             except h2.exceptions.ProtocolError as e:
                 log.warning("conn %d (%s): h2 refused an action: %s", self.conn_id, self.client, e)
-                await self._goaway(ErrorCodes.INTERNAL_ERROR)
-                return
-            await self._flush()
+                return ErrorCodes.INTERNAL_ERROR
+            out = self.h2.data_to_send()  # SETTINGS and PING ACKs, WINDOW_UPDATEs, resets
+            if out:
+                self.out.append(out)
+                self._kick()
+            now = self.last_activity = trio.current_time()
+            self._lower(self._next_deadline(now))
+        return None
 
-    def _rearm_idle(self) -> None:
-        """Idle deadline applies only when nothing is in flight on the connection."""
-        quiet = not self.pending and not self.queue and self.inflight == 0 and self.sending == 0
-        if self.draining and quiet:
-            self.read_scope.cancel()
-            return
-        deadline = trio.current_time() + self.limits.idle_timeout if quiet else math.inf
+    # -- the timer -----------------------------------------------------------
+
+    def _quiet(self) -> bool:
+        return not self.pending and not self.queue and self.inflight == 0 and self.sending == 0
+
+    def _next_deadline(self, now: float) -> float:
+        """The earliest time something is due on this connection (see :meth:`_expire`)."""
+        idle = self.limits.idle_timeout
+        d = math.inf
+        if self.pending:
+            d = next(iter(self.pending.values())).deadline
+        if self.send_started is not None:
+            d = min(d, self.send_started + idle)
+        if self._quiet():  # the idle deadline applies only when nothing is in flight
+            d = min(d, now if self.draining else self.last_activity + idle)
         if self.draining:  # answers stuck on flow control get one more second
-            deadline = min(deadline, self.drain_deadline + 1.0)
-        self.read_scope.deadline = deadline
+            d = min(d, self.drain_deadline + 1.0)
+        return d
 
-    async def _goaway(self, code: ErrorCodes) -> None:
-        """Send the final GOAWAY (h2's own ``close_connection`` is not used: see ``begin_shutdown``)."""
-        last = self.goaway_sid if self.goaway_sid is not None else self.h2.highest_inbound_stream_id
-        self.goaway_sid = last
-        await self._flush(GoAwayFrame(stream_id=0, last_stream_id=last, error_code=code).serialize())
+    def _lower(self, deadline: float) -> None:
+        """Make the timer fire no later than ``deadline``."""
+        if deadline < self.read_scope.deadline:
+            self.read_scope.deadline = deadline
+
+    def _expire(self, now: float) -> ErrorCodes | None:
+        """The timer fired: apply what is due; a GOAWAY code means "end the connection" (so does ``dead``)."""
+        idle = self.limits.idle_timeout
+        if self.send_started is not None and now >= self.send_started + idle:
+            log.info("conn %d (%s): send stalled for %gs (the peer does not read)", self.conn_id, self.client,
+                     idle)
+            self.dead = True
+            self.writer_scope.cancel()
+            return None
+        while self.pending:
+            sid, p = next(iter(self.pending.items()))
+            if p.deadline > now:
+                break
+            self._drop_pending(sid)
+            log.info("conn %d (%s): stream %d body timeout", self.conn_id, self.client, sid)
+            self._answer(sid, _text_response(408, "request body timeout"), stop_upload=True)
+        if self.draining and (self._quiet() or now >= self.drain_deadline + 1.0):
+            return ErrorCodes.NO_ERROR
+        if self._quiet() and now >= self.last_activity + idle:
+            log.info("conn %d (%s): idle timeout", self.conn_id, self.client)
+            return ErrorCodes.NO_ERROR
+        return None
 
     def begin_shutdown(self) -> None:
         """Graceful shutdown: stop taking streams, give app calls ``shutdown_grace``.
@@ -261,37 +403,39 @@ class _Conn:
             return
         self.draining = True
         self.goaway_sid = self.h2.highest_inbound_stream_id
-        self.drain_deadline = trio.current_time() + self.limits.shutdown_grace
+        now = trio.current_time()
+        self.drain_deadline = now + self.limits.shutdown_grace
         for sc in self.app_scopes:
             sc.deadline = min(sc.deadline, self.drain_deadline)
         for p in self.pending.values():
-            p.timer.deadline = min(p.timer.deadline, self.drain_deadline)
-        self._rearm_idle()
+            p.deadline = min(p.deadline, self.drain_deadline)
+        self._lower(self._next_deadline(now))
 
     def _notify_window(self) -> None:
-        self.window.set()
-        self.window = trio.Event()
+        if self.waiting:
+            self.window.set()
+            self.window = trio.Event()
 
     # -- events --------------------------------------------------------------
 
-    async def _handle(self, ev: h2.events.Event, apps: trio.Nursery) -> bool:
+    def _handle(self, ev: h2.events.Event, apps: trio.Nursery) -> bool:
         """Apply one h2 event; False means a flood limit tripped (close the connection)."""
-        if isinstance(ev, h2.events.RequestReceived):
-            await self._on_request(ev, apps)
-        elif isinstance(ev, h2.events.DataReceived):
-            await self._on_data(ev)
+        if isinstance(ev, h2.events.DataReceived):
+            self._on_data(ev)
+        elif isinstance(ev, h2.events.RequestReceived):
+            self._on_request(ev)
         elif isinstance(ev, h2.events.StreamEnded):
-            await self._on_end(ev.stream_id, apps)
+            self._on_end(ev.stream_id or 0, apps)
         elif isinstance(ev, h2.events.StreamReset):
             self._drop_pending(ev.stream_id or 0)
             self._unqueue(ev.stream_id or 0)  # not started yet: nobody wants it any more
             self._notify_window()
-            if self.resets.hit():
+            if self.resets.hit(trio.current_time()):
                 log.warning("conn %d (%s): rapid reset flood", self.conn_id, self.client)
                 return False
         elif isinstance(ev, (h2.events.PingReceived, h2.events.RemoteSettingsChanged)):
             self._notify_window()
-            if self.pings.hit():
+            if self.pings.hit(trio.current_time()):
                 log.warning("conn %d (%s): PING/SETTINGS flood", self.conn_id, self.client)
                 return False
         elif isinstance(ev, h2.events.WindowUpdated):
@@ -301,7 +445,7 @@ class _Conn:
             self.dead = True
         return True
 
-    async def _on_request(self, ev: h2.events.RequestReceived, apps: trio.Nursery) -> None:
+    def _on_request(self, ev: h2.events.RequestReceived) -> None:
         sid = ev.stream_id or 0
         if self.draining and sid > (self.goaway_sid or 0):
             self.h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
@@ -317,23 +461,12 @@ class _Conn:
                 regular.append((name, value))
         length = next((v for k, v in regular if k == "content-length"), None)
         if length is not None and length.strip().isdigit() and int(length) > self.limits.max_body:
-            self._spawn_answer(sid, _text_response(413, "body too large"), stop_upload=True)
+            self._answer(sid, _text_response(413, "body too large"), stop_upload=True)
             return
-        p = _Pending(pseudo.get(":method", ""), pseudo.get(":path", ""), tuple(regular))
-        self.pending[sid] = p
-        p.timer.deadline = min(trio.current_time() + self.limits.body_timeout, self.drain_deadline)
-        apps.start_soon(self._body_timer, sid, p)
+        deadline = min(trio.current_time() + self.limits.body_timeout, self.drain_deadline)
+        self.pending[sid] = _Pending(pseudo.get(":method", ""), pseudo.get(":path", ""), tuple(regular), deadline)
 
-    async def _body_timer(self, sid: int, p: _Pending) -> None:
-        """408 + RST_STREAM for a body that does not complete in ``body_timeout``."""
-        with p.timer:
-            await trio.sleep_forever()
-        if self.pending.get(sid) is p and not self.dead:
-            self._drop_pending(sid)
-            log.info("conn %d (%s): stream %d body timeout", self.conn_id, self.client, sid)
-            await self._answer(sid, _text_response(408, "request body timeout"), stop_upload=True)
-
-    async def _on_data(self, ev: h2.events.DataReceived) -> None:
+    def _on_data(self, ev: h2.events.DataReceived) -> None:
         sid = ev.stream_id or 0
         data = ev.data or b""
         # Hand the window back at once: the body is buffered here and bounded by max_body.
@@ -344,24 +477,23 @@ class _Conn:
             return
         if len(p.body) + len(data) > self.limits.max_body:
             self._drop_pending(sid)
-            self._spawn_answer(sid, _text_response(413, "body too large"), stop_upload=True)
+            self._answer(sid, _text_response(413, "body too large"), stop_upload=True)
             return
         if self.buffered + self.queued_bytes + len(data) > self.limits.max_buffered_per_conn:
             self._drop_pending(sid)
-            self._spawn_answer(sid, _text_response(503, "busy", ("retry-after", "1")), stop_upload=True)
+            self._answer(sid, _text_response(503, "busy", ("retry-after", "1")), stop_upload=True)
             return
         p.body += data
         self.buffered += len(data)
 
     def _drop_pending(self, sid: int) -> _Pending | None:
-        """Forget a partly received request: stop its timer, release its buffer budget."""
+        """Forget a partly received request and release its buffer budget."""
         p = self.pending.pop(sid, None)
         if p is not None:
-            p.timer.cancel()
             self.buffered -= len(p.body)
         return p
 
-    async def _on_end(self, sid: int, apps: trio.Nursery) -> None:
+    def _on_end(self, sid: int, apps: trio.Nursery) -> None:
         p = self._drop_pending(sid)
         if p is None:
             return
@@ -384,7 +516,7 @@ class _Conn:
             self.queue[sid] = req
             self.queued_bytes += len(req.body)
         else:
-            self._spawn_answer(sid, _text_response(503, "busy", ("retry-after", "1")))
+            self._answer(sid, _text_response(503, "busy", ("retry-after", "1")))
 
     def _unqueue(self, sid: int) -> HttpRequest | None:
         req = self.queue.pop(sid, None)
@@ -420,9 +552,9 @@ class _Conn:
                 while self.queue:
                     self._unqueue(next(iter(self.queue)))
             self._start_queued()
-        await self._answer(req.stream_id, resp)
+        self._answer(req.stream_id, resp)
         if resp.preauth_failure and not self._charge_failure():
-            await self._calm_down()
+            self._calm_down()
 
     def _charge_failure(self) -> bool:
         """Charge one pre-authentication failure to the connection and its address; False: over budget."""
@@ -432,72 +564,118 @@ class _Conn:
             ok = self.budgets.charge(address_of(self.client), now) and ok
         return ok
 
-    async def _calm_down(self) -> None:
-        """Over a failure budget: GOAWAY(ENHANCE_YOUR_CALM), stop reading, drop the answers still due."""
-        if self.dead:
+    def _calm_down(self) -> None:
+        """Over a failure budget: GOAWAY(ENHANCE_YOUR_CALM) after what is queued, stop reading, drop the rest."""
+        if self.dead or self.closing:
             return
         log.warning("conn %d (%s): too many unauthenticated requests refused; closing", self.conn_id,
                     self.client)
-        with contextlib.suppress(ConnectionLost):
-            await self._goaway(ErrorCodes.ENHANCE_YOUR_CALM)
+        last = self.goaway_sid if self.goaway_sid is not None else self.h2.highest_inbound_stream_id
+        self.goaway_sid = last
+        self.final = GoAwayFrame(stream_id=0, last_stream_id=last, error_code=ErrorCodes.ENHANCE_YOUR_CALM
+                                 ).serialize()
+        self.closing = True
+        self._kick()
         self.dead = True
         self._notify_window()
         self.read_scope.cancel()
 
     # -- answering -----------------------------------------------------------
 
-    def _spawn_answer(self, sid: int, resp: HttpResponse, *, stop_upload: bool = False) -> None:
-        """Answer from a task of its own: the reader must never wait for a window update."""
-        if self.nursery is not None:
-            self.nursery.start_soon(partial(self._answer, sid, resp, stop_upload=stop_upload))
+    def _headers(self, resp: HttpResponse) -> list[tuple[bytes, bytes]] | None:
+        """The HEADERS block of ``resp``; None if the app's headers are not valid HTTP/2."""
+        extra = self.header_cache.get(resp.headers)
+        if extra is None and resp.headers not in self.header_cache:
+            if len(self.header_cache) >= _HEADER_CACHE_SIZE:
+                self.header_cache.clear()
+            extra = self.header_cache[resp.headers] = _encode_headers(resp.headers)
+        if extra is None:
+            return None
+        return [(b":status", b"%d" % resp.status), *extra, (b"content-length", b"%d" % len(resp.body))]
 
-    async def _answer(self, sid: int, resp: HttpResponse, *, stop_upload: bool = False) -> None:
-        """Send ``resp``; ``stop_upload`` then resets the stream (NO_ERROR) to end the client's upload."""
-        self.sending += 1
-        try:
-            await self._respond(sid, resp)
-            if stop_upload and sid in self.h2.streams and not self.h2.streams[sid].closed:
-                self.h2.reset_stream(sid, ErrorCodes.NO_ERROR)
-            await self._flush()
-        except (h2.exceptions.ProtocolError, ConnectionLost):
-            pass
-        finally:
-            self.sending -= 1
-            self._rearm_idle()
+    def _answer(self, sid: int, resp: HttpResponse, *, stop_upload: bool = False) -> None:
+        """Queue ``resp`` on stream ``sid`` now, or as much as flow control allows and the rest from a task.
 
-    async def _respond(self, sid: int, resp: HttpResponse) -> None:
-        """Send one response, chunked to the frame size and the flow-control windows.
-
-        A stream the client reset (or a dead connection) silently drops the answer.
+        ``stop_upload`` then resets the stream (NO_ERROR) to end the client's
+        upload. A stream the client reset (or a dead connection) silently
+        drops the answer.
         """
-        headers = [(":status", str(resp.status))]
-        headers += [(k.lower(), v) for k, v in resp.headers if k.lower() not in _DROPPED_HEADERS]
-        headers.append(("content-length", str(len(resp.body))))
-        body = memoryview(resp.body)
+        if self.dead:
+            return
+        headers = self._headers(resp)
+        if headers is None or not 100 <= resp.status <= 999:
+            log.error("conn %d (%s): the app answered status %d with headers HTTP/2 cannot carry: %r",
+                      self.conn_id, self.client, resp.status, resp.headers)
+            resp = _text_response(500, "internal error")
+            headers = self._headers(resp)
+            assert headers is not None
         try:
-            if self.dead:
-                return
-            self.h2.send_headers(sid, headers, end_stream=not body)
-            await self._flush()
-            off = 0
-            while off < len(body):
-                window = self.h2.local_flow_control_window(sid)
-                n = min(window, self.h2.max_outbound_frame_size, len(body) - off)
-                if n <= 0:
-                    with trio.move_on_after(self.limits.idle_timeout) as waited:
-                        await self.window.wait()
-                    if self.dead:
-                        return
-                    if waited.cancelled_caught:
-                        self.h2.reset_stream(sid, ErrorCodes.CANCEL)
-                        await self._flush()
-                        return
-                    continue
-                self.h2.send_data(sid, body[off : off + n], end_stream=off + n >= len(body))
-                off += n
-                await self._flush()
+            self.h2.send_headers(sid, headers, end_stream=not resp.body)
+            rest = self._queue_body(sid, memoryview(resp.body)) if resp.body else None
+            if rest:
+                self.sending += 1
+                assert self.nursery is not None
+                self.nursery.start_soon(self._answer_rest, sid, rest, stop_upload)
+            elif stop_upload:
+                self._stop_upload(sid)
         except h2.exceptions.ProtocolError as e:  # stream reset or closed meanwhile
             log.debug("conn %d: stream %d answer dropped: %s", self.conn_id, sid, e)
+        self._kick()
+        self._answered()
+
+    def _queue_body(self, sid: int, body: memoryview) -> memoryview | None:
+        """Queue as much of ``body`` as the windows and ``_HIGH_WATER`` allow; returns the rest, if any."""
+        h2conn = self.h2
+        while self.unsent < _HIGH_WATER:
+            n = min(h2conn.local_flow_control_window(sid), h2conn.max_outbound_frame_size, len(body))
+            if n <= 0:
+                return body
+            h2conn.send_data(sid, body[:n], end_stream=n == len(body))
+            self.unsent += n
+            if n == len(body):
+                return None
+            body = body[n:]
+        return body
+
+    def _stop_upload(self, sid: int) -> None:
+        stream = self.h2.streams.get(sid)
+        if stream is not None and not stream.closed:
+            self.h2.reset_stream(sid, ErrorCodes.NO_ERROR)
+
+    async def _answer_rest(self, sid: int, rest: memoryview, stop_upload: bool) -> None:
+        """Queue the rest of an answer as windows open; reset it (CANCEL) after ``idle_timeout`` without one."""
+        try:
+            while not self.dead:
+                self.waiting += 1
+                try:
+                    with trio.move_on_after(self.limits.idle_timeout) as waited:
+                        await self.window.wait()
+                finally:
+                    self.waiting -= 1
+                if self.dead:
+                    return
+                if waited.cancelled_caught:
+                    self.h2.reset_stream(sid, ErrorCodes.CANCEL)
+                    self._kick()
+                    return
+                left = self._queue_body(sid, rest)
+                self._kick()
+                if left is None:
+                    if stop_upload:
+                        self._stop_upload(sid)
+                    return
+                rest = left
+        except h2.exceptions.ProtocolError as e:  # stream reset or closed meanwhile
+            log.debug("conn %d: stream %d answer dropped: %s", self.conn_id, sid, e)
+        finally:
+            self.sending -= 1
+            self._answered()
+
+    def _answered(self) -> None:
+        """An answer is queued: if that leaves the connection quiet, its idle (or drain) deadline starts."""
+        if self._quiet():
+            now = self.last_activity = trio.current_time()
+            self._lower(now if self.draining else now + self.limits.idle_timeout)
 
 
 async def serve_stream(
