@@ -167,7 +167,8 @@ def render_processes(processes: Mapping[str, Metrics]) -> str:
                 else f"{family} {getattr(processes[k], attr)}" for k in keys]
 
     lines = ["# HELP peerbox_requests_total Exec requests answered, by outcome.",
-             "# TYPE peerbox_requests_total counter", *counter("peerbox_requests_total", "outcome", "requests"),
+             "# TYPE peerbox_requests_total counter",
+             *counter("peerbox_requests_total", "outcome", "requests"),
              "# HELP peerbox_denials_total Policy denials, by action.",
              "# TYPE peerbox_denials_total counter", *counter("peerbox_denials_total", "action", "denials"),
              "# HELP peerbox_rejections_total Envelopes refused before authentication, by kind.",
