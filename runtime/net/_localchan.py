@@ -48,7 +48,7 @@ import trio
 
 from .._errors import Error, ExceptionMapping, map_exceptions
 from ._endpoints import RETRY_LATER, error_response
-from ._http import App, HttpRequest, HttpResponse
+from ._http import App, HttpRequest, HttpResponse, ServerLimits
 from ._io_errors import STREAM_ERRORS
 
 __all__ = ["ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
@@ -471,16 +471,21 @@ class ChannelServer:
     already received get up to ``grace`` s to be answered. ``max_frame``
     bounds a request (refused on its prefix: a router bug, the channel is
     closed), ``max_answer`` an answer frame: a larger answer is replaced by a
-    ``502`` (the router could not take it). At most ``max_in_flight``
-    requests run at once; beyond, a request is answered ``503`` at once.
+    ``502`` (the router could not take it). ``max_running`` app calls run at
+    once and the others wait their turn in order (the default, 16, is what the
+    HTTP/2 server lets one connection run: the app sees what it sees from a
+    connection in shared mode); beyond ``max_in_flight`` running and
+    waiting, a request is answered ``503`` at once.
     The app never raising is its contract; if it does (a bug), the request
     gets a ``500`` and the channel keeps serving.
     """
 
     def __init__(self, stream: trio.abc.Stream, app: App, *, max_frame: int, max_answer: int,
-                 max_in_flight: int = 1024, grace: float = 10.0) -> None:
+                 max_running: int = ServerLimits().max_inflight_per_conn, max_in_flight: int = 1024,
+                 grace: float = 10.0) -> None:
         self.stream = stream
         self.app = app
+        self._running = trio.Semaphore(max(1, max_running))  # FIFO: the first to wait starts first
         self.max_answer = max_answer
         self.max_in_flight = max_in_flight
         self.grace = grace
@@ -558,7 +563,8 @@ class ChannelServer:
             req = HttpRequest(method=frame.method, path=frame.path, headers=frame.headers, body=frame.body,
                               client="router", stream_id=frame.id, conn_id=0)
             try:
-                resp = await self.app(req)
+                async with self._running:
+                    resp = await self.app(req)
             except Exception as exc:  # a bug in the app: answer 500, keep serving
                 print(f"peerbox worker: internal error: {exc!r}", file=sys.stderr, flush=True)
                 resp = error_response(500, "internal", "the worker failed to handle the request")

@@ -246,3 +246,35 @@ async def test_a_stopped_server_answers_what_it_received_then_ends() -> None:
         with trio.fail_after(5):  # then the server's end closes: the channel is closed
             while client.closed is None:
                 await trio.sleep(0.01)
+
+
+async def test_the_server_runs_a_few_calls_at_once_and_the_rest_wait_their_turn_in_order() -> None:
+    """Like one HTTP/2 connection of a shared worker: max_running at once, the others queued FIFO."""
+    running, most, order = 0, 0, []
+    gate = trio.Event()
+
+    async def app(req: HttpRequest) -> HttpResponse:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        order.append(req.body)
+        await gate.wait()
+        running -= 1
+        return HttpResponse(status=200, body=req.body)
+
+    a, b = trio.socket.socketpair()
+    client = ChannelClient(trio.SocketStream(a), max_frame=4096, max_request=4096)
+    server = ChannelServer(trio.SocketStream(b), app, max_frame=4096, max_answer=4096, max_running=2)
+    async with trio.open_nursery() as n:
+        n.start_soon(server.run)
+        n.start_soon(client.run)
+        assert await client.wait_ready()
+        async with trio.open_nursery() as calls:
+            for i in range(6):
+                calls.start_soon(client.request, "POST", "/", CT, bytes([i]), 5.0)
+                await trio.sleep(0.01)  # sent in this order
+            await trio.sleep(0.1)
+            assert (running, server.in_flight) == (2, 6)
+            gate.set()
+        n.cancel_scope.cancel()
+    assert most == 2 and order == [bytes([i]) for i in range(6)]
