@@ -9,7 +9,8 @@ made (inherited, nothing on the filesystem); the child sends HELLO on it once
 its worker is built, then answers each request frame with its worker's app
 (:class:`~peerbox.net._localchan.ChannelServer`), the same app a shared-mode
 worker serves over HTTP/2, made ``for_router`` (it names denied actions in a
-header for the router's metrics). It stops when the supervisor's end closes
+header for the router's metrics), except that it does not verify again a
+signature the router verified (:func:`trusting_app`). It stops when the supervisor's end closes
 (the supervisor is gone: nothing can be answered, runs in flight finish,
 then exit 0) or on SIGTERM/SIGINT (requests received are answered within
 ``--grace`` s, then exit 0). An unknown peer exits 2 (a usage error); a
@@ -27,12 +28,14 @@ import sys
 import trio
 
 from .._errors import Error
+from ..wire import EnvelopeError, open_request
 from ._h2client import MAX_REPLY
-from ._http import ServerLimits
-from ._localchan import FRAME_SLACK, ChannelServer, FrameError
+from ._http import App, HttpRequest, HttpResponse, ServerLimits
+from ._localchan import FRAME_SLACK, VERIFIED_SIGNER, ChannelServer, FrameError
+from ._preauth import MAX_EXEC_REQUEST
 from ._worker import Worker
 
-__all__ = ["main", "child_command"]
+__all__ = ["main", "child_command", "trusting_app"]
 
 
 def child_command(root: str, peer: str, fd: int, *, max_runs: int | None = None,
@@ -61,11 +64,37 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def trusting_app(worker: Worker) -> App:
+    """``worker.app``, except that an exec request whose signature the router verified is not verified again.
+
+    The router names the key it verified in :data:`~peerbox.net._localchan.VERIFIED_SIGNER`;
+    the body is still decoded strictly (:func:`~peerbox.wire.open_request` with
+    that key as ``preauthenticated``: every field check, the signer must be the
+    caller) and the worker still checks freshness, nonce, policy. Anything else
+    (a logic request, no header, a body that does not open, a target not hosted,
+    a worker shutting down) takes ``worker.app``, which answers it as a shared worker would.
+    """
+    async def app(req: HttpRequest) -> HttpResponse:
+        signer = req.header(VERIFIED_SIGNER)
+        if signer is None or req.path != "/v1/exec" or req.method != "POST" or worker.closing:
+            return await worker.app(req)
+        try:
+            key = bytes.fromhex(signer)
+            envelope = open_request(req.body, max_size=MAX_EXEC_REQUEST, preauthenticated=key)
+        except (EnvelopeError, ValueError):
+            return await worker.app(req)
+        if not worker.hosts(envelope.target):
+            return await worker.app(req)
+        return await worker.exec_opened(req, envelope, req.path)
+
+    return app
+
+
 async def _serve(worker: Worker, sock: socket.socket, max_frame: int, grace: float) -> None:
-    """Serve ``worker.app`` on the channel until it closes or a signal; then drain the worker's runs."""
+    """Serve the worker on the channel until it closes or a signal; then drain the worker's runs."""
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-    server = ChannelServer(stream, worker.app, max_frame=max_frame, max_answer=MAX_REPLY + FRAME_SLACK,
-                           grace=grace)
+    server = ChannelServer(stream, trusting_app(worker), max_frame=max_frame,
+                           max_answer=MAX_REPLY + FRAME_SLACK, grace=grace)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, server)

@@ -37,7 +37,7 @@ from ._h2server import HttpRequest, HttpResponse, ServerLimits
 from ..peer import PeerStore
 from ._child import child_command
 from ._endpoints import DENIED_ACTION, RETRY_LATER, Endpoints, error_response
-from ._localchan import FRAME_SLACK, ChannelClient, ChannelError, FrameError
+from ._localchan import FRAME_SLACK, VERIFIED_SIGNER, ChannelClient, ChannelError, FrameError
 from ._serving import parse_listen, serve_app, tls_context
 
 __all__ = ["Router", "serve_isolated", "run_isolated"]
@@ -101,7 +101,7 @@ class Router(Endpoints):
         self.metrics.in_flight = self.in_flight
         start = time.perf_counter()
         try:
-            forwarded = (("content-type", req.header("content-type") or ""),)
+            forwarded = (("content-type", req.header("content-type") or ""), (VERIFIED_SIGNER, caller.hex()))
             answer = await channel.request(req.method, path, forwarded, bytes(req.body), self.timeout)
         except ChannelError as exc:
             self.metrics.unhandled("busy")

@@ -53,9 +53,13 @@ from ._io_errors import STREAM_ERRORS
 
 __all__ = ["ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
            "RequestFrame", "ResponseFrame", "FrameDecoder", "encode_request", "encode_response",
-           "encode_hello", "ChannelClient", "ChannelServer", "FRAME_SLACK"]
+           "encode_hello", "ChannelClient", "ChannelServer", "FRAME_SLACK", "VERIFIED_SIGNER"]
 
 REQUEST, RESPONSE, HELLO = 1, 2, 3
+#: The request header in which the router tells its child the key whose signature over these very
+#: bytes it has verified (hex): the child does not verify it again. Only the router writes frames
+#: on a child's channel (a socketpair no one else holds), so the child can take its word.
+VERIFIED_SIGNER = "peerbox-verified-signer"
 #: What a frame may hold beyond its body: id, kind, method, path, headers (generous).
 FRAME_SLACK = 64 << 10
 _PREFIX = struct.Struct(">I")

@@ -281,3 +281,32 @@ async def test_a_child_that_never_answers_gets_503_after_the_deadline_and_frees_
         with trio.fail_after(10):
             resp = await front.app(post(world.exec("40 + 2")))
         assert resp.status == 200 and bob.starts == 1  # the same child: a slow child is not killed
+
+
+async def test_a_child_takes_its_routers_word_for_a_signature_and_checks_everything_else(
+        world: World, child: Worker) -> None:
+    """The router names the signer it verified: the child does not verify it again, but still decodes
+    strictly, checks the nonce and the policy; a named key that is not the caller's is no shortcut."""
+    from peerbox.net._child import trusting_app
+    from peerbox.net._localchan import VERIFIED_SIGNER
+
+    app = trusting_app(child)
+    alice = world.store.get("alice").public_key
+
+    def vouched(body: bytes, key: bytes = alice) -> HttpRequest:
+        req = post(body)
+        return HttpRequest(method=req.method, path=req.path, body=req.body, client=req.client, stream_id=1,
+                           conn_id=1, headers=(*req.headers, (VERIFIED_SIGNER, key.hex())))
+
+    good = world.exec("40 + 2")
+    first = await app(vouched(good))
+    assert first.status == 200 and header(first, "content-type") == "application/cose"
+    again = await app(vouched(good))
+    assert again.status == 409 and cbor2.loads(again.body)["error"]["kind"] == "replay"
+    other = world.store.get("dave").public_key
+    assert (await app(vouched(world.exec("1", sender="dave"), other))).status == 403
+    forged = world.exec("1")
+    forged = forged[:-1] + bytes([forged[-1] ^ 1])
+    assert (await app(vouched(forged, other))).status == 401  # not the caller: verified as usual
+    assert (await app(vouched(b"\xd2\x84\x00"))).status == 400  # does not open: the worker's own answer
+    assert (await app(post(world.exec("2 + 2")))).status == 200  # no header: the worker's own path
