@@ -279,6 +279,7 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     for key, src in (("server_ms", "server_cpu"), ("client_ms", "client_cpu")):
         vals = [v for r in results if (v := per_call(r, src)) is not None]
         best[key] = min(vals) if vals else None
+    best["p99s"] = [r["p99"] for r in results]
     best["server_procs"] = max(r["server_procs"] for r in results)
     best["failed_total"] = sum(r["failed"] for r in results)
     best["first_error"] = next((r["first_error"] for r in results if r["first_error"]), "")
@@ -300,6 +301,9 @@ def _row(name: str, title: str, size: str, m: dict[str, Any] | None, err: str) -
         notes.append("rounds " + " / ".join(f"{r:.0f}" for r in m["rates"]) + " calls/s")
     if m["kind"] == "open":
         notes.append(f"{m['offered']:g}/s offered")
+        if len(m["p99s"]) > 1:
+            notes.append("p99 by round " + " / ".join("—" if v is None else f"{v:.1f}" for v in m["p99s"])
+                         + " ms")
     elif int(m["streams"]) > 1 and m["rate"]:
         notes.append(f"Little's law: {m['streams']} in flight / {m['rate']:.0f}/s = "
                      f"{1e3 * int(m['streams']) / m['rate']:.0f} ms")
