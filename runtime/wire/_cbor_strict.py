@@ -29,9 +29,9 @@ key types, so it is not used for encoding.
    rejects duplicate keys, wrong key order and non-shortest floats.
 
 That exact decoder walks every data item in Python (about 2 µs an item).
-Most inputs never reach it: :func:`_fast_loads` decodes with cbor2's native
+Most inputs never reach it: :func:`~peerbox.wire._cbor_native.fast_loads` decodes with cbor2's native
 decoder (every tag refused through ``semantic_decoders``, nesting bounded by
-cbor2 before anything recurses), walks the value once (:func:`_plain`: only
+cbor2 before anything recurses), walks the value once (only
 the data model above, map keys all text or all integers of one sign and in
 bytewise order, floats cbor2 encodes as :func:`dumps` does) and requires
 cbor2's canonical re-encoding to be the input byte for byte. It is sound, not
@@ -48,14 +48,12 @@ the table :data:`CBOR2_ERRORS` (:func:`peerbox._errors.map_exceptions`).
 
 from __future__ import annotations
 
-import math
-import struct
-from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 import cbor2
 
 from .._errors import Error, ExceptionMapping, map_exceptions
+from ._cbor_native import FAST_MAX_DEPTH, fast_dumps, fast_loads, float_bytes
 
 __all__ = [
     "EnvelopeError",
@@ -131,23 +129,6 @@ def _head(major: int, n: int, out: bytearray) -> None:
         _fail("bad_field", "integer out of the CBOR range (-2**64 .. 2**64-1)")
 
 
-def _float(x: float, out: bytearray) -> None:
-    if math.isnan(x):
-        out += b"\xf9\x7e\x00"
-        return
-    for fmt, ib in (("e", 0xF9), ("f", 0xFA)):
-        try:
-            packed = struct.pack(">" + fmt, x)
-        except OverflowError:
-            continue
-        if struct.unpack(">" + fmt, packed)[0] == x:
-            out.append(ib)
-            out += packed
-            return
-    out.append(0xFB)
-    out += struct.pack(">d", x)
-
-
 def _encode(obj: object, out: bytearray, depth: int) -> None:
     if depth > 64:
         _fail("too_deep", "value nested too deeply to encode")
@@ -193,7 +174,7 @@ def _encode(obj: object, out: bytearray, depth: int) -> None:
             out += kb2
             out += vb2
     elif isinstance(obj, float):
-        _float(obj, out)
+        float_bytes(obj, out)
     else:
         _fail("bad_field", f"cannot encode a {type(obj).__name__} in CBOR")
 
@@ -206,7 +187,18 @@ def dumps(obj: object) -> bytes:
     encodings) and ``float`` (shortest of half/single/double that keeps the
     value; NaN as ``f97e00``). Raises :class:`EnvelopeError` (``bad_field``)
     for anything else: what cannot be encoded cannot be signed.
+
+    Exact-type trees whose maps have keys all text or all integers of one sign
+    (every envelope) are written by cbor2's encoder
+    (:func:`~peerbox.wire._cbor_native.fast_dumps`: the same bytes, a tenth of
+    the cost); the rest by the exact encoder here.
     """
+    encoded = fast_dumps(obj)
+    return encoded if encoded is not None else _exact_dumps(obj)
+
+
+def _exact_dumps(obj: object) -> bytes:
+    """:func:`dumps` in Python alone (the exact decoder checks with it, independently of cbor2)."""
     out = bytearray()
     _encode(obj, out, 0)
     return bytes(out)
@@ -306,131 +298,6 @@ def _refuse_tag(decoder: object, tag: object) -> NoReturn:
     raise EnvelopeError("bad_tag", "CBOR tags are not allowed here")
 
 
-# ------------------------------------------------------------------ the native fast path
-
-
-class _NotPlain(Exception):
-    """The fast path cannot vouch for this input: the exact decoder decides (and says why)."""
-
-
-def _refuse_semantic(value: object, immutable: bool) -> NoReturn:
-    raise _NotPlain("tag")
-
-
-class _RefuseEveryTag(Mapping[int, Callable[[object, bool], NoReturn]]):
-    """cbor2's ``semantic_decoders``: looked up first for *every* tag number, built-in or not,
-    so no tag ever becomes a value (a date, a big number, a shared reference...)."""
-
-    def __getitem__(self, tag: int) -> Callable[[object, bool], NoReturn]:
-        return _refuse_semantic
-
-    def __len__(self) -> int:
-        return 0
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(())
-
-
-_REFUSE_EVERY_TAG = _RefuseEveryTag()
-#: Above this nesting limit the fast path is not used (cbor2's encoder recurses on the C stack).
-_FAST_MAX_DEPTH = 64
-_SCALARS = frozenset({str, bytes, int, bool, type(None)})
-
-
-def _float_ok(x: float) -> bool:
-    """Whether cbor2's canonical encoding of ``x`` is the one :func:`dumps` gives (shortest form)."""
-    ours = bytearray()
-    _float(x, ours)
-    return bytes(ours) == cbor2.dumps(x, canonical=True)
-
-
-def _str_keys_sorted(keys: Iterator[str]) -> None:
-    """Raise :class:`_NotPlain` unless the text keys come in the bytewise order of their encodings.
-
-    A text key's encoding is its length head then its UTF-8 bytes; heads grow with the length and
-    UTF-8 preserves code point order, so that order is (UTF-8 length, the string).
-    """
-    prev_n, prev = -1, ""
-    for k in keys:
-        if type(k) is not str:
-            raise _NotPlain("key")
-        n = len(k) if k.isascii() else len(k.encode("utf-8", "surrogatepass"))
-        if n < prev_n or (n == prev_n and k <= prev):
-            raise _NotPlain("order")
-        prev_n, prev = n, k
-
-
-def _int_keys_sorted(keys: Iterator[int], first: int) -> None:
-    """Raise :class:`_NotPlain` unless the integer keys share ``first``'s sign and come in encoding
-    order (ascending for unsigned, descending for negative: their argument is ``-1 - k``)."""
-    prev: int | None = None
-    for k in keys:
-        if type(k) is not int or (k < 0) != (first < 0):
-            raise _NotPlain("key")
-        if prev is not None and (k <= prev if first >= 0 else k >= prev):
-            raise _NotPlain("order")
-        prev = k
-
-
-def _plain(value: Any, depth_left: int) -> None:
-    """Raise :class:`_NotPlain` unless ``value`` is a tree of the data model :func:`dumps` encodes,
-    every map's keys all text or all integers of one sign, in deterministic order, every float one
-    whose cbor2 encoding is ours, and no container nested more than ``depth_left`` deep."""
-    t = type(value)
-    if t in _SCALARS:
-        return
-    if t is float:
-        if not _float_ok(value):
-            raise _NotPlain("float")
-        return
-    if depth_left <= 0:
-        raise _NotPlain("depth")
-    if t is list:
-        for item in value:
-            if type(item) not in _SCALARS:
-                _plain(item, depth_left - 1)
-        return
-    if t is not dict:
-        raise _NotPlain("type")
-    if len(value) > 1:
-        first = next(iter(value))
-        if type(first) is str:
-            _str_keys_sorted(iter(value))
-        elif type(first) is int:
-            _int_keys_sorted(iter(value), first)
-        else:
-            raise _NotPlain("key")
-    else:
-        for k in value:
-            if type(k) is not str and type(k) is not int:
-                raise _NotPlain("key")
-    for item in value.values():
-        if type(item) not in _SCALARS:
-            _plain(item, depth_left - 1)
-
-
-def _fast_loads(body: bytes, max_depth: int) -> Any:
-    """Decode ``body`` with cbor2's native decoder and prove it deterministic; raise :class:`_NotPlain`
-    (or whatever cbor2 raises) when it cannot, and the exact decoder then decides.
-
-    Sound, not complete: it accepts only what :func:`_exact_loads` accepts, with the same value.
-    cbor2 refuses every tag (:data:`_REFUSE_EVERY_TAG`), indefinite lengths, duplicate keys, invalid
-    UTF-8 and nesting beyond ``max_depth``; :func:`_plain` refuses simple values, ``undefined``, key
-    types and key orders the rules forbid, and floats cbor2 would encode differently from
-    :func:`dumps`; last, cbor2's canonical re-encoding must be the input byte for byte, which
-    leaves no room for a non-shortest head, a float not in its shortest form or a trailing byte.
-    (cbor2 sorts map keys length first, bytewise within a length: for keys of one major type and
-    sign that is the bytewise order of RFC 8949 §4.2.1, and :func:`_plain` checks it anyway.)
-    The caller bounds the size and the item count; cbor2 bounds the nesting before it recurses.
-    """
-    value = cbor2.loads(body, semantic_decoders=_REFUSE_EVERY_TAG, max_depth=max_depth,
-                        allow_indefinite=False, allow_duplicate_keys=False)
-    _plain(value, max_depth)
-    if cbor2.dumps(value, canonical=True) != body:
-        raise _NotPlain("encoding")
-    return value
-
-
 def _exact_loads(data: bytes, max_depth: int, max_items: int, outer_tag: int | None) -> Any:
     """The exact decoder: the scan, cbor2, and :func:`dumps` of the result (the module docstring)."""
     scanner = _Scanner(data, max_depth, max_items, outer_tag)
@@ -452,7 +319,7 @@ def _exact_loads(data: bytes, max_depth: int, max_items: int, outer_tag: int | N
             allow_duplicate_keys=False,
         )
     try:
-        again = dumps(value)
+        again = _exact_dumps(value)
     except EnvelopeError as exc:
         _fail("not_canonical", exc.message)
     if again != body:
@@ -492,7 +359,7 @@ def loads(
     unsorted keys) or ``malformed`` (truncated, trailing bytes, invalid UTF-8,
     ``undefined``/simple values, keys that are not int or text).
 
-    Most inputs take the native path (:func:`_fast_loads`: cbor2's decoder,
+    Most inputs take the native path (:func:`~peerbox.wire._cbor_native.fast_loads`: cbor2's decoder,
     a walk over the value, cbor2's encoder); it is used only when the input
     holds at most ``max_items`` bytes (every item takes a byte, so the item
     budget holds without counting, and cbor2 allocates no more than the exact
@@ -508,9 +375,9 @@ def loads(
     if not data:
         _fail("malformed", "empty input")
     body, fast = _outer_body(data, outer_tag)
-    if fast and len(data) <= max_items and 0 <= max_depth <= _FAST_MAX_DEPTH and body:
+    if fast and len(data) <= max_items and 0 <= max_depth <= FAST_MAX_DEPTH and body:
         try:
-            return _fast_loads(body, max_depth)
+            return fast_loads(body, max_depth)
         except Exception:  # not a verdict: the exact decoder gives it, with its kind
             pass
     return _exact_loads(data, max_depth, max_items, outer_tag)

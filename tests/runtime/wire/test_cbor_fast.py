@@ -1,13 +1,15 @@
 """The native fast path of the strict CBOR decoder agrees with the exact decoder.
 
-``loads`` first tries cbor2's decoder plus a check (``_fast_loads``) and falls
+``loads`` first tries cbor2's decoder plus a check (``fast_loads``) and falls
 back to the exact decoder (``_exact_loads``: the byte scanner, cbor2, our own
 re-encoding) for whatever the fast path cannot vouch for. The fast path must
 be *sound*: whatever it accepts, the exact decoder accepts with the same value,
 so every refusal of today keeps its kind. Random bytes, random CBOR written by
 permissive encoders (non-canonical, mixed key types, tags, floats of every
 width) and mutations of real envelopes go to both; so do the hand-picked cases
-where a cheaper check would be wrong.
+where a cheaper check would be wrong. The encoder's fast path
+(``fast_dumps``: cbor2's canonical encoder after a walk) must write exactly
+the bytes of the exact encoder, or decline.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peerbox.wire._cbor_strict import EnvelopeError, _exact_loads, _fast_loads, dumps, loads
+from peerbox.wire._cbor_native import fast_dumps, fast_loads
+from peerbox.wire._cbor_strict import EnvelopeError, _exact_dumps, _exact_loads, dumps, loads
 from peerbox.wire._cose import decode1
 from peerbox.wire._envelope import make_reply, make_request
 from peerbox.wire._identity import KeyPair
@@ -81,7 +84,7 @@ def agree(data: bytes, max_depth: int = 16) -> bool:
     that ``loads`` gives the exact decoder's verdict; return whether the fast path accepted."""
     want = exact(data, max_depth) if data else ("refused", "malformed")
     try:
-        got = ("ok", shape(_fast_loads(data, max_depth)))
+        got = ("ok", shape(fast_loads(data, max_depth)))
     except Exception:  # the fast path declines: the exact decoder decides
         got = None
     if got is not None:
@@ -279,3 +282,89 @@ def test_decoding_a_request_payload_is_several_times_cheaper() -> None:
     fast = best(lambda: loads(payload))
     slow = best(lambda: _exact_loads(payload, 16, 1 << 16, None))
     assert fast * 2 < slow, (fast, slow)
+
+
+def exact_dumps_verdict(value: Any) -> Any:
+    try:
+        return ("ok", _exact_dumps(value))
+    except EnvelopeError as exc:
+        return ("refused", exc.kind)
+
+
+_encodable = st.recursive(
+    st.one_of(_leaf, st.integers(-(2**64) - 2, 2**64 + 1), st.text(alphabet=st.characters(codec="utf-8"))),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.text(max_size=8), inner, max_size=6),
+        st.dictionaries(st.integers(-(2**65), 2**65), inner, max_size=5),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers(-1000, 1000), st.booleans()), inner,
+                        max_size=5),
+    ),
+    max_leaves=25,
+)
+
+
+@DIFF
+@given(_encodable)
+def test_the_fast_encoder_writes_the_exact_bytes_or_declines(value: Any) -> None:
+    fast = fast_dumps(value)
+    want = exact_dumps_verdict(value)
+    if fast is not None:
+        assert ("ok", fast) == want
+    got: tuple[str, object]
+    try:
+        got = ("ok", dumps(value))
+    except EnvelopeError as exc:
+        got = ("refused", exc.kind)
+    assert got == want
+
+
+class _Text(str):
+    pass
+
+
+class _Number(int):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": 1, 1000: 2},  # mixed keys: bytewise order, not cbor2's length-first one
+        {-1: 0, 1000: 1},
+        [2**64],  # beyond 64 bits: bad_field, never cbor2's big-number tag
+        -(2**64) - 1,
+        "\ud800",  # a lone surrogate
+        {True: 1},  # a bool key
+        _Text("x"),  # subclasses: the exact encoder decides
+        _Number(3),
+        bytearray(b"ab"),
+        memoryview(b"ab"),
+        {1, 2},  # a set
+        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+    ],
+    ids=repr,
+)
+def test_what_the_fast_encoder_declines(value: Any) -> None:
+    assert fast_dumps(value) is None
+    want = exact_dumps_verdict(value)
+    try:
+        assert ("ok", dumps(value)) == want
+    except EnvelopeError as exc:
+        assert ("refused", exc.kind) == want
+
+
+def test_a_cycle_is_refused_without_recursing_in_cbor2() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    assert fast_dumps(loop) is None
+    with pytest.raises(EnvelopeError) as info:
+        dumps(loop)
+    assert info.value.kind == "too_deep"
+
+
+def test_envelopes_are_written_by_the_fast_encoder() -> None:
+    for payload in PAYLOADS:
+        value = loads(payload)
+        assert fast_dumps(value) == payload == _exact_dumps(value)
