@@ -61,6 +61,8 @@ def test_a_forwarded_answer_is_read_into_the_handled_its_child_counted() -> None
     assert _forwarded(403, denial, logic=True).denied_action == "logic.write"
     refused = _forwarded(409, cbor_dumps({"error": {"kind": "replay", "message": "seen"}}))
     assert (refused.outcome, refused.kind, refused.usage) == (Outcome.REJECTED, "replay", None)
+    with pytest.raises(ValueError):  # a 200 that is no COSE_Sign1 reply: the router counts it apart
+        _forwarded(200, cbor_dumps({"ok": True}))
     m = Metrics()
     for handled in (ok, limit, inside, refused):
         m.answered(handled, 0.0)
