@@ -128,20 +128,36 @@ class Endpoints:
         if self.closing:
             self.metrics.unhandled("busy")
             return error_response(503, "unavailable", "the worker is shutting down", RETRY_LATER)
+        return await self.exec_body(req, path)
+
+    async def exec_body(self, req: HttpRequest, path: str) -> HttpResponse:
+        """Open a request's envelope (:class:`~peerbox.net._preauth.PreAuth`: the signature first),
+        refuse it if its target is not hosted, else :meth:`exec_opened`. A subclass may do all
+        of it elsewhere (the worker: on the thread that runs the request), with the same answers
+        (:meth:`refused_envelope`, :meth:`not_hosted`)."""
         try:
             envelope: Request | LogicRequest = await self.preauth.open(req.body, path)
         except EnvelopeError as exc:
-            rejected = Handled(outcome=Outcome.REJECTED, body=b"",
-                               error={"kind": exc.kind, "message": exc.message})
-            self.metrics.record(rejected)
-            return dataclasses.replace(error_response(status_for(rejected), exc.kind, exc.message),
-                                       preauth_failure=True)
+            return self.refused_envelope(exc)
         if not self.hosts(envelope.target):
-            self.metrics.record(Handled(outcome=Outcome.REJECTED, body=b"", error={"kind": "wrong_target"}))
-            return dataclasses.replace(error_response(
-                404, "wrong_target", f"this worker does not host {did_from_public_key(envelope.target)}"),
-                preauth_failure=True)
+            return self.not_hosted(envelope.target)
         return await self.exec_opened(req, envelope, path)
+
+    def refused_envelope(self, exc: EnvelopeError) -> HttpResponse:
+        """Count and answer an envelope refused before it is authenticated (``preauth_failure``)."""
+        error = {"kind": exc.kind, "message": exc.message}
+        rejected = Handled(outcome=Outcome.REJECTED, body=b"", error=error)
+        self.metrics.record(rejected)
+        return dataclasses.replace(error_response(status_for(rejected), exc.kind, exc.message),
+                                   preauth_failure=True)
+
+    def not_hosted(self, target: bytes) -> HttpResponse:
+        """Count and answer an authentic envelope for a ``target`` not hosted here
+        (404, ``preauth_failure``)."""
+        self.metrics.record(Handled(outcome=Outcome.REJECTED, body=b"", error={"kind": "wrong_target"}))
+        return dataclasses.replace(error_response(
+            404, "wrong_target", f"this worker does not host {did_from_public_key(target)}"),
+            preauth_failure=True)
 
     def hosts(self, target: bytes) -> bool:
         raise NotImplementedError

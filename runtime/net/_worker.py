@@ -70,7 +70,10 @@ __all__ = ["Worker"]
 class _Call:
     """One request on its way from the event loop to a pool thread and back (see the module docstring).
 
-    The thread fills in what happened: ``handled`` (the handler's answer), or
+    ``body`` is the envelope as received, ``envelope`` once opened (the
+    signature first, then the strict decoding), ``name`` the hosted peer it
+    is for. The thread fills in what happened: ``refused`` (it did not
+    open), ``not_hosted``, ``handled`` (the handler's answer), or
     ``unhandled`` (an answer no handler gave: ``busy``, ``unavailable``,
     ``internal_error``, with ``message``/``exc``); ``ticket`` once admitted
     to the run slots; ``seconds`` spent checking and running. The loop reads
@@ -79,14 +82,21 @@ class _Call:
     to a slot any more (a run already started goes on).
     """
 
-    __slots__ = ("name", "envelope", "token", "done", "handler", "admitted", "ticket", "abandoned",
-                 "seconds", "handled", "unhandled", "message", "exc")
+    __slots__ = ("body", "path", "envelope", "name", "token", "done", "handler", "admitted", "ticket",
+                 "abandoned", "seconds", "handled", "unhandled", "message", "exc", "refused", "not_hosted",
+                 "response")
 
-    def __init__(self, name: str, envelope: Request | LogicRequest, token: trio.lowlevel.TrioToken) -> None:
-        self.name = name
+    def __init__(self, body: bytes, path: str, envelope: Request | LogicRequest | None,
+                 token: trio.lowlevel.TrioToken) -> None:
+        self.body = body
+        self.path = path
         self.envelope = envelope
+        self.name = ""
         self.token = token
         self.done = trio.Event()
+        self.refused: EnvelopeError | None = None  # the envelope did not open (the signature first)
+        self.not_hosted = False  # it opened, for a target not hosted here
+        self.response: HttpResponse | None = None  # set on the loop
         self.handler: ExecHandler | None = None
         self.admitted: Admitted | LogicAdmitted | None = None
         self.ticket: Ticket | None = None
@@ -202,60 +212,76 @@ class Worker(Endpoints):
         return target in self.targets
 
     async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
-        """Answer a pre-checked request from its body (opened again: :meth:`exec_opened` is the
-        path the worker's own endpoints take, with the envelope they opened). Never raises."""
-        try:
-            envelope = open_envelope(bytes(req.body), path)
-        except EnvelopeError as exc:
-            handled = Handled.rejected(exc)
-            self.metrics.record(handled)
-            return answer_response(handled)
-        return await self.exec_opened(req, envelope, path)
+        """Answer a request from its body (:meth:`exec_body`: the worker's own endpoints open the
+        envelope on the thread that runs it, so ``target`` and ``caller`` are not needed). Never raises."""
+        return await self.exec_body(req, path)
+
+    async def exec_body(self, req: HttpRequest, path: str) -> HttpResponse:
+        """Open, check, admit, run and answer a request in one hand-off to a pool thread (see the
+        module docstring). Never raises for any input (see :meth:`exec_opened`)."""
+        return await self._hand_off(_Call(bytes(req.body), path, None, trio.lowlevel.current_trio_token()))
 
     async def exec_opened(self, req: HttpRequest, envelope: Request | LogicRequest,
                           path: str) -> HttpResponse:
-        """Check, admit, run and answer a request whose envelope is opened, in one hand-off to a
-        pool thread (see the module docstring); 503 ``busy`` at once when it could not be admitted.
+        """Check, admit, run and answer a request whose envelope is already opened (decoded, its
+        signature verified; its target hosted here) in one hand-off to a pool thread.
 
-        Never raises for any input: a :class:`~peerbox.Error` opening the
-        peer's files is a 503 ``unavailable``; only a bug in peerbox is a 500.
+        Never raises for any input: an envelope that does not open is its
+        4xx (``preauth_failure``), a target not hosted 404; a request that
+        cannot be admitted is a 503 ``busy`` (before its check when it can
+        tell: the envelope may then be sent again); a :class:`~peerbox.Error`
+        opening the peer's files is a 503 ``unavailable``; only a bug in
+        peerbox is a 500.
         """
-        name = self.targets[envelope.target]
+        return await self._hand_off(_Call(b"", path, envelope, trio.lowlevel.current_trio_token()))
+
+    async def _hand_off(self, call: _Call) -> HttpResponse:
         pool = self.pool
-        caller = envelope.caller
-        with self._lock:
-            admissible = self.admission.can_admit(name, caller, owner=caller == envelope.target)
-            if admissible:
-                self._checking += 1
-        if pool is None or not admissible:
-            if admissible:
-                with self._lock:
-                    self._checking -= 1
-            return self._busy("too many runs in flight; retry later")
-        call = _Call(name, envelope, trio.lowlevel.current_trio_token())
+        if pool is None:
+            return self._busy("the worker is closed")
         self._calls += 1
-        pool.submit(functools.partial(self._check_then_run, call))
+        pool.submit(functools.partial(self._serve, call))
         try:
             await call.done.wait()
         except BaseException:
             self._abandon(call)
             raise
-        return self._response(call)
+        assert call.response is not None
+        return call.response
 
     # -- on the pool threads ---------------------------------------------------------------
 
-    def _check_then_run(self, call: _Call) -> None:
-        """Check ``call``, admit it, run it if a slot is free (else park it); answer the loop."""
+    def _serve(self, call: _Call) -> None:
+        """Open ``call``'s envelope if need be, check it, admit it, run it if a slot is free (else park
+        it: the thread that frees a slot runs it); answer the loop."""
         try:
+            env = call.envelope
+            if env is None:
+                try:
+                    env = call.envelope = open_envelope(call.body, call.path)
+                except EnvelopeError as exc:
+                    call.refused = exc
+                    return self._answer(call)
+            name = self.targets.get(env.target)
+            if name is None:
+                call.not_hosted = True
+                return self._answer(call)
+            call.name = name
+            with self._lock:
+                admissible = self.admission.can_admit(name, env.caller, owner=env.caller == env.target)
+                if admissible:
+                    self._checking += 1
+            if not admissible:  # answered before the check: the envelope may be sent again
+                call.unhandled, call.message = "busy", "too many runs in flight; retry later"
+                return self._answer(call)
             start = time.perf_counter()
             try:
-                handler = call.handler = self.handler(call.name)
+                handler = call.handler = self.handler(name)
             except Error as exc:  # the peer's key, policy or nonce database cannot be opened
                 with self._lock:
                     self._checking -= 1
-                call.unhandled, call.message = "unavailable", f"peer {call.name} cannot be served: {exc}"
+                call.unhandled, call.message = "unavailable", f"peer {name} cannot be served: {exc}"
                 return self._answer(call)
-            env = call.envelope
             checked = (handler.check_request(env) if isinstance(env, Request)
                        else handler.check_logic_request(env))
             call.seconds = time.perf_counter() - start
@@ -267,7 +293,7 @@ class Worker(Endpoints):
                 elif call.abandoned:  # nobody waits for the answer any more: no slot for it
                     ticket = None
                 else:
-                    ticket = self.admission.admit(call.name, checked.caller, owner=checked.owner)
+                    ticket = self.admission.admit(name, checked.caller, owner=checked.owner)
                     if ticket is None:
                         call.unhandled = "busy"
                         call.message = ("too many runs in flight; retry later with a fresh envelope (this "
@@ -315,30 +341,36 @@ class Worker(Endpoints):
     # -- back on the loop ------------------------------------------------------------------
 
     def _delivered(self, call: _Call) -> None:
-        """Count ``call``'s answer (whether or not a task still waits for it) and wake its task."""
+        """Count ``call``'s answer and make its HTTP response (whether or not a task still waits for
+        it: a run whose stream was reset is counted too), then wake its task."""
         self._calls -= 1
         self._gauges()
+        call.response = self._respond(call)
+        call.done.set()
+
+    def _respond(self, call: _Call) -> HttpResponse:
+        """Count and answer what happened to ``call`` (on the loop: the metrics live there)."""
         handled = call.handled
         if handled is not None:
             if call.ticket is not None:
                 self.metrics.answered(handled, call.seconds)  # the run's fuel too
             else:
                 self._account(handled, call.seconds)
-        elif call.unhandled is not None:
-            self.metrics.unhandled(call.unhandled)
-            if call.unhandled == "internal_error":
-                print(f"peerbox worker: internal error: {call.exc!r}", file=sys.stderr)
-        call.done.set()
-
-    def _response(self, call: _Call) -> HttpResponse:
-        """The HTTP answer to a delivered ``call`` (counted already)."""
-        handled = call.handled
-        if handled is not None:
             return answer_response(handled, for_router=self.for_router)
+        if call.refused is not None:
+            return self.refused_envelope(call.refused)
+        if call.not_hosted:
+            assert call.envelope is not None
+            return self.not_hosted(call.envelope.target)
         if call.unhandled == "unavailable":
+            self.metrics.unhandled("unavailable")
             return error_response(503, "unavailable", call.message, RETRY_LATER)
         if call.unhandled == "busy":
-            return error_response(503, "busy", call.message, RETRY_LATER)
+            return self._busy(call.message)
+        if call.unhandled is None:  # abandoned before it was admitted: nobody reads this
+            return self._busy("the request was abandoned")
+        self.metrics.unhandled("internal_error")
+        print(f"peerbox worker: internal error: {call.exc!r}", file=sys.stderr)
         return error_response(500, "internal", "the worker failed to handle the request")
 
     def _abandon(self, call: _Call) -> None:

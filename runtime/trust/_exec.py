@@ -51,6 +51,8 @@ NONCE_FILE = "nonces.sqlite"
 
 #: How many callers' did:key an :class:`ExecHandler` remembers.
 _DID_CACHE = 4096
+#: How long (s) an :class:`ExecHandler` names a caller from the index of local peers it read last.
+_INDEX_TTL = 1.0
 
 #: The most a request may ask for, whatever the policy says (the policy may ask for less).
 _CEILING = Limits()
@@ -118,6 +120,8 @@ class ExecHandler:
         self.nonces = NonceStore(os.fspath(ctx.peer.paths.dir / NONCE_FILE))
         self.clock = clock
         self.owner_did = ctx.peer.did
+        #: the store's index of local peers and when it was read (time.monotonic())
+        self._index: tuple[dict[str, Peer], float] = ({}, float("-inf"))
         #: did:key of the keys seen lately (validating a key and its base58 cost ~8 µs a call)
         self._dids: dict[bytes, str] = {}
 
@@ -137,6 +141,20 @@ class ExecHandler:
     def _local_peers(self) -> dict[str, Peer]:
         """The local peers by did (the store's one cached index, shared by every handler)."""
         return self.store.index()
+
+    def _local_peer(self, did: str) -> Peer | None:
+        """The local peer whose did is ``did``, if any. A peer found in the index read at most
+        :data:`_INDEX_TTL` s ago is taken from it without asking the store (which costs a ``stat``);
+        a miss asks the store, so a peer created since is found at once (a removed one may still be
+        found for that long)."""
+        now = time.monotonic()
+        index, at = self._index
+        peer = index.get(did) if now - at < _INDEX_TTL else None
+        if peer is None:
+            index = self.store.index()
+            self._index = (index, now)
+            peer = index.get(did)
+        return peer
 
     def close(self) -> None:
         self.nonces.close()
@@ -204,7 +222,7 @@ class ExecHandler:
     def _authorize(self, req: Request, now: int) -> Admitted | Handled:
         """Capabilities, the ``exec`` decision and the limits of an authentic, fresh request."""
         caller_did = self.did_of(req.caller)
-        local = self._local_peers().get(caller_did)
+        local = self._local_peer(caller_did)
         caller_name = local.name if local is not None else None
         policy = self.policy.get()
         try:
@@ -319,7 +337,7 @@ class ExecHandler:
     def _may_delegate(self, policy: Policy, now: int) -> Callable[[bytes], bool]:
         def may_delegate(issuer: bytes) -> bool:
             did = self.did_of(issuer)
-            peer = self._local_peers().get(did)
+            peer = self._local_peer(did)
             asked = PolicyRequest(did, peer.name if peer else None, "delegate", None, self.owner_did, now)
             return bool(policy.decide(asked))
         return may_delegate

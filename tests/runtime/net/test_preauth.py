@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 
 import peerbox
 from peerbox.net import _preauth
-from peerbox.wire import _cbor_strict, _cose
+from peerbox.wire import _cbor_strict, _cose, _identity
 from peerbox.wire._cose import (PROTECTED_EDDSA, EnvelopeError, decode1, find_bstr_field, scan1, sig_structure,
                            sign1)
-from peerbox.wire._envelope import make_request, open_request, preauthenticate
+from peerbox.wire._envelope import make_request, open_request, preauthenticate, verify_reply
 from peerbox.net._h2server import HttpRequest
 from peerbox.wire._identity import KeyPair
 from peerbox.trust._logic_push import make_logic_request
@@ -259,8 +259,10 @@ async def test_the_worker_refuses_forgeries_before_decoding_and_marks_them(
     assert resp.status == 400 and resp.preauth_failure
 
 
-async def test_large_bodies_are_opened_off_the_event_loop(
+async def test_the_worker_opens_every_envelope_off_the_event_loop(
         worker: tuple[Worker, peerbox.PeerStore], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker opens an envelope on the pool thread that checks and runs it (one hand-off), small
+    or large, so the event loop never verifies a signature nor decodes a payload."""
     w, _ = worker
     seen: list[bool] = []
     real = preauthenticate
@@ -272,5 +274,54 @@ async def test_large_bodies_are_opened_off_the_event_loop(
     monkeypatch.setattr(_preauth, "preauthenticate", spy)
     await w.app(post(forge(request())))
     await w.app(post(forge(big_request())))
+    assert seen == [False, False]
+
+
+async def test_preauth_opens_small_bodies_inline_and_large_ones_on_a_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the isolated-mode router uses: inline up to INLINE_MAX bytes (cheaper than a hop)."""
+    seen: list[bool] = []
+    real = preauthenticate
+
+    def spy(data: bytes, **kw: Any) -> bytes:
+        seen.append(threading.current_thread() is threading.main_thread())
+        return real(data, **kw)
+
+    monkeypatch.setattr(_preauth, "preauthenticate", spy)
+    opener = _preauth.PreAuth()
+    for body in (forge(request()), forge(big_request())):
+        with pytest.raises(EnvelopeError):
+            await opener.open(body, "/v1/exec")
     assert seen == [True, False]
 
+
+async def test_a_genuine_request_is_verified_once_and_decoded_once(
+        worker: tuple[Worker, peerbox.PeerStore], strict_calls: list[int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the bytes received to the signed reply, the worker checks the caller's signature once
+    and decodes the payload once (the opened request is passed down, not opened again)."""
+    w, store = worker
+    store.get("bob").paths.policy.write_text(
+        'version = 1\n[[rule]]\nwho = "*"\nactions = ["exec"]\neffect = "allow"\n')
+    alice, bob = store.get("alice").signing_key(), store.get("bob").public_key
+    verified: list[int] = []
+    real_verify = _identity.verify
+
+    def verify_spy(public_key: bytes, message: bytes, signature: bytes) -> bool:
+        verified.append(len(message))
+        return real_verify(public_key, message, signature)
+
+    monkeypatch.setattr(_cose, "verify", verify_spy)
+    first = make_request(alice, target=bob, script="params.x + 1", params={"x": 1}, now=NOW)
+    strict_calls.clear()
+    open_request(first)  # what opening one envelope costs, by itself
+    once_decoded, once_verified = len(strict_calls), len(verified)
+    assert once_verified == 1 and once_decoded >= 1
+    for i in range(3):
+        body = make_request(alice, target=bob, script="params.x + 1", params={"x": i}, now=NOW)
+        strict_calls.clear()
+        verified.clear()
+        resp = await w.app(post(body))
+        assert (len(strict_calls), len(verified)) == (once_decoded, once_verified)
+        assert resp.status == 200
+        assert verify_reply(resp.body, target=bob, request_bytes=body).value == i + 1
