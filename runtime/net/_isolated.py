@@ -19,6 +19,7 @@ costs its own requests a ``503`` with ``retry-after``, nothing else.
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import socket
 import ssl
@@ -284,10 +285,17 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
             with trio.CancelScope(shield=True):
                 async with trio.open_nursery() as nursery:
                     inner.append(nursery)
-                    for child in children:
-                        await nursery.start(functools.partial(
-                            _supervise, str(store.root), child, max_runs=max_runs, grace=grace,
-                            max_request=max_request))
+                    booting = trio.CapacityLimiter(2 * (os.cpu_count() or 1))
+
+                    async def boot(child: _Child) -> None:
+                        async with booting:
+                            await nursery.start(functools.partial(
+                                _supervise, str(store.root), child, max_runs=max_runs, grace=grace,
+                                max_request=max_request))
+
+                    async with trio.open_nursery() as starting:  # a few at once: boot is not N x one child
+                        for child in children:
+                            starting.start_soon(boot, child)
                     router = Router(children, timeout=timeout)
                     await serve_app(router.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
                                     port_file=port_file,
