@@ -116,8 +116,13 @@ class _H2Conn:
         self.scheme = scheme.encode("ascii")
         self.authority = authority.encode("ascii")
         self.max_reply = max_reply
+        # Outbound headers are ours, built once per path below from an authority checked when the
+        # connection was made: h2's per-request validation and normalization of them are skipped.
+        # What the server sends is still validated.
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=True, header_encoding=None, validate_inbound_headers=True))
+            client_side=True, header_encoding=None, validate_inbound_headers=True,
+            validate_outbound_headers=False, normalize_outbound_headers=False))
+        self._headers: dict[tuple[str, str], list[tuple[bytes, bytes]]] = {}
         self.pending: dict[int, _Pending] = {}
         self.usable = True  # new streams may start here
         self.finished = trio.Event()
@@ -268,9 +273,12 @@ class _H2Conn:
             if self.h2.open_outbound_streams < limit:
                 break
             await self._changed.wait()
-        headers = [(b":method", b"POST"), (b":scheme", self.scheme), (b":authority", self.authority),
-                   (b":path", path.encode("ascii")), (b"content-type", content_type.encode("ascii")),
-                   (b"content-length", str(len(body)).encode("ascii"))]
+        headers = self._headers.get((path, content_type))
+        if headers is None:
+            headers = self._headers[(path, content_type)] = [
+                (b":method", b"POST"), (b":scheme", self.scheme), (b":authority", self.authority),
+                (b":path", _header_value(path, "path")), (b"content-type", _header_value(content_type, "type"))]
+        headers = [*headers, (b"content-length", b"%d" % len(body))]
         try:
             sid = self.h2.get_next_available_stream_id()
             self.h2.send_headers(sid, headers, end_stream=not body)
@@ -312,6 +320,19 @@ class _H2Conn:
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.close_connection()
         self._flush()
+
+
+def _is_token(text: str) -> bool:
+    """Whether ``text`` may be sent as a request header value as it is: printable ASCII, no spaces."""
+    return bool(text) and text.isascii() and text.isprintable() and " " not in text
+
+
+def _header_value(text: str, what: str) -> bytes:
+    """``text`` as a header value we send; raises :class:`UsageError` for one HTTP/2 forbids
+    (h2 does not check our own headers: this does, once per connection and path)."""
+    if not _is_token(text):
+        raise UsageError(f"not a valid request {what}: {text!r}")
+    return text.encode("ascii")
 
 
 def _code_name(code: object) -> str:
@@ -401,7 +422,7 @@ class H2Transport(Transport):
         parts = urlsplit(url)
         scheme = parts.scheme
         host = parts.hostname
-        if scheme not in ("http", "https") or not host:
+        if scheme not in ("http", "https") or not host or not _is_token(parts.netloc):
             raise TransportError(f"unsupported URL {url!r} (expected http:// or https://)", kind="connect")
         port = parts.port or (443 if scheme == "https" else 80)
         key = (scheme, host, port)

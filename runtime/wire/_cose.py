@@ -71,10 +71,19 @@ PROTECTED_EDDSA = dumps({HEADER_ALG: ALG_EDDSA})
 MAX_HEADER_ITEMS = 64
 #: The start of every peerbox Sig_structure: ``[`` ``"Signature1"``, the protected header, ``h''``.
 _SIG1_PREFIX = b"\x84" + dumps("Signature1") + dumps(PROTECTED_EDDSA) + b"\x40"
+#: The start of every COSE_Sign1 :func:`sign1` writes: tag 18, an array of 4, the protected
+#: header, ``{4:`` and the head of the 32-byte kid.
+_SIGN1_START = b"\xd2\x84" + dumps(PROTECTED_EDDSA) + b"\xa1\x04\x58\x20"
+_SIGNATURE_HEAD = b"\x58\x40"
 
 
 def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
-    """The bytes a COSE_Sign1 signature covers (RFC 9052 §4.4), in deterministic CBOR."""
+    """The bytes a COSE_Sign1 signature covers (RFC 9052 §4.4), in deterministic CBOR.
+
+    peerbox's own case (protected ``{1: -8}``, no external data) is one concatenation.
+    """
+    if protected == PROTECTED_EDDSA and not external_aad:
+        return b"".join((_SIG1_PREFIX, _bstr_head(len(payload)), payload))
     return dumps(["Signature1", protected, external_aad, payload])
 
 
@@ -134,9 +143,10 @@ def sign1(payload: dict[str, Any], key: KeyPair) -> bytes:
     if not isinstance(payload, dict) or not all(isinstance(k, str) for k in payload):
         raise EnvelopeError("bad_field", "a payload is a dict with str keys")
     payload_bytes = dumps(payload)
-    signature = key.sign(sig_structure(PROTECTED_EDDSA, payload_bytes))
-    body = dumps([PROTECTED_EDDSA, {HEADER_KID: key.public_key}, payload_bytes, signature])
-    return b"\xd2" + body  # tag 18
+    payload_head = _bstr_head(len(payload_bytes))
+    signature = key.sign(b"".join((_SIG1_PREFIX, payload_head, payload_bytes)))
+    # 18([h'a10127', {4: kid}, payload, signature]), written out: what dumps gives for that list
+    return b"".join((_SIGN1_START, key.public_key, payload_head, payload_bytes, _SIGNATURE_HEAD, signature))
 
 
 def decode1(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, max_depth: int = DEFAULT_MAX_DEPTH) -> Sign1:

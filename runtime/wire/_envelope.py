@@ -443,7 +443,7 @@ def _error(value: object) -> dict[str, Any]:
     return value
 
 
-def _parse_reply(payload: dict[str, Any]) -> Reply:
+def _parse_reply(payload: dict[str, Any], data: bytes = b"") -> Reply:
     check_typ_version(payload, TYP_REPLY, _REPLY_FIELDS)
     keys = {}
     for name in ("caller", "target"):
@@ -476,7 +476,7 @@ def _parse_reply(payload: dict[str, Any]) -> Reply:
     for k in USAGE_KEYS:
         _int(usage[k], f"usage.{k}")
     return Reply(caller=keys["caller"], target=keys["target"], req=req, iat=iat, ok=ok,
-                 value=payload.get("value"), error=error, log=tuple(log), usage=usage)
+                 value=payload.get("value"), error=error, log=tuple(log), usage=usage, data=data)
 
 
 def make_reply(
@@ -549,9 +549,9 @@ def open_reply(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -> 
     :class:`EnvelopeError`.
     """
     msg = decode1(data, max_size=max_size, max_depth=max_depth)
-    reply = _parse_reply(msg.payload)
+    reply = _parse_reply(msg.payload, bytes(data))
     check_signer(msg, reply.target, "target")
-    return replace(reply, data=bytes(data))
+    return reply
 
 
 def verify_reply(data: bytes, *, target: bytes, request_bytes: bytes, max_size: int = 1 << 20,
@@ -565,10 +565,10 @@ def verify_reply(data: bytes, *, target: bytes, request_bytes: bytes, max_size: 
     is not the SHA-256 of ``request_bytes``).
     """
     msg = decode1(data, max_size=max_size, max_depth=max_depth)
-    reply = _parse_reply(msg.payload)
+    reply = _parse_reply(msg.payload, bytes(data))
     if reply.target != target:
         raise EnvelopeError("wrong_target", "the reply names another target")
     check_signer(msg, target, "target")
     if reply.req != request_digest(request_bytes):
         raise EnvelopeError("wrong_request", "the reply answers another request")
-    return replace(reply, data=bytes(data))
+    return reply

@@ -154,6 +154,22 @@ def test_sign1_roundtrip() -> None:
     assert not msg.verify(b"short")
 
 
+@pytest.mark.parametrize("size", [0, 1, 23, 24, 255, 256, 65535, 65536])
+def test_sign1_writes_what_a_generic_encoder_writes(size: int) -> None:
+    """sign1 and the Sig_structure are concatenated by hand: they must be the deterministic encoding
+    of the COSE_Sign1 and of ``["Signature1", protected, h'', payload]`` whatever the payload's length
+    (every length head: 1, 2, 3 and 5 bytes)."""
+    payload = {"p": "x" * size}
+    data = sign1(payload, ALICE)
+    payload_bytes = cbor2.dumps(payload, canonical=True)
+    tbs = cbor2.dumps(["Signature1", PROTECTED_EDDSA, b"", payload_bytes])
+    assert sig_structure(PROTECTED_EDDSA, payload_bytes) == tbs
+    signature = ALICE.sign(tbs)
+    assert data == cbor2.dumps(cbor2.CBORTag(18, [PROTECTED_EDDSA, {4: ALICE.public_key}, payload_bytes,
+                                                  signature]))
+    assert decode1(data, max_size=1 << 20).verify(ALICE.public_key)
+
+
 def test_signature_over_other_bytes_fails() -> None:
     good = decode1(sign1({"a": 1}, ALICE))
     other = decode1(sign1({"a": 2}, ALICE))
