@@ -27,9 +27,12 @@ The semantics every backend implements (the conformance suite in
 * the same request gives the same result, error kind *and* message, on
   every backend (messages come from :mod:`peerbox.hostcalls._errors`);
 * every method is thread-safe: one backend object serves all the runs of
-  its peer in a process, on any thread. Open ONE backend per peer per
-  process; two objects on the same storage would keep separate usage
-  tallies (and the file system backend sweeps temporary files at start).
+  its peer in a process, on any thread. Open one backend per peer per
+  process; several processes may open the same storage at once
+  (``peerbox serve --workers N``): each change is serialised across them
+  and the usage tally is shared (SQLite: one transaction per change; file
+  system: an ``flock`` on the storage's state file, see
+  :mod:`peerbox.hostcalls._fs`), so quotas hold for all of them together.
 """
 
 from __future__ import annotations
