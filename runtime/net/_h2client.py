@@ -277,7 +277,8 @@ class _H2Conn:
         if headers is None:
             headers = self._headers[(path, content_type)] = [
                 (b":method", b"POST"), (b":scheme", self.scheme), (b":authority", self.authority),
-                (b":path", _header_value(path, "path")), (b"content-type", _header_value(content_type, "type"))]
+                (b":path", _header_value(path, "path")),
+                (b"content-type", _header_value(content_type, "content type"))]
         headers = [*headers, (b"content-length", b"%d" % len(body))]
         try:
             sid = self.h2.get_next_available_stream_id()
