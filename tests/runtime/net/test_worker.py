@@ -359,3 +359,131 @@ async def test_any_fuel_a_request_may_carry_is_run_not_a_500(world: World) -> No
     req = world.envelope("6 * 7", limits={"fuel": 2 ** 63 - 1})
     resp = await w.app(post(req))
     assert resp.status == 200 and reply_of(world, resp, req).value == 42
+
+
+# ------------------------------------------------------------------ one hand-off per call
+
+
+def count_hand_offs(w: Worker, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every job the worker hands to its pool threads, by the name of the thread that queued it."""
+    import threading
+
+    assert w.pool is not None
+    real = w.pool.submit
+    jobs: list[str] = []
+
+    def spy(fn: Any) -> None:
+        jobs.append(threading.current_thread().name)
+        real(fn)
+
+    monkeypatch.setattr(w.pool, "submit", spy)
+    return jobs
+
+
+async def test_a_call_is_one_hand_off_from_the_event_loop_even_when_it_waits_for_a_slot(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening, checking, running and signing a request take one trip to a pool thread; a request
+    that waits for a slot is run by the thread that frees it, with no trip back to the loop between."""
+    import threading
+
+    w = world.worker(["bob"], max_runs=1, owner_reserve=0, queue=8, per_caller=8, per_caller_queue=8)
+    jobs = count_hand_offs(w, monkeypatch)
+    main = threading.main_thread().name
+    req = world.envelope("40 + 2")
+    assert reply_of(world, await w.app(post(req)), req).value == 42
+    assert jobs == [main]
+    jobs.clear()
+    replies: dict[int, Any] = {}
+
+    async def send(i: int, script: str) -> None:
+        body = world.envelope(script, params={"i": i}, limits={"timeout": 0.3})
+        resp = await w.app(post(body))
+        assert resp.status == 200
+        reply = reply_of(world, resp, body)
+        replies[i] = reply.value if reply.ok else reply.error["kind"]
+
+    async with trio.open_nursery() as n:
+        n.start_soon(send, 0, LOOP)
+        await _until(lambda: w.admission.running == 1)
+        for i in range(1, 5):
+            n.start_soon(send, i, "params.i * 10")
+        await _until(lambda: w.admission.queued == 4)
+    assert replies == {0: "limit_timeout", 1: 10, 2: 20, 3: 30, 4: 40}
+    assert jobs == [main] * 5  # one hand-off each; the parked ones were run by the freeing thread
+    assert w.idle
+
+
+@pytest.mark.slow
+async def test_replays_under_load_never_take_a_run_slot_nor_a_waiting_callers_place(world: World) -> None:
+    """With the one slot busy and a request waiting, a burst of replayed envelopes is refused (409)
+    by the check alone: none holds or waits for a slot, and the waiting request runs next."""
+    w = world.worker(["bob"], max_runs=1, owner_reserve=0, queue=2, per_caller=40, per_caller_queue=2)
+    used = world.envelope("1 + 1")
+    assert (await w.app(post(used))).status == 200
+    order: list[str] = []
+    replays: list[int] = []
+
+    async def send(name: str, body: bytes) -> None:
+        resp = await w.app(post(body))
+        assert resp.status == 200
+        order.append(name)
+
+    async def replay() -> None:
+        replays.append((await w.app(post(used))).status)
+        assert w.admission.running == 1 and w.admission.queued == 1
+
+    async with trio.open_nursery() as n:
+        n.start_soon(send, "loop", world.envelope(LOOP, limits={"timeout": 0.5}))
+        await _until(lambda: w.admission.running == 1)
+        n.start_soon(send, "waiting", world.envelope("2 + 2"))
+        await _until(lambda: w.admission.queued == 1)
+        async with trio.open_nursery() as burst:
+            for _ in range(30):
+                burst.start_soon(replay)
+        assert order == []  # the burst was answered while the loop still ran
+    assert replays == [409] * 30
+    assert order == ["loop", "waiting"]
+    m = metrics((await w.app(get("/metrics"))).body.decode())
+    assert m['peerbox_rejections_total{kind="replay"}'] == 30
+    assert w.idle
+
+
+async def test_a_request_given_up_while_it_waits_leaves_the_queue_and_never_runs(world: World) -> None:
+    w = world.worker(["bob"], max_runs=1, owner_reserve=0, queue=4)
+    ran_before = 0
+
+    async with trio.open_nursery() as n:
+        n.start_soon(w.app, post(world.envelope(LOOP, limits={"timeout": 0.3})))
+        await _until(lambda: w.admission.running == 1)
+        with trio.move_on_after(0.05):
+            await w.app(post(world.envelope('fs::write("inbox/late.txt", "ran"); 1')))
+        assert w.admission.queued == 0 and w.admission.running == 1
+        ran_before = w.metrics.requests["ok"]
+    assert await w.drain(5.0)
+    assert w.metrics.requests["ok"] == ran_before == 0
+    assert not (world.root / "peers" / "bob" / "storage" / "inbox" / "late.txt").exists()
+    assert w.idle
+
+
+@pytest.mark.slow
+async def test_many_concurrent_calls_to_two_peers_all_get_their_own_answer(world: World) -> None:
+    """Callers, peers and slots shared by the loop and the pool threads: every request gets the
+    reply to itself, nothing is lost or counted twice, and the worker ends idle."""
+    w = world.worker(max_runs=2, queue=64, per_caller=64, per_caller_queue=64)
+    got: dict[tuple[str, int], int] = {}
+
+    async def send(to: str, i: int) -> None:
+        body = world.envelope("params.i * 3", to=to, params={"i": i})
+        resp = await w.app(post(body))
+        assert resp.status == 200
+        got[(to, i)] = reply_of(world, resp, body, to).value
+
+    async with trio.open_nursery() as n:
+        for i in range(30):
+            n.start_soon(send, "bob", i)
+            n.start_soon(send, "carol", i)
+    assert got == {(to, i): 3 * i for to in ("bob", "carol") for i in range(30)}
+    assert w.metrics.requests["ok"] == 60 and w.metrics.seconds.count == 60
+    doc = json.loads((await w.app(get("/v1/health"))).body)
+    assert (doc["in_flight"], doc["queued"], doc["checking"]) == (0, 0, 0)
+    assert w.idle
