@@ -484,7 +484,7 @@ class Conn:
     # -- answering -----------------------------------------------------------
 
     def _answer(self, sid: int, resp: HttpResponse, *, stop_upload: bool = False) -> None:
-        """Queue ``resp`` on stream ``sid`` now, or as much as flow control allows and the rest from a task.
+        """Queue ``resp`` on stream ``sid``: at once if it fits one frame, else its first frame and a task.
 
         ``stop_upload`` then resets the stream (NO_ERROR) to end the client's
         upload. A stream the client reset (or a dead connection) silently
@@ -501,8 +501,8 @@ class Conn:
             assert headers is not None
         try:
             self.h2.send_headers(sid, headers, end_stream=not resp.body)
-            rest = self._queue_body(sid, memoryview(resp.body)) if resp.body else None
-            if rest:
+            rest = self._queue_frame(sid, resp.body) if resp.body else None
+            if rest is not None:
                 self.sending += 1
                 assert self.nursery is not None
                 self.nursery.start_soon(self._answer_rest, sid, rest, stop_upload)
@@ -513,19 +513,21 @@ class Conn:
         self.writer.kick()
         self._answered()
 
-    def _queue_body(self, sid: int, body: memoryview) -> memoryview | None:
-        """Queue as much of ``body`` as the windows and ``_HIGH_WATER`` allow; returns the rest, if any."""
-        h2conn = self.h2
-        while self.writer.unsent < _HIGH_WATER:
-            n = min(h2conn.local_flow_control_window(sid), h2conn.max_outbound_frame_size, len(body))
-            if n <= 0:
-                return body
-            h2conn.send_data(sid, body[:n], end_stream=n == len(body))
+    def _queue_frame(self, sid: int, body: bytes | memoryview) -> memoryview | None:
+        """Queue one DATA frame of ``body`` if the windows and ``_HIGH_WATER`` allow; returns the rest."""
+        if self.writer.unsent >= _HIGH_WATER:
+            return memoryview(body)
+        n = min(self.h2.local_flow_control_window(sid), self.h2.max_outbound_frame_size, len(body))
+        if n <= 0:
+            return memoryview(body)
+        if n == len(body):
+            self.h2.send_data(sid, body, end_stream=True)
             self.writer.unsent += n
-            if n == len(body):
-                return None
-            body = body[n:]
-        return body
+            return None
+        view = memoryview(body)
+        self.h2.send_data(sid, view[:n])
+        self.writer.unsent += n
+        return view[n:]
 
     def _stop_upload(self, sid: int) -> None:
         stream = self.h2.streams.get(sid)
@@ -533,28 +535,37 @@ class Conn:
             self.h2.reset_stream(sid, ErrorCodes.NO_ERROR)
 
     async def _answer_rest(self, sid: int, rest: memoryview, stop_upload: bool) -> None:
-        """Queue the rest of an answer as room opens; reset it (CANCEL) after ``idle_timeout`` without."""
+        """Queue the rest of an answer, one frame per scheduler pass (so concurrent answers interleave).
+
+        Without room (flow control, or ``_HIGH_WATER`` bytes not yet sent) it
+        waits for a window update or the writer's progress; after
+        ``idle_timeout`` without either the stream is reset (CANCEL).
+        """
         try:
-            while not self.dead:
+            while True:
+                await trio.lowlevel.checkpoint()  # the other answers queue their frame of this pass first
+                if self.dead:
+                    return
+                left = self._queue_frame(sid, rest)
+                if left is None:
+                    if stop_upload:
+                        self._stop_upload(sid)
+                    self.writer.kick()
+                    return
+                if len(left) < len(rest):
+                    rest = left
+                    self.writer.kick()
+                    continue
                 self.waiting += 1
                 try:
                     with trio.move_on_after(self.limits.idle_timeout) as waited:
                         await self.window.wait()
                 finally:
                     self.waiting -= 1
-                if self.dead:
-                    return
-                if waited.cancelled_caught:
+                if waited.cancelled_caught and not self.dead:
                     self.h2.reset_stream(sid, ErrorCodes.CANCEL)
                     self.writer.kick()
                     return
-                left = self._queue_body(sid, rest)
-                self.writer.kick()
-                if left is None:
-                    if stop_upload:
-                        self._stop_upload(sid)
-                    return
-                rest = left
         except h2.exceptions.ProtocolError as e:  # stream reset or closed meanwhile
             log.debug("conn %d: stream %d answer dropped: %s", self.conn_id, sid, e)
         finally:
