@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import heapq
 import math
 import ssl
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ CONTENT_TYPE = "application/cose"
 MAX_REPLY = 8 << 20
 _READ_SIZE = 65536
 _WINDOW = 1 << 24
+#: At most this many URLs remember their connection (a client talks to a few origins).
+_MAX_URLS = 1024
 
 
 class Transport(abc.ABC):
@@ -101,6 +104,8 @@ class _Pending:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytearray = field(default_factory=bytearray)
     error: TransportError | None = None
+    deadline: float = math.inf
+    timeout: float = math.inf
 
     def fail(self, error: TransportError) -> None:
         if not self.done.is_set():
@@ -131,6 +136,10 @@ class _H2Conn:
         self._closing = False
         self._scope: trio.CancelScope | None = None
         self._error: TransportError | None = None
+        # Request deadlines: one timer task per connection instead of a cancel scope per request.
+        self._deadlines: list[tuple[float, int]] = []  # (deadline, stream id), a heap
+        self._timer_at = math.inf  # when the timer wakes next
+        self._timer_wake = trio.Event()
 
     # -- plumbing
 
@@ -163,6 +172,7 @@ class _H2Conn:
                 self._flush()
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._writer)
+                nursery.start_soon(self._timer)
                 task_status.started()
         finally:
             self._fail(self._error or TransportError("the connection was closed"))
@@ -257,22 +267,64 @@ class _H2Conn:
                                 h2.events.SettingsAcknowledged)):
             self._notify()
 
-    def _reset(self, sid: int) -> None:
+    def _reset(self, sid: int, code: h2.errors.ErrorCodes = h2.errors.ErrorCodes.CANCEL) -> None:
         with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):
-            self.h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            self.h2.reset_stream(sid, code)
         self._flush()
+
+    async def _timer(self) -> None:
+        """Fail every request still waiting at its deadline (and reset its stream).
+
+        Finished requests are dropped from the heap before each sleep, so with
+        one timeout for every call the timer wakes about once per timeout, not
+        once per call; it is woken early only for a deadline sooner than the
+        one it sleeps until.
+        """
+        while True:
+            now = trio.current_time()
+            expired = False
+            while self._deadlines:
+                at, sid = self._deadlines[0]
+                p = self.pending.get(sid)
+                if p is not None and not p.done.is_set() and at > now:
+                    break
+                heapq.heappop(self._deadlines)
+                if p is not None and not p.done.is_set():
+                    self._reset(sid)
+                    p.fail(TransportError(f"no answer within {p.timeout:g} s", kind="timeout"))
+                    expired = True
+            if expired:
+                self._notify()
+            self._timer_at = self._deadlines[0][0] if self._deadlines else math.inf
+            self._timer_wake = trio.Event()
+            with trio.move_on_at(self._timer_at):
+                await self._timer_wake.wait()
+
+    def _watch(self, sid: int, p: _Pending) -> None:
+        """Give request ``p`` on stream ``sid`` to the timer."""
+        heapq.heappush(self._deadlines, (p.deadline, sid))
+        if p.deadline < self._timer_at:
+            self._timer_wake.set()
+        if len(self._deadlines) > 2 * len(self.pending) + 64:  # mostly finished requests: compact
+            self._deadlines = [(q.deadline, i) for i, q in self.pending.items() if not q.done.is_set()]
+            heapq.heapify(self._deadlines)
 
     # -- requests
 
-    async def request(self, path: str, body: bytes, content_type: str) -> Answer:
-        """Send one POST on a new stream and wait for its whole response."""
-        while True:
-            if not self.usable:
-                raise TransportError("the connection is closing", retryable=True)
-            limit = self.h2.remote_settings.max_concurrent_streams
-            if self.h2.open_outbound_streams < limit:
-                break
-            await self._changed.wait()
+    async def request(self, path: str, body: bytes, content_type: str, *, deadline: float,
+                      timeout: float) -> Answer:
+        """Send one POST on a new stream and wait for its whole response, until ``deadline``
+        (``trio.current_time()``; ``timeout`` is only for the message). Raises :class:`TransportError`."""
+        if self.usable and self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams:
+            with trio.move_on_at(deadline):  # the server's stream limit is reached: wait for a slot
+                while self.usable and (self.h2.open_outbound_streams
+                                       >= self.h2.remote_settings.max_concurrent_streams):
+                    await self._changed.wait()
+            if self.usable and (self.h2.open_outbound_streams
+                                >= self.h2.remote_settings.max_concurrent_streams):
+                raise TransportError(f"no answer within {timeout:g} s", kind="timeout")
+        if not self.usable:
+            raise TransportError("the connection is closing", retryable=True)
         headers = self._headers.get((path, content_type))
         if headers is None:
             headers = self._headers[(path, content_type)] = [
@@ -286,8 +338,9 @@ class _H2Conn:
         except h2.exceptions.H2Error as exc:  # e.g. stream ids exhausted: nothing was sent
             self.usable = False
             raise TransportError(f"cannot start a stream: {exc}", retryable=True) from exc
-        p = _Pending()
+        p = _Pending(deadline=deadline, timeout=timeout)
         self.pending[sid] = p
+        self._watch(sid, p)
         try:
             self._flush()
             view = memoryview(body)
@@ -297,12 +350,14 @@ class _H2Conn:
                 except h2.exceptions.StreamClosedError:
                     break  # the server answered or reset early: its answer says what happened
                 if window <= 0:
-                    await self._changed.wait()
+                    await self._changed.wait()  # the timer notifies too, at the deadline
                     continue
                 chunk, view = view[:window], view[window:]
                 self.h2.send_data(sid, bytes(chunk), end_stream=not view)
                 self._flush()
             await p.done.wait()
+            if view:  # answered before the whole body was sent: close our half of the stream
+                self._reset(sid, h2.errors.ErrorCodes.NO_ERROR)
         except BaseException:
             if not p.done.is_set():
                 self._reset(sid)  # cancelled or timed out: free the server's slot at once
@@ -359,6 +414,7 @@ class H2Transport(Transport):
         self.path = path
         self.connections_opened = 0
         self._conns: dict[tuple[str, str, int], _H2Conn] = {}
+        self._by_url: dict[str, _H2Conn] = {}  # the connection each URL last used (no parsing per call)
         self._locks: dict[tuple[str, str, int], trio.Lock] = {}
         self._stack: contextlib.AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
@@ -379,6 +435,7 @@ class H2Transport(Transport):
         self._stack = self._nursery = None
         conns = list(self._conns.values())
         self._conns.clear()
+        self._by_url.clear()
         for conn in conns:
             conn.close()
         with trio.move_on_after(1.0):
@@ -407,14 +464,21 @@ class H2Transport(Transport):
         """
         if not (timeout > 0 and math.isfinite(timeout)):
             raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        with trio.move_on_after(timeout):
-            for attempt in range(2):
-                conn = await self._connection(url)
-                try:
-                    return await conn.request(path or self.path, envelope, CONTENT_TYPE)
-                except TransportError as exc:
-                    if not exc.retryable or attempt:
-                        raise TransportError(f"{url}: {exc}", kind=exc.kind, status=exc.status) from exc
+        deadline = trio.current_time() + timeout
+        for attempt in range(2):
+            conn = self._by_url.get(url)
+            if conn is None or not conn.usable:
+                conn = None
+                with trio.move_on_at(deadline):
+                    conn = await self._connection(url)
+                if conn is None:
+                    break
+            try:
+                return await conn.request(path or self.path, envelope, CONTENT_TYPE, deadline=deadline,
+                                          timeout=timeout)
+            except TransportError as exc:
+                if not exc.retryable or attempt:
+                    raise TransportError(f"{url}: {exc}", kind=exc.kind, status=exc.status) from exc
         raise TransportError(f"{url}: no answer within {timeout:g} s", kind="timeout")
 
     async def _connection(self, url: str) -> _H2Conn:
@@ -428,19 +492,20 @@ class H2Transport(Transport):
         port = parts.port or (443 if scheme == "https" else 80)
         key = (scheme, host, port)
         conn = self._conns.get(key)
-        if conn is not None and conn.usable:
-            return conn
-        lock = self._locks.setdefault(key, trio.Lock())
-        async with lock:
-            conn = self._conns.get(key)
-            if conn is not None and conn.usable:
-                return conn
-            stream = await self._open(url, scheme, host, port)
-            conn = _H2Conn(stream, scheme=scheme, authority=parts.netloc, max_reply=self.max_reply)
-            self.connections_opened += 1
-            await self._nursery.start(conn.run)
-            self._conns[key] = conn
-            return conn
+        if conn is None or not conn.usable:
+            lock = self._locks.setdefault(key, trio.Lock())
+            async with lock:
+                conn = self._conns.get(key)
+                if conn is None or not conn.usable:
+                    stream = await self._open(url, scheme, host, port)
+                    conn = _H2Conn(stream, scheme=scheme, authority=parts.netloc, max_reply=self.max_reply)
+                    self.connections_opened += 1
+                    await self._nursery.start(conn.run)
+                    self._conns[key] = conn
+        if len(self._by_url) >= _MAX_URLS:
+            self._by_url.clear()
+        self._by_url[url] = conn
+        return conn
 
     async def _open(self, url: str, scheme: str, host: str, port: int) -> trio.abc.Stream:
         tcp: trio.abc.Stream

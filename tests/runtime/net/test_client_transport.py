@@ -1,0 +1,170 @@
+"""The HTTP/2 client transport's deadlines and stream slots, against a small h2 server written here.
+
+One timer task per connection (not a cancel scope per request) fails each
+request at its own deadline and resets its stream; a call waiting for a stream
+slot (the server's ``max_concurrent_streams``) gives up at its deadline; a
+request the server answers before reading its whole body frees its stream, so
+such answers never use up the connection's slots; the timer forgets finished
+requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+import trio
+
+from peerbox.net._client_errors import TransportError
+from peerbox.net._h2client import H2Transport
+
+
+@dataclass
+class Server:
+    """An h2c server: ``/hang`` never answers, ``/early`` answers 413 at once (before the body),
+    anything else echoes the body when it has all of it. Counts connections and streams reset."""
+
+    max_streams: int = 100
+    connections: int = 0
+    resets: int = 0
+    port: int = 0
+    _hung: set[int] = field(default_factory=set)
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started(self.port)
+        await trio.serve_listeners(self._connection, listeners)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams})
+        await stream.send_all(conn.data_to_send())
+        paths: dict[int, bytes] = {}
+        bodies: dict[int, bytearray] = {}
+
+        def answer(sid: int, status: bytes, body: bytes) -> None:
+            conn.send_headers(sid, [(b":status", status), (b"content-length", b"%d" % len(body))])
+            conn.send_data(sid, body, end_stream=True)
+
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    path = dict(event.headers or ()).get(b":path", b"")
+                    paths[event.stream_id] = path
+                    bodies[event.stream_id] = bytearray()
+                    if path == b"/early":
+                        answer(event.stream_id, b"413", b"too large")
+                elif isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    if event.stream_id in bodies:
+                        bodies[event.stream_id] += event.data or b""
+                elif isinstance(event, h2.events.StreamEnded):
+                    if paths.get(event.stream_id) not in (b"/hang", b"/early", None):
+                        answer(event.stream_id, b"200", bytes(bodies[event.stream_id]))
+                elif isinstance(event, h2.events.StreamReset):
+                    self.resets += 1
+            await stream.send_all(conn.data_to_send())
+
+
+async def _started(nursery: trio.Nursery, server: Server) -> str:
+    port = await nursery.start(server.serve)
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.slow
+async def test_each_request_times_out_at_its_own_deadline() -> None:
+    server = Server()
+    async with trio.open_nursery() as nursery:
+        url = await _started(nursery, server)
+        async with H2Transport() as transport:
+            order: list[str] = []
+
+            async def hang(timeout: float) -> None:
+                with pytest.raises(TransportError) as info:
+                    await transport.post(url, b"x", timeout, path="/hang")
+                assert info.value.kind == "timeout" and f"{timeout:g} s" in str(info.value)
+                order.append(f"hang {timeout}")
+
+            async def echo(i: int) -> None:
+                answer = await transport.post(url, b"%d" % i, 10.0, path="/echo")
+                assert (answer.status, answer.body) == (200, b"%d" % i)
+                order.append("echo")
+
+            async with trio.open_nursery() as calls:
+                calls.start_soon(hang, 1.5)
+                calls.start_soon(hang, 0.3)
+                for i in range(10):
+                    calls.start_soon(echo, i)
+            assert order[-2:] == ["hang 0.3", "hang 1.5"] and order.count("echo") == 10
+            answer = await transport.post(url, b"after", 5.0, path="/echo")
+            assert answer.body == b"after"
+            assert transport.connections_opened == 1 == server.connections
+        await trio.sleep(0.1)
+        assert server.resets == 2  # each timed-out stream was reset: the server's slot is free at once
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+async def test_waiting_for_a_stream_slot_gives_up_at_the_deadline() -> None:
+    server = Server(max_streams=1)
+    async with trio.open_nursery() as nursery:
+        url = await _started(nursery, server)
+        async with H2Transport() as transport:
+            await transport.post(url, b"warm", 5.0, path="/echo")  # the server's settings are known now
+            async with trio.open_nursery() as calls:
+                calls.start_soon(partial(transport.post, url, b"x", 60.0, path="/hang"))
+                await trio.sleep(0.1)
+                with pytest.raises(TransportError) as info:
+                    await transport.post(url, b"y", 0.3, path="/echo")
+                assert info.value.kind == "timeout"
+                calls.cancel_scope.cancel()  # the hung call gives its slot back...
+            answer = await transport.post(url, b"z", 5.0, path="/echo")  # ...and the next call takes it
+            assert answer.body == b"z"
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_answer_before_the_whole_body_frees_the_stream() -> None:
+    """The server answers 413 before reading a body larger than the flow-control window; the
+    stream is closed (not left half open), so with 2 slots 6 such calls in a row all get their
+    answer, and so does the next ordinary call."""
+    server = Server(max_streams=2)
+    async with trio.open_nursery() as nursery:
+        url = await _started(nursery, server)
+        async with H2Transport() as transport:
+            for _ in range(6):
+                answer = await transport.post(url, b"b" * 300_000, 5.0, path="/early")
+                assert (answer.status, answer.body) == (413, b"too large")
+            assert (await transport.post(url, b"ok", 5.0, path="/echo")).body == b"ok"
+            assert transport.connections_opened == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_timer_forgets_finished_requests() -> None:
+    """Thousands of calls leave the per-connection deadline heap small (memory stays bounded by the
+    calls in flight, not by the calls made within one timeout)."""
+    server = Server()
+    async with trio.open_nursery() as nursery:
+        url = await _started(nursery, server)
+        async with H2Transport() as transport:
+
+            async def calls(k: int) -> None:
+                for i in range(150):
+                    await transport.post(url, b"%d" % i, 30.0, path="/echo")
+
+            async with trio.open_nursery() as inner:
+                for k in range(8):
+                    inner.start_soon(calls, k)
+            (conn,) = transport._conns.values()
+            assert len(conn._deadlines) <= 2 * 8 + 64
+        nursery.cancel_scope.cancel()
