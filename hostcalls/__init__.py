@@ -32,7 +32,7 @@ from __future__ import annotations
 from ._backend import Backend, Stat
 from ._dispatch import OP_ACTIONS, Authorizer, Dispatch
 from ._errors import KINDS as ERROR_KINDS
-from ._errors import BudgetExceeded, HostCallError, StorageInUse
+from ._errors import BudgetExceeded, HostCallError
 from ._fs import FsBackend
 from ._limits import Budget, Quotas
 from ._open import BACKEND_KINDS, open_backend
@@ -43,7 +43,6 @@ from ._table import HOST_CALLS, HostCall, Op
 __all__ = [
     "HostCallError",
     "BudgetExceeded",
-    "StorageInUse",
     "ERROR_KINDS",
     "Quotas",
     "Budget",

@@ -23,10 +23,9 @@ from __future__ import annotations
 import errno
 import re
 
-from peerbox._errors import Error, UsageError
+from peerbox._errors import Error
 
 __all__ = [
-    "StorageInUse",
     "KINDS",
     "HostCallError",
     "BudgetExceeded",
@@ -208,12 +207,3 @@ def db_reason(exc: BaseException) -> str:
         return text
     name = getattr(exc, "sqlite_errorname", None)
     return name if isinstance(name, str) and name else type(exc).__name__
-
-
-class StorageInUse(UsageError):
-    """A peer's storage is already open in another process (or backend object).
-
-    A peer's files have one owner at a time: the owner sweeps temporary files
-    of interrupted writes and keeps the quota tally, which a second owner
-    would break. Exit code 2, like other refusals to start.
-    """

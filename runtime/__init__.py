@@ -65,7 +65,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
-    from .hostcalls import BudgetExceeded, HostCallError, StorageInUse
+    from .hostcalls import BudgetExceeded, HostCallError
     from .net import AsyncClient, Client, ClientError, RemoteRejected, TransportError, VerificationError
     from .peer import (Contexts, Directory, DirectoryError, HistoryError, LogicError, LogicRefused, Peer,
                        PeerContext, PeerError, PeerLogic, PeerStore)
@@ -112,7 +112,6 @@ __all__ = [
     "PolicyError",
     "HostCallError",
     "BudgetExceeded",
-    "StorageInUse",
 ]
 
 __getattr__, __dir__ = attach(__name__, {
@@ -152,5 +151,4 @@ __getattr__, __dir__ = attach(__name__, {
     "PolicyError": ".policy",
     "HostCallError": ".hostcalls",
     "BudgetExceeded": ".hostcalls",
-    "StorageInUse": ".hostcalls",
 })

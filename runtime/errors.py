@@ -18,7 +18,6 @@ trio or h2. The tree, in the order a request meets the rooms::
                                             CorruptDirectory)
             HistoryError, HistoryMismatch   a logic module's signed history
             LogicError                      the owner's logic tools
-            StorageInUse                    a peer's storage is open elsewhere
         CompileError                        3 (CompileLimitExceeded: over a compile budget)
         ScriptError                         4: a script failed and did not catch it
         LimitExceeded                       5: a run hit a resource limit
@@ -30,6 +29,9 @@ trio or h2. The tree, in the order a request meets the rooms::
         HostCallError, BudgetExceeded       a host call refused / the run's host-call budget
         ClientError                         the client (TransportError, VerificationError,
                                             RemoteRejected)
+        ChannelError                        isolated mode's router-child channel (ChannelClosed,
+                                            ChannelTimeout, ChannelBusy, FrameError); answered
+                                            503/502 by the router, never raised to a caller
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ from ._lazy import attach
 
 if TYPE_CHECKING:
     from peerbox._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
-    from peerbox.hostcalls import BudgetExceeded, HostCallError, StorageInUse
-    from peerbox.net import ClientError, RemoteRejected, TransportError, VerificationError
+    from peerbox.hostcalls import BudgetExceeded, HostCallError
+    from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError, FrameError,
+                             RemoteRejected, TransportError, VerificationError)
     from peerbox.peer import (CorruptDirectory, CorruptPeer, DirectoryError, EntryExists, HistoryError,
                               HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName, LogicError,
                               LogicRefused, PeerError, PeerExists, PeerNotFound, RootNotFound, UnknownPeer)
@@ -55,25 +58,27 @@ _EXPORTS = {
     "peerbox.wire": ("IdentityError", "InvalidPublicKey", "InvalidDid", "EnvelopeError", "NonceStoreError",
                      "CapabilityError"),
     "peerbox.policy": ("PolicyError",),
-    "peerbox.hostcalls": ("HostCallError", "BudgetExceeded", "StorageInUse"),
+    "peerbox.hostcalls": ("HostCallError", "BudgetExceeded"),
     "peerbox.wasm_guests.lang": ("CompileError", "CompileLimitExceeded"),
     "peerbox.peer": ("PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound",
                      "CorruptPeer", "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry",
                      "EntryExists", "CorruptDirectory", "HistoryError", "HistoryMismatch", "LogicError",
                      "LogicRefused"),
-    "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected"),
+    "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected", "ChannelError",
+                    "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError"),
 }
 
 __all__ = [
     "Error", "UsageError", "ValueConversionError", "ScriptError", "LimitExceeded",
     "IdentityError", "InvalidPublicKey", "InvalidDid", "EnvelopeError", "NonceStoreError", "CapabilityError",
     "PolicyError",
-    "HostCallError", "BudgetExceeded", "StorageInUse",
+    "HostCallError", "BudgetExceeded",
     "CompileError", "CompileLimitExceeded",
     "PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound", "CorruptPeer",
     "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists", "CorruptDirectory",
     "HistoryError", "HistoryMismatch", "LogicError", "LogicRefused",
     "ClientError", "TransportError", "VerificationError", "RemoteRejected",
+    "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
 ]
 
 __getattr__, __dir__ = attach(__name__, {name: module for module, names in _EXPORTS.items()

@@ -40,7 +40,7 @@ EXPECTED = {
     "Directory",
     "PeerLogic", "LogicError", "LogicRefused",
     "DirectoryError", "HistoryError", "EnvelopeError", "CapabilityError", "PolicyError",
-    "HostCallError", "BudgetExceeded", "StorageInUse",
+    "HostCallError", "BudgetExceeded",
 }
 
 
@@ -126,7 +126,7 @@ def test_errors_on_the_facade_are_the_same_classes() -> None:
 
 
 def test_the_named_errors_of_public_calls_are_on_the_facade() -> None:
-    for name in ("EnvelopeError", "CapabilityError", "HostCallError", "StorageInUse", "DirectoryError"):
+    for name in ("EnvelopeError", "CapabilityError", "HostCallError", "DirectoryError"):
         assert name in peerbox.__all__
         assert issubclass(getattr(peerbox, name), peerbox.Error)
 

@@ -198,8 +198,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_handle(args: argparse.Namespace) -> int:
     """Verify, authorize and run a request as peer ``--as``; write the (signed) reply.
 
-    The peer's storage is opened first, so a storage held by another process
-    (``StorageInUse``, exit 2) refuses before the request's nonce is spent.
+    The peer's storage is opened first, so storage that cannot be opened
+    refuses before the request's nonce is spent.
     Raises :class:`UsageError` when the reply cannot be written; the exit code
     is the outcome's (:func:`peerbox.trust.exit_code`).
     """
@@ -208,8 +208,8 @@ def cmd_handle(args: argparse.Namespace) -> int:
     with peer.Contexts(args.root) as contexts:
         ctx = contexts.get(args.peer)
         if not logic:
-            # Open the storage before the handler records the request's nonce: storage that is in
-            # use (StorageInUse, exit 2) then leaves the request deliverable later.
+            # Open the storage before the handler records the request's nonce: storage that cannot
+            # be opened then leaves the request deliverable later.
             ctx.storage  # noqa: B018
         with trust.ExecHandler(ctx, contexts.store) as handler:
             handle = handler.handle_logic if logic else handler.handle

@@ -8,12 +8,12 @@
 
 Shared mode hosts every named peer in each of ``--workers`` processes (default:
 the number of CPUs; 1 serves in this process) on one address, supervised by
-this one; isolated mode starts one supervised child ``serve`` per peer and
+this one; isolated mode starts one supervised child (``python -m peerbox.net._child``) per peer and
 routes to them (``--workers`` above 1 is a usage error there). Prints ``listening on
 http://HOST:PORT (peers: ...)`` to stderr once it accepts connections; stops
 cleanly (exit 0) on SIGINT/SIGTERM. ``--port-file`` receives the bound port
 (useful with ``--listen 127.0.0.1:0``). Also runnable as
-``python -m peerbox.cli._serve serve ...`` (how isolated mode starts its children).
+``python -m peerbox.cli._serve serve ...`` (how ``--workers`` starts its worker processes).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ In the order a request arrives::
     _shared      serving a shared worker: ``serve_worker``, ``run_shared``
     _serving     serving an app: --listen, TLS, the port file, signals
     _isolated    isolated mode: one child worker per peer, a router in front
+    _localchan   isolated mode's channel: length-prefixed frames on a socketpair, router and child ends
+    _child       an isolated-mode child: one peer's Worker served over the channel
 
 And the calling side::
 
@@ -36,10 +38,12 @@ if TYPE_CHECKING:
     from ._client import AsyncClient, Client
     from ._client_errors import ClientError, RemoteRejected, TransportError, VerificationError
     from ._isolated import run_isolated
+    from ._localchan import ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, FrameError
     from ._shared import run_shared
     from ._worker import Worker
 
 __all__ = ["AsyncClient", "Client", "ClientError", "RemoteRejected", "TransportError", "VerificationError",
+           "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
            "run_isolated", "Worker", "run_shared"]
 
 __getattr__, __dir__ = attach(__name__, {
@@ -49,6 +53,11 @@ __getattr__, __dir__ = attach(__name__, {
     "RemoteRejected": "._client_errors",
     "TransportError": "._client_errors",
     "VerificationError": "._client_errors",
+    "ChannelError": "._localchan",
+    "ChannelClosed": "._localchan",
+    "ChannelTimeout": "._localchan",
+    "ChannelBusy": "._localchan",
+    "FrameError": "._localchan",
     "run_isolated": "._isolated",
     "Worker": "._worker",
     "run_shared": "._shared",

@@ -31,7 +31,6 @@ def test_facade_exports_exactly_the_public_api() -> None:
         [
             "HostCallError",
             "BudgetExceeded",
-            "StorageInUse",
             "OP_ACTIONS",
             "Authorizer",
             "ERROR_KINDS",

@@ -67,7 +67,7 @@ def test_owner_is_served_while_a_caller_floods_and_unknown_keys_replay(tmp_path:
     (tmp_path / "peers" / "bob" / "policy.toml").write_text(POLICY)
     strangers = [KeyPair.generate() for _ in range(4)]
 
-    with serving(tmp_path, "--peers", "bob", "--max-runs", "2") as (port, _):
+    with serving(tmp_path, "--peers", "bob", "--max-runs", "2", "--workers", "1") as (port, _):
         directory = Directory(tmp_path)
         directory.add("bob", bob.did, f"http://127.0.0.1:{port}")
         url = f"http://127.0.0.1:{port}"

@@ -28,7 +28,6 @@ from pathlib import Path
 import pytest
 
 import peerbox
-from peerbox.hostcalls import StorageInUse
 from peerbox.hostcalls import TEMP_PREFIX
 
 pytestmark = pytest.mark.slow
@@ -162,27 +161,22 @@ def test_another_process_opening_the_peer_does_not_break_writes(tmp_path: Path, 
     """Two processes on one peer at once: the second must not disturb the first.
 
     (Found with fs: the start-up sweep of temporary files deleted the
-    temporary file of a write in progress in the other process.) A peer's
-    files have one owner at a time: with fs the second process is refused
-    with StorageInUse; sqlite lets several processes share the database.
+    temporary file of a write in progress in the other process.) Both
+    backends let several processes share a peer's storage: the second
+    process opens it without being refused, and the writer's data is intact.
     """
     root = _init(tmp_path, backend)
     child = subprocess.Popen(
         [sys.executable, "-c", SLOW_WRITER, str(root), "300"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
     )
-    refused = 0
     try:
         assert child.stdout is not None
         assert child.stdout.readline() == "ready\n"
         opened = 0
         while child.poll() is None and opened < 2000:
             with peerbox.Contexts(root) as contexts:  # a second process starting up
-                try:
-                    contexts.get("alice").storage
-                except StorageInUse as exc:
-                    assert "in use by another peerbox process" in str(exc)
-                    refused += 1
+                contexts.get("alice").storage  # noqa: B018 - opened beside the writer, never refused
             opened += 1
         out, err = child.communicate(timeout=60)
     finally:
@@ -192,5 +186,3 @@ def test_another_process_opening_the_peer_does_not_break_writes(tmp_path: Path, 
     assert child.returncode == 0, err
     assert opened > 0
     assert out.strip() == "[0, '']", f"{out.strip()} (after {opened} start-ups in parallel)"
-    if backend == "fs":
-        assert refused > 0  # refused for as long as the writer owns the storage

@@ -166,7 +166,7 @@ async def test_isolated_child_killed_is_restarted(tmp_path: Path, store: peerbox
     async with isolated(tmp_path) as (url, _), H2Transport() as transport:
         c = Caller(store, transport, url)
         assert (await c.send("1"))[0] == 200
-        pattern = f"peerbox.cli._serve serve --root {tmp_path} --peers bob "
+        pattern = f"peerbox.net._child --root {tmp_path} --peers bob "
         out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
         pids = [int(p) for p in out.stdout.split()]
         assert len(pids) == 1
@@ -208,12 +208,12 @@ def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path, store: peerbox.PeerS
 
 
 def test_isolated_children_follow_their_supervisor(tmp_path: Path, store: peerbox.PeerStore) -> None:
-    """SIGKILL the isolated-mode parent: its children see stdin close and exit by themselves."""
+    """SIGKILL the isolated-mode parent: its children see their channel close and exit by themselves."""
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
         [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", str(tmp_path), "--peers", "bob",
          "--mode", "isolated", "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--quiet"])
-    pattern = f"peerbox.cli._serve serve --root {tmp_path} --peers bob --listen"  # not the parent
+    pattern = f"peerbox.net._child --root {tmp_path} --peers bob --fd"  # not the parent
 
     def children() -> list[int]:
         out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)

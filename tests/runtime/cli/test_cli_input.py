@@ -136,9 +136,9 @@ def test_other_commands_read_bounded_input(cli: Cli, root: str, tmp_path: Path) 
     assert r.code == 2 and "deeper than" in r.err
 
 
-def test_handle_with_storage_in_use_leaves_the_request_deliverable(
-    cli: Cli, root: str, tmp_path: Path
-) -> None:
+def test_handle_while_another_process_holds_the_storage(cli: Cli, root: str, tmp_path: Path) -> None:
+    """Storage is shared between processes: ``handle`` runs while another owner has bob's storage
+    open, and the request is delivered once, and only once."""
     src = tmp_path / "w.rhai"
     src.write_text('fs::write("a.txt", "hi"); fs::read("a.txt")\n')
     req, out = str(tmp_path / "req.cose"), str(tmp_path / "reply.cose")
@@ -147,10 +147,7 @@ def test_handle_with_storage_in_use_leaves_the_request_deliverable(
     with Contexts(root) as held:
         held.get("bob").storage  # noqa: B018 - another owner holds bob's storage
         r = cli("handle", req, "--as", "bob", "-o", out, "--root", root)
-        assert r.code == 2, r.err
-        assert "in use" in r.err
-    r = cli("handle", req, "--as", "bob", "-o", out, "--root", root)
-    assert r.code == 0, r.err
+        assert r.code == 0, r.err
     assert cli("envelope", "inspect", out, "--json", "--root", root).out.count('"hi"') == 1
     r = cli("handle", req, "--as", "bob", "-o", out, "--root", root)
     assert r.code == 2 and "already used" in r.err  # delivered once, and only once
