@@ -43,8 +43,8 @@ from ._lazy import attach
 if TYPE_CHECKING:
     from peerbox._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
     from peerbox.hostcalls import BudgetExceeded, HostCallError
-    from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError, FrameError,
-                             RemoteRejected, TransportError, VerificationError)
+    from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError,
+                             FrameError, RemoteRejected, TransportError, VerificationError)
     from peerbox.peer import (CorruptDirectory, CorruptPeer, DirectoryError, EntryExists, HistoryError,
                               HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName, LogicError,
                               LogicRefused, PeerError, PeerExists, PeerNotFound, RootNotFound, UnknownPeer)
