@@ -115,12 +115,14 @@ class Endpoints:
     async def _exec_checked(self, req: HttpRequest, path: str) -> HttpResponse:
         """Check an exec or logic request before it reaches a hosted peer: signature first.
 
-        :class:`~peerbox.net._preauth.PreAuth` checks the size, the outer
-        structure and the signature over the raw bytes in bounded time (on
-        the event loop for small bodies, on a thread for large ones) before
-        the strict decoding. Every refusal here (bad signature, malformed,
-        a target not hosted) is marked ``preauth_failure``, so the HTTP/2
-        server charges it to the connection's and the address's budgets.
+        :meth:`exec_body` opens the envelope: the size, the outer structure
+        and the signature over the raw bytes in bounded time before the
+        strict decoding (:class:`~peerbox.net._preauth.PreAuth` by default,
+        on the event loop for small bodies, on a thread for large ones; the
+        worker does it on the pool thread that runs the request). Every
+        refusal here (bad signature, malformed, a target not hosted) is
+        marked ``preauth_failure``, so the HTTP/2 server charges it to the
+        connection's and the address's budgets.
         """
         if not _is_cose(req):
             self.metrics.unhandled("unsupported_media_type")

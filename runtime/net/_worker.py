@@ -4,25 +4,31 @@
 peers (shared mode). ``POST /v1/exec`` takes a request envelope
 (``content-type: application/cose``; ``POST /v1/logic`` takes a logic update,
 :mod:`peerbox.trust._logic_push`, the same way), checks the signature over the raw
-bytes first and only then decodes strictly (:mod:`peerbox.net._preauth`: on the
-event loop for bodies up to 4 KiB, on 2 threads beyond), so a forged
-``caller`` can never use up someone else's quota and forgeries cost no
-decoding, routes by the envelope's
-``target`` to the hosted peer's :class:`~peerbox.trust._exec.ExecHandler`, and runs
-it on a worker thread. HTTP status follows the outcome (see
+bytes first and only then decodes strictly
+(:func:`~peerbox.net._preauth.open_envelope`), so a forged ``caller`` can
+never use up someone else's quota and forgeries cost no decoding, routes by
+the envelope's ``target`` to the hosted peer's
+:class:`~peerbox.trust._exec.ExecHandler`, and checks and runs it, all on
+one pool thread. HTTP status follows the outcome (see
 :func:`~peerbox.net._endpoints.status_for`; the endpoints the worker shares
 with isolated mode's router are :class:`~peerbox.net._endpoints.Endpoints`,
 its metrics :mod:`peerbox.net._metrics`, serving :mod:`peerbox.net._serving`).
 
-A request then goes through the two phases of its handler, in **one hand-off**
-from the event loop in the common case: the envelope opened by the pre-check
-(:class:`~peerbox.trust.Request`, decoded and verified once) is queued to a
-:class:`~peerbox.net._runpool.RunPool` thread, which checks it
+A request takes **one hand-off** from the event loop: its body is queued to
+a :class:`~peerbox.net._runpool.RunPool` thread, which opens it (the
+signature, then the strict decoding: once; the opened
+:class:`~peerbox.wire.Request` is passed down, never opened again), answers
+a forgery or a target not hosted at once (``preauth_failure``: the HTTP/2
+server charges its budgets), turns it away with 503 if it could not be
+admitted (before its check, so the envelope may be sent again), then goes
+through the two phases of its handler: checks it
 (:meth:`~peerbox.trust._exec.ExecHandler.check_request`: freshness, the
 nonce, capabilities, the policy's ``exec`` decision), admits it to a run
 slot, runs it (:meth:`~peerbox.trust._exec.ExecHandler.run`: compile-cache
-hit, run, sign) and hands the answer back to the loop, with no trip to the
-loop in between. The check comes before the slot: a replay or a key the
+hit, run, sign) and hands the answer back to the loop (``run_sync_soon``),
+with no trip to the loop in between. Large bodies are opened there too (the
+verification of 1 MiB takes 1-3 ms, SHA-512 with the GIL released), never on
+the loop. The check comes before the slot: a replay or a key the
 peer's policy does not know is answered (409, 403) without ever holding one.
 A request that must wait for a slot is parked (no thread held) until a run
 ends; the thread that ends that run starts it, on the same thread, so a

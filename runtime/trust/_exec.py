@@ -16,7 +16,10 @@ slots only once it is known to deserve one: :meth:`ExecHandler.check`
 (everything up to and including the policy's ``exec`` decision and the run's
 limits; cheap, no untrusted code) returns a :class:`Handled` refusal or an
 :class:`Admitted` request, and :meth:`ExecHandler.run` compiles and runs it
-and signs the reply. :meth:`ExecHandler.handle` is the two in a row.
+and signs the reply. :meth:`ExecHandler.handle` is the two in a row. A
+transport that opened the envelope already (to route it by its target)
+calls :meth:`ExecHandler.check_request` with it, so it is decoded and its
+signature verified once.
 """
 
 from __future__ import annotations
