@@ -302,7 +302,7 @@ class NonceStore:
         if error is None:
             self.commits += 1
             batch.seen = seen
-            for key, (_, _, exp, _), was_seen in zip(batch.keys, batch.rows, seen):
+            for key, (_, _, exp, _), was_seen in zip(batch.keys, batch.rows, seen, strict=True):
                 if not was_seen:
                     self._remember(key, exp)
             if self._since_prune == 0:  # _write just pruned the table: sweep the memory too
