@@ -15,7 +15,9 @@ figure is the best of the rounds):
 
 * **the anchor** (``bench/anchor_server.py``): a ~150-line trio + h2 server
   doing the same essential work inline (one Ed25519 verify, one SQLite nonce
-  insert, one wasm run, one sign), the yardstick of the worker's CPU per call;
+  insert, one wasm run, one sign), the yardstick of the worker's CPU per call
+  (each row's "× anchor" divides by the anchor's figure under the same load:
+  the closed loop's, or the open loop's for the open-loop rows);
 * **shared mode**: ``peerbox serve --mode shared`` (with ``--workers``, when
   the command has it, at its default: the number of cores);
 * **isolated mode**: the same peer in its own child process behind the router.
@@ -60,7 +62,7 @@ from typing import Any
 from _rows import Row, _err
 
 BENCH = Path(__file__).resolve().parent
-ROW_NAMES = ["net_anchor_64", "net_shared_1", "net_shared_64", "net_shared_open",
+ROW_NAMES = ["net_anchor_64", "net_anchor_open", "net_shared_1", "net_shared_64", "net_shared_open",
              "net_isolated_64", "net_isolated_open", "net_idle_peer"]
 TARGET_CALLS = 1500.0          # calls/s, shared mode, 64 in flight
 TARGET_P99_MS = 20.0           # open loop at OPEN_RATE, shared mode
@@ -73,7 +75,7 @@ SCRIPT = "params.x + 1"
 
 # (full, quick): seconds of load per phase, rounds, peers for the memory row, peers of the sample called
 DURATION = (3.0, 0.4)
-DURATION_1 = (2.0, 0.3)
+DURATION_1 = (1.5, 0.3)
 ROUNDS = (2, 1)
 WARM = (20, 5)                 # checked calls per server before measuring
 MANY_PEERS = (1000, 50)
@@ -86,7 +88,8 @@ INTRO = (
     "run and one sign inline per call), script `params.x + 1`, every reply verified. Closed loop: "
     f"{CONNS} connections with {IN_FLIGHT} calls always in flight (p99 there is queueing, Little's law); "
     f"open loop: {OPEN_RATE:g} calls/s scheduled at fixed times, latency from the scheduled time. "
-    "Server CPU: utime+stime of the server's process tree per successful call; client CPU likewise. "
+    "Server CPU: utime+stime of the server's process tree per successful call (× anchor: over the "
+    "anchor's under the same load, closed or open loop); client CPU likewise. "
     "Each figure is the best of the rounds; 503s are counted, not successes. Idle memory: one worker's "
     "VmRSS with N peers vs. 1, per extra peer."
 )
@@ -323,12 +326,14 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
     load_rows = [n for n in ROW_NAMES if n != "net_idle_peer" and wanted(n)]
     # net_shared_64's targets are ratios to the anchor; net_isolated_64's to shared: measure those too
     need = set(load_rows)
-    if "net_shared_64" in need:
+    if need & {"net_shared_1", "net_shared_64", "net_isolated_64"}:
         need.add("net_anchor_64")
+    if need & {"net_shared_open", "net_isolated_open"}:
+        need.add("net_anchor_open")
     if "net_isolated_64" in need:
         need.add("net_shared_64")
     plans: dict[str, list[dict[str, Any]]] = {
-        "anchor": [_closed("net_anchor_64", CONNS, IN_FLIGHT, dur)],
+        "anchor": [_closed("net_anchor_64", CONNS, IN_FLIGHT, dur), _open("net_anchor_open", dur)],
         "shared": [_closed("net_shared_1", 1, 1, dur1), _closed("net_shared_64", CONNS, IN_FLIGHT, dur),
                    _open("net_shared_open", dur)],
         "isolated": [_closed("net_isolated_64", CONNS, IN_FLIGHT, dur), _open("net_isolated_open", dur)],
@@ -378,11 +383,14 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
             shutil.rmtree(root, ignore_errors=True)
 
     merged = {name: _merge(rs) for name, rs in measured.items()}
-    anchor_ms = merged.get("net_anchor_64", {}).get("server_ms")
+    # a row's CPU per call is compared with the anchor's under the same load (closed or open loop)
+    anchor_ms = {kind: merged.get(f"net_anchor_{kind}", {}).get("server_ms") for kind in ("64", "open")}
     shared_rate = merged.get("net_shared_64", {}).get("rate")
     titles = {
         "net_anchor_64": ("anchor", f"anchor server, {CONNS} connections × {per_conn} streams, closed loop",
                           f"{dur:g} s"),
+        "net_anchor_open": ("anchor", f"anchor server, open loop {OPEN_RATE:g} calls/s over {CONNS} "
+                            "connections", f"{dur:g} s"),
         "net_shared_1": ("shared", f"shared ({workers_note}), 1 connection × 1 stream, closed loop",
                          f"{dur1:g} s"),
         "net_shared_64": ("shared", f"shared ({workers_note}), {CONNS} connections × {per_conn} streams, "
@@ -399,8 +407,9 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
         m = merged.get(name)
         row = _row(name, title, size, m, errors.get(kind, ""))
         if m is not None and row.status != "ERROR":
-            if anchor_ms and row.server_ms is not None and name != "net_anchor_64":
-                row.vs_anchor = row.server_ms / anchor_ms
+            same = anchor_ms["open" if name.endswith("_open") else "64"]
+            if same and row.server_ms is not None and not name.startswith("net_anchor"):
+                row.vs_anchor = row.server_ms / same
             goals: list[bool] = []
             if name == "net_shared_64":
                 row.target = (f"≥ {TARGET_CALLS:g}/s; server CPU ≤ {TARGET_SERVER_VS_ANCHOR:g}× anchor; "
