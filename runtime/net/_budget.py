@@ -10,6 +10,10 @@ all the connections of a server), and stops serving whoever runs dry: a flood
 of junk then costs at most the refill rate of those buckets, however fast it
 is sent. Valid requests are never charged, so a client sharing an address
 with an attacker keeps its established connections.
+
+:class:`SlidingRate` is the server's other counter: RST_STREAM, PING and
+SETTINGS frames per second on one connection (the rapid-reset and ping
+flood limits of :class:`~peerbox.net._http.ServerLimits`).
 """
 
 from __future__ import annotations

@@ -68,14 +68,18 @@ class Conn:
     connection's only timer; one writer (:class:`~peerbox.net._h2out.Writer`),
     the only task that sends; and one task per app call. Whoever makes h2
     queue bytes wakes the writer (``writer.kick()``), which sends everything
-    queued in one scheduler pass with one ``send_all``; an answer is queued
-    without waiting (a task finishes it only when flow control or the
-    ``_HIGH_WATER`` mark of unsent bytes holds it back). The timer is the reader's cancel scope: its
-    deadline is the earliest of the connection's deadlines (a request body's
-    ``body_timeout``, a send stalled for ``idle_timeout``, ``idle_timeout``
-    while nothing is in flight, the shutdown grace). Deadlines are only ever
-    lowered on the hot path (:meth:`_lower`); when the scope fires,
-    :meth:`_expire` applies what is really due and the next pass re-arms it.
+    queued in one scheduler pass with one ``send_all``. An answer is queued
+    without waiting when it fits one DATA frame; a longer one, or one held
+    back by flow control or by ``_HIGH_WATER`` unsent bytes, is finished by
+    a task queueing one frame per pass, so concurrent answers interleave.
+
+    The timer is the reader's cancel scope: its deadline is the earliest of
+    the connection's deadlines (a request body's ``body_timeout``, a send
+    stalled for ``idle_timeout``, ``idle_timeout`` while nothing is in
+    flight, the shutdown grace). Deadlines are only ever lowered on the hot
+    path (:meth:`_lower`, a comparison); when the scope fires,
+    :meth:`_expire` applies what is really due and a new scope is armed.
+    There is no task or cancel scope per request and none per write.
     """
 
     def __init__(
