@@ -42,10 +42,11 @@ of ``max_runs + owner_reserve + check_threads`` threads: at most the first
 two run scripts at once (the slots), so ``check_threads`` are always left for
 checks, which never wait behind scripts.
 
-Isolated mode (:func:`run_isolated`): one child ``peerbox serve`` per peer,
-each on its own loopback port, supervised (restarted with backoff), behind a
-router (:class:`Router`) that applies the same pre-checks and forwards each
-request over HTTP/2, so a client sees the same statuses and bytes.
+Isolated mode (:func:`~peerbox.net._isolated.run_isolated`): one child process per peer
+(:mod:`peerbox.net._child`), supervised (restarted with backoff), behind a router
+that applies the same pre-checks and forwards each request over a local channel
+(:mod:`peerbox.net._localchan`) to this same app, so a client sees the same
+statuses and bytes.
 """
 
 from __future__ import annotations
