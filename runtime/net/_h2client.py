@@ -140,6 +140,7 @@ class _H2Conn:
         self._deadlines: list[tuple[float, int]] = []  # (deadline, stream id), a heap
         self._timer_at = math.inf  # when the timer wakes next
         self._timer_wake = trio.Event()
+        self._slot_waiters = 0  # requests waiting for a stream slot
 
     # -- plumbing
 
@@ -315,13 +316,17 @@ class _H2Conn:
                       timeout: float) -> Answer:
         """Send one POST on a new stream and wait for its whole response, until ``deadline``
         (``trio.current_time()``; ``timeout`` is only for the message). Raises :class:`TransportError`."""
-        if self.usable and self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams:
-            with trio.move_on_at(deadline):  # the server's stream limit is reached: wait for a slot
-                while self.usable and (self.h2.open_outbound_streams
-                                       >= self.h2.remote_settings.max_concurrent_streams):
-                    await self._changed.wait()
-            if self.usable and (self.h2.open_outbound_streams
-                                >= self.h2.remote_settings.max_concurrent_streams):
+        # Our streams in flight are ``pending`` (each is reset or ended when it leaves): counted here
+        # in O(1); h2 counts again (walking its streams) in send_headers, and refuses past the limit.
+        if self.usable and len(self.pending) >= self.h2.remote_settings.max_concurrent_streams:
+            self._slot_waiters += 1
+            try:
+                with trio.move_on_at(deadline):  # the server's stream limit is reached: wait for a slot
+                    while self.usable and len(self.pending) >= self.h2.remote_settings.max_concurrent_streams:
+                        await self._changed.wait()
+            finally:
+                self._slot_waiters -= 1
+            if self.usable and len(self.pending) >= self.h2.remote_settings.max_concurrent_streams:
                 raise TransportError(f"no answer within {timeout:g} s", kind="timeout")
         if not self.usable:
             raise TransportError("the connection is closing", retryable=True)
@@ -364,6 +369,8 @@ class _H2Conn:
             raise
         finally:
             self.pending.pop(sid, None)
+            if self._slot_waiters:
+                self._notify()  # a slot is free now (not at the StreamEnded: this task may run later)
         if p.error is not None:
             raise p.error
         assert p.status is not None

@@ -168,3 +168,23 @@ async def test_the_timer_forgets_finished_requests() -> None:
             (conn,) = transport._conns.values()
             assert len(conn._deadlines) <= 2 * 8 + 64
         nursery.cancel_scope.cancel()
+
+
+async def test_calls_beyond_the_stream_limit_wait_for_a_slot_and_all_get_answered() -> None:
+    server = Server(max_streams=2)
+    async with trio.open_nursery() as nursery:
+        url = await _started(nursery, server)
+        async with H2Transport() as transport:
+            await transport.post(url, b"warm", 5.0, path="/echo")  # the server's settings are known now
+            answers: list[bytes] = []
+
+            async def echo(i: int) -> None:
+                answers.append((await transport.post(url, b"%d" % i, 5.0, path="/echo")).body)
+
+            with trio.fail_after(4):
+                async with trio.open_nursery() as calls:
+                    for i in range(8):
+                        calls.start_soon(echo, i)
+            assert sorted(answers) == sorted(b"%d" % i for i in range(8))
+            assert transport.connections_opened == 1
+        nursery.cancel_scope.cancel()
