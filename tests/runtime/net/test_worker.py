@@ -7,6 +7,7 @@ stuck runs, runs that outlive their request, health, peers and metrics.
 from __future__ import annotations
 
 import json
+import sqlite3
 import re
 import time
 from collections.abc import Iterator
@@ -487,3 +488,41 @@ async def test_many_concurrent_calls_to_two_peers_all_get_their_own_answer(world
     doc = json.loads((await w.app(get("/v1/health"))).body)
     assert (doc["in_flight"], doc["queued"], doc["checking"]) == (0, 0, 0)
     assert w.idle
+
+
+@pytest.mark.slow
+async def test_a_batch_whose_nonce_commit_fails_runs_nothing_and_spends_no_nonce(world: World) -> None:
+    """Issue 15: a reply leaves only once the batch holding its nonce is durable. Another process
+    holds bob's nonce database locked past its busy timeout, so the batch commit fails: every
+    request of it is answered ``unavailable`` without running (no file written), and once the
+    lock is gone the very same envelopes are accepted, once each: none of their nonces was spent."""
+    w = world.worker(["bob"])
+    bodies = [world.envelope(f'fs::write("inbox/n{i}.txt", "ran"); {i}') for i in range(4)]
+    assert (await w.app(post(world.envelope("0")))).status == 200  # bob's nonce database exists
+    inbox = world.store.get("bob").paths.storage / "inbox"
+    inbox.mkdir()
+    holder = sqlite3.connect(world.root / "peers" / "bob" / "nonces.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    kinds: list[str] = []
+
+    async def send(body: bytes) -> None:
+        resp = await w.app(post(body))
+        reply = reply_of(world, resp, body)
+        assert not reply.ok
+        kinds.append(reply.error["kind"])
+
+    try:
+        async with trio.open_nursery() as n:
+            for body in bodies:
+                n.start_soon(send, body)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert kinds == ["unavailable"] * 4
+    assert list(inbox.iterdir()) == []
+    replies = [reply_of(world, await w.app(post(b)), b) for b in bodies]
+    assert all(r.ok for r in replies), [r.error for r in replies]
+    values = [r.value for r in replies]
+    assert sorted(values) == [0, 1, 2, 3]
+    assert sorted(p.name for p in inbox.iterdir()) == [f"n{i}.txt" for i in range(4)]
+    assert [(await w.app(post(b))).status for b in bodies] == [409] * 4
