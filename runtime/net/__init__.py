@@ -2,7 +2,9 @@
 
 In the order a request arrives::
 
-    _h2server    the HTTP/2 server (trio + h2): connections, streams, flow control, limits
+    _h2server    the HTTP/2 server (trio + h2): listening, ``serve``/``serve_stream``
+    _h2conn      one server connection: request assembly, app tasks, answers, the connection's timer
+    _h2out       the sending side: one writer task per connection, response HEADERS checked once per set
     _http        the server's request/response types and ``ServerLimits``
     _budget      per-address token buckets (connections, failures)
     _preauth     opening a body before admission: the signature first, then strict decoding
@@ -14,6 +16,8 @@ In the order a request arrives::
     _worker      the shared worker: check threads, run slots
     _shared      serving a shared worker: ``serve_worker``, ``run_shared``
     _serving     serving an app: --listen, TLS, the port file, signals
+    _accept      accepting on a socket several worker processes share, balanced by open connections
+    _supervisor  ``serve --workers N``: N worker processes on one address, restarted, drained
     _isolated    isolated mode: one child worker per peer, a router in front
     _localchan   isolated mode's channel: length-prefixed frames on a socketpair, router and child ends
     _child       an isolated-mode child: one peer's Worker served over the channel
