@@ -17,7 +17,7 @@ which Prometheus reads as a counter reset, as it should.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from ..trust import Handled
@@ -100,8 +100,29 @@ class Metrics:
         self.rejections: Counter[str] = Counter()
         self.fuel = Histogram(_FUEL_BUCKETS)
         self.seconds = Histogram(_SECONDS_BUCKETS)
-        self.in_flight = 0
-        self.queued = 0
+        self._in_flight = 0
+        self._queued = 0
+        #: Where the gauges are read live, if set: ``() -> (runs in flight, runs queued)`` (a worker's
+        #: admission, changed by its run threads; otherwise the values last set are shown).
+        self.live: Callable[[], tuple[int, int]] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Runs executing now."""
+        return self.live()[0] if self.live is not None else self._in_flight
+
+    @in_flight.setter
+    def in_flight(self, value: int) -> None:
+        self._in_flight = value
+
+    @property
+    def queued(self) -> int:
+        """Runs waiting for a slot."""
+        return self.live()[1] if self.live is not None else self._queued
+
+    @queued.setter
+    def queued(self, value: int) -> None:
+        self._queued = value
 
     def record(self, handled: Handled) -> None:
         """Count one answered request by outcome, denied action and rejection kind."""

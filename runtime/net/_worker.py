@@ -139,6 +139,7 @@ class Worker(Endpoints):
                  check_threads: int | None = None, clock: Callable[[], float] = time.time,
                  stack_size: int = RUN_STACK_SIZE, for_router: bool = False) -> None:
         super().__init__([])
+        self.metrics.live = lambda: (self.admission.running, self.admission.queued)
         self.for_router = for_router
         self.contexts = Contexts(root)
         store = self.contexts.store
@@ -351,7 +352,6 @@ class Worker(Endpoints):
         """Count ``call``'s answer and make its HTTP response (whether or not a task still waits for
         it: a run whose stream was reset is counted too), then wake its task."""
         self._calls -= 1
-        self._gauges()
         call.response = self._respond(call)
         call.done.set()
 
@@ -394,7 +394,6 @@ class Worker(Endpoints):
                 self.admission.release(ticket)  # a waiting ticket held no slot: it starts nobody
         if parked:
             self._calls -= 1
-            self._gauges()
 
     def _account(self, handled: Handled, seconds: float) -> None:
         """Count an answer given without a run (refused, denied, a logic read) and its check time."""
@@ -405,6 +404,3 @@ class Worker(Endpoints):
         self.metrics.unhandled("busy")
         return error_response(503, "busy", message, RETRY_LATER)
 
-    def _gauges(self) -> None:
-        self.metrics.in_flight = self.admission.running
-        self.metrics.queued = self.admission.queued

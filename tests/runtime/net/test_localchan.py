@@ -249,18 +249,25 @@ async def test_a_stopped_server_answers_what_it_received_then_ends() -> None:
 
 
 async def test_the_server_runs_a_few_calls_at_once_and_the_rest_wait_their_turn_in_order() -> None:
-    """Like one HTTP/2 connection of a shared worker: max_running at once, the others queued FIFO."""
+    """Like one HTTP/2 connection of a shared worker: max_running at once, the others queued FIFO.
+
+    The calls are let go one at a time, so each freed place goes to the longest waiting call."""
     running, most, order = 0, 0, []
-    gate = trio.Event()
+    gates = [trio.Event() for _ in range(6)]
 
     async def app(req: HttpRequest) -> HttpResponse:
         nonlocal running, most
         running += 1
         most = max(most, running)
-        order.append(req.body)
-        await gate.wait()
+        order.append(req.body[0])
+        await gates[req.body[0]].wait()
         running -= 1
         return HttpResponse(status=200, body=req.body)
+
+    async def started(n: int) -> None:
+        with trio.fail_after(5):
+            while len(order) < n:
+                await trio.sleep(0.005)
 
     a, b = trio.socket.socketpair()
     client = ChannelClient(trio.SocketStream(a), max_frame=4096, max_request=4096)
@@ -274,7 +281,12 @@ async def test_the_server_runs_a_few_calls_at_once_and_the_rest_wait_their_turn_
                 calls.start_soon(client.request, "POST", "/", CT, bytes([i]), 5.0)
                 await trio.sleep(0.01)  # sent in this order
             await trio.sleep(0.1)
-            assert (running, server.in_flight) == (2, 6)
-            gate.set()
+            assert (running, server.in_flight, order) == (2, 6, [0, 1])
+            for i in range(4):
+                gates[i].set()
+                await started(3 + i)
+                assert order[2 + i] == 2 + i
+            gates[4].set()
+            gates[5].set()
         n.cancel_scope.cancel()
-    assert most == 2 and order == [bytes([i]) for i in range(6)]
+    assert most == 2 and order == list(range(6))

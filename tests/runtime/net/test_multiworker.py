@@ -298,6 +298,23 @@ def test_a_worker_process_killed_under_load_loses_no_acknowledged_write_and_is_r
         time.sleep(0.1)
 
 
+def _until_running(port: int, timeout: float = 30.0) -> None:
+    """Wait until /metrics (every process's series) shows one run in flight."""
+    deadline = time.monotonic() + timeout
+    probe = Conn(port)
+    try:
+        while time.monotonic() < deadline:
+            _, body = probe.request("GET", "/metrics")
+            running = sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+                          if line.startswith("peerbox_runs_in_flight"))
+            if running >= 1:
+                return
+            time.sleep(0.05)
+    finally:
+        probe.close()
+    raise AssertionError("no run in flight after 30 s")
+
+
 def test_sigterm_drains_a_run_in_flight_then_every_process_exits(root: Path) -> None:
     served = Served(root, "--peers", "bob", "--workers", "2")
     conn = Conn(served.port)
@@ -311,7 +328,7 @@ def test_sigterm_drains_a_run_in_flight_then_every_process_exits(root: Path) -> 
 
         thread = threading.Thread(target=call)
         thread.start()
-        time.sleep(0.7)  # the run is under way
+        _until_running(served.port)  # the run is under way in one of the processes
         code, err = served.stop(signal.SIGTERM)
         thread.join(timeout=30)
     finally:

@@ -526,3 +526,20 @@ async def test_a_batch_whose_nonce_commit_fails_runs_nothing_and_spends_no_nonce
     assert sorted(values) == [0, 1, 2, 3]
     assert sorted(p.name for p in inbox.iterdir()) == [f"n{i}.txt" for i in range(4)]
     assert [(await w.app(post(b))).status for b in bodies] == [409] * 4
+
+
+async def test_metrics_show_the_runs_in_flight_and_queued_while_they_are(world: World) -> None:
+    """The gauges are read from the admission when scraped, not when an answer goes out: a run
+    started by a pool thread is in flight for /metrics (and /v1/health) at once."""
+    w = world.worker(["bob"], max_runs=1, owner_reserve=0, queue=2, per_caller=4, per_caller_queue=2)
+    async with trio.open_nursery() as n:
+        n.start_soon(w.app, post(world.envelope(LOOP, limits={"timeout": 0.5})))
+        await _until(lambda: w.admission.running == 1)
+        n.start_soon(w.app, post(world.envelope("1")))
+        await _until(lambda: w.admission.queued == 1)
+        m = metrics((await w.app(get("/metrics"))).body.decode())
+        assert (m["peerbox_runs_in_flight"], m["peerbox_runs_queued"]) == (1, 1)
+        health = json.loads((await w.app(get("/v1/health"))).body)
+        assert (health["in_flight"], health["queued"]) == (1, 1)
+    m = metrics((await w.app(get("/metrics"))).body.decode())
+    assert (m["peerbox_runs_in_flight"], m["peerbox_runs_queued"]) == (0, 0)
