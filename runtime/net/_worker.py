@@ -139,7 +139,6 @@ class Worker(Endpoints):
                  check_threads: int | None = None, clock: Callable[[], float] = time.time,
                  stack_size: int = RUN_STACK_SIZE, for_router: bool = False) -> None:
         super().__init__([])
-        self.metrics.live = lambda: (self.admission.running, self.admission.queued)
         self.for_router = for_router
         self.contexts = Contexts(root)
         store = self.contexts.store
@@ -163,6 +162,8 @@ class Worker(Endpoints):
             per_caller_queue=per_caller_queue,
             owner_reserve=reserve,
         )
+        admission = self.admission
+        self.metrics.live = lambda: (admission.running, admission.queued)
         #: guards ``admission``, ``_parked`` and ``_checking`` (the loop and the pool threads use them)
         self._lock = threading.Lock()
         #: admitted requests waiting for a slot, by ticket: the thread that frees a slot runs them
