@@ -434,7 +434,7 @@ async def test_replays_under_load_never_take_a_run_slot_nor_a_waiting_callers_pl
         assert w.admission.running == 1 and w.admission.queued == 1
 
     async with trio.open_nursery() as n:
-        n.start_soon(send, "loop", world.envelope(LOOP, limits={"timeout": 0.5}))
+        n.start_soon(send, "loop", world.envelope(LOOP, limits={"timeout": 3.0}))
         await _until(lambda: w.admission.running == 1)
         n.start_soon(send, "waiting", world.envelope("2 + 2"))
         await _until(lambda: w.admission.queued == 1)
