@@ -152,7 +152,7 @@ class Worker(Endpoints):
         self._handlers: dict[str, ExecHandler] = {}
         self._handlers_lock = threading.Lock()
         runs = max(1, max_runs if max_runs is not None else (os.cpu_count() or 1))
-        waiting = max(0, queue if queue is not None else 16 * runs)
+        waiting = max(0, queue if queue is not None else 64 * runs)
         reserve = max(0, owner_reserve)
         self.admission = Admission(
             max_runs=runs,
