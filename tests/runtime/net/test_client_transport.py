@@ -5,7 +5,10 @@ request at its own deadline and resets its stream; a call waiting for a stream
 slot (the server's ``max_concurrent_streams``) gives up at its deadline; a
 request the server answers before reading its whole body frees its stream, so
 such answers never use up the connection's slots; the timer forgets finished
-requests.
+requests. The reader hands each answer straight to its waiting call: hundreds
+in flight on one connection each get their own; a connection the server
+closes fails every call on it at once; a call its caller cancels frees its
+stream.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from peerbox.net._h2client import H2Transport
 @dataclass
 class Server:
     """An h2c server: ``/hang`` never answers, ``/early`` answers 413 at once (before the body),
-    anything else echoes the body when it has all of it. Counts connections and streams reset."""
+    ``/drop`` closes the connection (no GOAWAY), anything else echoes the body when it has all of
+    it. Counts connections and streams reset."""
 
     max_streams: int = 100
     connections: int = 0
@@ -63,6 +67,9 @@ class Server:
                     path = dict(event.headers or ()).get(b":path", b"")
                     paths[event.stream_id] = path
                     bodies[event.stream_id] = bytearray()
+                    if path == b"/drop":
+                        await stream.aclose()
+                        return
                     if path == b"/early":
                         answer(event.stream_id, b"413", b"too large")
                 elif isinstance(event, h2.events.DataReceived):
@@ -187,4 +194,75 @@ async def test_calls_beyond_the_stream_limit_wait_for_a_slot_and_all_get_answere
                         calls.start_soon(echo, i)
             assert sorted(answers) == sorted(b"%d" % i for i in range(8))
             assert transport.connections_opened == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_many_calls_on_one_connection_each_get_their_own_answer() -> None:
+    """300 calls in flight at once on one connection (answers arrive many per read, in any order):
+    each call gets exactly its own body back."""
+    server = Server(max_streams=1000)
+    async with trio.open_nursery() as nursery:
+        url = await _started(nursery, server)
+        async with H2Transport() as transport:
+            await transport.post(url, b"warm", 5.0, path="/echo")
+            got: dict[int, bytes] = {}
+
+            async def echo(i: int) -> None:
+                got[i] = (await transport.post(url, b"call %d " % i + b"x" * (i % 97), 10.0, path="/echo")).body
+
+            with trio.fail_after(10):
+                async with trio.open_nursery() as calls:
+                    for i in range(300):
+                        calls.start_soon(echo, i)
+            assert got == {i: b"call %d " % i + b"x" * (i % 97) for i in range(300)}
+            assert transport.connections_opened == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_server_closing_the_connection_fails_the_calls_in_flight() -> None:
+    """Calls waiting on a connection the server closes fail at once with a TransportError (not at
+    their 30 s deadline); the next call opens a new connection and is answered."""
+    server = Server()
+    async with trio.open_nursery() as nursery:
+        url = await _started(nursery, server)
+        async with H2Transport() as transport:
+            errors: list[TransportError] = []
+
+            async def hang() -> None:
+                with pytest.raises(TransportError) as info:
+                    await transport.post(url, b"x", 30.0, path="/hang")
+                errors.append(info.value)
+
+            with trio.fail_after(5):
+                async with trio.open_nursery() as calls:
+                    for _ in range(5):
+                        calls.start_soon(hang)
+                    await trio.sleep(0.2)  # all five are in flight
+                    with pytest.raises(TransportError):
+                        await transport.post(url, b"y", 30.0, path="/drop")
+            assert len(errors) == 5 and all(e.kind == "protocol" for e in errors)
+            assert "closed the connection" in str(errors[0])
+            assert (await transport.post(url, b"again", 5.0, path="/echo")).body == b"again"
+            assert transport.connections_opened == 2 == server.connections
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_cancelled_call_frees_its_stream_and_the_connection_goes_on() -> None:
+    """A call cancelled by its caller (its own cancel scope, no timeout given to the client) resets
+    its stream; calls around it on the same connection are answered."""
+    server = Server(max_streams=1)
+    async with trio.open_nursery() as nursery:
+        url = await _started(nursery, server)
+        async with H2Transport() as transport:
+            await transport.post(url, b"warm", 5.0, path="/echo")
+            for i in range(3):
+                with trio.move_on_after(0.1) as scope:
+                    await transport.post(url, b"x", 30.0, path="/hang")
+                assert scope.cancelled_caught
+                # the one stream slot is free again: this call would wait 30 s otherwise
+                with trio.fail_after(5):
+                    assert (await transport.post(url, b"%d" % i, 30.0, path="/echo")).body == b"%d" % i
+            assert transport.connections_opened == 1
+        await trio.sleep(0.1)
+        assert server.resets == 3
         nursery.cancel_scope.cancel()
