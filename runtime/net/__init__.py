@@ -26,6 +26,8 @@ And the calling side::
 
     _client_errors  ``ClientError`` and its kinds: a call that got no verified reply (exit 7)
     _h2client    ``Transport``, ``H2Transport``: HTTP/2 over trio, one multiplexed connection per origin
+    _h2clientconn  one client HTTP/2 connection: reader, writer, deadline timer; a call parks its task
+                 and the reader wakes it
     _client      ``Client``/``AsyncClient``: sign, send through a transport, verify the reply
 
 Below: :mod:`peerbox.trust` (what a request may do), :mod:`peerbox.peer`, :mod:`peerbox.wire`.
