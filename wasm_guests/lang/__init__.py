@@ -51,11 +51,11 @@ from ._emitter import CODEGEN_VERSION
 from ._hostfns import MAX_HOST_ARITY, HostCallSpec, HostFunctions
 from ._module import generate
 from ._diagnostics import CompileError, Diagnostic, Diagnostics
-from ._parser import parse
+from ._parser import PARAM_TYPES, parse
 from ._resolver import ModuleInfo, resolve
 
 __all__ = [
-    "compile_to_wat", "check", "interface", "Interface",
+    "compile_to_wat", "check", "interface", "Interface", "Export", "PARAM_TYPES",
     "Compiled", "ModuleSource", "Resolver", "CompileError", "Diagnostic",
     "CompileLimits", "CompileStats", "CompileLimitExceeded", "DEFAULT_LIMITS", "Clock",
     "BUILTINS", "Builtin", "CODEGEN_VERSION", "MAX_MODULES", "ast", "compiler_fingerprint",
@@ -165,13 +165,27 @@ def _load(source: str, filename: str, resolver: Resolver | None, diags: Diagnost
 
 
 @dataclass(frozen=True, slots=True)
+class Export:
+    """A function the module publishes (``export fn name(a, b: string)``): its
+    parameters, the type each declares (one of :data:`PARAM_TYPES`, None: any)
+    and the line it starts on."""
+
+    name: str
+    params: tuple[str, ...]
+    types: tuple[str | None, ...]
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
 class Interface:
     """What a module offers its importers: public functions with their parameters,
-    top-level constants, and the modules it imports itself (as written)."""
+    top-level constants, and the modules it imports itself (as written); and the
+    functions it publishes for remote calls (``exports``, each also in ``functions``)."""
 
     functions: tuple[tuple[str, tuple[str, ...]], ...]
     constants: tuple[str, ...]
     imports: tuple[str, ...]
+    exports: tuple[Export, ...] = ()
 
 
 def _budget(limits: CompileLimits | None, diags: Diagnostics, clock: Clock) -> Budget:
@@ -184,9 +198,9 @@ def _budget(limits: CompileLimits | None, diags: Diagnostics, clock: Clock) -> B
 
 def interface(source: str, filename: str = "<module>", *, limits: CompileLimits | None = None,
               clock: Clock = time.monotonic) -> Interface:
-    """Parse ``source`` (no imports are followed) and describe what it exports.
+    """Parse ``source`` (no imports are followed) and describe what it offers and publishes.
 
-    Raises :class:`CompileError` for a syntax error, :class:`CompileLimitExceeded`
+    Raises :class:`CompileError` for a syntax error (a function exported twice included), :class:`CompileLimitExceeded`
     when parsing goes over ``limits`` (default :data:`DEFAULT_LIMITS`).
     """
     diags = Diagnostics()
@@ -198,7 +212,9 @@ def interface(source: str, filename: str = "<module>", *, limits: CompileLimits 
     fns = tuple((f.name, tuple(f.params)) for f in script.functions if not f.private)
     consts = tuple(st.name for st in script.body.stmts if isinstance(st, ast.Let) and st.const)
     imports = tuple(st.path for st in script.body.stmts if isinstance(st, ast.Import))
-    return Interface(functions=fns, constants=consts, imports=imports)
+    exports = tuple(Export(name=f.name, params=f.params, types=f.types, line=f.span.line)
+                    for f in script.functions if f.exported)
+    return Interface(functions=fns, constants=consts, imports=imports, exports=exports)
 
 
 def check(source: str, filename: str = "<script>", resolver: Resolver | None = None, *,

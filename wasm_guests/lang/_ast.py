@@ -275,6 +275,8 @@ class FnDef(Node):
     params: tuple[str, ...]
     body: Block
     private: bool = False
+    exported: bool = False  # ``export fn``: published (see ``Interface.exports``)
+    types: tuple[str | None, ...] = ()  # an ``export fn``'s declared parameter types (None: any)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -49,11 +49,11 @@ __all__ = [
 KEYWORDS = frozenset({
     "let", "const", "fn", "private", "import", "as", "if", "else", "while", "loop",
     "for", "in", "break", "continue", "return", "throw", "try", "catch", "switch",
-    "true", "false",
+    "true", "false", "export",
 })
 
 #: Words Rhai reserves: lexed as kind ``"reserved"``; the parser rejects them as names.
-RESERVED = frozenset({"export", "do", "until", "this", "var", "static", "yield"})
+RESERVED = frozenset({"do", "until", "this", "var", "static", "yield"})
 
 #: Deepest nesting of brackets, blocks and ``${}`` interpolations accepted by
 #: default (``CompileLimits.depth``).

@@ -23,7 +23,7 @@ from ._budget import DEFAULT_LIMITS, TICK, Budget
 from ._diagnostics import Diagnostics
 from ._lexer import KEYWORDS, MAX_NESTING, TokenStream
 
-__all__ = ["BINARY_PRECEDENCE", "ASSIGN_OPS", "MAX_NESTING", "MAX_AST_HEIGHT", "Budget"]
+__all__ = ["BINARY_PRECEDENCE", "ASSIGN_OPS", "MAX_NESTING", "MAX_AST_HEIGHT", "PARAM_TYPES", "Budget"]
 
 #: Binding power of each binary operator (higher binds tighter), as in Rhai.
 #: All are left-associative except ``**``. Unary ``-``, ``+``, ``!`` bind
@@ -54,12 +54,18 @@ ASSIGN_OPS: dict[str, str] = {
 #: (``CompileLimits.height``).
 MAX_AST_HEIGHT = DEFAULT_LIMITS.height
 
+#: The types a parameter of an ``export fn`` may declare (``msg: string``): the
+#: names ``type_of`` gives. The host checks them on a published function's
+#: arguments before it runs; the guest does not (an ``export fn`` compiles
+#: exactly like a ``fn``).
+PARAM_TYPES = ("bool", "i64", "f64", "string", "array", "map", "blob")
+
 _I64_MAX = (1 << 63) - 1
 _I64_MIN_ABS = 1 << 63
 
 _STMT_KEYWORDS = frozenset({
     "let", "const", "fn", "private", "import", "if", "while", "loop", "for", "break",
-    "continue", "return", "throw", "try", "switch",
+    "continue", "return", "throw", "try", "switch", "export",
 })
 _BRACE_OPEN = frozenset({"{", "#{"})
 _END_OF_VALUE = frozenset({";", "}", "eof"})
@@ -214,6 +220,49 @@ class _ParserBase:
             self.i = i + 1  # take the keyword as the name, to avoid a cascade of errors
             return kind
         raise exc
+
+    def _parse_params(self, closer: str, open_idx: int, what: str,
+                      types: list[str | None] | None = None) -> tuple[str, ...]:
+        # BNF: params ::= [ param { ',' param } [ ',' ] ] closer      -- after the opener
+        # BNF: param  ::= IDENT [ ':' TYPE ]      -- ': TYPE' only when `types` is given
+        # With `types` (an ``export fn``), appends each kept parameter's type (None: any).
+        params: list[str] = []
+        seen: set[str] = set()
+        k = self.k
+        while k[self.i] != closer:
+            idx = self.i
+            name = self._name(what)
+            typ = self._param_type(types is not None) if k[self.i] == ":" else None
+            if name in seen:
+                self._error(self._tspan(idx), f"duplicate parameter '{name}'")
+            else:
+                params.append(name)
+                seen.add(name)
+                if types is not None:
+                    types.append(typ)
+                self._count_params(len(params), idx, "parameters")
+            if k[self.i] == ",":
+                self.i += 1
+            elif k[self.i] != closer:
+                self._close(closer, open_idx)
+        self.i += 1
+        return tuple(params)
+
+    def _param_type(self, allowed: bool) -> str | None:
+        """Consume ``':' TYPE`` after a parameter name; the type, or None after an error."""
+        colon = self.i
+        self.i += 1
+        idx = self._expect("ident", "a parameter type after ':' (one of " + ", ".join(PARAM_TYPES) + ")")
+        typ = str(self.v[idx])
+        if not allowed:
+            self._error(self._span(colon), "parameter types are only checked on `export fn` "
+                                           f"(a published function's arguments); remove ': {typ}'")
+            return None
+        if typ not in PARAM_TYPES:
+            self._error(self._tspan(idx), f"unknown parameter type '{typ}' (use one of "
+                                          f"{', '.join(PARAM_TYPES)}: the names type_of gives)")
+            return None
+        return typ
 
     def _sync(self, start: int) -> None:
         """Skip to the next ';' (consumed), '}' or statement keyword at the brace

@@ -30,27 +30,6 @@ class _ExprParser(_ParserBase):
     def _parse_statements(self, end: str, stmts: list[Stmt]) -> Expr | None:
         raise NotImplementedError  # the statement parser's (blocks hold statements)
 
-    def _parse_params(self, closer: str, open_idx: int, what: str) -> tuple[str, ...]:
-        # BNF: params ::= [ IDENT { ',' IDENT } [ ',' ] ] closer      -- after the opener
-        params: list[str] = []
-        seen: set[str] = set()
-        k = self.k
-        while k[self.i] != closer:
-            idx = self.i
-            name = self._name(what)
-            if name in seen:
-                self._error(self._tspan(idx), f"duplicate parameter '{name}'")
-            else:
-                params.append(name)
-                seen.add(name)
-                self._count_params(len(params), idx, "parameters")
-            if k[self.i] == ",":
-                self.i += 1
-            elif k[self.i] != closer:
-                self._close(closer, open_idx)
-        self.i += 1
-        return tuple(params)
-
     # -- blocks and compound expressions ----------------------------------------------
 
     def _parse_block(self, what: str = "'{'", after_expr: bool = False) -> Block:

@@ -47,11 +47,11 @@ from ._budget import DEFAULT_LIMITS, Budget, raised_recursion_limit
 from ._diagnostics import Diagnostics
 from ._lexer import MAX_NESTING, lex
 from ._parse_base import (
-    ASSIGN_OPS, BINARY_PRECEDENCE, MAX_AST_HEIGHT, _END_OF_VALUE, _Abort, _Recover,
+    ASSIGN_OPS, BINARY_PRECEDENCE, MAX_AST_HEIGHT, PARAM_TYPES, _END_OF_VALUE, _Abort, _Recover,
 )
 from ._parse_expr import _ExprParser
 
-__all__ = ["parse", "BINARY_PRECEDENCE", "ASSIGN_OPS", "MAX_NESTING", "MAX_AST_HEIGHT"]
+__all__ = ["parse", "BINARY_PRECEDENCE", "ASSIGN_OPS", "MAX_NESTING", "MAX_AST_HEIGHT", "PARAM_TYPES"]
 
 
 class _Parser(_ExprParser):
@@ -67,10 +67,24 @@ class _Parser(_ExprParser):
             tail = self._parse_statements("eof", stmts)
         except _Abort:
             pass
+        self._check_exports()
         end = self._tspan(len(self.k) - 1)
         span = Span(self.file, 1, 1, end.end_line, end.end_col)
         return Script(span=span, body=Block(span=span, stmts=tuple(stmts), tail=tail),
                       functions=tuple(self.functions))
+
+    def _check_exports(self) -> None:
+        """Report a second ``export fn`` of a name: a published function has one signature."""
+        seen: set[str] = set()
+        try:
+            for fn in self.functions:
+                if fn.exported:
+                    if fn.name in seen:
+                        self._error(fn.span, f"function '{fn.name}' is exported twice: "
+                                             "a published function has one signature")
+                    seen.add(fn.name)
+        except _Abort:
+            pass
 
     def _parse_statements(self, end: str, stmts: list[Stmt]) -> Expr | None:
         # BNF: statements ::= { statement [ ';' ] | ';' } [ expr ]
@@ -193,21 +207,34 @@ class _Parser(_ExprParser):
         return Let(span=self._span(start), name=name, value=value, const=const), False
 
     def _parse_fn(self) -> tuple[Stmt | FnDef | None, bool]:
-        # BNF: fn_def ::= [ 'private' ] 'fn' IDENT '(' [ IDENT { ',' IDENT } [ ',' ] ] ')' block
+        # BNF: fn_def ::= [ 'private' | 'export' ] 'fn' IDENT '(' [ param { ',' param } [ ',' ] ] ')' block
+        # (`param ::= IDENT [ ':' TYPE ]`, the type only after 'export'; see _parse_params)
         start = self.i
-        private = self.k[start] == "private"
+        first = self.k[start]
+        private = first == "private"
+        exported = first == "export"
         self.i += 1
-        if private:
-            self._expect("fn", "'fn' after 'private'")
+        if private or exported:
+            second = self.k[self.i]
+            if second in ("private", "export") and second != first:
+                self._error(self._span(start), "a function is either private or exported")
+                self.i += 1
+                exported = False
+            elif exported and second != "fn":
+                self._error(self._tspan(start), "'export' publishes a function: write 'export fn NAME(...)' "
+                                                "(top-level constants are visible to importers without it)")
+                raise _Recover
+            self._expect("fn", f"'fn' after '{first}'")
         if self.level != 0:
             self._error(self._span(start), "functions can only be defined at the top level")
         name = self._name("a function name after 'fn'")
         open_idx = self._expect("(", f"'(' after 'fn {name}'")
-        params = self._parse_params(")", open_idx, "a parameter name")
+        types: list[str | None] | None = [] if exported else None
+        params = self._parse_params(")", open_idx, "a parameter name", types)
         body = self._parse_block("'{' to start the body of function " + repr(name))
         self.h += 1
-        return FnDef(span=self._span(start), name=name, params=params, body=body,
-                     private=private), True
+        return FnDef(span=self._span(start), name=name, params=params, body=body, private=private,
+                     exported=exported, types=tuple(types or ())), True
 
     def _parse_import(self) -> tuple[Stmt | FnDef | None, bool]:
         # BNF: import_stmt ::= 'import' STRING [ 'as' IDENT ]
@@ -315,6 +342,7 @@ _STATEMENTS: dict[str, _Handler] = {
     "const": _Parser._parse_let,
     "fn": _Parser._parse_fn,
     "private": _Parser._parse_fn,
+    "export": _Parser._parse_fn,
     "import": _Parser._parse_import,
     "while": _Parser._parse_while,
     "loop": _Parser._parse_loop,
