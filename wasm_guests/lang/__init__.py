@@ -200,8 +200,9 @@ def interface(source: str, filename: str = "<module>", *, limits: CompileLimits 
               clock: Clock = time.monotonic) -> Interface:
     """Parse ``source`` (no imports are followed) and describe what it offers and publishes.
 
-    Raises :class:`CompileError` for a syntax error (a function exported twice included), :class:`CompileLimitExceeded`
-    when parsing goes over ``limits`` (default :data:`DEFAULT_LIMITS`).
+    Raises :class:`CompileError` for a syntax error (a function exported twice
+    included), :class:`CompileLimitExceeded` when parsing goes over ``limits``
+    (default :data:`DEFAULT_LIMITS`).
     """
     diags = Diagnostics()
     budget = _budget(limits, diags, clock)
