@@ -1,12 +1,19 @@
-"""Where peers are reachable: the directory ``<root>/peers.toml``.
+"""Where peers are reachable, and who they are: the directory ``<root>/peers.toml``.
 
 A small TOML file mapping a peer's local name to its did and the URL of the
 worker that hosts it::
 
-    # peerbox directory: where peers are reachable (peerbox directory add NAME DID URL)
+    # peerbox directory: where peers are reachable (peerbox directory add NAME DID [URL])
     [peers.bob]
     did = "did:key:z6Mk..."
     url = "http://127.0.0.1:7700"
+
+    [peers.carol]                   # no URL: a peer that only calls us (known by name, never called)
+    did = "did:key:z6Mk..."
+
+A worker names its callers from the same file (``caller.name``, ``who =
+"carol"`` in a policy; see :mod:`._names`), so whoever may edit it decides
+who a name is: protect it like ``policy.toml``.
 
 Several peers may share a URL (a shared-mode worker hosts many); the client
 reuses one connection per URL origin. The name is a local alias, exactly like
@@ -54,7 +61,7 @@ __all__ = [
 DIRECTORY_FILE = "peers.toml"
 _MAX_SIZE = 4 << 20
 _MAX_URL = 2048
-_HEADER = "# peerbox directory: where peers are reachable (peerbox directory add NAME DID URL)\n"
+_HEADER = "# peerbox directory: where peers are reachable (peerbox directory add NAME DID [URL])\n"
 
 
 class DirectoryError(UsageError):
@@ -79,12 +86,13 @@ class CorruptDirectory(DirectoryError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One reachable peer: local ``name``, ``did``, its Ed25519 ``public_key`` and worker ``url``."""
+    """One known peer: local ``name``, ``did``, its Ed25519 ``public_key`` and worker ``url``
+    (None: a peer known only as a caller, which cannot be sent to)."""
 
     name: str
     did: str
     public_key: bytes = field(repr=False)
-    url: str
+    url: str | None = None
 
 
 def _read_bounded(path: Path, limit: int) -> tuple[bytes, tuple[int, int, int]]:
@@ -178,13 +186,21 @@ class Directory:
         Raises :class:`CorruptDirectory` for a file that does not parse or
         holds an invalid entry (with the entry's name and the problem).
         """
+        return list(self.entries())
+
+    def entries(self) -> tuple[Entry, ...]:
+        """Every entry, sorted by name, as :meth:`list`; the same tuple object
+        for as long as the file is unchanged, so a caller may cache what it
+        derives from it and compare by identity. Raises :class:`CorruptDirectory`.
+        """
         try:
             st = os.stat(self.path)
             if self._cache is not None and self._cache[0] == (st.st_ino, st.st_mtime_ns, st.st_size):
-                return list(self._cache[1])
+                return self._cache[1]
             data, stamp = _read_bounded(self.path, _MAX_SIZE)
         except FileNotFoundError:
-            return []
+            self._cache = None
+            return ()
         except OSError as exc:
             raise CorruptDirectory(f"cannot read {self.path}: {exc.strerror or exc}") from exc
         if len(data) > _MAX_SIZE:
@@ -204,18 +220,19 @@ class Directory:
         out: list[Entry] = []
         for name, item in peers.items():
             where = f"{self.path}: [peers.{name}]"
-            if not isinstance(item, dict) or set(item) != {"did", "url"}:
-                raise CorruptDirectory(f"{where} must have exactly 'did' and 'url'")
+            if not isinstance(item, dict) or "did" not in item or not set(item) <= {"did", "url"}:
+                raise CorruptDirectory(f"{where} must have 'did' and may have 'url', nothing else")
             try:
                 validate_peer_name(name)
                 key = _check_did(item["did"])
-                url = validate_url(item["url"])
+                url = validate_url(item["url"]) if "url" in item else None
             except (InvalidEntry, InvalidPeerName) as exc:
                 raise CorruptDirectory(f"{where}: {exc}") from exc
             out.append(Entry(name=name, did=item["did"], public_key=key, url=url))
         out.sort(key=lambda e: e.name)
-        self._cache = (stamp, tuple(out))
-        return out
+        entries = tuple(out)
+        self._cache = (stamp, entries)
+        return entries
 
     def get(self, name: str) -> Entry:
         """The entry named ``name``. Raises :class:`UnknownPeer` (or :class:`CorruptDirectory`)."""
@@ -223,7 +240,7 @@ class Directory:
             if entry.name == name:
                 return entry
         raise UnknownPeer(f"no peer named {name!r} in {self.path} "
-                          f"(add it with `peerbox directory add {name} DID URL`)")
+                          f"(add it with `peerbox directory add {name} DID [URL]`)")
 
     def resolve(self, name_or_did: str) -> Entry:
         """The entry for a name, or for a ``did:key`` (the first entry with that did, by name).
@@ -244,8 +261,9 @@ class Directory:
 
     # ----------------------------------------------------------------- writing
 
-    def add(self, name: str, did: str, url: str, *, replace: bool = False) -> Entry:
-        """Add (or with ``replace=True`` update) the entry ``name`` -> ``did`` at ``url``.
+    def add(self, name: str, did: str, url: str | None = None, *, replace: bool = False) -> Entry:
+        """Add (or with ``replace=True`` update) the entry ``name`` -> ``did`` at ``url``
+        (None: a peer known only as a caller).
 
         Raises :class:`InvalidEntry` (bad name, did or URL), :class:`EntryExists`,
         :class:`CorruptDirectory` (the existing file is broken: fix it first,
@@ -257,13 +275,15 @@ class Directory:
         except InvalidPeerName as exc:
             raise InvalidEntry(str(exc)) from exc
         key = _check_did(did)
-        url = validate_url(url)
+        url = None if url is None else validate_url(url)
         entry = Entry(name=name, did=did, public_key=key, url=url)
         with self._locked():
             entries = {e.name: e for e in self.list()}
             if name in entries and not replace and entries[name] != entry:
-                raise EntryExists(f"{name!r} is already in {self.path} ({entries[name].did} at "
-                                  f"{entries[name].url}); use --replace to change it")
+                old = entries[name]
+                at = f" at {old.url}" if old.url is not None else ""
+                raise EntryExists(f"{name!r} is already in {self.path} ({old.did}{at}); "
+                                  "use --replace to change it")
             entries[name] = entry
             self._write(entries.values())
         return entry
@@ -296,7 +316,8 @@ class Directory:
         lines = [_HEADER]
         for e in sorted(entries, key=lambda x: x.name):
             # Names, dids and URLs are validated: plain characters, safe in bare keys and basic strings.
-            lines.append(f'\n[peers.{e.name}]\ndid = "{e.did}"\nurl = "{e.url}"\n')
+            url = "" if e.url is None else f'url = "{e.url}"\n'
+            lines.append(f'\n[peers.{e.name}]\ndid = "{e.did}"\n{url}')
         data = "".join(lines).encode("utf-8")
         try:
             write_atomic(self.path, data)

@@ -42,10 +42,54 @@ def test_directory_round_trip(tmp_path: Path) -> None:
     d.add("bob", bob.did, "http://127.0.0.1:7700")  # the same entry again is fine
     with pytest.raises(EntryExists, match="--replace"):
         d.add("bob", bob.did, "http://127.0.0.1:7701")
-    assert d.add("bob", bob.did, "http://127.0.0.1:7701", replace=True).url.endswith(":7701")
+    assert d.add("bob", bob.did, "http://127.0.0.1:7701", replace=True).url == "http://127.0.0.1:7701"
     assert d.remove("carol").name == "carol"
     assert [x.name for x in d.list()] == ["bob"]
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_entry_without_url_round_trips(tmp_path: Path) -> None:
+    d = Directory(tmp_path)
+    carol = KeyPair.generate()
+    e = d.add("carol", carol.did)
+    assert e.url is None and e.public_key == carol.public_key
+    text = (tmp_path / "peers.toml").read_text()
+    assert f'[peers.carol]\ndid = "{carol.did}"\n' in text and "url" not in text.split("[peers.carol]")[1]
+    again = Directory(tmp_path)
+    assert again.resolve("carol") == e and again.resolve(carol.did) == e
+    with pytest.raises(EntryExists, match=r"\(did:key:\w+\); use --replace"):
+        d.add("carol", carol.did, "http://127.0.0.1:7702")
+    assert d.add("carol", carol.did, "http://127.0.0.1:7702", replace=True).url == "http://127.0.0.1:7702"
+    assert d.add("carol", carol.did, replace=True).url is None
+
+
+def test_old_files_with_url_still_parse(tmp_path: Path) -> None:
+    bob, carol = KeyPair.generate(), KeyPair.generate()
+    (tmp_path / "peers.toml").write_text(
+        "# peerbox directory: where peers are reachable (peerbox directory add NAME DID URL)\n"
+        f'\n[peers.bob]\ndid = "{bob.did}"\nurl = "http://127.0.0.1:7700"\n'
+        f'\n[peers.carol]\ndid = "{carol.did}"\n')
+    entries = Directory(tmp_path).list()
+    assert [(e.name, e.url) for e in entries] == [("bob", "http://127.0.0.1:7700"), ("carol", None)]
+
+
+def test_an_entry_with_unknown_keys_or_no_did_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "peers.toml"
+    did = KeyPair.generate().did
+    for text in (f'[peers.bob]\ndid = "{did}"\nport = 7\n', '[peers.bob]\nurl = "http://h:1"\n'):
+        path.write_text(text)
+        with pytest.raises(CorruptDirectory, match="must have 'did' and may have 'url', nothing else"):
+            Directory(tmp_path).list()
+
+
+def test_entries_is_the_same_tuple_until_the_file_changes(tmp_path: Path) -> None:
+    d = Directory(tmp_path)
+    assert d.entries() == ()
+    d.add("bob", KeyPair.generate().did)
+    first = d.entries()
+    assert d.entries() is first
+    d.add("carol", KeyPair.generate().did)
+    assert d.entries() is not first and [e.name for e in d.entries()] == ["bob", "carol"]
 
 
 def test_directory_unknown_and_invalid(tmp_path: Path) -> None:
