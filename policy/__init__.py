@@ -7,6 +7,7 @@
     d = policy.decide(Request(caller_did, "alice", "fs.write", "inbox/a.txt", owner_did, now))
     d.allowed, d.rule, d.reason                        # rule: RuleRef(file, line, effect) or None
     policy.limits_for(Request(caller_did, "alice", "exec", None, owner_did, now))   # PolicyLimits
+    policy.rates_for(Request(caller_did, "carol", "call", "inbox::deliver", owner_did, now))  # RateLimits
     cache = PolicyCache(path); cache.get()             # reloaded when the file changes; deny-all if broken
 
 Deny by default; any matching deny rule beats every allow (Cedar semantics);
@@ -47,18 +48,23 @@ from ._didkey import (
 )
 from ._contain import CONTAINMENT_WORK, WorkBudget, grants_within, pattern_within
 from ._glob import NORMAL_FORM, glob_problem, is_canonical
-from ._grants import CAPABILITY_ACTIONS, GrantSet, compile_grants, parse_capability_grant, parse_grant
+from ._grants import (
+    CAPABILITY_ACTIONS, GrantSet, compile_grants, expand_legacy, parse_capability_grant, parse_grant,
+)
 from ._match import NOTHING_ALLOWED, Policy, load, loads
 from ._model import (
     ACTION_ALIASES,
     ACTIONS,
     FS_ACTIONS,
+    LEGACY_WRITE,
+    POLICY_VERSIONS,
     RESOURCE_ACTIONS,
     Decision,
     Grant,
     PolicyError,
     PolicyLimits,
     Problem,
+    RateLimit,
     Request,
     RuleRef,
 )
@@ -83,6 +89,10 @@ __all__ = [
     "parse_grant",
     "compile_grants",
     "PolicyLimits",
+    "RateLimit",
+    "LEGACY_WRITE",
+    "POLICY_VERSIONS",
+    "expand_legacy",
     "ACTIONS",
     "FS_ACTIONS",
     "RESOURCE_ACTIONS",

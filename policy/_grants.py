@@ -19,12 +19,13 @@ same semantics.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ._glob import Matcher, compile_globs, glob_problem, normalize
-from ._model import ACTION_ALIASES, ACTIONS, Decision, Grant, PolicyError
+from ._model import ACTION_ALIASES, ACTIONS, LEGACY_WRITE, Decision, Grant, PolicyError
 
-__all__ = ["GrantSet", "compile_grants", "parse_grant", "parse_capability_grant", "CAPABILITY_ACTIONS"]
+__all__ = ["GrantSet", "compile_grants", "parse_grant", "parse_capability_grant", "CAPABILITY_ACTIONS",
+           "expand_legacy"]
 
 #: The actions a capability token may grant: every action but ``delegate`` (issuing roots is
 #: for those the subject's policy names), and no wildcards.
@@ -125,3 +126,18 @@ def _compile_cached(grants: tuple[Grant, ...]) -> GrantSet:
 def compile_grants(grants: Sequence[Grant]) -> GrantSet:
     """Compile (and cache) ``grants``. Raises :class:`PolicyError` for an invalid grant."""
     return _compile_cached(tuple(grants))
+
+
+def expand_legacy(grants: Iterable[Grant]) -> tuple[Grant, ...]:
+    """What version 1 grants mean today: each ``fs.write`` grant becomes one grant per action of
+    :data:`~._model.LEGACY_WRITE` on the same pattern (``fs.write:P`` -> ``fs.write:P``,
+    ``fs.append:P``, ``fs.mkdir:P``); every other grant stays. Order kept, duplicates dropped.
+    Raises nothing (the grants are not validated here)."""
+    out: dict[Grant, None] = {}
+    for g in grants:
+        if g.action == "fs.write":
+            for action in LEGACY_WRITE:
+                out.setdefault(Grant(action, g.pattern), None)
+        else:
+            out.setdefault(g, None)
+    return tuple(out)

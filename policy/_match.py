@@ -25,12 +25,14 @@ matching, as the patterns were at load time.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Sequence
 
 from ._glob import Matcher, compile_globs, is_canonical, normalize
 from ._grants import GrantSet, compile_grants
-from ._model import ACTIONS, Decision, Grant, PolicyLimits, Problem, Request, RuleRef, shown_name
+from ._model import ACTIONS, Decision, Grant, PolicyLimits, Problem, RateLimit, Request, RuleRef, shown_name
 from ._parse import PolicySpec, RuleSpec, parse_text, read_policy_file
 
 __all__ = ["Policy", "load", "loads", "NOTHING_ALLOWED"]
@@ -44,7 +46,7 @@ _DEFAULT_DENY = Decision(False, None, NOTHING_ALLOWED)
 class _Rule:
     """One rule, compiled (slots for fast attribute access in the hot loop)."""
 
-    __slots__ = ("any", "owner", "ids", "res", "expires", "decision", "limits", "spec")
+    __slots__ = ("any", "owner", "ids", "res", "expires", "decision", "limits", "spec", "rate")
 
     def __init__(self, spec: RuleSpec, name: str) -> None:
         self.spec = spec
@@ -57,23 +59,34 @@ class _Rule:
         ref = RuleRef(file=name, line=spec.line, effect=spec.effect, index=spec.index)
         verb = "allowed" if spec.effect == "allow" else "denied"
         self.decision = Decision(spec.effect == "allow", ref, f"{verb} by rule at {ref}")
+        lim = spec.limits
+        self.rate: RateLimit | None = None
+        if lim is not None and lim.calls_per_minute is not None:
+            burst = lim.burst if lim.burst is not None else max(1, math.ceil(lim.calls_per_minute))
+            self.rate = RateLimit(key=f"{spec.index}@{spec.line}", rule=ref, per_minute=lim.calls_per_minute,
+                                  burst=burst)
 
 
 class Policy:
-    """A compiled policy: :meth:`decide` answers requests, :meth:`limits_for` caps runs.
+    """A compiled policy: :meth:`decide` answers requests, :meth:`limits_for` caps runs and
+    callers, :meth:`rates_for` gives a caller's rate limits, :meth:`rules_for` who a rule lets
+    do what (for listings).
 
     Make one with :func:`load` (a file), :func:`loads` (text) or
     :meth:`deny_all` (a peer whose policy is broken). Immutable, thread-safe.
     ``file``: where it came from (for the local operator); ``name``: its name as decisions show
     it (:func:`shown_name`: the base name, never a host path); ``rules``: the validated rules in
     file order; ``warnings``: what loaded but deserves a look (patterns the Unicode
-    normalisation changed); ``error``: why everything is refused (``deny_all`` only), else None.
+    normalisation changed); ``error``: why everything is refused (``deny_all`` only), else None;
+    ``version``: the file's ``version`` (its rules are already expanded to its meaning).
     """
 
-    __slots__ = ("file", "name", "rules", "groups", "warnings", "error", "_deny", "_allow", "_broken")
+    __slots__ = ("file", "name", "rules", "groups", "warnings", "error", "version", "_deny", "_allow",
+                 "_broken")
 
     def __init__(self, spec: PolicySpec) -> None:
         self.file: str = spec.file
+        self.version: int = spec.version
         self.name: str = shown_name(spec.file)
         self.rules: tuple[RuleSpec, ...] = spec.rules
         self.groups: dict[str, tuple[str, ...]] = spec.groups
@@ -158,21 +171,54 @@ class Policy:
                if _matches(r, probe, now)]
         return sorted((r.spec for r in out), key=lambda s: s.index)
 
+    def _limited(self, request: Request) -> tuple[list[_Rule], Request, float]:
+        """The unexpired allow rules matching ``request`` as a run or a call (an action other than
+        ``call`` is taken to be ``exec``, with no resource), the probe used, and its time."""
+        now = request.when()
+        if request.action == "call":
+            resource = request.resource
+            if resource is not None and not resource.isascii():
+                resource = normalize(resource)
+            probe = Request(request.caller_did, request.caller_name, "call", resource, request.owner_did, now)
+        else:
+            probe = Request(request.caller_did, request.caller_name, "exec", None, request.owner_did, now)
+        if self._broken is not None:
+            return [], probe, now
+        return [r for r in self._allow[probe.action] if _matches(r, probe, now)], probe, now
+
     def limits_for(self, request: Request) -> PolicyLimits | None:
         """The tightest limits among the unexpired allow rules that match ``request`` as ``exec``
-        (its action is taken to be ``exec``): field-by-field minimum, None fields uncapped.
-        None when no allow rule matches (the run is allowed, if at all, by a capability grant).
-        Call it after :meth:`decide` allowed the exec; it does not look at deny rules."""
-        if self._broken is not None:
-            return None
-        now = request.when()
+        (any action but ``call`` is taken to be ``exec``) or as ``call`` of its resource:
+        field-by-field minimum, None fields uncapped. None when no allow rule matches (the
+        request is allowed, if at all, by a capability grant). Call it after :meth:`decide`
+        allowed the request; it does not look at deny rules."""
         found: PolicyLimits | None = None
-        probe = Request(request.caller_did, request.caller_name, "exec", None, request.owner_did, now)
-        for r in self._allow["exec"]:
-            if _matches(r, probe, now):
-                lim = r.limits if r.limits is not None else PolicyLimits()
-                found = lim if found is None else found.tighten(lim)
+        for r in self._limited(request)[0]:
+            lim = r.limits if r.limits is not None else PolicyLimits()
+            found = lim if found is None else found.tighten(lim)
         return found
+
+    def rates_for(self, request: Request) -> tuple[RateLimit, ...]:
+        """The rate limits on ``request``'s caller: one per unexpired allow rule that matches it
+        (as :meth:`limits_for` matches) and sets ``calls_per_minute``, in file order. A request
+        must stay within every one of them. Empty when none does (no rate limit)."""
+        return tuple(r.rate for r in self._limited(request)[0] if r.rate is not None)
+
+    def rules_for(self, action: str, resource: str | None, now: float | None = None) -> list[RuleSpec]:
+        """Every unexpired rule, allow or deny, in file order, that names ``action`` and either
+        lists no resources or has one matching ``resource`` — whoever it is for (``who`` is not
+        looked at). What ``peerbox logic list`` shows as who may call a function. Empty for an
+        unknown action or a broken policy."""
+        if self._broken is not None or action not in self._deny:
+            return []
+        when = time.time() if now is None else now
+        if resource is not None:
+            resource = normalize(resource)
+            if not is_canonical(resource):
+                return []
+        out = [r for r in self._deny[action] + self._allow[action]
+               if r.expires > when and (r.res is None or (resource is not None and bool(r.res(resource))))]
+        return sorted((r.spec for r in out), key=lambda s: s.index)
 
 
 def _matches(r: _Rule, request: Request, now: float) -> bool:

@@ -1,16 +1,21 @@
 """The policy vocabulary and the value types a decision is made of.
 
-Actions are ``exec`` (run a script at all), ``fs.read``, ``fs.write``,
-``fs.delete``, ``fs.list`` (host calls on the peer's storage, checked at
-every call with the path it names), ``module.import`` (checked with the
+Actions are ``exec`` (run a script at all), ``call`` (call one of the
+peer's published functions, checked with its ``MODULE::FUNCTION`` name),
+``fs.read``, ``fs.write`` (create or replace a file), ``fs.append`` (append
+to a file), ``fs.mkdir`` (create directories), ``fs.delete``, ``fs.list``
+(host calls on the peer's storage, checked at every call with the path it
+names), ``module.import`` (checked with the
 module's name: the bare name, and a layer-qualified one such as
 ``builtin:notes`` as written too), ``delegate`` (issue root capabilities)
 ``logic.read`` and ``logic.write`` (read, or install a version of, one of
 the peer's logic modules remotely, checked with the module's name).
 ``"*"`` in a rule means all of them but the two ``logic`` ones, which a rule
 must name (a peer's code is never shown or changed by a wildcard written for
-something else; ``"logic.*"`` means both); ``"fs.*"`` means the four ``fs``
-ones. Which action each host call needs is a column of the host-call
+something else; ``"logic.*"`` means both); ``"fs.*"`` means the six ``fs``
+ones. In a version 1 policy (or capability token) ``fs.write`` still means
+what it meant before ``fs.append`` and ``fs.mkdir`` existed: all three
+(:data:`LEGACY_WRITE`). Which action each host call needs is a column of the host-call
 table (``peerbox.hostcalls.HOST_CALLS``, whose actions are names defined
 here): an allowed ``exec`` grants no file access by itself.
 
@@ -32,6 +37,8 @@ __all__ = [
     "FS_ACTIONS",
     "RESOURCE_ACTIONS",
     "ACTION_ALIASES",
+    "LEGACY_WRITE",
+    "POLICY_VERSIONS",
     "PolicyError",
     "Problem",
     "RuleRef",
@@ -39,6 +46,7 @@ __all__ = [
     "Decision",
     "Grant",
     "PolicyLimits",
+    "RateLimit",
     "shown_name",
 ]
 
@@ -48,14 +56,23 @@ _N = TypeVar("_N", int, float)
 #: ``delegate``: the caller may issue root capabilities for this peer's resources.
 #: ``logic.read``: the caller may list and read the peer's logic modules and their history remotely.
 #: ``logic.write``: the caller may install versions of the peer's logic modules (``peerbox logic push``).
+#: ``call``: the caller may call a published function (resource ``MODULE::FUNCTION``).
 ACTIONS: tuple[str, ...] = (
-    "exec", "fs.read", "fs.write", "fs.delete", "fs.list", "module.import", "delegate", "logic.read",
-    "logic.write",
+    "exec", "call", "fs.read", "fs.write", "fs.append", "fs.mkdir", "fs.delete", "fs.list", "module.import",
+    "delegate", "logic.read", "logic.write",
 )
 #: The actions on the peer's storage (what ``"fs.*"`` means).
-FS_ACTIONS: tuple[str, ...] = ("fs.read", "fs.write", "fs.delete", "fs.list")
-#: The actions whose requests name a resource (a path or a module name); ``exec`` names none.
-RESOURCE_ACTIONS: frozenset[str] = frozenset(FS_ACTIONS + ("module.import", "logic.read", "logic.write"))
+FS_ACTIONS: tuple[str, ...] = ("fs.read", "fs.write", "fs.append", "fs.mkdir", "fs.delete", "fs.list")
+#: The actions whose requests name a resource (a path, a module name or ``MODULE::FUNCTION``);
+#: ``exec`` and ``delegate`` name none.
+RESOURCE_ACTIONS: frozenset[str] = frozenset(
+    FS_ACTIONS + ("call", "module.import", "logic.read", "logic.write"))
+#: What ``fs.write`` means in a version 1 policy or capability token: it was written before
+#: appending and creating directories were actions of their own, and keeps allowing them.
+LEGACY_WRITE: tuple[str, ...] = ("fs.write", "fs.append", "fs.mkdir")
+#: The policy file versions this engine reads (``version = N``): 2 is current; in 1 ``fs.write``
+#: means :data:`LEGACY_WRITE`.
+POLICY_VERSIONS: tuple[int, ...] = (1, 2)
 #: The actions on the peer's logic (what ``"logic.*"`` means); ``"*"`` includes neither.
 LOGIC_ACTIONS: tuple[str, ...] = ("logic.read", "logic.write")
 #: Wildcard action names and what they expand to.
@@ -183,12 +200,22 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class PolicyLimits:
-    """Caps on a run that a policy sets (None: no cap from the policy): ``fuel`` (wasm fuel
-    units), ``timeout`` (seconds), ``memory`` (bytes of guest memory)."""
+    """Caps a policy sets on a run or a caller (None: no cap from the policy).
+
+    On the run: ``fuel`` (wasm fuel units), ``timeout`` (seconds), ``memory`` (bytes of guest
+    memory). On the caller: ``calls_per_minute`` and ``burst`` (its rate; ``burst`` is set
+    whenever ``calls_per_minute`` is, by default one minute's worth), ``max_bytes`` and
+    ``max_files`` (what its requests may keep in the peer's storage; files and directories
+    both count as files).
+    """
 
     fuel: int | None = None
     timeout: float | None = None
     memory: int | None = None
+    calls_per_minute: float | None = None
+    burst: int | None = None
+    max_bytes: int | None = None
+    max_files: int | None = None
 
     def tighten(self, other: PolicyLimits) -> PolicyLimits:
         """The field-by-field minimum of ``self`` and ``other`` (None counts as no cap)."""
@@ -196,11 +223,37 @@ class PolicyLimits:
             fuel=_min(self.fuel, other.fuel),
             timeout=_min(self.timeout, other.timeout),
             memory=_min(self.memory, other.memory),
+            calls_per_minute=_min(self.calls_per_minute, other.calls_per_minute),
+            burst=_min(self.burst, other.burst),
+            max_bytes=_min(self.max_bytes, other.max_bytes),
+            max_files=_min(self.max_files, other.max_files),
         )
 
     def is_empty(self) -> bool:
         """True when no field caps anything."""
-        return self.fuel is None and self.timeout is None and self.memory is None
+        return (self.fuel is None and self.timeout is None and self.memory is None
+                and self.calls_per_minute is None and self.burst is None and self.max_bytes is None
+                and self.max_files is None)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One rule's rate limit on a caller: at most ``burst`` calls at once, refilled at
+    ``per_minute`` calls per minute (a GCRA bucket per caller and ``key``).
+
+    ``key`` (``"INDEX@LINE"`` of the rule) is stable across the processes that load the same
+    file; editing the file may change it (and so reset the buckets). ``rule`` is what a
+    ``rate_limited`` reply names."""
+
+    key: str
+    rule: RuleRef
+    per_minute: float
+    burst: int
+
+    def describe(self) -> str:
+        """``"30 calls per minute, burst 5"``."""
+        rate = int(self.per_minute) if float(self.per_minute).is_integer() else self.per_minute
+        return f"{rate} calls per minute, burst {self.burst}"
 
 
 def _min(a: _N | None, b: _N | None) -> _N | None:

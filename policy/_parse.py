@@ -2,7 +2,7 @@
 
 The file::
 
-    version = 1
+    version = 2
 
     [groups]
     friends = ["alice", "did:key:z6Mk..."]
@@ -11,10 +11,17 @@ The file::
     effect = "allow"                 # or "deny"
     who = ["owner", "group:friends"] # did:key, local peer name, group:NAME, owner, "*"
     actions = ["exec", "fs.read"]    # or "*", "fs.*"
-    resources = ["inbox/**"]         # optional: path globs / module names; absent = all
-    limits = { fuel = 1_000_000, timeout = 2.5, memory = 16777216 }   # optional, allow+exec only
+    resources = ["inbox/**"]         # optional: path globs / module names / MODULE::FUNCTION; absent = all
+    limits = { fuel = 1_000_000, timeout = 2.5, memory = 16777216,    # optional, allow rules with
+               calls_per_minute = 30, burst = 5,                      # exec or call only
+               max_bytes = 65536, max_files = 100 }
     expires = 2030-01-01T00:00:00Z   # optional: TOML datetime or RFC 3339 string
     description = "free text"        # optional
+
+``version = 1`` is the policy language before ``fs.append`` and ``fs.mkdir``
+existed: there ``fs.write`` is read as :data:`~._model.LEGACY_WRITE` (all
+three), with a warning on each rule that says it; ``version = 2`` means each
+action only itself.
 
 Every problem found is collected (each with the file and line of the rule's
 ``[[rule]]`` header, naming the key) and raised together as one
@@ -30,6 +37,7 @@ uses; a pattern the normalisation changed is kept, normalised, and listed in
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -42,7 +50,10 @@ from peerbox._atomic import read_bounded
 
 from ._didkey import DidSyntaxError, key_bytes_from_did
 from ._glob import NORMAL_FORM, glob_problem, normalize
-from ._model import ACTION_ALIASES, ACTIONS, RESOURCE_ACTIONS, PolicyError, PolicyLimits, Problem
+from ._model import (
+    ACTION_ALIASES, ACTIONS, LEGACY_WRITE, POLICY_VERSIONS, RESOURCE_ACTIONS, PolicyError, PolicyLimits,
+    Problem,
+)
 from ._toml import TomlTooComplex, loads_bounded
 
 __all__ = ["RuleSpec", "PolicySpec", "parse_text", "read_policy_file", "MAX_POLICY_BYTES", "Who"]
@@ -58,6 +69,11 @@ _ANY_HEADER = re.compile(r"^[ \t]*\[", re.MULTILINE)
 _TOML_WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _RULE_KEYS = ("effect", "who", "actions", "resources", "limits", "expires", "description")
 _TOP_KEYS = ("version", "rule", "groups")
+_LIMIT_KEYS = ("fuel", "timeout", "memory", "calls_per_minute", "burst", "max_bytes", "max_files")
+#: The highest ``calls_per_minute`` a rule may set.
+MAX_CALLS_PER_MINUTE = 1e6
+#: The actions whose rules may carry ``limits`` (a run, or a caller's rate and quota).
+_LIMITED_ACTIONS = frozenset({"exec", "call"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +106,15 @@ class RuleSpec:
 @dataclass(frozen=True, slots=True)
 class PolicySpec:
     """A validated policy file: its ``rules`` and ``groups`` (name -> members); ``warnings``:
-    what loaded but deserves the author's eye (patterns the normalisation changed)."""
+    what loaded but deserves the author's eye (patterns the normalisation changed, legacy
+    ``fs.write`` in a version 1 file, ``call`` patterns that name no function); ``version``: the
+    file's ``version`` (rules are already expanded to its meaning)."""
 
     file: str
     rules: tuple[RuleSpec, ...]
     groups: dict[str, tuple[str, ...]]
     warnings: tuple[Problem, ...] = ()
+    version: int = 2
 
 
 def read_policy_file(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int, int, int]]:
@@ -176,10 +195,13 @@ def parse_text(text: str, file: str = "<policy>") -> PolicySpec:
     for key in data:
         if key not in _TOP_KEYS:
             ck.add(ck.key_line(key), f"unknown top-level key {key!r} (expected: {', '.join(_TOP_KEYS)})")
+    version = 2
     if "version" not in data:
-        ck.add(None, "missing 'version = 1'")
-    elif type(data["version"]) is not int or data["version"] != 1:
-        ck.add(ck.key_line("version"), f"unsupported policy version {data['version']!r} (expected 1)")
+        ck.add(None, "missing 'version = 2'")
+    elif type(data["version"]) is not int or data["version"] not in POLICY_VERSIONS:
+        ck.add(ck.key_line("version"), f"unsupported policy version {data['version']!r} (expected 1 or 2)")
+    else:
+        version = data["version"]
     groups = _groups(data.get("groups", {}), ck)
     raw_rules = data.get("rule", [])
     rules: list[RuleSpec] = []
@@ -190,12 +212,13 @@ def parse_text(text: str, file: str = "<policy>") -> PolicySpec:
         for i, raw in enumerate(raw_rules):
             start = spans[i] if len(spans) == len(raw_rules) else None
             end = spans[i + 1] if start is not None and i + 1 < len(spans) else None
-            rule = _rule(i, raw, start, end, groups, ck)
+            rule = _rule(i, raw, start, end, groups, ck, version)
             if rule is not None:
                 rules.append(rule)
     if ck.problems:
         raise PolicyError(ck.problems)
-    return PolicySpec(file=file, rules=tuple(rules), groups=groups, warnings=tuple(ck.warnings))
+    return PolicySpec(file=file, rules=tuple(rules), groups=groups, warnings=tuple(ck.warnings),
+                      version=version)
 
 
 def _groups(raw: object, ck: _Checker) -> dict[str, tuple[str, ...]]:
@@ -244,7 +267,7 @@ def _principal_problem(text: str) -> str | None:
 
 def _rule(
     i: int, raw: object, start: int | None, end: int | None, groups: dict[str, tuple[str, ...]],
-    ck: _Checker,
+    ck: _Checker, version: int = 2,
 ) -> RuleSpec | None:
     line = _line_of(ck.text, start) if start is not None else None
     label = f"rule #{i + 1}"
@@ -264,6 +287,12 @@ def _rule(
         bad("effect", f"must be \"allow\" or \"deny\", got {effect!r}" if "effect" in raw else "missing")
     who = _who(raw.get("who"), "who" in raw, groups, lambda p: bad("who", p))
     actions = _actions(raw.get("actions"), "actions" in raw, lambda p: bad("actions", p))
+    if actions is not None and version == 1 and "fs.write" in actions:
+        actions = actions | frozenset(LEGACY_WRITE)
+        where = (ck.key_line("actions", start, end) if start is not None else None) or line
+        ck.warnings.append(Problem(ck.file, where, (
+            f"{label}: 'actions': in a version 1 policy \"fs.write\" also allows fs.append and fs.mkdir; "
+            "write version = 2 (and name those you mean) to allow only creating and replacing files")))
     resources: tuple[str, ...] | None = None
     if "resources" in raw:
         res = raw["resources"]
@@ -282,15 +311,22 @@ def _rule(
                         f"{label}: 'resources': {before_!a} is not in Unicode {NORMAL_FORM}; it is matched "
                         f"as {after!a} (request paths are {NORMAL_FORM}-normalised)")))
             if actions is not None and not (actions & RESOURCE_ACTIONS):
-                bad("resources", "only fs.*, module.import and logic.* requests name a resource; "
+                bad("resources", "only fs.*, call, module.import and logic.* requests name a resource; "
                     "exec and delegate have none")
+            elif actions is not None and not (actions & RESOURCE_ACTIONS) - {"call"}:
+                for pattern in resources:
+                    if "::" not in pattern and "*" not in pattern:
+                        where = (ck.key_line("resources", start, end) if start is not None else None) or line
+                        ck.warnings.append(Problem(ck.file, where, (
+                            f"{label}: 'resources': {pattern!a} matches no function: call resources are "
+                            "MODULE::FUNCTION, e.g. inbox::deliver or inbox::*")))
     limits = None
     if "limits" in raw:
         limits = _limits(raw["limits"], lambda p: bad("limits", p))
         if effect == "deny":
             bad("limits", "limits cap what a rule allows: a deny rule cannot have them")
-        elif actions is not None and "exec" not in actions:
-            bad("limits", "limits cap a run: the rule must allow exec")
+        elif actions is not None and not (actions & _LIMITED_ACTIONS):
+            bad("limits", "limits cap a run or a caller: the rule must allow exec or call")
     expires = _expires(raw["expires"], lambda p: bad("expires", p)) if "expires" in raw else None
     description = raw.get("description")
     if description is not None and not isinstance(description, str):
@@ -360,28 +396,48 @@ def _actions(raw: object, present: bool, bad: Any) -> frozenset[str] | None:
 
 
 def _limits(raw: object, bad: Any) -> PolicyLimits | None:
+    """The ``limits`` table of a rule, every key checked (``bad`` is told each problem)."""
     if not isinstance(raw, dict):
         bad("must be a table such as { fuel = 1000000, timeout = 2.5, memory = 16777216 }")
         return None
     ok = True
     for key in raw:
-        if key not in ("fuel", "timeout", "memory"):
-            bad(f"unknown limit {key!r} (expected fuel, timeout, memory)")
+        if key not in _LIMIT_KEYS:
+            bad(f"unknown limit {key!r} (expected {', '.join(_LIMIT_KEYS)})")
             ok = False
     fuel, timeout, memory = raw.get("fuel"), raw.get("timeout"), raw.get("memory")
-    for key, value in (("fuel", fuel), ("memory", memory)):
+    rate, burst = raw.get("calls_per_minute"), raw.get("burst")
+    max_bytes, max_files = raw.get("max_bytes"), raw.get("max_files")
+    for key, value in (("fuel", fuel), ("memory", memory), ("burst", burst)):
         if value is not None and (type(value) is not int or value <= 0):
             bad(f"{key} must be a positive integer, got {value!r}")
+            ok = False
+    for key, value in (("max_bytes", max_bytes), ("max_files", max_files)):
+        if value is not None and (type(value) is not int or value < 0):
+            bad(f"{key} must be an integer >= 0, got {value!r}")
             ok = False
     if timeout is not None and (type(timeout) not in (int, float) or not 0 < timeout < float("inf")):
         bad(f"timeout must be a positive number of seconds, got {timeout!r}")
         ok = False
+    if rate is not None and (type(rate) not in (int, float) or not 0 < rate <= MAX_CALLS_PER_MINUTE):
+        bad(f"calls_per_minute must be a number > 0 and <= {MAX_CALLS_PER_MINUTE:.0f}, got {rate!r}")
+        ok = False
+    if burst is not None and rate is None:
+        bad("burst needs calls_per_minute (the rate its calls refill at)")
+        ok = False
     if not ok:
         return None
+    per_minute = float(rate) if isinstance(rate, (int, float)) else None
+    if per_minute is not None and burst is None:
+        burst = max(1, math.ceil(per_minute))  # one minute's worth
     return PolicyLimits(
         fuel=fuel if isinstance(fuel, int) else None,
         timeout=float(timeout) if isinstance(timeout, (int, float)) else None,
         memory=memory if isinstance(memory, int) else None,
+        calls_per_minute=per_minute,
+        burst=burst if isinstance(burst, int) else None,
+        max_bytes=max_bytes if isinstance(max_bytes, int) else None,
+        max_files=max_files if isinstance(max_files, int) else None,
     )
 
 

@@ -517,23 +517,30 @@ _POLICY_TEMPLATE = """\
 # Each [[rule]] names
 #   who       "owner" (this peer itself), a did:key, a local peer name,
 #             "group:NAME", or "*" for any authenticated peer
-#   actions   "exec", "fs.read", "fs.write", "fs.delete", "fs.list",
-#             "module.import", "delegate" (issue capabilities), or "*" for
-#             all of these; "logic.read" and "logic.write" (read or install
-#             the peer's logic modules remotely, `peerbox logic ... --from`)
-#             are never part of "*": name them, or "logic.*" for both
+#   actions   "exec", "call" (call a published function), "fs.read",
+#             "fs.write" (create or replace a file), "fs.append",
+#             "fs.mkdir", "fs.delete", "fs.list", "module.import",
+#             "delegate" (issue capabilities), or "*" for all of these
+#             ("fs.*": the six fs ones); "logic.read" and "logic.write"
+#             (read or install the peer's logic modules remotely,
+#             `peerbox logic ... --from`) are never part of "*": name them,
+#             or "logic.*" for both
 #   effect    "allow" or "deny"
 #   resources (optional) path globs such as "inbox/**" for fs.* actions,
-#             module names for module.import and logic.*; all resources
-#             when left out
+#             module names for module.import and logic.*, MODULE::FUNCTION
+#             for call ("inbox::deliver", "inbox::*"); all resources when
+#             left out
 #
-# Optional per rule: limits = {{ fuel = N, timeout = SECONDS, memory = BYTES }}
-# (allow rules with exec: caps on the run) and expires = 2030-01-01T00:00:00Z.
+# Optional per rule: limits = {{ fuel = N, timeout = SECONDS, memory = BYTES,
+# calls_per_minute = N, burst = N, max_bytes = BYTES, max_files = N }}
+# (allow rules with exec or call: caps on the run, the caller's rate, and
+# what the caller's requests may keep in storage) and
+# expires = 2030-01-01T00:00:00Z.
 # Groups: a [groups] table, NAME = ["did:key:...", "peer-name", ...].
 # Check with `peerbox policy check {name}`; try requests with
 # `peerbox policy explain {name} --caller WHO --action ACTION [--path P]`.
 
-version = 1
+version = 2
 
 [[rule]]
 who = "owner"

@@ -4,10 +4,17 @@ A capability says "``iss`` lets ``aud`` do ``grants`` to the resources of
 ``sub`` between ``nbf`` and ``exp``". It is a COSE_Sign1 (made and decoded by
 :mod:`peerbox.wire._cose`) whose payload is a CBOR map::
 
-    v 1, typ "peerbox/cap", iss, aud, sub (32-byte Ed25519 public keys),
+    v 2, typ "peerbox/cap", iss, aud, sub (32-byte Ed25519 public keys),
     grants ["fs.write:inbox/**", "module.import:notes", "exec", ...],
     nbf, exp (Unix seconds), nonce (16 bytes),
     prf (the parent token's bytes; only in a delegated token)
+
+Version 1 tokens (made before ``fs.append`` and ``fs.mkdir`` were actions)
+are still accepted; their ``fs.write`` grants are read as they were meant,
+``fs.write`` + ``fs.append`` + ``fs.mkdir``
+(:func:`peerbox.policy.expand_legacy`), so :attr:`Link.grants`,
+:attr:`Chain.grants` and attenuation all work on one meaning. New tokens,
+delegated ones included, are version 2.
 
 A delegated token embeds its parent, so one token carries its whole chain.
 :func:`verify_chain` accepts a chain only when the root is issued by ``sub``
@@ -49,7 +56,7 @@ from .._atomic import write_atomic
 from .._errors import Error
 from ._identity import InvalidPublicKey, KeyPair, did_from_public_key, validate_public_key
 from ..policy import (
-    CAPABILITY_ACTIONS, Grant, PolicyError, WorkBudget, compile_grants, grants_within,
+    CAPABILITY_ACTIONS, Grant, PolicyError, WorkBudget, compile_grants, expand_legacy, grants_within,
     parse_capability_grant,
 )
 
@@ -58,7 +65,10 @@ __all__ = ["CapabilityError", "Grant", "Link", "Chain", "RevocationList", "grant
            "MAX_TOKEN_SIZE", "REVOCATION_FILE"]
 
 TYP = "peerbox/cap"
-VERSION = 1
+#: The version of the tokens made here.
+VERSION = 2
+#: The versions accepted (1: ``fs.write`` also grants ``fs.append`` and ``fs.mkdir``).
+VERSIONS = (1, 2)
 #: Actions a grant may name (:data:`peerbox.policy.CAPABILITY_ACTIONS`). Only ``exec`` has no resource.
 ACTIONS = CAPABILITY_ACTIONS
 #: Every ``CapabilityError.kind``.
@@ -109,7 +119,10 @@ def token_id(token: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """One decoded, signature-checked token of a chain (its own bytes, without re-checking)."""
+    """One decoded, signature-checked token of a chain (its own bytes, without re-checking).
+
+    ``grants`` are in today's meaning (a version 1 token's ``fs.write`` expanded, see
+    :func:`peerbox.policy.expand_legacy`); ``version`` is the token's ``v``."""
 
     token: bytes
     id: bytes
@@ -121,7 +134,7 @@ class Link:
     exp: int
     nonce: bytes
     parent: bytes | None
-
+    version: int = VERSION
 
 
 def _key(payload: dict[str, Any], name: str, i: str) -> bytes:
@@ -143,7 +156,7 @@ def _decode_link(token: bytes, i: str) -> Link:
     p = s1.payload  # a dict with str keys (decode1 promises it)
     if p.get("typ") != TYP:
         raise CapabilityError("bad_token", f"typ is {p.get('typ')!r}, not {TYP!r}", at=i)
-    if type(p.get("v")) is not int or p["v"] != VERSION:
+    if type(p.get("v")) is not int or p["v"] not in VERSIONS:
         raise CapabilityError("bad_token", f"unsupported version {p.get('v')!r}", at=i)
     if extra := set(p) - _FIELDS:
         raise CapabilityError("bad_token", f"unknown fields {sorted(map(str, extra))}", at=i)
@@ -158,12 +171,14 @@ def _decode_link(token: bytes, i: str) -> Link:
     if type(raw) is not list or not 0 < len(raw) <= _MAX_GRANTS:
         raise CapabilityError("bad_token", f"'grants' must be an array of 1-{_MAX_GRANTS} strings", at=i)
     grants = tuple(_grant_of(g, i) for g in raw)
+    if p["v"] == 1:
+        grants = expand_legacy(grants)
     if s1.kid is not None and s1.kid != iss:
         raise CapabilityError("wrong_signer", "the kid header is not the issuer", at=i)
     if not s1.verify(iss):
         raise CapabilityError("wrong_signer", "the signature is not the issuer's", at=i)
     return Link(token=bytes(token), id=token_id(token), iss=iss, aud=aud, sub=sub, grants=grants,
-                nbf=nbf, exp=exp, nonce=nonce, parent=prf)
+                nbf=nbf, exp=exp, nonce=nonce, parent=prf, version=p["v"])
 
 
 def decode_chain(token: bytes, *, max_depth: int = 8) -> tuple[Link, ...]:

@@ -189,11 +189,11 @@ def test_matching_rules_for_explain() -> None:
 HOSTCALL_ACTIONS: dict[int, str] = {
     1: "fs.read",     # fs::read
     2: "fs.write",    # fs::write
-    3: "fs.write",    # fs::append
+    3: "fs.append",   # fs::append
     4: "fs.list",     # fs::list
     5: "fs.read",     # fs::exists
     6: "fs.delete",   # fs::delete
-    7: "fs.write",    # fs::mkdir
+    7: "fs.mkdir",    # fs::mkdir
     8: "fs.read",     # fs::stat
     9: "fs.read",     # fs::read_bytes
     10: "fs.write",   # fs::write_bytes
@@ -204,8 +204,9 @@ def test_hostcall_mapping_matches_dispatch() -> None:
     table_ops = {int(c.op): c.action for c in HOST_CALLS}
     op_names = {c.name: c.action for c in HOST_CALLS}
     assert {int(op): a for op, a in OP_ACTIONS.items()} == HOSTCALL_ACTIONS == table_ops
-    assert sorted(set(HOSTCALL_ACTIONS.values())) == ["fs.delete", "fs.list", "fs.read", "fs.write"]
-    assert op_names["fs::stat"] == "fs.read" and op_names["fs::mkdir"] == "fs.write"
+    assert sorted(set(HOSTCALL_ACTIONS.values())) == ["fs.append", "fs.delete", "fs.list", "fs.mkdir", "fs.read",
+                                                      "fs.write"]
+    assert op_names["fs::stat"] == "fs.read" and op_names["fs::mkdir"] == "fs.mkdir"
     assert len(op_names) == len(HOSTCALL_ACTIONS)
     assert set(HOSTCALL_ACTIONS.values()) <= set(ACTIONS)
     assert set(FS_ACTIONS) == set(HOSTCALL_ACTIONS.values())

@@ -54,7 +54,8 @@ expires = "2031-01-01T00:00:00+01:00"
     a, b = policy.rules
     assert a.line == 6 and b.line == 15
     assert a.who.ids == frozenset({"alice", DID}) and a.who.owner and not a.who.any
-    assert a.actions == frozenset({"exec", "fs.read", "fs.write", "fs.delete", "fs.list"})
+    assert a.actions == frozenset({"exec", "fs.read", "fs.write", "fs.append", "fs.mkdir", "fs.delete",
+                                   "fs.list"})
     assert a.limits == PolicyLimits(fuel=1000, timeout=2.5, memory=1048576)
     assert a.expires == 1893456000.0
     assert b.who.any and b.expires == 1924988400.0
@@ -133,9 +134,9 @@ def test_every_problem_is_reported_with_its_own_rule_line() -> None:
 
 
 def test_top_level_errors() -> None:
-    assert "missing 'version = 1'" in _err('[[rule]]\neffect="allow"\nwho="*"\nactions=["exec"]\n').problem
-    err = _err("version = 2\n")
-    assert err.line == 1 and "unsupported policy version 2" in err.problem
+    assert "missing 'version = 2'" in _err('[[rule]]\neffect="allow"\nwho="*"\nactions=["exec"]\n').problem
+    err = _err("version = 3\n")
+    assert err.line == 1 and "unsupported policy version 3 (expected 1 or 2)" in err.problem
     err = _err('version = 1\nextra = 1\n')
     assert err.line == 2 and "unknown top-level key 'extra'" in err.problem
     err = _err('version = 1\nrule = 5\n')

@@ -214,7 +214,8 @@ def test_envelopes_and_replies_are_not_capabilities() -> None:
         token = raw_token(BOB, typ=typ)
         err = expect("bad_token", token, ALICE)
         assert "typ" in err.message
-    expect("bad_token", raw_token(BOB, v=2), ALICE)
+    expect("bad_token", raw_token(BOB, v=3), ALICE)
+    expect("bad_token", raw_token(BOB, v=0), ALICE)
     expect("bad_token", raw_token(BOB, v=True), ALICE)
     expect("bad_token", raw_token(BOB, nbf=True), ALICE)
     expect("bad_token", raw_token(BOB, extra=1), ALICE)
@@ -358,3 +359,65 @@ def test_cli_inspect_garbage(tmp_path: Path) -> None:
     path.write_bytes(b"\xd2\x84junk")
     with pytest.raises(CapabilityError):
         cli("cap", "inspect", str(path))
+
+
+# ------------------------------------------------------ versions (fs.write split)
+
+
+def test_v1_token_fs_write_expands() -> None:
+    """A token made before fs.append/fs.mkdir existed keeps meaning what it meant."""
+    token = raw_token(BOB, grants=["fs.write:inbox/**", "fs.read:**"])
+    (link,) = decode_chain(token)
+    assert link.version == 1
+    chain = verify(token, ALICE)
+    assert chain.grants == ("fs.write:inbox/**", "fs.append:inbox/**", "fs.mkdir:inbox/**", "fs.read:**")
+    assert chain.allows("fs.append", "inbox/a.log") and chain.allows("fs.mkdir", "inbox/d")
+    assert not chain.allows("fs.append", "outbox/a.log")
+
+
+def test_new_tokens_are_v2_and_narrow() -> None:
+    token = root(["fs.write:inbox/**"])
+    (link,) = decode_chain(token)
+    assert link.version == 2 and _cose.decode1(token).payload["v"] == 2
+    chain = verify(token, ALICE)
+    assert chain.grants == ("fs.write:inbox/**",)
+    assert chain.allows("fs.write", "inbox/a.txt")
+    assert not chain.allows("fs.append", "inbox/a.txt") and not chain.allows("fs.mkdir", "inbox/d")
+
+
+def test_delegating_fs_append_from_a_v1_fs_write_parent_is_within() -> None:
+    parent = raw_token(BOB, grants=["fs.write:inbox/**"])
+    child = delegate(parent, ALICE, audience=CAROL.public_key, grants=["fs.append:inbox/carol.log"],
+                     now=NOW + 1)
+    links = decode_chain(child)
+    assert [link.version for link in links] == [1, 2]
+    chain = verify(child, CAROL)
+    assert chain.allows("fs.append", "inbox/carol.log") and not chain.allows("fs.write", "inbox/carol.log")
+    # the legacy expansion does not make a v1 token an inch wider than fs.write+append+mkdir
+    with pytest.raises(CapabilityError) as exc:
+        delegate(parent, ALICE, audience=CAROL.public_key, grants=["fs.delete:inbox/x"], now=NOW + 1)
+    assert kind_of(exc) == "widened"
+
+
+def test_v2_child_cannot_widen_to_mkdir_from_a_v2_fs_write_parent() -> None:
+    parent = root(["fs.write:inbox/**"])
+    for wider in ("fs.mkdir:inbox/d", "fs.append:inbox/a.log"):
+        with pytest.raises(CapabilityError) as exc:
+            delegate(parent, ALICE, audience=CAROL.public_key, grants=[wider], now=NOW + 1)
+        assert kind_of(exc) == "widened"
+    # nor by signing such a child by hand: the verifier refuses it
+    forged = _cose.sign1({
+        "v": 2, "typ": "peerbox/cap", "iss": ALICE.public_key, "aud": CAROL.public_key,
+        "sub": BOB.public_key, "grants": ["fs.mkdir:inbox/d"], "nbf": NOW, "exp": NOW + 3600,
+        "nonce": secrets.token_bytes(16), "prf": parent}, ALICE)
+    with pytest.raises(CapabilityError) as exc:
+        verify(forged, CAROL)
+    assert kind_of(exc) == "widened"
+
+
+def test_a_v1_token_still_counts_its_grants_as_written() -> None:
+    """64 legacy fs.write grants expand to 192 but the token is within the limit it was made under."""
+    grants = [f"fs.write:d{i}/**" for i in range(64)]
+    chain = verify(raw_token(BOB, grants=grants), ALICE)
+    assert len(chain.grants) == 192
+    expect("bad_token", raw_token(BOB, grants=[*grants, "exec"]), ALICE)
