@@ -287,7 +287,7 @@ def _rule(
         bad("effect", f"must be \"allow\" or \"deny\", got {effect!r}" if "effect" in raw else "missing")
     who = _who(raw.get("who"), "who" in raw, groups, lambda p: bad("who", p))
     actions = _actions(raw.get("actions"), "actions" in raw, lambda p: bad("actions", p))
-    if actions is not None and version == 1 and "fs.write" in actions:
+    if actions is not None and version == 1 and "fs.write" in actions and not actions >= set(LEGACY_WRITE):
         actions = actions | frozenset(LEGACY_WRITE)
         where = (ck.key_line("actions", start, end) if start is not None else None) or line
         ck.warnings.append(Problem(ck.file, where, (
