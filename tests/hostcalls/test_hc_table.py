@@ -137,3 +137,11 @@ def test_fingerprint_covers_the_table() -> None:
 
 def test_facade_names() -> None:
     assert hc.HOST_CALLS is HOST_CALLS and hc.Op is Op and hc.HostCall is HostCall
+
+
+def test_each_call_needs_the_action_that_says_what_it_does() -> None:
+    """fs.write is create-or-replace; appending and creating directories are actions of their own."""
+    assert {c.name: c.action for c in HOST_CALLS} == {
+        "fs::read": "fs.read", "fs::write": "fs.write", "fs::append": "fs.append", "fs::list": "fs.list",
+        "fs::exists": "fs.read", "fs::delete": "fs.delete", "fs::mkdir": "fs.mkdir", "fs::stat": "fs.read",
+        "fs::read_bytes": "fs.read", "fs::write_bytes": "fs.write"}
