@@ -18,12 +18,14 @@ trio or h2. The tree, in the order a request meets the rooms::
                                             CorruptDirectory)
             HistoryError, HistoryMismatch   a logic module's signed history
             LogicError                      the owner's logic tools
+            BadArguments                    arguments that do not match a published function
         CompileError                        3 (CompileLimitExceeded: over a compile budget)
         ScriptError                         4: a script failed and did not catch it
         LimitExceeded                       5: a run hit a resource limit
         LogicRefused                        a logic change that would not compile
         EnvelopeError                       signed CBOR refused (``kind`` names the rule)
         NonceStoreError                     the replay store cannot be used
+        RateStoreError                      the per-caller rate limits' store cannot be used
         CapabilityError                     a capability token refused
         PolicyError                         a policy file refused (file:line: problem)
         HostCallError, BudgetExceeded       a host call refused / the run's host-call budget
@@ -45,10 +47,12 @@ if TYPE_CHECKING:
     from peerbox.hostcalls import BudgetExceeded, HostCallError
     from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError,
                              FrameError, RemoteRejected, TransportError, VerificationError)
-    from peerbox.peer import (CorruptDirectory, CorruptPeer, DirectoryError, EntryExists, HistoryError,
-                              HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName, LogicError,
-                              LogicRefused, PeerError, PeerExists, PeerNotFound, RootNotFound, UnknownPeer)
+    from peerbox.peer import (BadArguments, CorruptDirectory, CorruptPeer, DirectoryError, EntryExists,
+                              HistoryError, HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName,
+                              LogicError, LogicRefused, PeerError, PeerExists, PeerNotFound, RootNotFound,
+                              UnknownPeer)
     from peerbox.policy import PolicyError
+    from peerbox.trust import RateStoreError
     from peerbox.wasm_guests.lang import CompileError, CompileLimitExceeded
     from peerbox.wire import (CapabilityError, EnvelopeError, IdentityError, InvalidDid, InvalidPublicKey,
                               NonceStoreError)
@@ -63,7 +67,8 @@ _EXPORTS = {
     "peerbox.peer": ("PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound",
                      "CorruptPeer", "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry",
                      "EntryExists", "CorruptDirectory", "HistoryError", "HistoryMismatch", "LogicError",
-                     "LogicRefused"),
+                     "LogicRefused", "BadArguments"),
+    "peerbox.trust": ("RateStoreError",),
     "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected", "ChannelError",
                     "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError"),
 }
@@ -76,7 +81,7 @@ __all__ = [
     "CompileError", "CompileLimitExceeded",
     "PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound", "CorruptPeer",
     "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists", "CorruptDirectory",
-    "HistoryError", "HistoryMismatch", "LogicError", "LogicRefused",
+    "HistoryError", "HistoryMismatch", "LogicError", "LogicRefused", "BadArguments", "RateStoreError",
     "ClientError", "TransportError", "VerificationError", "RemoteRejected",
     "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
 ]

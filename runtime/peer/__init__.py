@@ -4,10 +4,12 @@ In the order a peer is found and used::
 
     _peers       ``PeerStore``/``Peer``: ``peers/NAME`` (key, peer.toml, policy, storage paths)
     _directory   ``peers.toml``: where remote peers are reachable (name, did, URL)
+    _names       ``PeerNames``: who a did is here (local peers, then ``peers.toml``)
     _versions    what the history records: the installer's signed statement, the sealed entry
     _history     the signed, sealed version history of a peer's logic modules (on disk, verified)
     _logic       ``PeerLogic``: the owner's tools to list, set, remove, roll back, verify modules
     _context     ``PeerContext``/``Contexts``: compile and run as a peer (its storage, its imports)
+    _api         published functions (``export fn``): lookup, argument binding, the call stub
 
 Below: :mod:`peerbox.run`, :mod:`peerbox.wire`, :mod:`peerbox.policy`, :mod:`peerbox.hostcalls`.
 Above: :mod:`peerbox.trust`, which answers other peers' requests in a peer's context.
@@ -26,15 +28,18 @@ if TYPE_CHECKING:
                              UnknownPeer)
     from ._history import HistoryError, HistoryMismatch
     from ._versions import Version, make_statement, open_statement, sha256_hex
-    from ._logic import HEAD_KEY, LogicError, LogicRefused, PeerLogic
+    from ._logic import HEAD_KEY, LogicError, LogicRefused, ModuleListing, PeerLogic
     from ._context import Contexts, PeerContext
+    from ._api import CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published, published
+    from ._names import Known, NameResolution, PeerNames
 
 __all__ = ["BACKENDS", "DEFAULT_ROOT", "ENV_ROOT", "Peer", "PeerError", "PeerNotFound", "PeerStore",
            "InvalidPeerName", "PeerExists", "RootNotFound", "CorruptPeer", "InsecureKeyFile",
            "Directory", "Entry", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists",
            "CorruptDirectory", "HistoryError", "HistoryMismatch", "Version", "make_statement",
            "open_statement", "sha256_hex", "HEAD_KEY", "LogicError", "LogicRefused", "PeerLogic", "Contexts",
-           "PeerContext"]
+           "PeerContext", "ModuleListing", "PublishedFn", "BadArguments", "find_published", "published",
+           "bind_args", "call_source", "CALL_FILE", "PeerNames", "Known", "NameResolution"]
 
 __getattr__, __dir__ = attach(__name__, {
     "BACKENDS": "._peers",
@@ -68,4 +73,15 @@ __getattr__, __dir__ = attach(__name__, {
     "PeerLogic": "._logic",
     "Contexts": "._context",
     "PeerContext": "._context",
+    "ModuleListing": "._logic",
+    "PublishedFn": "._api",
+    "BadArguments": "._api",
+    "find_published": "._api",
+    "published": "._api",
+    "bind_args": "._api",
+    "call_source": "._api",
+    "CALL_FILE": "._api",
+    "PeerNames": "._names",
+    "Known": "._names",
+    "NameResolution": "._names",
 })

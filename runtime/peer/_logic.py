@@ -42,7 +42,7 @@ from ._versions import Version, make_statement
 from ..run import (LAYERS, MAX_MODULE_SIZE, MODULE_SUFFIX, LogicLayers, ModuleRef, read_module,
                    shared_logic_dir, split_module_name)
 from ..hostcalls import HOST_CALLS
-from ..wasm_guests.lang import CompileError, CompileLimits, ModuleSource, compile_to_wat, interface
+from ..wasm_guests.lang import CompileError, CompileLimits, Export, ModuleSource, compile_to_wat, interface
 from ..wire import CapabilityError, KeyPair, verify_chain
 from ._peers import Peer
 
@@ -81,6 +81,9 @@ class ModuleListing:
     ``active``: whether imports of its bare name reach it (False for a module
     a higher layer overrides); ``overrides``: the lower-layer modules it
     hides; ``functions`` its public functions with their parameters;
+    ``exports`` its ``export fn`` functions (with declared types and line);
+    ``publishes``: whether those are callable with ``peerbox/call`` (only
+    the peer's own layer publishes; see :mod:`._api`);
     ``error``: why it does not parse, if it does not.
     """
 
@@ -91,12 +94,17 @@ class ModuleListing:
     constants: tuple[str, ...]
     imports: tuple[str, ...]
     error: str | None = None
+    exports: tuple[Export, ...] = ()
+    publishes: bool = False
 
     def doc(self) -> dict[str, Any]:
         """As JSON (``peerbox logic list --json``, and a remote ``list``'s reply)."""
         return {"module": self.ref.name, "layer": self.ref.layer, "file": self.ref.file,
                 "active": self.active, "overrides": list(self.overrides),
                 "functions": [{"name": n, "params": list(ps)} for n, ps in self.functions],
+                "exports": [{"name": e.name, "params": list(e.params), "types": list(e.types), "line": e.line}
+                            for e in self.exports],
+                "publishes": self.publishes,
                 "constants": list(self.constants), "imports": list(self.imports), "error": self.error}
 
 
@@ -134,11 +142,13 @@ class PeerLogic:
                 face = interface(text, ref.file)
             except (CompileError, UsageError) as exc:
                 out.append(ModuleListing(ref=ref, active=active, overrides=lower if active else (),
-                                         functions=(), constants=(), imports=(), error=str(exc)))
+                                         functions=(), constants=(), imports=(), error=str(exc),
+                                         publishes=ref.layer == "peer"))
                 continue
             out.append(ModuleListing(ref=ref, active=active, overrides=lower if active else (),
                                      functions=face.functions, constants=face.constants,
-                                     imports=face.imports))
+                                     imports=face.imports, exports=face.exports,
+                                     publishes=ref.layer == "peer"))
         return out
 
     def find(self, module: str) -> ModuleSource:
