@@ -74,7 +74,8 @@ class PublishedFn:
 
     def signature(self) -> str:
         """As written, less the body: ``deliver(msg: string)``."""
-        params = ", ".join(p if t is None else f"{p}: {t}" for p, t in zip(self.params, self.types))
+        pairs = zip(self.params, self.types, strict=True)
+        params = ", ".join(p if t is None else f"{p}: {t}" for p, t in pairs)
         return f"{self.name}({params})"
 
 
@@ -195,7 +196,7 @@ def bind_args(fn: PublishedFn, args: Mapping[str, Any] | Sequence[Any] | None) -
             if key not in fn.params:
                 raise BadArguments(f"{fn.resource} has no parameter '{_shown(key)}' (it takes {names})")
         bound: dict[str, Any] = {}
-        for param, want in zip(fn.params, fn.types):
+        for param, want in zip(fn.params, fn.types, strict=True):
             if param not in args:
                 raise BadArguments(f"{fn.resource}: missing argument '{param}'")
             bound[param] = _check_type(fn, param, want, args[param])
@@ -205,10 +206,11 @@ def bind_args(fn: PublishedFn, args: Mapping[str, Any] | Sequence[Any] | None) -
                            f"not {_type_name(args)}")
     if len(args) != len(fn.params):
         n = len(fn.params)
-        takes = f"takes {n} argument{'' if n == 1 else 's'} ({', '.join(fn.params)})" if n else "takes no arguments"
+        takes = (f"takes {n} argument{'' if n == 1 else 's'} ({', '.join(fn.params)})" if n
+                 else "takes no arguments")
         raise BadArguments(f"{fn.resource} {takes}, got {len(args)}")
     return {param: _check_type(fn, param, want, value)
-            for param, want, value in zip(fn.params, fn.types, args)}
+            for param, want, value in zip(fn.params, fn.types, args, strict=True)}
 
 
 def call_source(fn: PublishedFn) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import peerbox
-from peerbox.peer._api import CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published, published
+from peerbox.peer._api import (CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published,
+                               published)
 from peerbox.run import LogicLayers
 
 INBOX = """// peers/bob/logic/inbox.rhai
@@ -42,7 +43,8 @@ def layers(tmp_path: Path) -> LogicLayers:
     (peer / "mail" / "box.rhai").write_text("export fn put(a, b) { a + b }\n")
     (peer / "broken.rhai").write_text("export fn ok() { 1 }\nfn (\n")
     (shared / "tools.rhai").write_text("export fn shared_fn() { 1 }\n")
-    (peer / "reexport.rhai").write_text('import "shared:tools" as t;\nexport fn shared_fn() { t::shared_fn() }\n')
+    (peer / "reexport.rhai").write_text('import "shared:tools" as t;\n'
+                                        'export fn shared_fn() { t::shared_fn() }\n')
     return LogicLayers(peer=peer, shared=shared).with_overlay("builtin", "extra", "export fn b() { 1 }\n")
 
 
@@ -110,7 +112,8 @@ def test_bind_args_by_name_and_by_position(layers: LogicLayers) -> None:
     ("inbox::deliver", {"msg": 7}, "inbox::deliver: argument 'msg' must be string, got i64"),
     ("inbox::deliver", ["x" * 10], None),
     ("inbox::deliver", [b"secret"], "inbox::deliver: argument 'msg' must be string, got blob"),
-    ("inbox::deliver", "hi", "inbox::deliver: arguments must be a map by name or an array by position, not string"),
+    ("inbox::deliver", "hi",
+     "inbox::deliver: arguments must be a map by name or an array by position, not string"),
     ("inbox::deliver", {1: "hi"}, "inbox::deliver: argument names must be strings, got i64"),
     ("inbox::deliver", {"b" * 100: 1}, "inbox::deliver has no parameter '" + "b" * 64 + "…' (it takes msg)"),
 ])

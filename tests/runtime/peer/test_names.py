@@ -74,8 +74,8 @@ def test_local_wins_over_a_conflicting_directory_entry(store: PeerStore, names: 
     assert names.of_did(impostor.did) == Known(impostor.did, None, "none")
     res = names.resolve("bob")
     assert (res.did, res.source) == (bob.did, "conflict")
-    assert res.note == (f'"bob" is the local peer bob ({bob.did}) and peers.toml names {impostor.did} for it: '
-                        "only the local peer matches")
+    assert res.note == (f'"bob" is the local peer bob ({bob.did}) and peers.toml names {impostor.did} '
+                        "for it: only the local peer matches")
 
 
 def test_a_conflicting_entry_does_not_hide_the_dids_next_name(store: PeerStore, names: PeerNames) -> None:
