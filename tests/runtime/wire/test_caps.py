@@ -421,3 +421,11 @@ def test_a_v1_token_still_counts_its_grants_as_written() -> None:
     chain = verify(raw_token(BOB, grants=grants), ALICE)
     assert len(chain.grants) == 192
     expect("bad_token", raw_token(BOB, grants=[*grants, "exec"]), ALICE)
+
+
+def test_a_capability_may_grant_a_call_of_one_published_function() -> None:
+    chain = verify(root(["call:inbox::deliver", "fs.append:inbox/carol.log"]), ALICE)
+    assert chain.allows("call", "inbox::deliver") and not chain.allows("call", "inbox::purge")
+    assert chain.allows("fs.append", "inbox/carol.log") and not chain.allows("fs.write", "inbox/carol.log")
+    with pytest.raises(CapabilityError):
+        root(["call"])  # a call grant names its functions
