@@ -18,6 +18,7 @@ import pytest
 import peerbox
 from peerbox.peer._api import (CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published,
                                published)
+from peerbox.peer import PeerLogic, PeerStore
 from peerbox.run import LogicLayers
 
 INBOX = """// peers/bob/logic/inbox.rhai
@@ -185,3 +186,20 @@ def test_interface_cache_sees_a_changed_module(tmp_path: Path, layers: LogicLaye
     assert fn_of(layers, "inbox::later").types == ("map",)
     (tmp_path / "peer" / "inbox.rhai").write_text("fn deliver(msg) { msg }\n")
     assert find_published(layers, "inbox", "deliver") is None
+
+
+def test_logic_list_shows_exports_and_which_layer_publishes(tmp_path: Path) -> None:
+    store = PeerStore(tmp_path / "root")
+    bob = store.init("bob")
+    (bob.paths.logic / "inbox.rhai").write_text(INBOX)
+    (store.root / "logic").mkdir()
+    (store.root / "logic" / "tools.rhai").write_text("export fn t(x: i64) { x }\n")
+    docs = {m.ref.file: m.doc() for m in PeerLogic(bob).list()}
+    mine = docs["peer:inbox"]
+    assert mine["publishes"] is True
+    assert mine["exports"][0] == {"name": "deliver", "params": ["msg"], "types": ["string"], "line": 4}
+    assert [e["name"] for e in mine["exports"]] == ["deliver", "stats", "scale"]
+    shared = docs["shared:tools"]
+    assert shared["publishes"] is False and shared["exports"] == [
+        {"name": "t", "params": ["x"], "types": ["i64"], "line": 1}]
+    assert docs["builtin:inbox"]["publishes"] is False
