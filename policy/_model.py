@@ -152,7 +152,8 @@ class RuleRef:
 class Request:
     """What is asked: ``caller_did`` (authenticated), ``caller_name`` (its local peer name, if
     it has one under the root), ``action``, ``resource`` (canonical relative path for ``fs.*``
-    — ``""`` is the storage root — or module name for ``module.import``; None for ``exec``),
+    — ``""`` is the storage root — module name for ``module.import`` and ``logic.*``,
+    ``MODULE::FUNCTION`` for ``call``; None for ``exec``),
     ``owner_did`` (the peer whose policy this is) and ``now`` (Unix seconds; None: the clock).
 
     Not frozen, for a cheap constructor (a request is built per host call); treat it as
