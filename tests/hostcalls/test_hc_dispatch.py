@@ -297,7 +297,7 @@ def test_authorize_sees_every_call_with_its_action_and_canonical_path(tmp_path: 
         d.call(Op.WRITE, ["private/x", "no"])
     assert info.value.kind == "denied"
     assert not (tmp_path / "files" / "private").exists()
-    assert seen == [("fs.write", "inbox"), ("fs.write", "inbox/a.txt"), ("fs.read", "inbox/a.txt"),
+    assert seen == [("fs.mkdir", "inbox"), ("fs.write", "inbox/a.txt"), ("fs.read", "inbox/a.txt"),
                     ("fs.list", ""), ("fs.write", "private/x")]
-    assert set(hc.OP_ACTIONS.values()) == {"fs.read", "fs.write", "fs.delete", "fs.list"}
+    assert set(hc.OP_ACTIONS.values()) == {"fs.read", "fs.write", "fs.append", "fs.mkdir", "fs.delete", "fs.list"}
     backend.close()

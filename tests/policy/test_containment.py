@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from peerbox.policy import (
-    CONTAINMENT_WORK, Grant, PolicyError, WorkBudget, compile_grants, grants_within, loads,
+    CONTAINMENT_WORK, FS_ACTIONS, Grant, PolicyError, WorkBudget, compile_grants, grants_within, loads,
     parse_capability_grant, parse_grant, pattern_within,
 )
 from peerbox.policy import Request as PolicyRequest
@@ -80,7 +80,7 @@ def test_grants_within_actions_and_wildcards() -> None:
     assert grants_within([Grant("exec")], [Grant("fs.read", "**")]) == Grant("exec")
     assert grants_within([Grant("fs.read", "a/**")], [Grant("fs.*", "**")]) is None
     assert grants_within([Grant("fs.*", "a/**")], [Grant("fs.read", "**")]) == Grant("fs.*", "a/**")
-    parents = [Grant(a, "**") for a in ("fs.read", "fs.write", "fs.delete", "fs.list")]
+    parents = [Grant(a, "**") for a in FS_ACTIONS]
     assert grants_within([Grant("fs.*", "a/**")], parents) is None
     assert grants_within([Grant("fs.read", "x")], [Grant("fs.read")]) is None   # no pattern: all
     assert grants_within([Grant("fs.read")], [Grant("fs.read", "**")]) == Grant("fs.read")

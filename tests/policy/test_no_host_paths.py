@@ -96,7 +96,7 @@ def test_signed_denials_name_no_host_path(world: World) -> None:
     reply = world.send("1")
     assert reply.denied and reply.error["rule"] == "policy.toml:8"
     assert str(world.root) not in str(reply.error)
-    (world.root / "peers" / "bob" / "policy.toml").write_text("version = 2\n")
+    (world.root / "peers" / "bob" / "policy.toml").write_text("version = 3\n")
     reply = world.send("1")
     assert reply.denied and "policy.toml:1" in reply.error["message"]
     assert str(world.root) not in str(reply.error)

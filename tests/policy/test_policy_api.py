@@ -11,6 +11,7 @@ EXPECTED = {
     "NOTHING_ALLOWED", "MAX_POLICY_BYTES", "glob_problem", "is_canonical", "parse_capability_grant",
     "CAPABILITY_ACTIONS", "pattern_within", "grants_within", "WorkBudget", "CONTAINMENT_WORK", "NORMAL_FORM",
     "loads_bounded", "TomlTooComplex",
+    "RateLimit", "LEGACY_WRITE", "POLICY_VERSIONS", "expand_legacy",
     # did:key without crypto (peerbox.wire's identity module builds on these)
     "DidSyntaxError", "key_bytes_from_did", "did_from_key_bytes", "did_error", "b58encode", "b58decode",
     "DID_KEY_PREFIX", "ED25519_PUB_MULTICODEC", "PUBLIC_KEY_SIZE", "MAX_DID_LENGTH",

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peerbox.wire import KeyPair
-from peerbox.policy import ACTIONS, Grant, Request, loads
+from peerbox.policy import ACTIONS, FS_ACTIONS, Grant, Request, loads
 
 DIDS = [KeyPair.from_seed(bytes([i]) * 32).did for i in range(1, 5)]
 OWNER = DIDS[0]
@@ -19,7 +19,7 @@ NAMES = ["alice", "bob", "carol"]
 GROUPS = {"g1": ["alice", DIDS[2]], "g2": [DIDS[3], "bob"]}
 SEGS = ["a", "b", "x.txt", ".h"]
 PAT_SEGS = ["a", "b", "*", "a*", "*.txt", "?", "**", "**", "x.txt"]
-ALIASES = {"*": [a for a in ACTIONS if not a.startswith("logic.")], "fs.*": ["fs.read", "fs.write", "fs.delete", "fs.list"],
+ALIASES = {"*": [a for a in ACTIONS if not a.startswith("logic.")], "fs.*": list(FS_ACTIONS),
            "logic.*": ["logic.read", "logic.write"]}
 
 
@@ -101,7 +101,7 @@ grant_st = st.lists(st.builds(Grant, st.sampled_from(["fs.read", "fs.write", "fs
 def to_toml(rules: list[dict[str, Any]]) -> str:
     def q(x: str) -> str:
         return '"' + x + '"'
-    out = ["version = 1", "[groups]"] + [f"{k} = [{', '.join(q(m) for m in v)}]" for k, v in GROUPS.items()]
+    out = ["version = 2", "[groups]"] + [f"{k} = [{', '.join(q(m) for m in v)}]" for k, v in GROUPS.items()]
     for r in rules:
         out += ["[[rule]]", f"effect = {q(r['effect'])}", f"who = [{', '.join(map(q, r['who']))}]",
                 f"actions = [{', '.join(map(q, r['actions']))}]"]

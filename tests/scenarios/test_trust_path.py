@@ -146,9 +146,9 @@ def test_a_broken_policy_refuses_everything_and_says_why(world: World) -> None:
 def test_capabilities_grant_what_they_name_and_die_when_revoked(world: World) -> None:
     bob, alice, carol = (world.store.get(n) for n in ("bob", "alice", "carol"))
     cap = grant(world.key("bob"), audience=alice.public_key, subject=bob.public_key,
-                grants=["exec", "fs.write:shared/**", "fs.read:shared/**"], now=world.now, ttl=3600)
+                grants=["exec", "fs.write:shared/**", "fs.mkdir:shared/**", "fs.read:shared/**"], now=world.now, ttl=3600)
     sub = delegate(cap, world.key("alice"), audience=carol.public_key,
-                   grants=["exec", "fs.write:shared/carol/**"], now=world.now, ttl=600)
+                   grants=["exec", "fs.write:shared/carol/**", "fs.mkdir:shared/carol/**"], now=world.now, ttl=600)
     script = 'fs::mkdir("shared/carol"); fs::write("shared/carol/n.txt", "hi"); "done"'
     (handled, reply), _ = world.send(script, sender="carol", caps=(sub,))
     assert handled.outcome == "ok" and reply.value == "done"
