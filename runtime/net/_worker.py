@@ -40,7 +40,12 @@ Runs use a :class:`~peerbox.net._runpool.RunPool` (threads with a large native
 stack, which ``trio.to_thread`` cannot guarantee: see :mod:`peerbox.net._runpool`)
 of ``max_runs + owner_reserve + check_threads`` threads: at most the first
 two run scripts at once (the slots), so ``check_threads`` are always left for
-checks, which never wait behind scripts.
+checks. The pool wakes as few of them as keep its queue moving (one, while
+jobs are short: each thread awake at once costs GIL hand-offs), and another
+when no job has started for :data:`~peerbox.net._runpool.STALL` (10 ms): a
+check waits at most about that long behind long scripts. Answers go back to
+the loop in batches: one ``run_sync_soon`` for every answer finished before
+the loop could take the previous ones.
 
 Isolated mode (:func:`~peerbox.net._isolated.run_isolated`): one child process per peer
 (:mod:`peerbox.net._child`), supervised (restarted with backoff), behind a router
@@ -51,6 +56,7 @@ statuses and bytes.
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import sys
@@ -130,14 +136,19 @@ class Worker(Endpoints):
     left for checking requests. ``for_router``: this worker is an
     isolated-mode child answering its router, and names each denied action
     in a header (:data:`~peerbox.net._endpoints.DENIED_ACTION`) for the
-    router's metrics.
+    router's metrics. ``cpu`` (an index among the CPUs the process may use,
+    modulo their number; None: no binding) binds the pool threads and the
+    calling thread, which must be the one that runs the event loop, to one CPU
+    (see :mod:`peerbox.net._runpool`): one process of ``serve --workers N``
+    passes its index.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None, peers: list[str] | None = None, *,
                  max_runs: int | None = None, per_peer: int | None = None, per_caller: int | None = None,
                  queue: int | None = None, per_caller_queue: int | None = None, owner_reserve: int = 1,
                  check_threads: int | None = None, clock: Callable[[], float] = time.time,
-                 stack_size: int = RUN_STACK_SIZE, for_router: bool = False) -> None:
+                 stack_size: int = RUN_STACK_SIZE, for_router: bool = False,
+                 cpu: int | None = None) -> None:
         super().__init__([])
         self.for_router = for_router
         self.contexts = Contexts(root)
@@ -170,8 +181,12 @@ class Worker(Endpoints):
         self._parked: dict[Ticket, _Call] = {}
         self._checking = 0  # requests queued to the pool and not yet checked
         self._calls = 0     # requests handed to the pool and not yet answered (loop only)
+        #: answers handed back by the pool threads, not yet delivered on the loop (see ``_answer``)
+        self._done: collections.deque[_Call] = collections.deque()
+        self._done_token: trio.lowlevel.TrioToken | None = None
+        self._done_lock = threading.Lock()
         checks = max(1, check_threads if check_threads is not None else max(2, runs))
-        self.pool: RunPool | None = RunPool(runs + reserve + checks, stack_size=stack_size)
+        self.pool: RunPool | None = RunPool(runs + reserve + checks, stack_size=stack_size, cpu=cpu)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -341,13 +356,43 @@ class Worker(Endpoints):
             call = started[0] if started else None
 
     def _answer(self, call: _Call) -> None:
-        """Hand ``call`` back to the event loop (a no-op once the trio run has ended)."""
+        """Hand ``call`` back to the event loop (a no-op once the trio run has ended).
+
+        Answers are batched: the first answer put in an empty batch asks the
+        loop to deliver the batch (``run_sync_soon``: a lock and a write to
+        trio's wake-up socket); answers finished before the loop gets to it
+        join that batch at the cost of an append. An answer for another trio
+        run than the batch's (a worker reused across runs) goes on its own.
+        """
+        token = call.token
+        first = False
+        with self._done_lock:
+            done: collections.deque[_Call] | None = self._done
+            if done and self._done_token is not token:
+                done = None
+            else:
+                first = not self._done
+                self._done.append(call)
+                self._done_token = token
         try:
-            call.token.run_sync_soon(self._delivered, call)
-        except trio.RunFinishedError:
-            pass
+            if done is None:
+                token.run_sync_soon(self._delivered, call)
+            elif first:
+                token.run_sync_soon(self._deliver_batch)
+        except trio.RunFinishedError:  # nobody waits any more: forget the batch
+            with self._done_lock:
+                if self._done_token is token:
+                    self._done.clear()
 
     # -- back on the loop ------------------------------------------------------------------
+
+    def _deliver_batch(self) -> None:
+        """Deliver every answer handed back since the batch was scheduled (see :meth:`_answer`)."""
+        with self._done_lock:
+            calls = list(self._done)
+            self._done.clear()
+        for call in calls:
+            self._delivered(call)
 
     def _delivered(self, call: _Call) -> None:
         """Count ``call``'s answer and make its HTTP response (whether or not a task still waits for

@@ -443,7 +443,9 @@ async def test_replays_under_load_never_take_a_run_slot_nor_a_waiting_callers_pl
                 burst.start_soon(replay)
         assert order == []  # the burst was answered while the loop still ran
     assert replays == [409] * 30
-    assert order == ["loop", "waiting"]
+    # the waiting request ran once the loop's slot was free (it was queued throughout the burst: see
+    # replay()); the two answers may reach the loop in one batch, and tasks woken together run in any order
+    assert sorted(order) == ["loop", "waiting"]
     m = metrics((await w.app(get("/metrics"))).body.decode())
     assert m['peerbox_rejections_total{kind="replay"}'] == 30
     assert w.idle
