@@ -9,6 +9,8 @@ checked, in the order they are::
     _cose          COSE_Sign1: sign, decode, the bounded pre-scan of unverified bytes
     _envelope      request and reply envelopes (``peerbox/exec``, ``peerbox/reply``): make,
                    open, verify; ``check_delivery`` (target, time window, then the nonce)
+    _call          the ``peerbox/call`` envelope: a published function, its arguments (``params``)
+    _revoke        the ``peerbox/revoke`` envelope: a capability token a worker must refuse from now on
     _nonces        the replay store: a nonce is checked (and spent) in ``check_delivery``
     _caps          capability tokens: grant, delegate, verify a chain; the revocation list
 
@@ -30,7 +32,12 @@ if TYPE_CHECKING:
     from ._cose import Sign1, decode1, sign1
     from ._envelope import (Request, Reply, TYP_REQUEST, TYP_REPLY, VERSION, make_request, open_request,
         verify_request, make_reply, make_denial, open_reply, verify_reply, check_delivery, preauthenticate,
-        bad_field, require_field, check_public_key, check_typ_version, parse_addressing, check_signer)
+        bad_field, require_field, check_public_key, check_typ_version, parse_addressing, check_signer,
+        parse_limits)
+    from ._call import (CallRequest, TYP_CALL, MAX_CALL_REQUEST, make_call_request, open_call_request,
+        verify_call_request)
+    from ._revoke import (RevokeRequest, TYP_REVOKE, MAX_REVOKE_REQUEST, make_revoke_request,
+        open_revoke_request, verify_revoke_request)
     from ._nonces import NonceStore, NonceStoreError
     from ._caps import (CapabilityError, Chain, Link, REVOCATION_FILE, RevocationList, decode_chain, delegate,
         grant, token_id, verify_chain)
@@ -41,7 +48,9 @@ __all__ = ["IdentityError", "InvalidDid", "InvalidPublicKey", "KeyPair", "PUBLIC
            "TYP_REQUEST", "TYP_REPLY", "VERSION", "make_request", "open_request", "verify_request",
            "make_reply", "make_denial", "open_reply", "verify_reply", "check_delivery", "preauthenticate",
            "bad_field", "require_field", "check_public_key", "check_typ_version", "parse_addressing",
-           "check_signer", "NonceStore", "NonceStoreError", "CapabilityError", "Chain", "Link",
+           "check_signer", "parse_limits", "CallRequest", "TYP_CALL", "MAX_CALL_REQUEST", "make_call_request",
+           "open_call_request", "verify_call_request", "RevokeRequest", "TYP_REVOKE", "MAX_REVOKE_REQUEST",
+           "make_revoke_request", "open_revoke_request", "verify_revoke_request", "NonceStore", "NonceStoreError", "CapabilityError", "Chain", "Link",
            "REVOCATION_FILE", "RevocationList", "decode_chain", "delegate", "grant", "token_id",
            "verify_chain"]
 
@@ -81,6 +90,19 @@ __getattr__, __dir__ = attach(__name__, {
     "check_typ_version": "._envelope",
     "parse_addressing": "._envelope",
     "check_signer": "._envelope",
+    "parse_limits": "._envelope",
+    "CallRequest": "._call",
+    "TYP_CALL": "._call",
+    "MAX_CALL_REQUEST": "._call",
+    "make_call_request": "._call",
+    "open_call_request": "._call",
+    "verify_call_request": "._call",
+    "RevokeRequest": "._revoke",
+    "TYP_REVOKE": "._revoke",
+    "MAX_REVOKE_REQUEST": "._revoke",
+    "make_revoke_request": "._revoke",
+    "open_revoke_request": "._revoke",
+    "verify_revoke_request": "._revoke",
     "NonceStore": "._nonces",
     "NonceStoreError": "._nonces",
     "CapabilityError": "._caps",
