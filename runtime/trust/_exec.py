@@ -310,7 +310,7 @@ class ExecHandler:
         usage = _usage(res.fuel_used, start, res.peak_memory)
         try:
             body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=True,
-                              value=res.value, log=res.log, usage=usage.as_map())
+                              value=res.value, log=res.log, usage=usage.as_map(), check=False)
         except EnvelopeError as exc:  # a value the reply cannot carry (e.g. a NaN key): say so, signed
             return self._failed(req, now, Outcome.SCRIPT_ERROR,
                                 {"kind": "invalid_argument", "message": f"the result cannot be sent: {exc}"},
