@@ -28,7 +28,8 @@ And the calling side::
     _h2client    ``Transport``, ``H2Transport``: HTTP/2 over trio, one multiplexed connection per origin
     _h2clientconn  one client HTTP/2 connection: reader, writer, deadline timer; a call parks its task
                  and the reader wakes it
-    _client      ``Client``/``AsyncClient``: sign, send through a transport, verify the reply
+    _client      ``Client``/``AsyncClient``: sign (exec, call, logic, revoke), send through a transport,
+                 verify the reply (200, 403 and 429 carry one)
 
 Below: :mod:`peerbox.trust` (what a request may do), :mod:`peerbox.peer`, :mod:`peerbox.wire`.
 Above: :mod:`peerbox.cli` (``peerbox serve``, ``send``, ``logic push``).

@@ -25,6 +25,19 @@ What is not a verified reply raises a
 without a readable body), ``VerificationError`` (a reply that does not
 verify) or ``RemoteRejected`` (the worker refused the envelope before
 running anything: ``{error: {kind, message}}``, e.g. 409 ``replay``).
+
+``call`` invokes a function the target publishes (``export fn`` in its own
+module; a ``peerbox/call`` envelope to ``<url>/v1/call``), which runs with the
+target owner's rights::
+
+    reply = await client.call("bob", "inbox::deliver", msg="hi")     # by name
+    reply = await client.call("bob", "inbox::deliver", "hi")         # by position
+
+and ``revoke`` tells a target's worker to refuse a capability token
+(``peerbox/revoke`` to ``<url>/v1/revoke``). Their answers are checked as
+exec's are; a 429 (rate limited) carries a signed reply too, returned like a
+denial (``reply.error["kind"] == "rate_limited"``). A directory entry without
+a URL (a peer known only as a caller) cannot be sent to: :class:`UnknownPeer`.
 """
 
 from __future__ import annotations
@@ -39,14 +52,19 @@ import cbor2
 import trio
 
 from .._errors import UsageError, map_exceptions
-from ..peer import Directory, Entry
+from ..peer import Directory, Entry, UnknownPeer
 from ..trust import make_logic_request
-from ..wire import EnvelopeError, KeyPair, Reply, make_request, verify_reply
+from ..wire import (EnvelopeError, KeyPair, Reply, make_call_request, make_request, make_revoke_request,
+                    verify_reply)
 from ._client_errors import ClientError, RemoteRejected, TransportError, VerificationError
-from ._h2client import LOGIC_PATH, MAX_REPLY, H2Transport, Transport
+from ._h2client import CALL_PATH, LOGIC_PATH, MAX_REPLY, REVOKE_PATH, H2Transport, Transport
 from ._io_errors import CLIENT_CLOSED_ERRORS
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncClient", "Client", "SIGNED_STATUSES"]
+
+#: The HTTP statuses whose body is a reply signed by the target: an answer (200), a denial (403),
+#: a rate limit (429). Any other status carries at most the worker's unsigned ``{error}``.
+SIGNED_STATUSES = (200, 403, 429)
 
 
 def _limits_map(limits: Any) -> dict[str, int | float] | None:
@@ -59,6 +77,37 @@ def _limits_map(limits: Any) -> dict[str, int | float] | None:
         if value is not None:
             out[name] = value
     return out
+
+
+def _call_params(function: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 params: Mapping[str, Any] | Iterable[Any] | None) -> dict[str, Any] | list[Any] | None:
+    """The arguments of :meth:`AsyncClient.call` as the envelope's ``params``: by name, by position
+    or none. Raises :class:`UsageError` when more than one way is used."""
+    given = [what for what, value in (("positional arguments", args), ("keyword arguments", kwargs),
+                                      ("params=", params)) if value]
+    if len(given) > 1:
+        raise UsageError(f"call {function} with arguments by position or by name, not both "
+                         f"({' and '.join(given)})")
+    if args:
+        return list(args)
+    if kwargs:
+        return dict(kwargs)
+    if params is None:
+        return None
+    if isinstance(params, Mapping):
+        return dict(params)
+    if isinstance(params, (str, bytes, bytearray)):
+        raise UsageError("params= is a mapping (arguments by name) or a list (by position)")
+    return list(params)
+
+
+def _split_function(function: object) -> tuple[str, str]:
+    """``"inbox::deliver"`` -> ``("inbox", "deliver")``; raises :class:`UsageError` without ``::``."""
+    if not isinstance(function, str) or "::" not in function:
+        raise UsageError("a function to call is MODULE::FUNCTION (e.g. inbox::deliver), "
+                         f"got {function!r:.80}")
+    module, _, name = function.rpartition("::")
+    return module, name
 
 
 def _rejection(url: str, status: int, body: bytes) -> ClientError:
@@ -115,8 +164,20 @@ class AsyncClient:
             await self.transport.aclose()
 
     def resolve(self, target: str | Entry) -> Entry:
-        """The directory entry of ``target`` (a name, a ``did:key`` or an :class:`Entry`)."""
-        return target if isinstance(target, Entry) else self.directory.resolve(target)
+        """The directory entry of ``target`` (a name, a ``did:key`` or an :class:`Entry`).
+
+        Raises the directory's errors for an unknown target, and
+        :class:`UnknownPeer` for an entry without a URL (a peer known only as a
+        caller: nothing can be sent to it).
+        """
+        return self._where(target)[0]
+
+    def _where(self, target: str | Entry) -> tuple[Entry, str]:
+        """:meth:`resolve`, with the URL to send to."""
+        entry = target if isinstance(target, Entry) else self.directory.resolve(target)
+        if entry.url is None:
+            raise UnknownPeer(f"{entry.name} has no URL in peers.toml: it is known as a caller only")
+        return entry, entry.url
 
     async def exec(self, target: str | Entry, script: str, params: Mapping[str, Any] | None = None,
                    caps: Iterable[bytes] = (), limits: Any = None, timeout: float = 30.0) -> Reply:
@@ -132,10 +193,53 @@ class AsyncClient:
         and :class:`~peerbox.wire._cbor_strict.EnvelopeError` (exit 2) for params
         a request cannot carry.
         """
-        entry = self.resolve(target)
+        entry, url = self._where(target)
         envelope = make_request(self.identity, target=entry.public_key, script=script, params=params,
                                 caps=caps, limits=_limits_map(limits), now=int(time.time()), ttl=self.ttl)
-        status, _content_type, body = await self.transport.exec(entry.url, envelope, timeout)
+        status, _content_type, body = await self.transport.exec(url, envelope, timeout)
+        return self.check(entry, envelope, status, body)
+
+    async def call(self, target: str | Entry, function: str, /, *args: Any,
+                   params: Mapping[str, Any] | Iterable[Any] | None = None, caps: Iterable[bytes] = (),
+                   limits: Any = None, timeout: float = 30.0, **kwargs: Any) -> Reply:
+        """Call ``target``'s published ``function`` (``"MODULE::FUNCTION"``); return its verified reply.
+
+        The arguments go by position (``*args``) or by name (``**kwargs``), not
+        both; ``params=`` (a mapping or a list) passes them for names that
+        collide with this method's own (``caps``, ``limits``, ``timeout``,
+        ``params``). The function runs with the target owner's rights, if the
+        target's policy (or one of ``caps``) lets this identity ``call`` it.
+        A refusal, a script error, ``bad_arguments``, ``no_such_function`` or
+        ``rate_limited`` is a returned reply (``reply.ok`` false). Raises
+        :class:`UsageError` for a ``function`` without ``::`` or arguments
+        given two ways, :class:`~peerbox.wire._cbor_strict.EnvelopeError`
+        (exit 2) for a module or function name or arguments a call cannot
+        carry, and what :meth:`exec` raises.
+        """
+        module, name = _split_function(function)
+        payload = _call_params(function, args, kwargs, params)
+        entry, url = self._where(target)
+        envelope = make_call_request(self.identity, target=entry.public_key, module=module, function=name,
+                                     params=payload, caps=caps, limits=_limits_map(limits),
+                                     now=int(time.time()), ttl=self.ttl)
+        status, _content_type, body = await self.transport.exec(url, envelope, timeout, path=CALL_PATH)
+        return self.check(entry, envelope, status, body)
+
+    async def revoke(self, target: str | Entry, token: bytes, timeout: float = 30.0) -> Reply:
+        """Tell ``target``'s worker to refuse the capability ``token`` (and what was delegated from it).
+
+        The worker accepts it from an issuer of a link of the token's chain, or
+        from the target itself, for a token about the target. Returns the
+        verified reply: ``ok`` with ``value`` ``{revoked: id hex, already:
+        bool}``, else ``error.kind`` ``bad_token``, ``wrong_subject`` or
+        ``denied``. Raises what :meth:`exec` raises, and
+        :class:`~peerbox.wire._cbor_strict.EnvelopeError` for a token a
+        revocation cannot carry (empty, over 64 KiB).
+        """
+        entry, url = self._where(target)
+        envelope = make_revoke_request(self.identity, target=entry.public_key, token=token,
+                                       now=int(time.time()), ttl=self.ttl)
+        status, _content_type, body = await self.transport.exec(url, envelope, timeout, path=REVOKE_PATH)
         return self.check(entry, envelope, status, body)
 
     async def push_logic(self, target: str | Entry, module: str, source: str, caps: Iterable[bytes] = (),
@@ -156,23 +260,30 @@ class AsyncClient:
                     caps: Iterable[bytes] = (), timeout: float = 30.0) -> Reply:
         """Any ``peerbox/logic`` request (``op``: set, remove, list, show, history; see
         :mod:`peerbox.trust._logic_push` for what each carries and returns). Raises as :meth:`push_logic`."""
-        entry = self.resolve(target)
+        entry, url = self._where(target)
         envelope = make_logic_request(self.identity, target=entry.public_key, module=module, source=source,
                                       op=op, caps=caps, now=int(time.time()), ttl=self.ttl)
-        status, _content_type, body = await self.transport.exec(entry.url, envelope, timeout, path=LOGIC_PATH)
+        status, _content_type, body = await self.transport.exec(url, envelope, timeout, path=LOGIC_PATH)
         return self.check(entry, envelope, status, body)
 
     def check(self, entry: Entry, envelope: bytes, status: int, body: bytes) -> Reply:
-        """Turn an answer into a verified :class:`Reply`, or raise the matching :class:`ClientError`."""
-        if status in (200, 403):
+        """Turn an answer into a verified :class:`Reply`, or raise the matching :class:`ClientError`.
+
+        A 200, 403 or 429 (:data:`SIGNED_STATUSES`) must carry a reply signed
+        by ``entry`` to exactly ``envelope``, else :class:`VerificationError`;
+        any other status is :class:`RemoteRejected` (the worker's ``{error}``)
+        or :class:`TransportError`.
+        """
+        where = entry.url or entry.name
+        if status in SIGNED_STATUSES:
             try:
                 return verify_reply(body, target=entry.public_key, request_bytes=envelope,
                                     max_size=MAX_REPLY)
             except EnvelopeError as exc:
                 raise VerificationError(
-                    f"the reply from {entry.name} ({entry.url}) does not verify: {exc}", kind=exc.kind
+                    f"the reply from {entry.name} ({where}) does not verify: {exc}", kind=exc.kind
                 ) from exc
-        raise _rejection(entry.url, status, body)
+        raise _rejection(where, status, body)
 
 
 class Client:
@@ -223,6 +334,28 @@ class Client:
 
         async def call() -> Reply:
             return await self._async.exec(target, script, params, caps, limits, timeout)
+
+        return self._call(call)
+
+    def call(self, target: str | Entry, function: str, /, *args: Any,
+             params: Mapping[str, Any] | Iterable[Any] | None = None, caps: Iterable[bytes] = (),
+             limits: Any = None, timeout: float = 30.0, **kwargs: Any) -> Reply:
+        """:meth:`AsyncClient.call`, blocking; thread-safe."""
+        module, name = _split_function(function)
+        payload = _call_params(function, args, kwargs, params)
+        caps = tuple(caps)
+
+        async def call() -> Reply:
+            return await self._async.call(target, f"{module}::{name}", params=payload, caps=caps,
+                                          limits=limits, timeout=timeout)
+
+        return self._call(call)
+
+    def revoke(self, target: str | Entry, token: bytes, timeout: float = 30.0) -> Reply:
+        """:meth:`AsyncClient.revoke`, blocking; thread-safe."""
+
+        async def call() -> Reply:
+            return await self._async.revoke(target, token, timeout)
 
         return self._call(call)
 

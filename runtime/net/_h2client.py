@@ -30,12 +30,17 @@ from ._client_errors import TransportError
 from ._h2clientconn import Answer, _H2Conn, _is_token
 from ._io_errors import transport_errors
 
-__all__ = ["Transport", "H2Transport", "Answer", "EXEC_PATH", "LOGIC_PATH", "CONTENT_TYPE", "MAX_REPLY"]
+__all__ = ["Transport", "H2Transport", "Answer", "EXEC_PATH", "LOGIC_PATH", "CALL_PATH", "REVOKE_PATH",
+           "CONTENT_TYPE", "MAX_REPLY"]
 
 #: Where a worker takes request envelopes.
 EXEC_PATH = "/v1/exec"
 #: Where a worker takes ``peerbox/logic`` requests.
 LOGIC_PATH = "/v1/logic"
+#: Where a worker takes ``peerbox/call`` requests (a published function, run with its owner's rights).
+CALL_PATH = "/v1/call"
+#: Where a worker takes ``peerbox/revoke`` requests (a capability token to refuse from now on).
+REVOKE_PATH = "/v1/revoke"
 #: The content type of envelopes and replies.
 CONTENT_TYPE = "application/cose"
 #: The largest answer body read (a reply with its log).

@@ -50,7 +50,8 @@ __all__ = ["IdentityError", "InvalidDid", "InvalidPublicKey", "KeyPair", "PUBLIC
            "bad_field", "require_field", "check_public_key", "check_typ_version", "parse_addressing",
            "check_signer", "parse_limits", "CallRequest", "TYP_CALL", "MAX_CALL_REQUEST", "make_call_request",
            "open_call_request", "verify_call_request", "RevokeRequest", "TYP_REVOKE", "MAX_REVOKE_REQUEST",
-           "make_revoke_request", "open_revoke_request", "verify_revoke_request", "NonceStore", "NonceStoreError", "CapabilityError", "Chain", "Link",
+           "make_revoke_request", "open_revoke_request", "verify_revoke_request", "NonceStore",
+           "NonceStoreError", "CapabilityError", "Chain", "Link",
            "REVOCATION_FILE", "RevocationList", "decode_chain", "delegate", "grant", "token_id",
            "verify_chain"]
 
