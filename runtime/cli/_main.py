@@ -8,6 +8,7 @@
     peerbox envelope make | inspect                signed requests as files (``_envelope``)
     peerbox cap grant | delegate | inspect | revoke  capability tokens (``_caps``)
     peerbox send | directory                       a script to a remote peer (``_send``)
+    peerbox call                                   a remote peer's published function (``_call``)
     peerbox serve                                  the HTTP/2 worker (``_serve``)
     peerbox logic list | show | set | history | rollback | remove | verify | push   (``_logic``)
     peerbox --version | --help
@@ -21,7 +22,7 @@ commands (their options, descriptions and ``handler(args) -> exit code``).
 
 Exit codes: 0 ok, 2 usage error, 3 compile error, 4 runtime error, 5 resource
 limit, 6 denied by a policy, 7 transport or verification failure, 8 ``logic
-verify`` found a problem, 1 only for a bug in peerbox (130 after Ctrl-C, 141
+verify`` found a problem, 9 rate limited by the target's policy, 1 only for a bug in peerbox (130 after Ctrl-C, 141
 when stdout is closed early). Errors are printed to stderr, never as a
 traceback (with ``--json``, also as one JSON document on stdout); the
 script's log (``print``/``debug``) goes to stderr too.
@@ -67,12 +68,13 @@ COMMANDS: tuple[Command, ...] = (
     Command("cap", "._caps", "capability tokens: grant, delegate, inspect, revoke"),
     Command("send", "._send", "sign a script, run it on a remote peer over HTTP/2, verify and print the "
             "reply"),
+    Command("call", "._call", "call a function a remote peer publishes (runs with its owner's rights)"),
     Command("directory", "._send", "where remote peers are reachable (<root>/peers.toml)"),
     Command("serve", "._serve", "host peers over HTTP/2 (POST /v1/exec, /v1/logic; GET /v1/health, "
             "/v1/peers, /metrics)"),
     Command("logic", "._logic", "a peer's modules: list, show, set, history, rollback, remove, verify, push"),
-    Command("handle", "._run", "answer a signed request (exec or logic update) as a local peer "
-            "(what a worker does)"),
+    Command("handle", "._run", "answer a signed request (exec, call, logic update or revocation) as a "
+            "local peer (what a worker does)"),
     Command("cache", "._run", "the on-disk cache of compiled modules: stats, clear"),
 )
 
@@ -131,7 +133,7 @@ def build_parser() -> Parser:
         description="Compile and run peerbox scripts (a Rhai-like language) in a wasm sandbox.",
         epilog="exit codes: 0 ok, 2 usage, 3 compile error, 4 runtime error, 5 resource limit, "
         "6 denied by a policy, 7 transport or verification failure, 8 a logic history that does not "
-        "check out, 1 a bug in peerbox",
+        "check out, 9 rate limited, 1 a bug in peerbox",
     )
     parser.add_argument("--version", action="version", version=f"peerbox {__version__}")
     # Each command's parser sets ``handler(args) -> exit code`` in its defaults.

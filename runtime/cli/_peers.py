@@ -4,7 +4,7 @@
 
     peerbox init NAME [--root DIR] [--backend fs|sqlite] [--json]
     peerbox peers [--root DIR] [--json]
-    peerbox peers add NAME DID URL [--replace] [--root DIR]     (the same as ``directory add``)
+    peerbox peers add NAME DID [URL] [--replace] [--root DIR]   (the same as ``directory add``)
 
 :func:`add_parsers` adds ``init`` and ``peers`` to the CLI's subparsers; each subparser sets
 ``handler`` (``args.handler(args) -> int``, the exit code). Failures are
@@ -58,13 +58,15 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_root_argument(pp)
     pp.add_argument("--json", action="store_true", help="print a JSON array of peers")
     pp.set_defaults(handler=cmd_peers)
-    # `peerbox peers add NAME DID URL`: where a remote peer is reachable (same as `directory add`)
+    # `peerbox peers add NAME DID [URL]`: who a remote peer is, and where it is reachable (same as
+    # `directory add`)
     sub = pp.add_subparsers(dest="peers_command", metavar="add")
     sub.required = False
     pa = sub.add_parser("add", help="record where a remote peer is reachable (<root>/peers.toml)")
     pa.add_argument("name", metavar="NAME")
     pa.add_argument("did", metavar="DID")
-    pa.add_argument("url", metavar="URL", help="http://HOST:PORT or https://HOST:PORT")
+    pa.add_argument("url", metavar="URL", nargs="?", default=None,
+                    help="http://HOST:PORT or https://HOST:PORT (leave out for a peer that only calls)")
     pa.add_argument("--replace", action="store_true", help="replace an existing entry of that name")
     add_root_argument(pa)
     pa.set_defaults(handler=_cmd_peers_add)
@@ -75,10 +77,12 @@ def _cmd_peers_add(args: argparse.Namespace) -> int:
 
 
 def cmd_directory_add(args: argparse.Namespace) -> int:
-    """``peerbox directory add NAME DID URL``."""
+    """``peerbox directory add NAME DID [URL]`` (no URL: a peer known only as a caller, which
+    ``who = NAME`` in a policy can then name)."""
     directory = Directory(args.root)
     entry = directory.add(args.name, args.did, args.url, replace=args.replace)
-    sys.stderr.write(f"{entry.name} = {entry.did} at {entry.url} (in {directory.path})\n")
+    where = f" at {entry.url}" if entry.url is not None else " (a caller only: no URL)"
+    sys.stderr.write(f"{entry.name} = {entry.did}{where} (in {directory.path})\n")
     return 0
 
 

@@ -6,7 +6,7 @@
     peerbox run FILE [--param k=v]... [--params-json JSON] [--json] [--fuel N] [--timeout SEC]
                      [--memory BYTES] [--stack BYTES] [--peer NAME] [--host-calls N] [-I DIR]...
                      [--root DIR]
-    peerbox handle FILE --as NAME -o OUT [--root DIR]
+    peerbox handle FILE --as NAME -o OUT [--root DIR]     (exec, call, logic or revoke request)
     peerbox cache stats [--json] [--dir DIR]
     peerbox cache clear [--dir DIR]
 
@@ -30,7 +30,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .. import peer, run, trust, wire
 from .._errors import UsageError
@@ -84,8 +84,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
                     help="most host calls the run may make (default 10000)")
     add_root_argument(pr)
 
-    ph = subparsers.add_parser("handle", help="answer a signed request (exec or logic update) as a local "
-                               "peer (what a worker does)")
+    ph = subparsers.add_parser("handle", help="answer a signed request (exec, call, logic update or "
+                               "revocation) as a local peer (what a worker does)")
     ph.set_defaults(handler=cmd_handle)
     ph.add_argument("file", metavar="FILE", help="the request envelope (from `peerbox envelope make`), or -")
     ph.add_argument("--as", dest="peer", required=True, metavar="NAME", help="the target peer")
@@ -204,15 +204,17 @@ def cmd_handle(args: argparse.Namespace) -> int:
     is the outcome's (:func:`peerbox.trust.exit_code`).
     """
     data = read_input(args.file, MAX_ENVELOPE_BYTES, "an envelope")
-    logic = _is_logic_request(data)
+    typ = _request_typ(data)
+    logic = typ == trust.TYP_LOGIC
     with peer.Contexts(args.root) as contexts:
         ctx = contexts.get(args.peer)
-        if not logic:
+        if typ in (_TYP_EXEC, _TYP_CALL):
             # Open the storage before the handler records the request's nonce: storage that cannot
             # be opened then leaves the request deliverable later.
             ctx.storage  # noqa: B018
         with trust.ExecHandler(ctx, contexts.store) as handler:
-            handle = handler.handle_logic if logic else handler.handle
+            handle = {trust.TYP_LOGIC: handler.handle_logic, _TYP_CALL: handler.handle_call,
+                      _TYP_REVOKE: handler.handle_revoke}.get(typ, handler.handle)
             handled = interruptible(lambda: handle(data), None)
     try:
         with open(args.output, "wb") as f:
@@ -220,7 +222,8 @@ def cmd_handle(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     sys.stderr.write(f"{handled.outcome}" + (f": {handled.error['message']}" if handled.error else "") + "\n")
-    return trust.exit_code(handled.outcome, handled.kind, via="handle", logic=logic)
+    via: Literal["handle", "call", "revoke"] = "call" if typ == _TYP_CALL else "revoke" if typ == _TYP_REVOKE else "handle"
+    return trust.exit_code(handled.outcome, handled.kind, via=via, logic=logic)
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -239,13 +242,21 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_logic_request(data: bytes) -> bool:
-    """Whether ``data`` claims to be a ``peerbox/logic`` request (the handler checks everything)."""
+#: The request types ``handle`` tells apart (the handler of each checks everything again).
+_TYP_EXEC = wire.TYP_REQUEST
+_TYP_CALL = wire.TYP_CALL
+_TYP_REVOKE = wire.TYP_REVOKE
+
+
+def _request_typ(data: bytes) -> str:
+    """The ``typ`` that ``data`` claims (``peerbox/exec``, ``/call``, ``/logic``, ``/revoke``); an
+    envelope that does not decode, or names another type, is handed to the exec handler, which
+    refuses it with the proper error."""
     try:
-        payload = wire.decode1(data, max_size=trust.MAX_LOGIC_REQUEST).payload
-        return bool(payload.get("typ") == trust.TYP_LOGIC)
+        typ = wire.decode1(data, max_size=MAX_ENVELOPE_BYTES).payload.get("typ")
     except wire.EnvelopeError:
-        return False
+        return _TYP_EXEC
+    return str(typ) if typ in (_TYP_CALL, _TYP_REVOKE, trust.TYP_LOGIC) else _TYP_EXEC
 
 
 def _read_source(path: str) -> str:

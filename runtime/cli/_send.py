@@ -4,7 +4,7 @@
 
     peerbox send --from NAME --to NAME|DID SCRIPT [--param k=v]... [--params-json J]
                  [--cap FILE]... [--json] [--timeout S] [--root DIR]
-    peerbox directory add NAME DID URL [--replace] [--root DIR]
+    peerbox directory add NAME DID [URL] [--replace] [--root DIR]
     peerbox directory list [--json] [--root DIR]
 
 ``send`` signs a request as local peer ``--from``, sends it to ``--to`` at the
@@ -14,7 +14,8 @@ JSON document with ``--json``); the remote script's log goes to stderr. Exit
 codes: 0 ok, 3 the script did not compile, 4 script error, 5 resource limit,
 6 denied by the target (the message and deciding rule on stderr), 7 no
 verified reply (connection, timeout, HTTP error, refused envelope, a reply
-that does not verify), 2 usage.
+that does not verify), 9 rate limited by the target's policy (HTTP 429; the
+message says when to retry), 2 usage.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .. import net, run
 from .._errors import UsageError
@@ -35,8 +36,7 @@ from ._input import MAX_SCRIPT_BYTES, read_input
 from ._peers import add_root_argument, cmd_directory_add
 from ._report import report
 
-__all__ = ["add_parsers", "add_remote_arguments",
-           "cmd_send", "cmd_directory_add", "cmd_directory_list", "reply_exit_code",
+__all__ = ["add_parsers", "add_remote_arguments", "print_value", "report_failed_reply", "cmd_send", "cmd_directory_add", "cmd_directory_list", "reply_exit_code",
            "COMMANDS", "main"]
 
 COMMANDS = ("send", "directory")
@@ -49,7 +49,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
         "send", help="sign a script, run it on a remote peer over HTTP/2, verify and print the reply",
         description="Sign a request from local peer --from to run SCRIPT on peer --to (found in "
         "<root>/peers.toml), send it over HTTP/2, verify the signed reply and print the value. "
-        "Exit codes: 0 ok, 3 compile error, 4 script error, 5 limit, 6 denied, 7 no verified reply.",
+        "Exit codes: 0 ok, 3 compile error, 4 script error, 5 limit, 6 denied, 7 no verified reply, "
+        "9 rate limited.",
     )
     ps.add_argument("script", metavar="SCRIPT", help="the script file ('-' for stdin)")
     ps.add_argument("--param", action="append", default=[], metavar="K=V",
@@ -60,16 +61,19 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     pd = subparsers.add_parser(
         "directory", help="where remote peers are reachable (<root>/peers.toml)",
-        description="The directory maps a peer name to its did and the URL of the worker hosting it.",
+        description="The directory maps a peer name to its did and the URL of the worker hosting it "
+        "(no URL: a peer that only calls). A policy's who = NAME matches the peers it names.",
     )
     sub = pd.add_subparsers(dest="directory_command", metavar="SUBCOMMAND", parser_class=type(pd))
     sub.required = True
-    pa = sub.add_parser("add", help="add (or with --replace change) a peer: NAME DID URL",
-                        description="Record that peer NAME, identified by DID, is served at URL "
-                        "(http://HOST:PORT for h2c, https://HOST:PORT for TLS).")
+    pa = sub.add_parser("add", help="add (or with --replace change) a peer: NAME DID [URL]",
+                        description="Record that peer NAME is identified by DID and, with URL, served "
+                        "there (http://HOST:PORT for h2c, https://HOST:PORT for TLS). Leave URL out for "
+                        "a peer that only calls this root's peers.")
     pa.add_argument("name", metavar="NAME")
     pa.add_argument("did", metavar="DID")
-    pa.add_argument("url", metavar="URL")
+    pa.add_argument("url", metavar="URL", nargs="?", default=None,
+                    help="where its worker is (leave out for a peer that only calls)")
     pa.add_argument("--replace", action="store_true", help="change an existing entry")
     add_root_argument(pa)
     pa.set_defaults(handler=cmd_directory_add)
@@ -101,11 +105,50 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return params_from_args(args)
 
 
-def reply_exit_code(reply: Reply) -> int:
-    """The exit code of a verified reply: 0 ok, 6 denied, 5 limit, 3 compile error, 4 other script errors
-    (:func:`peerbox.trust.exit_code`)."""
+def reply_exit_code(reply: Reply, via: Literal["send", "call"] = "send") -> int:
+    """The exit code of a verified reply to ``send`` (or ``call``): 0 ok, 6 denied, 5 limit, 9 rate
+    limited, 3 compile error, 4 other script errors; for ``call`` 2 for ``bad_arguments`` and
+    ``no_such_function`` (:func:`peerbox.trust.exit_code`)."""
     kind = None if reply.ok else str((reply.error or {}).get("kind", ""))
-    return exit_code(outcome_of(reply.ok, kind), kind, via="send")
+    return exit_code(outcome_of(reply.ok, kind), kind, via=via)
+
+
+#: What ``--json`` calls a failed reply, by exit code.
+_ERROR_TYPES = {2: "arguments", 3: "compile", 5: "limit", 6: "denied", 9: "rate_limited"}
+
+
+def report_failed_reply(target: str, reply: Reply, code: int, want_json: bool) -> int:
+    """Report a verified reply that is not ok on stderr (and as ``{"error": ...}`` on stdout with
+    ``want_json``); return ``code``. The target's message is shown as the target wrote it."""
+    error = dict(reply.error or {})
+    kind, message = error.get("kind", "error"), error.get("message", "")
+    rule = error.get("rule")
+    if code == 6:
+        sys.stderr.write(f"denied by {target}: {message}"
+                         + (f" (rule {rule})" if rule else " (no rule allowed it)") + "\n")
+    elif code == 9:
+        sys.stderr.write(f"rate limited by {target}: {message}" + (f" (rule {rule})" if rule else "") + "\n")
+    elif code == 5:
+        sys.stderr.write(f"error: resource limit on {target}: {kind}: {message}\n")
+    elif code == 2:
+        sys.stderr.write(f"error: {target}: {kind}: {message}\n")
+    else:
+        where = f"line {error['line']}: " if error.get("line") else ""
+        sys.stderr.write(f"{target}: {where}runtime error: {kind}: {message}\n")
+    sys.stderr.flush()
+    if want_json:
+        error["type"] = _ERROR_TYPES.get(code, "runtime")
+        error["exit_code"] = code
+        _emit_json({"error": error})
+    return code
+
+
+def print_value(reply: Reply, want_json: bool) -> None:
+    """Print an ok reply's value: its display form, or JSON with ``want_json``."""
+    out = json.dumps(run.json_safe(reply.value), ensure_ascii=False, allow_nan=False) if want_json \
+        else run.display(reply.value)
+    sys.stdout.write(out + "\n")
+    sys.stdout.flush()
 
 
 def _emit_json(doc: object) -> None:
@@ -157,38 +200,20 @@ def cmd_send(args: argparse.Namespace) -> int:
         sys.stderr.write("".join(line + "\n" for line in reply.log))
     code = reply_exit_code(reply)
     if reply.ok:
-        out = json.dumps(run.json_safe(reply.value), ensure_ascii=False, allow_nan=False) if args.json \
-            else run.display(reply.value)
-        sys.stdout.write(out + "\n")
-        sys.stdout.flush()
+        print_value(reply, args.json)
         return 0
-    error = dict(reply.error or {})
-    kind, message = error.get("kind", "error"), error.get("message", "")
-    if code == 6:
-        rule = error.get("rule")
-        sys.stderr.write(f"denied by {entry.name}: {message}"
-                         + (f" (rule {rule})" if rule else " (no rule allowed it)") + "\n")
-    elif code == 5:
-        sys.stderr.write(f"error: resource limit on {entry.name}: {kind}: {message}\n")
-    else:
-        where = f"line {error['line']}: " if error.get("line") else ""
-        sys.stderr.write(f"{entry.name}: {where}runtime error: {kind}: {message}\n")
-    sys.stderr.flush()
-    if args.json:
-        error["type"] = {6: "denied", 5: "limit", 3: "compile"}.get(code, "runtime")
-        error["exit_code"] = code
-        _emit_json({"error": error})
-    return code
+    return report_failed_reply(entry.name, reply, code, args.json)
 
 
 def cmd_directory_list(args: argparse.Namespace) -> int:
-    """``peerbox directory list``: one ``NAME DID URL`` line per entry (or JSON)."""
+    """``peerbox directory list``: one ``NAME DID URL`` line per entry, ``-`` for no URL (or JSON,
+    ``url`` null)."""
     entries = Directory(args.root).list()
     if args.json:
         _emit_json([{"name": e.name, "did": e.did, "url": e.url} for e in entries])
     else:
         for e in entries:
-            sys.stdout.write(f"{e.name}\t{e.did}\t{e.url}\n")
+            sys.stdout.write(f"{e.name}\t{e.did}\t{e.url if e.url is not None else '-'}\n")
         sys.stdout.flush()
     return 0
 
