@@ -23,7 +23,9 @@ host-call ABI: the dispatcher is built from it and the compiler is handed it
 Typical wiring::
 
     backend = open_backend("fs", peer_dir / "files", Quotas())   # once per peer and process
-    dispatch = Dispatch(backend, Budget())                        # once per run
+    ledger = Ledger(peer_dir / LEDGER_FILE)                       # once per peer and process
+    quota = CallerQuota(ledger, caller_did, max_bytes=65536)      # per run: whom changes are charged to
+    dispatch = Dispatch(backend, Budget(), authorize, quota)      # once per run
     value = dispatch.call(op, args)                               # per host call
 """
 
@@ -34,6 +36,7 @@ from ._dispatch import OP_ACTIONS, Authorizer, Dispatch
 from ._errors import KINDS as ERROR_KINDS
 from ._errors import BudgetExceeded, HostCallError
 from ._fs import FsBackend
+from ._ledger import LEDGER_FILE, CallerQuota, Ledger
 from ._limits import Budget, Quotas
 from ._open import BACKEND_KINDS, open_backend
 from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
@@ -55,6 +58,9 @@ __all__ = [
     "Dispatch",
     "OP_ACTIONS",
     "Authorizer",
+    "Ledger",
+    "CallerQuota",
+    "LEDGER_FILE",
     "Op",
     "HOST_CALLS",
     "HostCall",

@@ -19,6 +19,12 @@ loop of failing calls ends too); reads count the bytes returned (names'
 characters plus one per name for ``fs::list``); writes count the bytes
 written, checked *before* writing; an append rewrites the whole file, so it
 counts the file's old size plus the appended bytes.
+
+Per-caller quota: with a :class:`~peerbox.hostcalls.CallerQuota`, every change
+(write, append, mkdir, delete) goes through its hook, which reserves what a
+tracked caller adds before the backend changes anything and settles the
+ledger's shares afterwards (see :mod:`peerbox.hostcalls._ledger`). The budget is
+charged first, the quota next, so a refusal by either changes nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 
 from ._backend import Backend
 from ._errors import HostCallError
+from ._ledger import CallerQuota
 from ._limits import Budget
 from ._paths import join, parse_path
 from ._table import HOST_CALLS, HostCall, Op
@@ -103,20 +110,24 @@ class Dispatch:
     """The host calls of one run, against ``backend`` (None: no storage), within ``budget``.
 
     ``budget`` defaults to a fresh :class:`Budget` with the default limits.
+    ``quota`` (None: no per-caller accounting) charges the run's changes to
+    a caller, or only releases shares (see :class:`CallerQuota`).
     Not thread-safe (a run makes one host call at a time); the backend is.
     """
 
-    __slots__ = ("backend", "budget", "authorize")
+    __slots__ = ("backend", "budget", "authorize", "quota")
 
     def __init__(
         self,
         backend: Backend | None,
         budget: Budget | None = None,
         authorize: Authorizer | None = None,
+        quota: CallerQuota | None = None,
     ) -> None:
         self.backend = backend
         self.budget = budget if budget is not None else Budget()
         self.authorize = authorize
+        self.quota = quota
 
     def call(self, op: int, args: list[Any]) -> object:
         """Run host call ``op`` with ``args``; return its result as a plain Python value.
@@ -124,7 +135,8 @@ class Dispatch:
         Raises :class:`HostCallError` for every refusal: ``invalid_argument``
         (unknown op, wrong number or types of arguments, text that is not
         UTF-8), ``no_storage`` (no backend), and whatever the backend refuses
-        (``invalid_path``, ``not_found``, ``quota_exceeded``, ...). A backend
+        (``invalid_path``, ``not_found``, ``quota_exceeded``, ...), the
+        per-caller ``quota_exceeded`` and a failing quota ledger's ``io_error``. A backend
         translates its own storage library's errors (``sqlite3.Error`` in
         :class:`SqliteBackend`); an ``OSError`` a backend let through becomes
         ``io_error`` naming only its type (its text may hold a host path).
@@ -160,15 +172,18 @@ class Dispatch:
         return data
 
     def _fs_write(self, backend: Backend, path: str, text: str) -> None:
-        data = _encode("fs::write", text)
-        parse_path(path)  # path errors before budget errors
-        self.budget.charge_write(len(data))
-        backend.write_bytes(path, data)
+        self._replace(backend, path, _encode("fs::write", text))
 
     def _fs_write_bytes(self, backend: Backend, path: str, data: bytes | bytearray) -> None:
-        parse_path(path)
+        self._replace(backend, path, bytes(data))
+
+    def _replace(self, backend: Backend, path: str, data: bytes) -> None:
+        parts = parse_path(path)  # path errors before budget errors
         self.budget.charge_write(len(data))
-        backend.write_bytes(path, bytes(data))
+        if self.quota is None:
+            backend.write_bytes(path, data)
+        else:
+            self.quota.write(join(parts), len(data), lambda: backend.write_bytes(path, data))
 
     def _fs_append(self, backend: Backend, path: str, text: str) -> None:
         data = _encode("fs::append", text)
@@ -180,7 +195,11 @@ class Dispatch:
                 raise
             old = 0  # missing or refused: append_bytes reports it
         self.budget.charge_write(old + len(data))
-        backend.append_bytes(path, data)
+        if self.quota is None:
+            backend.append_bytes(path, data)
+        else:
+            self.quota.append(join(parse_path(path)), len(data), backend.exists,
+                              lambda: backend.append_bytes(path, data))
 
     def _fs_list(self, backend: Backend, path: str) -> list[str]:
         names = backend.list_dir(path)
@@ -191,10 +210,16 @@ class Dispatch:
         return backend.exists(path)
 
     def _fs_delete(self, backend: Backend, path: str) -> None:
-        backend.delete(path)
+        if self.quota is None:
+            backend.delete(path)
+        else:
+            self.quota.delete(join(parse_path(path)), lambda: backend.delete(path))
 
     def _fs_mkdir(self, backend: Backend, path: str) -> None:
-        backend.mkdir(path)
+        if self.quota is None:
+            backend.mkdir(path)
+        else:
+            self.quota.mkdir(join(parse_path(path)), backend.exists, lambda: backend.mkdir(path))
 
     def _fs_stat(self, backend: Backend, path: str) -> dict[str, object]:
         st = backend.stat(path)
