@@ -60,7 +60,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
         "arguments that do not match or no such published function, 4 the function failed, 5 limit, "
         "6 denied, 7 no verified reply, 9 rate limited.",
     )
-    pc.add_argument("function", metavar="MODULE::FUNCTION", help="the published function, e.g. inbox::deliver")
+    pc.add_argument("function", metavar="MODULE::FUNCTION",
+                    help="the published function, e.g. inbox::deliver")
     pc.add_argument("--arg", action="append", default=[], metavar="K=V",
                     help="an argument by name; V is parsed as JSON if it parses, else taken as a string")
     pc.add_argument("--args-json", metavar="JSON",

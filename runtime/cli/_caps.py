@@ -7,7 +7,7 @@
     peerbox cap delegate cap.cose --from alice --to carol --allow 'fs.write:inbox/carol/**'
                       [--expires 30m] [--root DIR] -o sub.cose
     peerbox cap inspect FILE [--json] [--root DIR]
-    peerbox cap revoke FILE --as NAME [--root DIR]
+    peerbox cap revoke FILE --as NAME [--notify PEER]... [--timeout S] [--root DIR]
 
 ``--from``/``--as`` name local peers (their keys sign); ``--to`` is a local
 peer name or a ``did:key``. Durations are ``30s``, ``10m``, ``1h``, ``7d``,
@@ -16,6 +16,12 @@ combinations such as ``1h30m``, or plain seconds. :func:`add_parsers` adds
 (``args.handler(args) -> int``). Failures raise :class:`~peerbox.Error`
 subclasses (:class:`~peerbox.wire._caps.CapabilityError`, exit 2) for the CLI's
 error boundary to render.
+
+``revoke --notify bob`` also sends bob's worker a signed ``peerbox/revoke``
+request, so that the worker refuses the token from its next request on (a
+worker knows only the revocations it is sent or that are recorded under its
+own root). ``inspect`` counts the revocations recorded under the root
+(``--root``, else ``$PEERBOX_ROOT``, else ``./peerbox-data``).
 """
 
 from __future__ import annotations
@@ -35,7 +41,10 @@ from ._peers import add_root_argument
 from .._atomic import write_atomic
 from .._errors import UsageError
 from ..wire import did_from_public_key, public_key_from_did
-from ..peer import PeerError, PeerStore
+from ..peer import Directory, PeerError, PeerStore, RootNotFound
+from ..trust import exit_code, outcome_of
+from ..wire import Reply
+from .. import net
 
 __all__ = ["add_parsers", "parse_duration", "cmd_grant", "cmd_delegate", "cmd_inspect", "cmd_revoke",
            "COMMANDS"]
@@ -89,8 +98,10 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     pi = sub.add_parser("inspect", help="decode a capability chain and check it",
                         description="Print each link of the chain (issuer, audience, subject, grants, "
                         "validity), check the signatures and the chain rules, and say whether it is "
-                        "valid now. With --root, revocations recorded by local peers count. Exits 2 "
-                        "when the chain is not valid now.")
+                        "valid now, counting the revocations recorded by the peers under the root "
+                        "(--root, else $PEERBOX_ROOT, else ./peerbox-data; a --root that does not exist "
+                        "is an error). Exits 0 when the chain is valid now, 2 when it is not (or is not "
+                        "a token).")
     pi.add_argument("file", metavar="FILE")
     pi.add_argument("--json", action="store_true", help="print one JSON object")
     add_root_argument(pi)
@@ -99,9 +110,16 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     pr = sub.add_parser("revoke", help="revoke a capability (and everything delegated from it)",
                         description="Record the token's id in NAME's revocation list "
                         f"(<root>/peers/NAME/{REVOCATION_FILE}). NAME must be an issuer in the "
-                        "token's chain, or its subject.")
+                        "token's chain, or its subject. With --notify PEER, also send PEER's worker a "
+                        "revocation signed by NAME (it refuses the token from its next request on). "
+                        "Exits 0 when every worker recorded it, 2 when a worker says it is not a token "
+                        "about it, 6 when a worker denied it, 7 when one gave no verified reply.")
     pr.add_argument("file", metavar="FILE")
     pr.add_argument("--as", dest="revoker", required=True, metavar="NAME", help="the revoking local peer")
+    pr.add_argument("--notify", action="append", default=[], metavar="PEER",
+                    help="a remote peer (in <root>/peers.toml) whose worker should learn of it; repeatable")
+    pr.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                    help="with --notify: seconds for each notification (default 30)")
     add_root_argument(pr)
     pr.set_defaults(handler=cmd_revoke)
 
@@ -162,8 +180,18 @@ def cmd_delegate(args: argparse.Namespace) -> int:
 
 
 def _local_revocations(root: str | None) -> list[RevocationList]:
-    """The revocation lists of every local peer under ``root`` (none if the root does not exist)."""
+    """The revocation lists of every local peer under the root (``root``, else ``$PEERBOX_ROOT``,
+    else the default).
+
+    Raises :class:`RootNotFound` when ``root`` was given and is not a directory; a default root
+    that does not exist gives no lists, with a note on stderr.
+    """
     store = PeerStore(root)
+    if not store.root.is_dir():
+        if root is not None:
+            raise RootNotFound(f"the peer root {store.root} is not a directory")
+        _err(f"note: no peer root at {store.root}: revocations not checked")
+        return []
     if not store.peers_dir.is_dir():
         return []
     return [RevocationList(p.paths.dir / REVOCATION_FILE) for p in store.list()]
@@ -173,7 +201,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """``peerbox cap inspect``: print the chain; exit 0 if it is valid now, 2 if not (1 is kept for bugs)."""
     token = _read_token(args.file)
     links = decode_chain(token, max_depth=64)  # structure and signatures; raises if broken
-    lists = _local_revocations(args.root) if args.root is not None else []
+    lists = _local_revocations(args.root)
     now = int(time.time())
     reason: CapabilityError | None = None
     try:
@@ -198,6 +226,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                       f"  id:     {d['id']}", f"  iss:    {d['iss']}", f"  aud:    {d['aud']}",
                       f"  sub:    {d['sub']}", f"  grants: {', '.join(d['grants'])}",
                       f"  valid:  {_when(link.nbf)} .. {_when(link.exp)}"]
+            if link.version == 1:
+                lines.append("  v1 token: fs.write also grants fs.append, fs.mkdir")
         if not root_by_sub:
             lines.append("note: the root is not issued by the subject; it needs the subject's policy "
                          "to let its issuer delegate")
@@ -221,7 +251,50 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         raise PeerError(f"cannot write the revocation list of {args.revoker}: {exc.strerror or exc}",
                         peer=args.revoker) from exc
     _err(f"revoked {tid.hex()} (recorded in {peer.paths.dir / REVOCATION_FILE})")
-    return 0
+    if not args.notify:
+        return 0
+    if not args.timeout > 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    return _notify(store, peer.signing_key(), token, args.notify, args.timeout)
+
+
+def _notify(store: PeerStore, key: Any, token: bytes, targets: list[str], timeout: float) -> int:
+    """Send ``token``'s revocation, signed with ``key``, to each of ``targets`` (names or dids in
+    the directory); print one line per target; return the worst exit code (0 all recorded, 2 not
+    a token about that target, 6 denied, 7 no verified reply)."""
+    import trio  # here, not at the top: only commands that call a worker load trio and h2
+
+    directory = Directory(store.root)
+    entries = [directory.resolve(t) for t in targets]  # an unknown target is a usage error, before any send
+    codes: list[int] = []
+
+    async def send_all() -> None:
+        async with net.AsyncClient(key, directory) as client:
+            for entry in entries:
+                try:
+                    reply = await client.revoke(entry, token, timeout=timeout)
+                except net.ClientError as err:
+                    _err(f"{entry.name}: error: {err}")
+                    codes.append(err.exit_code)
+                    continue
+                codes.append(_notified(entry.name, reply))
+
+    trio.run(send_all)
+    return max(codes, default=0)
+
+
+def _notified(target: str, reply: Reply) -> int:
+    """Report one target's verified reply to a revocation; its exit code."""
+    if reply.ok:
+        value = reply.value if isinstance(reply.value, dict) else {}
+        already = " (already)" if value.get("already") else ""
+        _out(f"{target}: revoked {value.get('revoked', '?')}{already}")
+        return 0
+    error = dict(reply.error or {})
+    kind, message = str(error.get("kind", "error")), str(error.get("message", ""))
+    code = exit_code(outcome_of(False, kind), kind, via="revoke")
+    _err(f"{target}: {'denied' if code == 6 else 'refused'}: {kind}: {message}")
+    return code
 
 
 def _describe(link: Link) -> dict[str, Any]:

@@ -22,10 +22,10 @@ commands (their options, descriptions and ``handler(args) -> exit code``).
 
 Exit codes: 0 ok, 2 usage error, 3 compile error, 4 runtime error, 5 resource
 limit, 6 denied by a policy, 7 transport or verification failure, 8 ``logic
-verify`` found a problem, 9 rate limited by the target's policy, 1 only for a bug in peerbox (130 after Ctrl-C, 141
-when stdout is closed early). Errors are printed to stderr, never as a
-traceback (with ``--json``, also as one JSON document on stdout); the
-script's log (``print``/``debug``) goes to stderr too.
+verify`` found a problem, 9 rate limited by the target's policy, 1 only
+for a bug in peerbox (130 after Ctrl-C, 141 when stdout is closed early).
+Errors are printed to stderr, never as a traceback (with ``--json``, also as
+one JSON document on stdout); the script's log (``print``/``debug``) goes to stderr too.
 """
 
 from __future__ import annotations

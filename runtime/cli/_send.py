@@ -36,7 +36,8 @@ from ._input import MAX_SCRIPT_BYTES, read_input
 from ._peers import add_root_argument, cmd_directory_add
 from ._report import report
 
-__all__ = ["add_parsers", "add_remote_arguments", "print_value", "report_failed_reply", "cmd_send", "cmd_directory_add", "cmd_directory_list", "reply_exit_code",
+__all__ = ["add_parsers", "add_remote_arguments", "print_value", "report_failed_reply", "cmd_send",
+           "cmd_directory_add", "cmd_directory_list", "reply_exit_code",
            "COMMANDS", "main"]
 
 COMMANDS = ("send", "directory")
