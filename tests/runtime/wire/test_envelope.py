@@ -1,14 +1,22 @@
-"""Requests, replies and the nonce store (peerbox.wire._envelope, peerbox.wire._nonces)."""
+"""Requests, replies and the nonce store (peerbox.wire._envelope, peerbox.wire._nonces).
+
+The refusals every request type shares (addressing, signature, canonical
+encoding, size, time, replay) run for each of ``peerbox/exec``,
+``peerbox/call`` and ``peerbox/revoke`` through the ``env`` fixture.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cbor2
 import pytest
 
+from peerbox.wire._call import verify_call_request
 from peerbox.wire._cbor_strict import dumps
 from peerbox.wire._cose import PROTECTED_EDDSA, EnvelopeError, decode1, sig_structure, sign1
 from peerbox.wire._envelope import (
@@ -23,6 +31,7 @@ from peerbox.wire._envelope import (
 )
 from peerbox.wire._identity import SMALL_ORDER_POINTS, KeyPair
 from peerbox.wire._nonces import NonceStore
+from peerbox.wire._revoke import verify_revoke_request
 
 ALICE = KeyPair.from_seed(b"a" * 32)
 BOB = KeyPair.from_seed(b"b" * 32)
@@ -32,32 +41,70 @@ NONCE = b"n" * 16
 USAGE = {"fuel": 10, "wall_ms": 3, "peak_memory": 65536}
 
 
-def payload(**over: Any) -> dict[str, Any]:
-    p: dict[str, Any] = {
-        "v": 1, "typ": "peerbox/exec", "caller": ALICE.public_key, "target": BOB.public_key,
-        "nonce": NONCE, "iat": NOW, "exp": NOW + 300, "script": "40 + 2",
-    }
-    for k, v in over.items():
-        if v is _DROP:
-            p.pop(k, None)
-        else:
-            p[k] = v
-    return p
-
-
 _DROP = object()
+_ADDRESSING: dict[str, Any] = {
+    "v": 1, "caller": ALICE.public_key, "target": BOB.public_key, "nonce": NONCE,
+    "iat": NOW, "exp": NOW + 300,
+}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One request type: its minimal valid payload, its verifier, and the field of it that holds
+    the free-form part (where a test puts something deep, large or tagged)."""
+
+    name: str
+    fields: dict[str, Any]
+    verifier: Callable[..., Any]
+    free: str
+
+    def payload(self, **over: Any) -> dict[str, Any]:
+        p: dict[str, Any] = {**_ADDRESSING, **self.fields}
+        for k, v in over.items():
+            if v is _DROP:
+                p.pop(k, None)
+            else:
+                p[k] = v
+        return p
+
+    def verify(self, data: bytes, **kw: Any) -> Any:
+        args: dict[str, Any] = {"target": BOB.public_key, "now": NOW, "nonces": None}
+        args.update(kw)
+        return self.verifier(data, **args)
+
+    def kind(self, data: bytes, **kw: Any) -> str:
+        with pytest.raises(EnvelopeError) as info:
+            self.verify(data, **kw)
+        return info.value.kind
+
+
+KINDS = {
+    "exec": Kind("exec", {"typ": "peerbox/exec", "script": "40 + 2"}, verify_request, "params"),
+    "call": Kind("call", {"typ": "peerbox/call", "module": "inbox", "function": "deliver",
+                          "params": {"msg": "hi"}}, verify_call_request, "params"),
+    "revoke": Kind("revoke", {"typ": "peerbox/revoke", "token": b"t" * 40}, verify_revoke_request, "token"),
+}
+EXEC = KINDS["exec"]
+
+
+@pytest.fixture(params=sorted(KINDS))
+def env(request: pytest.FixtureRequest) -> Kind:
+    """Each request type in turn: the refusals they share hold for all of them."""
+    k: Kind = KINDS[request.param]
+    return k
+
+
+def payload(**over: Any) -> dict[str, Any]:
+    return EXEC.payload(**over)
 
 
 def verify(data: bytes, **kw: Any) -> Request:
-    args: dict[str, Any] = {"target": BOB.public_key, "now": NOW, "nonces": None}
-    args.update(kw)
-    return verify_request(data, **args)
+    req: Request = EXEC.verify(data, **kw)
+    return req
 
 
 def kind(data: bytes, **kw: Any) -> str:
-    with pytest.raises(EnvelopeError) as info:
-        verify(data, **kw)
-    return info.value.kind
+    return EXEC.kind(data, **kw)
 
 
 # ------------------------------------------------------------------ requests
@@ -92,30 +139,40 @@ def test_signed_payload_accepted() -> None:
     assert verify(sign1(payload(), ALICE)).script == "40 + 2"
 
 
+ADDRESSING_ROWS: list[tuple[dict[str, Any], str]] = [
+    ({"v": 2}, "bad_version"),
+    ({"v": _DROP}, "bad_version"),
+    ({"v": True}, "bad_version"),
+    ({"v": 1.0}, "bad_version"),
+    ({"typ": "peerbox/reply"}, "wrong_type"),
+    ({"typ": "peerbox/cap"}, "wrong_type"),
+    ({"typ": _DROP}, "wrong_type"),
+    ({"caller": _DROP}, "bad_field"),
+    ({"caller": b"x" * 31}, "bad_field"),
+    ({"caller": "alice"}, "bad_field"),
+    ({"target": _DROP}, "bad_field"),
+    ({"nonce": b"n" * 15}, "bad_field"),
+    ({"nonce": b"n" * 33}, "bad_field"),
+    ({"nonce": "n" * 16}, "bad_field"),
+    ({"nonce": _DROP}, "bad_field"),
+    ({"iat": True}, "bad_field"),
+    ({"iat": float(NOW)}, "bad_field"),
+    ({"iat": -1}, "bad_field"),
+    ({"exp": _DROP}, "bad_field"),
+    ({"exp": NOW}, "bad_field"),  # not after iat
+    ({"exp": str(NOW + 300)}, "bad_field"),
+    ({"extra": 1}, "bad_field"),
+]
+
+
+@pytest.mark.parametrize("over,expected", ADDRESSING_ROWS)
+def test_addressing_rejections(env: Kind, over: dict[str, Any], expected: str) -> None:
+    assert env.kind(sign1(env.payload(**over), ALICE)) == expected
+
+
 @pytest.mark.parametrize(
     "over,expected",
     [
-        ({"v": 2}, "bad_version"),
-        ({"v": _DROP}, "bad_version"),
-        ({"v": True}, "bad_version"),
-        ({"v": 1.0}, "bad_version"),
-        ({"typ": "peerbox/reply"}, "wrong_type"),
-        ({"typ": "peerbox/cap"}, "wrong_type"),
-        ({"typ": _DROP}, "wrong_type"),
-        ({"caller": _DROP}, "bad_field"),
-        ({"caller": b"x" * 31}, "bad_field"),
-        ({"caller": "alice"}, "bad_field"),
-        ({"target": _DROP}, "bad_field"),
-        ({"nonce": b"n" * 15}, "bad_field"),
-        ({"nonce": b"n" * 33}, "bad_field"),
-        ({"nonce": "n" * 16}, "bad_field"),
-        ({"nonce": _DROP}, "bad_field"),
-        ({"iat": True}, "bad_field"),
-        ({"iat": float(NOW)}, "bad_field"),
-        ({"iat": -1}, "bad_field"),
-        ({"exp": _DROP}, "bad_field"),
-        ({"exp": NOW}, "bad_field"),  # not after iat
-        ({"exp": str(NOW + 300)}, "bad_field"),
         ({"script": _DROP}, "bad_field"),
         ({"script": b"1"}, "bad_field"),
         ({"params": [1]}, "bad_field"),
@@ -130,14 +187,14 @@ def test_signed_payload_accepted() -> None:
         ({"limits": {"timeout": float("inf")}}, "bad_field"),
         ({"limits": {"timeout": False}}, "bad_field"),
         ({"limits": []}, "bad_field"),
-        ({"extra": 1}, "bad_field"),
     ],
 )
 def test_field_rejections(over: dict[str, Any], expected: str) -> None:
     assert kind(sign1(payload(**over), ALICE)) == expected
 
 
-def test_wrong_target_expired_future_window() -> None:
+def test_wrong_target_expired_future_window(env: Kind) -> None:
+    payload, verify, kind = env.payload, env.verify, env.kind
     assert kind(sign1(payload(target=CAROL.public_key), ALICE)) == "wrong_target"
     assert kind(sign1(payload(), ALICE), now=NOW + 300) == "expired"
     assert verify(sign1(payload(), ALICE), now=NOW + 299).exp == NOW + 300
@@ -148,7 +205,8 @@ def test_wrong_target_expired_future_window() -> None:
     assert kind(sign1(payload(exp=NOW + 120), ALICE), max_window=60) == "window_too_long"
 
 
-def test_signature_checks() -> None:
+def test_signature_checks(env: Kind) -> None:
+    payload, verify, kind = env.payload, env.verify, env.kind
     # signed by someone else (kid names the signer, not the caller)
     assert kind(sign1(payload(), CAROL)) == "bad_key"
     # signed by someone else, no kid at all
@@ -157,7 +215,7 @@ def test_signature_checks() -> None:
     no_kid = cbor2.dumps(cbor2.CBORTag(18, [PROTECTED_EDDSA, {}, body, sig]))
     assert kind(no_kid) == "bad_signature"
     # the caller's signature, over other bytes
-    other = dumps(payload(script="evil()"))
+    other = dumps(payload(nonce=b"e" * 16))
     good_sig = ALICE.sign(sig_structure(PROTECTED_EDDSA, body))
     swapped = cbor2.dumps(cbor2.CBORTag(18, [PROTECTED_EDDSA, {4: ALICE.public_key}, other, good_sig]))
     assert kind(swapped) == "bad_signature"
@@ -171,7 +229,8 @@ def test_signature_checks() -> None:
     assert verify(unkeyed).caller == ALICE.public_key
 
 
-def test_kid_mismatch() -> None:
+def test_kid_mismatch(env: Kind) -> None:
+    payload, kind = env.payload, env.kind
     body = dumps(payload())
     sig = ALICE.sign(sig_structure(PROTECTED_EDDSA, body))
     data = cbor2.dumps(cbor2.CBORTag(18, [PROTECTED_EDDSA, {4: CAROL.public_key}, body, sig]))
@@ -179,7 +238,8 @@ def test_kid_mismatch() -> None:
 
 
 @pytest.mark.parametrize("bad", SMALL_ORDER_POINTS)
-def test_small_order_and_zero_caller_keys(bad: bytes) -> None:
+def test_small_order_and_zero_caller_keys(env: Kind, bad: bytes) -> None:
+    payload, kind = env.payload, env.kind
     body = dumps(payload(caller=bad))
     data = cbor2.dumps(cbor2.CBORTag(18, [PROTECTED_EDDSA, {}, body, bytes(64)]))
     assert kind(data) == "bad_key"
@@ -191,22 +251,32 @@ def test_small_order_target_refused_by_make_request() -> None:
     assert info.value.kind == "bad_key"
 
 
+def _duplicate_v(p: dict[str, Any]) -> bytes:
+    head = dumps(p)
+    assert 0xA1 <= head[0] < 0xB7  # a map of fewer than 23 entries: one more is still one head byte
+    return bytes([head[0] + 1]) + bytes.fromhex("617601") + head[1:]
+
+
 @pytest.mark.parametrize(
-    "raw_payload,expected",
+    "make_raw,expected",
     [
-        (bytes([0xA9]) + bytes.fromhex("617601") + dumps(payload())[1:], "not_canonical"),  # duplicate "v"
-        (b"\xbf" + dumps(payload())[1:] + b"\xff", "not_canonical"),  # indefinite map
-        (cbor2.dumps(payload(), canonical=False), "not_canonical"),  # insertion order
-        (cbor2.dumps({**payload(), "params": {"t": cbor2.CBORTag(1, 0)}}, canonical=True), "bad_tag"),
+        (lambda k: _duplicate_v(k.payload()), "not_canonical"),  # duplicate "v"
+        (lambda k: b"\xbf" + dumps(k.payload())[1:] + b"\xff", "not_canonical"),  # indefinite map
+        (lambda k: cbor2.dumps(k.payload(), canonical=False), "not_canonical"),  # insertion order
+        (lambda k: cbor2.dumps({**k.payload(), k.free: {"t": cbor2.CBORTag(1, 0)}}, canonical=True),
+         "bad_tag"),
     ],
+    ids=["duplicate", "indefinite", "unsorted", "tag"],
 )
-def test_non_deterministic_payload(raw_payload: bytes, expected: str) -> None:
+def test_non_deterministic_payload(env: Kind, make_raw: Callable[[Kind], bytes], expected: str) -> None:
+    raw_payload = make_raw(env)
     sig = ALICE.sign(sig_structure(PROTECTED_EDDSA, raw_payload))
     data = cbor2.dumps(cbor2.CBORTag(18, [PROTECTED_EDDSA, {}, raw_payload, sig]))
-    assert kind(data) == expected
+    assert env.kind(data) == expected
 
 
-def test_non_minimal_int_in_payload() -> None:
+def test_non_minimal_int_in_payload(env: Kind) -> None:
+    payload, kind = env.payload, env.kind
     good = dumps(payload())
     # "v": 1 is 61 76 01; spell 1 as 18 01
     raw = good.replace(b"\x61\x76\x01", b"\x61\x76\x18\x01")
@@ -216,7 +286,8 @@ def test_non_minimal_int_in_payload() -> None:
     assert kind(data) == "not_canonical"
 
 
-def test_outer_tags_and_limits() -> None:
+def test_outer_tags_and_limits(env: Kind) -> None:
+    payload, kind = env.payload, env.kind
     data = sign1(payload(), ALICE)
     assert kind(data[1:]) == "bad_tag"
     assert kind(b"\xd8\x62" + data[1:]) == "bad_tag"  # COSE_Sign (98)
@@ -225,16 +296,17 @@ def test_outer_tags_and_limits() -> None:
     nested: Any = 1
     for _ in range(20):
         nested = [nested]
-    assert kind(sign1(payload(params={"x": nested}), ALICE)) == "too_deep"
+    assert kind(sign1(payload(**{env.free: {"x": nested}}), ALICE)) == "too_deep"
     # The raw pre-check stops at the first head that is not the 4-array (no recursion at all);
     # the strict decoder alone refuses the nesting itself.
     assert kind(b"\xd2" + b"\x81" * 5000) == "malformed"
     with pytest.raises(EnvelopeError, match="too_deep"):
         decode1(b"\xd2" + b"\x81" * 5000)
-    assert kind(sign1(payload(script="x" * 2_000_000), ALICE)) == "too_large"
+    assert kind(sign1(payload(**{env.free: ["x" * 2_000_000]}), ALICE)) == "too_large"
 
 
-def test_a_payload_naming_no_signer_is_a_bad_field_before_any_decoding() -> None:
+def test_a_payload_naming_no_signer_is_a_bad_field_before_any_decoding(env: Kind) -> None:
+    payload, kind = env.payload, env.kind
     # No kid and no caller: nobody's signature can be checked, so the strict decoder never runs.
     raw = dumps({k: v for k, v in payload().items() if k != "caller"})
     sig = ALICE.sign(sig_structure(PROTECTED_EDDSA, raw))
@@ -242,16 +314,17 @@ def test_a_payload_naming_no_signer_is_a_bad_field_before_any_decoding() -> None
     assert kind(data) == "bad_field"
 
 
-def test_garbage_is_refused() -> None:
+def test_garbage_is_refused(env: Kind) -> None:
     for data in (b"", b"\x00", b"\xd2", b"\xd2\x84", bytes(100), b"not cbor at all"):
         with pytest.raises(EnvelopeError):
-            verify(data)
+            env.verify(data)
 
 
 # ------------------------------------------------------------------ replay
 
 
-def test_replay_in_memory_and_after_restart(tmp_path: Path) -> None:
+def test_replay_in_memory_and_after_restart(env: Kind, tmp_path: Path) -> None:
+    payload, verify, kind = env.payload, env.verify, env.kind
     db = tmp_path / "state" / "nonces.sqlite"
     data = sign1(payload(), ALICE)
     with NonceStore(db) as store:
