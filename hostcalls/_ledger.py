@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from peerbox._errors import map_exceptions
+from peerbox._errors import ExceptionMapping, map_exceptions
 
 from ._errors import HostCallError, db_reason, os_reason, show
 
@@ -68,7 +68,7 @@ def _failure(exc: BaseException) -> HostCallError:
     return HostCallError("io_error", f"the quota ledger failed: {reason}")
 
 
-_LEDGER_ERRORS = {sqlite3.Error: _failure, OSError: _failure}
+_LEDGER_ERRORS: ExceptionMapping = {sqlite3.Error: _failure, OSError: _failure}
 
 
 @dataclass(frozen=True, slots=True)
