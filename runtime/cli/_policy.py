@@ -3,20 +3,24 @@
 ::
 
     peerbox policy check NAME [--root DIR] [--json]
-    peerbox policy explain NAME --caller WHO --action ACTION [--path P | --module M]
+    peerbox policy explain NAME --caller WHO --action ACTION [--path P | --module M | --resource R]
                            [--at TIME] [--root DIR] [--json]
 
 ``check`` loads the policy and prints ``OK: FILE: N rules`` (exit 0) or
 every problem as ``file:line: problem`` on stderr (exit 2). Warnings (a
-resource pattern not in Unicode NFC, which is matched normalised) go to
-stderr as ``file:line: warning: ...`` and leave the exit code 0.
+resource pattern not in Unicode NFC, which is matched normalised; a version 1
+``fs.write``; a peer name in ``who`` or a group that resolves to no local peer
+and no ``peers.toml`` entry, to a conflict, or to a shadowed directory name)
+go to stderr as ``file:line: warning: ...`` and leave the exit code 0.
 
 ``explain`` decides one request the way the peer would and prints the
 decision and the rule (``file:line``, the full path: this is the local
 operator; remote callers see only ``policy.toml:line``) that decided it, or
 that nothing allowed it. A path or module name is decided exactly as the
 peer would decide it, so any Unicode spelling (NFC or NFD) of a name gets the
-same answer. WHO is a ``did:key``, a peer name under the root, or ``owner``.
+same answer. WHO is a ``did:key``, a peer name under the root or in its
+``peers.toml``, or ``owner``; the output says how the name resolved and, for
+``exec`` and ``call``, the caller's limits, rate and quota.
 Exit 0 when allowed, 6 (the policy-denial code) when denied, 2 when the
 policy does not load or the arguments make no sense.
 
@@ -34,13 +38,13 @@ from datetime import datetime
 from typing import Any
 
 from ..policy import (
-    ACTIONS, RESOURCE_ACTIONS, Policy, PolicyError, PolicyLimits, Request, RuleRef, load,
+    ACTIONS, RESOURCE_ACTIONS, Policy, PolicyError, PolicyLimits, RateLimit, Request, RuleRef, RuleSpec, load,
 )
 
 from ._peers import add_root_argument
 from .._errors import UsageError
 from ..wire import IdentityError, public_key_from_did
-from ..peer import Peer, PeerNotFound, PeerStore
+from ..peer import Known, Peer, PeerNames, PeerStore
 
 __all__ = ["add_parsers", "cmd_check", "cmd_explain", "COMMANDS", "EXIT_DENIED"]
 
@@ -76,12 +80,15 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     pe.add_argument("name", metavar="NAME", help="the peer whose policy decides")
     pe.add_argument("--caller", required=True, metavar="WHO",
-                    help="a did:key, a peer name under the root, or 'owner'")
+                    help="a did:key, a peer name (local or in <root>/peers.toml), or 'owner'")
     pe.add_argument("--action", required=True, choices=ACTIONS, metavar="ACTION",
                     help=f"one of {', '.join(ACTIONS)}")
     what = pe.add_mutually_exclusive_group()
     what.add_argument("--path", metavar="P", help="the path (for fs.* actions; '' is the storage root)")
     what.add_argument("--module", metavar="M", help="the module name (for module.import and logic.*)")
+    what.add_argument("--resource", metavar="R",
+                      help="the resource of any action that has one: MODULE::FUNCTION for call "
+                      "(e.g. inbox::deliver), a path for fs.*, a module name for module.import, logic.*")
     pe.add_argument("--at", metavar="TIME", default=None,
                     help="decide as of this RFC 3339 time (default: now); expired rules are ignored")
     add_root_argument(pe)
@@ -96,7 +103,8 @@ def _cmd_policy_usage(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """``peerbox policy check NAME``: 0 and ``OK`` when the policy loads (warnings on stderr, or
     under ``"warnings"`` with ``--json``), else 2 and the problems."""
-    peer = PeerStore(args.root).get(args.name)
+    store = PeerStore(args.root)
+    peer = store.get(args.name)
     try:
         policy = load(peer.paths.policy)
     except PolicyError as exc:
@@ -107,38 +115,69 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             sys.stderr.write(f"{exc}\n")
         return 2
+    warnings = [(w.file, w.line, w.problem) for w in policy.warnings]
+    warnings += [(policy.file, line, text) for line, text in _name_warnings(policy, PeerNames(store))]
     if args.json:
         _out(json.dumps({"ok": True, "file": policy.file, "rules": len(policy.rules),
                          "groups": sorted(policy.groups), "warnings": [
-                             {"file": w.file, "line": w.line, "warning": w.problem} for w in policy.warnings
+                             {"file": file, "line": line, "warning": text} for file, line, text in warnings
                          ]}, ensure_ascii=False))
     else:
-        for w in policy.warnings:
-            where = f"{w.file}:{w.line}" if w.line else w.file
-            sys.stderr.write(f"{where}: warning: {w.problem}\n")
+        for file, line, text in warnings:
+            where = f"{file}:{line}" if line else file
+            sys.stderr.write(f"{where}: warning: {text}\n")
         n = len(policy.rules)
         _out(f"OK: {policy.file}: {n} rule{'s' if n != 1 else ''}, "
              f"{len(policy.groups)} group{'s' if len(policy.groups) != 1 else ''}")
     return 0
 
 
-def _resolve_caller(store: PeerStore, owner: Peer, who: str) -> tuple[str, str | None]:
-    """``(did, local name or None)`` of WHO. Raises :class:`UsageError`."""
+def _names_in(policy: Policy, rule: RuleSpec) -> list[str]:
+    """The peer names a rule's ``who`` uses, directly or through its groups (dids, ``*``,
+    ``owner`` left out), each once, in order."""
+    out: list[str] = []
+    for item in rule.who_text:
+        members = policy.groups.get(item[len("group:"):], ()) if item.startswith("group:") else (item,)
+        for m in members:
+            if m not in ("*", "owner") and not m.startswith("did:") and m not in out:
+                out.append(m)
+    return out
+
+
+def _name_warnings(policy: Policy, names: PeerNames) -> list[tuple[int | None, str]]:
+    """``(line, warning)`` for each name in a rule's ``who`` that matches no caller here or is
+    ambiguous (:meth:`PeerNames.resolve`: ``none``, ``conflict``, ``shadowed``)."""
+    out: list[tuple[int | None, str]] = []
+    for rule in policy.rules:
+        for name in _names_in(policy, rule):
+            res = names.resolve(name)
+            if res.note is not None:
+                out.append((rule.line, f"rule #{rule.index + 1}: 'who': {res.note}"))
+    return out
+
+
+#: How ``explain`` shows where a caller's name came from.
+_SOURCES = {"local": "a local peer", "directory": "peers.toml", "none": "not named here"}
+
+
+def _resolve_caller(store: PeerStore, owner: Peer, who: str) -> tuple[Known, str | None]:
+    """What WHO is here (its did, the name a worker would give it, where that name comes from)
+    and a note when the name is ambiguous. Raises :class:`UsageError` for a name nothing
+    resolves or a malformed did."""
+    names = PeerNames(store)
     if who == "owner":
-        return owner.did, owner.name
+        return Known(owner.did, owner.name, "local"), None
     if who.startswith("did:"):
         try:
             public_key_from_did(who)
         except IdentityError as exc:
             raise UsageError(f"--caller: {exc}") from exc
-        local = store.by_did(who)
-        return who, local.name if local is not None else None
-    try:
-        peer = store.get(who)
-    except PeerNotFound as exc:
-        raise UsageError(f"--caller: no peer named {who!r} under {store.root} "
-                         "(give a did:key, a local peer name or 'owner')") from exc
-    return peer.did, peer.name
+        return names.of_did(who), None
+    res = names.resolve(who)
+    if res.did is None:
+        raise UsageError(f"--caller: no peer named {who!r} under {store.root} nor in its peers.toml "
+                         "(give a did:key, a peer name or 'owner')")
+    return names.of_did(res.did), res.note
 
 
 def _when(text: str | None) -> float:
@@ -155,6 +194,12 @@ def _when(text: str | None) -> float:
 
 def _resource(args: argparse.Namespace) -> str | None:
     action = args.action
+    if args.resource is not None:
+        if action not in RESOURCE_ACTIONS:
+            raise UsageError(f"{action} names no resource: leave out --resource")
+        return str(args.resource)
+    if action == "call":
+        raise UsageError("call needs --resource MODULE::FUNCTION (e.g. inbox::deliver)")
     if action in ("module.import", "logic.read", "logic.write"):
         if args.module is None:
             raise UsageError(f"{action} needs --module M")
@@ -164,21 +209,44 @@ def _resource(args: argparse.Namespace) -> str | None:
             raise UsageError(f"{action} needs --path P")
         return str(args.path)
     if args.path is not None or args.module is not None:
-        raise UsageError("exec names no resource: leave out --path and --module")
+        raise UsageError(f"{action} names no resource: leave out --path and --module")
     return None
 
 
-def _limits_json(limits: PolicyLimits | None) -> dict[str, Any] | None:
+def _limits_json(limits: PolicyLimits | None, rates: tuple[RateLimit, ...]) -> dict[str, Any] | None:
     if limits is None:
         return None
-    return {"fuel": limits.fuel, "timeout": limits.timeout, "memory": limits.memory}
+    return {"fuel": limits.fuel, "timeout": limits.timeout, "memory": limits.memory,
+            "calls_per_minute": limits.calls_per_minute, "burst": limits.burst,
+            "max_bytes": limits.max_bytes, "max_files": limits.max_files,
+            "rates": [{"calls_per_minute": r.per_minute, "burst": r.burst, "rule": str(r.rule)}
+                      for r in rates]}
+
+
+def _limits_text(limits: PolicyLimits, rates: tuple[RateLimit, ...]) -> str | None:
+    """``timeout=2.0; rate: 30/min, burst 5 (policy.toml:21); quota: 65536 bytes, 100 files``
+    (None when nothing is capped)."""
+    parts = []
+    run_caps = ", ".join(f"{k}={v}" for k, v in (("fuel", limits.fuel), ("timeout", limits.timeout),
+                                                  ("memory", limits.memory)) if v is not None)
+    if run_caps:
+        parts.append(run_caps)
+    if rates:
+        parts.append("rate: " + ", ".join(
+            f"{r.describe().replace(' calls per minute,', '/min,')} ({r.rule})" for r in rates))
+    quota = [f"{limits.max_bytes} bytes" if limits.max_bytes is not None else "",
+             f"{limits.max_files} files" if limits.max_files is not None else ""]
+    if any(quota):
+        parts.append("quota: " + ", ".join(q for q in quota if q))
+    return "; ".join(parts) or None
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """``peerbox policy explain``: print the decision; exit 0 allowed, 6 denied, 2 broken policy."""
     store = PeerStore(args.root)
     owner = store.get(args.name)
-    did, name = _resolve_caller(store, owner, args.caller)
+    known, note = _resolve_caller(store, owner, args.caller)
+    did, name = known.did, known.name
     resource = _resource(args)
     now = _when(args.at)
     try:
@@ -191,7 +259,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         broken = False
     request = Request(did, name, args.action, resource, owner.did, now)
     decision = policy.decide(request)
-    limits = policy.limits_for(request) if decision.allowed and args.action == "exec" else None
+    limited = decision.allowed and args.action in ("exec", "call")
+    limits = policy.limits_for(request) if limited else None
+    rates = policy.rates_for(request) if limited else ()
     rule = decision.rule
     if args.json:
         _out(json.dumps({
@@ -199,10 +269,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "decision": "allow" if decision.allowed else "deny",
             "reason": decision.reason,
             "rule": None if rule is None else {"file": policy.file, "line": rule.line, "effect": rule.effect},
-            "caller": {"did": did, "name": name},
+            "caller": {"did": did, "name": name, "source": known.source},
             "action": args.action,
             "resource": resource,
-            "limits": _limits_json(limits),
+            "limits": _limits_json(limits, rates),
         }, ensure_ascii=False))
     else:
         who = f"{name} ({did})" if name else did
@@ -212,10 +282,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
             lines.append(f"  decided by the {rule.effect} rule at {_local(policy, rule)}")
         else:
             lines.append(f"  {decision.reason}")
-        if limits is not None and not limits.is_empty():
-            caps = ", ".join(f"{k}={v}" for k, v in (("fuel", limits.fuel), ("timeout", limits.timeout),
-                                                      ("memory", limits.memory)) if v is not None)
-            lines.append(f"  limits: {caps}")
+        if name is not None or args.caller != "owner":
+            lines.append(f"  caller: {name or '(no name)'} = {did} ({_SOURCES[known.source]})")
+        if note is not None:
+            lines.append(f"  note: {note}")
+        shown = _limits_text(limits, rates) if limits is not None else None
+        if shown is not None:
+            lines.append(f"  limits: {shown}")
         _out("\n".join(lines))
     if broken:
         return 2

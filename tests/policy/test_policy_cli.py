@@ -75,7 +75,7 @@ def test_explain(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(base + ["--caller", alice_did, "--action", "fs.read", "--path", "x", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["allowed"] and out["rule"] == {"file": str(policy), "line": 8, "effect": "allow"}
-    assert out["caller"] == {"did": alice_did, "name": "alice"}
+    assert out["caller"] == {"did": alice_did, "name": "alice", "source": "local"}
     assert run(base + ["--caller", "owner", "--action", "module.import", "--module", "m"]) == 0
     capsys.readouterr()
 
@@ -102,3 +102,83 @@ def test_explain_at_time(root: Path, capsys: pytest.CaptureFixture[str]) -> None
     base = ["policy", "explain", "bob", "--root", str(root), "--caller", "alice", "--action", "exec"]
     assert run(base + ["--at", "2029-12-31T23:59:59Z"]) == 0
     assert run(base + ["--at", "2030-01-01T00:00:00Z"]) == EXIT_DENIED
+
+
+def _remote_root(tmp_path: Path, name: str) -> tuple[Path, str]:
+    """A peer ``name`` under its own root (another machine): its root and did."""
+    other = tmp_path / f"{name}-root"
+    return other, PeerStore(other).init(name).did
+
+
+def test_policy_check_warns_about_unresolved_conflicting_and_shadowed_names(
+        root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, carol = _remote_root(tmp_path, "carol")
+    _, other = _remote_root(tmp_path, "alice")                 # a different did than the local alice
+    directory = peerbox.Directory(root)
+    directory.add("carol", carol)
+    directory.add("carol2", carol)                             # carol's second name: shadowed
+    directory.add("alice", other)                              # conflicts with the local alice
+    policy = root / "peers/bob/policy.toml"
+    policy.write_text(
+        'version = 2\n[groups]\nfriends = ["carol2", "alice"]\n\n'
+        '[[rule]]\neffect = "allow"\nwho = ["carol", "dave"]\nactions = ["call"]\nresources = ["inbox::*"]\n\n'
+        '[[rule]]\neffect = "allow"\nwho = "group:friends"\nactions = ["exec"]\n')
+    assert run(["policy", "check", "bob", "--root", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("OK:")
+    err = captured.err.splitlines()
+    assert err == [
+        f'{policy}:5: warning: rule #1: \'who\': "dave" names no local peer and no peers.toml entry: the rule '
+        "matches no caller (peerbox directory add dave DID)",
+        f'{policy}:11: warning: rule #2: \'who\': "carol2" is peers.toml\'s second name for a did known as '
+        '"carol": callers with that did are named "carol", so a rule naming "carol2" never matches',
+        f'{policy}:11: warning: rule #2: \'who\': "alice" is the local peer alice '
+        f"({PeerStore(root).get('alice').did}) and peers.toml names {other} for it: only the local peer matches",
+    ]
+    assert run(["policy", "check", "bob", "--root", str(root), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is True and [w["line"] for w in out["warnings"]] == [5, 11, 11]
+
+
+def test_explain_call_resource_json_has_rate_and_quota(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = root / "peers/bob/policy.toml"
+    policy.write_text(
+        'version = 2\n[[rule]]\neffect = "allow"\nwho = "alice"\nactions = ["call"]\n'
+        'resources = ["inbox::deliver"]\n'
+        'limits = { timeout = 2.0, calls_per_minute = 30, burst = 5, max_bytes = 65536, max_files = 100 }\n')
+    base = ["policy", "explain", "bob", "--root", str(root), "--caller", "alice", "--action", "call"]
+    assert run(base + ["--resource", "inbox::deliver"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ALLOW: alice (did:key:") and "call 'inbox::deliver'" in out
+    assert "  limits: timeout=2.0; rate: 30/min, burst 5 (policy.toml:2); quota: 65536 bytes, 100 files" in out
+    assert run(base + ["--resource", "inbox::deliver", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["resource"] == "inbox::deliver" and doc["allowed"] is True
+    assert {k: doc["limits"][k] for k in ("timeout", "calls_per_minute", "burst", "max_bytes", "max_files")} \
+        == {"timeout": 2.0, "calls_per_minute": 30, "burst": 5, "max_bytes": 65536, "max_files": 100}
+    assert doc["limits"]["rates"] == [{"calls_per_minute": 30, "burst": 5, "rule": "policy.toml:2"}]
+    assert run(base + ["--resource", "inbox::count"]) == EXIT_DENIED      # not that function
+    assert "nothing allowed it" in capsys.readouterr().out
+    assert run(base) == 2                                                 # call needs --resource
+    with pytest.raises(SystemExit):                                       # one of them (argparse)
+        run(base + ["--resource", "inbox::deliver", "--path", "x"])
+    assert run(["policy", "explain", "bob", "--root", str(root), "--caller", "alice", "--action", "exec",
+                "--resource", "x"]) == 2                                  # exec names no resource
+    assert run(["policy", "explain", "bob", "--root", str(root), "--caller", "alice", "--action", "fs.read",
+                "--resource", "notes/a"]) == EXIT_DENIED                 # --resource works for fs.* too
+
+
+def test_explain_caller_from_peers_toml(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, carol = _remote_root(tmp_path, "carol")
+    base = ["policy", "explain", "bob", "--root", str(root), "--action", "exec"]
+    assert run(base + ["--caller", "carol"]) == 2                         # not known yet: a usage error
+    capsys.readouterr()
+    peerbox.Directory(root).add("carol", carol)                           # no URL: a caller only
+    (root / "peers/bob/policy.toml").write_text(
+        'version = 2\n[[rule]]\neffect = "allow"\nwho = "carol"\nactions = ["exec"]\n')
+    assert run(base + ["--caller", "carol"]) == 0
+    out = capsys.readouterr().out
+    assert f"  caller: carol = {carol} (peers.toml)" in out
+    assert run(base + ["--caller", carol, "--json"]) == 0                 # by did: named from peers.toml
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["caller"] == {"did": carol, "name": "carol", "source": "directory"} and doc["allowed"]
