@@ -2,7 +2,7 @@
 
 ::
 
-    peerbox logic list NAME [--json] [--root DIR]
+    peerbox logic list NAME [--json] [--root DIR]     (published functions and who may call them)
     peerbox logic show NAME MODULE [--wat | --version N] [--root DIR]
     peerbox logic list|show|history|remove NAME ... --from OWNER [--cap FILE]... [--timeout S]
                                      (NAME is then a remote peer in <root>/peers.toml)
@@ -31,11 +31,13 @@ import argparse
 import datetime
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from .. import net
 from .._errors import UsageError
 from ..peer import HEAD_KEY, Directory, PeerLogic, PeerStore, Version
+from ..policy import PolicyError, RuleRef, load
 from ..trust import exit_code, outcome_of
 from ..wire import Reply
 from ._peers import add_root_argument
@@ -61,7 +63,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     sub = pl.add_subparsers(dest="logic_command", required=True, metavar="COMMAND")
 
     own = "the module name (the peer's own layer)"
-    p = _command(sub, "list", cmd_list, "every module the peer sees: layer, overrides, functions",
+    p = _command(sub, "list", cmd_list, "every module the peer sees: layer, overrides, functions; "
+                 "published ones (export fn) and who may call them",
                  remote=True)
     p = _command(sub, "show", cmd_show, "print a module's source (or its compiled WebAssembly text)",
                  module="as a script imports it: inbox, shared:inbox, ...", json_flag=False, remote=True)
@@ -172,7 +175,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             return reply
         docs = reply.value if isinstance(reply.value, list) else []
     else:
-        docs = [m.doc() for m in _logic(args).list()]
+        logic = _logic(args)
+        docs = [m.doc() for m in logic.list()]
+        _add_callers(docs, logic.peer.paths.policy)
     if args.json:
         _emit(docs)
         return 0
@@ -184,12 +189,52 @@ def cmd_list(args: argparse.Namespace) -> int:
         out.append(f"{d['file']}{over}{state}")
         if d.get("error") is not None:
             out.append("    does not parse: " + str(d["error"]).splitlines()[0])
-        out.extend(f"    fn {f['name']}({', '.join(f['params'])})" for f in d.get("functions", ()))
+        exports = {e["name"]: e for e in d.get("exports", ())}
+        for f in d.get("functions", ()):
+            e = exports.pop(f["name"], None)
+            out.append(f"    fn {f['name']}({', '.join(f['params'])})" if e is None
+                       else _export_line(e, bool(d.get("publishes"))))
+        out.extend(_export_line(e, bool(d.get("publishes"))) for e in exports.values())
         out.extend(f"    const {c}" for c in d.get("constants", ()))
         if d.get("imports"):
             out.append(f"    imports {', '.join(d['imports'])}")
     sys.stdout.write("".join(line + "\n" for line in out))
     return 0
+
+
+def _add_callers(docs: list[dict[str, Any]], policy_file: Path) -> None:
+    """Add ``callers`` (``[{effect, who, rule}]``, the policy's rules about calling it, in file
+    order, whoever they name) to each export of the peer's own modules in ``docs``. Only the
+    local CLI does this: a remote ``list`` must not reveal the policy. A policy that does not
+    load gives no callers and a warning on stderr."""
+    try:
+        policy = load(policy_file)
+    except PolicyError as exc:
+        sys.stderr.write(f"warning: {exc.problems[0]}: who may call published functions is not shown\n")
+        return
+    for d in docs:
+        if not d.get("publishes"):
+            continue
+        for e in d.get("exports", ()):
+            rules = policy.rules_for("call", f"{d['module']}::{e['name']}")
+            e["callers"] = [{"effect": r.effect, "who": ", ".join(r.who_text),
+                             "rule": str(RuleRef(policy.name, r.line, r.effect, r.index))} for r in rules]
+
+
+def _export_line(e: dict[str, Any], publishes: bool) -> str:
+    """``    export fn deliver(msg: string)   call: carol (policy.toml:21); denied: dave (...)``."""
+    types = e.get("types") or [None] * len(e["params"])
+    params = ", ".join(p if t is None else f"{p}: {t}" for p, t in zip(e["params"], types, strict=False))
+    line = f"    export fn {e['name']}({params})"
+    if not publishes:
+        return line + "   (not published: only the peer's own modules publish)"
+    callers = e.get("callers")
+    if callers is None:  # a remote listing: the policy is not shown
+        return line
+    allowed = [f"{c['who']} ({c['rule']})" for c in callers if c["effect"] == "allow"]
+    denied = [f"{c['who']} ({c['rule']})" for c in callers if c["effect"] == "deny"]
+    shown = "call: " + (", ".join(allowed) if allowed else "nobody but capability holders")
+    return line + "   " + shown + ("; denied: " + ", ".join(denied) if denied else "")
 
 
 def cmd_show(args: argparse.Namespace) -> int:

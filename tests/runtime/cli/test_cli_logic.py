@@ -466,3 +466,42 @@ def test_envelope_inspect_shows_a_logic_request(env: Env, cli: Callable[..., Cli
     path.write_bytes(req[:-1] + bytes([req[-1] ^ 1]))
     res = cli("envelope", "inspect", str(path), "--root", str(env.root))
     assert res.code == 2 and "bad_signature" in res.err
+
+
+PUBLISHING = ('import "builtin:inbox" as base;\n\nexport fn deliver(msg: string) { base::deliver(msg) }\n'
+              'export fn stats() { base::count() }\nfn helper(x) { x }\n')
+
+
+def test_logic_list_shows_exports_and_callers(env: Env) -> None:
+    (env.root / "logic").mkdir()
+    (env.root / "logic" / "notes.rhai").write_text('export fn shared_one(n) { n }\n')  # a shared layer: not published
+    _installed(env, PUBLISHING)
+    env.bob.paths.policy.write_text(
+        'version = 2\n\n[[rule]]\neffect = "allow"\nwho = "owner"\nactions = ["*", "logic.*"]\n\n'
+        '[[rule]]\neffect = "allow"\nwho = "carol"\nactions = ["call"]\nresources = ["inbox::deliver"]\n\n'
+        '[[rule]]\neffect = "deny"\nwho = ["dave", "erin"]\nactions = ["call"]\nresources = ["inbox::*"]\n')
+    res = env.run("list", "bob")
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    at = lines.index("peer:inbox  overrides builtin:inbox")
+    assert lines[at + 1:at + 4] == [
+        "    export fn deliver(msg: string)   call: owner (policy.toml:3), carol (policy.toml:8); "
+        "denied: dave, erin (policy.toml:14)",
+        "    export fn stats()   call: owner (policy.toml:3); denied: dave, erin (policy.toml:14)",
+        "    fn helper(x)",
+    ]
+    assert "    export fn shared_one(n)   (not published: only the peer's own modules publish)" in lines
+    docs = {d["file"]: d for d in json.loads(env.run("list", "bob", "--json").out)}
+    mine = docs["peer:inbox"]
+    assert mine["publishes"] is True
+    deliver = next(e for e in mine["exports"] if e["name"] == "deliver")
+    assert (deliver["params"], deliver["types"]) == (["msg"], ["string"])
+    assert deliver["callers"] == [{"effect": "allow", "who": "owner", "rule": "policy.toml:3"},
+                                  {"effect": "allow", "who": "carol", "rule": "policy.toml:8"},
+                                  {"effect": "deny", "who": "dave, erin", "rule": "policy.toml:14"}]
+    shared = docs["shared:notes"]
+    assert shared["publishes"] is False and "callers" not in shared["exports"][0]
+    # no rule lets anyone call: only capability holders can
+    env.bob.paths.policy.write_text('version = 2\n')
+    lines = env.run("list", "bob").out.splitlines()
+    assert "    export fn stats()   call: nobody but capability holders" in lines
