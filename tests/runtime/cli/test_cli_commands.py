@@ -98,3 +98,20 @@ def test_each_module_loads_once_per_parser() -> None:
     assert loaded is not before
     parser.parse_args(["compile", "x.rhai"])  # same module: not registered again
     assert sub.choices["run"] is loaded
+
+
+@pytest.mark.slow
+def test_call_is_registered_lazily_and_its_help_loads_no_network_or_sandbox() -> None:
+    loaded = _loaded_after(["call", "--help"])
+    assert "peerbox.cli._call" in loaded["commands"]
+    assert not {"peerbox.cli._serve", "peerbox.cli._logic", "peerbox.cli._run"} & set(loaded["commands"])
+    assert "trio" not in loaded["heavy"] and "wasmtime" not in loaded["heavy"]
+
+
+def test_call_help_shows_its_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["call", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "MODULE::FUNCTION" in out and "--arg K=V" in out and "--args-json JSON" in out
+    assert "9 rate limited" in out
