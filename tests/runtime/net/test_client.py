@@ -1,16 +1,19 @@
 """The HTTP/2 client (async and sync) and ``peerbox send``, against the small h2 server
 of _mini_server.py: verified replies and denials, rejections, transport errors,
-timeouts, one shared connection, flow control, reconnects and retries.
+timeouts, one shared connection, flow control, reconnects and retries; ``call``
+and ``revoke`` (what they send where, and how their answers are checked, 429
+included) against a target that verifies each envelope and signs its reply.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 import trio
 
@@ -19,10 +22,11 @@ from peerbox.net._client import AsyncClient, Client
 from peerbox.net._client_errors import RemoteRejected, TransportError, VerificationError
 from peerbox.net._h2client import H2Transport
 from peerbox.peer import UnknownPeer
-from peerbox.wire import KeyPair, make_request
+from peerbox.wire import (CallRequest, EnvelopeError, KeyPair, NonceStore, Reply, RevokeRequest, make_reply,
+                          make_request, token_id, verify_call_request, verify_revoke_request)
 
 from ..conftest import CliResult
-from ._mini_server import ServerThread, World, free_port, start
+from ._mini_server import MiniServer, ServerThread, World, free_port, start
 
 Cli = Callable[..., CliResult]
 
@@ -85,6 +89,7 @@ async def test_rejection_is_remote_rejected(world: World) -> None:
     async with trio.open_nursery() as nursery:
         await start(world, nursery)
         url = world.directory.get("bob").url
+        assert url is not None
         transport = H2Transport()
         async with transport:
             # the same envelope twice: the second is a replay (409, unsigned error map)
@@ -248,3 +253,201 @@ def test_cli_send_exit_codes(world: World, served: ServerThread, tmp_path: Path,
     world.directory.add("bob", world.bob.did, f"http://127.0.0.1:{free_port()}", replace=True)
     code, _, err = cli("send", "--from", "alice", "--to", "bob", str(ok), "--root", root)
     assert code == 7 and "connect" in err
+
+
+# ------------------------------------------------------------------ call and revoke
+
+
+class Target:
+    """bob at the HTTP level for ``/v1/call`` and ``/v1/revoke``: verifies each envelope as a worker
+    does (signature, target, time, nonce), records what it was asked, and answers with a reply
+    signed by bob: the call's module, function, params and caller as its value, or (``limited``)
+    a 429 with a signed ``rate_limited`` reply. ``/v1/exec`` goes to ``world``'s real handler."""
+
+    def __init__(self, world: World, tmp_path: Path) -> None:
+        self.world = world
+        self.key = world.bob.signing_key()
+        self.nonces = NonceStore(tmp_path / "target-nonces.sqlite")
+        self.seen: list[tuple[str, CallRequest | RevokeRequest]] = []
+        self.limited = False
+        self.tamper = False
+
+    async def app(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if path == "/v1/exec":
+            return await self.world.app(path, body)
+        now = int(time.time())
+        req: CallRequest | RevokeRequest
+        try:
+            if path == "/v1/call":
+                req = verify_call_request(body, target=self.world.bob.public_key, now=now, nonces=self.nonces)
+            else:
+                assert path == "/v1/revoke"
+                req = verify_revoke_request(body, target=self.world.bob.public_key, now=now,
+                                            nonces=self.nonces)
+        except EnvelopeError as exc:
+            return 400, cbor2.dumps({"error": {"kind": exc.kind, "message": exc.message}})
+        self.seen.append((path, req))
+        usage = {"fuel": 0, "wall_ms": 0, "peak_memory": 0}
+        if self.limited:
+            status, out = 429, make_reply(
+                self.key, request_bytes=body, caller=req.caller, now=now, ok=False, usage=usage,
+                error={"kind": "rate_limited", "message": "rate limit of policy.toml:3 (1 calls per minute, "
+                       "burst 1): retry in 60 s", "rule": "policy.toml:3"})
+        elif isinstance(req, CallRequest):
+            value = {"module": req.module, "function": req.function, "params": req.params,
+                     "caps": len(req.caps), "limits": req.limits}
+            status, out = 200, make_reply(self.key, request_bytes=body, caller=req.caller, now=now, ok=True,
+                                          value=value, usage=usage)
+        else:
+            status, out = 200, make_reply(self.key, request_bytes=body, caller=req.caller, now=now, ok=True,
+                                          value={"revoked": token_id(req.token).hex(), "already": False},
+                                          usage=usage)
+        if self.tamper:
+            out = out[:-1] + bytes([out[-1] ^ 1])
+        return status, out
+
+    def close(self) -> None:
+        self.nonces.close()
+
+
+@pytest.fixture
+def target(world: World, tmp_path: Path) -> Iterator[Target]:
+    t = Target(world, tmp_path)
+    yield t
+    t.close()
+
+
+async def _serve(target: Target, nursery: trio.Nursery) -> MiniServer:
+    server = MiniServer(target.app)
+    port = await nursery.start(server.serve)
+    target.world.directory.add("bob", target.world.bob.did, f"http://127.0.0.1:{port}", replace=True)
+    return server
+
+
+async def test_call_by_name_and_position_and_params_escape(target: Target) -> None:
+    world = target.world
+    async with trio.open_nursery() as nursery:
+        await _serve(target, nursery)
+        async with AsyncClient(world.alice.signing_key(), world.directory) as client:
+            by_name = await client.call("bob", "inbox::deliver", msg="hi", n=2)
+            assert by_name.ok and by_name.target == world.bob.public_key
+            assert by_name.value == {"module": "inbox", "function": "deliver",
+                                     "params": {"msg": "hi", "n": 2}, "caps": 0, "limits": {}}
+            by_position = await client.call(world.bob.did, "tools/text::cut", "hi", [1, 2])
+            assert by_position.value["module"] == "tools/text" and by_position.value["function"] == "cut"
+            assert by_position.value["params"] == ["hi", [1, 2]]
+            # names that are the method's own go through params=
+            escaped = await client.call("bob", "inbox::deliver", params={"timeout": 5, "caps": "x"},
+                                        caps=[b"token"], limits={"fuel": 10}, timeout=10)
+            assert escaped.value["params"] == {"timeout": 5, "caps": "x"}
+            assert escaped.value["caps"] == 1 and escaped.value["limits"] == {"fuel": 10}
+            # "target" and "function" are positional-only: usable as argument names too
+            both = await client.call("bob", "inbox::route", target="carol", function="f")
+            assert both.value["params"] == {"target": "carol", "function": "f"}
+            none = await client.call("bob", "inbox::stats")
+            assert none.value["params"] is None
+        nursery.cancel_scope.cancel()
+    assert [path for path, _ in target.seen] == ["/v1/call"] * 5
+    assert all(req.caller == world.alice.public_key for _, req in target.seen)
+
+
+def test_sync_call_and_revoke(target: Target, world: World) -> None:
+    st = ServerThread(world)
+    try:
+        assert st.server is not None
+        st.server.app = target.app
+        with Client(world.alice.signing_key(), world.directory) as client:
+            assert client.call("bob", "inbox::deliver", msg="hi").value["params"] == {"msg": "hi"}
+            assert client.call("bob", "inbox::deliver", "hi").value["params"] == ["hi"]
+            assert client.call("bob", "inbox::deliver", params=["a", "b"]).value["params"] == ["a", "b"]
+            reply = client.revoke("bob", b"some token bytes")
+            assert reply.ok and reply.value == {"revoked": token_id(b"some token bytes").hex(),
+                                                "already": False}
+            assert client.exec("bob", "40 + 2").value == 42  # the real handler, on the same connection
+        assert [path for path, _ in target.seen] == ["/v1/call"] * 3 + ["/v1/revoke"]
+        last = target.seen[-1][1]
+        assert isinstance(last, RevokeRequest) and last.token == b"some token bytes"
+    finally:
+        st.stop()
+
+
+async def test_call_needs_module_colon_colon_function(target: Target) -> None:
+    world = target.world
+    async with trio.open_nursery() as nursery:
+        await _serve(target, nursery)
+        async with AsyncClient(world.alice.signing_key(), world.directory) as client:
+            for bad in ("deliver", "inbox:deliver", ""):
+                with pytest.raises(peerbox.UsageError, match="MODULE::FUNCTION") as info:
+                    await client.call("bob", bad, msg="hi")
+                assert info.value.exit_code == 2
+            with pytest.raises(peerbox.UsageError, match="not both"):
+                await client.call("bob", "inbox::deliver", "hi", msg="hi")
+            with pytest.raises(peerbox.UsageError, match="not both"):
+                await client.call("bob", "inbox::deliver", msg="hi", params={"msg": "hi"})
+            # names the envelope cannot carry are refused before signing (exit 2)
+            for module_fn in ("../x::f", "builtin:inbox::deliver", "inbox::1st", "::deliver"):
+                with pytest.raises(EnvelopeError) as env_info:
+                    await client.call("bob", module_fn)
+                assert env_info.value.kind == "bad_field" and env_info.value.exit_code == 2
+        nursery.cancel_scope.cancel()
+    assert target.seen == []  # nothing was sent
+
+
+async def test_429_is_a_verified_reply(target: Target) -> None:
+    world = target.world
+    target.limited = True
+    async with trio.open_nursery() as nursery:
+        await _serve(target, nursery)
+        async with AsyncClient(world.alice.signing_key(), world.directory) as client:
+            reply = await client.call("bob", "inbox::deliver", msg="hi")
+            assert not reply.ok and not reply.denied and reply.error is not None
+            assert reply.error["kind"] == "rate_limited" and reply.error["rule"] == "policy.toml:3"
+            assert "retry in 60 s" in reply.error["message"]
+            target.tamper = True  # a 429 must be bob's signature on this very request, like a 200
+            with pytest.raises(VerificationError) as info:
+                await client.call("bob", "inbox::deliver", msg="hi")
+            assert info.value.exit_code == 7
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_call_envelope_is_remote_rejected(target: Target) -> None:
+    world = target.world
+    async with trio.open_nursery() as nursery:
+        await _serve(target, nursery)
+        # bob's directory entry names carol's key: bob's target sees a call addressed to someone else
+        carol = KeyPair.generate()
+        url = world.directory.get("bob").url
+        world.directory.add("bob", carol.did, url, replace=True)
+        async with AsyncClient(world.alice.signing_key(), world.directory) as client:
+            with pytest.raises(RemoteRejected) as info:
+                await client.call("bob", "inbox::deliver", msg="hi")
+            assert info.value.kind == "wrong_target" and info.value.status == 400
+            with pytest.raises(RemoteRejected):
+                await client.revoke("bob", b"tok")
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_entry_without_url_cannot_be_called(target: Target) -> None:
+    world = target.world
+    carol = KeyPair.generate()
+    world.directory.add("carol", carol.did)  # known as a caller only
+    async with trio.open_nursery() as nursery:
+        await _serve(target, nursery)
+        async with AsyncClient(world.alice.signing_key(), world.directory) as client:
+            sends: list[Callable[[Any], Awaitable[Reply]]] = [
+                lambda t: client.call(t, "inbox::deliver", msg="hi"),
+                lambda t: client.exec(t, "1"),
+                lambda t: client.revoke(t, b"tok"),
+                lambda t: client.logic(t, "list"),
+            ]
+            for send in sends:
+                for name in ("carol", carol.did, world.directory.get("carol")):
+                    with pytest.raises(UnknownPeer, match="carol has no URL in peers.toml: it is known as a "
+                                                          "caller only") as info:
+                        await send(name)
+                    assert info.value.exit_code == 2
+            with pytest.raises(UnknownPeer):
+                client.resolve("carol")
+            assert (await client.call("bob", "inbox::deliver", msg="hi")).ok  # bob still works
+        nursery.cancel_scope.cancel()
+    assert len(target.seen) == 1
