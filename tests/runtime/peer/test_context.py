@@ -234,3 +234,43 @@ def test_storage_location_follows_the_backend(alice: PeerContext, backend: str) 
         assert storage.name == "storage.sqlite" and storage.is_file()
         assert not (alice.peer.paths.dir / "files").exists()
     assert os.listdir(alice.peer.paths.logic) == []
+
+
+# -- per-caller quotas (the plumbing lands in peer/_context.py; skipped until then) -----
+
+needs_quota = pytest.mark.skipif(not hasattr(PeerContext, "quota_for"),
+                                 reason="PeerContext.quota_for/run(quota=) not merged yet")
+CAROL = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+
+
+@needs_quota
+def test_quota_for_tracks_a_capped_caller_and_charges_its_writes(alice: PeerContext) -> None:
+    assert alice.quota_for(CAROL) is None  # no cap, no ledger yet: nothing to account
+    quota = alice.quota_for(CAROL, max_bytes=10)
+    assert quota is not None and quota.tracked and quota.caller == CAROL
+    prog = alice.compile('fs::write("a.txt", "0123456789"); let k = ""; try { fs::write("b.txt", "x"); } catch (e) { k = e.kind; } k')
+    assert alice.run(prog, caller={"id": CAROL, "name": "carol"}, quota=quota).value == "quota_exceeded"
+    assert alice.ledger.usage(CAROL) == (10, 1)
+    assert (alice.peer.paths.dir / "quota.sqlite").exists()
+
+
+@needs_quota
+def test_run_passes_a_release_only_quota_when_the_ledger_exists(alice: PeerContext) -> None:
+    carol = alice.quota_for(CAROL, max_bytes=100, max_files=5)
+    assert carol is not None
+    alice.run(alice.compile('fs::mkdir("inbox"); fs::write("inbox/1.txt", "hello")'), quota=carol)
+    assert alice.ledger.usage(CAROL) == (5, 2)
+    owner = alice.quota_for(None)  # the ledger exists now: release-only
+    assert owner is not None and not owner.tracked
+    alice.run(alice.compile('fs::delete("inbox/1.txt")'))  # the owner's own run, no quota given
+    assert alice.ledger.usage(CAROL) == (0, 1)  # her message's bytes are free again
+
+
+@needs_quota
+def test_close_closes_the_ledger(contexts: Contexts, alice: PeerContext) -> None:
+    ledger = alice.ledger
+    alice.close()
+    with pytest.raises(peerbox.Error):
+        ledger.usage(CAROL)
+    with pytest.raises(UsageError):
+        alice.ledger.usage(CAROL)
