@@ -1,0 +1,232 @@
+"""``peerbox call``: a remote peer's published function, from the command line.
+
+carol lives under her own root (another machine); bob's root names her in its
+``peers.toml`` (no URL: she only calls) and a real ``peerbox serve`` hosts bob.
+The end-to-end tests need the worker's ``/v1/call`` (WP2's
+``peerbox.trust.CallAdmitted`` and ``ExecHandler.handle_call``); they are
+skipped, with that reason, only while that contract is not there.
+"""
+
+# ruff: noqa: E501  (policies and expected messages read best on one line)
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import peerbox
+from peerbox.cli._call import call_arguments, split_function
+from peerbox.peer import Directory, PeerStore
+
+from ..conftest import CliResult
+
+try:
+    from peerbox.trust import CallAdmitted  # noqa: F401  (the worker's side of peerbox/call)
+    HAVE_CALLS = True
+except ImportError:
+    HAVE_CALLS = False
+
+needs_worker_calls = pytest.mark.skipif(
+    not HAVE_CALLS, reason="the worker's /v1/call is not there yet (contract: peerbox.trust.CallAdmitted, "
+    "ExecHandler.handle_call, WP2)")
+
+API = """\
+export fn echo(x) { x }
+export fn hello(name: string) { print(`greeting ${name}`); `hello ${name} from ${caller.name}` }
+export fn add(a: i64, b: i64) { a + b }
+export fn limited() { 1 }
+export fn forbidden() { 0 }
+export fn touch_private() { fs::write("private/x.txt", "no") }
+fn hidden() { 42 }
+"""
+
+POLICY = """\
+version = 2
+
+[[rule]]
+effect = "allow"
+who = "owner"
+actions = ["*", "logic.*"]
+
+[[rule]]
+effect = "allow"
+who = "carol"
+actions = ["call"]
+resources = ["api::*"]
+
+[[rule]]
+effect = "allow"
+who = "carol"
+actions = ["call"]
+resources = ["api::limited"]
+limits = { calls_per_minute = 1, burst = 1 }
+
+[[rule]]
+effect = "deny"
+who = "*"
+actions = ["call"]
+resources = ["api::forbidden"]
+
+[[rule]]
+effect = "deny"
+who = "*"
+actions = ["fs.*"]
+resources = ["private/**"]
+"""
+
+
+# ------------------------------------------------------------------ arguments (no network)
+
+
+def test_split_function() -> None:
+    assert split_function("inbox::deliver") == ("inbox", "deliver")
+    assert split_function("a/b::f") == ("a/b", "f")
+    for bad in ("inbox", "inbox::", "::deliver", "inbox:deliver"):
+        with pytest.raises(peerbox.UsageError, match="MODULE::FUNCTION"):
+            split_function(bad)
+
+
+def test_arguments_by_name_and_by_position() -> None:
+    assert call_arguments(None, ["msg=hi", "n=3", "o={\"a\": [1]}"]) == {"msg": "hi", "n": 3, "o": {"a": [1]}}
+    assert call_arguments('{"msg": "a", "n": 1}', ["n=2"]) == {"msg": "a", "n": 2}   # --arg overrides
+    assert call_arguments('[1, "two", null]', []) == [1, "two", None]
+    assert call_arguments(None, []) == {}
+
+
+@pytest.mark.parametrize(("args_json", "items", "message"), [
+    ("[1]", ["x=1"], "cannot be added to it"),
+    ('"text"', [], "must be a JSON object (by name) or array (by position)"),
+    ("{", [], "--args-json is not valid JSON"),
+    (None, ["novalue"], "--arg expects NAME=VALUE"),
+    (None, ["=1"], "--arg expects NAME=VALUE"),
+])
+def test_argument_usage_errors(args_json: str | None, items: list[str], message: str) -> None:
+    with pytest.raises(peerbox.UsageError, match=re.escape(message)):
+        call_arguments(args_json, items)
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@dataclass
+class World:
+    root: Path          # bob's root (the worker's)
+    carol_root: Path    # carol's own root
+    run: Callable[..., CliResult]
+
+    def call(self, *argv: str) -> CliResult:
+        """``peerbox call --from carol --to bob ...`` under carol's root."""
+        res = self.run("call", "--from", "carol", "--to", "bob", *argv, "--root", str(self.carol_root))
+        assert "Traceback" not in res.err and "internal error" not in res.err, res.err
+        return res
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def world(tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch) -> World:
+    """bob (with the ``api`` module and :data:`POLICY`) and carol under separate roots; not served."""
+    monkeypatch.delenv("PEERBOX_ROOT", raising=False)
+    root, carol_root = tmp_path / "bob-root", tmp_path / "carol-root"
+    bob = PeerStore(root).init("bob")
+    carol = PeerStore(carol_root).init("carol")
+    (bob.paths.logic / "api.rhai").write_text(API, encoding="utf-8")
+    bob.paths.policy.write_text(POLICY, encoding="utf-8")
+    Directory(root).add("carol", carol.did)                              # a caller only
+    Directory(carol_root).add("bob", bob.did, f"http://127.0.0.1:{_free_port()}")  # nobody listens yet
+    return World(root, carol_root, cli)
+
+
+@pytest.fixture
+def served(world: World) -> Iterator[World]:
+    """``world`` with a real ``peerbox serve`` hosting bob, at the URL carol's directory names."""
+    port_file = world.root / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "peerbox", "serve", "--root", str(world.root), "--listen", "127.0.0.1:0",
+         "--port-file", str(port_file), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "peerbox serve did not write its port file"
+            time.sleep(0.05)
+        did = PeerStore(world.root).get("bob").did
+        Directory(world.carol_root).add("bob", did, f"http://127.0.0.1:{port_file.read_text().strip()}",
+                                        replace=True)
+        yield world
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def test_array_args_json_with_arg_is_a_usage_error(world: World) -> None:
+    res = world.call("api::add", "--args-json", "[1, 2]", "--arg", "a=1")
+    assert res.code == 2 and "cannot be added to it" in res.err and res.out == ""
+    res = world.call("add", "--arg", "a=1")
+    assert res.code == 2 and "MODULE::FUNCTION" in res.err
+
+
+@pytest.mark.slow
+def test_no_server_is_exit_7(world: World) -> None:
+    res = world.call("api::echo", "--arg", "x=1", "--timeout", "5")
+    assert res.code == 7 and res.out == "" and res.err.startswith("error: ")
+    res = world.call("api::echo", "--arg", "x=1", "--timeout", "5", "--json")
+    assert res.code == 7 and json.loads(res.out)["error"]["exit_code"] == 7
+
+
+@pytest.mark.slow
+@needs_worker_calls
+def test_call_prints_the_value_and_exits_0(served: World) -> None:
+    res = served.call("api::hello", "--arg", "name=carol")
+    assert (res.code, res.out) == (0, "hello carol from carol\n"), res.err
+    assert "greeting carol" in res.err                                   # the function's log, on stderr
+    res = served.call("api::echo", "--arg", 'x={"k": [1, 2]}', "--json")
+    assert res.code == 0 and json.loads(res.out) == {"k": [1, 2]}
+
+
+@pytest.mark.slow
+@needs_worker_calls
+def test_arg_json_and_args_json(served: World) -> None:
+    assert served.call("api::add", "--arg", "a=2", "--arg", "b=3").out == "5\n"                  # JSON numbers
+    assert served.call("api::add", "--args-json", "[4, 5]").out == "9\n"                          # by position
+    assert served.call("api::add", "--args-json", '{"a": 1, "b": 1}', "--arg", "b=10").out == "11\n"  # --arg wins
+    assert served.call("api::echo", "--arg", "x=not json").out == "not json\n"                   # else a string
+
+
+@pytest.mark.slow
+@needs_worker_calls
+def test_exit_codes(served: World) -> None:
+    res = served.call("api::add", "--arg", "a=1", "--arg", "b=two")                 # b: i64
+    assert res.code == 2 and "bad_arguments" in res.err and res.out == ""
+    res = served.call("api::add", "--arg", "a=1", "--json")                           # b missing
+    assert res.code == 2 and json.loads(res.out)["error"]["kind"] == "bad_arguments"
+    for missing in ("api::hidden", "api::nosuch", "nosuch::f"):
+        res = served.call(missing)
+        assert res.code == 2 and "no_such_function" in res.err, (missing, res.err)
+    res = served.call("api::forbidden")                                               # a deny rule
+    assert res.code == 6 and res.err.startswith("denied by bob: ")
+    res = served.call("api::touch_private")                                           # the owner's deny rule
+    assert res.code == 6, res.err
+    assert served.call("api::limited").code == 0
+    res = served.call("api::limited", "--json")                                       # burst 1, 1 per minute
+    assert res.code == 9 and res.err.startswith("rate limited by bob: ")
+    assert json.loads(res.out)["error"]["kind"] == "rate_limited"
