@@ -31,6 +31,9 @@ def test_facade_exports_exactly_the_public_api() -> None:
         [
             "HostCallError",
             "BudgetExceeded",
+            "Ledger",
+            "CallerQuota",
+            "LEDGER_FILE",
             "OP_ACTIONS",
             "Authorizer",
             "ERROR_KINDS",
