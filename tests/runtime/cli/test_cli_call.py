@@ -230,3 +230,85 @@ def test_exit_codes(served: World) -> None:
     res = served.call("api::limited", "--json")                                       # burst 1, 1 per minute
     assert res.code == 9 and res.err.startswith("rate limited by bob: ")
     assert json.loads(res.out)["error"]["kind"] == "rate_limited"
+
+
+# ------------------------------------------------------------------ cap inspect / revoke --notify
+
+try:
+    from peerbox.trust import check_revoke_request  # noqa: F401  (the worker's side of peerbox/revoke)
+    HAVE_REVOKE = True
+except ImportError:
+    HAVE_REVOKE = False
+
+
+def _carol_token(world: World) -> Path:
+    """A token bob grants carol (call:api::echo), written under bob's root's parent."""
+    token = world.root.parent / "carol.cap"
+    carol_did = PeerStore(world.carol_root).get("carol").did
+    res = world.run("cap", "grant", "--from", "bob", "--to", carol_did, "--allow", "call:api::echo",
+                    "--expires", "1h", "-o", str(token), "--root", str(world.root))
+    assert res.code == 0, res.err
+    return token
+
+
+def test_cap_inspect_uses_PEERBOX_ROOT(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = _carol_token(world)
+    assert world.run("cap", "revoke", str(token), "--as", "bob", "--root", str(world.root)).code == 0
+    monkeypatch.chdir(world.root.parent)                       # no ./peerbox-data here
+    res = world.run("cap", "inspect", str(token))
+    assert res.code == 0 and "valid now" in res.out and "revocations not checked" in res.err
+    monkeypatch.setenv("PEERBOX_ROOT", str(world.root))
+    res = world.run("cap", "inspect", str(token))
+    assert res.code == 2 and "NOT valid now" in res.out and "revoked" in res.out
+    assert world.run("cap", "inspect", str(token), "--json").code == 2
+
+
+def test_cap_inspect_missing_explicit_root_exits_2(world: World) -> None:
+    token = _carol_token(world)
+    res = world.run("cap", "inspect", str(token), "--root", str(world.root.parent / "nowhere"))
+    assert res.code == 2 and "is not a directory" in res.err and res.out == ""
+
+
+@pytest.mark.slow
+def test_cap_revoke_notify_without_a_worker_is_7_after_recording_locally(world: World) -> None:
+    token = _carol_token(world)
+    # bob revokes (as the subject), notifying a directory name his root does not know: usage error
+    res = world.run("cap", "revoke", str(token), "--as", "bob", "--notify", "nobody", "--root", str(world.root))
+    assert res.code == 2
+    Directory(world.root).add("self", PeerStore(world.root).get("bob").did, f"http://127.0.0.1:{_free_port()}")
+    res = world.run("cap", "revoke", str(token), "--as", "bob", "--notify", "self", "--timeout", "5",
+                    "--root", str(world.root))
+    assert res.code == 7 and "self: error: " in res.err and "revoked " in res.err
+
+
+@pytest.mark.slow
+@needs_worker_calls
+@pytest.mark.skipif(not HAVE_REVOKE, reason="the worker's /v1/revoke is not there yet (contract: "
+                    "peerbox.trust.check_revoke_request, ExecHandler.handle_revoke, WP2)")
+def test_cap_revoke_notify_exit_codes(served: World, tmp_path: Path) -> None:
+    token = _carol_token(served)
+    # carol may call api::echo with the token alone once bob's rule for her is gone
+    policy = PeerStore(served.root).get("bob").paths.policy
+    policy.write_text('version = 2\n[[rule]]\neffect = "allow"\nwho = "owner"\nactions = ["*", "logic.*"]\n')
+    assert served.call("api::echo", "--arg", "x=1", "--cap", str(token)).code == 0
+    # carol (the holder) issued no link and is not the subject: refused locally, nothing is sent
+    PeerStore(served.carol_root).init("mallory")
+    res = served.run("cap", "revoke", str(token), "--as", "carol", "--notify", "bob", "--root",
+                     str(served.carol_root))
+    assert res.code == 2
+    # a token about another peer: bob's worker answers wrong_subject (2)
+    other = tmp_path / "other.cap"
+    assert served.run("cap", "grant", "--from", "mallory", "--to", "bob", "--allow", "exec", "--expires", "1h",
+                      "-o", str(other), "--root", str(served.carol_root)).code == 0
+    res = served.run("cap", "revoke", str(other), "--as", "mallory", "--notify", "bob", "--root",
+                     str(served.carol_root))
+    assert res.code == 2 and "bob: refused: wrong_subject" in res.err
+    # bob (the subject) revokes and notifies his own worker, which his root lists as "me"
+    port = Directory(served.carol_root).resolve("bob").url
+    Directory(served.root).add("me", PeerStore(served.root).get("bob").did, port)
+    res = served.run("cap", "revoke", str(token), "--as", "bob", "--notify", "me", "--root", str(served.root))
+    assert res.code == 0 and res.out.startswith("me: revoked "), res.err
+    res = served.run("cap", "revoke", str(token), "--as", "bob", "--notify", "me", "--root", str(served.root))
+    assert res.code == 0 and "(already)" in res.out
+    res = served.call("api::echo", "--arg", "x=1", "--cap", str(token))
+    assert res.code == 6 and "revoked" in res.err
