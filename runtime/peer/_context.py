@@ -13,6 +13,11 @@ Quotas are per peer, from an optional ``[quotas]`` table in ``peer.toml``::
     max_total_bytes = 104857600
     max_files = 10000
     max_file_size = 16777216
+
+Per-caller quotas (a policy rule's ``max_bytes``/``max_files``) are kept in the
+peer's :class:`~peerbox.hostcalls.Ledger` (``<peer dir>/quota.sqlite``, opened
+once per process): :meth:`PeerContext.quota_for` gives a run the quota its
+changes are charged to.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 from .._errors import UsageError
 from ._peers import Peer, PeerStore
 from ..run import CompileLimits, Limits, LogicLayers, Program, Result, compile, split_module_name
-from ..hostcalls import Authorizer, Backend, Quotas, open_backend
+from ..hostcalls import LEDGER_FILE, Authorizer, Backend, CallerQuota, Ledger, Quotas, open_backend
 
 __all__ = ["PeerContext", "Contexts", "load_quotas"]
 
@@ -57,6 +62,7 @@ class PeerContext:
         self.peer = peer
         self.quotas = quotas if quotas is not None else load_quotas(peer)
         self._storage: Backend | None = None
+        self._ledger: Ledger | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -74,6 +80,29 @@ class PeerContext:
             if self._storage is None:
                 self._storage = open_backend(self.peer.backend, self.peer.paths.storage, self.quotas)
             return self._storage
+
+    @property
+    def ledger(self) -> Ledger:
+        """The peer's per-caller quota ledger (its connection opens on first use, so this never
+        fails; the ledger's own calls raise ``io_error``). Raises :class:`~peerbox.UsageError`
+        once the context is closed."""
+        with self._lock:
+            if self._closed:
+                raise UsageError(f"the context of peer {self.peer.name!r} is closed")
+            if self._ledger is None:
+                self._ledger = Ledger(self.peer.paths.dir / LEDGER_FILE)
+            return self._ledger
+
+    def quota_for(self, caller_did: str | None, max_bytes: int | None = None,
+                  max_files: int | None = None) -> CallerQuota | None:
+        """The quota a run of ``caller_did`` is charged to: tracked when a cap is set; else
+        release-only (deletes and replaces still free other callers' shares) when the ledger
+        file exists; else None (no caller was ever capped here: nothing to account, ~1 µs)."""
+        if caller_did is not None and (max_bytes is not None or max_files is not None):
+            return CallerQuota(self.ledger, caller_did, max_bytes, max_files, owner=self.peer.name)
+        if os.path.exists(self.peer.paths.dir / LEDGER_FILE):
+            return CallerQuota(self.ledger, owner=self.peer.name)
+        return None
 
     def compile(
         self,
@@ -121,14 +150,19 @@ class PeerContext:
         limits: Limits | None = None,
         caller: dict[str, str] | None = None,
         authorize: Authorizer | None = None,
+        quota: CallerQuota | None = None,
     ) -> Result:
         """Run ``program`` in this context; ``caller`` defaults to the peer itself (a local run).
 
+        ``quota`` is what the run's changes are charged to; None: :meth:`quota_for` with no
+        caller (release-only when the ledger exists).
         Raises what :meth:`Program.run` raises.
         """
         who = caller if caller is not None else self.principal
+        if quota is None:
+            quota = self.quota_for(None)
         return program.run(params, limits=limits, caller=who, target=self.principal, storage=self.storage,
-                           authorize=authorize)
+                           authorize=authorize, quota=quota)
 
     def close(self) -> None:
         with self._lock:
@@ -136,6 +170,9 @@ class PeerContext:
             if self._storage is not None:
                 self._storage.close()
                 self._storage = None
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None
 
     def __enter__(self) -> PeerContext:
         return self
