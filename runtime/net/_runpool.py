@@ -10,7 +10,7 @@ guarantee the size. The pool starts its own threads with the stack size set
 just for their creation, and wakes the waiting task with
 ``TrioToken.run_sync_soon`` (what ``trio.to_thread`` does internally).
 
-**As few threads awake as the work needs.** The jobs of a worker are mostly
+**As few threads awake as the work needs (``lazy``, off by default).** The jobs of a worker are mostly
 Python (opening, checking, signing a request) and Python runs one thread at
 a time (the GIL): every extra thread awake at once adds GIL hand-offs, each a
 futex wake and a context switch, and measured under load five threads sharing
@@ -25,19 +25,24 @@ A thread that ends a job while another thread started one less than
 ``stall`` ago goes back to sleep (one thread drains the queue), so after a
 burst of long scripts the pool returns to one running thread. A job thus
 waits at most about ``stall`` seconds for a free thread behind long runs,
-and never for a thread while one is idle and none is running.
+and never for a thread while one is idle and none is running. Measured in
+the benchmark's loaded 2-core VM this cut context switches per delegated
+call from ~20 to ~8 but not the CPU per call, and under an open loop next to
+other busy processes a queue left to one descheduled thread answered later
+(p50 10-100 ms vs 5-40 ms), so the worker keeps the default: every job
+queued wakes a parked thread, if one is parked.
 
 **One CPU for the short work (``cpu``).** Measured in the Firecracker VM of
 the benchmark, a wake-up of a thread on another CPU (the loop handing a
 request to a pool thread and back, the GIL passing between them) costs far
 more than the same wake-up on the waker's CPU: a worker whose threads were
-all bound to one CPU spent 0.55-0.65x the CPU per delegated call of the same
+all bound to one CPU spent 0.6-0.7x the CPU per delegated call of the same
 worker left to float (and a worker doing everything on its loop thread, no
 hand-off at all, about as little). With ``cpu`` given, the pool's threads
 and the thread that creates the pool (the worker's event loop) are bound to
 that CPU (an index into the CPUs the process may use, modulo their number),
 so one worker process of ``serve --workers N`` keeps to one core, as nginx's
-``worker_cpu_affinity auto`` does. A script is not confined to it: the watch
+``worker_cpu_affinity auto`` does. With ``lazy``, a script is not confined to it: the watch
 lets a thread whose job has run longer than ``stall`` onto every allowed CPU
 (a long run then uses a free core rather than the loop's), and the thread
 comes back to its CPU when the job ends. Binding is best effort: where the
@@ -74,19 +79,20 @@ class RunPool:
 
     Jobs start first come, first served, on as few threads as keep the queue
     moving (see the module docstring; ``stall`` is how long a waiting job may
-    see no job start before a parked thread takes it; ``cpu`` binds the
+    see no job start before a parked thread takes it, with ``lazy``; ``cpu`` binds the
     threads, and the calling thread, to one CPU: see the module docstring).
     Raises :class:`ValueError` for fewer than one thread or a ``stall`` not
     above 0.
     """
 
     def __init__(self, threads: int, *, stack_size: int = RUN_STACK_SIZE, stall: float = STALL,
-                 cpu: int | None = None) -> None:
+                 cpu: int | None = None, lazy: bool = False) -> None:
         if threads < 1:
             raise ValueError("a RunPool needs at least one thread")
         if not stall > 0:
             raise ValueError("a RunPool's stall must be above 0 seconds")
         self.stall = stall
+        self.lazy = lazy
         self._lock = threading.Lock()
         self._jobs: deque[Callable[[], None]] = deque()
         self._parked: list[threading.Lock] = []  # latches of parked threads (the last parked first)
@@ -137,7 +143,7 @@ class RunPool:
             if self._closed and not jobs:
                 lock.release()
                 return
-            if jobs and (drain or not running or self._closed):
+            if jobs and (drain or not running or self._closed or not self.lazy):
                 job = jobs.popleft()
                 running[me] = time.monotonic()
                 self._started += 1
@@ -154,7 +160,7 @@ class RunPool:
                     _bind(0, home)
                 # another thread that started a job within ``stall`` is draining the queue: leave it to it
                 fresh = time.monotonic() - self.stall
-                drain = not any(at > fresh for at in running.values())
+                drain = not self.lazy or not any(at > fresh for at in running.values())
                 continue
             drain = False
             if jobs and not self._watching:  # every running thread is busy: watch for a stall
@@ -194,7 +200,7 @@ class RunPool:
                 return
             self._jobs.append(fn)
             # nobody running takes it, or nobody watches the queue yet: wake a parked thread
-            if self._parked and (not self._running or not self._watching):
+            if self._parked and (not self.lazy or not self._running or not self._watching):
                 self._parked.pop().release()
 
     async def run(self, fn: Callable[[], T],

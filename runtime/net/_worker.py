@@ -40,12 +40,9 @@ Runs use a :class:`~peerbox.net._runpool.RunPool` (threads with a large native
 stack, which ``trio.to_thread`` cannot guarantee: see :mod:`peerbox.net._runpool`)
 of ``max_runs + owner_reserve + check_threads`` threads: at most the first
 two run scripts at once (the slots), so ``check_threads`` are always left for
-checks. The pool wakes as few of them as keep its queue moving (one, while
-jobs are short: each thread awake at once costs GIL hand-offs), and another
-when no job has started for :data:`~peerbox.net._runpool.STALL` (10 ms): a
-check waits at most about that long behind long scripts. Answers go back to
-the loop in batches: one ``run_sync_soon`` for every answer finished before
-the loop could take the previous ones.
+checks, which never wait behind scripts. Answers go back to the loop in
+batches: one ``run_sync_soon`` for every answer finished before the loop
+could take the previous ones.
 
 Isolated mode (:func:`~peerbox.net._isolated.run_isolated`): one child process per peer
 (:mod:`peerbox.net._child`), supervised (restarted with backoff), behind a router

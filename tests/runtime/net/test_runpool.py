@@ -19,10 +19,10 @@ def _wait(cond: threading.Event, what: str, timeout: float = 10.0) -> None:
     assert cond.wait(timeout), f"timed out waiting for {what}"
 
 
-def test_short_jobs_run_in_order_on_one_thread() -> None:
-    """Jobs queued while one runs are taken by the running thread, first come first served: a burst of
-    short jobs wakes no other thread (each awake thread would cost GIL hand-offs)."""
-    pool = RunPool(4, stack_size=STACK)
+def test_lazy_short_jobs_run_in_order_on_one_thread() -> None:
+    """Lazy: jobs queued while one runs are taken by the running thread, first come first served: a burst
+    of short jobs wakes no other thread (each awake thread would cost GIL hand-offs)."""
+    pool = RunPool(4, stack_size=STACK, lazy=True)
     try:
         gate = threading.Event()
         done = threading.Event()
@@ -48,10 +48,11 @@ def test_short_jobs_run_in_order_on_one_thread() -> None:
         pool.close()
 
 
-def test_a_job_behind_a_long_one_gets_a_thread() -> None:
-    """A job queued behind a job that does not end (a long script) starts on another thread within
-    about the stall time, and the long job goes on."""
-    pool = RunPool(3, stack_size=STACK, stall=0.01)
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
+def test_a_job_behind_a_long_one_gets_a_thread(lazy: bool) -> None:
+    """A job queued behind a job that does not end (a long script) starts on another thread (lazy: within
+    about the stall time), and the long job goes on."""
+    pool = RunPool(3, stack_size=STACK, stall=0.01, lazy=lazy)
     release = threading.Event()
     try:
         started = threading.Event()
@@ -130,14 +131,14 @@ needs_two_cpus = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(
 
 @needs_two_cpus
 def test_cpu_binds_the_threads_and_frees_a_long_run() -> None:
-    """With ``cpu``, the creating thread and the pool's threads keep to one CPU; a job running longer than
-    the stall time while others wait is let onto every CPU, and its thread comes back afterwards."""
+    """With ``cpu``, the creating thread and the pool's threads keep to one CPU; (lazy) a job running
+    longer than the stall time while others wait is let onto every CPU, and its thread comes back."""
     allowed = os.sched_getaffinity(0)
     home = {sorted(allowed)[1 % len(allowed)]}
     result: dict[str, set[int]] = {}
 
     def body() -> None:
-        pool = RunPool(2, stack_size=STACK, stall=0.01, cpu=1)
+        pool = RunPool(2, stack_size=STACK, stall=0.01, cpu=1, lazy=True)
         release = threading.Event()
         try:
             result["creator"] = os.sched_getaffinity(0)
