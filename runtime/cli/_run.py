@@ -213,8 +213,12 @@ def cmd_handle(args: argparse.Namespace) -> int:
             # be opened then leaves the request deliverable later.
             ctx.storage  # noqa: B018
         with trust.ExecHandler(ctx, contexts.store) as handler:
-            handle = {trust.TYP_LOGIC: handler.handle_logic, _TYP_CALL: handler.handle_call,
-                      _TYP_REVOKE: handler.handle_revoke}.get(typ, handler.handle)
+            if typ == _TYP_CALL:
+                handle = handler.handle_call
+            elif typ == _TYP_REVOKE:
+                handle = handler.handle_revoke
+            else:
+                handle = handler.handle_logic if logic else handler.handle
             handled = interruptible(lambda: handle(data), None)
     try:
         with open(args.output, "wb") as f:
