@@ -1,6 +1,7 @@
 """What handling one request came to: :class:`Handled`, the answer a transport sends.
 
-Both request handlers (exec, :mod:`._exec`; logic, :mod:`._logic_push`)
+Every request handler (exec, :mod:`._exec`; logic, :mod:`._logic_push`; call,
+:mod:`._call`; revoke, :mod:`._revoke`)
 answer with it; a transport (the worker, ``peerbox handle``) reads its typed
 fields — :attr:`~Handled.outcome`, :attr:`~Handled.usage`,
 :attr:`~Handled.denied_action` — to count and route, and sends its ``body``
@@ -25,7 +26,8 @@ class Handled:
 
     ``outcome``: an :class:`~peerbox.trust._outcome.Outcome` — ``ok`` (the
     script's value), ``script_error``, ``limit`` (a resource limit stopped
-    it), ``denied`` (by policy or a capability) — all signed replies — or
+    it), ``denied`` (by policy or a capability), ``rate_limited`` (the
+    caller's rate limit refused it; nothing ran) — all signed replies — or
     ``rejected`` (the envelope itself was refused: ``body`` is unsigned CBOR
     ``{error: {kind, message}}``). ``error`` is the error map sent, if any.
     ``usage`` is what the run used (``None`` when nothing ran: a denial, a
@@ -33,6 +35,8 @@ class Handled:
     ``logic.read``/``logic.write``) for a ``denied`` outcome, the host call's
     action (``fs.read``...) for a script that ended on a host call the
     policy refused; ``rule`` the rule that decided, if one did.
+    ``retry_after`` is set for ``rate_limited``: the whole seconds until the
+    caller may try again (the transport's ``retry-after`` header).
     """
 
     outcome: Outcome
@@ -41,6 +45,7 @@ class Handled:
     usage: Usage | None = None
     denied_action: str | None = None
     rule: str | None = None
+    retry_after: int | None = None
 
     @property
     def signed(self) -> bool:

@@ -4,8 +4,9 @@ Every reader of an answer — the worker's metrics and HTTP statuses, the
 isolated-mode router, ``peerbox handle``, ``send`` and ``logic push`` —
 reads these types instead of re-parsing strings:
 
-* :class:`Outcome` — ``ok``, ``script_error``, ``limit``, ``denied`` (all
-  signed replies) or ``rejected`` (the envelope was refused unsigned). A
+* :class:`Outcome` — ``ok``, ``script_error``, ``limit``, ``denied``,
+  ``rate_limited`` (all signed replies) or ``rejected`` (the envelope was
+  refused unsigned). A
   ``StrEnum``: its members equal, format and count as the strings the
   metrics and messages have always shown.
 * :data:`LimitKind` — the error kinds of a run stopped by a limit (a closed
@@ -26,8 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-__all__ = ["Outcome", "LimitKind", "LIMIT_KINDS", "LogicRefusalKind", "Via", "Usage", "outcome_of",
-           "exit_code", "EXIT_CODES"]
+__all__ = ["Outcome", "LimitKind", "LIMIT_KINDS", "LogicRefusalKind", "CallRefusalKind", "RevokeRefusalKind",
+           "Via", "Usage", "outcome_of", "exit_code", "EXIT_CODES"]
 
 
 class Outcome(enum.StrEnum):
@@ -37,6 +38,7 @@ class Outcome(enum.StrEnum):
     SCRIPT_ERROR = "script_error"
     LIMIT = "limit"
     DENIED = "denied"
+    RATE_LIMITED = "rate_limited"
     REJECTED = "rejected"
 
     @property
@@ -58,8 +60,15 @@ LIMIT_KINDS: frozenset[str] = frozenset(get_args(LimitKind))
 LogicRefusalKind = Literal["compile_error", "breaks_dependent"]
 
 #: The command reporting an outcome: ``handle`` (a local envelope; ``logic=True`` for a logic
-#: update), ``send`` (a remote exec reply), ``push`` (a remote ``logic`` reply).
-Via = Literal["handle", "send", "push"]
+#: update), ``send`` (a remote exec reply), ``push`` (a remote ``logic`` reply), ``call`` (a
+#: published function's reply: ``peerbox call``, or ``handle`` of a call), ``revoke`` (a worker's
+#: answer to a revocation: ``cap revoke --notify``, or ``handle`` of a revocation).
+Via = Literal["handle", "send", "push", "call", "revoke"]
+
+#: ``call``: the caller named no published function or gave arguments that do not match it (exit 2).
+CallRefusalKind = Literal["bad_arguments", "no_such_function"]
+#: ``revoke``: what was sent is not a token, or not one about the target (exit 2).
+RevokeRefusalKind = Literal["bad_token", "wrong_subject"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +97,8 @@ class Usage:
 def outcome_of(ok: bool, kind: str | None, *, logic: bool = False) -> Outcome:
     """The outcome of a signed reply from its ``ok`` flag and its error ``kind``.
 
-    ``denied`` is a denial, a ``limit…`` kind a limit (a remote peer of a
+    ``denied`` is a denial, ``rate_limited`` a refusal by a rate limit (nothing
+    ran), a ``limit…`` kind a limit (a remote peer of a
     newer version may have limits this one does not name: any kind starting
     with ``limit`` counts, as it always has), anything else a script error.
     A reply to a ``logic`` request (``logic=True``) runs no script, so it
@@ -99,6 +109,8 @@ def outcome_of(ok: bool, kind: str | None, *, logic: bool = False) -> Outcome:
     kind = kind or ""
     if kind == "denied":
         return Outcome.DENIED
+    if kind == "rate_limited":
+        return Outcome.RATE_LIMITED
     if not logic and (kind in LIMIT_KINDS or kind.startswith("limit")):
         return Outcome.LIMIT
     return Outcome.SCRIPT_ERROR
@@ -110,18 +122,24 @@ EXIT_CODES: Mapping[Outcome, int] = {
     Outcome.SCRIPT_ERROR: 4,
     Outcome.LIMIT: 5,
     Outcome.DENIED: 6,
+    Outcome.RATE_LIMITED: 9,
     Outcome.REJECTED: 2,
 }
 _REFUSED: frozenset[str] = frozenset(get_args(LogicRefusalKind))
 #: ``logic push``: a remote refusal that is the caller's mistake (2) or a history that does not check out (8).
 _PUSH_KINDS: Mapping[str, int] = {"not_found": 2, "history_mismatch": 8}
+#: The script-error kinds that are the caller's mistake (2), per command.
+_USAGE_KINDS: Mapping[str, frozenset[str]] = {"call": frozenset(get_args(CallRefusalKind)),
+                                              "revoke": frozenset(get_args(RevokeRefusalKind))}
 
 
 def exit_code(outcome: Outcome, kind: str | None = None, *, via: Via, logic: bool = False) -> int:
     """The exit code of a command that reports ``outcome`` (whose error has ``kind``).
 
-    0 ok, 4 script error, 5 limit, 6 denied, 2 rejected envelope (see
-    :data:`EXIT_CODES`), and by kind: a logic change that does not compile
+    0 ok, 4 script error, 5 limit, 6 denied, 9 rate limited, 2 rejected
+    envelope (see :data:`EXIT_CODES`), and by kind: ``call`` says 2 for
+    ``bad_arguments`` and ``no_such_function``, ``revoke`` 2 for
+    ``bad_token`` and ``wrong_subject`` (the caller's mistake); a logic change that does not compile
     (``compile_error``, ``breaks_dependent``) is 3 (``push``; ``handle`` of a
     logic update); ``send`` says 3 for an exec compile error too (``handle``
     of an exec request keeps 4, as documented); ``push`` says 2 for
@@ -134,4 +152,6 @@ def exit_code(outcome: Outcome, kind: str | None = None, *, via: Via, logic: boo
             return 3
         if via == "push" and kind in _PUSH_KINDS:
             return _PUSH_KINDS[kind]
+        if kind in _USAGE_KINDS.get(via, frozenset()):
+            return 2
     return EXIT_CODES[outcome]
