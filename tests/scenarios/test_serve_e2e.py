@@ -3,7 +3,9 @@
 A real server (peerbox.net._worker over peerbox.net._h2server) and the client's
 HTTP/2 transport (peerbox.net._h2client.H2Transport): alice's allowed script (200,
 the reply verifies), a denied caller (403, a signed denial), a loop (its
-limit), a replay (409), a forgery (401), a target nobody hosts (404). Isolated
+limit); for each request type (exec, call, revoke) a replay (409), a forgery
+(401), an expired envelope, garbage and another type's envelope (400), a
+target nobody hosts (404). Isolated
 mode also survives a child killed with SIGKILL. The CLI stops cleanly on
 SIGTERM.
 """
@@ -18,21 +20,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import cbor2
 import pytest
 import trio
 
 import peerbox
-from peerbox.net import Worker
-from peerbox.net._h2client import H2Transport
-from peerbox.net._isolated import serve_isolated
-from peerbox.net._shared import serve_worker
+from peerbox.net._h2client import CALL_PATH, EXEC_PATH, REVOKE_PATH, H2Transport
 from peerbox.wire import make_request, verify_reply
+
+from ._serve_helpers import MODES, Caller, isolated, rejection, shared
 
 pytestmark = pytest.mark.slow  # servers in isolated mode (child processes), `peerbox serve`, curl/nghttp
 
@@ -50,49 +48,6 @@ def store(tmp_path: Path, demo_policy: str) -> peerbox.PeerStore:
     for name in ("bob", "carol"):
         (tmp_path / "peers" / name / "policy.toml").write_text(demo_policy)
     return peers
-
-
-@asynccontextmanager
-async def shared(root: Path, peers: list[str] | None = None) -> AsyncIterator[tuple[str, Any]]:
-    worker = Worker(root, peers or ["bob", "carol"], max_runs=2)
-    try:
-        async with trio.open_nursery() as n:
-            port = await n.start(lambda task_status: serve_worker(
-                worker, host="127.0.0.1", port=0, quiet=True, handle_signals=False, grace=2.0,
-                task_status=task_status))
-            yield f"http://127.0.0.1:{port}", None
-            n.cancel_scope.cancel()
-    finally:
-        worker.close()
-
-
-@asynccontextmanager
-async def isolated(root: Path, peers: list[str] | None = None) -> AsyncIterator[tuple[str, Any]]:
-    async with trio.open_nursery() as n:
-        port = await n.start(lambda task_status: serve_isolated(
-            str(root), peers or ["bob", "carol"], host="127.0.0.1", port=0, max_runs=2, quiet=True,
-            handle_signals=False, grace=2.0, task_status=task_status))
-        yield f"http://127.0.0.1:{port}", None
-        n.cancel_scope.cancel()
-
-
-class Caller:
-    def __init__(self, store: peerbox.PeerStore, transport: H2Transport, url: str) -> None:
-        self.store, self.transport, self.url = store, transport, url
-
-    async def send(self, script: str, *, sender: str = "alice", to: str = "bob",
-                   data: bytes | None = None, **kw: Any) -> tuple[int, str, bytes, bytes]:
-        req = data if data is not None else make_request(
-            self.store.get(sender).signing_key(), target=self.store.get(to).public_key, script=script,
-            now=int(time.time()), **kw)
-        status, ctype, body = await self.transport.exec(self.url, req, 20.0)
-        return status, ctype, body, req
-
-    def reply(self, body: bytes, req: bytes, to: str = "bob") -> Any:
-        return verify_reply(body, target=self.store.get(to).public_key, request_bytes=req)
-
-
-MODES: dict[str, Callable[..., Any]] = {"shared": shared, "isolated": isolated}
 
 
 @pytest.mark.parametrize("mode", ["shared", "isolated"])
@@ -113,22 +68,8 @@ async def test_delegation_end_to_end(tmp_path: Path, store: peerbox.PeerStore, m
         assert (status, ctype) == (403, "application/cose") and c.reply(body, req).denied
         # a loop: stopped by its limit, still a signed reply
         status, _, body, req = await c.send(LOOP, limits={"timeout": 0.3})
-        assert status == 200 and c.reply(body, req).error["kind"] == "limit_timeout"
-        # the same bytes again: a replay
-        status, ctype, body, _ = await c.send("", data=req)
-        assert (status, ctype) == (409, "application/cbor")
-        assert cbor2.loads(body)["error"]["kind"] == "replay"
-        # a forged signature
-        good = make_request(store.get("alice").signing_key(), target=store.get("bob").public_key,
-                            script="1", now=int(time.time()))
-        status, _, body, _ = await c.send("", data=good[:-1] + bytes([good[-1] ^ 1]))
-        assert status == 401 and cbor2.loads(body)["error"]["kind"] == "bad_signature"
-        # a target this worker does not host
-        status, _, body, _ = await c.send("1", to="dave")
-        assert status == 404 and cbor2.loads(body)["error"]["kind"] == "wrong_target"
-        # malformed
-        status, _, _, _ = await c.send("", data=b"\xd2\x84\x00")
-        assert status == 400
+        error = c.reply(body, req).error
+        assert status == 200 and error is not None and error["kind"] == "limit_timeout"
         # a loop at bob does not stall carol
         async with trio.open_nursery() as n:
             n.start_soon(functools.partial(c.send, LOOP, limits={"timeout": 1.0}))
@@ -136,6 +77,59 @@ async def test_delegation_end_to_end(tmp_path: Path, store: peerbox.PeerStore, m
             start = trio.current_time()
             status, _, _, _ = await c.send("1", to="carol")
             assert status == 200 and trio.current_time() - start < 0.8
+
+
+KINDS = {"exec": EXEC_PATH, "call": CALL_PATH, "revoke": REVOKE_PATH}
+
+
+def _envelope(c: Caller, kind: str, *, to: str = "bob", **kw: Any) -> bytes:
+    """A well-formed request of ``kind`` from alice (``kw``: now, ttl, nonce)."""
+    if kind == "exec":
+        now = kw.pop("now", int(time.time()))
+        return make_request(c.key("alice"), target=c.target(to), script="1", now=now, **kw)
+    if kind == "call":
+        return c.call_request("inbox::count", sender="alice", to=to, **kw)
+    return c.revoke_request(b"not a token", sender="alice", to=to, **kw)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("mode", ["shared", "isolated"])
+async def test_envelopes_are_refused_alike(tmp_path: Path, store: peerbox.PeerStore, mode: str,
+                                           kind: str) -> None:
+    """Every request type goes through the same refusals before anything is decided or run:
+    a replay (409), a forgery (401), an expired envelope (400), a target nobody hosts here (404),
+    garbage (400) and an envelope of another type on this endpoint (400 ``wrong_type``)."""
+    path = KINDS[kind]
+    async with MODES[mode](tmp_path) as (url, _), H2Transport() as transport:
+        c = Caller(store, transport, url)
+        # a first delivery is answered with a signed reply (a value, a denial or a bad token) ...
+        req = _envelope(c, kind)
+        answer = await c.post(path, req)
+        assert answer.status in (200, 403) and answer.content_type == "application/cose"
+        c.reply(answer.body, req)
+        # ... and the same bytes again are a replay
+        answer = await c.post(path, req)
+        assert (answer.status, answer.content_type) == (409, "application/cbor")
+        assert rejection(answer.body) == "replay"
+        # a forged signature
+        good = _envelope(c, kind)
+        answer = await c.post(path, good[:-1] + bytes([good[-1] ^ 1]))
+        assert answer.status == 401 and rejection(answer.body) == "bad_signature"
+        # expired (signed 1000 s ago, valid for 300)
+        answer = await c.post(path, _envelope(c, kind, now=int(time.time()) - 1000, ttl=300))
+        assert answer.status == 400 and rejection(answer.body) == "expired"
+        # a target this worker does not host
+        answer = await c.post(path, _envelope(c, kind, to="dave"))
+        assert answer.status == 404 and rejection(answer.body) == "wrong_target"
+        # malformed
+        assert (await c.post(path, b"\xd2\x84\x00")).status == 400
+        # a well-signed envelope of another type on this endpoint
+        for other in KINDS:
+            if other != kind:
+                answer = await c.post(path, _envelope(c, other))
+                assert answer.status == 400 and rejection(answer.body) == "wrong_type", other
+        # nothing above used up the good envelope's nonce
+        assert (await c.post(path, good)).status in (200, 403)
 
 
 @pytest.mark.parametrize("mode", ["shared", "isolated"])

@@ -1,0 +1,138 @@
+"""Serving peers over loopback HTTP/2 in the scenario tests, shared and isolated mode alike.
+
+``async with shared(root) as (url, _)`` runs a shared-mode worker in this
+process, ``isolated(root)`` a router with one child process per peer; both on
+a free loopback port and both stopped on exit. :data:`MODES` names them, so one
+test body runs against both. :class:`Caller` signs exec, call and revoke
+envelopes (any local peer's key, or a key from another root) and posts them
+through one :class:`H2Transport`, returning what came back unverified, so the
+tests see statuses, headers and refusals as a client would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import trio
+
+import peerbox
+from peerbox.net import Worker
+from peerbox.net._h2client import CALL_PATH, EXEC_PATH, REVOKE_PATH, H2Transport
+from peerbox.net._h2clientconn import Answer
+from peerbox.net._isolated import serve_isolated
+from peerbox.net._shared import serve_worker
+from peerbox.wire import (KeyPair, Reply, make_call_request, make_request, make_revoke_request,
+                          verify_reply)
+
+__all__ = ["shared", "isolated", "MODES", "Caller", "Sent", "rejection"]
+
+#: What :class:`Caller` gives back: (HTTP status, content type, body, the request's bytes).
+Sent = tuple[int, str, bytes, bytes]
+
+
+@asynccontextmanager
+async def shared(root: Path, peers: list[str] | None = None, *,
+                 max_runs: int = 2) -> AsyncIterator[tuple[str, Any]]:
+    """A shared-mode worker for ``peers`` (default bob and carol) under ``root``; yields (url, None)."""
+    worker = Worker(root, peers or ["bob", "carol"], max_runs=max_runs)
+    try:
+        async with trio.open_nursery() as n:
+            port = await n.start(lambda task_status: serve_worker(
+                worker, host="127.0.0.1", port=0, quiet=True, handle_signals=False, grace=2.0,
+                task_status=task_status))
+            yield f"http://127.0.0.1:{port}", None
+            n.cancel_scope.cancel()
+    finally:
+        worker.close()
+
+
+@asynccontextmanager
+async def isolated(root: Path, peers: list[str] | None = None, *,
+                   max_runs: int = 2) -> AsyncIterator[tuple[str, Any]]:
+    """An isolated-mode router (one child process per peer); yields (url, None)."""
+    async with trio.open_nursery() as n:
+        port = await n.start(lambda task_status: serve_isolated(
+            str(root), peers or ["bob", "carol"], host="127.0.0.1", port=0, max_runs=max_runs, quiet=True,
+            handle_signals=False, grace=2.0, task_status=task_status))
+        yield f"http://127.0.0.1:{port}", None
+        n.cancel_scope.cancel()
+
+
+MODES: dict[str, Callable[..., Any]] = {"shared": shared, "isolated": isolated}
+
+
+def rejection(body: bytes) -> str:
+    """The ``error.kind`` of a worker's unsigned refusal (``{error: {kind, message}}``)."""
+    kind = cbor2.loads(body)["error"]["kind"]
+    assert isinstance(kind, str)
+    return kind
+
+
+class Caller:
+    """Signs envelopes as a named peer and posts them to one worker ``url``.
+
+    A name is looked up in ``keys`` first (peers under other roots), then in
+    ``store``; a target name is a peer of ``store`` (the worker's root).
+    """
+
+    def __init__(self, store: peerbox.PeerStore, transport: H2Transport, url: str,
+                 keys: Mapping[str, KeyPair] | None = None) -> None:
+        self.store, self.transport, self.url = store, transport, url
+        self.keys = dict(keys or {})
+
+    def key(self, name: str) -> KeyPair:
+        """The signing key of ``name``: from ``keys``, else the local peer's."""
+        return self.keys[name] if name in self.keys else self.store.get(name).signing_key()
+
+    def target(self, name: str) -> bytes:
+        """The public key of the local peer ``name``."""
+        return self.store.get(name).public_key
+
+    async def post(self, path: str, data: bytes) -> Answer:
+        """POST ``data`` to ``path`` of the worker: the whole answer (status, headers, body)."""
+        return await self.transport.post(self.url, data, 20.0, path=path)
+
+    async def _sent(self, path: str, req: bytes) -> Sent:
+        answer = await self.post(path, req)
+        return answer.status, answer.content_type, answer.body, req
+
+    async def send(self, script: str, *, sender: str = "alice", to: str = "bob",
+                   data: bytes | None = None, **kw: Any) -> Sent:
+        """An exec request of ``script`` (or the bytes ``data``) to ``/v1/exec``."""
+        req = data if data is not None else make_request(
+            self.key(sender), target=self.target(to), script=script, now=int(time.time()), **kw)
+        return await self._sent(EXEC_PATH, req)
+
+    def call_request(self, function: str, params: Mapping[str, Any] | Sequence[Any] | None = None, *,
+                     sender: str = "carol", to: str = "bob", **kw: Any) -> bytes:
+        """A signed ``peerbox/call`` of ``function`` (``MODULE::FUNCTION``); ``kw`` as make_call_request."""
+        module, _, name = function.rpartition("::")
+        kw.setdefault("now", int(time.time()))
+        return make_call_request(self.key(sender), target=self.target(to), module=module, function=name,
+                                 params=params, **kw)
+
+    async def call(self, function: str, params: Mapping[str, Any] | Sequence[Any] | None = None, *,
+                   sender: str = "carol", to: str = "bob", data: bytes | None = None, **kw: Any) -> Sent:
+        """A call request of ``function`` with ``params`` (or the bytes ``data``) to ``/v1/call``."""
+        req = data if data is not None else self.call_request(function, params, sender=sender, to=to, **kw)
+        return await self._sent(CALL_PATH, req)
+
+    def revoke_request(self, token: bytes, *, sender: str = "alice", to: str = "bob", **kw: Any) -> bytes:
+        """A signed ``peerbox/revoke`` of ``token``; ``kw`` as make_revoke_request."""
+        kw.setdefault("now", int(time.time()))
+        return make_revoke_request(self.key(sender), target=self.target(to), token=token, **kw)
+
+    async def revoke(self, token: bytes, *, sender: str = "alice", to: str = "bob",
+                     data: bytes | None = None, **kw: Any) -> Sent:
+        """A revocation of ``token`` (or the bytes ``data``) to ``/v1/revoke``."""
+        req = data if data is not None else self.revoke_request(token, sender=sender, to=to, **kw)
+        return await self._sent(REVOKE_PATH, req)
+
+    def reply(self, body: bytes, req: bytes, to: str = "bob") -> Reply:
+        """``body`` verified as ``to``'s signed reply to exactly ``req``."""
+        return verify_reply(body, target=self.target(to), request_bytes=req)
