@@ -2,24 +2,29 @@
 
 ``request bytes`` → strict decode and signature check (``_envelope``) →
 capability chains (``_caps``) → the target's policy: may this caller
-``exec``? (``peerbox.policy``) → compile → run with every host call checked
-against the policy with the path it names → a reply signed by the target.
+``exec``? (``peerbox.policy``) → the caller's rate (``_rate``) → compile →
+run with every host call checked against the policy with the path it names
+→ a reply signed by the target.
 
 A request that fails before it is authenticated gets an unsigned
 ``{error: {kind, message}}`` (nobody to answer to); a denial is a *signed*
 reply (``ok: false``, kind ``denied``, the deciding rule), so a caller can
-prove what the target refused. :class:`Handled` tells the transport (the
-worker) which of these it is.
+prove what the target refused; so is a refusal by a rate limit (kind
+``rate_limited``). :class:`Handled` tells the transport (the worker) which of
+these it is.
 
 The pipeline has two phases, so a transport can admit a request to its run
 slots only once it is known to deserve one: :meth:`ExecHandler.check`
-(everything up to and including the policy's ``exec`` decision and the run's
-limits; cheap, no untrusted code) returns a :class:`Handled` refusal or an
-:class:`Admitted` request, and :meth:`ExecHandler.run` compiles and runs it
-and signs the reply. :meth:`ExecHandler.handle` is the two in a row. A
-transport that opened the envelope already (to route it by its target)
-calls :meth:`ExecHandler.check_request` with it, so it is decoded and its
-signature verified once.
+(everything up to and including the policy's ``exec`` decision, the rate and
+the run's limits; cheap, no untrusted code) returns a :class:`Handled`
+refusal or an :class:`Admitted` request, and :meth:`ExecHandler.run` compiles
+and runs it and signs the reply. :meth:`ExecHandler.handle` is the two in a
+row. A transport that opened the envelope already (to route it by its target)
+calls :meth:`ExecHandler.check_envelope` with it (any request type: exec,
+``peerbox/logic``, ``peerbox/call``, ``peerbox/revoke``), so it is decoded
+and its signature verified once. A call (:mod:`._call`) goes through the same
+two phases; a revocation (:mod:`._revoke`) and a logic read are answered by
+the first.
 """
 
 from __future__ import annotations
@@ -29,33 +34,35 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from types import EllipsisType
+from typing import Any, Protocol
 
-from ..wire import REVOCATION_FILE, CapabilityError, RevocationList, verify_chain
-from ..wire import EnvelopeError
-from ..peer import PeerContext
+from ..wire import (REVOCATION_FILE, CallRequest, CapabilityError, EnvelopeError, KeyPair, NonceStore,
+                    Request, RevocationList, RevokeRequest, check_delivery, did_from_public_key, make_denial,
+                    make_reply, open_call_request, open_request, open_revoke_request, verify_chain)
+from ..peer import Peer, PeerContext, PeerNames, PeerStore
 from .._errors import Error, LimitExceeded, ScriptError, ValueConversionError
-from ..wire import Request, check_delivery, make_denial, make_reply, open_request
-from ..wire import KeyPair, did_from_public_key
-from ..wire import NonceStore
-from ..peer import Peer, PeerStore
 from ..run import MAX_FUEL, MIN_MEMORY, CompileLimits, Limits
-from ..hostcalls import HostCallError
+from ..hostcalls import CallerQuota, HostCallError
 from ..policy import Grant, GrantSet, Policy, PolicyCache, PolicyLimits, compile_grants, parse_grant
 from ..policy import Request as PolicyRequest
 from ..wasm_guests.lang import CompileError
+from ._call import CallAdmitted, check_call_request, run_call
 from ._handled import Handled
 from ._outcome import Outcome, Usage
 from ._logic_push import LogicAdmitted, LogicRequest, check_logic, check_logic_request, run_logic
+from ._rate import RATES_FILE, RateDenial, RateLimiter
+from ._revoke import check_revoke_request
 
-__all__ = ["Handled", "Admitted", "ExecHandler", "NONCE_FILE"]
+__all__ = ["Handled", "Admitted", "AnyAdmitted", "Delivered", "Envelope", "ExecHandler", "NONCE_FILE"]
 
 NONCE_FILE = "nonces.sqlite"
 
 #: How many callers' did:key an :class:`ExecHandler` remembers.
 _DID_CACHE = 4096
-#: How long (s) an :class:`ExecHandler` names a caller from the index of local peers it read last.
-_INDEX_TTL = 1.0
+
+#: Every request type :meth:`ExecHandler.check_envelope` takes (what a transport opened).
+Envelope = Request | LogicRequest | CallRequest | RevokeRequest
 
 #: The most a request may ask for, whatever the policy says (the policy may ask for less).
 _CEILING = Limits()
@@ -82,11 +89,33 @@ class Admitted:
     policy: Policy
     grants: GrantSet | None
     limits: Limits
+    max_bytes: int | None = None
+    max_files: int | None = None
 
     @property
     def caller(self) -> bytes:
         """The caller's public key (what a transport shares its run slots by)."""
         return self.req.caller
+
+
+#: What :meth:`ExecHandler.run` takes: an admitted run, logic change or call.
+AnyAdmitted = Admitted | LogicAdmitted | CallAdmitted
+
+
+class Delivered(Protocol):
+    """What every request the handler answers with a signed reply has: the caller's key and the
+    envelope as received (the reply names its digest)."""
+
+    @property
+    def caller(self) -> bytes: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
+#: ``authorize(action, path)`` of a run: returns when the host call may go on, else raises
+#: :class:`~peerbox.hostcalls.HostCallError` (kind ``denied``).
+Authorize = Callable[[str, str], None]
 
 
 class ExecHandler:
@@ -123,8 +152,10 @@ class ExecHandler:
         self.nonces = NonceStore(os.fspath(ctx.peer.paths.dir / NONCE_FILE))
         self.clock = clock
         self.owner_did = ctx.peer.did
-        #: the store's index of local peers and when it was read (time.monotonic())
-        self._index: tuple[dict[str, Peer], float] = ({}, float("-inf"))
+        #: who a did is here: local peers, then the root's ``peers.toml`` (``caller.name``, ``who = NAME``)
+        self.names = PeerNames(store)
+        #: the per-caller rate buckets (``<peer dir>/rates.sqlite``, opened by the first rated request)
+        self.rates = RateLimiter(ctx.peer.paths.dir / RATES_FILE)
         #: did:key of the keys seen lately (validating a key and its base58 cost ~8 µs a call)
         self._dids: dict[bytes, str] = {}
 
@@ -145,22 +176,17 @@ class ExecHandler:
         """The local peers by did (the store's one cached index, shared by every handler)."""
         return self.store.index()
 
-    def _local_peer(self, did: str) -> Peer | None:
-        """The local peer whose did is ``did``, if any. A peer found in the index read at most
-        :data:`_INDEX_TTL` s ago is taken from it without asking the store (which costs a ``stat``);
-        a miss asks the store, so a peer created since is found at once (a removed one may still be
-        found for that long)."""
-        now = time.monotonic()
-        index, at = self._index
-        peer = index.get(did) if now - at < _INDEX_TTL else None
-        if peer is None:
-            index = self.store.index()
-            self._index = (index, now)
-            peer = index.get(did)
-        return peer
+    def name_of(self, did: str) -> str | None:
+        """What ``did`` is called here (:class:`~peerbox.peer.PeerNames`: a local peer's name, else
+        its name in ``peers.toml``; None when nothing names it). Found in names read at most a
+        second ago, a miss re-reads them, so a peer added since is named at once. Raises
+        :class:`~peerbox.peer.PeerError` when the local peers cannot be listed."""
+        return self.names.of_did(did).name
 
     def close(self) -> None:
+        """Close the nonce and rate-limit databases. Idempotent."""
         self.nonces.close()
+        self.rates.close()
 
     def __enter__(self) -> ExecHandler:
         return self
@@ -171,7 +197,7 @@ class ExecHandler:
     # -- the pipeline -------------------------------------------------------------------
 
     def handle(self, data: bytes) -> Handled:
-        """Verify, authorize, run and answer one request: :meth:`check`, then :meth:`run`.
+        """Verify, authorize, run and answer one exec request: :meth:`check`, then :meth:`run`.
 
         Never raises for bad input (what :meth:`run` raises aside: bugs only).
         """
@@ -192,6 +218,20 @@ class ExecHandler:
             return Handled.rejected(exc)
         return self.check_request(req)
 
+    def check_envelope(self, env: Envelope) -> AnyAdmitted | Handled:
+        """The first phase of any request already opened (decoded, its signature verified), by its
+        type: :meth:`check_request` (exec), :meth:`check_logic_request`,
+        :func:`~peerbox.trust._call.check_call_request`,
+        :func:`~peerbox.trust._revoke.check_revoke_request` (answered here: never admitted).
+        Never raises for any input."""
+        if isinstance(env, Request):
+            return self.check_request(env)
+        if isinstance(env, CallRequest):
+            return check_call_request(self, env)
+        if isinstance(env, LogicRequest):
+            return check_logic_request(self, env)
+        return check_revoke_request(self, env)
+
     def check_request(self, req: Request) -> Admitted | Handled:
         """The first phase of a request already opened (decoded, its signature verified): everything
         that decides whether it may run, nothing that runs.
@@ -201,51 +241,66 @@ class ExecHandler:
         it is decoded and verified once). Checks the target, freshness, then
         (last, so only a request that passed everything else uses up its
         nonce) the replay check; the capability chains; the policy's ``exec``
-        decision; the run's limits. Returns an unsigned ``rejected``
-        :class:`Handled` (wrong target, expired, replay...), a signed denial,
-        or the :class:`Admitted` request. Cheap (no compiling, no guest code)
-        but not free: the nonce check may write a database, so call it off an
-        event loop. Never raises for any input: a :class:`~peerbox.Error`
-        after the signature is verified (the nonce database fails) becomes a
-        signed ``unavailable`` reply.
+        decision; the caller's rate; the run's limits. Returns an unsigned
+        ``rejected`` :class:`Handled` (wrong target, expired, replay...), a
+        signed denial or ``rate_limited`` reply, or the :class:`Admitted`
+        request. Cheap (no compiling, no guest code) but not free: the nonce
+        check may write a database (and a rated caller's rate check does),
+        so call it off an event loop. Never raises for any input: a
+        :class:`~peerbox.Error` after the signature is verified (the nonce
+        database fails) becomes a signed ``unavailable`` reply.
         """
         now = int(self.clock())
+        refused = self.delivered(req, now)
+        if refused is not None:
+            return refused
+        try:
+            return self._authorize(req, now)
+        except Error as exc:
+            return self.unavailable(req, now, exc, time.perf_counter())
+
+    def delivered(self, req: Request | CallRequest | RevokeRequest, now: int) -> Handled | None:
+        """Target, freshness and (last) the nonce of an opened request: None when it is for us, now,
+        and new (its nonce is then recorded); else the unsigned ``rejected`` answer, or a signed
+        ``unavailable`` one when the nonce database fails. One nonce store for every request type,
+        so a nonce used by one kind of request cannot be used by another. Never raises."""
         try:
             check_delivery(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
                            expected_target=self.ctx.peer.public_key, now=now, nonces=self.nonces)
         except EnvelopeError as exc:
             return Handled.rejected(exc)
         except Error as exc:
-            return self._unavailable(req, now, exc, time.perf_counter())
-        try:
-            return self._authorize(req, now)
-        except Error as exc:
-            return self._unavailable(req, now, exc, time.perf_counter())
+            return self.unavailable(req, now, exc, time.perf_counter())
+        return None
 
     def _authorize(self, req: Request, now: int) -> Admitted | Handled:
-        """Capabilities, the ``exec`` decision and the limits of an authentic, fresh request."""
+        """Capabilities, the ``exec`` decision, the rate and the limits of an authentic, fresh request."""
         caller_did = self.did_of(req.caller)
-        local = self._local_peer(caller_did)
-        caller_name = local.name if local is not None else None
+        caller_name = self.name_of(caller_did)
         policy = self.policy.get()
-        try:
-            grants = self._grants(req, now, self._may_delegate(policy, now))
-        except (CapabilityError, EnvelopeError) as exc:
-            return self._deny(req, now, f"capability refused: {exc}", None)
-        except Error:  # e.g. a local peer's files could not be read: its message may name host paths
-            return self._deny(req, now, "capability refused: the check failed on this worker", None)
+        grants = self.checked_grants(req, now, policy, action="exec")
+        if isinstance(grants, Handled):
+            return grants
         asked = PolicyRequest(caller_did, caller_name, "exec", None, self.owner_did, now)
         decision = policy.decide(asked, grants)
         if not decision:
-            return self._deny(req, now, decision.reason, str(decision.rule) if decision.rule else None)
+            return self.deny(req, now, decision.reason, str(decision.rule) if decision.rule else None,
+                             action="exec")
+        cap = policy.limits_for(asked)
+        limited = self.rate_check(policy, asked, req, now, cap=cap)
+        if limited is not None:
+            return limited
         return Admitted(req=req, now=now, caller_did=caller_did, caller_name=caller_name,
                         owner=req.caller == self.ctx.peer.public_key, policy=policy, grants=grants,
-                        limits=_limits(policy.limits_for(asked), req.limits))
+                        limits=_limits(cap, req.limits), max_bytes=cap.max_bytes if cap else None,
+                        max_files=cap.max_files if cap else None)
 
-    def run(self, admitted: Admitted | LogicAdmitted) -> Handled:
+    def run(self, admitted: AnyAdmitted) -> Handled:
         """The second phase: compile and run an :class:`Admitted` request, answer with a signed reply
         (a :class:`~peerbox.trust._logic_push.LogicAdmitted` one: do the change, see
-        :func:`~peerbox.trust._logic_push.run_logic`).
+        :func:`~peerbox.trust._logic_push.run_logic`; a
+        :class:`~peerbox.trust._call.CallAdmitted` one: run the published function with its
+        owner's rights, see :func:`~peerbox.trust._call.run_call`).
 
         Every outcome is a signed reply: the value; a compile error, runtime
         error or limit (``ok: false``); a :class:`~peerbox.Error` the peer
@@ -254,6 +309,8 @@ class ExecHandler:
         large stack (the compiler recurses, wasm uses the native stack).
         """
         if not isinstance(admitted, Admitted):
+            if isinstance(admitted, CallAdmitted):
+                return run_call(self, admitted)
             return run_logic(self, admitted)
         req, now, policy, grants = admitted.req, admitted.now, admitted.policy, admitted.grants
         caller_did, caller_name = admitted.caller_did, admitted.caller_name
@@ -271,63 +328,126 @@ class ExecHandler:
             return bool(policy.decide(
                 PolicyRequest(caller_did, caller_name, "module.import", name, self.owner_did, now), grants))
 
-        caller = {"id": caller_did, "name": caller_name or ""}
+        return self.execute(req, now, source=req.script, filename="request.rhai", may_import=may_import,
+                            params=dict(req.params or {}), limits=admitted.limits,
+                            caller={"id": caller_did, "name": caller_name or ""}, authorize=authorize,
+                            refused=refused,
+                            quota=self.ctx.quota_for(caller_did, admitted.max_bytes, admitted.max_files))
+
+    def execute(self, req: Delivered, now: int, *, source: str, filename: str,
+                may_import: Callable[[str], bool] | None, params: dict[str, Any], limits: Limits,
+                caller: dict[str, str], authorize: Authorize, refused: list[str], quota: CallerQuota | None,
+                unavailable_compile: str | None = None) -> Handled:
+        """Compile ``source`` and run it in the peer's context; the signed reply to ``req``.
+
+        The compile and the run share ``limits.timeout`` (the run gets what
+        the compile left). ``refused`` is the list ``authorize`` appends the
+        actions it refused to (a run ending on one is a denial of the last).
+        A compile error is kind ``compile_error`` with its message and line,
+        or, when ``unavailable_compile`` is set (a published function: the
+        message would show the owner's source), kind ``unavailable`` with
+        that message alone. Only a bug in peerbox raises.
+        """
         start = time.perf_counter()
-        timeout = admitted.limits.timeout
+        timeout = limits.timeout
         try:
-            program = self.ctx.compile(req.script, "request.rhai", may_import=may_import,
+            program = self.ctx.compile(source, filename, may_import=may_import,
                                        limits=CompileLimits(timeout=timeout))
-            limits = admitted.limits
             if timeout is not None:  # the run gets what the compile left of the timeout
                 left = timeout - (time.perf_counter() - start)
                 if left <= 0:
                     raise LimitExceeded("timeout", f"the compile used the whole timeout of {timeout:g} s")
                 limits = dataclasses.replace(limits, timeout=left)
-            res = self.ctx.run(program, dict(req.params or {}), limits=limits, caller=caller,
-                               authorize=authorize)
+            res = self.ctx.run(program, params, limits=limits, caller=caller, authorize=authorize,
+                               quota=quota)
         except CompileError as exc:  # over a compile budget too (CompileLimitExceeded, named in the message)
-            return self._failed(req, now, Outcome.SCRIPT_ERROR, {"kind": "compile_error", "message": str(exc),
-                                                                 "line": exc.line}, [], start)
+            if unavailable_compile is not None:
+                return self.failed(req, now, Outcome.SCRIPT_ERROR,
+                                   {"kind": "unavailable", "message": unavailable_compile}, [], start)
+            return self.failed(req, now, Outcome.SCRIPT_ERROR, {"kind": "compile_error", "message": str(exc),
+                                                                "line": exc.line}, [], start)
         except ScriptError as exc:
             err: dict[str, Any] = {"kind": exc.kind, "message": exc.message}
             if exc.line:
                 err["line"] = exc.line
             # a script that ends on a refused host call counts as a denial of that call's action
             action = (refused[-1] if refused else "host_call") if exc.kind == "denied" else None
-            return self._failed(req, now, Outcome.SCRIPT_ERROR, err, list(exc.log), start,
-                                denied_action=action)
+            return self.failed(req, now, Outcome.SCRIPT_ERROR, err, list(exc.log), start,
+                               denied_action=action)
         except LimitExceeded as exc:
             message = str(exc)
             if exc.limit == "timeout" and timeout is not None:  # the caller's timeout, not what was left
                 message = f"script exceeded its {timeout} s timeout (compile and run together)"
-            return self._failed(req, now, Outcome.LIMIT, {"kind": f"limit_{exc.limit}", "message": message},
-                                exc.log, start)
+            return self.failed(req, now, Outcome.LIMIT, {"kind": f"limit_{exc.limit}", "message": message},
+                               exc.log, start)
         except ValueConversionError as exc:  # params the language cannot take
-            return self._failed(req, now, Outcome.SCRIPT_ERROR,
-                                {"kind": "invalid_argument", "message": str(exc)}, [], start)
+            return self.failed(req, now, Outcome.SCRIPT_ERROR,
+                               {"kind": "invalid_argument", "message": str(exc)}, [], start)
         except Error as exc:
-            return self._unavailable(req, now, exc, start)
+            return self.unavailable(req, now, exc, start)
         usage = _usage(res.fuel_used, start, res.peak_memory)
         try:
             body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=True,
                               value=res.value, log=res.log, usage=usage.as_map(), check=False)
         except EnvelopeError as exc:  # a value the reply cannot carry (e.g. a NaN key): say so, signed
-            return self._failed(req, now, Outcome.SCRIPT_ERROR,
-                                {"kind": "invalid_argument", "message": f"the result cannot be sent: {exc}"},
-                                res.log, start)
+            return self.failed(req, now, Outcome.SCRIPT_ERROR,
+                               {"kind": "invalid_argument", "message": f"the result cannot be sent: {exc}"},
+                               res.log, start)
         return Handled(outcome=Outcome.OK, body=body, usage=usage)
+
+    # -- calls and revocations ------------------------------------------------------------
+
+    def handle_call(self, data: bytes) -> Handled:
+        """Verify, authorize, run and answer one ``peerbox/call`` request (see :mod:`peerbox.trust._call`):
+        :func:`~peerbox.wire.open_call_request`, :func:`~peerbox.trust._call.check_call_request`, then
+        :meth:`run`. Never raises for bad input."""
+        try:
+            req = open_call_request(data)
+        except EnvelopeError as exc:
+            return Handled.rejected(exc)
+        checked = check_call_request(self, req)
+        return checked if isinstance(checked, Handled) else self.run(checked)
+
+    def handle_revoke(self, data: bytes) -> Handled:
+        """Verify and answer one ``peerbox/revoke`` request (see :mod:`peerbox.trust._revoke`):
+        :func:`~peerbox.wire.open_revoke_request`, then
+        :func:`~peerbox.trust._revoke.check_revoke_request`. Never raises for bad input."""
+        try:
+            req = open_revoke_request(data)
+        except EnvelopeError as exc:
+            return Handled.rejected(exc)
+        return check_revoke_request(self, req)
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _grants(self, req: Request, now: int, may_delegate: Callable[[bytes], bool]) -> GrantSet | None:
+    def grants_for(self, req: Request | CallRequest, now: int, policy: Policy) -> GrantSet | None:
+        """The grants of the capability tokens ``req`` carries (None: it carries none), each chain
+        verified for this peer, the caller and ``now``, with roots issued by this peer or by a
+        peer ``policy`` lets ``delegate``. Raises :class:`CapabilityError` (or
+        :class:`EnvelopeError`) for the first token refused, another :class:`~peerbox.Error` when
+        the check itself failed (a local peer's revocation list cannot be read)."""
         if not req.caps:
             return None
+        may_delegate = self._may_delegate(policy, now)
         grants: list[Grant] = []
         for token in req.caps:
             chain = verify_chain(token, caller=req.caller, subject=self.ctx.peer.public_key, now=now,
                                  revoked=self._revoked, may_delegate=may_delegate)
             grants.extend(parse_grant(g) for g in chain.grants)
         return compile_grants(grants)
+
+    def checked_grants(self, req: Request | CallRequest, now: int, policy: Policy, *,
+                       action: str) -> GrantSet | None | Handled:
+        """:meth:`grants_for`, a refused token answered: a signed denial of ``action`` saying why
+        (only "the check failed on this worker" when the worker itself failed: its message may
+        name host paths). Never raises."""
+        try:
+            return self.grants_for(req, now, policy)
+        except (CapabilityError, EnvelopeError) as exc:
+            return self.deny(req, now, f"capability refused: {exc}", None, action=action)
+        except Error:
+            return self.deny(req, now, "capability refused: the check failed on this worker", None,
+                             action=action)
 
     def owner_rooted_grants(self, token: bytes, caller: bytes, now: int) -> GrantSet:
         """The grants of one capability token presented by ``caller`` whose chain is rooted in
@@ -340,10 +460,73 @@ class ExecHandler:
     def _may_delegate(self, policy: Policy, now: int) -> Callable[[bytes], bool]:
         def may_delegate(issuer: bytes) -> bool:
             did = self.did_of(issuer)
-            peer = self._local_peer(did)
-            asked = PolicyRequest(did, peer.name if peer else None, "delegate", None, self.owner_did, now)
+            asked = PolicyRequest(did, self.name_of(did), "delegate", None, self.owner_did, now)
             return bool(policy.decide(asked))
         return may_delegate
+
+    def rate_check(self, policy: Policy, asked: PolicyRequest, req: Delivered, now: int, *,
+                   cap: PolicyLimits | EllipsisType | None = ...) -> Handled | None:
+        """Count one request of ``asked``'s caller against the rate limits of the allow rules that
+        match it (:meth:`~peerbox.policy.Policy.rates_for`); None when it may go on, else the signed
+        ``rate_limited`` answer. ``cap`` (optional) is ``policy.limits_for(asked)`` when the caller
+        has it already: a request with no ``calls_per_minute`` in it skips the rate lookup. An
+        unrated request never opens the database. Raises :class:`~peerbox.trust.RateStoreError`
+        when the database fails (a handler answers ``unavailable``)."""
+        if cap is None or (isinstance(cap, PolicyLimits) and cap.calls_per_minute is None):
+            return None
+        limits = policy.rates_for(asked)
+        if not limits:
+            return None
+        denial = self.rates.take(asked.caller_did, limits, float(self.clock()))
+        return None if denial is None else self.rate_limited(req, now, denial)
+
+    def rate_limited(self, req: Delivered, now: int, denial: RateDenial) -> Handled:
+        """The signed ``rate_limited`` answer (nothing ran): the rule, its rate and the wait, which
+        the transport also sends as ``retry-after`` (:attr:`Handled.retry_after`)."""
+        rule = str(denial.limit.rule)
+        error = {"kind": "rate_limited", "message": denial.message(), "rule": rule}
+        body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=False, error=error,
+                          usage=Usage().as_map())
+        return Handled(outcome=Outcome.RATE_LIMITED, body=body, error=error, rule=rule,
+                       retry_after=denial.retry_seconds)
+
+    def _revoked(self, token_id: bytes) -> bool:
+        """Revoked by any local peer (an issuer records its revocations in its own directory)."""
+        return any(RevocationList(p.paths.dir / REVOCATION_FILE).is_revoked(token_id)
+                   for p in self._local_peers().values())
+
+    def deny(self, req: Delivered, now: int, message: str, rule: str | None, *,
+             action: str = "exec") -> Handled:
+        """The signed denial of ``action`` (``exec``, ``call``, ``revoke``...) with the deciding ``rule``."""
+        body = make_denial(self.key, request_bytes=req.data, caller=req.caller, now=now, message=message,
+                           rule=rule)
+        return Handled(outcome=Outcome.DENIED, body=body,
+                       error={"kind": "denied", "message": message, "rule": rule},
+                       denied_action=action, rule=rule)
+
+    def unavailable(self, req: Delivered, now: int, exc: Error, start: float) -> Handled:
+        """The signed answer when the peer itself failed (its nonce database, its storage...)."""
+        return self.failed(req, now, Outcome.SCRIPT_ERROR,
+                           {"kind": "unavailable", "message": f"the peer cannot handle the request: {exc}"},
+                           [], start)
+
+    def failed(self, req: Delivered, now: int, outcome: Outcome, error: dict[str, Any], log: list[str],
+               start: float, *, denied_action: str | None = None) -> Handled:
+        """A signed ``ok: false`` reply with ``error`` and the run's ``log`` (usage: the wall time
+        since ``start``)."""
+        usage = _usage(None, start)
+        body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=False,
+                          error=error, log=log, usage=usage.as_map())
+        return Handled(outcome=outcome, body=body, error=error, usage=usage, denied_action=denied_action)
+
+    def answer(self, req: Delivered, now: int, value: Any, start: float) -> Handled:
+        """A signed ``ok`` reply carrying ``value`` (nothing ran: usage is the wall time since ``start``)."""
+        usage = _usage(None, start)
+        body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=True, value=value,
+                          usage=usage.as_map())
+        return Handled(outcome=Outcome.OK, body=body, usage=usage)
+
+    # -- logic requests -------------------------------------------------------------------
 
     def handle_logic(self, data: bytes) -> Handled:
         """Verify, authorize and do one ``peerbox/logic`` request (see :mod:`peerbox.trust._logic_push`):
@@ -361,30 +544,10 @@ class ExecHandler:
         (:func:`~peerbox.trust._logic_push.check_logic_request`): decoded and verified once."""
         return check_logic_request(self, req)
 
-    def _revoked(self, token_id: bytes) -> bool:
-        """Revoked by any local peer (an issuer records its revocations in its own directory)."""
-        return any(RevocationList(p.paths.dir / REVOCATION_FILE).is_revoked(token_id)
-                   for p in self._local_peers().values())
-
-    def _deny(self, req: Request, now: int, message: str, rule: str | None) -> Handled:
-        body = make_denial(self.key, request_bytes=req.data, caller=req.caller, now=now, message=message,
-                           rule=rule)
-        return Handled(outcome=Outcome.DENIED, body=body,
-                       error={"kind": "denied", "message": message, "rule": rule},
-                       denied_action="exec", rule=rule)
-
-    def _unavailable(self, req: Request, now: int, exc: Error, start: float) -> Handled:
-        """The signed answer when the peer itself failed (its nonce database, its storage...)."""
-        return self._failed(req, now, Outcome.SCRIPT_ERROR,
-                            {"kind": "unavailable", "message": f"the peer cannot handle the request: {exc}"},
-                            [], start)
-
-    def _failed(self, req: Request, now: int, outcome: Outcome, error: dict[str, Any], log: list[str],
-                start: float, *, denied_action: str | None = None) -> Handled:
-        usage = _usage(None, start)
-        body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=False,
-                          error=error, log=log, usage=usage.as_map())
-        return Handled(outcome=outcome, body=body, error=error, usage=usage, denied_action=denied_action)
+    @staticmethod
+    def limits_of(cap: PolicyLimits | None, requested: dict[str, Any] | None) -> Limits:
+        """A run's limits: the defaults, capped by the policy's ``cap``, then by what the caller asked for."""
+        return _limits(cap, requested)
 
 
 def _usage(fuel: int | None, start: float, peak_memory: int = 0) -> Usage:

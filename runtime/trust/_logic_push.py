@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._errors import Error
-from ..peer import (HistoryError, HistoryMismatch, LogicError, LogicRefused, PeerLogic, PeerStore,
+from ..peer import (HistoryError, HistoryMismatch, LogicError, LogicRefused, PeerLogic, PeerNames, PeerStore,
                     make_statement, open_statement, sha256_hex)
 from ..policy import Decision, GrantSet, PolicyCache
 from ..run import MAX_MODULE_SIZE, split_module_name
@@ -68,6 +68,7 @@ class LogicHost(Protocol):
     policy: PolicyCache
     owner_did: str
     clock: Callable[[], float]
+    names: PeerNames
 
     def owner_rooted_grants(self, token: bytes, caller: bytes, now: int) -> GrantSet: ...
 
@@ -370,8 +371,7 @@ class _Rights:
 
     def __init__(self, handler: LogicHost, req: LogicRequest, now: int) -> None:
         did = did_from_public_key(req.caller)
-        local = handler.store.index().get(did)
-        self.who = (did, local.name if local else None)
+        self.who = (did, handler.names.of_did(did).name)  # a local peer's name, else its peers.toml name
         self.owner_did, self.now = handler.owner_did, now
         self.policy = handler.policy.get()
         self.grants = [(t, handler.owner_rooted_grants(t, req.caller, now)) for t in req.caps]

@@ -19,19 +19,19 @@ ALL_LIMITS = {"limit_fuel", "limit_timeout", "limit_memory", "limit_stack", "lim
 
 
 def test_outcome_values_are_the_strings_metrics_and_messages_show() -> None:
-    assert [str(o) for o in Outcome] == ["ok", "script_error", "limit", "denied", "rejected"]
+    assert [str(o) for o in Outcome] == ["ok", "script_error", "limit", "denied", "rate_limited", "rejected"]
     denied: object = Outcome.DENIED  # equal to the string, as tests and dashboards compare it
     assert denied == "denied" and f"{Outcome.LIMIT}" == "limit"
     assert [o for o in Outcome if o.signed] == [Outcome.OK, Outcome.SCRIPT_ERROR, Outcome.LIMIT,
-                                                Outcome.DENIED]
+                                                Outcome.DENIED, Outcome.RATE_LIMITED]
     assert [o for o in Outcome if o.ran] == [Outcome.OK, Outcome.SCRIPT_ERROR, Outcome.LIMIT]
     assert set(LIMIT_KINDS) == ALL_LIMITS
 
 
 def test_exit_code_table_for_every_outcome() -> None:
     assert dict(EXIT_CODES) == {Outcome.OK: 0, Outcome.SCRIPT_ERROR: 4, Outcome.LIMIT: 5, Outcome.DENIED: 6,
-                                Outcome.REJECTED: 2}
-    vias: tuple[Via, ...] = ("handle", "send", "push")
+                                Outcome.RATE_LIMITED: 9, Outcome.REJECTED: 2}
+    vias: tuple[Via, ...] = ("handle", "send", "push", "call", "revoke")
     for via in vias:
         for outcome in Outcome:
             assert exit_code(outcome, via=via) == EXIT_CODES[outcome]
@@ -54,6 +54,34 @@ def test_exit_code_of_script_errors_by_kind(kind: str, handle_exec: int, handle_
     assert exit_code(e, kind, via="handle", logic=True) == handle_logic
     assert exit_code(outcome_of(False, kind), kind, via="send") == send
     assert exit_code(outcome_of(False, kind, logic=True), kind, via="push") == push
+
+
+@pytest.mark.parametrize(("kind", "handle", "send", "call", "revoke"), [
+    ("bad_arguments", 4, 4, 2, 4),       # the caller's arguments do not match the published function
+    ("no_such_function", 4, 4, 2, 4),    # the peer publishes no such function
+    ("bad_token", 4, 4, 4, 2),           # a revocation that carries no token
+    ("wrong_subject", 4, 4, 4, 2),       # a revocation of a token about another peer
+    ("unavailable", 4, 4, 4, 4),
+    ("runtime_error", 4, 4, 4, 4),
+])
+def test_exit_code_of_call_and_revoke_refusals(kind: str, handle: int, send: int, call: int, revoke: int) -> None:
+    outcome = outcome_of(False, kind)
+    assert outcome is Outcome.SCRIPT_ERROR  # a signed reply: HTTP 200, like a script error
+    assert exit_code(outcome, kind, via="handle") == handle
+    assert exit_code(outcome, kind, via="send") == send
+    assert exit_code(outcome, kind, via="call") == call
+    assert exit_code(outcome, kind, via="revoke") == revoke
+
+
+def test_rate_limited_is_a_signed_refusal_with_exit_9_whatever_the_command() -> None:
+    outcome = outcome_of(False, "rate_limited")
+    assert outcome is Outcome.RATE_LIMITED and outcome.signed and not outcome.ran
+    vias: tuple[Via, ...] = ("handle", "send", "push", "call", "revoke")
+    assert {exit_code(outcome, "rate_limited", via=v) for v in vias} == {9}
+    # the denials and limits of a call keep the codes send gives them
+    assert exit_code(outcome_of(False, "denied"), "denied", via="call") == 6
+    assert exit_code(outcome_of(False, "limit_timeout"), "limit_timeout", via="call") == 5
+    assert exit_code(outcome_of(False, "denied"), "denied", via="revoke") == 6
 
 
 def test_outcome_of_a_reply() -> None:
