@@ -46,10 +46,12 @@ def _positive(text: str) -> int:
 def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``serve`` to ``subparsers``; it sets ``handler`` (``args -> exit code``)."""
     ps = subparsers.add_parser(
-        "serve", help="host peers over HTTP/2 (POST /v1/exec, /v1/logic; GET /v1/health, /v1/peers, "
-        "/metrics)",
-        description="Serve signed requests for local peers over HTTP/2: scripts to run (POST /v1/exec) "
-        "and logic updates (POST /v1/logic), each answered with a signed reply; GET /v1/health, "
+        "serve", help="host peers over HTTP/2 (POST /v1/exec, /v1/call, /v1/logic, /v1/revoke; GET "
+        "/v1/health, /v1/peers, /metrics)",
+        description="Serve signed requests for local peers over HTTP/2: scripts to run (POST /v1/exec), "
+        "calls of a peer's published functions, run with its owner's rights (POST /v1/call), logic "
+        "updates (POST /v1/logic) and revocations of capability tokens (POST /v1/revoke), each answered "
+        "with a signed reply (429 with retry-after when the caller's rate limit refuses it); GET /v1/health, "
         "/v1/peers and /metrics (Prometheus) for operators. h2c on loopback by default, TLS with "
         "ALPN h2 with --tls-cert/--tls-key. Stops cleanly on SIGINT/SIGTERM.",
     )

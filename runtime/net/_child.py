@@ -24,11 +24,15 @@ import functools
 import signal
 import socket
 import sys
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import trio
 
 from .._errors import Error
-from ..wire import EnvelopeError, open_request
+from ..trust import Envelope
+from ..wire import (MAX_CALL_REQUEST, MAX_REVOKE_REQUEST, EnvelopeError, open_call_request, open_request,
+                    open_revoke_request)
 from ._h2client import MAX_REPLY
 from ._http import App, HttpRequest, HttpResponse, ServerLimits
 from ._localchan import FRAME_SLACK, VERIFIED_SIGNER, ChannelServer, FrameError
@@ -64,23 +68,44 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _open_exec(body: bytes, key: bytes) -> Envelope:
+    return open_request(body, max_size=MAX_EXEC_REQUEST, preauthenticated=key)
+
+
+def _open_call(body: bytes, key: bytes) -> Envelope:
+    return open_call_request(body, max_size=MAX_CALL_REQUEST, preauthenticated=key)
+
+
+def _open_revoke(body: bytes, key: bytes) -> Envelope:
+    return open_revoke_request(body, max_size=MAX_REVOKE_REQUEST, preauthenticated=key)
+
+
+#: The endpoints whose envelopes a child opens with the key its router verified (a logic request,
+#: rare and small, is verified again by ``worker.app``).
+_TRUSTED: Mapping[str, Callable[[bytes, bytes], Envelope]] = MappingProxyType({
+    "/v1/exec": _open_exec, "/v1/call": _open_call, "/v1/revoke": _open_revoke})
+
+
 def trusting_app(worker: Worker) -> App:
-    """``worker.app``, except that an exec request whose signature the router verified is not verified again.
+    """``worker.app``, except that an exec, call or revoke request whose signature the router verified
+    is not verified again.
 
     The router names the key it verified in :data:`~peerbox.net._localchan.VERIFIED_SIGNER`;
-    the body is still decoded strictly (:func:`~peerbox.wire.open_request` with
-    that key as ``preauthenticated``: every field check, the signer must be the
+    the body is still decoded strictly (:func:`~peerbox.wire.open_request`,
+    :func:`~peerbox.wire.open_call_request` or :func:`~peerbox.wire.open_revoke_request`
+    with that key as ``preauthenticated``: every field check, the signer must be the
     caller) and the worker still checks freshness, nonce, policy. Anything else
     (a logic request, no header, a body that does not open, a target not hosted,
     a worker shutting down) takes ``worker.app``, which answers it as a shared worker would.
     """
     async def app(req: HttpRequest) -> HttpResponse:
         signer = req.header(VERIFIED_SIGNER)
-        if signer is None or req.path != "/v1/exec" or req.method != "POST" or worker.closing:
+        opener = _TRUSTED.get(req.path)
+        if signer is None or opener is None or req.method != "POST" or worker.closing:
             return await worker.app(req)
         try:
             key = bytes.fromhex(signer)
-            envelope = open_request(req.body, max_size=MAX_EXEC_REQUEST, preauthenticated=key)
+            envelope = opener(req.body, key)
         except (EnvelopeError, ValueError):
             return await worker.app(req)
         if not worker.hosts(envelope.target):

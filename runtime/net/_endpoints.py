@@ -1,7 +1,7 @@
 """What a worker and an isolated-mode router answer over HTTP: endpoints, pre-checks, statuses.
 
-:class:`Endpoints` is the HTTP application both share: ``POST /v1/exec``
-and ``/v1/logic`` (``content-type: application/cose``; the signature over
+:class:`Endpoints` is the HTTP application both share: ``POST /v1/exec``,
+``/v1/logic``, ``/v1/call`` and ``/v1/revoke`` (``content-type: application/cose``; the signature over
 the raw bytes first, then strict decoding: :mod:`peerbox.net._preauth`; a
 ``target`` not hosted is 404), ``GET /v1/health``, ``/v1/peers`` and
 ``/metrics`` (:mod:`peerbox.net._metrics`). A subclass says which targets
@@ -9,8 +9,10 @@ it hosts and answers a pre-checked request (:class:`~peerbox.net._worker.Worker`
 runs it, :class:`~peerbox.net._isolated.Router` forwards it).
 
 HTTP status follows the typed outcome (:func:`status_for`): a signed reply
-is 200, a signed denial 403, an envelope refused unsigned 400/401/404/409/413
-by kind; a saturated worker 503 with ``retry-after`` (:data:`RETRY_LATER`).
+is 200, a signed denial 403, a signed ``rate_limited`` reply 429 with
+``retry-after`` (the whole seconds the caller's rate limit asks it to wait),
+an envelope refused unsigned 400/401/404/409/413 by kind; a saturated worker
+503 with ``retry-after`` (:data:`RETRY_LATER`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import dataclasses
 import json
 import time
 
-from ..trust import Handled, LogicRequest, Outcome
-from ..wire import EnvelopeError, Request, cbor_dumps, did_from_public_key
+from ..trust import Envelope, Handled, Outcome
+from ..wire import EnvelopeError, cbor_dumps, did_from_public_key
 from ._h2server import HttpRequest, HttpResponse
 from ._metrics import Metrics
-from ._preauth import PreAuth
+from ._preauth import ENVELOPE_PATHS, PreAuth
 
 __all__ = ["Endpoints", "RETRY_LATER", "DENIED_ACTION", "status_for", "error_response", "answer_response",
            "COSE", "CBOR"]
@@ -47,11 +49,14 @@ def status_for(handled: Handled) -> int:
     """The HTTP status of a handled request.
 
     ``ok``/``script_error``/``limit`` → 200 (a signed reply), ``denied`` → 403
-    (a signed denial), ``rejected`` by kind: ``bad_signature``/``bad_key``
-    401, ``replay`` 409, ``too_large`` 413, ``wrong_target`` 404, else 400.
+    (a signed denial), ``rate_limited`` → 429 (a signed refusal: nothing ran),
+    ``rejected`` by kind: ``bad_signature``/``bad_key`` 401, ``replay`` 409,
+    ``too_large`` 413, ``wrong_target`` 404, else 400.
     """
     if handled.outcome is Outcome.DENIED:
         return 403
+    if handled.outcome is Outcome.RATE_LIMITED:
+        return 429
     if handled.outcome.signed:
         return 200
     return _REJECTED_STATUS.get(handled.kind or "", 400)
@@ -92,7 +97,7 @@ class Endpoints:
     async def app(self, req: HttpRequest) -> HttpResponse:
         """Answer one HTTP request (never raises for bad input)."""
         path = req.path.split("?", 1)[0]
-        if path in ("/v1/exec", "/v1/logic"):
+        if path in ENVELOPE_PATHS:
             if req.method != "POST":
                 return error_response(405, "method_not_allowed", "use POST", (("allow", "POST"),))
             return await self._exec_checked(req, path)
@@ -113,7 +118,8 @@ class Endpoints:
                 "uptime": round(time.time() - self.started, 3)}
 
     async def _exec_checked(self, req: HttpRequest, path: str) -> HttpResponse:
-        """Check an exec or logic request before it reaches a hosted peer: signature first.
+        """Check a request envelope (any of :data:`~peerbox.net._preauth.ENVELOPE_PATHS`) before it
+        reaches a hosted peer: signature first.
 
         :meth:`exec_body` opens the envelope: the size, the outer structure
         and the signature over the raw bytes in bounded time before the
@@ -138,7 +144,7 @@ class Endpoints:
         of it elsewhere (the worker: on the thread that runs the request), with the same answers
         (:meth:`refused_envelope`, :meth:`not_hosted`)."""
         try:
-            envelope: Request | LogicRequest = await self.preauth.open(req.body, path)
+            envelope = await self.preauth.open(req.body, path)
         except EnvelopeError as exc:
             return self.refused_envelope(exc)
         if not self.hosts(envelope.target):
@@ -164,15 +170,15 @@ class Endpoints:
     def hosts(self, target: bytes) -> bool:
         raise NotImplementedError
 
-    async def exec_opened(self, req: HttpRequest, envelope: Request | LogicRequest,
-                          path: str) -> HttpResponse:
+    async def exec_opened(self, req: HttpRequest, envelope: Envelope, path: str) -> HttpResponse:
         """Answer a pre-checked request whose envelope is opened (decoded, its signature verified):
         by default :meth:`exec` with its target and caller; a subclass that uses the envelope
         (the worker: it is not decoded twice) overrides this."""
         return await self.exec(req, envelope.target, envelope.caller, path)
 
     async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
-        """Answer a pre-checked ``POST /v1/exec`` or ``/v1/logic`` (``path``) for a hosted ``target``."""
+        """Answer a pre-checked envelope ``POST`` to ``path`` (one of
+        :data:`~peerbox.net._preauth.ENVELOPE_PATHS`) for a hosted ``target``."""
         raise NotImplementedError
 
 
@@ -185,9 +191,12 @@ def answer_response(handled: Handled, *, for_router: bool = False) -> HttpRespon
 
     ``for_router`` (a child of isolated mode answering its router) adds the
     :data:`DENIED_ACTION` header when the policy refused an action; the body
-    is the same signed bytes either way.
+    is the same signed bytes either way. A ``rate_limited`` answer (429)
+    carries ``retry-after``: :attr:`Handled.retry_after` seconds (at least 1).
     """
     headers: tuple[tuple[str, str], ...] = (("content-type", COSE if handled.signed else CBOR),)
+    if handled.outcome is Outcome.RATE_LIMITED:  # a client must wait at least a second
+        headers += (("retry-after", str(max(1, handled.retry_after or 1))),)
     if for_router and handled.denied_action is not None:
         headers += ((DENIED_ACTION, handled.denied_action),)
     return HttpResponse(status=status_for(handled), headers=headers, body=handled.body)

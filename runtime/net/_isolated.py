@@ -4,11 +4,13 @@ The supervisor starts one child per peer (:mod:`peerbox.net._child`: the same
 :class:`~peerbox.net._worker.Worker` app as shared mode, one peer each),
 restarts a child that exits with backoff, stops them all on exit, and serves
 a :class:`Router` on the main address. The router runs the same pre-checks
-as a shared worker and forwards each ``/v1/exec`` and ``/v1/logic`` to its
-peer's child over a local channel (:mod:`peerbox.net._localchan`: a Unix
-``socketpair``, length-prefixed frames multiplexed by request id), not over a
-second HTTP/2 connection, and answers with the child's status, content type
-and bytes, so a client cannot tell the modes apart except by timing.
+as a shared worker and forwards each request envelope (``/v1/exec``,
+``/v1/logic``, ``/v1/call``, ``/v1/revoke``) to its peer's child over a
+local channel (:mod:`peerbox.net._localchan`: a Unix ``socketpair``,
+length-prefixed frames multiplexed by request id), not over a second HTTP/2
+connection, and answers with the child's status, content type
+and bytes (and ``retry-after`` on a 429 or 503), so a client cannot tell the
+modes apart except by timing.
 
 Faults of a child never reach the router's other peers: a child that is
 down, dies with requests in flight, does not answer within the router's
@@ -73,7 +75,7 @@ class Router(Endpoints):
     answers by the same outcomes (read from the replies it forwards) and
     denied actions (from the :data:`~peerbox.net._endpoints.DENIED_ACTION`
     header its own child adds, which is not forwarded: a client gets only the
-    content type, and ``retry-after`` on a 503).
+    content type, and ``retry-after`` on a 503, or the child's own on a 429).
     """
 
     def __init__(self, children: list[_Child], *, timeout: float = 120.0) -> None:
@@ -112,39 +114,55 @@ class Router(Endpoints):
             self.in_flight -= 1
             self.metrics.in_flight = self.in_flight
         status, body = answer.status, answer.body
-        self._count(status, body, time.perf_counter() - start, logic=path == "/v1/logic",
+        self._count(status, body, time.perf_counter() - start, path=path,
                     denied_action=answer.header(DENIED_ACTION))
         headers: tuple[tuple[str, str], ...] = (("content-type", answer.header("content-type") or ""),)
         if status == 503:
             headers += RETRY_LATER
+        elif status == 429:  # the caller's rate limit: the wait the child's limiter computed
+            headers += (("retry-after", _retry_after(answer.header("retry-after"))),)
         return HttpResponse(status=status, headers=headers, body=body)
 
-    def _count(self, status: int, body: bytes, seconds: float, *, logic: bool = False,
+    def _count(self, status: int, body: bytes, seconds: float, *, path: str = "/v1/exec",
                denied_action: str | None = None) -> None:
         """Metrics from a forwarded answer: the same outcomes and denied action as the child's own."""
         if status == 503:
             self.metrics.unhandled("busy")
             return
         try:
-            handled = _forwarded(status, body, logic=logic, denied_action=denied_action)
+            handled = _forwarded(status, body, logic=path in ("/v1/logic", "/v1/revoke"),
+                                 denied_action=denied_action or _REFUSED_ACTION.get(path))
         except Exception:  # an answer we cannot read is still forwarded; count it apart
             self.metrics.unhandled("unreadable")
             return
         self.metrics.answered(handled, seconds)
 
 
+#: The action a 403 of each endpoint refused when the child's header does not say (``exec``: the default).
+_REFUSED_ACTION = {"/v1/logic": "logic.write", "/v1/call": "call", "/v1/revoke": "revoke"}
+
+
+def _retry_after(value: str | None) -> str:
+    """A child's ``retry-after`` (whole seconds) as forwarded: the same digits, or ``1`` if it sent
+    none that reads as a delay (the child is ours, but a client must never get a malformed header)."""
+    if value is not None and value.isascii() and value.isdigit() and len(value) <= 9:
+        return value
+    return "1"
+
+
 def _forwarded(status: int, body: bytes, *, logic: bool = False, denied_action: str | None = None) -> Handled:
     """A child's answer as the :class:`Handled` its own worker counted (outcome, usage, denied action).
 
     The child signed it, so cbor2's fast decoder is enough (about 15 µs, where
-    the strict one takes 80-100): this is bookkeeping, not verification. ``denied_action`` is what the child's
+    the strict one takes 80-100): this is bookkeeping, not verification. A 200, 403 or 429 carries a
+    signed reply (429: ``rate_limited``, nothing ran). ``denied_action`` is what the child's
     :data:`~peerbox.net._endpoints.DENIED_ACTION` header says (never read from
     a message); a denial without it counts under the action refused before
     anything ran (``exec``, or ``logic.write`` for a ``logic`` request) or
     ``host_call`` for a run that ended on a refused host call. Raises what
     decoding raises.
     """
-    if status not in (200, 403):
+    if status not in (200, 403, 429):
         err = cbor2.loads(body).get("error")
         return Handled(outcome=Outcome.REJECTED, body=body, error=err if isinstance(err, dict) else None)
     payload = _reply_payload(body)
@@ -153,7 +171,9 @@ def _forwarded(status: int, body: bytes, *, logic: bool = False, denied_action: 
     if status == 403:
         action = denied_action or ("logic.write" if logic else "exec")
         return Handled(outcome=Outcome.DENIED, body=body, error=err, denied_action=action)
-    outcome = outcome_of(payload.get("ok") is True, kind)
+    outcome = outcome_of(payload.get("ok") is True, kind, logic=logic)
+    if status == 429:
+        outcome = Outcome.RATE_LIMITED
     if kind == "denied":  # 200, not 403: a run that ended on a host call the policy refused
         outcome = Outcome.SCRIPT_ERROR
         denied_action = denied_action or "host_call"

@@ -3,7 +3,8 @@
 :class:`Worker` is the HTTP application of one process hosting one or many
 peers (shared mode). ``POST /v1/exec`` takes a request envelope
 (``content-type: application/cose``; ``POST /v1/logic`` takes a logic update,
-:mod:`peerbox.trust._logic_push`, the same way), checks the signature over the raw
+:mod:`peerbox.trust._logic_push`, ``/v1/call`` a call of a published function
+and ``/v1/revoke`` a revocation, the same way), checks the signature over the raw
 bytes first and only then decodes strictly
 (:func:`~peerbox.net._preauth.open_envelope`), so a forged ``caller`` can
 never use up someone else's quota and forgeries cost no decoding, routes by
@@ -22,14 +23,17 @@ a forgery or a target not hosted at once (``preauth_failure``: the HTTP/2
 server charges its budgets), turns it away with 503 if it could not be
 admitted (before its check, so the envelope may be sent again), then goes
 through the two phases of its handler: checks it
-(:meth:`~peerbox.trust._exec.ExecHandler.check_request`: freshness, the
-nonce, capabilities, the policy's ``exec`` decision), admits it to a run
+(:meth:`~peerbox.trust._exec.ExecHandler.check_envelope`, by the envelope's
+type: freshness, the nonce, capabilities, the policy's ``exec`` or ``call``
+decision, the caller's rate limit, a call's function and arguments), admits it to a run
 slot, runs it (:meth:`~peerbox.trust._exec.ExecHandler.run`: compile-cache
 hit, run, sign) and hands the answer back to the loop (``run_sync_soon``),
 with no trip to the loop in between. Large bodies are opened there too (the
 verification of 1 MiB takes 1-3 ms, SHA-512 with the GIL released), never on
-the loop. The check comes before the slot: a replay or a key the
-peer's policy does not know is answered (409, 403) without ever holding one.
+the loop. The check comes before the slot: a replay, a key the
+peer's policy does not know, a caller over its rate limit or a call's bad
+arguments are answered (409, 403, 429, 200) without ever holding one, and so
+is a revocation (it is recorded in the check phase).
 A request that must wait for a slot is parked (no thread held) until a run
 ends; the thread that ends that run starts it, on the same thread, so a
 queued request costs no extra hop either. :class:`~peerbox.net._admission.Admission`
@@ -65,8 +69,8 @@ import trio
 
 from .._errors import Error
 from ..peer import Contexts
-from ..trust import Admitted, ExecHandler, Handled, LogicAdmitted, LogicRequest
-from ..wire import EnvelopeError, Request
+from ..trust import AnyAdmitted, Envelope, ExecHandler, Handled
+from ..wire import EnvelopeError
 from ._admission import Admission, Ticket
 from ._endpoints import RETRY_LATER, Endpoints, answer_response, error_response
 from ._h2server import HttpRequest, HttpResponse
@@ -96,7 +100,7 @@ class _Call:
                  "abandoned", "seconds", "handled", "unhandled", "message", "exc", "refused", "not_hosted",
                  "response")
 
-    def __init__(self, body: bytes, path: str, envelope: Request | LogicRequest | None,
+    def __init__(self, body: bytes, path: str, envelope: Envelope | None,
                  token: trio.lowlevel.TrioToken) -> None:
         self.body = body
         self.path = path
@@ -108,7 +112,7 @@ class _Call:
         self.not_hosted = False  # it opened, for a target not hosted here
         self.response: HttpResponse | None = None  # set on the loop
         self.handler: ExecHandler | None = None
-        self.admitted: Admitted | LogicAdmitted | None = None
+        self.admitted: AnyAdmitted | None = None
         self.ticket: Ticket | None = None
         self.abandoned = False
         self.seconds = 0.0
@@ -242,8 +246,7 @@ class Worker(Endpoints):
         module docstring). Never raises for any input (see :meth:`exec_opened`)."""
         return await self._hand_off(_Call(bytes(req.body), path, None, trio.lowlevel.current_trio_token()))
 
-    async def exec_opened(self, req: HttpRequest, envelope: Request | LogicRequest,
-                          path: str) -> HttpResponse:
+    async def exec_opened(self, req: HttpRequest, envelope: Envelope, path: str) -> HttpResponse:
         """Check, admit, run and answer a request whose envelope is already opened (decoded, its
         signature verified; its target hosted here) in one hand-off to a pool thread.
 
@@ -303,12 +306,12 @@ class Worker(Endpoints):
                     self._checking -= 1
                 call.unhandled, call.message = "unavailable", f"peer {name} cannot be served: {exc}"
                 return self._answer(call)
-            checked = (handler.check_request(env) if isinstance(env, Request)
-                       else handler.check_logic_request(env))
+            checked = handler.check_envelope(env)  # by its type: exec, logic, call, revoke
             call.seconds = time.perf_counter() - start
             with self._lock:
                 self._checking -= 1
-                if isinstance(checked, Handled):  # refused, denied, or answered (a logic read): no slot
+                if isinstance(checked, Handled):  # refused, denied, rate limited, answered
+                    # (a logic read, a revocation, a call's bad arguments): no slot
                     call.handled = checked
                     ticket = None
                 elif call.abandoned:  # nobody waits for the answer any more: no slot for it
@@ -439,7 +442,8 @@ class Worker(Endpoints):
             self._calls -= 1
 
     def _account(self, handled: Handled, seconds: float) -> None:
-        """Count an answer given without a run (refused, denied, a logic read) and its check time."""
+        """Count an answer given without a run (refused, denied, rate limited, a logic read, a
+        revocation) and its check time."""
         self.metrics.record(handled)
         self.metrics.seconds.observe(seconds)
 

@@ -124,18 +124,24 @@ class World:
         self.delay = 0.0
 
     async def app(self, path: str, body: bytes) -> tuple[int, bytes]:
-        """bob's answer to one POST as a worker gives it: (HTTP status, body); tampered if asked."""
-        assert path == "/v1/exec"
+        """bob's answer to one POST as a worker gives it: (HTTP status, body); tampered if asked.
+
+        ``/v1/exec``, ``/v1/call`` and ``/v1/revoke`` go to the handler's
+        ``handle``, ``handle_call`` and ``handle_revoke``; a signed denial is 403,
+        a signed ``rate_limited`` reply 429, any other signed reply 200.
+        """
+        handle = {"/v1/exec": self.handler.handle, "/v1/call": self.handler.handle_call,
+                  "/v1/revoke": self.handler.handle_revoke}[path]
         if self.delay:
             await trio.sleep(self.delay)
-        handled = await trio.to_thread.run_sync(self.handler.handle, body)
+        handled = await trio.to_thread.run_sync(handle, body)
         if handled.outcome == "rejected":
             kind = (handled.error or {}).get("kind")
             return {"replay": 409, "bad_signature": 401}.get(str(kind), 400), handled.body
         out = handled.body
         if self.tamper:
             out = out[:-1] + bytes([out[-1] ^ 1])
-        return (403 if handled.outcome == "denied" else 200), out
+        return {"denied": 403, "rate_limited": 429}.get(str(handled.outcome), 200), out
 
     def close(self) -> None:
         self.handler.close()
