@@ -29,7 +29,7 @@ import trio
 import peerbox
 from peerbox.net._h2client import CALL_PATH, H2Transport
 from peerbox.peer import Directory
-from peerbox.wire import KeyPair, grant
+from peerbox.wire import KeyPair, delegate, grant
 
 from ._serve_helpers import MODES, Caller, Sent, shared
 from .conftest import Serving
@@ -286,16 +286,21 @@ async def test_a_revocation_sent_to_a_remote_worker_takes_effect_and_survives_a_
                   grants=["call:inbox::deliver"], now=int(time.time()), ttl=3600)
     token_file = tmp_path / "carol.cap"
     token_file.write_bytes(token)
+    # carol passes it on to mallory: a descendant, refused with it
+    child = delegate(token, world.carol, audience=world.mallory.public_key, grants=["call:inbox::deliver"],
+                     now=int(time.time()))
 
-    async def deliver(url: str, msg: str) -> Sent:
+    async def deliver(url: str, msg: str, sender: str = "carol") -> Sent:
         async with H2Transport() as transport:
-            return await world.caller(transport, url).call("inbox::deliver", {"msg": msg}, caps=[token])
+            return await world.caller(transport, url).call(
+                "inbox::deliver", {"msg": msg}, sender=sender, caps=[token if sender == "carol" else child])
 
     with serving(world.root, "--workers", "1") as (port, _):
         url = f"http://127.0.0.1:{port}"
         async with H2Transport() as transport:
             c = world.caller(transport, url)
             assert _value(c, await deliver(url, "with alice's capability")) == "delivered"
+            assert _value(c, await deliver(url, "passed on", "mallory")) == "delivered"
             # no capability, no rule naming carol: denied
             assert _error(c, await c.call("inbox::deliver", {"msg": "without"}), 403)["kind"] == "denied"
             Directory(alice_root).add("bob", bob.did, url)
@@ -304,16 +309,23 @@ async def test_a_revocation_sent_to_a_remote_worker_takes_effect_and_survives_a_
             done = await trio.to_thread.run_sync(lambda: _cli(*revoke))
             assert done.returncode == 0, done.stderr
             assert "bob: revoked" in done.stdout and "(already)" not in done.stdout
-            # the very next request with the token is refused
-            error = _error(c, await deliver(url, "after revocation"), 403)
-            assert error["kind"] == "denied" and "revoked" in error["message"], error
+            # the very next request with the token, or with its descendant, is refused
+            for sender in ("carol", "mallory"):
+                error = _error(c, await deliver(url, "after revocation", sender), 403)
+                assert error["kind"] == "denied" and "revoked" in error["message"], error
+            # revoking again changes nothing and says so
+            done = await trio.to_thread.run_sync(lambda: _cli(*revoke))
+            assert done.returncode == 0 and "(already)" in done.stdout, (done.stdout, done.stderr)
     with serving(world.root, "--workers", "1") as (port, _):
         url = f"http://127.0.0.1:{port}"
         async with H2Transport() as transport:
             c = world.caller(transport, url)
-            error = _error(c, await deliver(url, "after restart"), 403)
-            assert error["kind"] == "denied" and "revoked" in error["message"], error
-    assert (world.files / "inbox" / "messages.log").read_text() == "carol: with alice's capability\n"
+            for sender in ("carol", "mallory"):
+                error = _error(c, await deliver(url, "after restart", sender), 403)
+                assert error["kind"] == "denied" and "revoked" in error["message"], error
+    # mallory is named nowhere bob looks: her caller.name is ""
+    log = (world.files / "inbox" / "messages.log").read_text()
+    assert log == "carol: with alice's capability\n: passed on\n"
 
 
 LIMITED = OWNER + """
