@@ -131,7 +131,7 @@ class Router(Endpoints):
             return
         try:
             handled = _forwarded(status, body, logic=path in ("/v1/logic", "/v1/revoke"),
-                                 denied_action=denied_action or _REFUSED_ACTION.get(path))
+                                 denied_action=denied_action, refused=_REFUSED_ACTION.get(path))
         except Exception:  # an answer we cannot read is still forwarded; count it apart
             self.metrics.unhandled("unreadable")
             return
@@ -150,16 +150,18 @@ def _retry_after(value: str | None) -> str:
     return "1"
 
 
-def _forwarded(status: int, body: bytes, *, logic: bool = False, denied_action: str | None = None) -> Handled:
+def _forwarded(status: int, body: bytes, *, logic: bool = False, denied_action: str | None = None,
+               refused: str | None = None) -> Handled:
     """A child's answer as the :class:`Handled` its own worker counted (outcome, usage, denied action).
 
     The child signed it, so cbor2's fast decoder is enough (about 15 µs, where
     the strict one takes 80-100): this is bookkeeping, not verification. A 200, 403 or 429 carries a
     signed reply (429: ``rate_limited``, nothing ran). ``denied_action`` is what the child's
     :data:`~peerbox.net._endpoints.DENIED_ACTION` header says (never read from
-    a message); a denial without it counts under the action refused before
-    anything ran (``exec``, or ``logic.write`` for a ``logic`` request) or
-    ``host_call`` for a run that ended on a refused host call. Raises what
+    a message); a 403 without it counts under the action refused before
+    anything ran: ``refused`` (the endpoint's: ``call``, ``revoke``...), else
+    ``exec``, or ``logic.write`` for a ``logic`` request; a 200 ``denied``
+    under ``host_call`` (a run that ended on a refused host call). Raises what
     decoding raises.
     """
     if status not in (200, 403, 429):
@@ -169,7 +171,7 @@ def _forwarded(status: int, body: bytes, *, logic: bool = False, denied_action: 
     err = payload.get("error") if isinstance(payload.get("error"), dict) else None
     kind = str(err.get("kind", "")) if err else ""
     if status == 403:
-        action = denied_action or ("logic.write" if logic else "exec")
+        action = denied_action or refused or ("logic.write" if logic else "exec")
         return Handled(outcome=Outcome.DENIED, body=body, error=err, denied_action=action)
     outcome = outcome_of(payload.get("ok") is True, kind, logic=logic)
     if status == 429:

@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -32,7 +33,8 @@ from peerbox.net._localchan import ChannelClient, ChannelServer, encode_hello
 from peerbox.net._metrics import Metrics
 from peerbox.net._worker import Worker
 from peerbox.trust import Outcome, Usage, make_logic_request
-from peerbox.wire import KeyPair, cbor_dumps, make_denial, make_reply, make_request
+from peerbox.wire import (KeyPair, Reply, cbor_dumps, grant, make_call_request, make_denial, make_reply,
+                          make_request, make_revoke_request, verify_reply)
 
 MISLEADING = "fs.read of 'x' is not allowed"  # what a message says is never what is counted
 
@@ -114,11 +116,15 @@ CHAN = 8 << 20
 
 
 @asynccontextmanager
-async def router(world: World, worker: Worker) -> AsyncIterator[Router]:
-    """A router whose one child, bob's, is ``worker`` served on the local channel (a real socketpair)."""
+async def router(world: World, worker: Worker, *, trusting: bool = False) -> AsyncIterator[Router]:
+    """A router whose one child, bob's, is ``worker`` served on the local channel (a real socketpair);
+    ``trusting``: with the app a real child serves (:func:`peerbox.net._child.trusting_app`)."""
+    from peerbox.net._child import trusting_app
+
     a, b = trio.socket.socketpair()
     channel = ChannelClient(trio.SocketStream(a), max_frame=CHAN, max_request=CHAN)
-    server = ChannelServer(trio.SocketStream(b), worker.app, max_frame=CHAN, max_answer=CHAN)
+    server = ChannelServer(trio.SocketStream(b), trusting_app(worker) if trusting else worker.app,
+                           max_frame=CHAN, max_answer=CHAN)
     async with trio.open_nursery() as n:
         n.start_soon(server.run)
         n.start_soon(channel.run)
@@ -312,3 +318,124 @@ async def test_a_child_takes_its_routers_word_for_a_signature_and_checks_everyth
     assert (await app(vouched(forged, other))).status == 401  # not the caller: verified as usual
     assert (await app(vouched(b"\xd2\x84\x00"))).status == 400  # does not open: the worker's own answer
     assert (await app(post(world.exec("2 + 2")))).status == 200  # no header: the worker's own path
+
+
+# ------------------------------------------------------------------ call, rate limits, revoke
+
+CALL_POLICY = """\
+version = 2
+[[rule]]
+effect = "allow"
+who = "owner"
+actions = ["*", "logic.*"]
+
+[[rule]]
+effect = "allow"
+who = "alice"
+actions = ["call", "delegate"]
+resources = ["api::*"]
+limits = { calls_per_minute = 2, burst = 2 }
+"""
+
+
+def _call(world: World, sender: str = "alice", **kw: Any) -> bytes:
+    return make_call_request(world.store.get(sender).signing_key(), target=world.bob.public_key, module="api",
+                             function="plus_one", now=int(time.time()), **kw)
+
+
+def error_of(reply: Reply) -> dict[str, Any]:
+    """A signed reply's error map (it must have one)."""
+    assert reply.error is not None, reply
+    return reply.error
+
+
+def test_a_forwarded_429_is_counted_rate_limited_and_its_retry_after_kept() -> None:
+    from peerbox.net._isolated import _retry_after
+
+    key, caller = KeyPair.generate(), KeyPair.generate().public_key
+    limited = make_reply(key, request_bytes=b"req", caller=caller, now=1, ok=False,
+                         error={"kind": "rate_limited", "message": "retry in 30 s", "rule": "policy.toml:9"},
+                         usage=Usage(fuel=0, wall_ms=0, peak_memory=0).as_map())
+    handled = _forwarded(429, limited)
+    assert (handled.outcome, handled.kind) == (Outcome.RATE_LIMITED, "rate_limited")
+    assert handled.denied_action is None
+    assert not handled.outcome.ran
+    assert [_retry_after(v) for v in ("30", None, "", "-1", "1.5", "１", "9" * 12)] == ["30"] + ["1"] * 6
+
+
+async def test_router_forwards_429_and_retry_after(world: World, child: Worker) -> None:
+    """A call, a rate-limited call (429: the child's signed reply and its retry-after), a denied call
+    and a revocation, all through the router to a child serving the app a real child serves."""
+    world.bob.paths.policy.write_text(CALL_POLICY)
+    (world.bob.paths.logic / "api.rhai").write_text("export fn plus_one(x: i64) { x + 1 }\n")
+    alice, dave = world.store.get("alice"), world.store.get("dave")
+    token = grant(alice.signing_key(), audience=dave.public_key, subject=world.bob.public_key,
+                  grants=["call:api::plus_one"], now=int(time.time()), ttl=600)
+    async with router(world, child, trusting=True) as front:
+        answers = []
+        for i in range(3):
+            body = _call(world, params=[i])
+            answers.append((body, await front.app(post(body, "/v1/call"))))
+        denied = await front.app(post(_call(world, "dave", params=[1]), "/v1/call"))
+        revocation = make_revoke_request(alice.signing_key(), target=world.bob.public_key, token=token,
+                                         now=int(time.time()))
+        revoked = await front.app(post(revocation, "/v1/revoke"))
+    assert [resp.status for _, resp in answers] == [200, 200, 429]
+    body, limited = answers[2]
+    reply = verify_reply(limited.body, target=world.bob.public_key, request_bytes=body)
+    assert not reply.ok and error_of(reply)["kind"] == "rate_limited"
+    retry = header(limited, "retry-after")
+    assert retry is not None and 20 <= int(retry) <= 30  # one call in 30 s, the burst just spent
+    assert header(limited, "content-type") == "application/cose" and header(limited, DENIED_ACTION) is None
+    assert [verify_reply(resp.body, target=world.bob.public_key, request_bytes=b).value
+            for b, resp in answers[:2]] == [1, 2]
+    assert header(answers[0][1], "retry-after") is None
+    assert denied.status == 403 and header(denied, DENIED_ACTION) is None
+    reply = verify_reply(revoked.body, target=world.bob.public_key, request_bytes=revocation)
+    assert revoked.status == 200 and reply.ok and reply.value["already"] is False
+    assert front.metrics.requests == child.metrics.requests == {"ok": 3, "rate_limited": 1, "denied": 1}
+    assert front.metrics.denials == child.metrics.denials == {"call": 1}
+
+
+async def test_a_child_takes_its_routers_word_for_a_call_or_revoke_signature_too(
+        world: World, child: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call vouched for by the router is opened without a second signature check (counted: the
+    verifier runs for unvouched envelopes only) and still checked for everything else."""
+    from peerbox.net import _preauth
+    from peerbox.net._child import trusting_app
+    from peerbox.wire import preauthenticate
+    from peerbox.net._localchan import VERIFIED_SIGNER
+
+    world.bob.paths.policy.write_text(CALL_POLICY)
+    (world.bob.paths.logic / "api.rhai").write_text("export fn plus_one(x: i64) { x + 1 }\n")
+    verified: list[int] = []
+    real = preauthenticate
+
+    def counting(body: bytes, **kw: Any) -> bytes:
+        verified.append(len(body))
+        return real(body, **kw)
+
+    monkeypatch.setattr(_preauth, "preauthenticate", counting)
+    app = trusting_app(child)
+    alice = world.store.get("alice").public_key
+
+    def vouched(body: bytes, path: str, key: bytes = alice) -> HttpRequest:
+        return HttpRequest(method="POST", path=path, body=body, client="127.0.0.1:1", stream_id=1, conn_id=1,
+                           headers=(("content-type", "application/cose"), (VERIFIED_SIGNER, key.hex())))
+
+    good = _call(world, params=[41])
+    resp = await app(vouched(good, "/v1/call"))
+    assert resp.status == 200 and verify_reply(resp.body, target=world.bob.public_key,
+                                               request_bytes=good).value == 42
+    assert verified == []  # the router's word
+    assert (await app(vouched(good, "/v1/call"))).status == 409  # the nonce is still checked
+    dave = world.store.get("dave").public_key
+    forged = _call(world, params=[1])
+    forged = forged[:-1] + bytes([forged[-1] ^ 1])
+    assert (await app(vouched(forged, "/v1/call", dave))).status == 401  # not the caller: verified
+    assert verified  # ... by the worker's own path
+    revocation = make_revoke_request(world.store.get("alice").signing_key(), target=world.bob.public_key,
+                                     token=b"junk", now=int(time.time()))
+    resp = await app(vouched(revocation, "/v1/revoke"))
+    reply = verify_reply(resp.body, target=world.bob.public_key, request_bytes=revocation)
+    assert resp.status == 200 and error_of(reply)["kind"] == "bad_token"

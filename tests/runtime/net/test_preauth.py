@@ -26,6 +26,7 @@ from peerbox.wire import _cbor_strict, _cose, _identity
 from peerbox.wire._cose import (PROTECTED_EDDSA, EnvelopeError, decode1, find_bstr_field, scan1, sig_structure,
                            sign1)
 from peerbox.wire._envelope import make_request, open_request, preauthenticate, verify_reply
+from peerbox.wire import MAX_REVOKE_REQUEST, make_call_request, make_revoke_request, open_call_request
 from peerbox.net._h2server import HttpRequest
 from peerbox.wire._identity import KeyPair
 from peerbox.trust._logic_push import make_logic_request
@@ -322,6 +323,66 @@ async def test_a_genuine_request_is_verified_once_and_decoded_once(
         strict_calls.clear()
         verified.clear()
         resp = await w.app(post(body))
+        assert (len(strict_calls), len(verified)) == (once_decoded, once_verified)
+        assert resp.status == 200
+        assert verify_reply(resp.body, target=bob, request_bytes=body).value == i + 1
+
+
+async def test_forged_call_and_revoke_envelopes_never_reach_the_strict_decoder(
+        worker: tuple[Worker, peerbox.PeerStore], strict_calls: list[int]) -> None:
+    """``/v1/call`` and ``/v1/revoke`` are opened like ``/v1/exec``: the signature over the raw bytes
+    first, so a forgery (however large its arguments) costs no decoding and is charged to the
+    connection (``preauth_failure``)."""
+    w, store = worker
+    alice, bob = store.get("alice").signing_key(), store.get("bob").public_key
+    call = make_call_request(alice, target=bob, module="inbox", function="deliver", now=NOW,
+                             params=[f"item-{i:08d}" for i in range(20_000)])
+    revoke = make_revoke_request(alice, target=bob, token=b"t" * 60_000, now=NOW)
+    forgeries = [(forge(call), "/v1/call"), (forge(without_kid(call)), "/v1/call"),
+                 (forge(revoke), "/v1/revoke"), (forge(without_kid(revoke)), "/v1/revoke")]
+    strict_calls.clear()
+    for body, path in forgeries:
+        resp = await w.app(post(body, path))
+        assert resp.status == 401 and resp.preauth_failure, (path, resp)
+        assert cbor2.loads(resp.body)["error"]["kind"] == "bad_signature"
+    assert strict_calls == []
+    # the size bounds are each type's own: a revocation is small, a call may carry 1 MiB
+    resp = await w.app(post(b"\xd2" + b"\x00" * (MAX_REVOKE_REQUEST + 1), "/v1/revoke"))
+    assert resp.status == 413 and resp.preauth_failure
+    assert len(call) > MAX_REVOKE_REQUEST  # a large call opens, kid or no kid
+    assert _preauth.open_envelope(call, "/v1/call").caller == alice.public_key
+    assert _preauth.open_envelope(without_kid(call), "/v1/call").caller == alice.public_key
+
+
+async def test_a_genuine_call_is_verified_once_and_decoded_once(
+        worker: tuple[Worker, peerbox.PeerStore], strict_calls: list[int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As for exec: from the bytes received to the signed reply, one signature check, one decoding."""
+    w, store = worker
+    peer = store.get("bob")
+    peer.paths.policy.write_text(
+        'version = 2\n[[rule]]\nwho = "*"\nactions = ["call"]\nresources = ["api::*"]\neffect = "allow"\n')
+    (peer.paths.logic / "api.rhai").write_text("export fn plus_one(x: i64) { x + 1 }\n")
+    alice, bob = store.get("alice").signing_key(), peer.public_key
+    verified: list[int] = []
+    real_verify = _identity.verify
+
+    def verify_spy(public_key: bytes, message: bytes, signature: bytes) -> bool:
+        verified.append(len(message))
+        return real_verify(public_key, message, signature)
+
+    monkeypatch.setattr(_cose, "verify", verify_spy)
+    first = make_call_request(alice, target=bob, module="api", function="plus_one", params=[1], now=NOW)
+    strict_calls.clear()
+    open_call_request(first)  # what opening one envelope costs, by itself
+    once_decoded, once_verified = len(strict_calls), len(verified)
+    assert once_verified == 1 and once_decoded >= 1
+    for i in range(3):
+        body = make_call_request(alice, target=bob, module="api", function="plus_one", params={"x": i},
+                                 now=NOW)
+        strict_calls.clear()
+        verified.clear()
+        resp = await w.app(post(body, "/v1/call"))
         assert (len(strict_calls), len(verified)) == (once_decoded, once_verified)
         assert resp.status == 200
         assert verify_reply(resp.body, target=bob, request_bytes=body).value == i + 1

@@ -127,6 +127,12 @@ def header(resp: HttpResponse, name: str) -> str | None:
     return next((v for k, v in resp.headers if k == name), None)
 
 
+def error_of(reply: Reply) -> dict[str, Any]:
+    """A signed reply's error map (it must have one)."""
+    assert reply.error is not None, reply
+    return reply.error
+
+
 def error_kind(resp: HttpResponse) -> str:
     assert header(resp, "content-type") == "application/cbor"
     return str(cbor2.loads(resp.body)["error"]["kind"])
@@ -157,7 +163,8 @@ async def test_call_is_routed_and_answered_200(world: World) -> None:
         req = world.call(function, params)
         resp = await w.app(post(req))
         reply = world.reply(resp, req)
-        assert resp.status == 200 and not reply.ok and reply.error["kind"] == kind, (function, reply.error)
+        assert resp.status == 200 and not reply.ok, (function, reply)
+        assert error_of(reply)["kind"] == kind, (function, reply.error)
     # the same bytes again are a replay, like an exec request
     assert (await w.app(post(req))).status == 409
 
@@ -215,8 +222,8 @@ async def test_rate_limited_is_429_with_retry_after_and_a_signed_body(world: Wor
         retry = header(resp, "retry-after")
         assert retry is not None and retry.isdigit() and 1 <= int(retry) <= 10  # one call in 10 s
         reply = world.reply(resp, burst[2])
-        assert not reply.ok and reply.error["kind"] == "rate_limited"
-        assert "policy.toml" in reply.error.get("rule", "")
+        assert not reply.ok and error_of(reply)["kind"] == "rate_limited"
+        assert "policy.toml" in error_of(reply).get("rule", "")
     world.now += 10  # one more call's worth of time
     again = world.call("api::plus_one", [5], sender="carol")
     w2 = world.worker()  # another process's worker shares the buckets (rates.sqlite)
@@ -267,7 +274,7 @@ async def test_revoke_endpoint_answers_without_a_run_slot(world: World) -> None:
         assert (await w.app(post(revocation, "/v1/revoke"))).status == 409  # replay-safe
     again = world.call("api::plus_one", [1], sender="dave", caps=[token])
     resp = await w.app(post(again))
-    assert resp.status == 403 and "revoked" in world.reply(resp, again).error["message"]
+    assert resp.status == 403 and "revoked" in error_of(world.reply(resp, again))["message"]
     # dave is neither an issuer of the chain nor its subject: his revocation is a signed denial
     other = grant(alice.signing_key(), audience=dave.public_key, subject=world.bob.public_key,
                   grants=["call:api::who"], now=world.now, ttl=3600)
