@@ -78,7 +78,9 @@ class Admitted:
     decision use it), the caller's identity (``caller_did``, the local
     ``caller_name`` if any, ``owner``: signed by the peer's own key), the
     ``policy`` and ``grants`` that decided (the run's host calls and imports
-    are decided by the same), and the run's ``limits``.
+    are decided by the same), the run's ``limits``, and the caller's quota
+    caps from the matching ``exec`` rules (``max_bytes``, ``max_files``; None:
+    uncapped), charged through :meth:`~peerbox.peer.PeerContext.quota_for`.
     """
 
     req: Request
