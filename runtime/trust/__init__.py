@@ -9,6 +9,7 @@ In the order a request is handled::
     _call         ``peerbox/call``: the ``call`` decision, the published function and its
                   arguments, then a run of it with the owner's rights (``CallAdmitted``)
     _revoke       ``peerbox/revoke``: an issuer's revocation, recorded in the peer's list
+    _host         ``RequestHost``: what ``_call`` and ``_revoke`` use of the handler (a protocol)
     _logic_push   ``peerbox/logic`` requests: their format, ``logic.read``/``logic.write``
                   decisions, installing a module; answered like exec requests
     _rate         ``RateLimiter``: per-caller rate limits (GCRA in ``<peer dir>/rates.sqlite``)

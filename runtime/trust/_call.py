@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import Error
 from ..hostcalls import HostCallError
@@ -50,10 +50,8 @@ from ..policy import Request as PolicyRequest
 from ..run import Limits, LogicLayers
 from ..wire import CallRequest
 from ._handled import Handled
+from ._host import RequestHost
 from ._outcome import Outcome
-
-if TYPE_CHECKING:
-    from ._exec import ExecHandler
 
 __all__ = ["CallAdmitted", "check_call_request", "run_call"]
 
@@ -88,7 +86,7 @@ class CallAdmitted:
         return self.req.caller
 
 
-def check_call_request(handler: ExecHandler, req: CallRequest) -> CallAdmitted | Handled:
+def check_call_request(handler: RequestHost, req: CallRequest) -> CallAdmitted | Handled:
     """The first phase of a call already opened (:func:`~peerbox.wire.open_call_request`: decoded,
     its signature verified): steps 1–7 of the module docstring.
 
@@ -108,7 +106,7 @@ def check_call_request(handler: ExecHandler, req: CallRequest) -> CallAdmitted |
         return handler.unavailable(req, now, exc, time.perf_counter())
 
 
-def _admit(handler: ExecHandler, req: CallRequest, now: int) -> CallAdmitted | Handled:
+def _admit(handler: RequestHost, req: CallRequest, now: int) -> CallAdmitted | Handled:
     start = time.perf_counter()
     caller_did = handler.did_of(req.caller)
     caller_name = handler.name_of(caller_did)
@@ -141,14 +139,14 @@ def _admit(handler: ExecHandler, req: CallRequest, now: int) -> CallAdmitted | H
                         max_bytes=cap.max_bytes if cap else None, max_files=cap.max_files if cap else None)
 
 
-def run_call(handler: ExecHandler, admitted: CallAdmitted) -> Handled:
+def run_call(handler: RequestHost, admitted: CallAdmitted) -> Handled:
     """The second phase: run the published function with the owner's rights; the signed reply.
 
     Outcomes as for an exec run (the value, a script error, a limit, a
     host call the owner's policy refuses: kind ``denied``), except that a
     stub that does not compile is ``unavailable`` with no compiler excerpt.
     Only a bug in peerbox raises. Runs the owner's code with the caller's
-    arguments: call it on a run slot's thread, as :meth:`ExecHandler.run`.
+    arguments: call it on a run slot's thread, as :meth:`~peerbox.trust.ExecHandler.run`.
     """
     req, now, policy = admitted.req, admitted.now, admitted.policy
     owner_did, owner_name = handler.owner_did, handler.ctx.peer.name

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import EllipsisType
-from typing import Any, Protocol
+from typing import Any
 
 from ..wire import (REVOCATION_FILE, CallRequest, CapabilityError, EnvelopeError, KeyPair, NonceStore,
                     Request, RevocationList, RevokeRequest, check_delivery, did_from_public_key, make_denial,
@@ -49,6 +49,7 @@ from ..policy import Request as PolicyRequest
 from ..wasm_guests.lang import CompileError
 from ._call import CallAdmitted, check_call_request, run_call
 from ._handled import Handled
+from ._host import Authorize, Delivered
 from ._outcome import Outcome, Usage
 from ._logic_push import LogicAdmitted, LogicRequest, check_logic, check_logic_request, run_logic
 from ._rate import RATES_FILE, RateDenial, RateLimiter
@@ -102,22 +103,6 @@ class Admitted:
 
 #: What :meth:`ExecHandler.run` takes: an admitted run, logic change or call.
 AnyAdmitted = Admitted | LogicAdmitted | CallAdmitted
-
-
-class Delivered(Protocol):
-    """What every request the handler answers with a signed reply has: the caller's key and the
-    envelope as received (the reply names its digest)."""
-
-    @property
-    def caller(self) -> bytes: ...
-
-    @property
-    def data(self) -> bytes: ...
-
-
-#: ``authorize(action, path)`` of a run: returns when the host call may go on, else raises
-#: :class:`~peerbox.hostcalls.HostCallError` (kind ``denied``).
-Authorize = Callable[[str, str], None]
 
 
 class ExecHandler:

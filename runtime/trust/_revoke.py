@@ -25,15 +25,12 @@ are refused ``capability refused (revoked)``.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from ..wire import (REVOCATION_FILE, CapabilityError, RevocationList, RevokeRequest, decode_chain,
                     token_id)
 from ._handled import Handled
+from ._host import RequestHost
 from ._outcome import Outcome
-
-if TYPE_CHECKING:
-    from ._exec import ExecHandler
 
 __all__ = ["MAX_REVOKED_DEPTH", "check_revoke_request"]
 
@@ -42,7 +39,7 @@ __all__ = ["MAX_REVOKED_DEPTH", "check_revoke_request"]
 MAX_REVOKED_DEPTH = 64
 
 
-def check_revoke_request(handler: ExecHandler, req: RevokeRequest) -> Handled:
+def check_revoke_request(handler: RequestHost, req: RevokeRequest) -> Handled:
     """Check and record one revocation already opened (:func:`~peerbox.wire.open_revoke_request`):
     steps 1–5 of the module docstring.
 
