@@ -111,15 +111,20 @@ class _Config:
 
 
 async def _stop(proc: trio.Process, grace: float) -> None:
-    """Close its stdin, SIGTERM, SIGKILL after ``grace`` s; always reaps."""
+    """SIGTERM, close its stdin, SIGKILL after ``grace`` s; always reaps.
+
+    SIGTERM goes first: a child stops on whichever comes first, and once it is draining its
+    signal handler is gone, so a SIGTERM arriving after the end of stdin would kill it mid-drain.
+    """
     with trio.CancelScope(shield=True):
-        if proc.stdin is not None:
-            await proc.stdin.aclose()
         if proc.returncode is None:
             try:
                 proc.send_signal(signal.SIGTERM)
             except ProcessLookupError:
                 pass
+        if proc.stdin is not None:
+            await proc.stdin.aclose()
+        if proc.returncode is None:
             with trio.move_on_after(grace):
                 await proc.wait()
             if proc.returncode is None:

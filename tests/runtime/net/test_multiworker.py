@@ -319,12 +319,16 @@ def test_sigterm_drains_a_run_in_flight_then_every_process_exits(root: Path) -> 
     served = Served(root, "--peers", "bob", "--workers", "2")
     conn = Conn(served.port)
     answers: list[tuple[int, bytes]] = []
+    failures: list[Exception] = []
     children = served.children()
     try:
         envelope = request(root, "let i = 0; loop { i += 1; }")  # ends on bob's 2 s limit
 
         def call() -> None:
-            answers.append(conn.request("POST", "/v1/exec", envelope, "application/cose"))
+            try:
+                answers.append(conn.request("POST", "/v1/exec", envelope, "application/cose"))
+            except Exception as exc:  # shown by the assertion below
+                failures.append(exc)
 
         thread = threading.Thread(target=call)
         thread.start()
@@ -334,7 +338,7 @@ def test_sigterm_drains_a_run_in_flight_then_every_process_exits(root: Path) -> 
     finally:
         conn.close()
     assert code == 0, err[-2000:]
-    assert len(answers) == 1
+    assert len(answers) == 1, (failures, err[-2000:])
     status, body = answers[0]
     assert status == 200  # the run finished and its signed reply was sent before the process exited
     reply = verify_reply(body, target=peerbox.PeerStore(root).get("bob").public_key,
