@@ -219,9 +219,11 @@ def test_exit_codes(served: World) -> None:
     assert res.code == 2 and "bad_arguments" in res.err and res.out == ""
     res = served.call("api::add", "--arg", "a=1", "--json")                           # b missing
     assert res.code == 2 and json.loads(res.out)["error"]["kind"] == "bad_arguments"
-    for missing in ("api::hidden", "api::nosuch", "nosuch::f"):
+    for missing in ("api::hidden", "api::nosuch"):
         res = served.call(missing)
         assert res.code == 2 and "no_such_function" in res.err, (missing, res.err)
+    res = served.call("nosuch::f")  # the call decision comes first: carol may call api::* only
+    assert res.code == 6 and res.err.startswith("denied by bob: "), res.err
     res = served.call("api::forbidden")                                               # a deny rule
     assert res.code == 6 and res.err.startswith("denied by bob: ")
     res = served.call("api::touch_private")                                           # the owner's deny rule
@@ -298,7 +300,7 @@ def test_cap_revoke_notify_exit_codes(served: World, tmp_path: Path) -> None:
     assert res.code == 2
     # a token about another peer: bob's worker answers wrong_subject (2)
     other = tmp_path / "other.cap"
-    assert served.run("cap", "grant", "--from", "mallory", "--to", "bob", "--allow", "exec", "--expires", "1h",
+    assert served.run("cap", "grant", "--from", "mallory", "--to", "carol", "--allow", "exec", "--expires", "1h",
                       "-o", str(other), "--root", str(served.carol_root)).code == 0
     res = served.run("cap", "revoke", str(other), "--as", "mallory", "--notify", "bob", "--root",
                      str(served.carol_root))
