@@ -103,6 +103,7 @@ def test_outcome_of_a_reply() -> None:
     (Outcome.SCRIPT_ERROR, "denied", 200),  # a host call refused inside the run: still a signed reply
     (Outcome.LIMIT, "limit_timeout", 200),
     (Outcome.DENIED, "denied", 403),
+    (Outcome.RATE_LIMITED, "rate_limited", 429),
     (Outcome.REJECTED, "bad_signature", 401),
     (Outcome.REJECTED, "bad_key", 401),
     (Outcome.REJECTED, "replay", 409),
