@@ -135,7 +135,7 @@ demo: venv-run
 	@echo '$$ peerbox run examples/demo.rhai --param n=5 --json    # the value as one JSON document (log on stderr)'
 	@$(VENV)/bin/peerbox run examples/demo.rhai --param n=5 --json
 	@echo
-	@echo '=== over the network: alice and bob, a shared worker, HTTP/2, signed requests and replies ==='
+	@echo '=== over the network: alice, bob and carol, a shared worker, HTTP/2, signed requests and replies, a published function ==='
 	@PEERBOX=$(CURDIR)/$(VENV)/bin/peerbox PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/network/demo.sh
 
 bench: venv

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# make demo, the network part: alice sends scripts to bob's worker over HTTP/2, and bob's
-# owner updates bob's logic (the `inbox` module) remotely while the worker keeps serving.
+# make demo, the network part: alice sends scripts to bob's worker over HTTP/2, bob's owner
+# updates bob's logic (the `inbox` module) remotely while the worker keeps serving, and carol,
+# whose key lives under her own root, delivers through bob's published `inbox::deliver` (which
+# runs with bob's rights) while her own fs::write into bob's inbox is denied.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 peerbox="${PEERBOX:-peerbox}"
 root="$(mktemp -d)"
+carol_root="$(mktemp -d)"   # carol's own machine: bob knows her only through his peers.toml
 server=""
 cleanup() {
     if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
         kill -TERM "$server"; wait "$server" 2>/dev/null
         echo "worker stopped cleanly (SIGTERM)"
     fi
-    rm -rf "$root"
+    rm -rf "$root" "$carol_root"
 }
 trap cleanup EXIT
 
@@ -19,6 +22,13 @@ say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 "$peerbox" init alice --root "$root" >/dev/null
 "$peerbox" init bob --root "$root" >/dev/null
+"$peerbox" init carol --root "$carol_root" >/dev/null
+did_of() {  # did_of NAME ROOT
+    "$peerbox" peers --root "$2" --json | python3 -c 'import json,sys; print([p["did"] for p in json.load(sys.stdin) if p["name"]==sys.argv[1]][0])' "$1"
+}
+carol_did="$(did_of carol "$carol_root")"
+say "peerbox directory add carol DID --root R   (carol's key lives under her own root; no URL: she only calls)"
+"$peerbox" directory add carol "$carol_did" --root "$root"
 cp "$here/bob-policy.toml" "$root/peers/bob/policy.toml"
 mkdir -p "$root/peers/bob/files/private"
 echo "dear diary" > "$root/peers/bob/files/private/diary.txt"
@@ -36,8 +46,9 @@ say "peerbox serve --root R --all --listen 127.0.0.1:0   (a shared worker, in th
 server=$!
 for _ in $(seq 1 100); do [ -s "$root/port" ] && break; sleep 0.1; done
 port="$(cat "$root/port")"
-bob_did="$("$peerbox" peers --root "$root" --json | python3 -c 'import json,sys; print([p["did"] for p in json.load(sys.stdin) if p["name"]=="bob"][0])')"
+bob_did="$(did_of bob "$root")"
 "$peerbox" directory add bob "$bob_did" "http://127.0.0.1:$port" --root "$root" >/dev/null
+"$peerbox" directory add bob "$bob_did" "http://127.0.0.1:$port" --root "$carol_root" >/dev/null
 
 say "peerbox send --from alice --to bob note.rhai --param text=hi   (allowed)"
 "$peerbox" send --from alice --to bob "$here/note.rhai" --param text=hi --root "$root"
@@ -60,6 +71,16 @@ echo "(exit $?)"
 say "peerbox send --from alice --to bob note.rhai --param text=again   (handled by inbox v2, no restart)"
 "$peerbox" send --from alice --to bob "$here/note.rhai" --param text=again --root "$root"
 echo "(exit $?)"
+
+say "peerbox logic list bob   (inbox v2 publishes deliver: who may call it)"
+"$peerbox" logic list bob --root "$root"
+say "peerbox call --from carol --to bob inbox::deliver --arg text='hi from carol'   (from carol's own root: runs with bob's rights)"
+"$peerbox" call --from carol --to bob inbox::deliver --arg "text=hi from carol" --root "$carol_root"
+echo "(exit $?)"
+say "peerbox send --from carol --to bob write-inbox.rhai   (carol writes into bob's inbox herself: denied)"
+"$peerbox" send --from carol --to bob "$here/write-inbox.rhai" --root "$carol_root"
+echo "(exit $?)"
+
 say "peerbox logic history bob inbox; peerbox logic verify bob"
 "$peerbox" logic history bob inbox --root "$root"
 "$peerbox" logic verify bob --root "$root"

@@ -45,3 +45,14 @@ def test_owner_pushes_inbox_v2_and_alices_next_message_is_handled_by_it(demo_out
     assert "2.txt: from alice: [alice] hello bob, again" in demo_output
     assert "ok   inbox: 2 versions verified" in demo_output
     assert "worker stopped cleanly" in demo_output
+
+
+def test_carol_delivers_through_bobs_published_function_but_cannot_write(demo_output: str) -> None:
+    listing = [line for line in demo_output.splitlines() if "export fn deliver(text: string)" in line]
+    assert listing, "logic list shows no published deliver"
+    assert "call: owner (" in listing[0] and "carol (policy.toml:" in listing[0]
+    assert "thanks carol, bob's inbox (v2) has your message" in demo_output  # the call, with bob's rights
+    assert "fs.write of 'inbox/from-carol.txt' is not allowed" in demo_output  # her own write
+    assert "3.txt: from carol: [carol] hi from carol" in demo_output  # caller.name from bob's peers.toml
+    assert "from-carol.txt:" not in demo_output
+    assert demo_output.count("(exit 6)") >= 3  # alice's peek, alice's push, carol's write
