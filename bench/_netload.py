@@ -11,7 +11,8 @@ SPEC (JSON)::
      "servers": [{"key": str, "root": peer root (holds the ``client`` peer), "client": "client",
                   "directory": a directory root whose peers.toml names "target",
                   "target": peer name, "server_pid": int,
-                  "phases": [{"name": str, "kind": "closed", "conns": C, "streams": K, "duration": s},
+                  "phases": [{"name": str, "kind": "closed", "conns": C, "streams": K, "duration": s,
+                              "request": "exec" (default) or "call"},
                              {"name": str, "kind": "open", "conns": C, "rate": calls/s,
                               "duration": s}]}]}
 
@@ -20,8 +21,11 @@ times, every server's phases run in turn (so the servers are compared
 under the same conditions, round by round). A server whose warm-up or phase
 fails is reported in ``errors`` and left out of later rounds.
 
-Every call is a full delegated call through ``peerbox.AsyncClient``
-(script ``params.x + 1``): sign, send, verify the reply and check its value.
+Every call is a full delegated call through ``peerbox.AsyncClient``: sign,
+send, verify the reply and check its value. ``"request": "exec"`` sends the
+script ``params.x + 1`` (``peerbox/exec``); ``"call"`` calls the target's
+published ``bench::plus_one(x: i64)`` (``peerbox/call``, the same ``x + 1``;
+the target must publish it and let the client ``call`` it).
 ``C`` connections are ``C`` ``AsyncClient`` instances (each owns one HTTP/2
 connection to the server's origin).
 
@@ -53,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 SCRIPT = "params.x + 1"
+FUNCTION = "bench::plus_one"    # "request": "call": the published twin of SCRIPT
 CALL_TIMEOUT = 30.0             # per call: an overloaded open loop queues, it does not fail
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -150,9 +155,15 @@ def run(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
     results: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
 
+    async def request(client: Any, entry: Any, i: int, kind: str, timeout: float) -> Any:
+        """One ``peerbox/exec`` of SCRIPT or ``peerbox/call`` of FUNCTION with x = i; the reply."""
+        if kind == "call":
+            return await client.call(entry, FUNCTION, params={"x": i}, timeout=timeout)
+        return await client.exec(entry, SCRIPT, {"x": i}, timeout=timeout)
+
     async def call(client: Any, entry: Any, i: int, t0: float, res: Phase) -> None:
         try:
-            r = await client.exec(entry, SCRIPT, {"x": i}, timeout=CALL_TIMEOUT)
+            r = await request(client, entry, i, str(res.spec.get("request", "exec")), CALL_TIMEOUT)
         except peerbox.RemoteRejected as exc:
             if exc.status == 503:
                 res.rejected_503 += 1
@@ -208,10 +219,12 @@ def run(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
                     clients = [await stack.enter_async_context(peerbox.AsyncClient(identity, directory))
                                for _ in range(n_conns)]
                     entry = clients[0].resolve(sv["target"])
+                    kinds = sorted({str(p.get("request", "exec")) for p in sv["phases"]})
                     for i in range(int(spec.get("warm", 20))):   # connections, compile cache, threads
-                        r = await clients[i % n_conns].exec(entry, SCRIPT, {"x": i}, timeout=60.0)
-                        if not r.ok or r.value != i + 1:
-                            raise RuntimeError(f"warm-up call failed: {r.error or r.value!r}")
+                        for kind in kinds:
+                            r = await request(clients[i % n_conns], entry, i, kind, 60.0)
+                            if not r.ok or r.value != i + 1:
+                                raise RuntimeError(f"warm-up {kind} failed: {r.error or r.value!r}")
                 except Exception as exc:  # noqa: BLE001 - this server's rows report it
                     errors[sv["key"]] = f"{type(exc).__name__}: {exc}"[:300]
                     continue

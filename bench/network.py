@@ -1,4 +1,4 @@
-"""The network rows of the benchmark (issues 6 and 15): delegated calls to a ``peerbox serve`` worker.
+"""The network rows of the benchmark (issues 6, 15 and 16): delegated calls to a ``peerbox serve`` worker.
 
 Every server is a real subprocess (``python -m peerbox serve ... --listen
 127.0.0.1:0 --port-file F``, stopped with SIGTERM), and so is the client
@@ -32,6 +32,14 @@ The loads (the same client, the same connections for every phase of one server):
   to the verified reply (no coordinated omission). The p99 target is here;
 * ``net_shared_1``: one call at a time on one connection (unloaded latency).
 
+``net_call_1`` and ``net_call_64`` repeat ``net_shared_1`` and ``net_shared_64``
+with ``peerbox/call`` requests (issue 16): the target's published
+``bench::plus_one(x: i64) { x + 1 }``, the same work as the exec script, run
+with the owner's rights (the worker finds the published function, checks the
+argument and compiles a fixed call stub). They run on the same server and
+connections, right after their exec twin in each round, and their notes give
+the ratio call / exec of calls/s and of server CPU per call.
+
 CPU per call: utime + stime (``/proc/PID/stat``) of the server process and
 every descendant (router and children, or every worker process), over the
 successful calls of the phase; the client's own ``getrusage`` the same way.
@@ -62,8 +70,10 @@ from typing import Any
 from _rows import Row, _err
 
 BENCH = Path(__file__).resolve().parent
-ROW_NAMES = ["net_anchor_64", "net_anchor_open", "net_shared_1", "net_shared_64", "net_shared_open",
-             "net_isolated_64", "net_isolated_open", "net_idle_peer"]
+ROW_NAMES = ["net_anchor_64", "net_anchor_open", "net_shared_1", "net_call_1", "net_shared_64", "net_call_64",
+             "net_shared_open", "net_isolated_64", "net_isolated_open", "net_idle_peer"]
+#: each peerbox/call row and the peerbox/exec row it is compared with (same server, same run)
+CALL_TWIN = {"net_call_1": "net_shared_1", "net_call_64": "net_shared_64"}
 TARGET_CALLS = 1500.0          # calls/s, shared mode, 64 in flight
 TARGET_P99_MS = 20.0           # open loop at OPEN_RATE, shared mode
 TARGET_SERVER_VS_ANCHOR = 1.0  # worker CPU per call / the anchor's
@@ -72,6 +82,10 @@ TARGET_ISOLATED = 0.8          # isolated calls/s / shared calls/s
 TARGET_KIB_PER_PEER = 200.0
 CONNS, IN_FLIGHT, OPEN_RATE = 2, 64, 300.0
 SCRIPT = "params.x + 1"
+#: the bench peer's published twin of SCRIPT (net_call_* rows), installed as its ``bench`` module
+API_MODULE = "bench"
+API_SOURCE = "// the network bench's published function: the same work as the exec script\n" \
+             "export fn plus_one(x: i64) { x + 1 }\n"
 
 # (full, quick): seconds of load per phase, rounds, peers for the memory row, peers of the sample called
 DURATION = (3.0, 0.4)
@@ -82,7 +96,7 @@ MANY_PEERS = (1000, 50)
 SAMPLE = (50, 10)
 
 INTRO = (
-    "Delegated calls (`bench/network.py`, issues 6 and 15): the project's client (`AsyncClient`, in a "
+    "Delegated calls (`bench/network.py`, issues 6, 15 and 16): the project's client (`AsyncClient`, in a "
     "process of its own) against a `peerbox serve` subprocess and against the anchor "
     "(`bench/anchor_server.py`: trio + h2 doing one Ed25519 verify, one SQLite nonce insert, one wasm "
     "run and one sign inline per call), script `params.x + 1`, every reply verified. Closed loop: "
@@ -90,6 +104,9 @@ INTRO = (
     f"open loop: {OPEN_RATE:g} calls/s scheduled at fixed times, latency from the scheduled time. "
     "Server CPU: utime+stime of the server's process tree per successful call (× anchor: over the "
     "anchor's under the same load, closed or open loop); client CPU likewise. "
+    "`net_call_*`: the same rows with `peerbox/call` of the peer's published `bench::plus_one(x: i64)` "
+    "(the same `x + 1`, run with the owner's rights), measured right after their exec twin in each round; "
+    "their notes give call / exec. "
     "Each figure is the best of the rounds; 503s are counted, not successes. Idle memory: one worker's "
     "VmRSS with N peers vs. 1, per extra peer."
 )
@@ -105,6 +122,12 @@ effect = "allow"
 [[rule]]
 who = "*"
 actions = ["exec"]
+effect = "allow"
+
+[[rule]]
+who = "*"
+actions = ["call"]
+resources = ["bench::*"]
 effect = "allow"
 """
 
@@ -123,8 +146,9 @@ class NetRow(Row):
 # ------------------------------------------------------------------ fixtures
 
 
-def _make_root(n_peers: int) -> tuple[Path, list[str]]:
-    """A temp root with a ``client`` peer and ``n_peers`` hosted peers that let anyone exec."""
+def _make_root(n_peers: int, publish: bool = False) -> tuple[Path, list[str]]:
+    """A temp root with a ``client`` peer and ``n_peers`` hosted peers that let anyone exec and call
+    ``bench::*``; with ``publish``, each hosted peer's own ``bench`` module publishes ``plus_one``."""
     import peerbox
 
     root = Path(tempfile.mkdtemp(prefix="peerbox-bench-net-"))
@@ -134,6 +158,8 @@ def _make_root(n_peers: int) -> tuple[Path, list[str]]:
     for name in names:
         peer = store.init(name)
         peer.paths.policy.write_text(_POLICY)
+        if publish:
+            peerbox.PeerLogic(peer).set(API_MODULE, API_SOURCE)
     return root, names
 
 
@@ -256,8 +282,9 @@ def _drive(servers: list[dict[str, Any]], rounds: int,
 # ------------------------------------------------------------------ rows
 
 
-def _closed(name: str, conns: int, streams: int, duration: float) -> dict[str, Any]:
-    return {"name": name, "kind": "closed", "conns": conns, "streams": streams, "duration": duration}
+def _closed(name: str, conns: int, streams: int, duration: float, request: str = "exec") -> dict[str, Any]:
+    return {"name": name, "kind": "closed", "conns": conns, "streams": streams, "duration": duration,
+            "request": request}
 
 
 def _open(name: str, duration: float) -> dict[str, Any]:
@@ -318,6 +345,19 @@ def _row(name: str, title: str, size: str, m: dict[str, Any] | None, err: str) -
     return row
 
 
+def _vs_exec(call: dict[str, Any], exec_: dict[str, Any] | None) -> str:
+    """The note comparing a ``peerbox/call`` row with its exec twin: ratios of calls/s, p50 and
+    server CPU per call ("" when the twin was not measured)."""
+    if not exec_:
+        return ""
+    parts = []
+    for what, key in (("calls/s", "rate"), ("p50", "p50"), ("server CPU/call", "server_ms")):
+        a, b = call.get(key), exec_.get(key)
+        if a is not None and b:
+            parts.append(f"{what} {a / b:.2f}×")
+    return f"call / exec ({exec_['name']}, same run): " + ", ".join(parts) + "; " if parts else ""
+
+
 def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
     """The network rows (those ``wanted``) as :class:`NetRow`/``Row`` (group ``"network"``)."""
     q = 1 if quick else 0
@@ -326,6 +366,7 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
     load_rows = [n for n in ROW_NAMES if n != "net_idle_peer" and wanted(n)]
     # net_shared_64's targets are ratios to the anchor; net_isolated_64's to shared: measure those too
     need = set(load_rows)
+    need |= {CALL_TWIN[n] for n in need if n in CALL_TWIN}    # a call row is read next to its exec twin
     if need & {"net_shared_1", "net_shared_64", "net_isolated_64"}:
         need.add("net_anchor_64")
     if need & {"net_shared_open", "net_isolated_open"}:
@@ -334,8 +375,9 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
         need.add("net_shared_64")
     plans: dict[str, list[dict[str, Any]]] = {
         "anchor": [_closed("net_anchor_64", CONNS, IN_FLIGHT, dur), _open("net_anchor_open", dur)],
-        "shared": [_closed("net_shared_1", 1, 1, dur1), _closed("net_shared_64", CONNS, IN_FLIGHT, dur),
-                   _open("net_shared_open", dur)],
+        "shared": [_closed("net_shared_1", 1, 1, dur1), _closed("net_call_1", 1, 1, dur1, "call"),
+                   _closed("net_shared_64", CONNS, IN_FLIGHT, dur),
+                   _closed("net_call_64", CONNS, IN_FLIGHT, dur, "call"), _open("net_shared_open", dur)],
         "isolated": [_closed("net_isolated_64", CONNS, IN_FLIGHT, dur), _open("net_isolated_open", dur)],
     }
     plans = {k: [p for p in v if p["name"] in need] for k, v in plans.items()}
@@ -354,7 +396,7 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
             workers_note = "--workers default" if has_workers else "one process (no --workers yet)"
             for kind in plans:           # all start at once, then each is waited for
                 try:
-                    root, names = roots[kind] = _make_root(1)
+                    root, names = roots[kind] = _make_root(1, publish=kind == "shared")
                     servers[kind] = (_anchor(root, names[0]) if kind == "anchor"
                                      else _worker(root, names, kind))
                 except Exception as e:  # noqa: BLE001 - a failing server is reported in its rows
@@ -393,8 +435,13 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
                             "connections", f"{dur:g} s"),
         "net_shared_1": ("shared", f"shared ({workers_note}), 1 connection × 1 stream, closed loop",
                          f"{dur1:g} s"),
+        "net_call_1": ("shared", f"shared ({workers_note}), 1 connection × 1 stream, closed loop, "
+                       "`peerbox/call` of a published function (the same `x + 1`)", f"{dur1:g} s"),
         "net_shared_64": ("shared", f"shared ({workers_note}), {CONNS} connections × {per_conn} streams, "
                           "closed loop (p99 = queueing)", f"{dur:g} s"),
+        "net_call_64": ("shared", f"shared ({workers_note}), {CONNS} connections × {per_conn} streams, "
+                        "closed loop, `peerbox/call` of a published function (the same `x + 1`)",
+                        f"{dur:g} s"),
         "net_shared_open": ("shared", f"shared ({workers_note}), open loop {OPEN_RATE:g} calls/s over "
                             f"{CONNS} connections", f"{dur:g} s"),
         "net_isolated_64": ("isolated", f"isolated, {CONNS} connections × {per_conn} streams, closed loop "
@@ -427,6 +474,8 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
                 goals = [ratio is not None and ratio >= TARGET_ISOLATED]
                 if ratio is not None:
                     row.note = f"{ratio:.2f}× shared; " + row.note
+            elif name in CALL_TWIN:
+                row.note = _vs_exec(m, merged.get(CALL_TWIN[name])) + row.note
             if goals:
                 row.status = "PASS" if all(goals) else "MISS"
         rows.append(row)

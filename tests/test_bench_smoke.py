@@ -27,8 +27,10 @@ PERF_ROWS = [
 ISO_ROWS = ["iso_a_python", "iso_a_python_fs", "iso_b_script", "iso_c_fs_read", "iso_d_subprocess",
             "iso_d_cli"]
 HOSTCALL_ROWS = ["hostcall_py_read", "hostcall_dispatch", "hostcall_fs_read"]
-NET_ROWS = ["net_anchor_64", "net_anchor_open", "net_shared_1", "net_shared_64", "net_shared_open", "net_isolated_64",
-            "net_isolated_open", "net_idle_peer"]
+NET_ROWS = ["net_anchor_64", "net_anchor_open", "net_shared_1", "net_call_1", "net_shared_64", "net_call_64",
+            "net_shared_open", "net_isolated_64", "net_isolated_open", "net_idle_peer"]
+#: peerbox/call rows (issue 16): each note compares it with its exec twin measured in the same run
+NET_CALL_ROWS = {"net_call_1": "net_shared_1", "net_call_64": "net_shared_64"}
 #: The network rows with a target: each must come out PASS or MISS (measured), never "" or ERROR.
 NET_TARGETED = ["net_shared_64", "net_shared_open", "net_isolated_64", "net_idle_peer"]
 ROWS = PERF_ROWS + ISO_ROWS + HOSTCALL_ROWS
@@ -107,6 +109,8 @@ def _check_network(doc: dict[str, Any], table: list[str]) -> None:
         anchor_ms = net["net_anchor_open" if n.endswith("_open") else "net_anchor_64"]["server_ms"]
         assert n.startswith("net_anchor") or r["vs_anchor"] == pytest.approx(r["server_ms"] / anchor_ms), r
     assert net["net_isolated_64"]["procs"] >= 2, net["net_isolated_64"]   # the router and the peer's child
+    for n, twin in NET_CALL_ROWS.items():
+        assert f"call / exec ({twin}, same run): calls/s " in net[n]["note"], net[n]
 
 
 def test_anchor_server_does_the_work_it_stands_for(tmp_path: Path) -> None:
