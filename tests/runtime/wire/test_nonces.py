@@ -170,12 +170,16 @@ def test_batching_commits_many_calls_per_transaction(tmp_path: Path) -> None:
     path = tmp_path / "n.sqlite"
     with NonceStore(path) as store:
         assert store.seen_or_add(CALLER, nonce(999), NOW + 60, NOW) is False  # the file exists
+
+        def add(i: int) -> None:
+            assert store.seen_or_add(CALLER, nonce(i), NOW + 60, NOW) is False
+
         holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         holder.execute("BEGIN EXCLUSIVE")
         release = threading.Timer(0.5, lambda: holder.execute("ROLLBACK"))
         release.start()
         try:
-            run_threads(16, lambda i: store.seen_or_add(CALLER, nonce(i), NOW + 60, NOW))
+            run_threads(16, add)
         finally:
             release.join()
             holder.close()
