@@ -30,16 +30,6 @@ from peerbox.peer import Directory, PeerStore
 
 from ..conftest import CliResult
 
-try:
-    from peerbox.trust import CallAdmitted  # noqa: F401  (the worker's side of peerbox/call)
-    HAVE_CALLS = True
-except ImportError:
-    HAVE_CALLS = False
-
-needs_worker_calls = pytest.mark.skipif(
-    not HAVE_CALLS, reason="the worker's /v1/call is not there yet (contract: peerbox.trust.CallAdmitted, "
-    "ExecHandler.handle_call, WP2)")
-
 API = """\
 export fn echo(x) { x }
 export fn hello(name: string) { print(`greeting ${name}`); `hello ${name} from ${caller.name}` }
@@ -194,7 +184,6 @@ def test_no_server_is_exit_7(world: World) -> None:
 
 
 @pytest.mark.slow
-@needs_worker_calls
 def test_call_prints_the_value_and_exits_0(served: World) -> None:
     res = served.call("api::hello", "--arg", "name=carol")
     assert (res.code, res.out) == (0, "hello carol from carol\n"), res.err
@@ -204,7 +193,6 @@ def test_call_prints_the_value_and_exits_0(served: World) -> None:
 
 
 @pytest.mark.slow
-@needs_worker_calls
 def test_arg_json_and_args_json(served: World) -> None:
     assert served.call("api::add", "--arg", "a=2", "--arg", "b=3").out == "5\n"                  # JSON numbers
     assert served.call("api::add", "--args-json", "[4, 5]").out == "9\n"                          # by position
@@ -213,7 +201,6 @@ def test_arg_json_and_args_json(served: World) -> None:
 
 
 @pytest.mark.slow
-@needs_worker_calls
 def test_exit_codes(served: World) -> None:
     res = served.call("api::add", "--arg", "a=1", "--arg", "b=two")                 # b: i64
     assert res.code == 2 and "bad_arguments" in res.err and res.out == ""
@@ -235,13 +222,6 @@ def test_exit_codes(served: World) -> None:
 
 
 # ------------------------------------------------------------------ cap inspect / revoke --notify
-
-try:
-    from peerbox.trust import check_revoke_request  # noqa: F401  (the worker's side of peerbox/revoke)
-    HAVE_REVOKE = True
-except ImportError:
-    HAVE_REVOKE = False
-
 
 def _carol_token(world: World) -> Path:
     """A token bob grants carol (call:api::echo), written under bob's root's parent."""
@@ -284,9 +264,6 @@ def test_cap_revoke_notify_without_a_worker_is_7_after_recording_locally(world: 
 
 
 @pytest.mark.slow
-@needs_worker_calls
-@pytest.mark.skipif(not HAVE_REVOKE, reason="the worker's /v1/revoke is not there yet (contract: "
-                    "peerbox.trust.check_revoke_request, ExecHandler.handle_revoke, WP2)")
 def test_cap_revoke_notify_exit_codes(served: World, tmp_path: Path) -> None:
     token = _carol_token(served)
     # carol may call api::echo with the token alone once bob's rule for her is gone

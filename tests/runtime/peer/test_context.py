@@ -236,14 +236,11 @@ def test_storage_location_follows_the_backend(alice: PeerContext, backend: str) 
     assert os.listdir(alice.peer.paths.logic) == []
 
 
-# -- per-caller quotas (the plumbing lands in peer/_context.py; skipped until then) -----
+# -- per-caller quotas ------------------------------------------------------------------
 
-needs_quota = pytest.mark.skipif(not hasattr(PeerContext, "quota_for"),
-                                 reason="PeerContext.quota_for/run(quota=) not merged yet")
 CAROL = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 
 
-@needs_quota
 def test_quota_for_tracks_a_capped_caller_and_charges_its_writes(alice: PeerContext) -> None:
     assert alice.quota_for(CAROL) is None  # no cap, no ledger yet: nothing to account
     quota = alice.quota_for(CAROL, max_bytes=10)
@@ -254,7 +251,6 @@ def test_quota_for_tracks_a_capped_caller_and_charges_its_writes(alice: PeerCont
     assert (alice.peer.paths.dir / "quota.sqlite").exists()
 
 
-@needs_quota
 def test_run_passes_a_release_only_quota_when_the_ledger_exists(alice: PeerContext) -> None:
     carol = alice.quota_for(CAROL, max_bytes=100, max_files=5)
     assert carol is not None
@@ -266,7 +262,6 @@ def test_run_passes_a_release_only_quota_when_the_ledger_exists(alice: PeerConte
     assert alice.ledger.usage(CAROL) == (0, 1)  # her message's bytes are free again
 
 
-@needs_quota
 def test_close_closes_the_ledger(contexts: Contexts, alice: PeerContext) -> None:
     ledger = alice.ledger
     alice.close()
