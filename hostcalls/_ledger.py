@@ -38,12 +38,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from peerbox._errors import ExceptionMapping, map_exceptions
+from peerbox._sqlite import open_wal
 
 from ._errors import HostCallError, db_reason, os_reason, show
 
@@ -100,24 +100,7 @@ class Ledger:
     # -- connection --------------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-        try:
-            deadline = time.monotonic() + _BUSY_TIMEOUT
-            while True:  # several processes switching one new file to WAL: "locked" is not waited for
-                try:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.execute("PRAGMA synchronous=NORMAL")
-                    db.executescript(_SCHEMA)
-                    return db
-                except sqlite3.OperationalError as exc:
-                    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-                    busy = code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-                    if not busy or time.monotonic() > deadline:
-                        raise
-                time.sleep(0.002)
-        except BaseException:
-            db.close()
-            raise
+        return open_wal(self.path, _SCHEMA, busy_timeout=_BUSY_TIMEOUT)
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:

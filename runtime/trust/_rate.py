@@ -28,11 +28,11 @@ import math
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._errors import Error, ExceptionMapping, map_exceptions
+from .._sqlite import open_wal
 from ..policy import RateLimit
 
 __all__ = ["RATES_FILE", "RateStoreError", "RateDenial", "RateLimiter"]
@@ -114,24 +114,7 @@ class RateLimiter:
         self._takes = 0
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-        try:
-            deadline = time.monotonic() + _BUSY_TIMEOUT
-            while True:  # processes switching one new file to WAL at once get "locked" without waiting
-                try:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.execute("PRAGMA synchronous=NORMAL")
-                    db.executescript(_SCHEMA)
-                    return db
-                except sqlite3.OperationalError as exc:
-                    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-                    busy = code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-                    if not busy or time.monotonic() > deadline:
-                        raise
-                time.sleep(0.002)
-        except BaseException:
-            db.close()
-            raise
+        return open_wal(self.path, _SCHEMA, busy_timeout=_BUSY_TIMEOUT)
 
     def take(self, caller_did: str, limits: Sequence[RateLimit], now: float) -> RateDenial | None:
         """Count one request of ``caller_did`` at ``now`` (Unix seconds) against every limit in

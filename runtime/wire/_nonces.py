@@ -48,7 +48,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from types import TracebackType
 from typing import Literal
 
 from .._errors import Error, ExceptionMapping, UsageError, map_exceptions
+from .._sqlite import open_wal
 
 __all__ = ["NonceStore", "NonceStoreError", "PRUNE_EVERY", "MEMORY_ENTRIES"]
 
@@ -102,29 +102,6 @@ def _key(caller: bytes, nonce: bytes) -> bytes:
     """One bytes object naming the pair (smaller than a tuple): unambiguous, as it ends with
     ``len(caller)``."""
     return caller + nonce + len(caller).to_bytes(4, "little")
-
-
-def _prepare(db: sqlite3.Connection, synchronous: str, busy_timeout: float) -> None:
-    """Put a new connection in WAL mode with ``synchronous`` and create the schema.
-
-    Several processes opening one new file at once make SQLite answer
-    "database is locked" to the switch to WAL without waiting (its busy
-    handler is not called there), so a locked or busy database is retried
-    every few milliseconds for up to ``busy_timeout`` seconds. Every step is
-    idempotent. Raises sqlite3's errors.
-    """
-    deadline = time.monotonic() + busy_timeout
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={synchronous}")
-            db.executescript(_SCHEMA)
-            return
-        except sqlite3.OperationalError as exc:
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-            if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.002)
 
 
 @dataclass(eq=False, slots=True)
@@ -189,13 +166,7 @@ class NonceStore:
         with map_exceptions(_store_errors(f"cannot open the nonce store {self.path}")):
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
-                                       check_same_thread=False)
-            try:
-                _prepare(self._db, synchronous, busy_timeout)
-            except BaseException:
-                self._db.close()
-                raise
+            self._db = open_wal(self.path, _SCHEMA, synchronous=synchronous, busy_timeout=busy_timeout)
 
     # -- the check ----------------------------------------------------------------------
 
