@@ -172,15 +172,18 @@ def request(root: Path, script: str, params: dict[str, Any] | None = None) -> by
 
 
 def test_two_connections_at_once_are_served_by_two_processes(served: Served) -> None:
-    """Balanced accepting: the second of two connections open at once goes to the idle process."""
-    first, second = Conn(served.port), Conn(served.port)
+    """Balanced accepting: connections open at once are spread over both processes (left to itself,
+    the kernel hands every connection of an idle server to one process). A process yields to a
+    less busy one for at most 20 ms, so on a loaded machine the split may be uneven: of six
+    connections, each process must get at least one."""
+    conns = [Conn(served.port) for _ in range(6)]
     try:
-        a, b = first.health(), second.health()
-        assert a["pid"] != b["pid"] and {a["process"], b["process"]} == {0, 1}
-        assert {a["pid"], b["pid"]} == served.children()
+        seen = [c.health() for c in conns]
+        assert {h["process"] for h in seen} == {0, 1}
+        assert {h["pid"] for h in seen} == served.children()
     finally:
-        first.close()
-        second.close()
+        for c in conns:
+            c.close()
 
 
 def test_a_nonce_used_on_one_process_is_refused_on_the_other(root: Path, served: Served) -> None:
