@@ -36,15 +36,14 @@ whether the arguments fit its parameters, is the target's business
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from ._cose import EnvelopeError, Sign1, decode1, sign1
-from ._envelope import (NONCE_MIN, VERSION, bad_field, check_delivery, check_public_key, check_signer,
+from ._envelope import (bad_field, check_delivery, check_public_key, check_signer,
                         check_typ_version, parse_addressing, parse_limits, preauthenticate, request_digest,
-                        require_field)
+                        payload_head, require_field)
 from ._identity import KeyPair
 from ._nonces import NonceStore
 
@@ -172,15 +171,8 @@ def make_call_request(
     :func:`open_call_request` would refuse, so a peer never signs a call
     nobody accepts.
     """
-    if type(ttl) is not int or ttl <= 0:
-        raise bad_field("ttl must be a positive integer number of seconds")
-    if type(now) is not int:
-        raise bad_field("now must be an integer (Unix seconds)")
-    payload: dict[str, Any] = {
-        "v": VERSION, "typ": TYP_CALL, "caller": key.public_key, "target": bytes(target),
-        "nonce": secrets.token_bytes(NONCE_MIN) if nonce is None else bytes(nonce),
-        "iat": now, "exp": now + ttl, "module": module, "function": function,
-    }
+    payload = payload_head(key, TYP_CALL, target=target, now=now, ttl=ttl, nonce=nonce)
+    payload.update(module=module, function=function)
     if params is not None:
         if isinstance(params, Mapping):
             payload["params"] = dict(params)

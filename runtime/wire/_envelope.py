@@ -330,6 +330,23 @@ def preauthenticate(data: bytes, *, max_size: int = 1 << 20, signer_field: str =
 # ------------------------------------------------------------------ requests
 
 
+def payload_head(key: KeyPair, typ: str, *, target: bytes, now: int, ttl: int,
+                 nonce: bytes | None) -> dict[str, Any]:
+    """The fields every signed request starts with: version, type, caller, target, nonce, iat, exp.
+
+    ``nonce`` defaults to 16 fresh random bytes. Raises :class:`EnvelopeError`
+    (``bad_field``) for a ``ttl`` that is not a positive int or a ``now`` that is
+    not an int (what a receiver would refuse, so nobody signs it).
+    """
+    if type(ttl) is not int or ttl <= 0:
+        raise bad_field("ttl must be a positive integer number of seconds")
+    if type(now) is not int:
+        raise bad_field("now must be an integer (Unix seconds)")
+    return {"v": VERSION, "typ": typ, "caller": key.public_key, "target": bytes(target),
+            "nonce": secrets.token_bytes(NONCE_MIN) if nonce is None else bytes(nonce),
+            "iat": now, "exp": now + ttl}
+
+
 def make_request(
     key: KeyPair,
     *,
@@ -350,20 +367,8 @@ def make_request(
     :func:`verify_request` would refuse, so a peer never signs a request
     nobody accepts.
     """
-    if type(ttl) is not int or ttl <= 0:
-        raise bad_field("ttl must be a positive integer number of seconds")
-    if type(now) is not int:
-        raise bad_field("now must be an integer (Unix seconds)")
-    payload: dict[str, Any] = {
-        "v": VERSION,
-        "typ": TYP_REQUEST,
-        "caller": key.public_key,
-        "target": bytes(target),
-        "nonce": secrets.token_bytes(NONCE_MIN) if nonce is None else bytes(nonce),
-        "iat": now,
-        "exp": now + ttl,
-        "script": script,
-    }
+    payload = payload_head(key, TYP_REQUEST, target=target, now=now, ttl=ttl, nonce=nonce)
+    payload["script"] = script
     if params:
         payload["params"] = dict(params)
     cap_list = [bytes(c) for c in caps]

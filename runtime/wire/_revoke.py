@@ -22,15 +22,14 @@ no ``caps``: a revocation needs no capability, only a place in the chain.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._call import open_signed
 from ._caps import MAX_TOKEN_SIZE
 from ._cose import sign1
-from ._envelope import (NONCE_MIN, VERSION, bad_field, check_delivery, check_public_key, check_typ_version,
-                        parse_addressing, request_digest, require_field)
+from ._envelope import (bad_field, check_delivery, check_public_key, check_typ_version,
+                        parse_addressing, payload_head, request_digest, require_field)
 from ._identity import KeyPair
 from ._nonces import NonceStore
 
@@ -83,16 +82,8 @@ def make_revoke_request(key: KeyPair, *, target: bytes, token: bytes, now: int, 
     anything :func:`open_revoke_request` would refuse (an empty or oversized
     token, a bad target key).
     """
-    if type(ttl) is not int or ttl <= 0:
-        raise bad_field("ttl must be a positive integer number of seconds")
-    if type(now) is not int:
-        raise bad_field("now must be an integer (Unix seconds)")
-    payload: dict[str, Any] = {
-        "v": VERSION, "typ": TYP_REVOKE, "caller": key.public_key, "target": bytes(target),
-        "nonce": secrets.token_bytes(NONCE_MIN) if nonce is None else bytes(nonce),
-        "iat": now, "exp": now + ttl,
-        "token": bytes(token) if isinstance(token, (bytearray, memoryview)) else token,
-    }
+    payload = payload_head(key, TYP_REVOKE, target=target, now=now, ttl=ttl, nonce=nonce)
+    payload["token"] = bytes(token) if isinstance(token, (bytearray, memoryview)) else token
     _parse(payload)
     check_public_key(target, "target")
     return sign1(payload, key)
