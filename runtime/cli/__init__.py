@@ -7,13 +7,15 @@ Its module map, in the order a command line is handled::
     _args       the parser class, sizes, ``--param``/``--params-json``
     _input      bounded reading of files and stdin, JSON limits, message excerpts
     _run        ``compile``, ``run``, ``handle``, ``cache stats|clear`` (scripts and requests run here)
-    _peers      ``init``, ``peers``, ``peers add``
+    _peers      ``init``, ``peers [list]``, ``peers show``
     _policy     ``policy check|explain``
     _caps       ``cap grant|delegate|inspect|revoke``
     _envelope   ``envelope make|inspect`` (requests and replies as files)
-    _send       ``send``, ``directory add|list`` (a script to a remote peer, over :mod:`peerbox.net`)
+    _send       ``send`` (a script to a remote peer, over :mod:`peerbox.net`)
+    _directory  ``directory add|remove|list``, ``peers add`` (``peers.toml``, comments kept)
     _logic      ``logic list|show|set|history|rollback|remove|verify|push``
     _serve      ``serve`` (the worker); ``python -m peerbox.cli._serve`` starts isolated children
+    _completion ``completion bash|zsh|fish`` (argcomplete), and answering the shell's TAB
     _report     a failure as one message, an exit code and (``--json``) one JSON document
 
 The top-level parser imports a command's module only when that command is

@@ -11,6 +11,7 @@
     peerbox call                                   a remote peer's published function (``_call``)
     peerbox serve                                  the HTTP/2 worker (``_serve``)
     peerbox logic list | show | set | history | rollback | remove | verify | push   (``_logic``)
+    peerbox completion bash | zsh | fish           shell completion (``_completion``)
     peerbox --version | --help
 
 The top-level parser knows each command from :data:`COMMANDS` (its name, the
@@ -62,7 +63,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("compile", "._run", "compile a script and print its WebAssembly"),
     Command("run", "._run", "compile (or fetch from the cache) and run a script"),
     Command("init", "._peers", "create a peer: an Ed25519 identity and its directory"),
-    Command("peers", "._peers", "list the peers under a root"),
+    Command("peers", "._peers", "list the peers under a root, or show one (peers show NAME [--did])"),
     Command("policy", "._policy", "check a peer's policy, or explain a decision"),
     Command("envelope", "._envelope", "make and inspect signed request envelopes (COSE_Sign1)"),
     Command("cap", "._caps", "capability tokens: grant, delegate, inspect, revoke"),
@@ -76,6 +77,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("handle", "._run", "answer a signed request (exec, call, logic update or revocation) as a "
             "local peer (what a worker does)"),
     Command("cache", "._run", "the on-disk cache of compiled modules: stats, clear"),
+    Command("completion", "._completion", "print a shell completion script (bash, zsh or fish)"),
 )
 
 _COMMAND_MODULES = {c.name: c.module for c in COMMANDS}
@@ -186,7 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> NoReturn:  # pragma: no cover - exercised through subprocesses
     """The ``peerbox`` console script: :func:`main`, then exit with its code (``os._exit`` after Ctrl-C,
-    since a guest may still be running on the worker thread)."""
+    since a guest may still be running on the worker thread). Under argcomplete's protocol
+    (``_ARGCOMPLETE`` set, the shell asking for completions) it answers that and exits instead."""
+    if "_ARGCOMPLETE" in os.environ:
+        from ._completion import complete
+
+        complete(build_parser())
     code = main()
     try:
         sys.stdout.flush()

@@ -3,8 +3,9 @@
 ::
 
     peerbox init NAME [--root DIR] [--backend fs|sqlite] [--json]
-    peerbox peers [--root DIR] [--json]
-    peerbox peers add NAME DID [URL] [--replace] [--root DIR]   (the same as ``directory add``)
+    peerbox peers [list] [--root DIR] [--json]
+    peerbox peers show NAME [--did] [--json] [--root DIR]     (``--did``: only the did, for scripts)
+    peerbox peers add NAME [DID] [URL] [--replace] [--root DIR]   (the same as ``directory add``)
 
 :func:`add_parsers` adds ``init`` and ``peers`` to the CLI's subparsers; each subparser sets
 ``handler`` (``args.handler(args) -> int``, the exit code). Failures are
@@ -20,9 +21,11 @@ import json
 import sys
 from typing import Any
 
-from ..peer import BACKENDS, DEFAULT_ROOT, ENV_ROOT, Directory, Peer, PeerStore
+from ..peer import (BACKENDS, DEFAULT_ROOT, ENV_ROOT, Directory, DirectoryError, Entry, Peer, PeerLogic,
+                    PeerStore)
 
-__all__ = ["add_parsers", "add_root_argument", "peer_json", "cmd_init", "cmd_peers", "COMMANDS"]
+__all__ = ["add_parsers", "add_root_argument", "peer_json", "cmd_init", "cmd_peers", "cmd_peers_show",
+           "COMMANDS"]
 
 #: The subcommands this module adds.
 COMMANDS = ("init", "peers")
@@ -52,38 +55,34 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     pi.set_defaults(handler=cmd_init)
 
     pp = subparsers.add_parser(
-        "peers", help="list the peers under a root",
-        description="List the peers under the root: name, did and storage backend.",
+        "peers", help="list the peers under a root, or show one (peers show NAME [--did])",
+        description="List the peers under the root: name, did and storage backend (also `peers list`); "
+        "`peers show NAME` shows one, `peers add` records a peer in peers.toml.",
     )
     add_root_argument(pp)
     pp.add_argument("--json", action="store_true", help="print a JSON array of peers")
     pp.set_defaults(handler=cmd_peers)
-    # `peerbox peers add NAME DID [URL]`: who a remote peer is, and where it is reachable (same as
-    # `directory add`)
-    sub = pp.add_subparsers(dest="peers_command", metavar="add")
+    # `peerbox peers list|show|add`; the bare `peerbox peers` lists too
+    sub = pp.add_subparsers(dest="peers_command", metavar="{list,show,add}")
     sub.required = False
-    pa = sub.add_parser("add", help="record where a remote peer is reachable (<root>/peers.toml)")
-    pa.add_argument("name", metavar="NAME")
-    pa.add_argument("did", metavar="DID")
-    pa.add_argument("url", metavar="URL", nargs="?", default=None,
-                    help="http://HOST:PORT or https://HOST:PORT (leave out for a peer that only calls)")
-    pa.add_argument("--replace", action="store_true", help="replace an existing entry of that name")
-    add_root_argument(pa)
-    pa.set_defaults(handler=_cmd_peers_add)
-
-
-def _cmd_peers_add(args: argparse.Namespace) -> int:
-    return cmd_directory_add(args)
-
-
-def cmd_directory_add(args: argparse.Namespace) -> int:
-    """``peerbox directory add NAME DID [URL]`` (no URL: a peer known only as a caller, which
-    ``who = NAME`` in a policy can then name)."""
-    directory = Directory(args.root)
-    entry = directory.add(args.name, args.did, args.url, replace=args.replace)
-    where = f" at {entry.url}" if entry.url is not None else " (a caller only: no URL)"
-    sys.stderr.write(f"{entry.name} = {entry.did}{where} (in {directory.path})\n")
-    return 0
+    pl = sub.add_parser("list", help="list the peers under the root (the same as `peerbox peers`)")
+    add_root_argument(pl)
+    pl.add_argument("--json", action="store_true", help="print a JSON array of peers")
+    pl.set_defaults(handler=cmd_peers)
+    ps = sub.add_parser("show", help="a peer's did, public key, files, modules and directory entry",
+                        description="Show a local peer: its did (did:key, the multibase form of its "
+                        "Ed25519 public key), the public key in hex, its directory, policy file, storage, "
+                        "its own logic modules and its entry in peers.toml. Never the secret key. "
+                        "With --did only the did, for scripts: bob=$(peerbox peers show bob --did).")
+    ps.add_argument("name", metavar="NAME")
+    ps.add_argument("--did", action="store_true", help="print only the did")
+    ps.add_argument("--json", action="store_true", help="print one JSON object")
+    add_root_argument(ps)
+    ps.set_defaults(handler=cmd_peers_show)
+    pa = sub.add_parser("add", help="record where a peer is reachable (<root>/peers.toml; as directory add)")
+    from ._directory import add_entry_arguments, cmd_directory_add  # it imports add_root_argument from here
+    add_entry_arguments(pa)
+    pa.set_defaults(handler=cmd_directory_add)
 
 
 def peer_json(peer: Peer) -> dict[str, str]:
@@ -109,6 +108,42 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"  backend: {peer.backend}\n"
             f"  path:    {peer.paths.dir}"
         )
+    return 0
+
+
+def cmd_peers_show(args: argparse.Namespace) -> int:
+    """``peerbox peers show NAME``: the public facts of one peer (``--did``: the did alone).
+
+    Raises :class:`~peerbox.peer.PeerNotFound` (exit 2) for a name that is not under the root.
+    """
+    peer = PeerStore(args.root).get(args.name)
+    if args.did:
+        _out(peer.did)
+        return 0
+    modules = sorted(ref.name for ref in PeerLogic(peer).layers.modules() if ref.layer == "peer")
+    try:
+        entry: Entry | None = Directory(args.root).get(peer.name)
+    except DirectoryError:
+        entry = None
+    info: dict[str, Any] = {
+        **peer_json(peer), "public_key": peer.public_key.hex(), "policy": str(peer.paths.policy),
+        "storage": str(peer.paths.storage), "modules": modules,
+        "directory": None if entry is None else {"did": entry.did, "url": entry.url},
+    }
+    if args.json:
+        _out(json.dumps(info, ensure_ascii=False))
+        return 0
+    listed = "not in peers.toml" if entry is None else (
+        (entry.url or "no URL (a caller only)") + ("" if entry.did == peer.did else f", as {entry.did}"))
+    _out(f"{peer.name}\n"
+         f"  did:        {peer.did}\n"
+         f"  public key: {info['public_key']} (Ed25519, hex)\n"
+         f"  path:       {peer.paths.dir}\n"
+         f"  policy:     {peer.paths.policy}\n"
+         f"  storage:    {peer.backend} ({peer.paths.storage})\n"
+         f"  modules:    {len(modules)}{': ' + ', '.join(modules) if modules else ''}\n"
+         f"  directory:  {listed}\n"
+         f"  created:    {peer.created}")
     return 0
 
 

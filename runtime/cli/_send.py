@@ -4,8 +4,7 @@
 
     peerbox send --from NAME --to NAME|DID SCRIPT [--param k=v]... [--params-json J]
                  [--cap FILE]... [--json] [--timeout S] [--root DIR]
-    peerbox directory add NAME DID [URL] [--replace] [--root DIR]
-    peerbox directory list [--json] [--root DIR]
+    peerbox directory add|remove|list ...              (:mod:`._directory`)
 
 ``send`` signs a request as local peer ``--from``, sends it to ``--to`` at the
 URL the directory (``<root>/peers.toml``) gives, verifies the reply's
@@ -33,7 +32,8 @@ from ..trust import exit_code, outcome_of
 from ..wire import Reply
 from ._args import ArgError, Parser, params_from_args
 from ._input import MAX_SCRIPT_BYTES, read_input
-from ._peers import add_root_argument, cmd_directory_add
+from ._directory import add_directory_parser, cmd_directory_add, cmd_directory_list
+from ._peers import add_root_argument
 from ._report import report
 
 __all__ = ["add_parsers", "add_remote_arguments", "print_value", "report_failed_reply", "cmd_send",
@@ -45,7 +45,7 @@ _MAX_CAP_FILE = 64 << 10
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``send`` and ``directory add|list``; each sets ``handler`` in its defaults."""
+    """Add ``send`` and ``directory add|remove|list`` (:mod:`._directory`); each sets ``handler``."""
     ps = subparsers.add_parser(
         "send", help="sign a script, run it on a remote peer over HTTP/2, verify and print the reply",
         description="Sign a request from local peer --from to run SCRIPT on peer --to (found in "
@@ -60,28 +60,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_remote_arguments(ps, cap_help="a capability token to present (from `peerbox cap grant`); repeatable")
     ps.set_defaults(handler=cmd_send)
 
-    pd = subparsers.add_parser(
-        "directory", help="where remote peers are reachable (<root>/peers.toml)",
-        description="The directory maps a peer name to its did and the URL of the worker hosting it "
-        "(no URL: a peer that only calls). A policy's who = NAME matches the peers it names.",
-    )
-    sub = pd.add_subparsers(dest="directory_command", metavar="SUBCOMMAND", parser_class=type(pd))
-    sub.required = True
-    pa = sub.add_parser("add", help="add (or with --replace change) a peer: NAME DID [URL]",
-                        description="Record that peer NAME is identified by DID and, with URL, served "
-                        "there (http://HOST:PORT for h2c, https://HOST:PORT for TLS). Leave URL out for "
-                        "a peer that only calls this root's peers.")
-    pa.add_argument("name", metavar="NAME")
-    pa.add_argument("did", metavar="DID")
-    pa.add_argument("url", metavar="URL", nargs="?", default=None,
-                    help="where its worker is (leave out for a peer that only calls)")
-    pa.add_argument("--replace", action="store_true", help="change an existing entry")
-    add_root_argument(pa)
-    pa.set_defaults(handler=cmd_directory_add)
-    pl = sub.add_parser("list", help="list the directory")
-    pl.add_argument("--json", action="store_true", help="one JSON array of {name, did, url}")
-    add_root_argument(pl)
-    pl.set_defaults(handler=cmd_directory_list)
+    add_directory_parser(subparsers)
 
 
 def _read(path: str, limit: int) -> bytes:
@@ -204,19 +183,6 @@ def cmd_send(args: argparse.Namespace) -> int:
         print_value(reply, args.json)
         return 0
     return report_failed_reply(entry.name, reply, code, args.json)
-
-
-def cmd_directory_list(args: argparse.Namespace) -> int:
-    """``peerbox directory list``: one ``NAME DID URL`` line per entry, ``-`` for no URL (or JSON,
-    ``url`` null)."""
-    entries = Directory(args.root).list()
-    if args.json:
-        _emit_json([{"name": e.name, "did": e.did, "url": e.url} for e in entries])
-    else:
-        for e in entries:
-            sys.stdout.write(f"{e.name}\t{e.did}\t{e.url if e.url is not None else '-'}\n")
-        sys.stdout.flush()
-    return 0
 
 
 def main(argv: Sequence[str]) -> int:

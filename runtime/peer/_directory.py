@@ -23,7 +23,8 @@ forged reply look genuine.
 
 Writes are atomic (a temporary file, fsync, rename) and serialized with an
 advisory lock, so concurrent ``add`` calls never lose an entry or leave a
-half-written file. Every failure is a :class:`DirectoryError` (a
+half-written file. They change only the entry concerned: comments, blank
+lines and the order of the file stay as written (:mod:`._toml_edit`). Every failure is a :class:`DirectoryError` (a
 :class:`~peerbox.UsageError`, CLI exit 2) naming the file and the problem.
 """
 
@@ -33,7 +34,7 @@ import fcntl
 import os
 import stat
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from .._errors import UsageError
 from ..wire import IdentityError, public_key_from_did
 from ._peers import InvalidPeerName, resolve_root, validate_peer_name
 from ..policy import loads_bounded
+from ._toml_edit import EditFailed, remove_entry, set_entry
 
 __all__ = [
     "Directory",
@@ -61,7 +63,6 @@ __all__ = [
 DIRECTORY_FILE = "peers.toml"
 _MAX_SIZE = 4 << 20
 _MAX_URL = 2048
-_HEADER = "# peerbox directory: where peers are reachable (peerbox directory add NAME DID [URL])\n"
 
 
 class DirectoryError(UsageError):
@@ -284,19 +285,24 @@ class Directory:
                 at = f" at {old.url}" if old.url is not None else ""
                 raise EntryExists(f"{name!r} is already in {self.path} ({old.did}{at}); "
                                   "use --replace to change it")
-            entries[name] = entry
-            self._write(entries.values())
+            if entries.get(name) != entry:
+                self._edit(lambda text: set_entry(text, name, did, url))
         return entry
 
     def remove(self, name: str) -> Entry:
-        """Remove the entry ``name`` and return it. Raises :class:`UnknownPeer`."""
+        """Remove the entry ``name`` and return it (the rest of the file stays as written).
+
+        Raises :class:`UnknownPeer` when there is no such entry,
+        :class:`CorruptDirectory` for a broken file, :class:`DirectoryError`
+        when the file cannot be written.
+        """
         with self._locked():
             entries = {e.name: e for e in self.list()}
             if name not in entries:
-                raise UnknownPeer(f"no peer named {name!r} in {self.path}")
-            gone = entries.pop(name)
-            self._write(entries.values())
-        return gone
+                listed = ", ".join(sorted(entries)) or "none"
+                raise UnknownPeer(f"no peer named {name!r} in {self.path} (listed: {listed})")
+            self._edit(lambda text: remove_entry(text, name))
+        return entries[name]
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -312,14 +318,21 @@ class Directory:
         finally:
             os.close(fd)
 
-    def _write(self, entries: Iterable[Entry]) -> None:
-        lines = [_HEADER]
-        for e in sorted(entries, key=lambda x: x.name):
-            # Names, dids and URLs are validated: plain characters, safe in bare keys and basic strings.
-            url = "" if e.url is None else f'url = "{e.url}"\n'
-            lines.append(f'\n[peers.{e.name}]\ndid = "{e.did}"\n{url}')
-        data = "".join(lines).encode("utf-8")
+    def _edit(self, change: Callable[[str], str]) -> None:
+        """Rewrite the file (atomically) as ``change`` makes its text; called under the lock,
+        after :meth:`list` has checked the file. Raises :class:`DirectoryError`."""
         try:
-            write_atomic(self.path, data)
+            data, _ = _read_bounded(self.path, _MAX_SIZE)
+            text = data.decode("utf-8")
+        except FileNotFoundError:
+            text = ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CorruptDirectory(f"cannot read {self.path}: {exc}") from exc
+        try:
+            new = change(text)
+        except EditFailed as exc:
+            raise DirectoryError(f"{self.path}: {exc}; edit the file by hand") from exc
+        try:
+            write_atomic(self.path, new.encode("utf-8"))
         except OSError as exc:
             raise DirectoryError(f"cannot write {self.path}: {exc.strerror or exc}") from exc

@@ -1,0 +1,124 @@
+"""``peerbox directory add|remove|list`` (and ``peers add``): the root's ``peers.toml`` from the shell.
+
+::
+
+    peerbox directory add NAME URL [--replace] [--root DIR]         a local peer: its did is looked up
+    peerbox directory add NAME DID [URL] [--replace] [--root DIR]   any peer (no URL: it only calls)
+    peerbox directory remove NAME [--root DIR]
+    peerbox directory list [--json] [--root DIR]
+
+A thin layer over :class:`peerbox.peer.Directory`, which keeps the file's
+comments, blank lines and order on every edit. Failures are
+:class:`~peerbox.UsageError` subclasses (exit 2) for the CLI's error boundary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .._errors import UsageError
+from ..peer import Directory, PeerNotFound, PeerStore, RootNotFound
+from ._peers import add_root_argument
+
+__all__ = ["add_directory_parser", "add_entry_arguments", "cmd_directory_add", "cmd_directory_remove",
+           "cmd_directory_list", "split_did_url"]
+
+
+def add_entry_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``directory add`` and ``peers add``: NAME, [DID] [URL], --replace, --root."""
+    p.add_argument("name", metavar="NAME", help="the peer's name here (what a policy's who = NAME matches)")
+    p.add_argument("did", metavar="DID", nargs="?", default=None,
+                   help="its did:key (leave out for a peer under this root: its did is looked up)")
+    p.add_argument("url", metavar="URL", nargs="?", default=None,
+                   help="http://HOST:PORT or https://HOST:PORT (leave out for a peer that only calls)")
+    p.add_argument("--replace", action="store_true", help="change an existing entry")
+    add_root_argument(p)
+
+
+def add_directory_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``directory add|remove|list`` to ``subparsers``; each sets ``handler`` in its defaults."""
+    pd = subparsers.add_parser(
+        "directory", help="where remote peers are reachable (<root>/peers.toml)",
+        description="The directory maps a peer name to its did and the URL of the worker hosting it "
+        "(no URL: a peer that only calls). A policy's who = NAME matches the peers it names. Edits keep "
+        "the file's comments, blank lines and order.",
+    )
+    sub = pd.add_subparsers(dest="directory_command", metavar="SUBCOMMAND", parser_class=type(pd))
+    sub.required = True
+    pa = sub.add_parser("add", help="add (or with --replace change) a peer: NAME [DID] [URL]",
+                        description="Record that peer NAME is identified by DID and, with URL, served "
+                        "there (http://HOST:PORT for h2c, https://HOST:PORT for TLS). For a peer under "
+                        "this root, DID may be left out (`directory add bob http://127.0.0.1:7700`). "
+                        "Leave URL out for a peer that only calls this root's peers.")
+    add_entry_arguments(pa)
+    pa.set_defaults(handler=cmd_directory_add)
+    pr = sub.add_parser("remove", help="remove a peer's entry: NAME",
+                        description="Remove the entry NAME from peers.toml (the rest of the file stays "
+                        "as written). Exit 2 if there is no such entry.")
+    pr.add_argument("name", metavar="NAME")
+    add_root_argument(pr)
+    pr.set_defaults(handler=cmd_directory_remove)
+    pl = sub.add_parser("list", help="list the directory")
+    pl.add_argument("--json", action="store_true", help="one JSON array of {name, did, url}")
+    add_root_argument(pl)
+    pl.set_defaults(handler=cmd_directory_list)
+
+
+def split_did_url(name: str, first: str | None, second: str | None,
+                  store: PeerStore) -> tuple[str, str | None]:
+    """The ``(did, url)`` that ``directory add NAME FIRST [SECOND]`` means.
+
+    ``FIRST`` is a did (then ``SECOND`` is the optional URL) or a URL (then
+    the did is the local peer ``NAME``'s, looked up under ``store``'s root).
+    Raises :class:`UsageError` saying what is missing when neither works.
+    """
+    if first is not None and first.startswith("did:"):
+        return first, second
+    if second is not None:
+        raise UsageError(f"expected NAME DID [URL], got a second argument {first!r:.80} that is not a did")
+    try:
+        did = store.get(name).did
+    except (PeerNotFound, RootNotFound) as exc:
+        what = "NAME DID [URL]" if first is None else f"{name} DID {first:.200}"
+        raise UsageError(f"{name!r} is not a peer under {store.root}, so its did cannot be looked up: "
+                         f"give it (peerbox directory add {what})") from exc
+    if first is None:
+        raise UsageError(f"{name!r} is a local peer (known here by name already): give the URL where it "
+                         f"is served (peerbox directory add {name} URL)")
+    return did, first
+
+
+def cmd_directory_add(args: argparse.Namespace) -> int:
+    """``peerbox directory add NAME [DID] [URL]`` (also ``peers add``): record the entry, say what
+    was recorded on stderr."""
+    did, url = split_did_url(args.name, args.did, args.url, PeerStore(args.root))
+    directory = Directory(args.root)
+    entry = directory.add(args.name, did, url, replace=args.replace)
+    where = f" at {entry.url}" if entry.url is not None else " (a caller only: no URL)"
+    sys.stderr.write(f"{entry.name} = {entry.did}{where} (in {directory.path})\n")
+    return 0
+
+
+def cmd_directory_remove(args: argparse.Namespace) -> int:
+    """``peerbox directory remove NAME``: remove the entry (exit 2 if there is none)."""
+    directory = Directory(args.root)
+    gone = directory.remove(args.name)
+    sys.stderr.write(f"removed {gone.name} = {gone.did} (from {directory.path})\n")
+    return 0
+
+
+def cmd_directory_list(args: argparse.Namespace) -> int:
+    """``peerbox directory list``: one ``NAME DID URL`` line per entry, ``-`` for no URL (or JSON,
+    ``url`` null)."""
+    entries = Directory(args.root).list()
+    if args.json:
+        sys.stdout.write(json.dumps([{"name": e.name, "did": e.did, "url": e.url} for e in entries],
+                                    ensure_ascii=False) + "\n")
+    else:
+        for e in entries:
+            sys.stdout.write(f"{e.name}\t{e.did}\t{e.url if e.url is not None else '-'}\n")
+    sys.stdout.flush()
+    return 0
