@@ -25,10 +25,10 @@ VPY := $(VENV)/bin/python
 # the reproducibility check of `make test`). TEST_SYSDEPS: what the (slow) tests run: wabt's
 # wasm-validate checks an emitted module; curl and nghttp2-client (nghttp, h2load) are the real
 # HTTP/2 clients of the worker tests; openssl makes a TLS test certificate; procps's pgrep
-# finds isolated-mode children.
+# finds isolated-mode children; fish and zsh syntax-check `peerbox completion fish|zsh`.
 RT_SYSDEPS := clang:clang wasm-ld:lld
 TEST_SYSDEPS := $(RT_SYSDEPS) wasm-validate:wabt curl:curl nghttp:nghttp2-client h2load:nghttp2-client \
-	openssl:openssl pgrep:procps
+	openssl:openssl pgrep:procps fish:fish zsh:zsh
 
 # The venv is refreshed when pyproject.toml changes or when a file is added to
 # or removed from the packages: a strict editable install links every package

@@ -18,15 +18,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+# bold commands on a terminal only: no escape codes in logs or pipes, none with NO_COLOR set
+# (https://no-color.org)
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold="" plain=""; fi
+say() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 
 "$peerbox" init alice --root "$root" >/dev/null
 "$peerbox" init bob --root "$root" >/dev/null
 "$peerbox" init carol --root "$carol_root" >/dev/null
-did_of() {  # did_of NAME ROOT
-    "$peerbox" peers --root "$2" --json | python3 -c 'import json,sys; print([p["did"] for p in json.load(sys.stdin) if p["name"]==sys.argv[1]][0])' "$1"
-}
-carol_did="$(did_of carol "$carol_root")"
+say 'carol_did=$(peerbox peers show carol --did --root CAROL_ROOT)   (her did, for scripts)'
+carol_did="$("$peerbox" peers show carol --did --root "$carol_root")"
+echo "$carol_did"
 say "peerbox directory add carol DID --root R   (carol's key lives under her own root; no URL: she only calls)"
 "$peerbox" directory add carol "$carol_did" --root "$root"
 cp "$here/bob-policy.toml" "$root/peers/bob/policy.toml"
@@ -46,8 +48,9 @@ say "peerbox serve --root R --all --listen 127.0.0.1:0   (a shared worker, in th
 server=$!
 for _ in $(seq 1 100); do [ -s "$root/port" ] && break; sleep 0.1; done
 port="$(cat "$root/port")"
-bob_did="$(did_of bob "$root")"
-"$peerbox" directory add bob "$bob_did" "http://127.0.0.1:$port" --root "$root" >/dev/null
+say "peerbox directory add bob http://127.0.0.1:PORT   (bob is local: his did is looked up)"
+"$peerbox" directory add bob "http://127.0.0.1:$port" --root "$root"
+bob_did="$("$peerbox" peers show bob --did --root "$root")"
 "$peerbox" directory add bob "$bob_did" "http://127.0.0.1:$port" --root "$carol_root" >/dev/null
 
 say "peerbox send --from alice --to bob note.rhai --param text=hi   (allowed)"
