@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +60,49 @@ def test_carol_delivers_through_bobs_published_function_but_cannot_write(demo_ou
     assert "3.txt: from carol: [carol] hi from carol" in demo_output  # caller.name from bob's peers.toml
     assert "from-carol.txt:" not in demo_output
     assert demo_output.count("(exit 6)") >= 3  # alice's peek, alice's push, carol's write
+
+
+def test_the_demo_uses_peers_show_for_dids_and_prints_no_escape_codes_into_a_pipe(demo_output: str) -> None:
+    assert "python3 -c" not in DEMO.read_text()
+    assert "$ carol_did=$(peerbox peers show carol --did" in demo_output
+    assert "did:key:z6Mk" in demo_output.split("$ carol_did=")[1].splitlines()[1]
+    assert "\x1b" not in demo_output  # stdout and stderr are pipes here
+
+
+def _first_lines_on_a_terminal(tmp_path: Path, no_color: bool) -> bytes:
+    """The demo's output on a pseudo-terminal up to its first command's result (then it is stopped)."""
+    peerbox = Path(sys.executable).parent / "peerbox"
+    env = {**os.environ, "PEERBOX": str(peerbox), "TMPDIR": str(tmp_path), "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    if no_color:
+        env["NO_COLOR"] = "1"
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(["bash", str(DEMO)], stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+                            env=env, start_new_session=True)
+    os.close(follower)
+    out = b""
+    deadline = time.monotonic() + 60
+    try:
+        while b"did:key:" not in out and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the demo ended (EIO on the closed terminal)
+                    break
+                if not chunk:
+                    break
+                out += chunk
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        os.close(leader)
+    assert b"did:key:" in out, out[-2000:]
+    return out
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["terminal", "NO_COLOR"])
+def test_the_demo_is_bold_on_a_terminal_unless_no_color_is_set(tmp_path: Path, no_color: bool) -> None:
+    out = _first_lines_on_a_terminal(tmp_path, no_color)
+    assert (b"\x1b[1m$ carol_did=" in out) is not no_color
+    assert (b"\x1b" in out) is not no_color
