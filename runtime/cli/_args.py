@@ -15,8 +15,8 @@ from typing import Any, NoReturn
 from .._errors import UsageError
 from ._input import MAX_PARAMS_BYTES, excerpt, loads_json
 
-__all__ = ["ArgError", "Parser", "parse_fuel", "parse_param", "parse_size", "parse_timeout",
-           "params_from_args"]
+__all__ = ["ArgError", "Parser", "add_root_argument", "parse_fuel", "parse_param", "parse_size",
+           "parse_timeout", "params_from_args"]
 
 
 class ArgError(Exception):
@@ -109,3 +109,13 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
         key, value = parse_param(item)
         params[key] = value
     return params
+
+
+def add_root_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--root DIR`` (for every command that works on peers, e.g. ``run --peer``)."""
+    from ..peer import DEFAULT_ROOT, ENV_ROOT  # here: ``peerbox --version`` loads no peer code
+
+    parser.add_argument(
+        "--root", metavar="DIR", default=None,
+        help=f"the peer root (default: ${ENV_ROOT}, else ./{DEFAULT_ROOT})",
+    )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NoReturn
 
 from ..peer import DEFAULT_ROOT, ENV_ROOT, Directory, DirectoryError
@@ -54,9 +54,9 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_completion(args: argparse.Namespace) -> int:
     """``peerbox completion SHELL``: print argcomplete's script for ``peerbox`` in that shell."""
-    import argcomplete
+    from argcomplete.shell_integration import shellcode
 
-    sys.stdout.write(argcomplete.shellcode([_PROG], shell=args.shell))
+    sys.stdout.write(shellcode([_PROG], shell=args.shell))
     sys.stdout.flush()
     return 0
 
@@ -93,15 +93,13 @@ def _walk(parser: argparse.ArgumentParser) -> Iterator[tuple[argparse.ArgumentPa
                     yield from _walk(sub)
 
 
-def prepare(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Load every command into ``parser`` (the lazy top level) and attach the peer-name completer
-    to every argument that names a peer; returns ``parser``."""
+def prepare(parser: argparse.ArgumentParser, modules: Iterable[str]) -> argparse.ArgumentParser:
+    """Load every command module of ``modules`` into ``parser`` (the lazy top level) and attach the
+    peer-name completer to every argument that names a peer; returns ``parser``."""
     for action in parser._actions:
         load = getattr(action, "load", None)
         if isinstance(action, argparse._SubParsersAction) and load is not None:
-            from ._main import COMMANDS as TABLE
-
-            for module in dict.fromkeys(c.module for c in TABLE):
+            for module in dict.fromkeys(modules):
                 load(module)
     for _, action in _walk(parser):
         if action.metavar in _PEER_METAVARS and not isinstance(action, argparse._SubParsersAction):
@@ -109,9 +107,10 @@ def prepare(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def complete(parser: argparse.ArgumentParser) -> NoReturn:
-    """Answer argcomplete's request (``_ARGCOMPLETE`` set) with ``parser``'s completions and exit."""
-    import argcomplete
+def complete(parser: argparse.ArgumentParser, modules: Iterable[str]) -> NoReturn:
+    """Answer argcomplete's request (``_ARGCOMPLETE`` set) with the completions of ``parser`` (its
+    commands from ``modules`` all loaded) and exit."""
+    from argcomplete.finders import CompletionFinder
 
-    argcomplete.autocomplete(prepare(parser))
+    CompletionFinder()(prepare(parser, modules))
     sys.exit(0)  # autocomplete exits itself when it answered; this is for a malformed request

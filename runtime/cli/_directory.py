@@ -21,7 +21,7 @@ from typing import Any
 
 from .._errors import UsageError
 from ..peer import Directory, PeerNotFound, PeerStore, RootNotFound
-from ._peers import add_root_argument
+from ._args import add_root_argument
 
 __all__ = ["add_directory_parser", "add_entry_arguments", "cmd_directory_add", "cmd_directory_remove",
            "cmd_directory_list", "split_did_url"]

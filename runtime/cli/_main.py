@@ -193,7 +193,7 @@ def console_main() -> NoReturn:  # pragma: no cover - exercised through subproce
     if "_ARGCOMPLETE" in os.environ:
         from ._completion import complete
 
-        complete(build_parser())
+        complete(build_parser(), [c.module for c in COMMANDS])
     code = main()
     try:
         sys.stdout.flush()

@@ -21,22 +21,15 @@ import json
 import sys
 from typing import Any
 
-from ..peer import (BACKENDS, DEFAULT_ROOT, ENV_ROOT, Directory, DirectoryError, Entry, Peer, PeerLogic,
-                    PeerStore)
+from ..peer import BACKENDS, Directory, DirectoryError, Entry, Peer, PeerLogic, PeerStore
+from ._args import add_root_argument
+from ._directory import add_entry_arguments, cmd_directory_add
 
 __all__ = ["add_parsers", "add_root_argument", "peer_json", "cmd_init", "cmd_peers", "cmd_peers_show",
            "COMMANDS"]
 
 #: The subcommands this module adds.
 COMMANDS = ("init", "peers")
-
-
-def add_root_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--root DIR`` (for every command that works on peers, e.g. ``run --peer``)."""
-    parser.add_argument(
-        "--root", metavar="DIR", default=None,
-        help=f"the peer root (default: ${ENV_ROOT}, else ./{DEFAULT_ROOT})",
-    )
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -80,7 +73,6 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_root_argument(ps)
     ps.set_defaults(handler=cmd_peers_show)
     pa = sub.add_parser("add", help="record where a peer is reachable (<root>/peers.toml; as directory add)")
-    from ._directory import add_entry_arguments, cmd_directory_add  # it imports add_root_argument from here
     add_entry_arguments(pa)
     pa.set_defaults(handler=cmd_directory_add)
 

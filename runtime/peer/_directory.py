@@ -24,8 +24,9 @@ forged reply look genuine.
 Writes are atomic (a temporary file, fsync, rename) and serialized with an
 advisory lock, so concurrent ``add`` calls never lose an entry or leave a
 half-written file. They change only the entry concerned: comments, blank
-lines and the order of the file stay as written (:mod:`._toml_edit`). Every failure is a :class:`DirectoryError` (a
-:class:`~peerbox.UsageError`, CLI exit 2) naming the file and the problem.
+lines and the order of the file stay as written (:mod:`._toml_edit`).
+Every failure is a :class:`DirectoryError` (a :class:`~peerbox.UsageError`,
+CLI exit 2) naming the file and the problem.
 """
 
 from __future__ import annotations
