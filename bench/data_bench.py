@@ -65,6 +65,7 @@ class DataProgram:
     full: int
     quick: int
     peak_target: int | None = None
+    wire: bool = False  # CBOR bytes in, CBOR bytes out (as the worker gets and sends them)
 
 
 PROGRAMS: tuple[DataProgram, ...] = (
@@ -78,6 +79,8 @@ PROGRAMS: tuple[DataProgram, ...] = (
                 "parts", 20_000_000, 100_000, peak_target=PEAK_TARGET),
     DataProgram("data_json", "JSON-like transform: nested orders in, summaries out", "json",
                 "orders", "orders", 10_000, 200),
+    DataProgram("data_json_wire", "the same transform from the wire: CBOR bytes in, CBOR bytes out", "json",
+                "orders", "orders", 10_000, 200, wire=True),
     DataProgram("data_sort", "sort records by score, name with a closure", "sort", "records",
                 "records", 100_000, 1_000),
     DataProgram("data_replace", "search (contains, index_of) and replace in a text", "replace",
@@ -227,17 +230,21 @@ def run_row(p: DataProgram, size: int, repeat: int, *, limits: peerbox.Limits | 
     a failing run is an ERROR row, a run over the memory limit an OOM row, a
     value that differs from CPython's a WRONG row.
     """
+    import cbor2
     import peerbox  # imported when a row runs, so importing this module stays cheap
+    from peerbox.run import CborParams
 
     row = DataRow(p.name, p.title, f"{size:_} {p.unit}", target=f"≥ {RATIO_TARGET:g}×"
                   + (f", peak < {p.peak_target >> 20} MiB" if p.peak_target else ""))
     run_kw: dict[str, Any] = {} if limits is None else {"limits": limits}
     try:
-        params = make_params(p, size)
+        params: Any = make_params(p, size)
         main = python_main(p)
         prog = peerbox.compile(script_source(p), filename=f"data_{p.program}.rhai")
         # warm-up on a tenth of the quick size: a new program's first run costs ~0.2-1 ms more
         prog.run(params=make_params(p, max(1, p.quick // 10)))
+        if p.wire:  # both sides get the params' CBOR bytes and answer with their result's CBOR bytes
+            params, main, prog = _wire_twins(params, main, prog, cbor2, CborParams)
     except Exception as e:  # noqa: BLE001 - a failing row is reported, not fatal
         row.status, row.note = "ERROR", _err(e)
         return row
@@ -279,12 +286,46 @@ def run_row(p: DataProgram, size: int, repeat: int, *, limits: peerbox.Limits | 
         return row
     row.peerbox = min(row.samples)
     row.peerbox_peak = result.peak_memory
-    if result.value != expected:
+    if not (_same_cbor(result.value, expected) if p.wire else result.value == expected):
         row.status, row.note = "WRONG", f"peerbox {_short(result.value)} != CPython {row.value}"
         return row
     ok = (row.ratio or 0.0) >= RATIO_TARGET and (p.peak_target is None or row.peerbox_peak < p.peak_target)
     row.status = "PASS" if ok else "MISS"
     return row
+
+
+@dataclass(frozen=True)
+class _WireResult:
+    value: bytes
+    peak_memory: int
+
+
+class _WireProgram:
+    """A program run as the worker runs it: CBOR params in (``CborParams``), the value's CBOR out."""
+
+    def __init__(self, prog: Any, dumps: Callable[[Any], bytes]) -> None:
+        self.prog, self.dumps = prog, dumps
+
+    def run(self, params: Any, **kw: Any) -> _WireResult:
+        res = self.prog.run(params=params, **kw)
+        return _WireResult(self.dumps(res.value), res.peak_memory)
+
+
+def _wire_twins(params: dict[str, Any], main: Callable[[Any], Any], prog: Any, cbor2: Any,
+                cbor_params: Any) -> tuple[Any, Callable[[Any], Any], Any]:
+    """The CBOR-in, CBOR-out twins of a row: the params' bytes, CPython's ``cbor2.loads`` + ``main`` +
+    ``cbor2.dumps``, and the program run with ``CborParams`` whose value is encoded by ``cbor2.dumps``."""
+    data = cbor_params(cbor2.dumps(params))
+
+    def py_main(cbor_in: Any) -> bytes:
+        return bytes(cbor2.dumps(main(cbor2.loads(cbor_in.data))))
+
+    return data, py_main, _WireProgram(prog, cbor2.dumps)
+
+
+def _same_cbor(a: bytes, b: bytes) -> bool:
+    import cbor2
+    return bool(cbor2.loads(a) == cbor2.loads(b))
 
 
 def _measure_cpython_peak(row: DataRow, fn: Callable[[], Any], rss: int | None) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from .._errors import UsageError
 from ._peers import Peer, PeerStore
-from ..run import CompileLimits, Limits, LogicLayers, Program, Result, compile, split_module_name
+from ..run import CborParams, CompileLimits, Limits, LogicLayers, Program, Result, compile, split_module_name
 from ..hostcalls import LEDGER_FILE, Authorizer, Backend, CallerQuota, Ledger, Quotas, open_backend
 
 __all__ = ["PeerContext", "Contexts", "load_quotas"]
@@ -145,7 +145,7 @@ class PeerContext:
     def run(
         self,
         program: Program,
-        params: dict[str, Any] | None = None,
+        params: dict[str, Any] | CborParams | None = None,
         *,
         limits: Limits | None = None,
         caller: dict[str, str] | None = None,

@@ -33,12 +33,12 @@ if TYPE_CHECKING:
         compile, default_sandbox)
     from ._cache import ModuleCache, default_cache_dir
     from ._sandbox import Sandbox
-    from ._values import display, json_safe
+    from ._values import CborParams, display, json_safe
 
 __all__ = ["LAYERS", "MAX_MODULE_SIZE", "MODULE_SUFFIX", "LogicLayers", "ModuleRef", "read_module",
            "shared_logic_dir", "split_module_name", "CompileLimits", "Limits", "MAX_FUEL", "MIN_MEMORY",
            "Program", "Result", "SearchPathResolver", "compile", "default_sandbox", "ModuleCache",
-           "default_cache_dir", "Sandbox", "display", "json_safe"]
+           "default_cache_dir", "Sandbox", "CborParams", "display", "json_safe"]
 
 __getattr__, __dir__ = attach(__name__, {
     "LAYERS": "._resolve",
@@ -61,6 +61,7 @@ __getattr__, __dir__ = attach(__name__, {
     "ModuleCache": "._cache",
     "default_cache_dir": "._cache",
     "Sandbox": "._sandbox",
+    "CborParams": "._values",
     "display": "._values",
     "json_safe": "._values",
 })

@@ -35,7 +35,7 @@ from typing import Any
 import wasmtime
 
 from ._cache import DiskEntry, ImportRecord, cache_key, manifest_is_current, source_sha256
-from .._errors import UsageError
+from .._errors import ScriptError, UsageError
 from .._version import __version__
 from ..wasm_guests import lang
 from ..wasm_guests.lang import CompileLimits
@@ -43,7 +43,7 @@ from ._resolve import LogicLayers
 from ..hostcalls import HOST_CALLS, Authorizer, Backend, Budget, CallerQuota, Dispatch
 from ._sandbox import Sandbox
 from ._store import ScriptModule
-from ._values import encode_input
+from ._values import INPUT_REFUSED, CborParams, encode_input, refused_params
 
 __all__ = [
     "CompileLimits",
@@ -196,7 +196,7 @@ class Program:
 
     def run(
         self,
-        params: dict[str, Any] | None = None,
+        params: dict[str, Any] | CborParams | None = None,
         *,
         limits: Limits | None = None,
         caller: Any = None,
@@ -206,6 +206,10 @@ class Program:
         quota: CallerQuota | None = None,
     ) -> Result:
         """Run the program once with ``params`` (a dict with str keys) as ``params``.
+
+        ``params`` may also be :class:`~peerbox.run.CborParams`: the CBOR bytes
+        of a map, handed to the guest as they are (no Python objects; the
+        guest runtime's decoder validates them, whatever their origin).
 
         ``caller`` and ``target`` are what the script reads as those globals;
         ``storage`` is the backend its ``fs::`` host calls reach (None: every
@@ -228,9 +232,13 @@ class Program:
         sandbox, script = self._sandbox, self._script
         if lim.fuel is not None and not sandbox.metered:
             sandbox, script = self._metered()
-        value, log, fuel_used, peak = sandbox.run(
-            script, data, timeout=lim.timeout, memory=lim.memory, fuel=lim.fuel, files=self._files, host=host
-        )
+        try:
+            value, log, fuel_used, peak = sandbox.run(script, data, timeout=lim.timeout, memory=lim.memory,
+                                                      fuel=lim.fuel, files=self._files, host=host)
+        except ScriptError as exc:
+            if type(params) is CborParams and _input_refused(exc):
+                raise refused_params(params, exc.message[len(INPUT_REFUSED):]) from exc
+            raise
         return Result(value, log, fuel_used, time.perf_counter() - start, peak)
 
     def _metered(self) -> tuple[Sandbox, ScriptModule]:
@@ -243,6 +251,12 @@ class Program:
 
     def __repr__(self) -> str:
         return f"<peerbox.Program {self._files[0]!r} ({len(self._files) - 1} imported modules)>"
+
+
+def _input_refused(exc: ScriptError) -> bool:
+    """Whether ``exc`` is the guest runtime refusing the input document (``rt_begin``, before the
+    script's first instruction: no line; a script's own errors always carry one)."""
+    return exc.kind == "invalid_argument" and exc.line is None and exc.message.startswith(INPUT_REFUSED)
 
 
 # -- module resolution --------------------------------------------------------

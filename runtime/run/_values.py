@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import cbor2
 
@@ -41,6 +43,7 @@ from .._errors import Error, ExceptionMapping, ValueConversionError, map_excepti
 
 __all__ = [
     "MAX_DEPTH",
+    "CborParams",
     "I64_MIN",
     "I64_MAX",
     "encode_input",
@@ -171,12 +174,94 @@ def _check_text(s: str, path: str) -> None:
         raise ValueConversionError(f"string is not valid Unicode ({exc.reason})", path=path) from exc
 
 
+@dataclass(frozen=True, slots=True)
+class CborParams:
+    """A run's params given as the CBOR bytes of one map, handed to the guest as they are.
+
+    For params that are CBOR already (a verified request's ``params``, a
+    file, another service's output): no Python objects are made, checked or
+    encoded on the way in. Who validates what: Python checks only that
+    ``data`` is ``bytes``; the guest runtime's decoder (``wasm_guests/rt/cbor.c``)
+    checks everything else, on any bytes whatever their origin: one
+    definite-length map with text keys, nesting at most :data:`MAX_DEPTH`,
+    integers in the i64 range, valid UTF-8, no tags, every length within the
+    input, nothing after the map. What it refuses ends the run before the
+    script starts, as :class:`~peerbox.ValueConversionError`
+    (see :func:`refused_params`). ``data`` is placed last in the input
+    document, so no bytes in it can change ``caller`` or ``target``.
+    """
+
+    data: bytes
+
+    def __post_init__(self) -> None:
+        if type(self.data) is not bytes:
+            raise ValueConversionError(
+                f"CborParams takes bytes, not {type(self.data).__name__}", path="params")
+
+
+#: The message prefix of the guest runtime's refusal of its input document (cbor.c, begin_fail).
+INPUT_REFUSED = "invalid input: "
+
+
+def refused_params(params: CborParams, reason: str) -> ValueConversionError:
+    """The error for :class:`CborParams` the guest refused with ``reason``.
+
+    Names the path of the bad value when the bytes decode in Python
+    (cbor2, nesting bounded) and :func:`check_value` finds it; otherwise
+    says what the guest said. Error path only: the cost does not matter.
+    """
+    try:
+        value = cbor2.loads(params.data, semantic_decoders=_NoTags(), tag_hook=_reject_tag, **_STRICT)
+    except _CBOR2_DECODE_ERRORS:  # what cbor2 cannot decode either: the guest's reason is the answer
+        return ValueConversionError(f"not a CBOR map a script can take ({reason})", path="params")
+    if type(value) is not dict:
+        return ValueConversionError(f"params must be a CBOR map, not {type(value).__name__}", path="params")
+    try:
+        check_value(value, "params")
+    except ValueConversionError as exc:
+        return exc
+    return ValueConversionError(f"not a CBOR map a script can take ({reason})", path="params")
+
+
+def _refuse_semantic(decoder: object, immutable: bool = False) -> NoReturn:
+    raise ValueError("CBOR tags are not supported")
+
+
+class _NoTags(Mapping[int, Callable[..., NoReturn]]):
+    """cbor2's ``semantic_decoders``, looked up before its built-in ones (dates, big numbers...):
+    every tag number is refused, as the guest runtime refuses it."""
+
+    def __getitem__(self, tag: int) -> Callable[..., NoReturn]:
+        return _refuse_semantic
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+
+_PARAMS_KEY = cbor2.dumps("params")
+#: What ``cbor2.loads`` raises for bytes it refuses (its own errors, and from inside its decoder).
+_CBOR2_DECODE_ERRORS = (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, EOFError)
+
+
 def encode_input(params: object = None, caller: object = None, target: object = None) -> bytes:
     """Encode the input document of a run as CBOR, checking every value first.
 
-    ``params`` must be ``None`` (no params) or a ``dict`` with ``str`` keys.
-    Raises :class:`ValueConversionError` naming the path of a bad value.
+    ``params`` must be ``None`` (no params), a ``dict`` with ``str`` keys or
+    :class:`CborParams` (copied in as they are, after ``caller`` and ``target``;
+    the guest checks them). Raises :class:`ValueConversionError` naming the
+    path of a bad value.
     """
+    if type(params) is CborParams:
+        for value, name in ((caller, "caller"), (target, "target")):
+            if not _crosses(value):
+                check_value(value, name)
+        with map_exceptions(_ENCODE_ERRORS):
+            head = cbor2.dumps({"caller": caller, "target": target})
+        # a 2-entry map head (0xa2) becomes a 3-entry one, params last
+        return b"".join((b"\xa3", head[1:], _PARAMS_KEY, params.data))
     if params is None:
         params = {}
         if caller is None and target is None:
@@ -235,8 +320,7 @@ def _malformed(what: str) -> ExceptionMapping:
     def bug(exc: BaseException) -> BaseException:
         return Error(f"malformed {what} from the guest runtime (a bug in peerbox): {exc}")
 
-    refused = (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, EOFError)
-    return dict.fromkeys(refused, bug)
+    return dict.fromkeys(_CBOR2_DECODE_ERRORS, bug)
 
 
 _OUTPUT_ERRORS = _malformed("run output")

@@ -42,7 +42,7 @@ from ..wire import (REVOCATION_FILE, CallRequest, CapabilityError, EnvelopeError
                     make_reply, open_call_request, open_request, open_revoke_request, verify_chain)
 from ..peer import Peer, PeerContext, PeerNames, PeerStore
 from .._errors import Error, LimitExceeded, ScriptError, ValueConversionError
-from ..run import MAX_FUEL, MIN_MEMORY, CompileLimits, Limits
+from ..run import MAX_FUEL, MIN_MEMORY, CborParams, CompileLimits, Limits
 from ..hostcalls import CallerQuota, HostCallError
 from ..policy import Grant, GrantSet, Policy, PolicyCache, PolicyLimits, compile_grants, parse_grant
 from ..policy import Request as PolicyRequest
@@ -67,6 +67,13 @@ Envelope = Request | LogicRequest | CallRequest | RevokeRequest
 
 #: The most a request may ask for, whatever the policy says (the policy may ask for less).
 _CEILING = Limits()
+
+
+def _params_of(req: Request) -> dict[str, Any] | CborParams:
+    """The params a request's script gets: their bytes in the verified envelope, handed to the guest as
+    they are (no Python objects in between; the guest's decoder checks what a script can take), or a
+    copy of the decoded ones for a request not opened from bytes."""
+    return CborParams(req.params_cbor) if req.params_cbor is not None else dict(req.params or {})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -316,13 +323,13 @@ class ExecHandler:
                 PolicyRequest(caller_did, caller_name, "module.import", name, self.owner_did, now), grants))
 
         return self.execute(req, now, source=req.script, filename="request.rhai", may_import=may_import,
-                            params=dict(req.params or {}), limits=admitted.limits,
+                            params=_params_of(req), limits=admitted.limits,
                             caller={"id": caller_did, "name": caller_name or ""}, authorize=authorize,
                             refused=refused,
                             quota=self.ctx.quota_for(caller_did, admitted.max_bytes, admitted.max_files))
 
     def execute(self, req: Delivered, now: int, *, source: str, filename: str,
-                may_import: Callable[[str], bool] | None, params: dict[str, Any], limits: Limits,
+                may_import: Callable[[str], bool] | None, params: dict[str, Any] | CborParams, limits: Limits,
                 caller: dict[str, str], authorize: Authorize, refused: list[str], quota: CallerQuota | None,
                 unavailable_compile: str | None = None) -> Handled:
         """Compile ``source`` and run it in the peer's context; the signed reply to ``req``.

@@ -57,6 +57,7 @@ from collections.abc import Iterable, Mapping
 from ._cose import EnvelopeError, Sign1, decode1, find_bstr_field, scan1, sign1
 from ._identity import PUBLIC_KEY_SIZE, InvalidPublicKey, KeyPair, validate_public_key
 from ._nonces import NonceStore
+from ._slice import field_bytes
 
 __all__ = [
     "Request",
@@ -120,6 +121,9 @@ class Request:
     caps: tuple[bytes, ...] = ()
     limits: dict[str, int | float] = field(default_factory=dict)
     data: bytes = field(default=b"", repr=False)
+    #: ``params`` as their bytes in the signed payload (:func:`open_request`; ``None``: no params,
+    #: or not opened from bytes): what the worker hands the script, see ``peerbox.run.CborParams``.
+    params_cbor: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def digest(self) -> bytes:
@@ -404,7 +408,7 @@ def open_request(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16,
     msg = decode1(data, max_size=max_size, max_depth=max_depth)
     req = _parse_request(msg.payload)
     check_signer(msg, req.caller, "caller", verified=signer)
-    return replace(req, data=bytes(data))
+    return replace(req, data=bytes(data), params_cbor=field_bytes(msg.payload_bytes, msg.payload, "params"))
 
 
 def verify_request(
