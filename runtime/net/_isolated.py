@@ -272,8 +272,8 @@ async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: f
                 if not reported and child.channel is None:
                     code = await proc.wait()
                     what = f"did not start within {START_TIMEOUT:g} s" if hung else f"exited with code {code}"
-                    raise ServeError(StartupFailure.WORKER, f"the worker of {child.name} {what} before serving",
-                                     peer=child.name)
+                    raise ServeError(StartupFailure.WORKER,
+                                     f"the worker of {child.name} {what} before serving", peer=child.name)
                 if not reported:
                     reported = True
                     task_status.started()
@@ -369,8 +369,8 @@ def run_isolated(root: str | None, peers: list[str] | None, listen: str, *,
     child that does not start, before "listening on" is printed.
     """
     with prepare(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key) as started:
-        run_serving(functools.partial(serve_isolated, str(started.store.root), started.names, host=started.host,
-                                      port=started.port, ssl_context=started.ssl_context, port_file=port_file,
-                                      max_runs=max_runs, quiet=quiet, sock=started.sock,
+        run_serving(functools.partial(serve_isolated, str(started.store.root), started.names,
+                                      host=started.host, port=started.port, ssl_context=started.ssl_context,
+                                      port_file=port_file, max_runs=max_runs, quiet=quiet, sock=started.sock,
                                       inherit=started.lock_fds))
     return 0

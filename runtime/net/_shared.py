@@ -192,8 +192,10 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
     this is one of them (it follows its supervisor through stdin too, and answers
     clients directly). ``exit_with_parent`` (the hidden ``--exit-with-parent``)
     is given to isolated mode's children only: their answers go to its router, so they
-    name denied actions for it too. Raises :class:`~peerbox.UsageError` for a bad
-    address, TLS files or peer.
+    name denied actions for it too. Raises :class:`~peerbox.net._startup.ServeError`
+    (exit 2) for whatever keeps it from starting: the root, a peer, the TLS files, a peer
+    served by another process, the address (:func:`~peerbox.net._startup.prepare`, in the
+    top-level process only: a supervised process trusts its supervisor's checks).
     """
     given = [listen_fd is not None, worker_index is not None, worker_dir is not None]
     if any(given) and not all(given):

@@ -232,7 +232,8 @@ def _tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     except UsageError as exc:
         cause = exc.__cause__
         if isinstance(cause, ssl.SSLError) and "KEY_VALUES_MISMATCH" in str(cause):
-            raise ServeError(StartupFailure.TLS, f"--tls-key {key} is not the key of --tls-cert {cert}") from exc
+            raise ServeError(StartupFailure.TLS,
+                             f"--tls-key {key} is not the key of --tls-cert {cert}") from exc
         reason = getattr(cause, "reason", None) or str(cause or exc)
         raise ServeError(StartupFailure.TLS, f"cannot load --tls-cert {cert} with --tls-key {key}: "
                          f"{reason}") from exc

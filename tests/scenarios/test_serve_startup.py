@@ -23,7 +23,8 @@ from .conftest import PEERBOX, Serving
 pytestmark = pytest.mark.slow  # real `peerbox serve` processes
 
 #: The three ways `peerbox serve` runs, as its arguments.
-WAYS = {"one-process": ["--workers", "1"], "two-workers": ["--workers", "2"], "isolated": ["--mode", "isolated"]}
+WAYS = {"one-process": ["--workers", "1"], "two-workers": ["--workers", "2"],
+        "isolated": ["--mode", "isolated"]}
 
 
 @pytest.fixture
@@ -93,7 +94,8 @@ def test_a_peer_already_served_is_refused_with_who_serves_it(root: Path, way: st
 
 def test_a_killed_server_leaves_nothing_that_blocks_the_next(root: Path, serving: Serving) -> None:
     proc = subprocess.Popen([*PEERBOX, "serve", "--root", str(root), "--listen", "127.0.0.1:0", "--workers",
-                             "1", "--peers", "bob"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             "1", "--peers", "bob"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     try:
         assert proc.stderr is not None
         assert "listening on" in proc.stderr.readline()
@@ -121,7 +123,8 @@ def test_an_empty_or_missing_root_is_refused(tmp_path: Path, way: str) -> None:
     assert err.startswith(f"error: no peer root at {tmp_path / 'nowhere'} ")
 
 
-def _bad_tls(tmp_path: Path, self_signed: Callable[..., tuple[Path, Path]]) -> dict[str, tuple[Path, Path, str]]:
+def _bad_tls(tmp_path: Path,
+             self_signed: Callable[..., tuple[Path, Path]]) -> dict[str, tuple[Path, Path, str]]:
     cert, key = self_signed(tmp_path)
     _, other_key = self_signed(tmp_path, "other-")
     garbage = tmp_path / "garbage.pem"
