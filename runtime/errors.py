@@ -19,6 +19,8 @@ trio or h2. The tree, in the order a request meets the rooms::
             HistoryError, HistoryMismatch   a logic module's signed history
             LogicError                      the owner's logic tools
             BadArguments                    arguments that do not match a published function
+            ServeError                      ``peerbox serve`` cannot start (``failure``: root, peer,
+                                            tls, peer_served, address, worker)
         CompileError                        3 (CompileLimitExceeded: over a compile budget)
         ScriptError                         4: a script failed and did not catch it
         LimitExceeded                       5: a run hit a resource limit
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from peerbox._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
     from peerbox.hostcalls import BudgetExceeded, HostCallError
     from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError,
-                             FrameError, RemoteRejected, TransportError, VerificationError)
+                             FrameError, RemoteRejected, ServeError, TransportError, VerificationError)
     from peerbox.peer import (BadArguments, CorruptDirectory, CorruptPeer, DirectoryError, EntryExists,
                               HistoryError, HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName,
                               LogicError, LogicRefused, PeerError, PeerExists, PeerNotFound, RootNotFound,
@@ -70,7 +72,7 @@ _EXPORTS = {
                      "LogicRefused", "BadArguments"),
     "peerbox.trust": ("RateStoreError",),
     "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected", "ChannelError",
-                    "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError"),
+                    "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError"),
 }
 
 __all__ = [
@@ -83,7 +85,7 @@ __all__ = [
     "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists", "CorruptDirectory",
     "HistoryError", "HistoryMismatch", "LogicError", "LogicRefused", "BadArguments", "RateStoreError",
     "ClientError", "TransportError", "VerificationError", "RemoteRejected",
-    "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
+    "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
 ]
 
 __getattr__, __dir__ = attach(__name__, {name: module for module, names in _EXPORTS.items()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -176,6 +177,28 @@ def demo_policy() -> str:
     time) and write and list files under ``inbox/``; nothing else is allowed.
     """
     return DEMO_POLICY
+
+
+# -- TLS certificates --------------------------------------------------------------------
+
+
+def make_self_signed(directory: Path, name: str = "") -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for localhost/127.0.0.1 and its key, made by ``openssl``:
+    ``directory/{name}cert.pem`` and ``directory/{name}key.pem``. Skips the test without openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = directory / f"{name}cert.pem", directory / f"{name}key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def self_signed() -> Callable[..., tuple[Path, Path]]:
+    """``self_signed(directory, name="")``: a test certificate and key (see :func:`make_self_signed`)."""
+    return make_self_signed
 
 
 # -- the debug build of the guest runtime ---------------------------------------------

@@ -19,6 +19,7 @@ In the order a request arrives::
     _accept      accepting on a socket several worker processes share, balanced by open connections
     _supervisor  ``serve --workers N``: N worker processes on one address, restarted, drained
     _isolated    isolated mode: one child worker per peer, a router in front
+    _startup     ``serve``'s start-up checks (root, peers, TLS, the peers' locks, the address): ``ServeError``
     _localchan   isolated mode's channel: length-prefixed frames on a socketpair, router and child ends
     _child       an isolated-mode child: one peer's Worker served over the channel
 
@@ -47,11 +48,12 @@ if TYPE_CHECKING:
     from ._isolated import run_isolated
     from ._localchan import ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, FrameError
     from ._shared import run_shared
+    from ._startup import ServeError, StartupFailure
     from ._worker import Worker
 
 __all__ = ["AsyncClient", "Client", "ClientError", "RemoteRejected", "TransportError", "VerificationError",
            "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
-           "run_isolated", "Worker", "run_shared"]
+           "run_isolated", "Worker", "run_shared", "ServeError", "StartupFailure"]
 
 __getattr__, __dir__ = attach(__name__, {
     "AsyncClient": "._client",
@@ -68,4 +70,6 @@ __getattr__, __dir__ = attach(__name__, {
     "run_isolated": "._isolated",
     "Worker": "._worker",
     "run_shared": "._shared",
+    "ServeError": "._startup",
+    "StartupFailure": "._startup",
 })

@@ -41,7 +41,8 @@ from ..peer import PeerStore
 from ._child import child_command
 from ._endpoints import DENIED_ACTION, RETRY_LATER, Endpoints, error_response
 from ._localchan import FRAME_SLACK, VERIFIED_SIGNER, ChannelClient, ChannelError, FrameError
-from ._serving import parse_listen, serve_app, tls_context
+from ._serving import serve_app
+from ._startup import ServeError, StartupFailure, prepare, run_serving
 
 __all__ = ["Router", "serve_isolated", "run_isolated"]
 
@@ -224,14 +225,18 @@ async def _pump(child: _Child, channel: ChannelClient, proc: trio.Process) -> No
 
 
 async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: float,
-                     max_request: int = ServerLimits().max_body + FRAME_SLACK,
+                     max_request: int = ServerLimits().max_body + FRAME_SLACK, inherit: tuple[int, ...] = (),
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Keep ``child`` running: start it on a fresh channel, wait for its HELLO, restart it with
     backoff when it exits (or breaks its channel, or does not start within :data:`START_TIMEOUT`).
 
-    Reports started after the first attempt (up or failed). Cancel to stop
-    it (its channel closes, which a child takes as its cue to exit; SIGTERM,
-    SIGKILL after ``grace``).
+    Reports started once the first start said HELLO; raises
+    :class:`~peerbox.net._startup.ServeError` (``WORKER``) if it did not (it
+    exited, or hung and was killed): a child that cannot start at all is a
+    start-up failure of the whole serve, not a peer to answer 503 for. Cancel
+    to stop it (its channel closes, which a child takes as its cue to exit;
+    SIGTERM, SIGKILL after ``grace``). ``inherit``: more descriptors the
+    child keeps open (the peers' start-up locks).
     """
     backoff = 0.1
     reported = False
@@ -243,7 +248,8 @@ async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: f
             # Its own session: a terminal's Ctrl-C reaches only the supervisor, which stops the
             # children itself; the channel's end tells a child its supervisor is gone.
             proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL,
-                                                    pass_fds=(theirs.fileno(),), start_new_session=True)
+                                                    pass_fds=(theirs.fileno(), *inherit),
+                                                    start_new_session=True)
         except BaseException:
             ours.close()
             raise
@@ -260,8 +266,14 @@ async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: f
                 with trio.move_on_after(START_TIMEOUT):
                     if await channel.wait_ready():
                         child.channel = channel
-                if child.channel is None and proc.returncode is None:
+                hung = child.channel is None and proc.returncode is None
+                if hung:
                     proc.kill()  # no HELLO in time: stuck starting
+                if not reported and child.channel is None:
+                    code = await proc.wait()
+                    what = f"did not start within {START_TIMEOUT:g} s" if hung else f"exited with code {code}"
+                    raise ServeError(StartupFailure.WORKER,
+                                     f"the worker of {child.name} {what} before serving", peer=child.name)
                 if not reported:
                     reported = True
                     task_status.started()
@@ -285,12 +297,18 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
                          ssl_context: ssl.SSLContext | None = None, limits: ServerLimits | None = None,
                          port_file: str | None = None, max_runs: int | None = None, quiet: bool = False,
                          handle_signals: bool = True, grace: float = 10.0, timeout: float = 120.0,
+                         sock: socket.socket | None = None, inherit: tuple[int, ...] = (),
                          task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-    """Isolated mode: one supervised child worker per peer, a :class:`Router` on ``host:port``.
+    """Isolated mode: one supervised child worker per peer, a :class:`Router` on ``host:port``
+    (or on the listening ``sock``, bound already and left open; ``host`` and ``port`` are then
+    only shown).
 
     ``timeout``: how long the router waits for a child's answer before it
-    answers 503. Raises :class:`~peerbox.UsageError` for an unknown peer
-    (checked before any child starts). On exit every child is stopped.
+    answers 503. ``inherit``: descriptors every child keeps open (the peers'
+    start-up locks). Raises :class:`~peerbox.UsageError` for an unknown peer
+    (checked before any child starts) and :class:`~peerbox.net._startup.ServeError`
+    if a child does not start (before anything is served or printed). On exit
+    every child is stopped.
     """
     store = PeerStore(root)
     chosen = [store.get(n) for n in peers] if peers is not None else store.list()
@@ -313,7 +331,7 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
                         async with booting:
                             await nursery.start(functools.partial(
                                 _supervise, str(store.root), child, max_runs=max_runs, grace=grace,
-                                max_request=max_request))
+                                max_request=max_request, inherit=inherit))
 
                     async with trio.open_nursery() as starting:  # a few at once: boot is not N x one child
                         for child in children:
@@ -322,7 +340,7 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
                     await serve_app(router.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
                                     port_file=port_file,
                                     banner=None if quiet else f"peers: {names}; isolated, one process each",
-                                    handle_signals=handle_signals, task_status=task_status)
+                                    handle_signals=handle_signals, sock=sock, task_status=task_status)
                     nursery.cancel_scope.cancel()  # a signal: stop the children
         finally:
             finished.set()
@@ -343,9 +361,16 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
 def run_isolated(root: str | None, peers: list[str] | None, listen: str, *,
                  tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
                  max_runs: int | None = None, quiet: bool = False) -> int:
-    """``peerbox serve --mode isolated``: serve until SIGINT/SIGTERM, stop the children, exit 0."""
-    host, port = parse_listen(listen)
-    ctx = tls_context(tls_cert, tls_key)
-    trio.run(functools.partial(serve_isolated, root, peers, host=host, port=port, ssl_context=ctx,
-                               port_file=port_file, max_runs=max_runs, quiet=quiet))
+    """``peerbox serve --mode isolated``: serve until SIGINT/SIGTERM, stop the children, exit 0.
+
+    Every start-up check runs first, in this process (:func:`~peerbox.net._startup.prepare`:
+    peers, TLS, the peers' locks, the address); raises
+    :class:`~peerbox.net._startup.ServeError` (exit 2) for any of them, or for a
+    child that does not start, before "listening on" is printed.
+    """
+    with prepare(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key) as started:
+        run_serving(functools.partial(serve_isolated, str(started.store.root), started.names,
+                                      host=started.host, port=started.port, ssl_context=started.ssl_context,
+                                      port_file=port_file, max_runs=max_runs, quiet=quiet, sock=started.sock,
+                                      inherit=started.lock_fds))
     return 0

@@ -23,6 +23,7 @@ import socket
 import ssl
 import sys
 import threading
+from collections.abc import AsyncIterator
 
 import trio
 
@@ -65,35 +66,52 @@ async def serve_app(
     (written atomically, removed on exit); prints ``listening on URL
     (banner)`` to stderr. On a signal: stop accepting, GOAWAY, in-flight app
     calls get ``limits.shutdown_grace`` (see :func:`peerbox.net._h2server.serve`),
-    then return. Raises ``OSError`` if the address cannot be bound.
+    then return. Raises ``OSError`` if the address cannot be bound (``sock`` None).
     """
     chosen = limits if limits is not None else ServerLimits()
     try:
-        async with trio.open_nursery() as nursery:
-            actual: int = await nursery.start(functools.partial(
-                serve, app, host=host, port=port, limits=chosen, ssl_context=ssl_context) if sock is None
-                else functools.partial(serve_shared_socket, app, sock, limits=chosen, ssl_context=ssl_context,
-                                       board=board))
-            if port_file:
-                write_port_file(port_file, actual)
-            if banner is not None:
-                scheme = "https" if ssl_context is not None else "http"
-                shown = f"[{host}]" if ":" in host else host
-                print(f"listening on {scheme}://{shown}:{actual} ({banner})", file=sys.stderr, flush=True)
-            task_status.started(actual)
-            stop = trio.Event()
-            if handle_signals and threading.current_thread() is threading.main_thread():
-                nursery.start_soon(_until_signal, stop)
-            if stop_on_stdin_eof:
-                nursery.start_soon(_until_stdin_eof, stop)
-            await stop.wait()
-            nursery.cancel_scope.cancel()
+        with contextlib.ExitStack() as stack:
+            # Listening for signals before the port is reported: a SIGTERM sent as soon as the
+            # port file appears must stop the server cleanly, not kill it.
+            signals = (stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+                       if handle_signals and threading.current_thread() is threading.main_thread() else None)
+            await _serve_until_stopped(app, host=host, port=port, ssl_context=ssl_context, limits=chosen,
+                                       port_file=port_file, banner=banner, signals=signals,
+                                       stop_on_stdin_eof=stop_on_stdin_eof, sock=sock, board=board,
+                                       task_status=task_status)
     finally:
         if port_file:
             try:
                 os.unlink(port_file)
             except OSError:
                 pass
+
+
+async def _serve_until_stopped(app: App, *, host: str, port: int, ssl_context: ssl.SSLContext | None,
+                               limits: ServerLimits, port_file: str | None, banner: str | None,
+                               signals: AsyncIterator[int] | None, stop_on_stdin_eof: bool,
+                               sock: socket.socket | None, board: ConnectionBoard | None,
+                               task_status: trio.TaskStatus[int]) -> None:
+    """:func:`serve_app`'s body: serve, report the port, wait for a signal from ``signals`` (or stdin EOF)."""
+    async with trio.open_nursery() as nursery:
+        actual: int = await nursery.start(functools.partial(
+            serve, app, host=host, port=port, limits=limits, ssl_context=ssl_context) if sock is None
+            else functools.partial(serve_shared_socket, app, sock, limits=limits, ssl_context=ssl_context,
+                                   board=board))
+        if port_file:
+            write_port_file(port_file, actual)
+        if banner is not None:
+            scheme = "https" if ssl_context is not None else "http"
+            shown = f"[{host}]" if ":" in host else host
+            print(f"listening on {scheme}://{shown}:{actual} ({banner})", file=sys.stderr, flush=True)
+        task_status.started(actual)
+        stop = trio.Event()
+        if signals is not None:
+            nursery.start_soon(_until_signal, signals, stop)
+        if stop_on_stdin_eof:
+            nursery.start_soon(_until_stdin_eof, stop)
+        await stop.wait()
+        nursery.cancel_scope.cancel()
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -121,11 +139,10 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _until_signal(stop: trio.Event) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            stop.set()
-            return
+async def _until_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
+    async for _ in signals:
+        stop.set()
+        return
 
 
 async def _until_stdin_eof(stop: trio.Event) -> None:

@@ -31,6 +31,7 @@ from ._endpoints import JSON, PROM
 from ._h2server import HttpRequest, HttpResponse, ServerLimits
 from ._metrics import Metrics, render_processes
 from ._serving import parse_listen, serve_app, tls_context
+from ._startup import prepare, run_serving
 from ._supervisor import default_workers, run_supervisor
 from ._worker import Worker
 
@@ -139,18 +140,20 @@ async def publish_metrics(metrics: Metrics, path: str, interval: float = PUBLISH
 async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
                        limits: ServerLimits | None = None, port_file: str | None = None, quiet: bool = False,
                        handle_signals: bool = True, grace: float = 10.0, stop_on_stdin_eof: bool = False,
-                       slot: WorkerSlot | None = None,
+                       slot: WorkerSlot | None = None, sock: socket.socket | None = None,
                        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve a shared-mode :class:`Worker`; on shutdown wait ``grace`` s for runs still on threads.
 
     (Runs whose stream was reset are not app calls anymore, so the server's
     own grace does not cover them; nothing is closed under a running guest.)
     With ``slot`` (a process of ``serve --workers N``): serve on the inherited
-    listening socket, and publish this process's metrics for the others.
+    listening socket, and publish this process's metrics for the others. ``sock``
+    (without ``slot``): a listening socket bound already (left open: its owner closes it).
     """
     names = ", ".join(n for n, _ in worker.peers) or "none"
     front = ProcessApp(worker, slot)
-    sock = None if slot is None else socket.socket(fileno=slot.fd)
+    inherited = None if slot is None else socket.socket(fileno=slot.fd)
+    sock = inherited or sock
     board = None
     if slot is not None:
         try:
@@ -169,8 +172,8 @@ async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl
     finally:
         with trio.CancelScope(shield=True):
             await worker.drain(grace)
-        if sock is not None:
-            sock.close()
+        if inherited is not None:
+            inherited.close()
         if board is not None:
             board.close()
 
@@ -189,8 +192,10 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
     this is one of them (it follows its supervisor through stdin too, and answers
     clients directly). ``exit_with_parent`` (the hidden ``--exit-with-parent``)
     is given to isolated mode's children only: their answers go to its router, so they
-    name denied actions for it too. Raises :class:`~peerbox.UsageError` for a bad
-    address, TLS files or peer.
+    name denied actions for it too. Raises :class:`~peerbox.net._startup.ServeError`
+    (exit 2) for whatever keeps it from starting: the root, a peer, the TLS files, a peer
+    served by another process, the address (:func:`~peerbox.net._startup.prepare`, in the
+    top-level process only: a supervised process trusts its supervisor's checks).
     """
     given = [listen_fd is not None, worker_index is not None, worker_dir is not None]
     if any(given) and not all(given):
@@ -201,14 +206,25 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
     if workers > 1 and slot is None:
         return run_supervisor(root, peers, listen, workers=workers, tls_cert=tls_cert, tls_key=tls_key,
                               port_file=port_file, max_runs=max_runs, quiet=quiet)
-    host, port = parse_listen(listen)
-    ctx = tls_context(tls_cert, tls_key)
-    worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent)
-    try:
-        trio.run(functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
-                                   port_file=port_file, quiet=quiet, slot=slot,
-                                   stop_on_stdin_eof=exit_with_parent or slot is not None))
-    finally:
-        if worker.idle:
-            worker.close()  # else a run is still going: leave its files to the process exit
+    if slot is not None or exit_with_parent:  # started by a supervisor, which checked and holds the peers
+        host, port = parse_listen(listen)
+        ctx = tls_context(tls_cert, tls_key)
+        worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent)
+        serving = functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
+                                    port_file=port_file, quiet=quiet, slot=slot, stop_on_stdin_eof=True)
+        try:
+            run_serving(serving)
+        finally:
+            if worker.idle:
+                worker.close()  # else a run is still going: leave its files to the process exit
+        return 0
+    with prepare(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key) as started:
+        worker = Worker(started.store.root, started.names, max_runs=max_runs)
+        try:
+            run_serving(functools.partial(serve_worker, worker, host=started.host, port=started.port,
+                                          ssl_context=started.ssl_context, port_file=port_file, quiet=quiet,
+                                          sock=started.sock))
+        finally:
+            if worker.idle:
+                worker.close()  # else a run is still going: leave its files to the process exit
     return 0

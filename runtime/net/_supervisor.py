@@ -21,7 +21,8 @@ Lifecycle:
   (0.1 s doubling to 5 s; reset once a child has run 30 s), under the same
   index; a child that fails before it ever served (a bad peer or TLS file:
   checked by the supervisor first, so rare) stops them all, and the
-  supervisor exits with its code;
+  supervisor fails with a :class:`~peerbox.net._startup.ServeError` (exit 2)
+  naming it, before "listening on" is printed;
 * SIGINT/SIGTERM: stop; every child gets SIGTERM (a graceful drain: stop
   accepting, finish runs in flight, up to 10 s) and is killed if it has not
   exited after ``grace`` s more; then exit 0. Children run in their own
@@ -34,6 +35,7 @@ creates and removes (:mod:`peerbox.net._shared`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -42,13 +44,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 
 import trio
 
 from .._errors import UsageError
-from ..peer import PeerStore
 from ._accept import ConnectionBoard
-from ._serving import listen_socket, parse_listen, tls_context, write_port_file
+from ._serving import write_port_file
+from ._startup import ServeError, StartupFailure, prepare, run_serving
 
 __all__ = ["run_supervisor", "supervise", "default_workers"]
 
@@ -76,12 +79,10 @@ class _Child:
     ready: bool = False
 
 
-class _BootFailure(Exception):
-    """A child exited before it ever served: stop everything and exit with its code."""
-
-    def __init__(self, index: int, code: int) -> None:
-        super().__init__(f"worker process {index} exited with code {code} before serving")
-        self.index, self.code = index, code
+def _boot_failure(index: int, code: int | None) -> ServeError:
+    """A child exited (``code``; None: still starting after :data:`START_TIMEOUT`) before it ever served."""
+    what = f"did not start within {START_TIMEOUT:g} s" if code is None else f"exited with code {code}"
+    return ServeError(StartupFailure.WORKER, f"worker process {index} {what} before serving")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +96,7 @@ class _Config:
     tls_key: str | None
     max_runs: int | None
     grace: float
+    inherit: tuple[int, ...] = ()  # the peers' lock descriptors: held while any child lives
 
     def command(self, child: _Child) -> list[str]:
         """The child's command line (``--listen`` only names the host: the socket is ``--listen-fd``)."""
@@ -136,7 +138,7 @@ async def _keep(config: _Config, child: _Child,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Keep ``child`` running: start it, wait until it serves, restart it with backoff when it exits.
 
-    Reports started once the first start serves. Raises :class:`_BootFailure` if the first
+    Reports started once the first start serves. Raises :class:`ServeError` if the first
     start exits (or does not serve within :data:`START_TIMEOUT`). Cancel to stop it (SIGTERM,
     then SIGKILL after ``config.grace``).
     """
@@ -149,7 +151,8 @@ async def _keep(config: _Config, child: _Child,
         # Its own session: a terminal's Ctrl-C reaches the supervisor, which stops the children
         # itself; stdin is a pipe whose end tells a child its supervisor is gone.
         proc = await trio.lowlevel.open_process(config.command(child), stdin=subprocess.PIPE,
-                                                start_new_session=True, pass_fds=(config.fd,))
+                                                start_new_session=True,
+                                                pass_fds=(config.fd, *config.inherit))
         child.process, child.ready = proc, False
         child.starts += 1
         began = trio.current_time()
@@ -162,7 +165,7 @@ async def _keep(config: _Config, child: _Child,
                 if child.starts == 1:
                     task_status.started()
             elif child.starts == 1:
-                raise _BootFailure(child.index, 1 if proc.returncode is None else proc.returncode)
+                raise _boot_failure(child.index, proc.returncode)
             await proc.wait()
         finally:
             child.ready = False
@@ -180,31 +183,31 @@ async def supervise(config: _Config, workers: int, *, port: int, port_file: str 
                     handle_signals: bool = True,
                     task_status: trio.TaskStatus[list[_Child]] = trio.TASK_STATUS_IGNORED) -> int:
     """Start ``workers`` children on ``config.fd``, keep them running until SIGINT/SIGTERM (or
-    cancellation), stop them; the exit code (0, or a child's code if one failed to start).
+    cancellation), stop them; the exit code (0).
 
-    Writes ``port_file`` and prints ``banner`` once every child serves.
+    Writes ``port_file`` and prints ``banner`` once every child serves. Raises
+    :class:`~peerbox.net._startup.ServeError` (in trio's exception group) if a child
+    fails before it served: the others are stopped, nothing was written or printed.
     """
     children = [_Child(i, os.path.join(config.runtime_dir, f"worker-{i}.ready")) for i in range(workers)]
     ConnectionBoard.create(ConnectionBoard.path_in(config.runtime_dir), workers)
     try:
-        async with trio.open_nursery() as nursery:
-            for child in children:
-                await nursery.start(_keep, config, child)
-            if port_file:
-                write_port_file(port_file, port)
-            if banner is not None:
-                print(banner, file=sys.stderr, flush=True)
-            task_status.started(children)
-            if handle_signals:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        break
-            else:
-                await trio.sleep_forever()
-            nursery.cancel_scope.cancel()  # each _keep stops its child: SIGTERM, a drain, SIGKILL late
-    except _BootFailure as exc:
-        print(f"peerbox serve: {exc}; stopping", file=sys.stderr, flush=True)
-        return exc.code if exc.code > 0 else 1
+        with contextlib.ExitStack() as stack:
+            # Signals are taken from the start: one during the boot stops it, one as soon as the
+            # port file appears stops cleanly (it would kill the process before the receiver opened).
+            signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)) \
+                if handle_signals else None
+            async with trio.open_nursery() as nursery:
+                if signals is not None:
+                    nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
+                for child in children:
+                    await nursery.start(_keep, config, child)
+                if port_file:
+                    write_port_file(port_file, port)
+                if banner is not None:
+                    print(banner, file=sys.stderr, flush=True)
+                task_status.started(children)
+                await trio.sleep_forever()  # each _keep stops its child when cancelled: SIGTERM, a drain
     finally:
         if port_file:
             try:
@@ -214,34 +217,35 @@ async def supervise(config: _Config, workers: int, *, port: int, port_file: str 
     return 0
 
 
+async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` at the first signal ``signals`` delivers."""
+    async for _ in signals:
+        scope.cancel()
+        return
+
+
 def run_supervisor(root: str | None, peers: list[str] | None, listen: str, *, workers: int,
                    tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
                    max_runs: int | None = None, quiet: bool = False, grace: float = 15.0) -> int:
     """``peerbox serve --workers N`` (N > 1): bind, start N worker processes, supervise until a signal.
 
-    Checks the address, the TLS files and the peers before any child starts (raising
-    :class:`~peerbox.UsageError`); returns 0 after a clean stop, or the code of a child that
-    failed before it served. ``grace``: how long a child may drain after SIGTERM before SIGKILL.
+    Checks the address, the TLS files and the peers, takes the peers' locks and binds before
+    any child starts (:func:`~peerbox.net._startup.prepare`: a :class:`~peerbox.net._startup.ServeError`,
+    exit 2); returns 0 after a clean stop, raises ``ServeError`` if a child failed before it
+    served. ``grace``: how long a child may drain after SIGTERM before SIGKILL.
     """
     if workers < 1:
         raise UsageError("--workers must be at least 1")
-    host, port = parse_listen(listen)
-    tls_context(tls_cert, tls_key)  # the children load them; a bad file is a usage error here
-    store = PeerStore(root)
-    chosen = [store.get(n) for n in peers] if peers is not None else store.list()
-    names = ", ".join(p.name for p in chosen) or "none"
-    sock = listen_socket(host, port)
-    runtime_dir = tempfile.mkdtemp(prefix="peerbox-serve-")
-    try:
-        actual = int(sock.getsockname()[1])
-        scheme = "https" if tls_cert is not None else "http"
-        shown = f"[{host}]" if ":" in host else host
-        banner = None if quiet else f"listening on {scheme}://{shown}:{actual} (peers: {names})"
-        config = _Config(str(store.root), peers, host, sock.fileno(), runtime_dir,
-                         tls_cert, tls_key, max_runs, grace)
-        code: int = trio.run(functools.partial(supervise, config, workers, port=actual, port_file=port_file,
-                                               banner=banner))
-        return code
-    finally:
-        sock.close()
-        shutil.rmtree(runtime_dir, ignore_errors=True)
+    with prepare(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key) as started:
+        assert started.sock is not None
+        runtime_dir = tempfile.mkdtemp(prefix="peerbox-serve-")
+        try:
+            banner = None if quiet else f"listening on {started.url} (peers: {', '.join(started.names)})"
+            config = _Config(str(started.store.root), started.names if peers is not None else None,
+                             started.host, started.sock.fileno(), runtime_dir, tls_cert, tls_key, max_runs,
+                             grace, started.lock_fds)
+            run_serving(functools.partial(supervise, config, workers, port=started.port, port_file=port_file,
+                                          banner=banner))
+            return 0
+        finally:
+            shutil.rmtree(runtime_dir, ignore_errors=True)

@@ -4,6 +4,7 @@ one connection, a stranger denied, and an untrusted certificate refused.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,28 +35,15 @@ def _real_app(world: World, conn_ids: set[int]) -> Any:
     return app
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    import subprocess
-
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return cert, key
-
-
 @pytest.mark.parametrize("tls", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["h2c", "tls"])
-async def test_against_the_real_h2_server(world: World, tmp_path: Path, tls: bool) -> None:
+async def test_against_the_real_h2_server(world: World, tmp_path: Path, tls: bool,
+                                          self_signed: Callable[[Path], tuple[Path, Path]]) -> None:
     import ssl
-    import shutil
 
     _h2server = pytest.importorskip("peerbox.net._h2server")
     server_ctx = client_ctx = None
     if tls:
-        if shutil.which("openssl") is None:
-            pytest.skip("openssl is needed to make a test certificate")
-        cert, key = _self_signed(tmp_path)
+        cert, key = self_signed(tmp_path)
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ctx.load_cert_chain(cert, key)
         client_ctx = ssl.create_default_context(cafile=str(cert))
@@ -83,14 +71,12 @@ async def test_against_the_real_h2_server(world: World, tmp_path: Path, tls: boo
 
 
 @pytest.mark.slow
-async def test_tls_to_a_server_with_an_untrusted_certificate_fails(world: World, tmp_path: Path) -> None:
+async def test_tls_to_a_server_with_an_untrusted_certificate_fails(
+        world: World, tmp_path: Path, self_signed: Callable[[Path], tuple[Path, Path]]) -> None:
     import ssl
-    import shutil
 
     _h2server = pytest.importorskip("peerbox.net._h2server")
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
     async with trio.open_nursery() as nursery:

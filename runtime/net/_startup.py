@@ -1,0 +1,302 @@
+"""``peerbox serve``'s start-up: every check that can fail, done before anything is served.
+
+:func:`prepare` is the one place where the top-level serve process (the only
+process with ``--workers 1``, the supervisor with ``--workers N``, the router
+in isolated mode) turns its arguments into what it serves, in this order:
+
+1. ``--listen`` parses;
+2. the root exists and is readable, and each named peer exists (``--all``:
+   at least one peer loads);
+3. ``--tls-cert``/``--tls-key`` are readable PEM and the key matches the
+   certificate;
+4. no other ``peerbox serve`` serves any of these peers: each peer's
+   :class:`PeerLock` (a non-blocking ``flock`` on ``<peer dir>/serve.lock``);
+5. the address is bound and listening (:func:`~peerbox.net._serving.listen_socket`).
+
+Each failure is a :class:`ServeError` (exit 2) whose ``failure`` says which
+step, raised before any child process starts, any port file is written or
+"listening on" is printed; whatever was taken before it (locks) is released.
+What is left to fail later is a child or worker process that does not start
+(``StartupFailure.WORKER``), which the supervisor and the router raise, and
+which :func:`run_serving` lets out of ``trio.run`` as itself rather than
+wrapped in an exception group.
+
+The lock is held for the life of the serving process tree: the top-level
+process takes it and its children inherit the descriptor (``pass_fds``), so
+it is released when the last of them exits, by the kernel on a crash too.
+The file stays (removing it would race another process opening it); it
+records the holder's pid and URL for the message a second serve prints, and
+is emptied on a clean exit. A stale file never blocks a start: only a held
+lock does.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import fcntl
+import os
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from .._errors import Error, UsageError
+from ..peer import Peer, PeerError, PeerNotFound, PeerStore, RootNotFound
+from ._serving import listen_socket, parse_listen, tls_context
+
+__all__ = ["ServeError", "StartupFailure", "PeerLock", "Startup", "prepare", "run_serving", "LOCK_FILE"]
+
+#: The lock file in each served peer's directory.
+LOCK_FILE = "serve.lock"
+
+
+class StartupFailure(enum.Enum):
+    """Which start-up check of ``peerbox serve`` failed."""
+
+    ROOT = "root"  # the root is missing or unreadable
+    PEER = "peer"  # a named peer does not exist or does not load; no peer at all
+    TLS = "tls"  # --tls-cert/--tls-key unreadable, not PEM, or not a pair
+    PEER_SERVED = "peer_served"  # another peerbox serve holds the peer's lock
+    ADDRESS = "address"  # --listen cannot be bound (in use, not a local address, unknown host)
+    WORKER = "worker"  # a worker or isolated child process exited (or hung) before it served
+
+
+class ServeError(UsageError):
+    """``peerbox serve`` cannot start: ``failure`` names the check, the message what and where.
+
+    Exit code 2, like every usage error: the operator's setup is to fix,
+    not peerbox. ``peer`` is the peer concerned, if one is.
+    """
+
+    exit_code = 2
+
+    def __init__(self, failure: StartupFailure, message: str, *, peer: str | None = None) -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.peer = peer
+
+
+class PeerLock:
+    """The exclusive claim of one ``peerbox serve`` process tree on one peer (``<peer dir>/serve.lock``).
+
+    :meth:`acquire` takes a non-blocking ``flock``; the descriptor is left
+    open (and may be inherited by children) until :meth:`release`. Raises
+    :class:`ServeError` (``PEER_SERVED``) when another process holds it.
+    """
+
+    def __init__(self, name: str, peer_dir: Path) -> None:
+        self.name = name
+        self.path = peer_dir / LOCK_FILE
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock and record this process's pid in it. Raises :class:`ServeError`."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise ServeError(StartupFailure.PEER, f"cannot open {self.path}: {exc.strerror or exc}",
+                             peer=self.name) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ServeError(StartupFailure.PEER_SERVED,
+                                 f"peer {self.name!r} is already served by another `peerbox serve`"
+                                 f"{holder} (lock {self.path})", peer=self.name) from exc
+            raise ServeError(StartupFailure.PEER, f"cannot lock {self.path}: {exc.strerror or exc}",
+                             peer=self.name) from exc
+        self.fd = fd
+        self.record(None)
+
+    def record(self, url: str | None) -> None:
+        """Write this process's pid (and ``url``, once bound) into the lock file (best effort)."""
+        if self.fd is None:
+            return
+        text = f"pid={os.getpid()}\n" + (f"url={url}\n" if url else "")
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, text.encode(), 0)
+        except OSError:
+            pass  # only the message of a second serve would miss it
+
+    def release(self) -> None:
+        """Empty the file and drop the lock (children that inherited it keep it until they exit)."""
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> str:
+    """``" (pid N, URL)"`` from a held lock file, or ``""`` if it says nothing readable."""
+    try:
+        text = os.pread(fd, 512, 0).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    parts = [f"pid {fields['pid']}"] if fields.get("pid", "").isdigit() else []
+    if fields.get("url", "").startswith(("http://", "https://")):
+        parts.append(fields["url"])
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+@dataclass(eq=False)
+class Startup:
+    """What :func:`prepare` checked and holds: close it (or use ``with``) to release the socket and locks."""
+
+    store: PeerStore
+    peers: list[Peer]
+    host: str
+    port: int
+    ssl_context: ssl.SSLContext | None
+    sock: socket.socket | None
+    locks: list[PeerLock] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """``http(s)://HOST:PORT`` of the bound socket."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{shown}:{self.port}"
+
+    @property
+    def names(self) -> list[str]:
+        """The served peers' names, in order."""
+        return [p.name for p in self.peers]
+
+    @property
+    def lock_fds(self) -> tuple[int, ...]:
+        """The locks' descriptors, for children to inherit (``pass_fds``)."""
+        return tuple(lock.fd for lock in self.locks if lock.fd is not None)
+
+    def close(self) -> None:
+        """Close the socket and release the locks (idempotent)."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        for lock in self.locks:
+            lock.release()
+
+    def __enter__(self) -> Startup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _peers(root: str | None, names: Sequence[str] | None) -> tuple[PeerStore, list[Peer]]:
+    try:
+        store = PeerStore(root)
+        if names is None:
+            chosen = store.list()
+            if not chosen:
+                raise ServeError(StartupFailure.PEER, f"no peers under {store.root} to serve "
+                                 "(create one with `peerbox init NAME`)")
+            return store, chosen
+        return store, [store.get(n) for n in dict.fromkeys(names)]
+    except RootNotFound as exc:
+        raise ServeError(StartupFailure.ROOT, str(exc)) from exc
+    except PeerNotFound as exc:
+        raise ServeError(StartupFailure.PEER, str(exc), peer=exc.peer) from exc
+    except PeerError as exc:
+        raise ServeError(StartupFailure.ROOT if exc.peer is None else StartupFailure.PEER, str(exc),
+                         peer=exc.peer) from exc
+
+
+def _tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """:func:`tls_context`, after checking each file on its own so the message names the one at fault."""
+    if cert is None or key is None:
+        return tls_context(cert, key)  # None, or "--tls-cert and --tls-key go together"
+    for flag, path, marker in (("--tls-cert", cert, b"-----BEGIN CERTIFICATE-----"),
+                               ("--tls-key", key, b"PRIVATE KEY-----")):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 20)
+        except OSError as exc:
+            raise ServeError(StartupFailure.TLS, f"{flag} {path}: {exc.strerror or exc}") from exc
+        if marker not in head:
+            what = "a PEM certificate" if flag == "--tls-cert" else "a PEM private key"
+            raise ServeError(StartupFailure.TLS, f"{flag} {path}: not {what}")
+    try:
+        return tls_context(cert, key)
+    except UsageError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLError) and "KEY_VALUES_MISMATCH" in str(cause):
+            raise ServeError(StartupFailure.TLS,
+                             f"--tls-key {key} is not the key of --tls-cert {cert}") from exc
+        reason = getattr(cause, "reason", None) or str(cause or exc)
+        raise ServeError(StartupFailure.TLS, f"cannot load --tls-cert {cert} with --tls-key {key}: "
+                         f"{reason}") from exc
+
+
+def prepare(root: str | None, peers: Sequence[str] | None, listen: str, *, tls_cert: str | None = None,
+            tls_key: str | None = None, lock: bool = True, bind: bool = True) -> Startup:
+    """Check everything ``peerbox serve`` needs, in the module's order; what it serves, held.
+
+    ``lock``: take each peer's :class:`PeerLock` (the top-level process only);
+    ``bind``: bind ``listen`` now (else ``sock`` is None and ``port`` the one asked).
+    Raises :class:`ServeError` (or :class:`~peerbox.UsageError` for a malformed
+    ``--listen``), having released whatever it took.
+    """
+    host, port = parse_listen(listen)
+    store, chosen = _peers(root, peers)
+    ctx = _tls(tls_cert, tls_key)
+    started = Startup(store, chosen, host, port, ctx, None)
+    try:
+        if lock:
+            for peer in chosen:
+                claim = PeerLock(peer.name, peer.paths.dir)
+                claim.acquire()
+                started.locks.append(claim)
+        if bind:
+            try:
+                started.sock = listen_socket(host, port)
+            except UsageError as exc:
+                raise ServeError(StartupFailure.ADDRESS, str(exc)) from exc
+            started.port = int(started.sock.getsockname()[1])
+            for claim in started.locks:
+                claim.record(started.url)
+    except BaseException:
+        started.close()
+        raise
+    return started
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> Error | None:
+    """The first peerbox :class:`Error` among ``group``'s leaves (nested groups included), if any."""
+    for exc in group.exceptions:
+        if isinstance(exc, Error):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_error(exc)
+            if found is not None:
+                return found
+    return None
+
+
+def run_serving(fn: Callable[[], Awaitable[object]]) -> None:
+    """``trio.run(fn)``, letting a peerbox :class:`Error` out as itself, not in an exception group.
+
+    trio's nurseries wrap what their tasks raise in ``ExceptionGroup``\\ s; a
+    start-up failure (:class:`ServeError`) raised by a supervised child's
+    task would reach the command as "internal error". The first peerbox error
+    of such a group is raised ``from`` the group; a group holding none (a
+    bug) is raised unchanged.
+    """
+    try:
+        trio.run(fn)
+    except BaseExceptionGroup as group:
+        found = _first_error(group)
+        if found is None:
+            raise
+        raise found from (found.__cause__ or group)
