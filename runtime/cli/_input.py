@@ -42,8 +42,8 @@ MAX_SCRIPT_BYTES = 1 << 20
 MAX_PARAMS_BYTES = 6 << 20
 #: The deepest nesting of arrays and objects in JSON params (the value nesting limit).
 MAX_JSON_DEPTH = 128
-#: The largest envelope ``handle`` and ``envelope inspect`` read (a worker's body limit).
-MAX_ENVELOPE_BYTES = 1 << 20
+#: The largest envelope ``handle`` and ``envelope inspect`` read (a worker's body limit, 8 MiB).
+MAX_ENVELOPE_BYTES = 8 << 20
 #: What a script read from stdin (``run -``, ``send -``) is called in messages and compile errors.
 STDIN_NAME = "<stdin>"
 #: How much of an input an error message shows.
