@@ -93,9 +93,11 @@ class World:
         return str(path)
 
 
-@pytest.fixture
-def world(tmp_path: Path, serving: Serving, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """alice and bob under one root, bob served by a real ``peerbox serve`` and in the directory."""
+@pytest.fixture(params=["shared"])
+def world(request: pytest.FixtureRequest, tmp_path: Path, serving: Serving,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """alice, carol and bob under one root, bob served by a real ``peerbox serve`` (in the mode the
+    parameter names, shared unless a test asks for isolated) and in the directory."""
     monkeypatch.delenv("PEERBOX_ROOT", raising=False)
     monkeypatch.setenv("PEERBOX_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "root"
@@ -105,7 +107,7 @@ def world(tmp_path: Path, serving: Serving, monkeypatch: pytest.MonkeyPatch) -> 
     bob = store.init("bob")
     bob.paths.policy.write_text(POLICY, encoding="utf-8")
     (bob.paths.logic / "greet.rhai").write_text(GREET, encoding="utf-8")
-    with serving(root, "--peers", "bob") as (port, _proc):
+    with serving(root, "--peers", "bob", "--mode", request.param) as (port, _proc):
         Directory(root).add("bob", bob.did, f"http://127.0.0.1:{port}")
         yield World(root, tmp_path)
 
@@ -155,6 +157,7 @@ def test_imports_of_the_targets_modules_are_left_to_the_target(world: World) -> 
 # ------------------------------------------------------------------ params from a file or stdin
 
 
+@pytest.mark.parametrize("world", ["shared", "isolated"], indirect=True)
 def test_a_3_mib_param_from_stdin_arrives_intact(world: World) -> None:
     text = "ab" * (3 << 19)                                            # 3 MiB
     job = world.script("len.rhai", "params.s.len()")
