@@ -132,7 +132,7 @@ demo: venv-run
 	$(VENV)/bin/peerbox run examples/notes.rhai --peer alice --root "$$root" --param text=hi >/dev/null && \
 	$(VENV)/bin/peerbox run examples/notes.rhai --peer alice --root "$$root" --param text=hello
 	@echo
-	@echo '$$ peerbox run examples/demo.rhai --param n=5 --json    # the value as one JSON document (log on stderr)'
+	@echo '$$ peerbox run examples/demo.rhai --param n=5 --json    # {value, log, usage} as one JSON document'
 	@$(VENV)/bin/peerbox run examples/demo.rhai --param n=5 --json
 	@echo
 	@echo '=== over the network: alice, bob and carol, a shared worker, HTTP/2, signed requests and replies, a published function ==='

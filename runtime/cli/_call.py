@@ -3,7 +3,8 @@
 ::
 
     peerbox call --from NAME --to NAME|DID MODULE::FUNCTION [--arg K=V]... [--args-json JSON]
-                 [--cap FILE]... [--json] [--timeout S] [--root DIR]
+                 [--params-file FILE|-] [--cap FILE]... [--json] [--timeout S] [--memory BYTES]
+                 [--fuel N] [--wait S] [--root DIR]
 
 A thin layer over :meth:`peerbox.AsyncClient.call`: it signs a
 ``peerbox/call`` request as local peer ``--from`` naming ``MODULE::FUNCTION``
@@ -15,7 +16,11 @@ caller's runs on the target: the arguments travel as plain values.
 Arguments: ``--arg K=V`` passes parameter ``K`` by name (``V`` is JSON if it
 parses, else a string, as ``--param`` of ``send``); ``--args-json`` is a JSON
 object (by name; ``--arg`` entries override it) or a JSON array (by
-position; then ``--arg`` is a usage error, since the two cannot be merged).
+position; then ``--arg`` is a usage error, since the two cannot be merged);
+``--params-file FILE|-`` is the same JSON read from a file or stdin (one of
+``--params-file`` and ``--args-json``, not both). ``--timeout``, ``--memory``
+and ``--fuel`` ask for the run's limits (the target's policy caps them),
+``--wait`` bounds the whole call; ``--json`` prints what ``run --json`` does.
 
 Exit codes: 0 ok, 2 usage or the target's ``bad_arguments`` (the arguments do
 not match the function) and ``no_such_function`` (nothing of that name is
@@ -34,11 +39,11 @@ from .. import net
 from .._errors import UsageError
 from ..peer import Directory, PeerStore
 from ..wire import Reply
-from ._args import parse_param
+from ._args import parse_param, read_params_file
 from ._input import MAX_PARAMS_BYTES, excerpt, loads_json
 from ._send import (
-    _MAX_CAP_FILE, _client_failure, _read, add_remote_arguments, print_value, reply_exit_code,
-    report_failed_reply,
+    _MAX_CAP_FILE, _client_failure, _read, add_remote_arguments, call_deadline, print_result, reply_exit_code,
+    report_failed_reply, requested_limits,
 )
 
 __all__ = ["add_parsers", "call_arguments", "split_function", "cmd_call", "COMMANDS"]
@@ -66,8 +71,10 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
                     help="an argument by name; V is parsed as JSON if it parses, else taken as a string")
     pc.add_argument("--args-json", metavar="JSON",
                     help="the arguments as one JSON object (by name; --arg overrides) or array (by position)")
+    pc.add_argument("--params-file", metavar="FILE",
+                    help="the arguments as in --args-json, read from FILE ('-': stdin)")
     add_remote_arguments(pc, cap_help="a capability token to present (e.g. granting call:inbox::deliver); "
-                         "repeatable")
+                         "repeatable", run_limits=True)
     pc.set_defaults(handler=cmd_call)
 
 
@@ -84,28 +91,38 @@ def split_function(text: str) -> tuple[str, str]:
     return module, function
 
 
-def call_arguments(args_json: str | None, items: list[str]) -> dict[str, Any] | list[Any]:
-    """The arguments of ``--args-json`` and every ``--arg K=V``: a dict by name or a list by position.
+def call_arguments(args_json: str | None, items: list[str],
+                   params_file: str | None = None) -> dict[str, Any] | list[Any]:
+    """The arguments of ``--args-json`` (or ``--params-file``) and every ``--arg K=V``: a dict by
+    name or a list by position.
 
     Raises :class:`UsageError` for JSON that is neither an object nor an array, an array combined
-    with ``--arg``, a malformed ``K=V``, or arguments over
+    with ``--arg``, both ``--args-json`` and ``--params-file``, a malformed ``K=V``, or arguments over
     :data:`~peerbox.cli._input.MAX_PARAMS_BYTES` in all (or nested too deep).
     """
     total = 0
     by_name: dict[str, Any] = {}
-    if args_json is not None:
+    loaded: Any = None
+    what = "--args-json"
+    if params_file is not None:
+        if args_json is not None:
+            raise UsageError("give the arguments in --args-json or in --params-file, not both")
+        loaded, total = read_params_file(params_file)
+        what = "--params-file"
+    elif args_json is not None:
         total += len(args_json)
         try:
             loaded = loads_json(args_json, "--args-json")
         except ValueError as exc:
             raise UsageError(f"--args-json is not valid JSON: {excerpt(str(exc), 200)}") from exc
+    if params_file is not None or args_json is not None:
         if isinstance(loaded, list):
             if items:
-                raise UsageError("--args-json gives the arguments by position (a JSON array): "
+                raise UsageError(f"{what} gives the arguments by position (a JSON array): "
                                  "--arg (by name) cannot be added to it; use a JSON object instead")
             return loaded
         if not isinstance(loaded, dict):
-            raise UsageError("--args-json must be a JSON object (by name) or array (by position)")
+            raise UsageError(f"{what} must be a JSON object (by name) or array (by position)")
         by_name.update(loaded)
     for item in items:
         total += len(item)
@@ -123,10 +140,10 @@ def cmd_call(args: argparse.Namespace) -> int:
     import trio  # here, not at the top: only commands that call a worker load trio and h2
 
     split_function(args.function)
-    arguments = call_arguments(args.args_json, args.arg)
+    limits = requested_limits(args)
+    deadline = call_deadline(args)
+    arguments = call_arguments(args.args_json, args.arg, args.params_file)
     caps = [_read(path, _MAX_CAP_FILE) for path in args.cap]
-    if not args.timeout > 0:
-        raise UsageError("--timeout must be a positive number of seconds")
     key = PeerStore(args.root).get(args.sender).signing_key()
     directory = Directory(args.root)
     entry = directory.resolve(args.to)
@@ -134,9 +151,10 @@ def cmd_call(args: argparse.Namespace) -> int:
     async def call() -> Reply:
         async with net.AsyncClient(key, directory) as client:
             if isinstance(arguments, list):
-                return await client.call(entry, args.function, *arguments, caps=caps, timeout=args.timeout)
+                return await client.call(entry, args.function, *arguments, caps=caps, limits=limits,
+                                         timeout=deadline)
             return await client.call(entry, args.function, params=arguments or None, caps=caps,
-                                     timeout=args.timeout)
+                                     limits=limits, timeout=deadline)
 
     try:
         reply = trio.run(call)
@@ -145,6 +163,6 @@ def cmd_call(args: argparse.Namespace) -> int:
     if reply.log:
         sys.stderr.write("".join(line + "\n" for line in reply.log))
     if reply.ok:
-        print_value(reply, args.json)
+        print_result(reply, args.json)
         return 0
     return report_failed_reply(entry.name, reply, reply_exit_code(reply, via="call"), args.json)

@@ -24,7 +24,9 @@ __all__ = [
     "MAX_PARAMS_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_ENVELOPE_BYTES",
+    "STDIN_NAME",
     "excerpt",
+    "source_name",
     "json_depth_ok",
     "loads_json",
     "read_input",
@@ -33,12 +35,17 @@ __all__ = [
 
 #: The largest script ``run``, ``compile``, ``envelope make`` and ``send`` read (a request's limit).
 MAX_SCRIPT_BYTES = 1 << 20
-#: The largest JSON text of params (``--params-json``, each ``--param`` value, and all of them).
-MAX_PARAMS_BYTES = 1 << 20
+#: The largest JSON text of params (``--params-file``, ``--params-json``, each ``--param`` value, and
+#: all of them together): 6 MiB, so that a 5 MiB string param fits, and params and a script of
+#: :data:`MAX_SCRIPT_BYTES` together fit in a worker's 8 MiB request body (JSON text is never shorter
+#: than the CBOR the envelope carries of it).
+MAX_PARAMS_BYTES = 6 << 20
 #: The deepest nesting of arrays and objects in JSON params (the value nesting limit).
 MAX_JSON_DEPTH = 128
-#: The largest envelope ``handle`` and ``envelope inspect`` read (a worker's body limit).
-MAX_ENVELOPE_BYTES = 1 << 20
+#: The largest envelope ``handle`` and ``envelope inspect`` read (a worker's body limit, 8 MiB).
+MAX_ENVELOPE_BYTES = 8 << 20
+#: What a script read from stdin (``run -``, ``send -``) is called in messages and compile errors.
+STDIN_NAME = "<stdin>"
 #: How much of an input an error message shows.
 EXCERPT = 80
 
@@ -48,6 +55,11 @@ def excerpt(text: str, limit: int = EXCERPT) -> str:
     if len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}... ({len(text) - limit} more characters)"
+
+
+def source_name(path: str) -> str:
+    """The name a script from ``path`` goes by in diagnostics: the path, or :data:`STDIN_NAME` for ``-``."""
+    return STDIN_NAME if path == "-" else path
 
 
 def read_input(path: str, limit: int, what: str) -> bytes:

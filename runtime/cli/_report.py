@@ -1,6 +1,12 @@
 """How a failed command is reported: one message on stderr (never a traceback), the exit code,
 and with ``--json`` one ``{"error": {...}}`` document on stdout.
 
+The success document of ``run --json``, ``send --json`` and ``call --json``
+is :func:`result_doc`: ``{"value", "log", "usage": {"fuel", "wall_ms",
+"peak_memory"}}`` (the keys of a signed reply's ``usage``; ``fuel`` is null
+when the run was not metered); a failure is ``{"error": {"type", "message",
+..., "exit_code"}}`` with the script's ``log`` when it ran.
+
 Exit codes: 0 ok, 2 usage error, 3 compile error, 4 runtime error, 5
 resource limit, 6 denied by a policy, 7 transport or verification failure,
 8 a logic history that does not check out (``logic``), 1 only for a bug in
@@ -21,7 +27,26 @@ from .._errors import Error, LimitExceeded, ScriptError, UsageError
 from ._args import ArgError
 from ._input import bound_message
 
-__all__ = ["report", "exit_code", "error_json", "render", "write_log"]
+__all__ = ["report", "exit_code", "error_json", "render", "write_log", "result_doc", "usage_doc", "emit_json"]
+
+
+def usage_doc(fuel: int | None, wall_ms: int, peak_memory: int) -> dict[str, int | None]:
+    """The ``usage`` of a JSON result: ``fuel`` (None when the run was not metered: a metered run
+    always uses some), ``wall_ms`` and ``peak_memory`` (bytes), the keys of a reply's ``usage``."""
+    return {"fuel": fuel or None, "wall_ms": wall_ms, "peak_memory": peak_memory}
+
+
+def result_doc(value: Any, log: Sequence[str], usage: dict[str, int | None]) -> dict[str, Any]:
+    """The one JSON document ``run``, ``send`` and ``call`` print with ``--json`` on success:
+    ``{"value": ..., "log": [...], "usage": {...}}``, the value made JSON-safe
+    (:func:`peerbox.run.json_safe`: ``()`` is null, blobs base64, NaN and ±inf null)."""
+    return {"value": run.json_safe(value), "log": list(log), "usage": usage}
+
+
+def emit_json(doc: object) -> None:
+    """Write ``doc`` as one line of JSON on stdout (UTF-8, no NaN)."""
+    sys.stdout.write(json.dumps(doc, ensure_ascii=False, allow_nan=False, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def write_log(log: Sequence[str]) -> None:
@@ -44,10 +69,10 @@ def error_json(err: BaseException) -> dict[str, Any]:
         ]
     elif isinstance(err, ScriptError):
         info.update(type="runtime", kind=err.kind, file=err.file, line=err.line,
-                    value=run.json_safe(err.value))
+                    value=run.json_safe(err.value), log=list(err.log))
         info["message"] = bound_message(err.message)
     elif isinstance(err, LimitExceeded):
-        info.update(type="limit", limit=err.limit)
+        info.update(type="limit", limit=err.limit, log=list(err.log))
     elif isinstance(err, (UsageError, ArgError)):
         info["type"] = "usage"
     elif isinstance(err, peer.LogicRefused):

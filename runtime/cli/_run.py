@@ -3,7 +3,8 @@
 ::
 
     peerbox compile FILE [--emit wat|wasm] [-o OUT] [-I DIR]... [--stack BYTES]
-    peerbox run FILE [--param k=v]... [--params-json JSON] [--json] [--fuel N] [--timeout SEC]
+    peerbox run FILE|- [--param k=v]... [--params-json JSON] [--params-file FILE|-] [--json]
+                     [--fuel N] [--timeout SEC]
                      [--memory BYTES] [--stack BYTES] [--peer NAME] [--host-calls N] [-I DIR]...
                      [--root DIR]
     peerbox handle FILE --as NAME -o OUT [--root DIR]     (exec, call, logic or revoke request)
@@ -16,9 +17,13 @@ layers) and :mod:`peerbox.trust` (``handle``: verify, authorize and answer a
 signed request as a worker would, writing the signed reply). A guest runs on a
 worker thread (:func:`interruptible`) so that Ctrl-C stops even a long run.
 
-``run --json`` prints exactly one JSON document on stdout: the value (``()``
-is ``null``, blobs are base64 strings, NaN and ±inf are ``null``), or
-``{"error": {...}}`` when the command fails (the exit code still says how).
+``run -`` reads the script from stdin (named ``<stdin>`` in errors, imports
+looked up from the current directory). ``run --json`` prints exactly one JSON
+document on stdout: ``{"value", "log", "usage"}`` (the value with ``()`` as
+``null``, blobs as base64 strings, NaN and ±inf as ``null``; see
+:func:`~peerbox.cli._report.result_doc`, the shape ``send`` and ``call``
+print too), or ``{"error": {...}}`` when the command fails (the exit code
+still says how).
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ from typing import Any, Literal, TypeVar
 
 from .. import peer, run, trust, wire
 from .._errors import UsageError
-from ._args import Parser, params_from_args, parse_fuel, parse_size, parse_timeout
-from ._input import MAX_ENVELOPE_BYTES, MAX_SCRIPT_BYTES, read_input, read_text
+from ._args import (Parser, add_params_arguments, one_stdin, params_from_args, parse_fuel, parse_size,
+                    parse_timeout)
+from ._input import MAX_ENVELOPE_BYTES, MAX_SCRIPT_BYTES, read_input, read_text, source_name
 from ._peers import add_root_argument
-from ._report import write_log
+from ._report import emit_json, result_doc, usage_doc, write_log
 
 __all__ = ["add_parsers", "interruptible", "cmd_compile", "cmd_run", "cmd_handle", "cmd_cache", "COMMANDS"]
 
@@ -51,7 +57,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``compile``, ``run``, ``handle`` and ``cache stats|clear``; each sets ``handler``."""
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("file", metavar="FILE", help="the script (.rhai)")
+        p.add_argument("file", metavar="FILE", help="the script (.rhai); '-' reads it from stdin")
         p.add_argument(
             "-I", dest="include", metavar="DIR", action="append", default=[],
             help="also look for imported modules in DIR (after the script's own directory)",
@@ -67,11 +73,9 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     pr = subparsers.add_parser("run", help="compile (or fetch from the cache) and run a script")
     pr.set_defaults(handler=cmd_run)
     common(pr)
-    pr.add_argument("--param", action="append", default=[], metavar="K=V",
-                    help="a param; V is parsed as JSON if it parses, else taken as a string")
-    pr.add_argument("--params-json", metavar="JSON",
-                    help="params as one JSON object (--param entries override)")
-    pr.add_argument("--json", action="store_true", help="print the value (or the error) as one JSON document")
+    add_params_arguments(pr)
+    pr.add_argument("--json", action="store_true",
+                    help="print {value, log, usage} (or {error}) as one JSON document")
     pr.add_argument("--fuel", type=parse_fuel, metavar="N", help="fuel budget (default unlimited)")
     pr.add_argument("--timeout", type=parse_timeout, default=10.0, metavar="SEC",
                     help="wall-clock limit in seconds, or 'none' (default 10)")
@@ -146,7 +150,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     terminal; compile errors propagate (exit 3).
     """
     source = _read_source(args.file)
-    prog = run.compile(source, args.file, search_path=_search_path(args), sandbox=_sandbox(args))
+    prog = run.compile(source, source_name(args.file), search_path=_search_path(args), sandbox=_sandbox(args))
     data: bytes = prog.wasm() if args.emit == "wasm" else prog.wat.encode("utf-8")
     if args.output:
         try:
@@ -170,27 +174,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     layers for imports). The script's log goes to stderr. Errors propagate to
     the CLI's boundary (exit 3 compile, 4 script, 5 limit, 2 usage).
     """
+    one_stdin(FILE=args.file, **{"--params-file": args.params_file})
     params = params_from_args(args)
     limits = run.Limits(
         timeout=args.timeout, memory=args.memory, fuel=args.fuel, host_calls=args.host_calls
     )
     source = _read_source(args.file)
+    name = source_name(args.file)
     sandbox = _sandbox(args)
     if args.peer is None:
-        prog = run.compile(source, args.file, search_path=_search_path(args), sandbox=sandbox)
+        prog = run.compile(source, name, search_path=_search_path(args), sandbox=sandbox)
         res = interruptible(lambda: prog.run(params, limits=limits), args.stack)
     else:
         with peer.Contexts(args.root) as contexts:
             ctx = contexts.get(args.peer)
             layers = run.LogicLayers.of(ctx.peer, extra=_search_path(args))
-            prog = run.compile(source, args.file, resolver=layers, sandbox=sandbox)
+            prog = run.compile(source, name, resolver=layers, sandbox=sandbox)
             res = interruptible(lambda: ctx.run(prog, params, limits=limits), args.stack)
     write_log(res.log)
     if args.json:
-        out = json.dumps(run.json_safe(res.value), ensure_ascii=False, allow_nan=False)
-    else:
-        out = run.display(res.value)
-    sys.stdout.write(out + "\n")
+        emit_json(result_doc(res.value, res.log,
+                             usage_doc(res.fuel_used, round(res.wall_time * 1000), res.peak_memory)))
+        return 0
+    sys.stdout.write(run.display(res.value) + "\n")
     sys.stdout.flush()
     return 0
 
@@ -270,7 +276,9 @@ def _read_source(path: str) -> str:
 
 
 def _search_path(args: argparse.Namespace) -> list[str]:
-    return [os.path.dirname(args.file) or ".", *args.include]
+    """Where imports are found: the script's directory (the current one for stdin), then each ``-I``."""
+    here = "." if args.file == "-" else os.path.dirname(args.file) or "."
+    return [here, *args.include]
 
 
 def _sandbox(args: argparse.Namespace) -> Any:

@@ -62,7 +62,8 @@ class ServerLimits:
       are advertised in SETTINGS and enforced by h2 (a larger header block,
       however it is split into CONTINUATION frames, ends the connection with
       ENHANCE_YOUR_CALM; h2 also caps a header block at 64 CONTINUATIONs).
-    - ``max_body`` (1 MiB): a larger body (or content-length) gets 413 and
+    - ``max_body`` (8 MiB, :data:`peerbox.wire.MAX_EXEC_REQUEST`: params of a
+      few MiB must pass): a larger body (or content-length) gets 413 and
       the app is never called.
     - ``max_resets_per_sec`` (100): more client RST_STREAMs than this within
       one second is a rapid-reset attack (CVE-2023-44487): GOAWAY
@@ -75,9 +76,10 @@ class ServerLimits:
       Beyond that up to ``max_queued_per_conn`` (100) complete requests wait
       in a FIFO for a slot (a reset stream leaves the queue); beyond that a
       request gets 503 with ``retry-after: 1`` at once.
-      ``max_buffered_per_conn`` (8 MiB): bytes of request bodies arriving or
+      ``max_buffered_per_conn`` (16 MiB): bytes of request bodies arriving or
       queued on one connection; a request that would exceed it gets 503 (so
-      100 streams x ``max_body`` cannot pin 100 MiB).
+      100 streams x ``max_body`` cannot pin 800 MiB; two bodies of the
+      largest size fit).
     - ``shutdown_grace`` (10 s): how long in-flight app calls may run after a
       graceful shutdown starts before they are cancelled.
     - Pre-authentication failure budgets (token buckets, :mod:`peerbox.net._budget`):
@@ -91,23 +93,25 @@ class ServerLimits:
       is empty ends the connection (its answer is sent, then GOAWAY
       ENHANCE_YOUR_CALM and close; answers still running are dropped); while
       an address's bucket is empty, new connections from it are closed at
-      once, unread. A failure costs the worker at most about 5 ms (a 1 MiB
-      body received and hashed), so a flood from one address costs at most
-      about 4 x 5 ms = 2% of a core once the bursts are spent. Requests that
+      once, unread. A failure costs the worker at most about 40 ms (an 8 MiB
+      body received and hashed; measured 38 ms for 7 MiB), so a flood from
+      one address costs at most about 4 x 40 ms = 16% of a core once the
+      bursts are spent (a failure costs in proportion to its body: 5 ms per
+      MiB). Requests that
       pass authentication are never charged: a client behind the same address
       keeps its established connections.
     """
 
     max_concurrent_streams: int = 100
     max_header_list_size: int = 16384
-    max_body: int = 1 << 20
+    max_body: int = 8 << 20
     max_resets_per_sec: int = 100
     max_pings_settings_per_sec: int = 50
     idle_timeout: float = 60.0
     body_timeout: float = 10.0
     max_inflight_per_conn: int = 16
     max_queued_per_conn: int = 100
-    max_buffered_per_conn: int = 8 << 20
+    max_buffered_per_conn: int = 16 << 20
     shutdown_grace: float = 10.0
     max_preauth_failures_per_conn: int = 8
     preauth_failure_rate_per_conn: float = 1.0

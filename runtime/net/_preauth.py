@@ -32,16 +32,14 @@ from __future__ import annotations
 
 import trio
 
-from ..wire import (MAX_CALL_REQUEST, MAX_REVOKE_REQUEST, open_call_request, open_request,
-                    open_revoke_request, preauthenticate)
+from ..wire import (MAX_CALL_REQUEST, MAX_EXEC_REQUEST, MAX_REVOKE_REQUEST, open_call_request,
+                    open_request, open_revoke_request, preauthenticate)
 from ..trust import MAX_LOGIC_REQUEST, Envelope, open_logic_request
 
 __all__ = ["PreAuth", "INLINE_MAX", "MAX_EXEC_REQUEST", "ENVELOPE_PATHS"]
 
 #: Bodies up to this size are opened on the event loop; larger ones on a worker thread.
 INLINE_MAX = 4096
-#: The largest exec request (the HTTP body limit).
-MAX_EXEC_REQUEST = 1 << 20
 #: The endpoints that take a signed request envelope (``POST``, ``content-type: application/cose``).
 ENVELOPE_PATHS = ("/v1/exec", "/v1/logic", "/v1/call", "/v1/revoke")
 

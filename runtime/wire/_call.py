@@ -51,8 +51,9 @@ __all__ = ["CallRequest", "TYP_CALL", "MAX_CALL_REQUEST", "MAX_MODULE_NAME", "ma
            "open_call_request", "verify_call_request", "open_signed"]
 
 TYP_CALL = "peerbox/call"
-#: The largest call envelope (arguments, capabilities and all): the worker's HTTP body limit for it.
-MAX_CALL_REQUEST = 1 << 20
+#: The largest call envelope (arguments, capabilities and all): the worker's HTTP body limit for it
+#: (8 MiB, as an exec request's: arguments of a few MiB must pass).
+MAX_CALL_REQUEST = 8 << 20
 #: The longest module name (as :func:`peerbox.run.split_module_name` allows).
 MAX_MODULE_NAME = 200
 _MODULE = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")

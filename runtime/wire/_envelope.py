@@ -79,6 +79,7 @@ __all__ = [
     "NONCE_MIN",
     "NONCE_MAX",
     "MAX_CAPS",
+    "MAX_EXEC_REQUEST",
     "LIMIT_KEYS",
     "USAGE_KEYS",
 ]
@@ -90,6 +91,9 @@ NONCE_MIN = 16
 NONCE_MAX = 32
 #: At most this many capability tokens in one request.
 MAX_CAPS = 16
+#: The largest exec request (script, params, capabilities and all): 8 MiB, the worker's HTTP body
+#: limit, so a 5 MiB param and a 1 MiB script fit (issue 17: params of 2-5 MiB must pass).
+MAX_EXEC_REQUEST = 8 << 20
 LIMIT_KEYS = ("fuel", "timeout", "memory")
 USAGE_KEYS = ("fuel", "wall_ms", "peak_memory")
 _MAX_TIME = 2**63 - 1
@@ -385,7 +389,7 @@ def make_request(
     return sign1(payload, key)
 
 
-def open_request(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16,
+def open_request(data: bytes, *, max_size: int = MAX_EXEC_REQUEST, max_depth: int = 16,
                  preauthenticated: bytes | None = None) -> Request:
     """Decode a request and check everything that needs no context: structure, fields, signature.
 
@@ -417,7 +421,7 @@ def verify_request(
     target: bytes,
     now: int,
     nonces: NonceStore | None,
-    max_size: int = 1 << 20,
+    max_size: int = MAX_EXEC_REQUEST,
     max_skew: int = 60,
     max_window: int = 3600,
     max_depth: int = 16,

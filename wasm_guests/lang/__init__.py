@@ -55,7 +55,7 @@ from ._parser import PARAM_TYPES, parse
 from ._resolver import ModuleInfo, resolve
 
 __all__ = [
-    "compile_to_wat", "check", "interface", "Interface", "Export", "PARAM_TYPES",
+    "compile_to_wat", "check", "check_syntax", "interface", "Interface", "Export", "PARAM_TYPES",
     "Compiled", "ModuleSource", "Resolver", "CompileError", "Diagnostic",
     "CompileLimits", "CompileStats", "CompileLimitExceeded", "DEFAULT_LIMITS", "Clock",
     "BUILTINS", "Builtin", "CODEGEN_VERSION", "MAX_MODULES", "ast", "compiler_fingerprint",
@@ -231,6 +231,27 @@ def check(source: str, filename: str = "<script>", resolver: Resolver | None = N
         modules, _, _ = _load(source, filename, resolver, diags, budget)
         resolve(modules, diags, budget, hosts=hosts)
     diags.check()
+
+
+def check_syntax(source: str, filename: str = "<script>", *, limits: CompileLimits | None = None,
+                 clock: Clock = time.monotonic) -> tuple[str, ...]:
+    """Lex and parse ``source`` alone (no imports followed, no names resolved); return the module
+    paths it imports, in order.
+
+    What a sender can check of a script that another peer will compile against
+    modules only that peer has (``peerbox send``). Raises :class:`CompileError`
+    with every syntax error, rendered as :func:`compile_to_wat` renders them
+    (file, line, column, the source line and a caret), or
+    :class:`CompileLimitExceeded` when parsing goes over ``limits``.
+    """
+    diags = Diagnostics()
+    budget = _budget(limits, diags, clock)
+    with raised_recursion_limit(budget.limits):
+        budget.add_source(filename, source, Span(filename, 1, 1, 1, 2))
+        diags.add_source(filename, source)
+        script = parse(source, filename, diags, budget)
+    diags.check()
+    return tuple(st.path for st in script.body.stmts if isinstance(st, ast.Import))
 
 
 def compile_to_wat(source: str, filename: str = "<script>", resolver: Resolver | None = None, *,

@@ -46,16 +46,23 @@ def test_json_output(cli: Cli, script: Script) -> None:
     path = script("j.rhai", 'print("log line"); #{a: [1, 2.5, "x", ()], b: true}')
     r = cli("run", path, "--json")
     assert r.code == 0
-    assert json.loads(r.out) == {"a": [1, 2.5, "x", None], "b": True}
+    doc = json.loads(r.out)
+    assert doc["value"] == {"a": [1, 2.5, "x", None], "b": True}
+    assert doc["log"] == ["log line"]                      # the log is in the document, and on stderr
+    assert set(doc["usage"]) == {"fuel", "wall_ms", "peak_memory"} and doc["usage"]["fuel"] is None
+    assert doc["usage"]["peak_memory"] > 0
     assert r.out.count("\n") == 1
     assert r.err == "log line\n"
-    assert json.loads(cli("run", script("u.rhai", "()"), "--json").out) is None
+    assert json.loads(cli("run", script("u.rhai", "()"), "--json").out)["value"] is None
+    metered = json.loads(cli("run", script("f.rhai", "let s = 0; for i in 0..100 { s += i } s"), "--json",
+                             "--fuel", "1000000").out)
+    assert metered["value"] == 4950 and metered["usage"]["fuel"] > 0
 
 
 def test_json_nan_and_blob(cli: Cli, script: Script) -> None:
     r = cli("run", script("n.rhai", "params.f"), "--json", "--params-json", '{"f": [1e999, 0.5]}')
     assert r.code == 0
-    assert json.loads(r.out) == [None, 0.5]
+    assert json.loads(r.out)["value"] == [None, 0.5]
 
 
 def test_params(cli: Cli, script: Script) -> None:
@@ -82,7 +89,7 @@ def test_params(cli: Cli, script: Script) -> None:
         "h=a=b",
     )
     assert r.code == 0, r.err
-    assert json.loads(r.out) == {
+    assert json.loads(r.out)["value"] == {
         "a": 1,
         "b": "hello",
         "c": [1, "x"],
@@ -93,7 +100,7 @@ def test_params(cli: Cli, script: Script) -> None:
         "h": "a=b",
     }
     r = cli("run", path, "--json", "--params-json", '{"a": 1, "b": 2}', "--param", "b=3")
-    assert json.loads(r.out) == {"a": 1, "b": 3}
+    assert json.loads(r.out)["value"] == {"a": 1, "b": 3}
 
 
 def test_parse_param_and_size() -> None:

@@ -189,7 +189,7 @@ def test_call_prints_the_value_and_exits_0(served: World) -> None:
     assert (res.code, res.out) == (0, "hello carol from carol\n"), res.err
     assert "greeting carol" in res.err                                   # the function's log, on stderr
     res = served.call("api::echo", "--arg", 'x={"k": [1, 2]}', "--json")
-    assert res.code == 0 and json.loads(res.out) == {"k": [1, 2]}
+    assert res.code == 0 and json.loads(res.out)["value"] == {"k": [1, 2]}
 
 
 @pytest.mark.slow

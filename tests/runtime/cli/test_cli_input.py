@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from peerbox.cli._input import MAX_JSON_DEPTH, MAX_SCRIPT_BYTES, bound_message, json_depth_ok
+from peerbox.cli._input import MAX_PARAMS_BYTES, MAX_JSON_DEPTH, MAX_SCRIPT_BYTES, bound_message, json_depth_ok
 from peerbox.peer._context import Contexts
 
 Cli = Callable[..., Any]
@@ -96,10 +96,11 @@ def test_json_params_at_the_depth_limit_still_parse(cli: Cli, script: Script) ->
 
 def test_huge_params_are_refused(cli: Cli, script: Script) -> None:
     path = script("p.rhai", "params")
-    big = json.dumps({"a": "x" * (2 << 20)})
+    big = json.dumps({"a": "x" * (MAX_PARAMS_BYTES + 1)})
     r = cli("run", path, "--params-json", big)
     assert r.code == 2 and "limit on params" in r.err and len(r.err) < 2_000
-    r = cli("run", path, *[a for i in range(3) for a in ("--param", f"k{i}=" + "y" * (600 << 10))])
+    part = "y" * (MAX_PARAMS_BYTES // 3 + 1)
+    r = cli("run", path, *[a for i in range(3) for a in ("--param", f"k{i}={part}")])
     assert r.code == 2 and "limit on params" in r.err
 
 

@@ -78,7 +78,7 @@ def test_init_peers_and_run_as_a_peer(cli: Cli, script: Script, tmp_path: Path) 
     job = script("job.rhai", 'print("as " + caller.name);\nfs::write("hello.txt", "hi from " + target.name);\n[caller.id, fs::read("hello.txt"), fs::list("")]')
     res = cli("run", job, "--peer", "alice", "--root", root, "--json")
     assert res.code == 0, res.err
-    assert json.loads(res.out) == [alice_did, "hi from alice", ["hello.txt"]]
+    assert json.loads(res.out)["value"] == [alice_did, "hi from alice", ["hello.txt"]]
     assert res.err == "as alice\n"
     res = cli("run", job, "--peer", "bob", "--root", root)
     assert res.code == 0 and res.out == f'["{bob_did}", "hi from bob", ["hello.txt"]]\n'

@@ -7,6 +7,7 @@ included) against a target that verifies each envelope and signs its reply.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -240,7 +241,7 @@ def test_cli_send_exit_codes(world: World, served: ServerThread, tmp_path: Path,
     assert (code, out) == (0, "42\n") and "note" in err
     code, out, _ = cli("send", "--from", "alice", "--to", world.bob.did, str(ok),
                         "--params-json", '{"a": 1}', "--json", "--root", root)
-    assert code == 0 and out.strip() == "2"
+    assert code == 0 and json.loads(out)["value"] == 2
     bad = tmp_path / "bad.rhai"
     bad.write_text("1 / 0")
     code, _, err = cli("send", "--from", "alice", "--to", "bob", str(bad), "--root", root)

@@ -346,7 +346,7 @@ async def test_forged_call_and_revoke_envelopes_never_reach_the_strict_decoder(
         assert resp.status == 401 and resp.preauth_failure, (path, resp)
         assert cbor2.loads(resp.body)["error"]["kind"] == "bad_signature"
     assert strict_calls == []
-    # the size bounds are each type's own: a revocation is small, a call may carry 1 MiB
+    # the size bounds are each type's own: a revocation is small, a call may carry 8 MiB
     resp = await w.app(post(b"\xd2" + b"\x00" * (MAX_REVOKE_REQUEST + 1), "/v1/revoke"))
     assert resp.status == 413 and resp.preauth_failure
     assert len(call) > MAX_REVOKE_REQUEST  # a large call opens, kid or no kid

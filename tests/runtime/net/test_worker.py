@@ -19,7 +19,7 @@ import pytest
 import trio
 
 import peerbox
-from peerbox.wire._envelope import make_request, verify_reply
+from peerbox.wire._envelope import MAX_EXEC_REQUEST, make_request, verify_reply
 from peerbox.net._h2server import HttpRequest, HttpResponse
 from peerbox.net._worker import Worker
 
@@ -149,7 +149,7 @@ async def test_status_codes(world: World) -> None:
     resp = await w.app(post(old))
     assert resp.status == 400 and error_of(resp)["kind"] == "expired"
     # 413, 415, 404 path, 405 method
-    resp = await w.app(post(b"\xd2" + b"\x00" * (1 << 20)))
+    resp = await w.app(post(b"\xd2" + b"\x00" * MAX_EXEC_REQUEST))
     assert resp.status == 413 and error_of(resp)["kind"] == "too_large"
     resp = await w.app(post(good, ctype="application/json"))
     assert resp.status == 415
