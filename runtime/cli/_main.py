@@ -10,6 +10,7 @@
     peerbox send | directory                       a script to a remote peer (``_send``)
     peerbox call                                   a remote peer's published function (``_call``)
     peerbox serve                                  the HTTP/2 worker (``_serve``)
+    peerbox audit                                  a peer's audit log of decisions (``_audit``)
     peerbox logic list | show | set | history | rollback | remove | verify | push   (``_logic``)
     peerbox --version | --help
 
@@ -76,6 +77,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("handle", "._run", "answer a signed request (exec, call, logic update or revocation) as a "
             "local peer (what a worker does)"),
     Command("cache", "._run", "the on-disk cache of compiled modules: stats, clear"),
+    Command("audit", "._audit", "a peer's audit log: who asked what, and what was decided"),
 )
 
 _COMMAND_MODULES = {c.name: c.module for c in COMMANDS}

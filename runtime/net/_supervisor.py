@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import shutil
 import signal
@@ -48,9 +49,12 @@ import trio
 from .._errors import UsageError
 from ..peer import PeerStore
 from ._accept import ConnectionBoard
+from ._logsetup import LogOptions
 from ._serving import listen_socket, parse_listen, tls_context, write_port_file
 
 __all__ = ["run_supervisor", "supervise", "default_workers"]
+
+WORKER_LOG = logging.getLogger("peerbox.worker")
 
 #: Seconds a child may take to start serving before it counts as failed.
 START_TIMEOUT = 60.0
@@ -95,6 +99,7 @@ class _Config:
     tls_key: str | None
     max_runs: int | None
     grace: float
+    logs: LogOptions = LogOptions()
 
     def command(self, child: _Child) -> list[str]:
         """The child's command line (``--listen`` only names the host: the socket is ``--listen-fd``)."""
@@ -102,7 +107,7 @@ class _Config:
         cmd = [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", self.root, *who,
                "--listen", f"{self.host}:0", "--quiet", "--workers", "1",
                "--listen-fd", str(self.fd), "--worker-index", str(child.index),
-               "--worker-dir", self.runtime_dir, "--port-file", child.ready_file]
+               "--worker-dir", self.runtime_dir, "--port-file", child.ready_file, *self.logs.argv()]
         if self.tls_cert is not None and self.tls_key is not None:
             cmd += ["--tls-cert", self.tls_cert, "--tls-key", self.tls_key]
         if self.max_runs is not None:
@@ -168,8 +173,8 @@ async def _keep(config: _Config, child: _Child,
             child.ready = False
             await _stop(proc, config.grace)
             ConnectionBoard.mark_down(ConnectionBoard.path_in(config.runtime_dir), child.index)
-        print(f"peerbox serve: worker process {child.index} (pid {proc.pid}) exited with code "
-              f"{proc.returncode}; restarting in {backoff:g} s", file=sys.stderr, flush=True)
+        WORKER_LOG.error("worker process %d (pid %d) exited with code %s; restarting in %g s",
+                         child.index, proc.pid, proc.returncode, backoff)
         if trio.current_time() - began > _BACKOFF_RESET:
             backoff = _BACKOFF_FIRST
         await trio.sleep(backoff)
@@ -216,7 +221,8 @@ async def supervise(config: _Config, workers: int, *, port: int, port_file: str 
 
 def run_supervisor(root: str | None, peers: list[str] | None, listen: str, *, workers: int,
                    tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
-                   max_runs: int | None = None, quiet: bool = False, grace: float = 15.0) -> int:
+                   max_runs: int | None = None, quiet: bool = False, grace: float = 15.0,
+                   logs: LogOptions | None = None) -> int:
     """``peerbox serve --workers N`` (N > 1): bind, start N worker processes, supervise until a signal.
 
     Checks the address, the TLS files and the peers before any child starts (raising
@@ -238,7 +244,7 @@ def run_supervisor(root: str | None, peers: list[str] | None, listen: str, *, wo
         shown = f"[{host}]" if ":" in host else host
         banner = None if quiet else f"listening on {scheme}://{shown}:{actual} (peers: {names})"
         config = _Config(str(store.root), peers, host, sock.fileno(), runtime_dir,
-                         tls_cert, tls_key, max_runs, grace)
+                         tls_cert, tls_key, max_runs, grace, logs if logs is not None else LogOptions())
         code: int = trio.run(functools.partial(supervise, config, workers, port=actual, port_file=port_file,
                                                banner=banner))
         return code
