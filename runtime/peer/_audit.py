@@ -158,9 +158,9 @@ def parse_since(text: str, now: float) -> float:
         return now - float(match.group(1)) * _UNIT[match.group(2)]
     try:
         return parse_time(text)
-    except ValueError:
+    except ValueError as exc:
         raise PeerError(f"--since expects a duration (30s, 15m, 2h, 1d, 1w) or an ISO 8601 time, "
-                        f"got {text!r}") from None
+                        f"got {text!r}") from exc
 
 
 class AuditLog:
