@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from peerbox.hostcalls import BudgetExceeded, HostCallError
     from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError,
                              FrameError, RemoteRejected, TransportError, VerificationError)
-    from peerbox.peer import (AuditError, BadArguments, CorruptDirectory, CorruptPeer, DirectoryError, EntryExists,
+    from peerbox.peer import (AuditError, BadArguments, CorruptDirectory, CorruptPeer, DirectoryError,
+                              EntryExists,
                               HistoryError, HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName,
                               LogicError, LogicRefused, PeerError, PeerExists, PeerNotFound, RootNotFound,
                               UnknownPeer)
@@ -81,7 +82,8 @@ __all__ = [
     "CompileError", "CompileLimitExceeded",
     "PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound", "CorruptPeer",
     "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists", "CorruptDirectory",
-    "HistoryError", "HistoryMismatch", "LogicError", "LogicRefused", "BadArguments", "AuditError", "RateStoreError",
+    "HistoryError", "HistoryMismatch", "LogicError", "LogicRefused", "BadArguments", "AuditError",
+    "RateStoreError",
     "ClientError", "TransportError", "VerificationError", "RemoteRejected",
     "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
 ]
