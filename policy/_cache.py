@@ -9,6 +9,7 @@ in hand, so replacing it with ``mv`` and editing it in place both count.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 
@@ -17,6 +18,8 @@ from ._model import PolicyError
 from ._parse import read_policy_file
 
 __all__ = ["PolicyCache"]
+
+_log = logging.getLogger("peerbox.policy")
 
 _Signature = tuple[int, int, int, int]
 
@@ -28,6 +31,9 @@ class PolicyCache:
     the reason (the peer refuses everything and says why) and the error in
     :attr:`error`; a later fix is picked up the same way as any change.
     Thread-safe: concurrent ``get`` calls reload at most once per change.
+    A file that does not load is reported to the operator on the
+    ``peerbox.policy`` logger at error level (its full path, line and
+    problem), once per change of the file or of the problem, never per request.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -37,6 +43,7 @@ class PolicyCache:
         self._policy: Policy | None = None
         self.error: PolicyError | None = None
         self.loads = 0  # how many times the file was (re)compiled: for tests and stats
+        self._reported: tuple[_Signature | None, str] | None = None  # the load error last logged
 
     def _stat(self) -> _Signature | None:
         try:
@@ -67,6 +74,7 @@ class PolicyCache:
             self.error = None
         except PolicyError as exc:
             self.error = exc
+            self._report(exc)
             # the reason reaches remote callers: files by their name in the peer, no host path
             policy = Policy.deny_all(f"the policy does not load: {exc.shown()}", self.path)
             sig2 = self._stat()
@@ -75,3 +83,15 @@ class PolicyCache:
         self._policy = policy
         self._signature = sig
         return policy
+
+    def _report(self, exc: PolicyError) -> None:
+        """Log a load error at error level unless this file version's same error was logged already
+        (a missing file is re-read on every request: it is logged once until it changes)."""
+        seen = (self._stat(), str(exc))
+        if seen == self._reported:
+            return
+        self._reported = seen
+        where = f"{self.path}:{exc.line}" if exc.line else self.path
+        _log.error("policy %s does not load, the peer refuses every request until it is fixed: %s",
+                   where, exc.problem, extra={"peerbox_fields": {"path": self.path, "line": exc.line,
+                                                                 "problem": exc.problem}})

@@ -13,7 +13,7 @@ trio or h2. The tree, in the order a request meets the rooms::
             IdentityError                   keys and did:key (InvalidPublicKey, InvalidDid)
             PeerError                       peers under a root (InvalidPeerName, PeerExists,
                                             PeerNotFound, RootNotFound, CorruptPeer,
-                                            InsecureKeyFile)
+                                            InsecureKeyFile; AuditError: a peer's audit log)
             DirectoryError                  peers.toml (UnknownPeer, InvalidEntry, EntryExists,
                                             CorruptDirectory)
             HistoryError, HistoryMismatch   a logic module's signed history
@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from peerbox.hostcalls import BudgetExceeded, HostCallError
     from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError,
                              FrameError, RemoteRejected, ServeError, TransportError, VerificationError)
-    from peerbox.peer import (BadArguments, CorruptDirectory, CorruptPeer, DirectoryError, EntryExists,
+    from peerbox.peer import (AuditError, BadArguments, CorruptDirectory, CorruptPeer, DirectoryError,
+                              EntryExists,
                               HistoryError, HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName,
                               LogicError, LogicRefused, PeerError, PeerExists, PeerNotFound, RootNotFound,
                               UnknownPeer)
@@ -69,7 +70,7 @@ _EXPORTS = {
     "peerbox.peer": ("PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound",
                      "CorruptPeer", "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry",
                      "EntryExists", "CorruptDirectory", "HistoryError", "HistoryMismatch", "LogicError",
-                     "LogicRefused", "BadArguments"),
+                     "LogicRefused", "BadArguments", "AuditError"),
     "peerbox.trust": ("RateStoreError",),
     "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected", "ChannelError",
                     "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError"),
@@ -83,7 +84,8 @@ __all__ = [
     "CompileError", "CompileLimitExceeded",
     "PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound", "CorruptPeer",
     "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists", "CorruptDirectory",
-    "HistoryError", "HistoryMismatch", "LogicError", "LogicRefused", "BadArguments", "RateStoreError",
+    "HistoryError", "HistoryMismatch", "LogicError", "LogicRefused", "BadArguments", "AuditError",
+    "RateStoreError",
     "ClientError", "TransportError", "VerificationError", "RemoteRejected",
     "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
 ]

@@ -10,6 +10,7 @@
     peerbox send | directory                       a script to a remote peer (``_send``)
     peerbox call                                   a remote peer's published function (``_call``)
     peerbox serve                                  the HTTP/2 worker (``_serve``)
+    peerbox audit                                  a peer's audit log of decisions (``_audit``)
     peerbox logic list | show | set | history | rollback | remove | verify | push   (``_logic``)
     peerbox completion bash | zsh | fish           shell completion (``_completion``)
     peerbox --version | --help
@@ -78,6 +79,7 @@ COMMANDS: tuple[Command, ...] = (
             "local peer (what a worker does)"),
     Command("cache", "._run", "the on-disk cache of compiled modules: stats, clear"),
     Command("completion", "._completion", "print a shell completion script (bash, zsh or fish)"),
+    Command("audit", "._audit", "a peer's audit log: who asked what, and what was decided"),
 )
 
 _COMMAND_MODULES = {c.name: c.module for c in COMMANDS}

@@ -5,6 +5,8 @@
     peerbox serve [--root DIR] [--peers a,b | --all] [--listen 127.0.0.1:7700]
                   [--mode shared|isolated] [--tls-cert F --tls-key F] [--port-file F]
                   [--max-runs N] [--workers N] [--quiet]
+                  [--log-level debug|info|warning|error] [--log-format text|json]
+                  [--audit-max-bytes SIZE] [--audit-keep K] [--no-audit]
 
 Shared mode hosts every named peer in each of ``--workers`` processes (default:
 the number of CPUs; 1 serves in this process) on one address, supervised by
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import net
+from ..net import LogOptions, add_log_arguments
 from .._errors import Error, UsageError
 
 __all__ = ["add_parsers", "cmd_serve", "main", "COMMANDS", "DEFAULT_LISTEN"]
@@ -73,6 +76,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
                     help="shared mode: worker processes on the one address, each hosting every peer "
                     "(default: the number of CPUs; 1: serve in this process)")
     ps.add_argument("--quiet", action="store_true", help="do not print the 'listening on' line")
+    add_log_arguments(ps)
     ps.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     # A worker process of `serve --workers N` (given by its supervisor): the inherited listening
     # socket, the process's index and the supervisor's runtime directory; all three or none.
@@ -107,17 +111,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     (one process per peer already) and the usage errors of the modes.
     """
     workers = _workers(args)
+    logs = LogOptions.from_args(args)
+    logs.configure()
     if args.mode == "isolated":
         if args.workers is not None and args.workers > 1:
             raise UsageError("--workers applies to shared mode; isolated mode runs one process per peer")
         return net.run_isolated(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert,
                             tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
-                            quiet=args.quiet)
+                            quiet=args.quiet, logs=logs)
     return net.run_shared(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
                           quiet=args.quiet, exit_with_parent=args.exit_with_parent,
                           workers=workers, listen_fd=args.listen_fd, worker_index=args.worker_index,
-                          worker_dir=args.worker_dir)
+                          worker_dir=args.worker_dir, logs=logs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,8 @@ In the order a request arrives::
     _endpoints   what a worker and a router answer: /v1/exec, /v1/logic, health, peers, metrics;
                  the HTTP status of each outcome
     _worker      the shared worker: check threads, run slots
+    _logsetup    how a serving process logs: --log-level, --log-format, the audit rotation
+    _access      the access log (one line per request) and the audit records of decisions
     _shared      serving a shared worker: ``serve_worker``, ``run_shared``
     _serving     serving an app: --listen, TLS, the port file, signals
     _accept      accepting on a socket several worker processes share, balanced by open connections
@@ -50,12 +52,18 @@ if TYPE_CHECKING:
     from ._shared import run_shared
     from ._startup import ServeError, StartupFailure
     from ._worker import Worker
+    from ._logsetup import LogFormat, LogLevel, LogOptions, add_log_arguments
 
 __all__ = ["AsyncClient", "Client", "ClientError", "RemoteRejected", "TransportError", "VerificationError",
            "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
-           "run_isolated", "Worker", "run_shared", "ServeError", "StartupFailure"]
+           "run_isolated", "Worker", "run_shared", "ServeError", "StartupFailure", "LogOptions", "LogLevel",
+           "LogFormat", "add_log_arguments"]
 
 __getattr__, __dir__ = attach(__name__, {
+    "LogOptions": "._logsetup",
+    "LogLevel": "._logsetup",
+    "LogFormat": "._logsetup",
+    "add_log_arguments": "._logsetup",
     "AsyncClient": "._client",
     "Client": "._client",
     "ClientError": "._client_errors",

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import trio
@@ -35,16 +36,22 @@ from ..wire import (MAX_CALL_REQUEST, MAX_REVOKE_REQUEST, EnvelopeError, open_ca
                     open_revoke_request)
 from ._h2client import MAX_REPLY
 from ._http import App, HttpRequest, HttpResponse, ServerLimits
+from ._access import access_logged
+from ._logsetup import LogOptions, add_log_arguments
 from ._localchan import FRAME_SLACK, VERIFIED_SIGNER, ChannelServer, FrameError
 from ._preauth import MAX_EXEC_REQUEST
 from ._worker import Worker
 
 __all__ = ["main", "child_command", "trusting_app"]
 
+WORKER_LOG = logging.getLogger("peerbox.worker")
+
 
 def child_command(root: str, peer: str, fd: int, *, max_runs: int | None = None,
-                  max_frame: int | None = None, grace: float | None = None) -> list[str]:
-    """The command line that starts a child for ``peer`` on inherited descriptor ``fd``."""
+                  max_frame: int | None = None, grace: float | None = None,
+                  logs: Sequence[str] = ()) -> list[str]:
+    """The command line that starts a child for ``peer`` on inherited descriptor ``fd`` (``logs``: the
+    log options as arguments, :meth:`~peerbox.net._logsetup.LogOptions.argv`)."""
     cmd = [sys.executable, "-m", "peerbox.net._child", "--root", root, "--peers", peer, "--fd", str(fd)]
     if max_runs is not None:
         cmd += ["--max-runs", str(max_runs)]
@@ -52,7 +59,7 @@ def child_command(root: str, peer: str, fd: int, *, max_runs: int | None = None,
         cmd += ["--max-frame", str(max_frame)]
     if grace is not None:
         cmd += ["--grace", f"{grace:g}"]
-    return cmd
+    return [*cmd, *logs]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frame", type=int, default=ServerLimits().max_body + FRAME_SLACK,
                    help="the largest request frame taken (the router's body limit plus slack)")
     p.add_argument("--grace", type=float, default=10.0)
+    add_log_arguments(p)
     return p
 
 
@@ -118,7 +126,7 @@ def trusting_app(worker: Worker) -> App:
 async def _serve(worker: Worker, sock: socket.socket, max_frame: int, grace: float) -> None:
     """Serve the worker on the channel until it closes or a signal; then drain the worker's runs."""
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-    server = ChannelServer(stream, trusting_app(worker), max_frame=max_frame,
+    server = ChannelServer(stream, access_logged(trusting_app(worker), "local"), max_frame=max_frame,
                            max_answer=MAX_REPLY + FRAME_SLACK, grace=grace)
     try:
         async with trio.open_nursery() as nursery:
@@ -140,17 +148,20 @@ async def _stop_on_signal(server: ChannelServer) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run a child until its channel closes or a signal; the exit code (0, 2 usage, 7 channel)."""
     args = _parser().parse_args(argv)
+    logs = LogOptions.from_args(args)
+    logs.configure()
     sock = socket.socket(fileno=args.fd)
     try:
-        worker = Worker(args.root, args.peers.split(","), max_runs=args.max_runs, for_router=True)
+        worker = Worker(args.root, args.peers.split(","), max_runs=args.max_runs, for_router=True,
+                        audit=logs.audit)
     except Error as exc:
         sock.close()
-        print(f"peerbox serve: the worker of {args.peers} cannot start: {exc}", file=sys.stderr, flush=True)
+        WORKER_LOG.error("the worker of %s cannot start: %s", args.peers, exc)
         return exc.exit_code
     try:
         trio.run(functools.partial(_serve, worker, sock, args.max_frame, args.grace))
     except FrameError as exc:
-        print(f"peerbox serve: the worker of {args.peers}: {exc}", file=sys.stderr, flush=True)
+        WORKER_LOG.error("the worker of %s: %s", args.peers, exc)
         return exc.exit_code
     finally:
         if worker.idle:

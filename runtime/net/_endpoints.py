@@ -23,6 +23,7 @@ import time
 
 from ..trust import Envelope, Handled, Outcome
 from ..wire import EnvelopeError, cbor_dumps, did_from_public_key
+from ._access import current_note
 from ._h2server import HttpRequest, HttpResponse
 from ._metrics import Metrics
 from ._preauth import ENVELOPE_PATHS, PreAuth
@@ -93,6 +94,8 @@ class Endpoints:
         self.closing = False
         self.started = time.time()
         self.preauth = PreAuth()
+        #: how requests reach this app, for the access log: ``h2c``, or ``h2`` over TLS
+        self.transport = "h2c"
 
     async def app(self, req: HttpRequest) -> HttpResponse:
         """Answer one HTTP request (never raises for bad input)."""
@@ -131,9 +134,11 @@ class Endpoints:
         connection's and the address's budgets.
         """
         if not _is_cose(req):
+            _note_unhandled("unsupported_media_type")
             self.metrics.unhandled("unsupported_media_type")
             return error_response(415, "unsupported_media_type", f"content-type must be {COSE}")
         if self.closing:
+            _note_unhandled("busy")
             self.metrics.unhandled("busy")
             return error_response(503, "unavailable", "the worker is shutting down", RETRY_LATER)
         return await self.exec_body(req, path)
@@ -147,6 +152,9 @@ class Endpoints:
             envelope = await self.preauth.open(req.body, path)
         except EnvelopeError as exc:
             return self.refused_envelope(exc)
+        note = current_note()
+        if note is not None:
+            note.envelope = envelope
         if not self.hosts(envelope.target):
             return self.not_hosted(envelope.target)
         return await self.exec_opened(req, envelope, path)
@@ -154,6 +162,9 @@ class Endpoints:
     def refused_envelope(self, exc: EnvelopeError) -> HttpResponse:
         """Count and answer an envelope refused before it is authenticated (``preauth_failure``)."""
         error = {"kind": exc.kind, "message": exc.message}
+        note = current_note()
+        if note is not None:
+            note.kind = exc.kind
         rejected = Handled(outcome=Outcome.REJECTED, body=b"", error=error)
         self.metrics.record(rejected)
         return dataclasses.replace(error_response(status_for(rejected), exc.kind, exc.message),
@@ -162,6 +173,9 @@ class Endpoints:
     def not_hosted(self, target: bytes) -> HttpResponse:
         """Count and answer an authentic envelope for a ``target`` not hosted here
         (404, ``preauth_failure``)."""
+        note = current_note()
+        if note is not None:
+            note.kind = "wrong_target"
         self.metrics.record(Handled(outcome=Outcome.REJECTED, body=b"", error={"kind": "wrong_target"}))
         return dataclasses.replace(error_response(
             404, "wrong_target", f"this worker does not host {did_from_public_key(target)}"),
@@ -180,6 +194,12 @@ class Endpoints:
         """Answer a pre-checked envelope ``POST`` to ``path`` (one of
         :data:`~peerbox.net._preauth.ENVELOPE_PATHS`) for a hosted ``target``."""
         raise NotImplementedError
+
+
+def _note_unhandled(what: str) -> None:
+    note = current_note()
+    if note is not None:
+        note.unhandled = what
 
 
 def _json(doc: object) -> HttpResponse:

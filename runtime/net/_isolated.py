@@ -21,12 +21,12 @@ costs its own requests a ``503`` with ``retry-after``, nothing else.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,13 +38,17 @@ from ..trust import Handled, Outcome, Usage, outcome_of
 from ._h2client import MAX_REPLY
 from ._h2server import HttpRequest, HttpResponse, ServerLimits
 from ..peer import PeerStore
+from ._access import CLIENT_HEADER, TRANSPORT_HEADER, access_logged, current_note
 from ._child import child_command
 from ._endpoints import DENIED_ACTION, RETRY_LATER, Endpoints, error_response
 from ._localchan import FRAME_SLACK, VERIFIED_SIGNER, ChannelClient, ChannelError, FrameError
+from ._logsetup import LogOptions
 from ._serving import serve_app
 from ._startup import ServeError, StartupFailure, prepare, run_serving
 
 __all__ = ["Router", "serve_isolated", "run_isolated"]
+
+WORKER_LOG = logging.getLogger("peerbox.worker")
 
 #: How long a child may take to start (build its worker, say HELLO) before it is killed and restarted.
 START_TIMEOUT = 60.0
@@ -97,7 +101,10 @@ class Router(Endpoints):
         """Forward a pre-checked request to its peer's child; its answer, or 503 if it gives none."""
         child = self.children[target]
         channel = child.channel
+        note = current_note()
         if channel is None:
+            if note is not None:
+                note.unhandled, note.target = "busy", child.name
             self.metrics.unhandled("busy")
             return error_response(503, "unavailable", f"the worker of {child.name} is restarting",
                                   RETRY_LATER)
@@ -105,9 +112,12 @@ class Router(Endpoints):
         self.metrics.in_flight = self.in_flight
         start = time.perf_counter()
         try:
-            forwarded = (("content-type", req.header("content-type") or ""), (VERIFIED_SIGNER, caller.hex()))
+            forwarded = (("content-type", req.header("content-type") or ""), (VERIFIED_SIGNER, caller.hex()),
+                         (TRANSPORT_HEADER, self.transport), (CLIENT_HEADER, req.client))
             answer = await channel.request(req.method, path, forwarded, bytes(req.body), self.timeout)
         except ChannelError as exc:
+            if note is not None:  # the child wrote no line for it: the router does
+                note.unhandled, note.target = "busy", child.name
             self.metrics.unhandled("busy")
             return error_response(503, "unavailable", f"the worker of {child.name} did not answer: {exc}",
                                   RETRY_LATER)
@@ -115,6 +125,8 @@ class Router(Endpoints):
             self.in_flight -= 1
             self.metrics.in_flight = self.in_flight
         status, body = answer.status, answer.body
+        if note is not None:
+            note.forwarded = True  # the child wrote its access line
         self._count(status, body, time.perf_counter() - start, path=path,
                     denied_action=answer.header(DENIED_ACTION))
         headers: tuple[tuple[str, str], ...] = (("content-type", answer.header("content-type") or ""),)
@@ -218,14 +230,14 @@ async def _pump(child: _Child, channel: ChannelClient, proc: trio.Process) -> No
     try:
         await channel.run()
     except FrameError as exc:
-        print(f"peerbox serve: the worker of {child.name} broke the channel ({exc}); killing it",
-              file=sys.stderr, flush=True)
+        WORKER_LOG.error("the worker of %s broke the channel (%s); killing it", child.name, exc)
     if proc.returncode is None:
         proc.kill()
 
 
 async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: float,
                      max_request: int = ServerLimits().max_body + FRAME_SLACK, inherit: tuple[int, ...] = (),
+                     logs: LogOptions | None = None,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Keep ``child`` running: start it on a fresh channel, wait for its HELLO, restart it with
     backoff when it exits (or breaks its channel, or does not start within :data:`START_TIMEOUT`).
@@ -244,7 +256,7 @@ async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: f
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             cmd = child_command(root, child.name, theirs.fileno(), max_runs=max_runs, max_frame=max_request,
-                                grace=grace)
+                                grace=grace, logs=logs.argv() if logs is not None else ())
             # Its own session: a terminal's Ctrl-C reaches only the supervisor, which stops the
             # children itself; the channel's end tells a child its supervisor is gone.
             proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL,
@@ -285,8 +297,8 @@ async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: f
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             await _stop(proc, grace)
-        print(f"peerbox serve: the worker of {child.name} exited with code {proc.returncode}; "
-              f"restarting in {backoff:g} s", file=sys.stderr, flush=True)
+        WORKER_LOG.error("the worker of %s exited with code %s; restarting in %g s", child.name,
+                         proc.returncode, backoff)
         if trio.current_time() - began > 30:
             backoff = 0.1
         await trio.sleep(backoff)
@@ -298,6 +310,7 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
                          port_file: str | None = None, max_runs: int | None = None, quiet: bool = False,
                          handle_signals: bool = True, grace: float = 10.0, timeout: float = 120.0,
                          sock: socket.socket | None = None, inherit: tuple[int, ...] = (),
+                         logs: LogOptions | None = None,
                          task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Isolated mode: one supervised child worker per peer, a :class:`Router` on ``host:port``
     (or on the listening ``sock``, bound already and left open; ``host`` and ``port`` are then
@@ -305,7 +318,8 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
 
     ``timeout``: how long the router waits for a child's answer before it
     answers 503. ``inherit``: descriptors every child keeps open (the peers'
-    start-up locks). Raises :class:`~peerbox.UsageError` for an unknown peer
+    start-up locks). ``logs``: handed to each child (its log level and format, the audit
+    rotation). Raises :class:`~peerbox.UsageError` for an unknown peer
     (checked before any child starts) and :class:`~peerbox.net._startup.ServeError`
     if a child does not start (before anything is served or printed). On exit
     every child is stopped.
@@ -331,13 +345,15 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
                         async with booting:
                             await nursery.start(functools.partial(
                                 _supervise, str(store.root), child, max_runs=max_runs, grace=grace,
-                                max_request=max_request, inherit=inherit))
+                                max_request=max_request, inherit=inherit, logs=logs))
 
                     async with trio.open_nursery() as starting:  # a few at once: boot is not N x one child
                         for child in children:
                             starting.start_soon(boot, child)
                     router = Router(children, timeout=timeout)
-                    await serve_app(router.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
+                    router.transport = "h2" if ssl_context is not None else "h2c"
+                    await serve_app(access_logged(router.app, router.transport), host=host, port=port,
+                                    ssl_context=ssl_context, limits=limits,
                                     port_file=port_file,
                                     banner=None if quiet else f"peers: {names}; isolated, one process each",
                                     handle_signals=handle_signals, sock=sock, task_status=task_status)
@@ -360,7 +376,7 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
 
 def run_isolated(root: str | None, peers: list[str] | None, listen: str, *,
                  tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
-                 max_runs: int | None = None, quiet: bool = False) -> int:
+                 max_runs: int | None = None, quiet: bool = False, logs: LogOptions | None = None) -> int:
     """``peerbox serve --mode isolated``: serve until SIGINT/SIGTERM, stop the children, exit 0.
 
     Every start-up check runs first, in this process (:func:`~peerbox.net._startup.prepare`:
@@ -372,5 +388,5 @@ def run_isolated(root: str | None, peers: list[str] | None, listen: str, *,
         run_serving(functools.partial(serve_isolated, str(started.store.root), started.names,
                                       host=started.host, port=started.port, ssl_context=started.ssl_context,
                                       port_file=port_file, max_runs=max_runs, quiet=quiet, sock=started.sock,
-                                      inherit=started.lock_fds))
+                                      inherit=started.lock_fds, logs=logs))
     return 0

@@ -18,16 +18,18 @@ import dataclasses
 import functools
 import json
 import os
+import logging
 import socket
 import ssl
-import sys
 
 import trio
 
 from .._atomic import write_atomic
 from .._errors import UsageError
+from ._access import access_logged
 from ._accept import ConnectionBoard
 from ._endpoints import JSON, PROM
+from ._logsetup import LogOptions
 from ._h2server import HttpRequest, HttpResponse, ServerLimits
 from ._metrics import Metrics, render_processes
 from ._serving import parse_listen, serve_app, tls_context
@@ -36,6 +38,8 @@ from ._supervisor import default_workers, run_supervisor
 from ._worker import Worker
 
 __all__ = ["serve_worker", "run_shared", "WorkerSlot", "ProcessApp", "publish_metrics"]
+
+WORKER_LOG = logging.getLogger("peerbox.worker")
 
 #: How often a worker process publishes its metrics (when they changed), in seconds.
 PUBLISH_INTERVAL = 0.25
@@ -159,12 +163,14 @@ async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl
         try:
             board = ConnectionBoard(slot.board_path, slot.index)
         except OSError as exc:  # served all the same, without balancing
-            print(f"peerbox serve: worker process {slot.index}: no connection board: {exc}", file=sys.stderr)
+            WORKER_LOG.warning("worker process %d: no connection board: %s", slot.index, exc)
     try:
         async with trio.open_nursery() as nursery:
             if slot is not None:
                 nursery.start_soon(publish_metrics, worker.metrics, slot.metrics_path())
-            await serve_app(front.app, host=host, port=port, ssl_context=ssl_context, limits=limits,
+            worker.transport = "h2" if ssl_context is not None else "h2c"
+            await serve_app(access_logged(front.app, worker.transport), host=host, port=port,
+                            ssl_context=ssl_context, limits=limits,
                             port_file=port_file, banner=None if quiet else f"peers: {names}",
                             handle_signals=handle_signals, stop_on_stdin_eof=stop_on_stdin_eof,
                             sock=sock, board=board, task_status=task_status)
@@ -182,7 +188,7 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
                tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
                max_runs: int | None = None, quiet: bool = False, exit_with_parent: bool = False,
                workers: int | None = 1, listen_fd: int | None = None, worker_index: int | None = None,
-               worker_dir: str | None = None) -> int:
+               worker_dir: str | None = None, logs: LogOptions | None = None) -> int:
     """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM (or stdin EOF with
     ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0.
 
@@ -192,10 +198,12 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
     this is one of them (it follows its supervisor through stdin too, and answers
     clients directly). ``exit_with_parent`` (the hidden ``--exit-with-parent``)
     is given to isolated mode's children only: their answers go to its router, so they
-    name denied actions for it too. Raises :class:`~peerbox.net._startup.ServeError`
-    (exit 2) for whatever keeps it from starting: the root, a peer, the TLS files, a peer
-    served by another process, the address (:func:`~peerbox.net._startup.prepare`, in the
-    top-level process only: a supervised process trusts its supervisor's checks).
+    name denied actions for it too. ``logs``: the log options, handed to every process (its
+    audit rotation to the worker; default :class:`~peerbox.net._logsetup.LogOptions`). Raises
+    :class:`~peerbox.net._startup.ServeError` (exit 2) for whatever keeps it from starting:
+    the root, a peer, the TLS files, a peer served by another process, the address
+    (:func:`~peerbox.net._startup.prepare`, in the top-level process only: a supervised
+    process trusts its supervisor's checks).
     """
     given = [listen_fd is not None, worker_index is not None, worker_dir is not None]
     if any(given) and not all(given):
@@ -205,11 +213,12 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
     workers = default_workers() if workers is None else workers
     if workers > 1 and slot is None:
         return run_supervisor(root, peers, listen, workers=workers, tls_cert=tls_cert, tls_key=tls_key,
-                              port_file=port_file, max_runs=max_runs, quiet=quiet)
+                              port_file=port_file, max_runs=max_runs, quiet=quiet, logs=logs)
+    logs = logs if logs is not None else LogOptions()
     if slot is not None or exit_with_parent:  # started by a supervisor, which checked and holds the peers
         host, port = parse_listen(listen)
         ctx = tls_context(tls_cert, tls_key)
-        worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent)
+        worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent, audit=logs.audit)
         serving = functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
                                     port_file=port_file, quiet=quiet, slot=slot, stop_on_stdin_eof=True)
         try:
@@ -219,7 +228,7 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
                 worker.close()  # else a run is still going: leave its files to the process exit
         return 0
     with prepare(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key) as started:
-        worker = Worker(started.store.root, started.names, max_runs=max_runs)
+        worker = Worker(started.store.root, started.names, max_runs=max_runs, audit=logs.audit)
         try:
             run_serving(functools.partial(serve_worker, worker, host=started.host, port=started.port,
                                           ssl_context=started.ssl_context, port_file=port_file, quiet=quiet,

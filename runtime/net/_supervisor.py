@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import os
 import shutil
 import signal
@@ -50,10 +51,13 @@ import trio
 
 from .._errors import UsageError
 from ._accept import ConnectionBoard
+from ._logsetup import LogOptions
 from ._serving import write_port_file
 from ._startup import ServeError, StartupFailure, prepare, run_serving
 
 __all__ = ["run_supervisor", "supervise", "default_workers"]
+
+WORKER_LOG = logging.getLogger("peerbox.worker")
 
 #: Seconds a child may take to start serving before it counts as failed.
 START_TIMEOUT = 60.0
@@ -97,6 +101,7 @@ class _Config:
     max_runs: int | None
     grace: float
     inherit: tuple[int, ...] = ()  # the peers' lock descriptors: held while any child lives
+    logs: LogOptions = LogOptions()
 
     def command(self, child: _Child) -> list[str]:
         """The child's command line (``--listen`` only names the host: the socket is ``--listen-fd``)."""
@@ -104,7 +109,7 @@ class _Config:
         cmd = [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", self.root, *who,
                "--listen", f"{self.host}:0", "--quiet", "--workers", "1",
                "--listen-fd", str(self.fd), "--worker-index", str(child.index),
-               "--worker-dir", self.runtime_dir, "--port-file", child.ready_file]
+               "--worker-dir", self.runtime_dir, "--port-file", child.ready_file, *self.logs.argv()]
         if self.tls_cert is not None and self.tls_key is not None:
             cmd += ["--tls-cert", self.tls_cert, "--tls-key", self.tls_key]
         if self.max_runs is not None:
@@ -171,8 +176,8 @@ async def _keep(config: _Config, child: _Child,
             child.ready = False
             await _stop(proc, config.grace)
             ConnectionBoard.mark_down(ConnectionBoard.path_in(config.runtime_dir), child.index)
-        print(f"peerbox serve: worker process {child.index} (pid {proc.pid}) exited with code "
-              f"{proc.returncode}; restarting in {backoff:g} s", file=sys.stderr, flush=True)
+        WORKER_LOG.error("worker process %d (pid %d) exited with code %s; restarting in %g s",
+                         child.index, proc.pid, proc.returncode, backoff)
         if trio.current_time() - began > _BACKOFF_RESET:
             backoff = _BACKOFF_FIRST
         await trio.sleep(backoff)
@@ -226,7 +231,8 @@ async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope
 
 def run_supervisor(root: str | None, peers: list[str] | None, listen: str, *, workers: int,
                    tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
-                   max_runs: int | None = None, quiet: bool = False, grace: float = 15.0) -> int:
+                   max_runs: int | None = None, quiet: bool = False, grace: float = 15.0,
+                   logs: LogOptions | None = None) -> int:
     """``peerbox serve --workers N`` (N > 1): bind, start N worker processes, supervise until a signal.
 
     Checks the address, the TLS files and the peers, takes the peers' locks and binds before
@@ -243,7 +249,7 @@ def run_supervisor(root: str | None, peers: list[str] | None, listen: str, *, wo
             banner = None if quiet else f"listening on {started.url} (peers: {', '.join(started.names)})"
             config = _Config(str(started.store.root), started.names if peers is not None else None,
                              started.host, started.sock.fileno(), runtime_dir, tls_cert, tls_key, max_runs,
-                             grace, started.lock_fds)
+                             grace, started.lock_fds, logs if logs is not None else LogOptions())
             run_serving(functools.partial(supervise, config, workers, port=started.port, port_file=port_file,
                                           banner=banner))
             return 0

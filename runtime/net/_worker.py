@@ -59,8 +59,8 @@ from __future__ import annotations
 
 import collections
 import functools
+import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -68,9 +68,10 @@ from collections.abc import Callable
 import trio
 
 from .._errors import Error
-from ..peer import Contexts
+from ..peer import DEFAULT_ROTATION, AuditError, AuditLog, Contexts, Rotation
 from ..trust import AnyAdmitted, Envelope, ExecHandler, Handled
 from ..wire import EnvelopeError
+from ._access import ACCESS_LOG, access_rule, audit_record, current_note
 from ._admission import Admission, Ticket
 from ._endpoints import RETRY_LATER, Endpoints, answer_response, error_response
 from ._h2server import HttpRequest, HttpResponse
@@ -79,6 +80,9 @@ from ._preauth import open_envelope
 from ._runpool import RUN_STACK_SIZE, RunPool
 
 __all__ = ["Worker"]
+
+WORKER_LOG = logging.getLogger("peerbox.worker")
+AUDIT_LOG = logging.getLogger("peerbox.audit")
 
 
 class _Call:
@@ -98,7 +102,7 @@ class _Call:
 
     __slots__ = ("body", "path", "envelope", "name", "token", "done", "handler", "admitted", "ticket",
                  "abandoned", "seconds", "handled", "unhandled", "message", "exc", "refused", "not_hosted",
-                 "response")
+                 "response", "caller_did", "caller_name")
 
     def __init__(self, body: bytes, path: str, envelope: Envelope | None,
                  token: trio.lowlevel.TrioToken) -> None:
@@ -120,6 +124,8 @@ class _Call:
         self.unhandled: Unhandled | None = None
         self.message = ""
         self.exc: BaseException | None = None
+        self.caller_did: str | None = None  # set when the access or audit log wants them
+        self.caller_name: str | None = None
 
 
 class Worker(Endpoints):
@@ -149,7 +155,7 @@ class Worker(Endpoints):
                  queue: int | None = None, per_caller_queue: int | None = None, owner_reserve: int = 1,
                  check_threads: int | None = None, clock: Callable[[], float] = time.time,
                  stack_size: int = RUN_STACK_SIZE, for_router: bool = False,
-                 cpu: int | None = None) -> None:
+                 cpu: int | None = None, audit: Rotation | None = DEFAULT_ROTATION) -> None:
         super().__init__([])
         self.for_router = for_router
         self.contexts = Contexts(root)
@@ -163,6 +169,9 @@ class Worker(Endpoints):
         self.clock = clock
         self._handlers: dict[str, ExecHandler] = {}
         self._handlers_lock = threading.Lock()
+        #: each hosted peer's audit log (``None``: none written), opened by its first decision
+        self.audit = audit
+        self._audits: dict[str, AuditLog] = {}
         runs = max(1, max_runs if max_runs is not None else (os.cpu_count() or 1))
         waiting = max(0, queue if queue is not None else 64 * runs)
         reserve = max(0, owner_reserve)
@@ -210,6 +219,10 @@ class Worker(Endpoints):
             handlers, self._handlers = list(self._handlers.values()), {}
         for handler in handlers:
             handler.close()
+        with self._handlers_lock:
+            audits, self._audits = list(self._audits.values()), {}
+        for log in audits:
+            log.close()
         self.contexts.close()
         pool, self.pool = getattr(self, "pool", None), None
         if pool is not None:
@@ -270,6 +283,14 @@ class Worker(Endpoints):
         except BaseException:
             self._abandon(call)
             raise
+        note = current_note()
+        if note is not None:  # what the access line says about it
+            note.envelope, note.handled, note.unhandled = call.envelope, call.handled, call.unhandled
+            note.caller_did, note.caller_name = call.caller_did, call.caller_name
+            note.target = call.name or None
+            note.rule = access_rule(call.admitted)
+            if call.refused is not None:
+                note.kind = call.refused.kind
         assert call.response is not None
         return call.response
 
@@ -308,12 +329,15 @@ class Worker(Endpoints):
                 return self._answer(call)
             checked = handler.check_envelope(env)  # by its type: exec, logic, call, revoke
             call.seconds = time.perf_counter() - start
+            if self.audit is not None or ACCESS_LOG.isEnabledFor(logging.INFO):
+                self._name_caller(call, handler, env)
             with self._lock:
                 self._checking -= 1
                 if isinstance(checked, Handled):  # refused, denied, rate limited, answered
                     # (a logic read, a revocation, a call's bad arguments): no slot
                     call.handled = checked
                     ticket = None
+                    self._audit(call)
                 elif call.abandoned:  # nobody waits for the answer any more: no slot for it
                     ticket = None
                 else:
@@ -346,6 +370,7 @@ class Worker(Endpoints):
             except BaseException as exc:  # a bug (run answers every peerbox.Error with a signed reply)
                 call.unhandled, call.exc = "internal_error", exc
             call.seconds += time.perf_counter() - start
+            self._audit(call)
             with self._lock:
                 started = [self._parked.pop(t) for t in self.admission.release(call.ticket)]
             self._answer(call)
@@ -354,6 +379,38 @@ class Worker(Endpoints):
                 for other in started[1:]:
                     pool.submit(functools.partial(self._run_from, other))
             call = started[0] if started else None
+
+    def _name_caller(self, call: _Call, handler: ExecHandler, env: Envelope) -> None:
+        """Note the caller's did and name (for the access and audit logs); a names file that cannot be
+        read leaves the name unknown."""
+        try:
+            call.caller_did = did = handler.did_of(env.caller)
+            call.caller_name = handler.name_of(did)
+        except Error:
+            call.caller_name = None
+
+    def _audit(self, call: _Call) -> None:
+        """Append the decision about ``call`` to its peer's audit log (on the pool thread); a log that
+        cannot be written is reported on the ``peerbox.audit`` logger, never fails the request."""
+        rotation, handled, env = self.audit, call.handled, call.envelope
+        if rotation is None or handled is None or env is None or call.caller_did is None:
+            return
+        record = audit_record(env, handled, caller_did=call.caller_did, caller_name=call.caller_name,
+                              rule=access_rule(call.admitted), now=time.time())
+        if record is None:
+            return
+        log = self._audits.get(call.name)
+        if log is None:
+            with self._handlers_lock:
+                log = self._audits.get(call.name)
+                if log is None:
+                    peer = (call.handler.ctx.peer if call.handler is not None
+                            else self.contexts.store.get(call.name))
+                    log = self._audits[call.name] = AuditLog.of(peer, rotation)
+        try:
+            log.append(record)
+        except AuditError as exc:
+            AUDIT_LOG.error("peer %s: %s", call.name, exc)
 
     def _answer(self, call: _Call) -> None:
         """Hand ``call`` back to the event loop (a no-op once the trio run has ended).
@@ -405,6 +462,9 @@ class Worker(Endpoints):
         """Count and answer what happened to ``call`` (on the loop: the metrics live there)."""
         handled = call.handled
         if handled is not None:
+            if handled.kind == "unavailable":  # the peer's storage or nonce database failed
+                WORKER_LOG.error("peer %s: storage unavailable: %s", call.name,
+                                 (handled.error or {}).get("message", ""))
             if call.ticket is not None:
                 self.metrics.answered(handled, call.seconds)  # the run's fuel too
             else:
@@ -416,6 +476,7 @@ class Worker(Endpoints):
             assert call.envelope is not None
             return self.not_hosted(call.envelope.target)
         if call.unhandled == "unavailable":
+            WORKER_LOG.error("%s", call.message)
             self.metrics.unhandled("unavailable")
             return error_response(503, "unavailable", call.message, RETRY_LATER)
         if call.unhandled == "busy":
@@ -423,7 +484,7 @@ class Worker(Endpoints):
         if call.unhandled is None:  # abandoned before it was admitted: nobody reads this
             return self._busy("the request was abandoned")
         self.metrics.unhandled("internal_error")
-        print(f"peerbox worker: internal error: {call.exc!r}", file=sys.stderr)
+        WORKER_LOG.error("internal error (a bug in peerbox): %r", call.exc, exc_info=call.exc)
         return error_response(500, "internal", "the worker failed to handle the request")
 
     def _abandon(self, call: _Call) -> None:

@@ -10,6 +10,7 @@ In the order a peer is found and used::
     _logic       ``PeerLogic``: the owner's tools to list, set, remove, roll back, verify modules
     _context     ``PeerContext``/``Contexts``: compile and run as a peer (its storage, its imports)
     _api         published functions (``export fn``): lookup, argument binding, the call stub
+    _audit       ``AuditLog``: a peer's decisions, one JSON line each (``audit.log``, rotated by size)
 
 Below: :mod:`peerbox.run`, :mod:`peerbox.wire`, :mod:`peerbox.policy`, :mod:`peerbox.hostcalls`.
 Above: :mod:`peerbox.trust`, which answers other peers' requests in a peer's context.
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from ._context import Contexts, PeerContext
     from ._api import CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published, published
     from ._names import Known, NameResolution, PeerNames
+    from ._audit import (AUDIT_FILE, DEFAULT_ROTATION, AuditError, AuditLog, AuditRecord, Decision, Rotation,
+                         format_time, parse_since)
 
 __all__ = ["BACKENDS", "DEFAULT_ROOT", "ENV_ROOT", "Peer", "PeerError", "PeerNotFound", "PeerStore",
            "InvalidPeerName", "PeerExists", "RootNotFound", "CorruptPeer", "InsecureKeyFile",
@@ -39,10 +42,21 @@ __all__ = ["BACKENDS", "DEFAULT_ROOT", "ENV_ROOT", "Peer", "PeerError", "PeerNot
            "CorruptDirectory", "HistoryError", "HistoryMismatch", "Version", "make_statement",
            "open_statement", "sha256_hex", "HEAD_KEY", "LogicError", "LogicRefused", "PeerLogic", "Contexts",
            "PeerContext", "ModuleListing", "PublishedFn", "BadArguments", "find_published", "published",
-           "bind_args", "call_source", "CALL_FILE", "PeerNames", "Known", "NameResolution"]
+           "bind_args", "call_source", "CALL_FILE", "PeerNames", "Known", "NameResolution",
+           "AuditLog", "AuditRecord", "AuditError", "Decision", "Rotation", "parse_since",
+           "AUDIT_FILE", "DEFAULT_ROTATION", "format_time"]
 
 __getattr__, __dir__ = attach(__name__, {
     "BACKENDS": "._peers",
+    "AuditLog": "._audit",
+    "AuditRecord": "._audit",
+    "AuditError": "._audit",
+    "Decision": "._audit",
+    "Rotation": "._audit",
+    "parse_since": "._audit",
+    "AUDIT_FILE": "._audit",
+    "DEFAULT_ROTATION": "._audit",
+    "format_time": "._audit",
     "DEFAULT_ROOT": "._peers",
     "ENV_ROOT": "._peers",
     "Peer": "._peers",

@@ -101,6 +101,7 @@ class Admitted:
     limits: Limits
     max_bytes: int | None = None
     max_files: int | None = None
+    rule: str | None = None  # the policy rule that allowed ``exec`` (None: a capability, or unknown)
 
     @property
     def caller(self) -> bytes:
@@ -287,7 +288,8 @@ class ExecHandler:
         return Admitted(req=req, now=now, caller_did=caller_did, caller_name=caller_name,
                         owner=req.caller == self.ctx.peer.public_key, policy=policy, grants=grants,
                         limits=_limits(cap, req.limits), max_bytes=cap.max_bytes if cap else None,
-                        max_files=cap.max_files if cap else None)
+                        max_files=cap.max_files if cap else None,
+                        rule=str(decision.rule) if decision.rule else None)
 
     def run(self, admitted: AnyAdmitted) -> Handled:
         """The second phase: compile and run an :class:`Admitted` request, answer with a signed reply

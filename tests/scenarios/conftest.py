@@ -19,18 +19,27 @@ Serving = Callable[..., AbstractContextManager[tuple[int, "subprocess.Popen[byte
 
 
 @contextmanager
-def _serving(root: Path, *args: str, timeout: float = 30.0) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """Run ``peerbox serve`` on a free loopback port; yield (port, process); SIGTERM, expect exit 0."""
+def _serving(root: Path, *args: str, timeout: float = 30.0,
+             stderr: Path | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """Run ``peerbox serve`` on a free loopback port; yield (port, process); SIGTERM, expect exit 0.
+
+    ``stderr``: a file that receives the server's stderr (its logs), readable while it serves."""
     port_file = root / f"port-{time.monotonic_ns()}"
+    err_file = None if stderr is None else open(stderr, "wb")  # noqa: SIM115 (closed below)
+
+    def shown(err: bytes | None) -> str:
+        data = err if err is not None else stderr.read_bytes() if stderr is not None else b""
+        return data.decode(errors="replace")[-2000:]
+
     proc = subprocess.Popen(
         [*PEERBOX, "serve", "--root", str(root), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
-         "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+         "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE if err_file is None else err_file)
     try:
         deadline = time.monotonic() + timeout
         while not (port_file.exists() and port_file.read_text().strip()):
             if proc.poll() is not None:
                 _, err = proc.communicate()
-                raise AssertionError(f"peerbox serve exited {proc.returncode}: {err.decode()[-2000:]}")
+                raise AssertionError(f"peerbox serve exited {proc.returncode}: {shown(err)}")
             assert time.monotonic() < deadline, "peerbox serve did not write its port file"
             time.sleep(0.05)
         yield int(port_file.read_text().strip()), proc
@@ -42,8 +51,11 @@ def _serving(root: Path, *args: str, timeout: float = 30.0) -> Iterator[tuple[in
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate()
-            raise AssertionError(f"peerbox serve did not stop on SIGTERM: {err.decode()[-2000:]}") from None
-    assert proc.returncode == 0, f"peerbox serve exited {proc.returncode}: {err.decode()[-2000:]}"
+            raise AssertionError(f"peerbox serve did not stop on SIGTERM: {shown(err)}") from None
+        finally:
+            if err_file is not None:
+                err_file.close()
+    assert proc.returncode == 0, f"peerbox serve exited {proc.returncode}: {shown(err)}"
 
 
 @pytest.fixture
