@@ -124,9 +124,9 @@ def report_failed_reply(target: str, reply: Reply, code: int, want_json: bool) -
     error = dict(reply.error or {})
     kind, message = error.get("kind", "error"), error.get("message", "")
     rule = error.get("rule")
-    if code == 6:
-        sys.stderr.write(f"denied by {target}: {message}"
-                         + (f" (rule {rule})" if rule else " (no rule allowed it)") + "\n")
+    if code == 6:  # the target's message says what was denied and by which rule, or why no rule did
+        where = f"line {error['line']}: " if error.get("line") else ""  # a host call the script made
+        sys.stderr.write(f"{target}: {where}{message}\n")
     elif code == 9:
         sys.stderr.write(f"rate limited by {target}: {message}" + (f" (rule {rule})" if rule else "") + "\n")
     elif code == 5:
