@@ -231,3 +231,14 @@ def test_policy_explain_says_it_in_the_same_words(world: World) -> None:
     assert res.stdout.splitlines()[1] == f"  exec denied by the deny rule at {policy}:{DAVE_RULE}"
     res = world.cli("policy", "explain", "bob", "--caller", "carol", "--action", "fs.read", "--path", "a.txt")
     assert res.returncode == 6 and res.stdout.splitlines()[1] == "  fs.read of 'a.txt' denied: no rule allowed it"
+
+
+def test_handle_says_it_in_the_same_words(world: World) -> None:
+    script, req, out = world.tmp / "h.rhai", world.tmp / "h.cose", world.tmp / "reply.cose"
+    script.write_text('fs::read("diary.txt")', encoding="utf-8")
+    assert world.cli("envelope", "make", "--from", "dave", "--to", "bob", str(script), "-o", str(req)).returncode == 0
+    res = world.cli("handle", str(req), "--as", "bob", "-o", str(out))
+    assert (res.returncode, res.stderr) == (6, f"exec denied by the deny rule at policy.toml:{DAVE_RULE}\n")
+    assert world.cli("envelope", "make", "--from", "alice", "--to", "bob", str(script), "-o", str(req)).returncode == 0
+    res = world.cli("handle", str(req), "--as", "bob", "-o", str(out))  # a script ending on a refused host call
+    assert (res.returncode, res.stderr) == (4, "script_error: fs.read of 'diary.txt' denied: no rule allowed it\n")
