@@ -27,8 +27,7 @@ import pytest
 
 import peerbox
 from peerbox.peer import Directory
-from peerbox.wire import RevocationList, _cose, delegate, grant
-from peerbox.wire._caps import REVOCATION_FILE
+from peerbox.wire import REVOCATION_FILE, RevocationList, delegate, grant, sign1
 
 from .conftest import PEERBOX, Serving
 
@@ -174,7 +173,7 @@ def test_each_capability_refusal_says_its_one_reason(world: World, serving: Serv
                         grants=["fs.read:notes/**"], now=now)
     # a forged child, signed as an attacker would (delegate() refuses to make it): wider than its parent
     parent = cap(to=w.pub("alice"), grants=["fs.read:notes/**"])
-    widened = _cose.sign1({"v": 2, "typ": "peerbox/cap", "iss": w.pub("alice"), "aud": carol, "sub": bob,
+    widened = sign1({"v": 2, "typ": "peerbox/cap", "iss": w.pub("alice"), "aud": carol, "sub": bob,
                            "grants": ["fs.read:**"], "nbf": now - 60, "exp": now + 600,
                            "nonce": b"\x01" * 16, "prf": parent}, w.key("alice"))
     bad_signature = bytearray(cap())
