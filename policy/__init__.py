@@ -6,6 +6,7 @@
     policy = load("peers/bob/policy.toml")            # raises PolicyError (file:line: problem)
     d = policy.decide(Request(caller_did, "alice", "fs.write", "inbox/a.txt", owner_did, now))
     d.allowed, d.rule, d.reason                        # rule: RuleRef(file, line, effect) or None
+    str(d.denial("fs.write", "inbox/a.txt"))  # "fs.write of 'inbox/a.txt' denied: no rule allowed it"
     policy.limits_for(Request(caller_did, "alice", "exec", None, owner_did, now))   # PolicyLimits
     policy.rates_for(Request(caller_did, "carol", "call", "inbox::deliver", owner_did, now))  # RateLimits
     cache = PolicyCache(path); cache.get()             # reloaded when the file changes; deny-all if broken
@@ -51,7 +52,7 @@ from ._glob import NORMAL_FORM, glob_problem, is_canonical
 from ._grants import (
     CAPABILITY_ACTIONS, GrantSet, compile_grants, expand_legacy, parse_capability_grant, parse_grant,
 )
-from ._match import NOTHING_ALLOWED, Policy, load, loads
+from ._match import NOTHING_ALLOWED, POLICY_UNAVAILABLE, Policy, load, loads
 from ._model import (
     ACTION_ALIASES,
     ACTIONS,
@@ -60,6 +61,8 @@ from ._model import (
     POLICY_VERSIONS,
     RESOURCE_ACTIONS,
     Decision,
+    DenialCause,
+    Denied,
     Grant,
     PolicyError,
     PolicyLimits,
@@ -67,6 +70,7 @@ from ._model import (
     RateLimit,
     Request,
     RuleRef,
+    show_resource,
 )
 from ._parse import MAX_POLICY_BYTES, RuleSpec
 from ._toml import TomlTooComplex, loads_bounded
@@ -82,6 +86,9 @@ __all__ = [
     "Problem",
     "Request",
     "Decision",
+    "Denied",
+    "DenialCause",
+    "show_resource",
     "RuleRef",
     "RuleSpec",
     "Grant",
@@ -98,6 +105,7 @@ __all__ = [
     "RESOURCE_ACTIONS",
     "ACTION_ALIASES",
     "NOTHING_ALLOWED",
+    "POLICY_UNAVAILABLE",
     "MAX_POLICY_BYTES",
     "glob_problem",
     "is_canonical",

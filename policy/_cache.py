@@ -27,9 +27,11 @@ _Signature = tuple[int, int, int, int]
 class PolicyCache:
     """The current :class:`Policy` of one file: ``PolicyCache(path).get()``.
 
-    A file that does not load gives :meth:`Policy.deny_all` with the error as
-    the reason (the peer refuses everything and says why) and the error in
-    :attr:`error`; a later fix is picked up the same way as any change.
+    A file that does not load gives :meth:`Policy.deny_all` (the peer refuses
+    everything, telling callers only that its policy could not be loaded) and
+    the :class:`PolicyError` (file, line, problem: for the operator's log) in
+    :attr:`error` and the policy's ``load_error``; a later fix is picked up the
+    same way as any change.
     Thread-safe: concurrent ``get`` calls reload at most once per change.
     A file that does not load is reported to the operator on the
     ``peerbox.policy`` logger at error level (its full path, line and
@@ -55,8 +57,7 @@ class PolicyCache:
     def get(self) -> Policy:
         """The policy as the file is now: cached while the file is unchanged, else reloaded.
 
-        Never raises: a broken or missing file yields a deny-all policy whose
-        reason names the file, line and problem.
+        Never raises: a broken or missing file yields a deny-all policy (see the class docstring).
         """
         sig = self._stat()
         policy = self._policy
@@ -75,8 +76,9 @@ class PolicyCache:
         except PolicyError as exc:
             self.error = exc
             self._report(exc)
-            # the reason reaches remote callers: files by their name in the peer, no host path
-            policy = Policy.deny_all(f"the policy does not load: {exc.shown()}", self.path)
+            # the reason reaches remote callers: it says only that the policy does not load (no path,
+            # no line of the file); the operator's detail stays in self.error and policy.load_error
+            policy = Policy.deny_all(file=self.path, error=exc)
             sig2 = self._stat()
             sig = sig2 if sig2 is not None else (-1, -1, -1, -1)
         self.loads += 1

@@ -32,15 +32,18 @@ from collections.abc import Sequence
 
 from ._glob import Matcher, compile_globs, is_canonical, normalize
 from ._grants import GrantSet, compile_grants
-from ._model import ACTIONS, Decision, Grant, PolicyLimits, Problem, RateLimit, Request, RuleRef, shown_name
+from ._model import (ACTIONS, Decision, DenialCause, Grant, PolicyError, PolicyLimits, Problem, RateLimit,
+                     Request, RuleRef, shown_name)
 from ._parse import PolicySpec, RuleSpec, parse_text, read_policy_file
 
-__all__ = ["Policy", "load", "loads", "NOTHING_ALLOWED"]
+__all__ = ["Policy", "load", "loads", "NOTHING_ALLOWED", "POLICY_UNAVAILABLE"]
 
 #: The reason of a default deny.
-NOTHING_ALLOWED = "nothing allowed it"
+NOTHING_ALLOWED = "no rule allowed it"
+#: The reason a peer whose policy does not load gives its callers (no path, no excerpt of the file).
+POLICY_UNAVAILABLE = "the target's policy could not be loaded"
 _INF = float("inf")
-_DEFAULT_DENY = Decision(False, None, NOTHING_ALLOWED)
+_DEFAULT_DENY = Decision(False, None, NOTHING_ALLOWED, DenialCause.NO_RULE)
 
 
 class _Rule:
@@ -57,8 +60,10 @@ class _Rule:
         self.expires = spec.expires if spec.expires is not None else _INF
         self.limits = spec.limits
         ref = RuleRef(file=name, line=spec.line, effect=spec.effect, index=spec.index)
-        verb = "allowed" if spec.effect == "allow" else "denied"
-        self.decision = Decision(spec.effect == "allow", ref, f"{verb} by rule at {ref}")
+        allow = spec.effect == "allow"
+        verb = "allowed" if allow else "denied"
+        self.decision = Decision(allow, ref, f"{verb} by the {spec.effect} rule at {ref}",
+                                 None if allow else DenialCause.RULE)
         lim = spec.limits
         self.rate: RateLimit | None = None
         if lim is not None and lim.calls_per_minute is not None:
@@ -78,11 +83,13 @@ class Policy:
     it (:func:`shown_name`: the base name, never a host path); ``rules``: the validated rules in
     file order; ``warnings``: what loaded but deserves a look (patterns the Unicode
     normalisation changed); ``error``: why everything is refused (``deny_all`` only), else None;
-    ``version``: the file's ``version`` (its rules are already expanded to its meaning).
+    ``version``: the file's ``version`` (its rules are already expanded to its meaning);
+    ``load_error``: the :class:`PolicyError` that made it a ``deny_all`` (file, line, problem: for
+    the local operator, never sent to a caller), else None.
     """
 
     __slots__ = ("file", "name", "rules", "groups", "warnings", "error", "version", "_deny", "_allow",
-                 "_broken")
+                 "_broken", "load_error")
 
     def __init__(self, spec: PolicySpec) -> None:
         self.file: str = spec.file
@@ -92,6 +99,7 @@ class Policy:
         self.groups: dict[str, tuple[str, ...]] = spec.groups
         self.warnings: tuple[Problem, ...] = spec.warnings
         self.error: str | None = None
+        self.load_error: PolicyError | None = None
         self._broken: Decision | None = None
         compiled = [_Rule(r, self.name) for r in spec.rules]
         self._deny: dict[str, tuple[_Rule, ...]] = {}
@@ -103,12 +111,15 @@ class Policy:
                                         if r.spec.effect == "allow" and action in r.spec.actions)
 
     @classmethod
-    def deny_all(cls, reason: str, file: str = "<policy>") -> Policy:
-        """A policy that refuses every request with ``reason`` (say why the real one is broken;
-        the reason reaches remote callers, so name files with :meth:`PolicyError.shown`)."""
+    def deny_all(cls, reason: str = POLICY_UNAVAILABLE, file: str = "<policy>", *,
+                 error: PolicyError | None = None) -> Policy:
+        """A policy that refuses every request with ``reason`` (cause ``policy_unavailable``);
+        ``error`` (kept as :attr:`load_error`) is why the real one did not load. The reason
+        reaches remote callers: by default :data:`POLICY_UNAVAILABLE`, which names no file."""
         policy = cls(PolicySpec(file=file, rules=(), groups={}))
         policy.error = reason
-        policy._broken = Decision(False, None, reason)
+        policy.load_error = error
+        policy._broken = Decision(False, None, reason, DenialCause.POLICY_UNAVAILABLE)
         return policy
 
     def __repr__(self) -> str:
@@ -124,13 +135,14 @@ class Policy:
         action = request.action
         denies = self._deny.get(action)
         if denies is None:
-            return Decision(False, None, f"unknown action {action!r}")
+            return Decision(False, None, "unknown action", DenialCause.UNKNOWN_ACTION)
         resource = request.resource
         if resource is not None:
             if not resource.isascii():
                 resource = normalize(resource)
             if not is_canonical(resource):
-                return Decision(False, None, f"resource {resource!r} is not a canonical relative path")
+                return Decision(False, None, "not a canonical relative path",
+                                DenialCause.BAD_RESOURCE)
         now = request.now
         if now is None:
             now = request.when()

@@ -25,10 +25,11 @@ once per rule when a policy is compiled, so deciding allocates nothing.
 
 from __future__ import annotations
 
+import enum
 import os
 import time
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from peerbox._errors import Error
 
@@ -44,10 +45,13 @@ __all__ = [
     "RuleRef",
     "Request",
     "Decision",
+    "DenialCause",
+    "Denied",
     "Grant",
     "PolicyLimits",
     "RateLimit",
     "shown_name",
+    "show_resource",
 ]
 
 _N = TypeVar("_N", int, float)
@@ -172,17 +176,100 @@ class Request:
         return time.time() if self.now is None else self.now
 
 
+class DenialCause(enum.StrEnum):
+    """Why a request was denied, typed (what a reply's ``error.cause`` says, so no client parses text).
+
+    ``rule``: a deny rule matched (:attr:`Denied.rule` names it); ``no_rule``: no rule (and no
+    capability grant) allowed it; ``unknown_action``: the action is not one of :data:`ACTIONS`;
+    ``bad_resource``: the resource is not a canonical relative path; ``policy_unavailable``: the
+    target's policy does not load (it refuses everything); ``capability``: a capability token the
+    request carries was refused (expired, revoked, widened...); ``not_permitted``: the request is
+    refused by peerbox's own rule, not the policy (only an issuer or the subject may revoke a token).
+    """
+
+    RULE = "rule"
+    NO_RULE = "no_rule"
+    UNKNOWN_ACTION = "unknown_action"
+    BAD_RESOURCE = "bad_resource"
+    POLICY_UNAVAILABLE = "policy_unavailable"
+    CAPABILITY = "capability"
+    NOT_PERMITTED = "not_permitted"
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The answer: ``allowed``, the ``rule`` that decided (None for the default deny, a
-    capability grant or a broken policy) and a human ``reason``."""
+    capability grant or a broken policy), a human ``reason`` (``"denied by the deny rule at
+    policy.toml:8"``, ``"no rule allowed it"``...) and, for a denial, its ``cause``
+    (None when allowed). :meth:`denial` makes the :class:`Denied` that reports it."""
 
     allowed: bool
     rule: RuleRef | None
     reason: str
+    cause: DenialCause | None = None
 
     def __bool__(self) -> bool:
         return self.allowed
+
+    def denial(self, action: str, resource: str | None) -> Denied:
+        """This denial of ``action`` on ``resource`` (None for ``exec``, ``delegate``), as one
+        :class:`Denied`. Raises ``ValueError`` for an allowing decision (a bug of the caller)."""
+        if self.allowed:
+            raise ValueError("an allowing decision is no denial")
+        return Denied(action, resource, self.cause or DenialCause.NO_RULE, self.reason, self.rule)
+
+
+#: Resources longer than this are shortened in messages.
+_MAX_SHOWN = 120
+
+
+def show_resource(resource: str) -> str:
+    """``resource`` quoted for a message: Python ``repr`` (control characters escaped), shortened."""
+    if len(resource) > _MAX_SHOWN:
+        resource = resource[:_MAX_SHOWN] + "…"
+    return repr(resource)
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """One denial, in the one shape every producer shows it (a signed reply's message and fields,
+    ``peerbox send/call/handle`` stderr, ``policy explain``, a script's ``e.message``).
+
+    ``action`` (``exec``, ``call``, ``fs.read``, ``logic.write``...), ``resource`` (None when
+    the action names none), ``cause`` (:class:`DenialCause`), and EITHER the deciding ``rule``
+    (a deny rule: ``str()`` says "denied by the deny rule at policy.toml:21") OR, when no rule
+    decided, ``reason`` ("no rule allowed it", "the capability expired at ...") — never both.
+    ``capability`` is the :attr:`peerbox.wire.CapabilityError.kind` of a refused capability
+    (``expired``, ``revoked``...), else None.
+    """
+
+    action: str
+    resource: str | None
+    cause: DenialCause
+    reason: str
+    rule: RuleRef | None = None
+    capability: str | None = None
+
+    @property
+    def what(self) -> str:
+        """``"exec"``, ``"fs.read of 'diary.txt'"``: the action and its resource."""
+        return self.action if self.resource is None else f"{self.action} of {show_resource(self.resource)}"
+
+    def __str__(self) -> str:
+        if self.rule is not None:
+            return f"{self.what} denied by the {self.rule.effect} rule at {self.rule}"
+        return f"{self.what} denied: {self.reason}"
+
+    def fields(self) -> dict[str, Any]:
+        """The ``error`` map of a signed denial: ``kind`` ``denied``, ``message`` (``str()``),
+        ``rule`` (``file:line`` or None), ``action``, ``resource``, ``cause`` and, for a refused
+        capability, ``capability`` (its kind)."""
+        out: dict[str, Any] = {"kind": "denied", "message": str(self),
+                               "rule": None if self.rule is None else str(self.rule),
+                               "action": self.action, "resource": self.resource, "cause": str(self.cause)}
+        if self.capability is not None:
+            out["capability"] = self.capability
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -293,7 +293,7 @@ def _notified(target: str, reply: Reply) -> int:
     error = dict(reply.error or {})
     kind, message = str(error.get("kind", "error")), str(error.get("message", ""))
     code = exit_code(outcome_of(False, kind), kind, via="revoke")
-    _err(f"{target}: {'denied' if code == 6 else 'refused'}: {kind}: {message}")
+    _err(f"{target}: {message}" if code == 6 else f"{target}: refused: {kind}: {message}")
     return code
 
 

@@ -396,8 +396,7 @@ def _remote(args: argparse.Namespace, op: str, module: str = "", source: str = "
     kind, message = str(error.get("kind", "error")), str(error.get("message", ""))
     code = exit_code(outcome_of(False, kind, logic=True), kind, via="push")
     if code == 6:
-        rule = error.get("rule")
-        sys.stderr.write(f"denied by {entry.name}: {message}" + (f" (rule {rule})" if rule else "") + "\n")
+        sys.stderr.write(f"{entry.name}: {message}\n")  # names the action and the rule, or why
     elif code == 2:
         sys.stderr.write(f"error: {entry.name}: {message}\n")
     else:

@@ -31,6 +31,7 @@ subparser sets ``handler`` (``args.handler(args) -> int``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -253,7 +254,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         policy = load(owner.paths.policy)
     except PolicyError as exc:
         sys.stderr.write(f"{exc}\n")
-        policy = Policy.deny_all(f"the policy does not load: {exc.problems[0]}", str(owner.paths.policy))
+        policy = Policy.deny_all(file=str(owner.paths.policy), error=exc)
         broken = True
     else:
         broken = False
@@ -268,6 +269,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "allowed": decision.allowed,
             "decision": "allow" if decision.allowed else "deny",
             "reason": decision.reason,
+            "cause": None if decision.cause is None else str(decision.cause),
             "rule": None if rule is None else {"file": policy.file, "line": rule.line, "effect": rule.effect},
             "caller": {"did": did, "name": name, "source": known.source},
             "action": args.action,
@@ -278,10 +280,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         who = f"{name} ({did})" if name else did
         what = args.action + (f" {resource!r}" if resource is not None else "")
         lines = [f"{'ALLOW' if decision.allowed else 'DENY'}: {who} {what}"]
-        if rule is not None:
-            lines.append(f"  decided by the {rule.effect} rule at {_local(policy, rule)}")
-        else:
-            lines.append(f"  {decision.reason}")
+        if decision.allowed:
+            lines.append(f"  decided by the {rule.effect} rule at {_local(policy, rule)}" if rule is not None
+                         else f"  {decision.reason}")
+        else:  # the one shape of a denial, its rule named by the full path (the operator's view)
+            local = None if rule is None else RuleRef(policy.file, rule.line, rule.effect, rule.index)
+            lines.append(f"  {dataclasses.replace(decision.denial(args.action, resource), rule=local)}")
         if name is not None or args.caller != "owner":
             lines.append(f"  caller: {name or '(no name)'} = {did} ({_SOURCES[known.source]})")
         if note is not None:

@@ -231,7 +231,11 @@ def cmd_handle(args: argparse.Namespace) -> int:
             f.write(handled.body)
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
-    sys.stderr.write(f"{handled.outcome}" + (f": {handled.error['message']}" if handled.error else "") + "\n")
+    message = handled.error["message"] if handled.error else None
+    if handled.outcome is trust.Outcome.DENIED and message:  # it says "... denied ..." itself
+        sys.stderr.write(f"{message}\n")
+    else:
+        sys.stderr.write(f"{handled.outcome}" + (f": {message}" if message else "") + "\n")
     via: Literal["handle", "call", "revoke"] = (
         "call" if typ == _TYP_CALL else "revoke" if typ == _TYP_REVOKE else "handle")
     return trust.exit_code(handled.outcome, handled.kind, via=via, logic=logic)

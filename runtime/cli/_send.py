@@ -200,9 +200,9 @@ def report_failed_reply(target: str, reply: Reply, code: int, want_json: bool,
     if code == 3 and kind == "compile_error" and script_name is not None:
         error["message"] = message = _REMOTE_SCRIPT.sub(f"{script_name}:", str(message))
         sys.stderr.write(f"{target} could not compile the script:\n{message}\n")
-    elif code == 6:
-        sys.stderr.write(f"denied by {target}: {message}"
-                         + (f" (rule {rule})" if rule else " (no rule allowed it)") + "\n")
+    elif code == 6:  # the target's message says what was denied and by which rule, or why no rule did
+        where = f"line {error['line']}: " if error.get("line") else ""  # a host call the script made
+        sys.stderr.write(f"{target}: {where}{message}\n")
     elif code == 9:
         sys.stderr.write(f"rate limited by {target}: {message}" + (f" (rule {rule})" if rule else "") + "\n")
     elif code == 5:

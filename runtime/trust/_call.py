@@ -45,7 +45,7 @@ from typing import Any
 from .._errors import Error
 from ..hostcalls import HostCallError
 from ..peer import CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published
-from ..policy import Policy
+from ..policy import Denied, Policy
 from ..policy import Request as PolicyRequest
 from ..run import Limits, LogicLayers
 from ..wire import CallRequest
@@ -117,8 +117,7 @@ def _admit(handler: RequestHost, req: CallRequest, now: int) -> CallAdmitted | H
     asked = PolicyRequest(caller_did, caller_name, "call", req.resource, handler.owner_did, now)
     decision = policy.decide(asked, grants)
     if not decision:
-        return handler.deny(req, now, f"call of '{req.resource}' is not allowed: {decision.reason}",
-                            str(decision.rule) if decision.rule else None, action="call")
+        return handler.deny(req, now, decision.denial("call", req.resource))
     cap = policy.limits_for(asked)
     limited = handler.rate_check(policy, asked, req, now, cap=cap)
     if limited is not None:
@@ -150,13 +149,14 @@ def run_call(handler: RequestHost, admitted: CallAdmitted) -> Handled:
     """
     req, now, policy = admitted.req, admitted.now, admitted.policy
     owner_did, owner_name = handler.owner_did, handler.ctx.peer.name
-    refused: list[str] = []
+    refused: list[Denied] = []
 
     def owner_authorize(action: str, path: str) -> None:
         d = policy.decide(PolicyRequest(owner_did, owner_name, action, path, owner_did, now))
         if not d:
-            refused.append(action)
-            raise HostCallError("denied", f"{action} of '{path}' is not allowed: {d.reason}")
+            denied = d.denial(action, path)
+            refused.append(denied)
+            raise HostCallError("denied", str(denied))
 
     return handler.execute(
         req, now, source=call_source(admitted.fn), filename=CALL_FILE, may_import=None, params=admitted.args,

@@ -37,17 +37,18 @@ from dataclasses import dataclass
 from types import EllipsisType
 from typing import Any
 
-from ..wire import (REVOCATION_FILE, CallRequest, CapabilityError, EnvelopeError, KeyPair, NonceStore,
+from ..wire import (REVOCATION_FILE, CallRequest, EnvelopeError, KeyPair, NonceStore,
                     Request, RevocationList, RevokeRequest, check_delivery, did_from_public_key, make_denial,
                     make_reply, open_call_request, open_request, open_revoke_request, verify_chain)
 from ..peer import Peer, PeerContext, PeerNames, PeerStore
 from .._errors import Error, LimitExceeded, ScriptError, ValueConversionError
 from ..run import MAX_FUEL, MIN_MEMORY, CborParams, CompileLimits, Limits
 from ..hostcalls import CallerQuota, HostCallError
-from ..policy import Grant, GrantSet, Policy, PolicyCache, PolicyLimits, compile_grants, parse_grant
+from ..policy import Denied, Grant, GrantSet, Policy, PolicyCache, PolicyLimits, compile_grants, parse_grant
 from ..policy import Request as PolicyRequest
 from ..wasm_guests.lang import CompileError
 from ._call import CallAdmitted, check_call_request, run_call
+from ._denials import capability_denied
 from ._handled import Handled
 from ._host import Authorize, Delivered
 from ._outcome import Outcome, Usage
@@ -279,8 +280,7 @@ class ExecHandler:
         asked = PolicyRequest(caller_did, caller_name, "exec", None, self.owner_did, now)
         decision = policy.decide(asked, grants)
         if not decision:
-            return self.deny(req, now, decision.reason, str(decision.rule) if decision.rule else None,
-                             action="exec")
+            return self.deny(req, now, decision.denial("exec", None))
         cap = policy.limits_for(asked)
         limited = self.rate_check(policy, asked, req, now, cap=cap)
         if limited is not None:
@@ -311,14 +311,15 @@ class ExecHandler:
         req, now, policy, grants = admitted.req, admitted.now, admitted.policy, admitted.grants
         caller_did, caller_name = admitted.caller_did, admitted.caller_name
 
-        refused: list[str] = []  # the actions of host calls the policy refused, in order
+        refused: list[Denied] = []  # the host calls the policy refused, in order
 
         def authorize(action: str, path: str) -> None:
             d = policy.decide(PolicyRequest(caller_did, caller_name, action, path, self.owner_did, now),
                               grants)
             if not d:
-                refused.append(action)
-                raise HostCallError("denied", f"{action} of '{path}' is not allowed: {d.reason}")
+                denied = d.denial(action, path)
+                refused.append(denied)
+                raise HostCallError("denied", str(denied))
 
         def may_import(name: str) -> bool:
             return bool(policy.decide(
@@ -332,13 +333,14 @@ class ExecHandler:
 
     def execute(self, req: Delivered, now: int, *, source: str, filename: str,
                 may_import: Callable[[str], bool] | None, params: dict[str, Any] | CborParams, limits: Limits,
-                caller: dict[str, str], authorize: Authorize, refused: list[str], quota: CallerQuota | None,
-                unavailable_compile: str | None = None) -> Handled:
+                caller: dict[str, str], authorize: Authorize, refused: list[Denied],
+                quota: CallerQuota | None, unavailable_compile: str | None = None) -> Handled:
         """Compile ``source`` and run it in the peer's context; the signed reply to ``req``.
 
         The compile and the run share ``limits.timeout`` (the run gets what
         the compile left). ``refused`` is the list ``authorize`` appends the
-        actions it refused to (a run ending on one is a denial of the last).
+        host calls it refused to (a run ending on one is a denial of the last:
+        the reply's error carries its action, resource, rule and cause).
         A compile error is kind ``compile_error`` with its message and line,
         or, when ``unavailable_compile`` is set (a published function: the
         message would show the owner's source), kind ``unavailable`` with
@@ -367,7 +369,12 @@ class ExecHandler:
             if exc.line:
                 err["line"] = exc.line
             # a script that ends on a refused host call counts as a denial of that call's action
-            action = (refused[-1] if refused else "host_call") if exc.kind == "denied" else None
+            action = None
+            if exc.kind == "denied":
+                action = refused[-1].action if refused else "host_call"
+                if refused:  # the typed fields of the denial: no client parses the message
+                    fields = refused[-1].fields().items()
+                    err.update((k, v) for k, v in fields if k not in ("kind", "message"))
             return self.failed(req, now, Outcome.SCRIPT_ERROR, err, list(exc.log), start,
                                denied_action=action)
         except LimitExceeded as exc:
@@ -434,16 +441,15 @@ class ExecHandler:
 
     def checked_grants(self, req: Request | CallRequest, now: int, policy: Policy, *,
                        action: str) -> GrantSet | None | Handled:
-        """:meth:`grants_for`, a refused token answered: a signed denial of ``action`` saying why
-        (only "the check failed on this worker" when the worker itself failed: its message may
-        name host paths). Never raises."""
+        """:meth:`grants_for`, a refused token answered: a signed denial of ``action`` (on the
+        request's resource, if it names one) giving the token's one reason
+        (:func:`~peerbox.trust._denials.capability_denied`; only "could not be checked on this
+        worker" when the worker itself failed: its message may name host paths). Never raises."""
+        resource = req.resource if isinstance(req, CallRequest) else None
         try:
             return self.grants_for(req, now, policy)
-        except (CapabilityError, EnvelopeError) as exc:
-            return self.deny(req, now, f"capability refused: {exc}", None, action=action)
-        except Error:
-            return self.deny(req, now, "capability refused: the check failed on this worker", None,
-                             action=action)
+        except Error as exc:
+            return self.deny(req, now, capability_denied(action, resource, exc))
 
     def owner_rooted_grants(self, token: bytes, caller: bytes, now: int) -> GrantSet:
         """The grants of one capability token presented by ``caller`` whose chain is rooted in
@@ -491,14 +497,13 @@ class ExecHandler:
         return any(RevocationList(p.paths.dir / REVOCATION_FILE).is_revoked(token_id)
                    for p in self._local_peers().values())
 
-    def deny(self, req: Delivered, now: int, message: str, rule: str | None, *,
-             action: str = "exec") -> Handled:
-        """The signed denial of ``action`` (``exec``, ``call``, ``revoke``...) with the deciding ``rule``."""
-        body = make_denial(self.key, request_bytes=req.data, caller=req.caller, now=now, message=message,
-                           rule=rule)
-        return Handled(outcome=Outcome.DENIED, body=body,
-                       error={"kind": "denied", "message": message, "rule": rule},
-                       denied_action=action, rule=rule)
+    def deny(self, req: Delivered, now: int, denied: Denied) -> Handled:
+        """The signed denial ``denied`` (of ``exec``, ``call``, ``revoke``...: its action, resource,
+        and the deciding rule or the reason none did)."""
+        body = make_denial(self.key, request_bytes=req.data, caller=req.caller, now=now, denial=denied)
+        rule = None if denied.rule is None else str(denied.rule)
+        return Handled(outcome=Outcome.DENIED, body=body, error=denied.fields(), denied_action=denied.action,
+                       rule=rule)
 
     def unavailable(self, req: Delivered, now: int, exc: Error, start: float) -> Handled:
         """The signed answer when the peer itself failed (its nonce database, its storage...)."""

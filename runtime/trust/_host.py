@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._errors import Error
 from ..hostcalls import CallerQuota
-from ..policy import GrantSet, Policy, PolicyCache, PolicyLimits
+from ..policy import Denied, GrantSet, Policy, PolicyCache, PolicyLimits
 from ..policy import Request as PolicyRequest
 from ..run import Limits
 from ..wire import CallRequest, Request, RevokeRequest
@@ -64,8 +64,7 @@ class RequestHost(Protocol):
     def rate_check(self, policy: Policy, asked: PolicyRequest, req: Delivered, now: int, *,
                    cap: PolicyLimits | EllipsisType | None = ...) -> Handled | None: ...
 
-    def deny(self, req: Delivered, now: int, message: str, rule: str | None, *,
-             action: str = "exec") -> Handled: ...
+    def deny(self, req: Delivered, now: int, denied: Denied) -> Handled: ...
 
     def unavailable(self, req: Delivered, now: int, exc: Error, start: float) -> Handled: ...
 
@@ -78,5 +77,6 @@ class RequestHost(Protocol):
 
     def execute(self, req: Delivered, now: int, *, source: str, filename: str,
                 may_import: Callable[[str], bool] | None, params: dict[str, Any], limits: Limits,
-                caller: dict[str, str], authorize: Authorize, refused: list[str], quota: CallerQuota | None,
+                caller: dict[str, str], authorize: Authorize, refused: list[Denied],
+                quota: CallerQuota | None,
                 unavailable_compile: str | None = None) -> Handled: ...

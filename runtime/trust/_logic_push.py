@@ -52,6 +52,7 @@ from ..wasm_guests.lang import CompileLimits
 from ..wire import (VERSION, EnvelopeError, KeyPair, NonceStore, bad_field, check_delivery,
                     check_public_key, check_signer, check_typ_version, decode1, did_from_public_key,
                     make_reply, parse_addressing, preauthenticate, require_field, sign1)
+from ._denials import capability_denied
 from ._handled import Handled
 from ._outcome import Outcome, Usage, outcome_of
 
@@ -294,7 +295,7 @@ def _decide(handler: LogicHost, req: LogicRequest, now: int,
     try:
         may = _Rights(handler, req, now)
     except (Error, ValueError) as exc:
-        return answer(False, error={"kind": "denied", "rule": None, "message": f"capability refused: {exc}"},
+        return answer(False, error=capability_denied(action, req.module or None, exc).fields(),
                       denied_action=action)
     logic = PeerLogic(handler.ctx.peer, clock=handler.clock)
     if req.op == "list":
@@ -302,9 +303,7 @@ def _decide(handler: LogicHost, req: LogicRequest, now: int,
     bare = (split_module_name(req.module) or (None, req.module))[1]
     decision, cap = may(action, bare)
     if not decision:
-        message = f"{action} of module '{req.module}' is not allowed: {decision.reason}"
-        rule = str(decision.rule) if decision.rule else None
-        return answer(False, error={"kind": "denied", "message": message, "rule": rule}, denied_action=action)
+        return answer(False, error=decision.denial(action, req.module).fields(), denied_action=action)
     try:
         if req.op == "show":
             found = logic.find(req.module)

@@ -19,7 +19,7 @@ answers it in the check phase (it never takes a run slot), in this order:
 
 From the next request on (of any process: the list is re-read when it
 changes), and after restarts, the token and every token delegated from it
-are refused ``capability refused (revoked)``.
+are denied with cause ``capability`` and kind ``revoked`` ("... denied: the capability is revoked").
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import time
 
 from ..wire import (REVOCATION_FILE, CapabilityError, RevocationList, RevokeRequest, decode_chain,
                     token_id)
+from ..policy import DenialCause, Denied
 from ._handled import Handled
 from ._host import RequestHost
 from ._outcome import Outcome
@@ -58,14 +59,14 @@ def check_revoke_request(handler: RequestHost, req: RevokeRequest) -> Handled:
         links = decode_chain(req.token, max_depth=MAX_REVOKED_DEPTH)
     except CapabilityError as exc:
         return handler.failed(req, now, Outcome.SCRIPT_ERROR,
-                              {"kind": "bad_token", "message": f"not a capability token: {exc}"}, [], start)
+                              {"kind": "bad_token", "message": str(exc)}, [], start)
     if any(link.sub != target for link in links):
         return handler.failed(req, now, Outcome.SCRIPT_ERROR,
                               {"kind": "wrong_subject",
                                "message": "this token is about another peer's resources"}, [], start)
     if req.caller != target and all(link.iss != req.caller for link in links):
-        return handler.deny(req, now, "only an issuer in the token's chain, or its subject, may revoke it",
-                            None, action="revoke")
+        why = "only an issuer in the token's chain, or its subject, may revoke it"
+        return handler.deny(req, now, Denied("revoke", None, DenialCause.NOT_PERMITTED, why))
     revocations = RevocationList(handler.ctx.peer.paths.dir / REVOCATION_FILE)
     tid = token_id(req.token)
     try:

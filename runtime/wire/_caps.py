@@ -46,6 +46,7 @@ import hashlib
 import json
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,28 +86,44 @@ _FIELDS = frozenset({"v", "typ", "iss", "aud", "sub", "grants", "nbf", "exp", "n
 
 class CapabilityError(Error):
     """A capability token was refused (or could not be made). ``kind`` is one of :data:`KINDS`;
-    ``link`` is the index of the offending link (root = 0) when one is to blame; ``at``
-    describes its place from the leaf when the chain could not be decoded whole."""
+    ``message`` is the one reason, a sentence naming the token ("the capability expired at
+    2026-03-01T12:00:00Z (now ...)", "link 1 of the capability chain widens its parent: ..."),
+    and ``str()`` is the message; ``link`` is the index of the offending link (root = 0, as
+    ``peerbox cap inspect`` numbers them) when one is to blame."""
 
     exit_code = 2
 
-    def __init__(self, kind: str, message: str, *, link: int | None = None, at: str | None = None) -> None:
-        where = f"{at}: " if at else f"link {link}: " if link is not None else ""
-        super().__init__(f"capability refused ({kind}): {where}{message}")
+    def __init__(self, kind: str, message: str, *, link: int | None = None) -> None:
+        super().__init__(message)
         self.kind = kind
         self.message = message
         self.link = link
 
 
+def _token(link: int, links: int) -> str:
+    """How a message names link ``link`` of a chain of ``links``: "the capability" when it is the
+    only one, else "link N of the capability chain" (root = 0)."""
+    return "the capability" if links == 1 else f"link {link} of the capability chain"
+
+
+def _when(t: int) -> str:
+    """Unix seconds as ISO 8601 UTC (``2026-03-01T12:00:00Z``); the number when it is out of range."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):
+        return str(t)
+
+
 # ------------------------------------------------------------------- grants
 
 
-def _grant_of(text: object, at: str | None = None) -> Grant:
-    """One grant of a token (:func:`peerbox.policy.parse_capability_grant`), or ``bad_token``."""
+def _grant_of(text: object, who: str = "the capability") -> Grant:
+    """One grant of a token (:func:`peerbox.policy.parse_capability_grant`), or ``bad_token``;
+    ``who`` names the token in the message."""
     try:
         return parse_capability_grant(text)
     except PolicyError as exc:
-        raise CapabilityError("bad_token", exc.problem, at=at) from exc
+        raise CapabilityError("bad_token", f"{who} has a bad grant: {exc.problem}") from exc
 
 
 # ---------------------------------------------------------------- the tokens
@@ -137,46 +154,51 @@ class Link:
     version: int = VERSION
 
 
-def _key(payload: dict[str, Any], name: str, i: str) -> bytes:
+def _key(payload: dict[str, Any], name: str, who: str) -> bytes:
     value = payload.get(name)
     if type(value) is not bytes:
-        raise CapabilityError("bad_token", f"'{name}' must be a 32-byte public key", at=i)
+        raise CapabilityError("bad_token",
+                              f"{who} is not a valid token: '{name}' must be a 32-byte public key")
     try:
         return validate_public_key(value)
     except InvalidPublicKey as exc:
-        raise CapabilityError("bad_token", f"'{name}': {exc}", at=i) from exc
+        raise CapabilityError("bad_token", f"{who} is not a valid token: '{name}': {exc}") from exc
 
 
-def _decode_link(token: bytes, i: str) -> Link:
-    """Decode one token strictly and check its signature by its ``iss``; ``i`` says which it is."""
+def _decode_link(token: bytes, who: str) -> Link:
+    """Decode one token strictly and check its signature by its ``iss``; ``who`` names it in messages
+    ("the capability", "ancestor 1 of the capability")."""
+    def bad(problem: str) -> CapabilityError:
+        return CapabilityError("bad_token", f"{who} is not a valid token: {problem}")
+
     try:
         s1 = _cose.decode1(token, max_size=MAX_TOKEN_SIZE, max_depth=4)
     except _cose.EnvelopeError as exc:
-        raise CapabilityError("bad_token", f"{exc.kind}: {exc.message}", at=i) from exc
+        raise bad(f"{exc.kind}: {exc.message}") from exc
     p = s1.payload  # a dict with str keys (decode1 promises it)
     if p.get("typ") != TYP:
-        raise CapabilityError("bad_token", f"typ is {p.get('typ')!r}, not {TYP!r}", at=i)
+        raise bad(f"typ is {p.get('typ')!r}, not {TYP!r}")
     if type(p.get("v")) is not int or p["v"] not in VERSIONS:
-        raise CapabilityError("bad_token", f"unsupported version {p.get('v')!r}", at=i)
+        raise bad(f"unsupported version {p.get('v')!r}")
     if extra := set(p) - _FIELDS:
-        raise CapabilityError("bad_token", f"unknown fields {sorted(map(str, extra))}", at=i)
-    iss, aud, sub = _key(p, "iss", i), _key(p, "aud", i), _key(p, "sub", i)
+        raise bad(f"unknown fields {sorted(map(str, extra))}")
+    iss, aud, sub = _key(p, "iss", who), _key(p, "aud", who), _key(p, "sub", who)
     nbf, exp, nonce, prf, raw = p.get("nbf"), p.get("exp"), p.get("nonce"), p.get("prf"), p.get("grants")
     if type(nbf) is not int or type(exp) is not int or not 0 <= nbf <= exp < 1 << 63:
-        raise CapabilityError("bad_token", "'nbf' and 'exp' must be integers, 0 <= nbf <= exp", at=i)
+        raise bad("'nbf' and 'exp' must be integers, 0 <= nbf <= exp")
     if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
-        raise CapabilityError("bad_token", f"'nonce' must be {NONCE_SIZE} bytes", at=i)
+        raise bad(f"'nonce' must be {NONCE_SIZE} bytes")
     if prf is not None and type(prf) is not bytes:
-        raise CapabilityError("bad_token", "'prf' must be the parent token's bytes", at=i)
+        raise bad("'prf' must be the parent token's bytes")
     if type(raw) is not list or not 0 < len(raw) <= _MAX_GRANTS:
-        raise CapabilityError("bad_token", f"'grants' must be an array of 1-{_MAX_GRANTS} strings", at=i)
-    grants = tuple(_grant_of(g, i) for g in raw)
+        raise bad(f"'grants' must be an array of 1-{_MAX_GRANTS} strings")
+    grants = tuple(_grant_of(g, who) for g in raw)
     if p["v"] == 1:
         grants = expand_legacy(grants)
     if s1.kid is not None and s1.kid != iss:
-        raise CapabilityError("wrong_signer", "the kid header is not the issuer", at=i)
+        raise CapabilityError("wrong_signer", f"{who} has a bad signature: its kid header is not its issuer")
     if not s1.verify(iss):
-        raise CapabilityError("wrong_signer", "the signature is not the issuer's", at=i)
+        raise CapabilityError("wrong_signer", f"{who} has a bad signature: it is not its issuer's")
     return Link(token=bytes(token), id=token_id(token), iss=iss, aud=aud, sub=sub, grants=grants,
                 nbf=nbf, exp=exp, nonce=nonce, parent=prf, version=p["v"])
 
@@ -189,14 +211,16 @@ def decode_chain(token: bytes, *, max_depth: int = 8) -> tuple[Link, ...]:
     nothing else: use :func:`verify_chain` to decide whether to honour it.
     """
     if not isinstance(token, (bytes, bytearray, memoryview)):
-        raise CapabilityError("bad_token", f"a token is bytes, not {type(token).__name__}")
+        raise CapabilityError("bad_token", f"the capability is not a valid token: it is "
+                              f"{type(token).__name__}, not bytes")
     leaf_first: list[Link] = []
     current: bytes | None = bytes(token)
     while current is not None:
         if len(leaf_first) >= max_depth:
-            raise CapabilityError("too_deep", f"the chain is longer than {max_depth} links")
-        where = "the leaf" if not leaf_first else f"ancestor {len(leaf_first)} of the leaf"
-        leaf_first.append(_decode_link(current, where))
+            raise CapabilityError("too_deep",
+                                  f"the capability chain is too deep: more than {max_depth} links")
+        who = "the capability" if not leaf_first else f"ancestor {len(leaf_first)} of the capability"
+        leaf_first.append(_decode_link(current, who))
         current = leaf_first[-1].parent
     return tuple(reversed(leaf_first))
 
@@ -206,7 +230,7 @@ def decode_chain(token: bytes, *, max_depth: int = 8) -> tuple[Link, ...]:
 
 def _parse_grants(grants: Iterable[str]) -> tuple[Grant, ...]:
     if isinstance(grants, str):
-        raise CapabilityError("bad_token", "grants must be a list of strings, not one string")
+        raise CapabilityError("bad_token", "the grants must be a list of strings, not one string")
     parsed = tuple(_grant_of(g) for g in grants)
     if not 0 < len(parsed) <= _MAX_GRANTS:
         raise CapabilityError("bad_token", f"a capability holds 1-{_MAX_GRANTS} grants")
@@ -215,8 +239,8 @@ def _parse_grants(grants: Iterable[str]) -> tuple[Grant, ...]:
 
 def _sign(key: KeyPair, *, aud: bytes, sub: bytes, grants: tuple[Grant, ...], nbf: int, exp: int,
           prf: bytes | None) -> bytes:
-    _key({"audience": aud, "subject": sub}, "audience", "")
-    _key({"audience": aud, "subject": sub}, "subject", "")
+    _key({"audience": aud, "subject": sub}, "audience", "the new capability")
+    _key({"audience": aud, "subject": sub}, "subject", "the new capability")
     payload: dict[str, Any] = {
         "v": VERSION, "typ": TYP, "iss": key.public_key, "aud": bytes(aud), "sub": bytes(sub),
         "grants": [str(g) for g in grants], "nbf": nbf, "exp": exp, "nonce": secrets.token_bytes(NONCE_SIZE),
@@ -225,7 +249,8 @@ def _sign(key: KeyPair, *, aud: bytes, sub: bytes, grants: tuple[Grant, ...], nb
         payload["prf"] = prf
     token = _cose.sign1(payload, key)
     if len(token) > MAX_TOKEN_SIZE:
-        raise CapabilityError("too_deep", f"the token would be {len(token)} bytes (at most {MAX_TOKEN_SIZE})")
+        raise CapabilityError("too_deep", "the capability chain is too deep: the token would be "
+                              f"{len(token)} bytes (at most {MAX_TOKEN_SIZE})")
     return token
 
 
@@ -258,15 +283,16 @@ def delegate(parent: bytes, holder: KeyPair, *, audience: bytes, grants: list[st
         raise CapabilityError("wrong_audience", f"the parent is addressed to {did_from_public_key(top.aud)}, "
                               f"not to {holder.did}")
     if now > top.exp:
-        raise CapabilityError("expired", f"the parent expired at {top.exp}")
+        raise CapabilityError("expired", f"the parent capability expired at {_when(top.exp)}")
     parsed = _parse_grants(grants)
     wider = grants_within(parsed, top.grants)
     if wider is not None:
-        raise CapabilityError("widened", f"{wider} is not within the parent's grants "
-                              f"{[str(g) for g in top.grants]}")
+        raise CapabilityError("widened", f"it would widen its parent: {wider} is not within the parent's "
+                              f"grants {[str(g) for g in top.grants]}")
     exp = top.exp if ttl is None else now + ttl
     if exp > top.exp:
-        raise CapabilityError("longer_expiry", f"it would expire at {exp}, after its parent ({top.exp})")
+        raise CapabilityError("longer_expiry", f"it would expire at {_when(exp)}, after its parent "
+                              f"({_when(top.exp)})")
     return _sign(holder, aud=audience, sub=top.sub, grants=parsed, nbf=max(now, top.nbf), exp=exp,
                  prf=bytes(parent))
 
@@ -308,34 +334,41 @@ def verify_chain(token: bytes, *, caller: bytes, subject: bytes, now: int,
     ``not_yet_valid``, ``expired``, ``revoked``; last ``wrong_audience`` (leaf aud is not caller).
     """
     links, budget = decode_chain(token, max_depth=max_depth), WorkBudget()  # one budget for the chain
+    n = len(links)
     for i, link in enumerate(links):
+        who = _token(i, n)
         if link.sub != subject:
-            raise CapabilityError("wrong_subject", "it covers another peer's resources "
+            raise CapabilityError("wrong_subject", f"{who} covers the resources of another peer "
                                   f"({did_from_public_key(link.sub)})", link=i)
         if i == 0:
             if link.iss != subject and not may_delegate(link.iss):
-                raise CapabilityError("not_issued_by_subject", f"the root is issued by "
-                                      f"{did_from_public_key(link.iss)}, which may not delegate", link=i)
+                raise CapabilityError("not_issued_by_subject", f"{who} has an unknown issuer: "
+                                      f"{did_from_public_key(link.iss)} may not issue capabilities for the "
+                                      "target", link=i)
         else:
             up = links[i - 1]
             if link.iss != up.aud:
-                raise CapabilityError("wrong_signer", f"signed by {did_from_public_key(link.iss)}, but "
-                                      f"the parent was given to {did_from_public_key(up.aud)}", link=i)
+                raise CapabilityError("wrong_signer", f"{who} is signed by {did_from_public_key(link.iss)}, "
+                                      f"but its parent was given to {did_from_public_key(up.aud)}", link=i)
             wider = grants_within(link.grants, up.grants, budget=budget)
             if wider is not None:
-                raise CapabilityError("widened", f"{wider} is not within its parent's grants", link=i)
+                raise CapabilityError("widened", f"{who} widens its parent: {wider} is not within the "
+                                      f"parent's grants {[str(g) for g in up.grants]}", link=i)
             if link.exp > up.exp or link.nbf < up.nbf:
-                raise CapabilityError("longer_expiry", f"valid [{link.nbf}, {link.exp}], outside its "
-                                      f"parent's [{up.nbf}, {up.exp}]", link=i)
+                raise CapabilityError("longer_expiry", f"{who} outlives its parent: valid "
+                                      f"{_when(link.nbf)} to {_when(link.exp)}, the parent {_when(up.nbf)} "
+                                      f"to {_when(up.exp)}", link=i)
         if now < link.nbf:
-            raise CapabilityError("not_yet_valid", f"valid from {link.nbf} (now {now})", link=i)
+            raise CapabilityError("not_yet_valid", f"{who} is not valid yet: from {_when(link.nbf)} "
+                                  f"(now {_when(now)})", link=i)
         if now > link.exp:
-            raise CapabilityError("expired", f"expired at {link.exp} (now {now})", link=i)
+            raise CapabilityError("expired", f"{who} expired at {_when(link.exp)} (now {_when(now)})", link=i)
         if revoked(link.id):
-            raise CapabilityError("revoked", f"token {link.id.hex()} is revoked", link=i)
+            raise CapabilityError("revoked", f"{who} is revoked (token id {link.id.hex()})", link=i)
     if links[-1].aud != caller:
-        raise CapabilityError("wrong_audience", f"it is addressed to {did_from_public_key(links[-1].aud)}, "
-                              "not to the caller", link=len(links) - 1)
+        raise CapabilityError("wrong_audience", f"{_token(n - 1, n)} is addressed to "
+                              f"{did_from_public_key(links[-1].aud)}, not to the caller "
+                              f"{did_from_public_key(caller)}", link=n - 1)
     return Chain(links=links, subject=subject, caller=caller,
                  grants=tuple(str(g) for g in links[-1].grants), exp=links[-1].exp)
 
@@ -376,7 +409,7 @@ class RevocationList:
             # no host path: this reaches remote callers (the list is named within the peer root)
             shown = f"{self.path.parent.name}/{self.path.name}"
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise CapabilityError("bad_token", f"revocation list {shown} is unreadable: {why}") from exc
+            raise CapabilityError("bad_token", f"the revocation list {shown} is unreadable: {why}") from exc
         self._ids, self._stamp = ids, stamp
         return ids
 

@@ -18,7 +18,9 @@ A *reply* is signed by the target::
      "iat": int, "ok": bool,
      "value": any               ; when ok
      "error": {"kind": tstr, "message": tstr, ? "line": uint, ? "file": tstr,
-               ? "rule": tstr / null}  ; when not ok; a denial has kind "denied"
+               ? "rule": tstr / null,             ; when not ok; a denial has kind "denied"
+               ? "action": tstr, ? "resource": tstr / null,  ; what a denial refused,
+               ? "cause": tstr, ? "capability": tstr}        ; and why (peerbox.policy.Denied)
      "log": [* tstr], "usage": {"fuel": uint, "wall_ms": uint, "peak_memory": uint}}
 
 :func:`verify_request` checks, in this order, each failure with its own
@@ -54,6 +56,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from collections.abc import Iterable, Mapping
 
+from ..policy import Denied
 from ._cose import EnvelopeError, Sign1, decode1, find_bstr_field, scan1, sign1
 from ._identity import PUBLIC_KEY_SIZE, InvalidPublicKey, KeyPair, validate_public_key
 from ._nonces import NonceStore
@@ -103,7 +106,8 @@ _REQUEST_FIELDS = frozenset(
 _REPLY_FIELDS = frozenset(
     {"v", "typ", "caller", "target", "req", "iat", "ok", "value", "error", "log", "usage"}
 )
-_ERROR_FIELDS = frozenset({"kind", "message", "line", "file", "rule"})
+_ERROR_FIELDS = frozenset(
+    {"kind", "message", "line", "file", "rule", "action", "resource", "cause", "capability"})
 
 
 def request_digest(request_bytes: bytes) -> bytes:
@@ -455,10 +459,12 @@ def _error(value: object) -> dict[str, Any]:
             raise bad_field(f"error.{name} must be text")
     if "line" in value:
         _int(value["line"], "error.line")
-    if "file" in value and type(value["file"]) is not str:
-        raise bad_field("error.file must be text")
-    if "rule" in value and value["rule"] is not None and type(value["rule"]) is not str:
-        raise bad_field("error.rule must be text or null")
+    for name in ("rule", "resource"):
+        if name in value and value[name] is not None and type(value[name]) is not str:
+            raise bad_field(f"error.{name} must be text or null")
+    for name in ("file", "action", "cause", "capability"):
+        if name in value and type(value[name]) is not str:
+            raise bad_field(f"error.{name} must be text")
     return value
 
 
@@ -551,17 +557,17 @@ def make_denial(
     request_bytes: bytes,
     caller: bytes,
     now: int,
-    message: str,
-    rule: str | None = None,
+    denial: Denied,
 ) -> bytes:
     """A signed refusal: a reply with ``ok: false`` and error kind ``denied``.
 
-    ``rule`` is the policy rule that decided (``file:line``) or ``None`` when
-    nothing allowed the request. Usage is all zero: nothing ran.
+    Its error map is :meth:`peerbox.policy.Denied.fields`: the message in
+    the one shape of a denial, the deciding ``rule`` (``file:line``) or
+    ``None`` when none decided, ``action``, ``resource``, ``cause``. Usage
+    is all zero: nothing ran.
     """
     return make_reply(
-        key, request_bytes=request_bytes, caller=caller, now=now, ok=False,
-        error={"kind": "denied", "message": message, "rule": rule},
+        key, request_bytes=request_bytes, caller=caller, now=now, ok=False, error=denial.fields(),
         usage={"fuel": 0, "wall_ms": 0, "peak_memory": 0},
     )
 

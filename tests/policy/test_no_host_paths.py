@@ -18,7 +18,7 @@ import pytest
 import peerbox
 from peerbox.trust import ExecHandler
 from peerbox.wire import grant, make_request, verify_reply
-from peerbox.policy import PolicyCache, loads
+from peerbox.policy import DenialCause, PolicyCache, loads
 from peerbox.policy import Request as PolicyRequest
 
 POLICY = """version = 1
@@ -42,15 +42,22 @@ def test_a_decision_names_the_file_within_the_peer(tmp_path: Path) -> None:
     d = policy.decide(PolicyRequest("did:key:z6MkA", "alice", "fs.read", "secret/k", "did:key:z6MkB", 0))
     assert not d.allowed and d.rule is not None
     assert (d.rule.file, d.rule.line, str(d.rule)) == ("policy.toml", 8, "policy.toml:8")
-    assert d.reason == "denied by rule at policy.toml:8"
+    assert d.reason == "denied by the deny rule at policy.toml:8"
+    assert str(d.denial("fs.read", "secret/k")) == "fs.read of 'secret/k' denied by the deny rule at policy.toml:8"
     assert policy.file == str(file) and policy.name == "policy.toml"  # the operator still has the path
 
 
-def test_a_broken_policy_reason_names_no_host_path(tmp_path: Path) -> None:
+def test_a_broken_policy_reason_names_no_host_path_and_no_line(tmp_path: Path) -> None:
     file = tmp_path / "policy.toml"
     file.write_text(POLICY + 'bogus = 1\n')
-    d = PolicyCache(file).get().decide(PolicyRequest("did:key:z6MkA", "alice", "exec", None, "x", 0))
-    assert not d.allowed and "policy.toml:" in d.reason and str(tmp_path) not in d.reason
+    cache = PolicyCache(file)
+    d = cache.get().decide(PolicyRequest("did:key:z6MkA", "alice", "exec", None, "x", 0))
+    assert not d.allowed and d.rule is None and d.cause == DenialCause.POLICY_UNAVAILABLE
+    assert d.reason == "the target's policy could not be loaded"
+    assert str(d.denial("exec", None)) == "exec denied: the target's policy could not be loaded"
+    # the operator's detail (the full path, the line, the problem) stays on the error object
+    assert cache.error is not None and cache.get().load_error is cache.error
+    assert cache.error.file == str(file) and cache.error.line is not None and "bogus" in cache.error.problem
 
 
 class World:
@@ -98,8 +105,9 @@ def test_signed_denials_name_no_host_path(world: World) -> None:
     assert str(world.root) not in str(reply.error)
     (world.root / "peers" / "bob" / "policy.toml").write_text("version = 3\n")
     reply = world.send("1")
-    assert reply.denied and "policy.toml:1" in reply.error["message"]
-    assert str(world.root) not in str(reply.error)
+    assert reply.denied and reply.error["message"] == "exec denied: the target's policy could not be loaded"
+    assert reply.error["cause"] == "policy_unavailable" and reply.error["rule"] is None
+    assert "policy.toml" not in str(reply.error) and "version" not in str(reply.error)
 
 
 def test_a_broken_revocation_list_names_no_host_path(world: World) -> None:

@@ -8,7 +8,7 @@ EXPECTED = {
     "load", "loads", "Policy", "PolicyCache", "PolicyError", "Problem", "Request", "Decision", "RuleRef",
     "RuleSpec", "Grant", "GrantSet", "parse_grant", "compile_grants", "PolicyLimits", "ACTIONS",
     "FS_ACTIONS", "RESOURCE_ACTIONS", "ACTION_ALIASES",
-    "NOTHING_ALLOWED", "MAX_POLICY_BYTES", "glob_problem", "is_canonical", "parse_capability_grant",
+    "NOTHING_ALLOWED", "POLICY_UNAVAILABLE", "Denied", "DenialCause", "show_resource", "MAX_POLICY_BYTES", "glob_problem", "is_canonical", "parse_capability_grant",
     "CAPABILITY_ACTIONS", "pattern_within", "grants_within", "WorkBudget", "CONTAINMENT_WORK", "NORMAL_FORM",
     "loads_bounded", "TomlTooComplex",
     "RateLimit", "LEGACY_WRITE", "POLICY_VERSIONS", "expand_legacy",

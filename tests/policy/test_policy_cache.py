@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from peerbox.wire import KeyPair
-from peerbox.policy import PolicyCache, Request
+from peerbox.policy import POLICY_UNAVAILABLE, DenialCause, PolicyCache, Request
 
 OWNER = KeyPair.from_seed(b"\1" * 32).did
 ALICE = KeyPair.from_seed(b"\2" * 32).did
@@ -37,9 +37,10 @@ def test_broken_file_denies_everything_then_recovers(tmp_path: Path) -> None:
     cache = PolicyCache(path)
     policy = cache.get()
     d = policy.decide(REQ)
-    assert not d.allowed and "does not load" in d.reason and "policy.toml:2" in d.reason
-    assert str(tmp_path) not in d.reason  # the reason reaches remote callers: no host path
+    # the reason reaches remote callers: no host path, no line of the file, only that it does not load
+    assert not d.allowed and d.reason == POLICY_UNAVAILABLE and d.cause is DenialCause.POLICY_UNAVAILABLE
     assert cache.error is not None and cache.error.line == 2 and cache.error.file == str(path)
+    assert policy.load_error is cache.error  # the operator's detail, on the policy too
     assert cache.get() is policy  # not re-read while unchanged
     path.write_text(ALLOW)
     assert cache.get().decide(REQ).allowed and cache.error is None
@@ -48,6 +49,7 @@ def test_broken_file_denies_everything_then_recovers(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     cache = PolicyCache(tmp_path / "nope.toml")
     d = cache.get().decide(REQ)
-    assert not d.allowed and "missing" in d.reason
+    assert not d.allowed and d.reason == POLICY_UNAVAILABLE
+    assert cache.error is not None and "missing" in cache.error.problem
     (tmp_path / "nope.toml").write_text(ALLOW)
     assert cache.get().decide(REQ).allowed

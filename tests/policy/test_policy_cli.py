@@ -68,9 +68,9 @@ def test_explain(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("ALLOW: alice (did:key:") and f"allow rule at {policy}:8" in out
     assert "limits: fuel=5000" in out
     assert run(base + ["--caller", "alice", "--action", "fs.read", "--path", "secret/k"]) == EXIT_DENIED
-    assert f"deny rule at {policy}:14" in capsys.readouterr().out
+    assert f"  fs.read of 'secret/k' denied by the deny rule at {policy}:14\n" in capsys.readouterr().out
     assert run(base + ["--caller", "alice", "--action", "fs.write", "--path", "x"]) == EXIT_DENIED
-    assert "nothing allowed it" in capsys.readouterr().out
+    assert "  fs.write of 'x' denied: no rule allowed it\n" in capsys.readouterr().out
     alice_did = PeerStore(root).get("alice").did
     assert run(base + ["--caller", alice_did, "--action", "fs.read", "--path", "x", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -158,7 +158,7 @@ def test_explain_call_resource_json_has_rate_and_quota(root: Path, capsys: pytes
         == {"timeout": 2.0, "calls_per_minute": 30, "burst": 5, "max_bytes": 65536, "max_files": 100}
     assert doc["limits"]["rates"] == [{"calls_per_minute": 30, "burst": 5, "rule": "policy.toml:2"}]
     assert run(base + ["--resource", "inbox::count"]) == EXIT_DENIED      # not that function
-    assert "nothing allowed it" in capsys.readouterr().out
+    assert "call of 'inbox::count' denied: no rule allowed it" in capsys.readouterr().out
     assert run(base) == 2                                                 # call needs --resource
     with pytest.raises(SystemExit):                                       # one of them (argparse)
         run(base + ["--resource", "inbox::deliver", "--path", "x"])

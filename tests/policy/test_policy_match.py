@@ -7,6 +7,7 @@ import pytest
 from peerbox.wire import KeyPair
 from peerbox.hostcalls import HOST_CALLS, OP_ACTIONS
 from peerbox.policy import (
+    DenialCause,
     ACTIONS, FS_ACTIONS, NOTHING_ALLOWED, Grant, Policy, PolicyError, PolicyLimits, Request, compile_grants,
     loads, parse_grant,
 )
@@ -53,7 +54,7 @@ def test_rule_ref_points_at_header() -> None:
     d = p.decide(req("exec"))
     assert d.allowed and d.rule is not None
     assert (d.rule.file, d.rule.line, d.rule.effect) == ("p.toml", 2, "allow")
-    assert d.reason == "allowed by rule at p.toml:2"
+    assert d.reason == "allowed by the allow rule at p.toml:2" and d.cause is None
 
 
 def test_principals() -> None:
@@ -174,9 +175,11 @@ def test_deny_all_and_unknown_action() -> None:
     p = Policy.deny_all("p.toml:3: broken")
     d = p.decide(req("exec", did=OWNER))
     assert not d.allowed and d.reason == "p.toml:3: broken" and p.error == "p.toml:3: broken"
+    assert d.cause is DenialCause.POLICY_UNAVAILABLE and str(d.denial("exec", None)) == "exec denied: p.toml:3: broken"
     assert p.limits_for(req("exec")) is None
     d = pol(rule("allow", '"*"', '["*"]')).decide(req("fs.chmod", "x"))
-    assert not d.allowed and "unknown action" in d.reason
+    assert not d.allowed and d.cause is DenialCause.UNKNOWN_ACTION
+    assert str(d.denial("fs.chmod", "x")) == "fs.chmod of 'x' denied: unknown action"
 
 
 def test_matching_rules_for_explain() -> None:

@@ -36,7 +36,7 @@ def test_alice_note_is_delivered_by_bobs_own_inbox_module(demo_output: str) -> N
 
 
 def test_denied_and_limited_requests_exit_with_their_codes(demo_output: str) -> None:
-    assert "fs.read of 'private/diary.txt' is not allowed" in demo_output
+    assert "fs.read of 'private/diary.txt' denied " in demo_output
     assert "limit_timeout" in demo_output
     assert "(exit 6)" in demo_output and "(exit 5)" in demo_output
 
@@ -44,7 +44,7 @@ def test_denied_and_limited_requests_exit_with_their_codes(demo_output: str) -> 
 def test_owner_pushes_inbox_v2_and_alices_next_message_is_handled_by_it(demo_output: str) -> None:
     assert "bob: peer:inbox is now version 2" in demo_output
     assert "// bob's inbox, version 2, pushed remotely" in demo_output  # read back remotely
-    assert "logic.write of module 'inbox' is not allowed" in demo_output  # alice's push
+    assert "bob: logic.write of 'inbox' denied: no rule allowed it" in demo_output  # alice's push
     assert "thanks alice, bob's inbox (v2) has your message" in demo_output
     assert "2.txt: from alice: [alice] hello bob, again" in demo_output
     assert "ok   inbox: 2 versions verified" in demo_output
@@ -56,7 +56,7 @@ def test_carol_delivers_through_bobs_published_function_but_cannot_write(demo_ou
     assert listing, "logic list shows no published deliver"
     assert "call: owner (" in listing[0] and "carol (policy.toml:" in listing[0]
     assert "thanks carol, bob's inbox (v2) has your message" in demo_output  # the call, with bob's rights
-    assert "fs.write of 'inbox/from-carol.txt' is not allowed" in demo_output  # her own write
+    assert "fs.write of 'inbox/from-carol.txt' denied" in demo_output  # her own write
     assert "3.txt: from carol: [carol] hi from carol" in demo_output  # caller.name from bob's peers.toml
     assert "from-carol.txt:" not in demo_output
     assert demo_output.count("(exit 6)") >= 3  # alice's peek, alice's push, carol's write

@@ -210,11 +210,12 @@ def test_exit_codes(served: World) -> None:
         res = served.call(missing)
         assert res.code == 2 and "no_such_function" in res.err, (missing, res.err)
     res = served.call("nosuch::f")  # the call decision comes first: carol may call api::* only
-    assert res.code == 6 and res.err.startswith("denied by bob: "), res.err
+    assert res.code == 6 and res.err == "bob: call of 'nosuch::f' denied: no rule allowed it\n", res.err
     res = served.call("api::forbidden")                                               # a deny rule
-    assert res.code == 6 and res.err.startswith("denied by bob: ")
+    assert res.code == 6 and res.err == "bob: call of 'api::forbidden' denied by the deny rule at policy.toml:21\n"
     res = served.call("api::touch_private")                                           # the owner's deny rule
     assert res.code == 6, res.err
+    assert res.err == "bob: line 6: fs.write of 'private/x.txt' denied by the deny rule at policy.toml:27\n"
     assert served.call("api::limited").code == 0
     res = served.call("api::limited", "--json")                                       # burst 1, 1 per minute
     assert res.code == 9 and res.err.startswith("rate limited by bob: ")

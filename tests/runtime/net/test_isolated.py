@@ -33,10 +33,13 @@ from peerbox.net._localchan import ChannelClient, ChannelServer, encode_hello
 from peerbox.net._metrics import Metrics
 from peerbox.net._worker import Worker
 from peerbox.trust import Outcome, Usage, make_logic_request
+from peerbox.policy import NOTHING_ALLOWED, DenialCause, Denied
 from peerbox.wire import (KeyPair, Reply, cbor_dumps, grant, make_call_request, make_denial, make_reply,
                           make_request, make_revoke_request, verify_reply)
 
-MISLEADING = "fs.read of 'x' is not allowed"  # what a message says is never what is counted
+#: what a message (or a denial's own fields) says is never what is counted: the child's header is
+MISLEADING_DENIAL = Denied("fs.read", "x", DenialCause.NO_RULE, NOTHING_ALLOWED)
+MISLEADING = str(MISLEADING_DENIAL)
 
 
 def test_a_forwarded_answer_is_read_into_the_handled_its_child_counted() -> None:
@@ -56,7 +59,7 @@ def test_a_forwarded_answer_is_read_into_the_handled_its_child_counted() -> None
     inside = _forwarded(200, refused_call, denied_action="fs.write")
     assert (inside.outcome, inside.usage, inside.denied_action) == (Outcome.SCRIPT_ERROR, usage, "fs.write")
     assert _forwarded(200, refused_call).denied_action == "host_call"  # no header: not read from the text
-    denial = make_denial(key, request_bytes=b"req", caller=caller, now=1, rule=None, message=MISLEADING)
+    denial = make_denial(key, request_bytes=b"req", caller=caller, now=1, denial=MISLEADING_DENIAL)
     assert _forwarded(403, denial, denied_action="exec").denied_action == "exec"
     assert _forwarded(403, denial).denied_action == "exec"
     assert _forwarded(403, denial, logic=True, denied_action="logic.read").denied_action == "logic.read"

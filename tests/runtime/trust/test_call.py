@@ -133,7 +133,11 @@ def test_the_owners_deny_rules_still_apply(world: World) -> None:
     world.exec('fs::mkdir("private"); fs::write("private/diary", "dear diary")', sender="bob")  # a write is not denied
     handled, reply = world.call("inbox::peek", {"name": "diary"})
     assert not reply.ok and reply.error is not None and reply.error["kind"] == "denied"
-    assert "fs.read of 'private/diary' is not allowed" in reply.error["message"]
+    rule = reply.error["rule"]
+    assert rule is not None and rule.startswith("policy.toml:")
+    assert reply.error["message"] == f"fs.read of 'private/diary' denied by the deny rule at {rule}"
+    assert (reply.error["action"], reply.error["resource"], reply.error["cause"]) == (
+        "fs.read", "private/diary", "rule")
     assert handled.outcome is Outcome.SCRIPT_ERROR and handled.denied_action == "fs.read"
 
 
@@ -141,7 +145,8 @@ def test_call_without_a_rule_is_a_signed_denial_naming_call(world: World) -> Non
     handled, reply = world.call("inbox::deliver", {"msg": "hi"})
     assert handled.outcome is Outcome.DENIED and handled.denied_action == "call"
     assert not reply.ok and reply.error is not None and reply.error["kind"] == "denied"
-    assert "call of 'inbox::deliver' is not allowed" in reply.error["message"]
+    assert reply.error == {"kind": "denied", "message": "call of 'inbox::deliver' denied: no rule allowed it",
+                           "rule": None, "action": "call", "resource": "inbox::deliver", "cause": "no_rule"}
     assert _read_bob(world, "inbox/carol.txt") is None
     # a rule for another function does not let carol call this one
     world.allow('\n[[rule]]\neffect = "allow"\nwho = "carol"\nactions = ["call"]\nresources = ["inbox::shout"]\n')
@@ -170,7 +175,8 @@ def test_capability_grant_call_allows_it(world: World) -> None:
     assert handled.outcome is Outcome.DENIED and handled.denied_action == "call"
     handled, reply = world.call("inbox::deliver", {"msg": "x"}, caps=(b"not a token",))
     assert handled.outcome is Outcome.DENIED and reply.error is not None
-    assert reply.error["message"].startswith("capability refused")
+    assert reply.error["message"].startswith("call of 'inbox::deliver' denied: the capability is not a valid token: ")
+    assert (reply.error["cause"], reply.error["capability"]) == ("capability", "bad_token")
 
 
 @pytest.mark.parametrize("function", [
@@ -246,7 +252,7 @@ def test_rights_never_rise_an_exec_import_runs_with_the_callers_rights(world: Wo
     handled, reply = world.exec('import "inbox" as i; i::deliver("via import")')
     assert not reply.ok and reply.error is not None and reply.error["kind"] == "denied"
     # its first host call (fs::exists("inbox")) is decided for carol, who may not read bob's files
-    assert reply.error["message"].startswith("fs.read of 'inbox' is not allowed")
+    assert reply.error["message"] == "fs.read of 'inbox' denied: no rule allowed it"
     assert handled.denied_action == "fs.read"
     assert _read_bob(world, "inbox/carol.txt") is None
 

@@ -52,7 +52,8 @@ def test_another_peer_without_the_right_gets_a_signed_denial(world: World) -> No
     handled, reply = world.push("alice", "inbox", V2)  # alice may exec, not logic.write
     assert handled.outcome == "denied" and handled.signed
     assert handled.denied_action == "logic.write" and handled.usage is None  # typed: nothing ran
-    assert reply.denied and reply.error["message"] == "logic.write of module 'inbox' is not allowed: nothing allowed it"
+    assert reply.denied and reply.error["message"] == "logic.write of 'inbox' denied: no rule allowed it"
+    assert (reply.error["action"], reply.error["resource"], reply.error["rule"]) == ("logic.write", "inbox", None)
     assert world.live("inbox") == V1 and len(PeerLogic(world.bob).versions("inbox")) == 1
     _, out = world.exec('import "inbox" as i; i::deliver("hi")')
     assert out.value == "v1: hi"
@@ -77,7 +78,9 @@ def test_a_capability_holder_installs_only_the_module_granted(world: World) -> N
 def test_a_capability_for_someone_else_or_for_another_action_grants_nothing(world: World) -> None:
     for_alice = world.cap(["logic.write:inbox"], to="alice")
     handled, reply = world.push("carol", "inbox", V2, caps=(for_alice,))
-    assert handled.outcome == "denied" and "capability refused" in reply.error["message"]
+    assert handled.outcome == "denied" and reply.error["capability"] == "wrong_audience"
+    assert reply.error["message"] == (f"logic.write of 'inbox' denied: the capability is addressed to "
+                                      f"{world.alice.did}, not to the caller {world.carol.did}")
     exec_only = world.cap(["exec", "module.import:inbox"])
     handled, reply = world.push("carol", "inbox", V2, caps=(exec_only,))
     assert handled.outcome == "denied"
@@ -211,7 +214,8 @@ def test_a_wildcard_rule_never_grants_logic_write(world: World) -> None:
                 '\n[[rule]]\neffect = "allow"\nwho = "carol"\nactions = ["*"]\n')
     for sender in ("alice", "carol"):
         handled, reply = world.push(sender, "inbox", V2)
-        assert handled.outcome == "denied" and "logic.write of module 'inbox'" in reply.error["message"]
+        assert handled.outcome == "denied"
+        assert reply.error["message"] == "logic.write of 'inbox' denied: no rule allowed it"
     assert world.live("inbox") is None
 
 
@@ -221,7 +225,9 @@ def test_a_peer_allowed_to_delegate_cannot_grant_logic_write(world: World) -> No
     token = grant(world.key("carol"), audience=world.alice.public_key, subject=world.bob.public_key,
                   grants=["logic.write:inbox"], now=world.now, ttl=600)
     handled, reply = world.push("alice", "inbox", V2, caps=(token,))
-    assert handled.outcome == "denied" and "capability refused" in reply.error["message"]
+    assert handled.outcome == "denied" and reply.error["capability"] == "not_issued_by_subject"
+    assert reply.error["message"] == (f"logic.write of 'inbox' denied: the capability has an unknown issuer: "
+                                      f"{world.carol.did} may not issue capabilities for the target")
     assert world.live("inbox") is None
     # a chain rooted in bob's own key works, delegated on by carol
     root = world.cap(["logic.write:inbox"], to="carol")

@@ -21,6 +21,7 @@ from pycose.keys.curves import Ed25519  # noqa: E402
 
 from peerbox.wire._cbor_strict import dumps  # noqa: E402
 from peerbox.wire._cose import decode1, sign1  # noqa: E402
+from peerbox.policy import DenialCause, Denied  # noqa: E402
 from peerbox.wire._envelope import make_denial, make_reply, make_request, verify_reply, verify_request  # noqa: E402
 from peerbox.wire._identity import KeyPair  # noqa: E402
 
@@ -102,7 +103,8 @@ def test_our_requests_and_replies_verify_in_pycose() -> None:
     rep = make_reply(BOB, request_bytes=req, caller=ALICE.public_key, now=NOW, ok=True, value=42,
                      log=["hi"], usage={"fuel": 1, "wall_ms": 2, "peak_memory": 3})
     pycose_verify(rep, BOB)
-    den = make_denial(BOB, request_bytes=req, caller=ALICE.public_key, now=NOW, message="no", rule=None)
+    den = make_denial(BOB, request_bytes=req, caller=ALICE.public_key, now=NOW,
+                      denial=Denied("exec", None, DenialCause.NO_RULE, "no rule allowed it"))
     pycose_verify(den, BOB)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import cbor2
 import pytest
 
+from peerbox.policy import DenialCause, Denied, RuleRef
 from peerbox.wire._call import verify_call_request
 from peerbox.wire._cbor_strict import dumps
 from peerbox.wire._cose import PROTECTED_EDDSA, EnvelopeError, decode1, sig_structure, sign1
@@ -408,14 +409,24 @@ def test_reply_error_and_denial() -> None:
     assert not rep.ok and rep.error == {"kind": "division_by_zero", "message": "x / 0", "line": 3,
                                         "file": "job.rhai"}
     assert not rep.denied
-    den = make_denial(BOB, request_bytes=req, caller=ALICE.public_key, now=NOW, message="no exec",
-                      rule="policy.toml:7")
+    by_rule = Denied("exec", None, DenialCause.RULE, "denied by the deny rule at policy.toml:7",
+                     RuleRef("policy.toml", 7, "deny"))
+    den = make_denial(BOB, request_bytes=req, caller=ALICE.public_key, now=NOW, denial=by_rule)
     d = verify_reply(den, target=BOB.public_key, request_bytes=req)
-    assert d.denied and d.error is not None and d.error["rule"] == "policy.toml:7"
+    assert d.denied and d.error == {"kind": "denied", "message": "exec denied by the deny rule at policy.toml:7",
+                                    "rule": "policy.toml:7", "action": "exec", "resource": None,
+                                    "cause": "rule"}
     assert d.usage == {"fuel": 0, "wall_ms": 0, "peak_memory": 0}
-    nothing = make_denial(BOB, request_bytes=req, caller=ALICE.public_key, now=NOW, message="no rule")
+    nothing = make_denial(BOB, request_bytes=req, caller=ALICE.public_key, now=NOW,
+                          denial=Denied("fs.read", "a.txt", DenialCause.NO_RULE, "no rule allowed it"))
     assert verify_reply(nothing, target=BOB.public_key, request_bytes=req).error == {
-        "kind": "denied", "message": "no rule", "rule": None}
+        "kind": "denied", "message": "fs.read of 'a.txt' denied: no rule allowed it", "rule": None,
+        "action": "fs.read", "resource": "a.txt", "cause": "no_rule"}
+    for name, bad in (("action", None), ("resource", 3), ("cause", 1), ("capability", b"x")):
+        with pytest.raises(EnvelopeError, match=f"error.{name} must be text"):
+            verify_reply(make_reply(BOB, request_bytes=req, caller=ALICE.public_key, now=NOW, ok=False,
+                                    error={"kind": "denied", "message": "m", name: bad}, usage=USAGE),
+                         target=BOB.public_key, request_bytes=req)
 
 
 def test_reply_rejections() -> None:
