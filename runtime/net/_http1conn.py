@@ -47,7 +47,7 @@ async def sniff(stream: trio.abc.Stream, timeout: float) -> bytes:
                 chunk = await stream.receive_some(65536)
             if not chunk:
                 return b""
-            data += chunk
+            data += bytes(chunk)
         return data
     return b""
 
@@ -67,10 +67,11 @@ async def serve_http1(app: App, stream: trio.abc.Stream, first: bytes, *, client
             if event is None:
                 data = b""
                 with trio.move_on_after(limits.read_timeout) as scope, map_exceptions(CONNECTION_ERRORS):
-                    data = await stream.receive_some(65536)
+                    data = bytes(await stream.receive_some(65536))
                 if scope.cancelled_caught:
                     if parser.buffered:
-                        await _send(stream, text_answer(408, "request head timeout", close=True), send_timeout)
+                        timed_out = text_answer(408, "request head timeout", close=True)
+                        await _send(stream, timed_out, send_timeout)
                     return
                 if not data:
                     return
