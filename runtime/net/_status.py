@@ -42,7 +42,8 @@ from ..wire import (EnvelopeError, KeyPair, check_delivery, check_signer, check_
 from ._http import HttpResponse
 
 __all__ = ["TYP_STATUS", "MAX_TOKEN_WINDOW", "Access", "Verdict", "decide_access", "make_status_token",
-           "is_local_client", "Readiness", "STATUS_PATH", "READY_PATH", "AUTH_SCHEME"]
+           "is_local_client", "Readiness", "STATUS_PATH", "READY_PATH", "AUTH_SCHEME", "authorization_header",
+           "errors_of"]
 
 TYP_STATUS = "peerbox/status"
 STATUS_PATH = "/v1/status"
