@@ -73,7 +73,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("call", "._call", "call a function a remote peer publishes (runs with its owner's rights)"),
     Command("directory", "._send", "where remote peers are reachable (<root>/peers.toml)"),
     Command("serve", "._serve", "host peers over HTTP/2 (POST /v1/exec, /v1/call, /v1/logic, /v1/revoke; "
-            "GET /v1/health, /v1/peers, /metrics)"),
+            "GET /v1/health, /v1/ready, /v1/status, /v1/peers, /metrics)"),
+    Command("status", "._status", "what a running worker is doing: mode, peers, runs, uptime, errors"),
     Command("logic", "._logic", "a peer's modules: list, show, set, history, rollback, remove, verify, push"),
     Command("handle", "._run", "answer a signed request (exec, call, logic update or revocation) as a "
             "local peer (what a worker does)"),

@@ -50,13 +50,14 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``serve`` to ``subparsers``; it sets ``handler`` (``args -> exit code``)."""
     ps = subparsers.add_parser(
         "serve", help="host peers over HTTP/2 (POST /v1/exec, /v1/call, /v1/logic, /v1/revoke; GET "
-        "/v1/health, /v1/peers, /metrics)",
+        "/v1/health, /v1/ready, /v1/status, /v1/peers, /metrics)",
         description="Serve signed requests for local peers over HTTP/2: scripts to run (POST /v1/exec), "
         "calls of a peer's published functions, run with its owner's rights (POST /v1/call), logic "
         "updates (POST /v1/logic) and revocations of capability tokens (POST /v1/revoke), each answered "
         "with a signed reply (429 with retry-after when the caller's rate limit refuses it); GET /v1/health, "
-        "/v1/peers and /metrics (Prometheus) for operators. h2c on loopback by default, TLS with "
-        "ALPN h2 with --tls-cert/--tls-key. Stops cleanly on SIGINT/SIGTERM.",
+        "/v1/ready, /v1/status, /v1/peers and /metrics (Prometheus) for operators (health, ready, status "
+        "and metrics over HTTP/1.1 too). h2c on loopback by default, TLS with ALPN h2 with "
+        "--tls-cert/--tls-key. Stops cleanly on SIGINT/SIGTERM.",
     )
     ps.add_argument("--root", metavar="DIR", default=None,
                     help="the peer root (default: $PEERBOX_ROOT, else ./peerbox-data)")

@@ -5,14 +5,17 @@ In the order a request arrives::
     _h2server    the HTTP/2 server (trio + h2): listening, ``serve``/``serve_stream``
     _h2conn      one server connection: request assembly, app tasks, answers, the connection's timer
     _h2out       the sending side: one writer task per connection, response HEADERS checked once per set
+    _http1       HTTP/1.1 for probes on the cleartext listener (sans-IO): the preface test, parser, routes
+    _http1conn   its I/O: reading the first bytes (HTTP/2 or not), serving HTTP/1.1 probe requests
     _http        the server's request/response types and ``ServerLimits``
     _budget      per-address token buckets (connections, failures)
     _preauth     opening a body before admission: the signature first, then strict decoding
     _admission   fair admission to run slots, per caller
     _runpool     the run threads (large native stacks)
     _metrics     the worker's Prometheus counters, fed typed answers (outcome, usage, denied action)
-    _endpoints   what a worker and a router answer: /v1/exec, /v1/logic, health, peers, metrics;
-                 the HTTP status of each outcome
+    _endpoints   what a worker and a router answer: /v1/exec, /v1/logic, health, ready, status, peers,
+                 metrics; the HTTP status of each outcome
+    _status      who may read /v1/status (loopback, or a peerbox/status token), readiness answers
     _worker      the shared worker: check threads, run slots
     _logsetup    how a serving process logs: --log-level, --log-format, the audit rotation
     _access      the access log (one line per request) and the audit records of decisions

@@ -38,7 +38,7 @@ import trio
 from ._budget import AddressBudgets, address_of
 from ._h2server import App, ServerLimits, serve_stream
 
-__all__ = ["ConnectionBoard", "serve_shared_socket", "MAX_DEFER"]
+__all__ = ["ConnectionBoard", "serve_shared_socket", "MAX_DEFER", "DOWN"]
 
 log = logging.getLogger("peerbox.h2server")
 
@@ -121,6 +121,13 @@ class ConnectionBoard:
             if i != self.index:
                 least = min(least, _SLOT.unpack_from(self._map, i * _SLOT.size)[0])
         return least
+
+    def counts(self) -> list[int]:
+        """Every process's open connections, by index (:data:`DOWN` for a process that is down);
+        this process's own slot as published. Empty once closed."""
+        if self._map.closed:
+            return []
+        return [_SLOT.unpack_from(self._map, i * _SLOT.size)[0] for i in range(self.slots)]
 
     def close(self) -> None:
         """Mark this process down and unmap the board. Idempotent."""

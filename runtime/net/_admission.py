@@ -95,6 +95,8 @@ class Admission:
         self.reserved = 0
         #: regular runs per peer name
         self.by_peer: Counter[str] = Counter()
+        #: runs (regular and reserved) per peer name
+        self.running_by_peer: Counter[str] = Counter()
         #: runs (regular and reserved) per caller; admitted tickets per caller; waiting per caller
         self.running_of: Counter[bytes] = Counter()
         self.admitted_of: Counter[bytes] = Counter()
@@ -176,6 +178,7 @@ class Admission:
             _dec(self.waiting_of, t.caller)
             return []  # a waiting ticket held no slot: nobody else can start now who could not before
         _dec(self.running_of, t.caller)
+        _dec(self.running_by_peer, t.peer)
         if t.reserved:
             self.reserved -= 1
         else:
@@ -194,6 +197,7 @@ class Admission:
             self.regular += 1
             self.by_peer[t.peer] += 1
         self.running_of[t.caller] += 1
+        self.running_by_peer[t.peer] += 1
 
     def _schedule(self) -> list[Ticket]:
         """Start waiting tickets while one can start: each time the one whose caller has the fewest

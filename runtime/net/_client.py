@@ -43,10 +43,11 @@ a URL (a peer known only as a caller) cannot be sent to: :class:`UnknownPeer`.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import cbor2
 import trio
@@ -58,9 +59,12 @@ from ..wire import (EnvelopeError, KeyPair, Reply, make_call_request, make_reque
                     verify_reply)
 from ._client_errors import ClientError, RemoteRejected, TransportError, VerificationError
 from ._h2client import CALL_PATH, LOGIC_PATH, MAX_REPLY, REVOKE_PATH, H2Transport, Transport
+from ._status import STATUS_PATH, authorization_header, make_status_token
 from ._io_errors import CLIENT_CLOSED_ERRORS
 
 __all__ = ["AsyncClient", "Client", "SIGNED_STATUSES"]
+
+_T = TypeVar("_T")
 
 #: The HTTP statuses whose body is a reply signed by the target: an answer (200), a denial (403),
 #: a rate limit (429). Any other status carries at most the worker's unsigned ``{error}``.
@@ -266,6 +270,36 @@ class AsyncClient:
         status, _content_type, body = await self.transport.exec(url, envelope, timeout, path=LOGIC_PATH)
         return self.check(entry, envelope, status, body)
 
+    async def status(self, target: str | Entry | None = None, *, url: str | None = None,
+                     timeout: float = 10.0) -> dict[str, Any]:
+        """The ``/v1/status`` document of the worker serving ``target`` (its directory URL) or at ``url``.
+
+        The request carries a status token signed by this client's identity
+        (:func:`~peerbox.net._status.make_status_token`): a worker that hosts
+        that peer answers from anywhere, any worker answers a loopback client.
+        Raises :class:`RemoteRejected` (401: not loopback and not a hosted
+        peer's key), :class:`TransportError`, :class:`UsageError` (neither or
+        both of ``target`` and ``url``; a transport that cannot GET).
+        """
+        if (target is None) == (url is None):
+            raise UsageError("status needs a target peer or a URL (one of them)")
+        where = url if url is not None else self._where(target)[1]  # type: ignore[arg-type]
+        if not isinstance(self.transport, H2Transport):
+            raise UsageError("status needs the HTTP/2 transport")
+        token = make_status_token(self.identity, now=int(time.time()))
+        answer = await self.transport.get(where.rstrip("/"), STATUS_PATH, timeout,
+                                          headers=(authorization_header(token),))
+        try:
+            doc = json.loads(answer.body)
+        except ValueError:
+            doc = None
+        if answer.status == 200 and isinstance(doc, dict):
+            return doc
+        err = doc.get("error") if isinstance(doc, dict) else None
+        if isinstance(err, dict) and isinstance(err.get("kind"), str) and isinstance(err.get("message"), str):
+            raise RemoteRejected(answer.status, err["kind"][:100], err["message"][:1000])
+        raise _rejection(where, answer.status, answer.body)
+
     def check(self, entry: Entry, envelope: bytes, status: int, body: bytes) -> Reply:
         """Turn an answer into a verified :class:`Reply`, or raise the matching :class:`ClientError`.
 
@@ -374,7 +408,16 @@ class Client:
 
         return self._call(call)
 
-    def _call(self, call: Callable[[], Awaitable[Reply]]) -> Reply:
+    def status(self, target: str | Entry | None = None, *, url: str | None = None,
+               timeout: float = 10.0) -> dict[str, Any]:
+        """:meth:`AsyncClient.status`, blocking; thread-safe."""
+
+        async def call() -> dict[str, Any]:
+            return await self._async.status(target, url=url, timeout=timeout)
+
+        return self._call(call)
+
+    def _call(self, call: Callable[[], Awaitable[_T]]) -> _T:
         if self._closed or self._token is None:
             raise UsageError("this Client is closed")
         with map_exceptions(CLIENT_CLOSED_ERRORS):

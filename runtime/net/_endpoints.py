@@ -3,8 +3,9 @@
 :class:`Endpoints` is the HTTP application both share: ``POST /v1/exec``,
 ``/v1/logic``, ``/v1/call`` and ``/v1/revoke`` (``content-type: application/cose``; the signature over
 the raw bytes first, then strict decoding: :mod:`peerbox.net._preauth`; a
-``target`` not hosted is 404), ``GET /v1/health``, ``/v1/peers`` and
-``/metrics`` (:mod:`peerbox.net._metrics`). A subclass says which targets
+``target`` not hosted is 404), ``GET /v1/health`` (liveness), ``/v1/ready``
+(readiness), ``/v1/status`` (the operator's, :mod:`peerbox.net._status`),
+``/v1/peers`` and ``/metrics`` (:mod:`peerbox.net._metrics`). A subclass says which targets
 it hosts and answers a pre-checked request (:class:`~peerbox.net._worker.Worker`
 runs it, :class:`~peerbox.net._isolated.Router` forwards it).
 
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
+from collections.abc import Awaitable, Callable
 
 from ..trust import Envelope, Handled, Outcome
 from ..wire import EnvelopeError, cbor_dumps, did_from_public_key
@@ -27,6 +30,7 @@ from ._access import current_note
 from ._h2server import HttpRequest, HttpResponse
 from ._metrics import Metrics
 from ._preauth import ENVELOPE_PATHS, PreAuth
+from ._status import AUTH_SCHEME, READY_PATH, STATUS_PATH, Readiness, decide_access, errors_of
 
 __all__ = ["Endpoints", "RETRY_LATER", "DENIED_ACTION", "status_for", "error_response", "answer_response",
            "COSE", "CBOR"]
@@ -35,6 +39,10 @@ COSE = "application/cose"
 CBOR = "application/cbor"
 JSON = "application/json"
 PROM = "text/plain; version=0.0.4; charset=utf-8"
+#: The endpoints read with ``GET``/``HEAD`` (the probes, the peer list, the operator's status).
+#: A ``/v1/status`` document (JSON-able).
+StatusDoc = dict[str, object]
+_GET_PATHS = frozenset({"/v1/health", "/v1/peers", "/metrics", READY_PATH, STATUS_PATH})
 
 _REJECTED_STATUS = {"bad_signature": 401, "bad_key": 401, "replay": 409, "too_large": 413,
                     "wrong_target": 404}
@@ -96,6 +104,10 @@ class Endpoints:
         self.preauth = PreAuth()
         #: how requests reach this app, for the access log: ``h2c``, or ``h2`` over TLS
         self.transport = "h2c"
+        #: ``shared`` or ``isolated`` (what ``/v1/status`` says)
+        self.mode = "shared"
+        #: a loopback client may read ``/v1/status`` without a token (False: everyone shows one)
+        self.trust_local = True
 
     async def app(self, req: HttpRequest) -> HttpResponse:
         """Answer one HTTP request (never raises for bad input)."""
@@ -104,11 +116,15 @@ class Endpoints:
             if req.method != "POST":
                 return error_response(405, "method_not_allowed", "use POST", (("allow", "POST"),))
             return await self._exec_checked(req, path)
-        if path in ("/v1/health", "/v1/peers", "/metrics"):
+        if path in _GET_PATHS:
             if req.method not in ("GET", "HEAD"):
                 return error_response(405, "method_not_allowed", "use GET", (("allow", "GET, HEAD"),))
             if path == "/v1/health":
-                return _json(self.health())
+                return self.health_response()
+            if path == READY_PATH:
+                return (await self.readiness()).response()
+            if path == STATUS_PATH:
+                return await self.status_response(req)
             if path == "/v1/peers":
                 return _json([{"name": n, "did": d} for n, d in self.peers])
             return HttpResponse(status=200, headers=(("content-type", PROM),),
@@ -116,9 +132,51 @@ class Endpoints:
         return error_response(404, "not_found", f"no such endpoint: {path[:100]}")
 
     def health(self) -> dict[str, object]:
-        """The ``/v1/health`` document: ``status`` is ``ok``, or ``draining`` during shutdown."""
+        """The ``/v1/health`` document: ``status`` is ``ok``, or ``draining`` during shutdown (a router
+        whose peers' processes are all down says ``unavailable``)."""
         return {"status": "draining" if self.closing else "ok", "peers": len(self.peers),
                 "uptime": round(time.time() - self.started, 3)}
+
+    def health_response(self) -> HttpResponse:
+        """``/v1/health``, the liveness probe: 200 while this process answers, with :meth:`health`
+        (whose ``status`` tells the truth: ``ok``, ``draining``, or ``unavailable`` when nothing here
+        can serve); whether it can serve is ``/v1/ready``'s to say (503)."""
+        return _json(self.health())
+
+    async def readiness(self) -> Readiness:
+        """What ``/v1/ready`` answers: not ready while draining; a subclass adds its peers' state."""
+        ready = Readiness()
+        if self.closing:
+            ready.waiting["worker"] = "shutting down"
+        return ready
+
+    async def status_response(self, req: HttpRequest,
+                              status: Callable[[], Awaitable[StatusDoc]] | None = None) -> HttpResponse:
+        """``/v1/status`` for its operator (:func:`~peerbox.net._status.decide_access`): the
+        :meth:`status` document (or ``status()``'s) as JSON (CBOR if ``accept`` asks for it), or 401."""
+        access = decide_access(req.client, req.header("authorization"), hosts=self.hosts,
+                               now=int(time.time()), trust_local=self.trust_local)
+        if not access.allowed:
+            refusal = {"error": {"kind": "unauthorized", "message": access.message}}
+            return HttpResponse(status=401, body=json.dumps(refusal).encode(),
+                                headers=(("content-type", JSON), ("www-authenticate", AUTH_SCHEME)))
+        doc = await (status or self.status)()
+        if CBOR in (req.header("accept") or ""):
+            return HttpResponse(status=200, headers=(("content-type", CBOR),), body=cbor_dumps(doc))
+        return _json(doc)
+
+    async def status(self) -> dict[str, object]:
+        """The ``/v1/status`` document: mode, pid, uptime, hosted peers (:meth:`peer_status`), runs,
+        answers by outcome and errors by kind (see the README, "peerbox status")."""
+        m = self.metrics
+        return {"mode": self.mode, "status": "draining" if self.closing else "ok", "pid": os.getpid(),
+                "uptime": round(time.time() - self.started, 3), "in_flight": m.in_flight, "queued": m.queued,
+                "peers": await self.peer_status(), "requests": dict(sorted(m.requests.items())),
+                "errors": errors_of(m.requests, m.rejections, m.denials)}
+
+    async def peer_status(self) -> list[dict[str, object]]:
+        """One entry per hosted peer: ``name``, ``did`` and what a subclass knows of its runs."""
+        return [{"name": n, "did": d} for n, d in self.peers]
 
     async def _exec_checked(self, req: HttpRequest, path: str) -> HttpResponse:
         """Check a request envelope (any of :data:`~peerbox.net._preauth.ENVELOPE_PATHS`) before it

@@ -138,6 +138,17 @@ class H2Transport(Transport):
         connection (the same bytes: a request that did run would be refused as
         a replay, never run twice).
         """
+        return await self._request(url, path or self.path, envelope, CONTENT_TYPE, timeout)
+
+    async def get(self, url: str, path: str, timeout: float, *,
+                  headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+        """GET ``url`` + ``path`` with ``headers`` (ASCII, lower-case names; e.g. ``authorization``);
+        the whole :class:`Answer`. Raises :class:`TransportError` as :meth:`post` does."""
+        extra = tuple((k.encode("ascii"), v.encode("ascii")) for k, v in headers)
+        return await self._request(url, path, b"", "application/json", timeout, method=b"GET", extra=extra)
+
+    async def _request(self, url: str, path: str, body: bytes, content_type: str, timeout: float, *,
+                       method: bytes = b"POST", extra: tuple[tuple[bytes, bytes], ...] = ()) -> Answer:
         if not (timeout > 0 and math.isfinite(timeout)):
             raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
         deadline = trio.current_time() + timeout
@@ -150,8 +161,8 @@ class H2Transport(Transport):
                 if conn is None:
                     break
             try:
-                return await conn.request(path or self.path, envelope, CONTENT_TYPE, deadline=deadline,
-                                          timeout=timeout)
+                return await conn.request(path, body, content_type, deadline=deadline, timeout=timeout,
+                                          method=method, extra=extra)
             except TransportError as exc:
                 if not exc.retryable or attempt:
                     raise TransportError(f"{url}: {exc}", kind=exc.kind, status=exc.status) from exc

@@ -141,7 +141,7 @@ class _H2Conn:
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=True, header_encoding=None, validate_inbound_headers=True,
             validate_outbound_headers=False, normalize_outbound_headers=False))
-        self._headers: dict[tuple[str, str], list[tuple[bytes, bytes]]] = {}
+        self._headers: dict[tuple[str, str, bytes], list[tuple[bytes, bytes]]] = {}
         self.pending: dict[int, _Pending] = {}
         self.usable = True  # new streams may start here
         self.finished = trio.Event()
@@ -351,9 +351,11 @@ class _H2Conn:
     # -- requests
 
     async def request(self, path: str, body: bytes, content_type: str, *, deadline: float,
-                      timeout: float) -> Answer:
-        """Send one POST on a new stream and wait for its whole response, until ``deadline``
-        (``trio.current_time()``; ``timeout`` is only for the message). Raises :class:`TransportError`."""
+                      timeout: float, method: bytes = b"POST",
+                      extra: tuple[tuple[bytes, bytes], ...] = ()) -> Answer:
+        """Send one request (a POST of ``body``, or ``method`` with the ``extra`` headers) on a new
+        stream and wait for its whole response, until ``deadline`` (``trio.current_time()``;
+        ``timeout`` is only for the message). Raises :class:`TransportError`."""
         # Our streams in flight are ``pending`` (each is reset or ended when it leaves): counted here
         # in O(1); h2 counts again (walking its streams) in send_headers, and refuses past the limit.
         if self.usable and len(self.pending) >= self.h2.remote_settings.max_concurrent_streams:
@@ -368,13 +370,13 @@ class _H2Conn:
                 raise TransportError(f"no answer within {timeout:g} s", kind="timeout")
         if not self.usable:
             raise TransportError("the connection is closing", retryable=True)
-        headers = self._headers.get((path, content_type))
+        headers = self._headers.get((path, content_type, method))
         if headers is None:
-            headers = self._headers[(path, content_type)] = [
-                (b":method", b"POST"), (b":scheme", self.scheme), (b":authority", self.authority),
+            headers = self._headers[(path, content_type, method)] = [
+                (b":method", method), (b":scheme", self.scheme), (b":authority", self.authority),
                 (b":path", _header_value(path, "path")),
                 (b"content-type", _header_value(content_type, "content type"))]
-        headers = [*headers, (b"content-length", b"%d" % len(body))]
+        headers = [*headers, *extra, (b"content-length", b"%d" % len(body))]
         try:
             sid = self.h2.get_next_available_stream_id()
             self.h2.send_headers(sid, headers, end_stream=not body)

@@ -84,9 +84,10 @@ class Conn:
 
     def __init__(
         self, app: App, stream: trio.abc.Stream, limits: ServerLimits, client: str, conn_id: int,
-        budgets: AddressBudgets | None = None,
+        budgets: AddressBudgets | None = None, first: bytes = b"",
     ) -> None:
         self.app = app
+        self.first = first  # bytes already read from the stream (the preface the server looked at)
         self.budgets = budgets
         now = trio.current_time()
         self.failures = TokenBucket(limits.max_preauth_failures_per_conn,
@@ -133,6 +134,9 @@ class Conn:
     # -- the one boundary: transport and h2 errors ---------------------------
 
     async def _recv(self) -> bytes:
+        if self.first:
+            data, self.first = self.first, b""
+            return data
         try:
             return bytes(await self.stream.receive_some(65536))
         except LOST:
@@ -214,7 +218,7 @@ class Conn:
                 log.info("conn %d (%s): refused, ALPN is not h2", self.conn_id, self.client)
                 return
         self.h2.initiate_connection()
-        # The server preface goes first, before any read (a client that never reads is dropped here).
+        # The server preface goes before any further read (a client that never reads is dropped here).
         with map_exceptions(CONNECTION_ERRORS), trio.fail_after(self.limits.idle_timeout):
             await self.stream.send_all(self.h2.data_to_send())
         apps.start_soon(self._write)

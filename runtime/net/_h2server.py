@@ -30,6 +30,9 @@ import trio
 from ._budget import AddressBudgets, address_of
 from ._h2conn import Conn
 from ._http import App, HttpRequest, HttpResponse, ServerLimits
+from ._http1 import is_h2_preface
+from ._http1conn import serve_http1, sniff
+from ._io_errors import ConnectionLost
 
 __all__ = ["App", "HttpRequest", "HttpResponse", "ServerLimits", "serve", "serve_stream"]
 
@@ -46,7 +49,11 @@ async def serve_stream(
     """Serve one HTTP/2 connection on ``stream`` until it ends.
 
     h2c with prior knowledge, or TLS if ``stream`` is a :class:`trio.SSLStream`
-    (the handshake happens here; anything but ALPN ``h2`` is closed).
+    (the handshake happens here; anything but ALPN ``h2`` is closed). On
+    cleartext the first bytes decide (:func:`~peerbox.net._http1conn.sniff`,
+    waiting at most ``limits.idle_timeout``): HTTP/2's preface, or an HTTP/1.1
+    probe connection (:func:`~peerbox.net._http1conn.serve_http1`: ``GET``/``HEAD``
+    of ``/v1/health``, ``/v1/ready``, ``/metrics``, ``/v1/status`` only).
     Cancelling the caller's scope starts a graceful shutdown: new streams are
     refused, in-flight app calls get ``limits.shutdown_grace`` to finish and
     are answered, then GOAWAY (last stream id) and close, and ``Cancelled``
@@ -55,7 +62,24 @@ async def serve_stream(
     are the per-address failure budgets shared with the server's other
     connections (``None``: only the connection's own).
     """
-    conn = Conn(app, stream, limits, client, conn_id, budgets)
+    first = b""
+    if not isinstance(stream, trio.SSLStream):  # cleartext: HTTP/2 with prior knowledge, or an HTTP/1.1 probe
+        try:
+            first = await sniff(stream, limits.idle_timeout)
+        except ConnectionLost as exc:
+            log.debug("conn %d (%s): transport closed: %s", conn_id, client, exc)
+            first = b""
+        except trio.Cancelled:  # the server stops: nothing was asked on this connection yet
+            await trio.aclose_forcefully(stream)
+            raise
+        if not first:
+            await trio.aclose_forcefully(stream)
+            return
+        if not is_h2_preface(first):
+            await serve_http1(app, stream, first, client=client, conn_id=conn_id,
+                              send_timeout=limits.idle_timeout)
+            return
+    conn = Conn(app, stream, limits, client, conn_id, budgets, first=first)
     done = trio.Event()
 
     async def run() -> None:

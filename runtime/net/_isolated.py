@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import json
 import os
 import signal
 import socket
@@ -41,10 +42,11 @@ from ..peer import PeerStore
 from ._access import CLIENT_HEADER, TRANSPORT_HEADER, access_logged, current_note
 from ._child import child_command
 from ._endpoints import DENIED_ACTION, RETRY_LATER, Endpoints, error_response
-from ._localchan import FRAME_SLACK, VERIFIED_SIGNER, ChannelClient, ChannelError, FrameError
+from ._localchan import FRAME_SLACK, VERIFIED_SIGNER, ChannelClient, ChannelError, FrameError, ResponseFrame
 from ._logsetup import LogOptions
 from ._serving import serve_app
 from ._startup import ServeError, StartupFailure, prepare, run_serving
+from ._status import READY_PATH, STATUS_PATH, Readiness
 
 __all__ = ["Router", "serve_isolated", "run_isolated"]
 
@@ -52,6 +54,8 @@ WORKER_LOG = logging.getLogger("peerbox.worker")
 
 #: How long a child may take to start (build its worker, say HELLO) before it is killed and restarted.
 START_TIMEOUT = 60.0
+#: How long the router waits for a child's answer to ``/v1/ready`` or ``/v1/status``.
+PROBE_TIMEOUT = 2.0
 
 
 @dataclass(eq=False)
@@ -64,6 +68,7 @@ class _Child:
     channel: ChannelClient | None = None
     process: trio.Process | None = None
     starts: int = 0
+    in_flight: int = 0  # requests forwarded to it and not answered yet
 
 
 class Router(Endpoints):
@@ -85,6 +90,7 @@ class Router(Endpoints):
 
     def __init__(self, children: list[_Child], *, timeout: float = 120.0) -> None:
         super().__init__([(c.name, c.did) for c in children])
+        self.mode = "isolated"
         self.children = {c.public_key: c for c in children}
         self.timeout = timeout
         self.in_flight = 0
@@ -93,9 +99,68 @@ class Router(Endpoints):
         return target in self.children
 
     def health(self) -> dict[str, object]:
+        """The shared document plus ``workers_up`` and ``restarts``; ``status`` is ``unavailable``
+        when no peer's process is up: nothing here can serve (still 200: the router itself lives)."""
         up = sum(1 for c in self.children.values() if c.channel is not None)
-        return {**super().health(), "in_flight": self.in_flight, "workers_up": up,
-                "restarts": sum(max(0, c.starts - 1) for c in self.children.values())}
+        doc = {**super().health(), "in_flight": self.in_flight, "workers_up": up,
+               "restarts": sum(max(0, c.starts - 1) for c in self.children.values())}
+        if self.children and up == 0 and not self.closing:
+            doc["status"] = "unavailable"
+        return doc
+
+    async def _ask(self, child: _Child, path: str) -> ResponseFrame | str:
+        """``GET path`` of ``child`` over its channel (what its own worker answers), or why not."""
+        channel = child.channel
+        if channel is None:
+            return "its process is starting" if child.starts == 0 else "its process is down (restarting)"
+        try:
+            return await channel.request("GET", path, (), b"", PROBE_TIMEOUT)
+        except ChannelError as exc:
+            return f"its process does not answer ({exc})"
+
+    async def readiness(self) -> Readiness:
+        """Ready when not draining and every child is up and itself ready (asked over its channel,
+        all at once, each within :data:`PROBE_TIMEOUT`)."""
+        ready = await super().readiness()
+
+        async def probe(child: _Child) -> None:
+            answer = await self._ask(child, READY_PATH)
+            if isinstance(answer, str):
+                ready.waiting[child.name] = answer
+            elif answer.status != 200:
+                said = answer.body.decode("utf-8", "replace").strip().removeprefix("not ready: ")
+                ready.waiting[child.name] = said[:200] or f"its process answers {answer.status}"
+
+        async with trio.open_nursery() as nursery:
+            for child in self.children.values():
+                nursery.start_soon(probe, child)
+        return ready
+
+    async def peer_status(self) -> list[dict[str, object]]:
+        """Each peer: whether its process is up, its pid and restarts, requests the router is waiting
+        on, and its own worker's runs in flight and queued (asked over the channel)."""
+        out: list[dict[str, object]] = []
+
+        async def one(child: _Child, entry: dict[str, object]) -> None:
+            answer = await self._ask(child, STATUS_PATH)
+            if isinstance(answer, ResponseFrame) and answer.status == 200:
+                try:
+                    doc = json.loads(answer.body)
+                    entry["in_flight"], entry["queued"] = int(doc["in_flight"]), int(doc["queued"])
+                except (ValueError, KeyError, TypeError):
+                    pass
+
+        async with trio.open_nursery() as nursery:
+            for child in self.children.values():
+                proc = child.process
+                entry: dict[str, object] = {
+                    "name": child.name, "did": child.did, "up": child.channel is not None,
+                    "pid": proc.pid if proc is not None and proc.returncode is None else None,
+                    "restarts": max(0, child.starts - 1), "forwarded": child.in_flight,
+                    "in_flight": None, "queued": None}
+                out.append(entry)
+                nursery.start_soon(one, child, entry)
+        return out
 
     async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
         """Forward a pre-checked request to its peer's child; its answer, or 503 if it gives none."""
@@ -109,6 +174,7 @@ class Router(Endpoints):
             return error_response(503, "unavailable", f"the worker of {child.name} is restarting",
                                   RETRY_LATER)
         self.in_flight += 1
+        child.in_flight += 1
         self.metrics.in_flight = self.in_flight
         start = time.perf_counter()
         try:
@@ -123,6 +189,7 @@ class Router(Endpoints):
                                   RETRY_LATER)
         finally:
             self.in_flight -= 1
+            child.in_flight -= 1
             self.metrics.in_flight = self.in_flight
         status, body = answer.status, answer.body
         if note is not None:

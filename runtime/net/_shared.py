@@ -21,17 +21,19 @@ import os
 import logging
 import socket
 import ssl
+from typing import Any
 
 import trio
 
 from .._atomic import write_atomic
 from .._errors import UsageError
 from ._access import access_logged
-from ._accept import ConnectionBoard
+from ._accept import DOWN, ConnectionBoard
 from ._endpoints import JSON, PROM
 from ._logsetup import LogOptions
 from ._h2server import HttpRequest, HttpResponse, ServerLimits
 from ._metrics import Metrics, render_processes
+from ._status import READY_PATH, STATUS_PATH, Readiness
 from ._serving import parse_listen, serve_app, tls_context
 from ._startup import prepare, run_serving
 from ._supervisor import default_workers, run_supervisor
@@ -77,9 +79,11 @@ class ProcessApp:
     are this process's alone, unlabelled, as before.
     """
 
-    def __init__(self, worker: Worker, slot: WorkerSlot | None) -> None:
+    def __init__(self, worker: Worker, slot: WorkerSlot | None, board: ConnectionBoard | None = None) -> None:
         self.worker = worker
         self.slot = slot
+        #: the processes' table of open connections (a slot marked down: that process is down)
+        self.board = board
 
     async def app(self, req: HttpRequest) -> HttpResponse:
         """Answer one request (never raises for bad input)."""
@@ -88,10 +92,69 @@ class ProcessApp:
             if path == "/v1/health":
                 return HttpResponse(status=200, headers=(("content-type", JSON),),
                                     body=json.dumps(self.health()).encode())
-            if path == "/metrics" and self.slot is not None:
-                return HttpResponse(status=200, headers=(("content-type", PROM),),
-                                    body=self.metrics_text().encode())
+            if self.slot is not None:
+                if path == "/metrics":
+                    return HttpResponse(status=200, headers=(("content-type", PROM),),
+                                        body=self.metrics_text().encode())
+                if path == READY_PATH:
+                    return (await self.readiness()).response()
+                if path == STATUS_PATH:
+                    return await self.worker.status_response(req, self.status)
         return await self.worker.app(req)
+
+    async def readiness(self) -> Readiness:
+        """The worker's readiness, and every other process of the supervisor up (its board slot)."""
+        ready = await self.worker.readiness()
+        if self.board is not None:
+            for index, count in enumerate(self.board.counts()):
+                if count >= DOWN and index != self.board.index:
+                    ready.waiting[f"process {index}"] = "down (restarting)"
+        return ready
+
+    async def status(self) -> dict[str, object]:
+        """The worker's status document plus ``process`` (this one's index) and ``processes``: each
+        process's index, pid, whether it is up, its open connections and its runs (the others' as
+        last published, at most :data:`PUBLISH_INTERVAL` old)."""
+        doc = {**await self.worker.status()}
+        if self.slot is None:
+            return doc
+        doc["process"] = self.slot.index
+        counts = self.board.counts() if self.board is not None else []
+        published = self._published()
+        processes: list[dict[str, object]] = []
+        for index, count in enumerate(counts):
+            snap = published.get(index, {})
+            me = index == self.slot.index
+            processes.append({
+                "index": index, "up": me or count < DOWN,
+                "pid": os.getpid() if me else snap.get("pid"),
+                "connections": self.board.open if me and self.board is not None else
+                (count if count < DOWN else 0),
+                "in_flight": self.worker.metrics.in_flight if me else snap.get("in_flight"),
+                "queued": self.worker.metrics.queued if me else snap.get("queued")})
+        doc["processes"] = processes
+        return doc
+
+    def _published(self) -> dict[int, dict[str, Any]]:
+        """The other processes' last published snapshots, by index (unreadable ones left out)."""
+        assert self.slot is not None
+        out: dict[int, dict[str, Any]] = {}
+        try:
+            names = os.listdir(self.slot.runtime_dir)
+        except OSError:
+            return out
+        for name in names:
+            index = name[len(_METRICS_PREFIX):-len(_METRICS_SUFFIX)]
+            if not (name.startswith(_METRICS_PREFIX) and name.endswith(_METRICS_SUFFIX) and index.isdigit()):
+                continue
+            try:
+                with open(os.path.join(self.slot.runtime_dir, name), "rb") as f:
+                    data = json.loads(f.read(1 << 20))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                out[int(index)] = data
+        return out
 
     def health(self) -> dict[str, object]:
         """The worker's health document plus ``pid`` (and ``process``, its index, when supervised)."""
@@ -131,7 +194,7 @@ async def publish_metrics(metrics: Metrics, path: str, interval: float = PUBLISH
     every ``interval`` s when it changed, until cancelled. A failed write is retried next time."""
     last = b""
     while True:
-        data = json.dumps(metrics.snapshot(), sort_keys=True).encode()
+        data = json.dumps({**metrics.snapshot(), "pid": os.getpid()}, sort_keys=True).encode()
         if data != last:
             try:
                 write_atomic(path, data, durable=False)
@@ -155,7 +218,6 @@ async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl
     (without ``slot``): a listening socket bound already (left open: its owner closes it).
     """
     names = ", ".join(n for n, _ in worker.peers) or "none"
-    front = ProcessApp(worker, slot)
     inherited = None if slot is None else socket.socket(fileno=slot.fd)
     sock = inherited or sock
     board = None
@@ -164,6 +226,7 @@ async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl
             board = ConnectionBoard(slot.board_path, slot.index)
         except OSError as exc:  # served all the same, without balancing
             WORKER_LOG.warning("worker process %d: no connection board: %s", slot.index, exc)
+    front = ProcessApp(worker, slot, board)
     try:
         async with trio.open_nursery() as nursery:
             if slot is not None:

@@ -78,6 +78,7 @@ from ._h2server import HttpRequest, HttpResponse
 from ._metrics import Unhandled
 from ._preauth import open_envelope
 from ._runpool import RUN_STACK_SIZE, RunPool
+from ._status import Readiness
 
 __all__ = ["Worker"]
 
@@ -248,6 +249,31 @@ class Worker(Endpoints):
 
     def hosts(self, target: bytes) -> bool:
         return target in self.targets
+
+    async def readiness(self) -> Readiness:
+        """Ready when not draining and every hosted peer's handler (its key, policy and nonce
+        database) opens: the first probe opens those not opened yet, on a thread; one that fails
+        is tried again at the next probe."""
+        ready = await super().readiness()
+        for name, _ in self.peers:
+            if name in self._handlers:
+                continue
+            try:
+                await trio.to_thread.run_sync(self.handler, name)
+            except Error as exc:
+                ready.waiting[name] = f"cannot be served: {exc}"
+        return ready
+
+    async def peer_status(self) -> list[dict[str, object]]:
+        """Each hosted peer with its runs in flight and waiting for a slot."""
+        with self._lock:
+            running = dict(self.admission.running_by_peer)
+            queued = collections.Counter(t.peer for t in self.admission.waiting())
+        return [{"name": n, "did": d, "in_flight": running.get(n, 0), "queued": queued.get(n, 0)}
+                for n, d in self.peers]
+
+    async def status(self) -> dict[str, object]:
+        return {**await super().status(), "checking": self._checking}
 
     async def exec(self, req: HttpRequest, target: bytes, caller: bytes, path: str) -> HttpResponse:
         """Answer a request from its body (:meth:`exec_body`: the worker's own endpoints open the

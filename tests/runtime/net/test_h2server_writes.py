@@ -108,8 +108,8 @@ async def test_a_peer_that_stops_reading_mid_answer_is_dropped(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server)
         c = Client(client_stream)
-        c.h2.initiate_connection()
-        await c.pump()  # reads the server's SETTINGS, then sends the client's preface (lockstep: in turn)
+        await c.start()  # the client's preface first: a cleartext server reads it before it answers
+        await c.pump()  # reads the server's SETTINGS, then sends the ACK (lockstep: in turn)
         sid = c.open("GET", "/big")
         await c.flush()
         await c.until(lambda: len(c.answers[sid].body) > 0)  # part of the answer, then no more reading

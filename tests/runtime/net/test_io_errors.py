@@ -141,7 +141,7 @@ class BrokenStream(trio.abc.Stream):
     (ConnectionResetError(104, "Connection reset by peer"), False, "Connection reset by peer"),
     (trio.BrokenResourceError("broken"), False, "broken"),
     (ssl.SSLError(1, "bad record"), False, "bad record"),
-    (trio.ClosedResourceError("closed"), True, "went away"),  # the server's first send breaks first
+    (trio.ClosedResourceError("closed"), True, "closed"),  # cleartext: the server reads the preface first
 ])
 async def test_a_server_connection_whose_stream_breaks_ends_quietly(
         failure: BaseException, send_fails: bool, said: str, caplog: pytest.LogCaptureFixture) -> None:
