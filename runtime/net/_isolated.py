@@ -342,10 +342,11 @@ async def _supervise(root: str, child: _Child, *, max_runs: int | None, grace: f
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_pump, child, channel, proc)
-                with trio.move_on_after(START_TIMEOUT):
+                with trio.move_on_after(START_TIMEOUT) as waiting:
                     if await channel.wait_ready():
                         child.channel = channel
-                hung = child.channel is None and proc.returncode is None
+                # a channel that closed before HELLO is a child that exited (not yet reaped, maybe)
+                hung = waiting.cancelled_caught and proc.returncode is None
                 if hung:
                     proc.kill()  # no HELLO in time: stuck starting
                 if not reported and child.channel is None:
