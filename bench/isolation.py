@@ -234,6 +234,11 @@ def _run_json(cmd: list[str]) -> Any:
     return json.loads(proc.stdout)
 
 
+def _run_cli_value(cmd: list[str]) -> Any:
+    """The value of ``peerbox run --json`` (its document: value, log, usage)."""
+    return _run_json(cmd)["value"]
+
+
 def _same(v: Any) -> Any:
     return v
 
@@ -307,7 +312,8 @@ def bench_isolation(quick: bool, repeat: int, wanted: Callable[[str], bool]) -> 
             row = rows[name]
             row.size = f"{n * repeat} processes"
             # warm-up (for the CLI: compiles into the private cache this run shares through the env)
-            entry = _prepare(row, functools.partial(_run_json, cmd), _same, expected, n, 1)
+            runner = _run_cli_value if name == "iso_d_cli" else _run_json
+            entry = _prepare(row, functools.partial(runner, cmd), _same, expected, n, 1)
             if entry is not None:
                 _alternate([entry], repeat, True, 0.0)
     out = list(rows.values())

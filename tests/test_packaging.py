@@ -8,6 +8,7 @@ needed) and runs ``peerbox run`` on a script from outside the repository.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -133,7 +134,8 @@ def test_installed_wheel_runs_a_script(wheel: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "42"
+    doc = json.loads(run.stdout)
+    assert (doc["value"], doc["log"]) == (42, ["from the wheel"])
     assert run.stderr == "from the wheel\n"
     # the built-in script library ships in the wheel: a peer imports it by name
     root = tmp_path / "root"
@@ -145,7 +147,7 @@ def test_installed_wheel_runs_a_script(wheel: Path, tmp_path: Path) -> None:
         [str(env_dir / "bin" / "peerbox"), "run", "use_lib.rhai", "--peer", "p", "--root", str(root), "--json"],
         capture_output=True, text=True, cwd=work, env=env, timeout=120)
     assert lib.returncode == 0, lib.stderr
-    assert lib.stdout.strip() == '["from the wheel"]'
+    assert json.loads(lib.stdout)["value"] == ["from the wheel"]
     where = subprocess.run(
         [str(py), "-c", "import peerbox, peerbox.wasm_guests; print(peerbox.__file__)"],
         capture_output=True,

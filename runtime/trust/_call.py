@@ -79,6 +79,7 @@ class CallAdmitted:
     limits: Limits
     max_bytes: int | None = None
     max_files: int | None = None
+    rule: str | None = None  # the policy rule that allowed ``call`` (None: a capability, or unknown)
 
     @property
     def caller(self) -> bytes:
@@ -135,7 +136,8 @@ def _admit(handler: RequestHost, req: CallRequest, now: int) -> CallAdmitted | H
     return CallAdmitted(req=req, now=now, caller_did=caller_did, caller_name=caller_name,
                         owner=req.caller == handler.ctx.peer.public_key, policy=policy, fn=fn, args=args,
                         limits=handler.limits_of(cap, req.limits),
-                        max_bytes=cap.max_bytes if cap else None, max_files=cap.max_files if cap else None)
+                        max_bytes=cap.max_bytes if cap else None, max_files=cap.max_files if cap else None,
+                        rule=str(decision.rule) if decision.rule else None)
 
 
 def run_call(handler: RequestHost, admitted: CallAdmitted) -> Handled:

@@ -382,7 +382,7 @@ class ExecHandler:
             if exc.limit == "timeout" and timeout is not None:  # the caller's timeout, not what was left
                 message = f"script exceeded its {timeout} s timeout (compile and run together)"
             return self.failed(req, now, Outcome.LIMIT, {"kind": f"limit_{exc.limit}", "message": message},
-                               exc.log, start)
+                               exc.log, start, fuel=limits.fuel if exc.limit == "fuel" else None)
         except ValueConversionError as exc:  # params the language cannot take
             return self.failed(req, now, Outcome.SCRIPT_ERROR,
                                {"kind": "invalid_argument", "message": str(exc)}, [], start)
@@ -512,10 +512,10 @@ class ExecHandler:
                            [], start)
 
     def failed(self, req: Delivered, now: int, outcome: Outcome, error: dict[str, Any], log: list[str],
-               start: float, *, denied_action: str | None = None) -> Handled:
+               start: float, *, denied_action: str | None = None, fuel: int | None = None) -> Handled:
         """A signed ``ok: false`` reply with ``error`` and the run's ``log`` (usage: the wall time
-        since ``start``)."""
-        usage = _usage(None, start)
+        since ``start``, and ``fuel`` when known: a run stopped by its fuel limit used all of it)."""
+        usage = _usage(fuel, start)
         body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=False,
                           error=error, log=log, usage=usage.as_map())
         return Handled(outcome=outcome, body=body, error=error, usage=usage, denied_action=denied_action)

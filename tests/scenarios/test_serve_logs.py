@@ -126,7 +126,7 @@ def test_access_lines_for_each_outcome(tmp_path: Path, store: peerbox.PeerStore,
     assert (denied["caller_name"], denied["outcome"], denied["status"]) == ("dave", "denied", 403)
     assert denied["rule"] == "no rule allowed it" and denied["fuel"] is None
     assert (limit["outcome"], limit["kind"], limit["rule"]) == ("limit", "limit_fuel", "policy.toml:8")
-    assert limit["fuel"] is not None  # (a failed run reports no fuel figure yet: 0)
+    assert limit["fuel"] == 100_000  # a run stopped by its fuel limit used all of it
     assert (limited["caller_name"], limited["outcome"], limited["status"]) == ("carol", "rate_limited", 429)
     assert limited["rule"] == "policy.toml:13"
     assert (malformed["outcome"], malformed["status"], malformed["caller"]) == ("rejected", 400, None)

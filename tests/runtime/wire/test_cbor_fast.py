@@ -266,6 +266,7 @@ def test_the_item_budget_still_holds() -> None:
     assert info.value.kind == "too_large"
 
 
+@pytest.mark.serial  # a ratio of two timings: alone, not next to the other tests' load
 def test_decoding_a_request_payload_is_several_times_cheaper() -> None:
     """The point of the fast path: a generous ratio, both timed in this process, best of several runs."""
     payload = PAYLOADS[0]
