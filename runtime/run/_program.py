@@ -44,7 +44,7 @@ from ..hostcalls import HOST_CALLS, Authorizer, Backend, Budget, CallerQuota, Di
 from ._sandbox import Sandbox
 from ._store import ScriptModule
 from ._output import Result
-from ._values import INPUT_REFUSED, CborParams, encode_input, refused_params
+from ._values import INPUT_REFUSED, CborParams, encode_input, refused_input, refused_params
 
 __all__ = [
     "CompileLimits",
@@ -219,8 +219,11 @@ class Program:
             value_cbor, log, fuel_used, peak = sandbox.run(script, data, timeout=lim.timeout, memory=lim.memory,
                                                       fuel=lim.fuel, files=self._files, host=host)
         except ScriptError as exc:
-            if type(params) is CborParams and _input_refused(exc):
-                raise refused_params(params, exc.message[len(INPUT_REFUSED):]) from exc
+            if _input_refused(exc):
+                reason = exc.message[len(INPUT_REFUSED):]
+                if type(params) is CborParams:
+                    raise refused_params(params, reason) from exc
+                raise refused_input(reason, params, caller, target) from exc
             raise
         return Result(log=log, fuel_used=fuel_used, wall_time=time.perf_counter() - start, peak_memory=peak,
                       value_cbor=value_cbor)

@@ -40,6 +40,7 @@ from typing import Any, NoReturn
 import cbor2
 
 from .._errors import Error, ExceptionMapping, ValueConversionError, map_exceptions
+from ._bound import plain_tree
 
 __all__ = [
     "MAX_DEPTH",
@@ -47,6 +48,7 @@ __all__ = [
     "I64_MIN",
     "I64_MAX",
     "encode_input",
+    "refused_input",
     "check_value",
     "decode_output",
     "decode_log",
@@ -252,7 +254,10 @@ def encode_input(params: object = None, caller: object = None, target: object = 
     ``params`` must be ``None`` (no params), a ``dict`` with ``str`` keys or
     :class:`CborParams` (copied in as they are, after ``caller`` and ``target``;
     the guest checks them). Raises :class:`ValueConversionError` naming the
-    path of a bad value.
+    path of a bad value. A dict of exact builtin types nested less deep than
+    the recursion limit (:func:`~peerbox.run._bound.plain_tree`) is encoded
+    without a walk in Python: the guest runtime refuses what a script cannot
+    take, and :func:`refused_input` names it as the walk would have.
     """
     if type(params) is CborParams:
         for value, name in ((caller, "caller"), (target, "target")):
@@ -270,11 +275,33 @@ def encode_input(params: object = None, caller: object = None, target: object = 
         raise ValueConversionError(
             f"params must be a dict with str keys (or None), not {type(params).__name__}", path="params"
         )
+    doc = {"params": params, "caller": caller, "target": target}
+    if plain_tree(doc):  # exact types, bounded depth: cbor2 may encode it; the guest checks the rest
+        try:
+            return cbor2.dumps(doc)
+        except _ENCODE_REFUSALS:  # a lone surrogate, a PickleBuffer...: the checks below say what
+            pass
     for value, name in ((params, "params"), (caller, "caller"), (target, "target")):
         if not _crosses(value):
             check_value(value, name)
     with map_exceptions(_ENCODE_ERRORS):
-        return cbor2.dumps({"params": params, "caller": caller, "target": target})
+        return cbor2.dumps(doc)
+
+
+def refused_input(reason: str, params: object, caller: object, target: object) -> ValueConversionError:
+    """The error for Python params (and caller, target) the guest runtime refused with ``reason``
+    (:func:`encode_input` left the range, key and depth checks to it): what :func:`check_value`
+    says of the first bad value, the message a check before the run would have given."""
+    for value, name in ((params, "params"), (caller, "caller"), (target, "target")):
+        try:
+            check_value(value, name)
+        except ValueConversionError as exc:
+            return exc
+    return ValueConversionError(f"not a value a script can take ({reason})", path="params")
+
+
+#: What cbor2's encoder raises for a value :func:`~peerbox.run._bound.plain_tree` let through.
+_ENCODE_REFUSALS = (cbor2.CBOREncodeError, ValueError, TypeError, OverflowError)
 
 
 def _unencodable(exc: BaseException) -> BaseException:  # pragma: no cover (check_value refuses first)
