@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+from typing import NoReturn
 
 __all__ = ["plain_tree", "SAFE_RECURSION_LIMIT"]
 
@@ -53,7 +54,7 @@ class _Discard:
 class _ExactTypes(pickle.Pickler):
     """The C pickler, refusing every object it would reduce (see the module docstring)."""
 
-    def reducer_override(self, obj: object) -> object:
+    def reducer_override(self, obj: object) -> NoReturn:
         raise _Refused
 
 

@@ -89,7 +89,8 @@ def decode_value(data: bytes) -> Any:
     """
     stream = io.BytesIO(data)
     with map_exceptions(_OUTPUT_ERRORS):
-        value = cbor2.CBORDecoder(stream, tag_hook=_reject_tag, semantic_decoders=_NO_TAGS, **_STRICT).decode()
+        decoder = cbor2.CBORDecoder(stream, tag_hook=_reject_tag, semantic_decoders=_NO_TAGS, **_STRICT)
+        value = decoder.decode()
     if stream.tell() != len(data):
         raise Error("malformed run output from the guest runtime (a bug in peerbox): "
                     f"{len(data) - stream.tell()} bytes after the value")

@@ -216,8 +216,9 @@ class Program:
         if lim.fuel is not None and not sandbox.metered:
             sandbox, script = self._metered()
         try:
-            value_cbor, log, fuel_used, peak = sandbox.run(script, data, timeout=lim.timeout, memory=lim.memory,
-                                                      fuel=lim.fuel, files=self._files, host=host)
+            value_cbor, log, fuel_used, peak = sandbox.run(script, data, timeout=lim.timeout,
+                                                           memory=lim.memory, fuel=lim.fuel,
+                                                           files=self._files, host=host)
         except ScriptError as exc:
             if _input_refused(exc):
                 reason = exc.message[len(INPUT_REFUSED):]

@@ -385,7 +385,8 @@ class ExecHandler:
                                   ok=True, log=res.log, usage=usage.as_map(), check=False)
         try:
             try:  # the guest's result bytes, signed as they are (no decode, no encode)
-                body = reply(value_cbor=res.value_cbor) if res.value_cbor is not None else reply(value=res.value)
+                raw = res.value_cbor
+                body = reply(value_cbor=raw) if raw is not None else reply(value=res.value)
             except EnvelopeError:  # not bytes a reply takes as they are: the value decides, the ordinary way
                 body = reply(value=res.value)
         except EnvelopeError as exc:  # a value the reply cannot carry (e.g. a NaN key): say so, signed

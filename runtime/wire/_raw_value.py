@@ -56,8 +56,8 @@ def check_value_cbor(data: bytes) -> None:
                           max_depth=VALUE_MAX_DEPTH - 1, allow_indefinite=False,
                           allow_duplicate_keys=False).decode()
     except Exception as exc:  # cbor2 on hostile bytes: its errors, ValueError, RecursionError...
-        raise EnvelopeError("bad_field", f"the value's bytes are not one plain CBOR item ({type(exc).__name__})"
-                            ) from exc
+        why = type(exc).__name__
+        raise EnvelopeError("bad_field", f"the value's bytes are not one plain CBOR item ({why})") from exc
     if stream.tell() != len(data):
         raise EnvelopeError("bad_field", "the value's bytes hold more than one CBOR item")
 
