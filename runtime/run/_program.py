@@ -44,7 +44,7 @@ from ..hostcalls import HOST_CALLS, Authorizer, Backend, Budget, CallerQuota, Di
 from ._sandbox import Sandbox
 from ._store import ScriptModule
 from ._output import Result
-from ._values import INPUT_REFUSED, CborParams, encode_input, refused_input, refused_params
+from ._values import INPUT_REFUSED, CborParams, encode_run_input, refused_input, refused_params
 
 __all__ = [
     "CompileLimits",
@@ -209,7 +209,7 @@ class Program:
             lim = limits
         else:
             raise UsageError(f"limits must be a peerbox.Limits, not {type(limits).__name__}")
-        data = encode_input(params, caller, target)
+        data = encode_run_input(params, caller, target)
         start = time.perf_counter()
         host = Dispatch(storage, lim.budget(), authorize, quota)
         sandbox, script = self._sandbox, self._script

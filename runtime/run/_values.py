@@ -48,6 +48,7 @@ __all__ = [
     "I64_MIN",
     "I64_MAX",
     "encode_input",
+    "encode_run_input",
     "refused_input",
     "check_value",
     "decode_output",
@@ -254,10 +255,7 @@ def encode_input(params: object = None, caller: object = None, target: object = 
     ``params`` must be ``None`` (no params), a ``dict`` with ``str`` keys or
     :class:`CborParams` (copied in as they are, after ``caller`` and ``target``;
     the guest checks them). Raises :class:`ValueConversionError` naming the
-    path of a bad value. A dict of exact builtin types nested less deep than
-    the recursion limit (:func:`~peerbox.run._bound.plain_tree`) is encoded
-    without a walk in Python: the guest runtime refuses what a script cannot
-    take, and :func:`refused_input` names it as the walk would have.
+    path of a bad value (a run uses :func:`encode_run_input`).
     """
     if type(params) is CborParams:
         for value, name in ((caller, "caller"), (target, "target")):
@@ -275,17 +273,33 @@ def encode_input(params: object = None, caller: object = None, target: object = 
         raise ValueConversionError(
             f"params must be a dict with str keys (or None), not {type(params).__name__}", path="params"
         )
-    doc = {"params": params, "caller": caller, "target": target}
-    if plain_tree(doc):  # exact types, bounded depth: cbor2 may encode it; the guest checks the rest
-        try:
-            return cbor2.dumps(doc)
-        except _ENCODE_REFUSALS:  # a lone surrogate, a PickleBuffer...: the checks below say what
-            pass
     for value, name in ((params, "params"), (caller, "caller"), (target, "target")):
         if not _crosses(value):
             check_value(value, name)
     with map_exceptions(_ENCODE_ERRORS):
-        return cbor2.dumps(doc)
+        return cbor2.dumps({"params": params, "caller": caller, "target": target})
+
+
+def encode_run_input(params: object = None, caller: object = None, target: object = None) -> bytes:
+    """:func:`encode_input` for a run, leaving to the guest runtime what its decoder checks anyway.
+
+    A ``params`` dict (and ``caller``, ``target``) of exact builtin types nested
+    less deep than the recursion limit (:func:`~peerbox.run._bound.plain_tree`,
+    at C speed) is encoded by cbor2 without a walk in Python: out-of-range
+    integers, non-text keys, sets and nesting over :data:`MAX_DEPTH` reach the
+    guest runtime, which refuses the input document before the script starts;
+    :func:`refused_input` then names the bad value as :func:`encode_input` would
+    have. Anything else goes through :func:`encode_input`, which raises
+    :class:`ValueConversionError` naming it.
+    """
+    if type(params) is dict:
+        doc = {"params": params, "caller": caller, "target": target}
+        if plain_tree(doc):
+            try:
+                return cbor2.dumps(doc)
+            except _ENCODE_REFUSALS:  # a lone surrogate, a PickleBuffer...: encode_input says what
+                pass
+    return encode_input(params, caller, target)
 
 
 def refused_input(reason: str, params: object, caller: object, target: object) -> ValueConversionError:
