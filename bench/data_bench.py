@@ -301,26 +301,32 @@ class _WireResult:
 
 
 class _WireProgram:
-    """A program run as the worker runs it: CBOR params in (``CborParams``), the value's CBOR out."""
+    """A program run as the worker runs it: CBOR params in (``CborParams``), the value's CBOR out
+    (``Result.value_cbor``, the guest's bytes, after the one-item check a worker makes before it
+    signs them: ``check``)."""
 
-    def __init__(self, prog: Any, dumps: Callable[[Any], bytes]) -> None:
-        self.prog, self.dumps = prog, dumps
+    def __init__(self, prog: Any, check: Callable[[bytes], None]) -> None:
+        self.prog, self.check = prog, check
 
     def run(self, params: Any, **kw: Any) -> _WireResult:
         res = self.prog.run(params=params, **kw)
-        return _WireResult(self.dumps(res.value), res.peak_memory)
+        self.check(res.value_cbor)
+        return _WireResult(res.value_cbor, res.peak_memory)
 
 
 def _wire_twins(params: dict[str, Any], main: Callable[[Any], Any], prog: Any, cbor2: Any,
                 cbor_params: Any) -> tuple[Any, Callable[[Any], Any], Any]:
     """The CBOR-in, CBOR-out twins of a row: the params' bytes, CPython's ``cbor2.loads`` + ``main`` +
-    ``cbor2.dumps``, and the program run with ``CborParams`` whose value is encoded by ``cbor2.dumps``."""
+    ``cbor2.dumps``, and the program run with ``CborParams`` whose value's bytes are checked as a
+    worker checks them before signing (``peerbox.wire._raw_value.check_value_cbor``)."""
+    from peerbox.wire._raw_value import check_value_cbor
+
     data = cbor_params(cbor2.dumps(params))
 
     def py_main(cbor_in: Any) -> bytes:
         return bytes(cbor2.dumps(main(cbor2.loads(cbor_in.data))))
 
-    return data, py_main, _WireProgram(prog, cbor2.dumps)
+    return data, py_main, _WireProgram(prog, check_value_cbor)
 
 
 def _same_cbor(a: bytes, b: bytes) -> bool:

@@ -29,7 +29,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
@@ -43,7 +43,8 @@ from ._resolve import LogicLayers
 from ..hostcalls import HOST_CALLS, Authorizer, Backend, Budget, CallerQuota, Dispatch
 from ._sandbox import Sandbox
 from ._store import ScriptModule
-from ._values import INPUT_REFUSED, CborParams, encode_input, refused_params
+from ._output import Result
+from ._values import INPUT_REFUSED, CborParams, encode_run_input, refused_input, refused_params
 
 __all__ = [
     "CompileLimits",
@@ -123,24 +124,6 @@ class Limits:
 
 _DEFAULT_LIMITS = Limits()
 _METERED_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What a successful run produced.
-
-    ``value``: the script's value as Python data; ``log``: the lines
-    ``print``/``debug`` wrote; ``fuel_used``: fuel units consumed, when the
-    run was metered (it had a ``Limits.fuel``), else None; ``wall_time``:
-    seconds the run took, instantiation included; ``peak_memory``: bytes of
-    guest memory the run used at its largest.
-    """
-
-    value: Any
-    log: list[str] = field(default_factory=list)
-    fuel_used: int | None = None
-    wall_time: float = 0.0
-    peak_memory: int = 0
 
 
 class Program:
@@ -226,20 +209,25 @@ class Program:
             lim = limits
         else:
             raise UsageError(f"limits must be a peerbox.Limits, not {type(limits).__name__}")
-        data = encode_input(params, caller, target)
+        data = encode_run_input(params, caller, target)
         start = time.perf_counter()
         host = Dispatch(storage, lim.budget(), authorize, quota)
         sandbox, script = self._sandbox, self._script
         if lim.fuel is not None and not sandbox.metered:
             sandbox, script = self._metered()
         try:
-            value, log, fuel_used, peak = sandbox.run(script, data, timeout=lim.timeout, memory=lim.memory,
-                                                      fuel=lim.fuel, files=self._files, host=host)
+            value_cbor, log, fuel_used, peak = sandbox.run(script, data, timeout=lim.timeout,
+                                                           memory=lim.memory, fuel=lim.fuel,
+                                                           files=self._files, host=host)
         except ScriptError as exc:
-            if type(params) is CborParams and _input_refused(exc):
-                raise refused_params(params, exc.message[len(INPUT_REFUSED):]) from exc
+            if _input_refused(exc):
+                reason = exc.message[len(INPUT_REFUSED):]
+                if type(params) is CborParams:
+                    raise refused_params(params, reason) from exc
+                raise refused_input(reason, params, caller, target) from exc
             raise
-        return Result(value, log, fuel_used, time.perf_counter() - start, peak)
+        return Result(log=log, fuel_used=fuel_used, wall_time=time.perf_counter() - start, peak_memory=peak,
+                      value_cbor=value_cbor)
 
     def _metered(self) -> tuple[Sandbox, ScriptModule]:
         """This program compiled for the sandbox's fuel-metering twin (once, on first need)."""

@@ -79,6 +79,7 @@ from ._sandbox_config import (
 from ._stack import call_with_stack, native_stack_needed, thread_stack_size
 from ._store import UNLIMITED_FUEL, ScriptModule, run_in_fresh_store
 from ._traps import COMPILE_ERRORS, RT_ERRORS, RunLimits
+from ._output import split_ok_output
 from ._values import decode_output
 
 __all__ = [
@@ -112,9 +113,11 @@ _RT_CACHE_PREFIX = "rt-"
 
 
 class RunOutcome(NamedTuple):
-    """What a successful :meth:`Sandbox.run` produced (a request's outcome is ``peerbox.trust.Outcome``)."""
+    """What a successful :meth:`Sandbox.run` produced (a request's outcome is ``peerbox.trust.Outcome``):
+    the value as the CBOR bytes the guest runtime wrote (:func:`~peerbox.run._output.decode_value`
+    decodes them), the log, fuel used, peak memory."""
 
-    value: Any
+    value_cbor: bytes
     log: list[str]
     fuel_used: int | None
     peak_memory: int = 0  # bytes of guest linear memory at the end (memory only grows)
@@ -451,10 +454,13 @@ class Sandbox:
         finally:
             self._tls.run = outer
             slots.release()
-        result = decode_output(data)
         fuel_used = budget - left if self.metered else None
-        if result["ok"]:
-            return RunOutcome(result.get("value"), result.get("log", []), fuel_used, peak)
+        ok = split_ok_output(data)
+        if ok is not None:
+            return RunOutcome(ok[1], ok[0], fuel_used, peak)
+        result = decode_output(data)
+        if result["ok"]:  # rt writes "value" last, after the log: anything else breaks the ABI
+            raise Error("malformed run output from the guest runtime (a bug in peerbox): value not last")
         err = result["error"]
         index = err.get("file")
         line = err.get("line")

@@ -40,6 +40,7 @@ from typing import Any, NoReturn
 import cbor2
 
 from .._errors import Error, ExceptionMapping, ValueConversionError, map_exceptions
+from ._bound import plain_tree
 
 __all__ = [
     "MAX_DEPTH",
@@ -47,6 +48,8 @@ __all__ = [
     "I64_MIN",
     "I64_MAX",
     "encode_input",
+    "encode_run_input",
+    "refused_input",
     "check_value",
     "decode_output",
     "decode_log",
@@ -252,7 +255,7 @@ def encode_input(params: object = None, caller: object = None, target: object = 
     ``params`` must be ``None`` (no params), a ``dict`` with ``str`` keys or
     :class:`CborParams` (copied in as they are, after ``caller`` and ``target``;
     the guest checks them). Raises :class:`ValueConversionError` naming the
-    path of a bad value.
+    path of a bad value (a run uses :func:`encode_run_input`).
     """
     if type(params) is CborParams:
         for value, name in ((caller, "caller"), (target, "target")):
@@ -275,6 +278,44 @@ def encode_input(params: object = None, caller: object = None, target: object = 
             check_value(value, name)
     with map_exceptions(_ENCODE_ERRORS):
         return cbor2.dumps({"params": params, "caller": caller, "target": target})
+
+
+def encode_run_input(params: object = None, caller: object = None, target: object = None) -> bytes:
+    """:func:`encode_input` for a run, leaving to the guest runtime what its decoder checks anyway.
+
+    A ``params`` dict (and ``caller``, ``target``) of exact builtin types nested
+    less deep than the recursion limit (:func:`~peerbox.run._bound.plain_tree`,
+    at C speed) is encoded by cbor2 without a walk in Python: out-of-range
+    integers, non-text keys, sets and nesting over :data:`MAX_DEPTH` reach the
+    guest runtime, which refuses the input document before the script starts;
+    :func:`refused_input` then names the bad value as :func:`encode_input` would
+    have. Anything else goes through :func:`encode_input`, which raises
+    :class:`ValueConversionError` naming it.
+    """
+    if type(params) is dict:
+        doc = {"params": params, "caller": caller, "target": target}
+        if plain_tree(doc):
+            try:
+                return cbor2.dumps(doc)
+            except _ENCODE_REFUSALS:  # a lone surrogate, a PickleBuffer...: encode_input says what
+                pass
+    return encode_input(params, caller, target)
+
+
+def refused_input(reason: str, params: object, caller: object, target: object) -> ValueConversionError:
+    """The error for Python params (and caller, target) the guest runtime refused with ``reason``
+    (:func:`encode_input` left the range, key and depth checks to it): what :func:`check_value`
+    says of the first bad value, the message a check before the run would have given."""
+    for value, name in ((params, "params"), (caller, "caller"), (target, "target")):
+        try:
+            check_value(value, name)
+        except ValueConversionError as exc:
+            return exc
+    return ValueConversionError(f"not a value a script can take ({reason})", path="params")
+
+
+#: What cbor2's encoder raises for a value :func:`~peerbox.run._bound.plain_tree` let through.
+_ENCODE_REFUSALS = (cbor2.CBOREncodeError, ValueError, TypeError, OverflowError)
 
 
 def _unencodable(exc: BaseException) -> BaseException:  # pragma: no cover (check_value refuses first)

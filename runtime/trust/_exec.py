@@ -30,6 +30,7 @@ the first.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -389,13 +390,20 @@ class ExecHandler:
         except Error as exc:
             return self.unavailable(req, now, exc, start)
         usage = _usage(res.fuel_used, start, res.peak_memory)
+        reply = functools.partial(make_reply, self.key, request_bytes=req.data, caller=req.caller, now=now,
+                                  ok=True, log=res.log, usage=usage.as_map(), check=False)
         try:
-            body = make_reply(self.key, request_bytes=req.data, caller=req.caller, now=now, ok=True,
-                              value=res.value, log=res.log, usage=usage.as_map(), check=False)
+            try:  # the guest's result bytes, signed as they are (no decode, no encode)
+                raw = res.value_cbor
+                body = reply(value_cbor=raw) if raw is not None else reply(value=res.value)
+            except EnvelopeError:  # not bytes a reply takes as they are: the value decides, the ordinary way
+                body = reply(value=res.value)
         except EnvelopeError as exc:  # a value the reply cannot carry (e.g. a NaN key): say so, signed
             return self.failed(req, now, Outcome.SCRIPT_ERROR,
                                {"kind": "invalid_argument", "message": f"the result cannot be sent: {exc}"},
                                res.log, start)
+        except Error as exc:  # the guest runtime's bytes decode to no script value (a bug in peerbox)
+            return self.unavailable(req, now, exc, start)
         return Handled(outcome=Outcome.OK, body=body, usage=usage)
 
     # -- calls and revocations ------------------------------------------------------------

@@ -45,6 +45,7 @@ __all__ = [
     "EnvelopeError",
     "Sign1",
     "sign1",
+    "sign1_encoded",
     "decode1",
     "sig_structure",
     "PROTECTED_EDDSA",
@@ -142,7 +143,11 @@ def sign1(payload: dict[str, Any], key: KeyPair) -> bytes:
     """
     if not isinstance(payload, dict) or not all(isinstance(k, str) for k in payload):
         raise EnvelopeError("bad_field", "a payload is a dict with str keys")
-    payload_bytes = dumps(payload)
+    return sign1_encoded(dumps(payload), key)
+
+
+def sign1_encoded(payload_bytes: bytes, key: KeyPair) -> bytes:
+    """:func:`sign1` of a payload given as its deterministic CBOR (the caller wrote it so)."""
     payload_head = _bstr_head(len(payload_bytes))
     signature = key.sign(b"".join((_SIG1_PREFIX, payload_head, payload_bytes)))
     # 18([h'a10127', {4: kid}, payload, signature]), written out: what dumps gives for that list

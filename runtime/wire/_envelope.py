@@ -57,9 +57,10 @@ from typing import Any
 from collections.abc import Iterable, Mapping
 
 from ..policy import Denied
-from ._cose import EnvelopeError, Sign1, decode1, find_bstr_field, scan1, sign1
+from ._cose import EnvelopeError, Sign1, decode1, find_bstr_field, scan1, sign1, sign1_encoded
 from ._identity import PUBLIC_KEY_SIZE, InvalidPublicKey, KeyPair, validate_public_key
 from ._nonces import NonceStore
+from ._raw_value import check_value_cbor, payload_with_value
 from ._slice import field_bytes
 
 __all__ = [
@@ -516,6 +517,7 @@ def make_reply(
     log: Iterable[str] = (),
     usage: Mapping[str, int],
     check: bool = True,
+    value_cbor: bytes | None = None,
 ) -> bytes:
     """The reply of ``key`` (the target) to the request ``request_bytes`` from ``caller``.
 
@@ -528,6 +530,9 @@ def make_reply(
     that built every field itself from values of the right types (the
     worker's successful replies: a verified caller key, its own clock, the
     run's log and usage); a value CBOR cannot carry is still refused.
+    ``value_cbor`` (with ``ok=True``, instead of ``value``): the value as
+    deterministic CBOR bytes, signed as they are after a check that they are
+    one CBOR item (:mod:`peerbox.wire._raw_value`; ``bad_field`` if not).
     """
     payload: dict[str, Any] = {
         "v": VERSION,
@@ -548,6 +553,9 @@ def make_reply(
         payload["error"] = dict(error)
     if check:
         _parse_reply(payload)
+    if ok and value_cbor is not None:
+        check_value_cbor(value_cbor)
+        return sign1_encoded(payload_with_value(payload, value_cbor), key)
     return sign1(payload, key)
 
 

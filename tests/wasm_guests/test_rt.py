@@ -119,16 +119,19 @@ def test_cbor_output_is_deterministic_and_canonical(rt: RtHarness) -> None:
     assert rt.finish_bytes(v) == out
 
 
-def test_cbor_floats_are_always_f64(rt: RtHarness) -> None:
+def test_cbor_floats_take_their_shortest_exact_form(rt: RtHarness) -> None:
+    # deterministic CBOR (RFC 8949 4.2.1), as peerbox.wire's strict encoder writes it (was: always f64)
     out = rt.finish_bytes(rt.val(1.0))
-    assert out.endswith(b"\xfb" + struct.pack(">d", 1.0))
+    assert out.endswith(b"\xf9\x3c\x00")
     assert cbor2.loads(out)["value"] == 1.0
+    assert rt.finish_bytes(rt.val(0.1)).endswith(b"\xfb" + struct.pack(">d", 0.1))
 
 
-def test_cbor_output_keys_sorted_bytewise(rt: RtHarness) -> None:
+def test_cbor_output_keys_in_the_order_of_their_encodings(rt: RtHarness) -> None:
+    # shorter keys first, then bytewise (was: bytewise, the order a script iterates in)
     keys = ["b", "aa", "a", "é", "ab"]
     out = cbor2.loads(rt.finish_bytes(rt.val({k: 0 for k in keys})))
-    assert list(out["value"]) == sorted(keys, key=str.encode)
+    assert list(out["value"]) == sorted(keys, key=lambda k: (len(k.encode()), k.encode()))
 
 
 def test_cbor_input_half_and_single_floats(rt: RtHarness) -> None:

@@ -8,10 +8,17 @@
  * indefinite lengths, other simple values (undefined too) and bad UTF-8 are
  * invalid_argument. Decoded strings and blobs point into the input buffer.
  *
- * Output: definite lengths, minimal int heads, floats always as 8-byte f64,
- * the keys of script maps in bytewise-sorted order (Rhai's iteration order);
- * closures as "<closure>". The envelope's own keys ({"ok","log","value"} and
- * the error map) are in canonical CBOR order (shorter keys first).
+ * Output: deterministic CBOR (RFC 8949 section 4.2.1), byte for byte what
+ * peerbox.wire's strict encoder (runtime/wire/_cbor_strict.py, dumps) writes
+ * for the same value, so a worker signs a result's bytes as they are: definite
+ * lengths, minimal int and length heads, each float in the shortest of
+ * f16/f32/f64 that keeps its value (every NaN as f97e00), the keys of a map in
+ * the bytewise order of their encodings (shorter keys first, then bytewise;
+ * a script iterates its maps in plain bytewise order, which the encoder does
+ * not change); closures as "<closure>". The envelope's own keys
+ * ({"ok","log","value"} and the error map) are in that order too; "value" is
+ * the last entry of an ok output, so its bytes run to the end of the document
+ * (peerbox.run reads them from there without decoding the rest).
  *
  * The log: print/debug lines are kept pre-encoded as CBOR text items in one
  * buffer with room for the array head and a u32 length in front of them, so
@@ -69,6 +76,91 @@ static void enc_text(Buf *b, V s) {
 
 static void enc_ctext(Buf *b, const char *s) { enc_text(b, vcstr(s)); }
 
+/* The f16 bits of the f32 `fb` if the half keeps its value exactly; 0 if it cannot
+ * (0 is never returned for a value that fits: +0.0 is answered by the caller). */
+static int f16_exact(uint32_t fb, uint16_t *h) {
+    uint32_t s = (fb >> 16) & 0x8000, e = (fb >> 23) & 0xff, m = fb & 0x7fffff;
+    if (e == 0xff) { /* infinity (NaN never gets here) */
+        *h = (uint16_t)(s | 0x7c00);
+        return 1;
+    }
+    if (e == 0) { /* zero, or an f32 subnormal (far below the smallest half) */
+        if (m) return 0;
+        *h = (uint16_t)s;
+        return 1;
+    }
+    int32_t x = (int32_t)e - 127;
+    if (x >= -14 && x <= 15) { /* a normal half: the low 13 mantissa bits must be 0 */
+        if (m & 0x1fff) return 0;
+        *h = (uint16_t)(s | (uint32_t)(x + 15) << 10 | m >> 13);
+        return 1;
+    }
+    if (x >= -24 && x < -14) { /* a subnormal half: k * 2^-24 with k < 1024 */
+        uint32_t full = m | 0x800000, shift = (uint32_t)(-1 - x);
+        if (full & ((1u << shift) - 1)) return 0;
+        *h = (uint16_t)(s | full >> shift);
+        return 1;
+    }
+    return 0;
+}
+
+/* A float in its deterministic form: the shortest of f16, f32 and f64 that keeps its
+ * value (what struct.pack/unpack round-trip in _cbor_native.float_bytes); NaN as f97e00. */
+static void enc_float(Buf *b, uint64_t bits) {
+    double d;
+    __builtin_memcpy(&d, &bits, 8);
+    uint8_t h[9];
+    if (d != d) {
+        h[0] = 0xf9, h[1] = 0x7e, h[2] = 0x00;
+        buf_put(b, h, 3);
+        return;
+    }
+    float f = (float)d;
+    if ((double)f == d) { /* exact in f32 (infinities and -0.0 too: the cast keeps the sign) */
+        uint32_t fb;
+        uint16_t hb;
+        __builtin_memcpy(&fb, &f, 4);
+        if (f16_exact(fb, &hb)) {
+            h[0] = 0xf9, h[1] = (uint8_t)(hb >> 8), h[2] = (uint8_t)hb;
+            buf_put(b, h, 3);
+            return;
+        }
+        h[0] = 0xfa;
+        for (int i = 0; i < 4; i++) h[1 + i] = (uint8_t)(fb >> (24 - 8 * i));
+        buf_put(b, h, 5);
+        return;
+    }
+    h[0] = 0xfb;
+    for (int i = 0; i < 8; i++) h[1 + i] = (uint8_t)(bits >> (56 - 8 * i));
+    buf_put(b, h, 9);
+}
+
+/* The order a sorted map's entries are encoded in: by the bytewise order of the encoded
+ * keys, i.e. by byte length (the length head grows with it), then bytewise (map_sort's
+ * order, which a stable sort by length keeps). NULL when that is the entries' own order
+ * (every key as long as the next or shorter: small maps of one key length, most records). */
+static const uint32_t *encoding_order(const Map *m) {
+    uint32_t n = m->len, i;
+    for (i = 1; i < n; i++)
+        if (s_len(entry_key(&m->e[i])) < s_len(entry_key(&m->e[i - 1]))) break;
+    if (i >= n) return 0;
+    uint32_t *a = alloc(sz_mul(n, 8)), *t = a + n; /* indices, and the merge's scratch */
+    for (i = 0; i < n; i++) a[i] = i;
+    for (uint32_t w = 1; w < n; w *= 2) { /* bottom-up stable merge sort by key length */
+        for (uint32_t lo = 0; lo < n; lo += 2 * w) {
+            uint32_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            uint32_t p = lo, q = mid, k = lo;
+            while (p < mid && q < hi)
+                t[k++] = s_len(entry_key(&m->e[a[q]])) < s_len(entry_key(&m->e[a[p]])) ? a[q++] : a[p++];
+            while (p < mid) t[k++] = a[p++];
+            while (q < hi) t[k++] = a[q++];
+        }
+        uint32_t *swap = a;
+        a = t, t = swap;
+    }
+    return a;
+}
+
 int cbor_encode(Buf *b, V v, int depth) {
     switch (v.tag) {
     case T_UNIT: buf_byte(b, 0xf6); return 0;
@@ -77,13 +169,7 @@ int cbor_encode(Buf *b, V v, int depth) {
         if (v.p >= 0) cbor_head(b, 0, (uint64_t)v.p);
         else cbor_head(b, 1, (uint64_t)(-1 - v.p));
         return 0;
-    case T_FLOAT: {
-        uint8_t h[9];
-        h[0] = 0xfb;
-        for (int i = 0; i < 8; i++) h[1 + i] = (uint8_t)((uint64_t)v.p >> (56 - 8 * i));
-        buf_put(b, h, 9);
-        return 0;
-    }
+    case T_FLOAT: enc_float(b, (uint64_t)v.p); return 0;
     case T_STR: enc_text(b, v); return 0;
     case T_FN: enc_ctext(b, "<closure>"); return 0;
     case T_BLOB: {
@@ -104,10 +190,13 @@ int cbor_encode(Buf *b, V v, int depth) {
         if (depth >= MAX_DEPTH) return -1;
         Map *m = MAPP(v);
         map_sort(m);
-        cbor_head(b, 5, m->len);
-        for (uint32_t i = 0; i < m->len; i++) {
-            enc_text(b, entry_key(&m->e[i]));
-            if (cbor_encode(b, entry_val(&m->e[i]), depth + 1)) return -1;
+        uint32_t n = m->len;
+        const uint32_t *order = encoding_order(m);
+        cbor_head(b, 5, n);
+        for (uint32_t i = 0; i < n; i++) {
+            const Entry *e = &m->e[order ? order[i] : i];
+            enc_text(b, entry_key(e));
+            if (cbor_encode(b, entry_val(e), depth + 1)) return -1;
         }
         return 0;
     }
