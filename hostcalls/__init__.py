@@ -13,7 +13,8 @@ per-run :class:`Dispatch`; the Dispatch checks the arguments and the run's
   an S3 bucket, opened through :func:`open_storage` from a peer's
   ``[storage]`` table (its client library, obstore, is imported only then).
 
-Backends are rows of :data:`REGISTRY` (name -> factory). All follow the same path rules (``peerbox.hostcalls._paths``), the same
+Backends are rows of :data:`REGISTRY` (name -> factory). All follow the same
+path rules (``peerbox.hostcalls._paths``), the same
 :class:`Quotas` and the same semantics, down to error messages. Refusals are
 :class:`HostCallError` (catchable by the script as ``e.kind``); a used-up
 budget is :class:`BudgetExceeded` (stops the run).

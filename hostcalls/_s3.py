@@ -378,7 +378,8 @@ def open_s3(options: Mapping[str, object], site: StorageSite, quotas: Quotas,
         raise StorageConfigError(f"[storage] 'endpoint': {endpoint!r} is not an http:// or https:// "
                                  "URL of a host (and port)")
     credentials = []
-    for key, default in (("access_key_env", "AWS_ACCESS_KEY_ID"), ("secret_key_env", "AWS_SECRET_ACCESS_KEY")):
+    for key, default in (("access_key_env", "AWS_ACCESS_KEY_ID"),
+                         ("secret_key_env", "AWS_SECRET_ACCESS_KEY")):
         var = _setting(options, key, default)
         assert var is not None
         value = environ.get(var)
