@@ -72,6 +72,7 @@ class LocalS3:
         self.weed = weed
         self._own_dir = directory is None
         self.directory = Path(tempfile.mkdtemp(prefix="peerbox-s3-") if directory is None else directory)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.access_key = access_key or "PB" + secrets.token_hex(8).upper()
         self.secret_key = secret_key or secrets.token_hex(20)
         self.ports = {name: _free_port() for name in _PORTS}
