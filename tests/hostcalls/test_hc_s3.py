@@ -86,7 +86,8 @@ def test_an_emptied_directory_can_become_a_file(s3_table: Table, local_s3: Local
 def test_an_unavailable_service_is_an_io_error_and_the_backend_recovers(tmp_path: Path) -> None:
     """Its own server (stopping the session's would break the tests beside it)."""
     with LocalS3(tmp_path / "s3") as server:
-        table = {"backend": "s3", "bucket": "peerbox-down", "endpoint": server.endpoint, "prefix": "p"}
+        table: dict[str, object] = {"backend": "s3", "bucket": "peerbox-down", "endpoint": server.endpoint,
+                                    "prefix": "p"}
         backend = _open(table, server, tmp_path)
         d = Dispatch(backend)
         d.call(Op.WRITE, ["a.txt", "old"])
