@@ -9,6 +9,10 @@ its own, and one identity (random access key and secret, or given ones) is
 allowed everything. Buckets are created on first use
 (``-s3.autoCreateBucket``), so a test or a benchmark just names one.
 
+The server is killed when the thread that started it ends (Linux
+``PR_SET_PDEATHSIG``): start it from a thread that outlives its use, as
+tests and benchmarks do from the main thread.
+
 ``start()`` returns once a PUT succeeds (the volume server has joined,
 ~3-5 s); ``stop()`` kills the process; ``start()`` again brings the same data
 back on the same ports (how the tests take the service away and restore it).
@@ -16,10 +20,12 @@ back on the same ports (how the tests take the service away and restore it).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +51,13 @@ def find_weed() -> str | None:
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
     return shutil.which("weed")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGKILL it when the thread that started it ends, so a
+    test run or bench that is killed leaves no server behind (``weed`` ignores SIGTERM for long)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:
@@ -121,7 +134,8 @@ class LocalS3:
         log = open(self.directory / "weed.log", "ab")  # noqa: SIM115 (the child keeps it)
         try:
             self._process = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True)
+                                             stdin=subprocess.DEVNULL, start_new_session=True,
+                                             preexec_fn=_die_with_parent)
         finally:
             log.close()
         deadline = time.monotonic() + _START_TIMEOUT
