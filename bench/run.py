@@ -114,7 +114,7 @@ TRIVIAL_TARGET_US = 100.0
 
 ROW_NAMES = [w.name for w in WORKLOADS] + [
     "compile_frontend", "compile_wasmtime", "compile_total", "trivial_run", "trivial_compile_run",
-] + data_bench.ROW_NAMES + isolation.ROW_NAMES + ["policy", "logic", "hostile", "startup"] + network.ROW_NAMES
+] + data_bench.ROW_NAMES + isolation.ROW_NAMES + ["policy", "logic", "hostile", "startup", "storage"] + network.ROW_NAMES
 
 
 # -- rows -----------------------------------------------------------------------
@@ -421,6 +421,23 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
             *(f"| {r.title} | {r.us:.1f} | {r.rel:.1f}× |" for r in startup),
             "",
         ]
+    storage = [r for r in rows if r.group == "storage"]
+    if storage:
+        def ms(v: float | None) -> str:
+            return "—" if v is None else f"{v:.3f}"
+
+        lines += [
+            "## Storage backends",
+            "",
+            "One `fs::write` and one `fs::read` of 1 KiB from a script, per backend, in the same run "
+            "(`bench/storage_bench.py`): (best run of N calls − the same loop without the call) / N. "
+            "S3 is a SeaweedFS server on loopback that the bench starts.",
+            "",
+            "| backend | fs::write ms | fs::read ms | note |",
+            "|---|---|---|---|",
+            *(f"| {r.title} | {ms(r.peerbox)} | {ms(r.us)} | {r.note} |" for r in storage),
+            "",
+        ]
     hostile = [r for r in rows if r.group == "hostile"]
     if hostile:
         lines += [
@@ -561,6 +578,14 @@ def main(argv: list[str] | None = None) -> int:
 
         for i, (label, value, unit) in enumerate(bench_hostile(args.quick)):
             rows.append(Row(f"hostile_{i}", label, "", unit=unit, group="hostile", us=value))
+
+    if wanted("storage"):
+        print("bench: storage backends ...", file=sys.stderr, flush=True)
+        from storage_bench import bench_storage
+
+        for i, (label, w_ms, r_ms, note) in enumerate(bench_storage(args.quick)):
+            rows.append(Row(f"storage_{i}", label, "", unit="ms", group="storage", peerbox=w_ms,
+                            us=r_ms, note=note))
 
     if any(wanted(n) for n in network.ROW_NAMES):
         print("bench: network ...", file=sys.stderr, flush=True)

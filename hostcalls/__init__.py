@@ -8,9 +8,13 @@ per-run :class:`Dispatch`; the Dispatch checks the arguments and the run's
 * :class:`FsBackend` — files under a root directory, resolved with directory
   file descriptors and ``O_NOFOLLOW`` so nothing outside the root is ever
   reached (see ``peerbox.hostcalls._dirfd``);
-* :class:`SqliteBackend` — rows of one SQLite database per peer.
+* :class:`SqliteBackend` — rows of one SQLite database per peer;
+* the s3 backend (``peerbox.hostcalls._s3``) — objects under a key prefix of
+  an S3 bucket, opened through :func:`open_storage` from a peer's
+  ``[storage]`` table (its client library, obstore, is imported only then).
 
-Both follow the same path rules (``peerbox.hostcalls._paths``), the same
+Backends are rows of :data:`REGISTRY` (name -> factory). All follow the same
+path rules (``peerbox.hostcalls._paths``), the same
 :class:`Quotas` and the same semantics, down to error messages. Refusals are
 :class:`HostCallError` (catchable by the script as ``e.kind``); a used-up
 budget is :class:`BudgetExceeded` (stops the run).
@@ -31,16 +35,17 @@ Typical wiring::
 
 from __future__ import annotations
 
-from ._backend import Backend, Stat
+from ._backend import Backend, Stat, StorageConfigError, StorageSite
 from ._dispatch import OP_ACTIONS, Authorizer, Dispatch
 from ._errors import KINDS as ERROR_KINDS
 from ._errors import BudgetExceeded, HostCallError
 from ._fs import FsBackend
 from ._ledger import LEDGER_FILE, CallerQuota, Ledger
 from ._limits import Budget, Quotas
-from ._open import BACKEND_KINDS, open_backend
+from ._open import BACKEND_KINDS, REGISTRY, BackendEntry, check_storage, open_backend, open_storage
 from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
 from ._sqlite import SqliteBackend
+from ._seaweedfs import LocalS3
 from ._table import HOST_CALLS, HostCall, Op
 
 __all__ = [
@@ -55,6 +60,13 @@ __all__ = [
     "SqliteBackend",
     "BACKEND_KINDS",
     "open_backend",
+    "open_storage",
+    "check_storage",
+    "REGISTRY",
+    "BackendEntry",
+    "StorageSite",
+    "StorageConfigError",
+    "LocalS3",
     "Dispatch",
     "OP_ACTIONS",
     "Authorizer",

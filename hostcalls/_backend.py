@@ -4,7 +4,7 @@ A :class:`Backend` is one peer's storage: a tree of directories and files
 under a root, addressed by the component tuples :func:`parse_path` returns.
 The host calls (:class:`~peerbox.hostcalls.Dispatch`) only ever talk to this
 interface, so a new kind of storage (S3, a distributed KV) is a new subclass
-plus one line in :func:`~peerbox.hostcalls._open.open_backend`, with no change to the
+plus one row of :data:`~peerbox.hostcalls._open.REGISTRY`, with no change to the
 host calls.
 
 The semantics every backend implements (the conformance suite in
@@ -38,11 +38,30 @@ The semantics every backend implements (the conformance suite in
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
+
+from peerbox._errors import UsageError
 
 from ._limits import Quotas
 
-__all__ = ["Stat", "Backend"]
+__all__ = ["Stat", "Backend", "StorageConfigError", "StorageSite"]
+
+
+class StorageConfigError(UsageError):
+    """A ``[storage]`` table (or a backend setting from the environment) that does not configure a
+    backend; the message names the key or the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSite:
+    """Where a peer's storage goes when its config does not say: ``location``, the local path of
+    the fs/sqlite backends (``<peer dir>/files`` or ``storage.sqlite``), and ``name``, a stable
+    name of the peer for shared storage (its did: the s3 backend's default key prefix)."""
+
+    location: Path
+    name: str
 
 
 class Stat(NamedTuple):

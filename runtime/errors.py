@@ -21,6 +21,7 @@ trio or h2. The tree, in the order a request meets the rooms::
             BadArguments                    arguments that do not match a published function
             ServeError                      ``peerbox serve`` cannot start (``failure``: root, peer,
                                             tls, peer_served, address, worker)
+            StorageConfigError              a peer's [storage] table (names the key or variable)
         CompileError                        3 (CompileLimitExceeded: over a compile budget)
         ScriptError                         4: a script failed and did not catch it
         LimitExceeded                       5: a run hit a resource limit
@@ -46,7 +47,7 @@ from ._lazy import attach
 
 if TYPE_CHECKING:
     from peerbox._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
-    from peerbox.hostcalls import BudgetExceeded, HostCallError
+    from peerbox.hostcalls import BudgetExceeded, HostCallError, StorageConfigError
     from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError,
                              FrameError, RemoteRejected, ServeError, TransportError, VerificationError)
     from peerbox.peer import (AuditError, BadArguments, CorruptDirectory, CorruptPeer, DirectoryError,
@@ -65,7 +66,7 @@ _EXPORTS = {
     "peerbox.wire": ("IdentityError", "InvalidPublicKey", "InvalidDid", "EnvelopeError", "NonceStoreError",
                      "CapabilityError"),
     "peerbox.policy": ("PolicyError",),
-    "peerbox.hostcalls": ("HostCallError", "BudgetExceeded"),
+    "peerbox.hostcalls": ("HostCallError", "BudgetExceeded", "StorageConfigError"),
     "peerbox.wasm_guests.lang": ("CompileError", "CompileLimitExceeded"),
     "peerbox.peer": ("PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound",
                      "CorruptPeer", "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry",
@@ -80,7 +81,7 @@ __all__ = [
     "Error", "UsageError", "ValueConversionError", "ScriptError", "LimitExceeded",
     "IdentityError", "InvalidPublicKey", "InvalidDid", "EnvelopeError", "NonceStoreError", "CapabilityError",
     "PolicyError",
-    "HostCallError", "BudgetExceeded",
+    "HostCallError", "BudgetExceeded", "StorageConfigError",
     "CompileError", "CompileLimitExceeded",
     "PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound", "CorruptPeer",
     "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists", "CorruptDirectory",

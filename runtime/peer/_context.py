@@ -31,7 +31,8 @@ from typing import Any
 from .._errors import UsageError
 from ._peers import Peer, PeerStore
 from ..run import CborParams, CompileLimits, Limits, LogicLayers, Program, Result, compile, split_module_name
-from ..hostcalls import LEDGER_FILE, Authorizer, Backend, CallerQuota, Ledger, Quotas, open_backend
+from ..hostcalls import (LEDGER_FILE, Authorizer, Backend, CallerQuota, Ledger, Quotas, StorageSite,
+                         open_storage)
 
 __all__ = ["PeerContext", "Contexts", "load_quotas"]
 
@@ -73,12 +74,19 @@ class PeerContext:
 
     @property
     def storage(self) -> Backend:
-        """The peer's backend, opened on first use. Raises :class:`~peerbox.Error` if it cannot open."""
+        """The peer's backend, opened on first use from ``peer.toml`` (its ``[storage]`` table, else
+        its ``backend``). Raises :class:`~peerbox.UsageError` for a storage setting that does not
+        open (a missing credential variable: the message names it) and :class:`~peerbox.Error` if
+        the storage cannot open."""
         with self._lock:
             if self._closed:
                 raise UsageError(f"the context of peer {self.peer.name!r} is closed")
             if self._storage is None:
-                self._storage = open_backend(self.peer.backend, self.peer.paths.storage, self.quotas)
+                table = self.peer.read_meta().get("storage")
+                if not isinstance(table, dict):  # no [storage] table: the top-level `backend`
+                    table = {"backend": self.peer.backend}
+                site = StorageSite(self.peer.paths.storage, self.peer.did)
+                self._storage = open_storage(table, site, self.quotas)
             return self._storage
 
     @property

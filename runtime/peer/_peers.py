@@ -12,6 +12,12 @@ A peer is a directory ``<root>/peers/<NAME>/`` made by :meth:`PeerStore.init`::
     files/        its storage with the ``fs`` backend, or
     storage.sqlite  its database with the ``sqlite`` backend (created by the backend)
 
+The storage backend is ``backend`` in ``peer.toml`` (what ``init`` writes),
+or ``backend`` in an optional ``[storage]`` table, which also holds that
+backend's settings (``[storage] backend = "s3"``, ``bucket = ...``: see
+:mod:`peerbox.hostcalls._open`); a malformed table is a :class:`CorruptPeer`
+naming the key.
+
 The name is only a local alias (the directory's name); the peer's identity is
 its ``did:key``. The root is ``--root``, else ``$PEERBOX_ROOT``, else
 ``./peerbox-data`` (see :func:`resolve_root`).
@@ -35,6 +41,7 @@ from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any, Literal
 
+from ..hostcalls import StorageConfigError, check_storage
 from ..policy import Policy
 from ..policy import load as load_policy
 from ..policy import loads_bounded
@@ -61,8 +68,9 @@ __all__ = [
     "DEFAULT_ROOT",
 ]
 
-Backend = Literal["fs", "sqlite"]
-#: The storage backends a peer can be created with.
+Backend = Literal["fs", "sqlite", "s3"]
+#: The storage backends a peer can be created with (``init --backend``; s3 is configured in
+#: ``peer.toml``'s ``[storage]`` table, as it needs settings).
 BACKENDS: tuple[Backend, ...] = ("fs", "sqlite")
 #: The environment variable naming the default root.
 ENV_ROOT = "PEERBOX_ROOT"
@@ -123,12 +131,12 @@ class PeerPaths:
     meta: Path
     policy: Path
     logic: Path
-    storage: Path  # files/ (fs) or storage.sqlite (sqlite)
+    storage: Path  # files/ (fs; unused by s3) or storage.sqlite (sqlite)
 
     @classmethod
     def of(cls, peer_dir: Path, backend: Backend) -> PeerPaths:
         """The layout of the peer directory ``peer_dir`` for ``backend``."""
-        storage = _FILES_DIR if backend == "fs" else _SQLITE_FILE
+        storage = _SQLITE_FILE if backend == "sqlite" else _FILES_DIR
         return cls(
             dir=peer_dir, key=peer_dir / _KEY_FILE, meta=peer_dir / _META_FILE,
             policy=peer_dir / _POLICY_FILE, logic=peer_dir / _LOGIC_DIR, storage=peer_dir / storage,
@@ -344,10 +352,18 @@ class PeerStore:
             public_key = public_key_from_did(did)
         except IdentityError as exc:
             raise CorruptPeer(f"{meta_path}: {exc}", peer=name) from exc
-        if backend not in BACKENDS:
+        table = data.get("storage")
+        if table is not None:
+            if not isinstance(table, dict):
+                raise CorruptPeer(f"{meta_path}: 'storage' must be a table ([storage])", peer=name)
+            try:
+                backend = check_storage(table)[0].kind
+            except StorageConfigError as exc:
+                raise CorruptPeer(f"{meta_path}: {exc}", peer=name) from exc
+        elif backend not in BACKENDS:
             raise CorruptPeer(f"{meta_path}: 'backend' must be one of {', '.join(BACKENDS)}, "
                               f"got {backend!r}", peer=name)
-        chosen: Backend = "fs" if backend == "fs" else "sqlite"
+        chosen: Backend = "fs" if backend == "fs" else "sqlite" if backend == "sqlite" else "s3"
         return Peer(name=name, did=did, backend=chosen, public_key=public_key,
                     created=str(created) if created is not None else "",
                     paths=PeerPaths.of(peer_dir, chosen))

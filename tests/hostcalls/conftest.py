@@ -1,8 +1,10 @@
 """Fixtures for the host-call and storage-backend tests.
 
 ``make_backend`` is parametrized over every backend kind, so a test that
-uses it runs once per backend: that is how the conformance suite shows both
-backends behave the same.
+uses it runs once per backend: that is how the conformance suite shows the
+backends behave the same. The s3 runs use the session's SeaweedFS server
+(``local_s3`` in tests/conftest.py), each test under a key prefix of its own;
+they are ``slow`` (the server is a process).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from peerbox.hostcalls import BACKEND_KINDS, Backend, Quotas, open_backend
+from peerbox.hostcalls import BACKEND_KINDS, Backend, LocalS3, Quotas, StorageSite, open_backend, open_storage
 
 MakeBackend = Callable[..., Backend]
 
@@ -24,14 +26,14 @@ def _location(base: Path, kind: str, peer: str = "alice") -> Path:
     return peer_dir / "files" if kind == "fs" else peer_dir / "store.sqlite"
 
 
-@pytest.fixture(params=BACKEND_KINDS)
+@pytest.fixture(params=[pytest.param(k, marks=pytest.mark.slow) if k == "s3" else k for k in BACKEND_KINDS])
 def backend_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     return kind
 
 
 @pytest.fixture
-def make_backend(backend_kind: str, tmp_path: Path) -> Iterator[MakeBackend]:
+def make_backend(backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MakeBackend]:
     """``make_backend(quotas=None, peer="alice") -> Backend`` of this test's kind; closed afterwards.
 
     Calling it twice for the same peer re-opens the same storage (close the
@@ -39,8 +41,16 @@ def make_backend(backend_kind: str, tmp_path: Path) -> Iterator[MakeBackend]:
     """
     opened: list[Backend] = []
 
+    s3: tuple[Callable[..., dict[str, object]], LocalS3] | None = None
+    if backend_kind == "s3":
+        s3 = request.getfixturevalue("s3_table"), request.getfixturevalue("local_s3")
+
     def make(quotas: Quotas | None = None, peer: str = "alice") -> Backend:
-        backend = open_backend(backend_kind, _location(tmp_path, backend_kind, peer), quotas)
+        if s3 is None:
+            backend = open_backend(backend_kind, _location(tmp_path, backend_kind, peer), quotas)
+        else:
+            site = StorageSite(_location(tmp_path, backend_kind, peer), peer)
+            backend = open_storage(s3[0](peer), site, quotas, s3[1].environ())
         opened.append(backend)
         return backend
 

@@ -45,6 +45,13 @@ def test_facade_exports_exactly_the_public_api() -> None:
             "SqliteBackend",
             "BACKEND_KINDS",
             "open_backend",
+            "open_storage",
+            "check_storage",
+            "REGISTRY",
+            "BackendEntry",
+            "StorageSite",
+            "StorageConfigError",
+            "LocalS3",
             "Dispatch",
             "Op",
             "HOST_CALLS",
@@ -57,7 +64,7 @@ def test_facade_exports_exactly_the_public_api() -> None:
     )
     for name in hc.__all__:
         assert getattr(hc, name) is not None
-    assert hc.BACKEND_KINDS == ("fs", "sqlite")
+    assert hc.BACKEND_KINDS == ("fs", "sqlite", "s3")
     assert hc.TEMP_PREFIX == ".peerbox-tmp-"
     assert issubclass(FsBackend, Backend) and issubclass(SqliteBackend, Backend)
 
@@ -110,7 +117,9 @@ def test_open_backend(tmp_path: Path) -> None:
         assert isinstance(b1, FsBackend) and b1.kind == "fs"
     with open_backend("sqlite", str(tmp_path / "d" / "s.sqlite"), Quotas(max_files=5)) as b2:
         assert isinstance(b2, SqliteBackend) and b2.quotas.max_files == 5
-    with pytest.raises(peerbox.UsageError, match="unknown storage backend 's3'"):
+    with pytest.raises(peerbox.UsageError, match="unknown storage backend 'nfs'"):
+        open_backend("nfs", tmp_path)
+    with pytest.raises(peerbox.UsageError, match="the 's3' backend needs its \\[storage\\] settings"):
         open_backend("s3", tmp_path)
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(peerbox.Error, match="cannot open the storage directory"):

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from peerbox.hostcalls import (LEDGER_FILE, Backend, CallerQuota, Dispatch, HostCallError, Ledger, Op,
-                               open_backend)
+                               StorageSite, open_backend, open_storage)
 
 from .conftest import MakeBackend
 
@@ -150,8 +150,12 @@ def test_concurrent_threads_never_exceed_the_cap(backend: Backend, ledger: Ledge
     assert ledger.usage(CAROL) == (100 * len(ok), len(ok))
 
 
-def _process_writer(kind: str, location: str, ledger_path: str, tag: int, ready: Any, go: Any) -> None:
-    backend = open_backend(kind, location)
+def _process_writer(kind: str, location: str, ledger_path: str, tag: int, ready: Any, go: Any,
+                    s3: tuple[dict[str, object], dict[str, str]] | None = None) -> None:
+    if s3 is None:
+        backend = open_backend(kind, location)
+    else:  # the same prefix of the same bucket, from another process
+        backend = open_storage(s3[0], StorageSite(Path(location), "alice"), None, s3[1])
     with Ledger(ledger_path) as led:
         quota = CallerQuota(led, CAROL, max_bytes=1000)
         ready.wait()
@@ -165,13 +169,17 @@ def _process_writer(kind: str, location: str, ledger_path: str, tag: int, ready:
 
 
 @pytest.mark.slow
-def test_two_processes_share_the_ledger(make_backend: MakeBackend, backend_kind: str, tmp_path: Path) -> None:
+def test_two_processes_share_the_ledger(make_backend: MakeBackend, backend_kind: str, tmp_path: Path,
+                                       request: pytest.FixtureRequest) -> None:
     first = make_backend()
+    s3 = None
+    if backend_kind == "s3":
+        s3 = request.getfixturevalue("s3_table")("alice"), request.getfixturevalue("local_s3").environ()
     location = (tmp_path / "peers" / "alice" / ("files" if backend_kind == "fs" else "store.sqlite"))
     ledger_path = str(tmp_path / LEDGER_FILE)
     mp = multiprocessing.get_context("spawn")
     ready, go = mp.Barrier(5), mp.Event()
-    procs = [mp.Process(target=_process_writer, args=(backend_kind, str(location), ledger_path, t, ready, go))
+    procs = [mp.Process(target=_process_writer, args=(backend_kind, str(location), ledger_path, t, ready, go, s3))
              for t in range(4)]
     for p in procs:
         p.start()
