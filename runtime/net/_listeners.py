@@ -96,7 +96,7 @@ def parse_listen_url(text: str) -> ListenSpec:
         return ListenSpec(Carrier.H2, host, port, None, text)
     try:
         parts = urlsplit(text)
-        port = parts.port
+        given = parts.port
     except ValueError as exc:
         raise UsageError(f"--listen {text!r}: {exc}") from exc
     scheme = parts.scheme.lower()
@@ -106,10 +106,9 @@ def parse_listen_url(text: str) -> ListenSpec:
     carrier, tls = _SCHEMES[scheme]
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
         raise UsageError(f"--listen {text!r}: give only scheme://HOST:PORT")
-    if port is None:
-        if carrier is not Carrier.NATS:
-            raise UsageError(f"--listen {text!r}: a port is needed (0 picks a free one)")
-        port = 4222
+    if given is None and carrier is not Carrier.NATS:
+        raise UsageError(f"--listen {text!r}: a port is needed (0 picks a free one)")
+    port = 4222 if given is None else given
     return ListenSpec(carrier, parts.hostname or "127.0.0.1", port, tls, text)
 
 
@@ -121,7 +120,8 @@ def parse_listens(texts: str | Sequence[str]) -> list[ListenSpec]:
     seen: set[Carrier] = set()
     for spec in specs:
         if spec.carrier in seen:
-            raise UsageError(f"--listen: at most one {spec.carrier.value} listener (got a second: {spec.text!r})")
+            raise UsageError(f"--listen: at most one {spec.carrier.value} listener "
+                             f"(got a second: {spec.text!r})")
         seen.add(spec.carrier)
     return specs
 

@@ -82,13 +82,17 @@ class SchemeTransport(Transport):
         try:
             module = importlib.import_module("peerbox.net._natsclient")
         except ImportError as exc:
-            raise UsageError("nats:// URLs need the NATS transport, which this build of peerbox lacks") from exc
+            raise UsageError("nats:// URLs need the NATS transport, which this build of peerbox "
+                             "lacks") from exc
         made = module.NatsTransport()
         assert isinstance(made, Transport)
         return made
 
     async def transport_for(self, url: str) -> Transport:
-        """The (open) transport for ``url``'s scheme. Raises :class:`TransportError` or :class:`UsageError`."""
+        """The (open) transport for ``url``'s scheme.
+
+        Raises :class:`TransportError` (an unknown scheme) or :class:`UsageError` (not open; no NATS).
+        """
         if self._nursery is None:
             raise UsageError("SchemeTransport is not open: use it inside `async with` (AsyncClient does)")
         scheme = url.partition("://")[0].lower() if "://" in url else ""

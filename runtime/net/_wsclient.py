@@ -33,6 +33,8 @@ from ._wsframe import FRAME_OVERHEAD, MAX_ID, WS_PATH, FrameError, WsAnswer, dec
 
 __all__ = ["WsTransport"]
 
+#: The streams trio-websocket runs on: TCP, or TLS over it.
+_Stream = trio.SocketStream | trio.SSLStream[trio.SocketStream]
 #: Answer headers and framing on top of the largest reply body.
 _ANSWER_OVERHEAD = FRAME_OVERHEAD + 4096
 
@@ -208,20 +210,21 @@ class WsTransport(Transport):
     async def _open(self, url: str, scheme: str, host: str, port: int, netloc: str) -> _WsConn:
         """Connect, upgrade at ``/v1/ws`` and start the reader. Raises :class:`TransportError`."""
         assert self._nursery is not None
-        stream: trio.abc.Stream
+        stream: _Stream
         with trio.move_on_after(self.connect_timeout):
             with map_exceptions(transport_errors(f"cannot connect to {url}", kind="connect")):
                 stream = await trio.open_tcp_stream(host, port)
             if scheme == "wss":
                 ctx = self.ssl_context or ssl.create_default_context()
                 ctx.set_alpn_protocols(["http/1.1"])
-                stream = trio.SSLStream(stream, ctx, server_hostname=host, https_compatible=True)
+                tls = trio.SSLStream(stream, ctx, server_hostname=host, https_compatible=True)
                 try:
                     with map_exceptions(transport_errors(f"TLS with {url} failed", kind="tls")):
-                        await stream.do_handshake()
+                        await tls.do_handshake()
                 except TransportError:
-                    await trio.aclose_forcefully(stream)
+                    await trio.aclose_forcefully(tls)
                     raise
+                stream = tls
             conn = await self._nursery.start(self._serve, stream, url, netloc)
             assert isinstance(conn, _WsConn)
             self.connections_opened += 1
@@ -229,7 +232,7 @@ class WsTransport(Transport):
         raise TransportError(f"cannot connect to {url}: timed out after {self.connect_timeout:g} s",
                              kind="timeout")
 
-    async def _serve(self, stream: trio.abc.Stream, url: str, netloc: str,
+    async def _serve(self, stream: _Stream, url: str, netloc: str,
                      task_status: trio.TaskStatus[_WsConn] = trio.TASK_STATUS_IGNORED) -> None:
         """One connection's life: the upgrade, then its reader, until it ends (or the transport closes).
 

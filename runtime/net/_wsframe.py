@@ -60,7 +60,7 @@ class WsRequest:
 
 @dataclass(frozen=True, slots=True)
 class WsAnswer:
-    """One answer frame: the request's ``id``, the HTTP ``status``, ``headers`` (lower-case names), ``body``."""
+    """One answer frame: the request's ``id``, HTTP ``status``, ``headers`` (lower-case names), ``body``."""
 
     id: int
     status: int
@@ -174,7 +174,10 @@ def decode_request(data: bytes) -> WsRequest:
 
 
 def decode_answer(data: bytes) -> WsAnswer:
-    """Parse an answer frame. Raises :class:`FrameError` for anything but ``[uint, uint, {text: text}, bytes]``."""
+    """Parse an answer frame.
+
+    Raises :class:`FrameError` for anything but ``[uint, uint, {text: text}, bytes]``.
+    """
     reader = _Reader(data)
     if reader.head(4, "answer") != 4:
         raise FrameError("an answer is an array of 4: [id, status, headers, body]")

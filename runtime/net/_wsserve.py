@@ -67,6 +67,8 @@ _COSE = "application/cose"
 _CLOSE_TIMEOUT = 2.0
 #: Bytes read from the socket at a time.
 _RECEIVE_BUFFER = 64 << 10
+#: What a connection's stream and trio-websocket raise once the client is gone.
+_LOST: tuple[type[Exception], ...] = (ConnectionClosed, *STREAM_ERRORS)
 _ANSWER_HEADERS = frozenset({"content-type", "retry-after"})
 
 
@@ -77,8 +79,8 @@ class _WsConn:
                  budgets: AddressBudgets | None) -> None:
         self.app, self.ws, self.limits = app, ws, limits
         self.client, self.conn_id, self.budgets = client, conn_id, budgets
-        self.failures = TokenBucket(limits.max_preauth_failures_per_conn, limits.preauth_failure_rate_per_conn,
-                                    trio.current_time())
+        self.failures = TokenBucket(limits.max_preauth_failures_per_conn,
+                                    limits.preauth_failure_rate_per_conn, trio.current_time())
         self.slots = trio.Semaphore(limits.max_inflight_per_conn)
         self.pending: set[int] = set()  # ids running or waiting for a slot
         self.buffered = 0  # envelope bytes held by pending requests
@@ -117,7 +119,8 @@ class _WsConn:
     async def _read_loop(self, tasks: trio.Nursery) -> None:
         idle = self.limits.idle_timeout
         while not self.closing and self.close_code is None:
-            self.read_scope = trio.CancelScope(deadline=math.inf if self.pending else trio.current_time() + idle)
+            deadline = math.inf if self.pending else trio.current_time() + idle
+            self.read_scope = trio.CancelScope(deadline=deadline)
             message: bytes | str | None = None
             with self.read_scope:
                 try:
@@ -238,7 +241,7 @@ async def serve_ws_stream(app: App, stream: trio.abc.Stream, *, limits: ServerLi
                                 conn.begin_shutdown()
                             await conn.run()
                     lib.cancel_scope.cancel()
-            except (ConnectionClosed, *STREAM_ERRORS) as exc:
+            except _LOST as exc:
                 log.debug("ws conn %d (%s): transport closed: %s", conn_id, client, exc)
             finally:
                 await trio.aclose_forcefully(stream)

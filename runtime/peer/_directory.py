@@ -124,7 +124,8 @@ def validate_url(url: object) -> str:
     """Return ``url`` normalized (no trailing ``/``) if it is a worker URL, else raise :class:`InvalidEntry`.
 
     Accepted: ``http://``, ``https://`` (HTTP/2), ``ws://``, ``wss://`` (WebSocket) or
-    ``nats://`` (NATS) followed by ``HOST[:PORT]`` (IPv6 hosts in brackets) with at most a trailing ``/``: no user info, path, query or
+    ``nats://`` (NATS) followed by ``HOST[:PORT]`` (IPv6 hosts in brackets) with at
+    most a trailing ``/``: no user info, path, query or
     fragment, printable ASCII only. The client adds ``/v1/exec`` itself.
     """
     if not isinstance(url, str):
