@@ -304,6 +304,8 @@ def prepare(root: str | None, peers: Sequence[str] | None, listen: str | Sequenc
                 started.extra.append(BoundListener(spec.with_port(int(sock.getsockname()[1])), sock))
             elif spec.carrier is not Carrier.H2:
                 started.extra.append(BoundListener(spec))
+        if h2 is None and started.extra:  # no HTTP/2: the first other listener's port is the one reported
+            started.port = started.extra[0].spec.port
         if bind:
             for claim in started.locks:
                 claim.record(started.url)
