@@ -163,9 +163,14 @@ class _WsConn:
         tasks.start_soon(self._call, req)
 
     async def _call(self, req: HttpRequest) -> None:
+        """Run the app for ``req`` and send its answer; the request stays pending until it is sent
+        (a shutdown waits for the answer, not only for the app)."""
         try:
             async with self.slots:
                 resp = await self.app(req)
+            await self._send(req.stream_id, resp)  # a refusal is answered first, then charged
+            if resp.preauth_failure:
+                self._charge()
         finally:
             self.pending.discard(req.stream_id)
             self.buffered -= len(req.body)
@@ -173,9 +178,6 @@ class _WsConn:
                 self.idle.set()
                 if not self.closing:
                     self.read_scope.deadline = trio.current_time() + self.limits.idle_timeout
-        await self._send(req.stream_id, resp)  # the refusal is answered first, then charged
-        if resp.preauth_failure:
-            self._charge()
 
     def _charge(self) -> None:
         """Charge one pre-authentication failure; over either budget the connection closes (1008)."""

@@ -32,8 +32,12 @@ def _serving(root: Path, *args: str, timeout: float = 30.0, stderr: Path | None 
         data = err if err is not None else stderr.read_bytes() if stderr is not None else b""
         return data.decode(errors="replace")[-2000:]
 
+    # The default HTTP/2 listener, unless the test names its own (a --listen that is not ws/wss/nats).
+    own_h2 = any(a == "--listen" and not b.startswith(("ws://", "wss://", "nats://"))
+                 for a, b in zip(args, args[1:], strict=False))
     proc = subprocess.Popen(
-        [*PEERBOX, "serve", "--root", str(root), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
+        [*PEERBOX, "serve", "--root", str(root), *([] if own_h2 else ["--listen", "127.0.0.1:0"]),
+         "--port-file", str(port_file),
          *(["--quiet"] if quiet else []), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE if err_file is None else err_file)
     try:
         deadline = time.monotonic() + timeout
