@@ -71,7 +71,10 @@ from _rows import Row, _err
 
 BENCH = Path(__file__).resolve().parent
 ROW_NAMES = ["net_anchor_64", "net_anchor_open", "net_shared_1", "net_call_1", "net_shared_64", "net_call_64",
-             "net_shared_open", "net_isolated_64", "net_isolated_open", "net_idle_peer"]
+             "net_shared_open", "net_isolated_64", "net_isolated_open", "net_ws_1", "net_ws_64", "net_idle_peer"]
+#: each WebSocket row and the HTTP/2 row it is compared with (the same load, the same run)
+WS_TWIN = {"net_ws_1": "net_shared_1", "net_ws_64": "net_shared_64"}
+TARGET_WS_VS_H2 = 1.2          # WebSocket worker CPU per call / HTTP/2's (issue 18)
 #: each peerbox/call row and the peerbox/exec row it is compared with (same server, same run)
 CALL_TWIN = {"net_call_1": "net_shared_1", "net_call_64": "net_shared_64"}
 TARGET_CALLS = 1500.0          # calls/s, shared mode, 64 in flight
@@ -106,7 +109,9 @@ INTRO = (
     "anchor's under the same load, closed or open loop); client CPU likewise. "
     "`net_call_*`: the same rows with `peerbox/call` of the peer's published `bench::plus_one(x: i64)` "
     "(the same `x + 1`, run with the owner's rights), measured right after their exec twin in each round; "
-    "their notes give call / exec. "
+    "their notes give call / exec. `net_ws_*`: the same exec load over WebSocket (a worker listening on "
+    "`ws://` only), measured in the same run as their HTTP/2 twins; their notes give worker CPU per call "
+    "over HTTP/2's. "
     "Each figure is the best of the rounds; 503s are counted, not successes. Idle memory: one worker's "
     "VmRSS with N peers vs. 1, per extra peer."
 )
@@ -230,6 +235,14 @@ def _worker(root: Path, peers: list[str], mode: str, extra: tuple[str, ...] = ()
     cmd = [sys.executable, "-m", "peerbox", "serve", "--root", str(root), "--peers", ",".join(peers),
            "--mode", mode, "--listen", "127.0.0.1:0", "--quiet", *extra]
     return _Server(cmd, port_file, f"the {mode} worker")
+
+
+def _ws_worker(root: Path, peers: list[str]) -> _Server:
+    """``peerbox serve`` (shared) of ``peers`` on a WebSocket listener only (its port file: that port)."""
+    port_file = root / f"port-ws-{len(peers)}-{time.monotonic_ns()}"
+    cmd = [sys.executable, "-m", "peerbox", "serve", "--root", str(root), "--peers", ",".join(peers),
+           "--listen", "ws://127.0.0.1:0", "--quiet"]
+    return _Server(cmd, port_file, "the WebSocket worker")
 
 
 def _anchor(root: Path, peer: str) -> _Server:
@@ -367,6 +380,7 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
     # net_shared_64's targets are ratios to the anchor; net_isolated_64's to shared: measure those too
     need = set(load_rows)
     need |= {CALL_TWIN[n] for n in need if n in CALL_TWIN}    # a call row is read next to its exec twin
+    need |= {WS_TWIN[n] for n in need if n in WS_TWIN}        # a WebSocket row next to its HTTP/2 twin
     if need & {"net_shared_1", "net_shared_64", "net_isolated_64"}:
         need.add("net_anchor_64")
     if need & {"net_shared_open", "net_isolated_open"}:
@@ -379,6 +393,7 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
                    _closed("net_shared_64", CONNS, IN_FLIGHT, dur),
                    _closed("net_call_64", CONNS, IN_FLIGHT, dur, "call"), _open("net_shared_open", dur)],
         "isolated": [_closed("net_isolated_64", CONNS, IN_FLIGHT, dur), _open("net_isolated_open", dur)],
+        "ws": [_closed("net_ws_1", 1, 1, dur1), _closed("net_ws_64", CONNS, IN_FLIGHT, dur)],
     }
     plans = {k: [p for p in v if p["name"] in need] for k, v in plans.items()}
     plans = {k: v for k, v in plans.items() if v}
@@ -398,12 +413,15 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
                 try:
                     root, names = roots[kind] = _make_root(1, publish=kind == "shared")
                     servers[kind] = (_anchor(root, names[0]) if kind == "anchor"
+                                     else _ws_worker(root, names) if kind == "ws"
                                      else _worker(root, names, kind))
                 except Exception as e:  # noqa: BLE001 - a failing server is reported in its rows
                     errors[kind] = _err(e)
             for kind, server in servers.items():
                 try:
                     server.ready()
+                    if kind == "ws":
+                        server.url = f"ws://127.0.0.1:{server.port}"
                 except Exception as e:  # noqa: BLE001
                     errors[kind] = _err(e)
             todo: list[dict[str, Any]] = [
@@ -448,6 +466,10 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
                             "(p99 = queueing)", f"{dur:g} s"),
         "net_isolated_open": ("isolated", f"isolated, open loop {OPEN_RATE:g} calls/s over "
                               f"{CONNS} connections", f"{dur:g} s"),
+        "net_ws_1": ("ws", f"shared ({workers_note}) over WebSocket (`ws://`), 1 connection × 1 in flight, "
+                     "closed loop", f"{dur1:g} s"),
+        "net_ws_64": ("ws", f"shared ({workers_note}) over WebSocket (`ws://`), {CONNS} connections × "
+                      f"{per_conn} in flight, closed loop", f"{dur:g} s"),
     }
     for name in load_rows:
         kind, title, size = titles[name]
@@ -476,6 +498,13 @@ def bench_network(quick: bool, wanted: Callable[[str], bool]) -> list[Any]:
                     row.note = f"{ratio:.2f}× shared; " + row.note
             elif name in CALL_TWIN:
                 row.note = _vs_exec(m, merged.get(CALL_TWIN[name])) + row.note
+            elif name in WS_TWIN:
+                h2_ms = merged.get(WS_TWIN[name], {}).get("server_ms")
+                row.target = f"worker CPU per call ≤ {TARGET_WS_VS_H2:g}× HTTP/2's ({WS_TWIN[name]})"
+                ratio = row.server_ms / h2_ms if h2_ms and row.server_ms is not None else None
+                goals = [ratio is not None and ratio <= TARGET_WS_VS_H2]
+                if ratio is not None:
+                    row.note = f"{ratio:.2f}× HTTP/2's CPU per call; " + row.note
             if goals:
                 row.status = "PASS" if all(goals) else "MISS"
         rows.append(row)

@@ -2,7 +2,7 @@
 
 ::
 
-    peerbox serve [--root DIR] [--peers a,b | --all] [--listen 127.0.0.1:7700]
+    peerbox serve [--root DIR] [--peers a,b | --all] [--listen URL]...
                   [--mode shared|isolated] [--tls-cert F --tls-key F] [--port-file F]
                   [--max-runs N] [--workers N] [--quiet]
                   [--log-level debug|info|warning|error] [--log-format text|json]
@@ -12,7 +12,7 @@ Shared mode hosts every named peer in each of ``--workers`` processes (default:
 the number of CPUs; 1 serves in this process) on one address, supervised by
 this one; isolated mode starts one supervised child (``python -m peerbox.net._child``) per peer and
 routes to them (``--workers`` above 1 is a usage error there). Prints ``listening on
-http://HOST:PORT (peers: ...)`` to stderr once it accepts connections; stops
+URL, URL... (peers: ...)`` to stderr once it accepts connections; stops
 cleanly (exit 0) on SIGINT/SIGTERM. ``--port-file`` receives the bound port
 (useful with ``--listen 127.0.0.1:0``). Also runnable as
 ``python -m peerbox.cli._serve serve ...`` (how ``--workers`` starts its worker processes).
@@ -64,8 +64,10 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     who = ps.add_mutually_exclusive_group()
     who.add_argument("--peers", metavar="A,B", help="the peers to host (comma-separated)")
     who.add_argument("--all", action="store_true", help="host every peer under the root (the default)")
-    ps.add_argument("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN,
-                    help=f"where to listen (default {DEFAULT_LISTEN}; port 0 picks a free one)")
+    ps.add_argument("--listen", metavar="URL", action="append",
+                    help=f"where to listen, repeatable, one per transport: HOST:PORT, h2://, http:// or "
+                    "https:// (HTTP/2), ws:// or wss:// (WebSocket, at /v1/ws), nats:// (NATS) "
+                    f"(default {DEFAULT_LISTEN}; port 0 picks a free one)")
     ps.add_argument("--mode", choices=("shared", "isolated"), default="shared",
                     help="shared: one process for all peers; isolated: one supervised process per peer")
     ps.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain (enables TLS)")
@@ -81,7 +83,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     ps.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     # A worker process of `serve --workers N` (given by its supervisor): the inherited listening
     # socket, the process's index and the supervisor's runtime directory; all three or none.
-    ps.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    # One --listen-fd per TCP listener, in --listen order.
+    ps.add_argument("--listen-fd", type=int, action="append", help=argparse.SUPPRESS)
     ps.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     ps.add_argument("--worker-dir", help=argparse.SUPPRESS)
     ps.set_defaults(handler=cmd_serve)
@@ -105,6 +108,11 @@ def _workers(args: argparse.Namespace) -> int | None:
     return None
 
 
+def _listens(args: argparse.Namespace) -> list[str]:
+    """The ``--listen`` values given, else the default address."""
+    return list(args.listen) if args.listen else [DEFAULT_LISTEN]
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the worker (shared or isolated) until a signal; exit code 0 after a clean stop.
 
@@ -117,10 +125,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.mode == "isolated":
         if args.workers is not None and args.workers > 1:
             raise UsageError("--workers applies to shared mode; isolated mode runs one process per peer")
-        return net.run_isolated(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert,
+        return net.run_isolated(args.root, _peer_list(args), _listens(args), tls_cert=args.tls_cert,
                             tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
                             quiet=args.quiet, logs=logs)
-    return net.run_shared(args.root, _peer_list(args), args.listen, tls_cert=args.tls_cert,
+    return net.run_shared(args.root, _peer_list(args), _listens(args), tls_cert=args.tls_cert,
                           tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
                           quiet=args.quiet, exit_with_parent=args.exit_with_parent,
                           workers=workers, listen_fd=args.listen_fd, worker_index=args.worker_index,

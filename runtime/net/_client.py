@@ -14,7 +14,8 @@
 :func:`~peerbox.wire._envelope.make_request`, POSTs it to ``<url>/v1/exec``
 (``content-type: application/cose``) through a
 :class:`~peerbox.net._h2client.Transport` (default
-:class:`~peerbox.net._h2client.H2Transport`) and checks the answer with
+:class:`~peerbox.net._transports.SchemeTransport`: HTTP/2 for ``http(s)://``, WebSocket for
+``ws(s)://``, NATS for ``nats://``) and checks the answer with
 :func:`~peerbox.wire._envelope.verify_reply`: signed by the target the directory
 names and answering exactly this request. Every signed outcome is returned as
 a verified :class:`~peerbox.wire._envelope.Reply`: a value, a script error, a limit
@@ -59,6 +60,7 @@ from ..wire import (EnvelopeError, KeyPair, Reply, make_call_request, make_reque
                     verify_reply)
 from ._client_errors import ClientError, RemoteRejected, TransportError, VerificationError
 from ._h2client import CALL_PATH, LOGIC_PATH, MAX_REPLY, REVOKE_PATH, H2Transport, Transport
+from ._transports import SchemeTransport
 from ._status import STATUS_PATH, authorization_header, make_status_token
 from ._io_errors import CLIENT_CLOSED_ERRORS
 
@@ -140,7 +142,8 @@ class AsyncClient:
     ``directory`` says where each peer is (a :class:`Directory`, or a peer
     root path for one). Use it as ``async with AsyncClient(...) as client``
     (or call :meth:`aclose` from the task that entered it); it owns its
-    ``transport`` (default :class:`H2Transport`) and closes it.
+    ``transport`` (default :class:`~peerbox.net._transports.SchemeTransport`: HTTP/2, WebSocket
+    or NATS by the URL's scheme) and closes it.
     """
 
     def __init__(self, identity: KeyPair, directory: Directory | str | None = None, *,
@@ -149,7 +152,7 @@ class AsyncClient:
             raise UsageError("identity must be a KeyPair (e.g. PeerStore(root).get(name).signing_key())")
         self.identity = identity
         self.directory = directory if isinstance(directory, Directory) else Directory(directory)
-        self.transport: Transport = transport if transport is not None else H2Transport()
+        self.transport: Transport = transport if transport is not None else SchemeTransport()
         self.ttl = ttl
         self._entered = False
 
@@ -284,10 +287,12 @@ class AsyncClient:
         if (target is None) == (url is None):
             raise UsageError("status needs a target peer or a URL (one of them)")
         where = url if url is not None else self._where(target)[1]  # type: ignore[arg-type]
-        if not isinstance(self.transport, H2Transport):
-            raise UsageError("status needs the HTTP/2 transport")
+        carrier = (await self.transport.transport_for(where) if isinstance(self.transport, SchemeTransport)
+                   else self.transport)
+        if not isinstance(carrier, H2Transport):
+            raise UsageError("status needs the HTTP/2 transport (an http:// or https:// URL)")
         token = make_status_token(self.identity, now=int(time.time()))
-        answer = await self.transport.get(where.rstrip("/"), STATUS_PATH, timeout,
+        answer = await carrier.get(where.rstrip("/"), STATUS_PATH, timeout,
                                           headers=(authorization_header(token),))
         try:
             doc = json.loads(answer.body)

@@ -29,6 +29,7 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from ._child import child_command
 from ._endpoints import DENIED_ACTION, RETRY_LATER, Endpoints, error_response
 from ._localchan import FRAME_SLACK, VERIFIED_SIGNER, ChannelClient, ChannelError, FrameError, ResponseFrame
 from ._logsetup import LogOptions
+from ._listeners import BoundListener, extra_listener
 from ._serving import serve_app
 from ._startup import ServeError, StartupFailure, prepare, run_serving
 from ._status import READY_PATH, STATUS_PATH, Readiness
@@ -179,7 +181,8 @@ class Router(Endpoints):
         start = time.perf_counter()
         try:
             forwarded = (("content-type", req.header("content-type") or ""), (VERIFIED_SIGNER, caller.hex()),
-                         (TRANSPORT_HEADER, self.transport), (CLIENT_HEADER, req.client))
+                         (TRANSPORT_HEADER, note.transport if note is not None else self.transport),
+                         (CLIENT_HEADER, req.client))
             answer = await channel.request(req.method, path, forwarded, bytes(req.body), self.timeout)
         except ChannelError as exc:
             if note is not None:  # the child wrote no line for it: the router does
@@ -378,7 +381,8 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
                          port_file: str | None = None, max_runs: int | None = None, quiet: bool = False,
                          handle_signals: bool = True, grace: float = 10.0, timeout: float = 120.0,
                          sock: socket.socket | None = None, inherit: tuple[int, ...] = (),
-                         logs: LogOptions | None = None,
+                         logs: LogOptions | None = None, extra: Sequence[BoundListener] = (), h2: bool = True,
+                         tls_files: tuple[str | None, str | None] = (None, None),
                          task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Isolated mode: one supervised child worker per peer, a :class:`Router` on ``host:port``
     (or on the listening ``sock``, bound already and left open; ``host`` and ``port`` are then
@@ -390,7 +394,8 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
     rotation). Raises :class:`~peerbox.UsageError` for an unknown peer
     (checked before any child starts) and :class:`~peerbox.net._startup.ServeError`
     if a child does not start (before anything is served or printed). On exit
-    every child is stopped.
+    every child is stopped. ``extra``, ``h2``, ``tls_files``: the router's other listeners
+    (WebSocket, NATS), as :func:`~peerbox.net._shared.serve_worker` takes them.
     """
     store = PeerStore(root)
     chosen = [store.get(n) for n in peers] if peers is not None else store.list()
@@ -420,11 +425,15 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
                             starting.start_soon(boot, child)
                     router = Router(children, timeout=timeout)
                     router.transport = "h2" if ssl_context is not None else "h2c"
+                    others = [extra_listener(access_logged(router.app, b.spec.carrier.value), b,
+                                             tls_cert=tls_files[0], tls_key=tls_files[1], limits=limits,
+                                             peers=[(c.name, c.did) for c in children]) for b in extra]
                     await serve_app(access_logged(router.app, router.transport), host=host, port=port,
                                     ssl_context=ssl_context, limits=limits,
                                     port_file=port_file,
                                     banner=None if quiet else f"peers: {names}; isolated, one process each",
-                                    handle_signals=handle_signals, sock=sock, task_status=task_status)
+                                    handle_signals=handle_signals, sock=sock, extra=others, h2=h2,
+                                    task_status=task_status)
                     nursery.cancel_scope.cancel()  # a signal: stop the children
         finally:
             finished.set()
@@ -442,7 +451,7 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
             raise
 
 
-def run_isolated(root: str | None, peers: list[str] | None, listen: str, *,
+def run_isolated(root: str | None, peers: list[str] | None, listen: str | Sequence[str], *,
                  tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
                  max_runs: int | None = None, quiet: bool = False, logs: LogOptions | None = None) -> int:
     """``peerbox serve --mode isolated``: serve until SIGINT/SIGTERM, stop the children, exit 0.
@@ -456,5 +465,6 @@ def run_isolated(root: str | None, peers: list[str] | None, listen: str, *,
         run_serving(functools.partial(serve_isolated, str(started.store.root), started.names,
                                       host=started.host, port=started.port, ssl_context=started.ssl_context,
                                       port_file=port_file, max_runs=max_runs, quiet=quiet, sock=started.sock,
-                                      inherit=started.lock_fds, logs=logs))
+                                      inherit=started.lock_fds, logs=logs, extra=started.extra,
+                                      h2=started.h2, tls_files=(tls_cert, tls_key)))
     return 0

@@ -23,7 +23,7 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import trio
 
@@ -33,7 +33,11 @@ from ._accept import ConnectionBoard, serve_shared_socket
 from ._h2server import App, ServerLimits, serve
 from ._io_errors import CONNECTION_ERRORS, TLS_FILE_ERRORS, ConnectionLost
 
-__all__ = ["serve_app", "parse_listen", "tls_context", "listen_socket", "write_port_file"]
+__all__ = ["serve_app", "parse_listen", "tls_context", "listen_socket", "write_port_file", "Starter"]
+
+#: A listener besides HTTP/2 (WebSocket, NATS: :mod:`peerbox.net._listeners`): started with
+#: ``nursery.start``, it reports the URL it serves and runs until cancelled.
+Starter = Callable[..., Awaitable[None]]
 #: The accept backlog of a socket :func:`listen_socket` binds (what trio's own listeners use).
 _BACKLOG = 4096
 
@@ -56,6 +60,8 @@ async def serve_app(
     stop_on_stdin_eof: bool = False,
     sock: socket.socket | None = None,
     board: ConnectionBoard | None = None,
+    extra: Sequence[Starter] = (),
+    h2: bool = True,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``host:port`` (or on the listening socket ``sock`` that several processes
@@ -67,6 +73,10 @@ async def serve_app(
     (banner)`` to stderr. On a signal: stop accepting, GOAWAY, in-flight app
     calls get ``limits.shutdown_grace`` (see :func:`peerbox.net._h2server.serve`),
     then return. Raises ``OSError`` if the address cannot be bound (``sock`` None).
+
+    ``extra``: the other listeners (WebSocket, NATS), started in the same nursery after HTTP/2
+    and stopped with it; the banner names every URL. ``h2`` False: no HTTP/2 listener (``extra``
+    only; the port reported and written is the first extra listener's).
     """
     chosen = limits if limits is not None else ServerLimits()
     try:
@@ -78,7 +88,7 @@ async def serve_app(
             await _serve_until_stopped(app, host=host, port=port, ssl_context=ssl_context, limits=chosen,
                                        port_file=port_file, banner=banner, signals=signals,
                                        stop_on_stdin_eof=stop_on_stdin_eof, sock=sock, board=board,
-                                       task_status=task_status)
+                                       extra=extra, h2=h2, task_status=task_status)
     finally:
         if port_file:
             try:
@@ -91,19 +101,28 @@ async def _serve_until_stopped(app: App, *, host: str, port: int, ssl_context: s
                                limits: ServerLimits, port_file: str | None, banner: str | None,
                                signals: AsyncIterator[int] | None, stop_on_stdin_eof: bool,
                                sock: socket.socket | None, board: ConnectionBoard | None,
-                               task_status: trio.TaskStatus[int]) -> None:
+                               extra: Sequence[Starter], h2: bool, task_status: trio.TaskStatus[int]) -> None:
     """:func:`serve_app`'s body: serve, report the port, wait for a signal from ``signals`` (or stdin EOF)."""
     async with trio.open_nursery() as nursery:
-        actual: int = await nursery.start(functools.partial(
-            serve, app, host=host, port=port, limits=limits, ssl_context=ssl_context) if sock is None
-            else functools.partial(serve_shared_socket, app, sock, limits=limits, ssl_context=ssl_context,
-                                   board=board))
+        urls: list[str] = []
+        actual = 0
+        if h2:
+            actual = await nursery.start(functools.partial(
+                serve, app, host=host, port=port, limits=limits, ssl_context=ssl_context) if sock is None
+                else functools.partial(serve_shared_socket, app, sock, limits=limits, ssl_context=ssl_context,
+                                       board=board))
+            scheme = "https" if ssl_context is not None else "http"
+            shown = f"[{host}]" if ":" in host else host
+            urls.append(f"{scheme}://{shown}:{actual}")
+        for start in extra:
+            url: str = await nursery.start(start)
+            urls.append(url)
+            if not h2 and not actual:
+                actual = _port_of(url)
         if port_file:
             write_port_file(port_file, actual)
         if banner is not None:
-            scheme = "https" if ssl_context is not None else "http"
-            shown = f"[{host}]" if ":" in host else host
-            print(f"listening on {scheme}://{shown}:{actual} ({banner})", file=sys.stderr, flush=True)
+            print(f"listening on {', '.join(urls)} ({banner})", file=sys.stderr, flush=True)
         task_status.started(actual)
         stop = trio.Event()
         if signals is not None:
@@ -112,6 +131,12 @@ async def _serve_until_stopped(app: App, *, host: str, port: int, ssl_context: s
             nursery.start_soon(_until_stdin_eof, stop)
         await stop.wait()
         nursery.cancel_scope.cancel()
+
+
+def _port_of(url: str) -> int:
+    """The port of ``scheme://host:port`` (0 if it names none)."""
+    tail = url.rpartition(":")[2]
+    return int(tail) if tail.isdigit() else 0
 
 
 def listen_socket(host: str, port: int) -> socket.socket:

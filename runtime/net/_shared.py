@@ -21,6 +21,7 @@ import os
 import logging
 import socket
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -34,7 +35,8 @@ from ._logsetup import LogOptions
 from ._h2server import HttpRequest, HttpResponse, ServerLimits
 from ._metrics import Metrics, render_processes
 from ._status import READY_PATH, STATUS_PATH, Readiness
-from ._serving import parse_listen, serve_app, tls_context
+from ._listeners import BoundListener, Carrier, extra_listener, parse_listens
+from ._serving import serve_app, tls_context
 from ._startup import prepare, run_serving
 from ._supervisor import default_workers, run_supervisor
 from ._worker import Worker
@@ -52,13 +54,16 @@ _METRICS_PREFIX, _METRICS_SUFFIX = "metrics-", ".json"
 class WorkerSlot:
     """What a worker process of ``serve --workers N`` is given by its supervisor.
 
-    ``fd``: the listening socket it inherits; ``index``: its place (0..N-1, kept across
-    restarts); ``runtime_dir``: the supervisor's directory for the processes' metrics.
+    ``fd``: the HTTP/2 listening socket it inherits (-1: none); ``index``: its place (0..N-1,
+    kept across restarts); ``runtime_dir``: the supervisor's directory for the processes'
+    metrics; ``extra``: the other listeners, each with the socket it inherits (WebSocket) or
+    none (NATS: each process subscribes itself).
     """
 
     fd: int
     index: int
     runtime_dir: str
+    extra: tuple[BoundListener, ...] = ()
 
     @property
     def board_path(self) -> str:
@@ -208,6 +213,8 @@ async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl
                        limits: ServerLimits | None = None, port_file: str | None = None, quiet: bool = False,
                        handle_signals: bool = True, grace: float = 10.0, stop_on_stdin_eof: bool = False,
                        slot: WorkerSlot | None = None, sock: socket.socket | None = None,
+                       extra: Sequence[BoundListener] = (), h2: bool = True,
+                       tls_files: tuple[str | None, str | None] = (None, None),
                        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve a shared-mode :class:`Worker`; on shutdown wait ``grace`` s for runs still on threads.
 
@@ -216,9 +223,14 @@ async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl
     With ``slot`` (a process of ``serve --workers N``): serve on the inherited
     listening socket, and publish this process's metrics for the others. ``sock``
     (without ``slot``): a listening socket bound already (left open: its owner closes it).
+    ``extra``: the listeners besides HTTP/2 (WebSocket, NATS; with ``slot``: the slot's), each
+    serving the same app (access lines name their transport); ``h2`` False: none on HTTP/2.
+    ``tls_files``: ``--tls-cert``/``--tls-key``, for ``wss://`` listeners (a context of their own).
     """
     names = ", ".join(n for n, _ in worker.peers) or "none"
-    inherited = None if slot is None else socket.socket(fileno=slot.fd)
+    inherited = None if slot is None or slot.fd < 0 else socket.socket(fileno=slot.fd)
+    if slot is not None:
+        extra = slot.extra
     sock = inherited or sock
     board = None
     if slot is not None:
@@ -232,25 +244,53 @@ async def serve_worker(worker: Worker, *, host: str, port: int, ssl_context: ssl
             if slot is not None:
                 nursery.start_soon(publish_metrics, worker.metrics, slot.metrics_path())
             worker.transport = "h2" if ssl_context is not None else "h2c"
+            others = [extra_listener(access_logged(front.app, _transport_name(b)), b, tls_cert=tls_files[0],
+                                     tls_key=tls_files[1], limits=limits, peers=worker.peers) for b in extra]
             await serve_app(access_logged(front.app, worker.transport), host=host, port=port,
                             ssl_context=ssl_context, limits=limits,
                             port_file=port_file, banner=None if quiet else f"peers: {names}",
                             handle_signals=handle_signals, stop_on_stdin_eof=stop_on_stdin_eof,
-                            sock=sock, board=board, task_status=task_status)
+                            sock=sock, board=board, extra=others, h2=h2, task_status=task_status)
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await worker.drain(grace)
         if inherited is not None:
             inherited.close()
+        if slot is not None:
+            for bound in slot.extra:
+                if bound.sock is not None:
+                    bound.sock.close()
         if board is not None:
             board.close()
 
 
-def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
+def _transport_name(bound: BoundListener) -> str:
+    """How the access log names requests that come through ``bound`` (``ws``, ``wss``, ``nats``)."""
+    if bound.spec.carrier is Carrier.WS:
+        return "wss" if bound.spec.tls else "ws"
+    return str(bound.spec.carrier.value)
+
+
+def _slot(listen: str | Sequence[str], fds: Sequence[int], index: int, runtime_dir: str) -> WorkerSlot:
+    """The slot of a supervised process: ``fds`` are its inherited sockets, one per TCP listener of
+    ``listen`` in order. Raises :class:`~peerbox.UsageError` if they do not match."""
+    specs = parse_listens(listen)
+    tcp = [s for s in specs if s.carrier in (Carrier.H2, Carrier.WS)]
+    if len(tcp) != len(fds):
+        raise UsageError(f"--listen-fd: {len(fds)} given for {len(tcp)} TCP listeners")
+    by_spec = dict(zip([id(s) for s in tcp], fds, strict=True))
+    h2_fd = next((by_spec[id(s)] for s in specs if s.carrier is Carrier.H2), -1)
+    extra = tuple(BoundListener(s, socket.socket(fileno=by_spec[id(s)]) if id(s) in by_spec else None)
+                  for s in specs if s.carrier is not Carrier.H2)
+    return WorkerSlot(h2_fd, index, runtime_dir, extra)
+
+
+def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence[str], *,
                tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
                max_runs: int | None = None, quiet: bool = False, exit_with_parent: bool = False,
-               workers: int | None = 1, listen_fd: int | None = None, worker_index: int | None = None,
+               workers: int | None = 1, listen_fd: int | Sequence[int] | None = None,
+               worker_index: int | None = None,
                worker_dir: str | None = None, logs: LogOptions | None = None) -> int:
     """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM (or stdin EOF with
     ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0.
@@ -271,7 +311,8 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
     given = [listen_fd is not None, worker_index is not None, worker_dir is not None]
     if any(given) and not all(given):
         raise UsageError("--listen-fd, --worker-index and --worker-dir go together")
-    slot = WorkerSlot(listen_fd, worker_index, worker_dir) if (
+    fds = [listen_fd] if isinstance(listen_fd, int) else list(listen_fd or ())
+    slot = _slot(listen, fds, worker_index, worker_dir) if (
         listen_fd is not None and worker_index is not None and worker_dir is not None) else None
     workers = default_workers() if workers is None else workers
     if workers > 1 and slot is None:
@@ -279,11 +320,15 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
                               port_file=port_file, max_runs=max_runs, quiet=quiet, logs=logs)
     logs = logs if logs is not None else LogOptions()
     if slot is not None or exit_with_parent:  # started by a supervisor, which checked and holds the peers
-        host, port = parse_listen(listen)
+        specs = parse_listens(listen)
+        h2 = next((s for s in specs if s.carrier is Carrier.H2), None)
+        host, port = (h2.host, h2.port) if h2 is not None else ("127.0.0.1", 0)
         ctx = tls_context(tls_cert, tls_key)
         worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent, audit=logs.audit)
         serving = functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
-                                    port_file=port_file, quiet=quiet, slot=slot, stop_on_stdin_eof=True)
+                                    port_file=port_file, quiet=quiet, slot=slot, stop_on_stdin_eof=True,
+                                    h2=h2 is not None, tls_files=(tls_cert, tls_key),
+                                    extra=[BoundListener(s) for s in specs if s.carrier is not Carrier.H2])
         try:
             run_serving(serving)
         finally:
@@ -295,7 +340,8 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str, *,
         try:
             run_serving(functools.partial(serve_worker, worker, host=started.host, port=started.port,
                                           ssl_context=started.ssl_context, port_file=port_file, quiet=quiet,
-                                          sock=started.sock))
+                                          sock=started.sock, extra=started.extra, h2=started.h2,
+                                          tls_files=(tls_cert, tls_key)))
         finally:
             if worker.idle:
                 worker.close()  # else a run is still going: leave its files to the process exit

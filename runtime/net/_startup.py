@@ -46,7 +46,8 @@ import trio
 
 from .._errors import Error, UsageError
 from ..peer import Peer, PeerError, PeerNotFound, PeerStore, RootNotFound
-from ._serving import listen_socket, parse_listen, tls_context
+from ._listeners import BoundListener, Carrier, ListenSpec, nats_available, parse_listens
+from ._serving import listen_socket, tls_context
 
 __all__ = ["ServeError", "StartupFailure", "PeerLock", "Startup", "prepare", "run_serving", "LOCK_FILE"]
 
@@ -145,7 +146,7 @@ def _read_holder(fd: int) -> str:
         return ""
     fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     parts = [f"pid {fields['pid']}"] if fields.get("pid", "").isdigit() else []
-    if fields.get("url", "").startswith(("http://", "https://")):
+    if fields.get("url", "").startswith(("http://", "https://", "ws://", "wss://", "nats://")):
         parts.append(fields["url"])
     return f" ({', '.join(parts)})" if parts else ""
 
@@ -161,13 +162,30 @@ class Startup:
     ssl_context: ssl.SSLContext | None
     sock: socket.socket | None
     locks: list[PeerLock] = field(default_factory=list)
+    #: the listeners besides HTTP/2 (WebSocket sockets bound, NATS specs), in ``--listen`` order
+    extra: list[BoundListener] = field(default_factory=list)
+    #: whether there is an HTTP/2 listener (``host``/``port``/``sock`` are its); else ``extra`` only
+    h2: bool = True
 
     @property
     def url(self) -> str:
-        """``http(s)://HOST:PORT`` of the bound socket."""
+        """``http(s)://HOST:PORT`` of the bound HTTP/2 socket (without one: the first other listener's)."""
+        if not self.h2 and self.extra:
+            return self.extra[0].spec.argv
         scheme = "https" if self.ssl_context is not None else "http"
         shown = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{shown}:{self.port}"
+
+    @property
+    def urls(self) -> list[str]:
+        """Every listener's URL (HTTP/2 first), as bound."""
+        return ([self.url] if self.h2 else []) + [b.spec.argv for b in self.extra]
+
+    @property
+    def listen_args(self) -> list[str]:
+        """``--listen`` values naming every listener as bound (what a supervised process is given)."""
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return ([f"{shown}:{self.port}"] if self.h2 else []) + [b.spec.argv for b in self.extra]
 
     @property
     def names(self) -> list[str]:
@@ -184,6 +202,10 @@ class Startup:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        for bound in self.extra:
+            if bound.sock is not None:
+                bound.sock.close()
+        self.extra = []
         for lock in self.locks:
             lock.release()
 
@@ -239,37 +261,65 @@ def _tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
                          f"{reason}") from exc
 
 
-def prepare(root: str | None, peers: Sequence[str] | None, listen: str, *, tls_cert: str | None = None,
-            tls_key: str | None = None, lock: bool = True, bind: bool = True) -> Startup:
+def _listener_needs(specs: list[ListenSpec], tls_cert: str | None) -> None:
+    """What the listeners ask beyond parsing: TLS files for ``https://``/``wss://``, the NATS transport."""
+    for spec in specs:
+        if spec.tls and tls_cert is None:
+            raise ServeError(StartupFailure.TLS, f"--listen {spec.text}: TLS needs --tls-cert and --tls-key")
+        if spec.carrier is Carrier.NATS and not nats_available():
+            raise ServeError(StartupFailure.ADDRESS, f"--listen {spec.text}: nats:// listeners need the NATS "
+                             "transport")
+
+
+def prepare(root: str | None, peers: Sequence[str] | None, listen: str | Sequence[str], *,
+            tls_cert: str | None = None, tls_key: str | None = None, lock: bool = True,
+            bind: bool = True) -> Startup:
     """Check everything ``peerbox serve`` needs, in the module's order; what it serves, held.
 
-    ``lock``: take each peer's :class:`PeerLock` (the top-level process only);
-    ``bind``: bind ``listen`` now (else ``sock`` is None and ``port`` the one asked).
-    Raises :class:`ServeError` (or :class:`~peerbox.UsageError` for a malformed
-    ``--listen``), having released whatever it took.
+    ``listen``: the ``--listen`` values (:func:`~peerbox.net._listeners.parse_listens`); every
+    TCP listener (HTTP/2, WebSocket) is bound here. ``lock``: take each peer's :class:`PeerLock`
+    (the top-level process only); ``bind``: bind the listeners now (else ``sock`` is None and
+    the ports the ones asked). Raises :class:`ServeError` (or :class:`~peerbox.UsageError` for a
+    malformed ``--listen``), having released whatever it took.
     """
-    host, port = parse_listen(listen)
+    specs = parse_listens(listen)
+    h2 = next((s for s in specs if s.carrier is Carrier.H2), None)
+    host, port = (h2.host, h2.port) if h2 is not None else (specs[0].host, specs[0].port)
     store, chosen = _peers(root, peers)
     ctx = _tls(tls_cert, tls_key)
-    started = Startup(store, chosen, host, port, ctx, None)
+    _listener_needs(specs, tls_cert)
+    started = Startup(store, chosen, host, port, ctx, None, h2=h2 is not None)
     try:
         if lock:
             for peer in chosen:
                 claim = PeerLock(peer.name, peer.paths.dir)
                 claim.acquire()
                 started.locks.append(claim)
+        for spec in specs:
+            if spec.carrier is Carrier.H2 and bind:
+                started.sock = _bind(host, port)
+                started.port = int(started.sock.getsockname()[1])
+            elif spec.carrier is Carrier.WS and bind:
+                sock = _bind(spec.host, spec.port)
+                started.extra.append(BoundListener(spec.with_port(int(sock.getsockname()[1])), sock))
+            elif spec.carrier is not Carrier.H2:
+                started.extra.append(BoundListener(spec))
+        if h2 is None and started.extra:  # no HTTP/2: the first other listener's port is the one reported
+            started.port = started.extra[0].spec.port
         if bind:
-            try:
-                started.sock = listen_socket(host, port)
-            except UsageError as exc:
-                raise ServeError(StartupFailure.ADDRESS, str(exc)) from exc
-            started.port = int(started.sock.getsockname()[1])
             for claim in started.locks:
                 claim.record(started.url)
     except BaseException:
         started.close()
         raise
     return started
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        return listen_socket(host, port)
+    except UsageError as exc:
+        raise ServeError(StartupFailure.ADDRESS, str(exc)) from exc
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> Error | None:

@@ -45,7 +45,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import trio
 
@@ -93,8 +93,8 @@ def _boot_failure(index: int, code: int | None) -> ServeError:
 class _Config:
     root: str
     peers: list[str] | None
-    host: str
-    fd: int
+    listens: tuple[str, ...]  # every listener as bound (``--listen`` values)
+    fds: tuple[int, ...]  # the bound TCP listeners' sockets, in ``listens`` order
     runtime_dir: str
     tls_cert: str | None
     tls_key: str | None
@@ -104,11 +104,12 @@ class _Config:
     logs: LogOptions = LogOptions()
 
     def command(self, child: _Child) -> list[str]:
-        """The child's command line (``--listen`` only names the host: the socket is ``--listen-fd``)."""
+        """The child's command line (each TCP listener's socket is one ``--listen-fd``, in order)."""
         who = ["--peers", ",".join(self.peers)] if self.peers is not None else ["--all"]
+        listens = [arg for url in self.listens for arg in ("--listen", url)]
+        fds = [arg for fd in self.fds for arg in ("--listen-fd", str(fd))]
         cmd = [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", self.root, *who,
-               "--listen", f"{self.host}:0", "--quiet", "--workers", "1",
-               "--listen-fd", str(self.fd), "--worker-index", str(child.index),
+               *listens, "--quiet", "--workers", "1", *fds, "--worker-index", str(child.index),
                "--worker-dir", self.runtime_dir, "--port-file", child.ready_file, *self.logs.argv()]
         if self.tls_cert is not None and self.tls_key is not None:
             cmd += ["--tls-cert", self.tls_cert, "--tls-key", self.tls_key]
@@ -157,7 +158,7 @@ async def _keep(config: _Config, child: _Child,
         # itself; stdin is a pipe whose end tells a child its supervisor is gone.
         proc = await trio.lowlevel.open_process(config.command(child), stdin=subprocess.PIPE,
                                                 start_new_session=True,
-                                                pass_fds=(config.fd, *config.inherit))
+                                                pass_fds=(*config.fds, *config.inherit))
         child.process, child.ready = proc, False
         child.starts += 1
         began = trio.current_time()
@@ -229,7 +230,7 @@ async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope
         return
 
 
-def run_supervisor(root: str | None, peers: list[str] | None, listen: str, *, workers: int,
+def run_supervisor(root: str | None, peers: list[str] | None, listen: str | Sequence[str], *, workers: int,
                    tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
                    max_runs: int | None = None, quiet: bool = False, grace: float = 15.0,
                    logs: LogOptions | None = None) -> int:
@@ -243,12 +244,16 @@ def run_supervisor(root: str | None, peers: list[str] | None, listen: str, *, wo
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     with prepare(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key) as started:
-        assert started.sock is not None
         runtime_dir = tempfile.mkdtemp(prefix="peerbox-serve-")
         try:
-            banner = None if quiet else f"listening on {started.url} (peers: {', '.join(started.names)})"
+            banner = None if quiet else (f"listening on {', '.join(started.urls)} "
+                                         f"(peers: {', '.join(started.names)})")
+            socks = ([started.sock] if started.sock is not None else []) + [
+                b.sock for b in started.extra if b.sock is not None]
+            # The HTTP/2 listener first, then the others in order: how the children's --listen-fd line up.
             config = _Config(str(started.store.root), started.names if peers is not None else None,
-                             started.host, started.sock.fileno(), runtime_dir, tls_cert, tls_key, max_runs,
+                             tuple(started.listen_args), tuple(s.fileno() for s in socks), runtime_dir,
+                             tls_cert, tls_key, max_runs,
                              grace, started.lock_fds, logs if logs is not None else LogOptions())
             run_serving(functools.partial(supervise, config, workers, port=started.port, port_file=port_file,
                                           banner=banner))

@@ -116,11 +116,16 @@ def _read_bounded(path: Path, limit: int) -> tuple[bytes, tuple[int, int, int]]:
     return data, (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+#: The URL schemes a directory entry may name (the transports a client can pick from).
+_SCHEMES = frozenset({"http", "https", "ws", "wss", "nats"})
+
+
 def validate_url(url: object) -> str:
     """Return ``url`` normalized (no trailing ``/``) if it is a worker URL, else raise :class:`InvalidEntry`.
 
-    Accepted: ``http://HOST[:PORT]`` or ``https://HOST[:PORT]`` (IPv6 hosts in
-    brackets) with at most a trailing ``/``: no user info, path, query or
+    Accepted: ``http://``, ``https://`` (HTTP/2), ``ws://``, ``wss://`` (WebSocket) or
+    ``nats://`` (NATS) followed by ``HOST[:PORT]`` (IPv6 hosts in brackets) with at
+    most a trailing ``/``: no user info, path, query or
     fragment, printable ASCII only. The client adds ``/v1/exec`` itself.
     """
     if not isinstance(url, str):
@@ -135,8 +140,9 @@ def validate_url(url: object) -> str:
         port = parts.port
     except ValueError as exc:
         raise InvalidEntry(f"invalid URL {shown!r}: {exc}") from exc
-    if parts.scheme not in ("http", "https"):
-        raise InvalidEntry(f"invalid URL {shown!r}: the scheme must be http:// (h2c) or https:// (TLS)")
+    if parts.scheme not in _SCHEMES:
+        raise InvalidEntry(f"invalid URL {shown!r}: the scheme must be http:// (h2c), https:// (TLS), "
+                           "ws:// or wss:// (WebSocket) or nats:// (NATS)")
     if not parts.hostname:
         raise InvalidEntry(f"invalid URL {shown!r}: no host")
     if parts.username is not None or parts.password is not None:

@@ -25,6 +25,8 @@ from peerbox.net import Worker
 from peerbox.net._h2client import CALL_PATH, EXEC_PATH, REVOKE_PATH, H2Transport
 from peerbox.net._h2clientconn import Answer
 from peerbox.net._isolated import serve_isolated
+from peerbox.net._listeners import BoundListener, Carrier, ListenSpec
+from peerbox.net._serving import listen_socket
 from peerbox.net._shared import serve_worker
 from peerbox.wire import (KeyPair, Reply, make_call_request, make_request, make_revoke_request,
                           verify_reply)
@@ -35,32 +37,52 @@ __all__ = ["shared", "isolated", "MODES", "Caller", "Sent", "rejection"]
 Sent = tuple[int, str, bytes, bytes]
 
 
+def _ws_listener(ws: bool) -> list[BoundListener]:
+    """A WebSocket listener bound on a free loopback port (``ws`` False: none)."""
+    if not ws:
+        return []
+    sock = listen_socket("127.0.0.1", 0)
+    return [BoundListener(ListenSpec(Carrier.WS, "127.0.0.1", sock.getsockname()[1]), sock)]
+
+
 @asynccontextmanager
 async def shared(root: Path, peers: list[str] | None = None, *,
-                 max_runs: int = 2) -> AsyncIterator[tuple[str, Any]]:
-    """A shared-mode worker for ``peers`` (default bob and carol) under ``root``; yields (url, None)."""
+                 max_runs: int = 2, ws: bool = False) -> AsyncIterator[tuple[str, Any]]:
+    """A shared-mode worker for ``peers`` (default bob and carol) under ``root``; yields (url, None),
+    or with ``ws`` (url, the ``ws://`` URL of its WebSocket listener)."""
     worker = Worker(root, peers or ["bob", "carol"], max_runs=max_runs)
+    extra = _ws_listener(ws)
     try:
         async with trio.open_nursery() as n:
             port = await n.start(lambda task_status: serve_worker(
                 worker, host="127.0.0.1", port=0, quiet=True, handle_signals=False, grace=2.0,
-                task_status=task_status))
-            yield f"http://127.0.0.1:{port}", None
+                extra=extra, task_status=task_status))
+            yield f"http://127.0.0.1:{port}", extra[0].spec.argv if extra else None
             n.cancel_scope.cancel()
     finally:
         worker.close()
+        for bound in extra:
+            assert bound.sock is not None
+            bound.sock.close()
 
 
 @asynccontextmanager
 async def isolated(root: Path, peers: list[str] | None = None, *,
-                   max_runs: int = 2) -> AsyncIterator[tuple[str, Any]]:
-    """An isolated-mode router (one child process per peer); yields (url, None)."""
-    async with trio.open_nursery() as n:
-        port = await n.start(lambda task_status: serve_isolated(
-            str(root), peers or ["bob", "carol"], host="127.0.0.1", port=0, max_runs=max_runs, quiet=True,
-            handle_signals=False, grace=2.0, task_status=task_status))
-        yield f"http://127.0.0.1:{port}", None
-        n.cancel_scope.cancel()
+                   max_runs: int = 2, ws: bool = False) -> AsyncIterator[tuple[str, Any]]:
+    """An isolated-mode router (one child process per peer); yields (url, None), or with ``ws``
+    (url, the ``ws://`` URL of the router's WebSocket listener)."""
+    extra = _ws_listener(ws)
+    try:
+        async with trio.open_nursery() as n:
+            port = await n.start(lambda task_status: serve_isolated(
+                str(root), peers or ["bob", "carol"], host="127.0.0.1", port=0, max_runs=max_runs, quiet=True,
+                handle_signals=False, grace=2.0, extra=extra, task_status=task_status))
+            yield f"http://127.0.0.1:{port}", extra[0].spec.argv if extra else None
+            n.cancel_scope.cancel()
+    finally:
+        for bound in extra:
+            assert bound.sock is not None
+            bound.sock.close()
 
 
 MODES: dict[str, Callable[..., Any]] = {"shared": shared, "isolated": isolated}

@@ -19,11 +19,12 @@ Serving = Callable[..., AbstractContextManager[tuple[int, "subprocess.Popen[byte
 
 
 @contextmanager
-def _serving(root: Path, *args: str, timeout: float = 30.0,
-             stderr: Path | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def _serving(root: Path, *args: str, timeout: float = 30.0, stderr: Path | None = None,
+             quiet: bool = True) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """Run ``peerbox serve`` on a free loopback port; yield (port, process); SIGTERM, expect exit 0.
 
-    ``stderr``: a file that receives the server's stderr (its logs), readable while it serves."""
+    ``stderr``: a file that receives the server's stderr (its logs), readable while it serves;
+    ``quiet`` False: the "listening on" line is printed there too (after the port file is written)."""
     port_file = root / f"port-{time.monotonic_ns()}"
     err_file = None if stderr is None else open(stderr, "wb")  # noqa: SIM115 (closed below)
 
@@ -31,9 +32,13 @@ def _serving(root: Path, *args: str, timeout: float = 30.0,
         data = err if err is not None else stderr.read_bytes() if stderr is not None else b""
         return data.decode(errors="replace")[-2000:]
 
+    # The default HTTP/2 listener, unless the test names its own (a --listen that is not ws/wss/nats).
+    own_h2 = any(a == "--listen" and not b.startswith(("ws://", "wss://", "nats://"))
+                 for a, b in zip(args, args[1:], strict=False))
     proc = subprocess.Popen(
-        [*PEERBOX, "serve", "--root", str(root), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
-         "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE if err_file is None else err_file)
+        [*PEERBOX, "serve", "--root", str(root), *([] if own_h2 else ["--listen", "127.0.0.1:0"]),
+         "--port-file", str(port_file),
+         *(["--quiet"] if quiet else []), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE if err_file is None else err_file)
     try:
         deadline = time.monotonic() + timeout
         while not (port_file.exists() and port_file.read_text().strip()):
