@@ -294,10 +294,16 @@ class NatsBridge:
 
         def main() -> None:
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)  # this thread's loop (nats-py asks for it)
             self._loop = loop
             started.set()
             try:
                 loop.run_forever()
+                left = asyncio.all_tasks(loop)  # cancelled calls, nats-py's tasks of a closed client
+                for task in left:
+                    task.cancel()
+                if left:
+                    loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             finally:
                 loop.close()
 
@@ -321,6 +327,8 @@ class NatsBridge:
             log.warning("NATS %s: reconnected", shown)
 
         async def error(exc: Exception) -> None:
+            if self._nc is None:  # the first connection failed: raised to the caller, not logged
+                return
             log.warning("NATS %s: %s: %s", shown, type(exc).__name__, exc)
 
         async def closed() -> None:
@@ -329,11 +337,17 @@ class NatsBridge:
                 if self.on_closed is not None and self._token is not None:
                     _soon(self._token, self.on_closed)
 
+        # Two attempts, ``reconnect_wait`` apart, for the first connection (nats-py would retry it as
+        # many times as it reconnects, for ever with -1): a server that is not there is the caller's
+        # error now. Reconnecting is switched on once connected; nats-py reads these options when a
+        # connection drops.
         nc: NatsClient = await nats.connect(
             self.url, name=self.name, connect_timeout=max(1, round(self.connect_timeout)),
-            allow_reconnect=True, max_reconnect_attempts=self.max_reconnects,
+            allow_reconnect=False, max_reconnect_attempts=1,
             reconnect_time_wait=self.reconnect_wait, pending_size=self.pending_size,
             disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error, closed_cb=closed)
+        nc.options["allow_reconnect"] = True
+        nc.options["max_reconnect_attempts"] = self.max_reconnects
         return nc
 
     async def aclose(self) -> None:

@@ -175,13 +175,6 @@ class NatsTransport(Transport):
             raise UsageError(f"no NATS operation for the path {path or self.path!r}")
         deadline = trio.current_time() + timeout
         server, did = parse_nats_url(url)
-        if did is None:
-            try:
-                did = did_from_public_key(request_target(envelope))
-            except EnvelopeError as exc:
-                raise TransportError(f"{display_url(url)}: the envelope names no target: {exc}",
-                                     kind="protocol") from exc
-        subject = peer_subject(did, operation)
         conn: _Conn | None = None
         with trio.move_on_at(deadline):
             conn = await self._connection(server)
@@ -192,6 +185,13 @@ class NatsTransport(Transport):
         if limit and len(envelope) > limit:
             raise TransportError(f"{display_url(server)}: the envelope ({len(envelope)} bytes) is larger "
                                  f"than the NATS server's max_payload ({limit} bytes)", kind="protocol")
+        if did is None:
+            try:
+                did = did_from_public_key(request_target(envelope, max_size=max(len(envelope), 1)))
+            except EnvelopeError as exc:
+                raise TransportError(f"{display_url(url)}: the envelope names no target: {exc}",
+                                     kind="protocol") from exc
+        subject = peer_subject(did, operation)
         try:
             msg = await conn.request(subject, envelope, deadline)
         except TransportError as exc:
