@@ -276,13 +276,15 @@ class NatsServer:
         log = open(self.workdir / "nats-server.log", "ab")  # noqa: SIM115 (the process holds it)
         self.proc = subprocess.Popen(
             [str(nats_server_binary()), "-a", "127.0.0.1", "-p", str(self.port or -1), "-js",
-             "-sd", str(self.workdir / "jetstream"), "-c", str(self.config), "--ports_file_dir", str(ports_dir)],
+             "-sd", str(self.workdir / "jetstream"), "-c", str(self.config),
+             "--ports_file_dir", str(ports_dir)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited {self.proc.returncode}: see {self.workdir}/nats-server.log")
+                raise RuntimeError(f"nats-server exited {self.proc.returncode}: "
+                                   f"see {self.workdir}/nats-server.log")
             files = list(ports_dir.glob("*.ports"))
             if files and not self.port:
                 try:

@@ -42,7 +42,8 @@ def store(tmp_path: Path, demo_policy: str) -> peerbox.PeerStore:
 
 
 @asynccontextmanager
-async def served(kind: str, root: Path, request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Transport]]:
+async def served(kind: str, root: Path,
+                 request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Transport]]:
     """A worker for bob and carol under ``root`` on transport ``kind``: (its URL, a client transport)."""
     if kind == "h2":
         async with shared(root) as (url, _), H2Transport() as h2:
