@@ -5,7 +5,7 @@ one server process (``python bench/nats_bench.py --serve ROOT NATS_URL
 PORT_FILE``) running ONE :class:`~peerbox.net.Worker` behind both carriers
 at once: ``serve_worker`` (HTTP/2, h2c) and ``serve_nats``. This process is
 the client (``AsyncClient`` with :class:`H2Transport`, then with
-:class:`NatsTransport`): 64 calls in flight over one connection for a few
+:class:`NatsTransport`): 32 calls in flight over one connection (within one caller's admission queue) for a few
 seconds, alternating the carriers for 2 rounds (best of each). Every call is
 a full delegated call (sign, verify, policy, nonce, run ``params.x + 1``,
 sign the reply, verify it and its value). Worker CPU per call is the server
@@ -29,6 +29,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 TARGET_RATIO = 1.2
+INFLIGHT = 32
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -92,7 +93,7 @@ def serve(root: str, nats_url: str, port_file: str) -> None:
 
 
 def _load(root: Path, url: str, transport_kind: str, duration: float, server: int) -> tuple[float, float]:
-    """64 calls in flight on one connection for ``duration`` s: (calls/s, server CPU ms per call)."""
+    """INFLIGHT calls in flight on one connection for ``duration`` s: (calls/s, server CPU ms per call)."""
     import trio
 
     import peerbox
@@ -121,13 +122,57 @@ def _load(root: Path, url: str, transport_kind: str, duration: float, server: in
                     reply = await client.exec(entry, "params.x + 1", params={"x": i})
                     assert reply.value == i + 1
                     done += 1
-                    i += 64
+                    i += INFLIGHT
 
             async with trio.open_nursery() as n:
-                for k in range(64):
+                for k in range(INFLIGHT):
                     n.start_soon(stream, k)
             wall, cpu = time.perf_counter() - t0, _cpu(server) - cpu0
             return done / wall, 1000 * cpu / done
+
+    return trio.run(main)
+
+
+def _crossing(nats_url: str, n: int) -> tuple[float, float]:
+    """A trivial app behind ``serve_nats`` and a :class:`NatsTransport` client in this one process:
+    (wall µs per request one at a time, wall µs per request 32 in flight). What the bridges (four
+    thread crossings per request: client and server side, each way) and nats-py cost, no worker."""
+    import trio
+
+    import peerbox
+    from peerbox.net._http import HttpRequest, HttpResponse
+    from peerbox.net._natsclient import NatsTransport
+    from peerbox.net._natsserve import serve_nats
+
+    did = peerbox.wire.KeyPair.generate().did
+
+    async def app(req: HttpRequest) -> HttpResponse:
+        return HttpResponse(status=200, headers=(("content-type", "application/cose"),), body=req.body)
+
+    async def main() -> tuple[float, float]:
+        async with trio.open_nursery() as server:
+            await server.start(lambda task_status: serve_nats(app, nats_url, [("t", did)],
+                                                              task_status=task_status))
+            url = f"{nats_url}/{did}"
+            async with NatsTransport() as transport:
+                for _ in range(200):
+                    await transport.exec(url, b"x" * 300, 5.0)
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    await transport.exec(url, b"x" * 300, 5.0)
+                seq = (time.perf_counter() - t0) / n * 1e6
+
+                async def stream(count: int) -> None:
+                    for _ in range(count):
+                        await transport.exec(url, b"x" * 300, 5.0)
+
+                t0 = time.perf_counter()
+                async with trio.open_nursery() as m:
+                    for _ in range(INFLIGHT):
+                        m.start_soon(stream, n // INFLIGHT)
+                par = (time.perf_counter() - t0) / (INFLIGHT * (n // INFLIGHT)) * 1e6
+            server.cancel_scope.cancel()
+        return seq, par
 
     return trio.run(main)
 
@@ -154,6 +199,7 @@ def bench_nats(quick: bool) -> list[tuple[str, float, str]]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the bench server did not start")
                 time.sleep(0.05)
+            seq_us, par_us = _crossing(nats_url, 1000 if quick else 4000)
             urls = {"h2": f"http://127.0.0.1:{port_file.read_text().strip()}", "nats": nats_url}
             best: dict[str, tuple[float, float]] = {}
             for _ in range(2):
@@ -170,9 +216,11 @@ def bench_nats(quick: bool) -> list[tuple[str, float, str]]:
             nats.terminate()
             nats.wait(10)
     ratio = best["nats"][1] / best["h2"][1]
-    return [("HTTP/2 (h2c): calls/s, 64 in flight, 1 connection", best["h2"][0], "calls/s"),
+    return [("NATS round trip, trivial app, one process, one at a time", seq_us, "µs"),
+            (f"NATS round trip, trivial app, one process, {INFLIGHT} in flight (per request)", par_us, "µs"),
+            ("HTTP/2 (h2c): calls/s, 32 in flight, 1 connection", best["h2"][0], "calls/s"),
             ("HTTP/2 (h2c): worker CPU per call", best["h2"][1], "ms"),
-            ("NATS (loopback nats-server): calls/s, 64 in flight, 1 connection", best["nats"][0], "calls/s"),
+            ("NATS (loopback nats-server): calls/s, 32 in flight, 1 connection", best["nats"][0], "calls/s"),
             ("NATS: worker CPU per call", best["nats"][1], "ms"),
             (f"NATS / HTTP/2 worker CPU per call (target ≤ {TARGET_RATIO})", ratio, "×")]
 
