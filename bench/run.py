@@ -114,7 +114,8 @@ TRIVIAL_TARGET_US = 100.0
 
 ROW_NAMES = [w.name for w in WORKLOADS] + [
     "compile_frontend", "compile_wasmtime", "compile_total", "trivial_run", "trivial_compile_run",
-] + data_bench.ROW_NAMES + isolation.ROW_NAMES + ["policy", "logic", "hostile", "startup", "storage"] + network.ROW_NAMES
+] + data_bench.ROW_NAMES + isolation.ROW_NAMES + ["policy", "logic", "hostile", "startup", "storage",
+                                                  "nats"] + network.ROW_NAMES
 
 
 # -- rows -----------------------------------------------------------------------
@@ -438,6 +439,19 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
             *(f"| {r.title} | {ms(r.peerbox)} | {ms(r.us)} | {r.note} |" for r in storage),
             "",
         ]
+    nats_rows = [r for r in rows if r.group == "nats"]
+    if nats_rows:
+        lines += [
+            "## NATS next to HTTP/2 (issue 18)",
+            "",
+            "One worker served over HTTP/2 and NATS at once (`bench/nats_bench.py`), the same client, "
+            "alternating carriers, best of 2 rounds; CPU is the worker process's.",
+            "",
+            "| measure | value |",
+            "|---|---|",
+            *(f"| {r.title} | {r.us:.3f} {r.unit} |" for r in nats_rows),
+            "",
+        ]
     hostile = [r for r in rows if r.group == "hostile"]
     if hostile:
         lines += [
@@ -586,6 +600,12 @@ def main(argv: list[str] | None = None) -> int:
         for i, (label, w_ms, r_ms, note) in enumerate(bench_storage(args.quick)):
             rows.append(Row(f"storage_{i}", label, "", unit="ms", group="storage", peerbox=w_ms,
                             us=r_ms, note=note))
+    if wanted("nats"):
+        print("bench: NATS ...", file=sys.stderr, flush=True)
+        from nats_bench import bench_nats
+
+        for i, (label, value, unit) in enumerate(bench_nats(args.quick)):
+            rows.append(Row(f"nats_{i}", label, "", unit=unit, group="nats", us=value))
 
     if any(wanted(n) for n in network.ROW_NAMES):
         print("bench: network ...", file=sys.stderr, flush=True)

@@ -52,13 +52,14 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
         assert "PASS" in line or "MISS" in line, line
 
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
-    own_tables = ("policy", "network", "logic", "hostile", "startup", "storage")
+    own_tables = ("policy", "network", "logic", "hostile", "startup", "storage", "nats")
     assert [r["name"] for r in doc["rows"] if r["group"] not in own_tables] == ROWS
     storage = [r for r in doc["rows"] if r["group"] == "storage"]  # fs, sqlite, s3 (SeaweedFS)
     assert [r["title"].split()[0] for r in storage] == ["fs", "sqlite", "s3"], storage
     assert all(r["peerbox"] > 0 and r["us"] > 0 for r in storage), storage
     assert "## Storage backends" in proc.stdout
     assert any(r["group"] == "hostile" for r in doc["rows"])
+    assert sum(r["group"] == "nats" for r in doc["rows"]) == 7  # NATS next to HTTP/2, same run
     assert [r["rel"] for r in doc["rows"] if r["group"] == "startup"][0] == 1.0  # the reference
     _check_network(doc, table)
     assert "## Network" in proc.stdout

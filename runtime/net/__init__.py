@@ -27,11 +27,14 @@ In the order a request arrives::
     _startup     ``serve``'s start-up checks (root, peers, TLS, the peers' locks, the address): ``ServeError``
     _localchan   isolated mode's channel: length-prefixed frames on a socketpair, router and child ends
     _child       an isolated-mode child: one peer's Worker served over the channel
+    _natsserve   ``serve_nats``: the same app over NATS (queue group per peer, answers on the inbox)
+    _natsbridge  nats-py on its own thread and asyncio loop, used from trio (batched both ways)
 
 And the calling side::
 
     _client_errors  ``ClientError`` and its kinds: a call that got no verified reply (exit 7)
     _h2client    ``Transport``, ``H2Transport``: HTTP/2 over trio, one multiplexed connection per origin
+    _natsclient  ``NatsTransport``: an envelope per NATS request/reply, one connection per server
     _h2clientconn  one client HTTP/2 connection: reader, writer, deadline timer; a call parks its task
                  and the reader wakes it
     _client      ``Client``/``AsyncClient``: sign (exec, call, logic, revoke), send through a transport,

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ._envelope import (Request, Reply, TYP_REQUEST, TYP_REPLY, VERSION, make_request, open_request,
         verify_request, make_reply, make_denial, open_reply, verify_reply, check_delivery, preauthenticate,
         bad_field, require_field, check_public_key, check_typ_version, parse_addressing, check_signer,
-        parse_limits, MAX_EXEC_REQUEST, payload_head)
+        parse_limits, MAX_EXEC_REQUEST, payload_head, request_target)
     from ._call import (CallRequest, TYP_CALL, MAX_CALL_REQUEST, make_call_request, open_call_request,
         verify_call_request)
     from ._revoke import (RevokeRequest, TYP_REVOKE, MAX_REVOKE_REQUEST, make_revoke_request,
@@ -49,7 +49,7 @@ __all__ = ["IdentityError", "InvalidDid", "InvalidPublicKey", "KeyPair", "PUBLIC
            "make_reply", "make_denial", "open_reply", "verify_reply", "check_delivery", "preauthenticate",
            "bad_field", "require_field", "check_public_key", "check_typ_version", "parse_addressing",
            "check_signer", "parse_limits", "MAX_EXEC_REQUEST", "payload_head", "CallRequest", "TYP_CALL",
-           "MAX_CALL_REQUEST",
+           "MAX_CALL_REQUEST", "request_target",
            "make_call_request",
            "open_call_request", "verify_call_request", "RevokeRequest", "TYP_REVOKE", "MAX_REVOKE_REQUEST",
            "make_revoke_request", "open_revoke_request", "verify_revoke_request", "NonceStore",
@@ -96,6 +96,7 @@ __getattr__, __dir__ = attach(__name__, {
     "check_signer": "._envelope",
     "parse_limits": "._envelope",
     "payload_head": "._envelope",
+    "request_target": "._envelope",
     "CallRequest": "._call",
     "TYP_CALL": "._call",
     "MAX_CALL_REQUEST": "._call",

@@ -70,6 +70,7 @@ __all__ = [
     "verify_request",
     "open_request",
     "preauthenticate",
+    "request_target",
     "open_reply",
     "make_reply",
     "make_denial",
@@ -338,6 +339,26 @@ def preauthenticate(data: bytes, *, max_size: int = 1 << 20, signer_field: str =
                 raise EnvelopeError("bad_key", f"kid in the header is not the {signer_field} key")
         raise EnvelopeError("bad_signature", f"signature is not the {signer_field}'s over these bytes")
     return key
+
+
+def request_target(data: bytes, *, max_size: int = MAX_EXEC_REQUEST) -> bytes:
+    """The ``target`` key a request envelope (exec, call, logic, revoke) names, read without verifying it.
+
+    For a carrier that addresses peers by did (NATS: ``peerbox.<did>.exec``)
+    when the caller's URL names only the server: the envelope is the
+    caller's own. A skip-scan of the payload's first keys
+    (:func:`~peerbox.wire._cose.find_bstr_field`); a payload with many items
+    before ``target`` (large ``params``) is decoded strictly instead. Raises
+    :class:`EnvelopeError` (not a COSE_Sign1, no usable ``target``).
+    """
+    raw = scan1(data, max_size=max_size)
+    try:
+        found = find_bstr_field(raw.payload, "target", max_items=_MAX_ITEMS_BEFORE_SIGNER)
+    except EnvelopeError:  # too many items before it (or malformed: the decoding says which)
+        found = decode1(data, max_size=max_size).payload.get("target")
+    if found is None:
+        raise bad_field("missing field 'target'")
+    return check_public_key(found, "target")
 
 
 # ------------------------------------------------------------------ requests

@@ -3,7 +3,8 @@
 ``async with shared(root) as (url, _)`` runs a shared-mode worker in this
 process, ``isolated(root)`` a router with one child process per peer; both on
 a free loopback port and both stopped on exit. :data:`MODES` names them, so one
-test body runs against both. :class:`Caller` signs exec, call and revoke
+test body runs against both. ``on_nats(root, nats_url)`` serves a shared-mode
+worker through a NATS server instead. :class:`Caller` signs exec, call and revoke
 envelopes (any local peer's key, or a key from another root) and posts them
 through one :class:`H2Transport`, returning what came back unverified, so the
 tests see statuses, headers and refusals as a client would.
@@ -24,14 +25,16 @@ import peerbox
 from peerbox.net import Worker
 from peerbox.net._h2client import CALL_PATH, EXEC_PATH, REVOKE_PATH, H2Transport
 from peerbox.net._h2clientconn import Answer
+from peerbox.net._access import access_logged
 from peerbox.net._isolated import serve_isolated
 from peerbox.net._listeners import BoundListener, Carrier, ListenSpec
 from peerbox.net._serving import listen_socket
+from peerbox.net._natsserve import serve_nats
 from peerbox.net._shared import serve_worker
 from peerbox.wire import (KeyPair, Reply, make_call_request, make_request, make_revoke_request,
                           verify_reply)
 
-__all__ = ["shared", "isolated", "MODES", "Caller", "Sent", "rejection"]
+__all__ = ["shared", "isolated", "on_nats", "MODES", "Caller", "Sent", "rejection"]
 
 #: What :class:`Caller` gives back: (HTTP status, content type, body, the request's bytes).
 Sent = tuple[int, str, bytes, bytes]
@@ -64,6 +67,23 @@ async def shared(root: Path, peers: list[str] | None = None, *,
         for bound in extra:
             assert bound.sock is not None
             bound.sock.close()
+
+
+@asynccontextmanager
+async def on_nats(root: Path, nats_url: str, peers: list[str] | None = None, *,
+                  max_runs: int = 2) -> AsyncIterator[tuple[str, Worker]]:
+    """A shared-mode worker for ``peers`` (default bob and carol) answering through the NATS server at
+    ``nats_url`` (:func:`~peerbox.net._natsserve.serve_nats`, the worker's access-logged app, as
+    ``peerbox serve --listen nats://...`` serves it); yields (nats_url, the worker)."""
+    worker = Worker(root, peers or ["bob", "carol"], max_runs=max_runs)
+    try:
+        async with trio.open_nursery() as n:
+            url = await n.start(lambda task_status: serve_nats(
+                access_logged(worker.app, "nats"), nats_url, worker.peers, task_status=task_status))
+            yield url, worker
+            n.cancel_scope.cancel()
+    finally:
+        worker.close()
 
 
 @asynccontextmanager
