@@ -11,7 +11,9 @@ in isolated mode) turns its arguments into what it serves, in this order:
    certificate;
 4. no other ``peerbox serve`` serves any of these peers: each peer's
    :class:`PeerLock` (a non-blocking ``flock`` on ``<peer dir>/serve.lock``);
-5. the address is bound and listening (:func:`~peerbox.net._serving.listen_socket`).
+5. the address is bound and listening (:func:`~peerbox.net._serving.listen_socket`);
+6. each ``nats://`` listener's server answers: a TCP connection gets nats-server's ``INFO``
+   greeting within :data:`NATS_PROBE_TIMEOUT` s (:func:`probe_nats`).
 
 Each failure is a :class:`ServeError` (exit 2) whose ``failure`` says which
 step, raised before any child process starts, any port file is written or
@@ -49,10 +51,13 @@ from ..peer import Peer, PeerError, PeerNotFound, PeerStore, RootNotFound
 from ._listeners import BoundListener, Carrier, ListenSpec, nats_available, parse_listens
 from ._serving import listen_socket, tls_context
 
-__all__ = ["ServeError", "StartupFailure", "PeerLock", "Startup", "prepare", "run_serving", "LOCK_FILE"]
+__all__ = ["ServeError", "StartupFailure", "PeerLock", "Startup", "prepare", "run_serving", "LOCK_FILE",
+           "probe_nats", "NATS_PROBE_TIMEOUT"]
 
 #: The lock file in each served peer's directory.
 LOCK_FILE = "serve.lock"
+#: How long :func:`probe_nats` waits for a NATS server to connect and greet, in seconds.
+NATS_PROBE_TIMEOUT = 5.0
 
 
 class StartupFailure(enum.Enum):
@@ -62,7 +67,7 @@ class StartupFailure(enum.Enum):
     PEER = "peer"  # a named peer does not exist or does not load; no peer at all
     TLS = "tls"  # --tls-cert/--tls-key unreadable, not PEM, or not a pair
     PEER_SERVED = "peer_served"  # another peerbox serve holds the peer's lock
-    ADDRESS = "address"  # --listen cannot be bound (in use, not a local address, unknown host)
+    ADDRESS = "address"  # --listen cannot be bound (in use, not a local address, unknown host; no NATS server)
     WORKER = "worker"  # a worker or isolated child process exited (or hung) before it served
 
 
@@ -303,6 +308,8 @@ def prepare(root: str | None, peers: Sequence[str] | None, listen: str | Sequenc
                 sock = _bind(spec.host, spec.port)
                 started.extra.append(BoundListener(spec.with_port(int(sock.getsockname()[1])), sock))
             elif spec.carrier is not Carrier.H2:
+                if bind:
+                    probe_nats(spec)
                 started.extra.append(BoundListener(spec))
         if h2 is None and started.extra:  # no HTTP/2: the first other listener's port is the one reported
             started.port = started.extra[0].spec.port
@@ -313,6 +320,29 @@ def prepare(root: str | None, peers: Sequence[str] | None, listen: str | Sequenc
         started.close()
         raise
     return started
+
+
+def probe_nats(spec: ListenSpec, timeout: float = NATS_PROBE_TIMEOUT) -> None:
+    """Check that a NATS server answers at ``spec``'s host and port: a TCP connection whose first
+    bytes are nats-server's ``INFO`` greeting (what every NATS server sends first, TLS or not).
+
+    Raises :class:`ServeError` (``ADDRESS``, exit 2) when the connection fails or times out, or
+    something else answers. Done by the top-level process before anything is served, so that a
+    server that is down is one line and exit 2 in every mode (:func:`serve_nats` connecting later
+    would fail in each worker process instead, each with its own line). A server that goes down
+    after this check is still :func:`serve_nats`'s start-up failure.
+    """
+    where = f"{spec.host}:{spec.port}"
+    try:
+        with socket.create_connection((spec.host, spec.port), timeout=timeout) as sock:
+            greeting = sock.recv(5)
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ServeError(StartupFailure.ADDRESS, f"--listen {spec.text}: cannot connect to the NATS server "
+                         f"at {where}: {reason}") from exc
+    if greeting != b"INFO ":
+        raise ServeError(StartupFailure.ADDRESS, f"--listen {spec.text}: no NATS server at {where} (it did "
+                         "not greet with INFO)")
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -27,7 +27,7 @@ from peerbox.net._h2client import CALL_PATH, EXEC_PATH, REVOKE_PATH, H2Transport
 from peerbox.net._h2clientconn import Answer
 from peerbox.net._access import access_logged
 from peerbox.net._isolated import serve_isolated
-from peerbox.net._listeners import BoundListener, Carrier, ListenSpec
+from peerbox.net._listeners import BoundListener, Carrier, ListenSpec, parse_listen_url
 from peerbox.net._serving import listen_socket
 from peerbox.net._natsserve import serve_nats
 from peerbox.net._shared import serve_worker
@@ -40,33 +40,47 @@ __all__ = ["shared", "isolated", "on_nats", "MODES", "Caller", "Sent", "rejectio
 Sent = tuple[int, str, bytes, bytes]
 
 
-def _ws_listener(ws: bool) -> list[BoundListener]:
-    """A WebSocket listener bound on a free loopback port (``ws`` False: none)."""
-    if not ws:
-        return []
-    sock = listen_socket("127.0.0.1", 0)
-    return [BoundListener(ListenSpec(Carrier.WS, "127.0.0.1", sock.getsockname()[1]), sock)]
+def _listeners(ws: bool, nats: str | None) -> list[BoundListener]:
+    """The listeners besides HTTP/2: with ``ws`` a WebSocket one bound on a free loopback port, with
+    ``nats`` (a ``nats://`` URL) one subscribing on that NATS server."""
+    extra = []
+    if ws:
+        sock = listen_socket("127.0.0.1", 0)
+        extra.append(BoundListener(ListenSpec(Carrier.WS, "127.0.0.1", sock.getsockname()[1]), sock))
+    if nats is not None:
+        extra.append(BoundListener(parse_listen_url(nats)))
+    return extra
+
+
+def _ws_url(extra: list[BoundListener]) -> str | None:
+    """The ``ws://`` URL of the WebSocket listener among ``extra`` (None: there is none)."""
+    return next((b.spec.argv for b in extra if b.spec.carrier is Carrier.WS), None)
+
+
+def _close(extra: list[BoundListener]) -> None:
+    for bound in extra:
+        if bound.sock is not None:
+            bound.sock.close()
 
 
 @asynccontextmanager
 async def shared(root: Path, peers: list[str] | None = None, *,
-                 max_runs: int = 2, ws: bool = False) -> AsyncIterator[tuple[str, Any]]:
+                 max_runs: int = 2, ws: bool = False, nats: str | None = None) -> AsyncIterator[tuple[str, Any]]:
     """A shared-mode worker for ``peers`` (default bob and carol) under ``root``; yields (url, None),
-    or with ``ws`` (url, the ``ws://`` URL of its WebSocket listener)."""
+    or with ``ws`` (url, the ``ws://`` URL of its WebSocket listener). With ``nats`` (the URL of a
+    NATS server) it also answers there, as ``--listen nats://...`` does."""
     worker = Worker(root, peers or ["bob", "carol"], max_runs=max_runs)
-    extra = _ws_listener(ws)
+    extra = _listeners(ws, nats)
     try:
         async with trio.open_nursery() as n:
             port = await n.start(lambda task_status: serve_worker(
                 worker, host="127.0.0.1", port=0, quiet=True, handle_signals=False, grace=2.0,
                 extra=extra, task_status=task_status))
-            yield f"http://127.0.0.1:{port}", extra[0].spec.argv if extra else None
+            yield f"http://127.0.0.1:{port}", _ws_url(extra)
             n.cancel_scope.cancel()
     finally:
         worker.close()
-        for bound in extra:
-            assert bound.sock is not None
-            bound.sock.close()
+        _close(extra)
 
 
 @asynccontextmanager
@@ -88,21 +102,20 @@ async def on_nats(root: Path, nats_url: str, peers: list[str] | None = None, *,
 
 @asynccontextmanager
 async def isolated(root: Path, peers: list[str] | None = None, *,
-                   max_runs: int = 2, ws: bool = False) -> AsyncIterator[tuple[str, Any]]:
+                   max_runs: int = 2, ws: bool = False, nats: str | None = None) -> AsyncIterator[tuple[str, Any]]:
     """An isolated-mode router (one child process per peer); yields (url, None), or with ``ws``
-    (url, the ``ws://`` URL of the router's WebSocket listener)."""
-    extra = _ws_listener(ws)
+    (url, the ``ws://`` URL of the router's WebSocket listener); with ``nats`` the router also
+    answers through that NATS server (and forwards to the children, as over HTTP/2)."""
+    extra = _listeners(ws, nats)
     try:
         async with trio.open_nursery() as n:
             port = await n.start(lambda task_status: serve_isolated(
                 str(root), peers or ["bob", "carol"], host="127.0.0.1", port=0, max_runs=max_runs, quiet=True,
                 handle_signals=False, grace=2.0, extra=extra, task_status=task_status))
-            yield f"http://127.0.0.1:{port}", extra[0].spec.argv if extra else None
+            yield f"http://127.0.0.1:{port}", _ws_url(extra)
             n.cancel_scope.cancel()
     finally:
-        for bound in extra:
-            assert bound.sock is not None
-            bound.sock.close()
+        _close(extra)
 
 
 MODES: dict[str, Callable[..., Any]] = {"shared": shared, "isolated": isolated}

@@ -22,6 +22,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+
 import pytest
 import trio
 
@@ -31,6 +33,7 @@ from peerbox.net._transports import SchemeTransport
 from peerbox.peer import Directory
 from peerbox.wire import grant, make_request, verify_reply
 
+from ..conftest import NatsServer
 from ._serve_helpers import MODES, Caller
 from .conftest import Serving
 
@@ -40,8 +43,8 @@ os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test
 
 PEERBOX = [sys.executable, "-m", "peerbox"]
 
-#: The transports this branch has: the URL each test talks to (index into the worker's URLs).
-TRANSPORTS = ["h2", "ws"]
+#: Every transport: each test of the matrix runs over all of them (the key of the worker's URLs).
+TRANSPORTS = ["h2", "ws", "nats"]
 
 POLICY = """version = 2
 [[rule]]
@@ -62,11 +65,12 @@ export fn twice(x) { x * 2 }
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    """alice and bob; bob publishes ``api::twice`` and lets alice exec and call."""
+    """alice, bob and carol; bob publishes ``api::twice`` and lets alice exec and call (carol: nothing)."""
     root = tmp_path / "root"
     root.mkdir()
     store = peerbox.PeerStore(root)
     store.init("alice")
+    store.init("carol")
     bob = store.init("bob")
     (root / "peers" / "bob" / "policy.toml").write_text(POLICY)
     bob.paths.logic.mkdir(parents=True, exist_ok=True)
@@ -75,10 +79,11 @@ def root(tmp_path: Path) -> Path:
 
 
 @asynccontextmanager
-async def urls(mode: str, root: Path) -> AsyncIterator[dict[str, str]]:
-    """A worker of ``mode`` hosting bob on HTTP/2 and WebSocket; its URL per transport."""
-    async with MODES[mode](root, ["bob"], ws=True) as (h2, ws):
-        yield {"h2": h2, "ws": ws}
+async def urls(mode: str, root: Path, nats: str) -> AsyncIterator[dict[str, str]]:
+    """A worker of ``mode`` hosting bob on HTTP/2, WebSocket and the NATS server ``nats`` at once;
+    its URL per transport."""
+    async with MODES[mode](root, ["bob"], ws=True, nats=nats) as (h2, ws):
+        yield {"h2": h2, "ws": ws, "nats": nats}
 
 
 def pointed(root: Path, url: str) -> Directory:
@@ -90,9 +95,10 @@ def pointed(root: Path, url: str) -> Directory:
 
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_every_request_type_over_each_transport(root: Path, mode: str, transport: str) -> None:
+async def test_every_request_type_over_each_transport(root: Path, mode: str, transport: str,
+                                                      nats_server: NatsServer) -> None:
     store = peerbox.PeerStore(root)
-    async with urls(mode, root) as where:
+    async with urls(mode, root, nats_server.url) as where:
         directory = pointed(root, where[transport])
         async with peerbox.net.AsyncClient(store.get("alice").signing_key(), directory) as alice, \
                 peerbox.net.AsyncClient(store.get("bob").signing_key(), directory) as owner:
@@ -113,33 +119,41 @@ async def test_every_request_type_over_each_transport(root: Path, mode: str, tra
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-async def test_the_same_signed_bytes_get_the_same_answers_on_both_transports(root: Path, mode: str) -> None:
+async def test_the_same_signed_bytes_get_the_same_answers_on_every_transport(root: Path, mode: str,
+                                                                             nats_server: NatsServer) -> None:
     store = peerbox.PeerStore(root)
     caller = Caller(store, None, "")  # type: ignore[arg-type]  # signing only
     bob = store.get("bob").public_key
-    async with urls(mode, root) as where, SchemeTransport() as carrier:
+    async with urls(mode, root, nats_server.url) as where, SchemeTransport() as carrier:
         async def send(transport: str, path: str, data: bytes) -> tuple[int, bytes]:
             status, _, body = await carrier.exec(where[transport], data, 20.0, path=path)
             return status, body
 
         # One exec envelope: accepted on one carrier, a replay on the other; its reply verifies the same.
         request = make_request(caller.key("alice"), target=bob, script="[1, 2.5, \"x\"]", now=int(time.time()))
-        first, second = TRANSPORTS[0], TRANSPORTS[1]
-        status, body = await send(first, EXEC_PATH, request)
+        status, body = await send(TRANSPORTS[-1], EXEC_PATH, request)
         assert status == 200
         reply = verify_reply(body, target=bob, request_bytes=request)
         assert reply.ok and reply.value == [1, 2.5, "x"]
         replays = {t: await send(t, EXEC_PATH, request) for t in TRANSPORTS}
         assert {s for s, _ in replays.values()} == {409}
-        assert replays[first] == replays[second]  # byte for byte
+        assert len(set(replays.values())) == 1  # byte for byte
 
-        # A call, each carrier its own (fresh nonce), verifies to the same value.
-        values = []
-        for t in TRANSPORTS:
-            req = caller.call_request("api::twice", [5], sender="alice")
-            status, body = await send(t, CALL_PATH, req)
-            values.append((status, verify_reply(body, target=bob, request_bytes=req).value))
-        assert values == [(200, 10)] * len(TRANSPORTS)
+        # A call and a denial, each carrier its own (fresh nonce), verify to the same outcome.
+        def outcome(status: int, body: bytes, req: bytes) -> tuple[Any, ...]:
+            reply = verify_reply(body, target=bob, request_bytes=req)
+            return status, reply.ok, reply.denied, reply.value, reply.error
+
+        for sender, path, expected in (("alice", CALL_PATH, (200, True, False, 10)),
+                                       ("carol", CALL_PATH, (403, False, True)),
+                                       ("carol", EXEC_PATH, (403, False, True))):
+            outcomes = []
+            for t in TRANSPORTS:
+                req = (caller.call_request("api::twice", [5], sender=sender) if path == CALL_PATH else
+                       make_request(caller.key(sender), target=bob, script="5 * 2", now=int(time.time())))
+                outcomes.append(outcome(*await send(t, path, req), req))
+            assert outcomes[0][:len(expected)] == expected
+            assert all(o == outcomes[0] for o in outcomes), outcomes
 
         # A forged envelope and an envelope sent to the wrong endpoint: identical refusals.
         forged = request[:-1] + bytes([request[-1] ^ 1])
