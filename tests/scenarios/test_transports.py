@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -179,40 +179,98 @@ def _send(root: Path, script: Path, *extra: str) -> subprocess.CompletedProcess[
                            "--json", *extra], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("serve_args", [[], ["--workers", "2"], ["--mode", "isolated"]],
-                         ids=["shared", "workers2", "isolated"])
-def test_serve_listens_on_h2_and_ws_and_send_reaches_a_ws_entry(root: Path, serving: Serving,
-                                                                 serve_args: list[str], tmp_path: Path) -> None:
+SERVE_MODES = {"shared": [], "workers2": ["--workers", "2"], "isolated": ["--mode", "isolated"]}
+
+
+@pytest.mark.parametrize("how", list(SERVE_MODES))
+def test_serve_listens_on_every_transport_and_send_reaches_each(root: Path, serving: Serving, how: str,
+                                                                tmp_path: Path, nats_server: NatsServer) -> None:
     err = tmp_path / "serve.err"
     script = tmp_path / "s.rhai"
     script.write_text("6 * 7")
-    with serving(root, "--peers", "bob", "--listen", "ws://127.0.0.1:0", *serve_args, stderr=err,
-                 quiet=False) as (port, _):
+    with serving(root, "--peers", "bob", "--listen", "ws://127.0.0.1:0", "--listen", nats_server.url,
+                 *SERVE_MODES[how], stderr=err, quiet=False) as (port, _):
         shown = _listening(err)
         assert shown[0] == f"http://127.0.0.1:{port}" and shown[1].startswith("ws://127.0.0.1:")
+        assert shown[2] == nats_server.url
         for url in shown:
             pointed(root, url)
             done = _send(root, script)
             assert done.returncode == 0, done.stderr
             assert '"value": 42' in done.stdout
-    assert "transport=ws" in err.read_text()  # the access log names the carrier
+    logged = err.read_text()
+    for carrier in ("h2c", "ws", "nats"):  # the access log names the carrier
+        assert f"transport={carrier}" in logged, logged[-2000:]
 
 
-def test_directory_add_takes_a_ws_url_and_send_uses_it(root: Path, serving: Serving, tmp_path: Path) -> None:
+def _requests_by_process(port: int) -> dict[str, int]:
+    """``/metrics`` of a ``--workers N`` worker: the requests each process answered, by its index."""
+    done = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", f"http://127.0.0.1:{port}/metrics"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    counts: dict[str, int] = {}
+    for found in re.finditer(r'^peerbox_requests_total\{[^}]*process="(\d+)"[^}]*\} (\d+)$', done.stdout, re.M):
+        counts[found.group(1)] = counts.get(found.group(1), 0) + int(found.group(2))
+    return counts
+
+
+def test_workers_share_a_nats_queue_group(root: Path, serving: Serving, nats_server: NatsServer) -> None:
+    store = peerbox.PeerStore(root)
+    with serving(root, "--peers", "bob", "--workers", "2", "--listen", nats_server.url) as (port, _):
+        directory = pointed(root, nats_server.url)
+
+        async def many() -> list[Any]:
+            async with peerbox.net.AsyncClient(store.get("alice").signing_key(), directory) as alice:
+                return [(await alice.exec("bob", "params.i + 1", params={"i": i})).value for i in range(40)]
+
+        assert trio.run(many) == list(range(1, 41))
+        deadline = time.monotonic() + 30  # each process publishes its metrics every second or so
+        while True:
+            counts = _requests_by_process(port)
+            if sum(counts.values()) >= 40 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert sum(counts.values()) == 40, counts
+    assert set(counts) == {"0", "1"} and min(counts.values()) > 0, counts  # nats-server spread them
+
+
+@pytest.mark.parametrize("scheme", ["ws", "nats"])
+def test_directory_add_takes_the_url_and_send_and_call_use_it(root: Path, serving: Serving, tmp_path: Path,
+                                                              scheme: str, nats_server: NatsServer) -> None:
     err = tmp_path / "serve.err"
     script = tmp_path / "s.rhai"
     script.write_text("1 + 1")
-    with serving(root, "--peers", "bob", "--listen", "ws://127.0.0.1:0", stderr=err, quiet=False):
-        ws = _listening(err)[1]
-        added = subprocess.run([*PEERBOX, "directory", "add", "--root", str(root), "bob", ws],
+    listen = "ws://127.0.0.1:0" if scheme == "ws" else nats_server.url
+    with serving(root, "--peers", "bob", "--listen", listen, stderr=err, quiet=False):
+        url = _listening(err)[1]
+        assert url.startswith(f"{scheme}://")
+        added = subprocess.run([*PEERBOX, "directory", "add", "--root", str(root), "bob", url],
                                capture_output=True, text=True, timeout=30)
         assert added.returncode == 0, added.stderr
-        assert ws in subprocess.run([*PEERBOX, "directory", "list", "--root", str(root)], capture_output=True,
-                                    text=True, timeout=30).stdout
+        assert url in subprocess.run([*PEERBOX, "directory", "list", "--root", str(root)], capture_output=True,
+                                     text=True, timeout=30).stdout
         done = _send(root, script)
         assert done.returncode == 0 and '"value": 2' in done.stdout, done.stderr
-    done = _send(root, script, "--timeout", "5")  # the worker is gone: no answer over ws is exit 7
+        called = subprocess.run([*PEERBOX, "call", "--root", str(root), "--from", "alice", "--to", "bob",
+                                 "--args-json", "[21]", "--json", "api::twice"], capture_output=True, text=True,
+                                timeout=60)
+        assert called.returncode == 0 and '"value": 42' in called.stdout, called.stderr
+    assert f"transport={scheme}" in err.read_text()
+    done = _send(root, script, "--timeout", "5")  # the worker is gone: no answer is exit 7
     assert done.returncode == 7, done.stderr
+
+
+@pytest.mark.parametrize("how", list(SERVE_MODES))
+def test_a_nats_server_that_is_down_is_exit_2_before_listening(root: Path, how: str,
+                                                               nats_servers: Callable[[], NatsServer]) -> None:
+    server = nats_servers()
+    server.stop()  # its port is known and nothing answers there now
+    done = subprocess.run([*PEERBOX, "serve", "--root", str(root), "--listen", "127.0.0.1:0", "--listen",
+                           server.url, *SERVE_MODES[how]], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot connect to the NATS server" in lines[0] and server.url in lines[0], lines
+    assert "listening on" not in done.stderr
 
 
 @pytest.mark.parametrize("bad", ["ftp://127.0.0.1:1", "ws://127.0.0.1", "ws://127.0.0.1:1/path", "nope",
