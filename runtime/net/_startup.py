@@ -67,7 +67,7 @@ class StartupFailure(enum.Enum):
     PEER = "peer"  # a named peer does not exist or does not load; no peer at all
     TLS = "tls"  # --tls-cert/--tls-key unreadable, not PEM, or not a pair
     PEER_SERVED = "peer_served"  # another peerbox serve holds the peer's lock
-    ADDRESS = "address"  # --listen cannot be bound (in use, not a local address, unknown host; no NATS server)
+    ADDRESS = "address"  # --listen cannot be bound (in use, not local, unknown host), or no NATS server
     WORKER = "worker"  # a worker or isolated child process exited (or hung) before it served
 
 

@@ -12,7 +12,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -22,7 +24,8 @@ import peerbox.errors
 from peerbox.net import ServeError, StartupFailure
 from peerbox.net import _isolated
 from peerbox.net._child import child_command
-from peerbox.net._startup import LOCK_FILE, PeerLock, prepare, run_serving
+from peerbox.net._listeners import parse_listen_url
+from peerbox.net._startup import LOCK_FILE, PeerLock, prepare, probe_nats, run_serving
 
 
 @pytest.fixture
@@ -144,3 +147,27 @@ def test_the_lock_is_held_while_a_child_that_inherited_it_lives(store: peerbox.P
 def test_serve_error_is_a_usage_error_with_exit_2() -> None:
     assert issubclass(ServeError, peerbox.UsageError) and ServeError.exit_code == 2
     assert peerbox.errors.ServeError is ServeError
+
+
+def test_probe_nats_takes_a_nats_server_and_refuses_anything_else(nats_server: Any) -> None:
+    probe_nats(parse_listen_url(nats_server.url))  # a real server greets with INFO
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(ServeError, match="cannot connect to the NATS server") as nothing:
+        probe_nats(parse_listen_url(f"nats://127.0.0.1:{port}"))
+    assert nothing.value.failure is StartupFailure.ADDRESS
+    with socket.socket() as other:  # something that is not NATS: it speaks first, and not INFO
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+
+        def greet_wrongly() -> None:
+            conn, _ = other.accept()
+            with conn:
+                conn.sendall(b"SSH-2.0-x\r\n")  # read by the probe even once closed
+
+        thread = threading.Thread(target=greet_wrongly)
+        thread.start()
+        with pytest.raises(ServeError, match="no NATS server"):
+            probe_nats(parse_listen_url(f"nats://127.0.0.1:{other.getsockname()[1]}"), timeout=10.0)
+        thread.join()
