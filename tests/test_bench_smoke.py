@@ -28,7 +28,7 @@ ISO_ROWS = ["iso_a_python", "iso_a_python_fs", "iso_b_script", "iso_c_fs_read", 
             "iso_d_cli"]
 HOSTCALL_ROWS = ["hostcall_py_read", "hostcall_dispatch", "hostcall_fs_read"]
 NET_ROWS = ["net_anchor_64", "net_anchor_open", "net_shared_1", "net_call_1", "net_shared_64", "net_call_64",
-            "net_shared_open", "net_isolated_64", "net_isolated_open", "net_idle_peer"]
+            "net_shared_open", "net_isolated_64", "net_isolated_open", "net_ws_1", "net_ws_64", "net_idle_peer"]
 #: peerbox/call rows (issue 16): each note compares it with its exec twin measured in the same run
 NET_CALL_ROWS = {"net_call_1": "net_shared_1", "net_call_64": "net_shared_64"}
 #: The network rows with a target: each must come out PASS or MISS (measured), never "" or ERROR.
