@@ -322,7 +322,8 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
     if reply_cache and state is None:
         raise UsageError("--reply-cache needs --state nats://HOST:PORT (the cache lives in JetStream)")
     if workers > 1 and slot is None:
-        state_args = (["--state", state] if state is not None else []) + (["--reply-cache"] if reply_cache else [])
+        state_args = ((["--state", state] if state is not None else [])
+                      + (["--reply-cache"] if reply_cache else []))
         return run_supervisor(root, peers, listen, workers=workers, tls_cert=tls_cert, tls_key=tls_key,
                               port_file=port_file, max_runs=max_runs, quiet=quiet, logs=logs,
                               state_args=state_args)

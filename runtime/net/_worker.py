@@ -254,7 +254,8 @@ class Worker(Endpoints):
         ctx, store = self.contexts.get(name), self.contexts.store
         if self.state is None:
             return ExecHandler(ctx, store, clock=self.clock)
-        nonces, revocations = self.state.stores_for(ctx.peer, LocalRevocations(ctx.peer.paths.dir, store.index))
+        local = LocalRevocations(ctx.peer.paths.dir, store.index)
+        nonces, revocations = self.state.stores_for(ctx.peer, local)
         return ExecHandler(ctx, store, clock=self.clock, nonces=nonces, revocations=revocations)
 
     def health(self) -> dict[str, object]:

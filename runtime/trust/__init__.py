@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from ._outcome import LIMIT_KINDS, LimitKind, Outcome, Usage, exit_code, outcome_of
 
 __all__ = ["Admitted", "AnyAdmitted", "Envelope", "ExecHandler", "NONCE_FILE", "CallAdmitted",
-           "check_call_request", "run_call", "check_revoke_request", "LocalRevocations", "Revocations", "RATES_FILE", "RateDenial",
+           "check_call_request", "run_call", "check_revoke_request", "LocalRevocations", "Revocations",
+           "RATES_FILE", "RateDenial",
            "RateLimiter",
            "RateStoreError", "LogicAdmitted", "LogicRequest", "MAX_LOGIC_REQUEST",
            "TYP_LOGIC", "make_logic_request", "open_logic_request", "verify_logic_request", "Handled",
