@@ -213,3 +213,10 @@ def test_nonce_errors_are_typed(nats_servers: Callable[[], NatsServer]) -> None:
         server.stop()
         with pytest.raises(NonceStoreError, match="shared nonce store"):
             JetStreamNonces(state, b"\x01" * 32).seen_or_add(b"\x02" * 32, b"\x03" * 16, 100, 50)
+
+
+def test_serve_refuses_a_reply_cache_without_shared_state(tmp_path: Path) -> None:
+    from peerbox.net import run_shared
+
+    with pytest.raises(peerbox.UsageError, match="--reply-cache needs --state"):
+        run_shared(str(tmp_path), None, "127.0.0.1:0", reply_cache=True)
