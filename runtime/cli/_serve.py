@@ -78,6 +78,13 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     ps.add_argument("--workers", type=_positive, metavar="N",
                     help="shared mode: worker processes on the one address, each hosting every peer "
                     "(default: the number of CPUs; 1: serve in this process)")
+    ps.add_argument("--state", metavar="nats://HOST:PORT",
+                    help="keep the state workers share (nonces, revocations, the reply cache) in NATS "
+                    "JetStream key-value buckets on this server, so several workers can host one peer "
+                    "(default: SQLite files and lists under the root)")
+    ps.add_argument("--reply-cache", action="store_true",
+                    help="with --state: keep each signed answer until its request expires, so a client "
+                    "retrying the same signed bytes after a lost reply gets the same reply, not 'replay'")
     ps.add_argument("--quiet", action="store_true", help="do not print the 'listening on' line")
     add_log_arguments(ps)
     ps.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
@@ -125,6 +132,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.mode == "isolated":
         if args.workers is not None and args.workers > 1:
             raise UsageError("--workers applies to shared mode; isolated mode runs one process per peer")
+        if args.state is not None or args.reply_cache:
+            raise UsageError("--state and --reply-cache apply to shared mode (not yet to --mode isolated)")
         return net.run_isolated(args.root, _peer_list(args), _listens(args), tls_cert=args.tls_cert,
                             tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
                             quiet=args.quiet, logs=logs)
@@ -132,7 +141,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
                           quiet=args.quiet, exit_with_parent=args.exit_with_parent,
                           workers=workers, listen_fd=args.listen_fd, worker_index=args.worker_index,
-                          worker_dir=args.worker_dir, logs=logs)
+                          worker_dir=args.worker_dir, logs=logs, state=args.state,
+                          reply_cache=args.reply_cache)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ directory (:func:`publish_metrics`, four times a second when they changed).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -21,7 +22,7 @@ import os
 import logging
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import trio
@@ -37,9 +38,11 @@ from ._metrics import Metrics, render_processes
 from ._status import READY_PATH, STATUS_PATH, Readiness
 from ._listeners import BoundListener, Carrier, extra_listener, parse_listens
 from ._serving import serve_app, tls_context
-from ._startup import prepare, run_serving
+from ._jetstream import SharedStateError
+from ._startup import ServeError, StartupFailure, prepare, run_serving
 from ._supervisor import default_workers, run_supervisor
 from ._worker import Worker
+from ._workerstate import WorkerState
 
 __all__ = ["serve_worker", "run_shared", "WorkerSlot", "ProcessApp", "publish_metrics"]
 
@@ -291,7 +294,8 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
                max_runs: int | None = None, quiet: bool = False, exit_with_parent: bool = False,
                workers: int | None = 1, listen_fd: int | Sequence[int] | None = None,
                worker_index: int | None = None,
-               worker_dir: str | None = None, logs: LogOptions | None = None) -> int:
+               worker_dir: str | None = None, logs: LogOptions | None = None,
+               state: str | None = None, reply_cache: bool = False) -> int:
     """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM (or stdin EOF with
     ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0.
 
@@ -315,16 +319,51 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
     slot = _slot(listen, fds, worker_index, worker_dir) if (
         listen_fd is not None and worker_index is not None and worker_dir is not None) else None
     workers = default_workers() if workers is None else workers
+    if reply_cache and state is None:
+        raise UsageError("--reply-cache needs --state nats://HOST:PORT (the cache lives in JetStream)")
     if workers > 1 and slot is None:
+        state_args = ((["--state", state] if state is not None else [])
+                      + (["--reply-cache"] if reply_cache else []))
         return run_supervisor(root, peers, listen, workers=workers, tls_cert=tls_cert, tls_key=tls_key,
-                              port_file=port_file, max_runs=max_runs, quiet=quiet, logs=logs)
+                              port_file=port_file, max_runs=max_runs, quiet=quiet, logs=logs,
+                              state_args=state_args)
+    with _shared_state(state, reply_cache) as shared:
+        return _serve_one(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key, port_file=port_file,
+                          max_runs=max_runs, quiet=quiet, exit_with_parent=exit_with_parent, slot=slot,
+                          logs=logs, shared=shared)
+
+
+@contextlib.contextmanager
+def _shared_state(url: str | None, reply_cache: bool) -> Iterator[WorkerState | None]:
+    """The worker's shared state (``--state``; None without), open for the block. Raises
+    :class:`~peerbox.net._startup.ServeError` (exit 2) when JetStream cannot be reached."""
+    if url is None:
+        yield None
+        return
+    shared = WorkerState(url, reply_cache=reply_cache)
+    try:
+        shared.open()
+    except SharedStateError as exc:
+        raise ServeError(StartupFailure.STATE, f"--state: {exc}") from exc
+    try:
+        yield shared
+    finally:
+        shared.close()
+
+
+def _serve_one(root: str | None, peers: list[str] | None, listen: str | Sequence[str], *,
+               tls_cert: str | None, tls_key: str | None, port_file: str | None, max_runs: int | None,
+               quiet: bool, exit_with_parent: bool, slot: WorkerSlot | None, logs: LogOptions | None,
+               shared: WorkerState | None) -> int:
+    """Serve in this process (see :func:`run_shared`), with ``shared`` state if given."""
     logs = logs if logs is not None else LogOptions()
     if slot is not None or exit_with_parent:  # started by a supervisor, which checked and holds the peers
         specs = parse_listens(listen)
         h2 = next((s for s in specs if s.carrier is Carrier.H2), None)
         host, port = (h2.host, h2.port) if h2 is not None else ("127.0.0.1", 0)
         ctx = tls_context(tls_cert, tls_key)
-        worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent, audit=logs.audit)
+        worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent, audit=logs.audit,
+                        state=shared)
         serving = functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
                                     port_file=port_file, quiet=quiet, slot=slot, stop_on_stdin_eof=True,
                                     h2=h2 is not None, tls_files=(tls_cert, tls_key),
@@ -336,7 +375,7 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
                 worker.close()  # else a run is still going: leave its files to the process exit
         return 0
     with prepare(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key) as started:
-        worker = Worker(started.store.root, started.names, max_runs=max_runs, audit=logs.audit)
+        worker = Worker(started.store.root, started.names, max_runs=max_runs, audit=logs.audit, state=shared)
         try:
             run_serving(functools.partial(serve_worker, worker, host=started.host, port=started.port,
                                           ssl_context=started.ssl_context, port_file=port_file, quiet=quiet,

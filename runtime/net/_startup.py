@@ -69,6 +69,7 @@ class StartupFailure(enum.Enum):
     PEER_SERVED = "peer_served"  # another peerbox serve holds the peer's lock
     ADDRESS = "address"  # --listen cannot be bound (in use, not local, unknown host), or no NATS server
     WORKER = "worker"  # a worker or isolated child process exited (or hung) before it served
+    STATE = "state"  # --state: the shared state (NATS JetStream) cannot be reached or set up
 
 
 class ServeError(UsageError):

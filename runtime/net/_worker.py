@@ -69,7 +69,7 @@ import trio
 
 from .._errors import Error
 from ..peer import DEFAULT_ROTATION, AuditError, AuditLog, Contexts, Rotation
-from ..trust import AnyAdmitted, Envelope, ExecHandler, Handled
+from ..trust import AnyAdmitted, Envelope, ExecHandler, Handled, LocalRevocations
 from ..wire import EnvelopeError
 from ._access import ACCESS_LOG, access_rule, audit_record, current_note
 from ._admission import Admission, Ticket
@@ -79,6 +79,7 @@ from ._metrics import Unhandled
 from ._preauth import open_envelope
 from ._runpool import RUN_STACK_SIZE, RunPool
 from ._status import Readiness
+from ._workerstate import WorkerState
 
 __all__ = ["Worker"]
 
@@ -103,7 +104,7 @@ class _Call:
 
     __slots__ = ("body", "path", "envelope", "name", "token", "done", "handler", "admitted", "ticket",
                  "abandoned", "seconds", "handled", "unhandled", "message", "exc", "refused", "not_hosted",
-                 "response", "caller_did", "caller_name")
+                 "response", "caller_did", "caller_name", "cached")
 
     def __init__(self, body: bytes, path: str, envelope: Envelope | None,
                  token: trio.lowlevel.TrioToken) -> None:
@@ -127,6 +128,7 @@ class _Call:
         self.exc: BaseException | None = None
         self.caller_did: str | None = None  # set when the access or audit log wants them
         self.caller_name: str | None = None
+        self.cached: HttpResponse | None = None  # a retry's first answer, from the reply cache
 
 
 class Worker(Endpoints):
@@ -156,8 +158,11 @@ class Worker(Endpoints):
                  queue: int | None = None, per_caller_queue: int | None = None, owner_reserve: int = 1,
                  check_threads: int | None = None, clock: Callable[[], float] = time.time,
                  stack_size: int = RUN_STACK_SIZE, for_router: bool = False,
-                 cpu: int | None = None, audit: Rotation | None = DEFAULT_ROTATION) -> None:
+                 cpu: int | None = None, audit: Rotation | None = DEFAULT_ROTATION,
+                 state: WorkerState | None = None) -> None:
         super().__init__([])
+        #: shared state on JetStream (opened by the caller; None: each peer's SQLite files and lists)
+        self.state = state
         self.for_router = for_router
         self.contexts = Contexts(root)
         store = self.contexts.store
@@ -239,9 +244,19 @@ class Worker(Endpoints):
         with self._handlers_lock:
             handler = self._handlers.get(name)
             if handler is None:
-                handler = ExecHandler(self.contexts.get(name), self.contexts.store, clock=self.clock)
+                handler = self._open_handler(name)
                 self._handlers[name] = handler
             return handler
+
+    def _open_handler(self, name: str) -> ExecHandler:
+        """Peer ``name``'s handler: its own SQLite nonces and local revocation lists, or the shared
+        ones when the worker has :attr:`state`."""
+        ctx, store = self.contexts.get(name), self.contexts.store
+        if self.state is None:
+            return ExecHandler(ctx, store, clock=self.clock)
+        local = LocalRevocations(ctx.peer.paths.dir, store.index)
+        nonces, revocations = self.state.stores_for(ctx.peer, local)
+        return ExecHandler(ctx, store, clock=self.clock, nonces=nonces, revocations=revocations)
 
     def health(self) -> dict[str, object]:
         return {**super().health(), "in_flight": self.admission.running,
@@ -378,6 +393,8 @@ class Worker(Endpoints):
                             self._parked[ticket] = call
                             return None  # the thread that frees a slot for it runs it
             if ticket is None:
+                if self.state is not None and call.handled is not None:
+                    self._share_answer(call, self.state, env)
                 return self._answer(call)
         except BaseException as exc:  # a bug: answer 500, never lose the request
             call.unhandled, call.exc = "internal_error", exc
@@ -397,6 +414,8 @@ class Worker(Endpoints):
                 call.unhandled, call.exc = "internal_error", exc
             call.seconds += time.perf_counter() - start
             self._audit(call)
+            if self.state is not None and call.handled is not None and call.envelope is not None:
+                self._share_answer(call, self.state, call.envelope)
             with self._lock:
                 started = [self._parked.pop(t) for t in self.admission.release(call.ticket)]
             self._answer(call)
@@ -405,6 +424,14 @@ class Worker(Endpoints):
                 for other in started[1:]:
                     pool.submit(functools.partial(self._run_from, other))
             call = started[0] if started else None
+
+    def _share_answer(self, call: _Call, state: WorkerState, env: Envelope) -> None:
+        """With shared state: a ``replay`` whose first answer is in the reply cache gets that answer
+        (``call.cached``); any other signed answer is kept there before it leaves. Never raises."""
+        assert call.handled is not None
+        call.cached = state.replayed(env, call.handled)
+        if call.cached is None:
+            state.remember(env, call.handled, now=int(self.clock()), for_router=self.for_router)
 
     def _name_caller(self, call: _Call, handler: ExecHandler, env: Envelope) -> None:
         """Note the caller's did and name (for the access and audit logs); a names file that cannot be
@@ -486,6 +513,8 @@ class Worker(Endpoints):
 
     def _respond(self, call: _Call) -> HttpResponse:
         """Count and answer what happened to ``call`` (on the loop: the metrics live there)."""
+        if call.cached is not None:  # a retry of a request answered before: its answer again
+            return call.cached
         handled = call.handled
         if handled is not None:
             if handled.kind == "unavailable":  # the peer's storage or nonce database failed

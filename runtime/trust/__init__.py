@@ -9,6 +9,7 @@ In the order a request is handled::
     _call         ``peerbox/call``: the ``call`` decision, the published function and its
                   arguments, then a run of it with the owner's rights (``CallAdmitted``)
     _revoke       ``peerbox/revoke``: an issuer's revocation, recorded in the peer's list
+    _revocations  ``Revocations``: revoked token ids (an interface; ``LocalRevocations``: the files)
     _host         ``RequestHost``: what ``_call`` and ``_revoke`` use of the handler (a protocol)
     _logic_push   ``peerbox/logic`` requests: their format, ``logic.read``/``logic.write``
                   decisions, installing a module; answered like exec requests
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from ._exec import Admitted, AnyAdmitted, Envelope, ExecHandler, NONCE_FILE
     from ._call import CallAdmitted, check_call_request, run_call
     from ._revoke import check_revoke_request
+    from ._revocations import LocalRevocations, Revocations
     from ._rate import RATES_FILE, RateDenial, RateLimiter, RateStoreError
     from ._logic_push import (LogicAdmitted, LogicRequest, MAX_LOGIC_REQUEST, TYP_LOGIC, make_logic_request,
         open_logic_request, verify_logic_request)
@@ -38,7 +40,8 @@ if TYPE_CHECKING:
     from ._outcome import LIMIT_KINDS, LimitKind, Outcome, Usage, exit_code, outcome_of
 
 __all__ = ["Admitted", "AnyAdmitted", "Envelope", "ExecHandler", "NONCE_FILE", "CallAdmitted",
-           "check_call_request", "run_call", "check_revoke_request", "RATES_FILE", "RateDenial",
+           "check_call_request", "run_call", "check_revoke_request", "LocalRevocations", "Revocations",
+           "RATES_FILE", "RateDenial",
            "RateLimiter",
            "RateStoreError", "LogicAdmitted", "LogicRequest", "MAX_LOGIC_REQUEST",
            "TYP_LOGIC", "make_logic_request", "open_logic_request", "verify_logic_request", "Handled",
@@ -54,6 +57,8 @@ __getattr__, __dir__ = attach(__name__, {
     "check_call_request": "._call",
     "run_call": "._call",
     "check_revoke_request": "._revoke",
+    "LocalRevocations": "._revocations",
+    "Revocations": "._revocations",
     "RATES_FILE": "._rate",
     "RateDenial": "._rate",
     "RateLimiter": "._rate",

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from types import EllipsisType
 from typing import Any
 
-from ..wire import (REVOCATION_FILE, CallRequest, EnvelopeError, KeyPair, NonceStore,
-                    Request, RevocationList, RevokeRequest, check_delivery, did_from_public_key, make_denial,
+from ..wire import (CallRequest, EnvelopeError, KeyPair, NonceStore, ReplayGuard,
+                    Request, RevokeRequest, check_delivery, did_from_public_key, make_denial,
                     make_reply, open_call_request, open_request, open_revoke_request, verify_chain)
 from ..peer import Peer, PeerContext, PeerNames, PeerStore
 from .._errors import Error, LimitExceeded, ScriptError, ValueConversionError
@@ -56,6 +56,7 @@ from ._outcome import Outcome, Usage
 from ._logic_push import LogicAdmitted, LogicRequest, check_logic, check_logic_request, run_logic
 from ._rate import RATES_FILE, RateDenial, RateLimiter
 from ._revoke import check_revoke_request
+from ._revocations import LocalRevocations, Revocations
 
 __all__ = ["Handled", "Admitted", "AnyAdmitted", "Delivered", "Envelope", "ExecHandler", "NONCE_FILE"]
 
@@ -141,12 +142,19 @@ class ExecHandler:
     """
 
     def __init__(self, ctx: PeerContext, store: PeerStore, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, nonces: ReplayGuard | None = None,
+                 revocations: Revocations | None = None) -> None:
         self.ctx = ctx
         self.store = store
         self.key: KeyPair = ctx.peer.signing_key()
         self.policy = PolicyCache(ctx.peer.paths.policy)
-        self.nonces = NonceStore(os.fspath(ctx.peer.paths.dir / NONCE_FILE))
+        #: the replay guard (default: ``<peer dir>/nonces.sqlite``; a worker with shared state
+        #: passes a JetStream one); closed with the handler
+        self.nonces: ReplayGuard = (nonces if nonces is not None
+                                    else NonceStore(os.fspath(ctx.peer.paths.dir / NONCE_FILE)))
+        #: revoked token ids (default: the local peers' ``revoked.json``)
+        self.revocations: Revocations = (revocations if revocations is not None
+                                         else LocalRevocations(ctx.peer.paths.dir, self._local_peers))
         self.clock = clock
         self.owner_did = ctx.peer.did
         #: who a did is here: local peers, then the root's ``peers.toml`` (``caller.name``, ``who = NAME``)
@@ -501,9 +509,9 @@ class ExecHandler:
                        retry_after=denial.retry_seconds)
 
     def _revoked(self, token_id: bytes) -> bool:
-        """Revoked by any local peer (an issuer records its revocations in its own directory)."""
-        return any(RevocationList(p.paths.dir / REVOCATION_FILE).is_revoked(token_id)
-                   for p in self._local_peers().values())
+        """Revoked according to :attr:`revocations` (by default: by any local peer, as an issuer
+        records its revocations in its own directory)."""
+        return self.revocations.is_revoked(token_id)
 
     def deny(self, req: Delivered, now: int, denied: Denied) -> Handled:
         """The signed denial ``denied`` (of ``exec``, ``call``, ``revoke``...: its action, resource,

@@ -21,6 +21,7 @@ from ..run import Limits
 from ..wire import CallRequest, Request, RevokeRequest
 from ._handled import Handled
 from ._outcome import Outcome
+from ._revocations import Revocations
 
 if TYPE_CHECKING:  # a type only: importing it at run time would load wasmtime for a format check
     from ..peer import PeerContext
@@ -48,6 +49,7 @@ class RequestHost(Protocol):
     the methods there for what each does and raises)."""
 
     ctx: PeerContext
+    revocations: Revocations
     policy: PolicyCache
     owner_did: str
     clock: Callable[[], float]

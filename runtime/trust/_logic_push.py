@@ -49,7 +49,7 @@ from ..policy import Decision, GrantSet, PolicyCache
 from ..run import MAX_MODULE_SIZE, split_module_name
 from ..policy import Request as PolicyRequest
 from ..wasm_guests.lang import CompileLimits
-from ..wire import (VERSION, EnvelopeError, KeyPair, NonceStore, bad_field, check_delivery,
+from ..wire import (VERSION, EnvelopeError, KeyPair, ReplayGuard, bad_field, check_delivery,
                     check_public_key, check_signer, check_typ_version, decode1, did_from_public_key,
                     make_reply, parse_addressing, preauthenticate, require_field, sign1)
 from ._denials import capability_denied
@@ -65,7 +65,7 @@ class LogicHost(Protocol):
     ctx: PeerContext
     store: PeerStore
     key: KeyPair
-    nonces: NonceStore
+    nonces: ReplayGuard
     policy: PolicyCache
     owner_did: str
     clock: Callable[[], float]

@@ -13,8 +13,9 @@ answers it in the check phase (it never takes a run slot), in this order:
 4. the caller is this peer or the issuer of a link of the chain (UCAN-style:
    any issuer in the proof chain may revoke), else a signed denial of
    ``revoke`` (HTTP 403);
-5. the token's id is added to ``<peer dir>/revoked.json`` (atomic write,
-   fsync, ``flock``; revoking twice changes nothing) and the reply says
+5. the token's id is recorded in the handler's :class:`~peerbox.trust._revocations.Revocations`:
+   by default ``<peer dir>/revoked.json`` (atomic write, fsync, ``flock``), with shared state a
+   JetStream key-value bucket every worker watches (revoking twice changes nothing); the reply says
    ``{revoked: id hex, already: bool}``.
 
 From the next request on (of any process: the list is re-read when it
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 import time
 
-from ..wire import (REVOCATION_FILE, CapabilityError, RevocationList, RevokeRequest, decode_chain,
-                    token_id)
+from .._errors import Error
+from ..wire import CapabilityError, RevokeRequest, decode_chain, token_id
 from ..policy import DenialCause, Denied
 from ._handled import Handled
 from ._host import RequestHost
@@ -67,12 +68,10 @@ def check_revoke_request(handler: RequestHost, req: RevokeRequest) -> Handled:
     if req.caller != target and all(link.iss != req.caller for link in links):
         why = "only an issuer in the token's chain, or its subject, may revoke it"
         return handler.deny(req, now, Denied("revoke", None, DenialCause.NOT_PERMITTED, why))
-    revocations = RevocationList(handler.ctx.peer.paths.dir / REVOCATION_FILE)
     tid = token_id(req.token)
     try:
-        already = revocations.is_revoked(tid)
-        revocations.revoke_id(tid)
-    except CapabilityError as exc:  # the list exists but does not parse: its message names no host path
+        already = handler.revocations.revoke_id(tid)
+    except Error as exc:  # the list does not parse, the shared store is down: no host path in the message
         return handler.unavailable(req, now, exc, start)
     except OSError as exc:  # cannot write the list (disk full, permissions): no host path either
         return handler.failed(req, now, Outcome.SCRIPT_ERROR, {

@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     from ._envelope import (Request, Reply, TYP_REQUEST, TYP_REPLY, VERSION, make_request, open_request,
         verify_request, make_reply, make_denial, open_reply, verify_reply, check_delivery, preauthenticate,
         bad_field, require_field, check_public_key, check_typ_version, parse_addressing, check_signer,
-        parse_limits, MAX_EXEC_REQUEST, payload_head, request_target)
+        parse_limits, MAX_EXEC_REQUEST, payload_head, request_target, request_digest)
     from ._call import (CallRequest, TYP_CALL, MAX_CALL_REQUEST, make_call_request, open_call_request,
         verify_call_request)
     from ._revoke import (RevokeRequest, TYP_REVOKE, MAX_REVOKE_REQUEST, make_revoke_request,
         open_revoke_request, verify_revoke_request)
-    from ._nonces import NonceStore, NonceStoreError
+    from ._nonces import NonceStore, NonceStoreError, ReplayGuard
     from ._caps import (CapabilityError, Chain, Link, REVOCATION_FILE, RevocationList, decode_chain, delegate,
         grant, token_id, verify_chain)
 
@@ -49,11 +49,11 @@ __all__ = ["IdentityError", "InvalidDid", "InvalidPublicKey", "KeyPair", "PUBLIC
            "make_reply", "make_denial", "open_reply", "verify_reply", "check_delivery", "preauthenticate",
            "bad_field", "require_field", "check_public_key", "check_typ_version", "parse_addressing",
            "check_signer", "parse_limits", "MAX_EXEC_REQUEST", "payload_head", "CallRequest", "TYP_CALL",
-           "MAX_CALL_REQUEST", "request_target",
+           "MAX_CALL_REQUEST", "request_target", "request_digest",
            "make_call_request",
            "open_call_request", "verify_call_request", "RevokeRequest", "TYP_REVOKE", "MAX_REVOKE_REQUEST",
            "make_revoke_request", "open_revoke_request", "verify_revoke_request", "NonceStore",
-           "NonceStoreError", "CapabilityError", "Chain", "Link",
+           "NonceStoreError", "ReplayGuard", "CapabilityError", "Chain", "Link",
            "REVOCATION_FILE", "RevocationList", "decode_chain", "delegate", "grant", "token_id",
            "verify_chain"]
 
@@ -96,6 +96,7 @@ __getattr__, __dir__ = attach(__name__, {
     "check_signer": "._envelope",
     "parse_limits": "._envelope",
     "payload_head": "._envelope",
+    "request_digest": "._envelope",
     "request_target": "._envelope",
     "CallRequest": "._call",
     "TYP_CALL": "._call",
@@ -111,6 +112,7 @@ __getattr__, __dir__ = attach(__name__, {
     "verify_revoke_request": "._revoke",
     "NonceStore": "._nonces",
     "NonceStoreError": "._nonces",
+    "ReplayGuard": "._nonces",
     "CapabilityError": "._caps",
     "Chain": "._caps",
     "Link": "._caps",

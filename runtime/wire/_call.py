@@ -45,7 +45,7 @@ from ._envelope import (bad_field, check_delivery, check_public_key, check_signe
                         check_typ_version, parse_addressing, parse_limits, preauthenticate, request_digest,
                         payload_head, require_field)
 from ._identity import KeyPair
-from ._nonces import NonceStore
+from ._nonces import ReplayGuard
 
 __all__ = ["CallRequest", "TYP_CALL", "MAX_CALL_REQUEST", "MAX_MODULE_NAME", "make_call_request",
            "open_call_request", "verify_call_request", "open_signed"]
@@ -211,7 +211,7 @@ def verify_call_request(
     *,
     target: bytes,
     now: int,
-    nonces: NonceStore | None,
+    nonces: ReplayGuard | None,
     max_size: int = MAX_CALL_REQUEST,
     max_skew: int = 60,
     max_window: int = 3600,

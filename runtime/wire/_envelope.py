@@ -59,7 +59,7 @@ from collections.abc import Iterable, Mapping
 from ..policy import Denied
 from ._cose import EnvelopeError, Sign1, decode1, find_bstr_field, scan1, sign1, sign1_encoded
 from ._identity import PUBLIC_KEY_SIZE, InvalidPublicKey, KeyPair, validate_public_key
-from ._nonces import NonceStore
+from ._nonces import ReplayGuard
 from ._raw_value import check_value_cbor, payload_with_value
 from ._slice import field_bytes
 
@@ -270,7 +270,7 @@ def _parse_request(payload: dict[str, Any]) -> Request:
 
 
 def check_delivery(*, caller: bytes, target: bytes, nonce: bytes, iat: int, exp: int, expected_target: bytes,
-                   now: int, nonces: NonceStore | None, max_skew: int = 60, max_window: int = 3600) -> None:
+                   now: int, nonces: ReplayGuard | None, max_skew: int = 60, max_window: int = 3600) -> None:
     """The context half of verifying any request: ``wrong_target``, ``expired``,
     ``not_yet_valid``, ``window_too_long``, then (last, so only a request that
     passed everything else uses up its nonce) ``replay``. Raises :class:`EnvelopeError`."""
@@ -446,7 +446,7 @@ def verify_request(
     *,
     target: bytes,
     now: int,
-    nonces: NonceStore | None,
+    nonces: ReplayGuard | None,
     max_size: int = MAX_EXEC_REQUEST,
     max_skew: int = 60,
     max_window: int = 3600,
@@ -456,7 +456,7 @@ def verify_request(
 
     ``target`` is our own public key; ``now`` the current Unix time.
     ``nonces=None`` skips the replay check (for tests and tools only: a
-    server must pass its :class:`~peerbox.wire._nonces.NonceStore`). The request
+    server must pass its :class:`~peerbox.wire._nonces.ReplayGuard`). The request
     is valid while ``iat - max_skew <= now < exp``. Raises
     :class:`EnvelopeError` (and :class:`~peerbox.wire._nonces.NonceStoreError` if
     the nonce database fails); never another exception for any input bytes.

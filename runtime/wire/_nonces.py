@@ -53,12 +53,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Protocol
 
 from .._errors import Error, ExceptionMapping, UsageError, map_exceptions
 from .._sqlite import open_wal
 
-__all__ = ["NonceStore", "NonceStoreError", "PRUNE_EVERY", "MEMORY_ENTRIES"]
+__all__ = ["NonceStore", "NonceStoreError", "ReplayGuard", "PRUNE_EVERY", "MEMORY_ENTRIES"]
 
 #: Expired rows are deleted (and expired pairs dropped from memory) once this many pairs were written.
 PRUNE_EVERY = 256
@@ -86,6 +86,22 @@ class NonceStoreError(Error):
     """The nonce database cannot be opened or written (disk full, corrupt, locked, not a database)."""
 
     exit_code = 2
+
+
+class ReplayGuard(Protocol):
+    """What :func:`~peerbox.wire._envelope.check_delivery` needs of a replay store: the first-seen
+    check. :class:`NonceStore` (SQLite, one machine) is the default; a shared one (JetStream key-value,
+    :mod:`peerbox.net._jsstores`) lets several workers refuse each other's replays."""
+
+    def seen_or_add(self, caller: bytes, nonce: bytes, exp: int, now: int) -> bool:
+        """Record ``(caller, nonce)`` until ``exp``; ``True`` if it was already there (unexpired).
+        Returns only once the record is durable. Raises :class:`NonceStoreError` when the store
+        cannot answer (the request must then be refused: not knowing is not "unseen")."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store holds (idempotent)."""
+        ...
 
 
 def _store_errors(what: str) -> ExceptionMapping:

@@ -31,7 +31,7 @@ from ._cose import sign1
 from ._envelope import (bad_field, check_delivery, check_public_key, check_typ_version,
                         parse_addressing, payload_head, request_digest, require_field)
 from ._identity import KeyPair
-from ._nonces import NonceStore
+from ._nonces import ReplayGuard
 
 __all__ = ["RevokeRequest", "TYP_REVOKE", "MAX_REVOKE_REQUEST", "make_revoke_request", "open_revoke_request",
            "verify_revoke_request"]
@@ -107,7 +107,7 @@ def verify_revoke_request(
     *,
     target: bytes,
     now: int,
-    nonces: NonceStore | None,
+    nonces: ReplayGuard | None,
     max_size: int = MAX_REVOKE_REQUEST,
     max_skew: int = 60,
     max_window: int = 3600,

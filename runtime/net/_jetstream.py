@@ -1,0 +1,312 @@
+"""Shared state on NATS JetStream: one connection, its key-value buckets, callable from any thread.
+
+A worker started with ``peerbox serve --state nats://HOST:PORT`` keeps the
+state several workers must agree on in JetStream key-value buckets instead
+of SQLite files under its root (the stores themselves are
+:mod:`peerbox.net._jsstores`):
+
+=====================  ==============================================================  ==============
+bucket                 key → value                                                     expiry
+=====================  ==============================================================  ==============
+``peerbox-nonces``     ``<target>.<sha256(caller ‖ nonce)>`` → the envelope's ``exp``  the envelope's
+                                                                                       ``exp`` (per-
+                                                                                       message TTL),
+                                                                                       at most
+                                                                                       :data:`NONCE_MAX_AGE`
+``peerbox-revoked``    token id (hex) → ``{"at": unix time}``                          never
+``peerbox-directory``  peer name → ``{"did": ..., "url": ...}``                        never
+``peerbox-replies``    ``<target>.<request hash>`` → the signed answer                 the request's
+                                                                                       ``exp``, at most
+                                                                                       ``reply_ttl``;
+                                                                                       oldest first
+                                                                                       beyond
+                                                                                       ``reply_bytes``
+=====================  ==============================================================  ==============
+
+(``<target>`` is the first 16 hex digits of SHA-256 of the target peer's public key: one
+bucket serves every peer, and a key is a valid, bounded subject token.)
+
+:class:`JetStreamState` is synchronous on purpose: the trust path checks a
+request on a worker's pool thread, so each store call hands a coroutine to the
+connection's own asyncio loop (a thread of its own, like
+:class:`~peerbox.net._natsbridge.NatsBridge`) and waits for its future. Calls
+from many pool threads are in flight at once on the one connection
+(pipelined: JetStream acknowledges each publish on a shared reply
+subscription), so a request costs one key-value round trip, not a queue
+behind the others. What nats-py and asyncio raise is turned into
+:class:`SharedStateError` here (:meth:`JetStreamState.call`) and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from .._errors import Error, UsageError
+from ._natsbridge import NATS_SCHEME, display_url
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
+    from nats.js.client import JetStreamContext
+    from nats.js.kv import KeyValue
+
+__all__ = ["JetStreamState", "SharedStateError", "NONCE_MAX_AGE", "NONCE_BUCKET", "REVOKED_BUCKET",
+           "DIRECTORY_BUCKET", "REPLY_BUCKET", "REPLY_TTL", "REPLY_BYTES", "target_token"]
+
+log = logging.getLogger("peerbox.state")
+
+#: The longest a nonce must be remembered: an envelope is valid at most 3600 s (``max_window`` of
+#: :func:`~peerbox.wire.check_delivery`) and may be issued 60 s ahead (``max_skew``), so its ``exp``
+#: is at most 3660 s after the moment it is checked. The bucket's ``max_age``; each key also
+#: expires on its own at the envelope's ``exp`` (a per-message TTL).
+NONCE_MAX_AGE = 3660.0
+NONCE_BUCKET = "peerbox-nonces"
+REVOKED_BUCKET = "peerbox-revoked"
+DIRECTORY_BUCKET = "peerbox-directory"
+REPLY_BUCKET = "peerbox-replies"
+#: Default bound on how long a cached reply is kept (it also goes when its request expires).
+REPLY_TTL = 600.0
+#: Default bound on the reply cache's size (bytes; the oldest replies go first beyond it).
+REPLY_BYTES = 256 << 20
+
+_T = TypeVar("_T")
+
+
+class SharedStateError(Error):
+    """The shared state (NATS JetStream) cannot be reached or refused an operation: no server, a
+    timeout, the connection closed, a bucket that cannot be created. A request that needed it is
+    refused (signed ``unavailable``), never answered as if the state had said yes."""
+
+    exit_code = 7
+
+
+def target_token(public_key: bytes) -> str:
+    """The key prefix of one peer's entries: 16 hex digits of SHA-256 of its public key."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def _translate(exc: BaseException, what: str) -> SharedStateError:
+    """``exc`` (from nats-py, asyncio or the future) as a :class:`SharedStateError` about ``what``."""
+    if isinstance(exc, (concurrent.futures.TimeoutError, asyncio.TimeoutError)):
+        reason = "timed out"
+    else:
+        reason = str(exc) or type(exc).__name__
+    return SharedStateError(f"JetStream {what}: {reason}")
+
+
+class JetStreamState:
+    """One NATS connection to JetStream for shared state, on its own thread and asyncio loop.
+
+    ``JetStreamState(url)`` then :meth:`open` (synchronous: connects and
+    creates or opens the buckets of the module docstring) and :meth:`close`.
+    ``timeout`` (s) bounds every store operation (a server that does not
+    acknowledge in time is an error: the request is refused, not run).
+    ``replies``: keep the reply cache bucket (``reply_ttl`` s,
+    ``reply_bytes`` bytes at most). Raises :class:`SharedStateError` (no
+    server, JetStream off, a bucket refused) and :class:`~peerbox.UsageError`
+    (not a ``nats://`` URL, nats-py missing).
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0, connect_timeout: float = 5.0,
+                 replies: bool = False, reply_ttl: float = REPLY_TTL, reply_bytes: int = REPLY_BYTES,
+                 name: str = "peerbox-state") -> None:
+        parts = urlsplit(url)
+        if parts.scheme != NATS_SCHEME or not parts.hostname:
+            raise UsageError(f"not a NATS server URL for --state: {display_url(url)!r} "
+                             "(expected nats://HOST[:PORT])")
+        if timeout <= 0 or reply_ttl <= 0 or reply_bytes <= 0:
+            raise UsageError("the state timeout, reply TTL and reply cache size must be positive")
+        self.url = url
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.with_replies = replies
+        self.reply_ttl = reply_ttl
+        self.reply_bytes = reply_bytes
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._buckets: dict[str, KeyValue] = {}
+        self._closed = False
+        #: calls to :meth:`call` and those that failed (for metrics and tests)
+        self.calls = 0
+        self.failures = 0
+
+    @property
+    def shown(self) -> str:
+        """The server's URL without credentials (for messages)."""
+        return display_url(self.url)
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def open(self) -> JetStreamState:
+        """Start the thread, connect, create or open the buckets; returns self. Raises
+        :class:`SharedStateError` or :class:`~peerbox.UsageError` (see the class)."""
+        if self._thread is not None:
+            raise UsageError("this JetStream state is already open")
+        try:
+            import nats
+        except ImportError as exc:
+            raise UsageError("--state nats:// needs the NATS client: pip install 'peerbox[nats]'") from exc
+        started = threading.Event()
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            started.set()
+            try:
+                loop.run_forever()
+                left = asyncio.all_tasks(loop)
+                for task in left:
+                    task.cancel()
+                if left:
+                    loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=main, name=f"jetstream {self.shown}", daemon=True)
+        self._thread.start()
+        started.wait()
+        try:
+            self.call(lambda: self._connect(nats), f"connect to {self.shown}",
+                      timeout=self.connect_timeout + self.timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    async def _connect(self, nats: Any) -> None:
+        shown = self.shown
+
+        async def disconnected() -> None:
+            if not self._closed:
+                log.warning("JetStream %s: disconnected; reconnecting", shown)
+
+        async def reconnected() -> None:
+            log.warning("JetStream %s: reconnected", shown)
+
+        async def error(exc: Exception) -> None:
+            if self._nc is not None:
+                log.warning("JetStream %s: %s: %s", shown, type(exc).__name__, exc)
+
+        nc = await nats.connect(self.url, name=self.name, connect_timeout=max(1, round(self.connect_timeout)),
+                                allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.5,
+                                disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error)
+        nc.options["allow_reconnect"] = True
+        nc.options["max_reconnect_attempts"] = -1
+        self._nc = nc
+        js = self._js = nc.jetstream(timeout=self.timeout)
+        await self._bucket(NONCE_BUCKET, ttl=NONCE_MAX_AGE)
+        await self._bucket(REVOKED_BUCKET)
+        await self._bucket(DIRECTORY_BUCKET)
+        if self.with_replies:
+            await self._reply_bucket(js)
+
+    async def _bucket(self, name: str, *, ttl: float | None = None) -> KeyValue:
+        """Open bucket ``name``, creating it (history 1, file storage) if it does not exist."""
+        import nats.js.errors as jse
+
+        assert self._js is not None
+        try:
+            kv = await self._js.key_value(name)
+        except jse.BucketNotFoundError:
+            kv = await self._js.create_key_value(bucket=name, history=1, ttl=ttl)
+        self._buckets[name] = kv
+        return kv
+
+    async def _reply_bucket(self, js: JetStreamContext) -> None:
+        """The reply cache: a key-value bucket whose stream drops the oldest replies when full
+        (``discard: old``; nats-py's own buckets refuse new writes instead)."""
+        import nats.js.api as api
+        import nats.js.errors as jse
+
+        try:
+            self._buckets[REPLY_BUCKET] = await js.key_value(REPLY_BUCKET)
+            return
+        except jse.BucketNotFoundError:
+            pass
+        await js.add_stream(api.StreamConfig(
+            name=f"KV_{REPLY_BUCKET}", subjects=[f"$KV.{REPLY_BUCKET}.>"], allow_direct=True,
+            allow_rollup_hdrs=True, allow_msg_ttl=True, deny_delete=True, discard=api.DiscardPolicy.OLD,
+            duplicate_window=min(120.0, self.reply_ttl), max_age=self.reply_ttl, max_bytes=self.reply_bytes,
+            max_msgs=-1, max_msgs_per_subject=1, max_consumers=-1, num_replicas=1,
+            storage=api.StorageType.FILE))
+        self._buckets[REPLY_BUCKET] = await js.key_value(REPLY_BUCKET)
+
+    def close(self) -> None:
+        """Close the connection and end the thread. Idempotent; never raises for NATS trouble."""
+        if self._closed:
+            return
+        self._closed = True
+        loop, thread, nc = self._loop, self._thread, self._nc
+        if loop is not None and nc is not None and not loop.is_closed():
+            try:
+                asyncio.run_coroutine_threadsafe(nc.close(), loop).result(timeout=5)
+            except Exception as exc:  # noqa: BLE001 (closing anyway)
+                log.debug("JetStream %s: closing: %s", self.shown, exc)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+        self._nc = None
+
+    def __enter__(self) -> JetStreamState:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def bucket(self, name: str) -> KeyValue:
+        """An open bucket (:data:`NONCE_BUCKET`...). Raises :class:`SharedStateError` when it was not
+        opened (the reply cache without ``replies``, or the state not open)."""
+        kv = self._buckets.get(name)
+        if kv is None:
+            raise SharedStateError(f"JetStream {self.shown}: bucket {name} is not open")
+        return kv
+
+    def call(self, make: Callable[[], Coroutine[Any, Any, _T]], what: str, *,
+             timeout: float | None = None) -> _T:
+        """Run the coroutine ``make()`` on the connection's loop and wait for it (at most ``timeout``
+        s, default :attr:`timeout` plus a second); its result. Call it from any thread but the
+        loop's. Raises :class:`SharedStateError` naming ``what`` for whatever nats-py, asyncio or
+        the wait raised (a :class:`~peerbox.Error` raised inside passes through)."""
+        loop = self._loop
+        self.calls += 1
+        if loop is None or self._closed or loop.is_closed():
+            self.failures += 1
+            raise SharedStateError(f"JetStream {what}: the connection to {self.shown} is closed")
+        nc = self._nc
+        if nc is not None and not nc.is_connected:
+            # fail now rather than let nats-py buffer the write until it reconnects: a write that
+            # lands after its caller gave up would record a nonce for a request answered "unavailable"
+            self.failures += 1
+            raise SharedStateError(f"JetStream {what}: not connected to {self.shown} (reconnecting)")
+        fut = asyncio.run_coroutine_threadsafe(make(), loop)
+        try:
+            return fut.result(timeout=timeout if timeout is not None else self.timeout + 1.0)
+        except Error:
+            self.failures += 1
+            raise
+        except Exception as exc:
+            self.failures += 1
+            fut.cancel()
+            raise _translate(exc, what) from exc
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        """Start ``coro`` on the connection's loop without waiting (a watcher). Raises
+        :class:`SharedStateError` when the state is closed."""
+        loop = self._loop
+        if loop is None or self._closed or loop.is_closed():
+            coro.close()
+            raise SharedStateError(f"JetStream: the connection to {self.shown} is closed")
+        return asyncio.run_coroutine_threadsafe(coro, loop)
