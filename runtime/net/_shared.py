@@ -191,7 +191,7 @@ class ProcessApp:
                     processes[index] = Metrics.from_snapshot(json.loads(f.read(1 << 20)))
             except (OSError, ValueError, TypeError, KeyError, AttributeError):
                 continue
-        return render_processes(processes)
+        return render_processes(processes, worker=self.worker.worker_name)
 
 
 async def publish_metrics(metrics: Metrics, path: str, interval: float = PUBLISH_INTERVAL) -> None:
@@ -291,7 +291,7 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
                max_runs: int | None = None, quiet: bool = False, exit_with_parent: bool = False,
                workers: int | None = 1, listen_fd: int | Sequence[int] | None = None,
                worker_index: int | None = None,
-               worker_dir: str | None = None, logs: LogOptions | None = None) -> int:
+               worker_dir: str | None = None, logs: LogOptions | None = None, name: str = "") -> int:
     """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM (or stdin EOF with
     ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0.
 
@@ -302,7 +302,8 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
     clients directly). ``exit_with_parent`` (the hidden ``--exit-with-parent``)
     is given to isolated mode's children only: their answers go to its router, so they
     name denied actions for it too. ``logs``: the log options, handed to every process (its
-    audit rotation to the worker; default :class:`~peerbox.net._logsetup.LogOptions`). Raises
+    audit rotation to the worker; default :class:`~peerbox.net._logsetup.LogOptions`). ``name``: the
+    ``worker`` label of its ``/metrics`` series (``serve --name``; empty: none). Raises
     :class:`~peerbox.net._startup.ServeError` (exit 2) for whatever keeps it from starting:
     the root, a peer, the TLS files, a peer served by another process, the address
     (:func:`~peerbox.net._startup.prepare`, in the top-level process only: a supervised
@@ -317,7 +318,7 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
     workers = default_workers() if workers is None else workers
     if workers > 1 and slot is None:
         return run_supervisor(root, peers, listen, workers=workers, tls_cert=tls_cert, tls_key=tls_key,
-                              port_file=port_file, max_runs=max_runs, quiet=quiet, logs=logs)
+                              port_file=port_file, max_runs=max_runs, quiet=quiet, logs=logs, name=name)
     logs = logs if logs is not None else LogOptions()
     if slot is not None or exit_with_parent:  # started by a supervisor, which checked and holds the peers
         specs = parse_listens(listen)
@@ -325,6 +326,7 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
         host, port = (h2.host, h2.port) if h2 is not None else ("127.0.0.1", 0)
         ctx = tls_context(tls_cert, tls_key)
         worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent, audit=logs.audit)
+        worker.worker_name = name
         serving = functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
                                     port_file=port_file, quiet=quiet, slot=slot, stop_on_stdin_eof=True,
                                     h2=h2 is not None, tls_files=(tls_cert, tls_key),
@@ -337,6 +339,7 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
         return 0
     with prepare(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key) as started:
         worker = Worker(started.store.root, started.names, max_runs=max_runs, audit=logs.audit)
+        worker.worker_name = name
         try:
             run_serving(functools.partial(serve_worker, worker, host=started.host, port=started.port,
                                           ssl_context=started.ssl_context, port_file=port_file, quiet=quiet,
