@@ -18,7 +18,8 @@ to stop its servers. The servers are its children: killing it (even SIGKILL)
 takes SeaweedFS down with it (``PR_SET_PDEATHSIG``), nats-server on SIGTERM.
 
 For development only: loopback, one identity allowed everything, no TLS.
-Failures (a server missing or not starting) are :class:`DevError`, exit 2.
+Failures (a server missing or not starting, a process that does not stop) are
+:class:`~peerbox.UsageError` (exit 2; :class:`~peerbox.net.LocalNatsError` for nats-server).
 """
 
 from __future__ import annotations
@@ -37,17 +38,13 @@ from typing import Any
 
 from .._errors import Error, UsageError
 
-__all__ = ["add_parsers", "cmd_dev_up", "cmd_dev_down", "cmd_dev_env", "DevError", "COMMANDS", "state_file"]
+__all__ = ["add_parsers", "cmd_dev_up", "cmd_dev_down", "cmd_dev_env", "COMMANDS", "state_file"]
 
 #: The subcommand this module adds.
 COMMANDS = ("dev",)
 _STATE = "dev.json"
 _START_TIMEOUT = 150.0
 _STOP_TIMEOUT = 30.0
-
-
-class DevError(UsageError):
-    """The local services could not be started or stopped (exit 2); the message says why."""
 
 
 def _default_dir() -> str:
@@ -119,7 +116,7 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
     """Start the servers (detached, or in this process with ``--foreground``); print the exports.
 
     Already running under the same ``--dir``: print its exports, exit 0. Raises
-    :class:`DevError` when a server cannot start (the message quotes its log).
+    :class:`~peerbox.UsageError` when a server cannot start (the message quotes its log).
     """
     directory = Path(args.dir or _default_dir()).resolve()
     if args.foreground:
@@ -140,14 +137,14 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
         if proc.poll() is not None or time.monotonic() > deadline:
             if proc.poll() is None:
                 proc.terminate()
-            raise DevError(f"the local servers did not start: {_tail(directory / 'dev.log')}")
+            raise UsageError(f"the local servers did not start: {_tail(directory / 'dev.log')}")
         time.sleep(0.1)
     _show(state)
     return 0
 
 
 def _foreground(directory: Path) -> int:
-    """Run both servers until SIGINT/SIGTERM or until one of them exits (then :class:`DevError`)."""
+    """Run both servers until SIGINT/SIGTERM or until one of them exits (then :class:`~peerbox.UsageError`)."""
     from ..hostcalls import LocalS3
     from ..net import LocalNats
 
@@ -164,8 +161,10 @@ def _foreground(directory: Path) -> int:
             s3 = LocalS3(directory / "s3")
             stack.callback(s3.close)
             s3.start()
-        except Error as exc:
-            raise DevError(str(exc)) from exc
+        except UsageError:
+            raise  # LocalNatsError: nats-server missing or not starting
+        except Error as exc:  # LocalS3's errors (SeaweedFS missing or not starting)
+            raise UsageError(str(exc)) from exc
         state = {"pid": os.getpid(), "dir": str(directory), "nats_url": nats.url, "s3_endpoint": s3.endpoint,
                  "env": {"PEERBOX_NATS_URL": nats.url, "PEERBOX_S3_ENDPOINT": s3.endpoint, **s3.environ()}}
         _write_private(state_file(directory), json.dumps(state, indent=1) + "\n")
@@ -175,7 +174,7 @@ def _foreground(directory: Path) -> int:
         while not stop.wait(0.5):
             if not (nats.running and s3.running):
                 which = "nats-server" if not nats.running else "SeaweedFS"
-                raise DevError(f"{which} exited; see the logs under {directory}")
+                raise UsageError(f"{which} exited; see the logs under {directory}")
     print("stopped", file=sys.stderr)
     return 0
 
@@ -196,18 +195,18 @@ def _tail(path: Path) -> str:
 
 
 def cmd_dev_env(args: argparse.Namespace) -> int:
-    """Print the running servers' ``export`` lines. Raises :class:`DevError` if none run there."""
+    """Print the running servers' ``export`` lines. Raises :class:`~peerbox.UsageError` if none run there."""
     directory = Path(args.dir or _default_dir()).resolve()
     state = _read_state(directory)
     if state is None:
-        raise DevError(f"no `peerbox dev up` running under {directory}")
+        raise UsageError(f"no `peerbox dev up` running under {directory}")
     sys.stdout.write(_exports(state))
     return 0
 
 
 def cmd_dev_down(args: argparse.Namespace) -> int:
     """Stop the servers of ``dev up`` under ``--dir`` (none running: say so, exit 0). Raises
-    :class:`DevError` if its process does not stop within 30 s."""
+    :class:`~peerbox.UsageError` if its process does not stop within 30 s."""
     directory = Path(args.dir or _default_dir()).resolve()
     state = _read_state(directory)
     if state is None:
@@ -219,7 +218,7 @@ def cmd_dev_down(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + _STOP_TIMEOUT
     while _alive(pid) and not _zombie(pid):
         if time.monotonic() > deadline:
-            raise DevError(f"`peerbox dev up` (pid {pid}) did not stop within {_STOP_TIMEOUT:.0f} s")
+            raise UsageError(f"`peerbox dev up` (pid {pid}) did not stop within {_STOP_TIMEOUT:.0f} s")
         time.sleep(0.1)
     print("stopped", file=sys.stderr)
     return 0

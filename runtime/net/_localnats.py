@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from .._errors import Error
+from .._errors import UsageError
 
 __all__ = ["LocalNats", "LocalNatsError", "find_nats_server", "MAX_PAYLOAD"]
 
@@ -39,11 +39,9 @@ _START_TIMEOUT = 20.0
 _STOP_TIMEOUT = 10.0
 
 
-class LocalNatsError(Error):
+class LocalNatsError(UsageError):
     """``nats-server`` is not installed, or did not start (the message quotes its log): a problem
     of the machine's set-up, exit 2 like the worker's start-up failures."""
-
-    exit_code = 2
 
 
 def find_nats_server() -> str | None:
