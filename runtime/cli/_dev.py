@@ -144,7 +144,7 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
 
 
 def _foreground(directory: Path) -> int:
-    """Run both servers until SIGINT/SIGTERM or until one of them exits (then :class:`~peerbox.UsageError`)."""
+    """Run both servers until SIGINT/SIGTERM or until one of them exits (then a UsageError)."""
     from ..hostcalls import LocalS3
     from ..net import LocalNats
 
