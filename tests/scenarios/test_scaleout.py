@@ -47,10 +47,11 @@ CALL_TIMEOUT = 4.0
 
 
 def _state_option() -> str | None:
-    """``--state`` if this ``peerbox serve`` keeps nonces (and replies) in JetStream, else None."""
+    """``--state`` if this ``peerbox serve`` keeps nonces (and replies: ``--reply-cache``) in JetStream,
+    else None."""
     done = subprocess.run([sys.executable, "-m", "peerbox", "serve", "--help"], capture_output=True, text=True,
                           timeout=60)
-    return "--state" if "--state" in done.stdout else None
+    return "--state" if "--state" in done.stdout and "--reply-cache" in done.stdout else None
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ class Cluster:
         root = self.base / name
         shutil.copytree(self.home / "peers" / "bob", root / "peers" / "bob")
         Directory(root).add("alice", self.alice_did)  # bob's policy names alice: the root must know her
-        state = [self.state, self.nats_url] if self.state else []
+        state = [self.state, self.nats_url, "--reply-cache"] if self.state else []
         port, proc = self.stack.enter_context(self.serving(
             root, "--peers", "bob", "--workers", "1", "--max-runs", "2", "--name", name,
             "--listen", "127.0.0.1:0", "--listen", self.nats_url, *state, may_be_killed=True))
