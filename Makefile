@@ -10,6 +10,8 @@
 #   make test-min   the trust, envelope and HTTP/2 tests against the LOWEST versions
 #                pyproject.toml allows (a separate venv, .venv-min); not part of `make test`
 #   make bench   the benchmark table (bench/run.py), written to bench/results/
+#   make up      start a local nats-server (JetStream) and SeaweedFS (S3) in the background
+#                (`peerbox dev up --dir .peerbox-dev`); prints the variables to export. make down stops them
 #   make lint    ruff, mypy --strict (packages and tests) and import-linter (the layers between the rooms)
 #   make rt      rebuild wasm_guests/rt/rt.wasm from its C sources
 #   make clean   remove the venv and build/test caches
@@ -40,7 +42,7 @@ STAMP := $(VENV)/.peerbox-stamp-$(VENV_KEY)
 # peerbox and its runtime dependencies only (what `make demo` needs); a full install implies it.
 RUN_STAMP := $(VENV)/.peerbox-run-$(VENV_KEY)
 
-.PHONY: venv venv-run sysdeps sysdeps-rt test test-fast test-min check-rt demo bench lint rt clean
+.PHONY: up down venv venv-run sysdeps sysdeps-rt test test-fast test-min check-rt demo bench lint rt clean
 
 # the developer venv: peerbox (editable) with the test and dev extras
 venv: $(STAMP)
@@ -140,6 +142,13 @@ demo: venv-run
 
 bench: venv
 	$(VPY) bench/run.py
+
+DEV_DIR ?= .peerbox-dev
+up: venv
+	$(VENV)/bin/peerbox dev up --dir $(DEV_DIR)
+
+down:
+	@if test -x $(VENV)/bin/peerbox; then $(VENV)/bin/peerbox dev down --dir $(DEV_DIR); fi
 
 lint: venv
 	$(VENV)/bin/ruff check runtime wasm_guests hostcalls policy

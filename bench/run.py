@@ -602,10 +602,12 @@ def main(argv: list[str] | None = None) -> int:
                             us=r_ms, note=note))
     if wanted("nats"):
         print("bench: NATS ...", file=sys.stderr, flush=True)
-        from nats_bench import bench_nats
+        from nats_bench import bench_nats, bench_scaling
 
         for i, (label, value, unit) in enumerate(bench_nats(args.quick)):
             rows.append(Row(f"nats_{i}", label, "", unit=unit, group="nats", us=value))
+        for i, (label, value, unit) in enumerate(bench_scaling(args.quick)):  # 1, 2, 3 workers, one peer
+            rows.append(Row(f"nats_scale_{i}", label, "", unit=unit, group="nats", us=value))
 
     if any(wanted(n) for n in network.ROW_NAMES):
         print("bench: network ...", file=sys.stderr, flush=True)

@@ -22,6 +22,7 @@ trio or h2. The tree, in the order a request meets the rooms::
             ServeError                      ``peerbox serve`` cannot start (``failure``: root, peer,
                                             tls, peer_served, address, worker)
             StorageConfigError              a peer's [storage] table (names the key or variable)
+            LocalNatsError                  ``peerbox dev up``: nats-server missing or not starting
         CompileError                        3 (CompileLimitExceeded: over a compile budget)
         ScriptError                         4: a script failed and did not catch it
         LimitExceeded                       5: a run hit a resource limit
@@ -49,7 +50,8 @@ if TYPE_CHECKING:
     from peerbox._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
     from peerbox.hostcalls import BudgetExceeded, HostCallError, StorageConfigError
     from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError,
-                             FrameError, RemoteRejected, ServeError, TransportError, VerificationError)
+                             FrameError, LocalNatsError, RemoteRejected, ServeError, TransportError,
+                             VerificationError)
     from peerbox.peer import (AuditError, BadArguments, CorruptDirectory, CorruptPeer, DirectoryError,
                               EntryExists,
                               HistoryError, HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName,
@@ -74,7 +76,8 @@ _EXPORTS = {
                      "LogicRefused", "BadArguments", "AuditError"),
     "peerbox.trust": ("RateStoreError",),
     "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected", "ChannelError",
-                    "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError"),
+                    "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
+                    "LocalNatsError"),
 }
 
 __all__ = [
@@ -89,6 +92,7 @@ __all__ = [
     "RateStoreError",
     "ClientError", "TransportError", "VerificationError", "RemoteRejected",
     "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
+    "LocalNatsError",
 ]
 
 __getattr__, __dir__ = attach(__name__, {name: module for module, names in _EXPORTS.items()

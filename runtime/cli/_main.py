@@ -13,6 +13,7 @@
     peerbox audit                                  a peer's audit log of decisions (``_audit``)
     peerbox logic list | show | set | history | rollback | remove | verify | push   (``_logic``)
     peerbox completion bash | zsh | fish           shell completion (``_completion``)
+    peerbox dev up | env | down                    local nats-server and S3 for trying scale-out (``_dev``)
     peerbox --version | --help
 
 The top-level parser knows each command from :data:`COMMANDS` (its name, the
@@ -81,6 +82,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("cache", "._run", "the on-disk cache of compiled modules: stats, clear"),
     Command("completion", "._completion", "print a shell completion script (bash, zsh or fish)"),
     Command("audit", "._audit", "a peer's audit log: who asked what, and what was decided"),
+    Command("dev", "._dev", "local nats-server and SeaweedFS (S3) for trying scale-out: dev up | env | down"),
 )
 
 _COMMAND_MODULES = {c.name: c.module for c in COMMANDS}

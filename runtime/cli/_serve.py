@@ -4,7 +4,7 @@
 
     peerbox serve [--root DIR] [--peers a,b | --all] [--listen URL]...
                   [--mode shared|isolated] [--tls-cert F --tls-key F] [--port-file F]
-                  [--max-runs N] [--workers N] [--quiet]
+                  [--max-runs N] [--workers N] [--name NAME] [--quiet]
                   [--log-level debug|info|warning|error] [--log-format text|json]
                   [--audit-max-bytes SIZE] [--audit-keep K] [--no-audit]
 
@@ -21,6 +21,8 @@ cleanly (exit 0) on SIGINT/SIGTERM. ``--port-file`` receives the bound port
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +31,7 @@ from .. import net
 from ..net import LogOptions, add_log_arguments
 from .._errors import Error, UsageError
 
-__all__ = ["add_parsers", "cmd_serve", "main", "COMMANDS", "DEFAULT_LISTEN"]
+__all__ = ["add_parsers", "cmd_serve", "main", "COMMANDS", "DEFAULT_LISTEN", "default_worker_name"]
 
 #: The subcommand this module adds.
 COMMANDS = ("serve",)
@@ -44,6 +46,18 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _worker_name(text: str) -> str:
+    """``--name``: 1-128 printable characters."""
+    if not 0 < len(text) <= 128 or not text.isprintable():
+        raise argparse.ArgumentTypeError("expects 1 to 128 printable characters")
+    return text
+
+
+def default_worker_name() -> str:
+    """``HOSTNAME:PID`` of this process: the ``worker`` label when ``--name`` is not given."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -85,6 +99,9 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     ps.add_argument("--reply-cache", action="store_true",
                     help="with --state: keep each signed answer until its request expires, so a client "
                     "retrying the same signed bytes after a lost reply gets the same reply, not 'replay'")
+    ps.add_argument("--name", metavar="NAME", type=_worker_name,
+                    help="this worker's name, the `worker` label of every /metrics series (default "
+                    "HOSTNAME:PID), so one Prometheus can scrape many workers hosting the same peers")
     ps.add_argument("--quiet", action="store_true", help="do not print the 'listening on' line")
     add_log_arguments(ps)
     ps.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
@@ -127,6 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     (one process per peer already) and the usage errors of the modes.
     """
     workers = _workers(args)
+    name = args.name or default_worker_name()
     logs = LogOptions.from_args(args)
     logs.configure()
     if args.mode == "isolated":
@@ -136,13 +154,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise UsageError("--state and --reply-cache apply to shared mode (not yet to --mode isolated)")
         return net.run_isolated(args.root, _peer_list(args), _listens(args), tls_cert=args.tls_cert,
                             tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
-                            quiet=args.quiet, logs=logs)
+                            quiet=args.quiet, logs=logs, name=name)
     return net.run_shared(args.root, _peer_list(args), _listens(args), tls_cert=args.tls_cert,
                           tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
                           quiet=args.quiet, exit_with_parent=args.exit_with_parent,
                           workers=workers, listen_fd=args.listen_fd, worker_index=args.worker_index,
                           worker_dir=args.worker_dir, logs=logs, state=args.state,
-                          reply_cache=args.reply_cache)
+                          reply_cache=args.reply_cache, name=name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

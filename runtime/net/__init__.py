@@ -29,6 +29,7 @@ In the order a request arrives::
     _child       an isolated-mode child: one peer's Worker served over the channel
     _natsserve   ``serve_nats``: the same app over NATS (queue group per peer, answers on the inbox)
     _natsbridge  nats-py on its own thread and asyncio loop, used from trio (batched both ways)
+    _localnats   ``LocalNats``: a local nats-server (JetStream on) for ``peerbox dev up``, tests, benches
 
 And the calling side::
 
@@ -59,14 +60,17 @@ if TYPE_CHECKING:
     from ._startup import ServeError, StartupFailure
     from ._worker import Worker
     from ._logsetup import LogFormat, LogLevel, LogOptions, add_log_arguments
+    from ._localnats import LocalNats, LocalNatsError
 
 __all__ = ["AsyncClient", "Client", "ClientError", "RemoteRejected", "TransportError", "VerificationError",
            "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
            "run_isolated", "Worker", "run_shared", "ServeError", "StartupFailure", "LogOptions", "LogLevel",
-           "LogFormat", "add_log_arguments"]
+           "LogFormat", "add_log_arguments", "LocalNats", "LocalNatsError"]
 
 __getattr__, __dir__ = attach(__name__, {
     "LogOptions": "._logsetup",
+    "LocalNats": "._localnats",
+    "LocalNatsError": "._localnats",
     "LogLevel": "._logsetup",
     "LogFormat": "._logsetup",
     "add_log_arguments": "._logsetup",

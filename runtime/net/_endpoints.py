@@ -108,6 +108,8 @@ class Endpoints:
         self.mode = "shared"
         #: a loopback client may read ``/v1/status`` without a token (False: everyone shows one)
         self.trust_local = True
+        #: the ``worker`` label of every ``/metrics`` series (``serve --name``; empty: no label)
+        self.worker_name = ""
 
     async def app(self, req: HttpRequest) -> HttpResponse:
         """Answer one HTTP request (never raises for bad input)."""
@@ -128,7 +130,7 @@ class Endpoints:
             if path == "/v1/peers":
                 return _json([{"name": n, "did": d} for n, d in self.peers])
             return HttpResponse(status=200, headers=(("content-type", PROM),),
-                                body=self.metrics.render().encode())
+                                body=self.metrics.render(self.worker_name).encode())
         return error_response(404, "not_found", f"no such endpoint: {path[:100]}")
 
     def health(self) -> dict[str, object]:

@@ -382,7 +382,7 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
                          handle_signals: bool = True, grace: float = 10.0, timeout: float = 120.0,
                          sock: socket.socket | None = None, inherit: tuple[int, ...] = (),
                          logs: LogOptions | None = None, extra: Sequence[BoundListener] = (), h2: bool = True,
-                         tls_files: tuple[str | None, str | None] = (None, None),
+                         tls_files: tuple[str | None, str | None] = (None, None), name: str = "",
                          task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Isolated mode: one supervised child worker per peer, a :class:`Router` on ``host:port``
     (or on the listening ``sock``, bound already and left open; ``host`` and ``port`` are then
@@ -395,7 +395,8 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
     (checked before any child starts) and :class:`~peerbox.net._startup.ServeError`
     if a child does not start (before anything is served or printed). On exit
     every child is stopped. ``extra``, ``h2``, ``tls_files``: the router's other listeners
-    (WebSocket, NATS), as :func:`~peerbox.net._shared.serve_worker` takes them.
+    (WebSocket, NATS), as :func:`~peerbox.net._shared.serve_worker` takes them. ``name``: the
+    ``worker`` label of the router's ``/metrics`` series (empty: none).
     """
     store = PeerStore(root)
     chosen = [store.get(n) for n in peers] if peers is not None else store.list()
@@ -425,6 +426,7 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
                             starting.start_soon(boot, child)
                     router = Router(children, timeout=timeout)
                     router.transport = "h2" if ssl_context is not None else "h2c"
+                    router.worker_name = name
                     others = [extra_listener(access_logged(router.app, b.spec.carrier.value), b,
                                              tls_cert=tls_files[0], tls_key=tls_files[1], limits=limits,
                                              peers=[(c.name, c.did) for c in children]) for b in extra]
@@ -453,7 +455,8 @@ async def serve_isolated(root: str | None, peers: list[str] | None, *, host: str
 
 def run_isolated(root: str | None, peers: list[str] | None, listen: str | Sequence[str], *,
                  tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
-                 max_runs: int | None = None, quiet: bool = False, logs: LogOptions | None = None) -> int:
+                 max_runs: int | None = None, quiet: bool = False, logs: LogOptions | None = None,
+                 name: str = "") -> int:
     """``peerbox serve --mode isolated``: serve until SIGINT/SIGTERM, stop the children, exit 0.
 
     Every start-up check runs first, in this process (:func:`~peerbox.net._startup.prepare`:
@@ -466,5 +469,5 @@ def run_isolated(root: str | None, peers: list[str] | None, listen: str | Sequen
                                       host=started.host, port=started.port, ssl_context=started.ssl_context,
                                       port_file=port_file, max_runs=max_runs, quiet=quiet, sock=started.sock,
                                       inherit=started.lock_fds, logs=logs, extra=started.extra,
-                                      h2=started.h2, tls_files=(tls_cert, tls_key)))
+                                      h2=started.h2, tls_files=(tls_cert, tls_key), name=name))
     return 0

@@ -12,6 +12,12 @@ its supervisor owns (:mod:`peerbox.net._supervisor`), and any of them renders
 every process's series with a ``process`` label (:func:`render_processes`):
 counters of a restarted process start again from zero under the same label,
 which Prometheus reads as a counter reset, as it should.
+
+Many workers hosting the same peers (several machines on one NATS server, see
+"Many workers, one peer" in the README) are told apart by a ``worker`` label
+on every series: ``peerbox serve --name NAME``, by default ``HOSTNAME:PID`` (of
+the supervisor, with ``--workers N``), so one Prometheus can scrape them all
+and sum by peer-wide totals without series colliding.
 """
 
 from __future__ import annotations
@@ -81,6 +87,11 @@ class Histogram:
         self.counts, self.count, self.sum = counts, int(data["count"]), float(data["sum"])
 
 
+def _escape(value: str) -> str:
+    """``value`` as the inside of a label value (backslash, double quote and newline escaped)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _fmt(x: float) -> str:
     if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
         return str(int(x))
@@ -143,9 +154,9 @@ class Metrics:
         if handled.usage is not None and handled.outcome.ran:
             self.fuel.observe(handled.usage.fuel)
 
-    def render(self) -> str:
-        """The text exposition format (version 0.0.4)."""
-        return render_processes({"": self})
+    def render(self, worker: str = "") -> str:
+        """The text exposition format (version 0.0.4); ``worker`` (non-empty) labels every series."""
+        return render_processes({"": self}, worker=worker)
 
     def snapshot(self) -> dict[str, Any]:
         """Every counter, histogram and gauge as plain JSON-able data (for :meth:`from_snapshot`)."""
@@ -166,14 +177,16 @@ class Metrics:
         return m
 
 
-def render_processes(processes: Mapping[str, Metrics]) -> str:
-    """The exposition text of several processes' metrics, each series labelled ``process="KEY"``.
+def render_processes(processes: Mapping[str, Metrics], *, worker: str = "") -> str:
+    """The exposition text of several processes' metrics, each series labelled ``process="KEY"``
+    and, when ``worker`` is not empty, ``worker="WORKER"`` (which worker of many hosting a peer).
 
-    One process under the key ``""`` renders without the label (a single-process worker's
-    text, unchanged). Each family's ``HELP``/``TYPE`` lines appear once, as the format requires.
+    One process under the key ``""`` renders without the ``process`` label (a single-process
+    worker's text). Each family's ``HELP``/``TYPE`` lines appear once, as the format requires.
     """
     keys = sorted(processes, key=lambda k: (len(k), k))  # "2" before "10"
-    label = {k: f'process="{k}"' if k else "" for k in keys}
+    named = f'worker="{_escape(worker)}"' if worker else ""
+    label = {k: ",".join(x for x in (f'process="{k}"' if k else "", named) if x) for k in keys}
 
     def counter(family: str, key: str, attr: str) -> list[str]:
         lines = []

@@ -194,7 +194,7 @@ class ProcessApp:
                     processes[index] = Metrics.from_snapshot(json.loads(f.read(1 << 20)))
             except (OSError, ValueError, TypeError, KeyError, AttributeError):
                 continue
-        return render_processes(processes)
+        return render_processes(processes, worker=self.worker.worker_name)
 
 
 async def publish_metrics(metrics: Metrics, path: str, interval: float = PUBLISH_INTERVAL) -> None:
@@ -295,7 +295,7 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
                workers: int | None = 1, listen_fd: int | Sequence[int] | None = None,
                worker_index: int | None = None,
                worker_dir: str | None = None, logs: LogOptions | None = None,
-               state: str | None = None, reply_cache: bool = False) -> int:
+               state: str | None = None, reply_cache: bool = False, name: str = "") -> int:
     """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM (or stdin EOF with
     ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0.
 
@@ -306,7 +306,8 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
     clients directly). ``exit_with_parent`` (the hidden ``--exit-with-parent``)
     is given to isolated mode's children only: their answers go to its router, so they
     name denied actions for it too. ``logs``: the log options, handed to every process (its
-    audit rotation to the worker; default :class:`~peerbox.net._logsetup.LogOptions`). Raises
+    audit rotation to the worker; default :class:`~peerbox.net._logsetup.LogOptions`). ``name``: the
+    ``worker`` label of its ``/metrics`` series (``serve --name``; empty: none). Raises
     :class:`~peerbox.net._startup.ServeError` (exit 2) for whatever keeps it from starting:
     the root, a peer, the TLS files, a peer served by another process, the address
     (:func:`~peerbox.net._startup.prepare`, in the top-level process only: a supervised
@@ -326,11 +327,11 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
                       + (["--reply-cache"] if reply_cache else []))
         return run_supervisor(root, peers, listen, workers=workers, tls_cert=tls_cert, tls_key=tls_key,
                               port_file=port_file, max_runs=max_runs, quiet=quiet, logs=logs,
-                              state_args=state_args)
+                              state_args=state_args, name=name)
     with _shared_state(state, reply_cache) as shared:
         return _serve_one(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key, port_file=port_file,
                           max_runs=max_runs, quiet=quiet, exit_with_parent=exit_with_parent, slot=slot,
-                          logs=logs, shared=shared)
+                          logs=logs, shared=shared, name=name)
 
 
 @contextlib.contextmanager
@@ -354,8 +355,9 @@ def _shared_state(url: str | None, reply_cache: bool) -> Iterator[WorkerState | 
 def _serve_one(root: str | None, peers: list[str] | None, listen: str | Sequence[str], *,
                tls_cert: str | None, tls_key: str | None, port_file: str | None, max_runs: int | None,
                quiet: bool, exit_with_parent: bool, slot: WorkerSlot | None, logs: LogOptions | None,
-               shared: WorkerState | None) -> int:
-    """Serve in this process (see :func:`run_shared`), with ``shared`` state if given."""
+               shared: WorkerState | None, name: str = "") -> int:
+    """Serve in this process (see :func:`run_shared`), with ``shared`` state if given; ``name``:
+    the ``worker`` label of its ``/metrics`` series."""
     logs = logs if logs is not None else LogOptions()
     if slot is not None or exit_with_parent:  # started by a supervisor, which checked and holds the peers
         specs = parse_listens(listen)
@@ -364,6 +366,7 @@ def _serve_one(root: str | None, peers: list[str] | None, listen: str | Sequence
         ctx = tls_context(tls_cert, tls_key)
         worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent, audit=logs.audit,
                         state=shared)
+        worker.worker_name = name
         serving = functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
                                     port_file=port_file, quiet=quiet, slot=slot, stop_on_stdin_eof=True,
                                     h2=h2 is not None, tls_files=(tls_cert, tls_key),
@@ -376,6 +379,7 @@ def _serve_one(root: str | None, peers: list[str] | None, listen: str | Sequence
         return 0
     with prepare(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key) as started:
         worker = Worker(started.store.root, started.names, max_runs=max_runs, audit=logs.audit, state=shared)
+        worker.worker_name = name
         try:
             run_serving(functools.partial(serve_worker, worker, host=started.host, port=started.port,
                                           ssl_context=started.ssl_context, port_file=port_file, quiet=quiet,

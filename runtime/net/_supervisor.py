@@ -103,6 +103,7 @@ class _Config:
     inherit: tuple[int, ...] = ()  # the peers' lock descriptors: held while any child lives
     logs: LogOptions = LogOptions()
     state_args: tuple[str, ...] = ()  # ``--state URL`` and ``--reply-cache``, for every child
+    name: str = ""  # the worker label of the children's /metrics (``serve --name``)
 
     def command(self, child: _Child) -> list[str]:
         """The child's command line (each TCP listener's socket is one ``--listen-fd``, in order)."""
@@ -116,6 +117,8 @@ class _Config:
             cmd += ["--tls-cert", self.tls_cert, "--tls-key", self.tls_key]
         if self.max_runs is not None:
             cmd += ["--max-runs", str(self.max_runs)]
+        if self.name:
+            cmd += ["--name", self.name]
         return cmd + list(self.state_args)
 
 
@@ -234,14 +237,15 @@ async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope
 def run_supervisor(root: str | None, peers: list[str] | None, listen: str | Sequence[str], *, workers: int,
                    tls_cert: str | None = None, tls_key: str | None = None, port_file: str | None = None,
                    max_runs: int | None = None, quiet: bool = False, grace: float = 15.0,
-                   logs: LogOptions | None = None, state_args: Sequence[str] = ()) -> int:
+                   logs: LogOptions | None = None, state_args: Sequence[str] = (), name: str = "") -> int:
     """``peerbox serve --workers N`` (N > 1): bind, start N worker processes, supervise until a signal.
 
     Checks the address, the TLS files and the peers, takes the peers' locks and binds before
     any child starts (:func:`~peerbox.net._startup.prepare`: a :class:`~peerbox.net._startup.ServeError`,
     exit 2); returns 0 after a clean stop, raises ``ServeError`` if a child failed before it
     served. ``grace``: how long a child may drain after SIGTERM before SIGKILL. ``state_args``:
-    the shared-state options every child gets (``--state URL``, ``--reply-cache``).
+    the shared-state options every child gets (``--state URL``, ``--reply-cache``). ``name``: the
+    ``worker`` label every child puts on its ``/metrics`` series.
     """
     if workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -257,7 +261,7 @@ def run_supervisor(root: str | None, peers: list[str] | None, listen: str | Sequ
                              tuple(started.listen_args), tuple(s.fileno() for s in socks), runtime_dir,
                              tls_cert, tls_key, max_runs,
                              grace, started.lock_fds, logs if logs is not None else LogOptions(),
-                             tuple(state_args))
+                             tuple(state_args), name)
             run_serving(functools.partial(supervise, config, workers, port=started.port, port_file=port_file,
                                           banner=banner))
             return 0

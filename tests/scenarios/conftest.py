@@ -20,11 +20,12 @@ Serving = Callable[..., AbstractContextManager[tuple[int, "subprocess.Popen[byte
 
 @contextmanager
 def _serving(root: Path, *args: str, timeout: float = 30.0, stderr: Path | None = None,
-             quiet: bool = True) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+             quiet: bool = True, may_be_killed: bool = False) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """Run ``peerbox serve`` on a free loopback port; yield (port, process); SIGTERM, expect exit 0.
 
     ``stderr``: a file that receives the server's stderr (its logs), readable while it serves;
-    ``quiet`` False: the "listening on" line is printed there too (after the port file is written)."""
+    ``quiet`` False: the "listening on" line is printed there too (after the port file is written).
+    ``may_be_killed``: a process the test ended with SIGKILL is not expected to exit 0."""
     port_file = root / f"port-{time.monotonic_ns()}"
     err_file = None if stderr is None else open(stderr, "wb")  # noqa: SIM115 (closed below)
 
@@ -60,6 +61,8 @@ def _serving(root: Path, *args: str, timeout: float = 30.0, stderr: Path | None 
         finally:
             if err_file is not None:
                 err_file.close()
+    if may_be_killed and proc.returncode == -signal.SIGKILL:
+        return
     assert proc.returncode == 0, f"peerbox serve exited {proc.returncode}: {shown(err)}"
 
 

@@ -202,15 +202,17 @@ def test_a_nonce_used_on_one_process_is_refused_on_the_other(root: Path, served:
 
 
 def test_metrics_show_every_process_labelled(root: Path, served: Served) -> None:
-    """A scrape lands on one process and shows both processes' counters, each under its label."""
+    """A scrape lands on one process and shows both processes' counters, each under its label, and
+    every series names the worker (``HOSTNAME:PID`` of the supervisor: no ``--name`` given)."""
     conns = connections_to_each(served.port, 2)
     try:
         by_index = {conn.health()["process"]: conn for conn in conns.values()}
         assert by_index[0].exec(request(root, "1")) == 200
         assert by_index[1].exec(request(root, "2")) == 200
         assert by_index[1].exec(request(root, "3")) == 200
-        wanted = {'peerbox_requests_total{outcome="ok",process="0"} 1',
-                  'peerbox_requests_total{outcome="ok",process="1"} 2'}
+        worker = f"{socket.gethostname()}:{served.proc.pid}"
+        wanted = {f'peerbox_requests_total{{outcome="ok",process="0",worker="{worker}"}} 1',
+                  f'peerbox_requests_total{{outcome="ok",process="1",worker="{worker}"}} 2'}
         for scraped in (by_index[0], by_index[1]):
             deadline = time.monotonic() + 10
             while True:  # the other process's counters are at most a publishing interval old
