@@ -30,6 +30,7 @@ trio or h2. The tree, in the order a request meets the rooms::
         EnvelopeError                       signed CBOR refused (``kind`` names the rule)
         NonceStoreError                     the replay store cannot be used
         RateStoreError                      the per-caller rate limits' store cannot be used
+        SharedStateError                    ``serve --state``: NATS JetStream cannot be reached or refused
         CapabilityError                     a capability token refused
         PolicyError                         a policy file refused (file:line: problem)
         HostCallError, BudgetExceeded       a host call refused / the run's host-call budget
@@ -50,8 +51,8 @@ if TYPE_CHECKING:
     from peerbox._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
     from peerbox.hostcalls import BudgetExceeded, HostCallError, StorageConfigError
     from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError,
-                             FrameError, LocalNatsError, RemoteRejected, ServeError, TransportError,
-                             VerificationError)
+                             FrameError, LocalNatsError, RemoteRejected, ServeError, SharedStateError,
+                             TransportError, VerificationError)
     from peerbox.peer import (AuditError, BadArguments, CorruptDirectory, CorruptPeer, DirectoryError,
                               EntryExists,
                               HistoryError, HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName,
@@ -77,7 +78,7 @@ _EXPORTS = {
     "peerbox.trust": ("RateStoreError",),
     "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected", "ChannelError",
                     "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
-                    "LocalNatsError"),
+                    "LocalNatsError", "SharedStateError"),
 }
 
 __all__ = [
@@ -92,7 +93,7 @@ __all__ = [
     "RateStoreError",
     "ClientError", "TransportError", "VerificationError", "RemoteRejected",
     "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
-    "LocalNatsError",
+    "LocalNatsError", "SharedStateError",
 ]
 
 __getattr__, __dir__ = attach(__name__, {name: module for module, names in _EXPORTS.items()

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient", "Client", "ClientError", "RemoteRejected", "TransportError", "VerificationError",
            "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
            "run_isolated", "Worker", "run_shared", "ServeError", "StartupFailure", "LogOptions", "LogLevel",
-           "LogFormat", "add_log_arguments", "LocalNats", "LocalNatsError"]
+           "LogFormat", "add_log_arguments", "LocalNats", "LocalNatsError", "SharedStateError"]
 
 __getattr__, __dir__ = attach(__name__, {
     "LogOptions": "._logsetup",
@@ -90,4 +90,5 @@ __getattr__, __dir__ = attach(__name__, {
     "run_shared": "._shared",
     "ServeError": "._startup",
     "StartupFailure": "._startup",
+    "SharedStateError": "._jetstream",
 })

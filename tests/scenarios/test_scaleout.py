@@ -153,6 +153,7 @@ async def test_the_same_request_sent_again_runs_once_whichever_worker_gets_it(cl
     assert sum(1 for name in ("w1", "w2", "w3") if cluster.answered(name)) == 1
 
 
+@pytest.mark.serial  # retries after timeouts: alone, not next to the other tests' load
 async def test_sigkill_of_one_of_three_under_load_loses_no_acknowledged_write(cluster: Cluster) -> None:
     for name in ("w1", "w2", "w3"):
         cluster.start(name)
