@@ -332,6 +332,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _section(title: str, intro: str, header: list[str], cells: list[list[str]]) -> list[str]:
+    """The lines of one report section: ``## title``, ``intro``, a table of ``header`` and
+    ``cells`` (one list a row); none when there are no rows."""
+    if not cells:
+        return []
+    return [f"## {title}", "", intro, "",
+            "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in cells), ""]
+
+
 def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namespace,
                     data: list[data_bench.DataRow] | None = None) -> str:
     dirty = " (uncommitted changes)" if info["dirty"] else ""
@@ -383,90 +393,51 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
             iso,
             "",
         ]
-    pol = [r for r in rows if r.group == "policy"]
-    if pol:
-        lines += [
-            "## Policy decisions",
-            "",
-            "µs per `Policy.decide` on a realistic 20-rule policy with groups (target ≤ 5 µs).",
-            "",
-            "| request | µs per decision | target | status |",
-            "|---|---|---|---|",
-            *(f"| {r.title} | {r.us:.2f} | ≤ 5 µs | {r.status} |" for r in pol),
-            "",
-        ]
-    logic = [r for r in rows if r.group == "logic"]
-    if logic:
-        lines += [
-            "## Open logic",
-            "",
-            "Layered modules and signed installs (`bench/logic_bench.py`): a cached compile re-resolves "
-            "every import through the layers and compares source hashes; an install compiles the module "
-            "and the modules importing it, signs, seals and writes atomically (with fsyncs).",
-            "",
-            "| operation | time |",
-            "|---|---|",
-            *(f"| {r.title} | {r.us:.1f} {r.unit} |" for r in logic),
-            "",
-        ]
-    startup = [r for r in rows if r.group == "startup"]
-    if startup:
-        lines += [
-            "## Start-up",
-            "",
-            "A fresh interpreter importing peerbox (`bench/startup_bench.py`): best wall time of a "
-            "process, and its ratio to `python -c pass` in the same run (bytecode cached).",
-            "",
-            "| process | ms | × `python -c pass` |",
-            "|---|---|---|",
-            *(f"| {r.title} | {r.us:.1f} | {r.rel:.1f}× |" for r in startup),
-            "",
-        ]
-    storage = [r for r in rows if r.group == "storage"]
-    if storage:
-        def ms(v: float | None) -> str:
-            return "—" if v is None else f"{v:.3f}"
+    def group(name: str) -> list[Row]:
+        return [r for r in rows if r.group == name]
 
-        lines += [
-            "## Storage backends",
-            "",
-            "One `fs::write` and one `fs::read` of 1 KiB from a script, per backend, in the same run "
-            "(`bench/storage_bench.py`): (best run of N calls − the same loop without the call) / N. "
-            "S3 is a SeaweedFS server on loopback that the bench starts.",
-            "",
-            "| backend | fs::write ms | fs::read ms | note |",
-            "|---|---|---|---|",
-            *(f"| {r.title} | {ms(r.peerbox)} | {ms(r.us)} | {r.note} |" for r in storage),
-            "",
-        ]
-    nats_rows = [r for r in rows if r.group == "nats"]
-    if nats_rows:
-        lines += [
-            "## NATS next to HTTP/2 (issue 18)",
-            "",
-            "One worker served over HTTP/2 and NATS at once (`bench/nats_bench.py`), the same client, "
-            "alternating carriers, best of 2 rounds; CPU is the worker process's.",
-            "",
-            "| measure | value |",
-            "|---|---|",
-            *(f"| {r.title} | {r.us:.3f} {r.unit} |" for r in nats_rows),
-            "",
-        ]
-    hostile = [r for r in rows if r.group == "hostile"]
-    if hostile:
-        lines += [
-            "## Hostile input",
-            "",
-            "What the defences of issue 12 cost (`bench/hostile_bench.py`), each against a reference "
-            "in the same run: compile cost per byte at 4n vs n bytes (1 = linear), refusing a forged "
-            "1 MiB request vs opening a valid 1 KiB one, and how far past a 300 ms timeout a spinning "
-            "script ends with and without 8 busy Python threads.",
-            "",
-            "| measurement | value |",
-            "|---|---|",
-            *(f"| {r.title} | {r.us:.2f} {r.unit} |" for r in hostile),
-            "",
-        ]
+    def ms(v: float | None) -> str:
+        return "—" if v is None else f"{v:.3f}"
+
+    lines += _section(
+        "Policy decisions",
+        "µs per `Policy.decide` on a realistic 20-rule policy with groups (target ≤ 5 µs).",
+        ["request", "µs per decision", "target", "status"],
+        [[r.title, f"{r.us:.2f}", "≤ 5 µs", r.status] for r in group("policy")])
+    lines += _section(
+        "Open logic",
+        "Layered modules and signed installs (`bench/logic_bench.py`): a cached compile re-resolves "
+        "every import through the layers and compares source hashes; an install compiles the module "
+        "and the modules importing it, signs, seals and writes atomically (with fsyncs).",
+        ["operation", "time"],
+        [[r.title, f"{r.us:.1f} {r.unit}"] for r in group("logic")])
+    lines += _section(
+        "Start-up",
+        "A fresh interpreter importing peerbox (`bench/startup_bench.py`): best wall time of a "
+        "process, and its ratio to `python -c pass` in the same run (bytecode cached).",
+        ["process", "ms", "× `python -c pass`"],
+        [[r.title, f"{r.us:.1f}", f"{r.rel:.1f}×"] for r in group("startup")])
+    lines += _section(
+        "Storage backends",
+        "One `fs::write` and one `fs::read` of 1 KiB from a script, per backend, in the same run "
+        "(`bench/storage_bench.py`): (best run of N calls − the same loop without the call) / N. "
+        "S3 is a SeaweedFS server on loopback that the bench starts.",
+        ["backend", "fs::write ms", "fs::read ms", "note"],
+        [[r.title, ms(r.peerbox), ms(r.us), r.note] for r in group("storage")])
+    lines += _section(
+        "NATS next to HTTP/2 (issue 18)",
+        "One worker served over HTTP/2 and NATS at once (`bench/nats_bench.py`), the same client, "
+        "alternating carriers, best of 2 rounds; CPU is the worker process's.",
+        ["measure", "value"],
+        [[r.title, f"{r.us:.3f} {r.unit}"] for r in group("nats")])
+    lines += _section(
+        "Hostile input",
+        "What the defences of issue 12 cost (`bench/hostile_bench.py`), each against a reference "
+        "in the same run: compile cost per byte at 4n vs n bytes (1 = linear), refusing a forged "
+        "1 MiB request vs opening a valid 1 KiB one, and how far past a 300 ms timeout a spinning "
+        "script ends with and without 8 busy Python threads.",
+        ["measurement", "value"],
+        [[r.title, f"{r.us:.2f} {r.unit}"] for r in group("hostile")])
     net = network.render(rows)
     if net:
         lines += [

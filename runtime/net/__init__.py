@@ -3,6 +3,7 @@
 In the order a request arrives::
 
     _h2server    the HTTP/2 server (trio + h2): listening, ``serve``/``serve_stream``
+    _listen      what the HTTP/2 and WebSocket listeners share: binding, TLS, address budgets
     _h2conn      one server connection: request assembly, app tasks, answers, the connection's timer
     _h2out       the sending side: one writer task per connection, response HEADERS checked once per set
     _http1       HTTP/1.1 for probes on the cleartext listener (sans-IO): the preface test, parser, routes

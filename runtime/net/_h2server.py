@@ -21,18 +21,18 @@ turned into a GOAWAY and/or a clean close in the connection.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import ssl
 
 import trio
 
-from ._budget import AddressBudgets, address_of
+from ._budget import AddressBudgets
 from ._h2conn import Conn
 from ._http import App, HttpRequest, HttpResponse, ServerLimits
 from ._http1 import is_h2_preface
 from ._http1conn import serve_http1, sniff
 from ._io_errors import ConnectionLost
+from ._listen import budgeted_handler, open_listeners
 
 __all__ = ["App", "HttpRequest", "HttpResponse", "ServerLimits", "serve", "serve_stream"]
 
@@ -98,17 +98,6 @@ async def serve_stream(
             raise
 
 
-def _peer_name(stream: trio.abc.Stream) -> str:
-    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
-    if isinstance(inner, trio.SocketStream):
-        try:
-            addr = inner.socket.getpeername()
-            return f"{addr[0]}:{addr[1]}"
-        except OSError:
-            pass
-    return "unknown"
-
-
 async def serve(
     app: App,
     *,
@@ -128,28 +117,10 @@ async def serve(
     connection from an address over budget is closed unread.
     Raises ``OSError`` if the address cannot be bound.
     """
-    listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(await trio.open_tcp_listeners(port, host=host))
-    if ssl_context is not None:
-        ssl_context.set_alpn_protocols(["h2"])
-        listeners = [trio.SSLListener(lst, ssl_context, https_compatible=False) for lst in listeners]
-    first = listeners[0]
-    sock_listener = first.transport_listener if isinstance(first, trio.SSLListener) else first
-    assert isinstance(sock_listener, trio.SocketListener)
-    actual_port = int(sock_listener.socket.getsockname()[1])
-    ids = itertools.count(1)
-    budgets = AddressBudgets(limits.max_preauth_failures_per_addr, limits.preauth_failure_rate_per_addr,
-                             limits.max_tracked_addrs)
+    listeners, actual_port = await open_listeners(host, port, ssl_context=ssl_context, alpn="h2")
 
-    async def handler(stream: trio.abc.Stream) -> None:
-        conn_id, client = next(ids), _peer_name(stream)
-        if not budgets.available(address_of(client), trio.current_time()):
-            log.debug("conn %d (%s): refused, the address is over its failure budget", conn_id, client)
-            await trio.aclose_forcefully(stream)
-            return
-        try:
-            await serve_stream(app, stream, limits=limits, client=client, conn_id=conn_id, budgets=budgets)
-        except Exception:  # a bug here must not take the listener down with it
-            log.exception("conn %d (%s): server error", conn_id, client)
+    async def serve_one(stream: trio.abc.Stream, client: str, conn_id: int, budgets: AddressBudgets) -> None:
+        await serve_stream(app, stream, limits=limits, client=client, conn_id=conn_id, budgets=budgets)
 
     task_status.started(actual_port)
-    await trio.serve_listeners(handler, listeners)
+    await trio.serve_listeners(budgeted_handler(limits, serve_one, log, "conn"), listeners)

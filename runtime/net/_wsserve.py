@@ -35,7 +35,6 @@ Limits (the HTTP/2 server's, from :class:`~peerbox.net._http.ServerLimits`):
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import socket
@@ -48,6 +47,7 @@ from ._budget import AddressBudgets, TokenBucket, address_of
 from ._endpoints import error_response
 from ._http import App, HttpRequest, HttpResponse, ServerLimits
 from ._io_errors import STREAM_ERRORS
+from ._listen import budgeted_handler, open_listeners
 from ._wsframe import ENVELOPE_PATHS, FRAME_OVERHEAD, WS_PATH, FrameError, decode_request, encode_answer
 
 __all__ = ["serve_ws", "serve_ws_stream", "CLOSE_PROTOCOL", "CLOSE_BUDGET", "CLOSE_TEXT", "CLOSE_GOING_AWAY"]
@@ -261,17 +261,6 @@ async def serve_ws_stream(app: App, stream: trio.abc.Stream, *, limits: ServerLi
             raise
 
 
-def _peer_name(stream: trio.abc.Stream) -> str:
-    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
-    if isinstance(inner, trio.SocketStream):
-        try:
-            addr = inner.socket.getpeername()
-            return f"{addr[0]}:{addr[1]}"
-        except OSError:
-            pass
-    return "unknown"
-
-
 def _url(ssl_context: ssl.SSLContext | None, host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"{'wss' if ssl_context is not None else 'ws'}://{shown}:{port}"
@@ -292,33 +281,11 @@ async def serve_ws(app: App, host: str, port: int, *, ssl_context: ssl.SSLContex
     address cannot be bound.
     """
     chosen = limits if limits is not None else ServerLimits()
-    listeners: list[trio.abc.Listener[trio.abc.Stream]]
-    if sock is None:
-        listeners = list(await trio.open_tcp_listeners(port, host=host))
-    else:
-        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock.dup()))]
-    if ssl_context is not None:
-        ssl_context.set_alpn_protocols(["http/1.1"])
-        listeners = [trio.SSLListener(lst, ssl_context, https_compatible=True) for lst in listeners]
-    first = listeners[0]
-    inner = first.transport_listener if isinstance(first, trio.SSLListener) else first
-    assert isinstance(inner, trio.SocketListener)
-    actual = int(inner.socket.getsockname()[1])
-    ids = itertools.count(1)
-    budgets = AddressBudgets(chosen.max_preauth_failures_per_addr, chosen.preauth_failure_rate_per_addr,
-                             chosen.max_tracked_addrs)
+    listeners, actual = await open_listeners(host, port, ssl_context=ssl_context, alpn="http/1.1", sock=sock)
 
-    async def handler(stream: trio.abc.Stream) -> None:
-        conn_id, client = next(ids), _peer_name(stream)
-        if not budgets.available(address_of(client), trio.current_time()):
-            log.debug("ws conn %d (%s): refused, the address is over its failure budget", conn_id, client)
-            await trio.aclose_forcefully(stream)
-            return
-        try:
-            await serve_ws_stream(app, stream, limits=chosen, client=client, conn_id=conn_id, budgets=budgets)
-        except Exception:  # a bug here must not take the listener down with it
-            log.exception("ws conn %d (%s): server error", conn_id, client)
+    async def serve_one(stream: trio.abc.Stream, client: str, conn_id: int, budgets: AddressBudgets) -> None:
+        await serve_ws_stream(app, stream, limits=chosen, client=client, conn_id=conn_id, budgets=budgets)
 
     task_status.started(_url(ssl_context, host, actual))
-    await trio.serve_listeners(handler, listeners)
+    await trio.serve_listeners(budgeted_handler(chosen, serve_one, log, "ws conn"), listeners)
 

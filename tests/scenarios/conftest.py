@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -14,6 +16,9 @@ from typing import Any
 import pytest
 
 PEERBOX = [sys.executable, "-m", "peerbox"]
+# One compile cache for the processes of the scenario tests, not the user's (a test that needs its
+# own sets PEERBOX_CACHE_DIR itself).
+os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
 Serving = Callable[..., AbstractContextManager[tuple[int, "subprocess.Popen[bytes]"]]]
 

@@ -13,10 +13,7 @@ hold under concurrent callers and worker processes.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,13 +29,11 @@ from peerbox.peer import Directory
 from peerbox.wire import KeyPair, delegate, grant
 
 from ._serve_helpers import MODES, Caller, Sent, shared
-from .conftest import Serving
+from .conftest import PEERBOX, Serving
 
 pytestmark = pytest.mark.slow  # servers, child processes, `peerbox serve`
 
-os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
-PEERBOX = [sys.executable, "-m", "peerbox"]
 
 INBOX = """
 // bob's inbox: anyone bob's policy lets call inbox::deliver leaves a line, with bob's rights

@@ -17,9 +17,7 @@ alice's first loop reaches its timeout), not a wall-clock figure.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,6 @@ from peerbox.net._h2client import H2Transport
 from peerbox.peer import Directory
 from peerbox.wire import KeyPair, make_request
 
-os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
 #: How long alice's loops spin: every other answer must come before the first of them ends.
 SPIN = 8.0

@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -40,11 +37,11 @@ import pytest
 
 import peerbox
 
+from .conftest import PEERBOX
+
 pytestmark = pytest.mark.slow  # a real `peerbox serve` and the CLI as subprocesses
 
-os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
-PEERBOX = [sys.executable, "-m", "peerbox"]
 
 BOB_POLICY = """
 version = 1

@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,9 +28,10 @@ import peerbox
 from peerbox.net import Client
 from peerbox.peer import Directory
 
+from .conftest import PEERBOX
+
 pytestmark = pytest.mark.slow  # a real `peerbox serve`, curl
 
-PEERBOX = [sys.executable, "-m", "peerbox"]
 POLICY = """
 version = 1
 [[rule]]

@@ -10,7 +10,6 @@ a message naming the key or the environment variable.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,11 +20,10 @@ from peerbox.hostcalls import LocalS3, StorageSite, open_storage
 from peerbox.net._h2client import H2Transport
 
 from ._serve_helpers import Caller
-from .conftest import Serving
+from .conftest import PEERBOX, Serving
 
 pytestmark = pytest.mark.slow  # a SeaweedFS server, `peerbox serve` and `peerbox run` processes
 
-PEERBOX = [sys.executable, "-m", "peerbox"]
 
 POLICY = """
 version = 2

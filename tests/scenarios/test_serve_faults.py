@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,9 +32,7 @@ from peerbox.wire import Reply
 
 pytestmark = pytest.mark.slow  # a real `peerbox serve` process
 
-os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
-PEERBOX = [sys.executable, "-m", "peerbox"]
 LOOP = "let i = 0; loop { i += 1; }"
 
 POLICY = """

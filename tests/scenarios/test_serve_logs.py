@@ -14,10 +14,7 @@ mode writes exactly one line per request too.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,10 +27,10 @@ import peerbox
 from peerbox.net._h2client import EXEC_PATH, H2Transport
 
 from ._serve_helpers import Caller
+from .conftest import PEERBOX
 
 pytestmark = pytest.mark.slow  # `peerbox serve` subprocesses
 
-os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
 POLICY = """version = 2
 
@@ -184,7 +181,7 @@ def test_broken_policy_is_one_operator_error(tmp_path: Path, store: peerbox.Peer
 
 
 def _audit(root: Path, *args: str) -> list[dict[str, Any]]:
-    res = subprocess.run([sys.executable, "-m", "peerbox", "audit", "bob", "--root", str(root), "--json", *args],
+    res = subprocess.run([*PEERBOX, "audit", "bob", "--root", str(root), "--json", *args],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return [json.loads(line) for line in res.stdout.splitlines()]

@@ -10,12 +10,9 @@ sends to every other peer with the sync :class:`peerbox.Client`.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +22,11 @@ import peerbox
 from peerbox.net import Client
 from peerbox.peer import Directory
 
+from .conftest import PEERBOX
+
 pytestmark = pytest.mark.slow  # a real `peerbox serve` and curl, nghttp, h2load
 
-os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
-PEERBOX = [sys.executable, "-m", "peerbox"]
 
 
 def _policy(caller: str) -> str:

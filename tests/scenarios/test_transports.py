@@ -12,12 +12,9 @@ directory entry; ``serve --listen`` takes several URLs in shared, ``--workers
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -35,13 +32,11 @@ from peerbox.wire import grant, make_request, verify_reply
 
 from ..conftest import NatsServer
 from ._serve_helpers import MODES, Caller
-from .conftest import Serving
+from .conftest import PEERBOX, Serving
 
 pytestmark = pytest.mark.slow  # servers, child processes, `peerbox serve`
 
-os.environ.setdefault("PEERBOX_CACHE_DIR", tempfile.mkdtemp(prefix="peerbox-test-cache-"))
 
-PEERBOX = [sys.executable, "-m", "peerbox"]
 
 #: Every transport: each test of the matrix runs over all of them (the key of the worker's URLs).
 TRANSPORTS = ["h2", "ws", "nats"]
