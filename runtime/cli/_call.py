@@ -37,14 +37,15 @@ from typing import Any
 
 from .. import net
 from .._errors import UsageError
-from ..peer import Directory, PeerStore
+from ..peer import PeerStore
 from ..wire import Reply
 from ._args import parse_param, read_params_file
 from ._input import MAX_PARAMS_BYTES, excerpt, loads_json
 from ._send import (
     _MAX_CAP_FILE, _client_failure, _read, add_remote_arguments, call_deadline, print_result, reply_exit_code,
-    report_failed_reply, requested_limits,
+    report_failed_reply, requested_limits, STATE_HELP,
 )
+from ._directory import add_state_argument, client_directory
 
 __all__ = ["add_parsers", "call_arguments", "split_function", "cmd_call", "COMMANDS"]
 
@@ -75,6 +76,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
                     help="the arguments as in --args-json, read from FILE ('-': stdin)")
     add_remote_arguments(pc, cap_help="a capability token to present (e.g. granting call:inbox::deliver); "
                          "repeatable", run_limits=True)
+    add_state_argument(pc, STATE_HELP)
     pc.set_defaults(handler=cmd_call)
 
 
@@ -145,21 +147,21 @@ def cmd_call(args: argparse.Namespace) -> int:
     arguments = call_arguments(args.args_json, args.arg, args.params_file)
     caps = [_read(path, _MAX_CAP_FILE) for path in args.cap]
     key = PeerStore(args.root).get(args.sender).signing_key()
-    directory = Directory(args.root)
-    entry = directory.resolve(args.to)
+    with client_directory(args.root, args.state) as directory:
+        entry = directory.resolve(args.to)
 
-    async def call() -> Reply:
-        async with net.AsyncClient(key, directory) as client:
-            if isinstance(arguments, list):
-                return await client.call(entry, args.function, *arguments, caps=caps, limits=limits,
-                                         timeout=deadline)
-            return await client.call(entry, args.function, params=arguments or None, caps=caps,
-                                     limits=limits, timeout=deadline)
+        async def call() -> Reply:
+            async with net.AsyncClient(key, directory) as client:
+                if isinstance(arguments, list):
+                    return await client.call(entry, args.function, *arguments, caps=caps, limits=limits,
+                                             timeout=deadline)
+                return await client.call(entry, args.function, params=arguments or None, caps=caps,
+                                         limits=limits, timeout=deadline)
 
-    try:
-        reply = trio.run(call)
-    except net.ClientError as err:
-        return _client_failure(err, args.json)
+        try:
+            reply = trio.run(call)
+        except net.ClientError as err:
+            return _client_failure(err, args.json)
     if reply.log:
         sys.stderr.write("".join(line + "\n" for line in reply.log))
     if reply.ok:

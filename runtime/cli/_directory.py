@@ -7,6 +7,12 @@
     peerbox directory remove NAME [--root DIR]
     peerbox directory list [--json] [--root DIR]
 
+each with ``--state nats://HOST:PORT`` (default ``$PEERBOX_STATE``): the same
+command on the directory shared through JetStream
+(:class:`peerbox.net._kvdirectory.KvDirectory`) instead of ``peers.toml``;
+``add NAME URL`` still looks NAME's did up under ``--root``, which is how a
+local peer is published to the others.
+
 A thin layer over :class:`peerbox.peer.Directory`, which keeps the file's
 comments, blank lines and order on every edit. Failures are
 :class:`~peerbox.UsageError` subclasses (exit 2) for the CLI's error boundary.
@@ -15,16 +21,56 @@ comments, blank lines and order on every edit. Failures are
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from .._errors import UsageError
 from ..peer import Directory, PeerNotFound, PeerStore, RootNotFound
 from ._args import add_root_argument
 
-__all__ = ["add_directory_parser", "add_entry_arguments", "cmd_directory_add", "cmd_directory_remove",
-           "cmd_directory_list", "split_did_url"]
+if TYPE_CHECKING:
+    from ..net import KvDirectory
+
+__all__ = ["add_directory_parser", "add_entry_arguments", "add_state_argument", "client_directory",
+           "cmd_directory_add", "cmd_directory_remove", "cmd_directory_list", "split_did_url"]
+
+#: ``--state`` defaults to this variable (the same name as :data:`peerbox.net._kvdirectory.ENV_STATE`,
+#: repeated here so that parsing arguments loads no net code).
+_ENV_STATE = "PEERBOX_STATE"
+
+
+def add_state_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--state nats://HOST:PORT`` (default ``$PEERBOX_STATE``): the shared directory, ``what`` for."""
+    p.add_argument("--state", metavar="nats://HOST:PORT", default=os.environ.get(_ENV_STATE) or None,
+                   help=f"the directory shared through NATS JetStream: {what} (default: ${_ENV_STATE})")
+
+
+@contextlib.contextmanager
+def _shared(url: str) -> Iterator[KvDirectory]:
+    """The shared directory at ``url``, connected for the block. Raises
+    :class:`~peerbox.net._jetstream.SharedStateError` (exit 7) when it cannot be reached."""
+    from ..net import shared_directory
+
+    with shared_directory(url) as directory:
+        yield directory
+
+
+@contextlib.contextmanager
+def client_directory(root: str | None, state: str | None) -> Iterator[Directory]:
+    """What ``send`` and ``call`` resolve ``--to`` in: ``peers.toml`` under ``root``, then, with
+    ``state``, the shared directory (:class:`~peerbox.net._kvdirectory.SharedDirectory`, closed
+    after the block)."""
+    if state is None:
+        yield Directory(root)
+        return
+    from ..net import SharedDirectory
+
+    with SharedDirectory(root, state) as directory:
+        yield directory
 
 
 def add_entry_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +82,7 @@ def add_entry_arguments(p: argparse.ArgumentParser) -> None:
                    help="http://HOST:PORT or https://HOST:PORT (leave out for a peer that only calls)")
     p.add_argument("--replace", action="store_true", help="change an existing entry")
     add_root_argument(p)
+    add_state_argument(p, "add the entry there instead of to peers.toml")
 
 
 def add_directory_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -60,10 +107,12 @@ def add_directory_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
                         "as written). Exit 2 if there is no such entry.")
     pr.add_argument("name", metavar="NAME")
     add_root_argument(pr)
+    add_state_argument(pr, "remove the entry there instead of from peers.toml")
     pr.set_defaults(handler=cmd_directory_remove)
     pl = sub.add_parser("list", help="list the directory")
     pl.add_argument("--json", action="store_true", help="one JSON array of {name, did, url}")
     add_root_argument(pl)
+    add_state_argument(pl, "list it instead of peers.toml")
     pl.set_defaults(handler=cmd_directory_list)
 
 
@@ -95,25 +144,37 @@ def cmd_directory_add(args: argparse.Namespace) -> int:
     """``peerbox directory add NAME [DID] [URL]`` (also ``peers add``): record the entry, say what
     was recorded on stderr."""
     did, url = split_did_url(args.name, args.did, args.url, PeerStore(args.root))
-    directory = Directory(args.root)
-    entry = directory.add(args.name, did, url, replace=args.replace)
+    if getattr(args, "state", None) is not None:
+        with _shared(args.state) as shared:
+            entry, place = shared.add(args.name, did, url, replace=args.replace), shared.where
+    else:
+        directory = Directory(args.root)
+        entry, place = directory.add(args.name, did, url, replace=args.replace), str(directory.path)
     where = f" at {entry.url}" if entry.url is not None else " (a caller only: no URL)"
-    sys.stderr.write(f"{entry.name} = {entry.did}{where} (in {directory.path})\n")
+    sys.stderr.write(f"{entry.name} = {entry.did}{where} (in {place})\n")
     return 0
 
 
 def cmd_directory_remove(args: argparse.Namespace) -> int:
     """``peerbox directory remove NAME``: remove the entry (exit 2 if there is none)."""
-    directory = Directory(args.root)
-    gone = directory.remove(args.name)
-    sys.stderr.write(f"removed {gone.name} = {gone.did} (from {directory.path})\n")
+    if args.state is not None:
+        with _shared(args.state) as shared:
+            gone, place = shared.remove(args.name), shared.where
+    else:
+        directory = Directory(args.root)
+        gone, place = directory.remove(args.name), str(directory.path)
+    sys.stderr.write(f"removed {gone.name} = {gone.did} (from {place})\n")
     return 0
 
 
 def cmd_directory_list(args: argparse.Namespace) -> int:
     """``peerbox directory list``: one ``NAME DID URL`` line per entry, ``-`` for no URL (or JSON,
     ``url`` null)."""
-    entries = Directory(args.root).list()
+    if args.state is not None:
+        with _shared(args.state) as shared:
+            entries = shared.list()
+    else:
+        entries = Directory(args.root).list()
     if args.json:
         sys.stdout.write(json.dumps([{"name": e.name, "did": e.did, "url": e.url} for e in entries],
                                     ensure_ascii=False) + "\n")

@@ -39,21 +39,24 @@ from typing import Any, Literal
 
 from .. import net, run
 from .._errors import UsageError
-from ..peer import Directory, PeerStore
+from ..peer import PeerStore
 from ..trust import exit_code, outcome_of
 from ..wire import Reply
 from ._args import ArgError, Parser, add_params_arguments, one_stdin, params_from_args, parse_fuel, parse_size
-from ._directory import add_directory_parser, cmd_directory_add, cmd_directory_list
+from ._directory import (add_directory_parser, add_state_argument, client_directory, cmd_directory_add,
+                         cmd_directory_list)
 from ._input import MAX_SCRIPT_BYTES, read_input, read_text, source_name
 from ._peers import add_root_argument
 from ._report import emit_json, report, result_doc, usage_doc
 
 __all__ = ["add_parsers", "add_remote_arguments", "print_value", "print_result", "report_failed_reply",
-           "requested_limits", "call_deadline", "check_locally", "cmd_send",
+           "requested_limits", "call_deadline", "STATE_HELP", "check_locally", "cmd_send",
            "cmd_directory_add", "cmd_directory_list", "reply_exit_code",
            "COMMANDS", "main"]
 
 COMMANDS = ("send", "directory")
+#: What ``--state`` of ``send`` and ``call`` is for.
+STATE_HELP = "where --to is looked up when <root>/peers.toml does not name it"
 _MAX_CAP_FILE = 64 << 10
 
 
@@ -71,6 +74,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_params_arguments(ps)
     add_remote_arguments(ps, cap_help="a capability token to present (from `peerbox cap grant`); repeatable",
                          run_limits=True)
+    add_state_argument(ps, STATE_HELP)
     ps.set_defaults(handler=cmd_send)
 
     add_directory_parser(subparsers)
@@ -278,18 +282,18 @@ def cmd_send(args: argparse.Namespace) -> int:
     here = "." if args.script == "-" else os.path.dirname(args.script) or "."
     check_locally(script, source_name(args.script), [here])
     key = PeerStore(args.root).get(args.sender).signing_key()
-    directory = Directory(args.root)
-    entry = directory.resolve(args.to)
+    with client_directory(args.root, args.state) as directory:
+        entry = directory.resolve(args.to)
 
-    async def call() -> Reply:
-        async with net.AsyncClient(key, directory) as client:
-            return await client.exec(entry, script, params=params or None, caps=caps, limits=limits,
-                                     timeout=deadline)
+        async def call() -> Reply:
+            async with net.AsyncClient(key, directory) as client:
+                return await client.exec(entry, script, params=params or None, caps=caps, limits=limits,
+                                         timeout=deadline)
 
-    try:
-        reply = trio.run(call)
-    except net.ClientError as err:
-        return _client_failure(err, args.json)
+        try:
+            reply = trio.run(call)
+        except net.ClientError as err:
+            return _client_failure(err, args.json)
     if reply.log:
         sys.stderr.write("".join(line + "\n" for line in reply.log))
     code = reply_exit_code(reply)

@@ -99,6 +99,10 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     ps.add_argument("--reply-cache", action="store_true",
                     help="with --state: keep each signed answer until its request expires, so a client "
                     "retrying the same signed bytes after a lost reply gets the same reply, not 'replay'")
+    ps.add_argument("--publish", action="store_true",
+                    help="with --state: announce each hosted peer (name, did and the --listen nats:// URL) "
+                    "in the shared directory at start-up; a name the directory gives to another did stops "
+                    "the start (exit 2)")
     ps.add_argument("--name", metavar="NAME", type=_worker_name,
                     help="this worker's name, the `worker` label of every /metrics series (default "
                     "HOSTNAME:PID), so one Prometheus can scrape many workers hosting the same peers")
@@ -150,8 +154,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.mode == "isolated":
         if args.workers is not None and args.workers > 1:
             raise UsageError("--workers applies to shared mode; isolated mode runs one process per peer")
-        if args.state is not None or args.reply_cache:
-            raise UsageError("--state and --reply-cache apply to shared mode (not yet to --mode isolated)")
+        if args.state is not None or args.reply_cache or args.publish:
+            raise UsageError("--state, --reply-cache and --publish apply to shared mode (not yet to "
+                             "--mode isolated)")
         return net.run_isolated(args.root, _peer_list(args), _listens(args), tls_cert=args.tls_cert,
                             tls_key=args.tls_key, port_file=args.port_file, max_runs=args.max_runs,
                             quiet=args.quiet, logs=logs, name=name)
@@ -160,7 +165,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           quiet=args.quiet, exit_with_parent=args.exit_with_parent,
                           workers=workers, listen_fd=args.listen_fd, worker_index=args.worker_index,
                           worker_dir=args.worker_dir, logs=logs, state=args.state,
-                          reply_cache=args.reply_cache, name=name)
+                          reply_cache=args.reply_cache, name=name, publish=args.publish)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,6 +60,7 @@ from ..wire import (EnvelopeError, KeyPair, Reply, make_call_request, make_reque
                     verify_reply)
 from ._client_errors import ClientError, RemoteRejected, TransportError, VerificationError
 from ._h2client import CALL_PATH, LOGIC_PATH, MAX_REPLY, REVOKE_PATH, H2Transport, Transport
+from ._kvdirectory import SharedDirectory
 from ._transports import SchemeTransport
 from ._status import STATUS_PATH, authorization_header, make_status_token
 from ._io_errors import CLIENT_CLOSED_ERRORS
@@ -140,7 +141,9 @@ class AsyncClient:
     """Sends scripts to remote peers as ``identity`` and returns their verified replies (trio).
 
     ``directory`` says where each peer is (a :class:`Directory`, or a peer
-    root path for one). Use it as ``async with AsyncClient(...) as client``
+    root path for one; a :class:`~peerbox.net._kvdirectory.SharedDirectory`
+    looks in ``peers.toml`` first, then in the directory shared through
+    NATS JetStream). Use it as ``async with AsyncClient(...) as client``
     (or call :meth:`aclose` from the task that entered it); it owns its
     ``transport`` (default :class:`~peerbox.net._transports.SchemeTransport`: HTTP/2, WebSocket
     or NATS by the URL's scheme) and closes it.
@@ -179,6 +182,13 @@ class AsyncClient:
         """
         return self._where(target)[0]
 
+    async def _locate(self, target: str | Entry) -> tuple[Entry, str]:
+        """:meth:`_where`; a name a :class:`~peerbox.net._kvdirectory.SharedDirectory` may have to
+        ask NATS for is resolved on a worker thread (one key-value round trip, never on trio's)."""
+        if isinstance(target, str) and isinstance(self.directory, SharedDirectory):
+            target = await trio.to_thread.run_sync(self.directory.resolve, target)
+        return self._where(target)
+
     def _where(self, target: str | Entry) -> tuple[Entry, str]:
         """:meth:`resolve`, with the URL to send to."""
         entry = target if isinstance(target, Entry) else self.directory.resolve(target)
@@ -200,7 +210,7 @@ class AsyncClient:
         and :class:`~peerbox.wire._cbor_strict.EnvelopeError` (exit 2) for params
         a request cannot carry.
         """
-        entry, url = self._where(target)
+        entry, url = await self._locate(target)
         envelope = make_request(self.identity, target=entry.public_key, script=script, params=params,
                                 caps=caps, limits=_limits_map(limits), now=int(time.time()), ttl=self.ttl)
         status, _content_type, body = await self.transport.exec(url, envelope, timeout)
@@ -225,7 +235,7 @@ class AsyncClient:
         """
         module, name = _split_function(function)
         payload = _call_params(function, args, kwargs, params)
-        entry, url = self._where(target)
+        entry, url = await self._locate(target)
         envelope = make_call_request(self.identity, target=entry.public_key, module=module, function=name,
                                      params=payload, caps=caps, limits=_limits_map(limits),
                                      now=int(time.time()), ttl=self.ttl)
@@ -243,7 +253,7 @@ class AsyncClient:
         :class:`~peerbox.wire._cbor_strict.EnvelopeError` for a token a
         revocation cannot carry (empty, over 64 KiB).
         """
-        entry, url = self._where(target)
+        entry, url = await self._locate(target)
         envelope = make_revoke_request(self.identity, target=entry.public_key, token=token,
                                        now=int(time.time()), ttl=self.ttl)
         status, _content_type, body = await self.transport.exec(url, envelope, timeout, path=REVOKE_PATH)
@@ -267,7 +277,7 @@ class AsyncClient:
                     caps: Iterable[bytes] = (), timeout: float = 30.0) -> Reply:
         """Any ``peerbox/logic`` request (``op``: set, remove, list, show, history; see
         :mod:`peerbox.trust._logic_push` for what each carries and returns). Raises as :meth:`push_logic`."""
-        entry, url = self._where(target)
+        entry, url = await self._locate(target)
         envelope = make_logic_request(self.identity, target=entry.public_key, module=module, source=source,
                                       op=op, caps=caps, now=int(time.time()), ttl=self.ttl)
         status, _content_type, body = await self.transport.exec(url, envelope, timeout, path=LOGIC_PATH)

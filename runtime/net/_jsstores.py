@@ -18,8 +18,9 @@ the reply cache and the directory, each behind the interface its user defines.
 - :class:`ReplyCache`: the signed answer to a request, keyed by its hash (the
   ``req`` the reply carries), so a retry of the same signed bytes after a lost
   reply gets the same bytes back, from any worker, instead of ``replay``.
-- :class:`JetStreamDirectory`: name → ``{did, url}``, read by
-  ``peerbox directory list --nats URL``.
+- :class:`JetStreamDirectory`: name → ``{did, url}`` (``peerbox directory ... --state URL``, the
+  client's fallback and a worker's ``--publish``: :mod:`peerbox.net._kvdirectory`); ``url`` is
+  ``""`` for a peer that only calls.
 """
 
 from __future__ import annotations
@@ -313,20 +314,70 @@ class DirectoryEntry:
 
 class JetStreamDirectory:
     """The shared directory: name → ``{"did", "url"}`` in the directory bucket. Every method raises
-    :class:`SharedStateError`."""
+    :class:`SharedStateError`. Values are read as stored: validating them is the caller's
+    (:class:`peerbox.net._kvdirectory.KvDirectory`)."""
 
     def __init__(self, state: JetStreamState) -> None:
         self.state = state
 
+    @staticmethod
+    def _raw(entry: DirectoryEntry) -> bytes:
+        return json.dumps({"did": entry.did, "url": entry.url}, sort_keys=True).encode()
+
+    @staticmethod
+    def _entry(name: str, value: bytes | None) -> DirectoryEntry:
+        try:
+            doc = json.loads(value or b"{}")
+        except ValueError:
+            doc = {}
+        if not isinstance(doc, dict):
+            doc = {}
+        return DirectoryEntry(name, str(doc.get("did", "")), str(doc.get("url") or ""))
+
     def put(self, entry: DirectoryEntry) -> None:
         """Add or replace ``entry``."""
         kv = self.state.bucket(DIRECTORY_BUCKET)
-        raw = json.dumps({"did": entry.did, "url": entry.url}, sort_keys=True).encode()
+        raw = self._raw(entry)
 
         async def put() -> None:
             await kv.put(entry.name, raw)
 
         self.state.call(put, "directory write")
+
+    def get(self, name: str) -> tuple[DirectoryEntry, int] | None:
+        """The entry ``name`` and its revision (for :meth:`write`), or None."""
+        kv = self.state.bucket(DIRECTORY_BUCKET)
+
+        async def get() -> tuple[DirectoryEntry, int] | None:
+            import nats.js.errors as jse
+
+            try:
+                found = await kv.get(name)
+            except jse.KeyNotFoundError:
+                return None
+            return self._entry(name, found.value), int(found.revision or 0)
+
+        return self.state.call(get, "directory lookup")
+
+    def write(self, entry: DirectoryEntry, last: int | None) -> bool:
+        """Compare-and-set: create ``entry`` (``last`` None: only if the name is not there) or replace
+        the record at revision ``last``. ``False`` if another write came first (nothing written)."""
+        kv = self.state.bucket(DIRECTORY_BUCKET)
+        raw = self._raw(entry)
+
+        async def write() -> bool:
+            try:
+                if last is None:
+                    await kv.create(entry.name, raw)
+                else:
+                    await kv.update(entry.name, raw, last=last)
+            except Exception as exc:
+                if _wrong_last(exc):
+                    return False
+                raise
+            return True
+
+        return self.state.call(write, "directory write")
 
     def remove(self, name: str) -> bool:
         """Remove ``name``; ``False`` if it was not there."""
@@ -361,9 +412,7 @@ class JetStreamDirectory:
                     entry = await kv.get(name)
                 except jse.KeyNotFoundError:
                     continue
-                doc = json.loads(entry.value or b"{}")
-                found.append(DirectoryEntry(name, str(doc.get("did", "")), str(doc.get("url", ""))))
+                found.append(self._entry(name, entry.value))
             return found
 
         return self.state.call(read, "directory listing")
-

@@ -39,6 +39,7 @@ from ._status import READY_PATH, STATUS_PATH, Readiness
 from ._listeners import BoundListener, Carrier, extra_listener, parse_listens
 from ._serving import serve_app, tls_context
 from ._jetstream import SharedStateError
+from ._kvdirectory import DirectoryConflict, publish_hosted
 from ._startup import ServeError, StartupFailure, prepare, run_serving
 from ._supervisor import default_workers, run_supervisor
 from ._worker import Worker
@@ -295,7 +296,8 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
                workers: int | None = 1, listen_fd: int | Sequence[int] | None = None,
                worker_index: int | None = None,
                worker_dir: str | None = None, logs: LogOptions | None = None,
-               state: str | None = None, reply_cache: bool = False, name: str = "") -> int:
+               state: str | None = None, reply_cache: bool = False, name: str = "",
+               publish: bool = False) -> int:
     """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM (or stdin EOF with
     ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0.
 
@@ -307,7 +309,10 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
     is given to isolated mode's children only: their answers go to its router, so they
     name denied actions for it too. ``logs``: the log options, handed to every process (its
     audit rotation to the worker; default :class:`~peerbox.net._logsetup.LogOptions`). ``name``: the
-    ``worker`` label of its ``/metrics`` series (``serve --name``; empty: none). Raises
+    ``worker`` label of its ``/metrics`` series (``serve --name``; empty: none). ``publish``
+    (``serve --publish``, needs ``state``): announce every hosted peer in the shared directory at
+    start-up (:func:`~peerbox.net._kvdirectory.publish_hosted`; a name taken by another did is a
+    :class:`ServeError`, failure ``state``). Raises
     :class:`~peerbox.net._startup.ServeError` (exit 2) for whatever keeps it from starting:
     the root, a peer, the TLS files, a peer served by another process, the address
     (:func:`~peerbox.net._startup.prepare`, in the top-level process only: a supervised
@@ -322,16 +327,30 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
     workers = default_workers() if workers is None else workers
     if reply_cache and state is None:
         raise UsageError("--reply-cache needs --state nats://HOST:PORT (the cache lives in JetStream)")
+    if publish and state is None:
+        raise UsageError("--publish needs --state nats://HOST:PORT (the shared directory lives in JetStream)")
     if workers > 1 and slot is None:
         state_args = ((["--state", state] if state is not None else [])
-                      + (["--reply-cache"] if reply_cache else []))
+                      + (["--reply-cache"] if reply_cache else []) + (["--publish"] if publish else []))
         return run_supervisor(root, peers, listen, workers=workers, tls_cert=tls_cert, tls_key=tls_key,
                               port_file=port_file, max_runs=max_runs, quiet=quiet, logs=logs,
                               state_args=state_args, name=name)
     with _shared_state(state, reply_cache) as shared:
         return _serve_one(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key, port_file=port_file,
                           max_runs=max_runs, quiet=quiet, exit_with_parent=exit_with_parent, slot=slot,
-                          logs=logs, shared=shared, name=name)
+                          logs=logs, shared=shared, name=name, publish=publish)
+
+
+def _publish(shared: WorkerState | None, worker: Worker, listen: str | Sequence[str]) -> None:
+    """Publish ``worker``'s peers in the shared directory (``--publish``), at its ``--listen nats://``
+    URL if it has one. Raises :class:`~peerbox.net._startup.ServeError` (failure ``state``)."""
+    if shared is None:
+        return
+    nats = next((s.text for s in parse_listens(listen) if s.carrier is Carrier.NATS), None)
+    try:
+        publish_hosted(shared.state, worker.peers, nats)
+    except (DirectoryConflict, SharedStateError) as exc:
+        raise ServeError(StartupFailure.STATE, f"--publish: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -355,9 +374,9 @@ def _shared_state(url: str | None, reply_cache: bool) -> Iterator[WorkerState | 
 def _serve_one(root: str | None, peers: list[str] | None, listen: str | Sequence[str], *,
                tls_cert: str | None, tls_key: str | None, port_file: str | None, max_runs: int | None,
                quiet: bool, exit_with_parent: bool, slot: WorkerSlot | None, logs: LogOptions | None,
-               shared: WorkerState | None, name: str = "") -> int:
+               shared: WorkerState | None, name: str = "", publish: bool = False) -> int:
     """Serve in this process (see :func:`run_shared`), with ``shared`` state if given; ``name``:
-    the ``worker`` label of its ``/metrics`` series."""
+    the ``worker`` label of its ``/metrics`` series; ``publish``: announce the peers first."""
     logs = logs if logs is not None else LogOptions()
     if slot is not None or exit_with_parent:  # started by a supervisor, which checked and holds the peers
         specs = parse_listens(listen)
@@ -367,6 +386,12 @@ def _serve_one(root: str | None, peers: list[str] | None, listen: str | Sequence
         worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent, audit=logs.audit,
                         state=shared)
         worker.worker_name = name
+        if publish:
+            try:
+                _publish(shared, worker, listen)
+            except ServeError:
+                worker.close()
+                raise
         serving = functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
                                     port_file=port_file, quiet=quiet, slot=slot, stop_on_stdin_eof=True,
                                     h2=h2 is not None, tls_files=(tls_cert, tls_key),
@@ -380,6 +405,12 @@ def _serve_one(root: str | None, peers: list[str] | None, listen: str | Sequence
     with prepare(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key) as started:
         worker = Worker(started.store.root, started.names, max_runs=max_runs, audit=logs.audit, state=shared)
         worker.worker_name = name
+        if publish:
+            try:
+                _publish(shared, worker, listen)
+            except ServeError:
+                worker.close()
+                raise
         try:
             run_serving(functools.partial(serve_worker, worker, host=started.host, port=started.port,
                                           ssl_context=started.ssl_context, port_file=port_file, quiet=quiet,

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from ._peers import (BACKENDS, DEFAULT_ROOT, ENV_ROOT, CorruptPeer, InsecureKeyFile, InvalidPeerName,
                          Peer, PeerError, PeerExists, PeerNotFound, PeerStore, RootNotFound)
     from ._directory import (CorruptDirectory, Directory, DirectoryError, Entry, EntryExists, InvalidEntry,
-                             UnknownPeer)
+                             UnknownPeer, validate_url)
+    from ._peers import validate_peer_name
     from ._history import HistoryError, HistoryMismatch
     from ._versions import Version, make_statement, open_statement, sha256_hex
     from ._logic import HEAD_KEY, LogicError, LogicRefused, ModuleListing, PeerLogic
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["BACKENDS", "DEFAULT_ROOT", "ENV_ROOT", "Peer", "PeerError", "PeerNotFound", "PeerStore",
            "InvalidPeerName", "PeerExists", "RootNotFound", "CorruptPeer", "InsecureKeyFile",
            "Directory", "Entry", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists",
-           "CorruptDirectory", "HistoryError", "HistoryMismatch", "Version", "make_statement",
+           "CorruptDirectory", "validate_url", "validate_peer_name", "HistoryError", "HistoryMismatch",
+           "Version", "make_statement",
            "open_statement", "sha256_hex", "HEAD_KEY", "LogicError", "LogicRefused", "PeerLogic", "Contexts",
            "PeerContext", "ModuleListing", "PublishedFn", "BadArguments", "find_published", "published",
            "bind_args", "call_source", "CALL_FILE", "PeerNames", "Known", "NameResolution",
@@ -75,6 +77,8 @@ __getattr__, __dir__ = attach(__name__, {
     "InvalidEntry": "._directory",
     "EntryExists": "._directory",
     "CorruptDirectory": "._directory",
+    "validate_url": "._directory",
+    "validate_peer_name": "._peers",
     "HistoryError": "._history",
     "HistoryMismatch": "._history",
     "Version": "._versions",
