@@ -358,6 +358,15 @@ static int fail(Dec *d, const char *msg) {
 static int utf8_valid(const uint8_t *s, uint32_t n) {
     uint32_t i = 0;
     while (i < n) {
+        /* ASCII runs are checked 16 bytes at a time */
+        while (i + 16 <= n) {
+            uint64_t w0, w1;
+            __builtin_memcpy(&w0, s + i, 8);
+            __builtin_memcpy(&w1, s + i + 8, 8);
+            if ((w0 | w1) & 0x8080808080808080ull) break;
+            i += 16;
+        }
+        if (i >= n) break;
         uint8_t c = s[i];
         if (c < 0x80) {
             i++;
