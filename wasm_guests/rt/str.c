@@ -52,17 +52,41 @@ void buf_cstr(Buf *b, const char *s) { buf_put(b, s, cstrlen(s)); }
 
 void buf_sv(Buf *b, V s) { buf_put(b, s_ptr(s), s_len(s)); }
 
+static const char DIGITS2[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* The decimal digits of v < 10^8 ending at end (exactly `width` of them, zero-padded, when
+ * width is 8; else as many as v needs); returns where they start. 32-bit divisions by
+ * constants, which the compiler turns into multiplications (64-bit ones stay divisions). */
+static uint8_t *digits32(uint8_t *end, uint32_t v, int width) {
+    uint8_t *p = end;
+    while (v >= 100 || (width == 8 && end - p < 6)) {
+        uint32_t r = v % 100;
+        v /= 100;
+        p -= 2;
+        __builtin_memcpy(p, DIGITS2 + 2 * r, 2);
+    }
+    if (v >= 10 || width == 8) {
+        p -= 2;
+        __builtin_memcpy(p, DIGITS2 + 2 * v, 2);
+    } else {
+        *--p = (uint8_t)('0' + v);
+    }
+    return p;
+}
+
 void buf_int(Buf *b, int64_t i) {
-    uint8_t tmp[24];
-    int n = 0;
+    uint8_t tmp[24], *end = tmp + sizeof tmp, *p = end;
     uint64_t u = i < 0 ? (uint64_t)0 - (uint64_t)i : (uint64_t)i;
-    do {
-        tmp[n++] = (uint8_t)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (i < 0) tmp[n++] = '-';
-    buf_reserve(b, (uint32_t)n);
-    while (n) b->p[b->len++] = tmp[--n];
+    while (u >= 100000000) { /* at most twice */
+        p = digits32(p, (uint32_t)(u % 100000000), 8);
+        u /= 100000000;
+    }
+    p = digits32(p, (uint32_t)u, 0);
+    if (i < 0) *--p = '-';
+    buf_put(b, p, (uint32_t)(end - p));
 }
 
 void buf_float(Buf *b, double d) {
