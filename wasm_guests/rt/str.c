@@ -213,6 +213,22 @@ int64_t str_find(V hay, V needle, uint32_t from) {
     uint32_t i = from, last = hl - nl; /* candidates start in [from, last] */
     uint64_t nword = 0, nmask = nl >= 8 ? ~0ull : (1ull << (8 * nl)) - 1;
     __builtin_memcpy(&nword, n, nl < 8 ? nl : 8); /* a short needle is compared as one word */
+    if (nl >= 2) {
+        /* 8 candidates at a time: those whose first AND last bytes match the needle's
+         * (zero_bytes flags every zero byte, with false positives only above one, so no
+         * match is missed; each candidate is checked, lowest first) */
+        uint64_t lpat = ONES * n[nl - 1];
+        while (i <= last && (uint64_t)i + (nl - 1) + 8 <= hl) {
+            uint64_t z = zero_bytes(load8(h + i) ^ pat) & zero_bytes(load8(h + i + nl - 1) ^ lpat);
+            while (z) {
+                uint32_t j = i + (uint32_t)__builtin_ctzll(z) / 8;
+                if (j > last) return -1;
+                if (memcmp(h + j, n, nl) == 0) return j;
+                z &= z - 1;
+            }
+            i += 8;
+        }
+    }
     while (i <= last) {
         if (i + 8 <= hl) { /* skip 8 bytes at a time to the next byte equal to `first` */
             uint64_t z = zero_bytes(load8(h + i) ^ pat);
