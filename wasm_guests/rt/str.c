@@ -13,6 +13,8 @@
  */
 #include "rt.h"
 
+#include <wasm_simd128.h>
+
 V vcstr(const char *s) { return vstr((const uint8_t *)s, cstrlen(s)); }
 
 /* ---- Buf ------------------------------------------------------------------ */
@@ -203,6 +205,26 @@ int str_eq_c(V a, const char *c) {
     return s_len(a) == n && memcmp(s_ptr(a), c, n) == 0;
 }
 
+/* 16 candidates at a time with wasm SIMD (a function of its own, so only it needs simd128):
+ * those whose first and last bytes match the needle's are checked, lowest first. The match's
+ * index, -1 when there is none, or -2 - i: nothing before i, search on from there. */
+__attribute__((target("simd128"))) static int64_t find16(const uint8_t *h, uint32_t hl, const uint8_t *n,
+                                                          uint32_t nl, uint32_t i, uint32_t last) {
+    v128_t first = wasm_i8x16_splat((int8_t)n[0]), lastb = wasm_i8x16_splat((int8_t)n[nl - 1]);
+    while (i <= last && (uint64_t)i + (nl - 1) + 16 <= hl) {
+        v128_t a = wasm_v128_load(h + i), b = wasm_v128_load(h + i + nl - 1);
+        uint32_t m = (uint32_t)wasm_i8x16_bitmask(wasm_v128_and(wasm_i8x16_eq(a, first), wasm_i8x16_eq(b, lastb)));
+        while (m) {
+            uint32_t j = i + (uint32_t)__builtin_ctz(m);
+            if (j > last) return -1;
+            if (nl <= 2 || memcmp(h + j + 1, n + 1, nl - 2) == 0) return j;
+            m &= m - 1;
+        }
+        i += 16;
+    }
+    return -2 - (int64_t)i;
+}
+
 int64_t str_find(V hay, V needle, uint32_t from) {
     uint32_t hl = s_len(hay), nl = s_len(needle);
     const uint8_t *h = s_ptr(hay), *n = s_ptr(needle);
@@ -211,6 +233,10 @@ int64_t str_find(V hay, V needle, uint32_t from) {
     uint8_t first = n[0];
     uint64_t pat = ONES * first;
     uint32_t i = from, last = hl - nl; /* candidates start in [from, last] */
+    if (i > last) return -1;
+    int64_t r = find16(h, hl, n, nl, i, last);
+    if (r >= -1) return r;
+    i = (uint32_t)(-2 - r);
     uint64_t nword = 0, nmask = nl >= 8 ? ~0ull : (1ull << (8 * nl)) - 1;
     __builtin_memcpy(&nword, n, nl < 8 ? nl : 8); /* a short needle is compared as one word */
     if (nl >= 2) {
