@@ -189,6 +189,7 @@ uint32_t take_pages(uint32_t n, uint32_t kind) {
         for (uint32_t i = free_hint; i < end_page; i++) {
             if (PG_KIND(ptab[i]) != PG_FREE) {
                 run = 0;
+                if (i == free_hint) free_hint = i + 1; /* no free page below the hint: skip it next time */
                 continue;
             }
             if (++run == n) {
