@@ -213,7 +213,7 @@ void log_reset(void) {
 }
 
 static void log_append(V s) {
-    Buf b = {log_buf + LOG_HEAD + log_used, 0, LOG_CAP + 64 - log_used};
+    Buf b = {log_buf + LOG_HEAD + log_used, 0, LOG_CAP + 64 - log_used, 0};
     enc_text(&b, s);
     log_used += b.len;
     log_count++;
@@ -238,7 +238,7 @@ static uint8_t *log_frame(uint32_t *len) {
         return log_empty + 4;
     }
     uint8_t tmp[16];
-    Buf h = {tmp, 0, sizeof tmp};
+    Buf h = {tmp, 0, sizeof tmp, 0};
     cbor_head(&h, 4, log_count);
     uint8_t *start = log_buf + LOG_HEAD - h.len;
     memcpy(start, tmp, h.len);

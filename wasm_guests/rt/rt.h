@@ -187,6 +187,7 @@ typedef struct {
     uint8_t *p;
     uint32_t len;
     uint32_t cap;
+    uint32_t heap; /* p is a string buffer's bytes (buf_init, buf_reserve); 0: memory of the caller's */
 } Buf;
 
 void buf_init(Buf *b, uint32_t cap);

@@ -23,6 +23,7 @@ void buf_init(Buf *b, uint32_t cap) {
     if (cap < 16) cap = 16;
     b->p = alloc_str(cap, &b->cap);
     b->len = 0;
+    b->heap = 1;
 }
 
 void buf_reserve(Buf *b, uint32_t extra) {
@@ -36,6 +37,7 @@ void buf_reserve(Buf *b, uint32_t extra) {
     memcpy(p, b->p, b->len);
     b->p = p;
     b->cap = room;
+    b->heap = 1;
 }
 
 void buf_put(Buf *b, const void *src, uint32_t n) {
@@ -97,8 +99,10 @@ void buf_float(Buf *b, double d) {
 }
 
 V buf_str(Buf *b) {
-    uint32_t room, *used = str_buffer(b->p, &room);
-    if (used && *used < b->len) *used = b->len; /* the furthest slice made from it */
+    if (b->heap) { /* the header {u32 used} is right before the bytes */
+        uint32_t *used = (uint32_t *)(uintptr_t)(b->p - 8);
+        if (*used < b->len) *used = b->len; /* the furthest slice made from it */
+    }
     return vstr(b->p, b->len);
 }
 
