@@ -172,7 +172,8 @@ def check_both(tree: str, recs: list[Any]) -> None:
 
 def test_keyed_sort_on_the_debug_runtime(debug_sandbox: peerbox.Sandbox) -> None:
     """Large enough for merges (more than a run of 16), strings longer than their 8-byte prefixes."""
-    recs = [{"k": (i * 7919) % 13, "s": f"name-{(i * 31) % 17:04d}", "x": i} for i in range(300)]
+    recs: list[dict[str, Any]] = [{"k": (i * 7919) % 13, "s": f"name-{(i * 31) % 17:04d}", "x": i}
+                                  for i in range(300)]
     tree = "if a.k != b.k { b.k - a.k } else if a.s < b.s { -1 } else if a.s > b.s { 1 } else { 0 }"
     prog = peerbox.compile(sort_both(tree), sandbox=debug_sandbox)
     keyed, called = prog.run(params={"recs": recs}).value
