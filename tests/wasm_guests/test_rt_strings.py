@@ -42,6 +42,14 @@ def test_string_builtins_match_python(s: str, t: str) -> None:
     assert SCRIPT.run(params={"s": s, "t": t}).value == python(s, t)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet="ab", max_size=90), st.text(alphabet="ab", min_size=2, max_size=10))
+def test_near_misses_crowded_in_a_word(s: str, t: str) -> None:
+    """Two letters: many places in one 8-byte window start and end like the pattern
+    (the word-at-a-time filter's candidates) without being it, before the real one."""
+    assert SCRIPT.run(params={"s": s, "t": t}).value == python(s, t)
+
+
 @pytest.mark.parametrize("needle", ["ab", "abcdefgh", "abcdefghij"])
 @pytest.mark.parametrize("at", [0, 1, 7, 8, 9, 15, 16, 17, 60])
 def test_a_pattern_found_at_every_offset_of_a_word(at: int, needle: str) -> None:

@@ -36,6 +36,7 @@ from ._emitter import BOOL, CLOSURE_TABLE_BASE, EXC, FLOAT, FN, INT, V
 from ._hostfns import HostFn
 from ._places import PlaceCompiler
 from ._resolver import Binding, FnRef
+from ._sortspec import comparator_spec
 
 __all__ = ["FunctionCompiler"]
 
@@ -457,8 +458,14 @@ class FunctionCompiler(PlaceCompiler):
                 self.expr(recv)  # read only: a reference
             for a in args:
                 self.value(a)
-        sig = (" ".join([V] * b.arity), V)
-        self.emit(f"call {self.mb.use(b.export, sig)}")
+        spec = (comparator_spec(args[0]) if b.export == "f_sort_2" and isinstance(args[0], A.Closure)
+                else None)
+        if spec is not None:  # a comparator of properties: rt sorts by keys (or calls it, when unsure)
+            self.str_const(spec)
+            self.emit(f"call {self.mb.use('rt_sort_keyed')}")
+        else:
+            sig = (" ".join([V] * b.arity), V)
+            self.emit(f"call {self.mb.use(b.export, sig)}")
         self.check(span)
         if b.writeback and recv is not None:
             self.store_place(recv)

@@ -38,7 +38,7 @@ __all__ = ["Emitter", "ModuleBuilder", "Operand", "CLOSURE_TABLE_BASE", "CODEGEN
            "V", "key_hash"]
 
 CLOSURE_TABLE_BASE = 64
-CODEGEN_VERSION = "3"
+CODEGEN_VERSION = "4"
 
 UNIT, BOOL, INT, FLOAT, STR, ARRAY, MAP, FN, BLOB_TAG = 0, 1, 2, 3, 4, 5, 6, 7, 8
 ENTRY_SIZE = 24  # rt's map Entry: {i64 key @0, i32 tag @8, u32 hash @12, i64 payload @16}; Map.e @8
@@ -89,6 +89,7 @@ RT_SIGS: dict[str, tuple[str, str]] = {
     "rt_prop_set": (f"{V} {V} i32 {V}", V),
     "rt_iter": (V, V),
     "rt_in": (f"{V} {V}", V),
+    "rt_sort_keyed": (f"{V} {V} {V}", V),
 }
 BINOPS = {
     "+": "rt_add", "-": "rt_sub", "*": "rt_mul", "/": "rt_div", "%": "rt_mod", "**": "rt_pow",

@@ -91,7 +91,7 @@ static double fmod_(double x, double y) {
 static V add_str(V a, V b) {
     if (a.tag == T_STR && b.tag == T_STR) return str_concat(a, b);
     uint8_t small[64];
-    Buf t = {small, 0, sizeof small};
+    Buf t = {small, 0, sizeof small, 0};
     if (a.tag == T_STR) {
         /* don't finish `t` as a string: `a` must stay the open buffer's tail */
         if (buf_display(&t, b, 0)) return raise_too_deep();

@@ -125,6 +125,7 @@ EXPORT("f_clear_1") V f_clear_1(P(0)) {
     else if (t0 == T_BLOB) BLOBP(v)->len = 0;
     else if (t0 == T_MAP) {
         Map *m = MAPP(v);
+        map_forget_hit();
         m->len = 0;
         m->sorted = 0;
         m->idx = 0;

@@ -213,7 +213,7 @@ void log_reset(void) {
 }
 
 static void log_append(V s) {
-    Buf b = {log_buf + LOG_HEAD + log_used, 0, LOG_CAP + 64 - log_used};
+    Buf b = {log_buf + LOG_HEAD + log_used, 0, LOG_CAP + 64 - log_used, 0};
     enc_text(&b, s);
     log_used += b.len;
     log_count++;
@@ -238,7 +238,7 @@ static uint8_t *log_frame(uint32_t *len) {
         return log_empty + 4;
     }
     uint8_t tmp[16];
-    Buf h = {tmp, 0, sizeof tmp};
+    Buf h = {tmp, 0, sizeof tmp, 0};
     cbor_head(&h, 4, log_count);
     uint8_t *start = log_buf + LOG_HEAD - h.len;
     memcpy(start, tmp, h.len);
@@ -358,6 +358,15 @@ static int fail(Dec *d, const char *msg) {
 static int utf8_valid(const uint8_t *s, uint32_t n) {
     uint32_t i = 0;
     while (i < n) {
+        /* ASCII runs are checked 16 bytes at a time */
+        while (i + 16 <= n) {
+            uint64_t w0, w1;
+            __builtin_memcpy(&w0, s + i, 8);
+            __builtin_memcpy(&w1, s + i + 8, 8);
+            if ((w0 | w1) & 0x8080808080808080ull) break;
+            i += 16;
+        }
+        if (i >= n) break;
         uint8_t c = s[i];
         if (c < 0x80) {
             i++;

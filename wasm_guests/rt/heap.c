@@ -36,7 +36,8 @@ static uint32_t *ptab = ptab0, ptab_cap = 1024;
 #define HDR 272u /* PageHdr, rounded to 16 */
 typedef struct {
     uint32_t size, nblocks;
-    uint32_t pad[2];
+    uint32_t recip; /* ceil(2^32 / size): blk_div divides by size with a multiplication */
+    uint32_t pad;
     uint8_t mark[128];  /* one bit per block (at most 1007 blocks of 16 bytes) */
     uint8_t alloc[128]; /* debug builds: one bit per allocated block */
 } PageHdr;
@@ -188,6 +189,7 @@ uint32_t take_pages(uint32_t n, uint32_t kind) {
         for (uint32_t i = free_hint; i < end_page; i++) {
             if (PG_KIND(ptab[i]) != PG_FREE) {
                 run = 0;
+                if (i == free_hint) free_hint = i + 1; /* no free page below the hint: skip it next time */
                 continue;
             }
             if (++run == n) {
@@ -209,12 +211,18 @@ void release_pages(uint32_t s, uint32_t n) {
 
 static inline PageHdr *page_hdr(uint32_t page) { return (PageHdr *)(uintptr_t)(page << PAGE_SHIFT); }
 
+/* off / h->size, exact for any offset in a page (off < 2^14, size < 2^18), without a division */
+static inline uint32_t blk_div(const PageHdr *h, uint32_t off) {
+    return (uint32_t)(((uint64_t)off * h->recip) >> 32);
+}
+
 static void new_small_page(uint32_t c, uint32_t str) {
     uint32_t page = take_pages(1, PG_SMALL);
     ptab[page] = PG(PG_SMALL, c) | (str ? PG_STR : 0);
     PageHdr *h = page_hdr(page);
     uint32_t size = CLASS_SIZE[c];
     h->size = size;
+    h->recip = (uint32_t)(((UINT64_C(1) << 32) + size - 1) / size);
     h->nblocks = (PAGE - HDR) / size;
     __builtin_memset(h->mark, 0, sizeof h->mark + sizeof h->alloc);
     bump_next[str][c] = (page << PAGE_SHIFT) + HDR;
@@ -228,7 +236,17 @@ static inline void account(uint64_t n) {
     if (allocated >= threshold) gc_word = 1;
 }
 
-static void *alloc_in(uint64_t n, uint32_t str, uint32_t *size_out) {
+/* Clear n bytes (a multiple of 8) at the 8-aligned p: small blocks with stores, not memory.fill
+ * (a call out of the compiled code in wasmtime). */
+static inline void zero_block(uint64_t *p, uint32_t n) {
+    if (n > 256) {
+        __builtin_memset(p, 0, n);
+        return;
+    }
+    for (uint32_t i = 0; i < n / 8; i++) p[i] = 0;
+}
+
+__attribute__((no_builtin("memset"))) static void *alloc_in(uint64_t n, uint32_t str, uint32_t *size_out) {
     if (n > ALLOC_MAX) oom();
     if (n == 0) n = 8;
     if (n <= SMALL_MAX) {
@@ -246,7 +264,8 @@ static void *alloc_in(uint64_t n, uint32_t str, uint32_t *size_out) {
         uint32_t page = b >> PAGE_SHIFT, idx = (b - (page << PAGE_SHIFT) - HDR) / size;
         page_hdr(page)->alloc[idx >> 3] |= (uint8_t)(1u << (idx & 7));
 #endif
-        __builtin_memset((void *)(uintptr_t)b, 0, size);
+        /* a string buffer's bytes are written before any slice covers them: only its header is cleared */
+        zero_block((uint64_t *)(uintptr_t)b, str ? 8 : size);
         account(size);
         return (void *)(uintptr_t)b;
     }
@@ -282,7 +301,7 @@ uint32_t *str_buffer(const uint8_t *p, uint32_t *room) {
     if (PG_KIND(e) == PG_SMALL) {
         PageHdr *h = page_hdr(page);
         uint32_t off = a - (page << PAGE_SHIFT);
-        if (off < HDR + 8 || (off - HDR - 8) % h->size) return 0;
+        if (off < HDR + 8 || blk_div(h, off - HDR - 8) * h->size != off - HDR - 8) return 0;
         *room = h->size - 8;
     } else if (PG_KIND(e) == PG_LARGE) {
         if (a != (page << PAGE_SHIFT) + 8) return 0;
@@ -331,7 +350,7 @@ static int block_of(uint32_t p, uint32_t *start, uint32_t *page_out, uint32_t *i
         PageHdr *h = page_hdr(page);
         uint32_t off = p - (page << PAGE_SHIFT);
         if (off < HDR) return 0;
-        uint32_t idx = (off - HDR) / h->size;
+        uint32_t idx = blk_div(h, off - HDR);
         if (idx >= h->nblocks) return 0;
         *start = (page << PAGE_SHIFT) + HDR + idx * h->size;
         *page_out = page;
@@ -483,20 +502,62 @@ V gc_check(V v) {
 #endif
 
 /* ---- libc memory functions (clang may emit calls to these) ----------------------------
- * Built with -mbulk-memory, so the builtins lower to memory.copy/fill. */
+ * Built with -mbulk-memory, so the builtins lower to memory.copy/fill, which wasmtime runs
+ * as a call out of the compiled code: short lengths (most strings, slots, entries) are
+ * moved here with word loads and stores instead. */
+
+static inline uint64_t ld8(const uint8_t *p) {
+    uint64_t w;
+    __builtin_memcpy(&w, p, 8);
+    return w;
+}
+static inline void st8(uint8_t *p, uint64_t w) { __builtin_memcpy(p, &w, 8); }
+
+/* n <= 32 bytes from s to d; every load before any store, so the two may overlap */
+static inline void move_small(uint8_t *d, const uint8_t *s, size_t n) {
+    if (n >= 16) {
+        uint64_t a = ld8(s), b = ld8(s + 8), c = ld8(s + n - 16), e = ld8(s + n - 8);
+        st8(d, a), st8(d + 8, b), st8(d + n - 16, c), st8(d + n - 8, e);
+    } else if (n >= 8) {
+        uint64_t a = ld8(s), b = ld8(s + n - 8);
+        st8(d, a), st8(d + n - 8, b);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        __builtin_memcpy(&a, s, 4);
+        __builtin_memcpy(&b, s + n - 4, 4);
+        __builtin_memcpy(d, &a, 4);
+        __builtin_memcpy(d + n - 4, &b, 4);
+    } else if (n) {
+        uint8_t a = s[0], b = s[n / 2], c = s[n - 1];
+        d[0] = a, d[n / 2] = b, d[n - 1] = c;
+    }
+}
 
 void *memcpy(void *d, const void *s, size_t n) {
-    __builtin_memcpy(d, s, n);
+    if (n <= 32) move_small(d, s, n);
+    else __builtin_memcpy(d, s, n);
     return d;
 }
 
 void *memmove(void *d, const void *s, size_t n) {
-    __builtin_memmove(d, s, n);
+    if (n <= 32) move_small(d, s, n);
+    else __builtin_memmove(d, s, n);
     return d;
 }
 
 void *memset(void *d, int c, size_t n) {
-    __builtin_memset(d, c, n);
+    if (n <= 32) {
+        uint8_t *p = d;
+        uint64_t w = 0x0101010101010101ull * (uint8_t)c;
+        if (n >= 8) {
+            for (size_t i = 0; i + 8 <= n; i += 8) st8(p + i, w);
+            st8(p + n - 8, w);
+        } else {
+            for (size_t i = 0; i < n; i++) p[i] = (uint8_t)c;
+        }
+    } else {
+        __builtin_memset(d, c, n);
+    }
     return d;
 }
 

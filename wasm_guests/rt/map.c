@@ -31,6 +31,24 @@ uint32_t hash_key(V k) {
     return h;
 }
 
+/* The last entry found or inserted by key: `if w in m { m[w] += 1 }` finds the same entry
+ * three times. Valid while the map's entries keep their places: forgotten when entries
+ * move (map_remove, map_sort, clear) and at a collection (a map's or a slice's memory may
+ * then be reused). */
+static const Map *hit_map;
+static int64_t hit_key;
+static uint32_t hit_idx;
+
+void map_forget_hit(void) { hit_map = 0; }
+
+static inline void remember(const Map *m, V key, uint32_t i) {
+    hit_map = m;
+    hit_key = key.p;
+    hit_idx = i;
+}
+
+static inline int is_hit(const Map *m, V key) { return m == hit_map && key.p == hit_key && hit_idx < m->len; }
+
 static inline int key_eq(int64_t a, V b) {
     return a == b.p || ((uint64_t)a >> 32 == s_len(b) && memcmp((void *)(uintptr_t)(uint32_t)a, s_ptr(b), s_len(b)) == 0);
 }
@@ -86,13 +104,19 @@ static int64_t find_linear(const Map *m, V key) {
 }
 
 Entry *map_find(Map *m, V key) {
+    if (is_hit(m, key)) return &m->e[hit_idx];
+    int64_t i;
     if (m->icap) {
         int found;
         uint32_t s = probe(m, key, hash_key(key), &found);
-        return found ? &m->e[m->idx[s] - 1] : 0;
+        if (!found) return 0;
+        i = m->idx[s] - 1;
+    } else {
+        i = find_linear(m, key);
+        if (i < 0) return 0;
     }
-    int64_t i = find_linear(m, key);
-    return i < 0 ? 0 : &m->e[i];
+    remember(m, key, (uint32_t)i);
+    return &m->e[i];
 }
 
 /* map_find for a constant key (a literal, which lives as long as the run) whose
@@ -123,10 +147,16 @@ void map_set(Map *m, V key, V val) { map_set_h(m, key, hash_key(key), val); }
 void map_set_h(Map *m, V key, uint32_t h, V val) {
     note_child(&m->depth, val);
     uint32_t slot = 0;
+    if (is_hit(m, key)) {
+        m->e[hit_idx].tag = val.tag;
+        m->e[hit_idx].p = val.p;
+        return;
+    }
     if (m->icap) {
         int found;
         slot = probe(m, key, h, &found);
         if (found) {
+            remember(m, key, m->idx[slot] - 1);
             Entry *e = &m->e[m->idx[slot] - 1];
             e->tag = val.tag;
             e->p = val.p;
@@ -136,6 +166,7 @@ void map_set_h(Map *m, V key, uint32_t h, V val) {
         Entry *x = m->e;
         for (uint32_t i = 0, n = m->len; i < n; i++)
             if (x[i].hash == h && key_eq(x[i].key, key)) {
+                remember(m, key, i);
                 x[i].tag = val.tag;
                 x[i].p = val.p;
                 return;
@@ -156,6 +187,7 @@ void map_set_h(Map *m, V key, uint32_t h, V val) {
     e->hash = h;
     e->p = val.p;
     m->len = n + 1;
+    remember(m, key, n);
     if (m->sorted == n && (n == 0 || str_cmp(mk(T_STR, m->e[n - 1].key), key) < 0)) m->sorted = n + 1;
     if (m->icap) {
         if ((uint64_t)m->len * 2 > m->icap) index_build(m, sz_mul(m->icap, 2));
@@ -167,6 +199,7 @@ void map_set_h(Map *m, V key, uint32_t h, V val) {
 
 int map_remove(Map *m, V key, V *out) {
     uint32_t i;
+    hit_map = 0;
     if (m->icap) {
         int found;
         uint32_t s = probe(m, key, hash_key(key), &found);
@@ -211,6 +244,7 @@ static Entry *scratch;
 static uint32_t scratch_cap;
 
 void map_gc_forget(void) {
+    hit_map = 0;
     scratch = 0;
     scratch_cap = 0;
     last_key = -1;
@@ -218,6 +252,7 @@ void map_gc_forget(void) {
 
 void map_sort(Map *m) {
     uint32_t n = m->len, s = m->sorted;
+    hit_map = 0;
     if (s >= n) {
         m->sorted = n;
         return;

@@ -170,6 +170,7 @@ _Noreturn void heap_corrupt(void); /* fault 3 */
 void rt_gc_mark_roots(void);   /* cbor.c: params, caller, target, the pending error */
 void sort_gc_forget(void);     /* sort.c, map.c: drop scratch buffers */
 void map_gc_forget(void);
+void map_forget_hit(void); /* map.c: entries moved (clear) */
 void exc_gc_mark(void);
 uint32_t sz_mul(uint64_t a, uint64_t b); /* a*b, or out of memory past ~2 GiB */
 _Noreturn void oom(void);
@@ -186,6 +187,7 @@ typedef struct {
     uint8_t *p;
     uint32_t len;
     uint32_t cap;
+    uint32_t heap; /* p is a string buffer's bytes (buf_init, buf_reserve); 0: memory of the caller's */
 } Buf;
 
 void buf_init(Buf *b, uint32_t cap);

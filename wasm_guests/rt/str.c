@@ -13,6 +13,8 @@
  */
 #include "rt.h"
 
+#include <wasm_simd128.h>
+
 V vcstr(const char *s) { return vstr((const uint8_t *)s, cstrlen(s)); }
 
 /* ---- Buf ------------------------------------------------------------------ */
@@ -21,6 +23,7 @@ void buf_init(Buf *b, uint32_t cap) {
     if (cap < 16) cap = 16;
     b->p = alloc_str(cap, &b->cap);
     b->len = 0;
+    b->heap = 1;
 }
 
 void buf_reserve(Buf *b, uint32_t extra) {
@@ -34,6 +37,7 @@ void buf_reserve(Buf *b, uint32_t extra) {
     memcpy(p, b->p, b->len);
     b->p = p;
     b->cap = room;
+    b->heap = 1;
 }
 
 void buf_put(Buf *b, const void *src, uint32_t n) {
@@ -52,17 +56,41 @@ void buf_cstr(Buf *b, const char *s) { buf_put(b, s, cstrlen(s)); }
 
 void buf_sv(Buf *b, V s) { buf_put(b, s_ptr(s), s_len(s)); }
 
+static const char DIGITS2[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* The decimal digits of v < 10^8 ending at end (exactly `width` of them, zero-padded, when
+ * width is 8; else as many as v needs); returns where they start. 32-bit divisions by
+ * constants, which the compiler turns into multiplications (64-bit ones stay divisions). */
+static uint8_t *digits32(uint8_t *end, uint32_t v, int width) {
+    uint8_t *p = end;
+    while (v >= 100 || (width == 8 && end - p < 6)) {
+        uint32_t r = v % 100;
+        v /= 100;
+        p -= 2;
+        __builtin_memcpy(p, DIGITS2 + 2 * r, 2);
+    }
+    if (v >= 10 || width == 8) {
+        p -= 2;
+        __builtin_memcpy(p, DIGITS2 + 2 * v, 2);
+    } else {
+        *--p = (uint8_t)('0' + v);
+    }
+    return p;
+}
+
 void buf_int(Buf *b, int64_t i) {
-    uint8_t tmp[24];
-    int n = 0;
+    uint8_t tmp[24], *end = tmp + sizeof tmp, *p = end;
     uint64_t u = i < 0 ? (uint64_t)0 - (uint64_t)i : (uint64_t)i;
-    do {
-        tmp[n++] = (uint8_t)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (i < 0) tmp[n++] = '-';
-    buf_reserve(b, (uint32_t)n);
-    while (n) b->p[b->len++] = tmp[--n];
+    while (u >= 100000000) { /* at most twice */
+        p = digits32(p, (uint32_t)(u % 100000000), 8);
+        u /= 100000000;
+    }
+    p = digits32(p, (uint32_t)u, 0);
+    if (i < 0) *--p = '-';
+    buf_put(b, p, (uint32_t)(end - p));
 }
 
 void buf_float(Buf *b, double d) {
@@ -71,8 +99,10 @@ void buf_float(Buf *b, double d) {
 }
 
 V buf_str(Buf *b) {
-    uint32_t room, *used = str_buffer(b->p, &room);
-    if (used && *used < b->len) *used = b->len; /* the furthest slice made from it */
+    if (b->heap) { /* the header {u32 used} is right before the bytes */
+        uint32_t *used = (uint32_t *)(uintptr_t)(b->p - 8);
+        if (*used < b->len) *used = b->len; /* the furthest slice made from it */
+    }
     return vstr(b->p, b->len);
 }
 
@@ -179,6 +209,26 @@ int str_eq_c(V a, const char *c) {
     return s_len(a) == n && memcmp(s_ptr(a), c, n) == 0;
 }
 
+/* 16 candidates at a time with wasm SIMD (a function of its own, so only it needs simd128):
+ * those whose first and last bytes match the needle's are checked, lowest first. The match's
+ * index, -1 when there is none, or -2 - i: nothing before i, search on from there. */
+__attribute__((target("simd128"))) static int64_t find16(const uint8_t *h, uint32_t hl, const uint8_t *n,
+                                                          uint32_t nl, uint32_t i, uint32_t last) {
+    v128_t first = wasm_i8x16_splat((int8_t)n[0]), lastb = wasm_i8x16_splat((int8_t)n[nl - 1]);
+    while (i <= last && (uint64_t)i + (nl - 1) + 16 <= hl) {
+        v128_t a = wasm_v128_load(h + i), b = wasm_v128_load(h + i + nl - 1);
+        uint32_t m = (uint32_t)wasm_i8x16_bitmask(wasm_v128_and(wasm_i8x16_eq(a, first), wasm_i8x16_eq(b, lastb)));
+        while (m) {
+            uint32_t j = i + (uint32_t)__builtin_ctz(m);
+            if (j > last) return -1;
+            if (nl <= 2 || memcmp(h + j + 1, n + 1, nl - 2) == 0) return j;
+            m &= m - 1;
+        }
+        i += 16;
+    }
+    return -2 - (int64_t)i;
+}
+
 int64_t str_find(V hay, V needle, uint32_t from) {
     uint32_t hl = s_len(hay), nl = s_len(needle);
     const uint8_t *h = s_ptr(hay), *n = s_ptr(needle);
@@ -187,8 +237,28 @@ int64_t str_find(V hay, V needle, uint32_t from) {
     uint8_t first = n[0];
     uint64_t pat = ONES * first;
     uint32_t i = from, last = hl - nl; /* candidates start in [from, last] */
+    if (i > last) return -1;
+    int64_t r = find16(h, hl, n, nl, i, last);
+    if (r >= -1) return r;
+    i = (uint32_t)(-2 - r);
     uint64_t nword = 0, nmask = nl >= 8 ? ~0ull : (1ull << (8 * nl)) - 1;
     __builtin_memcpy(&nword, n, nl < 8 ? nl : 8); /* a short needle is compared as one word */
+    if (nl >= 2) {
+        /* 8 candidates at a time: those whose first AND last bytes match the needle's
+         * (zero_bytes flags every zero byte, with false positives only above one, so no
+         * match is missed; each candidate is checked, lowest first) */
+        uint64_t lpat = ONES * n[nl - 1];
+        while (i <= last && (uint64_t)i + (nl - 1) + 8 <= hl) {
+            uint64_t z = zero_bytes(load8(h + i) ^ pat) & zero_bytes(load8(h + i + nl - 1) ^ lpat);
+            while (z) {
+                uint32_t j = i + (uint32_t)__builtin_ctzll(z) / 8;
+                if (j > last) return -1;
+                if (memcmp(h + j, n, nl) == 0) return j;
+                z &= z - 1;
+            }
+            i += 8;
+        }
+    }
     while (i <= last) {
         if (i + 8 <= hl) { /* skip 8 bytes at a time to the next byte equal to `first` */
             uint64_t z = zero_bytes(load8(h + i) ^ pat);
