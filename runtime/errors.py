@@ -15,7 +15,8 @@ trio or h2. The tree, in the order a request meets the rooms::
                                             PeerNotFound, RootNotFound, CorruptPeer,
                                             InsecureKeyFile; AuditError: a peer's audit log)
             DirectoryError                  peers.toml (UnknownPeer, InvalidEntry, EntryExists,
-                                            CorruptDirectory)
+                                            CorruptDirectory; DirectoryConflict: a name the shared
+                                            directory gives to another did)
             HistoryError, HistoryMismatch   a logic module's signed history
             LogicError                      the owner's logic tools
             BadArguments                    arguments that do not match a published function
@@ -51,7 +52,8 @@ if TYPE_CHECKING:
     from peerbox._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
     from peerbox.hostcalls import BudgetExceeded, HostCallError, StorageConfigError
     from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError,
-                             FrameError, LocalNatsError, RemoteRejected, ServeError, SharedStateError,
+                             DirectoryConflict, FrameError, LocalNatsError, RemoteRejected, ServeError,
+                             SharedStateError,
                              TransportError, VerificationError)
     from peerbox.peer import (AuditError, BadArguments, CorruptDirectory, CorruptPeer, DirectoryError,
                               EntryExists,
@@ -78,7 +80,7 @@ _EXPORTS = {
     "peerbox.trust": ("RateStoreError",),
     "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected", "ChannelError",
                     "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
-                    "LocalNatsError", "SharedStateError"),
+                    "LocalNatsError", "SharedStateError", "DirectoryConflict"),
 }
 
 __all__ = [
@@ -93,7 +95,7 @@ __all__ = [
     "RateStoreError",
     "ClientError", "TransportError", "VerificationError", "RemoteRejected",
     "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
-    "LocalNatsError", "SharedStateError",
+    "LocalNatsError", "SharedStateError", "DirectoryConflict",
 ]
 
 __getattr__, __dir__ = attach(__name__, {name: module for module, names in _EXPORTS.items()

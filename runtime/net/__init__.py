@@ -67,8 +67,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient", "Client", "ClientError", "RemoteRejected", "TransportError", "VerificationError",
            "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
            "run_isolated", "Worker", "run_shared", "ServeError", "StartupFailure", "LogOptions", "LogLevel",
-           "LogFormat", "add_log_arguments", "LocalNats", "LocalNatsError", "SharedStateError", "SharedDirectory",
-           "KvDirectory", "DirectoryConflict", "shared_directory"]
+           "LogFormat", "add_log_arguments", "LocalNats", "LocalNatsError", "SharedStateError",
+           "SharedDirectory", "KvDirectory", "DirectoryConflict", "shared_directory"]
 
 __getattr__, __dir__ = attach(__name__, {
     "LogOptions": "._logsetup",
