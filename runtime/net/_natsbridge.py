@@ -274,11 +274,6 @@ class NatsBridge:
             await self.aclose()
 
     @property
-    def is_open(self) -> bool:
-        """Connected (or reconnecting) and not closed."""
-        return self._nc is not None and not self._closing
-
-    @property
     def max_payload(self) -> int:
         """The largest message the server takes (its ``max_payload``), once connected."""
         return int(self._nc.max_payload) if self._nc is not None else 0
