@@ -279,6 +279,10 @@ def test_a_worker_process_killed_under_load_loses_no_acknowledged_write_and_is_r
             time.sleep(0.05)
         replacement = (now - before).pop()
         time.sleep(1.5)  # more calls, against the survivor and the replacement
+        deadline = time.monotonic() + 30
+        while len(acknowledged) <= count_before_kill:  # a loaded machine: wait for the first of them
+            assert time.monotonic() < deadline, "no call acknowledged after the kill"
+            time.sleep(0.05)
     finally:
         stop.set()
         for t in threads:
