@@ -44,7 +44,7 @@ def _best(fn: Callable[[], object], n: int, rounds: int) -> float:
 def bench_logic(quick: bool) -> list[tuple[str, float, str]]:
     import peerbox
     from peerbox.peer._context import PeerContext
-    from peerbox.wire._envelope import open_reply
+    from peerbox.wire._reply import open_reply
     from peerbox.trust._exec import ExecHandler
     from peerbox.peer._logic import LogicLayers, PeerLogic
     from peerbox.trust._logic_push import make_logic_request

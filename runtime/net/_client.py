@@ -16,9 +16,9 @@
 :class:`~peerbox.net._h2client.Transport` (default
 :class:`~peerbox.net._transports.SchemeTransport`: HTTP/2 for ``http(s)://``, WebSocket for
 ``ws(s)://``, NATS for ``nats://``) and checks the answer with
-:func:`~peerbox.wire._envelope.verify_reply`: signed by the target the directory
+:func:`~peerbox.wire._reply.verify_reply`: signed by the target the directory
 names and answering exactly this request. Every signed outcome is returned as
-a verified :class:`~peerbox.wire._envelope.Reply`: a value, a script error, a limit
+a verified :class:`~peerbox.wire._reply.Reply`: a value, a script error, a limit
 (``ok`` false, ``error.kind`` ``limit_*``) or a denial (``reply.denied``).
 What is not a verified reply raises a
 :class:`~peerbox.net._client_errors.ClientError` (CLI exit 7):

@@ -7,8 +7,9 @@ checked, in the order they are::
     _identity      Ed25519 keys and the curve checks of a ``did:key``, signatures (PyNaCl)
     _cbor_strict   the strict CBOR decoder and canonical encoder; EnvelopeError
     _cose          COSE_Sign1: sign, decode, the bounded pre-scan of unverified bytes
-    _envelope      request and reply envelopes (``peerbox/exec``, ``peerbox/reply``): make,
-                   open, verify; ``check_delivery`` (target, time window, then the nonce)
+    _envelope      request envelopes (``peerbox/exec``): make, open, verify; the field checks
+                   every envelope shares; ``check_delivery`` (target, time window, then the nonce)
+    _reply         reply envelopes (``peerbox/reply``): make (a denial too), open, verify
     _call          the ``peerbox/call`` envelope: a published function, its arguments (``params``)
     _revoke        the ``peerbox/revoke`` envelope: a capability token a worker must refuse from now on
     _nonces        the replay store: a nonce is checked (and spent) in ``check_delivery``
@@ -30,10 +31,11 @@ if TYPE_CHECKING:
         did_from_public_key, public_key_from_did, validate_public_key, verify as verify_signature)
     from ._cbor_strict import EnvelopeError, dumps as cbor_dumps, loads as cbor_loads
     from ._cose import Sign1, decode1, sign1
-    from ._envelope import (Request, Reply, TYP_REQUEST, TYP_REPLY, VERSION, make_request, open_request,
-        verify_request, make_reply, make_denial, open_reply, verify_reply, check_delivery, preauthenticate,
+    from ._envelope import (Request, TYP_REQUEST, VERSION, make_request, open_request,
+        verify_request, check_delivery, preauthenticate,
         bad_field, require_field, check_public_key, check_typ_version, parse_addressing, check_signer,
         parse_limits, MAX_EXEC_REQUEST, payload_head, request_target, request_digest)
+    from ._reply import Reply, TYP_REPLY, make_reply, make_denial, open_reply, verify_reply
     from ._call import (CallRequest, TYP_CALL, MAX_CALL_REQUEST, make_call_request, open_call_request,
         verify_call_request)
     from ._revoke import (RevokeRequest, TYP_REVOKE, MAX_REVOKE_REQUEST, make_revoke_request,
@@ -74,18 +76,18 @@ __getattr__, __dir__ = attach(__name__, {
     "decode1": "._cose",
     "sign1": "._cose",
     "Request": "._envelope",
-    "Reply": "._envelope",
+    "Reply": "._reply",
     "TYP_REQUEST": "._envelope",
-    "TYP_REPLY": "._envelope",
+    "TYP_REPLY": "._reply",
     "VERSION": "._envelope",
     "make_request": "._envelope",
     "open_request": "._envelope",
     "verify_request": "._envelope",
     "MAX_EXEC_REQUEST": "._envelope",
-    "make_reply": "._envelope",
-    "make_denial": "._envelope",
-    "open_reply": "._envelope",
-    "verify_reply": "._envelope",
+    "make_reply": "._reply",
+    "make_denial": "._reply",
+    "open_reply": "._reply",
+    "verify_reply": "._reply",
     "check_delivery": "._envelope",
     "preauthenticate": "._envelope",
     "bad_field": "._envelope",

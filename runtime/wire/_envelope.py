@@ -1,4 +1,4 @@
-"""Signed requests and replies between peers (sans-IO).
+"""Signed requests between peers (sans-IO), and the field checks every envelope type shares.
 
 A *request* asks a target peer to run a script. It is a COSE_Sign1
 (:mod:`peerbox.wire._cose`) signed by the caller whose payload is::
@@ -11,17 +11,7 @@ A *request* asks a target peer to run a script. It is a COSE_Sign1
      ? "caps": [* bstr],                           ; capability tokens (COSE_Sign1)
      ? "limits": {? "fuel": uint, ? "timeout": number, ? "memory": uint}}
 
-A *reply* is signed by the target::
-
-    {"v": 1, "typ": "peerbox/reply", "caller": bstr, "target": bstr,
-     "req": bstr(32),                  ; SHA-256 of the request's bytes
-     "iat": int, "ok": bool,
-     "value": any               ; when ok
-     "error": {"kind": tstr, "message": tstr, ? "line": uint, ? "file": tstr,
-               ? "rule": tstr / null,             ; when not ok; a denial has kind "denied"
-               ? "action": tstr, ? "resource": tstr / null,  ; what a denial refused,
-               ? "cause": tstr, ? "capability": tstr}        ; and why (peerbox.policy.Denied)
-     "log": [* tstr], "usage": {"fuel": uint, "wall_ms": uint, "peak_memory": uint}}
+A *reply* (:mod:`peerbox.wire._reply`) answers it, signed by the target.
 
 :func:`verify_request` checks, in this order, each failure with its own
 :class:`~peerbox.wire._cose.EnvelopeError` kind: size (``too_large``), the outer
@@ -56,42 +46,33 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from collections.abc import Iterable, Mapping
 
-from ..policy import Denied
-from ._cose import EnvelopeError, Sign1, decode1, find_bstr_field, scan1, sign1, sign1_encoded
+from ._cose import EnvelopeError, Sign1, decode1, find_bstr_field, scan1, sign1
 from ._identity import PUBLIC_KEY_SIZE, InvalidPublicKey, KeyPair, validate_public_key
 from ._nonces import ReplayGuard
-from ._raw_value import check_value_cbor, payload_with_value
 from ._slice import field_bytes
 
 __all__ = [
     "Request",
-    "Reply",
     "make_request",
     "verify_request",
     "open_request",
     "preauthenticate",
     "request_target",
-    "open_reply",
-    "make_reply",
-    "make_denial",
-    "verify_reply",
     "request_digest",
     "check_delivery",
+    "int_field",
     "parse_limits",
     "VERSION",
     "TYP_REQUEST",
-    "TYP_REPLY",
     "NONCE_MIN",
     "NONCE_MAX",
     "MAX_CAPS",
     "MAX_EXEC_REQUEST",
     "LIMIT_KEYS",
-    "USAGE_KEYS",
 ]
 
 VERSION = 1
 TYP_REQUEST = "peerbox/exec"
-TYP_REPLY = "peerbox/reply"
 NONCE_MIN = 16
 NONCE_MAX = 32
 #: At most this many capability tokens in one request.
@@ -100,16 +81,10 @@ MAX_CAPS = 16
 #: limit, so a 5 MiB param and a 1 MiB script fit (issue 17: params of 2-5 MiB must pass).
 MAX_EXEC_REQUEST = 8 << 20
 LIMIT_KEYS = ("fuel", "timeout", "memory")
-USAGE_KEYS = ("fuel", "wall_ms", "peak_memory")
 _MAX_TIME = 2**63 - 1
 _REQUEST_FIELDS = frozenset(
     {"v", "typ", "caller", "target", "nonce", "iat", "exp", "script", "params", "caps", "limits"}
 )
-_REPLY_FIELDS = frozenset(
-    {"v", "typ", "caller", "target", "req", "iat", "ok", "value", "error", "log", "usage"}
-)
-_ERROR_FIELDS = frozenset(
-    {"kind", "message", "line", "file", "rule", "action", "resource", "cause", "capability"})
 
 
 def request_digest(request_bytes: bytes) -> bytes:
@@ -141,27 +116,6 @@ class Request:
         return request_digest(self.data)
 
 
-@dataclass(frozen=True)
-class Reply:
-    """A verified reply: ``ok`` with ``value``, or not ``ok`` with ``error``."""
-
-    caller: bytes
-    target: bytes
-    req: bytes
-    iat: int
-    ok: bool
-    value: Any = None
-    error: dict[str, Any] | None = None
-    log: tuple[str, ...] = ()
-    usage: dict[str, int] = field(default_factory=dict)
-    data: bytes = field(default=b"", repr=False)
-
-    @property
-    def denied(self) -> bool:
-        """Whether the target refused to run the request (error kind ``denied``)."""
-        return not self.ok and self.error is not None and self.error.get("kind") == "denied"
-
-
 # ------------------------------------------------------------------ field checks
 
 
@@ -177,7 +131,8 @@ def require_field(payload: Mapping[str, Any], name: str) -> Any:
     return payload[name]
 
 
-def _int(value: object, name: str, lo: int = 0, hi: int = _MAX_TIME) -> int:
+def int_field(value: object, name: str, lo: int = 0, hi: int = _MAX_TIME) -> int:
+    """``value`` as the integer field ``name`` in ``[lo, hi]`` (a bool is not one); raises ``bad_field``."""
     if type(value) is not int:
         raise bad_field(f"{name!r} must be an integer, not {type(value).__name__}")
     if not lo <= value <= hi:
@@ -223,7 +178,7 @@ def parse_limits(value: object) -> dict[str, int | float]:
                 raise bad_field("limits.timeout must be a positive number of seconds")
             out[k] = v
         else:
-            out[k] = _int(v, f"limits.{k}")
+            out[k] = int_field(v, f"limits.{k}")
     return out
 
 
@@ -243,8 +198,8 @@ def parse_addressing(payload: Mapping[str, Any]) -> tuple[bytes, bytes, bytes, i
     nonce = require_field(payload, "nonce")
     if type(nonce) is not bytes or not NONCE_MIN <= len(nonce) <= NONCE_MAX:
         raise bad_field(f"'nonce' must be {NONCE_MIN} to {NONCE_MAX} bytes")
-    iat = _int(require_field(payload, "iat"), "iat")
-    exp = _int(require_field(payload, "exp"), "exp")
+    iat = int_field(require_field(payload, "iat"), "iat")
+    exp = int_field(require_field(payload, "exp"), "exp")
     if exp <= iat:
         raise bad_field("'exp' must be after 'iat'")
     caps = payload.get("caps", [])
@@ -465,170 +420,3 @@ def verify_request(
     check_delivery(caller=req.caller, target=req.target, nonce=req.nonce, iat=req.iat, exp=req.exp,
                    expected_target=target, now=now, nonces=nonces, max_skew=max_skew, max_window=max_window)
     return req
-
-
-# ------------------------------------------------------------------ replies
-
-
-def _error(value: object) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise bad_field("'error' must be a map")
-    unknown = set(value) - _ERROR_FIELDS
-    if unknown:
-        raise bad_field(f"unknown error fields {sorted(map(str, unknown))!r:.200}")
-    for name in ("kind", "message"):
-        if type(value.get(name)) is not str:
-            raise bad_field(f"error.{name} must be text")
-    if "line" in value:
-        _int(value["line"], "error.line")
-    for name in ("rule", "resource"):
-        if name in value and value[name] is not None and type(value[name]) is not str:
-            raise bad_field(f"error.{name} must be text or null")
-    for name in ("file", "action", "cause", "capability"):
-        if name in value and type(value[name]) is not str:
-            raise bad_field(f"error.{name} must be text")
-    return value
-
-
-def _parse_reply(payload: dict[str, Any], data: bytes = b"") -> Reply:
-    check_typ_version(payload, TYP_REPLY, _REPLY_FIELDS)
-    keys = {}
-    for name in ("caller", "target"):
-        val = require_field(payload, name)
-        if type(val) is not bytes or len(val) != PUBLIC_KEY_SIZE:
-            raise bad_field(f"{name!r} must be a {PUBLIC_KEY_SIZE}-byte public key")
-        keys[name] = val
-    req = require_field(payload, "req")
-    if type(req) is not bytes or len(req) != 32:
-        raise bad_field("'req' must be a 32-byte SHA-256 digest")
-    iat = _int(require_field(payload, "iat"), "iat")
-    ok = require_field(payload, "ok")
-    if type(ok) is not bool:
-        raise bad_field("'ok' must be a bool")
-    error = None
-    if ok:
-        if "error" in payload:
-            raise bad_field("a successful reply has no 'error'")
-        require_field(payload, "value")
-    else:
-        if "value" in payload:
-            raise bad_field("a failed reply has no 'value'")
-        error = _error(require_field(payload, "error"))
-    log = require_field(payload, "log")
-    if not isinstance(log, list) or not all(type(x) is str for x in log):
-        raise bad_field("'log' must be an array of text")
-    usage = require_field(payload, "usage")
-    if not isinstance(usage, dict) or set(usage) != set(USAGE_KEYS):
-        raise bad_field(f"'usage' must be a map of exactly {', '.join(USAGE_KEYS)}")
-    for k in USAGE_KEYS:
-        _int(usage[k], f"usage.{k}")
-    return Reply(caller=keys["caller"], target=keys["target"], req=req, iat=iat, ok=ok,
-                 value=payload.get("value"), error=error, log=tuple(log), usage=usage, data=data)
-
-
-def make_reply(
-    key: KeyPair,
-    *,
-    request_bytes: bytes,
-    caller: bytes,
-    now: int,
-    ok: bool,
-    value: Any = None,
-    error: Mapping[str, Any] | None = None,
-    log: Iterable[str] = (),
-    usage: Mapping[str, int],
-    check: bool = True,
-    value_cbor: bytes | None = None,
-) -> bytes:
-    """The reply of ``key`` (the target) to the request ``request_bytes`` from ``caller``.
-
-    ``ok=True`` carries ``value``; ``ok=False`` carries ``error``
-    (``{"kind", "message", "line"?, "file"?, "rule"?}``). ``usage`` needs
-    ``fuel``, ``wall_ms`` and ``peak_memory`` (non-negative ints). Raises
-    :class:`EnvelopeError` (``bad_field``) for a reply :func:`verify_reply`
-    would refuse, or a value CBOR cannot carry. ``check=False`` skips the
-    structural self-check of the payload (about 20 µs): only for a caller
-    that built every field itself from values of the right types (the
-    worker's successful replies: a verified caller key, its own clock, the
-    run's log and usage); a value CBOR cannot carry is still refused.
-    ``value_cbor`` (with ``ok=True``, instead of ``value``): the value as
-    deterministic CBOR bytes, signed as they are after a check that they are
-    one CBOR item (:mod:`peerbox.wire._raw_value`; ``bad_field`` if not).
-    """
-    payload: dict[str, Any] = {
-        "v": VERSION,
-        "typ": TYP_REPLY,
-        "caller": bytes(caller),
-        "target": key.public_key,
-        "req": request_digest(request_bytes),
-        "iat": now,
-        "ok": ok,
-        "log": list(log),
-        "usage": dict(usage),
-    }
-    if ok:
-        payload["value"] = value
-    else:
-        if error is None:
-            raise bad_field("a failed reply needs an error")
-        payload["error"] = dict(error)
-    if check:
-        _parse_reply(payload)
-    if ok and value_cbor is not None:
-        check_value_cbor(value_cbor)
-        return sign1_encoded(payload_with_value(payload, value_cbor), key)
-    return sign1(payload, key)
-
-
-def make_denial(
-    key: KeyPair,
-    *,
-    request_bytes: bytes,
-    caller: bytes,
-    now: int,
-    denial: Denied,
-) -> bytes:
-    """A signed refusal: a reply with ``ok: false`` and error kind ``denied``.
-
-    Its error map is :meth:`peerbox.policy.Denied.fields`: the message in
-    the one shape of a denial, the deciding ``rule`` (``file:line``) or
-    ``None`` when none decided, ``action``, ``resource``, ``cause``. Usage
-    is all zero: nothing ran.
-    """
-    return make_reply(
-        key, request_bytes=request_bytes, caller=caller, now=now, ok=False, error=denial.fields(),
-        usage={"fuel": 0, "wall_ms": 0, "peak_memory": 0},
-    )
-
-
-def open_reply(data: bytes, *, max_size: int = 1 << 20, max_depth: int = 16) -> Reply:
-    """Decode a reply and check its structure, fields and signature by the ``target`` it names.
-
-    The context-free half of :func:`verify_reply`, for tools; it does not
-    check whom the reply is from or which request it answers. Raises
-    :class:`EnvelopeError`.
-    """
-    msg = decode1(data, max_size=max_size, max_depth=max_depth)
-    reply = _parse_reply(msg.payload, bytes(data))
-    check_signer(msg, reply.target, "target")
-    return reply
-
-
-def verify_reply(data: bytes, *, target: bytes, request_bytes: bytes, max_size: int = 1 << 20,
-                 max_depth: int = 16) -> Reply:
-    """Check a reply to ``request_bytes`` from ``target`` and return it.
-
-    Raises :class:`EnvelopeError`: the decoding kinds of :func:`decode1`,
-    ``wrong_type`` (not a reply), ``bad_version``, ``bad_field``,
-    ``wrong_target`` (the payload names another target), ``bad_key``,
-    ``bad_signature`` (not signed by ``target``), ``wrong_request`` (``req``
-    is not the SHA-256 of ``request_bytes``).
-    """
-    msg = decode1(data, max_size=max_size, max_depth=max_depth)
-    reply = _parse_reply(msg.payload, bytes(data))
-    if reply.target != target:
-        raise EnvelopeError("wrong_target", "the reply names another target")
-    check_signer(msg, target, "target")
-    if reply.req != request_digest(request_bytes):
-        raise EnvelopeError("wrong_request", "the reply answers another request")
-    return reply

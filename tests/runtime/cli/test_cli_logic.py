@@ -407,7 +407,7 @@ def test_push_of_a_module_that_is_not_the_targets_own_exits_2_before_sending(env
 def test_handle_answers_a_logic_request_file_like_a_worker(env: Env, cli: Callable[..., CliResult]) -> None:
     import time
 
-    from peerbox.wire._envelope import open_reply
+    from peerbox.wire._reply import open_reply
     from peerbox.trust._logic_push import make_logic_request
 
     key = env.bob.signing_key()

@@ -25,7 +25,8 @@ from peerbox.net import _preauth
 from peerbox.wire import _cbor_strict, _cose, _identity
 from peerbox.wire._cose import (PROTECTED_EDDSA, EnvelopeError, decode1, find_bstr_field, scan1, sig_structure,
                            sign1)
-from peerbox.wire._envelope import make_request, open_request, preauthenticate, verify_reply
+from peerbox.wire._envelope import make_request, open_request, preauthenticate
+from peerbox.wire._reply import verify_reply
 from peerbox.wire import MAX_REVOKE_REQUEST, make_call_request, make_revoke_request, open_call_request
 from peerbox.net._h2server import HttpRequest
 from peerbox.wire._identity import KeyPair

@@ -19,7 +19,8 @@ import pytest
 import trio
 
 import peerbox
-from peerbox.wire._envelope import MAX_EXEC_REQUEST, make_request, verify_reply
+from peerbox.wire._envelope import MAX_EXEC_REQUEST, make_request
+from peerbox.wire._reply import verify_reply
 from peerbox.net._h2server import HttpRequest, HttpResponse
 from peerbox.net._worker import Worker
 

@@ -25,7 +25,8 @@ from peerbox.net._jetstream import JetStreamState, SharedStateError
 from peerbox.net._jsstores import DirectoryEntry, JetStreamDirectory, JetStreamNonces
 from peerbox.net._worker import Worker
 from peerbox.net._workerstate import WorkerState
-from peerbox.wire._envelope import make_request, verify_reply
+from peerbox.wire._envelope import make_request
+from peerbox.wire._reply import verify_reply
 from peerbox.wire import NonceStoreError, grant, make_revoke_request, token_id
 
 from tests.conftest import NatsServer

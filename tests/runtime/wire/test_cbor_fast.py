@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from peerbox.wire._cbor_native import fast_dumps, fast_loads
 from peerbox.wire._cbor_strict import EnvelopeError, _exact_dumps, _exact_loads, dumps, loads
 from peerbox.wire._cose import decode1
-from peerbox.wire._envelope import make_reply, make_request
+from peerbox.wire._envelope import make_request
+from peerbox.wire._reply import make_reply
 from peerbox.wire._identity import KeyPair
 
 ALICE = KeyPair.from_seed(b"a" * 32)

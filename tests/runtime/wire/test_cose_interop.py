@@ -22,7 +22,8 @@ from pycose.keys.curves import Ed25519  # noqa: E402
 from peerbox.wire._cbor_strict import dumps  # noqa: E402
 from peerbox.wire._cose import decode1, sign1  # noqa: E402
 from peerbox.policy import DenialCause, Denied  # noqa: E402
-from peerbox.wire._envelope import make_denial, make_reply, make_request, verify_reply, verify_request  # noqa: E402
+from peerbox.wire._envelope import make_request, verify_request  # noqa: E402
+from peerbox.wire._reply import make_denial, make_reply, verify_reply  # noqa: E402
 from peerbox.wire._identity import KeyPair  # noqa: E402
 
 Sign1Message = pycose_messages.Sign1Message

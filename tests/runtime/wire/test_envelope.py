@@ -20,16 +20,8 @@ from peerbox.policy import DenialCause, Denied, RuleRef
 from peerbox.wire._call import verify_call_request
 from peerbox.wire._cbor_strict import dumps
 from peerbox.wire._cose import PROTECTED_EDDSA, EnvelopeError, decode1, sig_structure, sign1
-from peerbox.wire._envelope import (
-    Reply,
-    Request,
-    make_denial,
-    make_reply,
-    make_request,
-    request_digest,
-    verify_reply,
-    verify_request,
-)
+from peerbox.wire._envelope import Request, make_request, request_digest, verify_request
+from peerbox.wire._reply import Reply, make_denial, make_reply, verify_reply
 from peerbox.wire._identity import SMALL_ORDER_POINTS, KeyPair
 from peerbox.wire._nonces import NonceStore
 from peerbox.wire._revoke import verify_revoke_request
@@ -500,7 +492,8 @@ def test_make_reply_refuses_bad_arguments() -> None:
 
 
 def test_open_request_and_reply_skip_context_checks() -> None:
-    from peerbox.wire._envelope import open_reply, open_request
+    from peerbox.wire._envelope import open_request
+    from peerbox.wire._reply import open_reply
 
     old = sign1(payload(target=CAROL.public_key), ALICE)
     assert open_request(old).target == CAROL.public_key  # no target/time check

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from peerbox.wire._cbor_strict import EnvelopeError, loads
 from peerbox.wire._cose import decode1
-from peerbox.wire._envelope import make_reply, make_request, verify_reply, verify_request
+from peerbox.wire._envelope import make_request, verify_request
+from peerbox.wire._reply import make_reply, verify_reply
 from peerbox.wire._identity import KeyPair
 from peerbox.trust import make_logic_request, verify_logic_request
 
