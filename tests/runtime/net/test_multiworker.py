@@ -232,6 +232,7 @@ def test_metrics_show_every_process_labelled(root: Path, served: Served) -> None
 WRITE = 'fs::write("inbox/" + params.name, params.body); params.name'
 
 
+@pytest.mark.serial  # SIGKILL under load, then waiting on timeouts: alone, not next to other tests
 def test_a_worker_process_killed_under_load_loses_no_acknowledged_write_and_is_restarted(
         root: Path, served: Served) -> None:
     store = peerbox.PeerStore(root)
@@ -279,8 +280,10 @@ def test_a_worker_process_killed_under_load_loses_no_acknowledged_write_and_is_r
             time.sleep(0.05)
         replacement = (now - before).pop()
         time.sleep(1.5)  # more calls, against the survivor and the replacement
-        deadline = time.monotonic() + 30
-        while len(acknowledged) <= count_before_kill:  # a loaded machine: wait for the first of them
+        # Calls in flight on the killed process's connection are answered by the client's timeout (20 s),
+        # not at once (seen at the end of the session that added this wait, not yet explained): allow it.
+        deadline = time.monotonic() + 90
+        while len(acknowledged) <= count_before_kill:  # wait for the first call acknowledged after the kill
             assert time.monotonic() < deadline, "no call acknowledged after the kill"
             time.sleep(0.05)
     finally:
