@@ -32,7 +32,9 @@ def _serving(root: Path, *args: str, timeout: float = 30.0, stderr: Path | None 
     ``quiet`` False: the "listening on" line is printed there too (after the port file is written).
     ``may_be_killed``: a process the test ended with SIGKILL is not expected to exit 0."""
     port_file = root / f"port-{time.monotonic_ns()}"
-    err_file = None if stderr is None else open(stderr, "wb")  # noqa: SIM115 (closed below)
+    if stderr is None:  # a file, never an undrained pipe: a full pipe would stall the server's log writes
+        stderr = root / f"serve-stderr-{time.monotonic_ns()}"
+    err_file = open(stderr, "wb")  # noqa: SIM115 (closed below)
 
     def shown(err: bytes | None) -> str:
         data = err if err is not None else stderr.read_bytes() if stderr is not None else b""
@@ -44,7 +46,7 @@ def _serving(root: Path, *args: str, timeout: float = 30.0, stderr: Path | None 
     proc = subprocess.Popen(
         [*PEERBOX, "serve", "--root", str(root), *([] if own_h2 else ["--listen", "127.0.0.1:0"]),
          "--port-file", str(port_file),
-         *(["--quiet"] if quiet else []), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE if err_file is None else err_file)
+         *(["--quiet"] if quiet else []), *args], stdout=subprocess.PIPE, stderr=err_file)
     try:
         deadline = time.monotonic() + timeout
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -64,8 +66,7 @@ def _serving(root: Path, *args: str, timeout: float = 30.0, stderr: Path | None 
             _, err = proc.communicate()
             raise AssertionError(f"peerbox serve did not stop on SIGTERM: {shown(err)}") from None
         finally:
-            if err_file is not None:
-                err_file.close()
+            err_file.close()
     if may_be_killed and proc.returncode == -signal.SIGKILL:
         return
     assert proc.returncode == 0, f"peerbox serve exited {proc.returncode}: {shown(err)}"

@@ -89,10 +89,13 @@ class Served:
 
     def __init__(self, root: Path, *args: str) -> None:
         self.port_file = root / f"port-{time.monotonic_ns()}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "peerbox", "serve", "--root", str(root), "--listen", "127.0.0.1:0",
-             "--port-file", str(self.port_file), *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # its logs to a file, never an undrained pipe: a full pipe would stall the workers' log writes
+        self.err_path = root / f"serve-stderr-{time.monotonic_ns()}"
+        with open(self.err_path, "wb") as err_file:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "peerbox", "serve", "--root", str(root), "--listen", "127.0.0.1:0",
+                 "--port-file", str(self.port_file), *args],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err_file)
         deadline = time.monotonic() + 60
         while not (self.port_file.exists() and self.port_file.read_text().strip()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -109,12 +112,12 @@ class Served:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            _, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-            raise AssertionError(f"the supervisor did not stop: {err.decode()[-2000:]}") from None
-        return self.proc.returncode, err.decode()
+            self.proc.wait()
+            raise AssertionError(f"the supervisor did not stop: {self.err_path.read_text()[-2000:]}") from None
+        return self.proc.returncode, self.err_path.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -232,7 +235,6 @@ def test_metrics_show_every_process_labelled(root: Path, served: Served) -> None
 WRITE = 'fs::write("inbox/" + params.name, params.body); params.name'
 
 
-@pytest.mark.serial  # SIGKILL under load, then waiting on timeouts: alone, not next to other tests
 def test_a_worker_process_killed_under_load_loses_no_acknowledged_write_and_is_restarted(
         root: Path, served: Served) -> None:
     store = peerbox.PeerStore(root)
@@ -280,9 +282,7 @@ def test_a_worker_process_killed_under_load_loses_no_acknowledged_write_and_is_r
             time.sleep(0.05)
         replacement = (now - before).pop()
         time.sleep(1.5)  # more calls, against the survivor and the replacement
-        # Calls in flight on the killed process's connection are answered by the client's timeout (20 s),
-        # not at once (seen at the end of the session that added this wait, not yet explained): allow it.
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 30
         while len(acknowledged) <= count_before_kill:  # wait for the first call acknowledged after the kill
             assert time.monotonic() < deadline, "no call acknowledged after the kill"
             time.sleep(0.05)
