@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,11 @@ import peerbox
 #: GIL back after the guest returns (and once for the last deadline check).
 TARGET = 0.05
 BUSY_THREADS = 8
+#: After the trap, wasmtime-py makes a handful of C calls (trap code, message, frames, the
+#: store's cleanup), each of which gives up the GIL and must win it back from the busy
+#: threads: up to one switch interval per busy thread each time. The reference pays that
+#: once; a run may pay it this many times.
+GIL_ROUNDS = 5
 #: Next to busy threads, no run may end later than this past its timeout, whatever the
 #: GIL does (the old Python ticker: 4.5 s late for a 0.5 s timeout).
 WORST = 1.0
@@ -100,8 +106,11 @@ def _check(results: list[tuple[float, float, str]], reference: list[float], runs
         assert limit == "timeout"
         assert timeout - 0.005 <= elapsed <= timeout + WORST, (timeout, elapsed)  # never early
         late.append(elapsed - timeout)
-    # the median run is late by at most the target plus three times what the reference pays
-    assert statistics.median(late) <= TARGET + 3 * statistics.median(reference), (late, reference)
+    # The median run is late by at most the target plus GIL_ROUNDS times what one return to
+    # Python costs next to these threads: what the reference paid, or, on a machine busy enough
+    # that the reference was lucky, a full round of the busy threads' switch intervals.
+    one_return = max(statistics.median(reference), BUSY_THREADS * sys.getswitchinterval())
+    assert statistics.median(late) <= TARGET + GIL_ROUNDS * one_return, (late, reference)
 
 
 @pytest.mark.slow
@@ -118,8 +127,8 @@ def test_timeouts_hold_next_to_busy_python_threads(tmp_path: Path, busy_python: 
 def test_a_lone_timeout_next_to_busy_python_threads(tmp_path: Path, busy_python: None) -> None:
     # one run, the timer armed for it alone: it ends on time too
     with peerbox.Sandbox(cache_dir=tmp_path / "cache") as sandbox:
-        results, reference = _spin_runs(sandbox, [0.6], rounds=3)
-    _check(results, reference, 3)
+        results, reference = _spin_runs(sandbox, [0.6], rounds=5)
+    _check(results, reference, 5)
 
 
 def test_the_python_thread_fallback_still_times_out(tmp_path: Path) -> None:
