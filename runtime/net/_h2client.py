@@ -21,6 +21,7 @@ import abc
 import contextlib
 import math
 import ssl
+from typing import Generic, Self, TypeVar
 from urllib.parse import urlsplit
 
 import trio
@@ -48,6 +49,8 @@ MAX_REPLY = 8 << 20
 #: At most this many URLs remember their connection (a client talks to a few origins).
 _MAX_URLS = 1024
 
+_C = TypeVar("_C")
+
 
 class Transport(abc.ABC):
     """Carries one envelope to a peer's URL and brings back the answer.
@@ -71,7 +74,60 @@ class Transport(abc.ABC):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-class H2Transport(Transport):
+
+class _PooledTransport(Transport, Generic[_C]):
+    """A transport with one connection per origin, whose connections' tasks live in its nursery.
+
+    What the HTTP/2 and WebSocket transports share: their options, the pool of
+    connections (``_conns``, with a lock per origin so one is opened at a
+    time), and the nursery opened by ``async with`` and closed by
+    :meth:`aclose`, which closes the connections first (:meth:`_close_conns`,
+    waited for at most a second) and then cancels what is left of them.
+    """
+
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, connect_timeout: float = 10.0,
+                 max_reply: int = MAX_REPLY, path: str = EXEC_PATH) -> None:
+        self.ssl_context = ssl_context
+        self.connect_timeout = connect_timeout
+        self.max_reply = max_reply
+        self.path = path
+        self.connections_opened = 0
+        self._conns: dict[tuple[str, str, int], _C] = {}
+        self._locks: dict[tuple[str, str, int], trio.Lock] = {}
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise UsageError("this transport is already open")
+        stack = contextlib.AsyncExitStack()
+        self._nursery = await stack.enter_async_context(trio.open_nursery())
+        self._stack = stack
+        return self
+
+    async def aclose(self) -> None:
+        """Close every connection (waited for briefly), then stop their tasks."""
+        stack, nursery = self._stack, self._nursery
+        if stack is None or nursery is None:
+            return
+        self._stack = self._nursery = None
+        conns = list(self._conns.values())
+        self._conns.clear()
+        self._forget()
+        with trio.move_on_after(1.0):
+            await self._close_conns(conns)
+        nursery.cancel_scope.cancel()
+        await stack.aclose()
+
+    def _forget(self) -> None:  # noqa: B027 (optional: a transport with more to clear extends it)
+        """Clear what the transport remembers of its connections besides ``_conns``."""
+
+    @abc.abstractmethod
+    async def _close_conns(self, conns: list[_C]) -> None:
+        """Close ``conns`` cleanly (the caller bounds how long this may take)."""
+
+
+class H2Transport(_PooledTransport[_H2Conn]):
     """HTTP/2 over trio: h2c (prior knowledge) for ``http://``, TLS + ALPN ``h2`` for ``https://``.
 
     One connection per origin, opened on first use and shared by every
@@ -84,41 +140,19 @@ class H2Transport(Transport):
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None, connect_timeout: float = 10.0,
                  max_reply: int = MAX_REPLY, path: str = EXEC_PATH) -> None:
-        self.ssl_context = ssl_context
-        self.connect_timeout = connect_timeout
-        self.max_reply = max_reply
-        self.path = path
-        self.connections_opened = 0
-        self._conns: dict[tuple[str, str, int], _H2Conn] = {}
+        super().__init__(ssl_context=ssl_context, connect_timeout=connect_timeout, max_reply=max_reply,
+                         path=path)
         self._by_url: dict[str, _H2Conn] = {}  # the connection each URL last used (no parsing per call)
-        self._locks: dict[tuple[str, str, int], trio.Lock] = {}
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._nursery: trio.Nursery | None = None
 
-    async def __aenter__(self) -> H2Transport:
-        if self._stack is not None:
-            raise UsageError("this transport is already open")
-        stack = contextlib.AsyncExitStack()
-        self._nursery = await stack.enter_async_context(trio.open_nursery())
-        self._stack = stack
-        return self
-
-    async def aclose(self) -> None:
-        """Send GOAWAY on every connection, wait briefly for it to be written, close them all."""
-        stack, nursery = self._stack, self._nursery
-        if stack is None or nursery is None:
-            return
-        self._stack = self._nursery = None
-        conns = list(self._conns.values())
-        self._conns.clear()
+    def _forget(self) -> None:
         self._by_url.clear()
+
+    async def _close_conns(self, conns: list[_H2Conn]) -> None:
+        """Send GOAWAY on every connection and wait for it to be written."""
         for conn in conns:
             conn.close()
-        with trio.move_on_after(1.0):
-            for conn in conns:
-                await conn.finished.wait()
-        nursery.cancel_scope.cancel()
-        await stack.aclose()
+        for conn in conns:
+            await conn.finished.wait()
 
     async def exec(self, url: str, envelope: bytes, timeout: float, *,
                    path: str | None = None) -> tuple[int, str, bytes]:

@@ -15,7 +15,6 @@ at this module's one boundary with the library.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import ssl
@@ -27,7 +26,7 @@ from trio_websocket import wrap_client_stream
 
 from .._errors import UsageError, map_exceptions
 from ._client_errors import TransportError
-from ._h2client import EXEC_PATH, MAX_REPLY, Transport
+from ._h2client import _PooledTransport
 from ._io_errors import transport_errors
 from ._wsframe import FRAME_OVERHEAD, MAX_ID, WS_PATH, FrameError, WsAnswer, decode_answer, encode_request
 
@@ -117,7 +116,7 @@ class _WsConn:
         return call.answer
 
 
-class WsTransport(Transport):
+class WsTransport(_PooledTransport[_WsConn]):
     """WebSocket (trio-websocket) for ``ws://`` and ``wss://`` URLs: one multiplexed connection per origin.
 
     ``ssl_context`` (default: the system's trust store) is used for
@@ -126,39 +125,10 @@ class WsTransport(Transport):
     counts connections made (for tests).
     """
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, connect_timeout: float = 10.0,
-                 max_reply: int = MAX_REPLY, path: str = EXEC_PATH) -> None:
-        self.ssl_context = ssl_context
-        self.connect_timeout = connect_timeout
-        self.max_reply = max_reply
-        self.path = path
-        self.connections_opened = 0
-        self._conns: dict[tuple[str, str, int], _WsConn] = {}
-        self._locks: dict[tuple[str, str, int], trio.Lock] = {}
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._nursery: trio.Nursery | None = None
-
-    async def __aenter__(self) -> WsTransport:
-        if self._stack is not None:
-            raise UsageError("this transport is already open")
-        stack = contextlib.AsyncExitStack()
-        self._nursery = await stack.enter_async_context(trio.open_nursery())
-        self._stack = stack
-        return self
-
-    async def aclose(self) -> None:
-        """Close every connection (a normal close, waited for briefly)."""
-        stack, nursery = self._stack, self._nursery
-        if stack is None or nursery is None:
-            return
-        self._stack = self._nursery = None
-        conns = list(self._conns.values())
-        self._conns.clear()
-        with trio.move_on_after(1.0):
-            for conn in conns:
-                await conn.ws.aclose()
-        nursery.cancel_scope.cancel()
-        await stack.aclose()
+    async def _close_conns(self, conns: list[_WsConn]) -> None:
+        """A normal close of every connection."""
+        for conn in conns:
+            await conn.ws.aclose()
 
     async def exec(self, url: str, envelope: bytes, timeout: float, *,
                    path: str | None = None) -> tuple[int, str, bytes]:
