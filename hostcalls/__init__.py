@@ -9,6 +9,9 @@ per-run :class:`Dispatch`; the Dispatch checks the arguments and the run's
   file descriptors and ``O_NOFOLLOW`` so nothing outside the root is ever
   reached (see ``peerbox.hostcalls._dirfd``);
 * :class:`SqliteBackend` — rows of one SQLite database per peer;
+* :class:`Records` — a peer's typed records (``db::``), SQLite tables
+  generated from its :class:`Schema` (``schema.toml``, checked by
+  :func:`check_schema`), one ``records.sqlite`` per peer;
 * the s3 backend (``peerbox.hostcalls._s3``) — objects under a key prefix of
   an S3 bucket, opened through :func:`open_storage` from a peer's
   ``[storage]`` table (its client library, obstore, is imported only then).
@@ -36,7 +39,7 @@ Typical wiring::
 from __future__ import annotations
 
 from ._backend import Backend, Stat, StorageConfigError, StorageSite
-from ._dispatch import OP_ACTIONS, Authorizer, Dispatch
+from ._dispatch import OP_ACTIONS, Authorizer, Dispatch, RecordsOpener
 from ._errors import KINDS as ERROR_KINDS
 from ._errors import BudgetExceeded, HostCallError
 from ._fs import FsBackend
@@ -45,6 +48,10 @@ from ._limits import Budget, Quotas
 from ._open import BACKEND_KINDS, REGISTRY, BackendEntry, check_storage, open_backend, open_storage
 from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
 from ._sqlite import SqliteBackend
+from ._records import DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_RECORD_BYTES, RECORDS_FILE, Records, RowScope
+from ._schema import (MAX_SCHEMA_BYTES, SCALARS, Collection, Field, RecordType, Schema, SchemaError,
+                      SchemaProblem, TypeRef, check_schema, parse_type)
+from ._validate import json_schema, validate_record
 from ._seaweedfs import LocalS3
 from ._table import HOST_CALLS, HostCall, Op
 
@@ -80,4 +87,24 @@ __all__ = [
     "TEMP_PREFIX",
     "MAX_PATH_BYTES",
     "MAX_NAME_BYTES",
+    "RecordsOpener",
+    "Records",
+    "RowScope",
+    "RECORDS_FILE",
+    "MAX_RECORD_BYTES",
+    "MAX_QUERY_LIMIT",
+    "DEFAULT_QUERY_LIMIT",
+    "Schema",
+    "SchemaError",
+    "SchemaProblem",
+    "RecordType",
+    "Field",
+    "Collection",
+    "TypeRef",
+    "SCALARS",
+    "MAX_SCHEMA_BYTES",
+    "check_schema",
+    "parse_type",
+    "json_schema",
+    "validate_record",
 ]

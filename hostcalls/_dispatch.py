@@ -20,6 +20,15 @@ characters plus one per name for ``fs::list``); writes count the bytes
 written, checked *before* writing; an append rewrites the whole file, so it
 counts the file's old size plus the appended bytes.
 
+Records (``db::``): the rows of module ``db`` run against the peer's
+:class:`~peerbox.hostcalls.Records`, which the Dispatch gets from its
+``records`` opener on the first ``db::`` call (so a run that uses none opens
+nothing). The policy is checked with the collection's name, and the
+authorizer's answer is the row scope the call runs in (see
+:data:`~peerbox.hostcalls.RowScope`). Writes count the encoded record's
+bytes; reads count the records' approximate size. Per-caller quotas do not
+cover records yet.
+
 Per-caller quota: with a :class:`~peerbox.hostcalls.CallerQuota`, every change
 (write, append, mkdir, delete) goes through its hook, which reserves what a
 tracked caller adds before the backend changes anything and settles the
@@ -29,6 +38,7 @@ charged first, the quota next, so a refusal by either changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -37,12 +47,15 @@ from ._errors import HostCallError
 from ._ledger import CallerQuota
 from ._limits import Budget
 from ._paths import join, parse_path
+from ._records import Records, RowScope, approx_size
 from ._table import HOST_CALLS, HostCall, Op
 
-__all__ = ["Op", "Dispatch", "OP_ACTIONS", "Authorizer"]
+__all__ = ["Op", "Dispatch", "OP_ACTIONS", "Authorizer", "RecordsOpener"]
 
 
 _NO_STORAGE = "this run has no storage: run it as a peer (--peer NAME)"
+_NO_RECORDS = "this peer keeps no records: declare collections in its schema.toml"
+_COLLECTION = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 #: The table's rows by op number (what a compiled module sends).
 _BY_OP: Mapping[int, HostCall] = {int(c.op): c for c in HOST_CALLS}
@@ -83,11 +96,19 @@ def _check_args(op: object, args: object) -> tuple[HostCall, Sequence[Any]]:
             "invalid_argument", f"{name} takes {len(kinds)} argument{plural}, got {len(args)}"
         )
     for kind, value in zip(kinds, args, strict=True):
-        if kind == "blob":
+        if kind == "map":
+            if not isinstance(value, dict):
+                raise HostCallError("invalid_argument", f"{name}: expected a map, got {_type_name(value)}")
+        elif kind == "key":
+            if not (isinstance(value, str) or type(value) is int):
+                raise HostCallError("invalid_argument", f"{name}: a key is an int or a string, not "
+                                    f"{_type_name(value)}")
+        elif kind == "blob":
             if not isinstance(value, (bytes, bytearray)):
                 raise HostCallError("invalid_argument", f"{name}: expected a blob, got {_type_name(value)}")
         elif not isinstance(value, str):
-            what = "a path (string)" if kind == "path" else "a string"
+            what = {"path": "a path (string)",
+                    "collection": "a collection name (string)"}.get(kind, "a string")
             raise HostCallError("invalid_argument", f"{name}: expected {what}, got {_type_name(value)}")
     return row, args
 
@@ -102,8 +123,14 @@ def _encode(name: str, text: str) -> bytes:
 #: The policy action each host call needs (an ``exec`` grants no file access by itself).
 OP_ACTIONS: dict[Op, str] = {c.op: c.action for c in HOST_CALLS}
 
-Authorizer = Callable[[str, str], None]
-"""``authorize(action, path)``: return if allowed, else raise ``HostCallError("denied", why)``."""
+Authorizer = Callable[[str, str], RowScope]
+"""``authorize(action, resource)``: return if allowed, else raise ``HostCallError("denied", why)``.
+For a ``db.*`` action the resource is a collection and the return value is the call's row scope
+(None: every record); for other actions it is ignored."""
+
+RecordsOpener = Callable[[], Records]
+"""Opens (or returns the open) records of the run's peer; raises :class:`HostCallError`
+(``unsupported``: the peer keeps no records or its storage has none)."""
 
 
 class Dispatch:
@@ -115,7 +142,7 @@ class Dispatch:
     Not thread-safe (a run makes one host call at a time); the backend is.
     """
 
-    __slots__ = ("backend", "budget", "authorize", "quota")
+    __slots__ = ("backend", "budget", "authorize", "quota", "records")
 
     def __init__(
         self,
@@ -123,11 +150,13 @@ class Dispatch:
         budget: Budget | None = None,
         authorize: Authorizer | None = None,
         quota: CallerQuota | None = None,
+        records: RecordsOpener | None = None,
     ) -> None:
         self.backend = backend
         self.budget = budget if budget is not None else Budget()
         self.authorize = authorize
         self.quota = quota
+        self.records = records
 
     def call(self, op: int, args: list[Any]) -> object:
         """Run host call ``op`` with ``args``; return its result as a plain Python value.
@@ -145,6 +174,8 @@ class Dispatch:
         """
         self.budget.charge_call()
         row, checked = _check_args(op, args)
+        if row.module == "db":
+            return self._db_call(row, checked)
         if self.backend is None:
             raise HostCallError("no_storage", _NO_STORAGE)
         if self.authorize is not None:  # the policy, checked at every call with the path it names
@@ -154,7 +185,41 @@ class Dispatch:
         except OSError as exc:  # the OS under every backend: one let through never leaks details
             raise HostCallError("io_error", f"{row.name}: storage failure ({type(exc).__name__})") from exc
 
+    def _db_call(self, row: HostCall, args: Sequence[Any]) -> object:
+        if self.backend is None and self.records is None:
+            raise HostCallError("no_storage", _NO_STORAGE)
+        coll = args[0]
+        if not _COLLECTION.fullmatch(coll):
+            raise HostCallError("invalid_argument", f"{row.name}: {coll[:80]!r} is not a collection name")
+        scope = self.authorize(row.action, coll) if self.authorize is not None else None
+        if self.records is None:
+            raise HostCallError("unsupported", _NO_RECORDS)
+        return _OPERATIONS[row.op](self, self.records(), scope, *args)
+
     # -- one method per host call, _<module>_<function> (arguments already type-checked) ---
+
+    def _db_insert(self, records: Records, scope: RowScope, coll: str, record: dict[str, Any]) -> object:
+        return records.insert(coll, record, scope, self.budget.charge_write)
+
+    def _db_get(self, records: Records, scope: RowScope, coll: str, key: object) -> object:
+        rec = records.get(coll, key, scope)
+        self.budget.charge_read(approx_size(rec))
+        return rec
+
+    def _db_update(self, records: Records, scope: RowScope, coll: str, key: object,
+                   changes: dict[str, Any]) -> object:
+        return records.update(coll, key, changes, scope, self.budget.charge_write)
+
+    def _db_delete(self, records: Records, scope: RowScope, coll: str, key: object) -> bool:
+        return records.delete(coll, key, scope)
+
+    def _db_query(self, records: Records, scope: RowScope, coll: str, spec: dict[str, Any]) -> object:
+        page = records.query(coll, spec, scope)
+        self.budget.charge_read(approx_size(page))
+        return page
+
+    def _db_count(self, records: Records, scope: RowScope, coll: str, where: object = None) -> int:
+        return records.count(coll, where, scope)
 
     def _fs_read(self, backend: Backend, path: str) -> str:
         data = backend.read_bytes(path)

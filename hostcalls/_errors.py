@@ -58,6 +58,9 @@ KINDS = frozenset(
         "no_storage",
         "invalid_argument",
         "denied",  # the target's policy does not allow this action on this path
+        "schema_violation",  # a record that does not fit its collection's type (db::)
+        "conflict",  # a record's key or unique fields are taken (db::)
+        "unsupported",  # db:: where the peer has no records (no schema.toml, or S3 storage)
     }
 )
 

@@ -16,8 +16,13 @@ Each row says:
 * ``name``: what a script calls, ``module::function``.
 * ``params``: the kind of each argument. ``"path"`` (a string naming a file
   or directory in the peer's storage; the policy is checked against it),
-  ``"string"`` (text, sent as UTF-8) or ``"blob"`` (bytes). The first
-  parameter of every call is its ``path``.
+  ``"string"`` (text, sent as UTF-8), ``"blob"`` (bytes), ``"collection"``
+  (a string naming one of the peer's record collections; the policy is
+  checked against it), ``"key"`` (a record's key: an int or a string) or
+  ``"map"`` (a record, a record's changes, a filter or a query). The first
+  parameter of every call is its ``path`` or ``collection``. One name may
+  have rows of different arities (``db::count(coll)``, ``db::count(coll,
+  where)``); both run the same operation.
 * ``action``: the policy action the call needs (the names belong to
   :mod:`peerbox.policy`; an allowed ``exec`` grants no file access).
 * ``result``: the script-side type of the value returned.
@@ -34,9 +39,9 @@ from dataclasses import dataclass
 __all__ = ["Op", "HostCall", "HOST_CALLS", "PARAM_KINDS", "RESULT_KINDS"]
 
 #: The argument kinds a row may use (see the module docstring).
-PARAM_KINDS: tuple[str, ...] = ("path", "string", "blob")
+PARAM_KINDS: tuple[str, ...] = ("path", "string", "blob", "collection", "key", "map")
 #: The result types a row may declare (script-side type names).
-RESULT_KINDS: tuple[str, ...] = ("()", "bool", "string", "blob", "array", "map")
+RESULT_KINDS: tuple[str, ...] = ("()", "bool", "int", "string", "blob", "array", "map", "any")
 
 
 class Op(enum.IntEnum):
@@ -52,6 +57,13 @@ class Op(enum.IntEnum):
     STAT = 8
     READ_BYTES = 9
     WRITE_BYTES = 10
+    DB_INSERT = 11
+    DB_GET = 12
+    DB_UPDATE = 13
+    DB_DELETE = 14
+    DB_QUERY = 15
+    DB_COUNT = 16
+    DB_COUNT_WHERE = 17
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,4 +110,17 @@ HOST_CALLS: tuple[HostCall, ...] = (
     HostCall(Op.READ_BYTES, "fs::read_bytes", ("path",), "fs.read", "blob", "the bytes of a file as a blob"),
     HostCall(Op.WRITE_BYTES, "fs::write_bytes", ("path", "blob"), "fs.write", "()",
              "replace a file's content atomically with a blob"),
+    HostCall(Op.DB_INSERT, "db::insert", ("collection", "map"), "db.write", "any",
+             "validate and store a record; its key"),
+    HostCall(Op.DB_GET, "db::get", ("collection", "key"), "db.read", "map",
+             "the record with this key, or ()"),
+    HostCall(Op.DB_UPDATE, "db::update", ("collection", "key", "map"), "db.write", "map",
+             "change some fields of a record; the record as it now is"),
+    HostCall(Op.DB_DELETE, "db::delete", ("collection", "key"), "db.delete", "bool",
+             "delete a record; true if there was one"),
+    HostCall(Op.DB_QUERY, "db::query", ("collection", "map"), "db.read", "map",
+             "#{items, next}: records matching #{where, order_by, limit, after}"),
+    HostCall(Op.DB_COUNT, "db::count", ("collection",), "db.read", "int", "how many records"),
+    HostCall(Op.DB_COUNT_WHERE, "db::count", ("collection", "map"), "db.read", "int",
+             "how many records match a filter"),
 )

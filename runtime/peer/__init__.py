@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._versions import Version, make_statement, open_statement, sha256_hex
     from ._logic import HEAD_KEY, LogicError, LogicRefused, ModuleListing, PeerLogic
     from ._context import Contexts, PeerContext
+    from ._schema import SCHEMA_FILE, PeerRecords, load_schema, parse_schema_text, schema_path
     from ._api import CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published, published
     from ._names import Known, NameResolution, PeerNames
     from ._audit import (AUDIT_FILE, DEFAULT_ROTATION, AuditError, AuditLog, AuditRecord, Decision, Rotation,
@@ -46,7 +47,8 @@ __all__ = ["BACKENDS", "DEFAULT_ROOT", "ENV_ROOT", "Peer", "PeerError", "PeerNot
            "PeerContext", "ModuleListing", "PublishedFn", "BadArguments", "find_published", "published",
            "bind_args", "call_source", "CALL_FILE", "PeerNames", "Known", "NameResolution",
            "AuditLog", "AuditRecord", "AuditError", "Decision", "Rotation", "parse_since",
-           "AUDIT_FILE", "DEFAULT_ROTATION", "format_time"]
+           "AUDIT_FILE", "DEFAULT_ROTATION", "format_time", "SCHEMA_FILE", "PeerRecords", "load_schema",
+           "parse_schema_text", "schema_path"]
 
 __getattr__, __dir__ = attach(__name__, {
     "BACKENDS": "._peers",
@@ -91,6 +93,11 @@ __getattr__, __dir__ = attach(__name__, {
     "PeerLogic": "._logic",
     "Contexts": "._context",
     "PeerContext": "._context",
+    "SCHEMA_FILE": "._schema",
+    "PeerRecords": "._schema",
+    "load_schema": "._schema",
+    "parse_schema_text": "._schema",
+    "schema_path": "._schema",
     "ModuleListing": "._logic",
     "PublishedFn": "._api",
     "BadArguments": "._api",

@@ -31,8 +31,9 @@ from typing import Any
 from .._errors import UsageError
 from ._peers import Peer, PeerStore
 from ..run import CborParams, CompileLimits, Limits, LogicLayers, Program, Result, compile, split_module_name
-from ..hostcalls import (LEDGER_FILE, Authorizer, Backend, CallerQuota, Ledger, Quotas, StorageSite,
-                         open_storage)
+from ..hostcalls import (LEDGER_FILE, Authorizer, Backend, CallerQuota, HostCallError, Ledger, Quotas,
+                         Records, StorageSite, open_storage)
+from ._schema import PeerRecords
 
 __all__ = ["PeerContext", "Contexts", "load_quotas"]
 
@@ -64,6 +65,7 @@ class PeerContext:
         self.quotas = quotas if quotas is not None else load_quotas(peer)
         self._storage: Backend | None = None
         self._ledger: Ledger | None = None
+        self._records = PeerRecords(peer)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -100,6 +102,16 @@ class PeerContext:
             if self._ledger is None:
                 self._ledger = Ledger(self.peer.paths.dir / LEDGER_FILE)
             return self._ledger
+
+    def records(self) -> Records:
+        """The peer's records (``db::``), opened on first use from ``schema.toml`` and reopened when
+        it changes (``records.sqlite`` in the peer's directory, whatever the storage backend).
+        Raises :class:`~peerbox.hostcalls.HostCallError`: ``unsupported`` for a peer without a
+        schema, with a schema that does not check, or on S3 storage (records there are not built
+        yet); ``io_error`` when the database fails."""
+        if self.storage.kind == "s3":
+            raise HostCallError("unsupported", "records (db::) are not supported on S3 storage yet")
+        return self._records()
 
     def quota_for(self, caller_did: str | None, max_bytes: int | None = None,
                   max_files: int | None = None) -> CallerQuota | None:
@@ -170,11 +182,12 @@ class PeerContext:
         if quota is None:
             quota = self.quota_for(None)
         return program.run(params, limits=limits, caller=who, target=self.principal, storage=self.storage,
-                           authorize=authorize, quota=quota)
+                           authorize=authorize, quota=quota, records=self.records)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._records.close()
             if self._storage is not None:
                 self._storage.close()
                 self._storage = None

@@ -40,7 +40,7 @@ from .._version import __version__
 from ..wasm_guests import lang
 from ..wasm_guests.lang import CompileLimits
 from ._resolve import LogicLayers
-from ..hostcalls import HOST_CALLS, Authorizer, Backend, Budget, CallerQuota, Dispatch
+from ..hostcalls import HOST_CALLS, Authorizer, Backend, Budget, CallerQuota, Dispatch, RecordsOpener
 from ._sandbox import Sandbox
 from ._store import ScriptModule
 from ._output import Result
@@ -187,6 +187,7 @@ class Program:
         storage: Backend | None = None,
         authorize: Authorizer | None = None,
         quota: CallerQuota | None = None,
+        records: RecordsOpener | None = None,
     ) -> Result:
         """Run the program once with ``params`` (a dict with str keys) as ``params``.
 
@@ -197,7 +198,9 @@ class Program:
         ``caller`` and ``target`` are what the script reads as those globals;
         ``storage`` is the backend its ``fs::`` host calls reach (None: every
         host call fails with the catchable error ``no_storage``); ``quota``
-        charges its changes to a caller (see :class:`~peerbox.hostcalls.CallerQuota`).
+        charges its changes to a caller (see :class:`~peerbox.hostcalls.CallerQuota`);
+        ``records`` opens the peer's records for ``db::`` calls (None: they fail with
+        ``unsupported``, or ``no_storage`` without ``storage`` either).
 
         Raises :class:`~peerbox.ValueConversionError` for params that cannot
         cross into a script, :class:`~peerbox.ScriptError` when the script
@@ -211,7 +214,7 @@ class Program:
             raise UsageError(f"limits must be a peerbox.Limits, not {type(limits).__name__}")
         data = encode_run_input(params, caller, target)
         start = time.perf_counter()
-        host = Dispatch(storage, lim.budget(), authorize, quota)
+        host = Dispatch(storage, lim.budget(), authorize, quota, records)
         sandbox, script = self._sandbox, self._script
         if lim.fuel is not None and not sandbox.metered:
             sandbox, script = self._metered()

@@ -105,6 +105,9 @@ def test_errors() -> None:
         "io_error",
         "no_storage",
         "invalid_argument",
+        "schema_violation",
+        "conflict",
+        "unsupported",
     }
     copy = pickle.loads(pickle.dumps(exc))
     assert (copy.kind, copy.message) == (exc.kind, exc.message)
