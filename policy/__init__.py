@@ -56,6 +56,8 @@ from ._match import NOTHING_ALLOWED, POLICY_UNAVAILABLE, Policy, load, loads
 from ._model import (
     ACTION_ALIASES,
     ACTIONS,
+    CALLER,
+    DB_ACTIONS,
     FS_ACTIONS,
     LEGACY_WRITE,
     POLICY_VERSIONS,
@@ -69,6 +71,7 @@ from ._model import (
     Problem,
     RateLimit,
     Request,
+    RowFilter,
     RuleRef,
     show_resource,
 )
@@ -102,6 +105,9 @@ __all__ = [
     "expand_legacy",
     "ACTIONS",
     "FS_ACTIONS",
+    "DB_ACTIONS",
+    "CALLER",
+    "RowFilter",
     "RESOURCE_ACTIONS",
     "ACTION_ALIASES",
     "NOTHING_ALLOWED",

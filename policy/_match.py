@@ -216,6 +216,27 @@ class Policy:
         must stay within every one of them. Empty when none does (no rate limit)."""
         return tuple(r.rate for r in self._limited(request)[0] if r.rate is not None)
 
+    def row_filters(self, request: Request) -> tuple[dict[str, object], ...] | None:
+        """The rows a ``db.*`` request may touch, for a request :meth:`decide` allowed: None for
+        every row (an unexpired allow rule without a row filter matches it, or only a capability
+        grant allowed it), else one field -> value map per matching rule's filter (``"$caller"``
+        resolved to the caller's did); a record is allowed when it matches any of them."""
+        if self._broken is not None or request.action not in self._allow:
+            return None
+        resource = request.resource
+        if resource is not None and not resource.isascii():
+            resource = normalize(resource)
+        now = request.when()
+        probe = Request(request.caller_did, request.caller_name, request.action, resource,
+                        request.owner_did, now)
+        out: list[dict[str, object]] = []
+        for r in self._allow[request.action]:
+            if _matches(r, probe, now):
+                if r.spec.where is None:
+                    return None
+                out.append(r.spec.where.resolve(request.caller_did))
+        return tuple(out) if out else None
+
     def rules_for(self, action: str, resource: str | None, now: float | None = None) -> list[RuleSpec]:
         """Every unexpired rule, allow or deny, in file order, that names ``action`` and either
         lists no resources or has one matching ``resource`` — whoever it is for (``who`` is not

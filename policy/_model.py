@@ -13,7 +13,10 @@ the peer's logic modules remotely, checked with the module's name).
 ``"*"`` in a rule means all of them but the two ``logic`` ones, which a rule
 must name (a peer's code is never shown or changed by a wildcard written for
 something else; ``"logic.*"`` means both); ``"fs.*"`` means the six ``fs``
-ones. In a version 1 policy (or capability token) ``fs.write`` still means
+ones. ``db.read``, ``db.write`` and ``db.delete`` (the ``db::`` host calls on
+the peer's records, checked with the collection's name; ``"db.*"`` means
+the three) may be narrowed to some records by a rule's row filter
+(:class:`RowFilter`). In a version 1 policy (or capability token) ``fs.write`` still means
 what it meant before ``fs.append`` and ``fs.mkdir`` existed: all three
 (:data:`LEGACY_WRITE`). Which action each host call needs is a column of the host-call
 table (``peerbox.hostcalls.HOST_CALLS``, whose actions are names defined
@@ -36,6 +39,9 @@ from peerbox._errors import Error
 __all__ = [
     "ACTIONS",
     "FS_ACTIONS",
+    "DB_ACTIONS",
+    "CALLER",
+    "RowFilter",
     "RESOURCE_ACTIONS",
     "ACTION_ALIASES",
     "LEGACY_WRITE",
@@ -63,14 +69,18 @@ _N = TypeVar("_N", int, float)
 #: ``call``: the caller may call a published function (resource ``MODULE::FUNCTION``).
 ACTIONS: tuple[str, ...] = (
     "exec", "call", "fs.read", "fs.write", "fs.append", "fs.mkdir", "fs.delete", "fs.list", "module.import",
-    "delegate", "logic.read", "logic.write",
+    "delegate", "logic.read", "logic.write", "db.read", "db.write", "db.delete",
 )
 #: The actions on the peer's storage (what ``"fs.*"`` means).
 FS_ACTIONS: tuple[str, ...] = ("fs.read", "fs.write", "fs.append", "fs.mkdir", "fs.delete", "fs.list")
-#: The actions whose requests name a resource (a path, a module name or ``MODULE::FUNCTION``);
-#: ``exec`` and ``delegate`` name none.
+#: The actions on the peer's records (what ``"db.*"`` means), checked with the collection's name:
+#: ``db.read`` (``db::get``, ``db::query``, ``db::count``), ``db.write`` (``db::insert``,
+#: ``db::update``), ``db.delete``. A rule allowing them may carry a row filter (:class:`RowFilter`).
+DB_ACTIONS: tuple[str, ...] = ("db.read", "db.write", "db.delete")
+#: The actions whose requests name a resource (a path, a module name, ``MODULE::FUNCTION`` or a
+#: collection); ``exec`` and ``delegate`` name none.
 RESOURCE_ACTIONS: frozenset[str] = frozenset(
-    FS_ACTIONS + ("call", "module.import", "logic.read", "logic.write"))
+    FS_ACTIONS + DB_ACTIONS + ("call", "module.import", "logic.read", "logic.write"))
 #: What ``fs.write`` means in a version 1 policy or capability token: it was written before
 #: appending and creating directories were actions of their own, and keeps allowing them.
 LEGACY_WRITE: tuple[str, ...] = ("fs.write", "fs.append", "fs.mkdir")
@@ -81,7 +91,26 @@ POLICY_VERSIONS: tuple[int, ...] = (1, 2)
 LOGIC_ACTIONS: tuple[str, ...] = ("logic.read", "logic.write")
 #: Wildcard action names and what they expand to.
 ACTION_ALIASES: dict[str, tuple[str, ...]] = {
-    "*": tuple(a for a in ACTIONS if a not in LOGIC_ACTIONS), "fs.*": FS_ACTIONS, "logic.*": LOGIC_ACTIONS}
+    "*": tuple(a for a in ACTIONS if a not in LOGIC_ACTIONS), "fs.*": FS_ACTIONS, "logic.*": LOGIC_ACTIONS,
+    "db.*": DB_ACTIONS}
+#: What a row filter's value may say instead of a literal: the caller's did.
+CALLER = "$caller"
+
+
+@dataclass(frozen=True, slots=True)
+class RowFilter:
+    """A rule's row filter (``where = { from = "$caller" }``): the records it allows are those
+    whose every named field equals its value; ``"$caller"`` stands for the caller's did.
+    ``fields``: (field, value) pairs in file order."""
+
+    fields: tuple[tuple[str, str | int | bool], ...]
+
+    def resolve(self, caller_did: str) -> dict[str, object]:
+        """The filter for one caller: ``"$caller"`` replaced by ``caller_did``."""
+        return {k: caller_did if v == CALLER else v for k, v in self.fields}
+
+    def __str__(self) -> str:
+        return " and ".join(f"{k} = {v if v == CALLER else repr(v)}" for k, v in self.fields)
 
 
 @dataclass(frozen=True, slots=True)

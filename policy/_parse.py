@@ -11,7 +11,9 @@ The file::
     effect = "allow"                 # or "deny"
     who = ["owner", "group:friends"] # did:key, local peer name, group:NAME, owner, "*"
     actions = ["exec", "fs.read"]    # or "*", "fs.*"
-    resources = ["inbox/**"]         # optional: path globs / module names / MODULE::FUNCTION; absent = all
+    resources = ["inbox/**"]         # optional: path globs / module names / MODULE::FUNCTION /
+                                     #   collections; absent = all
+    where = { from = "$caller" }     # optional, allow rules of db.* actions only: a row filter
     limits = { fuel = 1_000_000, timeout = 2.5, memory = 16777216,    # optional, allow rules with
                calls_per_minute = 30, burst = 5,                      # exec or call only
                max_bytes = 65536, max_files = 100 }
@@ -51,8 +53,8 @@ from peerbox._atomic import read_bounded
 from ._didkey import DidSyntaxError, key_bytes_from_did
 from ._glob import NORMAL_FORM, glob_problem, normalize
 from ._model import (
-    ACTION_ALIASES, ACTIONS, LEGACY_WRITE, POLICY_VERSIONS, RESOURCE_ACTIONS, PolicyError, PolicyLimits,
-    Problem,
+    ACTION_ALIASES, ACTIONS, CALLER, DB_ACTIONS, LEGACY_WRITE, POLICY_VERSIONS, RESOURCE_ACTIONS, PolicyError,
+    PolicyLimits, Problem, RowFilter,
 )
 from ._toml import TomlTooComplex, loads_bounded
 
@@ -67,7 +69,9 @@ _RULE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*rule[ \t]*\]\]", re.MULTILINE)
 _GROUPS_HEADER = re.compile(r"^[ \t]*\[[ \t]*groups[ \t]*\]", re.MULTILINE)
 _ANY_HEADER = re.compile(r"^[ \t]*\[", re.MULTILINE)
 _TOML_WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
-_RULE_KEYS = ("effect", "who", "actions", "resources", "limits", "expires", "description")
+_RULE_KEYS = ("effect", "who", "actions", "resources", "limits", "expires", "description", "where")
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_MAX_WHERE = 8
 _TOP_KEYS = ("version", "rule", "groups")
 _LIMIT_KEYS = ("fuel", "timeout", "memory", "calls_per_minute", "burst", "max_bytes", "max_files")
 #: The highest ``calls_per_minute`` a rule may set.
@@ -101,6 +105,7 @@ class RuleSpec:
     limits: PolicyLimits | None
     expires: float | None
     description: str | None
+    where: RowFilter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,13 +336,40 @@ def _rule(
     description = raw.get("description")
     if description is not None and not isinstance(description, str):
         bad("description", "must be a string")
+    row_filter = _where(raw["where"], lambda p: bad("where", p)) if "where" in raw else None
+    if row_filter is not None:
+        if effect == "deny":
+            bad("where", "a row filter narrows what a rule allows: a deny rule cannot have one")
+        elif actions is not None and not actions <= set(DB_ACTIONS):
+            bad("where", "a row filter applies to records: the rule's actions must all be db.* ones")
     if len(ck.problems) != before or who is None or actions is None:
         return None
     return RuleSpec(
         index=i, line=line, effect=str(effect), who=who[0], who_text=who[1], actions=actions,
         resources=resources, limits=limits, expires=expires,
-        description=description if isinstance(description, str) else None,
+        description=description if isinstance(description, str) else None, where=row_filter,
     )
+
+
+def _where(raw: object, bad: Any) -> RowFilter | None:
+    """A rule's row filter ``{ FIELD = VALUE, ... }`` (VALUE a string, int, bool or "$caller")."""
+    if not isinstance(raw, dict) or not raw or len(raw) > _MAX_WHERE:
+        bad(f"must be a table of 1 to {_MAX_WHERE} FIELD = VALUE pairs, such as {{ from = \"{CALLER}\" }}")
+        return None
+    fields: list[tuple[str, str | int | bool]] = []
+    for key, value in raw.items():
+        if not _FIELD.fullmatch(key):
+            bad(f"{key!r} is not a field name")
+            return None
+        if type(value) not in (str, int, bool):
+            bad(f"{key}: a value is a string, an integer, a boolean or \"{CALLER}\", not "
+                f"{type(value).__name__}")
+            return None
+        if isinstance(value, str) and value.startswith("$") and value != CALLER:
+            bad(f"{key}: unknown variable {value!r} (the one there is: \"{CALLER}\", the caller's did)")
+            return None
+        fields.append((key, value))
+    return RowFilter(tuple(fields))
 
 
 def _who(

@@ -20,7 +20,9 @@ that nothing allowed it. A path or module name is decided exactly as the
 peer would decide it, so any Unicode spelling (NFC or NFD) of a name gets the
 same answer. WHO is a ``did:key``, a peer name under the root or in its
 ``peers.toml``, or ``owner``; the output says how the name resolved and, for
-``exec`` and ``call``, the caller's limits, rate and quota.
+``exec`` and ``call``, the caller's limits, rate and quota; for ``db.*`` (a
+collection, given as ``--resource``), which records the caller may touch
+(``rows``: every record, or those a rule's row filter allows).
 Exit 0 when allowed, 6 (the policy-denial code) when denied, 2 when the
 policy does not load or the arguments make no sense.
 
@@ -39,7 +41,8 @@ from datetime import datetime
 from typing import Any
 
 from ..policy import (
-    ACTIONS, RESOURCE_ACTIONS, Policy, PolicyError, PolicyLimits, RateLimit, Request, RuleRef, RuleSpec, load,
+    ACTIONS, DB_ACTIONS, RESOURCE_ACTIONS, Policy, PolicyError, PolicyLimits, RateLimit, Request, RuleRef,
+    RuleSpec, load,
 )
 
 from ._peers import add_root_argument
@@ -89,7 +92,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     what.add_argument("--module", metavar="M", help="the module name (for module.import and logic.*)")
     what.add_argument("--resource", metavar="R",
                       help="the resource of any action that has one: MODULE::FUNCTION for call "
-                      "(e.g. inbox::deliver), a path for fs.*, a module name for module.import, logic.*")
+                      "(e.g. inbox::deliver), a path for fs.*, a module name for module.import, logic.*, "
+                      "a collection for db.*")
     pe.add_argument("--at", metavar="TIME", default=None,
                     help="decide as of this RFC 3339 time (default: now); expired rules are ignored")
     add_root_argument(pe)
@@ -201,6 +205,9 @@ def _resource(args: argparse.Namespace) -> str | None:
         return str(args.resource)
     if action == "call":
         raise UsageError("call needs --resource MODULE::FUNCTION (e.g. inbox::deliver)")
+    if action in DB_ACTIONS:
+        if args.resource is None:
+            raise UsageError(f"{action} needs --resource COLLECTION (e.g. inbox)")
     if action in ("module.import", "logic.read", "logic.write"):
         if args.module is None:
             raise UsageError(f"{action} needs --module M")
@@ -263,6 +270,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     limited = decision.allowed and args.action in ("exec", "call")
     limits = policy.limits_for(request) if limited else None
     rates = policy.rates_for(request) if limited else ()
+    rows = policy.row_filters(request) if decision.allowed and args.action in DB_ACTIONS else None
     rule = decision.rule
     if args.json:
         _out(json.dumps({
@@ -275,7 +283,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "action": args.action,
             "resource": resource,
             "limits": _limits_json(limits, rates),
-        }, ensure_ascii=False))
+            "rows": None if rows is None else [dict(r) for r in rows],
+        }, ensure_ascii=False, default=str))
     else:
         who = f"{name} ({did})" if name else did
         what = args.action + (f" {resource!r}" if resource is not None else "")
@@ -293,6 +302,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         shown = _limits_text(limits, rates) if limits is not None else None
         if shown is not None:
             lines.append(f"  limits: {shown}")
+        if decision.allowed and args.action in DB_ACTIONS:
+            shown_rows = " or ".join(" and ".join(f"{k} = {v!r}" for k, v in r.items()) for r in rows or ())
+            lines.append(f"  rows: only records with {shown_rows}" if rows is not None else "  rows: every record")
         _out("\n".join(lines))
     if broken:
         return 2

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import Error
-from ..hostcalls import HostCallError
+from ..hostcalls import HostCallError, RowScope
 from ..peer import CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published
-from ..policy import Denied, Policy
+from ..policy import DB_ACTIONS, Denied, Policy
 from ..policy import Request as PolicyRequest
 from ..run import Limits, LogicLayers
 from ..wire import CallRequest
@@ -153,12 +153,14 @@ def run_call(handler: RequestHost, admitted: CallAdmitted) -> Handled:
     owner_did, owner_name = handler.owner_did, handler.ctx.peer.name
     refused: list[Denied] = []
 
-    def owner_authorize(action: str, path: str) -> None:
-        d = policy.decide(PolicyRequest(owner_did, owner_name, action, path, owner_did, now))
+    def owner_authorize(action: str, path: str) -> RowScope:
+        request = PolicyRequest(owner_did, owner_name, action, path, owner_did, now)
+        d = policy.decide(request)
         if not d:
             denied = d.denial(action, path)
             refused.append(denied)
             raise HostCallError("denied", str(denied))
+        return policy.row_filters(request) if action in DB_ACTIONS else None
 
     return handler.execute(
         req, now, source=call_source(admitted.fn), filename=CALL_FILE, may_import=None, params=admitted.args,

@@ -44,8 +44,9 @@ from ..wire import (CallRequest, EnvelopeError, KeyPair, NonceStore, ReplayGuard
 from ..peer import Peer, PeerContext, PeerNames, PeerStore
 from .._errors import Error, LimitExceeded, ScriptError, ValueConversionError
 from ..run import MAX_FUEL, MIN_MEMORY, CborParams, CompileLimits, Limits
-from ..hostcalls import CallerQuota, HostCallError
-from ..policy import Denied, Grant, GrantSet, Policy, PolicyCache, PolicyLimits, compile_grants, parse_grant
+from ..hostcalls import CallerQuota, HostCallError, RowScope
+from ..policy import (DB_ACTIONS, Denied, Grant, GrantSet, Policy, PolicyCache, PolicyLimits, compile_grants,
+                      parse_grant)
 from ..policy import Request as PolicyRequest
 from ..wasm_guests.lang import CompileError
 from ._call import CallAdmitted, check_call_request, run_call
@@ -322,13 +323,14 @@ class ExecHandler:
 
         refused: list[Denied] = []  # the host calls the policy refused, in order
 
-        def authorize(action: str, path: str) -> None:
-            d = policy.decide(PolicyRequest(caller_did, caller_name, action, path, self.owner_did, now),
-                              grants)
+        def authorize(action: str, path: str) -> RowScope:
+            request = PolicyRequest(caller_did, caller_name, action, path, self.owner_did, now)
+            d = policy.decide(request, grants)
             if not d:
                 denied = d.denial(action, path)
                 refused.append(denied)
                 raise HostCallError("denied", str(denied))
+            return policy.row_filters(request) if action in DB_ACTIONS else None
 
         def may_import(name: str) -> bool:
             return bool(policy.decide(

@@ -14,7 +14,7 @@ from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._errors import Error
-from ..hostcalls import CallerQuota
+from ..hostcalls import CallerQuota, RowScope
 from ..policy import Denied, GrantSet, Policy, PolicyCache, PolicyLimits
 from ..policy import Request as PolicyRequest
 from ..run import Limits
@@ -28,9 +28,10 @@ if TYPE_CHECKING:  # a type only: importing it at run time would load wasmtime f
 
 __all__ = ["Authorize", "Delivered", "RequestHost"]
 
-#: ``authorize(action, path)`` of a run: returns when the host call may go on, else raises
+#: ``authorize(action, path)`` of a run: returns when the host call may go on (for a ``db.*``
+#: action: the row scope the policy allows), else raises
 #: :class:`~peerbox.hostcalls.HostCallError` (kind ``denied``).
-Authorize = Callable[[str, str], None]
+Authorize = Callable[[str, str], RowScope]
 
 
 class Delivered(Protocol):
