@@ -205,9 +205,8 @@ def _resource(args: argparse.Namespace) -> str | None:
         return str(args.resource)
     if action == "call":
         raise UsageError("call needs --resource MODULE::FUNCTION (e.g. inbox::deliver)")
-    if action in DB_ACTIONS:
-        if args.resource is None:
-            raise UsageError(f"{action} needs --resource COLLECTION (e.g. inbox)")
+    if action in DB_ACTIONS and args.path is None:
+        raise UsageError(f"{action} needs --resource COLLECTION (e.g. inbox)")
     if action in ("module.import", "logic.read", "logic.write"):
         if args.module is None:
             raise UsageError(f"{action} needs --module M")
