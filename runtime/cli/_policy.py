@@ -303,7 +303,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             lines.append(f"  limits: {shown}")
         if decision.allowed and args.action in DB_ACTIONS:
             shown_rows = " or ".join(" and ".join(f"{k} = {v!r}" for k, v in r.items()) for r in rows or ())
-            lines.append(f"  rows: only records with {shown_rows}" if rows is not None else "  rows: every record")
+            lines.append(f"  rows: only records with {shown_rows}" if rows is not None
+                         else "  rows: every record")
         _out("\n".join(lines))
     if broken:
         return 2
