@@ -316,7 +316,7 @@ def _rule(
                         f"{label}: 'resources': {before_!a} is not in Unicode {NORMAL_FORM}; it is matched "
                         f"as {after!a} (request paths are {NORMAL_FORM}-normalised)")))
             if actions is not None and not (actions & RESOURCE_ACTIONS):
-                bad("resources", "only fs.*, call, module.import and logic.* requests name a resource; "
+                bad("resources", "only fs.*, db.*, call, module.import and logic.* requests name a resource; "
                     "exec and delegate have none")
             elif actions is not None and not (actions & RESOURCE_ACTIONS) - {"call"}:
                 for pattern in resources:
@@ -421,8 +421,8 @@ def _actions(raw: object, present: bool, bad: Any) -> frozenset[str] | None:
         elif action in ACTIONS:
             out.add(action)
         else:
-            bad(f"unknown action {action!r} (expected one of {', '.join(ACTIONS)}, \"fs.*\", \"logic.*\" "
-                "or \"*\")")
+            bad(f"unknown action {action!r} (expected one of {', '.join(ACTIONS)}, \"fs.*\", \"logic.*\", "
+                "\"db.*\" or \"*\")")
             ok = False
     return frozenset(out) if ok else None
 

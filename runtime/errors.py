@@ -34,6 +34,7 @@ trio or h2. The tree, in the order a request meets the rooms::
         SharedStateError                    ``serve --state``: NATS JetStream cannot be reached or refused
         CapabilityError                     a capability token refused
         PolicyError                         a policy file refused (file:line: problem)
+        SchemaError                         2: a peer's schema.toml refused (file:line: problem)
         HostCallError, BudgetExceeded       a host call refused / the run's host-call budget
         ClientError                         the client (TransportError, VerificationError,
                                             RemoteRejected)
@@ -50,7 +51,7 @@ from ._lazy import attach
 
 if TYPE_CHECKING:
     from peerbox._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
-    from peerbox.hostcalls import BudgetExceeded, HostCallError, StorageConfigError
+    from peerbox.hostcalls import BudgetExceeded, HostCallError, SchemaError, StorageConfigError
     from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError,
                              DirectoryConflict, FrameError, LocalNatsError, RemoteRejected, ServeError,
                              SharedStateError,
@@ -71,7 +72,7 @@ _EXPORTS = {
     "peerbox.wire": ("IdentityError", "InvalidPublicKey", "InvalidDid", "EnvelopeError", "NonceStoreError",
                      "CapabilityError"),
     "peerbox.policy": ("PolicyError",),
-    "peerbox.hostcalls": ("HostCallError", "BudgetExceeded", "StorageConfigError"),
+    "peerbox.hostcalls": ("HostCallError", "BudgetExceeded", "StorageConfigError", "SchemaError"),
     "peerbox.wasm_guests.lang": ("CompileError", "CompileLimitExceeded"),
     "peerbox.peer": ("PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound",
                      "CorruptPeer", "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry",
@@ -87,7 +88,7 @@ __all__ = [
     "Error", "UsageError", "ValueConversionError", "ScriptError", "LimitExceeded",
     "IdentityError", "InvalidPublicKey", "InvalidDid", "EnvelopeError", "NonceStoreError", "CapabilityError",
     "PolicyError",
-    "HostCallError", "BudgetExceeded", "StorageConfigError",
+    "HostCallError", "BudgetExceeded", "StorageConfigError", "SchemaError",
     "CompileError", "CompileLimitExceeded",
     "PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound", "CorruptPeer",
     "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists", "CorruptDirectory",

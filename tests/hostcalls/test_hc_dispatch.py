@@ -60,6 +60,10 @@ def test_facade_exports_exactly_the_public_api() -> None:
             "TEMP_PREFIX",
             "MAX_PATH_BYTES",
             "MAX_NAME_BYTES",
+            "RecordsOpener", "Records", "RowScope", "RECORDS_FILE", "MAX_RECORD_BYTES", "MAX_QUERY_LIMIT",
+            "DEFAULT_QUERY_LIMIT", "Schema", "SchemaError", "SchemaProblem", "RecordType", "Field", "Collection",
+            "TypeRef", "SCALARS", "MAX_SCHEMA_BYTES", "check_schema", "parse_type", "json_schema",
+            "validate_record",
         ]
     )
     for name in hc.__all__:
@@ -81,6 +85,13 @@ def test_op_numbers_are_the_abi() -> None:
         ("STAT", 8),
         ("READ_BYTES", 9),
         ("WRITE_BYTES", 10),
+        ("DB_INSERT", 11),
+        ("DB_GET", 12),
+        ("DB_UPDATE", 13),
+        ("DB_DELETE", 14),
+        ("DB_QUERY", 15),
+        ("DB_COUNT", 16),
+        ("DB_COUNT_WHERE", 17),
     ]
 
 
@@ -134,8 +145,10 @@ def test_open_backend(tmp_path: Path) -> None:
 
 def test_no_storage() -> None:
     d = Dispatch(None)
-    for op in Op:
-        args: list[object] = ["x", b"y"] if op == Op.WRITE_BYTES else ["x", "y"] if op in (2, 3) else ["x"]
+    for row in hc.HOST_CALLS:
+        op = row.op
+        sample = {"path": "x", "string": "y", "blob": b"y", "collection": "x", "key": 1, "map": {}}
+        args: list[object] = [sample[k] for k in row.params]
         with pytest.raises(HostCallError) as info:
             d.call(op, args)
         assert info.value.kind == "no_storage"
@@ -146,7 +159,7 @@ def test_no_storage() -> None:
     ("op", "args", "message"),
     [
         (0, ["x"], "unknown host call 0"),
-        (11, ["x"], "unknown host call 11"),
+        (99, ["x"], "unknown host call 99"),
         (True, ["x"], "unknown host call True"),
         ("1", ["x"], "unknown host call '1'"),
         (Op.READ, "x", "fs::read: arguments must be an array, not string"),
@@ -287,7 +300,7 @@ def test_ops_agree_with_the_compilers_host_function_table() -> None:
     host_functions = HostFunctions(hc.HOST_CALLS).functions
     assert sorted(h.op for h in host_functions) == sorted(int(op) for op in Op)
     for h in host_functions:
-        assert Op(h.op).name.lower() == h.name
+        assert Op(h.op).name.lower() in (h.name, f"{h.module}_{h.name}", f"{h.module}_{h.name}_where")
         with pytest.raises(HostCallError) as info:
             Dispatch(None).call(h.op, [None] * (h.arity + 1))
         plural = "" if h.arity == 1 else "s"
@@ -314,5 +327,6 @@ def test_authorize_sees_every_call_with_its_action_and_canonical_path(tmp_path: 
     assert not (tmp_path / "files" / "private").exists()
     assert seen == [("fs.mkdir", "inbox"), ("fs.write", "inbox/a.txt"), ("fs.read", "inbox/a.txt"),
                     ("fs.list", ""), ("fs.write", "private/x")]
-    assert set(hc.OP_ACTIONS.values()) == {"fs.read", "fs.write", "fs.append", "fs.mkdir", "fs.delete", "fs.list"}
+    assert set(hc.OP_ACTIONS.values()) == {"fs.read", "fs.write", "fs.append", "fs.mkdir", "fs.delete", "fs.list",
+                                           "db.read", "db.write", "db.delete"}
     backend.close()

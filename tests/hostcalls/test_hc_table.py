@@ -12,25 +12,32 @@ import pytest
 import peerbox.hostcalls as hc
 from peerbox.hostcalls import HOST_CALLS, OP_ACTIONS, Dispatch, HostCall, HostCallError, Op
 from peerbox.hostcalls import _table
-from peerbox.policy import FS_ACTIONS
+from peerbox.policy import ACTIONS, DB_ACTIONS, FS_ACTIONS
 from peerbox.wasm_guests import lang
 from peerbox.wasm_guests.lang._hostfns import MAX_HOST_ARITY, HostFunctions
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 #: The argument names the README uses, and the kinds they stand for.
-README_ARGS = {"p": "path", "dir": "path", "s": "string", "blob": "blob"}
+README_ARGS = {"p": "path", "dir": "path", "s": "string", "blob": "blob", "coll": "collection", "key": "key",
+               "record": "map", "changes": "map", "query": "map", "where": "map"}
 
 
 def test_rows_are_well_formed() -> None:
     assert [int(c.op) for c in HOST_CALLS] == sorted({int(c.op) for c in HOST_CALLS})  # op order, unique
     assert sorted(int(op) for op in Op) == [int(c.op) for c in HOST_CALLS]
-    assert len({c.name for c in HOST_CALLS}) == len(HOST_CALLS)
+    assert len({(c.name, c.arity) for c in HOST_CALLS}) == len(HOST_CALLS)
     for c in HOST_CALLS:
-        assert isinstance(c.op, Op) and Op(c.op).name.lower() == c.function
-        assert re.fullmatch(r"[a-z_]+::[a-z_]+", c.name) and c.module == "fs"
-        assert c.params and c.params[0] == "path", c  # the policy is checked against the first argument
+        assert re.fullmatch(r"[a-z_]+::[a-z_]+", c.name) and c.module in ("fs", "db")
+        if c.module == "fs":
+            assert isinstance(c.op, Op) and Op(c.op).name.lower() == c.function
+            assert c.params and c.params[0] == "path", c  # the policy is checked against the first argument
+            assert c.action in FS_ACTIONS, c  # policy owns the action names
+        else:
+            assert Op(c.op).name.lower() in (f"db_{c.function}", f"db_{c.function}_where")
+            assert c.params and c.params[0] == "collection", c  # the policy is checked against it
+            assert c.action in DB_ACTIONS, c
         assert set(c.params) <= set(_table.PARAM_KINDS) and 1 <= c.arity <= MAX_HOST_ARITY
-        assert c.action in FS_ACTIONS, c  # policy owns the action names
+        assert c.action in ACTIONS
         assert c.result in _table.RESULT_KINDS and c.doc
 
 
@@ -47,19 +54,21 @@ def test_table_module_is_a_leaf() -> None:
     assert imported <= {"__future__", "enum", "dataclasses"}
 
 
-def _readme_host_calls() -> dict[str, tuple[str, ...]]:
+def _readme_host_calls() -> set[tuple[str, tuple[str, ...]]]:
     text = README.read_text(encoding="utf-8")
-    start = text.index("## Peers, their storage and host calls")
-    end = text.index("\n## ", start + 1)
-    found: dict[str, tuple[str, ...]] = {}
-    for name, args in re.findall(r"`(\w+::\w+)\(([^)`]*)\)", text[start:end]):
-        found[name] = tuple(README_ARGS[a.strip()] for a in args.split(",") if a.strip())
+    found: set[tuple[str, tuple[str, ...]]] = set()
+    for section in ("## Peers, their storage and host calls", "## Schemas and records"):
+        start = text.index(section)
+        end = text.index("\n## ", start + 1)
+        for name, args in re.findall(r"`(\w+::\w+)\(([^)`]*)\)", text[start:end]):
+            found.add((name, tuple(README_ARGS[a.strip()] for a in args.split(",") if a.strip())))
     return found
 
 
 def test_readme_lists_exactly_the_table() -> None:
-    """README section "Peers, their storage and host calls": every call, its arguments' kinds."""
-    assert _readme_host_calls() == {c.name: c.params for c in HOST_CALLS}
+    """README sections "Peers, their storage and host calls" and "Schemas and records": every
+    call, its arguments' kinds."""
+    assert _readme_host_calls() == {(c.name, c.params) for c in HOST_CALLS}
 
 
 def _emitted(row: HostCall) -> list[tuple[int, int]]:
@@ -74,7 +83,10 @@ def _emitted(row: HostCall) -> list[tuple[int, int]]:
     return out
 
 
-_SAMPLE = {"path": "inbox/a.txt", "string": "text", "blob": b"bytes"}
+_SAMPLE = {"path": "inbox/a.txt", "string": "text", "blob": b"bytes", "collection": "inbox", "key": 1,
+           "map": {}}
+#: What the authorizer sees of each sample first argument.
+_RESOURCE = {"path": "inbox/a.txt", "collection": "inbox"}
 
 
 @pytest.mark.parametrize("row", HOST_CALLS, ids=lambda c: c.name)
@@ -83,16 +95,17 @@ def test_compiler_and_dispatcher_agree(row: HostCall) -> None:
     assert _emitted(row) == [(int(row.op), row.arity)]
     seen: list[tuple[str, str]] = []
 
-    def authorize(action: str, path: str) -> None:
+    def authorize(action: str, path: str) -> None:  # the same for fs and db rows
         seen.append((action, path))
         raise HostCallError("denied", "stop before the backend")
 
     d = Dispatch(cast(Any, object()), authorize=authorize)
     with pytest.raises(HostCallError) as info:
         d.call(int(row.op), [_SAMPLE[k] for k in row.params])
-    assert info.value.kind == "denied" and seen == [(row.action, "inbox/a.txt")]
+    assert info.value.kind == "denied" and seen == [(row.action, _RESOURCE[row.params[0]])]
     assert OP_ACTIONS[row.op] == row.action
-    for wrong in (row.arity - 1, row.arity + 1):
+    arities = {c.arity for c in HOST_CALLS if c.name == row.name}
+    for wrong in {row.arity - 1, row.arity + 1} - arities:
         with pytest.raises(lang.CompileError, match=f"has no function '{row.function}'"):
             lang.compile_to_wat(f'let p = "x"; {row.name}({", ".join(["p"] * wrong)})', host_calls=HOST_CALLS)
         with pytest.raises(HostCallError, match=f"{row.name} takes {row.arity} argument"):
@@ -131,7 +144,8 @@ def test_fingerprint_covers_the_table() -> None:
     bare = lang.compiler_fingerprint()
     with_table = lang.compiler_fingerprint(HOST_CALLS)
     assert bare != with_table == lang.compiler_fingerprint(tuple(HOST_CALLS))
-    changed = [*HOST_CALLS[:-1], HostCall(Op.WRITE_BYTES, "fs::write_bytes", ("path",), "fs.write", "()", "")]
+    changed = [HostCall(Op.WRITE_BYTES, "fs::write_bytes", ("path",), "fs.write", "()", "") if c.op == Op.WRITE_BYTES
+               else c for c in HOST_CALLS]
     assert lang.compiler_fingerprint(changed) != with_table
 
 
@@ -144,4 +158,6 @@ def test_each_call_needs_the_action_that_says_what_it_does() -> None:
     assert {c.name: c.action for c in HOST_CALLS} == {
         "fs::read": "fs.read", "fs::write": "fs.write", "fs::append": "fs.append", "fs::list": "fs.list",
         "fs::exists": "fs.read", "fs::delete": "fs.delete", "fs::mkdir": "fs.mkdir", "fs::stat": "fs.read",
-        "fs::read_bytes": "fs.read", "fs::write_bytes": "fs.write"}
+        "fs::read_bytes": "fs.read", "fs::write_bytes": "fs.write", "db::insert": "db.write",
+        "db::get": "db.read", "db::update": "db.write", "db::delete": "db.delete", "db::query": "db.read",
+        "db::count": "db.read"}

@@ -7,7 +7,7 @@ import peerbox.policy
 EXPECTED = {
     "load", "loads", "Policy", "PolicyCache", "PolicyError", "Problem", "Request", "Decision", "RuleRef",
     "RuleSpec", "Grant", "GrantSet", "parse_grant", "compile_grants", "PolicyLimits", "ACTIONS",
-    "FS_ACTIONS", "RESOURCE_ACTIONS", "ACTION_ALIASES",
+    "FS_ACTIONS", "DB_ACTIONS", "CALLER", "RowFilter", "RESOURCE_ACTIONS", "ACTION_ALIASES",
     "NOTHING_ALLOWED", "POLICY_UNAVAILABLE", "Denied", "DenialCause", "show_resource", "MAX_POLICY_BYTES", "glob_problem", "is_canonical", "parse_capability_grant",
     "CAPABILITY_ACTIONS", "pattern_within", "grants_within", "WorkBudget", "CONTAINMENT_WORK", "NORMAL_FORM",
     "loads_bounded", "TomlTooComplex",

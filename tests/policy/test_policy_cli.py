@@ -53,7 +53,7 @@ def test_check_errors(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert err == [f"{policy}:2: rule #1: 'who': unknown group 'x' (define it under [groups])",
                    f"{policy}:2: rule #1: 'actions': unknown action 'fs.exec' (expected one of exec, "
                    "call, fs.read, fs.write, fs.append, fs.mkdir, fs.delete, fs.list, module.import, delegate, logic.read, "
-                   "logic.write, \"fs.*\", \"logic.*\" or \"*\")"]
+                   "logic.write, db.read, db.write, db.delete, \"fs.*\", \"logic.*\", \"db.*\" or \"*\")"]
     assert run(["policy", "check", "bob", "--root", str(root), "--json"]) == 2
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is False and [p["line"] for p in out["problems"]] == [2, 2]

@@ -8,7 +8,7 @@ from peerbox.wire import KeyPair
 from peerbox.hostcalls import HOST_CALLS, OP_ACTIONS
 from peerbox.policy import (
     DenialCause,
-    ACTIONS, FS_ACTIONS, NOTHING_ALLOWED, Grant, Policy, PolicyError, PolicyLimits, Request, compile_grants,
+    ACTIONS, DB_ACTIONS, FS_ACTIONS, NOTHING_ALLOWED, Grant, Policy, PolicyError, PolicyLimits, Request, compile_grants,
     loads, parse_grant,
 )
 
@@ -200,6 +200,13 @@ HOSTCALL_ACTIONS: dict[int, str] = {
     8: "fs.read",     # fs::stat
     9: "fs.read",     # fs::read_bytes
     10: "fs.write",   # fs::write_bytes
+    11: "db.write",   # db::insert
+    12: "db.read",    # db::get
+    13: "db.write",   # db::update
+    14: "db.delete",  # db::delete
+    15: "db.read",    # db::query
+    16: "db.read",    # db::count
+    17: "db.read",    # db::count (with a filter)
 }
 
 
@@ -207,9 +214,9 @@ def test_hostcall_mapping_matches_dispatch() -> None:
     table_ops = {int(c.op): c.action for c in HOST_CALLS}
     op_names = {c.name: c.action for c in HOST_CALLS}
     assert {int(op): a for op, a in OP_ACTIONS.items()} == HOSTCALL_ACTIONS == table_ops
-    assert sorted(set(HOSTCALL_ACTIONS.values())) == ["fs.append", "fs.delete", "fs.list", "fs.mkdir", "fs.read",
-                                                      "fs.write"]
+    assert sorted(set(HOSTCALL_ACTIONS.values())) == ["db.delete", "db.read", "db.write", "fs.append", "fs.delete",
+                                                      "fs.list", "fs.mkdir", "fs.read", "fs.write"]
     assert op_names["fs::stat"] == "fs.read" and op_names["fs::mkdir"] == "fs.mkdir"
-    assert len(op_names) == len(HOSTCALL_ACTIONS)
+    assert len(HOST_CALLS) == len(HOSTCALL_ACTIONS)
     assert set(HOSTCALL_ACTIONS.values()) <= set(ACTIONS)
-    assert set(FS_ACTIONS) == set(HOSTCALL_ACTIONS.values())
+    assert set(FS_ACTIONS) | set(DB_ACTIONS) == set(HOSTCALL_ACTIONS.values())
