@@ -180,6 +180,53 @@ def demo_policy() -> str:
     return DEMO_POLICY
 
 
+# -- records: a schema every records test shares ----------------------------------------
+
+SCHEMA_TOML = """\
+version = 1
+
+[types.Author]
+name = { type = "string", min_len = 1, max_len = 40 }
+pubkey = "bytes?"
+
+[types.Message]
+from = "did"
+text = { type = "string", max_len = 200 }
+sent = { type = "timestamp", min = 0 }
+score = { type = "float?", min = -1.0, max = 1.0 }
+flag = "bool?"
+level = { type = "int?", min = 0, max = 10 }
+status = { type = "string?", one_of = ["new", "seen", "spam"] }
+tags = { type = "list<string>?", max_len = 5 }
+meta = "map<int>?"
+author = "Author?"
+blob = { type = "bytes?", max_len = 16 }
+
+[types.Contact]
+handle = { type = "string", max_len = 30 }
+did = "did"
+age = "int?"
+
+[collections.inbox]
+type = "Message"
+key = "auto"
+indexes = [["from", "sent"], "status"]
+
+[collections.contacts]
+type = "Contact"
+key = "handle"
+unique = ["did"]
+"""
+
+
+@pytest.fixture
+def schema_toml() -> str:
+    """A ``schema.toml`` using every field type and rule: ``inbox`` (Message records, auto keys,
+    indexes on (from, sent) and status) and ``contacts`` (Contact records keyed by ``handle``,
+    ``did`` unique)."""
+    return SCHEMA_TOML
+
+
 # -- TLS certificates --------------------------------------------------------------------
 
 

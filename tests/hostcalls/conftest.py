@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from peerbox.hostcalls import BACKEND_KINDS, Backend, LocalS3, Quotas, StorageSite, open_backend, open_storage
+import tomllib
+
+from peerbox.hostcalls import (BACKEND_KINDS, Backend, LocalS3, Quotas, Records, Schema, StorageSite, check_schema,
+                               open_backend, open_storage)
 
 MakeBackend = Callable[..., Backend]
 
@@ -98,3 +101,17 @@ def snapshot_fixture() -> Callable[[Path], dict[str, tuple[object, ...]]]:
 def location_fixture() -> Callable[..., Path]:
     """``location(base, kind, peer="alice")``: where a peer's storage lives under ``base``."""
     return _location
+
+
+@pytest.fixture
+def schema(schema_toml: str) -> Schema:
+    """The shared test schema (``schema_toml``), checked."""
+    return check_schema(tomllib.loads(schema_toml), schema_toml, "schema.toml")
+
+
+@pytest.fixture
+def records(schema: Schema, tmp_path: Path) -> Iterator[Records]:
+    """Empty records under the shared test schema, in a fresh database file."""
+    store = Records(tmp_path / "records.sqlite", schema)
+    yield store
+    store.close()
