@@ -13,10 +13,12 @@ and unique constraints as SQL indexes. Writes are one ``BEGIN IMMEDIATE``
 transaction each, so several processes may share the file (WAL).
 
 Every schema the store was opened with is recorded in ``_peerbox_schema``
-(version, digest, canonical JSON, time): the history migrations will build
-on. A table whose columns no longer match the schema is refused with
-``unsupported`` (migrations, ``peerbox schema apply``, are not built yet);
-new collections and new indexes are simply added.
+(version, digest, canonical JSON, time), and each collection's signature
+(its key and record type, referenced types included) in
+``_peerbox_collections``: the history migrations will build on. A
+collection whose signature changed is refused with ``unsupported``
+(migrations, ``peerbox schema apply``, are not built yet); new collections
+and new indexes are simply added.
 
 Row scopes: a policy rule with a row filter (``where = { from = "$caller" }``)
 reaches a call as a tuple of field -> value maps (resolved by the policy);
@@ -64,7 +66,8 @@ _SQL_TYPES = {"did": "TEXT", "string": "TEXT", "int": "INTEGER", "timestamp": "I
               "bool": "INTEGER", "bytes": "BLOB"}
 _HISTORY = """CREATE TABLE IF NOT EXISTS _peerbox_schema (
     digest TEXT PRIMARY KEY, version INTEGER NOT NULL, applied_at INTEGER NOT NULL, schema TEXT NOT NULL
-);"""
+);
+CREATE TABLE IF NOT EXISTS _peerbox_collections (name TEXT PRIMARY KEY, signature TEXT NOT NULL);"""
 _QUERY_KEYS = ("where", "order_by", "limit", "after")
 
 
@@ -116,12 +119,6 @@ class _Table:
                 unique = "UNIQUE " if kind == "u" else ""
                 out.append(f"CREATE {unique}INDEX IF NOT EXISTS {iname} ON {self.name} "
                            f"({', '.join(column(f) for f in fields)})")
-        return out
-
-    def expected_columns(self) -> list[tuple[str, str, int]]:
-        out = [("_key", "INTEGER", 0)] if self.coll.auto_key else []
-        for f in self.rt.fields:
-            out.append((f"f_{f.name}", _SQL_TYPES.get(f.type.kind, "BLOB"), 0 if f.type.optional else 1))
         return out
 
     def to_row(self, rec: Mapping[str, object]) -> list[object]:
@@ -185,13 +182,14 @@ class Records:
     def _set_up(self) -> None:
         with self._tx():
             for t in self._tables.values():
-                info = self._db.execute(f"PRAGMA table_info({t.name})").fetchall()
-                if info:
-                    have = [(r[1], r[2], r[3]) for r in info]
-                    if have != t.expected_columns():
-                        raise HostCallError("unsupported", (
-                            f"collection {t.coll.name!r} holds records of an earlier schema; changing a "
-                            "stored collection's fields needs a migration (not built yet)"))
+                sig = json.dumps(self.schema.signature(t.coll), sort_keys=True)
+                row = self._db.execute("SELECT signature FROM _peerbox_collections WHERE name = ?",
+                                       (t.coll.name,)).fetchone()
+                if row is not None and row[0] != sig:
+                    raise HostCallError("unsupported", (
+                        f"collection {t.coll.name!r} holds records of an earlier schema; changing a "
+                        "stored collection's record type or key needs a migration (not built yet)"))
+                self._db.execute("INSERT OR IGNORE INTO _peerbox_collections VALUES (?, ?)", (t.coll.name, sig))
                 for stmt in t.ddl():
                     self._db.execute(stmt)
             canonical = json.dumps(self.schema.canonical(), sort_keys=True)

@@ -202,6 +202,23 @@ class Schema:
                                      "unique": [list(u) for u in c.unique]} for c in self.collections},
         }
 
+    def signature(self, coll: Collection) -> dict[str, Any]:
+        """What a collection's stored records depend on: its key and its record type with every
+        type it refers to (canonical form). Indexes are not part of it."""
+        types = self.canonical()["types"]
+        seen: dict[str, Any] = {}
+        todo = [coll.type]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen[name] = types[name]
+            rt = self.type(name)
+            assert rt is not None
+            for f in rt.fields:
+                todo.extend(_refs(f.type))
+        return {"key": coll.key, "type": coll.type, "types": seen}
+
     @property
     def digest(self) -> str:
         """sha256 (hex) of :meth:`canonical` as sorted compact JSON."""
