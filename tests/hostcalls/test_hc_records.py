@@ -205,6 +205,7 @@ def test_keys_and_unique_constraints(records: Records) -> None:
 
 def test_update_and_delete(records: Records) -> None:
     key = records.insert("inbox", msg(status="new", tags=["x"]))
+    assert isinstance(key, int)
     assert records.update("inbox", key, {"status": "seen", "tags": None}) == {"_key": key, **msg(status="seen")}
     assert records.get("inbox", key) == {"_key": key, **msg(status="seen")}
     with pytest.raises(HostCallError) as info:
