@@ -571,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, (label, w_ms, r_ms, note) in enumerate(bench_storage(args.quick)):
             rows.append(Row(f"storage_{i}", label, "", unit="ms", group="storage", peerbox=w_ms,
                             us=r_ms, note=note))
+        from db_bench import bench_db  # typed records next to fs:: JSON files, in the same table
+        rows += bench_db(args.quick)
     if wanted("nats"):
         print("bench: NATS ...", file=sys.stderr, flush=True)
         from nats_bench import bench_nats, bench_scaling

@@ -153,6 +153,8 @@ class _Table:
 class Records:
     """The records of one peer: ``path`` (the SQLite file, created 0600 if missing) under ``schema``.
 
+    Each change is durable when its call returns (``synchronous`` ``FULL``, as the sqlite
+    storage backend; ``OFF`` is for bulk loading a copy, never for a live peer).
     Thread-safe (one connection, one lock). Every method raises :class:`HostCallError`:
     ``not_found`` (no such collection), ``schema_violation``, ``invalid_argument``, ``conflict``
     (a key or unique constraint taken), ``denied`` (outside the row scope), ``io_error``
@@ -160,7 +162,8 @@ class Records:
     another schema)."""
 
     def __init__(self, path: str | os.PathLike[str], schema: Schema, *,
-                 max_record_bytes: int = MAX_RECORD_BYTES, max_limit: int = MAX_QUERY_LIMIT) -> None:
+                 max_record_bytes: int = MAX_RECORD_BYTES, max_limit: int = MAX_QUERY_LIMIT,
+                 synchronous: str = "FULL") -> None:
         self.schema = schema
         self.max_record_bytes = max_record_bytes
         self.max_limit = max_limit
@@ -170,7 +173,7 @@ class Records:
         if not os.path.exists(fpath):
             os.close(os.open(fpath, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
         try:
-            self._db = open_wal(fpath, _HISTORY)
+            self._db = open_wal(fpath, _HISTORY, synchronous=synchronous)
         except sqlite3.Error as exc:
             raise HostCallError("io_error", f"the records database does not open: {db_reason(exc)}") from exc
         try:

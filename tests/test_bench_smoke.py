@@ -54,7 +54,9 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
     own_tables = ("policy", "network", "logic", "hostile", "startup", "storage", "nats")
     assert [r["name"] for r in doc["rows"] if r["group"] not in own_tables] == ROWS
-    storage = [r for r in doc["rows"] if r["group"] == "storage"]  # fs, sqlite, s3 (SeaweedFS)
+    storage = [r for r in doc["rows"] if r["group"] == "storage" and not r["name"].startswith("db_")]
+    records = [r for r in doc["rows"] if r["name"] in ("db_records", "db_fs_json")]  # bench/db_bench.py
+    assert len(records) == 2 and all(r["peerbox"] > 0 and r["us"] > 0 for r in records), records
     assert [r["title"].split()[0] for r in storage] == ["fs", "sqlite", "s3"], storage
     assert all(r["peerbox"] > 0 and r["us"] > 0 for r in storage), storage
     assert "## Storage backends" in proc.stdout
