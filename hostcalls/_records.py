@@ -192,7 +192,8 @@ class Records:
                     raise HostCallError("unsupported", (
                         f"collection {t.coll.name!r} holds records of an earlier schema; changing a "
                         "stored collection's record type or key needs a migration (not built yet)"))
-                self._db.execute("INSERT OR IGNORE INTO _peerbox_collections VALUES (?, ?)", (t.coll.name, sig))
+                self._db.execute("INSERT OR IGNORE INTO _peerbox_collections VALUES (?, ?)",
+                                 (t.coll.name, sig))
                 for stmt in t.ddl():
                     self._db.execute(stmt)
             canonical = json.dumps(self.schema.canonical(), sort_keys=True)
