@@ -50,7 +50,8 @@ from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
 from ._sqlite import SqliteBackend
 from ._records import DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_RECORD_BYTES, RECORDS_FILE, Records, RowScope
 from ._schema import (MAX_SCHEMA_BYTES, SCALARS, Collection, Field, RecordType, Schema, SchemaError,
-                      SchemaProblem, TypeRef, check_schema, parse_type)
+                      SchemaProblem, TypeRef, parse_type)
+from ._schemacheck import check_schema
 from ._validate import json_schema, validate_record
 from ._seaweedfs import LocalS3
 from ._table import HOST_CALLS, HostCall, Op
