@@ -37,7 +37,7 @@ from typing import Any
 
 import cbor2
 
-from ._errors import HostCallError
+from ._errors import HostCallError, show
 from ._schema import Collection, Schema, TypeRef
 from ._validate import type_name
 
@@ -79,7 +79,8 @@ class Columns:
     def type_of(self, what: str, name: object) -> TypeRef:
         t = self.types.get(name) if isinstance(name, str) else None
         if t is None:
-            raise _invalid(f"{what}: {name!r} is not a scalar field of collection {self.coll.name!r}")
+            shown = show(name) if isinstance(name, str) else type_name(name)
+            raise _invalid(f"{what}: {shown} is not a scalar field of collection {self.coll.name!r}")
         return t
 
     def check(self, what: str, name: str, t: TypeRef, v: object) -> object:
@@ -152,7 +153,8 @@ class _Compiler:
         for op, v in cond.items():
             self._count()
             if op not in _OPS:
-                raise _invalid(f"where: {name!r}: unknown operator {op!r} (one of {', '.join(_OPS)})")
+                raise _invalid(f"where: {name!r}: unknown operator {show(str(op))} "
+                               f"(one of {', '.join(_OPS)})")
             if op in ("eq", "ne") and v is None:
                 out.append(f"{col} IS {'NOT ' if op == 'ne' else ''}NULL")
             elif op == "in":

@@ -44,7 +44,7 @@ from peerbox._sqlite import open_wal
 
 from ._dbquery import (Columns, Order, after_sql, column, compile_where, decode_cursor, encode_cursor,
                        parse_order)
-from ._errors import HostCallError, db_reason
+from ._errors import HostCallError, db_reason, os_reason, show
 from ._schema import Collection, Schema
 from ._validate import type_name, validate_record
 
@@ -170,10 +170,12 @@ class Records:
         self._tables = {c.name: _Table(schema, c) for c in schema.collections}
         self._lock = threading.Lock()
         fpath = os.fspath(path)
-        if not os.path.exists(fpath):
-            os.close(os.open(fpath, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
         try:
+            if not os.path.exists(fpath):  # created 0600 (its -wal and -shm take its mode)
+                os.close(os.open(fpath, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
             self._db = open_wal(fpath, _HISTORY, synchronous=synchronous)
+        except OSError as exc:
+            raise HostCallError("io_error", f"the records database does not open: {os_reason(exc)}") from exc
         except sqlite3.Error as exc:
             raise HostCallError("io_error", f"the records database does not open: {db_reason(exc)}") from exc
         try:
@@ -323,7 +325,8 @@ class Records:
         with self._tx() as db:
             old = self._fetch(db, t, kp, scope)
             if old is None:
-                raise HostCallError("not_found", f"no record with key {key!r} in {t.coll.name!r}")
+                shown = show(key) if isinstance(key, str) else repr(key)
+                raise HostCallError("not_found", f"no record with key {shown} in {t.coll.name!r}")
             new = {k: v for k, v in old.items() if k != "_key"}
             for k, v in delta.items():
                 if v is None:

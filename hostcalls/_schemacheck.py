@@ -40,17 +40,21 @@ class _Lines:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.headers = [(m.start(), m.group(1)) for m in
-                        re.finditer(r"^[ \t]*\[([^\[\]\n]*)\]", text, re.MULTILINE)]
+        starts = [(m.start(), m.group(1)) for m in
+                  re.finditer(r"^[ \t]*\[([^\[\]\n]*)\]", text, re.MULTILINE)]
+        #: (names of a table header) -> (its position, where the next header starts); one pass
+        self.headers: dict[tuple[str, ...], tuple[int, int]] = {}
+        for n, (pos, inner) in enumerate(starts):
+            names = tuple(p.strip().strip('"').strip("'") for p in inner.split("."))
+            end = starts[n + 1][0] if n + 1 < len(starts) else len(text)
+            self.headers.setdefault(names, (pos, end))
 
     def header(self, *parts: str) -> tuple[int | None, int, int]:
         """(line, start, end) of the table ``[a.b]`` (end: the next header), or (None, 0, len)."""
-        for n, (pos, inner) in enumerate(self.headers):
-            names = [p.strip().strip('"').strip("'") for p in inner.split(".")]
-            if names == list(parts):
-                end = self.headers[n + 1][0] if n + 1 < len(self.headers) else len(self.text)
-                return _line_of(self.text, pos), pos, end
-        return None, 0, len(self.text)
+        found = self.headers.get(parts)
+        if found is None:
+            return None, 0, len(self.text)
+        return _line_of(self.text, found[0]), found[0], found[1]
 
     def key(self, key: str, start: int, end: int) -> int | None:
         rx = re.compile(rf"^[ \t]*(?:\"{re.escape(key)}\"|'{re.escape(key)}'|{re.escape(key)})[ \t]*[=.]",
@@ -69,6 +73,11 @@ class _Checker:
         if len(self.problems) < _MAX_PROBLEMS:
             self.problems.append(SchemaProblem(self.file, line, problem))
 
+    @property
+    def full(self) -> bool:
+        """No more problems are kept: loops over keys stop (finding lines costs a scan each)."""
+        return len(self.problems) >= _MAX_PROBLEMS
+
 
 def check_schema(data: Mapping[str, Any], text: str, file: str = "schema.toml") -> Schema:
     """Check the parsed TOML ``data`` of a schema file (``text`` is its source, for line numbers).
@@ -80,6 +89,8 @@ def check_schema(data: Mapping[str, Any], text: str, file: str = "schema.toml") 
     """
     ck = _Checker(file, text)
     for key in data:
+        if ck.full:
+            break
         if key not in _TOP_KEYS:
             ck.add(ck.lines.key(key, 0, len(text)), f"unknown top-level key {key!r} (expected: "
                    f"{', '.join(_TOP_KEYS)})")
@@ -320,6 +331,8 @@ def _collection(name: str, raw: object, by_name: dict[str, RecordType], declared
         return None
     ok = True
     for key in raw:
+        if ck.full:
+            break
         if key not in _COLL_KEYS:
             ck.add(ck.lines.key(key, start, end) or line, f"{label}: unknown key {key!r} (expected: "
                    f"{', '.join(_COLL_KEYS)})")

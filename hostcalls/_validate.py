@@ -18,7 +18,7 @@ import math
 import re
 from typing import Any
 
-from ._errors import HostCallError
+from ._errors import HostCallError, show
 from ._schema import Collection, Field, RecordType, Schema, TypeRef
 
 __all__ = ["validate_record", "validate_value", "json_schema", "DID_PATTERN", "type_name"]
@@ -40,7 +40,7 @@ def type_name(value: object) -> str:
 
 
 def _bad(path: str, rule: str, detail: str) -> HostCallError:
-    return HostCallError("schema_violation", f"{path!r}: {rule}: {detail}")
+    return HostCallError("schema_violation", f"{show(path)}: {rule}: {detail[:300]}")
 
 
 class _V:
@@ -135,7 +135,8 @@ class _V:
                     raise _bad(prefix + str(key), "reserved", "set by the collection, not by a record")
                 near = [f.name for f in rt.fields if isinstance(key, str) and f.name.lower() == key.lower()]
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise _bad(prefix + str(key), "unknown_field", f"type {rt.name} has no field {key!r}{hint}")
+                raise _bad(prefix + str(key), "unknown_field",
+                           f"type {rt.name} has no field {show(str(key))}{hint}")
         for f in rt.fields:
             if f.name not in v:
                 if f.required and not partial:

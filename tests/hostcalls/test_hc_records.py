@@ -279,3 +279,15 @@ def test_schema_history_and_changed_collections(records: Records, schema_toml: s
         with pytest.raises(HostCallError) as info:
             Records(tmp_path / "records.sqlite", check_schema(tomllib.loads(changed), changed))
         assert info.value.kind == "unsupported" and "needs a migration" in info.value.message
+
+
+def test_messages_are_bounded_and_name_no_host_path(records: Records, schema: Schema, tmp_path: Path) -> None:
+    huge = "k" * 1_000_000
+    message = refused(records, "inbox", msg(**{huge: 1}))
+    assert len(message) < 400 and message.startswith("'kkkk")
+    with pytest.raises(HostCallError) as info:
+        records.query("inbox", {"where": {huge: 1}})
+    assert len(info.value.message) < 400
+    with pytest.raises(HostCallError) as info:
+        Records(tmp_path / "missing" / "records.sqlite", schema)
+    assert info.value.kind == "io_error" and str(tmp_path) not in info.value.message

@@ -191,3 +191,11 @@ def test_json_schema(schema: Schema) -> None:
     assert doc["properties"]["inbox"] == {"type": "array", "items": {"$ref": "#/$defs/Message"}}
     assert doc["x-peerbox-collections"]["contacts"] == {"type": "Contact", "key": "handle", "indexes": [],
                                                          "unique": [["did"]]}
+
+
+def test_a_file_of_many_keys_is_checked_in_bounded_work() -> None:
+    """Finding lines scans the text: it stops with the problems kept (50), and headers are indexed once."""
+    many = "".join(f"k{i} = 1\n" for i in range(20_000)) + "".join(f"[t{i}]\n" for i in range(20_000))
+    found = problems(many)
+    assert len(found) == 50 and found[0] == "schema.toml:1: unknown top-level key 'k0' (expected: version, types, "\
+        "collections)"
