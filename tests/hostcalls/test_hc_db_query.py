@@ -170,6 +170,20 @@ def test_bad_queries_are_refused(records: Records, spec: dict[str, Any], message
     assert info.value.kind == "invalid_argument" and message in info.value.message, info.value.message
 
 
+def test_the_key_filters_and_orders(records: Records) -> None:
+    for sent in range(5):
+        records.insert("inbox", {"from": DIDS[sent % 2], "text": "x", "sent": sent})
+    page = records.query("inbox", {"where": {"_key": {"ge": 2}}, "order_by": "-_key", "limit": 2})
+    assert [r["_key"] for r in page["items"]] == [5, 4]  # type: ignore[attr-defined]
+    rest = records.query("inbox", {"where": {"_key": {"ge": 2}}, "order_by": "-_key", "after": page["next"]})
+    assert [r["_key"] for r in rest["items"]] == [3, 2] and rest["next"] is None  # type: ignore[attr-defined]
+    contacts = [{"handle": h, "did": d} for h, d in zip(["cy", "ann", "bo"], DIDS, strict=True)]
+    for c in contacts:
+        records.insert("contacts", c)
+    got = records.query("contacts", {"where": {"handle": {"prefix": ""}}, "order_by": "handle"})
+    assert got == {"items": sorted(contacts, key=lambda c: c["handle"]), "next": None}
+
+
 def test_a_cursor_belongs_to_its_query(records: Records) -> None:
     for sent in range(3):
         records.insert("inbox", {"from": DIDS[0], "text": "x", "sent": sent})

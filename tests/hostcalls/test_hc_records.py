@@ -44,6 +44,8 @@ def refused(records: Records, coll: str, rec: object) -> str:
     ({"sent": 2**63}, "'sent': type: outside the 64-bit integer range"),
     ({"score": "high"}, "'score': type: expected float, got string"),
     ({"score": 1.5}, "'score': max 1.0: 1.5 is larger"),
+    ({"score": -2}, "'score': min -1.0: -2.0 is smaller"),
+    ({"score": float("inf")}, "'score': type: expected a finite float, got inf"),
     ({"score": float("nan")}, "'score': type: expected a finite float, got nan"),
     ({"flag": 1}, "'flag': type: expected bool, got int"),
     ({"level": 11}, "'level': max 10: 11 is larger"),
