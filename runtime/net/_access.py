@@ -99,19 +99,30 @@ def current_note() -> AccessNote | None:
     return _NOTE.get()
 
 
-def access_logged(app: App, transport: str) -> App:
+def access_logged(app: App, transport: str, *, from_router: bool = False) -> App:
     """``app`` writing one access line per request (see the module docstring); ``transport`` is how
-    requests reach it (``h2c``, ``h2`` for TLS), unless the request names it in
-    :data:`TRANSPORT_HEADER` (an isolated child: its router says)."""
+    requests reach it (``h2c``, ``h2`` for TLS, ``ws``, ``nats``). With ``from_router`` (an isolated
+    child, whose only client is its router) the request's :data:`TRANSPORT_HEADER` and
+    :data:`CLIENT_HEADER` say how and from where it reached the router; from anyone else those
+    headers are ignored, so a remote client cannot choose what the log says about it.
+
+    With the access log off, the note is still kept (it costs about a microsecond): a router
+    forwards its transport and client to the child, whose log may be on."""
     log = ACCESS_LOG
 
     async def logged(req: HttpRequest) -> HttpResponse:
         path = req.path.split("?", 1)[0]
         level = logging.INFO if path in TYPE_OF_PATH else logging.DEBUG
-        if not log.isEnabledFor(level):
-            return await app(req)
-        note = AccessNote(req.header(TRANSPORT_HEADER) or transport, req.header(CLIENT_HEADER) or req.client)
+        if from_router:
+            note = AccessNote(req.header(TRANSPORT_HEADER) or transport, req.header(CLIENT_HEADER) or req.client)
+        else:
+            note = AccessNote(transport, req.client)
         token = _NOTE.set(note)
+        if not log.isEnabledFor(level):
+            try:
+                return await app(req)
+            finally:
+                _NOTE.reset(token)
         start = time.perf_counter()
         try:
             resp = await app(req)
