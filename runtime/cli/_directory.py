@@ -11,7 +11,10 @@ each with ``--state nats://HOST:PORT`` (default ``$PEERBOX_STATE``): the same
 command on the directory shared through JetStream
 (:class:`peerbox.net._kvdirectory.KvDirectory`) instead of ``peers.toml``;
 ``add NAME URL`` still looks NAME's did up under ``--root``, which is how a
-local peer is published to the others.
+local peer is published to the others. Such an operator's entry never
+expires unless ``add --ttl SECONDS`` gives it a TTL; ``list --state`` adds
+each name's state (``static``, ``live``: published by workers that refresh
+it, ``stale``: published, but none of its workers is left).
 
 A thin layer over :class:`peerbox.peer.Directory`, which keeps the file's
 comments, blank lines and order on every edit. Failures are

@@ -141,7 +141,7 @@ class KvDirectory:
         ttl = record.live_ttl
         if ttl is None:
             return Listed(record.key, record.did, "static", (record.url,) if record.url else (), 0, None)
-        live = [w for w in workers if w.did == record.did]
+        live = [w for w in workers if w.did == record.did and not w.stopping]
         urls = tuple(dict.fromkeys(w.url for w in live if w.url and _valid_url(w.url)))
         return Listed(record.key, record.did, "live" if live else "stale", urls, len(live), ttl)
 
@@ -290,17 +290,22 @@ class KvDirectory:
         raise DirectoryConflict(f"{name!r} in {self.where} keeps changing under this publish; try again")
 
     def withdraw(self, name: str, did: str, *, worker_id: str) -> bool:
-        """A worker stopping cleanly: remove its record; when no other worker of ``did`` is left,
-        remove the published name too (compare-and-set: a worker that just claimed it again keeps
-        it). ``True`` if the name went."""
-        self.store.purge(f"{name}.{worker_id}", _PURGE_TTL)
-        others = [w for w in self.store.scan(f"{name}.*") if w.did == did]
-        if others:
-            return False
-        found = self.store.get(name)
-        if found is None or found.did != did or found.live_ttl is None:
-            return False
-        return self.store.delete(name, last=found.revision)
+        """A worker stopping cleanly: mark its record stopping; when no other live worker of ``did``
+        is left, remove the published name (compare-and-set: a worker that just claimed it again
+        keeps it); then remove its record. ``True`` if the name went."""
+        key = f"{name}.{worker_id}"
+        found = self.store.get(key)
+        if found is not None:
+            self.store.write(key, {**found.doc, "stopping": True}, found.revision, _PURGE_TTL)
+        try:
+            if any(w.did == did and not w.stopping for w in self.store.scan(f"{name}.*")):
+                return False
+            claim = self.store.get(name)
+            if claim is None or claim.did != did or claim.live_ttl is None:
+                return False
+            return self.store.delete(name, last=claim.revision)
+        finally:
+            self.store.purge(key, _PURGE_TTL)
 
 
 def _is_name(name: str) -> bool:

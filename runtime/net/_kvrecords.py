@@ -14,7 +14,11 @@ Two kinds of keys live in the bucket (a peer name has no ``.``, so they cannot b
   process; ``worker``: its ``--name``, for people). Its per-key TTL is the
   publishers' TTL: rewritten by the worker's heartbeat, gone (removed by the
   NATS server itself, on the server's clock) when the worker stops
-  refreshing it. A clean stop removes it at once.
+  refreshing it. A clean stop marks it ``"stopping": true`` (no longer
+  live), removes the name when no other live record of the did is left, and
+  then removes it: of several workers stopping at once, the last to mark
+  its record sees every other mark, so exactly the last one out removes the
+  name.
 
 :class:`RecordStore` makes the key-value calls on an open
 :class:`~peerbox.net._jetstream.JetStreamState`; every method raises
@@ -74,6 +78,11 @@ class Record:
     @property
     def url(self) -> str:
         return str(self.doc.get("url") or "").rstrip("/")
+
+    @property
+    def stopping(self) -> bool:
+        """A worker record marked by a worker that is stopping cleanly (not live any more)."""
+        return self.doc.get("stopping") is True
 
     @property
     def live_ttl(self) -> float | None:
@@ -143,7 +152,7 @@ class RecordStore:
                     if entry.delta == 0:
                         break
             finally:
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
             return [found[k] for k in sorted(found)]
 
         return self.state.call(scan, "directory listing")

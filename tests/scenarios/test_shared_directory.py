@@ -292,3 +292,15 @@ def test_an_operators_entry_expires_only_when_given_a_ttl(tmp_path: Path, nats_s
     assert listed(url, tmp_path)[brief]["state"] == "static"
     until(lambda: brief not in listed(url, tmp_path), "the entry added with --ttl going")
     assert listed(url, tmp_path)[static]["state"] == "static"  # no TTL: stays until removed
+
+
+def test_the_processes_of_one_serve_stopping_together_leave_nothing_behind(
+        tmp_path: Path, homes: tuple[Path, Path, str], nats_server: Any, serving: Serving) -> None:
+    home, client, bob = homes
+    url = nats_server.url
+    _bob_worker_root(home, tmp_path / "w1", bob)
+    with serving(tmp_path / "w1", "--peers", bob, "--workers", "2", "--listen", url, "--state", url,
+                 "--publish", "--publish-ttl", "5"):
+        until(lambda: listed(url, client).get(bob, {}).get("workers") == 2, "both processes publishing")
+        assert listed(url, client)[bob]["ttl"] == 5  # handed to each process
+    assert bob not in listed(url, client)  # SIGTERM reached both at once: the last one out took the name
