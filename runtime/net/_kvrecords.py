@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._jetstream import DIRECTORY_BUCKET, JetStreamState
+from ._jetstream import DIRECTORY_BUCKET, JetStreamState, SharedStateError
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
@@ -50,6 +50,8 @@ MIN_PUBLISH_TTL = 2
 #: :data:`_CLAIM_MIN` s): long enough for clients to be told "no live worker" rather than
 #: "unknown peer", then the server removes it.
 _CLAIM_FACTOR = 20
+#: JetStream's error code for a per-message TTL on a stream that does not allow them.
+_NO_MSG_TTL = 10166
 _CLAIM_MIN = 600
 
 
@@ -177,6 +179,11 @@ class RecordStore:
             except Exception as exc:
                 if _wrong_last(exc):
                     return False
+                if getattr(exc, "err_code", None) == _NO_MSG_TTL:
+                    raise SharedStateError(
+                        f"JetStream {self.state.shown}: stream KV_{DIRECTORY_BUCKET} does not allow per-key "
+                        "TTLs (needs nats-server 2.11+ and allow_msg_ttl: nats stream edit "
+                        f"KV_{DIRECTORY_BUCKET} --allow-msg-ttl)") from exc
                 raise
             return True
 
