@@ -114,7 +114,8 @@ def access_logged(app: App, transport: str, *, from_router: bool = False) -> App
         path = req.path.split("?", 1)[0]
         level = logging.INFO if path in TYPE_OF_PATH else logging.DEBUG
         if from_router:
-            note = AccessNote(req.header(TRANSPORT_HEADER) or transport, req.header(CLIENT_HEADER) or req.client)
+            note = AccessNote(req.header(TRANSPORT_HEADER) or transport,
+                              req.header(CLIENT_HEADER) or req.client)
         else:
             note = AccessNote(transport, req.client)
         token = _NOTE.set(note)
