@@ -256,7 +256,8 @@ class Worker(Endpoints):
             return ExecHandler(ctx, store, clock=self.clock)
         local = LocalRevocations(ctx.peer.paths.dir, store.index)
         nonces, revocations = self.state.stores_for(ctx.peer, local)
-        return ExecHandler(ctx, store, clock=self.clock, nonces=nonces, revocations=revocations)
+        return ExecHandler(ctx, store, clock=self.clock, nonces=nonces, revocations=revocations,
+                           rates=self.state.rates_for(ctx.peer))
 
     def health(self) -> dict[str, object]:
         return {**super().health(), "in_flight": self.admission.running,

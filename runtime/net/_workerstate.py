@@ -7,7 +7,8 @@ and gives the worker:
 
 - :meth:`WorkerState.stores_for`: the replay guard and revocations a hosted
   peer's :class:`~peerbox.trust.ExecHandler` uses instead of its SQLite and
-  file ones;
+  file ones, and :meth:`WorkerState.rates_for` its rate buckets
+  (:mod:`peerbox.net._jslimits`);
 - with the reply cache on, :meth:`WorkerState.remember` keeps every signed
   answer to a request whose nonce was recorded (on the pool thread, *before*
   the answer is handed back: a reply that left is always in the cache), and
@@ -28,11 +29,12 @@ import logging
 
 from .._errors import Error
 from ..peer import Peer
-from ..trust import Envelope, Handled, LocalRevocations, Outcome, Revocations
+from ..trust import Envelope, Handled, LocalRevocations, Outcome, RateStore, Revocations
 from ..wire import ReplayGuard, request_digest
 from ._endpoints import answer_response
 from ._h2server import HttpResponse
 from ._jetstream import REPLY_BYTES, REPLY_TTL, JetStreamState
+from ._jslimits import LIMIT_BUCKETS, JetStreamRates
 from ._jsstores import CachedReply, JetStreamNonces, JetStreamRevocations, ReplyCache, SharedRevocations
 
 __all__ = ["WorkerState"]
@@ -52,7 +54,7 @@ class WorkerState:
     def __init__(self, url: str, *, reply_cache: bool = False, timeout: float = 5.0,
                  reply_ttl: float = REPLY_TTL, reply_bytes: int = REPLY_BYTES) -> None:
         self.state = JetStreamState(url, timeout=timeout, replies=reply_cache, reply_ttl=reply_ttl,
-                                    reply_bytes=reply_bytes)
+                                    reply_bytes=reply_bytes, buckets=LIMIT_BUCKETS)
         self.reply_cache = reply_cache
         self.revocations: JetStreamRevocations | None = None
         self.replies: ReplyCache | None = None
@@ -79,6 +81,10 @@ class WorkerState:
         consulted for revocations)."""
         assert self.revocations is not None, "WorkerState.open() first"
         return JetStreamNonces(self.state, peer.public_key), SharedRevocations(self.revocations, local)
+
+    def rates_for(self, peer: Peer) -> RateStore:
+        """The rate buckets of hosted ``peer``, shared by every worker (:class:`JetStreamRates`)."""
+        return JetStreamRates(self.state, peer.public_key)
 
     def replayed(self, env: Envelope, handled: Handled) -> HttpResponse | None:
         """The answer kept for ``env`` (refused as ``handled``) when that refusal is ``replay`` and the
