@@ -47,14 +47,16 @@ class WorkerState:
 
     ``url`` is the NATS server (``nats://HOST:PORT``); ``reply_cache`` turns
     the reply cache on (``reply_ttl`` s at most per reply, ``reply_bytes`` in
-    all). Raises :class:`~peerbox.net._jetstream.SharedStateError` from
+    all); ``share``: use the process's connection to that server if one is open (a test making
+    several workers in one process passes False). Raises
+    :class:`~peerbox.net._jetstream.SharedStateError` from
     :meth:`open` when JetStream cannot be reached.
     """
 
     def __init__(self, url: str, *, reply_cache: bool = False, timeout: float = 5.0,
-                 reply_ttl: float = REPLY_TTL, reply_bytes: int = REPLY_BYTES) -> None:
+                 reply_ttl: float = REPLY_TTL, reply_bytes: int = REPLY_BYTES, share: bool = True) -> None:
         self.state = JetStreamState(url, timeout=timeout, replies=reply_cache, reply_ttl=reply_ttl,
-                                    reply_bytes=reply_bytes, buckets=LIMIT_BUCKETS)
+                                    reply_bytes=reply_bytes, buckets=LIMIT_BUCKETS, share=share)
         self.reply_cache = reply_cache
         self.revocations: JetStreamRevocations | None = None
         self.replies: ReplyCache | None = None
