@@ -164,7 +164,7 @@ class Worker(Endpoints):
         #: shared state on JetStream (opened by the caller; None: each peer's SQLite files and lists)
         self.state = state
         self.for_router = for_router
-        self.contexts = Contexts(root)
+        self.contexts = Contexts(root, accounts=state.accounts if state is not None else None)
         store = self.contexts.store
         chosen = [store.get(n) for n in peers] if peers is not None else store.list()
         names = [p.name for p in chosen]

@@ -8,7 +8,8 @@ and gives the worker:
 - :meth:`WorkerState.stores_for`: the replay guard and revocations a hosted
   peer's :class:`~peerbox.trust.ExecHandler` uses instead of its SQLite and
   file ones, and :meth:`WorkerState.rates_for` its rate buckets
-  (:mod:`peerbox.net._jslimits`);
+  (:mod:`peerbox.net._jslimits`); :attr:`WorkerState.accounts`, the quota
+  ledger and S3 tally of its peers' contexts (:mod:`peerbox.net._jsquota`);
 - with the reply cache on, :meth:`WorkerState.remember` keeps every signed
   answer to a request whose nonce was recorded (on the pool thread, *before*
   the answer is handed back: a reply that left is always in the cache), and
@@ -35,6 +36,7 @@ from ._endpoints import answer_response
 from ._h2server import HttpResponse
 from ._jetstream import REPLY_BYTES, REPLY_TTL, JetStreamState
 from ._jslimits import LIMIT_BUCKETS, JetStreamRates
+from ._jsquota import JetStreamAccounts
 from ._jsstores import CachedReply, JetStreamNonces, JetStreamRevocations, ReplyCache, SharedRevocations
 
 __all__ = ["WorkerState"]
@@ -58,6 +60,8 @@ class WorkerState:
         self.state = JetStreamState(url, timeout=timeout, replies=reply_cache, reply_ttl=reply_ttl,
                                     reply_bytes=reply_bytes, buckets=LIMIT_BUCKETS, share=share)
         self.reply_cache = reply_cache
+        #: the quota stores the worker's peer contexts use (:mod:`peerbox.net._jsquota`)
+        self.accounts = JetStreamAccounts(self.state)
         self.revocations: JetStreamRevocations | None = None
         self.replies: ReplyCache | None = None
 
