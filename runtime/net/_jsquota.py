@@ -334,12 +334,17 @@ async def _get(kv: KeyValue, key: str) -> bytes | None:
 
 
 async def _keys(kv: KeyValue, pattern: str) -> list[str]:
-    import nats.js.errors as jse
-
+    """The keys matching the subject ``pattern`` (a watch of their latest values, then stopped)."""
+    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
+    keys: list[str] = []
     try:
-        return list(await kv.keys(filters=[pattern]))
-    except jse.NoKeysError:
-        return []
+        async for entry in watcher:
+            if entry is None:  # caught up
+                break
+            keys.append(entry.key)
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return keys
 
 
 def _shares(value: bytes | None) -> dict[str, tuple[int, int]]:

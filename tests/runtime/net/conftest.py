@@ -40,14 +40,17 @@ def served(world: World) -> Iterator[ServerThread]:
 class SharedWorkers:
     """bob hosted by ``n`` in-process workers, each from its own root (``w0``, ``w1``...: copies of
     one, as every worker hosting a peer holds its key) and each with its own connection to the
-    shared state at ``url`` (``peerbox serve --state``). The workers' clock is :attr:`now`, fixed."""
+    shared state at ``url`` (``peerbox serve --state``). ``meta`` is appended to bob's ``peer.toml``
+    (a ``[storage]`` or ``[quotas]`` table). The workers' clock is :attr:`now`, fixed."""
 
-    def __init__(self, tmp: Path, policy: str, url: str, n: int) -> None:
+    def __init__(self, tmp: Path, policy: str, url: str, n: int, meta: str = "") -> None:
         first = tmp / "w0"
         self.store = peerbox.PeerStore(first)
         for name in ("alice", "bob"):
             self.store.init(name)
         (first / "peers" / "bob" / "policy.toml").write_text(policy)
+        with open(first / "peers" / "bob" / "peer.toml", "a") as f:
+            f.write(meta)
         self.roots = [first]
         for i in range(1, n):
             shutil.copytree(first, tmp / f"w{i}")
@@ -77,12 +80,13 @@ class SharedWorkers:
 
 
 @pytest.fixture
-def shared_workers(tmp_path: Path, nats_server: NatsServer) -> Iterator[Callable[[str, int], SharedWorkers]]:
-    """``make(policy, n)``: :class:`SharedWorkers` on the session's nats-server (closed after the test)."""
+def shared_workers(tmp_path: Path, nats_server: NatsServer) -> Iterator[Callable[..., SharedWorkers]]:
+    """``make(policy, n, meta="")``: :class:`SharedWorkers` on the session's nats-server (closed after
+    the test)."""
     made: list[SharedWorkers] = []
 
-    def make(policy: str, n: int) -> SharedWorkers:
-        made.append(SharedWorkers(tmp_path / f"set{len(made)}", policy, nats_server.url, n))
+    def make(policy: str, n: int, meta: str = "") -> SharedWorkers:
+        made.append(SharedWorkers(tmp_path / f"set{len(made)}", policy, nats_server.url, n, meta))
         return made[-1]
 
     yield make

@@ -104,7 +104,7 @@ def test_rates_fail_closed_without_jetstream(nats_servers: Callable[[], NatsServ
 
 
 def test_three_workers_together_admit_the_caller_s_burst_then_429(
-        shared_workers: Callable[[str, int], SharedWorkers]) -> None:
+        shared_workers: Callable[..., SharedWorkers]) -> None:
     workers = shared_workers(RATED, 3)
     bob = workers.store.get("bob").public_key
 
