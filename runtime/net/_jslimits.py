@@ -45,7 +45,7 @@ from ._jetstream import JetStreamState, SharedStateError, target_token
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
-__all__ = ["JetStreamRates", "RATE_BUCKET", "QUOTA_BUCKET", "MAX_TRIES", "LIMIT_BUCKETS", "Contended", "cas"]
+__all__ = ["JetStreamRates", "RATE_BUCKET", "QUOTA_BUCKET", "MAX_TRIES", "LIMIT_BUCKETS", "cas"]
 
 RATE_BUCKET = "peerbox-rates"
 QUOTA_BUCKET = "peerbox-quota"
@@ -59,11 +59,6 @@ _RATE_SLACK = 60.0
 _T = TypeVar("_T")
 
 
-class Contended(SharedStateError):
-    """A compare-and-set lost :data:`MAX_TRIES` times in a row (the callers turn it into their own
-    error)."""
-
-
 def caller_token(caller: str) -> str:
     """A bounded key token for a caller did (or a path): 32 hex digits of its SHA-256."""
     return hashlib.sha256(caller.encode()).hexdigest()[:32]
@@ -75,7 +70,8 @@ async def cas(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[_T,
     returns ``(result, new value)``, or ``(result, None)`` to write nothing. Retried on a conflict
     (at most :data:`MAX_TRIES` reads and writes); ``ttl()`` is the new message's TTL (None: none).
     Returns the result of the attempt that was written (or wrote nothing). Raises
-    :class:`Contended`, and nats-py's errors."""
+    :class:`~peerbox.net._jetstream.SharedStateError` when every attempt lost, and nats-py's
+    errors."""
     import nats.js.errors as jse
 
     for attempt in range(MAX_TRIES):
@@ -97,7 +93,8 @@ async def cas(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[_T,
         except jse.KeyWrongLastSequenceError:
             # another worker wrote first: read again, after a short random pause growing with the tries
             await asyncio.sleep(random.uniform(0, 0.0005 * min(attempt + 1, 20)))
-    raise Contended(f"{key}: {MAX_TRIES} conflicting writes in a row")
+    raise SharedStateError(f"JetStream {key}: {MAX_TRIES} conflicting writes in a row (too many "
+                           "concurrent updates)")
 
 
 class JetStreamRates:
@@ -150,8 +147,6 @@ class JetStreamRates:
                 return await make(kv)
 
             return self.state.call(go, "rate limit")
-        except Contended as exc:
-            raise RateStoreError(f"shared rate limits: too many concurrent updates ({exc})") from exc
         except SharedStateError as exc:
             raise RateStoreError(f"shared rate limits: {exc}") from exc
 
