@@ -216,6 +216,8 @@ class JetStreamLedger:
                         _plus(deltas, r.caller, n - r.bytes, added_entry - r.entries)
                     else:
                         _plus(deltas, r.caller, -r.bytes, -r.entries)
+                if not shares and not _shares(value):
+                    return deltas, None  # nobody held the path, nobody does: nothing to write
                 return deltas, _encode_shares(shares)
 
             deltas = await cas(kv, skey, change)
