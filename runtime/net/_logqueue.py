@@ -16,8 +16,9 @@ When the queue is full the record is dropped, never waited for, and counted:
 ``peerbox_log_records_dropped_total`` in ``/metrics``, see :func:`dropped_records`),
 and, once the writer has caught up (its queue empty again), one ``warning``
 line on ``peerbox.worker``: ``dropped N log lines``, N being the drops since
-the last such line (at most one such line per :data:`REPORT_SECONDS`). :meth:`DroppingQueueHandler.close` (called by
-:func:`logging.shutdown` at exit, or by a later ``configure``) lets the writer
+the last such line (at most one such line per :data:`REPORT_SECONDS`).
+:meth:`DroppingQueueHandler.close` (called by :func:`logging.shutdown` at
+exit, or by a later ``configure``) lets the writer
 write what is queued, waiting at most :data:`FLUSH_SECONDS`: a stderr that
 does not move cannot hold up a process that stops.
 """
@@ -29,20 +30,56 @@ import os
 import queue
 import threading
 import time
-from typing import TextIO
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TextIO
 
 
-__all__ = ["DroppingQueueHandler", "QUEUE_RECORDS", "FLUSH_SECONDS", "dropped_records", "DROPPED_LOGGER",
-           "FIELDS_ATTR"]
+__all__ = ["DroppingQueueHandler", "QUEUE_RECORDS", "FLUSH_SECONDS", "BATCH", "dropped_records",
+           "DROPPED_LOGGER", "DROPPED_MESSAGE", "REPORT_SECONDS", "FIELDS_ATTR", "LazyFields"]
 
-#: The attribute of a :class:`logging.LogRecord` (set with ``extra=``) holding its structured fields.
+#: The attribute of a :class:`logging.LogRecord` (set with ``extra=``) holding its structured fields:
+#: a mapping of field names to values (a ``dict``, or :class:`LazyFields`).
 FIELDS_ATTR = "peerbox_fields"
+
+
+class LazyFields(Mapping[str, Any]):
+    """A record's fields built by ``build`` when first read: by the writer thread, as the line is
+    formatted, not by the thread that logged it (nor at all for a record the queue dropped).
+    ``build`` must depend only on what does not change after the call (an access line's are the
+    request, its answer and the note of a finished request)."""
+
+    __slots__ = ("_build", "_fields")
+
+    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
+        self._build: Callable[[], dict[str, Any]] | None = build
+        self._fields: dict[str, Any] | None = None
+
+    def _get(self) -> dict[str, Any]:
+        fields = self._fields
+        if fields is None:
+            build = self._build
+            fields = self._fields = build() if build is not None else {}
+            self._build = None
+        return fields
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
 
 #: Records a process's log queue holds by default (``--log-queue``): about a second of access lines
 #: at several thousand requests/s, a few MB at most.
 QUEUE_RECORDS = 4096
 #: How long closing the handler waits for the writer to write what is queued.
 FLUSH_SECONDS = 2.0
+#: The warning line's message (``%d``: how many lines were dropped since the last one).
+DROPPED_MESSAGE = "dropped %d log lines (stderr was not read fast enough)"
+#: At most this many queued records are written with one ``write``.
+BATCH = 64
 #: The least time between two "dropped N log lines" warnings.
 REPORT_SECONDS = 1.0
 #: The logger the "dropped N log lines" warning is written as.
@@ -66,11 +103,11 @@ class DroppingQueueHandler(logging.Handler):
     drops (and counts) a record that does not fit; :meth:`close` waits ``flush_seconds`` at
     most for the writer to write what is queued. See the module docstring.
 
-    The writer formats with this handler's formatter and writes each line with one
-    ``os.write`` on a duplicate of ``stream``'s descriptor (a stream without one, such as a
-    ``StringIO``, is written to directly): a write blocked on a full pipe holds no lock
-    that anything else in the process (``sys.stderr``'s buffer, :func:`logging.shutdown`)
-    could wait for.
+    The writer formats with this handler's formatter and writes what is queued (up to
+    :data:`BATCH` lines at once) with ``os.write`` on a duplicate of ``stream``'s
+    descriptor (a stream without one, such as a ``StringIO``, is written to directly): a
+    write blocked on a full pipe holds no lock that anything else in the process
+    (``sys.stderr``'s buffer, :func:`logging.shutdown`) could wait for.
     """
 
     def __init__(self, stream: TextIO, capacity: int = QUEUE_RECORDS, *,
@@ -125,16 +162,20 @@ class DroppingQueueHandler(logging.Handler):
         while data:
             data = data[os.write(self._fd, data):]
 
-    def _write_record(self, record: logging.LogRecord) -> None:
+    def _write_records(self, records: list[logging.LogRecord]) -> None:
+        """Format ``records`` and write them with one write (a batch: fewer system calls, fewer
+        wake-ups than a line at a time when many are queued)."""
+        lines = []
+        for record in records:
+            try:
+                lines.append(self.format(record) + "\n")
+            except Exception:  # a formatter's bug: reported as logging reports it
+                self.handleError(record)
         try:
-            text = self.format(record) + "\n"
-        except Exception:  # a formatter's bug: reported as logging reports it
-            self.handleError(record)
-            return
-        try:
-            self._write(text)
-        except OSError:  # nobody reads stderr anymore (EPIPE) or it is full of errors: the line is lost
-            self._count_drop()
+            self._write("".join(lines))
+        except OSError:  # nobody reads stderr anymore (EPIPE) or it is full of errors: the lines are lost
+            for _ in lines:
+                self._count_drop()
 
     def _report(self) -> None:
         """Write one warning line for the drops not told yet, if any (on the writer thread)."""
@@ -142,10 +183,10 @@ class DroppingQueueHandler(logging.Handler):
             count, self._unreported = self._unreported, 0
         if count:
             self._reported_at = time.monotonic()
-            record = logging.LogRecord(DROPPED_LOGGER, logging.WARNING, __file__, 0,
-                                       "dropped %d log lines (stderr was not read fast enough)", (count,), None)
+            record = logging.LogRecord(DROPPED_LOGGER, logging.WARNING, __file__, 0, DROPPED_MESSAGE,
+                                       (count,), None)
             setattr(record, FIELDS_ATTR, {"dropped": count})
-            self._write_record(record)
+            self._write_records([record])
 
     def _next(self) -> object:
         """The next queued item; :data:`_STOP` when stopping and none is left."""
@@ -161,16 +202,30 @@ class DroppingQueueHandler(logging.Handler):
                 self._report()
 
     def _write_all(self) -> None:
-        while (item := self._next()) is not _STOP:
-            assert isinstance(item, logging.LogRecord)
-            self._write_record(item)
+        stop = False
+        while not stop:
+            item = self._next()
+            batch: list[logging.LogRecord] = []
+            while item is not _STOP:
+                assert isinstance(item, logging.LogRecord)
+                batch.append(item)
+                if len(batch) >= BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            else:
+                stop = True
+            if batch:
+                self._write_records(batch)
         self._report()
 
     def close(self) -> None:
         """Stop the writer after what is queued, waiting at most ``flush_seconds`` (a stderr
         that does not move cannot hold up a process that stops; the lines left are lost)."""
         global _current, _closed_drops
-        with self.lock:
+        with _count_lock:
             if self._stopping:
                 return
             self._stopping = True

@@ -29,13 +29,14 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from ..peer import Rotation
-from ._logqueue import FIELDS_ATTR, QUEUE_RECORDS, DroppingQueueHandler
+from ._logqueue import FIELDS_ATTR, QUEUE_RECORDS, DroppingQueueHandler, LazyFields
 
-__all__ = ["LogOptions", "LogLevel", "LogFormat", "add_log_arguments", "FIELDS_ATTR", "JsonFormatter",
-           "TextFormatter"]
+__all__ = ["LogOptions", "LogLevel", "LogFormat", "add_log_arguments", "FIELDS_ATTR", "LazyFields",
+           "JsonFormatter", "TextFormatter"]
 
 
 class LogLevel(enum.StrEnum):
@@ -65,9 +66,9 @@ def _time(record: logging.LogRecord) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{int((t - secs) * 1000):03d}Z"
 
 
-def _fields(record: logging.LogRecord) -> dict[str, Any] | None:
+def _fields(record: logging.LogRecord) -> Mapping[str, Any] | None:
     fields = getattr(record, FIELDS_ATTR, None)
-    return fields if isinstance(fields, dict) else None
+    return fields if isinstance(fields, Mapping) else None
 
 
 class JsonFormatter(logging.Formatter):
@@ -124,7 +125,8 @@ class LogOptions:
 
     def argv(self) -> list[str]:
         """The same options as command-line arguments (for a process this one starts)."""
-        out = ["--log-level", str(self.level), "--log-format", str(self.format), "--log-queue", str(self.queue)]
+        out = ["--log-level", str(self.level), "--log-format", str(self.format),
+               "--log-queue", str(self.queue)]
         if self.audit is None:
             return [*out, "--no-audit"]
         return [*out, "--audit-max-bytes", str(self.audit.max_bytes), "--audit-keep", str(self.audit.keep)]
@@ -189,8 +191,9 @@ def add_log_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=[str(v) for v in LogFormat], default=str(LogFormat.TEXT),
                         help="text (default) or json: one JSON object per line")
     parser.add_argument("--log-queue", type=_positive, default=QUEUE_RECORDS, metavar="RECORDS",
-                        help="log records waiting to be written before new ones are dropped (and counted "
-                        f"in /metrics), so that a stderr nobody reads never stalls serving (default {QUEUE_RECORDS})")
+                        help="log records waiting to be written before new ones are dropped (and counted in "
+                        "/metrics), so that a stderr nobody reads never stalls serving "
+                        f"(default {QUEUE_RECORDS})")
     parser.add_argument("--audit-max-bytes", type=_size, default=default.max_bytes, metavar="SIZE",
                         help="rotate a peer's audit.log past this size (default 10M; K, M, G suffixes)")
     parser.add_argument("--audit-keep", type=_non_negative, default=default.keep, metavar="K",

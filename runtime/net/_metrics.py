@@ -229,6 +229,7 @@ def render_processes(processes: Mapping[str, Metrics], *, worker: str = "") -> s
               *gauge("peerbox_runs_in_flight", "in_flight"),
               "# HELP peerbox_runs_queued Runs waiting for a slot.", "# TYPE peerbox_runs_queued gauge",
               *gauge("peerbox_runs_queued", "queued"),
-              "# HELP peerbox_log_records_dropped_total Log lines dropped because stderr was not read fast enough.",
-              "# TYPE peerbox_log_records_dropped_total counter", *gauge("peerbox_log_records_dropped_total", "log_dropped")]
+              "# HELP peerbox_log_records_dropped_total Log lines dropped: stderr was not read fast enough.",
+              "# TYPE peerbox_log_records_dropped_total counter",
+              *gauge("peerbox_log_records_dropped_total", "log_dropped")]
     return "\n".join(lines) + "\n"

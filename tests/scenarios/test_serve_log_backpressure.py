@@ -24,6 +24,7 @@ import trio
 
 import peerbox
 from peerbox.net._h2client import H2Transport
+from peerbox.net._logqueue import BATCH
 
 from ._serve_helpers import Caller
 from .conftest import Serving
@@ -91,8 +92,8 @@ def test_a_stderr_nobody_reads_drops_lines_and_blocks_nothing(
         tmp_path: Path, store: peerbox.PeerStore, serving: Serving, pipe: tuple[int, int], workers: str) -> None:
     r, w = pipe
     capacity = fcntl.fcntl(w, _F_GETPIPE_SZ)
-    # what the pipe and the queues (and a line in each writer's hand) hold before any line is dropped
-    held = capacity // MIN_LINE + int(workers) * (QUEUE + 1)
+    # what the pipe and the queues (and the batch in each writer's hand) hold before a line is dropped
+    held = capacity // MIN_LINE + int(workers) * (QUEUE + BATCH)
     assert CALLS > 2 * held, (capacity, held)
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")), daemon=True)
