@@ -15,6 +15,10 @@ Loggers: ``peerbox.access`` (one line per request, :mod:`peerbox.net._access`),
 ``peerbox.policy`` (a policy that does not load), ``peerbox.audit`` (an audit
 log that cannot be written), ``peerbox.h2server`` (connection-level events).
 
+``--log-queue`` bounds the records waiting for that thread: what does not fit
+is dropped and counted (``peerbox_log_records_dropped_total`` in ``/metrics``),
+so a stderr nobody reads never stalls serving.
+
 Two formats: ``text`` (``TIME LEVEL LOGGER message key=value...``) and
 ``json`` (one object per line: ``time``, ``level``, ``logger``, ``message``,
 then the record's fields: see :data:`FIELDS_ATTR`).
