@@ -34,6 +34,7 @@ from peerbox.wire import make_request, verify_reply
 
 from ..conftest import NatsServer
 from ._serve_helpers import TRANSPORTS, Caller, isolated, rejection, shared, worker_on
+from .conftest import Serving
 
 pytestmark = pytest.mark.slow  # servers in isolated mode (child processes), `peerbox serve`, curl/nghttp
 
@@ -195,27 +196,12 @@ async def test_isolated_child_killed_is_restarted(tmp_path: Path, store: peerbox
                 await trio.sleep(0.1)
 
 
-def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path, store: peerbox.PeerStore) -> None:
-    port_file = tmp_path / "port"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", str(tmp_path), "--peers", "bob",
-         "--listen", "127.0.0.1:0", "--port-file", str(port_file)],
-        stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not port_file.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert port_file.exists()
-        port = int(port_file.read_text())
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0
-    assert f"listening on http://127.0.0.1:{port} (peers: bob)" in err
-    assert not port_file.exists()
+def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path, store: peerbox.PeerStore, serving: Serving) -> None:
+    err = tmp_path / "serve.stderr"
+    with serving(tmp_path, "--peers", "bob", quiet=False, stderr=err) as (port, _):
+        pass  # SIGTERM; serving asserts exit 0
+    assert f"listening on http://127.0.0.1:{port} (peers: bob)" in err.read_text()
+    assert not list(tmp_path.glob("port-*"))  # the port file is removed on the way out
 
 
 def test_isolated_children_follow_their_supervisor(tmp_path: Path, store: peerbox.PeerStore) -> None:
