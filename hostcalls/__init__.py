@@ -43,8 +43,9 @@ from ._dispatch import OP_ACTIONS, Authorizer, Dispatch, RecordsOpener
 from ._errors import KINDS as ERROR_KINDS
 from ._errors import BudgetExceeded, HostCallError
 from ._fs import FsBackend
-from ._ledger import LEDGER_FILE, CallerQuota, Ledger
-from ._limits import Budget, Quotas
+from ._accounts import LedgerStore, LocalTally, Reservation, SharedAccounts, Tally
+from ._ledger import LEDGER_FILE, CallerQuota, Ledger, refuse_over_cap
+from ._limits import Budget, Quotas, Usage
 from ._open import BACKEND_KINDS, REGISTRY, BackendEntry, check_storage, open_backend, open_storage
 from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
 from ._sqlite import SqliteBackend
@@ -80,6 +81,13 @@ __all__ = [
     "Authorizer",
     "Ledger",
     "CallerQuota",
+    "LedgerStore",
+    "Reservation",
+    "Tally",
+    "LocalTally",
+    "SharedAccounts",
+    "refuse_over_cap",
+    "Usage",
     "LEDGER_FILE",
     "Op",
     "HOST_CALLS",

@@ -44,6 +44,7 @@ from typing import NamedTuple
 
 from peerbox._errors import UsageError
 
+from ._accounts import SharedAccounts
 from ._limits import Quotas
 
 __all__ = ["Stat", "Backend", "StorageConfigError", "StorageSite"]
@@ -58,10 +59,13 @@ class StorageConfigError(UsageError):
 class StorageSite:
     """Where a peer's storage goes when its config does not say: ``location``, the local path of
     the fs/sqlite backends (``<peer dir>/files`` or ``storage.sqlite``), and ``name``, a stable
-    name of the peer for shared storage (its did: the s3 backend's default key prefix)."""
+    name of the peer for shared storage (its did: the s3 backend's default key prefix), and
+    ``accounts``, the quota stores shared by the workers of a deployment (None: this process
+    counts alone; see :mod:`peerbox.hostcalls._accounts`)."""
 
     location: Path
     name: str
+    accounts: SharedAccounts | None = None
 
 
 class Stat(NamedTuple):

@@ -15,7 +15,11 @@ holds a *share* per (path, caller):
 * ``fs::delete`` of P by anyone releases every share of P.
 
 A caller's usage is the sum of its shares (and of its reservations in
-flight). A change by a *tracked* caller (a :class:`CallerQuota` naming a
+flight). The ledger is any :class:`~peerbox.hostcalls._accounts.LedgerStore`:
+this SQLite one by default, the JetStream one a worker with shared state
+passes (:mod:`peerbox.net._jsquota`: the same steps, each a compare-and-set
+on a key-value record, so the caps hold across workers on several machines).
+A change by a *tracked* caller (a :class:`CallerQuota` naming a
 caller and at least one cap) first reserves what it adds in one ``BEGIN
 IMMEDIATE`` transaction that checks ``usage + reserve <= cap``; only then
 does the backend change the storage, and a second transaction settles the
@@ -45,9 +49,10 @@ from dataclasses import dataclass
 from peerbox._errors import ExceptionMapping, map_exceptions
 from peerbox._sqlite import open_wal
 
+from ._accounts import LedgerStore, Reservation
 from ._errors import HostCallError, db_reason, os_reason, show
 
-__all__ = ["LEDGER_FILE", "Ledger", "CallerQuota"]
+__all__ = ["LEDGER_FILE", "Ledger", "CallerQuota", "refuse_over_cap", "prefixes"]
 
 #: The ledger's file name in the peer's directory.
 LEDGER_FILE = "quota.sqlite"
@@ -167,16 +172,14 @@ class Ledger:
 
     # -- the steps of a change (used by CallerQuota) -------------------------------------
 
-    def _reserve(self, quota: CallerQuota, path: str, verb: str, *, add_bytes: int, add_entries: int,
-                 replace: bool) -> _Reservation:
-        """Reserve what a change of ``path`` adds to ``quota.caller``'s usage, or refuse.
+    def reserve(self, caller: str, max_bytes: int | None, max_files: int | None, path: str, verb: str, *,
+                add_bytes: int, add_entries: int, replace: bool, storage_name: str) -> _Reservation:
+        """Reserve what a change of ``path`` adds to ``caller``'s usage, or refuse.
 
         With ``replace`` the change replaces the file, so the caller's own share of it
         counts as already paid. Raises ``HostCallError("quota_exceeded")`` (nothing
-        reserved) past a cap.
+        reserved) past a cap (``max_bytes``, ``max_files``; None: none).
         """
-        caller = quota.caller
-        assert caller is not None
         with self._transaction() as db:
             if replace:
                 held = db.execute("SELECT bytes, entry FROM share WHERE path = ? AND caller = ?",
@@ -186,28 +189,21 @@ class Ledger:
                     add_entries = 0 if held[1] else add_entries
             row = db.execute("SELECT bytes, entries FROM usage WHERE caller = ?", (caller,)).fetchone()
             used_bytes, used_entries = (int(row[0]), int(row[1])) if row is not None else (0, 0)
-            if quota.max_bytes is not None and add_bytes and used_bytes + add_bytes > quota.max_bytes:
-                raise HostCallError("quota_exceeded", (
-                    f"{verb} {show(path)}: this caller may keep at most {quota.max_bytes} bytes in "
-                    f"{quota.storage_name} (its requests keep {used_bytes}; this adds {add_bytes})"))
-            if quota.max_files is not None and add_entries and used_entries + add_entries > quota.max_files:
-                raise HostCallError("quota_exceeded", (
-                    f"{verb} {show(path)}: this caller may keep at most {quota.max_files} files and "
-                    f"directories in {quota.storage_name} (its requests keep {used_entries}; "
-                    f"this adds {add_entries})"))
+            refuse_over_cap(max_bytes, max_files, path, verb, used=(used_bytes, used_entries),
+                            add=(add_bytes, add_entries), storage_name=storage_name)
             if add_bytes or add_entries:
                 db.execute("INSERT INTO usage VALUES (?, ?, ?) ON CONFLICT(caller) DO UPDATE SET "
                            "bytes = bytes + excluded.bytes, entries = entries + excluded.entries",
                            (caller, add_bytes, add_entries))
         return _Reservation(caller, add_bytes, add_entries)
 
-    def _unreserve(self, r: _Reservation) -> None:
+    def unreserve(self, r: Reservation) -> None:
         """Return a reservation whose change did not happen."""
         if r.bytes or r.entries:
             with self._transaction() as db:
                 _add(db, r.caller, -r.bytes, -r.entries)
 
-    def _settle(self, path: str, r: _Reservation | None, *, release: bool, share: tuple[int, int] | None,
+    def settle(self, path: str, r: Reservation | None, *, release: bool, share: tuple[int, int] | None,
                 grow: bool = False) -> None:
         """Record a change of ``path`` that happened: release every share of it first
         (``release``), then give the reserving caller ``share`` = (bytes, entry) of it (added to
@@ -232,13 +228,34 @@ class Ledger:
                 else:
                     _add(db, r.caller, -r.bytes, -r.entries)
 
-    def _settle_dirs(self, created: list[str], r: _Reservation) -> None:
+    def settle_dirs(self, created: list[str], r: Reservation) -> None:
         """Record directories a tracked mkdir created: each an entry of the reserving caller's."""
         with self._transaction() as db:
             for d in created:
                 _release(db, d)
                 db.execute("INSERT INTO share VALUES (?, ?, 0, 1)", (d, r.caller))
             _add(db, r.caller, 0, len(created) - r.entries)
+
+
+def refuse_over_cap(max_bytes: int | None, max_files: int | None, path: str, verb: str, *,
+                    used: tuple[int, int], add: tuple[int, int], storage_name: str) -> None:
+    """Raise ``quota_exceeded`` when adding ``add`` = (bytes, entries) to ``used`` passes a cap (the
+    check of every :class:`~peerbox.hostcalls._accounts.LedgerStore`'s ``reserve``)."""
+    (used_bytes, used_entries), (add_bytes, add_entries) = used, add
+    if max_bytes is not None and add_bytes and used_bytes + add_bytes > max_bytes:
+        raise HostCallError("quota_exceeded", (
+            f"{verb} {show(path)}: this caller may keep at most {max_bytes} bytes in "
+            f"{storage_name} (its requests keep {used_bytes}; this adds {add_bytes})"))
+    if max_files is not None and add_entries and used_entries + add_entries > max_files:
+        raise HostCallError("quota_exceeded", (
+            f"{verb} {show(path)}: this caller may keep at most {max_files} files and "
+            f"directories in {storage_name} (its requests keep {used_entries}; "
+            f"this adds {add_entries})"))
+
+
+def prefixes(path: str) -> list[str]:
+    """``a``, ``a/b``, ``a/b/c`` for ``a/b/c`` (nothing for the root ``""``)."""
+    return _prefixes(path)
 
 
 def _add(db: sqlite3.Connection, caller: str, n_bytes: int, n_entries: int) -> None:
@@ -276,7 +293,7 @@ class CallerQuota:
     ``io_error`` when the ledger fails.
     """
 
-    ledger: Ledger
+    ledger: LedgerStore
     caller: str | None = None
     max_bytes: int | None = None
     max_files: int | None = None
@@ -295,11 +312,11 @@ class CallerQuota:
         """Replace (or create) the file ``path`` with ``size`` bytes through ``change``."""
         if not self.tracked:
             change()
-            self.ledger._settle(path, None, release=True, share=None)
+            self.ledger.settle(path, None, release=True, share=None)
             return
-        r = self.ledger._reserve(self, path, "writing", add_bytes=size, add_entries=1, replace=True)
+        r = self._reserve(path, "writing", add_bytes=size, add_entries=1, replace=True)
         self._run(change, r)
-        self.ledger._settle(path, r, release=True, share=(size, 1))
+        self.ledger.settle(path, r, release=True, share=(size, 1))
 
     def append(self, path: str, size: int, exists: Callable[[str], bool],
                change: Callable[[], object]) -> None:
@@ -308,10 +325,9 @@ class CallerQuota:
             change()
             return
         created = not exists(path)
-        r = self.ledger._reserve(self, path, "appending to", add_bytes=size, add_entries=int(created),
-                                 replace=False)
+        r = self._reserve(path, "appending to", add_bytes=size, add_entries=int(created), replace=False)
         self._run(change, r)
-        self.ledger._settle(path, r, release=created, share=(size, int(created)), grow=True)
+        self.ledger.settle(path, r, release=created, share=(size, int(created)), grow=True)
 
     def mkdir(self, path: str, exists: Callable[[str], bool], change: Callable[[], None]) -> None:
         """Create the directory ``path`` and its missing parents through ``change``."""
@@ -319,18 +335,25 @@ class CallerQuota:
             change()
             return
         created = [p for p in _prefixes(path) if not exists(p)]
-        r = self.ledger._reserve(self, path, "creating", add_bytes=0, add_entries=len(created), replace=False)
+        r = self._reserve(path, "creating", add_bytes=0, add_entries=len(created), replace=False)
         self._run(change, r)
-        self.ledger._settle_dirs(created, r)
+        self.ledger.settle_dirs(created, r)
 
     def delete(self, path: str, change: Callable[[], None]) -> None:
         """Delete ``path`` through ``change``, then release every share of it."""
         change()
-        self.ledger._settle(path, None, release=True, share=None)
+        self.ledger.settle(path, None, release=True, share=None)
 
-    def _run(self, change: Callable[[], object], r: _Reservation) -> None:
+    def _reserve(self, path: str, verb: str, *, add_bytes: int, add_entries: int,
+                 replace: bool) -> Reservation:
+        assert self.caller is not None
+        return self.ledger.reserve(self.caller, self.max_bytes, self.max_files, path, verb,
+                                   add_bytes=add_bytes, add_entries=add_entries, replace=replace,
+                                   storage_name=self.storage_name)
+
+    def _run(self, change: Callable[[], object], r: Reservation) -> None:
         try:
             change()
         except BaseException:
-            self.ledger._unreserve(r)
+            self.ledger.unreserve(r)
             raise

@@ -29,15 +29,18 @@ Semantics, error kinds and messages are those of the file system backend
 * a **directory's modified time** is the newest of its marker's and its
   files' (the marker is rewritten when an entry is deleted or a
   subdirectory made), so it follows its entries as on a file system;
-* **quotas**: the usage tally (bytes, entries) is counted from a full
-  listing of the prefix the first time the backend is used, then kept by
-  this process and updated by each change under the backend's lock; the
-  per-caller shares stay in the peer's SQLite :class:`~peerbox.hostcalls.Ledger`
-  as for every backend. Several processes sharing one prefix each check the
-  peer's quotas against their own tally (what another one stored is seen
-  from its next start): the per-caller caps, kept in the shared ledger, hold
-  across them; the peer-wide tally moving to shared state is issue 18's
-  JetStream part.
+* **quotas**: the usage tally (bytes, entries) is a
+  :class:`~peerbox.hostcalls._accounts.Tally`. By default it is counted from
+  a full listing of the prefix the first time the backend is used, then kept
+  by this process and updated by each change under the backend's lock (so
+  several processes sharing one prefix each check against their own count).
+  A worker with shared state (``peerbox serve --state``) passes a tally kept
+  in JetStream for the storage location (:attr:`StorageSite.accounts`): the
+  first worker counts the listing, and every change *reserves* what it adds
+  (the quota check and the addition in one compare-and-set) before its PUT,
+  gives it back if the PUT fails, and a delete takes its size off after, so
+  the peer's ``[quotas]`` hold across every worker. The per-caller shares
+  are the peer's ledger's, as for every backend.
 
 Nothing is contacted when the backend is made: the first operation creates
 the root marker and counts the usage, so an S3 service that is down when a
@@ -49,11 +52,13 @@ service returns. Every client failure is translated at one boundary,
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
+from ._accounts import LocalTally, Tally
 from ._backend import Backend, Stat, StorageConfigError, StorageSite
 from ._errors import (
     HostCallError,
@@ -100,12 +105,15 @@ class S3Backend(Backend):
 
     kind = "s3"
 
-    def __init__(self, store: ObjectStore, prefix: str, quotas: Quotas | None = None) -> None:
+    def __init__(self, store: ObjectStore, prefix: str, quotas: Quotas | None = None, *,
+                 tally: Tally | None = None) -> None:
         super().__init__(quotas)
         self._store = store
         self._prefix = prefix
         self._lock = threading.Lock()
-        self._usage: Usage | None = None  # counted on first use (see _ready)
+        #: the peer-wide count: this process's own, or one shared by the workers (``tally``)
+        self._tally: Tally = tally if tally is not None else LocalTally()
+        self._started = False  # counted on first use (see _ready)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -138,35 +146,54 @@ class S3Backend(Backend):
         if self._closed:
             raise HostCallError("io_error", "the peer's storage is closed")
 
-    def _ready(self, path: str) -> Usage:
-        """The usage tally; on first use, create the root marker and count the prefix (one
-        listing, page by page). Under ``self._lock``. Raises ``io_error`` (then the next call
-        tries again)."""
+    def _ready(self, path: str) -> Tally:
+        """The usage tally; on first use, create the root marker and make sure the tally has a
+        count (a shared one that has none, or the local one: count the prefix, one listing page
+        by page). Under ``self._lock``. Raises ``io_error`` (then the next call tries again)."""
         self._check_open()
-        if self._usage is None:
+        if not self._started:
             if self._store.head(self._marker(()), path) is None:
                 self._store.put(self._marker(()), path, b"")
-            usage = Usage()
-            root_marker = self._marker(())
-            for meta in self._store.walk(self._dir_key(()), path):
-                if meta.key == root_marker:
-                    continue
-                usage.files += 1
-                if not meta.key.endswith("/" + DIR_MARKER):
-                    usage.bytes += meta.size
-            self._usage = usage
-        return self._usage
+            self._tally.start(lambda: self._count(path))
+            self._started = True
+        return self._tally
+
+    def _count(self, path: str) -> Usage:
+        usage = Usage()
+        root_marker = self._marker(())
+        for meta in self._store.walk(self._dir_key(()), path):
+            if meta.key == root_marker:
+                continue
+            usage.files += 1
+            if not meta.key.endswith("/" + DIR_MARKER):
+                usage.bytes += meta.size
+        return usage
 
     @contextmanager
-    def _changing(self, path: str) -> Iterator[Usage]:
-        """Hold the backend for one change: the lock and the (current) tally."""
+    def _changing(self, path: str) -> Iterator[Tally]:
+        """Hold the backend for one change: the lock and the tally."""
         with self._lock:
             yield self._ready(path)
+
+    @contextmanager
+    def _reserved(self, tally: Tally, check: Callable[[Usage], None], add_bytes: int,
+                  add_entries: int) -> Iterator[None]:
+        """Reserve ``(add_bytes, add_entries)`` in ``tally`` after ``check`` (``quota_exceeded``
+        refuses: nothing reserved) for the change in the block; given back if the block raises."""
+        tally.reserve(check, add_bytes, add_entries)
+        try:
+            yield
+        except BaseException:
+            tally.adjust(-add_bytes, -add_entries)
+            raise
+
+    def _check_file(self, usage: Usage, *, p: str, old: int | None, new: int) -> None:
+        self.quotas.check_file(usage, p, old, new)
 
     def _ensure_root(self, path: str) -> None:
         """Reads need the root marker too (``stat("")``); made by the first change or here."""
         self._check_open()
-        if self._usage is None:
+        if not self._started:
             with self._lock:
                 self._ready(path)
 
@@ -218,16 +245,15 @@ class S3Backend(Backend):
         if not parts:
             raise is_a_directory(p)
         data = bytes(data)
-        with self._changing(p) as usage:
+        with self._changing(p) as tally:
             self._walk(parts, len(parts) - 1)
             meta = self._store.head(self._key(parts), p)
             if meta is None and self._is_dir(parts, p):
                 raise is_a_directory(p)
             old = None if meta is None else meta.size
-            self.quotas.check_file(usage, p, old, len(data))
-            self._store.put(self._key(parts), p, data)
-            usage.bytes += len(data) - (old or 0)
-            usage.files += old is None
+            with self._reserved(tally, lambda u: self.quotas.check_file(u, p, old, len(data)),
+                                len(data) - (old or 0), int(old is None)):
+                self._store.put(self._key(parts), p, data)
 
     def append_bytes(self, path: str, data: bytes) -> int:
         parts = parse_path(path)
@@ -235,7 +261,7 @@ class S3Backend(Backend):
         if not parts:
             raise is_a_directory(p)
         key, limit = self._key(parts), self.quotas.max_file_size
-        with self._changing(p) as usage:
+        with self._changing(p) as tally:
             self._walk(parts, len(parts) - 1)
             for _ in range(_APPEND_ATTEMPTS):
                 blob = self._store.get(key, p, limit)
@@ -247,12 +273,14 @@ class S3Backend(Backend):
                     raise too_large_to_read(p, limit)
                 else:
                     old, content = len(blob.data), blob.data + bytes(data)
-                self.quotas.check_file(usage, p, old, len(content))
                 etag = None if blob is None else blob.meta.etag
-                if self._store.put(key, p, content, if_match=etag, create=blob is None):
-                    usage.bytes += len(content) - (old or 0)
-                    usage.files += old is None
+                added = (len(content) - (old or 0), int(old is None))
+                check = functools.partial(self._check_file, p=p, old=old, new=len(content))
+                with self._reserved(tally, check, *added):
+                    stored = self._store.put(key, p, content, if_match=etag, create=blob is None)
+                if stored:
                     return len(content)
+                tally.adjust(-added[0], -added[1])  # another writer changed it: give back, read again
             raise io_error(p, "the file kept changing under concurrent appends; try again")
 
     def list_dir(self, path: str) -> list[str]:
@@ -280,19 +308,19 @@ class S3Backend(Backend):
         p = join(parts)
         if not parts:
             raise HostCallError("invalid_path", "cannot delete the peer root")
-        with self._changing(p) as usage:
+        with self._changing(p) as tally:
             self._walk(parts, len(parts) - 1)
             meta = self._store.head(self._key(parts), p)
             if meta is not None:
                 self._store.delete(self._key(parts), p)
-                usage.bytes -= meta.size
+                tally.adjust(-meta.size, -1)
             elif self._is_dir(parts, p):
                 if self._has_entries(parts, p):
                     raise not_empty(p)
                 self._store.delete(self._marker(parts), p)
+                tally.adjust(0, -1)
             else:
                 raise no_such_entry(p)
-            usage.files -= 1
             self._touch(parts[:-1], p)
 
     def _has_entries(self, parts: tuple[str, ...], p: str) -> bool:
@@ -306,7 +334,7 @@ class S3Backend(Backend):
         if not parts:
             return
         p = join(parts)
-        with self._changing(p) as usage:
+        with self._changing(p) as tally:
             i = 0
             while i < len(parts):  # descend through what exists
                 here = join(parts[: i + 1])
@@ -317,10 +345,16 @@ class S3Backend(Backend):
                 i += 1
             if i == len(parts):
                 return
-            self.quotas.check_entries(usage, p, len(parts) - i)
-            for j in range(i, len(parts)):  # parents first: a marker's ancestors always have theirs
-                self._store.put(self._marker(parts[: j + 1]), join(parts[: j + 1]), b"")
-                usage.files += 1
+            adding = len(parts) - i
+            tally.reserve(lambda u: self.quotas.check_entries(u, p, adding), 0, adding)
+            made = 0
+            try:
+                for j in range(i, len(parts)):  # parents first: a marker's ancestors always have theirs
+                    self._store.put(self._marker(parts[: j + 1]), join(parts[: j + 1]), b"")
+                    made += 1
+            finally:
+                if made < adding:
+                    tally.adjust(0, made - adding)  # give back what was not made
             self._touch(parts[:i], p)
 
     def stat(self, path: str) -> Stat:
@@ -339,9 +373,9 @@ class S3Backend(Backend):
         return Stat(0, True, max([marker.modified, *(m.modified for m in objects)]))
 
     def usage(self) -> tuple[int, int]:
-        """``(bytes, entries)`` as this process counts them (see the module docstring)."""
+        """``(bytes, entries)`` as the tally counts them (see the module docstring)."""
         with self._lock:
-            u = self._ready("")
+            u = self._ready("").current()
             return u.bytes, u.files
 
 
@@ -391,4 +425,8 @@ def open_s3(options: Mapping[str, object], site: StorageSite, quotas: Quotas,
         credentials.append(value)
     store = ObjectStore(bucket=bucket, endpoint=endpoint, region=_setting(options, "region", _DEFAULT_REGION)
                         or _DEFAULT_REGION, access_key=credentials[0], secret_key=credentials[1])
-    return S3Backend(store, prefix, quotas)
+    tally = None
+    if site.accounts is not None:  # shared by the deployment's workers: one count per storage location
+        where = endpoint.rstrip("/") if endpoint else "aws"
+        tally = site.accounts.tally(site.name, f"s3://{where}/{bucket}/{prefix}")
+    return S3Backend(store, prefix, quotas, tally=tally)

@@ -37,7 +37,8 @@ trio or h2. The tree, in the order a request meets the rooms::
         SchemaError                         2: a peer's schema.toml refused (file:line: problem)
         HostCallError, BudgetExceeded       a host call refused / the run's host-call budget
         ClientError                         the client (TransportError, VerificationError,
-                                            RemoteRejected)
+                                            RemoteRejected; NoLiveWorker: a published name none of
+                                            whose workers is live)
         ChannelError                        isolated mode's router-child channel (ChannelClosed,
                                             ChannelTimeout, ChannelBusy, FrameError); answered
                                             503/502 by the router, never raised to a caller
@@ -53,8 +54,8 @@ if TYPE_CHECKING:
     from peerbox._errors import Error, LimitExceeded, ScriptError, UsageError, ValueConversionError
     from peerbox.hostcalls import BudgetExceeded, HostCallError, SchemaError, StorageConfigError
     from peerbox.net import (ChannelBusy, ChannelClosed, ChannelError, ChannelTimeout, ClientError,
-                             DirectoryConflict, FrameError, LocalNatsError, RemoteRejected, ServeError,
-                             SharedStateError,
+                             DirectoryConflict, FrameError, LocalNatsError, NoLiveWorker, RemoteRejected,
+                             ServeError, SharedStateError,
                              TransportError, VerificationError)
     from peerbox.peer import (AuditError, BadArguments, CorruptDirectory, CorruptPeer, DirectoryError,
                               EntryExists,
@@ -81,7 +82,7 @@ _EXPORTS = {
     "peerbox.trust": ("RateStoreError",),
     "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected", "ChannelError",
                     "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
-                    "LocalNatsError", "SharedStateError", "DirectoryConflict"),
+                    "LocalNatsError", "SharedStateError", "DirectoryConflict", "NoLiveWorker"),
 }
 
 __all__ = [
@@ -96,7 +97,7 @@ __all__ = [
     "RateStoreError",
     "ClientError", "TransportError", "VerificationError", "RemoteRejected",
     "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
-    "LocalNatsError", "SharedStateError", "DirectoryConflict",
+    "LocalNatsError", "SharedStateError", "DirectoryConflict", "NoLiveWorker",
 ]
 
 __getattr__, __dir__ = attach(__name__, {name: module for module, names in _EXPORTS.items()

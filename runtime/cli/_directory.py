@@ -11,7 +11,10 @@ each with ``--state nats://HOST:PORT`` (default ``$PEERBOX_STATE``): the same
 command on the directory shared through JetStream
 (:class:`peerbox.net._kvdirectory.KvDirectory`) instead of ``peers.toml``;
 ``add NAME URL`` still looks NAME's did up under ``--root``, which is how a
-local peer is published to the others.
+local peer is published to the others. Such an operator's entry never
+expires unless ``add --ttl SECONDS`` gives it a TTL; ``list --state`` adds
+each name's state (``static``, ``live``: published by workers that refresh
+it, ``stale``: published, but none of its workers is left).
 
 A thin layer over :class:`peerbox.peer.Directory`, which keeps the file's
 comments, blank lines and order on every edit. Failures are
@@ -83,6 +86,20 @@ def add_entry_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replace", action="store_true", help="change an existing entry")
     add_root_argument(p)
     add_state_argument(p, "add the entry there instead of to peers.toml")
+    p.add_argument("--ttl", metavar="SECONDS", type=_ttl, default=None,
+                   help="with --state: the NATS server removes the entry SECONDS after this write "
+                   "(default: an operator's entry never expires)")
+
+
+def _ttl(text: str) -> int:
+    """``directory add --ttl``: whole seconds, at least 1."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 (seconds)")
+    return value
 
 
 def add_directory_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -144,9 +161,15 @@ def cmd_directory_add(args: argparse.Namespace) -> int:
     """``peerbox directory add NAME [DID] [URL]`` (also ``peers add``): record the entry, say what
     was recorded on stderr."""
     did, url = split_did_url(args.name, args.did, args.url, PeerStore(args.root))
+    ttl = getattr(args, "ttl", None)
     if getattr(args, "state", None) is not None:
         with _shared(args.state) as shared:
-            entry, place = shared.add(args.name, did, url, replace=args.replace), shared.where
+            entry, place = shared.add(args.name, did, url, replace=args.replace, ttl=ttl), shared.where
+        if ttl is not None:
+            place += f", removed in {ttl} s"
+    elif ttl is not None:
+        raise UsageError("--ttl applies to the shared directory (--state nats://HOST:PORT): peers.toml "
+                         "entries do not expire")
     else:
         directory = Directory(args.root)
         entry, place = directory.add(args.name, did, url, replace=args.replace), str(directory.path)
@@ -171,15 +194,31 @@ def cmd_directory_list(args: argparse.Namespace) -> int:
     """``peerbox directory list``: one ``NAME DID URL`` line per entry, ``-`` for no URL (or JSON,
     ``url`` null)."""
     if args.state is not None:
-        with _shared(args.state) as shared:
-            entries = shared.list()
-    else:
-        entries = Directory(args.root).list()
+        return _list_shared(args.state, args.json)
+    entries = Directory(args.root).list()
     if args.json:
         sys.stdout.write(json.dumps([{"name": e.name, "did": e.did, "url": e.url} for e in entries],
                                     ensure_ascii=False) + "\n")
     else:
         for e in entries:
             sys.stdout.write(f"{e.name}\t{e.did}\t{e.url if e.url is not None else '-'}\n")
+    sys.stdout.flush()
+    return 0
+
+
+def _list_shared(state: str, as_json: bool) -> int:
+    """``directory list --state``: every name with its state (``static``, ``live``, ``stale``); one
+    ``NAME DID URL STATE`` line each (``URL``: the live workers' URLs, comma-separated, ``-`` for
+    none), or JSON with ``urls``, ``workers`` and ``ttl`` too."""
+    with _shared(state) as shared:
+        listed = shared.listing()
+    if as_json:
+        sys.stdout.write(json.dumps([{"name": x.name, "did": x.did, "url": x.url, "state": x.state,
+                                      "urls": list(x.urls), "workers": x.workers, "ttl": x.ttl}
+                                     for x in listed], ensure_ascii=False) + "\n")
+    else:
+        for x in listed:
+            state_shown = x.state if x.ttl is None else f"{x.state} ({x.workers} workers, TTL {x.ttl:g} s)"
+            sys.stdout.write(f"{x.name}\t{x.did}\t{','.join(x.urls) or '-'}\t{state_shown}\n")
     sys.stdout.flush()
     return 0

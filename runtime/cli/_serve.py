@@ -5,6 +5,7 @@
     peerbox serve [--root DIR] [--peers a,b | --all] [--listen URL]...
                   [--mode shared|isolated] [--tls-cert F --tls-key F] [--port-file F]
                   [--max-runs N] [--workers N] [--name NAME] [--quiet]
+                  [--state nats://HOST:PORT [--reply-cache] [--publish [--publish-ttl SECONDS]]]
                   [--log-level debug|info|warning|error] [--log-format text|json]
                   [--audit-max-bytes SIZE] [--audit-keep K] [--no-audit]
 
@@ -45,6 +46,20 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+#: ``--publish-ttl``: the default and the least (repeated from :mod:`peerbox.net._kvrecords`, so that
+#: parsing arguments loads no net code).
+_DEFAULT_PUBLISH_TTL = 30
+_MIN_PUBLISH_TTL = 2
+
+
+def _publish_ttl(text: str) -> int:
+    """``--publish-ttl``: whole seconds, at least :data:`_MIN_PUBLISH_TTL`."""
+    value = _positive(text)
+    if value < _MIN_PUBLISH_TTL:
+        raise argparse.ArgumentTypeError(f"must be at least {_MIN_PUBLISH_TTL} (seconds)")
     return value
 
 
@@ -101,8 +116,13 @@ def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
                     "retrying the same signed bytes after a lost reply gets the same reply, not 'replay'")
     ps.add_argument("--publish", action="store_true",
                     help="with --state: announce each hosted peer (name, did and the --listen nats:// URL) "
-                    "in the shared directory at start-up; a name the directory gives to another did stops "
-                    "the start (exit 2)")
+                    "in the shared directory while this worker serves (refreshed every third of "
+                    "--publish-ttl, removed on a clean stop); a name the directory gives to another live "
+                    "did stops the start (exit 2)")
+    ps.add_argument("--publish-ttl", metavar="SECONDS", type=_publish_ttl,
+                    help="with --publish: an entry this worker has not refreshed for SECONDS is gone "
+                    f"(lookups skip it, the NATS server removes it) (default {_DEFAULT_PUBLISH_TTL}, "
+                    f"at least {_MIN_PUBLISH_TTL})")
     ps.add_argument("--name", metavar="NAME", type=_worker_name,
                     help="this worker's name, the `worker` label of every /metrics series (default "
                     "HOSTNAME:PID), so one Prometheus can scrape many workers hosting the same peers")
@@ -151,6 +171,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     name = args.name or default_worker_name()
     logs = LogOptions.from_args(args)
     logs.configure()
+    if args.publish_ttl is not None and not args.publish:
+        raise UsageError("--publish-ttl applies to --publish (the entries a worker announces)")
     if args.mode == "isolated":
         if args.workers is not None and args.workers > 1:
             raise UsageError("--workers applies to shared mode; isolated mode runs one process per peer")
@@ -165,7 +187,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           quiet=args.quiet, exit_with_parent=args.exit_with_parent,
                           workers=workers, listen_fd=args.listen_fd, worker_index=args.worker_index,
                           worker_dir=args.worker_dir, logs=logs, state=args.state,
-                          reply_cache=args.reply_cache, name=name, publish=args.publish)
+                          reply_cache=args.reply_cache, name=name, publish=args.publish,
+                          publish_ttl=args.publish_ttl or _DEFAULT_PUBLISH_TTL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -62,13 +62,13 @@ if TYPE_CHECKING:
     from ._worker import Worker
     from ._logsetup import LogFormat, LogLevel, LogOptions, add_log_arguments
     from ._localnats import LocalNats, LocalNatsError
-    from ._kvdirectory import DirectoryConflict, KvDirectory, SharedDirectory, shared_directory
+    from ._kvdirectory import DirectoryConflict, KvDirectory, NoLiveWorker, SharedDirectory, shared_directory
 
 __all__ = ["AsyncClient", "Client", "ClientError", "RemoteRejected", "TransportError", "VerificationError",
            "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError",
            "run_isolated", "Worker", "run_shared", "ServeError", "StartupFailure", "LogOptions", "LogLevel",
            "LogFormat", "add_log_arguments", "LocalNats", "LocalNatsError", "SharedStateError",
-           "SharedDirectory", "KvDirectory", "DirectoryConflict", "shared_directory"]
+           "SharedDirectory", "KvDirectory", "DirectoryConflict", "NoLiveWorker", "shared_directory"]
 
 __getattr__, __dir__ = attach(__name__, {
     "LogOptions": "._logsetup",
@@ -77,6 +77,7 @@ __getattr__, __dir__ = attach(__name__, {
     "SharedDirectory": "._kvdirectory",
     "KvDirectory": "._kvdirectory",
     "DirectoryConflict": "._kvdirectory",
+    "NoLiveWorker": "._kvdirectory",
     "shared_directory": "._kvdirectory",
     "LogLevel": "._logsetup",
     "LogFormat": "._logsetup",

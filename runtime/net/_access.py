@@ -7,7 +7,12 @@ context variable of the request's task), lets the app answer, and writes one
 hosted peer, the caller's name, the typed answer) and the response (status,
 bytes): see :func:`access_fields` for the fields. ``GET`` endpoints
 (health, metrics) are written at ``debug`` only. Nothing is built when the
-level is disabled: the wrapper costs one ``isEnabledFor`` then.
+level is disabled: the wrapper costs one ``isEnabledFor`` then. When it is
+enabled the line's fields are a :class:`~peerbox.net._logqueue.LazyFields`:
+built by the log writer's thread as it formats the line (never for a line
+the full log queue dropped), so the event loop pays for a log record and a
+queue append only (the note, the request and the answer no longer change
+once the answer is known).
 
 The line never holds params, script source or file contents; at ``debug`` a
 request's params are added, cut at :data:`PARAMS_SHOWN` characters.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import functools
 import hashlib
 import json
 import logging
@@ -39,7 +45,7 @@ from ..peer import AuditRecord, Decision
 from ..trust import Envelope, Handled, Outcome
 from ..wire import CallRequest, Request, RevokeRequest, did_from_public_key
 from ._h2server import App, HttpRequest, HttpResponse
-from ._logsetup import FIELDS_ATTR
+from ._logsetup import FIELDS_ATTR, LazyFields
 
 __all__ = ["ACCESS_LOG", "AccessNote", "RequestType", "access_logged", "current_note", "access_fields",
            "audit_record", "access_rule", "TRANSPORT_HEADER", "CLIENT_HEADER", "PARAMS_SHOWN", "NO_RULE"]
@@ -99,19 +105,31 @@ def current_note() -> AccessNote | None:
     return _NOTE.get()
 
 
-def access_logged(app: App, transport: str) -> App:
+def access_logged(app: App, transport: str, *, from_router: bool = False) -> App:
     """``app`` writing one access line per request (see the module docstring); ``transport`` is how
-    requests reach it (``h2c``, ``h2`` for TLS), unless the request names it in
-    :data:`TRANSPORT_HEADER` (an isolated child: its router says)."""
+    requests reach it (``h2c``, ``h2`` for TLS, ``ws``, ``nats``). With ``from_router`` (an isolated
+    child, whose only client is its router) the request's :data:`TRANSPORT_HEADER` and
+    :data:`CLIENT_HEADER` say how and from where it reached the router; from anyone else those
+    headers are ignored, so a remote client cannot choose what the log says about it.
+
+    With the access log off, the note is still kept (it costs about a microsecond): a router
+    forwards its transport and client to the child, whose log may be on."""
     log = ACCESS_LOG
 
     async def logged(req: HttpRequest) -> HttpResponse:
         path = req.path.split("?", 1)[0]
         level = logging.INFO if path in TYPE_OF_PATH else logging.DEBUG
-        if not log.isEnabledFor(level):
-            return await app(req)
-        note = AccessNote(req.header(TRANSPORT_HEADER) or transport, req.header(CLIENT_HEADER) or req.client)
+        if from_router:
+            note = AccessNote(req.header(TRANSPORT_HEADER) or transport,
+                              req.header(CLIENT_HEADER) or req.client)
+        else:
+            note = AccessNote(transport, req.client)
         token = _NOTE.set(note)
+        if not log.isEnabledFor(level):
+            try:
+                return await app(req)
+            finally:
+                _NOTE.reset(token)
         start = time.perf_counter()
         try:
             resp = await app(req)
@@ -119,7 +137,8 @@ def access_logged(app: App, transport: str) -> App:
             _NOTE.reset(token)
         if not note.forwarded:
             seconds = time.perf_counter() - start
-            fields = access_fields(req, path, resp, note, seconds, debug=log.isEnabledFor(logging.DEBUG))
+            fields = LazyFields(functools.partial(access_fields, req, path, resp, note, seconds,
+                                                  debug=log.isEnabledFor(logging.DEBUG)))
             log.log(level, "%s %s %d", req.method, path, resp.status, extra={FIELDS_ATTR: fields})
         return resp
 

@@ -126,8 +126,8 @@ def trusting_app(worker: Worker) -> App:
 async def _serve(worker: Worker, sock: socket.socket, max_frame: int, grace: float) -> None:
     """Serve the worker on the channel until it closes or a signal; then drain the worker's runs."""
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-    server = ChannelServer(stream, access_logged(trusting_app(worker), "local"), max_frame=max_frame,
-                           max_answer=MAX_REPLY + FRAME_SLACK, grace=grace)
+    app = access_logged(trusting_app(worker), "local", from_router=True)
+    server = ChannelServer(stream, app, max_frame=max_frame, max_answer=MAX_REPLY + FRAME_SLACK, grace=grace)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, server)

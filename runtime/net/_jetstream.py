@@ -25,11 +25,17 @@ bucket                 key → value                                            
 
 (``<target>`` is the first 16 hex digits of SHA-256 of the target peer's public key: one
 bucket serves every peer, and a key is a valid, bounded subject token.)
+The rate-limit and quota buckets (``peerbox-rates``, ``peerbox-quota``) are
+opened through ``buckets`` by the worker's state; their stores are
+:mod:`peerbox.net._jslimits` and :mod:`peerbox.net._jsquota`.
 
 :class:`JetStreamState` is synchronous on purpose: the trust path checks a
 request on a worker's pool thread, so each store call hands a coroutine to the
-connection's own asyncio loop (a thread of its own, like
-:class:`~peerbox.net._natsbridge.NatsBridge`) and waits for its future. Calls
+connection's asyncio loop (the process's NATS thread,
+:class:`~peerbox.net._natslink.NatsLink`) and waits for its future. The
+connection is shared with a :class:`~peerbox.net._natsbridge.NatsBridge`
+opened with ``share=True`` to the same URL (a worker's ``--listen nats://``),
+so a worker keeps one thread and one connection for both. Calls
 from many pool threads are in flight at once on the one connection
 (pipelined: JetStream acknowledges each publish on a shared reply
 subscription), so a request costs one key-value round trip, not a queue
@@ -43,13 +49,13 @@ import asyncio
 import concurrent.futures
 import hashlib
 import logging
-import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from .._errors import Error, UsageError
-from ._natsbridge import NATS_SCHEME, display_url
+from ._natsbridge import NATS_SCHEME
+from ._natslink import NatsLink, display_url
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
@@ -115,7 +121,8 @@ class JetStreamState:
 
     def __init__(self, url: str, *, timeout: float = 5.0, connect_timeout: float = 5.0,
                  replies: bool = False, reply_ttl: float = REPLY_TTL, reply_bytes: int = REPLY_BYTES,
-                 name: str = "peerbox-state") -> None:
+                 name: str = "peerbox-state", share: bool = True,
+                 buckets: tuple[tuple[str, float | None], ...] = ()) -> None:
         parts = urlsplit(url)
         if parts.scheme != NATS_SCHEME or not parts.hostname:
             raise UsageError(f"not a NATS server URL for --state: {display_url(url)!r} "
@@ -129,8 +136,11 @@ class JetStreamState:
         self.reply_ttl = reply_ttl
         self.reply_bytes = reply_bytes
         self.name = name
+        self.share = share
+        #: more buckets to create or open (name, max age or None), e.g. the rate buckets
+        self.extra_buckets = buckets
+        self._link: NatsLink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._buckets: dict[str, KeyValue] = {}
@@ -147,66 +157,38 @@ class JetStreamState:
     # -- lifetime ------------------------------------------------------------------------------
 
     def open(self) -> JetStreamState:
-        """Start the thread, connect, create or open the buckets; returns self. Raises
-        :class:`SharedStateError` or :class:`~peerbox.UsageError` (see the class)."""
-        if self._thread is not None:
+        """Connect (or share the process's connection to the same server), create or open the
+        buckets; returns self. Raises :class:`SharedStateError` or :class:`~peerbox.UsageError`
+        (see the class)."""
+        if self._link is not None:
             raise UsageError("this JetStream state is already open")
         try:
-            import nats
+            import nats  # noqa: F401 (only to say it is missing)
         except ImportError as exc:
             raise UsageError("--state nats:// needs the NATS client: pip install 'peerbox[nats]'") from exc
-        started = threading.Event()
-
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            started.set()
-            try:
-                loop.run_forever()
-                left = asyncio.all_tasks(loop)
-                for task in left:
-                    task.cancel()
-                if left:
-                    loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=main, name=f"jetstream {self.shown}", daemon=True)
-        self._thread.start()
-        started.wait()
         try:
-            self.call(lambda: self._connect(nats), f"connect to {self.shown}",
+            self._link = NatsLink.acquire(self.url, name=self.name, connect_timeout=self.connect_timeout,
+                                          max_reconnects=-1, reconnect_wait=0.5, share=self.share)
+        except Exception as exc:
+            self._closed = True
+            raise _translate(exc, f"connect to {self.shown}") from exc
+        self._loop, self._nc = self._link.loop, self._link.nc
+        try:
+            self.call(self._open_buckets, f"open the buckets on {self.shown}",
                       timeout=self.connect_timeout + self.timeout)
         except BaseException:
             self.close()
             raise
         return self
 
-    async def _connect(self, nats: Any) -> None:
-        shown = self.shown
-
-        async def disconnected() -> None:
-            if not self._closed:
-                log.warning("JetStream %s: disconnected; reconnecting", shown)
-
-        async def reconnected() -> None:
-            log.warning("JetStream %s: reconnected", shown)
-
-        async def error(exc: Exception) -> None:
-            if self._nc is not None:
-                log.warning("JetStream %s: %s: %s", shown, type(exc).__name__, exc)
-
-        nc = await nats.connect(self.url, name=self.name, connect_timeout=max(1, round(self.connect_timeout)),
-                                allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.5,
-                                disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error)
-        nc.options["allow_reconnect"] = True
-        nc.options["max_reconnect_attempts"] = -1
-        self._nc = nc
-        js = self._js = nc.jetstream(timeout=self.timeout)
+    async def _open_buckets(self) -> None:
+        assert self._nc is not None
+        js = self._js = self._nc.jetstream(timeout=self.timeout)
         await self._bucket(NONCE_BUCKET, ttl=NONCE_MAX_AGE)
         await self._bucket(REVOKED_BUCKET)
         await self._bucket(DIRECTORY_BUCKET)
+        for name, ttl in self.extra_buckets:
+            await self._bucket(name, ttl=ttl)
         if self.with_replies:
             await self._reply_bucket(js)
 
@@ -242,20 +224,14 @@ class JetStreamState:
         self._buckets[REPLY_BUCKET] = await js.key_value(REPLY_BUCKET)
 
     def close(self) -> None:
-        """Close the connection and end the thread. Idempotent; never raises for NATS trouble."""
+        """Give the connection back (closed when no one else uses it). Idempotent; never raises for
+        NATS trouble."""
         if self._closed:
             return
         self._closed = True
-        loop, thread, nc = self._loop, self._thread, self._nc
-        if loop is not None and nc is not None and not loop.is_closed():
-            try:
-                asyncio.run_coroutine_threadsafe(nc.close(), loop).result(timeout=5)
-            except Exception as exc:  # noqa: BLE001 (closing anyway)
-                log.debug("JetStream %s: closing: %s", self.shown, exc)
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(loop.stop)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10)
+        link, self._link = self._link, None
+        if link is not None:
+            link.release()
         self._nc = None
 
     def __enter__(self) -> JetStreamState:

@@ -1,5 +1,6 @@
-"""The stores on JetStream key-value buckets (:mod:`peerbox.net._jetstream`): nonces, revocations,
-the reply cache and the directory, each behind the interface its user defines.
+"""The stores on JetStream key-value buckets (:mod:`peerbox.net._jetstream`): nonces, revocations
+and the reply cache, each behind the interface its user defines (the directory's records are
+:mod:`peerbox.net._kvrecords`).
 
 - :class:`JetStreamNonces` is a :class:`~peerbox.wire.ReplayGuard`: the
   first-seen check is the bucket's atomic *create* (it fails when the key
@@ -18,9 +19,6 @@ the reply cache and the directory, each behind the interface its user defines.
 - :class:`ReplyCache`: the signed answer to a request, keyed by its hash (the
   ``req`` the reply carries), so a retry of the same signed bytes after a lost
   reply gets the same bytes back, from any worker, instead of ``replay``.
-- :class:`JetStreamDirectory`: name → ``{did, url}`` (``peerbox directory ... --state URL``, the
-  client's fallback and a worker's ``--publish``: :mod:`peerbox.net._kvdirectory`); ``url`` is
-  ``""`` for a peer that only calls.
 """
 
 from __future__ import annotations
@@ -35,14 +33,13 @@ from typing import TYPE_CHECKING, Any
 from ..trust import Revocations
 from ..wire import NonceStoreError, cbor_dumps, cbor_loads
 from ._h2server import HttpResponse
-from ._jetstream import (DIRECTORY_BUCKET, NONCE_BUCKET, REPLY_BUCKET, REVOKED_BUCKET, JetStreamState,
+from ._jetstream import (NONCE_BUCKET, REPLY_BUCKET, REVOKED_BUCKET, JetStreamState,
                          SharedStateError, target_token)
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
-__all__ = ["JetStreamNonces", "JetStreamRevocations", "SharedRevocations", "ReplyCache", "CachedReply",
-           "JetStreamDirectory", "DirectoryEntry"]
+__all__ = ["JetStreamNonces", "JetStreamRevocations", "SharedRevocations", "ReplyCache", "CachedReply"]
 
 log = logging.getLogger("peerbox.state")
 
@@ -301,118 +298,3 @@ class ReplyCache:
 
         self.state.call(create, "reply cache write")
         self.stores += 1
-
-
-@dataclass(frozen=True, slots=True)
-class DirectoryEntry:
-    """A directory record: a peer's name, did and transport URL."""
-
-    name: str
-    did: str
-    url: str
-
-
-class JetStreamDirectory:
-    """The shared directory: name → ``{"did", "url"}`` in the directory bucket. Every method raises
-    :class:`SharedStateError`. Values are read as stored: validating them is the caller's
-    (:class:`peerbox.net._kvdirectory.KvDirectory`)."""
-
-    def __init__(self, state: JetStreamState) -> None:
-        self.state = state
-
-    @staticmethod
-    def _raw(entry: DirectoryEntry) -> bytes:
-        return json.dumps({"did": entry.did, "url": entry.url}, sort_keys=True).encode()
-
-    @staticmethod
-    def _entry(name: str, value: bytes | None) -> DirectoryEntry:
-        try:
-            doc = json.loads(value or b"{}")
-        except ValueError:
-            doc = {}
-        if not isinstance(doc, dict):
-            doc = {}
-        return DirectoryEntry(name, str(doc.get("did", "")), str(doc.get("url") or ""))
-
-    def put(self, entry: DirectoryEntry) -> None:
-        """Add or replace ``entry``."""
-        kv = self.state.bucket(DIRECTORY_BUCKET)
-        raw = self._raw(entry)
-
-        async def put() -> None:
-            await kv.put(entry.name, raw)
-
-        self.state.call(put, "directory write")
-
-    def get(self, name: str) -> tuple[DirectoryEntry, int] | None:
-        """The entry ``name`` and its revision (for :meth:`write`), or None."""
-        kv = self.state.bucket(DIRECTORY_BUCKET)
-
-        async def get() -> tuple[DirectoryEntry, int] | None:
-            import nats.js.errors as jse
-
-            try:
-                found = await kv.get(name)
-            except jse.KeyNotFoundError:
-                return None
-            return self._entry(name, found.value), int(found.revision or 0)
-
-        return self.state.call(get, "directory lookup")
-
-    def write(self, entry: DirectoryEntry, last: int | None) -> bool:
-        """Compare-and-set: create ``entry`` (``last`` None: only if the name is not there) or replace
-        the record at revision ``last``. ``False`` if another write came first (nothing written)."""
-        kv = self.state.bucket(DIRECTORY_BUCKET)
-        raw = self._raw(entry)
-
-        async def write() -> bool:
-            try:
-                if last is None:
-                    await kv.create(entry.name, raw)
-                else:
-                    await kv.update(entry.name, raw, last=last)
-            except Exception as exc:
-                if _wrong_last(exc):
-                    return False
-                raise
-            return True
-
-        return self.state.call(write, "directory write")
-
-    def remove(self, name: str) -> bool:
-        """Remove ``name``; ``False`` if it was not there."""
-        kv = self.state.bucket(DIRECTORY_BUCKET)
-
-        async def delete() -> bool:
-            import nats.js.errors as jse
-
-            try:
-                await kv.get(name)
-            except jse.KeyNotFoundError:
-                return False
-            await kv.delete(name)
-            return True
-
-        return self.state.call(delete, "directory removal")
-
-    def list(self) -> list[DirectoryEntry]:
-        """Every entry, by name."""
-        kv = self.state.bucket(DIRECTORY_BUCKET)
-
-        async def read() -> list[DirectoryEntry]:
-            import nats.js.errors as jse
-
-            try:
-                names = await kv.keys()
-            except jse.NoKeysError:
-                return []
-            found = []
-            for name in sorted(names):
-                try:
-                    entry = await kv.get(name)
-                except jse.KeyNotFoundError:
-                    continue
-                found.append(self._entry(name, entry.value))
-            return found
-
-        return self.state.call(read, "directory listing")

@@ -1,12 +1,20 @@
 """The directory shared through JetStream: ``peerbox directory ... --state nats://HOST:PORT``, the
-names a worker publishes (``serve --state URL --publish``), and the client's fallback.
+names workers publish (``serve --state URL --publish``, kept alive by :mod:`._kvpublish`), and the
+client's fallback.
 
-- :class:`KvDirectory`: ``add``/``remove``/``list``/``get`` on the
-  ``peerbox-directory`` bucket with the rules of ``peers.toml``
-  (:class:`~peerbox.peer.Directory`): the same name, did and URL
-  validation, the same errors (:class:`~peerbox.peer.EntryExists` without
-  ``replace``, :class:`~peerbox.peer.UnknownPeer`...), and :meth:`KvDirectory.publish`,
-  a worker's compare-and-set on the record's revision.
+- :class:`KvDirectory`: ``add``/``remove``/``listing``/``get`` on the
+  ``peerbox-directory`` bucket (records: :mod:`._kvrecords`) with the rules
+  of ``peers.toml`` (:class:`~peerbox.peer.Directory`): the same name, did and
+  URL validation, the same errors (:class:`~peerbox.peer.EntryExists`
+  without ``replace``, :class:`~peerbox.peer.UnknownPeer`...), and
+  :meth:`KvDirectory.publish`/:meth:`KvDirectory.withdraw`, a worker's
+  record of its own plus a compare-and-set claim on the name.
+- A name is **static** (an operator's ``directory add``: used as written,
+  never expires unless given a TTL), **live** (published, and at least one
+  worker record of its did is there: a lookup picks one of their URLs) or
+  **stale** (published, no worker record left: every worker stopped
+  refreshing; a lookup raises :class:`NoLiveWorker`, exit 7 as for a peer
+  that cannot be reached, and another did may take the name).
 - :class:`SharedDirectory`: a :class:`~peerbox.peer.Directory` that
   resolves a name in the local ``peers.toml`` first and in the shared
   bucket only when it is not there. Local first because a local entry is
@@ -22,32 +30,60 @@ An entry without a URL (a peer that only calls) is stored with ``url`` ``""``.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-from collections.abc import Iterator, Sequence
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ..peer import (CorruptDirectory, Directory, Entry, EntryExists, InvalidEntry, InvalidPeerName,
                     UnknownPeer, validate_peer_name, validate_url)
 from ..wire import IdentityError, public_key_from_did
+from ._client_errors import TransportError
 from ._jetstream import DIRECTORY_BUCKET, JetStreamState
-from ._jsstores import DirectoryEntry, JetStreamDirectory
-from ._natsbridge import display_url
+from ._kvrecords import Record, RecordStore, claim_ttl, is_worker_key
 
-__all__ = ["KvDirectory", "SharedDirectory", "DirectoryConflict", "ENV_STATE", "publish_hosted",
+__all__ = ["KvDirectory", "SharedDirectory", "DirectoryConflict", "NoLiveWorker", "Listed", "ENV_STATE",
            "shared_directory"]
-
-log = logging.getLogger("peerbox.state")
 
 #: The environment variable ``--state`` defaults to (``directory``, ``send``, ``call``).
 ENV_STATE = "PEERBOX_STATE"
 
-#: How many times :meth:`KvDirectory.publish` retries a compare-and-set that lost a race.
+#: How many times a compare-and-set that lost a race is tried again.
 _CAS_TRIES = 5
+#: How long the purge marker of a removed worker record stays (seconds).
+_PURGE_TTL = 60.0
 
 
 class DirectoryConflict(EntryExists):
     """A worker publishing a name the shared directory gives to another did (exit 2): two different
     peers cannot share one name on a lattice."""
+
+
+class NoLiveWorker(TransportError):
+    """A published name whose workers all stopped refreshing their records (exit 7, as for a peer
+    that cannot be reached): no URL is given out rather than a dead one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="connect")
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A name as ``directory list --state`` shows it: ``state`` ``static``, ``live`` or ``stale``;
+    ``urls`` the distinct URLs of its live workers (a static entry: its own, if any); ``workers``
+    how many live worker records; ``ttl`` the publishers' TTL (None: static)."""
+
+    name: str
+    did: str
+    state: str
+    urls: tuple[str, ...]
+    workers: int
+    ttl: float | None
+
+    @property
+    def url(self) -> str | None:
+        """The URL a lookup would give (of several, the first): None for none."""
+        return self.urls[0] if self.urls else None
 
 
 def _key_of(did: str) -> bytes:
@@ -68,6 +104,14 @@ def _checked(name: str, did: str, url: str | None) -> Entry:
     return Entry(name=name, did=did, public_key=key, url=None if url is None else validate_url(url))
 
 
+def _valid_url(url: str) -> bool:
+    try:
+        validate_url(url)
+    except InvalidEntry:
+        return False
+    return True
+
+
 class KvDirectory:
     """The shared directory on an open :class:`JetStreamState` (the caller owns and closes it).
 
@@ -77,31 +121,81 @@ class KvDirectory:
 
     def __init__(self, state: JetStreamState) -> None:
         self.state = state
-        self.store = JetStreamDirectory(state)
+        self.store = RecordStore(state)
 
     @property
     def where(self) -> str:
         """How messages name this directory: the server (no credentials) and the bucket."""
         return f"{self.state.shown} (bucket {DIRECTORY_BUCKET})"
 
-    def _entry(self, record: DirectoryEntry) -> Entry:
+    def _entry(self, name: str, did: str, url: str | None) -> Entry:
         try:
-            return _checked(record.name, record.did, record.url or None)
+            return _checked(name, did, url or None)
         except InvalidEntry as exc:
-            raise CorruptDirectory(f"{self.where}: entry {record.name!r}: {exc}") from exc
+            raise CorruptDirectory(f"{self.where}: entry {name!r}: {exc}") from exc
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _listed(self, record: Record, workers: list[Record]) -> Listed:
+        """``record`` (a name record) with the worker records under its name."""
+        ttl = record.live_ttl
+        if ttl is None:
+            return Listed(record.key, record.did, "static", (record.url,) if record.url else (), 0, None)
+        live = [w for w in workers if w.did == record.did and not w.stopping]
+        urls = tuple(dict.fromkeys(w.url for w in live if w.url and _valid_url(w.url)))
+        return Listed(record.key, record.did, "live" if live else "stale", urls, len(live), ttl)
+
+    def listing(self) -> list[Listed]:
+        """Every name, by name, with its state (stale ones too: :meth:`list` leaves them out).
+        Raises :class:`~peerbox.peer.CorruptDirectory` for a name record that is not a valid entry
+        (someone wrote the bucket by hand); a worker record that is not valid is ignored."""
+        records = self.store.scan(">")
+        workers: dict[str, list[Record]] = {}
+        for r in records:
+            if is_worker_key(r.key):
+                workers.setdefault(r.key.split(".", 1)[0], []).append(r)
+        out = []
+        for r in records:
+            if not is_worker_key(r.key):
+                self._entry(r.key, r.did, r.url)  # validated
+                out.append(self._listed(r, workers.get(r.key, [])))
+        return out
 
     def list(self) -> list[Entry]:
-        """Every entry, by name. Raises :class:`~peerbox.peer.CorruptDirectory` for a record that is
-        not a valid entry (someone wrote the bucket by hand)."""
-        return [self._entry(r) for r in self.store.list()]
+        """Every entry a lookup can give (static and live names), by name."""
+        return [self._entry(x.name, x.did, x.url) for x in self.listing() if x.state != "stale"]
+
+    def _no_live(self, listed: Listed) -> NoLiveWorker:
+        return NoLiveWorker(
+            f"no live worker for {listed.name} in {self.where}: it was published ({listed.did}) but no "
+            f"worker has refreshed its entry within the last {listed.ttl:g} s (stopped or unreachable)")
+
+    def _pick(self, listed: Listed) -> Entry:
+        """The entry a lookup of ``listed`` gives: a live worker's URL (any one), the static URL.
+        Raises :class:`NoLiveWorker` for a stale name."""
+        if listed.state == "stale":
+            raise self._no_live(listed)
+        url = random.choice(listed.urls) if listed.urls else None
+        return self._entry(listed.name, listed.did, url)
+
+    def lookup(self, name: str) -> Listed | None:
+        """The name ``name`` with its state, or None. Raises :class:`~peerbox.peer.CorruptDirectory`."""
+        record = self.store.get(name)
+        if record is None:
+            return None
+        self._entry(name, record.did, record.url)
+        workers = [] if record.live_ttl is None else self.store.scan(f"{name}.*")
+        return self._listed(record, workers)
 
     def get(self, name: str) -> Entry | None:
-        """The entry ``name``, or None. Raises :class:`~peerbox.peer.CorruptDirectory`."""
-        found = self.store.get(name)
-        return None if found is None else self._entry(found[0])
+        """The entry ``name`` (of a published name, one live worker's URL), or None. Raises
+        :class:`NoLiveWorker` for a stale name and :class:`~peerbox.peer.CorruptDirectory`."""
+        listed = self.lookup(name)
+        return None if listed is None else self._pick(listed)
 
     def find(self, name_or_did: str) -> Entry | None:
-        """The entry of a name, or the first (by name) with a ``did:key``; None if none."""
+        """The entry of a name, or the first (by name) with a ``did:key`` that a lookup can give;
+        None if none. Raises :class:`NoLiveWorker` when the only ones are stale."""
         if not name_or_did.startswith("did:"):
             try:
                 validate_peer_name(name_or_did)
@@ -109,69 +203,117 @@ class KvDirectory:
                 return None  # not a key the bucket can hold
             return self.get(name_or_did)
         key = _key_of(name_or_did)
-        return next((e for e in self.list() if e.public_key == key), None)
+        matching = [x for x in self.listing() if _key_of(x.did) == key]
+        usable = [x for x in matching if x.state != "stale"]
+        if usable:
+            return self._pick(usable[0])
+        if matching:
+            raise self._no_live(matching[0])
+        return None
 
-    def add(self, name: str, did: str, url: str | None = None, *, replace: bool = False) -> Entry:
+    # -- an operator's entries -----------------------------------------------------------------
+
+    def add(self, name: str, did: str, url: str | None = None, *, replace: bool = False,
+            ttl: float | None = None) -> Entry:
         """Add (``replace``: or change) ``name`` → ``did`` at ``url``, as
-        :meth:`peerbox.peer.Directory.add` does. Raises :class:`InvalidEntry`,
-        :class:`EntryExists` (``name`` is there with something else and not ``replace``)."""
+        :meth:`peerbox.peer.Directory.add` does: a static entry, kept until removed (with ``ttl``:
+        removed by the server ``ttl`` s later). Raises :class:`InvalidEntry`, :class:`EntryExists`
+        (``name`` is there with something else and not ``replace``)."""
         entry = _checked(name, did, url)
-        record = DirectoryEntry(name, did, entry.url or "")
+        doc = {"did": did, "url": entry.url or ""}
         for _ in range(_CAS_TRIES):
             found = self.store.get(name)
             if found is not None:
-                old = self._loose(found[0])
-                if old == record:
+                if found.doc == doc and ttl is None:
                     return entry
                 if not replace:
-                    at = f" at {old.url}" if old.url else ""
-                    raise EntryExists(f"{name!r} is already in {self.where} ({old.did}{at}); "
+                    at = f" at {found.url}" if found.url else ""
+                    kind = " (published by workers)" if found.live_ttl is not None else ""
+                    raise EntryExists(f"{name!r} is already in {self.where} ({found.did}{at}){kind}; "
                                       "use --replace to change it")
-            if self.store.write(record, None if found is None else found[1]):
+            if self.store.write(name, doc, None if found is None else found.revision, ttl):
                 return entry
         raise EntryExists(f"{name!r} in {self.where} keeps changing under this write; try again")
 
     def remove(self, name: str) -> Entry:
-        """Remove ``name`` and return it. Raises :class:`UnknownPeer` when it is not there."""
-        found = self.store.get(name)
-        if found is None or not self.store.remove(name):
-            listed = ", ".join(e.name for e in self.store.list()) or "none"
+        """Remove ``name`` and the worker records under it, and return it. Raises
+        :class:`UnknownPeer` when it is not there. (Workers still publishing it write it again at
+        their next heartbeat: stop them to remove it for good.)"""
+        found = self.store.get(name) if _is_name(name) else None
+        if found is None or not self.store.delete(name):
+            listed = ", ".join(x.name for x in self.listing()) or "none"
             raise UnknownPeer(f"no peer named {name!r} in {self.where} (listed: {listed})")
-        return self._entry(found[0])
+        for worker in self.store.scan(f"{name}.*"):
+            self.store.purge(worker.key, _PURGE_TTL)
+        return self._entry(name, found.did, found.url)
 
-    def publish(self, name: str, did: str, url: str | None) -> Entry:
-        """A worker announcing that it hosts ``name`` (``did``), reachable at ``url`` if given.
+    # -- a worker's entries --------------------------------------------------------------------
 
-        A compare-and-set on the record's revision: created if missing; left
-        as it is when it names the same did and URL (or the same did and this
-        worker has no URL to give: never erase where others reach the peer);
-        its URL replaced when the did is the same. Raises
-        :class:`DirectoryConflict` when the name belongs to another did (the
-        record is left alone: which one is right is the operator's call) and
+    def publish(self, name: str, did: str, url: str | None, *, worker_id: str, label: str = "",
+                ttl: float) -> Entry:
+        """A worker announcing (or, every heartbeat, confirming) that it hosts ``name`` (``did``),
+        reachable at ``url`` if given, for ``ttl`` s.
+
+        Writes this worker's record ``name.<worker_id>`` (removed by the
+        server unless written again within ``ttl`` s), then claims the name
+        with a compare-and-set on its revision: created if missing, refreshed
+        when it names the same did, taken over when it names another did none
+        of whose workers is live (stale). A static entry of the same did is
+        left as the operator wrote it. Raises :class:`DirectoryConflict` when
+        the name belongs to another did (static, or published and live: the
+        record is left alone, this worker's record removed) and
         :class:`InvalidEntry`.
         """
         entry = _checked(name, did, url)
+        key = f"{name}.{worker_id}"
+        mine = {"did": did, "url": entry.url or "", "worker": label}
+        for _ in range(_CAS_TRIES):
+            found = self.store.get(key)
+            if self.store.write(key, mine, None if found is None else found.revision, ttl):
+                break
+        claim = {"did": did, "url": "", "live": ttl}
         for _ in range(_CAS_TRIES):
             found = self.store.get(name)
-            if found is not None:
-                old = self._loose(found[0])
-                if old.did != did:
+            if found is not None and found.did != did:
+                holder = self._listed(found, [] if found.live_ttl is None else self.store.scan(f"{name}.*"))
+                if holder.state != "stale":
+                    self.store.purge(key, _PURGE_TTL)
+                    at = f" at {', '.join(holder.urls)}" if holder.urls else ""
                     raise DirectoryConflict(
                         f"cannot publish {name!r} ({did}) in {self.where}: the name is taken by another "
-                        f"peer, {old.did}{' at ' + old.url if old.url else ''}; serve it under another "
-                        f"name, or remove the entry (peerbox directory remove {name} --state ...) if it "
-                        "is stale")
-                if entry.url is None or old.url == entry.url:
-                    return entry if entry.url is not None else self._entry(old)
-            record = DirectoryEntry(name, did, entry.url or "")
-            if self.store.write(record, None if found is None else found[1]):
+                        f"peer, {found.did}{at} ({holder.state}); serve it under another name, or remove "
+                        f"the entry (peerbox directory remove {name} --state ...) if it is wrong")
+            elif found is not None and found.live_ttl is None:
+                return entry  # the operator's entry for this did: left as written
+            if self.store.write(name, claim, None if found is None else found.revision, claim_ttl(ttl)):
                 return entry
         raise DirectoryConflict(f"{name!r} in {self.where} keeps changing under this publish; try again")
 
-    @staticmethod
-    def _loose(record: DirectoryEntry) -> DirectoryEntry:
-        """A stored record compared as written (a trailing ``/`` of its URL dropped)."""
-        return DirectoryEntry(record.name, record.did, record.url.rstrip("/"))
+    def withdraw(self, name: str, did: str, *, worker_id: str) -> bool:
+        """A worker stopping cleanly: mark its record stopping; when no other live worker of ``did``
+        is left, remove the published name (compare-and-set: a worker that just claimed it again
+        keeps it); then remove its record. ``True`` if the name went."""
+        key = f"{name}.{worker_id}"
+        found = self.store.get(key)
+        if found is not None:
+            self.store.write(key, {**found.doc, "stopping": True}, found.revision, _PURGE_TTL)
+        try:
+            if any(w.did == did and not w.stopping for w in self.store.scan(f"{name}.*")):
+                return False
+            claim = self.store.get(name)
+            if claim is None or claim.did != did or claim.live_ttl is None:
+                return False
+            return self.store.delete(name, last=claim.revision)
+        finally:
+            self.store.purge(key, _PURGE_TTL)
+
+
+def _is_name(name: str) -> bool:
+    try:
+        validate_peer_name(name)
+    except InvalidPeerName:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -191,10 +333,11 @@ class SharedDirectory(Directory):
     The connection is opened on the first lookup that needs it, so a name
     found locally costs no NATS round trip and a NATS server down does not
     matter to it; :meth:`close` (or ``with``) ends it. A shared lookup blocks
-    for one key-value round trip (at most ``timeout`` s); the async client
-    makes it on a worker thread. Raises what :meth:`Directory.resolve` raises,
-    :class:`~peerbox.net._jetstream.SharedStateError` (exit 7) when the
-    shared directory must be asked and cannot be, and
+    for two key-value round trips (at most ``timeout`` s each); the async
+    client makes it on a worker thread. Raises what :meth:`Directory.resolve`
+    raises, :class:`NoLiveWorker` (exit 7) for a published name none of whose
+    workers is live, :class:`~peerbox.net._jetstream.SharedStateError` (exit
+    7) when the shared directory must be asked and cannot be, and
     :class:`~peerbox.UsageError` for a ``state`` that is not a ``nats://`` URL.
     """
 
@@ -217,7 +360,8 @@ class SharedDirectory(Directory):
 
     def resolve(self, name_or_did: str) -> Entry:
         """The local entry, else the shared one. Raises :class:`UnknownPeer` naming both places when
-        neither has it (and what :meth:`Directory.resolve` raises for a broken ``peers.toml``)."""
+        neither has it, :class:`NoLiveWorker` (and what :meth:`Directory.resolve` raises for a
+        broken ``peers.toml``)."""
         try:
             return super().resolve(name_or_did)
         except UnknownPeer as local:
@@ -236,20 +380,3 @@ class SharedDirectory(Directory):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def publish_hosted(state: JetStreamState, peers: Sequence[tuple[str, str]],
-                   nats_url: str | None) -> list[Entry]:
-    """A worker's start-up announcement (``serve --state URL --publish``): each hosted ``(name, did)``
-    in the shared directory, at ``nats_url`` (its ``--listen nats://`` URL, without credentials) if it
-    has one, else without a URL (known by name, reached some other way). Returns the entries as
-    published. Raises :class:`DirectoryConflict` for a name the directory gives to another did
-    (what was published before it stays: the same peers, so harmless), and
-    :class:`~peerbox.net._jetstream.SharedStateError`."""
-    url = None if nats_url is None else display_url(nats_url)
-    directory = KvDirectory(state)
-    published = [directory.publish(name, did, url) for name, did in peers]
-    for entry in published:
-        log.info("published %s = %s%s in %s", entry.name, entry.did,
-                 f" at {entry.url}" if entry.url else "", directory.where)
-    return published

@@ -2,7 +2,9 @@
 
 :class:`LogOptions` is what ``peerbox serve`` was asked for; it configures the
 standard :mod:`logging` module of the process it runs in (:meth:`LogOptions.configure`:
-one handler on the ``peerbox`` logger, writing one line per record to stderr)
+one handler on the ``peerbox`` logger, writing one line per record to stderr
+from a thread of its own, through a bounded queue that drops rather than
+blocks: :mod:`peerbox.net._logqueue`)
 and hands itself on to every process that serves (:meth:`LogOptions.argv`: the
 worker processes of ``--workers N`` and isolated mode's children parse the same
 options with :func:`add_log_arguments`). Nothing is configured at import:
@@ -12,6 +14,10 @@ Loggers: ``peerbox.access`` (one line per request, :mod:`peerbox.net._access`),
 ``peerbox.worker`` (processes starting, dying, restarting; internal errors),
 ``peerbox.policy`` (a policy that does not load), ``peerbox.audit`` (an audit
 log that cannot be written), ``peerbox.h2server`` (connection-level events).
+
+``--log-queue`` bounds the records waiting for that thread: what does not fit
+is dropped and counted (``peerbox_log_records_dropped_total`` in ``/metrics``),
+so a stderr nobody reads never stalls serving.
 
 Two formats: ``text`` (``TIME LEVEL LOGGER message key=value...``) and
 ``json`` (one object per line: ``time``, ``level``, ``logger``, ``message``,
@@ -27,15 +33,14 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from ..peer import Rotation
+from ._logqueue import FIELDS_ATTR, QUEUE_RECORDS, DroppingQueueHandler, LazyFields
 
-__all__ = ["LogOptions", "LogLevel", "LogFormat", "add_log_arguments", "FIELDS_ATTR", "JsonFormatter",
-           "TextFormatter"]
-
-#: The attribute of a :class:`logging.LogRecord` (set with ``extra=``) holding its structured fields.
-FIELDS_ATTR = "peerbox_fields"
+__all__ = ["LogOptions", "LogLevel", "LogFormat", "add_log_arguments", "FIELDS_ATTR", "LazyFields",
+           "JsonFormatter", "TextFormatter"]
 
 
 class LogLevel(enum.StrEnum):
@@ -65,9 +70,9 @@ def _time(record: logging.LogRecord) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{int((t - secs) * 1000):03d}Z"
 
 
-def _fields(record: logging.LogRecord) -> dict[str, Any] | None:
+def _fields(record: logging.LogRecord) -> Mapping[str, Any] | None:
     fields = getattr(record, FIELDS_ATTR, None)
-    return fields if isinstance(fields, dict) else None
+    return fields if isinstance(fields, Mapping) else None
 
 
 class JsonFormatter(logging.Formatter):
@@ -108,33 +113,40 @@ class TextFormatter(logging.Formatter):
 
 @dataclasses.dataclass(frozen=True)
 class LogOptions:
-    """What a serving process logs and how (see the module docstring). ``audit`` None: no audit log."""
+    """What a serving process logs and how (see the module docstring). ``audit`` None: no audit log;
+    ``queue``: the records the log queue holds before it drops (``--log-queue``)."""
 
     level: LogLevel = LogLevel.INFO
     format: LogFormat = LogFormat.TEXT
     audit: Rotation | None = Rotation()
+    queue: int = QUEUE_RECORDS
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> LogOptions:
         """The options :func:`add_log_arguments` parsed."""
         audit = None if args.no_audit else Rotation(max_bytes=args.audit_max_bytes, keep=args.audit_keep)
-        return cls(LogLevel(args.log_level), LogFormat(args.log_format), audit)
+        return cls(LogLevel(args.log_level), LogFormat(args.log_format), audit, args.log_queue)
 
     def argv(self) -> list[str]:
         """The same options as command-line arguments (for a process this one starts)."""
-        out = ["--log-level", str(self.level), "--log-format", str(self.format)]
+        out = ["--log-level", str(self.level), "--log-format", str(self.format),
+               "--log-queue", str(self.queue)]
         if self.audit is None:
             return [*out, "--no-audit"]
         return [*out, "--audit-max-bytes", str(self.audit.max_bytes), "--audit-keep", str(self.audit.keep)]
 
     def configure(self, stream: TextIO | None = None) -> None:
         """Send the ``peerbox`` loggers' records at :attr:`level` and above to ``stream`` (default:
-        stderr), one line each in :attr:`format`; replaces a handler an earlier call added."""
+        stderr), one line each in :attr:`format`, written by a thread of their own through a queue
+        of :attr:`queue` records that drops what does not fit
+        (:class:`~peerbox.net._logqueue.DroppingQueueHandler`); replaces (and closes, flushing it)
+        a handler an earlier call added."""
         logger = logging.getLogger("peerbox")
-        for handler in list(logger.handlers):
-            if getattr(handler, "peerbox_serve", False):
-                logger.removeHandler(handler)
-        handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+        for old in list(logger.handlers):
+            if getattr(old, "peerbox_serve", False):
+                logger.removeHandler(old)
+                old.close()
+        handler = DroppingQueueHandler(stream if stream is not None else sys.stderr, self.queue)
         handler.setFormatter(JsonFormatter() if self.format is LogFormat.JSON else TextFormatter())
         handler.peerbox_serve = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
@@ -149,6 +161,13 @@ def _non_negative(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
     if value < 0:
         raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
@@ -167,7 +186,7 @@ def _size(text: str) -> int:
 
 
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--log-level``, ``--log-format``, ``--audit-max-bytes``, ``--audit-keep`` and
+    """Add ``--log-level``, ``--log-format``, ``--log-queue``, ``--audit-max-bytes``, ``--audit-keep`` and
     ``--no-audit`` to ``parser`` (``peerbox serve`` and the processes it starts)."""
     default = Rotation()
     parser.add_argument("--log-level", choices=[str(v) for v in LogLevel], default=str(LogLevel.INFO),
@@ -175,6 +194,10 @@ def add_log_arguments(parser: argparse.ArgumentParser) -> None:
                         "line per request; debug adds request params, size-capped)")
     parser.add_argument("--log-format", choices=[str(v) for v in LogFormat], default=str(LogFormat.TEXT),
                         help="text (default) or json: one JSON object per line")
+    parser.add_argument("--log-queue", type=_positive, default=QUEUE_RECORDS, metavar="RECORDS",
+                        help="log records waiting to be written before new ones are dropped (and counted in "
+                        "/metrics), so that a stderr nobody reads never stalls serving "
+                        f"(default {QUEUE_RECORDS})")
     parser.add_argument("--audit-max-bytes", type=_size, default=default.max_bytes, metavar="SIZE",
                         help="rotate a peer's audit.log past this size (default 10M; K, M, G suffixes)")
     parser.add_argument("--audit-keep", type=_non_negative, default=default.keep, metavar="K",

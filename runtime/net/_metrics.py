@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from ..trust import Handled
+from ._logqueue import dropped_records
 
 __all__ = ["Metrics", "Histogram", "Unhandled", "render_processes"]
 
@@ -113,6 +114,7 @@ class Metrics:
         self.seconds = Histogram(_SECONDS_BUCKETS)
         self._in_flight = 0
         self._queued = 0
+        self._log_dropped: int | None = None  # None: this process's own count, read live
         #: Where the gauges are read live, if set: ``() -> (runs in flight, runs queued)`` (a worker's
         #: admission, changed by its run threads; otherwise the values last set are shown).
         self.live: Callable[[], tuple[int, int]] | None = None
@@ -134,6 +136,12 @@ class Metrics:
     @queued.setter
     def queued(self, value: int) -> None:
         self._queued = value
+
+    @property
+    def log_dropped(self) -> int:
+        """Log records dropped because the log queue was full (:mod:`peerbox.net._logqueue`): this
+        process's own count, or the one a :meth:`snapshot` of another process held."""
+        return dropped_records() if self._log_dropped is None else self._log_dropped
 
     def record(self, handled: Handled) -> None:
         """Count one answered request by outcome, denied action and rejection kind."""
@@ -162,7 +170,8 @@ class Metrics:
         """Every counter, histogram and gauge as plain JSON-able data (for :meth:`from_snapshot`)."""
         return {"requests": dict(self.requests), "denials": dict(self.denials),
                 "rejections": dict(self.rejections), "fuel": self.fuel.snapshot(),
-                "seconds": self.seconds.snapshot(), "in_flight": self.in_flight, "queued": self.queued}
+                "seconds": self.seconds.snapshot(), "in_flight": self.in_flight, "queued": self.queued,
+                "log_dropped": self.log_dropped}
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> Metrics:
@@ -174,6 +183,7 @@ class Metrics:
         m.fuel.restore(data["fuel"])
         m.seconds.restore(data["seconds"])
         m.in_flight, m.queued = int(data["in_flight"]), int(data["queued"])
+        m._log_dropped = int(data.get("log_dropped", 0))
         return m
 
 
@@ -218,5 +228,8 @@ def render_processes(processes: Mapping[str, Metrics], *, worker: str = "") -> s
     lines += ["# HELP peerbox_runs_in_flight Runs executing now.", "# TYPE peerbox_runs_in_flight gauge",
               *gauge("peerbox_runs_in_flight", "in_flight"),
               "# HELP peerbox_runs_queued Runs waiting for a slot.", "# TYPE peerbox_runs_queued gauge",
-              *gauge("peerbox_runs_queued", "queued")]
+              *gauge("peerbox_runs_queued", "queued"),
+              "# HELP peerbox_log_records_dropped_total Log lines dropped: stderr was not read fast enough.",
+              "# TYPE peerbox_log_records_dropped_total counter",
+              *gauge("peerbox_log_records_dropped_total", "log_dropped")]
     return "\n".join(lines) + "\n"

@@ -1,8 +1,9 @@
 """nats-py used from trio: one NATS connection on its own thread and asyncio loop, batched both ways.
 
 nats-py is an asyncio library and peerbox runs on trio. :class:`NatsBridge`
-keeps them apart: the NATS client lives on a thread of its own running an
-asyncio loop, and trio code talks to it only through this class:
+keeps them apart: the NATS client lives on the process's NATS thread running
+an asyncio loop (:mod:`peerbox.net._natslink`, shared with the JetStream
+state), and trio code talks to it only through this class:
 
 - **inbound** (subscriptions, replies to requests): nats-py calls a small
   coroutine per message on the asyncio thread, which turns the message into
@@ -53,6 +54,7 @@ import trio
 from .._errors import ExceptionMapping, UsageError, map_exceptions
 from ._client_errors import TransportError
 from ._h2client import CALL_PATH, EXEC_PATH, LOGIC_PATH, REVOKE_PATH
+from ._natslink import NatsLink, display_url
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
@@ -118,16 +120,6 @@ def queue_group(did: str) -> str:
     if not subject_safe(did):
         raise UsageError(f"{did!r} is not a did:key usable in a NATS subject")
     return f"{SUBJECT_PREFIX}.{did}"
-
-
-def display_url(url: str) -> str:
-    """``url`` without its user information (credentials never reach a log line or a banner)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _nats_errors() -> ExceptionMapping:
@@ -218,13 +210,17 @@ class NatsSubscription:
 
 
 class NatsBridge:
-    """One NATS connection (nats-py on its own thread and asyncio loop) used from one trio run.
+    """One NATS connection (nats-py on the process's NATS thread) used from one trio run.
 
     ``async with NatsBridge(url) as bridge`` connects (raising
     :class:`TransportError` kind ``connect`` if no server answers within
     ``connect_timeout`` s) and closes on exit (:meth:`aclose`: what was
-    published is flushed first, then the connection is closed and the thread
-    ends). ``name`` is the client name nats-server shows (``connz``).
+    published is flushed first, then the connection is given back: closed,
+    and the thread ended, unless another user shares them). ``share``: use
+    the process's open connection to the same URL with the same reconnect
+    options if there is one (:class:`~peerbox.net._natslink.NatsLink`; a
+    worker's NATS listener and its ``--state`` then share one connection).
+    ``name`` is the client name nats-server shows (``connz``).
     ``max_reconnects`` (-1: for ever) and ``reconnect_wait`` (s) drive
     nats-py's reconnection; ``on_closed`` (trio thread) is called once if the
     connection ends for good while the bridge is open (reconnects exhausted).
@@ -234,7 +230,7 @@ class NatsBridge:
 
     def __init__(self, url: str, *, name: str = "peerbox", connect_timeout: float = 5.0,
                  max_reconnects: int = -1, reconnect_wait: float = 0.5, pending_size: int = 32 << 20,
-                 on_closed: Callable[[], None] | None = None) -> None:
+                 on_closed: Callable[[], None] | None = None, share: bool = False) -> None:
         parts = urlsplit(url)
         if parts.scheme != NATS_SCHEME or not parts.hostname:
             raise UsageError(f"not a NATS server URL: {display_url(url)!r} (expected nats://HOST[:PORT])")
@@ -246,8 +242,9 @@ class NatsBridge:
         self.reconnect_wait = reconnect_wait
         self.pending_size = pending_size
         self.on_closed = on_closed
+        self.share = share
+        self._link: NatsLink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._nc: NatsClient | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._closing = False
@@ -279,106 +276,53 @@ class NatsBridge:
         return int(self._nc.max_payload) if self._nc is not None else 0
 
     async def open(self) -> None:
-        """Start the thread and its loop, and connect. Raises :class:`TransportError` (``connect``...)
-        or :class:`~peerbox.UsageError` (nats-py missing, already open)."""
-        if self._thread is not None:
+        """Connect (on the process's NATS thread: :class:`~peerbox.net._natslink.NatsLink`). Raises
+        :class:`TransportError` (``connect``...) or :class:`~peerbox.UsageError` (nats-py missing,
+        already open)."""
+        if self._link is not None:
             raise UsageError("this NATS bridge is already open")
-        nats = _import_nats()
+        _import_nats()
         self._token = trio.lowlevel.current_trio_token()
-        started = threading.Event()
+        acquire = functools.partial(NatsLink.acquire, self.url, name=self.name,
+                                    connect_timeout=self.connect_timeout, max_reconnects=self.max_reconnects,
+                                    reconnect_wait=self.reconnect_wait, pending_size=self.pending_size,
+                                    share=self.share, on_closed=self._on_link_closed)
+        with map_exceptions(nats_errors()):
+            link = await trio.to_thread.run_sync(acquire)
+        self._link, self._loop, self._nc = link, link.loop, link.nc
 
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)  # this thread's loop (nats-py asks for it)
-            self._loop = loop
-            started.set()
-            try:
-                loop.run_forever()
-                left = asyncio.all_tasks(loop)  # cancelled calls, nats-py's tasks of a closed client
-                for task in left:
-                    task.cancel()
-                if left:
-                    loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=main, name=f"nats {display_url(self.server)}", daemon=True)
-        self._thread.start()
-        await trio.to_thread.run_sync(started.wait)
-        try:
-            self._nc = await self._call(self._connect(nats))
-        except BaseException:
-            await self._stop_thread()
-            raise
-
-    async def _connect(self, nats: Any) -> NatsClient:
-        shown = display_url(self.server)
-
-        async def disconnected() -> None:
-            if not self._closing:
-                log.warning("NATS %s: disconnected; reconnecting", shown)
-
-        async def reconnected() -> None:
-            log.warning("NATS %s: reconnected", shown)
-
-        async def error(exc: Exception) -> None:
-            if self._nc is None:  # the first connection failed: raised to the caller, not logged
-                return
-            log.warning("NATS %s: %s: %s", shown, type(exc).__name__, exc)
-
-        async def closed() -> None:
-            if not self._closing:
-                log.error("NATS %s: connection closed (reconnects exhausted)", shown)
-                if self.on_closed is not None and self._token is not None:
-                    _soon(self._token, self.on_closed)
-
-        # Two attempts, ``reconnect_wait`` apart, for the first connection (nats-py would retry it as
-        # many times as it reconnects, for ever with -1): a server that is not there is the caller's
-        # error now. Reconnecting is switched on once connected; nats-py reads these options when a
-        # connection drops.
-        nc: NatsClient = await nats.connect(
-            self.url, name=self.name, connect_timeout=max(1, round(self.connect_timeout)),
-            allow_reconnect=False, max_reconnect_attempts=1,
-            reconnect_time_wait=self.reconnect_wait, pending_size=self.pending_size,
-            disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error, closed_cb=closed)
-        nc.options["allow_reconnect"] = True
-        nc.options["max_reconnect_attempts"] = self.max_reconnects
-        return nc
+    def _on_link_closed(self) -> None:
+        """(NATS thread) The connection ended for good (reconnects exhausted)."""
+        if not self._closing and self.on_closed is not None and self._token is not None:
+            _soon(self._token, self.on_closed)
 
     async def aclose(self) -> None:
-        """Flush what was published, close the connection, end the thread. Idempotent; never raises
-        for NATS trouble (a connection that cannot flush is closed all the same)."""
-        if self._thread is None or self._closing:
+        """Flush what was published, give the connection back (closed when no one else uses it).
+        Idempotent; never raises for NATS trouble (a connection that cannot flush is closed all
+        the same)."""
+        if self._link is None or self._closing:
             return
         self._closing = True
-        nc = self._nc
-        if nc is not None:
-            try:
-                await self._call(self._shutdown(nc))
-            except TransportError as exc:
-                log.debug("NATS %s: closing: %s", display_url(self.server), exc)
-        await self._stop_thread()
+        try:
+            await self._call(self._drain_out())
+        except TransportError as exc:
+            log.debug("NATS %s: closing: %s", display_url(self.server), exc)
+        link = self._link
+        await trio.to_thread.run_sync(functools.partial(link.release, self._on_link_closed))
+        self._nc = None
 
-    async def _shutdown(self, nc: NatsClient) -> None:
+    async def _drain_out(self) -> None:
         while True:  # the publishes queued before closing go out first
             with self._out_lock:
                 if not self._out and not self._out_scheduled:
                     break
             await asyncio.sleep(0.001)
-        if nc.is_connected:
+        nc = self._nc
+        if nc is not None and nc.is_connected:
             try:
                 await nc.flush(timeout=2)
             except Exception as exc:  # noqa: BLE001 (closing anyway)
                 log.debug("NATS flush before close failed: %s", exc)
-        await nc.close()
-
-    async def _stop_thread(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            await trio.to_thread.run_sync(thread.join)
-        self._nc = None
 
     # -- control: a coroutine on the asyncio loop, awaited from trio ---------------------------
 

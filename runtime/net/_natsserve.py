@@ -155,7 +155,7 @@ async def serve_nats(app: App, url: str, peers: list[tuple[str, str]], *, limits
     plan = [(peer_subject(did, op), queue_group(did), path)
             for _, did in peers for op, path in OPERATIONS.items()]
     shown = display_url(url)
-    bridge = NatsBridge(url, name="peerbox serve", max_reconnects=-1)
+    bridge = NatsBridge(url, name="peerbox serve", max_reconnects=-1, share=True)
     try:
         await bridge.open()
     except TransportError as exc:

@@ -39,7 +39,9 @@ from ._status import READY_PATH, STATUS_PATH, Readiness
 from ._listeners import BoundListener, Carrier, extra_listener, parse_listens
 from ._serving import serve_app, tls_context
 from ._jetstream import SharedStateError
-from ._kvdirectory import DirectoryConflict, publish_hosted
+from ._kvdirectory import DirectoryConflict
+from ._kvpublish import Publication, publish_hosted
+from ._kvrecords import DEFAULT_PUBLISH_TTL, MIN_PUBLISH_TTL
 from ._startup import ServeError, StartupFailure, prepare, run_serving
 from ._supervisor import default_workers, run_supervisor
 from ._worker import Worker
@@ -297,7 +299,7 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
                worker_index: int | None = None,
                worker_dir: str | None = None, logs: LogOptions | None = None,
                state: str | None = None, reply_cache: bool = False, name: str = "",
-               publish: bool = False) -> int:
+               publish: bool = False, publish_ttl: float = DEFAULT_PUBLISH_TTL) -> int:
     """``peerbox serve --mode shared``: serve until SIGINT/SIGTERM (or stdin EOF with
     ``exit_with_parent``: how isolated mode's children follow their supervisor), then exit 0.
 
@@ -311,7 +313,8 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
     audit rotation to the worker; default :class:`~peerbox.net._logsetup.LogOptions`). ``name``: the
     ``worker`` label of its ``/metrics`` series (``serve --name``; empty: none). ``publish``
     (``serve --publish``, needs ``state``): announce every hosted peer in the shared directory at
-    start-up (:func:`~peerbox.net._kvdirectory.publish_hosted`; a name taken by another did is a
+    start-up, refresh the entries every third of ``publish_ttl`` s and remove them on a clean stop
+    (:func:`~peerbox.net._kvpublish.publish_hosted`; a name taken by another did is a
     :class:`ServeError`, failure ``state``). Raises
     :class:`~peerbox.net._startup.ServeError` (exit 2) for whatever keeps it from starting:
     the root, a peer, the TLS files, a peer served by another process, the address
@@ -329,27 +332,35 @@ def run_shared(root: str | None, peers: list[str] | None, listen: str | Sequence
         raise UsageError("--reply-cache needs --state nats://HOST:PORT (the cache lives in JetStream)")
     if publish and state is None:
         raise UsageError("--publish needs --state nats://HOST:PORT (the shared directory lives in JetStream)")
+    if publish and publish_ttl < MIN_PUBLISH_TTL:
+        raise UsageError(f"--publish-ttl must be at least {MIN_PUBLISH_TTL} s")
     if workers > 1 and slot is None:
         state_args = ((["--state", state] if state is not None else [])
-                      + (["--reply-cache"] if reply_cache else []) + (["--publish"] if publish else []))
+                      + (["--reply-cache"] if reply_cache else [])
+                      + (["--publish", "--publish-ttl", f"{publish_ttl:g}"] if publish else []))
         return run_supervisor(root, peers, listen, workers=workers, tls_cert=tls_cert, tls_key=tls_key,
                               port_file=port_file, max_runs=max_runs, quiet=quiet, logs=logs,
                               state_args=state_args, name=name)
     with _shared_state(state, reply_cache) as shared:
         return _serve_one(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key, port_file=port_file,
                           max_runs=max_runs, quiet=quiet, exit_with_parent=exit_with_parent, slot=slot,
-                          logs=logs, shared=shared, name=name, publish=publish)
+                          logs=logs, shared=shared, name=name,
+                          publish=publish_ttl if publish else None)
 
 
-def _publish(shared: WorkerState | None, worker: Worker, listen: str | Sequence[str]) -> None:
-    """Publish ``worker``'s peers in the shared directory (``--publish``), at its ``--listen nats://``
-    URL if it has one. Raises :class:`~peerbox.net._startup.ServeError` (failure ``state``)."""
-    if shared is None:
-        return
+def _publish(shared: WorkerState | None, worker: Worker, listen: str | Sequence[str], ttl: float | None,
+             label: str) -> Publication | None:
+    """Publish ``worker``'s peers in the shared directory (``--publish``: ``ttl`` not None), at its
+    ``--listen nats://`` URL if it has one, kept alive until the publication is stopped (None:
+    nothing to publish). Raises :class:`~peerbox.net._startup.ServeError` (failure ``state``;
+    ``worker`` is closed first)."""
+    if shared is None or ttl is None:
+        return None
     nats = next((s.text for s in parse_listens(listen) if s.carrier is Carrier.NATS), None)
     try:
-        publish_hosted(shared.state, worker.peers, nats)
+        return publish_hosted(shared.state, worker.peers, nats, ttl=ttl, label=label)
     except (DirectoryConflict, SharedStateError) as exc:
+        worker.close()
         raise ServeError(StartupFailure.STATE, f"--publish: {exc}") from exc
 
 
@@ -374,9 +385,10 @@ def _shared_state(url: str | None, reply_cache: bool) -> Iterator[WorkerState | 
 def _serve_one(root: str | None, peers: list[str] | None, listen: str | Sequence[str], *,
                tls_cert: str | None, tls_key: str | None, port_file: str | None, max_runs: int | None,
                quiet: bool, exit_with_parent: bool, slot: WorkerSlot | None, logs: LogOptions | None,
-               shared: WorkerState | None, name: str = "", publish: bool = False) -> int:
+               shared: WorkerState | None, name: str = "", publish: float | None = None) -> int:
     """Serve in this process (see :func:`run_shared`), with ``shared`` state if given; ``name``:
-    the ``worker`` label of its ``/metrics`` series; ``publish``: announce the peers first."""
+    the ``worker`` label of its ``/metrics`` series; ``publish``: the TTL to announce the peers
+    with first (None: not announced), withdrawn once serving ends."""
     logs = logs if logs is not None else LogOptions()
     if slot is not None or exit_with_parent:  # started by a supervisor, which checked and holds the peers
         specs = parse_listens(listen)
@@ -386,12 +398,7 @@ def _serve_one(root: str | None, peers: list[str] | None, listen: str | Sequence
         worker = Worker(root, peers, max_runs=max_runs, for_router=exit_with_parent, audit=logs.audit,
                         state=shared)
         worker.worker_name = name
-        if publish:
-            try:
-                _publish(shared, worker, listen)
-            except ServeError:
-                worker.close()
-                raise
+        publication = _publish(shared, worker, listen, publish, name)
         serving = functools.partial(serve_worker, worker, host=host, port=port, ssl_context=ctx,
                                     port_file=port_file, quiet=quiet, slot=slot, stop_on_stdin_eof=True,
                                     h2=h2 is not None, tls_files=(tls_cert, tls_key),
@@ -399,24 +406,23 @@ def _serve_one(root: str | None, peers: list[str] | None, listen: str | Sequence
         try:
             run_serving(serving)
         finally:
+            if publication is not None:
+                publication.stop()
             if worker.idle:
                 worker.close()  # else a run is still going: leave its files to the process exit
         return 0
     with prepare(root, peers, listen, tls_cert=tls_cert, tls_key=tls_key) as started:
         worker = Worker(started.store.root, started.names, max_runs=max_runs, audit=logs.audit, state=shared)
         worker.worker_name = name
-        if publish:
-            try:
-                _publish(shared, worker, listen)
-            except ServeError:
-                worker.close()
-                raise
+        publication = _publish(shared, worker, listen, publish, name)
         try:
             run_serving(functools.partial(serve_worker, worker, host=started.host, port=started.port,
                                           ssl_context=started.ssl_context, port_file=port_file, quiet=quiet,
                                           sock=started.sock, extra=started.extra, h2=started.h2,
                                           tls_files=(tls_cert, tls_key)))
         finally:
+            if publication is not None:
+                publication.stop()
             if worker.idle:
                 worker.close()  # else a run is still going: leave its files to the process exit
     return 0

@@ -164,7 +164,7 @@ class Worker(Endpoints):
         #: shared state on JetStream (opened by the caller; None: each peer's SQLite files and lists)
         self.state = state
         self.for_router = for_router
-        self.contexts = Contexts(root)
+        self.contexts = Contexts(root, accounts=state.accounts if state is not None else None)
         store = self.contexts.store
         chosen = [store.get(n) for n in peers] if peers is not None else store.list()
         names = [p.name for p in chosen]
@@ -256,7 +256,8 @@ class Worker(Endpoints):
             return ExecHandler(ctx, store, clock=self.clock)
         local = LocalRevocations(ctx.peer.paths.dir, store.index)
         nonces, revocations = self.state.stores_for(ctx.peer, local)
-        return ExecHandler(ctx, store, clock=self.clock, nonces=nonces, revocations=revocations)
+        return ExecHandler(ctx, store, clock=self.clock, nonces=nonces, revocations=revocations,
+                           rates=self.state.rates_for(ctx.peer))
 
     def health(self) -> dict[str, object]:
         return {**super().health(), "in_flight": self.admission.running,

@@ -7,7 +7,9 @@ and gives the worker:
 
 - :meth:`WorkerState.stores_for`: the replay guard and revocations a hosted
   peer's :class:`~peerbox.trust.ExecHandler` uses instead of its SQLite and
-  file ones;
+  file ones, and :meth:`WorkerState.rates_for` its rate buckets
+  (:mod:`peerbox.net._jslimits`); :attr:`WorkerState.accounts`, the quota
+  ledger and S3 tally of its peers' contexts (:mod:`peerbox.net._jsquota`);
 - with the reply cache on, :meth:`WorkerState.remember` keeps every signed
   answer to a request whose nonce was recorded (on the pool thread, *before*
   the answer is handed back: a reply that left is always in the cache), and
@@ -28,11 +30,13 @@ import logging
 
 from .._errors import Error
 from ..peer import Peer
-from ..trust import Envelope, Handled, LocalRevocations, Outcome, Revocations
+from ..trust import Envelope, Handled, LocalRevocations, Outcome, RateStore, Revocations
 from ..wire import ReplayGuard, request_digest
 from ._endpoints import answer_response
 from ._h2server import HttpResponse
 from ._jetstream import REPLY_BYTES, REPLY_TTL, JetStreamState
+from ._jslimits import LIMIT_BUCKETS, JetStreamRates
+from ._jsquota import JetStreamAccounts
 from ._jsstores import CachedReply, JetStreamNonces, JetStreamRevocations, ReplyCache, SharedRevocations
 
 __all__ = ["WorkerState"]
@@ -45,15 +49,19 @@ class WorkerState:
 
     ``url`` is the NATS server (``nats://HOST:PORT``); ``reply_cache`` turns
     the reply cache on (``reply_ttl`` s at most per reply, ``reply_bytes`` in
-    all). Raises :class:`~peerbox.net._jetstream.SharedStateError` from
+    all); ``share``: use the process's connection to that server if one is open (a test making
+    several workers in one process passes False). Raises
+    :class:`~peerbox.net._jetstream.SharedStateError` from
     :meth:`open` when JetStream cannot be reached.
     """
 
     def __init__(self, url: str, *, reply_cache: bool = False, timeout: float = 5.0,
-                 reply_ttl: float = REPLY_TTL, reply_bytes: int = REPLY_BYTES) -> None:
+                 reply_ttl: float = REPLY_TTL, reply_bytes: int = REPLY_BYTES, share: bool = True) -> None:
         self.state = JetStreamState(url, timeout=timeout, replies=reply_cache, reply_ttl=reply_ttl,
-                                    reply_bytes=reply_bytes)
+                                    reply_bytes=reply_bytes, buckets=LIMIT_BUCKETS, share=share)
         self.reply_cache = reply_cache
+        #: the quota stores the worker's peer contexts use (:mod:`peerbox.net._jsquota`)
+        self.accounts = JetStreamAccounts(self.state)
         self.revocations: JetStreamRevocations | None = None
         self.replies: ReplyCache | None = None
 
@@ -79,6 +87,10 @@ class WorkerState:
         consulted for revocations)."""
         assert self.revocations is not None, "WorkerState.open() first"
         return JetStreamNonces(self.state, peer.public_key), SharedRevocations(self.revocations, local)
+
+    def rates_for(self, peer: Peer) -> RateStore:
+        """The rate buckets of hosted ``peer``, shared by every worker (:class:`JetStreamRates`)."""
+        return JetStreamRates(self.state, peer.public_key)
 
     def replayed(self, env: Envelope, handled: Handled) -> HttpResponse | None:
         """The answer kept for ``env`` (refused as ``handled``) when that refusal is ``replay`` and the

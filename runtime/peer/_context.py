@@ -31,8 +31,8 @@ from typing import Any
 from .._errors import UsageError
 from ._peers import Peer, PeerStore
 from ..run import CborParams, CompileLimits, Limits, LogicLayers, Program, Result, compile, split_module_name
-from ..hostcalls import (LEDGER_FILE, Authorizer, Backend, CallerQuota, HostCallError, Ledger, Quotas,
-                         Records, StorageSite, open_storage)
+from ..hostcalls import (LEDGER_FILE, Authorizer, Backend, CallerQuota, HostCallError, Ledger, LedgerStore,
+                         Quotas, Records, SharedAccounts, StorageSite, open_storage)
 from ._schema import PeerRecords
 
 __all__ = ["PeerContext", "Contexts", "load_quotas"]
@@ -60,11 +60,14 @@ def load_quotas(peer: Peer) -> Quotas:
 class PeerContext:
     """One peer's context in this process. Close it (or use ``with``) to release storage."""
 
-    def __init__(self, peer: Peer, *, quotas: Quotas | None = None) -> None:
+    def __init__(self, peer: Peer, *, quotas: Quotas | None = None,
+                 accounts: SharedAccounts | None = None) -> None:
         self.peer = peer
         self.quotas = quotas if quotas is not None else load_quotas(peer)
+        #: quota stores shared by a deployment's workers (None: this process's own, under the root)
+        self.accounts = accounts
         self._storage: Backend | None = None
-        self._ledger: Ledger | None = None
+        self._ledger: LedgerStore | None = None
         self._records = PeerRecords(peer)
         self._lock = threading.Lock()
         self._closed = False
@@ -87,20 +90,21 @@ class PeerContext:
                 table = self.peer.read_meta().get("storage")
                 if not isinstance(table, dict):  # no [storage] table: the top-level `backend`
                     table = {"backend": self.peer.backend}
-                site = StorageSite(self.peer.paths.storage, self.peer.did)
+                site = StorageSite(self.peer.paths.storage, self.peer.did, self.accounts)
                 self._storage = open_storage(table, site, self.quotas)
             return self._storage
 
     @property
-    def ledger(self) -> Ledger:
-        """The peer's per-caller quota ledger (its connection opens on first use, so this never
-        fails; the ledger's own calls raise ``io_error``). Raises :class:`~peerbox.UsageError`
-        once the context is closed."""
+    def ledger(self) -> LedgerStore:
+        """The peer's per-caller quota ledger: ``quota.sqlite`` (its connection opens on first use,
+        so this never fails; the ledger's own calls raise ``io_error``), or the shared one of
+        :attr:`accounts`. Raises :class:`~peerbox.UsageError` once the context is closed."""
         with self._lock:
             if self._closed:
                 raise UsageError(f"the context of peer {self.peer.name!r} is closed")
             if self._ledger is None:
-                self._ledger = Ledger(self.peer.paths.dir / LEDGER_FILE)
+                self._ledger = (self.accounts.ledger(self.peer.did) if self.accounts is not None
+                                else Ledger(self.peer.paths.dir / LEDGER_FILE))
             return self._ledger
 
     def records(self) -> Records:
@@ -117,10 +121,11 @@ class PeerContext:
                   max_files: int | None = None) -> CallerQuota | None:
         """The quota a run of ``caller_did`` is charged to: tracked when a cap is set; else
         release-only (deletes and replaces still free other callers' shares) when the ledger
-        file exists; else None (no caller was ever capped here: nothing to account, ~1 µs)."""
+        file exists or the ledger is shared; else None (no caller was ever capped here: nothing to
+        account, ~1 µs)."""
         if caller_did is not None and (max_bytes is not None or max_files is not None):
             return CallerQuota(self.ledger, caller_did, max_bytes, max_files, owner=self.peer.name)
-        if os.path.exists(self.peer.paths.dir / LEDGER_FILE):
+        if self.accounts is not None or os.path.exists(self.peer.paths.dir / LEDGER_FILE):
             return CallerQuota(self.ledger, owner=self.peer.name)
         return None
 
@@ -203,10 +208,13 @@ class PeerContext:
 
 
 class Contexts:
-    """The contexts of the peers under one root, one per peer for the life of the process."""
+    """The contexts of the peers under one root, one per peer for the life of the process
+    (``accounts``: quota stores shared by a deployment's workers, given to every context)."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *,
+                 accounts: SharedAccounts | None = None) -> None:
         self.store = PeerStore(root)
+        self.accounts = accounts
         self._open: dict[str, PeerContext] = {}
         self._lock = threading.Lock()
 
@@ -219,7 +227,7 @@ class Contexts:
         with self._lock:
             ctx = self._open.get(name)
             if ctx is None:
-                ctx = self._open[name] = PeerContext(self.store.get(name))
+                ctx = self._open[name] = PeerContext(self.store.get(name), accounts=self.accounts)
             return ctx
 
     def close(self) -> None:

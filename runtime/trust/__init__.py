@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ._call import CallAdmitted, check_call_request, run_call
     from ._revoke import check_revoke_request
     from ._revocations import LocalRevocations, Revocations
-    from ._rate import RATES_FILE, RateDenial, RateLimiter, RateStoreError
+    from ._rate import RATES_FILE, RateDenial, RateLimiter, RateStore, RateStoreError, gcra
     from ._logic_push import (LogicAdmitted, LogicRequest, MAX_LOGIC_REQUEST, TYP_LOGIC, make_logic_request,
         open_logic_request, verify_logic_request)
     from ._handled import Handled
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["Admitted", "AnyAdmitted", "Envelope", "ExecHandler", "NONCE_FILE", "CallAdmitted",
            "check_call_request", "run_call", "check_revoke_request", "LocalRevocations", "Revocations",
            "RATES_FILE", "RateDenial",
-           "RateLimiter",
+           "RateLimiter", "RateStore", "gcra",
            "RateStoreError", "LogicAdmitted", "LogicRequest", "MAX_LOGIC_REQUEST",
            "TYP_LOGIC", "make_logic_request", "open_logic_request", "verify_logic_request", "Handled",
            "Outcome", "Usage", "LimitKind", "LIMIT_KINDS", "outcome_of", "exit_code"]
@@ -62,6 +62,8 @@ __getattr__, __dir__ = attach(__name__, {
     "RATES_FILE": "._rate",
     "RateDenial": "._rate",
     "RateLimiter": "._rate",
+    "RateStore": "._rate",
+    "gcra": "._rate",
     "RateStoreError": "._rate",
     "LogicAdmitted": "._logic_push",
     "LogicRequest": "._logic_push",

@@ -55,7 +55,7 @@ from ._handled import Handled
 from ._host import Authorize, Delivered
 from ._outcome import Outcome, Usage
 from ._logic_push import LogicAdmitted, LogicRequest, check_logic, check_logic_request, run_logic
-from ._rate import RATES_FILE, RateDenial, RateLimiter
+from ._rate import RATES_FILE, RateDenial, RateLimiter, RateStore
 from ._revoke import check_revoke_request
 from ._revocations import LocalRevocations, Revocations
 
@@ -144,7 +144,7 @@ class ExecHandler:
 
     def __init__(self, ctx: PeerContext, store: PeerStore, *,
                  clock: Callable[[], float] = time.time, nonces: ReplayGuard | None = None,
-                 revocations: Revocations | None = None) -> None:
+                 revocations: Revocations | None = None, rates: RateStore | None = None) -> None:
         self.ctx = ctx
         self.store = store
         self.key: KeyPair = ctx.peer.signing_key()
@@ -160,8 +160,9 @@ class ExecHandler:
         self.owner_did = ctx.peer.did
         #: who a did is here: local peers, then the root's ``peers.toml`` (``caller.name``, ``who = NAME``)
         self.names = PeerNames(store)
-        #: the per-caller rate buckets (``<peer dir>/rates.sqlite``, opened by the first rated request)
-        self.rates = RateLimiter(ctx.peer.paths.dir / RATES_FILE)
+        #: the per-caller rate buckets (default ``<peer dir>/rates.sqlite``, opened by the first rated
+        #: request; a worker with shared state passes a JetStream one); closed with the handler
+        self.rates: RateStore = rates if rates is not None else RateLimiter(ctx.peer.paths.dir / RATES_FILE)
         #: did:key of the keys seen lately (validating a key and its base58 cost ~8 µs a call)
         self._dids: dict[bytes, str] = {}
 

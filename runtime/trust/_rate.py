@@ -17,7 +17,11 @@ none.
 
 The buckets live in ``<peer dir>/rates.sqlite`` and each take is one ``BEGIN
 IMMEDIATE`` transaction, so the limit holds across the threads of a worker,
-``--workers N`` processes and isolated mode's children alike. Requests with
+``--workers N`` processes and isolated mode's children alike (of one root).
+A handler takes any :class:`RateStore`: a worker with shared state
+(``peerbox serve --state nats://...``) passes the JetStream one
+(:class:`peerbox.net._jslimits.JetStreamRates`), which holds across every
+worker of the deployment; :func:`gcra` is the arithmetic both share. Requests with
 no rate limit never open the database. Rows idle for an hour are pruned every
 1,000 takes.
 """
@@ -28,14 +32,15 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from .._errors import Error, ExceptionMapping, map_exceptions
 from .._sqlite import open_wal
 from ..policy import RateLimit
 
-__all__ = ["RATES_FILE", "RateStoreError", "RateDenial", "RateLimiter"]
+__all__ = ["RATES_FILE", "RateStoreError", "RateDenial", "RateLimiter", "RateStore", "gcra", "IDLE"]
 
 #: The buckets' file name in the peer's directory.
 RATES_FILE = "rates.sqlite"
@@ -43,6 +48,8 @@ RATES_FILE = "rates.sqlite"
 _BUSY_TIMEOUT = 10.0
 _PRUNE_EVERY = 1000
 _IDLE = 3600.0
+#: A bucket idle this long (s) past its ``tat`` may be forgotten (it is full again anyway).
+IDLE = _IDLE
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rate (caller TEXT NOT NULL, rule TEXT NOT NULL, tat REAL NOT NULL,
@@ -96,6 +103,36 @@ class RateDenial:
     def retry_seconds(self) -> int:
         """:attr:`retry_after` rounded up to whole seconds, at least 1 (a ``retry-after`` header)."""
         return max(1, math.ceil(self.retry_after))
+
+
+class RateStore(Protocol):
+    """What a handler asks about rates: :meth:`RateLimiter.take` and :meth:`RateLimiter.close`."""
+
+    def take(self, caller_did: str, limits: Sequence[RateLimit], now: float) -> RateDenial | None: ...
+
+    def close(self) -> None: ...
+
+
+def gcra(tats: Mapping[str, float], limits: Sequence[RateLimit],
+         now: float) -> tuple[RateDenial | None, dict[str, float]]:
+    """One request at ``now`` against ``limits``, given the stored ``tats`` (rule key → theoretical
+    arrival time; a missing key is a full bucket). Returns ``(denial, {})`` when a limit refuses
+    (the one making it wait longest), else ``(None, new tats of the limits given)``."""
+    worst: RateDenial | None = None
+    new: dict[str, float] = {}
+    for limit in limits:
+        interval = 60.0 / limit.per_minute
+        tau = limit.burst * interval
+        tat = max(tats.get(limit.key, now), now)
+        wait = tat + interval - now - tau
+        if wait > 1e-9:
+            if worst is None or wait > worst.retry_after:
+                worst = RateDenial(limit, wait)
+        else:
+            new[limit.key] = tat + interval
+    if worst is not None:
+        return worst, {}
+    return None, new
 
 
 class RateLimiter:
@@ -152,24 +189,18 @@ class RateLimiter:
     @staticmethod
     def _take(db: sqlite3.Connection, caller: str, limits: Sequence[RateLimit],
               now: float) -> RateDenial | None:
-        worst: RateDenial | None = None
-        new: list[tuple[str, str, float]] = []
+        tats: dict[str, float] = {}
         for limit in limits:
-            interval = 60.0 / limit.per_minute
-            tau = limit.burst * interval
             row = db.execute("SELECT tat FROM rate WHERE caller = ? AND rule = ?",
                              (caller, limit.key)).fetchone()
-            tat = max(float(row[0]) if row is not None else now, now)
-            wait = tat + interval - now - tau
-            if wait > 1e-9:
-                if worst is None or wait > worst.retry_after:
-                    worst = RateDenial(limit, wait)
-            else:
-                new.append((caller, limit.key, tat + interval))
-        if worst is not None:
-            return worst
+            if row is not None:
+                tats[limit.key] = float(row[0])
+        denial, new = gcra(tats, limits, now)
+        if denial is not None:
+            return denial
         db.executemany("INSERT INTO rate VALUES (?, ?, ?) "
-                       "ON CONFLICT(caller, rule) DO UPDATE SET tat = excluded.tat", new)
+                       "ON CONFLICT(caller, rule) DO UPDATE SET tat = excluded.tat",
+                       [(caller, key, tat) for key, tat in new.items()])
         return None
 
     def prune(self, now: float) -> int:

@@ -23,7 +23,7 @@ import trio
 
 import peerbox
 from peerbox.net import Worker
-from peerbox.net._h2client import CALL_PATH, EXEC_PATH, REVOKE_PATH, H2Transport
+from peerbox.net._h2client import CALL_PATH, EXEC_PATH, REVOKE_PATH, H2Transport, Transport
 from peerbox.net._h2clientconn import Answer
 from peerbox.net._access import access_logged
 from peerbox.net._isolated import serve_isolated
@@ -31,10 +31,11 @@ from peerbox.net._listeners import BoundListener, Carrier, ListenSpec, parse_lis
 from peerbox.net._serving import listen_socket
 from peerbox.net._natsserve import serve_nats
 from peerbox.net._shared import serve_worker
+from peerbox.net._transports import SchemeTransport
 from peerbox.wire import (KeyPair, Reply, make_call_request, make_request, make_revoke_request,
                           verify_reply)
 
-__all__ = ["shared", "isolated", "on_nats", "MODES", "Caller", "Sent", "rejection"]
+__all__ = ["shared", "isolated", "on_nats", "worker_on", "MODES", "TRANSPORTS", "Caller", "Sent", "rejection"]
 
 #: What :class:`Caller` gives back: (HTTP status, content type, body, the request's bytes).
 Sent = tuple[int, str, bytes, bytes]
@@ -120,6 +121,20 @@ async def isolated(root: Path, peers: list[str] | None = None, *,
 
 MODES: dict[str, Callable[..., Any]] = {"shared": shared, "isolated": isolated}
 
+#: The carriers a worker answers on (what :func:`worker_on` takes).
+TRANSPORTS = ["h2", "ws", "nats"]
+
+
+@asynccontextmanager
+async def worker_on(mode: str, transport: str, root: Path, peers: list[str] | None = None,
+                  nats: str | None = None) -> AsyncIterator[tuple[str, Transport]]:
+    """A worker of ``mode`` for ``peers`` answering on ``transport`` (``h2``, ``ws`` or ``nats``, the
+    last through the NATS server at ``nats``); yields (its URL for that carrier, a client transport
+    for it, open)."""
+    async with MODES[mode](root, peers, ws=transport == "ws", nats=nats if transport == "nats" else None) \
+            as (h2, ws), SchemeTransport() as carrier:
+        yield {"h2": h2, "ws": ws, "nats": nats}[transport], carrier
+
 
 def rejection(body: bytes) -> str:
     """The ``error.kind`` of a worker's unsigned refusal (``{error: {kind, message}}``)."""
@@ -135,7 +150,7 @@ class Caller:
     ``store``; a target name is a peer of ``store`` (the worker's root).
     """
 
-    def __init__(self, store: peerbox.PeerStore, transport: H2Transport, url: str,
+    def __init__(self, store: peerbox.PeerStore, transport: Transport, url: str,
                  keys: Mapping[str, KeyPair] | None = None) -> None:
         self.store, self.transport, self.url = store, transport, url
         self.keys = dict(keys or {})
@@ -149,8 +164,12 @@ class Caller:
         return self.store.get(name).public_key
 
     async def post(self, path: str, data: bytes) -> Answer:
-        """POST ``data`` to ``path`` of the worker: the whole answer (status, headers, body)."""
-        return await self.transport.post(self.url, data, 20.0, path=path)
+        """POST ``data`` to ``path`` of the worker: the whole answer (status, body and, over HTTP/2,
+        the other headers; the other carriers have none)."""
+        if isinstance(self.transport, H2Transport):
+            return await self.transport.post(self.url, data, 20.0, path=path)
+        status, ctype, body = await self.transport.exec(self.url, data, 20.0, path=path)
+        return Answer(status, ctype, body)
 
     async def _sent(self, path: str, req: bytes) -> Sent:
         answer = await self.post(path, req)

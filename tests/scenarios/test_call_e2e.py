@@ -24,11 +24,12 @@ import pytest
 import trio
 
 import peerbox
-from peerbox.net._h2client import CALL_PATH, H2Transport
+from peerbox.net._h2client import CALL_PATH, H2Transport, Transport
 from peerbox.peer import Directory
 from peerbox.wire import KeyPair, delegate, grant
 
-from ._serve_helpers import MODES, Caller, Sent, shared
+from ..conftest import NatsServer
+from ._serve_helpers import MODES, TRANSPORTS, Caller, Sent, shared, worker_on
 from .conftest import PEERBOX, Serving
 
 pytestmark = pytest.mark.slow  # servers, child processes, `peerbox serve`
@@ -117,7 +118,7 @@ class World:
         logic.mkdir(parents=True, exist_ok=True)
         (logic / f"{name}.rhai").write_text(source)
 
-    def caller(self, transport: H2Transport, url: str) -> Caller:
+    def caller(self, transport: Transport, url: str) -> Caller:
         return Caller(self.store, transport, url, {"carol": self.carol, "mallory": self.mallory})
 
 
@@ -162,11 +163,12 @@ def _value(c: Caller, sent: Sent) -> Any:
     return reply.value
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("mode", list(MODES))
-async def test_carol_can_deliver_but_cannot_write_append_elsewhere_mkdir_or_read(world: World,
-                                                                                  mode: str) -> None:
-    async with MODES[mode](world.root, ["bob"]) as (url, _), H2Transport() as transport:
-        c = world.caller(transport, url)
+async def test_carol_can_deliver_but_cannot_write_append_elsewhere_mkdir_or_read(
+        world: World, mode: str, transport: str, nats_server: NatsServer) -> None:
+    async with worker_on(mode, transport, world.root, ["bob"], nats=nats_server.url) as (url, carrier):
+        c = world.caller(carrier, url)
         assert _value(c, await c.call("inbox::deliver", {"msg": "hi"})) == "delivered"
         assert _value(c, await c.call("inbox::deliver", ["again"])) == "delivered"
         assert (world.files / "inbox" / "messages.log").read_text() == "carol: hi\ncarol: again\n"
@@ -187,11 +189,12 @@ async def test_carol_can_deliver_but_cannot_write_append_elsewhere_mkdir_or_read
         assert "message too long" in _error(c, await c.call("inbox::deliver", {"msg": "x" * 1001}))["message"]
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("mode", list(MODES))
 async def test_a_published_function_writes_where_the_caller_cannot_and_an_unpublished_one_cannot_be_called(
-        world: World, mode: str) -> None:
-    async with MODES[mode](world.root, ["bob"]) as (url, _), H2Transport() as transport:
-        c = world.caller(transport, url)
+        world: World, mode: str, transport: str, nats_server: NatsServer) -> None:
+    async with worker_on(mode, transport, world.root, ["bob"], nats=nats_server.url) as (url, carrier):
+        c = world.caller(carrier, url)
         # carol may not write under vault/ herself ...
         own = 'fs::mkdir("vault"); fs::write("vault/carol.txt", "x")'
         error = _error(c, await c.send(own, sender="carol"))
@@ -216,10 +219,12 @@ async def test_a_published_function_writes_where_the_caller_cannot_and_an_unpubl
         assert error["kind"] == "denied" and "box::ping" in error["message"], error
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("mode", list(MODES))
-async def test_argument_errors_are_signed_bad_arguments(world: World, mode: str) -> None:
-    async with MODES[mode](world.root, ["bob"]) as (url, _), H2Transport() as transport:
-        c = world.caller(transport, url)
+async def test_argument_errors_are_signed_bad_arguments(world: World, mode: str, transport: str,
+                                                        nats_server: NatsServer) -> None:
+    async with worker_on(mode, transport, world.root, ["bob"], nats=nats_server.url) as (url, carrier):
+        c = world.caller(carrier, url)
         cases: list[tuple[Any, str]] = [
             (["a", "b"], "vault::put takes 1 argument (text), got 2"),
             ([], "vault::put takes 1 argument (text), got 0"),

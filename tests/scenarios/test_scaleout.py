@@ -252,3 +252,24 @@ async def test_a_worker_joining_takes_load_without_restarting_the_others(cluster
     assert [p.pid for p in first] == [cluster.procs[n].pid for n in ("w1", "w2")]
     assert all(p.poll() is None for p in first)
 
+
+
+async def test_a_caller_s_rate_holds_across_three_worker_processes(cluster: Cluster) -> None:
+    # burst 6, then one call per 2 minutes: the 14 calls below come long before the next one is due
+    policy = cluster.home / "peers" / "bob" / "policy.toml"
+    policy.write_text(policy.read_text().replace(
+        'actions = ["exec", "fs.*"]', 'actions = ["exec", "fs.*"]\nlimits = { calls_per_minute = 0.5, burst = 6 }'))
+    for name in ("w1", "w2", "w3"):
+        cluster.start(name)
+    statuses = []
+    async with NatsTransport() as transport:
+        for i in range(14):
+            req = cluster.request(f"{i}")
+            status, body = await _exec(transport, cluster, req)
+            statuses.append(status)
+            if status == 429:
+                reply = verify_reply(body, target=cluster.bob_key, request_bytes=req)
+                assert reply.error is not None and reply.error["kind"] == "rate_limited"
+    assert sorted(statuses) == [200] * 6 + [429] * 8  # one limit for the three workers, not three
+    assert statuses[:6] == [200] * 6
+    assert sum(cluster.answered(name) for name in ("w1", "w2", "w3")) == 6

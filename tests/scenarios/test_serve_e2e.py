@@ -1,7 +1,8 @@
-"""`peerbox serve` end to end over loopback HTTP/2, shared and isolated mode, the same test code.
+"""`peerbox serve` end to end, shared and isolated mode, over HTTP/2, WebSocket and NATS, the same test code.
 
-A real server (peerbox.net._worker over peerbox.net._h2server) and the client's
-HTTP/2 transport (peerbox.net._h2client.H2Transport): alice's allowed script (200,
+A real server (peerbox.net._worker behind each carrier's server; a real
+nats-server for NATS) and the client's transport for the carrier (chosen from
+the URL by peerbox.net._transports.SchemeTransport): alice's allowed script (200,
 the reply verifies), a denied caller (403, a signed denial), a loop (its
 limit); for each request type (exec, call, revoke) a replay (409), a forgery
 (401), an expired envelope, garbage and another type's envelope (400), a
@@ -26,10 +27,14 @@ import pytest
 import trio
 
 import peerbox
+from peerbox.net import TransportError
 from peerbox.net._h2client import CALL_PATH, EXEC_PATH, REVOKE_PATH, H2Transport
+from peerbox.net._transports import SchemeTransport
 from peerbox.wire import make_request, verify_reply
 
-from ._serve_helpers import MODES, Caller, isolated, rejection, shared
+from ..conftest import NatsServer
+from ._serve_helpers import TRANSPORTS, Caller, isolated, rejection, shared, worker_on
+from .conftest import Serving
 
 pytestmark = pytest.mark.slow  # servers in isolated mode (child processes), `peerbox serve`, curl/nghttp
 
@@ -48,10 +53,12 @@ def store(tmp_path: Path, demo_policy: str) -> peerbox.PeerStore:
     return peers
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("mode", ["shared", "isolated"])
-async def test_delegation_end_to_end(tmp_path: Path, store: peerbox.PeerStore, mode: str) -> None:
-    async with MODES[mode](tmp_path) as (url, _), H2Transport() as transport:
-        c = Caller(store, transport, url)
+async def test_delegation_end_to_end(tmp_path: Path, store: peerbox.PeerStore, mode: str, transport: str,
+                                     nats_server: NatsServer) -> None:
+    async with worker_on(mode, transport, tmp_path, nats=nats_server.url) as (url, carrier):
+        c = Caller(store, carrier, url)
         status, ctype, body, req = await c.send(
             'fs::mkdir("inbox"); fs::write("inbox/note.txt", "hi"); 7 * 6')
         assert (status, ctype) == (200, "application/cose")
@@ -90,16 +97,18 @@ def _envelope(c: Caller, kind: str, *, to: str = "bob", **kw: Any) -> bytes:
     return c.revoke_request(b"not a token", sender="alice", to=to, **kw)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("mode", ["shared", "isolated"])
 async def test_envelopes_are_refused_alike(tmp_path: Path, store: peerbox.PeerStore, mode: str,
-                                           kind: str) -> None:
-    """Every request type goes through the same refusals before anything is decided or run:
-    a replay (409), a forgery (401), an expired envelope (400), a target nobody hosts here (404),
-    garbage (400) and an envelope of another type on this endpoint (400 ``wrong_type``)."""
+                                           kind: str, transport: str, nats_server: NatsServer) -> None:
+    """Every request type, on every carrier, goes through the same refusals before anything is
+    decided or run: a replay (409), a forgery (401), an expired envelope (400), a target nobody
+    hosts here (404; over NATS nobody answers that target's subject: no responders), garbage (400)
+    and an envelope of another type on this endpoint (400 ``wrong_type``)."""
     path = KINDS[kind]
-    async with MODES[mode](tmp_path) as (url, _), H2Transport() as transport:
-        c = Caller(store, transport, url)
+    async with worker_on(mode, transport, tmp_path, nats=nats_server.url) as (url, carrier):
+        c = Caller(store, carrier, url)
         # a first delivery is answered with a signed reply (a value, a denial or a bad token) ...
         req = _envelope(c, kind)
         answer = await c.post(path, req)
@@ -117,10 +126,18 @@ async def test_envelopes_are_refused_alike(tmp_path: Path, store: peerbox.PeerSt
         answer = await c.post(path, _envelope(c, kind, now=int(time.time()) - 1000, ttl=300))
         assert answer.status == 400 and rejection(answer.body) == "expired"
         # a target this worker does not host
-        answer = await c.post(path, _envelope(c, kind, to="dave"))
-        assert answer.status == 404 and rejection(answer.body) == "wrong_target"
-        # malformed
-        assert (await c.post(path, b"\xd2\x84\x00")).status == 400
+        if transport == "nats":
+            with pytest.raises(TransportError, match="no responders|no worker"):
+                await c.post(path, _envelope(c, kind, to="dave"))
+        else:
+            answer = await c.post(path, _envelope(c, kind, to="dave"))
+            assert answer.status == 404 and rejection(answer.body) == "wrong_target"
+        # malformed (over NATS the subject is the envelope's target: the client cannot address it)
+        if transport == "nats":
+            with pytest.raises(TransportError, match="names no target"):
+                await c.post(path, b"\xd2\x84\x00")
+        else:
+            assert (await c.post(path, b"\xd2\x84\x00")).status == 400
         # a well-signed envelope of another type on this endpoint
         for other in KINDS:
             if other != kind:
@@ -130,16 +147,17 @@ async def test_envelopes_are_refused_alike(tmp_path: Path, store: peerbox.PeerSt
         assert (await c.post(path, good)).status in (200, 403)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("mode", ["shared", "isolated"])
 async def test_ten_peers_over_one_connection(tmp_path: Path, store: peerbox.PeerStore, demo_policy: str,
-                                            mode: str) -> None:
+                                            mode: str, transport: str, nats_server: NatsServer) -> None:
     names = [f"p{i}" for i in range(10)]
     for name in names:
         store.init(name)
         (tmp_path / "peers" / name / "policy.toml").write_text(demo_policy)
     results: dict[str, Any] = {}
-    async with MODES[mode](tmp_path, names) as (url, _), H2Transport() as transport:
-        c = Caller(store, transport, url)
+    async with worker_on(mode, transport, tmp_path, names, nats=nats_server.url) as (url, carrier):
+        c = Caller(store, carrier, url)
 
         async def one(name: str) -> None:
             status, _, body, req = await c.send("target.name", to=name)
@@ -149,8 +167,10 @@ async def test_ten_peers_over_one_connection(tmp_path: Path, store: peerbox.Peer
         async with trio.open_nursery() as n:
             for name in names:
                 n.start_soon(one, name)
-        assert transport.connections_opened == 1
-        assert (await c.send("1"))[0] == 404  # bob is not among them
+        assert isinstance(carrier, SchemeTransport)
+        assert [t.connections_opened for t in carrier.transports.values()] == [1]  # type: ignore[attr-defined]
+        if transport != "nats":  # (over NATS nobody answers bob's subject)
+            assert (await c.send("1"))[0] == 404  # bob is not among them
     assert results == {name: name for name in names}
 
 
@@ -176,27 +196,12 @@ async def test_isolated_child_killed_is_restarted(tmp_path: Path, store: peerbox
                 await trio.sleep(0.1)
 
 
-def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path, store: peerbox.PeerStore) -> None:
-    port_file = tmp_path / "port"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "peerbox.cli._serve", "serve", "--root", str(tmp_path), "--peers", "bob",
-         "--listen", "127.0.0.1:0", "--port-file", str(port_file)],
-        stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not port_file.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert port_file.exists()
-        port = int(port_file.read_text())
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0
-    assert f"listening on http://127.0.0.1:{port} (peers: bob)" in err
-    assert not port_file.exists()
+def test_cli_serve_stops_cleanly_on_sigterm(tmp_path: Path, store: peerbox.PeerStore, serving: Serving) -> None:
+    err = tmp_path / "serve.stderr"
+    with serving(tmp_path, "--peers", "bob", quiet=False, stderr=err) as (port, _):
+        pass  # SIGTERM; serving asserts exit 0
+    assert f"listening on http://127.0.0.1:{port} (peers: bob)" in err.read_text()
+    assert not list(tmp_path.glob("port-*"))  # the port file is removed on the way out
 
 
 def test_isolated_children_follow_their_supervisor(tmp_path: Path, store: peerbox.PeerStore) -> None:

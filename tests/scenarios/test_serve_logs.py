@@ -223,3 +223,22 @@ def test_audit_log_with_two_workers(tmp_path: Path, store: peerbox.PeerStore, se
     assert dave and all(r["caller"] == dave_did and r["decision"] == "denied" for r in dave)
     assert all(r["rule"] == "no rule allowed it" and r["action"] == "exec" for r in dave)
     assert _audit(tmp_path, "--since", "2999-01-01T00:00:00Z") == []
+
+
+@pytest.mark.parametrize("mode", ["shared", "isolated"])
+def test_a_client_cannot_choose_its_transport_or_address_in_the_log(tmp_path: Path, store: peerbox.PeerStore,
+                                                                    serving: Any, mode: str) -> None:
+    """The headers an isolated-mode router adds for its children (how and from where a request came)
+    are ignored when a remote client sends them: the line says what the server saw."""
+    log = tmp_path / "serve.log"
+    args = ["--peers", "bob", "--log-format", "json", "--mode", mode]
+    with serving(tmp_path, *args, stderr=log) as (port, _):
+        proc = subprocess.run(
+            ["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+             "-H", "content-type: application/cose", "-H", "peerbox-transport: forged",
+             "-H", "peerbox-client: 203.0.113.9:1", "--data-binary", "not an envelope",
+             f"http://127.0.0.1:{port}{EXEC_PATH}"], capture_output=True, text=True, timeout=30)
+        assert proc.stdout == "400", proc.stderr
+        (line,) = _wait_for(log, 1)
+    assert line["transport"] == "h2c" and line["client"].startswith("127.0.0.1:"), line
+    assert "forged" not in log.read_text() and "203.0.113.9" not in log.read_text()

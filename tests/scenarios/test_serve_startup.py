@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -93,13 +94,12 @@ def test_a_peer_already_served_is_refused_with_who_serves_it(root: Path, way: st
 
 
 def test_a_killed_server_leaves_nothing_that_blocks_the_next(root: Path, serving: Serving) -> None:
-    proc = subprocess.Popen([*PEERBOX, "serve", "--root", str(root), "--listen", "127.0.0.1:0", "--workers",
-                             "1", "--peers", "bob"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        assert proc.stderr is not None
-        assert "listening on" in proc.stderr.readline()
-    finally:
+    err = root / "killed.stderr"
+    with serving(root, "--workers", "1", "--peers", "bob", quiet=False, stderr=err, may_be_killed=True) as (_, proc):
+        deadline = time.monotonic() + 20  # the line comes just after the port file
+        while "listening on" not in err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "listening on" in err.read_text()
         proc.kill()
         proc.wait()
     assert "pid=" in (root / "peers" / "bob" / "serve.lock").read_text()  # stale, and harmless

@@ -31,15 +31,12 @@ from peerbox.peer import Directory
 from peerbox.wire import grant, make_request, verify_reply
 
 from ..conftest import NatsServer
-from ._serve_helpers import MODES, Caller
+from ._serve_helpers import MODES, TRANSPORTS, Caller
 from .conftest import PEERBOX, Serving
 
 pytestmark = pytest.mark.slow  # servers, child processes, `peerbox serve`
 
 
-
-#: Every transport: each test of the matrix runs over all of them (the key of the worker's URLs).
-TRANSPORTS = ["h2", "ws", "nats"]
 
 POLICY = """version = 2
 [[rule]]

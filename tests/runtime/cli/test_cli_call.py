@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +24,7 @@ import peerbox
 from peerbox.cli._call import call_arguments, split_function
 from peerbox.peer import Directory, PeerStore
 
+from ...conftest import Serving
 from ..conftest import CliResult
 
 API = """\
@@ -143,29 +140,12 @@ def world(tmp_path: Path, cli: Callable[..., CliResult], monkeypatch: pytest.Mon
 
 
 @pytest.fixture
-def served(world: World) -> Iterator[World]:
+def served(world: World, serving: Serving) -> Iterator[World]:
     """``world`` with a real ``peerbox serve`` hosting bob, at the URL carol's directory names."""
-    port_file = world.root / "port"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "peerbox", "serve", "--root", str(world.root), "--listen", "127.0.0.1:0",
-         "--port-file", str(port_file), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, "peerbox serve did not write its port file"
-            time.sleep(0.05)
+    with serving(world.root) as (port, _):
         did = PeerStore(world.root).get("bob").did
-        Directory(world.carol_root).add("bob", did, f"http://127.0.0.1:{port_file.read_text().strip()}",
-                                        replace=True)
+        Directory(world.carol_root).add("bob", did, f"http://127.0.0.1:{port}", replace=True)
         yield world
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
 
 
 def test_array_args_json_with_arg_is_a_usage_error(world: World) -> None:

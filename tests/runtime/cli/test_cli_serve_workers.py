@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import peerbox
+
+from ...conftest import Serving
 
 pytestmark = pytest.mark.slow  # runs `peerbox serve` as a process
 
@@ -52,24 +52,11 @@ def test_an_address_in_use_is_a_usage_error(root: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in res.stderr
 
 
-def test_the_supervisor_prints_one_banner_and_stops_cleanly(root: Path) -> None:
-    port_file = root / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "peerbox", "serve", "--root", str(root), "--listen",
-                             "127.0.0.1:0", "--port-file", str(port_file), "--workers", "2"],
-                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not port_file.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert port_file.exists()
-        port = int(port_file.read_text())
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    assert err.count("listening on") == 1
-    assert f"listening on http://127.0.0.1:{port} (peers: bob)" in err
-    assert not port_file.exists()
+def test_the_supervisor_prints_one_banner_and_stops_cleanly(root: Path, serving: Serving) -> None:
+    err = root / "serve.stderr"
+    with serving(root, "--workers", "2", quiet=False, stderr=err) as (port, _):
+        pass  # SIGTERM; serving asserts exit 0
+    text = err.read_text()
+    assert text.count("listening on") == 1, text
+    assert f"listening on http://127.0.0.1:{port} (peers: bob)" in text
+    assert not list(root.glob("port-*"))  # the port file is removed on the way out

@@ -22,7 +22,7 @@ import trio
 import peerbox
 from peerbox.net._h2server import HttpRequest, HttpResponse
 from peerbox.net._jetstream import JetStreamState, SharedStateError
-from peerbox.net._jsstores import DirectoryEntry, JetStreamDirectory, JetStreamNonces
+from peerbox.net._jsstores import JetStreamNonces
 from peerbox.net._worker import Worker
 from peerbox.net._workerstate import WorkerState
 from peerbox.wire._envelope import make_request
@@ -196,16 +196,6 @@ def test_opening_shared_state_without_a_server_is_a_typed_error(nats_servers: Ca
     server.stop()
     with pytest.raises(SharedStateError, match="JetStream"):
         WorkerState(url, timeout=1.0).open()
-
-
-def test_the_shared_directory_lists_what_was_published(nats_server: NatsServer) -> None:
-    with JetStreamState(nats_server.url) as state:
-        directory = JetStreamDirectory(state)
-        name = f"peer-{time.time_ns()}"
-        directory.put(DirectoryEntry(name, "did:key:z6Mkexample", "nats://127.0.0.1:4222"))
-        assert DirectoryEntry(name, "did:key:z6Mkexample", "nats://127.0.0.1:4222") in directory.list()
-        assert directory.remove(name) is True
-        assert name not in [e.name for e in directory.list()]
 
 
 def test_nonce_errors_are_typed(nats_servers: Callable[[], NatsServer]) -> None:
