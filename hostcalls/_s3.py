@@ -53,8 +53,10 @@ service returns. Every client failure is translated at one boundary,
 from __future__ import annotations
 
 import functools
+import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -81,6 +83,11 @@ __all__ = ["S3Backend", "open_s3", "DIR_MARKER"]
 DIR_MARKER = TEMP_PREFIX + "dir"
 #: How many times an append re-reads and retries after another writer changed the file.
 _APPEND_ATTEMPTS = 16
+#: Between those tries, a random pause of up to this many seconds, doubled each time up to
+#: :data:`_BACKOFF_CAP` (full jitter: two writers that keep colliding fall out of step instead of
+#: one of them losing every race while the other appends in a tight loop).
+_BACKOFF_BASE = 0.004
+_BACKOFF_CAP = 0.25
 _DEFAULT_REGION = "us-east-1"
 _ENCODE = re.compile(r"[%\\]")
 _DECODE = re.compile(r"%(25|5C)")
@@ -263,7 +270,9 @@ class S3Backend(Backend):
         key, limit = self._key(parts), self.quotas.max_file_size
         with self._changing(p) as tally:
             self._walk(parts, len(parts) - 1)
-            for _ in range(_APPEND_ATTEMPTS):
+            for attempt in range(_APPEND_ATTEMPTS):
+                if attempt:
+                    time.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt)))
                 blob = self._store.get(key, p, limit)
                 if blob is None:
                     if self._is_dir(parts, p):
