@@ -9,7 +9,8 @@ the client (``AsyncClient`` with :class:`H2Transport`, then with
 caller's admission queue) for a few seconds, alternating the carriers for 2
 rounds (best of each). Every call is a full delegated call (sign, verify,
 policy, nonce, run ``params.x + 1``, sign the reply, verify it and its
-value). Worker CPU per call is the server process's utime + stime (``/proc/PID/stat``) over the phase / its calls.
+value). Worker CPU per call is the server process's utime + stime
+(``/proc/PID/stat``) over the phase / its calls.
 
 Rows: calls/s and worker CPU per call for each carrier, and the ratio NATS /
 HTTP/2 of CPU per call (issue 18's target: at most 1.2).
