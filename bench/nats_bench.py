@@ -252,17 +252,15 @@ def bench_nats(quick: bool) -> list[tuple[str, float, str]]:
             (f"NATS / HTTP/2 worker CPU per call (target ≤ {TARGET_RATIO})", ratio, "×")]
 
 
-def _worker_root(work: Path, name: str, peers: tuple[str, ...]) -> Path:
-    """A worker's own root: copies of ``peers``' directories and ``client`` in its directory (what an
+def _worker_root(work: Path, name: str, peer: str) -> Path:
+    """A worker's own root: a copy of ``peer``'s directory and ``client`` in its directory (what an
     operator puts on each machine: the README's "Many workers, one peer")."""
     import peerbox
     from peerbox.peer import Directory
 
     root = work / name
-    for peer in peers:
-        if not (root / "peers" / peer).exists():
-            shutil.copytree(work / "root" / "peers" / peer, root / "peers" / peer)
-    if not (root / "peers.toml").exists():
+    if not root.exists():
+        shutil.copytree(work / "root" / "peers" / peer, root / "peers" / peer)
         Directory(root).add("client", peerbox.PeerStore(work / "root").get("client").did)
     return root
 
@@ -362,7 +360,7 @@ def _scaling_round(root: Path, nats_url: str, nats_pid: int, workers: list[_Work
                 if reply.value != i + 1:
                     raise RuntimeError(f"wrong reply {reply.error or reply.value!r}")
 
-            for i in range(20 * len(workers)):  # warm: every worker compiles the script once
+            for i in range(10 * len(workers)):  # warm: every worker compiles the script once
                 await one(lanes[i % len(lanes)], i)
             before = [w.sample() for w in hosts]
             done, end = 0, trio.current_time() + closed_s
@@ -381,7 +379,7 @@ def _scaling_round(root: Path, nats_url: str, nats_pid: int, workers: list[_Work
                     n.start_soon(stream, k)
             out.closed_rate = done / (time.perf_counter() - t0)
             out.closed_ms = _own_ms(before, [w.sample() for w in hosts])
-            await trio.sleep(0.2)
+            await trio.sleep(0.1)
 
             latencies: list[float] = []
 
@@ -422,7 +420,7 @@ def bench_scaling(quick: bool) -> list[tuple[str, float, str]]:
     JetStream state (see the module docstring). Rows: (label, value, unit)."""
     import peerbox
 
-    closed_s, open_s, rounds = (0.5, 0.8, 1) if quick else (3.0, 6.0, 2)
+    closed_s, open_s, rounds = (0.3, 0.6, 1) if quick else (3.0, 6.0, 2)
     # --quick: 1, 2, 3 workers once; else 1, 2, 3, 2, 1 workers, twice (a drift of the machine's
     # load in time weighs on both ends alike), and each figure is the median of its samples
     order = WORKERS if quick else (*WORKERS, *WORKERS[-2::-1])
@@ -444,15 +442,17 @@ def bench_scaling(quick: bool) -> list[tuple[str, float, str]]:
                 workers: list[_Worker] = []
                 try:
                     for n in order:
+                        retired: list[_Worker] = []
                         for k in range(slots):
                             peer = "target" if k < n else f"pad{k}"
                             if k < len(workers) and workers[k].peer == peer:
                                 continue
-                            if k < len(workers):
-                                workers[k].stop()
+                            retired += workers[k:k + 1]
                             started += 1
-                            root = _worker_root(work, f"w{k}", ("target", f"pad{k}") if k else ("target",))
+                            root = _worker_root(work, f"w{k}-{peer}", peer)
                             workers[k:k + 1] = [_Worker(root, peer, nats.url, f"s{started}")]
+                        for w in retired:   # while the new ones start
+                            w.stop()
                         for w in workers:
                             w.ready()
                         samples[n].append(_scaling_round(work / "root", nats.url, nats.proc.pid, workers,
