@@ -38,14 +38,14 @@ on; N of them (1, 2, 3) host ``target``, the others a padding peer each. Per N:
   scheduled time to the verified reply.
 
 The target row: open-loop worker CPU per call with 3 workers / with 1, PASS
-at most 1.15. Why 1.15: the per-worker figure moves by up to ±7% between
-samples of one run on this shared machine, and a cost that grew with the
-number of workers, at the scale of one JetStream operation per call per
-other worker (a KV create costs a worker 0.2–0.3 ms of CPU,
-``bench/state_bench.py``, against ≈2 ms per call in all), would put the
-ratio at 1.2 or more. Full runs take 1, 2, 3, 2, 1 workers twice (a drift of
-the machine's load weighs on both ends alike) and report medians;
-``--quick`` takes 1, 2, 3 once.
+at most 1.15. Why 1.15: one sample of the per-worker figure moves by about
+±10% from the next when other jobs load this shared machine (the medians
+below halve that), and a cost that grew with the number of workers, at the
+scale of one JetStream operation per call per other worker (a KV create
+costs a worker 0.2–0.3 ms of CPU, ``bench/state_bench.py``, against ≈2 ms
+per call in all), would put the ratio at 1.2 or more. Full runs take 1, 2,
+3, 3, 2, 1 workers twice (4 samples of each N; a drift of the machine's load
+weighs on both ends alike) and report medians; ``--quick`` takes 1, 2, 3 once.
 """
 
 from __future__ import annotations
@@ -421,9 +421,9 @@ def bench_scaling(quick: bool) -> list[tuple[str, float, str]]:
     import peerbox
 
     closed_s, open_s, rounds = (0.3, 0.6, 1) if quick else (3.0, 6.0, 2)
-    # --quick: 1, 2, 3 workers once; else 1, 2, 3, 2, 1 workers, twice (a drift of the machine's
+    # --quick: 1, 2, 3 workers once; else 1, 2, 3, 3, 2, 1 workers, twice (a drift of the machine's
     # load in time weighs on both ends alike), and each figure is the median of its samples
-    order = WORKERS if quick else (*WORKERS, *WORKERS[-2::-1])
+    order = WORKERS if quick else (*WORKERS, *WORKERS[::-1])
     slots = max(WORKERS)
     pads = [f"pad{k}" for k in range(1, slots)]    # slot k hosts target, or pad{k} (slot 0: target)
     samples: dict[int, list[_Phases]] = {n: [] for n in WORKERS}
