@@ -471,7 +471,7 @@ def bench_scaling(quick: bool) -> list[tuple[str, float, str]]:
     for n in WORKERS:
         failed = sum(p.failed for p in samples[n])
         rows += [(f"NATS, {n} worker(s) hosting one peer: calls/s, closed loop of {INFLIGHT} in flight "
-                  "(CPU-bound on this machine)", med(n, lambda p: p.closed_rate), "calls/s"),
+                  f"(CPU-bound on {os.cpu_count()} cores)", med(n, lambda p: p.closed_rate), "calls/s"),
                  (f"NATS, {n} worker(s), closed loop: CPU per call, each worker's own (mean)",
                   med(n, lambda p: statistics.mean(p.closed_ms)), "ms"),
                  (f"NATS, {n} worker(s): calls/s, open loop offered {RATE_PER_WORKER * n}/s"
