@@ -408,7 +408,7 @@ def _scaling_round(root: Path, nats_url: str, nats_pid: int, workers: list[_Work
             out.open_ms = [ms for w, ms in zip(workers, _own_ms(before, after), strict=True)
                            if w.peer == "target"]
             out.cores = (others + sum(a[0] - b[0] for a, b in zip(after, before, strict=True))) / wall
-            xs = sorted(latencies)
+            xs = sorted(latencies) or [float("nan")]   # none: every call failed (the row says how many)
             out.p50, out.p99 = (1000 * xs[int(q * (len(xs) - 1))] for q in (0.5, 0.99))
 
     trio.run(main)
