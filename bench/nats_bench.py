@@ -360,8 +360,9 @@ def _scaling_round(root: Path, nats_url: str, nats_pid: int, workers: list[_Work
                 if reply.value != i + 1:
                     raise RuntimeError(f"wrong reply {reply.error or reply.value!r}")
 
-            for i in range(10 * len(workers)):  # warm: every worker compiles the script once
-                await one(lanes[i % len(lanes)], i)
+            async with trio.open_nursery() as n:   # warm: every worker compiles the script once
+                for i in range(10 * len(workers)):
+                    n.start_soon(one, lanes[i % len(lanes)], i)
             before = [w.sample() for w in hosts]
             done, end = 0, trio.current_time() + closed_s
             t0 = time.perf_counter()
@@ -420,7 +421,7 @@ def bench_scaling(quick: bool) -> list[tuple[str, float, str]]:
     JetStream state (see the module docstring). Rows: (label, value, unit)."""
     import peerbox
 
-    closed_s, open_s, rounds = (0.3, 0.6, 1) if quick else (3.0, 6.0, 2)
+    closed_s, open_s, rounds = (0.25, 0.5, 1) if quick else (3.0, 6.0, 2)
     # --quick: 1, 2, 3 workers once; else 1, 2, 3, 3, 2, 1 workers, twice (a drift of the machine's
     # load in time weighs on both ends alike), and each figure is the median of its samples
     order = WORKERS if quick else (*WORKERS, *WORKERS[::-1])
