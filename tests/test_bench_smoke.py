@@ -61,7 +61,10 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     assert all(r["peerbox"] > 0 and r["us"] > 0 for r in storage), storage
     assert "## Storage backends" in proc.stdout
     assert any(r["group"] == "hostile" for r in doc["rows"])
-    assert sum(r["group"] == "nats" for r in doc["rows"]) == 7 + 10  # NATS next to HTTP/2; 1, 2, 3 workers
+    nats = [r for r in doc["rows"] if r["group"] == "nats"]
+    assert len(nats) == 7 + 3 * 7 + 1, nats  # NATS next to HTTP/2; 1, 2, 3 workers (7 rows each); target
+    scaling = nats[-1]   # worker CPU per call with 3 workers / with 1, judged against its target
+    assert scaling["us"] > 0 and ("PASS" in scaling["title"] or "MISS" in scaling["title"]), scaling
     assert [r["rel"] for r in doc["rows"] if r["group"] == "startup"][0] == 1.0  # the reference
     _check_network(doc, table)
     assert "## Network" in proc.stdout
