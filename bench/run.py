@@ -426,8 +426,11 @@ def render_markdown(rows: list[Row], info: dict[str, Any], args: argparse.Namesp
         [[r.title, ms(r.peerbox), ms(r.us), r.note] for r in group("storage")])
     lines += _section(
         "NATS next to HTTP/2 (issue 18)",
-        "One worker served over HTTP/2 and NATS at once (`bench/nats_bench.py`), the same client, "
-        "alternating carriers, best of 2 rounds; CPU is the worker process's.",
+        "First one worker served over HTTP/2 and NATS at once (`bench/nats_bench.py`), the same "
+        "client, alternating carriers, best of 2 rounds; CPU is the worker process's. Then 1, 2 and 3 "
+        "`peerbox serve` workers hosting one peer over NATS with shared JetStream state, three processes "
+        "running always (the others host a padding peer), 100 calls/s offered to each (open loop), "
+        "per-worker CPU per call; and a closed loop, CPU-bound on 2 cores.",
         ["measure", "value"],
         [[r.title, f"{r.us:.3f} {r.unit}"] for r in group("nats")])
     lines += _section(
