@@ -50,14 +50,9 @@ the table as ERROR/WRONG rather than aborting the run.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gc
-import importlib.metadata
-import importlib.util
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -82,6 +77,7 @@ import data_bench  # noqa: E402
 import gen_script  # noqa: E402
 import isolation  # noqa: E402
 import network  # noqa: E402
+from _machine import _loadavg, machine_info  # noqa: E402
 from _rows import Row, _err, _timed, best_of, load_py, render_table  # noqa: E402
 
 
@@ -283,54 +279,7 @@ def bench_trivial(quick: bool, repeat: int) -> list[Row]:
     return rows
 
 
-# -- machine info and output ----------------------------------------------------
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=REPO_DIR, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-
-    def ver(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    commit = _git("rev-parse", "HEAD")
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "wasmtime": ver("wasmtime"),
-        "peerbox": ver("peerbox"),
-        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "commit": commit,
-        "short_commit": commit[:7],
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "loadavg_end": _loadavg(),   # 1/5/15-minute load averages (the machine may be shared)
-    }
-
+# -- output ------------------------------------------------------------------
 
 def _section(title: str, intro: str, header: list[str], cells: list[list[str]]) -> list[str]:
     """The lines of one report section: ``## title``, ``intro``, a table of ``header`` and
