@@ -184,8 +184,9 @@ class _Counter:
 
     def duplicates(self, table: str, fields: tuple[str, ...]) -> int:
         cols = ", ".join(column(f) for f in fields)
+        present = " AND ".join(f"{column(f)} IS NOT NULL" for f in fields)  # NULLs are never equal
         row = self.db.execute(f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} "
-                              f"GROUP BY {cols} HAVING n > 1)").fetchone()
+                              f"WHERE {present} GROUP BY {cols} HAVING n > 1)").fetchone()
         return int(row[0])
 
 
