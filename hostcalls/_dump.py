@@ -117,7 +117,8 @@ def import_lines(records: Records, coll: str, lines: Iterable[str]) -> int:
             raise HostCallError(exc.kind, f"line {n}: {exc.message}") from exc
         rows.append(([key] if t.coll.auto_key else []) + t.to_row(rec))
     names = (["_key"] if t.coll.auto_key else []) + t.fields
-    sql = f"INSERT INTO {t.name} ({', '.join(column(c) for c in names)}) VALUES ({', '.join('?' * len(names))})"
+    marks = ", ".join("?" * len(names))
+    sql = f"INSERT INTO {t.name} ({', '.join(column(c) for c in names)}) VALUES ({marks})"
     with records._tx() as db:
         for row in rows:
             db.execute(sql, row)

@@ -41,7 +41,7 @@ from peerbox._sqlite import open_wal
 from ._dbquery import column
 from ._errors import HostCallError, db_reason, os_reason
 from ._records import _HISTORY, _Table
-from ._schema import Collection, Field, Schema
+from ._schema import SCALARS, Collection, Field, Schema
 from ._schemacheck import check_schema
 from ._validate import _V, validate_record
 
@@ -165,7 +165,7 @@ class _Counter:
     def _bad(self, value: object) -> int:
         assert self.field is not None
         v: object = value
-        if value is not None and self.stored not in ("did", "string", "int", "timestamp", "float", "bool", "bytes"):
+        if value is not None and self.stored not in SCALARS:
             v = cbor2.loads(value)  # type: ignore[arg-type]
         elif self.stored == "bool" and value is not None:
             v = bool(value)
@@ -218,7 +218,8 @@ def _compare(db: sqlite3.Connection, old: Schema | None, new: Schema) -> list[Ch
             of = ot.field(f.name)
             if of is None:
                 if f.type.optional:
-                    out.append(Change(name, "add_field", f.name, ADDITIVE, 0, f"a new optional field ({f.type})"))
+                    out.append(Change(name, "add_field", f.name, ADDITIVE, 0,
+                                      f"a new optional field ({f.type})"))
                 else:
                     out.append(Change(name, "add_required_field", f.name, DESTRUCTIVE, counter.count(table),
                                       f"a new required field ({f.type}) stored records lack"))
@@ -247,7 +248,8 @@ def _compare(db: sqlite3.Connection, old: Schema | None, new: Schema) -> list[Ch
                     continue
                 known = all(ot.field(x) is not None for x in fields) and oc.key == nc.key
                 dups = counter.duplicates(table, fields) if known else 0
-                out.append(Change(name, "add_unique", ",".join(fields), DESTRUCTIVE if dups else ADDITIVE, dups,
+                cls = DESTRUCTIVE if dups else ADDITIVE
+                out.append(Change(name, "add_unique", ",".join(fields), cls, dups,
                                   "a new unique constraint" + (": stored records break it" if dups else "")))
             for fields in olds:
                 if fields not in news:
@@ -337,7 +339,8 @@ def apply_migration(path: str | os.PathLike[str], new: Schema, text: str | None,
                                     "without --allow-destructive; nothing was changed")
             _apply(db, plan, notify)
             canonical = json.dumps(new.canonical(), sort_keys=True)
-            db.execute("INSERT OR REPLACE INTO _peerbox_applied VALUES (1, ?, ?, ?)", (new.digest, canonical, text))
+            db.execute("INSERT OR REPLACE INTO _peerbox_applied VALUES (1, ?, ?, ?)",
+                       (new.digest, canonical, text))
             db.execute("INSERT OR IGNORE INTO _peerbox_schema VALUES (?, ?, ?, ?)",
                        (new.digest, new.version, int(time.time()), canonical))
             notify("recorded")
@@ -361,7 +364,9 @@ def _apply(db: sqlite3.Connection, plan: Plan, step: Callable[[str], None]) -> N
     for c in plan.changes:
         if c.what == "remove_collection":
             assert old is not None
-            db.execute(f"DROP TABLE IF EXISTS {_Table(old, old.collection(c.collection) or Collection('', '')).name}")
+            gone = old.collection(c.collection)
+            assert gone is not None
+            db.execute(f"DROP TABLE IF EXISTS {_Table(old, gone).name}")
             db.execute("DELETE FROM _peerbox_collections WHERE name = ?", (c.collection,))
     for nc in new.collections:
         if nc.name not in touched and old is not None and old.collection(nc.name) is not None:

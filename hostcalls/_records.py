@@ -204,8 +204,9 @@ class Records:
                 if row[0] != self.schema.digest:
                     old = json.loads(row[1])
                     raise HostCallError("unsupported", (
-                        f"the schema (version {self.schema.version}, digest {self.schema.digest[:12]}) is not "
-                        f"the one applied to the records (version {old.get('version')}, digest {row[0][:12]}): "
+                        f"the schema (version {self.schema.version}, digest {self.schema.digest[:12]}) is "
+                        f"not the one applied to the records (version {old.get('version')}, digest "
+                        f"{row[0][:12]}): "
                         "run `peerbox schema apply` for this peer (--dry-run shows what would change)"))
                 return
             for t in self._tables.values():
@@ -223,7 +224,8 @@ class Records:
             canonical = json.dumps(self.schema.canonical(), sort_keys=True)
             self._db.execute("INSERT OR IGNORE INTO _peerbox_schema VALUES (?, ?, ?, ?)",
                              (self.schema.digest, self.schema.version, int(time.time()), canonical))
-            self._db.execute("INSERT INTO _peerbox_applied VALUES (1, ?, ?, ?)", (self.schema.digest, canonical, text))
+            self._db.execute("INSERT INTO _peerbox_applied VALUES (1, ?, ?, ?)",
+                             (self.schema.digest, canonical, text))
 
     def close(self) -> None:
         with self._lock:

@@ -30,8 +30,8 @@ import time
 from typing import Any
 
 from ..hostcalls import Plan, Schema, SchemaError, json_schema
-from ..peer import (HistoryError, PeerStore, SchemaRefused, apply_schema, load_schema, schema_path, schema_versions,
-                    verify_schema_history)
+from ..peer import (HistoryError, PeerStore, SchemaRefused, apply_schema, load_schema, schema_path,
+                    schema_versions, verify_schema_history)
 from .._errors import UsageError
 from ._args import add_root_argument
 

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from ._logic import HEAD_KEY, LogicError, LogicRefused, ModuleListing, PeerLogic
     from ._context import Contexts, PeerContext
     from ._schema import (SCHEMA_FILE, Applied, PeerRecords, SchemaRefused, apply_schema, load_schema,
-                          parse_schema_text, schema_history, schema_path, schema_versions, verify_schema_history)
+                          parse_schema_text, schema_history, schema_path, schema_versions,
+                          verify_schema_history)
     from ._api import CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published, published
     from ._names import Known, NameResolution, PeerNames
     from ._audit import (AUDIT_FILE, DEFAULT_ROTATION, AuditError, AuditLog, AuditRecord, Decision, Rotation,

@@ -154,9 +154,9 @@ class PeerRecords:
             except HostCallError as exc:
                 if exc.kind != "unsupported":
                     raise
-                raise HostCallError("unsupported", f"the peer's schema.toml is not the schema its records are "
-                                    f"stored under: run `peerbox schema apply {self.peer.name}` (--dry-run "
-                                    "shows what would change)") from exc
+                raise HostCallError("unsupported", "the peer's schema.toml is not the schema its records "
+                                    f"are stored under: run `peerbox schema apply {self.peer.name}` "
+                                    "(--dry-run shows what would change)") from exc
             self._stamp = stamp
             return self._open
 
@@ -206,8 +206,8 @@ def schema_versions(peer: Peer) -> list[Version]:
     return schema_history(peer).entries(SCHEMA_MODULE)
 
 
-def apply_schema(peer: Peer, *, dry_run: bool = False, allow_destructive: bool = False, now: int | None = None,
-                 step: Callable[[str], None] | None = None) -> Applied:
+def apply_schema(peer: Peer, *, dry_run: bool = False, allow_destructive: bool = False,
+                 now: int | None = None, step: Callable[[str], None] | None = None) -> Applied:
     """Compare ``peer``'s ``schema.toml`` with the schema its records are stored under and apply it.
 
     ``dry_run``: only the plan. Raises :class:`SchemaError` (the file does not check),
@@ -215,7 +215,8 @@ def apply_schema(peer: Peer, *, dry_run: bool = False, allow_destructive: bool =
     nothing changed) or :class:`HistoryError`. ``step`` is passed to the migration (tests)."""
     text, _ = _read(schema_path(peer))
     schema = parse_schema_text(text, os.fspath(schema_path(peer)))
-    return _apply(peer, text, schema, dry_run=dry_run, allow_destructive=allow_destructive, now=now, step=step)
+    return _apply(peer, text, schema, dry_run=dry_run, allow_destructive=allow_destructive, now=now,
+                  step=step)
 
 
 def _apply(peer: Peer, text: str, schema: Schema, *, dry_run: bool, allow_destructive: bool,

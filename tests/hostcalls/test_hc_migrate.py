@@ -28,8 +28,13 @@ def parse(text: str) -> Schema:
 
 def all_records(path: Path, schema: Schema) -> dict[str, list[dict[str, object]]]:
     store = Records(path, schema)
+    out: dict[str, list[dict[str, object]]] = {}
     try:
-        return {c.name: store.query(c.name, {"limit": 1000})["items"] for c in schema.collections}
+        for c in schema.collections:
+            items = store.query(c.name, {"limit": 1000})["items"]
+            assert isinstance(items, list)
+            out[c.name] = items
+        return out
     finally:
         store.close()
 
