@@ -102,6 +102,9 @@ def _open(path: str | os.PathLike[str]) -> sqlite3.Connection:
 
 def _applied(db: sqlite3.Connection) -> tuple[Schema, str | None] | None:
     row = db.execute("SELECT canonical, text FROM _peerbox_applied").fetchone()
+    if row is None:  # a file from before migrations: the last schema it was opened with
+        row = db.execute("SELECT schema, NULL FROM _peerbox_schema ORDER BY applied_at DESC, rowid DESC "
+                         "LIMIT 1").fetchone()
     if row is None:
         return None
     return check_schema(json.loads(row[0]), "", "applied schema"), row[1]
@@ -375,6 +378,12 @@ def _apply(db: sqlite3.Connection, plan: Plan, step: Callable[[str], None]) -> N
         nt = _Table(new, nc)
         sig = json.dumps(new.signature(nc), sort_keys=True)
         if oc is None:
+            row = db.execute("SELECT signature FROM _peerbox_collections WHERE name = ?",
+                             (nc.name,)).fetchone()
+            if row is not None and row[0] != sig:  # a table this file's schema list does not explain
+                raise HostCallError("unsupported", f"collection {nc.name!r} holds records of another "
+                                    "schema than the one recorded; restore that schema.toml and apply it "
+                                    "first")
             for stmt in nt.ddl():
                 db.execute(stmt)
         elif json.dumps(old.signature(oc), sort_keys=True) != sig:  # type: ignore[union-attr]

@@ -147,8 +147,13 @@ class PeerRecords:
                 self._open.close()
                 self._open = None
             path = self.peer.paths.dir / RECORDS_FILE
-            if applied_schema(path) is None:  # the first schema: applied (and recorded) as it is
-                _apply(self.peer, text, schema, dry_run=False, allow_destructive=False)
+            try:
+                if schema_history(self.peer).last(SCHEMA_MODULE) is None:  # the first: applied, recorded
+                    _apply(self.peer, text, schema, dry_run=False, allow_destructive=False)
+            except (HistoryError, SchemaRefused) as exc:
+                name = self.peer.name
+                raise HostCallError("unsupported", "the peer's schema cannot be applied: see peerbox schema "
+                                    f"apply {name} and peerbox schema history {name}") from exc
             try:
                 self._open = Records(path, schema, text=text)
             except HostCallError as exc:
@@ -230,7 +235,7 @@ def _apply(peer: Peer, text: str, schema: Schema, *, dry_run: bool, allow_destru
             raise SchemaRefused(f"the records cannot be read: {exc}") from exc
         if dry_run:
             return Applied(plan, False, None)
-        if plan.same:
+        if plan.same and history.last(SCHEMA_MODULE) is not None:
             return Applied(plan, False, None)
         if plan.destructive and not allow_destructive:
             raise SchemaRefused(f"{len(plan.destructive)} destructive change"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import tomllib
@@ -214,3 +215,14 @@ def test_open_refuses_another_schema_until_applied(filled: Path, schema_toml: st
     Records(filled, parse(added)).close()
 
 
+
+
+def test_a_file_from_before_migrations_plans_from_its_last_schema(filled: Path, schema_toml: str) -> None:
+    db = sqlite3.connect(filled)
+    db.execute("DELETE FROM _peerbox_applied")  # as records.sqlite files were written before migrations
+    db.commit()
+    db.close()
+    new = schema_toml.replace('flag = "bool?"', "")
+    assert changes(filled, new) == {("inbox", "remove_field", "flag"): (DESTRUCTIVE, 6)}
+    apply_migration(filled, parse(new), new, allow_destructive=True)
+    assert len(all_records(filled, parse(new))["inbox"]) == 6
