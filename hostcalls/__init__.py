@@ -49,6 +49,8 @@ from ._limits import Budget, Quotas, Usage
 from ._open import BACKEND_KINDS, REGISTRY, BackendEntry, check_storage, open_backend, open_storage
 from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
 from ._sqlite import SqliteBackend
+from ._dump import export_lines, import_lines
+from ._migrate import ADDITIVE, DESTRUCTIVE, Change, Plan, applied_schema, apply_migration, plan_migration
 from ._records import DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_RECORD_BYTES, RECORDS_FILE, Records, RowScope
 from ._schema import (MAX_SCHEMA_BYTES, SCALARS, Collection, Field, RecordType, Schema, SchemaError,
                       SchemaProblem, TypeRef, parse_type)
@@ -98,6 +100,15 @@ __all__ = [
     "MAX_NAME_BYTES",
     "RecordsOpener",
     "Records",
+    "export_lines",
+    "import_lines",
+    "ADDITIVE",
+    "DESTRUCTIVE",
+    "Change",
+    "Plan",
+    "applied_schema",
+    "apply_migration",
+    "plan_migration",
     "RowScope",
     "RECORDS_FILE",
     "MAX_RECORD_BYTES",

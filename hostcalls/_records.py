@@ -12,13 +12,14 @@ else the key field's column is the primary key), and the declared indexes
 and unique constraints as SQL indexes. Writes are one ``BEGIN IMMEDIATE``
 transaction each, so several processes may share the file (WAL).
 
-Every schema the store was opened with is recorded in ``_peerbox_schema``
-(version, digest, canonical JSON, time), and each collection's signature
-(its key and record type, referenced types included) in
-``_peerbox_collections``: the history migrations will build on. A
-collection whose signature changed is refused with ``unsupported``
-(migrations, ``peerbox schema apply``, are not built yet); new collections
-and new indexes are simply added.
+The schema the records are stored under is the *applied* one
+(``_peerbox_applied``: its digest, canonical JSON and TOML text). A new file
+applies the schema it is first opened with; afterwards opening it under any
+other schema is refused with ``unsupported`` telling the operator to run
+``peerbox schema apply`` (:mod:`._migrate` compares, counts and rebuilds).
+Every schema applied is also listed in ``_peerbox_schema`` (version, digest,
+canonical JSON, time) and each collection's signature (its key and record
+type, referenced types included) in ``_peerbox_collections``.
 
 Row scopes: a policy rule with a row filter (``where = { from = "$caller" }``)
 reaches a call as a tuple of field -> value maps (resolved by the policy);
@@ -67,7 +68,10 @@ _SQL_TYPES = {"did": "TEXT", "string": "TEXT", "int": "INTEGER", "timestamp": "I
 _HISTORY = """CREATE TABLE IF NOT EXISTS _peerbox_schema (
     digest TEXT PRIMARY KEY, version INTEGER NOT NULL, applied_at INTEGER NOT NULL, schema TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS _peerbox_collections (name TEXT PRIMARY KEY, signature TEXT NOT NULL);"""
+CREATE TABLE IF NOT EXISTS _peerbox_collections (name TEXT PRIMARY KEY, signature TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _peerbox_applied (
+    id INTEGER PRIMARY KEY CHECK (id = 1), digest TEXT NOT NULL, canonical TEXT NOT NULL, text TEXT
+);"""
 _QUERY_KEYS = ("where", "order_by", "limit", "after")
 
 
@@ -102,7 +106,9 @@ class _Table:
         self.select = ", ".join(column(n) for n in names)
         self.names = names
 
-    def ddl(self) -> list[str]:
+    def ddl(self, table: str | None = None) -> list[str]:
+        """The table's and its indexes' DDL (``table``: create the table under that name instead;
+        its indexes are then left out, a migration makes them after renaming it)."""
         cols = []
         if self.coll.auto_key:
             cols.append('"_key" INTEGER PRIMARY KEY AUTOINCREMENT')
@@ -112,7 +118,14 @@ class _Table:
             if f.name == self.coll.key:
                 decl += " PRIMARY KEY"
             cols.append(decl)
-        out = [f"CREATE TABLE IF NOT EXISTS {self.name} ({', '.join(cols)}) STRICT"]
+        out = [f"CREATE TABLE IF NOT EXISTS {table or self.name} ({', '.join(cols)}) STRICT"]
+        if table is not None:
+            return out
+        out += self.index_ddl()
+        return out
+
+    def index_ddl(self) -> list[str]:
+        out = []
         for kind, lists in (("i", self.coll.indexes), ("u", self.coll.unique)):
             for fields in lists:
                 iname = _q(f"{kind}_{self.coll.name}__{'__'.join(fields)}")
@@ -163,7 +176,7 @@ class Records:
 
     def __init__(self, path: str | os.PathLike[str], schema: Schema, *,
                  max_record_bytes: int = MAX_RECORD_BYTES, max_limit: int = MAX_QUERY_LIMIT,
-                 synchronous: str = "FULL") -> None:
+                 synchronous: str = "FULL", text: str | None = None) -> None:
         self.schema = schema
         self.max_record_bytes = max_record_bytes
         self.max_limit = max_limit
@@ -179,13 +192,23 @@ class Records:
         except sqlite3.Error as exc:
             raise HostCallError("io_error", f"the records database does not open: {db_reason(exc)}") from exc
         try:
-            self._set_up()
+            self._set_up(text)
         except BaseException:
             self._db.close()
             raise
 
-    def _set_up(self) -> None:
+    def _set_up(self, text: str | None) -> None:
         with self._tx():
+            row = self._db.execute("SELECT digest, canonical FROM _peerbox_applied").fetchone()
+            if row is not None:
+                if row[0] != self.schema.digest:
+                    old = json.loads(row[1])
+                    raise HostCallError("unsupported", (
+                        f"the schema (version {self.schema.version}, digest {self.schema.digest[:12]}) is "
+                        f"not the one applied to the records (version {old.get('version')}, digest "
+                        f"{row[0][:12]}): "
+                        "run `peerbox schema apply` for this peer (--dry-run shows what would change)"))
+                return
             for t in self._tables.values():
                 sig = json.dumps(self.schema.signature(t.coll), sort_keys=True)
                 row = self._db.execute("SELECT signature FROM _peerbox_collections WHERE name = ?",
@@ -193,7 +216,7 @@ class Records:
                 if row is not None and row[0] != sig:
                     raise HostCallError("unsupported", (
                         f"collection {t.coll.name!r} holds records of an earlier schema; changing a "
-                        "stored collection's record type or key needs a migration (not built yet)"))
+                        "stored collection's record type or key needs a migration (`peerbox schema apply`)"))
                 self._db.execute("INSERT OR IGNORE INTO _peerbox_collections VALUES (?, ?)",
                                  (t.coll.name, sig))
                 for stmt in t.ddl():
@@ -201,6 +224,8 @@ class Records:
             canonical = json.dumps(self.schema.canonical(), sort_keys=True)
             self._db.execute("INSERT OR IGNORE INTO _peerbox_schema VALUES (?, ?, ?, ?)",
                              (self.schema.digest, self.schema.version, int(time.time()), canonical))
+            self._db.execute("INSERT INTO _peerbox_applied VALUES (1, ?, ?, ?)",
+                             (self.schema.digest, canonical, text))
 
     def close(self) -> None:
         with self._lock:

@@ -35,6 +35,8 @@ trio or h2. The tree, in the order a request meets the rooms::
         CapabilityError                     a capability token refused
         PolicyError                         a policy file refused (file:line: problem)
         SchemaError                         2: a peer's schema.toml refused (file:line: problem)
+        SchemaRefused                       10: ``schema apply`` changed nothing (destructive, or
+                                            records that do not fit the new schema)
         HostCallError, BudgetExceeded       a host call refused / the run's host-call budget
         ClientError                         the client (TransportError, VerificationError,
                                             RemoteRejected; NoLiveWorker: a published name none of
@@ -61,7 +63,7 @@ if TYPE_CHECKING:
                               EntryExists,
                               HistoryError, HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName,
                               LogicError, LogicRefused, PeerError, PeerExists, PeerNotFound, RootNotFound,
-                              UnknownPeer)
+                              SchemaRefused, UnknownPeer)
     from peerbox.policy import PolicyError
     from peerbox.trust import RateStoreError
     from peerbox.wasm_guests.lang import CompileError, CompileLimitExceeded
@@ -78,7 +80,7 @@ _EXPORTS = {
     "peerbox.peer": ("PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound",
                      "CorruptPeer", "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry",
                      "EntryExists", "CorruptDirectory", "HistoryError", "HistoryMismatch", "LogicError",
-                     "LogicRefused", "BadArguments", "AuditError"),
+                     "LogicRefused", "BadArguments", "AuditError", "SchemaRefused"),
     "peerbox.trust": ("RateStoreError",),
     "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected", "ChannelError",
                     "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
@@ -94,6 +96,7 @@ __all__ = [
     "PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound", "CorruptPeer",
     "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists", "CorruptDirectory",
     "HistoryError", "HistoryMismatch", "LogicError", "LogicRefused", "BadArguments", "AuditError",
+    "SchemaRefused",
     "RateStoreError",
     "ClientError", "TransportError", "VerificationError", "RemoteRejected",
     "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",

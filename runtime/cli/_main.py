@@ -67,7 +67,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("init", "._peers", "create a peer: an Ed25519 identity and its directory"),
     Command("peers", "._peers", "list the peers under a root, or show one (peers show NAME [--did])"),
     Command("policy", "._policy", "check a peer's policy, or explain a decision"),
-    Command("schema", "._schema", "check or show a peer's record types and collections (schema.toml)"),
+    Command("schema", "._schema", "check, show or apply a peer's record types and collections (schema.toml)"),
+    Command("db", "._db", "export or import a collection of a peer's records (JSON lines)"),
     Command("envelope", "._envelope", "make and inspect signed request envelopes (COSE_Sign1)"),
     Command("cap", "._caps", "capability tokens: grant, delegate, inspect, revoke"),
     Command("send", "._send", "sign a script, run it on a remote peer over HTTP/2, verify and print the "

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from ._versions import Version, make_statement, open_statement, sha256_hex
     from ._logic import HEAD_KEY, LogicError, LogicRefused, ModuleListing, PeerLogic
     from ._context import Contexts, PeerContext
-    from ._schema import SCHEMA_FILE, PeerRecords, load_schema, parse_schema_text, schema_path
+    from ._schema import (SCHEMA_FILE, Applied, PeerRecords, SchemaRefused, apply_schema, load_schema,
+                          parse_schema_text, schema_history, schema_path, schema_versions,
+                          verify_schema_history)
     from ._api import CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published, published
     from ._names import Known, NameResolution, PeerNames
     from ._audit import (AUDIT_FILE, DEFAULT_ROTATION, AuditError, AuditLog, AuditRecord, Decision, Rotation,
@@ -48,7 +50,8 @@ __all__ = ["BACKENDS", "DEFAULT_ROOT", "ENV_ROOT", "Peer", "PeerError", "PeerNot
            "bind_args", "call_source", "CALL_FILE", "PeerNames", "Known", "NameResolution",
            "AuditLog", "AuditRecord", "AuditError", "Decision", "Rotation", "parse_since",
            "AUDIT_FILE", "DEFAULT_ROTATION", "format_time", "SCHEMA_FILE", "PeerRecords", "load_schema",
-           "parse_schema_text", "schema_path"]
+           "parse_schema_text", "schema_path", "Applied", "SchemaRefused", "apply_schema", "schema_history",
+           "schema_versions", "verify_schema_history"]
 
 __getattr__, __dir__ = attach(__name__, {
     "BACKENDS": "._peers",
@@ -98,6 +101,12 @@ __getattr__, __dir__ = attach(__name__, {
     "load_schema": "._schema",
     "parse_schema_text": "._schema",
     "schema_path": "._schema",
+    "Applied": "._schema",
+    "SchemaRefused": "._schema",
+    "apply_schema": "._schema",
+    "schema_history": "._schema",
+    "schema_versions": "._schema",
+    "verify_schema_history": "._schema",
     "ModuleListing": "._logic",
     "PublishedFn": "._api",
     "BadArguments": "._api",

@@ -12,6 +12,18 @@ lines of every problem. Every refusal is a
 open for the process and reopens them when ``schema.toml`` changes; it is
 the ``records`` opener a run's :class:`~peerbox.hostcalls.Dispatch` is given.
 What a script is told when the records cannot open never names a host path.
+
+Migrations: the records keep the schema they were *applied* under. The
+first open of a peer's records applies its ``schema.toml`` as version 1;
+after that a ``schema.toml`` that differs from the applied schema is
+refused (``unsupported``: "run ``peerbox schema apply NAME``") until
+:func:`apply_schema` compares, counts and applies it
+(:mod:`peerbox.hostcalls._migrate`). Each applied schema is recorded in
+``<peer dir>/schema-history/`` by the same signed, chained history as logic
+versions (:class:`~peerbox.peer._history.History`, module ``schema``: the
+peer's own statement over the TOML text, the seal naming the previous
+entry, the sealed head); :func:`verify_schema_history` checks it and that
+the last version is the schema the records hold.
 """
 
 from __future__ import annotations
@@ -20,16 +32,24 @@ import os
 import re
 import stat
 import threading
+import time
 import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .._atomic import read_bounded
-from ..hostcalls import (MAX_SCHEMA_BYTES, RECORDS_FILE, HostCallError, Records, Schema, SchemaError,
-                         check_schema)
+from .._errors import Error
+from ..hostcalls import (MAX_SCHEMA_BYTES, RECORDS_FILE, HostCallError, Plan, Records, Schema, SchemaError,
+                         applied_schema, apply_migration, check_schema, plan_migration)
 from ..policy import TomlTooComplex, loads_bounded
+from ._history import History, HistoryError
 from ._peers import Peer
+from ._versions import Version, make_statement
 
-__all__ = ["SCHEMA_FILE", "load_schema", "parse_schema_text", "schema_path", "PeerRecords"]
+__all__ = ["SCHEMA_FILE", "load_schema", "parse_schema_text", "schema_path", "PeerRecords", "SchemaRefused",
+           "Applied", "apply_schema", "schema_history", "schema_versions", "verify_schema_history",
+           "SCHEMA_HISTORY_DIR", "SCHEMA_MODULE"]
 
 #: The schema's file name in a peer's directory.
 SCHEMA_FILE = "schema.toml"
@@ -126,7 +146,22 @@ class PeerRecords:
             if self._open is not None:
                 self._open.close()
                 self._open = None
-            self._open = Records(self.peer.paths.dir / RECORDS_FILE, schema)
+            path = self.peer.paths.dir / RECORDS_FILE
+            try:
+                if schema_history(self.peer).last(SCHEMA_MODULE) is None:  # the first: applied, recorded
+                    _apply(self.peer, text, schema, dry_run=False, allow_destructive=False)
+            except (HistoryError, SchemaRefused) as exc:
+                name = self.peer.name
+                raise HostCallError("unsupported", "the peer's schema cannot be applied: see peerbox schema "
+                                    f"apply {name} and peerbox schema history {name}") from exc
+            try:
+                self._open = Records(path, schema, text=text)
+            except HostCallError as exc:
+                if exc.kind != "unsupported":
+                    raise
+                raise HostCallError("unsupported", "the peer's schema.toml is not the schema its records "
+                                    f"are stored under: run `peerbox schema apply {self.peer.name}` "
+                                    "(--dry-run shows what would change)") from exc
             self._stamp = stamp
             return self._open
 
@@ -136,3 +171,112 @@ class PeerRecords:
             if self._open is not None:
                 self._open.close()
                 self._open = None
+
+
+# -- migrations and their signed history ---------------------------------------------------
+
+#: The schema history's directory in a peer directory, and the history's one module.
+SCHEMA_HISTORY_DIR = "schema-history"
+SCHEMA_MODULE = "schema"
+
+
+class SchemaRefused(Error):
+    """``peerbox schema apply`` changed nothing: destructive changes without
+    ``--allow-destructive``, or stored records that do not fit the new schema. Exit code 10."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, plan: Plan | None = None) -> None:
+        super().__init__(message)
+        self.plan = plan
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What :func:`apply_schema` did: the ``plan`` (every change, its class and count), whether
+    it was ``applied`` (False for a dry run or nothing to do) and the recorded ``version``."""
+
+    plan: Plan
+    applied: bool
+    version: Version | None
+
+
+def schema_history(peer: Peer) -> History:
+    """The signed history of ``peer``'s applied schemas (the logic history's format and checks)."""
+    return History(peer.paths.dir / SCHEMA_HISTORY_DIR, peer.public_key)
+
+
+def schema_versions(peer: Peer) -> list[Version]:
+    """Every applied schema version of ``peer``, oldest first (its TOML: ``history.source(v.sha256)``)."""
+    return schema_history(peer).entries(SCHEMA_MODULE)
+
+
+def apply_schema(peer: Peer, *, dry_run: bool = False, allow_destructive: bool = False,
+                 now: int | None = None, step: Callable[[str], None] | None = None) -> Applied:
+    """Compare ``peer``'s ``schema.toml`` with the schema its records are stored under and apply it.
+
+    ``dry_run``: only the plan. Raises :class:`SchemaError` (the file does not check),
+    :class:`SchemaRefused` (destructive without ``allow_destructive``, or records that do not fit;
+    nothing changed) or :class:`HistoryError`. ``step`` is passed to the migration (tests)."""
+    text, _ = _read(schema_path(peer))
+    schema = parse_schema_text(text, os.fspath(schema_path(peer)))
+    return _apply(peer, text, schema, dry_run=dry_run, allow_destructive=allow_destructive, now=now,
+                  step=step)
+
+
+def _apply(peer: Peer, text: str, schema: Schema, *, dry_run: bool, allow_destructive: bool,
+           now: int | None = None, step: Callable[[str], None] | None = None) -> Applied:
+    path = peer.paths.dir / RECORDS_FILE
+    history = schema_history(peer)
+    with history.lock():
+        try:
+            plan = plan_migration(path, schema)
+        except HostCallError as exc:
+            raise SchemaRefused(f"the records cannot be read: {exc}") from exc
+        if dry_run:
+            return Applied(plan, False, None)
+        if plan.same and history.last(SCHEMA_MODULE) is not None:
+            return Applied(plan, False, None)
+        if plan.destructive and not allow_destructive:
+            raise SchemaRefused(f"{len(plan.destructive)} destructive change"
+                                f"{'s' if len(plan.destructive) != 1 else ''}: refused without "
+                                "--allow-destructive; nothing was changed", plan)
+        key = peer.signing_key()
+        when = int(time.time()) if now is None else now
+        statement = make_statement(key, peer=peer.public_key, module=SCHEMA_MODULE, source=text, now=when)
+        mark = history.mark(SCHEMA_MODULE)
+        version = history.record(SCHEMA_MODULE, text, statement=statement, cap=None, rule=None, action="set",
+                                 restores=None, sealer=key, now=when)
+        try:
+            plan = apply_migration(path, schema, text, allow_destructive=allow_destructive, step=step)
+        except HostCallError as exc:
+            history.undo(mark)  # nothing applied: nothing recorded
+            raise SchemaRefused(f"{exc.message}" if exc.kind != "io_error" else str(exc), None) from exc
+        except BaseException:
+            history.undo(mark)
+            raise
+        return Applied(plan, True, version)
+
+
+def verify_schema_history(peer: Peer) -> list[str]:
+    """Every problem with ``peer``'s schema history ([] when it checks out): the logic history's
+    checks (seals, chain, statements, sources, the head), and that its last version is the
+    schema the records are stored under."""
+    history = schema_history(peer)
+    problems: list[str] = []
+    with history.lock(shared=True):
+        try:
+            head: dict[str, tuple[int, str]] | None = history.head()
+        except HistoryError as exc:
+            head = None
+            problems.append(str(exc))
+        try:
+            applied = applied_schema(peer.paths.dir / RECORDS_FILE)
+        except HostCallError as exc:
+            return [*problems, f"the records cannot be read: {exc}"]
+        live = None if applied is None or applied[1] is None else applied[1].encode("utf-8")
+        found = history.verify(SCHEMA_MODULE, live, head,
+                               lambda v, by: "schema versions are applied by the peer itself")
+    # the logic history's words for the live module: here, the schema the records are stored under
+    return problems + [p.replace("logic file is missing", "the records hold no applied schema text")
+                       .replace("the live file", "the schema the records are stored under") for p in found]

@@ -70,7 +70,8 @@ def test_facade_exports_exactly_the_public_api() -> None:
             "RecordsOpener", "Records", "RowScope", "RECORDS_FILE", "MAX_RECORD_BYTES", "MAX_QUERY_LIMIT",
             "DEFAULT_QUERY_LIMIT", "Schema", "SchemaError", "SchemaProblem", "RecordType", "Field", "Collection",
             "TypeRef", "SCALARS", "MAX_SCHEMA_BYTES", "check_schema", "parse_type", "json_schema",
-            "validate_record",
+            "validate_record", "Change", "Plan", "ADDITIVE", "DESTRUCTIVE", "plan_migration", "apply_migration",
+            "applied_schema", "export_lines", "import_lines",
         ]
     )
     for name in hc.__all__:

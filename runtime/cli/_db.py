@@ -1,0 +1,110 @@
+"""The ``peerbox db`` commands: back up and restore a collection of a peer's records.
+
+::
+
+    peerbox db export NAME COLL [--json] [--out FILE] [--root DIR]
+    peerbox db import NAME COLL FILE [--root DIR]
+
+``export`` writes JSON lines (one record a line; ``--json`` is the only
+format and may be given for clarity): typed values, ``bytes`` as base64
+text, timestamps as ints, ``_key`` kept for auto-keyed collections.
+``import`` validates every line against the collection's type and inserts
+all of them in one transaction, or none: a bad line is named by its number
+(exit 2, nothing imported). Both open the records as a script would (the
+applied schema must be the peer's ``schema.toml``: else exit 2, run
+``peerbox schema apply``). The work is :func:`peerbox.hostcalls.export_lines`
+and :func:`peerbox.hostcalls.import_lines`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .._errors import UsageError
+from ..hostcalls import HostCallError, export_lines, import_lines
+from ..peer import PeerRecords, PeerStore
+from ._args import add_root_argument
+
+__all__ = ["add_parsers", "cmd_export", "cmd_import", "COMMANDS"]
+
+#: The subcommands this module adds.
+COMMANDS = ("db",)
+_MAX_IMPORT = 1 << 30
+
+
+def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``db export`` and ``db import`` to ``subparsers``."""
+    sp = subparsers.add_parser("db", help="export or import a collection of a peer's records (JSON lines)",
+                               description="Back up and restore a peer's records (db:: collections).")
+    sp.set_defaults(handler=_usage)
+    sub = sp.add_subparsers(dest="db_command", metavar="COMMAND")
+    se = sub.add_parser("export", help="print every record of a collection as JSON lines",
+                        description="Print every record of COLL, one JSON object a line, in key order "
+                        "(bytes as base64, timestamps as ints, _key kept).")
+    se.add_argument("name", metavar="NAME", help="the peer")
+    se.add_argument("coll", metavar="COLL", help="the collection")
+    se.add_argument("--json", action="store_true", help="JSON lines (the format; the default)")
+    se.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    add_root_argument(se)
+    se.set_defaults(handler=cmd_export)
+    si = sub.add_parser("import", help="insert the records of a JSON-lines file, all or none",
+                        description="Validate every line of FILE against COLL's type and insert them all in "
+                        "one transaction (a bad line is named by its number; nothing is imported).")
+    si.add_argument("name", metavar="NAME", help="the peer")
+    si.add_argument("coll", metavar="COLL", help="the collection")
+    si.add_argument("file", metavar="FILE", help="JSON lines, as db export writes them ('-': stdin)")
+    add_root_argument(si)
+    si.set_defaults(handler=cmd_import)
+
+
+def _usage(args: argparse.Namespace) -> int:
+    raise UsageError("peerbox db: choose a command: export or import")
+
+
+def _records(args: argparse.Namespace) -> PeerRecords:
+    return PeerRecords(PeerStore(args.root).get(args.name))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``peerbox db export NAME COLL``: 0, or 2 (no such collection, records that do not open)."""
+    opener = _records(args)
+    try:
+        lines = list(export_lines(opener(), args.coll))
+    except HostCallError as exc:
+        sys.stderr.write(f"error: {args.name}: {exc}\n")
+        return 2
+    finally:
+        opener.close()
+    text = "".join(line + "\n" for line in lines)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    sys.stderr.write(f"{len(lines)} records of {args.coll!r} exported\n")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``peerbox db import NAME COLL FILE``: 0, or 2 (a bad line, a key taken: nothing imported)."""
+    try:
+        if args.file == "-":
+            text = sys.stdin.read(_MAX_IMPORT)
+        else:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read(_MAX_IMPORT)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {args.file}: {exc}") from exc
+    opener = _records(args)
+    try:
+        n = import_lines(opener(), args.coll, text.splitlines())
+    except HostCallError as exc:
+        sys.stderr.write(f"error: {args.name}: {args.file}: {exc}; nothing was imported\n")
+        return 2
+    finally:
+        opener.close()
+    sys.stderr.write(f"{n} records imported into {args.coll!r}\n")
+    return 0
