@@ -2,8 +2,9 @@
 
 A script's cache key is a SHA-256 over the compiler version (peerbox's
 version plus :data:`CODEGEN_VERSION`), the SHA-256 of ``rt.wasm``, the
-script's filename, its source and (compiled for a peer with a schema) the schema's digest. The modules a script imports are not in
-the key (finding them needs the resolver); instead each entry carries a
+script's filename, its source and (compiled for a peer with a schema) the
+schema's digest. The modules a script imports are not in the key (finding
+them needs the resolver); instead each entry carries a
 *manifest*: for every import the compiler resolved, the import name, the
 importing file, the file it resolved to and the SHA-256 of that file's
 source. A lookup re-resolves every import (reading files, never parsing) and

@@ -309,7 +309,8 @@ class _Checker:
             ft = fields.get(name)
             if ft is None:
                 if name == "_key" and key_coll in self.schema.auto_key:
-                    self.diags.error(kspan, f"field '_key' is set by collection '{key_coll}', not by a record")
+                    self.diags.error(kspan, f"field '_key' is set by collection '{key_coll}', "
+                                            "not by a record")
                 else:
                     near = _closest(name, list(fields))
                     hint = f"; did you mean '{near}'?" if near is not None else ""
@@ -319,7 +320,8 @@ class _Checker:
                 continue
             self.value(f"{path}{name}", tname, ft, value)
         if not partial:
-            missing = [f"'{path}{n}' ({ft})" for n, ft in fields.items() if not ft.optional and n not in present]
+            missing = [f"'{path}{n}' ({ft})" for n, ft in fields.items()
+                       if not ft.optional and n not in present]
             if missing:
                 s = "s" if len(missing) > 1 else ""
                 self.diags.error(lit.span, f"record of type {tname} is missing required field{s} "
