@@ -10,7 +10,9 @@ regions, variables, roots and safe points for the collector), ``_operators``
 (operators and conditions), ``_places`` (assignment, copy-on-write along a
 place's path, what a function returns), ``_codegen`` (statements and
 expressions), ``_module`` (the module: functions, imports, ``main``);
-``_analysis`` holds the static facts they use.
+``_analysis`` holds the static facts they use. Given a peer's record schema
+(``schema=``, plain data), ``_dbcheck`` checks ``db::`` calls against it
+between resolving and generating code.
 
 :func:`compile_to_wat` runs it for a script and every module it imports and
 raises :class:`CompileError` with every diagnostic it found. Nothing here
