@@ -171,8 +171,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``peerbox run FILE``: compile (or take from the cache), run under the limits, print the value.
 
     With ``--peer NAME`` the script runs as that peer (its storage, its logic
-    layers for imports). The script's log goes to stderr. Errors propagate to
-    the CLI's boundary (exit 3 compile, 4 script, 5 limit, 2 usage).
+    layers for imports) and is checked against the peer's schema.toml if it
+    has one. The script's log goes to stderr. Errors propagate to the CLI's
+    boundary (exit 3 compile, 4 script, 5 limit, 2 usage).
     """
     one_stdin(FILE=args.file, **{"--params-file": args.params_file})
     params = params_from_args(args)
@@ -189,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with peer.Contexts(args.root) as contexts:
             ctx = contexts.get(args.peer)
             layers = run.LogicLayers.of(ctx.peer, extra=_search_path(args))
-            prog = run.compile(source, name, resolver=layers, sandbox=sandbox)
+            prog = run.compile(source, name, resolver=layers, sandbox=sandbox, schema=ctx.schema())
             res = interruptible(lambda: ctx.run(prog, params, limits=limits), args.stack)
     write_log(res.log)
     if args.json:

@@ -32,8 +32,8 @@ from .._errors import UsageError
 from ._peers import Peer, PeerStore
 from ..run import CborParams, CompileLimits, Limits, LogicLayers, Program, Result, compile, split_module_name
 from ..hostcalls import (LEDGER_FILE, Authorizer, Backend, CallerQuota, HostCallError, Ledger, LedgerStore,
-                         Quotas, Records, SharedAccounts, StorageSite, open_storage)
-from ._schema import PeerRecords
+                         Quotas, Records, Schema, SchemaError, SharedAccounts, StorageSite, open_storage)
+from ._schema import PeerRecords, load_schema, schema_path
 
 __all__ = ["PeerContext", "Contexts", "load_quotas"]
 
@@ -69,6 +69,7 @@ class PeerContext:
         self._storage: Backend | None = None
         self._ledger: LedgerStore | None = None
         self._records = PeerRecords(peer)
+        self._schema: tuple[tuple[int, int, int], Schema | None] | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -117,6 +118,26 @@ class PeerContext:
             raise HostCallError("unsupported", "records (db::) are not supported on S3 storage yet")
         return self._records()
 
+    def schema(self) -> Schema | None:
+        """The peer's checked ``schema.toml``, what scripts compiled for it are checked against;
+        None when it has none or one that does not check (its ``db::`` calls then fail at run
+        time, saying so). Read again only when the file changes."""
+        try:
+            st = os.stat(schema_path(self.peer), follow_symlinks=False)
+        except OSError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self._lock:
+            if self._schema is not None and self._schema[0] == stamp:
+                return self._schema[1]
+        try:
+            schema: Schema | None = load_schema(self.peer)
+        except SchemaError:
+            schema = None
+        with self._lock:
+            self._schema = (stamp, schema)
+        return schema
+
     def quota_for(self, caller_did: str | None, max_bytes: int | None = None,
                   max_files: int | None = None) -> CallerQuota | None:
         """The quota a run of ``caller_did`` is charged to: tracked when a cap is set; else
@@ -151,11 +172,14 @@ class PeerContext:
         ``limits`` is the compile's budget, imported modules included (see
         :func:`peerbox.compile`; default ``CompileLimits()``).
 
+        The script is checked against the peer's schema (:meth:`schema`), if it has one.
+
         Raises what :func:`peerbox.compile` raises.
         """
         resolver = LogicLayers.of(self.peer, extra=search_path)
+        schema = self.schema()
         if may_import is None:
-            return compile(source, filename, resolver=resolver, limits=limits)
+            return compile(source, filename, resolver=resolver, limits=limits, schema=schema)
         allowed = may_import
 
         def permitted(name: str) -> bool:
@@ -165,7 +189,7 @@ class PeerContext:
         def filtered(name: str, importer: str) -> Any:
             return resolver(name, importer) if importer != filename or permitted(name) else None
 
-        return compile(source, filename, resolver=filtered, limits=limits)
+        return compile(source, filename, resolver=filtered, limits=limits, schema=schema)
 
     def run(
         self,

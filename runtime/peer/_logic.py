@@ -30,6 +30,7 @@ compile, and keep the signed history of :mod:`peerbox.peer._history`.
 from __future__ import annotations
 
 import builtins
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,10 +42,11 @@ from ._history import HISTORY_DIR, History, HistoryError, HistoryMismatch, safe_
 from ._versions import Version, make_statement
 from ..run import (LAYERS, MAX_MODULE_SIZE, MODULE_SUFFIX, LogicLayers, ModuleRef, read_module,
                    shared_logic_dir, split_module_name)
-from ..hostcalls import HOST_CALLS
+from ..hostcalls import HOST_CALLS, SchemaError
 from ..wasm_guests.lang import CompileError, CompileLimits, Export, ModuleSource, compile_to_wat, interface
 from ..wire import CapabilityError, KeyPair, verify_chain
 from ._peers import Peer
+from ._schema import load_schema, schema_path
 
 __all__ = ["HEAD_KEY", "LAYERS", "MAX_MODULE_SIZE", "LogicLayers", "ModuleRef", "ModuleListing", "PeerLogic",
            "LogicError", "LogicRefused", "split_module_name", "shared_logic_dir"]
@@ -125,6 +127,16 @@ class PeerLogic:
         self.history = History(peer.paths.dir / HISTORY_DIR, peer.public_key)
         self.clock = clock
 
+    def _schema(self) -> dict[str, Any] | None:
+        """The peer's schema as the compiler takes it (None: none, or one that does not check):
+        modules installed for the peer are checked against it."""
+        if not os.path.exists(schema_path(self.peer)):
+            return None
+        try:
+            return load_schema(self.peer).canonical()
+        except SchemaError:
+            return None
+
     # -- reading ----------------------------------------------------------------------------
 
     def list(self) -> list[ModuleListing]:
@@ -164,7 +176,8 @@ class PeerLogic:
     def wat(self, module: str) -> str:
         """The module compiled (with what it imports) to WebAssembly text. Raises CompileError."""
         found = self.find(module)
-        return compile_to_wat(found.source, found.file, self.layers, host_calls=HOST_CALLS).wat
+        return compile_to_wat(found.source, found.file, self.layers, host_calls=HOST_CALLS,
+                              schema=self._schema()).wat
 
     def versions(self, module: str) -> builtins.list[Version]:
         """The recorded versions of the peer's ``module``, oldest first."""
@@ -186,12 +199,13 @@ class PeerLogic:
         name = self._own_name(module)
         file = f"peer:{name}"
         after = self.layers.with_overlay("peer", name, source)
+        schema = self._schema()
         if source is not None:
             if len(source.encode("utf-8")) > MAX_MODULE_SIZE:
                 raise LogicRefused(f"{file}: the source is over {MAX_MODULE_SIZE} bytes",
                                    kind="compile_error", module=name)
             try:
-                compile_to_wat(source, file, after, limits=limits, host_calls=HOST_CALLS)
+                compile_to_wat(source, file, after, limits=limits, host_calls=HOST_CALLS, schema=schema)
             except CompileError as exc:
                 raise LogicRefused(f"{file} does not compile:\n{exc}", kind="compile_error",
                                    module=name) from exc
@@ -199,10 +213,11 @@ class PeerLogic:
         doing = "removing" if source is None else "installing"
         for ref, text in self._dependents(file, self.layers if source is None else after):
             try:
-                compile_to_wat(text, ref.file, after, limits=limits, host_calls=HOST_CALLS)
+                compile_to_wat(text, ref.file, after, limits=limits, host_calls=HOST_CALLS, schema=schema)
             except CompileError as exc:
                 try:
-                    compile_to_wat(text, ref.file, self.layers, limits=limits, host_calls=HOST_CALLS)
+                    compile_to_wat(text, ref.file, self.layers, limits=limits, host_calls=HOST_CALLS,
+                                   schema=schema)
                 except CompileError:
                     continue  # broken before this install: not this install's doing
                 raise LogicRefused(f"{doing} {file} would break {ref.file}:\n{exc}",

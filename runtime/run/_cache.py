@@ -2,8 +2,9 @@
 
 A script's cache key is a SHA-256 over the compiler version (peerbox's
 version plus :data:`CODEGEN_VERSION`), the SHA-256 of ``rt.wasm``, the
-script's filename and its source. The modules a script imports are not in
-the key (finding them needs the resolver); instead each entry carries a
+script's filename, its source and (compiled for a peer with a schema) the
+schema's digest. The modules a script imports are not in the key (finding
+them needs the resolver); instead each entry carries a
 *manifest*: for every import the compiler resolved, the import name, the
 importing file, the file it resolved to and the SHA-256 of that file's
 source. A lookup re-resolves every import (reading files, never parsing) and
@@ -93,10 +94,14 @@ def source_sha256(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def cache_key(*, compiler_version: str, rt_sha256: str, filename: str, source: str) -> str:
-    """The cache key of a script: hex SHA-256 over its length-prefixed parts."""
+def cache_key(*, compiler_version: str, rt_sha256: str, filename: str, source: str, schema: str = "") -> str:
+    """The cache key of a script: hex SHA-256 over its length-prefixed parts.
+
+    ``schema`` is the digest of the record schema the script was checked against ("" for
+    none: the key is then what it was before schemas existed)."""
     h = hashlib.sha256()
-    for part in (compiler_version, CODEGEN_VERSION, rt_sha256, filename, source):
+    parts = (compiler_version, CODEGEN_VERSION, rt_sha256, filename, source) + ((schema,) if schema else ())
+    for part in parts:
         data = part.encode("utf-8", "surrogatepass")
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)

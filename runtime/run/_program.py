@@ -40,7 +40,7 @@ from .._version import __version__
 from ..wasm_guests import lang
 from ..wasm_guests.lang import CompileLimits
 from ._resolve import LogicLayers
-from ..hostcalls import HOST_CALLS, Authorizer, Backend, Budget, CallerQuota, Dispatch, RecordsOpener
+from ..hostcalls import HOST_CALLS, Authorizer, Backend, Budget, CallerQuota, Dispatch, RecordsOpener, Schema
 from ._sandbox import Sandbox
 from ._store import ScriptModule
 from ._output import Result
@@ -349,6 +349,7 @@ def compile(
     resolver: Resolver | None = None,
     sandbox: Sandbox | None = None,
     limits: CompileLimits | None = None,
+    schema: Schema | None = None,
 ) -> Program:
     """Compile a script (or fetch it from the cache) into a :class:`Program`.
 
@@ -362,6 +363,14 @@ def compile(
     than ``limits.function_wat_bytes``), which bounds Cranelift's work too.
     A cached program is returned whatever ``limits`` says: the cache holds
     only programs that compiled, perhaps under a larger budget.
+
+    ``schema`` is the record schema of the peer the script is for (its
+    ``schema.toml``): ``db::`` calls with a constant collection name, the
+    record literals they are given and field reads on what ``db::get`` and
+    ``db::query`` return are then checked against it while compiling (see
+    "Schemas and records" in the README). The schema's digest is part of the
+    cache key, so a module checked against one schema is never reused under
+    another.
 
     Raises :class:`~peerbox.CompileError` (every diagnostic, with
     positions) if the script does not compile, or its subclass
@@ -382,10 +391,13 @@ def compile(
         raise UsageError(f"sandbox must be a peerbox.Sandbox, not {type(sb).__name__}")
     if sb.closed:
         raise UsageError("this peerbox Sandbox has been closed")
+    if schema is not None and not isinstance(schema, Schema):
+        raise UsageError(f"schema must be a peerbox.hostcalls.Schema, not {type(schema).__name__}")
     res: Resolver = resolver if resolver is not None else (
         SearchPathResolver(search_path) if search_path else _builtin_only())
     key = cache_key(
-        compiler_version=compiler_fingerprint(), rt_sha256=sb.engine_id, filename=filename, source=source
+        compiler_version=compiler_fingerprint(), rt_sha256=sb.engine_id, filename=filename, source=source,
+        schema=schema.digest if schema is not None else "",
     )
 
     prog = sb.programs.get(key)
@@ -405,7 +417,8 @@ def compile(
         sb.disk.remove(key)
 
     recorder = _RecordingResolver(res)
-    compiled = lang.compile_to_wat(source, filename, recorder, limits=limits, host_calls=HOST_CALLS)
+    compiled = lang.compile_to_wat(source, filename, recorder, limits=limits, host_calls=HOST_CALLS,
+                                   schema=schema.canonical() if schema is not None else None)
     module = sb.compile_wat(compiled.wat)
     manifest = tuple(recorder.records.values())
     files = tuple(compiled.files)

@@ -10,7 +10,9 @@ regions, variables, roots and safe points for the collector), ``_operators``
 (operators and conditions), ``_places`` (assignment, copy-on-write along a
 place's path, what a function returns), ``_codegen`` (statements and
 expressions), ``_module`` (the module: functions, imports, ``main``);
-``_analysis`` holds the static facts they use.
+``_analysis`` holds the static facts they use. Given a peer's record schema
+(``schema=``, plain data), ``_dbcheck`` checks ``db::`` calls against it
+between resolving and generating code.
 
 :func:`compile_to_wat` runs it for a script and every module it imports and
 raises :class:`CompileError` with every diagnostic it found. Nothing here
@@ -35,9 +37,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from peerbox._errors import UsageError
 
@@ -47,6 +50,7 @@ from ._budget import (
     DEFAULT_LIMITS, Budget, CompileLimitExceeded, CompileLimits, CompileStats, raised_recursion_limit,
 )
 from ._builtins import BUILTINS, Builtin
+from ._dbcheck import RecordSchema, check_records
 from ._emitter import CODEGEN_VERSION
 from ._hostfns import MAX_HOST_ARITY, HostCallSpec, HostFunctions
 from ._module import generate
@@ -59,7 +63,7 @@ __all__ = [
     "Compiled", "ModuleSource", "Resolver", "CompileError", "Diagnostic",
     "CompileLimits", "CompileStats", "CompileLimitExceeded", "DEFAULT_LIMITS", "Clock",
     "BUILTINS", "Builtin", "CODEGEN_VERSION", "MAX_MODULES", "ast", "compiler_fingerprint",
-    "HostCallSpec", "MAX_HOST_ARITY",
+    "HostCallSpec", "MAX_HOST_ARITY", "RecordSchema",
 ]
 
 #: Most files (the script and its modules) one compilation may pull in by
@@ -220,16 +224,19 @@ def interface(source: str, filename: str = "<module>", *, limits: CompileLimits 
 
 def check(source: str, filename: str = "<script>", resolver: Resolver | None = None, *,
           limits: CompileLimits | None = None, clock: Clock = time.monotonic,
-          host_calls: Iterable[HostCallSpec] = ()) -> None:
+          host_calls: Iterable[HostCallSpec] = (), schema: Mapping[str, Any] | None = None) -> None:
     """Parse and resolve without generating code; raise :class:`CompileError` on any error
-    (:class:`CompileLimitExceeded` when going over ``limits``). ``host_calls`` as for
-    :func:`compile_to_wat`."""
+    (:class:`CompileLimitExceeded` when going over ``limits``). ``host_calls`` and ``schema`` as
+    for :func:`compile_to_wat`."""
     hosts = HostFunctions(host_calls)
+    records = RecordSchema(schema) if schema is not None else None
     diags = Diagnostics()
     budget = _budget(limits, diags, clock)
     with raised_recursion_limit(budget.limits):
         modules, _, _ = _load(source, filename, resolver, diags, budget)
-        resolve(modules, diags, budget, hosts=hosts)
+        res = resolve(modules, diags, budget, hosts=hosts)
+        if records is not None and not diags.items:
+            check_records(res, records, diags)
     diags.check()
 
 
@@ -256,7 +263,8 @@ def check_syntax(source: str, filename: str = "<script>", *, limits: CompileLimi
 
 def compile_to_wat(source: str, filename: str = "<script>", resolver: Resolver | None = None, *,
                    limits: CompileLimits | None = None, clock: Clock = time.monotonic,
-                   host_calls: Iterable[HostCallSpec] = ()) -> Compiled:
+                   host_calls: Iterable[HostCallSpec] = (),
+                   schema: Mapping[str, Any] | None = None) -> Compiled:
     """Compile a script and the modules it imports into one wasm module (WAT text).
 
     ``limits`` is the budget of the whole compilation, imported modules
@@ -271,14 +279,26 @@ def compile_to_wat(source: str, filename: str = "<script>", resolver: Resolver |
     file, line and column, or :class:`CompileLimitExceeded` (a CompileError)
     as soon as the compilation goes over a limit. A wrong type of ``limits``
     is a :class:`~peerbox.UsageError`.
+
+    ``schema`` is the record schema of the peer the script is compiled for,
+    as plain data (peerbox passes ``Schema.canonical()``; see
+    :mod:`._dbcheck`): with it, constant collection names, record literals
+    given to ``db::insert``/``db::update`` and field reads on values that come
+    straight from ``db::get``/``db::query`` are checked against it, each
+    mistake a diagnostic at its position. Without it (the default) nothing of
+    the kind is checked and scripts compile exactly as before. Malformed
+    schema data raises ``ValueError``, like a malformed table.
     """
     hosts = HostFunctions(host_calls)
+    records = RecordSchema(schema) if schema is not None else None
     diags = Diagnostics()
     budget = _budget(limits, diags, clock)
     with raised_recursion_limit(budget.limits):
         modules, order, deps = _load(source, filename, resolver, diags, budget)
         diags.check()
         res = resolve(modules, diags, budget, hosts=hosts)
+        if records is not None and not diags.items:
+            check_records(res, records, diags)
         diags.check()
         wat = generate(res, order, budget)
     seen: dict[str, ModuleSource] = {}

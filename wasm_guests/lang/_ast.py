@@ -7,7 +7,7 @@ generator read it. Nothing here knows about WebAssembly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 __all__ = [
@@ -81,6 +81,7 @@ class MapLit(Node):
     """``#{a: 1, "two words": 2}``; keys are unique (the parser reports repeats)."""
 
     entries: tuple[tuple[str, Expr], ...]
+    keys: tuple[Span, ...] = field(default=(), compare=False)  # each entry's key, for messages
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

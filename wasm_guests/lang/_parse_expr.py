@@ -534,6 +534,7 @@ class _ExprParser(_ParserBase):
         self.i += 1
         k = self.k
         entries: list[tuple[str, Expr]] = []
+        keys: list[Span] = []
         seen: set[str] = set()
         h = 0
         while k[self.i] != "}":
@@ -551,6 +552,7 @@ class _ExprParser(_ParserBase):
             else:
                 seen.add(key)
                 entries.append((key, value))
+                keys.append(self._tspan(key_idx))
             if k[self.i] == ",":
                 self.i += 1
             elif k[self.i] != "}":
@@ -560,7 +562,7 @@ class _ExprParser(_ParserBase):
         if h >= self.max_height:
             raise self._too_tall(self._span(open_idx))
         self.h = h + 1
-        return MapLit(span=self._span(open_idx), entries=tuple(entries))
+        return MapLit(span=self._span(open_idx), entries=tuple(entries), keys=tuple(keys))
 
 
 _PRIMARIES: dict[str, Callable[[_ExprParser], Expr]] = {

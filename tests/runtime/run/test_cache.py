@@ -333,3 +333,28 @@ def test_cache_cli_stats_and_clear(tmp_path: Path, cli: Any, script: Any,
     monkeypatch.setenv("PEERBOX_CACHE_MAX_BYTES", "nonsense")
     r = cli("cache", "stats")
     assert r.code == 2 and "PEERBOX_CACHE_MAX_BYTES" in r.err
+
+
+def test_a_changed_schema_never_reuses_a_module_checked_against_the_old_one(
+    sandbox: peerbox.Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from peerbox.peer import parse_schema_text
+
+    old = parse_schema_text('[types.Note]\ntext = "string"\n[collections.notes]\ntype = "Note"\n')
+    new = parse_schema_text('[types.Note]\nbody = "string"\n[collections.notes]\ntype = "Note"\n')
+    src = 'db::count("notes"); let n = db::get("notes", 1); n.text'
+    calls = _count_compiles(monkeypatch)
+    prog = peerbox.compile(src, "n.rhai", sandbox=sandbox, schema=old)
+    assert peerbox.compile(src, "n.rhai", sandbox=sandbox, schema=old) is prog  # same schema: a hit
+    assert calls == ["n.rhai"]
+    with pytest.raises(peerbox.CompileError, match="type Note has no field 'text'"):
+        peerbox.compile(src, "n.rhai", sandbox=sandbox, schema=new)
+    # nor from the disk level, in another sandbox sharing the directory
+    assert sandbox.disk.directory is not None
+    with peerbox.Sandbox(cache_dir=sandbox.disk.directory) as other:
+        with pytest.raises(peerbox.CompileError, match="type Note has no field 'text'"):
+            peerbox.compile(src, "n.rhai", sandbox=other, schema=new)
+        assert peerbox.compile(src, "n.rhai", sandbox=other) is not prog  # no schema: its own entry
+    assert calls == ["n.rhai", "n.rhai", "n.rhai", "n.rhai"]
+    assert cache_key(compiler_version="v", rt_sha256="r", filename="f", source="s") != cache_key(
+        compiler_version="v", rt_sha256="r", filename="f", source="s", schema=old.digest)
