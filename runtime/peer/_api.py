@@ -95,7 +95,8 @@ class PublishedFn:
 def signature(name: str, params: Sequence[str], types: Sequence[str | None]) -> str:
     """A published function's signature as written, less the body: ``deliver(msg: Message)``."""
     types = list(types) or [None] * len(params)
-    return f"{name}({', '.join(p if t is None else f'{p}: {t}' for p, t in zip(params, types, strict=False))})"
+    shown = (p if t is None else f"{p}: {t}" for p, t in zip(params, types, strict=False))
+    return f"{name}({', '.join(shown)})"
 
 
 @functools.lru_cache(maxsize=128)
