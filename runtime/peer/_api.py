@@ -233,11 +233,11 @@ def check_param_types(file: str, exports: Sequence[Export | PublishedFn], schema
 
 def _check_record(fn: PublishedFn, param: str, want: str, value: Any, schema: Schema) -> Any:
     name = want.removesuffix("?")
-    if value is None and want.endswith("?"):
-        return None
     if schema.type(name) is None:
         raise SignatureError(f"{fn.resource}: parameter '{param}' names type '{name}', "
                              "which the peer's schema does not declare")
+    if value is None and want.endswith("?"):
+        return None
     if not isinstance(value, Mapping):
         raise BadArguments(f"{fn.resource}: argument '{param}' must be a {name} record (a map), "
                            f"got {_type_name(value)}")

@@ -45,9 +45,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import Error
-from ..hostcalls import HostCallError, RowScope, Schema
+from ..hostcalls import HostCallError, RowScope, Schema, SchemaError
 from ..peer import (CALL_FILE, BadArguments, PublishedFn, SignatureError, bind_args, call_source,
-                    find_published)
+                    find_published, load_schema)
 from ..policy import DB_ACTIONS, Denied, Policy
 from ..policy import Request as PolicyRequest
 from ..run import Limits, LogicLayers
@@ -146,11 +146,15 @@ def _admit(handler: RequestHost, req: CallRequest, now: int) -> CallAdmitted | H
 
 
 def _schema_of(handler: RequestHost) -> Schema | None:
-    """The schema the peer's records are kept under (what ``db::`` validates with), None without."""
+    """The schema the peer's records are kept under (what ``db::`` validates with); when they cannot
+    open (S3 storage, a schema not applied yet), its ``schema.toml``; None without one."""
     try:
         return handler.ctx.records().schema
     except HostCallError:
-        return None
+        try:
+            return load_schema(handler.ctx.peer)
+        except SchemaError:
+            return None
 
 
 def run_call(handler: RequestHost, admitted: CallAdmitted) -> Handled:

@@ -96,6 +96,9 @@ def test_a_type_the_schema_lacks_at_call_time_is_the_owners_error(schema: Schema
         bind_args(gone, {"m": {}}, schema)
     with pytest.raises(SignatureError, match="the peer has no schema"):
         bind_args(gone, {"m": {}}, None)
+    optional = PublishedFn(module="inbox", file="peer:inbox", name="f", params=("m",), types=("Letter?",), line=1)
+    with pytest.raises(SignatureError, match="names type 'Letter'"):  # even when the argument is left out
+        bind_args(optional, {}, schema)
 
 
 def test_check_param_types_points_at_the_type_and_suggests(schema: Schema) -> None:
