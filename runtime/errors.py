@@ -28,6 +28,7 @@ trio or h2. The tree, in the order a request meets the rooms::
         ScriptError                         4: a script failed and did not catch it
         LimitExceeded                       5: a run hit a resource limit
         LogicRefused                        a logic change that would not compile
+        SignatureError                      a published parameter names a record type the schema lacks
         EnvelopeError                       signed CBOR refused (``kind`` names the rule)
         NonceStoreError                     the replay store cannot be used
         RateStoreError                      the per-caller rate limits' store cannot be used
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
                               EntryExists,
                               HistoryError, HistoryMismatch, InsecureKeyFile, InvalidEntry, InvalidPeerName,
                               LogicError, LogicRefused, PeerError, PeerExists, PeerNotFound, RootNotFound,
-                              SchemaRefused, UnknownPeer)
+                              SchemaRefused, SignatureError, UnknownPeer)
     from peerbox.policy import PolicyError
     from peerbox.trust import RateStoreError
     from peerbox.wasm_guests.lang import CompileError, CompileLimitExceeded
@@ -80,7 +81,7 @@ _EXPORTS = {
     "peerbox.peer": ("PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound",
                      "CorruptPeer", "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry",
                      "EntryExists", "CorruptDirectory", "HistoryError", "HistoryMismatch", "LogicError",
-                     "LogicRefused", "BadArguments", "AuditError", "SchemaRefused"),
+                     "LogicRefused", "BadArguments", "AuditError", "SchemaRefused", "SignatureError"),
     "peerbox.trust": ("RateStoreError",),
     "peerbox.net": ("ClientError", "TransportError", "VerificationError", "RemoteRejected", "ChannelError",
                     "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",
@@ -96,7 +97,7 @@ __all__ = [
     "PeerError", "InvalidPeerName", "PeerExists", "PeerNotFound", "RootNotFound", "CorruptPeer",
     "InsecureKeyFile", "DirectoryError", "UnknownPeer", "InvalidEntry", "EntryExists", "CorruptDirectory",
     "HistoryError", "HistoryMismatch", "LogicError", "LogicRefused", "BadArguments", "AuditError",
-    "SchemaRefused",
+    "SchemaRefused", "SignatureError",
     "RateStoreError",
     "ClientError", "TransportError", "VerificationError", "RemoteRejected",
     "ChannelError", "ChannelClosed", "ChannelTimeout", "ChannelBusy", "FrameError", "ServeError",

@@ -36,7 +36,9 @@ from typing import Any
 
 from .. import net
 from .._errors import UsageError
-from ..peer import HEAD_KEY, Directory, PeerLogic, PeerStore, Version
+from ..hostcalls import Schema, SchemaError
+from ..peer import (HEAD_KEY, Directory, ModuleListing, PeerLogic, PeerStore, Version, check_param_types,
+                    load_schema, record_types)
 from ..policy import PolicyError, RuleRef, load
 from ..trust import exit_code, outcome_of
 from ..wire import Reply
@@ -176,8 +178,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         docs = reply.value if isinstance(reply.value, list) else []
     else:
         logic = _logic(args)
-        docs = [m.doc() for m in logic.list()]
+        listing = logic.list()
+        docs = [m.doc() for m in listing]
         _add_callers(docs, logic.peer.paths.policy)
+        _warn_types(logic, listing)
     if args.json:
         _emit(docs)
         return 0
@@ -200,6 +204,21 @@ def cmd_list(args: argparse.Namespace) -> int:
             out.append(f"    imports {', '.join(d['imports'])}")
     sys.stdout.write("".join(line + "\n" for line in out))
     return 0
+
+
+def _warn_types(logic: PeerLogic, listing: list[ModuleListing]) -> None:
+    """A warning on stderr for each published parameter naming a record type the peer's schema
+    does not (or no longer) declare: calls to that function are refused until it is fixed."""
+    published = [m for m in listing if m.publishes and any(record_types(e.types) for e in m.exports)]
+    if not published:
+        return
+    try:
+        schema: Schema | None = load_schema(logic.peer)
+    except SchemaError:
+        schema = None
+    for m in published:
+        for problem in check_param_types(m.ref.file, m.exports, schema, logic.peer.name):
+            sys.stderr.write(f"warning: {problem.replace(': error: ', ': ', 1)} (calls to it are refused)\n")
 
 
 def _add_callers(docs: list[dict[str, Any]], policy_file: Path) -> None:

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from ._schema import (SCHEMA_FILE, Applied, PeerRecords, SchemaRefused, apply_schema, load_schema,
                           parse_schema_text, schema_history, schema_path, schema_versions,
                           verify_schema_history)
-    from ._api import CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published, published
+    from ._api import (CALL_FILE, BadArguments, PublishedFn, SignatureError, bind_args, call_source,
+                       check_param_types, find_published, published, record_types, signature)
     from ._names import Known, NameResolution, PeerNames
     from ._audit import (AUDIT_FILE, DEFAULT_ROTATION, AuditError, AuditLog, AuditRecord, Decision, Rotation,
                          format_time, parse_since)
@@ -47,7 +48,8 @@ __all__ = ["BACKENDS", "DEFAULT_ROOT", "ENV_ROOT", "Peer", "PeerError", "PeerNot
            "Version", "make_statement",
            "open_statement", "sha256_hex", "HEAD_KEY", "LogicError", "LogicRefused", "PeerLogic", "Contexts",
            "PeerContext", "ModuleListing", "PublishedFn", "BadArguments", "find_published", "published",
-           "bind_args", "call_source", "CALL_FILE", "PeerNames", "Known", "NameResolution",
+           "bind_args", "call_source", "CALL_FILE", "SignatureError", "check_param_types",
+           "record_types", "signature", "PeerNames", "Known", "NameResolution",
            "AuditLog", "AuditRecord", "AuditError", "Decision", "Rotation", "parse_since",
            "AUDIT_FILE", "DEFAULT_ROTATION", "format_time", "SCHEMA_FILE", "PeerRecords", "load_schema",
            "parse_schema_text", "schema_path", "Applied", "SchemaRefused", "apply_schema", "schema_history",
@@ -113,6 +115,10 @@ __getattr__, __dir__ = attach(__name__, {
     "find_published": "._api",
     "published": "._api",
     "bind_args": "._api",
+    "SignatureError": "._api",
+    "check_param_types": "._api",
+    "record_types": "._api",
+    "signature": "._api",
     "call_source": "._api",
     "CALL_FILE": "._api",
     "PeerNames": "._names",

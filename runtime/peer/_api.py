@@ -20,7 +20,10 @@ The worker, in the check phase of a call (before a run slot is taken):
   about the owner's code;
 * :func:`bind_args` checks the caller's arguments against the parameters (their
   number, names and declared types) and raises :class:`BadArguments` with a
-  bounded message that never echoes a value;
+  bounded message that never echoes a value; a parameter typed with a record
+  type of the peer's schema (``export fn deliver(msg: Message)``) is validated
+  as ``db::insert`` validates a record (the message names the parameter, the
+  field path and the rule);
 
 then, in the run phase, compiles :func:`call_source`: a fixed, host-made stub
 that imports the module from the peer layer and calls the function with the
@@ -31,18 +34,20 @@ Sans-IO apart from reading the module through the peer's :class:`LogicLayers`.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import UsageError
+from .._errors import Error, UsageError
+from ..hostcalls import Collection, HostCallError, Schema, validate_record
 from ..run import LogicLayers, split_module_name
-from ..wasm_guests.lang import PARAM_TYPES, CompileError, Interface, interface
+from ..wasm_guests.lang import PARAM_TYPES, CompileError, Export, Interface, interface
 
-__all__ = ["CALL_FILE", "PARAM_TYPES", "BadArguments", "PublishedFn", "bind_args", "call_source",
-           "find_published", "published"]
+__all__ = ["CALL_FILE", "PARAM_TYPES", "BadArguments", "PublishedFn", "SignatureError", "bind_args",
+           "call_source", "check_param_types", "find_published", "published", "record_types", "signature"]
 
 #: The file name a call's stub compiles as (in error lines, and the ``importer`` the layers are asked with).
 CALL_FILE = "<call>"
@@ -53,6 +58,15 @@ _I64 = (-(1 << 63), (1 << 63) - 1)
 class BadArguments(UsageError):
     """Arguments that do not match a published function: their number, a name or a type (exit 2;
     over the network a signed reply of kind ``bad_arguments``, and nothing runs)."""
+
+
+class SignatureError(Error):
+    """A published function's parameter names a record type the peer's schema does not declare
+    (or the peer has no schema): the owner's mistake, refused when the module is installed
+    (``file:line:col`` and the peer's types) and, should the schema change after, at call time
+    (nothing runs)."""
+
+    exit_code = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,7 @@ class PublishedFn:
     params: tuple[str, ...]
     types: tuple[str | None, ...]
     line: int
+    type_at: tuple[tuple[int, int] | None, ...] = ()
 
     @property
     def resource(self) -> str:
@@ -73,10 +88,15 @@ class PublishedFn:
         return f"{self.module}::{self.name}"
 
     def signature(self) -> str:
-        """As written, less the body: ``deliver(msg: string)``."""
-        pairs = zip(self.params, self.types, strict=True)
-        params = ", ".join(p if t is None else f"{p}: {t}" for p, t in pairs)
-        return f"{self.name}({params})"
+        """As written, less the body: ``deliver(msg: Message, note: string?)``."""
+        return signature(self.name, self.params, self.types)
+
+
+def signature(name: str, params: Sequence[str], types: Sequence[str | None]) -> str:
+    """A published function's signature as written, less the body: ``deliver(msg: Message)``."""
+    types = list(types) or [None] * len(params)
+    shown = (p if t is None else f"{p}: {t}" for p, t in zip(params, types, strict=False))
+    return f"{name}({', '.join(shown)})"
 
 
 @functools.lru_cache(maxsize=128)
@@ -91,7 +111,8 @@ def _interface(file: str, source: str) -> Interface | None:
 
 def _published_in(bare: str, file: str, face: Interface) -> list[PublishedFn]:
     return [PublishedFn(module=bare, file=file, name=e.name, params=e.params,
-                        types=e.types if e.types else (None,) * len(e.params), line=e.line)
+                        types=e.types if e.types else (None,) * len(e.params), line=e.line,
+                        type_at=e.type_at)
             for e in face.exports]
 
 
@@ -160,10 +181,88 @@ def _shown(name: str) -> str:
     return name if len(name) <= _MAX_SHOWN else name[:_MAX_SHOWN] + "…"
 
 
-def _check_type(fn: PublishedFn, param: str, want: str | None, value: Any) -> Any:
-    """``value`` as ``param`` takes it (an f64 parameter turns an integer into a float)."""
+def _record_name(typ: str | None) -> str | None:
+    """The record type ``typ`` names (``Message`` for ``Message?``), None for a built-in type."""
+    if typ is None:
+        return None
+    bare = typ.removesuffix("?")
+    return None if bare in PARAM_TYPES else bare
+
+
+def record_types(types: Sequence[str | None]) -> tuple[str, ...]:
+    """The record types of the peer's schema that ``types`` name, in order, each once."""
+    out: list[str] = []
+    for t in types:
+        name = _record_name(t)
+        if name is not None and name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _suggest(name: str, known: Sequence[str]) -> str:
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if not near:
+        near = [k for k in known if k.lower() == name.lower()]
+    return f"; did you mean '{near[0]}'?" if near else ""
+
+
+def check_param_types(file: str, exports: Sequence[Export | PublishedFn], schema: Schema | None,
+                      peer: str) -> list[str]:
+    """Every parameter of ``exports`` (published from ``file``) that names a record type
+    ``schema`` does not declare, as ``file:line:col: error: ...`` lines naming the type, the
+    peer's types and the nearest one. ``schema`` None: the peer has no (valid) schema.toml."""
+    known = [t.name for t in schema.types] if schema is not None else []
+    problems: list[str] = []
+    for e in exports:
+        at = e.type_at or (None,) * len(e.params)
+        for param, typ, pos in zip(e.params, e.types or (None,) * len(e.params), at, strict=False):
+            name = _record_name(typ)
+            if name is None or name in known:
+                continue
+            where = f"{file}:{pos[0]}:{pos[1]}" if pos else f"{file}:{e.line}"
+            if schema is None:
+                why = (f"peer {peer!r} declares no record types (no valid schema.toml); "
+                       f"use one of {', '.join(PARAM_TYPES)}, or declare [types.{name}] in its schema.toml")
+            else:
+                why = (f"the schema of peer {peer!r} declares " + (", ".join(known) if known else "no types")
+                       + _suggest(name, known))
+            problems.append(f"{where}: error: unknown type '{name}' for parameter '{param}' of "
+                            f"{e.name}: {why}")
+    return problems
+
+
+def _check_record(fn: PublishedFn, param: str, want: str, value: Any, schema: Schema) -> Any:
+    name = want.removesuffix("?")
+    if schema.type(name) is None:
+        raise SignatureError(f"{fn.resource}: parameter '{param}' names type '{name}', "
+                             "which the peer's schema does not declare")
+    if value is None and want.endswith("?"):
+        return None
+    if not isinstance(value, Mapping):
+        raise BadArguments(f"{fn.resource}: argument '{param}' must be a {name} record (a map), "
+                           f"got {_type_name(value)}")
+    try:  # the validator db::insert uses, on a collection of that type keyed by a field (no ``_key``)
+        return validate_record(schema, Collection(name=param, type=name, key=""), dict(value))
+    except HostCallError as exc:
+        raise BadArguments(f"{fn.resource}: argument '{param}': field {exc.message}") from exc
+
+
+def _check_type(fn: PublishedFn, param: str, want: str | None, value: Any,
+                schema: Callable[[], Schema | None]) -> Any:
+    """``value`` as ``param`` takes it (an f64 parameter turns an integer into a float; a record
+    parameter takes the record as ``db::insert`` would store it)."""
     if want is None:
         return value
+    if _record_name(want) is not None:
+        got_schema = schema()
+        if got_schema is None:
+            raise SignatureError(f"{fn.resource}: parameter '{param}' names a record type, "
+                                 "and the peer has no schema")
+        return _check_record(fn, param, want, value, got_schema)
+    if want.endswith("?"):
+        if value is None:
+            return None
+        want = want[:-1]
     got = _type_name(value)
     if want == "f64" and got == "i64":
         converted = float(value)
@@ -176,16 +275,25 @@ def _check_type(fn: PublishedFn, param: str, want: str | None, value: Any) -> An
     raise BadArguments(f"{fn.resource}: argument '{param}' must be {want}, got {got}")
 
 
-def bind_args(fn: PublishedFn, args: Mapping[str, Any] | Sequence[Any] | None) -> dict[str, Any]:
+def bind_args(fn: PublishedFn, args: Mapping[str, Any] | Sequence[Any] | None,
+              schema: Schema | Callable[[], Schema | None] | None = None) -> dict[str, Any]:
     """The arguments by parameter name, in parameter order, checked against ``fn``.
 
     ``args`` is a map by name, a sequence by position, or None (no
-    arguments). Every parameter needs a value (there are no optional
-    parameters); a declared type must match the value's (``f64`` also takes
-    an integer, converted, since JSON clients cannot tell ``3`` from ``3.0``).
-    Raises :class:`BadArguments`, whose message names the function, a
-    parameter or a count, and never a value.
+    arguments). Every parameter needs a value, except that a map may leave
+    out one whose type ends in ``?`` (it is then ``()``); a declared type
+    must match the value's (``f64`` also takes an integer, converted, since
+    JSON clients cannot tell ``3`` from ``3.0``; ``T?`` also takes ``()``).
+    A record type (``Message``) is checked against ``schema`` (the peer's,
+    or a function giving it, called only when a record parameter needs it)
+    with the validator ``db::insert`` uses, and the argument becomes the
+    normalised record. Raises :class:`BadArguments`, whose message names the
+    function, a parameter (and for a record the field path and the rule) or
+    a count; :class:`SignatureError` when the schema does not declare a
+    record type ``fn`` names (or ``schema`` is None).
     """
+    fixed = schema if isinstance(schema, Schema) else None
+    get_schema: Callable[[], Schema | None] = schema if callable(schema) else lambda: fixed
     names = ", ".join(fn.params) if fn.params else "none"
     if args is None:
         args = {}
@@ -197,9 +305,9 @@ def bind_args(fn: PublishedFn, args: Mapping[str, Any] | Sequence[Any] | None) -
                 raise BadArguments(f"{fn.resource} has no parameter '{_shown(key)}' (it takes {names})")
         bound: dict[str, Any] = {}
         for param, want in zip(fn.params, fn.types, strict=True):
-            if param not in args:
+            if param not in args and not (want or "").endswith("?"):
                 raise BadArguments(f"{fn.resource}: missing argument '{param}'")
-            bound[param] = _check_type(fn, param, want, args[param])
+            bound[param] = _check_type(fn, param, want, args.get(param), get_schema)
         return bound
     if isinstance(args, (str, bytes, bytearray)) or not isinstance(args, Sequence):
         raise BadArguments(f"{fn.resource}: arguments must be a map by name or an array by position, "
@@ -209,7 +317,7 @@ def bind_args(fn: PublishedFn, args: Mapping[str, Any] | Sequence[Any] | None) -
         takes = (f"takes {n} argument{'' if n == 1 else 's'} ({', '.join(fn.params)})" if n
                  else "takes no arguments")
         raise BadArguments(f"{fn.resource} {takes}, got {len(args)}")
-    return {param: _check_type(fn, param, want, value)
+    return {param: _check_type(fn, param, want, value, get_schema)
             for param, want, value in zip(fn.params, fn.types, args, strict=True)}
 
 

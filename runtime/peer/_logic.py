@@ -42,9 +42,10 @@ from ._history import HISTORY_DIR, History, HistoryError, HistoryMismatch, safe_
 from ._versions import Version, make_statement
 from ..run import (LAYERS, MAX_MODULE_SIZE, MODULE_SUFFIX, LogicLayers, ModuleRef, read_module,
                    shared_logic_dir, split_module_name)
-from ..hostcalls import HOST_CALLS, SchemaError
+from ..hostcalls import HOST_CALLS, Schema, SchemaError
 from ..wasm_guests.lang import CompileError, CompileLimits, Export, ModuleSource, compile_to_wat, interface
 from ..wire import CapabilityError, KeyPair, verify_chain
+from ._api import check_param_types, record_types, signature
 from ._peers import Peer
 from ._schema import load_schema, schema_path
 
@@ -104,7 +105,8 @@ class ModuleListing:
         return {"module": self.ref.name, "layer": self.ref.layer, "file": self.ref.file,
                 "active": self.active, "overrides": list(self.overrides),
                 "functions": [{"name": n, "params": list(ps)} for n, ps in self.functions],
-                "exports": [{"name": e.name, "params": list(e.params), "types": list(e.types), "line": e.line}
+                "exports": [{"name": e.name, "params": list(e.params), "types": list(e.types), "line": e.line,
+                             "signature": signature(e.name, e.params, e.types)}
                             for e in self.exports],
                 "publishes": self.publishes,
                 "constants": list(self.constants), "imports": list(self.imports), "error": self.error}
@@ -209,6 +211,7 @@ class PeerLogic:
             except CompileError as exc:
                 raise LogicRefused(f"{file} does not compile:\n{exc}", kind="compile_error",
                                    module=name) from exc
+            self._check_param_types(file, name, source)
         # a removal affects the modules that reach the file now; an install those that will
         doing = "removing" if source is None else "installing"
         for ref, text in self._dependents(file, self.layers if source is None else after):
@@ -222,6 +225,21 @@ class PeerLogic:
                     continue  # broken before this install: not this install's doing
                 raise LogicRefused(f"{doing} {file} would break {ref.file}:\n{exc}",
                                    kind="breaks_dependent", module=name, dependent=ref.file) from exc
+
+    def _check_param_types(self, file: str, name: str, source: str) -> None:
+        """Refuse published functions whose parameters name a record type the peer's schema
+        does not declare (``file:line:col``, the peer's types, the nearest one)."""
+        exports = interface(source, file).exports
+        if not any(record_types(e.types) for e in exports):
+            return
+        try:
+            schema: Schema | None = load_schema(self.peer)
+        except SchemaError:
+            schema = None
+        problems = check_param_types(file, exports, schema, self.peer.name)
+        if problems:
+            raise LogicRefused(f"{file} does not compile:\n" + "\n".join(problems), kind="compile_error",
+                               module=name)
 
     def _dependents(self, file: str, layers: LogicLayers) -> builtins.list[tuple[ModuleRef, str]]:
         """The modules whose imports reach ``file`` (directly or not) in ``layers``.

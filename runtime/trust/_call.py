@@ -21,8 +21,10 @@ taking a run slot), in this order:
    plain or ``private`` function, one only a shared or built-in module
    exports, and a module that does not parse, so a caller learns nothing of
    the owner's code;
-6. the arguments (:func:`~peerbox.peer.bind_args`), else a signed
-   ``bad_arguments``, and nothing runs;
+6. the arguments (:func:`~peerbox.peer.bind_args`; a record-typed parameter
+   against the peer's schema, as ``db::insert`` validates), else a signed
+   ``bad_arguments``, and nothing runs (a parameter type the schema no longer
+   declares: a signed ``unavailable``);
 7. the run's limits and the caller's quota caps, from the caller's ``call``
    rules.
 
@@ -43,8 +45,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import Error
-from ..hostcalls import HostCallError, RowScope
-from ..peer import CALL_FILE, BadArguments, PublishedFn, bind_args, call_source, find_published
+from ..hostcalls import HostCallError, RowScope, Schema, SchemaError
+from ..peer import (CALL_FILE, BadArguments, PublishedFn, SignatureError, bind_args, call_source,
+                    find_published, load_schema)
 from ..policy import DB_ACTIONS, Denied, Policy
 from ..policy import Request as PolicyRequest
 from ..run import Limits, LogicLayers
@@ -129,15 +132,29 @@ def _admit(handler: RequestHost, req: CallRequest, now: int) -> CallAdmitted | H
         return handler.failed(req, now, Outcome.SCRIPT_ERROR,
                               {"kind": "no_such_function", "message": message}, [], start)
     try:
-        args = bind_args(fn, req.params)
+        args = bind_args(fn, req.params, lambda: _schema_of(handler))
     except BadArguments as exc:
         return handler.failed(req, now, Outcome.SCRIPT_ERROR, {"kind": "bad_arguments", "message": str(exc)},
                               [], start)
+    except SignatureError as exc:  # the owner's schema no longer declares a parameter's type
+        return handler.unavailable(req, now, exc, start)
     return CallAdmitted(req=req, now=now, caller_did=caller_did, caller_name=caller_name,
                         owner=req.caller == handler.ctx.peer.public_key, policy=policy, fn=fn, args=args,
                         limits=handler.limits_of(cap, req.limits),
                         max_bytes=cap.max_bytes if cap else None, max_files=cap.max_files if cap else None,
                         rule=str(decision.rule) if decision.rule else None)
+
+
+def _schema_of(handler: RequestHost) -> Schema | None:
+    """The schema the peer's records are kept under (what ``db::`` validates with); when they cannot
+    open (S3 storage, a schema not applied yet), its ``schema.toml``; None without one."""
+    try:
+        return handler.ctx.records().schema
+    except HostCallError:
+        try:
+            return load_schema(handler.ctx.peer)
+        except SchemaError:
+            return None
 
 
 def run_call(handler: RequestHost, admitted: CallAdmitted) -> Handled:

@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -171,13 +172,17 @@ def _load(source: str, filename: str, resolver: Resolver | None, diags: Diagnost
 @dataclass(frozen=True, slots=True)
 class Export:
     """A function the module publishes (``export fn name(a, b: string)``): its
-    parameters, the type each declares (one of :data:`PARAM_TYPES`, None: any)
-    and the line it starts on."""
+    parameters, the type each declares (one of :data:`PARAM_TYPES`, a record
+    type of the peer's schema such as ``Message``, either with a trailing ``?``
+    when the argument may be ``()``; None: any) and the line it starts on.
+    ``type_at``: where each declared type is written, ``(line, column)`` (None
+    for an untyped parameter; empty when not known), for the publisher's errors."""
 
     name: str
     params: tuple[str, ...]
     types: tuple[str | None, ...]
     line: int
+    type_at: tuple[tuple[int, int] | None, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +205,27 @@ def _budget(limits: CompileLimits | None, diags: Diagnostics, clock: Clock) -> B
     return Budget(limits, diags, clock)
 
 
+def _type_positions(source: str, fn: ast.FnDef) -> tuple[tuple[int, int] | None, ...]:
+    """Where each declared type of ``fn``'s parameters is written: the first ``param : TYPE``
+    after the function's start (the parameter list comes before anything else)."""
+    lines = source.splitlines(keepends=True)
+    start = sum(len(x) for x in lines[:fn.span.line - 1]) + fn.span.col - 1
+    out: list[tuple[int, int] | None] = []
+    for param, typ in zip(fn.params, fn.types, strict=False):
+        if typ is None:
+            out.append(None)
+            continue
+        m = re.compile(rf"\b{re.escape(param)}\s*:\s*({re.escape(typ.rstrip('?'))})\b").search(source, start)
+        if m is None:
+            out.append(None)
+            continue
+        at = m.start(1)
+        line = source.count("\n", 0, at) + 1
+        out.append((line, at - (source.rfind("\n", 0, at) + 1) + 1))
+        start = m.end()
+    return tuple(out)
+
+
 def interface(source: str, filename: str = "<module>", *, limits: CompileLimits | None = None,
               clock: Clock = time.monotonic) -> Interface:
     """Parse ``source`` (no imports are followed) and describe what it offers and publishes.
@@ -217,7 +243,8 @@ def interface(source: str, filename: str = "<module>", *, limits: CompileLimits 
     fns = tuple((f.name, tuple(f.params)) for f in script.functions if not f.private)
     consts = tuple(st.name for st in script.body.stmts if isinstance(st, ast.Let) and st.const)
     imports = tuple(st.path for st in script.body.stmts if isinstance(st, ast.Import))
-    exports = tuple(Export(name=f.name, params=f.params, types=f.types, line=f.span.line)
+    exports = tuple(Export(name=f.name, params=f.params, types=f.types, line=f.span.line,
+                           type_at=_type_positions(source, f))
                     for f in script.functions if f.exported)
     return Interface(functions=fns, constants=consts, imports=imports, exports=exports)
 

@@ -15,6 +15,7 @@ once ``diags.limit`` errors are recorded. The compile budget
 
 from __future__ import annotations
 
+import re
 
 from ._ast import (
     FnDef, Span,
@@ -59,6 +60,8 @@ MAX_AST_HEIGHT = DEFAULT_LIMITS.height
 #: arguments before it runs; the guest does not (an ``export fn`` compiles
 #: exactly like a ``fn``).
 PARAM_TYPES = ("bool", "i64", "f64", "string", "array", "map", "blob")
+#: A record type's name as a peer's schema.toml spells it (capitalised), usable as a parameter type.
+_RECORD_TYPE = re.compile(r"[A-Z][A-Za-z0-9_]{0,62}")
 
 _I64_MAX = (1 << 63) - 1
 _I64_MIN_ABS = 1 << 63
@@ -249,20 +252,31 @@ class _ParserBase:
         return tuple(params)
 
     def _param_type(self, allowed: bool) -> str | None:
-        """Consume ``':' TYPE`` after a parameter name; the type, or None after an error."""
+        """Consume ``':' TYPE ['?']`` after a parameter name; the type, or None after an error.
+
+        TYPE is one of :data:`PARAM_TYPES` or a record type of the peer's schema (a
+        capitalised name such as ``Message``: the parser cannot know the peer's types, so
+        whoever publishes the module checks it, see :func:`peerbox.peer.check_param_types`);
+        a trailing ``?`` makes the argument optional (it may be ``()``)."""
         colon = self.i
         self.i += 1
-        idx = self._expect("ident", "a parameter type after ':' (one of " + ", ".join(PARAM_TYPES) + ")")
+        idx = self._expect("ident", "a parameter type after ':' (one of " + ", ".join(PARAM_TYPES)
+                           + ", or a record type of the peer's schema)")
         typ = str(self.v[idx])
+        optional = self.k[self.i] == "?"
+        if optional:
+            self.i += 1
         if not allowed:
+            shown = typ + ("?" if optional else "")
             self._error(self._span(colon), "parameter types are only checked on `export fn` "
-                                           f"(a published function's arguments); remove ': {typ}'")
+                                           f"(a published function's arguments); remove ': {shown}'")
             return None
-        if typ not in PARAM_TYPES:
+        if typ not in PARAM_TYPES and not _RECORD_TYPE.fullmatch(typ):
             self._error(self._tspan(idx), f"unknown parameter type '{typ}' (use one of "
-                                          f"{', '.join(PARAM_TYPES)}: the names type_of gives)")
+                                          f"{', '.join(PARAM_TYPES)}: the names type_of gives; "
+                                          "or a record type of the peer's schema, such as Message)")
             return None
-        return typ
+        return typ + "?" if optional else typ
 
     def _sync(self, start: int) -> None:
         """Skip to the next ';' (consumed), '}' or statement keyword at the brace

@@ -197,9 +197,10 @@ def test_logic_list_shows_exports_and_which_layer_publishes(tmp_path: Path) -> N
     docs = {m.ref.file: m.doc() for m in PeerLogic(bob).list()}
     mine = docs["peer:inbox"]
     assert mine["publishes"] is True
-    assert mine["exports"][0] == {"name": "deliver", "params": ["msg"], "types": ["string"], "line": 4}
+    assert mine["exports"][0] == {"name": "deliver", "params": ["msg"], "types": ["string"], "line": 4,
+                                    "signature": "deliver(msg: string)"}
     assert [e["name"] for e in mine["exports"]] == ["deliver", "stats", "scale"]
     shared = docs["shared:tools"]
     assert shared["publishes"] is False and shared["exports"] == [
-        {"name": "t", "params": ["x"], "types": ["i64"], "line": 1}]
+        {"name": "t", "params": ["x"], "types": ["i64"], "line": 1, "signature": "t(x: i64)"}]
     assert docs["builtin:inbox"]["publishes"] is False

@@ -81,7 +81,8 @@ def test_types_only_on_export_fn(source: str) -> None:
 def test_unknown_type_names_the_allowed_ones() -> None:
     message = error_of("export fn f(x: int) { x }")
     assert ("m.rhai:1:16: error: unknown parameter type 'int' (use one of bool, i64, f64, string, array, "
-            "map, blob: the names type_of gives)") in message
+            "map, blob: the names type_of gives; or a record type of the peer's schema, such as Message)"
+            ) in message
 
 
 def test_a_missing_type_is_a_syntax_error() -> None:
@@ -122,3 +123,36 @@ def test_export_is_no_longer_a_reserved_name_error_but_still_not_a_name() -> Non
 def test_check_reports_export_errors_too() -> None:
     with pytest.raises(CompileError, match="exported twice"):
         check("export fn f() { 1 }\nexport fn f() { 2 }\n1")
+
+
+# -- record types of the peer's schema as parameter types ---------------------------------------
+
+def test_a_record_type_name_is_accepted_and_carried_with_its_position() -> None:
+    source = "// inbox\nexport fn deliver(msg: Message, n: i64,\n                  note: Note?) { msg }\n"
+    (e,) = interface(source, "peer:inbox").exports
+    assert e == Export("deliver", ("msg", "n", "note"), ("Message", "i64", "Note?"), 2)
+    assert e.type_at == ((2, 24), (2, 36), (3, 25))  # where the publisher's errors point
+
+
+def test_optional_builtin_types_are_accepted() -> None:
+    assert interface("export fn f(a: string?, b) { a }").exports[0].types == ("string?", None)
+
+
+@pytest.mark.parametrize("name", ["message", "Int_", "_Message"])
+def test_only_capitalised_names_can_be_record_types(name: str) -> None:
+    source = f"export fn f(x: {name}) {{ x }}"
+    if name[0].isupper():
+        assert interface(source).exports[0].types == (name,)
+    else:
+        assert f"unknown parameter type '{name}'" in error_of(source) or "expected a parameter type" in \
+            error_of(source)
+
+
+def test_record_types_only_on_export_fn_too() -> None:
+    assert ("parameter types are only checked on `export fn` (a published function's arguments); "
+            "remove ': Message?'") in error_of("fn f(m: Message?) { m }")
+
+
+def test_an_export_fn_with_a_record_type_compiles_and_runs(compile_and_run: Any, tmp_path: Path) -> None:
+    (tmp_path / "m.rhai").write_text("export fn text_of(msg: Message) { msg.text }\n")
+    assert compile_and_run('import "m" as m;\nm::text_of(#{text: "hi"})', search_path=[tmp_path]).value == "hi"
