@@ -49,6 +49,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -277,6 +278,33 @@ class JetStreamState:
             self.failures += 1
             fut.cancel()
             raise _translate(exc, what) from exc
+
+    def watch(self, bucket: str, on_entry: Callable[[Any], None], caught_up: threading.Event, what: str, *,
+              meta_only: bool = False) -> concurrent.futures.Future[None]:
+        """Watch every key of ``bucket``: ``on_entry(entry)`` (on the connection's loop: keep it short)
+        for each record there is, then for each new one; ``caught_up`` is set once the records there
+        were are all in, and cleared when the watch ends (its error logged, naming ``what``). Raises
+        :class:`SharedStateError` when the state is closed or the bucket not open."""
+        kv = self.bucket(bucket)
+
+        async def watch() -> None:
+            watcher = await kv.watchall(meta_only=meta_only)
+            async for entry in watcher:
+                if entry is None:  # the records there were are all in
+                    caught_up.set()
+                    continue
+                on_entry(entry)
+                if entry.delta == 0:
+                    caught_up.set()
+
+        def ended(fut: concurrent.futures.Future[None]) -> None:
+            caught_up.clear()
+            if not fut.cancelled() and fut.exception() is not None:
+                log.warning("JetStream %s: the watch ended: %s", what, fut.exception())
+
+        fut = self.spawn(watch())
+        fut.add_done_callback(ended)
+        return fut
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
         """Start ``coro`` on the connection's loop without waiting (a watcher). Raises

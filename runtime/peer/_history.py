@@ -372,7 +372,7 @@ class History:
             prev_sealed = verify_signature(self.peer_key, v.signed_bytes(), v.seal)
             if not prev_sealed:
                 problems.append(f"{at}the peer's seal does not match the entry (edited by hand?)")
-            problems.extend(at + p for p in self._check_statement(v, module, check_cap))
+            problems.extend(at + p for p in self.check_statement(v, module, check_cap))
             try:
                 text = self.source(v.sha256)
             except HistoryError:
@@ -395,8 +395,11 @@ class History:
             problems.append(f"{where}the live file has no recorded history (installed by hand)")
         return problems
 
-    def _check_statement(self, v: Version, module: str,
-                         check_cap: Callable[[Version, bytes], str | None]) -> list[str]:
+    def check_statement(self, v: Version, module: str,
+                        check_cap: Callable[[Version, bytes], str | None]) -> list[str]:
+        """What is wrong with ``v``'s installer statement for ``module`` ([] when it checks out):
+        its signature, that it names this peer, the module and source, and why an installer other
+        than the peer was allowed (``check_cap``, or a policy rule)."""
         try:
             st = open_statement(v.statement)
         except EnvelopeError as exc:
