@@ -337,19 +337,21 @@ class PeerLogic:
         if problems:
             raise LogicRefused(f"peer:{name}: refusing version {entry.version}: {'; '.join(problems)}",
                                kind="forged", module=name)
-        last = self.history.last(name)
-        if last is not None and open_statement(last.statement).iat > open_statement(entry.statement).iat:
-            return None  # older than what is here: an old record put back cannot roll the module back
-        if any(v.statement == entry.statement for v in self.history.entries(name)):
-            return None
-        restores = entry.restores  # the same number only when it names the same source here
-        if restores is not None and not any(v.version == restores and v.sha256 == entry.sha256
-                                            for v in self.history.entries(name)):
-            restores = None
-        action = "rollback" if restores is not None else "set" if entry.action in ("rollback", "force") \
-            else entry.action
-        return self.install(name, source, statement=entry.statement, cap=entry.cap, rule=entry.rule,
-                            action=action, restores=restores, now=entry.time, force=entry.action == "force")
+        with self.history.lock():  # the same record seen by two processes on one root: one installs
+            here = self.history.entries(name)
+            if here and open_statement(here[-1].statement).iat > open_statement(entry.statement).iat:
+                return None  # older than what is here: an old record put back cannot roll the module back
+            if any(v.statement == entry.statement for v in here):
+                return None
+            restores = entry.restores  # the same number only when it names the same source here
+            if restores is not None and not any(v.version == restores and v.sha256 == entry.sha256
+                                                for v in here):
+                restores = None
+            action = "rollback" if restores is not None else \
+                "set" if entry.action in ("rollback", "force") else entry.action
+            return self.install(name, source, statement=entry.statement, cap=entry.cap, rule=entry.rule,
+                                action=action, restores=restores, now=entry.time,
+                                force=entry.action == "force")
 
     def rollback(self, module: str, version: int, *, key: KeyPair | None = None,
                  now: int | None = None) -> Version:
