@@ -15,9 +15,12 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
+from peerbox.net import TransportError
 from peerbox.net._jetstream import JetStreamState, target_token
 from peerbox.net._jslogic import LOGIC_BUCKET
 from peerbox.net._natsclient import NatsTransport
@@ -70,7 +73,8 @@ def _start_with_v1(cluster: Cluster) -> None:
     may change bob's logic, alice may import it."""
     policy = cluster.home / "peers" / "bob" / "policy.toml"
     text = policy.read_text().replace('actions = ["*"]', 'actions = ["*", "logic.*"]')
-    policy.write_text(text.replace('actions = ["exec", "fs.*"]', 'actions = ["exec", "fs.*", "module.import"]'))
+    alice = 'actions = ["exec", "fs.*"]'
+    policy.write_text(text.replace(alice, 'actions = ["exec", "fs.*", "module.import"]'))
     _bob_logic(cluster).set("greet", V1)
     for name in WORKERS:
         cluster.start(name)
@@ -147,3 +151,21 @@ async def test_a_worker_started_after_the_push_runs_the_new_version_from_its_fir
     assert cluster.answered("w4") == 1
     assert _versions(cluster, "w4") == [V1, V2]
     assert root.is_dir()
+
+
+async def test_a_push_after_the_nats_server_restarts_still_reaches_every_worker(
+        cluster: Cluster, nats_servers: Any) -> None:
+    server = nats_servers()  # a server of this test's own, to stop and start again on the same port
+    cluster.nats_url = server.url
+    _start_with_v1(cluster)
+    server.stop()
+    server.start()
+    deadline = time.monotonic() + 30
+    while True:  # the workers reconnect (0.5 s apart); the push is answered once one has
+        try:
+            await _push(cluster, V2)
+            break
+        except TransportError:
+            assert time.monotonic() < deadline, "no worker answered after the restart"
+            await trio.sleep(0.2)
+    await _all_on_v2(cluster)  # the others' watches came back with the connection
