@@ -25,9 +25,12 @@ bucket                 key → value                                            
 
 (``<target>`` is the first 16 hex digits of SHA-256 of the target peer's public key: one
 bucket serves every peer, and a key is a valid, bounded subject token.)
-The rate-limit and quota buckets (``peerbox-rates``, ``peerbox-quota``) are
-opened through ``buckets`` by the worker's state; their stores are
-:mod:`peerbox.net._jslimits` and :mod:`peerbox.net._jsquota`.
+The rate-limit and quota buckets (``peerbox-rates``, ``peerbox-quota``) and
+the logic bucket (``peerbox-logic``) are opened through ``buckets`` by the
+worker's state; their stores are :mod:`peerbox.net._jslimits`,
+:mod:`peerbox.net._jsquota` and :mod:`peerbox.net._jslogic`.
+:meth:`JetStreamState.watch` follows a bucket (the revocations and the logic
+records).
 
 :class:`JetStreamState` is synchronous on purpose: the trust path checks a
 request on a worker's pool thread, so each store call hands a coroutine to the
