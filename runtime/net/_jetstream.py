@@ -25,9 +25,12 @@ bucket                 key → value                                            
 
 (``<target>`` is the first 16 hex digits of SHA-256 of the target peer's public key: one
 bucket serves every peer, and a key is a valid, bounded subject token.)
-The rate-limit and quota buckets (``peerbox-rates``, ``peerbox-quota``) are
-opened through ``buckets`` by the worker's state; their stores are
-:mod:`peerbox.net._jslimits` and :mod:`peerbox.net._jsquota`.
+The rate-limit and quota buckets (``peerbox-rates``, ``peerbox-quota``) and
+the logic bucket (``peerbox-logic``) are opened through ``buckets`` by the
+worker's state; their stores are :mod:`peerbox.net._jslimits`,
+:mod:`peerbox.net._jsquota` and :mod:`peerbox.net._jslogic`.
+:meth:`JetStreamState.watch` follows a bucket (the revocations and the logic
+records).
 
 :class:`JetStreamState` is synchronous on purpose: the trust path checks a
 request on a worker's pool thread, so each store call hands a coroutine to the
@@ -49,6 +52,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -277,6 +281,33 @@ class JetStreamState:
             self.failures += 1
             fut.cancel()
             raise _translate(exc, what) from exc
+
+    def watch(self, bucket: str, on_entry: Callable[[Any], None], caught_up: threading.Event, what: str, *,
+              meta_only: bool = False) -> concurrent.futures.Future[None]:
+        """Watch every key of ``bucket``: ``on_entry(entry)`` (on the connection's loop: keep it short)
+        for each record there is, then for each new one; ``caught_up`` is set once the records there
+        were are all in, and cleared when the watch ends (its error logged, naming ``what``). Raises
+        :class:`SharedStateError` when the state is closed or the bucket not open."""
+        kv = self.bucket(bucket)
+
+        async def watch() -> None:
+            watcher = await kv.watchall(meta_only=meta_only)
+            async for entry in watcher:
+                if entry is None:  # the records there were are all in
+                    caught_up.set()
+                    continue
+                on_entry(entry)
+                if entry.delta == 0:
+                    caught_up.set()
+
+        def ended(fut: concurrent.futures.Future[None]) -> None:
+            caught_up.clear()
+            if not fut.cancelled() and fut.exception() is not None:
+                log.warning("JetStream %s: the watch ended: %s", what, fut.exception())
+
+        fut = self.spawn(watch())
+        fut.add_done_callback(ended)
+        return fut
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
         """Start ``coro`` on the connection's loop without waiting (a watcher). Raises

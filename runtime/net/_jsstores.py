@@ -141,29 +141,14 @@ class JetStreamRevocations:
 
     def start(self) -> None:
         """Start the watch: every record of the bucket, then each new one, into memory."""
-        kv = self.state.bucket(REVOKED_BUCKET)
+        self.state.watch(REVOKED_BUCKET, self._seen, self._caught_up, "revocations", meta_only=True)
 
-        async def watch() -> None:
-            watcher = await kv.watchall(meta_only=True)
-            async for entry in watcher:
-                if entry is None:  # the records there were are all in
-                    self._caught_up.set()
-                    continue
-                with self._lock:
-                    if entry.operation is None:
-                        self._ids.add(entry.key)
-                    else:
-                        self._ids.discard(entry.key)
-                if entry.delta == 0:
-                    self._caught_up.set()
-
-        fut = self.state.spawn(watch())
-        fut.add_done_callback(self._watch_ended)
-
-    def _watch_ended(self, fut: Any) -> None:
-        self._caught_up.clear()  # lookups ask the bucket again from now on
-        if not fut.cancelled() and fut.exception() is not None:
-            log.warning("JetStream revocations: the watch ended: %s", fut.exception())
+    def _seen(self, entry: Any) -> None:
+        with self._lock:
+            if entry.operation is None:
+                self._ids.add(entry.key)
+            else:
+                self._ids.discard(entry.key)
 
     @property
     def watching(self) -> bool:

@@ -69,7 +69,7 @@ import trio
 
 from .._errors import Error
 from ..peer import DEFAULT_ROTATION, AuditError, AuditLog, Contexts, Rotation
-from ..trust import AnyAdmitted, Envelope, ExecHandler, Handled, LocalRevocations
+from ..trust import AnyAdmitted, Envelope, ExecHandler, Handled, LocalRevocations, LogicAdmitted
 from ..wire import EnvelopeError
 from ._access import ACCESS_LOG, access_rule, audit_record, current_note
 from ._admission import Admission, Ticket
@@ -172,6 +172,8 @@ class Worker(Endpoints):
         #: is opened on its first request, so idle hosted peers cost little memory.
         self.targets: dict[bytes, str] = {p.public_key: p.name for p in chosen}
         self.peers.extend((p.name, p.did) for p in chosen)
+        if state is not None:  # the logic the other workers installed, before the first answer
+            state.follow_logic(chosen)
         self.clock = clock
         self._handlers: dict[str, ExecHandler] = {}
         self._handlers_lock = threading.Lock()
@@ -415,6 +417,9 @@ class Worker(Endpoints):
                 call.unhandled, call.exc = "internal_error", exc
             call.seconds += time.perf_counter() - start
             self._audit(call)
+            if self.state is not None and isinstance(call.admitted, LogicAdmitted):  # before the answer
+                self.state.logic_changed(call.handler.ctx.peer, call.admitted.req.module,
+                                         call.admitted.req.statement)
             if self.state is not None and call.handled is not None and call.envelope is not None:
                 self._share_answer(call, self.state, call.envelope)
             with self._lock:

@@ -10,6 +10,8 @@ and gives the worker:
   file ones, and :meth:`WorkerState.rates_for` its rate buckets
   (:mod:`peerbox.net._jslimits`); :attr:`WorkerState.accounts`, the quota
   ledger and S3 tally of its peers' contexts (:mod:`peerbox.net._jsquota`);
+- :meth:`WorkerState.follow_logic` and :meth:`WorkerState.logic_changed`: the hosted
+  peers' logic modules, the same on every worker (:mod:`peerbox.net._jslogic`);
 - with the reply cache on, :meth:`WorkerState.remember` keeps every signed
   answer to a request whose nonce was recorded (on the pool thread, *before*
   the answer is handed back: a reply that left is always in the cache), and
@@ -27,15 +29,18 @@ an answer: a reply that could not be kept still leaves (its retry then gets
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from .._errors import Error
 from ..peer import Peer
+from ..run import split_module_name
 from ..trust import Envelope, Handled, LocalRevocations, Outcome, RateStore, Revocations
 from ..wire import ReplayGuard, request_digest
 from ._endpoints import answer_response
 from ._h2server import HttpResponse
 from ._jetstream import REPLY_BYTES, REPLY_TTL, JetStreamState
 from ._jslimits import LIMIT_BUCKETS, JetStreamRates
+from ._jslogic import LOGIC_BUCKET, SharedLogic
 from ._jsquota import JetStreamAccounts
 from ._jsstores import CachedReply, JetStreamNonces, JetStreamRevocations, ReplyCache, SharedRevocations
 
@@ -58,12 +63,14 @@ class WorkerState:
     def __init__(self, url: str, *, reply_cache: bool = False, timeout: float = 5.0,
                  reply_ttl: float = REPLY_TTL, reply_bytes: int = REPLY_BYTES, share: bool = True) -> None:
         self.state = JetStreamState(url, timeout=timeout, replies=reply_cache, reply_ttl=reply_ttl,
-                                    reply_bytes=reply_bytes, buckets=LIMIT_BUCKETS, share=share)
+                                    reply_bytes=reply_bytes, buckets=(*LIMIT_BUCKETS, (LOGIC_BUCKET, None)),
+                                    share=share)
         self.reply_cache = reply_cache
         #: the quota stores the worker's peer contexts use (:mod:`peerbox.net._jsquota`)
         self.accounts = JetStreamAccounts(self.state)
         self.revocations: JetStreamRevocations | None = None
         self.replies: ReplyCache | None = None
+        self.logic: SharedLogic | None = None
 
     def open(self) -> WorkerState:
         """Connect, open the buckets, start the revocation watch. Raises
@@ -81,6 +88,20 @@ class WorkerState:
     def close(self) -> None:
         """Close the connection (idempotent)."""
         self.state.close()
+
+    def follow_logic(self, peers: Sequence[Peer], *, timeout: float = 60.0) -> None:
+        """Apply the shared logic changes of ``peers`` (the worker's hosted ones) to this root: those
+        the bucket holds now before returning, each later one as it comes. Raises
+        :class:`~peerbox.net._jetstream.SharedStateError` when the first take over ``timeout`` s."""
+        self.logic = SharedLogic(self.state, peers)
+        self.logic.follow(timeout)
+
+    def logic_changed(self, peer: Peer, module: str, statement: bytes) -> None:
+        """A ``peerbox/logic`` change of ``peer``'s ``module`` was run here: share the version it
+        recorded (if it did; ``statement``: the installer's) with the other workers. Never raises."""
+        parsed = split_module_name(module)
+        if self.logic is not None and parsed is not None:
+            self.logic.publish(peer, parsed[1], statement)
 
     def stores_for(self, peer: Peer, local: LocalRevocations) -> tuple[ReplayGuard, Revocations]:
         """The replay guard and revocations of hosted ``peer`` (``local``: its default ones, still

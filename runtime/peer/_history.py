@@ -26,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,7 @@ class History:
     def __init__(self, directory: Path, peer_key: bytes) -> None:
         self.dir = directory
         self.peer_key = peer_key
+        self._held = threading.local()  # this thread's depth of :meth:`lock` (exclusive)
 
     def _log(self, module: str) -> Path:
         return self.dir / "log" / f"{module}.jsonl"
@@ -112,12 +114,25 @@ class History:
 
     @contextlib.contextmanager
     def lock(self, *, shared: bool = False) -> Iterator[None]:
-        """Hold the history's lock (across processes): exclusive to install, shared to verify."""
+        """Hold the history's lock (across processes and threads): exclusive to install, shared to
+        verify. A thread holding it exclusively may take it again (nested: nothing more is locked)."""
+        held = getattr(self._held, "depth", 0)
+        if held:
+            self._held.depth = held + 1
+            try:
+                yield
+            finally:
+                self._held.depth = held
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-            yield
+            self._held.depth = 0 if shared else 1
+            try:
+                yield
+            finally:
+                self._held.depth = 0
         finally:
             os.close(fd)
 
@@ -372,7 +387,7 @@ class History:
             prev_sealed = verify_signature(self.peer_key, v.signed_bytes(), v.seal)
             if not prev_sealed:
                 problems.append(f"{at}the peer's seal does not match the entry (edited by hand?)")
-            problems.extend(at + p for p in self._check_statement(v, module, check_cap))
+            problems.extend(at + p for p in self.check_statement(v, module, check_cap))
             try:
                 text = self.source(v.sha256)
             except HistoryError:
@@ -395,8 +410,11 @@ class History:
             problems.append(f"{where}the live file has no recorded history (installed by hand)")
         return problems
 
-    def _check_statement(self, v: Version, module: str,
-                         check_cap: Callable[[Version, bytes], str | None]) -> list[str]:
+    def check_statement(self, v: Version, module: str,
+                        check_cap: Callable[[Version, bytes], str | None]) -> list[str]:
+        """What is wrong with ``v``'s installer statement for ``module`` ([] when it checks out):
+        its signature, that it names this peer, the module and source, and why an installer other
+        than the peer was allowed (``check_cap``, or a policy rule)."""
         try:
             st = open_statement(v.statement)
         except EnvelopeError as exc:

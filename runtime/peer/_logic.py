@@ -39,12 +39,12 @@ from typing import Any
 from .._errors import Error, UsageError
 from .._atomic import write_atomic
 from ._history import HISTORY_DIR, History, HistoryError, HistoryMismatch, safe_dir
-from ._versions import Version, make_statement
+from ._versions import Version, make_statement, open_statement, sha256_hex
 from ..run import (LAYERS, MAX_MODULE_SIZE, MODULE_SUFFIX, LogicLayers, ModuleRef, read_module,
                    shared_logic_dir, split_module_name)
 from ..hostcalls import HOST_CALLS, Schema, SchemaError
 from ..wasm_guests.lang import CompileError, CompileLimits, Export, ModuleSource, compile_to_wat, interface
-from ..wire import CapabilityError, KeyPair, verify_chain
+from ..wire import CapabilityError, KeyPair, verify_chain, verify_signature
 from ._api import check_param_types, record_types, signature
 from ._peers import Peer
 from ._schema import load_schema, schema_path
@@ -352,6 +352,39 @@ class PeerLogic:
         recorded as a version with action ``remove``. Refused like an install if a module importing
         it would stop compiling; :class:`LogicError` if the peer has no such module."""
         return self._signed(module, "", "remove", key, now)
+
+    def adopt(self, entry: Version, source: str) -> Version | None:
+        """Install here a version another host of this peer recorded (``entry``, with its
+        ``source``): the same statement, capability or rule, recorded as this history's next version
+        (sealed here) and checked as :meth:`install` checks a push. None when it is recorded here
+        already (the same installer's statement) or older than the latest version here (its
+        statement was issued before the latest one's). Raises :class:`LogicRefused` (kind
+        ``forged``) for an entry the peer's key did not seal, whose statement does not check out or
+        whose source is not the one it names; else what :meth:`install` raises (nothing changed)."""
+        name = self._own_name(entry.module)
+        problems = [] if verify_signature(self.peer.public_key, entry.signed_bytes(), entry.seal) else \
+            ["the peer's seal does not match the entry"]
+        if sha256_hex(source) != entry.sha256 or (entry.action == "remove" and source):
+            problems.append("the source is not the one the entry names")
+        problems += self.history.check_statement(entry, name, self._check_cap)
+        if problems:
+            raise LogicRefused(f"peer:{name}: refusing version {entry.version}: {'; '.join(problems)}",
+                               kind="forged", module=name)
+        with self.history.lock():  # the same record seen by two processes on one root: one installs
+            here = self.history.entries(name)
+            if here and open_statement(here[-1].statement).iat > open_statement(entry.statement).iat:
+                return None  # older than what is here: an old record put back cannot roll the module back
+            if any(v.statement == entry.statement for v in here):
+                return None
+            restores = entry.restores  # the same number only when it names the same source here
+            if restores is not None and not any(v.version == restores and v.sha256 == entry.sha256
+                                                for v in here):
+                restores = None
+            action = "rollback" if restores is not None else \
+                "set" if entry.action in ("rollback", "force") else entry.action
+            return self.install(name, source, statement=entry.statement, cap=entry.cap, rule=entry.rule,
+                                action=action, restores=restores, now=entry.time,
+                                force=entry.action == "force")
 
     def rollback(self, module: str, version: int, *, key: KeyPair | None = None,
                  now: int | None = None) -> Version:

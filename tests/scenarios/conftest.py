@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from peerbox.hostcalls import LocalS3
+
 from ..conftest import PEERBOX, Serving
+from ._cluster import Cluster
 
 __all__ = ["PEERBOX", "Serving"]  # the serving fixture and its types live in tests/conftest.py
 # One compile cache for the processes of the scenario tests, not the user's (a test that needs its
@@ -42,3 +47,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def conformance_ids() -> Callable[[ConformanceTables], list[str]]:
     """``conformance_ids(CONFORMANCE)``: the test id of every case, in order."""
     return _conformance_ids
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, serving: Serving, local_s3: LocalS3, nats_server: Any,
+            s3_table: Callable[..., dict[str, object]], monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """bob on S3 and nats-server, no worker started yet (every started one is stopped after the test)."""
+    for key, value in local_s3.environ().items():
+        monkeypatch.setenv(key, value)  # every worker inherits the S3 credentials
+    with ExitStack() as stack:
+        yield Cluster(tmp_path, nats_server.url, serving, stack, local_s3, s3_table("bob"))

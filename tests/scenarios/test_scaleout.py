@@ -1,4 +1,5 @@
-"""Many workers, one peer: real ``peerbox serve`` processes hosting bob over one nats-server.
+"""Many workers, one peer: real ``peerbox serve`` processes hosting bob over one nats-server
+(the ``cluster`` fixture; :mod:`._cluster` says how it is set up).
 
 Each worker has a root of its own (``w1``, ``w2``...: a copy of bob's peer
 directory, as an operator copies it to another machine: key, peer.toml,
@@ -17,122 +18,27 @@ retried request gets the reply it already had, from whichever worker.
 
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import cbor2
 import pytest
 import trio
 
-from peerbox.hostcalls import LocalS3, StorageSite, open_storage
 from peerbox.net import TransportError
 from peerbox.net._natsclient import NatsTransport
-from peerbox.peer import Directory
-from peerbox.wire import KeyPair, make_request, verify_reply
+from peerbox.wire import verify_reply
 
-from .conftest import Serving
-from .test_s3_storage import _bob_on_s3
+from ._cluster import CALL_TIMEOUT, Cluster, exec_nats, many, until
 
 pytestmark = pytest.mark.slow  # nats-server, SeaweedFS and several `peerbox serve` processes
-
-#: How long a client waits for an answer before it retries the same signed bytes.
-CALL_TIMEOUT = 4.0
-
-
-class Cluster:
-    """bob on S3, hosted by workers started on demand (:meth:`start`), each from its own root."""
-
-    def __init__(self, base: Path, nats_url: str, serving: Serving, stack: ExitStack,
-                 s3: LocalS3, table: dict[str, object]) -> None:
-        self.base, self.nats_url, self.serving, self.stack = base, nats_url, serving, stack
-        self.s3, self.table = s3, table
-        self.home = base / "home"  # alice's root (the client) and bob's original
-        store = _bob_on_s3(self.home, table)
-        self.alice: KeyPair = store.get("alice").signing_key()
-        self.alice_did = store.get("alice").did
-        bob = store.get("bob")
-        self.bob_key, self.bob_did = bob.public_key, bob.did
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.ports: dict[str, int] = {}
-
-    def start(self, name: str) -> subprocess.Popen[bytes]:
-        """Start worker ``name`` from a fresh root holding a copy of bob's directory."""
-        root = self.base / name
-        shutil.copytree(self.home / "peers" / "bob", root / "peers" / "bob")
-        Directory(root).add("alice", self.alice_did)  # bob's policy names alice: the root must know her
-        state = ["--state", self.nats_url, "--reply-cache"]
-        port, proc = self.stack.enter_context(self.serving(
-            root, "--peers", "bob", "--workers", "1", "--max-runs", "2", "--name", name,
-            "--listen", "127.0.0.1:0", "--listen", self.nats_url, *state, may_be_killed=True))
-        self.procs[name], self.ports[name] = proc, port
-        return proc
-
-    def request(self, script: str) -> bytes:
-        """alice's signed exec of ``script`` for bob."""
-        return make_request(self.alice, target=self.bob_key, script=script, now=int(time.time()))
-
-    def value(self, body: bytes, req: bytes) -> Any:
-        """bob's verified reply to ``req``: its value."""
-        return verify_reply(body, target=self.bob_key, request_bytes=req).value
-
-    def answered(self, name: str) -> int:
-        """Requests worker ``name`` answered ``ok`` (its ``/metrics``, whose series carry its name)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name]}/metrics", timeout=10) as r:
-            text = r.read().decode()
-        wanted = f'peerbox_requests_total{{outcome="ok",worker="{name}"}} '
-        return sum(int(line[len(wanted):]) for line in text.splitlines() if line.startswith(wanted))
-
-    def read(self, path: str) -> bytes:
-        """bob's file ``path``, read from S3 directly."""
-        with open_storage(self.table, StorageSite(self.home, "bob"), None, self.s3.environ()) as direct:
-            return direct.read_bytes(path)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, serving: Serving, local_s3: LocalS3, nats_server: Any,
-            s3_table: Callable[..., dict[str, object]], monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    """bob on S3 and nats-server, no worker started yet (every started one is stopped after the test)."""
-    for key, value in local_s3.environ().items():
-        monkeypatch.setenv(key, value)  # every worker inherits the S3 credentials
-    with ExitStack() as stack:
-        yield Cluster(tmp_path, nats_server.url, serving, stack, local_s3, s3_table("bob"))
-
-
-async def _exec(transport: NatsTransport, cluster: Cluster, req: bytes) -> tuple[int, bytes]:
-    status, _, body = await transport.exec(cluster.nats_url, req, CALL_TIMEOUT)
-    return status, body
-
-
-async def _many(cluster: Cluster, scripts: list[str], in_flight: int = 6) -> list[Any]:
-    """Send every script (``in_flight`` at once); each must be answered 200; their values in order."""
-    values: list[Any] = [None] * len(scripts)
-    limit = trio.CapacityLimiter(in_flight)
-    async with NatsTransport() as transport:
-        async def one(i: int) -> None:
-            async with limit:
-                req = cluster.request(scripts[i])
-                status, body = await _exec(transport, cluster, req)
-                assert status == 200, cbor2.loads(body)
-                values[i] = cluster.value(body, req)
-
-        async with trio.open_nursery() as nursery:
-            for i in range(len(scripts)):
-                nursery.start_soon(one, i)
-    return values
-
 
 async def test_requests_spread_across_three_workers_sharing_bob_s_files(cluster: Cluster) -> None:
     for name in ("w1", "w2", "w3"):
         cluster.start(name)
-    assert await _many(cluster, ['fs::write("shared.txt", "written once"); 1']) == [1]
-    values = await _many(cluster, ['fs::read("shared.txt")'] * 30)
+    assert await many(cluster, ['fs::write("shared.txt", "written once"); 1']) == [1]
+    values = await many(cluster, ['fs::read("shared.txt")'] * 30)
     assert values == ["written once"] * 30  # whichever worker ran it read the same S3 object
     counts = {name: cluster.answered(name) for name in ("w1", "w2", "w3")}
     assert sum(counts.values()) == 31, counts
@@ -144,21 +50,13 @@ async def test_the_same_request_sent_again_runs_once_whichever_worker_gets_it(cl
         cluster.start(name)
     req = cluster.request('fs::append("replayed.txt", "x"); 1')
     async with NatsTransport() as transport:
-        status, body = await _exec(transport, cluster, req)
+        status, body = await exec_nats(transport, cluster, req)
         assert status == 200 and cluster.value(body, req) == 1
         for _ in range(9):  # the queue group sends most of them to a worker that did not run it
-            again = await _exec(transport, cluster, req)
+            again = await exec_nats(transport, cluster, req)
             assert again == (200, body)  # a replay: the reply cache's answer, the very same signed bytes
     assert cluster.read("replayed.txt") == b"x"
     assert sum(1 for name in ("w1", "w2", "w3") if cluster.answered(name)) == 1
-
-
-async def _until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    """Wait until ``condition()`` holds, polling; fail with ``what`` after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} within {seconds} s"
-        await trio.sleep(0.1)
 
 
 @pytest.mark.serial  # retries after timeouts: alone, not next to the other tests' load
@@ -178,7 +76,7 @@ async def test_sigkill_of_one_of_three_under_load_loses_no_acknowledged_write(cl
             req = cluster.request(f'fs::append("log-{c}.txt", "{line}\\n"); "{line}"')
             for attempt in range(6):
                 try:
-                    status, body = await _exec(transport, cluster, req)
+                    status, body = await exec_nats(transport, cluster, req)
                 except TransportError:
                     retried += 1
                     continue  # same signed bytes again: the queue group picks a live worker
@@ -197,12 +95,12 @@ async def test_sigkill_of_one_of_three_under_load_loses_no_acknowledged_write(cl
         for c in range(4):
             nursery.start_soon(client, c, transport)
         # the load is under way (a slow machine's first calls may take a while) before the kill
-        await _until(lambda: sum(map(len, acknowledged.values())) >= 8, 30, "no call acknowledged")
+        await until(lambda: sum(map(len, acknowledged.values())) >= 8, 30, "no call acknowledged")
         before = sum(map(len, acknowledged.values()))
         cluster.procs["w2"].send_signal(signal.SIGKILL)
         await trio.sleep(3.0 + CALL_TIMEOUT)  # the calls w2 held time out and are retried elsewhere
         # load goes on after the kill: calls are acknowledged by the two live workers
-        await _until(lambda: sum(map(len, acknowledged.values())) > before + 8, 60, "no call after the kill")
+        await until(lambda: sum(map(len, acknowledged.values())) > before + 8, 60, "no call after the kill")
         stop.set()
     duplicates = 0
     for c, lines in acknowledged.items():
@@ -221,7 +119,7 @@ async def test_workers_resume_after_the_nats_server_restarts(cluster: Cluster, n
     cluster.nats_url = server.url
     for name in ("w1", "w2"):
         cluster.start(name)
-    assert await _many(cluster, ["1"]) == [1]
+    assert await many(cluster, ["1"]) == [1]
     server.stop()
     server.start()
     deadline = time.monotonic() + 20
@@ -229,14 +127,14 @@ async def test_workers_resume_after_the_nats_server_restarts(cluster: Cluster, n
         while True:  # the workers reconnect (0.5 s apart) and nats-py renews their subscriptions
             req = cluster.request("2")
             try:
-                status, body = await _exec(transport, cluster, req)
+                status, body = await exec_nats(transport, cluster, req)
             except TransportError:  # no responders yet (or the client's own reconnection)
                 assert time.monotonic() < deadline, "the workers did not come back after the restart"
                 await trio.sleep(0.2)
                 continue
             assert status == 200 and cluster.value(body, req) == 2
             break
-    await _many(cluster, ["3"] * 30)
+    await many(cluster, ["3"] * 30)
     counts = {name: cluster.answered(name) for name in ("w1", "w2")}
     assert all(n > 1 for n in counts.values()), counts  # both resubscribed, not only one
     assert all(proc.poll() is None for proc in cluster.procs.values())
@@ -244,9 +142,9 @@ async def test_workers_resume_after_the_nats_server_restarts(cluster: Cluster, n
 
 async def test_a_worker_joining_takes_load_without_restarting_the_others(cluster: Cluster) -> None:
     first = [cluster.start(name) for name in ("w1", "w2")]
-    await _many(cluster, ["1"] * 10)
+    await many(cluster, ["1"] * 10)
     cluster.start("w3")
-    await _many(cluster, ["2"] * 30)
+    await many(cluster, ["2"] * 30)
     assert cluster.answered("w3") > 0
     assert sum(cluster.answered(name) for name in ("w1", "w2", "w3")) == 40
     assert [p.pid for p in first] == [cluster.procs[n].pid for n in ("w1", "w2")]
@@ -265,7 +163,7 @@ async def test_a_caller_s_rate_holds_across_three_worker_processes(cluster: Clus
     async with NatsTransport() as transport:
         for i in range(14):
             req = cluster.request(f"{i}")
-            status, body = await _exec(transport, cluster, req)
+            status, body = await exec_nats(transport, cluster, req)
             statuses.append(status)
             if status == 429:
                 reply = verify_reply(body, target=cluster.bob_key, request_bytes=req)
