@@ -51,6 +51,8 @@ from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
 from ._sqlite import SqliteBackend
 from ._dump import export_lines, import_lines
 from ._migrate import ADDITIVE, DESTRUCTIVE, Change, Plan, applied_schema, apply_migration, plan_migration
+from ._recstore import RecordStore
+from ._s3records import S3Records
 from ._records import DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_RECORD_BYTES, RECORDS_FILE, Records, RowScope
 from ._schema import (MAX_SCHEMA_BYTES, SCALARS, Collection, Field, RecordType, Schema, SchemaError,
                       SchemaProblem, TypeRef, parse_type)
@@ -99,6 +101,8 @@ __all__ = [
     "MAX_PATH_BYTES",
     "MAX_NAME_BYTES",
     "RecordsOpener",
+    "RecordStore",
+    "S3Records",
     "Records",
     "export_lines",
     "import_lines",
