@@ -52,7 +52,6 @@ from ._sqlite import SqliteBackend
 from ._dump import export_lines, import_lines
 from ._migrate import ADDITIVE, DESTRUCTIVE, Change, Plan, applied_schema, apply_migration, plan_migration
 from ._recstore import RecordStore
-from ._s3records import S3Records
 from ._records import DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_RECORD_BYTES, RECORDS_FILE, Records, RowScope
 from ._schema import (MAX_SCHEMA_BYTES, SCALARS, Collection, Field, RecordType, Schema, SchemaError,
                       SchemaProblem, TypeRef, parse_type)
@@ -102,7 +101,6 @@ __all__ = [
     "MAX_NAME_BYTES",
     "RecordsOpener",
     "RecordStore",
-    "S3Records",
     "Records",
     "export_lines",
     "import_lines",

@@ -22,7 +22,7 @@ counts the file's old size plus the appended bytes.
 
 Records (``db::``): the rows of module ``db`` run against the peer's
 :class:`~peerbox.hostcalls.RecordStore` (:class:`~peerbox.hostcalls.Records`, SQLite, for fs and
-sqlite storage; :class:`~peerbox.hostcalls.S3Records` for s3), which the Dispatch gets from its
+sqlite storage; :class:`~peerbox.hostcalls._s3records.S3Records` for s3), which the Dispatch gets from its
 ``records`` opener on the first ``db::`` call (so a run that uses none opens
 nothing). The policy is checked with the collection's name, and the
 authorizer's answer is the row scope the call runs in (see

@@ -113,6 +113,7 @@ class S3Backend(Backend):
     """
 
     kind = "s3"
+    keeps_records = True
 
     def __init__(self, store: ObjectStore, prefix: str, quotas: Quotas | None = None, *,
                  tally: Tally | None = None) -> None:

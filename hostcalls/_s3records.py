@@ -57,7 +57,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cbor2
 
@@ -67,9 +67,11 @@ from ._keycodec import encode, encode_value, text_prefix
 from ._paths import TEMP_PREFIX
 from ._records import MAX_QUERY_LIMIT, MAX_RECORD_BYTES, Records, _Table, plan_query
 from ._recstore import RowScope
-from ._s3store import ObjectStore
 from ._schema import Schema
 from ._validate import type_name, validate_record
+
+if TYPE_CHECKING:
+    from ._s3store import ObjectStore
 
 __all__ = ["S3Records", "RECORDS_DIR", "STALE_AFTER"]
 
