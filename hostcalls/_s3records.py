@@ -85,12 +85,13 @@ _BACKOFF_CAP = 0.25
 _HIGH = "~"  # sorts after every character of a name (hex digits, "-" and "#")
 _SEP = "-"  # between an index entry's values and its record's name
 _WHERE = "records"
-_VALUES_CUT = 400  # of an index entry's values code (the rest of the key: its record's name)
-_KEY_CUT = 300  # the "path" an io_error names
+# An object name's last segment stays under 255 bytes (SeaweedFS refuses longer ones):
+_VALUES_CUT = 150  # characters of an index entry's values code, then "-" and its record's name
+_KEY_CUT = 60  # characters of a record's name before "#" and 32 of its code's SHA-256  # the "path" an io_error names
 
 
 def _cut(code: str, limit: int) -> str:
-    """``code`` cut to ``limit`` characters (S3 keys are at most 1024 bytes). Cutting keeps the
+    """``code`` cut to ``limit`` characters (an object name's segment is short). Cutting keeps the
     order weakly (a <= b gives cut(a) <= cut(b)), so a cut index entry is still found by a range
     of cut bounds; the fetched record is re-checked anyway."""
     return code[:limit]
@@ -128,7 +129,7 @@ class _Coll:
         code = encode_value(self.key_kind, key)
         if len(code) <= _KEY_CUT:
             return code
-        return code[:_KEY_CUT] + "#" + hashlib.sha256(code.encode()).hexdigest()
+        return code[:_KEY_CUT] + "#" + hashlib.sha256(code.encode()).hexdigest()[:32]
 
     def record(self, code: str) -> str:
         return f"{self.base}r/{code}"
