@@ -162,7 +162,8 @@ class _Table:
         return self.cols.check("key", self.key, self.cols.types[self.key], key) if key is not None else None
 
 
-def plan_query(t: _Table, spec: object, scope: RowScope, max_limit: int) -> tuple[str, list[object], Order, int]:
+def plan_query(t: _Table, spec: object, scope: RowScope,
+               max_limit: int) -> tuple[str, list[object], Order, int]:
     """The WHERE clause (filter, row scope, cursor), its parameters, the order and the limit of
     ``db::query(coll, spec)`` on ``t``. Raises ``invalid_argument`` or ``denied``."""
     if not isinstance(spec, dict):

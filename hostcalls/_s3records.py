@@ -84,10 +84,10 @@ _BACKOFF_BASE = 0.004
 _BACKOFF_CAP = 0.25
 _HIGH = "~"  # sorts after every character of a name (hex digits, "-" and "#")
 _SEP = "-"  # between an index entry's values and its record's name
-_WHERE = "records"
+_WHERE = "records"  # the "path" an io_error names
 # An object name's last segment stays under 255 bytes (SeaweedFS refuses longer ones):
 _VALUES_CUT = 150  # characters of an index entry's values code, then "-" and its record's name
-_KEY_CUT = 60  # characters of a record's name before "#" and 32 of its code's SHA-256  # the "path" an io_error names
+_KEY_CUT = 60  # characters of a record's name before "#" and 32 of its code's SHA-256
 
 
 def _cut(code: str, limit: int) -> str:

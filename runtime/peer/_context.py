@@ -31,7 +31,7 @@ from typing import Any
 from .._errors import UsageError
 from ._peers import Peer, PeerStore
 from ..run import CborParams, CompileLimits, Limits, LogicLayers, Program, Result, compile, split_module_name
-from ..hostcalls import (LEDGER_FILE, Authorizer, Backend, CallerQuota, HostCallError, Ledger, LedgerStore,
+from ..hostcalls import (LEDGER_FILE, Authorizer, Backend, CallerQuota, Ledger, LedgerStore,
                          Quotas, RecordStore, SharedAccounts, StorageSite, open_storage)
 from ._schema import PeerRecords
 

@@ -152,7 +152,8 @@ class PeerRecords:
                 self._open = None
             path = self.peer.paths.dir / RECORDS_FILE
             try:
-                if self._store is None and schema_history(self.peer).last(SCHEMA_MODULE) is None:  # the first: applied, recorded
+                # the first (in records.sqlite): applied, recorded
+                if self._store is None and schema_history(self.peer).last(SCHEMA_MODULE) is None:
                     _apply(self.peer, text, schema, dry_run=False, allow_destructive=False)
             except (HistoryError, SchemaRefused) as exc:
                 name = self.peer.name

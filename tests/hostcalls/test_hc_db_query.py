@@ -98,8 +98,8 @@ def test_queries_agree_with_the_model(records: Records, rows: list[dict[str, Any
 
 
 @ON_S3
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(_message(), max_size=12), where=_filter(), desc=st.booleans())
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(_message(), max_size=15), where=_filter(), desc=st.booleans())
 def test_queries_agree_with_the_model_on_s3(records: RecordStore, rows: list[dict[str, Any]],
                                             where: dict[str, Any], desc: bool) -> None:
     _agree(records, rows, where, desc)

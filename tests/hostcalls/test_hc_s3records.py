@@ -36,6 +36,12 @@ def _listed(store: ObjectStore, prefix: str) -> list[str]:
     return [m.key[len(prefix):] for m in store.walk(prefix, "t")]
 
 
+def _items(records: RecordStore, coll: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    items = records.query(coll, spec)["items"]
+    assert isinstance(items, list)
+    return items
+
+
 def test_two_workers_never_share_an_auto_key_or_a_unique_value(open_records: OpenRecords) -> None:
     workers = [open_records("s3"), open_records("s3")]  # two stores on one prefix: two processes' view
     keys: list[list[object]] = [[], []]
@@ -110,16 +116,15 @@ def test_long_indexed_values_and_the_index_ranges(open_records: OpenRecords) -> 
     for i, did in enumerate(dids):
         records.insert("contacts", {"handle": f"h{i}", "did": did})
     assert records.count("contacts", {"did": stem + "B"}) == 1
-    assert [r["handle"] for r in records.query("contacts", {"where": {"did": {"prefix": stem}}})[
-        "items"]] == ["h0", "h1"]  # type: ignore[index]
+    assert [r["handle"] for r in _items(records, "contacts", {"where": {"did": {"prefix": stem}}})] == ["h0", "h1"]
     with pytest.raises(HostCallError) as info:
         records.insert("contacts", {"handle": "h9", "did": stem + "B"})
     assert info.value.kind == "conflict"
     for n in range(6):
         records.insert("inbox", {"from": dids[n % 3], "text": "t", "sent": n * 10, "status": "seen"})
-    got: list[Any] = records.query("inbox", {"where": {"from": ALICE, "sent": {"gt": 20, "le": 50}}})["items"]
+    got = _items(records, "inbox", {"where": {"from": ALICE, "sent": {"gt": 20, "le": 50}}})
     assert [r["sent"] for r in got] == [50]
-    got = records.query("inbox", {"where": {"_key": {"in": [2, 4, 99]}}, "order_by": "-sent"})["items"]
+    got = _items(records, "inbox", {"where": {"_key": {"in": [2, 4, 99]}}, "order_by": "-sent"})
     assert [r["_key"] for r in got] == [4, 2]
 
 
