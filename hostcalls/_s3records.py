@@ -13,7 +13,7 @@ reserved prefix of :mod:`._paths`, so ``fs::`` never names or lists it)::
     P.peerbox-tmp-records/<coll>/i/<index>/<values code>-<key code>       an index entry (empty)
     P.peerbox-tmp-records/<coll>/u/<unique>/<values code>                 a unique marker: its key code
 
-Codes are :mod:`._keycodec`'s order-preserving hex, so S3's key order is
+Codes are :mod:`._recstore`'s order-preserving hex, so S3's key order is
 SQLite's value order: records list in key order, and an index's entries in
 the order of its fields' values (each unique constraint has index entries
 too). The **record object is the truth**; index entries are hints:
@@ -48,6 +48,7 @@ record of the collection). Reads take no lock; two stores on one prefix
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -63,10 +64,9 @@ import cbor2
 
 from ._dbquery import column, compile_where, encode_cursor
 from ._errors import HostCallError, show
-from ._keycodec import encode, encode_value, text_prefix
+from ._recstore import RowScope, encode, encode_value, text_prefix
 from ._paths import TEMP_PREFIX
 from ._records import MAX_QUERY_LIMIT, MAX_RECORD_BYTES, Records, _Table, plan_query
-from ._recstore import RowScope
 from ._schema import Schema
 from ._validate import type_name, validate_record
 
@@ -330,14 +330,16 @@ class S3Records:
                 if existing is None or c.values(ix, existing[1]) != c.values(ix, rec):
                     self._release(c, ix, rec, code)
             raise self._conflict([t.key])
-        self._verify(c, rec, code, taken)
+        self._verify(c, rec, code, taken, lambda: self._store.delete(c.record(code), _WHERE))
         return key
 
-    def _verify(self, c: _Coll, rec: Mapping[str, object], code: str, taken: list[_Index]) -> None:
-        """After the record is written: still the owner of every marker taken? Else undo."""
+    def _verify(self, c: _Coll, rec: Mapping[str, object], code: str, taken: list[_Index],
+                undo: Callable[[], object]) -> None:
+        """After the record is written: still the owner of every marker taken? Else ``undo`` the
+        write (a writer stalled longer than ``stale_after``, whose marker was reclaimed)."""
         for ix in taken:
             if not self._owns(c, ix, rec, code):
-                self._store.delete(c.record(code), _WHERE)
+                undo()
                 raise self._conflict(ix.fields)
 
     def get(self, coll: object, key: object, scope: RowScope = None) -> dict[str, object] | None:
@@ -388,7 +390,8 @@ class S3Records:
                 for ix in taken:
                     self._release(c, ix, new, code)
                 continue  # changed meanwhile: read it again
-            self._verify(c, new, code, taken)
+            self._verify(c, new, code, taken, functools.partial(
+                self._store.put, c.record(code), _WHERE, cbor2.dumps([kp, old])))
             for e in self._entries(c, old, code) - self._entries(c, new, code):
                 self._store.delete(e, _WHERE)
             for ix in c.indexes:

@@ -238,6 +238,24 @@ def test_keys_and_unique_constraints(records: RecordStore) -> None:
 
 
 @BOTH
+def test_an_update_moves_a_unique_value(records: RecordStore) -> None:
+    records.insert("contacts", {"handle": "ann", "did": ALICE})
+    assert records.update("contacts", "ann", {"did": CAROL, "age": 3}) == {"handle": "ann", "did": CAROL, "age": 3}
+    assert records.insert("contacts", {"handle": "bea", "did": ALICE}) == "bea"  # released by the update
+    for key, change in (("cid", None), ("bea", {"did": CAROL})):
+        with pytest.raises(HostCallError) as info:
+            if change is None:
+                records.insert("contacts", {"handle": key, "did": CAROL})
+            else:
+                records.update("contacts", key, change)
+        assert (info.value.kind, info.value.message) == ("conflict", "a record with the same did already exists")
+    assert records.get("contacts", "bea") == {"handle": "bea", "did": ALICE}
+    assert records.delete("contacts", "ann") is True
+    assert records.update("contacts", "bea", {"did": CAROL}) == {"handle": "bea", "did": CAROL}  # released
+    assert records.count("contacts", {"did": CAROL}) == 1 and records.count("contacts", {"did": ALICE}) == 0
+
+
+@BOTH
 def test_update_and_delete(records: RecordStore) -> None:
     key = records.insert("inbox", msg(status="new", tags=["x"]))
     assert isinstance(key, int)

@@ -6,18 +6,20 @@ test_hc_db_query.py; these are what only a store without transactions has to get
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from peerbox.hostcalls import HostCallError, LocalS3, RecordStore
-from peerbox.hostcalls._keycodec import encode_value
+from peerbox.hostcalls._recstore import encode_value, text_prefix
 from peerbox.hostcalls._s3records import RECORDS_DIR
 from peerbox.hostcalls._s3store import ObjectStore
 
-pytestmark = pytest.mark.slow
 
 ALICE = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 CAROL = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
@@ -42,6 +44,7 @@ def _items(records: RecordStore, coll: str, spec: dict[str, Any]) -> list[dict[s
     return items
 
 
+@pytest.mark.slow
 def test_two_workers_never_share_an_auto_key_or_a_unique_value(open_records: OpenRecords) -> None:
     workers = [open_records("s3"), open_records("s3")]  # two stores on one prefix: two processes' view
     keys: list[list[object]] = [[], []]
@@ -71,6 +74,7 @@ def test_two_workers_never_share_an_auto_key_or_a_unique_value(open_records: Ope
         assert w.count("contacts", {"did": "did:key:z6MkA"}) == 1
 
 
+@pytest.mark.slow
 def test_a_crash_leftover_never_shows_and_does_not_block_forever(
         open_records: OpenRecords, local_s3: LocalS3, s3_table: Callable[..., dict[str, object]]) -> None:
     live = open_records("s3")
@@ -95,6 +99,7 @@ def test_a_crash_leftover_never_shows_and_does_not_block_forever(
     assert live.insert("contacts", {"handle": "cid", "did": CAROL}) == "cid"  # other values: unaffected
 
 
+@pytest.mark.slow
 def test_an_entry_for_an_old_value_is_skipped(
         open_records: OpenRecords, local_s3: LocalS3, s3_table: Callable[..., dict[str, object]]) -> None:
     records = open_records("s3", stale_after=0.0)
@@ -109,6 +114,7 @@ def test_an_entry_for_an_old_value_is_skipped(
                    for k in _listed(raw, f"{base}inbox/i/"))  # cleaned (stale_after 0)
 
 
+@pytest.mark.slow
 def test_long_indexed_values_and_the_index_ranges(open_records: OpenRecords) -> None:
     records = open_records("s3")
     stem = "did:key:z6Mk" + "x" * 195  # the longest did: longer than an index entry's name keeps
@@ -128,6 +134,7 @@ def test_long_indexed_values_and_the_index_ranges(open_records: OpenRecords) -> 
     assert [r["_key"] for r in got] == [4, 2]
 
 
+@pytest.mark.slow
 def test_long_keys_keep_their_order(open_records: OpenRecords) -> None:
     records = open_records("s3")
     stem = "ü" * 29  # a record's name keeps the start of a long key's code and a digest of the rest
@@ -139,3 +146,25 @@ def test_long_keys_keep_their_order(open_records: OpenRecords) -> None:
     page = records.query("contacts", {"where": {"handle": {"gt": stem + "a"}}})
     assert [r["handle"] for r in page["items"]] == [stem + "b"]  # type: ignore[attr-defined]
     assert records.delete("contacts", stem + "a") and records.count("contacts") == 1
+
+
+_SCALAR = st.one_of(st.tuples(st.just("int"), st.integers(-2**63, 2**63 - 1)),
+                    st.tuples(st.just("float"), st.floats(allow_nan=False, allow_infinity=False)),
+                    st.tuples(st.just("string"), st.text()),
+                    st.tuples(st.just("bytes"), st.binary()),
+                    st.tuples(st.just("bool"), st.booleans()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=_SCALAR, b=_SCALAR)
+def test_the_value_codec_sorts_as_sqlite_does(a: tuple[str, Any], b: tuple[str, Any]) -> None:
+    db = sqlite3.connect(":memory:")
+    if a[0] == b[0]:
+        (less,), = db.execute("SELECT ? < ?", (a[1], b[1])).fetchall()
+        assert bool(less) == (encode_value(a[0], a[1]) < encode_value(b[0], b[1]))
+        assert (encode_value(a[0], a[1]) == encode_value(b[0], b[1])) == bool(
+            db.execute("SELECT ? = ?", (a[1], b[1])).fetchone()[0])
+    if a[0] == "string" and b[0] == "string":
+        assert encode_value("string", a[1] + b[1]).startswith(text_prefix(a[1]))
+    assert encode_value(a[0], None) < encode_value(a[0], a[1])  # absent values first
+    db.close()
