@@ -56,6 +56,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,7 @@ RECORDS_DIR = TEMP_PREFIX + "records"
 #: A marker or index entry without its record is taken for a crash's leftover after this long.
 STALE_AFTER = 60.0
 _ATTEMPTS = 16
+_FETCHERS = 8  # GETs a query runs at a time (obstore releases the GIL)
 _BACKOFF_BASE = 0.004
 _BACKOFF_CAP = 0.25
 _HIGH = "~"  # sorts after every character of a name (hex digits, "-" and "#")
@@ -164,7 +166,8 @@ class S3Records:
         self._store = store
         self._base = f"{prefix}{RECORDS_DIR}/"
         self._colls = {c.name: _Coll(self._base, _Table(schema, c)) for c in schema.collections}
-        self._lock = threading.Lock()  # the in-memory table the re-check runs in
+        self._lock = threading.Lock()  # the in-memory table the re-check runs in, the pool
+        self._pool: ThreadPoolExecutor | None = None  # the GETs of a query (made on first use)
         self._mem = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         for c in self._colls.values():
             for stmt in c.t.ddl(table=c.t.name):
@@ -201,6 +204,9 @@ class S3Records:
     def close(self) -> None:
         with self._lock:
             self._mem.close()
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
 
     def _coll(self, coll: object) -> _Coll:
         c = self._colls.get(coll) if isinstance(coll, str) else None
@@ -478,22 +484,26 @@ class S3Records:
                 yield (name if ix is None else name.rpartition(_SEP)[2]), m.modified, ix, m.key
 
     def _matching(self, c: _Coll, where: object) -> list[tuple[object, dict[str, object]]]:
-        """Every record a filter might select, (key, record), each fetched once; entries whose
-        record is gone or holds other values are skipped (and deleted once stale)."""
-        seen: set[str] = set()
+        """Every record a filter might select, (key, record), each fetched once (up to
+        :data:`_FETCHERS` GETs at a time); entries whose record is gone or holds other values are
+        skipped (and deleted once stale)."""
+        listed: dict[str, tuple[int, _Index | None, str]] = {}
+        for code, modified, ix, name in self._candidates(c, where):
+            listed.setdefault(code, (modified, ix, name))
+        codes = list(listed)
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_FETCHERS, thread_name_prefix="peerbox-s3records")
+            pool = self._pool
         out: list[tuple[object, dict[str, object]]] = []
-        for code, modified, ix, listed in self._candidates(c, where):
-            if code in seen:
-                continue
-            got = self._load(c, code)
-            if ix is not None and (got is None or c.entry(ix, got[1], code) != listed):
+        for code, got in zip(codes, pool.map(functools.partial(self._load, c), codes), strict=True):
+            modified, ix, name = listed[code]
+            if ix is not None and (got is None or c.entry(ix, got[1], code) != name):
                 if time.time() - modified >= self.stale_after:
-                    self._store.delete(listed, _WHERE)  # a crash's or an old value's leftover
+                    self._store.delete(name, _WHERE)  # a crash's or an old value's leftover
                 continue
-            if got is None:
-                continue
-            seen.add(code)
-            out.append((got[0], got[1]))
+            if got is not None:
+                out.append((got[0], got[1]))
         return out
 
     def _select(self, c: _Coll, rows: list[tuple[object, dict[str, object]]],
