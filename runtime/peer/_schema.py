@@ -224,6 +224,10 @@ def apply_schema(peer: Peer, *, dry_run: bool = False, allow_destructive: bool =
     ``dry_run``: only the plan. Raises :class:`SchemaError` (the file does not check),
     :class:`SchemaRefused` (destructive without ``allow_destructive``, or records that do not fit;
     nothing changed) or :class:`HistoryError`. ``step`` is passed to the migration (tests)."""
+    storage = peer.read_meta().get("storage")
+    if isinstance(storage, dict) and storage.get("backend") == "s3":
+        raise SchemaRefused("the peer's records are on S3: peerbox schema apply covers records.sqlite only; "
+                            "changing the schema of records on S3 is not supported yet; nothing was changed")
     text, _ = _read(schema_path(peer))
     schema = parse_schema_text(text, os.fspath(schema_path(peer)))
     return _apply(peer, text, schema, dry_run=dry_run, allow_destructive=allow_destructive, now=now,
