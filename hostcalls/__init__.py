@@ -11,7 +11,9 @@ per-run :class:`Dispatch`; the Dispatch checks the arguments and the run's
 * :class:`SqliteBackend` — rows of one SQLite database per peer;
 * :class:`Records` — a peer's typed records (``db::``), SQLite tables
   generated from its :class:`Schema` (``schema.toml``, checked by
-  :func:`check_schema`), one ``records.sqlite`` per peer;
+  :func:`check_schema`), one ``records.sqlite`` per peer (fs and sqlite storage;
+  an s3 peer's records are objects under its prefix, ``_s3records``); both
+  are a :class:`RecordStore`;
 * the s3 backend (``peerbox.hostcalls._s3``) — objects under a key prefix of
   an S3 bucket, opened through :func:`open_storage` from a peer's
   ``[storage]`` table (its client library, obstore, is imported only then).
