@@ -11,7 +11,9 @@ per-run :class:`Dispatch`; the Dispatch checks the arguments and the run's
 * :class:`SqliteBackend` — rows of one SQLite database per peer;
 * :class:`Records` — a peer's typed records (``db::``), SQLite tables
   generated from its :class:`Schema` (``schema.toml``, checked by
-  :func:`check_schema`), one ``records.sqlite`` per peer;
+  :func:`check_schema`), one ``records.sqlite`` per peer (fs and sqlite storage;
+  an s3 peer's records are objects under its prefix, ``_s3records``); both
+  are a :class:`RecordStore`;
 * the s3 backend (``peerbox.hostcalls._s3``) — objects under a key prefix of
   an S3 bucket, opened through :func:`open_storage` from a peer's
   ``[storage]`` table (its client library, obstore, is imported only then).
@@ -51,6 +53,7 @@ from ._paths import MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX, parse_path
 from ._sqlite import SqliteBackend
 from ._dump import export_lines, import_lines
 from ._migrate import ADDITIVE, DESTRUCTIVE, Change, Plan, applied_schema, apply_migration, plan_migration
+from ._recstore import RecordStore
 from ._records import DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_RECORD_BYTES, RECORDS_FILE, Records, RowScope
 from ._schema import (MAX_SCHEMA_BYTES, SCALARS, Collection, Field, RecordType, Schema, SchemaError,
                       SchemaProblem, TypeRef, parse_type)
@@ -99,6 +102,7 @@ __all__ = [
     "MAX_PATH_BYTES",
     "MAX_NAME_BYTES",
     "RecordsOpener",
+    "RecordStore",
     "Records",
     "export_lines",
     "import_lines",

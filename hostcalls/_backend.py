@@ -40,12 +40,17 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from peerbox._errors import UsageError
 
 from ._accounts import SharedAccounts
+from ._errors import HostCallError
 from ._limits import Quotas
+
+if TYPE_CHECKING:
+    from ._recstore import RecordStore
+    from ._schema import Schema
 
 __all__ = ["Stat", "Backend", "StorageConfigError", "StorageSite"]
 
@@ -88,9 +93,17 @@ class Backend(abc.ABC):
 
     #: The name :func:`open_backend` knows this backend by.
     kind: str = ""
+    #: Whether the peer's records (``db::``) live in this storage (:meth:`records`); False: in
+    #: ``records.sqlite`` beside it (:class:`~peerbox.hostcalls.Records`).
+    keeps_records: bool = False
 
     def __init__(self, quotas: Quotas | None = None) -> None:
         self.quotas = quotas if quotas is not None else Quotas()
+
+    def records(self, schema: Schema, text: str | None = None) -> RecordStore:
+        """The peer's records under ``schema`` kept in this storage (see :attr:`keeps_records`).
+        Raises :class:`HostCallError` (``unsupported`` here: this storage keeps none)."""
+        raise HostCallError("unsupported", f"the {self.kind} storage keeps no records of its own")
 
     @abc.abstractmethod
     def read_bytes(self, path: str) -> bytes:

@@ -21,7 +21,8 @@ written, checked *before* writing; an append rewrites the whole file, so it
 counts the file's old size plus the appended bytes.
 
 Records (``db::``): the rows of module ``db`` run against the peer's
-:class:`~peerbox.hostcalls.Records`, which the Dispatch gets from its
+:class:`~peerbox.hostcalls.RecordStore` (:class:`~peerbox.hostcalls.Records`, SQLite, for fs and
+sqlite storage; :class:`~peerbox.hostcalls._s3records.S3Records` for s3), which the Dispatch gets from its
 ``records`` opener on the first ``db::`` call (so a run that uses none opens
 nothing). The policy is checked with the collection's name, and the
 authorizer's answer is the row scope the call runs in (see
@@ -47,7 +48,8 @@ from ._errors import HostCallError
 from ._ledger import CallerQuota
 from ._limits import Budget
 from ._paths import join, parse_path
-from ._records import Records, RowScope, approx_size
+from ._records import approx_size
+from ._recstore import RecordStore, RowScope
 from ._table import HOST_CALLS, HostCall, Op
 
 __all__ = ["Op", "Dispatch", "OP_ACTIONS", "Authorizer", "RecordsOpener"]
@@ -128,7 +130,7 @@ Authorizer = Callable[[str, str], RowScope]
 For a ``db.*`` action the resource is a collection and the return value is the call's row scope
 (None: every record); for other actions it is ignored."""
 
-RecordsOpener = Callable[[], Records]
+RecordsOpener = Callable[[], RecordStore]
 """Opens (or returns the open) records of the run's peer; raises :class:`HostCallError`
 (``unsupported``: the peer keeps no records or its storage has none)."""
 
@@ -198,27 +200,27 @@ class Dispatch:
 
     # -- one method per host call, _<module>_<function> (arguments already type-checked) ---
 
-    def _db_insert(self, records: Records, scope: RowScope, coll: str, record: dict[str, Any]) -> object:
+    def _db_insert(self, records: RecordStore, scope: RowScope, coll: str, record: dict[str, Any]) -> object:
         return records.insert(coll, record, scope, self.budget.charge_write)
 
-    def _db_get(self, records: Records, scope: RowScope, coll: str, key: object) -> object:
+    def _db_get(self, records: RecordStore, scope: RowScope, coll: str, key: object) -> object:
         rec = records.get(coll, key, scope)
         self.budget.charge_read(approx_size(rec))
         return rec
 
-    def _db_update(self, records: Records, scope: RowScope, coll: str, key: object,
+    def _db_update(self, records: RecordStore, scope: RowScope, coll: str, key: object,
                    changes: dict[str, Any]) -> object:
         return records.update(coll, key, changes, scope, self.budget.charge_write)
 
-    def _db_delete(self, records: Records, scope: RowScope, coll: str, key: object) -> bool:
+    def _db_delete(self, records: RecordStore, scope: RowScope, coll: str, key: object) -> bool:
         return records.delete(coll, key, scope)
 
-    def _db_query(self, records: Records, scope: RowScope, coll: str, spec: dict[str, Any]) -> object:
+    def _db_query(self, records: RecordStore, scope: RowScope, coll: str, spec: dict[str, Any]) -> object:
         page = records.query(coll, spec, scope)
         self.budget.charge_read(approx_size(page))
         return page
 
-    def _db_count(self, records: Records, scope: RowScope, coll: str, where: object = None) -> int:
+    def _db_count(self, records: RecordStore, scope: RowScope, coll: str, where: object = None) -> int:
         return records.count(coll, where, scope)
 
     def _fs_read(self, backend: Backend, path: str) -> str:

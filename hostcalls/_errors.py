@@ -60,7 +60,7 @@ KINDS = frozenset(
         "denied",  # the target's policy does not allow this action on this path
         "schema_violation",  # a record that does not fit its collection's type (db::)
         "conflict",  # a record's key or unique fields are taken (db::)
-        "unsupported",  # db:: where the peer has no records (no schema.toml, or S3 storage)
+        "unsupported",  # db:: where the peer has no records (no schema.toml) or another schema is applied
     }
 )
 

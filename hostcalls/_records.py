@@ -46,10 +46,11 @@ from peerbox._sqlite import open_wal
 from ._dbquery import (Columns, Order, after_sql, column, compile_where, decode_cursor, encode_cursor,
                        parse_order)
 from ._errors import HostCallError, db_reason, os_reason, show
+from ._recstore import RowScope
 from ._schema import Collection, Schema
 from ._validate import type_name, validate_record
 
-__all__ = ["Records", "RowScope", "RECORDS_FILE", "MAX_RECORD_BYTES", "MAX_QUERY_LIMIT",
+__all__ = ["Records", "RowScope", "plan_query", "RECORDS_FILE", "MAX_RECORD_BYTES", "MAX_QUERY_LIMIT",
            "DEFAULT_QUERY_LIMIT", "approx_size"]
 
 #: The file of a peer's records, in its directory.
@@ -60,8 +61,6 @@ MAX_RECORD_BYTES = 64 * 1024
 MAX_QUERY_LIMIT = 1000
 DEFAULT_QUERY_LIMIT = 100
 
-#: None: every record; else the records matching any one of the field -> value maps.
-RowScope = tuple[Mapping[str, object], ...] | None
 
 _SQL_TYPES = {"did": "TEXT", "string": "TEXT", "int": "INTEGER", "timestamp": "INTEGER", "float": "REAL",
               "bool": "INTEGER", "bytes": "BLOB"}
@@ -161,6 +160,33 @@ class _Table:
 
     def key_param(self, key: object) -> object:
         return self.cols.check("key", self.key, self.cols.types[self.key], key) if key is not None else None
+
+
+def plan_query(t: _Table, spec: object, scope: RowScope,
+               max_limit: int) -> tuple[str, list[object], Order, int]:
+    """The WHERE clause (filter, row scope, cursor), its parameters, the order and the limit of
+    ``db::query(coll, spec)`` on ``t``. Raises ``invalid_argument`` or ``denied``."""
+    if not isinstance(spec, dict):
+        raise HostCallError("invalid_argument", f"db::query: expected a map #{{where, order_by, limit, "
+                            f"after}}, got {type_name(spec)}")
+    for k in spec:
+        if k not in _QUERY_KEYS:
+            raise HostCallError("invalid_argument", f"db::query: unknown key {k!r} (expected "
+                                f"{', '.join(_QUERY_KEYS)})")
+    where, params = compile_where(t.cols, spec.get("where"))
+    order = parse_order(t.cols, spec.get("order_by"), t.required)
+    limit = spec.get("limit", DEFAULT_QUERY_LIMIT)
+    if type(limit) is not int or not 1 <= limit <= max_limit:
+        raise HostCallError("invalid_argument",
+                            f"db::query: limit must be an int from 1 to {max_limit}")
+    ssql, sparams = Records._scope_sql(t, scope)
+    sql = f"{where} AND {ssql}"
+    params += sparams
+    if spec.get("after") is not None:
+        asql, aparams = after_sql(order, decode_cursor(t.cols, order, spec["after"]))
+        sql += f" AND {asql}"
+        params += aparams
+    return sql, params, order, limit
 
 
 class Records:
@@ -272,7 +298,8 @@ class Records:
 
     # -- row scopes ---------------------------------------------------------------------
 
-    def _scope_sql(self, t: _Table, scope: RowScope) -> tuple[str, list[object]]:
+    @staticmethod
+    def _scope_sql(t: _Table, scope: RowScope) -> tuple[str, list[object]]:
         if scope is None:
             return "1", []
         branches: list[str] = []
@@ -292,9 +319,10 @@ class Records:
     def _in_scope(rec: Mapping[str, object], scope: RowScope) -> bool:
         return scope is None or any(all(rec.get(k) == v for k, v in flt.items()) for flt in scope)
 
-    def _check_scope(self, t: _Table, rec: Mapping[str, object], scope: RowScope) -> None:
-        self._scope_sql(t, scope)  # fields the collection lacks: denied
-        if not self._in_scope(rec, scope):
+    @staticmethod
+    def _check_scope(t: _Table, rec: Mapping[str, object], scope: RowScope) -> None:
+        Records._scope_sql(t, scope)  # fields the collection lacks: denied
+        if not Records._in_scope(rec, scope):
             assert scope is not None
             allowed = " or ".join(" and ".join(f"{k} = {v!r}" for k, v in flt.items()) for flt in scope)
             raise HostCallError("denied", f"db.write of {t.coll.name!r} denied: the policy lets this caller "
@@ -381,27 +409,7 @@ class Records:
             return cur.rowcount > 0
 
     def _plan(self, t: _Table, spec: object, scope: RowScope) -> tuple[str, list[object], Order, int]:
-        if not isinstance(spec, dict):
-            raise HostCallError("invalid_argument", f"db::query: expected a map #{{where, order_by, limit, "
-                                f"after}}, got {type_name(spec)}")
-        for k in spec:
-            if k not in _QUERY_KEYS:
-                raise HostCallError("invalid_argument", f"db::query: unknown key {k!r} (expected "
-                                    f"{', '.join(_QUERY_KEYS)})")
-        where, params = compile_where(t.cols, spec.get("where"))
-        order = parse_order(t.cols, spec.get("order_by"), t.required)
-        limit = spec.get("limit", DEFAULT_QUERY_LIMIT)
-        if type(limit) is not int or not 1 <= limit <= self.max_limit:
-            raise HostCallError("invalid_argument",
-                                f"db::query: limit must be an int from 1 to {self.max_limit}")
-        ssql, sparams = self._scope_sql(t, scope)
-        sql = f"{where} AND {ssql}"
-        params += sparams
-        if spec.get("after") is not None:
-            asql, aparams = after_sql(order, decode_cursor(t.cols, order, spec["after"]))
-            sql += f" AND {asql}"
-            params += aparams
-        return sql, params, order, limit
+        return plan_query(t, spec, scope, self.max_limit)
 
     def query(self, coll: object, spec: object, scope: RowScope = None) -> dict[str, object]:
         """``#{items: [...], next: cursor or ()}``: up to ``limit`` records matching ``where`` in

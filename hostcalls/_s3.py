@@ -75,7 +75,9 @@ from ._errors import (
 )
 from ._limits import Quotas, Usage
 from ._paths import TEMP_PREFIX, is_visible_name, join, parse_path
+from ._s3records import STALE_AFTER, S3Records
 from ._s3store import ObjectStore
+from ._schema import Schema
 
 __all__ = ["S3Backend", "open_s3", "DIR_MARKER"]
 
@@ -111,6 +113,7 @@ class S3Backend(Backend):
     """
 
     kind = "s3"
+    keeps_records = True
 
     def __init__(self, store: ObjectStore, prefix: str, quotas: Quotas | None = None, *,
                  tally: Tally | None = None) -> None:
@@ -129,6 +132,14 @@ class S3Backend(Backend):
     def close(self) -> None:
         """Forget the client; later calls refuse with ``io_error``. Idempotent."""
         self._closed = True
+
+    def records(self, schema: Schema, text: str | None = None, *,
+                stale_after: float = STALE_AFTER) -> S3Records:
+        """The peer's records (``db::``) under this prefix, in the same bucket
+        (:mod:`peerbox.hostcalls._s3records`). Raises ``unsupported`` (another schema is applied)
+        or ``io_error``."""
+        self._check_open()
+        return S3Records(self._store, self._prefix, schema, text=text, stale_after=stale_after)
 
     # -- keys ------------------------------------------------------------------------------
 

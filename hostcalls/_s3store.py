@@ -180,10 +180,11 @@ class ObjectStore:
         except Exception as exc:
             _fail(path, exc)
 
-    def walk(self, prefix: str | None, path: str) -> Iterator[Meta]:
-        """Every object under ``prefix``, all levels, a page (1000 keys) at a time."""
+    def walk(self, prefix: str | None, path: str, after: str | None = None) -> Iterator[Meta]:
+        """Every object under ``prefix``, all levels, in key order, a page (1000 keys) at a time;
+        ``after``: only keys greater than it (S3's ``start-after``)."""
         try:
-            for page in obstore.list(self._store, prefix, chunk_size=1000):
+            for page in obstore.list(self._store, prefix, offset=after, chunk_size=1000):
                 for m in page:
                     yield _meta(m)
         except HostCallError:

@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 from .._errors import UsageError
-from ..hostcalls import HostCallError, export_lines, import_lines
+from ..hostcalls import HostCallError, Records, RecordStore, export_lines, import_lines
 from ..peer import PeerRecords, PeerStore
 from ._args import add_root_argument
 
@@ -67,11 +67,18 @@ def _records(args: argparse.Namespace) -> PeerRecords:
     return PeerRecords(PeerStore(args.root).get(args.name))
 
 
+def _sqlite(store: RecordStore) -> Records:
+    """Export and import work on ``records.sqlite`` (one transaction); S3 records are not covered."""
+    if not isinstance(store, Records):
+        raise HostCallError("unsupported", "db export and import cover records.sqlite only")
+    return store
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """``peerbox db export NAME COLL``: 0, or 2 (no such collection, records that do not open)."""
     opener = _records(args)
     try:
-        lines = list(export_lines(opener(), args.coll))
+        lines = list(export_lines(_sqlite(opener()), args.coll))
     except HostCallError as exc:
         sys.stderr.write(f"error: {args.name}: {exc}\n")
         return 2
@@ -100,7 +107,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read {args.file}: {exc}") from exc
     opener = _records(args)
     try:
-        n = import_lines(opener(), args.coll, text.splitlines())
+        n = import_lines(_sqlite(opener()), args.coll, text.splitlines())
     except HostCallError as exc:
         sys.stderr.write(f"error: {args.name}: {args.file}: {exc}; nothing was imported\n")
         return 2

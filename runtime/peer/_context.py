@@ -31,8 +31,9 @@ from typing import Any
 from .._errors import UsageError
 from ._peers import Peer, PeerStore
 from ..run import CborParams, CompileLimits, Limits, LogicLayers, Program, Result, compile, split_module_name
-from ..hostcalls import (LEDGER_FILE, Authorizer, Backend, CallerQuota, HostCallError, Ledger, LedgerStore,
-                         Quotas, Records, Schema, SchemaError, SharedAccounts, StorageSite, open_storage)
+from ..hostcalls import (LEDGER_FILE, Authorizer, Backend, CallerQuota, Ledger, LedgerStore,
+                         Quotas, RecordStore, Schema, SchemaError, SharedAccounts, StorageSite,
+                         open_storage)
 from ._schema import PeerRecords, load_schema, schema_path
 
 __all__ = ["PeerContext", "Contexts", "load_quotas"]
@@ -70,6 +71,7 @@ class PeerContext:
         self._ledger: LedgerStore | None = None
         self._records = PeerRecords(peer)
         self._schema: tuple[tuple[int, int, int], Schema | None] | None = None
+        self._s3_records: PeerRecords | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -108,14 +110,20 @@ class PeerContext:
                                 else Ledger(self.peer.paths.dir / LEDGER_FILE))
             return self._ledger
 
-    def records(self) -> Records:
+    def records(self) -> RecordStore:
         """The peer's records (``db::``), opened on first use from ``schema.toml`` and reopened when
-        it changes (``records.sqlite`` in the peer's directory, whatever the storage backend).
+        it changes: ``records.sqlite`` in the peer's directory for fs and sqlite storage, objects
+        under the peer's prefix for s3 (:class:`~peerbox.hostcalls._s3records.S3Records`).
         Raises :class:`~peerbox.hostcalls.HostCallError`: ``unsupported`` for a peer without a
-        schema, with a schema that does not check, or on S3 storage (records there are not built
-        yet); ``io_error`` when the database fails."""
-        if self.storage.kind == "s3":
-            raise HostCallError("unsupported", "records (db::) are not supported on S3 storage yet")
+        schema, with a schema that does not check, or one that is not the schema applied to the
+        records; ``io_error`` when the database or S3 fails."""
+        storage = self.storage
+        if storage.keeps_records:
+            with self._lock:
+                if self._s3_records is None:
+                    self._s3_records = PeerRecords(self.peer, storage.records)
+                opener = self._s3_records
+            return opener()
         return self._records()
 
     def schema(self) -> Schema | None:
@@ -217,6 +225,8 @@ class PeerContext:
         with self._lock:
             self._closed = True
             self._records.close()
+            if self._s3_records is not None:
+                self._s3_records.close()
             if self._storage is not None:
                 self._storage.close()
                 self._storage = None

@@ -40,7 +40,8 @@ from pathlib import Path
 
 from .._atomic import read_bounded
 from .._errors import Error
-from ..hostcalls import (MAX_SCHEMA_BYTES, RECORDS_FILE, HostCallError, Plan, Records, Schema, SchemaError,
+from ..hostcalls import (MAX_SCHEMA_BYTES, RECORDS_FILE, HostCallError, Plan, Records, RecordStore, Schema,
+                         SchemaError,
                          applied_schema, apply_migration, check_schema, plan_migration)
 from ..policy import TomlTooComplex, loads_bounded
 from ._history import History, HistoryError
@@ -112,14 +113,17 @@ class PeerRecords:
     """One peer's records for this process: opened on the first ``db::`` call, reopened when
     ``schema.toml`` changes. Call the object to get them (the Dispatch's ``records`` opener)."""
 
-    def __init__(self, peer: Peer) -> None:
+    def __init__(self, peer: Peer, store: Callable[[Schema, str], RecordStore] | None = None) -> None:
         self.peer = peer
+        #: None: ``records.sqlite`` in the peer's directory; else how to open the records elsewhere
+        #: (an S3 peer's: the schema applied is the one its records hold, no history kept here)
+        self._store = store
         self._lock = threading.Lock()
-        self._open: Records | None = None
+        self._open: RecordStore | None = None
         self._stamp: _Stamp | None = None
         self._closed = False
 
-    def __call__(self) -> Records:
+    def __call__(self) -> RecordStore:
         """The open records. Raises :class:`HostCallError` ``unsupported`` (no schema.toml, a schema
         that does not check: the message says to run ``peerbox schema check``) or ``io_error``."""
         path = schema_path(self.peer)
@@ -148,14 +152,16 @@ class PeerRecords:
                 self._open = None
             path = self.peer.paths.dir / RECORDS_FILE
             try:
-                if schema_history(self.peer).last(SCHEMA_MODULE) is None:  # the first: applied, recorded
+                # the first (in records.sqlite): applied, recorded
+                if self._store is None and schema_history(self.peer).last(SCHEMA_MODULE) is None:
                     _apply(self.peer, text, schema, dry_run=False, allow_destructive=False)
             except (HistoryError, SchemaRefused) as exc:
                 name = self.peer.name
                 raise HostCallError("unsupported", "the peer's schema cannot be applied: see peerbox schema "
                                     f"apply {name} and peerbox schema history {name}") from exc
             try:
-                self._open = Records(path, schema, text=text)
+                self._open = (Records(path, schema, text=text) if self._store is None
+                              else self._store(schema, text))
             except HostCallError as exc:
                 if exc.kind != "unsupported":
                     raise
@@ -218,6 +224,10 @@ def apply_schema(peer: Peer, *, dry_run: bool = False, allow_destructive: bool =
     ``dry_run``: only the plan. Raises :class:`SchemaError` (the file does not check),
     :class:`SchemaRefused` (destructive without ``allow_destructive``, or records that do not fit;
     nothing changed) or :class:`HistoryError`. ``step`` is passed to the migration (tests)."""
+    storage = peer.read_meta().get("storage")
+    if isinstance(storage, dict) and storage.get("backend") == "s3":
+        raise SchemaRefused("the peer's records are on S3: peerbox schema apply covers records.sqlite only; "
+                            "changing the schema of records on S3 is not supported yet; nothing was changed")
     text, _ = _read(schema_path(peer))
     schema = parse_schema_text(text, os.fspath(schema_path(peer)))
     return _apply(peer, text, schema, dry_run=dry_run, allow_destructive=allow_destructive, now=now,

@@ -17,8 +17,10 @@ import pytest
 
 import tomllib
 
-from peerbox.hostcalls import (BACKEND_KINDS, Backend, LocalS3, Quotas, Records, Schema, StorageSite, check_schema,
-                               open_backend, open_storage)
+from peerbox.hostcalls import (BACKEND_KINDS, Backend, LocalS3, Quotas, Records, RecordStore, Schema, StorageSite,
+                               check_schema, open_backend, open_storage)
+from peerbox.hostcalls._s3 import S3Backend
+from peerbox.hostcalls._s3records import STALE_AFTER
 
 MakeBackend = Callable[..., Backend]
 
@@ -109,9 +111,39 @@ def schema(schema_toml: str) -> Schema:
     return check_schema(tomllib.loads(schema_toml), schema_toml, "schema.toml")
 
 
+OpenRecords = Callable[..., RecordStore]
+
+
 @pytest.fixture
-def records(schema: Schema, tmp_path: Path) -> Iterator[Records]:
-    """Empty records under the shared test schema, in a fresh database file."""
-    store = Records(tmp_path / "records.sqlite", schema)
-    yield store
-    store.close()
+def open_records(schema: Schema, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[OpenRecords]:
+    """``open_records(kind="sqlite", stale_after=60.0)``: records under the shared test schema:
+    ``sqlite`` a store on one database file of the test, ``s3`` one on one key prefix of the
+    test in the session's SeaweedFS (each call a new store on the same file or prefix, as another
+    worker of the peer would open)."""
+    opened: list[RecordStore] = []
+    tables: list[dict[str, object]] = []  # the test's one s3 [storage] table, made on first use
+
+    def make(kind: str = "sqlite", stale_after: float = STALE_AFTER) -> RecordStore:
+        store: RecordStore
+        if kind == "sqlite":
+            store = Records(tmp_path / "records.sqlite", schema)
+        else:
+            if not tables:
+                tables.append(request.getfixturevalue("s3_table")())
+            server: LocalS3 = request.getfixturevalue("local_s3")
+            backend = open_storage(tables[0], StorageSite(tmp_path / "unused", "alice"), None, server.environ())
+            assert isinstance(backend, S3Backend)
+            store = backend.records(schema, stale_after=stale_after)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def records(open_records: OpenRecords, request: pytest.FixtureRequest) -> RecordStore:
+    """Empty records under the shared test schema: SQLite (a fresh database file), or, when a test
+    parametrises it indirectly with ``"s3"``, S3 (a fresh key prefix of SeaweedFS)."""
+    return open_records(getattr(request, "param", "sqlite"))

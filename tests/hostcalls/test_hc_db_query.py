@@ -8,12 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peerbox.hostcalls import Budget, Dispatch, HostCallError, Op, Records
+from peerbox.hostcalls import Budget, Dispatch, HostCallError, Op, Records, RecordStore
 from peerbox.hostcalls._dbquery import MAX_FILTER_DEPTH, MAX_IN
 
 DIDS = ["did:key:z6MkA", "did:key:z6MkB", "did:key:z6MkC"]
 TEXTS = ["", "a", "ab", "abc", "b", "ba", "é", "é!", "\U0010ffff", "\U0010ffffa"]
 STATUSES = ["new", "seen", "spam", None]
+
+#: The tests that hold for both record stores run on each (s3: SeaweedFS, a prefix per test).
+BOTH = pytest.mark.parametrize("records", ["sqlite", pytest.param("s3", marks=pytest.mark.slow)], indirect=True)
+ON_S3 = pytest.mark.parametrize("records", [pytest.param("s3", marks=pytest.mark.slow)], indirect=True)
 
 
 def _message() -> st.SearchStrategy[dict[str, Any]]:
@@ -90,6 +94,18 @@ def _eval(rec: dict[str, Any], where: dict[str, Any]) -> bool | None:
 @given(rows=st.lists(_message(), max_size=25), where=_filter(), desc=st.booleans())
 def test_queries_agree_with_the_model(records: Records, rows: list[dict[str, Any]], where: dict[str, Any],
                                       desc: bool) -> None:
+    _agree(records, rows, where, desc)
+
+
+@ON_S3
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(_message(), max_size=15), where=_filter(), desc=st.booleans())
+def test_queries_agree_with_the_model_on_s3(records: RecordStore, rows: list[dict[str, Any]],
+                                            where: dict[str, Any], desc: bool) -> None:
+    _agree(records, rows, where, desc)
+
+
+def _agree(records: RecordStore, rows: list[dict[str, Any]], where: dict[str, Any], desc: bool) -> None:
     for key in [r["_key"] for r in records.query("inbox", {"limit": 1000})["items"]]:  # type: ignore[attr-defined]
         records.delete("inbox", key)
     stored = {records.insert("inbox", r): r for r in rows}
@@ -122,7 +138,8 @@ def test_the_declared_indexes_are_used(records: Records) -> None:
     assert any(p.startswith("SCAN") for p in plan), plan
 
 
-def test_pagination_is_stable_under_inserts(records: Records) -> None:
+@BOTH
+def test_pagination_is_stable_under_inserts(records: RecordStore) -> None:
     for sent in range(0, 20, 2):
         records.insert("inbox", {"from": DIDS[0], "text": "x", "sent": sent})
     seen: list[int] = []
@@ -144,6 +161,7 @@ def test_pagination_is_stable_under_inserts(records: Records) -> None:
     assert len(keys) == 10 + inserted  # type: ignore[arg-type]
 
 
+@BOTH
 @pytest.mark.parametrize(("spec", "message"), [
     ({"where": {"nope": 1}}, "where: 'nope' is not a scalar field of collection 'inbox'"),
     ({"where": {"tags": 1}}, "where: 'tags' is not a scalar field"),
@@ -164,13 +182,14 @@ def test_pagination_is_stable_under_inserts(records: Records) -> None:
     ({"after": "!!"}, "after: not a cursor"),
     ({"sort": "sent"}, "db::query: unknown key 'sort'"),
 ])
-def test_bad_queries_are_refused(records: Records, spec: dict[str, Any], message: str) -> None:
+def test_bad_queries_are_refused(records: RecordStore, spec: dict[str, Any], message: str) -> None:
     with pytest.raises(HostCallError) as info:
         records.query("inbox", spec)
     assert info.value.kind == "invalid_argument" and message in info.value.message, info.value.message
 
 
-def test_the_key_filters_and_orders(records: Records) -> None:
+@BOTH
+def test_the_key_filters_and_orders(records: RecordStore) -> None:
     for sent in range(5):
         records.insert("inbox", {"from": DIDS[sent % 2], "text": "x", "sent": sent})
     page = records.query("inbox", {"where": {"_key": {"ge": 2}}, "order_by": "-_key", "limit": 2})
@@ -184,7 +203,8 @@ def test_the_key_filters_and_orders(records: Records) -> None:
     assert got == {"items": sorted(contacts, key=lambda c: c["handle"]), "next": None}
 
 
-def test_a_cursor_belongs_to_its_query(records: Records) -> None:
+@BOTH
+def test_a_cursor_belongs_to_its_query(records: RecordStore) -> None:
     for sent in range(3):
         records.insert("inbox", {"from": DIDS[0], "text": "x", "sent": sent})
     nxt = records.query("inbox", {"order_by": "sent", "limit": 1})["next"]
@@ -194,7 +214,8 @@ def test_a_cursor_belongs_to_its_query(records: Records) -> None:
         records.query("contacts", {"after": nxt})
 
 
-def test_the_dispatcher_charges_the_budget_and_maps_errors(records: Records) -> None:
+@BOTH
+def test_the_dispatcher_charges_the_budget_and_maps_errors(records: RecordStore) -> None:
     budget = Budget(max_bytes_written=100)
     d = Dispatch(None, budget, records=lambda: records)
     assert d.call(Op.DB_INSERT, ["inbox", {"from": DIDS[0], "text": "hi", "sent": 1}]) == 1

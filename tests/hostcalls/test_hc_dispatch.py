@@ -67,7 +67,7 @@ def test_facade_exports_exactly_the_public_api() -> None:
             "TEMP_PREFIX",
             "MAX_PATH_BYTES",
             "MAX_NAME_BYTES",
-            "RecordsOpener", "Records", "RowScope", "RECORDS_FILE", "MAX_RECORD_BYTES", "MAX_QUERY_LIMIT",
+            "RecordsOpener", "RecordStore", "Records", "RowScope", "RECORDS_FILE", "MAX_RECORD_BYTES", "MAX_QUERY_LIMIT",
             "DEFAULT_QUERY_LIMIT", "Schema", "SchemaError", "SchemaProblem", "RecordType", "Field", "Collection",
             "TypeRef", "SCALARS", "MAX_SCHEMA_BYTES", "check_schema", "parse_type", "json_schema",
             "validate_record", "Change", "Plan", "ADDITIVE", "DESTRUCTIVE", "plan_migration", "apply_migration",

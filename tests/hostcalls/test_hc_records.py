@@ -11,11 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peerbox.hostcalls import Field, HostCallError, Records, Schema, TypeRef, check_schema
+from peerbox.hostcalls import Field, HostCallError, Records, RecordStore, Schema, TypeRef, check_schema
 from peerbox.hostcalls._records import MAX_RECORD_BYTES
 
 ALICE = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 CAROL = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
+
+#: The tests that hold for both record stores run on each (s3: SeaweedFS, a prefix per test).
+BOTH = pytest.mark.parametrize("records", ["sqlite", pytest.param("s3", marks=pytest.mark.slow)], indirect=True)
+ON_S3 = pytest.mark.parametrize("records", [pytest.param("s3", marks=pytest.mark.slow)], indirect=True)
 
 
 def msg(**over: Any) -> dict[str, Any]:
@@ -24,7 +28,7 @@ def msg(**over: Any) -> dict[str, Any]:
     return {k: v for k, v in rec.items() if v is not ...}
 
 
-def refused(records: Records, coll: str, rec: object) -> str:
+def refused(records: RecordStore, coll: str, rec: object) -> str:
     with pytest.raises(HostCallError) as info:
         records.insert(coll, rec)
     assert info.value.kind == "schema_violation", info.value
@@ -33,6 +37,7 @@ def refused(records: Records, coll: str, rec: object) -> str:
 
 # -- validation: every type and rule ---------------------------------------------------------
 
+@BOTH
 @pytest.mark.parametrize(("over", "message"), [
     ({"from": "alice"}, "'from': type: expected a did (did:key:z...)"),
     ({"from": 3}, "'from': type: expected did, got int"),
@@ -67,17 +72,19 @@ def refused(records: Records, coll: str, rec: object) -> str:
     ({"Text": "x"}, "'Text': unknown_field: type Message has no field 'Text' (did you mean 'text'?)"),
     ({"_key": 3}, "'_key': reserved: set by the collection, not by a record"),
 ])
-def test_violations_name_the_field_path_and_the_rule(records: Records, over: dict[str, Any],
+def test_violations_name_the_field_path_and_the_rule(records: RecordStore, over: dict[str, Any],
                                                      message: str) -> None:
     assert refused(records, "inbox", msg(**over)) == message
     assert records.count("inbox") == 0
 
 
-def test_not_a_map(records: Records) -> None:
+@BOTH
+def test_not_a_map(records: RecordStore) -> None:
     assert refused(records, "inbox", [1]) == "'Message': type: expected a Message record (a map), got array"
 
 
-def test_values_come_back_typed(records: Records) -> None:
+@BOTH
+def test_values_come_back_typed(records: RecordStore) -> None:
     rec = msg(score=1, flag=False, level=0, status="new", tags=[], meta={"n": -3}, author={"name": "Ann"},
               blob=bytearray(b"\x00\xff"), sent=1_700_000_000_000)
     key = records.insert("inbox", rec)
@@ -157,6 +164,18 @@ def _fixtures(n: int) -> settings:
 @_fixtures(150)
 @given(data=st.data())
 def test_any_valid_record_round_trips_unchanged(records: Records, schema: Schema, data: st.DataObject) -> None:
+    _round_trip(records, schema, data)
+
+
+@ON_S3
+@_fixtures(15)
+@given(data=st.data())
+def test_any_valid_record_round_trips_unchanged_on_s3(records: RecordStore, schema: Schema,
+                                                      data: st.DataObject) -> None:
+    _round_trip(records, schema, data)
+
+
+def _round_trip(records: RecordStore, schema: Schema, data: st.DataObject) -> None:
     rec = data.draw(_records(schema, "Message"))
     key = records.insert("inbox", rec)
     assert records.get("inbox", key) == {"_key": key, **rec}
@@ -176,6 +195,18 @@ _WRONG = {"did": 7, "string": 7, "int": "7", "timestamp": 7.5, "float": "x", "bo
 @given(data=st.data())
 def test_any_violation_is_refused_at_its_field_path(records: Records, schema: Schema,
                                                      data: st.DataObject) -> None:
+    _violation(records, schema, data)
+
+
+@ON_S3
+@_fixtures(10)
+@given(data=st.data())
+def test_any_violation_is_refused_at_its_field_path_on_s3(records: RecordStore, schema: Schema,
+                                                          data: st.DataObject) -> None:
+    _violation(records, schema, data)
+
+
+def _violation(records: RecordStore, schema: Schema, data: st.DataObject) -> None:
     rec = data.draw(_records(schema, "Message"))
     rt = schema.type("Message")
     assert rt is not None
@@ -192,7 +223,8 @@ def test_any_violation_is_refused_at_its_field_path(records: Records, schema: Sc
 
 # -- keys, conflicts, update, delete ---------------------------------------------------------
 
-def test_keys_and_unique_constraints(records: Records) -> None:
+@BOTH
+def test_keys_and_unique_constraints(records: RecordStore) -> None:
     ann = {"handle": "ann", "did": ALICE}
     assert records.insert("contacts", ann) == "ann"
     for dup, what in (({"handle": "ann", "did": CAROL}, "handle"), ({"handle": "bea", "did": ALICE}, "did")):
@@ -205,7 +237,26 @@ def test_keys_and_unique_constraints(records: Records) -> None:
         records.get("contacts", 3)
 
 
-def test_update_and_delete(records: Records) -> None:
+@BOTH
+def test_an_update_moves_a_unique_value(records: RecordStore) -> None:
+    records.insert("contacts", {"handle": "ann", "did": ALICE})
+    assert records.update("contacts", "ann", {"did": CAROL, "age": 3}) == {"handle": "ann", "did": CAROL, "age": 3}
+    assert records.insert("contacts", {"handle": "bea", "did": ALICE}) == "bea"  # released by the update
+    for key, change in (("cid", None), ("bea", {"did": CAROL})):
+        with pytest.raises(HostCallError) as info:
+            if change is None:
+                records.insert("contacts", {"handle": key, "did": CAROL})
+            else:
+                records.update("contacts", key, change)
+        assert (info.value.kind, info.value.message) == ("conflict", "a record with the same did already exists")
+    assert records.get("contacts", "bea") == {"handle": "bea", "did": ALICE}
+    assert records.delete("contacts", "ann") is True
+    assert records.update("contacts", "bea", {"did": CAROL}) == {"handle": "bea", "did": CAROL}  # released
+    assert records.count("contacts", {"did": CAROL}) == 1 and records.count("contacts", {"did": ALICE}) == 0
+
+
+@BOTH
+def test_update_and_delete(records: RecordStore) -> None:
     key = records.insert("inbox", msg(status="new", tags=["x"]))
     assert isinstance(key, int)
     assert records.update("inbox", key, {"status": "seen", "tags": None}) == {"_key": key, **msg(status="seen")}
@@ -226,7 +277,8 @@ def test_update_and_delete(records: Records) -> None:
     assert records.insert("inbox", msg()) == key + 1  # auto keys are never reused
 
 
-def test_unknown_collection_and_record_size(records: Records) -> None:
+@BOTH
+def test_unknown_collection_and_record_size(records: RecordStore) -> None:
     with pytest.raises(HostCallError) as info:
         records.insert("outbox", msg())
     assert (info.value.kind, info.value.message) == ("not_found", "no collection 'outbox'")
@@ -239,7 +291,8 @@ def test_unknown_collection_and_record_size(records: Records) -> None:
 
 # -- row scopes (what a policy's row filter becomes) -----------------------------------------
 
-def test_row_scope_limits_reads_and_writes(records: Records) -> None:
+@BOTH
+def test_row_scope_limits_reads_and_writes(records: RecordStore) -> None:
     mine = ({"from": ALICE},)
     a = records.insert("inbox", msg())
     c = records.insert("inbox", msg(**{"from": CAROL}))

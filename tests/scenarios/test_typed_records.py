@@ -1,5 +1,5 @@
-"""Typed records end to end: `peerbox run --peer bob` scripts using db::, on both local storage kinds;
-S3 peers told it is not supported; callers over the network confined to their own records."""
+"""Typed records end to end: `peerbox run --peer bob` scripts using db::, on every storage kind (fs,
+sqlite, s3 on SeaweedFS); callers over the network confined to their own records."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import peerbox
-from peerbox.peer import Directory
+from peerbox.peer import Directory, SchemaRefused, apply_schema
 
 from .conftest import PEERBOX, Serving
 
@@ -37,12 +37,20 @@ def run(root: Path, script: Path, *args: str) -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.parametrize("backend", ["fs", "sqlite"])
-def test_a_peer_keeps_typed_records_on_either_backend(tmp_path: Path, schema_toml: str, backend: str) -> None:
+@pytest.mark.parametrize("backend", ["fs", "sqlite", pytest.param("s3", marks=pytest.mark.slow)])
+def test_a_peer_keeps_typed_records_on_every_backend(tmp_path: Path, schema_toml: str, backend: str,
+                                                     request: pytest.FixtureRequest,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "root"
     store = peerbox.PeerStore(root)
-    store.init("bob", backend=backend)
+    store.init("bob", backend="fs" if backend == "s3" else backend)
     bob = store.get("bob")
+    if backend == "s3":
+        table = request.getfixturevalue("s3_table")("bob")
+        for name, value in request.getfixturevalue("local_s3").environ().items():
+            monkeypatch.setenv(name, value)  # `peerbox run` inherits the credentials
+        with bob.paths.meta.open("a") as f:
+            f.write("\n[storage]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
     (bob.paths.dir / "schema.toml").write_text(schema_toml)
     script = tmp_path / "records.rhai"
     script.write_text(SCRIPT)
@@ -55,7 +63,17 @@ def test_a_peer_keeps_typed_records_on_either_backend(tmp_path: Path, schema_tom
         value = run(root, script, "--param", "text=yo", "--param", f"sent={sent}")["value"]
     assert value["n"] == 3 and value["newest"] == [30, 20] and value["more"] is True
     assert "records.sqlite" not in value["files"]  # beside the storage: fs:: cannot reach it
-    assert (bob.paths.dir / "records.sqlite").exists()
+    assert value["files"] == []  # on s3, the record objects are under a name fs:: never lists
+    assert (bob.paths.dir / "records.sqlite").exists() == (backend != "s3")
+    if backend == "s3":  # a changed schema: refused until applied, and apply does not cover S3 yet
+        (bob.paths.dir / "schema.toml").write_text(schema_toml + '\n[collections.archive]\ntype = "Message"\n')
+        with peerbox.Contexts(root) as peers:
+            ctx = peers.get("bob")
+            said = ctx.run(ctx.compile('let m = ""; try { db::count("inbox") } catch (e) { m = e.message } m'))
+            assert "run `peerbox schema apply bob`" in str(said.value)
+        with pytest.raises(SchemaRefused, match="not supported yet; nothing was changed"):
+            apply_schema(bob)
+        assert not (bob.paths.dir / "records.sqlite").exists()
 
 
 def test_records_need_a_schema_and_local_storage(tmp_path: Path, schema_toml: str,
@@ -76,7 +94,7 @@ def test_records_need_a_schema_and_local_storage(tmp_path: Path, schema_toml: st
         assert str(tmp_path) not in said
         (root / "peers" / "bob" / "schema.toml").write_text(schema_toml)  # picked up by the next call
         assert bob.run(bob.compile('db::count("inbox")')).value == 0
-    # a peer on S3: opening its storage contacts nothing, and db:: says records are not there yet
+    # a peer on S3: opening its storage contacts nothing; db:: with the service down is an io_error
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     carol = store.get("carol")
@@ -85,8 +103,8 @@ def test_records_need_a_schema_and_local_storage(tmp_path: Path, schema_toml: st
     (carol.paths.dir / "schema.toml").write_text(schema_toml)
     with peerbox.Contexts(root) as peers:
         ctx = peers.get("carol")
-        assert ctx.run(ctx.compile(catch)).value == ("unsupported: records (db::) are not supported on S3 "
-                                                     "storage yet")
+        said = ctx.run(ctx.compile(catch)).value
+        assert said == "io_error: i/o error on 'records': the storage service is unavailable"
 
 
 OWN_RECORDS_POLICY = """\
