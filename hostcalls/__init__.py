@@ -54,6 +54,8 @@ from ._sqlite import SqliteBackend
 from ._dump import export_lines, import_lines
 from ._migrate import ADDITIVE, DESTRUCTIVE, Change, Plan, applied_schema, apply_migration, plan_migration
 from ._recstore import RecordStore
+from ._s3migrate import S3Schemas, s3_export_lines, s3_import_lines
+from ._s3records import S3Records
 from ._records import DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_RECORD_BYTES, RECORDS_FILE, Records, RowScope
 from ._schema import (MAX_SCHEMA_BYTES, SCALARS, Collection, Field, RecordType, Schema, SchemaError,
                       SchemaProblem, TypeRef, parse_type)
@@ -110,6 +112,10 @@ __all__ = [
     "DESTRUCTIVE",
     "Change",
     "Plan",
+    "S3Schemas",
+    "S3Records",
+    "s3_export_lines",
+    "s3_import_lines",
     "applied_schema",
     "apply_migration",
     "plan_migration",

@@ -75,6 +75,7 @@ from ._errors import (
 )
 from ._limits import Quotas, Usage
 from ._paths import TEMP_PREFIX, is_visible_name, join, parse_path
+from ._s3migrate import S3Schemas
 from ._s3records import STALE_AFTER, S3Records
 from ._s3store import ObjectStore
 from ._schema import Schema
@@ -140,6 +141,12 @@ class S3Backend(Backend):
         or ``io_error``."""
         self._check_open()
         return S3Records(self._store, self._prefix, schema, text=text, stale_after=stale_after)
+
+    def schemas(self) -> S3Schemas:
+        """The applied schema of the records under this prefix, and its migrations
+        (:mod:`peerbox.hostcalls._s3migrate`)."""
+        self._check_open()
+        return S3Schemas(self._store, self._prefix)
 
     # -- keys ------------------------------------------------------------------------------
 

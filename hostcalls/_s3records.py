@@ -236,6 +236,19 @@ class S3Records:
         """``rec`` as the SQLite store returns it (``_key`` first in an auto-keyed collection)."""
         return c.t.from_row(tuple([key] if c.t.coll.auto_key else []) + tuple(c.t.to_row(rec)))
 
+    def _raise_key(self, c: _Coll, at_least: int) -> None:
+        """Advance the auto-key counter to ``at_least`` if it is lower (records imported with keys)."""
+        counter = c.base + "n"
+        for attempt in range(_ATTEMPTS):
+            _pause(attempt)
+            blob = self._store.get(counter, _WHERE, 64)
+            last = 0 if blob is None or blob.data is None else int(blob.data)
+            if last >= at_least or self._store.put(
+                    counter, _WHERE, str(at_least).encode(), if_match=None if blob is None else blob.meta.etag,
+                    create=blob is None):
+                return
+        raise HostCallError("io_error", "records: the key counter kept changing; try again")
+
     def _next_key(self, c: _Coll) -> int:
         counter = c.base + "n"
         for attempt in range(_ATTEMPTS):
@@ -322,6 +335,13 @@ class S3Records:
         if charge is not None:
             charge(n)
         key: object = self._next_key(c) if t.coll.auto_key else rec[t.key]
+        self._insert_at(c, key, rec)
+        return key
+
+    def _insert_at(self, c: _Coll, key: object, rec: dict[str, object]) -> None:
+        """Store the validated ``rec`` under ``key``. Raises ``conflict`` (the key or a unique
+        value is taken; nothing left behind)."""
+        t = c.t
         code = c.code(key)
         taken = self._claim(c, rec, None, code)
         entries = self._entries(c, rec, code)
@@ -337,7 +357,6 @@ class S3Records:
                     self._release(c, ix, rec, code)
             raise self._conflict([t.key])
         self._verify(c, rec, code, taken, lambda: self._store.delete(c.record(code), _WHERE))
-        return key
 
     def _verify(self, c: _Coll, rec: Mapping[str, object], code: str, taken: list[_Index],
                 undo: Callable[[], object]) -> None:

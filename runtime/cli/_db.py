@@ -10,10 +10,14 @@ format and may be given for clarity): typed values, ``bytes`` as base64
 text, timestamps as ints, ``_key`` kept for auto-keyed collections.
 ``import`` validates every line against the collection's type and inserts
 all of them in one transaction, or none: a bad line is named by its number
-(exit 2, nothing imported). Both open the records as a script would (the
+(exit 2, nothing imported). For a peer whose storage is s3 there is no
+transaction: every line is validated before anything is written, and if an
+insert then fails (a key or unique value taken) the records inserted so far
+are deleted again; a crash midway can leave part of the file imported.
+Both open the records as a script would (the
 applied schema must be the peer's ``schema.toml``: else exit 2, run
 ``peerbox schema apply``). The work is :func:`peerbox.hostcalls.export_lines`
-and :func:`peerbox.hostcalls.import_lines`.
+and :func:`peerbox.hostcalls.import_lines` (s3: ``s3_export_lines``, ``s3_import_lines``).
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import sys
 from typing import Any
 
 from .._errors import UsageError
-from ..hostcalls import HostCallError, Records, RecordStore, export_lines, import_lines
-from ..peer import PeerRecords, PeerStore
+from ..hostcalls import (HostCallError, Records, RecordStore, S3Records, export_lines, import_lines,
+                         s3_export_lines, s3_import_lines)
+from ..peer import PeerContext, PeerStore
 from ._args import add_root_argument
 
 __all__ = ["add_parsers", "cmd_export", "cmd_import", "COMMANDS"]
@@ -63,27 +68,36 @@ def _usage(args: argparse.Namespace) -> int:
     raise UsageError("peerbox db: choose a command: export or import")
 
 
-def _records(args: argparse.Namespace) -> PeerRecords:
-    return PeerRecords(PeerStore(args.root).get(args.name))
+def _context(args: argparse.Namespace) -> PeerContext:
+    return PeerContext(PeerStore(args.root).get(args.name))
 
 
-def _sqlite(store: RecordStore) -> Records:
-    """Export and import work on ``records.sqlite`` (one transaction); S3 records are not covered."""
-    if not isinstance(store, Records):
-        raise HostCallError("unsupported", "db export and import cover records.sqlite only")
-    return store
+def _export(store: RecordStore, coll: str) -> list[str]:
+    if isinstance(store, S3Records):
+        return list(s3_export_lines(store, coll))
+    if not isinstance(store, Records):  # pragma: no cover (the two stores)
+        raise HostCallError("unsupported", "these records cannot be exported")
+    return list(export_lines(store, coll))
+
+
+def _import(store: RecordStore, coll: str, lines: list[str]) -> int:
+    if isinstance(store, S3Records):
+        return s3_import_lines(store, coll, lines)
+    if not isinstance(store, Records):  # pragma: no cover (the two stores)
+        raise HostCallError("unsupported", "these records cannot be imported")
+    return import_lines(store, coll, lines)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``peerbox db export NAME COLL``: 0, or 2 (no such collection, records that do not open)."""
-    opener = _records(args)
+    ctx = _context(args)
     try:
-        lines = list(export_lines(_sqlite(opener()), args.coll))
+        lines = _export(ctx.records(), args.coll)
     except HostCallError as exc:
         sys.stderr.write(f"error: {args.name}: {exc}\n")
         return 2
     finally:
-        opener.close()
+        ctx.close()
     text = "".join(line + "\n" for line in lines)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
@@ -105,13 +119,13 @@ def cmd_import(args: argparse.Namespace) -> int:
                 text = f.read(_MAX_IMPORT)
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {args.file}: {exc}") from exc
-    opener = _records(args)
+    ctx = _context(args)
     try:
-        n = import_lines(_sqlite(opener()), args.coll, text.splitlines())
+        n = _import(ctx.records(), args.coll, text.splitlines())
     except HostCallError as exc:
         sys.stderr.write(f"error: {args.name}: {args.file}: {exc}; nothing was imported\n")
         return 2
     finally:
-        opener.close()
+        ctx.close()
     sys.stderr.write(f"{n} records imported into {args.coll!r}\n")
     return 0

@@ -40,9 +40,9 @@ from pathlib import Path
 
 from .._atomic import read_bounded
 from .._errors import Error
-from ..hostcalls import (MAX_SCHEMA_BYTES, RECORDS_FILE, HostCallError, Plan, Records, RecordStore, Schema,
-                         SchemaError,
-                         applied_schema, apply_migration, check_schema, plan_migration)
+from ..hostcalls import (MAX_SCHEMA_BYTES, RECORDS_FILE, HostCallError, Plan, Records, RecordStore, S3Schemas,
+                         Schema, SchemaError, StorageConfigError, StorageSite, applied_schema, apply_migration,
+                         check_schema, open_storage, plan_migration)
 from ..policy import TomlTooComplex, loads_bounded
 from ._history import History, HistoryError
 from ._peers import Peer
@@ -116,7 +116,7 @@ class PeerRecords:
     def __init__(self, peer: Peer, store: Callable[[Schema, str], RecordStore] | None = None) -> None:
         self.peer = peer
         #: None: ``records.sqlite`` in the peer's directory; else how to open the records elsewhere
-        #: (an S3 peer's: the schema applied is the one its records hold, no history kept here)
+        #: (an S3 peer's: the schema applied is the object its records hold; the history is here)
         self._store = store
         self._lock = threading.Lock()
         self._open: RecordStore | None = None
@@ -152,8 +152,8 @@ class PeerRecords:
                 self._open = None
             path = self.peer.paths.dir / RECORDS_FILE
             try:
-                # the first (in records.sqlite): applied, recorded
-                if self._store is None and schema_history(self.peer).last(SCHEMA_MODULE) is None:
+                # the first: applied (to records.sqlite or the S3 objects), recorded
+                if schema_history(self.peer).last(SCHEMA_MODULE) is None:
                     _apply(self.peer, text, schema, dry_run=False, allow_destructive=False)
             except (HistoryError, SchemaRefused) as exc:
                 name = self.peer.name
@@ -207,6 +207,42 @@ class Applied:
     version: Version | None
 
 
+class _Sqlite:
+    """The migrations of ``records.sqlite`` (:mod:`peerbox.hostcalls._migrate`), as :class:`S3Schemas`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def applied(self) -> tuple[Schema, str | None] | None:
+        return applied_schema(self.path)
+
+    def plan(self, new: Schema) -> Plan:
+        return plan_migration(self.path, new)
+
+    def apply(self, new: Schema, text: str | None, *, allow_destructive: bool,
+              step: Callable[[str], None] | None = None) -> Plan:
+        return apply_migration(self.path, new, text, allow_destructive=allow_destructive, step=step)
+
+
+def _target(peer: Peer) -> _Sqlite | S3Schemas:
+    """Where ``peer``'s records and their applied schema are: ``records.sqlite`` in its directory,
+    or, for s3 storage, objects under its prefix (opening contacts nothing). Raises
+    :class:`SchemaRefused` when the s3 storage does not open (a missing credential variable)."""
+    storage = peer.read_meta().get("storage")
+    if not (isinstance(storage, dict) and storage.get("backend") == "s3"):
+        return _Sqlite(peer.paths.dir / RECORDS_FILE)
+    try:
+        backend = open_storage(storage, StorageSite(peer.paths.storage, peer.did))
+    except StorageConfigError as exc:
+        raise SchemaRefused(f"the peer's s3 storage does not open: {exc}; nothing was changed") from exc
+    schemas = getattr(backend, "schemas", None)
+    if not callable(schemas):  # pragma: no cover (backend = "s3" opens the s3 backend)
+        raise SchemaRefused("the peer's storage keeps no records")
+    result = schemas()
+    assert isinstance(result, S3Schemas)
+    return result
+
+
 def schema_history(peer: Peer) -> History:
     """The signed history of ``peer``'s applied schemas (the logic history's format and checks)."""
     return History(peer.paths.dir / SCHEMA_HISTORY_DIR, peer.public_key)
@@ -224,10 +260,6 @@ def apply_schema(peer: Peer, *, dry_run: bool = False, allow_destructive: bool =
     ``dry_run``: only the plan. Raises :class:`SchemaError` (the file does not check),
     :class:`SchemaRefused` (destructive without ``allow_destructive``, or records that do not fit;
     nothing changed) or :class:`HistoryError`. ``step`` is passed to the migration (tests)."""
-    storage = peer.read_meta().get("storage")
-    if isinstance(storage, dict) and storage.get("backend") == "s3":
-        raise SchemaRefused("the peer's records are on S3: peerbox schema apply covers records.sqlite only; "
-                            "changing the schema of records on S3 is not supported yet; nothing was changed")
     text, _ = _read(schema_path(peer))
     schema = parse_schema_text(text, os.fspath(schema_path(peer)))
     return _apply(peer, text, schema, dry_run=dry_run, allow_destructive=allow_destructive, now=now,
@@ -236,11 +268,11 @@ def apply_schema(peer: Peer, *, dry_run: bool = False, allow_destructive: bool =
 
 def _apply(peer: Peer, text: str, schema: Schema, *, dry_run: bool, allow_destructive: bool,
            now: int | None = None, step: Callable[[str], None] | None = None) -> Applied:
-    path = peer.paths.dir / RECORDS_FILE
+    target = _target(peer)
     history = schema_history(peer)
     with history.lock():
         try:
-            plan = plan_migration(path, schema)
+            plan = target.plan(schema)
         except HostCallError as exc:
             raise SchemaRefused(f"the records cannot be read: {exc}") from exc
         if dry_run:
@@ -258,7 +290,7 @@ def _apply(peer: Peer, text: str, schema: Schema, *, dry_run: bool, allow_destru
         version = history.record(SCHEMA_MODULE, text, statement=statement, cap=None, rule=None, action="set",
                                  restores=None, sealer=key, now=when)
         try:
-            plan = apply_migration(path, schema, text, allow_destructive=allow_destructive, step=step)
+            plan = target.apply(schema, text, allow_destructive=allow_destructive, step=step)
         except HostCallError as exc:
             history.undo(mark)  # nothing applied: nothing recorded
             raise SchemaRefused(f"{exc.message}" if exc.kind != "io_error" else str(exc), None) from exc
@@ -281,8 +313,8 @@ def verify_schema_history(peer: Peer) -> list[str]:
             head = None
             problems.append(str(exc))
         try:
-            applied = applied_schema(peer.paths.dir / RECORDS_FILE)
-        except HostCallError as exc:
+            applied = _target(peer).applied()
+        except (HostCallError, SchemaRefused) as exc:
             return [*problems, f"the records cannot be read: {exc}"]
         live = None if applied is None or applied[1] is None else applied[1].encode("utf-8")
         found = history.verify(SCHEMA_MODULE, live, head,
