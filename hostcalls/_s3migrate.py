@@ -126,12 +126,7 @@ class S3Schemas:
         applied = self.applied() if got is not None else None
         old = applied[0] if applied else None
         plan = self._plan(old, new)
-        if plan.destructive:
-            n = len(plan.destructive)
-            raise HostCallError("unsupported", (
-                f"{n} destructive change{'s' if n != 1 else ''} on records stored on S3: refused"
-                f"{' even with --allow-destructive' if allow_destructive else ''} (S3 has no transaction "
-                "across objects, so a crash would leave the records half migrated); nothing was changed"))
+        self.refuse(plan, allow_destructive=allow_destructive)
         added: list[tuple[_Coll, _Index]] = []
         dropped: list[tuple[_Coll, _Index]] = []
         if old is not None:
@@ -164,6 +159,16 @@ class S3Schemas:
                     self._store.delete(m.key, _WHERE)
             notify(f"dropped {c.t.coll.name}.{ix.name}")
         return plan
+
+    @staticmethod
+    def refuse(plan: Plan, *, allow_destructive: bool = False) -> None:
+        """Raise ``unsupported`` if ``plan`` has a destructive change (never applied on S3)."""
+        if plan.destructive:
+            n = len(plan.destructive)
+            raise HostCallError("unsupported", (
+                f"{n} destructive change{'s' if n != 1 else ''} on records stored on S3: refused"
+                f"{' even with --allow-destructive' if allow_destructive else ''} (S3 has no transaction "
+                "across objects, so a crash would leave the records half migrated); nothing was changed"))
 
     def _backfill(self, c: _Coll, ix: _Index, taken: list[str]) -> None:
         """Write ``ix``'s entry (and marker: unique) of every stored record of ``c``."""

@@ -279,6 +279,11 @@ def _apply(peer: Peer, text: str, schema: Schema, *, dry_run: bool, allow_destru
             return Applied(plan, False, None)
         if plan.same and history.last(SCHEMA_MODULE) is not None:
             return Applied(plan, False, None)
+        if isinstance(target, S3Schemas):
+            try:
+                target.refuse(plan, allow_destructive=allow_destructive)
+            except HostCallError as exc:
+                raise SchemaRefused(exc.message, plan) from exc
         if plan.destructive and not allow_destructive:
             raise SchemaRefused(f"{len(plan.destructive)} destructive change"
                                 f"{'s' if len(plan.destructive) != 1 else ''}: refused without "

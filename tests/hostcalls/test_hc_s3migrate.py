@@ -69,13 +69,14 @@ def test_additive_apply_backfills_indexes_and_uniques(backend: Open, schema_toml
     before = _all(old, "inbox")
     new = (schema_toml.replace('indexes = [["from", "sent"], "status"]', 'indexes = [["from", "sent"], "text"]')
            .replace('age = "int?"', 'age = "int?"\nnote = "string?"') + '\n[collections.archive]\ntype = "Message"\n')
-    new = new.replace('unique = ["did"]', 'unique = ["did", "handle"]')
+    new = new.replace('"text"]', '"text"]\nunique = ["text"]')  # the stored texts are distinct
     plan = b.schemas().plan(parse(new))
     got = {(c.collection, c.what, c.field): (c.cls, c.affected) for c in plan.changes}
     assert got[("archive", "add_collection", None)] == (ADDITIVE, 0)
     assert got[("inbox", "add_index", "text")] == (ADDITIVE, 0)
     assert got[("inbox", "remove_index", "status")] == (ADDITIVE, 0)
     assert got[("contacts", "add_field", "note")] == (ADDITIVE, 0)
+    assert got[("inbox", "add_unique", "text")] == (ADDITIVE, 0)
     with pytest.raises(HostCallError, match="run `peerbox schema apply`"):
         b.records(parse(new), new)  # not applied yet: a store under the new schema does not open
     steps: list[str] = []
@@ -90,7 +91,11 @@ def test_additive_apply_backfills_indexes_and_uniques(backend: Open, schema_toml
     names = [m.key[len(base):] for m in store.walk(base, "t")]
     assert sum(1 for n in names if n.startswith("inbox/i/i_text/")) == 6  # an entry per old record
     assert not any(n.startswith("inbox/i/i_status/") for n in names)  # the dropped index's entries
-    assert records.insert("contacts", {"handle": "n", "did": CAROL.replace("z6Mki", "z6Mkj"), "note": "x"}) == "n"
+    assert records.insert("contacts", {"handle": "n", "did": "did:key:z6MkN", "note": "x"}) == "n"
+    with pytest.raises(HostCallError) as info:  # the new unique constraint holds for old records
+        records.insert("inbox", {"from": ALICE, "text": "t3", "sent": 1})
+    assert info.value.kind == "conflict"
+    assert records.insert("inbox", {"from": ALICE, "text": "t9", "sent": 1}) == 9  # 8: the refused one's
 
 
 def test_destructive_and_duplicate_uniques_are_refused_changing_nothing(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import peerbox
-from peerbox.peer import Directory, SchemaRefused, apply_schema
+from peerbox.peer import Directory, SchemaRefused, apply_schema, verify_schema_history
 
 from .conftest import PEERBOX, Serving
 
@@ -65,14 +65,18 @@ def test_a_peer_keeps_typed_records_on_every_backend(tmp_path: Path, schema_toml
     assert "records.sqlite" not in value["files"]  # beside the storage: fs:: cannot reach it
     assert value["files"] == []  # on s3, the record objects are under a name fs:: never lists
     assert (bob.paths.dir / "records.sqlite").exists() == (backend != "s3")
-    if backend == "s3":  # a changed schema: refused until applied, and apply does not cover S3 yet
+    if backend == "s3":  # a changed schema: refused until applied; additive changes apply on S3
         (bob.paths.dir / "schema.toml").write_text(schema_toml + '\n[collections.archive]\ntype = "Message"\n')
         with peerbox.Contexts(root) as peers:
             ctx = peers.get("bob")
             said = ctx.run(ctx.compile('let m = ""; try { db::count("inbox") } catch (e) { m = e.message } m'))
             assert "run `peerbox schema apply bob`" in str(said.value)
-        with pytest.raises(SchemaRefused, match="not supported yet; nothing was changed"):
-            apply_schema(bob)
+        applied = apply_schema(bob)
+        assert applied.applied and applied.version is not None and applied.version.version == 2
+        assert verify_schema_history(bob) == []  # version 1 was recorded by the first run
+        (bob.paths.dir / "schema.toml").write_text(schema_toml.replace('flag = "bool?"', ""))
+        with pytest.raises(SchemaRefused, match="no transaction across objects"):
+            apply_schema(bob, allow_destructive=True)
         assert not (bob.paths.dir / "records.sqlite").exists()
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+import peerbox
+from peerbox.hostcalls import LocalS3
+
 Cli = Callable[..., Any]
 ALICE = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 LINES = [
@@ -92,3 +95,47 @@ def test_db_export_import_round_trip_into_a_fresh_peer(bob: Path, cli: Cli, tmp_
     assert res.code == 2 and "line 2: 'sent': type: expected timestamp" in res.err
     assert cli("db", "export", "carol", "nope", "--root", str(bob)).code == 2
     assert len(cli("db", "export", "carol", "inbox", "--root", str(bob)).out.splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_a_peer_on_s3_applies_additive_changes_keeps_history_and_backs_up(
+        tmp_path: Path, cli: Cli, schema_toml: str, s3_table: Callable[..., dict[str, object]],
+        local_s3: LocalS3, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "root"
+    for name, value in local_s3.environ().items():
+        monkeypatch.setenv(name, value)
+    for peer in ("bob", "carol"):
+        assert cli("init", peer, "--root", str(root)).code == 0
+        with (root / "peers" / peer / "peer.toml").open("a") as f:
+            f.write("\n[storage]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in s3_table(peer).items()))
+        (root / "peers" / peer / "schema.toml").write_text(schema_toml)
+    path = root / "peers" / "bob" / "schema.toml"
+    assert cli("schema", "apply", "bob", "--root", str(root)).code == 0  # version 1, signed
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in LINES))
+    res = cli("db", "import", "bob", "inbox", str(tmp_path / "in.jsonl"), "--root", str(root))
+    assert (res.code, res.err) == (0, "2 records imported into 'inbox'\n")
+    indexed = schema_toml.replace('"status"]', '"status", "text"]') + '\n[collections.archive]\ntype = "Message"\n'
+    path.write_text(indexed)
+    res = cli("schema", "apply", "bob", "--root", str(root))
+    assert res.code == 0 and "additive    add_index          inbox.text" in res.out
+    assert "applied: schema version 2 of bob recorded and signed (2 changes)" in res.out
+    with peerbox.Contexts(root) as peers:  # the backfilled index finds the records stored before it
+        ctx = peers.get("bob")
+        found = ctx.run(ctx.compile('db::query("inbox", #{where: #{text: "again"}}).items.map(|r| r.sent)'))
+        assert found.value == [2]
+    path.write_text(indexed.replace('flag = "bool?"', ""))
+    for extra in ((), ("--allow-destructive",)):
+        res = cli("schema", "apply", "bob", "--root", str(root), *extra)
+        assert res.code == 10 and "no transaction across objects" in res.err and "nothing was changed" in res.err
+        assert "destructive remove_field       inbox.flag" in res.out and "(1 records affected)" in res.out
+    path.write_text(indexed)
+    res = cli("schema", "history", "bob", "--root", str(root))
+    assert res.code == 0 and res.out.splitlines()[-1] == "ok   2 schema versions verified"
+    out = tmp_path / "inbox.jsonl"
+    assert cli("db", "export", "bob", "inbox", "--out", str(out), "--root", str(root)).code == 0
+    assert [json.loads(x) for x in out.read_text().splitlines()] == [{"_key": 1, **LINES[0]}, {"_key": 2, **LINES[1]}]
+    assert cli("db", "import", "carol", "inbox", str(out), "--root", str(root)).code == 0
+    assert cli("db", "export", "carol", "inbox", "--root", str(root)).out == out.read_text()
+    res = cli("db", "import", "carol", "inbox", str(out), "--root", str(root))  # the keys are taken
+    assert res.code == 2 and "nothing was imported" in res.err
+    assert len(cli("db", "export", "carol", "inbox", "--root", str(root)).out.splitlines()) == 2
