@@ -42,7 +42,7 @@ import cbor2
 from ._dbquery import column
 from ._dump import from_json, to_json
 from ._errors import HostCallError
-from ._migrate import DESTRUCTIVE, Plan, _compare
+from ._migrate import Plan, _compare
 from ._records import _Table
 from ._s3records import RECORDS_DIR, S3Records, _Coll, _Index
 from ._schema import Schema, TypeRef

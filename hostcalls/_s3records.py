@@ -243,9 +243,9 @@ class S3Records:
             _pause(attempt)
             blob = self._store.get(counter, _WHERE, 64)
             last = 0 if blob is None or blob.data is None else int(blob.data)
-            if last >= at_least or self._store.put(
-                    counter, _WHERE, str(at_least).encode(), if_match=None if blob is None else blob.meta.etag,
-                    create=blob is None):
+            etag = None if blob is None else blob.meta.etag
+            if last >= at_least or self._store.put(counter, _WHERE, str(at_least).encode(), if_match=etag,
+                                                   create=blob is None):
                 return
         raise HostCallError("io_error", "records: the key counter kept changing; try again")
 

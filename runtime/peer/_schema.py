@@ -40,9 +40,9 @@ from pathlib import Path
 
 from .._atomic import read_bounded
 from .._errors import Error
-from ..hostcalls import (MAX_SCHEMA_BYTES, RECORDS_FILE, HostCallError, Plan, Records, RecordStore, S3Schemas,
-                         Schema, SchemaError, StorageConfigError, StorageSite, applied_schema, apply_migration,
-                         check_schema, open_storage, plan_migration)
+from ..hostcalls import (MAX_SCHEMA_BYTES, RECORDS_FILE, HostCallError, Plan, Records, RecordStore,
+                         S3Schemas, Schema, SchemaError, StorageConfigError, StorageSite, applied_schema,
+                         apply_migration, check_schema, open_storage, plan_migration)
 from ..policy import TomlTooComplex, loads_bounded
 from ._history import History, HistoryError
 from ._peers import Peer
