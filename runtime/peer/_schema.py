@@ -23,7 +23,11 @@ refused (``unsupported``: "run ``peerbox schema apply NAME``") until
 versions (:class:`~peerbox.peer._history.History`, module ``schema``: the
 peer's own statement over the TOML text, the seal naming the previous
 entry, the sealed head); :func:`verify_schema_history` checks it and that
-the last version is the schema the records hold.
+the last version is the schema the records hold. A peer whose storage is
+s3 goes the same path, its records' applied schema being the ``schema``
+object under its prefix (:class:`~peerbox.hostcalls.S3Schemas`: the same
+plan; additive changes only, destructive ones refused even with
+``allow_destructive``).
 """
 
 from __future__ import annotations
