@@ -160,6 +160,9 @@ class PeerRecords:
                 if schema_history(self.peer).last(SCHEMA_MODULE) is None:
                     _apply(self.peer, text, schema, dry_run=False, allow_destructive=False)
             except (HistoryError, SchemaRefused) as exc:
+                cause = exc.__cause__
+                if isinstance(cause, HostCallError) and cause.kind == "io_error":
+                    raise cause from None  # the storage is down (S3): what a script is told
                 name = self.peer.name
                 raise HostCallError("unsupported", "the peer's schema cannot be applied: see peerbox schema "
                                     f"apply {name} and peerbox schema history {name}") from exc

@@ -141,3 +141,19 @@ def test_export_import_round_trip_between_two_s3_peers(backend: Open, schema_tom
         s3_import_lines(bob, "contacts", ['{"handle": "x", "did": "did:key:z6MkX"}', dumps["contacts"][0]])
     assert info.value.kind == "conflict" and bob.get("contacts", "x") is None
     assert bob.count("contacts") == 3
+
+
+def test_of_two_appliers_one_wins(backend: Open, schema_toml: str, schema: Schema) -> None:
+    b = backend("alice")
+    _fill(b.records(schema, schema_toml))
+    first = schema_toml.replace('"status"]', '"status", "text"]')
+    second = schema_toml + '\n[collections.archive]\ntype = "Message"\n'
+
+    def meanwhile(step: str) -> None:  # after the first one's backfill, before it replaces the schema
+        if step.startswith("backfilled"):
+            b.schemas().apply(parse(second), second)
+    with pytest.raises(HostCallError, match="another schema apply changed the applied schema") as info:
+        b.schemas().apply(parse(first), first, step=meanwhile)
+    assert info.value.kind == "conflict"
+    applied = b.schemas().applied()
+    assert applied is not None and applied[1] == second

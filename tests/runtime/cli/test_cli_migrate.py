@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 
 import peerbox
-from peerbox.hostcalls import LocalS3
+from peerbox.hostcalls import LocalS3, StorageSite, check_schema, open_storage
+from peerbox.hostcalls._s3 import S3Backend
 
 Cli = Callable[..., Any]
 ALICE = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
@@ -139,3 +141,10 @@ def test_a_peer_on_s3_applies_additive_changes_keeps_history_and_backs_up(
     res = cli("db", "import", "carol", "inbox", str(out), "--root", str(root))  # the keys are taken
     assert res.code == 2 and "nothing was imported" in res.err
     assert len(cli("db", "export", "carol", "inbox", "--root", str(root)).out.splitlines()) == 2
+    # the applied schema object replaced behind the history's back: the history no longer verifies
+    b = open_storage(s3_table("bob"), StorageSite(tmp_path / "unused", "bob"), None, local_s3.environ())
+    assert isinstance(b, S3Backend)
+    other = indexed + '\n[collections.drafts]\ntype = "Message"\n'
+    b.schemas().apply(check_schema(tomllib.loads(other), other), other)
+    res = cli("schema", "history", "bob", "--root", str(root))
+    assert res.code == 8 and "FAIL schema" in res.out
