@@ -71,7 +71,8 @@ def test_facade_exports_exactly_the_public_api() -> None:
             "DEFAULT_QUERY_LIMIT", "Schema", "SchemaError", "SchemaProblem", "RecordType", "Field", "Collection",
             "TypeRef", "SCALARS", "MAX_SCHEMA_BYTES", "check_schema", "parse_type", "json_schema",
             "validate_record", "Change", "Plan", "ADDITIVE", "DESTRUCTIVE", "plan_migration", "apply_migration",
-            "applied_schema", "export_lines", "import_lines",
+            "applied_schema", "export_lines", "import_lines", "S3Records", "S3Schemas", "s3_export_lines",
+            "s3_import_lines",
         ]
     )
     for name in hc.__all__:
