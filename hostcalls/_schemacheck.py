@@ -8,6 +8,7 @@ as the policy loader does: tomllib reports no positions). Budgeted: see the limi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -244,7 +245,7 @@ def _field(label: str, name: str, spec: object, line: int | None, ck: _Checker) 
         default = _default(label, f, spec["default"], line, ck)
         if default is None:
             return None
-        f = Field(f.name, f.type, f.max_len, f.min_len, f.min, f.max, f.one_of, f.description, f.line, default)
+        f = dataclasses.replace(f, default=default)
     return f
 
 
