@@ -7,12 +7,15 @@ tables (a field's new rules are checked by a SQL function that decodes the
 stored value and runs the record validator, so the count is exact):
 
 * ``additive`` (applied at once): a new collection, a new optional field, a
-  field made optional, a rule widened (``max_len`` raised or dropped,
+  new field with a ``default`` (the rebuild stores it in every record: all
+  are counted), a field made required with a default (records without a
+  value get it), a changed default (no stored record changes), a field made
+  optional, a rule widened (``max_len`` raised or dropped,
   ``min`` lowered, a larger ``one_of``), a new or dropped index, a dropped
   unique constraint, a new unique constraint no stored records break.
 * ``destructive`` (refused unless ``allow_destructive``): a removed
   collection or field (the records, or that field of them, are lost), a new
-  required field, a field made required, a narrowed rule or a changed type, a
+  required field without a default, a field made required without one, a narrowed rule or a changed type, a
   changed key, a unique constraint stored records break.
 
 :func:`apply_migration` applies a plan in one ``BEGIN IMMEDIATE``
@@ -127,7 +130,7 @@ def applied_schema(path: str | os.PathLike[str]) -> tuple[Schema, str | None] | 
 def _narrower(old: Field, new: Field) -> list[str]:
     """How ``new``'s rules refuse values ``old`` allowed (same type, optionality aside)."""
     out = []
-    if old.type.optional and not new.type.optional:
+    if old.type.optional and not new.type.optional and not new.has_default:
         out.append("made required")
     if new.max_len is not None and (old.max_len is None or new.max_len < old.max_len):
         out.append(f"max_len {old.max_len} -> {new.max_len}")
@@ -140,6 +143,11 @@ def _narrower(old: Field, new: Field) -> list[str]:
     if new.one_of is not None and (old.one_of is None or not set(old.one_of) <= set(new.one_of)):
         out.append("one_of narrowed")
     return out
+
+
+def _without_default(schema: Schema, tname: str, fname: str) -> dict[str, Any]:
+    spec: dict[str, Any] = schema.canonical()["types"][tname][fname]
+    return {k: v for k, v in spec.items() if k != "default"}
 
 
 def _base(f: Field, schema: Schema) -> Any:
@@ -172,6 +180,8 @@ class _Counter:
             v = cbor2.loads(value)  # type: ignore[arg-type]
         elif self.stored == "bool" and value is not None:
             v = bool(value)
+        if v is None and self.field.has_default:
+            return 0  # the rebuild stores the default
         try:
             self.checker.value(self.field.name, self.field.type, v, self.field)
         except HostCallError:
@@ -220,7 +230,11 @@ def _compare(db: sqlite3.Connection, old: Schema | None, new: Schema) -> list[Ch
         for f in nt.fields:
             of = ot.field(f.name)
             if of is None:
-                if f.type.optional:
+                if f.has_default:
+                    out.append(Change(name, "add_field", f.name, ADDITIVE, counter.count(table),
+                                      f"a new {'optional' if f.type.optional else 'required'} field "
+                                      f"({f.type}) with default {f.default!r}: every stored record gets it"))
+                elif f.type.optional:
                     out.append(Change(name, "add_field", f.name, ADDITIVE, 0,
                                       f"a new optional field ({f.type})"))
                 else:
@@ -239,6 +253,14 @@ def _compare(db: sqlite3.Connection, old: Schema | None, new: Schema) -> list[Ch
             if narrowed:
                 out.append(Change(name, "narrow_field", f.name, DESTRUCTIVE, counter.bad(table, of, f),
                                   f"{', '.join(narrowed)}; records whose value breaks it"))
+            elif of.type.optional and not f.type.optional:  # made required, with a default
+                out.append(Change(name, "require_field", f.name, ADDITIVE,
+                                  counter.count(table, f"{column(f.name)} IS NULL"),
+                                  f"made required with default {f.default!r}: records without it get it"))
+            elif _without_default(old, ot.name, f.name) == _without_default(new, nt.name, f.name):
+                out.append(Change(name, "change_default", f.name, ADDITIVE, 0,
+                                  f"default {of.default!r} -> {f.default!r} (stored records keep their "
+                                  "values)"))
             else:
                 out.append(Change(name, "widen_field", f.name, ADDITIVE, 0, f"{of.type} -> {f.type}, rules "
                                   "widened"))
@@ -296,6 +318,9 @@ def _rebuild(db: sqlite3.Connection, old: Schema, new: Schema, oc: Collection, n
         rec = ot.from_row(row)
         key = rec.get("_key") if oc.auto_key else rec.get(oc.key)
         data = {k: v for k, v in rec.items() if k != "_key" and nt.rt.field(k) is not None}
+        for f in nt.rt.fields:  # an absent optional value stays absent; new fields get their default
+            if f.type.optional and f.name not in data and ot.rt.field(f.name) is not None:
+                data[f.name] = None
         try:
             valid = validate_record(new, nc, data)
         except HostCallError as exc:

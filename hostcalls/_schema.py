@@ -98,7 +98,8 @@ class TypeRef:
 class Field:
     """One field of a record type and its rules: ``max_len``/``min_len`` (characters of a string,
     bytes of a blob, items of a list or map), ``min``/``max`` (numbers, timestamps), ``one_of``
-    (the allowed values of a string, did or int)."""
+    (the allowed values of a string, did or int), ``default`` (a TOML literal stored when an
+    inserted record lacks the field; ``None``: no default)."""
 
     name: str
     type: TypeRef
@@ -109,10 +110,15 @@ class Field:
     one_of: tuple[str | int, ...] | None = None
     description: str | None = None
     line: int | None = field(default=None, compare=False)
+    default: object = field(default=None, hash=False)
 
     @property
     def required(self) -> bool:
         return not self.type.optional
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +186,7 @@ class Schema:
         """The schema as plain JSON-able data (no lines, no file): what :attr:`digest` hashes."""
         def fld(f: Field) -> dict[str, Any]:
             out: dict[str, Any] = {"type": str(f.type)}
-            for k in ("max_len", "min_len", "min", "max", "one_of"):
+            for k in ("max_len", "min_len", "min", "max", "one_of", "default"):
                 v = getattr(f, k)
                 if v is not None:
                     out[k] = list(v) if k == "one_of" else v

@@ -8,23 +8,27 @@ as the policy loader does: tomllib reports no positions). Budgeted: see the limi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from ._errors import HostCallError
 from ._schema import (
     MAX_COLLECTIONS, MAX_FIELDS, MAX_INDEX_FIELDS, MAX_INDEXES, MAX_ONE_OF, MAX_TYPE_DEPTH, MAX_TYPES,
     RESERVED_FIELDS, SCALARS, Collection, Field, RecordType, Schema, SchemaError, SchemaProblem, depth_of,
     parse_type, refs_of,
 )
+from ._validate import _V
 
 __all__ = ["check_schema"]
 
 _MAX_PROBLEMS = 50
+_NO_TYPES = Schema(file="", version=1, types=(), collections=())
 _TYPE_NAME = re.compile(r"[A-Z][A-Za-z0-9_]{0,62}")
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
 _COLL_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
-_FIELD_KEYS = ("type", "max_len", "min_len", "min", "max", "one_of", "description")
+_FIELD_KEYS = ("type", "max_len", "min_len", "min", "max", "one_of", "default", "description")
 _COLL_KEYS = ("type", "key", "indexes", "unique", "description")
 _TOP_KEYS = ("version", "types", "collections")
 _LEN_KINDS = frozenset({"string", "bytes", "list", "map"})
@@ -235,8 +239,39 @@ def _field(label: str, name: str, spec: object, line: int | None, ck: _Checker) 
         ok = False
     if not ok:
         return None
-    return Field(name, t, values.get("max_len"), values.get("min_len"), values.get("min"), values.get("max"),
-                 one_of, desc, line)
+    f = Field(name, t, values.get("max_len"), values.get("min_len"), values.get("min"), values.get("max"),
+              one_of, desc, line)
+    if "default" in spec:
+        default = _default(label, f, spec["default"], line, ck)
+        if default is None:
+            return None
+        f = dataclasses.replace(f, default=default)
+    return f
+
+
+def _default(label: str, f: Field, value: object, line: int | None, ck: _Checker) -> object:
+    """``value`` as ``f``'s default, normalised (an int for a float field becomes a float); None
+    (a problem added) when it is not one: a did (a default would put records in someone's name),
+    bytes (TOML has no byte strings), a type that is or holds a record type (not supported), or a
+    value its own type and rules refuse."""
+    t = f.type
+    inner = t
+    while inner.item is not None:
+        inner = inner.item
+    if inner.kind in ("did", "bytes"):
+        why = "a did field takes no default (it would put records in a fixed identity's name)" \
+            if inner.kind == "did" else "a bytes field takes no default (TOML has no byte strings)"
+        ck.add(line, f"field {label}: {why}")
+        return None
+    if inner.kind == "record":
+        ck.add(line, f"field {label}: a field of a record type ({t}) takes no default (not supported yet)")
+        return None
+    try:
+        out = _V(_NO_TYPES).value(f.name, t, value, f)
+    except HostCallError as exc:
+        ck.add(line, f"field {label}: default {value!r} does not fit the field: {exc.message}")
+        return None
+    return out
 
 
 def _check_refs(types: list[RecordType], by_name: dict[str, RecordType], declared: set[str],
@@ -358,6 +393,10 @@ def _collection(name: str, raw: object, by_name: dict[str, RecordType], declared
         elif f.type.optional or f.type.kind not in ("string", "did", "int"):
             ck.add(kline, f"{label}: key: field {key!r} is a {f.type}; a key field is a required string, "
                    "did or int")
+            ok = False
+        elif f.has_default:
+            ck.add(kline, f"{label}: key: field {key!r} has a default; a key field takes none (every "
+                   "record without one would collide)")
             ok = False
     idx = _field_lists(label, "indexes", raw.get("indexes", []), t,
                        ck.lines.key("indexes", start, end) or line, ck)

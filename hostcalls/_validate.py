@@ -14,6 +14,7 @@ field path and the rule: ``'text': max_len 4096: it has 5000 characters``,
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from typing import Any
@@ -139,6 +140,9 @@ class _V:
                            f"type {rt.name} has no field {show(str(key))}{hint}")
         for f in rt.fields:
             if f.name not in v:
+                if f.has_default and not partial:
+                    out[f.name] = copy.deepcopy(f.default)  # checked against the field by the checker
+                    continue
                 if f.required and not partial:
                     raise _bad(prefix + f.name, "required", f"type {rt.name} needs it ({f.type})")
                 continue
@@ -211,7 +215,9 @@ def _json_type(t: TypeRef, f: Field | None) -> dict[str, Any]:
         if f.description:
             out["description"] = f.description
     if t.optional:
-        return {"anyOf": [out, {"type": "null"}]}
+        out = {"anyOf": [out, {"type": "null"}]}
+    if f is not None and f.has_default:
+        out["default"] = f.default
     return out
 
 
@@ -226,7 +232,7 @@ def json_schema(schema: Schema, title: str | None = None) -> dict[str, Any]:
         defs[rt.name] = {
             "type": "object",
             "properties": {f.name: _json_type(f.type, f) for f in rt.fields},
-            "required": [f.name for f in rt.fields if f.required],
+            "required": [f.name for f in rt.fields if f.required and not f.has_default],
             "additionalProperties": False,
         }
     props: dict[str, Any] = {}

@@ -226,3 +226,30 @@ def test_a_file_from_before_migrations_plans_from_its_last_schema(filled: Path, 
     assert changes(filled, new) == {("inbox", "remove_field", "flag"): (DESTRUCTIVE, 6)}
     apply_migration(filled, parse(new), new, allow_destructive=True)
     assert len(all_records(filled, parse(new))["inbox"]) == 6
+
+
+def test_a_new_required_field_with_a_default_is_additive_and_backfilled(filled: Path, schema_toml: str,
+                                                                          schema: Schema) -> None:
+    before = all_records(filled, schema)
+    new = (schema_toml.replace('flag = "bool?"', 'flag = "bool?"\nlang = { type = "string", default = "en" }')
+           .replace('age = "int?"', 'age = { type = "int", default = 0 }'))  # z had no age
+    assert changes(filled, new) == {("inbox", "add_field", "lang"): (ADDITIVE, 6),  # every record
+                                    ("contacts", "require_field", "age"): (ADDITIVE, 1)}
+    plan = apply_migration(filled, parse(new), new, allow_destructive=False)
+    assert not plan.destructive
+    after = all_records(filled, parse(new))
+    assert after["inbox"] == [dict(r, lang="en") for r in before["inbox"]]
+    assert after["contacts"] == [dict(r, age=r.get("age", 0)) for r in before["contacts"]]
+    store = Records(filled, parse(new))
+    assert store.count("inbox", {"lang": "en"}) == 6  # stored in the column, not filled in on reading
+    store.close()
+    # changing a default touches no stored record; an absent optional value stays absent
+    changed = new.replace('default = "en"', 'default = "fr"').replace("max = 10 }", "max = 10, default = 5 }")
+    assert changes(filled, changed) == {("inbox", "change_default", "lang"): (ADDITIVE, 0),  # no record has a
+                                        ("inbox", "change_default", "level"): (ADDITIVE, 0)}  # level: still none
+    apply_migration(filled, parse(changed), changed, allow_destructive=False)
+    assert all_records(filled, parse(changed)) == after
+    store = Records(filled, parse(changed))
+    assert store.get("inbox", store.insert("inbox", {"from": ALICE, "text": "n", "sent": 9})) == {
+        "_key": 8, "from": ALICE, "text": "n", "sent": 9, "lang": "fr", "level": 5}
+    store.close()

@@ -107,7 +107,7 @@ def test_every_problem_is_reported_with_its_line() -> None:
         "schema.toml:9: field Message.s: one_of must be a non-empty array of at most 256 int values"
         .replace("int values", "str values"),
         "schema.toml:10: field Message.f: unknown key 'frobnicate' (expected: type, max_len, min_len, min, max, "
-        "one_of, description)",
+        "one_of, default, description)",
         "schema.toml:12: type 'lower': a type name starts with a capital letter, then letters, digits or '_' "
         "(at most 63)",
         "schema.toml:6: field Message.txt: unknown type 'strin'",

@@ -16,7 +16,7 @@ check of the ``db::`` host calls):
 * the map literal given to ``db::insert`` (a whole record) or ``db::update``
   (changes) with a constant collection: no unknown field, no literal of the
   wrong type (nested records, lists and maps of literals too), and for an
-  insert no missing required field;
+  insert no missing required field (one with a default may be left out);
 * field reads (``m.form``, ``m["form"]``) on a value the checker can follow
   back to a ``db::get``/``db::query``: a variable bound by ``let`` straight to
   the call (or to a field, an item or a ``.items`` of such a value) that is
@@ -98,7 +98,7 @@ class RecordSchema:
     host's bug, like a malformed host-call table).
     """
 
-    __slots__ = ("types", "collections", "auto_key")
+    __slots__ = ("types", "collections", "auto_key", "defaulted")
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         try:
@@ -108,6 +108,10 @@ class RecordSchema:
                 str(t): {str(f): _parse_type(str(spec["type"])) for f, spec in fields.items()}
                 for t, fields in types.items()}
             self.collections: dict[str, str] = {str(c): str(spec["type"]) for c, spec in colls.items()}
+            #: (type, field) pairs that declare a default: an insert may leave them out
+            self.defaulted: frozenset[tuple[str, str]] = frozenset(
+                (str(t), str(f)) for t, fields in types.items() for f, spec in fields.items()
+                if "default" in spec)
             self.auto_key: frozenset[str] = frozenset(
                 str(c) for c, spec in colls.items() if spec.get("key", "auto") == "auto")
         except (KeyError, TypeError, AttributeError) as exc:
@@ -321,7 +325,7 @@ class _Checker:
             self.value(f"{path}{name}", tname, ft, value)
         if not partial:
             missing = [f"'{path}{n}' ({ft})" for n, ft in fields.items()
-                       if not ft.optional and n not in present]
+                       if not ft.optional and n not in present and (tname, n) not in self.schema.defaulted]
             if missing:
                 s = "s" if len(missing) > 1 else ""
                 self.diags.error(lit.span, f"record of type {tname} is missing required field{s} "

@@ -162,3 +162,11 @@ def test_malformed_schema_data_is_the_hosts_bug() -> None:
         lang.check("1", schema={"types": {}, "collections": {"c": {"type": "Nope"}}})
     with pytest.raises(ValueError, match="malformed type"):
         lang.check("1", schema={"types": {"A": {"x": {"type": "list<int"}}}, "collections": {}})
+
+
+def test_an_insert_may_leave_out_a_field_with_a_default() -> None:
+    schema = parse_schema_text(SCHEMA_TOML.replace('text = { type = "string", max_len = 200 }',
+                                                   'text = { type = "string", max_len = 200, default = "" }')).canonical()
+    assert errors('db::insert("inbox", #{from: caller.id, sent: 1})', schema) == []
+    assert errors('db::insert("inbox", #{from: caller.id})', schema) == [
+        "1:21: record of type Message is missing required field 'sent' (timestamp)"]
