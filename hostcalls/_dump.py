@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ._dbquery import column
 from ._errors import HostCallError
 from ._records import Records
-from ._schema import Schema, TypeRef
+from ._schema import Collection, Schema, TypeRef
 from ._validate import validate_record
 
 __all__ = ["export_lines", "import_lines", "to_json", "from_json"]
@@ -89,15 +90,14 @@ def export_lines(records: Records, coll: str) -> Iterator[str]:
         yield json.dumps(doc, ensure_ascii=False, sort_keys=False)
 
 
-def import_lines(records: Records, coll: str, lines: Iterable[str]) -> int:
-    """Insert the records of ``lines`` (JSON lines) into ``coll``, all or none; how many.
-
-    Raises :class:`HostCallError` ``schema_violation`` (``line N: ...``) for a line that is
-    not a JSON object of the collection's type, ``conflict`` for a key or unique value
-    already taken (nothing is imported in either case)."""
-    t = records.table(coll)
-    root = TypeRef("record", name=t.coll.type)
-    rows: list[list[object]] = []
+def parse_lines(schema: Schema, coll: Collection, size: Callable[[dict[str, Any]], object],
+                lines: Iterable[str]) -> list[tuple[int | None, dict[str, Any]]]:
+    """Every non-blank line of an export, converted and validated against ``coll``'s type (and
+    ``size``, the store's record-size check): (the ``_key`` given for an auto-keyed collection or
+    None, the record). Raises :class:`HostCallError` naming the line (``line N: ...``): the
+    first bad line stops the import before anything is written."""
+    root = TypeRef("record", name=coll.type)
+    out: list[tuple[int | None, dict[str, Any]]] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -107,15 +107,27 @@ def import_lines(records: Records, coll: str, lines: Iterable[str]) -> int:
             raise HostCallError("schema_violation", f"line {n}: not JSON: {exc}") from exc
         if not isinstance(doc, dict):
             raise HostCallError("schema_violation", f"line {n}: not a JSON object")
-        key = doc.pop("_key", None) if t.coll.auto_key else None
+        key = doc.pop("_key", None) if coll.auto_key else None
         if key is not None and (type(key) is not int or key < 1):
             raise HostCallError("schema_violation", f"line {n}: _key: expected a positive int")
         try:
-            rec = validate_record(records.schema, t.coll, from_json(records.schema, root, doc, ""))
-            records._size(rec)
+            rec = validate_record(schema, coll, from_json(schema, root, doc, ""))
+            size(rec)
         except HostCallError as exc:
             raise HostCallError(exc.kind, f"line {n}: {exc.message}") from exc
-        rows.append(([key] if t.coll.auto_key else []) + t.to_row(rec))
+        out.append((key, rec))
+    return out
+
+
+def import_lines(records: Records, coll: str, lines: Iterable[str]) -> int:
+    """Insert the records of ``lines`` (JSON lines) into ``coll``, all or none; how many.
+
+    Raises :class:`HostCallError` ``schema_violation`` (``line N: ...``) for a line that is
+    not a JSON object of the collection's type, ``conflict`` for a key or unique value
+    already taken (nothing is imported in either case)."""
+    t = records.table(coll)
+    rows = [([key] if t.coll.auto_key else []) + t.to_row(rec)
+            for key, rec in parse_lines(records.schema, t.coll, records._size, lines)]
     names = (["_key"] if t.coll.auto_key else []) + t.fields
     marks = ", ".join("?" * len(names))
     sql = f"INSERT INTO {t.name} ({', '.join(column(c) for c in names)}) VALUES ({marks})"

@@ -40,14 +40,13 @@ from typing import TYPE_CHECKING
 import cbor2
 
 from ._dbquery import column
-from ._dump import from_json, to_json
+from ._dump import parse_lines, to_json
 from ._errors import HostCallError
 from ._migrate import Plan, _compare
 from ._records import _Table
 from ._s3records import RECORDS_DIR, S3Records, _Coll, _Index
 from ._schema import Schema, TypeRef
 from ._schemacheck import check_schema
-from ._validate import validate_record
 
 if TYPE_CHECKING:
     from ._s3store import ObjectStore
@@ -222,26 +221,9 @@ def s3_import_lines(records: S3Records, coll: str, lines: Iterable[str]) -> int:
     inserted are deleted again. A crash midway leaves the ones inserted so far."""
     c = records._coll(coll)
     t = c.t
-    root = TypeRef("record", name=t.coll.type)
-    todo: list[tuple[object, dict[str, object]]] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-        except ValueError as exc:
-            raise HostCallError("schema_violation", f"line {n}: not JSON: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise HostCallError("schema_violation", f"line {n}: not a JSON object")
-        key = doc.pop("_key", None) if t.coll.auto_key else None
-        if key is not None and (type(key) is not int or key < 1):
-            raise HostCallError("schema_violation", f"line {n}: _key: expected a positive int")
-        try:
-            rec = validate_record(records.schema, t.coll, from_json(records.schema, root, doc, ""))
-            records._size(rec)
-        except HostCallError as exc:
-            raise HostCallError(exc.kind, f"line {n}: {exc.message}") from exc
-        todo.append((key if t.coll.auto_key else rec[t.key], rec))
+    todo: list[tuple[object, dict[str, object]]] = [
+        (key if t.coll.auto_key else rec[t.key], rec)
+        for key, rec in parse_lines(records.schema, t.coll, records._size, lines)]
     given = [k for k, _ in todo if isinstance(k, int)] if t.coll.auto_key else []
     if given:
         records._raise_key(c, max(given))  # the counter never hands out an imported key
