@@ -162,7 +162,7 @@ class PeerRecords:
             except (HistoryError, SchemaRefused) as exc:
                 cause = exc.__cause__
                 if isinstance(cause, HostCallError) and cause.kind == "io_error":
-                    raise cause from None  # the storage is down (S3): what a script is told
+                    raise cause from cause.__cause__  # the storage is down (S3): what a script is told
                 name = self.peer.name
                 raise HostCallError("unsupported", "the peer's schema cannot be applied: see peerbox schema "
                                     f"apply {name} and peerbox schema history {name}") from exc
