@@ -98,13 +98,15 @@ check-rt: sysdeps-rt
 # so the other workers' load does not skew what they measure. TEST_PROCS pytest processes on
 # two cores: most end-to-end tests wait on servers they start (measured: 4 processes take the
 # parallel pass from 515 s to 366 s on this 2-core machine, CPU 1.9 cores busy on average).
+# --dist loadgroup: a module whose tests share an expensive module-scoped fixture (the demo,
+# a served world, a built wheel) is marked xdist_group and set up once, not once per process.
 TEST_PROCS ?= 4
 test: venv sysdeps check-rt
-	$(VPY) -m pytest -q -n $(TEST_PROCS) -m "not serial"
+	$(VPY) -m pytest -q -n $(TEST_PROCS) --dist loadgroup -m "not serial"
 	$(VPY) -m pytest -q -m serial
 
 test-fast: venv
-	$(VPY) -m pytest -q -n $(TEST_PROCS) -m "not slow and not serial"
+	$(VPY) -m pytest -q -n $(TEST_PROCS) --dist loadgroup -m "not slow and not serial"
 
 # `make test-min`: the lower bounds of pyproject.toml's dependencies are versions that work.
 # .venv-min gets every runtime dependency pinned to its lower bound (each `NAME>=X` becomes

@@ -23,7 +23,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CODE_DIRS = ("runtime", "wasm_guests", "hostcalls", "policy")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
+# xdist_group: the module-scoped fixture is set up once, on one pytest process (`--dist loadgroup`),
+# not once on every process that gets one of these tests
 
 
 def _has_modern_setuptools() -> bool:

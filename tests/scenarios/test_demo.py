@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # runs examples/network/demo.sh (peerbox processes)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]  # runs examples/network/demo.sh (peerbox processes)
+# xdist_group: the module-scoped fixture is set up once, on one pytest process (`--dist loadgroup`),
+# not once on every process that gets one of these tests
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "network" / "demo.sh"
 

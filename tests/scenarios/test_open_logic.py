@@ -39,7 +39,9 @@ import peerbox
 
 from .conftest import PEERBOX
 
-pytestmark = pytest.mark.slow  # a real `peerbox serve` and the CLI as subprocesses
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("open-logic")]  # a real `peerbox serve` and the CLI as subprocesses
+# xdist_group: the module-scoped fixture is set up once, on one pytest process (`--dist loadgroup`),
+# not once on every process that gets one of these tests
 
 
 
