@@ -36,7 +36,9 @@ __all__ = ["add_parsers", "cmd_export", "cmd_import", "COMMANDS"]
 
 #: The subcommands this module adds.
 COMMANDS = ("db",)
-_MAX_IMPORT = 1 << 30
+#: The largest file ``db import`` reads (characters): it holds the whole file and its records in
+#: memory to import all or nothing; a larger one is refused, never cut short.
+MAX_IMPORT = 256 << 20
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -113,12 +115,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     """``peerbox db import NAME COLL FILE``: 0, or 2 (a bad line, a key taken: nothing imported)."""
     try:
         if args.file == "-":
-            text = sys.stdin.read(_MAX_IMPORT)
+            text = sys.stdin.read(MAX_IMPORT + 1)
         else:
             with open(args.file, encoding="utf-8") as f:
-                text = f.read(_MAX_IMPORT)
+                text = f.read(MAX_IMPORT + 1)
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {args.file}: {exc}") from exc
+    if len(text) > MAX_IMPORT:
+        raise UsageError(f"{args.file} is larger than {MAX_IMPORT >> 20} MiB: split it and import the parts "
+                         "(each one all or nothing)")
     ctx = _context(args)
     try:
         n = _import(ctx.records(), args.coll, text.splitlines())

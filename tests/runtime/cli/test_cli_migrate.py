@@ -148,3 +148,19 @@ def test_a_peer_on_s3_applies_additive_changes_keeps_history_and_backs_up(
     b.schemas().apply(check_schema(tomllib.loads(other), other), other)
     res = cli("schema", "history", "bob", "--root", str(root))
     assert res.code == 8 and "FAIL schema" in res.out
+
+
+def test_an_import_file_past_the_cap_is_refused_whole(bob: Path, cli: Cli, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file larger than ``db import`` reads is refused with exit 2, never imported cut short
+    (the cap is lowered here so the file stays small; what is checked is the same)."""
+    from peerbox.cli import _db
+    line = json.dumps({"from": ALICE, "text": "late", "sent": 3}) + "\n"
+    big = tmp_path / "big.jsonl"
+    big.write_text(line * 10)
+    monkeypatch.setattr(_db, "MAX_IMPORT", len(line) * 10 - 1)
+    res = cli("db", "import", "bob", "inbox", str(big), "--root", str(bob))
+    assert res.code == 2 and "is larger than" in res.err, res.err
+    monkeypatch.setattr(_db, "MAX_IMPORT", len(line) * 10)
+    res = cli("db", "import", "bob", "inbox", str(big), "--root", str(bob))
+    assert (res.code, res.err) == (0, "10 records imported into 'inbox'\n")
