@@ -35,7 +35,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -160,6 +160,17 @@ class _Table:
 
     def key_param(self, key: object) -> object:
         return self.cols.check("key", self.key, self.cols.types[self.key], key) if key is not None else None
+
+
+def result_page(t: _Table, order: Order, rows: Sequence[tuple[Any, ...]], limit: int) -> dict[str, object]:
+    """A query's answer from up to ``limit + 1`` ``rows`` in ``order``: ``#{items, next}``, ``next``
+    the cursor after the last item when there were more rows than ``limit`` (else None)."""
+    items = [t.from_row(r) for r in rows[:limit]]
+    nxt = None
+    if len(rows) > limit:
+        last = items[-1]
+        nxt = encode_cursor(t.coll.name, order, [last[f] for f, _ in order.fields])
+    return {"items": items, "next": nxt}
 
 
 def plan_query(t: _Table, spec: object, scope: RowScope,
@@ -419,12 +430,7 @@ class Records:
         with self._tx(write=False) as db:
             rows = db.execute(f"SELECT {t.select} FROM {t.name} WHERE {sql} ORDER BY {order.sql()} "
                               f"LIMIT {limit + 1}", params).fetchall()
-        items = [t.from_row(r) for r in rows[:limit]]
-        nxt = None
-        if len(rows) > limit:
-            last = items[-1]
-            nxt = encode_cursor(t.coll.name, order, [last[f] for f, _ in order.fields])
-        return {"items": items, "next": nxt}
+        return result_page(t, order, rows, limit)
 
     def count(self, coll: object, where: object = None, scope: RowScope = None) -> int:
         """How many records (in scope) match ``where`` (None: all)."""

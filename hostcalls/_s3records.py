@@ -63,11 +63,11 @@ from typing import TYPE_CHECKING, Any
 
 import cbor2
 
-from ._dbquery import column, compile_where, encode_cursor
+from ._dbquery import column, compile_where
 from ._errors import HostCallError, show
 from ._recstore import RowScope, encode, encode_value, text_prefix
 from ._paths import TEMP_PREFIX
-from ._records import MAX_QUERY_LIMIT, MAX_RECORD_BYTES, Records, _Table, plan_query
+from ._records import MAX_QUERY_LIMIT, MAX_RECORD_BYTES, Records, _Table, plan_query, result_page
 from ._schema import Schema
 from ._validate import type_name, validate_record
 
@@ -548,12 +548,7 @@ class S3Records:
         assert isinstance(spec, dict)
         rows = self._select(c, self._matching(c, spec.get("where")), f"SELECT {t.select} FROM {t.name} "
                             f"WHERE {sql} ORDER BY {order.sql()} LIMIT {limit + 1}", params)
-        items = [t.from_row(r) for r in rows[:limit]]
-        nxt = None
-        if len(rows) > limit:
-            last = items[-1]
-            nxt = encode_cursor(t.coll.name, order, [last[f] for f, _ in order.fields])
-        return {"items": items, "next": nxt}
+        return result_page(t, order, rows, limit)
 
     def count(self, coll: object, where: object = None, scope: RowScope = None) -> int:
         """How many records (in scope) match ``where`` (None: all)."""
