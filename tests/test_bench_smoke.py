@@ -10,6 +10,7 @@ produced.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,10 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     for names, group in ((ISO_ROWS, "isolation"), (HOSTCALL_ROWS, "hostcall")):
         for n in names:
             r = by_name[n]
-            assert r["group"] == group and r["us"] is not None and r["us"] > 0, r
+            assert r["group"] == group and r["us"] is not None and math.isfinite(r["us"]), r
+            # a row that is a difference of two timings ("(N reads − empty loop) / N") can come out
+            # below zero in a --quick run on a busy machine: only the others must be positive
+            assert r["us"] > 0 or "−" in r["title"], r
             assert r["rel"] is not None and r["samples"], r
         assert by_name[names[0]]["rel"] == 1.0
     for key in ("cpu", "cores", "python", "wasmtime", "date", "commit", "loadavg_start", "loadavg_end"):
